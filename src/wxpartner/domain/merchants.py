@@ -1,0 +1,55 @@
+"""Who may call: merchants, their roles, key modes and relations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    SERVICE_PROVIDER = "service_provider"  # 服务商: calls webizpay as sp_mchid
+    PLATFORM = "platform"  # 平台商户: calls recharge-employees
+    CHANNEL = "channel"  # 渠道商: calls apply4subject
+    INSTITUTION = "institution"  # 从业机构 (bank / payment institution): calls apply4subject with channel_id
+    SUB_MERCHANT = "sub_merchant"  # 子商户 of a service provider
+    SECOND_LEVEL = "second_level"  # 二级商户 of a platform
+    SPECIAL = "special"  # 特约商户 confirmed through apply4subject
+
+
+CALLER_ROLES = frozenset({Role.SERVICE_PROVIDER, Role.PLATFORM, Role.CHANNEL, Role.INSTITUTION})
+
+
+class KeyMode(StrEnum):
+    PUBLIC_KEY = "public_key"  # responses signed with the WeChat Pay public key (PUB_KEY_ID_...)
+    CERTIFICATE = "certificate"  # responses signed with a platform certificate; /v3/certificates works
+    MIGRATING = "migrating"  # either, as the request's Wechatpay-Serial names; callbacks randomly
+
+
+class RelationKind(StrEnum):
+    SUB_MERCHANT = "sub_merchant"  # service provider -> sub-merchant
+    SECOND_LEVEL = "second_level"  # platform -> second-level merchant
+    CHANNEL = "channel"  # institution -> channel merchant
+
+
+@dataclass(frozen=True, slots=True)
+class Merchant:
+    mchid: str
+    name: str
+    role: Role
+    apiv3_key: str | None
+    key_mode: KeyMode
+    notify_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The verified signer of a request: the ``mchid`` of its Authorization header."""
+
+    merchant: Merchant
+    serial_no: str
+    # The request's Wechatpay-Serial: which WeChat Pay key the caller holds (drives migrating mode).
+    wechatpay_serial: str | None
+
+    @property
+    def mchid(self) -> str:
+        return self.merchant.mchid

@@ -1,0 +1,46 @@
+"""Base model and field types shared by every family (spec README: conventions)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+
+from ..protocol.times import parse_rfc3339
+
+
+class WxModel(BaseModel):
+    """Strict JSON types (an amount sent as a string is an error, as at WeChat Pay); unknown keys are
+    ignored (new keys may appear at any time); absent and null mean the same."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", populate_by_name=True, frozen=False)
+
+
+def _rfc3339(value: str) -> str:
+    parse_rfc3339(value)
+    return value
+
+
+def _date(value: str) -> str:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("expected a date yyyy-MM-DD")
+    import datetime as dt
+
+    dt.date.fromisoformat(value)
+    return value
+
+
+# RFC 3339 date-time with offset, kept as the exact string received.
+Rfc3339 = Annotated[str, AfterValidator(_rfc3339)]
+Date = Annotated[str, AfterValidator(_date)]
+
+
+def limited(max_length: int, min_length: int = 1, pattern: str | None = None) -> object:
+    return StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern)
+
+
+Mchid = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+# The identifier alphabet of user_id / out_card_no: digits, letters, _ - | *
+IDENT_PATTERN = r"^[0-9A-Za-z_\-|*]+$"

@@ -1,0 +1,76 @@
+"""The ``Authorization`` header: emit and parse (spec: protocol.md §4)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .constants import SCHEME
+
+PARAM_NAMES = ("mchid", "nonce_str", "timestamp", "serial_no", "signature")
+_PARAM = re.compile(r'\s*([A-Za-z_]+)="([^"]*)"\s*')
+
+
+class AuthorizationFormatError(ValueError):
+    """The header does not follow the grammar; the message says exactly where."""
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    mchid: str
+    nonce_str: str
+    timestamp: str
+    serial_no: str
+    signature: str
+
+    def header_value(self) -> str:
+        """The order both official SDKs emit; the server accepts any order."""
+        return (
+            f'{SCHEME} mchid="{self.mchid}",nonce_str="{self.nonce_str}",timestamp="{self.timestamp}",'
+            f'serial_no="{self.serial_no}",signature="{self.signature}"'
+        )
+
+
+def parse_authorization(value: str) -> Authorization:
+    """Parse a header value; parameters in any order, each exactly once, values double-quoted."""
+    scheme, sep, rest = value.strip().partition(" ")
+    if not sep or not rest.strip():
+        raise AuthorizationFormatError(f"expected '{SCHEME} key=\"value\",...'")
+    if scheme != SCHEME:
+        raise AuthorizationFormatError(f"unsupported scheme {scheme[:40]!r}, expected {SCHEME}")
+    found: dict[str, str] = {}
+    for part in _split_params(rest):
+        m = _PARAM.fullmatch(part)
+        if m is None:
+            raise AuthorizationFormatError(f'malformed parameter {part.strip()[:60]!r}: expected key="value"')
+        key, val = m.group(1), m.group(2)
+        if key not in PARAM_NAMES:
+            raise AuthorizationFormatError(f"unknown parameter {key!r}")
+        if key in found:
+            raise AuthorizationFormatError(f"duplicate parameter {key!r}")
+        if not val:
+            raise AuthorizationFormatError(f"empty parameter {key!r}")
+        found[key] = val
+    missing = [k for k in PARAM_NAMES if k not in found]
+    if missing:
+        raise AuthorizationFormatError("missing parameter(s): " + ", ".join(missing))
+    if not found["timestamp"].isascii() or not found["timestamp"].isdigit():
+        raise AuthorizationFormatError("timestamp must be decimal Unix seconds")
+    return Authorization(**found)
+
+
+def _split_params(rest: str) -> list[str]:
+    """Split on commas outside quotes so a stray comma inside a value is reported, not misparsed."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for ch in rest:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts

@@ -1,0 +1,62 @@
+"""Sensitive-field RSA-OAEP (spec §8) and AES-256-GCM notification resources (spec §9.3)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import string
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+_GCM_NONCE_ALPHABET = string.ascii_letters + string.digits
+
+
+class DecryptionError(ValueError):
+    """A ciphertext that is malformed or does not authenticate/decrypt under the given key."""
+
+
+def oaep_encrypt(public_key: rsa.RSAPublicKey, plaintext: str) -> str:
+    """RSAES-OAEP (SHA-1, MGF1-SHA-1, empty label), Base64. Randomised: never the same twice."""
+    return base64.b64encode(public_key.encrypt(plaintext.encode("utf-8"), _OAEP)).decode("ascii")
+
+
+def oaep_decrypt(private_key: rsa.RSAPrivateKey, ciphertext: str) -> str:
+    try:
+        raw = base64.b64decode(ciphertext.encode("ascii"), validate=True)
+        return private_key.decrypt(raw, _OAEP).decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeError) as exc:
+        raise DecryptionError("value is not RSA-OAEP ciphertext for this key") from exc
+
+
+def _aes_key(apiv3_key: str | bytes) -> bytes:
+    key = apiv3_key.encode("ascii") if isinstance(apiv3_key, str) else apiv3_key
+    if len(key) != 32:
+        raise ValueError("the APIv3 key must be exactly 32 bytes")
+    return key
+
+
+def aes_gcm_encrypt(apiv3_key: str | bytes, nonce: str, associated_data: str, plaintext: str) -> str:
+    """Base64(ciphertext || 16-byte tag); IV and AAD are the UTF-8 bytes of the strings."""
+    aead = AESGCM(_aes_key(apiv3_key))
+    sealed = aead.encrypt(nonce.encode("utf-8"), plaintext.encode("utf-8"), associated_data.encode("utf-8"))
+    return base64.b64encode(sealed).decode("ascii")
+
+
+def aes_gcm_decrypt(apiv3_key: str | bytes, nonce: str, associated_data: str | None, ciphertext: str) -> str:
+    aead = AESGCM(_aes_key(apiv3_key))
+    try:
+        sealed = base64.b64decode(ciphertext.encode("ascii"), validate=True)
+        plain = aead.decrypt(nonce.encode("utf-8"), sealed, (associated_data or "").encode("utf-8"))
+        return plain.decode("utf-8")
+    except (InvalidTag, binascii.Error, ValueError, UnicodeError) as exc:
+        raise DecryptionError("resource does not authenticate under this APIv3 key") from exc
+
+
+def new_gcm_nonce() -> str:
+    """12 characters of [0-9A-Za-z]: their bytes are the 12-byte GCM IV."""
+    return "".join(secrets.choice(_GCM_NONCE_ALPHABET) for _ in range(12))

@@ -1,0 +1,1 @@
+"""Setting the sandbox up: key material, the first-run bootstrap, scenario files, reset."""

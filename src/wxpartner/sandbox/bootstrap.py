@@ -1,0 +1,142 @@
+"""First run: WeChat Pay's own keys, a demo service provider with its keys, an APIv3 key and a sandbox
+token; afterwards, the connection settings a client needs (printed by ``wxpartner serve``)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+from ..domain.merchants import KeyMode, Merchant, RelationKind, Role
+from ..store import registry, sandbox
+from ..store.db import Database
+from .material import make_merchant_keys, make_platform_certificate, make_platform_public_key, new_apiv3_key
+
+DEMO_SP = "1900000001"
+DEMO_SUB = "1900000101"
+DEMO_SECOND_LEVEL = "1900000201"
+TOKEN_KEY = "sandbox_token"
+
+
+def ensure_platform_keys(db: Database, data_dir: Path) -> None:
+    """One shared WeChat Pay public key (PUB_KEY_ID_...) and one platform certificate, kept in the db;
+    their public halves are written to data_dir/platform for clients to load."""
+    with db.write() as conn:
+        rows = registry.list_platform_keys(conn)
+        if not any(r.kind == "public_key" for r in rows):
+            registry.add_platform_key(conn, make_platform_public_key())
+        if not any(r.kind == "certificate" for r in rows):
+            registry.add_platform_key(conn, make_platform_certificate())
+        rows = registry.list_platform_keys(conn)
+    out = data_dir / "platform"
+    out.mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        if row.retired:
+            continue
+        if row.kind == "public_key" and row.mchid is None:
+            (out / f"{row.key_id}.pem").write_text(row.public_key_pem)
+        elif row.kind == "certificate" and row.certificate_pem:
+            (out / f"wechatpay_{row.key_id}.pem").write_text(row.certificate_pem)
+
+
+def ensure_token(db: Database, given: str = "") -> str:
+    with db.write() as conn:
+        if given:
+            sandbox.kv_set(conn, TOKEN_KEY, given)
+            return given
+        token = sandbox.kv_get(conn, TOKEN_KEY)
+        if token is None:
+            token = "wxp_" + secrets.token_urlsafe(24)
+            sandbox.kv_set(conn, TOKEN_KEY, token)
+        return token
+
+
+def ensure_demo(db: Database, data_dir: Path) -> None:
+    """The demo service provider (also a platform merchant) with a sub-merchant and a second-level merchant."""
+    with db.read() as conn:
+        if registry.get_merchant(conn, DEMO_SP) is not None:
+            return
+    files = make_merchant_keys(DEMO_SP, data_dir / "keys" / DEMO_SP)
+    with db.write() as conn:
+        registry.upsert_merchant(
+            conn,
+            Merchant(
+                DEMO_SP,
+                "Demo service provider",
+                Role.SERVICE_PROVIDER,
+                new_apiv3_key(),
+                KeyMode.PUBLIC_KEY,
+                None,
+            ),
+        )
+        registry.add_certificate(conn, DEMO_SP, files.serial_no, files.public_key_pem, files.certificate_pem)
+        registry.upsert_merchant(
+            conn, Merchant(DEMO_SUB, "Demo sub-merchant", Role.SUB_MERCHANT, None, KeyMode.PUBLIC_KEY, None)
+        )
+        registry.upsert_merchant(
+            conn,
+            Merchant(
+                DEMO_SECOND_LEVEL,
+                "Demo second-level merchant",
+                Role.SECOND_LEVEL,
+                None,
+                KeyMode.PUBLIC_KEY,
+                None,
+            ),
+        )
+        registry.add_relation(conn, DEMO_SP, DEMO_SUB, RelationKind.SUB_MERCHANT)
+        registry.add_relation(conn, DEMO_SP, DEMO_SECOND_LEVEL, RelationKind.SECOND_LEVEL)
+
+
+def connection_info(
+    db: Database, data_dir: Path, base_url: str, token: str, mchid: str = DEMO_SP
+) -> dict[str, Any]:
+    with db.read() as conn:
+        merchant = registry.get_merchant(conn, mchid)
+        certs = registry.list_certificates(conn, mchid)
+        keys = registry.list_platform_keys(conn)
+        subs = registry.children(conn, mchid)
+    if merchant is None:
+        raise LookupError(f"merchant {mchid} is not registered")
+    pub = next(
+        (r for r in reversed(keys) if r.kind == "public_key" and not r.retired and r.mchid in (None, mchid)),
+        None,
+    )
+    cert = next((r for r in reversed(keys) if r.kind == "certificate" and not r.retired), None)
+    key_dir = data_dir / "keys" / mchid
+    serial = next((str(c["serial_no"]) for c in certs if not c["revoked"]), "")
+    info: dict[str, Any] = {
+        "base_url": base_url,
+        "mchid": mchid,
+        "key_mode": merchant.key_mode.value,
+        "serial_no": serial,
+        "private_key_path": str((key_dir / "apiclient_key.pem").resolve()),
+        "certificate_path": str((key_dir / "apiclient_cert.pem").resolve()),
+        "apiv3_key": merchant.apiv3_key,
+        "wechatpay_public_key_id": pub.key_id if pub else None,
+        "wechatpay_public_key_path": str((data_dir / "platform" / f"{pub.key_id}.pem").resolve())
+        if pub
+        else None,
+        "platform_certificate_serial": cert.key_id if cert else None,
+        "platform_certificate_path": (
+            str((data_dir / "platform" / f"wechatpay_{cert.key_id}.pem").resolve()) if cert else None
+        ),
+        "sub_mchid": [child for child, kind in subs if kind == RelationKind.SUB_MERCHANT.value],
+        "second_level_mchid": [child for child, kind in subs if kind == RelationKind.SECOND_LEVEL.value],
+        "sandbox_token": token,
+        "sandbox_api": f"{base_url}/sandbox",
+        "dashboard": f"{base_url}/dashboard",
+    }
+    (data_dir / "connection.json").write_text(json.dumps(info, indent=2, ensure_ascii=False))
+    return info
+
+
+def bootstrap(db: Database, data_dir: Path, *, token: str = "", demo: bool = True) -> str:
+    """Migrate, create keys and the demo merchant if missing; returns the sandbox token."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db.migrate()
+    ensure_platform_keys(db, data_dir)
+    if demo:
+        ensure_demo(db, data_dir)
+    return ensure_token(db, token)

@@ -1,0 +1,104 @@
+"""Generating key material for merchants and for WeChat Pay itself, written as the files integrators know."""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..protocol import keys as k
+from ..store.registry import PlatformKeyRow
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def new_apiv3_key() -> str:
+    return "".join(secrets.choice(_ALNUM) for _ in range(32))
+
+
+def new_public_key_id() -> str:
+    return "PUB_KEY_ID_01" + "".join(secrets.choice(string.digits) for _ in range(26))
+
+
+@dataclass(frozen=True)
+class MerchantKeyFiles:
+    serial_no: str
+    private_key_path: Path
+    certificate_path: Path
+    private_key_pem: str
+    certificate_pem: str
+    public_key_pem: str
+
+
+def write_secret(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o600)
+
+
+def make_merchant_keys(mchid: str, out_dir: Path, *, pkcs1: bool = False) -> MerchantKeyFiles:
+    """apiclient_key.pem (PKCS#8, or PKCS#1 on request) and apiclient_cert.pem, as the merchant console issues."""
+    key = k.generate_private_key()
+    cert = k.issue_certificate(
+        key, f"{mchid}", organization="wxpartner sandbox merchant", issuer_key=k.generate_private_key()
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key_pem = k.private_key_pem(key, pkcs1=pkcs1)
+    cert_pem = k.certificate_pem(cert)
+    write_secret(out_dir / "apiclient_key.pem", key_pem)
+    (out_dir / "apiclient_cert.pem").write_text(cert_pem)
+    return MerchantKeyFiles(
+        serial_no=k.certificate_serial(cert),
+        private_key_path=out_dir / "apiclient_key.pem",
+        certificate_path=out_dir / "apiclient_cert.pem",
+        private_key_pem=key_pem,
+        certificate_pem=cert_pem,
+        public_key_pem=k.public_key_pem(key.public_key()),
+    )
+
+
+def make_platform_certificate(
+    *, valid_days: int = 5 * 365, not_before: float | None = None
+) -> PlatformKeyRow:
+    key = k.generate_private_key()
+    start = time.time() - 300 if not_before is None else not_before
+    import datetime as dt
+
+    cert = k.issue_certificate(
+        key,
+        "Tenpay.com sandbox platform certificate",
+        organization="wxpartner sandbox (WeChat Pay)",
+        valid_days=valid_days,
+        not_before=dt.datetime.fromtimestamp(start, dt.UTC),
+    )
+    return PlatformKeyRow(
+        key_id=k.certificate_serial(cert),
+        kind="certificate",
+        mchid=None,
+        private_key_pem=k.private_key_pem(key),
+        public_key_pem=k.public_key_pem(key.public_key()),
+        certificate_pem=k.certificate_pem(cert),
+        not_before=start,
+        not_after=start + valid_days * 86400,
+        retired=False,
+        created_at=time.time(),
+    )
+
+
+def make_platform_public_key(mchid: str | None = None, key_id: str | None = None) -> PlatformKeyRow:
+    key = k.generate_private_key()
+    now = time.time()
+    return PlatformKeyRow(
+        key_id=key_id or new_public_key_id(),
+        kind="public_key",
+        mchid=mchid,
+        private_key_pem=k.private_key_pem(key),
+        public_key_pem=k.public_key_pem(key.public_key()),
+        certificate_pem=None,
+        not_before=now - 300,
+        not_after=now + 100 * 365 * 86400,
+        retired=False,
+        created_at=now,
+    )

@@ -1,0 +1,259 @@
+"""Declarative scenario files (YAML or JSON): merchants, keys and relations, plus one section per
+product family. A scenario loads in one transaction: a file with an error loads nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.engine import Connection
+
+from ..domain.merchants import KeyMode, Merchant, RelationKind, Role
+from ..protocol import keys as k
+from ..store import registry
+from ..store.db import Database
+from .material import make_merchant_keys
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot load; the message says which entry and why."""
+
+
+class CertificateSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    serial_no: str | None = None
+    certificate: str | None = None  # PEM text or a path (relative to the scenario file)
+    public_key: str | None = None  # PEM text or a path; needs serial_no
+    generate: bool = False  # make a key pair and certificate under the data dir
+    revoked: bool = False
+
+
+class MerchantSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mchid: str = Field(min_length=1, max_length=32)
+    name: str = ""
+    role: Role = Role.SERVICE_PROVIDER
+    key_mode: KeyMode = KeyMode.PUBLIC_KEY
+    apiv3_key: str | None = Field(default=None, min_length=32, max_length=32)
+    notify_url: str | None = None
+    certificates: list[CertificateSpec] = []
+    sub_merchants: list[str] = []
+    second_level_merchants: list[str] = []
+    channel_merchants: list[str] = []
+
+
+class ScenarioFile(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    version: Literal[1] = 1
+    merchants: list[MerchantSpec] = []
+
+
+@dataclass
+class LoadContext:
+    base_dir: Path
+    data_dir: Path
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A family's part of a scenario file: how to load it and how to export it."""
+
+    name: str
+    load: Callable[[Connection, Any, LoadContext], None]
+    export: Callable[[Connection], Any] | None = None
+
+
+SECTIONS: dict[str, Section] = {}
+# reset(conn, mchid or None): delete a family's business data (all, or one merchant's).
+RESETTERS: list[Callable[[Connection, str | None], None]] = []
+
+
+def register_section(section: Section) -> None:
+    SECTIONS[section.name] = section
+
+
+def parse_text(text: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"not valid YAML/JSON: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ScenarioError("a scenario is a mapping with sections such as 'merchants'")
+    return data
+
+
+def _read_pem(value: str, base_dir: Path) -> str:
+    if "-----BEGIN" in value:
+        return value
+    path = Path(value)
+    if not path.is_absolute():
+        path = base_dir / path
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"cannot read {value}: {exc.strerror}") from exc
+
+
+def _load_merchant(conn: Connection, spec: MerchantSpec, lctx: LoadContext) -> None:
+    registry.upsert_merchant(
+        conn,
+        Merchant(spec.mchid, spec.name, spec.role, spec.apiv3_key, spec.key_mode, spec.notify_url),
+    )
+    made: list[dict[str, str]] = []
+    for i, cert in enumerate(spec.certificates):
+        where = f"merchants[{spec.mchid}].certificates[{i}]"
+        if cert.generate:
+            files = make_merchant_keys(spec.mchid, lctx.data_dir / "keys" / spec.mchid)
+            registry.add_certificate(
+                conn, spec.mchid, files.serial_no, files.public_key_pem, files.certificate_pem
+            )
+            made.append(
+                {
+                    "serial_no": files.serial_no,
+                    "private_key": str(files.private_key_path),
+                    "certificate": str(files.certificate_path),
+                }
+            )
+            continue
+        if cert.certificate:
+            pem = _read_pem(cert.certificate, lctx.base_dir)
+            try:
+                parsed = k.load_certificate(pem.encode())
+            except k.KeyLoadError as exc:
+                raise ScenarioError(f"{where}: {exc}") from exc
+            serial = k.certificate_serial(parsed)
+            if cert.serial_no and cert.serial_no.upper() != serial:
+                raise ScenarioError(
+                    f"{where}: serial_no {cert.serial_no} does not match the certificate ({serial})"
+                )
+            public = k.public_key_pem(k.certificate_public_key(parsed))
+            registry.add_certificate(conn, spec.mchid, serial, public, pem)
+        elif cert.public_key:
+            if not cert.serial_no:
+                raise ScenarioError(f"{where}: a bare public_key needs its serial_no")
+            pem = _read_pem(cert.public_key, lctx.base_dir)
+            try:
+                k.load_public_key(pem.encode())
+            except k.KeyLoadError as exc:
+                raise ScenarioError(f"{where}: {exc}") from exc
+            serial = cert.serial_no.upper()
+            registry.add_certificate(conn, spec.mchid, serial, pem, None)
+        else:
+            raise ScenarioError(f"{where}: give certificate, public_key + serial_no, or generate: true")
+        if cert.revoked:
+            registry.revoke_certificate(conn, serial)
+    if made:
+        lctx.report.setdefault("generated_keys", {})[spec.mchid] = made
+    for children, kind, role in (
+        (spec.sub_merchants, RelationKind.SUB_MERCHANT, Role.SUB_MERCHANT),
+        (spec.second_level_merchants, RelationKind.SECOND_LEVEL, Role.SECOND_LEVEL),
+        (spec.channel_merchants, RelationKind.CHANNEL, Role.CHANNEL),
+    ):
+        for child in children:
+            if registry.get_merchant(conn, child) is None:
+                registry.upsert_merchant(conn, Merchant(child, "", role, None, KeyMode.PUBLIC_KEY, None))
+            registry.add_relation(conn, spec.mchid, child, kind)
+
+
+def load_into(conn: Connection, data: dict[str, Any], lctx: LoadContext) -> dict[str, Any]:
+    try:
+        parsed = ScenarioFile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ScenarioError(f"{where}: {first['msg']}") from exc
+    for spec in parsed.merchants:
+        _load_merchant(conn, spec, lctx)
+    lctx.report["merchants"] = len(parsed.merchants)
+    extra = parsed.model_extra or {}
+    unknown = [name for name in extra if name not in SECTIONS]
+    if unknown:
+        raise ScenarioError(
+            f"unknown section(s): {', '.join(unknown)}; known: merchants, {', '.join(sorted(SECTIONS))}"
+        )
+    for name, section in SECTIONS.items():  # registration order: families that depend on others come later
+        if name in extra and extra[name] is not None:
+            section.load(conn, extra[name], lctx)
+    return lctx.report
+
+
+def load_scenario(db: Database, data: dict[str, Any], *, base_dir: Path, data_dir: Path) -> dict[str, Any]:
+    from ..server import families  # noqa: F401  (registers the family sections)
+
+    with db.write() as conn:
+        return load_into(conn, data, LoadContext(base_dir, data_dir))
+
+
+def load_scenario_file(db: Database, path: Path, *, data_dir: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from exc
+    return load_scenario(db, parse_text(text), base_dir=path.parent, data_dir=data_dir)
+
+
+def export_scenario(db: Database) -> dict[str, Any]:
+    from ..server import families  # noqa: F401
+
+    out: dict[str, Any] = {"version": 1, "merchants": []}
+    with db.read() as conn:
+        for m in registry.list_merchants(conn):
+            entry: dict[str, Any] = {
+                "mchid": m.mchid,
+                "name": m.name,
+                "role": m.role.value,
+                "key_mode": m.key_mode.value,
+            }
+            if m.apiv3_key:
+                entry["apiv3_key"] = m.apiv3_key
+            if m.notify_url:
+                entry["notify_url"] = m.notify_url
+            certs = []
+            for c in registry.list_certificates(conn, m.mchid):
+                spec: dict[str, Any] = (
+                    {"certificate": c["certificate_pem"]}
+                    if c["certificate_pem"]
+                    else {"serial_no": c["serial_no"], "public_key": c["public_key_pem"]}
+                )
+                if c["revoked"]:
+                    spec["revoked"] = True
+                certs.append(spec)
+            if certs:
+                entry["certificates"] = certs
+            for kind, key in (
+                (RelationKind.SUB_MERCHANT, "sub_merchants"),
+                (RelationKind.SECOND_LEVEL, "second_level_merchants"),
+                (RelationKind.CHANNEL, "channel_merchants"),
+            ):
+                kids = [child for child, _ in registry.children(conn, m.mchid, kind)]
+                if kids:
+                    entry[key] = kids
+            out["merchants"].append(entry)
+        for name, section in SECTIONS.items():
+            if section.export is not None:
+                value = section.export(conn)
+                if value:
+                    out[name] = value
+    return out
+
+
+def reset(db: Database, mchid: str | None = None) -> None:
+    """Delete business data (every family's), keeping merchants and keys; all, or one merchant's."""
+    from ..server import families  # noqa: F401
+    from ..store import schema
+
+    with db.write() as conn:
+        for resetter in RESETTERS:
+            resetter(conn, mchid)
+        if mchid is None:
+            conn.execute(schema.request_nonces.delete())
+            conn.execute(schema.rate_counters.delete())
+        else:
+            conn.execute(schema.request_nonces.delete().where(schema.request_nonces.c.mchid == mchid))

@@ -1,0 +1,1 @@
+"""The ASGI server: APIv3 verification and signing, operations, sandbox control, dashboard."""

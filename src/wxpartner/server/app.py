@@ -1,0 +1,178 @@
+"""The ASGI application: ``/v3/...`` goes through the APIv3 pipeline, everything else (sandbox control
+API, dashboard, health) through Starlette."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
+
+from ..protocol.errors import ApiError
+from ..store.db import Database
+from .context import Ctx
+from .http import RawRequest, RawResponse, new_request_id
+from .keyring import KeyRing
+from .operations import REGISTRY, Router
+from .pipeline import Pipeline, error_response
+from .settings import Settings
+from .verify import Verifier
+
+log = logging.getLogger("wxpartner.server")
+
+BeforeHandler = Callable[[Ctx, dict[str, bool]], None]
+Observer = Callable[..., None]
+BackgroundTask = Callable[["AppState"], Coroutine[Any, Any, None]]
+
+# Families and sandbox features register here at import time (see server/families.py).
+BACKGROUND_TASKS: list[BackgroundTask] = []
+STARTUP_HOOKS: list[Callable[[AppState], None]] = []
+
+
+class AppState:
+    """Everything a process shares between requests. Nothing here is business state: that is in the db."""
+
+    def __init__(self, settings: Settings, db: Database | None = None) -> None:
+        from . import families  # noqa: F401  (registers every operation)
+
+        self.settings = settings
+        self.db = db or Database(settings.resolved_database_url())
+        self.keyring = KeyRing(self.db)
+        self.verifier = Verifier(self.db, time_window=settings.time_window, explain=settings.explain)
+        self.router = Router(REGISTRY)
+        self.before_handlers: list[BeforeHandler] = []
+        self.observers: list[Observer] = []
+        self.sandbox_token = settings.sandbox_token or self._stored_token()
+        self.started_at = time.time()
+        self.extensions: dict[str, Any] = {}
+        for hook in STARTUP_HOOKS:
+            hook(self)
+
+    def _stored_token(self) -> str:
+        from ..sandbox.bootstrap import TOKEN_KEY
+        from ..store.sandbox import kv_get
+
+        try:
+            with self.db.read() as conn:
+                return kv_get(conn, TOKEN_KEY) or ""
+        except Exception:  # not migrated yet: the control API stays closed
+            return ""
+
+    def observe(
+        self,
+        ctx: Ctx | None,
+        req: RawRequest,
+        resp: RawResponse,
+        request_id: str,
+        op_id: str,
+        started: float,
+        refusal: ApiError | None = None,
+    ) -> None:
+        for observer in self.observers:
+            try:
+                observer(ctx, req, resp, request_id, op_id, started, refusal)
+            except Exception:
+                log.exception("observer failed")
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b""
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _raw_request(scope: Scope, body: bytes) -> RawRequest:
+    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+    raw_path = raw_path.split(b"?", 1)[0]  # httpx's ASGI transport includes the query here
+    headers: dict[str, str] = {}
+    dupes: set[str] = set()
+    for k, v in scope["headers"]:
+        name = k.decode("latin-1").lower()
+        value = v.decode("latin-1")
+        if name in headers:
+            dupes.add(name)
+            headers[name] = headers[name] + ", " + value
+        else:
+            headers[name] = value
+    client = scope.get("client")
+    return RawRequest(
+        method=scope["method"],
+        raw_path=raw_path.decode("latin-1"),
+        raw_query=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+        body=body,
+        client=f"{client[0]}:{client[1]}" if client else "",
+        duplicate_headers=frozenset(dupes),
+    )
+
+
+async def send_raw(send: Send, resp: RawResponse) -> None:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers]
+    headers.append((b"content-length", str(len(resp.body)).encode()))
+    await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+    await send({"type": "http.response.body", "body": resp.body})
+
+
+class WxPartnerApp:
+    def __init__(self, settings: Settings, db: Database | None = None) -> None:
+        self.state = AppState(settings, db)
+        self.pipeline = Pipeline(self.state)
+        from .web import build_web_app
+
+        self.web: Starlette = build_web_app(self.state, lifespan=self._lifespan)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(self.state.keyring.refresh)
+        async with anyio.create_task_group() as tg:
+            for task in BACKGROUND_TASKS:
+                tg.start_soon(task, self.state)
+            yield
+            tg.cancel_scope.cancel()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v3/"):
+            await self._api(scope, receive, send)
+        else:
+            await self.web(scope, receive, send)
+
+    async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _read_body(receive, self.state.settings.max_body_bytes)
+        if body is None:
+            err = ApiError(
+                "INVALID_REQUEST",
+                f"请求体过大：limit is {self.state.settings.max_body_bytes} bytes",
+                detail={"location": "body", "issue": "request body too large"},
+            )
+            await send_raw(send, error_response(err, new_request_id()))
+            return
+        req = _raw_request(scope, body)
+        resp = await anyio.to_thread.run_sync(self.pipeline.handle, req)
+        if resp.status == 0:  # sandbox fault: drop the connection without an answer
+            raise ConnectionAbortedError("sandbox fault: dropped connection")
+        await send_raw(send, resp)
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> WxPartnerApp:
+    return WxPartnerApp(settings or Settings.from_env(), db)
+
+
+def app_from_env() -> WxPartnerApp:
+    """Factory for uvicorn workers: settings come from the WXPARTNER_SETTINGS environment variable."""
+    return create_app(Settings.from_env())

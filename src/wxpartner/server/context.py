@@ -1,0 +1,71 @@
+"""What a handler sees of a request: the verified caller, business time, transactions, decryption."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy.engine import Connection
+
+from ..domain.clock import ClockState
+from ..domain.merchants import Caller
+from ..protocol.crypto import DecryptionError, oaep_decrypt
+from ..protocol.errors import ApiError, param_error
+from .http import RawRequest
+
+if TYPE_CHECKING:
+    from .app import AppState
+    from .operations import Operation
+
+
+@dataclass
+class Ctx:
+    state: AppState
+    caller: Caller
+    clock: ClockState
+    request: RawRequest
+    request_id: str
+    operation: Operation
+
+    @property
+    def mchid(self) -> str:
+        return self.caller.mchid
+
+    @property
+    def now(self) -> dt.datetime:
+        """Business time (movable by the sandbox clock)."""
+        return self.clock.now()
+
+    def write(self) -> contextlib.AbstractContextManager[Connection]:
+        return self.state.db.write()
+
+    def read(self) -> contextlib.AbstractContextManager[Connection]:
+        return self.state.db.read()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.state.db.write() as conn:
+            yield conn
+
+    def decrypt(self, ciphertext: str, field: str) -> str:
+        """Decrypt an RSA-OAEP sensitive field with the WeChat Pay key named in Wechatpay-Serial."""
+        serial = self.caller.wechatpay_serial or ""
+        key = self.state.keyring.usable_by(self.caller.merchant, serial)
+        if key is None:  # checked before the handler runs; kept for direct callers
+            raise ApiError(
+                "PARAM_ERROR",
+                "Wechatpay-Serial无效",
+                detail={"field": "Wechatpay-Serial", "location": "header"},
+            )
+        try:
+            return oaep_decrypt(key.private_key, ciphertext)
+        except DecryptionError:
+            raise param_error(
+                field,
+                f"cannot be decrypted with the WeChat Pay key {serial}: encrypt it with RSA-OAEP (SHA-1) "
+                "under the public key named in Wechatpay-Serial",
+                message=f"参数“{field}”解密失败 (sensitive field does not decrypt)",
+            ) from None

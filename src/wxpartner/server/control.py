@@ -1,0 +1,275 @@
+"""The sandbox control API (``/sandbox/...``): token-protected, never reachable without the token.
+
+Families add routes with ``@control_route``; handlers are async Starlette endpoints and do their
+database work in a thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..domain.clock import ClockState
+from ..protocol.times import format_rfc3339, parse_rfc3339
+from ..sandbox import scenario
+from ..sandbox.material import make_platform_certificate, make_platform_public_key
+from ..store import registry, sandbox
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+CONTROL_ROUTES: list[Route] = []
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def control_route(path: str, methods: list[str]) -> Callable[[Endpoint], Endpoint]:
+    def register(fn: Endpoint) -> Endpoint:
+        CONTROL_ROUTES.append(Route("/sandbox" + path, _guarded(fn), methods=methods))
+        return fn
+
+    return register
+
+
+def _guarded(fn: Endpoint) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        expected = request.app.state.wx.sandbox_token
+        given = request.headers.get("x-sandbox-token", "")
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            return error(
+                401, "UNAUTHORIZED", "the sandbox control API needs 'Authorization: Bearer <sandbox token>'"
+            )
+        try:
+            return await fn(request)
+        except ControlError as exc:
+            return error(exc.status, exc.code, exc.message)
+        except scenario.ScenarioError as exc:
+            return error(400, "SCENARIO_ERROR", str(exc))
+
+    return endpoint
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ControlError(400, "PARAM_ERROR", f"body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ControlError(400, "PARAM_ERROR", "body must be a JSON object")
+    return data
+
+
+def clock_view(state: ClockState) -> dict[str, Any]:
+    return {
+        "now": format_rfc3339(state.now()),
+        "now_ts": state.now_ts(),
+        "frozen": state.frozen_at is not None,
+        "offset_seconds": state.offset_seconds,
+    }
+
+
+def _ts(value: Any) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return parse_rfc3339(value).timestamp()
+        except ValueError as exc:
+            raise ControlError(400, "PARAM_ERROR", f"set: {exc}") from exc
+    raise ControlError(400, "PARAM_ERROR", "set must be Unix seconds or an RFC 3339 date-time")
+
+
+@control_route("/clock", ["GET", "POST"])
+async def clock(request: Request) -> Response:
+    """POST {"set": ts|rfc3339, "freeze": bool, "advance": seconds, "thaw": true}."""
+    db = request.app.state.wx.db
+    body = await json_body(request) if request.method == "POST" else {}
+
+    def apply() -> ClockState:
+        with db.write() as conn:
+            state = sandbox.read_clock(conn)
+            if "set" in body:
+                state = state.set_to(
+                    _ts(body["set"]), frozen=bool(body.get("freeze", state.frozen_at is not None))
+                )
+            elif body.get("freeze"):
+                state = state.frozen()
+            if body.get("thaw"):
+                state = state.thawed()
+            if "advance" in body:
+                seconds = body["advance"]
+                if not isinstance(seconds, int | float):
+                    raise ControlError(400, "PARAM_ERROR", "advance must be a number of seconds")
+                state = state.advanced(float(seconds))
+            sandbox.write_clock(conn, state)
+            return state
+
+    state = await anyio.to_thread.run_sync(apply)
+    return JSONResponse(clock_view(state))
+
+
+@control_route("/reset", ["POST"])
+async def reset(request: Request) -> Response:
+    body = await json_body(request)
+    mchid = body.get("mchid")
+    await anyio.to_thread.run_sync(lambda: scenario.reset(request.app.state.wx.db, mchid))
+    return JSONResponse({"reset": mchid or "all"})
+
+
+@control_route("/scenario", ["GET", "POST"])
+async def scenario_endpoint(request: Request) -> Response:
+    st = request.app.state.wx
+    if request.method == "GET":
+        data = await anyio.to_thread.run_sync(lambda: scenario.export_scenario(st.db))
+        return JSONResponse(data)
+    text = (await request.body()).decode("utf-8", errors="replace")
+    data = scenario.parse_text(text)
+    report = await anyio.to_thread.run_sync(
+        lambda: scenario.load_scenario(
+            st.db, data, base_dir=st.settings.data_path, data_dir=st.settings.data_path
+        )
+    )
+    return JSONResponse({"loaded": True, **report})
+
+
+@control_route("/merchants", ["GET"])
+async def merchants(request: Request) -> Response:
+    db = request.app.state.wx.db
+
+    def read() -> list[dict[str, Any]]:
+        with db.read() as conn:
+            out = []
+            for m in registry.list_merchants(conn):
+                out.append(
+                    {
+                        "mchid": m.mchid,
+                        "name": m.name,
+                        "role": m.role.value,
+                        "key_mode": m.key_mode.value,
+                        "notify_url": m.notify_url,
+                        "certificates": [
+                            {"serial_no": c["serial_no"], "revoked": bool(c["revoked"])}
+                            for c in registry.list_certificates(conn, m.mchid)
+                        ],
+                        "children": [
+                            {"mchid": ch, "kind": kind} for ch, kind in registry.children(conn, m.mchid)
+                        ],
+                    }
+                )
+            return out
+
+    return JSONResponse({"data": await anyio.to_thread.run_sync(read)})
+
+
+@control_route("/merchants/{mchid}/notify-url", ["PUT", "POST"])
+async def notify_url(request: Request) -> Response:
+    db = request.app.state.wx.db
+    body = await json_body(request)
+    url = body.get("notify_url")
+    mchid = request.path_params["mchid"]
+
+    def apply() -> bool:
+        with db.write() as conn:
+            return registry.set_notify_url(conn, mchid, url)
+
+    if not await anyio.to_thread.run_sync(apply):
+        raise ControlError(404, "RESOURCE_NOT_EXISTS", f"merchant {mchid} is not registered")
+    return JSONResponse({"mchid": mchid, "notify_url": url})
+
+
+@control_route("/certificates/{serial_no}/revoke", ["POST"])
+async def revoke_certificate(request: Request) -> Response:
+    db = request.app.state.wx.db
+    serial = request.path_params["serial_no"]
+
+    def apply() -> bool:
+        with db.write() as conn:
+            return registry.revoke_certificate(conn, serial)
+
+    if not await anyio.to_thread.run_sync(apply):
+        raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no merchant certificate {serial}")
+    return JSONResponse({"serial_no": serial, "revoked": True})
+
+
+@control_route("/platform-keys", ["GET"])
+async def platform_keys(request: Request) -> Response:
+    keyring = request.app.state.wx.keyring
+    await anyio.to_thread.run_sync(lambda: keyring.refresh(force=True))
+    data = [
+        {
+            "key_id": k.key_id,
+            "kind": k.row.kind,
+            "mchid": k.row.mchid,
+            "retired": k.row.retired,
+            "public_key": k.row.public_key_pem,
+            "certificate": k.row.certificate_pem,
+            "not_before": format_rfc3339(dt.datetime.fromtimestamp(k.row.not_before, dt.UTC)),
+            "not_after": format_rfc3339(dt.datetime.fromtimestamp(k.row.not_after, dt.UTC)),
+        }
+        for k in keyring.all()
+    ]
+    return JSONResponse({"data": data})
+
+
+@control_route("/platform-keys/rotate", ["POST"])
+async def rotate_platform_key(request: Request) -> Response:
+    """Add a new platform certificate (or public key). The old one stays valid until retired, so
+    clients see two overlapping keys, as during a real rotation."""
+    st = request.app.state.wx
+    body = await json_body(request)
+    kind = body.get("kind", "certificate")
+    if kind not in ("certificate", "public_key"):
+        raise ControlError(400, "PARAM_ERROR", "kind must be certificate or public_key")
+    retire = body.get("retire")
+
+    def apply() -> str:
+        row = (
+            make_platform_certificate()
+            if kind == "certificate"
+            else make_platform_public_key(body.get("mchid"))
+        )
+        with st.db.write() as conn:
+            registry.add_platform_key(conn, row)
+            if isinstance(retire, str):
+                registry.retire_platform_key(conn, retire)
+        st.keyring.refresh(force=True)
+        return row.key_id
+
+    key_id = await anyio.to_thread.run_sync(apply)
+    return JSONResponse({"key_id": key_id, "kind": kind, "retired": retire})
+
+
+@control_route("/platform-keys/{key_id}/retire", ["POST"])
+async def retire_platform_key(request: Request) -> Response:
+    st = request.app.state.wx
+    key_id = request.path_params["key_id"]
+
+    def apply() -> bool:
+        with st.db.write() as conn:
+            ok = registry.retire_platform_key(conn, key_id)
+        st.keyring.refresh(force=True)
+        return ok
+
+    if not await anyio.to_thread.run_sync(apply):
+        raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no platform key {key_id}")
+    return JSONResponse({"key_id": key_id, "retired": True})

@@ -1,0 +1,16 @@
+"""Importing this module registers every APIv3 operation, control route and scenario section."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+log = logging.getLogger("wxpartner.server")
+
+# Each product family adds its route module here.
+ROUTE_MODULES = [
+    "wxpartner.server.routes.certificates",
+]
+
+for _name in ROUTE_MODULES:
+    importlib.import_module(_name)

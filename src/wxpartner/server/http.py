@@ -1,0 +1,43 @@
+"""Framework-free request/response values the APIv3 pipeline works on (exact bytes in and out)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+
+@dataclass(slots=True)
+class RawRequest:
+    method: str
+    raw_path: str  # still percent-encoded, exactly as sent
+    raw_query: str  # exactly as sent, without '?'
+    headers: dict[str, str]  # lower-case names; a repeated header keeps every value joined by ", "
+    body: bytes
+    client: str = ""
+    duplicate_headers: frozenset[str] = frozenset()
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def query_params(self) -> dict[str, list[str]]:
+        return parse_qs(self.raw_query, keep_blank_values=True)
+
+
+@dataclass(slots=True)
+class RawResponse:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        low = name.lower()
+        for k, v in self.headers:
+            if k.lower() == low:
+                return v
+        return None
+
+
+def new_request_id() -> str:
+    """Shaped like WeChat Pay's: upper-case hex, a dash, a short suffix."""
+    return f"08{secrets.token_hex(15).upper()}-{secrets.token_hex(4).upper()}"

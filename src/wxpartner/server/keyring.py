@@ -1,0 +1,146 @@
+"""WeChat Pay's signing keys as this process holds them: parsed once, refreshed from the store.
+
+Parsing a private key costs ~40 ms, so a key is parsed the first time it is used and then kept;
+the table is re-read every few seconds (or on a miss) so a rotation made by another process is seen.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..domain.merchants import Caller, KeyMode, Merchant
+from ..protocol.keys import load_private_key, load_public_key
+from ..store.db import Database
+from ..store.registry import PlatformKeyRow, list_platform_keys
+
+REFRESH_SECONDS = 5.0
+
+
+@dataclass
+class PlatformKey:
+    row: PlatformKeyRow
+    _private: rsa.RSAPrivateKey | None = field(default=None, repr=False)
+    _public: rsa.RSAPublicKey | None = field(default=None, repr=False)
+
+    @property
+    def key_id(self) -> str:
+        return self.row.key_id
+
+    @property
+    def is_certificate(self) -> bool:
+        return self.row.kind == "certificate"
+
+    @property
+    def private_key(self) -> rsa.RSAPrivateKey:
+        if self._private is None:
+            self._private = load_private_key(self.row.private_key_pem.encode())
+        return self._private
+
+    @property
+    def public_key(self) -> rsa.RSAPublicKey:
+        if self._public is None:
+            self._public = load_public_key(self.row.public_key_pem.encode())
+        return self._public
+
+
+class KeyRing:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._keys: dict[str, PlatformKey] = {}
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self, *, force: bool = False) -> None:
+        if not force and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
+            return
+        with self._lock:
+            with self._db.read() as conn:
+                rows = list_platform_keys(conn)
+            fresh: dict[str, PlatformKey] = {}
+            for row in rows:
+                old = self._keys.get(row.key_id)
+                if old is not None and old.row.private_key_pem == row.private_key_pem:
+                    old.row = row  # keep the parsed key, take the new flags (retired)
+                    fresh[row.key_id] = old
+                else:
+                    fresh[row.key_id] = PlatformKey(row)
+            self._keys = fresh
+            self._loaded_at = time.monotonic()
+
+    def get(self, key_id: str) -> PlatformKey | None:
+        self.refresh()
+        key = self._keys.get(key_id)
+        if key is None:
+            self.refresh(force=True)
+            key = self._keys.get(key_id)
+        return key
+
+    def all(self) -> list[PlatformKey]:
+        self.refresh()
+        return list(self._keys.values())
+
+    def certificates(self, now: float | None = None) -> list[PlatformKey]:
+        """Valid, non-retired platform certificates, newest first (several during a rotation)."""
+        t = time.time() if now is None else now
+        certs = [
+            k
+            for k in self.all()
+            if k.is_certificate and not k.row.retired and k.row.not_before <= t < k.row.not_after
+        ]
+        return sorted(certs, key=lambda k: k.row.not_before, reverse=True)
+
+    def public_key_for(self, mchid: str) -> PlatformKey | None:
+        """The merchant's own WeChat Pay public key, else the shared one."""
+        keys = [k for k in self.all() if not k.is_certificate and not k.row.retired]
+        own = [k for k in keys if k.row.mchid == mchid]
+        shared = [k for k in keys if k.row.mchid is None]
+        pick = own or shared
+        return max(pick, key=lambda k: k.row.created_at) if pick else None
+
+    def usable_by(self, merchant: Merchant, key_id: str) -> PlatformKey | None:
+        """A key this merchant may name in Wechatpay-Serial (to encrypt fields / choose a signer)."""
+        key = self.get(key_id)
+        if key is None or key.row.retired:
+            return None
+        if key.is_certificate:
+            return key if merchant.key_mode != KeyMode.PUBLIC_KEY else None
+        if merchant.key_mode == KeyMode.CERTIFICATE:
+            return None
+        return key if key.row.mchid in (None, merchant.mchid) else None
+
+    def signer_for(self, caller: Caller) -> PlatformKey:
+        """Which key signs a response to this caller (spec §7)."""
+        merchant = caller.merchant
+        if merchant.key_mode == KeyMode.MIGRATING and caller.wechatpay_serial:
+            named = self.usable_by(merchant, caller.wechatpay_serial)
+            if named is not None:
+                return named
+        if merchant.key_mode == KeyMode.PUBLIC_KEY:
+            pub = self.public_key_for(merchant.mchid)
+            if pub is not None:
+                return pub
+        certs = self.certificates()
+        if certs:
+            return certs[0]
+        pub = self.public_key_for(merchant.mchid)
+        if pub is None:
+            raise RuntimeError("no platform key is registered: run the bootstrap")
+        return pub
+
+    def callback_signer_for(self, merchant: Merchant) -> PlatformKey:
+        """Callbacks of a migrating merchant are signed randomly with either key (spec §7)."""
+        if merchant.key_mode == KeyMode.MIGRATING:
+            options = [k for k in (self.public_key_for(merchant.mchid), *self.certificates()[:1]) if k]
+            if options:
+                return random.choice(options)
+        if merchant.key_mode == KeyMode.PUBLIC_KEY:
+            pub = self.public_key_for(merchant.mchid)
+            if pub is not None:
+                return pub
+        certs = self.certificates()
+        return certs[0] if certs else self.signer_for(Caller(merchant, "", None))

@@ -1,0 +1,180 @@
+"""One APIv3 request, start to finish: route -> verify -> validate -> handle -> render -> sign.
+
+Runs synchronously (in a worker thread of the ASGI server) on framework-free values, so the whole
+protocol path can be tested without HTTP and costs one thread hop per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from ..protocol import constants as c
+from ..protocol.errors import ApiError
+from ..protocol.messages import response_message
+from ..protocol.signing import new_hex_nonce, sign
+from .context import Ctx
+from .http import RawRequest, RawResponse, new_request_id
+from .validation import parse_body, parse_mapping
+
+if TYPE_CHECKING:
+    from .app import AppState
+    from .keyring import PlatformKey
+
+log = logging.getLogger("wxpartner.api")
+
+
+class Reply:
+    """A handler result with an explicit status (a plain model means 200, None means 204)."""
+
+    def __init__(self, status: int, body: BaseModel | dict[str, Any] | bytes | None = None) -> None:
+        self.status = status
+        self.body = body
+
+
+def _json_bytes(body: BaseModel | dict[str, Any] | bytes | None) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, BaseModel):
+        return body.model_dump_json(exclude_none=True, by_alias=True).encode("utf-8")
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def error_response(err: ApiError, request_id: str) -> RawResponse:
+    return RawResponse(
+        err.status,
+        err.body_bytes(),
+        [("Content-Type", c.JSON_CONTENT_TYPE), (c.H_REQUEST_ID, request_id), ("Content-Language", "zh-CN")],
+    )
+
+
+def sign_response(resp: RawResponse, key: PlatformKey, *, probe: bool = False, tamper: bool = False) -> None:
+    ts = str(int(time.time()))
+    nonce = new_hex_nonce()
+    signature = sign(key.private_key, response_message(ts, nonce, resp.body))
+    if tamper:  # sandbox fault: a signature that does not match
+        signature = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
+    if probe:
+        signature = c.SIGNATURE_PROBE_PREFIX + signature
+    resp.headers += [
+        (c.H_TIMESTAMP, ts),
+        (c.H_NONCE, nonce),
+        (c.H_SIGNATURE, signature),
+        (c.H_SERIAL, key.key_id),
+        (c.H_SIGNATURE_TYPE, c.SIGNATURE_TYPE),
+    ]
+
+
+class Pipeline:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    def handle(self, req: RawRequest) -> RawResponse:
+        started = time.perf_counter()
+        request_id = new_request_id()
+        st = self.state
+        op, params, allowed = st.router.match(req.method, req.raw_path)
+        if op is None:
+            if allowed:
+                err = ApiError(
+                    "METHOD_NOT_ALLOWED",
+                    f"请求方法不允许：{req.method} is not allowed here; use {', '.join(allowed)}",
+                    detail={"location": "method", "allowed": allowed},
+                )
+                resp = error_response(err, request_id)
+                resp.headers.append(("Allow", ", ".join(allowed)))
+            else:
+                resp = error_response(
+                    ApiError("NOT_FOUND", f"接口不存在：{req.method} {req.raw_path}"), request_id
+                )
+            st.observe(None, req, resp, request_id, "route", started)
+            return resp
+
+        try:
+            verified = st.verifier.verify(req)
+        except ApiError as err:
+            resp = error_response(err, request_id)
+            st.observe(None, req, resp, request_id, op.op_id, started, refusal=err)
+            return resp
+        except (OperationalError, PoolTimeout, DBAPIError):
+            log.exception("database unavailable while verifying %s", request_id)
+            resp = error_response(ApiError("SYSTEM_ERROR", "系统繁忙，请稍后用相同参数重试"), request_id)
+            st.observe(None, req, resp, request_id, op.op_id, started)
+            return resp
+
+        ctx = Ctx(st, verified.caller, verified.clock, req, request_id, op)
+        signing = {"probe": False, "tamper": False}
+        try:
+            for hook in st.before_handlers:
+                hook(ctx, signing)
+            resp = self._run(ctx, params)
+        except ApiError as err:
+            resp = error_response(err, request_id)
+        except (OperationalError, PoolTimeout, DBAPIError):
+            log.exception("database error in %s (%s)", op.op_id, request_id)
+            resp = error_response(ApiError("SYSTEM_ERROR", "系统繁忙，请稍后用相同参数重试"), request_id)
+        except Exception:
+            log.exception("unexpected error in %s (%s)", op.op_id, request_id)
+            resp = error_response(ApiError("SYSTEM_ERROR", "系统异常，请用相同参数重试"), request_id)
+        try:
+            sign_response(resp, st.keyring.signer_for(ctx.caller), **signing)
+        except Exception:
+            log.exception("could not sign response %s", request_id)
+        st.observe(ctx, req, resp, request_id, op.op_id, started)
+        return resp
+
+    def _run(self, ctx: Ctx, params: dict[str, str]) -> RawResponse:
+        op = ctx.operation
+        req = ctx.request
+        kwargs: dict[str, Any] = {}
+        kwargs["path"] = parse_mapping(op.path_model, params, "path") if op.path_model else params
+        if op.query_model is not None:
+            query = {k: v[0] for k, v in req.query_params().items()}
+            kwargs["query"] = parse_mapping(op.query_model, query, "query")
+        if op.encrypted_fields:
+            self._check_wechatpay_serial(ctx)
+        if op.body_model is not None:
+            kwargs["body"] = parse_body(op.body_model, req.body)
+        result = op.handler(ctx, **kwargs)
+        status = op.status
+        if isinstance(result, Reply):
+            status, result = result.status, result.body
+        if result is None and status == 200:
+            status = 204
+        body = _json_bytes(result)
+        headers = [(c.H_REQUEST_ID, ctx.request_id)]
+        if body:
+            headers.insert(0, ("Content-Type", c.JSON_CONTENT_TYPE))
+        return RawResponse(status, body, headers)
+
+    def _check_wechatpay_serial(self, ctx: Ctx) -> None:
+        serial = ctx.caller.wechatpay_serial
+        if not serial:
+            raise ApiError(
+                "PARAM_ERROR",
+                "Http头Wechatpay-Serial缺失：请求包含加密的敏感信息时必须指定加密所用的微信支付公钥ID或平台证书序列号",
+                detail={
+                    "field": "Wechatpay-Serial",
+                    "location": "header",
+                    "issue": "required when the body has encrypted fields",
+                },
+            )
+        if ctx.state.keyring.usable_by(ctx.caller.merchant, serial) is None:
+            raise ApiError(
+                "PARAM_ERROR",
+                f"Http头Wechatpay-Serial无效：{serial[:64]} 不是本商户可用的微信支付公钥ID或平台证书序列号",
+                detail={
+                    "field": "Wechatpay-Serial",
+                    "location": "header",
+                    "value": serial[:64],
+                    "issue": "not a WeChat Pay public-key ID or platform certificate serial of this merchant",
+                },
+            )

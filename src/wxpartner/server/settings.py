@@ -1,0 +1,56 @@
+"""Server settings, passed to worker processes through one environment variable."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ENV_VAR = "WXPARTNER_SETTINGS"
+
+
+@dataclass
+class Settings:
+    data_dir: str = ".wxpartner"
+    database_url: str = ""  # empty: SQLite file inside data_dir
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    # ± seconds a request timestamp may differ from real time.
+    time_window: int = 300
+    # Sandbox mode explains SIGN_ERRORs (sign_information with the expected message).
+    explain: bool = True
+    sandbox_token: str = ""
+    public_base_url: str = ""  # for links handed out (authorization/payment pages); default http://host:port
+    max_body_bytes: int = 1 << 20
+    # Rate limits can be switched off for load tests.
+    rate_limits: bool = True
+    # Background callback delivery (the outbox) in this process.
+    deliver_callbacks: bool = True
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        from ..store.db import sqlite_url_for
+
+        return sqlite_url_for(self.data_path)
+
+    def base_url(self) -> str:
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        raw = os.environ.get(ENV_VAR)
+        return cls(**json.loads(raw)) if raw else cls()

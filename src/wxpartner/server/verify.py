@@ -1,0 +1,203 @@
+"""Request verification in the spec's order (protocol.md §4.1), with precise, explainable refusals.
+
+1. Accept / User-Agent / Content-Type -> 400 INVALID_REQUEST
+2. Authorization present and well-formed -> 401 SIGN_ERROR
+3. mchid known, serial_no registered to it and not revoked -> 401 SIGN_ERROR
+4. timestamp within ±window of real time -> 401 SIGN_ERROR
+5. nonce not seen inside the window -> 401 SIGN_ERROR
+6. signature over the exact bytes received -> 401 SIGN_ERROR
+
+The nonce is only recorded once the signature is valid (so forged requests cannot burn nonces),
+but a replay is still reported before a mismatch, as the order above says.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..domain.clock import ClockState
+from ..domain.merchants import Caller
+from ..protocol import constants as c
+from ..protocol.authorization import AuthorizationFormatError, parse_authorization
+from ..protocol.errors import ApiError
+from ..protocol.keys import load_public_key
+from ..protocol.messages import canonical_url, request_message
+from ..protocol.signing import verify
+from ..store import registry, sandbox
+from ..store.db import Database
+from .http import RawRequest
+
+_JSON_RANGES = {"application/json", "*/*", "application/*"}
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    caller: Caller
+    clock: ClockState
+
+
+class _PublicKeyCache:
+    """Parsed merchant public keys by PEM text (immutable, so safe to keep)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._keys: OrderedDict[str, rsa.RSAPublicKey] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, pem: str) -> rsa.RSAPublicKey:
+        with self._lock:
+            key = self._keys.get(pem)
+            if key is not None:
+                self._keys.move_to_end(pem)
+                return key
+        key = load_public_key(pem.encode())
+        with self._lock:
+            self._keys[pem] = key
+            if len(self._keys) > self._size:
+                self._keys.popitem(last=False)
+        return key
+
+
+def _sign_error(
+    issue: str, message: str, *, field: str = "signature", extra: dict[str, Any] | None = None
+) -> ApiError:
+    detail: dict[str, Any] = {"field": field, "location": "authorization", "detail": {"issue": issue}}
+    if extra:
+        detail.update(extra)
+    return ApiError("SIGN_ERROR", message, detail=detail)
+
+
+def _invalid_header(name: str, issue: str) -> ApiError:
+    return ApiError(
+        "INVALID_REQUEST",
+        f"Http头{name}缺失或无效：{issue}",
+        detail={"field": name, "location": "header", "issue": issue},
+    )
+
+
+def accepts_json(accept: str) -> bool:
+    for part in accept.split(","):
+        media = part.split(";", 1)[0].strip().lower()
+        if media in _JSON_RANGES:
+            return True
+    return False
+
+
+class Verifier:
+    def __init__(self, db: Database, *, time_window: int = 300, explain: bool = True) -> None:
+        self.db = db
+        self.time_window = time_window
+        self.explain = explain
+        self._keys = _PublicKeyCache()
+        self._prune_every = 2000
+        self._since_prune = 0
+
+    def check_headers(self, req: RawRequest) -> None:
+        accept = req.header("accept")
+        if not accept:
+            raise _invalid_header("Accept", "Http头缺少Accept或User-Agent (missing Accept header)")
+        if not accepts_json(accept):
+            raise _invalid_header("Accept", f"Accept must admit application/json, got {accept[:80]!r}")
+        if not (req.header("user-agent") or "").strip():
+            raise _invalid_header("User-Agent", "Http头缺少Accept或User-Agent (missing User-Agent header)")
+        if req.body:
+            ctype = (req.header("content-type") or "").split(";", 1)[0].strip().lower()
+            if ctype != "application/json":
+                raise _invalid_header(
+                    "Content-Type", f"a JSON body needs Content-Type: application/json, got {ctype!r}"
+                )
+
+    def verify(self, req: RawRequest) -> Verified:
+        self.check_headers(req)
+        header = req.header("authorization")
+        if header is None:
+            raise _sign_error(
+                "missing Authorization header", "Http头Authorization缺失", field="Authorization"
+            )
+        if "authorization" in req.duplicate_headers:
+            raise _sign_error(
+                "Authorization header sent more than once", "Http头Authorization重复", field="Authorization"
+            )
+        try:
+            auth = parse_authorization(header)
+        except AuthorizationFormatError as exc:
+            raise _sign_error(
+                str(exc),
+                "Http头Authorization值格式错误，请参考《微信支付商户REST API签名规则》",
+                field="Authorization",
+            ) from None
+
+        with self.db.read() as conn:
+            merchant, cred = registry.get_credential(conn, auth.mchid, auth.serial_no)
+            clock = sandbox.read_clock(conn)
+        if merchant is None:
+            raise _sign_error(f"unknown mchid {auth.mchid!r}", "商户号不存在或未注册", field="mchid")
+        if cred is None:
+            raise _sign_error(
+                f"serial_no {auth.serial_no!r} is not a certificate registered to mchid {auth.mchid}",
+                "商户证书序列号有误",
+                field="serial_no",
+            )
+        if cred.revoked:
+            raise _sign_error(
+                f"certificate {auth.serial_no} has been revoked", "商户证书已作废", field="serial_no"
+            )
+
+        now = time.time()
+        skew = int(auth.timestamp) - now
+        if abs(skew) > self.time_window:
+            direction = "ahead of" if skew > 0 else "behind"
+            raise _sign_error(
+                f"timestamp {auth.timestamp} is {abs(skew):.0f}s {direction} server time {int(now)} "
+                f"(allowed ±{self.time_window}s)",
+                "请求时间戳已过期或无效",
+                field="timestamp",
+            )
+
+        url = canonical_url(req.raw_path, req.raw_query)
+        message = request_message(req.method, url, auth.timestamp, auth.nonce_str, req.body)
+        if not verify(self._keys.get(cred.public_key_pem), message, auth.signature):
+            with self.db.read() as conn:
+                replayed = sandbox.nonce_seen(conn, auth.mchid, auth.nonce_str)
+            if replayed:
+                raise self._replay(auth.nonce_str)
+            raise _sign_error(
+                "sign not match", "错误的签名，验签失败", extra=self._explain(req.method, url, message)
+            )
+
+        with self.db.write() as conn:
+            fresh = sandbox.record_nonce(conn, auth.mchid, auth.nonce_str, now)
+            self._since_prune += 1
+            if fresh and self._since_prune >= self._prune_every:
+                self._since_prune = 0
+                sandbox.prune_nonces(conn, now - 2 * self.time_window)
+        if not fresh:
+            raise self._replay(auth.nonce_str)
+        wechatpay_serial = req.header(c.H_WECHATPAY_SERIAL)
+        return Verified(Caller(merchant, auth.serial_no, wechatpay_serial), clock)
+
+    def _replay(self, nonce: str) -> ApiError:
+        return _sign_error(
+            f"nonce_str {nonce!r} was already used within the last {self.time_window}s (replayed request)",
+            "请求重放，nonce_str已使用",
+            field="nonce_str",
+        )
+
+    def _explain(self, method: str, url: str, message: bytes) -> dict[str, Any] | None:
+        if not self.explain:
+            return None
+        text = message.decode("utf-8", errors="replace")
+        return {
+            "sign_information": {
+                "method": method,
+                "url": url,
+                "sign_message_length": len(message),
+                "truncated_sign_message": text[:2048],
+            }
+        }

@@ -1,0 +1,199 @@
+"""Merchants, their API certificates and relations, and WeChat Pay's platform keys."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..domain.merchants import KeyMode, Merchant, RelationKind, Role
+from .schema import merchant_certificates, merchant_relations, merchants, platform_keys
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A merchant and the certificate named by a request's ``serial_no``."""
+
+    merchant: Merchant
+    serial_no: str
+    public_key_pem: str
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformKeyRow:
+    key_id: str
+    kind: str  # certificate | public_key
+    mchid: str | None
+    private_key_pem: str
+    public_key_pem: str
+    certificate_pem: str | None
+    not_before: float
+    not_after: float
+    retired: bool
+    created_at: float
+
+
+def _merchant(row: sa.Row[tuple[object, ...]] | sa.RowMapping) -> Merchant:
+    m = row._mapping if isinstance(row, sa.Row) else row
+    return Merchant(
+        mchid=m["mchid"],
+        name=m["name"],
+        role=Role(m["role"]),
+        apiv3_key=m["apiv3_key"],
+        key_mode=KeyMode(m["key_mode"]),
+        notify_url=m["notify_url"],
+    )
+
+
+def get_merchant(conn: Connection, mchid: str) -> Merchant | None:
+    row = conn.execute(sa.select(merchants).where(merchants.c.mchid == mchid)).first()
+    return _merchant(row) if row else None
+
+
+def list_merchants(conn: Connection) -> list[Merchant]:
+    return [_merchant(r) for r in conn.execute(sa.select(merchants).order_by(merchants.c.mchid))]
+
+
+def get_credential(conn: Connection, mchid: str, serial_no: str) -> tuple[Merchant | None, Credential | None]:
+    """One round trip: the merchant and, if registered for it, the certificate with that serial."""
+    j = merchants.outerjoin(
+        merchant_certificates,
+        sa.and_(
+            merchant_certificates.c.mchid == merchants.c.mchid,
+            merchant_certificates.c.serial_no == serial_no,
+        ),
+    )
+    row = conn.execute(
+        sa.select(
+            merchants,
+            merchant_certificates.c.serial_no,
+            merchant_certificates.c.public_key_pem,
+            merchant_certificates.c.revoked,
+        )
+        .select_from(j)
+        .where(merchants.c.mchid == mchid)
+    ).first()
+    if row is None:
+        return None, None
+    merchant = _merchant(row)
+    m = row._mapping
+    if m["serial_no"] is None:
+        return merchant, None
+    return merchant, Credential(merchant, m["serial_no"], m["public_key_pem"], bool(m["revoked"]))
+
+
+def serial_owner(conn: Connection, serial_no: str) -> str | None:
+    return conn.execute(
+        sa.select(merchant_certificates.c.mchid).where(merchant_certificates.c.serial_no == serial_no)
+    ).scalar()
+
+
+def upsert_merchant(conn: Connection, merchant: Merchant) -> None:
+    values = {
+        "name": merchant.name,
+        "role": merchant.role.value,
+        "apiv3_key": merchant.apiv3_key,
+        "key_mode": merchant.key_mode.value,
+        "notify_url": merchant.notify_url,
+    }
+    updated = conn.execute(merchants.update().where(merchants.c.mchid == merchant.mchid).values(**values))
+    if updated.rowcount == 0:
+        conn.execute(merchants.insert().values(mchid=merchant.mchid, created_at=time.time(), **values))
+
+
+def set_notify_url(conn: Connection, mchid: str, url: str | None) -> bool:
+    return (
+        conn.execute(merchants.update().where(merchants.c.mchid == mchid).values(notify_url=url)).rowcount > 0
+    )
+
+
+def add_certificate(
+    conn: Connection, mchid: str, serial_no: str, public_key_pem: str, certificate_pem: str | None = None
+) -> None:
+    conn.execute(sa.delete(merchant_certificates).where(merchant_certificates.c.serial_no == serial_no))
+    conn.execute(
+        merchant_certificates.insert().values(
+            serial_no=serial_no,
+            mchid=mchid,
+            public_key_pem=public_key_pem,
+            certificate_pem=certificate_pem,
+            revoked=False,
+            created_at=time.time(),
+        )
+    )
+
+
+def revoke_certificate(conn: Connection, serial_no: str) -> bool:
+    stmt = merchant_certificates.update().where(merchant_certificates.c.serial_no == serial_no)
+    return conn.execute(stmt.values(revoked=True)).rowcount > 0
+
+
+def list_certificates(conn: Connection, mchid: str) -> list[dict[str, object]]:
+    rows = conn.execute(
+        sa.select(
+            merchant_certificates.c.serial_no,
+            merchant_certificates.c.revoked,
+            merchant_certificates.c.public_key_pem,
+            merchant_certificates.c.certificate_pem,
+        ).where(merchant_certificates.c.mchid == mchid)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def add_relation(conn: Connection, parent: str, child: str, kind: RelationKind) -> None:
+    exists = conn.execute(
+        sa.select(merchant_relations.c.parent_mchid).where(
+            merchant_relations.c.parent_mchid == parent,
+            merchant_relations.c.child_mchid == child,
+            merchant_relations.c.kind == kind.value,
+        )
+    ).first()
+    if not exists:
+        conn.execute(
+            merchant_relations.insert().values(
+                parent_mchid=parent, child_mchid=child, kind=kind.value, created_at=time.time()
+            )
+        )
+
+
+def is_related(conn: Connection, parent: str, child: str, kind: RelationKind) -> bool:
+    return (
+        conn.execute(
+            sa.select(sa.literal(1)).where(
+                merchant_relations.c.parent_mchid == parent,
+                merchant_relations.c.child_mchid == child,
+                merchant_relations.c.kind == kind.value,
+            )
+        ).first()
+        is not None
+    )
+
+
+def children(conn: Connection, parent: str, kind: RelationKind | None = None) -> list[tuple[str, str]]:
+    stmt = sa.select(merchant_relations.c.child_mchid, merchant_relations.c.kind).where(
+        merchant_relations.c.parent_mchid == parent
+    )
+    if kind is not None:
+        stmt = stmt.where(merchant_relations.c.kind == kind.value)
+    return [(r[0], r[1]) for r in conn.execute(stmt.order_by(merchant_relations.c.child_mchid))]
+
+
+def add_platform_key(conn: Connection, row: PlatformKeyRow) -> None:
+    conn.execute(platform_keys.insert().values(**_asdict(row)))
+
+
+def _asdict(row: PlatformKeyRow) -> dict[str, object]:
+    return {f: getattr(row, f) for f in PlatformKeyRow.__slots__}
+
+
+def list_platform_keys(conn: Connection) -> list[PlatformKeyRow]:
+    rows = conn.execute(sa.select(platform_keys).order_by(platform_keys.c.created_at))
+    return [PlatformKeyRow(**dict(r._mapping)) for r in rows]
+
+
+def retire_platform_key(conn: Connection, key_id: str) -> bool:
+    stmt = platform_keys.update().where(platform_keys.c.key_id == key_id).values(retired=True)
+    return conn.execute(stmt).rowcount > 0

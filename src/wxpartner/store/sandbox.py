@@ -1,0 +1,97 @@
+"""Cross-process sandbox state kept in the database: the clock, the replay window, rate counters, kv."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..domain.clock import ClockState
+from .schema import rate_counters, request_nonces, sandbox_clock, sandbox_kv
+
+
+def read_clock(conn: Connection) -> ClockState:
+    row = conn.execute(
+        sa.select(sandbox_clock.c.offset_seconds, sandbox_clock.c.frozen_at).where(sandbox_clock.c.id == 1)
+    ).first()
+    return ClockState(float(row[0]), row[1]) if row else ClockState()
+
+
+def write_clock(conn: Connection, state: ClockState) -> None:
+    values = {"offset_seconds": state.offset_seconds, "frozen_at": state.frozen_at}
+    if conn.execute(sandbox_clock.update().where(sandbox_clock.c.id == 1).values(**values)).rowcount == 0:
+        conn.execute(sandbox_clock.insert().values(id=1, **values))
+
+
+def record_nonce(conn: Connection, mchid: str, nonce: str, seen_at: float) -> bool:
+    """Insert (mchid, nonce); False when it was already there (a replay). Atomic on both databases."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(request_nonces).values(mchid=mchid, nonce=nonce, seen_at=seen_at)
+        return conn.execute(stmt.on_conflict_do_nothing()).rowcount == 1
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    pg = pg_insert(request_nonces).values(mchid=mchid, nonce=nonce, seen_at=seen_at)
+    return conn.execute(pg.on_conflict_do_nothing()).rowcount == 1
+
+
+def nonce_seen(conn: Connection, mchid: str, nonce: str) -> bool:
+    return (
+        conn.execute(
+            sa.select(sa.literal(1)).where(request_nonces.c.mchid == mchid, request_nonces.c.nonce == nonce)
+        ).first()
+        is not None
+    )
+
+
+def prune_nonces(conn: Connection, older_than: float) -> int:
+    return conn.execute(sa.delete(request_nonces).where(request_nonces.c.seen_at < older_than)).rowcount
+
+
+def hit_rate_limit(conn: Connection, scope: str, window: int, limit: int) -> bool:
+    """Count one call in ``(scope, window)``; True if it is within ``limit``. A refused call is not counted,
+    and the check-and-increment is one atomic statement on both databases."""
+    if limit <= 0:
+        return False
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
+    stmt = (
+        insert(rate_counters)
+        .values(scope=scope, window=window, count=1)
+        .on_conflict_do_update(
+            index_elements=["scope", "window"],
+            set_={"count": rate_counters.c.count + 1},
+            where=rate_counters.c.count < limit,
+        )
+    )
+    return conn.execute(stmt).rowcount == 1
+
+
+def prune_rate_counters(conn: Connection, before_window: int) -> None:
+    conn.execute(sa.delete(rate_counters).where(rate_counters.c.window < before_window))
+
+
+def kv_get(conn: Connection, key: str) -> str | None:
+    return conn.execute(sa.select(sandbox_kv.c.value).where(sandbox_kv.c.key == key)).scalar()
+
+
+def kv_set(conn: Connection, key: str, value: str) -> None:
+    if conn.execute(sandbox_kv.update().where(sandbox_kv.c.key == key).values(value=value)).rowcount == 0:
+        conn.execute(sandbox_kv.insert().values(key=key, value=value))
+
+
+def next_sequence(conn: Connection, name: str, start: int) -> int:
+    """A monotonic counter shared by every process: one atomic increment, safe on PostgreSQL too."""
+    key = f"seq:{name}"
+    bumped = conn.execute(
+        sandbox_kv.update()
+        .where(sandbox_kv.c.key == key)
+        .values(value=sa.cast(sa.cast(sandbox_kv.c.value, sa.BigInteger) + 1, sa.Text))
+        .returning(sandbox_kv.c.value)
+    ).scalar()
+    if bumped is not None:
+        return int(bumped)
+    conn.execute(sandbox_kv.insert().values(key=key, value=str(start)))
+    return start

@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from support import ApiClient
+
+
+def test_certificates_in_certificate_mode_is_signed(client_b: ApiClient) -> None:
+    resp = client_b.get("/v3/certificates")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["data"][0]["encrypt_certificate"]["algorithm"] == "AEAD_AES_256_GCM"
