@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from live import LiveServer
 from support import SP_A, SP_B, SP_C, ApiClient, World, clone_sqlite, make_world, seed
 from wxpartner.server.app import WxPartnerApp, create_app
 from wxpartner.server.settings import Settings
@@ -73,3 +74,12 @@ def client_c(http: TestClient, world: World) -> ApiClient:
 def control(http: TestClient) -> TestClient:
     http.headers["Authorization"] = f"Bearer {SANDBOX_TOKEN}"
     return http
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, world: World) -> Iterator[LiveServer]:
+    from live import start_live_server
+
+    server = start_live_server(tmp_path / "live", world)
+    yield server
+    server.stop()

@@ -66,7 +66,7 @@ def serve(
     import uvicorn
 
     from .sandbox.bootstrap import bootstrap, connection_info
-    from .sandbox.scenario import ScenarioError, load_scenario_file
+    from .sandbox.scenario import ScenarioError
     from .server.settings import ENV_VAR, Settings
     from .store.db import Database
 
@@ -82,12 +82,12 @@ def serve(
         public_base_url=public_base_url,
     )
     db = Database(settings.resolved_database_url(), pool_size=2)
-    settings.sandbox_token = bootstrap(db, settings.data_path, token=token, demo=not no_demo)
-    if scenario:
-        try:
-            load_scenario_file(db, Path(scenario), data_dir=settings.data_path)
-        except ScenarioError as exc:
-            raise click.ClickException(f"scenario {scenario}: {exc}") from exc
+    try:
+        settings.sandbox_token = bootstrap(
+            db, settings.data_path, token=token, demo=not no_demo, scenario=Path(scenario) if scenario else None
+        )
+    except ScenarioError as exc:
+        raise click.ClickException(f"scenario {scenario}: {exc}") from exc
     info = (
         connection_info(db, settings.data_path, settings.base_url(), settings.sandbox_token)
         if not no_demo

@@ -132,10 +132,17 @@ def connection_info(
     return info
 
 
-def bootstrap(db: Database, data_dir: Path, *, token: str = "", demo: bool = True) -> str:
-    """Migrate, create keys and the demo merchant if missing; returns the sandbox token."""
+def bootstrap(
+    db: Database, data_dir: Path, *, token: str = "", demo: bool = True, scenario: Path | None = None
+) -> str:
+    """Migrate, load the scenario (whose platform keys, if any, win over generated ones), create keys
+    and the demo merchant if missing; returns the sandbox token."""
+    from .scenario import load_scenario_file
+
     data_dir.mkdir(parents=True, exist_ok=True)
     db.migrate()
+    if scenario is not None:
+        load_scenario_file(db, scenario, data_dir=data_dir)
     ensure_platform_keys(db, data_dir)
     if demo:
         ensure_demo(db, data_dir)

@@ -46,9 +46,22 @@ class MerchantSpec(BaseModel):
     channel_merchants: list[str] = []
 
 
+class PlatformKeySpec(BaseModel):
+    """WeChat Pay's own key, for setups that must keep the same platform keys across runs."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["public_key", "certificate"]
+    key_id: str | None = None  # PUB_KEY_ID_... (public_key); read from the certificate otherwise
+    private_key: str  # PEM text or path
+    certificate: str | None = None  # PEM text or path (certificate kind)
+    mchid: str | None = None  # a merchant's own public key; absent = shared
+    retired: bool = False
+
+
 class ScenarioFile(BaseModel):
     model_config = ConfigDict(extra="allow")
     version: Literal[1] = 1
+    platform_keys: list[PlatformKeySpec] = []
     merchants: list[MerchantSpec] = []
 
 
@@ -162,6 +175,45 @@ def _load_merchant(conn: Connection, spec: MerchantSpec, lctx: LoadContext) -> N
             registry.add_relation(conn, spec.mchid, child, kind)
 
 
+def _load_platform_key(conn: Connection, spec: PlatformKeySpec, lctx: LoadContext, where: str) -> None:
+    import time
+
+    from ..store.registry import PlatformKeyRow
+
+    try:
+        private = k.load_private_key(_read_pem(spec.private_key, lctx.base_dir).encode())
+    except k.KeyLoadError as exc:
+        raise ScenarioError(f"{where}: {exc}") from exc
+    now = time.time()
+    not_before, not_after = now - 300, now + 100 * 365 * 86400
+    cert_pem: str | None = None
+    if spec.kind == "certificate":
+        if not spec.certificate:
+            raise ScenarioError(f"{where}: a certificate key needs its certificate")
+        cert_pem = _read_pem(spec.certificate, lctx.base_dir)
+        try:
+            cert = k.load_certificate(cert_pem.encode())
+        except k.KeyLoadError as exc:
+            raise ScenarioError(f"{where}: {exc}") from exc
+        key_id = k.certificate_serial(cert)
+        not_before = cert.not_valid_before_utc.timestamp()
+        not_after = cert.not_valid_after_utc.timestamp()
+    else:
+        if not spec.key_id or not spec.key_id.startswith("PUB_KEY_ID_"):
+            raise ScenarioError(f"{where}: a public_key needs key_id PUB_KEY_ID_...")
+        key_id = spec.key_id
+    if any(r.key_id == key_id for r in registry.list_platform_keys(conn)):
+        return
+    registry.add_platform_key(
+        conn,
+        PlatformKeyRow(
+            key_id=key_id, kind=spec.kind, mchid=spec.mchid, private_key_pem=k.private_key_pem(private),
+            public_key_pem=k.public_key_pem(private.public_key()), certificate_pem=cert_pem,
+            not_before=not_before, not_after=not_after, retired=spec.retired, created_at=now,
+        ),
+    )
+
+
 def load_into(conn: Connection, data: dict[str, Any], lctx: LoadContext) -> dict[str, Any]:
     try:
         parsed = ScenarioFile.model_validate(data)
@@ -169,6 +221,8 @@ def load_into(conn: Connection, data: dict[str, Any], lctx: LoadContext) -> dict
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ScenarioError(f"{where}: {first['msg']}") from exc
+    for i, pk in enumerate(parsed.platform_keys):
+        _load_platform_key(conn, pk, lctx, f"platform_keys[{i}]")
     for spec in parsed.merchants:
         _load_merchant(conn, spec, lctx)
     lctx.report["merchants"] = len(parsed.merchants)

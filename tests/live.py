@@ -1,0 +1,120 @@
+"""A real wxpartner server process on a loopback port (``wxpartner serve``), configured from the
+test world through a scenario file, for black-box tests: third-party clients, several workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from support import SECOND_A, SECOND_B, SP_A, SP_B, SP_C, SUB_A, SUB_B, World
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def world_scenario(world: World) -> dict[str, Any]:
+    """The same merchants, keys and relations as support.seed(), as a scenario file."""
+    merchants: list[dict[str, Any]] = []
+    relations = {
+        SP_A: {"sub_merchants": [SUB_A], "second_level_merchants": [SECOND_A]},
+        SP_B: {"sub_merchants": [SUB_B], "second_level_merchants": [SECOND_B]},
+        SP_C: {"sub_merchants": [SUB_A]},
+    }
+    for m in world.merchants.values():
+        merchants.append({
+            "mchid": m.mchid, "name": f"Test {m.mchid}", "role": "service_provider", "key_mode": m.key_mode.value,
+            "apiv3_key": m.apiv3_key, "certificates": [{"certificate": m.certificate_pem}], **relations.get(m.mchid, {}),
+        })
+    return {
+        "platform_keys": [
+            {"kind": "public_key", "key_id": world.platform_pub.key_id, "private_key": world.platform_pub.private_key_pem},
+            {"kind": "certificate", "private_key": world.platform_cert.private_key_pem,
+             "certificate": world.platform_cert.certificate_pem},
+        ],
+        "merchants": merchants,
+    }
+
+
+@dataclass
+class LiveServer:
+    url: str
+    token: str
+    data_dir: Path
+    proc: subprocess.Popen[bytes]
+    info: dict[str, Any]
+
+    def control(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def start_live_server(
+    data_dir: Path,
+    world: World,
+    *,
+    workers: int = 1,
+    scenario: dict[str, Any] | None = None,
+    database_url: str = "",
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    token: str = "live-test-token",
+) -> LiveServer:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data = world_scenario(world)
+    for key, value in (scenario or {}).items():
+        if key == "merchants":
+            data["merchants"].extend(value)
+        else:
+            data[key] = value
+    scenario_path = data_dir / "scenario.yaml"
+    scenario_path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    port = free_port()
+    args = [
+        sys.executable, "-m", "wxpartner.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
+        "--no-demo", "--scenario", str(scenario_path), "--token", token, "--workers", str(workers), "--json",
+        *(extra_args or []),
+    ]
+    if database_url:
+        args += ["--database-url", database_url]
+    log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - owned by the process
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, env={**os.environ, **(env or {})})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(10)
+        raise RuntimeError(f"server did not start: {(data_dir / 'server.log').read_text()[-2000:]}")
+    info = json.loads(line)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError(f"server not ready: {(data_dir / 'server.log').read_text()[-2000:]}")
+    return LiveServer(url, token, data_dir, proc, info)
