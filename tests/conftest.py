@@ -3,19 +3,24 @@ an in-process app (Starlette TestClient: real ASGI, no port) and signing clients
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from live import LiveServer
+from live import LiveServer, free_port
+from pg import PgServer, create_database, drop_database, start_pg
 from support import SP_A, SP_B, SP_C, ApiClient, World, clone_sqlite, make_world, seed
 from wxpartner.server.app import WxPartnerApp, create_app
 from wxpartner.server.settings import Settings
 from wxpartner.store.db import Database
 
 SANDBOX_TOKEN = "test-token-0123456789"
+# WXPARTNER_TEST_BACKENDS=sqlite runs only the SQLite half (a quick local loop); make test runs both.
+BACKENDS = [b for b in os.environ.get("WXPARTNER_TEST_BACKENDS", "sqlite,postgres").split(",") if b]
 
 
 @pytest.fixture(scope="session")
@@ -34,11 +39,60 @@ def template_db(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer | None]:
+    server = start_pg(free_port())
+    yield server
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: PgServer | None, world: World) -> str | None:
+    if pg_server is None:
+        return None
+    url = create_database(pg_server, "wx_template")
+    db = Database(url)
+    seed(db, world)
+    db.dispose()
+    return "wx_template"
+
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    template_db: Path,
+    pg_server: PgServer | None,
+    pg_template: str | None,
+) -> Iterator[str]:
+    """The test matrix: every test that touches the store runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield clone_sqlite(template_db, tmp_path / "wxpartner.sqlite3")
+        return
+    if pg_server is None or pg_template is None:
+        pytest.skip("PostgreSQL is not installed here (apt-get install postgresql); .ci/run installs it")
+    name = f"wx_t{os.getpid()}_{next(_db_counter)}"
+    url = create_database(pg_server, name, template=pg_template)
+    yield url
+    drop_database(pg_server, name)
+
+
 @pytest.fixture
-def settings(tmp_path: Path, template_db: Path) -> Settings:
-    url = clone_sqlite(template_db, tmp_path / "wxpartner.sqlite3")
+def backend(database_url: str) -> str:
+    return "sqlite" if database_url.startswith("sqlite") else "postgres"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(
-        data_dir=str(tmp_path), database_url=url, sandbox_token=SANDBOX_TOKEN, deliver_callbacks=False
+        data_dir=str(tmp_path),
+        database_url=database_url,
+        sandbox_token=SANDBOX_TOKEN,
+        deliver_callbacks=False,
     )
 
 

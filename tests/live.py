@@ -35,15 +35,29 @@ def world_scenario(world: World) -> dict[str, Any]:
         SP_C: {"sub_merchants": [SUB_A]},
     }
     for m in world.merchants.values():
-        merchants.append({
-            "mchid": m.mchid, "name": f"Test {m.mchid}", "role": "service_provider", "key_mode": m.key_mode.value,
-            "apiv3_key": m.apiv3_key, "certificates": [{"certificate": m.certificate_pem}], **relations.get(m.mchid, {}),
-        })
+        merchants.append(
+            {
+                "mchid": m.mchid,
+                "name": f"Test {m.mchid}",
+                "role": "service_provider",
+                "key_mode": m.key_mode.value,
+                "apiv3_key": m.apiv3_key,
+                "certificates": [{"certificate": m.certificate_pem}],
+                **relations.get(m.mchid, {}),
+            }
+        )
     return {
         "platform_keys": [
-            {"kind": "public_key", "key_id": world.platform_pub.key_id, "private_key": world.platform_pub.private_key_pem},
-            {"kind": "certificate", "private_key": world.platform_cert.private_key_pem,
-             "certificate": world.platform_cert.certificate_pem},
+            {
+                "kind": "public_key",
+                "key_id": world.platform_pub.key_id,
+                "private_key": world.platform_pub.private_key_pem,
+            },
+            {
+                "kind": "certificate",
+                "private_key": world.platform_cert.private_key_pem,
+                "certificate": world.platform_cert.certificate_pem,
+            },
         ],
         "merchants": merchants,
     }
@@ -92,8 +106,22 @@ def start_live_server(
     scenario_path.write_text(yaml.safe_dump(data, allow_unicode=True))
     port = free_port()
     args = [
-        sys.executable, "-m", "wxpartner.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
-        "--no-demo", "--scenario", str(scenario_path), "--token", token, "--workers", str(workers), "--json",
+        sys.executable,
+        "-m",
+        "wxpartner.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--no-demo",
+        "--scenario",
+        str(scenario_path),
+        "--token",
+        token,
+        "--workers",
+        str(workers),
+        "--json",
         *(extra_args or []),
     ]
     if database_url:

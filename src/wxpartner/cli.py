@@ -84,7 +84,11 @@ def serve(
     db = Database(settings.resolved_database_url(), pool_size=2)
     try:
         settings.sandbox_token = bootstrap(
-            db, settings.data_path, token=token, demo=not no_demo, scenario=Path(scenario) if scenario else None
+            db,
+            settings.data_path,
+            token=token,
+            demo=not no_demo,
+            scenario=Path(scenario) if scenario else None,
         )
     except ScenarioError as exc:
         raise click.ClickException(f"scenario {scenario}: {exc}") from exc

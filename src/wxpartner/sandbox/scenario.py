@@ -207,9 +207,16 @@ def _load_platform_key(conn: Connection, spec: PlatformKeySpec, lctx: LoadContex
     registry.add_platform_key(
         conn,
         PlatformKeyRow(
-            key_id=key_id, kind=spec.kind, mchid=spec.mchid, private_key_pem=k.private_key_pem(private),
-            public_key_pem=k.public_key_pem(private.public_key()), certificate_pem=cert_pem,
-            not_before=not_before, not_after=not_after, retired=spec.retired, created_at=now,
+            key_id=key_id,
+            kind=spec.kind,
+            mchid=spec.mchid,
+            private_key_pem=k.private_key_pem(private),
+            public_key_pem=k.public_key_pem(private.public_key()),
+            certificate_pem=cert_pem,
+            not_before=not_before,
+            not_after=not_after,
+            retired=spec.retired,
+            created_at=now,
         ),
     )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -22,18 +25,23 @@ def write_clock(conn: Connection, state: ClockState) -> None:
         conn.execute(sandbox_clock.insert().values(id=1, **values))
 
 
+def _insert(conn: Connection) -> Callable[..., Any]:
+    """The dialect's INSERT with ON CONFLICT support (SQLite and PostgreSQL spell it the same)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
+
+
 def record_nonce(conn: Connection, mchid: str, nonce: str, seen_at: float) -> bool:
-    """Insert (mchid, nonce); False when it was already there (a replay). Atomic on both databases."""
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(request_nonces).values(mchid=mchid, nonce=nonce, seen_at=seen_at)
-        return conn.execute(stmt.on_conflict_do_nothing()).rowcount == 1
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-    pg = pg_insert(request_nonces).values(mchid=mchid, nonce=nonce, seen_at=seen_at)
-    return conn.execute(pg.on_conflict_do_nothing()).rowcount == 1
+    """Insert (mchid, nonce); False when it was already there (a replay). Atomic on both databases.
+    RETURNING tells inserted from skipped reliably (rowcount is not, on every driver)."""
+    stmt = (
+        _insert(conn)(request_nonces)
+        .values(mchid=mchid, nonce=nonce, seen_at=seen_at)
+        .on_conflict_do_nothing()
+        .returning(request_nonces.c.seen_at)
+    )
+    return conn.execute(stmt).first() is not None
 
 
 def nonce_seen(conn: Connection, mchid: str, nonce: str) -> bool:
@@ -54,19 +62,17 @@ def hit_rate_limit(conn: Connection, scope: str, window: int, limit: int) -> boo
     and the check-and-increment is one atomic statement on both databases."""
     if limit <= 0:
         return False
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
     stmt = (
-        insert(rate_counters)
+        _insert(conn)(rate_counters)
         .values(scope=scope, window=window, count=1)
         .on_conflict_do_update(
             index_elements=["scope", "window"],
             set_={"count": rate_counters.c.count + 1},
             where=rate_counters.c.count < limit,
         )
+        .returning(rate_counters.c.count)
     )
-    return conn.execute(stmt).rowcount == 1
+    return conn.execute(stmt).first() is not None
 
 
 def prune_rate_counters(conn: Connection, before_window: int) -> None:

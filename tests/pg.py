@@ -1,0 +1,106 @@
+"""A throwaway PostgreSQL server for the test matrix: a real server on loopback, started from the
+Debian packages' binaries in a temporary directory (or the one named by WXPARTNER_TEST_PG_URL)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ENV_URL = "WXPARTNER_TEST_PG_URL"
+
+
+@dataclass
+class PgServer:
+    url: str  # admin URL (database "postgres")
+    data_dir: Path | None = None
+    bin_dir: Path | None = None
+
+    def database_url(self, name: str) -> str:
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+    def admin(self) -> sa.Engine:
+        return sa.create_engine(
+            self.url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+        )
+
+    def stop(self) -> None:
+        if self.data_dir is None or self.bin_dir is None:
+            return
+        _run_as_postgres(
+            [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"], check=False
+        )
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+
+def _run_as_postgres(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+        args = ["runuser", "-u", "postgres", "--", *args]
+    return subprocess.run(args, check=check, capture_output=True, timeout=60)
+
+
+def find_bin_dir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+def start_pg(port: int) -> PgServer | None:
+    """None when no PostgreSQL is installed (the matrix then skips its PostgreSQL half, loudly)."""
+    if os.environ.get(ENV_URL):
+        return PgServer(os.environ[ENV_URL])
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        return None
+    root = Path(tempfile.mkdtemp(prefix="wxpartner-pg-"))
+    data = root / "data"
+    sock = root / "sock"
+    sock.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sock, "postgres")
+    root.chmod(0o755)
+    _run_as_postgres(
+        [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]
+    )
+    opts = (
+        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+        "-c full_page_writes=off -c max_connections=300"
+    )
+    _run_as_postgres(
+        [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"]
+    )
+    server = PgServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", data, bin_dir)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with server.admin().connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return server
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def create_database(server: PgServer, name: str, template: str | None = None) -> str:
+    engine = server.admin()
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        suffix = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"{suffix}'))
+    engine.dispose()
+    return server.database_url(name)
+
+
+def drop_database(server: PgServer, name: str) -> None:
+    engine = server.admin()
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
