@@ -1,0 +1,74 @@
+"""Scale-out: two server instances (separate processes on different loopback ports) over ONE
+PostgreSQL database. Whatever must hold across hosts is held by the database."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from live import LiveServer, start_live_server
+from pg import PgServer, create_database, drop_database
+from support import SP_B, ApiClient, World, sign_request
+
+pytestmark = pytest.mark.slow
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def two_hosts(
+    tmp_path_factory: pytest.TempPathFactory, world: World, pg_server: PgServer | None
+) -> Iterator[tuple[LiveServer, LiveServer]]:
+    if pg_server is None:
+        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
+    name = f"wx_scale_{next(_names)}"
+    url = create_database(pg_server, name)
+    tmp_path = tmp_path_factory.mktemp("scaleout")
+    a = start_live_server(tmp_path / "host-a", world, database_url=url)
+    b = start_live_server(tmp_path / "host-b", world, database_url=url)
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+        drop_database(pg_server, name)
+
+
+def test_replayed_nonce_is_refused_by_the_other_host(
+    two_hosts: tuple[LiveServer, LiveServer], world: World
+) -> None:
+    a, b = two_hosts
+    signed = sign_request(world.merchants[SP_B], "GET", "/v3/certificates")
+    first = httpx.get(a.url + signed.url, headers=signed.headers)
+    assert first.status_code == 200, first.text
+    replay = httpx.get(b.url + signed.url, headers=signed.headers)
+    assert replay.status_code == 401
+    assert replay.json()["code"] == "SIGN_ERROR"
+    assert "nonce_str" in replay.json()["detail"]["field"]
+
+
+def test_clock_moved_on_one_host_is_seen_by_the_other(two_hosts: tuple[LiveServer, LiveServer]) -> None:
+    a, b = two_hosts
+    with a.control() as ca, b.control() as cb:
+        before = cb.get("/sandbox/clock").json()["now_ts"]
+        moved = ca.post("/sandbox/clock", json={"advance": 86400}).json()["now_ts"]
+        seen = cb.get("/sandbox/clock").json()["now_ts"]
+    assert moved - before >= 86400
+    assert abs(seen - moved) < 5
+
+
+def test_requests_alternate_between_hosts(two_hosts: tuple[LiveServer, LiveServer], world: World) -> None:
+    a, b = two_hosts
+    with httpx.Client(base_url=a.url) as ha, httpx.Client(base_url=b.url) as hb:
+        clients = [ApiClient(ha, world, SP_B), ApiClient(hb, world, SP_B)]
+        for i in range(10):
+            resp = clients[i % 2].get("/v3/certificates")
+            assert resp.status_code == 200, resp.text
+
+
+def test_readiness_endpoints(two_hosts: tuple[LiveServer, LiveServer]) -> None:
+    for host in two_hosts:
+        assert httpx.get(host.url + "/healthz").json() == {"status": "ok"}
+        assert httpx.get(host.url + "/readyz").json() == {"status": "ready"}
