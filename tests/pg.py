@@ -22,6 +22,15 @@ class PgServer:
     url: str  # admin URL (database "postgres")
     data_dir: Path | None = None
     bin_dir: Path | None = None
+    start_options: str = ""
+
+    def pg_ctl(self, *args: str) -> None:
+        """Stop or start the server itself (outage tests); only for servers this module started."""
+        assert self.data_dir is not None and self.bin_dir is not None, "not a server started here"
+        extra = (
+            ["-o", self.start_options, "-l", str(self.data_dir.parent / "log")] if args[0] == "start" else []
+        )
+        _run_as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *extra, "-w", *args])
 
     def database_url(self, name: str) -> str:
         return self.url.rsplit("/", 1)[0] + "/" + name
@@ -51,9 +60,10 @@ def find_bin_dir() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-def start_pg(port: int) -> PgServer | None:
-    """None when no PostgreSQL is installed (the matrix then skips its PostgreSQL half, loudly)."""
-    if os.environ.get(ENV_URL):
+def start_pg(port: int, *, own: bool = False) -> PgServer | None:
+    """None when no PostgreSQL is installed (the matrix then skips its PostgreSQL half, loudly).
+    ``own`` always starts a private server, even when WXPARTNER_TEST_PG_URL names a shared one."""
+    if os.environ.get(ENV_URL) and not own:
         return PgServer(os.environ[ENV_URL])
     bin_dir = find_bin_dir()
     if bin_dir is None:
@@ -76,7 +86,7 @@ def start_pg(port: int) -> PgServer | None:
     _run_as_postgres(
         [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"]
     )
-    server = PgServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", data, bin_dir)
+    server = PgServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", data, bin_dir, opts)
     deadline = time.monotonic() + 20
     while True:
         try:

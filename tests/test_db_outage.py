@@ -1,0 +1,60 @@
+"""A database outage gives clean, retryable 500 SYSTEM_ERROR answers, and the server recovers by
+itself when the database returns (a private PostgreSQL server, stopped and started under the server)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from live import LiveServer, free_port, start_live_server
+from pg import PgServer, create_database, start_pg
+from support import SP_B, ApiClient, World
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PgServer]:
+    server = start_pg(free_port(), own=True)
+    if server is None:
+        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server_on_pg(tmp_path: Path, world: World, private_pg: PgServer) -> Iterator[LiveServer]:
+    url = create_database(private_pg, "wx_outage")
+    server = start_live_server(tmp_path / "live", world, database_url=url)
+    yield server
+    server.stop()
+
+
+def test_outage_answers_system_error_then_recovers(
+    server_on_pg: LiveServer, private_pg: PgServer, world: World
+) -> None:
+    with httpx.Client(base_url=server_on_pg.url, timeout=30) as http:
+        client = ApiClient(http, world, SP_B)
+        assert client.get("/v3/certificates").status_code == 200
+
+        private_pg.pg_ctl("stop", "-m", "fast")
+        started = time.monotonic()
+        down = client.get("/v3/certificates")
+        assert time.monotonic() - started < 10, "an outage must not hang requests"
+        assert down.status_code == 500
+        assert down.json()["code"] == "SYSTEM_ERROR"
+        assert down.headers.get("Request-ID")
+
+        private_pg.pg_ctl("start")
+        deadline = time.monotonic() + 15
+        while True:
+            resp = client.get("/v3/certificates")
+            if resp.status_code == 200:
+                break
+            assert resp.status_code == 500 and resp.json()["code"] == "SYSTEM_ERROR"
+            assert time.monotonic() < deadline, "server did not recover after the database returned"
+            time.sleep(0.2)
