@@ -36,7 +36,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA busy_timeout=10000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
@@ -55,7 +55,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         pool_pre_ping=True,
         pool_timeout=10,
         pool_recycle=1800,
-        connect_args={"connect_timeout": 5},
+        # A stuck statement or an abandoned transaction must not hold a worker (or locks) forever.
+        connect_args={
+            "connect_timeout": 5,
+            "options": "-c statement_timeout=15000 -c idle_in_transaction_session_timeout=30000",
+        },
     )
 
 
