@@ -6,7 +6,7 @@ PORT ?= 8080
 HOST ?= 127.0.0.1
 DATA_DIR ?= .wxpartner
 
-.PHONY: serve test install lint typecheck unit clean
+.PHONY: serve test install lint typecheck unit bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,8 @@ serve: install
 	$(BIN)/wxpartner serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: install
 	$(BIN)/mypy
@@ -32,6 +32,10 @@ unit: install
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# Ratios to the machine's signing floor, measured side by side (a few minutes; installs wrk).
+bench: install
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,131 @@
+"""The two servers measured side by side: wxpartner itself and the signing floor, each under uvicorn
+with the same number of worker processes on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def worker_pids(self) -> list[int]:
+        """uvicorn's worker processes: children of the supervisor that are not multiprocessing helpers."""
+        out = []
+        for pid in _children(self.proc.pid):
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"resource_tracker" not in cmd:
+                out.append(pid)
+        return out
+
+    def peak_rss_mib(self) -> list[float]:
+        return [round(_vm_hwm_kib(pid) / 1024, 1) for pid in self.worker_pids()]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server not ready: {log.read_text()[-2000:]}")
+
+
+def start_wxpartner(
+    data_dir: Path, workers: int, *, database_url: str = "", scenario: Path | None = None
+) -> Server:
+    port = free_port()
+    args = [
+        sys.executable, "-m", "wxpartner.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
+        "--workers", str(workers), "--no-rate-limits", "--json", "--token", "bench-token",
+    ]  # fmt: skip
+    if database_url:
+        args += ["--database-url", database_url]
+    if scenario:
+        args += ["--scenario", str(scenario)]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "server.log"
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log.open("wb"))
+    assert proc.stdout is not None
+    info = json.loads(proc.stdout.readline() or b"{}")
+    server = Server("wxpartner", port, proc, info)
+    _wait_ready(server.url + "/healthz", proc, log)
+    return server
+
+
+def start_floor(merchant_cert: str, workers: int, log_dir: Path) -> Server:
+    port = free_port()
+    args = [
+        sys.executable, "-m", "uvicorn", "bench.floor:app", "--port", str(port), "--workers", str(workers),
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    log = log_dir / "floor.log"
+    env = {**os.environ, "BENCH_MERCHANT_CERT": merchant_cert}
+    proc = subprocess.Popen(args, stderr=log.open("wb"), env=env)
+    server = Server("floor", port, proc)
+    _wait_ready(server.url + "/", proc, log)
+    return server
