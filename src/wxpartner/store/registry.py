@@ -57,25 +57,31 @@ def list_merchants(conn: Connection) -> list[Merchant]:
     return [_merchant(r) for r in conn.execute(sa.select(merchants).order_by(merchants.c.mchid))]
 
 
+# Built once: the verification hot path runs this on every request, and constructing the expression
+# (and its cache key) each time cost more than executing it.
+_CREDENTIAL = (
+    sa.select(
+        merchants,
+        merchant_certificates.c.serial_no,
+        merchant_certificates.c.public_key_pem,
+        merchant_certificates.c.revoked,
+    )
+    .select_from(
+        merchants.outerjoin(
+            merchant_certificates,
+            sa.and_(
+                merchant_certificates.c.mchid == merchants.c.mchid,
+                merchant_certificates.c.serial_no == sa.bindparam("serial_no"),
+            ),
+        )
+    )
+    .where(merchants.c.mchid == sa.bindparam("mchid"))
+)
+
+
 def get_credential(conn: Connection, mchid: str, serial_no: str) -> tuple[Merchant | None, Credential | None]:
     """One round trip: the merchant and, if registered for it, the certificate with that serial."""
-    j = merchants.outerjoin(
-        merchant_certificates,
-        sa.and_(
-            merchant_certificates.c.mchid == merchants.c.mchid,
-            merchant_certificates.c.serial_no == serial_no,
-        ),
-    )
-    row = conn.execute(
-        sa.select(
-            merchants,
-            merchant_certificates.c.serial_no,
-            merchant_certificates.c.public_key_pem,
-            merchant_certificates.c.revoked,
-        )
-        .select_from(j)
-        .where(merchants.c.mchid == mchid)
-    ).first()
+    row = conn.execute(_CREDENTIAL, {"mchid": mchid, "serial_no": serial_no}).first()
     if row is None:
         return None, None
     merchant = _merchant(row)

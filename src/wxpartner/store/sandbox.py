@@ -11,11 +11,13 @@ from sqlalchemy.engine import Connection
 from ..domain.clock import ClockState
 from .schema import rate_counters, request_nonces, sandbox_clock, sandbox_kv
 
+# Statements of the per-request hot path are built once (building them cost more than running them).
+_CLOCK = sa.select(sandbox_clock.c.offset_seconds, sandbox_clock.c.frozen_at).where(sandbox_clock.c.id == 1)
+_RECORD_NONCE: dict[str, Any] = {}
+
 
 def read_clock(conn: Connection) -> ClockState:
-    row = conn.execute(
-        sa.select(sandbox_clock.c.offset_seconds, sandbox_clock.c.frozen_at).where(sandbox_clock.c.id == 1)
-    ).first()
+    row = conn.execute(_CLOCK).first()
     return ClockState(float(row[0]), row[1]) if row else ClockState()
 
 
@@ -35,13 +37,12 @@ def _insert(conn: Connection) -> Callable[..., Any]:
 def record_nonce(conn: Connection, mchid: str, nonce: str, seen_at: float) -> bool:
     """Insert (mchid, nonce); False when it was already there (a replay). Atomic on both databases.
     RETURNING tells inserted from skipped reliably (rowcount is not, on every driver)."""
-    stmt = (
-        _insert(conn)(request_nonces)
-        .values(mchid=mchid, nonce=nonce, seen_at=seen_at)
-        .on_conflict_do_nothing()
-        .returning(request_nonces.c.seen_at)
-    )
-    return conn.execute(stmt).first() is not None
+    stmt = _RECORD_NONCE.get(conn.dialect.name)
+    if stmt is None:
+        stmt = _RECORD_NONCE[conn.dialect.name] = (
+            _insert(conn)(request_nonces).on_conflict_do_nothing().returning(request_nonces.c.seen_at)
+        )
+    return conn.execute(stmt, {"mchid": mchid, "nonce": nonce, "seen_at": seen_at}).first() is not None
 
 
 def nonce_seen(conn: Connection, mchid: str, nonce: str) -> bool:
