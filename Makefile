@@ -6,7 +6,7 @@ PORT ?= 8080
 HOST ?= 127.0.0.1
 DATA_DIR ?= .wxpartner
 
-.PHONY: serve test install lint typecheck unit bench clean
+.PHONY: serve test install lint typecheck unit bench soak clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: lint typecheck unit
 # Ratios to the machine's signing floor, measured side by side (a few minutes; installs wrk).
 bench: install
 	$(BIN)/python -m bench
+
+# The long hostile runs: thousands of fuzzed requests (bounded versions of these run in `make test`).
+soak: install
+	WXPARTNER_FUZZ_EXAMPLES=300 $(BIN)/pytest -q tests/test_fuzz_schema.py
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -40,6 +40,13 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
+async def openapi_document(request: Request) -> Response:
+    from .openapi import build
+
+    state = request.app.state.wx
+    return JSONResponse(build(state.router.operations, server_url=state.settings.base_url()))
+
+
 async def not_found(request: Request, _exc: Exception) -> Response:
     return JSONResponse(
         {"code": "NOT_FOUND", "message": f"接口不存在：{request.method} {request.url.path}"}, status_code=404
@@ -59,6 +66,7 @@ def build_web_app(
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/openapi.json", openapi_document),
         *control.CONTROL_ROUTES,
         *WEB_ROUTES,
     ]
