@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from .constants import SCHEME
 
 PARAM_NAMES = ("mchid", "nonce_str", "timestamp", "serial_no", "signature")
+MAX_NONCE_LENGTH = 64
+MAX_TIMESTAMP_DIGITS = 19
 _PARAM = re.compile(r'\s*([A-Za-z_]+)="([^"]*)"\s*')
 
 
@@ -54,8 +56,16 @@ def parse_authorization(value: str) -> Authorization:
     missing = [k for k in PARAM_NAMES if k not in found]
     if missing:
         raise AuthorizationFormatError("missing parameter(s): " + ", ".join(missing))
-    if not found["timestamp"].isascii() or not found["timestamp"].isdigit():
+    ts = found["timestamp"]
+    # The length cap keeps int() cheap and bounded (Python refuses >4300 digits with a ValueError).
+    if not ts.isascii() or not ts.isdigit() or len(ts) > MAX_TIMESTAMP_DIGITS:
         raise AuthorizationFormatError("timestamp must be decimal Unix seconds")
+    nonce = found["nonce_str"]
+    # Emulator choice (spec §3.1): 1-64 printable ASCII characters; also what the replay table stores.
+    if len(nonce) > MAX_NONCE_LENGTH or not all(" " <= ch <= "~" for ch in nonce):
+        raise AuthorizationFormatError(
+            f"nonce_str must be 1-{MAX_NONCE_LENGTH} printable ASCII characters (got {len(nonce)})"
+        )
     return Authorization(**found)
 
 

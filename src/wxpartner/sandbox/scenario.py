@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,9 +23,13 @@ class ScenarioError(ValueError):
     """A scenario that cannot load; the message says which entry and why."""
 
 
+# Lengths of the registry columns, so an oversized value is a ScenarioError, not a database error.
+Mchid = Annotated[str, Field(min_length=1, max_length=32)]
+
+
 class CertificateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    serial_no: str | None = None
+    serial_no: str | None = Field(default=None, min_length=1, max_length=64)
     certificate: str | None = None  # PEM text or a path (relative to the scenario file)
     public_key: str | None = None  # PEM text or a path; needs serial_no
     generate: bool = False  # make a key pair and certificate under the data dir
@@ -34,16 +38,16 @@ class CertificateSpec(BaseModel):
 
 class MerchantSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mchid: str = Field(min_length=1, max_length=32)
-    name: str = ""
+    mchid: Mchid
+    name: str = Field(default="", max_length=128)
     role: Role = Role.SERVICE_PROVIDER
     key_mode: KeyMode = KeyMode.PUBLIC_KEY
     apiv3_key: str | None = Field(default=None, min_length=32, max_length=32)
-    notify_url: str | None = None
+    notify_url: str | None = Field(default=None, max_length=512)
     certificates: list[CertificateSpec] = []
-    sub_merchants: list[str] = []
-    second_level_merchants: list[str] = []
-    channel_merchants: list[str] = []
+    sub_merchants: list[Mchid] = []
+    second_level_merchants: list[Mchid] = []
+    channel_merchants: list[Mchid] = []
 
 
 class PlatformKeySpec(BaseModel):
@@ -51,10 +55,10 @@ class PlatformKeySpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["public_key", "certificate"]
-    key_id: str | None = None  # PUB_KEY_ID_... (public_key); read from the certificate otherwise
+    key_id: str | None = Field(default=None, max_length=64)  # PUB_KEY_ID_...; else the certificate's serial
     private_key: str  # PEM text or path
     certificate: str | None = None  # PEM text or path (certificate kind)
-    mchid: str | None = None  # a merchant's own public key; absent = shared
+    mchid: Mchid | None = None  # a merchant's own public key; absent = shared
     retired: bool = False
 
 
@@ -102,7 +106,7 @@ def parse_text(text: str) -> dict[str, Any]:
     return data
 
 
-def _read_pem(value: str, base_dir: Path) -> str:
+def _read_pem(value: str, base_dir: Path, where: str) -> str:
     if "-----BEGIN" in value:
         return value
     path = Path(value)
@@ -111,7 +115,14 @@ def _read_pem(value: str, base_dir: Path) -> str:
     try:
         return path.read_text()
     except OSError as exc:
-        raise ScenarioError(f"cannot read {value}: {exc.strerror}") from exc
+        raise ScenarioError(f"{where}: cannot read {value}: {exc.strerror}") from exc
+
+
+def _check_owner(conn: Connection, serial: str, mchid: str, where: str) -> None:
+    """A certificate belongs to one merchant; re-registering it elsewhere would silently move it."""
+    owner = registry.serial_owner(conn, serial)
+    if owner is not None and owner != mchid:
+        raise ScenarioError(f"{where}: certificate {serial} is already registered to merchant {owner}")
 
 
 def _load_merchant(conn: Connection, spec: MerchantSpec, lctx: LoadContext) -> None:
@@ -136,7 +147,7 @@ def _load_merchant(conn: Connection, spec: MerchantSpec, lctx: LoadContext) -> N
             )
             continue
         if cert.certificate:
-            pem = _read_pem(cert.certificate, lctx.base_dir)
+            pem = _read_pem(cert.certificate, lctx.base_dir, where)
             try:
                 parsed = k.load_certificate(pem.encode())
             except k.KeyLoadError as exc:
@@ -147,16 +158,18 @@ def _load_merchant(conn: Connection, spec: MerchantSpec, lctx: LoadContext) -> N
                     f"{where}: serial_no {cert.serial_no} does not match the certificate ({serial})"
                 )
             public = k.public_key_pem(k.certificate_public_key(parsed))
+            _check_owner(conn, serial, spec.mchid, where)
             registry.add_certificate(conn, spec.mchid, serial, public, pem)
         elif cert.public_key:
             if not cert.serial_no:
                 raise ScenarioError(f"{where}: a bare public_key needs its serial_no")
-            pem = _read_pem(cert.public_key, lctx.base_dir)
+            pem = _read_pem(cert.public_key, lctx.base_dir, where)
             try:
                 k.load_public_key(pem.encode())
             except k.KeyLoadError as exc:
                 raise ScenarioError(f"{where}: {exc}") from exc
             serial = cert.serial_no.upper()
+            _check_owner(conn, serial, spec.mchid, where)
             registry.add_certificate(conn, spec.mchid, serial, pem, None)
         else:
             raise ScenarioError(f"{where}: give certificate, public_key + serial_no, or generate: true")
@@ -181,7 +194,7 @@ def _load_platform_key(conn: Connection, spec: PlatformKeySpec, lctx: LoadContex
     from ..store.registry import PlatformKeyRow
 
     try:
-        private = k.load_private_key(_read_pem(spec.private_key, lctx.base_dir).encode())
+        private = k.load_private_key(_read_pem(spec.private_key, lctx.base_dir, where).encode())
     except k.KeyLoadError as exc:
         raise ScenarioError(f"{where}: {exc}") from exc
     now = time.time()
@@ -190,7 +203,7 @@ def _load_platform_key(conn: Connection, spec: PlatformKeySpec, lctx: LoadContex
     if spec.kind == "certificate":
         if not spec.certificate:
             raise ScenarioError(f"{where}: a certificate key needs its certificate")
-        cert_pem = _read_pem(spec.certificate, lctx.base_dir)
+        cert_pem = _read_pem(spec.certificate, lctx.base_dir, where)
         try:
             cert = k.load_certificate(cert_pem.encode())
         except k.KeyLoadError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -88,9 +89,21 @@ def clock_view(state: ClockState) -> dict[str, Any]:
     }
 
 
+# Business time must stay a real calendar date (datetime stops at year 9999; a day of margin for
+# the +08:00 rendering of China time).
+MAX_CLOCK_TS = 253402300799.0 - 86400
+
+
+def _seconds(value: Any, name: str) -> float:
+    """A finite JSON number (bool is not a number here, Infinity/NaN are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ControlError(400, "PARAM_ERROR", f"{name} must be a finite number of seconds")
+    return float(value)
+
+
 def _ts(value: Any) -> float:
-    if isinstance(value, int | float):
-        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _seconds(value, "set")
     if isinstance(value, str):
         try:
             return parse_rfc3339(value).timestamp()
@@ -117,10 +130,9 @@ async def clock(request: Request) -> Response:
             if body.get("thaw"):
                 state = state.thawed()
             if "advance" in body:
-                seconds = body["advance"]
-                if not isinstance(seconds, int | float):
-                    raise ControlError(400, "PARAM_ERROR", "advance must be a number of seconds")
-                state = state.advanced(float(seconds))
+                state = state.advanced(_seconds(body["advance"], "advance"))
+            if not 0 <= state.now_ts() <= MAX_CLOCK_TS:  # checked before writing: the clock stays usable
+                raise ControlError(400, "PARAM_ERROR", "the clock must stay between 1970 and 9999")
             sandbox.write_clock(conn, state)
             return state
 
@@ -187,6 +199,8 @@ async def notify_url(request: Request) -> Response:
     body = await json_body(request)
     url = body.get("notify_url")
     mchid = request.path_params["mchid"]
+    if url is not None and (not isinstance(url, str) or not 0 < len(url) <= 512):
+        raise ControlError(400, "PARAM_ERROR", "notify_url must be a URL of at most 512 characters, or null")
 
     def apply() -> bool:
         with db.write() as conn:

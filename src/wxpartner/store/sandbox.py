@@ -90,15 +90,11 @@ def kv_set(conn: Connection, key: str, value: str) -> None:
 
 
 def next_sequence(conn: Connection, name: str, start: int) -> int:
-    """A monotonic counter shared by every process: one atomic increment, safe on PostgreSQL too."""
-    key = f"seq:{name}"
-    bumped = conn.execute(
-        sandbox_kv.update()
-        .where(sandbox_kv.c.key == key)
-        .values(value=sa.cast(sa.cast(sandbox_kv.c.value, sa.BigInteger) + 1, sa.Text))
-        .returning(sandbox_kv.c.value)
-    ).scalar()
-    if bumped is not None:
-        return int(bumped)
-    conn.execute(sandbox_kv.insert().values(key=key, value=str(start)))
-    return start
+    """A monotonic counter shared by every process: ONE atomic upsert, so even two first uses racing
+    on PostgreSQL get distinct values (an UPDATE-then-INSERT would hit the primary key)."""
+    stmt = _insert(conn)(sandbox_kv).values(key=f"seq:{name}", value=str(start))
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[sandbox_kv.c.key],
+        set_={"value": sa.cast(sa.cast(sandbox_kv.c.value, sa.BigInteger) + 1, sa.Text)},
+    ).returning(sandbox_kv.c.value)
+    return int(conn.execute(stmt).scalar_one())

@@ -1,0 +1,313 @@
+"""The ``wxpartner`` CLI: ``serve --json`` as a real subprocess on a fresh data dir, ``keys`` and ``sign``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from starlette.testclient import TestClient
+
+from live import free_port
+from support import SP_B, World, assert_signed
+from wxpartner.cli import main
+from wxpartner.protocol import keys as k
+from wxpartner.protocol.authorization import parse_authorization
+from wxpartner.protocol.messages import response_message
+from wxpartner.protocol.signing import verify
+
+CANCEL_PATH = "/v3/webizpay/employees/WeBizPay_a968402a-73bb-43e2-9e1a-8371b0ca3d7c/quota-cards/1068019671702503425/cancel"
+CANCEL_BODY = '{"sp_mchid":"12341234","sub_mchid":"43214321","reason":"商户主动作废"}'
+
+
+class Served:
+    def __init__(self, data_dir: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [
+            sys.executable,
+            "-m",
+            "wxpartner.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(data_dir),
+        ]
+        self.proc = subprocess.Popen(
+            [*args, "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+            raise AssertionError(f"serve printed nothing: {err[-2000:]}")
+        self.info: dict[str, Any] = json.loads(line)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.stop()
+        raise AssertionError("server not ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    server = Served(tmp_path / "data")
+    yield server
+    server.stop()
+
+
+def _cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.slow
+def test_serve_json_first_run_prints_everything_a_client_needs(served: Served, tmp_path: Path) -> None:
+    info = served.info
+    assert info["base_url"] == served.url
+    assert info["mchid"] == "1900000001" and info["key_mode"] == "public_key"
+    assert len(info["apiv3_key"]) == 32
+    assert info["wechatpay_public_key_id"].startswith("PUB_KEY_ID_")
+    assert info["sandbox_token"] and info["sandbox_api"] == served.url + "/sandbox"
+    assert info["sub_mchid"] and info["second_level_mchid"]
+    for name in (
+        "private_key_path",
+        "certificate_path",
+        "wechatpay_public_key_path",
+        "platform_certificate_path",
+    ):
+        assert Path(info[name]).is_file(), name
+    key_text = Path(info["private_key_path"]).read_text()
+    assert key_text.startswith("-----BEGIN PRIVATE KEY-----")  # PKCS#8
+    assert k.certificate_serial(k.load_certificate(Path(info["certificate_path"]))) == info["serial_no"]
+    assert json.loads((tmp_path / "data" / "connection.json").read_text()) == info
+
+    # a request signed by `wxpartner sign` with the printed settings is accepted and answered signed
+    signed = json.loads(
+        _cli(
+            "sign",
+            "--url",
+            info["base_url"] + "/v3/certificates",
+            "--mchid",
+            info["mchid"],
+            "--serial",
+            info["serial_no"],
+            "--key",
+            info["private_key_path"],
+            "--json",
+        )
+    )
+    resp = httpx.get(
+        served.url + "/v3/certificates",
+        headers={
+            "Authorization": signed["authorization"],
+            "Accept": "application/json",
+            "User-Agent": "cli-test",
+        },
+    )
+    assert resp.status_code == 404  # public-key mode: no platform certificates, but a signed answer
+    assert resp.headers["Wechatpay-Serial"] == info["wechatpay_public_key_id"]
+    public = k.load_public_key(Path(info["wechatpay_public_key_path"]))
+    msg = response_message(resp.headers["Wechatpay-Timestamp"], resp.headers["Wechatpay-Nonce"], resp.content)
+    assert verify(public, msg, resp.headers["Wechatpay-Signature"])
+
+    # the control API opens with the printed token only
+    token = {"Authorization": f"Bearer {info['sandbox_token']}"}
+    assert httpx.get(served.url + "/sandbox/merchants", headers=token).status_code == 200
+    assert httpx.get(served.url + "/sandbox/merchants").status_code == 401
+
+    # a second run on the same data dir keeps every setting (bootstrap is idempotent)
+    served.stop()
+    again = Served(tmp_path / "data")
+    try:
+        for key in ("mchid", "serial_no", "apiv3_key", "wechatpay_public_key_id", "sandbox_token"):
+            assert again.info[key] == info[key], key
+    finally:
+        again.stop()
+
+
+@pytest.mark.slow
+def test_serve_with_bad_scenario_fails_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('merchants:\n  - mchid: "1888000001"\n  - mchid: "1888000002"\n    key_mode: sm2\n')
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wxpartner.cli",
+            "serve",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--scenario",
+            str(bad),
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    err = proc.stderr.decode()
+    assert f"scenario {bad}: merchants.1.key_mode" in err
+    assert proc.stdout == b""
+    from wxpartner.store import registry
+    from wxpartner.store.db import Database, sqlite_url_for
+
+    db = Database(sqlite_url_for(tmp_path / "d"))
+    with db.read() as conn:
+        assert registry.get_merchant(conn, "1888000001") is None  # nothing loaded
+    db.dispose()
+
+
+def test_keys_pkcs8_and_pkcs1(tmp_path: Path) -> None:
+    info = json.loads(_cli("keys", "--mchid", "1888000001", "--out", str(tmp_path / "a"), "--json"))
+    key_path, cert_path = Path(info["private_key"]), Path(info["certificate"])
+    assert key_path.name == "apiclient_key.pem" and cert_path.name == "apiclient_cert.pem"
+    assert key_path.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    assert key_path.stat().st_mode & 0o077 == 0
+    cert = k.load_certificate(cert_path)
+    assert k.certificate_serial(cert) == info["serial_no"] and len(info["serial_no"]) == 40
+    assert k.load_private_key(key_path).public_key().public_numbers() == cert.public_key().public_numbers()
+
+    info1 = json.loads(
+        _cli("keys", "--mchid", "1888000001", "--out", str(tmp_path / "b"), "--pkcs1", "--json")
+    )
+    assert Path(info1["private_key"]).read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
+
+    text = _cli("keys", "--mchid", "1888000001", "--out", str(tmp_path / "c"))
+    assert "serial_no:" in text and "scenario entry:" in text and "certificate:" in text
+
+
+def _write_key(world: World, tmp_path: Path) -> Path:
+    path = tmp_path / "apiclient_key.pem"
+    path.write_text(world.merchants[SP_B].private_key_pem)
+    return path
+
+
+def test_sign_reproduces_spec_vector(world: World, tmp_path: Path) -> None:
+    key = _write_key(world, tmp_path)
+    body_file = tmp_path / "body.json"
+    body_file.write_bytes(CANCEL_BODY.encode())
+    common = [
+        "--mchid",
+        "1900000001",
+        "--serial",
+        "1DDE55AD98ED71D6EDD4A4A16996DE7B47773A8C",
+        "--key",
+        str(key),
+        "--timestamp",
+        "1747280000",
+        "--nonce",
+        "593BEC0C930BF1AFEB40B4A08C8FB242",
+        "--json",
+    ]
+    for body in (CANCEL_BODY, "@" + str(body_file)):
+        out = json.loads(
+            _cli(
+                "sign",
+                "-X",
+                "post",
+                "--url",
+                "https://api.mch.weixin.qq.com" + CANCEL_PATH,
+                "--body",
+                body,
+                *common,
+            )
+        )
+        assert out["sha256"] == "010cd0e3db749920e972dcbee592e7a7f2ff1fcab3dc26b50a5ef5cdeee6bed0"
+        assert out["message_length"] == 234
+        assert hashlib.sha256(out["message"].encode()).hexdigest() == out["sha256"]
+        assert out["message_escaped"].endswith("\\n") and "\n" not in out["message_escaped"]
+        auth = parse_authorization(out["authorization"])
+        assert (auth.mchid, auth.timestamp, auth.nonce_str) == (
+            "1900000001",
+            "1747280000",
+            "593BEC0C930BF1AFEB40B4A08C8FB242",
+        )
+        assert verify(world.merchants[SP_B].private_key.public_key(), out["message"].encode(), auth.signature)
+
+    query = json.loads(
+        _cli(
+            "sign",
+            "--url",
+            "/v3/webizpay/users/employee123/authorization-state?sp_mchid=12341234&sub_mchid=43214321",
+            *common,
+        )
+    )
+    assert query["sha256"] == "26481e15ce4a58718c33a18174e66186b2f889937f4eead7c3cb16b0f1ef2ada"
+
+    text = _cli("sign", "--url", "/v3/certificates", *common[:-1])
+    assert (
+        "string to sign" in text
+        and "GET\\n/v3/certificates\\n1747280000\\n" in text
+        and "Authorization: WECHATPAY2" in text
+    )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sign_output_is_accepted_by_the_server(http: TestClient, world: World, tmp_path: Path) -> None:
+    m = world.merchants[SP_B]
+    key = _write_key(world, tmp_path)
+    out = json.loads(
+        _cli(
+            "sign",
+            "--url",
+            "/v3/certificates?algorithm_type=RSA",
+            "--mchid",
+            m.mchid,
+            "--serial",
+            m.serial_no,
+            "--key",
+            str(key),
+            "--json",
+        )
+    )
+    headers = {"Authorization": out["authorization"], "Accept": "application/json", "User-Agent": "cli"}
+    resp = http.get("/v3/certificates?algorithm_type=RSA", headers=headers)
+    assert resp.status_code == 200, resp.text
+    assert_signed(resp, world)
+    # and when it is not (wrong URL), the explanation shows what the server built
+    out = json.loads(
+        _cli(
+            "sign",
+            "--url",
+            "/v3/certificates",
+            "--mchid",
+            m.mchid,
+            "--serial",
+            m.serial_no,
+            "--key",
+            str(key),
+            "--json",
+        )
+    )
+    resp = http.get(
+        "/v3/certificates?algorithm_type=RSA", headers={**headers, "Authorization": out["authorization"]}
+    )
+    assert resp.status_code == 401
+    expected = out["message"].replace("/v3/certificates\n", "/v3/certificates?algorithm_type=RSA\n", 1)
+    assert resp.json()["detail"]["sign_information"]["truncated_sign_message"] == expected

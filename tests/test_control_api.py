@@ -1,0 +1,214 @@
+"""The foundation's sandbox control API (/sandbox/...): token required, clock, merchants, notify URL,
+certificate revocation, reset."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from starlette.testclient import TestClient
+
+from conftest import SANDBOX_TOKEN
+from support import SP_A, SP_B, SP_C, SUB_A, SUB_B, ApiClient, World
+from wxpartner.protocol.signing import new_nonce
+from wxpartner.protocol.times import parse_rfc3339
+from wxpartner.server.app import WxPartnerApp
+
+AUTH = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
+ENDPOINTS = [
+    ("GET", "/sandbox/clock"),
+    ("POST", "/sandbox/clock"),
+    ("POST", "/sandbox/reset"),
+    ("GET", "/sandbox/scenario"),
+    ("POST", "/sandbox/scenario"),
+    ("GET", "/sandbox/merchants"),
+    ("PUT", f"/sandbox/merchants/{SP_A}/notify-url"),
+    ("POST", "/sandbox/certificates/ABC/revoke"),
+    ("GET", "/sandbox/platform-keys"),
+    ("POST", "/sandbox/platform-keys/rotate"),
+    ("POST", "/sandbox/platform-keys/X/retire"),
+]
+
+
+BAD_CREDENTIALS = [
+    {},
+    {"Authorization": "Bearer wrong-token"},
+    {"Authorization": f"Bearer {SANDBOX_TOKEN}x"},
+    {"Authorization": f"Bearer {SANDBOX_TOKEN[:-1]}"},
+    {"Authorization": f"Basic {SANDBOX_TOKEN}"},
+    {"Authorization": SANDBOX_TOKEN},
+    {"X-Sandbox-Token": "nope"},
+]
+
+
+def test_token_required(http: TestClient) -> None:
+    """Every foundation endpoint x every bad credential: 401, and nothing happened."""
+    before = http.get("/sandbox/clock", headers=AUTH).json()
+    for method, path in ENDPOINTS:
+        for headers in BAD_CREDENTIALS:
+            resp = http.request(method, path, headers=headers, json={"advance": 3600})
+            assert resp.status_code == 401, (method, path, headers)
+            assert resp.json() == {
+                "code": "UNAUTHORIZED",
+                "message": "the sandbox control API needs 'Authorization: Bearer <sandbox token>'",
+            }
+    after = http.get("/sandbox/clock", headers=AUTH).json()
+    assert after["offset_seconds"] == before["offset_seconds"]
+
+
+def test_x_sandbox_token_header_also_works(http: TestClient) -> None:
+    assert http.get("/sandbox/clock", headers={"X-Sandbox-Token": SANDBOX_TOKEN}).status_code == 200
+
+
+def test_control_api_closed_without_any_token(app: WxPartnerApp) -> None:
+    app.state.sandbox_token = ""  # a server whose token was never set: nothing opens it
+    with TestClient(app) as client:
+        assert client.get("/sandbox/clock", headers={"Authorization": "Bearer "}).status_code == 401
+        assert client.get("/sandbox/clock").status_code == 401
+
+
+def test_clock_set_freeze_advance_thaw(http: TestClient) -> None:
+    resp = http.get("/sandbox/clock", headers=AUTH)
+    assert resp.status_code == 200
+    view = resp.json()
+    assert view["frozen"] is False and abs(view["now_ts"] - time.time()) < 5
+
+    resp = http.post(
+        "/sandbox/clock", json={"set": "2025-05-15T11:33:20+08:00", "freeze": True}, headers=AUTH
+    )
+    assert resp.status_code == 200, resp.text
+    view = resp.json()
+    target = parse_rfc3339("2025-05-15T11:33:20+08:00").timestamp()
+    assert view == {
+        "now": "2025-05-15T11:33:20+08:00",
+        "now_ts": target,
+        "frozen": True,
+        "offset_seconds": 0.0,
+    }
+
+    view = http.post("/sandbox/clock", json={"advance": 86400}, headers=AUTH).json()
+    assert view["now"] == "2025-05-16T11:33:20+08:00" and view["frozen"] is True
+    assert http.get("/sandbox/clock", headers=AUTH).json()["now_ts"] == target + 86400  # persisted
+
+    view = http.post("/sandbox/clock", json={"thaw": True}, headers=AUTH).json()
+    assert view["frozen"] is False
+    assert abs(view["now_ts"] - (target + 86400)) < 5
+
+    view = http.post("/sandbox/clock", json={"set": 1747280000}, headers=AUTH).json()
+    assert view["frozen"] is False and abs(view["now_ts"] - 1747280000) < 5
+
+    view = http.post("/sandbox/clock", json={"freeze": True}, headers=AUTH).json()
+    assert view["frozen"] is True
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"set": "yesterday"}, "RFC 3339"),
+        ({"set": [1]}, "Unix seconds or an RFC 3339"),
+        ({"advance": "1h"}, "advance must be a finite number of seconds"),
+        # found by this suite: these were written to the store and broke the clock for good (500s)
+        ('{"advance": Infinity}', "advance must be a finite number"),
+        ('{"set": NaN}', "set must be a finite number"),
+        ({"set": 1e20}, "between 1970 and 9999"),
+        ({"set": -5}, "between 1970 and 9999"),
+        ({"set": "9999-12-31T23:59:59Z"}, "between 1970 and 9999"),
+        ({"advance": 1e15}, "between 1970 and 9999"),
+        ({"set": True}, "Unix seconds or an RFC 3339"),
+        ({"advance": True}, "advance must be a finite number"),
+    ],
+)
+def test_clock_bad_input(http: TestClient, body: dict[str, object] | str, fragment: str) -> None:
+    before = http.get("/sandbox/clock", headers=AUTH).json()
+    if isinstance(body, str):
+        resp = http.post("/sandbox/clock", content=body, headers=AUTH)
+    else:
+        resp = http.post("/sandbox/clock", json=body, headers=AUTH)
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR"
+    assert fragment in resp.json()["message"]
+    after = http.get("/sandbox/clock", headers=AUTH)
+    assert after.status_code == 200
+    assert after.json()["frozen"] is False and after.json()["offset_seconds"] == before["offset_seconds"]
+
+
+def test_control_body_not_json(http: TestClient) -> None:
+    for raw in (b"{", b"[1]"):
+        resp = http.post("/sandbox/clock", content=raw, headers=AUTH)
+        assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR"
+
+
+def test_wire_timestamps_stay_real_when_clock_moves(http: TestClient, world: World) -> None:
+    http.post("/sandbox/clock", json={"advance": 10 * 86400}, headers=AUTH)
+    resp = ApiClient(http, world, SP_B).get("/v3/certificates")  # signed with real time: accepted
+    assert resp.status_code == 200
+    assert abs(int(resp.headers["Wechatpay-Timestamp"]) - time.time()) < 5
+
+
+def test_merchants_listing(http: TestClient, world: World) -> None:
+    resp = http.get("/sandbox/merchants", headers=AUTH)
+    assert resp.status_code == 200
+    rows = {m["mchid"]: m for m in resp.json()["data"]}
+    assert {SP_A, SP_B, SP_C, SUB_A, SUB_B} <= set(rows)
+    assert rows[SP_A]["key_mode"] == "public_key"
+    assert rows[SP_B]["key_mode"] == "certificate"
+    assert rows[SP_C]["key_mode"] == "migrating"
+    assert rows[SP_A]["role"] == "service_provider" and rows[SUB_A]["role"] == "sub_merchant"
+    assert rows[SP_B]["certificates"] == [{"serial_no": world.merchants[SP_B].serial_no, "revoked": False}]
+    assert {"mchid": SUB_A, "kind": "sub_merchant"} in rows[SP_A]["children"]
+    assert "apiv3_key" not in str(resp.json())  # secrets stay out of listings
+
+
+def test_notify_url(http: TestClient) -> None:
+    url = "https://merchant.example/notify"
+    resp = http.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": url}, headers=AUTH)
+    assert resp.status_code == 200 and resp.json() == {"mchid": SP_A, "notify_url": url}
+    rows = {m["mchid"]: m for m in http.get("/sandbox/merchants", headers=AUTH).json()["data"]}
+    assert rows[SP_A]["notify_url"] == url
+    resp = http.post(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": None}, headers=AUTH)
+    assert resp.status_code == 200
+    rows = {m["mchid"]: m for m in http.get("/sandbox/merchants", headers=AUTH).json()["data"]}
+    assert rows[SP_A]["notify_url"] is None
+    # found by this suite: a non-string or 600-character URL was a database error (500) on PostgreSQL
+    for bad in (123, "https://x/" + "a" * 600, "", ["u"]):
+        resp = http.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": bad}, headers=AUTH)
+        assert resp.status_code == 400 and "at most 512 characters" in resp.json()["message"], bad
+    resp = http.put("/sandbox/merchants/1999999999/notify-url", json={"notify_url": url}, headers=AUTH)
+    assert resp.status_code == 404 and resp.json()["code"] == "RESOURCE_NOT_EXISTS"
+
+
+def test_revoke_certificate_then_sign_error(http: TestClient, world: World) -> None:
+    client = ApiClient(http, world, SP_B)
+    assert client.get("/v3/certificates").status_code == 200
+    serial = world.merchants[SP_B].serial_no
+    resp = http.post(f"/sandbox/certificates/{serial}/revoke", headers=AUTH)
+    assert resp.status_code == 200 and resp.json() == {"serial_no": serial, "revoked": True}
+    resp = client.get("/v3/certificates")
+    assert resp.status_code == 401
+    body = resp.json()
+    assert body["code"] == "SIGN_ERROR" and body["message"] == "商户证书已作废"
+    assert body["detail"]["field"] == "serial_no"
+    rows = {m["mchid"]: m for m in http.get("/sandbox/merchants", headers=AUTH).json()["data"]}
+    assert rows[SP_B]["certificates"] == [{"serial_no": serial, "revoked": True}]
+    assert ApiClient(http, world, SP_A).get("/v3/certificates").status_code == 404  # others unaffected
+    resp = http.post("/sandbox/certificates/NOPE/revoke", headers=AUTH)
+    assert resp.status_code == 404 and resp.json()["code"] == "RESOURCE_NOT_EXISTS"
+
+
+def test_reset_forgets_nonces(http: TestClient, world: World) -> None:
+    client = ApiClient(http, world, SP_B)
+    nonce = new_nonce()
+    assert client.get("/v3/certificates", nonce=nonce).status_code == 200
+    assert client.get("/v3/certificates", nonce=nonce).status_code == 401
+    resp = http.post("/sandbox/reset", json={"mchid": SP_B}, headers=AUTH)
+    assert resp.status_code == 200 and resp.json() == {"reset": SP_B}
+    assert client.get("/v3/certificates", nonce=nonce).status_code == 200
+    resp = http.post("/sandbox/reset", headers=AUTH)
+    assert resp.status_code == 200 and resp.json() == {"reset": "all"}
+    # merchants and keys survive a reset
+    assert client.get("/v3/certificates").status_code == 200
+
+
+def test_unknown_sandbox_path_is_404(http: TestClient) -> None:
+    resp = http.get("/sandbox/no-such-thing", headers=AUTH)
+    assert resp.status_code == 404

@@ -1,0 +1,168 @@
+"""Key modes per merchant (protocol.md §7): which WeChat Pay key signs responses, the platform-certificate
+download, and platform key rotation/retirement through the sandbox control API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from conftest import SANDBOX_TOKEN
+from support import SP_A, SP_B, SP_C, ApiClient, World
+from wxpartner.protocol import keys as k
+from wxpartner.protocol.crypto import aes_gcm_decrypt
+from wxpartner.protocol.messages import response_message
+from wxpartner.protocol.signing import verify
+from wxpartner.protocol.times import parse_rfc3339
+
+CERTS = "/v3/certificates"
+AUTH = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
+
+
+def platform_keys(http: TestClient) -> dict[str, dict[str, Any]]:
+    resp = http.get("/sandbox/platform-keys", headers=AUTH)
+    assert resp.status_code == 200, resp.text
+    return {row["key_id"]: row for row in resp.json()["data"]}
+
+
+def assert_signed_by(resp: httpx.Response, http: TestClient, key_id: str) -> None:
+    """Verify with the public key the control API publishes for ``key_id`` (not the test world's)."""
+    h = resp.headers
+    assert h["Wechatpay-Serial"] == key_id
+    row = platform_keys(http)[key_id]
+    public = k.load_public_key((row["certificate"] or row["public_key"]).encode())
+    message = response_message(h["Wechatpay-Timestamp"], h["Wechatpay-Nonce"], resp.content)
+    assert verify(public, message, h["Wechatpay-Signature"])
+
+
+def test_public_key_mode_signs_with_pub_key_id(client_a: ApiClient, http: TestClient, world: World) -> None:
+    resp = client_a.get(CERTS)
+    # /v3/certificates does not exist for a public-key-mode merchant: a signed 404.
+    assert resp.status_code == 404
+    assert resp.json()["code"] == "RESOURCE_NOT_EXISTS" and "public-key mode" in resp.json()["message"]
+    assert resp.headers["Wechatpay-Serial"] == world.platform_pub.key_id
+    assert resp.headers["Wechatpay-Serial"].startswith("PUB_KEY_ID_")
+    assert_signed_by(resp, http, world.platform_pub.key_id)
+    # naming a platform certificate does not switch a public-key merchant to it
+    resp = client_a.get(CERTS, wechatpay_serial=world.platform_cert.key_id)
+    assert resp.headers["Wechatpay-Serial"] == world.platform_pub.key_id
+
+
+def test_certificate_mode_signs_with_platform_certificate(
+    client_b: ApiClient, http: TestClient, world: World
+) -> None:
+    resp = client_b.get(CERTS)
+    assert resp.status_code == 200
+    assert resp.headers["Wechatpay-Serial"] == world.platform_cert.key_id
+    assert_signed_by(resp, http, world.platform_cert.key_id)
+    # naming the public key does not switch a certificate merchant to it either
+    resp = client_b.get(CERTS, wechatpay_serial=world.platform_pub.key_id)
+    assert resp.headers["Wechatpay-Serial"] == world.platform_cert.key_id
+
+
+def test_certificate_download_decrypts_with_apiv3_key(client_b: ApiClient, world: World) -> None:
+    resp = client_b.get(CERTS + "?algorithm_type=RSA")
+    assert resp.status_code == 200
+    [item] = resp.json()["data"]
+    assert item["serial_no"] == world.platform_cert.key_id
+    enc = item["encrypt_certificate"]
+    assert enc["algorithm"] == "AEAD_AES_256_GCM" and enc["associated_data"] == "certificate"
+    assert len(enc["nonce"]) == 12
+    pem = aes_gcm_decrypt(
+        world.merchants[SP_B].apiv3_key, enc["nonce"], enc["associated_data"], enc["ciphertext"]
+    )
+    assert pem == world.platform_cert.certificate_pem
+    cert = k.load_certificate(pem)
+    assert k.certificate_serial(cert) == item["serial_no"]
+    assert item["effective_time"].endswith("+08:00") and item["expire_time"].endswith("+08:00")
+    assert abs(parse_rfc3339(item["effective_time"]).timestamp() - cert.not_valid_before_utc.timestamp()) < 1
+    assert abs(parse_rfc3339(item["expire_time"]).timestamp() - cert.not_valid_after_utc.timestamp()) < 1
+    # a wrong APIv3 key cannot open it
+    with pytest.raises(ValueError):
+        aes_gcm_decrypt("x" * 32, enc["nonce"], enc["associated_data"], enc["ciphertext"])
+
+
+@pytest.mark.parametrize(
+    ("serial_header", "expected"),
+    [(None, "cert"), ("pub", "pub"), ("cert", "cert"), ("PUB_KEY_ID_0000000000000000000000000000", "cert")],
+)
+def test_migrating_merchant_signs_with_the_key_named(
+    client_c: ApiClient, http: TestClient, world: World, serial_header: str | None, expected: str
+) -> None:
+    names = {"pub": world.platform_pub.key_id, "cert": world.platform_cert.key_id}
+    header = names.get(serial_header or "", serial_header)
+    resp = client_c.get(CERTS, wechatpay_serial=header)
+    assert resp.status_code == 200, resp.text  # migrating merchants can still download certificates
+    assert resp.headers["Wechatpay-Serial"] == names[expected]
+    assert_signed_by(resp, http, names[expected])
+
+
+def test_platform_certificate_rotation_and_retirement(
+    client_b: ApiClient, http: TestClient, world: World
+) -> None:
+    old = world.platform_cert.key_id
+    resp = http.post("/sandbox/platform-keys/rotate", json={"kind": "certificate"}, headers=AUTH)
+    assert resp.status_code == 200, resp.text
+    new = resp.json()["key_id"]
+    assert resp.json()["kind"] == "certificate" and new != old and len(new) == 40
+
+    # two overlapping certificates, newest first; responses now signed with the new one
+    resp = client_b.get(CERTS, check=False)
+    serials = [item["serial_no"] for item in resp.json()["data"]]
+    assert serials == [new, old]
+    assert_signed_by(resp, http, new)
+    for item in resp.json()["data"]:
+        enc = item["encrypt_certificate"]
+        pem = aes_gcm_decrypt(world.merchants[SP_B].apiv3_key, enc["nonce"], "certificate", enc["ciphertext"])
+        assert pem == platform_keys(http)[item["serial_no"]]["certificate"]
+
+    retire = http.post(f"/sandbox/platform-keys/{old}/retire", headers=AUTH)
+    assert retire.status_code == 200 and retire.json() == {"key_id": old, "retired": True}
+    assert platform_keys(http)[old]["retired"] is True
+    resp = client_b.get(CERTS, check=False)
+    assert [item["serial_no"] for item in resp.json()["data"]] == [new]
+    # a retired certificate can no longer be named in Wechatpay-Serial by a migrating merchant
+    resp = ApiClient(http, world, SP_C).get(CERTS, wechatpay_serial=old, check=False)
+    assert resp.headers["Wechatpay-Serial"] == new
+
+
+def test_rotate_with_retire_in_one_call(client_b: ApiClient, http: TestClient, world: World) -> None:
+    old = world.platform_cert.key_id
+    resp = http.post("/sandbox/platform-keys/rotate", json={"retire": old}, headers=AUTH)
+    assert resp.status_code == 200 and resp.json()["retired"] == old
+    new = resp.json()["key_id"]
+    resp = client_b.get(CERTS, check=False)
+    assert [item["serial_no"] for item in resp.json()["data"]] == [new]
+    assert_signed_by(resp, http, new)
+
+
+def test_merchant_public_key_rotation(client_a: ApiClient, http: TestClient, world: World) -> None:
+    resp = http.post(
+        "/sandbox/platform-keys/rotate", json={"kind": "public_key", "mchid": SP_A}, headers=AUTH
+    )
+    assert resp.status_code == 200
+    own = resp.json()["key_id"]
+    assert own.startswith("PUB_KEY_ID_") and platform_keys(http)[own]["mchid"] == SP_A
+    resp = client_a.get(CERTS, check=False)
+    assert_signed_by(resp, http, own)
+    # another public-key merchant keeps the shared key
+    assert http.post(f"/sandbox/platform-keys/{own}/retire", headers=AUTH).status_code == 200
+    resp = client_a.get(CERTS)
+    assert resp.headers["Wechatpay-Serial"] == world.platform_pub.key_id
+
+
+def test_rotation_control_errors(http: TestClient) -> None:
+    resp = http.post("/sandbox/platform-keys/rotate", json={"kind": "sm2"}, headers=AUTH)
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR"
+    resp = http.post("/sandbox/platform-keys/NO_SUCH_KEY/retire", headers=AUTH)
+    assert resp.status_code == 404 and resp.json()["code"] == "RESOURCE_NOT_EXISTS"
+
+
+def test_platform_keys_listing(http: TestClient, world: World) -> None:
+    rows = platform_keys(http)
+    pub, cert = rows[world.platform_pub.key_id], rows[world.platform_cert.key_id]
+    assert pub["kind"] == "public_key" and pub["certificate"] is None
+    assert cert["kind"] == "certificate" and cert["certificate"] == world.platform_cert.certificate_pem
+    assert "private" not in str(rows).lower()  # private keys never leave the server

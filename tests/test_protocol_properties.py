@@ -1,0 +1,122 @@
+"""Property tests (hypothesis): sign -> verify round-trips over arbitrary requests, any one-byte change
+breaks verification, and Authorization emit -> parse is the identity."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wxpartner.protocol import keys as k
+from wxpartner.protocol.authorization import Authorization, parse_authorization
+from wxpartner.protocol.messages import canonical_url, request_message, response_message
+from wxpartner.protocol.signing import sign, verify
+
+# One key for the module: generation is the slow part, the property is about messages.
+KEY: rsa.RSAPrivateKey = k.generate_private_key()
+PUBLIC = KEY.public_key()
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+methods = st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE"])
+_path_chars = string.ascii_letters + string.digits + "-._~%!$&'()*+,;=:@/"
+paths = st.lists(st.text(alphabet=_path_chars, min_size=1, max_size=20), min_size=1, max_size=5).map(
+    lambda parts: "/v3/" + "/".join(parts)
+)
+queries = st.one_of(st.just(""), st.text(alphabet=_path_chars + "?=&", min_size=1, max_size=60))
+# Any BMP text (the spec's UTF-8 range), including newlines, quotes and CJK.
+bodies = st.text(alphabet=st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",)), max_size=300)
+timestamps = st.integers(min_value=0, max_value=2**40).map(str)
+nonces = st.text(alphabet=string.ascii_letters + string.digits, min_size=1, max_size=64)
+
+
+@FAST
+@given(method=methods, path=paths, query=queries, ts=timestamps, nonce=nonces, body=bodies)
+def test_sign_verify_round_trip(method: str, path: str, query: str, ts: str, nonce: str, body: str) -> None:
+    url = canonical_url(path, query)
+    message = request_message(method, url, ts, nonce, body.encode("utf-8"))
+    assert message == f"{method}\n{url}\n{ts}\n{nonce}\n{body}\n".encode()
+    assert verify(PUBLIC, message, sign(KEY, message))
+
+
+@FAST
+@given(
+    body=bodies,
+    ts=timestamps,
+    nonce=nonces,
+    data=st.data(),
+)
+def test_any_one_byte_change_breaks_verification(body: str, ts: str, nonce: str, data: st.DataObject) -> None:
+    message = request_message("POST", "/v3/x?a=1", ts, nonce, body.encode("utf-8"))
+    signature = sign(KEY, message)
+    index = data.draw(st.integers(min_value=0, max_value=len(message) - 1), label="index")
+    delta = data.draw(st.integers(min_value=1, max_value=255), label="delta")
+    changed = bytearray(message)
+    changed[index] = (changed[index] + delta) % 256
+    assert not verify(PUBLIC, bytes(changed), signature)
+
+
+@FAST
+@given(ts=timestamps, nonce=nonces, body=st.binary(max_size=200), data=st.data())
+def test_response_message_one_byte_change_breaks(
+    ts: str, nonce: str, body: bytes, data: st.DataObject
+) -> None:
+    message = response_message(ts, nonce, body)
+    assert message == ts.encode() + b"\n" + nonce.encode() + b"\n" + body + b"\n"
+    signature = sign(KEY, message)
+    assert verify(PUBLIC, message, signature)
+    index = data.draw(st.integers(min_value=0, max_value=len(message) - 1))
+    changed = bytearray(message)
+    changed[index] ^= 1 << data.draw(st.integers(min_value=0, max_value=7))
+    assert not verify(PUBLIC, bytes(changed), signature)
+
+
+@FAST
+@given(data=st.data())
+def test_one_character_change_of_signature_fails(data: st.DataObject) -> None:
+    message = b"GET\n/v3/certificates\n1\nn\n\n"
+    signature = sign(KEY, message)
+    # The last quad is 'X?==': the second char's low 4 bits are not data, so stop before it.
+    index = data.draw(st.integers(min_value=0, max_value=len(signature) - 4))
+    replacement = data.draw(
+        st.sampled_from(string.ascii_letters + string.digits + "+/").filter(lambda c: c != signature[index])
+    )
+    assert not verify(PUBLIC, message, signature[:index] + replacement + signature[index + 1 :])
+
+
+# Values the grammar allows: non-empty, no double quote (the SDKs never emit one).
+values = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, blacklist_characters='"'),
+    min_size=1,
+    max_size=50,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mchid=values,
+    nonce=values,
+    ts=st.integers(min_value=0, max_value=2**40).map(str),
+    serial=values,
+    signature=values,
+    order=st.permutations(["mchid", "nonce_str", "timestamp", "serial_no", "signature"]),
+    spaced=st.booleans(),
+)
+def test_authorization_emit_parse_identity(
+    mchid: str, nonce: str, ts: str, serial: str, signature: str, order: list[str], spaced: bool
+) -> None:
+    auth = Authorization(mchid, nonce, ts, serial, signature)
+    assert parse_authorization(auth.header_value()) == auth
+    sep = ", " if spaced else ","
+    reordered = "WECHATPAY2-SHA256-RSA2048 " + sep.join(f'{name}="{getattr(auth, name)}"' for name in order)
+    assert parse_authorization(reordered) == auth
+
+
+@pytest.mark.parametrize("body", ["", "\n", "中文", '{"a":"\\u4e2d"}', "\r\n"])
+def test_body_bytes_are_signed_unchanged(body: str) -> None:
+    message = request_message("POST", "/v3/x", "1", "n", body.encode())
+    assert message.endswith(body.encode() + b"\n")
+    assert verify(PUBLIC, message, sign(KEY, message))

@@ -1,0 +1,270 @@
+"""Scenario files: load, export, reset round trip; a bad scenario gives a clear error and loads nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from starlette.testclient import TestClient
+
+from conftest import SANDBOX_TOKEN
+from support import SP_A, ApiClient, MerchantKeys, World
+from wxpartner.domain.merchants import KeyMode
+from wxpartner.protocol import keys as k
+from wxpartner.sandbox import scenario
+from wxpartner.store import registry
+from wxpartner.store.db import Database
+
+AUTH = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
+NEW_SP = "1888000001"
+
+
+def _scenario(world: World, *, extra_cert_pem: str) -> dict[str, Any]:
+    key = k.generate_private_key()
+    return {
+        "version": 1,
+        "merchants": [
+            {
+                "mchid": NEW_SP,
+                "name": "Scenario SP",
+                "role": "service_provider",
+                "key_mode": "certificate",
+                "apiv3_key": "A" * 32,
+                "notify_url": "https://sp.example/notify",
+                "certificates": [
+                    {"generate": True},
+                    {"certificate": extra_cert_pem, "revoked": True},
+                    {"serial_no": "abcdef0123", "public_key": k.public_key_pem(key.public_key())},
+                ],
+                "sub_merchants": ["1888000101"],
+                "second_level_merchants": ["1888000201"],
+                "channel_merchants": ["1888000301"],
+            }
+        ],
+    }
+
+
+def _merchant_ids(db: Database) -> set[str]:
+    with db.read() as conn:
+        return {m.mchid for m in registry.list_merchants(conn)}
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    yield database
+    database.dispose()
+
+
+def test_load_export_round_trip(db: Database, world: World, tmp_path: Path) -> None:
+    cert_pem = k.certificate_pem(k.issue_certificate(k.generate_private_key(), NEW_SP))
+    report = scenario.load_scenario(
+        db, _scenario(world, extra_cert_pem=cert_pem), base_dir=tmp_path, data_dir=tmp_path
+    )
+    assert report["merchants"] == 1
+    [generated] = report["generated_keys"][NEW_SP]
+    assert Path(generated["private_key"]).exists() and Path(generated["certificate"]).exists()
+    assert Path(generated["private_key"]).stat().st_mode & 0o077 == 0  # private key not world-readable
+
+    exported = scenario.export_scenario(db)
+    entry = next(m for m in exported["merchants"] if m["mchid"] == NEW_SP)
+    assert entry["key_mode"] == "certificate" and entry["apiv3_key"] == "A" * 32
+    assert entry["notify_url"] == "https://sp.example/notify"
+    assert entry["sub_merchants"] == ["1888000101"]
+    assert entry["second_level_merchants"] == ["1888000201"]
+    assert entry["channel_merchants"] == ["1888000301"]
+    certs = entry["certificates"]
+    assert len(certs) == 3
+    assert {"serial_no": "ABCDEF0123", "public_key": certs[2]["public_key"]} in certs  # serials upper-cased
+    revoked = [c for c in certs if c.get("revoked")]
+    assert len(revoked) == 1 and revoked[0]["certificate"] == cert_pem
+
+    # load the export into a fresh database: the same export comes back (YAML text in between)
+    fresh = Database(f"sqlite:///{tmp_path / 'fresh.sqlite3'}")
+    fresh.migrate()
+    text = yaml.safe_dump(exported, allow_unicode=True)
+    scenario.load_scenario(fresh, scenario.parse_text(text), base_dir=tmp_path, data_dir=tmp_path)
+    assert scenario.export_scenario(fresh)["merchants"] == exported["merchants"]
+    fresh.dispose()
+
+
+def test_loading_twice_is_idempotent(db: Database, world: World, tmp_path: Path) -> None:
+    cert_pem = k.certificate_pem(k.issue_certificate(k.generate_private_key(), NEW_SP))
+    data = _scenario(world, extra_cert_pem=cert_pem)
+    data["merchants"][0]["certificates"] = data["merchants"][0]["certificates"][1:]
+    scenario.load_scenario(db, data, base_dir=tmp_path, data_dir=tmp_path)
+    first = scenario.export_scenario(db)
+    scenario.load_scenario(db, data, base_dir=tmp_path, data_dir=tmp_path)
+    assert scenario.export_scenario(db) == first
+
+
+def test_certificate_paths_relative_to_scenario_file(db: Database, tmp_path: Path) -> None:
+    cert = k.issue_certificate(k.generate_private_key(), NEW_SP)
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "new.pem").write_text(k.certificate_pem(cert))
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        f'merchants:\n  - mchid: "{NEW_SP}"\n    certificates:\n      - certificate: certs/new.pem\n'
+    )
+    scenario.load_scenario_file(db, path, data_dir=tmp_path)
+    with db.read() as conn:
+        merchant, cred = registry.get_credential(conn, NEW_SP, k.certificate_serial(cert))
+    assert merchant is not None and merchant.key_mode == KeyMode.PUBLIC_KEY  # the default mode
+    assert cred is not None and not cred.revoked
+
+
+def test_certificate_of_another_merchant_is_refused(db: Database, world: World, tmp_path: Path) -> None:
+    """Found by this suite: the certificate used to move silently to the new merchant."""
+    m: MerchantKeys = world.merchants[SP_A]
+    data = {"merchants": [{"mchid": NEW_SP, "certificates": [{"certificate": m.certificate_pem}]}]}
+    with pytest.raises(scenario.ScenarioError, match=f"already registered to merchant {SP_A}"):
+        scenario.load_scenario(db, data, base_dir=tmp_path, data_dir=tmp_path)
+    with db.read() as conn:
+        assert registry.serial_owner(conn, m.serial_no) == SP_A
+    public = k.public_key_pem(m.private_key.public_key())
+    bare = {
+        "merchants": [
+            {"mchid": NEW_SP, "certificates": [{"serial_no": m.serial_no.lower(), "public_key": public}]}
+        ]
+    }
+    with pytest.raises(scenario.ScenarioError, match="already registered"):
+        scenario.load_scenario(db, bare, base_dir=tmp_path, data_dir=tmp_path)
+    assert NEW_SP not in _merchant_ids(db)
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"merchants": [{"mchid": NEW_SP, "apiv3_key": "short"}]}, "merchants.1.apiv3_key"),
+        ({"merchants": [{"mchid": NEW_SP, "key_mode": "sm2"}]}, "merchants.1.key_mode"),
+        ({"merchants": [{"mchid": NEW_SP, "colour": "red"}]}, "merchants.1.colour"),
+        (
+            {"merchants": [{"mchid": NEW_SP, "certificates": [{}]}]},
+            "give certificate, public_key + serial_no",
+        ),
+        (
+            {
+                "merchants": [
+                    {"mchid": NEW_SP, "certificates": [{"public_key": "-----BEGIN PUBLIC KEY-----"}]}
+                ]
+            },
+            "a bare public_key needs its serial_no",
+        ),
+        (
+            {
+                "merchants": [
+                    {
+                        "mchid": NEW_SP,
+                        "certificates": [
+                            {"certificate": "-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----"}
+                        ],
+                    }
+                ]
+            },
+            "not a PEM X.509 certificate",
+        ),
+        (
+            {"merchants": [{"mchid": NEW_SP, "certificates": [{"certificate": "missing.pem"}]}]},
+            f"merchants[{NEW_SP}].certificates[0]: cannot read missing.pem",
+        ),
+        ({"no_such_section": []}, "unknown section(s): no_such_section"),
+        # found by this suite: values longer than the registry columns were database errors (500) on PostgreSQL
+        ({"merchants": [{"mchid": NEW_SP, "sub_merchants": ["1" * 33]}]}, "merchants.1.sub_merchants.0"),
+        (
+            {"merchants": [{"mchid": NEW_SP, "certificates": [{"serial_no": "A" * 65, "public_key": "x"}]}]},
+            "merchants.1.certificates.0.serial_no",
+        ),
+        (
+            {"merchants": [{"mchid": NEW_SP, "notify_url": "https://x/" + "a" * 510}]},
+            "merchants.1.notify_url",
+        ),
+        ({"merchants": [{"mchid": NEW_SP, "name": "n" * 129}]}, "merchants.1.name"),
+        ({"version": 2}, "version"),
+        ({"platform_keys": [{"kind": "public_key", "private_key": "x"}]}, "platform_keys[0]: cannot read x"),
+    ],
+)
+def test_bad_scenario_loads_nothing(
+    db: Database, tmp_path: Path, data: dict[str, Any], fragment: str
+) -> None:
+    good = {"mchid": "1888000009", "name": "would be first"}
+    data = {**data, "merchants": [good, *data.get("merchants", [])]}
+    before = _merchant_ids(db)
+    with pytest.raises(scenario.ScenarioError) as exc:
+        scenario.load_scenario(db, data, base_dir=tmp_path, data_dir=tmp_path)
+    assert fragment in str(exc.value)
+    assert _merchant_ids(db) == before  # the good merchant before the bad entry was rolled back too
+
+
+def test_serial_mismatch_is_reported(db: Database, world: World, tmp_path: Path) -> None:
+    m: MerchantKeys = world.merchants[SP_A]
+    data = {
+        "merchants": [
+            {"mchid": NEW_SP, "certificates": [{"certificate": m.certificate_pem, "serial_no": "ABC"}]}
+        ]
+    }
+    with pytest.raises(
+        scenario.ScenarioError, match=f"serial_no ABC does not match the certificate \\({m.serial_no}\\)"
+    ):
+        scenario.load_scenario(db, data, base_dir=tmp_path, data_dir=tmp_path)
+    assert NEW_SP not in _merchant_ids(db)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"), [("merchants: [", "not valid YAML"), ("- a\n- b\n", "a scenario is a mapping")]
+)
+def test_parse_text_errors(text: str, fragment: str) -> None:
+    with pytest.raises(scenario.ScenarioError, match=fragment):
+        scenario.parse_text(text)
+    assert scenario.parse_text("") == {}
+
+
+def test_scenario_through_control_api(http: TestClient, world: World) -> None:
+    m = world.merchants[SP_A]
+    text = yaml.safe_dump(
+        {
+            "merchants": [
+                {
+                    "mchid": NEW_SP,
+                    "key_mode": "certificate",
+                    "apiv3_key": "B" * 32,
+                    "certificates": [{"generate": True}],
+                }
+            ]
+        }
+    )
+    resp = http.post("/sandbox/scenario", content=text, headers=AUTH)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["loaded"] is True and body["merchants"] == 1
+    [gen] = body["generated_keys"][NEW_SP]
+
+    # the loaded merchant can call the API with the generated key
+    key = k.load_private_key(Path(gen["private_key"]))
+    keys = MerchantKeys(NEW_SP, key, "", "", gen["serial_no"], KeyMode.CERTIFICATE, "B" * 32)
+    world2 = World(world.platform_pub, world.platform_cert, {NEW_SP: keys})
+    assert ApiClient(http, world2, NEW_SP).get("/v3/certificates").status_code == 200
+
+    exported = http.get("/sandbox/scenario", headers=AUTH).json()
+    assert NEW_SP in {e["mchid"] for e in exported["merchants"]}
+
+    # a bad scenario: 400 SCENARIO_ERROR naming the entry, nothing changed
+    before = http.get("/sandbox/scenario", headers=AUTH).json()
+    bad = yaml.safe_dump(
+        {"merchants": [{"mchid": "1888000002"}, {"mchid": "1888000003", "key_mode": "nope"}]}
+    )
+    resp = http.post("/sandbox/scenario", content=bad, headers=AUTH)
+    assert resp.status_code == 400
+    assert resp.json()["code"] == "SCENARIO_ERROR" and "merchants.1.key_mode" in resp.json()["message"]
+    assert http.get("/sandbox/scenario", headers=AUTH).json() == before
+    resp = http.post("/sandbox/scenario", content=b"merchants: [", headers=AUTH)
+    assert resp.status_code == 400 and "not valid YAML" in resp.json()["message"]
+    assert m.mchid in {e["mchid"] for e in before["merchants"]}
+
+
+def test_reset_keeps_merchants(http: TestClient) -> None:
+    before = http.get("/sandbox/scenario", headers=AUTH).json()["merchants"]
+    assert http.post("/sandbox/reset", headers=AUTH).status_code == 200
+    assert http.get("/sandbox/scenario", headers=AUTH).json()["merchants"] == before

@@ -1,0 +1,520 @@
+"""Every refusal of server/verify.py through real HTTP (protocol.md §4.1), in the spec's order.
+
+Each case asserts the exact status, code, message and detail; SIGN_ERROR mismatches carry
+``sign_information`` in explain mode (the default) and not with explain off; and the nonce of a refused
+request is never burned: the same nonce, correctly signed, then succeeds.
+
+A few cases need an operation with a JSON body or a 204; a private echo operation is added to the
+router of this test's app instance only (the global REGISTRY is untouched).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import BaseModel
+from starlette.testclient import TestClient
+
+from conftest import SANDBOX_TOKEN
+from support import SP_A, SP_B, ApiClient, World, assert_signed, sign_request
+from wxpartner.protocol.messages import request_message
+from wxpartner.protocol.signing import new_nonce
+from wxpartner.server.app import WxPartnerApp, create_app
+from wxpartner.server.context import Ctx
+from wxpartner.server.operations import Operation, Router
+from wxpartner.server.pipeline import Reply
+from wxpartner.server.settings import Settings
+
+CERTS = "/v3/certificates"
+# Checks that never reach the store run on SQLite only; the store-backed ones (merchant, revocation,
+# nonces) run on every backend.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+MALFORMED = "Http头Authorization值格式错误，请参考《微信支付商户REST API签名规则》"
+
+
+class EchoBody(BaseModel):
+    name: str
+    count: int = 0
+
+
+def _echo(ctx: Ctx, path: dict[str, str], body: EchoBody) -> Reply:
+    return Reply(200, {"name": body.name, "count": body.count, "mchid": ctx.caller.merchant.mchid})
+
+
+def _empty(ctx: Ctx, path: dict[str, str]) -> None:
+    return None
+
+
+def _add_test_operations(app: WxPartnerApp) -> None:
+    st = app.state
+    extra = [
+        Operation(
+            op_id="test.echo",
+            method="POST",
+            template="/v3/wxpartner-test/echo",
+            handler=_echo,
+            body_model=EchoBody,
+        ),
+        Operation(op_id="test.empty", method="POST", template="/v3/wxpartner-test/empty", handler=_empty),
+    ]
+    st.router = Router(st.router.operations + extra)
+
+
+@pytest.fixture
+def api(http: TestClient, app: WxPartnerApp) -> TestClient:
+    _add_test_operations(app)
+    return http
+
+
+def _send(http: httpx.Client, signed: Any, **overrides: str | None) -> httpx.Response:
+    """Send a signed request; an override of None removes the header (even httpx's defaults)."""
+    merged = {**signed.headers, **overrides}
+    headers = {k: v for k, v in merged.items() if v is not None}
+    request = http.build_request(signed.method, signed.url, content=signed.body or None, headers=headers)
+    for name, value in merged.items():
+        if value is None and name in request.headers:
+            del request.headers[name]
+    return http.send(request)
+
+
+def _sign_error(
+    resp: httpx.Response, *, field: str, message: str, issue: str | None = None
+) -> dict[str, Any]:
+    assert resp.status_code == 401, resp.text
+    body: dict[str, Any] = resp.json()
+    assert body["code"] == "SIGN_ERROR"
+    assert body["message"] == message
+    assert body["detail"]["field"] == field
+    assert body["detail"]["location"] == "authorization"
+    if issue is not None:
+        assert issue in body["detail"]["detail"]["issue"], body
+    # 401s are never signed (observed WeChat behaviour), but always carry a Request-ID.
+    assert "Wechatpay-Signature" not in resp.headers
+    assert resp.headers["Request-ID"]
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+    return body
+
+
+def _nonce_still_usable(http: httpx.Client, world: World, nonce: str) -> None:
+    resp = ApiClient(http, world, SP_B).get(CERTS, nonce=nonce)
+    assert resp.status_code == 200, resp.text
+    assert "Wechatpay-Signature" in resp.headers
+
+
+# --- 1. headers -> 400 INVALID_REQUEST --------------------------------------------------------
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("override", "field", "issue"),
+    [
+        ({"Accept": None}, "Accept", "missing Accept header"),
+        ({"Accept": "text/html"}, "Accept", "Accept must admit application/json, got 'text/html'"),
+        ({"Accept": "text/xml, image/png"}, "Accept", "Accept must admit application/json"),
+        ({"User-Agent": ""}, "User-Agent", "missing User-Agent header"),
+        ({"User-Agent": "   "}, "User-Agent", "missing User-Agent header"),
+    ],
+)
+def test_bad_headers_are_invalid_request(
+    api: TestClient, world: World, override: dict[str, str | None], field: str, issue: str
+) -> None:
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS)
+    resp = _send(api, signed, **override)
+    assert resp.status_code == 400, resp.text
+    body = resp.json()
+    assert body["code"] == "INVALID_REQUEST"
+    assert body["message"].startswith(f"Http头{field}缺失或无效")
+    assert body["detail"] == {"field": field, "location": "header", "issue": body["detail"]["issue"]}
+    assert issue in body["detail"]["issue"]
+    assert "Wechatpay-Signature" not in resp.headers and resp.headers["Request-ID"]
+    _nonce_still_usable(api, world, signed.headers["Authorization"].split('nonce_str="')[1].split('"')[0])
+
+
+@SQLITE_ONLY
+def test_missing_user_agent_header_entirely(api: TestClient, world: World) -> None:
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS)
+    # httpx adds a default User-Agent; build the request and drop it.
+    request = api.build_request("GET", CERTS, headers=signed.headers)
+    del request.headers["User-Agent"]
+    resp = api.send(request)
+    assert resp.status_code == 400 and resp.json()["detail"]["field"] == "User-Agent"
+
+
+def test_json_body_needs_json_content_type(api: TestClient, world: World) -> None:
+    signed = sign_request(world.merchants[SP_B], "POST", "/v3/wxpartner-test/echo", {"name": "x"})
+    for ctype in ("text/plain", None, "application/xml"):
+        resp = _send(api, signed, **{"Content-Type": ctype})
+        assert resp.status_code == 400, resp.text
+        body = resp.json()
+        assert body["code"] == "INVALID_REQUEST" and body["detail"]["field"] == "Content-Type"
+    # the nonce was not burned by any of these
+    resp = _send(api, signed)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"name": "x", "count": 0, "mchid": SP_B}
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    "accept",
+    ["application/json", "*/*", "application/*", "text/plain, application/json;q=0.9", "APPLICATION/JSON"],
+)
+def test_accept_values_admitting_json(api: TestClient, world: World, accept: str) -> None:
+    resp = ApiClient(api, world, SP_B).get(CERTS, headers={"Accept": accept})
+    assert resp.status_code == 200, resp.text
+
+
+@SQLITE_ONLY
+def test_content_type_json_on_get_is_accepted(api: TestClient, world: World) -> None:
+    resp = ApiClient(api, world, SP_B).get(CERTS, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert resp.status_code == 200, resp.text
+
+
+# --- 2. Authorization present and well-formed ------------------------------------------------
+
+
+@SQLITE_ONLY
+def test_missing_authorization(api: TestClient, world: World) -> None:
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS)
+    resp = _send(api, signed, Authorization=None)
+    _sign_error(
+        resp, field="Authorization", message="Http头Authorization缺失", issue="missing Authorization header"
+    )
+
+
+@SQLITE_ONLY
+def test_duplicate_authorization_header(api: TestClient, world: World) -> None:
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS)
+    headers = [(k, v) for k, v in signed.headers.items()] + [
+        ("Authorization", signed.headers["Authorization"])
+    ]
+    resp = api.request("GET", CERTS, headers=headers)
+    _sign_error(resp, field="Authorization", message="Http头Authorization重复", issue="more than once")
+    _nonce_still_usable(api, world, signed.headers["Authorization"].split('nonce_str="')[1].split('"')[0])
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("mutate", "issue"),
+    [
+        (lambda a: a.replace("WECHATPAY2-SHA256-RSA2048", "WECHATPAY2-SM2-WITH-SM3"), "unsupported scheme"),
+        (lambda a: a.replace("WECHATPAY2-SHA256-RSA2048 ", "WECHATPAY2-SHA256-RSA2048"), "expected"),
+        (
+            lambda a: a.replace('mchid="', "mchid=").replace('",nonce_str', ",nonce_str", 1),
+            "malformed parameter",
+        ),
+        (lambda a: a + ',mchid="1230000002"', "duplicate parameter 'mchid'"),
+        (lambda a: a + ',foo="bar"', "unknown parameter 'foo'"),
+        (lambda a: a.split(",signature=")[0], "missing parameter(s): signature"),
+        (lambda a: a.replace('timestamp="', 'timestamp="x'), "timestamp must be decimal Unix seconds"),
+        (lambda a: "WECHATPAY2-SHA256-RSA2048", "expected"),
+        (lambda a: "", "expected"),
+    ],
+)
+def test_malformed_authorization(api: TestClient, world: World, mutate: Any, issue: str) -> None:
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS)
+    resp = _send(api, signed, Authorization=mutate(signed.headers["Authorization"]))
+    body = _sign_error(resp, field="Authorization", message=MALFORMED, issue=issue)
+    assert "sign_information" not in body["detail"]
+    _nonce_still_usable(api, world, signed.headers["Authorization"].split('nonce_str="')[1].split('"')[0])
+
+
+@pytest.mark.parametrize(
+    ("nonce", "timestamp", "issue"),
+    [
+        ("N" * 65, None, "nonce_str must be 1-64 printable ASCII characters (got 65)"),
+        ("N" * 4000, None, "nonce_str must be 1-64"),
+        (None, "9" * 5000, "timestamp must be decimal Unix seconds"),
+    ],
+)
+def test_oversized_nonce_or_timestamp_is_sign_error_not_500(
+    api: TestClient, world: World, nonce: str | None, timestamp: str | None, issue: str
+) -> None:
+    """Found by this suite: both used to answer 500 (PostgreSQL column overflow; int() digit limit)."""
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS, nonce=nonce)
+    auth = signed.headers["Authorization"]
+    if timestamp is not None:
+        auth = auth.split(',timestamp="')[0] + f',timestamp="{timestamp}",' + auth.split('",', 3)[-1]
+    _sign_error(_send(api, signed, Authorization=auth), field="Authorization", message=MALFORMED, issue=issue)
+
+
+def test_64_character_nonce_is_recorded(api: TestClient, world: World) -> None:
+    nonce = "n" * 64
+    assert ApiClient(api, world, SP_B).get(CERTS, nonce=nonce).status_code == 200
+    _sign_error(
+        ApiClient(api, world, SP_B).get(CERTS, nonce=nonce),
+        field="nonce_str",
+        message="请求重放，nonce_str已使用",
+    )
+
+
+# --- 3. merchant and certificate -------------------------------------------------------------
+
+
+def test_unknown_mchid(api: TestClient, world: World) -> None:
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS, mchid="1999999999")
+    _sign_error(
+        _send(api, signed), field="mchid", message="商户号不存在或未注册", issue="unknown mchid '1999999999'"
+    )
+
+
+def test_unknown_serial(api: TestClient, world: World) -> None:
+    nonce = new_nonce()
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS, serial_no="ABCDEF0123", nonce=nonce)
+    _sign_error(
+        _send(api, signed),
+        field="serial_no",
+        message="商户证书序列号有误",
+        issue=f"serial_no 'ABCDEF0123' is not a certificate registered to mchid {SP_B}",
+    )
+    _nonce_still_usable(api, world, nonce)
+
+
+def test_serial_of_another_merchant(api: TestClient, world: World) -> None:
+    other = world.merchants[SP_A]
+    signed = sign_request(
+        world.merchants[SP_B], "GET", CERTS, serial_no=other.serial_no, private_key=other.private_key
+    )
+    _sign_error(
+        _send(api, signed),
+        field="serial_no",
+        message="商户证书序列号有误",
+        issue="not a certificate registered",
+    )
+
+
+def test_revoked_certificate(api: TestClient, world: World) -> None:
+    m = world.merchants[SP_B]
+    assert ApiClient(api, world, SP_B).get(CERTS).status_code == 200
+    revoke = api.post(
+        f"/sandbox/certificates/{m.serial_no}/revoke", headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}
+    )
+    assert revoke.status_code == 200 and revoke.json() == {"serial_no": m.serial_no, "revoked": True}
+    nonce = new_nonce()
+    resp = ApiClient(api, world, SP_B).get(CERTS, nonce=nonce)
+    _sign_error(
+        resp, field="serial_no", message="商户证书已作废", issue=f"certificate {m.serial_no} has been revoked"
+    )
+    # other merchants are unaffected (and the refused nonce was not burned)
+    assert ApiClient(api, world, SP_A).get(CERTS, nonce=nonce).status_code == 404
+
+
+# --- 4. timestamp -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("offset", "direction"), [(-301, "behind"), (301, "ahead of"), (-100_000, "behind")])
+def test_timestamp_outside_window(api: TestClient, world: World, offset: int, direction: str) -> None:
+    nonce = new_nonce()
+    signed = sign_request(
+        world.merchants[SP_B], "GET", CERTS, timestamp=int(time.time()) + offset, nonce=nonce
+    )
+    body = _sign_error(
+        _send(api, signed), field="timestamp", message="请求时间戳已过期或无效", issue=direction
+    )
+    assert "allowed ±300s" in body["detail"]["detail"]["issue"]
+    _nonce_still_usable(api, world, nonce)
+
+
+@pytest.mark.parametrize("offset", [-290, 290])
+def test_timestamp_inside_window(api: TestClient, world: World, offset: int) -> None:
+    resp = ApiClient(api, world, SP_B).get(CERTS, timestamp=int(time.time()) + offset)
+    assert resp.status_code == 200, resp.text
+
+
+# --- 5. nonce replay --------------------------------------------------------------------------
+
+
+def test_replayed_nonce(api: TestClient, world: World) -> None:
+    client = ApiClient(api, world, SP_B)
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS)
+    assert _send(api, signed).status_code == 200
+    nonce = signed.headers["Authorization"].split('nonce_str="')[1].split('"')[0]
+    body = _sign_error(
+        _send(api, signed), field="nonce_str", message="请求重放，nonce_str已使用", issue="replayed request"
+    )
+    assert nonce in body["detail"]["detail"]["issue"]
+    # the same nonce freshly signed (new timestamp) is still a replay
+    _sign_error(
+        client.get(CERTS, nonce=nonce, timestamp=int(time.time()) - 5),
+        field="nonce_str",
+        message="请求重放，nonce_str已使用",
+    )
+    # a replay with a forged signature is reported as a replay (the order puts 5 before 6)
+    forged = sign_request(world.merchants[SP_B], "GET", CERTS, nonce=nonce, private_key=world.other_key)
+    _sign_error(_send(api, forged), field="nonce_str", message="请求重放，nonce_str已使用")
+    # nonces are per merchant
+    assert ApiClient(api, world, SP_A).get(CERTS, nonce=nonce).status_code == 404
+
+
+# --- 6. signature -----------------------------------------------------------------------------
+
+
+def _expect_mismatch(resp: httpx.Response, method: str, url: str, expected: bytes) -> dict[str, Any]:
+    body = _sign_error(resp, field="signature", message="错误的签名，验签失败", issue="sign not match")
+    info = body["detail"]["sign_information"]
+    assert info == {
+        "method": method,
+        "url": url,
+        "sign_message_length": len(expected),
+        "truncated_sign_message": expected.decode(),
+    }
+    return body
+
+
+def test_signature_by_wrong_key(api: TestClient, world: World) -> None:
+    nonce = new_nonce()
+    signed = sign_request(
+        world.merchants[SP_B], "GET", CERTS + "?algorithm_type=RSA", private_key=world.other_key, nonce=nonce
+    )
+    _expect_mismatch(_send(api, signed), "GET", CERTS + "?algorithm_type=RSA", signed.message)
+    _nonce_still_usable(api, world, nonce)
+
+
+@SQLITE_ONLY
+def test_signature_not_base64(api: TestClient, world: World) -> None:
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS)
+    auth = signed.headers["Authorization"].split(',signature="')[0] + ',signature="!!!not-base64!!!"'
+    _expect_mismatch(_send(api, signed, Authorization=auth), "GET", CERTS, signed.message)
+
+
+def test_body_changed_after_signing_shows_the_message_received(api: TestClient, world: World) -> None:
+    signed = sign_request(world.merchants[SP_B], "POST", "/v3/wxpartner-test/echo", {"name": "甲"})
+    changed = dataclasses.replace(signed, body=signed.body.replace(b"}", b" }"))
+    ts, nonce = signed.message.split(b"\n")[2:4]
+    server_message = request_message(
+        "POST", "/v3/wxpartner-test/echo", ts.decode(), nonce.decode(), changed.body
+    )
+    _expect_mismatch(_send(api, changed), "POST", "/v3/wxpartner-test/echo", server_message)
+    # the body is verified from the exact bytes: the original, unchanged, passes with the same nonce
+    resp = _send(api, signed)
+    assert resp.status_code == 200 and resp.json()["name"] == "甲"
+    assert_signed(resp, world)
+
+
+@SQLITE_ONLY
+def test_query_reordered_after_signing(api: TestClient, world: World) -> None:
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS + "?algorithm_type=RSA&x=1")
+    moved = dataclasses.replace(signed, url=CERTS + "?x=1&algorithm_type=RSA")
+    body = _sign_error(_send(api, moved), field="signature", message="错误的签名，验签失败")
+    assert body["detail"]["sign_information"]["url"] == CERTS + "?x=1&algorithm_type=RSA"
+
+
+@SQLITE_ONLY
+def test_method_changed_after_signing(api: TestClient, world: World) -> None:
+    signed = sign_request(world.merchants[SP_B], "GET", "/v3/wxpartner-test/empty")
+    as_post = dataclasses.replace(signed, method="POST")
+    body = _sign_error(_send(api, as_post), field="signature", message="错误的签名，验签失败")
+    info = body["detail"]["sign_information"]
+    assert info["method"] == "POST"
+    assert info["truncated_sign_message"] == "POST" + signed.message.decode()[3:]
+
+
+@SQLITE_ONLY
+def test_percent_encoded_path_signed_raw(api: TestClient, world: World) -> None:
+    """A request signed over a decoded path is refused; the raw (encoded) form is what counts."""
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS + "?q=%E4%B8%AD")
+    assert _send(api, signed).status_code == 200
+    decoded = sign_request(world.merchants[SP_B], "GET", CERTS + "?q=中")
+    wire = dataclasses.replace(decoded, url=CERTS + "?q=%E4%B8%AD")
+    body = _sign_error(_send(api, wire), field="signature", message="错误的签名，验签失败")
+    assert body["detail"]["sign_information"]["url"] == CERTS + "?q=%E4%B8%AD"
+
+
+# --- order of the checks ----------------------------------------------------------------------
+
+
+@SQLITE_ONLY
+def test_order_headers_before_authorization(api: TestClient, world: World) -> None:
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS, mchid="1999999999")
+    resp = _send(api, signed, Accept="text/html")
+    assert resp.status_code == 400 and resp.json()["code"] == "INVALID_REQUEST"
+
+
+def test_order_merchant_before_timestamp_before_signature(api: TestClient, world: World) -> None:
+    old = int(time.time()) - 3600
+    unknown = sign_request(
+        world.merchants[SP_B], "GET", CERTS, mchid="1999999999", timestamp=old, private_key=world.other_key
+    )
+    assert _send(api, unknown).json()["detail"]["field"] == "mchid"
+    stale = sign_request(world.merchants[SP_B], "GET", CERTS, timestamp=old, private_key=world.other_key)
+    assert _send(api, stale).json()["detail"]["field"] == "timestamp"
+
+
+# --- responses to authenticated requests ------------------------------------------------------
+
+
+@SQLITE_ONLY
+def test_error_after_authentication_is_signed(api: TestClient, world: World) -> None:
+    resp = ApiClient(api, world, SP_B).get(CERTS + "?algorithm_type=BOGUS")
+    assert resp.status_code == 400
+    body = resp.json()
+    assert body["code"] == "PARAM_ERROR" and body["detail"]["location"] == "query"
+    assert body["detail"]["field"] == "algorithm_type"
+    assert_signed(resp, world)
+
+
+@SQLITE_ONLY
+def test_204_is_signed_over_empty_body(api: TestClient, world: World) -> None:
+    resp = ApiClient(api, world, SP_B).post("/v3/wxpartner-test/empty")
+    assert resp.status_code == 204 and resp.content == b""
+    assert "Content-Type" not in resp.headers
+    assert_signed(resp, world)
+
+
+@SQLITE_ONLY
+def test_body_not_json_is_param_error(api: TestClient, world: World) -> None:
+    client = ApiClient(api, world, SP_B)
+    for raw, issue in ((b'{"name": ', "not valid JSON"), (b"[1,2]", "JSON object"), (b"  ", "required")):
+        resp = client.post("/v3/wxpartner-test/echo", raw, headers={"Content-Type": "application/json"})
+        assert resp.status_code == 400, (raw, resp.text)
+        body = resp.json()
+        assert body["code"] == "PARAM_ERROR" and issue in body["detail"]["issue"], body
+        assert_signed(resp, world)
+    resp = client.post("/v3/wxpartner-test/echo", {"count": 1})
+    assert resp.status_code == 400 and resp.json()["detail"]["field"] == "/name"
+
+
+@SQLITE_ONLY
+def test_body_verified_from_exact_bytes(api: TestClient, world: World) -> None:
+    raw = b'{ "count" : 2,\n  "name":"\\u4e2d" }'
+    resp = ApiClient(api, world, SP_B).post("/v3/wxpartner-test/echo", raw)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"name": "中", "count": 2, "mchid": SP_B}
+
+
+@SQLITE_ONLY
+def test_unknown_route_and_wrong_method(api: TestClient) -> None:
+    resp = api.get("/v3/no/such/thing")
+    assert resp.status_code == 404
+    assert resp.json()["code"] == "NOT_FOUND" and "/v3/no/such/thing" in resp.json()["message"]
+    assert resp.headers["Request-ID"]
+    resp = api.post(CERTS)
+    assert resp.status_code == 405
+    assert resp.json()["code"] == "METHOD_NOT_ALLOWED" and resp.json()["detail"]["allowed"] == ["GET"]
+    assert resp.headers["Allow"] == "GET"
+
+
+# --- explain off ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quiet_http(settings: Settings) -> Iterator[TestClient]:
+    application = create_app(dataclasses.replace(settings, explain=False))
+    with TestClient(application, base_url="http://testserver") as client:
+        yield client
+    application.state.db.dispose()
+
+
+def test_explain_off_has_no_sign_information(quiet_http: TestClient, world: World) -> None:
+    nonce = new_nonce()
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS, private_key=world.other_key, nonce=nonce)
+    body = _sign_error(
+        _send(quiet_http, signed), field="signature", message="错误的签名，验签失败", issue="sign not match"
+    )
+    assert "sign_information" not in body["detail"]
+    assert "sign_information" not in str(body)
+    _nonce_still_usable(quiet_http, world, nonce)
