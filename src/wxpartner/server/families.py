@@ -10,6 +10,11 @@ log = logging.getLogger("wxpartner.server")
 # Each product family adds its route module here.
 ROUTE_MODULES = [
     "wxpartner.server.routes.certificates",
+    "wxpartner.server.routes.webizpay",
+    "wxpartner.server.routes.webizpay_merchants",
+    "wxpartner.server.routes.apply4subject",
+    "wxpartner.server.routes.recharge",
+    "wxpartner.server.control_callbacks",
 ]
 
 for _name in ROUTE_MODULES:

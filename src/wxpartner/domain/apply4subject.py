@@ -1,0 +1,329 @@
+"""商户开户意愿确认: the applyment state machine, who may call, resubmission and cancel rules, the
+sandbox audit actions and auto policy, and the checks on decrypted sensitive fields. No HTTP, no SQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..protocol.errors import ApiError, param_error
+from .merchants import Role
+
+EDITTING = "APPLYMENT_STATE_EDITTING"
+AUDIT = "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+CONFIRM_CONTACT = "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT"
+CONFIRM_LEGALPERSON = "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_LEGALPERSON"
+PASSED = "APPLYMENT_STATE_PASSED"
+REJECTED = "APPLYMENT_STATE_REJECTED"
+FREEZED = "APPLYMENT_STATE_FREEZED"
+CANCELED = "APPLYMENT_STATE_CANCELED"
+STATES = (EDITTING, AUDIT, CONFIRM_CONTACT, CONFIRM_LEGALPERSON, PASSED, REJECTED, FREEZED, CANCELED)
+
+AUTHORIZED = "AUTHORIZE_STATE_AUTHORIZED"
+UNAUTHORIZED = "AUTHORIZE_STATE_UNAUTHORIZED"
+
+# qrcode_data is returned only in these states (spec §2 table).
+QR_STATES = frozenset({CONFIRM_CONTACT, CONFIRM_LEGALPERSON, PASSED, FREEZED})
+# Cancel (spec §2.2, Emulator choice): allowed before the audit passes and after a rejection;
+# CANCELED again is an idempotent 204; PASSED and FREEZED are refused.
+CANCELLABLE = frozenset({EDITTING, AUDIT, CONFIRM_CONTACT, CONFIRM_LEGALPERSON, REJECTED})
+# A business_code whose applyment is here can never be reused (spec §2.3).
+CODE_SPENT = frozenset({REJECTED, CANCELED})
+
+FIRST_APPLYMENT_ID = 20000000000001  # > 2^31, like the documented examples
+
+ALLOWED_CALLERS = frozenset({Role.CHANNEL, Role.INSTITUTION})
+CALLER_TYPE_MESSAGE = "只能由从业机构或渠道商调用该接口，请检查调用方商户类型"
+
+
+def check_caller(role: Role) -> None:
+    """Only channel merchants and licensed institutions (observed real refusal: 400 PARAM_ERROR)."""
+    if role not in ALLOWED_CALLERS:
+        raise ApiError(
+            "PARAM_ERROR",
+            CALLER_TYPE_MESSAGE,
+            detail={
+                "location": "authorization",
+                "issue": f"caller role {role.value} is not channel/institution",
+            },
+        )
+
+
+@dataclass(frozen=True)
+class Action:
+    """A sandbox audit/confirmation step: the states it may start from and where it leads."""
+
+    name: str
+    sources: frozenset[str]
+    target: str | None  # None: the state does not change (authorize)
+
+
+ACTIONS: dict[str, Action] = {
+    a.name: a
+    for a in (
+        Action("approve", frozenset({AUDIT}), CONFIRM_CONTACT),
+        Action("confirm_contact", frozenset({CONFIRM_CONTACT}), CONFIRM_LEGALPERSON),
+        Action("confirm_legalperson", frozenset({CONFIRM_LEGALPERSON}), PASSED),
+        # Straight to PASSED (e.g. payment verification instead of the legal-person step).
+        Action("pass", frozenset({AUDIT, CONFIRM_CONTACT, CONFIRM_LEGALPERSON}), PASSED),
+        Action("reject", frozenset({AUDIT, CONFIRM_CONTACT, CONFIRM_LEGALPERSON}), REJECTED),
+        Action("freeze", frozenset({AUDIT}), FREEZED),
+        # "the submission hit an error": the caller may resubmit with the same business_code.
+        Action("edit", frozenset({AUDIT}), EDITTING),
+        # Authorization completed in the mini program: the merchant numbers become AUTHORIZED.
+        Action("authorize", frozenset({PASSED, FREEZED}), None),
+    )
+}
+
+
+def action_for(name: str, state: str) -> Action:
+    action = ACTIONS.get(name)
+    if action is None:
+        raise ValueError(f"unknown action {name!r}; one of {', '.join(ACTIONS)}")
+    if state not in action.sources:
+        raise ValueError(f"{name} is not possible in {state} (only from {', '.join(sorted(action.sources))})")
+    return action
+
+
+def cancel_changes(state: str) -> bool:
+    """True: move to CANCELED; False: already cancelled (idempotent 204); refused otherwise."""
+    if state == CANCELED:
+        return False
+    if state in CANCELLABLE:
+        return True
+    raise ApiError(
+        "INVALID_REQUEST",
+        f"申请单状态为{state}，不允许撤销 (an applyment in {state} cannot be cancelled)",
+        detail={"state": state, "issue": "cancel is allowed before the audit passes or after a rejection"},
+    )
+
+
+def resubmit_outcome(state: str, same_payload: bool) -> str:
+    """What a submit with an existing business_code does: ``replay`` (same id, no change) or
+    ``replace`` (EDITTING: new materials, back to audit); refused otherwise (spec §2.3)."""
+    if state == EDITTING:
+        return "replace"
+    if state in CODE_SPENT:
+        raise ApiError(
+            "INVALID_REQUEST",
+            f"业务申请编号已使用，申请单状态为{state}，请更换business_code重新提交 (use a new business_code)",
+            detail={"field": "/business_code", "location": "body", "state": state},
+        )
+    if not same_payload:
+        raise ApiError(
+            "INVALID_REQUEST",
+            "业务申请编号已存在且申请资料不同，请更换business_code (business_code already used with other data)",
+            detail={"field": "/business_code", "location": "body", "state": state},
+        )
+    return "replay"
+
+
+# --- sensitive fields -------------------------------------------------------------------------
+
+_MOBILE = re.compile(r"^\+?[0-9][0-9-]{4,19}$")
+_IDCARD = re.compile(r"^[0-9]{17}[0-9Xx]$|^[0-9]{15}$")
+PLAINTEXT_LIMIT = 214  # bytes: RSA-2048 OAEP/SHA-1
+
+
+def encrypted_fields(body: dict[str, Any]) -> Iterator[tuple[str, str, bool]]:
+    """(JSON pointer, ciphertext, required) of every ENC field present or required in the body."""
+    contact = body.get("contact_info") or {}
+    ident = body.get("identification_info") or {}
+    yield "/contact_info/name", contact.get("name", ""), True
+    yield "/contact_info/mobile", contact.get("mobile", ""), True
+    yield "/contact_info/id_card_number", contact.get("id_card_number") or "", False
+    yield "/identification_info/identification_name", ident.get("identification_name", ""), True
+    yield "/identification_info/identification_number", ident.get("identification_number", ""), True
+    yield "/identification_info/identification_address", ident.get("identification_address") or "", False
+    for i, ubo in enumerate(body.get("ubo_info_list") or []):
+        for name in ("ubo_id_doc_name", "ubo_id_doc_number", "ubo_id_doc_address"):
+            yield f"/ubo_info_list/{i}/{name}", ubo.get(name, ""), True
+
+
+def decrypt_all(body: dict[str, Any], decrypt: Callable[[str, str], str]) -> dict[str, str]:
+    """pointer -> plaintext for every given ENC field, checked; missing required ones refused."""
+    out: dict[str, str] = {}
+    for pointer, cipher, required in encrypted_fields(body):
+        if not cipher:
+            if required:
+                raise param_error(
+                    pointer, "is required", message=f"参数“{pointer}”是必填项 ({pointer} is required)"
+                )
+            continue
+        plain = decrypt(cipher, pointer)
+        _check_plaintext(pointer, plain)
+        out[pointer] = plain
+    _cross_checks(body, out)
+    return out
+
+
+def _bad(pointer: str, issue: str) -> ApiError:
+    # The value is never echoed: it is decrypted personal data.
+    return param_error(pointer, issue, message=f"参数“{pointer}”格式错误：{issue}")
+
+
+def _check_plaintext(pointer: str, plain: str) -> None:
+    if not plain.strip():
+        raise _bad(pointer, "decrypts to an empty value")
+    if len(plain.encode("utf-8")) > PLAINTEXT_LIMIT:
+        raise _bad(pointer, f"decrypted value exceeds {PLAINTEXT_LIMIT} bytes")
+    if plain != plain.strip():
+        raise _bad(pointer, "must not have leading or trailing spaces, tabs or newlines")
+    if pointer.endswith("/mobile") and not _MOBILE.match(plain):
+        raise _bad(pointer, "is not a mobile number (digits, optional + and -)")
+
+
+def _cross_checks(body: dict[str, Any], plain: dict[str, str]) -> None:
+    contact = body.get("contact_info") or {}
+    ident = body.get("identification_info") or {}
+    if ident.get("identification_type") == "IDENTIFICATION_TYPE_IDCARD" and not _IDCARD.match(
+        plain["/identification_info/identification_number"]
+    ):
+        raise _bad(
+            "/identification_info/identification_number", "is not a mainland ID card number (15 or 18)"
+        )
+    if contact.get("contact_type") == "LEGAL":
+        if plain["/contact_info/name"] != plain["/identification_info/identification_name"]:
+            raise _bad("/contact_info/name", "must equal identification_name when contact_type is LEGAL")
+        idno = plain.get("/contact_info/id_card_number")
+        if idno is not None and idno != plain["/identification_info/identification_number"]:
+            raise _bad(
+                "/contact_info/id_card_number", "must equal identification_number when contact_type is LEGAL"
+            )
+    if contact.get("contact_type") == "SUPER" and not contact.get("contact_id_doc_type"):
+        raise param_error(
+            "/contact_info/contact_id_doc_type",
+            "is required when contact_type is SUPER",
+            message="参数“/contact_info/contact_id_doc_type”是必填项 (an agent's ID document type)",
+        )
+
+
+# Which subject types need which certificate (Inference, spec A1 notes).
+_SUBJECT_NEEDS = {
+    "SUBJECT_TYPE_ENTERPRISE": ("business_license_info",),
+    "SUBJECT_TYPE_INDIVIDUAL": ("business_license_info",),
+    "SUBJECT_TYPE_GOVERNMENT": ("certificate_info",),
+    "SUBJECT_TYPE_INSTITUTIONS_CLONED": ("certificate_info",),
+    "SUBJECT_TYPE_OTHERS": ("certificate_info",),
+    "SUBJECT_TYPE_INSTITUTIONS": ("business_license_info", "certificate_info"),  # either one
+    "SUBJECT_TYPE_MICRO": ("assist_prove_info",),
+}
+
+
+def check_subject(subject: dict[str, Any]) -> None:
+    needs = _SUBJECT_NEEDS.get(subject.get("subject_type", ""), ())
+    if needs and not any(subject.get(n) for n in needs):
+        pointer = f"/subject_info/{needs[0]}"
+        raise param_error(
+            pointer,
+            f"is required for {subject.get('subject_type')}"
+            + (f" (or {needs[1]})" if len(needs) > 1 else ""),
+            message=f"参数“{pointer}”是必填项 ({pointer} is required for this subject type)",
+        )
+
+
+def fingerprint(body: dict[str, Any], plain: dict[str, str], channel_id: str | None) -> str:
+    """SHA-256 of the submission with decrypted sensitive values (OAEP ciphertext differs on every
+    retry), so an identical resubmit is recognised. Only the digest is stored."""
+    doc = _with_values(body, plain)
+    doc["channel_id"] = channel_id  # resolved: body or query spelling counts the same
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def mask(value: str) -> str:
+    """Dashboard form of personal data: first and last character only (张*三, 138******34)."""
+    if len(value) <= 2:
+        return value[:1] + "*"
+    keep = 2 if len(value) >= 8 else 1
+    return value[:keep] + "*" * (len(value) - 2 * keep) + value[-keep:]
+
+
+def masked_materials(body: dict[str, Any], plain: dict[str, str]) -> dict[str, Any]:
+    """What the sandbox keeps for its dashboard: the submission with sensitive fields masked."""
+    return _with_values(body, {p: mask(v) for p, v in plain.items()})
+
+
+def _with_values(body: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(json.dumps(body))
+    for pointer, _cipher, _required in list(encrypted_fields(body)):
+        parts = pointer.strip("/").split("/")
+        node: Any = doc
+        for p in parts[:-1]:
+            node = node[int(p)] if isinstance(node, list) else node.get(p)
+        if isinstance(node, dict) and parts[-1] in node:
+            if pointer in values:
+                node[parts[-1]] = values[pointer]
+            else:
+                node.pop(parts[-1])
+    return doc
+
+
+# --- automatic audit policy -----------------------------------------------------------------------
+
+OUTCOMES = {"approve": CONFIRM_CONTACT, "pass": PASSED, "reject": REJECTED, "freeze": FREEZED}
+
+
+@dataclass(frozen=True)
+class AutoPolicy:
+    """Advance an applyment out of WAITTING_FOR_AUDIT once it has waited ``after_seconds`` of sandbox
+    time or been queried ``after_queries`` times (whichever comes first; None = not that trigger)."""
+
+    outcome: str = "approve"
+    after_seconds: float | None = None
+    after_queries: int | None = None
+    reject_param: str = "merchant_name"
+    reject_reason: str = "公司名称与工商局登记不一致"
+    authorize: bool = False  # with outcome "pass": complete the authorization too
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> AutoPolicy:
+        outcome = data.get("outcome", "approve")
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        secs = data.get("after_seconds")
+        queries = data.get("after_queries")
+        if secs is not None and (not isinstance(secs, int | float) or isinstance(secs, bool) or secs < 0):
+            raise ValueError("after_seconds must be a number >= 0")
+        if queries is not None and (not isinstance(queries, int) or isinstance(queries, bool) or queries < 1):
+            raise ValueError("after_queries must be an integer >= 1")
+        if secs is None and queries is None:
+            raise ValueError("give after_seconds and/or after_queries")
+        reject_param = data.get("reject_param", cls.reject_param)
+        reject_reason = data.get("reject_reason", cls.reject_reason)
+        if not (isinstance(reject_param, str) and 0 < len(reject_param) <= 256):
+            raise ValueError("reject_param must be a string of 1-256 characters")
+        if not (isinstance(reject_reason, str) and 0 < len(reject_reason) <= 1024):
+            raise ValueError("reject_reason must be a string of 1-1024 characters")
+        return cls(
+            outcome,
+            None if secs is None else float(secs),
+            queries,
+            reject_param,
+            reject_reason,
+            bool(data.get("authorize", False)),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "after_seconds": self.after_seconds,
+            "after_queries": self.after_queries,
+            "reject_param": self.reject_param,
+            "reject_reason": self.reject_reason,
+            "authorize": self.authorize,
+        }
+
+    def due(self, state: str, waited_seconds: float, queries: int) -> bool:
+        if state != AUDIT:
+            return False
+        by_time = self.after_seconds is not None and waited_seconds >= self.after_seconds
+        by_queries = self.after_queries is not None and queries >= self.after_queries
+        return by_time or by_queries
+
+    @property
+    def target(self) -> str:
+        return OUTCOMES[self.outcome]

@@ -1,0 +1,279 @@
+"""Quota cards (额度卡): W3 issue, W4/W5 query, W6 cancel, W7 payment link, expiry."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from urllib.parse import quote
+
+from ...models.webizpay import (
+    CancelQuotaCardResponse,
+    IssueQuotaCardRequest,
+    IssueQuotaCardResponse,
+    PaymentUrlResponse,
+    QuotaCard,
+)
+from ...protocol.errors import ApiError, not_found, param_error
+from ...protocol.times import parse_rfc3339
+from .entities import (
+    ACTIVE,
+    AUTHORIZED,
+    DISABLED,
+    MP_BUSINESS_TYPE_PAY,
+    REASON_EXPIRED,
+    Card,
+    Event,
+    PaymentLink,
+    Policy,
+    new_card_no,
+    new_token,
+    rfc3339,
+)
+from .ports import Repo
+
+
+def entity(card: Card) -> QuotaCard:
+    """The W4/W5 card object. ``card_disabled_time``/``reason`` only when the card is not usable."""
+    return QuotaCard(
+        sp_mchid=card.sp_mchid,
+        sub_mchid=card.sub_mchid,
+        card_no=card.card_no,
+        out_card_no=card.out_card_no,
+        employee_id=card.employee_id,
+        card_template_id=card.card_template_id,
+        card_rule=card.card_rule,  # type: ignore[arg-type]
+        refund_rule=card.refund_rule,  # type: ignore[arg-type]
+        amount=card.amount,
+        remain_amount=card.remain_amount,
+        effective_end_time=card.end_text,
+        effective_begin_time=rfc3339(card.begin_at),
+        card_state=card.state,  # type: ignore[arg-type]
+        card_name=card.card_name,
+        reason=card.reason if card.state == DISABLED else None,
+        card_usage_time=rfc3339(card.used_at) if card.used_at is not None else None,
+        transaction_id=card.transaction_id,
+        card_disabled_time=rfc3339(card.disabled_at) if card.disabled_at is not None else None,
+        card_remark=card.card_remark or None,
+    )
+
+
+def issued(card: Card) -> IssueQuotaCardResponse:
+    return IssueQuotaCardResponse(
+        sp_mchid=card.sp_mchid,
+        sub_mchid=card.sub_mchid,
+        out_card_no=card.out_card_no,
+        employee_id=card.employee_id,
+        card_no=card.card_no,
+        effective_begin_time=rfc3339(card.begin_at),
+        effective_end_time=card.end_text,
+    )
+
+
+def _same_issue(card: Card, employee_id: str, body: IssueQuotaCardRequest, end_at: float) -> bool:
+    return (
+        card.employee_id == employee_id
+        and card.card_template_id == body.card_template_id
+        and card.amount == body.amount
+        and card.card_name == body.card_name
+        and card.end_at == end_at
+        and (card.card_remark or None) == (body.card_remark or None)
+        and card.avail_mch_range_id == body.avail_mch_range_id
+    )
+
+
+def _replay(
+    card: Card, employee_id: str, body: IssueQuotaCardRequest, end_at: float
+) -> IssueQuotaCardResponse:
+    if not _same_issue(card, employee_id, body, end_at):
+        raise ApiError(
+            "INVALID_REQUEST",
+            f"商户卡号已存在：out_card_no {body.out_card_no} was already used for card {card.card_no} "
+            "with different parameters; use a new out_card_no",
+            detail={"field": "/out_card_no", "value": body.out_card_no, "card_no": card.card_no},
+        )
+    return issued(card)
+
+
+def issue(
+    repo: Repo, policy: Policy, now: float, employee_id: str, body: IssueQuotaCardRequest
+) -> IssueQuotaCardResponse:
+    """W3. Idempotent on (sp, sub, out_card_no): the same body again returns the same card (also
+    after its relation was revoked, so a retry after a 5xx is safe); a different body is refused."""
+    end_at = parse_rfc3339(body.effective_end_time).timestamp()
+    existing = repo.card_by_out_no(body.sp_mchid, body.sub_mchid, body.out_card_no)
+    if existing is not None:
+        return _replay(existing, employee_id, body, end_at)
+    template = repo.template(body.sp_mchid, body.card_template_id) or policy.builtin(body.card_template_id)
+    if template is None:
+        raise param_error(
+            "/card_template_id",
+            "unknown card template for this service provider (templates are configured in the sandbox)",
+            value=body.card_template_id,
+            message=f"额度卡模板不存在：{body.card_template_id}",
+        )
+    if (
+        body.avail_mch_range_id is not None
+        and repo.range_known(body.sp_mchid, body.avail_mch_range_id) is False
+    ):
+        raise param_error(
+            "/avail_mch_range_id",
+            "no available-merchant range with this id for the service provider",
+            value=body.avail_mch_range_id,
+            message=f"可用商户范围不存在：{body.avail_mch_range_id}",
+        )
+    if end_at <= now:
+        raise param_error(
+            "/effective_end_time",
+            f"must be later than the current time {rfc3339(now)}",
+            value=body.effective_end_time,
+            message="卡片有效期截止时间必须大于当前时间",
+        )
+    relation = repo.relation_for_update(employee_id)  # no revoke may slip between check and insert
+    if relation is None or relation.sp_mchid != body.sp_mchid or relation.sub_mchid != body.sub_mchid:
+        raise not_found(f"授权关系 {employee_id}")
+    if relation.state != AUTHORIZED:
+        raise ApiError(
+            "INVALID_REQUEST",
+            f"员工未授权：relation {employee_id} is {relation.state}; cards can only be issued to an "
+            "AUTHORIZED employee",
+            detail={"state": relation.state},
+        )
+    card = Card(
+        card_no=new_card_no(),
+        sp_mchid=body.sp_mchid,
+        sub_mchid=body.sub_mchid,
+        out_card_no=body.out_card_no,
+        employee_id=employee_id,
+        card_template_id=template.card_template_id,
+        card_rule=template.card_rule,
+        refund_rule=template.refund_rule,
+        amount=body.amount,
+        remain_amount=body.amount,
+        card_name=body.card_name,
+        card_remark=body.card_remark,
+        begin_at=now,
+        end_at=end_at,
+        end_text=body.effective_end_time,
+        state=ACTIVE,
+        avail_mch_range_id=body.avail_mch_range_id,
+    )
+    if not repo.insert_card(card):  # lost a race on out_card_no: answer as the replay it is
+        winner = repo.card_by_out_no(body.sp_mchid, body.sub_mchid, body.out_card_no)
+        if winner is None:  # pragma: no cover - card_no collision (1 in 10^17): let the client retry
+            raise ApiError("SYSTEM_ERROR", "系统繁忙，请稍后用相同参数重试")
+        return _replay(winner, employee_id, body, end_at)
+    return issued(card)
+
+
+def owned_card(card: Card | None, employee_id: str, sp_mchid: str, sub_mchid: str, what: str) -> Card:
+    """Another employee's or merchant's card is indistinguishable from a missing one (404)."""
+    if (
+        card is None
+        or card.employee_id != employee_id
+        or card.sp_mchid != sp_mchid
+        or card.sub_mchid != sub_mchid
+    ):
+        raise not_found(f"额度卡 {what}")
+    return card
+
+
+def disable(repo: Repo, policy: Policy, card: Card, at: float, reason: str, *, notify: bool) -> Card | None:
+    """ACTIVE -> DISABLED, once (a conditional update); None if someone else got there first."""
+    if not repo.disable_card(card.card_no, at, reason):
+        return None
+    done = replace(card, state=DISABLED, disabled_at=at, reason=reason)
+    if notify:
+        repo.emit(
+            Event(
+                card.sp_mchid,
+                "WEBIZPAY.QUOTACARDEXPIRED",
+                "额度卡已失效",
+                {
+                    "sp_mchid": card.sp_mchid,
+                    "sub_mchid": card.sub_mchid,
+                    "card_no": card.card_no,
+                    "employee_id": card.employee_id,
+                    "card_state": DISABLED,
+                    "card_disabled_time": rfc3339(at),
+                    "reason": reason,
+                },
+            ),
+            at,
+        )
+    return done
+
+
+def expire(repo: Repo, policy: Policy, card: Card, now: float) -> Card:
+    """Persist an overdue card's expiry (card_disabled_time = effective_end_time) and notify once."""
+    if not card.due(now):
+        return card
+    disable(repo, policy, card, card.end_at, REASON_EXPIRED, notify=True)
+    return repo.card(card.card_no) or card
+
+
+def expire_due(repo: Repo, policy: Policy, now: float, limit: int = 200) -> int:
+    """The background sweep: every ACTIVE card past its end time."""
+    done = 0
+    for card in repo.due_cards(now, limit):
+        if disable(repo, policy, card, card.end_at, REASON_EXPIRED, notify=True) is not None:
+            done += 1
+    return done
+
+
+def cancel(repo: Repo, policy: Policy, now: float, card: Card, reason: str) -> CancelQuotaCardResponse:
+    """W6. Cancelling a DISABLED card answers its current state and original disabled time."""
+    card = expire(repo, policy, card, now)
+    if card.state == ACTIVE:
+        disable(repo, policy, card, now, reason, notify=policy.expired_event_on_cancel)
+        card = repo.card(card.card_no) or card
+    return CancelQuotaCardResponse(
+        sp_mchid=card.sp_mchid,
+        sub_mchid=card.sub_mchid,
+        employee_id=card.employee_id,
+        card_no=card.card_no,
+        card_state=card.state,  # type: ignore[arg-type]
+        card_disabled_time=rfc3339(card.disabled_at) if card.disabled_at is not None else None,
+    )
+
+
+def payment_url(
+    repo: Repo, policy: Policy, now: float, card: Card, application_type: str, base_url: str
+) -> PaymentUrlResponse:
+    """W7: only an ACTIVE, unexpired card of an AUTHORIZED relation opens the payment-code page."""
+    card = expire(repo, policy, card, now)
+    if card.state != ACTIVE:
+        raise ApiError(
+            "INVALID_REQUEST",
+            f"额度卡已失效：card {card.card_no} is DISABLED ({card.reason}); it cannot open the payment page",
+            detail={"state": card.state},
+        )
+    relation = repo.relation(card.employee_id)
+    if relation is None or relation.state != AUTHORIZED:
+        state = relation.state if relation else "unknown"
+        raise ApiError(
+            "INVALID_REQUEST",
+            f"员工授权已解除：relation {card.employee_id} is {state}",
+            detail={"state": state},
+        )
+    link = PaymentLink(
+        token=new_token(),
+        card_no=card.card_no,
+        sp_mchid=card.sp_mchid,
+        sub_mchid=card.sub_mchid,
+        employee_id=card.employee_id,
+        application_type=application_type,
+        created_at=now,
+        expires_at=min(now + policy.payment_link_ttl, card.end_at),
+    )
+    repo.add_payment_link(link)
+    mini = application_type == "MINIPROGRAM"
+    return PaymentUrlResponse(
+        sp_mchid=card.sp_mchid,
+        sub_mchid=card.sub_mchid,
+        employee_id=card.employee_id,
+        card_no=card.card_no,
+        expire_time=rfc3339(link.expires_at),
+        payment_url=f"{base_url}/webizpay/pay?token={quote(link.token)}",
+        application_type=application_type,  # type: ignore[arg-type]
+        mp_query=f"token={link.token}" if mini else None,
+        mp_business_type=MP_BUSINESS_TYPE_PAY if mini else None,
+    )

@@ -1,0 +1,137 @@
+"""Enterprise payment, merchant side (webizpay.md W9–W10, W13–W17): store entity matching and
+available-merchant ranges with their merchant identifiers. Shared by the server and the SDK."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from .common import Mchid, Rfc3339, WxModel
+
+# out_batch_id / out_operation_id: 6–32 chars of digits, letters, _ - | * (spec §3, W3 pattern note).
+OUT_ID_PATTERN = r"^[0-9A-Za-z_\-|*]{6,32}$"
+OutId = Annotated[str, StringConstraints(min_length=6, max_length=32, pattern=OUT_ID_PATTERN)]
+
+# The official page writes "CODEPAY"; the website and the YAML write CODE_PAY | NONE. All are accepted.
+ProductType = Literal["CODE_PAY", "CODEPAY", "NONE"]
+MatchState = Literal["ACCEPTED", "IN_PROGRESS", "COMPLETED", "CLOSED"]
+IdentifierType = Literal["ORGANIZATION_CODE", "TRANSACTION_ID"]
+
+BatchId = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+RangeId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MerchantIdentifier = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+# Emulator choice: the pages give no maximum number of match details; 1000 keeps a batch bounded.
+MAX_MATCH_DETAILS = 1000
+
+
+class SpQuery(WxModel):
+    sp_mchid: Mchid
+
+
+# --- W9 / W10 store entity matching -------------------------------------------------------------
+
+
+class MatchDetail(WxModel):
+    organization_code: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    store_name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    product_type: ProductType
+
+
+class CreateEntityMatchRequest(WxModel):
+    sp_mchid: Mchid
+    out_batch_id: OutId
+    match_details: Annotated[list[MatchDetail], Field(max_length=MAX_MATCH_DETAILS)] | None = None
+
+
+class EntityMatchBatch(WxModel):
+    """W9 response."""
+
+    sp_mchid: str
+    out_batch_id: str
+    batch_id: str
+    time: Rfc3339
+    state: MatchState
+
+
+class EntityMatchPath(WxModel):
+    batch_id: BatchId
+
+
+class MatchResult(WxModel):
+    organization_code: str
+    store_name: str
+    has_valid_mchid: bool
+
+
+class EntityMatchResult(WxModel):
+    """W10 response."""
+
+    sp_mchid: str
+    out_batch_id: str
+    batch_id: str
+    state: MatchState
+    match_results: list[MatchResult] | None = None
+
+
+# --- W13–W17 available-merchant ranges ----------------------------------------------------------
+
+
+class CreateRangeRequest(WxModel):
+    sp_mchid: Mchid
+    identifier_type: IdentifierType
+
+
+class RangeIdResponse(WxModel):
+    """W13, W15 and W17 responses."""
+
+    range_id: str
+
+
+class RangeItem(WxModel):
+    range_id: str
+    identifier_type: IdentifierType
+
+
+class RangeList(WxModel):
+    """W14 response."""
+
+    sp_mchid: str
+    range_list: list[RangeItem]
+
+
+class RangePath(WxModel):
+    range_id: RangeId
+
+
+class IdentifierPath(WxModel):
+    range_id: RangeId
+    merchant_identifier: MerchantIdentifier
+
+
+class AddIdentifierRequest(WxModel):
+    sp_mchid: Mchid
+    merchant_identifier: MerchantIdentifier
+
+
+class DeleteIdentifierRequest(WxModel):
+    sp_mchid: Mchid
+
+
+class ListIdentifiersQuery(WxModel):
+    sp_mchid: Mchid
+    # Query values arrive as text, so these two are parsed leniently ("10" -> 10).
+    offset: Annotated[int, Field(strict=False, ge=0)]
+    # The page marks limit required and also gives "default 100": both an absent and a given limit work.
+    limit: Annotated[int, Field(strict=False, ge=1, le=500)] = 100
+
+
+class IdentifierPage(WxModel):
+    """W16 response."""
+
+    offset: int
+    limit: int
+    count: int
+    total_count: int
+    data: list[str]

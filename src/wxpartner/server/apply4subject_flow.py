@@ -1,0 +1,247 @@
+"""apply4subject use cases shared by the APIv3 routes, the control API, the confirmation page and the
+scenario loader: each runs inside the caller's single write transaction."""
+
+from __future__ import annotations
+
+import base64
+import io
+import secrets
+from typing import Any
+
+import segno
+from sqlalchemy.engine import Connection
+
+from ..domain import apply4subject as d
+from ..domain.merchants import Caller, RelationKind, Role
+from ..protocol.errors import ApiError, no_auth, not_found, param_error
+from ..store import registry
+from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
+from ..store.sandbox import read_clock
+
+CONFIRM_PATH = "/apply4subject/confirm/"
+
+
+class BadActionInput(ValueError):
+    """The sandbox step's parameters are wrong (as opposed to the step not fitting the state)."""
+
+
+def business_now(conn: Connection) -> float:
+    """The sandbox clock, for writers outside the APIv3 pipeline (control API, page, scenario)."""
+    return read_clock(conn).now_ts()
+
+
+def confirm_url(base_url: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}{CONFIRM_PATH}{token}"
+
+
+def qrcode_png(url: str) -> bytes:
+    """A scannable PNG QR code of the confirmation-page URL (a few hundred bytes: far below 30000)."""
+    buf = io.BytesIO()
+    segno.make(url, error="m").save(buf, kind="png", scale=4, border=4)
+    return buf.getvalue()
+
+
+def qrcode_data(base_url: str, app: Applyment) -> str | None:
+    if app.state not in d.QR_STATES:
+        return None
+    return base64.b64encode(qrcode_png(confirm_url(base_url, app.confirm_token))).decode("ascii")
+
+
+def resolve_channel(
+    conn: Connection, caller: Caller, in_body: str | None, in_query: str | None
+) -> str | None:
+    """channel_id from the body (official page) or the query (website/YAML); institutions must name one
+    of their registered channel merchants, a channel merchant may only name itself."""
+    if in_body and in_query and in_body != in_query:
+        raise param_error("/channel_id", "differs from the channel_id in the query string", value=in_body)
+    channel_id = in_body or in_query
+    role = caller.merchant.role
+    if role == Role.INSTITUTION:
+        if not channel_id:
+            raise param_error(
+                "/channel_id",
+                "is required when a licensed institution calls",
+                message="参数“channel_id”是必填项 (从业机构调用时必须传入渠道商商户号)",
+            )
+        if not registry.is_related(conn, caller.mchid, channel_id, RelationKind.CHANNEL):
+            raise no_auth(
+                f"渠道商{channel_id}不属于从业机构{caller.mchid} (not a channel merchant of the caller)"
+            )
+    elif channel_id and channel_id != caller.mchid:
+        raise param_error(
+            "/channel_id", "a channel merchant calls without channel_id (or with its own)", value=channel_id
+        )
+    return channel_id
+
+
+def submit(
+    repo: Apply4SubjectRepo,
+    caller: Caller,
+    body: dict[str, Any],
+    plain: dict[str, str],
+    channel_id: str | None,
+    now: float,
+) -> Applyment:
+    fp = d.fingerprint(body, plain, channel_id)
+    materials = d.masked_materials(body, plain)
+    confirm = list((body.get("addition_info") or {}).get("confirm_mchid_list") or [])
+    code = body["business_code"]
+    for _ in range(2):  # a concurrent submit of the same code: re-read and apply the resubmit rules
+        existing = repo.by_code(caller.mchid, code)
+        if existing is None:
+            made = repo.insert(
+                mchid=caller.mchid,
+                business_code=code,
+                channel_id=channel_id,
+                state=d.AUDIT,
+                fingerprint=fp,
+                materials=materials,
+                confirm_mchids=confirm,
+                confirm_token=secrets.token_urlsafe(24),
+                now=now,
+            )
+            if made is not None:
+                return made
+            continue
+        outcome = d.resubmit_outcome(existing.state, existing.fingerprint == fp)
+        if outcome == "replay":
+            return existing
+        if repo.replace(
+            existing.applyment_id,
+            from_state=d.EDITTING,
+            to_state=d.AUDIT,
+            channel_id=channel_id,
+            fingerprint=fp,
+            materials=materials,
+            confirm_mchids=confirm,
+            now=now,
+        ):
+            return repo.by_id(existing.applyment_id) or existing
+    raise ApiError(
+        "SYSTEM_ERROR", "系统繁忙，请稍后用相同参数重试 (concurrent submissions of one business_code)"
+    )
+
+
+MAX_ID = 2**63 - 1
+
+
+def as_id(text: str) -> int | None:
+    """An applyment_id as stored (BIGINT), or None when the digits cannot name one."""
+    value = int(text) if text.isdigit() and len(text) <= 20 else -1
+    return value if 0 <= value <= MAX_ID else None
+
+
+def _by_id(repo: Apply4SubjectRepo, text: str, mchid: str) -> Applyment | None:
+    applyment_id = as_id(text)
+    return repo.by_id(applyment_id, mchid) if applyment_id is not None else None
+
+
+def find(
+    repo: Apply4SubjectRepo, mchid: str, applyment_id: str | None, business_code: str | None
+) -> Applyment:
+    """A2: by either key; both must denote the same applyment. Another caller's is simply not found."""
+    if not applyment_id and not business_code:
+        raise param_error(
+            "applyment_id",
+            "give applyment_id or business_code",
+            location="query",
+            message="申请单编号和业务申请编号至少传一个 (applyment_id or business_code is required)",
+        )
+    by_id = _by_id(repo, applyment_id, mchid) if applyment_id else None
+    by_code = repo.by_code(mchid, business_code) if business_code else None
+    if applyment_id and business_code and by_id and by_code and by_id.applyment_id != by_code.applyment_id:
+        raise param_error(
+            "applyment_id",
+            "applyment_id and business_code denote different applyments",
+            value=applyment_id,
+            location="query",
+        )
+    found = by_id if applyment_id else by_code
+    if found is None or (applyment_id and business_code and by_code is None):
+        raise not_found("申请单")
+    return found
+
+
+def resolve_cancel(repo: Apply4SubjectRepo, mchid: str, key: str, query_id: str | None) -> Applyment:
+    """A3 path key: a business_code of the caller, else (all digits) an applyment_id; the seed's demo
+    also sends ?applyment_id=..., which must then denote the same applyment."""
+    found = repo.by_code(mchid, key)
+    if found is None and key.isdigit():
+        found = _by_id(repo, key, mchid)
+    if found is None:
+        raise not_found("申请单")
+    if query_id is not None and as_id(query_id) != found.applyment_id:
+        raise param_error(
+            "applyment_id",
+            f"denotes a different applyment than {key}",
+            value=query_id,
+            location="query",
+        )
+    return found
+
+
+def cancel(repo: Apply4SubjectRepo, app: Applyment, now: float) -> None:
+    if d.cancel_changes(app.state) and not repo.transition(app.applyment_id, d.CANCELLABLE, d.CANCELED, now):
+        fresh = repo.by_id(app.applyment_id)
+        d.cancel_changes(fresh.state if fresh else d.CANCELED)  # moved meanwhile: judge the new state
+
+
+def observe_query(repo: Apply4SubjectRepo, app: Applyment, now: float) -> Applyment:
+    """Count one A2 query and let the sandbox auto policy advance the applyment if it is due."""
+    queries = repo.count_query(app.applyment_id)
+    policy = repo.policy()
+    if policy is not None and policy.due(app.state, now - app.state_since, queries):
+        target = policy.target
+        repo.transition(
+            app.applyment_id,
+            [d.AUDIT],
+            target,
+            now,
+            reject_param=policy.reject_param if target == d.REJECTED else None,
+            reject_reason=policy.reject_reason if target == d.REJECTED else None,
+        )
+        if policy.outcome == "pass" and policy.authorize:
+            repo.authorize(app.mchid, app.confirm_mchids, app.applyment_id, now)
+    return repo.by_id(app.applyment_id) or app
+
+
+def apply_action(
+    repo: Apply4SubjectRepo,
+    app: Applyment,
+    name: str,
+    now: float,
+    *,
+    reject_param: str | None = None,
+    reject_reason: str | None = None,
+    authorize: bool = False,
+    sub_mchids: list[str] | None = None,
+) -> Applyment:
+    """A sandbox step (control API, scenario, confirmation page). Raises ValueError when the step is not
+    possible from the current state (a concurrent change included)."""
+    if name == "reject" and not (reject_param and reject_reason):
+        raise BadActionInput("reject needs reject_param and reject_reason")
+    if reject_param is not None and len(reject_param) > 256:
+        raise BadActionInput("reject_param is at most 256 characters")
+    if reject_reason is not None and len(reject_reason) > 1024:
+        raise BadActionInput("reject_reason is at most 1024 characters")
+    if any(not s.isdigit() or len(s) > 32 for s in sub_mchids or []):
+        raise BadActionInput("sub_mchids are merchant numbers (digits)")
+    action = d.action_for(name, app.state)
+    if action.target is not None:
+        keep = action.target in (d.REJECTED, d.FREEZED)
+        moved = repo.transition(
+            app.applyment_id,
+            action.sources,
+            action.target,
+            now,
+            reject_param=reject_param if action.target == d.REJECTED else None,
+            reject_reason=(reject_reason or ("主体已入驻，请联系人扫码授权" if name == "freeze" else None))
+            if keep
+            else None,
+        )
+        if not moved:
+            raise ValueError(f"the applyment changed meanwhile; {name} is no longer possible")
+    if name == "authorize" or (authorize and action.target == d.PASSED):
+        targets = list(dict.fromkeys([*app.confirm_mchids, *(sub_mchids or [])]))
+        repo.authorize(app.mchid, targets, app.applyment_id, now)
+    return repo.by_id(app.applyment_id) or app

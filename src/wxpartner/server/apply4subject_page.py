@@ -1,0 +1,119 @@
+"""The page behind ``qrcode_data``: where the contact and then the legal person confirm, and where the
+authorization is completed (the real flow happens in a WeChat mini program). No token needed: the
+URL's random part is the secret, as a scanned code would be. Plain HTML forms, no script."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..domain import apply4subject as d
+from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
+from . import apply4subject_flow as flow
+from .web import WEB_ROUTES
+
+# state -> (step the form performs, who acts, button label)
+STEPS: dict[str, tuple[str, str, str]] = {
+    d.CONFIRM_CONTACT: ("confirm_contact", "联系人 (contact)", "确认联系信息 Confirm contact information"),
+    d.CONFIRM_LEGALPERSON: (
+        "confirm_legalperson",
+        "法定代表人 (legal person)",
+        "确认开户意愿 Confirm as legal person",
+    ),
+    d.PASSED: ("authorize", "联系人 (contact)", "完成授权 Complete authorization"),
+    d.FREEZED: ("authorize", "联系人 (contact)", "授权 Authorize"),
+}
+
+
+def _merchant_name(materials: dict[str, Any]) -> str:
+    subject = materials.get("subject_info") or {}
+    for key in ("business_license_info", "certificate_info"):
+        name = (subject.get(key) or {}).get("merchant_name")
+        if name:
+            return str(name)
+    return str((subject.get("assist_prove_info") or {}).get("store_name", ""))
+
+
+def _page(app: Applyment, authorized: list[tuple[str, bool]], note: str = "") -> str:
+    e = html.escape
+    contact = (app.materials.get("contact_info") or {}).get("name", "")
+    rows = "".join(
+        f"<li>{e(sub)}: {'AUTHORIZE_STATE_AUTHORIZED' if ok else 'AUTHORIZE_STATE_UNAUTHORIZED'}</li>"
+        for sub, ok in authorized
+    )
+    step = STEPS.get(app.state)
+    done = step is not None and step[0] == "authorize" and authorized and all(ok for _, ok in authorized)
+    form = ""
+    if step is not None and not done:
+        form = (
+            f'<form method="post"><input type="hidden" name="step" value="{e(step[0])}">'
+            f'<p>{e(step[1])}</p><button type="submit">{e(step[2])}</button></form>'
+        )
+    return f"""<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>商户开户意愿确认 {app.applyment_id}</title></head>
+<body><h1>商户开户意愿确认</h1>
+<p>wxpartner sandbox — stands in for the WeChat mini program reached by scanning qrcode_data.</p>
+{f'<p class="note">{e(note)}</p>' if note else ""}
+<dl><dt>applyment_id</dt><dd>{app.applyment_id}</dd>
+<dt>business_code</dt><dd>{e(app.business_code)}</dd>
+<dt>merchant</dt><dd>{e(_merchant_name(app.materials))}</dd>
+<dt>contact</dt><dd>{e(str(contact))}</dd>
+<dt>applyment_state</dt><dd id="state">{e(app.state)}</dd></dl>
+<ul>{rows}</ul>
+{form}
+</body></html>"""
+
+
+def _load(request: Request) -> tuple[Applyment, list[tuple[str, bool]]] | None:
+    db = request.app.state.wx.db
+    with db.read() as conn:
+        repo = Apply4SubjectRepo(conn)
+        app = repo.by_token(request.path_params["token"])
+        if app is None:
+            return None
+        return app, [(s, repo.is_authorized(app.mchid, s)) for s in app.confirm_mchids]
+
+
+async def confirm_page(request: Request) -> Response:
+    if request.method == "POST":
+        return await _confirm(request)
+    found = await anyio.to_thread.run_sync(lambda: _load(request))
+    if found is None:
+        return HTMLResponse("<!doctype html><p>二维码已失效 (unknown or expired code)</p>", status_code=404)
+    return HTMLResponse(_page(*found, note=request.query_params.get("note", "")))
+
+
+async def _confirm(request: Request) -> Response:
+    form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+    step = (form.get("step") or [""])[0]
+    db = request.app.state.wx.db
+
+    def apply() -> str | None:
+        with db.write() as conn:
+            repo = Apply4SubjectRepo(conn)
+            app = repo.by_token(request.path_params["token"])
+            if app is None:
+                return None
+            expected = STEPS.get(app.state)
+            if expected is None or expected[0] != step:
+                return f"nothing to confirm: the applyment is {app.state}"
+            try:
+                flow.apply_action(repo, app, step, flow.business_now(conn))
+            except ValueError as exc:
+                return str(exc)
+            return "confirmed"
+
+    note = await anyio.to_thread.run_sync(apply)
+    if note is None:
+        return HTMLResponse("<!doctype html><p>二维码已失效 (unknown or expired code)</p>", status_code=404)
+    return RedirectResponse(f"{request.url.path}?note={quote(note)}", status_code=303)
+
+
+WEB_ROUTES.append(Route(flow.CONFIRM_PATH + "{token}", confirm_page, methods=["GET", "POST"]))

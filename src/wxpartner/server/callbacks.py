@@ -1,0 +1,268 @@
+"""Callback delivery (WeChat Pay → merchant): claim due notifications from the outbox, build the
+protocol §9 body, encrypt the resource with the merchant's APIv3 key, sign with the platform key the
+merchant's key mode calls for, POST it, and record the attempt. Safe with any number of processes:
+each attempt is claimed atomically in the database (store/outbox.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+
+from ..domain.merchants import Merchant
+from ..protocol.constants import CALLBACK_ANSWER_TIMEOUT_SECONDS
+from ..protocol.notification import encrypt_resource, sign_notification
+from ..protocol.times import format_rfc3339
+from ..store import outbox, registry, sandbox
+from ..store.db import Database
+from .http import new_request_id
+from .keyring import KeyRing
+
+if TYPE_CHECKING:
+    from .app import AppState
+
+log = logging.getLogger("wxpartner.callbacks")
+
+POLL_SECONDS = 1.0
+LEASE_SECONDS = 60.0  # > timeout x sends per batch worker: a live claim never expires mid-send
+BATCH = 16
+SENDERS = 8
+SUCCESS_STATUSES = frozenset({200, 204})  # protocol §9.4: only the status counts, not the body
+
+
+def build_body(merchant: Merchant, claim: outbox.Claim) -> bytes:
+    """The exact bytes POSTed (protocol §9.2), field order as in the official examples."""
+    assert merchant.apiv3_key is not None  # claim_due only picks merchants with a key
+    resource = encrypt_resource(merchant.apiv3_key, claim.resource, original_type=claim.original_type)
+    body = {
+        "id": claim.id,
+        "create_time": format_rfc3339(dt.datetime.fromtimestamp(claim.create_time, dt.UTC)),
+        "event_type": claim.event_type,
+        "resource_type": "encrypt-resource",
+        "summary": claim.summary,
+        "resource": resource,
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """One send of one notification, as a delivery pass reports it."""
+
+    id: str
+    mchid: str
+    event_type: str
+    attempt_no: int
+    state: str
+    status: int | None
+    ok: bool
+    error: str | None
+    latency_ms: float
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "mchid": self.mchid,
+            "event_type": self.event_type,
+            "attempt_no": self.attempt_no,
+            "state": self.state,
+            "status": self.status,
+            "ok": self.ok,
+            "error": self.error,
+            "latency_ms": self.latency_ms,
+        }
+
+
+class Deliverer:
+    """Runs delivery passes against one database. Thread-safe: a pass holds no state on ``self``."""
+
+    def __init__(
+        self,
+        db: Database,
+        keyring: KeyRing,
+        *,
+        timeout: float = CALLBACK_ANSWER_TIMEOUT_SECONDS,
+        lease_seconds: float = LEASE_SECONDS,
+        batch: int = BATCH,
+    ) -> None:
+        self.db = db
+        self.keyring = keyring
+        self.timeout = timeout
+        self.lease_seconds = lease_seconds
+        self.batch = batch
+        self.owner_prefix = secrets.token_hex(6)
+
+    def run_pass(self, ids: list[str] | None = None) -> list[Delivered]:
+        """Send every notification that is due now (at most ``batch``), once each; return what happened."""
+        real_now = time.time()
+        if ids is None:
+            with self.db.read() as conn:
+                bnow = sandbox.read_clock(conn).now_ts(real_now)
+                if not outbox.any_due(conn, business_now=bnow, real_now=real_now):
+                    return []
+        owner = f"{self.owner_prefix}-{secrets.token_hex(6)}"
+        with self.db.write() as conn:
+            bnow = sandbox.read_clock(conn).now_ts(real_now)
+            claims = outbox.claim_due(
+                conn,
+                business_now=bnow,
+                real_now=real_now,
+                owner=owner,
+                lease_seconds=self.lease_seconds,
+                limit=self.batch,
+                ids=ids,
+            )
+            merchants = {c.mchid: registry.get_merchant(conn, c.mchid) for c in claims}
+        if not claims:
+            return []
+        with (
+            httpx.Client(timeout=self.timeout, trust_env=False, follow_redirects=False) as client,
+            ThreadPoolExecutor(max_workers=min(SENDERS, len(claims))) as pool,
+        ):
+            futures = [pool.submit(self._send, client, merchants[c.mchid], c, bnow) for c in claims]
+            return [f.result() for f in futures]
+
+    def drain(self, max_rounds: int = 50) -> list[Delivered]:
+        """Passes until a claim comes back short of a full batch: a backlog goes out at once, and each
+        notification at most once (after a send, the next is at least 15 s of business time away)."""
+        out: list[Delivered] = []
+        for _ in range(max_rounds):
+            results = self.run_pass()
+            out.extend(results)
+            if len(results) < self.batch:
+                break
+        return out
+
+    def deliver_now(self) -> list[Delivered]:
+        """Everything due has been attempted when this returns: drain, then wait (bounded) for sends
+        other processes have in flight, so a caller can look at its receiver straight after."""
+        out = self.drain()
+        deadline = time.monotonic() + self.timeout + 2
+        while time.monotonic() < deadline:
+            with self.db.read() as conn:
+                if not outbox.leased(conn, real_now=time.time()):
+                    break
+            time.sleep(0.05)
+        return out + self.drain()
+
+    def _send(
+        self, client: httpx.Client, merchant: Merchant | None, claim: outbox.Claim, bnow: float
+    ) -> Delivered:
+        if merchant is None or not merchant.notify_url or merchant.apiv3_key is None:
+            with self.db.write() as conn:  # configuration changed since the claim: no send used
+                outbox.release(conn, claim)
+            return Delivered(
+                claim.id,
+                claim.mchid,
+                claim.event_type,
+                claim.sends,
+                "pending",
+                None,
+                False,
+                "merchant has no notify_url or APIv3 key",
+                0.0,
+            )
+        outcome = self._post(client, merchant, claim, bnow)
+        try:
+            with self.db.write() as conn:
+                state, _held = outbox.complete(conn, claim, outcome)
+        except Exception:  # the lease will expire and the notification be sent again (at-least-once)
+            log.exception("could not record callback attempt %s", claim.id)
+            state = "pending"
+        return Delivered(
+            claim.id,
+            claim.mchid,
+            claim.event_type,
+            claim.sends + 1,
+            state,
+            outcome.status,
+            outcome.ok,
+            outcome.error,
+            outcome.latency_ms,
+        )
+
+    def _post(
+        self, client: httpx.Client, merchant: Merchant, claim: outbox.Claim, bnow: float
+    ) -> outbox.Outcome:
+        url = merchant.notify_url or ""
+        request_id = new_request_id()
+        key_id = ""
+        status: int | None = None
+        error: str | None = None
+        started = time.time()
+        t0 = time.perf_counter()
+        try:
+            key = self.keyring.callback_signer_for(merchant)
+            key_id = key.key_id
+            body = build_body(merchant, claim)
+            signed = sign_notification(
+                body,
+                private_key=key.private_key,
+                key_id=key.key_id,
+                timestamp=int(time.time()),
+                request_id=request_id,
+            )
+            resp = client.post(url, content=signed.body, headers=signed.headers)
+            status = resp.status_code
+            if status not in SUCCESS_STATUSES:
+                error = f"HTTP {status}: {resp.text[:200]}"
+        except httpx.TimeoutException:
+            error = f"timeout: no answer within {self.timeout:g} s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        except Exception as exc:  # a bad URL, a missing key: recorded as a failed send, never raised
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        latency_ms = round((time.perf_counter() - t0) * 1000, 1)
+        return outbox.Outcome(
+            at=bnow,
+            sent_at=started,
+            url=url,
+            status=status,
+            latency_ms=latency_ms,
+            ok=status in SUCCESS_STATUSES,
+            error=error,
+            signer_key_id=key_id,
+            request_id=request_id,
+        )
+
+
+def deliverer_for(state: AppState) -> Deliverer:
+    """One Deliverer per process (kept on the app state)."""
+    existing = state.extensions.get("callbacks.deliverer")
+    if isinstance(existing, Deliverer):
+        return existing
+    made = Deliverer(state.db, state.keyring)
+    state.extensions["callbacks.deliverer"] = made
+    return made
+
+
+async def deliver_forever(state: AppState) -> None:
+    """The background task: a pass every POLL_SECONDS while settings.deliver_callbacks is on.
+    Never raises: a failing pass is logged and the next one tries again."""
+    if not state.settings.deliver_callbacks:
+        return
+    deliverer = deliverer_for(state)
+    failing = False
+    while True:
+        try:
+            # Abandoned on shutdown: the leases it held expire and another pass sends again.
+            await anyio.to_thread.run_sync(deliverer.drain, abandon_on_cancel=True)
+            if failing:
+                log.warning("callback delivery recovered")
+            failing = False
+        except Exception as exc:
+            # A database outage fails every pass: one traceback, then one line per pass.
+            if failing:
+                log.warning("callback delivery pass failed again: %s", type(exc).__name__)
+            else:
+                log.exception("callback delivery pass failed")
+            failing = True
+        await anyio.sleep(POLL_SECONDS)

@@ -1,0 +1,291 @@
+"""Sandbox controls of apply4subject: drive the audit, set the auto policy, grant/revoke merchant
+authorization, plus the ``apply4subject`` scenario section and the reset hook.
+
+    GET    /sandbox/apply4subject/applyments[?mchid=]
+    GET    /sandbox/apply4subject/applyments/{applyment_id}
+    POST   /sandbox/apply4subject/applyments/{applyment_id}/{action}
+           action: approve | confirm_contact | confirm_legalperson | pass | reject | freeze | edit | authorize
+           body: {"reject_param": "...", "reject_reason": "...", "authorize": true, "sub_mchids": ["..."]}
+    GET|PUT|DELETE /sandbox/apply4subject/auto-policy
+    GET|POST|DELETE /sandbox/apply4subject/authorizations   {"mchid": "...", "sub_mchid": "..."}
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any, Literal
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.engine import Connection
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..domain import apply4subject as d
+from ..sandbox import scenario
+from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
+from . import apply4subject_flow as flow
+from .control import ControlError, control_route, json_body
+
+
+def _view(app: Applyment, base_url: str) -> dict[str, Any]:
+    out = app.view()
+    if app.state in d.QR_STATES:
+        out["confirm_url"] = flow.confirm_url(base_url, app.confirm_token)
+    return out
+
+
+def _applyment_id(request: Request) -> int:
+    applyment_id = flow.as_id(request.path_params["applyment_id"])
+    if applyment_id is None:
+        raise ControlError(400, "PARAM_ERROR", "applyment_id must be digits (a 64-bit number)")
+    return applyment_id
+
+
+@control_route("/apply4subject/applyments", ["GET"])
+async def list_applyments(request: Request) -> Response:
+    st = request.app.state.wx
+    mchid = request.query_params.get("mchid")
+
+    def read() -> list[dict[str, Any]]:
+        with st.db.read() as conn:
+            return [_view(a, st.settings.base_url()) for a in Apply4SubjectRepo(conn).list_all(mchid)]
+
+    return JSONResponse({"data": await anyio.to_thread.run_sync(read)})
+
+
+@control_route("/apply4subject/applyments/{applyment_id}", ["GET"])
+async def get_applyment(request: Request) -> Response:
+    st = request.app.state.wx
+    applyment_id = _applyment_id(request)
+
+    def read() -> dict[str, Any] | None:
+        with st.db.read() as conn:
+            app = Apply4SubjectRepo(conn).by_id(applyment_id)
+            return _view(app, st.settings.base_url()) if app else None
+
+    found = await anyio.to_thread.run_sync(read)
+    if found is None:
+        raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no applyment {applyment_id}")
+    return JSONResponse(found)
+
+
+class ActionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reject_param: str | None = Field(default=None, max_length=256)
+    reject_reason: str | None = Field(default=None, max_length=1024)
+    authorize: bool = False
+    sub_mchids: list[Annotated[str, Field(max_length=32, pattern=r"^[0-9]+$")]] = []
+
+
+@control_route("/apply4subject/applyments/{applyment_id}/{action}", ["POST"])
+async def act(request: Request) -> Response:
+    st = request.app.state.wx
+    applyment_id = _applyment_id(request)
+    name = request.path_params["action"]
+    try:
+        body = ActionBody.model_validate(await json_body(request))
+    except ValidationError as exc:
+        raise ControlError(400, "PARAM_ERROR", str(exc.errors(include_url=False)[0]["msg"])) from exc
+
+    def apply() -> dict[str, Any]:
+        with st.db.write() as conn:
+            repo = Apply4SubjectRepo(conn)
+            app = repo.by_id(applyment_id)
+            if app is None:
+                raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no applyment {applyment_id}")
+            try:
+                app = flow.apply_action(
+                    repo,
+                    app,
+                    name,
+                    flow.business_now(conn),
+                    reject_param=body.reject_param,
+                    reject_reason=body.reject_reason,
+                    authorize=body.authorize,
+                    sub_mchids=body.sub_mchids,
+                )
+            except flow.BadActionInput as exc:
+                raise ControlError(400, "PARAM_ERROR", str(exc)) from exc
+            except ValueError as exc:  # the step does not fit the current state (409) or is unknown
+                raise ControlError(409 if name in d.ACTIONS else 400, "INVALID_REQUEST", str(exc)) from exc
+            return _view(app, st.settings.base_url())
+
+    return JSONResponse(await anyio.to_thread.run_sync(apply))
+
+
+@control_route("/apply4subject/auto-policy", ["GET", "PUT", "POST", "DELETE"])
+async def auto_policy(request: Request) -> Response:
+    st = request.app.state.wx
+    body = await json_body(request) if request.method in ("PUT", "POST") else {}
+    policy: d.AutoPolicy | None = None
+    if body:
+        try:
+            policy = d.AutoPolicy.parse(body)
+        except ValueError as exc:
+            raise ControlError(400, "PARAM_ERROR", str(exc)) from exc
+
+    def apply() -> d.AutoPolicy | None:
+        with st.db.write() as conn:
+            repo = Apply4SubjectRepo(conn)
+            if request.method == "GET":
+                return repo.policy()
+            repo.set_policy(policy)
+            return policy
+
+    result = await anyio.to_thread.run_sync(apply)
+    return JSONResponse({"auto_policy": result.as_dict() if result else None})
+
+
+@control_route("/apply4subject/authorizations", ["GET", "POST", "DELETE"])
+async def authorizations(request: Request) -> Response:
+    st = request.app.state.wx
+    body = await json_body(request) if request.method != "GET" else {}
+    mchid, sub = body.get("mchid"), body.get("sub_mchid")
+    if request.method != "GET" and not (
+        isinstance(mchid, str)
+        and isinstance(sub, str)
+        and 0 < len(mchid) <= 32
+        and sub.isdigit()
+        and len(sub) <= 32
+    ):
+        raise ControlError(400, "PARAM_ERROR", "give mchid (the caller) and sub_mchid (digits)")
+
+    def apply() -> Any:
+        with st.db.write() as conn:
+            repo = Apply4SubjectRepo(conn)
+            if request.method == "GET":
+                return repo.authorizations(request.query_params.get("mchid"))
+            if request.method == "POST":
+                repo.authorize(str(mchid), [str(sub)], None, flow.business_now(conn))
+                return {"mchid": mchid, "sub_mchid": sub, "authorize_state": d.AUTHORIZED}
+            repo.revoke(str(mchid), str(sub))  # the state may fall back (community report)
+            return {"mchid": mchid, "sub_mchid": sub, "authorize_state": d.UNAUTHORIZED}
+
+    result = await anyio.to_thread.run_sync(apply)
+    return JSONResponse({"data": result} if request.method == "GET" else result)
+
+
+# --- scenario section -----------------------------------------------------------------------------
+
+
+class ScenarioApplyment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mchid: str = Field(min_length=1, max_length=32)
+    business_code: str = Field(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z_]+$")
+    channel_id: str | None = Field(default=None, max_length=32)
+    state: Literal[
+        "APPLYMENT_STATE_EDITTING",
+        "APPLYMENT_STATE_WAITTING_FOR_AUDIT",
+        "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT",
+        "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_LEGALPERSON",
+        "APPLYMENT_STATE_PASSED",
+        "APPLYMENT_STATE_REJECTED",
+        "APPLYMENT_STATE_FREEZED",
+        "APPLYMENT_STATE_CANCELED",
+    ] = "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+    reject_param: str | None = Field(default=None, max_length=256)
+    reject_reason: str | None = Field(default=None, max_length=1024)
+    confirm_mchid_list: list[Annotated[str, Field(max_length=32, pattern=r"^[0-9]+$")]] = []
+    authorized: bool = False
+
+
+class ScenarioAuthorization(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mchid: str = Field(min_length=1, max_length=32)
+    sub_mchid: str = Field(max_length=32, pattern=r"^[0-9]+$")
+
+
+class ScenarioSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    auto_policy: dict[str, Any] | None = None
+    applyments: list[ScenarioApplyment] = []
+    authorizations: list[ScenarioAuthorization] = []
+
+
+def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
+    try:
+        section = ScenarioSection.model_validate(data)
+        policy = d.AutoPolicy.parse(section.auto_policy) if section.auto_policy else None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise scenario.ScenarioError(
+            f"apply4subject.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        ) from exc
+    except ValueError as exc:
+        raise scenario.ScenarioError(f"apply4subject.auto_policy: {exc}") from exc
+    repo = Apply4SubjectRepo(conn)
+    if policy is not None:
+        repo.set_policy(policy)
+    now = flow.business_now(conn)
+    made: list[int] = []
+    for spec in section.applyments:
+        app = repo.by_code(spec.mchid, spec.business_code)
+        if app is None:
+            app = repo.insert(
+                mchid=spec.mchid,
+                business_code=spec.business_code,
+                channel_id=spec.channel_id,
+                state=spec.state,
+                fingerprint="scenario",  # no materials: a resubmit of this code counts as different
+                materials={},
+                confirm_mchids=spec.confirm_mchid_list,
+                confirm_token=secrets.token_urlsafe(24),
+                now=now,
+            )
+            if app is None:
+                raise scenario.ScenarioError(f"apply4subject: {spec.business_code} could not be created")
+            if spec.reject_param or spec.reject_reason:
+                repo.transition(
+                    app.applyment_id,
+                    [spec.state],
+                    spec.state,
+                    now,
+                    reject_param=spec.reject_param,
+                    reject_reason=spec.reject_reason,
+                )
+        if spec.authorized:
+            repo.authorize(spec.mchid, spec.confirm_mchid_list, app.applyment_id, now)
+        made.append(app.applyment_id)
+    for auth in section.authorizations:
+        repo.authorize(auth.mchid, [auth.sub_mchid], None, now)
+    lctx.report["apply4subject"] = {"applyment_ids": made}
+
+
+def _export(conn: Connection) -> Any:
+    repo = Apply4SubjectRepo(conn)
+    policy = repo.policy()
+    apps = [
+        {
+            k: v
+            for k, v in {
+                "mchid": a.mchid,
+                "business_code": a.business_code,
+                "channel_id": a.channel_id,
+                "state": a.state,
+                "reject_param": a.reject_param,
+                "reject_reason": a.reject_reason,
+                "confirm_mchid_list": a.confirm_mchids or None,
+            }.items()
+            if v is not None
+        }
+        for a in reversed(repo.list_all(limit=10000))
+    ]
+    auths = [{"mchid": r["mchid"], "sub_mchid": r["sub_mchid"]} for r in repo.authorizations()]
+    out: dict[str, Any] = {}
+    if policy:
+        out["auto_policy"] = policy.as_dict()
+    if apps:
+        out["applyments"] = apps
+    if auths:
+        out["authorizations"] = auths
+    return out or None
+
+
+def _reset(conn: Connection, mchid: str | None) -> None:
+    Apply4SubjectRepo(conn).delete(mchid)
+
+
+scenario.register_section(scenario.Section("apply4subject", _load, _export))
+if _reset not in scenario.RESETTERS:
+    scenario.RESETTERS.append(_reset)

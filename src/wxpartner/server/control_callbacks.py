@@ -1,0 +1,108 @@
+"""Sandbox control API for callback notifications: inspect the outbox, redeliver, run a delivery pass.
+
+Importing this module also registers the background delivery task (server/app.py BACKGROUND_TASKS)
+and the outbox's part of a sandbox reset.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..sandbox import scenario
+from ..store import outbox, sandbox
+from .app import BACKGROUND_TASKS
+from .callbacks import deliver_forever, deliverer_for
+from .control import ControlError, control_route
+
+if deliver_forever not in BACKGROUND_TASKS:
+    BACKGROUND_TASKS.append(deliver_forever)
+if outbox.reset not in scenario.RESETTERS:
+    scenario.RESETTERS.append(outbox.reset)
+
+
+def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ControlError(400, "PARAM_ERROR", f"{name} must be an integer") from exc
+    if not lo <= value <= hi:
+        raise ControlError(400, "PARAM_ERROR", f"{name} must be between {lo} and {hi}")
+    return value
+
+
+@control_route("/callbacks", ["GET"])
+async def list_callbacks(request: Request) -> Response:
+    """GET /sandbox/callbacks?mchid=&event_type=&state=pending|delivered|failed&limit=&offset="""
+    db = request.app.state.wx.db
+    q = request.query_params
+    state = q.get("state") or None
+    if state is not None and state not in outbox.STATES:
+        raise ControlError(400, "PARAM_ERROR", f"state must be one of {', '.join(outbox.STATES)}")
+    limit = _int_param(request, "limit", 50, 1, 500)
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+
+    def read() -> tuple[int, list[dict[str, Any]]]:
+        with db.read() as conn:
+            return outbox.list_notifications(
+                conn,
+                mchid=q.get("mchid") or None,
+                event_type=q.get("event_type") or None,
+                state=state,
+                limit=limit,
+                offset=offset,
+            )
+
+    total, data = await anyio.to_thread.run_sync(read)
+    return JSONResponse({"total_count": total, "limit": limit, "offset": offset, "data": data})
+
+
+@control_route("/callbacks/deliver", ["POST"])
+async def deliver_now(request: Request) -> Response:
+    """Send everything due now, synchronously (whatever settings.deliver_callbacks says); sends
+    another process has in flight are waited for, so the caller's receiver has them on return."""
+    deliverer = deliverer_for(request.app.state.wx)
+    results = await anyio.to_thread.run_sync(deliverer.deliver_now)
+    return JSONResponse({"attempts": [r.view() for r in results]})
+
+
+@control_route("/callbacks/{notification_id}", ["GET"])
+async def get_callback(request: Request) -> Response:
+    db = request.app.state.wx.db
+    nid = request.path_params["notification_id"]
+
+    def read() -> dict[str, Any] | None:
+        with db.read() as conn:
+            return outbox.get_notification(conn, nid)
+
+    view = await anyio.to_thread.run_sync(read)
+    if view is None:
+        raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no callback notification {nid}")
+    return JSONResponse(view)
+
+
+@control_route("/callbacks/{notification_id}/redeliver", ["POST"])
+async def redeliver(request: Request) -> Response:
+    """Make the notification due now (one more send if all were used) and send it at once."""
+    st = request.app.state.wx
+    nid = request.path_params["notification_id"]
+
+    def apply() -> tuple[bool, list[dict[str, Any]], dict[str, Any] | None]:
+        with st.db.write() as conn:
+            found = outbox.reopen(conn, nid, sandbox.read_clock(conn).now_ts())
+        if not found:
+            return False, [], None
+        results = deliverer_for(st).run_pass(ids=[nid])
+        with st.db.read() as conn:
+            return True, [r.view() for r in results], outbox.get_notification(conn, nid)
+
+    found, attempts, view = await anyio.to_thread.run_sync(apply)
+    if not found:
+        raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no callback notification {nid}")
+    return JSONResponse({"attempts": attempts, "notification": view})

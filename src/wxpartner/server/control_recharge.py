@@ -1,0 +1,199 @@
+"""Sandbox plumbing of the scan-to-recharge employee family: preload employees through the control
+API (``/sandbox/recharge-employees``) or a scenario file section ``recharge_employees``, and reset.
+
+Both take the same entries::
+
+    recharge_employees:
+      - sub_mchid: "1900001109"
+        mchid: "1900000001"        # the platform; optional when sub_mchid has exactly one platform
+        employees:
+          - oLTPCuCsfN3ABBz50VUZBNlHDbUU           # EFFECTIVE, added now
+          - {sp_openid: oOld, state: DELETED, create_time: "2025-05-20T13:29:35.120+08:00"}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+import anyio
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.engine import Connection
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..domain import recharge
+from ..domain.merchants import RelationKind
+from ..protocol.times import format_rfc3339, parse_rfc3339
+from ..sandbox import scenario
+from ..store import sandbox as sandbox_store
+from ..store.recharge_repo import RechargeStore
+from ..store.schema import merchant_relations
+from .control import ControlError, control_route, json_body
+
+SECTION = "recharge_employees"
+
+
+class EmployeeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sp_openid: str = Field(min_length=1, max_length=32)
+    state: recharge.StateName = "EFFECTIVE"
+    create_time: str | float | None = None  # RFC 3339 or Unix seconds; default: business now
+    update_time: str | float | None = None  # default: create_time
+
+
+class PreloadSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sub_mchid: str = Field(min_length=1, max_length=32)
+    mchid: str | None = Field(default=None, min_length=1, max_length=32)
+    employees: list[Annotated[str, Field(min_length=1, max_length=32)] | EmployeeSpec] = []
+
+
+def _ts(value: str | float | None, where: str) -> float | None:
+    if value is None or isinstance(value, float | int):
+        return value
+    try:
+        return parse_rfc3339(value).timestamp()
+    except ValueError as exc:
+        raise recharge.PreloadError(f"{where}: {exc}") from exc
+
+
+def _platform_of(conn: Connection, sub_mchid: str) -> str:
+    parents = [
+        r[0]
+        for r in conn.execute(
+            sa.select(merchant_relations.c.parent_mchid).where(
+                merchant_relations.c.child_mchid == sub_mchid,
+                merchant_relations.c.kind == RelationKind.SECOND_LEVEL.value,
+            )
+        )
+    ]
+    if len(parents) != 1:
+        found = ", ".join(sorted(parents)) or "none"
+        raise recharge.PreloadError(
+            f"give mchid: {sub_mchid} needs exactly one platform merchant to derive it (found {found})"
+        )
+    return str(parents[0])
+
+
+def preload(conn: Connection, spec: PreloadSpec) -> list[recharge.Employee]:
+    now = sandbox_store.read_clock(conn).now_ts()
+    platform = spec.mchid or _platform_of(conn, spec.sub_mchid)
+    entries = []
+    for i, item in enumerate(spec.employees):
+        if isinstance(item, str):
+            item = EmployeeSpec(sp_openid=item)
+        where = f"employees[{i}]"
+        entries.append(
+            recharge.PreloadEntry(
+                item.sp_openid,
+                item.state,
+                _ts(item.create_time, where + ".create_time"),
+                _ts(item.update_time, where + ".update_time"),
+            )
+        )
+    return recharge.preload(RechargeStore(conn), now, platform, spec.sub_mchid, entries)
+
+
+def view(e: recharge.Employee) -> dict[str, Any]:
+    def fmt(ts: float) -> str:
+        return format_rfc3339(dt.datetime.fromtimestamp(ts, dt.UTC), millis=True)
+
+    return {
+        "mchid": e.mchid,
+        "sub_mchid": e.sub_mchid,
+        "sp_openid": e.sp_openid,
+        "state": e.state,
+        "create_time": fmt(e.create_time),
+        "update_time": fmt(e.update_time),
+    }
+
+
+def _parse(data: Any, where: str) -> list[PreloadSpec]:
+    items = data if isinstance(data, list) else [data]
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(PreloadSpec.model_validate(item))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise recharge.PreloadError(f"{where}[{i}].{loc}: {first['msg']}") from None
+    return out
+
+
+# --- scenario section ------------------------------------------------------------------------------
+
+
+def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
+    count = 0
+    try:
+        for spec in _parse(data, SECTION):
+            count += len(preload(conn, spec))
+    except recharge.PreloadError as exc:
+        raise scenario.ScenarioError(f"{SECTION}: {exc}") from exc
+    lctx.report[SECTION] = count
+
+
+def _export_section(conn: Connection) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for e in RechargeStore(conn).list_all():
+        v = view(e)
+        groups.setdefault((e.mchid, e.sub_mchid), []).append(
+            {k: v[k] for k in ("sp_openid", "state", "create_time", "update_time")}
+        )
+    return [{"mchid": m, "sub_mchid": s, "employees": emps} for (m, s), emps in groups.items()]
+
+
+def _reset(conn: Connection, mchid: str | None) -> None:
+    RechargeStore(conn).reset(mchid)
+
+
+scenario.register_section(scenario.Section(SECTION, _load_section, _export_section))
+scenario.RESETTERS.append(_reset)
+
+
+# --- control API ---------------------------------------------------------------------------------
+
+
+@control_route("/recharge-employees", ["GET", "POST"])
+async def recharge_employees(request: Request) -> Response:
+    """POST one preload entry (or a list of them); GET every employee, DELETED ones included
+    (``?sub_mchid=`` narrows to one second-level merchant)."""
+    db = request.app.state.wx.db
+    if request.method == "GET":
+        sub = request.query_params.get("sub_mchid")
+
+        def read() -> list[dict[str, Any]]:
+            with db.read() as conn:
+                return [view(e) for e in RechargeStore(conn).list_all(sub)]
+
+        return JSONResponse({"employees": await anyio.to_thread.run_sync(read)})
+
+    body = await _json_entries(request)
+
+    def apply() -> list[dict[str, Any]]:
+        with db.write() as conn:
+            out: list[dict[str, Any]] = []
+            for spec in _parse(body, "body"):
+                out += [view(e) for e in preload(conn, spec)]
+            return out
+
+    try:
+        loaded = await anyio.to_thread.run_sync(apply)
+    except recharge.PreloadError as exc:
+        raise ControlError(400, "PARAM_ERROR", str(exc)) from exc
+    return JSONResponse({"loaded": len(loaded), "employees": loaded})
+
+
+async def _json_entries(request: Request) -> Any:
+    """One entry object, or a JSON list of them."""
+    raw = (await request.body()).strip()
+    if raw.startswith(b"["):
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ControlError(400, "PARAM_ERROR", f"body is not JSON: {exc}") from exc
+    return await json_body(request)

@@ -1,0 +1,338 @@
+"""Sandbox control of enterprise payment (``/sandbox/webizpay/...``, token-guarded): the employee's
+actions that happen inside WeChat (consent, deregister, pay, refund), card templates, the expiry
+sweep, and the scenario section ``webizpay`` (templates, pre-authorized employees, cards).
+
+Scenario section::
+
+    webizpay:
+      templates:
+        - {sp_mchid: "1230000001", card_template_id: tpl_travel, card_rule: MULTIPLE, refund_rule: RETURN}
+      employees:   # pre-authorized relations (no AUTHORIZED callback)
+        - {sp_mchid: "1230000001", sub_mchid: "1230000101", user_id: emp_001, employee_id: WeBizPay_fixed}
+      cards:       # issued to the AUTHORIZED relation of (sp, sub, user_id), as W3 would
+        - {sp_mchid: "1230000001", sub_mchid: "1230000101", user_id: emp_001, out_card_no: card_0001,
+           card_template_id: template_123, amount: 10000, card_name: 差旅费用卡,
+           effective_end_time: "2030-12-31T23:59:59+08:00"}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.engine import Connection
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..domain.webizpay import authorizations, payments, quota_cards
+from ..domain.webizpay.entities import (
+    AUTHORIZED,
+    REVOKE_BY_EMPLOYEE,
+    Policy,
+    Relation,
+    Template,
+    new_employee_id,
+)
+from ..models.webizpay import IssueQuotaCardRequest
+from ..protocol.errors import ApiError
+from ..sandbox import scenario
+from ..store import sandbox as sandbox_store
+from ..store.db import Database
+from ..store.webizpay_repo import WebizpayRepo
+from .control import ControlError, control_route, json_body
+
+T = TypeVar("T")
+
+
+def run_in_tx(db: Database, fn: Callable[[WebizpayRepo, float], T]) -> T:
+    """One write transaction at business time; domain refusals keep their WeChat code and status."""
+    try:
+        with db.write() as conn:
+            now = sandbox_store.read_clock(conn).now_ts()
+            return fn(WebizpayRepo(conn), now)
+    except ApiError as err:
+        raise ControlError(err.status, err.code, err.message) from None
+
+
+def _policy(request: Request) -> Policy:
+    return Policy.from_settings(request.app.state.wx.settings.extra)
+
+
+def _relation_view(r: Relation) -> dict[str, Any]:
+    from ..domain.webizpay.entities import rfc3339
+
+    return {
+        "employee_id": r.employee_id,
+        "sp_mchid": r.sp_mchid,
+        "sub_mchid": r.sub_mchid,
+        "user_id": r.user_id,
+        "authorization_state": r.state,
+        "authorization_time": rfc3339(r.authorized_at),
+        **({"authorization_revoked_time": rfc3339(r.revoked_at)} if r.revoked_at is not None else {}),
+        **({"reason": r.reason} if r.reason else {}),
+    }
+
+
+def _str(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ControlError(400, "PARAM_ERROR", f"{name} is required (a non-empty string)")
+    return value
+
+
+def _int(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ControlError(400, "PARAM_ERROR", f"{name} must be an integer number of fen")
+    return value
+
+
+@control_route("/webizpay/authorizations", ["POST"])
+async def consent(request: Request) -> Response:
+    """The employee consents: {"token": ...} (from the W1 link) or {"sp_mchid","sub_mchid","user_id"}."""
+    body = await json_body(request)
+    db = request.app.state.wx.db
+    token = _str(body, "token", required=False)
+
+    def apply(repo: WebizpayRepo, now: float) -> Relation:
+        if token:
+            return authorizations.consent_by_token(repo, now, token)
+        sp, sub, user = _str(body, "sp_mchid"), _str(body, "sub_mchid"), _str(body, "user_id")
+        assert sp and sub and user
+        if not repo.sub_bound(sp, sub):
+            raise ControlError(400, "PARAM_ERROR", f"{sub} is not a sub-merchant of {sp}")
+        return authorizations.consent(repo, now, sp_mchid=sp, sub_mchid=sub, user_id=user)
+
+    relation = await anyio.to_thread.run_sync(lambda: run_in_tx(db, apply))
+    return JSONResponse(_relation_view(relation))
+
+
+@control_route("/webizpay/employees/{employee_id}/deregister", ["POST"])
+async def deregister(request: Request) -> Response:
+    """The employee cancels enterprise payment in WeChat (REVOKED, reason 员工注销)."""
+    db = request.app.state.wx.db
+    employee_id = request.path_params["employee_id"]
+    pol = _policy(request)
+
+    def apply(repo: WebizpayRepo, now: float) -> dict[str, Any]:
+        relation = repo.relation(employee_id)
+        if relation is None:
+            raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no relation {employee_id}")
+        return authorizations.revoke(
+            repo,
+            pol,
+            now,
+            employee_id=employee_id,
+            sp_mchid=relation.sp_mchid,
+            sub_mchid=relation.sub_mchid,
+            reason=REVOKE_BY_EMPLOYEE,
+        ).model_dump(exclude_none=True)
+
+    return JSONResponse(await anyio.to_thread.run_sync(lambda: run_in_tx(db, apply)))
+
+
+def pay_from_body(repo: WebizpayRepo, pol: Policy, now: float, body: dict[str, Any]) -> dict[str, Any]:
+    """Shared by the control API and the payment page: {"card_no"|"token", "amount", ...}."""
+    token = body.get("token")
+    if isinstance(token, str) and token:
+        link = repo.payment_link(token)
+        if link is None:
+            raise ApiError("RESOURCE_NOT_EXISTS", "付款链接不存在 (unknown payment link)")
+        if now >= link.expires_at:
+            raise ApiError("INVALID_REQUEST", "付款链接已过期 (the payment link has expired)")
+        card_no = link.card_no
+    else:
+        card_no = _str(body, "card_no") or ""
+    card = repo.card(card_no)
+    if card is None:
+        raise ApiError("RESOURCE_NOT_EXISTS", f"额度卡 {card_no} 不存在")
+    raw = body.get("store")
+    raw_store: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    store = payments.Store(
+        **{k: str(v) for k, v in raw_store.items() if k in payments.Store.__dataclass_fields__}
+    )
+    goods = body.get("goods_name")
+    payment = payments.pay(
+        repo,
+        pol,
+        now,
+        card,
+        _int(body, "amount"),
+        store=store,
+        goods_name=goods if isinstance(goods, str) and goods else "企业支付消费",
+        out_trade_no=body.get("out_trade_no") if isinstance(body.get("out_trade_no"), str) else None,
+    )
+    after = repo.card(card.card_no)
+    return {
+        "transaction_id": payment.transaction_id,
+        "out_trade_no": payment.out_trade_no,
+        "card_no": payment.card_no,
+        "amount": payment.amount,
+        "remain_amount": after.remain_amount if after else None,
+    }
+
+
+@control_route("/webizpay/payments", ["POST"])
+async def pay(request: Request) -> Response:
+    """The employee pays a store with a card: {"card_no" or "token", "amount", "goods_name"?, "store"?}."""
+    body = await json_body(request)
+    db = request.app.state.wx.db
+    pol = _policy(request)
+    result = await anyio.to_thread.run_sync(
+        lambda: run_in_tx(db, lambda r, n: pay_from_body(r, pol, n, body))
+    )
+    return JSONResponse(result)
+
+
+@control_route("/webizpay/refunds", ["POST"])
+async def refund(request: Request) -> Response:
+    """Refund a card payment: {"transaction_id", "amount", "out_refund_no"?}."""
+    body = await json_body(request)
+    db = request.app.state.wx.db
+    txid = _str(body, "transaction_id") or ""
+    amount = _int(body, "amount")
+    out_no = _str(body, "out_refund_no", required=False)
+
+    def apply(repo: WebizpayRepo, now: float) -> dict[str, Any]:
+        r = payments.refund(repo, now, txid, amount, out_refund_no=out_no)
+        payment = repo.payment(txid)
+        card = repo.card(payment.card_no) if payment else None
+        return {
+            "refund_id": r.refund_id,
+            "out_refund_no": r.out_refund_no,
+            "transaction_id": txid,
+            "refund_amount": r.amount,
+            "refunded_amount": payment.refunded_amount if payment else None,
+            "remain_amount": card.remain_amount if card else None,
+        }
+
+    return JSONResponse(await anyio.to_thread.run_sync(lambda: run_in_tx(db, apply)))
+
+
+class TemplateSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sp_mchid: str = Field(min_length=1, max_length=32)
+    card_template_id: str = Field(min_length=1, max_length=64)
+    card_rule: Literal["SINGLE", "MULTIPLE"] = "MULTIPLE"
+    refund_rule: Literal["RETURN", "NOT_RETURN"] = "RETURN"
+
+
+def _validated(model: type[BaseModel], data: Any, where: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise scenario.ScenarioError(f"{where}.{loc}: {first['msg']}") from None
+
+
+@control_route("/webizpay/templates", ["GET", "POST"])
+async def templates(request: Request) -> Response:
+    """GET: configured templates (+ the built-in ones); POST a TemplateSpec to add or replace one."""
+    db = request.app.state.wx.db
+    pol = _policy(request)
+    if request.method == "POST":
+        spec: TemplateSpec = _validated(TemplateSpec, await json_body(request), "template")
+
+        def put(repo: WebizpayRepo, now: float) -> None:
+            repo.put_template(
+                spec.sp_mchid, Template(spec.card_template_id, spec.card_rule, spec.refund_rule), now
+            )
+
+        await anyio.to_thread.run_sync(lambda: run_in_tx(db, put))
+        return JSONResponse(spec.model_dump())
+
+    def read(repo: WebizpayRepo, _now: float) -> list[dict[str, Any]]:
+        return repo.templates_of(request.query_params.get("sp_mchid"))
+
+    data = await anyio.to_thread.run_sync(lambda: run_in_tx(db, read))
+    builtin = [
+        {"card_template_id": t.card_template_id, "card_rule": t.card_rule, "refund_rule": t.refund_rule}
+        for t in pol.builtin_templates
+    ]
+    return JSONResponse({"data": data, "builtin": builtin})
+
+
+@control_route("/webizpay/sweep", ["POST"])
+async def sweep(request: Request) -> Response:
+    """Disable every ACTIVE card past effective_end_time now (the background sweep does it too)."""
+    db = request.app.state.wx.db
+    pol = _policy(request)
+    n = await anyio.to_thread.run_sync(
+        lambda: run_in_tx(db, lambda r, now: quota_cards.expire_due(r, pol, now))
+    )
+    return JSONResponse({"expired": n})
+
+
+# ---- scenario section ----------------------------------------------------------------------------
+
+
+class EmployeeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sp_mchid: str = Field(min_length=1, max_length=32)
+    sub_mchid: str = Field(min_length=1, max_length=32)
+    user_id: str = Field(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z_\-|*]{6,32}$")
+    employee_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class CardSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sp_mchid: str
+    sub_mchid: str
+    user_id: str
+    out_card_no: str
+    card_template_id: str = "template_123"
+    amount: int
+    card_name: str
+    effective_end_time: str
+    card_remark: str | None = None
+
+
+class SectionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    templates: list[TemplateSpec] = []
+    employees: list[EmployeeSpec] = []
+    cards: list[CardSpec] = []
+
+
+def _load_section(conn: Connection, data: Any, _lctx: scenario.LoadContext) -> None:
+    spec: SectionSpec = _validated(SectionSpec, data, "webizpay")
+    repo = WebizpayRepo(conn)
+    now = sandbox_store.read_clock(conn).now_ts()
+    for t in spec.templates:
+        repo.put_template(t.sp_mchid, Template(t.card_template_id, t.card_rule, t.refund_rule), now)
+    for i, e in enumerate(spec.employees):
+        if not repo.sub_bound(e.sp_mchid, e.sub_mchid):
+            raise scenario.ScenarioError(
+                f"webizpay.employees[{i}]: {e.sub_mchid} is not a sub-merchant of {e.sp_mchid}"
+            )
+        if repo.authorized_relation(e.sp_mchid, e.sub_mchid, e.user_id) is None:
+            fresh = Relation(
+                e.employee_id or new_employee_id(), e.sp_mchid, e.sub_mchid, e.user_id, AUTHORIZED, now
+            )
+            if not repo.insert_relation(fresh):
+                raise scenario.ScenarioError(f"webizpay.employees[{i}]: employee_id {e.employee_id} is taken")
+    pol = Policy()
+    for i, c in enumerate(spec.cards):
+        owner = repo.authorized_relation(c.sp_mchid, c.sub_mchid, c.user_id)
+        if owner is None:
+            raise scenario.ScenarioError(f"webizpay.cards[{i}]: {c.user_id} has no AUTHORIZED relation")
+        fields = c.model_dump(exclude={"user_id"}, exclude_none=True)
+        body = _validated(IssueQuotaCardRequest, fields, f"webizpay.cards[{i}]")
+        try:
+            quota_cards.issue(repo, pol, now, owner.employee_id, body)
+        except ApiError as err:
+            raise scenario.ScenarioError(f"webizpay.cards[{i}]: {err.message}") from None
+
+
+def _export_section(conn: Connection) -> dict[str, Any] | None:
+    repo = WebizpayRepo(conn)
+    data = repo.templates_of()
+    return {"templates": data} if data else None
+
+
+scenario.register_section(scenario.Section("webizpay", _load_section, _export_section))

@@ -1,0 +1,113 @@
+"""商户开户意愿确认 — /v3/apply4subject/... (spec apply4subject.md A1–A4, seed 003)."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from ...domain import apply4subject as d
+from ...models.apply4subject import (
+    ApplymentResult,
+    ApplymentState,
+    AuthorizeState,
+    CancelPath,
+    CancelQuery,
+    MerchantAuthorizeState,
+    MerchantStatePath,
+    QueryApplymentQuery,
+    SubmitApplymentQuery,
+    SubmitApplymentRequest,
+    SubmitApplymentResponse,
+)
+from ...store.apply4subject_repo import Apply4SubjectRepo
+from .. import apply4subject_flow as flow
+from .. import apply4subject_page as _page  # noqa: F401  (registers the confirmation page)
+from .. import control_apply4subject as _control  # noqa: F401  (registers control routes + scenario)
+from ..context import Ctx
+from ..operations import operation
+
+TAGS = ("apply4subject",)
+
+
+@operation(
+    "POST",
+    "/v3/apply4subject/applyment",
+    "/v3/apply4subject/applyment/",  # the official page's spelling
+    op_id="apply4subject.submit",
+    summary="提交申请单 (submit an applyment)",
+    query=SubmitApplymentQuery,
+    body=SubmitApplymentRequest,
+    response=SubmitApplymentResponse,
+    encrypted_fields=True,
+    tags=TAGS,
+)
+def submit(
+    ctx: Ctx, path: dict[str, str], query: SubmitApplymentQuery, body: SubmitApplymentRequest
+) -> SubmitApplymentResponse:
+    d.check_caller(ctx.caller.merchant.role)
+    raw = body.model_dump(exclude_none=True)
+    d.check_subject(raw["subject_info"])
+    plain = d.decrypt_all(raw, ctx.decrypt)
+    with ctx.write() as conn:
+        channel_id = flow.resolve_channel(conn, ctx.caller, body.channel_id, query.channel_id)
+        app = flow.submit(Apply4SubjectRepo(conn), ctx.caller, raw, plain, channel_id, ctx.clock.now_ts())
+    return SubmitApplymentResponse(applyment_id=app.applyment_id)
+
+
+@operation(
+    "GET",
+    "/v3/apply4subject/applyment",
+    "/v3/apply4subject/applyment/",
+    op_id="apply4subject.query",
+    summary="查询申请单审核结果 (query the audit result)",
+    query=QueryApplymentQuery,
+    response=ApplymentResult,
+    tags=TAGS,
+)
+def query(ctx: Ctx, path: dict[str, str], query: QueryApplymentQuery) -> ApplymentResult:
+    d.check_caller(ctx.caller.merchant.role)
+    with ctx.write() as conn:  # a query is counted (auto audit policy "after N queries")
+        repo = Apply4SubjectRepo(conn)
+        app = flow.find(repo, ctx.mchid, query.applyment_id, query.business_code)
+        app = flow.observe_query(repo, app, ctx.clock.now_ts())
+    return ApplymentResult(
+        applyment_state=cast(ApplymentState, app.state),  # written only from domain constants
+        qrcode_data=flow.qrcode_data(ctx.state.settings.base_url(), app),
+        reject_param=app.reject_param if app.state == d.REJECTED else None,
+        reject_reason=app.reject_reason if app.state in (d.REJECTED, d.FREEZED) else None,
+    )
+
+
+@operation(
+    "POST",
+    "/v3/apply4subject/applyment/{key}/cancel",
+    op_id="apply4subject.cancel",
+    summary="撤销申请单 (cancel an applyment by business_code or applyment_id)",
+    path=CancelPath,
+    query=CancelQuery,
+    status=204,
+    tags=TAGS,
+)
+def cancel(ctx: Ctx, path: CancelPath, query: CancelQuery) -> None:
+    d.check_caller(ctx.caller.merchant.role)
+    with ctx.write() as conn:
+        repo = Apply4SubjectRepo(conn)
+        app = flow.resolve_cancel(repo, ctx.mchid, path.key, query.applyment_id)
+        flow.cancel(repo, app, ctx.clock.now_ts())
+
+
+@operation(
+    "GET",
+    "/v3/apply4subject/applyment/merchants/{sub_mchid}/state",
+    op_id="apply4subject.merchant_state",
+    summary="获取商户开户意愿确认状态 (merchant authorization state)",
+    path=MerchantStatePath,
+    response=MerchantAuthorizeState,
+    tags=TAGS,
+)
+def merchant_state(ctx: Ctx, path: MerchantStatePath) -> MerchantAuthorizeState:
+    d.check_caller(ctx.caller.merchant.role)
+    with ctx.read() as conn:
+        authorized = Apply4SubjectRepo(conn).is_authorized(ctx.mchid, path.sub_mchid)
+    return MerchantAuthorizeState(
+        authorize_state=cast(AuthorizeState, d.AUTHORIZED if authorized else d.UNAUTHORIZED)
+    )

@@ -1,0 +1,49 @@
+"""Background expiry sweep for quota cards: every ACTIVE card past effective_end_time (business clock)
+becomes DISABLED and notifies WEBIZPAY.QUOTACARDEXPIRED once, even if nobody reads it. Several
+processes may sweep at once: the conditional UPDATE lets exactly one of them win each card."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ..domain.webizpay import quota_cards
+from ..domain.webizpay.entities import Policy
+from ..store import sandbox as sandbox_store
+from ..store.webizpay_repo import WebizpayRepo
+from .app import BACKGROUND_TASKS
+
+if TYPE_CHECKING:
+    from .app import AppState
+
+log = logging.getLogger("wxpartner.webizpay")
+
+DEFAULT_INTERVAL = 2.0
+
+
+def sweep_once(state: AppState) -> int:
+    policy = Policy.from_settings(state.settings.extra)
+    with state.db.read() as conn:
+        now = sandbox_store.read_clock(conn).now_ts()
+        if not WebizpayRepo(conn).due_cards(now, 1):
+            return 0  # the common case costs one indexed read, no write lock
+    with state.db.write() as conn:
+        return quota_cards.expire_due(WebizpayRepo(conn), policy, now)
+
+
+async def sweep_forever(state: AppState) -> None:
+    raw = state.settings.extra.get("webizpay_sweep_seconds", DEFAULT_INTERVAL)
+    interval = float(raw) if isinstance(raw, int | float) else DEFAULT_INTERVAL
+    if interval <= 0:
+        return
+    while True:
+        await anyio.sleep(interval)
+        try:
+            await anyio.to_thread.run_sync(sweep_once, state)
+        except Exception as exc:  # a database outage must not kill the task; the next round retries
+            log.warning("webizpay expiry sweep failed: %s", type(exc).__name__)
+
+
+BACKGROUND_TASKS.append(sweep_forever)

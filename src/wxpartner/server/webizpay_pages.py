@@ -1,0 +1,164 @@
+"""The employee's pages (sandbox stand-ins for WeChat's): the W1 authorization link and the W7
+payment link open here. Plain server-rendered HTML; the link token is the only credential, as with a
+real short-lived link. Styling is left to the dashboard."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from ..domain.webizpay import authorizations
+from ..domain.webizpay.entities import Policy, rfc3339
+from ..protocol.errors import ApiError
+from ..store import registry
+from ..store import sandbox as sandbox_store
+from ..store.db import Database
+from ..store.webizpay_repo import WebizpayRepo
+from . import control_webizpay  # noqa: F401  (control routes, scenario section)
+from .control_webizpay import pay_from_body
+from .web import WEB_ROUTES
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    doc = (
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title></head>"
+        f'<body class="webizpay"><main><h1>{html.escape(title)}</h1>{body}</main></body></html>'
+    )
+    return HTMLResponse(doc, status_code=status)
+
+
+def _error(err: ApiError) -> HTMLResponse:
+    return _page(
+        "无法继续",
+        f'<p class="error" data-code="{html.escape(err.code)}">{html.escape(err.message)}</p>',
+        err.status,
+    )
+
+
+async def _form(request: Request) -> dict[str, str]:
+    raw = (await request.body()).decode("utf-8", errors="replace")
+    return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+
+
+def _tx(db: Database, fn: Any, *, write: bool) -> Any:
+    with db.write() if write else db.read() as conn:
+        now = sandbox_store.read_clock(conn).now_ts()
+        return fn(WebizpayRepo(conn), conn, now)
+
+
+async def authorize_page(request: Request) -> Response:
+    """GET: who asks and a consent button; POST: consent (AUTHORIZED + WEBIZPAY.AUTHORIZED callback)."""
+    db: Database = request.app.state.wx.db
+    if request.method == "POST":
+        token = (await _form(request)).get("token", "")
+        try:
+            relation = await anyio.to_thread.run_sync(
+                lambda: _tx(
+                    db, lambda repo, _c, now: authorizations.consent_by_token(repo, now, token), write=True
+                )
+            )
+        except ApiError as err:
+            return _error(err)
+        return _page(
+            "授权成功",
+            f'<p>已开通企业支付。</p><p>employee_id: <code id="employee_id">{html.escape(relation.employee_id)}</code></p>',
+        )
+    token = request.query_params.get("token", "")
+
+    def show(repo: WebizpayRepo, conn: Any, now: float) -> str:
+        link = authorizations.link_for_page(repo, token, now)
+        sp = registry.get_merchant(conn, link.sp_mchid)
+        sub = registry.get_merchant(conn, link.sub_mchid)
+        done = link.consumed_at is not None
+        return (
+            "<dl>"
+            f"<dt>服务商</dt><dd>{html.escape((sp.name if sp else '') or link.sp_mchid)} ({html.escape(link.sp_mchid)})</dd>"
+            f"<dt>出资企业</dt><dd>{html.escape((sub.name if sub else '') or link.sub_mchid)} ({html.escape(link.sub_mchid)})</dd>"
+            f"<dt>员工</dt><dd>{html.escape(link.user_id)}</dd>"
+            f"<dt>链接有效期至</dt><dd>{rfc3339(link.expires_at)}</dd>"
+            "</dl>"
+            + (
+                "<p>该链接已完成授权。</p>"
+                if done
+                else '<form method="post" action="/webizpay/authorize">'
+                f'<input type="hidden" name="token" value="{html.escape(token)}">'
+                '<button type="submit" name="consent" value="1">同意开通企业支付</button></form>'
+            )
+        )
+
+    try:
+        body = await anyio.to_thread.run_sync(lambda: _tx(db, show, write=False))
+    except ApiError as err:
+        return _error(err)
+    return _page("企业支付授权", body)
+
+
+async def pay_page(request: Request) -> Response:
+    """GET: the card and an amount form; POST: pay (spends quota, WEBIZPAY.PAYMENTSUCCESS)."""
+    db: Database = request.app.state.wx.db
+    pol = Policy.from_settings(request.app.state.wx.settings.extra)
+    if request.method == "POST":
+        form = await _form(request)
+        try:
+            amount = int(form.get("amount", ""))
+        except ValueError:
+            return _error(ApiError("PARAM_ERROR", "amount must be an integer number of fen"))
+        body: dict[str, Any] = {"token": form.get("token", ""), "amount": amount}
+        if form.get("goods_name"):
+            body["goods_name"] = form["goods_name"]
+        if form.get("store_name"):
+            body["store"] = {"name": form["store_name"], "full_name": form["store_name"]}
+        try:
+            result = await anyio.to_thread.run_sync(
+                lambda: _tx(db, lambda repo, _c, now: pay_from_body(repo, pol, now, body), write=True)
+            )
+        except ApiError as err:
+            return _error(err)
+        return _page(
+            "支付成功",
+            f'<p>支付 <span id="amount">{result["amount"]}</span> 分。</p>'
+            f'<p>transaction_id: <code id="transaction_id">{html.escape(result["transaction_id"])}</code></p>'
+            f'<p>剩余额度 <span id="remain_amount">{result["remain_amount"]}</span> 分</p>',
+        )
+    token = request.query_params.get("token", "")
+
+    def show(repo: WebizpayRepo, _conn: Any, now: float) -> str:
+        link = repo.payment_link(token)
+        if link is None:
+            raise ApiError("RESOURCE_NOT_EXISTS", "付款链接不存在 (unknown payment link)")
+        if now >= link.expires_at:
+            raise ApiError("INVALID_REQUEST", "付款链接已过期 (the payment link has expired)")
+        card = repo.card(link.card_no)
+        assert card is not None
+        return (
+            "<dl>"
+            f"<dt>额度卡</dt><dd>{html.escape(card.card_name)} ({html.escape(card.card_no)})</dd>"
+            f"<dt>使用规则</dt><dd>{card.card_rule}</dd>"
+            f'<dt>剩余额度</dt><dd id="remain_amount">{card.remain_amount}</dd>'
+            f"<dt>状态</dt><dd>{card.state if not card.due(now) else 'DISABLED'}</dd>"
+            "</dl>"
+            '<form method="post" action="/webizpay/pay">'
+            f'<input type="hidden" name="token" value="{html.escape(token)}">'
+            '<label>金额（分）<input name="amount" type="number" min="1" required></label>'
+            '<label>商品 <input name="goods_name" value="企业支付消费"></label>'
+            '<label>门店 <input name="store_name" value="沙箱便利店"></label>'
+            '<button type="submit">付款</button></form>'
+        )
+
+    try:
+        page = await anyio.to_thread.run_sync(lambda: _tx(db, show, write=False))
+    except ApiError as err:
+        return _error(err)
+    return _page("企业支付付款码", page)
+
+
+WEB_ROUTES.append(Route("/webizpay/authorize", authorize_page, methods=["GET", "POST"]))
+WEB_ROUTES.append(Route("/webizpay/pay", pay_page, methods=["GET", "POST"]))

@@ -1,0 +1,267 @@
+"""SQL of apply4subject. Every state change is a conditional UPDATE ... WHERE state IN (...), so two
+processes racing on one applyment cannot both move it; ids come from the shared atomic sequence."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..domain.apply4subject import FIRST_APPLYMENT_ID, AutoPolicy
+from .apply4subject_tables import apply4subject_applyments as T
+from .apply4subject_tables import apply4subject_authorizations as AUTH
+from .sandbox import _insert, kv_get, kv_set
+from .schema import sandbox_kv
+
+POLICY_KEY = "apply4subject:auto_policy"
+SEQUENCE_KEY = "seq:apply4subject.applyment_id"  # same row format as store.sandbox.next_sequence
+
+
+def next_applyment_id(conn: Connection) -> int:
+    """One atomic upsert, also on the very first use: sandbox.next_sequence does UPDATE-then-INSERT, and
+    two first submits racing on PostgreSQL both miss the UPDATE and one INSERT fails."""
+    value = sa.cast(sa.cast(sandbox_kv.c.value, sa.BigInteger) + 1, sa.Text)
+    stmt = (
+        _insert(conn)(sandbox_kv)
+        .values(key=SEQUENCE_KEY, value=str(FIRST_APPLYMENT_ID))
+        .on_conflict_do_update(index_elements=["key"], set_={"value": value})
+        .returning(sandbox_kv.c.value)
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+@dataclass(frozen=True)
+class Applyment:
+    applyment_id: int
+    mchid: str
+    business_code: str
+    channel_id: str | None
+    state: str
+    fingerprint: str
+    materials: dict[str, Any]
+    confirm_mchids: list[str]
+    reject_param: str | None
+    reject_reason: str | None
+    confirm_token: str
+    query_count: int
+    state_since: float
+    created_at: float
+    updated_at: float
+
+    def view(self) -> dict[str, Any]:
+        """The sandbox (control API / scenario export) view: no fingerprint, masked materials."""
+        return {
+            "applyment_id": self.applyment_id,
+            "mchid": self.mchid,
+            "business_code": self.business_code,
+            "channel_id": self.channel_id,
+            "applyment_state": self.state,
+            "reject_param": self.reject_param,
+            "reject_reason": self.reject_reason,
+            "confirm_mchid_list": self.confirm_mchids,
+            "query_count": self.query_count,
+            "state_since": self.state_since,
+            "created_at": self.created_at,
+            "materials": self.materials,
+        }
+
+
+def _row(r: Any) -> Applyment:
+    m = r._mapping
+    return Applyment(
+        applyment_id=int(m["applyment_id"]),
+        mchid=m["mchid"],
+        business_code=m["business_code"],
+        channel_id=m["channel_id"],
+        state=m["state"],
+        fingerprint=m["fingerprint"],
+        materials=json.loads(m["materials"]),
+        confirm_mchids=json.loads(m["confirm_mchids"]),
+        reject_param=m["reject_param"],
+        reject_reason=m["reject_reason"],
+        confirm_token=m["confirm_token"],
+        query_count=int(m["query_count"]),
+        state_since=float(m["state_since"]),
+        created_at=float(m["created_at"]),
+        updated_at=float(m["updated_at"]),
+    )
+
+
+class Apply4SubjectRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # --- reads ---
+    def by_code(self, mchid: str, business_code: str) -> Applyment | None:
+        r = self.conn.execute(
+            sa.select(T).where(T.c.mchid == mchid, T.c.business_code == business_code)
+        ).first()
+        return _row(r) if r else None
+
+    def by_id(self, applyment_id: int, mchid: str | None = None) -> Applyment | None:
+        stmt = sa.select(T).where(T.c.applyment_id == applyment_id)
+        if mchid is not None:
+            stmt = stmt.where(T.c.mchid == mchid)
+        r = self.conn.execute(stmt).first()
+        return _row(r) if r else None
+
+    def by_token(self, token: str) -> Applyment | None:
+        r = self.conn.execute(sa.select(T).where(T.c.confirm_token == token)).first()
+        return _row(r) if r else None
+
+    def list_all(self, mchid: str | None = None, limit: int = 200) -> list[Applyment]:
+        stmt = sa.select(T).order_by(T.c.applyment_id.desc()).limit(limit)
+        if mchid:
+            stmt = stmt.where(T.c.mchid == mchid)
+        return [_row(r) for r in self.conn.execute(stmt)]
+
+    # --- writes ---
+    def insert(
+        self,
+        *,
+        mchid: str,
+        business_code: str,
+        channel_id: str | None,
+        state: str,
+        fingerprint: str,
+        materials: dict[str, Any],
+        confirm_mchids: list[str],
+        confirm_token: str,
+        now: float,
+    ) -> Applyment | None:
+        """Insert a new applyment; None when (mchid, business_code) already exists (a concurrent
+        submit won): the caller then re-reads and applies the resubmission rules."""
+        applyment_id = next_applyment_id(self.conn)
+        stmt = (
+            _insert(self.conn)(T)
+            .values(
+                applyment_id=applyment_id,
+                mchid=mchid,
+                business_code=business_code,
+                channel_id=channel_id,
+                state=state,
+                fingerprint=fingerprint,
+                materials=json.dumps(materials, ensure_ascii=False),
+                confirm_mchids=json.dumps(confirm_mchids),
+                confirm_token=confirm_token,
+                query_count=0,
+                state_since=now,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["mchid", "business_code"])
+            .returning(T.c.applyment_id)
+        )
+        if self.conn.execute(stmt).first() is None:
+            return None
+        return self.by_id(applyment_id)
+
+    def replace(
+        self,
+        applyment_id: int,
+        *,
+        from_state: str,
+        to_state: str,
+        channel_id: str | None,
+        fingerprint: str,
+        materials: dict[str, Any],
+        confirm_mchids: list[str],
+        now: float,
+    ) -> bool:
+        stmt = (
+            T.update()
+            .where(T.c.applyment_id == applyment_id, T.c.state == from_state)
+            .values(
+                state=to_state,
+                channel_id=channel_id,
+                fingerprint=fingerprint,
+                materials=json.dumps(materials, ensure_ascii=False),
+                confirm_mchids=json.dumps(confirm_mchids),
+                reject_param=None,
+                reject_reason=None,
+                query_count=0,
+                state_since=now,
+                updated_at=now,
+            )
+        )
+        return self.conn.execute(stmt).rowcount == 1
+
+    def transition(
+        self,
+        applyment_id: int,
+        sources: Iterable[str],
+        target: str,
+        now: float,
+        *,
+        reject_param: str | None = None,
+        reject_reason: str | None = None,
+    ) -> bool:
+        """Move the applyment iff it is still in one of ``sources``; False when another writer won."""
+        stmt = (
+            T.update()
+            .where(T.c.applyment_id == applyment_id, T.c.state.in_(list(sources)))
+            .values(
+                state=target,
+                reject_param=reject_param,
+                reject_reason=reject_reason,
+                state_since=now,
+                updated_at=now,
+            )
+        )
+        return self.conn.execute(stmt).rowcount == 1
+
+    def count_query(self, applyment_id: int) -> int:
+        new = self.conn.execute(
+            T.update()
+            .where(T.c.applyment_id == applyment_id)
+            .values(query_count=T.c.query_count + 1)
+            .returning(T.c.query_count)
+        ).scalar()
+        return int(new or 0)
+
+    # --- merchant authorization (A4) ---
+    def authorize(self, mchid: str, sub_mchids: Iterable[str], applyment_id: int | None, now: float) -> None:
+        for sub in sub_mchids:
+            self.conn.execute(
+                _insert(self.conn)(AUTH)
+                .values(mchid=mchid, sub_mchid=sub, applyment_id=applyment_id, authorized_at=now)
+                .on_conflict_do_nothing(index_elements=["mchid", "sub_mchid"])
+            )
+
+    def is_authorized(self, mchid: str, sub_mchid: str) -> bool:
+        r = self.conn.execute(
+            sa.select(sa.literal(1)).where(AUTH.c.mchid == mchid, AUTH.c.sub_mchid == sub_mchid)
+        ).first()
+        return r is not None
+
+    def authorizations(self, mchid: str | None = None) -> list[dict[str, Any]]:
+        stmt = sa.select(AUTH).order_by(AUTH.c.mchid, AUTH.c.sub_mchid)
+        if mchid:
+            stmt = stmt.where(AUTH.c.mchid == mchid)
+        return [dict(r._mapping) for r in self.conn.execute(stmt)]
+
+    def revoke(self, mchid: str, sub_mchid: str) -> bool:
+        stmt = sa.delete(AUTH).where(AUTH.c.mchid == mchid, AUTH.c.sub_mchid == sub_mchid)
+        return self.conn.execute(stmt).rowcount > 0
+
+    # --- sandbox ---
+    def policy(self) -> AutoPolicy | None:
+        raw = kv_get(self.conn, POLICY_KEY)
+        if not raw:
+            return None
+        return AutoPolicy.parse(json.loads(raw))
+
+    def set_policy(self, policy: AutoPolicy | None) -> None:
+        kv_set(self.conn, POLICY_KEY, json.dumps(policy.as_dict()) if policy else "")
+
+    def delete(self, mchid: str | None) -> None:
+        if mchid is None:
+            self.conn.execute(sa.delete(T))
+            self.conn.execute(sa.delete(AUTH))
+        else:
+            self.conn.execute(sa.delete(T).where(T.c.mchid == mchid))
+            self.conn.execute(sa.delete(AUTH).where(AUTH.c.mchid == mchid))

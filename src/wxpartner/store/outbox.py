@@ -1,0 +1,359 @@
+"""The callback outbox (SQL side): enqueue inside a business transaction, claim due notifications
+atomically across processes and hosts, record each attempt. Sending itself: server/callbacks.py.
+
+Claiming is ``SELECT … FOR UPDATE SKIP LOCKED`` then a conditional ``UPDATE`` that takes a lease
+(PostgreSQL); on SQLite the same statements run inside a ``BEGIN IMMEDIATE`` write, which serialises
+claimers (SQLAlchemy renders no FOR UPDATE there). A lease that expires (a killed process) makes the
+notification claimable again: delivery is at-least-once, receivers de-duplicate on ``id``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..protocol.constants import WEBIZPAY_RETRY_DELAYS_SECONDS
+from .outbox_tables import callback_attempts, callback_notifications
+from .schema import merchants
+
+PENDING = "pending"
+DELIVERED = "delivered"
+FAILED = "failed"
+STATES = (PENDING, DELIVERED, FAILED)
+
+# webizpay retry policy (protocol §9.4): RETRY_SCHEDULE[n] is the delay before send n+1, counted on the
+# business clock from send n (send 1 is due at once).
+RETRY_SCHEDULE: tuple[float, ...] = tuple(float(s) for s in WEBIZPAY_RETRY_DELAYS_SECONDS)
+MAX_SENDS = len(RETRY_SCHEDULE)
+
+_n = callback_notifications
+_a = callback_attempts
+
+
+def enqueue(
+    conn: Connection,
+    *,
+    mchid: str,
+    event_type: str,
+    summary: str,
+    resource: dict[str, Any],
+    now: float,
+) -> str:
+    """Queue a notification for ``mchid`` (the merchant whose notify_url receives it), due at ``now``
+    (business time, also its ``create_time``). Call inside the business change's write transaction:
+    the event exists iff the change commits. Returns the notification ``id`` (a UUID)."""
+    notification_id = str(uuid.uuid4())
+    conn.execute(
+        _n.insert().values(
+            id=notification_id,
+            mchid=mchid,
+            event_type=event_type,
+            summary=summary,
+            resource_json=json.dumps(resource, ensure_ascii=False, separators=(",", ":")),
+            original_type="webizpay",
+            create_time=now,
+            state=PENDING,
+            sends=0,
+            send_limit=MAX_SENDS,
+            next_attempt_at=now + RETRY_SCHEDULE[0],
+            updated_at=time.time(),
+        )
+    )
+    return notification_id
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A notification this process holds the lease on, with what is needed to send it."""
+
+    id: str
+    mchid: str
+    event_type: str
+    summary: str
+    resource: dict[str, Any]
+    original_type: str
+    create_time: float
+    sends: int  # sends before this one
+    send_limit: int
+    owner: str
+
+
+def _due(business_now: float, real_now: float) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        _n.c.state == PENDING,
+        _n.c.next_attempt_at <= business_now,
+        _n.c.sends < _n.c.send_limit,
+        sa.or_(_n.c.lease_until.is_(None), _n.c.lease_until < real_now),
+    )
+
+
+def _deliverable_merchants() -> sa.Select[tuple[str]]:
+    """Merchants a notification can go to: a callback URL and an APIv3 key to encrypt with.
+    Notifications of other merchants wait (unclaimed, no send used) until both are configured."""
+    return sa.select(merchants.c.mchid).where(
+        merchants.c.notify_url.is_not(None), merchants.c.notify_url != "", merchants.c.apiv3_key.is_not(None)
+    )
+
+
+def any_due(conn: Connection, *, business_now: float, real_now: float) -> bool:
+    """A cheap read so idle pollers never take the write lock."""
+    stmt = (
+        sa.select(_n.c.id)
+        .where(_due(business_now, real_now), _n.c.mchid.in_(_deliverable_merchants()))
+        .limit(1)
+    )
+    return conn.execute(stmt).first() is not None
+
+
+def leased(conn: Connection, *, real_now: float) -> int:
+    """How many notifications some process is sending right now (a live lease)."""
+    stmt = sa.select(sa.func.count()).select_from(_n).where(_n.c.lease_until >= real_now)
+    return int(conn.execute(stmt).scalar_one())
+
+
+def claim_due(
+    conn: Connection,
+    *,
+    business_now: float,
+    real_now: float,
+    owner: str,
+    lease_seconds: float,
+    limit: int,
+    ids: Sequence[str] | None = None,
+) -> list[Claim]:
+    """Lease up to ``limit`` due notifications to ``owner``. Call in a write transaction."""
+    due = _due(business_now, real_now)
+    pick = (
+        sa.select(_n.c.id)
+        .where(due, _n.c.mchid.in_(_deliverable_merchants()))
+        .order_by(_n.c.next_attempt_at, _n.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=_n)
+    )
+    if ids is not None:
+        pick = pick.where(_n.c.id.in_(list(ids)))
+    chosen = [r[0] for r in conn.execute(pick)]
+    if not chosen:
+        return []
+    # Conditional: a row another claimer leased in the meantime no longer matches ``due``.
+    rows = conn.execute(
+        _n.update()
+        .where(_n.c.id.in_(chosen), due)
+        .values(lease_owner=owner, lease_until=real_now + lease_seconds, updated_at=real_now)
+        .returning(
+            _n.c.id,
+            _n.c.mchid,
+            _n.c.event_type,
+            _n.c.summary,
+            _n.c.resource_json,
+            _n.c.original_type,
+            _n.c.create_time,
+            _n.c.sends,
+            _n.c.send_limit,
+        )
+    ).all()
+    claims = [
+        Claim(
+            id=r.id,
+            mchid=r.mchid,
+            event_type=r.event_type,
+            summary=r.summary,
+            resource=json.loads(r.resource_json),
+            original_type=r.original_type,
+            create_time=float(r.create_time),
+            sends=int(r.sends),
+            send_limit=int(r.send_limit),
+            owner=owner,
+        )
+        for r in rows
+    ]
+    return sorted(claims, key=lambda c: chosen.index(c.id))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one send came to."""
+
+    at: float  # business time of the send
+    sent_at: float  # real time of the send
+    url: str
+    status: int | None
+    latency_ms: float
+    ok: bool
+    error: str | None
+    signer_key_id: str = ""
+    request_id: str = ""
+
+
+def next_state(sends_after: int, send_limit: int, ok: bool, at: float) -> tuple[str, float | None]:
+    """State and next due time after a send (business time): the schedule, at most ``send_limit``."""
+    if ok:
+        return DELIVERED, None
+    if sends_after >= send_limit:
+        return FAILED, None
+    delay = RETRY_SCHEDULE[min(sends_after, MAX_SENDS - 1)]
+    return PENDING, at + delay
+
+
+def complete(conn: Connection, claim: Claim, outcome: Outcome) -> tuple[str, bool]:
+    """Record the attempt and move the schedule on, if this process still holds the lease.
+    Returns (state, lease_held); a lost lease (expired and re-claimed) still records the attempt."""
+    attempt_no = claim.sends + 1
+    state, next_at = next_state(attempt_no, claim.send_limit, outcome.ok, outcome.at)
+    values: dict[str, Any] = {
+        "sends": _n.c.sends + 1,
+        "state": state,
+        "next_attempt_at": next_at,
+        "lease_owner": None,
+        "lease_until": None,
+        "updated_at": time.time(),
+    }
+    if outcome.ok:
+        values["delivered_at"] = outcome.at
+    updated = conn.execute(
+        _n.update().where(_n.c.id == claim.id, _n.c.lease_owner == claim.owner).values(**values)
+    ).rowcount
+    error = outcome.error
+    if not updated:
+        error = (error + "; " if error else "") + "lease lost before the result was recorded"
+    conn.execute(
+        _a.insert().values(
+            notification_id=claim.id,
+            attempt_no=attempt_no,
+            at=outcome.at,
+            sent_at=outcome.sent_at,
+            url=outcome.url[:512],
+            status=outcome.status,
+            latency_ms=outcome.latency_ms,
+            ok=outcome.ok,
+            error=error,
+            signer_key_id=outcome.signer_key_id,
+            request_id=outcome.request_id,
+        )
+    )
+    return state, bool(updated)
+
+
+def release(conn: Connection, claim: Claim) -> None:
+    """Give a claim back unsent (e.g. the merchant lost its key meanwhile): no send is used."""
+    conn.execute(
+        _n.update()
+        .where(_n.c.id == claim.id, _n.c.lease_owner == claim.owner)
+        .values(lease_owner=None, lease_until=None, updated_at=time.time())
+    )
+
+
+def reopen(conn: Connection, notification_id: str, business_now: float) -> bool:
+    """Make a notification due now (sandbox "redeliver"), granting one more send if all were used.
+    A live lease is left alone: the process holding it finishes its send first."""
+    return (
+        conn.execute(
+            _n.update()
+            .where(_n.c.id == notification_id)
+            .values(
+                state=PENDING,
+                next_attempt_at=business_now,
+                send_limit=sa.case((_n.c.sends >= _n.c.send_limit, _n.c.sends + 1), else_=_n.c.send_limit),
+                updated_at=time.time(),
+            )
+        ).rowcount
+        > 0
+    )
+
+
+def _view(row: sa.RowMapping) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "mchid": row["mchid"],
+        "event_type": row["event_type"],
+        "summary": row["summary"],
+        "original_type": row["original_type"],
+        "create_time": row["create_time"],
+        "state": row["state"],
+        "sends": row["sends"],
+        "send_limit": row["send_limit"],
+        "next_attempt_at": row["next_attempt_at"],
+        "leased": row["lease_owner"] is not None,
+        "lease_until": row["lease_until"],
+        "delivered_at": row["delivered_at"],
+    }
+
+
+def _attempts(conn: Connection, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    rows = conn.execute(sa.select(_a).where(_a.c.notification_id.in_(list(ids))).order_by(_a.c.seq))
+    for r in rows.mappings():
+        out[r["notification_id"]].append(
+            {
+                "attempt_no": r["attempt_no"],
+                "at": r["at"],
+                "sent_at": r["sent_at"],
+                "url": r["url"],
+                "status": r["status"],
+                "latency_ms": r["latency_ms"],
+                "ok": bool(r["ok"]),
+                "error": r["error"],
+                "signer_key_id": r["signer_key_id"],
+                "request_id": r["request_id"],
+            }
+        )
+    return out
+
+
+def list_notifications(
+    conn: Connection,
+    *,
+    mchid: str | None = None,
+    event_type: str | None = None,
+    state: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[int, list[dict[str, Any]]]:
+    """Newest first, each with its attempts; also the total matching count."""
+    conds: list[sa.ColumnElement[bool]] = []
+    if mchid:
+        conds.append(_n.c.mchid == mchid)
+    if event_type:
+        conds.append(_n.c.event_type == event_type)
+    if state:
+        conds.append(_n.c.state == state)
+    total = conn.execute(sa.select(sa.func.count()).select_from(_n).where(*conds)).scalar_one()
+    rows = conn.execute(
+        sa.select(_n).where(*conds).order_by(_n.c.create_time.desc(), _n.c.id).limit(limit).offset(offset)
+    ).mappings()
+    views = [_view(r) for r in rows]
+    attempts = _attempts(conn, [v["id"] for v in views])
+    for v in views:
+        v["attempts"] = attempts[v["id"]]
+    return int(total), views
+
+
+def get_notification(conn: Connection, notification_id: str) -> dict[str, Any] | None:
+    """One notification with its attempts and its plaintext resource (the sandbox user's view)."""
+    row = conn.execute(sa.select(_n).where(_n.c.id == notification_id)).mappings().first()
+    if row is None:
+        return None
+    view = _view(row)
+    view["resource"] = json.loads(row["resource_json"])
+    view["attempts"] = _attempts(conn, [notification_id])[notification_id]
+    return view
+
+
+def reset(conn: Connection, mchid: str | None) -> None:
+    """Sandbox reset: forget notifications (all, or one merchant's) and their attempts."""
+    if mchid is None:
+        conn.execute(_a.delete())
+        conn.execute(_n.delete())
+        return
+    ids = sa.select(_n.c.id).where(_n.c.mchid == mchid)
+    conn.execute(_a.delete().where(_a.c.notification_id.in_(ids)))
+    conn.execute(_n.delete().where(_n.c.mchid == mchid))

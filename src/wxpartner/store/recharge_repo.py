@@ -1,0 +1,215 @@
+"""SQL of the scan-to-recharge employee family. Every state change is a conditional statement, so
+two processes racing on the same employee or merchant cannot both win."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..domain.merchants import RelationKind
+from ..domain.recharge import DELETED, EFFECTIVE, Employee, SlotRefusal
+from . import registry, sandbox
+from .recharge_tables import recharge_employees as emp
+from .recharge_tables import recharge_quotas as quota
+from .schema import rate_counters
+
+RATE_SCOPE_PREFIX = "recharge."
+
+
+def _insert(conn: Connection) -> Callable[..., Any]:
+    """INSERT with ON CONFLICT (spelled the same on SQLite and PostgreSQL)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
+
+
+def _employee(row: sa.Row[Any, Any, Any, Any, Any, Any]) -> Employee:
+    m = row._mapping
+    return Employee(
+        m["mchid"],
+        m["sub_mchid"],
+        m["sp_openid"],
+        m["state"],
+        float(m["create_time"]),
+        float(m["update_time"]),
+    )
+
+
+_COLUMNS = (emp.c.mchid, emp.c.sub_mchid, emp.c.sp_openid, emp.c.state, emp.c.create_time, emp.c.update_time)
+
+
+class RechargeStore:
+    """The domain's RechargeRepo over one open transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _key(self, mchid: str, sub_mchid: str, sp_openid: str) -> sa.ColumnElement[bool]:
+        return sa.and_(emp.c.mchid == mchid, emp.c.sub_mchid == sub_mchid, emp.c.sp_openid == sp_openid)
+
+    def merchant_exists(self, mchid: str) -> bool:
+        return registry.get_merchant(self.conn, mchid) is not None
+
+    def is_second_level(self, platform: str, sub_mchid: str) -> bool:
+        return registry.is_related(self.conn, platform, sub_mchid, RelationKind.SECOND_LEVEL)
+
+    def get(self, mchid: str, sub_mchid: str, sp_openid: str) -> Employee | None:
+        row = self.conn.execute(sa.select(*_COLUMNS).where(self._key(mchid, sub_mchid, sp_openid))).first()
+        return _employee(row) if row else None
+
+    def insert_effective(self, mchid: str, sub_mchid: str, sp_openid: str, now: float) -> Employee | None:
+        """None when the row already exists (a concurrent add committed first)."""
+        row = self.conn.execute(
+            _insert(self.conn)(emp)
+            .values(
+                mchid=mchid,
+                sub_mchid=sub_mchid,
+                sp_openid=sp_openid,
+                state=EFFECTIVE,
+                create_time=now,
+                update_time=now,
+            )
+            .on_conflict_do_nothing()
+            .returning(*_COLUMNS)
+        ).first()
+        return _employee(row) if row else None
+
+    def reactivate(self, mchid: str, sub_mchid: str, sp_openid: str, now: float) -> Employee | None:
+        """DELETED -> EFFECTIVE with fresh times; None when the row is not DELETED any more."""
+        row = self.conn.execute(
+            emp.update()
+            .where(self._key(mchid, sub_mchid, sp_openid), emp.c.state == DELETED)
+            .values(state=EFFECTIVE, create_time=now, update_time=now)
+            .returning(*_COLUMNS)
+        ).first()
+        return _employee(row) if row else None
+
+    def mark_deleted(self, mchid: str, sub_mchid: str, sp_openid: str, now: float) -> Employee | None:
+        """EFFECTIVE -> DELETED; None when there is no EFFECTIVE row."""
+        row = self.conn.execute(
+            emp.update()
+            .where(self._key(mchid, sub_mchid, sp_openid), emp.c.state == EFFECTIVE)
+            .values(state=DELETED, update_time=now)
+            .returning(*_COLUMNS)
+        ).first()
+        return _employee(row) if row else None
+
+    def _ensure_quota(self, sub_mchid: str) -> None:
+        self.conn.execute(
+            _insert(self.conn)(quota)
+            .values(sub_mchid=sub_mchid, effective=0, day="", day_count=0)
+            .on_conflict_do_nothing()
+        )
+
+    def reserve_slot(
+        self, sub_mchid: str, day: str, max_effective: int, max_per_day: int
+    ) -> SlotRefusal | None:
+        """One more employee in effect and one more configuration today, or a refusal; one atomic UPDATE
+        (every SET expression reads the row's old values, on both databases)."""
+        self._ensure_quota(sub_mchid)
+        took = self.conn.execute(
+            quota.update()
+            .where(
+                quota.c.sub_mchid == sub_mchid,
+                quota.c.effective < max_effective,
+                sa.or_(quota.c.day != day, quota.c.day_count < max_per_day),
+            )
+            .values(
+                effective=quota.c.effective + 1,
+                day=day,
+                day_count=sa.case((quota.c.day == day, quota.c.day_count + 1), else_=1),
+            )
+            .returning(quota.c.effective)
+        ).first()
+        if took is not None:
+            return None
+        effective = self.conn.execute(
+            sa.select(quota.c.effective).where(quota.c.sub_mchid == sub_mchid)
+        ).scalar_one()
+        return SlotRefusal.TOO_MANY if effective >= max_effective else SlotRefusal.DAILY
+
+    def release_slot(self, sub_mchid: str) -> None:
+        self.conn.execute(
+            quota.update()
+            .where(quota.c.sub_mchid == sub_mchid, quota.c.effective > 0)
+            .values(effective=quota.c.effective - 1)
+        )
+
+    def list_effective(self, mchid: str, sub_mchid: str) -> list[Employee]:
+        rows = self.conn.execute(
+            sa.select(*_COLUMNS)
+            .where(emp.c.mchid == mchid, emp.c.sub_mchid == sub_mchid, emp.c.state == EFFECTIVE)
+            .order_by(emp.c.create_time, emp.c.sp_openid)
+        )
+        return [_employee(r) for r in rows]
+
+    def list_all(self, sub_mchid: str | None = None) -> list[Employee]:
+        """Every row, DELETED ones included (sandbox views and scenario export)."""
+        stmt = sa.select(*_COLUMNS).order_by(emp.c.mchid, emp.c.sub_mchid, emp.c.create_time, emp.c.sp_openid)
+        if sub_mchid is not None:
+            stmt = stmt.where(emp.c.sub_mchid == sub_mchid)
+        return [_employee(r) for r in self.conn.execute(stmt)]
+
+    def upsert(self, employee: Employee) -> None:
+        values = {
+            "state": employee.state,
+            "create_time": employee.create_time,
+            "update_time": employee.update_time,
+        }
+        self.conn.execute(
+            _insert(self.conn)(emp)
+            .values(
+                mchid=employee.mchid, sub_mchid=employee.sub_mchid, sp_openid=employee.sp_openid, **values
+            )
+            .on_conflict_do_update(index_elements=["mchid", "sub_mchid", "sp_openid"], set_=values)
+        )
+
+    def recount(self, sub_mchid: str) -> int:
+        """Set the in-effect count from the rows (after a preload or a reset); returns it."""
+        count = int(
+            self.conn.execute(
+                sa.select(sa.func.count())
+                .select_from(emp)
+                .where(emp.c.sub_mchid == sub_mchid, emp.c.state == EFFECTIVE)
+            ).scalar_one()
+        )
+        self._ensure_quota(sub_mchid)
+        self.conn.execute(quota.update().where(quota.c.sub_mchid == sub_mchid).values(effective=count))
+        return count
+
+    def reset(self, mchid: str | None) -> None:
+        """Delete employees (all, or those of one platform or one second-level merchant) and quotas."""
+        if mchid is None:
+            self.conn.execute(emp.delete())
+            self.conn.execute(quota.delete())
+            return
+        touched = emp.c.mchid == mchid
+        touched = sa.or_(touched, emp.c.sub_mchid == mchid)
+        subs = {r[0] for r in self.conn.execute(sa.select(emp.c.sub_mchid).where(touched).distinct())}
+        self.conn.execute(emp.delete().where(touched))
+        subs.add(mchid)
+        for sub in sorted(subs):
+            self.conn.execute(quota.delete().where(quota.c.sub_mchid == sub))
+            self.recount(sub)
+
+
+def rate_scope(operation: str, mchid: str) -> str:
+    return f"{RATE_SCOPE_PREFIX}{operation}:{mchid}"
+
+
+def take_rate_slot(conn: Connection, operation: str, mchid: str, window: int, limit: int) -> bool:
+    """Count one call of ``operation`` by ``mchid`` in the one-second ``window``; False (and nothing
+    counted) when the window already holds ``limit`` calls."""
+    return sandbox.hit_rate_limit(conn, rate_scope(operation, mchid), window, limit)
+
+
+def prune_rate_windows(conn: Connection, before_window: int) -> None:
+    """Drop this family's old one-second counters (other families' windows may have other units)."""
+    conn.execute(
+        sa.delete(rate_counters).where(
+            rate_counters.c.scope.like(RATE_SCOPE_PREFIX + "%"), rate_counters.c.window < before_window
+        )
+    )

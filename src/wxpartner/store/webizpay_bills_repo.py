@@ -1,0 +1,94 @@
+"""SQL for webizpay W11/W12: funding proofs and the bill files behind download links.
+
+Transactions come from whoever records quota-card payments: that family registers a function in
+``TRADE_SOURCES`` (connection, sp_mchid, sub_mchid, start, end) -> rows, so bills list real payments
+without this module reading another family's tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..domain.merchants import RelationKind
+from ..domain.webizpay_bills import BillFile, Proof, TradeRow
+from . import registry
+from .webizpay_merchants_repo import insert_ignoring_conflict
+from .webizpay_merchants_tables import webizpay_bill_files, webizpay_funding_proofs
+
+TradeSource = Callable[[Connection, str, str, float, float], list[TradeRow]]
+TRADE_SOURCES: list[TradeSource] = []
+
+
+def _proof(row: sa.Row[Any]) -> Proof:
+    m = row._mapping
+    return Proof(
+        proof_id=m["proof_id"],
+        operation_id=m["operation_id"],
+        sp_mchid=m["sp_mchid"],
+        sub_mchid=m["sub_mchid"],
+        out_operation_id=m["out_operation_id"],
+        start_date=m["start_date"],
+        end_date=m["end_date"],
+        entity_name=m["entity_name"],
+        digest=m["digest"],
+        content=m["content"],
+        created_at=float(m["created_at"]),
+        updated_at=float(m["updated_at"]),
+    )
+
+
+class BillRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def is_sub_merchant(self, sp_mchid: str, sub_mchid: str) -> bool:
+        return registry.is_related(self.conn, sp_mchid, sub_mchid, RelationKind.SUB_MERCHANT)
+
+    def proof_by_out_id(self, sp_mchid: str, out_operation_id: str) -> Proof | None:
+        t = webizpay_funding_proofs
+        row = self.conn.execute(
+            sa.select(t).where(t.c.sp_mchid == sp_mchid, t.c.out_operation_id == out_operation_id)
+        ).first()
+        return _proof(row) if row else None
+
+    def insert_proof(self, proof: Proof) -> bool:
+        """False when (sp_mchid, out_operation_id) exists already (decided by the unique constraint)."""
+        t = webizpay_funding_proofs
+        values = {name: getattr(proof, name) for name in Proof.__slots__}
+        stmt = (
+            insert_ignoring_conflict(self.conn)(t)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["sp_mchid", "out_operation_id"])
+            .returning(t.c.proof_id)
+        )
+        return self.conn.execute(stmt).first() is not None
+
+    def touch_proof(self, proof_id: str, now: float) -> None:
+        t = webizpay_funding_proofs
+        self.conn.execute(t.update().where(t.c.proof_id == proof_id).values(updated_at=now))
+
+    def trades(self, sp_mchid: str, sub_mchid: str, start: float, end: float) -> list[TradeRow]:
+        rows: list[TradeRow] = []
+        for source in TRADE_SOURCES:
+            rows.extend(source(self.conn, sp_mchid, sub_mchid, start, end))
+        return sorted(rows, key=lambda r: (r.time, r.transaction_id))
+
+    def add_file(self, file: BillFile) -> None:
+        # Links expired for a day are dead weight; younger ones still answer "expired" rather than 404.
+        t = webizpay_bill_files
+        self.conn.execute(sa.delete(t).where(t.c.expires_at < file.created_at - 86400))
+        self.conn.execute(
+            webizpay_bill_files.insert().values(**{name: getattr(file, name) for name in BillFile.__slots__})
+        )
+
+    def file(self, token: str) -> BillFile | None:
+        t = webizpay_bill_files
+        row = self.conn.execute(sa.select(t).where(t.c.token == token)).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return BillFile(**{name: m[name] for name in BillFile.__slots__})

@@ -1,0 +1,310 @@
+"""SQL for enterprise payment: the domain's Repo (domain/webizpay/ports.py) over one connection.
+
+Every state change is one atomic statement: inserts use ON CONFLICT DO NOTHING against the unique
+constraints, transitions are ``UPDATE ... WHERE state = ...`` and report whether they took effect.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..domain.merchants import RelationKind
+from ..domain.webizpay.entities import (
+    ACTIVE,
+    AUTHORIZED,
+    DISABLED,
+    REVOKED,
+    AuthLink,
+    Card,
+    Event,
+    Payment,
+    PaymentLink,
+    Refund,
+    Relation,
+    Template,
+)
+from . import outbox, registry
+from .schema import metadata
+from .webizpay_tables import (
+    WEBIZPAY_TABLES,
+    webizpay_auth_links,
+    webizpay_cards,
+    webizpay_payment_links,
+    webizpay_payments,
+    webizpay_refunds,
+    webizpay_relations,
+    webizpay_templates,
+)
+
+log = logging.getLogger("wxpartner.webizpay")
+
+
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(table)
+
+
+def _row(row: sa.Row[Any] | None) -> dict[str, Any] | None:
+    return dict(row._mapping) if row is not None else None
+
+
+class WebizpayRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # ---- merchants --------------------------------------------------------------------------------
+
+    def sub_bound(self, sp_mchid: str, sub_mchid: str) -> bool:
+        return registry.is_related(self.conn, sp_mchid, sub_mchid, RelationKind.SUB_MERCHANT)
+
+    # ---- authorization links and relations --------------------------------------------------------
+
+    def add_auth_link(self, link: AuthLink) -> None:
+        self.conn.execute(webizpay_auth_links.insert().values(**asdict(link)))
+
+    def auth_link(self, token: str) -> AuthLink | None:
+        row = _row(
+            self.conn.execute(
+                sa.select(webizpay_auth_links).where(webizpay_auth_links.c.token == token)
+            ).first()
+        )
+        return AuthLink(**row) if row else None
+
+    def consume_auth_link(self, token: str, employee_id: str, now: float) -> bool:
+        t = webizpay_auth_links
+        stmt = t.update().where(t.c.token == token, t.c.consumed_at.is_(None))
+        return self.conn.execute(stmt.values(consumed_at=now, employee_id=employee_id)).rowcount == 1
+
+    def relation(self, employee_id: str) -> Relation | None:
+        t = webizpay_relations
+        row = _row(self.conn.execute(sa.select(t).where(t.c.employee_id == employee_id)).first())
+        return Relation(**row) if row else None
+
+    def relation_for_update(self, employee_id: str) -> Relation | None:
+        """The relation, row-locked until commit (PostgreSQL; SQLite writers are serialized anyway):
+        a revoke committing meanwhile is seen, and a revoke that comes later waits for this issue and
+        then finds (and disables) its card."""
+        t = webizpay_relations
+        stmt = sa.select(t).where(t.c.employee_id == employee_id).with_for_update()
+        row = _row(self.conn.execute(stmt).first())
+        return Relation(**row) if row else None
+
+    def relations_of(self, sp_mchid: str, sub_mchid: str, user_id: str) -> list[Relation]:
+        t = webizpay_relations
+        rows = self.conn.execute(
+            sa.select(t)
+            .where(t.c.sp_mchid == sp_mchid, t.c.sub_mchid == sub_mchid, t.c.user_id == user_id)
+            .order_by(t.c.authorized_at, t.c.employee_id)
+        )
+        return [Relation(**dict(r._mapping)) for r in rows]
+
+    def authorized_relation(self, sp_mchid: str, sub_mchid: str, user_id: str) -> Relation | None:
+        t = webizpay_relations
+        row = _row(
+            self.conn.execute(
+                sa.select(t).where(
+                    t.c.sp_mchid == sp_mchid,
+                    t.c.sub_mchid == sub_mchid,
+                    t.c.user_id == user_id,
+                    t.c.state == AUTHORIZED,
+                )
+            ).first()
+        )
+        return Relation(**row) if row else None
+
+    def insert_relation(self, relation: Relation) -> bool:
+        stmt = (
+            _insert(self.conn, webizpay_relations)
+            .values(**asdict(relation))
+            .on_conflict_do_nothing()
+            .returning(webizpay_relations.c.employee_id)
+        )
+        return self.conn.execute(stmt).first() is not None
+
+    def revoke_relation(self, employee_id: str, now: float, reason: str) -> bool:
+        t = webizpay_relations
+        stmt = t.update().where(t.c.employee_id == employee_id, t.c.state == AUTHORIZED)
+        return self.conn.execute(stmt.values(state=REVOKED, revoked_at=now, reason=reason)).rowcount == 1
+
+    # ---- templates and cards ----------------------------------------------------------------------
+
+    def template(self, sp_mchid: str, card_template_id: str) -> Template | None:
+        t = webizpay_templates
+        row = self.conn.execute(
+            sa.select(t.c.card_template_id, t.c.card_rule, t.c.refund_rule).where(
+                t.c.sp_mchid == sp_mchid, t.c.card_template_id == card_template_id
+            )
+        ).first()
+        return Template(row[0], row[1], row[2]) if row else None
+
+    def put_template(self, sp_mchid: str, template: Template, now: float) -> None:
+        t = webizpay_templates
+        values = {"card_rule": template.card_rule, "refund_rule": template.refund_rule}
+        stmt = (
+            _insert(self.conn, t)
+            .values(sp_mchid=sp_mchid, card_template_id=template.card_template_id, created_at=now, **values)
+            .on_conflict_do_update(index_elements=["sp_mchid", "card_template_id"], set_=values)
+        )
+        self.conn.execute(stmt)
+
+    def templates_of(self, sp_mchid: str | None = None) -> list[dict[str, Any]]:
+        t = webizpay_templates
+        stmt = sa.select(t.c.sp_mchid, t.c.card_template_id, t.c.card_rule, t.c.refund_rule)
+        if sp_mchid is not None:
+            stmt = stmt.where(t.c.sp_mchid == sp_mchid)
+        return [
+            dict(r._mapping) for r in self.conn.execute(stmt.order_by(t.c.sp_mchid, t.c.card_template_id))
+        ]
+
+    def range_known(self, sp_mchid: str, range_id: str) -> bool | None:
+        """None while no range table is installed (the ranges family, W13–W17, owns it)."""
+        ranges = metadata.tables.get("webizpay_mch_ranges")
+        if ranges is None:
+            return None
+        stmt = sa.select(sa.literal(1)).where(ranges.c.range_id == range_id, ranges.c.sp_mchid == sp_mchid)
+        return self.conn.execute(stmt).first() is not None
+
+    def card(self, card_no: str) -> Card | None:
+        t = webizpay_cards
+        row = _row(self.conn.execute(sa.select(t).where(t.c.card_no == card_no)).first())
+        return Card(**row) if row else None
+
+    def card_by_out_no(self, sp_mchid: str, sub_mchid: str, out_card_no: str) -> Card | None:
+        t = webizpay_cards
+        row = _row(
+            self.conn.execute(
+                sa.select(t).where(
+                    t.c.sp_mchid == sp_mchid, t.c.sub_mchid == sub_mchid, t.c.out_card_no == out_card_no
+                )
+            ).first()
+        )
+        return Card(**row) if row else None
+
+    def insert_card(self, card: Card) -> bool:
+        stmt = (
+            _insert(self.conn, webizpay_cards)
+            .values(**asdict(card))
+            .on_conflict_do_nothing()
+            .returning(webizpay_cards.c.card_no)
+        )
+        return self.conn.execute(stmt).first() is not None
+
+    def active_cards_of(self, employee_id: str) -> list[Card]:
+        t = webizpay_cards
+        rows = self.conn.execute(
+            sa.select(t).where(t.c.employee_id == employee_id, t.c.state == ACTIVE).order_by(t.c.card_no)
+        )
+        return [Card(**dict(r._mapping)) for r in rows]
+
+    def cards_of(self, employee_id: str) -> list[Card]:
+        t = webizpay_cards
+        rows = self.conn.execute(sa.select(t).where(t.c.employee_id == employee_id).order_by(t.c.begin_at))
+        return [Card(**dict(r._mapping)) for r in rows]
+
+    def disable_card(self, card_no: str, at: float, reason: str) -> bool:
+        t = webizpay_cards
+        stmt = t.update().where(t.c.card_no == card_no, t.c.state == ACTIVE)
+        return self.conn.execute(stmt.values(state=DISABLED, disabled_at=at, reason=reason)).rowcount == 1
+
+    def due_cards(self, now: float, limit: int) -> list[Card]:
+        t = webizpay_cards
+        rows = self.conn.execute(
+            sa.select(t).where(t.c.state == ACTIVE, t.c.end_at <= now).order_by(t.c.end_at).limit(limit)
+        )
+        return [Card(**dict(r._mapping)) for r in rows]
+
+    # ---- the employee's side -----------------------------------------------------------------------
+
+    def add_payment_link(self, link: PaymentLink) -> None:
+        self.conn.execute(webizpay_payment_links.insert().values(**asdict(link)))
+
+    def payment_link(self, token: str) -> PaymentLink | None:
+        t = webizpay_payment_links
+        row = _row(self.conn.execute(sa.select(t).where(t.c.token == token)).first())
+        return PaymentLink(**row) if row else None
+
+    def spend(self, card_no: str, amount: int, at: float, transaction_id: str, single: bool) -> bool:
+        t = webizpay_cards
+        cond = [t.c.card_no == card_no, t.c.state == ACTIVE, t.c.remain_amount >= amount]
+        if single:
+            cond.append(t.c.transaction_id.is_(None))
+        stmt = (
+            t.update()
+            .where(*cond)
+            .values(remain_amount=t.c.remain_amount - amount, used_at=at, transaction_id=transaction_id)
+        )
+        return self.conn.execute(stmt).rowcount == 1
+
+    def insert_payment(self, payment: Payment) -> None:
+        self.conn.execute(webizpay_payments.insert().values(**asdict(payment)))
+
+    def payment(self, transaction_id: str) -> Payment | None:
+        t = webizpay_payments
+        row = _row(self.conn.execute(sa.select(t).where(t.c.transaction_id == transaction_id)).first())
+        return Payment(**row) if row else None
+
+    def payments_of(self, card_no: str) -> list[Payment]:
+        t = webizpay_payments
+        rows = self.conn.execute(sa.select(t).where(t.c.card_no == card_no).order_by(t.c.paid_at))
+        return [Payment(**dict(r._mapping)) for r in rows]
+
+    def refund_by_out_no(self, transaction_id: str, out_refund_no: str) -> Refund | None:
+        t = webizpay_refunds
+        row = _row(
+            self.conn.execute(
+                sa.select(t).where(t.c.transaction_id == transaction_id, t.c.out_refund_no == out_refund_no)
+            ).first()
+        )
+        return Refund(**row) if row else None
+
+    def add_refund(self, refund: Refund, give_back: bool, card_no: str) -> bool:
+        p = webizpay_payments
+        bumped = self.conn.execute(
+            p.update()
+            .where(
+                p.c.transaction_id == refund.transaction_id, p.c.amount - p.c.refunded_amount >= refund.amount
+            )
+            .values(refunded_amount=p.c.refunded_amount + refund.amount)
+        ).rowcount
+        if bumped != 1:
+            return False
+        self.conn.execute(webizpay_refunds.insert().values(**asdict(refund)))
+        if give_back:
+            c = webizpay_cards
+            self.conn.execute(
+                c.update()
+                .where(c.c.card_no == card_no)
+                .values(remain_amount=c.c.remain_amount + refund.amount)
+            )
+        return True
+
+    # ---- events ----------------------------------------------------------------------------------
+
+    def emit(self, event: Event, now: float) -> str | None:
+        """Enqueue a callback in this transaction: it exists iff the change commits."""
+        return outbox.enqueue(
+            self.conn,
+            mchid=event.mchid,
+            event_type=event.event_type,
+            summary=event.summary,
+            resource=event.resource,
+            now=now,
+        )
+
+
+def reset(conn: Connection, mchid: str | None) -> None:
+    """Scenario resetter: every webizpay row, or one service provider's."""
+    for table in WEBIZPAY_TABLES:
+        if mchid is None:
+            conn.execute(table.delete())
+        elif table is webizpay_refunds:
+            own = sa.select(webizpay_payments.c.transaction_id).where(webizpay_payments.c.sp_mchid == mchid)
+            conn.execute(table.delete().where(table.c.transaction_id.in_(own)))
+        else:
+            conn.execute(table.delete().where(table.c.sp_mchid == mchid))

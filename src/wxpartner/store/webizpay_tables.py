@@ -1,0 +1,139 @@
+"""Enterprise-payment tables (migration 0002_webizpay). Times are float epoch seconds."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from .schema import metadata
+
+# W1 links: one per call, single-use, expiring.
+webizpay_auth_links = sa.Table(
+    "webizpay_auth_links",
+    metadata,
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("sp_mchid", sa.String(32), nullable=False),
+    sa.Column("sub_mchid", sa.String(32), nullable=False),
+    sa.Column("user_id", sa.String(32), nullable=False),
+    sa.Column("application_type", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("consumed_at", sa.Float, nullable=True),
+    sa.Column("employee_id", sa.String(64), nullable=True),
+)
+
+# Authorization relations; at most one AUTHORIZED per (sp, sub, user) (partial unique index).
+webizpay_relations = sa.Table(
+    "webizpay_relations",
+    metadata,
+    sa.Column("employee_id", sa.String(64), primary_key=True),
+    sa.Column("sp_mchid", sa.String(32), nullable=False),
+    sa.Column("sub_mchid", sa.String(32), nullable=False),
+    sa.Column("user_id", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("authorized_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("reason", sa.String(64), nullable=True),
+    sa.Index("ix_webizpay_relations_user", "sp_mchid", "sub_mchid", "user_id"),
+    sa.Index(
+        "uq_webizpay_relations_authorized",
+        "sp_mchid",
+        "sub_mchid",
+        "user_id",
+        unique=True,
+        sqlite_where=sa.text("state = 'AUTHORIZED'"),
+        postgresql_where=sa.text("state = 'AUTHORIZED'"),
+    ),
+)
+
+# Card templates configured for a service provider (built-in ones live in the domain policy).
+webizpay_templates = sa.Table(
+    "webizpay_templates",
+    metadata,
+    sa.Column("sp_mchid", sa.String(32), primary_key=True),
+    sa.Column("card_template_id", sa.String(64), primary_key=True),
+    sa.Column("card_rule", sa.String(16), nullable=False),
+    sa.Column("refund_rule", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+webizpay_cards = sa.Table(
+    "webizpay_cards",
+    metadata,
+    sa.Column("card_no", sa.String(64), primary_key=True),
+    sa.Column("sp_mchid", sa.String(32), nullable=False),
+    sa.Column("sub_mchid", sa.String(32), nullable=False),
+    sa.Column("out_card_no", sa.String(64), nullable=False),
+    sa.Column("employee_id", sa.String(64), nullable=False, index=True),
+    sa.Column("card_template_id", sa.String(64), nullable=False),
+    sa.Column("card_rule", sa.String(16), nullable=False),
+    sa.Column("refund_rule", sa.String(16), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("remain_amount", sa.BigInteger, nullable=False),
+    sa.Column("card_name", sa.String(64), nullable=False),
+    sa.Column("card_remark", sa.String(128), nullable=True),
+    sa.Column("begin_at", sa.Float, nullable=False),
+    sa.Column("end_at", sa.Float, nullable=False),
+    sa.Column("end_text", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("disabled_at", sa.Float, nullable=True),
+    sa.Column("reason", sa.String(128), nullable=True),
+    sa.Column("used_at", sa.Float, nullable=True),
+    sa.Column("transaction_id", sa.String(64), nullable=True),
+    sa.Column("avail_mch_range_id", sa.String(64), nullable=True),
+    sa.UniqueConstraint("sp_mchid", "sub_mchid", "out_card_no", name="uq_webizpay_cards_out_card_no"),
+    sa.Index("ix_webizpay_cards_due", "state", "end_at"),
+)
+
+webizpay_payment_links = sa.Table(
+    "webizpay_payment_links",
+    metadata,
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("card_no", sa.String(64), nullable=False),
+    sa.Column("sp_mchid", sa.String(32), nullable=False),
+    sa.Column("sub_mchid", sa.String(32), nullable=False),
+    sa.Column("employee_id", sa.String(64), nullable=False),
+    sa.Column("application_type", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+webizpay_payments = sa.Table(
+    "webizpay_payments",
+    metadata,
+    sa.Column("transaction_id", sa.String(64), primary_key=True),
+    sa.Column("out_trade_no", sa.String(64), nullable=False),
+    sa.Column("card_no", sa.String(64), nullable=False, index=True),
+    sa.Column("sp_mchid", sa.String(32), nullable=False),
+    sa.Column("sub_mchid", sa.String(32), nullable=False),
+    sa.Column("employee_id", sa.String(64), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("refunded_amount", sa.BigInteger, nullable=False),
+    sa.Column("receive_mch_name", sa.String(256), nullable=False),
+    sa.Column("receive_mch_full_name", sa.String(256), nullable=False),
+    sa.Column("receive_mch_organization_code", sa.String(64), nullable=False),
+    sa.Column("acquirer", sa.String(256), nullable=False),
+    sa.Column("goods_name", sa.String(256), nullable=False),
+    sa.Column("paid_at", sa.Float, nullable=False),
+)
+
+webizpay_refunds = sa.Table(
+    "webizpay_refunds",
+    metadata,
+    sa.Column("refund_id", sa.String(64), primary_key=True),
+    sa.Column("out_refund_no", sa.String(64), nullable=False),
+    sa.Column("transaction_id", sa.String(64), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("succeeded_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("transaction_id", "out_refund_no", name="uq_webizpay_refunds_out_refund_no"),
+)
+
+WEBIZPAY_TABLES = (
+    webizpay_refunds,
+    webizpay_payments,
+    webizpay_payment_links,
+    webizpay_cards,
+    webizpay_templates,
+    webizpay_relations,
+    webizpay_auth_links,
+)

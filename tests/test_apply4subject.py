@@ -1,0 +1,518 @@
+"""apply4subject A1–A4 through real HTTP: submit with RSA-OAEP fields, query, cancel (every path form),
+merchant state, bad input, callers and isolation."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from apply4subject_support import (
+    BASE,
+    CHANNEL_B,
+    IDNO,
+    MOBILE,
+    NAME,
+    SUB_X,
+    act_ok,
+    enc,
+    make_body,
+    mutate,
+    query,
+    set_roles,
+    state_of,
+    submit,
+    submit_ok,
+)
+from support import SP_A, SP_B, SP_C, ApiClient, World
+from wxpartner.protocol.crypto import oaep_encrypt
+from wxpartner.server.app import WxPartnerApp
+
+
+@pytest.fixture
+def chan(app: WxPartnerApp, world: World, client_a: ApiClient) -> ApiClient:
+    set_roles(app, world)
+    return client_a
+
+
+@pytest.fixture
+def inst(chan: ApiClient, client_b: ApiClient) -> ApiClient:
+    return client_b
+
+
+def _error(resp: Any, status: int, code: str) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    body: dict[str, Any] = resp.json()
+    assert body["code"] == code, body
+    return body
+
+
+# --- A1 submit / A2 query --------------------------------------------------------------------------
+
+
+def test_submit_then_query_by_either_key(chan: ApiClient) -> None:
+    resp = submit(chan, make_body(chan, "1230000001_1"))
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["Wechatpay-Signature"]
+    applyment_id = resp.json()["applyment_id"]
+    assert isinstance(applyment_id, int) and applyment_id > 2**31
+    assert list(resp.json()) == ["applyment_id"]
+    for params in (
+        {"applyment_id": applyment_id},
+        {"business_code": "1230000001_1"},
+        {"applyment_id": applyment_id, "business_code": "1230000001_1"},
+    ):
+        got = query(chan, **params)
+        assert got.status_code == 200, got.text
+        assert got.json() == {"applyment_state": "APPLYMENT_STATE_WAITTING_FOR_AUDIT"}
+
+
+def test_submit_path_with_trailing_slash(chan: ApiClient) -> None:
+    resp = submit(chan, make_body(chan, "slash_1"), path=BASE + "/")
+    assert resp.status_code == 200, resp.text
+    assert query(chan, business_code="slash_1").status_code == 200
+
+
+def test_applyment_ids_numeric_unique_increasing(chan: ApiClient) -> None:
+    ids = [submit_ok(chan, f"uniq_{i}") for i in range(3)]
+    assert len(set(ids)) == 3 and ids == sorted(ids)
+
+
+def test_identical_resubmit_returns_same_id_despite_new_ciphertexts(chan: ApiClient) -> None:
+    first = submit_ok(chan, "idem_1")
+    again = make_body(chan, "idem_1")  # re-encrypted: different bytes, same plaintexts
+    resp = submit(chan, again)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["applyment_id"] == first
+
+
+def test_resubmit_with_other_data_is_refused(chan: ApiClient) -> None:
+    submit_ok(chan, "idem_2")
+    resp = submit(chan, make_body(chan, "idem_2", mobile="13900139000"))
+    body = _error(resp, 400, "INVALID_REQUEST")
+    assert body["detail"]["field"] == "/business_code"
+    resp = submit(chan, make_body(chan, "idem_2", merchant_name="另一家公司"))
+    _error(resp, 400, "INVALID_REQUEST")
+
+
+def test_query_refusals(chan: ApiClient) -> None:
+    a = submit_ok(chan, "q_1")
+    submit_ok(chan, "q_2")
+    body = _error(query(chan), 400, "PARAM_ERROR")
+    assert body["detail"]["location"] == "query"
+    _error(query(chan, applyment_id=a, business_code="q_2"), 400, "PARAM_ERROR")
+    _error(query(chan, applyment_id=99999999999999), 404, "RESOURCE_NOT_EXISTS")
+    _error(query(chan, applyment_id="99999999999999999999"), 404, "RESOURCE_NOT_EXISTS")  # > BIGINT
+    _error(query(chan, business_code="nope"), 404, "RESOURCE_NOT_EXISTS")
+    body = _error(query(chan, applyment_id="12ab"), 400, "PARAM_ERROR")
+    assert body["detail"]["field"] == "applyment_id"
+
+
+# --- encryption ---------------------------------------------------------------------------------------
+
+
+def test_missing_wechatpay_serial(chan: ApiClient) -> None:
+    body = _error(submit(chan, make_body(chan, "enc_1"), serial=None), 400, "PARAM_ERROR")
+    assert body["detail"]["field"] == "Wechatpay-Serial"
+    assert body["detail"]["location"] == "header"
+    _error(query(chan, business_code="enc_1"), 404, "RESOURCE_NOT_EXISTS")
+
+
+def test_unknown_or_foreign_wechatpay_serial(chan: ApiClient, world: World) -> None:
+    body = _error(
+        submit(chan, make_body(chan, "enc_2"), serial="PUB_KEY_ID_0000000000000000000000"), 400, "PARAM_ERROR"
+    )
+    assert body["detail"]["location"] == "header"
+    # SP_A is in public-key mode: a platform-certificate serial is not a key it may name.
+    _error(submit(chan, make_body(chan, "enc_2"), serial=world.platform_cert.key_id), 400, "PARAM_ERROR")
+
+
+def test_certificate_mode_caller_encrypts_under_certificate(inst: ApiClient, world: World) -> None:
+    assert submit(inst, make_body(inst, "cert_1")).status_code == 200
+    # Encrypted under the public key but naming the certificate: does not decrypt.
+    wrong = make_body(inst, "cert_2")
+    pub = world.platform_public_key(world.platform_pub.key_id)
+    wrong["contact_info"]["name"] = oaep_encrypt(pub, NAME)
+    body = _error(submit(inst, wrong), 400, "PARAM_ERROR")
+    assert body["detail"]["field"] == "/contact_info/name"
+
+
+UNDECRYPTABLE = [
+    "/contact_info/name",
+    "/contact_info/mobile",
+    "/contact_info/id_card_number",
+    "/identification_info/identification_name",
+    "/identification_info/identification_number",
+]
+
+
+def test_undecryptable_field_is_named(chan: ApiClient, world: World) -> None:
+    assert world.other_key is not None
+    stranger = oaep_encrypt(world.other_key.public_key(), "whatever")
+    for pointer in UNDECRYPTABLE:  # one app for all cases: the suite stays fast on both backends
+        body = _error(submit(chan, mutate(make_body(chan, "dec_1"), pointer, stranger)), 400, "PARAM_ERROR")
+        assert body["detail"]["field"] == pointer
+        assert "value" not in body["detail"]
+    _error(query(chan, business_code="dec_1"), 404, "RESOURCE_NOT_EXISTS")  # nothing written
+
+
+def test_plaintext_is_not_a_ciphertext(chan: ApiClient) -> None:
+    body = _error(
+        submit(chan, mutate(make_body(chan, "dec_2"), "/contact_info/mobile", MOBILE)), 400, "PARAM_ERROR"
+    )
+    assert body["detail"]["field"] == "/contact_info/mobile"
+
+
+def test_plaintext_never_logged(chan: ApiClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    submit_ok(chan, "log_1")
+    submit(chan, make_body(chan, "log_1", mobile="13700137000"))  # refused resubmit
+    submit(chan, mutate(make_body(chan, "log_2"), "/contact_info/mobile", enc(chan, " 138")))
+    for secret in (NAME, MOBILE, IDNO, "13700137000"):
+        assert secret not in caplog.text
+
+
+def test_stored_materials_are_masked(chan: ApiClient, control: TestClient) -> None:
+    applyment_id = submit_ok(chan, "mask_1")
+    view = control.get(f"/sandbox/apply4subject/applyments/{applyment_id}").json()
+    text = str(view)
+    assert MOBILE not in text and IDNO not in text  # (the licence's legal_person is not an ENC field)
+    assert view["materials"]["contact_info"]["name"] == "张*"
+    assert view["materials"]["contact_info"]["mobile"] == "13*******00"
+    assert (
+        view["materials"]["subject_info"]["business_license_info"]["merchant_name"] == "深圳测试科技有限公司"
+    )
+
+
+# --- bad input --------------------------------------------------------------------------------------------
+
+BAD: list[tuple[str, Any, str]] = [
+    ("/business_code", ..., "/business_code"),
+    ("/business_code", "has-dash", "/business_code"),
+    ("/business_code", "x" * 129, "/business_code"),
+    ("/contact_info", ..., "/contact_info"),
+    ("/contact_info/contact_type", ..., "/contact_info/contact_type"),
+    ("/contact_info/contact_type", "BOSS", "/contact_info/contact_type"),
+    ("/contact_info/mobile", ..., "/contact_info/mobile"),
+    ("/contact_info/mobile", "A" * 1025, "/contact_info/mobile"),
+    ("/contact_info/contact_period_begin", "2024/01/01", "/contact_info/contact_period_begin"),
+    ("/contact_info/contact_period_end", "someday", "/contact_info/contact_period_end"),
+    ("/subject_info", ..., "/subject_info"),
+    ("/subject_info/subject_type", "SUBJECT_TYPE_PERSON", "/subject_info/subject_type"),
+    ("/subject_info/business_license_info", ..., "/subject_info/business_license_info"),
+    (
+        "/subject_info/business_license_info/merchant_name",
+        ...,
+        "/subject_info/business_license_info/merchant_name",
+    ),
+    (
+        "/subject_info/business_license_info/licence_valid_date",
+        '["2019-13-01","forever"]',
+        "/subject_info/business_license_info/licence_valid_date",
+    ),
+    (
+        "/subject_info/business_license_info/licence_valid_date",
+        "2019-01-01,forever",
+        "/subject_info/business_license_info/licence_valid_date",
+    ),
+    (
+        "/subject_info/business_license_info/company_address",
+        "地" * 257,
+        "/subject_info/business_license_info/company_address",
+    ),
+    (
+        "/subject_info/special_operation_info",
+        [{"category_id": 99}],
+        "/subject_info/special_operation_info/0/category_id",
+    ),
+    ("/identification_info", ..., "/identification_info"),
+    ("/identification_info/identification_type", ..., "/identification_info/identification_type"),
+    (
+        "/identification_info/identification_valid_date",
+        '["2039-01-01","2019-01-01"]',
+        "/identification_info/identification_valid_date",
+    ),
+    ("/addition_info/confirm_mchid_list", ["12ab"], "/addition_info/confirm_mchid_list/0"),
+    (
+        "/ubo_info_list",
+        [{"ubo_id_doc_type": "IDENTIFICATION_TYPE_IDCARD"}],
+        "/ubo_info_list/0/ubo_id_doc_copy",
+    ),
+]
+
+
+def test_bad_input_names_the_field(chan: ApiClient) -> None:
+    good = make_body(chan, "bad_1")
+    for pointer, value, field in BAD:
+        resp = submit(chan, mutate(good, pointer, value))
+        body = _error(resp, 400, "PARAM_ERROR")
+        assert body["detail"]["field"] == field, (pointer, body)
+        assert body["detail"]["location"] == "body"
+    _error(query(chan, business_code="bad_1"), 404, "RESOURCE_NOT_EXISTS")  # no partial write
+
+
+def test_decrypted_value_rules(chan: ApiClient) -> None:
+    base = make_body(chan, "rule_1")
+    cases = [
+        ("/contact_info/mobile", enc(chan, "138 0013 8000"), "/contact_info/mobile"),
+        ("/contact_info/mobile", enc(chan, MOBILE + "\n"), "/contact_info/mobile"),
+        (
+            "/identification_info/identification_number",
+            enc(chan, "12345"),
+            "/identification_info/identification_number",
+        ),
+        (
+            "/contact_info/name",
+            enc(chan, "李四"),
+            "/contact_info/name",
+        ),  # LEGAL contact must be the legal person
+        ("/contact_info/name", "", "/contact_info/name"),
+    ]
+    for pointer, value, field in cases:
+        body = _error(submit(chan, mutate(base, pointer, value)), 400, "PARAM_ERROR")
+        assert body["detail"]["field"] == field, (pointer, body)
+    agent = mutate(base, "/contact_info/contact_type", "SUPER")
+    body = _error(submit(chan, agent), 400, "PARAM_ERROR")
+    assert body["detail"]["field"] == "/contact_info/contact_id_doc_type"
+    agent = mutate(agent, "/contact_info/contact_id_doc_type", "IDENTIFICATION_TYPE_IDCARD")
+    agent = mutate(agent, "/contact_info/name", enc(chan, "李四"))
+    assert submit(chan, agent).status_code == 200
+
+
+def test_other_subject_types_need_their_certificate(chan: ApiClient) -> None:
+    gov = mutate(make_body(chan, "gov_1"), "/subject_info/subject_type", "SUBJECT_TYPE_GOVERNMENT")
+    body = _error(submit(chan, gov), 400, "PARAM_ERROR")
+    assert body["detail"]["field"] == "/subject_info/certificate_info"
+    gov["subject_info"]["certificate_info"] = {
+        "cert_type": "CERTIFICATE_TYPE_2388",
+        "cert_number": "12100000400000000X",
+        "cert_copy": "media-cert",
+        "merchant_name": "某某局",
+        "legal_person": NAME,
+        "company_address": "北京市",
+        "cert_valid_date": '["2010-01-01","长期"]',
+    }
+    assert submit(chan, gov).status_code == 200
+    micro = mutate(make_body(chan, "micro_1"), "/subject_info/subject_type", "SUBJECT_TYPE_MICRO")
+    body = _error(submit(chan, micro), 400, "PARAM_ERROR")
+    assert body["detail"]["field"] == "/subject_info/assist_prove_info"
+
+
+def test_ubo_fields_are_decrypted(chan: ApiClient) -> None:
+    body = make_body(chan, "ubo_1")
+    body["ubo_info_list"] = [
+        {
+            "ubo_id_doc_type": "IDENTIFICATION_TYPE_IDCARD",
+            "ubo_id_doc_copy": "m1",
+            "ubo_id_doc_copy_back": "m2",
+            "ubo_id_doc_name": enc(chan, "王五"),
+            "ubo_id_doc_number": enc(chan, "110101199003070022"),
+            "ubo_id_doc_address": "not-base64!",
+            "ubo_period_begin": "2019-01-01",
+            "ubo_period_end": "forever",
+        }
+    ]
+    err = _error(submit(chan, body), 400, "PARAM_ERROR")
+    assert err["detail"]["field"] == "/ubo_info_list/0/ubo_id_doc_address"
+    body["ubo_info_list"][0]["ubo_id_doc_address"] = enc(chan, "北京市")
+    assert submit(chan, body).status_code == 200
+
+
+# --- callers --------------------------------------------------------------------------------------------
+
+
+def test_service_provider_may_not_call(chan: ApiClient, client_c: ApiClient, world: World) -> None:
+    msg = "只能由从业机构或渠道商调用该接口，请检查调用方商户类型"
+    resp = client_c.post(BASE, make_body(client_c, "sp_1"), wechatpay_serial=world.platform_pub.key_id)
+    assert _error(resp, 400, "PARAM_ERROR")["message"] == msg
+    assert _error(query(client_c, business_code="x"), 400, "PARAM_ERROR")["message"] == msg
+    assert _error(client_c.post(f"{BASE}/x/cancel"), 400, "PARAM_ERROR")["message"] == msg
+    assert _error(client_c.get(f"{BASE}/merchants/{SUB_X}/state"), 400, "PARAM_ERROR")["message"] == msg
+
+
+def test_institution_channel_id_rules(inst: ApiClient) -> None:
+    body = make_body(inst, "inst_1")
+    body.pop("channel_id")
+    err = _error(submit(inst, body), 400, "PARAM_ERROR")
+    assert err["detail"]["field"] == "/channel_id"
+    _error(submit(inst, mutate(body, "/channel_id", "1239999999")), 403, "NO_AUTH")
+    # The website/YAML put channel_id in the query string: accepted there too.
+    resp = submit(inst, body, path=f"{BASE}?channel_id={CHANNEL_B}")
+    assert resp.status_code == 200, resp.text
+    clash = mutate(make_body(inst, "inst_2"), "/channel_id", CHANNEL_B)
+    err = _error(submit(inst, clash, path=f"{BASE}?channel_id=1230000399"), 400, "PARAM_ERROR")
+    assert err["detail"]["field"] == "/channel_id"
+
+
+def test_channel_caller_may_not_name_another_channel(chan: ApiClient) -> None:
+    body = mutate(make_body(chan, "ch_1"), "/channel_id", "1239999999")
+    _error(submit(chan, body), 400, "PARAM_ERROR")
+    assert submit(chan, mutate(body, "/channel_id", SP_A)).status_code == 200
+
+
+def test_isolation_between_callers(chan: ApiClient, inst: ApiClient, control: TestClient) -> None:
+    a_id = submit_ok(chan, "shared_code")
+    b_id = submit_ok(inst, "shared_code")  # the same business_code is another caller's own
+    assert a_id != b_id
+    _error(query(inst, applyment_id=a_id), 404, "RESOURCE_NOT_EXISTS")
+    assert state_of(inst, b_id) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+    _error(inst.post(f"{BASE}/{a_id}/cancel"), 404, "RESOURCE_NOT_EXISTS")
+    assert state_of(chan, a_id) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+    act_ok(control, a_id, "pass", authorize=True)
+    assert (
+        chan.get(f"{BASE}/merchants/{SUB_X}/state").json()["authorize_state"] == "AUTHORIZE_STATE_AUTHORIZED"
+    )
+    assert (
+        inst.get(f"{BASE}/merchants/{SUB_X}/state").json()["authorize_state"]
+        == "AUTHORIZE_STATE_UNAUTHORIZED"
+    )
+
+
+# --- A3 cancel -----------------------------------------------------------------------------------------
+
+
+def _assert_204(resp: Any) -> None:
+    assert resp.status_code == 204, resp.text
+    assert resp.content == b""
+    assert resp.headers["Wechatpay-Signature"]  # verified over "<ts>\n<nonce>\n\n" by the client
+
+
+def test_cancel_by_business_code(chan: ApiClient) -> None:
+    submit_ok(chan, "c_1")
+    _assert_204(chan.post(f"{BASE}/c_1/cancel"))
+    assert query(chan, business_code="c_1").json()["applyment_state"] == "APPLYMENT_STATE_CANCELED"
+
+
+def test_cancel_by_applyment_id(chan: ApiClient) -> None:
+    applyment_id = submit_ok(chan, "c_2")
+    _assert_204(chan.post(f"{BASE}/{applyment_id}/cancel"))
+    assert state_of(chan, applyment_id) == "APPLYMENT_STATE_CANCELED"
+
+
+def test_cancel_seed_curl_form(chan: ApiClient) -> None:
+    """seed 003: POST .../applyment/{business_code}/cancel?applyment_id=..., Content-Type and
+    Wechatpay-Serial sent, empty body signed."""
+    applyment_id = submit_ok(chan, "1230000001_10000")
+    resp = chan.post(
+        f"{BASE}/1230000001_10000/cancel?applyment_id={applyment_id}",
+        headers={"Content-Type": "application/json"},
+        wechatpay_serial=chan.world.platform_pub.key_id,
+    )
+    _assert_204(resp)
+    assert state_of(chan, applyment_id) == "APPLYMENT_STATE_CANCELED"
+
+
+def test_cancel_refusals(chan: ApiClient) -> None:
+    a = submit_ok(chan, "c_3")
+    b = submit_ok(chan, "c_4")
+    err = _error(chan.post(f"{BASE}/c_3/cancel?applyment_id={b}"), 400, "PARAM_ERROR")
+    assert err["detail"]["field"] == "applyment_id"
+    _error(chan.post(f"{BASE}/nope/cancel"), 404, "RESOURCE_NOT_EXISTS")
+    _error(chan.post(f"{BASE}/99999999999999/cancel"), 404, "RESOURCE_NOT_EXISTS")
+    _error(chan.post(f"{BASE}/99999999999999999999/cancel"), 404, "RESOURCE_NOT_EXISTS")
+    _error(chan.post(f"{BASE}/c_3/cancel?applyment_id=99999999999999999999"), 400, "PARAM_ERROR")
+    _error(chan.get(f"{BASE}/c_3/cancel"), 405, "METHOD_NOT_ALLOWED")
+    assert state_of(chan, a) == state_of(chan, b) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+
+
+# state -> sandbox actions reaching it from WAITTING_FOR_AUDIT, and whether cancel is allowed
+PATHS: dict[str, tuple[list[tuple[str, dict[str, Any]]], int]] = {
+    "APPLYMENT_STATE_EDITTING": ([("edit", {})], 204),
+    "APPLYMENT_STATE_WAITTING_FOR_AUDIT": ([], 204),
+    "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT": ([("approve", {})], 204),
+    "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_LEGALPERSON": ([("approve", {}), ("confirm_contact", {})], 204),
+    "APPLYMENT_STATE_PASSED": ([("pass", {})], 400),
+    "APPLYMENT_STATE_REJECTED": (
+        [("reject", {"reject_param": "merchant_name", "reject_reason": "不一致"})],
+        204,
+    ),
+    "APPLYMENT_STATE_FREEZED": ([("freeze", {})], 400),
+    "APPLYMENT_STATE_CANCELED": ([], 204),
+}
+
+
+def test_cancel_in_every_state(chan: ApiClient, control: TestClient) -> None:
+    for n, (state, (steps, expected)) in enumerate(PATHS.items()):
+        code = f"cs_{n}"
+        applyment_id = submit_ok(chan, code)
+        for name, body in steps:
+            act_ok(control, applyment_id, name, **body)
+        if state == "APPLYMENT_STATE_CANCELED":
+            _assert_204(chan.post(f"{BASE}/{code}/cancel"))
+        assert state_of(chan, applyment_id) == state
+        resp = chan.post(f"{BASE}/{code}/cancel")
+        if expected == 204:
+            _assert_204(resp)
+            assert state_of(chan, applyment_id) == "APPLYMENT_STATE_CANCELED", state
+        else:
+            err = _error(resp, 400, "INVALID_REQUEST")
+            assert state in err["message"] and err["detail"]["state"] == state
+            assert state_of(chan, applyment_id) == state
+
+
+# --- resubmission per state ----------------------------------------------------------------------------
+
+
+def test_editing_applyment_takes_new_materials(chan: ApiClient, control: TestClient) -> None:
+    applyment_id = submit_ok(chan, "ed_1")
+    act_ok(control, applyment_id, "edit")
+    assert state_of(chan, applyment_id) == "APPLYMENT_STATE_EDITTING"
+    resp = submit(chan, make_body(chan, "ed_1", merchant_name="改过的公司名称"))
+    assert resp.json()["applyment_id"] == applyment_id
+    assert state_of(chan, applyment_id) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+    view = control.get(f"/sandbox/apply4subject/applyments/{applyment_id}").json()
+    assert view["materials"]["subject_info"]["business_license_info"]["merchant_name"] == "改过的公司名称"
+
+
+@pytest.mark.parametrize("final", ["reject", "cancel"])
+def test_spent_business_code_is_refused(chan: ApiClient, control: TestClient, final: str) -> None:
+    applyment_id = submit_ok(chan, "sp_1")
+    if final == "reject":
+        act_ok(control, applyment_id, "reject", reject_param="merchant_name", reject_reason="公司名称不一致")
+    else:
+        _assert_204(chan.post(f"{BASE}/sp_1/cancel"))
+    err = _error(submit(chan, make_body(chan, "sp_1")), 400, "INVALID_REQUEST")
+    assert "business_code" in err["message"]
+    assert submit_ok(chan, "sp_2") != applyment_id
+
+
+# --- A4 -------------------------------------------------------------------------------------------------
+
+
+def test_merchant_state_unknown_and_bad(chan: ApiClient) -> None:
+    resp = chan.get(f"{BASE}/merchants/1239876543/state")
+    assert resp.status_code == 200 and resp.json() == {"authorize_state": "AUTHORIZE_STATE_UNAUTHORIZED"}
+    err = _error(chan.get(f"{BASE}/merchants/12ab/state"), 400, "PARAM_ERROR")
+    assert err["detail"]["field"] == "sub_mchid"
+    _error(chan.get(f"{BASE}/merchants/{'1' * 33}/state"), 400, "PARAM_ERROR")
+
+
+def test_submit_as_institution_full_flow(inst: ApiClient, control: TestClient) -> None:
+    applyment_id = submit_ok(inst, "inst_flow", confirm=[SUB_X])
+    act_ok(control, applyment_id, "approve")
+    act_ok(control, applyment_id, "confirm_contact")
+    act_ok(control, applyment_id, "confirm_legalperson")
+    assert state_of(inst, applyment_id) == "APPLYMENT_STATE_PASSED"
+    assert (
+        inst.get(f"{BASE}/merchants/{SUB_X}/state").json()["authorize_state"]
+        == "AUTHORIZE_STATE_UNAUTHORIZED"
+    )
+    act_ok(control, applyment_id, "authorize")
+    assert (
+        inst.get(f"{BASE}/merchants/{SUB_X}/state").json()["authorize_state"] == "AUTHORIZE_STATE_AUTHORIZED"
+    )
+    assert inst.mchid == SP_B and SP_C != SP_A
+
+
+def test_concurrent_identical_submits_make_one_applyment(chan: ApiClient, control: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    bodies = [make_body(chan, "race_1") for _ in range(4)]  # four encryptions of the same data
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda b: submit(chan, b), bodies))
+    assert [r.status_code for r in results] == [200] * 4, [r.text for r in results]
+    assert len({r.json()["applyment_id"] for r in results}) == 1
+    listed = control.get("/sandbox/apply4subject/applyments", params={"mchid": SP_A}).json()["data"]
+    assert [a["business_code"] for a in listed] == ["race_1"]

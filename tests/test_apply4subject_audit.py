@@ -1,0 +1,278 @@
+"""The controllable audit of apply4subject: control API transitions, the qrcode PNG and the confirmation
+page it leads to, the automatic policy (sandbox clock / query count), scenario section and reset."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+import pytest
+import segno
+from starlette.testclient import TestClient
+
+from apply4subject_support import (
+    BASE,
+    SUB_X,
+    SUB_Y,
+    act,
+    act_ok,
+    modules,
+    png_info,
+    query,
+    set_roles,
+    state_of,
+    submit_ok,
+)
+from support import SP_A, ApiClient, World
+from wxpartner.server.app import WxPartnerApp
+
+
+@pytest.fixture
+def chan(app: WxPartnerApp, world: World, client_a: ApiClient) -> ApiClient:
+    set_roles(app, world)
+    return client_a
+
+
+def _result(client: ApiClient, applyment_id: int) -> dict[str, Any]:
+    resp = query(client, applyment_id=applyment_id)
+    assert resp.status_code == 200, resp.text
+    data: dict[str, Any] = resp.json()
+    return data
+
+
+def _authorize_state(client: ApiClient, sub: str) -> str:
+    resp = client.get(f"{BASE}/merchants/{sub}/state")
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["authorize_state"])
+
+
+def test_control_api_needs_the_token(http: TestClient) -> None:
+    resp = http.post("/sandbox/apply4subject/applyments/1/approve", json={})
+    assert resp.status_code == 401
+
+
+def test_every_transition_and_its_qrcode(chan: ApiClient, control: TestClient) -> None:
+    applyment_id = submit_ok(chan, "flow_1", confirm=[SUB_X, SUB_Y])
+    assert "qrcode_data" not in _result(chan, applyment_id)
+    view = act_ok(control, applyment_id, "approve")
+    assert view["applyment_state"] == "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT"
+    got = _result(chan, applyment_id)
+    assert got["applyment_state"] == "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT"
+    assert got["qrcode_data"] and len(got["qrcode_data"]) <= 30000
+    act_ok(control, applyment_id, "confirm_contact")
+    got = _result(chan, applyment_id)
+    assert got["applyment_state"] == "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_LEGALPERSON" and got["qrcode_data"]
+    act_ok(control, applyment_id, "confirm_legalperson")
+    got = _result(chan, applyment_id)
+    assert got["applyment_state"] == "APPLYMENT_STATE_PASSED" and got["qrcode_data"]
+    assert "reject_param" not in got and "reject_reason" not in got
+    assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_UNAUTHORIZED"
+    act_ok(control, applyment_id, "authorize")
+    assert _authorize_state(chan, SUB_X) == _authorize_state(chan, SUB_Y) == "AUTHORIZE_STATE_AUTHORIZED"
+    assert _result(chan, applyment_id)["applyment_state"] == "APPLYMENT_STATE_PASSED"
+
+
+def test_reject_carries_param_and_reason(chan: ApiClient, control: TestClient) -> None:
+    applyment_id = submit_ok(chan, "rej_1")
+    resp = act(control, applyment_id, "reject", reject_param="merchant_name")
+    assert resp.status_code == 400  # a rejection needs both
+    act_ok(
+        control,
+        applyment_id,
+        "reject",
+        reject_param="merchant_name",
+        reject_reason="公司名称与工商局登记不一致",
+    )
+    assert _result(chan, applyment_id) == {
+        "applyment_state": "APPLYMENT_STATE_REJECTED",
+        "reject_param": "merchant_name",
+        "reject_reason": "公司名称与工商局登记不一致",
+    }
+
+
+def test_freeze_returns_code_and_reason(chan: ApiClient, control: TestClient) -> None:
+    applyment_id = submit_ok(chan, "frz_1")
+    act_ok(control, applyment_id, "freeze", reject_reason="该主体已入驻")
+    got = _result(chan, applyment_id)
+    assert got["applyment_state"] == "APPLYMENT_STATE_FREEZED"
+    assert got["reject_reason"] == "该主体已入驻" and got["qrcode_data"]
+    act_ok(control, applyment_id, "authorize")
+    assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_AUTHORIZED"
+
+
+def test_pass_with_merchant_authorized_in_one_step(chan: ApiClient, control: TestClient) -> None:
+    applyment_id = submit_ok(chan, "pass_1", confirm=[])
+    act_ok(control, applyment_id, "pass", authorize=True, sub_mchids=[SUB_Y])
+    assert state_of(chan, applyment_id) == "APPLYMENT_STATE_PASSED"
+    assert _authorize_state(chan, SUB_Y) == "AUTHORIZE_STATE_AUTHORIZED"
+
+
+ILLEGAL = [
+    ([], "confirm_contact"),
+    ([], "authorize"),
+    (["approve"], "freeze"),
+    (["pass"], "reject"),
+    (["reject"], "approve"),
+]
+
+
+def test_illegal_transitions_are_refused(chan: ApiClient, control: TestClient) -> None:
+    for n, (steps, illegal) in enumerate(ILLEGAL):
+        applyment_id = submit_ok(chan, f"ill_{n}")
+        for step in steps:
+            extra = {"reject_param": "p", "reject_reason": "r"} if step == "reject" else {}
+            act_ok(control, applyment_id, step, **extra)
+        before = state_of(chan, applyment_id)
+        resp = act(control, applyment_id, illegal, reject_param="p", reject_reason="r")
+        assert resp.status_code == 409, (illegal, resp.text)
+        assert resp.json()["code"] == "INVALID_REQUEST"
+        assert state_of(chan, applyment_id) == before
+    assert act(control, applyment_id, "teleport").status_code == 400
+    assert act(control, applyment_id, "pass", sub_mchids=["not-digits"]).status_code == 400
+    assert act(control, 99999999999999, "approve").status_code == 404
+    assert act(control, "99999999999999999999", "approve").status_code == 400  # type: ignore[arg-type]
+
+
+def test_qrcode_is_a_png_of_the_confirmation_url(chan: ApiClient, control: TestClient) -> None:
+    applyment_id = submit_ok(chan, "png_1")
+    view = act_ok(control, applyment_id, "approve")
+    url = view["confirm_url"]
+    assert re.fullmatch(r"http://127\.0\.0\.1:8080/apply4subject/confirm/[A-Za-z0-9_-]{32}", url), url
+    png = base64.b64decode(_result(chan, applyment_id)["qrcode_data"], validate=True)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    width, height, rows = png_info(png)
+    expected = segno.make(url, error="m")
+    size = expected.symbol_size(scale=1, border=0)[0]
+    assert width == height == (size + 8) * 4
+    # Decode the pixels back to modules and compare with the QR symbol of the URL.
+    assert modules(rows, size, scale=4, border=4) == [[bool(v) for v in row] for row in expected.matrix]
+
+
+def test_confirmation_page_drives_the_flow(chan: ApiClient, control: TestClient, http: TestClient) -> None:
+    applyment_id = submit_ok(chan, "page_1")
+    url = act_ok(control, applyment_id, "approve")["confirm_url"]
+    path = url.split("8080", 1)[1]
+    page = http.get(path)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT" in page.text
+    assert "13800138000" not in page.text and "张*" in page.text
+    # A stale form (wrong step) changes nothing.
+    stale = http.post(path, data={"step": "confirm_legalperson"}, follow_redirects=False)
+    assert stale.status_code == 303
+    assert state_of(chan, applyment_id) == "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT"
+    for step, after in (
+        ("confirm_contact", "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_LEGALPERSON"),
+        ("confirm_legalperson", "APPLYMENT_STATE_PASSED"),
+    ):
+        resp = http.post(path, data={"step": step})
+        assert resp.status_code == 200 and after in resp.text
+        assert state_of(chan, applyment_id) == after
+    assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_UNAUTHORIZED"
+    resp = http.post(path, data={"step": "authorize"})
+    assert resp.status_code == 200 and "AUTHORIZE_STATE_AUTHORIZED" in resp.text
+    assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_AUTHORIZED"
+    assert http.get("/apply4subject/confirm/not-a-token").status_code == 404
+
+
+def test_auto_policy_after_queries(chan: ApiClient, control: TestClient) -> None:
+    resp = control.put("/sandbox/apply4subject/auto-policy", json={"outcome": "approve", "after_queries": 3})
+    assert resp.status_code == 200 and resp.json()["auto_policy"]["after_queries"] == 3
+    applyment_id = submit_ok(chan, "auto_q")
+    seen = [_result(chan, applyment_id)["applyment_state"] for _ in range(4)]
+    assert seen == [
+        "APPLYMENT_STATE_WAITTING_FOR_AUDIT",
+        "APPLYMENT_STATE_WAITTING_FOR_AUDIT",
+        "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT",
+        "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT",
+    ]
+
+
+def test_auto_policy_after_sandbox_seconds(chan: ApiClient, control: TestClient) -> None:
+    policy = {
+        "outcome": "reject",
+        "after_seconds": 3600,
+        "reject_param": "licence_copy",
+        "reject_reason": "模糊",
+    }
+    assert control.put("/sandbox/apply4subject/auto-policy", json=policy).status_code == 200
+    applyment_id = submit_ok(chan, "auto_s")
+    assert state_of(chan, applyment_id) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+    assert control.post("/sandbox/clock", json={"advance": 3601}).status_code == 200
+    assert _result(chan, applyment_id) == {
+        "applyment_state": "APPLYMENT_STATE_REJECTED",
+        "reject_param": "licence_copy",
+        "reject_reason": "模糊",
+    }
+
+
+def test_auto_policy_pass_and_authorize(chan: ApiClient, control: TestClient) -> None:
+    policy = {"outcome": "pass", "after_queries": 1, "authorize": True}
+    assert control.put("/sandbox/apply4subject/auto-policy", json=policy).status_code == 200
+    applyment_id = submit_ok(chan, "auto_p")
+    assert state_of(chan, applyment_id) == "APPLYMENT_STATE_PASSED"
+    assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_AUTHORIZED"
+    assert control.delete("/sandbox/apply4subject/auto-policy").json() == {"auto_policy": None}
+    other = submit_ok(chan, "auto_p2")
+    assert state_of(chan, other) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+
+
+BAD_POLICIES: list[dict[str, Any]] = [
+    {"outcome": "explode", "after_queries": 1},
+    {"outcome": "approve"},
+    {"after_queries": 0},
+    {"after_seconds": "x"},
+]
+
+
+def test_auto_policy_validation(control: TestClient) -> None:
+    for bad in BAD_POLICIES:
+        resp = control.put("/sandbox/apply4subject/auto-policy", json=bad)
+        assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", bad
+    assert control.get("/sandbox/apply4subject/auto-policy").json() == {"auto_policy": None}
+
+
+def test_authorizations_control_grant_and_revoke(chan: ApiClient, control: TestClient) -> None:
+    body = {"mchid": SP_A, "sub_mchid": SUB_Y}
+    assert control.post("/sandbox/apply4subject/authorizations", json=body).status_code == 200
+    assert _authorize_state(chan, SUB_Y) == "AUTHORIZE_STATE_AUTHORIZED"
+    assert control.request("DELETE", "/sandbox/apply4subject/authorizations", json=body).status_code == 200
+    assert _authorize_state(chan, SUB_Y) == "AUTHORIZE_STATE_UNAUTHORIZED"
+
+
+SCENARIO = f"""
+apply4subject:
+  auto_policy: {{outcome: approve, after_queries: 5}}
+  applyments:
+    - mchid: "{SP_A}"
+      business_code: seeded_rejected
+      state: APPLYMENT_STATE_REJECTED
+      reject_param: merchant_name
+      reject_reason: 名称不一致
+    - mchid: "{SP_A}"
+      business_code: seeded_passed
+      state: APPLYMENT_STATE_PASSED
+      confirm_mchid_list: ["{SUB_X}"]
+      authorized: true
+"""
+
+
+def test_scenario_section_export_and_reset(chan: ApiClient, control: TestClient) -> None:
+    resp = control.post("/sandbox/scenario", content=SCENARIO.encode())
+    assert resp.status_code == 200, resp.text
+    assert query(chan, business_code="seeded_rejected").json() == {
+        "applyment_state": "APPLYMENT_STATE_REJECTED",
+        "reject_param": "merchant_name",
+        "reject_reason": "名称不一致",
+    }
+    passed = query(chan, business_code="seeded_passed").json()
+    assert passed["applyment_state"] == "APPLYMENT_STATE_PASSED" and passed["qrcode_data"]
+    assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_AUTHORIZED"
+    exported = control.get("/sandbox/scenario").json()["apply4subject"]
+    assert exported["auto_policy"]["after_queries"] == 5
+    assert {a["business_code"] for a in exported["applyments"]} == {"seeded_rejected", "seeded_passed"}
+    bad = control.post("/sandbox/scenario", content=b"apply4subject:\n  applyments: [{mchid: x}]\n")
+    assert bad.status_code == 400 and "apply4subject" in bad.json()["message"]
+    assert control.post("/sandbox/reset", json={"mchid": SP_A}).status_code == 200
+    assert query(chan, business_code="seeded_passed").status_code == 404
+    assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_UNAUTHORIZED"

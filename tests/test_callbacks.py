@@ -1,0 +1,511 @@
+"""Callback delivery (WeChat Pay → merchant) end to end: a real loopback HTTP receiver registered as the
+merchant's notify_url, notifications enqueued in a write transaction, delivery passes through the
+control API and directly, signatures verified with the platform public key and resources decrypted
+with the APIv3 key using wxpartner.protocol, retries on the webizpay schedule over the sandbox clock."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from live import start_live_server
+from pg import PgServer, create_database, drop_database
+from support import APIV3_KEY, SP_A, SP_B, SP_C, World
+from wxpartner.protocol.messages import response_message
+from wxpartner.protocol.notification import decrypt_resource
+from wxpartner.protocol.signing import verify
+from wxpartner.server.app import WxPartnerApp, create_app
+from wxpartner.server.callbacks import Deliverer
+from wxpartner.server.keyring import KeyRing
+from wxpartner.server.settings import Settings
+from wxpartner.store import outbox
+from wxpartner.store.db import Database, sqlite_url_for
+
+T0 = 1_747_280_000.0  # 2025-05-15T11:33:20+08:00, the business clock is frozen here
+SCHEDULE = [0, 15, 15, 30, 180, 1800, 1800, 1800, 1800, 3600]
+
+REVOKED = {
+    "sp_mchid": SP_A,
+    "sub_mchid": "1230000101",
+    "user_id": "employee123",
+    "authorization_state": "REVOKED",
+    "authorization_revoked_time": "2025-05-15T11:33:20+08:00",
+    "reason": "企业发起",
+}
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A merchant's callback endpoint on a loopback port; answers with ``statuses`` in turn (the last
+    one repeats) after ``delay`` seconds."""
+
+    url: str = ""
+    statuses: list[int] = field(default_factory=lambda: [200])
+    delay: float = 0.0
+    answer: bytes = b""
+    requests: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def respond(self) -> int:
+        with self.lock:
+            index = min(len(self.requests) - 1, len(self.statuses) - 1)
+            return self.statuses[index]
+
+    def ids(self) -> list[str]:
+        with self.lock:
+            return [json.loads(r.body)["id"] for r in self.requests]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with rec.lock:
+                rec.requests.append(Received(self.path, dict(self.headers.items()), body))
+            if rec.delay:
+                time.sleep(rec.delay)
+            status = rec.respond()
+            self.send_response(status)
+            payload = rec.answer or (
+                b"" if status == 204 else json.dumps({"code": "SUCCESS" if status < 300 else "FAIL"}).encode()
+            )
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    rec.url = f"http://127.0.0.1:{server.server_address[1]}/wxpay/notify"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield rec
+    server.shutdown()
+    server.server_close()
+
+
+def set_clock(control: TestClient, **body: Any) -> None:
+    assert control.post("/sandbox/clock", json=body).status_code == 200
+
+
+def set_notify_url(control: TestClient, mchid: str, url: str | None) -> None:
+    resp = control.put(f"/sandbox/merchants/{mchid}/notify-url", json={"notify_url": url})
+    assert resp.status_code == 200, resp.text
+
+
+def enqueue(app: WxPartnerApp, mchid: str = SP_A, event_type: str = "WEBIZPAY.REVOKED", **kw: Any) -> str:
+    with app.state.db.write() as conn:
+        return outbox.enqueue(
+            conn,
+            mchid=mchid,
+            event_type=event_type,
+            summary=kw.get("summary", "企业支付关系解除授权"),
+            resource=kw.get("resource", REVOKED),
+            now=kw.get("now", T0),
+        )
+
+
+def deliver(control: TestClient) -> list[dict[str, Any]]:
+    resp = control.post("/sandbox/callbacks/deliver")
+    assert resp.status_code == 200, resp.text
+    attempts: list[dict[str, Any]] = resp.json()["attempts"]
+    return attempts
+
+
+def verified(
+    req: Received, world: World, apiv3_key: str = APIV3_KEY
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a merchant does: verify the signature first, then decrypt. Returns (body, plaintext)."""
+    h = {k.lower(): v for k, v in req.headers.items()}
+    assert h["content-type"] == "application/json"
+    assert h["wechatpay-signature-type"] == "WECHATPAY2-SHA256-RSA2048"
+    assert h["request-id"]
+    assert abs(int(h["wechatpay-timestamp"]) - time.time()) < 300
+    message = response_message(h["wechatpay-timestamp"], h["wechatpay-nonce"], req.body)
+    key = world.platform_public_key(h["wechatpay-serial"])
+    assert verify(key, message, h["wechatpay-signature"]), "callback signature does not verify"
+    body = json.loads(req.body)
+    return body, decrypt_resource(apiv3_key, body["resource"])
+
+
+@pytest.fixture
+def frozen(control: TestClient) -> TestClient:
+    set_clock(control, set=T0, freeze=True)
+    return control
+
+
+def test_delivers_signed_encrypted_body(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver, world: World
+) -> None:
+    set_notify_url(frozen, SP_A, receiver.url)
+    nid = enqueue(app)
+    attempts = deliver(frozen)
+    assert [(a["id"], a["attempt_no"], a["status"], a["state"]) for a in attempts] == [
+        (nid, 1, 200, "delivered")
+    ]
+    assert len(receiver.requests) == 1
+    req = receiver.requests[0]
+    assert req.path == "/wxpay/notify"
+    body, plain = verified(req, world)
+    assert list(body) == ["id", "create_time", "event_type", "resource_type", "summary", "resource"]
+    assert body["id"] == nid
+    assert body["create_time"] == "2025-05-15T11:33:20+08:00"
+    assert body["event_type"] == "WEBIZPAY.REVOKED"
+    assert body["resource_type"] == "encrypt-resource"
+    assert body["summary"] == "企业支付关系解除授权"
+    res = body["resource"]
+    assert res["algorithm"] == "AEAD_AES_256_GCM"
+    assert res["original_type"] == "webizpay"
+    assert res["associated_data"] == "webizpay"
+    assert len(res["nonce"]) == 12
+    assert plain == REVOKED
+    # Public-key mode merchant: signed with the WeChat Pay public key, named by its PUB_KEY_ID_.
+    assert req.headers["Wechatpay-Serial"] == world.platform_pub.key_id
+    # Delivered: nothing further is sent, even much later.
+    set_clock(frozen, advance=7200)
+    assert deliver(frozen) == []
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.parametrize("mchid", [SP_A, SP_B, SP_C])
+def test_key_mode_picks_the_signing_key(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver, world: World, mchid: str
+) -> None:
+    set_notify_url(frozen, mchid, receiver.url)
+    enqueue(app, mchid)
+    deliver(frozen)
+    serial = receiver.requests[0].headers["Wechatpay-Serial"]
+    verified(receiver.requests[0], world)
+    expected = {
+        SP_A: {world.platform_pub.key_id},
+        SP_B: {world.platform_cert.key_id},
+        SP_C: {world.platform_pub.key_id, world.platform_cert.key_id},  # migrating: either, at random
+    }[mchid]
+    assert serial in expected
+    if mchid == SP_B:
+        assert not serial.startswith("PUB_KEY_ID_")
+
+
+def test_failure_retries_on_schedule_and_stops_after_ten_sends(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver, world: World
+) -> None:
+    receiver.statuses = [500]
+    set_notify_url(frozen, SP_A, receiver.url)
+    nid = enqueue(app)
+    at = T0
+    for send, delay in enumerate(SCHEDULE, start=1):
+        if delay:
+            set_clock(frozen, advance=delay - 1)
+            assert deliver(frozen) == [], f"send {send} went out before its time"
+            set_clock(frozen, advance=1)
+            at += delay
+        attempts = deliver(frozen)
+        assert [(a["attempt_no"], a["status"], a["ok"]) for a in attempts] == [(send, 500, False)]
+        assert attempts[0]["state"] == ("failed" if send == 10 else "pending")
+        assert deliver(frozen) == []  # the same attempt is never sent twice
+    assert len(receiver.requests) == 10
+    assert set(receiver.ids()) == {nid}  # every retry carries the same id
+    for req in receiver.requests:
+        verified(req, world)
+    set_clock(frozen, advance=86400)
+    assert deliver(frozen) == []
+    view = frozen.get(f"/sandbox/callbacks/{nid}").json()
+    assert view["state"] == "failed" and view["sends"] == 10 and view["next_attempt_at"] is None
+    recorded = view["attempts"]
+    assert [a["attempt_no"] for a in recorded] == list(range(1, 11))
+    cumulative = [T0 + sum(SCHEDULE[: i + 1]) for i in range(10)]
+    assert [a["at"] for a in recorded] == cumulative
+    assert all(a["status"] == 500 and "HTTP 500" in a["error"] and a["latency_ms"] >= 0 for a in recorded)
+    assert all(a["url"] == receiver.url and a["signer_key_id"] for a in recorded)
+
+
+def test_recovers_after_failure_and_200_with_fail_body_is_success(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver
+) -> None:
+    receiver.statuses = [503, 204]
+    set_notify_url(frozen, SP_A, receiver.url)
+    nid = enqueue(app)
+    assert deliver(frozen)[0]["state"] == "pending"
+    set_clock(frozen, advance=15)
+    assert [(a["status"], a["state"]) for a in deliver(frozen)] == [(204, "delivered")]
+    # Only the status counts (protocol §9.4): a 200 whose body says FAIL is still a success.
+    receiver.statuses, receiver.answer = [200], b'{"code":"FAIL","message":"busy"}'
+    second = enqueue(app)
+    assert [(a["id"], a["state"]) for a in deliver(frozen)] == [(second, "delivered")]
+    # 201 is not one of the two success statuses.
+    receiver.statuses, receiver.answer = [201], b""
+    third = enqueue(app)
+    assert [(a["id"], a["state"], a["ok"]) for a in deliver(frozen)] == [(third, "pending", False)]
+    assert frozen.get(f"/sandbox/callbacks/{nid}").json()["sends"] == 2
+
+
+def test_unreachable_receiver_is_a_recorded_failure(app: WxPartnerApp, frozen: TestClient) -> None:
+    set_notify_url(frozen, SP_A, "http://127.0.0.1:9/unreachable")  # discard port: connection refused
+    nid = enqueue(app)
+    attempts = deliver(frozen)
+    assert attempts[0]["status"] is None and attempts[0]["error"]
+    view = frozen.get(f"/sandbox/callbacks/{nid}").json()
+    assert view["state"] == "pending" and view["next_attempt_at"] == T0 + 15
+    # A URL httpx cannot even send to is a recorded failure too, never a crash.
+    set_notify_url(frozen, SP_A, "not a url")
+    set_clock(frozen, advance=15)
+    [attempt] = deliver(frozen)
+    assert attempt["attempt_no"] == 2 and attempt["status"] is None and attempt["error"]
+
+
+def test_slow_receiver_times_out(app: WxPartnerApp, frozen: TestClient, receiver: Receiver) -> None:
+    receiver.delay = 0.6
+    set_notify_url(frozen, SP_A, receiver.url)
+    enqueue(app)
+    quick = Deliverer(app.state.db, app.state.keyring, timeout=0.2)
+    [result] = quick.run_pass()
+    assert result.status is None and result.error is not None and "timeout" in result.error
+    assert result.state == "pending"
+
+
+def test_without_notify_url_nothing_is_sent_until_configured(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver
+) -> None:
+    nid = enqueue(app)
+    assert deliver(frozen) == []
+    assert frozen.get(f"/sandbox/callbacks/{nid}").json()["sends"] == 0
+    set_notify_url(frozen, SP_A, receiver.url)
+    assert [a["id"] for a in deliver(frozen)] == [nid]
+
+
+def test_enqueue_is_part_of_the_callers_transaction(app: WxPartnerApp, frozen: TestClient) -> None:
+    with pytest.raises(RuntimeError), app.state.db.write() as conn:
+        outbox.enqueue(conn, mchid=SP_A, event_type="WEBIZPAY.REVOKED", summary="", resource={}, now=T0)
+        raise RuntimeError("the business change failed")
+    assert frozen.get("/sandbox/callbacks").json()["total_count"] == 0
+
+
+def test_concurrent_passes_deliver_each_notification_once(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver, database_url: str
+) -> None:
+    """Two deliverers with their own engines (as two processes or hosts would have) race."""
+    receiver.delay = 0.01
+    set_notify_url(frozen, SP_A, receiver.url)
+    ids = {enqueue(app, resource={"n": i}) for i in range(24)}
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        db = Database(database_url, pool_size=2)
+        try:
+            deliverer = Deliverer(db, KeyRing(db), batch=3)
+            barrier.wait()
+            while deliverer.run_pass():
+                pass
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            db.dispose()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    got = receiver.ids()
+    assert sorted(got) == sorted(ids), "each notification delivered exactly once"
+    listing = frozen.get("/sandbox/callbacks", params={"limit": 100}).json()
+    assert {(n["state"], n["sends"], len(n["attempts"])) for n in listing["data"]} == {("delivered", 1, 1)}
+
+
+def test_deliver_sends_a_backlog_larger_than_a_batch_once(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver
+) -> None:
+    set_notify_url(frozen, SP_A, receiver.url)
+    ids = [enqueue(app, resource={"n": i}) for i in range(40)]  # batch is 16
+    assert sorted(a["id"] for a in deliver(frozen)) == sorted(ids)
+    assert sorted(receiver.ids()) == sorted(ids)
+
+
+def test_expired_lease_is_claimed_again(app: WxPartnerApp, frozen: TestClient, receiver: Receiver) -> None:
+    """A process that claimed and died: its lease expires and another process sends (at-least-once);
+    a live lease is respected."""
+    set_notify_url(frozen, SP_A, receiver.url)
+    dead = enqueue(app)
+    alive = enqueue(app)
+    now = time.time()
+    with app.state.db.write() as conn:
+        outbox.claim_due(
+            conn, business_now=T0, real_now=now - 120, owner="dead", lease_seconds=60, limit=1, ids=[dead]
+        )
+        outbox.claim_due(
+            conn, business_now=T0, real_now=now, owner="alive", lease_seconds=60, limit=1, ids=[alive]
+        )
+    assert [r.id for r in Deliverer(app.state.db, app.state.keyring).run_pass()] == [dead]
+    assert receiver.ids() == [dead]
+
+
+def test_deliver_endpoint_waits_for_sends_in_flight_elsewhere(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver
+) -> None:
+    """Another process holds the claim: the control call sends nothing itself but returns only once
+    that send is finished, so a test can look at its receiver straight after."""
+    receiver.delay = 0.5
+    set_notify_url(frozen, SP_A, receiver.url)
+    nid = enqueue(app)
+    other = threading.Thread(target=Deliverer(app.state.db, app.state.keyring).run_pass)
+    other.start()
+    deadline = time.monotonic() + 10
+    while not receiver.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert deliver(frozen) == []
+    assert frozen.get(f"/sandbox/callbacks/{nid}").json()["state"] == "delivered"
+    other.join(10)
+    assert receiver.ids() == [nid]
+
+
+def test_control_api_lists_filters_shows_and_redelivers(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver, world: World
+) -> None:
+    set_notify_url(frozen, SP_A, receiver.url)
+    first = enqueue(app)
+    second = enqueue(app, SP_B, "WEBIZPAY.AUTHORIZED", resource={"user_id": "u1"}, now=T0 + 1)
+    deliver(frozen)  # SP_B has no notify_url: only the first goes out
+    everything = frozen.get("/sandbox/callbacks").json()
+    assert everything["total_count"] == 2
+    assert [n["id"] for n in everything["data"]] == [second, first]  # newest first
+    by_mch = frozen.get("/sandbox/callbacks", params={"mchid": SP_B}).json()["data"]
+    assert [n["id"] for n in by_mch] == [second]
+    by_event = frozen.get("/sandbox/callbacks", params={"event_type": "WEBIZPAY.REVOKED"}).json()["data"]
+    assert [n["id"] for n in by_event] == [first]
+    delivered = frozen.get("/sandbox/callbacks", params={"state": "delivered"}).json()["data"]
+    assert [(n["id"], n["attempts"][0]["status"]) for n in delivered] == [(first, 200)]
+    assert frozen.get("/sandbox/callbacks", params={"state": "nonsense"}).status_code == 400
+    one = frozen.get(f"/sandbox/callbacks/{second}").json()
+    assert one["resource"] == {"user_id": "u1"} and one["state"] == "pending" and one["attempts"] == []
+    assert frozen.get("/sandbox/callbacks/no-such-id").status_code == 404
+    # Redeliver a delivered notification: one more send, recorded as attempt 2.
+    again = frozen.post(f"/sandbox/callbacks/{first}/redeliver").json()
+    assert [(a["attempt_no"], a["state"]) for a in again["attempts"]] == [(2, "delivered")]
+    assert again["notification"]["sends"] == 2
+    assert receiver.ids() == [first, first]
+    verified(receiver.requests[1], world)
+    assert frozen.post("/sandbox/callbacks/no-such-id/redeliver").status_code == 404
+    # The control API needs the sandbox token.
+    del frozen.headers["Authorization"]
+    assert frozen.get("/sandbox/callbacks").status_code == 401
+    assert frozen.post("/sandbox/callbacks/deliver").status_code == 401
+
+
+def test_reset_forgets_notifications(app: WxPartnerApp, frozen: TestClient) -> None:
+    enqueue(app)
+    enqueue(app, SP_B)
+    assert frozen.post("/sandbox/reset", json={"mchid": SP_B}).status_code == 200
+    assert [n["mchid"] for n in frozen.get("/sandbox/callbacks").json()["data"]] == [SP_A]
+    frozen.post("/sandbox/reset", json={})
+    assert frozen.get("/sandbox/callbacks").json()["total_count"] == 0
+
+
+def test_background_task_delivers_when_enabled(settings: Settings, receiver: Receiver) -> None:
+    settings.deliver_callbacks = True
+    application = create_app(settings)
+    try:
+        with TestClient(application) as client:
+            client.headers["Authorization"] = f"Bearer {settings.sandbox_token}"
+            set_notify_url(client, SP_A, receiver.url)
+            nid = enqueue(application, now=time.time())
+            deadline = time.monotonic() + 10
+            state = "pending"
+            while state != "delivered" and time.monotonic() < deadline:
+                time.sleep(0.05)
+                state = client.get(f"/sandbox/callbacks/{nid}").json()["state"]
+            assert state == "delivered"
+            assert receiver.ids() == [nid]
+    finally:
+        application.state.db.dispose()
+
+
+_pg_names = itertools.count()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kind", [b for b in os.environ.get("WXPARTNER_TEST_BACKENDS", "sqlite,postgres").split(",") if b]
+)
+def test_worker_processes_deliver_each_notification_once(
+    kind: str, tmp_path: Any, world: World, pg_server: PgServer | None, receiver: Receiver
+) -> None:
+    """A real server with two worker processes (each running the background delivery task) and this
+    test process running passes of its own: every notification reaches the receiver exactly once."""
+    url = ""
+    if kind == "postgres":
+        if pg_server is None:
+            pytest.skip("PostgreSQL is not installed here")
+        name = f"wx_cb{os.getpid()}_{next(_pg_names)}"
+        url = create_database(pg_server, name)
+    server = start_live_server(tmp_path / "live", world, workers=2, database_url=url)
+    db = Database(url or sqlite_url_for(server.data_dir.resolve()), pool_size=2)
+    try:
+        receiver.delay = 0.02
+        with server.control() as control:
+            resp = control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": receiver.url})
+            assert resp.status_code == 200
+
+        def enqueue_many(count: int) -> set[str]:
+            with db.write() as conn:
+                return {
+                    outbox.enqueue(
+                        conn,
+                        mchid=SP_A,
+                        event_type="WEBIZPAY.REVOKED",
+                        summary="",
+                        resource={"n": i},
+                        now=time.time(),
+                    )
+                    for i in range(count)
+                }
+
+        def wait_for(count: int, step: Any) -> None:
+            deadline = time.monotonic() + 30
+            while len(receiver.ids()) < count and time.monotonic() < deadline:
+                step()
+                time.sleep(0.02)
+
+        # The workers' background task alone delivers.
+        ids = enqueue_many(6)
+        wait_for(len(ids), lambda: None)
+        assert sorted(receiver.ids()) == sorted(ids)
+        # Then this process races the two workers.
+        ids |= enqueue_many(30)
+        mine = Deliverer(db, KeyRing(db), batch=2)
+        wait_for(len(ids), mine.run_pass)
+        time.sleep(1.2)  # one more poll of each worker: nothing may be sent again
+        assert sorted(receiver.ids()) == sorted(ids)
+        with db.read() as conn:
+            _total, views = outbox.list_notifications(conn, limit=100)
+        assert {(v["state"], v["sends"], len(v["attempts"])) for v in views} == {("delivered", 1, 1)}
+        for req in receiver.requests[:3]:
+            verified(req, world)
+    finally:
+        db.dispose()
+        server.stop()
+        if url and pg_server is not None:
+            drop_database(pg_server, name)

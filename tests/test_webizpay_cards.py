@@ -1,0 +1,351 @@
+"""webizpay W3–W7: quota cards (issue, query, cancel, payment link, expiry), over real signed HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from starlette.testclient import TestClient
+
+from support import SP_A, SP_B, SP_C, SUB_A, SUB_B, ApiClient
+from webizpay_support import (
+    assert_param_error,
+    authorize,
+    events,
+    future,
+    get_card,
+    issue,
+    issue_body,
+)
+from wxpartner.protocol.times import format_rfc3339, parse_rfc3339
+from wxpartner.server.app import WxPartnerApp
+
+
+def cards_url(employee_id: str) -> str:
+    return f"/v3/webizpay/employees/{employee_id}/quota-cards"
+
+
+def test_w3_issue_matches_seed_shape(client_a: ApiClient, control: TestClient) -> None:
+    emp = authorize(client_a, control, "employee123")
+    end = "2099-12-31T23:59:59+08:00"
+    before = dt.datetime.now(dt.UTC)
+    resp = client_a.post(cards_url(emp), issue_body("mch_card_123456", effective_end_time=end))
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["Wechatpay-Signature"]
+    body = resp.json()
+    # seed 001 response, key for key and in order
+    assert list(body) == [
+        "sp_mchid",
+        "sub_mchid",
+        "out_card_no",
+        "employee_id",
+        "card_no",
+        "effective_begin_time",
+        "effective_end_time",
+    ]
+    assert (body["sp_mchid"], body["sub_mchid"], body["out_card_no"], body["employee_id"]) == (
+        SP_A,
+        SUB_A,
+        "mch_card_123456",
+        emp,
+    )
+    assert body["card_no"].isdigit() and len(body["card_no"]) == 19
+    assert body["effective_end_time"] == end
+    begin = parse_rfc3339(body["effective_begin_time"])
+    assert body["effective_begin_time"].endswith("+08:00")
+    assert abs((begin - before).total_seconds()) < 5
+
+
+def test_w3_idempotent_replay_and_conflict(client_a: ApiClient, control: TestClient) -> None:
+    emp = authorize(client_a, control, "employee123")
+    payload = issue_body("out_card_123456")
+    first = client_a.post(cards_url(emp), payload)
+    again = client_a.post(cards_url(emp), payload)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    changed = client_a.post(cards_url(emp), {**payload, "amount": 20000})
+    assert changed.status_code == 400 and changed.json()["code"] == "INVALID_REQUEST"
+    assert changed.json()["detail"]["field"] == "/out_card_no"
+    # the refused body left nothing behind
+    card = get_card(client_a, emp, first.json()["card_no"]).json()
+    assert card["amount"] == 10000
+
+
+def test_w3_param_errors(client_a: ApiClient, control: TestClient) -> None:
+    emp = authorize(client_a, control, "employee123")
+    cases = [
+        ({"amount": 0}, "/amount"),
+        ({"amount": -5}, "/amount"),
+        ({"amount": "100"}, "/amount"),
+        ({"amount": 1.5}, "/amount"),
+        ({"card_name": "卡" * 21}, "/card_name"),
+        ({"card_remark": "备" * 51}, "/card_remark"),
+        ({"out_card_no": "abc12"}, "/out_card_no"),
+        ({"out_card_no": "x" * 33}, "/out_card_no"),
+        ({"out_card_no": "bad#card01"}, "/out_card_no"),
+        ({"effective_end_time": "2099-12-31 23:59:59"}, "/effective_end_time"),
+        ({"effective_end_time": "2099-12-31T23:59:59"}, "/effective_end_time"),
+        ({"effective_end_time": "2020-01-01T00:00:00+08:00"}, "/effective_end_time"),
+        ({"card_template_id": "no_such_template"}, "/card_template_id"),
+        ({"card_template_id": "t" * 65}, "/card_template_id"),
+        ({"sp_mchid": None}, "/sp_mchid"),
+        ({"card_name": None}, "/card_name"),
+    ]
+    for i, (over, field) in enumerate(cases):
+        body = {**issue_body(f"card_case_{i:02d}"), **over}
+        if None in over.values():
+            body = {k: v for k, v in body.items() if k not in over}
+        err = assert_param_error(client_a.post(cards_url(emp), body), field)
+        assert err["message"]
+    # boundaries that are fine: 20-char name, 50-char remark, 6/32-char out_card_no with every symbol
+    for out_no, name, remark in (("a_-|*1", "卡" * 20, "备" * 50), ("Z" * 32, "n", None)):
+        ok = client_a.post(cards_url(emp), {**issue_body(out_no, card_name=name), "card_remark": remark})
+        assert ok.status_code == 200, ok.text
+
+
+def test_w3_relation_rules(
+    client_a: ApiClient, client_b: ApiClient, client_c: ApiClient, control: TestClient
+) -> None:
+    unknown = client_a.post(
+        cards_url("WeBizPay_a968402a-73bb-43e2-9e1a-8371b0ca3d7c"), issue_body("card_000001")
+    )
+    assert unknown.status_code == 404 and unknown.json()["code"] == "RESOURCE_NOT_EXISTS"
+    emp = authorize(client_a, control, "employee123")
+    foreign = client_b.post(cards_url(emp), issue_body("card_000002", sp=SP_A))
+    assert foreign.status_code == 403 and foreign.json()["code"] == "NO_AUTH"
+    unbound = client_a.post(cards_url(emp), issue_body("card_000003", sub=SUB_B))
+    assert unbound.status_code == 403
+    other_sp = client_c.post(cards_url(emp), issue_body("card_000004", sp=SP_C))
+    assert other_sp.status_code == 404
+    client_a.post(f"/v3/webizpay/employees/{emp}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A})
+    revoked = client_a.post(cards_url(emp), issue_body("card_000005"))
+    assert revoked.status_code == 400 and revoked.json()["code"] == "INVALID_REQUEST"
+    assert "REVOKED" in revoked.json()["message"]
+
+
+def test_w4_w5_card_object_and_isolation(
+    client_a: ApiClient, client_b: ApiClient, client_c: ApiClient, control: TestClient
+) -> None:
+    emp = authorize(client_a, control, "employee123")
+    other = authorize(client_a, control, "employee456")
+    card = issue(client_a, emp, "mch_card_123456", card_template_id="template_single_not_return")
+    by_no = get_card(client_a, emp, card["card_no"])
+    assert by_no.status_code == 200, by_no.text
+    assert by_no.headers["Wechatpay-Signature"]
+    obj = by_no.json()
+    assert list(obj) == [
+        "sp_mchid",
+        "sub_mchid",
+        "card_no",
+        "out_card_no",
+        "employee_id",
+        "card_template_id",
+        "card_rule",
+        "refund_rule",
+        "amount",
+        "remain_amount",
+        "effective_end_time",
+        "effective_begin_time",
+        "card_state",
+        "card_name",
+        "card_remark",
+    ]
+    assert obj["card_rule"] == "SINGLE" and obj["refund_rule"] == "NOT_RETURN"
+    assert obj["amount"] == obj["remain_amount"] == 10000 and obj["card_state"] == "ACTIVE"
+    by_out = client_a.get(
+        f"/v3/webizpay/employees/{emp}/out-quota-cards/mch_card_123456?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+    )
+    assert by_out.status_code == 200 and by_out.json() == obj
+    # another employee's path, another merchant, an unknown card: never visible
+    assert get_card(client_a, other, card["card_no"]).status_code == 404
+    assert (
+        client_a.get(
+            f"/v3/webizpay/employees/{other}/out-quota-cards/mch_card_123456?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+        ).status_code
+        == 404
+    )
+    assert get_card(client_c, emp, card["card_no"], sp=SP_C).status_code == 404
+    assert get_card(client_b, emp, card["card_no"]).status_code == 403
+    assert get_card(client_b, emp, card["card_no"], sp=SP_B, sub=SUB_B).status_code == 404
+    missing = get_card(client_a, emp, "1068019671702503425")
+    assert missing.status_code == 404 and missing.json()["code"] == "RESOURCE_NOT_EXISTS"
+    no_query = client_a.get(f"/v3/webizpay/employees/{emp}/quota-cards/{card['card_no']}")
+    assert no_query.status_code == 400 and no_query.json()["detail"]["field"] == "sp_mchid"
+
+
+def test_w6_cancel_matches_seed_and_is_idempotent(
+    client_a: ApiClient, control: TestClient, app: WxPartnerApp
+) -> None:
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "mch_card_123456")
+    url = f"{cards_url(emp)}/{card['card_no']}/cancel"
+    too_long = client_a.post(url, {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "因" * 51})
+    assert_param_error(too_long, "/reason")
+    no_reason = client_a.post(url, {"sp_mchid": SP_A, "sub_mchid": SUB_A})
+    assert_param_error(no_reason, "/reason")
+    assert get_card(client_a, emp, card["card_no"]).json()["card_state"] == "ACTIVE"
+
+    resp = client_a.post(url, {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "商户主动作废"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert list(body) == [
+        "sp_mchid",
+        "sub_mchid",
+        "employee_id",
+        "card_no",
+        "card_state",
+        "card_disabled_time",
+    ]
+    assert body["card_state"] == "DISABLED" and body["employee_id"] == emp
+    again = client_a.post(url, {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "再次作废"})
+    assert again.status_code == 200 and again.json() == body
+    shown = get_card(client_a, emp, card["card_no"]).json()
+    assert shown["card_state"] == "DISABLED" and shown["reason"] == "商户主动作废"
+    assert shown["card_disabled_time"] == body["card_disabled_time"]
+    (event,) = events(app, "WEBIZPAY.QUOTACARDEXPIRED")
+    assert event["reason"] == "商户主动作废" and event["card_disabled_time"] == body["card_disabled_time"]
+    # unknown card; another employee's path
+    other = authorize(client_a, control, "employee456")
+    assert (
+        client_a.post(
+            f"{cards_url(other)}/{card['card_no']}/cancel",
+            {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "x"},
+        ).status_code
+        == 404
+    )
+    assert (
+        client_a.post(
+            f"{cards_url(emp)}/1068019671702503425/cancel",
+            {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "x"},
+        ).status_code
+        == 404
+    )
+
+
+def test_w7_payment_url(client_a: ApiClient, control: TestClient, http: TestClient) -> None:
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "mch_card_123456")
+    base = f"{cards_url(emp)}/{card['card_no']}/payment-url?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+    resp = client_a.get(base + "&application_type=H5")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["payment_url"].split("?")[0].endswith("/webizpay/pay")
+    assert parse_rfc3339(body["expire_time"]) > dt.datetime.now(dt.UTC)
+    assert "mp_query" not in body and body["application_type"] == "H5"
+    mini = client_a.get(base + "&application_type=MINIPROGRAM").json()
+    assert mini["mp_query"].startswith("token=") and mini["mp_business_type"]
+    bad = client_a.get(base + "&application_type=APP")
+    assert bad.status_code == 400 and bad.json()["detail"]["field"] == "application_type"
+    page = http.get("/webizpay/pay?" + body["payment_url"].split("?")[1])
+    assert page.status_code == 200 and "10000" in page.text
+    client_a.post(
+        f"{cards_url(emp)}/{card['card_no']}/cancel", {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "作废"}
+    )
+    disabled = client_a.get(base + "&application_type=H5")
+    assert disabled.status_code == 400 and disabled.json()["code"] == "INVALID_REQUEST"
+    assert "DISABLED" in disabled.json()["message"]
+
+
+def test_expiry_by_moving_the_clock(client_a: ApiClient, control: TestClient, app: WxPartnerApp) -> None:
+    emp = authorize(client_a, control, "employee123")
+    end = future(3600)
+    card = issue(client_a, emp, "mch_card_123456", effective_end_time=end)
+    swept = issue(client_a, emp, "mch_card_654321", effective_end_time=end)
+    assert get_card(client_a, emp, card["card_no"]).json()["card_state"] == "ACTIVE"
+    assert control.post("/sandbox/clock", json={"advance": 7200}).status_code == 200
+    shown = get_card(client_a, emp, card["card_no"]).json()
+    assert shown["card_state"] == "DISABLED" and shown["reason"] == "有效期结束"
+    assert shown["card_disabled_time"] == format_rfc3339(parse_rfc3339(end))
+    # the transition was persisted and notified once, however often the card is read
+    by_out = client_a.get(
+        f"/v3/webizpay/employees/{emp}/out-quota-cards/mch_card_123456?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+    ).json()
+    assert by_out == shown
+    # the sweep catches the card nobody read; a second sweep finds nothing
+    assert control.post("/sandbox/webizpay/sweep").json()["expired"] == 1
+    assert control.post("/sandbox/webizpay/sweep").json()["expired"] == 0
+    assert get_card(client_a, emp, swept["card_no"]).json()["card_state"] == "DISABLED"
+    notified = [e["card_no"] for e in events(app, "WEBIZPAY.QUOTACARDEXPIRED")]
+    assert sorted(notified) == sorted([card["card_no"], swept["card_no"]])
+    # moving the clock back does not revive a card; a new card must end after the (moved) now
+    control.post("/sandbox/clock", json={"advance": -7200})
+    assert get_card(client_a, emp, card["card_no"]).json()["card_state"] == "DISABLED"
+    cancel = client_a.post(
+        f"{cards_url(emp)}/{card['card_no']}/cancel", {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "晚了"}
+    )
+    assert cancel.json()["card_disabled_time"] == shown["card_disabled_time"]
+    control.post("/sandbox/clock", json={"advance": 86400 * 60})
+    late = client_a.post(cards_url(emp), issue_body("mch_card_999999"))  # default end: real now + 30 days
+    assert_param_error(late, "/effective_end_time")
+
+
+def test_w3_avail_mch_range_id(client_a: ApiClient, client_b: ApiClient, control: TestClient) -> None:
+    """Stored with the card; validated against W13 ranges of the same service provider."""
+    emp = authorize(client_a, control, "employee123")
+    created = client_a.post(
+        "/v3/webizpay/avail-mch-ranges", {"sp_mchid": SP_A, "identifier_type": "ORGANIZATION_CODE"}
+    )
+    assert created.status_code == 200, created.text
+    range_id = created.json()["range_id"]
+    ok = client_a.post(cards_url(emp), issue_body("ranged_card_1", avail_mch_range_id=range_id))
+    assert ok.status_code == 200, ok.text
+    unknown = client_a.post(cards_url(emp), issue_body("ranged_card_2", avail_mch_range_id="89f5123e-nope"))
+    assert_param_error(unknown, "/avail_mch_range_id")
+    other = client_b.post(
+        "/v3/webizpay/avail-mch-ranges", {"sp_mchid": SP_B, "identifier_type": "ORGANIZATION_CODE"}
+    )
+    foreign = client_a.post(
+        cards_url(emp), issue_body("ranged_card_3", avail_mch_range_id=other.json()["range_id"])
+    )
+    assert_param_error(foreign, "/avail_mch_range_id")
+    # a replay must carry the same range to count as identical
+    changed = client_a.post(cards_url(emp), issue_body("ranged_card_1"))
+    assert changed.status_code == 400 and changed.json()["code"] == "INVALID_REQUEST"
+
+
+def test_w3_concurrent_identical_issues_make_one_card(client_a: ApiClient, control: TestClient) -> None:
+    """Racing retries of one issue (threads through the ASGI app) all get the same card."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    emp = authorize(client_a, control, "employee123")
+    payload = issue_body("race_card_01")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: client_a.post(cards_url(emp), payload), range(8)))
+    assert {r.status_code for r in results} == {200}
+    assert len({r.json()["card_no"] for r in results}) == 1
+
+
+def test_revoke_after_end_time_reports_expiry_not_revoke(client_a: ApiClient, control: TestClient) -> None:
+    emp = authorize(client_a, control, "employee123")
+    end = future(3600)
+    card = issue(client_a, emp, "mch_card_123456", effective_end_time=end)
+    control.post("/sandbox/clock", json={"advance": 7200})
+    client_a.post(f"/v3/webizpay/employees/{emp}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A})
+    shown = get_card(client_a, emp, card["card_no"]).json()
+    assert shown["reason"] == "有效期结束"
+    assert shown["card_disabled_time"] == format_rfc3339(parse_rfc3339(end))
+
+
+def test_policy_is_configurable() -> None:
+    from wxpartner.domain.webizpay.entities import Policy
+
+    policy = Policy.from_settings(
+        {"webizpay": {"payment_link_ttl": 60, "expired_event_on_cancel": False, "x": 1}}
+    )
+    assert policy.payment_link_ttl == 60 and policy.expired_event_on_cancel is False
+    assert Policy.from_settings({}).builtin("template_123") is not None
+
+
+def test_background_sweep_expires_unread_cards(
+    client_a: ApiClient, control: TestClient, app: WxPartnerApp
+) -> None:
+    """Nobody reads the card: the server's own sweep (every 2 s) disables it and notifies."""
+    import time
+
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "mch_card_123456", effective_end_time=future(3600))
+    control.post("/sandbox/clock", json={"advance": 7200})
+    deadline = time.monotonic() + 8
+    while not events(app, "WEBIZPAY.QUOTACARDEXPIRED") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (event,) = events(app, "WEBIZPAY.QUOTACARDEXPIRED")
+    assert event["card_no"] == card["card_no"] and event["reason"] == "有效期结束"

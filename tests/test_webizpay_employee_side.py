@@ -1,0 +1,162 @@
+"""webizpay, the employee's side (sandbox): paying with a card on the payment page or through the
+control API, refunds, card rules, card templates and the scenario section."""
+
+from __future__ import annotations
+
+from starlette.testclient import TestClient
+
+from support import SP_A, SUB_A, ApiClient
+from webizpay_support import authorize, events, get_card, issue
+from wxpartner.server.app import WxPartnerApp
+
+
+def payment_token(client: ApiClient, emp: str, card_no: str) -> str:
+    resp = client.get(
+        f"/v3/webizpay/employees/{emp}/quota-cards/{card_no}/payment-url"
+        f"?sp_mchid={SP_A}&sub_mchid={SUB_A}&application_type=H5"
+    )
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["payment_url"].split("token=", 1)[1])
+
+
+def test_pay_on_the_page_spends_quota_and_notifies(
+    client_a: ApiClient, control: TestClient, http: TestClient, app: WxPartnerApp
+) -> None:
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "mch_card_123456")
+    token = payment_token(client_a, emp, card["card_no"])
+    paid = http.post("/webizpay/pay", data={"token": token, "amount": "2500", "goods_name": "午餐"})
+    assert paid.status_code == 200, paid.text
+    assert 'id="remain_amount">7500<' in paid.text
+    shown = get_card(client_a, emp, card["card_no"]).json()
+    assert shown["remain_amount"] == 7500 and shown["card_state"] == "ACTIVE"
+    assert shown["transaction_id"] in paid.text and shown["card_usage_time"]
+    (event,) = events(app, "WEBIZPAY.PAYMENTSUCCESS")
+    assert (
+        event["amount"] == 2500 and event["goods_name"] == "午餐" and event["transaction_state"] == "SUCCESS"
+    )
+    assert event["transaction_id"] == shown["transaction_id"] and event["employee_id"] == emp
+    too_much = http.post("/webizpay/pay", data={"token": token, "amount": "7501"})
+    assert too_much.status_code == 400 and "7500" in too_much.text
+    assert http.post("/webizpay/pay", data={"token": token, "amount": "abc"}).status_code == 400
+    assert http.get("/webizpay/pay?token=unknown").status_code == 404
+
+
+def test_payment_link_expires_and_disabled_cards_cannot_pay(
+    client_a: ApiClient, control: TestClient, http: TestClient
+) -> None:
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "mch_card_123456")
+    token = payment_token(client_a, emp, card["card_no"])
+    control.post("/sandbox/clock", json={"advance": 6 * 60})
+    assert http.post("/webizpay/pay", data={"token": token, "amount": "1"}).status_code == 400
+    fresh = payment_token(client_a, emp, card["card_no"])
+    client_a.post(f"/v3/webizpay/employees/{emp}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A})
+    refused = control.post("/sandbox/webizpay/payments", json={"token": fresh, "amount": 1})
+    assert refused.status_code == 400 and refused.json()["code"] == "INVALID_REQUEST"
+    assert get_card(client_a, emp, card["card_no"]).json()["remain_amount"] == 10000
+
+
+def test_single_card_pays_once_and_refund_rules(
+    client_a: ApiClient, control: TestClient, app: WxPartnerApp
+) -> None:
+    emp = authorize(client_a, control, "employee123")
+    single = issue(client_a, emp, "single_card_1", card_template_id="template_single_return")
+    first = control.post("/sandbox/webizpay/payments", json={"card_no": single["card_no"], "amount": 1000})
+    assert first.status_code == 200, first.text
+    second = control.post("/sandbox/webizpay/payments", json={"card_no": single["card_no"], "amount": 1000})
+    assert second.status_code == 400 and "SINGLE" in second.json()["message"]
+    txid = first.json()["transaction_id"]
+    refund = control.post(
+        "/sandbox/webizpay/refunds", json={"transaction_id": txid, "amount": 400, "out_refund_no": "r1"}
+    )
+    assert refund.status_code == 200, refund.text
+    assert refund.json()["remain_amount"] == 9400  # RETURN: the refund flows back
+    replay = control.post(
+        "/sandbox/webizpay/refunds", json={"transaction_id": txid, "amount": 400, "out_refund_no": "r1"}
+    )
+    assert replay.json()["refund_id"] == refund.json()["refund_id"]
+    over = control.post("/sandbox/webizpay/refunds", json={"transaction_id": txid, "amount": 601})
+    assert over.status_code == 400
+    (event,) = events(app, "WEBIZPAY.PAYMENTREFUNDSUCCESS")
+    assert (event["amount"], event["refund_amount"], event["refunded_amount"]) == (1000, 400, 400)
+    assert event["refund_state"] == "SUCCESS" and event["out_refund_no"] == "r1"
+
+    multi = issue(client_a, emp, "multi_card_1", card_template_id="template_multiple_not_return")
+    for _ in range(2):
+        ok = control.post("/sandbox/webizpay/payments", json={"card_no": multi["card_no"], "amount": 3000})
+        assert ok.status_code == 200
+    tx = ok.json()["transaction_id"]
+    back = control.post("/sandbox/webizpay/refunds", json={"transaction_id": tx, "amount": 3000})
+    assert back.json()["remain_amount"] == 4000  # NOT_RETURN: the quota stays spent
+    missing = control.post("/sandbox/webizpay/refunds", json={"transaction_id": "4200nope", "amount": 1})
+    assert missing.status_code == 404
+
+
+def test_templates_and_scenario_section(client_a: ApiClient, control: TestClient) -> None:
+    put = control.post(
+        "/sandbox/webizpay/templates",
+        json={
+            "sp_mchid": SP_A,
+            "card_template_id": "tpl_travel",
+            "card_rule": "SINGLE",
+            "refund_rule": "NOT_RETURN",
+        },
+    )
+    assert put.status_code == 200, put.text
+    assert (
+        control.post(
+            "/sandbox/webizpay/templates",
+            json={"sp_mchid": SP_A, "card_template_id": "x", "card_rule": "ONCE"},
+        ).status_code
+        == 400
+    )
+    listed = control.get("/sandbox/webizpay/templates").json()
+    assert any(t["card_template_id"] == "tpl_travel" for t in listed["data"])
+    scenario = f"""
+webizpay:
+  employees:
+    - {{sp_mchid: "{SP_A}", sub_mchid: "{SUB_A}", user_id: emp_scn_01, employee_id: WeBizPay_scenario_01}}
+  cards:
+    - {{sp_mchid: "{SP_A}", sub_mchid: "{SUB_A}", user_id: emp_scn_01, out_card_no: scn_card_01,
+        card_template_id: tpl_travel, amount: 5000, card_name: 差旅费用卡,
+        effective_end_time: "2099-12-31T23:59:59+08:00"}}
+"""
+    loaded = control.post("/sandbox/scenario", content=scenario.encode())
+    assert loaded.status_code == 200, loaded.text
+    card = client_a.get(
+        f"/v3/webizpay/employees/WeBizPay_scenario_01/out-quota-cards/scn_card_01?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+    )
+    assert card.status_code == 200, card.text
+    assert card.json()["card_rule"] == "SINGLE" and card.json()["amount"] == 5000
+    bad = control.post("/sandbox/scenario", content=b"webizpay:\n  cards:\n    - {sp_mchid: x}\n")
+    assert bad.status_code == 400 and bad.json()["code"] == "SCENARIO_ERROR"
+    exported = control.get("/sandbox/scenario").json()
+    assert exported["webizpay"]["templates"][0]["card_template_id"] == "tpl_travel"
+    # reset removes the family's business data
+    assert control.post("/sandbox/reset", json={"mchid": SP_A}).status_code == 200
+    gone = client_a.get(
+        f"/v3/webizpay/employees/WeBizPay_scenario_01/out-quota-cards/scn_card_01?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+    )
+    assert gone.status_code == 404
+
+
+def test_payments_and_refunds_feed_the_bills(
+    client_a: ApiClient, control: TestClient, app: WxPartnerApp
+) -> None:
+    from wxpartner.store.webizpay_trades import trade_rows
+
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "mch_card_123456")
+    paid = control.post(
+        "/sandbox/webizpay/payments", json={"card_no": card["card_no"], "amount": 1200}
+    ).json()
+    control.post("/sandbox/webizpay/refunds", json={"transaction_id": paid["transaction_id"], "amount": 200})
+    with app.state.db.read() as conn:
+        rows = trade_rows(conn, SP_A, SUB_A, 0, 1e12)
+        assert trade_rows(conn, SP_A, "1230000999", 0, 1e12) == []
+    assert [(r.state, r.amount, r.refund_amount) for r in rows] == [
+        ("SUCCESS", 1200, 0),
+        ("REFUND", 1200, 200),
+    ]
+    assert {r.transaction_id for r in rows} == {paid["transaction_id"]}
