@@ -205,5 +205,7 @@ def sign_cmd(
     click.echo(f"Authorization: {header}")
 
 
+from . import cli_ops  # noqa: E402, F401  (sandbox operations commands register on main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -165,6 +165,9 @@ class WxPartnerApp:
         req = _raw_request(scope, body)
         resp = await anyio.to_thread.run_sync(self.pipeline.handle, req)
         if resp.status == 0:  # sandbox fault: drop the connection without an answer
+            # Raising before the response starts makes uvicorn answer 500 itself; once it has started,
+            # uvicorn closes the transport, so the client gets a broken response and no answer.
+            await send({"type": "http.response.start", "status": 500, "headers": [(b"content-length", b"1")]})
             raise ConnectionAbortedError("sandbox fault: dropped connection")
         await send_raw(send, resp)
 

@@ -15,6 +15,7 @@ ROUTE_MODULES = [
     "wxpartner.server.routes.apply4subject",
     "wxpartner.server.routes.recharge",
     "wxpartner.server.control_callbacks",
+    "wxpartner.server.ops",
 ]
 
 for _name in ROUTE_MODULES:

@@ -73,6 +73,10 @@ def sign_response(resp: RawResponse, key: PlatformKey, *, probe: bool = False, t
     ]
 
 
+class DropConnection(Exception):
+    """Raised by a before-handler (sandbox fault): answer nothing, the server drops the connection."""
+
+
 class Pipeline:
     def __init__(self, state: AppState) -> None:
         self.state = state
@@ -118,6 +122,10 @@ class Pipeline:
             resp = self._run(ctx, params)
         except ApiError as err:
             resp = error_response(err, request_id)
+        except DropConnection:
+            resp = RawResponse(0)
+            st.observe(ctx, req, resp, request_id, op.op_id, started)
+            return resp
         except (OperationalError, PoolTimeout, DBAPIError):
             log.exception("database error in %s (%s)", op.op_id, request_id)
             resp = error_response(ApiError("SYSTEM_ERROR", "系统繁忙，请稍后用相同参数重试"), request_id)

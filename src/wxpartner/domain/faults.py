@@ -1,0 +1,159 @@
+"""Fault injection in WeChat Pay's own vocabulary: what a fault is, how a rule matches a request, and
+how the per-request header is read. No HTTP, no SQL: the server and the store build on this."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from enum import StrEnum
+
+# The per-request header (in the spirit of WeChat Pay's negative-test header). It is not part of the
+# signed message (only method, URL, timestamp, nonce and body are), so adding it keeps a request valid.
+FAULT_HEADER = "Wechatpay-Sandbox-Fault"
+MAX_LATENCY_MS = 30_000
+
+
+class FaultKind(StrEnum):
+    SYSTEM_ERROR = "SYSTEM_ERROR"  # 500
+    FREQUENCY_LIMITED = "FREQUENCY_LIMITED"  # 429
+    PARAM_ERROR = "PARAM_ERROR"  # 400
+    RESOURCE_NOT_EXISTS = "RESOURCE_NOT_EXISTS"  # 404
+    LATENCY = "LATENCY"  # sleep latency_ms, then answer normally
+    DROP_CONNECTION = "DROP_CONNECTION"  # no answer at all
+    SIGNATURE_PROBE = "SIGNATURE_PROBE"  # Wechatpay-Signature starts with WECHATPAY/SIGNTEST/
+    BAD_SIGNATURE = "BAD_SIGNATURE"  # a response signature that does not verify
+
+
+ERROR_KINDS = {
+    FaultKind.SYSTEM_ERROR,
+    FaultKind.FREQUENCY_LIMITED,
+    FaultKind.PARAM_ERROR,
+    FaultKind.RESOURCE_NOT_EXISTS,
+}
+
+# Messages as WeChat Pay words them; the detail says it was the sandbox, so nobody hunts a real bug.
+ERROR_MESSAGES = {
+    FaultKind.SYSTEM_ERROR: "系统异常，请用相同参数重试",
+    FaultKind.FREQUENCY_LIMITED: "频率超限，请降低请求频率",
+    FaultKind.PARAM_ERROR: "参数错误",
+    FaultKind.RESOURCE_NOT_EXISTS: "资源不存在",
+}
+
+_ALIASES = {
+    "SYSTEMERROR": FaultKind.SYSTEM_ERROR,
+    "500": FaultKind.SYSTEM_ERROR,
+    "RATELIMIT_EXCEEDED": FaultKind.FREQUENCY_LIMITED,
+    "429": FaultKind.FREQUENCY_LIMITED,
+    "400": FaultKind.PARAM_ERROR,
+    "NOT_FOUND": FaultKind.RESOURCE_NOT_EXISTS,
+    "404": FaultKind.RESOURCE_NOT_EXISTS,
+    "DELAY": FaultKind.LATENCY,
+    "TIMEOUT": FaultKind.LATENCY,
+    "DROP": FaultKind.DROP_CONNECTION,
+    "DROPPED": FaultKind.DROP_CONNECTION,
+    "PROBE": FaultKind.SIGNATURE_PROBE,
+    "SIGNTEST": FaultKind.SIGNATURE_PROBE,
+    "TAMPER": FaultKind.BAD_SIGNATURE,
+    "BAD_RESPONSE_SIGNATURE": FaultKind.BAD_SIGNATURE,
+}
+
+
+class FaultSpecError(ValueError):
+    """A fault header or rule that cannot be understood; the message says what is accepted."""
+
+
+def parse_kind(text: str) -> FaultKind:
+    name = text.strip().upper().replace("-", "_")
+    if name in FaultKind.__members__:
+        return FaultKind(name)
+    if name in _ALIASES:
+        return _ALIASES[name]
+    raise FaultSpecError(
+        f"unknown fault {text.strip()!r}; use one of {', '.join(k.value for k in FaultKind)}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    kind: FaultKind
+    latency_ms: int = 0
+    rule_id: str | None = None  # None: asked for by the request header
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind.value}={self.latency_ms}ms" if self.kind is FaultKind.LATENCY else self.kind.value
+
+
+def parse_header(value: str) -> list[Fault]:
+    """``SYSTEM_ERROR`` or several, comma-separated: ``LATENCY=1500, BAD_SIGNATURE``."""
+    faults: list[Fault] = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        name, _, arg = part.partition("=")
+        kind = parse_kind(name)
+        latency = 0
+        if kind is FaultKind.LATENCY:
+            latency = parse_latency(arg or "1000")
+        faults.append(Fault(kind, latency))
+    return faults
+
+
+def parse_latency(text: str | int) -> int:
+    try:
+        ms = int(str(text).strip().removesuffix("ms"))
+    except ValueError:
+        raise FaultSpecError(f"latency must be whole milliseconds, got {text!r}") from None
+    if not 0 <= ms <= MAX_LATENCY_MS:
+        raise FaultSpecError(f"latency must be between 0 and {MAX_LATENCY_MS} ms")
+    return ms
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRule:
+    id: str
+    kind: FaultKind
+    operation: str | None = None
+    path: str | None = None
+    mchid: str | None = None
+    remaining: int | None = None
+    probability: float = 1.0
+    latency_ms: int = 0
+    hits: int = 0
+    note: str = ""
+    created_at: float = 0.0
+
+    def matches(self, op_id: str, path: str, mchid: str) -> bool:
+        if self.remaining is not None and self.remaining <= 0:
+            return False
+        if self.mchid and self.mchid != mchid:
+            return False
+        if self.operation and not fnmatch.fnmatchcase(op_id, self.operation):
+            return False
+        return not (self.path and not fnmatch.fnmatchcase(path, self.path))
+
+    def fault(self) -> Fault:
+        return Fault(self.kind, self.latency_ms, self.id)
+
+
+def validate_rule(
+    *,
+    kind: str,
+    operation: str | None,
+    path: str | None,
+    mchid: str | None,
+    count: int | None,
+    probability: float,
+    latency_ms: int | None,
+) -> tuple[FaultKind, int]:
+    """Check a new rule; returns its kind and latency. Raises FaultSpecError with a helpful message."""
+    fk = parse_kind(kind)
+    if count is not None and count < 1:
+        raise FaultSpecError("count must be at least 1 (omit it for an unlimited rule)")
+    if not 0.0 < probability <= 1.0:
+        raise FaultSpecError("probability must be in (0, 1]")
+    latency = parse_latency(latency_ms if latency_ms is not None else 1000) if fk is FaultKind.LATENCY else 0
+    for name, value, limit in (("operation", operation, 128), ("path", path, 512), ("mchid", mchid, 32)):
+        if value is not None and len(value) > limit:
+            raise FaultSpecError(f"{name} is longer than {limit} characters")
+    return fk, latency

@@ -1,0 +1,195 @@
+"""Control API for sandbox operations: fault rules and the request journal (token-guarded)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..domain.faults import FaultRule, FaultSpecError, validate_rule
+from ..store import ops_repo
+from .control import ControlError, control_route, json_body
+from .faults import injector
+from .journal import writer
+
+
+def fault_view(rule: FaultRule) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "kind": rule.kind.value,
+        "operation": rule.operation,
+        "path": rule.path,
+        "mchid": rule.mchid,
+        "remaining": rule.remaining,
+        "probability": rule.probability,
+        "latency_ms": rule.latency_ms,
+        "hits": rule.hits,
+        "note": rule.note,
+        "created_at": rule.created_at,
+    }
+
+
+def _opt_str(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ControlError(400, "PARAM_ERROR", f"{name} must be a string")
+    return value.strip() or None
+
+
+def _opt_int(value: Any, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ControlError(400, "PARAM_ERROR", f"{name} must be a whole number") from None
+
+
+def parse_fault_body(body: dict[str, Any]) -> dict[str, Any]:
+    """Validate a fault rule from JSON (or a dashboard form) into add_fault's keyword arguments."""
+    unknown = set(body) - {"kind", "operation", "path", "mchid", "count", "probability", "latency_ms", "note"}
+    if unknown:
+        raise ControlError(400, "PARAM_ERROR", f"unknown field(s): {', '.join(sorted(unknown))}")
+    kind = body.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise ControlError(400, "PARAM_ERROR", "kind is required (e.g. SYSTEM_ERROR)")
+    try:
+        probability = float(body.get("probability") or 1.0)
+    except (TypeError, ValueError):
+        raise ControlError(400, "PARAM_ERROR", "probability must be a number in (0, 1]") from None
+    args: dict[str, Any] = {
+        "operation": _opt_str(body, "operation"),
+        "path": _opt_str(body, "path"),
+        "mchid": _opt_str(body, "mchid"),
+        "count": _opt_int(body.get("count"), "count"),
+        "probability": probability,
+    }
+    try:
+        fk, latency = validate_rule(
+            kind=kind, latency_ms=_opt_int(body.get("latency_ms"), "latency_ms"), **args
+        )
+    except FaultSpecError as exc:
+        raise ControlError(400, "PARAM_ERROR", str(exc)) from None
+    note = body.get("note") or ""
+    return {**args, "kind": fk, "latency_ms": latency, "note": str(note)[:256]}
+
+
+def add_fault_rule(request: Request, args: dict[str, Any]) -> FaultRule:
+    st = request.app.state.wx
+    with st.db.write() as conn:
+        rule = ops_repo.add_fault(conn, now=time.time(), **args)
+    injector(st).invalidate()
+    return rule
+
+
+@control_route("/faults", ["GET", "POST", "DELETE"])
+async def faults(request: Request) -> Response:
+    st = request.app.state.wx
+    if request.method == "POST":
+        args = parse_fault_body(await json_body(request))
+        rule = await anyio.to_thread.run_sync(lambda: add_fault_rule(request, args))
+        return JSONResponse(fault_view(rule), status_code=201)
+    if request.method == "DELETE":
+
+        def clear() -> int:
+            with st.db.write() as conn:
+                n = ops_repo.clear_faults(conn)
+            injector(st).invalidate()
+            return n
+
+        return JSONResponse({"deleted": await anyio.to_thread.run_sync(clear)})
+
+    def read() -> list[FaultRule]:
+        with st.db.read() as conn:
+            return ops_repo.list_faults(conn)
+
+    return JSONResponse({"data": [fault_view(r) for r in await anyio.to_thread.run_sync(read)]})
+
+
+@control_route("/faults/{rule_id}", ["GET", "DELETE"])
+async def fault(request: Request) -> Response:
+    st = request.app.state.wx
+    rule_id = request.path_params["rule_id"]
+    if request.method == "DELETE":
+
+        def delete() -> bool:
+            with st.db.write() as conn:
+                ok = ops_repo.delete_fault(conn, rule_id)
+            injector(st).invalidate()
+            return ok
+
+        if not await anyio.to_thread.run_sync(delete):
+            raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no fault rule {rule_id}")
+        return JSONResponse({"id": rule_id, "deleted": True})
+
+    def read() -> FaultRule | None:
+        with st.db.read() as conn:
+            return ops_repo.get_fault(conn, rule_id)
+
+    found = await anyio.to_thread.run_sync(read)
+    if found is None:
+        raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no fault rule {rule_id}")
+    return JSONResponse(fault_view(found))
+
+
+def journal_filter(params: Any) -> ops_repo.JournalFilter:
+    failed = str(params.get("failed", "")).lower() in ("1", "true", "yes", "on")
+    status = _opt_int(params.get("status"), "status")
+    before = _opt_int(params.get("before_id"), "before_id")
+    limit = _opt_int(params.get("limit"), "limit") or 100
+    return ops_repo.JournalFilter(
+        mchid=params.get("mchid") or None,
+        operation=params.get("operation") or None,
+        status=status,
+        code=params.get("code") or None,
+        verification=params.get("verification") or None,
+        failed=failed,
+        request_id=params.get("request_id") or None,
+        before_id=before,
+        limit=limit,
+    )
+
+
+def read_journal(st: Any, f: ops_repo.JournalFilter) -> list[dict[str, Any]]:
+    writer(st).flush()  # this process's buffered rows first, so a caller sees its own requests
+    with st.db.read() as conn:
+        return ops_repo.list_journal(conn, f)
+
+
+@control_route("/journal", ["GET", "DELETE"])
+async def journal(request: Request) -> Response:
+    """GET ?mchid=&operation=(op id or prefix*)&status=&code=&verification=&failed=1&before_id=&limit="""
+    st = request.app.state.wx
+    if request.method == "DELETE":
+
+        def clear() -> int:
+            writer(st).flush()
+            with st.db.write() as conn:
+                return ops_repo.clear_journal(conn)
+
+        return JSONResponse({"deleted": await anyio.to_thread.run_sync(clear)})
+    f = journal_filter(request.query_params)
+    rows = await anyio.to_thread.run_sync(lambda: read_journal(st, f))
+    return JSONResponse({"data": rows, "next_before_id": rows[-1]["id"] if len(rows) == f.limit else None})
+
+
+@control_route("/journal/{key}", ["GET"])
+async def journal_entry(request: Request) -> Response:
+    """One entry by Request-ID (or row id)."""
+    st = request.app.state.wx
+    key = request.path_params["key"]
+
+    def read() -> dict[str, Any] | None:
+        writer(st).flush()
+        with st.db.read() as conn:
+            return ops_repo.get_journal(conn, key)
+
+    row = await anyio.to_thread.run_sync(read)
+    if row is None:
+        raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no journal entry {key}")
+    return JSONResponse(row)

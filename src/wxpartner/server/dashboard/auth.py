@@ -1,0 +1,57 @@
+"""Dashboard access: log in once with the sandbox token; the browser keeps a cookie derived from it.
+
+The cookie holds HMAC-SHA256(token, "wxpartner-dashboard"), never the token itself; it is HttpOnly and
+SameSite=Strict, which also keeps other sites from posting the dashboard's forms (no CSRF tokens needed).
+Changing the sandbox token logs every browser out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qs, quote
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+COOKIE = "wxpartner_dashboard"
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def cookie_value(token: str) -> str:
+    return hmac.new(token.encode(), b"wxpartner-dashboard", hashlib.sha256).hexdigest()
+
+
+def logged_in(request: Request) -> bool:
+    token: str = request.app.state.wx.sandbox_token
+    given = request.cookies.get(COOKIE, "")
+    return bool(token) and hmac.compare_digest(given.encode(), cookie_value(token).encode())
+
+
+def token_ok(request: Request, given: str) -> bool:
+    token: str = request.app.state.wx.sandbox_token
+    return bool(token) and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def guarded(fn: Endpoint) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        if not logged_in(request):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/dashboard/login?next={quote(target)}", status_code=303)
+        return await fn(request)
+
+    endpoint.__name__ = fn.__name__
+    return endpoint
+
+
+async def form(request: Request) -> dict[str, str]:
+    """An url-encoded form (the dashboard's only kind), without needing python-multipart."""
+    raw = (await request.body()).decode("utf-8", errors="replace")
+    return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+
+
+def set_login(response: Response, token: str, secure: bool) -> None:
+    response.set_cookie(
+        COOKIE, cookie_value(token), httponly=True, samesite="strict", secure=secure, path="/"
+    )

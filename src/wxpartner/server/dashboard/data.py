@@ -1,0 +1,98 @@
+"""Generic, read-only views of the product families' tables, found at run time: families land in
+parallel, so a missing table simply is not listed. Columns that look secret or personal are masked."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import sqlalchemy as sa
+
+from ...store.db import Database
+
+# Foundation and ops tables have their own pages.
+OWN_PAGES = {
+    "merchants",
+    "merchant_relations",
+    "merchant_certificates",
+    "platform_keys",
+    "request_nonces",
+    "sandbox_clock",
+    "rate_counters",
+    "sandbox_kv",
+    "request_journal",
+    "sandbox_faults",
+    "alembic_version",
+}
+# First match wins: family prefixes before the webizpay sub-groups.
+GROUPS = (
+    ("Callbacks & delivery attempts", re.compile(r"^callback|outbox|deliver|notif")),
+    ("Applyments (apply4subject)", re.compile(r"^apply4subject|applyment")),
+    ("Recharge employees", re.compile(r"^recharge")),
+    ("Employees & authorizations", re.compile(r"employee|authori[sz]|relation|auth_link|template")),
+    (
+        "Quota cards & spends",
+        re.compile(r"card|spend|payment|refund|bill|store|range|match|funding|identifier"),
+    ),
+)
+SECRET = re.compile(
+    r"private_key|apiv3_key|secret|password|token|cipher|id_card|id_number|identity|mobile|phone|"
+    r"account_number|bank_account|user_name|real_name|^name_enc|^materials$",
+    re.I,
+)
+MAX_ROWS = 200
+
+
+def group_of(table: str) -> str:
+    for title, pattern in GROUPS:
+        if pattern.search(table):
+            return title
+    return "Other"
+
+
+def family_tables(db: Database) -> dict[str, list[str]]:
+    """Existing family tables, by group title."""
+    names = sorted(set(sa.inspect(db.engine).get_table_names()) - OWN_PAGES)
+    found: dict[str, list[str]] = {}
+    for name in names:
+        found.setdefault(group_of(name), []).append(name)
+    order = [title for title, _ in GROUPS] + ["Other"]
+    return {title: found[title] for title in order if title in found}
+
+
+MAX_CELL = 160
+
+
+def mask(column: str, value: Any) -> Any:
+    """Hide secret-looking columns, shorten long cells (JSON documents, file contents)."""
+    if value is None:
+        return value
+    if SECRET.search(column):
+        text = str(value)
+        return "•••• (hidden)" if len(text) < 8 else f"••••{text[-2:]} (hidden)"
+    if isinstance(value, str | bytes) and len(value) > MAX_CELL:
+        text = value if isinstance(value, str) else value.decode("utf-8", errors="replace")
+        return text[:MAX_CELL] + f"… ({len(value)} chars)"
+    return value
+
+
+def read_table(db: Database, name: str, *, mchid: str | None = None) -> tuple[list[str], list[list[Any]]]:
+    """Newest rows first when the table has a time column. Raises LookupError for unknown tables."""
+    existing = set(sa.inspect(db.engine).get_table_names()) - OWN_PAGES
+    if name not in existing:
+        raise LookupError(name)
+    table = sa.Table(name, sa.MetaData(), autoload_with=db.engine)
+    cols = [c.name for c in table.columns]
+    q = sa.select(table).limit(MAX_ROWS)
+    for time_col in ("created_at", "updated_at", "at", "id"):
+        if time_col in table.c:
+            q = q.order_by(table.c[time_col].desc())
+            break
+    if mchid:
+        for col in ("mchid", "sp_mchid", "sub_mchid"):
+            if col in table.c:
+                q = q.where(table.c[col] == mchid)
+                break
+    with db.read() as conn:
+        rows = [[mask(c, r._mapping[c]) for c in cols] for r in conn.execute(q)]
+    return cols, rows

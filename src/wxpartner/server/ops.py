@@ -1,0 +1,34 @@
+"""Sandbox operations, wired into every AppState: journal, faults, metrics, logs, control API, dashboard.
+
+Listed in server/families.py, so importing the families registers all of it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.routing import Route
+
+from ..sandbox import faults_section  # noqa: F401  (the scenario files' faults: section)
+from . import control_ops, dashboard, logs, metrics  # noqa: F401  (registers control routes and pages)
+from .app import BACKGROUND_TASKS, STARTUP_HOOKS
+from .faults import injector
+from .journal import flush_loop, writer
+from .web import WEB_ROUTES
+
+if TYPE_CHECKING:
+    from .app import AppState
+
+
+def install(state: AppState) -> None:
+    logs.configure_from_env()
+    state.before_handlers.append(injector(state))
+    state.observers.append(metrics.observe)
+    state.observers.append(writer(state).observe)
+    state.observers.append(logs.observe)
+
+
+if install not in STARTUP_HOOKS:
+    STARTUP_HOOKS.append(install)
+    BACKGROUND_TASKS.append(flush_loop)
+    WEB_ROUTES.append(Route("/metrics", metrics.metrics_endpoint))

@@ -1,0 +1,60 @@
+"""Sandbox operations: request journal and fault rules.
+
+Revision ID: 0007
+Revises: 0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0001"
+branch_labels = ("ops",)
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "request_journal",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+        sa.Column("request_id", sa.String(64), nullable=False, index=True),
+        sa.Column("at", sa.Float, nullable=False, index=True),
+        sa.Column("mchid", sa.String(32), nullable=True, index=True),
+        sa.Column("method", sa.String(8), nullable=False),
+        sa.Column("path", sa.String(1024), nullable=False),
+        sa.Column("operation", sa.String(96), nullable=False),
+        sa.Column("status", sa.Integer, nullable=False),
+        sa.Column("code", sa.String(64), nullable=True),
+        sa.Column("message", sa.String(512), nullable=True),
+        sa.Column("latency_ms", sa.Float, nullable=False),
+        sa.Column("verification", sa.String(16), nullable=False),
+        sa.Column("verify_field", sa.String(32), nullable=True),
+        sa.Column("verify_issue", sa.String(512), nullable=True),
+        sa.Column("expected_message", sa.Text, nullable=True),
+        sa.Column("fault", sa.String(64), nullable=True),
+        sa.Column("body_length", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("body_sha256", sa.String(64), nullable=True),
+        sa.Column("client", sa.String(64), nullable=True),
+        sa.Column("user_agent", sa.String(256), nullable=True),
+    )
+    op.create_table(
+        "sandbox_faults",
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("operation", sa.String(128), nullable=True),
+        sa.Column("path", sa.String(512), nullable=True),
+        sa.Column("mchid", sa.String(32), nullable=True),
+        sa.Column("remaining", sa.Integer, nullable=True),
+        sa.Column("probability", sa.Float, nullable=False, server_default="1"),
+        sa.Column("latency_ms", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("hits", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("note", sa.String(256), nullable=False, server_default=""),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("sandbox_faults")
+    op.drop_table("request_journal")

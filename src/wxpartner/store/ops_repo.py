@@ -1,0 +1,172 @@
+"""SQL for sandbox operations: journal batches and queries, fault rules and their atomic counters."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..domain.faults import FaultKind, FaultRule
+from .ops_tables import request_journal, sandbox_faults
+
+JOURNAL_COLUMNS = tuple(c.name for c in request_journal.columns if c.name != "id")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalFilter:
+    mchid: str | None = None
+    operation: str | None = None  # exact op id, or a prefix ending in '*'
+    status: int | None = None
+    code: str | None = None
+    verification: str | None = None  # ok | refused | not_verified
+    failed: bool = False  # status >= 400 or dropped
+    request_id: str | None = None
+    before_id: int | None = None  # paging: rows older than this id
+    limit: int = 100
+
+
+def insert_journal(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(request_journal.insert(), [dict(r) for r in rows])
+
+
+def list_journal(conn: Connection, f: JournalFilter) -> list[dict[str, Any]]:
+    t = request_journal
+    q = sa.select(t).order_by(t.c.id.desc()).limit(max(1, min(f.limit, 1000)))
+    if f.mchid:
+        q = q.where(t.c.mchid == f.mchid)
+    if f.operation:
+        if f.operation.endswith("*"):
+            q = q.where(t.c.operation.startswith(f.operation[:-1], autoescape=True))
+        else:
+            q = q.where(t.c.operation == f.operation)
+    if f.status is not None:
+        q = q.where(t.c.status == f.status)
+    if f.code:
+        q = q.where(t.c.code == f.code)
+    if f.verification:
+        q = q.where(t.c.verification == f.verification)
+    if f.failed:
+        q = q.where(sa.or_(t.c.status >= 400, t.c.status == 0))
+    if f.request_id:
+        q = q.where(t.c.request_id == f.request_id)
+    if f.before_id is not None:
+        q = q.where(t.c.id < f.before_id)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def get_journal(conn: Connection, key: str) -> dict[str, Any] | None:
+    """By Request-ID, or by the numeric row id."""
+    t = request_journal
+    cond = t.c.request_id == key
+    if key.isdigit():
+        cond = sa.or_(cond, t.c.id == int(key))
+    row = conn.execute(sa.select(t).where(cond).order_by(t.c.id.desc()).limit(1)).first()
+    return dict(row._mapping) if row else None
+
+
+def count_journal(conn: Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(request_journal)).scalar() or 0)
+
+
+def prune_journal(conn: Connection, keep: int) -> int:
+    """Keep the newest ``keep`` rows (ids are monotonic on both databases)."""
+    t = request_journal
+    newest = conn.execute(sa.select(sa.func.max(t.c.id))).scalar()
+    if newest is None or newest <= keep:
+        return 0
+    return conn.execute(sa.delete(t).where(t.c.id <= newest - keep)).rowcount
+
+
+def clear_journal(conn: Connection) -> int:
+    return conn.execute(sa.delete(request_journal)).rowcount
+
+
+def _rule(row: Any) -> FaultRule:
+    m = row._mapping
+    return FaultRule(
+        id=m["id"],
+        kind=FaultKind(m["kind"]),
+        operation=m["operation"],
+        path=m["path"],
+        mchid=m["mchid"],
+        remaining=m["remaining"],
+        probability=float(m["probability"]),
+        latency_ms=int(m["latency_ms"]),
+        hits=int(m["hits"]),
+        note=m["note"],
+        created_at=float(m["created_at"]),
+    )
+
+
+def add_fault(
+    conn: Connection,
+    *,
+    kind: FaultKind,
+    operation: str | None,
+    path: str | None,
+    mchid: str | None,
+    count: int | None,
+    probability: float,
+    latency_ms: int,
+    note: str,
+    now: float,
+) -> FaultRule:
+    rule_id = "F" + secrets.token_hex(8).upper()
+    conn.execute(
+        sandbox_faults.insert().values(
+            id=rule_id,
+            kind=kind.value,
+            operation=operation or None,
+            path=path or None,
+            mchid=mchid or None,
+            remaining=count,
+            probability=probability,
+            latency_ms=latency_ms,
+            hits=0,
+            note=note,
+            created_at=now,
+        )
+    )
+    found = get_fault(conn, rule_id)
+    assert found is not None
+    return found
+
+
+def get_fault(conn: Connection, rule_id: str) -> FaultRule | None:
+    row = conn.execute(sa.select(sandbox_faults).where(sandbox_faults.c.id == rule_id)).first()
+    return _rule(row) if row else None
+
+
+def list_faults(conn: Connection, *, active_only: bool = False) -> list[FaultRule]:
+    q = sa.select(sandbox_faults).order_by(sandbox_faults.c.created_at, sandbox_faults.c.id)
+    if active_only:
+        q = q.where(sa.or_(sandbox_faults.c.remaining.is_(None), sandbox_faults.c.remaining > 0))
+    return [_rule(r) for r in conn.execute(q)]
+
+
+def delete_fault(conn: Connection, rule_id: str) -> bool:
+    return conn.execute(sa.delete(sandbox_faults).where(sandbox_faults.c.id == rule_id)).rowcount > 0
+
+
+def clear_faults(conn: Connection) -> int:
+    return conn.execute(sa.delete(sandbox_faults)).rowcount
+
+
+def consume_fault(conn: Connection, rule_id: str) -> bool:
+    """Take one use of a rule; False when another request (or process) took the last one. Atomic."""
+    t = sandbox_faults
+    stmt = (
+        sa.update(t)
+        .where(t.c.id == rule_id, sa.or_(t.c.remaining.is_(None), t.c.remaining > 0))
+        .values(
+            hits=t.c.hits + 1,
+            remaining=sa.case((t.c.remaining.is_(None), None), else_=t.c.remaining - 1),
+        )
+        .returning(t.c.hits)
+    )
+    return conn.execute(stmt).first() is not None

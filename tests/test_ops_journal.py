@@ -1,0 +1,138 @@
+"""Request journal: every /v3 request recorded with its verification outcome, no bodies, bounded."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.testclient import TestClient
+
+from support import SP_A, SP_B, ApiClient, World
+from wxpartner.server.app import WxPartnerApp
+from wxpartner.server.journal import writer
+from wxpartner.store import ops_repo
+
+
+def test_successful_request_is_journaled(client_b: ApiClient, control: TestClient) -> None:
+    resp = client_b.get("/v3/certificates")
+    assert resp.status_code == 200
+    rid = resp.headers["Request-ID"]
+    entry = control.get(f"/sandbox/journal/{rid}")
+    assert entry.status_code == 200, entry.text
+    row = entry.json()
+    assert row["mchid"] == SP_B
+    assert row["method"] == "GET"
+    assert row["path"] == "/v3/certificates"
+    assert row["operation"] != "route"
+    assert row["status"] == 200
+    assert row["code"] is None
+    assert row["verification"] == "ok"
+    assert row["expected_message"] is None
+    assert row["latency_ms"] >= 0
+
+
+def test_signature_mismatch_records_expected_string_to_sign(
+    client_a: ApiClient, control: TestClient, world: World
+) -> None:
+    body = {"secret_looking": "x" * 10}
+    # a body on a GET is odd but keeps this test independent of any family's POST operation
+    resp = client_a.request("GET", "/v3/certificates?limit=1", body, private_key=world.other_key, check=False)
+    assert resp.status_code == 401, resp.text
+    rows = control.get("/sandbox/journal", params={"mchid": SP_A, "failed": "1"}).json()["data"]
+    assert rows, "refusal not journaled"
+    row = rows[0]
+    assert row["request_id"] == resp.headers["Request-ID"]
+    assert row["code"] == "SIGN_ERROR"
+    assert row["verification"] == "refused"
+    assert row["verify_field"] == "signature"
+    assert row["expected_message"].startswith("GET\n/v3/certificates?limit=1\n")
+    assert row["expected_message"].endswith(json.dumps(body, separators=(",", ":")) + "\n")
+    assert row["body_length"] > 0 and len(row["body_sha256"]) == 64
+    # the body itself is never a column
+    assert "x" * 10 not in json.dumps({k: v for k, v in row.items() if k != "expected_message"})
+
+
+def test_sign_error_on_get_is_explained(client_a: ApiClient, control: TestClient, world: World) -> None:
+    resp = client_a.get("/v3/certificates", private_key=world.other_key, check=False)
+    assert resp.status_code == 401
+    row = control.get(f"/sandbox/journal/{resp.headers['Request-ID']}").json()
+    assert row["verification"] == "refused"
+    assert row["verify_issue"] == "sign not match"
+    lines = row["expected_message"].split("\n")
+    assert lines[0] == "GET" and lines[1] == "/v3/certificates" and lines[-1] == "" and len(lines) == 6
+
+
+def test_unknown_merchant_and_unrouted_requests(client_a: ApiClient, control: TestClient) -> None:
+    r1 = client_a.get("/v3/certificates", mchid="1999999999", check=False)
+    assert r1.status_code == 401
+    r2 = client_a.get("/v3/no/such/thing", check=False)
+    assert r2.status_code == 404
+    one = control.get(f"/sandbox/journal/{r1.headers['Request-ID']}").json()
+    assert one["mchid"] == "1999999999" and one["verify_field"] == "mchid"
+    assert one["expected_message"] is None
+    two = control.get(f"/sandbox/journal/{r2.headers['Request-ID']}").json()
+    assert two["verification"] == "not_routed" and two["operation"] == "route" and two["code"] == "NOT_FOUND"
+
+
+def test_filters_paging_and_clear(client_a: ApiClient, client_b: ApiClient, control: TestClient) -> None:
+    for _ in range(3):
+        client_a.get("/v3/certificates")
+    client_b.get("/v3/certificates")
+    assert len(control.get("/sandbox/journal", params={"mchid": SP_A}).json()["data"]) == 3
+    page1 = control.get("/sandbox/journal", params={"limit": 2}).json()
+    assert len(page1["data"]) == 2 and page1["next_before_id"]
+    page2 = control.get("/sandbox/journal", params={"limit": 2, "before_id": page1["next_before_id"]}).json()
+    assert len(page2["data"]) == 2
+    assert {r["id"] for r in page1["data"]}.isdisjoint({r["id"] for r in page2["data"]})
+    op = page1["data"][0]["operation"]
+    assert (
+        len(control.get("/sandbox/journal", params={"operation": op.split(".")[0] + "*"}).json()["data"]) == 4
+    )
+    assert control.get("/sandbox/journal", params={"status": 500}).json()["data"] == []
+    assert control.get("/sandbox/journal", params={"status": "x"}).status_code == 400
+    assert control.delete("/sandbox/journal").json()["deleted"] == 4
+    assert control.get("/sandbox/journal/NOPE").status_code == 404
+
+
+def test_journal_needs_the_token(http: TestClient) -> None:
+    assert http.get("/sandbox/journal").status_code == 401
+
+
+def test_buffer_is_flushed_at_shutdown(app: WxPartnerApp, world: World) -> None:
+    with TestClient(app) as http:
+        rid = ApiClient(http, world, SP_B).get("/v3/certificates").headers["Request-ID"]
+        assert writer(app.state).pending() >= 0
+    # lifespan ended: the background writer wrote what was left
+    assert writer(app.state).pending() == 0
+    with app.state.db.read() as conn:
+        assert ops_repo.get_journal(conn, rid) is not None
+
+
+def test_retention_keeps_the_newest_rows(app: WxPartnerApp) -> None:
+    rows = [
+        {
+            "request_id": f"R{i}",
+            "at": float(i),
+            "mchid": None,
+            "method": "GET",
+            "path": "/v3/x",
+            "operation": "route",
+            "status": 404,
+            "latency_ms": 1.0,
+            "verification": "not_routed",
+            "body_length": 0,
+        }
+        for i in range(30)
+    ]
+    with app.state.db.write() as conn:
+        ops_repo.insert_journal(conn, rows)
+        assert ops_repo.prune_journal(conn, 10) == 20
+        assert ops_repo.count_journal(conn) == 10
+        kept = ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=100))
+    assert kept[0]["request_id"] == "R29" and kept[-1]["request_id"] == "R20"
+
+
+def test_writer_keeps_rows_when_the_database_fails(app: WxPartnerApp) -> None:
+    w = writer(app.state)
+    w.record({"request_id": "X", "bogus_column": 1})  # an insert that fails
+    assert w.flush() == 0
+    assert w.pending() == 1

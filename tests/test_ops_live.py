@@ -1,0 +1,74 @@
+"""Sandbox operations against a real server process: a dropped connection is a real drop, and the
+journal buffer is written out on a normal shutdown (SIGINT)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from live import start_live_server
+from support import SP_B, ApiClient, World
+from wxpartner.store import ops_repo
+from wxpartner.store.db import Database, sqlite_url_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_drop_and_journal_survive_a_real_server(tmp_path: Path, world: World) -> None:
+    server = start_live_server(tmp_path / "live", world, env={"WXPARTNER_LOG_FORMAT": "json"})
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            client = ApiClient(http, world, SP_B)
+            with pytest.raises(httpx.TransportError):
+                client.get("/v3/certificates", headers={"Wechatpay-Sandbox-Fault": "DROP_CONNECTION"})
+            ids = [client.get("/v3/certificates").headers["Request-ID"] for _ in range(5)]
+    finally:
+        server.stop()
+    assert server.proc.returncode is not None
+    db = Database(sqlite_url_for(server.data_dir))
+    try:
+        with db.read() as conn:
+            rows = ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=50))
+    finally:
+        db.dispose()
+    recorded = {r["request_id"] for r in rows}
+    assert set(ids) <= recorded
+    assert any(r["status"] == 0 and r["fault"] == "DROP_CONNECTION" for r in rows)
+    # structured logs: one JSON object per access line, with the Request-ID, and no secrets
+    text = (server.data_dir / "server.log").read_text()
+    access = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    logged = {a["request_id"] for a in access if a["logger"] == "wxpartner.access"}
+    assert set(ids) <= logged
+    keys = world.merchants[SP_B]
+    for secret in ("PRIVATE KEY", keys.apiv3_key, "Authorization", "signature="):
+        assert secret not in text
+
+
+def test_metrics_add_up_over_workers_in_multiprocess_mode(tmp_path: Path, world: World) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    prom_dir = tmp_path / "prom"
+    prom_dir.mkdir()
+    server = start_live_server(
+        tmp_path / "live", world, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(prom_dir)}
+    )
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            client = ApiClient(http, world, SP_B)
+            for _ in range(12):
+                # a fresh connection per request, so both workers get a share
+                with httpx.Client(base_url=server.url, timeout=10) as one:
+                    assert ApiClient(one, world, SP_B).get("/v3/certificates").status_code == 200
+            assert client.get("/v3/certificates").status_code == 200
+            text = http.get("/metrics").text
+    finally:
+        server.stop()
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "wxpartner_requests_total" and s.labels.get("operation") == "certificates.list":
+                total += s.value
+    assert total == 13
