@@ -1,2 +1,232 @@
-"""pytest plugin (registered through the ``pytest11`` entry point): fixtures that start a wxpartner
-server for an integrator's own tests. The fixtures arrive with the SDK issue; importing is free."""
+"""pytest plugin (registered through the ``pytest11`` entry point): a wxpartner server for an
+integrator's own test suite, in three lines::
+
+    def test_issue_card(wxpartner_client):
+        ranges = wxpartner_client.webizpay.ranges.list(sp_mchid=wxpartner_client.mchid)
+        assert ranges.range_list == []
+
+Fixtures (all lazy: nothing starts unless a test asks for it):
+
+- ``wxpartner_server``: the session's server, in-process (ASGI, no port), business data reset before
+  the test (merchants and keys stay). Load scenarios, move the clock, inject faults, rotate keys.
+- ``wxpartner_client`` / ``wxpartner_async_client``: a configured ``Client`` / ``AsyncClient`` for the
+  demo service provider (public-key mode) bound to that server.
+- ``wxpartner_live_server``: the same server also listening on a loopback port (uvicorn in a thread), for
+  code under test that makes its own HTTP calls (``.live_url``; ``.client(live=True)`` uses the socket).
+
+ini options: ``wxpartner_scenario`` (a scenario file loaded at session start), ``wxpartner_database_url``
+(default: SQLite in a temporary directory).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .client import AsyncClient, Client
+    from .server.app import WxPartnerApp
+    from .store.db import Database
+
+IN_PROCESS_URL = "http://testserver"
+TOKEN = "wxpartner-pytest-token"
+
+
+class WxPartnerServer:
+    """One wxpartner server for a test session. Control helpers call the sandbox control API."""
+
+    def __init__(self, data_dir: Path, *, database_url: str = "", scenario: Path | None = None) -> None:
+        from .sandbox.bootstrap import bootstrap, connection_info
+        from .server.app import create_app
+        from .server.settings import Settings
+        from .store.db import Database
+
+        self.data_dir = data_dir
+        self.settings = Settings(
+            data_dir=str(data_dir), database_url=database_url, sandbox_token=TOKEN, deliver_callbacks=False
+        )
+        self.db: Database = Database(self.settings.resolved_database_url())
+        bootstrap(self.db, data_dir, token=TOKEN, demo=True, scenario=scenario)
+        self.info: dict[str, Any] = connection_info(self.db, data_dir, IN_PROCESS_URL, TOKEN)
+        self.app: WxPartnerApp = create_app(self.settings, self.db)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Starlette's notice about its httpx-based TestClient
+            from starlette.testclient import TestClient
+        self._http = TestClient(self.app, base_url=IN_PROCESS_URL)
+        self._http.__enter__()  # runs the app's lifespan (key ring, background tasks)
+        self.control = TestClient(
+            self.app, base_url=IN_PROCESS_URL, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        self.url = IN_PROCESS_URL
+        self.live_url: str | None = None
+        self._uvicorn: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def mchid(self) -> str:
+        """The demo service provider (public-key mode) the clients act as."""
+        return str(self.info["mchid"])
+
+    # -- clients ------------------------------------------------------------------------------------
+    def client(self, *, live: bool = False, **overrides: Any) -> Client:
+        """A sync client for the demo merchant: in-process, or over the loopback port (``live``)."""
+        from .client import Client
+
+        if live:
+            return Client.from_connection_info({**self.info, "base_url": self.serve()}, **overrides)
+        overrides.setdefault("http_client", self._http)
+        return Client.from_connection_info(self.info, **overrides)
+
+    def async_client(self, *, live: bool = False, **overrides: Any) -> AsyncClient:
+        import httpx
+
+        from .client import AsyncClient
+
+        if live:
+            return AsyncClient.from_connection_info({**self.info, "base_url": self.serve()}, **overrides)
+        overrides.setdefault("transport", httpx.ASGITransport(app=self.app))
+        return AsyncClient.from_connection_info(self.info, **overrides)
+
+    # -- sandbox control ------------------------------------------------------------------------------
+    def _ok(self, resp: httpx.Response) -> Any:
+        if resp.status_code >= 400:
+            raise AssertionError(f"sandbox control API refused: {resp.status_code} {resp.text}")
+        return resp.json()
+
+    def reset(self) -> None:
+        """Delete every family's business data, fault rules and the clock offset; keep merchants/keys."""
+        from .domain.clock import ClockState
+        from .sandbox import scenario
+        from .store import sandbox
+
+        scenario.reset(self.db, None)
+        with self.db.write() as conn:
+            sandbox.write_clock(conn, ClockState())
+            try:  # fault rules (the ops feature); direct, as the HTTP round trip costs ~10 ms
+                from .server.faults import injector
+                from .store import ops_repo
+            except ImportError:
+                return
+            ops_repo.clear_faults(conn)
+        injector(self.app.state).invalidate()
+
+    def load_scenario(self, data: dict[str, Any] | str | Path) -> Any:
+        """A scenario as a dict, YAML/JSON text, or a file path."""
+        import json
+
+        if isinstance(data, Path):
+            data = data.read_text()
+        text = json.dumps(data) if isinstance(data, dict) else data
+        return self._ok(self.control.post("/sandbox/scenario", content=text.encode()))
+
+    def advance_clock(self, seconds: float) -> Any:
+        """Move business time (card expiry, applyment progress); wire timestamps stay real."""
+        return self._ok(self.control.post("/sandbox/clock", json={"advance": seconds}))
+
+    def set_clock(self, when: float | str, *, freeze: bool = False) -> Any:
+        return self._ok(self.control.post("/sandbox/clock", json={"set": when, "freeze": freeze}))
+
+    def inject_fault(self, kind: str, **rule: Any) -> Any:
+        """A fault rule (``SYSTEM_ERROR``, ``FREQUENCY_LIMITED``, ``DROP_CONNECTION``, ``LATENCY``,
+        ``BAD_SIGNATURE``, ``SIGNATURE_PROBE``...), e.g. ``inject_fault("SYSTEM_ERROR", count=1)``."""
+        return self._ok(self.control.post("/sandbox/faults", json={"kind": kind, **rule}))
+
+    def rotate_platform_key(self, kind: str = "certificate", retire: str | None = None) -> str:
+        body: dict[str, Any] = {"kind": kind}
+        if retire:
+            body["retire"] = retire
+        return str(self._ok(self.control.post("/sandbox/platform-keys/rotate", json=body))["key_id"])
+
+    # -- loopback ---------------------------------------------------------------------------------------
+    def serve(self) -> str:
+        """Also listen on a loopback port (same app, same database); returns the base URL."""
+        if self.live_url is not None:
+            return self.live_url
+        import uvicorn
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
+        )
+        self._uvicorn = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._uvicorn.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("wxpartner loopback server did not start")
+            time.sleep(0.01)
+        self.live_url = f"http://127.0.0.1:{port}"
+        return self.live_url
+
+    def stop_serving(self) -> None:
+        if self._uvicorn is not None and self._thread is not None:
+            self._uvicorn.should_exit = True
+            self._thread.join(10)
+        self._uvicorn = self._thread = None
+        self.live_url = None
+
+    def close(self) -> None:
+        self.stop_serving()
+        self._http.__exit__(None, None, None)
+        self.control.close()
+        self.db.dispose()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("wxpartner_scenario", "scenario file loaded into the wxpartner test server", default="")
+    parser.addini(
+        "wxpartner_database_url", "database for the wxpartner test server (default: SQLite)", default=""
+    )
+
+
+@pytest.fixture(scope="session")
+def wxpartner_session(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WxPartnerServer]:
+    """The session's server (started on first use). Prefer ``wxpartner_server``, which also resets."""
+    scenario = str(request.config.getini("wxpartner_scenario") or "")
+    database_url = str(request.config.getini("wxpartner_database_url") or "")
+    path = Path(scenario) if scenario else None
+    if path is not None and not path.is_absolute():
+        path = Path(str(request.config.rootpath)) / path
+    server = WxPartnerServer(tmp_path_factory.mktemp("wxpartner"), database_url=database_url, scenario=path)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def wxpartner_server(wxpartner_session: WxPartnerServer) -> WxPartnerServer:
+    """The in-process server with business data, faults and clock reset for this test."""
+    wxpartner_session.reset()
+    return wxpartner_session
+
+
+@pytest.fixture
+def wxpartner_client(wxpartner_server: WxPartnerServer) -> Iterator[Client]:
+    with wxpartner_server.client() as client:
+        yield client
+
+
+@pytest.fixture
+def wxpartner_async_client(wxpartner_server: WxPartnerServer) -> AsyncClient:
+    return wxpartner_server.async_client()
+
+
+@pytest.fixture
+def wxpartner_live_server(wxpartner_server: WxPartnerServer) -> WxPartnerServer:
+    """The same server, reset, also listening on a loopback port (``.live_url``; started once per
+    session); ``.client(live=True)`` talks to it over the socket."""
+    wxpartner_server.serve()
+    return wxpartner_server

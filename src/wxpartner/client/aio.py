@@ -1,0 +1,124 @@
+"""The asynchronous client: drives the same pipeline (core.Engine) with an httpx.AsyncClient."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar, Unpack
+
+import anyio
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..protocol.keys import PemSource
+from .base import BaseClient, ClientOptions, generic_call
+from .core import Action, Call, Flow, Refresh, Response, Send, Sleep, answer
+from .notifications import Notification, notification_flow
+from .resources import AsyncFamilies
+
+T = TypeVar("T")
+
+
+class AsyncClient(BaseClient, AsyncFamilies):
+    """One merchant's asyncio client (any anyio backend). See ``BaseClient`` for the arguments; also
+    ``http_client`` (your own ``httpx.AsyncClient``) or ``transport`` (e.g. ``httpx.ASGITransport``)."""
+
+    def __init__(
+        self,
+        mchid: str,
+        serial_no: str,
+        private_key: PemSource | rsa.RSAPrivateKey,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[ClientOptions],
+    ) -> None:
+        super().__init__(mchid, serial_no, private_key, **options)
+        self._own_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(transport=transport, timeout=self.config.timeout)
+        self._refresh_lock: anyio.Lock | None = None  # created lazily inside the event loop
+        AsyncFamilies.__init__(self, self)
+
+    async def execute(self, call: Call[T]) -> T:
+        return await self._drive(self._engine.run(call))
+
+    async def _drive(self, flow: Flow[T]) -> T:
+        value: Any = None
+        while True:
+            try:
+                action = flow.send(value)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            value = await self._perform(action)
+
+    async def _perform(self, action: Action) -> Any:
+        if isinstance(action, Send):
+            action.request.extensions["timeout"] = self.config.timeout.as_dict()
+            try:
+                r = await self._http.send(action.request)
+            except (httpx.TransportError, OSError) as exc:
+                return exc
+            return answer(r.status_code, r.headers, r.content)
+        if isinstance(action, Sleep):
+            await anyio.sleep(action.seconds)
+            return None
+        if isinstance(action, Refresh):
+            async with self._lock():  # one refresh at a time; latecomers find the work done
+                if self._engine.refresh_needed(action.serial):
+                    await self._drive(self._engine.refresh_certificates())
+                    self._engine.after_refresh(action.serial)
+            return None
+        raise TypeError(action)
+
+    def _lock(self) -> anyio.Lock:
+        if self._refresh_lock is None:
+            self._refresh_lock = anyio.Lock()
+        return self._refresh_lock
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        idempotent: bool | None = None,
+        headers: Mapping[str, str] | None = None,
+        sensitive: Sequence[str] = (),
+    ) -> Response:
+        """Any APIv3 call, signed and verified; see ``Client.request``."""
+        return await self.execute(
+            generic_call(
+                method,
+                path,
+                query=query,
+                json_body=json,
+                content=content,
+                idempotent=idempotent,
+                headers=headers,
+                sensitive=sensitive,
+            )
+        )
+
+    async def refresh_certificates(self) -> list[str]:
+        async with self._lock():
+            return await self._drive(self._engine.refresh_certificates())
+
+    async def parse_notification(
+        self, headers: Mapping[str, str] | Iterable[tuple[str, str]], raw_body: bytes | str
+    ) -> Notification:
+        return await self._drive(notification_flow(self._engine, headers, raw_body))
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,136 @@
+"""Configuration shared by ``Client`` and ``AsyncClient`` (one client per merchant; no global state,
+so any number of merchants live side by side in one process)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypedDict, TypeVar, Unpack
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..protocol import constants as c
+from ..protocol.keys import PemSource
+from .core import UNKNOWN_SERIAL_BACKOFF, Call, Config, Engine, Response, make_config, raw_response
+from .keys import KeySet
+from .policy import RetryPolicy
+
+Self = TypeVar("Self", bound="BaseClient")
+
+
+class ClientOptions(TypedDict, total=False):
+    """The keyword options of both clients (see ``BaseClient``)."""
+
+    wechatpay_public_key: PemSource | rsa.RSAPublicKey | None
+    wechatpay_public_key_id: str | None
+    platform_certificates: Sequence[PemSource] | None
+    apiv3_key: str | None
+    download_certificates: bool | None
+    base_url: str
+    backup_url: str | None
+    failover: bool
+    retry: RetryPolicy | None
+    timeout: float | httpx.Timeout | None
+    time_window: int
+    clock: Callable[[], float]
+    refresh_backoff: float
+
+
+class BaseClient:
+    """Arguments (keyword-only after the first three):
+
+    - ``mchid``, ``serial_no`` (merchant API certificate serial), ``private_key`` (PKCS#1 or PKCS#8 PEM as
+      text/bytes, a file path, or a loaded key).
+    - WeChat Pay keys, at least one way: ``wechatpay_public_key`` + ``wechatpay_public_key_id``
+      (public-key mode), and/or ``apiv3_key`` so platform certificates are downloaded from
+      ``/v3/certificates`` lazily (only when an unknown serial appears or a field must be encrypted),
+      and/or ``platform_certificates`` (PEM list) already at hand. Give both during a migration.
+    - ``base_url`` (default ``https://api.mch.weixin.qq.com``; a wxpartner server is just its URL),
+      ``failover`` + ``backup_url`` (``https://api2.mch.weixin.qq.com`` by default; used only when the
+      primary host cannot be reached), ``retry`` (``RetryPolicy``), ``timeout`` (seconds or
+      ``httpx.Timeout``), ``time_window`` (answer timestamp tolerance, 300 s), ``clock``,
+      ``refresh_backoff`` (seconds before an unknown serial may trigger another certificate download).
+    """
+
+    def __init__(
+        self,
+        mchid: str,
+        serial_no: str,
+        private_key: PemSource | rsa.RSAPrivateKey,
+        **options: Unpack[ClientOptions],
+    ) -> None:
+        o = options
+        self.config: Config = make_config(
+            mchid=mchid,
+            serial_no=serial_no,
+            private_key=private_key,
+            wechatpay_public_key=o.get("wechatpay_public_key"),
+            wechatpay_public_key_id=o.get("wechatpay_public_key_id"),
+            platform_certificates=o.get("platform_certificates"),
+            apiv3_key=o.get("apiv3_key"),
+            download_certificates=o.get("download_certificates"),
+            base_url=o.get("base_url", c.PRIMARY_HOST),
+            backup_url=o.get("backup_url"),
+            failover=o.get("failover", False),
+            retry=o.get("retry"),
+            timeout=o.get("timeout"),
+            time_window=o.get("time_window", c.DEFAULT_TIME_WINDOW_SECONDS),
+            clock=o.get("clock", time.time),
+            refresh_backoff=o.get("refresh_backoff", UNKNOWN_SERIAL_BACKOFF),
+        )
+        self._engine = Engine(self.config)
+
+    @property
+    def mchid(self) -> str:
+        return self.config.mchid
+
+    @property
+    def keys(self) -> KeySet:
+        """The trusted WeChat Pay keys."""
+        return self.config.keys
+
+    def __repr__(self) -> str:  # never shows key material
+        return f"{type(self).__name__}(mchid={self.config.mchid!r}, base_url={self.config.base_url!r})"
+
+    @classmethod
+    def from_connection_info(cls: type[Self], info: Mapping[str, Any] | str | Path, **overrides: Any) -> Self:
+        """A client from the ``connection.json`` that ``wxpartner serve`` writes (or that dict)."""
+        data: Mapping[str, Any]
+        data = json.loads(Path(info).read_text()) if isinstance(info, str | Path) else info
+        kwargs: dict[str, Any] = {"base_url": data["base_url"], "apiv3_key": data.get("apiv3_key")}
+        if data.get("wechatpay_public_key_id") and data.get("wechatpay_public_key_path"):
+            kwargs["wechatpay_public_key"] = Path(data["wechatpay_public_key_path"])
+            kwargs["wechatpay_public_key_id"] = data["wechatpay_public_key_id"]
+        kwargs.update(overrides)
+        return cls(data["mchid"], data["serial_no"], Path(data["private_key_path"]), **kwargs)
+
+
+def generic_call(
+    method: str,
+    path: str,
+    *,
+    query: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+    json_body: Any = None,
+    content: bytes | None = None,
+    idempotent: bool | None = None,
+    headers: Mapping[str, str] | None = None,
+    sensitive: Sequence[str] = (),
+) -> Call[Response]:
+    """A signed call to any APIv3 path; GET/HEAD count as idempotent unless told otherwise."""
+    items = query.items() if isinstance(query, Mapping) else (query or ())
+    pairs = tuple((str(k), str(v)) for k, v in items if v is not None)
+    body: Any = content if content is not None else json_body
+    return Call(
+        method.upper(),
+        path,
+        raw_response,
+        query=pairs,
+        body=body,
+        idempotent=method.upper() in ("GET", "HEAD") if idempotent is None else idempotent,
+        op_id="request",
+        headers=dict(headers or {}),
+        sensitive=tuple(sensitive),
+    )

@@ -1,0 +1,447 @@
+"""The request pipeline shared by ``Client`` and ``AsyncClient``: sign -> send -> verify -> decode ->
+typed error, with retries, failover and platform-certificate refresh.
+
+It is written once, as generators that *yield* what they need done (send this request, sleep, refresh
+certificates) and receive the outcome. The sync and async clients only drive these generators: they
+differ in nothing but how a request is sent, how they sleep and how they lock (sans-IO).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import BaseModel, ValidationError
+
+from .. import __version__
+from ..protocol import constants as c
+from ..protocol.authorization import Authorization
+from ..protocol.keys import PemSource, load_private_key
+from ..protocol.messages import request_message
+from ..protocol.signing import new_nonce, sign
+from .errors import (
+    ApiError,
+    ConfigurationError,
+    DecodeError,
+    TransportError,
+    VerificationError,
+    api_error_from,
+)
+from .keys import KeySet, UnknownSerial, decrypt_certificates
+from .policy import DEFAULT_TIMEOUT, NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
+from .sensitive import encrypt_at, sensitive_pointers
+
+T = TypeVar("T")
+
+# Method, path, status, attempt and Request-ID only: never bodies, headers or key material.
+log = logging.getLogger("wxpartner.client")
+
+# A refresh for a serial that a previous refresh did not find waits this long (a forged serial in a
+# callback cannot make us hammer /v3/certificates); any two refreshes are at least MIN_GAP apart.
+UNKNOWN_SERIAL_BACKOFF = 60.0
+MIN_REFRESH_GAP = 1.0
+
+
+# -- what the generators ask their driver to do --------------------------------------------------------
+@dataclass(frozen=True)
+class Send:
+    request: httpx.Request
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """Download platform certificates unless another caller just did (the driver serializes these)."""
+
+    serial: str | None
+
+
+Action = Send | Sleep | Refresh
+Flow = Generator[Action, Any, T]
+
+
+@dataclass
+class Response:
+    """A verified 2xx answer: status, lower-cased headers, exact body bytes, and the key that signed it."""
+
+    status: int
+    headers: dict[str, str]
+    content: bytes
+    verified_by: str | None = None
+
+    @property
+    def request_id(self) -> str | None:
+        return self.headers.get("request-id")
+
+    def json(self) -> Any:
+        return json.loads(self.content) if self.content else None
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One API operation, ready to run: resources build these, and so does ``request()``."""
+
+    method: str
+    path: str  # percent-encoded, starting with /v3/
+    decode: Callable[[Response], T]
+    query: Sequence[tuple[str, str]] = ()
+    body: BaseModel | Mapping[str, Any] | bytes | None = None
+    # Safe to repeat after a timeout or dropped connection (queries, and writes keyed by the caller's
+    # own unique number: out_card_no, business_code, ...). See docs/readme/sdk.md.
+    idempotent: bool = False
+    op_id: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    sensitive: Sequence[str] = ()  # JSON pointers to encrypt when the model has no marker
+    expects_json: bool = True  # False for file downloads (signed, but CSV)
+    shape: BaseModel | None = None  # the validated model of a dict body: its sensitive-field markers
+
+
+def model_decoder(model: type[BaseModel]) -> Callable[[Response], Any]:
+    def decode(resp: Response) -> Any:
+        try:
+            return model.model_validate_json(resp.content or b"{}")
+        except ValidationError as exc:
+            raise DecodeError(
+                f"the answer does not fit {model.__name__}: {exc}",
+                body=resp.content,
+                request_id=resp.request_id,
+            ) from exc
+
+    return decode
+
+
+def no_content(resp: Response) -> None:
+    return None
+
+
+def raw_response(resp: Response) -> Response:
+    return resp
+
+
+@dataclass
+class Config:
+    mchid: str
+    serial_no: str
+    private_key: rsa.RSAPrivateKey = field(repr=False)
+    keys: KeySet
+    apiv3_key: str | None = field(default=None, repr=False)
+    download_certificates: bool = False
+    base_url: str = c.PRIMARY_HOST
+    backup_url: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
+    user_agent: str = ""
+    clock: Callable[[], float] = time.time
+    refresh_backoff: float = UNKNOWN_SERIAL_BACKOFF
+
+
+def make_config(
+    *,
+    mchid: str,
+    serial_no: str,
+    private_key: PemSource | rsa.RSAPrivateKey,
+    wechatpay_public_key: PemSource | rsa.RSAPublicKey | None,
+    wechatpay_public_key_id: str | None,
+    platform_certificates: Sequence[PemSource] | None,
+    apiv3_key: str | None,
+    download_certificates: bool | None,
+    base_url: str,
+    backup_url: str | None,
+    failover: bool,
+    retry: RetryPolicy | None,
+    timeout: float | httpx.Timeout | None,
+    time_window: int,
+    clock: Callable[[], float],
+    refresh_backoff: float,
+) -> Config:
+    if not mchid or not serial_no:
+        raise ConfigurationError("mchid and serial_no (the merchant API certificate serial) are required")
+    key = private_key if isinstance(private_key, rsa.RSAPrivateKey) else load_private_key(private_key)
+    if apiv3_key is not None and len(apiv3_key.encode()) != 32:
+        raise ConfigurationError("apiv3_key must be exactly 32 bytes")
+    keys = KeySet(
+        public_key=wechatpay_public_key,
+        public_key_id=wechatpay_public_key_id,
+        certificates=platform_certificates or (),
+        time_window=time_window,
+        clock=clock,
+    )
+    download = apiv3_key is not None if download_certificates is None else download_certificates
+    if download and apiv3_key is None:
+        raise ConfigurationError(
+            "download_certificates needs apiv3_key (certificates arrive encrypted with it)"
+        )
+    if keys.empty and not download:
+        raise ConfigurationError(
+            "no way to verify WeChat Pay: pass wechatpay_public_key + wechatpay_public_key_id "
+            "(public-key mode), or apiv3_key (platform certificates are downloaded), or both"
+        )
+    base = base_url.rstrip("/")
+    backup = backup_url.rstrip("/") if backup_url else None
+    if failover and backup is None:
+        if base != c.PRIMARY_HOST:
+            raise ConfigurationError("failover=True with a custom base_url needs backup_url")
+        backup = c.BACKUP_HOST
+    if isinstance(timeout, int | float):
+        timeout = httpx.Timeout(float(timeout), connect=min(float(timeout), DEFAULT_TIMEOUT.connect or 5.0))
+    return Config(
+        mchid=mchid,
+        serial_no=serial_no,
+        private_key=key,
+        keys=keys,
+        apiv3_key=apiv3_key,
+        download_certificates=download,
+        base_url=base,
+        backup_url=backup if (failover or backup_url) else None,
+        retry=retry or RetryPolicy(),
+        timeout=timeout or DEFAULT_TIMEOUT,
+        user_agent=(
+            f"wxpartner/{__version__} ({platform.system().lower()}) "
+            f"Python/{platform.python_version()} httpx/{httpx.__version__}"
+        ),
+        clock=clock,
+        refresh_backoff=refresh_backoff,
+    )
+
+
+class Engine:
+    """Transport-independent request logic for one merchant (no global state: one per client)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.keys = config.keys
+        self._last_refresh: float | None = None
+        self._missing: dict[str, float] = {}  # serial -> when a refresh last failed to find it
+        self.certificates_note = ""  # why certificates could not be downloaded, for error messages
+
+    # -- signing ----------------------------------------------------------------------------------
+    def sign(self, request: httpx.Request, *, timestamp: int | None = None, nonce: str | None = None) -> None:
+        """Sign the request exactly as it goes on the wire: encoded path + raw query, body bytes. Every
+        attempt gets a fresh nonce and timestamp (WeChat Pay refuses a replayed nonce)."""
+        ts = str(int(self.config.clock()) if timestamp is None else timestamp)
+        nonce_str = nonce or new_nonce()
+        target = request.url.raw_path.decode("ascii")  # path?query, as sent
+        message = request_message(request.method, target, ts, nonce_str, request.content)
+        signature = sign(self.config.private_key, message)
+        auth = Authorization(self.config.mchid, nonce_str, ts, self.config.serial_no, signature)
+        request.headers[c.H_AUTHORIZATION] = auth.header_value()
+
+    def build(
+        self, host: str, call: Call[Any], body: bytes, headers: Mapping[str, str], *, retried: bool = False
+    ) -> httpx.Request:
+        ua = self.config.user_agent + (" (Retried)" if retried else "")
+        h = {c.H_ACCEPT: "application/json", c.H_USER_AGENT: ua, **headers, **call.headers}
+        if body:
+            h[c.H_CONTENT_TYPE] = "application/json"
+        request = httpx.Request(
+            call.method, host + call.path, params=list(call.query) or None, content=body or None, headers=h
+        )
+        self.sign(request)
+        return request
+
+    # -- body -------------------------------------------------------------------------------------
+    def encode_body(self, call: Call[Any]) -> Flow[tuple[bytes, dict[str, str]]]:
+        headers: dict[str, str] = {}
+        body = call.body
+        if isinstance(body, bytes):
+            return body, self._serial_header(headers)
+        if body is None:
+            data: Any = None
+        elif isinstance(body, BaseModel):
+            data = body.model_dump(mode="json", exclude_none=True, by_alias=True)
+        else:
+            data = json.loads(json.dumps(body))  # a private copy we may encrypt in place
+        pointers = sensitive_pointers(call.shape or body, data, call.sensitive) if data is not None else []
+        if pointers:
+            key = self.keys.encryption_key()
+            if key is None and self.config.download_certificates:
+                yield Refresh(None)
+                key = self.keys.encryption_key()
+            if key is None:
+                raise ConfigurationError(
+                    f"{call.op_id or call.path} has sensitive fields to encrypt but no WeChat Pay key is "
+                    "available: configure wechatpay_public_key(+_id) or apiv3_key (certificates)"
+                    + (f"; {self.certificates_note}" if self.certificates_note else "")
+                )
+            encrypt_at(data, pointers, key.public_key)
+            headers[c.H_WECHATPAY_SERIAL] = key.key_id  # names the key that encrypted the fields
+        raw = b"" if data is None else json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        return raw, self._serial_header(headers)
+
+    def _serial_header(self, headers: dict[str, str]) -> dict[str, str]:
+        """Name our preferred WeChat Pay key so a migrating merchant's answers come signed with it."""
+        if c.H_WECHATPAY_SERIAL not in headers and self.keys.public is not None:
+            headers[c.H_WECHATPAY_SERIAL] = self.keys.public.key_id
+        return headers
+
+    # -- the exchange -----------------------------------------------------------------------------
+    def run(self, call: Call[T]) -> Flow[T]:
+        body, headers = yield from self.encode_body(call)
+        resp = yield from self.exchange(call, body, headers)
+        yield from self.verify(resp, expects_json=call.expects_json)
+        return call.decode(resp)
+
+    def exchange(self, call: Call[Any], body: bytes, headers: Mapping[str, str]) -> Flow[Response]:
+        """Send with retries and failover; returns the 2xx answer unverified, raises ApiError otherwise.
+
+        Never repeats a request that may have taken effect unless the call is idempotent: a failure
+        after the bytes left (read timeout, dropped connection, a proxy's 502) is ambiguous."""
+        cfg = self.config
+        hosts = [cfg.base_url] + ([cfg.backup_url] if cfg.backup_url else [])
+        host = 0
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = yield Send(self.build(hosts[host], call, body, headers, retried=attempt > 1))
+            if isinstance(outcome, BaseException):
+                sent = not isinstance(outcome, NOT_SENT_ERRORS)
+                may_repeat = not sent or call.idempotent
+                log.info(
+                    "%s %s: %s (%s)",
+                    call.method,
+                    call.path,
+                    type(outcome).__name__,
+                    "sent" if sent else "not sent",
+                )
+                if may_repeat and host + 1 < len(hosts):
+                    host += 1  # fail over once: the primary host could not be reached
+                    attempt -= 1
+                    continue
+                if may_repeat and attempt < cfg.retry.max_attempts:
+                    yield Sleep(cfg.retry.delay(attempt))
+                    continue
+                where = "after the request was sent" if sent else "before the request was sent"
+                raise TransportError(
+                    f"{call.method} {hosts[host]}{call.path} failed {where}: {type(outcome).__name__}: {outcome}"
+                    + ("" if may_repeat else " (not retried: the call may have taken effect)"),
+                    sent=sent,
+                    cause=outcome,
+                )
+            resp: Response = outcome
+            log.debug(
+                "%s %s -> %s (attempt %d, Request-ID %s)",
+                call.method,
+                call.path,
+                resp.status,
+                attempt,
+                resp.request_id,
+            )
+            if 200 <= resp.status < 300:
+                return resp
+            err = api_error_from(resp.status, resp.content, resp.headers)
+            repeat = err.retryable or (call.idempotent and resp.status >= 500)
+            wait = retry_after_seconds(resp.headers.get("retry-after"))
+            if wait is not None and wait > cfg.retry.max_retry_after:
+                repeat = False
+            if repeat and attempt < cfg.retry.max_attempts:
+                log.info(
+                    "%s %s: %s %s, retrying (Request-ID %s)",
+                    call.method,
+                    call.path,
+                    err.status,
+                    err.code,
+                    err.request_id,
+                )
+                yield Sleep(cfg.retry.delay(attempt, wait))
+                continue
+            raise err
+
+    def verify(self, resp: Response, *, expects_json: bool = True) -> Flow[None]:
+        try:
+            key = self.keys.verify_signed(resp.headers, resp.content)
+        except UnknownSerial as unknown:
+            if not self.config.download_certificates:
+                raise self.keys.unknown_serial_error(
+                    unknown.serial,
+                    "certificate download is off (pass apiv3_key to download platform certificates)",
+                    resp.request_id,
+                ) from None
+            yield Refresh(unknown.serial)
+            try:
+                key = self.keys.verify_signed(resp.headers, resp.content)
+            except UnknownSerial as still:
+                note = self.certificates_note or "it is not among the certificates /v3/certificates lists"
+                raise self.keys.unknown_serial_error(still.serial, note, resp.request_id) from None
+        resp.verified_by = key.key_id
+        content_type = resp.headers.get("content-type", "")
+        if expects_json and resp.content and not content_type.lower().startswith("application/json"):
+            raise VerificationError(
+                "bad_content_type",
+                f"a 2xx answer with a body must be application/json, got {content_type!r}",
+                request_id=resp.request_id,
+            )
+
+    # -- platform certificates ----------------------------------------------------------------------
+    def refresh_needed(self, serial: str | None) -> bool:
+        """Asked by the driver under its refresh lock: False if another caller already did the work or
+        the refresh is throttled (a serial we just failed to find, or a refresh a moment ago)."""
+        if serial is not None and self.keys.knows(serial):
+            return False
+        if serial is None and self.keys.encryption_key() is not None:
+            return False
+        now = self.config.clock()
+        if serial is not None and now - self._missing.get(serial, -1e18) < self.config.refresh_backoff:
+            return False
+        last = self._last_refresh
+        return last is None or now - last >= min(MIN_REFRESH_GAP, self.config.refresh_backoff)
+
+    def after_refresh(self, serial: str | None) -> None:
+        if serial is not None and not self.keys.knows(serial):
+            self._missing[serial] = self.config.clock()
+            if len(self._missing) > 256:  # forged serials must not grow this without bound
+                self._missing.pop(next(iter(self._missing)))
+
+    def refresh_certificates(self) -> Flow[list[str]]:
+        """GET /v3/certificates, decrypt with the APIv3 key, check the answer is signed by one of the
+        certificates it carries (or a key we already trust), then trust the new certificates. A
+        public-key-only merchant gets 404 here: that is noted for error messages, never fatal."""
+        if self.config.apiv3_key is None:
+            raise ConfigurationError("downloading platform certificates needs apiv3_key")
+        self._last_refresh = self.config.clock()
+        call: Call[Response] = Call(
+            "GET", "/v3/certificates", raw_response, idempotent=True, op_id="certificates"
+        )
+        body, headers = yield from self.encode_body(call)
+        try:
+            resp = yield from self.exchange(call, body, headers)
+        except ApiError as err:
+            self.certificates_note = (
+                f"GET /v3/certificates answered {err.status} {err.code} ({err.message}); a merchant in "
+                "public-key mode has no platform certificates: configure wechatpay_public_key and "
+                "wechatpay_public_key_id"
+            )
+            return []
+        certs = decrypt_certificates(self.config.apiv3_key, resp.content)
+        candidate = KeySet(certificates=certs, time_window=self.keys.time_window, clock=self.keys.clock)
+        try:
+            candidate.verify_signed(resp.headers, resp.content)
+        except UnknownSerial:
+            try:
+                self.keys.verify_signed(resp.headers, resp.content)  # signed by a key we already trust?
+            except UnknownSerial as unknown:
+                raise self.keys.unknown_serial_error(
+                    unknown.serial,
+                    "the certificate download itself is signed by an unknown key",
+                    resp.request_id,
+                ) from None
+        self.certificates_note = ""
+        return self.keys.add_certificates(certs)
+
+
+def answer(status: int, headers: httpx.Headers, content: bytes) -> Response:
+    merged: dict[str, str] = {}
+    for k, v in headers.multi_items():
+        name = k.lower()
+        merged[name] = f"{merged[name]}, {v}" if name in merged else v
+    return Response(status, merged, content)

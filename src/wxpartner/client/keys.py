@@ -1,0 +1,253 @@
+"""The WeChat Pay keys a client trusts (public key + ``PUB_KEY_ID``, platform certificates, or both),
+and the checks every signed answer or callback must pass (protocol.md §5.4, §9.1)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..protocol import constants as c
+from ..protocol.crypto import DecryptionError, aes_gcm_decrypt
+from ..protocol.keys import (
+    PemSource,
+    certificate_public_key,
+    certificate_serial,
+    load_certificate,
+    load_public_key,
+)
+from ..protocol.messages import response_message
+from ..protocol.signing import verify
+from .errors import ConfigurationError, VerificationError
+
+SIGNED_HEADERS = (c.H_SERIAL, c.H_SIGNATURE, c.H_TIMESTAMP, c.H_NONCE)
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    key_id: str  # PUB_KEY_ID_... or an upper-case certificate serial
+    public_key: rsa.RSAPublicKey
+    kind: str  # "public_key" | "certificate"
+    not_after: float | None = None
+
+    def describe(self) -> str:
+        return f"{'WeChat Pay public key' if self.kind == 'public_key' else 'platform certificate'} {self.key_id}"
+
+
+class UnknownSerial(Exception):
+    """Internal signal: no trusted key has this id (a certificate refresh may find it)."""
+
+    def __init__(self, serial: str) -> None:
+        super().__init__(serial)
+        self.serial = serial
+
+
+def _norm_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return {str(k).lower(): str(v) for k, v in items}
+
+
+class KeySet:
+    """Thread-safe: the certificate part can be replaced by a refresh while other threads verify."""
+
+    def __init__(
+        self,
+        *,
+        public_key: PemSource | rsa.RSAPublicKey | None = None,
+        public_key_id: str | None = None,
+        certificates: Iterable[PemSource | x509.Certificate] = (),
+        time_window: int = c.DEFAULT_TIME_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if (public_key is None) != (public_key_id is None):
+            raise ConfigurationError(
+                "a WeChat Pay public key needs its ID (PUB_KEY_ID_...) and the ID needs the key: "
+                "pass both wechatpay_public_key and wechatpay_public_key_id"
+            )
+        self.public: TrustedKey | None = None
+        if public_key is not None and public_key_id is not None:
+            key = public_key if isinstance(public_key, rsa.RSAPublicKey) else load_public_key(public_key)
+            self.public = TrustedKey(public_key_id, key, "public_key")
+        self._certs: dict[str, TrustedKey] = {}
+        self._lock = threading.Lock()
+        self.time_window = time_window
+        self.clock = clock
+        self.refreshed_at: float | None = None
+        self.add_certificates(certificates)
+
+    # -- key management -------------------------------------------------------------------------
+    def add_certificates(self, certificates: Iterable[PemSource | x509.Certificate]) -> list[str]:
+        added = []
+        with self._lock:
+            fresh = dict(self._certs)
+            for item in certificates:
+                cert = item if isinstance(item, x509.Certificate) else load_certificate(item)
+                key = TrustedKey(
+                    certificate_serial(cert),
+                    certificate_public_key(cert),
+                    "certificate",
+                    cert.not_valid_after_utc.timestamp(),
+                )
+                fresh[key.key_id] = key
+                added.append(key.key_id)
+            self._certs = fresh
+        return added
+
+    @property
+    def certificate_serials(self) -> list[str]:
+        return list(self._certs)
+
+    def knows(self, serial: str) -> bool:
+        return self.lookup(serial) is not None
+
+    def lookup(self, serial: str) -> TrustedKey | None:
+        if self.public is not None and serial == self.public.key_id:
+            return self.public
+        # Serials are hex: compare case-insensitively (some tools print lower case).
+        return self._certs.get(serial) or self._certs.get(serial.upper())
+
+    def encryption_key(self) -> TrustedKey | None:
+        """The key for sensitive fields: the public key if configured, else the newest valid certificate."""
+        if self.public is not None:
+            return self.public
+        now = self.clock()
+        certs = [k for k in self._certs.values() if k.not_after is None or k.not_after > now]
+        return max(certs, key=lambda k: k.not_after or 0.0) if certs else None
+
+    @property
+    def empty(self) -> bool:
+        return self.public is None and not self._certs
+
+    # -- verification ---------------------------------------------------------------------------
+    def verify_signed(
+        self,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        body: bytes,
+        *,
+        what: str = "response",
+        check_timestamp: bool = True,
+    ) -> TrustedKey:
+        """Check headers, timestamp window, probe marker and signature over ``ts\\nnonce\\nbody\\n``.
+
+        Raises ``UnknownSerial`` when no trusted key has the serial (the caller may refresh
+        certificates and retry) and ``VerificationError`` for everything else."""
+        h = _norm_headers(headers)
+        request_id = h.get(c.H_REQUEST_ID.lower())
+        missing = [name for name in SIGNED_HEADERS if not h.get(name.lower())]
+        if missing:
+            raise VerificationError(
+                "missing_header",
+                f"the {what} lacks {', '.join(missing)}; a genuine WeChat Pay {what} is always signed, "
+                "so this one must be treated as forged",
+                request_id=request_id,
+            )
+        sig_type = h.get(c.H_SIGNATURE_TYPE.lower())
+        if sig_type and sig_type != c.SIGNATURE_TYPE:
+            raise VerificationError(
+                "bad_signature_type",
+                f"Wechatpay-Signature-Type {sig_type!r} is not supported (expected {c.SIGNATURE_TYPE})",
+                request_id=request_id,
+            )
+        serial = h[c.H_SERIAL.lower()]
+        ts_text = h[c.H_TIMESTAMP.lower()]
+        nonce = h[c.H_NONCE.lower()]
+        signature = h[c.H_SIGNATURE.lower()]
+        message = response_message(ts_text, nonce, body)
+        if signature.startswith(c.SIGNATURE_PROBE_PREFIX):
+            raise VerificationError(
+                "probe",
+                f"the signature starts with {c.SIGNATURE_PROBE_PREFIX}: WeChat Pay is probing whether "
+                f"this {what} is verified; it must be rejected",
+                serial=serial,
+                request_id=request_id,
+            )
+        if check_timestamp:
+            try:
+                ts = int(ts_text)
+            except ValueError:
+                raise VerificationError(
+                    "stale_timestamp",
+                    f"Wechatpay-Timestamp {ts_text[:20]!r} is not Unix seconds",
+                    serial=serial,
+                    request_id=request_id,
+                ) from None
+            skew = self.clock() - ts
+            if abs(skew) >= self.time_window:
+                raise VerificationError(
+                    "stale_timestamp",
+                    f"Wechatpay-Timestamp {ts} is {abs(int(skew))} s "
+                    f"{'behind' if skew > 0 else 'ahead of'} local time (allowed: < {self.time_window} s); "
+                    "a replayed answer or a wrong local clock",
+                    serial=serial,
+                    request_id=request_id,
+                )
+        key = self.lookup(serial)
+        if key is None:
+            raise UnknownSerial(serial)
+        if not verify(key.public_key, message, signature):
+            raise VerificationError(
+                "bad_signature",
+                f"the signature does not match the {what} under the {key.describe()} "
+                "(the body was changed, or signed by another key)",
+                serial=serial,
+                key=key.describe(),
+                message=message,
+                request_id=request_id,
+            )
+        return key
+
+    def unknown_serial_error(
+        self, serial: str, note: str = "", request_id: str | None = None
+    ) -> VerificationError:
+        known = []
+        if self.public is not None:
+            known.append(f"public key {self.public.key_id}")
+        known += [f"certificate {s}" for s in self._certs]
+        return VerificationError(
+            "unknown_serial",
+            f"no trusted WeChat Pay key has the id {serial!r} (trusted: {', '.join(known) or 'none'})"
+            + (f"; {note}" if note else ""),
+            serial=serial,
+            request_id=request_id,
+        )
+
+
+def decrypt_certificates(apiv3_key: str, body: bytes) -> list[x509.Certificate]:
+    """The certificates of a ``GET /v3/certificates`` answer, decrypted with the APIv3 key."""
+    try:
+        data = json.loads(body)
+        entries = data["data"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VerificationError(
+            "bad_certificates", f"/v3/certificates answer is not understood: {exc}"
+        ) from exc
+    certs = []
+    for entry in entries:
+        enc = entry.get("encrypt_certificate") or {}
+        try:
+            pem = aes_gcm_decrypt(
+                apiv3_key, str(enc["nonce"]), enc.get("associated_data"), str(enc["ciphertext"])
+            )
+        except (DecryptionError, KeyError) as exc:
+            raise VerificationError(
+                "bad_certificates",
+                f"platform certificate {entry.get('serial_no')} does not decrypt under the configured APIv3 key "
+                "(wrong apiv3_key?)",
+                serial=entry.get("serial_no"),
+            ) from exc
+        cert = load_certificate(pem)
+        if certificate_serial(cert) != str(entry.get("serial_no", "")).upper():
+            raise VerificationError(
+                "bad_certificates",
+                f"certificate serial {certificate_serial(cert)} differs from the listed {entry.get('serial_no')}",
+            )
+        if cert.not_valid_after_utc < dt.datetime.now(dt.UTC):
+            continue
+        certs.append(cert)
+    return certs

@@ -1,0 +1,136 @@
+"""The operation table and the glue that turns a table row into a typed method on both clients.
+
+A row (``Op``) says method, path template, request/response model, whether a repeat is harmless and
+which fields are sensitive. A resource method is a one-line builder decorated with ``@endpoint``:
+``client.webizpay.quota_cards.issue(...)`` returns the model on ``Client`` and an awaitable of it on
+``AsyncClient``, from the same definition (mypy sees both exactly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+from urllib.parse import quote
+
+from pydantic import BaseModel
+
+from .core import Call, Response, model_decoder, no_content, raw_response
+
+P = ParamSpec("P")
+T = TypeVar("T")
+B = TypeVar("B", bound=BaseModel)
+
+
+class Sync:
+    """Marker: resources bound to a ``Client``."""
+
+
+class Async:
+    """Marker: resources bound to an ``AsyncClient``."""
+
+
+M = TypeVar("M", Sync, Async)
+
+
+@dataclass(frozen=True)
+class Op(Generic[T]):
+    """One row of the table. ``response`` None means 204 (no body)."""
+
+    op_id: str
+    method: str
+    template: str
+    response: type[T] | None
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    idempotent: bool = False
+    sensitive: Sequence[str] = field(default=())
+
+    def call(
+        self,
+        path: Mapping[str, str | int] | None = None,
+        *,
+        body: BaseModel | Mapping[str, Any] | None = None,
+        query: BaseModel | Mapping[str, Any] | None = None,
+    ) -> Call[T]:
+        shape: BaseModel | None = body if isinstance(body, BaseModel) else None
+        if body is not None and self.body is not None and shape is None:
+            # Checked here, before anything is sent; the dict itself goes out, so keys newer than
+            # our models still reach the server.
+            shape = self.body.model_validate(dict(body))
+        pairs: list[tuple[str, str]] = []
+        if query is not None:
+            if self.query is not None and not isinstance(query, BaseModel):
+                query = self.query.model_validate(dict(query))
+            raw = (
+                query.model_dump(mode="json", exclude_none=True, by_alias=True)
+                if isinstance(query, BaseModel)
+                else dict(query)
+            )
+            pairs = [(k, _query_value(v)) for k, v in raw.items() if v is not None]
+        decode: Callable[[Response], Any] = (
+            model_decoder(self.response) if self.response is not None else no_content  # type: ignore[arg-type]
+        )
+        return Call(
+            self.method,
+            fill(self.template, **(path or {})),
+            decode,
+            query=tuple(pairs),
+            body=body,
+            idempotent=self.idempotent,
+            op_id=self.op_id,
+            sensitive=tuple(self.sensitive),
+            shape=shape,
+        )
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def fill(template: str, **params: str | int) -> str:
+    """Fill ``{name}`` placeholders with percent-encoded values (the signature covers the encoded form)."""
+    out = template
+    for name, value in params.items():
+        out = out.replace("{" + name + "}", quote(str(value), safe=""))
+    if "{" in out:
+        raise ValueError(f"path parameter missing in {out}")
+    return out
+
+
+class Resource(Generic[M]):
+    """A group of operations bound to one client (its ``execute`` runs a ``Call``)."""
+
+    def __init__(self, runner: Any) -> None:
+        self._runner = runner
+
+
+class endpoint(Generic[P, T]):
+    """Turns ``def issue(...) -> Call[X]`` into ``issue(...) -> X`` (sync) / ``Awaitable[X]`` (async)."""
+
+    def __init__(self, build: Callable[P, Call[T]]) -> None:
+        self.build = build
+        self.__doc__ = build.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: Any) -> endpoint[P, T]: ...
+    @overload
+    def __get__(self, obj: Resource[Sync], owner: Any) -> Callable[P, T]: ...
+    @overload
+    def __get__(self, obj: Resource[Async], owner: Any) -> Callable[P, Awaitable[T]]: ...
+    def __get__(self, obj: Any, owner: Any) -> Any:
+        if obj is None:
+            return self
+        build, runner = self.build, obj._runner
+
+        def bound(*args: Any, **kwargs: Any) -> Any:
+            return runner.execute(build(*args, **kwargs))
+
+        bound.__name__ = getattr(build, "__name__", "operation")
+        bound.__doc__ = build.__doc__
+        return bound
+
+
+__all__ = ["Async", "Op", "Resource", "Sync", "endpoint", "fill", "raw_response"]

@@ -1,0 +1,48 @@
+"""Retry and timeout policy. Retries never repeat a side effect: see ``RetryPolicy`` and docs/readme/sdk.md."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import httpx
+
+# Failures where the request provably never reached the server: always safe to repeat (or fail over).
+NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``max_attempts`` counts the first try. Retried: 500 ``SYSTEM_ERROR`` and 503 (WeChat: "retry with
+    the same parameters"), 429 (after ``Retry-After`` or backoff), and connection failures before the
+    request was sent. A read timeout or dropped connection after sending is retried only for calls that
+    are idempotent by design (queries, and the writes listed in the SDK docs)."""
+
+    max_attempts: int = 3
+    backoff_base: float = 0.2
+    backoff_max: float = 5.0
+    jitter: float = 0.5  # +- this fraction of the delay, so concurrent clients do not retry in lockstep
+    # A Retry-After longer than this is not waited for: the error is raised at once.
+    max_retry_after: float = 10.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` starts at 1)."""
+        if retry_after is not None:  # the server's word wins; jitter only upwards
+            return max(retry_after, 0.0) * (1.0 + random.uniform(0.0, self.jitter / 5))
+        base = min(self.backoff_base * float(2 ** max(attempt - 1, 0)), self.backoff_max)
+        jittered: float = base * (1.0 + random.uniform(-self.jitter, self.jitter))
+        return max(0.0, jittered)
+
+
+NO_RETRIES = RetryPolicy(max_attempts=1)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None

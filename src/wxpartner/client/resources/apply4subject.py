@@ -1,0 +1,89 @@
+"""Account-opening intention confirmation (商户开户意愿确认, A1–A4, ``/v3/apply4subject/...``).
+
+The models carry no sensitive-field marker, so the encrypted fields of A1 are listed here as JSON
+pointers (spec apply4subject.md: fields marked ENC). The SDK encrypts them with RSA-OAEP under the
+WeChat Pay key it holds and names that key in ``Wechatpay-Serial``; pass plaintext.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ...models import apply4subject as a
+from ..core import Call
+from ..operations import M, Op, Resource, endpoint
+
+SUBMIT_SENSITIVE = (
+    "/contact_info/name",
+    "/contact_info/id_card_number",
+    "/contact_info/mobile",
+    "/identification_info/identification_name",
+    "/identification_info/identification_number",
+    "/identification_info/identification_address",
+    "/ubo_info_list/*/ubo_id_doc_name",
+    "/ubo_info_list/*/ubo_id_doc_number",
+    "/ubo_info_list/*/ubo_id_doc_address",
+)
+
+BASE = "/v3/apply4subject/applyment"
+# Idempotent by business_code (official page: 是否支持幂等: 是).
+SUBMIT = Op[a.SubmitApplymentResponse](
+    "apply4subject.submit",
+    "POST",
+    BASE,
+    a.SubmitApplymentResponse,
+    body=a.SubmitApplymentRequest,
+    idempotent=True,
+    sensitive=SUBMIT_SENSITIVE,
+)
+QUERY = Op[a.ApplymentResult]("apply4subject.query", "GET", BASE, a.ApplymentResult, idempotent=True)
+# The seed puts business_code in the path; the page title also allows applyment_id there.
+CANCEL = Op[None]("apply4subject.cancel", "POST", BASE + "/{key}/cancel", None, idempotent=True)
+MERCHANT_STATE = Op[a.MerchantAuthorizeState](
+    "apply4subject.merchant_state",
+    "GET",
+    BASE + "/merchants/{sub_mchid}/state",
+    a.MerchantAuthorizeState,
+    idempotent=True,
+)
+OPERATIONS = (SUBMIT, QUERY, CANCEL, MERCHANT_STATE)
+
+
+def _one_key(applyment_id: int | str | None, business_code: str | None) -> None:
+    if (applyment_id is None) == (business_code is None):
+        raise ValueError("pass exactly one of applyment_id and business_code")
+
+
+class Apply4Subject(Resource[M]):
+    """``client.apply4subject``."""
+
+    @endpoint
+    def submit(request: a.SubmitApplymentRequest | Mapping[str, Any]) -> Call[a.SubmitApplymentResponse]:
+        """A1: submit an applyment; sensitive fields are given in plaintext and encrypted here."""
+        return SUBMIT.call(body=request)
+
+    @endpoint
+    def get(
+        *, applyment_id: int | str | None = None, business_code: str | None = None
+    ) -> Call[a.ApplymentResult]:
+        """A2: the audit state, by ``applyment_id`` or ``business_code``."""
+        _one_key(applyment_id, business_code)
+        query: dict[str, Any] = (
+            {"applyment_id": str(applyment_id)}
+            if applyment_id is not None
+            else {"business_code": business_code}
+        )
+        return QUERY.call(query=query)
+
+    @endpoint
+    def cancel(*, business_code: str | None = None, applyment_id: int | str | None = None) -> Call[None]:
+        """A3: cancel (204), by ``business_code`` or ``applyment_id``."""
+        _one_key(applyment_id, business_code)
+        key = business_code if business_code is not None else str(applyment_id)
+        return CANCEL.call({"key": key})
+
+    @endpoint
+    def merchant_state(sub_mchid: str) -> Call[a.MerchantAuthorizeState]:
+        """A4: whether the special merchant confirmed its account-opening intention."""
+        return MERCHANT_STATE.call({"sub_mchid": sub_mchid})

@@ -1,0 +1,125 @@
+"""The synchronous client: drives the shared pipeline (core.Engine) with a blocking httpx.Client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar, Unpack
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..protocol.keys import PemSource
+from .base import BaseClient, ClientOptions, generic_call
+from .core import Action, Call, Flow, Refresh, Response, Send, Sleep, answer
+from .notifications import Notification, notification_flow
+from .resources import Families
+
+T = TypeVar("T")
+
+
+class Client(BaseClient, Families):
+    """One merchant's synchronous client; thread-safe. See ``BaseClient`` for the arguments; also
+    ``http_client`` (your own ``httpx.Client``, e.g. Starlette's TestClient) or ``transport``."""
+
+    def __init__(
+        self,
+        mchid: str,
+        serial_no: str,
+        private_key: PemSource | rsa.RSAPrivateKey,
+        *,
+        http_client: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+        **options: Unpack[ClientOptions],
+    ) -> None:
+        super().__init__(mchid, serial_no, private_key, **options)
+        self._own_http = http_client is None
+        self._http = http_client or httpx.Client(transport=transport, timeout=self.config.timeout)
+        self._refresh_lock = threading.Lock()
+        Families.__init__(self, self)
+
+    # -- the driver -----------------------------------------------------------------------------
+    def execute(self, call: Call[T]) -> T:
+        return self._drive(self._engine.run(call))
+
+    def _drive(self, flow: Flow[T]) -> T:
+        value: Any = None
+        while True:
+            try:
+                action = flow.send(value)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            value = self._perform(action)
+
+    def _perform(self, action: Action) -> Any:
+        if isinstance(action, Send):
+            action.request.extensions["timeout"] = self.config.timeout.as_dict()
+            try:
+                r = self._http.send(action.request)
+            except (httpx.TransportError, OSError) as exc:
+                return exc
+            return answer(r.status_code, r.headers, r.content)
+        if isinstance(action, Sleep):
+            time.sleep(action.seconds)
+            return None
+        if isinstance(action, Refresh):
+            with self._refresh_lock:  # one refresh at a time; latecomers find the work done
+                if self._engine.refresh_needed(action.serial):
+                    self._drive(self._engine.refresh_certificates())
+                    self._engine.after_refresh(action.serial)
+            return None
+        raise TypeError(action)
+
+    # -- public helpers -------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        idempotent: bool | None = None,
+        headers: Mapping[str, str] | None = None,
+        sensitive: Sequence[str] = (),
+    ) -> Response:
+        """Any APIv3 call, signed and verified; non-2xx raise ``ApiError``. ``path`` must be
+        percent-encoded; ``sensitive`` lists JSON pointers of ``json`` to encrypt."""
+        return self.execute(
+            generic_call(
+                method,
+                path,
+                query=query,
+                json_body=json,
+                content=content,
+                idempotent=idempotent,
+                headers=headers,
+                sensitive=sensitive,
+            )
+        )
+
+    def refresh_certificates(self) -> list[str]:
+        """Download platform certificates now (normally automatic); returns the serials trusted."""
+        with self._refresh_lock:
+            return self._drive(self._engine.refresh_certificates())
+
+    def parse_notification(
+        self, headers: Mapping[str, str] | Iterable[tuple[str, str]], raw_body: bytes | str
+    ) -> Notification:
+        """Verify (exact raw bytes, timestamp, probe) and decrypt a callback; see notifications.py."""
+        return self._drive(notification_flow(self._engine, headers, raw_body))
+
+    def close(self) -> None:
+        if self._own_http:
+            self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

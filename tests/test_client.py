@@ -1,0 +1,452 @@
+"""The SDK against the real server in-process (Starlette TestClient / httpx ASGI transport: real
+ASGI, no port), on SQLite and PostgreSQL: key modes, typed errors with Request-ID, certificate download
+and refresh on rotation, sandbox faults, callbacks, one call per operation, async parity."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from support import APIV3_KEY, SECOND_A, SP_A, SP_B, SP_C, SUB_A, SUB_B, World
+from webizpay_support import future, link_token
+from wxpartner.client import (
+    AsyncClient,
+    Client,
+    ConfigurationError,
+    NotFoundError,
+    ParamError,
+    RetryPolicy,
+    ServerError,
+    VerificationError,
+)
+from wxpartner.models import webizpay as w
+from wxpartner.protocol.keys import load_private_key
+from wxpartner.protocol.notification import encrypt_resource, sign_notification
+from wxpartner.server.app import WxPartnerApp
+from wxpartner.server.families import ROUTE_MODULES
+
+# Tests where the database plays no part run on SQLite only (indirect parametrization of the fixture).
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+FAST = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.05)
+FAULT = "Wechatpay-Sandbox-Fault"
+
+
+def sdk(http: httpx.Client, world: World, mchid: str, **kw: Any) -> Client:
+    """SP_A: public key; SP_B: certificates downloaded with the APIv3 key; SP_C: both (migrating)."""
+    m = world.merchants[mchid]
+    keys: dict[str, Any] = {}
+    if mchid in (SP_A, SP_C):
+        keys.update(
+            wechatpay_public_key=world.platform_pub.public_key_pem,
+            wechatpay_public_key_id=world.platform_pub.key_id,
+        )
+    if mchid in (SP_B, SP_C):
+        keys["apiv3_key"] = APIV3_KEY
+    kw.setdefault("retry", FAST)
+    return Client(
+        mchid, m.serial_no, m.private_key, base_url="http://testserver", http_client=http, **{**keys, **kw}
+    )
+
+
+def authorize(client: Client, control: TestClient, user_id: str, sp: str = SP_A, sub: str = SUB_A) -> str:
+    link = client.webizpay.users.authorization_url(
+        user_id, {"sp_mchid": sp, "sub_mchid": sub, "application_type": "H5"}
+    )
+    assert link.authorization_url
+    done = control.post(
+        "/sandbox/webizpay/authorizations", json={"token": link_token(link.authorization_url)}
+    )
+    assert done.status_code == 200, done.text
+    return str(done.json()["employee_id"])
+
+
+# -- key modes and verification ------------------------------------------------------------------------------
+@SQLITE_ONLY
+def test_public_key_mode_verifies_with_the_pub_key_id(http: TestClient, world: World) -> None:
+    client = sdk(http, world, SP_A)
+    resp = client.request(
+        "GET", f"/v3/webizpay/users/user_0001/authorization-state?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+    )
+    assert resp.verified_by == world.platform_pub.key_id
+    assert client.keys.certificate_serials == []  # nothing downloaded: public-key mode needs no certificates
+
+
+def test_certificate_mode_downloads_certificates_lazily_and_refreshes_on_rotation(
+    http: TestClient, control: TestClient, world: World
+) -> None:
+    client = sdk(http, world, SP_B, refresh_backoff=0)
+    assert client.keys.certificate_serials == []
+    first = client.request("GET", "/v3/certificates")
+    assert first.verified_by == world.platform_cert.key_id
+    assert client.keys.certificate_serials == [world.platform_cert.key_id]
+
+    rotated = control.post("/sandbox/platform-keys/rotate", json={"kind": "certificate"})
+    assert rotated.status_code == 200, rotated.text
+    new_serial = rotated.json()["key_id"]
+    answer = client.webizpay.users.authorization_state("user_0001", sp_mchid=SP_B, sub_mchid=SUB_B)
+    assert answer.user_id == "user_0001"
+    assert new_serial in client.keys.certificate_serials  # an unknown serial triggered one refresh
+    assert world.platform_cert.key_id in client.keys.certificate_serials  # the old one stays trusted
+
+
+@SQLITE_ONLY
+def test_concurrent_first_calls_download_certificates_once(
+    app: WxPartnerApp, http: TestClient, world: World
+) -> None:
+    downloads: list[str] = []
+    app.state.observers.append(lambda ctx, req, resp, rid, op_id, *rest: downloads.append(op_id))
+    client = sdk(http, world, SP_B)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            client.webizpay.users.authorization_state("user_0001", sp_mchid=SP_B, sub_mchid=SUB_B)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert downloads.count("certificates.list") == 1
+
+
+@SQLITE_ONLY
+def test_forged_serials_cannot_make_the_client_hammer_certificates(
+    app: WxPartnerApp, http: TestClient, world: World
+) -> None:
+    downloads: list[str] = []
+    app.state.observers.append(lambda ctx, req, resp, rid, op_id, *rest: downloads.append(op_id))
+    client = sdk(http, world, SP_B)
+    headers, raw = _callback(world)
+    for _ in range(3):
+        forged = {**headers, "Wechatpay-Serial": "5157F09EFDC096DE15EBE81A47057A72ABCDEF12"}
+        with pytest.raises(VerificationError) as info:
+            client.parse_notification(forged, raw)
+        assert info.value.reason == "unknown_serial" and "5157F09E" in str(info.value)
+    assert downloads.count("certificates.list") == 1
+
+
+@SQLITE_ONLY
+def test_migrating_merchant_trusts_both_key_kinds(http: TestClient, world: World) -> None:
+    client = sdk(http, world, SP_C)
+    resp = client.request("GET", "/v3/certificates")  # names PUB_KEY_ID in Wechatpay-Serial
+    assert resp.verified_by == world.platform_pub.key_id
+    assert client.refresh_certificates() == [world.platform_cert.key_id]
+
+
+@SQLITE_ONLY
+def test_public_key_merchant_with_apiv3_key_survives_the_404_of_certificates(
+    http: TestClient, world: World
+) -> None:
+    """The most reported start-up failure of other SDKs: /v3/certificates answers 404 in public-key mode."""
+    client = sdk(http, world, SP_A, apiv3_key=APIV3_KEY)
+    assert client.refresh_certificates() == []
+    client.request(
+        "GET", f"/v3/webizpay/users/user_0001/authorization-state?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+    )
+
+
+def test_client_needs_a_way_to_verify(world: World) -> None:
+    m = world.merchants[SP_A]
+    with pytest.raises(ConfigurationError, match="no way to verify"):
+        Client(SP_A, m.serial_no, m.private_key_pem)
+    with pytest.raises(ConfigurationError, match="PUB_KEY_ID"):
+        Client(SP_A, m.serial_no, m.private_key_pem, wechatpay_public_key=world.platform_pub.public_key_pem)
+
+
+@pytest.mark.skipif("wxpartner.server.ops" not in ROUTE_MODULES, reason="fault injection not registered")
+@pytest.mark.parametrize(
+    ("fault", "reason"), [("BAD_SIGNATURE", "bad_signature"), ("SIGNATURE_PROBE", "probe")]
+)
+@SQLITE_ONLY
+def test_sandbox_response_faults_are_refused(http: TestClient, world: World, fault: str, reason: str) -> None:
+    client = sdk(http, world, SP_A)
+    with pytest.raises(VerificationError) as info:
+        client.request(
+            "GET", "/v3/webizpay/avail-mch-ranges", query={"sp_mchid": SP_A}, headers={FAULT: fault}
+        )
+    assert info.value.reason == reason and info.value.request_id
+
+
+@pytest.mark.skipif("wxpartner.server.ops" not in ROUTE_MODULES, reason="fault injection not registered")
+@SQLITE_ONLY
+def test_injected_system_error_is_retried_then_succeeds(
+    http: TestClient, control: TestClient, world: World
+) -> None:
+    rule = control.post("/sandbox/faults", json={"kind": "SYSTEM_ERROR", "count": 1, "mchid": SP_A})
+    assert rule.status_code == 201, rule.text
+    client = sdk(http, world, SP_A)
+    ranges = client.webizpay.ranges.list(sp_mchid=SP_A)
+    assert ranges.sp_mchid == SP_A
+    with pytest.raises(ServerError) as info:  # every attempt carries the header: retries run out
+        client.request(
+            "GET", "/v3/webizpay/avail-mch-ranges", query={"sp_mchid": SP_A}, headers={FAULT: "SYSTEM_ERROR"}
+        )
+    assert info.value.code == "SYSTEM_ERROR" and info.value.request_id
+
+
+# -- typed errors -----------------------------------------------------------------------------------------------
+@SQLITE_ONLY
+def test_not_found_is_typed_and_carries_the_request_id(http: TestClient, world: World) -> None:
+    client = sdk(http, world, SP_A)
+    with pytest.raises(NotFoundError) as info:
+        client.webizpay.quota_cards.get(
+            "WeBizPay_nobody", "1068019671702503425", sp_mchid=SP_A, sub_mchid=SUB_A
+        )
+    err = info.value
+    assert err.status == 404 and err.code == "RESOURCE_NOT_EXISTS" and err.message
+    assert err.request_id and err.request_id in str(err)
+
+
+@SQLITE_ONLY
+def test_param_error_has_the_field_pointer(http: TestClient, world: World) -> None:
+    client = sdk(http, world, SP_A)
+    with pytest.raises(ParamError) as info:  # valid for the model, refused by the server (wrong sp)
+        client.request("POST", "/v3/webizpay/users/user_0001/authorization-url", json={"sp_mchid": SP_A})
+    assert info.value.status == 400 and isinstance(info.value.detail, dict) and info.value.detail.get("field")
+
+
+@SQLITE_ONLY
+def test_models_refuse_bad_bodies_before_anything_is_sent(http: TestClient, world: World) -> None:
+    client = sdk(http, world, SP_A)
+    with pytest.raises(ValueError, match="amount"):
+        client.webizpay.quota_cards.issue("WeBizPay_x", {"sp_mchid": SP_A, "amount": "100"})
+
+
+# -- one call per operation -----------------------------------------------------------------------------------
+def test_webizpay_w1_to_w8(http: TestClient, control: TestClient, world: World) -> None:
+    client = sdk(http, world, SP_A)
+    wz = client.webizpay
+    employee_id = authorize(client, control, "user_0001")
+    state = wz.users.authorization_state("user_0001", sp_mchid=SP_A, sub_mchid=SUB_A)
+    assert [e.employee_id for e in state.employee_list or []] == [employee_id]
+
+    body = w.IssueQuotaCardRequest(
+        sp_mchid=SP_A, sub_mchid=SUB_A, card_template_id="template_123", amount=10000,
+        card_name="报销额度卡", out_card_no="card_0001", effective_end_time=future(),
+    )  # fmt: skip
+    card = wz.quota_cards.issue(employee_id, body)
+    assert isinstance(card, w.IssueQuotaCardResponse) and card.out_card_no == "card_0001"
+    assert wz.quota_cards.issue(employee_id, body).card_no == card.card_no  # safe to repeat
+    got = wz.quota_cards.get(employee_id, card.card_no, sp_mchid=SP_A, sub_mchid=SUB_A)
+    assert got.card_state == "ACTIVE" and got.amount == 10000
+    by_out = wz.quota_cards.get_by_out_card_no(employee_id, "card_0001", sp_mchid=SP_A, sub_mchid=SUB_A)
+    assert by_out.card_no == card.card_no
+    link = wz.quota_cards.payment_url(
+        employee_id, card.card_no, sp_mchid=SP_A, sub_mchid=SUB_A, application_type="H5"
+    )
+    assert link.payment_url
+    cancelled = wz.quota_cards.cancel(
+        employee_id, card.card_no, {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "离职"}
+    )
+    assert cancelled.card_state == "DISABLED"
+    revoked = wz.employees.revoke(employee_id, w.RevokeAuthorizationRequest(sp_mchid=SP_A, sub_mchid=SUB_A))
+    assert revoked.authorization_state == "REVOKED" and revoked.user_id == "user_0001"
+
+
+def test_webizpay_w9_to_w17(http: TestClient, world: World) -> None:
+    client = sdk(http, world, SP_A)
+    wz = client.webizpay
+    batch = wz.stores.create_entity_match(
+        {"sp_mchid": SP_A, "out_batch_id": "batch_0001",
+         "match_details": [{"organization_code": "91440300MA5EXAMPLE", "store_name": "店", "product_type": "CODE_PAY"}]}
+    )  # fmt: skip
+    result = wz.stores.get_entity_match(batch.batch_id, sp_mchid=SP_A)
+    assert result.batch_id == batch.batch_id
+    proof = wz.bills.apply_proof(
+        {"sp_mchid": SP_A, "sub_mchid": SUB_A, "start_date": _day(-5), "end_date": _day(-3),
+         "out_operation_id": "proof_0001"}
+    )  # fmt: skip
+    assert proof.out_operation_id == "proof_0001" and proof.download_url
+    assert wz.bills.download(proof.download_url)  # signed CSV, verified without the JSON rule
+    bill = wz.bills.apply_trade_bill(
+        {"sp_mchid": SP_A, "sub_mchid": SUB_A, "date": _day(-2), "type": "QYZFALL"}
+    )
+    assert bill.download_url
+    created = wz.ranges.create({"sp_mchid": SP_A, "identifier_type": "ORGANIZATION_CODE"})
+    assert [r.range_id for r in wz.ranges.list(sp_mchid=SP_A).range_list] == [created.range_id]
+    wz.ranges.add_identifier(
+        created.range_id, {"sp_mchid": SP_A, "merchant_identifier": "91440300MA5EXAMPLE"}
+    )
+    page = wz.ranges.list_identifiers(created.range_id, sp_mchid=SP_A, offset=0, limit=10)
+    assert page.data == ["91440300MA5EXAMPLE"]
+    gone = wz.ranges.delete_identifier(created.range_id, "91440300MA5EXAMPLE", {"sp_mchid": SP_A})
+    assert gone.range_id == created.range_id
+    assert wz.ranges.list_identifiers(created.range_id, sp_mchid=SP_A).data == []
+
+
+@pytest.mark.skipif("wxpartner.server.routes.recharge" not in ROUTE_MODULES, reason="recharge not registered")
+def test_recharge_r1_to_r3(http: TestClient, world: World) -> None:
+    client = sdk(http, world, SP_A)
+    added = client.recharge_employees.add(
+        {"sub_mchid": SECOND_A, "sp_openid": "oLTPCuCsfN3ABBz50VUZBNlHDbUU"}
+    )
+    assert added.state == "EFFECTIVE"
+    listed = client.recharge_employees.list(SECOND_A)
+    assert [e.sp_openid for e in listed.employees or []] == ["oLTPCuCsfN3ABBz50VUZBNlHDbUU"]
+    deleted = client.recharge_employees.delete(SECOND_A, "oLTPCuCsfN3ABBz50VUZBNlHDbUU")
+    assert deleted.state == "DELETED"
+
+
+def _day(offset: int) -> str:
+    return (dt.date.today() + dt.timedelta(days=offset)).isoformat()
+
+
+def _applyment(code: str, channel: str | None = None) -> dict[str, Any]:
+    from apply4subject_support import IDNO, MOBILE, NAME, SUB_X
+
+    body: dict[str, Any] = {
+        "business_code": code,
+        "contact_info": {"contact_type": "LEGAL", "name": NAME, "id_card_number": IDNO, "mobile": MOBILE},
+        "subject_info": {
+            "subject_type": "SUBJECT_TYPE_ENTERPRISE",
+            "business_license_info": {
+                "licence_number": "914403001922038216", "licence_copy": "media-licence-copy",
+                "merchant_name": "深圳测试科技有限公司", "legal_person": NAME,
+                "company_address": "广东省深圳市南山区科技园", "licence_valid_date": '["2019-01-01","forever"]',
+            },
+        },
+        "identification_info": {
+            "identification_type": "IDENTIFICATION_TYPE_IDCARD", "identification_name": NAME,
+            "identification_number": IDNO, "identification_valid_date": '["2019-01-01","2039-01-01"]',
+            "identification_front_copy": "media-id-front",
+        },
+        "addition_info": {"confirm_mchid_list": [SUB_X]},
+    }  # fmt: skip
+    if channel:
+        body["channel_id"] = channel
+    return body
+
+
+@pytest.mark.parametrize("mchid", [SP_A, SP_B], ids=["public-key", "certificate"])
+def test_apply4subject_a1_to_a4_encrypts_sensitive_fields(
+    http: TestClient, app: WxPartnerApp, control: TestClient, world: World, mchid: str
+) -> None:
+    from apply4subject_support import CHANNEL_B, SUB_X, set_roles
+
+    set_roles(app, world)
+    client = sdk(http, world, mchid)
+    submitted = client.apply4subject.submit(_applyment(f"{mchid}_0001", CHANNEL_B if mchid == SP_B else None))
+    stored = control.get(f"/sandbox/apply4subject/applyments/{submitted.applyment_id}")
+    assert stored.status_code == 200, stored.text
+    assert "张三" in stored.text  # the server decrypted what the SDK encrypted under the right key
+    state = client.apply4subject.get(applyment_id=submitted.applyment_id)
+    assert state.applyment_state.startswith("APPLYMENT_STATE_")
+    assert client.apply4subject.get(business_code=f"{mchid}_0001").applyment_state == state.applyment_state
+    assert client.apply4subject.cancel(business_code=f"{mchid}_0001") is None  # 204
+    assert (
+        client.apply4subject.get(applyment_id=submitted.applyment_id).applyment_state
+        == "APPLYMENT_STATE_CANCELED"
+    )
+    merchant = client.apply4subject.merchant_state(SUB_X)
+    assert merchant.authorize_state in ("AUTHORIZE_STATE_UNAUTHORIZED", "AUTHORIZE_STATE_AUTHORIZED")
+
+
+# -- callbacks ------------------------------------------------------------------------------------------------
+def _callback(
+    world: World, *, ts: int | None = None, probe: bool = False, key: str = APIV3_KEY
+) -> tuple[dict[str, str], bytes]:
+    plaintext = {
+        "sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "user_0001",
+        "employee_id": "WeBizPay_1", "authorization_time": "2025-05-20T13:29:35+08:00",
+    }  # fmt: skip
+    body = {
+        "id": "EV-2018022511223320873",
+        "create_time": "2025-05-20T13:29:35+08:00",
+        "event_type": "WEBIZPAY.AUTHORIZED",
+        "resource_type": "encrypt-resource",
+        "summary": "授权成功",
+        "resource": encrypt_resource(key, plaintext, original_type="webizpay"),
+    }
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    signed = sign_notification(
+        raw,
+        private_key=load_private_key(world.platform_pub.private_key_pem),
+        key_id=world.platform_pub.key_id,
+        timestamp=int(time.time()) if ts is None else ts,
+        request_id="cb-1",
+        probe=probe,
+    )
+    return signed.headers, signed.body
+
+
+def test_parse_notification_round_trip(world: World) -> None:
+    client = sdk(httpx.Client(), world, SP_C)
+    headers, raw = _callback(world)
+    event = client.parse_notification(headers, raw)
+    assert event.event_type == "WEBIZPAY.AUTHORIZED" and event.id == "EV-2018022511223320873"
+    assert isinstance(event.resource, w.AuthorizedEvent) and event.resource.employee_id == "WeBizPay_1"
+    assert event.verified_by == world.platform_pub.key_id and event.request_id == "cb-1"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("reserialized", "bad_signature"),
+        ("probe", "probe"),
+        ("stale", "stale_timestamp"),
+        ("wrong_apiv3_key", "bad_resource"),
+    ],
+)
+def test_parse_notification_refusals(world: World, change: str, reason: str) -> None:
+    client = sdk(httpx.Client(), world, SP_C)
+    headers, raw = _callback(
+        world,
+        probe=change == "probe",
+        ts=int(time.time()) - 600 if change == "stale" else None,
+        key="f" * 32 if change == "wrong_apiv3_key" else APIV3_KEY,
+    )
+    if change == "reserialized":  # what a web framework does when it hands over parsed JSON
+        raw = json.dumps(json.loads(raw), indent=1).encode()
+    with pytest.raises(VerificationError) as info:
+        client.parse_notification(headers, raw)
+    assert info.value.reason == reason
+
+
+# -- async parity ------------------------------------------------------------------------------------------
+def test_async_client_in_process(app: WxPartnerApp, control: TestClient, world: World) -> None:
+    async def main() -> None:
+        transport = httpx.ASGITransport(app=app)
+        m = world.merchants[SP_B]
+        async with AsyncClient(
+            SP_B,
+            m.serial_no,
+            m.private_key,
+            apiv3_key=APIV3_KEY,
+            base_url="http://testserver",
+            transport=transport,
+        ) as client:
+            state = await client.webizpay.users.authorization_state(
+                "user_0002", sp_mchid=SP_B, sub_mchid=SUB_B
+            )
+            assert state.user_id == "user_0002" and state.employee_list in (None, [])
+            assert client.keys.certificate_serials == [world.platform_cert.key_id]
+            with pytest.raises(NotFoundError) as info:
+                await client.webizpay.quota_cards.get("WeBizPay_nobody", "1", sp_mchid=SP_B, sub_mchid=SUB_B)
+            assert info.value.request_id
+            created = await client.webizpay.ranges.create(
+                {"sp_mchid": SP_B, "identifier_type": "TRANSACTION_ID"}
+            )
+            listed = await client.webizpay.ranges.list(sp_mchid=SP_B)
+            assert [r.range_id for r in listed.range_list] == [created.range_id]
+            headers, raw = _callback(world)
+            pub = AsyncClient(
+                SP_C, world.merchants[SP_C].serial_no, world.merchants[SP_C].private_key, apiv3_key=APIV3_KEY,
+                wechatpay_public_key=world.platform_pub.public_key_pem, wechatpay_public_key_id=world.platform_pub.key_id,
+            )  # fmt: skip
+            event = await pub.parse_notification(headers, raw)
+            assert isinstance(event.resource, w.AuthorizedEvent)
+            await pub.aclose()
+
+    anyio.run(main)

@@ -1,0 +1,432 @@
+"""The SDK pipeline against a real loopback stub (a tiny threaded HTTP server that answers from a
+script): response verification refusals, retries that cannot double-spend, Retry-After, failover to a
+backup host, sensitive-field encryption, and sync/async parity on the same paths."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import pytest
+from pydantic import Field
+
+from live import free_port
+from support import SP_A, World
+from wxpartner.client import (
+    NO_RETRIES,
+    ApiError,
+    AsyncClient,
+    Client,
+    RateLimitedError,
+    RetryPolicy,
+    ServerError,
+    TransportError,
+    VerificationError,
+)
+from wxpartner.client.operations import Op
+from wxpartner.models.common import WxModel
+from wxpartner.protocol import constants as c
+from wxpartner.protocol.authorization import parse_authorization
+from wxpartner.protocol.crypto import oaep_decrypt
+from wxpartner.protocol.keys import load_private_key, private_key_pem
+from wxpartner.protocol.messages import request_message, response_message
+from wxpartner.protocol.signing import new_hex_nonce, sign, verify
+
+FAST = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.05)
+
+
+@dataclass
+class Seen:
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+
+
+_KEYS: dict[str, Any] = {}
+
+
+def _platform_key(world: World) -> Any:
+    """Parsing a PEM key costs tens of milliseconds: once per session."""
+    pem = world.platform_pub.private_key_pem
+    if pem not in _KEYS:
+        _KEYS[pem] = load_private_key(pem)
+    return _KEYS[pem]
+
+
+@dataclass
+class Stub:
+    """Answers each request with the next scripted step; records what arrived."""
+
+    world: World
+    steps: list[Callable[[Stub, Seen], tuple[int, dict[str, str], bytes] | None]] = field(
+        default_factory=list
+    )
+    seen: list[Seen] = field(default_factory=list)
+    url: str = ""
+
+    def signed(
+        self,
+        body: bytes,
+        *,
+        status: int = 200,
+        ts: int | None = None,
+        skew: int = 0,
+        serial: str | None = None,
+        probe: bool = False,
+        tamper: bool = False,
+    ) -> tuple[int, dict[str, str], bytes]:
+        key = _platform_key(self.world)
+        stamp = str(int(time.time()) + skew if ts is None else ts)
+        nonce = new_hex_nonce()
+        signature = sign(key, response_message(stamp, nonce, body))
+        if probe:
+            signature = c.SIGNATURE_PROBE_PREFIX + signature
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Request-ID": f"stub-{len(self.seen)}",
+            c.H_TIMESTAMP: stamp,
+            c.H_NONCE: nonce,
+            c.H_SIGNATURE: signature,
+            c.H_SERIAL: serial or self.world.platform_pub.key_id,
+            c.H_SIGNATURE_TYPE: c.SIGNATURE_TYPE,
+        }
+        return status, headers, (body + b" " if tamper else body)
+
+
+def ok(
+    body: dict[str, Any] | None = None, **kw: Any
+) -> Callable[[Stub, Seen], tuple[int, dict[str, str], bytes]]:
+    return lambda stub, _seen: stub.signed(json.dumps(body or {"ok": True}).encode(), **kw)
+
+
+def error(status: int, code: str, headers: dict[str, str] | None = None) -> Callable[..., Any]:
+    body = json.dumps({"code": code, "message": "stub"}).encode()
+    return lambda stub, _seen: (
+        status,
+        {"Content-Type": "application/json", "Request-ID": "err-1", **(headers or {})},
+        body,
+    )
+
+
+def drop(_stub: Stub, _seen: Seen) -> None:
+    return None  # read the request, answer nothing, close: "sent" from the client's side
+
+
+@pytest.fixture
+def stub(world: World) -> Iterator[Stub]:
+    state = Stub(world)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            seen = Seen(
+                self.command,
+                self.path,
+                {k.lower(): v for k, v in self.headers.items()},
+                self.rfile.read(length),
+            )
+            state.seen.append(seen)
+            step = state.steps.pop(0) if state.steps else ok()
+            answer = step(state, seen)
+            if answer is None:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            status, headers, body = answer
+            try:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up (read-timeout test)
+
+        do_GET = do_POST = do_DELETE = _serve
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def make_client(world: World, base_url: str, **kw: Any) -> Client:
+    m = world.merchants[SP_A]
+    kw.setdefault("retry", FAST)
+    kw.setdefault("timeout", 5)
+    key = kw.pop("private_key", m.private_key)
+    return Client(
+        SP_A,
+        m.serial_no,
+        key,
+        wechatpay_public_key=world.platform_pub.public_key_pem,
+        wechatpay_public_key_id=world.platform_pub.key_id,
+        base_url=base_url,
+        **kw,
+    )
+
+
+def make_async(world: World, base_url: str, **kw: Any) -> AsyncClient:
+    m = world.merchants[SP_A]
+    kw.setdefault("retry", FAST)
+    kw.setdefault("timeout", 5)
+    return AsyncClient(
+        SP_A,
+        m.serial_no,
+        m.private_key,
+        wechatpay_public_key=world.platform_pub.public_key_pem,
+        wechatpay_public_key_id=world.platform_pub.key_id,
+        base_url=base_url,
+        **kw,
+    )
+
+
+# -- what goes out ----------------------------------------------------------------------------------
+def test_request_is_signed_over_the_exact_wire_bytes(stub: Stub, world: World) -> None:
+    with make_client(world, stub.url) as client:
+        resp = client.request("POST", "/v3/x/a%2Fb/c", query={"q": "中 文", "n": 1}, json={"名": "值"})
+    assert resp.json() == {"ok": True} and resp.verified_by == world.platform_pub.key_id
+    seen = stub.seen[0]
+    assert seen.target.startswith("/v3/x/a%2Fb/c?q=")
+    auth = parse_authorization(seen.headers["authorization"])
+    assert auth.mchid == SP_A and auth.serial_no == world.merchants[SP_A].serial_no
+    message = request_message("POST", seen.target, auth.timestamp, auth.nonce_str, seen.body)
+    assert verify(world.merchants[SP_A].private_key.public_key(), message, auth.signature)
+    assert seen.headers["content-type"] == "application/json"
+    assert seen.headers["accept"] == "application/json"
+    assert seen.headers["user-agent"].startswith("wxpartner/")
+    assert seen.headers["wechatpay-serial"] == world.platform_pub.key_id
+    assert json.loads(seen.body) == {"名": "值"}
+
+
+def test_sensitive_fields_are_encrypted_for_the_named_key(stub: Stub, world: World) -> None:
+    body = {"contact": {"name": "张三", "mobile": ""}, "list": [{"id": "110"}, {"id": "120"}], "plain": "x"}
+    with make_client(world, stub.url) as client:
+        client.request(
+            "POST", "/v3/s", json=body, sensitive=["/contact/name", "/contact/mobile", "/list/*/id"]
+        )
+    sent = json.loads(stub.seen[0].body)
+    assert stub.seen[0].headers["wechatpay-serial"] == world.platform_pub.key_id
+    key = load_private_key(world.platform_pub.private_key_pem)
+    assert oaep_decrypt(key, sent["contact"]["name"]) == "张三"
+    assert [oaep_decrypt(key, item["id"]) for item in sent["list"]] == ["110", "120"]
+    assert sent["contact"]["mobile"] == "" and sent["plain"] == "x"  # empty stays empty
+    assert body["contact"]["name"] == "张三"  # the caller's object is not modified
+
+
+# -- verification refusals ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("step", "reason"),
+    [
+        (ok(tamper=True), "bad_signature"),
+        (ok(probe=True), "probe"),
+        (ok(skew=-301), "stale_timestamp"),
+        (ok(skew=400), "stale_timestamp"),
+        (ok(serial="PUB_KEY_ID_0000000000000000000000000042"), "unknown_serial"),
+        (
+            lambda stub, seen: (200, {"Content-Type": "application/json", "Request-ID": "r"}, b"{}"),
+            "missing_header",
+        ),
+    ],
+    ids=["tampered", "probe", "stale", "future", "unknown-serial", "unsigned"],
+)
+def test_unverifiable_2xx_is_refused(stub: Stub, world: World, step: Any, reason: str) -> None:
+    stub.steps = [step]
+    with make_client(world, stub.url) as client, pytest.raises(VerificationError) as info:
+        client.request("GET", "/v3/anything")
+    assert info.value.reason == reason
+    assert len(stub.seen) == 1  # a forged answer is not retried into a "success"
+
+
+def test_non_json_2xx_body_is_refused(stub: Stub, world: World) -> None:
+    def html(s: Stub, seen: Seen) -> tuple[int, dict[str, str], bytes]:
+        status, headers, body = s.signed(b"<html></html>")
+        return status, {**headers, "Content-Type": "text/html"}, body
+
+    stub.steps = [html]
+    with make_client(world, stub.url) as client, pytest.raises(VerificationError) as info:
+        client.request("GET", "/v3/anything")
+    assert info.value.reason == "bad_content_type"
+
+
+# -- typed errors and retries -----------------------------------------------------------------------------
+def test_system_error_is_retried_with_a_fresh_signature(stub: Stub, world: World) -> None:
+    stub.steps = [error(500, "SYSTEM_ERROR"), ok({"card": 1})]
+    with make_client(world, stub.url) as client:
+        resp = client.request("POST", "/v3/issue", json={"out_card_no": "abc123"})
+    assert resp.json() == {"card": 1}
+    assert len(stub.seen) == 2
+    nonces = {parse_authorization(s.headers["authorization"]).nonce_str for s in stub.seen}
+    assert len(nonces) == 2  # a replayed nonce would be refused by WeChat Pay
+    assert stub.seen[0].body == stub.seen[1].body  # same parameters, as WeChat asks
+
+
+def test_rate_limit_honours_retry_after(stub: Stub, world: World) -> None:
+    stub.steps = [error(429, "FREQUENCY_LIMITED", {"Retry-After": "0.3"}), ok()]
+    with make_client(world, stub.url) as client:
+        started = time.monotonic()
+        client.request("POST", "/v3/x", json={})
+        assert time.monotonic() - started >= 0.3
+    assert len(stub.seen) == 2
+
+
+def test_long_retry_after_is_not_waited_for(stub: Stub, world: World) -> None:
+    stub.steps = [error(429, "FREQUENCY_LIMITED", {"Retry-After": "60"})]
+    with make_client(world, stub.url) as client, pytest.raises(RateLimitedError) as info:
+        client.request("GET", "/v3/x")
+    assert info.value.status == 429 and info.value.request_id == "err-1"
+    assert len(stub.seen) == 1
+
+
+def test_retries_give_up_with_the_typed_error(stub: Stub, world: World) -> None:
+    stub.steps = [error(500, "SYSTEM_ERROR")] * 3
+    with make_client(world, stub.url) as client, pytest.raises(ServerError) as info:
+        client.request("POST", "/v3/x", json={})
+    assert info.value.code == "SYSTEM_ERROR" and info.value.status == 500
+    assert len(stub.seen) == 3
+
+
+def test_business_errors_are_not_retried(stub: Stub, world: World) -> None:
+    stub.steps = [error(400, "INVALID_REQUEST")]
+    with make_client(world, stub.url) as client, pytest.raises(ApiError) as info:
+        client.request("GET", "/v3/x")
+    assert info.value.code == "INVALID_REQUEST" and len(stub.seen) == 1
+
+
+def test_dropped_connection_after_sending_is_not_retried_for_a_non_idempotent_call(
+    stub: Stub, world: World
+) -> None:
+    stub.steps = [drop, ok()]
+    with make_client(world, stub.url) as client, pytest.raises(TransportError) as info:
+        client.request("POST", "/v3/avail-mch-ranges", json={"sp_mchid": SP_A})
+    assert info.value.sent is True
+    assert "may have taken effect" in str(info.value)
+    assert len(stub.seen) == 1
+
+
+def test_dropped_connection_is_retried_for_an_idempotent_call(stub: Stub, world: World) -> None:
+    stub.steps = [drop, ok({"again": True})]
+    with make_client(world, stub.url) as client:
+        assert client.request("GET", "/v3/x").json() == {"again": True}
+    assert len(stub.seen) == 2
+
+
+def test_proxy_502_is_repeated_only_when_idempotent(stub: Stub, world: World) -> None:
+    bad_gateway = lambda s, seen: (502, {"Content-Type": "text/html"}, b"<html>bad gateway</html>")  # noqa: E731
+    stub.steps = [bad_gateway, ok()]
+    with make_client(world, stub.url) as client:
+        with pytest.raises(ApiError) as info:
+            client.request("POST", "/v3/x", json={})
+        assert info.value.code == "HTTP_502" and info.value.status == 502 and len(stub.seen) == 1
+        stub.steps = [bad_gateway, ok()]
+        client.request("POST", "/v3/x", json={}, idempotent=True)
+    assert len(stub.seen) == 3
+
+
+def test_connection_refused_fails_over_to_the_backup_host(stub: Stub, world: World) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    with make_client(world, closed, backup_url=stub.url, retry=NO_RETRIES) as client:
+        resp = client.request("POST", "/v3/x", json={"a": 1})  # never reached the primary: safe
+    assert resp.json() == {"ok": True} and len(stub.seen) == 1
+
+
+def test_connection_refused_without_backup_reports_not_sent(world: World) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    with make_client(world, closed) as client, pytest.raises(TransportError) as info:
+        client.request("POST", "/v3/x", json={})
+    assert info.value.sent is False
+
+
+def test_read_timeout_is_configurable_and_reported_as_sent(stub: Stub, world: World) -> None:
+    def slow(s: Stub, seen: Seen) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(0.5)
+        return s.signed(b"{}")
+
+    stub.steps = [slow]
+    with make_client(world, stub.url, timeout=0.2) as client, pytest.raises(TransportError) as info:
+        client.request("POST", "/v3/x", json={})
+    assert info.value.sent is True and len(stub.seen) == 1
+
+
+# -- async parity -------------------------------------------------------------------------------------------
+def test_async_client_runs_the_same_pipeline(stub: Stub, world: World) -> None:
+    stub.steps = [error(500, "SYSTEM_ERROR"), ok({"n": 1}), ok(tamper=True), drop]
+
+    async def main() -> None:
+        async with make_async(world, stub.url) as client:
+            resp = await client.request("POST", "/v3/x", json={"a": 1})
+            assert resp.json() == {"n": 1}
+            with pytest.raises(VerificationError):
+                await client.request("GET", "/v3/y")
+            with pytest.raises(TransportError) as info:
+                await client.request("POST", "/v3/z", json={})
+            assert info.value.sent is True
+
+    anyio.run(main)
+    assert len(stub.seen) == 4
+
+
+class _Holder(WxModel):
+    name: Annotated[str, Field(json_schema_extra={"sensitive": True})]
+    note: str = ""
+
+
+class _Marked(WxModel):
+    holders: list[_Holder]
+    extra_id: str | None = None
+
+
+MARKED = Op[_Marked]("test.marked", "POST", "/v3/marked/{id}", _Marked, body=_Marked)
+
+
+@pytest.mark.parametrize("as_dict", [False, True], ids=["model", "dict"])
+def test_model_markers_select_the_sensitive_fields(stub: Stub, world: World, as_dict: bool) -> None:
+    stub.steps = [ok({"holders": [{"name": "x"}]})]
+    body: Any = {"holders": [{"name": "李四", "note": "n"}], "brand_new_key": 1}
+    with make_client(world, stub.url) as client:
+        result = client.execute(
+            MARKED.call({"id": "a/b"}, body=body if as_dict else _Marked.model_validate(body))
+        )
+    assert isinstance(result, _Marked)
+    seen = stub.seen[0]
+    assert seen.target == "/v3/marked/a%2Fb"
+    sent = json.loads(seen.body)
+    key = load_private_key(world.platform_pub.private_key_pem)
+    assert oaep_decrypt(key, sent["holders"][0]["name"]) == "李四" and sent["holders"][0]["note"] == "n"
+    assert ("brand_new_key" in sent) is as_dict  # a dict goes out as given (keys newer than the model)
+
+
+def test_private_key_forms_and_default_hosts(stub: Stub, world: World, tmp_path: Path) -> None:
+    m = world.merchants[SP_A]
+    pkcs1 = private_key_pem(m.private_key, pkcs1=True)
+    assert "BEGIN RSA PRIVATE KEY" in pkcs1
+    path = tmp_path / "apiclient_key.pem"
+    path.write_text(m.private_key_pem)  # PKCS#8, by path (str and Path)
+    for source in (pkcs1, str(path), path):
+        with make_client(world, stub.url, private_key=source) as client:
+            client.request("GET", "/v3/ping")
+    assert len(stub.seen) == 3  # all three signed acceptably (the stub answered each)
+    real = Client(SP_A, m.serial_no, m.private_key, wechatpay_public_key=world.platform_pub.public_key_pem,
+                  wechatpay_public_key_id=world.platform_pub.key_id, failover=True)  # fmt: skip
+    assert real.config.base_url == "https://api.mch.weixin.qq.com"
+    assert real.config.backup_url == "https://api2.mch.weixin.qq.com"
+    assert "PRIVATE" not in repr(real) and "PRIVATE" not in repr(real.config)
+    real.close()
