@@ -29,6 +29,7 @@ typecheck: install
 	$(BIN)/mypy
 
 unit: install
+	./scripts/install-peers.sh
 	$(BIN)/pytest
 
 test: lint typecheck unit
