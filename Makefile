@@ -40,7 +40,7 @@ bench: install
 
 # The long hostile runs: thousands of fuzzed requests (bounded versions of these run in `make test`).
 soak: install
-	WXPARTNER_FUZZ_EXAMPLES=300 $(BIN)/pytest -q tests/test_fuzz_schema.py
+	WXPARTNER_FUZZ_EXAMPLES=300 WXPARTNER_CRASH_CYCLES=20 $(BIN)/pytest -q -s tests/test_fuzz_schema.py tests/test_crashes.py
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -134,19 +134,24 @@ def add(repo: RechargeRepo, now: float, mchid: str, sub_mchid: str, sp_openid: s
 def delete(repo: RechargeRepo, now: float, mchid: str, sub_mchid: str, sp_openid: str) -> Employee:
     """R3. EFFECTIVE -> DELETED with update_time = now; the daily slot it used stays used."""
     check_access(repo, mchid, sub_mchid)
-    deleted = repo.mark_deleted(mchid, sub_mchid, sp_openid, now)
-    if deleted is not None:
-        repo.release_slot(sub_mchid)
-        return deleted
-    current = repo.get(mchid, sub_mchid, sp_openid)
-    if current is None:
-        raise ApiError(
-            "INVALID_REQUEST",
-            f"员工不存在：{sp_openid}不是二级商户{sub_mchid}的可扫码充值员工 "
-            f"(sp_openid {sp_openid} was never added for sub_mchid {sub_mchid})",
-            detail={"field": "sp_openid", "value": sp_openid, "issue": "no such employee"},
-        )
-    return current  # already DELETED: idempotent, unchanged
+    for _ in range(3):
+        deleted = repo.mark_deleted(mchid, sub_mchid, sp_openid, now)
+        if deleted is not None:
+            repo.release_slot(sub_mchid)
+            return deleted
+        current = repo.get(mchid, sub_mchid, sp_openid)
+        if current is None:
+            raise ApiError(
+                "INVALID_REQUEST",
+                f"员工不存在：{sp_openid}不是二级商户{sub_mchid}的可扫码充值员工 "
+                f"(sp_openid {sp_openid} was never added for sub_mchid {sub_mchid})",
+                detail={"field": "sp_openid", "value": sp_openid, "issue": "no such employee"},
+            )
+        if current.state != EFFECTIVE:
+            return current  # already DELETED: idempotent, unchanged
+        # A concurrent add made it EFFECTIVE again between our update and our read: decide again,
+        # so a delete never answers with a state it did not produce.
+    raise ApiError("SYSTEM_ERROR", "系统繁忙，请稍后用相同参数重试 (concurrent changes to this employee)")
 
 
 def list_effective(repo: RechargeRepo, mchid: str, sub_mchid: str) -> list[Employee]:

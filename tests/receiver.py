@@ -1,0 +1,54 @@
+"""A merchant's callback endpoint on loopback: records every delivery, answers a configurable status."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Delivery:
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    server: ThreadingHTTPServer
+    deliveries: list[Delivery] = field(default_factory=list)
+    status: int = 200
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}/notify"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_receiver() -> Receiver:
+    holder: dict[str, Any] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            rec: Receiver = holder["rec"]
+            with rec.lock:
+                rec.deliveries.append(Delivery({k: v for k, v in self.headers.items()}, body))
+            self.send_response(rec.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    rec = Receiver(server)
+    holder["rec"] = rec
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return rec
