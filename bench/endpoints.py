@@ -8,9 +8,7 @@ the benchmark measures the real work, not the idempotent shortcut.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from .presign import Call, CallFactory, Signer
 
@@ -21,9 +19,8 @@ class Endpoint:
     method: str
     factory: CallFactory
     signer: Signer
-    # Prepares state for `count` requests (e.g. pre-issues cards); returns nothing.
-    prepare: Callable[[int], None] | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
+    # How many distinct requests the prepared state allows (cards to cancel, employees to add).
+    capacity: int | None = None
 
 
 def floor_call(method: str, i: int) -> Call:
@@ -35,3 +32,44 @@ def floor_call(method: str, i: int) -> Call:
 
 def certificates_call(i: int) -> Call:
     return Call("GET", "/v3/certificates")
+
+
+# -- wxpartner's endpoints ------------------------------------------------------------------------------
+SP = "1900000001"  # the demo service provider (make serve's)
+SUB = "1900000101"  # its demo sub-merchant
+
+
+def issue_call(employee_id: str, stamp: str, i: int) -> Call:
+    body = {
+        "sp_mchid": SP,
+        "sub_mchid": SUB,
+        "card_template_id": "template_123",
+        "amount": 10000,
+        "card_name": "bench card",
+        "out_card_no": f"b{stamp}{i:09d}",
+        "effective_end_time": "2099-12-31T23:59:59+08:00",
+        "card_remark": "bench",
+    }
+    return Call("POST", f"/v3/webizpay/employees/{employee_id}/quota-cards", json.dumps(body).encode())
+
+
+def query_call(employee_id: str, card_nos: list[str], i: int) -> Call:
+    card = card_nos[i % len(card_nos)]
+    return Call(
+        "GET", f"/v3/webizpay/employees/{employee_id}/quota-cards/{card}?sp_mchid={SP}&sub_mchid={SUB}"
+    )
+
+
+def cancel_call(employee_id: str, card_nos: list[str], i: int) -> Call:
+    body = json.dumps({"sp_mchid": SP, "sub_mchid": SUB, "reason": "bench"}).encode()
+    return Call("POST", f"/v3/webizpay/employees/{employee_id}/quota-cards/{card_nos[i]}/cancel", body)
+
+
+def recharge_add_call(second_levels: list[str], stamp: str, i: int) -> Call:
+    # Three employees per second-level merchant: the family's cap, so every add is a real insert.
+    body = {"sub_mchid": second_levels[(i // 3) % len(second_levels)], "sp_openid": f"o{stamp}{i:09d}"}
+    return Call("POST", "/v3/platsolution/ecommerce/recharge-employees", json.dumps(body).encode())
+
+
+def applyment_query_call(applyment_ids: list[str], i: int) -> Call:
+    return Call("GET", f"/v3/apply4subject/applyment?applyment_id={applyment_ids[i % len(applyment_ids)]}")
