@@ -93,6 +93,9 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         database_url=database_url,
         sandbox_token=SANDBOX_TOKEN,
         deliver_callbacks=False,
+        # Business-rule tests submit applyments faster than WeChat's 5 per second; the rate-limit
+        # tests (test_rate_limits.py, test_recharge*.py) set their own limits.
+        extra={"apply4subject_rate_limits": {"submit": 0, "query": 0}},
     )
 
 

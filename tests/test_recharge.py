@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
-from support import SECOND_A, SECOND_B, SP_A, SP_B, SUB_A, ApiClient, World, sign_request
+from support import SECOND_A, SECOND_B, SP_A, SP_B, SUB_A, ApiClient, World, in_one_window, sign_request
 from wxpartner.protocol.times import parse_rfc3339
 from wxpartner.server.app import create_app
 from wxpartner.server.settings import Settings
@@ -325,19 +325,6 @@ def make_http(settings: Settings) -> Iterator[Callable[..., TestClient]]:
     for client, app in opened:
         client.__exit__(None, None, None)
         app.state.db.dispose()
-
-
-def in_one_window(burst: Callable[[], list[int]], attempts: int = 4) -> list[int]:
-    """Run ``burst`` right after a whole second begins and only accept a run that ended inside that
-    same second, so every call fell into one fixed one-second window (retry otherwise)."""
-    for _ in range(attempts):
-        now = time.time()
-        time.sleep(1 - (now % 1) + 0.01)
-        start = int(time.time())
-        statuses = burst()
-        if int(time.time()) == start:
-            return statuses
-    pytest.skip("the machine is too busy to send the burst within one second")
 
 
 def test_add_limit_refuses_beyond_the_budget_and_changes_nothing(

@@ -17,7 +17,7 @@ Emulator choices (see docs/readme/recharge.md):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, Protocol
@@ -34,7 +34,6 @@ MAX_EFFECTIVE = 3  # at most 3 scan-to-recharge employees per second-level merch
 MAX_PER_DAY = 3  # at most 3 employee configurations per second-level merchant per natural day
 
 # Requests per second per platform merchant (seed 002; official pages 4013521743, 4013521757).
-DEFAULT_QPS: dict[str, int] = {"add": 10, "list": 50, "delete": 10}
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,15 +195,3 @@ def preload(
             f"sub_mchid {sub_mchid} would have {effective} employees in effect (at most {MAX_EFFECTIVE})"
         )
     return out
-
-
-def qps_limits(overrides: Mapping[str, object] | None) -> dict[str, int]:
-    """Requests per second per operation (add, list, delete); an override of 0 or less means no limit."""
-    limits = dict(DEFAULT_QPS)
-    for name, value in (overrides or {}).items():
-        if name not in limits:
-            raise ValueError(f"recharge rate limit for unknown operation {name!r} (add, list, delete)")
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"recharge rate limit for {name} must be an integer, got {value!r}")
-        limits[name] = value
-    return limits

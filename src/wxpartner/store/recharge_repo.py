@@ -11,12 +11,9 @@ from sqlalchemy.engine import Connection
 
 from ..domain.merchants import RelationKind
 from ..domain.recharge import DELETED, EFFECTIVE, Employee, SlotRefusal
-from . import registry, sandbox
+from . import registry
 from .recharge_tables import recharge_employees as emp
 from .recharge_tables import recharge_quotas as quota
-from .schema import rate_counters
-
-RATE_SCOPE_PREFIX = "recharge."
 
 
 def _insert(conn: Connection) -> Callable[..., Any]:
@@ -194,22 +191,3 @@ class RechargeStore:
         for sub in sorted(subs):
             self.conn.execute(quota.delete().where(quota.c.sub_mchid == sub))
             self.recount(sub)
-
-
-def rate_scope(operation: str, mchid: str) -> str:
-    return f"{RATE_SCOPE_PREFIX}{operation}:{mchid}"
-
-
-def take_rate_slot(conn: Connection, operation: str, mchid: str, window: int, limit: int) -> bool:
-    """Count one call of ``operation`` by ``mchid`` in the one-second ``window``; False (and nothing
-    counted) when the window already holds ``limit`` calls."""
-    return sandbox.hit_rate_limit(conn, rate_scope(operation, mchid), window, limit)
-
-
-def prune_rate_windows(conn: Connection, before_window: int) -> None:
-    """Drop this family's old one-second counters (other families' windows may have other units)."""
-    conn.execute(
-        sa.delete(rate_counters).where(
-            rate_counters.c.scope.like(RATE_SCOPE_PREFIX + "%"), rate_counters.c.window < before_window
-        )
-    )

@@ -22,10 +22,19 @@ from ...store.apply4subject_repo import Apply4SubjectRepo
 from .. import apply4subject_flow as flow
 from .. import apply4subject_page as _page  # noqa: F401  (registers the confirmation page)
 from .. import control_apply4subject as _control  # noqa: F401  (registers control routes + scenario)
+from .. import rate_limits
 from ..context import Ctx
 from ..operations import operation
 
 TAGS = ("apply4subject",)
+
+
+# Spec: submit 5 and query 20 requests per second per merchant number (cancel and state: not published).
+rate_limits.declare(
+    "apply4subject",
+    "merchant",
+    {"apply4subject.submit": ("submit", 5), "apply4subject.query": ("query", 20)},
+)
 
 
 @operation(

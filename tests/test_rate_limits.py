@@ -1,0 +1,62 @@
+"""Rate limits of the applyment family at WeChat's published defaults: submit 5 and query 20 requests
+per second per merchant number (the recharge family's limits are in test_recharge*.py). The rest of the
+suite lifts these limits (conftest) so business-rule tests can run at full speed."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from apply4subject_support import make_body, query, set_roles, submit
+from support import SP_A, SP_B, ApiClient, World, in_one_window
+from wxpartner.server.app import create_app
+from wxpartner.server.settings import Settings
+
+
+@pytest.fixture
+def limited(settings: Settings, world: World) -> Iterator[tuple[ApiClient, ApiClient]]:
+    app = create_app(dataclasses.replace(settings, extra={}))  # the published defaults
+    set_roles(app, world)
+    with TestClient(app, base_url="http://testserver") as http:
+        yield ApiClient(http, world, SP_A), ApiClient(http, world, SP_B)
+    app.state.db.dispose()
+
+
+def test_submit_allows_five_per_second_per_merchant(limited: tuple[ApiClient, ApiClient]) -> None:
+    chan, inst = limited
+    attempt = iter(range(100))
+    codes: list[str] = []
+
+    def burst() -> list[int]:
+        n = next(attempt)
+        codes[:] = [f"RL{n}X{i}" for i in range(6)]
+        bodies = [make_body(chan, code) for code in codes]  # encrypted first, then sent back to back
+        other = make_body(inst, f"RL{n}B")
+        statuses = [submit(chan, body).status_code for body in bodies]
+        return [*statuses, submit(inst, other).status_code]
+
+    statuses = in_one_window(burst)
+    assert statuses == [200] * 5 + [429] + [200]  # the other merchant has its own budget
+    assert query(chan, business_code=codes[5]).status_code == 404  # the refused submit wrote nothing
+
+
+def test_query_allows_twenty_per_second(limited: tuple[ApiClient, ApiClient]) -> None:
+    chan, _ = limited
+    assert submit(chan, make_body(chan, "RLQUERY1")).status_code == 200
+    statuses = in_one_window(lambda: [query(chan, business_code="RLQUERY1").status_code for _ in range(21)])
+    assert statuses == [200] * 20 + [429]
+
+
+def test_limits_are_configurable(settings: Settings, world: World) -> None:
+    app = create_app(dataclasses.replace(settings, extra={"apply4subject_rate_limits": {"query": 1}}))
+    set_roles(app, world)
+    with TestClient(app, base_url="http://testserver") as http:
+        chan = ApiClient(http, world, SP_A)
+        statuses = in_one_window(lambda: [query(chan, business_code="NONE1").status_code for _ in range(2)])
+    app.state.db.dispose()
+    assert statuses == [404, 429]
+    with pytest.raises(ValueError, match="unknown operation 'cancel'"):
+        create_app(dataclasses.replace(settings, extra={"apply4subject_rate_limits": {"cancel": 1}}))
