@@ -16,6 +16,7 @@ from .material import make_merchant_keys, make_platform_certificate, make_platfo
 DEMO_SP = "1900000001"
 DEMO_SUB = "1900000101"
 DEMO_SECOND_LEVEL = "1900000201"
+DEMO_CHANNEL = "1900000301"  # apply4subject answers only channel merchants and licensed institutions
 TOKEN_KEY = "sandbox_token"
 
 
@@ -53,7 +54,9 @@ def ensure_token(db: Database, given: str = "") -> str:
 
 
 def ensure_demo(db: Database, data_dir: Path) -> None:
-    """The demo service provider (also a platform merchant) with a sub-merchant and a second-level merchant."""
+    """The demo service provider (also a platform merchant) with a sub-merchant and a second-level
+    merchant, and a demo channel merchant for the applyment family."""
+    _ensure_demo_channel(db, data_dir)
     with db.read() as conn:
         if registry.get_merchant(conn, DEMO_SP) is not None:
             return
@@ -87,6 +90,37 @@ def ensure_demo(db: Database, data_dir: Path) -> None:
         )
         registry.add_relation(conn, DEMO_SP, DEMO_SUB, RelationKind.SUB_MERCHANT)
         registry.add_relation(conn, DEMO_SP, DEMO_SECOND_LEVEL, RelationKind.SECOND_LEVEL)
+
+
+def _ensure_demo_channel(db: Database, data_dir: Path) -> None:
+    with db.read() as conn:
+        if registry.get_merchant(conn, DEMO_CHANNEL) is not None:
+            return
+    files = make_merchant_keys(DEMO_CHANNEL, data_dir / "keys" / DEMO_CHANNEL)
+    with db.write() as conn:
+        registry.upsert_merchant(
+            conn,
+            Merchant(
+                DEMO_CHANNEL, "Demo channel merchant", Role.CHANNEL, new_apiv3_key(), KeyMode.PUBLIC_KEY, None
+            ),
+        )
+        registry.add_certificate(
+            conn, DEMO_CHANNEL, files.serial_no, files.public_key_pem, files.certificate_pem
+        )
+
+
+def _channel_info(db: Database, data_dir: Path) -> dict[str, Any]:
+    with db.read() as conn:
+        channel = registry.get_merchant(conn, DEMO_CHANNEL)
+        certs = registry.list_certificates(conn, DEMO_CHANNEL) if channel else []
+    if channel is None or channel.role != Role.CHANNEL:
+        return {}
+    key_dir = data_dir / "keys" / DEMO_CHANNEL
+    return {
+        "channel_mchid": DEMO_CHANNEL,
+        "channel_serial_no": next((str(c["serial_no"]) for c in certs if not c["revoked"]), ""),
+        "channel_private_key_path": str((key_dir / "apiclient_key.pem").resolve()),
+    }
 
 
 def connection_info(
@@ -124,6 +158,7 @@ def connection_info(
         ),
         "sub_mchid": [child for child, kind in subs if kind == RelationKind.SUB_MERCHANT.value],
         "second_level_mchid": [child for child, kind in subs if kind == RelationKind.SECOND_LEVEL.value],
+        **(_channel_info(db, data_dir) if mchid == DEMO_SP else {}),
         "sandbox_token": token,
         "sandbox_api": f"{base_url}/sandbox",
         "dashboard": f"{base_url}/dashboard",
