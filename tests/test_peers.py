@@ -12,26 +12,19 @@ GET with a bad query answers with a signed WeChat error body, which each peer ve
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from live import LiveServer, start_live_server
+from peers_support import PYPI_PIN, npm_peer_ready, run_node
 from support import SP_B, World
 from wxpartner.protocol import keys as k
 
 pytestmark = pytest.mark.peers
-
-ROOT = Path(__file__).resolve().parent.parent
-PEERS = ROOT / "peers"
-NPM_PINS = {"wechatpay-axios-plugin": "0.9.6", "wechatpay-node-v3": "2.2.1"}
-PYPI_PIN = "2.0.4"
 
 
 @pytest.fixture(scope="module")
@@ -40,30 +33,6 @@ def peer_server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Itera
     server = start_live_server(tmp_path_factory.mktemp("peers"), world)
     yield server
     server.stop()
-
-
-def _npm_peer_ready(name: str) -> None:
-    if shutil.which("node") is None:
-        pytest.skip("Node.js is not installed")
-    manifest = PEERS / "node_modules" / name / "package.json"
-    if not manifest.exists():
-        subprocess.run([str(ROOT / "scripts" / "install-peers.sh")], check=True, timeout=300)
-    assert json.loads(manifest.read_text())["version"] == NPM_PINS[name]
-
-
-def _run_node(script: str, config: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run(
-        ["node", str(PEERS / script)],
-        input=json.dumps(config).encode(),
-        capture_output=True,
-        cwd=PEERS,
-        timeout=60,
-    )
-    out = proc.stdout.decode().strip().splitlines()
-    assert out, f"{script} printed nothing; stderr: {proc.stderr.decode()[-2000:]}"
-    result: dict[str, Any] = json.loads(out[-1])
-    assert proc.returncode == 0 and "fatal" not in result, result.get("fatal") or proc.stderr.decode()
-    return result
 
 
 def _common_config(live: LiveServer, world: World) -> dict[str, Any]:
@@ -85,10 +54,10 @@ def _assert_param_error(body: dict[str, Any]) -> None:
 
 
 def test_wechatpay_axios_plugin(peer_server: LiveServer, world: World) -> None:
-    _npm_peer_ready("wechatpay-axios-plugin")
+    npm_peer_ready("wechatpay-axios-plugin")
     cert_serial = world.platform_cert.key_id
     other_cert = k.certificate_pem(k.issue_certificate(world.other_key or k.generate_private_key(), "x"))
-    result = _run_node(
+    result = run_node(
         "axios-plugin.js",
         {
             **_common_config(peer_server, world),
@@ -111,8 +80,8 @@ def test_wechatpay_axios_plugin(peer_server: LiveServer, world: World) -> None:
 
 
 def test_wechatpay_node_v3(peer_server: LiveServer, world: World) -> None:
-    _npm_peer_ready("wechatpay-node-v3")
-    result = _run_node("node-v3.js", _common_config(peer_server, world))
+    npm_peer_ready("wechatpay-node-v3")
+    result = run_node("node-v3.js", _common_config(peer_server, world))
     certs = result["certificates"]
     assert certs["status"] == 200
     assert world.platform_cert.key_id in certs["serials"]
