@@ -1,14 +1,35 @@
-"""The pytest plugin used the way an integrator would: no conftest, only the wxpartner_* fixtures."""
+"""The pytest plugin used the way an integrator would: no conftest, only the wxpartner_* fixtures (the
+``pytest11`` entry point registers them), plus a separate pytest session with the ini options."""
 
 from __future__ import annotations
 
+import statistics
+import textwrap
 import time
 
 import anyio
 import pytest
 
-from wxpartner.client import ApiError, AsyncClient, Client, ServerError, TransportError
+from wxpartner.client import AsyncClient, Client, ServerError, TransportError
+from wxpartner.models import webizpay as w
 from wxpartner.testing import WxPartnerServer
+
+pytest_plugins = ["pytester"]
+
+
+# -- an integrator's own code and its tests ------------------------------------------------------------------
+def issue_travel_card(
+    client: Client, employee_id: str, sub_mchid: str, amount: int
+) -> w.IssueQuotaCardResponse:
+    """Stands for the code under test: it only knows the SDK."""
+    return client.webizpay.quota_cards.issue(
+        employee_id,
+        {
+            "sp_mchid": client.mchid, "sub_mchid": sub_mchid, "card_template_id": "template_123",
+            "amount": amount, "card_name": "差旅额度卡", "out_card_no": f"travel_{employee_id[-6:]}",
+            "effective_end_time": "2099-12-31T23:59:59+08:00",
+        },
+    )  # fmt: skip
 
 
 def test_three_lines(wxpartner_client: Client) -> None:
@@ -20,27 +41,49 @@ def test_three_lines(wxpartner_client: Client) -> None:
     ] == [created.range_id]
 
 
-def test_state_is_reset_between_tests_quickly(
-    wxpartner_server: WxPartnerServer, wxpartner_client: Client
-) -> None:
-    assert (
-        wxpartner_client.webizpay.ranges.list(sp_mchid=wxpartner_client.mchid).range_list == []
-    )  # the test above left one
-    wxpartner_client.webizpay.ranges.create(
-        {"sp_mchid": wxpartner_client.mchid, "identifier_type": "TRANSACTION_ID"}
+def test_scenario_then_own_code(wxpartner_server: WxPartnerServer, wxpartner_client: Client) -> None:
+    sub = wxpartner_server.info["sub_mchid"][0]
+    employee = {
+        "sp_mchid": wxpartner_server.mchid,
+        "sub_mchid": sub,
+        "user_id": "user_travel",
+        "employee_id": "WeBizPay_travel1",
+    }
+    wxpartner_server.load_scenario({"webizpay": {"employees": [employee]}})
+    card = issue_travel_card(wxpartner_client, "WeBizPay_travel1", sub, 50000)
+    got = wxpartner_client.webizpay.quota_cards.get(
+        "WeBizPay_travel1", card.card_no, sp_mchid=wxpartner_client.mchid, sub_mchid=sub
     )
-    started = time.perf_counter()
-    wxpartner_server.reset()
-    elapsed = time.perf_counter() - started
-    assert wxpartner_client.webizpay.ranges.list(sp_mchid=wxpartner_client.mchid).range_list == []
-    assert elapsed < 0.1, f"reset took {elapsed * 1000:.0f} ms"
-    print(f"reset: {elapsed * 1000:.1f} ms")
+    assert got.card_state == "ACTIVE" and got.amount == 50000
+
+
+def test_state_is_reset_between_tests(wxpartner_server: WxPartnerServer, wxpartner_client: Client) -> None:
+    """Business data, clock offset and fault rules go; merchants and keys stay. Reset time is printed
+    (goal <= 20 ms), not asserted: the machine's load is not the plugin's behaviour."""
+    sp = wxpartner_client.mchid
+    assert wxpartner_client.webizpay.ranges.list(sp_mchid=sp).range_list == []  # earlier tests made some
+    times = []
+    for _ in range(5):
+        wxpartner_client.webizpay.ranges.create({"sp_mchid": sp, "identifier_type": "TRANSACTION_ID"})
+        wxpartner_server.advance_clock(3600)
+        wxpartner_server.inject_fault("SYSTEM_ERROR", count=100, operation="webizpay.get_quota_card")
+        started = time.perf_counter()
+        wxpartner_server.reset()
+        times.append(time.perf_counter() - started)
+        assert wxpartner_client.webizpay.ranges.list(sp_mchid=sp).range_list == []
+        assert abs(wxpartner_server.control.get("/sandbox/clock").json()["offset_seconds"]) < 1
+        assert wxpartner_server.control.get("/sandbox/faults").json()["data"] == []
+    print(
+        f"\nwxpartner reset: median {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms"
+    )
 
 
 def test_clock_and_faults(wxpartner_server: WxPartnerServer, wxpartner_client: Client) -> None:
     before = wxpartner_server.control.get("/sandbox/clock").json()["now_ts"]
     wxpartner_server.advance_clock(86400)
     assert wxpartner_server.control.get("/sandbox/clock").json()["now_ts"] - before >= 86400 - 5
+    wxpartner_server.inject_fault("SYSTEM_ERROR", count=1)
+    assert wxpartner_client.webizpay.ranges.list(sp_mchid=wxpartner_client.mchid).range_list == []  # retried
     wxpartner_server.inject_fault("SYSTEM_ERROR", count=5)
     with pytest.raises(ServerError):
         wxpartner_client.webizpay.ranges.list(sp_mchid=wxpartner_client.mchid)
@@ -62,9 +105,67 @@ def test_loopback_port(wxpartner_live_server: WxPartnerServer) -> None:
         # the same database behind both doors
         assert len(wxpartner_live_server.client().webizpay.ranges.list(sp_mchid=client.mchid).range_list) == 1
         wxpartner_live_server.inject_fault("DROP_CONNECTION", count=1)
-        # Under uvicorn the dropped connection surfaces as a bare 500 (no WeChat code): either way the
-        # outcome is ambiguous, so creating a range is never repeated blindly.
-        with pytest.raises((TransportError, ApiError)) as info:
+        with pytest.raises(TransportError) as info:  # the answer never came: creating is not repeated
             client.webizpay.ranges.create({"sp_mchid": client.mchid, "identifier_type": "ORGANIZATION_CODE"})
-        assert not isinstance(info.value, ApiError) or info.value.code == "HTTP_500"
+        assert info.value.sent is True
         assert len(client.webizpay.ranges.list(sp_mchid=client.mchid).range_list) == 1
+
+
+def test_async_client_over_the_loopback_port(wxpartner_live_server: WxPartnerServer) -> None:
+    async def main() -> None:
+        async with wxpartner_live_server.async_client(live=True) as client:
+            created = await client.webizpay.ranges.create(
+                {"sp_mchid": client.mchid, "identifier_type": "TRANSACTION_ID"}
+            )
+            listed = await client.webizpay.ranges.list(sp_mchid=client.mchid)
+            assert [r.range_id for r in listed.range_list] == [created.range_id]
+
+    anyio.run(main)
+
+
+def test_client_from_the_connection_file(wxpartner_server: WxPartnerServer) -> None:
+    """What ``wxpartner serve`` writes for a developer works as is (here with the in-process transport)."""
+    path = wxpartner_server.data_dir / "connection.json"
+    with Client.from_connection_info(path, http_client=wxpartner_server.http) as client:
+        assert client.mchid == wxpartner_server.mchid and client.keys.public is not None
+        assert client.webizpay.ranges.list(sp_mchid=client.mchid).range_list == []
+
+
+# -- a separate pytest session: entry point, ini scenario re-loaded after every reset ---------------------------
+def test_ini_scenario_in_a_user_project(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        """
+        [pytest]
+        wxpartner_scenario = scenario.yaml
+        """
+    )
+    pytester.makefile(
+        ".yaml",
+        scenario=textwrap.dedent(
+            """
+            webizpay:
+              employees:
+                - {sp_mchid: "1900000001", sub_mchid: "1900000101", user_id: "user_ini_1", employee_id: "WeBizPay_ini"}
+            faults:
+              - {kind: SYSTEM_ERROR, operation: webizpay.list_avail_mch_ranges, count: 1}
+            """
+        ),
+    )
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.mark.parametrize("n", [1, 2])
+            def test_each_test_sees_the_scenario(wxpartner_server, wxpartner_client, n):
+                assert len(wxpartner_server.control.get("/sandbox/faults").json()["data"]) == 1
+                state = wxpartner_client.webizpay.users.authorization_state(
+                    "user_ini_1", sp_mchid="1900000001", sub_mchid="1900000101")
+                assert [e.employee_id for e in state.employee_list] == ["WeBizPay_ini"]
+                wxpartner_client.webizpay.employees.revoke(
+                    "WeBizPay_ini", {"sp_mchid": "1900000001", "sub_mchid": "1900000101"})
+            """
+        )
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)

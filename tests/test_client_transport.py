@@ -25,6 +25,7 @@ from wxpartner.client import (
     ApiError,
     AsyncClient,
     Client,
+    DecodeError,
     RateLimitedError,
     RetryPolicy,
     ServerError,
@@ -348,11 +349,15 @@ def test_connection_refused_fails_over_to_the_backup_host(stub: Stub, world: Wor
     assert resp.json() == {"ok": True} and len(stub.seen) == 1
 
 
-def test_connection_refused_without_backup_reports_not_sent(world: World) -> None:
+def test_connection_refused_without_backup_reports_not_sent(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
+    caplog.set_level("INFO", logger="wxpartner.client")
     with make_client(world, closed) as client, pytest.raises(TransportError) as info:
-        client.request("POST", "/v3/x", json={})
+        client.request("POST", "/v3/x", json={})  # not idempotent, but never sent: retried
     assert info.value.sent is False
+    assert sum("ConnectError (not sent)" in r.getMessage() for r in caplog.records) == 3  # every attempt
 
 
 def test_read_timeout_is_configurable_and_reported_as_sent(stub: Stub, world: World) -> None:
@@ -430,3 +435,38 @@ def test_private_key_forms_and_default_hosts(stub: Stub, world: World, tmp_path:
     assert real.config.backup_url == "https://api2.mch.weixin.qq.com"
     assert "PRIVATE" not in repr(real) and "PRIVATE" not in repr(real.config)
     real.close()
+
+
+def test_unknown_error_codes_stay_usable(stub: Stub, world: World) -> None:
+    stub.steps = [error(403, "BRAND_NEW_CODE"), error(500, "SOMETHING_ELSE")]
+    with make_client(world, stub.url) as client:
+        with pytest.raises(ApiError) as info:
+            client.request("POST", "/v3/x", json={})
+        assert type(info.value) is ApiError
+        assert (info.value.status, info.value.code, info.value.message, info.value.request_id) == (
+            403, "BRAND_NEW_CODE", "stub", "err-1",
+        )  # fmt: skip
+        with pytest.raises(ServerError) as server:  # typed by status, but not a code WeChat asks to retry
+            client.request("POST", "/v3/x", json={})
+        assert server.value.code == "SOMETHING_ELSE" and not server.value.retryable
+    assert len(stub.seen) == 2
+
+
+def test_verified_answer_of_another_shape_is_a_decode_error(stub: Stub, world: World) -> None:
+    stub.steps = [ok({"holders": "not a list"})]
+    with make_client(world, stub.url) as client, pytest.raises(DecodeError) as info:
+        client.execute(MARKED.call({"id": "1"}, body={"holders": []}))
+    assert (
+        b"not a list" in info.value.body and info.value.request_id == "stub-1"
+    )  # the stub numbers answers after recording
+    assert "_Marked" in str(info.value)
+
+
+def test_backoff_is_exponential_capped_and_jittered() -> None:
+    policy = RetryPolicy(backoff_base=0.2, backoff_max=1.0, jitter=0.5)
+    for attempt, base in ((1, 0.2), (2, 0.4), (3, 0.8), (6, 1.0)):
+        delays = {policy.delay(attempt) for _ in range(50)}
+        assert all(base * 0.5 <= d <= base * 1.5 for d in delays)
+        assert len(delays) > 1  # jitter: concurrent clients do not retry in lockstep
+    after = [policy.delay(1, retry_after=2.0) for _ in range(50)]
+    assert all(2.0 <= d <= 2.0 * 1.1 for d in after)  # Retry-After is a floor

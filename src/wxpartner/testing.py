@@ -14,7 +14,8 @@ Fixtures (all lazy: nothing starts unless a test asks for it):
 - ``wxpartner_live_server``: the same server also listening on a loopback port (uvicorn in a thread), for
   code under test that makes its own HTTP calls (``.live_url``; ``.client(live=True)`` uses the socket).
 
-ini options: ``wxpartner_scenario`` (a scenario file loaded at session start), ``wxpartner_database_url``
+ini options: ``wxpartner_scenario`` (a scenario file loaded at session start; its business sections are
+loaded again after every reset), ``wxpartner_database_url``
 (default: SQLite in a temporary directory).
 """
 
@@ -55,8 +56,26 @@ class WxPartnerServer:
             data_dir=str(data_dir), database_url=database_url, sandbox_token=TOKEN, deliver_callbacks=False
         )
         self.db: Database = Database(self.settings.resolved_database_url())
-        bootstrap(self.db, data_dir, token=TOKEN, demo=True, scenario=scenario)
+        self.scenario = scenario
+        self._baseline = self._business_sections(scenario)
+        if scenario is not None and self._baseline:
+            # Merchants and platform keys first, then the demo merchant, then the business sections:
+            # these may refer to the demo merchant (bootstrap alone would load them before it exists).
+            from .sandbox.scenario import load_scenario, parse_text
+
+            self.db.migrate()
+            base = {k: v for k, v in parse_text(scenario.read_text()).items() if k not in self._baseline}
+            load_scenario(self.db, base, base_dir=scenario.parent, data_dir=data_dir)
+            bootstrap(self.db, data_dir, token=TOKEN, demo=True)
+        else:
+            bootstrap(self.db, data_dir, token=TOKEN, demo=True, scenario=scenario)
         self.info: dict[str, Any] = connection_info(self.db, data_dir, IN_PROCESS_URL, TOKEN)
+        if not self.info["serial_no"]:
+            raise RuntimeError(
+                f"the demo merchant {self.info['mchid']} has no API certificate: the wxpartner_scenario "
+                "declares it under merchants: without certificates (its keys are only generated when it "
+                "does not exist yet); declare your own merchants, or give it a certificate"
+            )
         self.app: WxPartnerApp = create_app(self.settings, self.db)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Starlette's notice about its httpx-based TestClient
@@ -70,6 +89,13 @@ class WxPartnerServer:
         self.live_url: str | None = None
         self._uvicorn: Any = None
         self._thread: threading.Thread | None = None
+        if self._baseline:
+            self._load_baseline()
+
+    @property
+    def http(self) -> httpx.Client:
+        """The in-process HTTP client (no port) that ``client()`` uses: pass it as ``http_client=``."""
+        return self._http
 
     @property
     def mchid(self) -> str:
@@ -103,21 +129,55 @@ class WxPartnerServer:
         return resp.json()
 
     def reset(self) -> None:
-        """Delete every family's business data, fault rules and the clock offset; keep merchants/keys."""
+        """Delete every family's business data, fault rules and the clock offset (merchants and keys
+        stay), then load the ini scenario's business sections again."""
         from .domain.clock import ClockState
         from .sandbox import scenario
         from .store import sandbox
 
         scenario.reset(self.db, None)
+        try:  # fault rules (the ops feature); direct, as the HTTP round trip costs ~10 ms
+            from .server.faults import injector
+            from .store import ops_repo
+        except ImportError:
+            has_faults = False
+        else:
+            has_faults = True
         with self.db.write() as conn:
             sandbox.write_clock(conn, ClockState())
-            try:  # fault rules (the ops feature); direct, as the HTTP round trip costs ~10 ms
-                from .server.faults import injector
-                from .store import ops_repo
-            except ImportError:
-                return
-            ops_repo.clear_faults(conn)
-        injector(self.app.state).invalidate()
+            if has_faults:
+                ops_repo.clear_faults(conn)
+        if has_faults:
+            injector(self.app.state).invalidate()
+        if self._baseline:  # the ini scenario's business data (employees, cards, faults...) again
+            self._load_baseline()
+
+    @staticmethod
+    def _business_sections(path: Path | None) -> dict[str, Any]:
+        """The scenario's per-family sections: a reset deletes business data, and every test should
+        start from what the ini scenario declares. Merchants and keys survive a reset anyway (and
+        re-loading ``generate: true`` certificates would mint new keys)."""
+        if path is None:
+            return {}
+        from .sandbox import scenario
+
+        data = scenario.parse_text(path.read_text())
+        return {k: v for k, v in data.items() if k not in ("version", "merchants", "platform_keys")}
+
+    def _load_baseline(self) -> None:
+        from .sandbox import scenario
+
+        assert self.scenario is not None
+        scenario.load_scenario(
+            self.db,
+            {"merchants": [], **self._baseline},
+            base_dir=self.scenario.parent,
+            data_dir=self.data_dir,
+        )
+        if "faults" in self._baseline:
+            from .server.faults import injector
+
+            injector(self.app.state).invalidate()
 
     def load_scenario(self, data: dict[str, Any] | str | Path) -> Any:
         """A scenario as a dict, YAML/JSON text, or a file path."""
@@ -220,8 +280,13 @@ def wxpartner_client(wxpartner_server: WxPartnerServer) -> Iterator[Client]:
 
 
 @pytest.fixture
-def wxpartner_async_client(wxpartner_server: WxPartnerServer) -> AsyncClient:
-    return wxpartner_server.async_client()
+def wxpartner_async_client(wxpartner_server: WxPartnerServer) -> Iterator[AsyncClient]:
+    """Use it inside your event loop (``async with`` is fine; it is closed after the test either way)."""
+    import anyio
+
+    client = wxpartner_server.async_client()
+    yield client
+    anyio.run(client.aclose)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from .errors import (
     VerificationError,
     api_error_from,
 )
-from .keys import KeySet, UnknownSerial, decrypt_certificates
+from .keys import KeySet, UnknownSerial, decrypt_certificates, downloadable
 from .policy import DEFAULT_TIMEOUT, NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
 from .sensitive import encrypt_at, sensitive_pointers
 
@@ -361,7 +361,7 @@ class Engine:
         try:
             key = self.keys.verify_signed(resp.headers, resp.content)
         except UnknownSerial as unknown:
-            if not self.config.download_certificates:
+            if not self.config.download_certificates or not downloadable(unknown.serial):
                 raise self.keys.unknown_serial_error(
                     unknown.serial,
                     "certificate download is off (pass apiv3_key to download platform certificates)",

@@ -205,6 +205,11 @@ class KeySet:
     def unknown_serial_error(
         self, serial: str, note: str = "", request_id: str | None = None
     ) -> VerificationError:
+        if serial.startswith(c.PUBLIC_KEY_ID_PREFIX):  # no certificate download can find a public key
+            note = (
+                "it is a WeChat Pay public key id: download that public key from the merchant platform "
+                "and pass it as wechatpay_public_key + wechatpay_public_key_id"
+            )
         known = []
         if self.public is not None:
             known.append(f"public key {self.public.key_id}")
@@ -216,6 +221,11 @@ class KeySet:
             serial=serial,
             request_id=request_id,
         )
+
+
+def downloadable(serial: str) -> bool:
+    """Whether ``/v3/certificates`` could know this serial (public key ids are never listed there)."""
+    return not serial.startswith(c.PUBLIC_KEY_ID_PREFIX)
 
 
 def decrypt_certificates(apiv3_key: str, body: bytes) -> list[x509.Certificate]:

@@ -20,7 +20,7 @@ from ..protocol import constants as c
 from ..protocol.crypto import DecryptionError
 from ..protocol.notification import decrypt_resource
 from .errors import ConfigurationError, VerificationError
-from .keys import KeySet, UnknownSerial
+from .keys import KeySet, UnknownSerial, downloadable
 
 if TYPE_CHECKING:
     from .core import Engine, Flow
@@ -134,7 +134,7 @@ def notification_flow(
     try:
         key = engine.keys.verify_signed(headers, body, what="callback")
     except UnknownSerial as unknown:
-        if not cfg.download_certificates:
+        if not cfg.download_certificates or not downloadable(unknown.serial):
             raise engine.keys.unknown_serial_error(unknown.serial) from None
         yield Refresh(unknown.serial)
         try:

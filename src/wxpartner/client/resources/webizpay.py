@@ -24,7 +24,7 @@ Body = Mapping[str, Any]
 # -- the table ---------------------------------------------------------------------------------------
 P = "/v3/webizpay"
 AUTHORIZATION_URL = Op[w.AuthorizationUrlResponse](
-    "webizpay.authorization_url", "POST", P + "/users/{user_id}/authorization-url",
+    "webizpay.start_authorization", "POST", P + "/users/{user_id}/authorization-url",
     w.AuthorizationUrlResponse, body=w.AuthorizationUrlRequest, idempotent=True,
 )  # fmt: skip
 AUTHORIZATION_STATE = Op[w.AuthorizationStateResponse](
@@ -40,7 +40,7 @@ GET_QUOTA_CARD = Op[w.QuotaCard](
     w.QuotaCard, query=w.SpSubQuery, idempotent=True,
 )  # fmt: skip
 GET_OUT_QUOTA_CARD = Op[w.QuotaCard](
-    "webizpay.get_out_quota_card", "GET", P + "/employees/{employee_id}/out-quota-cards/{out_card_no}",
+    "webizpay.get_quota_card_by_out_no", "GET", P + "/employees/{employee_id}/out-quota-cards/{out_card_no}",
     w.QuotaCard, query=w.SpSubQuery, idempotent=True,
 )  # fmt: skip
 CANCEL_QUOTA_CARD = Op[w.CancelQuotaCardResponse](
@@ -53,40 +53,40 @@ PAYMENT_URL = Op[w.PaymentUrlResponse](
 )  # fmt: skip
 # The seed writes /employee/ (singular); the newer official page and references write /employees/.
 REVOKE = Op[w.RevokeAuthorizationResponse](
-    "webizpay.revoke", "POST", P + "/employees/{employee_id}/revoke",
+    "webizpay.revoke_authorization", "POST", P + "/employees/{employee_id}/revoke",
     w.RevokeAuthorizationResponse, body=w.RevokeAuthorizationRequest, idempotent=True,
 )  # fmt: skip
 CREATE_ENTITY_MATCH = Op[m.EntityMatchBatch](
-    "webizpay.create_entity_match", "POST", P + "/stores/entity-matches",
+    "webizpay.start_entity_match", "POST", P + "/stores/entity-matches",
     m.EntityMatchBatch, body=m.CreateEntityMatchRequest, idempotent=True,
 )  # fmt: skip
 GET_ENTITY_MATCH = Op[m.EntityMatchResult](
-    "webizpay.get_entity_match", "GET", P + "/stores/entity-matches/{batch_id}",
+    "webizpay.query_entity_match", "GET", P + "/stores/entity-matches/{batch_id}",
     m.EntityMatchResult, query=m.SpQuery, idempotent=True,
 )  # fmt: skip
 APPLY_PROOF = Op[b.ProofResponse](
-    "webizpay.apply_proof", "POST", P + "/bill/proof", b.ProofResponse, body=b.ProofRequest, idempotent=True,
+    "webizpay.apply_funding_proof", "POST", P + "/bill/proof", b.ProofResponse, body=b.ProofRequest, idempotent=True,
 )  # fmt: skip
 APPLY_TRADE_BILL = Op[b.TradeBillResponse](
     "webizpay.apply_trade_bill", "POST", P + "/bill/trade-bill",
     b.TradeBillResponse, body=b.TradeBillRequest, idempotent=True,
 )  # fmt: skip
 CREATE_RANGE = Op[m.RangeIdResponse](
-    "webizpay.create_range", "POST", P + "/avail-mch-ranges", m.RangeIdResponse, body=m.CreateRangeRequest,
+    "webizpay.create_avail_mch_range", "POST", P + "/avail-mch-ranges", m.RangeIdResponse, body=m.CreateRangeRequest,
 )  # fmt: skip
 LIST_RANGES = Op[m.RangeList](
-    "webizpay.list_ranges", "GET", P + "/avail-mch-ranges", m.RangeList, query=m.SpQuery, idempotent=True,
+    "webizpay.list_avail_mch_ranges", "GET", P + "/avail-mch-ranges", m.RangeList, query=m.SpQuery, idempotent=True,
 )  # fmt: skip
 ADD_IDENTIFIER = Op[m.RangeIdResponse](
-    "webizpay.add_identifier", "POST", P + "/avail-mch-ranges/{range_id}/merchant-identifiers",
+    "webizpay.add_merchant_identifier", "POST", P + "/avail-mch-ranges/{range_id}/merchant-identifiers",
     m.RangeIdResponse, body=m.AddIdentifierRequest, idempotent=True,
 )  # fmt: skip
 LIST_IDENTIFIERS = Op[m.IdentifierPage](
-    "webizpay.list_identifiers", "GET", P + "/avail-mch-ranges/{range_id}/merchant-identifiers",
+    "webizpay.list_merchant_identifiers", "GET", P + "/avail-mch-ranges/{range_id}/merchant-identifiers",
     m.IdentifierPage, query=m.ListIdentifiersQuery, idempotent=True,
 )  # fmt: skip
 DELETE_IDENTIFIER = Op[m.RangeIdResponse](
-    "webizpay.delete_identifier", "DELETE",
+    "webizpay.delete_merchant_identifier", "DELETE",
     P + "/avail-mch-ranges/{range_id}/merchant-identifiers/{merchant_identifier}",
     m.RangeIdResponse, body=m.DeleteIdentifierRequest, idempotent=True,
 )  # fmt: skip

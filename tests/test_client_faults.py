@@ -1,0 +1,181 @@
+"""Retries, timeouts and failover against the real server's fault injection (sandbox fault rules and the
+per-request ``Wechatpay-Sandbox-Fault`` header), over a loopback port to a real ``wxpartner serve``
+process (``faults_over_loopback``, run by test_client_operations.py on its server) and in-process: what
+is retried, what is never repeated, and that nothing is done twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from live import LiveServer, free_port
+from support import SP_A, SUB_A, World
+from webizpay_support import future, link_token
+from wxpartner.client import (
+    NO_RETRIES,
+    AsyncClient,
+    Client,
+    RateLimitedError,
+    RetryPolicy,
+    ServerError,
+    TransportError,
+    VerificationError,
+)
+from wxpartner.server.families import ROUTE_MODULES
+
+pytestmark = pytest.mark.skipif("wxpartner.server.ops" not in ROUTE_MODULES, reason="no fault injection")
+
+FAST = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.05)
+FAULT = "Wechatpay-Sandbox-Fault"
+RANGE = {"sp_mchid": SP_A, "identifier_type": "TRANSACTION_ID"}
+
+
+def keys(world: World) -> dict[str, Any]:
+    return {
+        "wechatpay_public_key": world.platform_pub.public_key_pem,
+        "wechatpay_public_key_id": world.platform_pub.key_id,
+    }
+
+
+def client(world: World, base_url: str, **kw: Any) -> Client:
+    m = world.merchants[SP_A]
+    kw.setdefault("retry", FAST)
+    kw.setdefault("timeout", 10)
+    return Client(SP_A, m.serial_no, m.private_key, base_url=base_url, **keys(world), **kw)
+
+
+def attempts(ctl: httpx.Client, operation: str) -> list[dict[str, Any]]:
+    """What the server's journal saw for one operation (every attempt, faulted ones included)."""
+    resp = ctl.get("/sandbox/journal", params={"mchid": SP_A, "operation": operation, "limit": 100})
+    assert resp.status_code == 200, resp.text
+    return list(resp.json()["data"])
+
+
+def add_rule(ctl: httpx.Client, kind: str, operation: str, **rule: Any) -> None:
+    resp = ctl.post("/sandbox/faults", json={"kind": kind, "operation": operation, "mchid": SP_A, **rule})
+    assert resp.status_code == 201, resp.text
+
+
+def employee(c: Client, ctl: httpx.Client, user_id: str) -> str:
+    link = c.webizpay.users.authorization_url(
+        user_id, {"sp_mchid": SP_A, "sub_mchid": SUB_A, "application_type": "H5"}
+    )
+    done = ctl.post("/sandbox/webizpay/authorizations", json={"token": link_token(link.authorization_url)})
+    assert done.status_code == 200, done.text
+    return str(done.json()["employee_id"])
+
+
+def card_body(out_card_no: str) -> dict[str, Any]:
+    return {
+        "sp_mchid": SP_A, "sub_mchid": SUB_A, "card_template_id": "template_123", "amount": 10000,
+        "card_name": "报销额度卡", "out_card_no": out_card_no, "effective_end_time": future(),
+    }  # fmt: skip
+
+
+def faults_over_loopback(server: LiveServer, world: World) -> None:
+    """Run by tests/test_client_operations.py on its loopback server (one server start per backend)."""
+    ctl = server.control()
+    assert ctl.post("/sandbox/reset", json={}).status_code == 200
+    assert ctl.delete("/sandbox/journal").status_code in (200, 204)
+    with client(world, server.url) as c:
+        # 500 SYSTEM_ERROR and 429 FREQUENCY_LIMITED: retried, then done exactly once.
+        add_rule(ctl, "SYSTEM_ERROR", "webizpay.create_avail_mch_range", count=1)
+        add_rule(ctl, "FREQUENCY_LIMITED", "webizpay.list_avail_mch_ranges", count=2)
+        created = c.webizpay.ranges.create(RANGE)
+        assert [e["status"] for e in attempts(ctl, "webizpay.create_avail_mch_range")][::-1] == [500, 200]
+        assert [r.range_id for r in c.webizpay.ranges.list(sp_mchid=SP_A).range_list] == [created.range_id]
+        assert [e["status"] for e in attempts(ctl, "webizpay.list_avail_mch_ranges")][::-1] == [429, 429, 200]
+
+        # A dropped connection after the request left: a non-idempotent create is NOT repeated ...
+        add_rule(ctl, "DROP_CONNECTION", "webizpay.create_avail_mch_range", count=1)
+        with pytest.raises(TransportError) as info:
+            c.webizpay.ranges.create(RANGE)
+        assert info.value.sent is True and "may have taken effect" in str(info.value)
+        assert len(attempts(ctl, "webizpay.create_avail_mch_range")) == 3  # one more, no repeat
+
+        # ... an idempotent issue (same out_card_no) is, and yields one card.
+        emp = employee(c, ctl, "user_fault")
+        add_rule(ctl, "DROP_CONNECTION", "webizpay.issue_quota_card", count=1)
+        card = c.webizpay.quota_cards.issue(emp, card_body("card_drop"))
+        assert len(attempts(ctl, "webizpay.issue_quota_card")) == 2
+
+        # A read timeout while the server is still working: the create is not repeated, and the
+        # server's late success means exactly one new range; the idempotent issue is repeated and the
+        # out_card_no makes both executions one card.
+        add_rule(ctl, "LATENCY", "webizpay.create_avail_mch_range", count=1, latency_ms=800)
+        add_rule(ctl, "LATENCY", "webizpay.issue_quota_card", count=1, latency_ms=800)
+        with client(world, server.url, timeout=httpx.Timeout(5, read=0.3)) as impatient:
+            with pytest.raises(TransportError) as info:
+                impatient.webizpay.ranges.create(RANGE)
+            assert info.value.sent is True
+            again = impatient.webizpay.quota_cards.issue(emp, card_body("card_slow"))
+        anyio.run(anyio.sleep, 0.8)  # let the abandoned requests finish server-side
+        assert len(c.webizpay.ranges.list(sp_mchid=SP_A).range_list) == 2  # the first + the slow one
+        by_out = c.webizpay.quota_cards.get_by_out_card_no(emp, "card_slow", sp_mchid=SP_A, sub_mchid=SUB_A)
+        assert by_out.card_no == again.card_no and again.card_no != card.card_no
+
+    # Failover: the primary port is closed; the backup (the live server) gets the request once.
+    closed = f"http://127.0.0.1:{free_port()}"
+    with client(world, closed, backup_url=server.url, retry=NO_RETRIES) as c:
+        created = c.webizpay.ranges.create(RANGE)  # never reached the primary: safe even to create
+
+    async def failover_async() -> None:
+        m = world.merchants[SP_A]
+        async with AsyncClient(
+            SP_A, m.serial_no, m.private_key, base_url=closed, backup_url=server.url, retry=NO_RETRIES,
+            timeout=10, **keys(world),
+        ) as ac:  # fmt: skip
+            listed = await ac.webizpay.ranges.list(sp_mchid=SP_A)
+            assert created.range_id in [r.range_id for r in listed.range_list]
+            add_rule(ctl, "SYSTEM_ERROR", "webizpay.list_avail_mch_ranges", count=5)
+            with pytest.raises(ServerError):  # an answer, not a reason to fail over; no retries here
+                await ac.webizpay.ranges.list(sp_mchid=SP_A)
+
+    anyio.run(failover_async)
+    assert ctl.delete("/sandbox/faults").status_code in (200, 204)
+    ctl.close()
+
+
+# -- in-process: the per-request fault header ------------------------------------------------------------
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("fault", "outcome"),
+    [
+        ("SYSTEM_ERROR", ServerError),
+        ("FREQUENCY_LIMITED", RateLimitedError),
+        ("BAD_SIGNATURE", VerificationError),
+        ("SIGNATURE_PROBE", VerificationError),
+    ],
+)
+def test_fault_header_outcomes_sync_and_async(
+    http: TestClient, app: Any, world: World, fault: str, outcome: type[Exception]
+) -> None:
+    """Every attempt carries the header: retryable faults are retried until attempts run out (three
+    journal entries), forged answers are refused at once (one)."""
+    m = world.merchants[SP_A]
+    c = client(world, "http://testserver", http_client=http)
+    with pytest.raises(outcome):
+        c.request("GET", "/v3/webizpay/avail-mch-ranges", query={"sp_mchid": SP_A}, headers={FAULT: fault})
+
+    async def main() -> None:
+        async with AsyncClient(
+            SP_A, m.serial_no, m.private_key, base_url="http://testserver", retry=FAST,
+            transport=httpx.ASGITransport(app=app), **keys(world),
+        ) as ac:  # fmt: skip
+            with pytest.raises(outcome):
+                await ac.request(
+                    "GET", "/v3/webizpay/avail-mch-ranges", query={"sp_mchid": SP_A}, headers={FAULT: fault}
+                )
+
+    anyio.run(main)
+    http.headers["Authorization"] = "Bearer test-token-0123456789"
+    seen = attempts(http, "webizpay.list_avail_mch_ranges")
+    expected = 3 if outcome in (ServerError, RateLimitedError) else 1
+    assert len(seen) == 2 * expected
