@@ -236,3 +236,132 @@ def test_scenario_carries_fault_rules(run: Any, tmp_path: Path) -> None:
     assert as_json(run("call", "GET", "/v3/certificates", "--json"))["status"] == 429
     scn.write_text("faults:\n  - kind: EXPLODE\n")
     assert "faults[0]" in run("scenario", "load", str(scn), code=1).output
+
+
+def test_scenario_load_in_batches_with_progress_on_stderr(run: Any, tmp_path: Path) -> None:
+    from support import SECOND_A
+
+    scn = tmp_path / "big.yaml"
+    data = {
+        "version": 1,
+        "merchants": [{"mchid": f"12300077{i:02d}", "name": f"Bulk {i}"} for i in range(5)],
+        "recharge_employees": [{"sub_mchid": SECOND_A, "employees": ["oBulk1"]}],
+        "faults": [{"kind": "LATENCY", "latency_ms": 1, "operation": "nothing.matches"}],
+    }
+    scn.write_text(yaml.safe_dump(data))
+    result = run("scenario", "load", str(scn), "--batch", "2", "--progress", "--json")
+    report = json.loads(result.stdout)  # stdout is one JSON document: progress went to stderr
+    assert report["batches"] == 5 and report["merchants"] == 5 and report["faults"] == 1
+    assert "loading big.yaml" in result.stderr and "7/7" in result.stderr
+    exported = as_json(run("scenario", "export", "--json"))
+    assert {f"12300077{i:02d}" for i in range(5)} <= {m["mchid"] for m in exported["merchants"]}
+    quiet = run("scenario", "load", str(scn), "--json")  # no terminal, no --progress: no bar
+    assert quiet.stderr == "" and json.loads(quiet.stdout)["merchants"] == 5
+    assert "loaded" in run("scenario", "load", str(scn), "--batch", "3").output
+    data["faults"] = [{"kind": "EXPLODE"}]
+    scn.write_text(yaml.safe_dump(data))
+    failed = run("scenario", "load", str(scn), "--batch", "2", code=1)
+    assert "batch 4 of 5 failed" in failed.output and "batches 1-3 are loaded" in failed.output
+    run("scenario", "load", str(scn), "--batch", "0", code=2)
+
+
+def test_scenario_batches_keep_order_and_split_nested_sections() -> None:
+    from wxpartner.cli_ops import scenario_batches
+
+    data = {
+        "webizpay": {"templates": [1, 2, 3], "employees": [4], "auto": {"x": 1}},
+        "version": 1,
+        "merchants": [1, 2, 3],
+        "platform_keys": [9],
+    }
+    pieces = scenario_batches(data, 2)
+    assert [n for n, _ in pieces] == [1, 2, 1, 1, 2, 1, 1]
+    assert pieces[0][1] == {"version": 1, "platform_keys": [9]}
+    assert pieces[1][1] == {"version": 1, "merchants": [1, 2]}
+    assert pieces[3][1] == {"version": 1, "webizpay": {"auto": {"x": 1}}}
+    assert pieces[4][1] == {"version": 1, "webizpay": {"templates": [1, 2]}}
+    assert pieces[6][1] == {"version": 1, "webizpay": {"employees": [4]}}
+
+
+def test_bills_generates_a_csv_per_day_with_progress(
+    run: Any, http: TestClient, control: TestClient, world: World, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    from support import SUB_B, ApiClient
+    from webizpay_support import authorize, issue
+
+    client = ApiClient(http, world, SP_B)
+    emp = authorize(client, control, "bill_employee", sp=SP_B, sub=SUB_B)
+    card = issue(client, emp, "bill_card", sp=SP_B, sub=SUB_B)
+    paid = control.post("/sandbox/webizpay/payments", json={"card_no": card["card_no"], "amount": 321})
+    assert paid.status_code == 200, paid.text
+    now = control.post("/sandbox/clock", json={"advance": 86400}).json()["now_ts"]
+    today = dt.datetime.fromtimestamp(now, dt.timezone(dt.timedelta(hours=8))).date()
+    paid_day = today - dt.timedelta(days=1)
+    out = tmp_path / "bills"
+    args = ["bills", "--sub-mchid", SUB_B, "--from", str(paid_day - dt.timedelta(days=1))]
+    result = run(*args, "--to", str(paid_day), "--out", str(out), "--progress", "--json")
+    report = json.loads(result.stdout)
+    assert report["written"] == 2 and report["failed"] == 0
+    assert "2/2" in result.stderr and "trade bills of" in result.stderr
+    quiet_day, busy_day = report["bills"]
+    assert paid.json()["transaction_id"] in Path(busy_day["path"]).read_text()
+    assert paid.json()["transaction_id"] not in Path(quiet_day["path"]).read_text()
+    assert busy_day["signature"].startswith("verified with") and busy_day["lines"] > quiet_day["lines"]
+    # today is not over yet: that day fails, the command says so and exits 1
+    partial = run(
+        "bills",
+        "--sub-mchid",
+        SUB_B,
+        "--from",
+        str(paid_day),
+        "--to",
+        str(today),
+        "--out",
+        str(out),
+        "--json",
+        code=1,
+    )
+    assert json.loads(partial.stdout)["failed"] == 1 and "PARAM_ERROR" in partial.stdout
+    pretty = run("bills", "--sub-mchid", SUB_B, "--from", str(paid_day), "--out", str(out)).output
+    assert "trade bills of" in pretty and "QYZFALL" in pretty
+    run("bills", "--sub-mchid", SUB_B, "--from", "2026-13-01", code=2)
+    run("bills", "--sub-mchid", SUB_B, "--from", "2026-01-02", "--to", "2026-01-01", code=2)
+
+
+def test_callbacks_list_show_deliver_redeliver(run: Any, control: TestClient, app: Any) -> None:
+    from receiver import start_receiver
+    from wxpartner.store import outbox
+
+    rec = start_receiver()
+    try:
+        control.put(f"/sandbox/merchants/{SP_B}/notify-url", json={"notify_url": rec.url})
+        now = control.get("/sandbox/clock").json()["now_ts"]
+        with app.state.db.write() as conn:
+            nid = outbox.enqueue(
+                conn,
+                mchid=SP_B,
+                event_type="WEBIZPAY.REVOKED",
+                summary="解除授权",
+                resource={"x": 1},
+                now=now,
+            )
+        listed = as_json(run("callbacks", "list", "--state", "pending", "--json"))
+        assert [n["id"] for n in listed["data"]] == [nid] and listed["total_count"] == 1
+        assert "no attempt yet" in run("callbacks", "list").output
+        sent = as_json(run("callbacks", "deliver", "--json"))["attempts"]
+        assert [(a["id"], a["status"], a["state"]) for a in sent] == [(nid, 200, "delivered")]
+        assert len(rec.deliveries) == 1
+        assert "nothing was due" in run("callbacks", "deliver").output
+        shown = as_json(run("callbacks", "show", nid, "--json"))
+        assert shown["resource"] == {"x": 1} and shown["attempts"][0]["status"] == 200
+        assert "attempt #1 200" in run("callbacks", "show", nid).output
+        rec.status = 500
+        again = run("callbacks", "redeliver", nid).output
+        assert nid in again and "#2 500" in again and len(rec.deliveries) == 2
+        assert "#2 500" in run("callbacks", "list", "--mchid", SP_B).output
+        assert as_json(run("callbacks", "list", "--mchid", SP_A, "--json"))["data"] == []
+        assert "404" in run("callbacks", "show", "nope", code=1).output
+    finally:
+        rec.stop()

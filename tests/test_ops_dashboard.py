@@ -131,3 +131,162 @@ def test_callbacks_page_lists_notifications(http: TestClient, app) -> None:  # t
     assert nid in text and "WEBIZPAY.AUTHORIZED" in text and "no attempt yet" in text
     assert "do-not-show" not in text
     assert nid not in http.get("/dashboard/callbacks", params={"mchid": SP_B}).text
+
+
+def test_family_pages_show_employees_cards_spends_and_recharge(
+    http: TestClient, control: TestClient, client_a: ApiClient
+) -> None:
+    from support import SECOND_A
+    from webizpay_support import authorize, issue
+
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "dash_card_1")
+    paid = control.post(
+        "/sandbox/webizpay/payments", json={"card_no": card["card_no"], "amount": 1234, "goods_name": "午餐"}
+    )
+    assert paid.status_code == 200, paid.text
+    assert (
+        control.post(
+            "/sandbox/recharge-employees", json={"sub_mchid": SECOND_A, "employees": ["oDash1"]}
+        ).status_code
+        == 200
+    )
+    login(http)
+    overview = http.get("/dashboard").text
+    assert 'id="family-counts"' in overview and "quota cards" in overview
+    employees = http.get("/dashboard/employees").text
+    assert emp in employees and "employee123" in employees and "1 card(s)" in employees
+    assert emp not in http.get("/dashboard/employees", params={"mchid": SP_B}).text
+    cards = http.get("/dashboard/cards", params={"employee_id": emp}).text
+    assert card["card_no"] in cards and paid.json()["transaction_id"] in cards
+    assert "¥12.34" in cards and "¥87.66" in cards and "午餐" in cards  # the spend and what remains
+    assert card["card_no"] not in http.get("/dashboard/cards", params={"employee_id": "nobody"}).text
+    recharge = http.get("/dashboard/recharge").text
+    assert "oDash1" in recharge and SECOND_A in recharge and "EFFECTIVE" in recharge
+    assert http.get("/dashboard/cards", params={"offset": "100"}).status_code == 200
+
+
+def test_family_pages_paginate(http: TestClient, control: TestClient) -> None:
+    from support import SECOND_A
+    from wxpartner.server.dashboard import family_reads
+
+    # DELETED rows (history): the limit of 3 employees in effect does not apply to those.
+    openids = [
+        {"sp_openid": f"oPage{i:03d}", **({"state": "DELETED"} if i > 1 else {})}
+        for i in range(family_reads.PAGE + 5)
+    ]
+    assert (
+        control.post(
+            "/sandbox/recharge-employees", json={"sub_mchid": SECOND_A, "employees": openids}
+        ).status_code
+        == 200
+    )
+    login(http)
+    first = http.get("/dashboard/recharge").text
+    assert "Older →" in first and first.count("<code>oPage") == family_reads.PAGE
+    second = http.get("/dashboard/recharge", params={"offset": str(family_reads.PAGE)}).text
+    assert second.count("<code>oPage") == 5 and "← Newer" in second and "Older →" not in second
+
+
+def test_applyment_page_shows_qr_and_drives_the_audit(
+    http: TestClient,
+    control: TestClient,
+    app,
+    world: World,  # type: ignore[no-untyped-def]
+) -> None:
+    from apply4subject_support import SUB_X, set_roles, submit_ok
+
+    set_roles(app, world)
+    applyment_id = submit_ok(ApiClient(http, world, SP_A), "dash_1")
+    login(http)
+    listing = http.get("/dashboard/applyments").text
+    assert f"/dashboard/applyments/{applyment_id}" in listing and "dash_1" in listing
+    assert "dash_1" not in http.get("/dashboard/applyments", params={"state": "APPLYMENT_STATE_PASSED"}).text
+    detail = http.get(f"/dashboard/applyments/{applyment_id}").text
+    assert "WAITTING_FOR_AUDIT" in detail and 'data-action="approve"' in detail
+    assert "data:image/png" not in detail and "13800138000" not in detail
+    moved = http.post(f"/dashboard/applyments/{applyment_id}/action", data={"action": "approve"})
+    assert "now APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT" in moved.text
+    assert "data:image/png;base64," in moved.text and 'id="confirm-link"' in moved.text
+    view = control.get(f"/sandbox/apply4subject/applyments/{applyment_id}").json()
+    assert view["confirm_url"] in moved.text
+    wrong = http.post(f"/dashboard/applyments/{applyment_id}/action", data={"action": "freeze"})
+    assert "not possible" in wrong.text and 'class="flash bad"' in wrong.text
+    no_reason = http.post(f"/dashboard/applyments/{applyment_id}/action", data={"action": "reject"})
+    assert "reject needs reject_param" in no_reason.text
+    assert SUB_X in moved.text and "AUTHORIZE_STATE_UNAUTHORIZED" in moved.text
+    assert http.get("/dashboard/applyments/12345").status_code == 404
+    assert http.get("/dashboard/applyments/abc").status_code == 404
+
+
+def test_callbacks_page_filters_paginates_and_sends_now(
+    http: TestClient,
+    control: TestClient,
+    app,  # type: ignore[no-untyped-def]
+) -> None:
+    from receiver import start_receiver
+    from wxpartner.store import outbox
+
+    rec = start_receiver()
+    try:
+        control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": rec.url})
+        now = control.get("/sandbox/clock").json()["now_ts"]
+        with app.state.db.write() as conn:
+            nid = outbox.enqueue(
+                conn, mchid=SP_A, event_type="WEBIZPAY.REVOKED", summary="s", resource={}, now=now
+            )
+        login(http)
+        assert nid in http.get("/dashboard/callbacks", params={"state": "pending"}).text
+        sent = http.post(f"/dashboard/callbacks/{nid}/redeliver")
+        assert f"{nid}: attempt 1 answered 200, now delivered" in sent.text
+        assert len(rec.deliveries) == 1
+        assert nid not in http.get("/dashboard/callbacks", params={"state": "pending"}).text
+        assert nid in http.get("/dashboard/callbacks", params={"state": "delivered"}).text
+        assert "No notification nope" in http.post("/dashboard/callbacks/nope/redeliver").text
+    finally:
+        rec.stop()
+
+
+def test_end_user_pages_share_the_look_without_nav_or_login(http: TestClient, client_a: ApiClient) -> None:
+    from webizpay_support import link_token, start_url
+
+    http.cookies.clear()  # no dashboard login: the link token is the only credential
+    token = link_token(start_url(client_a, "look_employee").json()["authorization_url"])
+    for path in (
+        f"/webizpay/authorize?token={token}",
+        "/webizpay/pay?token=nope",
+        "/apply4subject/confirm/x",
+    ):
+        resp = http.get(path, follow_redirects=False)
+        assert resp.status_code in (200, 404), (path, resp.status_code)
+        text = resp.text
+        assert "<style>" in text and "--brand:#07c160" in text, path  # the dashboard's stylesheet
+        assert 'lang="zh-CN"' in text and "class=narrow" in text, path
+        assert "/dashboard" not in text and "Log out" not in text, path  # no admin navigation
+    assert "look_employee" in http.get(f"/webizpay/authorize?token={token}").text
+
+
+def test_big_tables_page_in_key_order(http: TestClient, control: TestClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Beyond SORT_CAP matching rows a page follows the primary key (index-backed), and says so."""
+    from support import SECOND_A
+    from wxpartner.server.dashboard import family_reads
+
+    monkeypatch.setattr(family_reads, "SORT_CAP", 3)
+    monkeypatch.setattr(family_reads, "COUNT_CAP", 2)
+    rows = [
+        {
+            "sp_openid": f"oKey{i}",
+            "state": "DELETED" if i > 2 else "EFFECTIVE",
+            "update_time": 1_700_000_000 + i,
+        }
+        for i in range(6)
+    ]
+    resp = control.post("/sandbox/recharge-employees", json={"sub_mchid": SECOND_A, "employees": rows})
+    assert resp.status_code == 200, resp.text
+    login(http)
+    text = http.get("/dashboard/recharge").text
+    assert "by merchant and openid (more than 3 match" in text
+    assert text.index("oKey0") < text.index("oKey5")  # key order, not newest first
+    assert ">2+<" in http.get("/dashboard").text  # the overview's bounded count (3 in effect)
+    few = http.get("/dashboard/recharge", params={"mchid": "nobody"}).text
+    assert "latest change first" in few

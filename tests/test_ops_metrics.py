@@ -9,8 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from support import ApiClient, World
+from support import SP_A, SP_B, SP_C, ApiClient, World
 from wxpartner.server import logs, metrics
+from wxpartner.server.app import WxPartnerApp
 
 
 def scrape(http: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -80,3 +81,47 @@ def test_json_access_log_has_request_id_and_no_secrets(
     assert data["mchid"] == client_b.mchid
     for secret in ("Authorization", "signature=", "PRIVATE KEY", client_b.keys.apiv3_key):
         assert secret not in line
+
+
+def test_callback_delivery_outcomes_after_a_scripted_run(
+    http: TestClient, control: TestClient, app: WxPartnerApp
+) -> None:
+    """Real deliveries: one to a receiver answering 200, one answering 500, one to a closed port."""
+    from receiver import start_receiver
+    from wxpartner.store import outbox
+
+    ok_rec, bad_rec = start_receiver(), start_receiver()
+    bad_rec.status = 500
+    try:
+        targets = {SP_A: ok_rec.url, SP_B: bad_rec.url, SP_C: "http://127.0.0.1:9/closed"}
+        for mchid, url in targets.items():
+            resp = control.put(f"/sandbox/merchants/{mchid}/notify-url", json={"notify_url": url})
+            assert resp.status_code == 200, resp.text
+        now = control.get("/sandbox/clock").json()["now_ts"]
+        with app.state.db.write() as conn:
+            for mchid in targets:
+                outbox.enqueue(
+                    conn, mchid=mchid, event_type="WEBIZPAY.REVOKED", summary="s", resource={"a": 1}, now=now
+                )
+        before = scrape(http)
+        attempts = control.post("/sandbox/callbacks/deliver").json()["attempts"]
+        assert len(attempts) == 3
+        after = scrape(http)
+    finally:
+        ok_rec.stop()
+        bad_rec.stop()
+
+    def delta(outcome: str) -> float:
+        name = "wxpartner_callback_deliveries_total"
+        return value(after, name, outcome=outcome) - value(before, name, outcome=outcome)
+
+    assert len(ok_rec.deliveries) == 1 and len(bad_rec.deliveries) == 1
+    assert (delta("success"), delta("http_error"), delta("connection_error")) == (1, 1, 1)
+    assert delta("timeout") == 0
+
+
+def test_delivery_outcome_labels() -> None:
+    assert metrics.delivery_outcome(200, True, None) == "success"
+    assert metrics.delivery_outcome(503, False, "HTTP 503: busy") == "http_error"
+    assert metrics.delivery_outcome(None, False, "timeout: no answer within 5 s") == "timeout"
+    assert metrics.delivery_outcome(None, False, "ConnectError: refused") == "connection_error"

@@ -1,9 +1,10 @@
-"""Sandbox operations commands of ``wxpartner``: clock, reset, scenario, faults, journal, call,
+"""Sandbox operations commands of ``wxpartner``: clock, reset, scenario, faults, journal, call, bills,
 verify-callback. They talk to a running server's control API (token from connection.json or flags);
-``--json`` prints one JSON document for scripts."""
+``--json`` prints one JSON document for scripts on stdout; progress bars go to stderr."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import time
@@ -18,6 +19,14 @@ import httpx
 import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from .cli import main
@@ -31,6 +40,7 @@ from .protocol.signing import new_nonce, sign, verify
 F = TypeVar("F", bound=Callable[..., Any])
 # Piped or captured output is not squeezed into 80 columns: tables stay readable in logs and files.
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, highlight=False)  # progress and status: never on stdout
 
 
 class Target:
@@ -120,6 +130,35 @@ def parse_duration(text: str) -> float:
         raise click.BadParameter(f"{text!r}: use seconds or 90s, 15m, 2h, 30d") from None
 
 
+def progress_option(fn: F) -> F:
+    return click.option(
+        "--progress/--no-progress",
+        "show_progress",
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal); never mixed into stdout",
+    )(fn)
+
+
+@contextmanager
+def progress(show: bool | None, description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr, so stdout (``--json``) stays one clean document. Yields
+    ``advance(n)``."""
+    enabled = err_console.is_terminal if show is None else show
+    if not enabled:
+        yield lambda _n: None
+        return
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
 # ---- clock, reset, scenario ----------------------------------------------------------------------
 
 
@@ -186,18 +225,92 @@ def scenario() -> None:
     """Load or export scenario files (merchants, keys, family data)."""
 
 
+def scenario_batches(data: dict[str, Any], size: int) -> list[tuple[int, dict[str, Any]]]:
+    """Split a scenario into loadable pieces of at most ``size`` entries, in the file's order (platform
+    keys and merchants first, as the server loads them): each list is cut into chunks; a section that
+    is a mapping of lists (``webizpay: {employees: [...], cards: [...]}``) is cut list by list.
+    Returns (entries in the piece, piece)."""
+    scalars = {key: v for key, v in data.items() if not isinstance(v, list | dict)}
+    first = [key for key in ("platform_keys", "merchants") if key in data]
+    order = first + [key for key in data if key not in scalars and key not in first]
+    out: list[tuple[int, dict[str, Any]]] = []
+
+    def chunks(items: list[Any]) -> list[list[Any]]:
+        return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+
+    for key in order:
+        value = data[key]
+        if isinstance(value, list):
+            out += [(len(c), {**scalars, key: c}) for c in chunks(value)]
+        elif isinstance(value, dict):
+            plain = {k2: v for k2, v in value.items() if not isinstance(v, list)}
+            if plain:
+                out.append((1, {**scalars, key: plain}))
+            for inner, items in value.items():
+                if isinstance(items, list):
+                    out += [(len(c), {**scalars, key: {inner: c}}) for c in chunks(items)]
+    return out
+
+
+def _merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for report in reports:
+        for key, v in report.items():
+            if isinstance(v, int) and not isinstance(v, bool) and isinstance(merged.get(key), int):
+                merged[key] += v
+            else:
+                merged[key] = v
+    return merged
+
+
 @scenario.command("load")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="load N entries per request, with a progress bar (for big files; each batch is its own "
+    "transaction). Default: the whole file in one request, all or nothing.",
+)
+@progress_option
 @target_options
-def scenario_load(ctx: click.Context, file: str, data_dir: str, url: str, token: str, as_json: bool) -> None:
-    """Load a YAML/JSON scenario into the running server (all or nothing)."""
+def scenario_load(
+    ctx: click.Context,
+    file: str,
+    batch: int | None,
+    show_progress: bool | None,
+    data_dir: str,
+    url: str,
+    token: str,
+    as_json: bool,
+) -> None:
+    """Load a YAML/JSON scenario into the running server (all or nothing, unless --batch)."""
     text = Path(file).read_text()
     t = _target(ctx, data_dir, url, token)
-    if as_json:
-        data = t.control("POST", "/scenario", content=text.encode())
-    else:
-        with console.status(f"loading {file}…"):
+    if batch is None:
+        with progress(show_progress, f"loading {Path(file).name}", 1) as advance:
             data = t.control("POST", "/scenario", content=text.encode())
+            advance(1)
+    else:
+        try:
+            parsed = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise click.ClickException(f"{file}: not valid YAML/JSON: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise click.ClickException(f"{file}: a scenario is a mapping with sections such as 'merchants'")
+        pieces = scenario_batches(parsed, batch)
+        reports = []
+        with progress(show_progress, f"loading {Path(file).name}", sum(n for n, _ in pieces)) as advance:
+            for i, (n, piece) in enumerate(pieces, 1):
+                try:
+                    body = json.dumps(piece, ensure_ascii=False).encode()
+                    reports.append(t.control("POST", "/scenario", content=body))
+                except click.ClickException as exc:
+                    raise click.ClickException(
+                        f"batch {i} of {len(pieces)} failed ({exc.message}); batches 1-{i - 1} are loaded"
+                    ) from exc
+                advance(n)
+        data = {**_merge_reports(reports), "batches": len(pieces)}
     emit(data, as_json, lambda d: _kv({"loaded": file, **{k2: v for k2, v in d.items() if k2 != "loaded"}}))
 
 
@@ -421,6 +534,48 @@ def check_signature(headers: Any, body: bytes, keys: dict[str, rsa.RSAPublicKey]
     return True, f"verified with {serial}"
 
 
+class Signer:
+    """Signs APIv3 requests as one merchant (flags, else connection.json) and sends them."""
+
+    def __init__(self, t: Target, mchid: str, serial_no: str, key_path: str) -> None:
+        self.t, self.mchid, self.serial_no = t, mchid, serial_no
+        self.key = k.load_private_key(Path(key_path))
+
+    @classmethod
+    def of(cls, t: Target, mchid: str | None, serial_no: str | None, key_path: str | None) -> Signer:
+        mchid = mchid or t.info.get("mchid")
+        serial_no = serial_no or t.info.get("serial_no")
+        key_path = key_path or t.info.get("private_key_path")
+        if not (mchid and serial_no and key_path):
+            raise click.ClickException(
+                "need --mchid, --serial and --key (or a connection.json in --data-dir)"
+            )
+        return cls(t, mchid, serial_no, key_path)
+
+    def send(
+        self, method: str, path: str, body: bytes = b"", extra: dict[str, str] | None = None
+    ) -> tuple[str, httpx.Response]:
+        """(the URL as signed, the response). A full URL is fine: only its path and query are used."""
+        method = method.upper()
+        parts = urlsplit(path)
+        target = canonical_url(parts.path, parts.query)
+        ts, nonce = str(int(time.time())), new_nonce()
+        signature = sign(self.key, request_message(method, target, ts, nonce, body))
+        headers = {
+            "Authorization": Authorization(self.mchid, nonce, ts, self.serial_no, signature).header_value(),
+            "Accept": "application/json",
+            "User-Agent": "wxpartner-cli/1.0",
+        }
+        if body:
+            headers["Content-Type"] = "application/json"
+        headers.update(extra or {})
+        try:
+            with self.t.client() as http:
+                return target, http.request(method, target, content=body or None, headers=headers)
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"{method} {target}: {type(exc).__name__}: {exc}") from exc
+
+
 @main.command()
 @click.argument("method")
 @click.argument("path")
@@ -454,11 +609,7 @@ def call(
 
     Exit status: 0 when the response signature verifies, 1 when it does not (or there is none)."""
     t = _target(ctx, data_dir, url, token)
-    mchid = mchid or t.info.get("mchid")
-    serial_no = serial_no or t.info.get("serial_no")
-    key_path = key_path or t.info.get("private_key_path")
-    if not (mchid and serial_no and key_path):
-        raise click.ClickException("need --mchid, --serial and --key (or a connection.json in --data-dir)")
+    signer = Signer.of(t, mchid, serial_no, key_path)
     body = b""
     if data is not None:
         text = Path(data[1:]).read_text() if data.startswith("@") else data
@@ -467,29 +618,13 @@ def call(
         except ValueError as exc:
             raise click.BadParameter(f"--data is not JSON: {exc}") from None
         body = text.encode("utf-8")
-    parts = urlsplit(path)
-    target = canonical_url(parts.path, parts.query)
-    ts, nonce = str(int(time.time())), new_nonce()
-    signature = sign(
-        k.load_private_key(Path(key_path)), request_message(method.upper(), target, ts, nonce, body)
-    )
-    headers = {
-        "Authorization": Authorization(mchid, nonce, ts, serial_no, signature).header_value(),
-        "Accept": "application/json",
-        "User-Agent": "wxpartner-cli/1.0",
-    }
-    if body:
-        headers["Content-Type"] = "application/json"
+    headers: dict[str, str] = {}
     if fault:
         headers["Wechatpay-Sandbox-Fault"] = fault
     for h in extra_headers:
         name, _, val = h.partition(":")
         headers[name.strip()] = val.strip()
-    try:
-        with t.client() as http:
-            resp = http.request(method.upper(), target, content=body or None, headers=headers)
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"{method.upper()} {target}: {type(exc).__name__}: {exc}") from exc
+    target, resp = signer.send(method, path, body, headers)
     ok, why = check_signature(resp.headers, resp.content, _platform_keys(t))
     try:
         payload: Any = resp.json() if resp.content else None
@@ -513,6 +648,212 @@ def call(
         if payload is not None:
             console.print_json(json.dumps(payload, ensure_ascii=False))
     sys.exit(0 if ok else 1)
+
+
+# ---- bills ---------------------------------------------------------------------------------------
+
+
+def _days(start: str, end: str) -> list[dt.date]:
+    try:
+        lo, hi = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    except ValueError as exc:
+        raise click.BadParameter(f"dates are YYYY-MM-DD: {exc}") from None
+    if hi < lo:
+        raise click.BadParameter("--to is before --from")
+    if (hi - lo).days >= 366:
+        raise click.BadParameter("at most 366 days at a time")
+    return [lo + dt.timedelta(days=i) for i in range((hi - lo).days + 1)]
+
+
+def _one_bill(
+    signer: Signer, keys: dict[str, rsa.RSAPublicKey], body: dict[str, str], out: Path
+) -> dict[str, Any]:
+    """Apply for one day's trade bill (W11), download it, verify both signatures, write the CSV."""
+    row: dict[str, Any] = {"date": body["date"]}
+    _target_url, applied = signer.send("POST", "/v3/webizpay/bill/trade-bill", json.dumps(body).encode())
+    ok, why = check_signature(applied.headers, applied.content, keys)
+    if applied.status_code != 200 or not ok:
+        detail = applied.json() if applied.content.startswith(b"{") else {}
+        row["error"] = f"{applied.status_code} {detail.get('code', '')}: {detail.get('message', why)}"
+        return row
+    _target_url, file = signer.send("GET", applied.json()["download_url"])
+    ok, why = check_signature(file.headers, file.content, keys)
+    if file.status_code != 200 or not ok:
+        row["error"] = f"download {file.status_code}: {why}"
+        return row
+    path = out / f"{body['type']}_{body['sub_mchid']}_{body['date']}.csv"
+    path.write_bytes(file.content)
+    lines = file.content.decode("utf-8", errors="replace").strip().splitlines()
+    row.update(path=str(path), bytes=len(file.content), lines=len(lines), signature=why)
+    return row
+
+
+@main.command()
+@click.option("--sub-mchid", required=True, help="the enterprise (sub-merchant) whose bills to fetch")
+@click.option("--from", "start", required=True, help="first day, YYYY-MM-DD (China time)")
+@click.option("--to", "end", default=None, help="last day (default: --from)")
+@click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False))
+@click.option("--mchid", default=None, help="service provider (default: connection.json)")
+@click.option("--serial", "serial_no", default=None, help="merchant certificate serial")
+@click.option("--key", "key_path", default=None, type=click.Path(dir_okay=False), help="private key PEM")
+@progress_option
+@target_options
+def bills(
+    ctx: click.Context,
+    sub_mchid: str,
+    start: str,
+    end: str | None,
+    out_dir: str,
+    mchid: str | None,
+    serial_no: str | None,
+    key_path: str | None,
+    show_progress: bool | None,
+    data_dir: str,
+    url: str,
+    token: str,
+    as_json: bool,
+) -> None:
+    """Generate and download enterprise-payment trade bills (W11 + download), one CSV per day.
+
+    Every answer's signature is verified. Exit status 0 when every day's bill was written, else 1."""
+    t = _target(ctx, data_dir, url, token)
+    signer = Signer.of(t, mchid, serial_no, key_path)
+    days = _days(start, end or start)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = _platform_keys(t)
+    rows = []
+    with progress(show_progress, f"trade bills of {sub_mchid}", len(days)) as advance:
+        for day in days:
+            body = {
+                "sp_mchid": signer.mchid,
+                "sub_mchid": sub_mchid,
+                "date": day.isoformat(),
+                "type": "QYZFALL",
+            }
+            rows.append(_one_bill(signer, keys, body, out))
+            advance(1)
+    failed = sum(1 for r in rows if "error" in r)
+    result = {"written": len(rows) - failed, "failed": failed, "bills": rows}
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+    else:
+        table_rows = [
+            [r["date"], r.get("path") or "", r.get("lines", ""), r.get("error", "ok")] for r in rows
+        ]
+        _table(f"trade bills of {sub_mchid}", ["date", "file", "lines", "result"], table_rows)
+    sys.exit(1 if failed else 0)
+
+
+# ---- callbacks -----------------------------------------------------------------------------------
+
+
+@main.group()
+def callbacks() -> None:
+    """Callback notifications WeChat Pay owes merchants, with every delivery attempt."""
+
+
+def _attempt_text(a: dict[str, Any]) -> str:
+    answer = str(a["status"]) if a["status"] is not None else "no answer"
+    return f"#{a['attempt_no']} {answer} {float(a['latency_ms']):.0f}ms" + (
+        f" {a['error']}" if a["error"] else ""
+    )
+
+
+def _print_callbacks(data: dict[str, Any]) -> None:
+    if not data["data"]:
+        console.print("no callbacks")
+        return
+    rows = [
+        [
+            n["id"],
+            n["mchid"],
+            n["event_type"],
+            n["state"],
+            f"{n['sends']}/{n['send_limit']}",
+            "; ".join(_attempt_text(a) for a in n["attempts"]) or "no attempt yet",
+        ]
+        for n in data["data"]
+    ]
+    title = (
+        f"callbacks {data['offset'] + 1}-{data['offset'] + len(rows)} of {data['total_count']}, newest first"
+    )
+    _table(title, ["id", "mchid", "event", "state", "sends", "attempts"], rows)
+
+
+@callbacks.command("list")
+@click.option("--mchid", default=None)
+@click.option("--state", type=click.Choice(["pending", "delivered", "failed"]), default=None)
+@click.option("--event-type", default=None)
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0)
+@target_options
+def callbacks_list(
+    ctx: click.Context,
+    mchid: str | None,
+    state: str | None,
+    event_type: str | None,
+    limit: int,
+    offset: int,
+    data_dir: str,
+    url: str,
+    token: str,
+    as_json: bool,
+) -> None:
+    """List notifications (newest first) with their delivery attempts."""
+    params = {"mchid": mchid, "state": state, "event_type": event_type, "limit": limit, "offset": offset}
+    data = _target(ctx, data_dir, url, token).control(
+        "GET", "/callbacks", params={k2: v for k2, v in params.items() if v is not None}
+    )
+    emit(data, as_json, _print_callbacks)
+
+
+@callbacks.command("show")
+@click.argument("notification_id")
+@target_options
+def callbacks_show(
+    ctx: click.Context, notification_id: str, data_dir: str, url: str, token: str, as_json: bool
+) -> None:
+    """One notification: its plaintext resource (sandbox view) and every attempt."""
+    data = _target(ctx, data_dir, url, token).control("GET", f"/callbacks/{notification_id}")
+
+    def pretty(d: dict[str, Any]) -> None:
+        _kv({key: v for key, v in d.items() if key not in ("attempts", "resource")})
+        for a in d.get("attempts", []):
+            console.print(f"  attempt {_attempt_text(a)}  {a['url']}")
+        if d.get("resource") is not None:
+            console.print("[bold]resource[/] (plaintext; sent encrypted):")
+            console.print_json(json.dumps(d["resource"], ensure_ascii=False))
+
+    emit(data, as_json, pretty)
+
+
+def _print_attempts(data: dict[str, Any]) -> None:
+    attempts = data.get("attempts", [])
+    if not attempts:
+        console.print("nothing was due")
+    for a in attempts:
+        tone = "green" if a["ok"] else "red"
+        console.print(f"[{tone}]{a['id']}[/] {a['event_type']} → {a['state']}  {_attempt_text(a)}")
+
+
+@callbacks.command("deliver")
+@target_options
+def callbacks_deliver(ctx: click.Context, data_dir: str, url: str, token: str, as_json: bool) -> None:
+    """Send every notification that is due now, and wait for the answers."""
+    data = _target(ctx, data_dir, url, token).control("POST", "/callbacks/deliver")
+    emit(data, as_json, _print_attempts)
+
+
+@callbacks.command("redeliver")
+@click.argument("notification_id")
+@target_options
+def callbacks_redeliver(
+    ctx: click.Context, notification_id: str, data_dir: str, url: str, token: str, as_json: bool
+) -> None:
+    """Send one notification again now (one more send if all were used)."""
+    data = _target(ctx, data_dir, url, token).control("POST", f"/callbacks/{notification_id}/redeliver")
+    emit(data, as_json, _print_attempts)
 
 
 # ---- verify-callback -----------------------------------------------------------------------------

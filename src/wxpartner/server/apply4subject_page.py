@@ -1,6 +1,7 @@
 """The page behind ``qrcode_data``: where the contact and then the legal person confirm, and where the
 authorization is completed (the real flow happens in a WeChat mini program). No token needed: the
-URL's random part is the secret, as a scanned code would be. Plain HTML forms, no script."""
+URL's random part is the secret, as a scanned code would be. Plain HTML forms, no script, in the
+dashboard's look without its navigation (no dashboard login)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from starlette.routing import Route
 from ..domain import apply4subject as d
 from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
 from . import apply4subject_flow as flow
+from .dashboard.layout import badge, page, render_page
 from .web import WEB_ROUTES
 
 # state -> (step the form performs, who acts, button label)
@@ -40,11 +42,16 @@ def _merchant_name(materials: dict[str, Any]) -> str:
     return str((subject.get("assist_prove_info") or {}).get("store_name", ""))
 
 
+SUBTITLE = "模拟微信小程序 · simulated WeChat mini program"
+
+
 def _page(app: Applyment, authorized: list[tuple[str, bool]], note: str = "") -> str:
     e = html.escape
     contact = (app.materials.get("contact_info") or {}).get("name", "")
     rows = "".join(
-        f"<li>{e(sub)}: {'AUTHORIZE_STATE_AUTHORIZED' if ok else 'AUTHORIZE_STATE_UNAUTHORIZED'}</li>"
+        f"<li><code>{e(sub)}</code>: "
+        + (badge("AUTHORIZE_STATE_AUTHORIZED") if ok else badge("AUTHORIZE_STATE_UNAUTHORIZED", "mute"))
+        + "</li>"
         for sub, ok in authorized
     )
     step = STEPS.get(app.state)
@@ -55,20 +62,26 @@ def _page(app: Applyment, authorized: list[tuple[str, bool]], note: str = "") ->
             f'<form method="post"><input type="hidden" name="step" value="{e(step[0])}">'
             f'<p>{e(step[1])}</p><button type="submit">{e(step[2])}</button></form>'
         )
-    return f"""<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>商户开户意愿确认 {app.applyment_id}</title></head>
-<body><h1>商户开户意愿确认</h1>
-<p>wxpartner sandbox — stands in for the WeChat mini program reached by scanning qrcode_data.</p>
-{f'<p class="note">{e(note)}</p>' if note else ""}
-<dl><dt>applyment_id</dt><dd>{app.applyment_id}</dd>
-<dt>business_code</dt><dd>{e(app.business_code)}</dd>
-<dt>merchant</dt><dd>{e(_merchant_name(app.materials))}</dd>
-<dt>contact</dt><dd>{e(str(contact))}</dd>
-<dt>applyment_state</dt><dd id="state">{e(app.state)}</dd></dl>
-<ul>{rows}</ul>
-{form}
-</body></html>"""
+    tone = " bad" if note and note != "confirmed" else ""
+    body = (
+        (f'<div class="flash{tone} note" role="status">{e(note)}</div>' if note else "")
+        + '<section class="card"><p class="muted">wxpartner sandbox — stands in for the WeChat mini program '
+        "reached by scanning qrcode_data.</p>" + '<dl class="facts">'
+        f"<dt>applyment_id</dt><dd>{app.applyment_id}</dd>"
+        f"<dt>business_code</dt><dd>{e(app.business_code)}</dd>"
+        f"<dt>merchant</dt><dd>{e(_merchant_name(app.materials))}</dd>"
+        f"<dt>contact</dt><dd>{e(str(contact))}</dd>"
+        f'<dt>applyment_state</dt><dd id="state">{e(app.state)}</dd></dl>'
+        f'<ul id="authorize-states">{rows}</ul>{form}</section>'
+    )
+    return render_page(
+        f"商户开户意愿确认 {app.applyment_id}", body, nav=False, lang="zh-CN", narrow=True, subtitle=SUBTITLE
+    )
+
+
+def _gone() -> HTMLResponse:
+    body = '<section class="card"><p class="error">二维码已失效 (unknown or expired code)</p></section>'
+    return page("商户开户意愿确认", body, nav=False, lang="zh-CN", narrow=True, subtitle=SUBTITLE, status=404)
 
 
 def _load(request: Request) -> tuple[Applyment, list[tuple[str, bool]]] | None:
@@ -86,7 +99,7 @@ async def confirm_page(request: Request) -> Response:
         return await _confirm(request)
     found = await anyio.to_thread.run_sync(lambda: _load(request))
     if found is None:
-        return HTMLResponse("<!doctype html><p>二维码已失效 (unknown or expired code)</p>", status_code=404)
+        return _gone()
     return HTMLResponse(_page(*found, note=request.query_params.get("note", "")))
 
 
@@ -112,7 +125,7 @@ async def _confirm(request: Request) -> Response:
 
     note = await anyio.to_thread.run_sync(apply)
     if note is None:
-        return HTMLResponse("<!doctype html><p>二维码已失效 (unknown or expired code)</p>", status_code=404)
+        return _gone()
     return RedirectResponse(f"{request.url.path}?note={quote(note)}", status_code=303)
 
 

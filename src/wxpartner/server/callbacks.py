@@ -171,6 +171,9 @@ class Deliverer:
                 0.0,
             )
         outcome = self._post(client, merchant, claim, bnow)
+        from . import metrics  # local: keeps this module importable without the metrics stack
+
+        metrics.callback_delivered(metrics.delivery_outcome(outcome.status, outcome.ok, outcome.error))
         try:
             with self.db.write() as conn:
                 state, _held = outbox.complete(conn, claim, outcome)

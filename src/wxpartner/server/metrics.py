@@ -52,6 +52,18 @@ def callback_delivered(outcome: str) -> None:
     CALLBACKS.labels(outcome=outcome[:32] or "unknown").inc()
 
 
+def delivery_outcome(status: int | None, ok: bool, error: str | None) -> str:
+    """The bounded outcome label of one callback send: ``success`` (200/204), ``http_error`` (any other
+    status), ``timeout`` (no answer in time) or ``connection_error`` (refused, reset, bad URL...)."""
+    if ok:
+        return "success"
+    if status is not None:
+        return "http_error"
+    if error and error.startswith("timeout"):
+        return "timeout"
+    return "connection_error"
+
+
 def fault_injected(kind: str) -> None:
     FAULTS.labels(kind=kind).inc()
 

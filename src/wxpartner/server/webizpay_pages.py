@@ -1,6 +1,6 @@
 """The employee's pages (sandbox stand-ins for WeChat's): the W1 authorization link and the W7
-payment link open here. Plain server-rendered HTML; the link token is the only credential, as with a
-real short-lived link. Styling is left to the dashboard."""
+payment link open here. Server-rendered in the dashboard's look (without its navigation: no dashboard
+login, the link token is the only credential, as with a real short-lived link)."""
 
 from __future__ import annotations
 
@@ -22,17 +22,22 @@ from ..store.db import Database
 from ..store.webizpay_repo import WebizpayRepo
 from . import control_webizpay  # noqa: F401  (control routes, scenario section)
 from .control_webizpay import pay_from_body
+from .dashboard.layout import fen, page
 from .web import WEB_ROUTES
+
+SUBTITLE = "模拟微信页面 · simulated WeChat page"
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    doc = (
-        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title></head>"
-        f'<body class="webizpay"><main><h1>{html.escape(title)}</h1>{body}</main></body></html>'
+    return page(
+        title,
+        f'<section class="card">{body}</section>',
+        nav=False,
+        lang="zh-CN",
+        narrow=True,
+        subtitle=SUBTITLE,
+        status=status,
     )
-    return HTMLResponse(doc, status_code=status)
 
 
 def _error(err: ApiError) -> HTMLResponse:
@@ -54,6 +59,11 @@ def _tx(db: Database, fn: Any, *, write: bool) -> Any:
         return fn(WebizpayRepo(conn), conn, now)
 
 
+def _who(name: str, mchid: str) -> str:
+    """A merchant as the employee sees it: its name and number (just the number when it has no name)."""
+    return f"{html.escape(name)} ({html.escape(mchid)})" if name else html.escape(mchid)
+
+
 async def authorize_page(request: Request) -> Response:
     """GET: who asks and a consent button; POST: consent (AUTHORIZED + WEBIZPAY.AUTHORIZED callback)."""
     db: Database = request.app.state.wx.db
@@ -69,7 +79,8 @@ async def authorize_page(request: Request) -> Response:
             return _error(err)
         return _page(
             "授权成功",
-            f'<p>已开通企业支付。</p><p>employee_id: <code id="employee_id">{html.escape(relation.employee_id)}</code></p>',
+            '<p class="result">✓ 已开通企业支付 (authorized)</p>'
+            f'<p>employee_id: <code id="employee_id">{html.escape(relation.employee_id)}</code></p>',
         )
     token = request.query_params.get("token", "")
 
@@ -79,16 +90,17 @@ async def authorize_page(request: Request) -> Response:
         sub = registry.get_merchant(conn, link.sub_mchid)
         done = link.consumed_at is not None
         return (
-            "<dl>"
-            f"<dt>服务商</dt><dd>{html.escape((sp.name if sp else '') or link.sp_mchid)} ({html.escape(link.sp_mchid)})</dd>"
-            f"<dt>出资企业</dt><dd>{html.escape((sub.name if sub else '') or link.sub_mchid)} ({html.escape(link.sub_mchid)})</dd>"
+            '<dl class="facts">'
+            f"<dt>服务商</dt><dd>{_who(sp.name if sp else '', link.sp_mchid)}</dd>"
+            f"<dt>出资企业</dt><dd>{_who(sub.name if sub else '', link.sub_mchid)}</dd>"
             f"<dt>员工</dt><dd>{html.escape(link.user_id)}</dd>"
             f"<dt>链接有效期至</dt><dd>{rfc3339(link.expires_at)}</dd>"
             "</dl>"
             + (
                 "<p>该链接已完成授权。</p>"
                 if done
-                else '<form method="post" action="/webizpay/authorize">'
+                else '<p class="muted">同意后，出资企业可为你发放额度卡，你可用卡在指定商户消费。</p>'
+                '<form method="post" action="/webizpay/authorize">'
                 f'<input type="hidden" name="token" value="{html.escape(token)}">'
                 '<button type="submit" name="consent" value="1">同意开通企业支付</button></form>'
             )
@@ -124,9 +136,11 @@ async def pay_page(request: Request) -> Response:
             return _error(err)
         return _page(
             "支付成功",
-            f'<p>支付 <span id="amount">{result["amount"]}</span> 分。</p>'
+            f'<p class="result">✓ 支付 <span id="amount">{result["amount"]}</span> 分 '
+            f"({fen(result['amount'])})</p>"
             f'<p>transaction_id: <code id="transaction_id">{html.escape(result["transaction_id"])}</code></p>'
-            f'<p>剩余额度 <span id="remain_amount">{result["remain_amount"]}</span> 分</p>',
+            f'<p>剩余额度 <span id="remain_amount">{result["remain_amount"]}</span> 分 '
+            f"({fen(result['remain_amount'])})</p>",
         )
     token = request.query_params.get("token", "")
 
@@ -139,10 +153,10 @@ async def pay_page(request: Request) -> Response:
         card = repo.card(link.card_no)
         assert card is not None
         return (
-            "<dl>"
+            '<dl class="facts">'
             f"<dt>额度卡</dt><dd>{html.escape(card.card_name)} ({html.escape(card.card_no)})</dd>"
             f"<dt>使用规则</dt><dd>{card.card_rule}</dd>"
-            f'<dt>剩余额度</dt><dd id="remain_amount">{card.remain_amount}</dd>'
+            f'<dt>剩余额度 (分)</dt><dd id="remain_amount">{card.remain_amount}</dd>'
             f"<dt>状态</dt><dd>{card.state if not card.due(now) else 'DISABLED'}</dd>"
             "</dl>"
             '<form method="post" action="/webizpay/pay">'
@@ -154,10 +168,10 @@ async def pay_page(request: Request) -> Response:
         )
 
     try:
-        page = await anyio.to_thread.run_sync(lambda: _tx(db, show, write=False))
+        body_html = await anyio.to_thread.run_sync(lambda: _tx(db, show, write=False))
     except ApiError as err:
         return _error(err)
-    return _page("企业支付付款码", page)
+    return _page("企业支付付款码", body_html)
 
 
 WEB_ROUTES.append(Route("/webizpay/authorize", authorize_page, methods=["GET", "POST"]))

@@ -7,11 +7,11 @@ Family pages reuse the look: ``render_page(title, body_html)`` returns a complet
 from __future__ import annotations
 
 from ..web import WEB_ROUTES
-from . import callbacks  # noqa: F401  (registers its page)
-from .layout import badge, card, esc, page, render_page, table
+from . import callbacks, family_pages  # noqa: F401  (register their pages)
+from .layout import badge, card, esc, facts, fen, page, render_page, table
 from .pages import ROUTES
 
-__all__ = ["badge", "card", "esc", "page", "render_page", "table"]
+__all__ = ["badge", "card", "esc", "facts", "fen", "page", "render_page", "table"]
 
 for _route in ROUTES:
     if _route not in WEB_ROUTES:

@@ -6,14 +6,16 @@ Reads through the callback outbox's own queries (store/outbox.py); without that 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from .layout import badge, card, esc, fmt_ts, page, table
 from .pages import route
 
+PAGE = 50
 STATE_TONE = {"delivered": "", "pending": "warn", "failed": "bad"}
 
 
@@ -38,6 +40,9 @@ def _attempts(attempts: list[dict[str, Any]]) -> str:
 async def callbacks(request: Request) -> Response:
     st = request.app.state.wx
     mchid = request.query_params.get("mchid") or None
+    state = request.query_params.get("state") or None
+    raw_offset = request.query_params.get("offset", "0")
+    offset = min(int(raw_offset), 10**7) if raw_offset.isdigit() else 0
     try:
         from ...store import outbox
     except ImportError:  # the callbacks family is not installed in this build
@@ -45,9 +50,12 @@ async def callbacks(request: Request) -> Response:
             "Callbacks", card("Callbacks", "<p>No callback outbox in this build.</p>"), active="callbacks"
         )
 
+    if state is not None and state not in outbox.STATES:
+        state = None
+
     def read() -> tuple[int, list[dict[str, Any]]]:
         with st.db.read() as conn:
-            return outbox.list_notifications(conn, mchid=mchid, limit=50)
+            return outbox.list_notifications(conn, mchid=mchid, state=state, limit=PAGE, offset=offset)
 
     total, items = await anyio.to_thread.run_sync(read)
     rows = [
@@ -59,15 +67,71 @@ async def callbacks(request: Request) -> Response:
             f"{esc(n['sends'])} / {esc(n['send_limit'])}",
             esc(fmt_ts(n["next_attempt_at"])) if n["next_attempt_at"] else "",
             _attempts(n["attempts"]),
+            f'<form method="post" class="inline" action="/dashboard/callbacks/{esc(n["id"])}/redeliver">'
+            '<button class="ghost">Send now</button></form>',
         ]
         for n in items
     ]
-    body = card(
-        f"Newest {len(items)} of {total} notifications (resources are not shown)",
-        table(
-            ("id", "mchid", "event", "state", "sends", "next attempt (business time)", "delivery attempts"),
-            rows,
-            empty="No callbacks yet.",
-        ),
+    options = "".join(f"<option{' selected' if s == state else ''}>{esc(s)}</option>" for s in outbox.STATES)
+    filters = (
+        '<form method="get" class="row card"><div><label for="f-mchid">mchid</label>'
+        f'<input id="f-mchid" name="mchid" value="{esc(mchid or "")}"></div>'
+        f'<div><label for="f-state">state</label><select id="f-state" name="state"><option value="">any</option>'
+        f"{options}</select></div>"
+        '<div><button type="submit">Filter</button> <a href="/dashboard/callbacks">clear</a></div></form>'
+    )
+    params = {k: v for k, v in request.query_params.items() if k != "offset"}
+    pager = []
+    if offset > 0:
+        pager.append(f'<a href="?{esc(urlencode({**params, "offset": max(0, offset - PAGE)}))}">← Newer</a>')
+    if offset + len(items) < total:
+        pager.append(f'<a href="?{esc(urlencode({**params, "offset": offset + PAGE}))}">Older →</a>')
+    flash = request.query_params.get("msg")
+    body = (
+        (f'<div class="flash" role="status">{esc(flash)}</div>' if flash else "")
+        + filters
+        + card(
+            f"Notifications {offset + 1 if items else 0}–{offset + len(items)} of {total}, newest first "
+            "(resources are not shown)",
+            table(
+                (
+                    "id",
+                    "mchid",
+                    "event",
+                    "state",
+                    "sends",
+                    "next attempt (business time)",
+                    "delivery attempts",
+                    "",
+                ),
+                rows,
+                empty="No callbacks yet.",
+            ),
+        )
+        + (f'<div class="pager">{"".join(pager)}</div>' if pager else "")
     )
     return page("Callbacks", body, active="callbacks")
+
+
+@route("/callbacks/{notification_id}/redeliver", ["POST"])
+async def redeliver(request: Request) -> Response:
+    """Make the notification due now and send it at once (as the control API's redeliver)."""
+    st = request.app.state.wx
+    nid = request.path_params["notification_id"]
+    from ...store import outbox, sandbox
+    from ..callbacks import deliverer_for
+
+    def apply() -> str:
+        with st.db.write() as conn:
+            found = outbox.reopen(conn, nid, sandbox.read_clock(conn).now_ts())
+        if not found:
+            return f"No notification {nid}"
+        results = deliverer_for(st).run_pass(ids=[nid])
+        if not results:
+            return f"{nid}: nothing sent (no notify_url or APIv3 key, or a send is in flight)"
+        r = results[0]
+        answer = r.status if r.status is not None else (r.error or "no answer")
+        return f"{nid}: attempt {r.attempt_no} answered {answer}, now {r.state}"
+
+    msg = await anyio.to_thread.run_sync(apply)
+    return RedirectResponse(f"/dashboard/callbacks?{urlencode({'msg': msg})}", status_code=303)

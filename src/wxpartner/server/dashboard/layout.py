@@ -17,12 +17,15 @@ CSS = """
 "Microsoft YaHei",sans-serif;background:var(--bg);color:var(--ink)}
 header.top{background:#1d2521;color:#fff;display:flex;align-items:center;gap:18px;padding:0 20px;height:48px}
 header.top .logo{font-weight:700;color:var(--brand);letter-spacing:.3px}
-header.top nav a{color:#cfd8d3;text-decoration:none;padding:14px 8px;display:inline-block}
+header.top nav a{color:#cfd8d3;text-decoration:none;padding:14px 6px;display:inline-block;font-size:13px}
 header.top nav a.on,header.top nav a:hover{color:#fff;box-shadow:inset 0 -3px 0 var(--brand)}
 header.top form{margin-left:auto}
 main{max-width:1200px;margin:0 auto;padding:20px}
 h1{font-size:20px;margin:0 0 16px}h2{font-size:16px;margin:0 0 10px}
-.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:16px;margin-bottom:16px}
+.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:16px;margin-bottom:16px;
+overflow-x:auto}
+tr.spends>td{border-bottom:2px solid var(--line);padding-top:0}tr.spends table{background:#fafcfb;font-size:12px}
+tr.spends th,tr.spends td{padding:3px 8px}tbody.card-group:hover td{background:transparent}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(280px,1fr));gap:16px}
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;padding:6px 8px;
 border-bottom:1px solid var(--line);vertical-align:top}th{color:var(--mute);font-weight:600;white-space:nowrap}
@@ -36,6 +39,7 @@ overflow:auto;white-space:pre-wrap;word-break:break-all}
 form.inline{display:inline}label{display:block;font-size:12px;color:var(--mute);margin:6px 0 2px}
 input,select{font:inherit;padding:6px 8px;border:1px solid var(--line);border-radius:6px;background:#fff;min-width:0}
 .row{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-end}.row>div{flex:1 1 140px}
+form.row>div:last-child{flex:0 0 auto}
 button,.btn{font:inherit;background:var(--brand);color:#fff;border:0;border-radius:6px;padding:7px 14px;
 cursor:pointer;text-decoration:none;display:inline-block}button:hover{background:var(--brand-d)}
 button.ghost{background:transparent;color:var(--ink);border:1px solid var(--line)}
@@ -43,15 +47,28 @@ button.danger{background:var(--bad)}
 .flash{padding:10px 14px;border-radius:6px;background:#e6f4ec;margin-bottom:16px}
 .flash.bad{background:#fde8e8;color:var(--bad)}
 .big{font-size:22px;font-weight:600}
-@media (max-width:700px){header.top{flex-wrap:wrap;height:auto}main{padding:12px}}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:6px 14px;margin:0 0 12px}
+dl.facts dt{color:var(--mute)}dl.facts dd{margin:0;word-break:break-all}
+main.narrow{max-width:520px}main.narrow button[type=submit]{width:100%;padding:11px;font-size:16px}
+main.narrow label{font-size:13px;margin-top:10px}main.narrow input{width:100%;padding:9px}
+.sub{color:#cfd8d3;font-size:12px;margin-left:auto}
+.pager{display:flex;gap:14px;margin:-6px 0 16px}.qr{image-rendering:pixelated;border:1px solid var(--line)}
+.result{font-size:18px;font-weight:600;color:var(--brand-d)}.error{color:var(--bad);font-weight:600}
+.card>:first-child{margin-top:0}
+@media (max-width:700px){header.top{flex-wrap:wrap;height:auto;padding:10px 12px;gap:4px 18px}
+main{padding:12px}}
 """
 
 NAV = (
     ("overview", "/dashboard", "Overview"),
     ("merchants", "/dashboard/merchants", "Merchants & keys"),
+    ("employees", "/dashboard/employees", "Employees"),
+    ("cards", "/dashboard/cards", "Quota cards"),
+    ("recharge", "/dashboard/recharge", "Recharge"),
+    ("applyments", "/dashboard/applyments", "Applyments"),
+    ("callbacks", "/dashboard/callbacks", "Callbacks"),
     ("journal", "/dashboard/journal", "Request journal"),
     ("faults", "/dashboard/faults", "Faults"),
-    ("callbacks", "/dashboard/callbacks", "Callbacks"),
     ("clock", "/dashboard/clock", "Clock"),
     ("data", "/dashboard/data", "Family data"),
 )
@@ -61,10 +78,20 @@ def esc(value: Any) -> str:
     return escape("" if value is None else str(value))
 
 
-def render_page(title: str, body_html: str, *, active: str = "", nav: bool = True) -> str:
+def render_page(
+    title: str,
+    body_html: str,
+    *,
+    active: str = "",
+    nav: bool = True,
+    lang: str = "en",
+    narrow: bool = False,
+    subtitle: str = "",
+) -> str:
     """A complete HTML page in the sandbox's look. ``body_html`` is trusted HTML: escape what you insert
-    (``esc``). ``nav=False`` for pages shown to simulated end users (no dashboard links)."""
-    links = ""
+    (``esc``). ``nav=False`` for pages shown to simulated end users (no dashboard links, no login);
+    ``narrow`` lays the page out like a phone screen; ``subtitle`` is shown in the top bar."""
+    links = f'<span class="sub">{esc(subtitle)}</span>' if subtitle else ""
     if nav:
         links = "<nav>" + "".join(
             f'<a href="{href}"{" class=on" if key == active else ""}>{label}</a>' for key, href, label in NAV
@@ -74,18 +101,42 @@ def render_page(title: str, body_html: str, *, active: str = "", nav: bool = Tru
             '<button class="ghost" style="color:#cfd8d3">Log out</button></form>'
         )
     return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<!doctype html><html lang="{esc(lang)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{esc(title)} · wxpartner</title><style>{CSS}</style></head><body>"
         f'<header class="top"><span class="logo">wxpartner sandbox</span>{links}</header>'
-        f"<main><h1>{esc(title)}</h1>{body_html}</main></body></html>"
+        f"<main{' class=narrow' if narrow else ''}><h1>{esc(title)}</h1>{body_html}</main></body></html>"
     )
 
 
 def page(
-    title: str, body_html: str, *, active: str = "", status: int = 200, nav: bool = True
+    title: str,
+    body_html: str,
+    *,
+    active: str = "",
+    status: int = 200,
+    nav: bool = True,
+    lang: str = "en",
+    narrow: bool = False,
+    subtitle: str = "",
 ) -> HTMLResponse:
-    return HTMLResponse(render_page(title, body_html, active=active, nav=nav), status_code=status)
+    return HTMLResponse(
+        render_page(title, body_html, active=active, nav=nav, lang=lang, narrow=narrow, subtitle=subtitle),
+        status_code=status,
+    )
+
+
+def facts(items: Iterable[tuple[str, str]], *, dl_id: str = "") -> str:
+    """A definition list of (label, trusted HTML value) pairs."""
+    ident = f' id="{esc(dl_id)}"' if dl_id else ""
+    return (
+        f'<dl class="facts"{ident}>' + "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
+    )
+
+
+def fen(amount: int | None) -> str:
+    """An amount in fen as yuan, e.g. 12345 -> ¥123.45."""
+    return "" if amount is None else f"¥{amount / 100:,.2f}"
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, empty: str = "Nothing yet.") -> str:

@@ -19,7 +19,7 @@ from ...store import ops_repo, registry, sandbox
 from ..control import ControlError
 from ..control_ops import add_fault_rule, fault_view, journal_filter, parse_fault_body, read_journal
 from ..faults import injector
-from . import data
+from . import data, family_reads
 from .auth import Endpoint, form, guarded, set_login, token_ok
 from .layout import badge, card, esc, fmt_ts, page, status_badge, table
 
@@ -135,7 +135,7 @@ JOURNAL_HEADERS = (
 async def overview(request: Request) -> Response:
     st = request.app.state.wx
 
-    def read() -> tuple[ClockState, int, list[FaultRule], list[dict[str, Any]]]:
+    def read() -> tuple[ClockState, int, list[FaultRule], list[dict[str, Any]], dict[str, int]]:
         rows = read_journal(st, ops_repo.JournalFilter(limit=15))
         with st.db.read() as conn:
             return (
@@ -143,9 +143,28 @@ async def overview(request: Request) -> Response:
                 len(registry.list_merchants(conn)),
                 ops_repo.list_faults(conn, active_only=True),
                 rows,
+                family_reads.counts(conn),
             )
 
-    clock, n_merchants, faults, rows = await anyio.to_thread.run_sync(read)
+    clock, n_merchants, faults, rows, counts = await anyio.to_thread.run_sync(read)
+    links = {
+        "authorized employees": "/dashboard/employees",
+        "quota cards": "/dashboard/cards",
+        "spends": "/dashboard/cards",
+        "recharge employees": "/dashboard/recharge",
+        "applyments": "/dashboard/applyments",
+        "callbacks pending": "/dashboard/callbacks?state=pending",
+    }
+    family = card(
+        "Family data",
+        '<div class="row" id="family-counts">'
+        + "".join(
+            f'<div><div class="big">{n if n <= family_reads.COUNT_CAP else f"{family_reads.COUNT_CAP}+"}</div>'
+            f'<a href="{links[label]}">{esc(label)}</a></div>'
+            for label, n in counts.items()
+        )
+        + "</div>",
+    )
     tiles = (
         '<div class="grid">'
         + card("Business clock", _clock_html(clock) + '<a href="/dashboard/clock">Set / freeze / advance</a>')
@@ -162,7 +181,7 @@ async def overview(request: Request) -> Response:
     recent = card(
         "Latest requests", table(JOURNAL_HEADERS, _journal_rows(rows), empty="No /v3 requests yet.")
     )
-    return page("Overview", _flash(request) + tiles + recent, active="overview")
+    return page("Overview", _flash(request) + tiles + family + recent, active="overview")
 
 
 # ---- merchants -----------------------------------------------------------------------------------
