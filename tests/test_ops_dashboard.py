@@ -99,7 +99,7 @@ def test_render_page_escapes_and_shares_the_look() -> None:
 
 
 def test_family_data_grouping_and_masking() -> None:
-    from wxpartner.server.dashboard import data
+    from wxpartner.store import dashboard_tables as data
 
     assert data.group_of("callback_attempts") == "Callbacks & delivery attempts"
     assert data.group_of("apply4subject_authorizations") == "Applyments (apply4subject)"
@@ -168,7 +168,7 @@ def test_family_pages_show_employees_cards_spends_and_recharge(
 
 def test_family_pages_paginate(http: TestClient, control: TestClient) -> None:
     from support import SECOND_A
-    from wxpartner.server.dashboard import family_reads
+    from wxpartner.store import dashboard_reads as family_reads
 
     # DELETED rows (history): the limit of 3 employees in effect does not apply to those.
     openids = [
@@ -269,7 +269,7 @@ def test_end_user_pages_share_the_look_without_nav_or_login(http: TestClient, cl
 def test_big_tables_page_in_key_order(http: TestClient, control: TestClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Beyond SORT_CAP matching rows a page follows the primary key (index-backed), and says so."""
     from support import SECOND_A
-    from wxpartner.server.dashboard import family_reads
+    from wxpartner.store import dashboard_reads as family_reads
 
     monkeypatch.setattr(family_reads, "SORT_CAP", 3)
     monkeypatch.setattr(family_reads, "COUNT_CAP", 2)

@@ -14,10 +14,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ...domain import apply4subject as d
+from ...store import dashboard_reads as reads
 from ...store import sandbox
 from ...store.apply4subject_repo import Apply4SubjectRepo, Applyment
 from .. import apply4subject_flow as flow
-from . import family_reads as reads
 from .auth import form
 from .layout import badge, card, esc, facts, fen, fmt_ts, page, table
 from .pages import route
@@ -80,7 +80,7 @@ def _pager(request: Request, more: bool) -> str:
 
 
 def _order(found: reads.Slice, by_time: str, by_key: str) -> str:
-    """How the page is sorted: by time while few rows match (see family_reads.SORT_CAP)."""
+    """How the page is sorted: by time while few rows match (see store.dashboard_reads.SORT_CAP)."""
     if found.by_time:
         return by_time
     return f"{by_key} (more than {reads.SORT_CAP} match: filter to sort by time)"

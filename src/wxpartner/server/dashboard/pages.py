@@ -15,11 +15,12 @@ from starlette.routing import Route
 from ...domain.clock import ClockState
 from ...domain.faults import FaultKind, FaultRule
 from ...protocol.times import format_rfc3339, parse_rfc3339
+from ...store import dashboard_reads as family_reads
+from ...store import dashboard_tables as data
 from ...store import ops_repo, registry, sandbox
 from ..control import ControlError
 from ..control_ops import add_fault_rule, fault_view, journal_filter, parse_fault_body, read_journal
 from ..faults import injector
-from . import data, family_reads
 from .auth import Endpoint, form, guarded, set_login, token_ok
 from .layout import badge, card, esc, fmt_ts, page, status_badge, table
 

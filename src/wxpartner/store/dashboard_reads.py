@@ -12,16 +12,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ...store.apply4subject_tables import apply4subject_applyments as APPLY
-from ...store.apply4subject_tables import apply4subject_authorizations as A_AUTH
-from ...store.outbox_tables import callback_notifications as NOTES
-from ...store.recharge_tables import recharge_employees as RECHARGE
-from ...store.recharge_tables import recharge_quotas as QUOTAS
-from ...store.webizpay_tables import webizpay_auth_links as LINKS
-from ...store.webizpay_tables import webizpay_cards as CARDS
-from ...store.webizpay_tables import webizpay_payments as PAYMENTS
-from ...store.webizpay_tables import webizpay_refunds as REFUNDS
-from ...store.webizpay_tables import webizpay_relations as RELATIONS
+from .apply4subject_tables import apply4subject_applyments as APPLY
+from .apply4subject_tables import apply4subject_authorizations as A_AUTH
+from .outbox_tables import callback_notifications as NOTES
+from .recharge_tables import recharge_employees as RECHARGE
+from .recharge_tables import recharge_quotas as QUOTAS
+from .webizpay_tables import webizpay_auth_links as LINKS
+from .webizpay_tables import webizpay_cards as CARDS
+from .webizpay_tables import webizpay_payments as PAYMENTS
+from .webizpay_tables import webizpay_refunds as REFUNDS
+from .webizpay_tables import webizpay_relations as RELATIONS
 
 PAGE = 100  # rows per page on every family page
 SPENDS_PER_PAGE = 500  # payments shown under one page of cards

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ...store.db import Database
+from .db import Database
 
 # Foundation and ops tables have their own pages.
 OWN_PAGES = {
