@@ -12,6 +12,7 @@ import json
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
+from pydantic.config import JsonDict
 
 from .common import Date, WxModel
 
@@ -106,6 +107,9 @@ Number128 = Annotated[str, Field(min_length=1, max_length=128)]
 Media = Annotated[str, Field(min_length=1, max_length=256)]
 # Ciphertext: standard Base64 (344 chars for RSA-2048); an empty string means "not given".
 Encrypted = Annotated[str, Field(max_length=1024)]
+# Marks the fields sent RSA-OAEP encrypted (spec: ENC): the SDK encrypts what carries it, the OpenAPI
+# document shows it as `"sensitive": true`.
+SENSITIVE: JsonDict = {"sensitive": True}
 PeriodEnd = Annotated[str, AfterValidator(_period_end)]
 ValidDatePair = Annotated[str, Field(max_length=64), AfterValidator(_valid_date_pair)]
 BusinessCode = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z_]+$")]
@@ -114,15 +118,15 @@ MchidDigits = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9]
 
 class ContactInfo(WxModel):
     contact_type: Literal["LEGAL", "SUPER"]
-    name: Encrypted
+    name: Encrypted = Field(json_schema_extra=SENSITIVE)
     contact_id_doc_type: IdType | None = None
-    id_card_number: Encrypted | None = None
+    id_card_number: Encrypted | None = Field(default=None, json_schema_extra=SENSITIVE)
     contact_id_doc_copy: Media | None = None
     contact_id_doc_copy_back: Media | None = None
     contact_period_begin: Date | None = None
     contact_period_end: PeriodEnd | None = None
     business_authorization_letter: Media | None = None
-    mobile: Encrypted
+    mobile: Encrypted = Field(json_schema_extra=SENSITIVE)
 
 
 class BusinessLicenseInfo(WxModel):
@@ -180,10 +184,10 @@ class IdentificationInfo(WxModel):
     id_holder_type: Literal["LEGAL", "SUPER"] | None = None
     identification_type: IdType
     authorize_letter_copy: Media | None = None
-    identification_name: Encrypted
-    identification_number: Encrypted
+    identification_name: Encrypted = Field(json_schema_extra=SENSITIVE)
+    identification_number: Encrypted = Field(json_schema_extra=SENSITIVE)
     identification_valid_date: ValidDatePair
-    identification_address: Encrypted | None = None
+    identification_address: Encrypted | None = Field(default=None, json_schema_extra=SENSITIVE)
     identification_front_copy: Media
     identification_back_copy: Media | None = None
     owner: bool | None = None
@@ -193,9 +197,9 @@ class UboInfo(WxModel):
     ubo_id_doc_type: IdType
     ubo_id_doc_copy: Media
     ubo_id_doc_copy_back: Media
-    ubo_id_doc_name: Encrypted
-    ubo_id_doc_number: Encrypted
-    ubo_id_doc_address: Encrypted
+    ubo_id_doc_name: Encrypted = Field(json_schema_extra=SENSITIVE)
+    ubo_id_doc_number: Encrypted = Field(json_schema_extra=SENSITIVE)
+    ubo_id_doc_address: Encrypted = Field(json_schema_extra=SENSITIVE)
     ubo_period_begin: Date
     ubo_period_end: PeriodEnd
 

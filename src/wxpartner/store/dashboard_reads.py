@@ -1,7 +1,7 @@
 """Bounded, read-only queries behind the dashboard's family pages (employees, quota cards and their
 spends, recharge employees, applyments). Every query has a LIMIT and uses an index or a primary key, so
-a page stays cheap however much data the sandbox holds. Read-only views for humans, kept next to the
-pages: the families' repositories own every write."""
+a page stays cheap however much data the sandbox holds. Read-only views for humans; the families'
+repositories own every write."""
 
 from __future__ import annotations
 

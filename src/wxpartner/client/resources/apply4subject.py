@@ -1,8 +1,8 @@
 """Account-opening intention confirmation (商户开户意愿确认, A1–A4, ``/v3/apply4subject/...``).
 
-The models carry no sensitive-field marker, so the encrypted fields of A1 are listed here as JSON
-pointers (spec apply4subject.md: fields marked ENC). The SDK encrypts them with RSA-OAEP under the
-WeChat Pay key it holds and names that key in ``Wechatpay-Serial``; pass plaintext.
+The encrypted fields of A1 (spec apply4subject.md: ENC) are marked sensitive in ``wxpartner.models``;
+the SDK encrypts them with RSA-OAEP under the WeChat Pay key it holds and names that key in
+``Wechatpay-Serial``: pass plaintext.
 """
 
 from __future__ import annotations
@@ -14,18 +14,6 @@ from ...models import apply4subject as a
 from ..core import Call
 from ..operations import M, Op, Resource, endpoint
 
-SUBMIT_SENSITIVE = (
-    "/contact_info/name",
-    "/contact_info/id_card_number",
-    "/contact_info/mobile",
-    "/identification_info/identification_name",
-    "/identification_info/identification_number",
-    "/identification_info/identification_address",
-    "/ubo_info_list/*/ubo_id_doc_name",
-    "/ubo_info_list/*/ubo_id_doc_number",
-    "/ubo_info_list/*/ubo_id_doc_address",
-)
-
 BASE = "/v3/apply4subject/applyment"
 # Idempotent by business_code (official page: 是否支持幂等: 是).
 SUBMIT = Op[a.SubmitApplymentResponse](
@@ -35,7 +23,6 @@ SUBMIT = Op[a.SubmitApplymentResponse](
     a.SubmitApplymentResponse,
     body=a.SubmitApplymentRequest,
     idempotent=True,
-    sensitive=SUBMIT_SENSITIVE,
 )
 QUERY = Op[a.ApplymentResult]("apply4subject.query", "GET", BASE, a.ApplymentResult, idempotent=True)
 # The seed puts business_code in the path; the page title also allows applyment_id there.
