@@ -40,7 +40,7 @@ bench: install
 
 # The long hostile runs: thousands of fuzzed requests (bounded versions of these run in `make test`).
 soak: install
-	WXPARTNER_FUZZ_EXAMPLES=300 WXPARTNER_CRASH_CYCLES=20 $(BIN)/pytest -q -s tests/test_fuzz_schema.py tests/test_crashes.py
+	WXPARTNER_FUZZ_EXAMPLES=300 WXPARTNER_CRASH_CYCLES=20 PYTHONPATH=tests $(BIN)/pytest -q -s -p figures tests/test_fuzz_schema.py tests/test_parser_fuzz.py tests/test_crashes.py tests/test_tenant_isolation.py tests/test_hostile_limits.py tests/test_replay_workers.py
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -107,9 +107,12 @@ def serve(
         _print_connection(info)
     sys.stdout.flush()
     os.environ[ENV_VAR] = settings.to_env()
+    from .server.http_protocol import BoundedHttpToolsProtocol
+
     uvicorn.run(
         "wxpartner.server.app:app_from_env",
         factory=True,
+        http=BoundedHttpToolsProtocol,  # bounds the request head before the app sees it
         host=host,
         port=port,
         workers=workers,

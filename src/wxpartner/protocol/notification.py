@@ -36,6 +36,11 @@ def encrypt_resource(
 
 
 def decrypt_resource(apiv3_key: str, resource: dict[str, Any]) -> dict[str, Any]:
+    # Untrusted JSON: a non-object resource or a non-string associated_data is a ValueError, not a crash.
+    if not isinstance(resource, dict):
+        raise ValueError("resource is not a JSON object")
+    if not isinstance(resource.get("associated_data", ""), str | None):
+        raise ValueError("resource associated_data is not a string")
     if resource.get("algorithm") != "AEAD_AES_256_GCM":
         raise ValueError(f"unsupported resource algorithm {resource.get('algorithm')!r}")
     text = aes_gcm_decrypt(

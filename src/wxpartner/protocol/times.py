@@ -33,6 +33,5 @@ def parse_rfc3339(value: str) -> dt.datetime:
 def format_rfc3339(value: dt.datetime, *, millis: bool = False) -> str:
     """China time with offset (``2025-05-20T13:29:35+08:00``), optionally with milliseconds."""
     local = value.astimezone(CHINA_TZ)
-    if millis:
-        return local.strftime("%Y-%m-%dT%H:%M:%S.") + f"{local.microsecond // 1000:03d}+08:00"
-    return local.strftime("%Y-%m-%dT%H:%M:%S+08:00")
+    # isoformat, not strftime: glibc's %Y does not zero-pad years before 1000 (then unparseable).
+    return local.isoformat(timespec="milliseconds" if millis else "seconds")

@@ -15,11 +15,12 @@ from starlette.types import Receive, Scope, Send
 
 from ..protocol.errors import ApiError
 from ..store.db import Database
+from . import limits
 from .context import Ctx
-from .http import RawRequest, RawResponse, new_request_id
+from .http import RawRequest, RawResponse
 from .keyring import KeyRing
 from .operations import REGISTRY, Router
-from .pipeline import Pipeline, error_response
+from .pipeline import Pipeline
 from .settings import Settings
 from .verify import Verifier
 
@@ -153,14 +154,13 @@ class WxPartnerApp:
             await self.web(scope, receive, send)
 
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive, self.state.settings.max_body_bytes)
-        if body is None:
-            err = ApiError(
-                "INVALID_REQUEST",
-                f"请求体过大：limit is {self.state.settings.max_body_bytes} bytes",
-                detail={"location": "body", "issue": "request body too large"},
-            )
-            await send_raw(send, error_response(err, new_request_id()))
+        # Size limits (server/limits.py): declared sizes refused up front, a chunked body read only
+        # until it passes the limit; the refusal closes the connection.
+        settings = self.state.settings
+        refusal = limits.check_request(scope, settings)
+        body = None if refusal else await _read_body(receive, settings.max_body_bytes)
+        if refusal is not None or body is None:
+            await limits.refuse(send, refusal or limits.body_too_large(settings.max_body_bytes))
             return
         req = _raw_request(scope, body)
         resp = await anyio.to_thread.run_sync(self.pipeline.handle, req)

@@ -35,6 +35,7 @@ COMMON_ERRORS = {
     "401": "SIGN_ERROR: the request signature did not verify",
     "403": "NO_AUTH: the caller may not act on this merchant or resource",
     "404": "RESOURCE_NOT_EXISTS: no such resource for this caller",
+    "413": "REQUEST_ENTITY_TOO_LARGE: the body is over the server's size limit",
     "429": "FREQUENCY_LIMITED: over the operation's rate limit",
     "500": "SYSTEM_ERROR: retry with the same parameters",
 }

@@ -24,6 +24,9 @@ class Settings:
     sandbox_token: str = ""
     public_base_url: str = ""  # for links handed out (authorization/payment pages); default http://host:port
     max_body_bytes: int = 1 << 20
+    # Header fields of one /v3 request: how many, and bytes of names + values in all (server/limits.py).
+    max_header_count: int = 100
+    max_header_bytes: int = 32 << 10
     # Rate limits can be switched off for load tests.
     rate_limits: bool = True
     # Background callback delivery (the outbox) in this process.

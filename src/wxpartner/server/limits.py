@@ -1,0 +1,82 @@
+"""Size limits on what a client may send to ``/v3/...``, checked before anything is parsed or verified.
+
+- Body: at most ``Settings.max_body_bytes`` (1 MiB; the largest real body, an apply4subject submission,
+  is a few KiB). A ``Content-Length`` above it is refused before one byte of the body is read; a chunked
+  body without one is read only until it passes the limit (the app's ``_read_body``). Answer: 413
+  ``REQUEST_ENTITY_TOO_LARGE`` with ``Connection: close``, so the server stops reading the rest.
+- Headers: at most ``Settings.max_header_count`` fields and ``Settings.max_header_bytes`` of names and
+  values in all → 400 ``INVALID_REQUEST`` (``detail.location = "header"``).
+- HTTP layer: uvicorn's httptools parser buffers a header of any length before the app sees it;
+  ``server/http_protocol.py`` (``uvicorn.run(http=BoundedHttpToolsProtocol)``) closes such a connection
+  with the same 400 once the unfinished head passes ``HEAD_LIMIT`` bytes.
+
+These refusals come before signature verification, so (like every pre-verification refusal) they are
+not signed; they carry a Request-ID and a WeChat error body.
+"""
+
+from __future__ import annotations
+
+from starlette.types import Scope, Send
+
+from ..protocol import constants as c
+from ..protocol.errors import ApiError
+from .http import new_request_id
+from .settings import Settings
+
+# The unfinished request head (request line + headers) a connection may hold at the HTTP layer.
+HEAD_LIMIT = 64 << 10
+
+
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(
+        "REQUEST_ENTITY_TOO_LARGE",
+        f"请求体过大：the body may be at most {limit} bytes",
+        detail={"location": "body", "issue": f"request body larger than {limit} bytes", "limit": limit},
+    )
+
+
+def headers_too_large(issue: str, limit: int) -> ApiError:
+    return ApiError(
+        "INVALID_REQUEST",
+        f"Http头过大：{issue}",
+        detail={"location": "header", "issue": issue, "limit": limit},
+    )
+
+
+def check_request(scope: Scope, settings: Settings) -> ApiError | None:
+    """The refusal for a request whose headers or declared body size break the limits, else None."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    if len(headers) > settings.max_header_count:
+        return headers_too_large(
+            f"{len(headers)} header fields, at most {settings.max_header_count} allowed",
+            settings.max_header_count,
+        )
+    size = sum(len(k) + len(v) for k, v in headers)
+    if size > settings.max_header_bytes:
+        return headers_too_large(
+            f"{size} bytes of header fields, at most {settings.max_header_bytes} allowed",
+            settings.max_header_bytes,
+        )
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                return None  # the HTTP server refuses malformed lengths itself
+            if declared > settings.max_body_bytes:
+                return body_too_large(settings.max_body_bytes)
+    return None
+
+
+async def refuse(send: Send, err: ApiError) -> None:
+    """Answer with the WeChat error body and close the connection: the rest of the request is not read."""
+    body = err.body_bytes()
+    headers = [
+        (b"content-type", c.JSON_CONTENT_TYPE.encode("latin-1")),
+        (c.H_REQUEST_ID.lower().encode("latin-1"), new_request_id().encode("latin-1")),
+        (b"content-language", b"zh-CN"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,315 @@
+"""Oversized requests (server/limits.py): a body over 1 MiB is 413 REQUEST_ENTITY_TOO_LARGE — refused from
+Content-Length before it is read, or while streaming a chunked body — and too many / too large header
+fields are 400 INVALID_REQUEST; always a WeChat error body, never a 500 or a hang, and the server's memory
+stays bounded (a 50 MiB upload is cut off early and the server's RSS does not grow by anything like it)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.testclient import TestClient
+
+from figures import record
+from live import LiveServer, free_port, start_live_server
+from support import SP_A, ApiClient, World, sign_request
+from wxpartner.server.app import create_app
+from wxpartner.server.http_protocol import BoundedHttpToolsProtocol
+from wxpartner.server.settings import Settings
+
+LIMIT = Settings().max_body_bytes
+RANGES = "/v3/webizpay/avail-mch-ranges"
+MIB = 1 << 20
+
+
+def _error(resp: httpx.Response, status: int, code: str, location: str) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert resp.headers["Request-ID"]
+    body: dict[str, Any] = resp.json()
+    assert body["code"] == code and body["message"], body
+    assert body["detail"]["location"] == location, body
+    return body
+
+
+def test_limits_are_documented_defaults() -> None:
+    s = Settings()
+    assert (s.max_body_bytes, s.max_header_count, s.max_header_bytes) == (MIB, 100, 32 << 10)
+
+
+# --- in process (real ASGI) ----------------------------------------------------------------------
+# The limits act before the store is touched: these run on SQLite only.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
+def test_declared_body_over_the_limit_is_413_before_verification(client_a: ApiClient) -> None:
+    body = b'{"sp_mchid":"' + b"1" * LIMIT + b'"}'
+    resp = client_a.post(RANGES, body)
+    err = _error(resp, 413, "REQUEST_ENTITY_TOO_LARGE", "body")
+    assert err["detail"]["limit"] == LIMIT
+    assert resp.headers["Connection"] == "close"
+    assert "Wechatpay-Signature" not in resp.headers  # refused before anyone was verified
+
+
+@SQLITE_ONLY
+def test_body_at_the_limit_is_read_and_processed(client_a: ApiClient) -> None:
+    pad = LIMIT - len(b'{"sp_mchid":"","identifier_type":"ORGANIZATION_CODE","x":""}') - len(SP_A)
+    body = f'{{"sp_mchid":"{SP_A}","identifier_type":"ORGANIZATION_CODE","x":"{"y" * pad}"}}'.encode()
+    assert len(body) == LIMIT
+    resp = client_a.post(RANGES, body)
+    assert resp.status_code == 200, resp.text[:300]  # unknown fields are ignored: the range is created
+
+
+@SQLITE_ONLY
+def test_chunked_body_over_the_limit_is_413(http: TestClient, world: World) -> None:
+    signed = sign_request(world.merchants[SP_A], "POST", RANGES, b"{}")
+    streamed: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(8):  # 8 MiB offered, no Content-Length
+            streamed.append(1)
+            yield b"x" * MIB
+
+    resp = http.post(RANGES, content=chunks(), headers=signed.headers)
+    _error(resp, 413, "REQUEST_ENTITY_TOO_LARGE", "body")
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("headers", "issue"),
+    [
+        ({f"X-Filler-{i}": "v" for i in range(120)}, "header fields, at most 100 allowed"),
+        ({"X-Filler": "v" * (40 << 10)}, "bytes of header fields, at most 32768 allowed"),
+    ],
+)
+def test_too_many_or_too_large_headers_are_400(
+    http: TestClient, world: World, headers: dict[str, str], issue: str
+) -> None:
+    signed = sign_request(world.merchants[SP_A], "GET", "/v3/certificates")
+    resp = http.get("/v3/certificates", headers={**signed.headers, **headers})
+    err = _error(resp, 400, "INVALID_REQUEST", "header")
+    assert issue in err["detail"]["issue"]
+
+
+@SQLITE_ONLY
+def test_long_authorization_is_a_clean_400(http: TestClient, world: World) -> None:
+    signed = sign_request(world.merchants[SP_A], "GET", "/v3/certificates")
+    auth = signed.headers["Authorization"][:-1] + "A" * (64 << 10) + '"'
+    resp = http.get("/v3/certificates", headers={**signed.headers, "Authorization": auth})
+    _error(resp, 400, "INVALID_REQUEST", "header")
+
+
+@SQLITE_ONLY
+def test_requests_just_under_the_header_limits_pass(client_a: ApiClient) -> None:
+    extra = {f"X-Filler-{i}": "v" for i in range(80)}
+    extra["X-Big"] = "v" * (20 << 10)
+    assert client_a.get("/v3/certificates", headers=extra).status_code in (200, 404)
+
+
+# --- over real loopback HTTP (uvicorn + httptools, as `wxpartner serve` runs) -----------------------
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _port(server: LiveServer) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+def _push(port: int, head: bytes, chunks: Iterable[bytes]) -> tuple[bytes, int]:
+    """Send head then chunks while reading; stop when the server answers or closes. (answer, bytes sent)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    answer = bytearray()
+    closed = threading.Event()
+
+    def read() -> None:
+        try:
+            while data := sock.recv(65536):
+                answer.extend(data)
+        except OSError:
+            pass
+        closed.set()
+
+    sent = 0
+    sock.sendall(head)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        for chunk in chunks:
+            if closed.is_set() or answer:
+                break
+            sock.sendall(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass  # broken pipe / reset: the server stopped reading, as it should
+    closed.wait(20)
+    sock.close()
+    return bytes(answer), sent
+
+
+FIFTY_MIB = 50 * MIB
+BLOCK = b"x" * (64 << 10)
+
+
+@pytest.fixture(scope="module")
+def live(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = start_live_server(tmp_path_factory.mktemp("limits") / "live", world)
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_live_50_mib_uploads_are_cut_off_early(live: LiveServer) -> None:
+    live_server = live
+    port, pid = _port(live_server), live_server.proc.pid
+    base = _rss_kib(pid)
+    blocks = FIFTY_MIB // len(BLOCK)
+    results: dict[str, tuple[bytes, int]] = {}
+
+    head = f"POST {RANGES} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    results["content-length"] = _push(
+        port, f"{head}Content-Length: {FIFTY_MIB}\r\n\r\n".encode(), (BLOCK for _ in range(blocks))
+    )
+    chunk = f"{len(BLOCK):x}\r\n".encode() + BLOCK + b"\r\n"
+    results["chunked"] = _push(
+        port, f"{head}Transfer-Encoding: chunked\r\n\r\n".encode(), (chunk for _ in range(blocks))
+    )
+    for kind, (answer, sent) in results.items():
+        # Refused early: the server answered and stopped reading long before the 50 MiB were sent
+        # (what was sent is at most the limit plus the kernel's socket buffers).
+        assert sent < 20 * MIB, f"{kind}: {sent} bytes accepted"
+        if answer:  # a reset may race the answer on a raw socket; when it arrives it is the 413
+            assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+            assert b'"code":"REQUEST_ENTITY_TOO_LARGE"' in answer and b"connection: close" in answer
+    assert any(answer for answer, _ in results.values()), "no answer at all to either upload"
+    grown = _rss_kib(pid) - base
+    record(
+        "oversized bodies (50 MiB uploads)",
+        accepted_bytes_content_length=results["content-length"][1],
+        accepted_bytes_chunked=results["chunked"][1],
+        server_rss_growth_kib=grown,
+    )
+    assert grown < 16 * 1024, f"server RSS grew by {grown} KiB after two 50 MiB uploads"
+    # and it still serves
+    assert httpx.get(live_server.url + "/healthz", timeout=5).status_code == 200
+
+
+@pytest.mark.slow
+def test_live_clients_see_clean_4xx(live: LiveServer, world: World) -> None:
+    url = live.url
+    with httpx.Client(base_url=url, timeout=30) as http:
+        big = http.post(RANGES, content=b"x" * (2 * MIB), headers={"Content-Type": "application/json"})
+        _error(big, 413, "REQUEST_ENTITY_TOO_LARGE", "body")
+
+        def stream() -> Iterator[bytes]:
+            for _ in range(50):
+                yield b"x" * MIB
+
+        chunked = http.post(RANGES, content=stream(), headers={"Content-Type": "application/json"})
+        _error(chunked, 413, "REQUEST_ENTITY_TOO_LARGE", "body")
+
+        signed = sign_request(world.merchants[SP_A], "GET", "/v3/certificates")
+        long_auth = {**signed.headers, "Authorization": "WECHATPAY2-SHA256-RSA2048 " + "A" * (1 * MIB)}
+        _error(http.get("/v3/certificates", headers=long_auth), 400, "INVALID_REQUEST", "header")
+        many = {**signed.headers, **{f"X-Filler-{i}": "v" for i in range(2000)}}
+        _error(http.get("/v3/certificates", headers=many), 400, "INVALID_REQUEST", "header")
+        # the server is fine afterwards
+        assert ApiClient(http, world, SP_A).get("/v3/certificates").status_code in (200, 404)
+
+
+# --- the HTTP layer: an endless request head --------------------------------------------------------
+
+
+@pytest.fixture
+def bounded_server(tmp_path: Path, database_url: str) -> Iterator[int]:
+    """uvicorn with BoundedHttpToolsProtocol in a thread (what `wxpartner serve` should run with)."""
+    app = create_app(Settings(data_dir=str(tmp_path), database_url=database_url, deliver_callbacks=False))
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=BoundedHttpToolsProtocol, log_level="error"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        app.state.db.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_endless_header_is_cut_off_by_the_bounded_protocol(bounded_server: int) -> None:
+    head = b"GET /v3/certificates HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nUser-Agent: t\r\nAuthorization: "
+    answer, sent = _push(bounded_server, head, (BLOCK for _ in range(512)))  # 32 MiB of one header
+    assert sent < 8 * MIB, f"{sent} bytes of header accepted"
+    if answer:
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+        assert b'"code":"INVALID_REQUEST"' in answer and b"request head larger than" in answer
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /v3/certificates HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"GET /v3/certificates HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)),  # a TLS hello on plain HTTP
+    ],
+)
+def test_unparseable_http_gets_a_wechat_400(bounded_server: int, request_bytes: bytes) -> None:
+    answer, _ = _push(bounded_server, request_bytes, ())
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/json; charset=utf-8" in head and b"connection: close" in head
+    err = json.loads(body)
+    assert err["code"] == "INVALID_REQUEST" and err["detail"]["location"] == "http", err
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_bounded_protocol_serves_normal_and_keep_alive_requests(bounded_server: int, world: World) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{bounded_server}", timeout=10) as http:
+        client = ApiClient(http, world, SP_A)
+        for _ in range(3):  # one connection, several requests
+            assert client.get("/v3/certificates").status_code in (200, 404)
+        assert (
+            client.post(RANGES, {"sp_mchid": SP_A, "identifier_type": "ORGANIZATION_CODE"}).status_code == 200
+        )
+        signed = sign_request(world.merchants[SP_A], "GET", "/v3/certificates")
+        long_auth = {**signed.headers, "Authorization": "WECHATPAY2-SHA256-RSA2048 " + "A" * (40 << 10)}
+        _error(http.get("/v3/certificates", headers=long_auth), 400, "INVALID_REQUEST", "header")
+
+
+def test_bounded_protocol_can_be_handed_to_worker_processes() -> None:
+    # uvicorn pickles its config (protocol class included) for --workers N
+    assert pickle.loads(pickle.dumps(BoundedHttpToolsProtocol)) is BoundedHttpToolsProtocol
+
+
+@pytest.mark.slow
+def test_live_endless_header_is_cut_off(live: LiveServer) -> None:
+    head = b"GET /v3/certificates HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nUser-Agent: t\r\nAuthorization: "
+    base = _rss_kib(live.proc.pid)
+    answer, sent = _push(_port(live), head, (BLOCK for _ in range(512)))
+    assert sent < 8 * MIB, f"{sent} bytes of header accepted"
+    assert _rss_kib(live.proc.pid) - base < 8 * 1024
+    if answer:
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
