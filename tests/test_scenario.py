@@ -268,3 +268,23 @@ def test_reset_keeps_merchants(http: TestClient) -> None:
     before = http.get("/sandbox/scenario", headers=AUTH).json()["merchants"]
     assert http.post("/sandbox/reset", headers=AUTH).status_code == 200
     assert http.get("/sandbox/scenario", headers=AUTH).json()["merchants"] == before
+
+
+def test_scenario_naming_the_demo_merchant_keeps_it_usable(tmp_path: Path) -> None:
+    """A scenario that lists the demo merchant (to add relations, say) without keys: bootstrap still
+    gives it the demo's key pair, so `serve` prints a serial and a key that sign."""
+    from wxpartner.sandbox.bootstrap import DEMO_SP, bootstrap, connection_info
+
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump({"merchants": [{"mchid": DEMO_SP, "sub_merchants": ["1900000109"]}]}))
+    database = Database(f"sqlite:///{tmp_path / 'demo.sqlite3'}")
+    try:
+        token = bootstrap(database, tmp_path / "data", scenario=path)
+        info = connection_info(database, tmp_path / "data", "http://127.0.0.1:1", token)
+    finally:
+        database.dispose()
+    assert info["serial_no"] and "1900000109" in info["sub_mchid"]
+    key = k.load_private_key(Path(info["private_key_path"]).read_bytes())
+    cert = k.load_certificate(Path(info["certificate_path"]).read_bytes())
+    assert k.certificate_serial(cert) == info["serial_no"]
+    assert k.public_key_pem(key.public_key()) == k.public_key_pem(k.certificate_public_key(cert))

@@ -58,8 +58,16 @@ def ensure_demo(db: Database, data_dir: Path) -> None:
     merchant, and a demo channel merchant for the applyment family."""
     _ensure_demo_channel(db, data_dir)
     with db.read() as conn:
-        if registry.get_merchant(conn, DEMO_SP) is not None:
-            return
+        existing = registry.get_merchant(conn, DEMO_SP)
+        has_keys = bool(registry.list_certificates(conn, DEMO_SP))
+    if existing is not None:
+        if not has_keys:  # a scenario named the demo merchant without keys: give it the demo's keys
+            files = make_merchant_keys(DEMO_SP, data_dir / "keys" / DEMO_SP)
+            with db.write() as conn:
+                registry.add_certificate(
+                    conn, DEMO_SP, files.serial_no, files.public_key_pem, files.certificate_pem
+                )
+        return
     files = make_merchant_keys(DEMO_SP, data_dir / "keys" / DEMO_SP)
     with db.write() as conn:
         registry.upsert_merchant(
