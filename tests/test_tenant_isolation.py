@@ -1,8 +1,8 @@
 """Tenant isolation: for every APIv3 operation in the server's table, merchant B (signing correctly as
 itself) aims at merchant A's sub-merchants, employees, cards, batches, proofs, bill links, ranges,
-recharge employees and applyments. Each attempt gets the family's documented answer (403 NO_AUTH,
-404 RESOURCE_NOT_EXISTS, 400 INVALID_REQUEST for a foreign ``sp_mchid`` in webizpay W9–W17, or a 200
-about B's own data), no byte of A's data appears in the answer (body or headers), and A reads its own
+recharge employees and applyments. Each attempt gets the family's documented answer (403 NO_AUTH for
+a foreign ``sp_mchid`` or sub-merchant, 404 RESOURCE_NOT_EXISTS for A's resources, or a 200 about B's
+own data), no byte of A's data appears in the answer (body or headers), and A reads its own
 state back unchanged afterwards.
 
 The matrix is driven by ``wxpartner.server.operations.REGISTRY``: an operation without a case fails
@@ -306,15 +306,15 @@ CASES: list[Case] = [
         None,
         caller=SP_C,
     ),
-    # --- W9–W17: foreign sp_mchid -> 400 INVALID_REQUEST; A's batch/range/token -> 404 -----------------
+    # --- W9–W17: foreign sp_mchid -> 403 NO_AUTH; A's batch/range/token -> 404 -----------------
     Case(
         "webizpay.start_entity_match",
         "A as sp_mchid",
         "POST",
         lambda _a: MATCHES,
         lambda _b, _a: {"sp_mchid": SP_A, "out_batch_id": "bIsolation01", "match_details": []},
-        400,
-        "INVALID_REQUEST",
+        403,
+        "NO_AUTH",
     ),
     Case(
         "webizpay.start_entity_match",
@@ -333,8 +333,8 @@ CASES: list[Case] = [
         "A as sp_mchid",
         "GET",
         lambda a: f"{MATCHES}/{a.batch_id}?sp_mchid={SP_A}",
-        status=400,
-        code="INVALID_REQUEST",
+        status=403,
+        code="NO_AUTH",
     ),
     Case(
         "webizpay.apply_funding_proof",
@@ -360,8 +360,8 @@ CASES: list[Case] = [
         "POST",
         lambda _a: "/v3/webizpay/bill/proof",
         lambda _b, _a: {"sp_mchid": SP_A, "sub_mchid": SUB_A, "out_operation_id": "bIsolation02", **PROOF},
-        400,
-        "INVALID_REQUEST",
+        403,
+        "NO_AUTH",
     ),
     Case(
         "webizpay.apply_trade_bill",
@@ -378,8 +378,8 @@ CASES: list[Case] = [
         "POST",
         lambda _a: "/v3/webizpay/bill/trade-bill",
         lambda _b, _a: {"sp_mchid": SP_A, "sub_mchid": SUB_A, **BILL},
-        400,
-        "INVALID_REQUEST",
+        403,
+        "NO_AUTH",
     ),
     Case(
         "billdownload.file", "A's proof link", "GET", lambda a: f"/v3/billdownload/file?token={a.proof_token}"
@@ -393,8 +393,8 @@ CASES: list[Case] = [
         "POST",
         lambda _a: RANGES,
         lambda _b, _a: {"sp_mchid": SP_A, "identifier_type": "ORGANIZATION_CODE"},
-        400,
-        "INVALID_REQUEST",
+        403,
+        "NO_AUTH",
     ),
     Case(
         "webizpay.list_avail_mch_ranges",
@@ -410,8 +410,8 @@ CASES: list[Case] = [
         "A as sp_mchid",
         "GET",
         lambda _a: f"{RANGES}?sp_mchid={SP_A}",
-        status=400,
-        code="INVALID_REQUEST",
+        status=403,
+        code="NO_AUTH",
     ),
     Case(
         "webizpay.add_merchant_identifier",
@@ -426,8 +426,8 @@ CASES: list[Case] = [
         "POST",
         lambda a: f"{RANGES}/{a.range_id}/merchant-identifiers",
         lambda _b, _a: {"sp_mchid": SP_A, "merchant_identifier": "91110000710926094P"},
-        400,
-        "INVALID_REQUEST",
+        403,
+        "NO_AUTH",
     ),
     Case(
         "webizpay.list_merchant_identifiers",

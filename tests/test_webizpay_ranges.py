@@ -81,13 +81,13 @@ def test_ranges_are_isolated_between_merchants(client_a: ApiClient, client_b: Ap
 
 def test_sp_mchid_must_be_the_signer(client_a: ApiClient) -> None:
     body = {"sp_mchid": SP_B, "identifier_type": "ORGANIZATION_CODE"}
-    err = assert_error(client_a.post(RANGES, body), 400, "INVALID_REQUEST")
+    err = assert_error(client_a.post(RANGES, body), 403, "NO_AUTH")
     assert SP_B in err["message"]
-    assert_error(client_a.get(f"{RANGES}?sp_mchid={SP_B}"), 400, "INVALID_REQUEST")
+    assert_error(client_a.get(f"{RANGES}?sp_mchid={SP_B}"), 403, "NO_AUTH")
     range_id = create(client_a)
     resp = client_a.post(idents(range_id), {"sp_mchid": SP_B, "merchant_identifier": ORG_1})
-    assert_error(resp, 400, "INVALID_REQUEST")
-    assert_error(client_a.delete(f"{idents(range_id)}/{ORG_1}", {"sp_mchid": SP_B}), 400, "INVALID_REQUEST")
+    assert_error(resp, 403, "NO_AUTH")
+    assert_error(client_a.delete(f"{idents(range_id)}/{ORG_1}", {"sp_mchid": SP_B}), 403, "NO_AUTH")
 
 
 def test_create_range_validation(client_a: ApiClient) -> None:

@@ -145,7 +145,7 @@ def test_start_match_validation(client_a: ApiClient, frozen: TestClient) -> None
         match_details=[{"organization_code": "9" * 33, "store_name": "x", "product_type": "NONE"}]
     )
     assert_error(client_a.post(MATCHES, long_code), 400, "PARAM_ERROR", "/match_details/0/organization_code")
-    assert_error(client_a.post(MATCHES, match_body(sp=SP_B)), 400, "INVALID_REQUEST")
+    assert_error(client_a.post(MATCHES, match_body(sp=SP_B)), 403, "NO_AUTH")
     # The official page's spelling CODEPAY is accepted too; the allowed id alphabet includes _ - | *.
     ok = match_body(
         "a_b-c|d*e",
@@ -158,7 +158,7 @@ def test_query_match_errors(client_a: ApiClient, frozen: TestClient) -> None:
     assert_error(query(client_a, "1030000071999999999999999"), 404, "RESOURCE_NOT_EXISTS")
     batch_id = client_a.post(MATCHES, match_body()).json()["batch_id"]
     assert_error(client_a.get(f"{MATCHES}/{batch_id}"), 400, "PARAM_ERROR", "sp_mchid")
-    assert_error(query(client_a, batch_id, sp=SP_B), 400, "INVALID_REQUEST")
+    assert_error(query(client_a, batch_id, sp=SP_B), 403, "NO_AUTH")
     assert_error(query(client_a, "1" * 33), 400, "PARAM_ERROR", "batch_id")
 
 
@@ -298,7 +298,7 @@ def test_funding_proof_is_idempotent(client_a: ApiClient, frozen: TestClient) ->
 
 def test_funding_proof_rules(client_a: ApiClient, frozen: TestClient) -> None:
     assert_error(client_a.post(PROOF, proof_body(sub_mchid=SUB_B)), 403, "NO_AUTH")
-    assert_error(client_a.post(PROOF, proof_body(sp_mchid=SP_B)), 400, "INVALID_REQUEST")
+    assert_error(client_a.post(PROOF, proof_body(sp_mchid=SP_B)), 403, "NO_AUTH")
     assert_error(client_a.post(PROOF, proof_body(start_date="2025-12-14")), 400, "PARAM_ERROR", "/start_date")
     assert client_a.post(PROOF, proof_body("proof_edge", start_date="2025-12-15")).status_code == 200
     assert_error(client_a.post(PROOF, proof_body(end_date="2026-03-16")), 400, "PARAM_ERROR", "/end_date")
@@ -347,7 +347,7 @@ def test_trade_bill_rules(client_a: ApiClient, frozen: TestClient) -> None:
     assert bill(date="2025-12-15").status_code == 200
     assert_error(bill(type="ALL"), 400, "PARAM_ERROR", "/type")
     assert_error(bill(sub_mchid=SUB_B), 403, "NO_AUTH")
-    assert_error(bill(sp_mchid=SP_B), 400, "INVALID_REQUEST")
+    assert_error(bill(sp_mchid=SP_B), 403, "NO_AUTH")
     empty = download(client_a, bill().json()["download_url"])
     assert csv_rows(empty.text)[-1] == ["0", "0.00", "0.00"]
 

@@ -34,11 +34,12 @@ from ..protocol.times import format_rfc3339
 
 
 def check_signer(signer: str, sp_mchid: str) -> None:
-    """sp_mchid must be the merchant that signed the request (Emulator choice: 400 INVALID_REQUEST)."""
+    """sp_mchid must be the merchant that signed the request: 403 NO_AUTH, the same answer as W1–W8
+    (spec §5.1 leaves the real code Unknown; the issue asks NO_AUTH for a foreign sp_mchid)."""
     if sp_mchid != signer:
         raise ApiError(
-            "INVALID_REQUEST",
-            f"sp_mchid与请求签名的商户号不一致：sp_mchid {sp_mchid} is not the signing merchant {signer}",
+            "NO_AUTH",
+            f"无权限：sp_mchid与请求签名的商户号不一致 (sp_mchid {sp_mchid} is not the signing merchant {signer})",
             detail={"field": "sp_mchid", "value": sp_mchid, "issue": "must equal the mchid of Authorization"},
         )
 
@@ -63,7 +64,13 @@ def conflicting_repeat(what: str, out_id: str) -> ApiError:
     return ApiError(
         "INVALID_REQUEST",
         f"{what} {out_id} 已被使用且请求参数不同：repeat it with the original parameters, or use a new {what}",
-        detail={"field": what, "value": out_id, "issue": "already used with different parameters"},
+        # A JSON pointer like every body field (protocol.md §6), as W3 names /out_card_no.
+        detail={
+            "field": f"/{what}",
+            "value": out_id,
+            "location": "body",
+            "issue": "already used with different parameters",
+        },
     )
 
 

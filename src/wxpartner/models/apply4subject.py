@@ -245,7 +245,11 @@ class ApplymentResult(WxModel):
 
 
 class CancelPath(WxModel):
-    key: Annotated[str, Field(min_length=1, max_length=128)]
+    """Seed 003's `{business_code}` or `{applyment_id}`: one path segment, resolved as a business_code
+    first, then (all digits) as an applyment_id. Named business_code so a refusal names the seed's
+    parameter (string(128); an applyment_id is at most 20 digits)."""
+
+    business_code: Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class CancelQuery(WxModel):

@@ -122,7 +122,8 @@ class DeleteIdentifierRequest(WxModel):
 class ListIdentifiersQuery(WxModel):
     sp_mchid: Mchid
     # Query values arrive as text, so these two are parsed leniently ("10" -> 10).
-    offset: Annotated[int, Field(strict=False, ge=0)]
+    # Bounded to a signed 64-bit value: SQL OFFSET takes a BIGINT, a larger one is a 400, not a 500.
+    offset: Annotated[int, Field(strict=False, ge=0, le=2**63 - 1)]
     # The page marks limit required and also gives "default 100": both an absent and a given limit work.
     limit: Annotated[int, Field(strict=False, ge=1, le=500)] = 100
 

@@ -3,6 +3,7 @@ detail names the field (a JSON pointer for bodies), the offending value and the 
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -36,7 +37,8 @@ def _from_validation(exc: ValidationError, location: str) -> ApiError:
             message="请求体不是合法的JSON (request body is not valid JSON)",
         )
     field = json_pointer(loc) if location == "body" else ".".join(str(p) for p in loc)
-    if etype == "missing":
+    if etype == "missing" or (err.get("input", ...) is None and location == "body"):
+        # A null is treated as absent (protocol.md §10): a required field sent as null is missing.
         issue = "is required"
         return param_error(
             field, issue, location=location, message=f"参数“{field}”是必填项 ({field} is required)"
@@ -48,14 +50,38 @@ def _from_validation(exc: ValidationError, location: str) -> ApiError:
     return param_error(field, msg, value=value, location=location, message=f"参数“{field}”格式错误：{msg}")
 
 
+def _four_byte_field(body: bytes) -> tuple[str, str | None]:
+    """The JSON pointer (and value) of the first string holding a character above U+FFFF, so the
+    refusal names the field like every other field error; "/" when the body is not JSON at all."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return "/", None
+    stack: list[tuple[tuple[int | str, ...], Any]] = [((), doc)]
+    while stack:
+        loc, node = stack.pop(0)
+        if isinstance(node, str) and any(ord(ch) > 0xFFFF for ch in node):
+            return json_pointer(loc) if loc else "/", _short(node)
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if any(ord(ch) > 0xFFFF for ch in key):
+                    return json_pointer((*loc, key)), None
+                stack.append(((*loc, key), item))
+        elif isinstance(node, list):
+            stack.extend(((*loc, i), item) for i, item in enumerate(node))
+    return "/", None
+
+
 def parse_body(model: type[M], body: bytes) -> M:
     if not body.strip():
         raise param_error("/", "request body is required", message="请求体不能为空 (a JSON body is required)")
     if any(b >= 0xF0 for b in body):
+        pointer, value = _four_byte_field(body)
         raise param_error(
-            "/",
+            pointer,
             "characters outside the 1–3 byte UTF-8 range (e.g. emoji) are not supported",
-            message="请求体包含不支持的字符 (4-byte UTF-8 characters are not supported)",
+            value=value,
+            message=f"参数“{pointer}”包含不支持的字符 (4-byte UTF-8 characters are not supported)",
         )
     stripped = body.lstrip()
     if not stripped.startswith(b"{"):

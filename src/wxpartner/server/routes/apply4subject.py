@@ -88,7 +88,7 @@ def query(ctx: Ctx, path: dict[str, str], query: QueryApplymentQuery) -> Applyme
 
 @operation(
     "POST",
-    "/v3/apply4subject/applyment/{key}/cancel",
+    "/v3/apply4subject/applyment/{business_code}/cancel",  # or {applyment_id} (seed 003)
     op_id="apply4subject.cancel",
     summary="撤销申请单 (cancel an applyment by business_code or applyment_id)",
     path=CancelPath,
@@ -100,7 +100,7 @@ def cancel(ctx: Ctx, path: CancelPath, query: CancelQuery) -> None:
     d.check_caller(ctx.caller.merchant.role)
     with ctx.write() as conn:
         repo = Apply4SubjectRepo(conn)
-        app = flow.resolve_cancel(repo, ctx.mchid, path.key, query.applyment_id)
+        app = flow.resolve_cancel(repo, ctx.mchid, path.business_code, query.applyment_id)
         flow.cancel(repo, app, ctx.clock.now_ts())
 
 
