@@ -11,6 +11,7 @@ router of this test's app instance only (the global REGISTRY is untouched).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -309,9 +310,11 @@ def test_revoked_certificate(api: TestClient, world: World) -> None:
 @pytest.mark.parametrize(("offset", "direction"), [(-301, "behind"), (301, "ahead of"), (-100_000, "behind")])
 def test_timestamp_outside_window(api: TestClient, world: World, offset: int, direction: str) -> None:
     nonce = new_nonce()
-    signed = sign_request(
-        world.merchants[SP_B], "GET", CERTS, timestamp=int(time.time()) + offset, nonce=nonce
-    )
+    # Whole seconds rounded away from now, so the request is at least |offset| s off when signed (int()
+    # would make "301 ahead" only 300.x ahead, and a busy machine's delay would bring it inside).
+    now = time.time()
+    stamp = (math.ceil(now) if offset > 0 else math.floor(now)) + offset
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS, timestamp=stamp, nonce=nonce)
     body = _sign_error(
         _send(api, signed), field="timestamp", message="请求时间戳已过期或无效", issue=direction
     )
