@@ -141,6 +141,35 @@ webizpay:
     assert gone.status_code == 404
 
 
+def test_scenario_preloads_spends(client_a: ApiClient, control: TestClient) -> None:
+    card_url = f"/v3/webizpay/employees/WeBizPay_spend_01/out-quota-cards/spend_card_01?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+    head = f"""
+webizpay:
+  employees:
+    - {{sp_mchid: "{SP_A}", sub_mchid: "{SUB_A}", user_id: emp_spend_01, employee_id: WeBizPay_spend_01}}
+  cards:
+    - {{sp_mchid: "{SP_A}", sub_mchid: "{SUB_A}", user_id: emp_spend_01, out_card_no: spend_card_01,
+        amount: 10000, card_name: 餐补卡, effective_end_time: "2099-12-31T23:59:59+08:00"}}
+  spends:
+"""
+    too_much = (
+        head
+        + f'    - {{sp_mchid: "{SP_A}", sub_mchid: "{SUB_A}", out_card_no: spend_card_01, amount: 20000}}\n'
+    )
+    refused = control.post("/sandbox/scenario", content=too_much.encode())
+    assert refused.status_code == 400 and "webizpay.spends[0]" in refused.json()["message"], refused.text
+    assert client_a.get(card_url).status_code == 404  # the whole scenario loaded nothing
+    spends = head + "".join(
+        f'    - {{sp_mchid: "{SP_A}", sub_mchid: "{SUB_A}", out_card_no: spend_card_01, amount: {fen},'
+        f" goods_name: 午餐, store: {{name: 食堂}}}}\n"
+        for fen in (1500, 2500)
+    )
+    assert control.post("/sandbox/scenario", content=spends.encode()).status_code == 200
+    card = client_a.get(card_url)
+    assert card.status_code == 200, card.text
+    assert card.json()["remain_amount"] == 6000
+
+
 def test_payments_and_refunds_feed_the_bills(
     client_a: ApiClient, control: TestClient, app: WxPartnerApp
 ) -> None:

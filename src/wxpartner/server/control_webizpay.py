@@ -1,6 +1,6 @@
 """Sandbox control of enterprise payment (``/sandbox/webizpay/...``, token-guarded): the employee's
 actions that happen inside WeChat (consent, deregister, pay, refund), card templates, the expiry
-sweep, and the scenario section ``webizpay`` (templates, pre-authorized employees, cards).
+sweep, and the scenario section ``webizpay`` (templates, pre-authorized employees, cards, spends).
 
 Scenario section::
 
@@ -13,6 +13,9 @@ Scenario section::
         - {sp_mchid: "1230000001", sub_mchid: "1230000101", user_id: emp_001, out_card_no: card_0001,
            card_template_id: template_123, amount: 10000, card_name: 差旅费用卡,
            effective_end_time: "2030-12-31T23:59:59+08:00"}
+      spends:      # payments already made with a card (PAYMENTSUCCESS callbacks are queued as usual)
+        - {sp_mchid: "1230000001", sub_mchid: "1230000101", out_card_no: card_0001, amount: 1500,
+           goods_name: 午餐, store: {name: 食堂}}
 """
 
 from __future__ import annotations
@@ -292,11 +295,33 @@ class CardSpec(BaseModel):
     card_remark: str | None = None
 
 
+class StoreSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    full_name: str | None = None
+    organization_code: str | None = None
+    acquirer: str | None = None
+
+
+class SpendSpec(BaseModel):
+    """A payment already made with a card (by the card's out_card_no), as the payment page would."""
+
+    model_config = ConfigDict(extra="forbid")
+    sp_mchid: str
+    sub_mchid: str
+    out_card_no: str
+    amount: int
+    goods_name: str | None = None
+    out_trade_no: str | None = None
+    store: StoreSpec | None = None
+
+
 class SectionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     templates: list[TemplateSpec] = []
     employees: list[EmployeeSpec] = []
     cards: list[CardSpec] = []
+    spends: list[SpendSpec] = []
 
 
 def _load_section(conn: Connection, data: Any, _lctx: scenario.LoadContext) -> None:
@@ -327,6 +352,16 @@ def _load_section(conn: Connection, data: Any, _lctx: scenario.LoadContext) -> N
             quota_cards.issue(repo, pol, now, owner.employee_id, body)
         except ApiError as err:
             raise scenario.ScenarioError(f"webizpay.cards[{i}]: {err.message}") from None
+    for i, sp in enumerate(spec.spends):
+        card = repo.card_by_out_no(sp.sp_mchid, sp.sub_mchid, sp.out_card_no)
+        if card is None:
+            raise scenario.ScenarioError(f"webizpay.spends[{i}]: no card {sp.out_card_no} of {sp.sub_mchid}")
+        body = {"card_no": card.card_no, **sp.model_dump(exclude={"sp_mchid", "sub_mchid", "out_card_no"})}
+        body["store"] = sp.store.model_dump(exclude_none=True) if sp.store else {}
+        try:
+            pay_from_body(repo, pol, now, body)
+        except ApiError as err:
+            raise scenario.ScenarioError(f"webizpay.spends[{i}]: {err.message}") from None
 
 
 def _export_section(conn: Connection) -> dict[str, Any] | None:
