@@ -266,7 +266,7 @@ def test_scenario_load_in_batches_with_progress_on_stderr(run: Any, tmp_path: Pa
 
 
 def test_scenario_batches_keep_order_and_split_nested_sections() -> None:
-    from wxpartner.cli_ops import scenario_batches
+    from wxpartner.cli.scenario import scenario_batches
 
     data = {
         "webizpay": {"templates": [1, 2, 3], "employees": [4], "auto": {"x": 1}},

@@ -38,3 +38,18 @@ class ClockState:
         if self.frozen_at is None:
             return self
         return ClockState(self.frozen_at - (time.time() if real is None else real), None)
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90``, ``90s``, ``15m``, ``2h``, ``30d``, ``-1h`` (the CLI and the dashboard accept the
+    same spellings). Raises ValueError."""
+    t = text.strip().lower()
+    if not t:
+        raise ValueError("empty duration")
+    factor = DURATION_UNITS.get(t[-1])
+    if factor is not None:
+        t = t[:-1]
+    return float(t) * (factor or 1)

@@ -79,12 +79,35 @@ def parse_fault_body(body: dict[str, Any]) -> dict[str, Any]:
     return {**args, "kind": fk, "latency_ms": latency, "note": str(note)[:256]}
 
 
+# Fault rule changes, shared with the dashboard's forms; each one drops the injector's cached rules. They
+# run in a worker thread.
+
+
 def add_fault_rule(request: Request, args: dict[str, Any]) -> FaultRule:
     st = request.app.state.wx
     with st.db.write() as conn:
         rule = ops_repo.add_fault(conn, now=time.time(), **args)
     injector(st).invalidate()
     return rule
+
+
+def delete_fault_rule(st: Any, rule_id: str) -> bool:
+    with st.db.write() as conn:
+        ok = ops_repo.delete_fault(conn, rule_id)
+    injector(st).invalidate()
+    return ok
+
+
+def clear_fault_rules(st: Any) -> int:
+    with st.db.write() as conn:
+        n = ops_repo.clear_faults(conn)
+    injector(st).invalidate()
+    return n
+
+
+def list_fault_rules(st: Any) -> list[FaultRule]:
+    with st.db.read() as conn:
+        return ops_repo.list_faults(conn)
 
 
 @control_route("/faults", ["GET", "POST", "DELETE"])
@@ -95,20 +118,9 @@ async def faults(request: Request) -> Response:
         rule = await anyio.to_thread.run_sync(lambda: add_fault_rule(request, args))
         return JSONResponse(fault_view(rule), status_code=201)
     if request.method == "DELETE":
-
-        def clear() -> int:
-            with st.db.write() as conn:
-                n = ops_repo.clear_faults(conn)
-            injector(st).invalidate()
-            return n
-
-        return JSONResponse({"deleted": await anyio.to_thread.run_sync(clear)})
-
-    def read() -> list[FaultRule]:
-        with st.db.read() as conn:
-            return ops_repo.list_faults(conn)
-
-    return JSONResponse({"data": [fault_view(r) for r in await anyio.to_thread.run_sync(read)]})
+        return JSONResponse({"deleted": await anyio.to_thread.run_sync(clear_fault_rules, st)})
+    rules = await anyio.to_thread.run_sync(list_fault_rules, st)
+    return JSONResponse({"data": [fault_view(r) for r in rules]})
 
 
 @control_route("/faults/{rule_id}", ["GET", "DELETE"])
@@ -116,14 +128,7 @@ async def fault(request: Request) -> Response:
     st = request.app.state.wx
     rule_id = request.path_params["rule_id"]
     if request.method == "DELETE":
-
-        def delete() -> bool:
-            with st.db.write() as conn:
-                ok = ops_repo.delete_fault(conn, rule_id)
-            injector(st).invalidate()
-            return ok
-
-        if not await anyio.to_thread.run_sync(delete):
+        if not await anyio.to_thread.run_sync(delete_fault_rule, st, rule_id):
             raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no fault rule {rule_id}")
         return JSONResponse({"id": rule_id, "deleted": True})
 
@@ -161,6 +166,13 @@ def read_journal(st: Any, f: ops_repo.JournalFilter) -> list[dict[str, Any]]:
         return ops_repo.list_journal(conn, f)
 
 
+def read_journal_entry(st: Any, key: str) -> dict[str, Any] | None:
+    """One entry by Request-ID (or row id), this process's buffered rows flushed first."""
+    writer(st).flush()
+    with st.db.read() as conn:
+        return ops_repo.get_journal(conn, key)
+
+
 @control_route("/journal", ["GET", "DELETE"])
 async def journal(request: Request) -> Response:
     """GET ?mchid=&operation=(op id or prefix*)&status=&code=&verification=&failed=1&before_id=&limit="""
@@ -183,13 +195,7 @@ async def journal_entry(request: Request) -> Response:
     """One entry by Request-ID (or row id)."""
     st = request.app.state.wx
     key = request.path_params["key"]
-
-    def read() -> dict[str, Any] | None:
-        writer(st).flush()
-        with st.db.read() as conn:
-            return ops_repo.get_journal(conn, key)
-
-    row = await anyio.to_thread.run_sync(read)
+    row = await anyio.to_thread.run_sync(read_journal_entry, st, key)
     if row is None:
         raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no journal entry {key}")
     return JSONResponse(row)

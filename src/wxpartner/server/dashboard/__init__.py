@@ -7,9 +7,22 @@ Family pages reuse the look: ``render_page(title, body_html)`` returns a complet
 from __future__ import annotations
 
 from ..web import WEB_ROUTES
-from . import callbacks, family_pages  # noqa: F401  (register their pages)
+from . import (  # noqa: F401  (each page module registers its routes)
+    applyments,
+    callbacks,
+    cards,
+    clock,
+    data_browser,
+    employees,
+    faults,
+    journal,
+    login,
+    merchants,
+    overview,
+    recharge,
+)
 from .layout import badge, card, esc, facts, fen, page, render_page, table
-from .pages import ROUTES
+from .routing import ROUTES
 
 __all__ = ["badge", "card", "esc", "facts", "fen", "page", "render_page", "table"]
 

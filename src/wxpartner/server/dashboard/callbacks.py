@@ -10,10 +10,10 @@ from urllib.parse import urlencode
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from .layout import badge, card, esc, fmt_ts, page, table
-from .pages import route
+from .routing import back, flash, route
 
 PAGE = 50
 STATE_TONE = {"delivered": "", "pending": "warn", "failed": "bad"}
@@ -86,9 +86,8 @@ async def callbacks(request: Request) -> Response:
         pager.append(f'<a href="?{esc(urlencode({**params, "offset": max(0, offset - PAGE)}))}">← Newer</a>')
     if offset + len(items) < total:
         pager.append(f'<a href="?{esc(urlencode({**params, "offset": offset + PAGE}))}">Older →</a>')
-    flash = request.query_params.get("msg")
     body = (
-        (f'<div class="flash" role="status">{esc(flash)}</div>' if flash else "")
+        flash(request)
         + filters
         + card(
             f"Notifications {offset + 1 if items else 0}–{offset + len(items)} of {total}, newest first "
@@ -134,4 +133,4 @@ async def redeliver(request: Request) -> Response:
         return f"{nid}: attempt {r.attempt_no} answered {answer}, now {r.state}"
 
     msg = await anyio.to_thread.run_sync(apply)
-    return RedirectResponse(f"/dashboard/callbacks?{urlencode({'msg': msg})}", status_code=303)
+    return back("/dashboard/callbacks", msg)

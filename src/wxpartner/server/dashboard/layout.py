@@ -166,3 +166,8 @@ def fmt_ts(ts: float | None) -> str:
 
 def card(title: str, inner: str) -> str:
     return f'<section class="card"><h2>{esc(title)}</h2>{inner}</section>'
+
+
+def not_found(what: str, *, active: str) -> HTMLResponse:
+    """The 404 page for a missing row: ``what`` is e.g. ``journal entry 42`` (escaped here)."""
+    return page("Not found", f"<p>No {esc(what)}.</p>", active=active, status=404)

@@ -1,0 +1,5 @@
+"""``python -m wxpartner.cli``."""
+
+from . import main
+
+main()

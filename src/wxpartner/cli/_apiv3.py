@@ -1,0 +1,101 @@
+"""APIv3 as a merchant: sign and send requests (flags, else connection.json), and check WeChat Pay's
+signatures on what comes back (``call``, ``bills``, ``verify-callback``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..protocol import constants as c
+from ..protocol import keys as k
+from ..protocol.authorization import Authorization
+from ..protocol.messages import canonical_url, request_message, response_message
+from ..protocol.signing import new_nonce, sign, verify
+from ._http import Target
+
+PublicKeys = dict[str, rsa.RSAPublicKey]
+
+
+def platform_keys(t: Target) -> PublicKeys:
+    """WeChat Pay keys to check response signatures: from the control API, else connection.json files."""
+    found: PublicKeys = {}
+    if t.token:
+        try:
+            for row in t.control("GET", "/platform-keys")["data"]:
+                pem = row.get("certificate") or row["public_key"]
+                found[row["key_id"]] = k.load_public_key(pem.encode())
+        except click.ClickException:
+            pass
+    for key_id_name, path_name in (
+        ("wechatpay_public_key_id", "wechatpay_public_key_path"),
+        ("platform_certificate_serial", "platform_certificate_path"),
+    ):
+        key_id, path = t.info.get(key_id_name), t.info.get(path_name)
+        if key_id and path and key_id not in found and Path(path).is_file():
+            found[key_id] = k.load_public_key(Path(path))
+    return found
+
+
+def check_signature(headers: Any, body: bytes, keys: PublicKeys) -> tuple[bool, str]:
+    """(verified, why) for an answer or a callback: ``headers`` needs a case-insensitive ``get``."""
+    signature = headers.get(c.H_SIGNATURE)
+    if not signature:
+        return False, "no Wechatpay-Signature header"
+    if signature.startswith(c.SIGNATURE_PROBE_PREFIX):
+        return False, "signature probe (WECHATPAY/SIGNTEST/...): a client must reject it"
+    serial = headers.get(c.H_SERIAL) or ""
+    key = keys.get(serial)
+    if key is None:
+        return False, f"unknown WeChat Pay key {serial!r}"
+    message = response_message(headers.get(c.H_TIMESTAMP) or "", headers.get(c.H_NONCE) or "", body)
+    if not verify(key, message, signature):
+        return False, f"signature does not verify with {serial}"
+    return True, f"verified with {serial}"
+
+
+class Signer:
+    """Signs APIv3 requests as one merchant (flags, else connection.json) and sends them."""
+
+    def __init__(self, t: Target, mchid: str, serial_no: str, key_path: str) -> None:
+        self.t, self.mchid, self.serial_no = t, mchid, serial_no
+        self.key = k.load_private_key(Path(key_path))
+
+    @classmethod
+    def of(cls, t: Target, mchid: str | None, serial_no: str | None, key_path: str | None) -> Signer:
+        mchid = mchid or t.info.get("mchid")
+        serial_no = serial_no or t.info.get("serial_no")
+        key_path = key_path or t.info.get("private_key_path")
+        if not (mchid and serial_no and key_path):
+            raise click.ClickException(
+                "need --mchid, --serial and --key (or a connection.json in --data-dir)"
+            )
+        return cls(t, mchid, serial_no, key_path)
+
+    def send(
+        self, method: str, path: str, body: bytes = b"", extra: dict[str, str] | None = None
+    ) -> tuple[str, httpx.Response]:
+        """(the URL as signed, the response). A full URL is fine: only its path and query are used."""
+        method = method.upper()
+        parts = urlsplit(path)
+        target = canonical_url(parts.path, parts.query)
+        ts, nonce = str(int(time.time())), new_nonce()
+        signature = sign(self.key, request_message(method, target, ts, nonce, body))
+        headers = {
+            "Authorization": Authorization(self.mchid, nonce, ts, self.serial_no, signature).header_value(),
+            "Accept": "application/json",
+            "User-Agent": "wxpartner-cli/1.0",
+        }
+        if body:
+            headers["Content-Type"] = "application/json"
+        headers.update(extra or {})
+        try:
+            with self.t.client() as http:
+                return target, http.request(method, target, content=body or None, headers=headers)
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"{method} {target}: {type(exc).__name__}: {exc}") from exc

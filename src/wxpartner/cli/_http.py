@@ -1,0 +1,93 @@
+"""The control-API client the operations commands share: where the server is (flags, else
+<data-dir>/connection.json), its sandbox token, and the options that say so."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+
+class Target:
+    """Where the server is and how to reach it: flags, else <data-dir>/connection.json (read on first
+    use, so a command fails on a broken file where it first needs it)."""
+
+    def __init__(self, obj: dict[str, Any] | None, data_dir: str, url: str, token: str) -> None:
+        self._data_dir, self._url, self._token = data_dir, url, token
+        self._http: httpx.Client | None = (obj or {}).get("http")
+
+    @cached_property
+    def info(self) -> dict[str, Any]:
+        path = Path(self._data_dir) / "connection.json"
+        found: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        return found
+
+    @property
+    def base_url(self) -> str:
+        return str(self._url or self.info.get("base_url") or "http://127.0.0.1:8080").rstrip("/")
+
+    @property
+    def token(self) -> str:
+        return str(self._token or self.info.get("sandbox_token") or "")
+
+    @contextmanager
+    def client(self) -> Iterator[httpx.Client]:
+        if self._http is not None:  # tests hand in an in-process client
+            yield self._http
+            return
+        with httpx.Client(base_url=self.base_url, timeout=60) as http:
+            yield http
+
+    def control(self, method: str, path: str, **kw: Any) -> Any:
+        if not self.token:
+            raise click.ClickException("no sandbox token: pass --token or --data-dir with a connection.json")
+        headers = {"Authorization": f"Bearer {self.token}", **kw.pop("headers", {})}
+        try:
+            with self.client() as http:
+                resp = http.request(method, "/sandbox" + path, headers=headers, **kw)
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"cannot reach {self.base_url}: {exc}") from exc
+        try:
+            data = resp.json()
+        except ValueError:
+            data = {"raw": resp.text}
+        if resp.status_code >= 400:
+            raise click.ClickException(
+                f"{resp.status_code} {data.get('code', '')}: {data.get('message', data)}"
+            )
+        return data
+
+
+def target_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """Adds --data-dir, --url, --token and --json to a command and hands it a ``Target`` as its first
+    argument (``as_json`` stays a keyword argument)."""
+
+    @functools.wraps(fn)
+    def command(*args: Any, data_dir: str, url: str, token: str, **kwargs: Any) -> None:
+        fn(Target(click.get_current_context().obj, data_dir, url, token), *args, **kwargs)
+
+    wrapped: Callable[..., None] = command
+    wrapped = click.option("--json", "as_json", is_flag=True, help="print one JSON document")(wrapped)
+    wrapped = click.option("--token", envvar="WXPARTNER_SANDBOX_TOKEN", default="", help="sandbox token")(
+        wrapped
+    )
+    wrapped = click.option("--url", envvar="WXPARTNER_URL", default="", help="server base URL")(wrapped)
+    return click.option(
+        "--data-dir",
+        envvar="WXPARTNER_DATA_DIR",
+        default=".wxpartner",
+        show_default=True,
+        help="holds connection.json",
+    )(wrapped)
+
+
+def present(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that were given (None means not given): query parameters and bodies leave them out."""
+    return {key: v for key, v in options.items() if v is not None}

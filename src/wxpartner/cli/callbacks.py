@@ -1,0 +1,106 @@
+"""``wxpartner callbacks list|show|deliver|redeliver``: the notifications WeChat Pay owes merchants,
+with every delivery attempt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ._http import Target, present, target_options
+from ._output import console, emit, kv, print_json, table
+
+
+@click.group()
+def callbacks() -> None:
+    """Callback notifications WeChat Pay owes merchants, with every delivery attempt."""
+
+
+def _attempt_text(a: dict[str, Any]) -> str:
+    answer = str(a["status"]) if a["status"] is not None else "no answer"
+    return f"#{a['attempt_no']} {answer} {float(a['latency_ms']):.0f}ms" + (
+        f" {a['error']}" if a["error"] else ""
+    )
+
+
+def _print_callbacks(data: dict[str, Any]) -> None:
+    if not data["data"]:
+        console.print("no callbacks")
+        return
+    rows = [
+        [
+            n["id"],
+            n["mchid"],
+            n["event_type"],
+            n["state"],
+            f"{n['sends']}/{n['send_limit']}",
+            "; ".join(_attempt_text(a) for a in n["attempts"]) or "no attempt yet",
+        ]
+        for n in data["data"]
+    ]
+    title = (
+        f"callbacks {data['offset'] + 1}-{data['offset'] + len(rows)} of {data['total_count']}, newest first"
+    )
+    table(title, ["id", "mchid", "event", "state", "sends", "attempts"], rows)
+
+
+def _print_notification(d: dict[str, Any]) -> None:
+    kv({key: v for key, v in d.items() if key not in ("attempts", "resource")})
+    for a in d.get("attempts", []):
+        console.print(f"  attempt {_attempt_text(a)}  {a['url']}")
+    if d.get("resource") is not None:
+        console.print("[bold]resource[/] (plaintext; sent encrypted):")
+        print_json(d["resource"])
+
+
+def _print_attempts(data: dict[str, Any]) -> None:
+    attempts = data.get("attempts", [])
+    if not attempts:
+        console.print("nothing was due")
+    for a in attempts:
+        tone = "green" if a["ok"] else "red"
+        console.print(f"[{tone}]{a['id']}[/] {a['event_type']} → {a['state']}  {_attempt_text(a)}")
+
+
+@callbacks.command("list")
+@click.option("--mchid", default=None)
+@click.option("--state", type=click.Choice(["pending", "delivered", "failed"]), default=None)
+@click.option("--event-type", default=None)
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0)
+@target_options
+def callbacks_list(
+    t: Target,
+    mchid: str | None,
+    state: str | None,
+    event_type: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """List notifications (newest first) with their delivery attempts."""
+    params = {"mchid": mchid, "state": state, "event_type": event_type, "limit": limit, "offset": offset}
+    emit(t.control("GET", "/callbacks", params=present(params)), as_json, _print_callbacks)
+
+
+@callbacks.command("show")
+@click.argument("notification_id")
+@target_options
+def callbacks_show(t: Target, notification_id: str, as_json: bool) -> None:
+    """One notification: its plaintext resource (sandbox view) and every attempt."""
+    emit(t.control("GET", f"/callbacks/{notification_id}"), as_json, _print_notification)
+
+
+@callbacks.command("deliver")
+@target_options
+def callbacks_deliver(t: Target, as_json: bool) -> None:
+    """Send every notification that is due now, and wait for the answers."""
+    emit(t.control("POST", "/callbacks/deliver"), as_json, _print_attempts)
+
+
+@callbacks.command("redeliver")
+@click.argument("notification_id")
+@target_options
+def callbacks_redeliver(t: Target, notification_id: str, as_json: bool) -> None:
+    """Send one notification again now (one more send if all were used)."""
+    emit(t.control("POST", f"/callbacks/{notification_id}/redeliver"), as_json, _print_attempts)

@@ -1,0 +1,51 @@
+"""``wxpartner clock``: show or move the sandbox business clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..domain.clock import parse_duration
+from ._http import Target, target_options
+from ._output import console, emit
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use seconds or 90s, 15m, 2h, 30d") from None
+
+
+@click.command()
+@click.option("--set", "set_to", default=None, help="RFC 3339 date-time or Unix seconds")
+@click.option("--freeze", is_flag=True, help="stop business time")
+@click.option("--thaw", is_flag=True, help="let business time run again")
+@click.option(
+    "--advance", default=None, help="move forward: seconds or 90s, 15m, 2h, 30d (negative goes back)"
+)
+@target_options
+def clock(
+    t: Target, set_to: str | None, freeze: bool, thaw: bool, advance: str | None, as_json: bool
+) -> None:
+    """Show or move the sandbox business clock."""
+    body: dict[str, Any] = {}
+    if set_to is not None:
+        body["set"] = float(set_to) if set_to.replace(".", "", 1).isdigit() else set_to
+    if freeze:
+        body["freeze"] = True
+    if thaw:
+        body["thaw"] = True
+    if advance is not None:
+        body["advance"] = _duration(advance)
+    data = t.control("POST", "/clock", json=body) if body else t.control("GET", "/clock")
+    emit(
+        data,
+        as_json,
+        lambda d: console.print(
+            f"{d['now']}  "
+            + ("[yellow]frozen[/]" if d["frozen"] else "running")
+            + f"  (offset {d['offset_seconds']:+.0f}s)"
+        ),
+    )

@@ -1,0 +1,92 @@
+"""``wxpartner faults add|list|clear``: fault injection rules of a running server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ._http import Target, present, target_options
+from ._output import console, emit, table
+
+
+@click.group()
+def faults() -> None:
+    """Fault injection rules (SYSTEM_ERROR, FREQUENCY_LIMITED, PARAM_ERROR, RESOURCE_NOT_EXISTS, LATENCY,
+    DROP_CONNECTION, SIGNATURE_PROBE, BAD_SIGNATURE)."""
+
+
+FAULT_COLUMNS = ["id", "kind", "operation", "path", "mchid", "remaining", "probability", "latency_ms", "hits"]
+
+
+def _fault_rows(rules: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [r[col] if r[col] is not None else ("∞" if col == "remaining" else "any") for col in FAULT_COLUMNS]
+        for r in rules
+    ]
+
+
+@faults.command("add")
+@click.argument("kind")
+@click.option("--operation", default=None, help="operation id or glob (webizpay.*)")
+@click.option("--path", default=None, help="request path glob (/v3/webizpay/*)")
+@click.option("--mchid", default=None)
+@click.option("--count", type=int, default=None, help="fire this many times (default: until cleared)")
+@click.option("--probability", type=float, default=1.0, show_default=True)
+@click.option("--latency-ms", type=int, default=None, help="for LATENCY")
+@click.option("--note", default="")
+@target_options
+def faults_add(
+    t: Target,
+    kind: str,
+    operation: str | None,
+    path: str | None,
+    mchid: str | None,
+    count: int | None,
+    probability: float,
+    latency_ms: int | None,
+    note: str,
+    as_json: bool,
+) -> None:
+    """Add a rule: KIND for matching requests (after their signature was verified)."""
+    body = {
+        "kind": kind,
+        "operation": operation,
+        "path": path,
+        "mchid": mchid,
+        "count": count,
+        "probability": probability,
+        "latency_ms": latency_ms,
+        "note": note,
+    }
+    data = t.control("POST", "/faults", json=present(body))
+    emit(data, as_json, lambda d: console.print(f"added {d['kind']} rule [bold]{d['id']}[/]"))
+
+
+@faults.command("list")
+@target_options
+def faults_list(t: Target, as_json: bool) -> None:
+    """List fault rules."""
+    data = t.control("GET", "/faults")
+    emit(
+        data,
+        as_json,
+        lambda d: (
+            table("fault rules", FAULT_COLUMNS, _fault_rows(d["data"]))
+            if d["data"]
+            else console.print("no fault rules")
+        ),
+    )
+
+
+@faults.command("clear")
+@click.argument("rule_id", required=False)
+@target_options
+def faults_clear(t: Target, rule_id: str | None, as_json: bool) -> None:
+    """Delete one rule, or all of them."""
+    data = t.control("DELETE", f"/faults/{rule_id}") if rule_id else t.control("DELETE", "/faults")
+    emit(
+        data,
+        as_json,
+        lambda d: console.print(f"deleted {rule_id}" if rule_id else f"deleted {d['deleted']} rule(s)"),
+    )

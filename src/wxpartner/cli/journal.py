@@ -1,0 +1,72 @@
+"""``wxpartner journal``: the request journal of a running server, or one request with its signature
+explanation."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from ._http import Target, present, target_options
+from ._output import console, emit, kv, table
+
+
+@click.command()
+@click.argument("request_id", required=False)
+@click.option("--mchid", default=None)
+@click.option("--operation", default=None, help="operation id, or a prefix ending in *")
+@click.option("--status", type=int, default=None)
+@click.option("--code", default=None)
+@click.option("--failed", is_flag=True, help="only failures (>= 400 or dropped)")
+@click.option("--limit", type=int, default=30, show_default=True)
+@target_options
+def journal(
+    t: Target,
+    request_id: str | None,
+    mchid: str | None,
+    operation: str | None,
+    status: int | None,
+    code: str | None,
+    failed: bool,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The request journal (newest first), or one request with its signature explanation."""
+    if request_id:
+        row = t.control("GET", f"/journal/{request_id}")
+        emit(row, as_json, _print_entry)
+        return
+    params = {
+        "mchid": mchid,
+        "operation": operation,
+        "status": status,
+        "code": code,
+        "limit": limit,
+        "failed": "1" if failed else None,
+    }
+    data = t.control("GET", "/journal", params=present(params))
+    emit(data, as_json, _print_journal)
+
+
+def _print_journal(data: dict[str, Any]) -> None:
+    rows = []
+    for r in data["data"]:
+        when = time.strftime("%H:%M:%S", time.gmtime(r["at"]))
+        status = "dropped" if r["status"] == 0 else str(r["status"])
+        verified = r["verification"] + (f" ({r['verify_field']})" if r["verify_field"] else "")
+        request = f"{r['method']} {r['path']}"
+        rows.append([r["id"], when, r["mchid"], request, f"{status} {r['code'] or ''}", verified, r["fault"]])
+    if not rows:
+        console.print("no matching requests")
+        return
+    columns = ["id", "time", "mchid", "request", "status", "verification", "fault"]
+    table("request journal (UTC; details: wxpartner journal ID)", columns, rows)
+
+
+def _print_entry(row: dict[str, Any]) -> None:
+    kv({key: v for key, v in row.items() if key != "expected_message" and v is not None})
+    if row.get("expected_message"):
+        console.print("[bold]expected string-to-sign[/] (each line ends with \\n):")
+        for line in row["expected_message"].split("\n")[:-1]:
+            console.print(f"  [cyan]{line}[/]\\n", markup=True)

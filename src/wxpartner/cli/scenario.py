@@ -1,0 +1,122 @@
+"""``wxpartner scenario load|export``: scenario files in and out of a running server; big files load in
+batches with a progress bar."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from ._http import Target, target_options
+from ._output import console, emit, kv, progress, progress_option
+
+
+@click.group()
+def scenario() -> None:
+    """Load or export scenario files (merchants, keys, family data)."""
+
+
+def scenario_batches(data: dict[str, Any], size: int) -> list[tuple[int, dict[str, Any]]]:
+    """Split a scenario into loadable pieces of at most ``size`` entries, in the file's order (platform
+    keys and merchants first, as the server loads them): each list is cut into chunks; a section that
+    is a mapping of lists (``webizpay: {employees: [...], cards: [...]}``) is cut list by list.
+    Returns (entries in the piece, piece)."""
+    scalars = {key: v for key, v in data.items() if not isinstance(v, list | dict)}
+    first = [key for key in ("platform_keys", "merchants") if key in data]
+    order = first + [key for key in data if key not in scalars and key not in first]
+    out: list[tuple[int, dict[str, Any]]] = []
+
+    def chunks(items: list[Any]) -> list[list[Any]]:
+        return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+
+    for key in order:
+        value = data[key]
+        if isinstance(value, list):
+            out += [(len(c), {**scalars, key: c}) for c in chunks(value)]
+        elif isinstance(value, dict):
+            plain = {k2: v for k2, v in value.items() if not isinstance(v, list)}
+            if plain:
+                out.append((1, {**scalars, key: plain}))
+            for inner, items in value.items():
+                if isinstance(items, list):
+                    out += [(len(c), {**scalars, key: {inner: c}}) for c in chunks(items)]
+    return out
+
+
+def _merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report for a batched load: counts add up, anything else keeps the last batch's value."""
+    merged: dict[str, Any] = {}
+    for report in reports:
+        for key, v in report.items():
+            if isinstance(v, int) and not isinstance(v, bool) and isinstance(merged.get(key), int):
+                merged[key] += v
+            else:
+                merged[key] = v
+    return merged
+
+
+def _load_in_batches(t: Target, file: str, text: str, batch: int, show: bool | None) -> dict[str, Any]:
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"{file}: not valid YAML/JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise click.ClickException(f"{file}: a scenario is a mapping with sections such as 'merchants'")
+    pieces = scenario_batches(parsed, batch)
+    reports = []
+    with progress(show, f"loading {Path(file).name}", sum(n for n, _ in pieces)) as advance:
+        for i, (n, piece) in enumerate(pieces, 1):
+            try:
+                body = json.dumps(piece, ensure_ascii=False).encode()
+                reports.append(t.control("POST", "/scenario", content=body))
+            except click.ClickException as exc:
+                raise click.ClickException(
+                    f"batch {i} of {len(pieces)} failed ({exc.message}); batches 1-{i - 1} are loaded"
+                ) from exc
+            advance(n)
+    return {**_merge_reports(reports), "batches": len(pieces)}
+
+
+@scenario.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="load N entries per request, with a progress bar (for big files; each batch is its own "
+    "transaction). Default: the whole file in one request, all or nothing.",
+)
+@progress_option
+@target_options
+def scenario_load(t: Target, file: str, batch: int | None, show_progress: bool | None, as_json: bool) -> None:
+    """Load a YAML/JSON scenario into the running server (all or nothing, unless --batch)."""
+    text = Path(file).read_text()
+    if batch is None:
+        with progress(show_progress, f"loading {Path(file).name}", 1) as advance:
+            data = t.control("POST", "/scenario", content=text.encode())
+            advance(1)
+    else:
+        data = _load_in_batches(t, file, text, batch, show_progress)
+    emit(data, as_json, lambda d: kv({"loaded": file, **{k2: v for k2, v in d.items() if k2 != "loaded"}}))
+
+
+@scenario.command("export")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="write here instead of stdout")
+@target_options
+def scenario_export(t: Target, out: str | None, as_json: bool) -> None:
+    """Export the server's merchants, keys and family data as a scenario (YAML; JSON with --json)."""
+    data = t.control("GET", "/scenario")
+    text = (
+        json.dumps(data, ensure_ascii=False, indent=2)
+        if as_json
+        else yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+    )
+    if out:
+        Path(out).write_text(text)
+        if not as_json:
+            console.print(f"wrote {out}")
+    else:
+        click.echo(text)

@@ -1,0 +1,117 @@
+"""``wxpartner serve``: bootstrap the data dir, print how to connect, run uvicorn."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="worker processes")
+@click.option("--data-dir", default=".wxpartner", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--database-url", envvar="WXPARTNER_DATABASE_URL", default="", help="default: SQLite in the data dir"
+)
+@click.option(
+    "--scenario", type=click.Path(exists=True, dir_okay=False), help="load a scenario file at start"
+)
+@click.option("--token", envvar="WXPARTNER_SANDBOX_TOKEN", default="", help="sandbox control API token")
+@click.option(
+    "--time-window", default=300, show_default=True, type=int, help="± seconds for request timestamps"
+)
+@click.option("--no-demo", is_flag=True, help="do not create the demo merchant")
+@click.option("--no-explain", is_flag=True, help="do not explain SIGN_ERRORs with the expected message")
+@click.option("--no-rate-limits", is_flag=True, help="switch rate limits off (load tests)")
+@click.option("--public-base-url", default="", help="base URL put in links (authorization/payment pages)")
+@click.option("--json", "as_json", is_flag=True, help="print connection settings as one JSON object")
+@click.option("--log-level", default="warning", show_default=True)
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    data_dir: str,
+    database_url: str,
+    scenario: str | None,
+    token: str,
+    time_window: int,
+    no_demo: bool,
+    no_explain: bool,
+    no_rate_limits: bool,
+    public_base_url: str,
+    as_json: bool,
+    log_level: str,
+) -> None:
+    """Start the server (SQLite in --data-dir unless --database-url is given)."""
+    import uvicorn
+
+    from ..sandbox.bootstrap import bootstrap, connection_info
+    from ..sandbox.scenario import ScenarioError
+    from ..server.settings import ENV_VAR, Settings
+    from ..store.db import Database
+
+    settings = Settings(
+        data_dir=str(Path(data_dir).resolve()),
+        database_url=database_url,
+        host=host,
+        port=port,
+        workers=workers,
+        time_window=time_window,
+        explain=not no_explain,
+        rate_limits=not no_rate_limits,
+        public_base_url=public_base_url,
+    )
+    db = Database(settings.resolved_database_url(), pool_size=2)
+    try:
+        settings.sandbox_token = bootstrap(
+            db,
+            settings.data_path,
+            token=token,
+            demo=not no_demo,
+            scenario=Path(scenario) if scenario else None,
+        )
+    except ScenarioError as exc:
+        raise click.ClickException(f"scenario {scenario}: {exc}") from exc
+    info = (
+        connection_info(db, settings.data_path, settings.base_url(), settings.sandbox_token)
+        if not no_demo
+        else {
+            "base_url": settings.base_url(),
+            "sandbox_token": settings.sandbox_token,
+        }
+    )
+    db.dispose()
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False), nl=True)
+    else:
+        _print_connection(info)
+    sys.stdout.flush()
+    os.environ[ENV_VAR] = settings.to_env()
+    from ..server.http_protocol import BoundedHttpToolsProtocol
+
+    uvicorn.run(
+        "wxpartner.server.app:app_from_env",
+        factory=True,
+        http=BoundedHttpToolsProtocol,  # bounds the request head before the app sees it
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+def _print_connection(info: Mapping[str, object]) -> None:
+    width = max(len(key) for key in info)
+    click.echo("wxpartner is serving. Connect with:")
+    for key, value in info.items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        click.echo(f"  {key.ljust(width)}  {shown}")
+    click.echo("(also written to <data-dir>/connection.json; --json prints it as one object)")

@@ -1,0 +1,66 @@
+"""``wxpartner sign``: the exact string-to-sign and Authorization header of a request, to compare with
+what a client library produces."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+
+from ..protocol import keys as k
+from ..protocol.authorization import Authorization
+from ..protocol.messages import canonical_url, request_message
+from ..protocol.signing import new_nonce, sign
+
+
+@click.command(name="sign")
+@click.option("--method", "-X", default="GET", show_default=True)
+@click.option("--url", required=True, help="path and query as sent (a full URL is fine: the host is dropped)")
+@click.option("--body", default="", help="exact body text; @FILE reads a file")
+@click.option("--mchid", required=True)
+@click.option("--serial", "serial_no", required=True, help="merchant API certificate serial")
+@click.option(
+    "--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False), help="private key PEM"
+)
+@click.option("--timestamp", default=None, help="default: now")
+@click.option("--nonce", default=None, help="default: 32 random characters")
+@click.option("--json", "as_json", is_flag=True)
+def sign_cmd(
+    method: str,
+    url: str,
+    body: str,
+    mchid: str,
+    serial_no: str,
+    key_path: str,
+    timestamp: str | None,
+    nonce: str | None,
+    as_json: bool,
+) -> None:
+    """Print the exact string-to-sign, its SHA-256 and the Authorization header for a request."""
+    body_bytes = Path(body[1:]).read_bytes() if body.startswith("@") else body.encode("utf-8")
+    parts = urlsplit(url)
+    target = canonical_url(parts.path or "/", parts.query) if parts.scheme else url
+    ts = timestamp or str(int(time.time()))
+    nonce_str = nonce or new_nonce()
+    message = request_message(method.upper(), target, ts, nonce_str, body_bytes)
+    signature = sign(k.load_private_key(Path(key_path)), message)
+    header = Authorization(mchid, nonce_str, ts, serial_no, signature).header_value()
+    escaped = message.decode("utf-8").replace("\n", "\\n")
+    result = {
+        "message": message.decode("utf-8"),
+        "message_escaped": escaped,
+        "message_length": len(message),
+        "sha256": hashlib.sha256(message).hexdigest(),
+        "authorization": header,
+    }
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+        return
+    click.echo("string to sign (\\n = LF, every line ends with one):")
+    click.echo("  " + escaped)
+    click.echo(f"length: {len(message)} bytes   sha256: {result['sha256']}")
+    click.echo(f"Authorization: {header}")
