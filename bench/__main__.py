@@ -7,8 +7,10 @@ ratio to the floor measured minutes earlier in the same run, on the same cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
+import os
 import sys
 import tempfile
 import time
@@ -21,14 +23,17 @@ import yaml
 from wxpartner.protocol import keys as k
 from wxpartner.store.db import Database, sqlite_url_for
 
+from . import chart, sdk, seed, startup
 from . import endpoints as ep
-from . import seed
+from .applyment import submit_applyments
 from .openloop import measure
 from .presign import Call, CallFactory, Signer, presign
 from .servers import Server, start_floor, start_wxpartner
 from .wrk import ensure_wrk, run_wrk
 
 CERT_MCHID = "1900000002"  # a certificate-mode provider with many second-level merchants
+CHANNEL_MCHID = "1900000003"  # a channel merchant (the only kind of caller apply4subject serves)
+APIV3_KEY = "0123456789abcdef0123456789abcdef"
 SECOND_LEVELS = [f"19{i:08d}" for i in range(30_000_000, 30_006_000)]
 
 
@@ -42,23 +47,39 @@ def bench_scenario() -> str:
                     "name": "Bench certificate-mode provider",
                     "role": "service_provider",
                     "key_mode": "certificate",
-                    "apiv3_key": "0123456789abcdef0123456789abcdef",
+                    "apiv3_key": APIV3_KEY,
                     "certificates": [{"generate": True}],
                     "second_level_merchants": SECOND_LEVELS,
-                }
+                },
+                {
+                    "mchid": CHANNEL_MCHID,
+                    "name": "Bench channel merchant",
+                    "role": "channel",
+                    "key_mode": "certificate",
+                    "apiv3_key": APIV3_KEY,
+                    "certificates": [{"generate": True}],
+                },
             ],
         }
     )
 
 
-def _peak(server: Server, e: ep.Endpoint, args: argparse.Namespace) -> tuple[float, int, int]:
-    """(successful requests per second, refused or failed requests, requests prepared)."""
-    count = int(args.expected_rps * args.seconds * 1.3)
-    if e.capacity is not None:
-        count = min(count, int(e.capacity * 0.75))
-    reqs = presign(e.signer, e.factory, server.host, count)
+def _peak(server: Server, e: ep.Endpoint, args: argparse.Namespace, hint: float) -> tuple[float, int, int]:
+    """(successful requests per second, refused or failed requests, requests used).
+
+    A short calibration run (which also warms the server up) sizes the pool of the measured run, so
+    signing stays proportional to what the endpoint can take: every request is used at most once."""
+    cap = e.capacity if e.capacity is not None else 1 << 62
+    n0 = min(int(hint * args.calibrate_seconds * 1.2) + 100, cap // 4)
+    reqs = presign(e.signer, e.factory, server.host, n0)
+    calib = run_wrk(server.url, reqs, seconds=args.calibrate_seconds, connections=args.connections, threads=2)
+    # Twice the calibrated rate: the first second includes warm-up, so the steady state can be faster
+    # (a pool that runs out would replay requests, which are refused and show as `refused`).
+    rate = min(max(calib.ok_per_second * 2.0, 50.0), hint * 1.5)
+    n1 = min(int(rate * args.seconds) + 300, cap - n0)
+    reqs = presign(e.signer, functools.partial(_offset, e.factory, n0), server.host, n1)
     res = run_wrk(server.url, reqs, seconds=args.seconds, connections=args.connections, threads=2)
-    return res.ok_per_second, res.non_2xx + res.errors, count
+    return res.ok_per_second, res.non_2xx + res.errors, n0 + n1
 
 
 def _latency(
@@ -84,18 +105,49 @@ def _offset(factory: CallFactory, offset: int, i: int) -> Call:
     return factory(offset + i)
 
 
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "python": sys.version.split()[0],
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seconds", type=int, default=5, help="wrk duration per endpoint")
+    p.add_argument("--calibrate-seconds", type=int, default=1, help="wrk warm-up that sizes the pool")
     p.add_argument("--latency-seconds", type=float, default=3.0)
     p.add_argument("--connections", type=int, default=32)
-    p.add_argument("--expected-rps", type=float, default=4000, help="sizes the pre-signed request pool")
+    p.add_argument("--expected-rps", type=float, default=4000, help="sizes the floor's first pool")
     p.add_argument("--big", type=int, default=1_000_000, help="cards in the store for the scaled query")
+    p.add_argument("--sdk-calls", type=int, default=150, help="issue calls per client in the SDK comparison")
+    p.add_argument("--skip-sdk", action="store_true")
+    p.add_argument("--skip-startup", action="store_true", help="no serve start-up / plugin reset timing")
+    p.add_argument("--quick", action="store_true", help="a smoke run: short phases, 100k cards")
     p.add_argument("--out", default=".bench/results.json")
+    p.add_argument(
+        "--chart", default=".bench/results.png", help="PNG path (matplotlib, installed if missing)"
+    )
+    p.add_argument("--no-chart", action="store_true")
     args = p.parse_args()
+    if args.quick:
+        args.seconds, args.latency_seconds, args.big, args.sdk_calls = 2, 1.5, min(args.big, 100_000), 40
     ensure_wrk()
-    results: dict[str, Any] = {"workers": args.workers, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    results: dict[str, Any] = {
+        "workers": args.workers,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "chart")},
+    }
     with tempfile.TemporaryDirectory(prefix="wxbench-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
@@ -103,23 +155,45 @@ def main() -> int:
         server = start_wxpartner(data_dir, args.workers, scenario=data_dir / "bench.yaml")
         info = server.info
         demo = Signer(info["mchid"], info["serial_no"], info["private_key_path"])
-        keys = data_dir / "keys" / CERT_MCHID
-        cert_serial = k.certificate_serial(k.load_certificate((keys / "apiclient_cert.pem").read_bytes()))
-        cert = Signer(CERT_MCHID, cert_serial, str(keys / "apiclient_key.pem"))
         floor = start_floor(info["certificate_path"], args.workers, Path(tmp))
         db = Database(sqlite_url_for(data_dir))
         try:
-            results.update(_run_all(server, floor, db, demo, cert, args))
+            results.update(
+                _run_all(
+                    server,
+                    floor,
+                    db,
+                    demo,
+                    _signer(data_dir, CERT_MCHID),
+                    _signer(data_dir, CHANNEL_MCHID),
+                    args,
+                )
+            )
             results["peak_rss_mib"] = {"wxpartner": server.peak_rss_mib(), "floor": floor.peak_rss_mib()}
         finally:
             db.dispose()
             server.stop()
             floor.stop()
+    if not args.skip_startup:
+        print("timing wxpartner serve start-up and the pytest plugin's reset ...", file=sys.stderr)
+        results["serve"] = startup.serve_ready()
+        results["plugin"] = startup.plugin_reset()
+    results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["goals"] = goals(results)
     _print(results)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    print(f"\nresults written to {out}")
+    if not args.no_chart:
+        print(chart.draw(results, Path(args.chart)))
     return 0
+
+
+def _signer(data_dir: Path, mchid: str) -> Signer:
+    keys = data_dir / "keys" / mchid
+    serial = k.certificate_serial(k.load_certificate((keys / "apiclient_cert.pem").read_bytes()))
+    return Signer(mchid, serial, str(keys / "apiclient_key.pem"))
 
 
 def _call(server: Server, signer: Signer, call: Call) -> Any:
@@ -151,27 +225,33 @@ def _authorize(server: Server, demo: Signer) -> str:
 
 
 def _run_all(
-    server: Server, floor: Server, db: Database, demo: Signer, cert: Signer, args: argparse.Namespace
+    server: Server,
+    floor: Server,
+    db: Database,
+    demo: Signer,
+    cert: Signer,
+    channel: Signer,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
-    floors: dict[str, float] = {}
-    for method in ("GET", "POST"):
-        e = ep.Endpoint(f"floor {method}", method, functools.partial(ep.floor_call, method), demo)
-        floors[method], _, _ = _peak(floor, e, args)
-    rows: list[dict[str, Any]] = [
-        {"name": f"floor {m}", "rps": round(v, 1), "ratio": 1.0} for m, v in floors.items()
-    ]
+    rows: list[dict[str, Any]] = []
+
+    def run_floor() -> dict[str, float]:
+        out = {}
+        for method in ("GET", "POST"):
+            e = ep.Endpoint(f"floor {method}", method, functools.partial(ep.floor_call, method), demo)
+            out[method], _, _ = _peak(floor, e, args, args.expected_rps)
+            print(f"floor {method}: {out[method]:.0f} req/s", file=sys.stderr)
+        return out
+
+    floors = run_floor()
 
     def run(e: ep.Endpoint) -> dict[str, Any]:
-        rps, bad, used = _peak(server, e, args)
-        row: dict[str, Any] = {
-            "name": e.name,
-            "rps": round(rps, 1),
-            "ratio": round(rps / floors[e.method], 3),
-        }
+        rps, bad, used = _peak(server, e, args, floors[e.method])
+        row: dict[str, Any] = {"name": e.name, "method": e.method, "rps": round(rps, 1)}
         row["refused"] = bad
         row["latency_at_half"] = _latency(server, e, rps / 2, used, args) if rps > 0 else None
         rows.append(row)
-        print(json.dumps(row), file=sys.stderr)
+        print(json.dumps(row, ensure_ascii=False), file=sys.stderr)
         return row
 
     stamp = str(int(time.time()))
@@ -181,41 +261,135 @@ def _run_all(
     query = functools.partial(ep.query_call, employee, small)
     base = run(ep.Endpoint("W4 query card (1,000 cards)", "GET", query, demo))
     run(ep.Endpoint("W3 issue card", "POST", functools.partial(ep.issue_call, employee, stamp), demo))
-    to_cancel = seed.clone_cards(
-        db, first, int(args.expected_rps * (args.seconds + args.latency_seconds)), "82"
-    )
+    budget = max(floors.values()) * (args.calibrate_seconds * 1.2 + args.seconds * 1.5 + args.latency_seconds)
+    to_cancel = seed.clone_cards(db, first, int(budget) + 1000, "82")
     cancel = functools.partial(ep.cancel_call, employee, to_cancel)
     run(ep.Endpoint("W6 cancel card", "POST", cancel, demo, capacity=len(to_cancel)))
     add = functools.partial(ep.recharge_add_call, SECOND_LEVELS, stamp)
     run(ep.Endpoint("R1 add recharge employee", "POST", add, cert, capacity=3 * len(SECOND_LEVELS)))
     run(ep.Endpoint("GET /v3/certificates", "GET", ep.certificates_call, cert))
-    started = time.monotonic()
-    seed.clone_cards(db, first, max(0, args.big - seed.count_cards(db)), "83")
-    print(
-        f"store filled to {seed.count_cards(db)} cards in {time.monotonic() - started:.0f}s", file=sys.stderr
+    applyments = submit_applyments(server.url, channel, APIV3_KEY, 20, stamp)
+    run(
+        ep.Endpoint(
+            "A2 query applyment", "GET", functools.partial(ep.applyment_query_call, applyments), channel
+        )
     )
+    out: dict[str, Any] = {}
+    if not args.skip_sdk:
+        print("SDK comparison (issue through three clients) ...", file=sys.stderr)
+        out["sdk"] = sdk.measure({**server.info, "base_url": server.url}, employee, args.sdk_calls)
+    floors_again = run_floor()  # the floor again, after the others: the machine may have changed
+    for m in floors:
+        floors[m] = (floors[m] + floors_again[m]) / 2
+    started = time.monotonic()
+    seed.fill_cards(db, first, max(0, args.big - seed.count_cards(db)), "83")
+    filled = seed.count_cards(db)
+    print(f"store filled to {filled:,} cards in {time.monotonic() - started:.0f}s", file=sys.stderr)
     big = run(ep.Endpoint(f"W4 query card ({args.big:,} cards)", "GET", query, demo))
-    return {
-        "endpoints": rows,
-        "query_big_vs_small": round(big["rps"] / base["rps"], 3) if base["rps"] else None,
+    for r in rows:
+        r["ratio"] = round(r["rps"] / floors[r["method"]], 3) if floors[r["method"]] else None
+    floor_rows = [
+        {
+            "name": f"floor {m}",
+            "method": m,
+            "rps": round(v, 1),
+            "ratio": 1.0,
+            "runs": [round(a, 1), round(b, 1)],
+        }
+        for (m, v), a, b in zip(floors.items(), floors.values(), floors_again.values(), strict=True)
+    ]
+    small_p50 = (base.get("latency_at_half") or {}).get("p50_ms")
+    big_p50 = (big.get("latency_at_half") or {}).get("p50_ms")
+    out.update(
+        {
+            "endpoints": floor_rows + rows,
+            "cards_in_big_store": filled,
+            "query_big_vs_small": {
+                "throughput": round(big["rps"] / base["rps"], 3) if base["rps"] else None,
+                "p50": round(big_p50 / small_p50, 3) if small_p50 and big_p50 else None,
+            },
+        }
+    )
+    return out
+
+
+# name -> (what it is, target, "min" or "max": the figure must be at least / at most the target)
+GOALS: dict[str, tuple[str, float, str]] = {
+    "issue_vs_floor": ("W3 issue ÷ floor POST", 0.85, "min"),
+    "query_vs_floor": ("W4 query (1k cards) ÷ floor GET", 0.90, "min"),
+    "worst_p99_ms": ("worst p99 at half max, ms", 5.0, "max"),
+    "query_p50_big_vs_small": ("W4 query p50, big store ÷ 1k cards", 1.25, "max"),
+    "peak_rss_mib": ("peak RSS per worker with the big store, MiB", 200.0, "max"),
+    "sdk_vs_hand": ("SDK ÷ hand-written, client CPU per call", 1.10, "max"),
+    "wechatpayv3_vs_sdk": ("wechatpayv3 ÷ SDK, wall per call", 1.5, "min"),
+    "plugin_reset_ms": ("pytest plugin reset, ms (median)", 20.0, "max"),
+    "serve_ready_s": ("wxpartner serve ready (warm start), s", 1.5, "max"),
+}
+
+
+def goals(results: dict[str, Any]) -> dict[str, Any]:
+    rows = {r["name"]: r for r in results.get("endpoints", [])}
+    p99s = [r["latency_at_half"]["p99_ms"] for r in rows.values() if r.get("latency_at_half") is not None]
+    rss = (results.get("peak_rss_mib") or {}).get("wxpartner") or []
+    s = results.get("sdk") or {}
+    figures: dict[str, float | None] = {
+        "issue_vs_floor": (rows.get("W3 issue card") or {}).get("ratio"),
+        "query_vs_floor": (rows.get("W4 query card (1,000 cards)") or {}).get("ratio"),
+        "worst_p99_ms": max(p99s) if p99s else None,
+        "query_p50_big_vs_small": (results.get("query_big_vs_small") or {}).get("p50"),
+        "peak_rss_mib": max(rss) if rss else None,
+        "sdk_vs_hand": s.get("sdk_vs_hand_cpu"),
+        "wechatpayv3_vs_sdk": s.get("wechatpayv3_vs_sdk_wall"),
+        "plugin_reset_ms": (results.get("plugin") or {}).get("reset_ms_p50"),
+        "serve_ready_s": (results.get("serve") or {}).get("ready_s"),
     }
+    out = {}
+    for name, (label, target, kind) in GOALS.items():
+        value = figures[name]
+        met = None if value is None else (value >= target if kind == "min" else value <= target)
+        out[name] = {"label": label, "value": value, "target": target, "kind": kind, "met": met}
+    return out
 
 
 def _print(results: dict[str, Any]) -> None:
+    m = results.get("machine", {})
     print(
-        f"\nwxpartner bench — {results['workers']} workers, ratios to the signing floor measured in this run\n"
+        f"\nwxpartner bench — {results['workers']} workers on {m.get('cpus')} CPUs ({m.get('cpu_model')}), "
+        f"load {m.get('loadavg_start')} -> {m.get('loadavg_end')}; ratios to the signing floor of this run\n"
     )
-    print(f"{'endpoint':44} {'req/s':>9} {'÷floor':>7} {'p50 ms':>8} {'p99 ms':>8} {'@ req/s':>8}")
+    print(
+        f"{'endpoint':34} {'req/s':>9} {'÷floor':>7} {'p50 ms':>8} {'p99 ms':>8} {'@ req/s':>8} {'refused':>7}"
+    )
     for r in results.get("endpoints", []):
         lat = r.get("latency_at_half") or {}
         print(
-            f"{r['name']:44} {r['rps']:>9} {r['ratio']:>7} {lat.get('p50_ms', ''):>8} "
-            f"{lat.get('p99_ms', ''):>8} {lat.get('rate', ''):>8}"
+            f"{r['name']:34} {r['rps']:>9} {r['ratio']!s:>7} {lat.get('p50_ms', ''):>8} "
+            f"{lat.get('p99_ms', ''):>8} {lat.get('rate', ''):>8} {r.get('refused', ''):>7}"
         )
     print(f"\npeak RSS per worker (MiB): {results.get('peak_rss_mib')}")
-    print(f"W4 query throughput with the big store / with 1,000 cards: {results.get('query_big_vs_small')}")
-    if results.get("sdk"):
-        print(f"SDK: {results['sdk']}")
+    print(
+        f"W4 query, {results.get('cards_in_big_store', 0):,} cards vs 1,000: {results.get('query_big_vs_small')}"
+    )
+    s = results.get("sdk")
+    if s:
+        per = s["per_call"]
+        print(
+            "SDK, one issue per call (wall / client CPU ms): "
+            + ", ".join(f"{k} {v['wall_ms']} / {v['cpu_ms']}" for k, v in per.items())
+        )
+        print(
+            f"  SDK ÷ hand-written: wall {s['sdk_vs_hand_wall']}, CPU {s['sdk_vs_hand_cpu']}; "
+            f"wechatpayv3 ÷ SDK: wall {s['wechatpayv3_vs_sdk_wall']}, CPU {s['wechatpayv3_vs_sdk_cpu']}"
+        )
+    if results.get("serve"):
+        print(f"wxpartner serve to first answer: {results['serve']}")
+    if results.get("plugin"):
+        print(f"pytest plugin: {results['plugin']}")
+    print("\ngoals:")
+    for g in results.get("goals", {}).values():
+        sign = "≥" if g["kind"] == "min" else "≤"
+        state = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
+        print(f"  {g['label']:48} {g['value']!s:>8}  (goal {sign} {g['target']})  {state}")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ class Server:
         return out
 
     def peak_rss_mib(self) -> list[float]:
-        return [round(_vm_hwm_kib(pid) / 1024, 1) for pid in self.worker_pids()]
+        pids = self.worker_pids() or [self.proc.pid]  # one worker: uvicorn serves in-process
+        return [round(_vm_hwm_kib(pid) / 1024, 1) for pid in pids]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +29,10 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         engine = sa.create_engine(
             url,
             connect_args={"timeout": 30, "check_same_thread": False},
-            pool_size=pool_size,
-            max_overflow=20,
+            # Enough idle connections for every worker thread: an overflow connection is opened (file,
+            # PRAGMAs) and closed again per request, which cost more than the query it served.
+            pool_size=max(pool_size, 48),
+            max_overflow=16,
         )
 
         @sa.event.listens_for(engine, "connect")
@@ -44,8 +49,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         def _on_begin(conn: Connection) -> None:
             # A writer must hold the write lock from the start: a deferred transaction that later
             # upgrades can fail with SQLITE_BUSY without waiting on busy_timeout.
-            mode = "IMMEDIATE" if conn.get_execution_options().get("wx_write") else "DEFERRED"
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            # Straight to the driver: through exec_driver_sql this cost as much as a query.
+            write = conn.get_execution_options().get("wx_write")
+            driver = conn.connection.driver_connection
+            assert driver is not None  # a checked-out connection always has one
+            driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
     return sa.create_engine(
@@ -70,14 +78,32 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
         self.sqlite = is_sqlite(url)
+        # SQLite has one writer at a time. Threads of this process queue here, in order, instead of in
+        # SQLite's busy handler, which sleeps 1..100 ms between retries (the p99 of every write).
+        # Other processes still wait on busy_timeout. Re-entrant: a nested write behaves as before.
+        self._write_lock = threading.RLock() if self.sqlite else None
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that may write; committed on success, rolled back on any exception."""
-        with self.engine.connect() as raw:
-            conn = raw.execution_options(wx_write=True)
-            with conn.begin():
-                yield conn
+        lock = self._write_lock
+        if lock is None:
+            with self.engine.connect() as raw:
+                conn = raw.execution_options(wx_write=True)
+                with conn.begin():
+                    yield conn
+            return
+        # Bounded like busy_timeout: a writer that cannot get the lock goes on to SQLite's own wait
+        # (and its SQLITE_BUSY error) rather than hanging forever.
+        acquired = lock.acquire(timeout=10)
+        try:
+            with self.engine.connect() as raw:
+                conn = raw.execution_options(wx_write=True)
+                with conn.begin():
+                    yield conn
+        finally:
+            if acquired:
+                lock.release()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -95,8 +121,47 @@ def sqlite_url_for(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'wxpartner.sqlite3').resolve()}"
 
 
+_REVISION = re.compile(r"^(down_revision|revision)\b[^=]*=\s*(.+)$", re.MULTILINE)
+
+
+def _script_heads() -> set[str] | None:
+    """The head revisions of the migration scripts, read from their text (importing alembic alone takes
+    longer than a whole start-up should); None if a script is not in the simple form we can read."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("[0-9]*.py"):
+        found = dict((k, v.strip()) for k, v in _REVISION.findall(path.read_text()))
+        try:
+            revision = ast.literal_eval(found["revision"])
+            down = ast.literal_eval(found["down_revision"])
+        except (KeyError, ValueError, SyntaxError):
+            return None
+        if not isinstance(revision, str):
+            return None
+        revisions.add(revision)
+        parents.update([down] if isinstance(down, str) else (down or ()))
+    return revisions - parents
+
+
+def at_heads(engine: Engine) -> bool:
+    """True when the database is already migrated to every head (the usual restart)."""
+    heads = _script_heads()
+    if not heads:
+        return False
+    try:
+        with engine.connect() as conn:
+            current = {
+                str(v) for v in conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars()
+            }
+    except sa.exc.DBAPIError:  # no schema yet
+        return False
+    return current == heads
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to every head (each product family is its own branch off the foundation)."""
+    if at_heads(engine):
+        return
     from alembic import command
     from alembic.config import Config
 

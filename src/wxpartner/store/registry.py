@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..domain.clock import ClockState
 from ..domain.merchants import KeyMode, Merchant, RelationKind, Role
-from .schema import merchant_certificates, merchant_relations, merchants, platform_keys
+from .schema import merchant_certificates, merchant_relations, merchants, platform_keys, sandbox_clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,10 @@ _CREDENTIAL = (
 def get_credential(conn: Connection, mchid: str, serial_no: str) -> tuple[Merchant | None, Credential | None]:
     """One round trip: the merchant and, if registered for it, the certificate with that serial."""
     row = conn.execute(_CREDENTIAL, {"mchid": mchid, "serial_no": serial_no}).first()
+    return _credential(row)
+
+
+def _credential(row: sa.Row[tuple[object, ...]] | None) -> tuple[Merchant | None, Credential | None]:
     if row is None:
         return None, None
     merchant = _merchant(row)
@@ -89,6 +94,35 @@ def get_credential(conn: Connection, mchid: str, serial_no: str) -> tuple[Mercha
     if m["serial_no"] is None:
         return merchant, None
     return merchant, Credential(merchant, m["serial_no"], m["public_key_pem"], bool(m["revoked"]))
+
+
+# The request verifier needs the business clock too: the same round trip carries it (scalar
+# subqueries of the one-row clock table; no row means the real clock, as in sandbox.read_clock).
+_CREDENTIAL_AND_CLOCK = _CREDENTIAL.add_columns(
+    sa.select(sandbox_clock.c.offset_seconds)
+    .where(sandbox_clock.c.id == 1)
+    .scalar_subquery()
+    .label("wx_clock_offset"),
+    sa.select(sandbox_clock.c.frozen_at)
+    .where(sandbox_clock.c.id == 1)
+    .scalar_subquery()
+    .label("wx_clock_frozen_at"),
+)
+
+
+def get_credential_and_clock(
+    conn: Connection, mchid: str, serial_no: str
+) -> tuple[Merchant | None, Credential | None, ClockState]:
+    """``get_credential`` plus the sandbox clock (``sandbox.read_clock``), in one statement."""
+    row = conn.execute(_CREDENTIAL_AND_CLOCK, {"mchid": mchid, "serial_no": serial_no}).first()
+    if row is None:  # unknown merchant: the request is refused, the clock read the usual way
+        from .sandbox import read_clock
+
+        return None, None, read_clock(conn)
+    m = row._mapping
+    offset = m["wx_clock_offset"]
+    clock = ClockState(float(offset), m["wx_clock_frozen_at"]) if offset is not None else ClockState()
+    return (*_credential(row), clock)
 
 
 def serial_owner(conn: Connection, serial_no: str) -> str | None:
@@ -165,17 +199,17 @@ def add_relation(conn: Connection, parent: str, child: str, kind: RelationKind) 
         )
 
 
+# Built once, like _CREDENTIAL: most business requests check a relation first.
+_RELATED = sa.select(sa.literal(1)).where(
+    merchant_relations.c.parent_mchid == sa.bindparam("parent"),
+    merchant_relations.c.child_mchid == sa.bindparam("child"),
+    merchant_relations.c.kind == sa.bindparam("kind"),
+)
+
+
 def is_related(conn: Connection, parent: str, child: str, kind: RelationKind) -> bool:
-    return (
-        conn.execute(
-            sa.select(sa.literal(1)).where(
-                merchant_relations.c.parent_mchid == parent,
-                merchant_relations.c.child_mchid == child,
-                merchant_relations.c.kind == kind.value,
-            )
-        ).first()
-        is not None
-    )
+    params = {"parent": parent, "child": child, "kind": kind.value}
+    return conn.execute(_RELATED, params).first() is not None
 
 
 def children(conn: Connection, parent: str, kind: RelationKind | None = None) -> list[tuple[str, str]]:

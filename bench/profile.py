@@ -1,0 +1,179 @@
+"""`python -m bench.profile`: where one request's time goes, in-process, without sockets or load tools.
+
+Builds the real app (demo world, rate limits off) in a temporary directory and runs pre-signed
+requests through ``Pipeline.handle`` (the synchronous core) or through the ASGI entry point (adds body
+reading, the thread hop and response sending). Profiles are the evidence for optimisations: on a
+shared machine an absolute rate from another minute says little, the share of each function says a lot.
+
+    python -m bench.profile                    # per-request microseconds of each endpoint, both paths
+    python -m bench.profile --cprofile issue   # cProfile of one endpoint (top 35 by cumulative time)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import functools
+import pstats
+import sys
+import tempfile
+import time
+from collections.abc import Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from wxpartner.server.app import WxPartnerApp, create_app
+from wxpartner.server.http import RawRequest, RawResponse
+from wxpartner.server.settings import Settings
+
+from . import endpoints as ep
+from .presign import Call, Signer, raw_request
+
+
+class InProcess:
+    """The demo world served in-process; requests are signed on the fly but outside the timed part."""
+
+    def __init__(self, data_dir: Path) -> None:
+        from wxpartner.sandbox.bootstrap import bootstrap, connection_info
+        from wxpartner.store.db import Database
+
+        settings = Settings(
+            data_dir=str(data_dir), sandbox_token="bench-token", rate_limits=False, deliver_callbacks=False
+        )
+        self.db = Database(settings.resolved_database_url())
+        bootstrap(self.db, data_dir, token="bench-token", demo=True)
+        info = connection_info(self.db, data_dir, "http://bench", "bench-token")
+        self.signer = Signer(info["mchid"], info["serial_no"], info["private_key_path"])
+        self.app: WxPartnerApp = create_app(settings, self.db)
+        self.app.state.keyring.refresh()
+
+    def raw(self, call: Call) -> RawRequest:
+        wire = raw_request(self.signer, call, "bench")
+        head, _, body = wire.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        target = lines[0].split(" ")[1]
+        path, _, query = target.partition("?")
+        headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+        return RawRequest(call.method, path, query, headers, body, "127.0.0.1:1")
+
+    def handle(self, call: Call) -> RawResponse:
+        return self.app.pipeline.handle(self.raw(call))
+
+    def asgi(self, call: Call) -> tuple[int, bytes]:
+        req = self.raw(call)
+        return asyncio.run(_asgi_once(self.app, req))
+
+    def employee(self) -> str:
+        body = f'{{"sp_mchid":"{ep.SP}","sub_mchid":"{ep.SUB}","application_type":"H5"}}'.encode()
+        resp = self.handle(Call("POST", "/v3/webizpay/users/bench_user_01/authorization-url", body))
+        token = resp.body.decode().split("token=", 1)[1].split('"', 1)[0]
+        from starlette.testclient import TestClient
+
+        with TestClient(self.app) as tc:
+            r = tc.post(
+                "/sandbox/webizpay/authorizations",
+                json={"token": token},
+                headers={"Authorization": "Bearer bench-token"},
+            )
+            r.raise_for_status()
+            return str(r.json()["employee_id"])
+
+
+async def _asgi_once(app: WxPartnerApp, req: RawRequest) -> tuple[int, bytes]:
+    scope = {
+        "type": "http",
+        "method": req.method,
+        "path": req.raw_path,
+        "raw_path": req.raw_path.encode(),
+        "query_string": req.raw_query.encode(),
+        "headers": [(k.encode(), v.encode()) for k, v in req.headers.items()],
+        "client": ("127.0.0.1", 1),
+    }
+    sent = False
+    out: dict[str, Any] = {}
+
+    async def receive() -> MutableMapping[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": req.body, "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        out.setdefault(message["type"], message)
+
+    await app(scope, receive, send)
+    return out["http.response.start"]["status"], out["http.response.body"]["body"]
+
+
+def _calls(world: InProcess) -> dict[str, Callable[[int], Call]]:
+    employee = world.employee()
+    issued = world.handle(ep.issue_call(employee, "seed", 0))
+    card = issued.body.decode().split('"card_no":"', 1)[1].split('"', 1)[0]
+    stamp = str(int(time.time()))
+    cards = [card]
+    for i in range(1, 400):
+        r = world.handle(ep.issue_call(employee, "pool", i))
+        cards.append(r.body.decode().split('"card_no":"', 1)[1].split('"', 1)[0])
+    return {
+        "query": functools.partial(ep.query_call, employee, cards),
+        "issue": functools.partial(ep.issue_call, employee, stamp),
+        "cancel": functools.partial(ep.cancel_call, employee, cards[1:]),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    p.add_argument("--requests", type=int, default=300)
+    p.add_argument("--cprofile", metavar="ENDPOINT", help="query, issue or cancel")
+    p.add_argument("--asgi", action="store_true", help="profile through the ASGI entry point")
+    p.add_argument("--sort", default="cumulative")
+    p.add_argument("--top", type=int, default=35)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="wxprof-") as tmp:
+        world = InProcess(Path(tmp))
+        calls = _calls(world)
+        n = min(args.requests, 399)
+        if args.cprofile:
+            factory = calls[args.cprofile]
+            reqs = [world.raw(factory(i)) for i in range(n)]
+            run = (
+                (lambda r: asyncio.run(_asgi_once(world.app, r))) if args.asgi else world.app.pipeline.handle
+            )
+            prof = cProfile.Profile()
+            prof.enable()
+            for r in reqs:
+                run(r)
+            prof.disable()
+            pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
+            return 0
+        counts = {"statements": 0, "transactions": 0}
+
+        def on_execute(*_a: Any) -> None:
+            counts["statements"] += 1
+
+        def on_begin(*_a: Any) -> None:
+            counts["transactions"] += 1
+
+        import sqlalchemy as sa
+
+        sa.event.listen(world.db.engine, "before_cursor_execute", on_execute)
+        sa.event.listen(world.db.engine, "begin", on_begin)
+        print(f"{'endpoint':14} {'wall µs':>8} {'CPU µs':>8} {'txns':>5} {'stmts':>6}   (per request)")
+        for name, factory in calls.items():
+            reqs = [world.raw(factory(i)) for i in range(n)]
+            counts.update(statements=0, transactions=0)
+            started, cpu = time.perf_counter(), time.process_time()
+            for r in reqs:
+                resp = world.app.pipeline.handle(r)
+                assert 200 <= resp.status < 300, (name, resp.status, resp.body)
+            wall = (time.perf_counter() - started) / n * 1e6
+            cpu = (time.process_time() - cpu) / n * 1e6
+            txns, stmts = counts["transactions"] / n, counts["statements"] / n
+            print(f"{name:14} {wall:8.0f} {cpu:8.0f} {txns:5.1f} {stmts:6.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
