@@ -126,6 +126,7 @@ def _calls(world: InProcess) -> dict[str, Callable[[int], Call]]:
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     p.add_argument("--requests", type=int, default=300)
+    p.add_argument("--repeat", type=int, default=1, help="rounds per endpoint; the best is reported")
     p.add_argument("--cprofile", metavar="ENDPOINT", help="query, issue or cancel")
     p.add_argument("--asgi", action="store_true", help="profile through the ASGI entry point")
     p.add_argument("--sort", default="cumulative")
@@ -162,16 +163,19 @@ def main() -> int:
         sa.event.listen(world.db.engine, "begin", on_begin)
         print(f"{'endpoint':14} {'wall µs':>8} {'CPU µs':>8} {'txns':>5} {'stmts':>6}   (per request)")
         for name, factory in calls.items():
-            reqs = [world.raw(factory(i)) for i in range(n)]
-            counts.update(statements=0, transactions=0)
-            started, cpu = time.perf_counter(), time.process_time()
-            for r in reqs:
-                resp = world.app.pipeline.handle(r)
-                assert 200 <= resp.status < 300, (name, resp.status, resp.body)
-            wall = (time.perf_counter() - started) / n * 1e6
-            cpu = (time.process_time() - cpu) / n * 1e6
+            # Best of --repeat rounds: on a shared machine the minimum is the stable figure.
+            best_wall = best_cpu = float("inf")
+            for round_no in range(args.repeat):
+                reqs = [world.raw(factory(i + round_no * n)) for i in range(n)]
+                counts.update(statements=0, transactions=0)
+                started, cpu = time.perf_counter(), time.process_time()
+                for r in reqs:
+                    resp = world.app.pipeline.handle(r)
+                    assert 200 <= resp.status < 300, (name, resp.status, resp.body)
+                best_wall = min(best_wall, (time.perf_counter() - started) / n * 1e6)
+                best_cpu = min(best_cpu, (time.process_time() - cpu) / n * 1e6)
             txns, stmts = counts["transactions"] / n, counts["statements"] / n
-            print(f"{name:14} {wall:8.0f} {cpu:8.0f} {txns:5.1f} {stmts:6.1f}")
+            print(f"{name:14} {best_wall:8.0f} {best_cpu:8.0f} {txns:5.1f} {stmts:6.1f}")
     return 0
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..domain.clock import ClockState
 from ..domain.merchants import KeyMode, Merchant, RelationKind, Role
+from .db import LeanStatement
 from .schema import merchant_certificates, merchant_relations, merchants, platform_keys, sandbox_clock
 
 
@@ -37,7 +40,7 @@ class PlatformKeyRow:
     created_at: float
 
 
-def _merchant(row: sa.Row[tuple[object, ...]] | sa.RowMapping) -> Merchant:
+def _merchant(row: sa.Row[tuple[object, ...]] | Mapping[str, Any]) -> Merchant:
     m = row._mapping if isinstance(row, sa.Row) else row
     return Merchant(
         mchid=m["mchid"],
@@ -110,19 +113,34 @@ _CREDENTIAL_AND_CLOCK = _CREDENTIAL.add_columns(
 )
 
 
+# Every request runs it: compiled once per dialect, executed on the driver cursor (db.LeanStatement).
+_LEAN_CREDENTIAL_AND_CLOCK = LeanStatement(
+    _CREDENTIAL_AND_CLOCK, tuple(_CREDENTIAL_AND_CLOCK.selected_columns.keys())
+)
+
+
 def get_credential_and_clock(
     conn: Connection, mchid: str, serial_no: str
 ) -> tuple[Merchant | None, Credential | None, ClockState]:
     """``get_credential`` plus the sandbox clock (``sandbox.read_clock``), in one statement."""
-    row = conn.execute(_CREDENTIAL_AND_CLOCK, {"mchid": mchid, "serial_no": serial_no}).first()
+    lean = _LEAN_CREDENTIAL_AND_CLOCK
+    row = lean.first(conn, {"mchid": mchid, "serial_no": serial_no})
     if row is None:  # unknown merchant: the request is refused, the clock read the usual way
         from .sandbox import read_clock
 
         return None, None, read_clock(conn)
-    m = row._mapping
+    m = dict(zip(lean.keys, row, strict=True))
     offset = m["wx_clock_offset"]
-    clock = ClockState(float(offset), m["wx_clock_frozen_at"]) if offset is not None else ClockState()
-    return (*_credential(row), clock)
+    frozen = m["wx_clock_frozen_at"]
+    clock = (
+        ClockState(float(offset), None if frozen is None else float(frozen))
+        if offset is not None
+        else ClockState()
+    )
+    merchant = _merchant(m)
+    if m["serial_no"] is None:
+        return merchant, None, clock
+    return merchant, Credential(merchant, m["serial_no"], m["public_key_pem"], bool(m["revoked"])), clock
 
 
 def serial_owner(conn: Connection, serial_no: str) -> str | None:
@@ -207,9 +225,12 @@ _RELATED = sa.select(sa.literal(1)).where(
 )
 
 
+_LEAN_RELATED = LeanStatement(_RELATED)
+
+
 def is_related(conn: Connection, parent: str, child: str, kind: RelationKind) -> bool:
     params = {"parent": parent, "child": child, "kind": kind.value}
-    return conn.execute(_RELATED, params).first() is not None
+    return _LEAN_RELATED.first(conn, params) is not None
 
 
 def children(conn: Connection, parent: str, kind: RelationKind | None = None) -> list[tuple[str, str]]:

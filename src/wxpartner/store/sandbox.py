@@ -9,11 +9,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..domain.clock import ClockState
+from .db import LeanStatement
 from .schema import rate_counters, request_nonces, sandbox_clock, sandbox_kv
 
 # Statements of the per-request hot path are built once (building them cost more than running them).
 _CLOCK = sa.select(sandbox_clock.c.offset_seconds, sandbox_clock.c.frozen_at).where(sandbox_clock.c.id == 1)
-_RECORD_NONCE: dict[str, Any] = {}
+_RECORD_NONCE: dict[str, LeanStatement] = {}
 
 
 def read_clock(conn: Connection) -> ClockState:
@@ -36,13 +37,16 @@ def _insert(conn: Connection) -> Callable[..., Any]:
 
 def record_nonce(conn: Connection, mchid: str, nonce: str, seen_at: float) -> bool:
     """Insert (mchid, nonce); False when it was already there (a replay). Atomic on both databases.
-    RETURNING tells inserted from skipped reliably (rowcount is not, on every driver)."""
-    stmt = _RECORD_NONCE.get(conn.dialect.name)
-    if stmt is None:
-        stmt = _RECORD_NONCE[conn.dialect.name] = (
-            _insert(conn)(request_nonces).on_conflict_do_nothing().returning(request_nonces.c.seen_at)
+    RETURNING tells inserted from skipped reliably (rowcount is not, on every driver).
+    Every request runs it: compiled once per dialect, executed on the driver cursor (db.LeanStatement)."""
+    lean = _RECORD_NONCE.get(conn.dialect.name)
+    if lean is None:
+        values: dict[str, Any] = {k: sa.bindparam(k) for k in ("mchid", "nonce", "seen_at")}
+        stmt = _insert(conn)(request_nonces).values(**values)
+        lean = _RECORD_NONCE[conn.dialect.name] = LeanStatement(
+            stmt.on_conflict_do_nothing().returning(request_nonces.c.seen_at)
         )
-    return conn.execute(stmt, {"mchid": mchid, "nonce": nonce, "seen_at": seen_at}).first() is not None
+    return lean.first(conn, {"mchid": mchid, "nonce": nonce, "seen_at": seen_at}) is not None
 
 
 def nonce_seen(conn: Connection, mchid: str, nonce: str) -> bool:

@@ -29,6 +29,7 @@ from ..domain.webizpay.entities import (
     Template,
 )
 from . import outbox, registry
+from .db import LeanStatement
 from .schema import metadata
 from .webizpay_tables import (
     WEBIZPAY_TABLES,
@@ -52,6 +53,37 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
 
 def _row(row: sa.Row[Any] | None) -> dict[str, Any] | None:
     return dict(row._mapping) if row is not None else None
+
+
+# The card query (W4) and cancel (W6) read on every call: compiled once per dialect, run on the driver
+# cursor (db.LeanStatement). The columns are str/int/float, which every driver returns as they are.
+_CARD_SELECT = sa.select(webizpay_cards).where(webizpay_cards.c.card_no == sa.bindparam("card_no"))
+_CARD = LeanStatement(_CARD_SELECT, tuple(_CARD_SELECT.selected_columns.keys()))
+# The issue (W3) reads, the same way.
+_CARD_BY_OUT_NO = LeanStatement(
+    sa.select(webizpay_cards).where(
+        webizpay_cards.c.sp_mchid == sa.bindparam("sp_mchid"),
+        webizpay_cards.c.sub_mchid == sa.bindparam("sub_mchid"),
+        webizpay_cards.c.out_card_no == sa.bindparam("out_card_no"),
+    ),
+    tuple(webizpay_cards.c.keys()),
+)
+_TEMPLATE = LeanStatement(
+    sa.select(
+        webizpay_templates.c.card_template_id,
+        webizpay_templates.c.card_rule,
+        webizpay_templates.c.refund_rule,
+    ).where(
+        webizpay_templates.c.sp_mchid == sa.bindparam("sp_mchid"),
+        webizpay_templates.c.card_template_id == sa.bindparam("card_template_id"),
+    )
+)
+_RELATION_FOR_UPDATE = LeanStatement(
+    sa.select(webizpay_relations)
+    .where(webizpay_relations.c.employee_id == sa.bindparam("employee_id"))
+    .with_for_update(),
+    tuple(webizpay_relations.c.keys()),
+)
 
 
 class WebizpayRepo:
@@ -90,10 +122,8 @@ class WebizpayRepo:
         """The relation, row-locked until commit (PostgreSQL; SQLite writers are serialized anyway):
         a revoke committing meanwhile is seen, and a revoke that comes later waits for this issue and
         then finds (and disables) its card."""
-        t = webizpay_relations
-        stmt = sa.select(t).where(t.c.employee_id == employee_id).with_for_update()
-        row = _row(self.conn.execute(stmt).first())
-        return Relation(**row) if row else None
+        row = _RELATION_FOR_UPDATE.first(self.conn, {"employee_id": employee_id})
+        return Relation(**dict(zip(_RELATION_FOR_UPDATE.keys, row, strict=True))) if row else None
 
     def relations_of(self, sp_mchid: str, sub_mchid: str, user_id: str) -> list[Relation]:
         t = webizpay_relations
@@ -135,12 +165,7 @@ class WebizpayRepo:
     # ---- templates and cards ----------------------------------------------------------------------
 
     def template(self, sp_mchid: str, card_template_id: str) -> Template | None:
-        t = webizpay_templates
-        row = self.conn.execute(
-            sa.select(t.c.card_template_id, t.c.card_rule, t.c.refund_rule).where(
-                t.c.sp_mchid == sp_mchid, t.c.card_template_id == card_template_id
-            )
-        ).first()
+        row = _TEMPLATE.first(self.conn, {"sp_mchid": sp_mchid, "card_template_id": card_template_id})
         return Template(row[0], row[1], row[2]) if row else None
 
     def put_template(self, sp_mchid: str, template: Template, now: float) -> None:
@@ -171,20 +196,13 @@ class WebizpayRepo:
         return self.conn.execute(stmt).first() is not None
 
     def card(self, card_no: str) -> Card | None:
-        t = webizpay_cards
-        row = _row(self.conn.execute(sa.select(t).where(t.c.card_no == card_no)).first())
-        return Card(**row) if row else None
+        row = _CARD.first(self.conn, {"card_no": card_no})
+        return Card(**dict(zip(_CARD.keys, row, strict=True))) if row else None
 
     def card_by_out_no(self, sp_mchid: str, sub_mchid: str, out_card_no: str) -> Card | None:
-        t = webizpay_cards
-        row = _row(
-            self.conn.execute(
-                sa.select(t).where(
-                    t.c.sp_mchid == sp_mchid, t.c.sub_mchid == sub_mchid, t.c.out_card_no == out_card_no
-                )
-            ).first()
-        )
-        return Card(**row) if row else None
+        params = {"sp_mchid": sp_mchid, "sub_mchid": sub_mchid, "out_card_no": out_card_no}
+        row = _CARD_BY_OUT_NO.first(self.conn, params)
+        return Card(**dict(zip(_CARD_BY_OUT_NO.keys, row, strict=True))) if row else None
 
     def insert_card(self, card: Card) -> bool:
         stmt = (
