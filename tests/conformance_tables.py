@@ -666,7 +666,7 @@ MERCHANT_SIDE: dict[str, list[Row]] = {
             field="/out_batch_id",
             value="batch_conf_0001",
         ),
-        # Emulator choice of spec §5.1 for W9–W17 (W1–W8 answer 403 NO_AUTH): see docs/readme fragments.
+        # spec §5.1 leaves the code Unknown; one choice for the family (README, webizpay W9–W17).
         Row("sp_mchid not the signer", "POST", MATCHES, match(sp_mchid=SP_B), 403, "NO_AUTH"),
         *common("W9", "POST", MATCHES, match()),
     ],

@@ -1,4 +1,4 @@
-"""The callback recipes of docs/readme/sdk.md for Flask and Django, run verbatim on a callback the
+"""The callback recipes of the README's SDK section for Flask and Django, run verbatim on a callback the
 server's outbox really delivered (captured byte for byte by a loopback receiver): the raw body verifies,
 the framework's parsed-and-re-serialized JSON does not."""
 

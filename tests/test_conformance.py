@@ -10,7 +10,7 @@ must be signed, a 401 must not be. A row marked `unchanged` re-reads the resourc
 refusal never leaves a partial write behind.
 
 Sources: spec/protocol.md §6 (catalogue), webizpay.md W1–W17, recharge-employees.md R1–R3,
-apply4subject.md A1–A4, seeds 000–004; the families' docs/readme fragments for Emulator choices.
+apply4subject.md A1–A4, seeds 000–004; the README's family sections for Emulator choices.
 """
 
 from __future__ import annotations

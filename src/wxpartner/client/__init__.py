@@ -1,5 +1,5 @@
 """The typed wxpartner / WeChat Pay APIv3 SDK: ``Client`` (sync) and ``AsyncClient`` share one
-request pipeline (sign -> send -> verify -> decode -> typed error). See docs/readme/sdk.md."""
+request pipeline (sign -> send -> verify -> decode -> typed error). See the README's SDK section."""
 
 from .aio import AsyncClient
 from .core import Call, Response

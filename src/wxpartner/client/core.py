@@ -98,7 +98,7 @@ class Call(Generic[T]):
     query: Sequence[tuple[str, str]] = ()
     body: BaseModel | Mapping[str, Any] | bytes | None = None
     # Safe to repeat after a timeout or dropped connection (queries, and writes keyed by the caller's
-    # own unique number: out_card_no, business_code, ...). See docs/readme/sdk.md.
+    # own unique number: out_card_no, business_code, ...). See the README's SDK section.
     idempotent: bool = False
     op_id: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)

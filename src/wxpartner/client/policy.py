@@ -1,4 +1,4 @@
-"""Retry and timeout policy. Retries never repeat a side effect: see ``RetryPolicy`` and docs/readme/sdk.md."""
+"""Retry and timeout policy. Retries never repeat a side effect: see ``RetryPolicy`` and the README's SDK section."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ An employee is keyed by (platform mchid, sub_mchid, sp_openid): ``sp_openid`` is
 configurations per natural day) count the second-level merchant across platforms and are enforced by
 one conditional UPDATE in the store, so they hold across processes and hosts.
 
-Emulator choices (see docs/readme/recharge.md):
+Emulator choices (see the README's recharge section):
 - add of an EFFECTIVE employee: 200 with the record unchanged, no daily slot used (idempotent retry);
 - add of a DELETED employee: EFFECTIVE again, new create_time/update_time, uses a daily slot;
 - delete of a DELETED employee: 200 with the record unchanged (idempotent retry);

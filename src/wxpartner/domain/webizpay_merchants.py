@@ -85,7 +85,7 @@ def rfc3339(ts: float) -> str:
 
 # --- W9 / W10 store entity matching -----------------------------------------------------------
 
-# Emulator choice (documented in docs/readme/webizpay-merchants.md): a batch is ACCEPTED when created;
+# Emulator choice (documented in the README's webizpay W9–W17 section): a batch is ACCEPTED when created;
 # each W10 query moves it one step (ACCEPTED -> IN_PROGRESS -> COMPLETED); once COMPLETE_AFTER seconds
 # of business time have passed it is COMPLETED at the next query whatever the count. CLOSED is only
 # reached through the sandbox control API.

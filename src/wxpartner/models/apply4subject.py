@@ -1,6 +1,6 @@
 """商户开户意愿确认 (apply4subject) wire models, shared by server and SDK (spec: apply4subject.md A1–A4).
 
-Lengths the sources do not state are Emulator choices (docs/readme/apply4subject.md): 256 characters for
+Lengths the sources do not state are Emulator choices (the README's apply4subject section): 256 characters for
 names, addresses and MediaIDs, 128 for numbers. Encrypted fields (ENC) are limited to 1024 characters of
 Base64 ciphertext; their plaintext is checked after decryption (domain/apply4subject.py).
 """
