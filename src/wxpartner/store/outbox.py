@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..protocol.constants import WEBIZPAY_RETRY_DELAYS_SECONDS
+from .db import LeanStatement
 from .outbox_tables import callback_attempts, callback_notifications
 from .schema import merchants
 
@@ -50,23 +51,47 @@ def enqueue(
     (business time, also its ``create_time``). Call inside the business change's write transaction:
     the event exists iff the change commits. Returns the notification ``id`` (a UUID)."""
     notification_id = str(uuid.uuid4())
-    conn.execute(
-        _n.insert().values(
-            id=notification_id,
-            mchid=mchid,
-            event_type=event_type,
-            summary=summary,
-            resource_json=json.dumps(resource, ensure_ascii=False, separators=(",", ":")),
-            original_type="webizpay",
-            create_time=now,
-            state=PENDING,
-            sends=0,
-            send_limit=MAX_SENDS,
-            next_attempt_at=now + RETRY_SCHEDULE[0],
-            updated_at=time.time(),
-        )
+    _ENQUEUE.rows(
+        conn,
+        {
+            "id": notification_id,
+            "mchid": mchid,
+            "event_type": event_type,
+            "summary": summary,
+            "resource_json": json.dumps(resource, ensure_ascii=False, separators=(",", ":")),
+            "create_time": now,
+            "next_attempt_at": now + RETRY_SCHEDULE[0],
+            "updated_at": time.time(),
+        },
     )
     return notification_id
+
+
+# Business writes that emit an event run it: compiled once per dialect, executed on the driver cursor
+# (db.LeanStatement). The fixed values are literals of the statement.
+_ENQUEUE = LeanStatement(
+    _n.insert().values(
+        {
+            **{
+                name: sa.bindparam(name)
+                for name in (
+                    "id",
+                    "mchid",
+                    "event_type",
+                    "summary",
+                    "resource_json",
+                    "create_time",
+                    "next_attempt_at",
+                    "updated_at",
+                )
+            },
+            "original_type": "webizpay",
+            "state": PENDING,
+            "sends": 0,
+            "send_limit": MAX_SENDS,
+        }
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)

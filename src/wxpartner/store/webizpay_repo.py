@@ -84,6 +84,17 @@ _RELATION_FOR_UPDATE = LeanStatement(
     .with_for_update(),
     tuple(webizpay_relations.c.keys()),
 )
+# The issue (W3) and cancel (W6) writes, the same way. The insert is dialect-specific (ON CONFLICT), so
+# it is built once per dialect; RETURNING tells applied from skipped (rowcount is not reliable on every
+# driver), exactly as the conn.execute versions did.
+_CARD_COLUMNS = tuple(webizpay_cards.c.keys())
+_INSERT_CARD: dict[str, LeanStatement] = {}
+_DISABLE_CARD = LeanStatement(
+    webizpay_cards.update()
+    .where(webizpay_cards.c.card_no == sa.bindparam("card_no"), webizpay_cards.c.state == ACTIVE)
+    .values(state=DISABLED, disabled_at=sa.bindparam("at"), reason=sa.bindparam("why"))
+    .returning(webizpay_cards.c.card_no)
+)
 
 
 class WebizpayRepo:
@@ -205,13 +216,17 @@ class WebizpayRepo:
         return Card(**dict(zip(_CARD_BY_OUT_NO.keys, row, strict=True))) if row else None
 
     def insert_card(self, card: Card) -> bool:
-        stmt = (
-            _insert(self.conn, webizpay_cards)
-            .values(**asdict(card))
-            .on_conflict_do_nothing()
-            .returning(webizpay_cards.c.card_no)
-        )
-        return self.conn.execute(stmt).first() is not None
+        lean = _INSERT_CARD.get(self.conn.dialect.name)
+        if lean is None:
+            stmt = (
+                _insert(self.conn, webizpay_cards)
+                .values({name: sa.bindparam(name) for name in _CARD_COLUMNS})
+                .on_conflict_do_nothing()
+                .returning(webizpay_cards.c.card_no)
+            )
+            lean = _INSERT_CARD[self.conn.dialect.name] = LeanStatement(stmt)
+        params = {name: getattr(card, name) for name in _CARD_COLUMNS}
+        return lean.first(self.conn, params) is not None
 
     def active_cards_of(self, employee_id: str) -> list[Card]:
         t = webizpay_cards
@@ -226,9 +241,9 @@ class WebizpayRepo:
         return [Card(**dict(r._mapping)) for r in rows]
 
     def disable_card(self, card_no: str, at: float, reason: str) -> bool:
-        t = webizpay_cards
-        stmt = t.update().where(t.c.card_no == card_no, t.c.state == ACTIVE)
-        return self.conn.execute(stmt.values(state=DISABLED, disabled_at=at, reason=reason)).rowcount == 1
+        """ACTIVE -> DISABLED, atomically (WHERE state = ACTIVE); False when it was not ACTIVE."""
+        params = {"card_no": card_no, "at": at, "why": reason}
+        return _DISABLE_CARD.first(self.conn, params) is not None
 
     def due_cards(self, now: float, limit: int) -> list[Card]:
         t = webizpay_cards
