@@ -12,8 +12,10 @@ from sqlalchemy.engine import Connection
 from ..domain.merchants import RelationKind
 from ..domain.recharge import DELETED, EFFECTIVE, Employee, SlotRefusal
 from . import registry
+from .db import LeanStatement
 from .recharge_tables import recharge_employees as emp
 from .recharge_tables import recharge_quotas as quota
+from .schema import merchants
 
 
 def _insert(conn: Connection) -> Callable[..., Any]:
@@ -38,90 +40,150 @@ def _employee(row: sa.Row[Any, Any, Any, Any, Any, Any]) -> Employee:
 _COLUMNS = (emp.c.mchid, emp.c.sub_mchid, emp.c.sp_openid, emp.c.state, emp.c.create_time, emp.c.update_time)
 
 
+def _employee_of(row: tuple[Any, ...]) -> Employee:
+    """An Employee from a driver row of _COLUMNS (str, str, str, str, float, float)."""
+    return Employee(row[0], row[1], row[2], row[3], float(row[4]), float(row[5]))
+
+
+# The R1 add / R3 delete / R2 list statements run on every request: compiled once per dialect and run
+# on the driver cursor (db.LeanStatement), the same SQL the conn.execute versions sent. Bind names are
+# not column names: SQLAlchemy reserves those for the SET/VALUES clause of an UPDATE/INSERT.
+_KEY = sa.and_(
+    emp.c.mchid == sa.bindparam("k_mchid"),
+    emp.c.sub_mchid == sa.bindparam("k_sub"),
+    emp.c.sp_openid == sa.bindparam("k_openid"),
+)
+_MERCHANT_EXISTS = LeanStatement(sa.select(sa.literal(1)).where(merchants.c.mchid == sa.bindparam("k_mchid")))
+_GET = LeanStatement(sa.select(*_COLUMNS).where(_KEY))
+_REACTIVATE = LeanStatement(
+    emp.update()
+    .where(_KEY, emp.c.state == DELETED)
+    .values(state=EFFECTIVE, create_time=sa.bindparam("at"), update_time=sa.bindparam("at"))
+    .returning(*_COLUMNS)
+)
+_MARK_DELETED = LeanStatement(
+    emp.update()
+    .where(_KEY, emp.c.state == EFFECTIVE)
+    .values(state=DELETED, update_time=sa.bindparam("at"))
+    .returning(*_COLUMNS)
+)
+# Every SET expression reads the row's old values, on both databases.
+_TAKE_SLOT = LeanStatement(
+    quota.update()
+    .where(
+        quota.c.sub_mchid == sa.bindparam("k_sub"),
+        quota.c.effective < sa.bindparam("max_effective"),
+        sa.or_(quota.c.day != sa.bindparam("k_day"), quota.c.day_count < sa.bindparam("max_per_day")),
+    )
+    .values(
+        effective=quota.c.effective + 1,
+        day=sa.bindparam("k_day"),
+        day_count=sa.case((quota.c.day == sa.bindparam("k_day"), quota.c.day_count + 1), else_=1),
+    )
+    .returning(quota.c.effective)
+)
+_RELEASE_SLOT = LeanStatement(
+    quota.update()
+    .where(quota.c.sub_mchid == sa.bindparam("k_sub"), quota.c.effective > 0)
+    .values(effective=quota.c.effective - 1)
+)
+_LIST_EFFECTIVE = LeanStatement(
+    sa.select(*_COLUMNS)
+    .where(
+        emp.c.mchid == sa.bindparam("k_mchid"),
+        emp.c.sub_mchid == sa.bindparam("k_sub"),
+        emp.c.state == EFFECTIVE,
+    )
+    .order_by(emp.c.create_time, emp.c.sp_openid)
+)
+# The inserts are dialect-specific (ON CONFLICT), so they are built once per dialect.
+_INSERT_EFFECTIVE: dict[str, LeanStatement] = {}
+_ENSURE_QUOTA: dict[str, LeanStatement] = {}
+
+
+def _insert_effective(conn: Connection) -> LeanStatement:
+    lean = _INSERT_EFFECTIVE.get(conn.dialect.name)
+    if lean is None:
+        stmt = (
+            _insert(conn)(emp)
+            .values(
+                mchid=sa.bindparam("k_mchid"),
+                sub_mchid=sa.bindparam("k_sub"),
+                sp_openid=sa.bindparam("k_openid"),
+                state=EFFECTIVE,
+                create_time=sa.bindparam("at"),
+                update_time=sa.bindparam("at"),
+            )
+            .on_conflict_do_nothing()
+            .returning(*_COLUMNS)
+        )
+        lean = _INSERT_EFFECTIVE[conn.dialect.name] = LeanStatement(stmt)
+    return lean
+
+
+def _ensure_quota_stmt(conn: Connection) -> LeanStatement:
+    lean = _ENSURE_QUOTA.get(conn.dialect.name)
+    if lean is None:
+        stmt = (
+            _insert(conn)(quota)
+            .values(sub_mchid=sa.bindparam("k_sub"), effective=0, day="", day_count=0)
+            .on_conflict_do_nothing()
+        )
+        lean = _ENSURE_QUOTA[conn.dialect.name] = LeanStatement(stmt)
+    return lean
+
+
 class RechargeStore:
     """The domain's RechargeRepo over one open transaction."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def _key(self, mchid: str, sub_mchid: str, sp_openid: str) -> sa.ColumnElement[bool]:
-        return sa.and_(emp.c.mchid == mchid, emp.c.sub_mchid == sub_mchid, emp.c.sp_openid == sp_openid)
+    def _params(self, mchid: str, sub_mchid: str, sp_openid: str) -> dict[str, Any]:
+        return {"k_mchid": mchid, "k_sub": sub_mchid, "k_openid": sp_openid}
 
     def merchant_exists(self, mchid: str) -> bool:
-        return registry.get_merchant(self.conn, mchid) is not None
+        return _MERCHANT_EXISTS.first(self.conn, {"k_mchid": mchid}) is not None
 
     def is_second_level(self, platform: str, sub_mchid: str) -> bool:
         return registry.is_related(self.conn, platform, sub_mchid, RelationKind.SECOND_LEVEL)
 
     def get(self, mchid: str, sub_mchid: str, sp_openid: str) -> Employee | None:
-        row = self.conn.execute(sa.select(*_COLUMNS).where(self._key(mchid, sub_mchid, sp_openid))).first()
-        return _employee(row) if row else None
+        row = _GET.first(self.conn, self._params(mchid, sub_mchid, sp_openid))
+        return _employee_of(row) if row else None
 
     def insert_effective(self, mchid: str, sub_mchid: str, sp_openid: str, now: float) -> Employee | None:
         """None when the row already exists (a concurrent add committed first)."""
-        row = self.conn.execute(
-            _insert(self.conn)(emp)
-            .values(
-                mchid=mchid,
-                sub_mchid=sub_mchid,
-                sp_openid=sp_openid,
-                state=EFFECTIVE,
-                create_time=now,
-                update_time=now,
-            )
-            .on_conflict_do_nothing()
-            .returning(*_COLUMNS)
-        ).first()
-        return _employee(row) if row else None
+        params = {**self._params(mchid, sub_mchid, sp_openid), "at": now}
+        row = _insert_effective(self.conn).first(self.conn, params)
+        return _employee_of(row) if row else None
 
     def reactivate(self, mchid: str, sub_mchid: str, sp_openid: str, now: float) -> Employee | None:
         """DELETED -> EFFECTIVE with fresh times; None when the row is not DELETED any more."""
-        row = self.conn.execute(
-            emp.update()
-            .where(self._key(mchid, sub_mchid, sp_openid), emp.c.state == DELETED)
-            .values(state=EFFECTIVE, create_time=now, update_time=now)
-            .returning(*_COLUMNS)
-        ).first()
-        return _employee(row) if row else None
+        row = _REACTIVATE.first(self.conn, {**self._params(mchid, sub_mchid, sp_openid), "at": now})
+        return _employee_of(row) if row else None
 
     def mark_deleted(self, mchid: str, sub_mchid: str, sp_openid: str, now: float) -> Employee | None:
         """EFFECTIVE -> DELETED; None when there is no EFFECTIVE row."""
-        row = self.conn.execute(
-            emp.update()
-            .where(self._key(mchid, sub_mchid, sp_openid), emp.c.state == EFFECTIVE)
-            .values(state=DELETED, update_time=now)
-            .returning(*_COLUMNS)
-        ).first()
-        return _employee(row) if row else None
+        row = _MARK_DELETED.first(self.conn, {**self._params(mchid, sub_mchid, sp_openid), "at": now})
+        return _employee_of(row) if row else None
 
     def _ensure_quota(self, sub_mchid: str) -> None:
-        self.conn.execute(
-            _insert(self.conn)(quota)
-            .values(sub_mchid=sub_mchid, effective=0, day="", day_count=0)
-            .on_conflict_do_nothing()
-        )
+        _ensure_quota_stmt(self.conn).rows(self.conn, {"k_sub": sub_mchid})
 
     def reserve_slot(
         self, sub_mchid: str, day: str, max_effective: int, max_per_day: int
     ) -> SlotRefusal | None:
         """One more employee in effect and one more configuration today, or a refusal; one atomic UPDATE
-        (every SET expression reads the row's old values, on both databases)."""
+        (_TAKE_SLOT)."""
         self._ensure_quota(sub_mchid)
-        took = self.conn.execute(
-            quota.update()
-            .where(
-                quota.c.sub_mchid == sub_mchid,
-                quota.c.effective < max_effective,
-                sa.or_(quota.c.day != day, quota.c.day_count < max_per_day),
-            )
-            .values(
-                effective=quota.c.effective + 1,
-                day=day,
-                day_count=sa.case((quota.c.day == day, quota.c.day_count + 1), else_=1),
-            )
-            .returning(quota.c.effective)
-        ).first()
-        if took is not None:
+        params = {
+            "k_sub": sub_mchid,
+            "k_day": day,
+            "max_effective": max_effective,
+            "max_per_day": max_per_day,
+        }
+        if _TAKE_SLOT.first(self.conn, params) is not None:
             return None
         effective = self.conn.execute(
             sa.select(quota.c.effective).where(quota.c.sub_mchid == sub_mchid)
@@ -129,19 +191,11 @@ class RechargeStore:
         return SlotRefusal.TOO_MANY if effective >= max_effective else SlotRefusal.DAILY
 
     def release_slot(self, sub_mchid: str) -> None:
-        self.conn.execute(
-            quota.update()
-            .where(quota.c.sub_mchid == sub_mchid, quota.c.effective > 0)
-            .values(effective=quota.c.effective - 1)
-        )
+        _RELEASE_SLOT.rows(self.conn, {"k_sub": sub_mchid})
 
     def list_effective(self, mchid: str, sub_mchid: str) -> list[Employee]:
-        rows = self.conn.execute(
-            sa.select(*_COLUMNS)
-            .where(emp.c.mchid == mchid, emp.c.sub_mchid == sub_mchid, emp.c.state == EFFECTIVE)
-            .order_by(emp.c.create_time, emp.c.sp_openid)
-        )
-        return [_employee(r) for r in rows]
+        rows = _LIST_EFFECTIVE.rows(self.conn, {"k_mchid": mchid, "k_sub": sub_mchid})
+        return [_employee_of(r) for r in rows]
 
     def list_all(self, sub_mchid: str | None = None) -> list[Employee]:
         """Every row, DELETED ones included (sandbox views and scenario export)."""
