@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..domain.faults import FAULT_HEADER
 from ..protocol import constants as c
 from ._apiv3 import Signer, check_signature, platform_keys
 from ._http import Target, target_options
@@ -60,7 +61,7 @@ def call(
     body = _body(data)
     headers: dict[str, str] = {}
     if fault:
-        headers["Wechatpay-Sandbox-Fault"] = fault
+        headers[FAULT_HEADER] = fault
     for h in extra_headers:
         name, _, val = h.partition(":")
         headers[name.strip()] = val.strip()

@@ -39,6 +39,11 @@ class Ctx:
         """Business time (movable by the sandbox clock)."""
         return self.clock.now()
 
+    @property
+    def now_ts(self) -> float:
+        """Business time as epoch seconds (what the store keeps)."""
+        return self.clock.now_ts()
+
     def write(self) -> contextlib.AbstractContextManager[Connection]:
         return self.state.db.write()
 

@@ -142,12 +142,7 @@ def pay_from_body(repo: WebizpayRepo, pol: Policy, now: float, body: dict[str, A
     """Shared by the control API and the payment page: {"card_no"|"token", "amount", ...}."""
     token = body.get("token")
     if isinstance(token, str) and token:
-        link = repo.payment_link(token)
-        if link is None:
-            raise ApiError("RESOURCE_NOT_EXISTS", "付款链接不存在 (unknown payment link)")
-        if now >= link.expires_at:
-            raise ApiError("INVALID_REQUEST", "付款链接已过期 (the payment link has expired)")
-        card_no = link.card_no
+        card_no = payments.live_payment_link(repo, token, now).card_no
     else:
         card_no = _str(body, "card_no") or ""
     card = repo.card(card_no)

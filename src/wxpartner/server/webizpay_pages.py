@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from ..domain.webizpay import authorizations
+from ..domain.webizpay import authorizations, payments
 from ..domain.webizpay.entities import Policy, rfc3339
 from ..protocol.errors import ApiError
 from ..store import registry
@@ -145,11 +145,7 @@ async def pay_page(request: Request) -> Response:
     token = request.query_params.get("token", "")
 
     def show(repo: WebizpayRepo, _conn: Any, now: float) -> str:
-        link = repo.payment_link(token)
-        if link is None:
-            raise ApiError("RESOURCE_NOT_EXISTS", "付款链接不存在 (unknown payment link)")
-        if now >= link.expires_at:
-            raise ApiError("INVALID_REQUEST", "付款链接已过期 (the payment link has expired)")
+        link = payments.live_payment_link(repo, token, now)
         card = repo.card(link.card_no)
         assert card is not None
         return (

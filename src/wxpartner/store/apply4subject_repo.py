@@ -14,7 +14,8 @@ from sqlalchemy.engine import Connection
 from ..domain.apply4subject import FIRST_APPLYMENT_ID, AutoPolicy
 from .apply4subject_tables import apply4subject_applyments as T
 from .apply4subject_tables import apply4subject_authorizations as AUTH
-from .sandbox import _insert, kv_get, kv_set
+from .db import insert_for
+from .sandbox import kv_get, kv_set
 from .schema import sandbox_kv
 
 POLICY_KEY = "apply4subject:auto_policy"
@@ -26,7 +27,7 @@ def next_applyment_id(conn: Connection) -> int:
     two first submits racing on PostgreSQL both miss the UPDATE and one INSERT fails."""
     value = sa.cast(sa.cast(sandbox_kv.c.value, sa.BigInteger) + 1, sa.Text)
     stmt = (
-        _insert(conn)(sandbox_kv)
+        insert_for(conn, sandbox_kv)
         .values(key=SEQUENCE_KEY, value=str(FIRST_APPLYMENT_ID))
         .on_conflict_do_update(index_elements=["key"], set_={"value": value})
         .returning(sandbox_kv.c.value)
@@ -137,7 +138,7 @@ class Apply4SubjectRepo:
         submit won): the caller then re-reads and applies the resubmission rules."""
         applyment_id = next_applyment_id(self.conn)
         stmt = (
-            _insert(self.conn)(T)
+            insert_for(self.conn, T)
             .values(
                 applyment_id=applyment_id,
                 mchid=mchid,
@@ -227,7 +228,7 @@ class Apply4SubjectRepo:
     def authorize(self, mchid: str, sub_mchids: Iterable[str], applyment_id: int | None, now: float) -> None:
         for sub in sub_mchids:
             self.conn.execute(
-                _insert(self.conn)(AUTH)
+                insert_for(self.conn, AUTH)
                 .values(mchid=mchid, sub_mchid=sub, applyment_id=applyment_id, authorized_at=now)
                 .on_conflict_do_nothing(index_elements=["mchid", "sub_mchid"])
             )

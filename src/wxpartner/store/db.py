@@ -6,7 +6,7 @@ import ast
 import contextlib
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,15 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "heads")
 
 
+def insert_for(dialect: str | Connection, table: sa.Table) -> Any:
+    """INSERT with ``on_conflict_do_*``: the dialect's own construct (SQLite and PostgreSQL spell the
+    clauses alike). ``dialect`` is a dialect name or a connection."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    name = dialect if isinstance(dialect, str) else dialect.dialect.name
+    return (sqlite.insert if name == "sqlite" else postgresql.insert)(table)
+
+
 class LeanStatement:
     """A fixed Core statement compiled ONCE per dialect and run straight on the DBAPI cursor of the
     caller's connection (same transaction, same events and error wrapping as ``conn.execute``).
@@ -183,17 +192,23 @@ class LeanStatement:
     cache lookup, execution context, result metadata) cost ~0.15 ms per statement here, more than the
     database work. Parameters are plain Python values the driver takes as they are (str, int, float,
     bool, None); rows come back as the driver returns them (e.g. SQLite booleans are 0/1).
+
+    ``stmt`` is the statement, or a builder called once per dialect name for statements that differ
+    by dialect (``insert_for(...)`` with ``ON CONFLICT``).
     """
 
     __slots__ = ("_compiled", "_stmt", "keys")
 
-    def __init__(self, stmt: sa.Executable, keys: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, stmt: sa.Executable | Callable[[str], sa.Executable], keys: tuple[str, ...] = ()
+    ) -> None:
         self._stmt = stmt
         self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
         self.keys = keys  # column names of the rows, for callers that want a mapping
 
     def _compile(self, dialect: sa.Dialect) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
-        compiled = self._stmt.compile(dialect=dialect)  # type: ignore[attr-defined]
+        stmt = self._stmt(dialect.name) if callable(self._stmt) else self._stmt
+        compiled = stmt.compile(dialect=dialect)  # type: ignore[attr-defined]
         defaults = dict(compiled.construct_params(_check=False))  # literal values (e.g. sa.literal(1))
         order = tuple(compiled.positiontup) if compiled.positional else None
         return compiled.string, order, defaults

@@ -3,7 +3,6 @@ two processes racing on the same employee or merchant cannot both win."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,17 +11,10 @@ from sqlalchemy.engine import Connection
 from ..domain.merchants import RelationKind
 from ..domain.recharge import DELETED, EFFECTIVE, Employee, SlotRefusal
 from . import registry
-from .db import LeanStatement
+from .db import LeanStatement, insert_for
 from .recharge_tables import recharge_employees as emp
 from .recharge_tables import recharge_quotas as quota
 from .schema import merchants
-
-
-def _insert(conn: Connection) -> Callable[..., Any]:
-    """INSERT with ON CONFLICT (spelled the same on SQLite and PostgreSQL)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
 
 
 def _employee(row: sa.Row[Any, Any, Any, Any, Any, Any]) -> Employee:
@@ -96,41 +88,29 @@ _LIST_EFFECTIVE = LeanStatement(
     )
     .order_by(emp.c.create_time, emp.c.sp_openid)
 )
-# The inserts are dialect-specific (ON CONFLICT), so they are built once per dialect.
-_INSERT_EFFECTIVE: dict[str, LeanStatement] = {}
-_ENSURE_QUOTA: dict[str, LeanStatement] = {}
-
-
-def _insert_effective(conn: Connection) -> LeanStatement:
-    lean = _INSERT_EFFECTIVE.get(conn.dialect.name)
-    if lean is None:
-        stmt = (
-            _insert(conn)(emp)
-            .values(
-                mchid=sa.bindparam("k_mchid"),
-                sub_mchid=sa.bindparam("k_sub"),
-                sp_openid=sa.bindparam("k_openid"),
-                state=EFFECTIVE,
-                create_time=sa.bindparam("at"),
-                update_time=sa.bindparam("at"),
-            )
-            .on_conflict_do_nothing()
-            .returning(*_COLUMNS)
+# The inserts are dialect-specific (ON CONFLICT): LeanStatement builds them once per dialect.
+_INSERT_EFFECTIVE = LeanStatement(
+    lambda dialect: (
+        insert_for(dialect, emp)
+        .values(
+            mchid=sa.bindparam("k_mchid"),
+            sub_mchid=sa.bindparam("k_sub"),
+            sp_openid=sa.bindparam("k_openid"),
+            state=EFFECTIVE,
+            create_time=sa.bindparam("at"),
+            update_time=sa.bindparam("at"),
         )
-        lean = _INSERT_EFFECTIVE[conn.dialect.name] = LeanStatement(stmt)
-    return lean
-
-
-def _ensure_quota_stmt(conn: Connection) -> LeanStatement:
-    lean = _ENSURE_QUOTA.get(conn.dialect.name)
-    if lean is None:
-        stmt = (
-            _insert(conn)(quota)
-            .values(sub_mchid=sa.bindparam("k_sub"), effective=0, day="", day_count=0)
-            .on_conflict_do_nothing()
-        )
-        lean = _ENSURE_QUOTA[conn.dialect.name] = LeanStatement(stmt)
-    return lean
+        .on_conflict_do_nothing()
+        .returning(*_COLUMNS)
+    )
+)
+_ENSURE_QUOTA = LeanStatement(
+    lambda dialect: (
+        insert_for(dialect, quota)
+        .values(sub_mchid=sa.bindparam("k_sub"), effective=0, day="", day_count=0)
+        .on_conflict_do_nothing()
+    )
+)
 
 
 class RechargeStore:
@@ -155,7 +135,7 @@ class RechargeStore:
     def insert_effective(self, mchid: str, sub_mchid: str, sp_openid: str, now: float) -> Employee | None:
         """None when the row already exists (a concurrent add committed first)."""
         params = {**self._params(mchid, sub_mchid, sp_openid), "at": now}
-        row = _insert_effective(self.conn).first(self.conn, params)
+        row = _INSERT_EFFECTIVE.first(self.conn, params)
         return _employee_of(row) if row else None
 
     def reactivate(self, mchid: str, sub_mchid: str, sp_openid: str, now: float) -> Employee | None:
@@ -169,7 +149,7 @@ class RechargeStore:
         return _employee_of(row) if row else None
 
     def _ensure_quota(self, sub_mchid: str) -> None:
-        _ensure_quota_stmt(self.conn).rows(self.conn, {"k_sub": sub_mchid})
+        _ENSURE_QUOTA.rows(self.conn, {"k_sub": sub_mchid})
 
     def reserve_slot(
         self, sub_mchid: str, day: str, max_effective: int, max_per_day: int
@@ -211,7 +191,7 @@ class RechargeStore:
             "update_time": employee.update_time,
         }
         self.conn.execute(
-            _insert(self.conn)(emp)
+            insert_for(self.conn, emp)
             .values(
                 mchid=employee.mchid, sub_mchid=employee.sub_mchid, sp_openid=employee.sp_openid, **values
             )

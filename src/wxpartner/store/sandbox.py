@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..domain.clock import ClockState
-from .db import LeanStatement
+from .db import LeanStatement, insert_for
 from .schema import rate_counters, request_nonces, sandbox_clock, sandbox_kv
 
 # Statements of the per-request hot path are built once (building them cost more than running them).
 _CLOCK = sa.select(sandbox_clock.c.offset_seconds, sandbox_clock.c.frozen_at).where(sandbox_clock.c.id == 1)
-_RECORD_NONCE: dict[str, LeanStatement] = {}
+_RECORD_NONCE = LeanStatement(
+    lambda dialect: (
+        insert_for(dialect, request_nonces)
+        .values({k: sa.bindparam(k) for k in ("mchid", "nonce", "seen_at")})
+        .on_conflict_do_nothing()
+        .returning(request_nonces.c.seen_at)
+    )
+)
 
 
 def read_clock(conn: Connection) -> ClockState:
@@ -28,25 +32,11 @@ def write_clock(conn: Connection, state: ClockState) -> None:
         conn.execute(sandbox_clock.insert().values(id=1, **values))
 
 
-def _insert(conn: Connection) -> Callable[..., Any]:
-    """The dialect's INSERT with ON CONFLICT support (SQLite and PostgreSQL spell it the same)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
-
-
 def record_nonce(conn: Connection, mchid: str, nonce: str, seen_at: float) -> bool:
     """Insert (mchid, nonce); False when it was already there (a replay). Atomic on both databases.
     RETURNING tells inserted from skipped reliably (rowcount is not, on every driver).
     Every request runs it: compiled once per dialect, executed on the driver cursor (db.LeanStatement)."""
-    lean = _RECORD_NONCE.get(conn.dialect.name)
-    if lean is None:
-        values: dict[str, Any] = {k: sa.bindparam(k) for k in ("mchid", "nonce", "seen_at")}
-        stmt = _insert(conn)(request_nonces).values(**values)
-        lean = _RECORD_NONCE[conn.dialect.name] = LeanStatement(
-            stmt.on_conflict_do_nothing().returning(request_nonces.c.seen_at)
-        )
-    return lean.first(conn, {"mchid": mchid, "nonce": nonce, "seen_at": seen_at}) is not None
+    return _RECORD_NONCE.first(conn, {"mchid": mchid, "nonce": nonce, "seen_at": seen_at}) is not None
 
 
 def nonce_seen(conn: Connection, mchid: str, nonce: str) -> bool:
@@ -68,7 +58,7 @@ def hit_rate_limit(conn: Connection, scope: str, window: int, limit: int) -> boo
     if limit <= 0:
         return False
     stmt = (
-        _insert(conn)(rate_counters)
+        insert_for(conn, rate_counters)
         .values(scope=scope, window=window, count=1)
         .on_conflict_do_update(
             index_elements=["scope", "window"],
@@ -96,7 +86,7 @@ def kv_set(conn: Connection, key: str, value: str) -> None:
 def next_sequence(conn: Connection, name: str, start: int) -> int:
     """A monotonic counter shared by every process: ONE atomic upsert, so even two first uses racing
     on PostgreSQL get distinct values (an UPDATE-then-INSERT would hit the primary key)."""
-    stmt = _insert(conn)(sandbox_kv).values(key=f"seq:{name}", value=str(start))
+    stmt = insert_for(conn, sandbox_kv).values(key=f"seq:{name}", value=str(start))
     stmt = stmt.on_conflict_do_update(
         index_elements=[sandbox_kv.c.key],
         set_={"value": sa.cast(sa.cast(sandbox_kv.c.value, sa.BigInteger) + 1, sa.Text)},

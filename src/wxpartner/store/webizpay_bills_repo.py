@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from ..domain.merchants import RelationKind
 from ..domain.webizpay_bills import BillFile, Proof, TradeRow
 from . import registry
-from .webizpay_merchants_repo import insert_ignoring_conflict
+from .db import insert_for
 from .webizpay_merchants_tables import webizpay_bill_files, webizpay_funding_proofs
 
 TradeSource = Callable[[Connection, str, str, float, float], list[TradeRow]]
@@ -60,7 +60,7 @@ class BillRepo:
         t = webizpay_funding_proofs
         values = {name: getattr(proof, name) for name in Proof.__slots__}
         stmt = (
-            insert_ignoring_conflict(self.conn)(t)
+            insert_for(self.conn, t)
             .values(**values)
             .on_conflict_do_nothing(index_elements=["sp_mchid", "out_operation_id"])
             .returning(t.c.proof_id)

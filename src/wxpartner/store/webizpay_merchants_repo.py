@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..domain.webizpay_merchants import MatchBatch, MchRange, StoreEntity
+from .db import insert_for
 from .webizpay_merchants_tables import (
     webizpay_bill_files,
     webizpay_funding_proofs,
@@ -18,13 +18,6 @@ from .webizpay_merchants_tables import (
     webizpay_mch_ranges,
     webizpay_store_entities,
 )
-
-
-def insert_ignoring_conflict(conn: Connection) -> Callable[..., Any]:
-    """The dialect's INSERT with ON CONFLICT DO NOTHING (spelled the same on SQLite and PostgreSQL)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
 
 
 def _batch(row: sa.Row[Any]) -> MatchBatch:
@@ -61,7 +54,7 @@ class MatchRepo:
         """False when (sp_mchid, out_batch_id) already exists: the unique constraint decides, atomically."""
         t = webizpay_match_batches
         stmt = (
-            insert_ignoring_conflict(self.conn)(t)
+            insert_for(self.conn, t)
             .values(
                 batch_id=batch.batch_id,
                 sp_mchid=batch.sp_mchid,
@@ -156,7 +149,7 @@ class RangeRepo:
         """True if added, False if it was already in the range (unique constraint, no error)."""
         t = webizpay_mch_identifiers
         stmt = (
-            insert_ignoring_conflict(self.conn)(t)
+            insert_for(self.conn, t)
             .values(range_id=range_id, merchant_identifier=identifier, created_at=now)
             .on_conflict_do_nothing(index_elements=["range_id", "merchant_identifier"])
             .returning(t.c.seq)

@@ -29,7 +29,7 @@ from ..domain.webizpay.entities import (
     Template,
 )
 from . import outbox, registry
-from .db import LeanStatement
+from .db import LeanStatement, insert_for
 from .schema import metadata
 from .webizpay_tables import (
     WEBIZPAY_TABLES,
@@ -43,12 +43,6 @@ from .webizpay_tables import (
 )
 
 log = logging.getLogger("wxpartner.webizpay")
-
-
-def _insert(conn: Connection, table: sa.Table) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(table)
 
 
 def _row(row: sa.Row[Any] | None) -> dict[str, Any] | None:
@@ -88,7 +82,14 @@ _RELATION_FOR_UPDATE = LeanStatement(
 # it is built once per dialect; RETURNING tells applied from skipped (rowcount is not reliable on every
 # driver), exactly as the conn.execute versions did.
 _CARD_COLUMNS = tuple(webizpay_cards.c.keys())
-_INSERT_CARD: dict[str, LeanStatement] = {}
+_INSERT_CARD = LeanStatement(
+    lambda dialect: (
+        insert_for(dialect, webizpay_cards)
+        .values({name: sa.bindparam(name) for name in _CARD_COLUMNS})
+        .on_conflict_do_nothing()
+        .returning(webizpay_cards.c.card_no)
+    )
+)
 _DISABLE_CARD = LeanStatement(
     webizpay_cards.update()
     .where(webizpay_cards.c.card_no == sa.bindparam("card_no"), webizpay_cards.c.state == ACTIVE)
@@ -161,7 +162,7 @@ class WebizpayRepo:
 
     def insert_relation(self, relation: Relation) -> bool:
         stmt = (
-            _insert(self.conn, webizpay_relations)
+            insert_for(self.conn, webizpay_relations)
             .values(**asdict(relation))
             .on_conflict_do_nothing()
             .returning(webizpay_relations.c.employee_id)
@@ -183,7 +184,7 @@ class WebizpayRepo:
         t = webizpay_templates
         values = {"card_rule": template.card_rule, "refund_rule": template.refund_rule}
         stmt = (
-            _insert(self.conn, t)
+            insert_for(self.conn, t)
             .values(sp_mchid=sp_mchid, card_template_id=template.card_template_id, created_at=now, **values)
             .on_conflict_do_update(index_elements=["sp_mchid", "card_template_id"], set_=values)
         )
@@ -216,17 +217,8 @@ class WebizpayRepo:
         return Card(**dict(zip(_CARD_BY_OUT_NO.keys, row, strict=True))) if row else None
 
     def insert_card(self, card: Card) -> bool:
-        lean = _INSERT_CARD.get(self.conn.dialect.name)
-        if lean is None:
-            stmt = (
-                _insert(self.conn, webizpay_cards)
-                .values({name: sa.bindparam(name) for name in _CARD_COLUMNS})
-                .on_conflict_do_nothing()
-                .returning(webizpay_cards.c.card_no)
-            )
-            lean = _INSERT_CARD[self.conn.dialect.name] = LeanStatement(stmt)
         params = {name: getattr(card, name) for name in _CARD_COLUMNS}
-        return lean.first(self.conn, params) is not None
+        return _INSERT_CARD.first(self.conn, params) is not None
 
     def active_cards_of(self, employee_id: str) -> list[Card]:
         t = webizpay_cards

@@ -14,6 +14,7 @@ from .entities import (
     Card,
     Event,
     Payment,
+    PaymentLink,
     Policy,
     Refund,
     new_refund_id,
@@ -31,6 +32,16 @@ class Store:
     full_name: str = "沙箱便利店有限公司"
     organization_code: str = "91440300MA5SANDBOX"
     acquirer: str = "财付通支付科技有限公司"
+
+
+def live_payment_link(repo: Repo, token: str, now: float) -> PaymentLink:
+    """The W7 link a person opened: unknown → RESOURCE_NOT_EXISTS, past its expiry → INVALID_REQUEST."""
+    link = repo.payment_link(token)
+    if link is None:
+        raise ApiError("RESOURCE_NOT_EXISTS", "付款链接不存在 (unknown payment link)")
+    if now >= link.expires_at:
+        raise ApiError("INVALID_REQUEST", "付款链接已过期 (the payment link has expired)")
+    return link
 
 
 def pay(

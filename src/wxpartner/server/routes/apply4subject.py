@@ -58,7 +58,7 @@ def submit(
     plain = d.decrypt_all(raw, ctx.decrypt)
     with ctx.write() as conn:
         channel_id = flow.resolve_channel(conn, ctx.caller, body.channel_id, query.channel_id)
-        app = flow.submit(Apply4SubjectRepo(conn), ctx.caller, raw, plain, channel_id, ctx.clock.now_ts())
+        app = flow.submit(Apply4SubjectRepo(conn), ctx.caller, raw, plain, channel_id, ctx.now_ts)
     return SubmitApplymentResponse(applyment_id=app.applyment_id)
 
 
@@ -77,7 +77,7 @@ def query(ctx: Ctx, path: dict[str, str], query: QueryApplymentQuery) -> Applyme
     with ctx.write() as conn:  # a query is counted (auto audit policy "after N queries")
         repo = Apply4SubjectRepo(conn)
         app = flow.find(repo, ctx.mchid, query.applyment_id, query.business_code)
-        app = flow.observe_query(repo, app, ctx.clock.now_ts())
+        app = flow.observe_query(repo, app, ctx.now_ts)
     return ApplymentResult(
         applyment_state=cast(ApplymentState, app.state),  # written only from domain constants
         qrcode_data=flow.qrcode_data(ctx.state.settings.base_url(), app),
@@ -101,7 +101,7 @@ def cancel(ctx: Ctx, path: CancelPath, query: CancelQuery) -> None:
     with ctx.write() as conn:
         repo = Apply4SubjectRepo(conn)
         app = flow.resolve_cancel(repo, ctx.mchid, path.business_code, query.applyment_id)
-        flow.cancel(repo, app, ctx.clock.now_ts())
+        flow.cancel(repo, app, ctx.now_ts)
 
 
 @operation(

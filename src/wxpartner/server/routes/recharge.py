@@ -58,7 +58,7 @@ def entity(e: recharge.Employee) -> RechargeEmployee:
 )
 def add_employee(ctx: Ctx, path: dict[str, str], body: AddRechargeEmployeeRequest) -> RechargeEmployee:
     with ctx.write() as conn:
-        e = recharge.add(RechargeStore(conn), ctx.clock.now_ts(), ctx.mchid, body.sub_mchid, body.sp_openid)
+        e = recharge.add(RechargeStore(conn), ctx.now_ts, ctx.mchid, body.sub_mchid, body.sp_openid)
     return entity(e)
 
 
@@ -94,7 +94,5 @@ def list_employees(ctx: Ctx, path: SubMchidPath) -> RechargeEmployeeList:
 def delete_employee(ctx: Ctx, path: RechargeEmployeePath) -> RechargeEmployee:
     # Body-less POST (seed 002): any body sent is ignored, as the official demo sends an empty one.
     with ctx.write() as conn:
-        e = recharge.delete(
-            RechargeStore(conn), ctx.clock.now_ts(), ctx.mchid, path.sub_mchid, path.sp_openid
-        )
+        e = recharge.delete(RechargeStore(conn), ctx.now_ts, ctx.mchid, path.sub_mchid, path.sp_openid)
     return entity(e)

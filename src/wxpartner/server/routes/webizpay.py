@@ -44,10 +44,6 @@ def policy(ctx: Ctx) -> Policy:
     return Policy.from_settings(ctx.state.settings.extra)
 
 
-def _now(ctx: Ctx) -> float:
-    return ctx.now.timestamp()
-
-
 @operation(
     "POST",
     "/v3/webizpay/users/{user_id}/authorization-url",
@@ -65,7 +61,7 @@ def start_authorization(ctx: Ctx, path: UserPath, body: AuthorizationUrlRequest)
         return authorizations.start(
             repo,
             policy(ctx),
-            _now(ctx),
+            ctx.now_ts,
             sp_mchid=body.sp_mchid,
             sub_mchid=body.sub_mchid,
             user_id=path.user_id,
@@ -107,14 +103,14 @@ def issue_quota_card(ctx: Ctx, path: EmployeePath, body: IssueQuotaCardRequest) 
     with ctx.write() as conn:
         repo = WebizpayRepo(conn)
         authorizations.check_merchant(repo, ctx.mchid, body.sp_mchid, body.sub_mchid)
-        return quota_cards.issue(repo, policy(ctx), _now(ctx), path.employee_id, body)
+        return quota_cards.issue(repo, policy(ctx), ctx.now_ts, path.employee_id, body)
 
 
 def _read_card(
     ctx: Ctx, query: SpSubQuery, employee_id: str, find: Callable[[WebizpayRepo], Card | None], what: str
 ) -> Card:
     """Read the card; one overdue is persisted as DISABLED (and notified) before it is shown."""
-    now = _now(ctx)
+    now = ctx.now_ts
     with ctx.read() as conn:
         repo = WebizpayRepo(conn)
         authorizations.check_merchant(repo, ctx.mchid, query.sp_mchid, query.sub_mchid)
@@ -178,7 +174,7 @@ def cancel_quota_card(ctx: Ctx, path: CardPath, body: CancelQuotaCardRequest) ->
         card = quota_cards.owned_card(
             repo.card(path.card_no), path.employee_id, body.sp_mchid, body.sub_mchid, path.card_no
         )
-        return quota_cards.cancel(repo, policy(ctx), _now(ctx), card, body.reason)
+        return quota_cards.cancel(repo, policy(ctx), ctx.now_ts, card, body.reason)
 
 
 @operation(
@@ -199,7 +195,7 @@ def payment_url(ctx: Ctx, path: CardPath, query: PaymentUrlQuery) -> PaymentUrlR
             repo.card(path.card_no), path.employee_id, query.sp_mchid, query.sub_mchid, path.card_no
         )
         return quota_cards.payment_url(
-            repo, policy(ctx), _now(ctx), card, query.application_type, ctx.state.settings.base_url()
+            repo, policy(ctx), ctx.now_ts, card, query.application_type, ctx.state.settings.base_url()
         )
 
 
@@ -225,7 +221,7 @@ def revoke_authorization(
         return authorizations.revoke(
             repo,
             pol,
-            _now(ctx),
+            ctx.now_ts,
             employee_id=path.employee_id,
             sp_mchid=body.sp_mchid,
             sub_mchid=body.sub_mchid,

@@ -57,10 +57,6 @@ from ..pipeline import Reply
 TAGS = ("webizpay",)
 
 
-def _ts(ctx: Ctx) -> float:
-    return ctx.now.timestamp()
-
-
 # --- W9 / W10 --------------------------------------------------------------------------------------
 
 
@@ -75,7 +71,7 @@ def _ts(ctx: Ctx) -> float:
 )
 def start_entity_match(ctx: Ctx, path: dict[str, str], body: CreateEntityMatchRequest) -> EntityMatchBatch:
     with ctx.write() as conn:
-        batch = merchants.start_match(MatchRepo(conn), _ts(ctx), ctx.mchid, body)
+        batch = merchants.start_match(MatchRepo(conn), ctx.now_ts, ctx.mchid, body)
     return batch.accepted_view()
 
 
@@ -91,7 +87,7 @@ def start_entity_match(ctx: Ctx, path: dict[str, str], body: CreateEntityMatchRe
 )
 def query_entity_match(ctx: Ctx, path: EntityMatchPath, query: SpQuery) -> EntityMatchResult:
     with ctx.write() as conn:  # a query advances the batch (see domain.webizpay_merchants)
-        batch = merchants.query_match(MatchRepo(conn), _ts(ctx), ctx.mchid, query.sp_mchid, path.batch_id)
+        batch = merchants.query_match(MatchRepo(conn), ctx.now_ts, ctx.mchid, query.sp_mchid, path.batch_id)
     return batch.result_view()
 
 
@@ -109,7 +105,7 @@ def query_entity_match(ctx: Ctx, path: EntityMatchPath, query: SpQuery) -> Entit
 )
 def apply_funding_proof(ctx: Ctx, path: dict[str, str], body: ProofRequest) -> ProofResponse:
     with ctx.write() as conn:
-        return bills.apply_proof(BillRepo(conn), _ts(ctx), ctx.mchid, body, ctx.state.settings.base_url())
+        return bills.apply_proof(BillRepo(conn), ctx.now_ts, ctx.mchid, body, ctx.state.settings.base_url())
 
 
 @operation(
@@ -124,7 +120,7 @@ def apply_funding_proof(ctx: Ctx, path: dict[str, str], body: ProofRequest) -> P
 def apply_trade_bill(ctx: Ctx, path: dict[str, str], body: TradeBillRequest) -> TradeBillResponse:
     with ctx.write() as conn:
         return bills.apply_trade_bill(
-            BillRepo(conn), _ts(ctx), ctx.mchid, body, ctx.state.settings.base_url()
+            BillRepo(conn), ctx.now_ts, ctx.mchid, body, ctx.state.settings.base_url()
         )
 
 
@@ -141,7 +137,7 @@ DOWNLOAD_OP = "billdownload.file"
 )
 def download_file(ctx: Ctx, path: dict[str, str], query: BillDownloadQuery) -> Reply:
     with ctx.read() as conn:
-        file = bills.download(BillRepo(conn), _ts(ctx), ctx.mchid, query.token)
+        file = bills.download(BillRepo(conn), ctx.now_ts, ctx.mchid, query.token)
     return Reply(200, file.content.encode("utf-8"))
 
 
@@ -185,7 +181,7 @@ STARTUP_HOOKS.append(_install)
 )
 def create_range(ctx: Ctx, path: dict[str, str], body: CreateRangeRequest) -> RangeIdResponse:
     with ctx.write() as conn:
-        rng = merchants.create_range(RangeRepo(conn), _ts(ctx), ctx.mchid, body)
+        rng = merchants.create_range(RangeRepo(conn), ctx.now_ts, ctx.mchid, body)
     return RangeIdResponse(range_id=rng.range_id)
 
 
@@ -215,7 +211,7 @@ def list_ranges(ctx: Ctx, path: dict[str, str], query: SpQuery) -> RangeList:
 )
 def add_identifier(ctx: Ctx, path: RangePath, body: AddIdentifierRequest) -> RangeIdResponse:
     with ctx.write() as conn:
-        range_id = merchants.add_identifier(RangeRepo(conn), _ts(ctx), ctx.mchid, path.range_id, body)
+        range_id = merchants.add_identifier(RangeRepo(conn), ctx.now_ts, ctx.mchid, path.range_id, body)
     return RangeIdResponse(range_id=range_id)
 
 
