@@ -72,3 +72,37 @@ def test_metrics_add_up_over_workers_in_multiprocess_mode(tmp_path: Path, world:
             if s.name == "wxpartner_requests_total" and s.labels.get("operation") == "certificates.list":
                 total += s.value
     assert total == 13
+
+
+def test_a_latency_fault_holds_only_its_own_answer(tmp_path: Path, world: World) -> None:
+    """One worker, the pipeline on its event loop: a delayed answer must not delay the next request."""
+    import threading
+    import time
+
+    server = start_live_server(tmp_path / "live", world)
+    try:
+        with (
+            httpx.Client(base_url=server.url, timeout=10) as slow_http,
+            httpx.Client(base_url=server.url, timeout=10) as http,
+        ):
+            slow: list[float] = []
+
+            def delayed() -> None:
+                started = time.perf_counter()
+                resp = ApiClient(slow_http, world, SP_B).get(
+                    "/v3/certificates", headers={"Wechatpay-Sandbox-Fault": "LATENCY=1500"}
+                )
+                assert resp.status_code == 200
+                slow.append(time.perf_counter() - started)
+
+            t = threading.Thread(target=delayed)
+            t.start()
+            time.sleep(0.3)  # the delayed request is in its wait now
+            started = time.perf_counter()
+            assert ApiClient(http, world, SP_B).get("/v3/certificates").status_code == 200
+            quick = time.perf_counter() - started
+            t.join(10)
+    finally:
+        server.stop()
+    assert slow and slow[0] >= 1.5
+    assert quick < 1.0  # answered while the other one waited (it had 1.2 s left)

@@ -28,7 +28,7 @@ from ..protocol.errors import ApiError
 from ..store import ops_repo
 from . import metrics
 from .journal import writer
-from .pipeline import DropConnection
+from .pipeline import DropConnection, Shaping
 
 if TYPE_CHECKING:
     from .app import AppState
@@ -94,7 +94,7 @@ class FaultInjector:
             chosen.append(rule.fault())
         return chosen
 
-    def __call__(self, ctx: Ctx, signing: dict[str, bool]) -> None:
+    def __call__(self, ctx: Ctx, shaping: Shaping) -> None:
         faults = self.choose(ctx)
         if not faults:
             return
@@ -103,11 +103,11 @@ class FaultInjector:
             metrics.fault_injected(fault.kind.value)
         for fault in faults:
             if fault.kind is FaultKind.LATENCY:
-                time.sleep(fault.latency_ms / 1000)
+                shaping.delay_s += fault.latency_ms / 1000
             elif fault.kind is FaultKind.SIGNATURE_PROBE:
-                signing["probe"] = True
+                shaping.probe = True
             elif fault.kind is FaultKind.BAD_SIGNATURE:
-                signing["tamper"] = True
+                shaping.tamper = True
         for fault in faults:  # the first terminal fault wins
             if fault.kind is FaultKind.DROP_CONNECTION:
                 raise DropConnection()

@@ -29,6 +29,7 @@ class RawResponse:
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    delay_s: float = 0.0  # sandbox latency fault: how long to hold the answer back
 
     def header(self, name: str) -> str | None:
         low = name.lower()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -73,6 +74,16 @@ def sign_response(resp: RawResponse, key: PlatformKey, *, probe: bool = False, t
     ]
 
 
+@dataclass(slots=True)
+class Shaping:
+    """What sandbox faults do to an answer besides its body: probe or tamper with the signature, delay
+    it. The delay is awaited by the ASGI app, so a slow answer holds neither a thread nor the loop."""
+
+    probe: bool = False
+    tamper: bool = False
+    delay_s: float = 0.0
+
+
 class DropConnection(Exception):
     """Raised by a before-handler (sandbox fault): answer nothing, the server drops the connection."""
 
@@ -115,15 +126,15 @@ class Pipeline:
             return resp
 
         ctx = Ctx(st, verified.caller, verified.clock, req, request_id, op)
-        signing = {"probe": False, "tamper": False}
+        shaping = Shaping()
         try:
             for hook in st.before_handlers:
-                hook(ctx, signing)
+                hook(ctx, shaping)
             resp = self._run(ctx, params)
         except ApiError as err:
             resp = error_response(err, request_id)
         except DropConnection:
-            resp = RawResponse(0)
+            resp = RawResponse(0, delay_s=shaping.delay_s)
             st.observe(ctx, req, resp, request_id, op.op_id, started)
             return resp
         except (OperationalError, PoolTimeout, DBAPIError):
@@ -133,10 +144,11 @@ class Pipeline:
             log.exception("unexpected error in %s (%s)", op.op_id, request_id)
             resp = error_response(ApiError("SYSTEM_ERROR", "系统异常，请用相同参数重试"), request_id)
         try:
-            sign_response(resp, st.keyring.signer_for(ctx.caller), **signing)
+            sign_response(resp, st.keyring.signer_for(ctx.caller), probe=shaping.probe, tamper=shaping.tamper)
         except Exception:
             log.exception("could not sign response %s", request_id)
         st.observe(ctx, req, resp, request_id, op.op_id, started)
+        resp.delay_s = shaping.delay_s
         return resp
 
     def _run(self, ctx: Ctx, params: dict[str, str]) -> RawResponse:

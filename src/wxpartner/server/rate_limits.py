@@ -18,6 +18,7 @@ from ..protocol.errors import ApiError
 from ..store import sandbox
 from .app import STARTUP_HOOKS
 from .context import Ctx
+from .pipeline import Shaping
 
 if TYPE_CHECKING:
     from .app import AppState
@@ -75,7 +76,7 @@ class _Pruner:
 _pruner = _Pruner()
 
 
-def rate_limit(ctx: Ctx, _signing: dict[str, bool]) -> None:
+def rate_limit(ctx: Ctx, _shaping: Shaping) -> None:
     """Runs after the signature is verified and before the request is validated: every authenticated
     call counts (401s never do); a refused call counts nothing and changes nothing."""
     budget = _BUDGETS.get(ctx.operation.op_id)

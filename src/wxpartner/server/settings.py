@@ -29,6 +29,10 @@ class Settings:
     max_header_bytes: int = 32 << 10
     # Rate limits can be switched off for load tests.
     rate_limits: bool = True
+    # Where the APIv3 pipeline runs: on the event loop (one request at a time per worker, no thread hop,
+    # no GIL convoy around SQLite's single writer) or in worker threads (overlap database round trips).
+    # None: on the loop for SQLite, in threads for PostgreSQL (see server/app.py).
+    pipeline_on_loop: bool | None = None
     # Background callback delivery (the outbox) in this process.
     deliver_callbacks: bool = True
     extra: dict[str, object] = field(default_factory=dict)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import ast
 import contextlib
 import re
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+
+from .write_queue import WriteQueue
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -78,32 +79,20 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
         self.sqlite = is_sqlite(url)
-        # SQLite has one writer at a time. Threads of this process queue here, in order, instead of in
-        # SQLite's busy handler, which sleeps 1..100 ms between retries (the p99 of every write).
-        # Other processes still wait on busy_timeout. Re-entrant: a nested write behaves as before.
-        self._write_lock = threading.RLock() if self.sqlite else None
+        # SQLite has one writer at a time, and its busy handler sleeps 1..100 ms between retries: two
+        # worker processes taking turns through it lost most of their second core. Writers queue in
+        # front of it instead (store/write_queue.py): threads on a lock, processes on a file lock.
+        self._write_queue = WriteQueue(sqlite_file(url)) if self.sqlite else None
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that may write; committed on success, rolled back on any exception."""
-        lock = self._write_lock
-        if lock is None:
-            with self.engine.connect() as raw:
-                conn = raw.execution_options(wx_write=True)
-                with conn.begin():
-                    yield conn
-            return
-        # Bounded like busy_timeout: a writer that cannot get the lock goes on to SQLite's own wait
-        # (and its SQLITE_BUSY error) rather than hanging forever.
-        acquired = lock.acquire(timeout=10)
-        try:
-            with self.engine.connect() as raw:
-                conn = raw.execution_options(wx_write=True)
-                with conn.begin():
-                    yield conn
-        finally:
-            if acquired:
-                lock.release()
+        queue = self._write_queue
+        turn = queue.turn() if queue is not None else contextlib.nullcontext()
+        with turn, self.engine.connect() as raw:
+            conn = raw.execution_options(wx_write=True)
+            with conn.begin():
+                yield conn
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -119,6 +108,14 @@ class Database:
 
 def sqlite_url_for(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'wxpartner.sqlite3').resolve()}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for an in-memory database."""
+    path = sa.engine.make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file::memory:"):
+        return None
+    return Path(path)
 
 
 _REVISION = re.compile(r"^(down_revision|revision)\b[^=]*=\s*(.+)$", re.MULTILINE)

@@ -1,0 +1,133 @@
+"""SQLite writers queue in front of SQLite's busy handler (store/write_queue.py): one at a time per
+database file across threads and processes, re-entrant within a thread, and nothing for in-memory
+databases. Real processes contend for a real file lock; SQLite still guards the data either way."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from wxpartner.store.db import Database, sqlite_file
+from wxpartner.store.write_queue import WriteQueue
+
+# A second process that takes a write turn on the same database file and reports when it got it.
+OTHER_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from wxpartner.store.db import Database
+    db = Database(sys.argv[1])
+    print("waiting", flush=True)
+    with db.write() as conn:
+        print(f"in {time.time():.6f}", flush=True)
+        conn.exec_driver_sql("INSERT INTO t (who) VALUES ('other')")
+    db.dispose()
+    """
+)
+
+
+def _table(db: Database) -> None:
+    with db.write() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (who TEXT)")
+
+
+def test_another_process_waits_for_the_turn_and_then_writes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.sqlite3'}"
+    db = Database(url)
+    _table(db)
+    try:
+        with db.write() as conn:
+            conn.exec_driver_sql("INSERT INTO t (who) VALUES ('holder')")
+            proc = subprocess.Popen(
+                [sys.executable, "-c", OTHER_WRITER, url], stdout=subprocess.PIPE, text=True
+            )
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "waiting"
+            time.sleep(0.4)  # the other process is blocked on the file lock, not inside SQLite
+            released = time.time()
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        entered = float(out.split()[1])
+        assert entered >= released  # it got its turn only once ours ended
+        with db.read() as conn:
+            assert [r[0] for r in conn.exec_driver_sql("SELECT who FROM t ORDER BY rowid")] == [
+                "holder",
+                "other",
+            ]
+    finally:
+        db.dispose()
+    assert (tmp_path / "q.sqlite3.writelock").exists()
+
+
+def test_threads_take_turns(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'q.sqlite3'}")
+    _table(db)
+    inside = 0
+    most = 0
+    guard = threading.Lock()
+
+    def writer(i: int) -> None:
+        nonlocal inside, most
+        for j in range(20):
+            with db.write() as conn:
+                with guard:
+                    inside += 1
+                    most = max(most, inside)
+                conn.exec_driver_sql("INSERT INTO t (who) VALUES (?)", (f"{i}.{j}",))
+                time.sleep(0.001)  # long enough for another thread to try its turn
+                with guard:
+                    inside -= 1
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(6)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert most == 1
+        with db.read() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM t")).scalar_one() == 6 * 20
+    finally:
+        db.dispose()
+
+
+def test_a_nested_turn_does_not_wait_for_itself(tmp_path: Path) -> None:
+    queue = WriteQueue(tmp_path / "db.sqlite3")
+    got: list[float] = []
+    with queue.turn():
+        with queue.turn():  # re-entrant: the same thread goes straight through
+            other = threading.Thread(target=lambda: _timed_turn(queue, got))
+            other.start()
+            time.sleep(0.2)
+            assert got == []  # another thread still waits for the outer turn to end
+        assert got == []
+        released = time.monotonic()
+    other.join(10)
+    assert got and got[0] >= released
+
+
+def _timed_turn(queue: WriteQueue, got: list[float]) -> None:
+    with queue.turn():
+        got.append(time.monotonic())
+
+
+def test_in_memory_databases_have_no_lock_file() -> None:
+    assert sqlite_file("sqlite://") is None
+    assert sqlite_file("sqlite:///:memory:") is None
+    assert sqlite_file("sqlite:////srv/wx/db.sqlite3") == Path("/srv/wx/db.sqlite3")
+    queue = WriteQueue(None)
+    with queue.turn(), queue.turn():
+        pass
+
+
+def test_an_unwritable_directory_falls_back_to_sqlite_waiting(tmp_path: Path) -> None:
+    queue = WriteQueue(tmp_path / "missing-dir" / "db.sqlite3")  # the lock file cannot be created
+    with queue.turn():
+        pass
+    with queue.turn():  # and stays usable
+        pass
