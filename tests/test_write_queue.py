@@ -131,3 +131,28 @@ def test_an_unwritable_directory_falls_back_to_sqlite_waiting(tmp_path: Path) ->
         pass
     with queue.turn():  # and stays usable
         pass
+
+
+def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
+    """Commits no longer checkpoint (wal_autocheckpoint=0); the background thread copies the WAL back
+    into the database file soon after writes, so the WAL is reset instead of growing."""
+    path = tmp_path / "q.sqlite3"
+    db = Database(f"sqlite:///{path}")
+    _table(db)
+    try:
+        with db.read() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
+        for i in range(300):
+            with db.write() as conn:
+                conn.exec_driver_sql("INSERT INTO t (who) VALUES (?)", (f"row {i} " + "x" * 2000,))
+        # Nothing here checkpoints: only the background thread can move the rows into the file.
+        deadline = time.monotonic() + 10
+        while path.stat().st_size < 300 * 2000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        before = path.stat().st_size
+        assert before > 300 * 2000  # the rows reached the database file itself
+        with db.read() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 300
+    finally:
+        db.dispose()
+    assert path.stat().st_size == before

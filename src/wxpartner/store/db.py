@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .wal_checkpoints import WalCheckpointer
 from .write_queue import WriteQueue
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -44,6 +45,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=10000")
             cur.execute("PRAGMA foreign_keys=ON")
+            # Checkpoints run in the background (store/wal_checkpoints.py), not inside a commit.
+            cur.execute("PRAGMA wal_autocheckpoint=0")
+            cur.execute("PRAGMA journal_size_limit=67108864")
             cur.close()
 
         @sa.event.listens_for(engine, "begin")
@@ -83,6 +87,7 @@ class Database:
         # worker processes taking turns through it lost most of their second core. Writers queue in
         # front of it instead (store/write_queue.py): threads on a lock, processes on a file lock.
         self._write_queue = WriteQueue(sqlite_file(url)) if self.sqlite else None
+        self._checkpointer = WalCheckpointer(self) if self.sqlite else None
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
@@ -93,6 +98,9 @@ class Database:
             conn = raw.execution_options(wx_write=True)
             with conn.begin():
                 yield conn
+        if self._checkpointer is not None:
+            self._checkpointer.dirty = True
+            self._checkpointer.ensure_running()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -103,7 +111,9 @@ class Database:
         migrate(self.engine)
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+        self.engine.dispose()  # closing the last connection checkpoints the WAL
 
 
 def sqlite_url_for(data_dir: Path) -> str:
