@@ -108,6 +108,8 @@ def start_wxpartner(
         args += ["--database-url", database_url]
     if scenario:
         args += ["--scenario", str(scenario)]
+    if os.environ.get("BENCH_PIPELINE"):  # A/B runs: loop or threads
+        args += ["--pipeline", os.environ["BENCH_PIPELINE"]]
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "server.log"
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log.open("wb"))

@@ -74,13 +74,21 @@ def test_metrics_add_up_over_workers_in_multiprocess_mode(tmp_path: Path, world:
     assert total == 13
 
 
-def test_a_latency_fault_holds_only_its_own_answer(tmp_path: Path, world: World) -> None:
-    """One worker, the pipeline on its event loop: a delayed answer must not delay the next request."""
+@pytest.mark.parametrize("pipeline", ["auto", "threads"])
+def test_a_latency_fault_holds_only_its_own_answer(tmp_path: Path, world: World, pipeline: str) -> None:
+    """One worker, the pipeline on its event loop (SQLite's default) or in threads: a delayed answer
+    must not delay the next request."""
     import threading
     import time
 
-    server = start_live_server(tmp_path / "live", world)
+    server = start_live_server(tmp_path / "live", world, extra_args=["--pipeline", pipeline])
     try:
+        ready = httpx.get(server.url + "/readyz").json()
+        assert ready == {
+            "status": "ready",
+            "backend": "sqlite",
+            "pipeline": "loop" if pipeline == "auto" else "threads",
+        }
         with (
             httpx.Client(base_url=server.url, timeout=10) as slow_http,
             httpx.Client(base_url=server.url, timeout=10) as http,

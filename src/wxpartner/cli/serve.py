@@ -29,6 +29,13 @@ import click
 @click.option("--no-demo", is_flag=True, help="do not create the demo merchant")
 @click.option("--no-explain", is_flag=True, help="do not explain SIGN_ERRORs with the expected message")
 @click.option("--no-rate-limits", is_flag=True, help="switch rate limits off (load tests)")
+@click.option(
+    "--pipeline",
+    type=click.Choice(["auto", "loop", "threads"]),
+    default="auto",
+    show_default=True,
+    help="where /v3 requests run: the event loop, worker threads, or auto (loop for SQLite)",
+)
 @click.option("--public-base-url", default="", help="base URL put in links (authorization/payment pages)")
 @click.option("--json", "as_json", is_flag=True, help="print connection settings as one JSON object")
 @click.option("--log-level", default="warning", show_default=True)
@@ -44,6 +51,7 @@ def serve(
     no_demo: bool,
     no_explain: bool,
     no_rate_limits: bool,
+    pipeline: str,
     public_base_url: str,
     as_json: bool,
     log_level: str,
@@ -65,6 +73,7 @@ def serve(
         time_window=time_window,
         explain=not no_explain,
         rate_limits=not no_rate_limits,
+        pipeline_on_loop=None if pipeline == "auto" else pipeline == "loop",
         public_base_url=public_base_url,
     )
     db = Database(settings.resolved_database_url(), pool_size=2)

@@ -46,6 +46,8 @@ class AppState:
         self.keyring = KeyRing(self.db)
         self.verifier = Verifier(self.db, time_window=settings.time_window, explain=settings.explain)
         self.router = Router(REGISTRY)
+        on_loop = settings.pipeline_on_loop
+        self.pipeline_on_loop = self.db.sqlite if on_loop is None else on_loop
         self.before_handlers: list[BeforeHandler] = []
         self.observers: list[Observer] = []
         self.sandbox_token = settings.sandbox_token or self._stored_token()
@@ -134,8 +136,6 @@ class WxPartnerApp:
     def __init__(self, settings: Settings, db: Database | None = None) -> None:
         self.state = AppState(settings, db)
         self.pipeline = Pipeline(self.state)
-        on_loop = settings.pipeline_on_loop
-        self.on_loop = self.state.db.sqlite if on_loop is None else on_loop
         from .web import build_web_app
 
         self.web: Starlette = build_web_app(self.state, lifespan=self._lifespan)
@@ -169,7 +169,7 @@ class WxPartnerApp:
         # one thread doing one request at a time, so the writer never waits for the GIL while another
         # thread signs (two workers served W4 at 0.46 of the floor in threads, 0.58 on the loop). PostgreSQL round trips
         # are worth overlapping, so they go to threads.
-        if self.on_loop:
+        if self.state.pipeline_on_loop:
             resp = self.pipeline.handle(req)
         else:
             resp = await anyio.to_thread.run_sync(self.pipeline.handle, req)

@@ -27,7 +27,8 @@ async def healthz(_request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    db = request.app.state.wx.db
+    state = request.app.state.wx
+    db = state.db
 
     def ping() -> None:
         with db.read() as conn:
@@ -37,7 +38,13 @@ async def readyz(request: Request) -> Response:
         await anyio.to_thread.run_sync(ping)
     except Exception as exc:  # the balancer only needs yes/no; the reason helps operators
         return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
-    return JSONResponse({"status": "ready"})
+    return JSONResponse(
+        {
+            "status": "ready",
+            "backend": "sqlite" if db.sqlite else "postgresql",
+            "pipeline": "loop" if state.pipeline_on_loop else "threads",
+        }
+    )
 
 
 async def openapi_document(request: Request) -> Response:
