@@ -154,6 +154,8 @@ def main() -> int:
         (data_dir / "bench.yaml").write_text(bench_scenario())
         server = start_wxpartner(data_dir, args.workers, scenario=data_dir / "bench.yaml")
         info = server.info
+        ready = httpx.get(server.url + "/readyz").json()  # which database and where /v3 requests run
+        results["server"] = {"backend": ready.get("backend"), "pipeline": ready.get("pipeline")}
         demo = Signer(info["mchid"], info["serial_no"], info["private_key_path"])
         floor = start_floor(info["certificate_path"], args.workers, Path(tmp))
         db = Database(sqlite_url_for(data_dir))
@@ -355,7 +357,8 @@ def _print(results: dict[str, Any]) -> None:
     m = results.get("machine", {})
     print(
         f"\nwxpartner bench — {results['workers']} workers on {m.get('cpus')} CPUs ({m.get('cpu_model')}), "
-        f"load {m.get('loadavg_start')} -> {m.get('loadavg_end')}; ratios to the signing floor of this run\n"
+        f"load {m.get('loadavg_start')} -> {m.get('loadavg_end')}; server {results.get('server')}; "
+        "ratios to the signing floor of this run\n"
     )
     print(
         f"{'endpoint':34} {'req/s':>9} {'÷floor':>7} {'p50 ms':>8} {'p99 ms':>8} {'@ req/s':>8} {'refused':>7}"
