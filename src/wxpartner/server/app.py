@@ -167,8 +167,8 @@ class WxPartnerApp:
         req = _raw_request(scope, body)
         # SQLite work is local and short, and its writers take turns anyway: on the loop, a worker is
         # one thread doing one request at a time, so the writer never waits for the GIL while another
-        # thread signs (two workers served W4 at 0.46 of the floor in threads, 0.58 on the loop). PostgreSQL round trips
-        # are worth overlapping, so they go to threads.
+        # thread signs (two workers served W4 at 0.46 of the floor in threads, 0.58 on the loop).
+        # PostgreSQL round trips are worth overlapping, so by default they go to threads.
         if self.state.pipeline_on_loop:
             resp = self.pipeline.handle(req)
         else:

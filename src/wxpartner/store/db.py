@@ -99,8 +99,7 @@ class Database:
             with conn.begin():
                 yield conn
         if self._checkpointer is not None:
-            self._checkpointer.dirty = True
-            self._checkpointer.ensure_running()
+            self._checkpointer.wrote()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:

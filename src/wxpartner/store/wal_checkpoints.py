@@ -37,9 +37,11 @@ class WalCheckpointer:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._pid = 0
-        self.dirty = False  # set by every write; the thread only checkpoints after writes
+        self._dirty = False  # the thread only checkpoints after writes
 
-    def ensure_running(self) -> None:
+    def wrote(self) -> None:
+        """Called after every committed write: a checkpoint is due, and this process needs its thread."""
+        self._dirty = True
         if self._pid == os.getpid() or self._stop.is_set():
             return
         with self._lock:
@@ -57,8 +59,8 @@ class WalCheckpointer:
             db = self._db()
             if db is None:
                 return
-            if self.dirty:
-                self.dirty = False
+            if self._dirty:
+                self._dirty = False
                 checkpoint(db)
             del db
 

@@ -23,9 +23,8 @@ from pathlib import Path
 
 class WriteQueue:
     def __init__(self, database: Path | None) -> None:
-        # Re-entrant: a nested write (same thread) goes straight through.
-        self._lock = threading.RLock()
-        self._depth = threading.local()
+        self._lock = threading.Lock()
+        self._depth = threading.local()  # re-entrant: a nested turn of the same thread goes straight through
         self._path = database.with_name(database.name + ".writelock") if database is not None else None
         self._fd: int | None = None
         self._pid = 0
