@@ -106,6 +106,20 @@ def issue_quota_card(ctx: Ctx, path: EmployeePath, body: IssueQuotaCardRequest) 
         return quota_cards.issue(repo, policy(ctx), ctx.now_ts, path.employee_id, body)
 
 
+def _merchants_card(
+    ctx: Ctx,
+    repo: WebizpayRepo,
+    sp_mchid: str,
+    sub_mchid: str,
+    employee_id: str,
+    found: Card | None,
+    what: str,
+) -> Card:
+    """The caller may act for sp/sub, and the card is that employee's under them (else the refusal)."""
+    authorizations.check_merchant(repo, ctx.mchid, sp_mchid, sub_mchid)
+    return quota_cards.owned_card(found, employee_id, sp_mchid, sub_mchid, what)
+
+
 def _read_card(
     ctx: Ctx, query: SpSubQuery, employee_id: str, find: Callable[[WebizpayRepo], Card | None], what: str
 ) -> Card:
@@ -113,8 +127,7 @@ def _read_card(
     now = ctx.now_ts
     with ctx.read() as conn:
         repo = WebizpayRepo(conn)
-        authorizations.check_merchant(repo, ctx.mchid, query.sp_mchid, query.sub_mchid)
-        card = quota_cards.owned_card(find(repo), employee_id, query.sp_mchid, query.sub_mchid, what)
+        card = _merchants_card(ctx, repo, query.sp_mchid, query.sub_mchid, employee_id, find(repo), what)
     if card.due(now):
         with ctx.write() as conn:
             card = quota_cards.expire(WebizpayRepo(conn), policy(ctx), card, now)
@@ -170,9 +183,8 @@ def get_quota_card_by_out_no(ctx: Ctx, path: OutCardPath, query: SpSubQuery) -> 
 def cancel_quota_card(ctx: Ctx, path: CardPath, body: CancelQuotaCardRequest) -> CancelQuotaCardResponse:
     with ctx.write() as conn:
         repo = WebizpayRepo(conn)
-        authorizations.check_merchant(repo, ctx.mchid, body.sp_mchid, body.sub_mchid)
-        card = quota_cards.owned_card(
-            repo.card(path.card_no), path.employee_id, body.sp_mchid, body.sub_mchid, path.card_no
+        card = _merchants_card(
+            ctx, repo, body.sp_mchid, body.sub_mchid, path.employee_id, repo.card(path.card_no), path.card_no
         )
         return quota_cards.cancel(repo, policy(ctx), ctx.now_ts, card, body.reason)
 
@@ -190,9 +202,14 @@ def cancel_quota_card(ctx: Ctx, path: CardPath, body: CancelQuotaCardRequest) ->
 def payment_url(ctx: Ctx, path: CardPath, query: PaymentUrlQuery) -> PaymentUrlResponse:
     with ctx.write() as conn:
         repo = WebizpayRepo(conn)
-        authorizations.check_merchant(repo, ctx.mchid, query.sp_mchid, query.sub_mchid)
-        card = quota_cards.owned_card(
-            repo.card(path.card_no), path.employee_id, query.sp_mchid, query.sub_mchid, path.card_no
+        card = _merchants_card(
+            ctx,
+            repo,
+            query.sp_mchid,
+            query.sub_mchid,
+            path.employee_id,
+            repo.card(path.card_no),
+            path.card_no,
         )
         return quota_cards.payment_url(
             repo, policy(ctx), ctx.now_ts, card, query.application_type, ctx.state.settings.base_url()
