@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .idle_connections import IdleConnections
 from .wal_checkpoints import WalCheckpointer
 from .write_queue import WriteQueue
 
@@ -76,6 +77,16 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     )
 
 
+@contextlib.contextmanager
+def _idle_transaction(idle: IdleConnections) -> Iterator[Connection]:
+    conn = idle.take()
+    try:
+        with conn.begin():
+            yield conn
+    finally:
+        idle.give(conn)  # only a connection that ended its transaction cleanly goes back on the shelf
+
+
 class Database:
     """A SQLAlchemy engine plus the two kinds of transaction the server uses."""
 
@@ -88,22 +99,34 @@ class Database:
         # front of it instead (store/write_queue.py): threads on a lock, processes on a file lock.
         self._write_queue = WriteQueue(sqlite_file(url)) if self.sqlite else None
         self._checkpointer = WalCheckpointer(self) if self.sqlite else None
+        # SQLite: connections wait between transactions on a shelf (read, write) instead of the pool.
+        self._idle = (
+            (IdleConnections(self.engine, write=False), IdleConnections(self.engine, write=True))
+            if self.sqlite
+            else None
+        )
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that may write; committed on success, rolled back on any exception."""
-        queue = self._write_queue
-        turn = queue.turn() if queue is not None else contextlib.nullcontext()
-        with turn, self.engine.connect() as raw:
-            conn = raw.execution_options(wx_write=True)
-            with conn.begin():
-                yield conn
+        if self._write_queue is None or self._idle is None:
+            with self.engine.connect() as raw:
+                conn = raw.execution_options(wx_write=True)
+                with conn.begin():
+                    yield conn
+            return
+        with self._write_queue.turn(), _idle_transaction(self._idle[1]) as conn:
+            yield conn
         if self._checkpointer is not None:
             self._checkpointer.wrote()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
+        if self._idle is None:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        with _idle_transaction(self._idle[0]) as conn:
             yield conn
 
     def migrate(self) -> None:
@@ -112,6 +135,8 @@ class Database:
     def dispose(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        for idle in self._idle or ():
+            idle.close()
         self.engine.dispose()  # closing the last connection checkpoints the WAL
 
 
