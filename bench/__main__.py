@@ -27,8 +27,9 @@ from . import chart, sdk, seed, startup
 from . import endpoints as ep
 from .applyment import submit_applyments
 from .openloop import measure
+from .postgres import PostgresUnavailable, PrivatePostgres
 from .presign import Call, CallFactory, Signer, presign
-from .servers import Server, start_floor, start_wxpartner
+from .servers import Server, free_port, start_floor, start_wxpartner
 from .wrk import ensure_wrk, run_wrk
 
 CERT_MCHID = "1900000002"  # a certificate-mode provider with many second-level merchants
@@ -120,6 +121,14 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _backends(value: str) -> list[str]:
+    names = [b.strip() for b in value.split(",") if b.strip()]
+    unknown = set(names) - {"sqlite", "postgresql"}
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected sqlite and/or postgresql, got {value!r}")
+    return names
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--workers", type=int, default=2)
@@ -133,6 +142,12 @@ def main() -> int:
     p.add_argument("--skip-sdk", action="store_true")
     p.add_argument("--skip-startup", action="store_true", help="no serve start-up / plugin reset timing")
     p.add_argument("--quick", action="store_true", help="a smoke run: short phases, 100k cards")
+    p.add_argument(
+        "--backends",
+        default="sqlite,postgresql",
+        type=_backends,
+        help="sqlite (the goals), postgresql (a private server; figures for the scale-out path), or both",
+    )
     p.add_argument("--out", default=".bench/results.json")
     p.add_argument(
         "--chart", default=".bench/results.png", help="PNG path (matplotlib, installed if missing)"
@@ -148,34 +163,20 @@ def main() -> int:
         "machine": machine(),
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "chart")},
     }
-    with tempfile.TemporaryDirectory(prefix="wxbench-") as tmp:
-        data_dir = Path(tmp) / "data"
-        data_dir.mkdir()
-        (data_dir / "bench.yaml").write_text(bench_scenario())
-        server = start_wxpartner(data_dir, args.workers, scenario=data_dir / "bench.yaml")
-        info = server.info
-        ready = httpx.get(server.url + "/readyz").json()  # which database and where /v3 requests run
-        results["server"] = {"backend": ready.get("backend"), "pipeline": ready.get("pipeline")}
-        demo = Signer(info["mchid"], info["serial_no"], info["private_key_path"])
-        floor = start_floor(info["certificate_path"], args.workers, Path(tmp))
-        db = Database(sqlite_url_for(data_dir))
+    for backend in args.backends:
+        if backend == "sqlite":
+            results.update(_bench_backend(args, ""))
+            continue
+        print("PostgreSQL: a private server, the same endpoints ...", file=sys.stderr)
+        pg = PrivatePostgres(free_port())
         try:
-            results.update(
-                _run_all(
-                    server,
-                    floor,
-                    db,
-                    demo,
-                    _signer(data_dir, CERT_MCHID),
-                    _signer(data_dir, CHANNEL_MCHID),
-                    args,
-                )
-            )
-            results["peak_rss_mib"] = {"wxpartner": server.peak_rss_mib(), "floor": floor.peak_rss_mib()}
-        finally:
-            db.dispose()
-            server.stop()
-            floor.stop()
+            pg.start()
+        except PostgresUnavailable as exc:  # not installed and not installable here: say so, go on
+            print(f"PostgreSQL figures skipped: {exc}", file=sys.stderr)
+            results["postgresql"] = {"skipped": str(exc)}
+            continue
+        with pg:
+            results["postgresql"] = _bench_backend(args, pg.url)
     if not args.skip_startup:
         print("timing wxpartner serve start-up and the pytest plugin's reset ...", file=sys.stderr)
         results["serve"] = startup.serve_ready()
@@ -190,6 +191,34 @@ def main() -> int:
     if not args.no_chart:
         print(chart.draw(results, Path(args.chart)))
     return 0
+
+
+def _bench_backend(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
+    """wxpartner on one database (SQLite in the data dir when ``database_url`` is empty) beside the
+    floor: endpoints, latency, the big store and peak RSS; the SDK comparison only on SQLite."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="wxbench-") as tmp:
+        data_dir = Path(tmp) / "data"
+        data_dir.mkdir()
+        (data_dir / "bench.yaml").write_text(bench_scenario())
+        server = start_wxpartner(
+            data_dir, args.workers, scenario=data_dir / "bench.yaml", database_url=database_url
+        )
+        info = server.info
+        ready = httpx.get(server.url + "/readyz").json()  # which database and where /v3 requests run
+        out["server"] = {"backend": ready.get("backend"), "pipeline": ready.get("pipeline")}
+        demo = Signer(info["mchid"], info["serial_no"], info["private_key_path"])
+        floor = start_floor(info["certificate_path"], args.workers, Path(tmp))
+        db = Database(database_url or sqlite_url_for(data_dir))
+        try:
+            signers = (demo, _signer(data_dir, CERT_MCHID), _signer(data_dir, CHANNEL_MCHID))
+            out.update(_run_all(server, floor, db, *signers, args, sdk_too=not database_url))
+            out["peak_rss_mib"] = {"wxpartner": server.peak_rss_mib(), "floor": floor.peak_rss_mib()}
+        finally:
+            db.dispose()
+            server.stop()
+            floor.stop()
+    return out
 
 
 def _signer(data_dir: Path, mchid: str) -> Signer:
@@ -234,6 +263,8 @@ def _run_all(
     cert: Signer,
     channel: Signer,
     args: argparse.Namespace,
+    *,
+    sdk_too: bool,
 ) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
 
@@ -277,7 +308,7 @@ def _run_all(
         )
     )
     out: dict[str, Any] = {}
-    if not args.skip_sdk:
+    if sdk_too and not args.skip_sdk:
         print("SDK comparison (issue through three clients) ...", file=sys.stderr)
         out["sdk"] = sdk.measure({**server.info, "base_url": server.url}, employee, args.sdk_calls)
     floors_again = run_floor()  # the floor again, after the others: the machine may have changed
@@ -353,6 +384,21 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _print_endpoints(section: dict[str, Any]) -> None:
+    print(
+        f"{'endpoint':34} {'req/s':>9} {'÷floor':>7} {'p50 ms':>8} {'p99 ms':>8} {'@ req/s':>8} {'refused':>7}"
+    )
+    for r in section.get("endpoints", []):
+        lat = r.get("latency_at_half") or {}
+        print(
+            f"{r['name']:34} {r['rps']:>9} {r['ratio']!s:>7} {lat.get('p50_ms', ''):>8} "
+            f"{lat.get('p99_ms', ''):>8} {lat.get('rate', ''):>8} {r.get('refused', ''):>7}"
+        )
+    print(f"\npeak RSS per worker (MiB): {section.get('peak_rss_mib')}")
+    big = section.get("cards_in_big_store", 0)
+    print(f"W4 query, {big:,} cards vs 1,000: {section.get('query_big_vs_small')}")
+
+
 def _print(results: dict[str, Any]) -> None:
     m = results.get("machine", {})
     print(
@@ -360,19 +406,13 @@ def _print(results: dict[str, Any]) -> None:
         f"load {m.get('loadavg_start')} -> {m.get('loadavg_end')}; server {results.get('server')}; "
         "ratios to the signing floor of this run\n"
     )
-    print(
-        f"{'endpoint':34} {'req/s':>9} {'÷floor':>7} {'p50 ms':>8} {'p99 ms':>8} {'@ req/s':>8} {'refused':>7}"
-    )
-    for r in results.get("endpoints", []):
-        lat = r.get("latency_at_half") or {}
-        print(
-            f"{r['name']:34} {r['rps']:>9} {r['ratio']!s:>7} {lat.get('p50_ms', ''):>8} "
-            f"{lat.get('p99_ms', ''):>8} {lat.get('rate', ''):>8} {r.get('refused', ''):>7}"
-        )
-    print(f"\npeak RSS per worker (MiB): {results.get('peak_rss_mib')}")
-    print(
-        f"W4 query, {results.get('cards_in_big_store', 0):,} cards vs 1,000: {results.get('query_big_vs_small')}"
-    )
+    _print_endpoints(results)
+    pg = results.get("postgresql")
+    if pg and pg.get("endpoints"):
+        print(f"\nPostgreSQL (a private server on the same CPUs); server {pg.get('server')}\n")
+        _print_endpoints(pg)
+    elif pg:
+        print(f"\nPostgreSQL: skipped ({pg.get('skipped')})")
     s = results.get("sdk")
     if s:
         per = s["per_call"]

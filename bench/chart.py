@@ -40,16 +40,26 @@ def draw(results: dict[str, Any], path: Path, *, install: bool = True) -> str:
     plt = importlib.import_module("matplotlib.pyplot")
     rows = [r for r in results.get("endpoints", []) if not r["name"].startswith("floor")]
     names = [r["name"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 0.5 * len(rows) + 2.5))
-    ax1.barh(names, [r["ratio"] for r in rows], color="#4a7ebb")
+    pg = {r["name"]: r for r in (results.get("postgresql") or {}).get("endpoints", [])}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 0.6 * len(rows) + 2.5))
+    y = range(len(rows))
+    if pg:  # PostgreSQL beside SQLite: the same endpoints against its own floor run
+        ax1.barh(
+            [i - 0.2 for i in y], [r["ratio"] for r in rows], height=0.4, label="SQLite", color="#4a7ebb"
+        )
+        pg_ratios = [(pg.get(n) or {}).get("ratio") or 0 for n in names]
+        ax1.barh([i + 0.2 for i in y], pg_ratios, height=0.4, label="PostgreSQL", color="#9fc5e8")
+        ax1.legend(loc="lower right")
+    else:
+        ax1.barh(list(y), [r["ratio"] for r in rows], color="#4a7ebb")
+    ax1.set_yticks(list(y), names)
     ax1.axvline(1.0, color="grey", linestyle="--", linewidth=1)
     ax1.set_xlabel("throughput ÷ signing floor (same run, same workers)")
     ax1.invert_yaxis()
     p50 = [(r.get("latency_at_half") or {}).get("p50_ms", 0) for r in rows]
     p99 = [(r.get("latency_at_half") or {}).get("p99_ms", 0) for r in rows]
-    y = range(len(rows))
-    ax2.barh([i - 0.2 for i in y], p50, height=0.4, label="p50", color="#6aa84f")
-    ax2.barh([i + 0.2 for i in y], p99, height=0.4, label="p99", color="#cc4125")
+    ax2.barh([i - 0.2 for i in y], p50, height=0.4, label="p50 (SQLite)", color="#6aa84f")
+    ax2.barh([i + 0.2 for i in y], p99, height=0.4, label="p99 (SQLite)", color="#cc4125")
     ax2.axvline(5.0, color="grey", linestyle="--", linewidth=1)
     ax2.set_yticks(list(y), [""] * len(rows))
     ax2.invert_yaxis()

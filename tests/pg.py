@@ -60,9 +60,14 @@ def find_bin_dir() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-def start_pg(port: int, *, own: bool = False) -> PgServer | None:
+# Tests want speed, not durability: nothing here must survive an OS crash.
+TEST_SETTINGS = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+
+
+def start_pg(port: int, *, own: bool = False, settings: str = TEST_SETTINGS) -> PgServer | None:
     """None when no PostgreSQL is installed (the matrix then skips its PostgreSQL half, loudly).
-    ``own`` always starts a private server, even when WXPARTNER_TEST_PG_URL names a shared one."""
+    ``own`` always starts a private server, even when WXPARTNER_TEST_PG_URL names a shared one;
+    ``settings`` are extra ``-c name=value`` server options."""
     if os.environ.get(ENV_URL) and not own:
         return PgServer(os.environ[ENV_URL])
     bin_dir = find_bin_dir()
@@ -79,10 +84,7 @@ def start_pg(port: int, *, own: bool = False) -> PgServer | None:
     _run_as_postgres(
         [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]
     )
-    opts = (
-        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-        "-c full_page_writes=off -c max_connections=300"
-    )
+    opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=300 {settings}"
     _run_as_postgres(
         [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"]
     )
