@@ -4,6 +4,7 @@ detail names the field (a JSON pointer for bodies), the offending value and the 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -72,10 +73,15 @@ def _four_byte_field(body: bytes) -> tuple[str, str | None]:
     return "/", None
 
 
+# The lead byte of a 4-byte UTF-8 sequence (or an invalid byte above it); a regex scans the body in C,
+# where a generator over its bytes cost ~20 µs per request.
+_FOUR_BYTE_LEAD = re.compile(rb"[\xf0-\xff]")
+
+
 def parse_body(model: type[M], body: bytes) -> M:
     if not body.strip():
         raise param_error("/", "request body is required", message="请求体不能为空 (a JSON body is required)")
-    if any(b >= 0xF0 for b in body):
+    if _FOUR_BYTE_LEAD.search(body):
         pointer, value = _four_byte_field(body)
         raise param_error(
             pointer,
