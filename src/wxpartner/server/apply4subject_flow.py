@@ -4,6 +4,7 @@ scenario loader: each runs inside the caller's single write transaction."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import secrets
 from typing import Any
@@ -190,18 +191,19 @@ def observe_query(repo: Apply4SubjectRepo, app: Applyment, now: float) -> Applym
     """Count one A2 query and let the sandbox auto policy advance the applyment if it is due."""
     queries = repo.count_query(app.applyment_id)
     policy = repo.policy()
-    if policy is not None and policy.due(app.state, now - app.state_since, queries):
-        target = policy.target
-        repo.transition(
-            app.applyment_id,
-            [d.AUDIT],
-            target,
-            now,
-            reject_param=policy.reject_param if target == d.REJECTED else None,
-            reject_reason=policy.reject_reason if target == d.REJECTED else None,
-        )
-        if policy.outcome == "pass" and policy.authorize:
-            repo.authorize(app.mchid, app.confirm_mchids, app.applyment_id, now)
+    if policy is None or not policy.due(app.state, now - app.state_since, queries):
+        return dataclasses.replace(app, query_count=queries)  # nothing else changed: no second read
+    target = policy.target
+    repo.transition(
+        app.applyment_id,
+        [d.AUDIT],
+        target,
+        now,
+        reject_param=policy.reject_param if target == d.REJECTED else None,
+        reject_reason=policy.reject_reason if target == d.REJECTED else None,
+    )
+    if policy.outcome == "pass" and policy.authorize:
+        repo.authorize(app.mchid, app.confirm_mchids, app.applyment_id, now)
     return repo.by_id(app.applyment_id) or app
 
 

@@ -4,7 +4,7 @@ processes racing on one applyment cannot both move it; ids come from the shared 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from ..domain.apply4subject import FIRST_APPLYMENT_ID, AutoPolicy
 from .apply4subject_tables import apply4subject_applyments as T
 from .apply4subject_tables import apply4subject_authorizations as AUTH
-from .db import insert_for
+from .db import LeanStatement, insert_for
 from .sandbox import kv_get, kv_set
 from .schema import sandbox_kv
 
@@ -72,7 +72,10 @@ class Applyment:
 
 
 def _row(r: Any) -> Applyment:
-    m = r._mapping
+    return _applyment(r._mapping)
+
+
+def _applyment(m: Mapping[str, Any]) -> Applyment:
     return Applyment(
         applyment_id=int(m["applyment_id"]),
         mchid=m["mchid"],
@@ -92,23 +95,45 @@ def _row(r: Any) -> Applyment:
     )
 
 
+# A2 (query applyment) runs these on every call: compiled once, run on the driver cursor.
+_BY_ID = LeanStatement(
+    sa.select(T).where(T.c.applyment_id == sa.bindparam("applyment_id")), tuple(T.c.keys())
+)
+_BY_ID_OF = LeanStatement(
+    sa.select(T).where(T.c.applyment_id == sa.bindparam("applyment_id"), T.c.mchid == sa.bindparam("mchid")),
+    tuple(T.c.keys()),
+)
+_BY_CODE = LeanStatement(
+    sa.select(T).where(
+        T.c.mchid == sa.bindparam("mchid"), T.c.business_code == sa.bindparam("business_code")
+    ),
+    tuple(T.c.keys()),
+)
+_COUNT_QUERY = LeanStatement(
+    T.update()
+    .where(T.c.applyment_id == sa.bindparam("applyment_id"))
+    .values(query_count=T.c.query_count + 1)
+    .returning(T.c.query_count)
+)
+
+
+def _lean_first(lean: LeanStatement, conn: Connection, params: dict[str, Any]) -> Applyment | None:
+    row = lean.first(conn, params)
+    return _applyment(dict(zip(lean.keys, row, strict=True))) if row else None
+
+
 class Apply4SubjectRepo:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     # --- reads ---
     def by_code(self, mchid: str, business_code: str) -> Applyment | None:
-        r = self.conn.execute(
-            sa.select(T).where(T.c.mchid == mchid, T.c.business_code == business_code)
-        ).first()
-        return _row(r) if r else None
+        return _lean_first(_BY_CODE, self.conn, {"mchid": mchid, "business_code": business_code})
 
     def by_id(self, applyment_id: int, mchid: str | None = None) -> Applyment | None:
-        stmt = sa.select(T).where(T.c.applyment_id == applyment_id)
-        if mchid is not None:
-            stmt = stmt.where(T.c.mchid == mchid)
-        r = self.conn.execute(stmt).first()
-        return _row(r) if r else None
+        if mchid is None:
+            return _lean_first(_BY_ID, self.conn, {"applyment_id": applyment_id})
+        return _lean_first(_BY_ID_OF, self.conn, {"applyment_id": applyment_id, "mchid": mchid})
 
     def by_token(self, token: str) -> Applyment | None:
         r = self.conn.execute(sa.select(T).where(T.c.confirm_token == token)).first()
@@ -216,13 +241,8 @@ class Apply4SubjectRepo:
         return self.conn.execute(stmt).rowcount == 1
 
     def count_query(self, applyment_id: int) -> int:
-        new = self.conn.execute(
-            T.update()
-            .where(T.c.applyment_id == applyment_id)
-            .values(query_count=T.c.query_count + 1)
-            .returning(T.c.query_count)
-        ).scalar()
-        return int(new or 0)
+        row = _COUNT_QUERY.first(self.conn, {"applyment_id": applyment_id})
+        return int(row[0]) if row else 0
 
     # --- merchant authorization (A4) ---
     def authorize(self, mchid: str, sub_mchids: Iterable[str], applyment_id: int | None, now: float) -> None:

@@ -74,8 +74,13 @@ def prune_rate_counters(conn: Connection, before_window: int) -> None:
     conn.execute(sa.delete(rate_counters).where(rate_counters.c.window < before_window))
 
 
+# Read on hot paths (e.g. A2's auto-audit policy): compiled once, run on the driver cursor.
+_KV_GET = LeanStatement(sa.select(sandbox_kv.c.value).where(sandbox_kv.c.key == sa.bindparam("key")))
+
+
 def kv_get(conn: Connection, key: str) -> str | None:
-    return conn.execute(sa.select(sandbox_kv.c.value).where(sandbox_kv.c.key == key)).scalar()
+    row = _KV_GET.first(conn, {"key": key})
+    return None if row is None else str(row[0])
 
 
 def kv_set(conn: Connection, key: str, value: str) -> None:
