@@ -23,6 +23,7 @@ from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
 from support import SP_A, SP_B, ApiClient, World, assert_signed, sign_request
+from wxpartner.protocol import keys as k
 from wxpartner.protocol.messages import request_message
 from wxpartner.protocol.signing import new_nonce
 from wxpartner.server.app import WxPartnerApp, create_app
@@ -30,6 +31,7 @@ from wxpartner.server.context import Ctx
 from wxpartner.server.operations import Operation, Router
 from wxpartner.server.pipeline import Reply
 from wxpartner.server.settings import Settings
+from wxpartner.store import registry
 
 CERTS = "/v3/certificates"
 # Checks that never reach the store run on SQLite only; the store-backed ones (merchant, revocation,
@@ -302,6 +304,28 @@ def test_revoked_certificate(api: TestClient, world: World) -> None:
     )
     # other merchants are unaffected (and the refused nonce was not burned)
     assert ApiClient(api, world, SP_A).get(CERTS, nonce=nonce).status_code == 404
+
+
+def test_a_serial_given_a_new_key_is_checked_against_the_new_key(
+    api: TestClient, app: WxPartnerApp, world: World
+) -> None:
+    """A serial re-registered with another key (sandbox upload): nothing remembered of the old key
+    (parsed keys are cached in-process) lets a request signed with it in."""
+    m = world.merchants[SP_B]
+    assert ApiClient(api, world, SP_B).get(CERTS).status_code == 200  # the old key is parsed and cached
+    new_key = k.generate_private_key()
+    with app.state.db.write() as conn:
+        registry.add_certificate(conn, SP_B, m.serial_no, k.public_key_pem(new_key.public_key()))
+    nonce = new_nonce()
+    _sign_error(
+        _send(api, sign_request(m, "GET", CERTS, nonce=nonce)),  # signed with the replaced key
+        field="signature",
+        message="错误的签名，验签失败",
+        issue="sign not match",
+    )
+    assert _send(api, sign_request(m, "GET", CERTS, nonce=nonce, private_key=new_key)).status_code == 200
+    # and the other way round: the new key is remembered now, the old one stays refused
+    _sign_error(_send(api, sign_request(m, "GET", CERTS)), field="signature", message="错误的签名，验签失败")
 
 
 # --- 4. timestamp -----------------------------------------------------------------------------
