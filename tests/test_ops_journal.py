@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from starlette.testclient import TestClient
 
 from support import SP_A, SP_B, ApiClient, World
 from wxpartner.server.app import WxPartnerApp
-from wxpartner.server.journal import writer
+from wxpartner.server.journal import CHUNK, writer
 from wxpartner.store import ops_repo
 
 
@@ -107,6 +110,21 @@ def test_buffer_is_flushed_at_shutdown(app: WxPartnerApp, world: World) -> None:
         assert ops_repo.get_journal(conn, rid) is not None
 
 
+def _row(i: int) -> dict[str, object]:
+    return {
+        "request_id": f"R{i}",
+        "at": float(i),
+        "mchid": None,
+        "method": "GET",
+        "path": "/v3/x",
+        "operation": "route",
+        "status": 404,
+        "latency_ms": 1.0,
+        "verification": "not_routed",
+        "body_length": 0,
+    }
+
+
 def test_retention_keeps_the_newest_rows(app: WxPartnerApp) -> None:
     rows = [
         {
@@ -129,6 +147,53 @@ def test_retention_keeps_the_newest_rows(app: WxPartnerApp) -> None:
         assert ops_repo.count_journal(conn) == 10
         kept = ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=100))
     assert kept[0]["request_id"] == "R29" and kept[-1]["request_id"] == "R20"
+
+
+def test_a_bounded_prune_deletes_only_the_oldest_rows(app: WxPartnerApp) -> None:
+    with app.state.db.write() as conn:
+        ops_repo.insert_journal(conn, [_row(i) for i in range(30)])
+        assert ops_repo.prune_journal(conn, 10, at_most=8) == 8  # 20 are over, 8 go now
+        ids = [r["request_id"] for r in ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=100))]
+    assert ids == [f"R{i}" for i in range(29, 7, -1)]
+
+
+def test_the_writer_flushes_in_short_transactions(app: WxPartnerApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer slot is every request's: a flush writes at most CHUNK rows per transaction."""
+    w = writer(app.state)
+    for i in range(2 * CHUNK + 5):
+        w.record(_row(i))
+    chunks: list[int] = []
+    insert = ops_repo.insert_journal
+
+    def observed(conn: Connection, rows: list[dict[str, object]]) -> None:
+        assert conn.in_transaction()
+        chunks.append(len(rows))
+        insert(conn, rows)
+
+    begins: list[Connection] = []
+    on_begin = begins.append  # one bound method: remove() needs the very object listen() got
+    monkeypatch.setattr(ops_repo, "insert_journal", observed)
+    sa.event.listen(app.state.db.engine, "begin", on_begin)
+    try:
+        assert w.flush() == 2 * CHUNK + 5
+    finally:
+        sa.event.remove(app.state.db.engine, "begin", on_begin)
+    assert chunks == [CHUNK, CHUNK, 5]
+    assert len(begins) >= 3  # one transaction (one turn of the writer) per chunk
+    with app.state.db.read() as conn:
+        assert ops_repo.count_journal(conn) == 2 * CHUNK + 5
+    assert w.pending() == 0
+
+
+def test_a_failed_chunk_keeps_only_the_rows_not_yet_written(app: WxPartnerApp) -> None:
+    w = writer(app.state)
+    for i in range(CHUNK + 5):
+        w.record(_row(i))
+    w.record({"request_id": "X", "bogus_column": 1})  # the second chunk's insert fails
+    assert w.flush() == CHUNK
+    assert w.pending() == 6  # five good rows and the bad one, for the next try; nothing twice
+    with app.state.db.read() as conn:
+        assert ops_repo.count_journal(conn) == CHUNK
 
 
 def test_writer_keeps_rows_when_the_database_fails(app: WxPartnerApp) -> None:

@@ -34,7 +34,8 @@ log = logging.getLogger("wxpartner.journal")
 
 FLUSH_INTERVAL = 0.25
 MAX_BUFFER = 20_000  # while the database is down, keep at most this many rows in memory
-PRUNE_EVERY = 500
+CHUNK = 64  # rows per transaction (~0.8 ms of the writer here)
+PRUNE_EVERY = 128  # rows written between prunes; one prune deletes at most 4x as many
 MAX_MESSAGE_CHARS = 8192
 _MCHID = re.compile(r'mchid="([^"]{1,32})"')
 
@@ -62,28 +63,34 @@ class JournalWriter:
         return len(self._rows)
 
     def flush(self) -> int:
-        """Write everything buffered in one transaction; on failure the rows go back to the buffer."""
+        """Write everything buffered, ``CHUNK`` rows per transaction; on failure the rows not yet
+        written go back to the buffer. Returns the number of rows written."""
         with self._flush_lock:
             with self._lock:
                 batch = list(self._rows)
                 self._rows.clear()
-            if not batch:
-                return 0
+            written = 0
             try:
-                with self.state.db.write() as conn:
-                    ops_repo.insert_journal(conn, batch)
-                    self._since_prune += len(batch)
+                # Short turns: the writer slot is shared with every request of every worker, and a
+                # quarter second's rows in one transaction held it for ~3 ms (the p99 at half load).
+                for start in range(0, len(batch), CHUNK):
+                    chunk = batch[start : start + CHUNK]
+                    with self.state.db.write() as conn:
+                        ops_repo.insert_journal(conn, chunk)
+                    written += len(chunk)
+                    self._since_prune += len(chunk)
                     if self._since_prune >= PRUNE_EVERY:
                         self._since_prune = 0
-                        ops_repo.prune_journal(conn, self.keep)
+                        with self.state.db.write() as conn:
+                            ops_repo.prune_journal(conn, self.keep, at_most=4 * PRUNE_EVERY)
             except Exception as exc:
+                rest = batch[written:]
                 log.warning(
-                    "journal write failed (%s); %d rows kept for the next try", type(exc).__name__, len(batch)
+                    "journal write failed (%s); %d rows kept for the next try", type(exc).__name__, len(rest)
                 )
                 with self._lock:
-                    self._rows.extendleft(reversed(batch))
-                return 0
-            return len(batch)
+                    self._rows.extendleft(reversed(rest))
+            return written
 
     def observe(
         self,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import operator
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,10 @@ class Database:
             yield conn
         if self._checkpointer is not None:
             self._checkpointer.wrote()
+
+    def write_turn(self) -> contextlib.AbstractContextManager[None]:
+        """The writers' queue alone, without a transaction (SQLite; nothing for PostgreSQL)."""
+        return self._write_queue.turn() if self._write_queue is not None else contextlib.nullcontext()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -244,12 +249,15 @@ class LeanStatement:
         order = tuple(compiled.positiontup) if compiled.positional else None
         return compiled.string, order, defaults
 
-    def rows(self, conn: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        dialect = conn.dialect
+    def _entry(self, dialect: sa.Dialect) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
         entry = self._compiled.get(dialect.name)
         if entry is None:
             entry = self._compiled[dialect.name] = self._compile(dialect)
-        sql, order, defaults = entry
+        return entry
+
+    def rows(self, conn: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        dialect = conn.dialect
+        sql, order, defaults = self._entry(dialect)
         values = {**defaults, **params} if defaults else params
         args: Any = tuple(values[name] for name in order) if order is not None else values
         cursor = conn.connection.cursor()
@@ -268,3 +276,23 @@ class LeanStatement:
     def first(self, conn: Connection, params: dict[str, Any]) -> tuple[Any, ...] | None:
         rows = self.rows(conn, params)
         return rows[0] if rows else None
+
+    def run_many(self, conn: Connection, many: Sequence[dict[str, Any]]) -> None:
+        """The statement once per parameter set, in one driver ``executemany`` (no rows back). Driver
+        errors are wrapped as by ``conn.execute``; cursor events are not fired for it."""
+        dialect = conn.dialect
+        sql, order, defaults = self._entry(dialect)
+        merged = [{**defaults, **p} for p in many] if defaults else many
+        if order is None:
+            args: Any = merged
+        else:  # itemgetter of one key returns the value itself, of several a tuple
+            get = operator.itemgetter(*order)
+            args = [(get(v),) for v in merged] if len(order) == 1 else list(map(get, merged))
+        cursor = conn.connection.cursor()
+        try:
+            dialect.do_executemany(cursor, sql, args, None)
+        except dialect.loaded_dbapi.Error as exc:
+            conn._handle_dbapi_exception(exc, sql, args, cursor, None)
+            raise  # not reached: the handler raises the wrapped error
+        finally:
+            cursor.close()
