@@ -14,6 +14,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from wxpartner.store.db import Database, sqlite_file
+from wxpartner.store.wal_checkpoints import checkpoint
 from wxpartner.store.write_queue import WriteQueue
 
 # A second process that takes a write turn on the same database file and reports when it got it.
@@ -156,3 +157,42 @@ def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
     finally:
         db.dispose()
     assert path.stat().st_size == before
+
+
+def _hold_a_snapshot(db: Database, started: threading.Event) -> None:
+    with db.read() as conn:
+        conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one()
+        started.set()
+        time.sleep(0.05)
+
+
+def _wal_rounds(db: Database, rounds: int, *, restart_frames: int) -> list[int]:
+    """Steady load in miniature: each round a reader takes a snapshot and holds it for 50 ms while
+    the checkpoint runs and the next writer commits. Returns the log's length per round."""
+    frames: list[int] = []
+    for i in range(rounds):
+        started = threading.Event()
+        thread = threading.Thread(target=_hold_a_snapshot, args=(db, started))
+        thread.start()
+        started.wait(5)
+        frames.append(checkpoint(db, restart_frames=restart_frames, wait_ms=2000)[0])
+        with db.write() as conn:
+            conn.exec_driver_sql("INSERT INTO t (who) VALUES (?)", (f"row {i} " + "x" * 8000,))
+        thread.join()
+    return frames
+
+
+def test_a_long_wal_is_restarted_in_the_writers_turn(tmp_path: Path) -> None:
+    """Under steady load the log never starts over by itself (a reader always holds a frame when a
+    writer begins). Without the RESTART step it grows with every commit; with it, it stays short."""
+    db = Database(f"sqlite:///{tmp_path / 'w.sqlite3'}")
+    _table(db)
+    try:
+        grown = _wal_rounds(db, 12, restart_frames=1 << 30)  # never restart
+        assert grown == sorted(grown) and grown[-1] >= grown[0] + 20  # only ever longer
+        kept = _wal_rounds(db, 12, restart_frames=8)
+        assert max(kept[2:]) < 8 + 8  # restarted again and again: never much past the threshold
+        with db.read() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 24
+    finally:
+        db.dispose()
