@@ -8,6 +8,7 @@ slowing the generator down (no coordinated omission, up to the connection pool's
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from dataclasses import dataclass
 
@@ -75,9 +76,18 @@ async def _run(host: str, port: int, requests: list[bytes], rate: float, connect
 
 
 def measure(host: str, port: int, requests: list[bytes], rate: float, connections: int = 64) -> Latency:
+    # The generator must not stall either: a full collection of this process's heap (the pre-signed
+    # pools, the imported server code) takes ~25 ms here, and every request due meanwhile would count
+    # it. So: collected before the clock starts, collector paused while it runs.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     try:
         import uvloop  # ships with uvicorn[standard]; a faster generator disturbs the server less
 
         return uvloop.run(_run(host, port, requests, rate, connections))
     except ImportError:  # pragma: no cover
         return asyncio.run(_run(host, port, requests, rate, connections))
+    finally:
+        gc.enable()
+        gc.unfreeze()
