@@ -110,7 +110,7 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that may write; committed on success, rolled back on any exception."""
-        if self._write_queue is None or self._idle is None:
+        if self._write_queue is None or self._idle is None:  # PostgreSQL: the pool, no queue
             with self.engine.connect() as raw:
                 conn = raw.execution_options(wx_write=True)
                 with conn.begin():
