@@ -126,23 +126,8 @@ def _row(i: int) -> dict[str, object]:
 
 
 def test_retention_keeps_the_newest_rows(app: WxPartnerApp) -> None:
-    rows = [
-        {
-            "request_id": f"R{i}",
-            "at": float(i),
-            "mchid": None,
-            "method": "GET",
-            "path": "/v3/x",
-            "operation": "route",
-            "status": 404,
-            "latency_ms": 1.0,
-            "verification": "not_routed",
-            "body_length": 0,
-        }
-        for i in range(30)
-    ]
     with app.state.db.write() as conn:
-        ops_repo.insert_journal(conn, rows)
+        ops_repo.insert_journal(conn, [_row(i) for i in range(30)])
         assert ops_repo.prune_journal(conn, 10) == 20
         assert ops_repo.count_journal(conn) == 10
         kept = ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=100))
