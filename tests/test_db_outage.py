@@ -9,10 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from live import LiveServer, free_port, start_live_server
 from pg import PgServer, create_database, start_pg
 from support import SP_B, ApiClient, World
+from wxpartner.store.db import PING_AFTER_IDLE_S, Database
 
 pytestmark = pytest.mark.slow
 
@@ -58,3 +60,21 @@ def test_outage_answers_system_error_then_recovers(
             assert resp.status_code == 500 and resp.json()["code"] == "SYSTEM_ERROR"
             assert time.monotonic() < deadline, "server did not recover after the database returned"
             time.sleep(0.2)
+
+
+def test_a_connection_idle_across_a_restart_is_pinged_and_replaced(private_pg: PgServer) -> None:
+    """Pooled connections idle longer than PING_AFTER_IDLE_S are pinged before use: after a restart
+    nothing else noticed, the next transaction gets a live connection instead of a dead one."""
+    db = Database(create_database(private_pg, "wx_idle_ping"))
+    try:
+        with db.read() as conn, db.read() as other:  # two pooled connections, both dead soon
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+            assert other.execute(sa.text("SELECT 1")).scalar() == 1
+        private_pg.pg_ctl("stop", "-m", "fast")
+        private_pg.pg_ctl("start")
+        time.sleep(PING_AFTER_IDLE_S + 0.2)
+        for _ in range(3):
+            with db.read() as conn:
+                assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    finally:
+        db.dispose()
