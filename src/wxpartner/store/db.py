@@ -81,7 +81,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
 
 # A pooled PostgreSQL connection is pinged before use only when it has been idle this long. Pinging on
-# every checkout (pool_pre_ping) was two of a W4 query's ten round trips: W4 467-487 ->
+# every checkout (pool_pre_ping) was one more round trip per transaction: W4 467-487 ->
 # 512-534 requests/s without it. A connection used within the last second is not pinged: if the
 # database restarted meanwhile, that request fails (500 SYSTEM_ERROR, retry) and SQLAlchemy
 # invalidates every connection the pool held before it, so the next requests reconnect.
