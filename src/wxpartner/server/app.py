@@ -148,7 +148,7 @@ class WxPartnerApp:
         if self._freeze_heap:
             # What a served worker holds once started (modules, models, keys) lives as long as it does.
             # Out of the collector's sight, a full collection scans only the requests' objects; with
-            # the ~110k start-up objects it took 30-50 ms, answering nothing: the p99 outliers.
+            # the ~110k start-up objects it took 30-50 ms, during which the worker answered nothing.
             gc.freeze()
         async with anyio.create_task_group() as tg:
             for task in BACKGROUND_TASKS:

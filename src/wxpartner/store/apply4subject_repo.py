@@ -118,8 +118,8 @@ _COUNT_QUERY = LeanStatement(
 
 
 def _lean_first(lean: LeanStatement, conn: Connection, params: dict[str, Any]) -> Applyment | None:
-    row = lean.first(conn, params)
-    return _applyment(dict(zip(lean.keys, row, strict=True))) if row else None
+    m = lean.first_mapping(conn, params)
+    return _applyment(m) if m else None
 
 
 class Apply4SubjectRepo:

@@ -304,6 +304,11 @@ class LeanStatement:
         rows = self.rows(conn, params)
         return rows[0] if rows else None
 
+    def first_mapping(self, conn: Connection, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The first row as {column: value} by ``keys`` (None when there is none)."""
+        row = self.first(conn, params)
+        return dict(zip(self.keys, row, strict=True)) if row is not None else None
+
     def run_many(self, conn: Connection, many: Sequence[dict[str, Any]]) -> None:
         """The statement once per parameter set, in one driver ``executemany`` (no rows back). Driver
         errors are wrapped as by ``conn.execute``; cursor events are not fired for it."""

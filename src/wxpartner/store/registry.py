@@ -123,13 +123,11 @@ def get_credential_and_clock(
     conn: Connection, mchid: str, serial_no: str
 ) -> tuple[Merchant | None, Credential | None, ClockState]:
     """``get_credential`` plus the sandbox clock (``sandbox.read_clock``), in one statement."""
-    lean = _LEAN_CREDENTIAL_AND_CLOCK
-    row = lean.first(conn, {"mchid": mchid, "serial_no": serial_no})
-    if row is None:  # unknown merchant: the request is refused, the clock read the usual way
+    m = _LEAN_CREDENTIAL_AND_CLOCK.first_mapping(conn, {"mchid": mchid, "serial_no": serial_no})
+    if m is None:  # unknown merchant: the request is refused, the clock read the usual way
         from .sandbox import read_clock
 
         return None, None, read_clock(conn)
-    m = dict(zip(lean.keys, row, strict=True))
     offset = m["wx_clock_offset"]
     frozen = m["wx_clock_frozen_at"]
     clock = (

@@ -134,8 +134,8 @@ class WebizpayRepo:
         """The relation, row-locked until commit (PostgreSQL; SQLite writers are serialized anyway):
         a revoke committing meanwhile is seen, and a revoke that comes later waits for this issue and
         then finds (and disables) its card."""
-        row = _RELATION_FOR_UPDATE.first(self.conn, {"employee_id": employee_id})
-        return Relation(**dict(zip(_RELATION_FOR_UPDATE.keys, row, strict=True))) if row else None
+        m = _RELATION_FOR_UPDATE.first_mapping(self.conn, {"employee_id": employee_id})
+        return Relation(**m) if m else None
 
     def relations_of(self, sp_mchid: str, sub_mchid: str, user_id: str) -> list[Relation]:
         t = webizpay_relations
@@ -208,13 +208,13 @@ class WebizpayRepo:
         return self.conn.execute(stmt).first() is not None
 
     def card(self, card_no: str) -> Card | None:
-        row = _CARD.first(self.conn, {"card_no": card_no})
-        return Card(**dict(zip(_CARD.keys, row, strict=True))) if row else None
+        m = _CARD.first_mapping(self.conn, {"card_no": card_no})
+        return Card(**m) if m else None
 
     def card_by_out_no(self, sp_mchid: str, sub_mchid: str, out_card_no: str) -> Card | None:
         params = {"sp_mchid": sp_mchid, "sub_mchid": sub_mchid, "out_card_no": out_card_no}
-        row = _CARD_BY_OUT_NO.first(self.conn, params)
-        return Card(**dict(zip(_CARD_BY_OUT_NO.keys, row, strict=True))) if row else None
+        m = _CARD_BY_OUT_NO.first_mapping(self.conn, params)
+        return Card(**m) if m else None
 
     def insert_card(self, card: Card) -> bool:
         params = {name: getattr(card, name) for name in _CARD_COLUMNS}
