@@ -331,3 +331,5 @@ def reset(db: Database, mchid: str | None = None) -> None:
             conn.execute(schema.rate_counters.delete())
         else:
             conn.execute(schema.request_nonces.delete().where(schema.request_nonces.c.mchid == mchid))
+    if db.replay_window is not None:
+        db.replay_window.forget(mchid)

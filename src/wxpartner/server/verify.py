@@ -16,21 +16,24 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy.engine import Connection
 
 from ..domain.clock import ClockState
-from ..domain.merchants import Caller
+from ..domain.merchants import Caller, Merchant
 from ..protocol import constants as c
-from ..protocol.authorization import AuthorizationFormatError, parse_authorization
+from ..protocol.authorization import Authorization, AuthorizationFormatError, parse_authorization
 from ..protocol.errors import ApiError
 from ..protocol.keys import load_public_key
 from ..protocol.messages import canonical_url, request_message
 from ..protocol.signing import verify
 from ..store import registry, sandbox
 from ..store.db import Database
+from ..store.replay_window import ReplayWindow, ReplayWindowFull
 from .http import RawRequest
 
 _JSON_RANGES = {"application/json", "*/*", "application/*"}
@@ -133,53 +136,70 @@ class Verifier:
                 field="Authorization",
             ) from None
 
-        # One write transaction for the lookups and the nonce: a refusal raises inside it and writes
-        # nothing (so the order of checks and "forged requests burn no nonce" hold as before), and an
-        # accepted request costs one transaction instead of a read plus a write.
-        with self.db.write() as conn:
-            merchant, cred, clock = registry.get_credential_and_clock(conn, auth.mchid, auth.serial_no)
-            if merchant is None:
-                raise _sign_error(f"unknown mchid {auth.mchid!r}", "商户号不存在或未注册", field="mchid")
-            if cred is None:
-                raise _sign_error(
-                    f"serial_no {auth.serial_no!r} is not a certificate registered to mchid {auth.mchid}",
-                    "商户证书序列号有误",
-                    field="serial_no",
-                )
-            if cred.revoked:
-                raise _sign_error(
-                    f"certificate {auth.serial_no} has been revoked", "商户证书已作废", field="serial_no"
-                )
-
-            now = time.time()
-            skew = int(auth.timestamp) - now
-            if abs(skew) > self.time_window:
-                direction = "ahead of" if skew > 0 else "behind"
-                raise _sign_error(
-                    f"timestamp {auth.timestamp} is {abs(skew):.0f}s {direction} server time {int(now)} "
-                    f"(allowed ±{self.time_window}s)",
-                    "请求时间戳已过期或无效",
-                    field="timestamp",
-                )
-
-            url = canonical_url(req.raw_path, req.raw_query)
-            message = request_message(req.method, url, auth.timestamp, auth.nonce_str, req.body)
-            if not verify(self._keys.get(cred.public_key_pem), message, auth.signature):
-                if sandbox.nonce_seen(conn, auth.mchid, auth.nonce_str):
-                    raise self._replay(auth.nonce_str)
-                raise _sign_error(
-                    "sign not match", "错误的签名，验签失败", extra=self._explain(req.method, url, message)
-                )
-
-            fresh = sandbox.record_nonce(conn, auth.mchid, auth.nonce_str, now)
-            self._since_prune += 1
-            if fresh and self._since_prune >= self._prune_every:
-                self._since_prune = 0
-                sandbox.prune_nonces(conn, now - 2 * self.time_window)
+        window = self.db.replay_window
+        if window is None:
+            # The request_nonces table: one write transaction for the lookups and the nonce. A refusal
+            # raises inside it and writes nothing (so the order of checks and "forged requests burn no
+            # nonce" hold), and an accepted request costs one transaction, not a read plus a write.
+            with self.db.write() as conn:
+                ledger: _Ledger = _TableLedger(conn, self.prune_due, 2 * self.time_window)
+                merchant, clock, fresh = self._check(req, auth, conn, ledger)
+        else:
+            # SQLite: the window is shared memory on this host (store/replay_window.py), the lookups a
+            # read transaction.
+            with self.db.read() as conn:
+                merchant, clock, fresh = self._check(req, auth, conn, _SharedLedger(window, self.time_window))
         if not fresh:
             raise self._replay(auth.nonce_str)
         wechatpay_serial = req.header(c.H_WECHATPAY_SERIAL)
         return Verified(Caller(merchant, auth.serial_no, wechatpay_serial), clock)
+
+    def _check(
+        self, req: RawRequest, auth: Authorization, conn: Connection, ledger: _Ledger
+    ) -> tuple[Merchant, ClockState, bool]:
+        """Steps 3-6; the nonce is recorded last, once the signature is known to be good."""
+        merchant, cred, clock = registry.get_credential_and_clock(conn, auth.mchid, auth.serial_no)
+        if merchant is None:
+            raise _sign_error(f"unknown mchid {auth.mchid!r}", "商户号不存在或未注册", field="mchid")
+        if cred is None:
+            raise _sign_error(
+                f"serial_no {auth.serial_no!r} is not a certificate registered to mchid {auth.mchid}",
+                "商户证书序列号有误",
+                field="serial_no",
+            )
+        if cred.revoked:
+            raise _sign_error(
+                f"certificate {auth.serial_no} has been revoked", "商户证书已作废", field="serial_no"
+            )
+
+        now = time.time()
+        skew = int(auth.timestamp) - now
+        if abs(skew) > self.time_window:
+            direction = "ahead of" if skew > 0 else "behind"
+            raise _sign_error(
+                f"timestamp {auth.timestamp} is {abs(skew):.0f}s {direction} server time {int(now)} "
+                f"(allowed ±{self.time_window}s)",
+                "请求时间戳已过期或无效",
+                field="timestamp",
+            )
+
+        url = canonical_url(req.raw_path, req.raw_query)
+        message = request_message(req.method, url, auth.timestamp, auth.nonce_str, req.body)
+        if not verify(self._keys.get(cred.public_key_pem), message, auth.signature):
+            if ledger.seen(auth.mchid, auth.nonce_str, now):
+                raise self._replay(auth.nonce_str)
+            raise _sign_error(
+                "sign not match", "错误的签名，验签失败", extra=self._explain(req.method, url, message)
+            )
+        return merchant, clock, ledger.record(auth.mchid, auth.nonce_str, now)
+
+    def prune_due(self) -> bool:
+        """Every so many recorded nonces, the table drops the expired ones."""
+        self._since_prune += 1
+        if self._since_prune < self._prune_every:
+            return False
+        self._since_prune = 0
+        return True
 
     def _replay(self, nonce: str) -> ApiError:
         return _sign_error(
@@ -200,3 +220,48 @@ class Verifier:
                 "truncated_sign_message": text[:2048],
             }
         }
+
+
+class _Ledger(Protocol):
+    """Where the replay window is kept: a nonce is remembered for 2 × the time window, the longest
+    a request with an acceptable timestamp can be replayed after it was first seen."""
+
+    def seen(self, mchid: str, nonce: str, now: float) -> bool: ...
+
+    def record(self, mchid: str, nonce: str, now: float) -> bool: ...
+
+
+class _TableLedger:
+    """request_nonces, inside the verification's write transaction (PostgreSQL, in-memory SQLite)."""
+
+    def __init__(self, conn: Connection, prune_due: Callable[[], bool], keep: int) -> None:
+        self._conn, self._prune_due, self._keep = conn, prune_due, keep
+
+    def seen(self, mchid: str, nonce: str, now: float) -> bool:
+        return sandbox.nonce_seen(self._conn, mchid, nonce)
+
+    def record(self, mchid: str, nonce: str, now: float) -> bool:
+        fresh = sandbox.record_nonce(self._conn, mchid, nonce, now)
+        if fresh and self._prune_due():
+            sandbox.prune_nonces(self._conn, now - self._keep)
+        return fresh
+
+
+class _SharedLedger:
+    """The host's shared-memory window (SQLite on a file)."""
+
+    def __init__(self, window: ReplayWindow, time_window: int) -> None:
+        self._window, self._keep = window, 2 * time_window
+
+    def seen(self, mchid: str, nonce: str, now: float) -> bool:
+        return self._window.seen(mchid, nonce, now - self._keep)
+
+    def record(self, mchid: str, nonce: str, now: float) -> bool:
+        try:
+            return self._window.record(mchid, nonce, now, now - self._keep)
+        except ReplayWindowFull as exc:  # beyond any rate one host serves; refused, never a 500
+            raise ApiError(
+                "FREQUENCY_LIMITED",
+                "频率限制，请降低频率后重试 (the replay window of this server is full)",
+                detail={"issue": str(exc)},
+            ) from None

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .idle_connections import IdleConnections
+from .replay_window import ReplayWindow
 from .wal_checkpoints import WalCheckpointer
 from .write_queue import WriteQueue
 
@@ -126,6 +127,10 @@ class Database:
         # worker processes taking turns through it lost most of their second core. Writers queue in
         # front of it instead (store/write_queue.py): threads on a lock, processes on a file lock.
         self._write_queue = WriteQueue(sqlite_file(url)) if self.sqlite else None
+        # SQLite on a file: the replay window in memory shared by this host's processes (one write
+        # transaction less per request); otherwise the request_nonces table.
+        database_file = sqlite_file(url) if self.sqlite else None
+        self.replay_window = ReplayWindow(database_file) if database_file is not None else None
         self._checkpointer = WalCheckpointer(self) if self.sqlite else None
         # SQLite: connections wait between transactions on a shelf (read, write) instead of the pool.
         self._idle = (
@@ -169,6 +174,8 @@ class Database:
             self._checkpointer.stop()
         for idle in self._idle or ():
             idle.close()
+        if self.replay_window is not None:
+            self.replay_window.close()
         self.engine.dispose()  # closing the last connection checkpoints the WAL
 
 
