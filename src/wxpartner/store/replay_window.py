@@ -18,8 +18,8 @@ Layout, beside the database file:
 New entries go into the newest generation; when it is half full a new one starts (twice as large when
 the last one filled in less than half the retention). A generation whose newest entry has left the
 window is deleted whole, so nothing is ever rehashed or swept, and no request pays for the expiry of
-others. Two different (mchid, nonce) pairs are taken for each other only when 64 + 32 bits of digest
-agree: a false "replay" about once in 10^13 requests with a million nonces remembered.
+others. Two different nonces are taken for each other only when their 64-bit digests agree (and, across
+merchants, 32 more bits): with a million nonces remembered, a false "replay" once in about 10^13 requests.
 
 Every operation holds a thread lock and an exclusive ``flock`` on the index, so threads and processes
 see one window; the kernel releases the lock of a process that dies. The files live in the page cache:
