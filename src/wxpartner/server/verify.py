@@ -34,6 +34,7 @@ from ..protocol.signing import verify
 from ..store import registry, sandbox
 from ..store.db import Database
 from ..store.replay_window import ReplayWindow, ReplayWindowFull
+from .credential_cache import CredentialCache, Lookup
 from .http import RawRequest
 
 _JSON_RANGES = {"application/json", "*/*", "application/*"}
@@ -100,6 +101,8 @@ class Verifier:
         self._keys = _PublicKeyCache()
         self._prune_every = 2000
         self._since_prune = 0
+        signal = db.change_signal
+        self._credentials = CredentialCache(signal) if signal is not None else None
 
     def check_headers(self, req: RawRequest) -> None:
         accept = req.header("accept")
@@ -142,23 +145,36 @@ class Verifier:
             # raises inside it and writes nothing (so the order of checks and "forged requests burn no
             # nonce" hold), and an accepted request costs one transaction, not a read plus a write.
             with self.db.write() as conn:
+                found = registry.get_credential_and_clock(conn, auth.mchid, auth.serial_no)
                 ledger: _Ledger = _TableLedger(conn, self.prune_due, 2 * self.time_window)
-                merchant, clock, fresh = self._check(req, auth, conn, ledger)
+                merchant, clock, fresh = self._check(req, auth, found, ledger)
         else:
-            # SQLite: the window is shared memory on this host (store/replay_window.py), the lookups a
-            # read transaction.
-            with self.db.read() as conn:
-                merchant, clock, fresh = self._check(req, auth, conn, _SharedLedger(window, self.time_window))
+            # SQLite: the window is shared memory on this host (store/replay_window.py), and the lookups
+            # are remembered until the database says they changed (server/credential_cache.py).
+            merchant, clock, fresh = self._check(
+                req, auth, self._cached_lookup(auth), _SharedLedger(window, self.time_window)
+            )
         if not fresh:
             raise self._replay(auth.nonce_str)
         wechatpay_serial = req.header(c.H_WECHATPAY_SERIAL)
         return Verified(Caller(merchant, auth.serial_no, wechatpay_serial), clock)
 
+    def _cached_lookup(self, auth: Authorization) -> Lookup:
+        cache = self._credentials
+        assert cache is not None  # built with the replay window: both need a SQLite file
+        found = cache.get(auth.mchid, auth.serial_no)
+        if found is None:
+            word = cache.word()
+            with self.db.read() as conn:
+                found = registry.get_credential_and_clock(conn, auth.mchid, auth.serial_no)
+            cache.put(auth.mchid, auth.serial_no, found, word)
+        return found
+
     def _check(
-        self, req: RawRequest, auth: Authorization, conn: Connection, ledger: _Ledger
+        self, req: RawRequest, auth: Authorization, found: Lookup, ledger: _Ledger
     ) -> tuple[Merchant, ClockState, bool]:
         """Steps 3-6; the nonce is recorded last, once the signature is known to be good."""
-        merchant, cred, clock = registry.get_credential_and_clock(conn, auth.mchid, auth.serial_no)
+        merchant, cred, clock = found
         if merchant is None:
             raise _sign_error(f"unknown mchid {auth.mchid!r}", "商户号不存在或未注册", field="mchid")
         if cred is None:

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .change_signal import ChangeSignal, take_change
 from .idle_connections import IdleConnections
 from .replay_window import ReplayWindow
 from .wal_checkpoints import WalCheckpointer
@@ -107,11 +108,15 @@ def _ping_when_idle(engine: Engine) -> None:
 
 
 @contextlib.contextmanager
-def _idle_transaction(idle: IdleConnections) -> Iterator[Connection]:
+def _idle_transaction(
+    idle: IdleConnections, committed: Callable[[Connection], None] | None = None
+) -> Iterator[Connection]:
     conn = idle.take()
     try:
         with conn.begin():
             yield conn
+        if committed is not None:  # before the connection goes back: its marks are this transaction's
+            committed(conn)
     finally:
         idle.give(conn)  # only a connection that ended its transaction cleanly goes back on the shelf
 
@@ -131,6 +136,8 @@ class Database:
         # transaction less per request); otherwise the request_nonces table.
         database_file = sqlite_file(url) if self.sqlite else None
         self.replay_window = ReplayWindow(database_file) if database_file is not None else None
+        # ... and lookups of merchants, certificates and the clock may be cached by each process.
+        self.change_signal = ChangeSignal(database_file) if database_file is not None else None
         self._checkpointer = WalCheckpointer(self) if self.sqlite else None
         # SQLite: connections wait between transactions on a shelf (read, write) instead of the pool.
         self._idle = (
@@ -148,10 +155,15 @@ class Database:
                 with conn.begin():
                     yield conn
             return
-        with self._write_queue.turn(), _idle_transaction(self._idle[1]) as conn:
+        with self._write_queue.turn(), _idle_transaction(self._idle[1], self._committed) as conn:
+            take_change(conn)  # a mark left by a transaction that rolled back
             yield conn
         if self._checkpointer is not None:
             self._checkpointer.wrote()
+
+    def _committed(self, conn: Connection) -> None:
+        if take_change(conn) and self.change_signal is not None:
+            self.change_signal.signal()
 
     def write_turn(self) -> contextlib.AbstractContextManager[None]:
         """The writers' queue alone, without a transaction (SQLite; nothing for PostgreSQL)."""
@@ -176,6 +188,8 @@ class Database:
             idle.close()
         if self.replay_window is not None:
             self.replay_window.close()
+        if self.change_signal is not None:
+            self.change_signal.close()
         self.engine.dispose()  # closing the last connection checkpoints the WAL
 
 

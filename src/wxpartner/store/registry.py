@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from ..domain.clock import ClockState
 from ..domain.merchants import KeyMode, Merchant, RelationKind, Role
+from .change_signal import note_change
 from .db import LeanStatement
 from .schema import merchant_certificates, merchant_relations, merchants, platform_keys, sandbox_clock
 
@@ -148,6 +149,7 @@ def serial_owner(conn: Connection, serial_no: str) -> str | None:
 
 
 def upsert_merchant(conn: Connection, merchant: Merchant) -> None:
+    note_change(conn)
     values = {
         "name": merchant.name,
         "role": merchant.role.value,
@@ -161,6 +163,7 @@ def upsert_merchant(conn: Connection, merchant: Merchant) -> None:
 
 
 def set_notify_url(conn: Connection, mchid: str, url: str | None) -> bool:
+    note_change(conn)
     return (
         conn.execute(merchants.update().where(merchants.c.mchid == mchid).values(notify_url=url)).rowcount > 0
     )
@@ -169,6 +172,7 @@ def set_notify_url(conn: Connection, mchid: str, url: str | None) -> bool:
 def add_certificate(
     conn: Connection, mchid: str, serial_no: str, public_key_pem: str, certificate_pem: str | None = None
 ) -> None:
+    note_change(conn)
     conn.execute(sa.delete(merchant_certificates).where(merchant_certificates.c.serial_no == serial_no))
     conn.execute(
         merchant_certificates.insert().values(
@@ -183,6 +187,7 @@ def add_certificate(
 
 
 def revoke_certificate(conn: Connection, serial_no: str) -> bool:
+    note_change(conn)
     stmt = merchant_certificates.update().where(merchant_certificates.c.serial_no == serial_no)
     return conn.execute(stmt.values(revoked=True)).rowcount > 0
 

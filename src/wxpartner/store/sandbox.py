@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..domain.clock import ClockState
+from .change_signal import note_change
 from .db import LeanStatement, insert_for
 from .schema import rate_counters, request_nonces, sandbox_clock, sandbox_kv
 
@@ -27,6 +28,7 @@ def read_clock(conn: Connection) -> ClockState:
 
 
 def write_clock(conn: Connection, state: ClockState) -> None:
+    note_change(conn)
     values = {"offset_seconds": state.offset_seconds, "frozen_at": state.frozen_at}
     if conn.execute(sandbox_clock.update().where(sandbox_clock.c.id == 1).values(**values)).rowcount == 0:
         conn.execute(sandbox_clock.insert().values(id=1, **values))

@@ -1,0 +1,65 @@
+"""A word shared by the processes of a SQLite deployment that changes whenever merchants, their
+certificates or the sandbox clock do, so each process may keep them in memory between requests.
+
+Every request needs its merchant, the certificate named by its ``serial_no`` and the sandbox clock; they
+change rarely (a scenario applied, a certificate revoked, the clock moved), and looking them up cost a
+read transaction per request. A process caches them together with the word it read *before* the lookup;
+a transaction that changed them rewrites the word *after* it committed, so a cached lookup is stale
+exactly when the word differs (a lookup that raced the commit carries the old word and is redone).
+
+The word lives in ``<db>.changes`` beside the database, mapped by every process (one host, like SQLite
+itself). A change made by other means (the ``sqlite3`` shell) does not rewrite it: caches also expire
+after a second (``server/credential_cache.py``).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from pathlib import Path
+
+from sqlalchemy.engine import Connection
+
+_WORD = struct.Struct("<Q")
+_MARK = "wx_cached_rows_changed"
+
+
+def note_change(conn: Connection) -> None:
+    """Mark the transaction on ``conn``: once it commits, every process drops its cached lookups."""
+    conn.info[_MARK] = True
+
+
+def take_change(conn: Connection) -> bool:
+    """Whether the transaction that just ended on ``conn`` was marked (and clear the mark)."""
+    return bool(conn.info.pop(_MARK, False))
+
+
+class ChangeSignal:
+    def __init__(self, database: Path) -> None:
+        self._path = database.with_name(database.name + ".changes")
+        self._map: mmap.mmap | None = None
+        self._pid = 0
+
+    def _word(self) -> mmap.mmap:
+        if self._map is None or self._pid != os.getpid():
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                if os.fstat(fd).st_size < _WORD.size:
+                    os.ftruncate(fd, _WORD.size)
+                self._map, self._pid = mmap.mmap(fd, _WORD.size), os.getpid()
+            finally:
+                os.close(fd)
+        return self._map
+
+    def current(self) -> int:
+        return int(_WORD.unpack_from(self._word(), 0)[0])
+
+    def signal(self) -> None:
+        """Rewrite the word with a new random value (no lock needed: any new value means "changed")."""
+        _WORD.pack_into(self._word(), 0, int.from_bytes(os.urandom(_WORD.size), "little"))
+
+    def close(self) -> None:
+        if self._map is not None and self._pid == os.getpid():
+            self._map.close()
+        self._map = None
