@@ -249,7 +249,8 @@ class _Ledger(Protocol):
 
 
 class _TableLedger:
-    """request_nonces, inside the verification's write transaction (PostgreSQL, in-memory SQLite)."""
+    """request_nonces, on the verification's connection (PostgreSQL in autocommit; an in-memory
+    SQLite in one write transaction)."""
 
     def __init__(self, conn: Connection, prune_due: Callable[[], bool], keep: int) -> None:
         self._conn, self._prune_due, self._keep = conn, prune_due, keep
