@@ -180,3 +180,13 @@ def test_another_process_sees_what_was_added_to_a_generation_it_already_knew(tmp
     assert _record(a, "x") and _record(b, "y")  # both now know the one generation
     assert _record(a, "z", now=T0 + KEEP)  # its newest entry moves on in a's process only
     assert _record(b, "z", now=T0 + KEEP + 1) is False
+
+
+def test_generation_files_have_their_disk_blocks_up_front(tmp_path: Path) -> None:
+    # A sparse file written through a mapping on a full disk kills the process with SIGBUS; reserved
+    # blocks turn that into an OSError when the generation is created.
+    window = _window(tmp_path)
+    assert _record(window, "n")
+    [name] = _generation_files(tmp_path)
+    stat = (tmp_path / name).stat()
+    assert stat.st_blocks * 512 >= stat.st_size > 0

@@ -46,7 +46,7 @@ class ChangeSignal:
             fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 if os.fstat(fd).st_size < _WORD.size:
-                    os.ftruncate(fd, _WORD.size)
+                    os.pwrite(fd, bytes(_WORD.size), 0)  # written, not sparse: no SIGBUS on a full disk
                 self._map, self._pid = mmap.mmap(fd, _WORD.size), os.getpid()
             finally:
                 os.close(fd)

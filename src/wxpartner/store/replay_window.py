@@ -277,7 +277,10 @@ class ReplayWindow:
         )
         try:
             if os.fstat(fd).st_size != size:
-                os.ftruncate(fd, size)  # sparse: pages appear as slots are written
+                os.ftruncate(fd, size)
+            # Disk blocks reserved now: a full disk is an OSError here (a 500 for one request), not a
+            # SIGBUS in the worker when a page of a sparse file is first written through the mapping.
+            os.posix_fallocate(fd, 0, size)
             return mmap.mmap(fd, size)
         finally:
             os.close(fd)  # the mapping keeps the file
