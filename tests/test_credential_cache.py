@@ -42,13 +42,11 @@ def two_processes(tmp_path: Path) -> Iterator[tuple[Database, Database]]:
 
 
 def _lookup(db: Database, cache: CredentialCache) -> credential_cache.Lookup:
-    found = cache.get(MCHID, SERIAL)
-    if found is None:
-        word = cache.word()
+    def fetch() -> credential_cache.Lookup:
         with db.read() as conn:
-            found = registry.get_credential_and_clock(conn, MCHID, SERIAL)
-        cache.put(MCHID, SERIAL, found, word)
-    return found
+            return registry.get_credential_and_clock(conn, MCHID, SERIAL)
+
+    return cache.lookup(MCHID, SERIAL, fetch)
 
 
 def test_a_change_committed_elsewhere_is_seen_at_once(two_processes: tuple[Database, Database]) -> None:
@@ -92,7 +90,7 @@ def test_unknown_credentials_are_not_kept(two_processes: tuple[Database, Databas
     cache = CredentialCache(reader.change_signal)
     with reader.read() as conn:
         found = registry.get_credential_and_clock(conn, MCHID, "NO-SUCH-SERIAL")
-    cache.put(MCHID, "NO-SUCH-SERIAL", found, cache.word())
+    cache.lookup(MCHID, "NO-SUCH-SERIAL", lambda: found)
     assert cache.get(MCHID, "NO-SUCH-SERIAL") is None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from ..domain.clock import ClockState
 from ..domain.merchants import Merchant
@@ -30,9 +31,15 @@ class CredentialCache:
         self._entries: OrderedDict[tuple[str, str], tuple[Lookup, int, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def word(self) -> int:
-        """Read before a lookup, handed to ``put`` with its result."""
-        return self._signal.current()
+    def lookup(self, mchid: str, serial_no: str, fetch: Callable[[], Lookup]) -> Lookup:
+        """The remembered lookup, or ``fetch()``'s (remembered when it found a credential). The word is
+        read before fetching: a fetch that raced a change is kept under the old word, so redone."""
+        found = self.get(mchid, serial_no)
+        if found is None:
+            word = self._signal.current()
+            found = fetch()
+            self._put(mchid, serial_no, found, word)
+        return found
 
     def get(self, mchid: str, serial_no: str) -> Lookup | None:
         entry = self._entries.get((mchid, serial_no))
@@ -43,7 +50,7 @@ class CredentialCache:
             return None
         return found
 
-    def put(self, mchid: str, serial_no: str, found: Lookup, word: int) -> None:
+    def _put(self, mchid: str, serial_no: str, found: Lookup, word: int) -> None:
         if found[1] is None:
             return
         with self._lock:

@@ -161,15 +161,12 @@ class Verifier:
         return Verified(Caller(merchant, auth.serial_no, wechatpay_serial), clock)
 
     def _cached_lookup(self, auth: Authorization) -> Lookup:
-        cache = self._credentials
-        assert cache is not None  # built with the replay window: both need a SQLite file
-        found = cache.get(auth.mchid, auth.serial_no)
-        if found is None:
-            word = cache.word()
-            with self.db.read() as conn:
-                found = registry.get_credential_and_clock(conn, auth.mchid, auth.serial_no)
-            cache.put(auth.mchid, auth.serial_no, found, word)
-        return found
+        assert self._credentials is not None  # built with the replay window: both need a SQLite file
+        return self._credentials.lookup(auth.mchid, auth.serial_no, lambda: self._lookup(auth))
+
+    def _lookup(self, auth: Authorization) -> Lookup:
+        with self.db.read() as conn:
+            return registry.get_credential_and_clock(conn, auth.mchid, auth.serial_no)
 
     def _check(
         self, req: RawRequest, auth: Authorization, found: Lookup, ledger: _Ledger

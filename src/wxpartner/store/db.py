@@ -131,10 +131,10 @@ class Database:
         # SQLite has one writer at a time, and its busy handler sleeps 1..100 ms between retries: two
         # worker processes taking turns through it lost most of their second core. Writers queue in
         # front of it instead (store/write_queue.py): threads on a lock, processes on a file lock.
-        self._write_queue = WriteQueue(sqlite_file(url)) if self.sqlite else None
+        database_file = sqlite_file(url) if self.sqlite else None
+        self._write_queue = WriteQueue(database_file) if self.sqlite else None
         # SQLite on a file: the replay window in memory shared by this host's processes (one write
         # transaction less per request); otherwise the request_nonces table.
-        database_file = sqlite_file(url) if self.sqlite else None
         self.replay_window = ReplayWindow(database_file) if database_file is not None else None
         # ... and lookups of merchants, certificates and the clock may be cached by each process.
         self.change_signal = ChangeSignal(database_file) if database_file is not None else None

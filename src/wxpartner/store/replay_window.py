@@ -150,8 +150,9 @@ class ReplayWindow:
                 self._generations = []
                 self._publish(index)
             else:
+                tag = self._digests(mchid, "")[1]
                 for gen in self._generations:
-                    gen.forget(self._digests(mchid, "")[1])
+                    gen.forget(tag)
 
     def remembered(self) -> int:
         """Slots in use across the generations (forgotten and expired entries included until dropped)."""
