@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +68,22 @@ def bench_scenario() -> str:
     )
 
 
-def _peak(server: Server, e: ep.Endpoint, args: argparse.Namespace, hint: float) -> tuple[float, int, int]:
-    """(successful requests per second, refused or failed requests, requests used).
+@dataclass
+class Peak:
+    rps: float
+    bad: int  # refused or failed requests
+    used: int  # requests taken from the endpoint's numbering (calibration and measured run)
+    cpu_ms: float  # the workers' CPU per answered request in the measured run (user + system)
+    busy: float  # the workers' CPU ÷ (wall × workers): 1.0 is every worker busy all the time
+
+
+def _peak(server: Server, e: ep.Endpoint, args: argparse.Namespace, hint: float) -> Peak:
+    """Peak throughput (closed loop) and what it cost the workers.
 
     A short calibration run (which also warms the server up) sizes the pool of the measured run, so
-    signing stays proportional to what the endpoint can take: every request is used at most once."""
+    signing stays proportional to what the endpoint can take: every request is used at most once.
+    The CPU per request is steadier than throughput on a shared machine, and ``busy`` tells a worker
+    that waited (a lock, the disk) from one that had more to do: both lower the throughput."""
     cap = e.capacity if e.capacity is not None else 1 << 62
     n0 = min(int(hint * args.calibrate_seconds * 1.2) + 100, cap // 4)
     reqs = presign(e.signer, e.factory, server.host, n0)
@@ -81,8 +93,18 @@ def _peak(server: Server, e: ep.Endpoint, args: argparse.Namespace, hint: float)
     rate = min(max(calib.ok_per_second * 2.0, 50.0), hint * 1.5)
     n1 = min(int(rate * args.seconds) + 300, cap - n0)
     reqs = presign(e.signer, functools.partial(_offset, e.factory, n0), server.host, n1)
+    workers = server.worker_pids() or [server.proc.pid]
+    cpu0, t0 = server.cpu_seconds(), time.monotonic()
     res = run_wrk(server.url, reqs, seconds=args.seconds, connections=args.connections, threads=2)
-    return res.ok_per_second, res.non_2xx + res.errors, n0 + n1
+    cpu, wall = server.cpu_seconds() - cpu0, time.monotonic() - t0
+    answered = max(1, res.requests)
+    return Peak(
+        rps=res.ok_per_second,
+        bad=res.non_2xx + res.errors,
+        used=n0 + n1,
+        cpu_ms=round(cpu * 1000 / answered, 3),
+        busy=round(cpu / (wall * len(workers)), 3),
+    )
 
 
 def _latency(
@@ -291,21 +313,24 @@ def _run_all(
 ) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
 
-    def run_floor() -> dict[str, float]:
+    def run_floor() -> dict[str, Peak]:
         out = {}
         for method in ("GET", "POST"):
             e = ep.Endpoint(f"floor {method}", method, functools.partial(ep.floor_call, method), demo)
-            out[method], _, _ = _peak(floor, e, args, args.expected_rps)
-            print(f"floor {method}: {out[method]:.0f} req/s", file=sys.stderr)
+            out[method] = peak = _peak(floor, e, args, args.expected_rps)
+            print(f"floor {method}: {peak.rps:.0f} req/s, {peak.cpu_ms} ms CPU each", file=sys.stderr)
         return out
 
-    floors = run_floor()
+    first_floors = run_floor()
+    floors = {m: p.rps for m, p in first_floors.items()}
 
     def run(e: ep.Endpoint) -> dict[str, Any]:
-        rps, bad, used = _peak(server, e, args, floors[e.method])
-        row: dict[str, Any] = {"name": e.name, "method": e.method, "rps": round(rps, 1)}
-        row["refused"] = bad
-        row["latency_at_half"] = _latency(server, db, e, rps / 2, used, args) if rps > 0 else None
+        peak = _peak(server, e, args, floors[e.method])
+        row: dict[str, Any] = {"name": e.name, "method": e.method, "rps": round(peak.rps, 1)}
+        row.update(refused=peak.bad, cpu_ms=peak.cpu_ms, busy=peak.busy)
+        row["latency_at_half"] = (
+            _latency(server, db, e, peak.rps / 2, peak.used, args) if peak.rps > 0 else None
+        )
         rows.append(row)
         print(json.dumps(row, ensure_ascii=False), file=sys.stderr)
         return row
@@ -335,24 +360,29 @@ def _run_all(
         print("SDK comparison (issue through three clients) ...", file=sys.stderr)
         out["sdk"] = sdk.measure({**server.info, "base_url": server.url}, employee, args.sdk_calls)
     floors_again = run_floor()  # the floor again, after the others: the machine may have changed
-    for m in floors:
-        floors[m] = (floors[m] + floors_again[m]) / 2
+    floors = {m: (first_floors[m].rps + floors_again[m].rps) / 2 for m in floors}
+    floor_cpu = {m: (first_floors[m].cpu_ms + floors_again[m].cpu_ms) / 2 for m in floors}
     started = time.monotonic()
     seed.fill_cards(db, first, max(0, args.big - seed.count_cards(db)), "83")
     filled = seed.count_cards(db)
     print(f"store filled to {filled:,} cards in {time.monotonic() - started:.0f}s", file=sys.stderr)
     big = run(ep.Endpoint(f"W4 query card ({args.big:,} cards)", "GET", query, demo))
     for r in rows:
-        r["ratio"] = round(r["rps"] / floors[r["method"]], 3) if floors[r["method"]] else None
+        m = r["method"]
+        r["ratio"] = round(r["rps"] / floors[m], 3) if floors[m] else None
+        r["cpu_ratio"] = round(floor_cpu[m] / r["cpu_ms"], 3) if r["cpu_ms"] else None
     floor_rows = [
         {
             "name": f"floor {m}",
             "method": m,
-            "rps": round(v, 1),
+            "rps": round(floors[m], 1),
             "ratio": 1.0,
-            "runs": [round(a, 1), round(b, 1)],
+            "runs": [round(first_floors[m].rps, 1), round(floors_again[m].rps, 1)],
+            "cpu_ms": round(floor_cpu[m], 3),
+            "cpu_ratio": 1.0,
+            "busy": round((first_floors[m].busy + floors_again[m].busy) / 2, 3),
         }
-        for (m, v), a, b in zip(floors.items(), floors.values(), floors_again.values(), strict=True)
+        for m in floors
     ]
     small_p50 = (base.get("latency_at_half") or {}).get("p50_ms")
     big_p50 = (big.get("latency_at_half") or {}).get("p50_ms")
@@ -409,17 +439,22 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
 
 def _print_endpoints(section: dict[str, Any]) -> None:
     print(
-        f"{'endpoint':34} {'req/s':>9} {'÷floor':>7} {'p50 ms':>8} {'p99 ms':>8} {'srv p99':>8} "
-        f"{'@ req/s':>8} {'refused':>7}"
+        f"{'endpoint':34} {'req/s':>9} {'÷floor':>7} {'CPU ms':>7} {'÷f CPU':>7} {'busy':>5} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'srv p99':>8} {'@ req/s':>8} {'refused':>7}"
     )
     for r in section.get("endpoints", []):
         lat = r.get("latency_at_half") or {}
         print(
-            f"{r['name']:34} {r['rps']:>9} {r['ratio']!s:>7} {lat.get('p50_ms', ''):>8} "
+            f"{r['name']:34} {r['rps']:>9} {r['ratio']!s:>7} {r.get('cpu_ms', '')!s:>7} "
+            f"{r.get('cpu_ratio', '')!s:>7} {r.get('busy', '')!s:>5} {lat.get('p50_ms', ''):>8} "
             f"{lat.get('p99_ms', ''):>8} {lat.get('server_p99_ms') or '':>8} {lat.get('rate', ''):>8} "
             f"{r.get('refused', ''):>7}"
         )
-    print("(srv p99: the server's own time per request in the latency phase, from the request journal)")
+    print(
+        "(CPU ms: the workers' CPU per request at peak; ÷f CPU: the floor's ÷ the endpoint's; busy: the workers'"
+        " CPU ÷ their wall time;\n srv p99: the server's own time per request in the latency phase, from the"
+        " request journal)"
+    )
     print(f"\npeak RSS per worker (MiB): {section.get('peak_rss_mib')}")
     big = section.get("cards_in_big_store", 0)
     print(f"W4 query, {big:,} cards vs 1,000: {section.get('query_big_vs_small')}")

@@ -107,19 +107,18 @@ async def _asgi_once(app: WxPartnerApp, req: RawRequest) -> tuple[int, bytes]:
     return out["http.response.start"]["status"], out["http.response.body"]["body"]
 
 
-def _calls(world: InProcess) -> dict[str, Callable[[int], Call]]:
+def _calls(world: InProcess, cancels: int) -> dict[str, Callable[[int], Call]]:
+    """Request factories; ``cancels`` cards are issued up front, as each cancel needs a fresh one."""
     employee = world.employee()
-    issued = world.handle(ep.issue_call(employee, "seed", 0))
-    card = issued.body.decode().split('"card_no":"', 1)[1].split('"', 1)[0]
     stamp = str(int(time.time()))
-    cards = [card]
-    for i in range(1, 400):
+    cards = []
+    for i in range(max(400, cancels)):
         r = world.handle(ep.issue_call(employee, "pool", i))
         cards.append(r.body.decode().split('"card_no":"', 1)[1].split('"', 1)[0])
     return {
-        "query": functools.partial(ep.query_call, employee, cards),
+        "query": functools.partial(ep.query_call, employee, cards[:400]),
         "issue": functools.partial(ep.issue_call, employee, stamp),
-        "cancel": functools.partial(ep.cancel_call, employee, cards[1:]),
+        "cancel": functools.partial(ep.cancel_call, employee, cards),
     }
 
 
@@ -134,8 +133,8 @@ def main() -> int:
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="wxprof-") as tmp:
         world = InProcess(Path(tmp))
-        calls = _calls(world)
-        n = min(args.requests, 399)
+        n = args.requests
+        calls = _calls(world, n * (1 if args.cprofile else args.repeat))
         if args.cprofile:
             factory = calls[args.cprofile]
             reqs = [world.raw(factory(i)) for i in range(n)]

@@ -47,6 +47,11 @@ class Server:
                 out.append(pid)
         return out
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the workers have used so far (the supervisor does no request work)."""
+        pids = self.worker_pids() or [self.proc.pid]
+        return sum(process_cpu_seconds(pid) for pid in pids)
+
     def peak_rss_mib(self) -> list[float]:
         pids = self.worker_pids() or [self.proc.pid]  # one worker: uvicorn serves in-process
         return [round(_vm_hwm_kib(pid) / 1024, 1) for pid in pids]
@@ -74,6 +79,12 @@ def _children(pid: int) -> list[int]:
         if ppid == pid:
             out.append(int(entry.name))
     return out
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (a busy machine stretches wall time, not this)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _vm_hwm_kib(pid: int) -> int:

@@ -3,7 +3,6 @@ plugin's per-test reset (``wxpartner_server`` fixture)."""
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -14,13 +13,7 @@ from typing import Any
 
 import httpx
 
-from .servers import free_port
-
-
-def _cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process so far (a busy machine stretches wall time, not this)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from .servers import free_port, process_cpu_seconds
 
 
 def _serve_once(data_dir: Path) -> tuple[float, float]:
@@ -35,7 +28,7 @@ def _serve_once(data_dir: Path) -> tuple[float, float]:
                 raise RuntimeError(f"wxpartner serve exited with {proc.returncode}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    return time.perf_counter() - started, _cpu_seconds(proc.pid)
+                    return time.perf_counter() - started, process_cpu_seconds(proc.pid)
             except httpx.HTTPError:
                 time.sleep(0.01)
         raise RuntimeError("wxpartner serve did not answer within 60 s")
