@@ -35,6 +35,7 @@ from support import APIV3_KEY, SP_A, SUB_A, World, seed, sign_request
 from wxpartner.client.errors import VerificationError
 from wxpartner.client.keys import KeySet
 from wxpartner.client.notifications import Notification, parse_notification
+from wxpartner.protocol import authorization
 from wxpartner.protocol import keys as k
 from wxpartner.protocol.authorization import (
     PARAM_NAMES,
@@ -102,6 +103,34 @@ def near_valid_headers(draw: st.DrawFn) -> str:
 @given(near_valid_headers())
 def test_authorization_parser_on_near_valid_headers(value: str) -> None:
     _parse_auth(value)
+
+
+@st.composite
+def well_formed_headers(draw: st.DrawFn) -> str:
+    """The five parameters in any order, double-quoted, with the spacing clients use: what the
+    one-regex path takes, sometimes with an empty or out-of-range value the checks must refuse."""
+    text = st.text(string.printable.replace('"', ""), max_size=70)
+    digits = st.text("0123456789", min_size=1, max_size=21)
+    parts = []
+    for name in draw(st.permutations(PARAM_NAMES)):
+        value = draw(st.one_of(st.just(""), digits if name == "timestamp" else text))
+        parts.append(f'{name}="{value}"')
+    scheme = draw(st.sampled_from(["", " "])) + "WECHATPAY2-SHA256-RSA2048 "
+    return scheme + draw(st.sampled_from([",", ", ", ",\t"])).join(parts)
+
+
+def _walked(value: str) -> Authorization | None:
+    """The general piece-by-piece parse, without the one-regex path for well-formed headers."""
+    try:
+        return authorization._checked(authorization._parameters(value))
+    except AuthorizationFormatError:
+        return None
+
+
+@PURE
+@given(st.one_of(well_formed_headers(), near_valid_headers(), grammar_text, any_text))
+def test_authorization_fast_path_agrees_with_the_general_parse(value: str) -> None:
+    assert _parse_auth(value) == _walked(value)
 
 
 # --- RFC 3339 ---------------------------------------------------------------------------------------
