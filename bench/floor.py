@@ -1,10 +1,10 @@
 """The signing floor: the least an APIv3 server can do per request on this machine.
 
 It parses the Authorization header, checks the timestamp window, verifies the RSA signature over the
-request message and signs a small JSON response, on the same framework, server and worker count as
-wxpartner. It has no database, no validation and no routing: whatever wxpartner costs beyond this is
-the price of being a real server. Configured through the environment:
-``BENCH_MERCHANT_CERT`` (PEM path of the merchant certificate whose key signs the requests).
+request message and signs a small JSON response, served as `wxpartner serve` serves (the same worker
+supervisor, HTTP protocol and worker count). It has no database, no validation and no routing:
+whatever wxpartner costs beyond this is the price of being a real server. Configured through the
+environment: ``BENCH_MERCHANT_CERT`` (PEM path of the merchant certificate whose key signs the requests).
 """
 
 from __future__ import annotations
@@ -64,3 +64,23 @@ async def endpoint(request: Request) -> Response:
 
 
 app = Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST", "DELETE"])])
+
+
+if __name__ == "__main__":  # python -m bench.floor PORT WORKERS: served exactly as `wxpartner serve` serves
+    import sys
+
+    from wxpartner.server.http_protocol import BoundedHttpToolsProtocol
+    from wxpartner.server.workers import serve
+
+    sys.exit(
+        serve(
+            int(sys.argv[2]),
+            app="bench.floor:app",
+            http=BoundedHttpToolsProtocol,
+            host="127.0.0.1",
+            port=int(sys.argv[1]),
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    )

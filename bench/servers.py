@@ -133,10 +133,7 @@ def start_wxpartner(
 
 def start_floor(merchant_cert: str, workers: int, log_dir: Path) -> Server:
     port = free_port()
-    args = [
-        sys.executable, "-m", "uvicorn", "bench.floor:app", "--port", str(port), "--workers", str(workers),
-        "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
+    args = [sys.executable, "-m", "bench.floor", str(port), str(workers)]
     log = log_dir / "floor.log"
     env = {**os.environ, "BENCH_MERCHANT_CERT": merchant_cert}
     proc = subprocess.Popen(args, stderr=log.open("wb"), env=env)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -104,17 +106,22 @@ def serve(
     os.environ[ENV_VAR] = settings.to_env()
     from ..server.http_protocol import BoundedHttpToolsProtocol
 
-    uvicorn.run(
-        "wxpartner.server.app:app_from_env",
-        factory=True,
-        http=BoundedHttpToolsProtocol,  # bounds the request head before the app sees it
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    config: dict[str, Any] = {
+        "app": "wxpartner.server.app:app_from_env",
+        "factory": True,
+        "http": BoundedHttpToolsProtocol,  # bounds the request head before the app sees it
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": 5,
+    }
+    if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
+        # Each worker on its own socket of one port group: connections spread evenly (server/workers.py).
+        from ..server.workers import serve as serve_workers
+
+        sys.exit(serve_workers(workers, **config))
+    uvicorn.run(**config, workers=workers)
 
 
 def _print_connection(info: Mapping[str, object]) -> None:
