@@ -186,3 +186,33 @@ def test_writer_keeps_rows_when_the_database_fails(app: WxPartnerApp) -> None:
     w.record({"request_id": "X", "bogus_column": 1})  # an insert that fails
     assert w.flush() == 0
     assert w.pending() == 1
+
+
+def test_on_the_loop_the_flush_lets_requests_run_between_chunks(
+    app: WxPartnerApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite serves requests on the event loop: the flush writes one chunk, then yields, so a request
+    waits for at most one chunk's transaction, not for the whole buffer."""
+    import anyio
+
+    from wxpartner.server import journal
+
+    monkeypatch.setattr(journal, "FLUSH_INTERVAL", 0.01)
+    monkeypatch.setattr(app.state, "pipeline_on_loop", True)
+    w = writer(app.state)
+    for i in range(3 * CHUNK):
+        w.record(_row(i))
+    seen: list[int] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(journal.flush_loop, app.state)
+            while w.pending():
+                seen.append(w.pending())  # what another task on the loop sees meanwhile
+                await anyio.sleep(0)
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert 2 * CHUNK in seen and CHUNK in seen, sorted(set(seen))
+    with app.state.db.read() as conn:
+        assert ops_repo.count_journal(conn) == 3 * CHUNK
