@@ -173,6 +173,7 @@ int main(int argc, char **argv) {
 
     long next = 0, queued_from = 0; /* requests [queued_from, next) are due and wait for a connection */
     long done = 0;
+    int rr = 0;
     t0 = now_s() + 0.05;
     double armed = -1, deadline = due(n) + 10.0;
     struct epoll_event events[256];
@@ -180,9 +181,13 @@ int main(int argc, char **argv) {
         double now = now_s();
         if (now > deadline) break;
         while (next < n && due(next) <= now) next++;
-        for (int i = 0; i < nconn && queued_from < next; i++) {
-            conn_t *c = &conns[i];
+        /* Round robin from the connection after the last one used: requests spread over every
+         * connection (and so over the server's workers), not over the first few idle ones. */
+        for (int k = 0; k < nconn && queued_from < next; k++) {
+            conn_t *c = &conns[(rr + k) % nconn];
             if (c->req >= 0) continue;
+            rr = (rr + k + 1) % nconn;
+            k = -1;
             c->req = queued_from++;
             c->out_off = 0;
             if (push(c) < 0) {
