@@ -199,10 +199,10 @@ async def flush_loop(state: AppState) -> None:
             if not w.pending():
                 continue
             if state.pipeline_on_loop:
-                # SQLite, where requests run on the loop too: a chunk at a time, answering requests in
-                # between. In a thread, the flush and the loop took turns at the GIL in 5 ms slices
-                # (sqlite3 keeps it while binding rows): W4's p99 at half load 5.4-10 ms with the
-                # journal, 2.6-5.6 ms without; a whole flush on the loop blocked it for ~13 ms.
+                # SQLite, where requests run on the loop too: a chunk at a time (~1.5 ms), answering
+                # requests in between. A whole flush of a quarter second's ~300 rows held the loop for
+                # ~13 ms; in a thread it contends with the requests for the GIL, which sqlite3 keeps
+                # while it binds rows.
                 for _ in range(w.steps()):
                     if w.flush_step() == 0:
                         break
