@@ -24,7 +24,7 @@ from wxpartner.protocol import constants as c
 from wxpartner.protocol import keys as k
 from wxpartner.protocol.authorization import AuthorizationFormatError, parse_authorization
 from wxpartner.protocol.messages import canonical_url, request_message, response_message
-from wxpartner.protocol.signing import new_nonce, sign, verify
+from wxpartner.protocol.signing import new_hex_nonce, sign, verify
 
 _cert = k.load_certificate(Path(os.environ["BENCH_MERCHANT_CERT"]).read_bytes())
 MERCHANT_KEY = k.certificate_public_key(_cert)
@@ -33,7 +33,7 @@ PLATFORM_SERIAL = "PUB_KEY_ID_0000000000000000000000000000000000"
 
 
 def _signed(status: int, body: bytes) -> Response:
-    ts, nonce = str(int(time.time())), new_nonce()
+    ts, nonce = str(int(time.time())), new_hex_nonce()  # as wxpartner answers
     headers = {
         c.H_REQUEST_ID: uuid.uuid4().hex,
         c.H_TIMESTAMP: ts,
