@@ -117,8 +117,7 @@ def test_sigint_stops_every_worker(server: LiveServer) -> None:
     workers = _workers(server)
     server.proc.send_signal(signal.SIGINT)
     assert server.proc.wait(30) == 0
-    for pid in workers:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert not [pid for pid in workers if _running(pid)]
 
 
 def test_a_port_in_use_is_refused_at_start(tmp_path: Path) -> None:
@@ -144,3 +143,22 @@ def test_a_port_in_use_is_refused_at_start(tmp_path: Path) -> None:
         )
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "cannot listen" in proc.stderr
+
+
+def test_workers_stop_when_the_supervisor_is_killed(server: LiveServer) -> None:
+    workers = _workers(server)
+    server.proc.kill()  # SIGKILL: the supervisor cannot tell anyone
+    server.proc.wait(10)
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in workers if _running(pid)]
+        time.sleep(0.1)
+    assert not alive, f"workers still serving without their supervisor: {alive}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

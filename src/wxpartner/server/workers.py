@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -55,10 +56,19 @@ def _worker(config: dict[str, Any]) -> None:
     except OSError as exc:
         log.error("worker %s could not bind %s:%s: %s", os.getpid(), cfg.host, cfg.port, exc)
         sys.exit(STARTUP_FAILURE)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     server = uvicorn.Server(cfg)
     server.run(sockets=[sock])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A supervisor killed outright (SIGKILL, OOM) cannot stop its workers: each stops itself, gracefully,
+    once it is no longer the supervisor's child, rather than serving on unsupervised."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def free_port_for(host: str, port: int) -> int:
