@@ -93,7 +93,7 @@ def _peak(server: Server, e: ep.Endpoint, args: argparse.Namespace, hint: float)
     rate = min(max(calib.ok_per_second * 2.0, 50.0), hint * 1.5)
     n1 = min(int(rate * args.seconds) + 300, cap - n0)
     reqs = presign(e.signer, functools.partial(_offset, e.factory, n0), server.host, n1)
-    workers = server.worker_pids() or [server.proc.pid]
+    workers = server.serving_pids()
     cpu0, t0 = server.cpu_seconds(), time.monotonic()
     res = run_wrk(server.url, reqs, seconds=args.seconds, connections=args.connections, threads=2)
     cpu, wall = server.cpu_seconds() - cpu0, time.monotonic() - t0

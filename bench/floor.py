@@ -69,18 +69,9 @@ app = Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST", 
 if __name__ == "__main__":  # python -m bench.floor PORT WORKERS: served exactly as `wxpartner serve` serves
     import sys
 
-    from wxpartner.server.http_protocol import BoundedHttpToolsProtocol
-    from wxpartner.server.workers import serve
+    from wxpartner.server import workers as serving
 
-    sys.exit(
-        serve(
-            int(sys.argv[2]),
-            app="bench.floor:app",
-            http=BoundedHttpToolsProtocol,
-            host="127.0.0.1",
-            port=int(sys.argv[1]),
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
+    config = serving.config_for(
+        "bench.floor:app", host="127.0.0.1", port=int(sys.argv[1]), log_level="warning"
     )
+    serving.run(int(sys.argv[2]), config)

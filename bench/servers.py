@@ -47,14 +47,17 @@ class Server:
                 out.append(pid)
         return out
 
+    def serving_pids(self) -> list[int]:
+        """The processes that answer requests: the workers, or the server itself when it has none
+        (one worker: uvicorn serves in-process)."""
+        return self.worker_pids() or [self.proc.pid]
+
     def cpu_seconds(self) -> float:
-        """User + system CPU the workers have used so far (the supervisor does no request work)."""
-        pids = self.worker_pids() or [self.proc.pid]
-        return sum(process_cpu_seconds(pid) for pid in pids)
+        """User + system CPU the serving processes have used so far (a supervisor serves nothing)."""
+        return sum(process_cpu_seconds(pid) for pid in self.serving_pids())
 
     def peak_rss_mib(self) -> list[float]:
-        pids = self.worker_pids() or [self.proc.pid]  # one worker: uvicorn serves in-process
-        return [round(_vm_hwm_kib(pid) / 1024, 1) for pid in pids]
+        return [round(_vm_hwm_kib(pid) / 1024, 1) for pid in self.serving_pids()]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -59,7 +57,6 @@ def serve(
     log_level: str,
 ) -> None:
     """Start the server (SQLite in --data-dir unless --database-url is given)."""
-    import uvicorn
 
     from ..sandbox.bootstrap import bootstrap, connection_info
     from ..sandbox.scenario import ScenarioError
@@ -104,24 +101,12 @@ def serve(
         _print_connection(info)
     sys.stdout.flush()
     os.environ[ENV_VAR] = settings.to_env()
-    from ..server.http_protocol import BoundedHttpToolsProtocol
+    from ..server import workers as serving
 
-    config: dict[str, Any] = {
-        "app": "wxpartner.server.app:app_from_env",
-        "factory": True,
-        "http": BoundedHttpToolsProtocol,  # bounds the request head before the app sees it
-        "host": host,
-        "port": port,
-        "log_level": log_level,
-        "access_log": False,
-        "timeout_graceful_shutdown": 5,
-    }
-    if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
-        # Each worker on its own socket of one port group: connections spread evenly (server/workers.py).
-        from ..server.workers import serve as serve_workers
-
-        sys.exit(serve_workers(workers, **config))
-    uvicorn.run(**config, workers=workers)
+    config = serving.config_for(
+        "wxpartner.server.app:app_from_env", host=host, port=port, log_level=log_level, factory=True
+    )
+    serving.run(workers, config)
 
 
 def _print_connection(info: Mapping[str, object]) -> None:

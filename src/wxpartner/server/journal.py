@@ -1,9 +1,10 @@
 """The request journal: every ``/v3`` request, recorded off the request path.
 
 The pipeline's observer only appends a small dict to an in-process buffer; a background task writes
-the buffer every quarter second, in transactions of at most ``CHUNK`` rows, and once more at shutdown,
-so a normal stop loses nothing. Rows carry no bodies and no keys: a body digest, and for a signature mismatch the
-string-to-sign the server expected (request bodies carry sensitive fields only as RSA-OAEP ciphertext).
+the buffer every quarter second, in transactions of at most ``CHUNK`` rows, and once more at
+shutdown, so a normal stop loses nothing. Rows carry no bodies and no keys: a body digest, and for a
+signature mismatch the string-to-sign the server expected (request bodies carry sensitive fields only
+as RSA-OAEP ciphertext).
 Retention is bounded: the newest ``journal_keep`` rows (settings.extra, default 10 000) are kept.
 """
 
@@ -79,9 +80,9 @@ class JournalWriter:
         return -(-len(self._rows) // CHUNK)
 
     def flush_step(self) -> int:
-        """One short transaction: the oldest ``CHUNK`` buffered rows (and, every ``PRUNE_EVERY`` rows,
-        a bounded prune in another). Returns the rows written; 0 when there were none or it failed,
-        in which case they are back at the head of the buffer."""
+        """One short transaction: the oldest ``CHUNK`` buffered rows and, every ``PRUNE_EVERY`` rows,
+        a bounded prune. Returns the rows written; 0 when there were none or it failed, in which
+        case they are back at the head of the buffer."""
         with self._flush_lock:
             with self._lock:
                 chunk = [self._rows.popleft() for _ in range(min(CHUNK, len(self._rows)))]

@@ -133,3 +133,27 @@ def serve(workers: int, **config: Any) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status
+
+
+def config_for(app: str, *, host: str, port: int, log_level: str, factory: bool = False) -> dict[str, Any]:
+    """uvicorn's settings for serving ``app`` (an import string) as ``wxpartner serve`` does."""
+    from .http_protocol import BoundedHttpToolsProtocol
+
+    return {
+        "app": app,
+        "factory": factory,
+        "http": BoundedHttpToolsProtocol,  # bounds the request head before the app sees it
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": 5,
+    }
+
+
+def run(workers: int, config: dict[str, Any]) -> None:
+    """Serve until stopped: one process in-process, several each on its own socket of one port group
+    (where the system has ``SO_REUSEPORT``; otherwise uvicorn's supervisor and its shared socket)."""
+    if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
+        sys.exit(serve(workers, **config))
+    uvicorn.run(**config, workers=workers)
