@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
+import httpx
 import pytest
 from pydantic import Field
 
@@ -32,6 +33,7 @@ from wxpartner.client import (
     TransportError,
     VerificationError,
 )
+from wxpartner.client.core import answer
 from wxpartner.client.operations import Op
 from wxpartner.models.common import WxModel
 from wxpartner.protocol import constants as c
@@ -470,3 +472,18 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
         assert len(delays) > 1  # jitter: concurrent clients do not retry in lockstep
     after = [policy.delay(1, retry_after=2.0) for _ in range(50)]
     assert all(2.0 <= d <= 2.0 * 1.1 for d in after)  # Retry-After is a floor
+
+
+def test_answer_headers_are_lower_cased_joined_and_decoded_like_httpx() -> None:
+    raw = [
+        (b"Request-ID", b"r-1"),
+        (b"Set-Cookie", b"a=1"),
+        (b"set-cookie", b"b=2"),
+        (b"X-Note", "说明".encode()),  # not ASCII: httpx falls back to UTF-8 for every header
+    ]
+    headers = httpx.Headers(raw)
+    resp = answer(200, headers, b"{}")
+    assert resp.headers == {"request-id": "r-1", "set-cookie": "a=1, b=2", "x-note": "说明"}
+    assert resp.headers == dict(headers.items())  # what httpx's own view says
+    latin = httpx.Headers([(b"X-Old", "café".encode("latin-1"))])
+    assert answer(200, latin, b"").headers == {"x-old": "café"} == dict(latin.items())

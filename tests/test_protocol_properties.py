@@ -3,6 +3,7 @@ breaks verification, and Authorization emit -> parse is the identity."""
 
 from __future__ import annotations
 
+import datetime as dt
 import string
 
 import pytest
@@ -14,6 +15,7 @@ from wxpartner.protocol import keys as k
 from wxpartner.protocol.authorization import Authorization, parse_authorization
 from wxpartner.protocol.messages import canonical_url, request_message, response_message
 from wxpartner.protocol.signing import new_nonce, sign, verify
+from wxpartner.protocol.times import parse_rfc3339
 
 # One key for the module: generation is the slow part, the property is about messages.
 KEY: rsa.RSAPrivateKey = k.generate_private_key()
@@ -137,3 +139,41 @@ def test_nonces_are_alphanumeric_and_uniform() -> None:
     chi_square = sum((n - expected) ** 2 / expected for n in counts.values())
     assert chi_square < 130, chi_square
     assert len(new_nonce(64)) == 64 and len(new_nonce(1)) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    moment=st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30)),
+    offset=st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59),
+    digits=st.integers(min_value=0, max_value=9),
+    zulu=st.booleans(),
+)
+def test_rfc3339_parse_agrees_with_the_standard_library(
+    moment: dt.datetime, offset: int, digits: int, zulu: bool
+) -> None:
+    tz = dt.UTC if zulu else dt.timezone(dt.timedelta(minutes=offset))
+    value = moment.replace(tzinfo=tz)
+    text = value.isoformat(timespec="seconds").replace("+00:00", "Z" if zulu else "+00:00")
+    fraction = f"{value.microsecond:06d}{'0' * 3}"[:digits]
+    if fraction:
+        text = text[:19] + "." + fraction + text[19:]
+    parsed = parse_rfc3339(text)
+    assert parsed == value.replace(microsecond=int((fraction + "000000")[:6]) if fraction else 0)
+    assert parsed.utcoffset() == tz.utcoffset(None)  # same instant *and* the same offset kept
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-05-20T13:29:35+24:00",  # offsets must stay within ±23:59 (the zone cache sees each once)
+        "2025-05-20T13:29:35-07:60",
+        "2025-05-20T13:29:35",  # no offset
+        "2025-05-20 13:29:35+08:00",
+        "2025-02-30T13:29:35+08:00",
+        "2025-05-20T24:00:00+08:00",
+    ],
+)
+def test_rfc3339_refusals(text: str) -> None:
+    for _ in range(2):  # the second time through the zone cache
+        with pytest.raises(ValueError):
+            parse_rfc3339(text)

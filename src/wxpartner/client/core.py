@@ -261,9 +261,11 @@ class Engine:
         elif isinstance(body, BaseModel):
             data = body.model_dump(mode="json", exclude_none=True, by_alias=True)
         else:
-            data = json.loads(json.dumps(body))  # a private copy we may encrypt in place
+            data = body if type(body) is dict else dict(body)
         pointers = sensitive_pointers(call.shape or body, data, call.sensitive) if data is not None else []
         if pointers:
+            if data is body:
+                data = json.loads(json.dumps(body))  # a private copy: the caller's dict stays plain
             key = self.keys.encryption_key()
             if key is None and self.config.download_certificates:
                 yield Refresh(None)
@@ -440,8 +442,12 @@ class Engine:
 
 
 def answer(status: int, headers: httpx.Headers, content: bytes) -> Response:
+    """Lower-cased names, repeated headers joined with ", "; decoded as httpx would (ASCII, else UTF-8,
+    else Latin-1), but once for all pairs: ``multi_items()`` re-reads the encoding per header."""
     merged: dict[str, str] = {}
-    for k, v in headers.multi_items():
-        name = k.lower()
-        merged[name] = f"{merged[name]}, {v}" if name in merged else v
+    encoding = headers.encoding
+    for k, v in headers.raw:
+        name = k.decode(encoding).lower()
+        value = v.decode(encoding)
+        merged[name] = f"{merged[name]}, {value}" if name in merged else value
     return Response(status, merged, content)

@@ -15,19 +15,27 @@ def parse_rfc3339(value: str) -> dt.datetime:
     m = _RFC3339.match(value)
     if m is None:
         raise ValueError("expected RFC 3339 date-time with offset, e.g. 2025-05-20T13:29:35+08:00")
-    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
-    frac = m.group(7)
+    year, month, day, hour, minute, second, frac, zone = m.groups()
     micro = int((frac[1:] + "000000")[:6]) if frac else 0
-    zone = m.group(8)
-    if zone == "Z":
-        tz = dt.UTC
-    else:
-        sign = 1 if zone[0] == "+" else -1
-        hh, mm = int(zone[1:3]), int(zone[4:6])
+    return dt.datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=_zone(zone)
+    )
+
+
+_ZONES: dict[str, dt.timezone] = {"Z": dt.UTC}
+
+
+def _zone(text: str) -> dt.timezone:
+    """``Z`` or ``±hh:mm`` as a timezone; the few offsets ever seen are kept (answers carry +08:00)."""
+    tz = _ZONES.get(text)
+    if tz is None:
+        hh, mm = int(text[1:3]), int(text[4:6])
         if hh > 23 or mm > 59:
             raise ValueError("offset out of range")
-        tz = dt.timezone(sign * dt.timedelta(hours=hh, minutes=mm))
-    return dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+        tz = dt.timezone((1 if text[0] == "+" else -1) * dt.timedelta(hours=hh, minutes=mm))
+        if len(_ZONES) < 64:
+            _ZONES[text] = tz
+    return tz
 
 
 def format_rfc3339(value: dt.datetime, *, millis: bool = False) -> str:
