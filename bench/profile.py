@@ -7,12 +7,14 @@ shared machine an absolute rate from another minute says little, the share of ea
 
     python -m bench.profile                    # per-request microseconds of each endpoint, both paths
     python -m bench.profile --cprofile issue   # cProfile of one endpoint (top 35 by cumulative time)
+    python -m bench.profile --postgres         # the same against a private PostgreSQL server
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import functools
 import pstats
@@ -34,12 +36,16 @@ from .presign import Call, Signer, raw_request
 class InProcess:
     """The demo world served in-process; requests are signed on the fly but outside the timed part."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, database_url: str = "") -> None:
         from wxpartner.sandbox.bootstrap import bootstrap, connection_info
         from wxpartner.store.db import Database
 
         settings = Settings(
-            data_dir=str(data_dir), sandbox_token="bench-token", rate_limits=False, deliver_callbacks=False
+            data_dir=str(data_dir),
+            database_url=database_url,
+            sandbox_token="bench-token",
+            rate_limits=False,
+            deliver_callbacks=False,
         )
         self.db = Database(settings.resolved_database_url())
         bootstrap(self.db, data_dir, token="bench-token", demo=True)
@@ -130,51 +136,64 @@ def main() -> int:
     p.add_argument("--asgi", action="store_true", help="profile through the ASGI entry point")
     p.add_argument("--sort", default="cumulative")
     p.add_argument("--top", type=int, default=35)
+    p.add_argument("--postgres", action="store_true", help="a private PostgreSQL server, not SQLite")
     args = p.parse_args()
-    with tempfile.TemporaryDirectory(prefix="wxprof-") as tmp:
-        world = InProcess(Path(tmp))
-        n = args.requests
-        calls = _calls(world, n * (1 if args.cprofile else args.repeat))
-        if args.cprofile:
-            factory = calls[args.cprofile]
-            reqs = [world.raw(factory(i)) for i in range(n)]
-            run = (
-                (lambda r: asyncio.run(_asgi_once(world.app, r))) if args.asgi else world.app.pipeline.handle
-            )
-            prof = cProfile.Profile()
-            prof.enable()
+    with contextlib.ExitStack() as stack:
+        database_url = ""
+        if args.postgres:
+            from .postgres import PrivatePostgres
+            from .servers import free_port
+
+            pg = PrivatePostgres(free_port())
+            pg.start()
+            database_url = stack.enter_context(pg).url
+        return _profile(
+            args, stack.enter_context(tempfile.TemporaryDirectory(prefix="wxprof-")), database_url
+        )
+
+
+def _profile(args: argparse.Namespace, tmp: str, database_url: str) -> int:
+    world = InProcess(Path(tmp), database_url)
+    n = args.requests
+    calls = _calls(world, n * (1 if args.cprofile else args.repeat))
+    if args.cprofile:
+        factory = calls[args.cprofile]
+        reqs = [world.raw(factory(i)) for i in range(n)]
+        run = (lambda r: asyncio.run(_asgi_once(world.app, r))) if args.asgi else world.app.pipeline.handle
+        prof = cProfile.Profile()
+        prof.enable()
+        for r in reqs:
+            run(r)
+        prof.disable()
+        pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
+        return 0
+    counts = {"statements": 0, "transactions": 0}
+
+    def on_execute(*_a: Any) -> None:
+        counts["statements"] += 1
+
+    def on_begin(*_a: Any) -> None:
+        counts["transactions"] += 1
+
+    import sqlalchemy as sa
+
+    sa.event.listen(world.db.engine, "before_cursor_execute", on_execute)
+    sa.event.listen(world.db.engine, "begin", on_begin)
+    print(f"{'endpoint':14} {'wall µs':>8} {'CPU µs':>8} {'txns':>5} {'stmts':>6}   (per request)")
+    for name, factory in calls.items():
+        # Best of --repeat rounds: on a shared machine the minimum is the stable figure.
+        best_wall = best_cpu = float("inf")
+        for round_no in range(args.repeat):
+            reqs = [world.raw(factory(i + round_no * n)) for i in range(n)]
+            counts.update(statements=0, transactions=0)
+            started, cpu = time.perf_counter(), time.process_time()
             for r in reqs:
-                run(r)
-            prof.disable()
-            pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
-            return 0
-        counts = {"statements": 0, "transactions": 0}
-
-        def on_execute(*_a: Any) -> None:
-            counts["statements"] += 1
-
-        def on_begin(*_a: Any) -> None:
-            counts["transactions"] += 1
-
-        import sqlalchemy as sa
-
-        sa.event.listen(world.db.engine, "before_cursor_execute", on_execute)
-        sa.event.listen(world.db.engine, "begin", on_begin)
-        print(f"{'endpoint':14} {'wall µs':>8} {'CPU µs':>8} {'txns':>5} {'stmts':>6}   (per request)")
-        for name, factory in calls.items():
-            # Best of --repeat rounds: on a shared machine the minimum is the stable figure.
-            best_wall = best_cpu = float("inf")
-            for round_no in range(args.repeat):
-                reqs = [world.raw(factory(i + round_no * n)) for i in range(n)]
-                counts.update(statements=0, transactions=0)
-                started, cpu = time.perf_counter(), time.process_time()
-                for r in reqs:
-                    resp = world.app.pipeline.handle(r)
-                    assert 200 <= resp.status < 300, (name, resp.status, resp.body)
-                best_wall = min(best_wall, (time.perf_counter() - started) / n * 1e6)
-                best_cpu = min(best_cpu, (time.process_time() - cpu) / n * 1e6)
-            txns, stmts = counts["transactions"] / n, counts["statements"] / n
-            print(f"{name:14} {best_wall:8.0f} {best_cpu:8.0f} {txns:5.1f} {stmts:6.1f}")
+                resp = world.app.pipeline.handle(r)
+                assert 200 <= resp.status < 300, (name, resp.status, resp.body)
+            best_wall = min(best_wall, (time.perf_counter() - started) / n * 1e6)
+            best_cpu = min(best_cpu, (time.process_time() - cpu) / n * 1e6)
+        txns, stmts = counts["transactions"] / n, counts["statements"] / n
+        print(f"{name:14} {best_wall:8.0f} {best_cpu:8.0f} {txns:5.1f} {stmts:6.1f}")
     return 0
 
 

@@ -11,7 +11,7 @@ from psycopg.pq import TransactionStatus
 
 from pg import PgServer, create_database, drop_database
 from wxpartner.store import sandbox
-from wxpartner.store.db import Database, sqlite_url_for
+from wxpartner.store.db import Database, LeanStatement, sqlite_url_for
 
 
 def _status(conn: sa.Connection) -> TransactionStatus:
@@ -56,4 +56,38 @@ def test_autocommit_is_one_write_transaction_on_sqlite(tmp_path: Path) -> None:
         with db.read() as conn:
             assert not sandbox.nonce_seen(conn, "1900000001", "rolled-back")
     finally:
+        db.dispose()
+
+
+def test_lean_statements_return_rows_exactly_when_the_statement_has_them(database_url: str) -> None:
+    """Rows come back for a SELECT and for DML with RETURNING, none for plain DML, and a text
+    statement asks the cursor; the same on both drivers (psycopg refuses fetchall without a result)."""
+    meta = sa.MetaData()
+    t = sa.Table("lean_probe", meta, sa.Column("k", sa.String, primary_key=True), sa.Column("v", sa.Integer))
+    db = Database(database_url)
+    try:
+        with db.write() as conn:
+            meta.create_all(conn)
+        insert = LeanStatement(sa.insert(t).values(k=sa.bindparam("k"), v=sa.bindparam("v")))
+        insert_back = LeanStatement(
+            sa.insert(t).values(k=sa.bindparam("k"), v=sa.bindparam("v")).returning(t.c.v)
+        )
+        select = LeanStatement(
+            sa.select(t.c.k, t.c.v).where(t.c.v >= sa.bindparam("v")).order_by(t.c.k), ("k", "v")
+        )
+        delete = LeanStatement(sa.delete(t).where(t.c.k == sa.bindparam("k")))
+        text = LeanStatement(sa.text("SELECT count(*) FROM lean_probe"))
+        with db.write() as conn:
+            assert insert.rows(conn, {"k": "a", "v": 1}) == []
+            assert insert_back.rows(conn, {"k": "b", "v": 2}) == [(2,)]
+            assert select.rows(conn, {"v": 2}) == [("b", 2)]
+            assert select.first_mapping(conn, {"v": 0}) == {"k": "a", "v": 1}
+            assert select.first(conn, {"v": 9}) is None
+            assert text.rows(conn, {}) == [(2,)]
+            assert delete.rows(conn, {"k": "a"}) == []
+        with db.read() as conn:
+            assert select.rows(conn, {"v": 0}) == [("b", 2)]
+    finally:
+        with db.write() as conn:
+            meta.drop_all(conn)
         db.dispose()
