@@ -36,6 +36,13 @@ import click
     show_default=True,
     help="where /v3 requests run: the event loop, worker threads, or auto (loop for SQLite)",
 )
+@click.option(
+    "--pipeline-threads",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="with --pipeline threads: requests at once per worker",
+)
 @click.option("--public-base-url", default="", help="base URL put in links (authorization/payment pages)")
 @click.option("--json", "as_json", is_flag=True, help="print connection settings as one JSON object")
 @click.option("--log-level", default="warning", show_default=True)
@@ -52,6 +59,7 @@ def serve(
     no_explain: bool,
     no_rate_limits: bool,
     pipeline: str,
+    pipeline_threads: int,
     public_base_url: str,
     as_json: bool,
     log_level: str,
@@ -73,6 +81,7 @@ def serve(
         explain=not no_explain,
         rate_limits=not no_rate_limits,
         pipeline_on_loop=None if pipeline == "auto" else pipeline == "loop",
+        pipeline_threads=pipeline_threads,
         public_base_url=public_base_url,
     )
     db = Database(settings.resolved_database_url(), pool_size=2)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
@@ -138,6 +139,7 @@ class WxPartnerApp:
         self.state = AppState(settings, db)
         self._freeze_heap = freeze_heap
         self.pipeline = Pipeline(self.state)
+        self._limiter: tuple[object, anyio.CapacityLimiter] | None = None
         from .web import build_web_app
 
         self.web: Starlette = build_web_app(self.state, lifespan=self._lifespan)
@@ -179,7 +181,7 @@ class WxPartnerApp:
         if self.state.pipeline_on_loop:
             resp = self.pipeline.handle(req)
         else:
-            resp = await anyio.to_thread.run_sync(self.pipeline.handle, req)
+            resp = await anyio.to_thread.run_sync(self.pipeline.handle, req, limiter=self._pipeline_limiter())
         if resp.delay_s > 0:
             await anyio.sleep(resp.delay_s)
         if resp.status == 0:  # sandbox fault: drop the connection without an answer
@@ -188,6 +190,14 @@ class WxPartnerApp:
             await send({"type": "http.response.start", "status": 500, "headers": [(b"content-length", b"1")]})
             raise ConnectionAbortedError("sandbox fault: dropped connection")
         await send_raw(send, resp)
+
+    def _pipeline_limiter(self) -> anyio.CapacityLimiter:
+        # One per event loop (a limiter belongs to the loop it was made on; in-process tests run the
+        # app under one loop after another).
+        loop = anyio.lowlevel.current_token()
+        if self._limiter is None or self._limiter[0] != loop:
+            self._limiter = (loop, anyio.CapacityLimiter(self.state.settings.pipeline_threads))
+        return self._limiter[1]
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> WxPartnerApp:
