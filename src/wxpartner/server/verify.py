@@ -103,6 +103,8 @@ class Verifier:
         self._since_prune = 0
         signal = db.change_signal
         self._credentials = CredentialCache(signal) if signal is not None else None
+        # PostgreSQL: lookups remembered too, checked by the nonce's statement (_check_on_postgres).
+        self._remembered = CredentialCache() if db.replay_window is None and not db.sqlite else None
 
     def check_headers(self, req: RawRequest) -> None:
         accept = req.header("accept")
@@ -140,25 +142,55 @@ class Verifier:
             ) from None
 
         window = self.db.replay_window
-        if window is None:
-            # The request_nonces table. The lookup and the nonce's INSERT … ON CONFLICT DO NOTHING are
-            # each atomic on their own, and the nonce is written last, once every check passed (so a
-            # refusal writes nothing): on PostgreSQL two statements in autocommit, two round trips
-            # instead of four; on an in-memory SQLite, one write transaction.
-            with self.db.autocommit() as conn:
-                found = registry.get_credential_and_clock(conn, auth.mchid, auth.serial_no)
-                ledger: _Ledger = _TableLedger(conn, self.prune_due, 2 * self.time_window)
-                merchant, clock, fresh = self._check(req, auth, found, ledger)
-        else:
+        if window is not None:
             # SQLite: the window is shared memory on this host (store/replay_window.py), and the lookups
             # are remembered until the database says they changed (server/credential_cache.py).
             merchant, clock, fresh = self._check(
                 req, auth, self._cached_lookup(auth), _SharedLedger(window, self.time_window)
             )
+        elif self._remembered is not None:
+            merchant, clock, fresh = self._check_on_postgres(req, auth, self._remembered)
+        else:
+            # An in-memory SQLite: the lookup and the nonce's INSERT in one write transaction; the nonce
+            # is written last, once every check passed (so a refusal writes nothing).
+            with self.db.autocommit() as conn:
+                found = registry.get_credential_and_clock(conn, auth.mchid, auth.serial_no)
+                ledger = _TableLedger(conn, self.prune_due, 2 * self.time_window)
+                merchant, clock, fresh = self._check(req, auth, found, ledger)
         if not fresh:
             raise self._replay(auth.nonce_str)
         wechatpay_serial = req.header(c.H_WECHATPAY_SERIAL)
         return Verified(Caller(merchant, auth.serial_no, wechatpay_serial), clock)
+
+    def _check_on_postgres(
+        self, req: RawRequest, auth: Authorization, cache: CredentialCache
+    ) -> tuple[Merchant, ClockState, bool]:
+        """The request_nonces table, in autocommit (each statement atomic on its own): usually ONE
+        statement. A remembered lookup is checked against the change generation that the nonce's
+        INSERT reads in the same statement; if the generation moved since the lookup, or the remembered
+        facts refused the request, the lookup is made again and the checks run again on fresh facts,
+        and a nonce recorded on stale ones is taken back if those refuse (a refusal writes nothing)."""
+        with self.db.autocommit() as conn:
+            ledger = _GenerationLedger(conn, self.prune_due, 2 * self.time_window)
+            remembered = cache.remembered(auth.mchid, auth.serial_no)
+            if remembered is not None:
+                try:
+                    checked = self._check(req, auth, remembered[0], ledger)
+                except ApiError:
+                    pass  # refused on remembered facts: decided on fresh ones below
+                else:
+                    if ledger.generation == remembered[1]:
+                        return checked
+            found, generation = registry.get_credential_clock_generation(conn, auth.mchid, auth.serial_no)
+            cache.remember(auth.mchid, auth.serial_no, found, generation)
+            if ledger.recorded is None:
+                return self._check(req, auth, found, ledger)
+            try:
+                return self._check(req, auth, found, _Recorded(ledger.recorded))
+            except ApiError:
+                if ledger.recorded:
+                    sandbox.forget_nonce(conn, auth.mchid, auth.nonce_str)
+                raise
 
     def _cached_lookup(self, auth: Authorization) -> Lookup:
         assert self._credentials is not None  # built with the replay window: both need a SQLite file
@@ -256,10 +288,38 @@ class _TableLedger:
         return sandbox.nonce_seen(self._conn, mchid, nonce)
 
     def record(self, mchid: str, nonce: str, now: float) -> bool:
-        fresh = sandbox.record_nonce(self._conn, mchid, nonce, now)
+        return self._pruned(sandbox.record_nonce(self._conn, mchid, nonce, now), now)
+
+    def _pruned(self, fresh: bool, now: float) -> bool:
         if fresh and self._prune_due():
             sandbox.prune_nonces(self._conn, now - self._keep)
         return fresh
+
+
+class _GenerationLedger(_TableLedger):
+    """PostgreSQL: recording the nonce also reads the change generation (store/change_signal.py)."""
+
+    recorded: bool | None = None  # None: not recorded (yet)
+    generation: str | None = None
+
+    def record(self, mchid: str, nonce: str, now: float) -> bool:
+        fresh, self.generation = sandbox.record_nonce_reading_generation(self._conn, mchid, nonce, now)
+        self.recorded = fresh
+        return self._pruned(fresh, now)
+
+
+class _Recorded:
+    """The nonce is already recorded, ``fresh`` or found there before: checks run again on fresh facts
+    without touching it."""
+
+    def __init__(self, fresh: bool) -> None:
+        self._fresh = fresh
+
+    def seen(self, mchid: str, nonce: str, now: float) -> bool:
+        return not self._fresh
+
+    def record(self, mchid: str, nonce: str, now: float) -> bool:
+        return self._fresh
 
 
 class _SharedLedger:

@@ -1,5 +1,5 @@
-"""A word shared by the processes of a SQLite deployment that changes whenever merchants, their
-certificates or the sandbox clock do, so each process may keep them in memory between requests.
+"""A word shared by the processes of a deployment that changes whenever merchants, their certificates
+or the sandbox clock do, so each process may keep them in memory between requests.
 
 Every request needs its merchant, the certificate named by its ``serial_no`` and the sandbox clock; they
 change rarely (a scenario applied, a certificate revoked, the clock moved), and looking them up cost a
@@ -10,6 +10,12 @@ exactly when the word differs (a lookup that raced the commit carries the old wo
 The word lives in ``<db>.changes`` beside the database, mapped by every process (one host, like SQLite
 itself). A change made by other means (the ``sqlite3`` shell) does not rewrite it: caches also expire
 after a second (``server/credential_cache.py``).
+
+PostgreSQL's hosts share no memory: there the word is a row of ``sandbox_kv`` (``GENERATION_KEY``)
+rewritten *inside* the changing transaction, so it commits or rolls back with the change, and every
+host sees it at the same moment as the change itself. A request reads it in the statement that
+records its nonce, which it runs anyway (server/verify.py), so checking a cached lookup costs no round
+trip.
 """
 
 from __future__ import annotations
@@ -19,15 +25,30 @@ import os
 import struct
 from pathlib import Path
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
+
+from .schema import sandbox_kv
 
 _WORD = struct.Struct("<Q")
 _MARK = "wx_cached_rows_changed"
+GENERATION_KEY = "changes:generation"
+
+_NEW_GENERATION = (
+    postgresql.insert(sandbox_kv)
+    .values(key=GENERATION_KEY, value=sa.bindparam("value"))
+    .on_conflict_do_update(index_elements=[sandbox_kv.c.key], set_={"value": sa.bindparam("value")})
+)
 
 
 def note_change(conn: Connection) -> None:
     """Mark the transaction on ``conn``: once it commits, every process drops its cached lookups."""
     conn.info[_MARK] = True
+    if conn.dialect.name == "postgresql":
+        # A new random value, not a counter: a reset that deleted the row could bring a counter back to
+        # a value some host still holds.
+        conn.execute(_NEW_GENERATION, {"value": os.urandom(8).hex()})
 
 
 def take_change(conn: Connection) -> bool:

@@ -12,9 +12,16 @@ from sqlalchemy.engine import Connection
 
 from ..domain.clock import ClockState
 from ..domain.merchants import KeyMode, Merchant, RelationKind, Role
-from .change_signal import note_change
+from .change_signal import GENERATION_KEY, note_change
 from .db import LeanStatement
-from .schema import merchant_certificates, merchant_relations, merchants, platform_keys, sandbox_clock
+from .schema import (
+    merchant_certificates,
+    merchant_relations,
+    merchants,
+    platform_keys,
+    sandbox_clock,
+    sandbox_kv,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +108,8 @@ def _credential(row: sa.Row[tuple[object, ...]] | None) -> tuple[Merchant | None
 
 
 # The request verifier needs the business clock too: the same round trip carries it (scalar
-# subqueries of the one-row clock table; no row means the real clock, as in sandbox.read_clock).
+# subqueries of the one-row clock table; no row means the real clock, as in sandbox.read_clock), and
+# the change generation the lookup was made at (PostgreSQL's, see store/change_signal.py).
 _CREDENTIAL_AND_CLOCK = _CREDENTIAL.add_columns(
     sa.select(sandbox_clock.c.offset_seconds)
     .where(sandbox_clock.c.id == 1)
@@ -111,6 +119,10 @@ _CREDENTIAL_AND_CLOCK = _CREDENTIAL.add_columns(
     .where(sandbox_clock.c.id == 1)
     .scalar_subquery()
     .label("wx_clock_frozen_at"),
+    sa.select(sandbox_kv.c.value)
+    .where(sandbox_kv.c.key == GENERATION_KEY)
+    .scalar_subquery()
+    .label("wx_generation"),
 )
 
 
@@ -124,11 +136,18 @@ def get_credential_and_clock(
     conn: Connection, mchid: str, serial_no: str
 ) -> tuple[Merchant | None, Credential | None, ClockState]:
     """``get_credential`` plus the sandbox clock (``sandbox.read_clock``), in one statement."""
+    return get_credential_clock_generation(conn, mchid, serial_no)[0]
+
+
+def get_credential_clock_generation(
+    conn: Connection, mchid: str, serial_no: str
+) -> tuple[tuple[Merchant | None, Credential | None, ClockState], str | None]:
+    """``get_credential_and_clock`` and the change generation it was read at, in one statement."""
     m = _LEAN_CREDENTIAL_AND_CLOCK.first_mapping(conn, {"mchid": mchid, "serial_no": serial_no})
     if m is None:  # unknown merchant: the request is refused, the clock read the usual way
         from .sandbox import read_clock
 
-        return None, None, read_clock(conn)
+        return (None, None, read_clock(conn)), None
     offset = m["wx_clock_offset"]
     frozen = m["wx_clock_frozen_at"]
     clock = (
@@ -137,9 +156,11 @@ def get_credential_and_clock(
         else ClockState()
     )
     merchant = _merchant(m)
+    generation = m["wx_generation"]
     if m["serial_no"] is None:
-        return merchant, None, clock
-    return merchant, Credential(merchant, m["serial_no"], m["public_key_pem"], bool(m["revoked"])), clock
+        return (merchant, None, clock), generation
+    credential = Credential(merchant, m["serial_no"], m["public_key_pem"], bool(m["revoked"]))
+    return (merchant, credential, clock), generation
 
 
 def serial_owner(conn: Connection, serial_no: str) -> str | None:

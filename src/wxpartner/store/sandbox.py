@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..domain.clock import ClockState
-from .change_signal import note_change
+from .change_signal import GENERATION_KEY, note_change
 from .db import LeanStatement, insert_for
 from .schema import rate_counters, request_nonces, sandbox_clock, sandbox_kv
 
@@ -39,6 +39,39 @@ def record_nonce(conn: Connection, mchid: str, nonce: str, seen_at: float) -> bo
     RETURNING tells inserted from skipped reliably (rowcount is not, on every driver).
     Every request runs it: compiled once per dialect, executed on the driver cursor (db.LeanStatement)."""
     return _RECORD_NONCE.first(conn, {"mchid": mchid, "nonce": nonce, "seen_at": seen_at}) is not None
+
+
+def _record_nonce_reading_generation(dialect: str) -> sa.Select[tuple[bool, str | None]]:
+    inserted = (
+        insert_for(dialect, request_nonces)
+        .values({k: sa.bindparam(k) for k in ("mchid", "nonce", "seen_at")})
+        .on_conflict_do_nothing()
+        .returning(request_nonces.c.seen_at)
+        .cte("inserted")
+    )
+    generation = sa.select(sandbox_kv.c.value).where(sandbox_kv.c.key == GENERATION_KEY)
+    return sa.select(sa.exists(sa.select(inserted.c.seen_at)), generation.scalar_subquery())
+
+
+# PostgreSQL only (SQLite has no INSERT inside WITH).
+_RECORD_NONCE_READING_GENERATION = LeanStatement(_record_nonce_reading_generation)
+
+
+def record_nonce_reading_generation(
+    conn: Connection, mchid: str, nonce: str, seen_at: float
+) -> tuple[bool, str | None]:
+    """``record_nonce`` and, in the same statement (PostgreSQL), the change generation
+    (store/change_signal.py): a cached credential lookup is checked at no extra round trip."""
+    row = _RECORD_NONCE_READING_GENERATION.first(conn, {"mchid": mchid, "nonce": nonce, "seen_at": seen_at})
+    assert row is not None  # a SELECT of two scalars always has its row
+    return bool(row[0]), row[1]
+
+
+def forget_nonce(conn: Connection, mchid: str, nonce: str) -> None:
+    """Take back a nonce recorded for a request that was then refused (a refusal writes nothing)."""
+    conn.execute(
+        sa.delete(request_nonces).where(request_nonces.c.mchid == mchid, request_nonces.c.nonce == nonce)
+    )
 
 
 def nonce_seen(conn: Connection, mchid: str, nonce: str) -> bool:
