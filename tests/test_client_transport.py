@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -220,11 +221,15 @@ def test_request_is_signed_over_the_exact_wire_bytes(stub: Stub, world: World) -
     assert json.loads(seen.body) == {"名": "值"}
 
 
-def test_sensitive_fields_are_encrypted_for_the_named_key(stub: Stub, world: World) -> None:
+@pytest.mark.parametrize("as_proxy", [False, True], ids=["dict", "mapping"])
+def test_sensitive_fields_are_encrypted_for_the_named_key(stub: Stub, world: World, as_proxy: bool) -> None:
     body = {"contact": {"name": "张三", "mobile": ""}, "list": [{"id": "110"}, {"id": "120"}], "plain": "x"}
     with make_client(world, stub.url) as client:
         client.request(
-            "POST", "/v3/s", json=body, sensitive=["/contact/name", "/contact/mobile", "/list/*/id"]
+            "POST",
+            "/v3/s",
+            json=types.MappingProxyType(body) if as_proxy else body,
+            sensitive=["/contact/name", "/contact/mobile", "/list/*/id"],
         )
     sent = json.loads(stub.seen[0].body)
     assert stub.seen[0].headers["wechatpay-serial"] == world.platform_pub.key_id

@@ -264,8 +264,8 @@ class Engine:
             data = body if type(body) is dict else dict(body)
         pointers = sensitive_pointers(call.shape or body, data, call.sensitive) if data is not None else []
         if pointers:
-            if data is body:
-                data = json.loads(json.dumps(body))  # a private copy: the caller's dict stays plain
+            if not isinstance(body, BaseModel):  # the caller's mapping, nested values and all
+                data = json.loads(json.dumps(data))  # a private copy to encrypt: theirs stays plain
             key = self.keys.encryption_key()
             if key is None and self.config.download_certificates:
                 yield Refresh(None)
