@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from support import SP_A, SP_B, SP_C, SUB_A, SUB_B, ApiClient
@@ -168,6 +170,11 @@ def test_w4_w5_card_object_and_isolation(
     assert get_card(client_b, emp, card["card_no"], sp=SP_B, sub=SUB_B).status_code == 404
     missing = get_card(client_a, emp, "1068019671702503425")
     assert missing.status_code == 404 and missing.json()["code"] == "RESOURCE_NOT_EXISTS"
+    # the signer's own sp_mchid, but a sub_mchid that is not its sub-merchant: NO_AUTH before anything
+    # is said about the card (the relation and the card are read in one statement)
+    for card_no in (card["card_no"], "1068019671702503425"):
+        unbound = get_card(client_a, emp, card_no, sub=SUB_B)
+        assert unbound.status_code == 403 and unbound.json()["code"] == "NO_AUTH", unbound.text
     no_query = client_a.get(f"/v3/webizpay/employees/{emp}/quota-cards/{card['card_no']}")
     assert no_query.status_code == 400 and no_query.json()["detail"]["field"] == "sp_mchid"
 
@@ -349,3 +356,23 @@ def test_background_sweep_expires_unread_cards(
         time.sleep(0.2)
     (event,) = events(app, "WEBIZPAY.QUOTACARDEXPIRED")
     assert event["card_no"] == card["card_no"] and event["reason"] == "有效期结束"
+
+
+def test_w4_reads_the_card_and_the_relation_in_one_statement(
+    client_a: ApiClient, control: TestClient, app: WxPartnerApp
+) -> None:
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "mch_card_one_statement")
+    assert get_card(client_a, emp, card["card_no"]).status_code == 200  # warm: credentials remembered
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        seen.append(sql)
+
+    sa.event.listen(app.state.db.engine, "before_cursor_execute", record)
+    try:
+        assert get_card(client_a, emp, card["card_no"]).status_code == 200
+    finally:
+        sa.event.remove(app.state.db.engine, "before_cursor_execute", record)
+    business = [sql for sql in seen if "webizpay_cards" in sql or "merchant_relations" in sql]
+    assert len(business) == 1 and "merchant_relations" in business[0], business

@@ -30,7 +30,7 @@ from ..domain.webizpay.entities import (
 )
 from . import outbox, registry
 from .db import LeanStatement, insert_for
-from .schema import metadata
+from .schema import merchant_relations, metadata
 from .webizpay_tables import (
     WEBIZPAY_TABLES,
     webizpay_auth_links,
@@ -53,6 +53,21 @@ def _row(row: sa.Row[Any] | None) -> dict[str, Any] | None:
 # cursor (db.LeanStatement). The columns are str/int/float, which every driver returns as they are.
 _CARD_SELECT = sa.select(webizpay_cards).where(webizpay_cards.c.card_no == sa.bindparam("card_no"))
 _CARD = LeanStatement(_CARD_SELECT, tuple(_CARD_SELECT.selected_columns.keys()))
+# The card and whether sub_mchid is sp_mchid's sub-merchant, in ONE statement (one round trip on
+# PostgreSQL): exactly one row, from a one-row subquery outer-joined to the card (its columns NULL when
+# there is no such card), with the relation as an EXISTS column.
+_ONE_ROW = sa.select(sa.literal(1).label("one")).subquery("one")
+_CARD_AND_BOUND_SELECT = sa.select(
+    webizpay_cards,
+    sa.exists()
+    .where(
+        merchant_relations.c.parent_mchid == sa.bindparam("sp_mchid"),
+        merchant_relations.c.child_mchid == sa.bindparam("sub_mchid"),
+        merchant_relations.c.kind == RelationKind.SUB_MERCHANT.value,
+    )
+    .label("wx_bound"),
+).select_from(_ONE_ROW.outerjoin(webizpay_cards, webizpay_cards.c.card_no == sa.bindparam("card_no")))
+_CARD_AND_BOUND = LeanStatement(_CARD_AND_BOUND_SELECT, tuple(_CARD_AND_BOUND_SELECT.selected_columns.keys()))
 # The issue (W3) reads, the same way.
 _CARD_BY_OUT_NO = LeanStatement(
     sa.select(webizpay_cards).where(
@@ -101,10 +116,15 @@ _DISABLE_CARD = LeanStatement(
 class WebizpayRepo:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        # sub_bound answers already read in this block's statements (card_checking_bound).
+        self._bound: dict[tuple[str, str], bool] = {}
 
     # ---- merchants --------------------------------------------------------------------------------
 
     def sub_bound(self, sp_mchid: str, sub_mchid: str) -> bool:
+        known = self._bound.get((sp_mchid, sub_mchid))
+        if known is not None:
+            return known
         return registry.is_related(self.conn, sp_mchid, sub_mchid, RelationKind.SUB_MERCHANT)
 
     # ---- authorization links and relations --------------------------------------------------------
@@ -210,6 +230,15 @@ class WebizpayRepo:
     def card(self, card_no: str) -> Card | None:
         m = _CARD.first_mapping(self.conn, {"card_no": card_no})
         return Card(**m) if m else None
+
+    def card_checking_bound(self, sp_mchid: str, sub_mchid: str, card_no: str) -> Card | None:
+        """``card(card_no)``, reading ``sub_bound(sp_mchid, sub_mchid)`` in the same statement (the
+        answer is kept for this block, so the merchant check that follows costs no statement)."""
+        params = {"sp_mchid": sp_mchid, "sub_mchid": sub_mchid, "card_no": card_no}
+        m = _CARD_AND_BOUND.first_mapping(self.conn, params)
+        assert m is not None  # the one-row subquery: always a row
+        self._bound[(sp_mchid, sub_mchid)] = bool(m.pop("wx_bound"))
+        return Card(**m) if m["card_no"] is not None else None
 
     def card_by_out_no(self, sp_mchid: str, sub_mchid: str, out_card_no: str) -> Card | None:
         params = {"sp_mchid": sp_mchid, "sub_mchid": sub_mchid, "out_card_no": out_card_no}

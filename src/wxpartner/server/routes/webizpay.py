@@ -145,7 +145,13 @@ def _read_card(
     tags=TAGS,
 )
 def get_quota_card(ctx: Ctx, path: CardPath, query: SpSubQuery) -> QuotaCard:
-    card = _read_card(ctx, query, path.employee_id, lambda repo: repo.card(path.card_no), path.card_no)
+    card = _read_card(
+        ctx,
+        query,
+        path.employee_id,
+        lambda repo: repo.card_checking_bound(query.sp_mchid, query.sub_mchid, path.card_no),
+        path.card_no,
+    )
     return quota_cards.entity(card)
 
 
@@ -183,8 +189,9 @@ def get_quota_card_by_out_no(ctx: Ctx, path: OutCardPath, query: SpSubQuery) -> 
 def cancel_quota_card(ctx: Ctx, path: CardPath, body: CancelQuotaCardRequest) -> CancelQuotaCardResponse:
     with ctx.write() as conn:
         repo = WebizpayRepo(conn)
+        found = repo.card_checking_bound(body.sp_mchid, body.sub_mchid, path.card_no)
         card = _merchants_card(
-            ctx, repo, body.sp_mchid, body.sub_mchid, path.employee_id, repo.card(path.card_no), path.card_no
+            ctx, repo, body.sp_mchid, body.sub_mchid, path.employee_id, found, path.card_no
         )
         return quota_cards.cancel(repo, policy(ctx), ctx.now_ts, card, body.reason)
 
@@ -208,7 +215,7 @@ def payment_url(ctx: Ctx, path: CardPath, query: PaymentUrlQuery) -> PaymentUrlR
             query.sp_mchid,
             query.sub_mchid,
             path.employee_id,
-            repo.card(path.card_no),
+            repo.card_checking_bound(query.sp_mchid, query.sub_mchid, path.card_no),
             path.card_no,
         )
         return quota_cards.payment_url(
