@@ -104,7 +104,7 @@ class Verifier:
         signal = db.change_signal
         self._credentials = CredentialCache(signal) if signal is not None else None
         # PostgreSQL: lookups remembered too, checked by the nonce's statement (_check_on_postgres).
-        self._remembered = CredentialCache() if db.replay_window is None and not db.sqlite else None
+        self._remembered = CredentialCache() if not db.sqlite else None
 
     def check_headers(self, req: RawRequest) -> None:
         accept = req.header("accept")

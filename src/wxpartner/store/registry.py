@@ -241,11 +241,19 @@ def add_relation(conn: Connection, parent: str, child: str, kind: RelationKind) 
         )
 
 
+def relation_clause(parent: Any, child: Any, kind: Any) -> sa.ColumnElement[bool]:
+    """The row condition "``child`` is ``parent``'s relation of ``kind``" (values or bind parameters),
+    for statements that read a relation alongside something else."""
+    return sa.and_(
+        merchant_relations.c.parent_mchid == parent,
+        merchant_relations.c.child_mchid == child,
+        merchant_relations.c.kind == kind,
+    )
+
+
 # Built once, like _CREDENTIAL: most business requests check a relation first.
 _RELATED = sa.select(sa.literal(1)).where(
-    merchant_relations.c.parent_mchid == sa.bindparam("parent"),
-    merchant_relations.c.child_mchid == sa.bindparam("child"),
-    merchant_relations.c.kind == sa.bindparam("kind"),
+    relation_clause(sa.bindparam("parent"), sa.bindparam("child"), sa.bindparam("kind"))
 )
 
 

@@ -30,7 +30,7 @@ from ..domain.webizpay.entities import (
 )
 from . import outbox, registry
 from .db import LeanStatement, insert_for
-from .schema import merchant_relations, metadata
+from .schema import metadata
 from .webizpay_tables import (
     WEBIZPAY_TABLES,
     webizpay_auth_links,
@@ -49,21 +49,21 @@ def _row(row: sa.Row[Any] | None) -> dict[str, Any] | None:
     return dict(row._mapping) if row is not None else None
 
 
-# The card query (W4) and cancel (W6) read on every call: compiled once per dialect, run on the driver
-# cursor (db.LeanStatement). The columns are str/int/float, which every driver returns as they are.
+# Card reads, compiled once per dialect and run on the driver cursor (db.LeanStatement). The columns
+# are str/int/float, which every driver returns as they are.
 _CARD_SELECT = sa.select(webizpay_cards).where(webizpay_cards.c.card_no == sa.bindparam("card_no"))
 _CARD = LeanStatement(_CARD_SELECT, tuple(_CARD_SELECT.selected_columns.keys()))
-# The card and whether sub_mchid is sp_mchid's sub-merchant, in ONE statement (one round trip on
-# PostgreSQL): exactly one row, from a one-row subquery outer-joined to the card (its columns NULL when
+# The card query (W4), cancel (W6) and payment link (W7): the card and whether sub_mchid is sp_mchid's
+# sub-merchant, in ONE statement (one round trip on PostgreSQL): exactly one row, from a one-row subquery outer-joined to the card (its columns NULL when
 # there is no such card), with the relation as an EXISTS column.
 _ONE_ROW = sa.select(sa.literal(1).label("one")).subquery("one")
 _CARD_AND_BOUND_SELECT = sa.select(
     webizpay_cards,
     sa.exists()
     .where(
-        merchant_relations.c.parent_mchid == sa.bindparam("sp_mchid"),
-        merchant_relations.c.child_mchid == sa.bindparam("sub_mchid"),
-        merchant_relations.c.kind == RelationKind.SUB_MERCHANT.value,
+        registry.relation_clause(
+            sa.bindparam("sp_mchid"), sa.bindparam("sub_mchid"), RelationKind.SUB_MERCHANT.value
+        )
     )
     .label("wx_bound"),
 ).select_from(_ONE_ROW.outerjoin(webizpay_cards, webizpay_cards.c.card_no == sa.bindparam("card_no")))
