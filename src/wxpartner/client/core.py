@@ -12,7 +12,7 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -444,10 +444,16 @@ class Engine:
 def answer(status: int, headers: httpx.Headers, content: bytes) -> Response:
     """Lower-cased names, repeated headers joined with ", "; decoded as httpx would (ASCII, else UTF-8,
     else Latin-1), but once for all pairs: ``multi_items()`` re-reads the encoding per header."""
-    merged: dict[str, str] = {}
     encoding = headers.encoding
-    for k, v in headers.raw:
-        name = k.decode(encoding).lower()
-        value = v.decode(encoding)
-        merged[name] = f"{merged[name]}, {value}" if name in merged else value
-    return Response(status, merged, content)
+    return Response(
+        status, merge_headers((k.decode(encoding), v.decode(encoding)) for k, v in headers.raw), content
+    )
+
+
+def merge_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Lower-cased names; a repeated header's values joined with ", " in their order."""
+    merged: dict[str, str] = {}
+    for k, v in pairs:
+        name = k.lower()
+        merged[name] = f"{merged[name]}, {v}" if name in merged else v
+    return merged

@@ -1,4 +1,5 @@
-"""The synchronous client: drives the shared pipeline (core.Engine) with a blocking httpx.Client."""
+"""The synchronous client: drives the shared pipeline (core.Engine) with blocking HTTP: the standard
+library's (stdlib_http.PooledHTTP) by default, or an httpx.Client."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ from .base import BaseClient, ClientOptions, generic_call
 from .core import Action, Call, Flow, Refresh, Response, Send, Sleep, answer
 from .notifications import Notification, notification_flow
 from .resources import Families
+from .stdlib_http import PooledHTTP, environment_has_proxy
 
 T = TypeVar("T")
 
 
 class Client(BaseClient, Families):
     """One merchant's synchronous client; thread-safe. See ``BaseClient`` for the arguments; also
-    ``http_client`` (your own ``httpx.Client``, e.g. Starlette's TestClient) or ``transport``."""
+    ``http_client`` (your own ``httpx.Client``, e.g. Starlette's TestClient) or ``transport`` (an httpx
+    transport). Without either, HTTP/1.1 goes through the standard library (``stdlib_http``)."""
 
     def __init__(
         self,
@@ -36,7 +39,14 @@ class Client(BaseClient, Families):
     ) -> None:
         super().__init__(mchid, serial_no, private_key, **options)
         self._own_http = http_client is None
-        self._http = http_client or httpx.Client(transport=transport, timeout=self.config.timeout)
+        # The standard library's HTTP/1.1 unless the caller chose the HTTP or a proxy is configured
+        # (stdlib_http.py says why: ≈ 0.3 ms of CPU less per call than httpx).
+        self._pooled: PooledHTTP | None = None
+        self._http: httpx.Client | None = http_client
+        if http_client is None and transport is None and not environment_has_proxy():
+            self._pooled = PooledHTTP(self.config.timeout)
+        elif http_client is None:
+            self._http = httpx.Client(transport=transport, timeout=self.config.timeout)
         self._refresh_lock = threading.Lock()
         Families.__init__(self, self)
 
@@ -56,8 +66,11 @@ class Client(BaseClient, Families):
 
     def _perform(self, action: Action) -> Any:
         if isinstance(action, Send):
-            action.request.extensions["timeout"] = self.config.timeout.as_dict()
             try:
+                if self._pooled is not None:
+                    return self._pooled.exchange(action.request)
+                assert self._http is not None
+                action.request.extensions["timeout"] = self.config.timeout.as_dict()
                 r = self._http.send(action.request)
             except (httpx.TransportError, OSError) as exc:
                 return exc
@@ -113,7 +126,9 @@ class Client(BaseClient, Families):
         return self._drive(notification_flow(self._engine, headers, raw_body))
 
     def close(self) -> None:
-        if self._own_http:
+        if self._pooled is not None:
+            self._pooled.close()
+        elif self._own_http and self._http is not None:
             self._http.close()
 
     def __enter__(self) -> Client:

@@ -1,0 +1,341 @@
+"""The sync client's default transport (client/stdlib_http.py) against a socket-level loopback server:
+the bytes it sends are the bytes httpx sends, answers decode as httpx decodes them, keep-alive
+connections are reused and never when dead or expired, failures come out as the httpx exceptions the
+retry policy reads, TLS verifies like httpx, and a proxy in the environment hands the client to httpx."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from live import free_port
+from support import World
+from test_client_transport import Stub, make_client, stub  # noqa: F401  (stub is a fixture)
+from wxpartner.client import Client, policy
+from wxpartner.client import stdlib_http as sh
+from wxpartner.client.core import answer
+
+OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
+
+# What the server does with one request: the bytes to answer (then keep the connection, or close it if
+# the flag says so), or None to close without answering, or "hang" to read on and never answer.
+Respond = Callable[[bytes], tuple[bytes, bool] | str | None]
+
+
+@dataclass
+class Wire:
+    """Records each request's raw bytes with the number of the connection it came on."""
+
+    respond: Respond
+    tls: ssl.SSLContext | None = None
+    requests: list[tuple[int, bytes]] = field(default_factory=list)
+    accepted: int = 0
+    eof_seen: threading.Event = field(default_factory=threading.Event)  # a client closed its side
+    closed: threading.Event = field(default_factory=threading.Event)  # the server closed a connection
+    port: int = 0
+
+    def start(self) -> Wire:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._sock.close()
+
+    def url(self, path: str = "/v3/x", scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            number = self.accepted
+            self.accepted += 1
+            threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        self.eof_seen.set()
+                        return
+                    buf += chunk
+                head, _, rest = buf.partition(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                raw, buf = head + b"\r\n\r\n" + rest[:length], rest[length:]
+                self.requests.append((number, raw))
+                outcome = self.respond(raw)
+                if outcome == "hang":
+                    conn.recv(1)  # until the client gives up
+                    return
+                if outcome is None or isinstance(outcome, str):
+                    return
+                data, close = outcome
+                conn.sendall(data)
+                if close:
+                    return
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            conn.close()
+            self.closed.set()
+
+
+@pytest.fixture
+def wire() -> Iterator[Callable[..., Wire]]:
+    started: list[Wire] = []
+
+    def start(respond: Respond = lambda _raw: (OK, False), tls: ssl.SSLContext | None = None) -> Wire:
+        started.append(Wire(respond, tls).start())
+        return started[-1]
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+def pooled(read: float = 5.0) -> sh.PooledHTTP:
+    return sh.PooledHTTP(httpx.Timeout(5.0, read=read))
+
+
+def post(url: str, body: bytes = b'{"a":1}') -> httpx.Request:
+    return httpx.Request(
+        "POST", url, content=body, headers={"Authorization": "WECHATPAY2-SHA256-RSA2048 x", "User-Agent": "t"}
+    )
+
+
+# -- what goes out and what comes back ----------------------------------------------------------------
+def test_the_bytes_on_the_wire_are_the_ones_httpx_sends(wire: Callable[..., Wire]) -> None:
+    w = wire()
+    url = w.url("/v3/webizpay/employees/e%2F1/quota-cards?limit=10&offset=0")
+    pool = pooled()
+    pool.exchange(post(url))
+    with httpx.Client() as h:
+        h.send(post(url))
+    pool.exchange(httpx.Request("GET", url, headers={"Accept": "application/json"}))
+    with httpx.Client() as h:
+        h.send(httpx.Request("GET", url, headers={"Accept": "application/json"}))
+    ours_post, theirs_post, ours_get, theirs_get = (raw for _, raw in w.requests)
+    assert ours_post == theirs_post
+    assert ours_get == theirs_get
+    assert ours_post.startswith(
+        b"POST /v3/webizpay/employees/e%2F1/quota-cards?limit=10&offset=0 HTTP/1.1\r\n"
+    )
+    assert ours_post.endswith(b'\r\n\r\n{"a":1}')
+
+
+@pytest.mark.parametrize(
+    "answer_bytes",
+    [
+        OK,
+        b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nX-Rep: a\r\nx-rep: b\r\n\r\n"
+        b'5\r\n{"ok"\r\n6\r\n:true}\r\n0\r\n\r\n',
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Note: 商户\r\n\r\n{}".encode(),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Note: caf\xe9\r\n\r\n{}",  # Latin-1, not UTF-8
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+    ],
+    ids=["plain", "chunked-repeated", "utf8-header", "latin1-header", "no-body"],
+)
+def test_answers_decode_as_httpx_decodes_them(wire: Callable[..., Wire], answer_bytes: bytes) -> None:
+    w = wire(lambda _raw: (answer_bytes, False))
+    ours = pooled().exchange(post(w.url()))
+    with httpx.Client() as h:
+        r = h.send(post(w.url()))
+    theirs = answer(r.status_code, r.headers, r.content)
+    assert (ours.status, ours.headers, ours.content) == (theirs.status, theirs.headers, theirs.content)
+    assert ours.status in (200, 201, 204)
+
+
+# -- connections ------------------------------------------------------------------------------------
+def test_one_connection_serves_call_after_call_and_close_releases_it(wire: Callable[..., Wire]) -> None:
+    w = wire()
+    pool = pooled()
+    for _ in range(5):
+        assert pool.exchange(post(w.url())).status == 200
+    assert w.accepted == 1 and [n for n, _ in w.requests] == [0] * 5
+    pool.close()
+    assert w.eof_seen.wait(5), "close() leaves the idle connection open"
+
+
+@pytest.mark.parametrize("how", ["server-closes", "connection-close-header"])
+def test_a_connection_the_server_ended_is_not_reused(wire: Callable[..., Wire], how: str) -> None:
+    if how == "server-closes":  # closes after answering, without saying so: a FIN waits on the socket
+        w = wire(lambda _raw: (OK, True))
+    else:
+        w = wire(lambda _raw: (OK.replace(b"Content-Length", b"Connection: close\r\nContent-Length"), False))
+    pool = pooled()
+    for _ in range(3):
+        assert pool.exchange(post(w.url())).status == 200
+        assert w.closed.wait(5)  # the server's side is closed before the next call
+        w.closed.clear()
+    assert w.accepted == 3
+
+
+def test_a_connection_idle_past_the_expiry_is_not_reused(
+    wire: Callable[..., Wire], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = wire()
+    pool = pooled()
+    pool.exchange(post(w.url()))
+    monkeypatch.setattr(sh, "KEEPALIVE_EXPIRY", 0.0)
+    pool.exchange(post(w.url()))
+    assert w.accepted == 2
+
+
+def test_threads_share_the_pool_without_sharing_a_connection(wire: Callable[..., Wire]) -> None:
+    w = wire()
+    pool = pooled()
+    errors: list[BaseException] = []
+
+    def calls() -> None:
+        try:
+            for _ in range(20):
+                assert pool.exchange(post(w.url())).content == b'{"ok":true}'
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=calls) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(w.requests) == 160
+    assert 1 <= w.accepted <= 8
+
+
+# -- failures, as the retry policy reads them ---------------------------------------------------------
+def test_refused_connection_is_a_connect_error_so_provably_not_sent() -> None:
+    with pytest.raises(httpx.ConnectError) as caught:
+        pooled().exchange(post(f"http://127.0.0.1:{free_port()}/v3/x"))
+    assert isinstance(caught.value, policy.NOT_SENT_ERRORS)
+
+
+@pytest.mark.parametrize(
+    ("respond", "error"),
+    [
+        (lambda _raw: None, httpx.RemoteProtocolError),  # read, then closed without a word
+        (lambda _raw: (b"HTTP/1.1 abc\r\n\r\n", True), httpx.RemoteProtocolError),
+        (lambda _raw: (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{}", True), httpx.RemoteProtocolError),
+        (lambda _raw: "hang", httpx.ReadTimeout),
+    ],
+    ids=["dropped", "bad-status-line", "short-body", "no-answer"],
+)
+def test_failures_after_sending_are_httpx_errors_that_may_have_taken_effect(
+    wire: Callable[..., Wire], respond: Respond, error: type[Exception]
+) -> None:
+    w = wire(respond)
+    pool = pooled(read=0.3)
+    with pytest.raises(error) as caught:
+        pool.exchange(post(w.url()))
+    assert not isinstance(caught.value, policy.NOT_SENT_ERRORS)
+    assert len(w.requests) == 1
+    w.respond = lambda _raw: (OK, False)  # the pool stays usable: a fresh connection for the next call
+    assert pool.exchange(post(w.url())).status == 200
+
+
+def test_a_scheme_other_than_http_is_refused() -> None:
+    with pytest.raises(httpx.UnsupportedProtocol):
+        pooled().exchange(httpx.Request("GET", "ftp://127.0.0.1/x"))
+
+
+# -- TLS ----------------------------------------------------------------------------------------------
+def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_path, key_path)
+    return server, cert_path
+
+
+def test_tls_is_verified_like_httpx(
+    wire: Callable[..., Wire], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server_tls, cert_path = _self_signed(tmp_path)
+    w = wire(tls=server_tls)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        pooled().exchange(post(w.url(scheme="https")))
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))  # trusted the way httpx trusts it
+    assert pooled().exchange(post(w.url(scheme="https"))).content == b'{"ok":true}'
+    with httpx.Client() as h:
+        assert h.send(post(w.url(scheme="https"))).status_code == 200
+
+
+# -- who uses it --------------------------------------------------------------------------------------
+def test_a_proxy_in_the_environment_sends_the_client_through_httpx(
+    stub: Stub,  # noqa: F811
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (
+        "NO_PROXY",
+        "no_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "http_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    direct = make_client(world, stub.url)
+    assert direct.request("GET", "/v3/direct").status == 200
+    assert stub.seen[-1].target == "/v3/direct"
+    monkeypatch.setenv("HTTP_PROXY", stub.url)  # the stub plays the proxy for an unresolvable host
+    proxied = make_client(world, "http://wx.invalid")
+    assert proxied.request("GET", "/v3/proxied").status == 200
+    assert stub.seen[-1].target == "http://wx.invalid/v3/proxied"
+    assert isinstance(direct, Client) and isinstance(proxied, Client)
