@@ -54,9 +54,10 @@ class AsyncClient(BaseClient, AsyncFamilies):
 
     async def _perform(self, action: Action) -> Any:
         if isinstance(action, Send):
-            action.request.extensions["timeout"] = self.config.timeout.as_dict()
+            request = action.request.to_httpx()
+            request.extensions["timeout"] = self.config.timeout.as_dict()
             try:
-                r = await self._http.send(action.request)
+                r = await self._http.send(request)
             except (httpx.TransportError, OSError) as exc:
                 return exc
             return answer(r.status_code, r.headers, r.content)

@@ -12,7 +12,7 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -35,6 +35,7 @@ from .errors import (
     api_error_from,
 )
 from .keys import KeySet, UnknownSerial, decrypt_certificates, downloadable
+from .outgoing import Outgoing, outgoing
 from .policy import DEFAULT_TIMEOUT, NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
 from .sensitive import encrypt_at, sensitive_pointers
 
@@ -52,7 +53,7 @@ MIN_REFRESH_GAP = 1.0
 # -- what the generators ask their driver to do --------------------------------------------------------
 @dataclass(frozen=True)
 class Send:
-    request: httpx.Request
+    request: Outgoing
 
 
 @dataclass(frozen=True)
@@ -226,27 +227,24 @@ class Engine:
         self.certificates_note = ""  # why certificates could not be downloaded, for error messages
 
     # -- signing ----------------------------------------------------------------------------------
-    def sign(self, request: httpx.Request, *, timestamp: int | None = None, nonce: str | None = None) -> None:
+    def sign(self, request: Outgoing, *, timestamp: int | None = None, nonce: str | None = None) -> None:
         """Sign the request exactly as it goes on the wire: encoded path + raw query, body bytes. Every
         attempt gets a fresh nonce and timestamp (WeChat Pay refuses a replayed nonce)."""
         ts = str(int(self.config.clock()) if timestamp is None else timestamp)
         nonce_str = nonce or new_nonce()
-        target = request.url.raw_path.decode("ascii")  # path?query, as sent
-        message = request_message(request.method, target, ts, nonce_str, request.content)
+        message = request_message(request.method, request.target, ts, nonce_str, request.body)
         signature = sign(self.config.private_key, message)
         auth = Authorization(self.config.mchid, nonce_str, ts, self.config.serial_no, signature)
-        request.headers[c.H_AUTHORIZATION] = auth.header_value()
+        request.headers.append((c.H_AUTHORIZATION, auth.header_value()))
 
     def build(
         self, host: str, call: Call[Any], body: bytes, headers: Mapping[str, str], *, retried: bool = False
-    ) -> httpx.Request:
+    ) -> Outgoing:
         ua = self.config.user_agent + (" (Retried)" if retried else "")
         h = {c.H_ACCEPT: "application/json", c.H_USER_AGENT: ua, **headers, **call.headers}
         if body:
             h[c.H_CONTENT_TYPE] = "application/json"
-        request = httpx.Request(
-            call.method, host + call.path, params=list(call.query) or None, content=body or None, headers=h
-        )
+        request = outgoing(call.method, host, call.path, call.query, h, body)
         self.sign(request)
         return request
 
@@ -442,18 +440,25 @@ class Engine:
 
 
 def answer(status: int, headers: httpx.Headers, content: bytes) -> Response:
-    """Lower-cased names, repeated headers joined with ", "; decoded as httpx would (ASCII, else UTF-8,
-    else Latin-1), but once for all pairs: ``multi_items()`` re-reads the encoding per header."""
-    encoding = headers.encoding
-    return Response(
-        status, merge_headers((k.decode(encoding), v.decode(encoding)) for k, v in headers.raw), content
-    )
+    return Response(status, decode_headers(headers.raw), content)
 
 
-def merge_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Lower-cased names; a repeated header's values joined with ", " in their order."""
+def decode_headers(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lower-cased names, a repeated header's values joined with ", " in their order; decoded as httpx
+    decodes them (ASCII, else UTF-8, else Latin-1: one choice for the whole set), once for all pairs
+    (httpx's ``multi_items()`` re-reads the encoding per header)."""
+    encoding = "ascii"
+    if not all(k.isascii() and v.isascii() for k, v in raw):
+        try:
+            for k, v in raw:
+                k.decode("utf-8")
+                v.decode("utf-8")
+            encoding = "utf-8"
+        except UnicodeDecodeError:
+            encoding = "iso-8859-1"
     merged: dict[str, str] = {}
-    for k, v in pairs:
-        name = k.lower()
-        merged[name] = f"{merged[name]}, {v}" if name in merged else v
+    for k, v in raw:
+        name = k.decode(encoding).lower()
+        value = v.decode(encoding)
+        merged[name] = f"{merged[name]}, {value}" if name in merged else value
     return merged

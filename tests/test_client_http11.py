@@ -1,5 +1,6 @@
-"""The sync client's default transport (client/stdlib_http.py) against a socket-level loopback server:
-the bytes it sends are the bytes httpx sends, answers decode as httpx decodes them, keep-alive
+"""The sync client's default transport (client/http11.py) and the request it sends (client/outgoing.py),
+against a socket-level loopback server: the bytes it sends are the bytes httpx sends (and sent before
+it: the request target as httpx computes it), answers decode as httpx decodes them, keep-alive
 connections are reused and never when dead or expired, failures come out as the httpx exceptions the
 retry policy reads, TLS verifies like httpx, and a proxy in the environment hands the client to httpx."""
 
@@ -20,13 +21,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from live import free_port
 from support import World
 from test_client_transport import Stub, make_client, stub  # noqa: F401  (stub is a fixture)
 from wxpartner.client import Client, policy
-from wxpartner.client import stdlib_http as sh
+from wxpartner.client import http11 as sh
 from wxpartner.client.core import answer
+from wxpartner.client.outgoing import Outgoing, host_header, outgoing, wire_target
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
 
@@ -56,8 +60,8 @@ class Wire:
     def stop(self) -> None:
         self._sock.close()
 
-    def url(self, path: str = "/v3/x", scheme: str = "http") -> str:
-        return f"{scheme}://127.0.0.1:{self.port}{path}"
+    def origin(self, scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def _accept(self) -> None:
         while True:
@@ -128,30 +132,79 @@ def pooled(read: float = 5.0) -> sh.PooledHTTP:
     return sh.PooledHTTP(httpx.Timeout(5.0, read=read))
 
 
-def post(url: str, body: bytes = b'{"a":1}') -> httpx.Request:
-    return httpx.Request(
-        "POST", url, content=body, headers={"Authorization": "WECHATPAY2-SHA256-RSA2048 x", "User-Agent": "t"}
-    )
+HEADERS = {"Accept": "application/json", "User-Agent": "t", "Authorization": "WECHATPAY2-SHA256-RSA2048 x"}
+
+
+def post(w: Wire, body: bytes = b'{"a":1}', scheme: str = "http") -> Outgoing:
+    return outgoing("POST", w.origin(scheme), "/v3/x", (), HEADERS, body)
 
 
 # -- what goes out and what comes back ----------------------------------------------------------------
-def test_the_bytes_on_the_wire_are_the_ones_httpx_sends(wire: Callable[..., Wire]) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "query", "body"),
+    [
+        ("POST", "/v3/webizpay/employees/e%2F1/quota-cards", [], b'{"a":1}'),
+        (
+            "GET",
+            "/v3/webizpay/employees/e1/quota-cards",
+            [("limit", "10"), ("offset", "0"), ("limit", "2")],
+            b"",
+        ),
+        ("POST", "/v3/webizpay/users/u1/revoke", [], b""),  # Content-Length: 0, as httpx writes it
+        ("GET", "/v3/x y/中", [("q", "a b&c")], b""),  # a path httpx quotes itself
+    ],
+)
+def test_the_bytes_on_the_wire_are_the_ones_httpx_sends(
+    wire: Callable[..., Wire], method: str, path: str, query: list[tuple[str, str]], body: bytes
+) -> None:
     w = wire()
-    url = w.url("/v3/webizpay/employees/e%2F1/quota-cards?limit=10&offset=0")
-    pool = pooled()
-    pool.exchange(post(url))
+    request = outgoing(method, w.origin(), path, query, HEADERS, body)
+    pooled().exchange(request)
     with httpx.Client() as h:
-        h.send(post(url))
-    pool.exchange(httpx.Request("GET", url, headers={"Accept": "application/json"}))
-    with httpx.Client() as h:
-        h.send(httpx.Request("GET", url, headers={"Accept": "application/json"}))
-    ours_post, theirs_post, ours_get, theirs_get = (raw for _, raw in w.requests)
-    assert ours_post == theirs_post
-    assert ours_get == theirs_get
-    assert ours_post.startswith(
-        b"POST /v3/webizpay/employees/e%2F1/quota-cards?limit=10&offset=0 HTTP/1.1\r\n"
-    )
-    assert ours_post.endswith(b'\r\n\r\n{"a":1}')
+        h.send(request.to_httpx())  # what the httpx drivers send
+        # ... and what the pipeline sent before it had its own request: httpx.Request built by httpx
+        h.send(
+            httpx.Request(
+                method, w.origin() + path, params=query or None, headers=HEADERS, content=body or None
+            )
+        )
+    ours, via_httpx, before = (raw for _, raw in w.requests)
+    assert ours == via_httpx == before
+    assert ours.startswith(f"{method} {request.target} HTTP/1.1\r\nHost: 127.0.0.1:{w.port}\r\n".encode())
+    assert ours.endswith(b"\r\n\r\n" + body)
+
+
+PATH_CHARS = "abcXYZ019-._~!$&'()*+,;=:@/%?#[] é中\\\"<>^`{|}\t"
+
+
+@given(
+    path=st.text(PATH_CHARS, max_size=14).map(lambda p: "/" + p),
+    query=st.lists(st.tuples(st.text(PATH_CHARS, max_size=5), st.text(PATH_CHARS, max_size=5)), max_size=3),
+)
+@settings(max_examples=400, deadline=None)
+def test_the_signed_target_is_the_one_httpx_sends(path: str, query: list[tuple[str, str]]) -> None:
+    origin = "https://api.mch.weixin.qq.com"
+    try:
+        theirs = httpx.Request("GET", origin + path, params=query or None).url.raw_path.decode()
+    except httpx.InvalidURL:  # a control character: refused either way
+        with pytest.raises(httpx.InvalidURL):
+            wire_target(origin, path, query)
+        return
+    assert wire_target(origin, path, query) == theirs
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://api.mch.weixin.qq.com",
+        "http://127.0.0.1:80",
+        "https://h:8443",
+        "https://例子.测试",
+        "http://[::1]:9",
+    ],
+)
+def test_the_host_header_is_the_one_httpx_writes(origin: str) -> None:
+    assert host_header(origin) == httpx.Request("GET", origin + "/v3").headers["Host"]
 
 
 @pytest.mark.parametrize(
@@ -159,18 +212,22 @@ def test_the_bytes_on_the_wire_are_the_ones_httpx_sends(wire: Callable[..., Wire
     [
         OK,
         b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nX-Rep: a\r\nx-rep: b\r\n\r\n"
-        b'5\r\n{"ok"\r\n6\r\n:true}\r\n0\r\n\r\n',
+        b'5;ext=1\r\n{"ok"\r\n6\r\n:true}\r\n0\r\nTrailer: t\r\n\r\n',
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Note: 商户\r\n\r\n{}".encode(),
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Note: caf\xe9\r\n\r\n{}",  # Latin-1, not UTF-8
         b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200\r\nContent-Length:   2  \r\nX-Empty:\r\n\r\n{}",
+        b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"until":"close"}',
     ],
-    ids=["plain", "chunked-repeated", "utf8-header", "latin1-header", "no-body"],
+    ids=["plain", "chunked", "utf8-header", "latin1-header", "no-body", "interim", "bare", "http10-to-close"],
 )
 def test_answers_decode_as_httpx_decodes_them(wire: Callable[..., Wire], answer_bytes: bytes) -> None:
-    w = wire(lambda _raw: (answer_bytes, False))
-    ours = pooled().exchange(post(w.url()))
+    closes = answer_bytes.startswith(b"HTTP/1.0")
+    w = wire(lambda _raw: (answer_bytes, closes))
+    ours = pooled().exchange(post(w))
     with httpx.Client() as h:
-        r = h.send(post(w.url()))
+        r = h.send(post(w).to_httpx())
     theirs = answer(r.status_code, r.headers, r.content)
     assert (ours.status, ours.headers, ours.content) == (theirs.status, theirs.headers, theirs.content)
     assert ours.status in (200, 201, 204)
@@ -181,7 +238,7 @@ def test_one_connection_serves_call_after_call_and_close_releases_it(wire: Calla
     w = wire()
     pool = pooled()
     for _ in range(5):
-        assert pool.exchange(post(w.url())).status == 200
+        assert pool.exchange(post(w)).status == 200
     assert w.accepted == 1 and [n for n, _ in w.requests] == [0] * 5
     pool.close()
     assert w.eof_seen.wait(5), "close() leaves the idle connection open"
@@ -195,7 +252,7 @@ def test_a_connection_the_server_ended_is_not_reused(wire: Callable[..., Wire], 
         w = wire(lambda _raw: (OK.replace(b"Content-Length", b"Connection: close\r\nContent-Length"), False))
     pool = pooled()
     for _ in range(3):
-        assert pool.exchange(post(w.url())).status == 200
+        assert pool.exchange(post(w)).status == 200
         assert w.closed.wait(5)  # the server's side is closed before the next call
         w.closed.clear()
     assert w.accepted == 3
@@ -206,9 +263,9 @@ def test_a_connection_idle_past_the_expiry_is_not_reused(
 ) -> None:
     w = wire()
     pool = pooled()
-    pool.exchange(post(w.url()))
+    pool.exchange(post(w))
     monkeypatch.setattr(sh, "KEEPALIVE_EXPIRY", 0.0)
-    pool.exchange(post(w.url()))
+    pool.exchange(post(w))
     assert w.accepted == 2
 
 
@@ -220,7 +277,7 @@ def test_threads_share_the_pool_without_sharing_a_connection(wire: Callable[...,
     def calls() -> None:
         try:
             for _ in range(20):
-                assert pool.exchange(post(w.url())).content == b'{"ok":true}'
+                assert pool.exchange(post(w)).content == b'{"ok":true}'
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -237,7 +294,7 @@ def test_threads_share_the_pool_without_sharing_a_connection(wire: Callable[...,
 # -- failures, as the retry policy reads them ---------------------------------------------------------
 def test_refused_connection_is_a_connect_error_so_provably_not_sent() -> None:
     with pytest.raises(httpx.ConnectError) as caught:
-        pooled().exchange(post(f"http://127.0.0.1:{free_port()}/v3/x"))
+        pooled().exchange(outgoing("GET", f"http://127.0.0.1:{free_port()}", "/v3/x", (), HEADERS, b""))
     assert isinstance(caught.value, policy.NOT_SENT_ERRORS)
 
 
@@ -247,9 +304,34 @@ def test_refused_connection_is_a_connect_error_so_provably_not_sent() -> None:
         (lambda _raw: None, httpx.RemoteProtocolError),  # read, then closed without a word
         (lambda _raw: (b"HTTP/1.1 abc\r\n\r\n", True), httpx.RemoteProtocolError),
         (lambda _raw: (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{}", True), httpx.RemoteProtocolError),
+        (
+            lambda _raw: (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n", True),
+            httpx.RemoteProtocolError,
+        ),
+        (
+            lambda _raw: (b"HTTP/1.1 200 OK\r\n" + b"X: a\r\n" * 101 + b"\r\n", True),
+            httpx.RemoteProtocolError,
+        ),
+        (
+            lambda _raw: (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", True),
+            httpx.RemoteProtocolError,
+        ),
+        (
+            lambda _raw: (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", True),
+            httpx.RemoteProtocolError,
+        ),
         (lambda _raw: "hang", httpx.ReadTimeout),
     ],
-    ids=["dropped", "bad-status-line", "short-body", "no-answer"],
+    ids=[
+        "dropped",
+        "bad-status-line",
+        "short-body",
+        "long-line",
+        "many-headers",
+        "bad-chunk",
+        "two-lengths",
+        "no-answer",
+    ],
 )
 def test_failures_after_sending_are_httpx_errors_that_may_have_taken_effect(
     wire: Callable[..., Wire], respond: Respond, error: type[Exception]
@@ -257,16 +339,24 @@ def test_failures_after_sending_are_httpx_errors_that_may_have_taken_effect(
     w = wire(respond)
     pool = pooled(read=0.3)
     with pytest.raises(error) as caught:
-        pool.exchange(post(w.url()))
+        pool.exchange(post(w))
     assert not isinstance(caught.value, policy.NOT_SENT_ERRORS)
     assert len(w.requests) == 1
     w.respond = lambda _raw: (OK, False)  # the pool stays usable: a fresh connection for the next call
-    assert pool.exchange(post(w.url())).status == 200
+    assert pool.exchange(post(w)).status == 200
+
+
+def test_a_header_that_would_start_another_is_refused_before_sending(wire: Callable[..., Wire]) -> None:
+    w = wire()
+    for name, value in (("X-Bad", "a\r\nInjected: 1"), ("X Bad", "a"), ("X-Nul", "a\x00")):
+        with pytest.raises(httpx.LocalProtocolError):
+            pooled().exchange(outgoing("GET", w.origin(), "/v3/x", (), {name: value}, b""))
+    assert w.requests == []
 
 
 def test_a_scheme_other_than_http_is_refused() -> None:
     with pytest.raises(httpx.UnsupportedProtocol):
-        pooled().exchange(httpx.Request("GET", "ftp://127.0.0.1/x"))
+        pooled().exchange(outgoing("GET", "ftp://127.0.0.1", "/x", (), HEADERS, b""))
 
 
 # -- TLS ----------------------------------------------------------------------------------------------
@@ -308,11 +398,14 @@ def test_tls_is_verified_like_httpx(
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-        pooled().exchange(post(w.url(scheme="https")))
+        pooled().exchange(post(w, scheme="https"))
     monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))  # trusted the way httpx trusts it
-    assert pooled().exchange(post(w.url(scheme="https"))).content == b'{"ok":true}'
+    pool = pooled()
+    for _ in range(3):
+        assert pool.exchange(post(w, scheme="https")).content == b'{"ok":true}'
+    assert w.accepted == 2  # one refused, then one kept alive across TLS 1.3's session tickets
     with httpx.Client() as h:
-        assert h.send(post(w.url(scheme="https"))).status_code == 200
+        assert h.send(post(w, scheme="https").to_httpx()).status_code == 200
 
 
 # -- who uses it --------------------------------------------------------------------------------------
