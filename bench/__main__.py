@@ -449,6 +449,7 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
     floor = next((r for r in results.get("endpoints", []) if r["name"] == "floor GET"), None)
     floor_p99 = ((floor or {}).get("latency_at_half") or {}).get("p99_ms")
     out["worst_p99_ms"]["floor_p99_ms"] = floor_p99  # the same measure on the signing floor: context
+    out["sdk_vs_hand"]["sdk_on_httpx"] = s.get("sdk_on_httpx_vs_hand_cpu")  # the pipeline alone, same HTTP
     return out
 
 
@@ -497,7 +498,8 @@ def _print(results: dict[str, Any]) -> None:
             + ", ".join(f"{k} {v['wall_ms']} / {v['cpu_ms']}" for k, v in per.items())
         )
         print(
-            f"  SDK ÷ hand-written: wall {s['sdk_vs_hand_wall']}, CPU {s['sdk_vs_hand_cpu']}; "
+            f"  SDK ÷ hand-written: wall {s['sdk_vs_hand_wall']}, CPU {s['sdk_vs_hand_cpu']} "
+            f"(the SDK on httpx: CPU {s.get('sdk_on_httpx_vs_hand_cpu')}); "
             f"wechatpayv3 ÷ SDK: wall {s['wechatpayv3_vs_sdk_wall']}, CPU {s['wechatpayv3_vs_sdk_cpu']}"
         )
     if results.get("serve"):
@@ -508,8 +510,10 @@ def _print(results: dict[str, Any]) -> None:
     for g in results.get("goals", {}).values():
         sign = "≥" if g["kind"] == "min" else "≤"
         state = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
-        floor = f"; the floor's own: {g['floor_p99_ms']}" if g.get("floor_p99_ms") is not None else ""
-        print(f"  {g['label']:48} {g['value']!s:>8}  (goal {sign} {g['target']})  {state}{floor}")
+        context = f"; the floor's own: {g['floor_p99_ms']}" if g.get("floor_p99_ms") is not None else ""
+        if g.get("sdk_on_httpx") is not None:
+            context = f"; the SDK on httpx: {g['sdk_on_httpx']}"
+        print(f"  {g['label']:48} {g['value']!s:>8}  (goal {sign} {g['target']})  {state}{context}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""The client side: one W3 ``issue`` through three clients against the same running server.
+"""The client side: one W3 ``issue`` through four clients against the same running server.
 
 - ``wxpartner.client`` (the SDK: model validation, signing, retries policy, answer verification, typed
-  decode),
+  decode) as users get it, on its own HTTP/1.1 (client/http11.py),
+- the same SDK on httpx (``transport=httpx.HTTPTransport()``, as with a caller's own httpx client or a
+  proxy): the pipeline's own cost beside the hand-written call, on the same HTTP,
 - a hand-written minimal call (httpx, sign, send, verify the answer's signature, ``json.loads``): the
   least a correct client can do,
 - ``wechatpayv3`` 2.0.4 from PyPI (signs, sends with ``requests``, verifies the answer).
 
-The three run interleaved, one call each per round, so a noisy neighbour slows them alike; the order
+The four run interleaved, one call each per round, so a noisy neighbour slows them alike; the order
 is shuffled every round (seeded) because a call that always follows the same other client always
 finds the caches in the same state: in a fixed order the SDK always came after wechatpayv3 (whose
 ``requests`` code had just evicted httpx's) and measured 1.14–1.17 of the hand-written call, against
@@ -74,10 +76,10 @@ class HandWritten:
         self.http.close()
 
 
-def _sdk(info: dict[str, Any]) -> Any:
+def _sdk(info: dict[str, Any], **options: Any) -> Any:
     from wxpartner.client import Client
 
-    return Client.from_connection_info(info)
+    return Client.from_connection_info(info, **options)
 
 
 def _wechatpayv3(info: dict[str, Any]) -> Any:
@@ -103,12 +105,16 @@ def measure(info: dict[str, Any], employee: str, calls: int = 150) -> dict[str, 
 
     stamp = f"s{int(time.time())}"
     sdk = _sdk(info)
+    sdk_httpx = _sdk(info, transport=httpx.HTTPTransport())
     hand = HandWritten(info)
     wpv3 = _wechatpayv3(info) if RequestType is not None else None
     path = f"/v3/webizpay/employees/{employee}/quota-cards"
 
     def run_sdk(body: dict[str, Any]) -> None:
         sdk.webizpay.quota_cards.issue(employee, body)
+
+    def run_sdk_httpx(body: dict[str, Any]) -> None:
+        sdk_httpx.webizpay.quota_cards.issue(employee, body)
 
     def run_hand(body: dict[str, Any]) -> None:
         hand.issue(employee, body)
@@ -119,7 +125,11 @@ def measure(info: dict[str, Any], employee: str, calls: int = 150) -> dict[str, 
         if status != 200:
             raise RuntimeError(f"wechatpayv3 issue failed: {status}")
 
-    runners: dict[str, Callable[[dict[str, Any]], None]] = {"sdk": run_sdk, "hand": run_hand}
+    runners: dict[str, Callable[[dict[str, Any]], None]] = {
+        "sdk": run_sdk,
+        "sdk_on_httpx": run_sdk_httpx,
+        "hand": run_hand,
+    }
     if wpv3 is not None:
         runners["wechatpayv3"] = run_wpv3
     wall = dict.fromkeys(runners, 0.0)
@@ -131,7 +141,7 @@ def measure(info: dict[str, Any], employee: str, calls: int = 150) -> dict[str, 
         for i in range(-5, calls):  # five warm-up rounds (connections, imports, key caches)
             shuffle(order)
             for j, (name, run) in enumerate(order):
-                body = _issue_body(stamp, (i + 5) * 3 + j)
+                body = _issue_body(stamp, (i + 5) * len(order) + j)
                 w0, c0 = time.perf_counter(), time.process_time()
                 run(body)
                 if i >= 0:
@@ -140,6 +150,7 @@ def measure(info: dict[str, Any], employee: str, calls: int = 150) -> dict[str, 
             n += i >= 0
     finally:
         sdk.close()
+        sdk_httpx.close()
         hand.close()
     per = {name: {"wall_ms": round(wall[name] / n * 1000, 3), "cpu_ms": round(cpu[name] / n * 1000, 3)}
            for name in runners}  # fmt: skip
@@ -148,6 +159,7 @@ def measure(info: dict[str, Any], employee: str, calls: int = 150) -> dict[str, 
         "per_call": per,
         "sdk_vs_hand_wall": round(wall["sdk"] / wall["hand"], 3),
         "sdk_vs_hand_cpu": round(cpu["sdk"] / cpu["hand"], 3),
+        "sdk_on_httpx_vs_hand_cpu": round(cpu["sdk_on_httpx"] / cpu["hand"], 3),
         "wechatpayv3_vs_sdk_wall": None,
         "wechatpayv3_vs_sdk_cpu": None,
     }

@@ -207,10 +207,7 @@ def make_config(
         backup_url=backup if (failover or backup_url) else None,
         retry=retry or RetryPolicy(),
         timeout=timeout or DEFAULT_TIMEOUT,
-        user_agent=(
-            f"wxpartner/{__version__} ({platform.system().lower()}) "
-            f"Python/{platform.python_version()} httpx/{httpx.__version__}"
-        ),
+        user_agent=f"wxpartner/{__version__} ({platform.system().lower()}) Python/{platform.python_version()}",
         clock=clock,
         refresh_backoff=refresh_backoff,
     )
