@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
@@ -171,9 +172,15 @@ def test_w4_w5_card_object_and_isolation(
     missing = get_card(client_a, emp, "1068019671702503425")
     assert missing.status_code == 404 and missing.json()["code"] == "RESOURCE_NOT_EXISTS"
     # the signer's own sp_mchid, but a sub_mchid that is not its sub-merchant: NO_AUTH before anything
-    # is said about the card (the relation and the card are read in one statement)
+    # is said about the card (the relation and the card are read in one statement), by card_no (W4) and
+    # by out_card_no (W5)
     for card_no in (card["card_no"], "1068019671702503425"):
         unbound = get_card(client_a, emp, card_no, sub=SUB_B)
+        assert unbound.status_code == 403 and unbound.json()["code"] == "NO_AUTH", unbound.text
+    for out_card_no in ("mch_card_123456", "mch_card_unknown"):
+        unbound = client_a.get(
+            f"/v3/webizpay/employees/{emp}/out-quota-cards/{out_card_no}?sp_mchid={SP_A}&sub_mchid={SUB_B}"
+        )
         assert unbound.status_code == 403 and unbound.json()["code"] == "NO_AUTH", unbound.text
     no_query = client_a.get(f"/v3/webizpay/employees/{emp}/quota-cards/{card['card_no']}")
     assert no_query.status_code == 400 and no_query.json()["detail"]["field"] == "sp_mchid"
@@ -358,12 +365,21 @@ def test_background_sweep_expires_unread_cards(
     assert event["card_no"] == card["card_no"] and event["reason"] == "有效期结束"
 
 
-def test_w4_reads_the_card_and_the_relation_in_one_statement(
-    client_a: ApiClient, control: TestClient, app: WxPartnerApp
+@pytest.mark.parametrize("by", ["card_no (W4)", "out_card_no (W5)"])
+def test_a_card_query_reads_the_card_and_the_relation_in_one_statement(
+    client_a: ApiClient, control: TestClient, app: WxPartnerApp, by: str
 ) -> None:
     emp = authorize(client_a, control, "employee123")
     card = issue(client_a, emp, "mch_card_one_statement")
-    assert get_card(client_a, emp, card["card_no"]).status_code == 200  # warm: credentials remembered
+
+    def query() -> Any:
+        if by.startswith("card_no"):
+            return get_card(client_a, emp, card["card_no"])
+        return client_a.get(
+            f"/v3/webizpay/employees/{emp}/out-quota-cards/mch_card_one_statement?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+        )
+
+    assert query().status_code == 200  # warm: credentials remembered
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
@@ -371,8 +387,9 @@ def test_w4_reads_the_card_and_the_relation_in_one_statement(
 
     sa.event.listen(app.state.db.engine, "before_cursor_execute", record)
     try:
-        assert get_card(client_a, emp, card["card_no"]).status_code == 200
+        answer = query()
     finally:
         sa.event.remove(app.state.db.engine, "before_cursor_execute", record)
+    assert answer.status_code == 200 and answer.json()["card_no"] == card["card_no"]
     business = [sql for sql in seen if "webizpay_cards" in sql or "merchant_relations" in sql]
     assert len(business) == 1 and "merchant_relations" in business[0], business

@@ -53,22 +53,34 @@ def _row(row: sa.Row[Any] | None) -> dict[str, Any] | None:
 # are str/int/float, which every driver returns as they are.
 _CARD_SELECT = sa.select(webizpay_cards).where(webizpay_cards.c.card_no == sa.bindparam("card_no"))
 _CARD = LeanStatement(_CARD_SELECT, tuple(_CARD_SELECT.selected_columns.keys()))
-# The card query (W4), cancel (W6) and payment link (W7): the card and whether sub_mchid is sp_mchid's
-# sub-merchant, in ONE statement (one round trip on PostgreSQL): exactly one row, from a one-row subquery outer-joined to the card (its columns NULL when
-# there is no such card), with the relation as an EXISTS column.
+# The card queries (W4 by card_no, W5 by out_card_no), cancel (W6) and payment link (W7): the card and
+# whether sub_mchid is sp_mchid's sub-merchant, in ONE statement (one round trip on PostgreSQL): exactly
+# one row, from a one-row subquery outer-joined to the card (its columns NULL when there is no such
+# card), with the relation as an EXISTS column.
 _ONE_ROW = sa.select(sa.literal(1).label("one")).subquery("one")
-_CARD_AND_BOUND_SELECT = sa.select(
-    webizpay_cards,
-    sa.exists()
-    .where(
-        registry.relation_clause(
-            sa.bindparam("sp_mchid"), sa.bindparam("sub_mchid"), RelationKind.SUB_MERCHANT.value
+
+
+def _card_and_bound(*card_is: sa.ColumnElement[bool]) -> LeanStatement:
+    select = sa.select(
+        webizpay_cards,
+        sa.exists()
+        .where(
+            registry.relation_clause(
+                sa.bindparam("sp_mchid"), sa.bindparam("sub_mchid"), RelationKind.SUB_MERCHANT.value
+            )
         )
-    )
-    .label("wx_bound"),
-).select_from(_ONE_ROW.outerjoin(webizpay_cards, webizpay_cards.c.card_no == sa.bindparam("card_no")))
-_CARD_AND_BOUND = LeanStatement(_CARD_AND_BOUND_SELECT, tuple(_CARD_AND_BOUND_SELECT.selected_columns.keys()))
-# The issue (W3) reads, the same way.
+        .label("wx_bound"),
+    ).select_from(_ONE_ROW.outerjoin(webizpay_cards, sa.and_(*card_is)))
+    return LeanStatement(select, tuple(select.selected_columns.keys()))
+
+
+_CARD_AND_BOUND = _card_and_bound(webizpay_cards.c.card_no == sa.bindparam("card_no"))
+_OUT_CARD_AND_BOUND = _card_and_bound(
+    webizpay_cards.c.sp_mchid == sa.bindparam("sp_mchid"),
+    webizpay_cards.c.sub_mchid == sa.bindparam("sub_mchid"),
+    webizpay_cards.c.out_card_no == sa.bindparam("out_card_no"),
+)
+# The issue (W3) reads the card alone: it checked the relation first.
 _CARD_BY_OUT_NO = LeanStatement(
     sa.select(webizpay_cards).where(
         webizpay_cards.c.sp_mchid == sa.bindparam("sp_mchid"),
@@ -234,8 +246,16 @@ class WebizpayRepo:
     def card_checking_bound(self, sp_mchid: str, sub_mchid: str, card_no: str) -> Card | None:
         """``card(card_no)``, reading ``sub_bound(sp_mchid, sub_mchid)`` in the same statement (the
         answer is kept for this block, so the merchant check that follows costs no statement)."""
-        params = {"sp_mchid": sp_mchid, "sub_mchid": sub_mchid, "card_no": card_no}
-        m = _CARD_AND_BOUND.first_mapping(self.conn, params)
+        return self._checking_bound(_CARD_AND_BOUND, sp_mchid, sub_mchid, {"card_no": card_no})
+
+    def card_by_out_no_checking_bound(self, sp_mchid: str, sub_mchid: str, out_card_no: str) -> Card | None:
+        """``card_by_out_no``, reading ``sub_bound`` in the same statement, as ``card_checking_bound``."""
+        return self._checking_bound(_OUT_CARD_AND_BOUND, sp_mchid, sub_mchid, {"out_card_no": out_card_no})
+
+    def _checking_bound(
+        self, statement: LeanStatement, sp_mchid: str, sub_mchid: str, card_is: dict[str, str]
+    ) -> Card | None:
+        m = statement.first_mapping(self.conn, {"sp_mchid": sp_mchid, "sub_mchid": sub_mchid, **card_is})
         assert m is not None  # the one-row subquery: always a row
         self._bound[(sp_mchid, sub_mchid)] = bool(m.pop("wx_bound"))
         return Card(**m) if m["card_no"] is not None else None

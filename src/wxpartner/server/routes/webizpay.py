@@ -170,7 +170,7 @@ def get_quota_card_by_out_no(ctx: Ctx, path: OutCardPath, query: SpSubQuery) -> 
         ctx,
         query,
         path.employee_id,
-        lambda repo: repo.card_by_out_no(query.sp_mchid, query.sub_mchid, path.out_card_no),
+        lambda repo: repo.card_by_out_no_checking_bound(query.sp_mchid, query.sub_mchid, path.out_card_no),
         path.out_card_no,
     )
     return quota_cards.entity(card)
