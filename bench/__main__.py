@@ -368,7 +368,7 @@ def _run_all(
     )
     out: dict[str, Any] = {}
     if sdk_too and not args.skip_sdk:
-        print("SDK comparison (issue through three clients) ...", file=sys.stderr)
+        print("SDK comparison (issue through four clients) ...", file=sys.stderr)
         out["sdk"] = sdk.measure({**server.info, "base_url": server.url}, employee, args.sdk_calls)
     floors_again = run_floor()  # the floor again, after the others: the machine may have changed
     floors = {m: (first_floors[m].rps + floors_again[m].rps) / 2 for m in floors}
