@@ -14,9 +14,12 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
+import anyio
 import httpx
 import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -26,10 +29,11 @@ from hypothesis import strategies as st
 
 from live import free_port
 from support import World
-from test_client_transport import Stub, make_client, stub  # noqa: F401  (stub is a fixture)
+from test_client_transport import Stub, make_async, make_client, stub  # noqa: F401  (stub is a fixture)
 from wxpartner.client import Client, policy
 from wxpartner.client import http11 as sh
-from wxpartner.client.core import answer
+from wxpartner.client.core import Response, answer
+from wxpartner.client.http11_aio import AsyncPooledHTTP
 from wxpartner.client.outgoing import Outgoing, host_header, outgoing, wire_target
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
@@ -128,8 +132,34 @@ def wire() -> Iterator[Callable[..., Wire]]:
         w.stop()
 
 
-def pooled(read: float = 5.0) -> sh.PooledHTTP:
-    return sh.PooledHTTP(httpx.Timeout(5.0, read=read))
+class Pool(Protocol):
+    def exchange(self, request: Outgoing) -> Response: ...
+
+    def close(self) -> None: ...
+
+
+class PortalPool:
+    """The async pool, driven from tests written once for both: every call runs on one event loop in a
+    portal thread (concurrent callers become concurrent tasks)."""
+
+    def __init__(self, portal: BlockingPortal, read: float) -> None:
+        self.portal = portal
+        self.pool = AsyncPooledHTTP(httpx.Timeout(5.0, read=read))
+
+    def exchange(self, request: Outgoing) -> Response:
+        return self.portal.call(self.pool.exchange, request)
+
+    def close(self) -> None:
+        self.portal.call(self.pool.aclose)
+
+
+@pytest.fixture(params=["sync", "async"])
+def pooled(request: pytest.FixtureRequest) -> Iterator[Callable[..., Pool]]:
+    if request.param == "sync":
+        yield lambda read=5.0: sh.PooledHTTP(httpx.Timeout(5.0, read=read))
+        return
+    with start_blocking_portal() as portal:
+        yield lambda read=5.0: PortalPool(portal, read)
 
 
 HEADERS = {"Accept": "application/json", "User-Agent": "t", "Authorization": "WECHATPAY2-SHA256-RSA2048 x"}
@@ -155,7 +185,12 @@ def post(w: Wire, body: bytes = b'{"a":1}', scheme: str = "http") -> Outgoing:
     ],
 )
 def test_the_bytes_on_the_wire_are_the_ones_httpx_sends(
-    wire: Callable[..., Wire], method: str, path: str, query: list[tuple[str, str]], body: bytes
+    wire: Callable[..., Wire],
+    method: str,
+    path: str,
+    query: list[tuple[str, str]],
+    body: bytes,
+    pooled: Callable[..., Pool],
 ) -> None:
     w = wire()
     request = outgoing(method, w.origin(), path, query, HEADERS, body)
@@ -222,7 +257,9 @@ def test_the_host_header_is_the_one_httpx_writes(origin: str) -> None:
     ],
     ids=["plain", "chunked", "utf8-header", "latin1-header", "no-body", "interim", "bare", "http10-to-close"],
 )
-def test_answers_decode_as_httpx_decodes_them(wire: Callable[..., Wire], answer_bytes: bytes) -> None:
+def test_answers_decode_as_httpx_decodes_them(
+    wire: Callable[..., Wire], answer_bytes: bytes, pooled: Callable[..., Pool]
+) -> None:
     closes = answer_bytes.startswith(b"HTTP/1.0")
     w = wire(lambda _raw: (answer_bytes, closes))
     ours = pooled().exchange(post(w))
@@ -234,7 +271,9 @@ def test_answers_decode_as_httpx_decodes_them(wire: Callable[..., Wire], answer_
 
 
 # -- connections ------------------------------------------------------------------------------------
-def test_one_connection_serves_call_after_call_and_close_releases_it(wire: Callable[..., Wire]) -> None:
+def test_one_connection_serves_call_after_call_and_close_releases_it(
+    wire: Callable[..., Wire], pooled: Callable[..., Pool]
+) -> None:
     w = wire()
     pool = pooled()
     for _ in range(5):
@@ -245,7 +284,9 @@ def test_one_connection_serves_call_after_call_and_close_releases_it(wire: Calla
 
 
 @pytest.mark.parametrize("how", ["server-closes", "connection-close-header"])
-def test_a_connection_the_server_ended_is_not_reused(wire: Callable[..., Wire], how: str) -> None:
+def test_a_connection_the_server_ended_is_not_reused(
+    wire: Callable[..., Wire], how: str, pooled: Callable[..., Pool]
+) -> None:
     if how == "server-closes":  # closes after answering, without saying so: a FIN waits on the socket
         w = wire(lambda _raw: (OK, True))
     else:
@@ -259,7 +300,7 @@ def test_a_connection_the_server_ended_is_not_reused(wire: Callable[..., Wire], 
 
 
 def test_a_connection_idle_past_the_expiry_is_not_reused(
-    wire: Callable[..., Wire], monkeypatch: pytest.MonkeyPatch
+    wire: Callable[..., Wire], monkeypatch: pytest.MonkeyPatch, pooled: Callable[..., Pool]
 ) -> None:
     w = wire()
     pool = pooled()
@@ -269,7 +310,9 @@ def test_a_connection_idle_past_the_expiry_is_not_reused(
     assert w.accepted == 2
 
 
-def test_threads_share_the_pool_without_sharing_a_connection(wire: Callable[..., Wire]) -> None:
+def test_threads_share_the_pool_without_sharing_a_connection(
+    wire: Callable[..., Wire], pooled: Callable[..., Pool]
+) -> None:
     w = wire()
     pool = pooled()
     errors: list[BaseException] = []
@@ -292,7 +335,7 @@ def test_threads_share_the_pool_without_sharing_a_connection(wire: Callable[...,
 
 
 # -- failures, as the retry policy reads them ---------------------------------------------------------
-def test_refused_connection_is_a_connect_error_so_provably_not_sent() -> None:
+def test_refused_connection_is_a_connect_error_so_provably_not_sent(pooled: Callable[..., Pool]) -> None:
     with pytest.raises(httpx.ConnectError) as caught:
         pooled().exchange(outgoing("GET", f"http://127.0.0.1:{free_port()}", "/v3/x", (), HEADERS, b""))
     assert isinstance(caught.value, policy.NOT_SENT_ERRORS)
@@ -334,7 +377,7 @@ def test_refused_connection_is_a_connect_error_so_provably_not_sent() -> None:
     ],
 )
 def test_failures_after_sending_are_httpx_errors_that_may_have_taken_effect(
-    wire: Callable[..., Wire], respond: Respond, error: type[Exception]
+    wire: Callable[..., Wire], respond: Respond, error: type[Exception], pooled: Callable[..., Pool]
 ) -> None:
     w = wire(respond)
     pool = pooled(read=0.3)
@@ -346,7 +389,9 @@ def test_failures_after_sending_are_httpx_errors_that_may_have_taken_effect(
     assert pool.exchange(post(w)).status == 200
 
 
-def test_a_header_that_would_start_another_is_refused_before_sending(wire: Callable[..., Wire]) -> None:
+def test_a_header_that_would_start_another_is_refused_before_sending(
+    wire: Callable[..., Wire], pooled: Callable[..., Pool]
+) -> None:
     w = wire()
     for name, value in (("X-Bad", "a\r\nInjected: 1"), ("X Bad", "a"), ("X-Nul", "a\x00")):
         with pytest.raises(httpx.LocalProtocolError):
@@ -354,7 +399,7 @@ def test_a_header_that_would_start_another_is_refused_before_sending(wire: Calla
     assert w.requests == []
 
 
-def test_a_scheme_other_than_http_is_refused() -> None:
+def test_a_scheme_other_than_http_is_refused(pooled: Callable[..., Pool]) -> None:
     with pytest.raises(httpx.UnsupportedProtocol):
         pooled().exchange(outgoing("GET", "ftp://127.0.0.1", "/x", (), HEADERS, b""))
 
@@ -391,7 +436,7 @@ def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
 
 
 def test_tls_is_verified_like_httpx(
-    wire: Callable[..., Wire], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    wire: Callable[..., Wire], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pooled: Callable[..., Pool]
 ) -> None:
     server_tls, cert_path = _self_signed(tmp_path)
     w = wire(tls=server_tls)
@@ -432,3 +477,13 @@ def test_a_proxy_in_the_environment_sends_the_client_through_httpx(
     assert proxied.request("GET", "/v3/proxied").status == 200
     assert stub.seen[-1].target == "http://wx.invalid/v3/proxied"
     assert isinstance(direct, Client) and isinstance(proxied, Client)
+
+    async def async_call(base_url: str, path: str) -> int:
+        async with make_async(world, base_url) as client:
+            return (await client.request("GET", path)).status
+
+    assert anyio.run(async_call, "http://wx.invalid", "/v3/proxied-async") == 200
+    assert stub.seen[-1].target == "http://wx.invalid/v3/proxied-async"
+    monkeypatch.delenv("HTTP_PROXY")
+    assert anyio.run(async_call, stub.url, "/v3/direct-async") == 200
+    assert stub.seen[-1].target == "/v3/direct-async"

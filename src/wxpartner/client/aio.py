@@ -1,4 +1,5 @@
-"""The asynchronous client: drives the same pipeline (core.Engine) with an httpx.AsyncClient."""
+"""The asynchronous client: drives the same pipeline (core.Engine) with its own HTTP/1.1
+(http11_aio.AsyncPooledHTTP) by default, or an httpx.AsyncClient."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ..protocol.keys import PemSource
 from .base import BaseClient, ClientOptions, generic_call
 from .core import Action, Call, Flow, Refresh, Response, Send, Sleep, answer
+from .http11 import environment_has_proxy
+from .http11_aio import AsyncPooledHTTP
 from .notifications import Notification, notification_flow
 from .resources import AsyncFamilies
 
@@ -21,7 +24,8 @@ T = TypeVar("T")
 
 class AsyncClient(BaseClient, AsyncFamilies):
     """One merchant's asyncio client (any anyio backend). See ``BaseClient`` for the arguments; also
-    ``http_client`` (your own ``httpx.AsyncClient``) or ``transport`` (e.g. ``httpx.ASGITransport``)."""
+    ``http_client`` (your own ``httpx.AsyncClient``) or ``transport`` (e.g. ``httpx.ASGITransport``).
+    Without either, HTTP/1.1 goes through its own pooled streams (``http11_aio``)."""
 
     def __init__(
         self,
@@ -35,7 +39,13 @@ class AsyncClient(BaseClient, AsyncFamilies):
     ) -> None:
         super().__init__(mchid, serial_no, private_key, **options)
         self._own_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(transport=transport, timeout=self.config.timeout)
+        # Its own HTTP/1.1 unless the caller chose the HTTP or a proxy is configured (as Client).
+        self._pooled: AsyncPooledHTTP | None = None
+        self._http: httpx.AsyncClient | None = http_client
+        if http_client is None and transport is None and not environment_has_proxy():
+            self._pooled = AsyncPooledHTTP(self.config.timeout)
+        elif http_client is None:
+            self._http = httpx.AsyncClient(transport=transport, timeout=self.config.timeout)
         self._refresh_lock: anyio.Lock | None = None  # created lazily inside the event loop
         AsyncFamilies.__init__(self, self)
 
@@ -54,9 +64,12 @@ class AsyncClient(BaseClient, AsyncFamilies):
 
     async def _perform(self, action: Action) -> Any:
         if isinstance(action, Send):
-            request = action.request.to_httpx()
-            request.extensions["timeout"] = self.config.timeout.as_dict()
             try:
+                if self._pooled is not None:
+                    return await self._pooled.exchange(action.request)
+                assert self._http is not None
+                request = action.request.to_httpx()
+                request.extensions["timeout"] = self.config.timeout.as_dict()
                 r = await self._http.send(request)
             except (httpx.TransportError, OSError) as exc:
                 return exc
@@ -113,7 +126,9 @@ class AsyncClient(BaseClient, AsyncFamilies):
         return await self._drive(notification_flow(self._engine, headers, raw_body))
 
     async def aclose(self) -> None:
-        if self._own_http:
+        if self._pooled is not None:
+            await self._pooled.aclose()
+        elif self._own_http and self._http is not None:
             await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:

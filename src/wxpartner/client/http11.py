@@ -26,7 +26,9 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Generator
 from functools import lru_cache
+from typing import Generic, Protocol, TypeVar
 
 import httpx
 
@@ -47,12 +49,88 @@ _BAD_VALUE = re.compile(r"[\r\n\x00]")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?\r?\n")
 
 Origin = tuple[str, str, int]
+T = TypeVar("T")
+
+
+class Poolable(Protocol):
+    idle_since: float
+
+    def quiet(self) -> bool: ...
+
+
+C = TypeVar("C", bound=Poolable)
 
 
 def environment_has_proxy() -> bool:
     """Whether httpx (``trust_env``) would send some request through a proxy."""
     proxies = urllib.request.getproxies()
     return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+
+
+class Idle(Generic[C]):
+    """The idle keep-alive connections of a pool, per origin; thread-safe, never waits on I/O (the
+    pool closes what ``take``, ``put`` and ``drain`` hand back)."""
+
+    def __init__(self) -> None:
+        self._idle: dict[Origin, list[C]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def take(self, origin: Origin) -> tuple[C | None, list[C]]:
+        """A connection to reuse, if one is fresh and quiet, and the stale ones met on the way."""
+        now = time.monotonic()
+        stale: list[C] = []
+        with self._lock:
+            idle = self._idle.get(origin)
+            while idle:
+                conn = idle.pop()
+                if now - conn.idle_since < KEEPALIVE_EXPIRY and conn.quiet():
+                    return conn, stale
+                stale.append(conn)
+        return None, stale
+
+    def put(self, origin: Origin, conn: C) -> bool:
+        """False when the pool is closed or full: the caller closes the connection."""
+        with self._lock:
+            if self._closed:
+                return False
+            idle = self._idle.setdefault(origin, [])
+            if len(idle) >= MAX_IDLE_PER_ORIGIN:
+                return False
+            conn.idle_since = time.monotonic()
+            idle.append(conn)
+            return True
+
+    def drain(self) -> list[C]:
+        with self._lock:
+            self._closed = True
+            conns = [conn for conns in self._idle.values() for conn in conns]
+            self._idle.clear()
+        return conns
+
+
+def socket_quiet(sock: socket.socket | None) -> bool:
+    """An idle keep-alive connection has nothing to read; if it has (the server's FIN, or bytes nobody
+    asked for) it is not reused, as httpcore decides (which also polls the raw socket)."""
+    if sock is None:
+        return False
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return False
+    try:
+        if not hasattr(select, "poll"):  # Windows
+            return not select.select([sock], [], [], 0)[0]
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return not poller.poll(0)
+    except (OSError, ValueError):  # closed meanwhile
+        return False
+
+
+def tls_context() -> ssl.SSLContext:
+    """httpx's default verification (certifi, or SSL_CERT_FILE/SSL_CERT_DIR), offering HTTP/1.1 by ALPN."""
+    context = httpx.create_ssl_context()
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 class _Connection:
@@ -65,22 +143,8 @@ class _Connection:
         self.buffer = b""
         self.idle_since = 0.0
 
-    def close(self) -> None:
-        self.sock.close()
-
     def quiet(self) -> bool:
-        """An idle keep-alive connection has nothing to read; if it has (the server's FIN, or bytes
-        nobody asked for) it is not reused, as httpcore decides."""
-        if self.buffer or (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
-            return False
-        try:
-            if not hasattr(select, "poll"):  # Windows
-                return not select.select([self.sock], [], [], 0)[0]
-            poller = select.poll()
-            poller.register(self.sock, select.POLLIN)
-            return not poller.poll(0)
-        except (OSError, ValueError):  # closed meanwhile
-            return False
+        return not self.buffer and socket_quiet(self.sock)
 
 
 class PooledHTTP:
@@ -90,51 +154,31 @@ class PooledHTTP:
     def __init__(self, timeout: httpx.Timeout) -> None:
         self._timeout = timeout
         self._tls: ssl.SSLContext | None = None  # loaded on the first https origin (certifi: ≈ 20 ms)
-        self._idle: dict[Origin, list[_Connection]] = {}
-        self._lock = threading.Lock()
-        self._closed = False
+        self._idle: Idle[_Connection] = Idle()
 
     def exchange(self, request: Outgoing) -> Response:
-        data = _serialize(request)
-        origin = _origin(request.origin)
-        conn = self._idle_connection(origin) or self._connect(origin)
+        data = serialize(request)
+        origin = parse_origin(request.origin)
+        conn, stale = self._idle.take(origin)
+        for old in stale:
+            old.sock.close()
+        if conn is None:
+            conn = self._connect(origin)
         try:
             self._write(conn, data)
             status, raw_headers, content, reusable = self._read(conn, request.method)
         except BaseException:
-            conn.close()
+            conn.sock.close()
             raise
-        if reusable:
-            self._release(origin, conn)
-        else:
-            conn.close()
+        if not (reusable and self._idle.put(origin, conn)):
+            conn.sock.close()
         return Response(status, decode_headers(raw_headers), content)
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle = [conn for conns in self._idle.values() for conn in conns]
-            self._idle.clear()
-        for conn in idle:
-            conn.close()
+        for conn in self._idle.drain():
+            conn.sock.close()
 
     # -- connections ----------------------------------------------------------------------------
-    def _idle_connection(self, origin: Origin) -> _Connection | None:
-        now = time.monotonic()
-        stale: list[_Connection] = []
-        found = None
-        with self._lock:
-            idle = self._idle.get(origin)
-            while idle:
-                conn = idle.pop()
-                if now - conn.idle_since < KEEPALIVE_EXPIRY and conn.quiet():
-                    found = conn
-                    break
-                stale.append(conn)
-        for conn in stale:
-            conn.close()
-        return found
-
     def _connect(self, origin: Origin) -> _Connection:
         scheme, host, port = origin
         sock: socket.socket | None = None
@@ -142,7 +186,9 @@ class PooledHTTP:
             sock = socket.create_connection((host, port), timeout=self._timeout.connect)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":  # the handshake within the connect timeout, as httpcore does
-                sock = self._context().wrap_socket(sock, server_hostname=host)
+                if self._tls is None:
+                    self._tls = tls_context()
+                sock = self._tls.wrap_socket(sock, server_hostname=host)
         except TimeoutError as exc:
             if sock is not None:
                 sock.close()
@@ -152,23 +198,6 @@ class PooledHTTP:
                 sock.close()
             raise httpx.ConnectError(f"connecting to {host}:{port}: {exc}") from exc
         return _Connection(sock)
-
-    def _context(self) -> ssl.SSLContext:
-        if self._tls is None:
-            context = httpx.create_ssl_context()
-            context.set_alpn_protocols(["http/1.1"])  # as httpcore offers it without HTTP/2
-            self._tls = context
-        return self._tls
-
-    def _release(self, origin: Origin, conn: _Connection) -> None:
-        with self._lock:
-            if not self._closed:
-                idle = self._idle.setdefault(origin, [])
-                if len(idle) < MAX_IDLE_PER_ORIGIN:
-                    conn.idle_since = time.monotonic()
-                    idle.append(conn)
-                    return
-        conn.close()
 
     # -- one exchange ---------------------------------------------------------------------------
     def _write(self, conn: _Connection, data: bytes) -> None:
@@ -180,33 +209,47 @@ class PooledHTTP:
         except OSError as exc:
             raise httpx.WriteError(str(exc)) from exc
 
-    def _read(self, conn: _Connection, method: str) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
+    def _read(self, conn: _Connection, method: str) -> Answer:
+        parser = AnswerParser(conn.buffer)
+        reading = parser.read(method)
         try:
             conn.sock.settimeout(self._timeout.read)
-            return _Answer(conn).read(method)
+            next(reading)  # parses what is buffered; asks for more by yielding
+            while True:
+                reading.send(conn.sock.recv(65536))
+        except StopIteration as done:
+            conn.buffer = parser.buffer
+            answer: Answer = done.value
+            return answer
         except TimeoutError as exc:
             raise httpx.ReadTimeout(str(exc)) from exc
         except OSError as exc:
             raise httpx.ReadError(str(exc)) from exc
 
 
-class _Answer:
-    """Reads one HTTP/1.1 response from a connection's buffer and socket."""
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes, bool]
+Reading = Generator[None, bytes, T]
 
-    def __init__(self, conn: _Connection) -> None:
-        self.conn = conn
 
-    def read(self, method: str) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
+class AnswerParser:
+    """One HTTP/1.1 answer, sans-IO (the sync and async pools drive it alike): ``read`` yields when it
+    needs more bytes and is sent the next chunk, b"" when the server closed. Whatever is left in
+    ``buffer`` afterwards arrived beyond the answer."""
+
+    def __init__(self, buffer: bytes = b"") -> None:
+        self.buffer = buffer
+
+    def read(self, method: str) -> Reading[Answer]:
         """Status, raw header pairs, body, and whether the connection may serve another request."""
         while True:
-            line = self._line()
+            line = yield from self._line()
             if not line:
                 raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
             m = _STATUS_LINE.fullmatch(line)
             if m is None:
                 raise httpx.RemoteProtocolError(f"malformed status line {line[:100]!r}")
             status = int(m.group(2))
-            headers = self._headers()
+            headers = yield from self._headers()
             if not 100 <= status < 200 or status == 101:
                 break  # an interim answer (100 Continue, 103 Early Hints) is followed by the real one
         connection = b",".join(v for k, v in headers if k.lower() == b"connection").lower()
@@ -216,20 +259,20 @@ class _Answer:
         codings = b",".join(v for k, v in headers if k.lower() == b"transfer-encoding").lower()
         if codings:
             if codings.rsplit(b",", 1)[-1].strip() != b"chunked":
-                return status, headers, self._to_close(), False
-            return status, headers, self._chunked(), keep_alive
+                return status, headers, (yield from self._to_close()), False
+            return status, headers, (yield from self._chunked()), keep_alive
         lengths = {v.strip() for k, v in headers if k.lower() == b"content-length"}
         if not lengths:
-            return status, headers, self._to_close(), False
+            return status, headers, (yield from self._to_close()), False
         length = next(iter(lengths))
         if len(lengths) > 1 or not length.isdigit():
             raise httpx.RemoteProtocolError(f"bad Content-Length {sorted(lengths)!r}")
-        return status, headers, self._exactly(int(length)), keep_alive
+        return status, headers, (yield from self._exactly(int(length))), keep_alive
 
-    def _headers(self) -> list[tuple[bytes, bytes]]:
+    def _headers(self) -> Reading[list[tuple[bytes, bytes]]]:
         headers: list[tuple[bytes, bytes]] = []
         while True:
-            line = self._line()
+            line = yield from self._line()
             if line in (b"\r\n", b"\n"):
                 return headers
             if not line:
@@ -245,63 +288,60 @@ class _Answer:
                 raise httpx.RemoteProtocolError(f"more than {MAX_HEADERS} headers")
             headers.append((name, value.strip(b" \t\r\n")))
 
-    def _chunked(self) -> bytes:
+    def _chunked(self) -> Reading[bytes]:
         parts: list[bytes] = []
         while True:
-            size_line = self._line()
+            size_line = yield from self._line()
             if not size_line:
                 raise httpx.RemoteProtocolError("Server disconnected in a chunked body.")
-            size_text = size_line.split(b";", 1)[0].strip()
             try:
-                size = int(size_text, 16)
+                size = int(size_line.split(b";", 1)[0].strip(), 16)
             except ValueError:
                 raise httpx.RemoteProtocolError(f"bad chunk size {size_line[:40]!r}") from None
             if size == 0:
-                self._headers()  # trailers, ignored
+                yield from self._headers()  # trailers, ignored
                 return b"".join(parts)
-            parts.append(self._exactly(size))
-            if self._line() not in (b"\r\n", b"\n"):
+            parts.append((yield from self._exactly(size)))
+            if (yield from self._line()) not in (b"\r\n", b"\n"):
                 raise httpx.RemoteProtocolError("a chunk not followed by CRLF")
 
     # -- reading --------------------------------------------------------------------------------
-    def _fill(self) -> bool:
-        data = self.conn.sock.recv(65536)
-        self.conn.buffer += data
+    def _fill(self) -> Reading[bool]:
+        data = yield
+        self.buffer += data
         return bool(data)
 
-    def _line(self) -> bytes:
+    def _line(self) -> Reading[bytes]:
         """Up to and including LF; b"" when the server closed before sending anything more."""
-        conn = self.conn
         while True:
-            end = conn.buffer.find(b"\n")
-            if end > MAX_LINE or (end < 0 and len(conn.buffer) > MAX_LINE):
+            end = self.buffer.find(b"\n")
+            if end > MAX_LINE or (end < 0 and len(self.buffer) > MAX_LINE):
                 raise httpx.RemoteProtocolError(f"an answer line longer than {MAX_LINE} bytes")
             if end >= 0:
-                line, conn.buffer = conn.buffer[: end + 1], conn.buffer[end + 1 :]
+                line, self.buffer = self.buffer[: end + 1], self.buffer[end + 1 :]
                 return line
-            if not self._fill():
-                if conn.buffer:
+            if not (yield from self._fill()):
+                if self.buffer:
                     raise httpx.RemoteProtocolError("Server disconnected in the middle of a line.")
                 return b""
 
-    def _exactly(self, size: int) -> bytes:
-        conn = self.conn
-        while len(conn.buffer) < size:
-            if not self._fill():
+    def _exactly(self, size: int) -> Reading[bytes]:
+        while len(self.buffer) < size:
+            if not (yield from self._fill()):
                 raise httpx.RemoteProtocolError(
-                    f"Server disconnected after {len(conn.buffer)} of {size} bytes of the body."
+                    f"Server disconnected after {len(self.buffer)} of {size} bytes of the body."
                 )
-        body, conn.buffer = conn.buffer[:size], conn.buffer[size:]
+        body, self.buffer = self.buffer[:size], self.buffer[size:]
         return body
 
-    def _to_close(self) -> bytes:
-        while self._fill():
+    def _to_close(self) -> Reading[bytes]:
+        while (yield from self._fill()):
             pass
-        body, self.conn.buffer = self.conn.buffer, b""
+        body, self.buffer = self.buffer, b""
         return body
 
 
-def _serialize(request: Outgoing) -> bytes:
+def serialize(request: Outgoing) -> bytes:
     """The request line, headers and body in one buffer. Refuses what would let a header value start
     another header (h11 refuses the same, when httpx sends)."""
     lines = [f"{request.method} {request.target} HTTP/1.1"]
@@ -314,7 +354,7 @@ def _serialize(request: Outgoing) -> bytes:
 
 
 @lru_cache(maxsize=64)
-def _origin(origin: str) -> Origin:
+def parse_origin(origin: str) -> Origin:
     parts = urllib.parse.urlsplit(origin)
     scheme = parts.scheme
     if scheme not in _DEFAULT_PORTS:
