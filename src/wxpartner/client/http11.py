@@ -210,17 +210,13 @@ class PooledHTTP:
             raise httpx.WriteError(str(exc)) from exc
 
     def _read(self, conn: _Connection, method: str) -> Answer:
-        parser = AnswerParser(conn.buffer)
-        reading = parser.read(method)
+        reader = AnswerReader(conn.buffer, method)
         try:
             conn.sock.settimeout(self._timeout.read)
-            next(reading)  # parses what is buffered; asks for more by yielding
-            while True:
-                reading.send(conn.sock.recv(65536))
-        except StopIteration as done:
-            conn.buffer = parser.buffer
-            answer: Answer = done.value
-            return answer
+            while reader.answer is None:
+                reader.feed(conn.sock.recv(65536))
+            conn.buffer = reader.rest
+            return reader.answer
         except TimeoutError as exc:
             raise httpx.ReadTimeout(str(exc)) from exc
         except OSError as exc:
@@ -231,9 +227,35 @@ Answer = tuple[int, list[tuple[bytes, bytes]], bytes, bool]
 Reading = Generator[None, bytes, T]
 
 
+class AnswerReader:
+    """Drives an ``AnswerParser`` from chunks as they arrive: ``answer`` is set once it is complete,
+    ``rest`` then holds what arrived beyond it."""
+
+    def __init__(self, buffer: bytes, method: str) -> None:
+        self._parser = AnswerParser(buffer)
+        self._reading = self._parser.read(method)
+        self.answer: Answer | None = None
+        self.rest = b""
+        self._step(None)  # parses what is already buffered
+
+    def feed(self, chunk: bytes) -> None:
+        """The next chunk from the connection; b"" when the server closed it."""
+        self._step(chunk)
+
+    def _step(self, chunk: bytes | None) -> None:
+        try:
+            if chunk is None:
+                next(self._reading)
+            else:
+                self._reading.send(chunk)
+        except StopIteration as done:
+            self.answer = done.value
+            self.rest = self._parser.buffer
+
+
 class AnswerParser:
-    """One HTTP/1.1 answer, sans-IO (the sync and async pools drive it alike): ``read`` yields when it
-    needs more bytes and is sent the next chunk, b"" when the server closed. Whatever is left in
+    """One HTTP/1.1 answer, sans-IO (both pools drive it through ``AnswerReader``): ``read`` yields when
+    it needs more bytes and is sent the next chunk, b"" when the server closed. Whatever is left in
     ``buffer`` afterwards arrived beyond the answer."""
 
     def __init__(self, buffer: bytes = b"") -> None:

@@ -16,7 +16,7 @@ from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSAttribute
 
 from .core import Response, decode_headers
-from .http11 import Answer, AnswerParser, Idle, Origin, parse_origin, serialize, socket_quiet, tls_context
+from .http11 import Answer, AnswerReader, Idle, Origin, parse_origin, serialize, socket_quiet, tls_context
 from .outgoing import Outgoing
 
 # What anyio raises for a connection that broke or was closed under us, beside the OS's own errors.
@@ -105,21 +105,17 @@ class AsyncPooledHTTP:
             raise httpx.WriteError(str(exc)) from exc
 
     async def _read(self, conn: _Connection, method: str) -> Answer:
-        parser = AnswerParser(conn.buffer)
-        reading = parser.read(method)
+        reader = AnswerReader(conn.buffer, method)
         try:
-            next(reading)  # parses what is buffered; asks for more by yielding
-            while True:
+            while reader.answer is None:
                 with anyio.fail_after(self._timeout.read):
                     try:
                         chunk = await conn.stream.receive(65536)
                     except anyio.EndOfStream:
                         chunk = b""
-                reading.send(chunk)
-        except StopIteration as done:
-            conn.buffer = parser.buffer
-            answer: Answer = done.value
-            return answer
+                reader.feed(chunk)
+            conn.buffer = reader.rest
+            return reader.answer
         except TimeoutError as exc:
             raise httpx.ReadTimeout(str(exc)) from exc
         except _BROKEN as exc:
