@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -168,6 +169,42 @@ def test_the_writer_flushes_in_short_transactions(app: WxPartnerApp, monkeypatch
     with app.state.db.read() as conn:
         assert ops_repo.count_journal(conn) == 2 * CHUNK + 5
     assert w.pending() == 0
+
+
+def test_a_flush_waits_for_the_step_in_flight_so_a_reader_finds_its_rows(
+    app: WxPartnerApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background flush took the rows out of the buffer and is still writing them: a flush from
+    the control API (which then reads the journal) must not find the buffer empty and return early."""
+    w = writer(app.state)
+    w.record(_row(1))
+    inside, go = threading.Event(), threading.Event()
+    insert = ops_repo.insert_journal
+
+    def slow(conn: Connection, rows: list[dict[str, object]]) -> None:
+        inside.set()
+        assert go.wait(10)
+        insert(conn, rows)
+
+    monkeypatch.setattr(ops_repo, "insert_journal", slow)
+    background = threading.Thread(target=w.flush_step)
+    background.start()
+    assert inside.wait(10)
+    seen: list[int] = []
+
+    def flush_then_count() -> None:
+        w.flush()
+        with app.state.db.read() as conn:
+            seen.append(ops_repo.count_journal(conn))
+
+    reader = threading.Thread(target=flush_then_count)
+    reader.start()
+    reader.join(0.3)
+    assert reader.is_alive(), "the flush returned while the rows were still being written"
+    go.set()
+    background.join(10)
+    reader.join(10)
+    assert seen == [1]
 
 
 def test_a_failed_chunk_keeps_only_the_rows_not_yet_written(app: WxPartnerApp) -> None:

@@ -66,7 +66,11 @@ class JournalWriter:
 
     def flush(self) -> int:
         """Write everything buffered now, ``CHUNK`` rows per transaction; on failure the rows not yet
-        written go back to the buffer. Returns the number of rows written."""
+        written go back to the buffer. Returns the number of rows written. A step already in flight
+        (the background task's, in another thread) is waited for first: its rows have left the buffer
+        but are not committed, and whoever flushes to read its own requests back must find them."""
+        with self._flush_lock:
+            pass
         written = 0
         for _ in range(self.steps()):
             n = self.flush_step()
