@@ -270,6 +270,27 @@ def test_answers_decode_as_httpx_decodes_them(
     assert ours.status in (200, 201, 204)
 
 
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_large_body_arrives_whole(
+    wire: Callable[..., Wire], framing: str, pooled: Callable[..., Pool]
+) -> None:
+    """A bill file is megabytes: read in many chunks (into a bytearray, not bytes copied per chunk)."""
+    body = bytes(range(256)) * 32768  # 8 MiB
+    if framing == "content-length":
+        data = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    else:
+        piece = 1 << 20
+        chunks = b"".join(
+            b"%x\r\n" % piece + body[i : i + piece] + b"\r\n" for i in range(0, len(body), piece)
+        )
+        data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    w = wire(lambda _raw: (data, False))
+    pool = pooled()
+    assert pool.exchange(post(w)).content == body
+    assert pool.exchange(post(w)).content == body  # and the connection is reusable after it
+    assert w.accepted == 1
+
+
 # -- connections ------------------------------------------------------------------------------------
 def test_one_connection_serves_call_after_call_and_close_releases_it(
     wire: Callable[..., Wire], pooled: Callable[..., Pool]

@@ -250,16 +250,17 @@ class AnswerReader:
                 self._reading.send(chunk)
         except StopIteration as done:
             self.answer = done.value
-            self.rest = self._parser.buffer
+            self.rest = bytes(self._parser.buffer)
 
 
 class AnswerParser:
     """One HTTP/1.1 answer, sans-IO (both pools drive it through ``AnswerReader``): ``read`` yields when
     it needs more bytes and is sent the next chunk, b"" when the server closed. Whatever is left in
-    ``buffer`` afterwards arrived beyond the answer."""
+    ``buffer`` afterwards arrived beyond the answer. A bytearray: a large body (a bill file) arrives in
+    many chunks, and appending to bytes would copy everything read so far for every chunk."""
 
     def __init__(self, buffer: bytes = b"") -> None:
-        self.buffer = buffer
+        self.buffer = bytearray(buffer)
 
     def read(self, method: str) -> Reading[Answer]:
         """Status, raw header pairs, body, and whether the connection may serve another request."""
@@ -340,7 +341,8 @@ class AnswerParser:
             if end > MAX_LINE or (end < 0 and len(self.buffer) > MAX_LINE):
                 raise httpx.RemoteProtocolError(f"an answer line longer than {MAX_LINE} bytes")
             if end >= 0:
-                line, self.buffer = self.buffer[: end + 1], self.buffer[end + 1 :]
+                line = bytes(self.buffer[: end + 1])
+                del self.buffer[: end + 1]
                 return line
             if not (yield from self._fill()):
                 if self.buffer:
@@ -353,13 +355,15 @@ class AnswerParser:
                 raise httpx.RemoteProtocolError(
                     f"Server disconnected after {len(self.buffer)} of {size} bytes of the body."
                 )
-        body, self.buffer = self.buffer[:size], self.buffer[size:]
+        body = bytes(self.buffer[:size])
+        del self.buffer[:size]
         return body
 
     def _to_close(self) -> Reading[bytes]:
         while (yield from self._fill()):
             pass
-        body, self.buffer = self.buffer, b""
+        body = bytes(self.buffer)
+        self.buffer.clear()
         return body
 
 
