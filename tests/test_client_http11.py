@@ -1,5 +1,5 @@
-"""The sync client's default transport (client/http11.py) and the request it sends (client/outgoing.py),
-against a socket-level loopback server: the bytes it sends are the bytes httpx sends (and sent before
+"""The SDK's own HTTP/1.1 (client/http11.py, its sync and async pools) and the request it sends
+(client/outgoing.py), against a socket-level loopback server: the bytes it sends are the bytes httpx sends (and sent before
 it: the request target as httpx computes it), answers decode as httpx decodes them, keep-alive
 connections are reused and never when dead or expired, failures come out as the httpx exceptions the
 retry policy reads, TLS verifies like httpx, and a proxy in the environment hands the client to httpx."""
@@ -34,6 +34,7 @@ from wxpartner.client import Client, policy
 from wxpartner.client import http11 as sh
 from wxpartner.client.core import Response, answer
 from wxpartner.client.http11_aio import AsyncPooledHTTP
+from wxpartner.client.http11_sync import PooledHTTP
 from wxpartner.client.outgoing import Outgoing, host_header, outgoing, wire_target
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
@@ -156,7 +157,7 @@ class PortalPool:
 @pytest.fixture(params=["sync", "async"])
 def pooled(request: pytest.FixtureRequest) -> Iterator[Callable[..., Pool]]:
     if request.param == "sync":
-        yield lambda read=5.0: sh.PooledHTTP(httpx.Timeout(5.0, read=read))
+        yield lambda read=5.0: PooledHTTP(httpx.Timeout(5.0, read=read))
         return
     with start_blocking_portal() as portal:
         yield lambda read=5.0: PortalPool(portal, read)

@@ -1,11 +1,12 @@
-"""The synchronous client's default transport: HTTP/1.1 on its own sockets, a keep-alive pool per origin.
+"""HTTP/1.1 for the SDK's own transports (http11_sync.py, http11_aio.py): the request's bytes, a parser of
+answers, and the rules of a keep-alive pool, written once for both.
 
-Why not httpx here: per call over loopback, httpx's Client, httpcore and h11 spent ≈ 0.3–0.45 ms of
-CPU, more than the request's RSA signature, and ``http.client`` ≈ 0.15 ms, ≈ 40 µs of it parsing the
-answer's headers with the e-mail parser (README, *Performance*). A WeChat Pay call is one small request
-and one small answer, so this writes the request line, headers and body in one ``sendall`` (one
-segment: the server parses it in one go) and reads the answer with a parser that knows only HTTP/1.1
-responses: a status line, header lines, then a body by Content-Length, chunks, or up to the close.
+Why not httpx by default: per call over loopback, httpx's Client, httpcore and h11 spent ≈ 0.3–0.45 ms
+of CPU, more than the request's RSA signature, and ``http.client`` ≈ 0.15 ms, ≈ 40 µs of it parsing
+the answer's headers with the e-mail parser (README, *Performance*). A WeChat Pay call is one small
+request and one small answer, so the request line, headers and body go out in one send (one segment:
+the server parses it in one go) and the answer is read by a parser that knows only HTTP/1.1 responses:
+a status line, header lines, then a body by Content-Length, chunks, or up to the close.
 
 Failures are raised as httpx's exceptions, so the retry policy (``policy.NOT_SENT_ERRORS``) reads them
 exactly as it reads httpx's: only a failure to connect proves the request never left.
@@ -32,7 +33,6 @@ from typing import Generic, Protocol, TypeVar
 
 import httpx
 
-from .core import Response, decode_headers
 from .outgoing import Outgoing
 
 # httpx's defaults (Limits): idle connections kept per origin, and for how long. A connection idle for
@@ -131,96 +131,6 @@ def tls_context() -> ssl.SSLContext:
     context = httpx.create_ssl_context()
     context.set_alpn_protocols(["http/1.1"])
     return context
-
-
-class _Connection:
-    """A socket and what was read from it beyond the last answer (nothing, with a well-behaved server)."""
-
-    __slots__ = ("buffer", "idle_since", "sock")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = b""
-        self.idle_since = 0.0
-
-    def quiet(self) -> bool:
-        return not self.buffer and socket_quiet(self.sock)
-
-
-class PooledHTTP:
-    """Thread-safe: a connection serves one call at a time, taken from its origin's idle list and put
-    back once its answer was read in full (never when the server said it closes)."""
-
-    def __init__(self, timeout: httpx.Timeout) -> None:
-        self._timeout = timeout
-        self._tls: ssl.SSLContext | None = None  # loaded on the first https origin (certifi: ≈ 20 ms)
-        self._idle: Idle[_Connection] = Idle()
-
-    def exchange(self, request: Outgoing) -> Response:
-        data = serialize(request)
-        origin = parse_origin(request.origin)
-        conn, stale = self._idle.take(origin)
-        for old in stale:
-            old.sock.close()
-        if conn is None:
-            conn = self._connect(origin)
-        try:
-            self._write(conn, data)
-            status, raw_headers, content, reusable = self._read(conn, request.method)
-        except BaseException:
-            conn.sock.close()
-            raise
-        if not (reusable and self._idle.put(origin, conn)):
-            conn.sock.close()
-        return Response(status, decode_headers(raw_headers), content)
-
-    def close(self) -> None:
-        for conn in self._idle.drain():
-            conn.sock.close()
-
-    # -- connections ----------------------------------------------------------------------------
-    def _connect(self, origin: Origin) -> _Connection:
-        scheme, host, port = origin
-        sock: socket.socket | None = None
-        try:
-            sock = socket.create_connection((host, port), timeout=self._timeout.connect)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if scheme == "https":  # the handshake within the connect timeout, as httpcore does
-                if self._tls is None:
-                    self._tls = tls_context()
-                sock = self._tls.wrap_socket(sock, server_hostname=host)
-        except TimeoutError as exc:
-            if sock is not None:
-                sock.close()
-            raise httpx.ConnectTimeout(f"connecting to {host}:{port}: {exc}") from exc
-        except OSError as exc:  # refused, unreachable, DNS, certificate verification
-            if sock is not None:
-                sock.close()
-            raise httpx.ConnectError(f"connecting to {host}:{port}: {exc}") from exc
-        return _Connection(sock)
-
-    # -- one exchange ---------------------------------------------------------------------------
-    def _write(self, conn: _Connection, data: bytes) -> None:
-        try:
-            conn.sock.settimeout(self._timeout.write)
-            conn.sock.sendall(data)
-        except TimeoutError as exc:
-            raise httpx.WriteTimeout(str(exc)) from exc
-        except OSError as exc:
-            raise httpx.WriteError(str(exc)) from exc
-
-    def _read(self, conn: _Connection, method: str) -> Answer:
-        reader = AnswerReader(conn.buffer, method)
-        try:
-            conn.sock.settimeout(self._timeout.read)
-            while reader.answer is None:
-                reader.feed(conn.sock.recv(65536))
-            conn.buffer = reader.rest
-            return reader.answer
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc)) from exc
-        except OSError as exc:
-            raise httpx.ReadError(str(exc)) from exc
 
 
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes, bool]

@@ -1,5 +1,5 @@
 """The synchronous client: drives the shared pipeline (core.Engine) with blocking HTTP: its own
-HTTP/1.1 (http11.PooledHTTP) by default, or an httpx.Client."""
+HTTP/1.1 (http11_sync.PooledHTTP) by default, or an httpx.Client."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ..protocol.keys import PemSource
 from .base import BaseClient, ClientOptions, generic_call
 from .core import Action, Call, Flow, Refresh, Response, Send, Sleep, answer
-from .http11 import PooledHTTP, environment_has_proxy
+from .http11 import environment_has_proxy
+from .http11_sync import PooledHTTP
 from .notifications import Notification, notification_flow
 from .resources import Families
 
@@ -25,7 +26,7 @@ T = TypeVar("T")
 class Client(BaseClient, Families):
     """One merchant's synchronous client; thread-safe. See ``BaseClient`` for the arguments; also
     ``http_client`` (your own ``httpx.Client``, e.g. Starlette's TestClient) or ``transport`` (an httpx
-    transport). Without either, HTTP/1.1 goes through its own pooled sockets (``http11``)."""
+    transport). Without either, HTTP/1.1 goes through its own pooled sockets (``http11_sync``)."""
 
     def __init__(
         self,
