@@ -69,14 +69,11 @@ class PooledHTTP:
                 if self._tls is None:
                     self._tls = tls_context()
                 sock = self._tls.wrap_socket(sock, server_hostname=host)
-        except TimeoutError as exc:
+        except OSError as exc:  # a timeout; refused, unreachable, DNS, certificate verification
             if sock is not None:
                 sock.close()
-            raise httpx.ConnectTimeout(f"connecting to {host}:{port}: {exc}") from exc
-        except OSError as exc:  # refused, unreachable, DNS, certificate verification
-            if sock is not None:
-                sock.close()
-            raise httpx.ConnectError(f"connecting to {host}:{port}: {exc}") from exc
+            error = httpx.ConnectTimeout if isinstance(exc, TimeoutError) else httpx.ConnectError
+            raise error(f"connecting to {host}:{port}: {exc}") from exc
         return _Connection(sock)
 
     # -- one exchange ---------------------------------------------------------------------------

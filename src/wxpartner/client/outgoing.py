@@ -38,10 +38,6 @@ class Outgoing:
     def url(self) -> str:
         return self.origin + self.target
 
-    def header(self, name: str) -> str | None:
-        lower = name.lower()
-        return next((v for k, v in self.headers if k.lower() == lower), None)
-
     def to_httpx(self) -> httpx.Request:
         """The same request for an httpx client (Host and Content-Length included, so httpx adds none)."""
         return httpx.Request(self.method, self.url, headers=self.headers, content=self.body or None)
