@@ -177,8 +177,9 @@ def _profile(args: argparse.Namespace, tmp: str, database_url: str) -> int:
 
     import sqlalchemy as sa
 
-    sa.event.listen(world.db.engine, "before_cursor_execute", on_execute)
-    sa.event.listen(world.db.engine, "begin", on_begin)
+    for engine in world.db.engines:
+        sa.event.listen(engine, "before_cursor_execute", on_execute)
+        sa.event.listen(engine, "begin", on_begin)
     print(f"{'endpoint':14} {'wall µs':>8} {'CPU µs':>8} {'txns':>5} {'stmts':>6}   (per request)")
     for name, factory in calls.items():
         # Best of --repeat rounds: on a shared machine the minimum is the stable figure.

@@ -101,7 +101,8 @@ def test_on_postgresql_a_remembered_lookup_costs_no_statement(
     def count(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
         statements.append(sql)
 
-    sa.event.listen(db.engine, "before_cursor_execute", count)
+    for engine in db.engines:
+        sa.event.listen(engine, "before_cursor_execute", count)
     _verify(second, _request(world))  # first: lookup + nonce
     assert len(statements) == 2
     statements.clear()

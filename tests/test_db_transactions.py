@@ -91,3 +91,77 @@ def test_lean_statements_return_rows_exactly_when_the_statement_has_them(databas
         with db.write() as conn:
             meta.drop_all(conn)
         db.dispose()
+
+
+def test_lean_statements_share_one_cursor_per_connection_and_survive_its_errors(database_url: str) -> None:
+    """Every LeanStatement on a connection runs on one kept cursor: a statement that failed leaves it
+    usable by the next transaction, and a connection that is replaced comes with a cursor of its own."""
+    meta = sa.MetaData()
+    t = sa.Table("lean_cursor", meta, sa.Column("k", sa.String, primary_key=True))
+    db = Database(database_url)
+    try:
+        with db.write() as conn:
+            meta.create_all(conn)
+        insert = LeanStatement(sa.insert(t).values(k=sa.bindparam("k")))
+        count = LeanStatement(sa.select(sa.func.count()).select_from(t))
+        with db.write() as conn:
+            insert.rows(conn, {"k": "a"})
+            kept = conn.connection.info["wx_cursor"]
+            assert count.first(conn, {}) == (1,)
+            assert conn.connection.info["wx_cursor"] is kept
+        with pytest.raises(sa.exc.IntegrityError), db.write() as conn:
+            insert.rows(conn, {"k": "a"})  # a duplicate: the transaction is rolled back
+        with db.write() as conn:
+            insert.rows(conn, {"k": "b"})  # the error closed the kept cursor: a new one serves
+            again = conn.connection.info["wx_cursor"]
+            assert again is not kept
+            assert count.first(conn, {}) == (2,)
+            assert conn.connection.info["wx_cursor"] is again
+        with db.read() as conn:
+            assert count.first(conn, {}) == (2,)
+        with db.engine.connect() as conn:
+            assert count.first(conn, {}) == (2,)
+            kept = conn.connection.info["wx_cursor"]
+            conn.invalidate()  # the driver connection is closed: its cursor goes with it
+        with db.engine.connect() as conn:
+            assert count.first(conn, {}) == (2,)
+            assert conn.connection.info["wx_cursor"] is not kept
+    finally:
+        with db.write() as conn:
+            meta.drop_all(conn)
+        db.dispose()
+
+
+def test_postgresql_reads_never_switch_a_connection_into_autocommit_and_back(
+    pg_server: PgServer | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads have a pool of connections that stay in autocommit: switching one of the main pool's at
+    checkout and back at checkin cost as much CPU as the statement itself."""
+    if pg_server is None:
+        pytest.skip("PostgreSQL is not installed here (apt-get install postgresql); .ci/run installs it")
+    import psycopg
+
+    db = Database(create_database(pg_server, "wx_autocommit_pool"))
+    try:
+        db.migrate()
+        with db.read() as conn:  # the first use connects (and sets autocommit once)
+            conn.execute(sa.text("select 1"))
+        switches: list[bool] = []
+        real = psycopg.Connection._set_autocommit
+
+        def spy(self: psycopg.Connection[object], value: bool) -> None:
+            switches.append(value)
+            real(self, value)
+
+        monkeypatch.setattr(psycopg.Connection, "_set_autocommit", spy)
+        for _ in range(3):
+            with db.read() as conn:
+                assert conn.execute(sa.text("select 1")).scalar() == 1
+                assert _status(conn) == TransactionStatus.IDLE
+            with db.write() as conn:
+                conn.execute(sa.text("select 1"))
+                assert _status(conn) == TransactionStatus.INTRANS
+        assert switches == []
+    finally:
+        db.dispose()
+        drop_database(pg_server, "wx_autocommit_pool")

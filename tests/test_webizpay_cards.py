@@ -385,11 +385,13 @@ def test_a_card_query_reads_the_card_and_the_relation_in_one_statement(
     def record(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
         seen.append(sql)
 
-    sa.event.listen(app.state.db.engine, "before_cursor_execute", record)
+    for engine in app.state.db.engines:
+        sa.event.listen(engine, "before_cursor_execute", record)
     try:
         answer = query()
     finally:
-        sa.event.remove(app.state.db.engine, "before_cursor_execute", record)
+        for engine in app.state.db.engines:
+            sa.event.remove(engine, "before_cursor_execute", record)
     assert answer.status_code == 200 and answer.json()["card_no"] == card["card_no"]
     business = [sql for sql in seen if "webizpay_cards" in sql or "merchant_relations" in sql]
     assert len(business) == 1 and "merchant_relations" in business[0], business
