@@ -395,3 +395,32 @@ def test_a_card_query_reads_the_card_and_the_relation_in_one_statement(
     assert answer.status_code == 200 and answer.json()["card_no"] == card["card_no"]
     business = [sql for sql in seen if "webizpay_cards" in sql or "merchant_relations" in sql]
     assert len(business) == 1 and "merchant_relations" in business[0], business
+
+
+def test_an_issue_reads_what_it_checks_in_one_statement(
+    client_a: ApiClient, control: TestClient, app: WxPartnerApp
+) -> None:
+    """W3: the merchant relation, a replayed out_card_no and the template come from one statement; then
+    the employee's relation (locked against a revoke) and the insert."""
+    emp = authorize(client_a, control, "employee123")
+    assert client_a.post(cards_url(emp), issue_body("mch_card_warm")).status_code == 200  # warm
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        seen.append(sql)
+
+    for engine in app.state.db.engines:
+        sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        answer = client_a.post(cards_url(emp), issue_body("mch_card_counted"))
+        again = client_a.post(cards_url(emp), issue_body("mch_card_counted"))
+    finally:
+        for engine in app.state.db.engines:
+            sa.event.remove(engine, "before_cursor_execute", record)
+    assert answer.status_code == again.status_code == 200 and again.json() == answer.json()
+    business = [sql for sql in seen if "webizpay_" in sql or "merchant_relations" in sql]
+    first_read = [sql for sql in business if "merchant_relations" in sql]
+    assert len(first_read) == 2, business  # one per request
+    assert all("webizpay_cards" in sql and "webizpay_templates" in sql for sql in first_read)
+    # the issue: that read, the relation locked, the insert; the replay: that read alone
+    assert len(business) == 3 + 1, business

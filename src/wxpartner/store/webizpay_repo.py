@@ -80,7 +80,42 @@ _OUT_CARD_AND_BOUND = _card_and_bound(
     webizpay_cards.c.sub_mchid == sa.bindparam("sub_mchid"),
     webizpay_cards.c.out_card_no == sa.bindparam("out_card_no"),
 )
-# The issue (W3) reads the card alone: it checked the relation first.
+# The issue (W3): whether sub_mchid is sp_mchid's sub-merchant, the card already issued under
+# out_card_no (the idempotent replay) and the card template, in ONE statement: the one-row subquery
+# outer-joined to the card and to the template, each found by a unique key (at most one row each).
+_TEMPLATE_COLUMNS = {
+    "wx_template_id": webizpay_templates.c.card_template_id,
+    "wx_template_card_rule": webizpay_templates.c.card_rule,
+    "wx_template_refund_rule": webizpay_templates.c.refund_rule,
+}
+_ISSUE_SELECT = sa.select(
+    webizpay_cards,
+    sa.exists()
+    .where(
+        registry.relation_clause(
+            sa.bindparam("sp_mchid"), sa.bindparam("sub_mchid"), RelationKind.SUB_MERCHANT.value
+        )
+    )
+    .label("wx_bound"),
+    *(column.label(name) for name, column in _TEMPLATE_COLUMNS.items()),
+).select_from(
+    _ONE_ROW.outerjoin(
+        webizpay_cards,
+        sa.and_(
+            webizpay_cards.c.sp_mchid == sa.bindparam("sp_mchid"),
+            webizpay_cards.c.sub_mchid == sa.bindparam("sub_mchid"),
+            webizpay_cards.c.out_card_no == sa.bindparam("out_card_no"),
+        ),
+    ).outerjoin(
+        webizpay_templates,
+        sa.and_(
+            webizpay_templates.c.sp_mchid == sa.bindparam("sp_mchid"),
+            webizpay_templates.c.card_template_id == sa.bindparam("card_template_id"),
+        ),
+    )
+)
+_ISSUE_READ = LeanStatement(_ISSUE_SELECT, tuple(_ISSUE_SELECT.selected_columns.keys()))
+# A card by out_card_no alone (the issue's second look after it lost a race on out_card_no).
 _CARD_BY_OUT_NO = LeanStatement(
     sa.select(webizpay_cards).where(
         webizpay_cards.c.sp_mchid == sa.bindparam("sp_mchid"),
@@ -130,6 +165,9 @@ class WebizpayRepo:
         self.conn = conn
         # sub_bound answers already read in this block's statements (card_checking_bound).
         self._bound: dict[tuple[str, str], bool] = {}
+        # Answers read ahead by prefetch_issue, each given once (a second call reads again).
+        self._out_cards: dict[tuple[str, str, str], Card | None] = {}
+        self._templates: dict[tuple[str, str], Template | None] = {}
 
     # ---- merchants --------------------------------------------------------------------------------
 
@@ -209,6 +247,8 @@ class WebizpayRepo:
     # ---- templates and cards ----------------------------------------------------------------------
 
     def template(self, sp_mchid: str, card_template_id: str) -> Template | None:
+        if (sp_mchid, card_template_id) in self._templates:
+            return self._templates.pop((sp_mchid, card_template_id))
         row = _TEMPLATE.first(self.conn, {"sp_mchid": sp_mchid, "card_template_id": card_template_id})
         return Template(row[0], row[1], row[2]) if row else None
 
@@ -260,7 +300,28 @@ class WebizpayRepo:
         self._bound[(sp_mchid, sub_mchid)] = bool(m.pop("wx_bound"))
         return Card(**m) if m["card_no"] is not None else None
 
+    def prefetch_issue(self, sp_mchid: str, sub_mchid: str, out_card_no: str, card_template_id: str) -> None:
+        """The issue's first reads in one statement: ``sub_bound(sp_mchid, sub_mchid)`` (kept for the
+        block, as ``card_checking_bound`` keeps it), and the answers of the next ``card_by_out_no`` and
+        ``template`` calls for these keys (each given once: a later call reads again)."""
+        params = {
+            "sp_mchid": sp_mchid,
+            "sub_mchid": sub_mchid,
+            "out_card_no": out_card_no,
+            "card_template_id": card_template_id,
+        }
+        m = _ISSUE_READ.first_mapping(self.conn, params)
+        assert m is not None  # the one-row subquery: always a row
+        self._bound[(sp_mchid, sub_mchid)] = bool(m.pop("wx_bound"))
+        template_id, card_rule, refund_rule = (m.pop(name) for name in _TEMPLATE_COLUMNS)
+        self._templates[(sp_mchid, card_template_id)] = (
+            Template(template_id, card_rule, refund_rule) if template_id is not None else None
+        )
+        self._out_cards[(sp_mchid, sub_mchid, out_card_no)] = Card(**m) if m["card_no"] is not None else None
+
     def card_by_out_no(self, sp_mchid: str, sub_mchid: str, out_card_no: str) -> Card | None:
+        if (sp_mchid, sub_mchid, out_card_no) in self._out_cards:
+            return self._out_cards.pop((sp_mchid, sub_mchid, out_card_no))
         params = {"sp_mchid": sp_mchid, "sub_mchid": sub_mchid, "out_card_no": out_card_no}
         m = _CARD_BY_OUT_NO.first_mapping(self.conn, params)
         return Card(**m) if m else None

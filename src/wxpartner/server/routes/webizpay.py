@@ -102,6 +102,9 @@ def authorization_state(ctx: Ctx, path: UserPath, query: SpSubQuery) -> Authoriz
 def issue_quota_card(ctx: Ctx, path: EmployeePath, body: IssueQuotaCardRequest) -> IssueQuotaCardResponse:
     with ctx.write() as conn:
         repo = WebizpayRepo(conn)
+        # The merchant relation, a replayed out_card_no and the template in one statement (the checks
+        # below keep their order and read these answers instead of the database).
+        repo.prefetch_issue(body.sp_mchid, body.sub_mchid, body.out_card_no, body.card_template_id)
         authorizations.check_merchant(repo, ctx.mchid, body.sp_mchid, body.sub_mchid)
         return quota_cards.issue(repo, policy(ctx), ctx.now_ts, path.employee_id, body)
 
