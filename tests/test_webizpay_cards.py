@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +27,23 @@ from wxpartner.server.app import WxPartnerApp
 
 def cards_url(employee_id: str) -> str:
     return f"/v3/webizpay/employees/{employee_id}/quota-cards"
+
+
+@contextlib.contextmanager
+def statements_run(app: WxPartnerApp) -> Iterator[list[str]]:
+    """The SQL of every statement the app runs inside the block (on every pool)."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        seen.append(sql)
+
+    for engine in app.state.db.engines:
+        sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        for engine in app.state.db.engines:
+            sa.event.remove(engine, "before_cursor_execute", record)
 
 
 def test_w3_issue_matches_seed_shape(client_a: ApiClient, control: TestClient) -> None:
@@ -380,18 +399,8 @@ def test_a_card_query_reads_the_card_and_the_relation_in_one_statement(
         )
 
     assert query().status_code == 200  # warm: credentials remembered
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
-        seen.append(sql)
-
-    for engine in app.state.db.engines:
-        sa.event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_run(app) as seen:
         answer = query()
-    finally:
-        for engine in app.state.db.engines:
-            sa.event.remove(engine, "before_cursor_execute", record)
     assert answer.status_code == 200 and answer.json()["card_no"] == card["card_no"]
     business = [sql for sql in seen if "webizpay_cards" in sql or "merchant_relations" in sql]
     assert len(business) == 1 and "merchant_relations" in business[0], business
@@ -404,19 +413,9 @@ def test_an_issue_reads_what_it_checks_in_one_statement(
     the employee's relation (locked against a revoke) and the insert."""
     emp = authorize(client_a, control, "employee123")
     assert client_a.post(cards_url(emp), issue_body("mch_card_warm")).status_code == 200  # warm
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
-        seen.append(sql)
-
-    for engine in app.state.db.engines:
-        sa.event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_run(app) as seen:
         answer = client_a.post(cards_url(emp), issue_body("mch_card_counted"))
         again = client_a.post(cards_url(emp), issue_body("mch_card_counted"))
-    finally:
-        for engine in app.state.db.engines:
-            sa.event.remove(engine, "before_cursor_execute", record)
     assert answer.status_code == again.status_code == 200 and again.json() == answer.json()
     business = [sql for sql in seen if "webizpay_" in sql or "merchant_relations" in sql]
     first_read = [sql for sql in business if "merchant_relations" in sql]

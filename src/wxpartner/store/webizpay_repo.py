@@ -60,8 +60,22 @@ _CARD = LeanStatement(_CARD_SELECT, tuple(_CARD_SELECT.selected_columns.keys()))
 _ONE_ROW = sa.select(sa.literal(1).label("one")).subquery("one")
 
 
-def _card_and_bound(*card_is: sa.ColumnElement[bool]) -> LeanStatement:
-    select = sa.select(
+# A card by the merchant's own number (unique per service provider and sub-merchant).
+_BY_OUT_NO = (
+    webizpay_cards.c.sp_mchid == sa.bindparam("sp_mchid"),
+    webizpay_cards.c.sub_mchid == sa.bindparam("sub_mchid"),
+    webizpay_cards.c.out_card_no == sa.bindparam("out_card_no"),
+)
+# The issue (W3) also reads the card template in the same statement (outer-joined by its unique key).
+_TEMPLATE_COLUMNS = {
+    "wx_template_id": webizpay_templates.c.card_template_id,
+    "wx_template_card_rule": webizpay_templates.c.card_rule,
+    "wx_template_refund_rule": webizpay_templates.c.refund_rule,
+}
+
+
+def _card_and_bound(*card_is: sa.ColumnElement[bool], with_template: bool = False) -> LeanStatement:
+    columns: list[Any] = [
         webizpay_cards,
         sa.exists()
         .where(
@@ -70,58 +84,29 @@ def _card_and_bound(*card_is: sa.ColumnElement[bool]) -> LeanStatement:
             )
         )
         .label("wx_bound"),
-    ).select_from(_ONE_ROW.outerjoin(webizpay_cards, sa.and_(*card_is)))
+    ]
+    joined = _ONE_ROW.outerjoin(webizpay_cards, sa.and_(*card_is))
+    if with_template:
+        columns += [column.label(name) for name, column in _TEMPLATE_COLUMNS.items()]
+        joined = joined.outerjoin(
+            webizpay_templates,
+            sa.and_(
+                webizpay_templates.c.sp_mchid == sa.bindparam("sp_mchid"),
+                webizpay_templates.c.card_template_id == sa.bindparam("card_template_id"),
+            ),
+        )
+    select = sa.select(*columns).select_from(joined)
     return LeanStatement(select, tuple(select.selected_columns.keys()))
 
 
 _CARD_AND_BOUND = _card_and_bound(webizpay_cards.c.card_no == sa.bindparam("card_no"))
-_OUT_CARD_AND_BOUND = _card_and_bound(
-    webizpay_cards.c.sp_mchid == sa.bindparam("sp_mchid"),
-    webizpay_cards.c.sub_mchid == sa.bindparam("sub_mchid"),
-    webizpay_cards.c.out_card_no == sa.bindparam("out_card_no"),
-)
+_OUT_CARD_AND_BOUND = _card_and_bound(*_BY_OUT_NO)
 # The issue (W3): whether sub_mchid is sp_mchid's sub-merchant, the card already issued under
-# out_card_no (the idempotent replay) and the card template, in ONE statement: the one-row subquery
-# outer-joined to the card and to the template, each found by a unique key (at most one row each).
-_TEMPLATE_COLUMNS = {
-    "wx_template_id": webizpay_templates.c.card_template_id,
-    "wx_template_card_rule": webizpay_templates.c.card_rule,
-    "wx_template_refund_rule": webizpay_templates.c.refund_rule,
-}
-_ISSUE_SELECT = sa.select(
-    webizpay_cards,
-    sa.exists()
-    .where(
-        registry.relation_clause(
-            sa.bindparam("sp_mchid"), sa.bindparam("sub_mchid"), RelationKind.SUB_MERCHANT.value
-        )
-    )
-    .label("wx_bound"),
-    *(column.label(name) for name, column in _TEMPLATE_COLUMNS.items()),
-).select_from(
-    _ONE_ROW.outerjoin(
-        webizpay_cards,
-        sa.and_(
-            webizpay_cards.c.sp_mchid == sa.bindparam("sp_mchid"),
-            webizpay_cards.c.sub_mchid == sa.bindparam("sub_mchid"),
-            webizpay_cards.c.out_card_no == sa.bindparam("out_card_no"),
-        ),
-    ).outerjoin(
-        webizpay_templates,
-        sa.and_(
-            webizpay_templates.c.sp_mchid == sa.bindparam("sp_mchid"),
-            webizpay_templates.c.card_template_id == sa.bindparam("card_template_id"),
-        ),
-    )
-)
-_ISSUE_READ = LeanStatement(_ISSUE_SELECT, tuple(_ISSUE_SELECT.selected_columns.keys()))
+# out_card_no (the idempotent replay) and the card template, in ONE statement.
+_ISSUE_READ = _card_and_bound(*_BY_OUT_NO, with_template=True)
 # A card by out_card_no alone (the issue's second look after it lost a race on out_card_no).
 _CARD_BY_OUT_NO = LeanStatement(
-    sa.select(webizpay_cards).where(
-        webizpay_cards.c.sp_mchid == sa.bindparam("sp_mchid"),
-        webizpay_cards.c.sub_mchid == sa.bindparam("sub_mchid"),
-        webizpay_cards.c.out_card_no == sa.bindparam("out_card_no"),
-    ),
+    sa.select(webizpay_cards).where(*_BY_OUT_NO),
     tuple(webizpay_cards.c.keys()),
 )
 _TEMPLATE = LeanStatement(
