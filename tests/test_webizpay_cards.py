@@ -423,3 +423,19 @@ def test_an_issue_reads_what_it_checks_in_one_statement(
     assert all("webizpay_cards" in sql and "webizpay_templates" in sql for sql in first_read)
     # the issue: that read, the relation locked, the insert; the replay: that read alone
     assert len(business) == 3 + 1, business
+
+
+def test_a_cancel_answers_from_its_own_update_without_reading_the_card_again(
+    client_a: ApiClient, control: TestClient, app: WxPartnerApp
+) -> None:
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "mch_card_cancel_count")
+    path = f"/v3/webizpay/employees/{emp}/quota-cards/{card['card_no']}/cancel"
+    body = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "counted"}
+    with statements_run(app) as seen:
+        answer = client_a.post(path, body)
+    assert answer.status_code == 200 and answer.json()["card_state"] == "DISABLED"
+    cards = [sql.split()[0] for sql in seen if "webizpay_cards" in sql]
+    assert cards == ["SELECT", "UPDATE"], seen  # the card and its relation, then the transition
+    again = client_a.post(path, body)  # already DISABLED: the same answer, from the read alone
+    assert again.status_code == 200 and again.json() == answer.json()

@@ -223,8 +223,12 @@ def cancel(repo: Repo, policy: Policy, now: float, card: Card, reason: str) -> C
     """W6. Cancelling a DISABLED card answers its current state and original disabled time."""
     card = expire(repo, policy, card, now)
     if card.state == ACTIVE:
-        disable(repo, policy, card, now, reason, notify=policy.expired_event_on_cancel)
-        card = repo.card(card.card_no) or card
+        # The card as this cancel left it; when another request disabled it first, as that one did.
+        card = (
+            disable(repo, policy, card, now, reason, notify=policy.expired_event_on_cancel)
+            or repo.card(card.card_no)
+            or card
+        )
     return CancelQuotaCardResponse(
         sp_mchid=card.sp_mchid,
         sub_mchid=card.sub_mchid,
