@@ -6,10 +6,11 @@ depend on the SDK they also test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from wxpartner.domain.merchants import KeyMode, Merchant, RelationKind, Role
@@ -218,3 +220,20 @@ def in_one_window(burst: Callable[[], list[int]], attempts: int = 4) -> list[int
         if int(time.time()) == start:
             return statuses
     pytest.skip("the machine is too busy to send the burst within one second")
+
+
+@contextlib.contextmanager
+def statements_run(db: Database) -> Iterator[list[str]]:
+    """The SQL of every statement run on ``db`` inside the block (on every pool)."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        seen.append(sql)
+
+    for engine in db.engines:
+        sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        for engine in db.engines:
+            sa.event.remove(engine, "before_cursor_execute", record)

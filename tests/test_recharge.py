@@ -14,9 +14,20 @@ import pytest
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
-from support import SECOND_A, SECOND_B, SP_A, SP_B, SUB_A, ApiClient, World, in_one_window, sign_request
+from support import (
+    SECOND_A,
+    SECOND_B,
+    SP_A,
+    SP_B,
+    SUB_A,
+    ApiClient,
+    World,
+    in_one_window,
+    sign_request,
+    statements_run,
+)
 from wxpartner.protocol.times import parse_rfc3339
-from wxpartner.server.app import create_app
+from wxpartner.server.app import WxPartnerApp, create_app
 from wxpartner.server.settings import Settings
 from wxpartner.store.db import Database
 
@@ -124,6 +135,24 @@ def test_delete_with_a_tampered_path_is_a_sign_error(http: TestClient, world: Wo
 
 
 # --- state rules ----------------------------------------------------------------------------------
+
+
+def test_an_add_reads_what_it_checks_in_one_statement(client_a: ApiClient, app: WxPartnerApp) -> None:
+    """The second-level merchant checks and the employee's row come from one statement, then the
+    insert and the slot; adding the same employee again is that one read alone."""
+    assert add(client_a, "oWarm").status_code == 200  # warm: credentials remembered
+    with statements_run(app.state.db) as seen:
+        first = add(client_a, "oCounted")
+    with statements_run(app.state.db) as again_seen:
+        again = add(client_a, "oCounted")
+    assert first.status_code == again.status_code == 200 and again.json() == first.json()
+    reads = [sql for sql in seen if "merchant_relations" in sql]
+    assert len(reads) == 1 and "recharge_employees" in reads[0] and "merchants" in reads[0], seen
+    assert not [
+        sql for sql in seen if sql.startswith("SELECT") and sql not in reads and "recharge_quotas" not in sql
+    ]
+    business = [sql for sql in again_seen if "recharge_" in sql or "merchant" in sql]
+    assert len(business) == 1 and business[0] == reads[0], again_seen
 
 
 def test_adding_an_effective_employee_again_is_idempotent(client_a: ApiClient, control: TestClient) -> None:

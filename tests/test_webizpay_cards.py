@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from support import SP_A, SP_B, SP_C, SUB_A, SUB_B, ApiClient
+from support import SP_A, SP_B, SP_C, SUB_A, SUB_B, ApiClient, statements_run
 from webizpay_support import (
     assert_param_error,
     authorize,
@@ -27,23 +24,6 @@ from wxpartner.server.app import WxPartnerApp
 
 def cards_url(employee_id: str) -> str:
     return f"/v3/webizpay/employees/{employee_id}/quota-cards"
-
-
-@contextlib.contextmanager
-def statements_run(app: WxPartnerApp) -> Iterator[list[str]]:
-    """The SQL of every statement the app runs inside the block (on every pool)."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
-        seen.append(sql)
-
-    for engine in app.state.db.engines:
-        sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        for engine in app.state.db.engines:
-            sa.event.remove(engine, "before_cursor_execute", record)
 
 
 def test_w3_issue_matches_seed_shape(client_a: ApiClient, control: TestClient) -> None:
@@ -399,7 +379,7 @@ def test_a_card_query_reads_the_card_and_the_relation_in_one_statement(
         )
 
     assert query().status_code == 200  # warm: credentials remembered
-    with statements_run(app) as seen:
+    with statements_run(app.state.db) as seen:
         answer = query()
     assert answer.status_code == 200 and answer.json()["card_no"] == card["card_no"]
     business = [sql for sql in seen if "webizpay_cards" in sql or "merchant_relations" in sql]
@@ -413,7 +393,7 @@ def test_an_issue_reads_what_it_checks_in_one_statement(
     the employee's relation (locked against a revoke) and the insert."""
     emp = authorize(client_a, control, "employee123")
     assert client_a.post(cards_url(emp), issue_body("mch_card_warm")).status_code == 200  # warm
-    with statements_run(app) as seen:
+    with statements_run(app.state.db) as seen:
         answer = client_a.post(cards_url(emp), issue_body("mch_card_counted"))
         again = client_a.post(cards_url(emp), issue_body("mch_card_counted"))
     assert answer.status_code == again.status_code == 200 and again.json() == answer.json()
@@ -430,9 +410,9 @@ def test_a_cancel_answers_from_its_own_update_without_reading_the_card_again(
 ) -> None:
     emp = authorize(client_a, control, "employee123")
     card = issue(client_a, emp, "mch_card_cancel_count")
-    path = f"/v3/webizpay/employees/{emp}/quota-cards/{card['card_no']}/cancel"
+    path = f"{cards_url(emp)}/{card['card_no']}/cancel"
     body = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "counted"}
-    with statements_run(app) as seen:
+    with statements_run(app.state.db) as seen:
         answer = client_a.post(path, body)
     assert answer.status_code == 200 and answer.json()["card_state"] == "DISABLED"
     cards = [sql.split()[0] for sql in seen if "webizpay_cards" in sql]

@@ -291,6 +291,10 @@ def insert_for(dialect: str | Connection, table: sa.Table) -> Any:
     return (sqlite.insert if name == "sqlite" else postgresql.insert)(table)
 
 
+# A one-row subquery: outer-join to it what a single statement should read by unique keys, and exactly
+# one row comes back, with NULLs for what is missing (the repositories' combined reads).
+ONE_ROW = sa.select(sa.literal(1).label("one")).subquery("one")
+
 _KEPT_CURSOR = "wx_cursor"
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from ..domain.merchants import RelationKind
 from ..domain.recharge import DELETED, EFFECTIVE, Employee, SlotRefusal
 from . import registry
-from .db import LeanStatement, insert_for
+from .db import ONE_ROW, LeanStatement, insert_for
 from .recharge_tables import recharge_employees as emp
 from .recharge_tables import recharge_quotas as quota
 from .schema import merchants
@@ -47,6 +47,21 @@ _KEY = sa.and_(
 )
 _MERCHANT_EXISTS = LeanStatement(sa.select(sa.literal(1)).where(merchants.c.mchid == sa.bindparam("k_mchid")))
 _GET = LeanStatement(sa.select(*_COLUMNS).where(_KEY))
+# R1's first reads in ONE statement: whether sub_mchid is a merchant, whether it is the caller's
+# second-level merchant, and the employee's row (outer-joined to one row: NULLs when there is none).
+_ADD_READ = LeanStatement(
+    sa.select(
+        sa.exists().where(merchants.c.mchid == sa.bindparam("k_sub")).label("wx_merchant"),
+        sa.exists()
+        .where(
+            registry.relation_clause(
+                sa.bindparam("k_mchid"), sa.bindparam("k_sub"), RelationKind.SECOND_LEVEL.value
+            )
+        )
+        .label("wx_second_level"),
+        *_COLUMNS,
+    ).select_from(ONE_ROW.outerjoin(emp, _KEY))
+)
 _REACTIVATE = LeanStatement(
     emp.update()
     .where(_KEY, emp.c.state == DELETED)
@@ -118,17 +133,38 @@ class RechargeStore:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        # Answers read ahead by prefetch_add, each given once (a second call reads again).
+        self._ahead: dict[tuple[str, ...], Any] = {}
 
     def _params(self, mchid: str, sub_mchid: str, sp_openid: str) -> dict[str, Any]:
         return {"k_mchid": mchid, "k_sub": sub_mchid, "k_openid": sp_openid}
 
+    def prefetch_add(self, mchid: str, sub_mchid: str, sp_openid: str) -> None:
+        """The add's first reads in one statement: the answers of the next ``merchant_exists``,
+        ``is_second_level`` and ``get`` calls for these keys (each given once)."""
+        row = _ADD_READ.first(self.conn, self._params(mchid, sub_mchid, sp_openid))
+        assert row is not None  # the one-row subquery: always a row
+        self._ahead[("merchant", sub_mchid)] = bool(row[0])
+        self._ahead[("second_level", mchid, sub_mchid)] = bool(row[1])
+        employee = row[2:]
+        self._ahead[("get", mchid, sub_mchid, sp_openid)] = (
+            _employee_of(employee) if employee[0] is not None else None
+        )
+
     def merchant_exists(self, mchid: str) -> bool:
+        if ("merchant", mchid) in self._ahead:
+            return bool(self._ahead.pop(("merchant", mchid)))
         return _MERCHANT_EXISTS.first(self.conn, {"k_mchid": mchid}) is not None
 
     def is_second_level(self, platform: str, sub_mchid: str) -> bool:
+        if ("second_level", platform, sub_mchid) in self._ahead:
+            return bool(self._ahead.pop(("second_level", platform, sub_mchid)))
         return registry.is_related(self.conn, platform, sub_mchid, RelationKind.SECOND_LEVEL)
 
     def get(self, mchid: str, sub_mchid: str, sp_openid: str) -> Employee | None:
+        if ("get", mchid, sub_mchid, sp_openid) in self._ahead:
+            found: Employee | None = self._ahead.pop(("get", mchid, sub_mchid, sp_openid))
+            return found
         row = _GET.first(self.conn, self._params(mchid, sub_mchid, sp_openid))
         return _employee_of(row) if row else None
 

@@ -29,7 +29,7 @@ from ..domain.webizpay.entities import (
     Template,
 )
 from . import outbox, registry
-from .db import LeanStatement, insert_for
+from .db import ONE_ROW, LeanStatement, insert_for
 from .schema import metadata
 from .webizpay_tables import (
     WEBIZPAY_TABLES,
@@ -57,7 +57,6 @@ _CARD = LeanStatement(_CARD_SELECT, tuple(_CARD_SELECT.selected_columns.keys()))
 # whether sub_mchid is sp_mchid's sub-merchant, in ONE statement (one round trip on PostgreSQL): exactly
 # one row, from a one-row subquery outer-joined to the card (its columns NULL when there is no such
 # card), with the relation as an EXISTS column.
-_ONE_ROW = sa.select(sa.literal(1).label("one")).subquery("one")
 
 
 # A card by the merchant's own number (unique per service provider and sub-merchant).
@@ -85,7 +84,7 @@ def _card_and_bound(*card_is: sa.ColumnElement[bool], with_template: bool = Fals
         )
         .label("wx_bound"),
     ]
-    joined = _ONE_ROW.outerjoin(webizpay_cards, sa.and_(*card_is))
+    joined = ONE_ROW.outerjoin(webizpay_cards, sa.and_(*card_is))
     if with_template:
         columns += [column.label(name) for name, column in _TEMPLATE_COLUMNS.items()]
         joined = joined.outerjoin(

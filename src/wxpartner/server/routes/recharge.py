@@ -58,7 +58,11 @@ def entity(e: recharge.Employee) -> RechargeEmployee:
 )
 def add_employee(ctx: Ctx, path: dict[str, str], body: AddRechargeEmployeeRequest) -> RechargeEmployee:
     with ctx.write() as conn:
-        e = recharge.add(RechargeStore(conn), ctx.now_ts, ctx.mchid, body.sub_mchid, body.sp_openid)
+        store = RechargeStore(conn)
+        # The second-level merchant checks and the employee's row in one statement (the domain's
+        # checks keep their order and read these answers instead of the database).
+        store.prefetch_add(ctx.mchid, body.sub_mchid, body.sp_openid)
+        e = recharge.add(store, ctx.now_ts, ctx.mchid, body.sub_mchid, body.sp_openid)
     return entity(e)
 
 
