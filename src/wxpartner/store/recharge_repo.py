@@ -134,7 +134,9 @@ class RechargeStore:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         # Answers read ahead by prefetch_add, each given once (a second call reads again).
-        self._ahead: dict[tuple[str, ...], Any] = {}
+        self._merchants: dict[str, bool] = {}
+        self._second_levels: dict[tuple[str, str], bool] = {}
+        self._employees: dict[tuple[str, str, str], Employee | None] = {}
 
     def _params(self, mchid: str, sub_mchid: str, sp_openid: str) -> dict[str, Any]:
         return {"k_mchid": mchid, "k_sub": sub_mchid, "k_openid": sp_openid}
@@ -144,27 +146,26 @@ class RechargeStore:
         ``is_second_level`` and ``get`` calls for these keys (each given once)."""
         row = _ADD_READ.first(self.conn, self._params(mchid, sub_mchid, sp_openid))
         assert row is not None  # the one-row subquery: always a row
-        self._ahead[("merchant", sub_mchid)] = bool(row[0])
-        self._ahead[("second_level", mchid, sub_mchid)] = bool(row[1])
+        self._merchants[sub_mchid] = bool(row[0])
+        self._second_levels[(mchid, sub_mchid)] = bool(row[1])
         employee = row[2:]
-        self._ahead[("get", mchid, sub_mchid, sp_openid)] = (
+        self._employees[(mchid, sub_mchid, sp_openid)] = (
             _employee_of(employee) if employee[0] is not None else None
         )
 
     def merchant_exists(self, mchid: str) -> bool:
-        if ("merchant", mchid) in self._ahead:
-            return bool(self._ahead.pop(("merchant", mchid)))
+        if mchid in self._merchants:
+            return self._merchants.pop(mchid)
         return _MERCHANT_EXISTS.first(self.conn, {"k_mchid": mchid}) is not None
 
     def is_second_level(self, platform: str, sub_mchid: str) -> bool:
-        if ("second_level", platform, sub_mchid) in self._ahead:
-            return bool(self._ahead.pop(("second_level", platform, sub_mchid)))
+        if (platform, sub_mchid) in self._second_levels:
+            return self._second_levels.pop((platform, sub_mchid))
         return registry.is_related(self.conn, platform, sub_mchid, RelationKind.SECOND_LEVEL)
 
     def get(self, mchid: str, sub_mchid: str, sp_openid: str) -> Employee | None:
-        if ("get", mchid, sub_mchid, sp_openid) in self._ahead:
-            found: Employee | None = self._ahead.pop(("get", mchid, sub_mchid, sp_openid))
-            return found
+        if (mchid, sub_mchid, sp_openid) in self._employees:
+            return self._employees.pop((mchid, sub_mchid, sp_openid))
         row = _GET.first(self.conn, self._params(mchid, sub_mchid, sp_openid))
         return _employee_of(row) if row else None
 

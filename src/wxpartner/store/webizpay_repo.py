@@ -53,12 +53,6 @@ def _row(row: sa.Row[Any] | None) -> dict[str, Any] | None:
 # are str/int/float, which every driver returns as they are.
 _CARD_SELECT = sa.select(webizpay_cards).where(webizpay_cards.c.card_no == sa.bindparam("card_no"))
 _CARD = LeanStatement(_CARD_SELECT, tuple(_CARD_SELECT.selected_columns.keys()))
-# The card queries (W4 by card_no, W5 by out_card_no), cancel (W6) and payment link (W7): the card and
-# whether sub_mchid is sp_mchid's sub-merchant, in ONE statement (one round trip on PostgreSQL): exactly
-# one row, from a one-row subquery outer-joined to the card (its columns NULL when there is no such
-# card), with the relation as an EXISTS column.
-
-
 # A card by the merchant's own number (unique per service provider and sub-merchant).
 _BY_OUT_NO = (
     webizpay_cards.c.sp_mchid == sa.bindparam("sp_mchid"),
@@ -74,6 +68,10 @@ _TEMPLATE_COLUMNS = {
 
 
 def _card_and_bound(*card_is: sa.ColumnElement[bool], with_template: bool = False) -> LeanStatement:
+    """The card queries (W4 by card_no, W5 by out_card_no), cancel (W6), payment link (W7) and issue
+    (W3, ``with_template``): the card and whether sub_mchid is sp_mchid's sub-merchant in ONE statement
+    (one round trip on PostgreSQL): exactly one row, from the one-row subquery outer-joined to the card
+    (its columns NULL when there is no such card), with the relation as an EXISTS column."""
     columns: list[Any] = [
         webizpay_cards,
         sa.exists()
