@@ -237,3 +237,13 @@ def statements_run(db: Database) -> Iterator[list[str]]:
     finally:
         for engine in db.engines:
             sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def inconsistent_private_key_pem() -> str:
+    """A well-formed RSA private key PEM whose CRT exponent does not match the key: it parses, and
+    only cryptography's consistency check (skipped by ``load_private_key(validated=True)``) refuses it."""
+    good = rsa.generate_private_key(public_exponent=65537, key_size=1024).private_numbers()
+    bad = rsa.RSAPrivateNumbers(
+        good.p, good.q, good.d, good.dmp1 + 2, good.dmq1, good.iqmp, good.public_numbers
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    return k.private_key_pem(bad)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from support import World
+from support import World, inconsistent_private_key_pem
 from wxpartner.protocol import keys as k
 from wxpartner.protocol.authorization import Authorization, AuthorizationFormatError, parse_authorization
 from wxpartner.protocol.crypto import (
@@ -346,6 +346,15 @@ def test_load_pkcs8_and_pkcs1_private_keys(world: World, tmp_path: Path) -> None
 def test_load_private_key_refuses_garbage(bad: str | bytes) -> None:
     with pytest.raises(k.KeyLoadError, match="PEM RSA private key"):
         k.load_private_key(bad)
+
+
+def test_only_a_stored_key_skips_the_consistency_check() -> None:
+    """The server's keyring loads its platform keys with ``validated=True`` (40 ms less per key and
+    worker); every other load checks the key, which is what makes skipping it safe there."""
+    pem = inconsistent_private_key_pem()
+    with pytest.raises(k.KeyLoadError, match="PEM RSA private key"):
+        k.load_private_key(pem)
+    assert isinstance(k.load_private_key(pem, validated=True), rsa.RSAPrivateKey)
 
 
 def test_load_private_key_refuses_non_rsa() -> None:

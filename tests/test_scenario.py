@@ -11,7 +11,7 @@ import yaml
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
-from support import SP_A, ApiClient, MerchantKeys, World
+from support import SP_A, ApiClient, MerchantKeys, World, inconsistent_private_key_pem
 from wxpartner.domain.merchants import KeyMode
 from wxpartner.protocol import keys as k
 from wxpartner.sandbox import scenario
@@ -196,6 +196,22 @@ def test_bad_scenario_loads_nothing(
         scenario.load_scenario(db, data, base_dir=tmp_path, data_dir=tmp_path)
     assert fragment in str(exc.value)
     assert _merchant_ids(db) == before  # the good merchant before the bad entry was rolled back too
+
+
+def test_an_inconsistent_platform_key_is_refused(db: Database, tmp_path: Path) -> None:
+    """The keyring trusts stored platform keys (it skips the RSA consistency check), so a scenario
+    must not store one that fails it."""
+    data = {
+        "merchants": [{"mchid": NEW_SP}],
+        "platform_keys": [
+            {"kind": "public_key", "key_id": "PUB_KEY_ID_0199", "private_key": inconsistent_private_key_pem()}
+        ],
+    }
+    with pytest.raises(scenario.ScenarioError, match=r"platform_keys\[0\]: not an unencrypted PEM RSA"):
+        scenario.load_scenario(db, data, base_dir=tmp_path, data_dir=tmp_path)
+    assert NEW_SP not in _merchant_ids(db)
+    with db.read() as conn:
+        assert "PUB_KEY_ID_0199" not in {r.key_id for r in registry.list_platform_keys(conn)}
 
 
 def test_serial_mismatch_is_reported(db: Database, world: World, tmp_path: Path) -> None:
