@@ -26,7 +26,7 @@ from apply4subject_support import (
     submit,
     submit_ok,
 )
-from support import SP_A, SP_B, SP_C, ApiClient, World
+from support import SP_A, SP_B, SP_C, ApiClient, World, statements_run
 from wxpartner.protocol.crypto import oaep_encrypt
 from wxpartner.server.app import WxPartnerApp
 
@@ -108,6 +108,31 @@ def test_query_refusals(chan: ApiClient) -> None:
     _error(query(chan, business_code="nope"), 404, "RESOURCE_NOT_EXISTS")
     body = _error(query(chan, applyment_id="12ab"), 400, "PARAM_ERROR")
     assert body["detail"]["field"] == "applyment_id"
+
+
+def test_a_query_is_counted_in_one_statement(chan: ApiClient, app: WxPartnerApp, control: TestClient) -> None:
+    """A2 counts each query (the auto policy's "after N queries"): by either key or both, the count,
+    the applyment and the policy come from one statement; a refused query counts nothing."""
+    a = submit_ok(chan, "count_1")
+    submit_ok(chan, "count_2")
+    assert query(chan, applyment_id=a).status_code == 200  # warm: credentials remembered
+    for params in (
+        {"applyment_id": a},
+        {"business_code": "count_1"},
+        {"applyment_id": a, "business_code": "count_1"},
+    ):
+        with statements_run(app.state.db) as seen:
+            assert query(chan, **params).status_code == 200
+        business = [sql for sql in seen if "apply4subject" in sql or sql.startswith("SELECT sandbox_kv")]
+        assert len(business) == 1 and business[0].startswith("UPDATE"), (params, seen)
+    refused = [
+        query(chan, applyment_id=a, business_code="count_2").status_code,  # two applyments
+        query(chan, applyment_id=a, business_code="nope").status_code,
+        query(chan, business_code="nope").status_code,
+    ]
+    assert refused == [400, 404, 404]
+    counted = control.get(f"/sandbox/apply4subject/applyments/{a}").json()["query_count"]
+    assert counted == 4
 
 
 # --- encryption ---------------------------------------------------------------------------------------

@@ -187,12 +187,24 @@ def cancel(repo: Apply4SubjectRepo, app: Applyment, now: float) -> None:
         d.cancel_changes(fresh.state if fresh else d.CANCELED)  # moved meanwhile: judge the new state
 
 
-def observe_query(repo: Apply4SubjectRepo, app: Applyment, now: float) -> Applyment:
-    """Count one A2 query and let the sandbox auto policy advance the applyment if it is due."""
-    queries = repo.count_query(app.applyment_id)
-    policy = repo.policy()
-    if policy is None or not policy.due(app.state, now - app.state_since, queries):
-        return dataclasses.replace(app, query_count=queries)  # nothing else changed: no second read
+def count_query(
+    repo: Apply4SubjectRepo, mchid: str, applyment_id: str | None, business_code: str | None
+) -> tuple[Applyment, d.AutoPolicy | None]:
+    """A2: count one query of the caller's applyment and return it with the auto-audit policy. The
+    usual case is one statement (count, read and policy); anything it does not find goes through
+    ``find``, for its precise error (or, rarely, an applyment that appeared meanwhile)."""
+    number = as_id(applyment_id) if applyment_id else None
+    if (applyment_id or business_code) and (number is not None or not applyment_id):
+        counted = repo.count_query_of(mchid, number, business_code or None)
+        if counted is not None:
+            return counted
+    app = find(repo, mchid, applyment_id, business_code)
+    return dataclasses.replace(app, query_count=repo.count_query(app.applyment_id)), repo.policy()
+
+
+def advance(repo: Apply4SubjectRepo, app: Applyment, policy: d.AutoPolicy, now: float) -> Applyment:
+    """The sandbox auto policy's step, once ``policy.due(...)``: from WAITTING_FOR_AUDIT only (a
+    concurrent query that advanced it first leaves this one nothing to do)."""
     target = policy.target
     repo.transition(
         app.applyment_id,

@@ -50,6 +50,10 @@ class Ctx:
     def read(self) -> contextlib.AbstractContextManager[Connection]:
         return self.state.db.read()
 
+    def autocommit(self) -> contextlib.AbstractContextManager[Connection]:
+        """Statements that each commit alone (PostgreSQL); one write transaction on SQLite."""
+        return self.state.db.autocommit()
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
         with self.state.db.write() as conn:

@@ -115,11 +115,37 @@ _COUNT_QUERY = LeanStatement(
     .values(query_count=T.c.query_count + 1)
     .returning(T.c.query_count)
 )
+_POLICY = sa.select(sandbox_kv.c.value).where(sandbox_kv.c.key == POLICY_KEY).scalar_subquery()
+
+
+def _counted(*keys: str) -> LeanStatement:
+    """A2 in one statement: count the query of the caller's applyment named by ``keys`` and return it
+    (after the count) with the auto-audit policy. Before, a find, the count and the policy's read were
+    three statements in a write transaction (on PostgreSQL five round trips, now one)."""
+    where = [T.c.mchid == sa.bindparam("mchid"), *(T.c[key] == sa.bindparam(key) for key in keys)]
+    stmt = (
+        T.update()
+        .where(*where)
+        .values(query_count=T.c.query_count + 1)
+        .returning(*T.c, _POLICY.label("policy"))
+    )
+    return LeanStatement(stmt, (*T.c.keys(), "policy"))
+
+
+_COUNTED = {
+    (True, False): _counted("applyment_id"),
+    (False, True): _counted("business_code"),
+    (True, True): _counted("applyment_id", "business_code"),
+}
 
 
 def _lean_first(lean: LeanStatement, conn: Connection, params: dict[str, Any]) -> Applyment | None:
     m = lean.first_mapping(conn, params)
     return _applyment(m) if m else None
+
+
+def _policy(raw: str | None) -> AutoPolicy | None:
+    return AutoPolicy.parse(json.loads(raw)) if raw else None
 
 
 class Apply4SubjectRepo:
@@ -134,6 +160,22 @@ class Apply4SubjectRepo:
         if mchid is None:
             return _lean_first(_BY_ID, self.conn, {"applyment_id": applyment_id})
         return _lean_first(_BY_ID_OF, self.conn, {"applyment_id": applyment_id, "mchid": mchid})
+
+    def count_query_of(
+        self, mchid: str, applyment_id: int | None, business_code: str | None
+    ) -> tuple[Applyment, AutoPolicy | None] | None:
+        """Count one query of ``mchid``'s applyment that has this id and/or business code (both when
+        both are given) and return it as counted, with the auto-audit policy; None (nothing counted)
+        when no applyment of ``mchid`` matches every key given."""
+        params: dict[str, Any] = {"mchid": mchid}
+        if applyment_id is not None:
+            params["applyment_id"] = applyment_id
+        if business_code is not None:
+            params["business_code"] = business_code
+        m = _COUNTED[applyment_id is not None, business_code is not None].first_mapping(self.conn, params)
+        if m is None:
+            return None
+        return _applyment(m), _policy(m["policy"])
 
     def by_token(self, token: str) -> Applyment | None:
         r = self.conn.execute(sa.select(T).where(T.c.confirm_token == token)).first()
@@ -271,10 +313,7 @@ class Apply4SubjectRepo:
 
     # --- sandbox ---
     def policy(self) -> AutoPolicy | None:
-        raw = kv_get(self.conn, POLICY_KEY)
-        if not raw:
-            return None
-        return AutoPolicy.parse(json.loads(raw))
+        return _policy(kv_get(self.conn, POLICY_KEY))
 
     def set_policy(self, policy: AutoPolicy | None) -> None:
         kv_set(self.conn, POLICY_KEY, json.dumps(policy.as_dict()) if policy else "")

@@ -74,10 +74,15 @@ def submit(
 )
 def query(ctx: Ctx, path: dict[str, str], query: QueryApplymentQuery) -> ApplymentResult:
     d.check_caller(ctx.caller.merchant.role)
-    with ctx.write() as conn:  # a query is counted (auto audit policy "after N queries")
-        repo = Apply4SubjectRepo(conn)
-        app = flow.find(repo, ctx.mchid, query.applyment_id, query.business_code)
-        app = flow.observe_query(repo, app, ctx.now_ts)
+    # A query is counted (auto audit policy "after N queries"): one statement that commits by itself.
+    with ctx.autocommit() as conn:
+        app, policy = flow.count_query(
+            Apply4SubjectRepo(conn), ctx.mchid, query.applyment_id, query.business_code
+        )
+    now = ctx.now_ts
+    if policy is not None and policy.due(app.state, now - app.state_since, app.query_count):
+        with ctx.write() as conn:
+            app = flow.advance(Apply4SubjectRepo(conn), app, policy, now)
     return ApplymentResult(
         applyment_state=cast(ApplymentState, app.state),  # written only from domain constants
         qrcode_data=flow.qrcode_data(ctx.state.settings.base_url(), app),
