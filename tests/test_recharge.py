@@ -155,6 +155,26 @@ def test_an_add_reads_what_it_checks_in_one_statement(client_a: ApiClient, app: 
     assert len(business) == 1 and business[0] == reads[0], again_seen
 
 
+def test_a_list_and_a_delete_check_access_in_one_statement(client_a: ApiClient, app: WxPartnerApp) -> None:
+    """R2 and R3 ask whether sub_mchid is a merchant and the caller's second-level merchant in one
+    statement; then R2 lists, R3 marks the row deleted and frees its slot."""
+    assert add(client_a, "oListed").status_code == 200
+    with statements_run(app.state.db) as listed:
+        assert openids(client_a) == ["oListed"]
+    with statements_run(app.state.db) as deleted:
+        assert delete(client_a, "oListed").json()["state"] == "DELETED"
+    for seen, rest in (
+        (listed, ["SELECT"]),
+        (deleted, ["UPDATE recharge_employees", "UPDATE recharge_quotas"]),
+    ):
+        business = [sql for sql in seen if "recharge_" in sql or "merchant" in sql]
+        assert len(business) == 1 + len(rest), seen
+        assert "merchant_relations" in business[0] and "recharge_" not in business[0], seen
+        assert [
+            sql for sql, start in zip(business[1:], rest, strict=True) if sql.startswith(start)
+        ] == business[1:]
+
+
 def test_adding_an_effective_employee_again_is_idempotent(client_a: ApiClient, control: TestClient) -> None:
     first = add(client_a).json()
     advance(control, 60)

@@ -47,21 +47,22 @@ _KEY = sa.and_(
 )
 _MERCHANT_EXISTS = LeanStatement(sa.select(sa.literal(1)).where(merchants.c.mchid == sa.bindparam("k_mchid")))
 _GET = LeanStatement(sa.select(*_COLUMNS).where(_KEY))
-# R1's first reads in ONE statement: whether sub_mchid is a merchant, whether it is the caller's
-# second-level merchant, and the employee's row (outer-joined to one row: NULLs when there is none).
-_ADD_READ = LeanStatement(
-    sa.select(
-        sa.exists().where(merchants.c.mchid == sa.bindparam("k_sub")).label("wx_merchant"),
-        sa.exists()
-        .where(
-            registry.relation_clause(
-                sa.bindparam("k_mchid"), sa.bindparam("k_sub"), RelationKind.SECOND_LEVEL.value
-            )
+# Whether sub_mchid is a merchant, and whether it is the caller's second-level merchant: the access
+# check every R1/R2/R3 makes first, answered by one statement.
+_ACCESS_COLUMNS = (
+    sa.exists().where(merchants.c.mchid == sa.bindparam("k_sub")).label("wx_merchant"),
+    sa.exists()
+    .where(
+        registry.relation_clause(
+            sa.bindparam("k_mchid"), sa.bindparam("k_sub"), RelationKind.SECOND_LEVEL.value
         )
-        .label("wx_second_level"),
-        *_COLUMNS,
-    ).select_from(ONE_ROW.outerjoin(emp, _KEY))
+    )
+    .label("wx_second_level"),
 )
+_ACCESS_READ = LeanStatement(sa.select(*_ACCESS_COLUMNS))
+# R1's first reads: the access check and the employee's row (outer-joined to one row: NULLs when
+# there is none).
+_ADD_READ = LeanStatement(sa.select(*_ACCESS_COLUMNS, *_COLUMNS).select_from(ONE_ROW.outerjoin(emp, _KEY)))
 _REACTIVATE = LeanStatement(
     emp.update()
     .where(_KEY, emp.c.state == DELETED)
@@ -133,7 +134,7 @@ class RechargeStore:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        # Answers read ahead by prefetch_add, each given once (a second call reads again).
+        # Answers read ahead by prefetch_add/prefetch_access, each given once (a second call reads again).
         self._merchants: dict[str, bool] = {}
         self._second_levels: dict[tuple[str, str], bool] = {}
         self._employees: dict[tuple[str, str, str], Employee | None] = {}
@@ -141,13 +142,23 @@ class RechargeStore:
     def _params(self, mchid: str, sub_mchid: str, sp_openid: str) -> dict[str, Any]:
         return {"k_mchid": mchid, "k_sub": sub_mchid, "k_openid": sp_openid}
 
+    def prefetch_access(self, mchid: str, sub_mchid: str) -> None:
+        """The answers of the next ``merchant_exists`` and ``is_second_level`` calls for these keys,
+        read in one statement (each given once)."""
+        row = _ACCESS_READ.first(self.conn, {"k_mchid": mchid, "k_sub": sub_mchid})
+        assert row is not None  # a SELECT of two scalars always has its row
+        self._keep_access(mchid, sub_mchid, row)
+
+    def _keep_access(self, mchid: str, sub_mchid: str, row: tuple[Any, ...]) -> None:
+        self._merchants[sub_mchid] = bool(row[0])
+        self._second_levels[(mchid, sub_mchid)] = bool(row[1])
+
     def prefetch_add(self, mchid: str, sub_mchid: str, sp_openid: str) -> None:
         """The add's first reads in one statement: the answers of the next ``merchant_exists``,
         ``is_second_level`` and ``get`` calls for these keys (each given once)."""
         row = _ADD_READ.first(self.conn, self._params(mchid, sub_mchid, sp_openid))
         assert row is not None  # the one-row subquery: always a row
-        self._merchants[sub_mchid] = bool(row[0])
-        self._second_levels[(mchid, sub_mchid)] = bool(row[1])
+        self._keep_access(mchid, sub_mchid, row)
         employee = row[2:]
         self._employees[(mchid, sub_mchid, sp_openid)] = (
             _employee_of(employee) if employee[0] is not None else None

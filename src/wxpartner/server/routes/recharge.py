@@ -78,7 +78,9 @@ def add_employee(ctx: Ctx, path: dict[str, str], body: AddRechargeEmployeeReques
 )
 def list_employees(ctx: Ctx, path: SubMchidPath) -> RechargeEmployeeList:
     with ctx.read() as conn:
-        found = recharge.list_effective(RechargeStore(conn), ctx.mchid, path.sub_mchid)
+        store = RechargeStore(conn)
+        store.prefetch_access(ctx.mchid, path.sub_mchid)  # the access check in one statement
+        found = recharge.list_effective(store, ctx.mchid, path.sub_mchid)
     return RechargeEmployeeList(employees=[entity(e) for e in found])
 
 
@@ -98,5 +100,7 @@ def list_employees(ctx: Ctx, path: SubMchidPath) -> RechargeEmployeeList:
 def delete_employee(ctx: Ctx, path: RechargeEmployeePath) -> RechargeEmployee:
     # Body-less POST (seed 002): any body sent is ignored, as the official demo sends an empty one.
     with ctx.write() as conn:
-        e = recharge.delete(RechargeStore(conn), ctx.now_ts, ctx.mchid, path.sub_mchid, path.sp_openid)
+        store = RechargeStore(conn)
+        store.prefetch_access(ctx.mchid, path.sub_mchid)  # the access check in one statement
+        e = recharge.delete(store, ctx.now_ts, ctx.mchid, path.sub_mchid, path.sp_openid)
     return entity(e)
