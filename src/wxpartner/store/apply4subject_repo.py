@@ -139,6 +139,14 @@ _COUNTED = {
 }
 
 
+# A4 (merchant state) runs on the driver cursor too, like the A2 statements above.
+_IS_AUTHORIZED = LeanStatement(
+    sa.select(sa.literal(1)).where(
+        AUTH.c.mchid == sa.bindparam("mchid"), AUTH.c.sub_mchid == sa.bindparam("sub_mchid")
+    )
+)
+
+
 def _lean_first(lean: LeanStatement, conn: Connection, params: dict[str, Any]) -> Applyment | None:
     m = lean.first_mapping(conn, params)
     return _applyment(m) if m else None
@@ -296,10 +304,7 @@ class Apply4SubjectRepo:
             )
 
     def is_authorized(self, mchid: str, sub_mchid: str) -> bool:
-        r = self.conn.execute(
-            sa.select(sa.literal(1)).where(AUTH.c.mchid == mchid, AUTH.c.sub_mchid == sub_mchid)
-        ).first()
-        return r is not None
+        return _IS_AUTHORIZED.first(self.conn, {"mchid": mchid, "sub_mchid": sub_mchid}) is not None
 
     def authorizations(self, mchid: str | None = None) -> list[dict[str, Any]]:
         stmt = sa.select(AUTH).order_by(AUTH.c.mchid, AUTH.c.sub_mchid)
