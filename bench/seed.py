@@ -3,6 +3,8 @@ itself (so every column is what the domain would have written), in large batches
 
 from __future__ import annotations
 
+import time
+
 import sqlalchemy as sa
 
 from wxpartner.store.db import Database
@@ -63,10 +65,24 @@ def fill_cards(db: Database, card_no: str, count: int, prefix: str, *, batch: in
                 sa.text(f"{seq}INSERT INTO {t.name} ({', '.join(names)}) SELECT {select} FROM seq"), params
             )
     if db.sqlite:
-        # The fill leaves a WAL of a few hundred MB: copy it back now, so the measurement that follows
-        # is not sharing the disk with that checkpoint (the server checkpoints small and often).
-        with db.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        _truncate_wal(db)
     else:  # what autovacuum would do a little later: visibility map and planner statistics
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql(f"VACUUM ANALYZE {t.name}")
+
+
+def _truncate_wal(db: Database, *, within: float = 60.0) -> None:
+    """The fill leaves a WAL of a few hundred MB: copy it back now, so the measurement that follows
+    does not share the disk with that checkpoint (the server checkpoints small and often). A TRUNCATE
+    that meets another checkpoint (this process's own background one, which the fill's writes woke)
+    returns busy at once and copies nothing; so try until it reports an empty log."""
+    deadline = time.monotonic() + within
+    while True:
+        with db.engine.connect() as conn:
+            busy, log, _copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        if busy == 0 and log == 0:
+            return
+        if time.monotonic() > deadline:
+            print(f"  note: the WAL after the fill was not truncated (busy {busy}, {log} frames left)")
+            return
+        time.sleep(0.05)
