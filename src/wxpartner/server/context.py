@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,11 +52,6 @@ class Ctx:
     def autocommit(self) -> contextlib.AbstractContextManager[Connection]:
         """Statements that each commit alone (PostgreSQL); one write transaction on SQLite."""
         return self.state.db.autocommit()
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        with self.state.db.write() as conn:
-            yield conn
 
     def decrypt(self, ciphertext: str, field: str) -> str:
         """Decrypt an RSA-OAEP sensitive field with the WeChat Pay key named in Wechatpay-Serial."""
