@@ -159,11 +159,15 @@ def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
     assert path.stat().st_size == before
 
 
-def _hold_a_snapshot(db: Database, started: threading.Event) -> None:
+def _hold_a_snapshot(db: Database, started: threading.Event, written: threading.Event | None) -> None:
+    """Hold a read snapshot until ``written`` is set, or for 50 ms when there is none."""
     with db.read() as conn:
         conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one()
         started.set()
-        time.sleep(0.05)
+        if written is None:
+            time.sleep(0.05)
+        else:
+            written.wait(5)
 
 
 def _checkpoint_alone(db: Database, restart_frames: int) -> int:
@@ -178,19 +182,24 @@ def _checkpoint_alone(db: Database, restart_frames: int) -> int:
     raise AssertionError("every checkpoint found another one running")
 
 
-def _wal_rounds(db: Database, rounds: int, *, restart_frames: int) -> list[int]:
-    """Steady load in miniature: each round a reader takes a snapshot and holds it for 50 ms while
-    the checkpoint runs and the next writer commits. Returns the log's length per round."""
+def _wal_rounds(db: Database, rounds: int, *, restart_frames: int, hold_past_the_write: bool) -> list[int]:
+    """Steady load in miniature: each round a reader takes a snapshot while the checkpoint runs and
+    the next writer commits. It holds it for 50 ms, or (``hold_past_the_write``) until that writer
+    has committed: on a busy machine a checkpoint alone can outlast 50 ms, and the log then starts
+    over by itself (CI saw [2, 5, 10, ..., 4, ...] once). Returns the log's length per round."""
     frames: list[int] = []
     for i in range(rounds):
-        started = threading.Event()
-        thread = threading.Thread(target=_hold_a_snapshot, args=(db, started))
-        thread.start()
+        started, written = threading.Event(), threading.Event()
+        holder = threading.Thread(
+            target=_hold_a_snapshot, args=(db, started, written if hold_past_the_write else None)
+        )
+        holder.start()
         started.wait(5)
         frames.append(_checkpoint_alone(db, restart_frames))
         with db.write() as conn:
             conn.exec_driver_sql("INSERT INTO t (who) VALUES (?)", (f"row {i} " + "x" * 8000,))
-        thread.join()
+        written.set()
+        holder.join()
     return frames
 
 
@@ -200,9 +209,10 @@ def test_a_long_wal_is_restarted_in_the_writers_turn(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'w.sqlite3'}")
     _table(db)
     try:
-        grown = _wal_rounds(db, 12, restart_frames=1 << 30)  # never restart
+        grown = _wal_rounds(db, 12, restart_frames=1 << 30, hold_past_the_write=True)  # never restart
         assert grown == sorted(grown) and grown[-1] >= grown[0] + 20  # only ever longer
-        kept = _wal_rounds(db, 12, restart_frames=8)
+        # The RESTART waits (up to 2 s here) for the reader's 50 ms, then the next writer starts over.
+        kept = _wal_rounds(db, 12, restart_frames=8, hold_past_the_write=False)
         assert max(kept[2:]) < 8 + 8  # restarted again and again: never much past the threshold
         with db.read() as conn:
             assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 24
