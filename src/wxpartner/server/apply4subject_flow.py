@@ -194,7 +194,8 @@ def count_query(
     usual case is one statement (count, read and policy); anything it does not find goes through
     ``find``, for its precise error (or, rarely, an applyment that appeared meanwhile)."""
     number = as_id(applyment_id) if applyment_id else None
-    if (applyment_id or business_code) and (number is not None or not applyment_id):
+    # An applyment_id that cannot name one (beyond BIGINT) is left to ``find``: not found.
+    if number is not None if applyment_id else bool(business_code):
         counted = repo.count_query_of(mchid, number, business_code or None)
         if counted is not None:
             return counted

@@ -120,8 +120,8 @@ _POLICY = sa.select(sandbox_kv.c.value).where(sandbox_kv.c.key == POLICY_KEY).sc
 
 def _counted(*keys: str) -> LeanStatement:
     """A2 in one statement: count the query of the caller's applyment named by ``keys`` and return it
-    (after the count) with the auto-audit policy. Before, a find, the count and the policy's read were
-    three statements in a write transaction (on PostgreSQL five round trips, now one)."""
+    (after the count) with the auto-audit policy. On PostgreSQL one round trip that commits by itself,
+    where a find, the count and the policy's read in a transaction took five."""
     where = [T.c.mchid == sa.bindparam("mchid"), *(T.c[key] == sa.bindparam(key) for key in keys)]
     stmt = (
         T.update()
