@@ -7,12 +7,10 @@ Every test runs on SQLite (its shared-memory signal) and on PostgreSQL (the gene
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
-from support import SP_A, World, sign_request
+from support import SP_A, World, sign_request, statements_run
 from wxpartner.domain.clock import ClockState
 from wxpartner.protocol import keys as k
 from wxpartner.protocol.errors import ApiError
@@ -96,23 +94,17 @@ def test_on_postgresql_a_remembered_lookup_costs_no_statement(
     db = second.state.db
     if db.sqlite:
         pytest.skip("SQLite checks its shared-memory signal instead (test_credential_cache.py)")
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
-        statements.append(sql)
-
-    for engine in db.engines:
-        sa.event.listen(engine, "before_cursor_execute", count)
-    _verify(second, _request(world))  # first: lookup + nonce
-    assert len(statements) == 2
-    statements.clear()
-    _verify(second, _request(world))
-    assert len(statements) == 1 and "request_nonces" in statements[0]
-    with first.state.db.write() as conn:
-        registry.set_notify_url(conn, SP_A, "https://example.com/notify")
-    statements.clear()
-    _verify(second, _request(world))  # the generation moved: the lookup again
-    assert len(statements) == 2
+    with statements_run(db) as statements:
+        _verify(second, _request(world))  # first: lookup + nonce
+        assert len(statements) == 2
+        statements.clear()
+        _verify(second, _request(world))
+        assert len(statements) == 1 and "request_nonces" in statements[0]
+        with first.state.db.write() as conn:
+            registry.set_notify_url(conn, SP_A, "https://example.com/notify")
+        statements.clear()
+        _verify(second, _request(world))  # the generation moved: the lookup again
+        assert len(statements) == 2
     with db.read() as conn:
         generation = sandbox.kv_get(conn, "changes:generation")
     assert generation is not None and len(generation) == 16
