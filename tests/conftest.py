@@ -5,10 +5,25 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Starlette's TestClient is built on httpx2 when that is importable, else on httpx (deprecated since
+# Starlette 1.x, but what an install without httpx2 gets). The suite runs on httpx; test_httpx2.py runs
+# the SDK and plugin tests again with WXPARTNER_TEST_HTTPX2=1, on httpx2. httpx2 stays importable.
+if os.environ.get("WXPARTNER_TEST_HTTPX2") != "1" and "starlette.testclient" not in sys.modules:
+    _httpx2 = sys.modules.pop("httpx2", None)
+    sys.modules["httpx2"] = None  # type: ignore[assignment]  # "not installed", for this one import
+    try:
+        import starlette.testclient  # noqa: F401
+    finally:
+        del sys.modules["httpx2"]
+        if _httpx2 is not None:
+            sys.modules["httpx2"] = _httpx2
+
 from starlette.testclient import TestClient
 
 from live import LiveServer, free_port

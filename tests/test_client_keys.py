@@ -303,7 +303,10 @@ class Mitm(httpx.BaseTransport):
         self.upstream, self.alter = upstream, alter
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        r = self.upstream.send(request)
+        # by its method and URL, not as the Request object: the in-process client may be an httpx2 one
+        r = self.upstream.request(
+            request.method, str(request.url), headers=request.headers.raw, content=request.content
+        )
         status, headers, body = self.alter((r.status_code, _plain(r.headers), r.content))
         return httpx.Response(status, headers=headers, content=body)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import textwrap
 import time
@@ -11,6 +12,7 @@ import anyio
 import pytest
 
 from wxpartner.client import AsyncClient, Client, ServerError, TransportError
+from wxpartner.client.given_http import library_of
 from wxpartner.models import webizpay as w
 from wxpartner.testing import WxPartnerServer
 
@@ -169,3 +171,10 @@ def test_ini_scenario_in_a_user_project(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_the_in_process_client_runs_on_the_library_starlette_chose(wxpartner_server: WxPartnerServer) -> None:
+    """Starlette's TestClient is an httpx2 client once httpx2 is installed (test_httpx2.py runs this
+    module so), an httpx one otherwise; the SDK sends through either."""
+    expected = "httpx2" if os.environ.get("WXPARTNER_TEST_HTTPX2") == "1" else "httpx"
+    assert library_of(wxpartner_server.http).__name__ == expected

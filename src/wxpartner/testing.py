@@ -27,16 +27,27 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 if TYPE_CHECKING:
-    import httpx
+    from starlette.testclient import TestClient
 
     from .client import AsyncClient, Client
     from .server.app import WxPartnerApp
     from .store.db import Database
+
+
+class _Answer(Protocol):
+    """An answer of the control client: httpx's or httpx2's Response."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
 
 IN_PROCESS_URL = "http://testserver"
 TOKEN = "wxpartner-pytest-token"
@@ -93,8 +104,9 @@ class WxPartnerServer:
             self._load_baseline()
 
     @property
-    def http(self) -> httpx.Client:
-        """The in-process HTTP client (no port) that ``client()`` uses: pass it as ``http_client=``."""
+    def http(self) -> TestClient:
+        """The in-process HTTP client (no port) that ``client()`` uses: pass it as ``http_client=``.
+        Starlette's TestClient: an httpx client, or an httpx2 one once httpx2 is installed."""
         return self._http
 
     @property
@@ -123,7 +135,7 @@ class WxPartnerServer:
         return AsyncClient.from_connection_info(self.info, **overrides)
 
     # -- sandbox control ------------------------------------------------------------------------------
-    def _ok(self, resp: httpx.Response) -> Any:
+    def _ok(self, resp: _Answer) -> Any:
         if resp.status_code >= 400:
             raise AssertionError(f"sandbox control API refused: {resp.status_code} {resp.text}")
         return resp.json()

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ..protocol.keys import PemSource
 from .base import BaseClient, ClientOptions, generic_call
 from .core import Action, Call, Flow, Refresh, Response, Send, Sleep, answer
+from .given_http import AsyncHTTPClient, request_for, transport_error
 from .http11 import environment_has_proxy
 from .http11_aio import AsyncPooledHTTP
 from .notifications import Notification, notification_flow
@@ -24,7 +25,7 @@ T = TypeVar("T")
 
 class AsyncClient(BaseClient, AsyncFamilies):
     """One merchant's asyncio client (any anyio backend). See ``BaseClient`` for the arguments; also
-    ``http_client`` (your own ``httpx.AsyncClient``) or ``transport`` (e.g. ``httpx.ASGITransport``).
+    ``http_client`` (your own ``httpx.AsyncClient``, or an httpx2 one) or ``transport`` (e.g. ``httpx.ASGITransport``).
     Without either, HTTP/1.1 goes through its own pooled streams (``http11_aio``)."""
 
     def __init__(
@@ -33,19 +34,19 @@ class AsyncClient(BaseClient, AsyncFamilies):
         serial_no: str,
         private_key: PemSource | rsa.RSAPrivateKey,
         *,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: AsyncHTTPClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         **options: Unpack[ClientOptions],
     ) -> None:
         super().__init__(mchid, serial_no, private_key, **options)
-        self._own_http = http_client is None
+        self._owned: httpx.AsyncClient | None = None  # the httpx client made here, closed here
         # Its own HTTP/1.1 unless the caller chose the HTTP or a proxy is configured (as Client).
         self._pooled: AsyncPooledHTTP | None = None
-        self._http: httpx.AsyncClient | None = http_client
+        self._http: AsyncHTTPClient | None = http_client
         if http_client is None and transport is None and not environment_has_proxy():
             self._pooled = AsyncPooledHTTP(self.config.timeout)
         elif http_client is None:
-            self._http = httpx.AsyncClient(transport=transport, timeout=self.config.timeout)
+            self._http = self._owned = httpx.AsyncClient(transport=transport, timeout=self.config.timeout)
         self._refresh_lock: anyio.Lock | None = None  # created lazily inside the event loop
         AsyncFamilies.__init__(self, self)
 
@@ -68,11 +69,12 @@ class AsyncClient(BaseClient, AsyncFamilies):
                 if self._pooled is not None:
                     return await self._pooled.exchange(action.request)
                 assert self._http is not None
-                request = action.request.to_httpx()
-                request.extensions["timeout"] = self.config.timeout.as_dict()
-                r = await self._http.send(request)
-            except (httpx.TransportError, OSError) as exc:
-                return exc
+                r = await self._http.send(request_for(self._http, action.request, self.config.timeout))
+            except Exception as exc:
+                failure = transport_error(exc)
+                if failure is None:
+                    raise
+                return failure
             return answer(r.status_code, r.headers, r.content)
         if isinstance(action, Sleep):
             await anyio.sleep(action.seconds)
@@ -128,8 +130,8 @@ class AsyncClient(BaseClient, AsyncFamilies):
     async def aclose(self) -> None:
         if self._pooled is not None:
             await self._pooled.aclose()
-        elif self._own_http and self._http is not None:
-            await self._http.aclose()
+        elif self._owned is not None:
+            await self._owned.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
