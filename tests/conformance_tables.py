@@ -10,6 +10,7 @@ DISABLED card, {range}, {batch}/{batch_out}, {proof_out}, {fourth}, {aid}/{code}
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -226,6 +227,36 @@ WEBIZPAY: dict[str, list[Row]] = {
             value="卡\U0001f600",
             unchanged=NO_NEW_CARD,
         ),
+        # ... also sent as JSON escapes (a surrogate pair), as json.dumps and wechatpayv3 send it
+        Row(
+            "card_name with an escaped emoji",
+            "POST",
+            W3,
+            json.dumps(card_body(card_name="卡\U0001f600")).encode("ascii"),
+            field="/card_name",
+            value="卡\U0001f600",
+            unchanged=NO_NEW_CARD,
+        ),
+        Row(
+            "card_remark with an escaped emoji",
+            "POST",
+            W3,
+            json.dumps(card_body(card_remark="\U0001f680 trip")).encode("ascii"),
+            field="/card_remark",
+            value="\U0001f680 trip",
+            unchanged=NO_NEW_CARD,
+        ),
+        Row(
+            "a byte no UTF-8 text holds",
+            "POST",
+            W3,
+            json.dumps(card_body(card_name="卡"), ensure_ascii=False)
+            .encode()
+            .replace("卡".encode(), b"\xff"),
+            field="/",
+            issue="not valid UTF-8",
+            unchanged=NO_NEW_CARD,
+        ),
         # protocol.md §10: null counts as absent, so a required field sent as null is "required".
         Row(
             "card_name null",
@@ -436,6 +467,15 @@ WEBIZPAY: dict[str, list[Row]] = {
             f"{CARD}/cancel",
             {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": ""},
             field="/reason",
+        ),
+        Row(
+            "reason with an escaped emoji",
+            "POST",
+            f"{CARD}/cancel",
+            b'{"sp_mchid":"%s","sub_mchid":"%s","reason":"\\ud83d\\ude00"}' % (SP_A.encode(), SUB_A.encode()),
+            field="/reason",
+            value="\U0001f600",
+            unchanged=CARD_ACTIVE,
         ),
         Row(
             "sub_mchid missing",
@@ -1085,6 +1125,17 @@ APPLY4SUBJECT: dict[str, list[Row]] = {
             "POST",
             A,
             submission("/subject_info/business_license_info/company_address", "深圳\U0001f3e2"),
+            field="/subject_info/business_license_info/company_address",
+        ),
+        Row(
+            "escaped emoji deep in the body",
+            "POST",
+            A,
+            lambda client, env: json.dumps(
+                submission("/subject_info/business_license_info/company_address", "深圳\U0001f3e2")(
+                    client, env
+                )
+            ).encode("ascii"),
             field="/subject_info/business_license_info/company_address",
         ),
         Row("name 1025", "POST", A, submission("/contact_info/name", "A" * 1025), field="/contact_info/name"),
