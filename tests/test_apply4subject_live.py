@@ -41,6 +41,8 @@ def test_live_submit_query_cancel_state(channel_server: LiveServer, world: World
         resp = client.post(f"{BASE}/live_1/cancel?applyment_id={applyment_id}")
         assert resp.status_code == 204 and resp.content == b""
         assert resp.headers["Wechatpay-Signature"]
+        # RFC 9110 §8.6: a 204 carries no Content-Length (nor a chunked body)
+        assert "content-length" not in resp.headers and "transfer-encoding" not in resp.headers
         assert client.get(f"{BASE}?applyment_id={applyment_id}").json() == {
             "applyment_state": "APPLYMENT_STATE_CANCELED"
         }

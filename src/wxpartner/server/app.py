@@ -129,7 +129,8 @@ def _raw_request(scope: Scope, body: bytes) -> RawRequest:
 
 async def send_raw(send: Send, resp: RawResponse) -> None:
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers]
-    headers.append((b"content-length", str(len(resp.body)).encode()))
+    if resp.status != 204 and resp.status != 304 and resp.status >= 200:  # RFC 9110 §8.6: none there
+        headers.append((b"content-length", str(len(resp.body)).encode()))
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     await send({"type": "http.response.body", "body": resp.body})
 
