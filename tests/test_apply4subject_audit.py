@@ -25,6 +25,7 @@ from apply4subject_support import (
     submit_ok,
 )
 from support import SP_A, ApiClient, World
+from wxpartner.domain.apply4subject import FREEZE_REASON
 from wxpartner.server.app import WxPartnerApp
 
 
@@ -215,6 +216,23 @@ def test_auto_policy_pass_and_authorize(chan: ApiClient, control: TestClient) ->
     assert control.delete("/sandbox/apply4subject/auto-policy").json() == {"auto_policy": None}
     other = submit_ok(chan, "auto_p2")
     assert state_of(chan, other) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+
+
+@pytest.mark.parametrize("given", [None, "请联系人扫码授权（沙箱）"])
+def test_auto_policy_freeze_keeps_a_reason(chan: ApiClient, control: TestClient, given: str | None) -> None:
+    """A FREEZED applyment shows its reject_reason (spec §2), however it was frozen: the auto policy's
+    own reason, else the same default as the control action's freeze."""
+    policy: dict[str, Any] = {"outcome": "freeze", "after_queries": 1}
+    if given is not None:
+        policy["reject_reason"] = given
+    assert control.put("/sandbox/apply4subject/auto-policy", json=policy).status_code == 200
+    frozen = _result(chan, submit_ok(chan, "auto_f"))
+    assert frozen["applyment_state"] == "APPLYMENT_STATE_FREEZED" and "reject_param" not in frozen
+    assert frozen["reject_reason"] == (given or FREEZE_REASON) and frozen["qrcode_data"]
+    assert control.delete("/sandbox/apply4subject/auto-policy").status_code == 200
+    by_hand = submit_ok(chan, "hand_f")
+    assert control.post(f"/sandbox/apply4subject/applyments/{by_hand}/freeze", json={}).status_code == 200
+    assert _result(chan, by_hand)["reject_reason"] == FREEZE_REASON
 
 
 BAD_POLICIES: list[dict[str, Any]] = [

@@ -266,6 +266,21 @@ def _with_values(body: dict[str, Any], values: dict[str, str]) -> dict[str, Any]
 
 OUTCOMES = {"approve": CONFIRM_CONTACT, "pass": PASSED, "reject": REJECTED, "freeze": FREEZED}
 
+# The sandbox's reason for a freeze nobody gave one for (spec §2: a FREEZED applyment shows its reason).
+FREEZE_REASON = "主体已入驻，请联系人扫码授权"
+
+
+def kept_reasons(
+    target: str, reject_param: str | None, reject_reason: str | None
+) -> tuple[str | None, str | None]:
+    """What a move to ``target`` stores: ``reject_param`` in REJECTED only, ``reject_reason`` in
+    REJECTED and FREEZED (a freeze without one gets FREEZE_REASON), neither elsewhere."""
+    if target == REJECTED:
+        return reject_param, reject_reason
+    if target == FREEZED:
+        return None, reject_reason or FREEZE_REASON
+    return None, None
+
 
 @dataclass(frozen=True)
 class AutoPolicy:
@@ -293,7 +308,7 @@ class AutoPolicy:
         if secs is None and queries is None:
             raise ValueError("give after_seconds and/or after_queries")
         reject_param = data.get("reject_param", cls.reject_param)
-        reject_reason = data.get("reject_reason", cls.reject_reason)
+        reject_reason = data.get("reject_reason", FREEZE_REASON if outcome == "freeze" else cls.reject_reason)
         if not (isinstance(reject_param, str) and 0 < len(reject_param) <= 256):
             raise ValueError("reject_param must be a string of 1-256 characters")
         if not (isinstance(reject_reason, str) and 0 < len(reject_reason) <= 1024):

@@ -207,13 +207,9 @@ def advance(repo: Apply4SubjectRepo, app: Applyment, policy: d.AutoPolicy, now: 
     """The sandbox auto policy's step, once ``policy.due(...)``: from WAITTING_FOR_AUDIT only (a
     concurrent query that advanced it first leaves this one nothing to do)."""
     target = policy.target
+    reject_param, reject_reason = d.kept_reasons(target, policy.reject_param, policy.reject_reason)
     repo.transition(
-        app.applyment_id,
-        [d.AUDIT],
-        target,
-        now,
-        reject_param=policy.reject_param if target == d.REJECTED else None,
-        reject_reason=policy.reject_reason if target == d.REJECTED else None,
+        app.applyment_id, [d.AUDIT], target, now, reject_param=reject_param, reject_reason=reject_reason
     )
     if policy.outcome == "pass" and policy.authorize:
         repo.authorize(app.mchid, app.confirm_mchids, app.applyment_id, now)
@@ -243,16 +239,14 @@ def apply_action(
         raise BadActionInput("sub_mchids are merchant numbers (digits)")
     action = d.action_for(name, app.state)
     if action.target is not None:
-        keep = action.target in (d.REJECTED, d.FREEZED)
+        kept_param, kept_reason = d.kept_reasons(action.target, reject_param, reject_reason)
         moved = repo.transition(
             app.applyment_id,
             action.sources,
             action.target,
             now,
-            reject_param=reject_param if action.target == d.REJECTED else None,
-            reject_reason=(reject_reason or ("主体已入驻，请联系人扫码授权" if name == "freeze" else None))
-            if keep
-            else None,
+            reject_param=kept_param,
+            reject_reason=kept_reason,
         )
         if not moved:
             raise ValueError(f"the applyment changed meanwhile; {name} is no longer possible")
