@@ -118,6 +118,19 @@ def faults_over_loopback(server: LiveServer, world: World) -> None:
         by_out = c.webizpay.quota_cards.get_by_out_card_no(emp, "card_slow", sp_mchid=SP_A, sub_mchid=SUB_A)
         assert by_out.card_no == again.card_no and again.card_no != card.card_no
 
+        # W17: a repeat of a delete that took effect would be answered 404, so it is not repeated; the
+        # caller learns that it may have taken effect, and it did.
+        c.webizpay.ranges.add_identifier(created.range_id, {"sp_mchid": SP_A, "merchant_identifier": "4200"})
+        assert c.webizpay.ranges.list_identifiers(created.range_id, sp_mchid=SP_A).data == ["4200"]
+        add_rule(ctl, "LATENCY", "webizpay.delete_merchant_identifier", count=1, latency_ms=800)
+        with client(world, server.url, timeout=httpx.Timeout(5, read=0.3)) as impatient:
+            with pytest.raises(TransportError) as info:
+                impatient.webizpay.ranges.delete_identifier(created.range_id, "4200", {"sp_mchid": SP_A})
+            assert info.value.sent is True and "may have taken effect" in str(info.value)
+        anyio.run(anyio.sleep, 0.8)
+        assert len(attempts(ctl, "webizpay.delete_merchant_identifier")) == 1
+        assert c.webizpay.ranges.list_identifiers(created.range_id, sp_mchid=SP_A).data == []
+
     # Failover: the primary port is closed; the backup (the live server) gets the request once.
     closed = f"http://127.0.0.1:{free_port()}"
     with client(world, closed, backup_url=server.url, retry=NO_RETRIES) as c:

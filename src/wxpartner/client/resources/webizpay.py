@@ -2,8 +2,9 @@
 
 ``idempotent`` marks calls that are safe to repeat after an ambiguous failure (a timeout after the
 request left): queries, and writes keyed by the caller's own number (``out_card_no``,
-``out_batch_id``, ``out_operation_id``) or converging on a final state (cancel, revoke, delete).
-Creating an available-merchant range (W13) carries no caller key, so it is never repeated blindly.
+``out_batch_id``, ``out_operation_id``) or whose repeat is answered like the first (cancel, revoke,
+adding an identifier). Creating an available-merchant range (W13) carries no caller key, and a
+repeated W17 delete of an identifier the first one removed is answered 404: neither is repeated.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ LIST_IDENTIFIERS = Op[m.IdentifierPage](
 DELETE_IDENTIFIER = Op[m.RangeIdResponse](
     "webizpay.delete_merchant_identifier", "DELETE",
     P + "/avail-mch-ranges/{range_id}/merchant-identifiers/{merchant_identifier}",
-    m.RangeIdResponse, body=m.DeleteIdentifierRequest, idempotent=True,
+    m.RangeIdResponse, body=m.DeleteIdentifierRequest, idempotent=False,  # a repeat would answer 404
 )  # fmt: skip
 
 OPERATIONS = (
