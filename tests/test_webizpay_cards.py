@@ -291,6 +291,26 @@ def test_expiry_by_moving_the_clock(client_a: ApiClient, control: TestClient, ap
     assert_param_error(late, "/effective_end_time")
 
 
+def test_a_card_is_usable_at_its_end_time_and_expires_after_it(
+    client_a: ApiClient, control: TestClient
+) -> None:
+    """Seed 001: "在超过这个时间之后" the card is no longer usable: at the instant itself it still is."""
+    emp = authorize(client_a, control, "employee123")
+    end = future(3600)
+    card = issue(client_a, emp, "mch_card_edge01", effective_end_time=end)
+    end_ts = parse_rfc3339(end).timestamp()
+    assert control.post("/sandbox/clock", json={"set": end_ts, "freeze": True}).status_code == 200
+    assert control.post("/sandbox/webizpay/sweep").json()["expired"] == 0
+    assert get_card(client_a, emp, card["card_no"]).json()["card_state"] == "ACTIVE"
+    link = client_a.get(
+        f"{cards_url(emp)}/{card['card_no']}/payment-url?sp_mchid={SP_A}&sub_mchid={SUB_A}&application_type=H5"
+    )
+    assert link.status_code == 200, link.text
+    assert control.post("/sandbox/clock", json={"set": end_ts + 1, "freeze": True}).status_code == 200
+    assert control.post("/sandbox/webizpay/sweep").json()["expired"] == 1
+    assert get_card(client_a, emp, card["card_no"]).json()["card_state"] == "DISABLED"
+
+
 def test_w3_avail_mch_range_id(client_a: ApiClient, client_b: ApiClient, control: TestClient) -> None:
     """Stored with the card; validated against W13 ranges of the same service provider."""
     emp = authorize(client_a, control, "employee123")

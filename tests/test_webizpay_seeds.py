@@ -88,10 +88,13 @@ def test_seed_examples_byte_for_byte(control: TestClient, http: TestClient, worl
             '"authorization_state":"REVOKED","authorization_revoked_time":"2023-12-31T23:59:59+08:00",'
             '"reason":"企业发起"}'
         )
-        # the first card ended exactly now: it reads DISABLED because it expired
-        first = client.get(
-            f"/v3/webizpay/employees/{EMPLOYEE}/quota-cards/{card_no}?sp_mchid={SP}&sub_mchid={SUB}"
-        )
-        assert first.json()["card_state"] == "DISABLED" and first.json()["reason"] == "有效期结束"
+        # the first card ends exactly now: still usable at that instant (seed 001: unusable "在超过这个
+        # 时间之后"), DISABLED because it expired one second later
+        first_url = f"/v3/webizpay/employees/{EMPLOYEE}/quota-cards/{card_no}?sp_mchid={SP}&sub_mchid={SUB}"
+        assert client.get(first_url).json()["card_state"] == "ACTIVE"
+        control.post("/sandbox/clock", json={"advance": 1})
+        first = client.get(first_url).json()
+        assert first["card_state"] == "DISABLED" and first["reason"] == "有效期结束"
+        assert first["card_disabled_time"] == "2023-12-31T23:59:59+08:00"
     finally:
         world.merchants.pop(SP, None)

@@ -332,7 +332,7 @@ class WebizpayRepo:
     def due_cards(self, now: float, limit: int) -> list[Card]:
         t = webizpay_cards
         rows = self.conn.execute(
-            sa.select(t).where(t.c.state == ACTIVE, t.c.end_at <= now).order_by(t.c.end_at).limit(limit)
+            sa.select(t).where(t.c.state == ACTIVE, t.c.end_at < now).order_by(t.c.end_at).limit(limit)
         )
         return [Card(**dict(r._mapping)) for r in rows]
 

@@ -138,8 +138,9 @@ class Card:
     avail_mch_range_id: str | None = None
 
     def due(self, now: float) -> bool:
-        """ACTIVE but past effective_end_time: must read (and be persisted) as DISABLED."""
-        return self.state == ACTIVE and now >= self.end_at
+        """ACTIVE but past effective_end_time (seed 001: unusable "after" that time, so usable at it):
+        must read (and be persisted) as DISABLED."""
+        return self.state == ACTIVE and now > self.end_at
 
 
 @dataclass(frozen=True, slots=True)
