@@ -492,3 +492,56 @@ def test_answer_headers_are_lower_cased_joined_and_decoded_like_httpx() -> None:
     assert resp.headers == dict(headers.items())  # what httpx's own view says
     latin = httpx.Headers([(b"X-Old", "café".encode("latin-1"))])
     assert answer(200, latin, b"").headers == {"x-old": "café"} == dict(latin.items())
+
+
+# -- the bill file: WeChat Pay does not sign it (its download page says to skip verification) -------------
+CSV = "交易时间,额度卡号\r\n`2026-12-01 10:00:00,`1000\r\n".encode()
+
+
+def _unsigned_csv(stub: Stub, _seen: Seen) -> tuple[int, dict[str, str], bytes]:
+    return 200, {"Content-Type": "text/csv; charset=utf-8", "Request-ID": "file-1"}, CSV
+
+
+def _signed_csv(**kw: Any) -> Callable[[Stub, Seen], tuple[int, dict[str, str], bytes]]:
+    def answer(stub: Stub, _seen: Seen) -> tuple[int, dict[str, str], bytes]:
+        status, headers, body = stub.signed(CSV, **kw)
+        return status, {**headers, "Content-Type": "text/csv; charset=utf-8"}, body
+
+    return answer
+
+
+def _partly_signed_csv(stub: Stub, seen: Seen) -> tuple[int, dict[str, str], bytes]:
+    status, headers, body = _unsigned_csv(stub, seen)
+    return status, {**headers, c.H_SERIAL: stub.world.platform_pub.key_id}, body
+
+
+def test_an_unsigned_bill_file_is_accepted_a_signed_one_still_verified(stub: Stub, world: World) -> None:
+    url = "https://api.mch.weixin.qq.com/v3/billdownload/file?token=abc%2B1"
+    stub.steps = [_unsigned_csv, _signed_csv(), _signed_csv(tamper=True), _partly_signed_csv]
+    with make_client(world, stub.url) as client:
+        assert client.webizpay.bills.download(url) == CSV  # as real WeChat Pay answers it
+        assert client.webizpay.bills.download(url) == CSV  # as wxpartner answers it
+        with pytest.raises(VerificationError) as tampered:
+            client.webizpay.bills.download(url)
+        assert tampered.value.reason == "bad_signature"
+        with pytest.raises(VerificationError) as partly:
+            client.webizpay.bills.download(url)
+        assert partly.value.reason == "missing_header"
+    assert [s.target for s in stub.seen] == ["/v3/billdownload/file?token=abc%2B1"] * 4
+
+
+def test_request_accepts_an_unsigned_answer_only_when_told(stub: Stub, world: World) -> None:
+    stub.steps = [_unsigned_csv, _unsigned_csv]
+    with make_client(world, stub.url) as client:
+        with pytest.raises(VerificationError) as info:
+            client.request("GET", "/v3/billdownload/file", query={"token": "t"})
+        assert info.value.reason == "missing_header"
+        answer = client.request("GET", "/v3/billdownload/file", query={"token": "t"}, unsigned_ok=True)
+        assert answer.content == CSV and answer.verified_by is None
+
+    async def main() -> None:
+        stub.steps = [_unsigned_csv]
+        async with make_async(world, stub.url) as ac:
+            assert await ac.webizpay.bills.download(f"{stub.url}/v3/billdownload/file?token=t") == CSV
+
+    anyio.run(main)

@@ -103,6 +103,7 @@ class AsyncClient(BaseClient, AsyncFamilies):
         idempotent: bool | None = None,
         headers: Mapping[str, str] | None = None,
         sensitive: Sequence[str] = (),
+        unsigned_ok: bool = False,
     ) -> Response:
         """Any APIv3 call, signed and verified; see ``Client.request``."""
         return await self.execute(
@@ -115,6 +116,7 @@ class AsyncClient(BaseClient, AsyncFamilies):
                 idempotent=idempotent,
                 headers=headers,
                 sensitive=sensitive,
+                unsigned_ok=unsigned_ok,
             )
         )
 

@@ -118,8 +118,11 @@ def generic_call(
     idempotent: bool | None = None,
     headers: Mapping[str, str] | None = None,
     sensitive: Sequence[str] = (),
+    unsigned_ok: bool = False,
 ) -> Call[Response]:
-    """A signed call to any APIv3 path; GET/HEAD count as idempotent unless told otherwise."""
+    """A signed call to any APIv3 path; GET/HEAD count as idempotent unless told otherwise.
+    ``unsigned_ok``: accept an answer without signature headers (a file download); a signed one is
+    still verified."""
     items = query.items() if isinstance(query, Mapping) else (query or ())
     pairs = tuple((str(k), str(v)) for k, v in items if v is not None)
     body: Any = content if content is not None else json_body
@@ -133,4 +136,6 @@ def generic_call(
         op_id="request",
         headers=dict(headers or {}),
         sensitive=tuple(sensitive),
+        expects_json=not unsigned_ok,
+        unsigned_ok=unsigned_ok,
     )

@@ -34,7 +34,7 @@ from .errors import (
     VerificationError,
     api_error_from,
 )
-from .keys import KeySet, UnknownSerial, decrypt_certificates, downloadable
+from .keys import SIGNED_HEADERS, KeySet, UnknownSerial, decrypt_certificates, downloadable
 from .outgoing import Outgoing, outgoing
 from .policy import DEFAULT_TIMEOUT, NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
 from .sensitive import encrypt_at, sensitive_pointers
@@ -104,8 +104,16 @@ class Call(Generic[T]):
     op_id: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     sensitive: Sequence[str] = ()  # JSON pointers to encrypt when the model has no marker
-    expects_json: bool = True  # False for file downloads (signed, but CSV)
+    expects_json: bool = True  # False for file downloads (CSV)
+    # The answer may come without any of WeChat Pay's signature headers: the bill file, which WeChat Pay
+    # does not sign (its download page says to skip verification). A signed answer is still verified.
+    unsigned_ok: bool = False
     shape: BaseModel | None = None  # the validated model of a dict body: its sensitive-field markers
+
+
+def unsigned(resp: Response) -> bool:
+    """No signature header at all (a partly signed answer is verified, and refused)."""
+    return not any(resp.headers.get(name.lower()) for name in SIGNED_HEADERS)
 
 
 def model_decoder(model: type[BaseModel]) -> Callable[[Response], Any]:
@@ -286,7 +294,8 @@ class Engine:
     def run(self, call: Call[T]) -> Flow[T]:
         body, headers = yield from self.encode_body(call)
         resp = yield from self.exchange(call, body, headers)
-        yield from self.verify(resp, expects_json=call.expects_json)
+        if not (call.unsigned_ok and unsigned(resp)):
+            yield from self.verify(resp, expects_json=call.expects_json)
         return call.decode(resp)
 
     def exchange(self, call: Call[Any], body: bytes, headers: Mapping[str, str]) -> Flow[Response]:

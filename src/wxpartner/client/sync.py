@@ -102,9 +102,11 @@ class Client(BaseClient, Families):
         idempotent: bool | None = None,
         headers: Mapping[str, str] | None = None,
         sensitive: Sequence[str] = (),
+        unsigned_ok: bool = False,
     ) -> Response:
         """Any APIv3 call, signed and verified; non-2xx raise ``ApiError``. ``path`` must be
-        percent-encoded; ``sensitive`` lists JSON pointers of ``json`` to encrypt."""
+        percent-encoded; ``sensitive`` lists JSON pointers of ``json`` to encrypt; ``unsigned_ok`` accepts an
+        answer without signature headers (a file download: WeChat Pay does not sign bill files)."""
         return self.execute(
             generic_call(
                 method,
@@ -115,6 +117,7 @@ class Client(BaseClient, Families):
                 idempotent=idempotent,
                 headers=headers,
                 sensitive=sensitive,
+                unsigned_ok=unsigned_ok,
             )
         )
 
