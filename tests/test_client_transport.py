@@ -240,6 +240,30 @@ def test_sensitive_fields_are_encrypted_for_the_named_key(stub: Stub, world: Wor
     assert body["contact"]["name"] == "张三"  # the caller's object is not modified
 
 
+def test_a_plaintext_too_long_to_encrypt_is_named_before_sending(stub: Stub, world: World) -> None:
+    body = {"contact": {"name": "张三"}, "identification_address": "地" * 72}  # 216 bytes of UTF-8
+    with make_client(world, stub.url) as client, pytest.raises(ValueError) as info:
+        client.request("POST", "/v3/s", json=body, sensitive=["/contact/name", "/identification_address"])
+    assert "/identification_address: 216 bytes" in str(info.value) and "at most 214" in str(info.value)
+    assert stub.seen == []
+    with make_client(world, stub.url) as client:  # 214 bytes fit
+        client.request("POST", "/v3/s", json={"a": "地" * 71 + "x"}, sensitive=["/a"])
+    assert len(stub.seen) == 1
+
+
+def test_nulls_in_a_mapping_body_are_not_sent(stub: Stub, world: World) -> None:
+    """WeChat Pay's basic rules forbid null values; a model body drops them (exclude_none), and so does
+    the SDK for a mapping, at any depth, without touching the caller's object."""
+    body = {"a": None, "b": {"c": None, "d": 1}, "e": [{"f": None}, 2], "g": "x"}
+    plain = {"g": "x", "h": [1, {"i": "j"}]}
+    with make_client(world, stub.url) as client:
+        client.request("POST", "/v3/n", json=body)
+        client.request("POST", "/v3/n", json=plain)
+    assert stub.seen[0].body == b'{"b":{"d":1},"e":[{},2],"g":"x"}'
+    assert body == {"a": None, "b": {"c": None, "d": 1}, "e": [{"f": None}, 2], "g": "x"}
+    assert stub.seen[1].body == b'{"g":"x","h":[1,{"i":"j"}]}'
+
+
 # -- verification refusals ----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("step", "reason"),

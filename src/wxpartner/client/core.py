@@ -111,6 +111,20 @@ class Call(Generic[T]):
     shape: BaseModel | None = None  # the validated model of a dict body: its sensitive-field markers
 
 
+def without_nulls(value: Any) -> Any:
+    """A caller's JSON value without its ``None`` members (WeChat Pay's basic rules forbid ``null``;
+    a model body drops them the same way, ``exclude_none``). The value itself when it has none, else
+    a copy of the parts that change: the caller's object is never modified."""
+    if isinstance(value, Mapping):
+        pruned = {k: without_nulls(v) for k, v in value.items() if v is not None}
+        same = len(pruned) == len(value) and all(pruned[k] is value[k] for k in pruned)
+        return value if same else pruned
+    if isinstance(value, list):
+        items = [without_nulls(v) for v in value]  # a None in a list is kept: it is a position
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
 def unsigned(resp: Response) -> bool:
     """No signature header at all (a partly signed answer is verified, and refused)."""
     return not any(resp.headers.get(name.lower()) for name in SIGNED_HEADERS)
@@ -264,7 +278,7 @@ class Engine:
         elif isinstance(body, BaseModel):
             data = body.model_dump(mode="json", exclude_none=True, by_alias=True)
         else:
-            data = body if type(body) is dict else dict(body)
+            data = without_nulls(body if type(body) is dict else dict(body))
         pointers = sensitive_pointers(call.shape or body, data, call.sensitive) if data is not None else []
         if pointers:
             if not isinstance(body, BaseModel):  # the caller's mapping, nested values and all

@@ -153,11 +153,19 @@ def _get(data: Any, pointer: Pointer) -> Any:
 
 
 def encrypt_at(data: Any, pointers: Iterable[Pointer], key: rsa.RSAPublicKey) -> None:
-    """Replace each pointed-at plaintext in ``data`` by its Base64 RSA-OAEP ciphertext, in place."""
+    """Replace each pointed-at plaintext in ``data`` by its Base64 RSA-OAEP ciphertext, in place.
+    A plaintext longer than the key can encrypt (214 UTF-8 bytes under RSA-2048 with SHA-1) raises
+    ValueError naming its JSON pointer, before anything is sent."""
+    room = key.key_size // 8 - 2 * 20 - 2  # OAEP's padding with SHA-1 (20-byte digests)
     for pointer in pointers:
         parent = _get(data, pointer[:-1])
-        last = pointer[-1]
-        if isinstance(parent, list):
-            parent[int(last)] = oaep_encrypt(key, parent[int(last)])
-        else:
-            parent[last] = oaep_encrypt(key, parent[last])
+        last: str | int = int(pointer[-1]) if isinstance(parent, list) else pointer[-1]
+        plaintext = parent[last]
+        size = len(plaintext.encode("utf-8"))
+        if size > room:
+            where = "/" + "/".join(pointer)
+            raise ValueError(
+                f"{where}: {size} bytes of plaintext (UTF-8); RSA-OAEP with this {key.key_size}-bit key "
+                f"encrypts at most {room}"
+            )
+        parent[last] = oaep_encrypt(key, plaintext)
