@@ -569,3 +569,23 @@ def test_request_accepts_an_unsigned_answer_only_when_told(stub: Stub, world: Wo
             assert await ac.webizpay.bills.download(f"{stub.url}/v3/billdownload/file?token=t") == CSV
 
     anyio.run(main)
+
+
+def test_answers_take_enum_values_and_time_forms_the_models_do_not_know(stub: Stub, world: World) -> None:
+    """WeChat Pay adds enum values; an answer (here to writes that took effect) must still decode.
+    Requests stay closed: the server refuses values it does not know (test_conformance.py)."""
+    card = {
+        "sp_mchid": SP_A, "sub_mchid": "1900000101", "card_no": "1", "out_card_no": "card_0001",
+        "employee_id": "e", "card_template_id": "t", "card_rule": "WEEKLY", "refund_rule": "RETURN",
+        "amount": 1, "remain_amount": 1, "effective_end_time": "2099-12-31T23:59+08:00",
+        "effective_begin_time": "2023-01-01T00:00+08:00", "card_state": "FROZEN", "card_name": "n",
+    }  # fmt: skip
+    employee = {"sub_mchid": "1900000101", "sp_openid": "o", "state": "SUSPENDED",
+                "create_time": "2015-05-20T13:29+08:00"}  # fmt: skip
+    stub.steps = [ok(card), ok({"applyment_state": "APPLYMENT_STATE_AUDITING"}), ok(employee)]
+    with make_client(world, stub.url) as client:
+        got = client.webizpay.quota_cards.get("e", "1", sp_mchid=SP_A, sub_mchid="1900000101")
+        assert (got.card_state, got.card_rule) == ("FROZEN", "WEEKLY")
+        assert client.apply4subject.get(business_code="b").applyment_state == "APPLYMENT_STATE_AUDITING"
+        added = client.recharge_employees.add({"sub_mchid": "1900000101", "sp_openid": "o"})
+        assert (added.state, added.create_time) == ("SUSPENDED", "2015-05-20T13:29+08:00")

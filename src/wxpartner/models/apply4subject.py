@@ -238,7 +238,7 @@ class QueryApplymentQuery(WxModel):
 
 
 class ApplymentResult(WxModel):
-    applyment_state: ApplymentState
+    applyment_state: ApplymentState | str  # open: WeChat's merged list has more (common.py)
     qrcode_data: str | None = None
     reject_param: str | None = None
     reject_reason: str | None = None
@@ -261,4 +261,4 @@ class MerchantStatePath(WxModel):
 
 
 class MerchantAuthorizeState(WxModel):
-    authorize_state: AuthorizeState
+    authorize_state: AuthorizeState | str

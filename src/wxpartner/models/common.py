@@ -1,4 +1,10 @@
-"""Base model and field types shared by every family (spec README: conventions)."""
+"""Base model and field types shared by every family (spec README: conventions).
+
+Enums: requests use closed Literals (the server refuses a value it does not know); answers and
+callback resources take ``Known | str``: WeChat Pay adds values (apply4subject's merged list already
+has more states than the page), and an answer to a write that took effect must still decode. The
+Literal documents the known values; anything else arrives as the string sent. Times in answers are
+plain strings for the same reason (see Rfc3339)."""
 
 from __future__ import annotations
 
@@ -31,7 +37,9 @@ def _date(value: str) -> str:
     return value
 
 
-# RFC 3339 date-time with offset, kept as the exact string received.
+# RFC 3339 date-time with offset, kept as the exact string received: for requests (the server checks
+# them). Answers keep times as plain strings: a client must not refuse a write's answer over a time
+# format (seed 001's own example has "2023-01-01T00:00+08:00", without seconds).
 Rfc3339 = Annotated[str, AfterValidator(_rfc3339)]
 Date = Annotated[str, AfterValidator(_date)]
 

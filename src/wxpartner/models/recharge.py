@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import StringConstraints
 
-from .common import Rfc3339, WxModel
+from .common import WxModel
 
 # string(32) in every source; at least one character (an empty value names nothing).
 SubMchid = Annotated[str, StringConstraints(min_length=1, max_length=32)]
@@ -24,9 +24,9 @@ class RechargeEmployee(WxModel):
 
     sub_mchid: str
     sp_openid: str | None = None
-    state: RechargeEmployeeState | None = None
-    create_time: Rfc3339 | None = None
-    update_time: Rfc3339 | None = None
+    state: RechargeEmployeeState | str | None = None  # open, like every answer's enum (common.py)
+    create_time: str | None = None  # as received (seed 001 shows WeChat times without seconds)
+    update_time: str | None = None
 
 
 class AddRechargeEmployeeRequest(WxModel):

@@ -26,6 +26,7 @@ AuthorizationState = Literal["AUTHORIZED", "REVOKED"]
 CardState = Literal["ACTIVE", "DISABLED"]
 CardRule = Literal["SINGLE", "MULTIPLE"]
 RefundRule = Literal["RETURN", "NOT_RETURN"]
+# Answers and callbacks take these enums open (`Known | str`, see common.py); requests keep them closed.
 
 # Fen amounts are strict JSON integers; the upper bound keeps them inside a signed 64-bit column.
 FEN_MAX = 2**63 - 1
@@ -79,7 +80,7 @@ class AuthorizationUrlResponse(WxModel):
     user_id: str
     authorization_url: str | None = None
     expire_time: str | None = None
-    application_type: ApplicationType
+    application_type: ApplicationType | str
     mp_query: str | None = None
     mp_business_type: str | None = None
 
@@ -89,7 +90,7 @@ class AuthorizationUrlResponse(WxModel):
 
 class EmployeeRelation(WxModel):
     employee_id: str
-    authorization_state: AuthorizationState
+    authorization_state: AuthorizationState | str
     authorization_time: str
     authorization_revoked_time: str | None = None
 
@@ -137,13 +138,13 @@ class QuotaCard(WxModel):
     out_card_no: str
     employee_id: str
     card_template_id: str
-    card_rule: CardRule
-    refund_rule: RefundRule
+    card_rule: CardRule | str
+    refund_rule: RefundRule | str
     amount: int
     remain_amount: int
     effective_end_time: str
     effective_begin_time: str
-    card_state: CardState
+    card_state: CardState | str
     card_name: str
     reason: str | None = None
     card_usage_time: str | None = None
@@ -166,7 +167,7 @@ class CancelQuotaCardResponse(WxModel):
     sub_mchid: str
     employee_id: str
     card_no: str
-    card_state: CardState
+    card_state: CardState | str
     card_disabled_time: str | None = None
 
 
@@ -180,7 +181,7 @@ class PaymentUrlResponse(WxModel):
     card_no: str
     expire_time: str
     payment_url: str
-    application_type: ApplicationType | None = None
+    application_type: ApplicationType | str | None = None
     mp_query: str | None = None
     mp_business_type: str | None = None
 
@@ -197,7 +198,7 @@ class RevokeAuthorizationResponse(WxModel):
     sp_mchid: str
     sub_mchid: str
     user_id: str
-    authorization_state: AuthorizationState
+    authorization_state: AuthorizationState | str
     authorization_revoked_time: str
     reason: str
 
@@ -217,7 +218,7 @@ class RevokedEvent(WxModel):
     sp_mchid: str
     sub_mchid: str
     user_id: str
-    authorization_state: AuthorizationState
+    authorization_state: AuthorizationState | str
     authorization_revoked_time: str
     reason: str
 
@@ -227,7 +228,7 @@ class QuotaCardExpiredEvent(WxModel):
     sub_mchid: str
     card_no: str
     employee_id: str
-    card_state: CardState
+    card_state: CardState | str
     card_disabled_time: str
     reason: str | None = None
 

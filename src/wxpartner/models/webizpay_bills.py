@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import StringConstraints
 
-from .common import Date, Mchid, Rfc3339, WxModel
+from .common import Date, Mchid, WxModel
 from .webizpay_merchants import OutId
 
 BillType = Literal["QYZFALL"]
@@ -32,8 +32,8 @@ class ProofResponse(WxModel):
     entity_name: str  # required per the YAML: "" when the request had none
     proof_id: str
     download_url: str
-    create_time: Rfc3339
-    updated_time: Rfc3339
+    create_time: str  # as received (common.py: answers' times)
+    updated_time: str
 
 
 class TradeBillRequest(WxModel):
@@ -47,7 +47,7 @@ class TradeBillResponse(WxModel):
     sp_mchid: str
     sub_mchid: str
     date: str
-    type: BillType
+    type: BillType | str
     download_url: str
 
 

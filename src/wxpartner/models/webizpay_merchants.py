@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from .common import Mchid, Rfc3339, WxModel
+from .common import Mchid, WxModel
 
 # out_batch_id / out_operation_id: 6–32 chars of digits, letters, _ - | * (spec §3, W3 pattern note).
 OUT_ID_PATTERN = r"^[0-9A-Za-z_\-|*]{6,32}$"
@@ -51,8 +51,8 @@ class EntityMatchBatch(WxModel):
     sp_mchid: str
     out_batch_id: str
     batch_id: str
-    time: Rfc3339
-    state: MatchState
+    time: str  # as received (common.py: answers' times)
+    state: MatchState | str
 
 
 class EntityMatchPath(WxModel):
@@ -71,7 +71,7 @@ class EntityMatchResult(WxModel):
     sp_mchid: str
     out_batch_id: str
     batch_id: str
-    state: MatchState
+    state: MatchState | str
     match_results: list[MatchResult] | None = None
 
 
@@ -91,7 +91,7 @@ class RangeIdResponse(WxModel):
 
 class RangeItem(WxModel):
     range_id: str
-    identifier_type: IdentifierType
+    identifier_type: IdentifierType | str
 
 
 class RangeList(WxModel):
