@@ -26,6 +26,7 @@ from wxpartner.client import (
     RetryPolicy,
     ServerError,
     VerificationError,
+    parse_notification,
 )
 from wxpartner.models import webizpay as w
 from wxpartner.protocol.keys import load_private_key
@@ -388,6 +389,13 @@ def test_parse_notification_round_trip(world: World) -> None:
     assert event.event_type == "WEBIZPAY.AUTHORIZED" and event.id == "EV-2018022511223320873"
     assert isinstance(event.resource, w.AuthorizedEvent) and event.resource.employee_id == "WeBizPay_1"
     assert event.verified_by == world.platform_pub.key_id and event.request_id == "cb-1"
+    # the module-level function: with a sync client it parses; an AsyncClient is refused with the way
+    # to do it, not answered with an un-awaited coroutine
+    assert parse_notification(headers, raw, client=client).id == event.id
+    m = world.merchants[SP_C]
+    aclient = AsyncClient(SP_C, m.serial_no, m.private_key, apiv3_key=APIV3_KEY)
+    with pytest.raises(ConfigurationError, match=r"await client\.parse_notification"):
+        parse_notification(headers, raw, client=aclient)
 
 
 @pytest.mark.parametrize(

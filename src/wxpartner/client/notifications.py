@@ -9,6 +9,7 @@ bytes differ from what WeChat Pay signed.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -156,6 +157,11 @@ def parse_notification(
     refresh are used), or ``keys`` (a ``KeySet``) and ``apiv3_key``."""
     if client is not None:
         parse: Callable[[Any, bytes | str], Notification] = client.parse_notification
+        if inspect.iscoroutinefunction(parse):  # it would hand back an un-awaited coroutine
+            raise ConfigurationError(
+                "parse_notification(client=...) takes a sync Client; with an AsyncClient, "
+                "await client.parse_notification(headers, raw_body)"
+            )
         return parse(headers, raw_body)
     if keys is None or apiv3_key is None:
         raise ConfigurationError("parse_notification needs client=..., or keys=... and apiv3_key=...")
