@@ -589,3 +589,10 @@ def test_answers_take_enum_values_and_time_forms_the_models_do_not_know(stub: St
         assert client.apply4subject.get(business_code="b").applyment_state == "APPLYMENT_STATE_AUDITING"
         added = client.recharge_employees.add({"sub_mchid": "1900000101", "sp_openid": "o"})
         assert (added.state, added.create_time) == ("SUSPENDED", "2015-05-20T13:29+08:00")
+
+
+def test_an_empty_list_left_out_of_an_answer_reads_as_empty(stub: Stub, world: World) -> None:
+    stub.steps = [ok({"sp_mchid": SP_A}), ok({"offset": 0, "limit": 100, "count": 0, "total_count": 0})]
+    with make_client(world, stub.url) as client:
+        assert client.webizpay.ranges.list(sp_mchid=SP_A).range_list == []
+        assert client.webizpay.ranges.list_identifiers("r", sp_mchid=SP_A).data == []

@@ -98,7 +98,9 @@ class RangeList(WxModel):
     """W14 response."""
 
     sp_mchid: str
-    range_list: list[RangeItem]
+    # Required per the sources, and always sent by wxpartner; WeChat Pay often leaves an empty array
+    # out, so a client reads an absent one as empty.
+    range_list: list[RangeItem] = Field(default_factory=list)
 
 
 class RangePath(WxModel):
@@ -135,4 +137,4 @@ class IdentifierPage(WxModel):
     limit: int
     count: int
     total_count: int
-    data: list[str]
+    data: list[str] = Field(default_factory=list)  # absent = empty, like range_list
