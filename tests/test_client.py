@@ -28,6 +28,7 @@ from wxpartner.client import (
     VerificationError,
     parse_notification,
 )
+from wxpartner.client.notifications import typed_resource
 from wxpartner.models import webizpay as w
 from wxpartner.protocol.keys import load_private_key
 from wxpartner.protocol.notification import encrypt_resource, sign_notification
@@ -458,3 +459,14 @@ def test_async_client_in_process(app: WxPartnerApp, control: TestClient, world: 
             await pub.aclose()
 
     anyio.run(main)
+
+
+def test_a_callback_with_a_new_enum_value_keeps_its_typed_resource() -> None:
+    payment = {
+        "sp_mchid": SP_A, "sub_mchid": SUB_A, "card_no": "1", "employee_id": "e", "receive_mch_name": "n",
+        "receive_mch_full_name": "n", "receive_mch_organization_code": "c", "acquirer": "a",
+        "transaction_id": "t", "out_trade_no": "o", "transaction_state": "PARTIAL_REFUND", "amount": 1,
+        "goods_name": "g", "pay_success_time": "2025-05-20T13:29+08:00",
+    }  # fmt: skip
+    event = typed_resource("WEBIZPAY.PAYMENTSUCCESS", payment)
+    assert isinstance(event, w.PaymentSuccessEvent) and event.transaction_state == "PARTIAL_REFUND"

@@ -26,6 +26,7 @@ AuthorizationState = Literal["AUTHORIZED", "REVOKED"]
 CardState = Literal["ACTIVE", "DISABLED"]
 CardRule = Literal["SINGLE", "MULTIPLE"]
 RefundRule = Literal["RETURN", "NOT_RETURN"]
+TransactionState = Literal["SUCCESS", "REFUND", "NOTPAY", "CLOSED", "REVOKED", "USERPAYING", "PAYERROR"]
 # Answers and callbacks take these enums open (`Known | str`, see common.py); requests keep them closed.
 
 # Fen amounts are strict JSON integers; the upper bound keeps them inside a signed 64-bit column.
@@ -246,7 +247,7 @@ class PaymentSuccessEvent(WxModel):
     out_trade_no: str
     refund_id: str | None = None
     out_refund_no: str | None = None
-    transaction_state: Literal["SUCCESS", "REFUND", "NOTPAY", "CLOSED", "REVOKED", "USERPAYING", "PAYERROR"]
+    transaction_state: TransactionState | str
     amount: int
     goods_name: str
     pay_success_time: str
@@ -265,6 +266,6 @@ class PaymentRefundSuccessEvent(WxModel):
     pay_success_time: str
     refunded_amount: int
     refund_amount: int
-    refund_state: Literal["SUCCESS"]
+    refund_state: Literal["SUCCESS"] | str
     refund_create_time: str
     refund_success_time: str
