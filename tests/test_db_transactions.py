@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from psycopg.pq import TransactionStatus
 
 from pg import PgServer, create_database, drop_database
-from wxpartner.store import sandbox
+from wxpartner.store import registry, sandbox
 from wxpartner.store.db import Database, LeanStatement, sqlite_url_for
 
 
@@ -165,3 +165,20 @@ def test_postgresql_reads_never_switch_a_connection_into_autocommit_and_back(
     finally:
         db.dispose()
         drop_database(pg_server, "wx_autocommit_pool")
+
+
+def test_a_database_error_names_no_bound_parameter(database_url: str) -> None:
+    """A failed statement's text is logged (the pipeline's log.exception, uvicorn): its parameters,
+    here a platform private key, must not be in it, on the main engine nor on the autocommit pool."""
+    db = Database(database_url)
+    try:
+        with db.read() as conn:
+            stored = registry.list_platform_keys(conn)[0]
+        for block in (db.write, db.read):
+            with pytest.raises(sa.exc.IntegrityError) as exc, block() as conn:
+                registry.add_platform_key(conn, stored)  # the same key_id again
+            assert "INSERT INTO platform_keys" in str(exc.value)
+            assert stored.private_key_pem not in str(exc.value)
+            assert "PRIVATE KEY" not in str(exc.value)
+    finally:
+        db.dispose()

@@ -30,12 +30,15 @@ def is_sqlite(url: str) -> bool:
 def make_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) -> Engine:
     """SQLite: WAL, synchronous=NORMAL, busy timeout, explicit BEGIN so writers take the lock up front.
     PostgreSQL: a bounded pool with pre-ping so a restarted database is reconnected transparently;
-    ``autocommit``: its connections are in autocommit for life (PostgreSQL only)."""
+    ``autocommit``: its connections are in autocommit for life (PostgreSQL only).
+    Both keep bound parameters out of error text (``hide_parameters``): a failed statement's message
+    is logged, and its parameters may be API keys or private keys."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if is_sqlite(url):
         engine = sa.create_engine(
             url,
+            hide_parameters=True,
             connect_args={"timeout": 30, "check_same_thread": False},
             # Enough idle connections for every worker thread: an overflow connection is opened (file,
             # PRAGMAs) and closed again per request, which cost more than the query it served.
@@ -69,6 +72,7 @@ def make_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) -> E
         return engine
     engine = sa.create_engine(
         url,
+        hide_parameters=True,
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
         pool_size=pool_size,
         max_overflow=10,
