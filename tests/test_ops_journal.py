@@ -218,6 +218,46 @@ def test_a_failed_chunk_keeps_only_the_rows_not_yet_written(app: WxPartnerApp) -
         assert ops_repo.count_journal(conn) == CHUNK
 
 
+def test_a_nul_in_a_request_stops_no_one_s_journal(
+    client_a: ApiClient, client_b: ApiClient, control: TestClient, world: World
+) -> None:
+    """PostgreSQL text cannot hold NUL: a row carrying one failed its chunk, went back to the head of
+    the buffer and failed every later flush, so no merchant's request was journaled again."""
+    signed = client_a.get("/v3/webizpay/avail-mch-ranges?sp_mchid=12%0034", check=False)
+    # unsigned: the refusal keeps the expected string-to-sign, which holds the body
+    unsigned = client_a.post(
+        "/v3/webizpay/avail-mch-ranges", b'{"a":"\x00"}', private_key=world.other_key, check=False
+    )
+    assert unsigned.status_code == 401
+    control.get("/sandbox/journal")  # flushed
+    later = client_b.get("/v3/certificates").headers["Request-ID"]
+    assert control.get(f"/sandbox/journal/{later}").status_code == 200
+    assert control.get(f"/sandbox/journal/{signed.headers['Request-ID']}").status_code == 200
+    row = control.get(f"/sandbox/journal/{unsigned.headers['Request-ID']}").json()
+    assert row["expected_message"].endswith('\n{"a":"\ufffd"}\n')  # same length, on both backends
+
+
+def test_a_row_the_database_cannot_store_is_dropped_not_retried_forever(
+    app: WxPartnerApp, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    w = writer(app.state)
+    w.record(_row(1))
+    w.record({**_row(2), "status": 2**40})  # beyond PostgreSQL's integer (SQLite stores it)
+    w.record({**_row(3), "message": "a\x00b"})
+    assert w.flush() == 3
+    assert w.pending() == 0
+    with app.state.db.read() as conn:
+        kept = {r["request_id"]: r for r in ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=10))}
+    assert kept["R3"]["message"] == "a\ufffdb"
+    if backend == "postgres":
+        assert set(kept) == {"R1", "R3"}
+        assert "journal row R2 dropped" in caplog.text
+    else:
+        assert set(kept) == {"R1", "R2", "R3"}
+    w.record(_row(4))
+    assert w.flush() == 1
+
+
 def test_writer_keeps_rows_when_the_database_fails(app: WxPartnerApp) -> None:
     w = writer(app.state)
     w.record({"request_id": "X", "bogus_column": 1})  # an insert that fails

@@ -19,6 +19,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from sqlalchemy.exc import DataError
 
 from ..protocol.authorization import AuthorizationFormatError, parse_authorization
 from ..protocol.errors import ApiError
@@ -66,9 +67,10 @@ class JournalWriter:
 
     def flush(self) -> int:
         """Write everything buffered now, ``CHUNK`` rows per transaction; on failure the rows not yet
-        written go back to the buffer. Returns the number of rows written. A step already in flight
-        (the background task's, in another thread) is waited for first: its rows have left the buffer
-        but are not committed, and whoever flushes to read its own requests back must find them."""
+        written go back to the buffer. Returns the number of rows done with (written, or dropped as
+        unstorable: see ``flush_step``). A step already in flight (the background task's, in another
+        thread) is waited for first: its rows have left the buffer but are not committed, and whoever
+        flushes to read its own requests back must find them."""
         with self._flush_lock:
             pass
         written = 0
@@ -85,13 +87,17 @@ class JournalWriter:
 
     def flush_step(self) -> int:
         """One short transaction: the oldest ``CHUNK`` buffered rows and, every ``PRUNE_EVERY`` rows,
-        a bounded prune. Returns the rows written; 0 when there were none or it failed, in which
-        case they are back at the head of the buffer."""
+        a bounded prune. Returns the rows done with; 0 when there were none or it failed, in which
+        case they are back at the head of the buffer. A chunk the database refuses for its data is
+        written row by row instead, and a row it cannot store is dropped (and counted as done with):
+        kept, it would fail every later flush and no request of any merchant would be journaled
+        again."""
         with self._flush_lock:
             with self._lock:
                 chunk = [self._rows.popleft() for _ in range(min(CHUNK, len(self._rows)))]
             if not chunk:
                 return 0
+            chunk = [storable(row) for row in chunk]
             prune = self._since_prune + len(chunk) >= PRUNE_EVERY
             try:
                 # Short turns: the writer slot is shared with every request of every worker, and a
@@ -101,15 +107,42 @@ class JournalWriter:
                     ops_repo.insert_journal(conn, chunk)
                     if prune:
                         ops_repo.prune_journal(conn, self.keep, at_most=PRUNE_AT_MOST)
+            except DataError:
+                return self._one_by_one(chunk)
             except Exception as exc:
-                log.warning(
-                    "journal write failed (%s); %d rows kept for the next try", type(exc).__name__, len(chunk)
-                )
-                with self._lock:
-                    self._rows.extendleft(reversed(chunk))
+                self._keep(chunk, exc)
                 return 0
             self._since_prune = 0 if prune else self._since_prune + len(chunk)
             return len(chunk)
+
+    def _one_by_one(self, chunk: list[dict[str, Any]]) -> int:
+        """Each row in its own transaction (a failed statement ends a PostgreSQL transaction): a row
+        refused for its data is dropped; any other failure keeps it and the rest for the next try.
+        Returns the rows done with."""
+        written = 0
+        for i, row in enumerate(chunk):
+            try:
+                with self.state.db.write() as conn:
+                    ops_repo.insert_journal(conn, [row])
+                written += 1
+            except DataError as exc:
+                self.dropped += 1
+                log.warning(
+                    "journal row %s dropped: the database cannot store it (%s)",
+                    str(row.get("request_id"))[:64],
+                    type(exc.orig).__name__,
+                )
+            except Exception as exc:
+                self._keep(chunk[i:], exc)
+                self._since_prune += written
+                return i
+        self._since_prune += written
+        return len(chunk)
+
+    def _keep(self, rows: list[dict[str, Any]], exc: Exception) -> None:
+        log.warning("journal write failed (%s); %d rows kept for the next try", type(exc).__name__, len(rows))
+        with self._lock:
+            self._rows.extendleft(reversed(rows))
 
     def observe(
         self,
@@ -174,6 +207,15 @@ class JournalWriter:
             "client": req.client[:64] or None,
             "user_agent": (req.header("user-agent") or "")[:256] or None,
         }
+
+
+def storable(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with every NUL in its text replaced by U+FFFD: PostgreSQL text cannot hold NUL, and a
+    refused request's message, expected string-to-sign or User-Agent may carry one. Same length, so
+    the columns' limits still hold; the same on both backends."""
+    if not any(isinstance(v, str) and "\x00" in v for v in row.values()):
+        return row
+    return {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in row.items()}
 
 
 def expected_message(req: RawRequest) -> str | None:
