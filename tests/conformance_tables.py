@@ -156,6 +156,24 @@ WEBIZPAY: dict[str, list[Row]] = {
         ),
         Row("body is an array", "POST", W1, b"[]", field="/"),
         Row("body is not JSON", "POST", W1, b"{nope", field="/"),
+        # PostgreSQL text cannot hold NUL (a 500 there): refused on both backends, naming the field
+        Row(
+            "sub_mchid with an escaped NUL",
+            "POST",
+            W1,
+            json.dumps(auth_body(sub_mchid=SUB_A + "\x00")).encode("ascii"),
+            field="/sub_mchid",
+            value=SUB_A + "\x00",
+            issue="NUL",
+        ),
+        Row(
+            "a NUL escaped in a key",
+            "POST",
+            W1,
+            json.dumps({**auth_body(), "x\x00": 1}).encode("ascii"),
+            field="/x\x00",
+            issue="NUL",
+        ),
         Row("sp_mchid not the signer", "POST", W1, auth_body(sp_mchid=SP_B), 403, "NO_AUTH"),
         Row("sub_mchid not bound", "POST", W1, auth_body(sub_mchid=SUB_B), 403, "NO_AUTH"),
         Row(
@@ -179,6 +197,24 @@ WEBIZPAY: dict[str, list[Row]] = {
             f"{W}/users/ab123/authorization-state?{SPSUB}",
             field="user_id",
             location="path",
+        ),
+        Row(
+            "user_id with a NUL",
+            "GET",
+            f"{W}/users/emp%0012345/authorization-state?{SPSUB}",
+            field="user_id",
+            value="emp\x0012345",
+            location="path",
+            issue="NUL",
+        ),
+        Row(
+            "sub_mchid with a NUL",
+            "GET",
+            f"{W2}?sp_mchid={SP_A}&sub_mchid=12%0034",
+            field="sub_mchid",
+            value="12\x0034",
+            location="query",
+            issue="NUL",
         ),
         Row(
             "sp_mchid not the signer", "GET", f"{W2}?sp_mchid={SP_B}&sub_mchid={SUB_A}", None, 403, "NO_AUTH"
@@ -244,6 +280,16 @@ WEBIZPAY: dict[str, list[Row]] = {
             json.dumps(card_body(card_remark="\U0001f680 trip")).encode("ascii"),
             field="/card_remark",
             value="\U0001f680 trip",
+            unchanged=NO_NEW_CARD,
+        ),
+        Row(
+            "card_name with an escaped NUL",
+            "POST",
+            W3,
+            json.dumps(card_body(card_name="卡\x00")).encode("ascii"),
+            field="/card_name",
+            value="卡\x00",
+            issue="NUL",
             unchanged=NO_NEW_CARD,
         ),
         Row(
@@ -845,6 +891,15 @@ MERCHANT_SIDE: dict[str, list[Row]] = {
     ],
     "W14": [
         Row("sp_mchid missing", "GET", RANGES, field="sp_mchid", location="query"),
+        Row(
+            "sp_mchid with a NUL",
+            "GET",
+            f"{RANGES}?sp_mchid=12%0034",
+            field="sp_mchid",
+            value="12\x0034",
+            location="query",
+            issue="NUL",
+        ),
         Row("sp_mchid not the signer", "GET", f"{RANGES}?sp_mchid={SP_B}", None, 403, "NO_AUTH"),
         *common("W14", "GET", f"{RANGES}?sp_mchid={SP_A}"),
     ],
@@ -1028,6 +1083,15 @@ RECHARGE: dict[str, list[Row]] = {
     ],
     "R2": [
         Row("sub_mchid 33", "GET", f"{RE}/sub-mchid/{LONG33}", field="sub_mchid", location="path"),
+        Row(
+            "sub_mchid with a NUL",
+            "GET",
+            f"{RE}/sub-mchid/12%0034",
+            field="sub_mchid",
+            value="12\x0034",
+            location="path",
+            issue="NUL",
+        ),
         Row("sub_mchid empty", "GET", f"{RE}/sub-mchid/", field="sub_mchid"),
         Row("another platform's second-level", "GET", f"{RE}/sub-mchid/{SECOND_B}", None, 403, "NO_AUTH"),
         Row("unknown merchant", "GET", f"{RE}/sub-mchid/1999999999", None, 403, "NO_AUTH"),

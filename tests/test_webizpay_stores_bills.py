@@ -359,6 +359,9 @@ def test_download_links_belong_to_the_applicant_and_expire(
     assert_error(download(client_b, url), 404, "RESOURCE_NOT_EXISTS")
     assert_error(client_a.get("/v3/billdownload/file?token=unknown"), 404, "RESOURCE_NOT_EXISTS")
     assert_error(client_a.get("/v3/billdownload/file"), 400, "PARAM_ERROR", "token")
+    # PostgreSQL text cannot hold NUL: refused before the lookup (it was a 500 there)
+    nul = assert_error(client_a.get("/v3/billdownload/file?token=ab%00cd"), 400, "PARAM_ERROR", "token")
+    assert nul["detail"]["location"] == "query" and "NUL" in nul["detail"]["issue"]
     advance(frozen, 299)
     assert download(client_a, url).status_code == 200
     advance(frozen, 1)

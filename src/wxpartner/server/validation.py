@@ -51,33 +51,61 @@ def _from_validation(exc: ValidationError, location: str) -> ApiError:
     return param_error(field, msg, value=value, location=location, message=f"参数“{field}”格式错误：{msg}")
 
 
-def _four_byte_field(doc: Any) -> tuple[str, str | None] | None:
-    """The JSON pointer (and value) of the first string holding a character above U+FFFF, so the
-    refusal names the field like every other field error; None when there is none."""
+# Characters no stored string may hold, refused wherever a request carries text (body strings, path
+# and query values), with the same answer on both backends: NUL, which PostgreSQL text cannot store (a
+# 500 there, stored on SQLite), and characters above U+FFFF (protocol.md §10).
+_NUL_ISSUE = "the NUL character (U+0000) is not supported"
+_FOUR_BYTE_ISSUE = "characters outside the 1–3 byte UTF-8 range (e.g. emoji) are not supported"
+
+
+def _refused_in(text: str) -> str | None:
+    """The issue with ``text``, None when it may be taken."""
+    if "\x00" in text:
+        return _NUL_ISSUE
+    if any(ord(ch) > 0xFFFF for ch in text):
+        return _FOUR_BYTE_ISSUE
+    return None
+
+
+_WHY = {
+    _NUL_ISSUE: "the NUL character U+0000 is not supported",
+    _FOUR_BYTE_ISSUE: "4-byte UTF-8 characters are not supported",
+}
+
+
+def _refusal(field: str, issue: str, value: Any, location: str) -> ApiError:
+    return param_error(
+        field, issue, value=value, location=location, message=f"参数“{field}”包含不支持的字符 ({_WHY[issue]})"
+    )
+
+
+def _refused_field(doc: Any) -> tuple[str, str | None, str] | None:
+    """The JSON pointer, value and issue of the first string (or key) holding a refused character, so
+    the refusal names the field like every other field error; None when there is none."""
     stack: list[tuple[tuple[int | str, ...], Any]] = [((), doc)]
     while stack:
         loc, node = stack.pop(0)
-        if isinstance(node, str) and any(ord(ch) > 0xFFFF for ch in node):
-            return json_pointer(loc) if loc else "/", _short(node)
+        if isinstance(node, str) and (issue := _refused_in(node)) is not None:
+            return json_pointer(loc) if loc else "/", _short(node), issue
         if isinstance(node, dict):
             for key, item in node.items():
-                if any(ord(ch) > 0xFFFF for ch in key):
-                    return json_pointer((*loc, key)), None
+                if (issue := _refused_in(key)) is not None:
+                    return json_pointer((*loc, key)), None, issue
                 stack.append(((*loc, key), item))
         elif isinstance(node, list):
             stack.extend(((*loc, i), item) for i, item in enumerate(node))
     return None
 
 
-# What may carry a character above U+FFFF: the lead byte of a 4-byte UTF-8 sequence (or a byte no
-# UTF-8 text holds), or the escape of a high surrogate ("\ud83d\ude00" is how json.dumps and
-# wechatpayv3 send an emoji by default). A regex scans the body in C (a generator over its bytes cost
-# ~20 µs per request); a match is then checked on the decoded document (an escaped backslash before
-# "ud83d" is plain text).
-_MAYBE_FOUR_BYTE = re.compile(rb"[\xf0-\xff]|\\u[dD][89abAB]")
+# What may carry a refused character: the lead byte of a 4-byte UTF-8 sequence (or a byte no UTF-8
+# text holds), the escape of a high surrogate ("\ud83d\ude00" is how json.dumps and wechatpayv3 send
+# an emoji by default), or the escape of NUL (a raw NUL byte is not valid JSON). A regex scans the
+# body in C (a generator over its bytes cost ~20 µs per request); a match is then checked on the
+# decoded document (an escaped backslash before "ud83d" is plain text).
+_MAYBE_REFUSED = re.compile(rb"[\xf0-\xff]|\\u[dD][89abAB]|\\u0000")
 
 
-def _refuse_four_byte_characters(body: bytes) -> None:
+def _refuse_unsupported_characters(body: bytes) -> None:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -90,22 +118,24 @@ def _refuse_four_byte_characters(body: bytes) -> None:
         doc = json.loads(text)
     except ValueError:
         return  # not JSON: the model's parse says so
-    found = _four_byte_field(doc)
+    found = _refused_field(doc)
     if found is not None:
-        pointer, value = found
-        raise param_error(
-            pointer,
-            "characters outside the 1–3 byte UTF-8 range (e.g. emoji) are not supported",
-            value=value,
-            message=f"参数“{pointer}”包含不支持的字符 (4-byte UTF-8 characters are not supported)",
-        )
+        pointer, value, issue = found
+        raise _refusal(pointer, issue, value, "body")
+
+
+def _refuse_nul(values: dict[str, Any], location: str) -> None:
+    """Path and query values arrive percent-decoded: ``%00`` is a NUL."""
+    for name, value in values.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise _refusal(name, _NUL_ISSUE, _short(value), location)
 
 
 def parse_body(model: type[M], body: bytes) -> M:
     if not body.strip():
         raise param_error("/", "request body is required", message="请求体不能为空 (a JSON body is required)")
-    if _MAYBE_FOUR_BYTE.search(body):
-        _refuse_four_byte_characters(body)
+    if _MAYBE_REFUSED.search(body):
+        _refuse_unsupported_characters(body)
     stripped = body.lstrip()
     if not stripped.startswith(b"{"):
         raise param_error("/", "body must be a JSON object", message="请求体必须是JSON对象")
@@ -116,6 +146,7 @@ def parse_body(model: type[M], body: bytes) -> M:
 
 
 def parse_mapping(model: type[M], values: dict[str, Any], location: str) -> M:
+    _refuse_nul(values, location)
     try:
         return model.model_validate(values)
     except ValidationError as exc:
