@@ -7,6 +7,8 @@ from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
 from support import SP_A, SP_B, ApiClient, World
+from wxpartner.protocol.times import parse_rfc3339
+from wxpartner.server.app import WxPartnerApp
 from wxpartner.server.dashboard import esc, render_page
 
 
@@ -90,6 +92,39 @@ def test_family_data_pages_are_tolerant(http: TestClient) -> None:
     for href in index.text.split('href="/dashboard/data/')[1:]:
         name = href.split('"')[0]
         assert http.get(f"/dashboard/data/{name}").status_code == 200
+
+
+def test_a_stored_time_no_date_holds_does_not_break_a_page(
+    http: TestClient,
+    control: TestClient,
+    client_a: ApiClient,
+    app: WxPartnerApp,
+) -> None:
+    """W3 took end times whose offset put them in year 10000 UTC (refused now); rows stored before
+    must not turn the data page into a 500."""
+    import sqlalchemy as sa
+
+    from webizpay_support import authorize, issue
+    from wxpartner.store.webizpay_tables import webizpay_cards
+
+    far = parse_rfc3339("9999-12-31T23:59:59-23:59").timestamp()  # 10000-01-01T23:58:59Z
+    card = issue(client_a, authorize(client_a, control, "employee123"), "dash_card_far")
+    with app.state.db.write() as conn:
+        conn.execute(
+            sa.update(webizpay_cards).where(webizpay_cards.c.card_no == card["card_no"]).values(end_at=far)
+        )
+    login(http)
+    page = http.get("/dashboard/data/webizpay_cards")
+    assert page.status_code == 200
+    assert f"{far} (epoch seconds)" in page.text
+
+
+@pytest.mark.parametrize("ts", [1e12, -1e12, float("inf"), float("nan")])
+def test_fmt_ts_shows_what_no_date_holds(ts: float) -> None:
+    from wxpartner.server.dashboard.layout import fmt_ts
+
+    assert fmt_ts(ts) == f"{ts} (epoch seconds)"
+    assert fmt_ts(0.0) == "1970-01-01 00:00:00"
 
 
 def test_render_page_escapes_and_shares_the_look() -> None:

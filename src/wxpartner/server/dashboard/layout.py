@@ -161,7 +161,11 @@ def status_badge(status: int) -> str:
 def fmt_ts(ts: float | None) -> str:
     if ts is None:
         return ""
-    return dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, OverflowError, OSError):
+        # A stored time no date holds (beyond year 9999, NaN): shown as it is, not a page's 500.
+        return f"{ts} (epoch seconds)"
 
 
 def card(title: str, inner: str) -> str:
