@@ -352,6 +352,17 @@ WEBIZPAY: dict[str, list[Row]] = {
             value="2020-01-01T00:00:00+08:00",
             unchanged=NO_NEW_CARD,
         ),
+        # an offset put it in year 10000 UTC, and dashboard pages showing the card answered 500
+        Row(
+            "end time beyond 9999-12-31T23:59:59Z",
+            "POST",
+            W3,
+            card_body(effective_end_time="9999-12-31T23:59:59-23:59"),
+            field="/effective_end_time",
+            value="9999-12-31T23:59:59-23:59",
+            issue="must not be later than 9999-12-31T23:59:59Z",
+            unchanged=NO_NEW_CARD,
+        ),
         Row("card_remark 51", "POST", W3, card_body(card_remark="备" * 51), field="/card_remark"),
         Row(
             "avail_mch_range_id 65",

@@ -87,6 +87,8 @@ def test_w3_param_errors(client_a: ApiClient, control: TestClient) -> None:
         ({"effective_end_time": "2099-12-31 23:59:59"}, "/effective_end_time"),
         ({"effective_end_time": "2099-12-31T23:59:59"}, "/effective_end_time"),
         ({"effective_end_time": "2020-01-01T00:00:00+08:00"}, "/effective_end_time"),
+        ({"effective_end_time": "9999-12-31T23:59:59.5Z"}, "/effective_end_time"),
+        ({"effective_end_time": "9999-12-31T23:59:59-00:01"}, "/effective_end_time"),
         ({"card_template_id": "no_such_template"}, "/card_template_id"),
         ({"card_template_id": "t" * 65}, "/card_template_id"),
         ({"sp_mchid": None}, "/sp_mchid"),
@@ -101,6 +103,13 @@ def test_w3_param_errors(client_a: ApiClient, control: TestClient) -> None:
     # boundaries that are fine: 20-char name, 50-char remark, 6/32-char out_card_no with every symbol
     for out_no, name, remark in (("a_-|*1", "卡" * 20, "备" * 50), ("Z" * 32, "n", None)):
         ok = client_a.post(cards_url(emp), {**issue_body(out_no, card_name=name), "card_remark": remark})
+        assert ok.status_code == 200, ok.text
+    # ... and the latest end time, in any spelling
+    for out_no, end in (
+        ("card_last_1", "9999-12-31T23:59:59Z"),
+        ("card_last_2", "9999-12-31T15:59:59-08:00"),
+    ):
+        ok = client_a.post(cards_url(emp), issue_body(out_no, effective_end_time=end))
         assert ok.status_code == 200, ok.text
 
 

@@ -30,6 +30,11 @@ from .entities import (
 )
 from .ports import Repo
 
+# The latest end time taken: an offset can put a year-9999 time into year 10000 UTC, which no date
+# type holds (pages showing the card failed on it).
+LATEST_END = "9999-12-31T23:59:59Z"
+_LATEST_END_AT = parse_rfc3339(LATEST_END).timestamp()
+
 
 def entity(card: Card) -> QuotaCard:
     """The W4/W5 card object. ``card_disabled_time``/``reason`` only when the card is not usable."""
@@ -99,6 +104,13 @@ def issue(
     """W3. Idempotent on (sp, sub, out_card_no): the same body again returns the same card (also
     after its relation was revoked, so a retry after a 5xx is safe); a different body is refused."""
     end_at = parse_rfc3339(body.effective_end_time).timestamp()
+    if end_at > _LATEST_END_AT:
+        raise param_error(
+            "/effective_end_time",
+            f"must not be later than {LATEST_END}",
+            value=body.effective_end_time,
+            message=f"卡片有效期截止时间不能晚于{LATEST_END}",
+        )
     existing = repo.card_by_out_no(body.sp_mchid, body.sub_mchid, body.out_card_no)
     if existing is not None:
         return _replay(existing, employee_id, body, end_at)
