@@ -226,6 +226,18 @@ def test_malformed_authorization(api: TestClient, world: World, mutate: Any, iss
     _nonce_still_usable(api, world, signed.headers["Authorization"].split('nonce_str="')[1].split('"')[0])
 
 
+@pytest.mark.parametrize("key", ["mchid", "serial_no"])
+def test_a_control_character_in_mchid_or_serial_is_sign_error_not_500(
+    api: TestClient, world: World, key: str
+) -> None:
+    """Over HTTP the server's parser refuses a NUL in a header; in-process (ASGI) it reached the lookup,
+    and PostgreSQL answered 500."""
+    signed = sign_request(world.merchants[SP_B], "GET", CERTS)
+    header = signed.headers["Authorization"].replace(f'{key}="', f'{key}="\x00', 1)
+    resp = _send(api, signed, Authorization=header)
+    _sign_error(resp, field="Authorization", message=MALFORMED, issue=f"{key} must be printable")
+
+
 @pytest.mark.parametrize(
     ("nonce", "timestamp", "issue"),
     [

@@ -88,6 +88,9 @@ def _checked(found: dict[str, str]) -> Authorization:
         raise AuthorizationFormatError(
             f"nonce_str must be 1-{MAX_NONCE_LENGTH} printable ASCII characters (got {len(nonce)})"
         )
+    for key in ("mchid", "serial_no"):  # looked up in the database, where a NUL cannot even be asked for
+        if not found[key].isprintable():
+            raise AuthorizationFormatError(f"{key} must be printable characters")
     return Authorization(**found)
 
 
