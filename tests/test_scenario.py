@@ -15,6 +15,7 @@ from support import SP_A, ApiClient, MerchantKeys, World, inconsistent_private_k
 from wxpartner.domain.merchants import KeyMode
 from wxpartner.protocol import keys as k
 from wxpartner.sandbox import scenario
+from wxpartner.server.app import WxPartnerApp
 from wxpartner.store import registry
 from wxpartner.store.db import Database
 
@@ -304,3 +305,158 @@ def test_scenario_naming_the_demo_merchant_keeps_it_usable(tmp_path: Path) -> No
     cert = k.load_certificate(Path(info["certificate_path"]).read_bytes())
     assert k.certificate_serial(cert) == info["serial_no"]
     assert k.public_key_pem(key.public_key()) == k.public_key_pem(k.certificate_public_key(cert))
+
+
+# --- security: a scenario chooses neither where key files are written nor which files are read ----------
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"merchants": [{"mchid": "../escaped", "certificates": [{"generate": True}]}]}, "merchants.1.mchid"),
+        ({"merchants": [{"mchid": "/tmp/x"}]}, "merchants.1.mchid"),
+        ({"merchants": [{"mchid": NEW_SP, "sub_merchants": ["1/2"]}]}, "merchants.1.sub_merchants.0"),
+        ({"merchants": [{"mchid": NEW_SP, "channel_merchants": ["x1"]}]}, "merchants.1.channel_merchants.0"),
+        ({"merchants": [{"mchid": "1888000010\n"}]}, "merchants.1.mchid"),
+        (
+            {
+                "platform_keys": [
+                    {"kind": "public_key", "key_id": "PUB_KEY_ID_01", "private_key": "x", "mchid": ".."}
+                ]
+            },
+            "platform_keys.0.mchid",
+        ),
+        ({"faults": [{"kind": "SYSTEM_ERROR", "mchid": "../x"}]}, "faults[0].mchid"),
+        ({"apply4subject": {"applyments": [{"mchid": "a", "business_code": "b1"}]}}, "applyments.0.mchid"),
+        ({"apply4subject": {"authorizations": [{"mchid": "a", "sub_mchid": "1"}]}}, "authorizations.0.mchid"),
+        (
+            {"webizpay": {"templates": [{"sp_mchid": "../x", "card_template_id": "t"}]}},
+            "templates.0.sp_mchid",
+        ),
+        ({"recharge_employees": [{"sub_mchid": "/x", "mchid": NEW_SP}]}, "sub_mchid"),
+    ],
+)
+def test_merchant_numbers_are_digits_everywhere(
+    db: Database, tmp_path: Path, data: dict[str, Any], fragment: str
+) -> None:
+    good = {"mchid": "1888000009", "name": "would be first"}
+    data = {**data, "merchants": [good, *data.get("merchants", [])]}
+    before = scenario.export_scenario(db)
+    with pytest.raises(scenario.ScenarioError) as exc:
+        scenario.load_scenario(db, data, base_dir=tmp_path, data_dir=tmp_path / "data")
+    assert fragment in str(exc.value)
+    assert scenario.export_scenario(db) == before
+    assert not (tmp_path / "data").exists() and not (tmp_path / "escaped").exists()
+
+
+def test_a_path_as_mchid_writes_no_key_files(http: TestClient, app: WxPartnerApp) -> None:
+    """The audit's case: mchid "/tmp/x" or "../x" with generate: true used to write
+    apiclient_key.pem/apiclient_cert.pem there (overwriting files of that name)."""
+    import tempfile
+
+    data_dir = Path(app.state.settings.data_dir)
+    outside = Path(tempfile.mkdtemp(prefix="wx"))
+    try:
+        target = outside / "x"
+        assert len(str(target)) <= 32, "TMPDIR too long for the short absolute path this test needs"
+        for mchid in (str(target), "../../x"):  # the second: <data-dir>/keys/../../x
+            text = yaml.safe_dump({"merchants": [{"mchid": mchid, "certificates": [{"generate": True}]}]})
+            resp = http.post("/sandbox/scenario", content=text, headers=AUTH)
+            assert resp.status_code == 400, resp.text
+            assert resp.json()["code"] == "SCENARIO_ERROR" and "merchants.0.mchid" in resp.json()["message"]
+        assert not target.exists()
+        assert not (data_dir.parent / "x").exists()
+        assert mchid not in {
+            e["mchid"] for e in http.get("/sandbox/scenario", headers=AUTH).json()["merchants"]
+        }
+    finally:
+        for name in ("apiclient_key.pem", "apiclient_cert.pem"):
+            (target / name).unlink(missing_ok=True)
+            (data_dir.parent / "x" / name).unlink(missing_ok=True)
+        for d in (target, data_dir.parent / "x", outside):
+            if d.exists():
+                d.rmdir()
+
+
+@pytest.mark.parametrize("mchid", ["../x", "/tmp/x", "", ".", "1/2", "1900000001/../1900000002"])
+def test_merchant_key_dir_stays_under_keys(tmp_path: Path, mchid: str) -> None:
+    from wxpartner.sandbox.material import merchant_key_dir
+
+    assert merchant_key_dir(tmp_path, "1900000001") == (tmp_path / "keys" / "1900000001").resolve()
+    with pytest.raises(ValueError, match="not a merchant number"):
+        merchant_key_dir(tmp_path, mchid)
+
+
+def _load_cert_entry(db: Database, base: Path, value: str) -> None:
+    data = {"merchants": [{"mchid": NEW_SP, "certificates": [{"certificate": value}]}]}
+    scenario.load_scenario(db, data, base_dir=base, data_dir=base)
+
+
+def test_pem_paths_stay_inside_the_scenario_directory(db: Database, tmp_path: Path) -> None:
+    base = tmp_path / "scenario"
+    (base / "certs").mkdir(parents=True)
+    cert = k.certificate_pem(k.issue_certificate(k.generate_private_key(), NEW_SP))
+    (base / "certs" / "ok.pem").write_text(cert)
+    (tmp_path / "outside.pem").write_text(cert)  # a real PEM, but not the scenario's
+    (base / "link.pem").symlink_to(tmp_path / "outside.pem")
+
+    # outside: refused before anything is read, with the same words whether the file exists or not
+    messages = set()
+    for value, shown in (
+        ("../outside.pem", "../outside.pem"),
+        ("../missing.pem", "../missing.pem"),
+        (str(tmp_path / "outside.pem"), "outside.pem"),
+        (str(tmp_path / "missing.pem"), "missing.pem"),
+        ("certs/../../outside.pem", "outside.pem"),
+        ("link.pem", "link.pem"),  # a symlink that leads out
+    ):
+        with pytest.raises(scenario.ScenarioError) as exc:
+            _load_cert_entry(db, base, value)
+        assert shown in str(exc.value)
+        messages.add(str(exc.value).replace(value, "<path>"))
+    assert messages == {
+        f"merchants[{NEW_SP}].certificates[0]: <path> is outside the scenario's directory; "
+        "give PEM text or a path inside it"
+    }
+    assert NEW_SP not in _merchant_ids(db)
+
+    # inside: relative, absolute, and through a harmless ../ step; PEM text as before
+    for value in ("certs/ok.pem", str(base / "certs" / "ok.pem"), "certs/../certs/ok.pem", cert):
+        _load_cert_entry(db, base, value)
+    assert NEW_SP in _merchant_ids(db)
+
+
+def test_a_file_that_is_not_pem_text_is_a_scenario_error(db: Database, tmp_path: Path) -> None:
+    """Found while fixing the path checks: a binary file (the data dir's own database, say) raised
+    UnicodeDecodeError: a 500 through the control API."""
+    (tmp_path / "blob.bin").write_bytes(b"\xff\xfe" * 10)
+    (tmp_path / "huge.pem").write_bytes(b"A" * ((1 << 20) + 1))
+    for value, words in (
+        ("blob.bin", "blob.bin is not PEM text"),
+        ("huge.pem", "huge.pem is larger than 1048576 bytes"),
+        ("a\x00b", "is not a usable path"),
+    ):
+        with pytest.raises(scenario.ScenarioError, match=words):
+            _load_cert_entry(db, tmp_path, value)
+
+
+def test_control_api_reads_pem_files_from_the_data_dir_only(http: TestClient, app: WxPartnerApp) -> None:
+    data_dir = Path(app.state.settings.data_dir)
+    cert = k.certificate_pem(k.issue_certificate(k.generate_private_key(), NEW_SP))
+    (data_dir / "in.pem").write_text(cert)
+    (data_dir.parent / "out.pem").write_text(cert)
+    for value, status in (
+        ("../out.pem", 400),
+        ("/etc/passwd", 400),
+        ("/etc/nonexistent", 400),
+        ("in.pem", 200),
+    ):
+        text = yaml.safe_dump({"merchants": [{"mchid": NEW_SP, "certificates": [{"certificate": value}]}]})
+        resp = http.post("/sandbox/scenario", content=text, headers=AUTH)
+        assert resp.status_code == status, (value, resp.text)
+        if status == 400:
+            assert "outside the scenario's directory" in resp.json()["message"], resp.text
+    (data_dir / "blob.bin").write_bytes(b"\xff" * 64)
+    text = yaml.safe_dump({"merchants": [{"mchid": NEW_SP, "certificates": [{"certificate": "blob.bin"}]}]})
+    resp = http.post("/sandbox/scenario", content=text, headers=AUTH)
+    assert resp.status_code == 400 and "not PEM text" in resp.json()["message"]

@@ -10,6 +10,7 @@ faults:
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..domain.faults import FaultSpecError, validate_rule
 from ..store import ops_repo
 from .scenario import LoadContext, ScenarioError, Section, register_section
 
+MCHID = re.compile(r"[0-9]{1,32}")  # as scenario.Mchid
 FIELDS = {"kind", "operation", "path", "mchid", "count", "probability", "latency_ms", "note"}
 
 
@@ -29,6 +31,8 @@ def load(conn: Connection, value: Any, lctx: LoadContext) -> None:
         where = f"faults[{i}]"
         if not isinstance(raw, dict) or set(raw) - FIELDS:
             raise ScenarioError(f"{where}: a mapping with keys from {', '.join(sorted(FIELDS))}")
+        if raw.get("mchid") is not None and not MCHID.fullmatch(str(raw["mchid"])):
+            raise ScenarioError(f"{where}.mchid: a merchant number (1 to 32 digits)")
         try:
             kind, latency = validate_rule(
                 kind=str(raw.get("kind", "")),

@@ -38,6 +38,16 @@ def write_secret(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
+def merchant_key_dir(data_dir: Path, mchid: str) -> Path:
+    """<data_dir>/keys/<mchid>, refused (ValueError) unless it is exactly one level under keys/: a
+    merchant number that is a path ("/tmp/x", "../x") must not choose where key files are written."""
+    root = (data_dir / "keys").resolve()
+    path = (root / mchid).resolve()
+    if path.parent != root or not mchid.isascii() or not mchid.isdigit():
+        raise ValueError(f"{mchid!r} is not a merchant number: no key directory for it")
+    return path
+
+
 def make_merchant_keys(mchid: str, out_dir: Path, *, pkcs1: bool = False) -> MerchantKeyFiles:
     """apiclient_key.pem (PKCS#8, or PKCS#1 on request) and apiclient_cert.pem, as the merchant console issues."""
     key = k.generate_private_key()

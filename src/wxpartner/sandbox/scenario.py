@@ -3,6 +3,7 @@ product family. A scenario loads in one transaction: a file with an error loads 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,21 +17,24 @@ from ..domain.merchants import KeyMode, Merchant, RelationKind, Role
 from ..protocol import keys as k
 from ..store import registry
 from ..store.db import Database
-from .material import make_merchant_keys
+from .material import make_merchant_keys, merchant_key_dir
 
 
 class ScenarioError(ValueError):
     """A scenario that cannot load; the message says which entry and why."""
 
 
-# Lengths of the registry columns, so an oversized value is a ScenarioError, not a database error.
-Mchid = Annotated[str, Field(min_length=1, max_length=32)]
+# A merchant number: digits, as long as the registry column (an oversized value is a ScenarioError, not
+# a database error). Digits only, because a merchant number also names its key directory
+# (<data-dir>/keys/<mchid>): "/tmp/x" or "../x" must never get that far. Every section that names a
+# merchant uses this type.
+Mchid = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9]+$")]
 
 
 class CertificateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     serial_no: str | None = Field(default=None, min_length=1, max_length=64)
-    certificate: str | None = None  # PEM text or a path (relative to the scenario file)
+    certificate: str | None = None  # PEM text or a path inside the scenario file's directory
     public_key: str | None = None  # PEM text or a path; needs serial_no
     generate: bool = False  # make a key pair and certificate under the data dir
     revoked: bool = False
@@ -106,16 +110,37 @@ def parse_text(text: str) -> dict[str, Any]:
     return data
 
 
+# A PEM file is a few KiB; anything far larger is not one (and is not read into memory).
+MAX_PEM_FILE = 1 << 20
+
+
 def _read_pem(value: str, base_dir: Path, where: str) -> str:
+    """PEM text as given, or read from a file inside ``base_dir`` (the scenario file's directory; the
+    data directory for the control API). A path outside it is refused before anything is looked up,
+    so the answer says nothing about files elsewhere; symlinks leading out are refused too."""
     if "-----BEGIN" in value:
         return value
-    path = Path(value)
-    if not path.is_absolute():
-        path = base_dir / path
     try:
-        return path.read_text()
+        base = base_dir.resolve()
+        path = Path(os.path.normpath(base / value))  # lexical first: nothing outside is looked up
+        inside = path.is_relative_to(base) and path.resolve().is_relative_to(base)
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL in the path, a symlink loop
+        raise ScenarioError(f"{where}: {value!r} is not a usable path") from exc
+    if not inside:
+        raise ScenarioError(
+            f"{where}: {value} is outside the scenario's directory; give PEM text or a path inside it"
+        )
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_PEM_FILE + 1)
     except OSError as exc:
         raise ScenarioError(f"{where}: cannot read {value}: {exc.strerror}") from exc
+    if len(data) > MAX_PEM_FILE:
+        raise ScenarioError(f"{where}: {value} is larger than {MAX_PEM_FILE} bytes: not a PEM file")
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{where}: {value} is not PEM text") from None
 
 
 def _check_owner(conn: Connection, serial: str, mchid: str, where: str) -> None:
@@ -134,7 +159,11 @@ def _load_merchant(conn: Connection, spec: MerchantSpec, lctx: LoadContext) -> N
     for i, cert in enumerate(spec.certificates):
         where = f"merchants[{spec.mchid}].certificates[{i}]"
         if cert.generate:
-            files = make_merchant_keys(spec.mchid, lctx.data_dir / "keys" / spec.mchid)
+            try:
+                key_dir = merchant_key_dir(lctx.data_dir, spec.mchid)  # Mchid already refuses paths
+            except ValueError as exc:
+                raise ScenarioError(f"{where}: {exc}") from exc
+            files = make_merchant_keys(spec.mchid, key_dir)
             registry.add_certificate(
                 conn, spec.mchid, files.serial_no, files.public_key_pem, files.certificate_pem
             )

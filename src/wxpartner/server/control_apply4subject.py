@@ -171,7 +171,7 @@ async def authorizations(request: Request) -> Response:
 
 class ScenarioApplyment(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mchid: str = Field(min_length=1, max_length=32)
+    mchid: scenario.Mchid
     business_code: str = Field(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z_]+$")
     channel_id: str | None = Field(default=None, max_length=32)
     state: Literal[
@@ -186,14 +186,14 @@ class ScenarioApplyment(BaseModel):
     ] = "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
     reject_param: str | None = Field(default=None, max_length=256)
     reject_reason: str | None = Field(default=None, max_length=1024)
-    confirm_mchid_list: list[Annotated[str, Field(max_length=32, pattern=r"^[0-9]+$")]] = []
+    confirm_mchid_list: list[scenario.Mchid] = []
     authorized: bool = False
 
 
 class ScenarioAuthorization(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mchid: str = Field(min_length=1, max_length=32)
-    sub_mchid: str = Field(max_length=32, pattern=r"^[0-9]+$")
+    mchid: scenario.Mchid
+    sub_mchid: scenario.Mchid
 
 
 class ScenarioSection(BaseModel):

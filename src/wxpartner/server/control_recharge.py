@@ -46,8 +46,8 @@ class EmployeeSpec(BaseModel):
 
 class PreloadSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sub_mchid: str = Field(min_length=1, max_length=32)
-    mchid: str | None = Field(default=None, min_length=1, max_length=32)
+    sub_mchid: scenario.Mchid
+    mchid: scenario.Mchid | None = None
     employees: list[Annotated[str, Field(min_length=1, max_length=32)] | EmployeeSpec] = []
 
 

@@ -213,7 +213,7 @@ async def refund(request: Request) -> Response:
 
 class TemplateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sp_mchid: str = Field(min_length=1, max_length=32)
+    sp_mchid: scenario.Mchid
     card_template_id: str = Field(min_length=1, max_length=64)
     card_rule: Literal["SINGLE", "MULTIPLE"] = "MULTIPLE"
     refund_rule: Literal["RETURN", "NOT_RETURN"] = "RETURN"
@@ -271,16 +271,16 @@ async def sweep(request: Request) -> Response:
 
 class EmployeeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sp_mchid: str = Field(min_length=1, max_length=32)
-    sub_mchid: str = Field(min_length=1, max_length=32)
+    sp_mchid: scenario.Mchid
+    sub_mchid: scenario.Mchid
     user_id: str = Field(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z_\-|*]{6,32}$")
     employee_id: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class CardSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sp_mchid: str
-    sub_mchid: str
+    sp_mchid: scenario.Mchid
+    sub_mchid: scenario.Mchid
     user_id: str
     out_card_no: str
     card_template_id: str = "template_123"
@@ -302,8 +302,8 @@ class SpendSpec(BaseModel):
     """A payment already made with a card (by the card's out_card_no), as the payment page would."""
 
     model_config = ConfigDict(extra="forbid")
-    sp_mchid: str
-    sub_mchid: str
+    sp_mchid: scenario.Mchid
+    sub_mchid: scenario.Mchid
     out_card_no: str
     amount: int
     goods_name: str | None = None
