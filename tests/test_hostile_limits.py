@@ -1,7 +1,9 @@
 """Oversized requests (server/limits.py): a body over 1 MiB is 413 REQUEST_ENTITY_TOO_LARGE — refused from
 Content-Length before it is read, or while streaming a chunked body — and too many / too large header
 fields are 400 INVALID_REQUEST; always a WeChat error body, never a 500 or a hang, and the server's memory
-stays bounded (a 50 MiB upload is cut off early and the server's RSS does not grow by anything like it)."""
+stays bounded (a 50 MiB upload is cut off early and the server's RSS does not grow by anything like it).
+Outside /v3 the same holds with the form limit (dashboard, simulated pages, the control API without its
+token) and the control API's limit (with it)."""
 
 from __future__ import annotations
 
@@ -14,15 +16,17 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import uvicorn
 from starlette.testclient import TestClient
 
+from conftest import SANDBOX_TOKEN
 from figures import record
 from live import LiveServer, free_port, start_live_server
 from support import SP_A, ApiClient, World, sign_request
-from wxpartner.server.app import create_app
+from wxpartner.server.app import WxPartnerApp, create_app
 from wxpartner.server.http_protocol import BoundedHttpToolsProtocol
 from wxpartner.server.settings import Settings
 
@@ -116,6 +120,103 @@ def test_requests_just_under_the_header_limits_pass(client_a: ApiClient) -> None
     assert client_a.get("/v3/certificates", headers=extra).status_code in (200, 404)
 
 
+# --- outside /v3: the control API, the dashboard, the simulated pages ------------------------------
+FORM_LIMIT = Settings().max_form_body_bytes
+CONTROL_LIMIT = Settings().max_control_body_bytes
+# Public or login-guarded forms, and the control API without its token: all get the form limit.
+FORMS = [
+    "/dashboard/login",
+    "/webizpay/pay",
+    "/webizpay/authorize",
+    "/apply4subject/confirm/x",
+    "/sandbox/scenario",
+]
+FORM_TYPE = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _web_413(resp: httpx.Response, limit: int) -> None:
+    assert resp.status_code == 413, resp.text[:300]
+    assert resp.headers["Connection"] == "close"
+    body = resp.json()
+    assert body["code"] == "REQUEST_ENTITY_TOO_LARGE" and body["detail"]["limit"] == limit, body
+
+
+def test_web_limits_are_documented_defaults() -> None:
+    assert (FORM_LIMIT, CONTROL_LIMIT) == (64 << 10, 16 * MIB)
+
+
+def _asgi_stream(app: WxPartnerApp, path: str, messages: int, size: int) -> tuple[int, int]:
+    """POST ``messages`` body messages of ``size`` bytes (no Content-Length) straight to the ASGI app;
+    returns (status, how many messages the app took)."""
+    taken, status = 0, 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal taken
+        if taken == messages:
+            return {"type": "http.disconnect"}
+        taken += 1
+        return {"type": "http.request", "body": b"x" * size, "more_body": taken < messages}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"content-type", FORM_TYPE["Content-Type"].encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    anyio.run(app, scope, receive, send)
+    return status, taken
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("path", FORMS)
+def test_web_bodies_over_the_form_limit_are_413(http: TestClient, app: WxPartnerApp, path: str) -> None:
+    """The audit's case: a 400 MB POST /dashboard/login was read whole (memory grew by ~270 MB) before
+    its 401; so were the simulated pages' forms."""
+    _web_413(http.post(path, content=b"token=" + b"x" * FORM_LIMIT, headers=FORM_TYPE), FORM_LIMIT)
+    chunked = http.post(path, content=iter([b"x" * FORM_LIMIT] * 4), headers=FORM_TYPE)
+    _web_413(chunked, FORM_LIMIT)
+    # Streamed: refused as soon as the limit is passed, the rest never read.
+    status, taken = _asgi_stream(app, path, messages=64, size=16 << 10)
+    assert (status, taken) == (413, FORM_LIMIT // (16 << 10) + 1)
+
+
+@SQLITE_ONLY
+def test_web_bodies_at_the_form_limit_are_served(http: TestClient) -> None:
+    body = b"token=nope&pad=" + b"x" * (FORM_LIMIT - 15)
+    assert len(body) == FORM_LIMIT
+    resp = http.post("/dashboard/login", content=body, headers=FORM_TYPE)
+    assert resp.status_code == 401 and "not the sandbox token" in resp.text
+    assert http.post("/webizpay/pay", content=body, headers=FORM_TYPE).status_code == 400
+    # the control API without the token: still 401 below the limit, and nothing read past it
+    assert http.post("/sandbox/scenario", content=b"merchants: []").status_code == 401
+
+
+@SQLITE_ONLY
+def test_control_api_with_its_token_takes_scenario_uploads_up_to_its_limit(http: TestClient) -> None:
+    auth = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
+    pad = b"# " + b"x" * (2 * MIB) + b"\n"  # far over the form limit, a YAML comment
+    merchant = b'merchants: [{mchid: "1888000077"}]\n'
+    resp = http.post("/sandbox/scenario", content=pad + merchant, headers=auth)
+    assert resp.status_code == 200 and resp.json()["merchants"] == 1, resp.text[:300]
+    over = b"# " + b"x" * CONTROL_LIMIT + b"\n" + b'merchants: [{mchid: "1888000078"}]\n'
+    _web_413(http.post("/sandbox/scenario", content=over, headers=auth), CONTROL_LIMIT)
+    merchants = {m["mchid"] for m in http.get("/sandbox/merchants", headers=auth).json()["data"]}
+    assert "1888000077" in merchants and "1888000078" not in merchants
+
+
 # --- over real loopback HTTP (uvicorn + httptools, as `wxpartner serve` runs) -----------------------
 
 
@@ -206,6 +307,41 @@ def test_live_50_mib_uploads_are_cut_off_early(live: LiveServer) -> None:
     assert grown < 16 * 1024, f"server RSS grew by {grown} KiB after two 50 MiB uploads"
     # and it still serves
     assert httpx.get(live_server.url + "/healthz", timeout=5).status_code == 200
+
+
+@pytest.mark.slow
+def test_live_50_mib_uploads_outside_v3_are_cut_off_early(live: LiveServer) -> None:
+    """The dashboard login and the simulated pages read at most a form's worth; the control API with its
+    token reads at most its own limit."""
+    port, pid = _port(live), live.proc.pid
+    base = _rss_kib(pid)
+    blocks = FIFTY_MIB // len(BLOCK)
+    chunk = f"{len(BLOCK):x}\r\n".encode() + BLOCK + b"\r\n"
+    answers = []
+    for path in ("/dashboard/login", "/webizpay/pay", "/apply4subject/confirm/x", "/sandbox/scenario"):
+        head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {FORM_TYPE['Content-Type']}\r\n"
+        for framing, piece in (
+            (f"Content-Length: {FIFTY_MIB}", BLOCK),
+            ("Transfer-Encoding: chunked", chunk),
+        ):
+            answer, sent = _push(port, f"{head}{framing}\r\n\r\n".encode(), (piece for _ in range(blocks)))
+            assert sent < 20 * MIB, f"{path}, {framing}: {sent} bytes accepted"
+            if answer:  # a reset may race the answer on a raw socket; when it arrives it is the 413
+                assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+            answers.append(answer)
+    assert any(answers), "no answer at all"
+    grown = _rss_kib(pid) - base
+    assert grown < 16 * 1024, f"server RSS grew by {grown} KiB after 50 MiB uploads to forms"
+
+    head = (
+        f"POST /sandbox/scenario HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {live.token}\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+    answer, sent = _push(port, head.encode(), (chunk for _ in range(blocks)))
+    assert sent < CONTROL_LIMIT + 20 * MIB, f"control API with the token: {sent} bytes accepted"
+    if answer:
+        assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert httpx.get(live.url + "/healthz", timeout=5).status_code == 200
 
 
 @pytest.mark.slow

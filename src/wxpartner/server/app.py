@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 from starlette.applications import Starlette
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ..protocol.errors import ApiError
 from ..store.db import Database
@@ -102,6 +102,20 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The already-read body as one message, then the connection's own messages (a disconnect)."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
 def _raw_request(scope: Scope, body: bytes) -> RawRequest:
     raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
     raw_path = raw_path.split(b"?", 1)[0]  # httpx's ASGI transport includes the query here
@@ -160,10 +174,23 @@ class WxPartnerApp:
             tg.cancel_scope.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v3/"):
+        if scope["type"] != "http":
+            await self.web(scope, receive, send)
+        elif scope["path"].startswith("/v3/"):
             await self._api(scope, receive, send)
         else:
-            await self.web(scope, receive, send)
+            await self._web(scope, receive, send)
+
+    async def _web(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Every body outside /v3 is read here, bounded (server/limits.py), before any route sees it:
+        # Starlette's request.body() would buffer whatever the client sends.
+        limit = limits.web_body_limit(scope, self.state.settings, self.state.sandbox_token)
+        declared = limits.declared_length(scope)
+        body = None if declared is not None and declared > limit else await _read_body(receive, limit)
+        if body is None:
+            await limits.refuse(send, limits.body_too_large(limit))
+            return
+        await self.web(scope, _replay(body, receive), send)
 
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Size limits (server/limits.py): declared sizes refused up front, a chunked body read only

@@ -10,7 +10,7 @@ import datetime as dt
 import hmac
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -42,14 +42,18 @@ def control_route(path: str, methods: list[str]) -> Callable[[Endpoint], Endpoin
     return register
 
 
+def has_token(expected: str, headers: Mapping[str, str]) -> bool:
+    """The request carries the sandbox token (``Authorization: Bearer`` or ``X-Sandbox-Token``)."""
+    given = headers.get("x-sandbox-token", "")
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
 def _guarded(fn: Endpoint) -> Endpoint:
     async def endpoint(request: Request) -> Response:
-        expected = request.app.state.wx.sandbox_token
-        given = request.headers.get("x-sandbox-token", "")
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        if not has_token(request.app.state.wx.sandbox_token, request.headers):
             return error(
                 401, "UNAUTHORIZED", "the sandbox control API needs 'Authorization: Bearer <sandbox token>'"
             )

@@ -12,14 +12,21 @@
 
 These refusals come before signature verification, so (like every pre-verification refusal) they are
 not signed; they carry a Request-ID and a WeChat error body.
+
+Outside ``/v3`` (control API, dashboard, the simulated pages) every body is read the same way, before
+the route sees it, up to ``Settings.max_control_body_bytes`` (16 MiB) for ``/sandbox/...`` with the
+sandbox token and ``Settings.max_form_body_bytes`` (64 KiB) for everything else: the same 413 and
+``Connection: close``. Without this, Starlette's ``request.body()`` buffered a body of any size.
 """
 
 from __future__ import annotations
 
+from starlette.datastructures import Headers
 from starlette.types import Scope, Send
 
 from ..protocol import constants as c
 from ..protocol.errors import ApiError
+from .control import has_token
 from .http import new_request_id
 from .settings import Settings
 
@@ -57,15 +64,28 @@ def check_request(scope: Scope, settings: Settings) -> ApiError | None:
             f"{size} bytes of header fields, at most {settings.max_header_bytes} allowed",
             settings.max_header_bytes,
         )
-    for name, value in headers:
+    declared = declared_length(scope)
+    if declared is not None and declared > settings.max_body_bytes:
+        return body_too_large(settings.max_body_bytes)
+    return None
+
+
+def declared_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
         if name.lower() == b"content-length":
             try:
-                declared = int(value)
+                return int(value)
             except ValueError:
                 return None  # the HTTP server refuses malformed lengths itself
-            if declared > settings.max_body_bytes:
-                return body_too_large(settings.max_body_bytes)
     return None
+
+
+def web_body_limit(scope: Scope, settings: Settings, sandbox_token: str) -> int:
+    """The body limit of a request outside /v3: the control API's with the sandbox token, else a form's
+    (so a request without the token never makes the server hold more than a form)."""
+    if scope["path"].startswith("/sandbox/") and has_token(sandbox_token, Headers(scope=scope)):
+        return settings.max_control_body_bytes
+    return settings.max_form_body_bytes
 
 
 async def refuse(send: Send, err: ApiError) -> None:

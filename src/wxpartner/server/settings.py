@@ -24,6 +24,11 @@ class Settings:
     sandbox_token: str = ""
     public_base_url: str = ""  # for links handed out (authorization/payment pages); default http://host:port
     max_body_bytes: int = 1 << 20
+    # Bodies outside /v3 (server/limits.py): the control API with its token (a scenario upload is the
+    # largest; `wxpartner scenario load --batch` splits bigger files), everything else (the dashboard's
+    # and the simulated pages' forms, a /sandbox request without the token).
+    max_control_body_bytes: int = 16 << 20
+    max_form_body_bytes: int = 64 << 10
     # Header fields of one /v3 request: how many, and bytes of names + values in all (server/limits.py).
     max_header_count: int = 100
     max_header_bytes: int = 32 << 10
