@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ CANCEL_BODY = '{"sp_mchid":"12341234","sub_mchid":"43214321","reason":"商户主
 
 
 class Served:
-    def __init__(self, data_dir: Path, *extra: str) -> None:
+    def __init__(self, data_dir: Path, *extra: str, umask: int = -1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [
@@ -44,7 +45,7 @@ class Served:
             str(data_dir),
         ]
         self.proc = subprocess.Popen(
-            [*args, "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [*args, "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=umask
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -148,6 +149,27 @@ def test_serve_json_first_run_prints_everything_a_client_needs(served: Served, t
             assert again.info[key] == info[key], key
     finally:
         again.stop()
+
+
+@pytest.mark.slow
+def test_serve_keeps_its_secrets_owner_only_under_a_loose_umask(tmp_path: Path) -> None:
+    """The audit's case: under umask 022, connection.json (token, APIv3 key) and the database (every
+    key) were 0644; only apiclient_key.pem was 0600."""
+    data_dir = tmp_path / "fresh" / "data"
+    server = Served(data_dir, umask=0o022)
+    try:
+        database = data_dir / "wxpartner.sqlite3"
+        owner_only = [
+            data_dir / "connection.json",
+            database,
+            database.with_name(database.name + "-wal"),  # the server holds connections: both exist
+            database.with_name(database.name + "-shm"),
+            Path(server.info["private_key_path"]),
+        ]
+        modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in [data_dir, *owner_only]}
+        assert modes == {"data": "0o700", **{p.name: "0o600" for p in owner_only}}
+    finally:
+        server.stop()
 
 
 @pytest.mark.slow

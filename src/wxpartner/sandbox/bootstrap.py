@@ -11,7 +11,13 @@ from typing import Any
 from ..domain.merchants import KeyMode, Merchant, RelationKind, Role
 from ..store import registry, sandbox
 from ..store.db import Database
-from .material import make_merchant_keys, make_platform_certificate, make_platform_public_key, new_apiv3_key
+from .material import (
+    make_merchant_keys,
+    make_platform_certificate,
+    make_platform_public_key,
+    new_apiv3_key,
+    write_secret,
+)
 
 DEMO_SP = "1900000001"
 DEMO_SUB = "1900000101"
@@ -171,7 +177,8 @@ def connection_info(
         "sandbox_api": f"{base_url}/sandbox",
         "dashboard": f"{base_url}/dashboard",
     }
-    (data_dir / "connection.json").write_text(json.dumps(info, indent=2, ensure_ascii=False))
+    # The sandbox token and the APIv3 key: owner-only.
+    write_secret(data_dir / "connection.json", json.dumps(info, indent=2, ensure_ascii=False))
     return info
 
 
@@ -182,7 +189,9 @@ def bootstrap(
     and the demo merchant if missing; returns the sandbox token."""
     from .scenario import load_scenario_file
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Owner-only when we create it: it holds private keys, the database and connection.json (an existing
+    # directory keeps the mode its owner gave it).
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     db.migrate()
     if scenario is not None:
         load_scenario_file(db, scenario, data_dir=data_dir)

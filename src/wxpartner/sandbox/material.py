@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import string
 import time
@@ -33,9 +34,13 @@ class MerchantKeyFiles:
 
 
 def write_secret(path: Path, text: str) -> None:
+    """Owner-only from the first byte: created 0600 whatever the umask, and an existing file is emptied
+    and narrowed before the new text goes in."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(fd, 0o600)
+        f.write(text)
 
 
 def merchant_key_dir(data_dir: Path, mchid: str) -> Path:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 import contextlib
 import operator
+import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -36,6 +38,7 @@ def make_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) -> E
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if is_sqlite(url):
+        database_file = sqlite_file(url)
         engine = sa.create_engine(
             url,
             hide_parameters=True,
@@ -45,6 +48,12 @@ def make_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) -> E
             pool_size=max(pool_size, 48),
             max_overflow=16,
         )
+
+        if database_file is not None:
+
+            @sa.event.listens_for(engine, "do_connect")
+            def _before_open(*_args: Any) -> None:
+                private_database_file(database_file)
 
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -218,6 +227,25 @@ class Database:
         if self._autocommit is not None:
             self._autocommit.dispose()
         self.engine.dispose()  # closing the last connection checkpoints the WAL
+
+
+def private_database_file(path: Path) -> None:
+    """Make the SQLite file owner-only (0600) before SQLite opens it: it holds every APIv3 key, the platform
+    private keys and the sandbox token, and SQLite creates its -wal and -shm files with the database
+    file's mode. A file that exists already (made before this, or under a loose umask) is narrowed
+    to its owner, with its -wal and -shm."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            with contextlib.suppress(OSError):  # absent, or not ours to change: SQLite decides
+                mode = stat.S_IMODE(part.stat().st_mode)
+                if mode & 0o077:
+                    part.chmod(mode & 0o700)
+    except OSError:
+        pass  # no such directory, read-only: SQLite's own open reports it
+    else:
+        os.close(fd)
 
 
 def sqlite_url_for(data_dir: Path) -> str:

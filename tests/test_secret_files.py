@@ -1,0 +1,69 @@
+"""Files that hold secrets are owner-only whatever the umask: the data directory wxpartner creates (0700),
+connection.json (sandbox token, APIv3 key), the SQLite database with its -wal and -shm (every APIv3 key,
+the platform private keys, the token) and the merchants' apiclient_key.pem (0600). The audit found
+connection.json and the database 0644 under umask 022. `wxpartner serve` itself: tests/test_cli.py."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from wxpartner.sandbox.bootstrap import bootstrap, connection_info
+from wxpartner.store.db import Database, sqlite_url_for
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def loose_umask() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("loose_umask")
+def test_bootstrap_makes_secrets_owner_only(tmp_path: Path) -> None:
+    data_dir = tmp_path / "new" / "data"
+    db = Database(sqlite_url_for(data_dir))
+    try:
+        token = bootstrap(db, data_dir)
+        info = connection_info(db, data_dir, "http://127.0.0.1:1", token)
+        with db.read():  # a connection is open: the -wal and -shm files exist
+            database = data_dir / "wxpartner.sqlite3"
+            secrets = {
+                data_dir: 0o700,
+                data_dir / "connection.json": 0o600,
+                database: 0o600,
+                database.with_name(database.name + "-wal"): 0o600,
+                database.with_name(database.name + "-shm"): 0o600,
+                Path(info["private_key_path"]): 0o600,
+            }
+            assert {p.name: _mode(p) for p in secrets} == {p.name: m for p, m in secrets.items()}
+    finally:
+        db.dispose()
+
+
+@pytest.mark.usefixtures("loose_umask")
+def test_existing_files_are_narrowed_and_an_existing_data_dir_is_left_alone(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+    database = data_dir / "wxpartner.sqlite3"
+    for path in (database, data_dir / "connection.json"):
+        path.write_text("")
+        path.chmod(0o644)
+    db = Database(sqlite_url_for(data_dir))
+    try:
+        bootstrap(db, data_dir)  # the database of an older version, opened again
+        connection_info(db, data_dir, "http://127.0.0.1:1", "t")
+    finally:
+        db.dispose()
+    assert _mode(database) == 0o600 and _mode(data_dir / "connection.json") == 0o600
+    assert _mode(data_dir) == 0o755  # the owner's choice for a directory it made
