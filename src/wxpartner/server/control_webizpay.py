@@ -42,7 +42,7 @@ from ..models.webizpay import IssueQuotaCardRequest
 from ..protocol.errors import ApiError
 from ..sandbox import scenario
 from ..store import sandbox as sandbox_store
-from ..store.db import Database
+from ..store.db import Database, storable
 from ..store.webizpay_repo import WebizpayRepo
 from .control import ControlError, control_route, json_body
 
@@ -138,31 +138,65 @@ async def deregister(request: Request) -> Response:
     return JSONResponse(await anyio.to_thread.run_sync(lambda: run_in_tx(db, apply)))
 
 
+# Lengths of the webizpay_payments columns: a longer value, or a NUL (PostgreSQL refuses it in text), is
+# a PARAM_ERROR on both backends instead of a database error.
+CARD_NO_LENGTH = 64
+OUT_TRADE_NO_LENGTH = 64
+GOODS_NAME_LENGTH = 256
+STORE_LENGTHS = {"name": 256, "full_name": 256, "organization_code": 64, "acquirer": 256}
+
+
+def _storable(value: str, name: str, length: int) -> str:
+    if not storable(value, length):
+        raise ApiError(
+            "PARAM_ERROR", f"{name} must be at most {length} characters, without NUL", detail={"field": name}
+        )
+    return value
+
+
 def pay_from_body(repo: WebizpayRepo, pol: Policy, now: float, body: dict[str, Any]) -> dict[str, Any]:
-    """Shared by the control API and the payment page: {"card_no"|"token", "amount", ...}."""
+    """Shared by the control API, the payment page and the scenario section: {"card_no"|"token",
+    "amount", ...}. Refusals are ApiErrors, which each caller renders its own way."""
     token = body.get("token")
     if isinstance(token, str) and token:
         card_no = payments.live_payment_link(repo, token, now).card_no
     else:
-        card_no = _str(body, "card_no") or ""
-    card = repo.card(card_no)
+        given = body.get("card_no")
+        if not isinstance(given, str) or not given:
+            raise ApiError(
+                "PARAM_ERROR", "card_no is required (a non-empty string)", detail={"field": "card_no"}
+            )
+        card_no = given
+    card = repo.card(card_no) if storable(card_no, CARD_NO_LENGTH) else None
     if card is None:
         raise ApiError("RESOURCE_NOT_EXISTS", f"额度卡 {card_no} 不存在")
+    amount = body.get("amount")
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        raise ApiError("PARAM_ERROR", "amount must be an integer number of fen", detail={"field": "amount"})
     raw = body.get("store")
     raw_store: dict[str, Any] = raw if isinstance(raw, dict) else {}
     store = payments.Store(
-        **{k: str(v) for k, v in raw_store.items() if k in payments.Store.__dataclass_fields__}
+        **{
+            k: _storable(str(v), f"store.{k}", STORE_LENGTHS[k])
+            for k, v in raw_store.items()
+            if k in STORE_LENGTHS
+        }
     )
     goods = body.get("goods_name")
+    out_trade_no = body.get("out_trade_no")
     payment = payments.pay(
         repo,
         pol,
         now,
         card,
-        _int(body, "amount"),
+        amount,
         store=store,
-        goods_name=goods if isinstance(goods, str) and goods else "企业支付消费",
-        out_trade_no=body.get("out_trade_no") if isinstance(body.get("out_trade_no"), str) else None,
+        goods_name=_storable(goods, "goods_name", GOODS_NAME_LENGTH)
+        if isinstance(goods, str) and goods
+        else "企业支付消费",
+        out_trade_no=_storable(out_trade_no, "out_trade_no", OUT_TRADE_NO_LENGTH)
+        if isinstance(out_trade_no, str)
+        else None,
     )
     after = repo.card(card.card_no)
     return {

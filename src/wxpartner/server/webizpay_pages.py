@@ -123,7 +123,10 @@ async def pay_page(request: Request) -> Response:
             amount = int(form.get("amount", ""))
         except ValueError:
             return _error(ApiError("PARAM_ERROR", "amount must be an integer number of fen"))
-        body: dict[str, Any] = {"token": form.get("token", ""), "amount": amount}
+        token = form.get("token", "")
+        if not token:  # the page pays through its link only (pay_from_body would ask for a card_no)
+            return _error(payments.unknown_link())
+        body: dict[str, Any] = {"token": token, "amount": amount}
         if form.get("goods_name"):
             body["goods_name"] = form["goods_name"]
         if form.get("store_name"):

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from ..domain.apply4subject import FIRST_APPLYMENT_ID, AutoPolicy
 from .apply4subject_tables import apply4subject_applyments as T
 from .apply4subject_tables import apply4subject_authorizations as AUTH
-from .db import LeanStatement, insert_for
+from .db import LeanStatement, insert_for, storable
 from .sandbox import kv_get, kv_set
 from .schema import sandbox_kv
 
@@ -186,6 +186,8 @@ class Apply4SubjectRepo:
         return _applyment(m), _policy(m["policy"])
 
     def by_token(self, token: str) -> Applyment | None:
+        if not storable(token, 64):  # the confirm_token column; a URL can carry anything
+            return None
         r = self.conn.execute(sa.select(T).where(T.c.confirm_token == token)).first()
         return _row(r) if r else None
 

@@ -229,6 +229,13 @@ class Database:
         self.engine.dispose()  # closing the last connection checkpoints the WAL
 
 
+def storable(text: str, length: int) -> bool:
+    """A value a String(length) column can hold on both backends (PostgreSQL refuses NUL in text, and
+    longer values). A lookup by a value that is not storable finds nothing: it is not sent at all,
+    where PostgreSQL would raise (a 500) and SQLite would just miss."""
+    return len(text) <= length and "\x00" not in text
+
+
 def private_database_file(path: Path) -> None:
     """Make the SQLite file owner-only (0600) before SQLite opens it: it holds every APIv3 key, the platform
     private keys and the sandbox token, and SQLite creates its -wal and -shm files with the database

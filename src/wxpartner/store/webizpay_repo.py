@@ -29,7 +29,7 @@ from ..domain.webizpay.entities import (
     Template,
 )
 from . import outbox, registry
-from .db import ONE_ROW, LeanStatement, insert_for
+from .db import ONE_ROW, LeanStatement, insert_for, storable
 from .schema import metadata
 from .webizpay_tables import (
     WEBIZPAY_TABLES,
@@ -43,6 +43,7 @@ from .webizpay_tables import (
 )
 
 log = logging.getLogger("wxpartner.webizpay")
+TOKEN_LENGTH = 64  # the link tables' token columns
 
 
 def _row(row: sa.Row[Any] | None) -> dict[str, Any] | None:
@@ -165,6 +166,8 @@ class WebizpayRepo:
         self.conn.execute(webizpay_auth_links.insert().values(**asdict(link)))
 
     def auth_link(self, token: str) -> AuthLink | None:
+        if not storable(token, TOKEN_LENGTH):  # typed into a page: not a token we handed out
+            return None
         row = _row(
             self.conn.execute(
                 sa.select(webizpay_auth_links).where(webizpay_auth_links.c.token == token)
@@ -342,6 +345,8 @@ class WebizpayRepo:
         self.conn.execute(webizpay_payment_links.insert().values(**asdict(link)))
 
     def payment_link(self, token: str) -> PaymentLink | None:
+        if not storable(token, TOKEN_LENGTH):
+            return None
         t = webizpay_payment_links
         row = _row(self.conn.execute(sa.select(t).where(t.c.token == token)).first())
         return PaymentLink(**row) if row else None

@@ -34,11 +34,15 @@ class Store:
     acquirer: str = "财付通支付科技有限公司"
 
 
+def unknown_link() -> ApiError:
+    return ApiError("RESOURCE_NOT_EXISTS", "付款链接不存在 (unknown payment link)")
+
+
 def live_payment_link(repo: Repo, token: str, now: float) -> PaymentLink:
     """The W7 link a person opened: unknown → RESOURCE_NOT_EXISTS, past its expiry → INVALID_REQUEST."""
     link = repo.payment_link(token)
     if link is None:
-        raise ApiError("RESOURCE_NOT_EXISTS", "付款链接不存在 (unknown payment link)")
+        raise unknown_link()
     if now >= link.expires_at:
         raise ApiError("INVALID_REQUEST", "付款链接已过期 (the payment link has expired)")
     return link

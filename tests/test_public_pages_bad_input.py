@@ -1,0 +1,97 @@
+"""The public pages (the simulated employee pages /webizpay/authorize and /webizpay/pay, the applyment
+confirmation page /apply4subject/confirm/<token>) answer bad input with a 4xx page, never a 500, and
+change nothing. The audit found 500s: a payment form without its token (both backends); on PostgreSQL,
+a NUL in a token and a goods_name longer than its column or with a NUL."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from support import SP_A, SUB_A, ApiClient
+from webizpay_support import authorize, get_card, issue
+
+BAD_TOKENS = ["a\x00", "a\x00b"]  # PostgreSQL refused the lookup itself (a 500)
+
+
+def _payment_token(client: ApiClient, control: TestClient) -> tuple[str, str, str]:
+    emp = authorize(client, control, "employee123")
+    card = issue(client, emp, "mch_card_123456")
+    resp = client.get(
+        f"/v3/webizpay/employees/{emp}/quota-cards/{card['card_no']}/payment-url"
+        f"?sp_mchid={SP_A}&sub_mchid={SUB_A}&application_type=H5"
+    )
+    assert resp.status_code == 200, resp.text
+    return emp, card["card_no"], str(resp.json()["payment_url"].split("token=", 1)[1])
+
+
+def _page_error(resp: object, status: int) -> None:
+    assert getattr(resp, "status_code", None) == status, getattr(resp, "text", "")[:300]
+    assert "text/html" in resp.headers["content-type"]  # type: ignore[attr-defined]
+
+
+def test_payment_form_without_its_token_is_a_404_page(http: TestClient) -> None:
+    for form in ({"token": "", "amount": "1"}, {"amount": "1"}):
+        resp = http.post("/webizpay/pay", data=form)
+        _page_error(resp, 404)
+        assert 'data-code="RESOURCE_NOT_EXISTS"' in resp.text
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+def test_tokens_that_cannot_exist_are_404_pages(http: TestClient, control: TestClient, token: str) -> None:
+    _page_error(http.get("/webizpay/authorize", params={"token": token}), 404)
+    _page_error(http.post("/webizpay/authorize", data={"token": token}), 404)
+    _page_error(http.get("/webizpay/pay", params={"token": token}), 404)
+    _page_error(http.post("/webizpay/pay", data={"token": token, "amount": "1"}), 404)
+    quoted = token.replace("\x00", "%00")
+    _page_error(http.get(f"/apply4subject/confirm/{quoted}"), 404)
+    _page_error(http.post(f"/apply4subject/confirm/{quoted}", data={"step": "confirm_contact"}), 404)
+    # the control API's token paths: a clean 404 too
+    resp = control.post("/sandbox/webizpay/authorizations", json={"token": token})
+    assert resp.status_code == 404 and resp.json()["code"] == "RESOURCE_NOT_EXISTS", resp.text
+    resp = control.post("/sandbox/webizpay/payments", json={"token": token, "amount": 1})
+    assert resp.status_code == 404 and resp.json()["code"] == "RESOURCE_NOT_EXISTS", resp.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("goods_name", "g" * 257),
+        ("goods_name", "午餐\x00"),
+        ("store_name", "s" * 257),
+        ("store_name", "食堂\x00"),
+    ],
+)
+def test_payment_form_values_the_store_cannot_hold_are_400_pages(
+    client_a: ApiClient, control: TestClient, http: TestClient, field: str, value: str
+) -> None:
+    emp, card_no, token = _payment_token(client_a, control)
+    resp = http.post("/webizpay/pay", data={"token": token, "amount": "100", field: value})
+    _page_error(resp, 400)
+    assert 'data-code="PARAM_ERROR"' in resp.text
+    assert get_card(client_a, emp, card_no).json()["remain_amount"] == 10000  # nothing paid
+    # at the limit it pays
+    ok = http.post("/webizpay/pay", data={"token": token, "amount": "100", field: "v" * 256})
+    assert ok.status_code == 200, ok.text[:300]
+    assert get_card(client_a, emp, card_no).json()["remain_amount"] == 9900
+
+
+def test_control_api_payment_values_the_store_cannot_hold_are_400(
+    client_a: ApiClient, control: TestClient
+) -> None:
+    emp, card_no, _token = _payment_token(client_a, control)
+    for extra in (
+        {"goods_name": "g" * 257},
+        {"out_trade_no": "o" * 65},
+        {"store": {"organization_code": "c" * 65}},
+        {"store": {"name": "n\x00"}},
+    ):
+        resp = control.post("/sandbox/webizpay/payments", json={"card_no": card_no, "amount": 1, **extra})
+        assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", (extra, resp.text)
+    # a scenario's spends go the same way: a SCENARIO_ERROR (on PostgreSQL this was a 500)
+    spend = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "out_card_no": "mch_card_123456", "amount": 1}
+    resp = control.post(
+        "/sandbox/scenario", json={"webizpay": {"spends": [{**spend, "goods_name": "g" * 257}]}}
+    )
+    assert resp.status_code == 400 and "goods_name must be at most 256" in resp.json()["message"], resp.text
+    assert get_card(client_a, emp, card_no).json()["remain_amount"] == 10000
