@@ -387,9 +387,9 @@ def test_merchant_key_dir_stays_under_keys(tmp_path: Path, mchid: str) -> None:
         merchant_key_dir(tmp_path, mchid)
 
 
-def _load_cert_entry(db: Database, base: Path, value: str) -> None:
+def _load_cert_entry(db: Database, base: Path, value: str, *, confine: bool = True) -> None:
     data = {"merchants": [{"mchid": NEW_SP, "certificates": [{"certificate": value}]}]}
-    scenario.load_scenario(db, data, base_dir=base, data_dir=base)
+    scenario.load_scenario(db, data, base_dir=base, data_dir=base, confine=confine)
 
 
 def test_pem_paths_stay_inside_the_scenario_directory(db: Database, tmp_path: Path) -> None:
@@ -424,6 +424,20 @@ def test_pem_paths_stay_inside_the_scenario_directory(db: Database, tmp_path: Pa
     for value in ("certs/ok.pem", str(base / "certs" / "ok.pem"), "certs/../certs/ok.pem", cert):
         _load_cert_entry(db, base, value)
     assert NEW_SP in _merchant_ids(db)
+
+
+def test_a_scenario_loaded_locally_may_name_any_readable_file(db: Database, tmp_path: Path) -> None:
+    """serve --scenario and the pytest plugin load the user's own file: its paths are relative to it and
+    may lead out (a project's keys kept beside its tests); only the control API confines them."""
+    base = tmp_path / "tests"
+    base.mkdir()
+    cert = k.certificate_pem(k.issue_certificate(k.generate_private_key(), NEW_SP))
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "cert.pem").write_text(cert)
+    _load_cert_entry(db, base, "../keys/cert.pem", confine=False)
+    assert NEW_SP in _merchant_ids(db)
+    with pytest.raises(scenario.ScenarioError, match="cannot read"):
+        _load_cert_entry(db, base, "../keys/missing.pem", confine=False)
 
 
 def test_a_file_that_is_not_pem_text_is_a_scenario_error(db: Database, tmp_path: Path) -> None:

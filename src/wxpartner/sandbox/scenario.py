@@ -77,6 +77,9 @@ class ScenarioFile(BaseModel):
 class LoadContext:
     base_dir: Path
     data_dir: Path
+    # PEM paths only inside base_dir: for scenarios that arrive over the network (the control API).
+    # A file the user loads locally (serve --scenario, the pytest plugin) may name any file they can read.
+    confine: bool = False
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -114,19 +117,20 @@ def parse_text(text: str) -> dict[str, Any]:
 MAX_PEM_FILE = 1 << 20
 
 
-def _read_pem(value: str, base_dir: Path, where: str) -> str:
-    """PEM text as given, or read from a file inside ``base_dir`` (the scenario file's directory; the
-    data directory for the control API). A path outside it is refused before anything is looked up,
-    so the answer says nothing about files elsewhere; symlinks leading out are refused too."""
+def _read_pem(value: str, lctx: LoadContext, where: str) -> str:
+    """PEM text as given, or read from a file relative to ``lctx.base_dir`` (the scenario file's
+    directory; the data directory for the control API). When confined, a path outside it is refused
+    before anything is looked up, so the answer says nothing about files elsewhere; symlinks leading
+    out are refused too."""
     if "-----BEGIN" in value:
         return value
     try:
-        base = base_dir.resolve()
+        base = lctx.base_dir.resolve()
         path = Path(os.path.normpath(base / value))  # lexical first: nothing outside is looked up
         inside = path.is_relative_to(base) and path.resolve().is_relative_to(base)
     except (OSError, ValueError, RuntimeError) as exc:  # a NUL in the path, a symlink loop
         raise ScenarioError(f"{where}: {value!r} is not a usable path") from exc
-    if not inside:
+    if lctx.confine and not inside:
         raise ScenarioError(
             f"{where}: {value} is outside the scenario's directory; give PEM text or a path inside it"
         )
@@ -176,7 +180,7 @@ def _load_merchant(conn: Connection, spec: MerchantSpec, lctx: LoadContext) -> N
             )
             continue
         if cert.certificate:
-            pem = _read_pem(cert.certificate, lctx.base_dir, where)
+            pem = _read_pem(cert.certificate, lctx, where)
             try:
                 parsed = k.load_certificate(pem.encode())
             except k.KeyLoadError as exc:
@@ -192,7 +196,7 @@ def _load_merchant(conn: Connection, spec: MerchantSpec, lctx: LoadContext) -> N
         elif cert.public_key:
             if not cert.serial_no:
                 raise ScenarioError(f"{where}: a bare public_key needs its serial_no")
-            pem = _read_pem(cert.public_key, lctx.base_dir, where)
+            pem = _read_pem(cert.public_key, lctx, where)
             try:
                 k.load_public_key(pem.encode())
             except k.KeyLoadError as exc:
@@ -223,7 +227,7 @@ def _load_platform_key(conn: Connection, spec: PlatformKeySpec, lctx: LoadContex
     from ..store.registry import PlatformKeyRow
 
     try:
-        private = k.load_private_key(_read_pem(spec.private_key, lctx.base_dir, where).encode())
+        private = k.load_private_key(_read_pem(spec.private_key, lctx, where).encode())
     except k.KeyLoadError as exc:
         raise ScenarioError(f"{where}: {exc}") from exc
     now = time.time()
@@ -232,7 +236,7 @@ def _load_platform_key(conn: Connection, spec: PlatformKeySpec, lctx: LoadContex
     if spec.kind == "certificate":
         if not spec.certificate:
             raise ScenarioError(f"{where}: a certificate key needs its certificate")
-        cert_pem = _read_pem(spec.certificate, lctx.base_dir, where)
+        cert_pem = _read_pem(spec.certificate, lctx, where)
         try:
             cert = k.load_certificate(cert_pem.encode())
         except k.KeyLoadError as exc:
@@ -287,11 +291,14 @@ def load_into(conn: Connection, data: dict[str, Any], lctx: LoadContext) -> dict
     return lctx.report
 
 
-def load_scenario(db: Database, data: dict[str, Any], *, base_dir: Path, data_dir: Path) -> dict[str, Any]:
+def load_scenario(
+    db: Database, data: dict[str, Any], *, base_dir: Path, data_dir: Path, confine: bool = False
+) -> dict[str, Any]:
+    """``confine``: PEM paths only inside ``base_dir`` (a scenario that came over the network)."""
     from ..server import families  # noqa: F401  (registers the family sections)
 
     with db.write() as conn:
-        return load_into(conn, data, LoadContext(base_dir, data_dir))
+        return load_into(conn, data, LoadContext(base_dir, data_dir, confine=confine))
 
 
 def load_scenario_file(db: Database, path: Path, *, data_dir: Path) -> dict[str, Any]:

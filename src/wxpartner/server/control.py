@@ -162,7 +162,7 @@ async def scenario_endpoint(request: Request) -> Response:
     data = scenario.parse_text(text)
     report = await anyio.to_thread.run_sync(
         lambda: scenario.load_scenario(
-            st.db, data, base_dir=st.settings.data_path, data_dir=st.settings.data_path
+            st.db, data, base_dir=st.settings.data_path, data_dir=st.settings.data_path, confine=True
         )
     )
     return JSONResponse({"loaded": True, **report})
