@@ -3,6 +3,7 @@ certificate revocation, reset."""
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -10,9 +11,11 @@ from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
 from support import SP_A, SP_B, SP_C, SUB_A, SUB_B, ApiClient, World
+from wxpartner.domain.clock import MAX_CLOCK_TS, ClockState, parse_duration
 from wxpartner.protocol.signing import new_nonce
 from wxpartner.protocol.times import parse_rfc3339
 from wxpartner.server.app import WxPartnerApp
+from wxpartner.store import sandbox
 
 AUTH = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
 ENDPOINTS = [
@@ -212,3 +215,50 @@ def test_reset_forgets_nonces(http: TestClient, world: World) -> None:
 def test_unknown_sandbox_path_is_404(http: TestClient) -> None:
     resp = http.get("/sandbox/no-such-thing", headers=AUTH)
     assert resp.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("stored", "reads_as"),
+    [
+        (ClockState(offset_seconds=1e15), "end"),
+        (ClockState(offset_seconds=-1e12), "1970"),
+        (ClockState(offset_seconds=math.inf), "end"),
+        (ClockState(frozen_at=math.inf), "end"),
+        (
+            ClockState(frozen_at=253402343999.0),
+            "end",
+        ),  # 9999-12-31T23:59:59-12:00, as the dashboard stored it
+        # PostgreSQL keeps NaN (SQLite stores it as NULL, which these columns or the reader turn away)
+        (ClockState(offset_seconds=math.nan), "real"),
+        (ClockState(frozen_at=math.nan), "real"),
+    ],
+)
+def test_a_clock_stored_out_of_range_reads_as_the_nearest_end(
+    app: WxPartnerApp, http: TestClient, world: World, backend: str, stored: ClockState, reads_as: str
+) -> None:
+    """Older versions wrote such clocks (the dashboard did not check); reading one must not break /v3."""
+    if reads_as == "real" and backend == "sqlite":
+        pytest.skip("SQLite does not store NaN")
+    with app.state.db.write() as conn:
+        sandbox.write_clock(conn, stored)
+    view = http.get("/sandbox/clock", headers=AUTH)
+    assert view.status_code == 200, view.text
+    expected = {"end": MAX_CLOCK_TS, "1970": 0.0, "real": time.time()}[reads_as]
+    assert abs(view.json()["now_ts"] - expected) < 5
+    w1 = ApiClient(http, world, SP_A).post(
+        "/v3/webizpay/users/emp_clock_1/authorization-url",
+        {"sp_mchid": SP_A, "sub_mchid": SUB_A, "application_type": "H5"},
+    )
+    assert w1.status_code == 200, w1.text
+    http.post("/dashboard/login", data={"token": SANDBOX_TOKEN})
+    assert http.get("/dashboard/clock").status_code == 200 and http.get("/dashboard").status_code == 200
+    # a write from that state is checked like any other; setting the clock repairs it
+    fixed = http.post("/sandbox/clock", json={"set": "2030-01-01T00:00:00Z"}, headers=AUTH)
+    assert fixed.status_code == 200 and fixed.json()["now"].startswith("2030-01-01T08:00:00")
+
+
+def test_durations_are_finite() -> None:
+    assert parse_duration("2h") == 7200 and parse_duration("-90s") == -90
+    for text in ("inf", "-inf", "nan", "infinity", "1e400"):
+        with pytest.raises(ValueError, match="not a finite duration"):
+            parse_duration(text)

@@ -6,7 +6,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
-from support import SP_A, SP_B, ApiClient, World
+from support import SP_A, SP_B, SUB_A, ApiClient, World
 from wxpartner.protocol.times import parse_rfc3339
 from wxpartner.server.app import WxPartnerApp
 from wxpartner.server.dashboard import esc, render_page
@@ -81,6 +81,34 @@ def test_clock_controls(http: TestClient, control: TestClient) -> None:
     assert "unknown action" in http.post("/dashboard/clock", data={"action": "x"}).text
     http.post("/dashboard/clock", data={"action": "reset"})
     assert control.get("/sandbox/clock").json()["frozen"] is False
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        # found by an audit: these were written, then every /v3 call and the clock pages answered 500
+        ({"action": "advance", "advance": "1e15"}, "the clock must stay between 1970 and 9999"),
+        ({"action": "advance", "advance": "inf"}, "not a finite duration"),
+        ({"action": "advance", "advance": "nan"}, "not a finite duration"),
+        ({"action": "set", "set": "9999-12-31T23:59:59-12:00"}, "the clock must stay between 1970 and 9999"),
+        ({"action": "set", "set": "1969-12-31T23:59:59Z"}, "the clock must stay between 1970 and 9999"),
+    ],
+)
+def test_clock_form_refuses_a_clock_out_of_range(
+    http: TestClient, control: TestClient, world: World, fields: dict[str, str], fragment: str
+) -> None:
+    login(http)
+    http.post("/dashboard/clock", data={"action": "freeze"})
+    before = control.get("/sandbox/clock").json()
+    resp = http.post("/dashboard/clock", data=fields)
+    assert resp.status_code == 200 and fragment in resp.text and 'class="flash bad"' in resp.text
+    assert control.get("/sandbox/clock").json() == before  # nothing written
+    assert http.get("/dashboard/clock").status_code == 200
+    w1 = ApiClient(http, world, SP_A).post(
+        "/v3/webizpay/users/emp_clock_1/authorization-url",
+        {"sp_mchid": SP_A, "sub_mchid": SUB_A, "application_type": "H5"},
+    )
+    assert w1.status_code == 200, w1.text
 
 
 def test_family_data_pages_are_tolerant(http: TestClient) -> None:

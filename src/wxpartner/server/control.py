@@ -93,11 +93,6 @@ def clock_view(state: ClockState) -> dict[str, Any]:
     }
 
 
-# Business time must stay a real calendar date (datetime stops at year 9999; a day of margin for
-# the +08:00 rendering of China time).
-MAX_CLOCK_TS = 253402300799.0 - 86400
-
-
 def _seconds(value: Any, name: str) -> float:
     """A finite JSON number (bool is not a number here, Infinity/NaN are refused)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -120,7 +115,14 @@ def _ts(value: Any) -> float:
 async def clock(request: Request) -> Response:
     """POST {"set": ts|rfc3339, "freeze": bool, "advance": seconds, "thaw": true}."""
     db = request.app.state.wx.db
-    body = await json_body(request) if request.method == "POST" else {}
+    if request.method == "GET":
+
+        def read() -> ClockState:
+            with db.read() as conn:
+                return sandbox.read_clock(conn)
+
+        return JSONResponse(clock_view(await anyio.to_thread.run_sync(read)))
+    body = await json_body(request)
 
     def apply() -> ClockState:
         with db.write() as conn:
@@ -135,8 +137,10 @@ async def clock(request: Request) -> Response:
                 state = state.thawed()
             if "advance" in body:
                 state = state.advanced(_seconds(body["advance"], "advance"))
-            if not 0 <= state.now_ts() <= MAX_CLOCK_TS:  # checked before writing: the clock stays usable
-                raise ControlError(400, "PARAM_ERROR", "the clock must stay between 1970 and 9999")
+            try:
+                state.checked()  # before writing: the clock stays usable
+            except ValueError as exc:
+                raise ControlError(400, "PARAM_ERROR", str(exc)) from None
             sandbox.write_clock(conn, state)
             return state
 

@@ -150,11 +150,7 @@ def get_credential_clock_generation(
         return (None, None, read_clock(conn)), None
     offset = m["wx_clock_offset"]
     frozen = m["wx_clock_frozen_at"]
-    clock = (
-        ClockState(float(offset), None if frozen is None else float(frozen))
-        if offset is not None
-        else ClockState()
-    )
+    clock = ClockState.stored(offset, frozen) if offset is not None else ClockState()
     merchant = _merchant(m)
     generation = m["wx_generation"]
     if m["serial_no"] is None:

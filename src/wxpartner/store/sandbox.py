@@ -24,7 +24,7 @@ _RECORD_NONCE = LeanStatement(
 
 def read_clock(conn: Connection) -> ClockState:
     row = conn.execute(_CLOCK).first()
-    return ClockState(float(row[0]), row[1]) if row else ClockState()
+    return ClockState.stored(row[0], row[1]) if row else ClockState()
 
 
 def write_clock(conn: Connection, state: ClockState) -> None:

@@ -75,7 +75,8 @@ async def clock(request: Request) -> Response:
 
         def apply() -> ClockState:
             with st.db.write() as conn:
-                state = _changed(sandbox.read_clock(conn), fields.get("action", ""), fields)
+                # checked before writing: a clock out of range would break every date it feeds
+                state = _changed(sandbox.read_clock(conn), fields.get("action", ""), fields).checked()
                 sandbox.write_clock(conn, state)
                 return state
 
