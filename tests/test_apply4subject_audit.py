@@ -240,6 +240,10 @@ BAD_POLICIES: list[dict[str, Any]] = [
     {"outcome": "approve"},
     {"after_queries": 0},
     {"after_seconds": "x"},
+    # found by an audit: a 500 each (an unhashable outcome; waits no answer can show as a number)
+    {"outcome": ["approve"], "after_queries": 1},
+    {"after_seconds": 1e300},
+    {"after_seconds": 10**400},
 ]
 
 
@@ -247,6 +251,9 @@ def test_auto_policy_validation(control: TestClient) -> None:
     for bad in BAD_POLICIES:
         resp = control.put("/sandbox/apply4subject/auto-policy", json=bad)
         assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", bad
+    for raw in ('{"after_seconds": Infinity}', '{"after_seconds": NaN}'):
+        resp = control.put("/sandbox/apply4subject/auto-policy", content=raw)
+        assert resp.status_code == 400 and "after_seconds must be a number" in resp.json()["message"], raw
     assert control.get("/sandbox/apply4subject/auto-policy").json() == {"auto_policy": None}
 
 

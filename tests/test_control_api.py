@@ -262,3 +262,49 @@ def test_durations_are_finite() -> None:
     for text in ("inf", "-inf", "nan", "infinity", "1e400"):
         with pytest.raises(ValueError, match="not a finite duration"):
             parse_duration(text)
+
+
+@pytest.mark.parametrize("mchid", [5, [SP_B], "", SP_B + "0" * 30, f"{SP_B}\x00"])
+def test_a_bad_reset_is_refused_before_anything_is_deleted(
+    http: TestClient, world: World, mchid: object
+) -> None:
+    """Found by an audit: {"mchid": 5} answered 500, and on SQLite after the reset had been committed."""
+    client = ApiClient(http, world, SP_B)
+    nonce = new_nonce()
+    assert client.get("/v3/certificates", nonce=nonce).status_code == 200
+    resp = http.post("/sandbox/reset", json={"mchid": mchid}, headers=AUTH)
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+    assert "mchid" in resp.json()["message"]
+    assert client.get("/v3/certificates", nonce=nonce).status_code == 401  # the nonce is still remembered
+
+
+@pytest.mark.parametrize("mchid", ["1" * 100, [1], 1230000001, f"{SP_A}\x00"])
+def test_rotate_refuses_a_bad_mchid_and_adds_no_key(http: TestClient, mchid: object) -> None:
+    """Found by an audit: 100 characters were a 500 on PostgreSQL, a list was stored as "{1}"."""
+    before = http.get("/sandbox/platform-keys", headers=AUTH).json()["data"]
+    resp = http.post(
+        "/sandbox/platform-keys/rotate", json={"kind": "public_key", "mchid": mchid}, headers=AUTH
+    )
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+    assert "mchid" in resp.json()["message"]
+    assert http.get("/sandbox/platform-keys", headers=AUTH).json()["data"] == before
+
+
+def test_nul_anywhere_in_control_input_is_a_param_error(http: TestClient) -> None:
+    """PostgreSQL refuses NUL in every string (a 500 before); one check covers bodies, queries and paths."""
+    for resp in (
+        http.put(
+            f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": "https://x/\x00"}, headers=AUTH
+        ),
+        http.post("/sandbox/faults", json={"kind": "SYSTEM_ERROR", "operation": ["a\x00"]}, headers=AUTH),
+        http.get("/sandbox/callbacks", params={"mchid": "a\x00b"}, headers=AUTH),
+        http.get("/sandbox/journal/a%00b", headers=AUTH),
+        http.post(
+            "/sandbox/scenario",
+            content='{"faults": [{"kind": "SYSTEM_ERROR", "note": "\\u0000"}]}',
+            headers=AUTH,
+        ),
+    ):
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["code"] == "PARAM_ERROR" and "NUL" in resp.json()["message"]
+    assert http.get("/sandbox/faults", headers=AUTH).json()["data"] == []

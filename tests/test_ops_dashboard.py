@@ -111,6 +111,22 @@ def test_clock_form_refuses_a_clock_out_of_range(
     assert w1.status_code == 200, w1.text
 
 
+NINES = "9" * 30  # past every integer column
+
+
+def test_journal_and_fault_forms_refuse_numbers_past_a_column(http: TestClient, control: TestClient) -> None:
+    """Found by an audit: each was a database error (500)."""
+    login(http)
+    for query in ({"status": NINES}, {"before_id": NINES}):
+        resp = http.get("/dashboard/journal", params=query)
+        assert resp.status_code == 200 and 'class="flash bad"' in resp.text and "must be between" in resp.text
+    assert http.get(f"/dashboard/journal/{NINES}").status_code == 404
+    for count in (NINES, "1e30", "inf"):
+        resp = http.post("/dashboard/faults", data={"kind": "SYSTEM_ERROR", "count": count})
+        assert resp.status_code == 200 and 'class="flash bad"' in resp.text and "count must be" in resp.text
+    assert control.get("/sandbox/faults").json()["data"] == []
+
+
 def test_family_data_pages_are_tolerant(http: TestClient) -> None:
     login(http)
     index = http.get("/dashboard/data")

@@ -140,11 +140,32 @@ def test_fault_crud_and_validation(control: TestClient) -> None:
         {"kind": "SYSTEM_ERROR", "probability": 1.5},
         {"kind": "LATENCY", "latency_ms": 10**9},
         {"kind": "SYSTEM_ERROR", "colour": "red"},
+        # found by an audit: past the INTEGER column, a 500; probability 0 was taken as 1
+        {"kind": "SYSTEM_ERROR", "count": 1e30},
+        {"kind": "SYSTEM_ERROR", "count": "9" * 30},
+        {"kind": "SYSTEM_ERROR", "count": 2**31},
+        {"kind": "SYSTEM_ERROR", "count": 1.5},
+        {"kind": "LATENCY", "latency_ms": 1e30},
+        {"kind": "SYSTEM_ERROR", "probability": 0},
+        {"kind": "SYSTEM_ERROR", "note": "a\x00b"},
     ]
-    for body in bad:
-        resp = control.post("/sandbox/faults", json=body)
-        assert resp.status_code == 400, body
+    raw = [
+        '{"kind": "SYSTEM_ERROR", "count": Infinity}',
+        '{"kind": "SYSTEM_ERROR", "probability": NaN}',
+        '{"kind": "LATENCY", "latency_ms": -Infinity}',
+    ]
+    for body in bad + raw:
+        resp = (
+            control.post("/sandbox/faults", content=body)
+            if isinstance(body, str)
+            else control.post("/sandbox/faults", json=body)
+        )
+        assert resp.status_code == 400, (body, resp.text)
         assert resp.json()["code"] == "PARAM_ERROR"
+    assert control.get("/sandbox/faults").json()["data"] == []
+    top = control.post("/sandbox/faults", json={"kind": "SYSTEM_ERROR", "count": 2**31 - 1})
+    assert top.status_code == 201 and top.json()["remaining"] == 2**31 - 1
+    assert control.delete(f"/sandbox/faults/{top.json()['id']}").status_code == 200
     a = control.post("/sandbox/faults", json={"kind": "500"}).json()  # aliases are accepted
     assert a["kind"] == "SYSTEM_ERROR"
     control.post("/sandbox/faults", json={"kind": "timeout", "latency_ms": 5})

@@ -97,6 +97,38 @@ def test_filters_paging_and_clear(client_a: ApiClient, client_b: ApiClient, cont
     assert control.get("/sandbox/journal/NOPE").status_code == 404
 
 
+NINES = "9" * 30  # past every integer column
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        # found by an audit: each was a database error (500)
+        ({"status": NINES}, "status must be between 0 and 999"),
+        ({"before_id": NINES}, "before_id must be between"),
+        ({"limit": NINES}, "limit must be between"),
+        ({"mchid": "a\x00b"}, "must not contain NUL"),  # PostgreSQL refuses NUL in any string
+    ],
+)
+def test_journal_filters_past_a_column_are_param_errors(
+    control: TestClient, query: dict[str, str], fragment: str
+) -> None:
+    resp = control.get("/sandbox/journal", params=query)
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+    assert fragment in resp.json()["message"]
+
+
+def test_journal_entry_by_a_number_past_64_bits_is_not_found(
+    client_b: ApiClient, control: TestClient
+) -> None:
+    client_b.get("/v3/certificates")
+    row_id = control.get("/sandbox/journal").json()["data"][0]["id"]
+    assert control.get(f"/sandbox/journal/{row_id}").json()["id"] == row_id  # row ids still work
+    for key in (NINES, "%C2%B2"):  # "²" is a digit to str.isdigit, not to int()
+        resp = control.get(f"/sandbox/journal/{key}")
+        assert resp.status_code == 404 and resp.json()["code"] == "RESOURCE_NOT_EXISTS"
+
+
 def test_journal_needs_the_token(http: TestClient) -> None:
     assert http.get("/sandbox/journal").status_code == 401
 

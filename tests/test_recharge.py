@@ -524,10 +524,23 @@ def test_control_api_refuses_bad_preloads_and_writes_nothing(
         {"sub_mchid": SUB_A, "employees": ["o1"]},  # no platform has it as second-level merchant
         {"sub_mchid": SECOND_A, "mchid": SP_B, "employees": ["o1"]},  # not SP_B's
         [{"sub_mchid": SECOND_A, "employees": ["o1"]}, {"sub_mchid": SECOND_B, "employees": [LONG]}],
+        # found by an audit: times no answer can render were a 500
+        {"sub_mchid": SECOND_A, "employees": [{"sp_openid": "o1", "create_time": 1e300}]},
+        {"sub_mchid": SECOND_A, "employees": [{"sp_openid": "o1", "create_time": -1}]},
+        {"sub_mchid": SECOND_A, "employees": [{"sp_openid": "o1", "update_time": 1e12}]},
+        {
+            "sub_mchid": SECOND_A,
+            "employees": [{"sp_openid": "o1", "create_time": "9999-12-31T23:59:59-12:00"}],
+        },
+        {"sub_mchid": SECOND_A, "employees": [{"sp_openid": "o1\x00"}]},
     ):
         resp = control.post("/sandbox/recharge-employees", json=bad)
         assert resp.status_code == 400, (bad, resp.text)
         assert resp.json()["code"] == "PARAM_ERROR"
+    for raw in ("Infinity", "NaN", "-Infinity"):
+        body = f'{{"sub_mchid": "{SECOND_A}", "employees": [{{"sp_openid": "o1", "create_time": {raw}}}]}}'
+        resp = control.post("/sandbox/recharge-employees", content=body)
+        assert resp.status_code == 400 and "between 1970 and 9999" in resp.json()["message"], resp.text
     assert openids(client_a) == []
     assert control.get("/sandbox/recharge-employees").json() == {"employees": []}
 

@@ -3,6 +3,9 @@ control API, refunds, card rules, card templates and the scenario section."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from starlette.testclient import TestClient
 
 from support import SP_A, SUB_A, ApiClient
@@ -189,3 +192,58 @@ def test_payments_and_refunds_feed_the_bills(
         ("REFUND", 1200, 200),
     ]
     assert {r.transaction_id for r in rows} == {paid["transaction_id"]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # found by an audit: past a column's length, or holding a NUL, a 500 on PostgreSQL
+        {"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "u" * 100},
+        {"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "emp\x00loyee"},
+        {"token": "t" * 100},
+    ],
+)
+def test_consent_refuses_what_w1_would_refuse(control: TestClient, body: dict[str, Any]) -> None:
+    resp = control.post("/sandbox/webizpay/authorizations", json=body)
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"amount": int("9" * 30)},
+        {"goods_name": "g" * 300},
+        {"goods_name": 5},
+        {"out_trade_no": "o" * 65},
+        {"store": {"name": "s" * 300}},
+        {"store": {"organization_code": "9" * 65}},
+        {"store": "a shop"},
+    ],
+)
+def test_payments_refuse_values_past_their_columns_and_spend_nothing(
+    client_a: ApiClient, control: TestClient, extra: dict[str, Any]
+) -> None:
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "mch_card_123456")
+    resp = control.post(
+        "/sandbox/webizpay/payments", json={"card_no": card["card_no"], "amount": 100, **extra}
+    )
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+    assert get_card(client_a, emp, card["card_no"]).json()["remain_amount"] == 10000
+
+
+def test_the_payment_page_refuses_long_fields_and_refunds_long_numbers(
+    client_a: ApiClient, control: TestClient, http: TestClient
+) -> None:
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "mch_card_123456")
+    token = payment_token(client_a, emp, card["card_no"])
+    page = http.post("/webizpay/pay", data={"token": token, "amount": "100", "goods_name": "g" * 300})
+    assert page.status_code == 400 and "goods_name must be at most 256 characters" in page.text
+    assert http.post("/webizpay/pay", data={"token": "", "amount": "100"}).status_code == 400
+    paid = control.post("/sandbox/webizpay/payments", json={"card_no": card["card_no"], "amount": 100})
+    txid = paid.json()["transaction_id"]
+    refund = {"transaction_id": txid, "amount": 1, "out_refund_no": "r" * 65}
+    resp = control.post("/sandbox/webizpay/refunds", json=refund)
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+    assert get_card(client_a, emp, card["card_no"]).json()["remain_amount"] == 9900

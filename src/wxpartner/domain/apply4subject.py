@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..protocol.errors import ApiError, param_error
+from .clock import MAX_CLOCK_TS
 from .merchants import Role
 
 EDITTING = "APPLYMENT_STATE_EDITTING"
@@ -297,12 +298,14 @@ class AutoPolicy:
     @classmethod
     def parse(cls, data: dict[str, Any]) -> AutoPolicy:
         outcome = data.get("outcome", "approve")
-        if outcome not in OUTCOMES:
+        if not isinstance(outcome, str) or outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
         secs = data.get("after_seconds")
         queries = data.get("after_queries")
-        if secs is not None and (not isinstance(secs, int | float) or isinstance(secs, bool) or secs < 0):
-            raise ValueError("after_seconds must be a number >= 0")
+        if secs is not None and not (
+            isinstance(secs, int | float) and not isinstance(secs, bool) and 0 <= secs <= MAX_CLOCK_TS
+        ):  # NaN and infinity fail the comparison too; no wait can outlast the clock's range
+            raise ValueError(f"after_seconds must be a number from 0 to {MAX_CLOCK_TS:.0f}")
         if queries is not None and (not isinstance(queries, int) or isinstance(queries, bool) or queries < 1):
             raise ValueError("after_queries must be an integer >= 1")
         if secs is None and queries is None:

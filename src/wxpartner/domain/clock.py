@@ -11,7 +11,11 @@ from dataclasses import dataclass
 # Business time must stay a real calendar date (datetime stops at year 9999; a day of margin for the
 # +08:00 rendering of China time and for expiries computed from it).
 MAX_CLOCK_TS = 253402300799.0 - 86400
-CLOCK_RANGE_ERROR = "the clock must stay between 1970 and 9999"
+
+
+def is_business_time(ts: float) -> bool:
+    """Whether the clock could show ``ts`` (and so a date stored from it can be rendered)."""
+    return math.isfinite(ts) and 0.0 <= ts <= MAX_CLOCK_TS
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +54,8 @@ class ClockState:
     def checked(self, real: float | None = None) -> ClockState:
         """This clock, if it may be written: finite and between 1970 and 9999 now; ValueError otherwise.
         The control API and the dashboard both check here before writing."""
-        if not math.isfinite(self.offset_seconds) or not 0.0 <= self._raw_ts(real) <= MAX_CLOCK_TS:
-            raise ValueError(CLOCK_RANGE_ERROR)
+        if not (math.isfinite(self.offset_seconds) and is_business_time(self._raw_ts(real))):
+            raise ValueError("the clock must stay between 1970 and 9999")
         return self
 
     def advanced(self, seconds: float) -> ClockState:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import json
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -23,15 +22,11 @@ from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
 from ..sandbox.material import make_platform_certificate, make_platform_public_key
 from ..store import registry, sandbox
+from .params import ControlError as ControlError  # families raise it from here
+from .params import bad, nul_pointer, number, refuse_nul, string
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 CONTROL_ROUTES: list[Route] = []
-
-
-class ControlError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def control_route(path: str, methods: list[str]) -> Callable[[Endpoint], Endpoint]:
@@ -58,6 +53,8 @@ def _guarded(fn: Endpoint) -> Endpoint:
                 401, "UNAUTHORIZED", "the sandbox control API needs 'Authorization: Bearer <sandbox token>'"
             )
         try:
+            refuse_nul(request.query_params.multi_items(), "query parameter")
+            refuse_nul(request.path_params.items(), "path parameter")
             return await fn(request)
         except ControlError as exc:
             return error(exc.status, exc.code, exc.message)
@@ -71,16 +68,29 @@ def error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message}, status_code=status)
 
 
-async def json_body(request: Request) -> dict[str, Any]:
+async def json_value(request: Request) -> Any:
+    """The JSON body (None when empty); no string in it may hold a NUL."""
     raw = await request.body()
     if not raw.strip():
-        return {}
+        return None
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise ControlError(400, "PARAM_ERROR", f"body is not JSON: {exc}") from exc
+        raise bad(f"body is not JSON: {exc}") from exc
+    except RecursionError:  # nested deeper than the parser goes
+        raise bad("body is not JSON: nested too deeply") from None
+    pointer = nul_pointer(data)
+    if pointer is not None:
+        raise bad(f"body{pointer} must not contain NUL characters")
+    return data
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    data = await json_value(request)
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ControlError(400, "PARAM_ERROR", "body must be a JSON object")
+        raise bad("body must be a JSON object")
     return data
 
 
@@ -94,10 +104,7 @@ def clock_view(state: ClockState) -> dict[str, Any]:
 
 
 def _seconds(value: Any, name: str) -> float:
-    """A finite JSON number (bool is not a number here, Infinity/NaN are refused)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ControlError(400, "PARAM_ERROR", f"{name} must be a finite number of seconds")
-    return float(value)
+    return number(value, name, text=False, what="a finite number of seconds")
 
 
 def _ts(value: Any) -> float:
@@ -107,8 +114,8 @@ def _ts(value: Any) -> float:
         try:
             return parse_rfc3339(value).timestamp()
         except ValueError as exc:
-            raise ControlError(400, "PARAM_ERROR", f"set: {exc}") from exc
-    raise ControlError(400, "PARAM_ERROR", "set must be Unix seconds or an RFC 3339 date-time")
+            raise bad(f"set: {exc}") from exc
+    raise bad("set must be Unix seconds or an RFC 3339 date-time")
 
 
 @control_route("/clock", ["GET", "POST"])
@@ -151,7 +158,7 @@ async def clock(request: Request) -> Response:
 @control_route("/reset", ["POST"])
 async def reset(request: Request) -> Response:
     body = await json_body(request)
-    mchid = body.get("mchid")
+    mchid = string(body.get("mchid"), "mchid", max_length=32, required=False)  # before anything is deleted
     await anyio.to_thread.run_sync(lambda: scenario.reset(request.app.state.wx.db, mchid))
     return JSONResponse({"reset": mchid or "all"})
 
@@ -164,6 +171,9 @@ async def scenario_endpoint(request: Request) -> Response:
         return JSONResponse(data)
     text = (await request.body()).decode("utf-8", errors="replace")
     data = scenario.parse_text(text)
+    pointer = nul_pointer(data)
+    if pointer is not None:  # no column can hold it on PostgreSQL
+        raise bad(f"scenario{pointer} must not contain NUL characters")
     report = await anyio.to_thread.run_sync(
         lambda: scenario.load_scenario(
             st.db, data, base_dir=st.settings.data_path, data_dir=st.settings.data_path, confine=True
@@ -261,15 +271,12 @@ async def rotate_platform_key(request: Request) -> Response:
     body = await json_body(request)
     kind = body.get("kind", "certificate")
     if kind not in ("certificate", "public_key"):
-        raise ControlError(400, "PARAM_ERROR", "kind must be certificate or public_key")
+        raise bad("kind must be certificate or public_key")
+    mchid = string(body.get("mchid"), "mchid", max_length=32, required=False)
     retire = body.get("retire")
 
     def apply() -> str:
-        row = (
-            make_platform_certificate()
-            if kind == "certificate"
-            else make_platform_public_key(body.get("mchid"))
-        )
+        row = make_platform_certificate() if kind == "certificate" else make_platform_public_key(mchid)
         with st.db.write() as conn:
             registry.add_platform_key(conn, row)
             if isinstance(retire, str):

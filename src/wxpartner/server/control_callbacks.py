@@ -17,24 +17,12 @@ from ..store import outbox, sandbox
 from .app import BACKGROUND_TASKS
 from .callbacks import deliver_forever, deliverer_for
 from .control import ControlError, control_route
+from .params import int_param
 
 if deliver_forever not in BACKGROUND_TASKS:
     BACKGROUND_TASKS.append(deliver_forever)
 if outbox.reset not in scenario.RESETTERS:
     scenario.RESETTERS.append(outbox.reset)
-
-
-def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ControlError(400, "PARAM_ERROR", f"{name} must be an integer") from exc
-    if not lo <= value <= hi:
-        raise ControlError(400, "PARAM_ERROR", f"{name} must be between {lo} and {hi}")
-    return value
 
 
 @control_route("/callbacks", ["GET"])
@@ -45,8 +33,8 @@ async def list_callbacks(request: Request) -> Response:
     state = q.get("state") or None
     if state is not None and state not in outbox.STATES:
         raise ControlError(400, "PARAM_ERROR", f"state must be one of {', '.join(outbox.STATES)}")
-    limit = _int_param(request, "limit", 50, 1, 500)
-    offset = _int_param(request, "offset", 0, 0, 10**9)
+    limit = int_param(q, "limit", 50, 1, 500)
+    offset = int_param(q, "offset", 0, 0, 10**9)
 
     def read() -> tuple[int, list[dict[str, Any]]]:
         with db.read() as conn:

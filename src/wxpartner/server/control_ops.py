@@ -11,9 +11,11 @@ from starlette.responses import JSONResponse, Response
 
 from ..domain.faults import FaultRule, FaultSpecError, validate_rule
 from ..store import ops_repo
+from ..store.schema import INTEGER_MAX
 from .control import ControlError, control_route, json_body
 from .faults import injector
 from .journal import writer
+from .params import number, optional_integer
 
 
 def fault_view(rule: FaultRule) -> dict[str, Any]:
@@ -41,15 +43,6 @@ def _opt_str(body: dict[str, Any], name: str) -> str | None:
     return value.strip() or None
 
 
-def _opt_int(value: Any, name: str) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ControlError(400, "PARAM_ERROR", f"{name} must be a whole number") from None
-
-
 def parse_fault_body(body: dict[str, Any]) -> dict[str, Any]:
     """Validate a fault rule from JSON (or a dashboard form) into add_fault's keyword arguments."""
     unknown = set(body) - {"kind", "operation", "path", "mchid", "count", "probability", "latency_ms", "note"}
@@ -58,20 +51,23 @@ def parse_fault_body(body: dict[str, Any]) -> dict[str, Any]:
     kind = body.get("kind")
     if not isinstance(kind, str) or not kind:
         raise ControlError(400, "PARAM_ERROR", "kind is required (e.g. SYSTEM_ERROR)")
-    try:
-        probability = float(body.get("probability") or 1.0)
-    except (TypeError, ValueError):
-        raise ControlError(400, "PARAM_ERROR", "probability must be a number in (0, 1]") from None
+    raw_probability = body.get("probability")
+    probability = (
+        1.0
+        if raw_probability is None or raw_probability == ""
+        else number(raw_probability, "probability", what="a number in (0, 1]")
+    )
     args: dict[str, Any] = {
         "operation": _opt_str(body, "operation"),
         "path": _opt_str(body, "path"),
         "mchid": _opt_str(body, "mchid"),
-        "count": _opt_int(body.get("count"), "count"),
+        # the remaining count is an INTEGER column
+        "count": optional_integer(body.get("count"), "count", lo=1, hi=INTEGER_MAX),
         "probability": probability,
     }
     try:
         fk, latency = validate_rule(
-            kind=kind, latency_ms=_opt_int(body.get("latency_ms"), "latency_ms"), **args
+            kind=kind, latency_ms=optional_integer(body.get("latency_ms"), "latency_ms"), **args
         )
     except FaultSpecError as exc:
         raise ControlError(400, "PARAM_ERROR", str(exc)) from None
@@ -144,9 +140,9 @@ async def fault(request: Request) -> Response:
 
 def journal_filter(params: Any) -> ops_repo.JournalFilter:
     failed = str(params.get("failed", "")).lower() in ("1", "true", "yes", "on")
-    status = _opt_int(params.get("status"), "status")
-    before = _opt_int(params.get("before_id"), "before_id")
-    limit = _opt_int(params.get("limit"), "limit") or 100
+    status = optional_integer(params.get("status"), "status", lo=0, hi=999)  # 0: dropped
+    before = optional_integer(params.get("before_id"), "before_id")
+    limit = optional_integer(params.get("limit"), "limit") or 100  # the store keeps it in 1..1000
     return ops_repo.JournalFilter(
         mchid=params.get("mchid") or None,
         operation=params.get("operation") or None,

@@ -14,7 +14,6 @@ Both take the same entries::
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Annotated, Any
 
 import anyio
@@ -25,13 +24,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..domain import recharge
+from ..domain.clock import is_business_time
 from ..domain.merchants import RelationKind
 from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
 from ..store import sandbox as sandbox_store
 from ..store.recharge_repo import RechargeStore
 from ..store.schema import merchant_relations
-from .control import ControlError, control_route, json_body
+from .control import ControlError, control_route, json_value
 
 SECTION = "recharge_employees"
 
@@ -52,12 +52,15 @@ class PreloadSpec(BaseModel):
 
 
 def _ts(value: str | float | None, where: str) -> float | None:
-    if value is None or isinstance(value, float | int):
-        return value
+    if value is None:
+        return None
     try:
-        return parse_rfc3339(value).timestamp()
+        ts = value if isinstance(value, float | int) else parse_rfc3339(value).timestamp()
     except ValueError as exc:
         raise recharge.PreloadError(f"{where}: {exc}") from exc
+    if not is_business_time(ts):  # it is rendered as a date in every answer that shows the employee
+        raise recharge.PreloadError(f"{where} must be between 1970 and 9999")
+    return ts
 
 
 def _platform_of(conn: Connection, sub_mchid: str) -> str:
@@ -190,10 +193,5 @@ async def recharge_employees(request: Request) -> Response:
 
 async def _json_entries(request: Request) -> Any:
     """One entry object, or a JSON list of them."""
-    raw = (await request.body()).strip()
-    if raw.startswith(b"["):
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise ControlError(400, "PARAM_ERROR", f"body is not JSON: {exc}") from exc
-    return await json_body(request)
+    data = await json_value(request)
+    return {} if data is None else data

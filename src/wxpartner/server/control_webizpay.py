@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import anyio
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Connection
 from starlette.requests import Request
@@ -38,13 +39,18 @@ from ..domain.webizpay.entities import (
     Template,
     new_employee_id,
 )
-from ..models.webizpay import IssueQuotaCardRequest
+from ..models.webizpay import IssueQuotaCardRequest, Mchid, UserId
 from ..protocol.errors import ApiError
 from ..sandbox import scenario
 from ..store import sandbox as sandbox_store
 from ..store.db import Database, storable
 from ..store.webizpay_repo import WebizpayRepo
+from ..store.webizpay_tables import (
+    webizpay_auth_links,
+    webizpay_refunds,
+)
 from .control import ControlError, control_route, json_body
+from .params import integer, length_of, string, validated
 
 T = TypeVar("T")
 
@@ -78,20 +84,21 @@ def _relation_view(r: Relation) -> dict[str, Any]:
     }
 
 
-def _str(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
-    value = body.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ControlError(400, "PARAM_ERROR", f"{name} is required (a non-empty string)")
-    return value
+def _str(body: dict[str, Any], name: str, column: sa.Column[Any], *, required: bool = True) -> str | None:
+    return string(body.get(name), name, max_length=length_of(column), required=required)
 
 
-def _int(body: dict[str, Any], name: str) -> int:
-    value = body.get(name)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ControlError(400, "PARAM_ERROR", f"{name} must be an integer number of fen")
-    return value
+def _fen(body: dict[str, Any], name: str) -> int:
+    return integer(body.get(name), name, text=False, what="an integer number of fen")
+
+
+class ConsentBody(BaseModel):
+    """Who consents, with W1's own rules for these fields (so a relation W1 could not name is refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+    sp_mchid: Mchid
+    sub_mchid: Mchid
+    user_id: UserId
 
 
 @control_route("/webizpay/authorizations", ["POST"])
@@ -99,16 +106,18 @@ async def consent(request: Request) -> Response:
     """The employee consents: {"token": ...} (from the W1 link) or {"sp_mchid","sub_mchid","user_id"}."""
     body = await json_body(request)
     db = request.app.state.wx.db
-    token = _str(body, "token", required=False)
+    token = _str(body, "token", webizpay_auth_links.c.token, required=False)
+    who = None if token else validated(ConsentBody, body)
 
     def apply(repo: WebizpayRepo, now: float) -> Relation:
         if token:
             return authorizations.consent_by_token(repo, now, token)
-        sp, sub, user = _str(body, "sp_mchid"), _str(body, "sub_mchid"), _str(body, "user_id")
-        assert sp and sub and user
-        if not repo.sub_bound(sp, sub):
-            raise ControlError(400, "PARAM_ERROR", f"{sub} is not a sub-merchant of {sp}")
-        return authorizations.consent(repo, now, sp_mchid=sp, sub_mchid=sub, user_id=user)
+        assert who is not None
+        if not repo.sub_bound(who.sp_mchid, who.sub_mchid):
+            raise ControlError(400, "PARAM_ERROR", f"{who.sub_mchid} is not a sub-merchant of {who.sp_mchid}")
+        return authorizations.consent(
+            repo, now, sp_mchid=who.sp_mchid, sub_mchid=who.sub_mchid, user_id=who.user_id
+        )
 
     relation = await anyio.to_thread.run_sync(lambda: run_in_tx(db, apply))
     return JSONResponse(_relation_view(relation))
@@ -225,9 +234,9 @@ async def refund(request: Request) -> Response:
     """Refund a card payment: {"transaction_id", "amount", "out_refund_no"?}."""
     body = await json_body(request)
     db = request.app.state.wx.db
-    txid = _str(body, "transaction_id") or ""
-    amount = _int(body, "amount")
-    out_no = _str(body, "out_refund_no", required=False)
+    txid = _str(body, "transaction_id", webizpay_refunds.c.transaction_id) or ""
+    amount = _fen(body, "amount")
+    out_no = _str(body, "out_refund_no", webizpay_refunds.c.out_refund_no, required=False)
 
     def apply(repo: WebizpayRepo, now: float) -> dict[str, Any]:
         r = payments.refund(repo, now, txid, amount, out_refund_no=out_no)

@@ -23,6 +23,7 @@ from ..store.webizpay_repo import WebizpayRepo
 from . import control_webizpay  # noqa: F401  (control routes, scenario section)
 from .control_webizpay import pay_from_body
 from .dashboard.layout import fen, page
+from .params import ControlError
 from .web import WEB_ROUTES
 
 SUBTITLE = "模拟微信页面 · simulated WeChat page"
@@ -137,6 +138,8 @@ async def pay_page(request: Request) -> Response:
             )
         except ApiError as err:
             return _error(err)
+        except ControlError as err:  # the form's fields, checked as the control API checks them
+            return _error(ApiError("PARAM_ERROR", err.message))
         return _page(
             "支付成功",
             f'<p class="result">✓ 支付 <span id="amount">{result["amount"]}</span> 分 '

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from ..domain.faults import FaultKind, FaultRule
 from .db import LeanStatement
 from .ops_tables import request_journal, sandbox_faults
+from .schema import BIGINT_MAX
 
 JOURNAL_COLUMNS = tuple(c.name for c in request_journal.columns if c.name != "id")
 
@@ -76,7 +77,8 @@ def get_journal(conn: Connection, key: str) -> dict[str, Any] | None:
     """By Request-ID, or by the numeric row id."""
     t = request_journal
     cond = t.c.request_id == key
-    if key.isdigit():
+    # ASCII digits only (int() refuses "²", which isdigit() accepts); past 64 bits they name no row id
+    if key.isascii() and key.isdigit() and len(key) <= 19 and int(key) <= BIGINT_MAX:
         cond = sa.or_(cond, t.c.id == int(key))
     row = conn.execute(sa.select(t).where(cond).order_by(t.c.id.desc()).limit(1)).first()
     return dict(row._mapping) if row else None

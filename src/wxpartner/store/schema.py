@@ -10,6 +10,11 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+# What integer columns hold: sa.BigInteger (and every SQLite INTEGER) a signed 64-bit value, sa.Integer
+# on PostgreSQL a signed 32-bit one. A bigger Python int is a driver error, not a mismatch.
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+INTEGER_MAX = 2**31 - 1
+
 merchants = sa.Table(
     "merchants",
     metadata,

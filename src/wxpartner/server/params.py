@@ -1,0 +1,165 @@
+"""Checks of control-API and dashboard input (JSON bodies, query strings, forms, path segments), shared so
+every endpoint refuses a bad value the same way: ``ControlError`` 400 ``PARAM_ERROR`` naming it, raised
+before anything is read or written.
+
+What they keep out is what the database cannot take: integers past a column's range, infinite or NaN
+floats, strings longer than their column or holding a NUL (PostgreSQL refuses both with an error, so
+they were 500s there; SQLite stores them). The dashboard renders a ``ControlError`` as a 400 page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ValidationError
+
+from ..store.schema import BIGINT_MAX, BIGINT_MIN
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def bad(message: str) -> ControlError:
+    return ControlError(400, "PARAM_ERROR", message)
+
+
+def integer(
+    value: Any,
+    name: str,
+    *,
+    lo: int = BIGINT_MIN,
+    hi: int = BIGINT_MAX,
+    text: bool = True,
+    what: str = "a whole number",
+) -> int:
+    """A JSON integer (a whole float such as 2.0 too), or with ``text`` its decimal text (query strings
+    and forms carry text), between ``lo`` and ``hi``."""
+    if isinstance(value, bool):
+        raise bad(f"{name} must be {what}")
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, float) and value.is_integer():  # False for inf and NaN
+        result = int(value)
+    elif isinstance(value, str) and text:
+        try:
+            result = int(value.strip())
+        except ValueError:  # also a text of more than 4300 digits
+            raise bad(f"{name} must be {what}") from None
+    else:
+        raise bad(f"{name} must be {what}")
+    if not lo <= result <= hi:
+        raise bad(f"{name} must be between {lo} and {hi}")
+    return result
+
+
+def optional_integer(value: Any, name: str, **limits: Any) -> int | None:
+    """``integer``, or None for an absent or empty value."""
+    return None if value is None or value == "" else integer(value, name, **limits)
+
+
+def int_param(params: Any, name: str, default: int, lo: int, hi: int) -> int:
+    """A query-string integer between ``lo`` and ``hi``; ``default`` when absent or empty."""
+    value = optional_integer(params.get(name), name, lo=lo, hi=hi)
+    return default if value is None else value
+
+
+def number(
+    value: Any,
+    name: str,
+    *,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+    text: bool = True,
+    what: str = "a finite number",
+) -> float:
+    """A finite JSON number (bool is not one; Infinity and NaN are refused), or with ``text`` its decimal
+    text, between ``lo`` and ``hi``."""
+    try:
+        if isinstance(value, bool) or not (
+            isinstance(value, int | float) or (text and isinstance(value, str))
+        ):
+            raise ValueError
+        result = float(value)  # OverflowError for an int past the float range
+    except (ValueError, OverflowError):
+        raise bad(f"{name} must be {what}") from None
+    if not math.isfinite(result):
+        raise bad(f"{name} must be {what}")
+    if not lo <= result <= hi:
+        raise bad(f"{name} must be between {lo:g} and {hi:g}")
+    return result
+
+
+def string(value: Any, name: str, *, max_length: int, required: bool = True) -> str | None:
+    """A non-empty string of at most ``max_length`` characters (its column's length) without NUL; None
+    when absent and not ``required``."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise bad(
+            f"{name} is required (a non-empty string)" if required else f"{name} must be a non-empty string"
+        )
+    if len(value) > max_length:
+        raise bad(f"{name} must be at most {max_length} characters")
+    if "\x00" in value:
+        raise bad(f"{name} must not contain NUL characters")
+    return value
+
+
+def length_of(column: sa.Column[Any]) -> int:
+    """The declared length of a string column: what PostgreSQL enforces (SQLite does not)."""
+    length = getattr(column.type, "length", None)
+    assert isinstance(length, int), column
+    return length
+
+
+def refuse_nul(items: Iterable[tuple[str, Any]], where: str) -> None:
+    """Query or path parameters: no NUL (no column can hold it on PostgreSQL, so none can match it)."""
+    for key, value in items:
+        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
+            raise bad(f"{where} {key!r} must not contain NUL characters")
+
+
+def nul_pointer(data: Any) -> str | None:
+    """The JSON pointer of a string (or key) in ``data`` that holds a NUL; None when none does. Iterative:
+    a body nested as deep as the JSON parser allows must not exhaust the stack here."""
+    Path = tuple[Any, Any] | None  # (parent path, key): the pointer is only spelled out for a hit
+
+    def spelled(path: Path) -> str:
+        parts: list[str] = []
+        while path is not None:
+            path, key = path
+            parts.append(str(key))
+        return "".join("/" + part for part in reversed(parts))
+
+    stack: list[tuple[Any, Path]] = [(data, None)]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return spelled(path)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in str(key):
+                    return spelled((path, key))
+                stack.append((item, (path, key)))
+        elif isinstance(value, list):
+            stack.extend((item, (path, i)) for i, item in enumerate(value))
+    return None
+
+
+def validated(model: type[M], data: Any) -> M:
+    """``model`` from a request body; the first validation error as a 400 naming its field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise bad(f"{where}: {first['msg']}" if where else str(first["msg"])) from None
