@@ -127,6 +127,35 @@ def test_journal_and_fault_forms_refuse_numbers_past_a_column(http: TestClient, 
     assert control.get("/sandbox/faults").json()["data"] == []
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/dashboard/cards?mchid=a%00b",
+        "/dashboard/employees?mchid=a%00b",
+        "/dashboard/callbacks?mchid=a%00b",
+        "/dashboard/recharge?mchid=a%00b",
+        "/dashboard/applyments?mchid=a%00b",
+        "/dashboard/journal?mchid=a%00b",
+        "/dashboard/journal/a%00b",
+        "/dashboard/cards?offset=" + "9" * 5000,  # more digits than int() reads
+        "/dashboard/callbacks?offset=%C2%B2",  # a digit to str.isdigit, not to int()
+    ],
+)
+def test_unusable_query_parameters_get_a_400_page(http: TestClient, url: str) -> None:
+    """Found by an audit: NUL was a 500 on PostgreSQL (no column can hold it), offsets a 500 anywhere."""
+    login(http)
+    resp = http.get(url)
+    assert resp.status_code == 400 and "Bad request" in resp.text and 'class="flash bad"' in resp.text
+
+
+def test_nul_in_a_form_is_a_400_page_even_before_login(http: TestClient) -> None:
+    resp = http.post("/dashboard/login", data={"token": "a\x00b"})
+    assert resp.status_code == 400 and "must not contain NUL" in resp.text
+    login(http)
+    resp = http.post("/dashboard/faults", data={"kind": "SYSTEM_ERROR", "note": "a\x00b"})
+    assert resp.status_code == 400 and "must not contain NUL" in resp.text
+
+
 def test_family_data_pages_are_tolerant(http: TestClient) -> None:
     login(http)
     index = http.get("/dashboard/data")

@@ -15,6 +15,9 @@ from urllib.parse import parse_qs, quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..params import ControlError, refuse_nul
+from .layout import bad_request
+
 COOKIE = "wxpartner_dashboard"
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -34,12 +37,30 @@ def token_ok(request: Request, given: str) -> bool:
     return bool(token) and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+def checked(fn: Endpoint) -> Endpoint:
+    """Input the control API would refuse too (server/params.py) gets a 400 page: parameters with a NUL
+    here, anything a page checks with params (``form`` included) below."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            refuse_nul(request.query_params.multi_items(), "query parameter")
+            refuse_nul(request.path_params.items(), "path parameter")
+            return await fn(request)
+        except ControlError as exc:
+            return bad_request(exc.message)
+
+    endpoint.__name__ = fn.__name__
+    return endpoint
+
+
 def guarded(fn: Endpoint) -> Endpoint:
+    inner = checked(fn)
+
     async def endpoint(request: Request) -> Response:
         if not logged_in(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/dashboard/login?next={quote(target)}", status_code=303)
-        return await fn(request)
+        return await inner(request)
 
     endpoint.__name__ = fn.__name__
     return endpoint
@@ -48,7 +69,9 @@ def guarded(fn: Endpoint) -> Endpoint:
 async def form(request: Request) -> dict[str, str]:
     """An url-encoded form (the dashboard's only kind), without needing python-multipart."""
     raw = (await request.body()).decode("utf-8", errors="replace")
-    return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    fields = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    refuse_nul(fields.items(), "form field")
+    return fields
 
 
 def set_login(response: Response, token: str, secure: bool) -> None:

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .layout import badge, card, esc, fmt_ts, page, table
+from .listing import offset_of
 from .routing import back, flash, route
 
 PAGE = 50
@@ -41,8 +42,7 @@ async def callbacks(request: Request) -> Response:
     st = request.app.state.wx
     mchid = request.query_params.get("mchid") or None
     state = request.query_params.get("state") or None
-    raw_offset = request.query_params.get("offset", "0")
-    offset = min(int(raw_offset), 10**7) if raw_offset.isdigit() else 0
+    offset = offset_of(request, cap=10**7)
     try:
         from ...store import outbox
     except ImportError:  # the callbacks family is not installed in this build

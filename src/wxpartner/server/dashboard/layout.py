@@ -175,3 +175,8 @@ def card(title: str, inner: str) -> str:
 def not_found(what: str, *, active: str) -> HTMLResponse:
     """The 404 page for a missing row: ``what`` is e.g. ``journal entry 42`` (escaped here)."""
     return page("Not found", f"<p>No {esc(what)}.</p>", active=active, status=404)
+
+
+def bad_request(message: str) -> HTMLResponse:
+    """The 400 page for input no page can use (``message`` is escaped here)."""
+    return page("Bad request", f'<div class="flash bad" role="status">{esc(message)}</div>', status=400)

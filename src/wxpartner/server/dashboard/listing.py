@@ -9,6 +9,8 @@ from starlette.requests import Request
 
 from ...domain import apply4subject as d
 from ...store import dashboard_reads as reads
+from ...store.schema import BIGINT_MAX
+from ..params import int_param
 from .layout import badge, esc
 
 # Badge tone per state of any family (unknown states are muted).
@@ -39,9 +41,9 @@ def state_badge(state: str) -> str:
     return f'<span title="{esc(state)}">{badge(short, TONE.get(state, "mute"))}</span>'
 
 
-def offset_of(request: Request) -> int:
-    raw = request.query_params.get("offset", "0")
-    return min(int(raw), MAX_OFFSET) if raw.isdigit() else 0
+def offset_of(request: Request, cap: int = MAX_OFFSET) -> int:
+    """``?offset=``, at most ``cap``; not a whole number is a 400 page (ControlError)."""
+    return min(int_param(request.query_params, "offset", 0, 0, BIGINT_MAX), cap)
 
 
 def filter_form(request: Request, path: str, extra: str = "") -> str:

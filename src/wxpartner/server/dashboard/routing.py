@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
-from .auth import Endpoint, guarded
+from .auth import Endpoint, checked, guarded
 from .layout import esc
 
 ROUTES: list[Route] = []
@@ -20,7 +20,8 @@ def route(
     path: str, methods: list[str] | None = None, *, public: bool = False
 ) -> Callable[[Endpoint], Endpoint]:
     def register(fn: Endpoint) -> Endpoint:
-        ROUTES.append(Route("/dashboard" + path, fn if public else guarded(fn), methods=methods or ["GET"]))
+        endpoint = checked(fn) if public else guarded(fn)
+        ROUTES.append(Route("/dashboard" + path, endpoint, methods=methods or ["GET"]))
         return fn
 
     return register
