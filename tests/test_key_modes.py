@@ -132,10 +132,40 @@ def test_rotate_with_retire_in_one_call(client_b: ApiClient, http: TestClient, w
     old = world.platform_cert.key_id
     resp = http.post("/sandbox/platform-keys/rotate", json={"retire": old}, headers=AUTH)
     assert resp.status_code == 200 and resp.json()["retired"] == old
+    assert platform_keys(http)[old]["retired"] is True
     new = resp.json()["key_id"]
     resp = client_b.get(CERTS, check=False)
     assert [item["serial_no"] for item in resp.json()["data"]] == [new]
     assert_signed_by(resp, http, new)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # found by an audit: answered 200 "retired": 5 though nothing was retired
+        {"retire": 5},
+        {"retire": ["x"]},
+        {"retire": ""},
+        {"kind": "certificate", "mchid": SP_A},  # a certificate is shared: the mchid was dropped silently
+    ],
+)
+def test_rotate_refuses_a_mistyped_body_and_adds_no_key(http: TestClient, body: dict[str, Any]) -> None:
+    before = platform_keys(http)
+    resp = http.post("/sandbox/platform-keys/rotate", json=body, headers=AUTH)
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+    assert platform_keys(http) == before
+
+
+def test_rotate_retiring_an_unknown_key_changes_nothing(
+    client_b: ApiClient, http: TestClient, world: World
+) -> None:
+    """Found by an audit: answered 200 "retired": "NOPE" with the new key added and nothing retired."""
+    before = platform_keys(http)
+    resp = http.post("/sandbox/platform-keys/rotate", json={"retire": "NOPE"}, headers=AUTH)
+    assert resp.status_code == 404 and resp.json()["code"] == "RESOURCE_NOT_EXISTS"
+    assert "NOPE" in resp.json()["message"]
+    assert platform_keys(http) == before  # the new key was not kept either: all or nothing
+    assert client_b.get(CERTS).headers["Wechatpay-Serial"] == world.platform_cert.key_id
 
 
 def test_merchant_public_key_rotation(client_a: ApiClient, http: TestClient, world: World) -> None:
@@ -144,6 +174,7 @@ def test_merchant_public_key_rotation(client_a: ApiClient, http: TestClient, wor
     )
     assert resp.status_code == 200
     own = resp.json()["key_id"]
+    assert resp.json()["mchid"] == SP_A and resp.json()["retired"] is None
     assert own.startswith("PUB_KEY_ID_") and platform_keys(http)[own]["mchid"] == SP_A
     resp = client_a.get(CERTS, check=False)
     assert_signed_by(resp, http, own)

@@ -273,19 +273,22 @@ async def rotate_platform_key(request: Request) -> Response:
     if kind not in ("certificate", "public_key"):
         raise bad("kind must be certificate or public_key")
     mchid = string(body.get("mchid"), "mchid", max_length=32, required=False)
-    retire = body.get("retire")
+    if mchid is not None and kind == "certificate":
+        raise bad("mchid is for kind public_key only (platform certificates are shared)")
+    retire = string(body.get("retire"), "retire", max_length=64, required=False)
 
     def apply() -> str:
         row = make_platform_certificate() if kind == "certificate" else make_platform_public_key(mchid)
         with st.db.write() as conn:
             registry.add_platform_key(conn, row)
-            if isinstance(retire, str):
-                registry.retire_platform_key(conn, retire)
+            # an unknown key leaves nothing changed (the new key goes too): the caller meant to replace it
+            if retire is not None and not registry.retire_platform_key(conn, retire):
+                raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no platform key {retire}")
         st.keyring.refresh(force=True)
         return row.key_id
 
     key_id = await anyio.to_thread.run_sync(apply)
-    return JSONResponse({"key_id": key_id, "kind": kind, "retired": retire})
+    return JSONResponse({"key_id": key_id, "kind": kind, "mchid": mchid, "retired": retire})
 
 
 @control_route("/platform-keys/{key_id}/retire", ["POST"])
