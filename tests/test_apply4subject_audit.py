@@ -174,6 +174,9 @@ def test_confirmation_page_drives_the_flow(chan: ApiClient, control: TestClient,
     assert resp.status_code == 200 and "AUTHORIZE_STATE_AUTHORIZED" in resp.text
     assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_AUTHORIZED"
     assert http.get("/apply4subject/confirm/not-a-token").status_code == 404
+    # a NUL was a 500 on PostgreSQL (it cannot compare one); no code holds one
+    assert http.get("/apply4subject/confirm/a%00b").status_code == 404
+    assert http.post("/apply4subject/confirm/a%00b", data={"step": "authorize"}).status_code == 404
 
 
 def test_auto_policy_after_queries(chan: ApiClient, control: TestClient) -> None:

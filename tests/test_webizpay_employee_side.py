@@ -247,3 +247,14 @@ def test_the_payment_page_refuses_long_fields_and_refunds_long_numbers(
     resp = control.post("/sandbox/webizpay/refunds", json=refund)
     assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
     assert get_card(client_a, emp, card["card_no"]).json()["remain_amount"] == 9900
+
+
+def test_the_end_user_pages_answer_a_nul_with_400(http: TestClient) -> None:
+    """No login guards these pages; a NUL was a 500 on PostgreSQL (it cannot compare one)."""
+    for resp in (
+        http.get("/webizpay/authorize", params={"token": "a\x00b"}),
+        http.get("/webizpay/pay", params={"token": "a\x00b"}),
+        http.post("/webizpay/authorize", data={"token": "a\x00b"}),
+        http.post("/webizpay/pay", data={"token": "a\x00b", "amount": "1"}),
+    ):
+        assert resp.status_code == 400 and "must not contain NUL" in resp.text, resp.text

@@ -18,6 +18,7 @@ from ..domain import apply4subject as d
 from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
 from . import apply4subject_flow as flow
 from .dashboard.layout import badge, page, render_page
+from .params import ControlError, refuse_nul
 from .web import WEB_ROUTES
 
 # state -> (step the form performs, who acts, button label)
@@ -95,6 +96,10 @@ def _load(request: Request) -> tuple[Applyment, list[tuple[str, bool]]] | None:
 
 
 async def confirm_page(request: Request) -> Response:
+    try:  # no code holds a NUL, and PostgreSQL cannot even compare one (a 500 before)
+        refuse_nul(request.path_params.items(), "path parameter")
+    except ControlError:
+        return _gone()
     if request.method == "POST":
         return await _confirm(request)
     found = await anyio.to_thread.run_sync(lambda: _load(request))

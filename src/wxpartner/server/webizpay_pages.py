@@ -5,6 +5,7 @@ login, the link token is the only credential, as with a real short-lived link)."
 from __future__ import annotations
 
 import html
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,7 +24,7 @@ from ..store.webizpay_repo import WebizpayRepo
 from . import control_webizpay  # noqa: F401  (control routes, scenario section)
 from .control_webizpay import pay_from_body
 from .dashboard.layout import fen, page
-from .params import ControlError
+from .params import ControlError, refuse_nul
 from .web import WEB_ROUTES
 
 SUBTITLE = "模拟微信页面 · simulated WeChat page"
@@ -51,7 +52,23 @@ def _error(err: ApiError) -> HTMLResponse:
 
 async def _form(request: Request) -> dict[str, str]:
     raw = (await request.body()).decode("utf-8", errors="replace")
-    return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    fields = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    refuse_nul(fields.items(), "form field")
+    return fields
+
+
+def _checked(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Input the control API would refuse too (a NUL anywhere: PostgreSQL cannot compare it, so it was a
+    500) is a 400 page; these pages need no login, so this is anyone's input."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            refuse_nul(request.query_params.multi_items(), "query parameter")
+            return await fn(request)
+        except ControlError as err:
+            return _error(ApiError("PARAM_ERROR", err.message))
+
+    return endpoint
 
 
 def _tx(db: Database, fn: Any, *, write: bool) -> Any:
@@ -138,8 +155,6 @@ async def pay_page(request: Request) -> Response:
             )
         except ApiError as err:
             return _error(err)
-        except ControlError as err:  # the form's fields, checked as the control API checks them
-            return _error(ApiError("PARAM_ERROR", err.message))
         return _page(
             "支付成功",
             f'<p class="result">✓ 支付 <span id="amount">{result["amount"]}</span> 分 '
@@ -176,5 +191,5 @@ async def pay_page(request: Request) -> Response:
     return _page("企业支付付款码", body_html)
 
 
-WEB_ROUTES.append(Route("/webizpay/authorize", authorize_page, methods=["GET", "POST"]))
-WEB_ROUTES.append(Route("/webizpay/pay", pay_page, methods=["GET", "POST"]))
+WEB_ROUTES.append(Route("/webizpay/authorize", _checked(authorize_page), methods=["GET", "POST"]))
+WEB_ROUTES.append(Route("/webizpay/pay", _checked(pay_page), methods=["GET", "POST"]))
