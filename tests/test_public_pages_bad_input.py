@@ -38,19 +38,24 @@ def test_payment_form_without_its_token_is_a_404_page(http: TestClient) -> None:
 
 
 @pytest.mark.parametrize("token", BAD_TOKENS)
-def test_tokens_that_cannot_exist_are_404_pages(http: TestClient, control: TestClient, token: str) -> None:
-    _page_error(http.get("/webizpay/authorize", params={"token": token}), 404)
-    _page_error(http.post("/webizpay/authorize", data={"token": token}), 404)
-    _page_error(http.get("/webizpay/pay", params={"token": token}), 404)
-    _page_error(http.post("/webizpay/pay", data={"token": token, "amount": "1"}), 404)
+def test_tokens_with_a_nul_are_refused_pages(http: TestClient, control: TestClient, token: str) -> None:
+    """A NUL anywhere is a 400, as on /v3 and the control API (params.py); the applyment confirmation
+    page, whose path is the code, answers as for any unknown code: 404."""
+    _page_error(http.get("/webizpay/authorize", params={"token": token}), 400)
+    _page_error(http.post("/webizpay/authorize", data={"token": token}), 400)
+    _page_error(http.get("/webizpay/pay", params={"token": token}), 400)
+    _page_error(http.post("/webizpay/pay", data={"token": token, "amount": "1"}), 400)
     quoted = token.replace("\x00", "%00")
     _page_error(http.get(f"/apply4subject/confirm/{quoted}"), 404)
     _page_error(http.post(f"/apply4subject/confirm/{quoted}", data={"step": "confirm_contact"}), 404)
-    # the control API's token paths: a clean 404 too
-    resp = control.post("/sandbox/webizpay/authorizations", json={"token": token})
-    assert resp.status_code == 404 and resp.json()["code"] == "RESOURCE_NOT_EXISTS", resp.text
-    resp = control.post("/sandbox/webizpay/payments", json={"token": token, "amount": 1})
-    assert resp.status_code == 404 and resp.json()["code"] == "RESOURCE_NOT_EXISTS", resp.text
+    # the control API's token paths: a clean 400 naming the parameter
+    for path, body in (
+        ("/sandbox/webizpay/authorizations", {"token": token}),
+        ("/sandbox/webizpay/payments", {"token": token, "amount": 1}),
+    ):
+        resp = control.post(path, json=body)
+        assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+        assert "token" in resp.json()["message"], resp.text
 
 
 @pytest.mark.parametrize(

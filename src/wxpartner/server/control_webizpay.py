@@ -43,10 +43,13 @@ from ..models.webizpay import IssueQuotaCardRequest, Mchid, UserId
 from ..protocol.errors import ApiError
 from ..sandbox import scenario
 from ..store import sandbox as sandbox_store
-from ..store.db import Database, storable
+from ..store.db import Database
 from ..store.webizpay_repo import WebizpayRepo
 from ..store.webizpay_tables import (
     webizpay_auth_links,
+    webizpay_cards,
+    webizpay_payment_links,
+    webizpay_payments,
     webizpay_refunds,
 )
 from .control import ControlError, control_route, json_body
@@ -147,52 +150,38 @@ async def deregister(request: Request) -> Response:
     return JSONResponse(await anyio.to_thread.run_sync(lambda: run_in_tx(db, apply)))
 
 
-# Lengths of the webizpay_payments columns: a longer value, or a NUL (PostgreSQL refuses it in text), is
-# a PARAM_ERROR on both backends instead of a database error.
-CARD_NO_LENGTH = 64
-OUT_TRADE_NO_LENGTH = 64
-GOODS_NAME_LENGTH = 256
-STORE_LENGTHS = {"name": 256, "full_name": 256, "organization_code": 64, "acquirer": 256}
-
-
-def _storable(value: str, name: str, length: int) -> str:
-    if not storable(value, length):
-        raise ApiError(
-            "PARAM_ERROR", f"{name} must be at most {length} characters, without NUL", detail={"field": name}
-        )
-    return value
+# Where each field of the paying store is kept.
+_STORE_COLUMNS = {
+    "name": webizpay_payments.c.receive_mch_name,
+    "full_name": webizpay_payments.c.receive_mch_full_name,
+    "organization_code": webizpay_payments.c.receive_mch_organization_code,
+    "acquirer": webizpay_payments.c.acquirer,
+}
 
 
 def pay_from_body(repo: WebizpayRepo, pol: Policy, now: float, body: dict[str, Any]) -> dict[str, Any]:
-    """Shared by the control API, the payment page and the scenario section: {"card_no"|"token",
-    "amount", ...}. Refusals are ApiErrors, which each caller renders its own way."""
-    token = body.get("token")
-    if isinstance(token, str) and token:
+    """Shared by the control API, the payment page and the scenario's spends: {"card_no"|"token",
+    "amount", ...}. Bad input is a ControlError (params.py: what the columns cannot hold), raised before
+    anything is written; the business refusals are ApiErrors."""
+    amount = _fen(body, "amount")
+    goods = _str(body, "goods_name", webizpay_payments.c.goods_name, required=False)
+    out_trade_no = _str(body, "out_trade_no", webizpay_payments.c.out_trade_no, required=False)
+    raw = body.get("store") or {}
+    if not isinstance(raw, dict):
+        raise ControlError(400, "PARAM_ERROR", "store must be an object")
+    given = {
+        k: string(raw.get(k), f"store.{k}", max_length=length_of(column), required=False)
+        for k, column in _STORE_COLUMNS.items()
+    }
+    store = payments.Store(**{k: v for k, v in given.items() if v is not None})
+    token = _str(body, "token", webizpay_payment_links.c.token, required=False)
+    if token:
         card_no = payments.live_payment_link(repo, token, now).card_no
     else:
-        given = body.get("card_no")
-        if not isinstance(given, str) or not given:
-            raise ApiError(
-                "PARAM_ERROR", "card_no is required (a non-empty string)", detail={"field": "card_no"}
-            )
-        card_no = given
-    card = repo.card(card_no) if storable(card_no, CARD_NO_LENGTH) else None
+        card_no = _str(body, "card_no", webizpay_cards.c.card_no) or ""
+    card = repo.card(card_no)
     if card is None:
         raise ApiError("RESOURCE_NOT_EXISTS", f"额度卡 {card_no} 不存在")
-    amount = body.get("amount")
-    if not isinstance(amount, int) or isinstance(amount, bool):
-        raise ApiError("PARAM_ERROR", "amount must be an integer number of fen", detail={"field": "amount"})
-    raw = body.get("store")
-    raw_store: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    store = payments.Store(
-        **{
-            k: _storable(str(v), f"store.{k}", STORE_LENGTHS[k])
-            for k, v in raw_store.items()
-            if k in STORE_LENGTHS
-        }
-    )
-    goods = body.get("goods_name")
-    out_trade_no = body.get("out_trade_no")
     payment = payments.pay(
         repo,
         pol,
@@ -200,12 +189,8 @@ def pay_from_body(repo: WebizpayRepo, pol: Policy, now: float, body: dict[str, A
         card,
         amount,
         store=store,
-        goods_name=_storable(goods, "goods_name", GOODS_NAME_LENGTH)
-        if isinstance(goods, str) and goods
-        else "企业支付消费",
-        out_trade_no=_storable(out_trade_no, "out_trade_no", OUT_TRADE_NO_LENGTH)
-        if isinstance(out_trade_no, str)
-        else None,
+        goods_name=goods or "企业支付消费",
+        out_trade_no=out_trade_no,
     )
     after = repo.card(card.card_no)
     return {
@@ -398,7 +383,7 @@ def _load_section(conn: Connection, data: Any, _lctx: scenario.LoadContext) -> N
         body["store"] = sp.store.model_dump(exclude_none=True) if sp.store else {}
         try:
             pay_from_body(repo, pol, now, body)
-        except ApiError as err:
+        except (ApiError, ControlError) as err:
             raise scenario.ScenarioError(f"webizpay.spends[{i}]: {err.message}") from None
 
 
