@@ -69,6 +69,27 @@ def test_fault_form_applies_to_requests(http: TestClient, world: World) -> None:
     assert "No fault rules" in http.post("/dashboard/faults/clear").text
 
 
+def test_a_form_post_from_another_origin_is_refused(http: TestClient, control: TestClient) -> None:
+    """SameSite=Strict ignores ports: a page on localhost:3000 could post with the cookie of the
+    dashboard on localhost:8080. Its Origin (or Referer) gives it away; nothing changes."""
+    login(http)
+    for header in (
+        {"Origin": "http://testserver:3000"},
+        {"Origin": "https://testserver"},
+        {"Origin": "null"},
+        {"Referer": "http://evil.example/page"},
+    ):
+        resp = http.post("/dashboard/clock", data={"action": "freeze"}, headers=header)
+        assert resp.status_code == 403 and "another origin" in resp.text, (header, resp.text[:200])
+        assert control.get("/sandbox/clock").json()["frozen"] is False
+    own = {"Origin": "http://testserver", "Referer": "http://testserver/dashboard/clock"}
+    resp = http.post("/dashboard/clock", data={"action": "freeze"}, headers=own)
+    assert resp.status_code == 200 and control.get("/sandbox/clock").json()["frozen"] is True
+    page = http.get("/dashboard/clock")
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+
+
 def test_clock_controls(http: TestClient, control: TestClient) -> None:
     login(http)
     assert "Business time is now" in http.post("/dashboard/clock", data={"action": "freeze"}).text

@@ -1,8 +1,11 @@
 """Dashboard access: log in once with the sandbox token; the browser keeps a cookie derived from it.
 
 The cookie holds HMAC-SHA256(token, "wxpartner-dashboard"), never the token itself; it is HttpOnly and
-SameSite=Strict, which also keeps other sites from posting the dashboard's forms (no CSRF tokens needed).
-Changing the sandbox token logs every browser out.
+SameSite=Strict, which keeps other sites from posting the dashboard's forms. "Site" ignores the port,
+so a page on another port of the same host (a dev server on localhost:3000) would still carry the
+cookie: a form post whose Origin (or, without one, Referer) is not the dashboard's own is refused too.
+Pages may not be framed (X-Frame-Options, frame-ancestors). Changing the sandbox token logs every
+browser out.
 """
 
 from __future__ import annotations
@@ -10,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..params import ControlError, refuse_nul
-from .layout import bad_request
+from .layout import bad_request, forbidden
 
 COOKIE = "wxpartner_dashboard"
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -53,14 +56,36 @@ def checked(fn: Endpoint) -> Endpoint:
     return endpoint
 
 
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def same_origin(request: Request) -> bool:
+    """A browser's form post names where it comes from (Origin; Referer for old browsers): it must be
+    this dashboard's own scheme, host and port. A client that sends neither (curl, scripts) is not a
+    browser another page could drive, and passes."""
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source:
+        return True
+    parts = urlsplit(source)
+    return (
+        f"{parts.scheme}://{parts.netloc}".lower() == f"{request.url.scheme}://{request.url.netloc}".lower()
+    )
+
+
 def guarded(fn: Endpoint) -> Endpoint:
     inner = checked(fn)
 
     async def endpoint(request: Request) -> Response:
-        if not logged_in(request):
+        if request.method in UNSAFE_METHODS and not same_origin(request):
+            response: Response = forbidden("a form of another origin may not post to the dashboard")
+        elif not logged_in(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            return RedirectResponse(f"/dashboard/login?next={quote(target)}", status_code=303)
-        return await inner(request)
+            response = RedirectResponse(f"/dashboard/login?next={quote(target)}", status_code=303)
+        else:
+            response = await inner(request)
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+        return response
 
     endpoint.__name__ = fn.__name__
     return endpoint

@@ -177,6 +177,11 @@ def not_found(what: str, *, active: str) -> HTMLResponse:
     return page("Not found", f"<p>No {esc(what)}.</p>", active=active, status=404)
 
 
+def forbidden(message: str) -> HTMLResponse:
+    """The 403 page (``message`` is escaped here)."""
+    return page("Forbidden", f'<div class="flash bad" role="status">{esc(message)}</div>', status=403)
+
+
 def bad_request(message: str) -> HTMLResponse:
     """The 400 page for input no page can use (``message`` is escaped here)."""
     return page("Bad request", f'<div class="flash bad" role="status">{esc(message)}</div>', status=400)
