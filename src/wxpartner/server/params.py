@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 
 from ..store.schema import BIGINT_MAX, BIGINT_MIN
+from .validation import first_text
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -128,31 +129,10 @@ def refuse_nul(items: Iterable[tuple[str, Any]], where: str) -> None:
 
 
 def nul_pointer(data: Any) -> str | None:
-    """The JSON pointer of a string (or key) in ``data`` that holds a NUL; None when none does. Iterative:
-    a body nested as deep as the JSON parser allows must not exhaust the stack here."""
-    Path = tuple[Any, Any] | None  # (parent path, key): the pointer is only spelled out for a hit
-
-    def spelled(path: Path) -> str:
-        parts: list[str] = []
-        while path is not None:
-            path, key = path
-            parts.append(str(key))
-        return "".join("/" + part for part in reversed(parts))
-
-    stack: list[tuple[Any, Path]] = [(data, None)]
-    while stack:
-        value, path = stack.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                return spelled(path)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if "\x00" in str(key):
-                    return spelled((path, key))
-                stack.append((item, (path, key)))
-        elif isinstance(value, list):
-            stack.extend((item, (path, i)) for i, item in enumerate(value))
-    return None
+    """The JSON pointer of a string (or key) in ``data`` that holds a NUL ("" for ``data`` itself); None
+    when none does."""
+    found = first_text(data, lambda text: "NUL" if "\x00" in text else None)
+    return None if found is None else "".join(f"/{part}" for part in found[0])
 
 
 def validated(model: type[M], data: Any) -> M:

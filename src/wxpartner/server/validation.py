@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -79,21 +81,25 @@ def _refusal(field: str, issue: str, value: Any, location: str) -> ApiError:
     )
 
 
-def _refused_field(doc: Any) -> tuple[str, str | None, str] | None:
-    """The JSON pointer, value and issue of the first string (or key) holding a refused character, so
-    the refusal names the field like every other field error; None when there is none."""
-    stack: list[tuple[tuple[int | str, ...], Any]] = [((), doc)]
-    while stack:
-        loc, node = stack.pop(0)
-        if isinstance(node, str) and (issue := _refused_in(node)) is not None:
-            return json_pointer(loc) if loc else "/", _short(node), issue
+Location = tuple[int | str, ...]
+
+
+def first_text(doc: Any, refused: Callable[[str], str | None]) -> tuple[Location, str | None, str] | None:
+    """The location, value (None for a key) and issue of the first string or key in a decoded JSON
+    document, breadth first, that ``refused`` names an issue for; None when there is none. Iterative
+    (a body nested as deep as the parser allows must not exhaust the stack), and linear in the nodes."""
+    queue: deque[tuple[Location, Any]] = deque([((), doc)])
+    while queue:
+        loc, node = queue.popleft()
+        if isinstance(node, str) and (issue := refused(node)) is not None:
+            return loc, node, issue
         if isinstance(node, dict):
             for key, item in node.items():
-                if (issue := _refused_in(key)) is not None:
-                    return json_pointer((*loc, key)), None, issue
-                stack.append(((*loc, key), item))
+                if (issue := refused(key)) is not None:
+                    return (*loc, key), None, issue
+                queue.append(((*loc, key), item))
         elif isinstance(node, list):
-            stack.extend(((*loc, i), item) for i, item in enumerate(node))
+            queue.extend(((*loc, i), item) for i, item in enumerate(node))
     return None
 
 
@@ -118,10 +124,10 @@ def _refuse_unsupported_characters(body: bytes) -> None:
         doc = json.loads(text)
     except ValueError:
         return  # not JSON: the model's parse says so
-    found = _refused_field(doc)
+    found = first_text(doc, _refused_in)
     if found is not None:
-        pointer, value, issue = found
-        raise _refusal(pointer, issue, value, "body")
+        loc, value, issue = found
+        raise _refusal(json_pointer(loc) if loc else "/", issue, _short(value), "body")
 
 
 def _refuse_nul(values: dict[str, Any], location: str) -> None:
