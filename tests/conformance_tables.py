@@ -292,6 +292,16 @@ WEBIZPAY: dict[str, list[Row]] = {
             issue="NUL",
             unchanged=NO_NEW_CARD,
         ),
+        # an escaped emoji deep inside 50,000 nested arrays: json.loads gave up (RecursionError, a 500)
+        Row(
+            "an escaped emoji nested too deep",
+            "POST",
+            W3,
+            b'{"card_name":' + b"[" * 50_000 + b'"\\ud83d\\ude00"' + b"]" * 50_000 + b"}",
+            field="/",
+            issue="not valid JSON",
+            unchanged=NO_NEW_CARD,
+        ),
         Row(
             "a byte no UTF-8 text holds",
             "POST",

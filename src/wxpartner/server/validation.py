@@ -122,8 +122,8 @@ def _refuse_unsupported_characters(body: bytes) -> None:
         ) from None
     try:
         doc = json.loads(text)
-    except ValueError:
-        return  # not JSON: the model's parse says so
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json.loads goes
+        return  # not JSON (for us): the model's parse says so
     found = first_text(doc, _refused_in)
     if found is not None:
         loc, value, issue = found
