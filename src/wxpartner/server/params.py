@@ -10,11 +10,13 @@ they were 500s there; SQLite stores them). The dashboard renders a ``ControlErro
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
 
 from ..store.schema import BIGINT_MAX, BIGINT_MIN
 from .validation import first_text
@@ -126,6 +128,25 @@ def refuse_nul(items: Iterable[tuple[str, Any]], where: str) -> None:
     for key, value in items:
         if "\x00" in key or (isinstance(value, str) and "\x00" in value):
             raise bad(f"{where} {key!r} must not contain NUL characters")
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def input_checked(fn: Endpoint, render: Callable[[str], Response]) -> Endpoint:
+    """A page endpoint whose bad input (a NUL in a query or path parameter here, anything it checks
+    with these functions inside) is answered by ``render(message)``, a 400 page, instead of a 500."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            refuse_nul(request.query_params.multi_items(), "query parameter")
+            refuse_nul(request.path_params.items(), "path parameter")
+            return await fn(request)
+        except ControlError as exc:
+            return render(exc.message)
+
+    endpoint.__name__ = fn.__name__
+    return endpoint
 
 
 def nul_pointer(data: Any) -> str | None:

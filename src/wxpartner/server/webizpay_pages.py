@@ -5,7 +5,6 @@ login, the link token is the only credential, as with a real short-lived link)."
 from __future__ import annotations
 
 import html
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -24,7 +23,7 @@ from ..store.webizpay_repo import WebizpayRepo
 from . import control_webizpay  # noqa: F401  (control routes, scenario section)
 from .control_webizpay import pay_from_body
 from .dashboard.layout import fen, page
-from .params import ControlError, refuse_nul
+from .params import Endpoint, input_checked, refuse_nul
 from .web import WEB_ROUTES
 
 SUBTITLE = "模拟微信页面 · simulated WeChat page"
@@ -57,18 +56,10 @@ async def _form(request: Request) -> dict[str, str]:
     return fields
 
 
-def _checked(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+def _checked(fn: Endpoint) -> Endpoint:
     """Input the control API would refuse too (a NUL anywhere: PostgreSQL cannot compare it, so it was a
     500) is a 400 page; these pages need no login, so this is anyone's input."""
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            refuse_nul(request.query_params.multi_items(), "query parameter")
-            return await fn(request)
-        except ControlError as err:
-            return _error(ApiError("PARAM_ERROR", err.message))
-
-    return endpoint
+    return input_checked(fn, lambda message: _error(ApiError("PARAM_ERROR", message)))
 
 
 def _tx(db: Database, fn: Any, *, write: bool) -> Any:

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..params import ControlError, refuse_nul
+from ..params import Endpoint, input_checked, refuse_nul
 from .layout import bad_request, forbidden
 
 COOKIE = "wxpartner_dashboard"
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def cookie_value(token: str) -> str:
@@ -43,17 +41,7 @@ def token_ok(request: Request, given: str) -> bool:
 def checked(fn: Endpoint) -> Endpoint:
     """Input the control API would refuse too (server/params.py) gets a 400 page: parameters with a NUL
     here, anything a page checks with params (``form`` included) below."""
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            refuse_nul(request.query_params.multi_items(), "query parameter")
-            refuse_nul(request.path_params.items(), "path parameter")
-            return await fn(request)
-        except ControlError as exc:
-            return bad_request(exc.message)
-
-    endpoint.__name__ = fn.__name__
-    return endpoint
+    return input_checked(fn, bad_request)
 
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

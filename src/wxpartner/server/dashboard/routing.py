@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
-from .auth import Endpoint, checked, guarded
+from ..params import Endpoint
+from .auth import checked, guarded
 from .layout import esc
 
 ROUTES: list[Route] = []
