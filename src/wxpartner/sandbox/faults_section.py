@@ -18,9 +18,9 @@ from sqlalchemy.engine import Connection
 
 from ..domain.faults import FaultSpecError, validate_rule
 from ..store import ops_repo
-from .scenario import LoadContext, ScenarioError, Section, register_section
+from .scenario import MCHID_PATTERN, LoadContext, ScenarioError, Section, register_section
 
-MCHID = re.compile(r"[0-9]{1,32}")  # as scenario.Mchid
+MCHID = re.compile(MCHID_PATTERN)
 FIELDS = {"kind", "operation", "path", "mchid", "count", "probability", "latency_ms", "note"}
 
 

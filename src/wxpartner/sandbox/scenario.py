@@ -28,7 +28,8 @@ class ScenarioError(ValueError):
 # a database error). Digits only, because a merchant number also names its key directory
 # (<data-dir>/keys/<mchid>): "/tmp/x" or "../x" must never get that far. Every section that names a
 # merchant uses this type.
-Mchid = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9]+$")]
+MCHID_PATTERN = r"^[0-9]{1,32}$"
+Mchid = Annotated[str, Field(min_length=1, max_length=32, pattern=MCHID_PATTERN)]
 
 
 class CertificateSpec(BaseModel):

@@ -49,9 +49,9 @@ def make_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) -> E
             max_overflow=16,
         )
 
-        if database_file is not None:
+        if database_file is not None:  # before SQLite first creates the file; later connects find it so
 
-            @sa.event.listens_for(engine, "do_connect")
+            @sa.event.listens_for(engine, "do_connect", once=True)
             def _before_open(*_args: Any) -> None:
                 private_database_file(database_file)
 
