@@ -22,10 +22,12 @@ from pydantic import BaseModel
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
-from support import SP_A, SP_B, ApiClient, World, assert_signed, sign_request
+from live import LiveServer
+from support import SP_A, SP_B, ApiClient, MerchantKeys, World, assert_signed, sign_request
 from wxpartner.protocol import keys as k
+from wxpartner.protocol.authorization import Authorization
 from wxpartner.protocol.messages import request_message
-from wxpartner.protocol.signing import new_nonce
+from wxpartner.protocol.signing import new_nonce, sign
 from wxpartner.server.app import WxPartnerApp, create_app
 from wxpartner.server.context import Ctx
 from wxpartner.server.operations import Operation, Router
@@ -411,6 +413,42 @@ def test_signature_by_wrong_key(api: TestClient, world: World) -> None:
     )
     _expect_mismatch(_send(api, signed), "GET", CERTS + "?algorithm_type=RSA", signed.message)
     _nonce_still_usable(api, world, nonce)
+
+
+def _signed_target(keys: MerchantKeys, target: str) -> tuple[dict[str, str], bytes]:
+    """GET headers signed over exactly ``target`` (sign_request drops a bare '?', as urlsplit does)."""
+    ts, nonce = str(int(time.time())), new_nonce()
+    message = request_message("GET", target, ts, nonce, b"")
+    auth = Authorization(keys.mchid, nonce, ts, keys.serial_no, sign(keys.private_key, message))
+    headers = {"Authorization": auth.header_value(), "Accept": "application/json", "User-Agent": "t/1"}
+    return headers, message
+
+
+# A URL written with a bare '?' is sent as "/v3/certificates?"; Go's url.RequestURI() signs it that way,
+# other libraries sign the path without it. Both verify; a signature over anything else does not.
+# Over real HTTP: uvicorn's ASGI scope (and Starlette's TestClient) cannot tell "/x?" from "/x", so the
+# serving protocol marks it (server/http_protocol.py).
+def test_a_bare_question_mark_verifies_signed_with_or_without_it(
+    live_server: LiveServer, world: World
+) -> None:
+    keys = world.merchants[SP_B]
+    with httpx.Client(base_url=live_server.url) as http:
+        for signed_as in (CERTS + "?", CERTS):
+            headers, _ = _signed_target(keys, signed_as)
+            resp = http.get(CERTS + "?", headers=headers)
+            assert resp.status_code == 200, (signed_as, resp.text)
+            assert_signed(resp, world)
+
+        headers, _ = _signed_target(keys, CERTS + "?")  # signed with it, sent without it
+        ts = headers["Authorization"].split('timestamp="')[1].split('"')[0]
+        nonce = headers["Authorization"].split('nonce_str="')[1].split('"')[0]
+        _expect_mismatch(
+            http.get(CERTS, headers=headers), "GET", CERTS, request_message("GET", CERTS, ts, nonce, b"")
+        )
+
+        wrong = dataclasses.replace(keys, private_key=world.other_key)
+        headers, message = _signed_target(wrong, CERTS + "?")  # a mismatch shows the target as received
+        _expect_mismatch(http.get(CERTS + "?", headers=headers), "GET", CERTS + "?", message)
 
 
 @SQLITE_ONLY

@@ -19,7 +19,7 @@ from ..protocol.errors import ApiError
 from ..store.db import Database
 from . import limits
 from .context import Ctx
-from .http import RawRequest, RawResponse
+from .http import BARE_QUERY, RawRequest, RawResponse
 from .keyring import KeyRing
 from .operations import REGISTRY, Router
 from .pipeline import Pipeline, Shaping
@@ -118,7 +118,9 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 def _raw_request(scope: Scope, body: bytes) -> RawRequest:
     raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
-    raw_path = raw_path.split(b"?", 1)[0]  # httpx's ASGI transport includes the query here
+    raw_path, mark, in_path = raw_path.partition(b"?")  # httpx's ASGI transport includes the query here
+    query = scope.get("query_string", b"")
+    bare_query = bool(scope.get(BARE_QUERY)) or (bool(mark) and not in_path and not query)
     headers: dict[str, str] = {}
     dupes: set[str] = set()
     for k, v in scope["headers"]:
@@ -133,11 +135,12 @@ def _raw_request(scope: Scope, body: bytes) -> RawRequest:
     return RawRequest(
         method=scope["method"],
         raw_path=raw_path.decode("latin-1"),
-        raw_query=scope.get("query_string", b"").decode("latin-1"),
+        raw_query=query.decode("latin-1"),
         headers=headers,
         body=body,
         client=f"{client[0]}:{client[1]}" if client else "",
         duplicate_headers=frozenset(dupes),
+        bare_query=bare_query,
     )
 
 

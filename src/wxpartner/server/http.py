@@ -6,6 +6,12 @@ import secrets
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
+from ..protocol.messages import canonical_url
+
+# A scope key set by the serving protocol (server/http_protocol.py) when the request target ended in a
+# bare '?': ASGI's query_string cannot tell "/x?" from "/x".
+BARE_QUERY = "wxpartner.bare_query"
+
 
 @dataclass(slots=True)
 class RawRequest:
@@ -16,6 +22,14 @@ class RawRequest:
     body: bytes
     client: str = ""
     duplicate_headers: frozenset[str] = frozenset()
+    # The target ended in a bare '?' ("/v3/x?"): a client that builds its URL with one (Go's
+    # url.RequestURI() keeps it) signs it too, and the signature covers the target as received.
+    bare_query: bool = False
+
+    def target(self) -> str:
+        """The request target as received: the URL line of the string to sign."""
+        url = canonical_url(self.raw_path, self.raw_query)
+        return url + "?" if self.bare_query else url
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

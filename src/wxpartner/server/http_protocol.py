@@ -9,11 +9,13 @@ import it). Imported only by whoever starts uvicorn, never by the app.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..protocol import constants as c
 from ..protocol.errors import ApiError
-from .http import new_request_id
+from .http import BARE_QUERY, new_request_id
 from .limits import HEAD_LIMIT, headers_too_large
 
 
@@ -42,7 +44,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        super().on_headers_complete()
+        bare_query = self.url.endswith(b"?")
+        super().on_headers_complete()  # builds the scope; the app runs later, in a task
+        if bare_query:
+            cast(dict[str, Any], self.scope)[BARE_QUERY] = True  # a key of ours, not of ASGI
 
     def data_received(self, data: bytes) -> None:
         counting = self._in_head  # a chunk that finishes the head is never refused

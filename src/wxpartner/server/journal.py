@@ -23,7 +23,7 @@ from sqlalchemy.exc import DataError
 
 from ..protocol.authorization import AuthorizationFormatError, parse_authorization
 from ..protocol.errors import ApiError
-from ..protocol.messages import canonical_url, request_message
+from ..protocol.messages import request_message
 from ..store import ops_repo
 from .http import RawRequest, RawResponse
 from .responses import error_fields
@@ -185,7 +185,7 @@ class JournalWriter:
             issue = (issue or refusal.message)[:512]
             if refusal.code == "SIGN_ERROR" and field == "signature":
                 expected = expected_message(req)
-        path = req.raw_path + (f"?{req.raw_query}" if req.raw_query else "")
+        path = req.target()
         return {
             "request_id": request_id,
             "at": time.time(),
@@ -224,8 +224,7 @@ def expected_message(req: RawRequest) -> str | None:
         auth = parse_authorization(req.header("authorization") or "")
     except AuthorizationFormatError:
         return None
-    url = canonical_url(req.raw_path, req.raw_query)
-    message = request_message(req.method, url, auth.timestamp, auth.nonce_str, req.body)
+    message = request_message(req.method, req.target(), auth.timestamp, auth.nonce_str, req.body)
     return message.decode("utf-8", errors="replace")[:MAX_MESSAGE_CHARS]
 
 
