@@ -152,6 +152,23 @@ def test_serve_json_first_run_prints_everything_a_client_needs(served: Served, t
 
 
 @pytest.mark.slow
+def test_serve_no_demo_writes_the_connection_file_the_other_commands_read(tmp_path: Path) -> None:
+    """`serve --no-demo` printed "(also written to <data-dir>/connection.json ...)" but wrote nothing, so
+    every operations command (`wxpartner clock`, `journal`, ...) on that data dir said "no sandbox token"."""
+    data_dir = tmp_path / "data"
+    server = Served(data_dir, "--no-demo", "--token", "no-demo-token")
+    try:
+        assert server.info == {"base_url": server.url, "sandbox_token": "no-demo-token"}
+        path = data_dir / "connection.json"
+        assert json.loads(path.read_text()) == server.info
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds the sandbox token
+        shown = json.loads(_cli("clock", "--data-dir", str(data_dir), "--json"))  # over loopback
+        assert shown["frozen"] is False and "now" in shown
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
 def test_serve_keeps_its_secrets_owner_only_under_a_loose_umask(tmp_path: Path) -> None:
     """The audit's case: under umask 022, connection.json (token, APIv3 key) and the database (every
     key) were 0644; only apiclient_key.pem was 0600."""

@@ -66,7 +66,7 @@ def serve(
 ) -> None:
     """Start the server (SQLite in --data-dir unless --database-url is given)."""
 
-    from ..sandbox.bootstrap import bootstrap, connection_info
+    from ..sandbox.bootstrap import bootstrap, connection_info, control_connection_info
     from ..sandbox.scenario import ScenarioError
     from ..server.settings import ENV_VAR, Settings
     from ..store.db import Database
@@ -98,10 +98,7 @@ def serve(
     info = (
         connection_info(db, settings.data_path, settings.base_url(), settings.sandbox_token)
         if not no_demo
-        else {
-            "base_url": settings.base_url(),
-            "sandbox_token": settings.sandbox_token,
-        }
+        else control_connection_info(settings.data_path, settings.base_url(), settings.sandbox_token)
     )
     db.dispose()
     if as_json:

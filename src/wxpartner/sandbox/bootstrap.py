@@ -182,6 +182,14 @@ def connection_info(
     return info
 
 
+def control_connection_info(data_dir: Path, base_url: str, token: str) -> dict[str, Any]:
+    """Without the demo merchant (``serve --no-demo``): where the server is and its sandbox token, also
+    written to ``connection.json`` (owner-only), where the operations commands look for them."""
+    info: dict[str, Any] = {"base_url": base_url, "sandbox_token": token}
+    write_secret(data_dir / "connection.json", json.dumps(info, indent=2, ensure_ascii=False))
+    return info
+
+
 def bootstrap(
     db: Database, data_dir: Path, *, token: str = "", demo: bool = True, scenario: Path | None = None
 ) -> str:
