@@ -146,3 +146,48 @@ def start_live_server(
         proc.kill()
         raise RuntimeError(f"server not ready: {(data_dir / 'server.log').read_text()[-2000:]}")
     return LiveServer(url, token, data_dir, proc, info)
+
+
+class Served:
+    """`wxpartner serve --json` with its demo merchant (unless told otherwise) on a free loopback port."""
+
+    def __init__(self, data_dir: Path, *extra: str, umask: int = -1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [
+            sys.executable,
+            "-m",
+            "wxpartner.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(data_dir),
+        ]
+        self.proc = subprocess.Popen(
+            [*args, "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=umask
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+            raise AssertionError(f"serve printed nothing: {err[-2000:]}")
+        self.info: dict[str, Any] = json.loads(line)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.stop()
+        raise AssertionError("server not ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)

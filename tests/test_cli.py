@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
-from live import free_port
+from live import Served, free_port
 from support import SP_B, World, assert_signed
 from wxpartner.cli import main
 from wxpartner.protocol import keys as k
@@ -28,49 +25,6 @@ from wxpartner.protocol.signing import verify
 
 CANCEL_PATH = "/v3/webizpay/employees/WeBizPay_a968402a-73bb-43e2-9e1a-8371b0ca3d7c/quota-cards/1068019671702503425/cancel"
 CANCEL_BODY = '{"sp_mchid":"12341234","sub_mchid":"43214321","reason":"商户主动作废"}'
-
-
-class Served:
-    def __init__(self, data_dir: Path, *extra: str, umask: int = -1) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        args = [
-            sys.executable,
-            "-m",
-            "wxpartner.cli",
-            "serve",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(data_dir),
-        ]
-        self.proc = subprocess.Popen(
-            [*args, "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=umask
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-            raise AssertionError(f"serve printed nothing: {err[-2000:]}")
-        self.info: dict[str, Any] = json.loads(line)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        self.stop()
-        raise AssertionError("server not ready")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 @pytest.fixture

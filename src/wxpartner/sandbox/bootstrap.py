@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.merchants import KeyMode, Merchant, RelationKind, Role
+from ..protocol import keys as k
 from ..store import registry, sandbox
 from ..store.db import Database
 from .material import (
@@ -59,20 +60,52 @@ def ensure_token(db: Database, given: str = "") -> str:
         return token
 
 
+def local_serial(data_dir: Path, mchid: str, certs: list[dict[str, object]]) -> str | None:
+    """The serial of the API certificate whose private key this data dir holds
+    (``keys/<mchid>/apiclient_key.pem`` + ``apiclient_cert.pem``), if it is one of ``certs`` (the
+    merchant's registered certificates); None otherwise."""
+    key_dir = data_dir / "keys" / mchid
+    if not (key_dir / "apiclient_key.pem").is_file():
+        return None
+    try:
+        serial = k.certificate_serial(k.load_certificate((key_dir / "apiclient_cert.pem").read_bytes()))
+    except (OSError, ValueError):
+        return None
+    return serial if serial in {str(c["serial_no"]) for c in certs} else None
+
+
+def _ensure_local_keys(db: Database, data_dir: Path, mchid: str) -> None:
+    """A demo merchant that exists already but whose key this data dir does not hold: a scenario named
+    it without keys, or another host (another data dir on the same database) created it. The private
+    key never leaves the data dir that made it, so this one gets a key pair of its own, registered as
+    one more certificate of the merchant; its connection.json names that key."""
+    with db.read() as conn:
+        certs = registry.list_certificates(conn, mchid)
+    if local_serial(data_dir, mchid, certs) is not None:
+        return
+    files = make_merchant_keys(mchid, data_dir / "keys" / mchid)
+    with db.write() as conn:
+        registry.add_certificate(conn, mchid, files.serial_no, files.public_key_pem, files.certificate_pem)
+
+
+def _serial_for(data_dir: Path, mchid: str, certs: list[dict[str, object]]) -> str:
+    """The serial connection.json names: the certificate of the key in this data dir, else (a key
+    revoked, or kept elsewhere) the merchant's first certificate that is not revoked."""
+    revoked = {str(c["serial_no"]) for c in certs if c["revoked"]}
+    local = local_serial(data_dir, mchid, certs)
+    if local is not None and local not in revoked:
+        return local
+    return next((str(c["serial_no"]) for c in certs if not c["revoked"]), "")
+
+
 def ensure_demo(db: Database, data_dir: Path) -> None:
     """The demo service provider (also a platform merchant) with a sub-merchant and a second-level
     merchant, and a demo channel merchant for the applyment family."""
     _ensure_demo_channel(db, data_dir)
     with db.read() as conn:
         existing = registry.get_merchant(conn, DEMO_SP)
-        has_keys = bool(registry.list_certificates(conn, DEMO_SP))
     if existing is not None:
-        if not has_keys:  # a scenario named the demo merchant without keys: give it the demo's keys
-            files = make_merchant_keys(DEMO_SP, data_dir / "keys" / DEMO_SP)
-            with db.write() as conn:
-                registry.add_certificate(
-                    conn, DEMO_SP, files.serial_no, files.public_key_pem, files.certificate_pem
-                )
+        _ensure_local_keys(db, data_dir, DEMO_SP)
         return
     files = make_merchant_keys(DEMO_SP, data_dir / "keys" / DEMO_SP)
     with db.write() as conn:
@@ -108,8 +141,11 @@ def ensure_demo(db: Database, data_dir: Path) -> None:
 
 def _ensure_demo_channel(db: Database, data_dir: Path) -> None:
     with db.read() as conn:
-        if registry.get_merchant(conn, DEMO_CHANNEL) is not None:
-            return
+        channel = registry.get_merchant(conn, DEMO_CHANNEL)
+    if channel is not None:
+        if channel.role == Role.CHANNEL:
+            _ensure_local_keys(db, data_dir, DEMO_CHANNEL)
+        return
     files = make_merchant_keys(DEMO_CHANNEL, data_dir / "keys" / DEMO_CHANNEL)
     with db.write() as conn:
         registry.upsert_merchant(
@@ -132,7 +168,7 @@ def _channel_info(db: Database, data_dir: Path) -> dict[str, Any]:
     key_dir = data_dir / "keys" / DEMO_CHANNEL
     return {
         "channel_mchid": DEMO_CHANNEL,
-        "channel_serial_no": next((str(c["serial_no"]) for c in certs if not c["revoked"]), ""),
+        "channel_serial_no": _serial_for(data_dir, DEMO_CHANNEL, certs),
         "channel_private_key_path": str((key_dir / "apiclient_key.pem").resolve()),
     }
 
@@ -153,7 +189,7 @@ def connection_info(
     )
     cert = next((r for r in reversed(keys) if r.kind == "certificate" and not r.retired), None)
     key_dir = data_dir / "keys" / mchid
-    serial = next((str(c["serial_no"]) for c in certs if not c["revoked"]), "")
+    serial = _serial_for(data_dir, mchid, certs)
     info: dict[str, Any] = {
         "base_url": base_url,
         "mchid": mchid,
@@ -200,10 +236,13 @@ def bootstrap(
     # Owner-only when we create it: it holds private keys, the database and connection.json (an existing
     # directory keeps the mode its owner gave it).
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    db.migrate()
-    if scenario is not None:
-        load_scenario_file(db, scenario, data_dir=data_dir)
-    ensure_platform_keys(db, data_dir)
-    if demo:
-        ensure_demo(db, data_dir)
-    return ensure_token(db, token)
+    # Hosts started together on one PostgreSQL database take turns: the first creates the platform keys
+    # and the demo merchants, the others find them (and add only their own demo key pairs).
+    with db.start_up_lock():
+        db.migrate()
+        if scenario is not None:
+            load_scenario_file(db, scenario, data_dir=data_dir)
+        ensure_platform_keys(db, data_dir)
+        if demo:
+            ensure_demo(db, data_dir)
+        return ensure_token(db, token)

@@ -215,6 +215,22 @@ class Database:
     def migrate(self) -> None:
         migrate(self.engine)
 
+    @contextlib.contextmanager
+    def start_up_lock(self) -> Iterator[None]:
+        """Start-up work (migrations, a scenario, first-run keys, the demo merchants) one process at a
+        time: on PostgreSQL a session advisory lock, so hosts started together on one database do not
+        both create what is missing. SQLite serves one host, whose ``serve`` bootstraps before its
+        workers start: nothing to take."""
+        if self._autocommit is None:
+            yield
+            return
+        with self._autocommit.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({START_UP_LOCK})")
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({START_UP_LOCK})")
+
     def dispose(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop()
@@ -267,6 +283,10 @@ def sqlite_file(url: str) -> Path | None:
     return Path(path)
 
 
+# PostgreSQL advisory lock keys: the migration (held by its transaction) and the whole start-up.
+MIGRATION_LOCK = 7365926
+START_UP_LOCK = 7365927
+
 _REVISION = re.compile(r"^(down_revision|revision)\b[^=]*=\s*(.+)$", re.MULTILINE)
 
 
@@ -316,7 +336,7 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # Several hosts may start at once: one migrates, the others wait and then find nothing to do.
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7365926)")
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
 
