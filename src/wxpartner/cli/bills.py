@@ -1,4 +1,4 @@
-"""``wxpartner bills``: apply for and download enterprise-payment trade bills (W11), one CSV per day,
+"""``wxpartner bills``: apply for and download enterprise-payment trade bills (W12), one CSV per day,
 every answer's signature checked."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _days(start: str, end: str) -> list[dt.date]:
 
 
 def _one_bill(signer: Signer, keys: PublicKeys, body: dict[str, str], out: Path) -> dict[str, Any]:
-    """Apply for one day's trade bill (W11), download it, verify both signatures, write the CSV."""
+    """Apply for one day's trade bill (W12), download it, verify both signatures, write the CSV."""
     row: dict[str, Any] = {"date": body["date"]}
     _target_url, applied = signer.send("POST", "/v3/webizpay/bill/trade-bill", json.dumps(body).encode())
     ok, why = check_signature(applied.headers, applied.content, keys)
@@ -71,7 +71,7 @@ def bills(
     show_progress: bool | None,
     as_json: bool,
 ) -> None:
-    """Generate and download enterprise-payment trade bills (W11 + download), one CSV per day.
+    """Generate and download enterprise-payment trade bills (W12 + download), one CSV per day.
 
     Every answer's signature is verified. Exit status 0 when every day's bill was written, else 1."""
     signer = Signer.of(t, mchid, serial_no, key_path)
