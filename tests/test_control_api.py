@@ -290,6 +290,25 @@ def test_rotate_refuses_a_bad_mchid_and_adds_no_key(http: TestClient, mchid: obj
     assert http.get("/sandbox/platform-keys", headers=AUTH).json()["data"] == before
 
 
+@pytest.mark.parametrize("mchid", ["1999999999", "../x"])
+def test_rotate_refuses_a_public_key_for_an_unregistered_merchant(http: TestClient, mchid: str) -> None:
+    """Found walking the README ("that merchant's own key"): a merchant that does not exist, even "../x",
+    was given a public key (200), stored and listed by GET /sandbox/platform-keys."""
+    before = http.get("/sandbox/platform-keys", headers=AUTH).json()["data"]
+    resp = http.post(
+        "/sandbox/platform-keys/rotate", json={"kind": "public_key", "mchid": mchid}, headers=AUTH
+    )
+    assert resp.status_code == 404 and resp.json() == {
+        "code": "RESOURCE_NOT_EXISTS",
+        "message": f"merchant {mchid} is not registered",
+    }
+    assert http.get("/sandbox/platform-keys", headers=AUTH).json()["data"] == before
+    resp = http.post(
+        "/sandbox/platform-keys/rotate", json={"kind": "public_key", "mchid": SP_A}, headers=AUTH
+    )
+    assert resp.status_code == 200 and resp.json()["mchid"] == SP_A  # a registered one still gets its key
+
+
 def test_nul_anywhere_in_control_input_is_a_param_error(http: TestClient) -> None:
     """PostgreSQL refuses NUL in every string (a 500 before); one check covers bodies, queries and paths."""
     for resp in (

@@ -280,6 +280,9 @@ async def rotate_platform_key(request: Request) -> Response:
     def apply() -> str:
         row = make_platform_certificate() if kind == "certificate" else make_platform_public_key(mchid)
         with st.db.write() as conn:
+            # a merchant's own public key: only for a merchant that exists ("../x" is none)
+            if mchid is not None and registry.get_merchant(conn, mchid) is None:
+                raise ControlError(404, "RESOURCE_NOT_EXISTS", f"merchant {mchid} is not registered")
             registry.add_platform_key(conn, row)
             # an unknown key leaves nothing changed (the new key goes too): the caller meant to replace it
             if retire is not None and not registry.retire_platform_key(conn, retire):
