@@ -176,6 +176,32 @@ def test_serve_with_bad_scenario_fails_clearly(tmp_path: Path) -> None:
     db.dispose()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_serve_with_a_database_it_cannot_use_fails_in_one_line(tmp_path: Path, kind: str) -> None:
+    """Found walking the README's deployment recipe: an unreachable or unusable database (here: nothing
+    listening, a directory that does not exist) stopped `serve` with a Python traceback."""
+    port = free_port()
+    url = (
+        f"postgresql://wxpartner:s3cret-pw@127.0.0.1:{port}/wxpartner"
+        if kind == "postgresql"
+        else f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.sqlite3'}"
+    )
+    args = ["serve", "--data-dir", str(tmp_path / "d"), "--port", str(free_port()), "--database-url", url]
+    proc = subprocess.run(
+        [sys.executable, "-m", "wxpartner.cli", *args],
+        capture_output=True,
+        timeout=60,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and proc.stdout == b"", err
+    assert "Traceback" not in err and "s3cret-pw" not in err, err
+    shown = url.replace("s3cret-pw", "***")
+    reason = "Connection refused" if kind == "postgresql" else "unable to open database file"
+    assert err.startswith(f"Error: cannot use the database {shown}: ") and reason in err, err
+    assert err.count("\n") == 1
+
+
 def test_keys_pkcs8_and_pkcs1(tmp_path: Path) -> None:
     info = json.loads(_cli("keys", "--mchid", "1888000001", "--out", str(tmp_path / "a"), "--json"))
     key_path, cert_path = Path(info["private_key"]), Path(info["certificate"])

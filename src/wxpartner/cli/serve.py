@@ -84,8 +84,11 @@ def serve(
         pipeline_threads=pipeline_threads,
         public_base_url=public_base_url,
     )
-    db = Database(settings.resolved_database_url(), pool_size=2)
+    import sqlalchemy as sa
+
+    url = settings.resolved_database_url()
     try:
+        db = Database(url, pool_size=2)
         settings.sandbox_token = bootstrap(
             db,
             settings.data_path,
@@ -95,6 +98,9 @@ def serve(
         )
     except ScenarioError as exc:
         raise click.ClickException(f"scenario {scenario}: {exc}") from exc
+    except (sa.exc.SQLAlchemyError, ImportError) as exc:
+        # unreachable, refused, not ours to create tables in, or a URL no installed driver serves
+        raise click.ClickException(f"cannot use the database {_shown_url(url)}: {_reason(exc)}") from exc
     info = (
         connection_info(db, settings.data_path, settings.base_url(), settings.sandbox_token)
         if not no_demo
@@ -122,3 +128,24 @@ def _print_connection(info: Mapping[str, object]) -> None:
         shown = ", ".join(map(str, value)) if isinstance(value, list) else value
         click.echo(f"  {key.ljust(width)}  {shown}")
     click.echo("(also written to <data-dir>/connection.json; --json prints it as one object)")
+
+
+def _shown_url(url: str) -> str:
+    """The database URL without its password (it goes to a terminal or a log)."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "(unreadable URL)"
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own words on one line (psycopg's span several), without SQLAlchemy's boilerplate."""
+    import sqlalchemy as sa
+
+    inner = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+    text = " ".join(line.strip() for line in str(inner).splitlines() if line.strip())
+    if isinstance(exc, ImportError):
+        text += " (this build serves sqlite:///FILE and postgresql://...)"
+    return text or type(inner).__name__
