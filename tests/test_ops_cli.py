@@ -324,6 +324,9 @@ def test_bills_generates_a_csv_per_day_with_progress(
         code=1,
     )
     assert json.loads(partial.stdout)["failed"] == 1 and "PARAM_ERROR" in partial.stdout
+    # ... and says why: WeChat's message alone ("only the last three months") fits no day of that range
+    error = json.loads(partial.stdout)["bills"][-1]["error"]
+    assert "; /date must be between " in error and f"and {paid_day} (a finished day)" in error, error
     pretty = run("bills", "--sub-mchid", SUB_B, "--from", str(paid_day), "--out", str(out)).output
     assert "trade bills of" in pretty and "QYZFALL" in pretty
     run("bills", "--sub-mchid", SUB_B, "--from", "2026-13-01", code=2)

@@ -36,6 +36,11 @@ def _one_bill(signer: Signer, keys: PublicKeys, body: dict[str, str], out: Path)
     if applied.status_code != 200 or not ok:
         detail = applied.json() if applied.content.startswith(b"{") else {}
         row["error"] = f"{applied.status_code} {detail.get('code', '')}: {detail.get('message', why)}"
+        # WeChat's message is generic ("only the last three months" for a day not over yet too); the
+        # answer's detail says which field and why
+        about = detail.get("detail")
+        if isinstance(about, dict) and about.get("issue"):
+            row["error"] += f"; {about.get('field', '')} {about['issue']}"
         return row
     _target_url, file = signer.send("GET", applied.json()["download_url"])
     ok, why = check_signature(file.headers, file.content, keys)
