@@ -123,6 +123,38 @@ def test_serve_no_demo_writes_the_connection_file_the_other_commands_read(tmp_pa
 
 
 @pytest.mark.slow
+def test_serve_after_rotating_the_demo_merchants_own_public_key_names_a_file_it_wrote(
+    tmp_path: Path,
+) -> None:
+    """Found walking the README (rotation, then a restart): connection.json named the merchant's own new
+    public key, platform/PUB_KEY_ID_....pem, but only shared keys were written there, so
+    Client.from_connection_info failed with FileNotFoundError."""
+    from wxpartner.client import Client
+
+    data_dir = tmp_path / "data"
+    first = Served(data_dir)
+    try:
+        rotated = httpx.post(
+            first.url + "/sandbox/platform-keys/rotate",
+            json={"kind": "public_key", "mchid": first.info["mchid"]},
+            headers={"Authorization": f"Bearer {first.info['sandbox_token']}"},
+        ).json()["key_id"]
+    finally:
+        first.stop()
+    server = Served(data_dir)  # the restart: the merchant's own key is now the one to verify with
+    try:
+        info = server.info
+        assert info["wechatpay_public_key_id"] == rotated
+        assert Path(info["wechatpay_public_key_path"]).is_file()
+        with Client.from_connection_info(info) as client:
+            query = {"sp_mchid": info["mchid"], "sub_mchid": info["sub_mchid"][0]}
+            answer = client.request("GET", "/v3/webizpay/users/user_0001/authorization-state", query=query)
+        assert answer.status == 200 and answer.verified_by == rotated
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
 def test_serve_keeps_its_secrets_owner_only_under_a_loose_umask(tmp_path: Path) -> None:
     """The audit's case: under umask 022, connection.json (token, APIv3 key) and the database (every
     key) were 0644; only apiclient_key.pem was 0600."""

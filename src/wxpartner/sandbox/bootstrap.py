@@ -29,7 +29,8 @@ TOKEN_KEY = "sandbox_token"
 
 def ensure_platform_keys(db: Database, data_dir: Path) -> None:
     """One shared WeChat Pay public key (PUB_KEY_ID_...) and one platform certificate, kept in the db;
-    their public halves are written to data_dir/platform for clients to load."""
+    the public halves of every key in use (a merchant's own public key too: connection.json names the
+    demo merchant's once it has one) are written to data_dir/platform for clients to load."""
     with db.write() as conn:
         rows = registry.list_platform_keys(conn)
         if not any(r.kind == "public_key" for r in rows):
@@ -42,7 +43,7 @@ def ensure_platform_keys(db: Database, data_dir: Path) -> None:
     for row in rows:
         if row.retired:
             continue
-        if row.kind == "public_key" and row.mchid is None:
+        if row.kind == "public_key":
             (out / f"{row.key_id}.pem").write_text(row.public_key_pem)
         elif row.kind == "certificate" and row.certificate_pem:
             (out / f"wechatpay_{row.key_id}.pem").write_text(row.certificate_pem)
