@@ -103,6 +103,12 @@ def test_clock_set_freeze_advance_thaw(http: TestClient) -> None:
     view = http.post("/sandbox/clock", json={"freeze": True}, headers=AUTH).json()
     assert view["frozen"] is True
 
+    view = http.post("/sandbox/clock", json={"real": True}, headers=AUTH).json()  # back to real time
+    assert view["frozen"] is False and view["offset_seconds"] == 0 and abs(view["now_ts"] - time.time()) < 5
+    view = http.post("/sandbox/clock", json={"set": 1747280000, "freeze": True}, headers=AUTH).json()
+    view = http.post("/sandbox/clock", json={"real": True, "advance": 60}, headers=AUTH).json()  # real first
+    assert view["frozen"] is False and view["offset_seconds"] == 60
+
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(

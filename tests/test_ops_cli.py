@@ -71,6 +71,10 @@ def test_clock_show_set_freeze_advance(run: Any) -> None:
     assert at["now"].startswith("2031-05-06T07:08:09")
     assert "frozen" in run("clock").output
     assert as_json(run("clock", "--thaw", "--json"))["frozen"] is False
+    back = as_json(run("clock", "--freeze", "--real", "--json"))  # real first, then frozen there
+    assert back["frozen"] is True and back["offset_seconds"] == 0 and abs(back["now_ts"] - time.time()) < 5
+    back = as_json(run("clock", "--real", "--json"))
+    assert back["frozen"] is False and back["offset_seconds"] == 0
     run("clock", "--advance", "soon", code=2)
 
 

@@ -19,6 +19,7 @@ def _duration(text: str) -> float:
 
 
 @click.command()
+@click.option("--real", is_flag=True, help="back to real time (no offset, running); applied first")
 @click.option("--set", "set_to", default=None, help="RFC 3339 date-time or Unix seconds")
 @click.option("--freeze", is_flag=True, help="stop business time")
 @click.option("--thaw", is_flag=True, help="let business time run again")
@@ -27,10 +28,12 @@ def _duration(text: str) -> float:
 )
 @target_options
 def clock(
-    t: Target, set_to: str | None, freeze: bool, thaw: bool, advance: str | None, as_json: bool
+    t: Target, real: bool, set_to: str | None, freeze: bool, thaw: bool, advance: str | None, as_json: bool
 ) -> None:
     """Show or move the sandbox business clock."""
     body: dict[str, Any] = {}
+    if real:
+        body["real"] = True
     if set_to is not None:
         body["set"] = float(set_to) if set_to.replace(".", "", 1).isdigit() else set_to
     if freeze:

@@ -120,7 +120,8 @@ def _ts(value: Any) -> float:
 
 @control_route("/clock", ["GET", "POST"])
 async def clock(request: Request) -> Response:
-    """POST {"set": ts|rfc3339, "freeze": bool, "advance": seconds, "thaw": true}."""
+    """POST {"real": true, "set": ts|rfc3339, "freeze": bool, "advance": seconds, "thaw": true}; "real"
+    (back to real time, running) applies first, so {"real": true, "advance": 60} is a minute ahead."""
     db = request.app.state.wx.db
     if request.method == "GET":
 
@@ -133,7 +134,7 @@ async def clock(request: Request) -> Response:
 
     def apply() -> ClockState:
         with db.write() as conn:
-            state = sandbox.read_clock(conn)
+            state = ClockState() if body.get("real") else sandbox.read_clock(conn)
             if "set" in body:
                 state = state.set_to(
                     _ts(body["set"]), frozen=bool(body.get("freeze", state.frozen_at is not None))
