@@ -83,9 +83,9 @@ class WxPartnerServer:
         self.info: dict[str, Any] = connection_info(self.db, data_dir, IN_PROCESS_URL, TOKEN)
         if not self.info["serial_no"]:
             raise RuntimeError(
-                f"the demo merchant {self.info['mchid']} has no API certificate: the wxpartner_scenario "
-                "declares it under merchants: without certificates (its keys are only generated when it "
-                "does not exist yet); declare your own merchants, or give it a certificate"
+                f"the demo merchant {self.info['mchid']} has no usable API certificate: the "
+                "wxpartner_scenario revokes every certificate it has; leave one unrevoked, or declare "
+                "your own merchants"
             )
         self.app: WxPartnerApp = create_app(self.settings, self.db)
         with warnings.catch_warnings():
