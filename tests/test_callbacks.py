@@ -5,9 +5,12 @@ with the APIv3 key using wxpartner.protocol, retries on the webizpay schedule ov
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -283,6 +286,76 @@ def test_slow_receiver_times_out(app: WxPartnerApp, frozen: TestClient, receiver
     [result] = quick.run_pass()
     assert result.status is None and result.error is not None and "timeout" in result.error
     assert result.state == "pending"
+
+
+@contextlib.contextmanager
+def trickling_receiver(phase: str, gap: float, total: float) -> Iterator[str]:
+    """A merchant endpoint on a loopback port that answers 200, one byte every ``gap`` seconds for
+    ``total`` seconds: the status line and headers (``phase="head"``) or, after prompt headers, the
+    body (``phase="body"``). Each read is quick; the answer as a whole is not."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    body = b'{"code":"SUCCESS","message":""}'
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(65536)
+                head_end = request.index(b"\r\n\r\n") + 4
+                length = int(re.search(rb"(?i)content-length: *(\d+)", request[:head_end])[1])  # type: ignore[index]
+                while len(request) < head_end + length:
+                    request += conn.recv(65536)
+                answer = head + body
+                slow_from = 0 if phase == "head" else len(head)
+                conn.sendall(answer[:slow_from])
+                end = time.monotonic() + total
+                for byte in answer[slow_from:-1]:
+                    conn.sendall(bytes([byte]))
+                    time.sleep(max(0.0, min(gap, end - time.monotonic())))
+                conn.sendall(answer[-1:])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/wxpay/notify"
+    finally:
+        listener.close()
+        thread.join(total + 5)
+
+
+@pytest.mark.parametrize("phase", ["head", "body"])
+def test_an_answer_trickling_in_past_the_timeout_is_a_timeout(
+    app: WxPartnerApp, frozen: TestClient, phase: str
+) -> None:
+    """The 5 s bound is on the whole answer (protocol §9.4), not on each read: a receiver sending a byte
+    every 0.1 s was waited for to the end (here 3 s; endless for one that never stops, past the
+    60 s lease, so another process sent again) and its 200 counted as a success."""
+    with trickling_receiver(phase, gap=0.1, total=3.0) as url:
+        set_notify_url(frozen, SP_A, url)
+        nid = enqueue(app)
+        started = time.monotonic()
+        [result] = Deliverer(app.state.db, app.state.keyring, timeout=0.5).run_pass()
+        took = time.monotonic() - started
+    assert (result.status, result.ok, result.state) == (None, False, "pending")
+    assert result.error is not None and "timeout" in result.error
+    assert took < 2.0, f"the send took {took:.1f} s with a 0.5 s timeout"
+    view = frozen.get(f"/sandbox/callbacks/{nid}").json()
+    assert view["sends"] == 1 and view["next_attempt_at"] == T0 + 15
+
+
+def test_only_the_start_of_a_long_answer_is_read(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver
+) -> None:
+    """Only the status counts: of a 20 MB error page the attempt keeps 200 characters, and the send
+    does not wait for the rest."""
+    receiver.statuses, receiver.answer = [500], b"x" * (20 * 1024 * 1024)
+    set_notify_url(frozen, SP_A, receiver.url)
+    enqueue(app)
+    [attempt] = deliver(frozen)
+    assert attempt["status"] == 500 and attempt["error"] == "HTTP 500: " + "x" * 200
 
 
 def test_without_notify_url_nothing_is_sent_until_configured(

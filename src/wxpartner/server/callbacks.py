@@ -10,7 +10,6 @@ import json
 import logging
 import secrets
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,8 @@ LEASE_SECONDS = 60.0  # > timeout x sends per batch worker: a live claim never e
 BATCH = 16
 SENDERS = 8
 SUCCESS_STATUSES = frozenset({200, 204})  # protocol §9.4: only the status counts, not the body
+# Of an answer's body only this much is read (for the attempt's error text); the rest is not awaited.
+ANSWER_BYTES = 64 * 1024
 
 
 def build_body(merchant: Merchant, claim: outbox.Claim) -> bytes:
@@ -123,12 +124,28 @@ class Deliverer:
             merchants = {c.mchid: registry.get_merchant(conn, c.mchid) for c in claims}
         if not claims:
             return []
-        with (
-            httpx.Client(timeout=self.timeout, trust_env=False, follow_redirects=False) as client,
-            ThreadPoolExecutor(max_workers=min(SENDERS, len(claims))) as pool,
+        # The sends run on an event loop of their own (this is a worker thread): only there can the
+        # whole answer be bounded by one deadline (httpx's timeouts are per read, so an answer trickling
+        # in a byte at a time was waited for without end, past the lease).
+        return anyio.run(self._send_all, claims, merchants, bnow)
+
+    async def _send_all(
+        self, claims: list[outbox.Claim], merchants: dict[str, Merchant | None], bnow: float
+    ) -> list[Delivered]:
+        results: dict[str, Delivered] = {}
+        senders = anyio.Semaphore(SENDERS)
+
+        async def one(claim: outbox.Claim) -> None:
+            async with senders:
+                results[claim.id] = await self._send(client, merchants[claim.mchid], claim, bnow)
+
+        async with (
+            httpx.AsyncClient(timeout=self.timeout, trust_env=False, follow_redirects=False) as client,
+            anyio.create_task_group() as tg,
         ):
-            futures = [pool.submit(self._send, client, merchants[c.mchid], c, bnow) for c in claims]
-            return [f.result() for f in futures]
+            for claim in claims:
+                tg.start_soon(one, claim)
+        return [results[c.id] for c in claims]
 
     def drain(self, max_rounds: int = 50) -> list[Delivered]:
         """Passes until a claim comes back short of a full batch: a backlog goes out at once, and each
@@ -153,12 +170,25 @@ class Deliverer:
             time.sleep(0.05)
         return out + self.drain()
 
-    def _send(
-        self, client: httpx.Client, merchant: Merchant | None, claim: outbox.Claim, bnow: float
+    def _release(self, claim: outbox.Claim) -> None:
+        with self.db.write() as conn:
+            outbox.release(conn, claim)
+
+    def _complete(self, claim: outbox.Claim, outcome: outbox.Outcome) -> str:
+        try:
+            with self.db.write() as conn:
+                state, _held = outbox.complete(conn, claim, outcome)
+                return state
+        except Exception:  # the lease will expire and the notification be sent again (at-least-once)
+            log.exception("could not record callback attempt %s", claim.id)
+            return "pending"
+
+    async def _send(
+        self, client: httpx.AsyncClient, merchant: Merchant | None, claim: outbox.Claim, bnow: float
     ) -> Delivered:
         if merchant is None or not merchant.notify_url or merchant.apiv3_key is None:
-            with self.db.write() as conn:  # configuration changed since the claim: no send used
-                outbox.release(conn, claim)
+            # configuration changed since the claim: no send used
+            await anyio.to_thread.run_sync(self._release, claim)
             return Delivered(
                 claim.id,
                 claim.mchid,
@@ -170,16 +200,11 @@ class Deliverer:
                 "merchant has no notify_url or APIv3 key",
                 0.0,
             )
-        outcome = self._post(client, merchant, claim, bnow)
+        outcome = await self._post(client, merchant, claim, bnow)
         from . import metrics  # local: keeps this module importable without the metrics stack
 
         metrics.callback_delivered(metrics.delivery_outcome(outcome.status, outcome.ok, outcome.error))
-        try:
-            with self.db.write() as conn:
-                state, _held = outbox.complete(conn, claim, outcome)
-        except Exception:  # the lease will expire and the notification be sent again (at-least-once)
-            log.exception("could not record callback attempt %s", claim.id)
-            state = "pending"
+        state = await anyio.to_thread.run_sync(self._complete, claim, outcome)
         return Delivered(
             claim.id,
             claim.mchid,
@@ -192,9 +217,11 @@ class Deliverer:
             outcome.latency_ms,
         )
 
-    def _post(
-        self, client: httpx.Client, merchant: Merchant, claim: outbox.Claim, bnow: float
+    async def _post(
+        self, client: httpx.AsyncClient, merchant: Merchant, claim: outbox.Claim, bnow: float
     ) -> outbox.Outcome:
+        """One send. The whole answer (status, headers and the body up to ANSWER_BYTES) must arrive
+        within ``self.timeout`` of the send (protocol §9.4: 5 s), else it is a timeout."""
         url = merchant.notify_url or ""
         request_id = new_request_id()
         key_id = ""
@@ -213,11 +240,14 @@ class Deliverer:
                 timestamp=int(time.time()),
                 request_id=request_id,
             )
-            resp = client.post(url, content=signed.body, headers=signed.headers)
-            status = resp.status_code
+            with anyio.fail_after(self.timeout):
+                async with client.stream("POST", url, content=signed.body, headers=signed.headers) as resp:
+                    answer = await _read_answer(resp)
+                    status = resp.status_code
             if status not in SUCCESS_STATUSES:
-                error = f"HTTP {status}: {resp.text[:200]}"
-        except httpx.TimeoutException:
+                error = f"HTTP {status}: {answer.decode('utf-8', 'replace')[:200]}"
+        except (TimeoutError, httpx.TimeoutException):
+            status = None  # an answer that did not arrive whole in time is no answer
             error = f"timeout: no answer within {self.timeout:g} s"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
@@ -235,6 +265,17 @@ class Deliverer:
             signer_key_id=key_id,
             request_id=request_id,
         )
+
+
+async def _read_answer(resp: httpx.Response) -> bytes:
+    """The answer's body, at most ANSWER_BYTES of it (only the status counts; the text is for the
+    attempt's error)."""
+    got = bytearray()
+    async for chunk in resp.aiter_raw():
+        got += chunk
+        if len(got) >= ANSWER_BYTES:
+            break
+    return bytes(got[:ANSWER_BYTES])
 
 
 def deliverer_for(state: AppState) -> Deliverer:
