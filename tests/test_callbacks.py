@@ -264,6 +264,42 @@ def test_recovers_after_failure_and_200_with_fail_body_is_success(
     assert frozen.get(f"/sandbox/callbacks/{nid}").json()["sends"] == 2
 
 
+def test_moving_the_clock_back_does_not_hold_notifications_back(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver, world: World
+) -> None:
+    """Delays are business time, but a notification never waits for the clock to come back. Before, a
+    card expiring while the clock was set a year ahead, notified with no notify_url configured yet,
+    was held for a year once the clock was set back (not "as soon as both are configured"); a retry
+    scheduled before the clock went back a day waited a day."""
+    year_ahead = T0 + 365 * 86400
+    set_clock(frozen, set=year_ahead, freeze=True)
+    first = enqueue(app, now=year_ahead)
+    set_clock(frozen, set=T0, freeze=True)
+    set_notify_url(frozen, SP_A, receiver.url)
+    assert [(a["id"], a["attempt_no"], a["state"]) for a in deliver(frozen)] == [(first, 1, "delivered")]
+    body, _plain = verified(receiver.requests[0], world)
+    assert body["create_time"] == "2026-05-15T11:33:20+08:00"  # when it happened, on the clock then
+    # A retry scheduled before the clock went back a day goes out at once, then on the schedule.
+    receiver.statuses = [500]
+    second = enqueue(app)
+    assert [a["attempt_no"] for a in deliver(frozen)] == [1]
+    set_clock(frozen, set=T0 - 86400, freeze=True)
+    assert [(a["id"], a["attempt_no"]) for a in deliver(frozen)] == [(second, 2)]
+    assert frozen.get(f"/sandbox/callbacks/{second}").json()["next_attempt_at"] == T0 - 86400 + 15
+    set_clock(frozen, advance=14)
+    assert deliver(frozen) == []
+    set_clock(frozen, advance=1)
+    assert [a["attempt_no"] for a in deliver(frozen)] == [3]
+    # A clock set back by less than a minute past the delay (hosts' clocks differ a little) keeps
+    # the schedule: the next send (30 s after the third) waits for its time.
+    set_clock(frozen, advance=-20)
+    assert deliver(frozen) == []
+    set_clock(frozen, advance=49)
+    assert deliver(frozen) == []
+    set_clock(frozen, advance=1)
+    assert [a["attempt_no"] for a in deliver(frozen)] == [4]
+
+
 def test_unreachable_receiver_is_a_recorded_failure(app: WxPartnerApp, frozen: TestClient) -> None:
     set_notify_url(frozen, SP_A, "http://127.0.0.1:9/unreachable")  # discard port: connection refused
     nid = enqueue(app)

@@ -33,6 +33,10 @@ STATES = (PENDING, DELIVERED, FAILED)
 # business clock from send n (send 1 is due at once).
 RETRY_SCHEDULE: tuple[float, ...] = tuple(float(s) for s in WEBIZPAY_RETRY_DELAYS_SECONDS)
 MAX_SENDS = len(RETRY_SCHEDULE)
+# A retry waiting longer than the delay that scheduled it (by more than this margin, which absorbs
+# hosts' clocks differing a little) was scheduled before the business clock was moved back: it is due
+# at once rather than waiting for the clock to come back (possibly years).
+CLOCK_SLACK_SECONDS = 60.0
 
 _n = callback_notifications
 _a = callback_attempts
@@ -110,10 +114,24 @@ class Claim:
     owner: str
 
 
+def _scheduled_delay() -> sa.ColumnElement[float]:
+    """The delay that set ``next_attempt_at`` after ``sends`` sends."""
+    return sa.case(
+        *((_n.c.sends == i, sa.literal(d)) for i, d in enumerate(RETRY_SCHEDULE) if i),
+        else_=sa.literal(RETRY_SCHEDULE[-1]),
+    )
+
+
 def _due(business_now: float, real_now: float) -> sa.ColumnElement[bool]:
     return sa.and_(
         _n.c.state == PENDING,
-        _n.c.next_attempt_at <= business_now,
+        sa.or_(
+            _n.c.next_attempt_at <= business_now,
+            # never sent: due since it was created, even if the clock now shows an earlier time
+            _n.c.sends == 0,
+            # the business clock was moved back since the last send
+            _n.c.next_attempt_at > business_now + CLOCK_SLACK_SECONDS + _scheduled_delay(),
+        ),
         _n.c.sends < _n.c.send_limit,
         sa.or_(_n.c.lease_until.is_(None), _n.c.lease_until < real_now),
     )
