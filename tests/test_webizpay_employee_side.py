@@ -258,3 +258,63 @@ def test_the_end_user_pages_answer_a_nul_with_400(http: TestClient) -> None:
         http.post("/webizpay/pay", data={"token": "a\x00b", "amount": "1"}),
     ):
         assert resp.status_code == 400 and "must not contain NUL" in resp.text, resp.text
+
+
+def _hold_payment_row(database_url: str, txid: str) -> tuple[Any, Any]:
+    """A second connection that row-locks the payment, as a refund in progress elsewhere would."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    conn = engine.connect()
+    conn.exec_driver_sql("SELECT 1 FROM webizpay_payments WHERE transaction_id = %s FOR UPDATE", (txid,))
+    return engine, conn
+
+
+@pytest.mark.parametrize("same_out_refund_no", [False, True])
+def test_concurrent_refunds_of_one_payment(
+    client_a: ApiClient,
+    control: TestClient,
+    app: WxPartnerApp,
+    database_url: str,
+    same_out_refund_no: bool,
+) -> None:
+    """Two refunds of one payment at once (PostgreSQL runs them in parallel). Before, both read the
+    payment before either bumped it: the second PAYMENTREFUNDSUCCESS said refunded_amount 300 where
+    600 had been refunded, and the same out_refund_no twice made the second a 500 (unique violation)
+    instead of the first refund's answer."""
+    import threading
+    import time
+
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "mch_card_123456")
+    paid = control.post("/sandbox/webizpay/payments", json={"card_no": card["card_no"], "amount": 1000})
+    txid = paid.json()["transaction_id"]
+    answers: list[Any] = []
+    names = ["r_same", "r_same"] if same_out_refund_no else ["r_one", "r_two"]
+
+    def refund(out_no: str) -> None:
+        body = {"transaction_id": txid, "amount": 300, "out_refund_no": out_no}
+        answers.append(control.post("/sandbox/webizpay/refunds", json=body))
+
+    threads = [threading.Thread(target=refund, args=(n,)) for n in names]
+    if database_url.startswith("postgresql"):
+        engine, holder = _hold_payment_row(database_url, txid)
+        for t in threads:
+            t.start()
+        time.sleep(1.0)  # both refunds are waiting on the row now
+        holder.rollback()
+        holder.close()
+        engine.dispose()
+    else:
+        for t in threads:
+            t.start()
+    for t in threads:
+        t.join(30)
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    refunded = sorted(events(app, "WEBIZPAY.PAYMENTREFUNDSUCCESS"), key=lambda e: e["refunded_amount"])
+    if same_out_refund_no:
+        assert len({a.json()["refund_id"] for a in answers}) == 1
+        assert [e["refunded_amount"] for e in refunded] == [300]
+    else:
+        assert [e["refunded_amount"] for e in refunded] == [300, 600]
+        assert sorted(a.json()["refunded_amount"] for a in answers) == [300, 600]

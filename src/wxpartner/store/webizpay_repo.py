@@ -371,6 +371,14 @@ class WebizpayRepo:
         row = _row(self.conn.execute(sa.select(t).where(t.c.transaction_id == transaction_id)).first())
         return Payment(**row) if row else None
 
+    def payment_for_update(self, transaction_id: str) -> Payment | None:
+        """The payment, row-locked until commit (PostgreSQL; SQLite writers are serialized anyway):
+        refunds of one payment run one after the other, each seeing the ones committed before it."""
+        t = webizpay_payments
+        stmt = sa.select(t).where(t.c.transaction_id == transaction_id).with_for_update()
+        row = _row(self.conn.execute(stmt).first())
+        return Payment(**row) if row else None
+
     def payments_of(self, card_no: str) -> list[Payment]:
         t = webizpay_payments
         rows = self.conn.execute(sa.select(t).where(t.c.card_no == card_no).order_by(t.c.paid_at))

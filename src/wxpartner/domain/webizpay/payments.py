@@ -135,8 +135,10 @@ def refund(
     repo: Repo, now: float, transaction_id: str, amount: int, *, out_refund_no: str | None = None
 ) -> Refund:
     """Refund part or all of a payment. RETURN cards get the amount back into remain_amount;
-    NOT_RETURN cards do not. Same out_refund_no again returns the first refund."""
-    payment = repo.payment(transaction_id)
+    NOT_RETURN cards do not. Same out_refund_no again returns the first refund. The payment is
+    locked first: a refund running at the same time (PostgreSQL) is seen whole, so ``refunded_amount``
+    in the callback counts it and a repeated out_refund_no finds it."""
+    payment = repo.payment_for_update(transaction_id)
     if payment is None:
         raise not_found(f"支付订单 {transaction_id}")
     out_no = out_refund_no or f"SBXR{secrets.token_hex(8).upper()}"
