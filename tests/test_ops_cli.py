@@ -231,6 +231,65 @@ def test_verify_callback_rejects_a_tampered_body(world: World, tmp_path: Path) -
     assert data["decrypt_error"].startswith("no APIv3 key")
 
 
+@pytest.mark.parametrize(
+    ("what", "content", "said"),
+    [
+        ("headers", b'{"Wechatpay-Serial": ', "is not a JSON object"),
+        ("headers", b"\xff\xfeWechatpay-Serial: x\n", "not UTF-8 text"),
+        ("public_key", b"not a PEM", "not a WeChat Pay public key or platform certificate PEM"),
+        ("apiv3_key", b"short", "32 ASCII characters"),
+    ],
+)
+def test_verify_callback_refuses_bad_input_with_a_message(
+    world: World, tmp_path: Path, what: str, content: bytes, said: str
+) -> None:
+    """Found by an audit: each of these was a Python traceback."""
+    headers, body, key = _callback(world, tmp_path)
+    apiv3_key = APIV3_KEY
+    if what == "headers":
+        headers.write_bytes(content)
+    elif what == "public_key":
+        key.write_bytes(content)
+    else:
+        apiv3_key = content.decode()
+    result = CliRunner().invoke(
+        main,
+        [
+            "verify-callback",
+            "--headers",
+            str(headers),
+            "--body",
+            str(body),
+            "--public-key",
+            str(key),
+            "--apiv3-key",
+            apiv3_key,
+            "--data-dir",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert said in result.output and "Traceback" not in result.output
+
+
+def test_verify_callback_tells_a_wrong_key_from_a_malformed_resource(world: World, tmp_path: Path) -> None:
+    """A resource without its nonce was reported as "KeyError: cannot decrypt with this APIv3 key";
+    a Wechatpay-Timestamp of non-ASCII digits ("²") was a traceback."""
+    headers, body, key = _callback(world, tmp_path)
+    data = json.loads(body.read_bytes())
+    del data["resource"]["nonce"]
+    body.write_bytes(json.dumps(data).encode())
+    headers.write_text(headers.read_text().replace("Wechatpay-Timestamp: ", "Wechatpay-Timestamp: ²"))
+    args = ["verify-callback", "--headers", str(headers), "--body", str(body), "--public-key", str(key)]
+    result = CliRunner().invoke(
+        main, [*args, "--apiv3-key", APIV3_KEY, "--data-dir", str(tmp_path), "--json"]
+    )
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.output)
+    assert out["signature_valid"] is False and out["timestamp_age_seconds"] is None
+    assert out["decrypt_error"] == "resource lacks 'nonce': not an encrypted WeChat Pay resource"
+
+
 def test_scenario_carries_fault_rules(run: Any, tmp_path: Path) -> None:
     scn = tmp_path / "faults.yaml"
     scn.write_text("faults:\n  - kind: FREQUENCY_LIMITED\n    operation: 'certificates.*'\n    count: 2\n")

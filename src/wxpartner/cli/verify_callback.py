@@ -13,6 +13,7 @@ import click
 
 from ..protocol import constants as c
 from ..protocol import keys as k
+from ..protocol.crypto import DecryptionError
 from ..protocol.notification import decrypt_resource
 from ._apiv3 import PublicKeys, check_signature, platform_keys
 from ._http import Target, target_options
@@ -21,9 +22,19 @@ from ._output import console, emit, print_json, verdict
 
 def read_headers(path: Path) -> dict[str, str]:
     """A JSON object, or 'Name: value' lines (as copied from a capture)."""
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if text.lstrip().startswith("{"):
-        return {str(key): str(v) for key, v in json.loads(text).items()}
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise click.ClickException(
+                f"{path}: starts with '{{' but is not a JSON object ({exc}); "
+                "give a JSON object or 'Name: value' lines"
+            ) from None
+        return {str(key): str(v) for key, v in data.items()}
     out: dict[str, str] = {}
     for line in text.splitlines():
         name, sep, val = line.partition(":")
@@ -47,8 +58,13 @@ def _public_keys(t: Target, files: tuple[str, ...]) -> PublicKeys:
     keys: PublicKeys = {}
     for p in files:
         pem = Path(p).read_bytes()
-        key_id = k.certificate_serial(k.load_certificate(pem)) if b"CERTIFICATE" in pem else Path(p).stem
-        keys[key_id] = k.load_public_key(pem)
+        try:
+            key_id = k.certificate_serial(k.load_certificate(pem)) if b"CERTIFICATE" in pem else Path(p).stem
+            keys[key_id] = k.load_public_key(pem)
+        except (k.KeyLoadError, ValueError) as exc:
+            raise click.ClickException(
+                f"--public-key {p}: not a WeChat Pay public key or platform certificate PEM ({exc})"
+            ) from None
     if not keys:
         keys = platform_keys(t) if (t.token or t.info) else {}
     return keys
@@ -61,8 +77,14 @@ def _decrypt_into(result: dict[str, Any], notification: dict[str, Any], apiv3_ke
     if isinstance(resource, dict) and apiv3_key:
         try:
             result["resource"] = decrypt_resource(apiv3_key, resource)
-        except Exception as exc:  # wrong key or tampered ciphertext: say which
-            result["decrypt_error"] = f"{type(exc).__name__}: cannot decrypt with this APIv3 key"
+        except DecryptionError:
+            result["decrypt_error"] = (
+                "cannot decrypt with this APIv3 key (a wrong key, or the resource was altered)"
+            )
+        except KeyError as exc:
+            result["decrypt_error"] = f"resource lacks {exc}: not an encrypted WeChat Pay resource"
+        except (ValueError, TypeError, AttributeError) as exc:
+            result["decrypt_error"] = f"resource is not an encrypted WeChat Pay resource: {exc}"
     elif isinstance(resource, dict):
         result["decrypt_error"] = "no APIv3 key: pass --apiv3-key"
 
@@ -111,11 +133,14 @@ def verify_callback(
     """Check a captured callback offline (signature, timestamp) and decrypt its resource.
 
     Exit status: 0 when the signature verifies, 1 otherwise."""
+    key = apiv3_key or t.info.get("apiv3_key")
+    if key is not None and not (isinstance(key, str) and key.isascii() and len(key) == 32):
+        raise click.ClickException("the APIv3 key must be exactly 32 ASCII characters")
     headers = _Headers(read_headers(Path(headers_file)))
     body = Path(body_file).read_bytes()
     ok, why = check_signature(headers, body, _public_keys(t, public_keys))
     ts = headers.get(c.H_TIMESTAMP) or ""
-    age = int(time.time()) - int(ts) if ts.isdigit() else None
+    age = int(time.time()) - int(ts) if ts.isascii() and ts.isdigit() else None
     result: dict[str, Any] = {"signature_valid": ok, "signature": why, "timestamp_age_seconds": age}
     try:
         notification = json.loads(body)
@@ -123,6 +148,6 @@ def verify_callback(
         notification = None
         result["error"] = "body is not JSON"
     if isinstance(notification, dict):
-        _decrypt_into(result, notification, apiv3_key or t.info.get("apiv3_key"))
+        _decrypt_into(result, notification, key)
     emit(result, as_json, _print_result)
     sys.exit(0 if ok else 1)
