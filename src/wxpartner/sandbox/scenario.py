@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import Connection
 
 from ..domain.merchants import KeyMode, Merchant, RelationKind, Role
@@ -53,6 +53,15 @@ class MerchantSpec(BaseModel):
     sub_merchants: list[Mchid] = []
     second_level_merchants: list[Mchid] = []
     channel_merchants: list[Mchid] = []
+
+    @field_validator("apiv3_key")
+    @classmethod
+    def _apiv3_key_is_ascii(cls, value: str | None) -> str | None:
+        # Its 32 characters are the AES-256 key's 32 bytes (protocol §9.3): another character makes
+        # no 32-byte key, and every callback to the merchant failed to encrypt.
+        if value is not None and not (value.isascii() and value.isprintable()):
+            raise ValueError("the APIv3 key must be 32 printable ASCII characters (they are the AES-256 key)")
+        return value
 
 
 class PlatformKeySpec(BaseModel):
