@@ -137,7 +137,23 @@ class Deliverer:
 
         async def one(claim: outbox.Claim) -> None:
             async with senders:
-                results[claim.id] = await self._send(client, merchants[claim.mchid], claim, bnow)
+                try:
+                    results[claim.id] = await self._send(client, merchants[claim.mchid], claim, bnow)
+                except Exception as exc:  # e.g. the database refused the release: the others go on,
+                    # and this one's lease expires and it is sent again (at-least-once)
+                    log.exception("callback %s: send not completed", claim.id)
+                    error = f"{type(exc).__name__}: {exc}"[:300]
+                    results[claim.id] = Delivered(
+                        claim.id,
+                        claim.mchid,
+                        claim.event_type,
+                        claim.sends,
+                        "pending",
+                        None,
+                        False,
+                        error,
+                        0.0,
+                    )
 
         async with (
             httpx.AsyncClient(timeout=self.timeout, trust_env=False, follow_redirects=False) as client,
