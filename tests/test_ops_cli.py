@@ -429,5 +429,8 @@ def test_callbacks_list_show_deliver_redeliver(run: Any, control: TestClient, ap
         assert "#2 500" in run("callbacks", "list", "--mchid", SP_B).output
         assert as_json(run("callbacks", "list", "--mchid", SP_A, "--json"))["data"] == []
         assert "404" in run("callbacks", "show", "nope", code=1).output
+        # An id is sent as one path segment: "a?b" was sent as id "a" with a query, "a#b" as "a".
+        assert "no callback notification a?b" in run("callbacks", "show", "a?b", code=1).output
+        assert "no callback notification a#b" in run("callbacks", "redeliver", "a#b", code=1).output
     finally:
         rec.stop()

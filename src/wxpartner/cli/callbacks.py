@@ -4,6 +4,7 @@ with every delivery attempt."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import click
 
@@ -88,7 +89,7 @@ def callbacks_list(
 @target_options
 def callbacks_show(t: Target, notification_id: str, as_json: bool) -> None:
     """One notification: its plaintext resource (sandbox view) and every attempt."""
-    emit(t.control("GET", f"/callbacks/{notification_id}"), as_json, _print_notification)
+    emit(t.control("GET", f"/callbacks/{quote(notification_id, safe='')}"), as_json, _print_notification)
 
 
 @callbacks.command("deliver")
@@ -103,4 +104,5 @@ def callbacks_deliver(t: Target, as_json: bool) -> None:
 @target_options
 def callbacks_redeliver(t: Target, notification_id: str, as_json: bool) -> None:
     """Send one notification again now (one more send if all were used)."""
-    emit(t.control("POST", f"/callbacks/{notification_id}/redeliver"), as_json, _print_attempts)
+    path = f"/callbacks/{quote(notification_id, safe='')}/redeliver"
+    emit(t.control("POST", path), as_json, _print_attempts)
