@@ -182,6 +182,20 @@ def test_notify_url(http: TestClient) -> None:
     for bad in (123, "https://x/" + "a" * 600, "", ["u"]):
         resp = http.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": bad}, headers=AUTH)
         assert resp.status_code == 400 and "at most 512 characters" in resp.json()["message"], bad
+    # found by an audit: these were stored, and every callback's 10 sends then failed
+    for bad, said in (
+        ("not a url", "without spaces"),
+        ("merchant.example/notify", "absolute http:// or https:// URL"),
+        ("ftp://merchant.example/notify", "absolute http:// or https:// URL"),
+        ("https:///notify", "absolute http:// or https:// URL"),
+        ("https://merchant.example:99999/notify", "not a valid URL"),
+        ("https://merchant.example/\tnotify", "control characters"),
+    ):
+        resp = http.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": bad}, headers=AUTH)
+        assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", bad
+        assert said in resp.json()["message"], (bad, resp.json())
+    rows = {m["mchid"]: m for m in http.get("/sandbox/merchants", headers=AUTH).json()["data"]}
+    assert rows[SP_A]["notify_url"] is None
     resp = http.put("/sandbox/merchants/1999999999/notify-url", json={"notify_url": url}, headers=AUTH)
     assert resp.status_code == 404 and resp.json()["code"] == "RESOURCE_NOT_EXISTS"
 

@@ -143,6 +143,8 @@ def test_certificate_of_another_merchant_is_refused(db: Database, world: World, 
         # found by an audit: 32 characters but not 32 bytes; every callback failed to encrypt
         ({"merchants": [{"mchid": NEW_SP, "apiv3_key": "é" * 32}]}, "32 printable ASCII characters"),
         ({"merchants": [{"mchid": NEW_SP, "apiv3_key": "ａ" * 32}]}, "32 printable ASCII characters"),
+        # found by an audit: stored, then every callback's sends failed
+        ({"merchants": [{"mchid": NEW_SP, "notify_url": "merchant.example/notify"}]}, "http:// or https://"),
         ({"merchants": [{"mchid": NEW_SP, "key_mode": "sm2"}]}, "merchants.1.key_mode"),
         ({"merchants": [{"mchid": NEW_SP, "colour": "red"}]}, "merchants.1.colour"),
         (

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import urlsplit
+
+NOTIFY_URL_MAX = 512
 
 
 class Role(StrEnum):
@@ -53,3 +56,26 @@ class Caller:
     @property
     def mchid(self) -> str:
         return self.merchant.mchid
+
+
+def notify_url_problem(url: object) -> str | None:
+    """Why ``url`` cannot be a callback URL, or None when it can (``None`` itself: no URL). Callbacks
+    are POSTed to it (protocol §9): an absolute http(s) URL with a host. Anything else was stored and
+    then failed each of the notification's 10 sends."""
+    if url is None:
+        return None
+    if not isinstance(url, str) or not 0 < len(url) <= NOTIFY_URL_MAX:
+        return f"notify_url must be a URL of at most {NOTIFY_URL_MAX} characters, or null"
+    if not url.isprintable() or " " in url:
+        return "notify_url must be a URL without spaces or control characters (percent-encode them)"
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError as exc:
+        return f"notify_url is not a valid URL: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        return (
+            "notify_url must be an absolute http:// or https:// URL with a host, "
+            "e.g. https://merchant.example/notify"
+        )
+    return None

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import Connection
 
-from ..domain.merchants import KeyMode, Merchant, RelationKind, Role
+from ..domain.merchants import KeyMode, Merchant, RelationKind, Role, notify_url_problem
 from ..protocol import keys as k
 from ..store import registry
 from ..store.db import Database
@@ -53,6 +53,14 @@ class MerchantSpec(BaseModel):
     sub_merchants: list[Mchid] = []
     second_level_merchants: list[Mchid] = []
     channel_merchants: list[Mchid] = []
+
+    @field_validator("notify_url")
+    @classmethod
+    def _notify_url_is_a_url(cls, value: str | None) -> str | None:
+        problem = notify_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("apiv3_key")
     @classmethod

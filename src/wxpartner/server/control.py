@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..domain.clock import ClockState
+from ..domain.merchants import notify_url_problem
 from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
 from ..sandbox.material import make_platform_certificate, make_platform_public_key
@@ -218,8 +219,9 @@ async def notify_url(request: Request) -> Response:
     body = await json_body(request)
     url = body.get("notify_url")
     mchid = request.path_params["mchid"]
-    if url is not None and (not isinstance(url, str) or not 0 < len(url) <= 512):
-        raise ControlError(400, "PARAM_ERROR", "notify_url must be a URL of at most 512 characters, or null")
+    problem = notify_url_problem(url)
+    if problem is not None:
+        raise ControlError(400, "PARAM_ERROR", problem)
 
     def apply() -> bool:
         with db.write() as conn:
