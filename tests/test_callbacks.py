@@ -384,6 +384,51 @@ def test_an_answer_trickling_in_past_the_timeout_is_a_timeout(
     assert view["sends"] == 1 and view["next_attempt_at"] == T0 + 15
 
 
+@contextlib.contextmanager
+def slow_accepting_receiver(accept_every: float, backlog: int = 5) -> Iterator[str]:
+    """A merchant endpoint that takes a connection off its listen queue every ``accept_every``
+    seconds (a busy server), with Python http.server's backlog of 5; answers 200 to each."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=backlog)
+
+    def answer(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            head_end = request.index(b"\r\n\r\n") + 4
+            length = int(re.search(rb"(?i)content-length: *(\d+)", request[:head_end])[1])  # type: ignore[index]
+            while len(request) < head_end + length:
+                request += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=answer, args=(conn,), daemon=True).start()
+                time.sleep(accept_every)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/wxpay/notify"
+    finally:
+        listener.close()
+
+
+def test_a_pass_does_not_overflow_a_small_listen_backlog(app: WxPartnerApp, frozen: TestClient) -> None:
+    """A pass sends its notifications at once; eight simultaneous connects to one host overflowed a
+    listen queue of 5 that a busy server drains slowly, and the kernel retried the dropped ones only
+    a second later. At most 4 sends to one host at a time fit in it."""
+    with slow_accepting_receiver(accept_every=0.01) as url:
+        set_notify_url(frozen, SP_A, url)
+        ids = [enqueue(app, resource={"n": i}) for i in range(16)]
+        started = time.monotonic()
+        results = Deliverer(app.state.db, app.state.keyring).run_pass()
+        took = time.monotonic() - started
+    assert sorted(r.id for r in results) == sorted(ids) and all(r.ok for r in results)
+    assert took < 0.9, f"a pass of 16 to one host took {took:.2f} s"
+
+
 def test_only_the_start_of_a_long_answer_is_read(
     app: WxPartnerApp, frozen: TestClient, receiver: Receiver
 ) -> None:

@@ -12,6 +12,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -34,6 +35,9 @@ POLL_SECONDS = 1.0
 LEASE_SECONDS = 60.0  # > timeout x sends per batch worker: a live claim never expires mid-send
 BATCH = 16
 SENDERS = 8
+# Concurrent sends to one host: a burst of simultaneous connects overflows a small listen backlog
+# (Python's http.server: 5), whose dropped SYNs are retried only after 1 s.
+SENDERS_PER_HOST = 4
 SUCCESS_STATUSES = frozenset({200, 204})  # protocol §9.4: only the status counts, not the body
 # Of an answer's body only this much is read (for the attempt's error text); the rest is not awaited.
 ANSWER_BYTES = 64 * 1024
@@ -134,9 +138,19 @@ class Deliverer:
     ) -> list[Delivered]:
         results: dict[str, Delivered] = {}
         senders = anyio.Semaphore(SENDERS)
+        per_host: dict[str, anyio.Semaphore] = {}
+
+        def host_of(claim: outbox.Claim) -> str:
+            merchant = merchants[claim.mchid]
+            try:
+                parts = urlsplit(merchant.notify_url or "") if merchant else None
+                return f"{parts.scheme}://{parts.hostname}:{parts.port}" if parts else ""
+            except ValueError:
+                return ""
 
         async def one(claim: outbox.Claim) -> None:
-            async with senders:
+            host = per_host.setdefault(host_of(claim), anyio.Semaphore(SENDERS_PER_HOST))
+            async with host, senders:
                 try:
                     results[claim.id] = await self._send(client, merchants[claim.mchid], claim, bnow)
                 except Exception as exc:  # e.g. the database refused the release: the others go on,
