@@ -184,6 +184,37 @@ def test_client_refuses_an_apiv3_key_that_is_no_aes_key(world: World, apiv3_key:
         )
 
 
+@pytest.mark.parametrize("apiv3_key", ["short", "é" * 16])
+def test_parse_notification_with_keys_refuses_an_apiv3_key_that_is_no_aes_key(
+    world: World, apiv3_key: str
+) -> None:
+    """parse_notification(keys=..., apiv3_key=...) took any key and then refused the genuine
+    callback as 'bad_resource: the callback body is not a WeChat Pay notification'."""
+    from wxpartner.client import KeySet, parse_notification
+
+    pub = world.platform_pub
+    body = json.dumps(
+        {
+            "id": "EV-1",
+            "event_type": "WEBIZPAY.REVOKED",
+            "resource": encrypt_resource(APIV3_KEY, {"user_id": "u1"}, original_type="webizpay"),
+        }
+    ).encode()
+    signed = sign_notification(
+        body,
+        private_key=load_private_key(pub.private_key_pem.encode()),
+        key_id=pub.key_id,
+        timestamp=int(time.time()),
+        request_id="RID-1",
+    )
+    keys = KeySet(public_key=pub.public_key_pem, public_key_id=pub.key_id)
+    with pytest.raises(ConfigurationError, match="32 ASCII characters"):
+        parse_notification(signed.headers, body, keys=keys, apiv3_key=apiv3_key)
+    assert parse_notification(signed.headers, body, keys=keys, apiv3_key=APIV3_KEY).plaintext == {
+        "user_id": "u1"
+    }
+
+
 @pytest.mark.skipif("wxpartner.server.ops" not in ROUTE_MODULES, reason="fault injection not registered")
 @pytest.mark.parametrize(
     ("fault", "reason"), [("BAD_SIGNATURE", "bad_signature"), ("SIGNATURE_PROBE", "probe")]

@@ -34,7 +34,14 @@ from .errors import (
     VerificationError,
     api_error_from,
 )
-from .keys import SIGNED_HEADERS, KeySet, UnknownSerial, decrypt_certificates, downloadable
+from .keys import (
+    SIGNED_HEADERS,
+    KeySet,
+    UnknownSerial,
+    check_apiv3_key,
+    decrypt_certificates,
+    downloadable,
+)
 from .outgoing import Outgoing, outgoing
 from .policy import DEFAULT_TIMEOUT, NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
 from .sensitive import encrypt_at, sensitive_pointers
@@ -191,12 +198,8 @@ def make_config(
     if not mchid or not serial_no:
         raise ConfigurationError("mchid and serial_no (the merchant API certificate serial) are required")
     key = private_key if isinstance(private_key, rsa.RSAPrivateKey) else load_private_key(private_key)
-    if apiv3_key is not None and not (
-        isinstance(apiv3_key, str) and apiv3_key.isascii() and len(apiv3_key) == 32
-    ):
-        # Its characters are the AES-256 key's bytes (protocol §9.3): 16 two-byte characters made
-        # 32 UTF-8 bytes but no key, and every callback then failed as "not a notification".
-        raise ConfigurationError("apiv3_key must be exactly 32 ASCII characters (32 bytes)")
+    if apiv3_key is not None:
+        check_apiv3_key(apiv3_key)
     keys = KeySet(
         public_key=wechatpay_public_key,
         public_key_id=wechatpay_public_key_id,

@@ -48,6 +48,14 @@ class UnknownSerial(Exception):
         self.serial = serial
 
 
+def check_apiv3_key(apiv3_key: object) -> None:
+    """Raise ``ConfigurationError`` unless ``apiv3_key`` can be an APIv3 key: its 32 ASCII characters
+    are the AES-256 key's 32 bytes (protocol §9.3). 16 two-byte characters make 32 UTF-8 bytes but
+    no key: every callback then failed to decrypt, as if it were not a notification."""
+    if not (isinstance(apiv3_key, str) and apiv3_key.isascii() and len(apiv3_key) == 32):
+        raise ConfigurationError("apiv3_key must be exactly 32 ASCII characters (32 bytes)")
+
+
 def _norm_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
     items = headers.items() if isinstance(headers, Mapping) else headers
     return {str(k).lower(): str(v) for k, v in items}

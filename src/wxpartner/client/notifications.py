@@ -21,7 +21,7 @@ from ..protocol import constants as c
 from ..protocol.crypto import DecryptionError
 from ..protocol.notification import decrypt_resource
 from .errors import ConfigurationError, VerificationError
-from .keys import KeySet, UnknownSerial, downloadable
+from .keys import KeySet, UnknownSerial, check_apiv3_key, downloadable
 
 if TYPE_CHECKING:
     from .core import Engine, Flow
@@ -165,4 +165,5 @@ def parse_notification(
         return parse(headers, raw_body)
     if keys is None or apiv3_key is None:
         raise ConfigurationError("parse_notification needs client=..., or keys=... and apiv3_key=...")
+    check_apiv3_key(apiv3_key)
     return decode_notification(keys, apiv3_key, headers, raw_body)
