@@ -210,6 +210,11 @@ def test_parse_notification_with_keys_refuses_an_apiv3_key_that_is_no_aes_key(
     keys = KeySet(public_key=pub.public_key_pem, public_key_id=pub.key_id)
     with pytest.raises(ConfigurationError, match="32 ASCII characters"):
         parse_notification(signed.headers, body, keys=keys, apiv3_key=apiv3_key)
+    # A refused callback is not called a response ("response verification failed" before).
+    with pytest.raises(VerificationError) as refused:
+        parse_notification(signed.headers, body + b" ", keys=keys, apiv3_key=APIV3_KEY)
+    assert str(refused.value).startswith("verification failed (bad_signature): the signature does not")
+    assert "callback" in str(refused.value) and "response" not in str(refused.value)
     assert parse_notification(signed.headers, body, keys=keys, apiv3_key=APIV3_KEY).plaintext == {
         "user_id": "u1"
     }

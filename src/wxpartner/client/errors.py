@@ -173,7 +173,7 @@ class VerificationError(WxPayError):
         self.key = key
         self.message = message
         self.request_id = request_id
-        text = f"response verification failed ({reason}): {explanation}"
+        text = f"verification failed ({reason}): {explanation}"  # answers and callbacks alike
         if serial:
             text += f"; Wechatpay-Serial={serial}"
         if key:
