@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from live import start_live_server
@@ -33,6 +34,7 @@ from wxpartner.server.keyring import KeyRing
 from wxpartner.server.settings import Settings
 from wxpartner.store import outbox, registry
 from wxpartner.store.db import Database, sqlite_url_for
+from wxpartner.store.outbox_tables import callback_attempts
 
 T0 = 1_747_280_000.0  # 2025-05-15T11:33:20+08:00, the business clock is frozen here
 SCHEDULE = [0, 15, 15, 30, 180, 1800, 1800, 1800, 1800, 3600]
@@ -517,6 +519,34 @@ def test_expired_lease_is_claimed_again(app: WxPartnerApp, frozen: TestClient, r
         )
     assert [r.id for r in Deliverer(app.state.db, app.state.keyring).run_pass()] == [dead]
     assert receiver.ids() == [dead]
+
+
+def test_a_send_finishing_after_a_reset_leaves_no_attempt_behind(
+    app: WxPartnerApp, frozen: TestClient
+) -> None:
+    """A reset while a send is in flight: its attempt row was still written, for a notification no
+    longer there, and no later reset removed it."""
+    set_notify_url(frozen, SP_A, "http://127.0.0.1:9/x")
+    nid = enqueue(app)
+    with app.state.db.write() as conn:
+        [claim] = outbox.claim_due(
+            conn, business_now=T0, real_now=time.time(), owner="me", lease_seconds=60, limit=1
+        )
+    assert frozen.post("/sandbox/reset", json={}).status_code == 200
+    outcome = outbox.Outcome(
+        at=T0,
+        sent_at=time.time(),
+        url="http://127.0.0.1:9/x",
+        status=200,
+        latency_ms=1.0,
+        ok=True,
+        error=None,
+    )
+    with app.state.db.write() as conn:
+        assert outbox.complete(conn, claim, outcome) == ("delivered", False)
+    with app.state.db.read() as conn:
+        left = conn.execute(sa.select(sa.func.count()).select_from(callback_attempts)).scalar_one()
+    assert claim.id == nid and left == 0
 
 
 def test_deliver_endpoint_waits_for_sends_in_flight_elsewhere(
