@@ -137,7 +137,7 @@ def _due(business_now: float, real_now: float) -> sa.ColumnElement[bool]:
     )
 
 
-def _deliverable_merchants() -> sa.Select[tuple[str]]:
+def _deliverable_merchants() -> sa.Select[str]:
     """Merchants a notification can go to: a callback URL and an APIv3 key to encrypt with.
     Notifications of other merchants wait (unclaimed, no send used) until both are configured."""
     return sa.select(merchants.c.mchid).where(
@@ -145,13 +145,18 @@ def _deliverable_merchants() -> sa.Select[tuple[str]]:
     )
 
 
+def _deliverable(conn: Connection) -> list[str]:
+    return list(conn.execute(_deliverable_merchants()).scalars())
+
+
 def any_due(conn: Connection, *, business_now: float, real_now: float) -> bool:
-    """A cheap read so idle pollers never take the write lock."""
-    stmt = (
-        sa.select(_n.c.id)
-        .where(_due(business_now, real_now), _n.c.mchid.in_(_deliverable_merchants()))
-        .limit(1)
-    )
+    """A cheap read so idle pollers never take the write lock. The merchants that can receive are read
+    first: with none (a load test's merchants have no notify_url) no notification is looked at, where
+    every poll of every process used to walk all waiting notifications (≈25 ms at 100,000)."""
+    deliverable = _deliverable(conn)
+    if not deliverable:
+        return False
+    stmt = sa.select(_n.c.id).where(_due(business_now, real_now), _n.c.mchid.in_(deliverable)).limit(1)
     return conn.execute(stmt).first() is not None
 
 
@@ -173,9 +178,12 @@ def claim_due(
 ) -> list[Claim]:
     """Lease up to ``limit`` due notifications to ``owner``. Call in a write transaction."""
     due = _due(business_now, real_now)
+    deliverable = _deliverable(conn)
+    if not deliverable:
+        return []
     pick = (
         sa.select(_n.c.id)
-        .where(due, _n.c.mchid.in_(_deliverable_merchants()))
+        .where(due, _n.c.mchid.in_(deliverable))
         .order_by(_n.c.next_attempt_at, _n.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True, of=_n)
