@@ -376,24 +376,27 @@ def test_an_answer_trickling_in_past_the_timeout_is_a_timeout(
     with trickling_receiver(phase, gap=0.1, total=3.0) as url:
         set_notify_url(frozen, SP_A, url)
         nid = enqueue(app)
-        started = time.monotonic()
         [result] = Deliverer(app.state.db, app.state.keyring, timeout=0.5).run_pass()
-        took = time.monotonic() - started
+    # the whole answer would have come in 3 s, its 200 with it: only a bound on the whole is a timeout
     assert (result.status, result.ok, result.state) == (None, False, "pending")
     assert result.error is not None and "timeout" in result.error
-    assert took < 2.0, f"the send took {took:.1f} s with a 0.5 s timeout"
     view = frozen.get(f"/sandbox/callbacks/{nid}").json()
     assert view["sends"] == 1 and view["next_attempt_at"] == T0 + 15
 
 
 @contextlib.contextmanager
-def slow_accepting_receiver(accept_every: float, backlog: int = 5) -> Iterator[str]:
-    """A merchant endpoint that takes a connection off its listen queue every ``accept_every``
-    seconds (a busy server), with Python http.server's backlog of 5; answers 200 to each."""
-    listener = socket.create_server(("127.0.0.1", 0), backlog=backlog)
+def counting_receiver(hold: float) -> Iterator[tuple[str, list[int]]]:
+    """A merchant endpoint that answers 200 to each notification after ``hold`` seconds and records
+    how many connections it had open at once (``peak[0]``)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    lock = threading.Lock()
+    active, peak = [0], [0]
 
     def answer(conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError):
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
             request = b""
             while b"\r\n\r\n" not in request:
                 request += conn.recv(65536)
@@ -401,6 +404,9 @@ def slow_accepting_receiver(accept_every: float, backlog: int = 5) -> Iterator[s
             length = int(re.search(rb"(?i)content-length: *(\d+)", request[:head_end])[1])  # type: ignore[index]
             while len(request) < head_end + length:
                 request += conn.recv(65536)
+            time.sleep(hold)
+            with lock:
+                active[0] -= 1
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 
     def serve() -> None:
@@ -408,27 +414,24 @@ def slow_accepting_receiver(accept_every: float, backlog: int = 5) -> Iterator[s
             while True:
                 conn, _ = listener.accept()
                 threading.Thread(target=answer, args=(conn,), daemon=True).start()
-                time.sleep(accept_every)
 
     threading.Thread(target=serve, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/wxpay/notify"
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/wxpay/notify", peak
     finally:
         listener.close()
 
 
-def test_a_pass_does_not_overflow_a_small_listen_backlog(app: WxPartnerApp, frozen: TestClient) -> None:
-    """A pass sends its notifications at once; eight simultaneous connects to one host overflowed a
-    listen queue of 5 that a busy server drains slowly, and the kernel retried the dropped ones only
-    a second later. At most 4 sends to one host at a time fit in it."""
-    with slow_accepting_receiver(accept_every=0.01) as url:
+def test_a_pass_sends_at_most_four_at_a_time_to_one_host(app: WxPartnerApp, frozen: TestClient) -> None:
+    """A pass sends its notifications at once; sixteen simultaneous connects to one host overflowed a
+    listen queue of 5 (Python http.server's) that a busy server drains slowly, and the kernel retried
+    the dropped ones only a second later. At most 4 sends to one host are open at a time."""
+    with counting_receiver(hold=0.05) as (url, peak):
         set_notify_url(frozen, SP_A, url)
         ids = [enqueue(app, resource={"n": i}) for i in range(16)]
-        started = time.monotonic()
         results = Deliverer(app.state.db, app.state.keyring).run_pass()
-        took = time.monotonic() - started
     assert sorted(r.id for r in results) == sorted(ids) and all(r.ok for r in results)
-    assert took < 0.9, f"a pass of 16 to one host took {took:.2f} s"
+    assert 1 < peak[0] <= 4, f"{peak[0]} sends were open at once"
 
 
 def test_only_the_start_of_a_long_answer_is_read(
