@@ -479,3 +479,55 @@ def test_control_api_reads_pem_files_from_the_data_dir_only(http: TestClient, ap
     text = yaml.safe_dump({"merchants": [{"mchid": NEW_SP, "certificates": [{"certificate": "blob.bin"}]}]})
     resp = http.post("/sandbox/scenario", content=text, headers=AUTH)
     assert resp.status_code == 400 and "not PEM text" in resp.json()["message"]
+
+
+def _key_files(data_dir: Path, mchid: str) -> dict[str, bytes]:
+    key_dir = data_dir / "keys" / mchid
+    return {p.name: p.read_bytes() for p in sorted(key_dir.iterdir())} if key_dir.is_dir() else {}
+
+
+def test_generate_reuses_the_registered_pair_and_a_failed_load_writes_no_key_file(
+    db: Database, tmp_path: Path
+) -> None:
+    """Found in the sandbox audit: ``generate: true`` wrote its files inside the transaction, so a load
+    that failed later left new key files behind (the database rolled back) and overwrote the merchant's
+    working apiclient_key.pem; and every load made yet another certificate (not idempotent)."""
+    data: dict[str, Any] = {"merchants": [{"mchid": NEW_SP, "certificates": [{"generate": True}]}]}
+    first = scenario.load_scenario(db, data, base_dir=tmp_path, data_dir=tmp_path)
+    files = _key_files(tmp_path, NEW_SP)
+    assert set(files) == {"apiclient_cert.pem", "apiclient_key.pem"}
+    again = scenario.load_scenario(db, data, base_dir=tmp_path, data_dir=tmp_path)
+    assert again["generated_keys"] == first["generated_keys"]  # the same pair, reported again
+    assert _key_files(tmp_path, NEW_SP) == files
+    with db.read() as conn:
+        assert len(registry.list_certificates(conn, NEW_SP)) == 1
+
+    other = "1888000002"
+    failing: dict[str, Any] = {
+        "merchants": [
+            {"mchid": NEW_SP, "certificates": [{"generate": True}]},
+            {"mchid": other, "certificates": [{"generate": True}]},
+        ],
+        # refused while loading, after the merchants (a user_id is at least 6 characters)
+        "webizpay": {"employees": [{"sp_mchid": NEW_SP, "sub_mchid": "1888000101", "user_id": "u"}]},
+    }
+    with db.write() as conn:  # the merchant's only certificate is revoked: generate must make a new pair
+        registry.revoke_certificate(conn, next(iter(first["generated_keys"][NEW_SP]))["serial_no"])
+    with pytest.raises(scenario.ScenarioError, match=r"webizpay\.employees\.0\.user_id"):
+        scenario.load_scenario(db, failing, base_dir=tmp_path, data_dir=tmp_path)
+    assert _key_files(tmp_path, NEW_SP) == files  # untouched
+    assert _key_files(tmp_path, other) == {}  # nothing written for the merchant that was not loaded
+    assert other not in _merchant_ids(db)
+    with db.read() as conn:
+        assert len(registry.list_certificates(conn, NEW_SP)) == 1
+
+    # without the bad section: a new pair for NEW_SP (its old one is revoked), written once committed
+    del failing["webizpay"]
+    report = scenario.load_scenario(db, failing, base_dir=tmp_path, data_dir=tmp_path)
+    [made] = report["generated_keys"][NEW_SP]
+    assert _key_files(tmp_path, NEW_SP) != files
+    cert = k.load_certificate(Path(made["certificate"]).read_bytes())
+    assert k.certificate_serial(cert) == made["serial_no"]
+    key = k.load_private_key(Path(made["private_key"]))
+    assert key.public_key().public_numbers() == k.certificate_public_key(cert).public_numbers()
+    assert set(_key_files(tmp_path, other)) == {"apiclient_cert.pem", "apiclient_key.pem"}

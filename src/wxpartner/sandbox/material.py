@@ -6,6 +6,7 @@ import os
 import secrets
 import string
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,25 +54,52 @@ def merchant_key_dir(data_dir: Path, mchid: str) -> Path:
     return path
 
 
-def make_merchant_keys(mchid: str, out_dir: Path, *, pkcs1: bool = False) -> MerchantKeyFiles:
-    """apiclient_key.pem (PKCS#8, or PKCS#1 on request) and apiclient_cert.pem, as the merchant console issues."""
+def new_merchant_keys(mchid: str, out_dir: Path, *, pkcs1: bool = False) -> MerchantKeyFiles:
+    """A key pair and certificate for ``out_dir``, in memory: nothing is written yet (a scenario writes
+    them only once its transaction committed, see ``write_merchant_keys``)."""
     key = k.generate_private_key()
     cert = k.issue_certificate(
         key, f"{mchid}", organization="wxpartner sandbox merchant", issuer_key=k.generate_private_key()
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    key_pem = k.private_key_pem(key, pkcs1=pkcs1)
-    cert_pem = k.certificate_pem(cert)
-    write_secret(out_dir / "apiclient_key.pem", key_pem)
-    (out_dir / "apiclient_cert.pem").write_text(cert_pem)
     return MerchantKeyFiles(
         serial_no=k.certificate_serial(cert),
         private_key_path=out_dir / "apiclient_key.pem",
         certificate_path=out_dir / "apiclient_cert.pem",
-        private_key_pem=key_pem,
-        certificate_pem=cert_pem,
+        private_key_pem=k.private_key_pem(key, pkcs1=pkcs1),
+        certificate_pem=k.certificate_pem(cert),
         public_key_pem=k.public_key_pem(key.public_key()),
     )
+
+
+def write_merchant_keys(files: MerchantKeyFiles) -> None:
+    """apiclient_key.pem (owner-only) and apiclient_cert.pem."""
+    files.private_key_path.parent.mkdir(parents=True, exist_ok=True)
+    write_secret(files.private_key_path, files.private_key_pem)
+    files.certificate_path.write_text(files.certificate_pem)
+
+
+def make_merchant_keys(mchid: str, out_dir: Path, *, pkcs1: bool = False) -> MerchantKeyFiles:
+    """apiclient_key.pem (PKCS#8, or PKCS#1 on request) and apiclient_cert.pem, as the merchant console issues."""
+    files = new_merchant_keys(mchid, out_dir, pkcs1=pkcs1)
+    write_merchant_keys(files)
+    return files
+
+
+def usable_key_files(out_dir: Path, registered: Callable[[str], bool]) -> str | None:
+    """The serial of the pair already in ``out_dir`` when its private key belongs to its certificate and
+    ``registered(serial)`` (the database: a certificate of this merchant, not revoked); else None."""
+    key_path, cert_path = out_dir / "apiclient_key.pem", out_dir / "apiclient_cert.pem"
+    if not (key_path.is_file() and cert_path.is_file()):
+        return None
+    try:
+        cert = k.load_certificate(cert_path.read_bytes())
+        private = k.load_private_key(key_path)
+    except (OSError, k.KeyLoadError):
+        return None
+    if private.public_key().public_numbers() != k.certificate_public_key(cert).public_numbers():
+        return None
+    serial = k.certificate_serial(cert)
+    return serial if registered(serial) else None
 
 
 def make_platform_certificate(

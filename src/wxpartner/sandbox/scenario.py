@@ -17,7 +17,13 @@ from ..domain.merchants import KeyMode, Merchant, RelationKind, Role, notify_url
 from ..protocol import keys as k
 from ..store import registry
 from ..store.db import Database
-from .material import make_merchant_keys, merchant_key_dir
+from .material import (
+    MerchantKeyFiles,
+    merchant_key_dir,
+    new_merchant_keys,
+    usable_key_files,
+    write_merchant_keys,
+)
 
 
 class ScenarioError(ValueError):
@@ -99,6 +105,9 @@ class LoadContext:
     # A file the user loads locally (serve --scenario, the pytest plugin) may name any file they can read.
     confine: bool = False
     report: dict[str, Any] = field(default_factory=dict)
+    # Files to write once the transaction committed (generated keys): a failed load writes nothing.
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    generated: dict[Path, MerchantKeyFiles] = field(default_factory=dict)  # key dir -> pair to write
 
 
 @dataclass(frozen=True)
@@ -181,21 +190,7 @@ def _load_merchant(conn: Connection, spec: MerchantSpec, lctx: LoadContext) -> N
     for i, cert in enumerate(spec.certificates):
         where = f"merchants[{spec.mchid}].certificates[{i}]"
         if cert.generate:
-            try:
-                key_dir = merchant_key_dir(lctx.data_dir, spec.mchid)  # Mchid already refuses paths
-            except ValueError as exc:
-                raise ScenarioError(f"{where}: {exc}") from exc
-            files = make_merchant_keys(spec.mchid, key_dir)
-            registry.add_certificate(
-                conn, spec.mchid, files.serial_no, files.public_key_pem, files.certificate_pem
-            )
-            made.append(
-                {
-                    "serial_no": files.serial_no,
-                    "private_key": str(files.private_key_path),
-                    "certificate": str(files.certificate_path),
-                }
-            )
+            made.append(_generate(conn, spec.mchid, lctx, where))
             continue
         if cert.certificate:
             pem = _read_pem(cert.certificate, lctx, where)
@@ -237,6 +232,33 @@ def _load_merchant(conn: Connection, spec: MerchantSpec, lctx: LoadContext) -> N
             if registry.get_merchant(conn, child) is None:
                 registry.upsert_merchant(conn, Merchant(child, "", role, None, KeyMode.PUBLIC_KEY, None))
             registry.add_relation(conn, spec.mchid, child, kind)
+
+
+def _generate(conn: Connection, mchid: str, lctx: LoadContext, where: str) -> dict[str, str]:
+    """``generate: true``: the usable pair already in <data-dir>/keys/<mchid>/ (registered to this
+    merchant, not revoked: loading a file twice changes nothing), else a new pair, registered now and
+    written once the load committed (a load that fails leaves the files as they were)."""
+    try:
+        key_dir = merchant_key_dir(lctx.data_dir, mchid)  # Mchid already refuses paths
+    except ValueError as exc:
+        raise ScenarioError(f"{where}: {exc}") from exc
+
+    def registered(serial: str) -> bool:
+        _, cred = registry.get_credential(conn, mchid, serial)
+        return cred is not None and not cred.revoked
+
+    files = lctx.generated.get(key_dir)  # a second generate: true of the merchant in this file
+    serial = files.serial_no if files is not None else usable_key_files(key_dir, registered)
+    if serial is None:
+        files = lctx.generated[key_dir] = new_merchant_keys(mchid, key_dir)
+        registry.add_certificate(conn, mchid, files.serial_no, files.public_key_pem, files.certificate_pem)
+        lctx.after_commit.append(lambda: write_merchant_keys(files))
+        serial = files.serial_no
+    return {
+        "serial_no": serial,
+        "private_key": str(key_dir / "apiclient_key.pem"),
+        "certificate": str(key_dir / "apiclient_cert.pem"),
+    }
 
 
 def _load_platform_key(conn: Connection, spec: PlatformKeySpec, lctx: LoadContext, where: str) -> None:
@@ -315,8 +337,12 @@ def load_scenario(
     """``confine``: PEM paths only inside ``base_dir`` (a scenario that came over the network)."""
     from ..server import families  # noqa: F401  (registers the family sections)
 
+    lctx = LoadContext(base_dir, data_dir, confine=confine)
     with db.write() as conn:
-        return load_into(conn, data, LoadContext(base_dir, data_dir, confine=confine))
+        report = load_into(conn, data, lctx)
+    for write in lctx.after_commit:
+        write()
+    return report
 
 
 def load_scenario_file(db: Database, path: Path, *, data_dir: Path) -> dict[str, Any]:
