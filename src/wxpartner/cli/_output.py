@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -19,6 +20,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 F = TypeVar("F", bound=Callable[..., Any])
 # Piped or captured output is not squeezed into 80 columns: tables stay readable in logs and files.
@@ -36,7 +38,7 @@ def emit(data: Any, as_json: bool, pretty: Callable[[Any], None]) -> None:
 
 def kv(data: dict[str, Any]) -> None:
     for key, val in data.items():
-        console.print(f"[bold]{key}[/]: {val}")
+        console.print(f"[bold]{escape(str(key))}[/]: {escape(str(val))}")
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
@@ -45,8 +47,13 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
         ident = i == 0 or col in ("id", "request_id")  # ids must stay copyable: never folded
         t.add_column(col, overflow="fold", no_wrap=ident, min_width=18 if col == "request_id" else None)
     for row in rows:
-        t.add_row(*["" if v is None else str(v) for v in row])
+        t.add_row(*[Text("" if v is None else str(v)) for v in row])  # data, never markup
     console.print(t)
+
+
+def say(text: str, style: str = "") -> None:
+    """Text from the server or the user, printed as is (a '[/]' in it is not rich markup)."""
+    console.print(Text(text, style=style))
 
 
 def print_json(data: Any) -> None:
@@ -55,7 +62,7 @@ def print_json(data: Any) -> None:
 
 def verdict(ok: bool, why: str) -> None:
     """A signature check's result: ✓ in green or ✗ in red."""
-    console.print(("[green]✓ " if ok else "[red]✗ ") + why + "[/]")
+    console.print(("[green]✓ " if ok else "[red]✗ ") + escape(why) + "[/]")
 
 
 def progress_option(fn: F) -> F:

@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
+from ..protocol.messages import visible_controls
 from ._http import Target, present, target_options
-from ._output import console, emit, kv, table
+from ._output import console, emit, kv, say, table
 
 
 @click.command()
@@ -65,8 +66,21 @@ def _print_journal(data: dict[str, Any]) -> None:
 
 
 def _print_entry(row: dict[str, Any]) -> None:
-    kv({key: v for key, v in row.items() if key != "expected_message" and v is not None})
-    if row.get("expected_message"):
-        console.print("[bold]expected string-to-sign[/] (each line ends with \\n):")
-        for line in row["expected_message"].split("\n")[:-1]:
-            console.print(f"  [cyan]{line}[/]\\n", markup=True)
+    shown = {key: v for key, v in row.items() if not key.startswith("expected_message") and v is not None}
+    kv(shown)
+    message = row.get("expected_message")
+    if not message:
+        return
+    length = row.get("expected_message_length")
+    size = f"{length} bytes" if length is not None else "length unknown"
+    console.print(
+        f"[bold]expected string-to-sign[/] ({size}; each line ends with \\n; ␍ is a carriage return, "
+        "␉ a tab, � a byte that is not UTF-8):"
+    )
+    lines = visible_controls(message).split("\n")
+    for line in lines[:-1]:
+        say(f"  {line}\\n", "cyan")
+    if lines[-1]:  # only when the journal kept the start of a long message: the cut line
+        say(f"  {lines[-1]}…", "cyan")
+    if row.get("expected_message_truncated"):
+        console.print(f"[yellow](only the first {len(message)} characters are kept)[/]")

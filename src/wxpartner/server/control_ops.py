@@ -14,7 +14,7 @@ from ..store import ops_repo
 from ..store.schema import INTEGER_MAX
 from .control import ControlError, control_route, json_body
 from .faults import injector
-from .journal import writer
+from .journal import explained, writer
 from .params import number, optional_integer
 
 
@@ -163,10 +163,12 @@ def read_journal(st: Any, f: ops_repo.JournalFilter) -> list[dict[str, Any]]:
 
 
 def read_journal_entry(st: Any, key: str) -> dict[str, Any] | None:
-    """One entry by Request-ID (or row id), this process's buffered rows flushed first."""
+    """One entry by Request-ID (or row id), this process's buffered rows flushed first; a refused
+    signature's entry says how long the string-to-sign was and whether it is cut (``explained``)."""
     writer(st).flush()
     with st.db.read() as conn:
-        return ops_repo.get_journal(conn, key)
+        row = ops_repo.get_journal(conn, key)
+    return None if row is None else explained(row)
 
 
 @control_route("/journal", ["GET", "DELETE"])

@@ -228,6 +228,23 @@ def expected_message(req: RawRequest) -> str | None:
     return message.decode("utf-8", errors="replace")[:MAX_MESSAGE_CHARS]
 
 
+def explained(row: dict[str, Any]) -> dict[str, Any]:
+    """A journal entry as the control API, the CLI and the dashboard show it: with, for a refused
+    signature, ``expected_message_length`` (the bytes the server verified: the four header lines, the
+    body's ``body_length`` bytes and the final line feed) and ``expected_message_truncated`` (only the
+    first ``MAX_MESSAGE_CHARS`` characters are kept; a body that is not UTF-8 shows U+FFFD for each
+    bad byte, so the text alone cannot give the count)."""
+    message = row.get("expected_message")
+    if not message:
+        return row
+    head = message.split("\n", 4)
+    length = None
+    if len(head) == 5 and not any("\ufffd" in line for line in head[:4]):
+        length = len("\n".join(head[:4]).encode("utf-8")) + 1 + int(row.get("body_length") or 0) + 1
+    truncated = len(message) >= MAX_MESSAGE_CHARS and length != len(message.encode("utf-8"))
+    return {**row, "expected_message_length": length, "expected_message_truncated": truncated}
+
+
 def writer(state: AppState) -> JournalWriter:
     found = state.extensions.get("journal")
     if not isinstance(found, JournalWriter):

@@ -10,6 +10,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...protocol.messages import visible_controls
 from ..control import ControlError
 from ..control_ops import journal_filter, read_journal, read_journal_entry
 from .layout import badge, card, esc, fmt_ts, not_found, page, status_badge, table
@@ -29,7 +30,8 @@ JOURNAL_HEADERS = (
 
 EXPLAIN = (
     "The server verified the signature over exactly these bytes: the HTTP method, the URL path and query as "
-    "sent, the timestamp, the nonce and the body, each followed by one line feed (\\n, shown as ⏎). "
+    "sent, the timestamp, the nonce and the body, each followed by one line feed (\\n, shown as ⏎; any other "
+    "control character is shown as its symbol: a carriage return as ␍, a tab as ␉; a byte that is not UTF-8 as �). "
     "Sign this text with the private key of the certificate named in <code>serial_no</code>. Usual causes: "
     "signing a different URL (decoded or re-encoded, missing query), re-serialising the JSON body after "
     "signing, a CRLF or a missing final line feed, or the wrong key."
@@ -138,10 +140,18 @@ async def journal_entry(request: Request) -> Response:
 
 
 def _explanation(r: dict[str, Any]) -> str:
-    """Which check refused the request and, for a bad signature, the exact bytes the server checked."""
+    """Which check refused the request and, for a bad signature, the exact bytes the server checked:
+    control characters as symbols (a CR would otherwise read as a line break), and said so when the
+    journal kept only the start of a long message."""
     explain = f"<p>Refused on <code>{esc(r['verify_field'] or '')}</code>: {esc(r['verify_issue'] or '')}</p>"
-    if r["expected_message"]:
-        shown = esc(r["expected_message"]).replace("\n", "⏎\n")
+    message = r["expected_message"]
+    if message:
+        shown = esc(visible_controls(message)).replace("\n", "⏎\n")
+        length = r.get("expected_message_length")
+        size = f"{length} bytes" if length is not None else "length unknown"
+        if r.get("expected_message_truncated"):
+            size += f"; only the first {len(message)} characters are kept, the rest is not shown"
+            shown += "…"
         explain += f'<p class="muted">{EXPLAIN}</p><pre id="expected-message">{shown}</pre>'
-        explain += f'<p class="muted">{len(r["expected_message"].encode())} bytes</p>'
+        explain += f'<p class="muted" id="expected-message-size">{esc(size)}</p>'
     return explain
