@@ -434,3 +434,74 @@ def test_callbacks_list_show_deliver_redeliver(run: Any, control: TestClient, ap
         assert "no callback notification a#b" in run("callbacks", "redeliver", "a#b", code=1).output
     finally:
         rec.stop()
+
+
+def _no_traceback(args: list[str], code: int) -> str:
+    """Found in the sandbox audit: each of these ended in a Python traceback (exit status 1 by accident)."""
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    return result.output
+
+
+def test_bad_files_and_values_are_clear_errors(run: Any, tmp_path: Path, data_dir: Path) -> None:
+    binary = tmp_path / "binary.dat"
+    binary.write_bytes(b"\xff\xfe{}")
+    not_key = tmp_path / "not_key.pem"
+    not_key.write_text("hello")
+    missing = str(tmp_path / "missing.json")
+    key = str(data_dir / "apiclient_key.pem")
+    sign = ["sign", "--url", "/v3/x", "--mchid", SP_A, "--serial", "AB"]
+    assert "cannot read it: No such file" in _no_traceback([*sign, "--key", key, "--body", "@" + missing], 1)
+    assert "not an unencrypted PEM RSA private key" in _no_traceback([*sign, "--key", str(not_key)], 1)
+    signed = _no_traceback([*sign, "--key", key, "--body", "@" + str(binary)], 0)  # shown, not decoded
+    assert "\\xff\\xfe{}\\n" in signed
+
+    assert "cannot read it" in run("call", "POST", "/v3/certificates", "-d", "@" + missing, code=1).output
+    assert (
+        "PEM RSA private key" in run("call", "GET", "/v3/certificates", "--key", str(not_key), code=1).output
+    )
+    assert "expected 'Name: value'" in run("call", "GET", "/v3/certificates", "-H", "bogus", code=2).output
+    assert "printable ASCII" in run("call", "GET", "/v3/certificates", "-H", "X-A: é", code=2).output
+
+    assert "not UTF-8 text" in run("scenario", "load", str(binary), code=1).output
+    nowhere = str(tmp_path / "no" / "such" / "dir" / "x.yaml")
+    assert "cannot write it" in run("scenario", "export", "--out", nowhere, code=1).output
+    assert "not in the range" in run("journal", "--limit", "0", code=2).output
+
+    headers = tmp_path / "headers.json"
+    headers.write_text('{"Wechatpay-Serial": ')
+    body = tmp_path / "body.json"
+    body.write_text("{}")
+    verify = ["verify-callback", "--headers", str(headers), "--body", str(body)]
+    assert "not valid JSON" in run(*verify, code=1).output
+    headers.write_text('["not", "an object"]')
+    assert "a JSON object of header names" in run(*verify, code=1).output
+    headers.write_text('{"Wechatpay-Serial": "x"}')
+    assert "not a PEM RSA public key" in run(*verify, "--public-key", str(not_key), code=1).output
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "connection.json").write_text("{broken")
+    assert "not JSON" in _no_traceback(["clock", "--data-dir", str(broken)], 1)
+    (broken / "connection.json").write_text("[]")
+    assert "not a JSON object" in _no_traceback(["call", "GET", "/v3/x", "--data-dir", str(broken)], 1)
+
+
+def test_keys_refuses_a_non_merchant_number_and_keeps_an_existing_pair(tmp_path: Path) -> None:
+    """Found in the sandbox audit: an empty --mchid was a traceback, and a second run silently replaced
+    a (possibly registered) private key."""
+    out = tmp_path / "keys"
+    assert "1 to 32 digits" in _no_traceback(["keys", "--mchid", "", "--out", str(out)], 2)
+    assert "1 to 32 digits" in _no_traceback(["keys", "--mchid", "../x", "--out", str(out)], 2)
+    _no_traceback(["keys", "--mchid", SP_A, "--out", str(out)], 0)
+    first = (out / "apiclient_key.pem").read_bytes()
+    assert "pass --force" in _no_traceback(["keys", "--mchid", SP_A, "--out", str(out)], 1)
+    assert (out / "apiclient_key.pem").read_bytes() == first
+    _no_traceback(["keys", "--mchid", SP_A, "--out", str(out), "--force"], 0)
+    assert (out / "apiclient_key.pem").read_bytes() != first
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert "cannot write the key files" in _no_traceback(
+        ["keys", "--mchid", SP_A, "--out", str(blocked / "x")], 1
+    )

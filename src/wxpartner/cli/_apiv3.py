@@ -17,6 +17,7 @@ from ..protocol import keys as k
 from ..protocol.authorization import Authorization
 from ..protocol.messages import canonical_url, request_message, response_message
 from ..protocol.signing import new_nonce, sign, verify
+from ._files import private_key, public_key, read_bytes
 from ._http import Target
 
 PublicKeys = dict[str, rsa.RSAPublicKey]
@@ -38,7 +39,7 @@ def platform_keys(t: Target) -> PublicKeys:
     ):
         key_id, path = t.info.get(key_id_name), t.info.get(path_name)
         if key_id and path and key_id not in found and Path(path).is_file():
-            found[key_id] = k.load_public_key(Path(path))
+            found[key_id] = public_key(read_bytes(path, "WeChat Pay key"), path)
     return found
 
 
@@ -64,7 +65,7 @@ class Signer:
 
     def __init__(self, t: Target, mchid: str, serial_no: str, key_path: str) -> None:
         self.t, self.mchid, self.serial_no = t, mchid, serial_no
-        self.key = k.load_private_key(Path(key_path))
+        self.key = private_key(key_path)
 
     @classmethod
     def of(cls, t: Target, mchid: str | None, serial_no: str | None, key_path: str | None) -> Signer:

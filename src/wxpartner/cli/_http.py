@@ -14,6 +14,8 @@ from typing import Any
 import click
 import httpx
 
+from ._files import read_text
+
 
 class Target:
     """Where the server is and how to reach it: flags, else <data-dir>/connection.json (read on first
@@ -26,7 +28,15 @@ class Target:
     @cached_property
     def info(self) -> dict[str, Any]:
         path = Path(self._data_dir) / "connection.json"
-        found: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        text = read_text(path, "connection settings")
+        try:
+            found = json.loads(text)
+        except ValueError as exc:
+            raise click.ClickException(f"connection settings {path}: not JSON ({exc})") from None
+        if not isinstance(found, dict):
+            raise click.ClickException(f"connection settings {path}: not a JSON object")
         return found
 
     @property
@@ -59,6 +69,8 @@ class Target:
         except ValueError:
             data = {"raw": resp.text}
         if resp.status_code >= 400:
+            if not isinstance(data, dict):
+                data = {"message": data}
             raise click.ClickException(
                 f"{resp.status_code} {data.get('code', '')}: {data.get('message', data)}"
             )

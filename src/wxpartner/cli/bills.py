@@ -82,7 +82,10 @@ def bills(
     signer = Signer.of(t, mchid, serial_no, key_path)
     days = _days(start, end or start)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"--out {out_dir}: cannot create it: {exc.strerror or exc}") from None
     keys = platform_keys(t)
     rows = []
     with progress(show_progress, f"trade bills of {sub_mchid}", len(days)) as advance:

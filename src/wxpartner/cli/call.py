@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -12,20 +11,33 @@ import click
 from ..domain.faults import FAULT_HEADER
 from ..protocol import constants as c
 from ._apiv3 import Signer, check_signature, platform_keys
+from ._files import at_file
 from ._http import Target, target_options
 from ._output import console, emit, print_json, verdict
 
 
 def _body(data: str | None) -> bytes:
-    """--data as sent: JSON text, or @FILE; checked to be JSON first."""
+    """--data as sent: JSON text, or @FILE (its exact bytes); checked to be JSON first."""
     if data is None:
         return b""
-    text = Path(data[1:]).read_text() if data.startswith("@") else data
+    raw = at_file(data, "--data")
     try:
-        json.loads(text)
+        json.loads(raw)
     except ValueError as exc:
         raise click.BadParameter(f"--data is not JSON: {exc}") from None
-    return text.encode("utf-8")
+    return raw
+
+
+def _header(text: str) -> tuple[str, str]:
+    """-H 'Name: value': a token name and a value of printable ASCII (what HTTP/1.1 carries)."""
+    name, sep, val = text.partition(":")
+    name, val = name.strip(), val.strip()
+    token = name and all(ch.isascii() and (ch.isalnum() or ch in "!#$%&'*+-.^_`|~") for ch in name)
+    if not sep or not token:
+        raise click.BadParameter(f"{text!r}: expected 'Name: value'", param_hint="'--header' / '-H'")
+    if not all(" " <= ch <= "~" for ch in val):
+        raise click.BadParameter(f"{name}: a header value is printable ASCII", param_hint="'--header' / '-H'")
+    return name, val
 
 
 @click.command()
@@ -63,8 +75,8 @@ def call(
     if fault:
         headers[FAULT_HEADER] = fault
     for h in extra_headers:
-        name, _, val = h.partition(":")
-        headers[name.strip()] = val.strip()
+        name, val = _header(h)
+        headers[name] = val
     target, resp = signer.send(method, path, body, headers)
     ok, why = check_signature(resp.headers, resp.content, platform_keys(t))
     try:

@@ -14,12 +14,29 @@ import click
     "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="directory for the PEM files"
 )
 @click.option("--pkcs1", is_flag=True, help="write the private key as PKCS#1 instead of PKCS#8")
+@click.option("--force", is_flag=True, help="replace a key pair already in --out")
 @click.option("--json", "as_json", is_flag=True)
-def keys(mchid: str, out_dir: str, pkcs1: bool, as_json: bool) -> None:
-    """Make a merchant API key pair and certificate (apiclient_key.pem, apiclient_cert.pem)."""
-    from ..sandbox.material import make_merchant_keys
+def keys(mchid: str, out_dir: str, pkcs1: bool, force: bool, as_json: bool) -> None:
+    """Make a merchant API key pair and certificate (apiclient_key.pem, apiclient_cert.pem).
 
-    files = make_merchant_keys(mchid, Path(out_dir), pkcs1=pkcs1)
+    An existing pair in --out is kept (exit status 1) unless --force: it may be a registered key."""
+    from ..sandbox.material import new_merchant_keys, write_merchant_keys
+
+    if not (mchid.isascii() and mchid.isdigit() and len(mchid) <= 32):
+        raise click.BadParameter(f"{mchid!r}: a merchant number is 1 to 32 digits", param_hint="'--mchid'")
+    out = Path(out_dir)
+    existing = [p.name for p in (out / "apiclient_key.pem", out / "apiclient_cert.pem") if p.exists()]
+    if existing and not force:
+        raise click.ClickException(
+            f"{out_dir} already holds {' and '.join(existing)}: pass --force to replace"
+        )
+    files = new_merchant_keys(mchid, out, pkcs1=pkcs1)
+    try:
+        write_merchant_keys(files)
+    except OSError as exc:
+        raise click.ClickException(
+            f"--out {out_dir}: cannot write the key files: {exc.strerror or exc}"
+        ) from None
     info = {
         "mchid": mchid,
         "serial_no": files.serial_no,

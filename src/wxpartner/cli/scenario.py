@@ -10,6 +10,7 @@ from typing import Any
 import click
 import yaml
 
+from ._files import read_text, write_text
 from ._http import Target, target_options
 from ._output import console, emit, kv, progress, progress_option
 
@@ -93,7 +94,7 @@ def _load_in_batches(t: Target, file: str, text: str, batch: int, show: bool | N
 @target_options
 def scenario_load(t: Target, file: str, batch: int | None, show_progress: bool | None, as_json: bool) -> None:
     """Load a YAML/JSON scenario into the running server (all or nothing, unless --batch)."""
-    text = Path(file).read_text()
+    text = read_text(file, "scenario")
     if batch is None:
         with progress(show_progress, f"loading {Path(file).name}", 1) as advance:
             data = t.control("POST", "/scenario", content=text.encode())
@@ -115,7 +116,7 @@ def scenario_export(t: Target, out: str | None, as_json: bool) -> None:
         else yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
     )
     if out:
-        Path(out).write_text(text)
+        write_text(out, text, "--out")
         if not as_json:
             console.print(f"wrote {out}")
     else:

@@ -6,15 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
 
-from ..protocol import keys as k
 from ..protocol.authorization import Authorization
-from ..protocol.messages import canonical_url, request_message
+from ..protocol.messages import canonical_url, request_message, visible_controls
 from ..protocol.signing import new_nonce, sign
+from ._files import at_file, private_key
 
 
 @click.command(name="sign")
@@ -41,17 +40,18 @@ def sign_cmd(
     as_json: bool,
 ) -> None:
     """Print the exact string-to-sign, its SHA-256 and the Authorization header for a request."""
-    body_bytes = Path(body[1:]).read_bytes() if body.startswith("@") else body.encode("utf-8")
+    body_bytes = at_file(body, "--body")
     parts = urlsplit(url)
     target = canonical_url(parts.path or "/", parts.query) if parts.scheme else url
     ts = timestamp or str(int(time.time()))
     nonce_str = nonce or new_nonce()
     message = request_message(method.upper(), target, ts, nonce_str, body_bytes)
-    signature = sign(k.load_private_key(Path(key_path)), message)
+    signature = sign(private_key(key_path), message)
     header = Authorization(mchid, nonce_str, ts, serial_no, signature).header_value()
-    escaped = message.decode("utf-8").replace("\n", "\\n")
+    text = message.decode("utf-8", errors="backslashreplace")  # a byte that is not UTF-8 as \xNN
+    escaped = visible_controls(text).replace("\n", "\\n")
     result = {
-        "message": message.decode("utf-8"),
+        "message": text,
         "message_escaped": escaped,
         "message_length": len(message),
         "sha256": hashlib.sha256(message).hexdigest(),
@@ -60,7 +60,7 @@ def sign_cmd(
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
         return
-    click.echo("string to sign (\\n = LF, every line ends with one):")
+    click.echo("string to sign (\\n = LF, every line ends with one; ␍ = CR, ␉ = tab):")
     click.echo("  " + escaped)
     click.echo(f"length: {len(message)} bytes   sha256: {result['sha256']}")
     click.echo(f"Authorization: {header}")

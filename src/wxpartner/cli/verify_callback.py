@@ -16,25 +16,25 @@ from ..protocol import keys as k
 from ..protocol.crypto import DecryptionError
 from ..protocol.notification import decrypt_resource
 from ._apiv3 import PublicKeys, check_signature, platform_keys
+from ._files import read_bytes, read_text
 from ._http import Target, target_options
 from ._output import console, emit, print_json, verdict
 
 
 def read_headers(path: Path) -> dict[str, str]:
     """A JSON object, or 'Name: value' lines (as copied from a capture)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise click.ClickException(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if text.lstrip().startswith("{"):
+    text = read_text(path, "--headers")
+    if text.lstrip().startswith(("{", "[")):
         try:
-            data = json.loads(text)
+            found = json.loads(text)
         except ValueError as exc:
             raise click.ClickException(
-                f"{path}: starts with '{{' but is not a JSON object ({exc}); "
+                f"--headers {path}: not valid JSON, so it is not a JSON object ({exc}); "
                 "give a JSON object or 'Name: value' lines"
             ) from None
-        return {str(key): str(v) for key, v in data.items()}
+        if not isinstance(found, dict):
+            raise click.ClickException(f"--headers {path}: a JSON object of header names and values")
+        return {str(key): str(v) for key, v in found.items()}
     out: dict[str, str] = {}
     for line in text.splitlines():
         name, sep, val = line.partition(":")
@@ -57,7 +57,7 @@ def _public_keys(t: Target, files: tuple[str, ...]) -> PublicKeys:
     """The PEM files given, else the server's keys (when there is a token or a connection.json)."""
     keys: PublicKeys = {}
     for p in files:
-        pem = Path(p).read_bytes()
+        pem = read_bytes(p, "--public-key")
         try:
             key_id = k.certificate_serial(k.load_certificate(pem)) if b"CERTIFICATE" in pem else Path(p).stem
             keys[key_id] = k.load_public_key(pem)
@@ -137,7 +137,7 @@ def verify_callback(
     if key is not None and not (isinstance(key, str) and key.isascii() and len(key) == 32):
         raise click.ClickException("the APIv3 key must be exactly 32 ASCII characters")
     headers = _Headers(read_headers(Path(headers_file)))
-    body = Path(body_file).read_bytes()
+    body = read_bytes(body_file, "--body")
     ok, why = check_signature(headers, body, _public_keys(t, public_keys))
     ts = headers.get(c.H_TIMESTAMP) or ""
     age = int(time.time()) - int(ts) if ts.isascii() and ts.isdigit() else None
