@@ -505,3 +505,20 @@ def test_keys_refuses_a_non_merchant_number_and_keeps_an_existing_pair(tmp_path:
     assert "cannot write the key files" in _no_traceback(
         ["keys", "--mchid", SP_A, "--out", str(blocked / "x")], 1
     )
+
+
+def test_ids_cannot_reach_another_endpoint(run: Any, http: TestClient, world: World) -> None:
+    """Found in the sandbox audit: ids went into the control URL unencoded, so `faults clear ../journal`
+    cleared the request journal (and `journal 'a?b'` looked up 'a')."""
+    from support import ApiClient
+
+    ApiClient(http, world, SP_A).get("/v3/certificates")
+    rule = as_json(run("faults", "add", "LATENCY", "--latency-ms", "1", "--json"))
+    before = as_json(run("journal", "--json"))["data"]
+    assert before
+    assert "404" in run("faults", "clear", "../journal", code=1).output
+    assert "404" in run("callbacks", "show", "../faults", code=1).output
+    assert "not a rule id" in run("faults", "clear", "..", code=2).output
+    assert "no journal entry a?b" in run("journal", "a?b", code=1).output
+    assert as_json(run("journal", "--json"))["data"][-1]["id"] == before[-1]["id"]  # nothing cleared
+    assert [r["id"] for r in as_json(run("faults", "list", "--json"))["data"]] == [rule["id"]]

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import click
 import httpx
@@ -75,6 +76,14 @@ class Target:
                 f"{resp.status_code} {data.get('code', '')}: {data.get('message', data)}"
             )
         return data
+
+
+def segment(value: str, what: str) -> str:
+    """An id as one path segment of a control-API URL: percent-encoded, so that '../journal', '?' or '#'
+    in it cannot reach another endpoint ('faults clear ../journal' used to clear the journal)."""
+    if value in ("", ".", ".."):
+        raise click.BadParameter(f"{value!r} is not {what}")
+    return quote(value, safe="")
 
 
 def target_options(fn: Callable[..., None]) -> Callable[..., None]:

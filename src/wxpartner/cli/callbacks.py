@@ -4,11 +4,10 @@ with every delivery attempt."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 import click
 
-from ._http import Target, present, target_options
+from ._http import Target, present, segment, target_options
 from ._output import console, emit, kv, print_json, table
 
 
@@ -89,7 +88,11 @@ def callbacks_list(
 @target_options
 def callbacks_show(t: Target, notification_id: str, as_json: bool) -> None:
     """One notification: its plaintext resource (sandbox view) and every attempt."""
-    emit(t.control("GET", f"/callbacks/{quote(notification_id, safe='')}"), as_json, _print_notification)
+    emit(
+        t.control("GET", f"/callbacks/{segment(notification_id, 'a notification id')}"),
+        as_json,
+        _print_notification,
+    )
 
 
 @callbacks.command("deliver")
@@ -104,5 +107,8 @@ def callbacks_deliver(t: Target, as_json: bool) -> None:
 @target_options
 def callbacks_redeliver(t: Target, notification_id: str, as_json: bool) -> None:
     """Send one notification again now (one more send if all were used)."""
-    path = f"/callbacks/{quote(notification_id, safe='')}/redeliver"
-    emit(t.control("POST", path), as_json, _print_attempts)
+    emit(
+        t.control("POST", f"/callbacks/{segment(notification_id, 'a notification id')}/redeliver"),
+        as_json,
+        _print_attempts,
+    )

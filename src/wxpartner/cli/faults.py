@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ._http import Target, present, target_options
+from ._http import Target, present, segment, target_options
 from ._output import console, emit, table
 
 
@@ -84,7 +84,11 @@ def faults_list(t: Target, as_json: bool) -> None:
 @target_options
 def faults_clear(t: Target, rule_id: str | None, as_json: bool) -> None:
     """Delete one rule, or all of them."""
-    data = t.control("DELETE", f"/faults/{rule_id}") if rule_id else t.control("DELETE", "/faults")
+    data = (
+        t.control("DELETE", f"/faults/{segment(rule_id, 'a rule id')}")
+        if rule_id
+        else t.control("DELETE", "/faults")
+    )
     emit(
         data,
         as_json,

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..protocol.messages import visible_controls
-from ._http import Target, present, target_options
+from ._http import Target, present, segment, target_options
 from ._output import console, emit, kv, say, table
 
 
@@ -35,7 +35,7 @@ def journal(
 ) -> None:
     """The request journal (newest first), or one request with its signature explanation."""
     if request_id:
-        row = t.control("GET", f"/journal/{request_id}")
+        row = t.control("GET", f"/journal/{segment(request_id, 'a Request-ID')}")
         emit(row, as_json, _print_entry)
         return
     params = {
