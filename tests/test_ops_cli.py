@@ -522,3 +522,11 @@ def test_ids_cannot_reach_another_endpoint(run: Any, http: TestClient, world: Wo
     assert "no journal entry a?b" in run("journal", "a?b", code=1).output
     assert as_json(run("journal", "--json"))["data"][-1]["id"] == before[-1]["id"]  # nothing cleared
     assert [r["id"] for r in as_json(run("faults", "list", "--json"))["data"]] == [rule["id"]]
+
+
+def test_call_signs_the_path_and_query_it_sends(run: Any) -> None:
+    """Found in the sandbox audit: `call` signed the path as typed while httpx sent it with a leading '/'
+    and percent-encoded, so a path without '/' or a query with a space or non-ASCII got 401 SIGN_ERROR."""
+    for path in ("v3/certificates", "/v3/certificates?note=a b", "/v3/certificates?note=差旅"):
+        answer = as_json(run("call", "GET", path, "--json"))
+        assert answer["status"] == 200 and answer["signature_valid"] is True, (path, answer)

@@ -60,6 +60,19 @@ def check_signature(headers: Any, body: bytes, keys: PublicKeys) -> tuple[bool, 
     return True, f"verified with {serial}"
 
 
+def request_target(path: str) -> str:
+    """The path and query exactly as they go on the wire (and so as they must be signed): a full URL
+    loses its scheme and host, a missing leading '/' is added, and what httpx percent-encodes (a space,
+    non-ASCII) is signed encoded. Signing the text as typed made the server refuse the request."""
+    parts = urlsplit(path)
+    raw = parts.path if parts.path.startswith("/") else "/" + parts.path
+    try:
+        url = httpx.URL(canonical_url(raw, parts.query))
+    except httpx.InvalidURL as exc:
+        raise click.BadParameter(f"{path!r} is not a request path: {exc}") from None
+    return url.raw_path.decode("ascii")
+
+
 class Signer:
     """Signs APIv3 requests as one merchant (flags, else connection.json) and sends them."""
 
@@ -83,8 +96,7 @@ class Signer:
     ) -> tuple[str, httpx.Response]:
         """(the URL as signed, the response). A full URL is fine: only its path and query are used."""
         method = method.upper()
-        parts = urlsplit(path)
-        target = canonical_url(parts.path, parts.query)
+        target = request_target(path)
         ts, nonce = str(int(time.time())), new_nonce()
         signature = sign(self.key, request_message(method, target, ts, nonce, body))
         headers = {
