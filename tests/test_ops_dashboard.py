@@ -8,8 +8,9 @@ from starlette.testclient import TestClient
 from conftest import SANDBOX_TOKEN
 from support import SP_A, SP_B, SUB_A, ApiClient, World
 from wxpartner.protocol.times import parse_rfc3339
-from wxpartner.server.app import WxPartnerApp
+from wxpartner.server.app import WxPartnerApp, create_app
 from wxpartner.server.dashboard import esc, render_page
+from wxpartner.server.settings import Settings
 
 
 def login(http: TestClient) -> None:
@@ -419,3 +420,29 @@ def test_big_tables_page_in_key_order(http: TestClient, control: TestClient, mon
     assert ">2+<" in http.get("/dashboard").text  # the overview's bounded count (3 in effect)
     few = http.get("/dashboard/recharge", params={"mchid": "nobody"}).text
     assert "latest change first" in few
+
+
+def test_pages_after_a_clock_move_show_what_the_api_answers(settings: Settings, world: World) -> None:
+    """Found in the sandbox audit: a quota card past its end stayed ACTIVE on the dashboard (cards page,
+    family data, no expiry callback on the overview or callbacks page) until the background sweep ran,
+    2 s later, or never with the sweep off, while the API already answered DISABLED."""
+    from webizpay_support import authorize, get_card, issue
+
+    settings.extra["webizpay_sweep_seconds"] = 0  # the sweep off: only reads expire cards
+    app = create_app(settings)
+    try:
+        with TestClient(app) as http:
+            control = TestClient(app, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"})
+            client = ApiClient(http, world, SP_A)
+            emp = authorize(client, control, "employee_clock")
+            made = issue(client, emp, "clock_card_1")
+            assert control.post("/sandbox/clock", json={"advance": 400 * 86400}).status_code == 200
+            login(http)
+            cards = http.get("/dashboard/cards", params={"employee_id": emp}).text
+            assert made["card_no"] in cards and "DISABLED" in cards and "有效期结束" in cards
+            assert ">ACTIVE<" not in cards
+            pending = http.get("/dashboard/callbacks", params={"state": "pending"}).text
+            assert "WEBIZPAY.QUOTACARDEXPIRED" in pending
+            assert get_card(client, emp, made["card_no"]).json()["card_state"] == "DISABLED"  # the API agrees
+    finally:
+        app.state.db.dispose()

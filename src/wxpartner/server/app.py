@@ -35,6 +35,10 @@ BackgroundTask = Callable[["AppState"], Coroutine[Any, Any, None]]
 # Families and sandbox features register here at import time (see server/families.py).
 BACKGROUND_TASKS: list[BackgroundTask] = []
 STARTUP_HOOKS: list[Callable[[AppState], None]] = []
+# Business-clock transitions a family makes on its own reads (a quota card past its end becomes
+# DISABLED): the dashboard runs them before it reads, so a page after a clock move shows what the API
+# would answer, not what the background sweep has not reached yet (or never will, when it is off).
+SETTLE_HOOKS: list[Callable[[AppState], object]] = []
 
 
 class AppState:

@@ -13,7 +13,7 @@ from ..domain.webizpay import quota_cards
 from ..domain.webizpay.entities import Policy
 from ..store import sandbox as sandbox_store
 from ..store.webizpay_repo import WebizpayRepo
-from .app import BACKGROUND_TASKS
+from .app import BACKGROUND_TASKS, SETTLE_HOOKS
 
 if TYPE_CHECKING:
     from .app import AppState
@@ -47,3 +47,4 @@ async def sweep_forever(state: AppState) -> None:
 
 
 BACKGROUND_TASKS.append(sweep_forever)
+SETTLE_HOOKS.append(sweep_once)

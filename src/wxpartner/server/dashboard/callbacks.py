@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .layout import badge, card, esc, fmt_ts, page, table
-from .listing import offset_of
+from .listing import offset_of, settled
 from .routing import back, flash, route
 
 PAGE = 50
@@ -52,6 +52,7 @@ async def callbacks(request: Request) -> Response:
 
     if state is not None and state not in outbox.STATES:
         state = None
+    await settled(st)
 
     def read() -> tuple[int, list[dict[str, Any]]]:
         with st.db.read() as conn:

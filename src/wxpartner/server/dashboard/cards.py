@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from ...store import dashboard_reads as reads
 from .layout import badge, card, esc, fen, fmt_ts, page, table
-from .listing import TONE, filter_form, mchid_of, offset_of, pager, sort_note
+from .listing import TONE, filter_form, mchid_of, offset_of, pager, settled, sort_note
 from .routing import route
 
 
@@ -36,6 +36,8 @@ async def cards(request: Request) -> Response:
     st = request.app.state.wx
     mchid, offset = mchid_of(request), offset_of(request)
     employee_id = request.query_params.get("employee_id") or None
+
+    await settled(st)
 
     def read() -> tuple[reads.Slice, dict[str, list[dict[str, Any]]]]:
         with st.db.read() as conn:

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from ...store import dashboard_tables as data
 from .layout import card, esc, fmt_ts, not_found, page, table
+from .listing import settled
 from .routing import route
 
 
@@ -43,6 +44,7 @@ async def data_table(request: Request) -> Response:
     st = request.app.state.wx
     name = request.path_params["table"]
     mchid = request.query_params.get("mchid") or None
+    await settled(st)
     try:
         cols, rows = await anyio.to_thread.run_sync(lambda: data.read_table(st.db, name, mchid=mchid))
     except LookupError:

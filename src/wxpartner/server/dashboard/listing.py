@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
+import anyio
 from starlette.requests import Request
 
 from ...domain import apply4subject as d
@@ -12,6 +14,20 @@ from ...store import dashboard_reads as reads
 from ...store.schema import BIGINT_MAX
 from ..params import int_param
 from .layout import badge, esc
+
+
+async def settled(st: Any) -> None:
+    """Make the transitions the business clock owes (``SETTLE_HOOKS``: expired quota cards become
+    DISABLED and queue their callback) before a page reads, as an API read would: right after a clock
+    move the page shows what the API answers, whatever the background sweep has reached."""
+    from ..app import SETTLE_HOOKS
+
+    def run() -> None:
+        for hook in SETTLE_HOOKS:
+            hook(st)
+
+    await anyio.to_thread.run_sync(run)
+
 
 # Badge tone per state of any family (unknown states are muted).
 TONE = {

@@ -16,6 +16,7 @@ from ..control_ops import read_journal
 from .clock import clock_html
 from .journal import JOURNAL_HEADERS, journal_rows
 from .layout import card, esc, page, table
+from .listing import settled
 from .routing import flash, route
 
 # Where each family count leads (keys are dashboard_reads.counts' labels).
@@ -46,6 +47,7 @@ def _family_counts(counts: dict[str, int]) -> str:
 @route("")
 async def overview(request: Request) -> Response:
     st = request.app.state.wx
+    await settled(st)
 
     def read() -> tuple[ClockState, int, list[FaultRule], list[dict[str, Any]], dict[str, int]]:
         rows = read_journal(st, ops_repo.JournalFilter(limit=15))
