@@ -80,6 +80,26 @@ def test_state_is_reset_between_tests(wxpartner_server: WxPartnerServer, wxpartn
     )
 
 
+def test_reset_leaves_no_journal_and_no_auto_policy(
+    wxpartner_server: WxPartnerServer, wxpartner_client: Client
+) -> None:
+    """Found in the sandbox audit: the README says only merchants and keys survive a reset, but a test's
+    requests stayed in the journal (the next test's journal assertions saw them) and an applyment auto
+    policy set by one test approved the next test's applyments."""
+    control = wxpartner_server.control
+    wxpartner_client.webizpay.ranges.list(sp_mchid=wxpartner_client.mchid)
+    assert (
+        control.put(
+            "/sandbox/apply4subject/auto-policy", json={"outcome": "approve", "after_queries": 1}
+        ).status_code
+        == 200
+    )
+    assert control.get("/sandbox/journal").json()["data"]
+    wxpartner_server.reset()
+    assert control.get("/sandbox/journal").json()["data"] == []
+    assert control.get("/sandbox/apply4subject/auto-policy").json() == {"auto_policy": None}
+
+
 def test_clock_and_faults(wxpartner_server: WxPartnerServer, wxpartner_client: Client) -> None:
     before = wxpartner_server.control.get("/sandbox/clock").json()["now_ts"]
     wxpartner_server.advance_clock(86400)

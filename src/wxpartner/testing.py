@@ -141,25 +141,37 @@ class WxPartnerServer:
         return resp.json()
 
     def reset(self) -> None:
-        """Delete every family's business data, fault rules and the clock offset (merchants and keys
-        stay), then load the ini scenario's business sections again."""
+        """Delete every family's business data, fault rules, the request journal, the applyment auto
+        policy and the clock offset (merchants and keys stay), then load the ini scenario's business
+        sections again."""
         from .domain.clock import ClockState
         from .sandbox import scenario
         from .store import sandbox
 
         scenario.reset(self.db, None)
-        try:  # fault rules (the ops feature); direct, as the HTTP round trip costs ~10 ms
+        try:  # fault rules and the journal (the ops feature); direct, as the HTTP round trip costs ~10 ms
             from .server.faults import injector
+            from .server.journal import writer
             from .store import ops_repo
         except ImportError:
-            has_faults = False
+            has_ops = False
         else:
-            has_faults = True
+            has_ops = True
+            writer(self.app.state).flush()  # this process's buffered rows, so none lands after the clear
+        try:  # a sandbox setting kept by /sandbox/reset, like fault rules: a test's must not reach the next
+            from .store.apply4subject_repo import Apply4SubjectRepo
+        except ImportError:
+            policy_repo = None
+        else:
+            policy_repo = Apply4SubjectRepo
         with self.db.write() as conn:
             sandbox.write_clock(conn, ClockState())
-            if has_faults:
+            if has_ops:
                 ops_repo.clear_faults(conn)
-        if has_faults:
+                ops_repo.clear_journal(conn)
+            if policy_repo is not None:
+                policy_repo(conn).set_policy(None)
+        if has_ops:
             injector(self.app.state).invalidate()
         if self._baseline:  # the ini scenario's business data (employees, cards, faults...) again
             self._load_baseline()
