@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from starlette.testclient import TestClient
 
+from conftest import SANDBOX_TOKEN
 from support import SP_A, SP_B, ApiClient, World
 from wxpartner.server.app import WxPartnerApp
 from wxpartner.server.journal import CHUNK, writer
@@ -325,3 +326,21 @@ def test_on_the_loop_the_flush_lets_requests_run_between_chunks(
     assert 2 * CHUNK in seen and CHUNK in seen, sorted(set(seen))
     with app.state.db.read() as conn:
         assert ops_repo.count_journal(conn) == 3 * CHUNK
+
+
+def test_a_page_past_the_cap_still_says_where_the_next_one_starts(
+    app: WxPartnerApp, control: TestClient
+) -> None:
+    """Found in the sandbox audit: the store caps a page at 1000 rows, but next_before_id compared the
+    rows with the limit asked for, so `limit=5000` (or a negative limit) gave one page and no way on;
+    the dashboard's "Older" link vanished the same way."""
+    with app.state.db.write() as conn:
+        ops_repo.insert_journal(conn, [_row(i) for i in range(1003)])
+    big = control.get("/sandbox/journal", params={"limit": 5000}).json()
+    assert len(big["data"]) == 1000 and big["next_before_id"] == big["data"][-1]["id"]
+    rest = control.get("/sandbox/journal", params={"limit": 5000, "before_id": big["next_before_id"]}).json()
+    assert [r["request_id"] for r in rest["data"]] == ["R2", "R1", "R0"] and rest["next_before_id"] is None
+    one = control.get("/sandbox/journal", params={"limit": -3}).json()
+    assert len(one["data"]) == 1 and one["next_before_id"] == one["data"][0]["id"]
+    control.post("/dashboard/login", data={"token": SANDBOX_TOKEN})
+    assert "Older →" in control.get("/dashboard/journal", params={"limit": 5000}).text

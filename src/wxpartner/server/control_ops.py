@@ -138,11 +138,17 @@ async def fault(request: Request) -> Response:
     return JSONResponse(fault_view(found))
 
 
+JOURNAL_PAGE_MAX = 1000
+
+
 def journal_filter(params: Any) -> ops_repo.JournalFilter:
     failed = str(params.get("failed", "")).lower() in ("1", "true", "yes", "on")
     status = optional_integer(params.get("status"), "status", lo=0, hi=999)  # 0: dropped
     before = optional_integer(params.get("before_id"), "before_id")
-    limit = optional_integer(params.get("limit"), "limit") or 100  # the store keeps it in 1..1000
+    # 1..1000 (default 100), clamped here and not only in the store: "a full page, so there may be
+    # more" compares the rows with this limit (a limit of 5000 gave 1000 rows and no next_before_id).
+    limit = optional_integer(params.get("limit"), "limit")
+    limit = 100 if limit is None else max(1, min(limit, JOURNAL_PAGE_MAX))
     return ops_repo.JournalFilter(
         mchid=params.get("mchid") or None,
         operation=params.get("operation") or None,
