@@ -347,3 +347,61 @@ def test_nul_anywhere_in_control_input_is_a_param_error(http: TestClient) -> Non
         assert resp.status_code == 400, resp.text
         assert resp.json()["code"] == "PARAM_ERROR" and "NUL" in resp.json()["message"]
     assert http.get("/sandbox/faults", headers=AUTH).json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fragment"),
+    [
+        ("/sandbox/reset", {"mchd": SP_B}, "unknown field(s): mchd"),
+        ("/sandbox/clock", {"advence": 3600}, "unknown field(s): advence"),
+        ("/sandbox/clock", {"freeze": "false"}, "freeze must be true or false"),
+        ("/sandbox/clock", {"thaw": 1}, "thaw must be true or false"),
+        ("/sandbox/clock", {"freeze": True, "thaw": True}, "contradict"),
+        (
+            "/sandbox/clock",
+            {"set": "2031-01-01T00:00:00+08:00", "freeze": "no"},
+            "freeze must be true or false",
+        ),
+        (f"/sandbox/merchants/{SP_A}/notify-url", {"notify_ur": "https://x.example/n"}, "unknown field(s)"),
+        (f"/sandbox/merchants/{SP_A}/notify-url", {}, "notify_url is required"),
+        ("/sandbox/platform-keys/rotate", {"kind": "certificate", "retrie": "X"}, "unknown field(s): retrie"),
+    ],
+)
+def test_a_misspelt_or_mistyped_field_changes_nothing(
+    http: TestClient, world: World, path: str, body: dict[str, object], fragment: str
+) -> None:
+    """Found in the sandbox audit: fields were read with .get() and anything else ignored, so
+    {"mchd": …} reset every merchant's data, {"notify_ur": …} cleared the notify URL, {"advence": …}
+    answered 200 without moving the clock, and {"freeze": "false"} froze it."""
+    url = "https://merchant.example/notify"
+    assert (
+        http.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": url}, headers=AUTH).status_code
+        == 200
+    )
+    client = ApiClient(http, world, SP_B)
+    nonce = new_nonce()
+    assert client.get("/v3/certificates", nonce=nonce).status_code == 200
+    clock = http.get("/sandbox/clock", headers=AUTH).json()
+    keys = http.get("/sandbox/platform-keys", headers=AUTH).json()["data"]
+
+    resp = http.post(path, json=body, headers=AUTH)
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+    assert fragment in resp.json()["message"]
+
+    assert client.get("/v3/certificates", nonce=nonce).status_code == 401  # no reset: the nonce is remembered
+    after = http.get("/sandbox/clock", headers=AUTH).json()
+    assert after["frozen"] == clock["frozen"] and abs(after["offset_seconds"] - clock["offset_seconds"]) < 1
+    rows = {m["mchid"]: m for m in http.get("/sandbox/merchants", headers=AUTH).json()["data"]}
+    assert rows[SP_A]["notify_url"] == url
+    assert len(http.get("/sandbox/platform-keys", headers=AUTH).json()["data"]) == len(keys)
+
+
+def test_set_keeps_the_clock_frozen_or_running_unless_freeze_says(http: TestClient) -> None:
+    frozen = http.post("/sandbox/clock", json={"freeze": True}, headers=AUTH).json()
+    assert frozen["frozen"] is True
+    kept = http.post("/sandbox/clock", json={"set": "2031-01-01T00:00:00+08:00"}, headers=AUTH).json()
+    assert kept["frozen"] is True
+    running = http.post(
+        "/sandbox/clock", json={"set": "2031-01-01T00:00:00+08:00", "freeze": False}, headers=AUTH
+    )
+    assert running.json()["frozen"] is False

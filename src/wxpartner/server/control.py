@@ -24,7 +24,7 @@ from ..sandbox import scenario
 from ..sandbox.material import make_platform_certificate, make_platform_public_key
 from ..store import registry, sandbox
 from .params import ControlError as ControlError  # families raise it from here
-from .params import bad, nul_pointer, number, refuse_nul, string
+from .params import bad, flag, known_fields, nul_pointer, number, refuse_nul, string
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 CONTROL_ROUTES: list[Route] = []
@@ -132,17 +132,20 @@ async def clock(request: Request) -> Response:
 
         return JSONResponse(clock_view(await anyio.to_thread.run_sync(read)))
     body = await json_body(request)
+    known_fields(body, "real", "set", "freeze", "thaw", "advance")
+    real, freeze, thaw = (flag(body.get(name), name) for name in ("real", "freeze", "thaw"))
+    if freeze and thaw:
+        raise bad("freeze and thaw contradict each other: give one")
 
     def apply() -> ClockState:
         with db.write() as conn:
-            state = ClockState() if body.get("real") else sandbox.read_clock(conn)
+            state = ClockState() if real else sandbox.read_clock(conn)
             if "set" in body:
-                state = state.set_to(
-                    _ts(body["set"]), frozen=bool(body.get("freeze", state.frozen_at is not None))
-                )
-            elif body.get("freeze"):
+                keep = state.frozen_at is not None
+                state = state.set_to(_ts(body["set"]), frozen=freeze if "freeze" in body else keep)
+            elif freeze:
                 state = state.frozen()
-            if body.get("thaw"):
+            if thaw:
                 state = state.thawed()
             if "advance" in body:
                 state = state.advanced(_seconds(body["advance"], "advance"))
@@ -160,6 +163,7 @@ async def clock(request: Request) -> Response:
 @control_route("/reset", ["POST"])
 async def reset(request: Request) -> Response:
     body = await json_body(request)
+    known_fields(body, "mchid")  # a misspelt mchid must not reset every merchant
     mchid = string(body.get("mchid"), "mchid", max_length=32, required=False)  # before anything is deleted
     await anyio.to_thread.run_sync(lambda: scenario.reset(request.app.state.wx.db, mchid))
     return JSONResponse({"reset": mchid or "all"})
@@ -217,6 +221,9 @@ async def merchants(request: Request) -> Response:
 async def notify_url(request: Request) -> Response:
     db = request.app.state.wx.db
     body = await json_body(request)
+    known_fields(body, "notify_url")
+    if "notify_url" not in body:  # a misspelt field must not clear the URL
+        raise bad("notify_url is required: a URL, or null to clear it")
     url = body.get("notify_url")
     mchid = request.path_params["mchid"]
     problem = notify_url_problem(url)
@@ -272,6 +279,7 @@ async def rotate_platform_key(request: Request) -> Response:
     clients see two overlapping keys, as during a real rotation."""
     st = request.app.state.wx
     body = await json_body(request)
+    known_fields(body, "kind", "mchid", "retire")
     kind = body.get("kind", "certificate")
     if kind not in ("certificate", "public_key"):
         raise bad("kind must be certificate or public_key")

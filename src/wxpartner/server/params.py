@@ -100,6 +100,23 @@ def number(
     return result
 
 
+def known_fields(body: dict[str, Any], *names: str) -> None:
+    """Refuse a body with a field the endpoint does not read: a misspelt one would otherwise be ignored
+    and the call would do something else (``{"mchd": …}`` to /sandbox/reset reset every merchant)."""
+    unknown = sorted(set(body) - set(names))
+    if unknown:
+        raise bad(f"unknown field(s): {', '.join(unknown)}; known: {', '.join(names)}")
+
+
+def flag(value: Any, name: str) -> bool:
+    """A JSON boolean, or absent (False): the string "false" must not switch anything on."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise bad(f"{name} must be true or false")
+    return value
+
+
 def string(value: Any, name: str, *, max_length: int, required: bool = True) -> str | None:
     """A non-empty string of at most ``max_length`` characters (its column's length) without NUL; None
     when absent and not ``required``."""
