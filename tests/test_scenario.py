@@ -531,3 +531,29 @@ def test_generate_reuses_the_registered_pair_and_a_failed_load_writes_no_key_fil
     key = k.load_private_key(Path(made["private_key"]))
     assert key.public_key().public_numbers() == k.certificate_public_key(cert).public_numbers()
     assert set(_key_files(tmp_path, other)) == {"apiclient_cert.pem", "apiclient_key.pem"}
+
+
+def test_a_loaded_scenario_applies_to_the_very_next_request(http: TestClient, world: World) -> None:
+    """Found in the sandbox audit: POST /sandbox/scenario left this process's cached fault rules (0.5 s)
+    and platform keys (5 s) as they were, so a request right after the load ran without the scenario's
+    fault and was signed with the merchant's old WeChat Pay key; rotate and the faults API apply at once."""
+    client = ApiClient(http, world, SP_A)
+    before = client.get("/v3/webizpay/avail-mch-ranges?sp_mchid=" + SP_A)  # reads the rules and the keys
+    assert before.status_code == 200, before.text
+    key = k.generate_private_key()
+    key_id = "PUB_KEY_ID_0100000000000000000000000001"
+    text = yaml.safe_dump(
+        {
+            "platform_keys": [
+                {"kind": "public_key", "key_id": key_id, "private_key": k.private_key_pem(key), "mchid": SP_A}
+            ],
+            "faults": [{"kind": "SYSTEM_ERROR", "path": "/v3/webizpay/users/*", "count": 1}],
+        }
+    )
+    assert http.post("/sandbox/scenario", content=text.encode(), headers=AUTH).status_code == 200
+    signed = client.get("/v3/webizpay/avail-mch-ranges?sp_mchid=" + SP_A, check=False)
+    assert signed.headers["Wechatpay-Serial"] == key_id  # the merchant's own key from now on
+    faulted = client.get(
+        f"/v3/webizpay/users/user_scn1/authorization-state?sp_mchid={SP_A}&sub_mchid=1", check=False
+    )
+    assert faulted.status_code == 500 and faulted.json()["code"] == "SYSTEM_ERROR"

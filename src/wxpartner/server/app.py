@@ -39,6 +39,10 @@ STARTUP_HOOKS: list[Callable[[AppState], None]] = []
 # DISABLED): the dashboard runs them before it reads, so a page after a clock move shows what the API
 # would answer, not what the background sweep has not reached yet (or never will, when it is off).
 SETTLE_HOOKS: list[Callable[[AppState], object]] = []
+# What a process caches from a scenario's sections (fault rules): dropped after POST /sandbox/scenario,
+# so the loading process applies the scenario to its very next request, as after the control API's own
+# changes (the platform keys are the foundation's: control.py refreshes them itself).
+SCENARIO_LOADED_HOOKS: list[Callable[[AppState], None]] = []
 
 
 class AppState:

@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from ..sandbox import faults_section  # noqa: F401  (the scenario files' faults: section)
 from . import control_ops, dashboard, logs, metrics  # noqa: F401  (registers control routes and pages)
-from .app import BACKGROUND_TASKS, STARTUP_HOOKS
+from .app import BACKGROUND_TASKS, SCENARIO_LOADED_HOOKS, STARTUP_HOOKS
 from .faults import injector
 from .journal import flush_loop, writer
 from .web import WEB_ROUTES
@@ -28,7 +28,12 @@ def install(state: AppState) -> None:
     state.observers.append(logs.observe)
 
 
+def _scenario_loaded(state: AppState) -> None:
+    injector(state).invalidate()  # a faults: section's rules apply to the next request
+
+
 if install not in STARTUP_HOOKS:
     STARTUP_HOOKS.append(install)
+    SCENARIO_LOADED_HOOKS.append(_scenario_loaded)
     BACKGROUND_TASKS.append(flush_loop)
     WEB_ROUTES.append(Route("/metrics", metrics.metrics_endpoint))
