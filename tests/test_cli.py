@@ -362,3 +362,32 @@ def test_sign_output_is_accepted_by_the_server(http: TestClient, world: World, t
     assert resp.status_code == 401
     expected = out["message"].replace("/v3/certificates\n", "/v3/certificates?algorithm_type=RSA\n", 1)
     assert resp.json()["detail"]["sign_information"]["truncated_sign_message"] == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["--port", "99999"], 2, "is not in the range 1<=x<=65535"),
+        (["--workers", "0"], 2, "is not in the range x>=1"),
+        (["--time-window", "-5"], 2, "is not in the range x>=1"),  # every request would be refused
+        (["--database-url", "not a url"], 1, "cannot open the database: Could not parse"),
+        (["--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/x"], 1, "cannot use the database: "),
+        (["--data-dir", "{file}/data"], 1, "cannot write to the data dir: "),
+        (["--scenario", "{binary}"], 1, "is not UTF-8 text"),
+    ],
+)
+def test_serve_refuses_bad_settings_without_a_traceback(
+    tmp_path: Path, args: list[str], code: int, fragment: str
+) -> None:
+    """Found in the sandbox audit: a port past 65535 started a server that said it listened there, a
+    negative --time-window refused every request, and a bad database URL, an unreachable database, a
+    data dir that cannot be created or a scenario that is not UTF-8 ended in a traceback."""
+    (tmp_path / "file").write_text("")
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe")
+    values = {"file": str(tmp_path / "file"), "binary": str(tmp_path / "binary.yaml")}
+    given = [a.format(**values) for a in args]
+    if "--data-dir" not in given:
+        given += ["--data-dir", str(tmp_path / "data")]
+    result = CliRunner().invoke(main, ["serve", *given], catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    assert fragment in result.output and "Traceback" not in result.output

@@ -9,12 +9,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int, help="worker processes")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="worker processes")
 @click.option("--data-dir", default=".wxpartner", show_default=True, type=click.Path(file_okay=False))
 @click.option(
     "--database-url", envvar="WXPARTNER_DATABASE_URL", default="", help="default: SQLite in the data dir"
@@ -24,7 +25,11 @@ import click
 )
 @click.option("--token", envvar="WXPARTNER_SANDBOX_TOKEN", default="", help="sandbox control API token")
 @click.option(
-    "--time-window", default=300, show_default=True, type=int, help="± seconds for request timestamps"
+    "--time-window",
+    default=300,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="± seconds for request timestamps",
 )
 @click.option("--no-demo", is_flag=True, help="do not create the demo merchant")
 @click.option("--no-explain", is_flag=True, help="do not explain SIGN_ERRORs with the expected message")
@@ -84,11 +89,12 @@ def serve(
         pipeline_threads=pipeline_threads,
         public_base_url=public_base_url,
     )
-    import sqlalchemy as sa
-
     url = settings.resolved_database_url()
     try:
         db = Database(url, pool_size=2)
+    except (OSError, SQLAlchemyError, ImportError) as exc:
+        raise click.ClickException(f"cannot use the database {_shown_url(url)}: {_reason(exc)}") from None
+    try:
         settings.sandbox_token = bootstrap(
             db,
             settings.data_path,
@@ -96,17 +102,20 @@ def serve(
             demo=not no_demo,
             scenario=Path(scenario) if scenario else None,
         )
+        info = (
+            connection_info(db, settings.data_path, settings.base_url(), settings.sandbox_token)
+            if not no_demo
+            else control_connection_info(settings.data_path, settings.base_url(), settings.sandbox_token)
+        )
     except ScenarioError as exc:
         raise click.ClickException(f"scenario {scenario}: {exc}") from exc
-    except (sa.exc.SQLAlchemyError, ImportError) as exc:
+    except (SQLAlchemyError, ImportError) as exc:
         # unreachable, refused, not ours to create tables in, or a URL no installed driver serves
-        raise click.ClickException(f"cannot use the database {_shown_url(url)}: {_reason(exc)}") from exc
-    info = (
-        connection_info(db, settings.data_path, settings.base_url(), settings.sandbox_token)
-        if not no_demo
-        else control_connection_info(settings.data_path, settings.base_url(), settings.sandbox_token)
-    )
-    db.dispose()
+        raise click.ClickException(f"cannot use the database {_shown_url(url)}: {_reason(exc)}") from None
+    except OSError as exc:  # the data dir cannot be created or written
+        raise click.ClickException(f"cannot write to the data dir: {_why(exc)}") from None
+    finally:
+        db.dispose()
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False), nl=True)
     else:
@@ -119,6 +128,14 @@ def serve(
         "wxpartner.server.app:app_from_env", host=host, port=port, log_level=log_level, factory=True
     )
     serving.run(workers, config)
+
+
+def _why(exc: BaseException) -> str:
+    """The first line of the reason (a driver error's first line names the host and the refusal)."""
+    orig = getattr(exc, "orig", None) or exc
+    text = getattr(orig, "strerror", None) or str(orig) or type(orig).__name__
+    path = getattr(orig, "filename", None)
+    return (f"{path}: " if path else "") + str(text).strip().splitlines()[0]
 
 
 def _print_connection(info: Mapping[str, object]) -> None:

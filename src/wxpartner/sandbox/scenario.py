@@ -347,9 +347,11 @@ def load_scenario(
 
 def load_scenario_file(db: Database, path: Path, *, data_dir: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"scenario {path} is not UTF-8 text (byte {exc.start})") from None
     return load_scenario(db, parse_text(text), base_dir=path.parent, data_dir=data_dir)
 
 
