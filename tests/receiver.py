@@ -19,6 +19,7 @@ class Receiver:
     server: ThreadingHTTPServer
     deliveries: list[Delivery] = field(default_factory=list)
     status: int = 200
+    answer: bytes = b""  # the body of every answer
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -41,8 +42,9 @@ def start_receiver() -> Receiver:
             with rec.lock:
                 rec.deliveries.append(Delivery({k: v for k, v in self.headers.items()}, body))
             self.send_response(rec.status)
-            self.send_header("Content-Length", "0")
+            self.send_header("Content-Length", str(len(rec.answer)))
             self.end_headers()
+            self.wfile.write(rec.answer)
 
         def log_message(self, *_args: Any) -> None:
             pass

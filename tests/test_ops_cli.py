@@ -530,3 +530,30 @@ def test_call_signs_the_path_and_query_it_sends(run: Any) -> None:
     for path in ("v3/certificates", "/v3/certificates?note=a b", "/v3/certificates?note=差旅"):
         answer = as_json(run("call", "GET", path, "--json"))
         assert answer["status"] == 200 and answer["signature_valid"] is True, (path, answer)
+
+
+def test_text_from_merchants_and_users_is_printed_not_read_as_markup(
+    run: Any, control: TestClient, app: Any, tmp_path: Path
+) -> None:
+    """Found in the sandbox audit: a merchant's callback answer, a path or a file name holding '[/]'
+    made the CLI exit with a rich MarkupError traceback (and '[bold]' in them vanished)."""
+    from receiver import start_receiver
+    from wxpartner.store import outbox
+
+    rec = start_receiver()
+    try:
+        control.put(f"/sandbox/merchants/{SP_B}/notify-url", json={"notify_url": rec.url})
+        now = control.get("/sandbox/clock").json()["now_ts"]
+        with app.state.db.write() as conn:
+            nid = outbox.enqueue(
+                conn, mchid=SP_B, event_type="WEBIZPAY.REVOKED", summary="x", resource={"x": 1}, now=now
+            )
+        rec.status, rec.answer = 500, b'{"code":"FAIL","message":"[/] down [bold]now"}'
+        assert "[/] down [bold]now" in run("callbacks", "redeliver", nid).output
+        assert "[/] down [bold]now" in run("callbacks", "show", nid).output
+    finally:
+        rec.stop()
+    assert "reset: [/]x" in run("reset", "--mchid", "[/]x", "--yes").output
+    out = tmp_path / "[bold]scn.yaml"
+    assert "[bold]scn.yaml" in run("scenario", "export", "--out", str(out)).output
+    assert "/v3/x[/]y" in run("call", "GET", "/v3/x[/]y", code=1).output

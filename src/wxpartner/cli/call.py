@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from ..domain.faults import FAULT_HEADER
 from ..protocol import constants as c
@@ -94,7 +95,8 @@ def call(
     def pretty(_result: dict[str, Any]) -> None:
         tone = "green" if resp.status_code < 400 else "red"
         console.print(
-            f"[bold {tone}]{resp.status_code}[/] {method.upper()} {target}  Request-ID {result['request_id']}"
+            f"[bold {tone}]{resp.status_code}[/] "
+            + escape(f"{method.upper()} {target}  Request-ID {result['request_id']}")
         )
         verdict(ok, why)
         if payload is not None:

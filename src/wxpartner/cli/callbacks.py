@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from ._http import Target, present, segment, target_options
-from ._output import console, emit, kv, print_json, table
+from ._output import console, emit, kv, print_json, say, table
 
 
 @click.group()
@@ -47,7 +48,7 @@ def _print_callbacks(data: dict[str, Any]) -> None:
 def _print_notification(d: dict[str, Any]) -> None:
     kv({key: v for key, v in d.items() if key not in ("attempts", "resource")})
     for a in d.get("attempts", []):
-        console.print(f"  attempt {_attempt_text(a)}  {a['url']}")
+        say(f"  attempt {_attempt_text(a)}  {a['url']}")
     if d.get("resource") is not None:
         console.print("[bold]resource[/] (plaintext; sent encrypted):")
         print_json(d["resource"])
@@ -59,7 +60,10 @@ def _print_attempts(data: dict[str, Any]) -> None:
         console.print("nothing was due")
     for a in attempts:
         tone = "green" if a["ok"] else "red"
-        console.print(f"[{tone}]{a['id']}[/] {a['event_type']} → {a['state']}  {_attempt_text(a)}")
+        console.print(
+            f"[{tone}]{escape(str(a['id']))}[/] "
+            + escape(f"{a['event_type']} → {a['state']}  {_attempt_text(a)}")
+        )
 
 
 @callbacks.command("list")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from ._http import Target, present, segment, target_options
-from ._output import console, emit, table
+from ._output import console, emit, say, table
 
 
 @click.group()
@@ -60,7 +61,7 @@ def faults_add(
         "note": note,
     }
     data = t.control("POST", "/faults", json=present(body))
-    emit(data, as_json, lambda d: console.print(f"added {d['kind']} rule [bold]{d['id']}[/]"))
+    emit(data, as_json, lambda d: console.print(f"added {d['kind']} rule [bold]{escape(str(d['id']))}[/]"))
 
 
 @faults.command("list")
@@ -92,5 +93,5 @@ def faults_clear(t: Target, rule_id: str | None, as_json: bool) -> None:
     emit(
         data,
         as_json,
-        lambda d: console.print(f"deleted {rule_id}" if rule_id else f"deleted {d['deleted']} rule(s)"),
+        lambda d: say(f"deleted {rule_id}" if rule_id else f"deleted {d['deleted']} rule(s)"),
     )

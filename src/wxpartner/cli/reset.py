@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ._http import Target, target_options
-from ._output import console, emit
+from ._output import emit, say
 
 
 @click.command()
@@ -17,4 +17,4 @@ def reset(t: Target, mchid: str | None, yes: bool, as_json: bool) -> None:
     if not yes and not as_json:
         click.confirm(f"Delete the business data of {mchid or 'every merchant'}?", abort=True)
     data = t.control("POST", "/reset", json={"mchid": mchid} if mchid else {})
-    emit(data, as_json, lambda d: console.print(f"reset: {d['reset']}"))
+    emit(data, as_json, lambda d: say(f"reset: {d['reset']}"))

@@ -12,7 +12,7 @@ import yaml
 
 from ._files import read_text, write_text
 from ._http import Target, target_options
-from ._output import console, emit, kv, progress, progress_option
+from ._output import emit, kv, progress, progress_option, say
 
 
 @click.group()
@@ -118,6 +118,6 @@ def scenario_export(t: Target, out: str | None, as_json: bool) -> None:
     if out:
         write_text(out, text, "--out")
         if not as_json:
-            console.print(f"wrote {out}")
+            say(f"wrote {out}")
     else:
         click.echo(text)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from ..protocol import constants as c
 from ..protocol import keys as k
@@ -98,7 +99,7 @@ def _print_result(result: dict[str, Any]) -> None:
         )
     for name in ("event_type", "id", "error", "decrypt_error"):
         if result.get(name):
-            console.print(f"[bold]{name}[/]: {result[name]}")
+            console.print(f"[bold]{name}[/]: {escape(str(result[name]))}")
     if "resource" in result:
         console.print("[bold]decrypted resource[/]:")
         print_json(result["resource"])
