@@ -557,3 +557,26 @@ def test_text_from_merchants_and_users_is_printed_not_read_as_markup(
     out = tmp_path / "[bold]scn.yaml"
     assert "[bold]scn.yaml" in run("scenario", "export", "--out", str(out)).output
     assert "/v3/x[/]y" in run("call", "GET", "/v3/x[/]y", code=1).output
+
+
+def test_verify_callback_reads_any_timestamp_and_an_empty_scenario_loads_in_batches(
+    run: Any, tmp_path: Path
+) -> None:
+    """Found in the sandbox audit: a Wechatpay-Timestamp of '²' (isdigit() but not int()) was a
+    traceback, a future one read "-90s ago"; an empty scenario file loaded without --batch but was
+    refused with it."""
+    body = tmp_path / "body.json"
+    body.write_text("{}")
+    headers = tmp_path / "headers.json"
+    verify = ("verify-callback", "--headers", str(headers), "--body", str(body))
+    headers.write_text(json.dumps({"Wechatpay-Timestamp": "²", "Wechatpay-Signature": "x"}))
+    out = run(*verify, code=1).output
+    assert "unknown WeChat Pay key" in out and "timestamp:" not in out  # not a timestamp: no age
+    headers.write_text(
+        json.dumps({"Wechatpay-Timestamp": str(int(time.time()) + 900), "Wechatpay-Signature": "x"})
+    )
+    out = run(*verify, code=1).output
+    assert "s in the future (more than 5 minutes off)" in out
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert as_json(run("scenario", "load", str(empty), "--batch", "5", "--json"))["batches"] == 0

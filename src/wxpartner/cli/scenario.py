@@ -64,6 +64,8 @@ def _load_in_batches(t: Target, file: str, text: str, batch: int, show: bool | N
         parsed = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise click.ClickException(f"{file}: not valid YAML/JSON: {exc}") from exc
+    if parsed is None:  # an empty file: nothing to load, as without --batch
+        parsed = {}
     if not isinstance(parsed, dict):
         raise click.ClickException(f"{file}: a scenario is a mapping with sections such as 'merchants'")
     pieces = scenario_batches(parsed, batch)

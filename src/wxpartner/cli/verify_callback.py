@@ -94,8 +94,9 @@ def _print_result(result: dict[str, Any]) -> None:
     verdict(result["signature_valid"], result["signature"])
     age = result["timestamp_age_seconds"]
     if age is not None:
+        when = f"{age}s ago" if age >= 0 else f"{-age}s in the future"
         console.print(
-            f"timestamp: {age}s ago" + (" [yellow](older than 5 minutes)[/]" if abs(age) > 300 else "")
+            f"timestamp: {when}" + (" [yellow](more than 5 minutes off)[/]" if abs(age) > 300 else "")
         )
     for name in ("event_type", "id", "error", "decrypt_error"):
         if result.get(name):
@@ -141,7 +142,8 @@ def verify_callback(
     body = read_bytes(body_file, "--body")
     ok, why = check_signature(headers, body, _public_keys(t, public_keys))
     ts = headers.get(c.H_TIMESTAMP) or ""
-    age = int(time.time()) - int(ts) if ts.isascii() and ts.isdigit() else None
+    # ASCII digits only: int() refuses '²', which isdigit() accepts; 19 digits is any real timestamp
+    age = int(time.time()) - int(ts) if ts.isascii() and ts.isdigit() and len(ts) <= 19 else None
     result: dict[str, Any] = {"signature_valid": ok, "signature": why, "timestamp_age_seconds": age}
     try:
         notification = json.loads(body)
