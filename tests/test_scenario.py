@@ -557,3 +557,34 @@ def test_a_loaded_scenario_applies_to_the_very_next_request(http: TestClient, wo
         f"/v3/webizpay/users/user_scn1/authorization-state?sp_mchid={SP_A}&sub_mchid=1", check=False
     )
     assert faulted.status_code == 500 and faulted.json()["code"] == "SYSTEM_ERROR"
+
+
+@pytest.mark.parametrize(
+    ("rule", "fragment"),
+    [
+        ({"kind": "SYSTEM_ERROR", "path": [1]}, "path must be a string"),  # was a 500
+        ({"kind": "SYSTEM_ERROR", "operation": 5}, "operation must be a string"),
+        ({"kind": "SYSTEM_ERROR", "count": 1.5}, "count must be"),  # was stored as is
+        ({"kind": "SYSTEM_ERROR", "count": True}, "count must be"),  # was a count of 1
+        ({"kind": "SYSTEM_ERROR", "count": "3x"}, "count must be"),
+        ({"kind": "SYSTEM_ERROR", "probability": "x"}, "probability must be"),
+        ({"kind": "LATENCY", "latency_ms": [5]}, "latency_ms must be"),
+    ],
+)
+def test_a_bad_fault_rule_in_a_scenario_is_a_scenario_error(
+    http: TestClient, rule: dict[str, Any], fragment: str
+) -> None:
+    """Found in the sandbox audit: the faults: section checked only some types, so `path: [1]` was a 500
+    and `count: 1.5` or `count: true` were stored; it now runs the control API's own check."""
+    text = yaml.safe_dump({"faults": [{"kind": "LATENCY", "latency_ms": 5}, rule]})
+    resp = http.post("/sandbox/scenario", content=text.encode(), headers=AUTH)
+    assert resp.status_code == 400 and resp.json()["code"] == "SCENARIO_ERROR", resp.text
+    assert resp.json()["message"].startswith("faults[1]: ") and fragment in resp.json()["message"]
+    assert http.get("/sandbox/faults", headers=AUTH).json()["data"] == []  # the good rule went too
+
+
+def test_fault_rules_in_a_scenario_take_unquoted_numbers(http: TestClient) -> None:
+    text = "faults:\n  - {kind: 500, mchid: 1230000001, count: 2}\n"
+    assert http.post("/sandbox/scenario", content=text.encode(), headers=AUTH).status_code == 200
+    [rule] = http.get("/sandbox/faults", headers=AUTH).json()["data"]
+    assert (rule["kind"], rule["mchid"], rule["remaining"]) == ("SYSTEM_ERROR", "1230000001", 2)
