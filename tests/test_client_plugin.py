@@ -7,11 +7,12 @@ import os
 import statistics
 import textwrap
 import time
+from pathlib import Path
 
 import anyio
 import pytest
 
-from wxpartner.client import AsyncClient, Client, ServerError, TransportError
+from wxpartner.client import NO_RETRIES, AsyncClient, Client, ServerError, TransportError
 from wxpartner.client.given_http import library_of
 from wxpartner.models import webizpay as w
 from wxpartner.testing import WxPartnerServer
@@ -98,6 +99,30 @@ def test_reset_leaves_no_journal_and_no_auto_policy(
     wxpartner_server.reset()
     assert control.get("/sandbox/journal").json()["data"] == []
     assert control.get("/sandbox/apply4subject/auto-policy").json() == {"auto_policy": None}
+
+
+def test_a_scenario_file_reads_paths_beside_it(wxpartner_server: WxPartnerServer, tmp_path: Path) -> None:
+    """Found in the sandbox audit: load_scenario(Path) posted the text to the control API, which reads
+    files only inside the server's data dir, so the README's "paths relative to the scenario file with
+    the pytest plugin" failed with "cannot read certs/apiclient_cert.pem"."""
+    from wxpartner.sandbox.material import make_merchant_keys
+
+    made = make_merchant_keys("1777000001", tmp_path / "certs")
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(
+        'merchants:\n  - mchid: "1777000001"\n    certificates:\n      - certificate: certs/apiclient_cert.pem\n'
+        "faults:\n  - {kind: SYSTEM_ERROR, count: 1}\n"
+    )
+    assert wxpartner_server.load_scenario(scenario) == {"loaded": True, "merchants": 1, "faults": 1}
+    listed = {m["mchid"]: m for m in wxpartner_server.control.get("/sandbox/merchants").json()["data"]}
+    assert listed["1777000001"]["certificates"] == [{"serial_no": made.serial_no, "revoked": False}]
+    with wxpartner_server.client(retry=NO_RETRIES) as client, pytest.raises(ServerError):
+        client.webizpay.ranges.list(sp_mchid=client.mchid)  # the file's fault applies at once
+    scenario.write_text(
+        'merchants:\n  - mchid: "1777000002"\n    certificates:\n      - certificate: nope.pem\n'
+    )
+    with pytest.raises(AssertionError, match=r"cannot read nope\.pem"):
+        wxpartner_server.load_scenario(scenario)
 
 
 def test_clock_and_faults(wxpartner_server: WxPartnerServer, wxpartner_client: Client) -> None:

@@ -204,13 +204,26 @@ class WxPartnerServer:
             injector(self.app.state).invalidate()
 
     def load_scenario(self, data: dict[str, Any] | str | Path) -> Any:
-        """A scenario as a dict, YAML/JSON text, or a file path."""
+        """A scenario as a dict, YAML/JSON text, or a file path. A file's PEM paths are relative to the
+        file's directory, as with the ini option and ``serve --scenario`` (a dict or text goes through
+        the control API, which reads files inside the server's data dir only)."""
         import json
 
         if isinstance(data, Path):
-            data = data.read_text()
+            return self._load_file(data)
         text = json.dumps(data) if isinstance(data, dict) else data
         return self._ok(self.control.post("/sandbox/scenario", content=text.encode()))
+
+    def _load_file(self, path: Path) -> Any:
+        from .sandbox.scenario import ScenarioError, load_scenario_file
+        from .server.control import scenario_loaded
+
+        try:
+            report = load_scenario_file(self.db, path, data_dir=self.data_dir)
+        except ScenarioError as exc:
+            raise AssertionError(f"scenario {path} refused: {exc}") from None
+        scenario_loaded(self.app.state)
+        return {"loaded": True, **report}
 
     def advance_clock(self, seconds: float) -> Any:
         """Move business time (card expiry, applyment progress); wire timestamps stay real."""

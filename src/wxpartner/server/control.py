@@ -180,19 +180,26 @@ async def scenario_endpoint(request: Request) -> Response:
     pointer = nul_pointer(data)
     if pointer is not None:  # no column can hold it on PostgreSQL
         raise bad(f"scenario{pointer} must not contain NUL characters")
-    from .app import SCENARIO_LOADED_HOOKS
 
     def load() -> dict[str, Any]:
         found = scenario.load_scenario(
             st.db, data, base_dir=st.settings.data_path, data_dir=st.settings.data_path, confine=True
         )
-        st.keyring.refresh(force=True)  # its platform keys sign this process's next answer
-        for hook in SCENARIO_LOADED_HOOKS:
-            hook(st)
+        scenario_loaded(st)
         return found
 
     report = await anyio.to_thread.run_sync(load)
     return JSONResponse({"loaded": True, **report})
+
+
+def scenario_loaded(st: Any) -> None:
+    """After a load committed: this process's next request sees the scenario's platform keys and what
+    the families cache from it (fault rules)."""
+    from .app import SCENARIO_LOADED_HOOKS
+
+    st.keyring.refresh(force=True)
+    for hook in SCENARIO_LOADED_HOOKS:
+        hook(st)
 
 
 @control_route("/merchants", ["GET"])
