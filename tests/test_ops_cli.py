@@ -428,6 +428,8 @@ def test_callbacks_list_show_deliver_redeliver(run: Any, control: TestClient, ap
         assert nid in again and "#2 500" in again and len(rec.deliveries) == 2
         assert "#2 500" in run("callbacks", "list", "--mchid", SP_B).output
         assert as_json(run("callbacks", "list", "--mchid", SP_A, "--json"))["data"] == []
+        # found in the sandbox audit: past the last page it said "no callbacks" although there were
+        assert "no callbacks at offset 5 (1 in all)" in run("callbacks", "list", "--offset", "5").output
         assert "404" in run("callbacks", "show", "nope", code=1).output
         # An id is sent as one path segment: "a?b" was sent as id "a" with a query, "a#b" as "a".
         assert "no callback notification a?b" in run("callbacks", "show", "a?b", code=1).output

@@ -26,7 +26,10 @@ def _attempt_text(a: dict[str, Any]) -> str:
 
 def _print_callbacks(data: dict[str, Any]) -> None:
     if not data["data"]:
-        console.print("no callbacks")
+        total = data.get("total_count") or 0
+        console.print(
+            f"no callbacks at offset {data['offset']} ({total} in all)" if total else "no callbacks"
+        )
         return
     rows = [
         [
