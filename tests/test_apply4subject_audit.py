@@ -304,3 +304,38 @@ def test_scenario_section_export_and_reset(chan: ApiClient, control: TestClient)
     assert control.post("/sandbox/reset", json={"mchid": SP_A}).status_code == 200
     assert query(chan, business_code="seeded_passed").status_code == 404
     assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_UNAUTHORIZED"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fragment"),
+    [
+        (
+            "/sandbox/apply4subject/auto-policy",
+            {"outcom": "reject", "after_queries": 1},
+            "unknown field(s): outcom",
+        ),
+        (
+            "/sandbox/apply4subject/auto-policy",
+            {"after_queries": 1, "authorize": "false"},
+            "authorize must be",
+        ),
+        (
+            "/sandbox/apply4subject/authorizations",
+            {"mchid": SP_A, "sub_mchid": "1900000109", "x": 1},
+            "unknown",
+        ),
+    ],
+)
+def test_a_misspelt_audit_control_field_changes_nothing(
+    control: TestClient, path: str, body: dict[str, object], fragment: str
+) -> None:
+    """Found in the sandbox audit: {"outcom": "reject"} set a policy that approves (the default outcome),
+    and "authorize": "false" authorized."""
+    resp = control.put(path, json=body) if path.endswith("auto-policy") else control.post(path, json=body)
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+    assert fragment in resp.json()["message"]
+    assert control.get("/sandbox/apply4subject/auto-policy").json() == {"auto_policy": None}
+    assert control.get("/sandbox/apply4subject/authorizations").json()["data"] == []
+    section = "apply4subject:\n  auto_policy: {outcom: reject, after_queries: 1}\n"
+    refused = control.post("/sandbox/scenario", content=section.encode())
+    assert refused.status_code == 400 and "unknown field(s): outcom" in refused.json()["message"]

@@ -295,8 +295,16 @@ class AutoPolicy:
     reject_reason: str = "公司名称与工商局登记不一致"
     authorize: bool = False  # with outcome "pass": complete the authorization too
 
+    FIELDS = ("outcome", "after_seconds", "after_queries", "reject_param", "reject_reason", "authorize")
+
     @classmethod
     def parse(cls, data: dict[str, Any]) -> AutoPolicy:
+        unknown = sorted(set(data) - set(cls.FIELDS))
+        if unknown:  # a misspelt "outcome" would otherwise approve what was meant to be rejected
+            raise ValueError(f"unknown field(s): {', '.join(unknown)}; known: {', '.join(cls.FIELDS)}")
+        authorize = data.get("authorize", False)
+        if not isinstance(authorize, bool):
+            raise ValueError("authorize must be true or false")
         outcome = data.get("outcome", "approve")
         if not isinstance(outcome, str) or outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
@@ -322,7 +330,7 @@ class AutoPolicy:
             queries,
             reject_param,
             reject_reason,
-            bool(data.get("authorize", False)),
+            authorize,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from ..sandbox import scenario
 from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
 from . import apply4subject_flow as flow
 from .control import ControlError, control_route, json_body
+from .params import known_fields
 
 
 def _view(app: Applyment, base_url: str) -> dict[str, Any]:
@@ -141,6 +142,7 @@ async def auto_policy(request: Request) -> Response:
 async def authorizations(request: Request) -> Response:
     st = request.app.state.wx
     body = await json_body(request) if request.method != "GET" else {}
+    known_fields(body, "mchid", "sub_mchid")
     mchid, sub = body.get("mchid"), body.get("sub_mchid")
     if request.method != "GET" and not (
         isinstance(mchid, str)
