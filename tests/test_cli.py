@@ -391,3 +391,26 @@ def test_serve_refuses_bad_settings_without_a_traceback(
     result = CliRunner().invoke(main, ["serve", *given], catch_exceptions=False)
     assert result.exit_code == code, result.output
     assert fragment in result.output and "Traceback" not in result.output
+
+
+def test_keys_prints_a_scenario_entry_that_loads_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in the sandbox audit: the entry named the certificate relative to the current directory,
+    but a scenario's paths are relative to the scenario file: pasted into a file elsewhere, it could not
+    be read. It now names the certificate's absolute path."""
+    from wxpartner.sandbox import scenario
+    from wxpartner.store.db import Database
+
+    monkeypatch.chdir(tmp_path)
+    text = _cli("keys", "--mchid", "1888000001", "--out", "made")
+    entry = text.split("scenario entry:\n", 1)[1]
+    elsewhere = tmp_path / "scenarios" / "s.yaml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("merchants:\n" + entry)
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    db.migrate()
+    try:
+        assert scenario.load_scenario_file(db, elsewhere, data_dir=tmp_path)["merchants"] == 1
+    finally:
+        db.dispose()

@@ -50,5 +50,5 @@ def keys(mchid: str, out_dir: str, pkcs1: bool, force: bool, as_json: bool) -> N
         click.echo(f"{key}: {value}")
     click.echo(
         "\nscenario entry:\n"
-        f'  - mchid: "{mchid}"\n    certificates:\n      - certificate: {files.certificate_path}'
+        f'  - mchid: "{mchid}"\n    certificates:\n      - certificate: {files.certificate_path.resolve()}'
     )
