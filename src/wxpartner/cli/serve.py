@@ -50,7 +50,13 @@ from sqlalchemy.exc import SQLAlchemyError
 )
 @click.option("--public-base-url", default="", help="base URL put in links (authorization/payment pages)")
 @click.option("--json", "as_json", is_flag=True, help="print connection settings as one JSON object")
-@click.option("--log-level", default="warning", show_default=True)
+@click.option(
+    "--log-level",
+    default="warning",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug", "trace"], case_sensitive=False),
+    help="uvicorn log level",
+)
 def serve(
     host: str,
     port: int,
