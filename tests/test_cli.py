@@ -415,3 +415,21 @@ def test_keys_prints_a_scenario_entry_that_loads_from_any_directory(
         assert scenario.load_scenario_file(db, elsewhere, data_dir=tmp_path)["merchants"] == 1
     finally:
         db.dispose()
+
+
+def test_sign_warns_when_the_server_would_refuse_the_header(world: World, tmp_path: Path) -> None:
+    """Found in the sandbox audit: `sign --timestamp abc` or a 70-character --nonce printed a header the
+    server refuses as malformed, and `--url v3/x` a message no request line can carry, without a word."""
+    key = str(_write_key(world, tmp_path))
+    common = ["sign", "--mchid", SP_B, "--serial", "AB", "--key", key]
+    for extra, problem in (
+        (["--url", "/v3/x", "--timestamp", "abc"], "timestamp must be decimal Unix seconds"),
+        (["--url", "/v3/x", "--nonce", "n" * 70], "nonce_str must be 1-64 printable ASCII"),
+        (["--url", "v3/x"], "does not start with '/'"),
+    ):
+        result = CliRunner().invoke(main, [*common, *extra, "--json"], catch_exceptions=False)
+        assert result.exit_code == 0
+        assert problem in json.loads(result.stdout)["authorization_problem"]
+        assert "warning: the server would refuse this request: " in result.stderr
+    fine = CliRunner().invoke(main, [*common, "--url", "/v3/x", "--json"], catch_exceptions=False)
+    assert json.loads(fine.stdout)["authorization_problem"] is None and not fine.stderr

@@ -10,10 +10,22 @@ from urllib.parse import urlsplit
 
 import click
 
-from ..protocol.authorization import Authorization
+from ..protocol.authorization import Authorization, AuthorizationFormatError, parse_authorization
 from ..protocol.messages import canonical_url, request_message, visible_controls
 from ..protocol.signing import new_nonce, sign
 from ._files import at_file, private_key
+
+
+def _problem(header: str, target: str) -> str | None:
+    """What the server's Authorization check (or its path rule) would refuse, before any signature
+    check: the values given with --timestamp, --nonce, --mchid are printed as asked, but say so."""
+    if not target.startswith("/"):
+        return f"the URL {target!r} does not start with '/': a request line never carries that"
+    try:
+        parse_authorization(header)
+    except AuthorizationFormatError as exc:
+        return f"malformed Authorization: {exc}"
+    return None
 
 
 @click.command(name="sign")
@@ -56,7 +68,12 @@ def sign_cmd(
         "message_length": len(message),
         "sha256": hashlib.sha256(message).hexdigest(),
         "authorization": header,
+        "authorization_problem": _problem(header, target),
     }
+    if result["authorization_problem"]:  # on stderr: stdout stays the document asked for
+        click.echo(
+            f"warning: the server would refuse this request: {result['authorization_problem']}", err=True
+        )
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
         return
