@@ -394,6 +394,13 @@ def test_bills_generates_a_csv_per_day_with_progress(
     assert "trade bills of" in pretty and "QYZFALL" in pretty
     run("bills", "--sub-mchid", SUB_B, "--from", "2026-13-01", code=2)
     run("bills", "--sub-mchid", SUB_B, "--from", "2026-01-02", "--to", "2026-01-01", code=2)
+    # found in the sandbox audit: `call` printed a CSV answer as one quoted JSON string full of \n
+    body = json.dumps({"sp_mchid": SP_B, "sub_mchid": SUB_B, "date": str(paid_day), "type": "QYZFALL"})
+    applied = as_json(run("call", "POST", "/v3/webizpay/bill/trade-bill", "-d", body, "--json"))
+    csv = run("call", "GET", applied["body"]["download_url"]).output
+    txid = paid.json()["transaction_id"]
+    assert f"`{txid}" in csv or f"{txid}," in csv
+    assert "\\n" not in csv and '"交易时间' not in csv  # lines as lines, not a JSON string
 
 
 def test_callbacks_list_show_deliver_redeliver(run: Any, control: TestClient, app: Any) -> None:

@@ -14,7 +14,7 @@ from ..protocol import constants as c
 from ._apiv3 import Signer, check_signature, platform_keys
 from ._files import at_file
 from ._http import Target, target_options
-from ._output import console, emit, print_json, verdict
+from ._output import console, emit, print_json, say, verdict
 
 
 def _body(data: str | None) -> bytes:
@@ -80,10 +80,11 @@ def call(
         headers[name] = val
     target, resp = signer.send(method, path, body, headers)
     ok, why = check_signature(resp.headers, resp.content, platform_keys(t))
+    is_json = True
     try:
         payload: Any = resp.json() if resp.content else None
     except ValueError:
-        payload = resp.text
+        payload, is_json = resp.text, False
     result = {
         "status": resp.status_code,
         "request_id": resp.headers.get(c.H_REQUEST_ID),
@@ -99,8 +100,12 @@ def call(
             + escape(f"{method.upper()} {target}  Request-ID {result['request_id']}")
         )
         verdict(ok, why)
-        if payload is not None:
+        if not resp.content:
+            return
+        if is_json:
             print_json(payload)
+        else:  # a bill file (CSV), an HTML error page of a proxy: the text as received, not a JSON string
+            say(resp.text)
 
     emit(result, as_json, pretty)
     sys.exit(0 if ok else 1)
