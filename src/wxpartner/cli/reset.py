@@ -10,7 +10,9 @@ from ._output import emit, say
 
 @click.command()
 @click.option("--mchid", default=None, help="only this merchant's data")
-@click.option("--yes", is_flag=True, help="do not ask")
+@click.option(
+    "--yes", is_flag=True, help="do not ask for confirmation (--json never asks: it is for scripts)"
+)
 @target_options
 def reset(t: Target, mchid: str | None, yes: bool, as_json: bool) -> None:
     """Delete business data (every family's), keeping merchants and keys."""
