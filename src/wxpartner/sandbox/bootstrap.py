@@ -237,10 +237,9 @@ def bootstrap(
     # Owner-only when we create it: it holds private keys, the database and connection.json (an existing
     # directory keeps the mode its owner gave it).
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Hosts started together on one PostgreSQL database take turns: the first creates the platform keys
-    # and the demo merchants, the others find them (and add only their own demo key pairs).
-    with db.start_up_lock():
-        db.migrate()
+    db.migrate()
+    # Every host of a deployment runs this against the one database, maybe at the same moment.
+    with db.setup_lock():
         if scenario is not None:
             load_scenario_file(db, scenario, data_dir=data_dir)
         ensure_platform_keys(db, data_dir)

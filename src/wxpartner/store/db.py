@@ -216,20 +216,26 @@ class Database:
         migrate(self.engine)
 
     @contextlib.contextmanager
-    def start_up_lock(self) -> Iterator[None]:
-        """Start-up work (migrations, a scenario, first-run keys, the demo merchants) one process at a
-        time: on PostgreSQL a session advisory lock, so hosts started together on one database do not
-        both create what is missing. SQLite serves one host, whose ``serve`` bootstraps before its
-        workers start: nothing to take."""
-        if self._autocommit is None:
+    def setup_lock(self) -> Iterator[None]:
+        """Hosts starting at once set the database up one after the other (PostgreSQL: a session
+        advisory lock held on a connection of its own while the block runs). Start-up's
+        look-then-insert steps (platform keys, the demo merchant, the sandbox token) then each find
+        what the host before them made, instead of inserting it a second time. SQLite: one host by
+        nature, nothing to take."""
+        if self.sqlite:
             yield
             return
-        with self._autocommit.connect() as conn:
-            conn.exec_driver_sql(f"SELECT pg_advisory_lock({START_UP_LOCK})")
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({SETUP_LOCK})")
+            conn.commit()
             try:
                 yield
             finally:
-                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({START_UP_LOCK})")
+                try:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({SETUP_LOCK})")
+                    conn.commit()
+                except sa.exc.DBAPIError:
+                    conn.invalidate()  # a session that may still hold the lock never goes back to the pool
 
     def dispose(self) -> None:
         if self._checkpointer is not None:
@@ -283,10 +289,6 @@ def sqlite_file(url: str) -> Path | None:
     return Path(path)
 
 
-# PostgreSQL advisory lock keys: the migration (held by its transaction) and the whole start-up.
-MIGRATION_LOCK = 7365926
-START_UP_LOCK = 7365927
-
 _REVISION = re.compile(r"^(down_revision|revision)\b[^=]*=\s*(.+)$", re.MULTILINE)
 
 
@@ -324,6 +326,10 @@ def at_heads(engine: Engine) -> bool:
     return current == heads
 
 
+MIGRATE_LOCK = 7365926  # pg_advisory_xact_lock: one host migrates, the others wait
+SETUP_LOCK = 7365927  # pg_advisory_lock: one host at a time runs start-up's set-up (Database.setup_lock)
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to every head (each product family is its own branch off the foundation)."""
     if at_heads(engine):
@@ -336,7 +342,7 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # Several hosts may start at once: one migrates, the others wait and then find nothing to do.
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
 
