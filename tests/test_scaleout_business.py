@@ -174,3 +174,35 @@ def test_a_callback_is_delivered_once_by_two_hosts(
         assert verify(key, message, h["wechatpay-signature"])
     finally:
         receiver.stop()
+
+
+def test_racing_refunds_with_one_out_refund_no_make_one_refund(
+    clients: list[ApiClient], hosts: tuple[LiveServer, LiveServer]
+) -> None:
+    """The sandbox refund is idempotent on out_refund_no: copies racing through both hosts all answer
+    the one refund (the losers used to hit the unique key: 500 Internal Server Error)."""
+    employee = _authorize(clients, hosts, f"race_refund_{time.time_ns()}")
+    card = clients[0].post(
+        f"/v3/webizpay/employees/{employee}/quota-cards", issue_body(f"rf{time.time_ns()}")
+    )
+    assert card.status_code == 200, card.text
+    card_no, amount = card.json()["card_no"], issue_body("x")["amount"]
+    with hosts[0].control() as control:
+        paid = control.post("/sandbox/webizpay/payments", json={"card_no": card_no, "amount": 100})
+    assert paid.status_code == 200, paid.text
+    txid = paid.json()["transaction_id"]
+    refund = {"transaction_id": txid, "amount": 10, "out_refund_no": f"R{time.time_ns()}"}
+
+    def send(i: int) -> httpx.Response:
+        with hosts[i % 2].control() as control:
+            return control.post("/sandbox/webizpay/refunds", json=refund)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(24)))
+    assert {r.status_code for r in answers} == {200}, [r.text for r in answers if r.status_code != 200]
+    assert len({r.json()["refund_id"] for r in answers}) == 1
+    got = clients[1].get(
+        f"/v3/webizpay/employees/{employee}/quota-cards/{card_no}?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+    )
+    assert got.status_code == 200, got.text
+    assert got.json()["remain_amount"] == amount - 100 + 10  # refunded once (RETURN: back on the card)

@@ -393,7 +393,20 @@ class WebizpayRepo:
         )
         return Refund(**row) if row else None
 
-    def add_refund(self, refund: Refund, give_back: bool, card_no: str) -> bool:
+    def add_refund(self, refund: Refund, give_back: bool, card_no: str) -> bool | None:
+        """Record ``refund`` and take its amount off the payment's refundable rest: True when done,
+        False when the rest is too small now, None when (transaction_id, out_refund_no) is taken (a
+        concurrent refund with the same number committed first; on PostgreSQL the insert waits for it).
+        The refund row goes in first, ON CONFLICT DO NOTHING, so two processes racing the same
+        out_refund_no never both take the amount (and the loser gets no unique-key error)."""
+        inserted = self.conn.execute(
+            insert_for(self.conn, webizpay_refunds)
+            .values(**asdict(refund))
+            .on_conflict_do_nothing(index_elements=["transaction_id", "out_refund_no"])
+            .returning(webizpay_refunds.c.refund_id)
+        ).first()
+        if inserted is None:
+            return None
         p = webizpay_payments
         bumped = self.conn.execute(
             p.update()
@@ -403,8 +416,7 @@ class WebizpayRepo:
             .values(refunded_amount=p.c.refunded_amount + refund.amount)
         ).rowcount
         if bumped != 1:
-            return False
-        self.conn.execute(webizpay_refunds.insert().values(**asdict(refund)))
+            return False  # the caller refuses, and its transaction takes the refund row back
         if give_back:
             c = webizpay_cards
             self.conn.execute(

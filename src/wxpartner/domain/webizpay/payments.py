@@ -156,7 +156,13 @@ def refund(
     card = repo.card(payment.card_no)
     assert card is not None
     result = Refund(new_refund_id(now), out_no, transaction_id, amount, now, now)
-    if not repo.add_refund(result, card.refund_rule == "RETURN", card.card_no):
+    added = repo.add_refund(result, card.refund_rule == "RETURN", card.card_no)
+    if added is None:  # a concurrent refund with this out_refund_no committed first: the same answer
+        winner = repo.refund_by_out_no(transaction_id, out_no)
+        if winner is None:  # pragma: no cover - it committed, so it is there (or was reset meanwhile)
+            raise ApiError("SYSTEM_ERROR", "系统繁忙，请稍后用相同参数重试")
+        return winner
+    if not added:
         raise ApiError("INVALID_REQUEST", "退款金额超过可退金额 (refunded meanwhile; query and retry)")
     repo.emit(
         Event(
