@@ -56,6 +56,7 @@ class KeyRing:
         self._keys: dict[str, PlatformKey] = {}
         self._loaded_at = 0.0
         self._lock = threading.Lock()
+        self._generation: str | None = None  # the change generation last followed (follow)
 
     def refresh(self, *, force: bool = False) -> None:
         if not force and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
@@ -73,6 +74,16 @@ class KeyRing:
                     fresh[row.key_id] = PlatformKey(row)
             self._keys = fresh
             self._loaded_at = time.monotonic()
+
+    def follow(self, generation: str | None) -> None:
+        """PostgreSQL: ``generation`` is the change generation a request read with its nonce
+        (store/change_signal.py), which adding or retiring a platform key rewrites. When it differs from
+        the one last followed, the keys are read again now: a rotation made through another host is
+        used from that host's next request on, not up to REFRESH_SECONDS later."""
+        if generation is None or generation == self._generation:
+            return
+        self.refresh(force=True)  # read after the generation: at least as new as it
+        self._generation = generation
 
     def get(self, key_id: str) -> PlatformKey | None:
         self.refresh()

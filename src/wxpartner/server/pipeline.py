@@ -125,6 +125,8 @@ class Pipeline:
             st.observe(None, req, resp, request_id, op.op_id, started)
             return resp
 
+        # A platform key rotated through another process or host: taken up before this answer is signed.
+        st.keyring.follow(verified.generation)
         ctx = Ctx(st, verified.caller, verified.clock, req, request_id, op)
         shaping = Shaping()
         try:

@@ -44,6 +44,9 @@ _JSON_RANGES = {"application/json", "*/*", "application/*"}
 class Verified:
     caller: Caller
     clock: ClockState
+    # PostgreSQL: the change generation read with the nonce (store/change_signal.py), for what else a
+    # process keeps in memory (server/keyring.py); None where there is none.
+    generation: str | None = None
 
 
 class _PublicKeyCache:
@@ -142,6 +145,7 @@ class Verifier:
             ) from None
 
         window = self.db.replay_window
+        generation: str | None = None
         if window is not None:
             # SQLite: the window is shared memory on this host (store/replay_window.py), and the lookups
             # are remembered until the database says they changed (server/credential_cache.py).
@@ -149,7 +153,7 @@ class Verifier:
                 req, auth, self._cached_lookup(auth), _SharedLedger(window, self.time_window)
             )
         elif self._remembered is not None:
-            merchant, clock, fresh = self._check_on_postgres(req, auth, self._remembered)
+            merchant, clock, fresh, generation = self._check_on_postgres(req, auth, self._remembered)
         else:
             # An in-memory SQLite: the lookup and the nonce's INSERT in one write transaction; the nonce
             # is written last, once every check passed (so a refusal writes nothing).
@@ -160,11 +164,11 @@ class Verifier:
         if not fresh:
             raise self._replay(auth.nonce_str)
         wechatpay_serial = req.header(c.H_WECHATPAY_SERIAL)
-        return Verified(Caller(merchant, auth.serial_no, wechatpay_serial), clock)
+        return Verified(Caller(merchant, auth.serial_no, wechatpay_serial), clock, generation)
 
     def _check_on_postgres(
         self, req: RawRequest, auth: Authorization, cache: CredentialCache
-    ) -> tuple[Merchant, ClockState, bool]:
+    ) -> tuple[Merchant, ClockState, bool, str | None]:
         """The request_nonces table, in autocommit (each statement atomic on its own): usually ONE
         statement. A remembered lookup is checked against the change generation that the nonce's
         INSERT reads in the same statement; if the generation moved since the lookup, or the remembered
@@ -180,13 +184,13 @@ class Verifier:
                     pass  # refused on remembered facts: decided on fresh ones below
                 else:
                     if ledger.generation == remembered[1]:
-                        return checked
+                        return (*checked, ledger.generation)
             found, generation = registry.get_credential_clock_generation(conn, auth.mchid, auth.serial_no)
             cache.remember(auth.mchid, auth.serial_no, found, generation)
             if ledger.recorded is None:
-                return self._check(req, auth, found, ledger)
+                return (*self._check(req, auth, found, ledger), ledger.generation)
             try:
-                return self._check(req, auth, found, _Recorded(ledger.recorded))
+                return (*self._check(req, auth, found, _Recorded(ledger.recorded)), generation)
             except ApiError:
                 if ledger.recorded:
                     sandbox.forget_nonce(conn, auth.mchid, auth.nonce_str)

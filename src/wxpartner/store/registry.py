@@ -271,6 +271,7 @@ def children(conn: Connection, parent: str, kind: RelationKind | None = None) ->
 
 
 def add_platform_key(conn: Connection, row: PlatformKeyRow) -> None:
+    note_change(conn)  # every process's keyring reads the keys again (server/keyring.py: follow)
     conn.execute(platform_keys.insert().values(**_asdict(row)))
 
 
@@ -284,5 +285,6 @@ def list_platform_keys(conn: Connection) -> list[PlatformKeyRow]:
 
 
 def retire_platform_key(conn: Connection, key_id: str) -> bool:
+    note_change(conn)
     stmt = platform_keys.update().where(platform_keys.c.key_id == key_id).values(retired=True)
     return conn.execute(stmt).rowcount > 0

@@ -1,0 +1,97 @@
+"""Platform-key rotation made through one host's control API, seen by another host over the same
+PostgreSQL database at its next request (not a refresh interval later): both sign with the new key and
+neither offers the retired one, so a client that took its keys from either host verifies both."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from live import LiveServer, start_live_server
+from pg import PgServer, create_database, drop_database
+from support import SP_A, SP_B, ApiClient, World
+from wxpartner.protocol import keys as k
+from wxpartner.protocol.messages import response_message
+from wxpartner.protocol.signing import verify
+
+pytestmark = pytest.mark.slow
+
+
+def _verifies_with_keys_of(host: LiveServer, resp: httpx.Response) -> bool:
+    """The answer verifies with the platform keys ``host`` offers (what a client downloaded there)."""
+    with host.control() as control:
+        offered = {key["key_id"]: key for key in control.get("/sandbox/platform-keys").json()["data"]}
+    key = offered[resp.headers["Wechatpay-Serial"]]
+    assert not key["retired"], key
+    h = resp.headers
+    message = response_message(h["Wechatpay-Timestamp"], h["Wechatpay-Nonce"], resp.content)
+    return verify(k.load_public_key(key["public_key"].encode()), message, h["Wechatpay-Signature"])
+
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def hosts(
+    tmp_path: Path, world: World, pg_server: PgServer | None
+) -> Iterator[tuple[LiveServer, LiveServer]]:
+    if pg_server is None:
+        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
+    name = f"wx_keys_{next(_names)}"
+    url = create_database(pg_server, name)
+    a = start_live_server(tmp_path / "host-a", world, database_url=url)
+    b = start_live_server(tmp_path / "host-b", world, database_url=url)
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+        drop_database(pg_server, name)
+
+
+def test_a_certificate_rotated_on_one_host_is_used_by_the_other_at_once(
+    hosts: tuple[LiveServer, LiveServer], world: World
+) -> None:
+    a, b = hosts
+    with httpx.Client(base_url=b.url, timeout=30) as http:
+        on_b = ApiClient(http, world, SP_B)  # certificate mode: signed with the newest certificate
+        before = on_b.get("/v3/certificates")  # B has just loaded its keys
+        assert before.status_code == 200, before.text
+        assert before.headers["Wechatpay-Serial"] == world.platform_cert.key_id
+        with a.control() as control:
+            rotated = control.post(
+                "/sandbox/platform-keys/rotate",
+                json={"kind": "certificate", "retire": world.platform_cert.key_id},
+            )
+        assert rotated.status_code == 200, rotated.text
+        new = rotated.json()["key_id"]
+        after = on_b.get("/v3/certificates", check=False)
+    assert after.status_code == 200, after.text
+    assert after.headers["Wechatpay-Serial"] == new
+    assert [c["serial_no"] for c in after.json()["data"]] == [new]
+    assert _verifies_with_keys_of(a, after)
+
+
+def test_a_public_key_rotated_on_one_host_is_used_by_the_other_at_once(
+    hosts: tuple[LiveServer, LiveServer], world: World
+) -> None:
+    a, b = hosts
+    with httpx.Client(base_url=b.url, timeout=30) as http:
+        on_b = ApiClient(http, world, SP_A)  # public-key mode
+        before = on_b.get(f"/v3/webizpay/avail-mch-ranges?sp_mchid={SP_A}")
+        assert before.status_code == 200, before.text
+        assert before.headers["Wechatpay-Serial"] == world.platform_pub.key_id
+        with a.control() as control:
+            rotated = control.post(
+                "/sandbox/platform-keys/rotate",
+                json={"kind": "public_key", "retire": world.platform_pub.key_id},
+            )
+        assert rotated.status_code == 200, rotated.text
+        after = on_b.get(f"/v3/webizpay/avail-mch-ranges?sp_mchid={SP_A}", check=False)
+    assert after.status_code == 200, after.text
+    assert after.headers["Wechatpay-Serial"] == rotated.json()["key_id"]
+    assert _verifies_with_keys_of(a, after)
