@@ -1,0 +1,120 @@
+"""Expiry sweeps running in several processes at once, racing a revoke, over one PostgreSQL database
+(two server processes, each with its background sweep, plus sweeps asked for through the control API).
+Every overdue card is disabled once, and no request meets a deadlock: every writer that changes
+several cards takes their row locks in one order (card_no)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from live import LiveServer, start_live_server
+from pg import PgServer, create_database, drop_database
+from support import SP_A, SUB_A, ApiClient, World
+from webizpay_support import issue_body, link_token
+from wxpartner.protocol.times import format_rfc3339
+
+pytestmark = pytest.mark.slow
+_names = itertools.count()
+CARDS = 60
+ROUNDS = 4
+
+
+@pytest.fixture
+def hosts(
+    tmp_path: Path, world: World, pg_server: PgServer | None
+) -> Iterator[tuple[LiveServer, LiveServer]]:
+    if pg_server is None:
+        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
+    name = f"wx_sweeps_{next(_names)}"
+    url = create_database(pg_server, name)
+    a = start_live_server(tmp_path / "host-a", world, database_url=url)
+    b = start_live_server(tmp_path / "host-b", world, database_url=url)
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+        drop_database(pg_server, name)
+
+
+def _employee(client: ApiClient, host: LiveServer, user_id: str) -> str:
+    start = client.post(
+        f"/v3/webizpay/users/{user_id}/authorization-url",
+        {"sp_mchid": SP_A, "sub_mchid": SUB_A, "application_type": "H5"},
+    )
+    assert start.status_code == 200, start.text
+    with host.control() as control:
+        done = control.post(
+            "/sandbox/webizpay/authorizations", json={"token": link_token(start.json()["authorization_url"])}
+        )
+    assert done.status_code == 200, done.text
+    return str(done.json()["employee_id"])
+
+
+def _overdue_cards(clients: list[ApiClient], a: LiveServer, employee: str) -> list[str]:
+    """CARDS cards of ``employee``, made overdue by moving the clock. End times follow issue order and
+    card numbers are random: the sweep (oldest end first) and the revoke meet them in different orders."""
+    with a.control() as control:
+        now = int(control.get("/sandbox/clock").json()["now_ts"])
+    stamp = time.time_ns()
+
+    def issue(i: int) -> str:
+        end = format_rfc3339(dt.datetime.fromtimestamp(now + 3600 + i, dt.UTC))
+        resp = clients[i % 2].post(
+            f"/v3/webizpay/employees/{employee}/quota-cards",
+            issue_body(f"sw{stamp}{i:03d}", effective_end_time=end),
+        )
+        assert resp.status_code == 200, resp.text
+        return str(resp.json()["card_no"])
+
+    with ThreadPoolExecutor(8) as pool:
+        cards = list(pool.map(issue, range(CARDS)))
+    with a.control() as control:
+        assert control.post("/sandbox/clock", json={"advance": 7200}).status_code == 200
+    return cards
+
+
+def _revoke_and_sweeps(
+    clients: list[ApiClient], hosts: tuple[LiveServer, LiveServer], employee: str
+) -> list[httpx.Response]:
+    """A revoke (W8) on host B and sweeps on both hosts, at once (the background sweeps run too)."""
+
+    def act(i: int) -> httpx.Response:
+        if i == 0:
+            return clients[1].post(
+                f"/v3/webizpay/employees/{employee}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A}
+            )
+        with hosts[i % 2].control() as control:
+            return control.post("/sandbox/webizpay/sweep")
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(act, range(4)))
+
+
+def test_sweeps_racing_a_revoke_on_two_hosts_never_deadlock(
+    hosts: tuple[LiveServer, LiveServer], world: World
+) -> None:
+    a, b = hosts
+    failed: list[str] = []
+    with httpx.Client(base_url=a.url, timeout=30) as ha, httpx.Client(base_url=b.url, timeout=30) as hb:
+        clients = [ApiClient(ha, world, SP_A), ApiClient(hb, world, SP_A)]
+        for _ in range(ROUNDS):
+            employee = _employee(clients[0], a, f"sweep_{time.time_ns()}")
+            cards = _overdue_cards(clients, a, employee)
+            answers = _revoke_and_sweeps(clients, hosts, employee)
+            failed += [f"{r.status_code} {r.text[:200]}" for r in answers if r.status_code != 200]
+            for card_no in cards[:: CARDS // 6]:
+                got = clients[0].get(
+                    f"/v3/webizpay/employees/{employee}/quota-cards/{card_no}?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+                )
+                assert got.status_code == 200, got.text
+                assert got.json()["card_state"] == "DISABLED", got.json()
+    assert not failed, failed
