@@ -4,6 +4,7 @@ PostgreSQL database. Whatever must hold across hosts is held by the database."""
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -77,3 +78,29 @@ def test_readiness_endpoints(two_hosts: tuple[LiveServer, LiveServer]) -> None:
             "backend": "postgresql",
             "pipeline": "threads",
         }
+
+
+def test_a_fault_rule_deleted_on_one_host_stops_at_once_on_the_other(
+    two_hosts: tuple[LiveServer, LiveServer], world: World
+) -> None:
+    """Every firing of a rule already takes a use of it in the database; a rule deleted through another
+    host is found gone there, so it does not fire from a process's cached rule list (0.5 s) any more."""
+    a, b = two_hosts
+    with httpx.Client(base_url=b.url, timeout=30) as http, a.control() as control:
+        on_b = ApiClient(http, world, SP_B)
+        added = control.post(
+            "/sandbox/faults", json={"kind": "SYSTEM_ERROR", "operation": "certificates.list", "mchid": SP_B}
+        )
+        assert added.status_code == 201, added.text
+        try:
+            # the rule reaches B's list within its 0.5 s cache; from then on B fires it
+            deadline = time.monotonic() + 5
+            while (fired := on_b.get("/v3/certificates")).status_code == 200:
+                assert time.monotonic() < deadline, "the rule never reached host B"
+                time.sleep(0.05)
+            assert fired.status_code == 500 and fired.json()["detail"]["location"] == "sandbox", fired.text
+        finally:
+            deleted = control.delete(f"/sandbox/faults/{added.json()['id']}")
+        assert deleted.status_code == 200, deleted.text
+        after = on_b.get("/v3/certificates")  # B's cached list still holds the rule
+    assert after.status_code == 200, after.text

@@ -3,7 +3,8 @@ verified and before the handler, so a fault never changes anything in the store.
 
 A fault comes from the request header (``Wechatpay-Sandbox-Fault``) or from a rule in the database (so
 every process and host sees it). Rules are read through a short cache (RULE_CACHE_SECONDS); a rule's
-count is taken with one conditional UPDATE, so ``count: 1`` fires exactly once across all processes.
+count is taken with one conditional UPDATE, so ``count: 1`` fires exactly once across all processes, and
+a rule deleted meanwhile (the UPDATE finds no row) does not fire from the cache.
 """
 
 from __future__ import annotations
@@ -83,14 +84,15 @@ class FaultInjector:
                 continue
             if rule.probability < 1.0 and self.random.random() >= rule.probability:
                 continue
-            if rule.remaining is not None:
-                with self.state.db.write() as conn:
-                    if not ops_repo.consume_fault(conn, rule.id):
-                        continue
+            # Takes one use (and counts the hit) in the database. False: the rule's last use went to
+            # another request, or the rule was deleted through another process or host since this
+            # process read its rules: it does not fire (a deleted rule stops at once everywhere).
+            with self.state.db.write() as conn:
+                taken = ops_repo.consume_fault(conn, rule.id)
+            if rule.remaining is not None or not taken:
                 self.invalidate()
-            else:
-                with self.state.db.write() as conn:
-                    ops_repo.consume_fault(conn, rule.id)  # counts hits
+            if not taken:
+                continue
             chosen.append(rule.fault())
         return chosen
 
