@@ -78,3 +78,29 @@ def test_a_connection_idle_across_a_restart_is_pinged_and_replaced(private_pg: P
                 assert conn.execute(sa.text("SELECT 1")).scalar() == 1
     finally:
         db.dispose()
+
+
+def test_control_api_answers_system_error_during_an_outage(
+    server_on_pg: LiveServer, private_pg: PgServer
+) -> None:
+    """The sandbox control API during an outage: a JSON 500 SYSTEM_ERROR like /v3 (not Starlette's plain
+    "Internal Server Error"), and the same call works again when the database is back."""
+    with server_on_pg.control() as control:
+        assert control.get("/sandbox/clock").status_code == 200
+        private_pg.pg_ctl("stop", "-m", "fast")
+        try:
+            for call in (
+                lambda: control.get("/sandbox/clock"),
+                lambda: control.post("/sandbox/clock", json={"advance": 1}),
+                lambda: control.get("/sandbox/callbacks"),
+            ):
+                down = call()
+                assert down.status_code == 500, down.text
+                assert down.json()["code"] == "SYSTEM_ERROR", down.text
+        finally:
+            private_pg.pg_ctl("start")
+        deadline = time.monotonic() + 15
+        while (up := control.get("/sandbox/clock")).status_code != 200:
+            assert up.json()["code"] == "SYSTEM_ERROR", up.text
+            assert time.monotonic() < deadline, "the control API did not recover"
+            time.sleep(0.2)

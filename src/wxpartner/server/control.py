@@ -9,10 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -25,6 +28,8 @@ from ..sandbox.material import make_platform_certificate, make_platform_public_k
 from ..store import registry, sandbox
 from .params import ControlError as ControlError  # families raise it from here
 from .params import bad, flag, known_fields, nul_pointer, number, refuse_nul, string
+
+log = logging.getLogger("wxpartner.control")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 CONTROL_ROUTES: list[Route] = []
@@ -61,6 +66,11 @@ def _guarded(fn: Endpoint) -> Endpoint:
             return error(exc.status, exc.code, exc.message)
         except scenario.ScenarioError as exc:
             return error(400, "SCENARIO_ERROR", str(exc))
+        except (DBAPIError, PoolTimeout):
+            # The database is unreachable (an outage, a restart) or refused the transaction: nothing was
+            # changed (a transaction commits whole or not at all). Answered like /v3 does.
+            log.exception("database error in the control API: %s %s", request.method, request.url.path)
+            return error(500, "SYSTEM_ERROR", "系统繁忙，请稍后用相同参数重试 (database unavailable; retry)")
 
     return endpoint
 
