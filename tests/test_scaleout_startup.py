@@ -5,15 +5,19 @@ others wait for it and find everything made, so all of them start and all use th
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
+import sqlalchemy as sa
 
 from live import LiveServer, start_live_server
 from pg import PgServer, create_database, drop_database
 from support import World
+from wxpartner.store.db import MIGRATE_LOCK, SETUP_LOCK, Database
 
 pytestmark = pytest.mark.slow
 _names = itertools.count()
@@ -67,3 +71,38 @@ def test_hosts_started_at_once_all_start_with_one_set_of_platform_keys(
     finally:
         for server in started:
             server.stop()
+
+
+@pytest.mark.parametrize("step", ["migration", "set-up"])
+def test_a_host_waits_for_another_hosts_start_longer_than_the_statement_timeout(
+    fresh_database: str, tmp_path: Path, world: World, step: str
+) -> None:
+    """Another host's migration or set-up may take long (a big upgrade; a scenario generating many
+    merchants' keys): waiting for it is not a statement to cancel after the 15 s statement timeout, and
+    the host starts once it is done."""
+    holder = sa.create_engine(fresh_database.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with holder.connect() as conn:
+            if step == "migration":  # held as a migrating host holds it: for its transaction
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
+            else:
+                Database(fresh_database).migrate()  # as the host holding the set-up had done
+                conn.exec_driver_sql(f"SELECT pg_advisory_lock({SETUP_LOCK})")
+                conn.commit()
+            waiting = ThreadPoolExecutor(1)
+            future = waiting.submit(start_live_server, tmp_path / "host", world, database_url=fresh_database)
+            time.sleep(17)  # > the 15 s statement timeout
+            assert not future.done(), "the host did not wait (it gave up, or went ahead)"
+            if step == "migration":
+                conn.rollback()
+            else:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({SETUP_LOCK})")
+                conn.commit()
+            server = future.result(timeout=60)
+            waiting.shutdown()
+    finally:
+        holder.dispose()
+    try:
+        assert httpx.get(server.url + "/readyz").status_code == 200
+    finally:
+        server.stop()

@@ -226,6 +226,10 @@ class Database:
             yield
             return
         with self.engine.connect() as conn:
+            # Waiting for another host's set-up (a scenario may generate many keys) is no statement
+            # for the 15 s statement timeout to cancel; SET LOCAL ends with the transaction, the
+            # session lock does not.
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             conn.exec_driver_sql(f"SELECT pg_advisory_lock({SETUP_LOCK})")
             conn.commit()
             try:
@@ -342,6 +346,9 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # Several hosts may start at once: one migrates, the others wait and then find nothing to do.
+            # Neither the wait nor an upgrade's statements are for the 15 s statement timeout to cancel
+            # (SET LOCAL: this transaction only).
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
