@@ -85,12 +85,13 @@ def rate_limit(ctx: Ctx, _shaping: Shaping) -> None:
     limit = ctx.state.extensions[LIMITS_KEY][budget.family][budget.name]
     if limit <= 0:
         return
-    window = int(time.time())  # real time: the business clock never changes the wire rate
     scope = f"{budget.family}.{budget.name}:{ctx.mchid}"
     with ctx.write() as conn:
-        allowed = sandbox.hit_rate_limit(conn, scope, window, limit)
+        # The current second of real time (the business clock never changes the wire rate); on
+        # PostgreSQL the database's, the same for every host.
+        allowed = sandbox.hit_rate_limit(conn, scope, None, limit)
         if _pruner.due():
-            sandbox.prune_rate_counters(conn, window - 60)
+            sandbox.prune_rate_counters(conn, int(time.time()) - 60)
     if not allowed:
         raise ApiError(
             "FREQUENCY_LIMITED",

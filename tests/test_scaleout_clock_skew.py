@@ -1,0 +1,75 @@
+"""Hosts whose clocks differ over one PostgreSQL database. Host B runs with its clock 0.9 s ahead (a ``sitecustomize`` on its PYTHONPATH shifts ``time.time``; everything else
+is real). The recharge-employee rate limit (10 adds per second per platform merchant) still admits
+exactly 10 calls of a burst spread over both hosts: the one-second window is the database's."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from live import LiveServer, start_live_server
+from pg import PgServer, create_database, drop_database
+from support import SECOND_A, SP_A, World, sign_request
+
+pytestmark = pytest.mark.slow
+_names = itertools.count()
+SKEW_S = 0.9
+SKEWED_CLOCK = f"""
+import time
+
+_real_time = time.time
+time.time = lambda: _real_time() + {SKEW_S}
+"""
+
+
+@pytest.fixture
+def skewed_hosts(
+    tmp_path: Path, world: World, pg_server: PgServer | None
+) -> Iterator[tuple[LiveServer, LiveServer]]:
+    if pg_server is None:
+        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
+    name = f"wx_skew_{next(_names)}"
+    url = create_database(pg_server, name)
+    skew = tmp_path / "skew"
+    skew.mkdir()
+    (skew / "sitecustomize.py").write_text(SKEWED_CLOCK)
+    a = start_live_server(tmp_path / "host-a", world, database_url=url)
+    b = start_live_server(tmp_path / "host-b", world, database_url=url, env={"PYTHONPATH": str(skew)})
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+        drop_database(pg_server, name)
+
+
+def test_the_rate_limit_holds_across_hosts_whose_clocks_differ(
+    skewed_hosts: tuple[LiveServer, LiveServer], world: World
+) -> None:
+    path = "/v3/platsolution/ecommerce/recharge-employees"
+    openid = f"oSkew{time.time_ns()}"  # one employee added again and again: every repeat is legitimate
+    signed = [
+        sign_request(world.merchants[SP_A], "POST", path, {"sub_mchid": SECOND_A, "sp_openid": openid})
+        for _ in range(30)
+    ]
+    # Start 0.12 s into a second: until it ends, host A's clock is in this second and host B's in the
+    # next (by its own clock, each host's burst falls in one second).
+    time.sleep(1.12 - time.time() % 1)
+    with httpx.Client(timeout=30) as http, ThreadPoolExecutor(10) as pool:
+        answers = list(
+            pool.map(
+                lambda i: http.post(
+                    skewed_hosts[i % 2].url + path, content=signed[i].body, headers=signed[i].headers
+                ),
+                range(30),
+            )
+        )
+    codes = [r.status_code for r in answers]
+    assert codes.count(200) == 10, codes
+    assert codes.count(429) == 20, codes
