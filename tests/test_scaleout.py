@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -104,3 +105,24 @@ def test_a_fault_rule_deleted_on_one_host_stops_at_once_on_the_other(
         assert deleted.status_code == 200, deleted.text
         after = on_b.get("/v3/certificates")  # B's cached list still holds the rule
     assert after.status_code == 200, after.text
+
+
+def test_clock_advances_racing_on_both_hosts_all_count(two_hosts: tuple[LiveServer, LiveServer]) -> None:
+    """Each advance reads the clock and writes it back: concurrent ones through two hosts used to read
+    the same offset, and all but one of them were lost (20 advances of 100 s moved it 900 s)."""
+    a, b = two_hosts
+    with a.control() as control:
+        before = control.get("/sandbox/clock").json()["offset_seconds"]
+
+    def advance(i: int) -> httpx.Response:
+        with two_hosts[i % 2].control() as control:
+            return control.post("/sandbox/clock", json={"advance": 100})
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(advance, range(20)))
+    assert {r.status_code for r in answers} == {200}, [r.text for r in answers]
+    with b.control() as control:
+        after = control.get("/sandbox/clock").json()["offset_seconds"]
+    assert after - before == 2000
+    # every answer is the clock its own advance left: twenty different offsets
+    assert len({r.json()["offset_seconds"] for r in answers}) == 20

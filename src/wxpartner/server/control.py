@@ -149,7 +149,9 @@ async def clock(request: Request) -> Response:
 
     def apply() -> ClockState:
         with db.write() as conn:
-            state = ClockState() if real else sandbox.read_clock(conn)
+            state = sandbox.clock_for_change(conn)  # locks out other changes first
+            if real:
+                state = ClockState()
             if "set" in body:
                 keep = state.frozen_at is not None
                 state = state.set_to(_ts(body["set"]), frozen=freeze if "freeze" in body else keep)

@@ -29,6 +29,16 @@ def read_clock(conn: Connection) -> ClockState:
     return ClockState.stored(row[0], row[1]) if row else ClockState()
 
 
+def clock_for_change(conn: Connection) -> ClockState:
+    """The clock, read to be changed and written back (``write_clock``) in this write transaction.
+    Concurrent changes (advance, freeze, …) through several processes or hosts are serialised: the
+    change is marked first (on PostgreSQL the change generation's row, locked until commit; SQLite
+    writers are serialised anyway), and the clock is read after, so each change starts from the one
+    before it instead of two reading the same clock and one of them being lost."""
+    note_change(conn)
+    return read_clock(conn)
+
+
 def write_clock(conn: Connection, state: ClockState) -> None:
     note_change(conn)
     values = {"offset_seconds": state.offset_seconds, "frozen_at": state.frozen_at}

@@ -76,7 +76,7 @@ async def clock(request: Request) -> Response:
         def apply() -> ClockState:
             with st.db.write() as conn:
                 # checked before writing: a clock out of range would break every date it feeds
-                state = _changed(sandbox.read_clock(conn), fields.get("action", ""), fields).checked()
+                state = _changed(sandbox.clock_for_change(conn), fields.get("action", ""), fields).checked()
                 sandbox.write_clock(conn, state)
                 return state
 
