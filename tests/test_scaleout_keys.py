@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from support import SP_A, SP_B, ApiClient, World
 from wxpartner.protocol import keys as k
 from wxpartner.protocol.messages import response_message
 from wxpartner.protocol.signing import verify
+from wxpartner.sandbox.material import make_platform_public_key
 
 pytestmark = pytest.mark.slow
 
@@ -95,3 +97,31 @@ def test_a_public_key_rotated_on_one_host_is_used_by_the_other_at_once(
     assert after.status_code == 200, after.text
     assert after.headers["Wechatpay-Serial"] == rotated.json()["key_id"]
     assert _verifies_with_keys_of(a, after)
+
+
+def test_one_scenario_loaded_through_both_hosts_at_once_loads_everywhere(
+    hosts: tuple[LiveServer, LiveServer],
+) -> None:
+    """A scenario's load looks before it inserts (a platform key it names may be there already): copies
+    loaded at once through two hosts used to both find a new key absent, and all but one failed on its
+    primary key (500). Loads now run one after the other."""
+    failed: list[str] = []
+    for _ in range(3):
+        row = make_platform_public_key()
+        scenario = {
+            "platform_keys": [
+                {"kind": "public_key", "key_id": row.key_id, "private_key": row.private_key_pem}
+            ]
+        }
+
+        def load(i: int, scenario: dict[str, object] = scenario) -> httpx.Response:
+            with hosts[i % 2].control() as control:
+                return control.post("/sandbox/scenario", json=scenario)
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(load, range(8)))
+        failed += [f"{r.status_code} {r.text[:200]}" for r in answers if r.status_code != 200]
+        with hosts[1].control() as control:
+            keys = [k["key_id"] for k in control.get("/sandbox/platform-keys").json()["data"]]
+        assert keys.count(row.key_id) == 1
+    assert not failed, failed

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from ..domain.merchants import KeyMode, Merchant, RelationKind, Role, notify_url_problem
 from ..protocol import keys as k
 from ..store import registry
+from ..store.change_signal import note_change
 from ..store.db import Database
 from .material import (
     MerchantKeyFiles,
@@ -339,6 +340,11 @@ def load_scenario(
 
     lctx = LoadContext(base_dir, data_dir, confine=confine)
     with db.write() as conn:
+        # A load looks before it inserts (platform keys, certificates' owners, relations): loads through
+        # several processes or hosts at once run one after the other, each seeing the one before it.
+        # Marking the change first does it (on PostgreSQL the change generation's row stays locked until
+        # commit; SQLite writers are serialised anyway).
+        note_change(conn)
         report = load_into(conn, data, lctx)
     for write in lctx.after_commit:
         write()
