@@ -70,7 +70,11 @@ def _guarded(fn: Endpoint) -> Endpoint:
             # The database is unreachable (an outage, a restart) or refused the transaction: nothing was
             # changed (a transaction commits whole or not at all). Answered like /v3 does.
             log.exception("database error in the control API: %s %s", request.method, request.url.path)
-            return error(500, "SYSTEM_ERROR", "系统繁忙，请稍后用相同参数重试 (database unavailable; retry)")
+            return error(
+                500,
+                "SYSTEM_ERROR",
+                "系统繁忙，请稍后用相同参数重试 (the database failed the request; nothing was changed, retry)",
+            )
 
     return endpoint
 
