@@ -206,3 +206,47 @@ def test_racing_refunds_with_one_out_refund_no_make_one_refund(
     )
     assert got.status_code == 200, got.text
     assert got.json()["remain_amount"] == amount - 100 + 10  # refunded once (RETURN: back on the card)
+
+
+def test_sandbox_preloads_racing_on_both_hosts_keep_the_three_employee_cap(
+    hosts: tuple[LiveServer, LiveServer], clients: list[ApiClient]
+) -> None:
+    """A preload counts the second-level merchant's employees in effect and refuses more than 3: two
+    preloads of 2 employees each through the two hosts at once used to count without each other and
+    both commit (4 in effect, and the in-effect count the adds check left at 2)."""
+    stamp = time.time_ns()
+    xs, ys = [f"oX{stamp}{i}" for i in range(2)], [f"oY{stamp}{i}" for i in range(2)]
+    outcomes: list[list[int]] = []
+    for _ in range(8):
+        with hosts[0].control() as control:  # none in effect: start again
+            cleared = control.post(
+                "/sandbox/recharge-employees",
+                json={
+                    "sub_mchid": SECOND_A,
+                    "employees": [{"sp_openid": o, "state": "DELETED"} for o in xs + ys],
+                },
+            )
+            assert cleared.status_code == 200, cleared.text
+            listed = clients[0].get(f"/v3/platsolution/ecommerce/recharge-employees/sub-mchid/{SECOND_A}")
+            for e in listed.json().get("employees") or []:
+                control.post(
+                    "/sandbox/recharge-employees",
+                    json={
+                        "sub_mchid": SECOND_A,
+                        "employees": [{"sp_openid": e["sp_openid"], "state": "DELETED"}],
+                    },
+                )
+
+        def preload(i: int) -> httpx.Response:
+            with hosts[i].control() as control:
+                return control.post(
+                    "/sandbox/recharge-employees", json={"sub_mchid": SECOND_A, "employees": (xs, ys)[i]}
+                )
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(preload, range(2)))
+        outcomes.append(sorted(r.status_code for r in answers))
+        listed = clients[1].get(f"/v3/platsolution/ecommerce/recharge-employees/sub-mchid/{SECOND_A}")
+        assert listed.status_code == 200, listed.text
+        assert len(listed.json().get("employees") or []) <= 3, (outcomes, listed.json())
+    assert all(o == [200, 400] for o in outcomes), outcomes

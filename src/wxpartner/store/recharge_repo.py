@@ -247,7 +247,14 @@ class RechargeStore:
         )
 
     def recount(self, sub_mchid: str) -> int:
-        """Set the in-effect count from the rows (after a preload or a reset); returns it."""
+        """Set the in-effect count from the rows (after a preload or a reset); returns it. The quota row
+        is locked before the rows are counted (PostgreSQL; SQLite writers are serialised anyway): a
+        preload or add committing meanwhile is waited for and then counted, where two preloads through
+        two hosts used to count without each other and both pass the cap."""
+        self._ensure_quota(sub_mchid)
+        self.conn.execute(
+            sa.select(quota.c.effective).where(quota.c.sub_mchid == sub_mchid).with_for_update()
+        )
         count = int(
             self.conn.execute(
                 sa.select(sa.func.count())
@@ -255,7 +262,6 @@ class RechargeStore:
                 .where(emp.c.sub_mchid == sub_mchid, emp.c.state == EFFECTIVE)
             ).scalar_one()
         )
-        self._ensure_quota(sub_mchid)
         self.conn.execute(quota.update().where(quota.c.sub_mchid == sub_mchid).values(effective=count))
         return count
 
