@@ -205,13 +205,14 @@ def count_query(
 
 def advance(repo: Apply4SubjectRepo, app: Applyment, policy: d.AutoPolicy, now: float) -> Applyment:
     """The sandbox auto policy's step, once ``policy.due(...)``: from WAITTING_FOR_AUDIT only (a
-    concurrent query that advanced it first leaves this one nothing to do)."""
+    concurrent query that advanced it first leaves this one nothing to do, and so does a cancel that
+    came first: its merchant numbers are not authorized)."""
     target = policy.target
     reject_param, reject_reason = d.kept_reasons(target, policy.reject_param, policy.reject_reason)
-    repo.transition(
+    moved = repo.transition(
         app.applyment_id, [d.AUDIT], target, now, reject_param=reject_param, reject_reason=reject_reason
     )
-    if policy.outcome == "pass" and policy.authorize:
+    if moved and policy.outcome == "pass" and policy.authorize:
         repo.authorize(app.mchid, app.confirm_mchids, app.applyment_id, now)
     return repo.by_id(app.applyment_id) or app
 

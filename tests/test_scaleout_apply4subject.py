@@ -1,0 +1,83 @@
+"""apply4subject over two hosts on one PostgreSQL database: a query that lets the sandbox auto policy
+pass an applyment (and authorize its merchant numbers) racing a cancel of the same applyment through
+the other host. Whichever comes first wins; a cancelled applyment never leaves its merchants authorized."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from apply4subject_support import BASE, make_body, serial_for
+from live import LiveServer, start_live_server
+from pg import PgServer, create_database, drop_database
+from support import SP_A, ApiClient, World
+
+pytestmark = pytest.mark.slow
+_names = itertools.count()
+ROUNDS = 40
+CANCELED = "APPLYMENT_STATE_CANCELED"
+AUTHORIZED = "AUTHORIZE_STATE_AUTHORIZED"
+
+
+@pytest.fixture
+def hosts(
+    tmp_path: Path, world: World, pg_server: PgServer | None
+) -> Iterator[tuple[LiveServer, LiveServer]]:
+    if pg_server is None:
+        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
+    name = f"wx_a4s_{next(_names)}"
+    url = create_database(pg_server, name)
+    channel = {"merchants": [{"mchid": SP_A, "role": "channel", "key_mode": "public_key"}]}
+    started = [
+        start_live_server(
+            tmp_path / f"host-{h}", world, database_url=url, scenario=channel, extra_args=["--no-rate-limits"]
+        )
+        for h in "ab"
+    ]
+    try:
+        yield started[0], started[1]
+    finally:
+        for server in started:
+            server.stop()
+        drop_database(pg_server, name)
+
+
+def test_a_cancel_racing_the_auto_pass_never_leaves_a_cancelled_applyments_merchants_authorized(
+    hosts: tuple[LiveServer, LiveServer], world: World
+) -> None:
+    a, b = hosts
+    with a.control() as control:
+        policy = {"outcome": "pass", "after_queries": 1, "authorize": True}
+        assert control.put("/sandbox/apply4subject/auto-policy", json=policy).status_code == 200
+    wrong: list[tuple[int, list[int]]] = []
+    outcomes: set[str] = set()
+    with httpx.Client(base_url=a.url, timeout=30) as ha, httpx.Client(base_url=b.url, timeout=30) as hb:
+        on_a, on_b = ApiClient(ha, world, SP_A), ApiClient(hb, world, SP_A)
+        for i in range(ROUNDS):
+            sub, code = f"12399{i:05d}", f"race_pass_{time.time_ns()}"
+            body = make_body(on_a, code, confirm=[sub])
+            submitted = on_a.post(BASE, body, wechatpay_serial=serial_for(on_a))
+            assert submitted.status_code == 200, submitted.text
+
+            def act(j: int, code: str = code) -> httpx.Response:
+                # the query (its first: the policy passes it) on A, the cancel on B, at once
+                return (
+                    on_a.get(f"{BASE}?business_code={code}") if j == 0 else on_b.post(f"{BASE}/{code}/cancel")
+                )
+
+            with ThreadPoolExecutor(2) as pool:
+                answers = list(pool.map(act, range(2)))
+            assert answers[0].status_code == 200, answers[0].text
+            assert answers[1].status_code in (204, 400), answers[1].text  # 400: it had passed already
+            state = on_b.get(f"{BASE}?business_code={code}").json()["applyment_state"]
+            authorized = on_b.get(f"{BASE}/merchants/{sub}/state").json()["authorize_state"]
+            outcomes.add(state)
+            if state == CANCELED and authorized == AUTHORIZED:
+                wrong.append((i, [r.status_code for r in answers]))
+    assert not wrong, f"cancelled, yet its merchant authorized: {wrong} (outcomes {outcomes})"
