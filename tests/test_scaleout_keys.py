@@ -5,6 +5,7 @@ neither offers the retired one, so a client that took its keys from either host 
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,11 +15,15 @@ import pytest
 
 from live import LiveServer, start_live_server
 from pg import PgServer, create_database, drop_database
-from support import SP_A, SP_B, ApiClient, World
+from receiver import start_receiver
+from support import SP_A, SP_B, SUB_A, ApiClient, World
+from webizpay_support import link_token
 from wxpartner.protocol import keys as k
 from wxpartner.protocol.messages import response_message
 from wxpartner.protocol.signing import verify
 from wxpartner.sandbox.material import make_platform_public_key
+from wxpartner.store import registry
+from wxpartner.store.db import Database
 
 pytestmark = pytest.mark.slow
 
@@ -125,3 +130,47 @@ def test_one_scenario_loaded_through_both_hosts_at_once_loads_everywhere(
             keys = [k["key_id"] for k in control.get("/sandbox/platform-keys").json()["data"]]
         assert keys.count(row.key_id) == 1
     assert not failed, failed
+
+
+def test_callbacks_are_signed_with_a_key_rotated_through_another_host_at_once(
+    tmp_path: Path, world: World, pg_server: PgServer | None
+) -> None:
+    """Host B delivers callbacks; the platform public key is rotated (the old one retired) by another
+    host, here the test writing to the shared database as that host's control API does. B's next
+    callback is signed with the new key, where it used the retired one for up to 5 s."""
+    if pg_server is None:
+        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
+    name = f"wx_keys_cb_{next(_names)}"
+    url = create_database(pg_server, name)
+    b = start_live_server(tmp_path / "host-b", world, database_url=url)
+    receiver = start_receiver()
+    other_host = Database(url)
+    try:
+        with b.control() as control, httpx.Client(base_url=b.url, timeout=30) as http:
+            put = control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": receiver.url})
+            assert put.status_code in (200, 204), put.text
+            start = ApiClient(http, world, SP_A).post(  # B (re)reads its keys for this request
+                f"/v3/webizpay/users/rot_cb_{time.time_ns()}/authorization-url",
+                {"sp_mchid": SP_A, "sub_mchid": SUB_A, "application_type": "H5"},
+            )
+            assert start.status_code == 200, start.text
+            new = make_platform_public_key()
+            with other_host.write() as conn:
+                registry.add_platform_key(conn, new)
+                assert registry.retire_platform_key(conn, world.platform_pub.key_id)
+            done = control.post(  # the employee consents: WEBIZPAY.AUTHORIZED, delivered by B
+                "/sandbox/webizpay/authorizations",
+                json={"token": link_token(start.json()["authorization_url"])},
+            )
+            assert done.status_code == 200, done.text
+        deadline = time.monotonic() + 4  # within B's 5 s refresh interval
+        while not receiver.deliveries and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert receiver.deliveries, "no callback within 4 s"
+        headers = {k.lower(): v for k, v in receiver.deliveries[0].headers.items()}
+        assert headers["wechatpay-serial"] == new.key_id
+    finally:
+        receiver.stop()
+        other_host.dispose()
+        b.stop()
+        drop_database(pg_server, name)

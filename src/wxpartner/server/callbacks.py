@@ -22,6 +22,7 @@ from ..protocol.constants import CALLBACK_ANSWER_TIMEOUT_SECONDS
 from ..protocol.notification import encrypt_resource, sign_notification
 from ..protocol.times import format_rfc3339
 from ..store import outbox, registry, sandbox
+from ..store.change_signal import GENERATION_KEY
 from ..store.db import Database
 from .http import new_request_id
 from .keyring import KeyRing
@@ -126,8 +127,12 @@ class Deliverer:
                 ids=ids,
             )
             merchants = {c.mchid: registry.get_merchant(conn, c.mchid) for c in claims}
+            # PostgreSQL: a platform key rotated through another host since this process last read its
+            # keys is used for these callbacks (server/keyring.py: follow), not up to 5 s later.
+            generation = sandbox.kv_get(conn, GENERATION_KEY) if claims and not self.db.sqlite else None
         if not claims:
             return []
+        self.keyring.follow(generation)
         # The sends run on an event loop of their own (this is a worker thread): only there can the
         # whole answer be bounded by one deadline (httpx's timeouts are per read, so an answer trickling
         # in a byte at a time was waited for without end, past the lease).
