@@ -3,7 +3,10 @@ databases: the sequence and the rate-limit window never hand out a value twice o
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from wxpartner.store import sandbox
 from wxpartner.store.db import Database
@@ -36,4 +39,31 @@ def test_rate_window_admits_exactly_the_limit(database_url: str) -> None:
             admitted = list(pool.map(hit, range(30)))
         assert admitted.count(True) == 10
     finally:
+        db.dispose()
+
+
+def test_two_first_writes_of_one_key_both_succeed(database_url: str, backend: str) -> None:
+    """sandbox.kv_set (the applyment auto policy, the sandbox token) on a key nobody wrote yet, by two
+    transactions at once (two hosts): the second waits for the first and then writes too. An UPDATE
+    that found no row followed by an INSERT made the second fail on the primary key (a 500)."""
+    if backend == "sqlite":
+        pytest.skip("SQLite runs one writer at a time: the two transactions cannot overlap")
+    db = Database(database_url)
+    pool = ThreadPoolExecutor(1)
+
+    def second_write() -> None:
+        with db.write() as conn:
+            sandbox.kv_set(conn, "race:first-write", "two")
+
+    try:
+        with db.write() as first:
+            sandbox.kv_set(first, "race:first-write", "one")  # not committed yet
+            second = pool.submit(second_write)
+            time.sleep(0.3)  # the second now waits for the first's row
+            assert not second.done()
+        second.result(timeout=10)  # the first committed: the second goes on
+        with db.read() as conn:
+            assert sandbox.kv_get(conn, "race:first-write") == "two"
+    finally:
+        pool.shutdown()
         db.dispose()

@@ -145,8 +145,10 @@ def kv_get(conn: Connection, key: str) -> str | None:
 
 
 def kv_set(conn: Connection, key: str, value: str) -> None:
-    if conn.execute(sandbox_kv.update().where(sandbox_kv.c.key == key).values(value=value)).rowcount == 0:
-        conn.execute(sandbox_kv.insert().values(key=key, value=value))
+    """One upsert: two first writes of a key at once (two hosts) both succeed, the later one winning (an
+    UPDATE that found no row, then an INSERT, failed the second on the primary key)."""
+    stmt = insert_for(conn, sandbox_kv).values(key=key, value=value)
+    conn.execute(stmt.on_conflict_do_update(index_elements=[sandbox_kv.c.key], set_={"value": value}))
 
 
 def next_sequence(conn: Connection, name: str, start: int) -> int:
