@@ -81,3 +81,39 @@ def test_a_cancel_racing_the_auto_pass_never_leaves_a_cancelled_applyments_merch
             if state == CANCELED and authorized == AUTHORIZED:
                 wrong.append((i, [r.status_code for r in answers]))
     assert not wrong, f"cancelled, yet its merchant authorized: {wrong} (outcomes {outcomes})"
+
+
+def test_auto_passes_authorizing_shared_merchants_in_opposite_orders_never_deadlock(
+    hosts: tuple[LiveServer, LiveServer], world: World
+) -> None:
+    """Two applyments confirming the same merchant numbers, listed in opposite orders, passed (and their
+    merchants authorized) by queries through the two hosts at once. Each pass inserts its merchants'
+    authorizations; taken in list order, the two transactions waited for each other and PostgreSQL
+    aborted one: that query answered 500. They are now taken in one order (sorted)."""
+    a, b = hosts
+    with a.control() as control:
+        policy = {"outcome": "pass", "after_queries": 1, "authorize": True}
+        assert control.put("/sandbox/apply4subject/auto-policy", json=policy).status_code == 200
+    failed: list[str] = []
+    with httpx.Client(base_url=a.url, timeout=30) as ha, httpx.Client(base_url=b.url, timeout=30) as hb:
+        clients = [ApiClient(ha, world, SP_A), ApiClient(hb, world, SP_A)]
+        for i in range(ROUNDS):
+            subs = [f"12398{i:03d}{k:02d}" for k in range(6)]
+            codes = []
+            for order in (subs, subs[::-1]):
+                code = f"order_{time.time_ns()}"
+                body = make_body(clients[0], code, confirm=order)
+                submitted = clients[0].post(BASE, body, wechatpay_serial=serial_for(clients[0]))
+                assert submitted.status_code == 200, submitted.text
+                codes.append(code)
+
+            def query(j: int, codes: list[str] = codes) -> httpx.Response:
+                return clients[j].get(f"{BASE}?business_code={codes[j]}")
+
+            with ThreadPoolExecutor(2) as pool:
+                answers = list(pool.map(query, range(2)))
+            failed += [f"{r.status_code} {r.text[:120]}" for r in answers if r.status_code != 200]
+            for sub in subs:
+                state = clients[1].get(f"{BASE}/merchants/{sub}/state").json()["authorize_state"]
+                assert state == AUTHORIZED or failed, (sub, state)
+    assert not failed, failed

@@ -298,7 +298,9 @@ class Apply4SubjectRepo:
 
     # --- merchant authorization (A4) ---
     def authorize(self, mchid: str, sub_mchids: Iterable[str], applyment_id: int | None, now: float) -> None:
-        for sub in sub_mchids:
+        """In one order (sorted): two transactions authorizing shared merchant numbers listed in opposite
+        orders each waited for the other's uncommitted row, and PostgreSQL aborted one (a 500)."""
+        for sub in sorted(set(sub_mchids)):
             self.conn.execute(
                 insert_for(self.conn, AUTH)
                 .values(mchid=mchid, sub_mchid=sub, applyment_id=applyment_id, authorized_at=now)
