@@ -250,3 +250,31 @@ def test_sandbox_preloads_racing_on_both_hosts_keep_the_three_employee_cap(
         assert listed.status_code == 200, listed.text
         assert len(listed.json().get("employees") or []) <= 3, (outcomes, listed.json())
     assert all(o == [200, 400] for o in outcomes), outcomes
+
+
+def test_sandbox_preloads_of_shared_employees_in_opposite_orders_never_deadlock(
+    hosts: tuple[LiveServer, LiveServer],
+) -> None:
+    """Two preloads naming the same employees in opposite orders, through the two hosts at once: each
+    row is written in one order (sp_openid), so they wait for each other instead of deadlocking (one of
+    them used to fail with 500 SYSTEM_ERROR)."""
+    failed: list[str] = []
+    for r in range(12):
+        openids = [f"oOrd{time.time_ns()}{r:02d}{k}" for k in range(8)]
+        entries = [{"sp_openid": o, "state": "DELETED"} for o in openids]
+
+        def preload(i: int, entries: list[dict[str, str]] = entries) -> httpx.Response:
+            order = entries if i == 0 else entries[::-1]
+            with hosts[i].control() as control:
+                return control.post(
+                    "/sandbox/recharge-employees", json={"sub_mchid": SECOND_A, "employees": order}
+                )
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(preload, range(2)))
+        failed += [f"{a.status_code} {a.text[:120]}" for a in answers if a.status_code != 200]
+        for answer in answers:  # the answer lists the employees in the order given
+            if answer.status_code == 200:
+                got = [e["sp_openid"] for e in answer.json()["employees"]]
+                assert sorted(got) == sorted(openids) and got in (openids, openids[::-1]), got
+    assert not failed, failed

@@ -186,9 +186,12 @@ def preload(
             raise PreloadError(f"sp_openid must be 1-32 characters, got {entry.sp_openid!r}")
         created = entry.create_time if entry.create_time is not None else now
         updated = entry.update_time if entry.update_time is not None else created
-        employee = Employee(mchid, sub_mchid, entry.sp_openid, entry.state, created, updated)
+        out.append(Employee(mchid, sub_mchid, entry.sp_openid, entry.state, created, updated))
+    # Written in one order (sp_openid; a stable sort, so of two entries for one employee the later still
+    # wins): two preloads naming shared employees in other orders, through two hosts at once, wait for
+    # each other instead of deadlocking. The answer keeps the order given.
+    for employee in sorted(out, key=lambda e: e.sp_openid):
         repo.upsert(employee)
-        out.append(employee)
     effective = repo.recount(sub_mchid)
     if effective > MAX_EFFECTIVE:
         raise PreloadError(
