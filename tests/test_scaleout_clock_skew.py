@@ -54,22 +54,29 @@ def test_the_rate_limit_holds_across_hosts_whose_clocks_differ(
 ) -> None:
     path = "/v3/platsolution/ecommerce/recharge-employees"
     openid = f"oSkew{time.time_ns()}"  # one employee added again and again: every repeat is legitimate
-    signed = [
-        sign_request(world.merchants[SP_A], "POST", path, {"sub_mchid": SECOND_A, "sp_openid": openid})
-        for _ in range(30)
-    ]
-    # Start 0.12 s into a second: until it ends, host A's clock is in this second and host B's in the
-    # next (by its own clock, each host's burst falls in one second).
-    time.sleep(1.12 - time.time() % 1)
-    with httpx.Client(timeout=30) as http, ThreadPoolExecutor(10) as pool:
-        answers = list(
-            pool.map(
-                lambda i: http.post(
-                    skewed_hosts[i % 2].url + path, content=signed[i].body, headers=signed[i].headers
-                ),
-                range(30),
+    for _ in range(4):
+        signed = [
+            sign_request(world.merchants[SP_A], "POST", path, {"sub_mchid": SECOND_A, "sp_openid": openid})
+            for _ in range(30)
+        ]
+        # Start 0.12 s into a second: until it ends, host A's clock is in this second and host B's in
+        # the next (by its own clock, each host's burst falls in one second).
+        time.sleep(1.12 - time.time() % 1)
+        second = int(time.time())
+        with httpx.Client(timeout=30) as http, ThreadPoolExecutor(10) as pool:
+            answers = list(
+                pool.map(
+                    lambda i, request: http.post(
+                        skewed_hosts[i % 2].url + path, content=request.body, headers=request.headers
+                    ),
+                    range(30),
+                    signed,
+                )
             )
-        )
+        if int(time.time()) == second:  # the whole burst fell in one second of the database's clock
+            break
+    else:
+        pytest.skip("the machine is too busy to send the burst within one second")
     codes = [r.status_code for r in answers]
     assert codes.count(200) == 10, codes
     assert codes.count(429) == 20, codes

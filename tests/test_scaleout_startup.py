@@ -90,8 +90,14 @@ def test_a_host_waits_for_another_hosts_start_longer_than_the_statement_timeout(
                 conn.exec_driver_sql(f"SELECT pg_advisory_lock({SETUP_LOCK})")
                 conn.commit()
             waiting = ThreadPoolExecutor(1)
-            future = waiting.submit(start_live_server, tmp_path / "host", world, database_url=fresh_database)
-            time.sleep(17)  # > the 15 s statement timeout
+            future = waiting.submit(
+                start_live_server,
+                tmp_path / "host",
+                world,
+                database_url=fresh_database,
+                env={"WXPARTNER_PG_STATEMENT_TIMEOUT_MS": "2000"},  # the 15 s default, shortened
+            )
+            time.sleep(4)  # > the statement timeout
             assert not future.done(), "the host did not wait (it gave up, or went ahead)"
             if step == "migration":
                 conn.rollback()

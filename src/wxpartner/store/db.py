@@ -90,11 +90,18 @@ def make_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) -> E
         # A stuck statement or an abandoned transaction must not hold a worker (or locks) forever.
         connect_args={
             "connect_timeout": 5,
-            "options": "-c statement_timeout=15000 -c idle_in_transaction_session_timeout=30000",
+            "options": f"-c statement_timeout={_statement_timeout_ms()} -c idle_in_transaction_session_timeout=30000",
         },
     )
     _ping_when_idle(engine)
     return engine
+
+
+def _statement_timeout_ms() -> int:
+    """PostgreSQL's statement timeout: 15 s, or ``WXPARTNER_PG_STATEMENT_TIMEOUT_MS`` (a positive
+    integer; anything else is the default)."""
+    given = os.environ.get("WXPARTNER_PG_STATEMENT_TIMEOUT_MS", "")
+    return int(given) if given.isascii() and given.isdigit() and int(given) > 0 else 15000
 
 
 # A pooled PostgreSQL connection is pinged before use only when it has been idle this long. Pinging on
