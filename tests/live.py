@@ -3,6 +3,8 @@ test world through a scenario file, for black-box tests: third-party clients, se
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import signal
@@ -10,13 +12,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
+from pg import PgServer, create_database, drop_database
 from support import SECOND_A, SECOND_B, SP_A, SP_B, SP_C, SUB_A, SUB_B, World
 
 
@@ -191,3 +196,35 @@ class Served:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+_databases = itertools.count()
+
+
+@contextlib.contextmanager
+def hosts_on_postgres(
+    pg_server: PgServer | None,
+    tmp_path: Path,
+    world: World,
+    *,
+    count: int = 2,
+    env_of: Callable[[int], dict[str, str] | None] = lambda _i: None,
+    **options: Any,
+) -> Iterator[list[LiveServer]]:
+    """``count`` hosts (``serve`` processes, each with its own data dir) on one fresh PostgreSQL
+    database, dropped afterwards; ``env_of(i)`` adds to host i's environment, ``options`` go to
+    start_live_server. Skips where PostgreSQL is not installed."""
+    if pg_server is None:
+        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
+    name = f"wx_hosts_{os.getpid()}_{next(_databases)}"
+    url = create_database(pg_server, name)
+    started: list[LiveServer] = []
+    try:
+        for i in range(count):
+            host = tmp_path / f"host-{chr(ord('a') + i)}"
+            started.append(start_live_server(host, world, database_url=url, env=env_of(i), **options))
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+        drop_database(pg_server, name)

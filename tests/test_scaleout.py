@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from live import LiveServer, start_live_server
-from pg import PgServer, create_database, drop_database
+from live import LiveServer, hosts_on_postgres
+from pg import PgServer
 from support import SP_B, ApiClient, World, sign_request
 
 pytestmark = pytest.mark.slow
@@ -23,19 +23,8 @@ _names = itertools.count()
 def two_hosts(
     tmp_path_factory: pytest.TempPathFactory, world: World, pg_server: PgServer | None
 ) -> Iterator[tuple[LiveServer, LiveServer]]:
-    if pg_server is None:
-        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
-    name = f"wx_scale_{next(_names)}"
-    url = create_database(pg_server, name)
-    tmp_path = tmp_path_factory.mktemp("scaleout")
-    a = start_live_server(tmp_path / "host-a", world, database_url=url)
-    b = start_live_server(tmp_path / "host-b", world, database_url=url)
-    try:
+    with hosts_on_postgres(pg_server, tmp_path_factory.mktemp("scaleout"), world) as (a, b):
         yield a, b
-    finally:
-        a.stop()
-        b.stop()
-        drop_database(pg_server, name)
 
 
 def test_replayed_nonce_is_refused_by_the_other_host(

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from apply4subject_support import BASE, make_body, serial_for
-from live import LiveServer, start_live_server
-from pg import PgServer, create_database, drop_database
+from live import LiveServer, hosts_on_postgres
+from pg import PgServer
 from support import SP_A, ApiClient, World
 
 pytestmark = pytest.mark.slow
@@ -29,23 +29,12 @@ AUTHORIZED = "AUTHORIZE_STATE_AUTHORIZED"
 def hosts(
     tmp_path: Path, world: World, pg_server: PgServer | None
 ) -> Iterator[tuple[LiveServer, LiveServer]]:
-    if pg_server is None:
-        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
-    name = f"wx_a4s_{next(_names)}"
-    url = create_database(pg_server, name)
     channel = {"merchants": [{"mchid": SP_A, "role": "channel", "key_mode": "public_key"}]}
-    started = [
-        start_live_server(
-            tmp_path / f"host-{h}", world, database_url=url, scenario=channel, extra_args=["--no-rate-limits"]
-        )
-        for h in "ab"
-    ]
-    try:
-        yield started[0], started[1]
-    finally:
-        for server in started:
-            server.stop()
-        drop_database(pg_server, name)
+    with hosts_on_postgres(pg_server, tmp_path, world, scenario=channel, extra_args=["--no-rate-limits"]) as (
+        a,
+        b,
+    ):
+        yield a, b
 
 
 def test_a_cancel_racing_the_auto_pass_never_leaves_a_cancelled_applyments_merchants_authorized(

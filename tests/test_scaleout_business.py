@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from live import LiveServer, start_live_server
-from pg import PgServer, create_database, drop_database
+from live import LiveServer, hosts_on_postgres
+from pg import PgServer
 from receiver import start_receiver
 from support import APIV3_KEY, SECOND_A, SP_A, SUB_A, ApiClient, World, sign_request
 from webizpay_support import issue_body, link_token
@@ -31,19 +31,8 @@ _names = itertools.count()
 def hosts(
     tmp_path_factory: pytest.TempPathFactory, world: World, pg_server: PgServer | None
 ) -> Iterator[tuple[LiveServer, LiveServer]]:
-    if pg_server is None:
-        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
-    name = f"wx_business_{next(_names)}"
-    url = create_database(pg_server, name)
-    tmp = tmp_path_factory.mktemp("business")
-    a = start_live_server(tmp / "host-a", world, database_url=url)
-    b = start_live_server(tmp / "host-b", world, database_url=url)
-    try:
+    with hosts_on_postgres(pg_server, tmp_path_factory.mktemp("business"), world) as (a, b):
         yield a, b
-    finally:
-        a.stop()
-        b.stop()
-        drop_database(pg_server, name)
 
 
 @pytest.fixture

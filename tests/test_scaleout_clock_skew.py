@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from live import LiveServer, start_live_server
-from pg import PgServer, create_database, drop_database
+from live import LiveServer, hosts_on_postgres
+from pg import PgServer
 from support import SECOND_A, SP_A, World, sign_request
 
 pytestmark = pytest.mark.slow
@@ -32,21 +32,13 @@ time.time = lambda: _real_time() + {SKEW_S}
 def skewed_hosts(
     tmp_path: Path, world: World, pg_server: PgServer | None
 ) -> Iterator[tuple[LiveServer, LiveServer]]:
-    if pg_server is None:
-        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
-    name = f"wx_skew_{next(_names)}"
-    url = create_database(pg_server, name)
     skew = tmp_path / "skew"
     skew.mkdir()
     (skew / "sitecustomize.py").write_text(SKEWED_CLOCK)
-    a = start_live_server(tmp_path / "host-a", world, database_url=url)
-    b = start_live_server(tmp_path / "host-b", world, database_url=url, env={"PYTHONPATH": str(skew)})
-    try:
+    with hosts_on_postgres(
+        pg_server, tmp_path, world, env_of=lambda i: {"PYTHONPATH": str(skew)} if i == 1 else None
+    ) as (a, b):
         yield a, b
-    finally:
-        a.stop()
-        b.stop()
-        drop_database(pg_server, name)
 
 
 def test_the_rate_limit_holds_across_hosts_whose_clocks_differ(

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from live import LiveServer, start_live_server
+from live import LiveServer, hosts_on_postgres, start_live_server
 from pg import PgServer, create_database, drop_database
 from receiver import start_receiver
 from support import SP_A, SP_B, SUB_A, ApiClient, World
@@ -46,18 +46,8 @@ _names = itertools.count()
 def hosts(
     tmp_path: Path, world: World, pg_server: PgServer | None
 ) -> Iterator[tuple[LiveServer, LiveServer]]:
-    if pg_server is None:
-        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
-    name = f"wx_keys_{next(_names)}"
-    url = create_database(pg_server, name)
-    a = start_live_server(tmp_path / "host-a", world, database_url=url)
-    b = start_live_server(tmp_path / "host-b", world, database_url=url)
-    try:
+    with hosts_on_postgres(pg_server, tmp_path, world) as (a, b):
         yield a, b
-    finally:
-        a.stop()
-        b.stop()
-        drop_database(pg_server, name)
 
 
 def test_a_certificate_rotated_on_one_host_is_used_by_the_other_at_once(

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from live import LiveServer, start_live_server
-from pg import PgServer, create_database, drop_database
+from live import LiveServer, hosts_on_postgres
+from pg import PgServer
 from support import SP_A, SUB_A, ApiClient, World
 from webizpay_support import issue_body, link_token
 from wxpartner.protocol.times import format_rfc3339
@@ -31,18 +31,8 @@ ROUNDS = 4
 def hosts(
     tmp_path: Path, world: World, pg_server: PgServer | None
 ) -> Iterator[tuple[LiveServer, LiveServer]]:
-    if pg_server is None:
-        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
-    name = f"wx_sweeps_{next(_names)}"
-    url = create_database(pg_server, name)
-    a = start_live_server(tmp_path / "host-a", world, database_url=url)
-    b = start_live_server(tmp_path / "host-b", world, database_url=url)
-    try:
+    with hosts_on_postgres(pg_server, tmp_path, world) as (a, b):
         yield a, b
-    finally:
-        a.stop()
-        b.stop()
-        drop_database(pg_server, name)
 
 
 def _employee(client: ApiClient, host: LiveServer, user_id: str) -> str:
