@@ -68,6 +68,17 @@ def world_scenario(world: World) -> dict[str, Any]:
     }
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, as a user stops ``serve``; killed if it has not ended 10 s later."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 @dataclass
 class LiveServer:
     url: str
@@ -80,13 +91,7 @@ class LiveServer:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 def start_live_server(
@@ -189,13 +194,7 @@ class Served:
         raise AssertionError("server not ready")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 _databases = itertools.count()

@@ -73,6 +73,11 @@ class Delivered:
     error: str | None
     latency_ms: float
 
+    @classmethod
+    def unsent(cls, claim: outbox.Claim, error: str) -> Delivered:
+        """A claim that went back without a send (still pending, no attempt used)."""
+        return cls(claim.id, claim.mchid, claim.event_type, claim.sends, "pending", None, False, error, 0.0)
+
     def view(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -161,18 +166,7 @@ class Deliverer:
                 except Exception as exc:  # e.g. the database refused the release: the others go on,
                     # and this one's lease expires and it is sent again (at-least-once)
                     log.exception("callback %s: send not completed", claim.id)
-                    error = f"{type(exc).__name__}: {exc}"[:300]
-                    results[claim.id] = Delivered(
-                        claim.id,
-                        claim.mchid,
-                        claim.event_type,
-                        claim.sends,
-                        "pending",
-                        None,
-                        False,
-                        error,
-                        0.0,
-                    )
+                    results[claim.id] = Delivered.unsent(claim, f"{type(exc).__name__}: {exc}"[:300])
 
         async with (
             httpx.AsyncClient(timeout=self.timeout, trust_env=False, follow_redirects=False) as client,
@@ -224,17 +218,7 @@ class Deliverer:
         if merchant is None or not merchant.notify_url or merchant.apiv3_key is None:
             # configuration changed since the claim: no send used
             await anyio.to_thread.run_sync(self._release, claim)
-            return Delivered(
-                claim.id,
-                claim.mchid,
-                claim.event_type,
-                claim.sends,
-                "pending",
-                None,
-                False,
-                "merchant has no notify_url or APIv3 key",
-                0.0,
-            )
+            return Delivered.unsent(claim, "merchant has no notify_url or APIv3 key")
         outcome = await self._post(client, merchant, claim, bnow)
         from . import metrics  # local: keeps this module importable without the metrics stack
 
