@@ -588,3 +588,33 @@ def test_fault_rules_in_a_scenario_take_unquoted_numbers(http: TestClient) -> No
     assert http.post("/sandbox/scenario", content=text.encode(), headers=AUTH).status_code == 200
     [rule] = http.get("/sandbox/faults", headers=AUTH).json()["data"]
     assert (rule["kind"], rule["mchid"], rule["remaining"]) == ("SYSTEM_ERROR", "1230000001", 2)
+
+
+def test_loading_fault_rules_again_changes_nothing(http: TestClient, world: World) -> None:
+    """Found in the sandbox audit: each load added the file's rules again (two SYSTEM_ERRORs after two
+    loads). A rule the file made before is given the file's count again; a twin entry of the file is a
+    rule of its own; a rule of another shape, made through the control API, stays as it is."""
+    rules = [
+        {"kind": "SYSTEM_ERROR", "operation": "webizpay.*", "count": 1},
+        {"kind": "SYSTEM_ERROR", "operation": "webizpay.*", "count": 1},  # a twin: two uses in all
+        {"kind": "LATENCY", "latency_ms": 5},
+    ]
+    text = yaml.safe_dump({"faults": rules}).encode()
+    assert http.post("/sandbox/scenario", content=text, headers=AUTH).status_code == 200
+    own = {"kind": "SYSTEM_ERROR", "operation": "certificates.*", "count": 3}
+    assert http.post("/sandbox/faults", json=own, headers=AUTH).status_code in (200, 201)
+    first = http.get("/sandbox/faults", headers=AUTH).json()["data"]
+    assert len(first) == 4
+
+    resp = ApiClient(http, world, SP_A).get("/v3/webizpay/avail-mch-ranges?limit=10&offset=0")
+    assert resp.status_code == 500  # one use of a twin taken
+
+    assert http.post("/sandbox/scenario", content=text, headers=AUTH).status_code == 200
+    again = http.get("/sandbox/faults", headers=AUTH).json()["data"]
+    assert sorted(r["id"] for r in again) == sorted(r["id"] for r in first)  # no rule added
+    assert sorted((r["kind"], r["operation"], r["remaining"]) for r in again) == [
+        ("LATENCY", None, None),
+        ("SYSTEM_ERROR", "certificates.*", 3),
+        ("SYSTEM_ERROR", "webizpay.*", 1),
+        ("SYSTEM_ERROR", "webizpay.*", 1),  # re-armed to the file's count
+    ]

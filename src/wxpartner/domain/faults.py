@@ -123,6 +123,12 @@ class FaultRule:
     note: str = ""
     created_at: float = 0.0
 
+    def shape(self) -> tuple[object, ...]:
+        """What the rule does, apart from its uses left: two rules of one shape are the same rule."""
+        return rule_shape(
+            self.kind, self.operation, self.path, self.mchid, self.probability, self.latency_ms, self.note
+        )
+
     def matches(self, op_id: str, path: str, mchid: str) -> bool:
         if self.remaining is not None and self.remaining <= 0:
             return False
@@ -157,3 +163,23 @@ def validate_rule(
         if value is not None and len(value) > limit:
             raise FaultSpecError(f"{name} is longer than {limit} characters")
     return fk, latency
+
+
+def rule_shape(
+    kind: FaultKind,
+    operation: str | None,
+    path: str | None,
+    mchid: str | None,
+    probability: float,
+    latency_ms: int,
+    note: str,
+) -> tuple[object, ...]:
+    return (
+        kind,
+        operation or None,
+        path or None,
+        mchid or None,
+        float(probability),
+        int(latency_ms),
+        note or "",
+    )

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from ..domain.faults import rule_shape
 from ..store import ops_repo
 from .scenario import MCHID_PATTERN, LoadContext, ScenarioError, Section, register_section
 
@@ -31,6 +32,11 @@ def load(conn: Connection, value: Any, lctx: LoadContext) -> None:
 
     if not isinstance(value, list):
         raise ScenarioError("faults: must be a list of rules")
+    # Loading a file again changes nothing: a rule it made before (same shape, used up or not) is given
+    # the file's count again instead of a twin; each existing rule stands for one entry of the file.
+    before: dict[tuple[object, ...], list[str]] = {}
+    for existing in ops_repo.list_faults(conn):
+        before.setdefault(existing.shape(), []).append(existing.id)
     for i, raw in enumerate(value):
         where = f"faults[{i}]"
         if not isinstance(raw, dict) or set(raw) - FIELDS:
@@ -45,7 +51,20 @@ def load(conn: Connection, value: Any, lctx: LoadContext) -> None:
             args = parse_fault_body(rule)
         except ControlError as exc:
             raise ScenarioError(f"{where}: {exc.message}") from None
-        ops_repo.add_fault(conn, now=time.time(), **args)
+        shape = rule_shape(
+            args["kind"],
+            args["operation"],
+            args["path"],
+            args["mchid"],
+            args["probability"],
+            args["latency_ms"],
+            args["note"],
+        )
+        same = before.get(shape)
+        if same:
+            ops_repo.rearm_fault(conn, same.pop(0), args["count"])
+        else:
+            ops_repo.add_fault(conn, now=time.time(), **args)
     lctx.report["faults"] = len(value)
 
 

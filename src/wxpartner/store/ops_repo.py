@@ -166,6 +166,11 @@ def list_faults(conn: Connection, *, active_only: bool = False) -> list[FaultRul
     return [_rule(r) for r in conn.execute(q)]
 
 
+def rearm_fault(conn: Connection, rule_id: str, count: int | None) -> None:
+    """Give a rule ``count`` uses again (None: unlimited)."""
+    conn.execute(sa.update(sandbox_faults).where(sandbox_faults.c.id == rule_id).values(remaining=count))
+
+
 def delete_fault(conn: Connection, rule_id: str) -> bool:
     return conn.execute(sa.delete(sandbox_faults).where(sandbox_faults.c.id == rule_id)).rowcount > 0
 
