@@ -96,6 +96,22 @@ def test_single_card_pays_once_and_refund_rules(
     assert missing.status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "body"),
+    [
+        ("payments", {"card_no": "x", "amount": 1, "goods": "a misspelt goods_name"}),
+        ("refunds", {"transaction_id": "4200nope", "amount": 1, "out_refund": "R1"}),
+    ],
+)
+def test_a_misspelt_field_is_refused_not_ignored(
+    control: TestClient, endpoint: str, body: dict[str, object]
+) -> None:
+    """Found in the sandbox audit: {"goods": ...} paid with no goods name; nothing is done now."""
+    resp = control.post(f"/sandbox/webizpay/{endpoint}", json=body)
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+    assert "unknown field(s)" in resp.json()["message"]
+
+
 def test_templates_and_scenario_section(client_a: ApiClient, control: TestClient) -> None:
     put = control.post(
         "/sandbox/webizpay/templates",
@@ -107,13 +123,17 @@ def test_templates_and_scenario_section(client_a: ApiClient, control: TestClient
         },
     )
     assert put.status_code == 200, put.text
-    assert (
-        control.post(
-            "/sandbox/webizpay/templates",
-            json={"sp_mchid": SP_A, "card_template_id": "x", "card_rule": "ONCE"},
-        ).status_code
-        == 400
+    bad = control.post(
+        "/sandbox/webizpay/templates",
+        json={"sp_mchid": SP_A, "card_template_id": "x", "card_rule": "ONCE"},
     )
+    # a control-API refusal, not a scenario file's (it said SCENARIO_ERROR, found in the sandbox audit)
+    assert bad.status_code == 400 and bad.json()["code"] == "PARAM_ERROR", bad.text
+    assert bad.json()["message"].startswith("card_rule: ")
+    extra = control.post(
+        "/sandbox/webizpay/templates", json={"sp_mchid": SP_A, "card_template_id": "y", "x": 1}
+    )
+    assert extra.status_code == 400 and extra.json()["code"] == "PARAM_ERROR", extra.text
     listed = control.get("/sandbox/webizpay/templates").json()
     assert any(t["card_template_id"] == "tpl_travel" for t in listed["data"])
     scenario = f"""

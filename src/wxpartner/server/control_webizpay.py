@@ -53,7 +53,7 @@ from ..store.webizpay_tables import (
     webizpay_refunds,
 )
 from .control import ControlError, control_route, json_body
-from .params import integer, length_of, string, validated
+from .params import integer, known_fields, length_of, string, validated
 
 T = TypeVar("T")
 
@@ -204,8 +204,10 @@ def pay_from_body(repo: WebizpayRepo, pol: Policy, now: float, body: dict[str, A
 
 @control_route("/webizpay/payments", ["POST"])
 async def pay(request: Request) -> Response:
-    """The employee pays a store with a card: {"card_no" or "token", "amount", "goods_name"?, "store"?}."""
+    """The employee pays a store with a card: {"card_no" or "token", "amount", "goods_name"?, "store"?,
+    "out_trade_no"?}. A misspelt field is refused (it would pay without it)."""
     body = await json_body(request)
+    known_fields(body, "card_no", "token", "amount", "goods_name", "store", "out_trade_no")
     db = request.app.state.wx.db
     pol = _policy(request)
     result = await anyio.to_thread.run_sync(
@@ -218,6 +220,7 @@ async def pay(request: Request) -> Response:
 async def refund(request: Request) -> Response:
     """Refund a card payment: {"transaction_id", "amount", "out_refund_no"?}."""
     body = await json_body(request)
+    known_fields(body, "transaction_id", "amount", "out_refund_no")
     db = request.app.state.wx.db
     txid = _str(body, "transaction_id", webizpay_refunds.c.transaction_id) or ""
     amount = _fen(body, "amount")
@@ -262,7 +265,7 @@ async def templates(request: Request) -> Response:
     db = request.app.state.wx.db
     pol = _policy(request)
     if request.method == "POST":
-        spec: TemplateSpec = _validated(TemplateSpec, await json_body(request), "template")
+        spec = validated(TemplateSpec, await json_body(request))  # a 400 PARAM_ERROR naming the field
 
         def put(repo: WebizpayRepo, now: float) -> None:
             repo.put_template(
