@@ -137,7 +137,9 @@ def test_journal_list_and_entry(run: Any, http: TestClient, world: World) -> Non
     assert entry["expected_message"].startswith("GET\n/v3/certificates\n")
     pretty = run("journal", bad.headers["Request-ID"]).output
     assert "expected string-to-sign" in pretty and "/v3/certificates\\n" in pretty
-    assert "request journal" in run("journal", "--mchid", SP_A).output
+    listed = run("journal", "--mchid", SP_A).output
+    assert "request journal" in listed
+    assert time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(rows[0]["at"])) in listed  # the date too
 
 
 def test_control_commands_need_a_token(http: TestClient, tmp_path: Path) -> None:

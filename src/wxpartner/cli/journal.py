@@ -53,7 +53,7 @@ def journal(
 def _print_journal(data: dict[str, Any]) -> None:
     rows = []
     for r in data["data"]:
-        when = time.strftime("%H:%M:%S", time.gmtime(r["at"]))
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["at"]))  # a journal spans days
         status = "dropped" if r["status"] == 0 else str(r["status"])
         verified = r["verification"] + (f" ({r['verify_field']})" if r["verify_field"] else "")
         request = f"{r['method']} {r['path']}"
