@@ -44,7 +44,7 @@ def test_hosts_on_one_database_each_print_settings_that_sign(
     backend: str, tmp_path: Path, pg_server: PgServer | None
 ) -> None:
     name = f"wx_hosts_{os.getpid()}"
-    if backend == "sqlite":  # one host: its servers started one after the other
+    if backend == "sqlite":  # one host, one database file, two data dirs
         url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
     elif pg_server is None:
         pytest.skip("PostgreSQL is not installed here (apt-get install postgresql); .ci/run installs it")
@@ -54,12 +54,11 @@ def test_hosts_on_one_database_each_print_settings_that_sign(
     token = ("--token", "one-token-for-all-hosts", "--database-url", url)
     servers: list[Served] = []
     try:
-        if backend == "sqlite":
-            servers = [Served(d, *token) for d in dirs]
-        else:  # started at the same moment, as the README's recipe runs on every host
-            with ThreadPoolExecutor(2) as pool:
-                futures = [pool.submit(Served, d, *token) for d in dirs]
-                servers = [f.result() for f in futures]
+        # started at the same moment, as the README's recipe runs on every host (SQLite: two data dirs
+        # sharing one database file take turns on a lock file beside it)
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(Served, d, *token) for d in dirs]
+            servers = [f.result() for f in futures]
         infos = [s.info for s in servers]
         for info, data_dir in zip(infos, dirs, strict=True):
             assert json.loads((data_dir / "connection.json").read_text()) == info

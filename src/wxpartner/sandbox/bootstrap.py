@@ -237,9 +237,11 @@ def bootstrap(
     # Owner-only when we create it: it holds private keys, the database and connection.json (an existing
     # directory keeps the mode its owner gave it).
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    db.migrate()
-    # Every host of a deployment runs this against the one database, maybe at the same moment.
+    # Every host of a deployment runs this against the one database, maybe at the same moment (the
+    # migration inside too: two SQLite processes migrating one new file at once made one fail with
+    # "database is locked"; on PostgreSQL the migration also takes a lock of its own).
     with db.setup_lock():
+        db.migrate()
         if scenario is not None:
             load_scenario_file(db, scenario, data_dir=data_dir)
         ensure_platform_keys(db, data_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import fcntl
 import operator
 import os
 import re
@@ -227,10 +228,22 @@ class Database:
         """Hosts starting at once set the database up one after the other (PostgreSQL: a session
         advisory lock held on a connection of its own while the block runs). Start-up's
         look-then-insert steps (platform keys, the demo merchant, the sandbox token) then each find
-        what the host before them made, instead of inserting it a second time. SQLite: one host by
-        nature, nothing to take."""
+        what the host before them made, instead of inserting it a second time. SQLite on a file: a
+        file lock beside it (two ``serve`` runs with different data dirs may share one file);
+        in memory: nothing to share, nothing to take."""
         if self.sqlite:
-            yield
+            database_file = sqlite_file(self.url)
+            if database_file is None:
+                yield
+                return
+            try:
+                lock = open(f"{database_file}.setup-lock", "a")  # noqa: SIM115 - closed below
+            except OSError:  # its directory is missing or not ours: the database's own error follows
+                yield
+                return
+            with lock:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes
+                yield
             return
         with self.engine.connect() as conn:
             # Waiting for another host's set-up (a scenario may generate many keys) is no statement
