@@ -30,6 +30,8 @@ callback_notifications = sa.Table(
     sa.Column("delivered_at", sa.Float, nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Index("ix_callback_notifications_due", "state", "next_attempt_at"),
+    # The poll (outbox.any_due, claim_due) reads only the merchants that can receive (migration 0008).
+    sa.Index("ix_callback_notifications_poll", "mchid", "state", "next_attempt_at"),
 )
 
 callback_attempts = sa.Table(
