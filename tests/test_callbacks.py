@@ -64,6 +64,7 @@ class Receiver:
     url: str = ""
     statuses: list[int] = field(default_factory=lambda: [200])
     delay: float = 0.0
+    gate: threading.Event | None = None  # when set up: each answer waits until it is set
     answer: bytes = b""
     requests: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -89,6 +90,8 @@ def receiver() -> Iterator[Receiver]:
                 rec.requests.append(Received(self.path, dict(self.headers.items()), body))
             if rec.delay:
                 time.sleep(rec.delay)
+            if rec.gate is not None:
+                rec.gate.wait(10)
             status = rec.respond()
             self.send_response(status)
             payload = rec.answer or (
@@ -735,6 +738,102 @@ def test_control_api_lists_filters_shows_and_redelivers(
     del frozen.headers["Authorization"]
     assert frozen.get("/sandbox/callbacks").status_code == 401
     assert frozen.post("/sandbox/callbacks/deliver").status_code == 401
+
+
+def test_a_redeliver_during_a_send_in_flight_is_not_overwritten_by_its_result(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver, database_url: str
+) -> None:
+    """Another process is sending the notification (its receiver holds the answer) when a redeliver
+    comes through the control API. The send's result was written over the redeliver's (delivered, no
+    further send): the redeliver was lost. Now both count: the send in flight is recorded as attempt 1,
+    and the redeliver waits for it and sends attempt 2."""
+    receiver.gate = threading.Event()
+    set_notify_url(frozen, SP_A, receiver.url)
+    nid = enqueue(app)
+    other_db = Database(database_url, pool_size=2)  # the other process's engine
+    other = threading.Thread(target=Deliverer(other_db, KeyRing(other_db)).run_pass)
+    other.start()
+    answered: list[Any] = []
+    redeliver = threading.Thread(
+        target=lambda: answered.append(frozen.post(f"/sandbox/callbacks/{nid}/redeliver"))
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert receiver.ids() == [nid]  # the other process's send is in flight, its answer held
+        updated = callback_notifications.c.updated_at
+        with app.state.db.read() as conn:
+            claimed_at = conn.execute(
+                sa.select(updated).where(callback_notifications.c.id == nid)
+            ).scalar_one()
+        redeliver.start()
+        deadline = time.monotonic() + 10  # until the redeliver has written (or answered)
+        while redeliver.is_alive() and time.monotonic() < deadline:
+            with app.state.db.read() as conn:
+                if (
+                    conn.execute(sa.select(updated).where(callback_notifications.c.id == nid)).scalar_one()
+                    != claimed_at
+                ):
+                    break
+            time.sleep(0.01)
+    finally:
+        receiver.gate.set()  # the receiver answers 200
+        other.join(10)
+        redeliver.join(20)
+        other_db.dispose()
+    [resp] = answered
+    assert resp.status_code == 200, resp.text
+    assert [(a["attempt_no"], a["state"]) for a in resp.json()["attempts"]] == [(2, "delivered")]
+    assert receiver.ids() == [nid, nid]
+    shown = frozen.get(f"/sandbox/callbacks/{nid}").json()
+    assert (shown["state"], shown["sends"], shown["leased"]) == ("delivered", 2, False)
+    assert [(a["attempt_no"], a["ok"], a["error"]) for a in shown["attempts"]] == [
+        (1, True, None),
+        (2, True, None),
+    ]
+
+
+def test_a_redeliver_during_a_failing_last_send_grants_one_more_send_due_at_once(
+    app: WxPartnerApp, frozen: TestClient
+) -> None:
+    """The 10th (last) send is in flight and fails; a redeliver asked for meanwhile is not lost to the
+    failure (state failed, or a retry 3600 s away): the notification is pending, due now, with one
+    more send."""
+    set_notify_url(frozen, SP_A, "http://127.0.0.1:9/x")
+    nid = enqueue(app)
+    with app.state.db.write() as conn:
+        conn.execute(
+            callback_notifications.update()
+            .where(callback_notifications.c.id == nid)
+            .values(sends=9, next_attempt_at=T0)
+        )
+        [claim] = outbox.claim_due(
+            conn, business_now=T0, real_now=time.time(), owner="other", lease_seconds=60, limit=1
+        )
+    with app.state.db.write() as conn:
+        assert outbox.reopen(conn, nid, T0)
+    failed = outbox.Outcome(
+        at=T0,
+        sent_at=time.time(),
+        url="http://127.0.0.1:9/x",
+        status=500,
+        latency_ms=1.0,
+        ok=False,
+        error="HTTP 500: ",
+    )
+    with app.state.db.write() as conn:
+        assert outbox.complete(conn, claim, failed) == ("pending", True)
+    shown = frozen.get(f"/sandbox/callbacks/{nid}").json()
+    assert (shown["state"], shown["sends"], shown["send_limit"], shown["next_attempt_at"]) == (
+        "pending",
+        10,
+        11,
+        T0,
+    )
+    assert [(a["attempt_no"], a["ok"]) for a in shown["attempts"]] == [(10, False)]
+    with app.state.db.read() as conn:
+        assert outbox.any_due(conn, business_now=T0, real_now=time.time())
 
 
 def test_reset_forgets_notifications(app: WxPartnerApp, frozen: TestClient) -> None:

@@ -199,6 +199,25 @@ class Deliverer:
             time.sleep(0.05)
         return out + self.drain()
 
+    def redeliver(self, notification_id: str) -> list[Delivered] | None:
+        """Sandbox "redeliver": make the notification due now (one more send if all were used) and send
+        it; None if there is no such notification. A send of it another pass has in flight is waited
+        for (bounded, as deliver_now): its result is recorded and does not undo the redeliver
+        (outbox.complete), then this send goes out. Empty when nothing could be sent (no notify_url or
+        APIv3 key, or another process took the redelivered send first)."""
+        with self.db.write() as conn:
+            if not outbox.reopen(conn, notification_id, sandbox.read_clock(conn).now_ts()):
+                return None
+        deadline = time.monotonic() + self.timeout + 2
+        while True:
+            results = self.run_pass(ids=[notification_id])
+            if results or time.monotonic() >= deadline:
+                return results
+            with self.db.read() as conn:
+                if not outbox.in_flight(conn, notification_id, real_now=time.time()):
+                    return results
+            time.sleep(0.05)
+
     def _release(self, claim: outbox.Claim) -> None:
         with self.db.write() as conn:
             outbox.release(conn, claim)

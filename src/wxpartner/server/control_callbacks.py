@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..sandbox import scenario
-from ..store import outbox, sandbox
+from ..store import outbox
 from .app import BACKGROUND_TASKS
 from .callbacks import deliver_forever, deliverer_for
 from .control import ControlError, control_route
@@ -77,16 +77,15 @@ async def get_callback(request: Request) -> Response:
 
 @control_route("/callbacks/{notification_id}/redeliver", ["POST"])
 async def redeliver(request: Request) -> Response:
-    """Make the notification due now (one more send if all were used) and send it at once."""
+    """Make the notification due now (one more send if all were used) and send it at once; a send of
+    it in flight elsewhere is waited for first (Deliverer.redeliver)."""
     st = request.app.state.wx
     nid = request.path_params["notification_id"]
 
     def apply() -> tuple[bool, list[dict[str, Any]], dict[str, Any] | None]:
-        with st.db.write() as conn:
-            found = outbox.reopen(conn, nid, sandbox.read_clock(conn).now_ts())
-        if not found:
+        results = deliverer_for(st).redeliver(nid)
+        if results is None:
             return False, [], None
-        results = deliverer_for(st).run_pass(ids=[nid])
         with st.db.read() as conn:
             return True, [r.view() for r in results], outbox.get_notification(conn, nid)
 

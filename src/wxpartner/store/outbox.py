@@ -112,6 +112,7 @@ class Claim:
     sends: int  # sends before this one
     send_limit: int
     owner: str
+    redeliveries: int = 0  # redeliveries asked for before the claim (complete: one asked since wins)
 
 
 def _scheduled_delay() -> sa.ColumnElement[float]:
@@ -208,6 +209,7 @@ def claim_due(
             _n.c.create_time,
             _n.c.sends,
             _n.c.send_limit,
+            _n.c.redeliveries,
         )
     ).all()
     claims = [
@@ -222,6 +224,7 @@ def claim_due(
             sends=int(r.sends),
             send_limit=int(r.send_limit),
             owner=owner,
+            redeliveries=int(r.redeliveries),
         )
         for r in rows
     ]
@@ -255,22 +258,38 @@ def next_state(sends_after: int, send_limit: int, ok: bool, at: float) -> tuple[
 
 def complete(conn: Connection, claim: Claim, outcome: Outcome) -> tuple[str, bool]:
     """Record the attempt and move the schedule on, if this process still holds the lease.
-    Returns (state, lease_held); a lost lease (expired and re-claimed) still records the attempt."""
+    Returns (state, lease_held); a lost lease (expired and re-claimed) still records the attempt.
+
+    A redeliver asked for while this send was in flight (``redeliveries`` moved on since the claim) is
+    not overwritten by its result: the send counts (``sends`` + 1, its attempt recorded), and the
+    notification stays pending, due when the redeliver made it due, with a send left for it."""
     attempt_no = claim.sends + 1
     state, next_at = next_state(attempt_no, claim.send_limit, outcome.ok, outcome.at)
+    unchanged = _n.c.redeliveries == claim.redeliveries
     values: dict[str, Any] = {
         "sends": _n.c.sends + 1,
-        "state": state,
-        "next_attempt_at": next_at,
+        "state": sa.case((unchanged, sa.literal(state)), else_=sa.literal(PENDING)),
+        "next_attempt_at": sa.case((unchanged, sa.literal(next_at, sa.Float)), else_=_n.c.next_attempt_at),
+        # _n.c.sends is the value before this statement: this send is sends + 1, the redeliver's + 2
+        "send_limit": sa.case(
+            (sa.and_(sa.not_(unchanged), _n.c.send_limit < _n.c.sends + 2), _n.c.sends + 2),
+            else_=_n.c.send_limit,
+        ),
         "lease_owner": None,
         "lease_until": None,
         "updated_at": time.time(),
     }
     if outcome.ok:
         values["delivered_at"] = outcome.at
-    updated = conn.execute(
-        _n.update().where(_n.c.id == claim.id, _n.c.lease_owner == claim.owner).values(**values)
-    ).rowcount
+    row = conn.execute(
+        _n.update()
+        .where(_n.c.id == claim.id, _n.c.lease_owner == claim.owner)
+        .values(**values)
+        .returning(_n.c.state)
+    ).first()
+    updated = row is not None
+    if row is not None:
+        state = str(row.state)
     error = outcome.error
     if not updated:
         gone = conn.execute(sa.select(_n.c.id).where(_n.c.id == claim.id)).first() is None
@@ -306,7 +325,8 @@ def release(conn: Connection, claim: Claim) -> None:
 
 def reopen(conn: Connection, notification_id: str, business_now: float) -> bool:
     """Make a notification due now (sandbox "redeliver"), granting one more send if all were used.
-    A live lease is left alone: the process holding it finishes its send first."""
+    A live lease is left alone: the process holding it finishes its send first, and that send's
+    result does not undo this (``redeliveries`` moves on; see complete)."""
     return (
         conn.execute(
             _n.update()
@@ -315,11 +335,18 @@ def reopen(conn: Connection, notification_id: str, business_now: float) -> bool:
                 state=PENDING,
                 next_attempt_at=business_now,
                 send_limit=sa.case((_n.c.sends >= _n.c.send_limit, _n.c.sends + 1), else_=_n.c.send_limit),
+                redeliveries=_n.c.redeliveries + 1,
                 updated_at=time.time(),
             )
         ).rowcount
         > 0
     )
+
+
+def in_flight(conn: Connection, notification_id: str, *, real_now: float) -> bool:
+    """Whether some process holds a live lease on the notification (is sending it right now)."""
+    stmt = sa.select(_n.c.id).where(_n.c.id == notification_id, _n.c.lease_until >= real_now)
+    return conn.execute(stmt).first() is not None
 
 
 def _view(row: sa.RowMapping) -> dict[str, Any]:

@@ -29,6 +29,9 @@ callback_notifications = sa.Table(
     sa.Column("lease_until", sa.Float, nullable=True),
     sa.Column("delivered_at", sa.Float, nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # sandbox redeliveries asked for so far: a send claimed before the latest one does not overwrite
+    # it (outbox.complete; migration 0009)
+    sa.Column("redeliveries", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_callback_notifications_due", "state", "next_attempt_at"),
     # The poll (outbox.any_due, claim_due) reads only the merchants that can receive (migration 0008).
     sa.Index("ix_callback_notifications_poll", "mchid", "state", "next_attempt_at"),

@@ -118,17 +118,14 @@ async def redeliver(request: Request) -> Response:
     """Make the notification due now and send it at once (as the control API's redeliver)."""
     st = request.app.state.wx
     nid = request.path_params["notification_id"]
-    from ...store import outbox, sandbox
     from ..callbacks import deliverer_for
 
     def apply() -> str:
-        with st.db.write() as conn:
-            found = outbox.reopen(conn, nid, sandbox.read_clock(conn).now_ts())
-        if not found:
+        results = deliverer_for(st).redeliver(nid)
+        if results is None:
             return f"No notification {nid}"
-        results = deliverer_for(st).run_pass(ids=[nid])
         if not results:
-            return f"{nid}: nothing sent (no notify_url or APIv3 key, or a send is in flight)"
+            return f"{nid}: nothing sent (no notify_url or APIv3 key, or another process sent it)"
         r = results[0]
         answer = r.status if r.status is not None else (r.error or "no answer")
         return f"{nid}: attempt {r.attempt_no} answered {answer}, now {r.state}"
