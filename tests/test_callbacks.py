@@ -592,6 +592,19 @@ def test_a_poll_does_not_read_notifications_of_merchants_that_cannot_receive(
         assert outbox.any_due(conn, business_now=T0, real_now=time.time())
 
 
+def test_more_receiving_merchants_than_a_poll_names_are_read_by_a_subquery(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: the poll named every merchant that can receive, one bound parameter each, and
+    PostgreSQL refuses more than 65,535 (no callback was sent any more). Past LISTED_MERCHANTS the poll
+    reads them by a subquery; here the threshold is lowered instead of registering 500 merchants."""
+    monkeypatch.setattr(outbox, "LISTED_MERCHANTS", 1)
+    set_notify_url(frozen, SP_A, receiver.url)
+    set_notify_url(frozen, SP_B, receiver.url)
+    ids = {enqueue(app), enqueue(app, mchid=SP_B)}
+    assert {(a["id"], a["state"]) for a in deliver(frozen)} == {(i, "delivered") for i in ids}
+
+
 def test_enqueue_is_part_of_the_callers_transaction(app: WxPartnerApp, frozen: TestClient) -> None:
     with pytest.raises(RuntimeError), app.state.db.write() as conn:
         outbox.enqueue(conn, mchid=SP_A, event_type="WEBIZPAY.REVOKED", summary="", resource={}, now=T0)
