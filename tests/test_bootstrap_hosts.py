@@ -90,6 +90,19 @@ def test_hosts_on_one_database_each_print_settings_that_sign(
         servers[1] = Served(dirs[1], *token)
         assert servers[1].info["serial_no"] == infos[1]["serial_no"]
         assert servers[1].info["channel_serial_no"] == infos[1]["channel_serial_no"]
+
+        # its certificate revoked, a restart gets a new key pair: never the other host's serial beside
+        # this host's key (found in review: every request it signed was SIGN_ERROR)
+        with httpx.Client(headers={"Authorization": "Bearer one-token-for-all-hosts"}) as control:
+            revoked = control.post(f"{servers[0].url}/sandbox/certificates/{infos[1]['serial_no']}/revoke")
+            assert revoked.status_code == 200, revoked.text
+        servers[1].stop()
+        servers[1] = Served(dirs[1], *token)
+        again = servers[1].info
+        assert again["serial_no"] not in (infos[0]["serial_no"], infos[1]["serial_no"])
+        _signs_with_its_own_key(
+            dirs[1], servers[1].url, again["mchid"], again["serial_no"], again["private_key_path"]
+        )
     finally:
         for server in servers:
             server.stop()

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.merchants import KeyMode, Merchant, RelationKind, Role
-from ..protocol import keys as k
 from ..store import registry, sandbox
 from ..store.db import Database
 from .material import (
@@ -17,6 +16,7 @@ from .material import (
     make_platform_certificate,
     make_platform_public_key,
     new_apiv3_key,
+    usable_key_files,
     write_secret,
 )
 
@@ -63,23 +63,18 @@ def ensure_token(db: Database, given: str = "") -> str:
 
 def local_serial(data_dir: Path, mchid: str, certs: list[dict[str, object]]) -> str | None:
     """The serial of the API certificate whose private key this data dir holds
-    (``keys/<mchid>/apiclient_key.pem`` + ``apiclient_cert.pem``), if it is one of ``certs`` (the
-    merchant's registered certificates); None otherwise."""
-    key_dir = data_dir / "keys" / mchid
-    if not (key_dir / "apiclient_key.pem").is_file():
-        return None
-    try:
-        serial = k.certificate_serial(k.load_certificate((key_dir / "apiclient_cert.pem").read_bytes()))
-    except (OSError, ValueError):
-        return None
-    return serial if serial in {str(c["serial_no"]) for c in certs} else None
+    (``keys/<mchid>/apiclient_key.pem`` + ``apiclient_cert.pem``, the key matching the certificate),
+    if it is one of the merchant's registered certificates ``certs`` and not revoked; None otherwise."""
+    usable = {str(c["serial_no"]) for c in certs if not c["revoked"]}
+    return usable_key_files(data_dir / "keys" / mchid, lambda serial: serial in usable)
 
 
 def _ensure_local_keys(db: Database, data_dir: Path, mchid: str) -> None:
-    """A demo merchant that exists already but whose key this data dir does not hold: a scenario named
-    it without keys, or another host (another data dir on the same database) created it. The private
-    key never leaves the data dir that made it, so this one gets a key pair of its own, registered as
-    one more certificate of the merchant; its connection.json names that key."""
+    """A demo merchant that exists already but whose key this data dir does not hold (or holds revoked):
+    a scenario named it without keys, another host (another data dir on the same database) created
+    it, or its certificate was revoked. The private key never leaves the data dir that made it, so
+    this one gets a key pair of its own, registered as one more certificate of the merchant; its
+    connection.json names that key."""
     with db.read() as conn:
         certs = registry.list_certificates(conn, mchid)
     if local_serial(data_dir, mchid, certs) is not None:
@@ -90,13 +85,9 @@ def _ensure_local_keys(db: Database, data_dir: Path, mchid: str) -> None:
 
 
 def _serial_for(data_dir: Path, mchid: str, certs: list[dict[str, object]]) -> str:
-    """The serial connection.json names: the certificate of the key in this data dir, else (a key
-    revoked, or kept elsewhere) the merchant's first certificate that is not revoked."""
-    revoked = {str(c["serial_no"]) for c in certs if c["revoked"]}
-    local = local_serial(data_dir, mchid, certs)
-    if local is not None and local not in revoked:
-        return local
-    return next((str(c["serial_no"]) for c in certs if not c["revoked"]), "")
+    """The serial connection.json names: the certificate of the key in this data dir, never another
+    data dir's (its key is not here: every request signed with it would be SIGN_ERROR); "" if none."""
+    return local_serial(data_dir, mchid, certs) or ""
 
 
 def ensure_demo(db: Database, data_dir: Path) -> None:
