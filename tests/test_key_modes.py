@@ -197,3 +197,32 @@ def test_platform_keys_listing(http: TestClient, world: World) -> None:
     assert pub["kind"] == "public_key" and pub["certificate"] is None
     assert cert["kind"] == "certificate" and cert["certificate"] == world.platform_cert.certificate_pem
     assert "private" not in str(rows).lower()  # private keys never leave the server
+
+
+def test_a_database_error_while_following_a_rotation_keeps_the_keys_held(tmp_path: Any) -> None:
+    """Found in review: a request that saw the change generation move re-read the platform keys outside
+    the pipeline's error handling, so a database error there was a plain-text 500. The keys held so
+    far go on signing, and the next request tries again."""
+    from wxpartner.sandbox.bootstrap import ensure_platform_keys
+    from wxpartner.server.keyring import KeyRing
+    from wxpartner.store.db import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'k.sqlite3'}")
+    try:
+        db.migrate()
+        ensure_platform_keys(db, tmp_path)
+        ring = KeyRing(db)
+        ring.follow("g1")
+        held = {key.key_id for key in ring.all()}
+        assert len(held) == 2
+        with db.write() as conn:  # the next read of the keys fails, as in an outage
+            conn.exec_driver_sql("ALTER TABLE platform_keys RENAME TO platform_keys_away")
+        ring.follow("g2")  # no exception
+        assert {key.key_id for key in ring._keys.values()} == held
+        with db.write() as conn:
+            conn.exec_driver_sql("ALTER TABLE platform_keys_away RENAME TO platform_keys")
+            conn.exec_driver_sql("DELETE FROM platform_keys WHERE kind = 'certificate'")
+        ring.follow("g2")  # tried again, and read this time
+        assert [key.row.kind for key in ring._keys.values()] == ["public_key"]
+    finally:
+        db.dispose()

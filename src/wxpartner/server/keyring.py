@@ -7,12 +7,14 @@ the table is re-read every few seconds (or on a miss) so a rotation made by anot
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..domain.merchants import Caller, KeyMode, Merchant
 from ..protocol.keys import load_private_key, load_public_key
@@ -20,6 +22,7 @@ from ..store.db import Database
 from ..store.registry import PlatformKeyRow, list_platform_keys
 
 REFRESH_SECONDS = 5.0
+log = logging.getLogger("wxpartner.keys")
 
 
 @dataclass
@@ -82,7 +85,11 @@ class KeyRing:
         used from that host's next request on, not up to REFRESH_SECONDS later."""
         if generation is None or generation == self._generation:
             return
-        self.refresh(force=True)  # read after the generation: at least as new as it
+        try:
+            self.refresh(force=True)  # read after the generation: at least as new as it
+        except SQLAlchemyError:  # the database went away since the request's own statement
+            log.warning("platform keys not re-read (database error); the next request tries again")
+            return  # the keys held so far sign; the generation stays unfollowed
         self._generation = generation
 
     def get(self, key_id: str) -> PlatformKey | None:
