@@ -537,8 +537,15 @@ def test_ids_cannot_reach_another_endpoint(run: Any, http: TestClient, world: Wo
 
 def test_call_signs_the_path_and_query_it_sends(run: Any) -> None:
     """Found in the sandbox audit: `call` signed the path as typed while httpx sent it with a leading '/'
-    and percent-encoded, so a path without '/' or a query with a space or non-ASCII got 401 SIGN_ERROR."""
-    for path in ("v3/certificates", "/v3/certificates?note=a b", "/v3/certificates?note=差旅"):
+    and percent-encoded, so a path without '/' or a query with a space or non-ASCII got 401 SIGN_ERROR
+    (and, found in review, a '..' segment, which httpx resolves)."""
+    paths = (
+        "v3/certificates",
+        "/v3/certificates?note=a b",
+        "/v3/certificates?note=差旅",
+        "/v3/x/../certificates",
+    )
+    for path in paths:
         answer = as_json(run("call", "GET", path, "--json"))
         assert answer["status"] == 200 and answer["signature_valid"] is True, (path, answer)
 

@@ -61,9 +61,9 @@ def check_signature(headers: Any, body: bytes, keys: PublicKeys) -> tuple[bool, 
 
 
 def request_target(path: str) -> str:
-    """The path and query exactly as they go on the wire (and so as they must be signed): a full URL
-    loses its scheme and host, a missing leading '/' is added, and what httpx percent-encodes (a space,
-    non-ASCII) is signed encoded. Signing the text as typed made the server refuse the request."""
+    """The path and query to request: a full URL loses its scheme and host, a missing leading '/' is
+    added, and what httpx percent-encodes (a space, non-ASCII) is encoded. Signer.send signs what
+    httpx then sends (dot segments resolved)."""
     parts = urlsplit(path)
     raw = parts.path if parts.path.startswith("/") else "/" + parts.path
     try:
@@ -96,19 +96,21 @@ class Signer:
     ) -> tuple[str, httpx.Response]:
         """(the URL as signed, the response). A full URL is fine: only its path and query are used."""
         method = method.upper()
-        target = request_target(path)
-        ts, nonce = str(int(time.time())), new_nonce()
-        signature = sign(self.key, request_message(method, target, ts, nonce, body))
-        headers = {
-            "Authorization": Authorization(self.mchid, nonce, ts, self.serial_no, signature).header_value(),
-            "Accept": "application/json",
-            "User-Agent": "wxpartner-cli/1.0",
-        }
+        headers = {"Accept": "application/json", "User-Agent": "wxpartner-cli/1.0"}
         if body:
             headers["Content-Type"] = "application/json"
         headers.update(extra or {})
-        try:
-            with self.t.client() as http:
-                return target, http.request(method, target, content=body or None, headers=headers)
-        except httpx.HTTPError as exc:
-            raise click.ClickException(f"{method} {target}: {type(exc).__name__}: {exc}") from exc
+        with self.t.client() as http:
+            # Built first, then signed: the target signed is the one httpx sends (it also resolves
+            # '.' and '..' segments, which signing the text as typed missed: SIGN_ERROR).
+            request = http.build_request(method, request_target(path), content=body or None, headers=headers)
+            target = request.url.raw_path.decode("ascii")
+            ts, nonce = str(int(time.time())), new_nonce()
+            signature = sign(self.key, request_message(method, target, ts, nonce, body))
+            auth = Authorization(self.mchid, nonce, ts, self.serial_no, signature)
+            if not any(name.lower() == "authorization" for name in extra or {}):  # -H Authorization wins
+                request.headers["Authorization"] = auth.header_value()
+            try:
+                return target, http.send(request)
+            except httpx.HTTPError as exc:
+                raise click.ClickException(f"{method} {target}: {type(exc).__name__}: {exc}") from exc
