@@ -372,6 +372,11 @@ def test_sign_output_is_accepted_by_the_server(http: TestClient, world: World, t
         (["--time-window", "-5"], 2, "is not in the range x>=1"),  # every request would be refused
         (["--log-level", "bogus"], 2, "'bogus' is not one of"),  # was a KeyError traceback from uvicorn
         (["--database-url", "not a url"], 1, "cannot use the database (unreadable URL): Could not parse"),
+        (
+            ["--database-url", "postgresql://u:pw@localhost:abc/db"],
+            1,
+            "cannot use the database (unreadable URL)",
+        ),
         (["--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/x"], 1, "Connection refused"),
         (["--data-dir", "{file}/data"], 1, "cannot write to the data dir: "),
         (["--scenario", "{binary}"], 1, "is not UTF-8 text"),

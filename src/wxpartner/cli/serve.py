@@ -98,7 +98,7 @@ def serve(
     url = settings.resolved_database_url()
     try:
         db = Database(url, pool_size=2)
-    except (OSError, SQLAlchemyError, ImportError) as exc:
+    except (OSError, SQLAlchemyError, ImportError, ValueError) as exc:  # ValueError: a port "abc"
         raise click.ClickException(f"cannot use the database {_shown_url(url)}: {_reason(exc)}") from None
     try:
         settings.sandbox_token = bootstrap(
@@ -159,7 +159,7 @@ def _shown_url(url: str) -> str:
 
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):
         return "(unreadable URL)"
 
 
