@@ -67,13 +67,14 @@ def _guarded(fn: Endpoint) -> Endpoint:
         except scenario.ScenarioError as exc:
             return error(400, "SCENARIO_ERROR", str(exc))
         except (DBAPIError, PoolTimeout):
-            # The database is unreachable (an outage, a restart) or refused the transaction: nothing was
-            # changed (a transaction commits whole or not at all). Answered like /v3 does.
+            # The database is unreachable (an outage, a restart) or refused a transaction. Each
+            # transaction commits whole or not at all, but a few endpoints run several (a redeliver
+            # reopens, then sends): the message claims no more than that. Answered like /v3 does.
             log.exception("database error in the control API: %s %s", request.method, request.url.path)
             return error(
                 500,
                 "SYSTEM_ERROR",
-                "系统繁忙，请稍后用相同参数重试 (the database failed the request; nothing was changed, retry)",
+                "系统繁忙，请稍后用相同参数重试 (the database failed the request; what it failed was not written, retry)",
             )
 
     return endpoint
