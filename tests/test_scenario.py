@@ -331,6 +331,10 @@ def test_scenario_naming_the_demo_merchant_keeps_it_usable(tmp_path: Path) -> No
             },
             "platform_keys.0.mchid",
         ),
+        (  # found in review: it names a file in <data-dir>/platform
+            {"platform_keys": [{"kind": "public_key", "key_id": "PUB_KEY_ID_/../../x", "private_key": "x"}]},
+            "platform_keys.0.key_id",
+        ),
         ({"faults": [{"kind": "SYSTEM_ERROR", "mchid": "../x"}]}, "faults[0].mchid"),
         ({"apply4subject": {"applyments": [{"mchid": "a", "business_code": "b1"}]}}, "applyments.0.mchid"),
         ({"apply4subject": {"authorizations": [{"mchid": "a", "sub_mchid": "1"}]}}, "authorizations.0.mchid"),

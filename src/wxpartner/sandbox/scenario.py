@@ -84,7 +84,9 @@ class PlatformKeySpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["public_key", "certificate"]
-    key_id: str | None = Field(default=None, max_length=64)  # PUB_KEY_ID_...; else the certificate's serial
+    # PUB_KEY_ID_...; else the certificate's serial. Letters, digits and '_' only: it names the key's
+    # file in <data-dir>/platform (a '/' in it wrote elsewhere, or stopped every later start).
+    key_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_]+$")
     private_key: str  # PEM text or path
     certificate: str | None = None  # PEM text or path (certificate kind)
     mchid: Mchid | None = None  # a merchant's own public key; absent = shared
