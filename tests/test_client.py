@@ -167,13 +167,13 @@ def test_client_needs_a_way_to_verify(world: World) -> None:
         Client(SP_A, m.serial_no, m.private_key_pem, wechatpay_public_key=world.platform_pub.public_key_pem)
 
 
-@pytest.mark.parametrize("apiv3_key", ["short", "é" * 16, "é" * 32])
+@pytest.mark.parametrize("apiv3_key", ["short", "é" * 16, "é" * 32, "\x00" * 32])
 def test_client_refuses_an_apiv3_key_that_is_no_aes_key(world: World, apiv3_key: str) -> None:
     """Found by an audit: 16 two-byte characters (32 UTF-8 bytes) were taken, and every callback
     then failed as "the callback body is not a WeChat Pay notification"."""
     m = world.merchants[SP_A]
     pub = world.platform_pub
-    with pytest.raises(ConfigurationError, match="32 ASCII characters"):
+    with pytest.raises(ConfigurationError, match="32 printable ASCII characters"):
         Client(
             SP_A,
             m.serial_no,
@@ -208,7 +208,7 @@ def test_parse_notification_with_keys_refuses_an_apiv3_key_that_is_no_aes_key(
         request_id="RID-1",
     )
     keys = KeySet(public_key=pub.public_key_pem, public_key_id=pub.key_id)
-    with pytest.raises(ConfigurationError, match="32 ASCII characters"):
+    with pytest.raises(ConfigurationError, match="32 printable ASCII characters"):
         parse_notification(signed.headers, body, keys=keys, apiv3_key=apiv3_key)
     # A refused callback is not called a response ("response verification failed" before).
     with pytest.raises(VerificationError) as refused:

@@ -239,7 +239,7 @@ def test_verify_callback_rejects_a_tampered_body(world: World, tmp_path: Path) -
         ("headers", b'{"Wechatpay-Serial": ', "is not a JSON object"),
         ("headers", b"\xff\xfeWechatpay-Serial: x\n", "not UTF-8 text"),
         ("public_key", b"not a PEM", "not a WeChat Pay public key or platform certificate PEM"),
-        ("apiv3_key", b"short", "32 ASCII characters"),
+        ("apiv3_key", b"short", "32 printable ASCII characters"),
     ],
 )
 def test_verify_callback_refuses_bad_input_with_a_message(

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from ..protocol import constants as c
 from ..protocol import keys as k
-from ..protocol.crypto import DecryptionError
+from ..protocol.crypto import APIV3_KEY_RULE, DecryptionError, is_apiv3_key
 from ..protocol.notification import decrypt_resource
 from ._apiv3 import PublicKeys, check_signature, platform_keys
 from ._files import read_bytes, read_text
@@ -136,8 +136,8 @@ def verify_callback(
 
     Exit status: 0 when the signature verifies, 1 otherwise."""
     key = apiv3_key or t.info.get("apiv3_key")
-    if key is not None and not (isinstance(key, str) and key.isascii() and len(key) == 32):
-        raise click.ClickException("the APIv3 key must be exactly 32 ASCII characters")
+    if key is not None and not is_apiv3_key(key):
+        raise click.ClickException(f"the APIv3 key must be {APIV3_KEY_RULE}")
     headers = _Headers(read_headers(Path(headers_file)))
     body = read_bytes(body_file, "--body")
     ok, why = check_signature(headers, body, _public_keys(t, public_keys))

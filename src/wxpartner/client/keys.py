@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..protocol import constants as c
-from ..protocol.crypto import DecryptionError, aes_gcm_decrypt
+from ..protocol.crypto import APIV3_KEY_RULE, DecryptionError, aes_gcm_decrypt, is_apiv3_key
 from ..protocol.keys import (
     PemSource,
     certificate_public_key,
@@ -52,8 +52,8 @@ def check_apiv3_key(apiv3_key: object) -> None:
     """Raise ``ConfigurationError`` unless ``apiv3_key`` can be an APIv3 key: its 32 ASCII characters
     are the AES-256 key's 32 bytes (protocol §9.3). 16 two-byte characters make 32 UTF-8 bytes but
     no key: every callback then failed to decrypt, as if it were not a notification."""
-    if not (isinstance(apiv3_key, str) and apiv3_key.isascii() and len(apiv3_key) == 32):
-        raise ConfigurationError("apiv3_key must be exactly 32 ASCII characters (32 bytes)")
+    if not is_apiv3_key(apiv3_key):
+        raise ConfigurationError(f"apiv3_key must be {APIV3_KEY_RULE}")
 
 
 def _norm_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:

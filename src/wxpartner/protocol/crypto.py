@@ -33,6 +33,16 @@ def oaep_decrypt(private_key: rsa.RSAPrivateKey, ciphertext: str) -> str:
         raise DecryptionError("value is not RSA-OAEP ciphertext for this key") from exc
 
 
+APIV3_KEY_RULE = "exactly 32 printable ASCII characters (they are the AES-256 key's 32 bytes)"
+
+
+def is_apiv3_key(value: object) -> bool:
+    """An APIv3 key's 32 characters are the AES-256 key's 32 bytes (protocol §9.3): any other text
+    makes no such key (16 two-byte characters are 32 UTF-8 bytes but no key the merchant was given), and
+    every callback would then fail to encrypt or decrypt. The one rule of server, scenarios, SDK, CLI."""
+    return isinstance(value, str) and len(value) == 32 and value.isascii() and value.isprintable()
+
+
 def _aes_key(apiv3_key: str | bytes) -> bytes:
     key = apiv3_key.encode("ascii") if isinstance(apiv3_key, str) else apiv3_key
     if len(key) != 32:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from ..domain.merchants import KeyMode, Merchant, RelationKind, Role, notify_url_problem
 from ..protocol import keys as k
+from ..protocol.crypto import APIV3_KEY_RULE, is_apiv3_key
 from ..store import registry
 from ..store.change_signal import note_change
 from ..store.db import Database
@@ -72,10 +73,8 @@ class MerchantSpec(BaseModel):
     @field_validator("apiv3_key")
     @classmethod
     def _apiv3_key_is_ascii(cls, value: str | None) -> str | None:
-        # Its 32 characters are the AES-256 key's 32 bytes (protocol §9.3): another character makes
-        # no 32-byte key, and every callback to the merchant failed to encrypt.
-        if value is not None and not (value.isascii() and value.isprintable()):
-            raise ValueError("the APIv3 key must be 32 printable ASCII characters (they are the AES-256 key)")
+        if value is not None and not is_apiv3_key(value):  # else every callback failed to encrypt
+            raise ValueError(f"the APIv3 key must be {APIV3_KEY_RULE}")
         return value
 
 
