@@ -67,3 +67,28 @@ def test_two_first_writes_of_one_key_both_succeed(database_url: str, backend: st
     finally:
         pool.shutdown()
         db.dispose()
+
+
+def test_a_prune_keeps_the_windows_still_counting_by_the_clock_that_numbers_them(
+    database_url: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL numbers the windows by the database's second (every host the same); the prune read
+    this host's clock, so a host a minute and more ahead deleted windows still counting (and the limit
+    began again). Here this process's clock runs an hour ahead."""
+    real = time.time
+    if backend != "sqlite":  # SQLite numbers them by this host's clock, which the prune reads too
+        monkeypatch.setattr(time, "time", lambda: real() + 3600)
+    db = Database(database_url)
+    try:
+        for attempt in range(4):  # the three statements inside one second of the real clock
+            second, scope = int(real()), f"test:prune:{attempt}"
+            with db.write() as conn:
+                assert sandbox.hit_rate_limit(conn, scope, None, 1)
+            with db.write() as conn:
+                sandbox.prune_rate_counters(conn)
+                still_counting = not sandbox.hit_rate_limit(conn, scope, None, 1)
+            if int(real()) == second:
+                break
+        assert still_counting  # the window was kept: the second call is over the limit of 1
+    finally:
+        db.dispose()

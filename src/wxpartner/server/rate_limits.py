@@ -9,7 +9,6 @@ Limits are overridable per family through ``Settings.extra["<family>_rate_limits
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -91,7 +90,7 @@ def rate_limit(ctx: Ctx, _shaping: Shaping) -> None:
         # PostgreSQL the database's, the same for every host.
         allowed = sandbox.hit_rate_limit(conn, scope, None, limit)
         if _pruner.due():
-            sandbox.prune_rate_counters(conn, int(time.time()) - 60)
+            sandbox.prune_rate_counters(conn)
     if not allowed:
         raise ApiError(
             "FREQUENCY_LIMITED",

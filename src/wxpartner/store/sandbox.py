@@ -131,8 +131,11 @@ def hit_rate_limit(conn: Connection, scope: str, window: int | None, limit: int)
     return conn.execute(stmt).first() is not None
 
 
-def prune_rate_counters(conn: Connection, before_window: int) -> None:
-    conn.execute(sa.delete(rate_counters).where(rate_counters.c.window < before_window))
+def prune_rate_counters(conn: Connection, keep_seconds: int = 60) -> None:
+    """Drop windows older than ``keep_seconds``, by the clock that numbers them (hit_rate_limit): a
+    host whose own clock ran a minute ahead of the database's deleted windows still counting."""
+    now: int | sa.ColumnElement[int] = int(time.time()) if conn.dialect.name == "sqlite" else _DATABASE_SECOND
+    conn.execute(sa.delete(rate_counters).where(rate_counters.c.window < now - keep_seconds))
 
 
 # Read on hot paths (e.g. A2's auto-audit policy): compiled once, run on the driver cursor.
