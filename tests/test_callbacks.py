@@ -429,7 +429,7 @@ def test_a_pass_sends_at_most_four_at_a_time_to_one_host(app: WxPartnerApp, froz
     """A pass sends its notifications at once; sixteen simultaneous connects to one host overflowed a
     listen queue of 5 (Python http.server's) that a busy server drains slowly, and the kernel retried
     the dropped ones only a second later. At most 4 sends to one host are open at a time."""
-    with counting_receiver(hold=0.05) as (url, peak):
+    with counting_receiver(hold=0.2) as (url, peak):  # long enough for sends to overlap
         set_notify_url(frozen, SP_A, url)
         ids = [enqueue(app, resource={"n": i}) for i in range(16)]
         results = Deliverer(app.state.db, app.state.keyring).run_pass()
