@@ -331,6 +331,18 @@ def test_slow_receiver_times_out(app: WxPartnerApp, frozen: TestClient, receiver
     assert result.state == "pending"
 
 
+def read_request(conn: socket.socket) -> bytes:
+    """One whole HTTP request (head and Content-Length body) from a raw socket."""
+    request = b""
+    while b"\r\n\r\n" not in request:
+        request += conn.recv(65536)
+    head_end = request.index(b"\r\n\r\n") + 4
+    length = int(re.search(rb"(?i)content-length: *(\d+)", request[:head_end])[1])  # type: ignore[index]
+    while len(request) < head_end + length:
+        request += conn.recv(65536)
+    return request
+
+
 @contextlib.contextmanager
 def trickling_receiver(phase: str, gap: float, total: float) -> Iterator[str]:
     """A merchant endpoint on a loopback port that answers 200, one byte every ``gap`` seconds for
@@ -344,13 +356,7 @@ def trickling_receiver(phase: str, gap: float, total: float) -> Iterator[str]:
         with contextlib.suppress(OSError):
             conn, _ = listener.accept()
             with conn:
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    request += conn.recv(65536)
-                head_end = request.index(b"\r\n\r\n") + 4
-                length = int(re.search(rb"(?i)content-length: *(\d+)", request[:head_end])[1])  # type: ignore[index]
-                while len(request) < head_end + length:
-                    request += conn.recv(65536)
+                read_request(conn)
                 answer = head + body
                 slow_from = 0 if phase == "head" else len(head)
                 conn.sendall(answer[:slow_from])
@@ -400,13 +406,7 @@ def counting_receiver(hold: float) -> Iterator[tuple[str, list[int]]]:
             with lock:
                 active[0] += 1
                 peak[0] = max(peak[0], active[0])
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += conn.recv(65536)
-            head_end = request.index(b"\r\n\r\n") + 4
-            length = int(re.search(rb"(?i)content-length: *(\d+)", request[:head_end])[1])  # type: ignore[index]
-            while len(request) < head_end + length:
-                request += conn.recv(65536)
+            read_request(conn)
             time.sleep(hold)
             with lock:
                 active[0] -= 1
