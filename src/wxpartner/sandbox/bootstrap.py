@@ -84,12 +84,6 @@ def _ensure_local_keys(db: Database, data_dir: Path, mchid: str) -> None:
         registry.add_certificate(conn, mchid, files.serial_no, files.public_key_pem, files.certificate_pem)
 
 
-def _serial_for(data_dir: Path, mchid: str, certs: list[dict[str, object]]) -> str:
-    """The serial connection.json names: the certificate of the key in this data dir, never another
-    data dir's (its key is not here: every request signed with it would be SIGN_ERROR); "" if none."""
-    return local_serial(data_dir, mchid, certs) or ""
-
-
 def ensure_demo(db: Database, data_dir: Path) -> None:
     """The demo service provider (also a platform merchant) with a sub-merchant and a second-level
     merchant, and a demo channel merchant for the applyment family."""
@@ -160,7 +154,7 @@ def _channel_info(db: Database, data_dir: Path) -> dict[str, Any]:
     key_dir = data_dir / "keys" / DEMO_CHANNEL
     return {
         "channel_mchid": DEMO_CHANNEL,
-        "channel_serial_no": _serial_for(data_dir, DEMO_CHANNEL, certs),
+        "channel_serial_no": local_serial(data_dir, DEMO_CHANNEL, certs) or "",
         "channel_private_key_path": str((key_dir / "apiclient_key.pem").resolve()),
     }
 
@@ -181,7 +175,8 @@ def connection_info(
     )
     cert = next((r for r in reversed(keys) if r.kind == "certificate" and not r.retired), None)
     key_dir = data_dir / "keys" / mchid
-    serial = _serial_for(data_dir, mchid, certs)
+    # the certificate of the key in this data dir, never another data dir's (its key is not here)
+    serial = local_serial(data_dir, mchid, certs) or ""
     info: dict[str, Any] = {
         "base_url": base_url,
         "mchid": mchid,

@@ -72,8 +72,7 @@ def new_merchant_keys(mchid: str, out_dir: Path, *, pkcs1: bool = False) -> Merc
 
 
 def write_merchant_keys(files: MerchantKeyFiles) -> None:
-    """apiclient_key.pem (owner-only) and apiclient_cert.pem."""
-    files.private_key_path.parent.mkdir(parents=True, exist_ok=True)
+    """apiclient_key.pem (owner-only; its directory made) and apiclient_cert.pem beside it."""
     write_secret(files.private_key_path, files.private_key_pem)
     files.certificate_path.write_text(files.certificate_pem)
 

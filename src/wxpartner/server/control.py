@@ -11,7 +11,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from sqlalchemy.exc import DBAPIError
@@ -28,6 +28,9 @@ from ..sandbox.material import make_platform_certificate, make_platform_public_k
 from ..store import registry, sandbox
 from .params import ControlError as ControlError  # families raise it from here
 from .params import bad, flag, known_fields, nul_pointer, number, refuse_nul, string
+
+if TYPE_CHECKING:
+    from .app import AppState
 
 log = logging.getLogger("wxpartner.control")
 
@@ -209,7 +212,7 @@ async def scenario_endpoint(request: Request) -> Response:
     return JSONResponse({"loaded": True, **report})
 
 
-def scenario_loaded(st: Any) -> None:
+def scenario_loaded(st: AppState) -> None:
     """After a load committed: this process's next request sees the scenario's platform keys and what
     the families cache from it (fault rules)."""
     from .app import SCENARIO_LOADED_HOOKS

@@ -105,19 +105,19 @@ def prune_nonces(conn: Connection, older_than: float) -> int:
 _DATABASE_SECOND = sa.cast(sa.func.floor(sa.extract("epoch", sa.func.statement_timestamp())), sa.BigInteger)
 
 
+def _current_second(conn: Connection) -> int | sa.ColumnElement[int]:
+    """The clock that numbers rate windows: the database's on PostgreSQL (every host shares it), this
+    host's on SQLite (one host)."""
+    return int(time.time()) if conn.dialect.name == "sqlite" else _DATABASE_SECOND
+
+
 def hit_rate_limit(conn: Connection, scope: str, window: int | None, limit: int) -> bool:
     """Count one call in ``(scope, window)``; True if it is within ``limit``. A refused call is not counted,
     and the check-and-increment is one atomic statement on both databases. ``window`` None: the current
     second, the database's on PostgreSQL (shared by every host), this host's on SQLite (one host)."""
     if limit <= 0:
         return False
-    second: int | sa.ColumnElement[int]
-    if window is not None:
-        second = window
-    elif conn.dialect.name == "sqlite":
-        second = int(time.time())
-    else:
-        second = _DATABASE_SECOND
+    second = window if window is not None else _current_second(conn)
     stmt = (
         insert_for(conn, rate_counters)
         .values(scope=scope, window=second, count=1)
@@ -134,8 +134,9 @@ def hit_rate_limit(conn: Connection, scope: str, window: int | None, limit: int)
 def prune_rate_counters(conn: Connection, keep_seconds: int = 60) -> None:
     """Drop windows older than ``keep_seconds``, by the clock that numbers them (hit_rate_limit): a
     host whose own clock ran a minute ahead of the database's deleted windows still counting."""
-    now: int | sa.ColumnElement[int] = int(time.time()) if conn.dialect.name == "sqlite" else _DATABASE_SECOND
-    conn.execute(sa.delete(rate_counters).where(rate_counters.c.window < now - keep_seconds))
+    conn.execute(
+        sa.delete(rate_counters).where(rate_counters.c.window < _current_second(conn) - keep_seconds)
+    )
 
 
 # Read on hot paths (e.g. A2's auto-audit policy): compiled once, run on the driver cursor.
