@@ -4,6 +4,7 @@ merchant state, bad input, callers and isolation."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -28,7 +29,9 @@ from apply4subject_support import (
 )
 from support import SP_A, SP_B, SP_C, ApiClient, World, statements_run
 from wxpartner.protocol.crypto import oaep_encrypt
+from wxpartner.sandbox.material import make_platform_certificate
 from wxpartner.server.app import WxPartnerApp
+from wxpartner.store import registry
 
 
 @pytest.fixture
@@ -152,6 +155,25 @@ def test_unknown_or_foreign_wechatpay_serial(chan: ApiClient, world: World) -> N
     assert body["detail"]["location"] == "header"
     # SP_A is in public-key mode: a platform-certificate serial is not a key it may name.
     _error(submit(chan, make_body(chan, "enc_2"), serial=world.platform_cert.key_id), 400, "PARAM_ERROR")
+
+
+def test_a_wechatpay_serial_refusal_says_why(
+    app: WxPartnerApp, chan: ApiClient, inst: ApiClient, world: World
+) -> None:
+    cert = world.platform_cert.key_id
+    # the certificate-mode institution names its certificate in lower case
+    body = _error(submit(inst, make_body(inst, "why_1"), serial=cert.lower()), 400, "PARAM_ERROR")
+    assert f"it is the registered serial {cert} written in lower case" in body["detail"]["issue"]
+    # the public-key-mode channel names a certificate
+    body = _error(submit(chan, make_body(chan, "why_2"), serial=cert), 400, "PARAM_ERROR")
+    assert "this merchant is in public-key mode" in body["detail"]["issue"]
+    # a platform certificate past its validity (Emulator choice: only valid ones can be named)
+    expired = make_platform_certificate(valid_days=1, not_before=time.time() - 3 * 86400)
+    with app.state.db.write() as conn:
+        registry.add_platform_key(conn, expired)
+    body = _error(submit(inst, make_body(inst, "why_3"), serial=expired.key_id), 400, "PARAM_ERROR")
+    assert f"platform certificate {expired.key_id} expired at" in body["detail"]["issue"]
+    _error(query(inst, business_code="why_3"), 404, "RESOURCE_NOT_EXISTS")  # nothing written
 
 
 def test_certificate_mode_caller_encrypts_under_certificate(inst: ApiClient, world: World) -> None:

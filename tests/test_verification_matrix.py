@@ -291,6 +291,38 @@ def test_unknown_serial(api: TestClient, world: World) -> None:
     _nonce_still_usable(api, world, nonce)
 
 
+def _spellings(serial: str) -> list[tuple[str, str]]:
+    pairs = [serial[i : i + 2] for i in range(0, len(serial), 2)]
+    return [
+        (serial.lower(), "in lower case"),
+        (str(int(serial, 16)), "in decimal"),
+        ("serial=0" + serial, "as OpenSSL prints it"),
+        (":".join(pairs).lower(), "as OpenSSL prints it"),
+    ]
+
+
+def test_a_misspelt_serial_is_refused_naming_the_serial_it_spells(
+    api: TestClient, quiet_http: TestClient, world: World
+) -> None:
+    """Decimal (Go's big.Int.String(), Java's BigInteger.toString()), lower case and OpenSSL's form
+    stay unknown serials, as WeChat Pay compares them, and the refusal says which serial was meant."""
+    m = world.merchants[SP_B]
+    for sent, how in _spellings(m.serial_no):
+        nonce = new_nonce()
+        signed = sign_request(m, "GET", CERTS, serial_no=sent, nonce=nonce)
+        body = _sign_error(_send(api, signed), field="serial_no", message="商户证书序列号有误")
+        issue = body["detail"]["detail"]["issue"]
+        assert f"it is the registered serial {m.serial_no} written {how}" in issue, (sent, issue)
+        _nonce_still_usable(api, world, nonce)
+        # --no-explain: the plain refusal, and nothing is read to explain it
+        quiet = _sign_error(_send(quiet_http, signed), field="serial_no", message="商户证书序列号有误")
+        assert "registered serial" not in quiet["detail"]["detail"]["issue"]
+    # a serial that spells none of the merchant's (here another merchant's) gets no hint
+    other = sign_request(m, "GET", CERTS, serial_no=world.merchants[SP_A].serial_no.lower())
+    body = _sign_error(_send(api, other), field="serial_no", message="商户证书序列号有误")
+    assert "registered serial" not in body["detail"]["detail"]["issue"]
+
+
 def test_serial_of_another_merchant(api: TestClient, world: World) -> None:
     other = world.merchants[SP_A]
     signed = sign_request(

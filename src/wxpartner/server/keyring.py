@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..domain.merchants import Caller, KeyMode, Merchant
+from ..protocol import serials
 from ..protocol.keys import load_private_key, load_public_key
 from ..store.db import Database
 from ..store.registry import PlatformKeyRow, list_platform_keys
@@ -125,13 +126,19 @@ class KeyRing:
     def usable_by(self, merchant: Merchant, key_id: str) -> PlatformKey | None:
         """A key this merchant may name in Wechatpay-Serial (to encrypt fields / choose a signer)."""
         key = self.get(key_id)
-        if key is None or key.row.retired:
-            return None
-        if key.is_certificate:
-            return key if merchant.key_mode != KeyMode.PUBLIC_KEY else None
-        if merchant.key_mode == KeyMode.CERTIFICATE:
-            return None
-        return key if key.row.mchid in (None, merchant.mchid) else None
+        return key if key is not None and _refusal(merchant, key, time.time()) is None else None
+
+    def refusal(self, merchant: Merchant, key_id: str) -> str | None:
+        """Why ``key_id`` is not usable by this merchant in Wechatpay-Serial; None when it is."""
+        now = time.time()
+        key = self.get(key_id)
+        if key is not None:
+            return _refusal(merchant, key, now)
+        usable = [k.key_id for k in self.all() if _refusal(merchant, k, now) is None]
+        return (
+            "not a WeChat Pay public-key ID or platform certificate serial of this merchant"
+            + serials.hint(key_id, usable)
+        )
 
     def signer_for(self, caller: Caller) -> PlatformKey:
         """Which key signs a response to this caller (spec §7)."""
@@ -164,3 +171,30 @@ class KeyRing:
                 return pub
         certs = self.certificates()
         return certs[0] if certs else self.signer_for(Caller(merchant, "", None))
+
+
+def _refusal(merchant: Merchant, key: PlatformKey, now: float) -> str | None:
+    row = key.row
+    if row.retired:
+        return f"{row.key_id} has been retired; download the current keys (GET /v3/certificates)"
+    if key.is_certificate:
+        if merchant.key_mode == KeyMode.PUBLIC_KEY:
+            return (
+                f"{row.key_id} is a platform certificate, and this merchant is in public-key mode: "
+                "name its WeChat Pay public-key ID (PUB_KEY_ID_...)"
+            )
+        if not row.not_before <= now < row.not_after:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row.not_after))
+            when = "expired at " + stamp if now >= row.not_after else "is not valid yet"
+            return (
+                f"platform certificate {row.key_id} {when}; download the current ones (GET /v3/certificates)"
+            )
+        return None
+    if merchant.key_mode == KeyMode.CERTIFICATE:
+        return (
+            f"{row.key_id} is a WeChat Pay public key, and this merchant is in platform-certificate mode: "
+            "name a platform certificate serial"
+        )
+    if row.mchid not in (None, merchant.mchid):
+        return "not a WeChat Pay public-key ID or platform certificate serial of this merchant"
+    return None

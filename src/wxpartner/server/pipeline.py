@@ -189,7 +189,8 @@ class Pipeline:
                     "issue": "required when the body has encrypted fields",
                 },
             )
-        if ctx.state.keyring.usable_by(ctx.caller.merchant, serial) is None:
+        refusal = ctx.state.keyring.refusal(ctx.caller.merchant, serial)
+        if refusal is not None:
             raise ApiError(
                 "PARAM_ERROR",
                 f"Http头Wechatpay-Serial无效：{serial[:64]} 不是本商户可用的微信支付公钥ID或平台证书序列号",
@@ -197,6 +198,6 @@ class Pipeline:
                     "field": "Wechatpay-Serial",
                     "location": "header",
                     "value": serial[:64],
-                    "issue": "not a WeChat Pay public-key ID or platform certificate serial of this merchant",
+                    "issue": refusal,
                 },
             )

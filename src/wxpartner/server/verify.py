@@ -22,10 +22,12 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..domain.clock import ClockState
 from ..domain.merchants import Caller, Merchant
 from ..protocol import constants as c
+from ..protocol import serials
 from ..protocol.authorization import Authorization, AuthorizationFormatError, parse_authorization
 from ..protocol.errors import ApiError
 from ..protocol.keys import load_public_key
@@ -71,13 +73,22 @@ class _PublicKeyCache:
         return key
 
 
+class _UnknownSerial(ApiError):
+    """serial_no names no certificate of the merchant; verify() may add which one it meant."""
+
+
 def _sign_error(
-    issue: str, message: str, *, field: str = "signature", extra: dict[str, Any] | None = None
+    issue: str,
+    message: str,
+    *,
+    field: str = "signature",
+    extra: dict[str, Any] | None = None,
+    error: type[ApiError] = ApiError,
 ) -> ApiError:
     detail: dict[str, Any] = {"field": field, "location": "authorization", "detail": {"issue": issue}}
     if extra:
         detail.update(extra)
-    return ApiError("SIGN_ERROR", message, detail=detail)
+    return error("SIGN_ERROR", message, detail=detail)
 
 
 def _invalid_header(name: str, issue: str) -> ApiError:
@@ -144,6 +155,16 @@ class Verifier:
                 field="Authorization",
             ) from None
 
+        try:
+            merchant, clock, fresh, generation = self._checked(req, auth)
+        except _UnknownSerial as exc:
+            raise self._with_serial_hint(exc, auth) from None
+        if not fresh:
+            raise self._replay(auth.nonce_str)
+        wechatpay_serial = req.header(c.H_WECHATPAY_SERIAL)
+        return Verified(Caller(merchant, auth.serial_no, wechatpay_serial), clock, generation)
+
+    def _checked(self, req: RawRequest, auth: Authorization) -> tuple[Merchant, ClockState, bool, str | None]:
         window = self.db.replay_window
         generation: str | None = None
         if window is not None:
@@ -161,10 +182,22 @@ class Verifier:
                 found = registry.get_credential_and_clock(conn, auth.mchid, auth.serial_no)
                 ledger = _TableLedger(conn, self.prune_due, 2 * self.time_window)
                 merchant, clock, fresh = self._check(req, auth, found, ledger)
-        if not fresh:
-            raise self._replay(auth.nonce_str)
-        wechatpay_serial = req.header(c.H_WECHATPAY_SERIAL)
-        return Verified(Caller(merchant, auth.serial_no, wechatpay_serial), clock, generation)
+        return merchant, clock, fresh, generation
+
+    def _with_serial_hint(self, exc: _UnknownSerial, auth: Authorization) -> ApiError:
+        """Outside any transaction: when serial_no spells one of the merchant's serials another way
+        (decimal, lower case, OpenSSL's form), the refusal says which (sandbox mode only)."""
+        if not self.explain:
+            return exc
+        try:
+            with self.db.read() as conn:
+                registered = [str(r["serial_no"]) for r in registry.list_certificates(conn, auth.mchid)]
+        except SQLAlchemyError:  # the refusal stands without its hint
+            return exc
+        extra = serials.hint(auth.serial_no, registered)
+        if extra and exc.detail is not None:
+            exc.detail["detail"]["issue"] += extra
+        return exc
 
     def _check_on_postgres(
         self, req: RawRequest, auth: Authorization, cache: CredentialCache
@@ -216,6 +249,7 @@ class Verifier:
                 f"serial_no {auth.serial_no!r} is not a certificate registered to mchid {auth.mchid}",
                 "商户证书序列号有误",
                 field="serial_no",
+                error=_UnknownSerial,
             )
         if cred.revoked:
             raise _sign_error(
