@@ -124,18 +124,29 @@ def _scheduled_delay() -> sa.ColumnElement[float]:
 
 
 def _due(business_now: float, real_now: float) -> sa.ColumnElement[bool]:
+    """An index range on (mchid, state, next_attempt_at): a poll reads only what is due, however many
+    retries wait for their time (a clock moved back is dealt with when it moves: clock_set)."""
     return sa.and_(
         _n.c.state == PENDING,
-        sa.or_(
-            _n.c.next_attempt_at <= business_now,
-            # never sent: due since it was created, even if the clock now shows an earlier time
-            _n.c.sends == 0,
-            # the business clock was moved back since the last send
-            _n.c.next_attempt_at > business_now + CLOCK_SLACK_SECONDS + _scheduled_delay(),
-        ),
+        _n.c.next_attempt_at <= business_now,
         _n.c.sends < _n.c.send_limit,
         sa.or_(_n.c.lease_until.is_(None), _n.c.lease_until < real_now),
     )
+
+
+def clock_set(conn: Connection, business_now: float) -> int:
+    """The business clock was just set to ``business_now``, in this write transaction. A notification
+    never waits for the clock to come back: one never sent, or a retry scheduled before the clock went
+    back (by more than CLOCK_SLACK_SECONDS past the delay that scheduled it), is made due now; then,
+    if it fails, its schedule goes on from the clock it was sent on. Returns how many."""
+    moved_back = sa.or_(
+        sa.and_(_n.c.sends == 0, _n.c.next_attempt_at > business_now),
+        _n.c.next_attempt_at > business_now + CLOCK_SLACK_SECONDS + _scheduled_delay(),
+    )
+    # both cases wait past business_now: a range of the (state, next_attempt_at) index
+    later = _n.c.next_attempt_at > business_now
+    stmt = _n.update().where(_n.c.state == PENDING, later, moved_back).values(next_attempt_at=business_now)
+    return conn.execute(stmt).rowcount
 
 
 def _deliverable_merchants() -> sa.Select[str]:

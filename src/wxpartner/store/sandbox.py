@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..domain.clock import ClockState
+from . import outbox
 from .change_signal import GENERATION_KEY, note_change
 from .db import LeanStatement, insert_for
 from .schema import rate_counters, request_nonces, sandbox_clock, sandbox_kv
@@ -40,10 +41,13 @@ def clock_for_change(conn: Connection) -> ClockState:
 
 
 def write_clock(conn: Connection, state: ClockState) -> None:
+    """Every change of the clock comes here: the callbacks a clock moved back would hold are made due
+    in the same transaction (outbox.clock_set)."""
     note_change(conn)
     values = {"offset_seconds": state.offset_seconds, "frozen_at": state.frozen_at}
     if conn.execute(sandbox_clock.update().where(sandbox_clock.c.id == 1).values(**values)).rowcount == 0:
         conn.execute(sandbox_clock.insert().values(id=1, **values))
+    outbox.clock_set(conn, state.now_ts())
 
 
 def record_nonce(conn: Connection, mchid: str, nonce: str, seen_at: float) -> bool:
