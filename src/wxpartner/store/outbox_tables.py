@@ -14,7 +14,7 @@ callback_notifications = sa.Table(
     "callback_notifications",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("mchid", sa.String(32), nullable=False, index=True),
+    sa.Column("mchid", sa.String(32), nullable=False),  # looked up through ix_..._poll (0010)
     sa.Column("event_type", sa.String(64), nullable=False),
     sa.Column("summary", sa.String(256), nullable=False, server_default=""),
     sa.Column("resource_json", sa.Text, nullable=False),  # plaintext; encrypted per send
