@@ -438,3 +438,16 @@ def test_sign_warns_when_the_server_would_refuse_the_header(world: World, tmp_pa
         assert "warning: the server would refuse this request: " in result.stderr
     fine = CliRunner().invoke(main, [*common, "--url", "/v3/x", "--json"], catch_exceptions=False)
     assert json.loads(fine.stdout)["authorization_problem"] is None and not fine.stderr
+
+
+def test_openapi_prints_the_document_the_server_serves(http: TestClient, tmp_path: Path) -> None:
+    served = http.get("/openapi.json").json()
+    url = served["servers"][0]["url"]
+    printed = json.loads(_cli("openapi", "--server-url", url))
+    assert printed == served
+    assert "/v3/webizpay/employees/{employee_id}/quota-cards" in printed["paths"]
+    out = tmp_path / "openapi.json"
+    _cli("openapi", "--server-url", url, "-o", str(out))
+    assert json.loads(out.read_text()) == served
+    result = CliRunner().invoke(main, ["openapi", "-o", str(tmp_path / "no" / "dir.json")])
+    assert result.exit_code == 1 and "cannot write it" in result.output

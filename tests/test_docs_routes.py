@@ -1,4 +1,4 @@
-"""Every `METHOD /path` the README shows (/v3, /sandbox, /dashboard) is served by a route for that
+"""Every `METHOD /path` the README shows (/v3, /sandbox, /dashboard, /openapi.json, health, metrics) is served by a route for that
 method, so the docs cannot keep an endpoint that was renamed or removed."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from wxpartner.server.app import WxPartnerApp, create_app
 from wxpartner.server.settings import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-ENDPOINT = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE) (/(?:v3|sandbox|dashboard)[^\s`|)\\]*)")
+ENDPOINT = re.compile(
+    r"\b(GET|POST|PUT|PATCH|DELETE) (/(?:v3|sandbox|dashboard|openapi\.json|healthz|readyz|metrics)[^\s`|)\\]*)"
+)
 PLACEHOLDER = re.compile(r"\{[^}/]*\}|<[^>/]*>|…")
 
 

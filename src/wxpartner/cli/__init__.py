@@ -13,6 +13,7 @@ from .clock import clock
 from .faults import faults
 from .journal import journal
 from .keys import keys
+from .openapi import openapi
 from .reset import reset
 from .scenario import scenario
 from .serve import serve
@@ -39,6 +40,7 @@ for _command in (
     bills,
     callbacks,
     verify_callback,
+    openapi,
 ):
     main.add_command(_command)
 
