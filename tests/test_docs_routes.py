@@ -1,5 +1,5 @@
-"""Every `METHOD /path` the README shows (/v3, /sandbox, /dashboard, /openapi.json, health, metrics) is served by a route for that
-method, so the docs cannot keep an endpoint that was renamed or removed."""
+"""Every `METHOD /path` the README shows (/v3, /sandbox, /dashboard, /openapi.json, health, metrics) is
+served by a route for that method, so the docs cannot keep an endpoint that was renamed or removed."""
 
 from __future__ import annotations
 

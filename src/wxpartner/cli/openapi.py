@@ -11,7 +11,9 @@ from ._files import write_text
 
 
 @click.command()
-@click.option("--server-url", default="http://127.0.0.1:8080", show_default=True, help="the document's server")
+@click.option(
+    "--server-url", default="http://127.0.0.1:8080", show_default=True, help="the document's server"
+)
 @click.option("--output", "-o", default=None, help="write to this file instead of standard output")
 def openapi(server_url: str, output: str | None) -> None:
     """Print the OpenAPI document of the APIv3 operations (request signing is a header scheme)."""
