@@ -502,6 +502,9 @@ def test_control_api_preloads_employees(client_a: ApiClient, control: TestClient
     # preloaded employees count toward the 3-in-effect rule, but used no daily slot
     assert add(client_a, "oThird").status_code == 200
     assert error(add(client_a, "oFourth"), 400, "INVALID_REQUEST")["detail"]["rule"] == "max_employees"
+    # a preload that leaves exactly three in effect is within the rule
+    resp = control.post("/sandbox/recharge-employees", json={"sub_mchid": SECOND_A, "employees": ["oThird"]})
+    assert resp.status_code == 200, resp.text
     # a preloaded DELETED employee deletes idempotently and re-adds
     gone = next(e for e in everything if e["sp_openid"] == "oGone")
     assert gone["update_time"] == "2023-11-15T06:15:00.000+08:00"
