@@ -58,5 +58,11 @@ def test_limits_are_configurable(settings: Settings, world: World) -> None:
         statuses = in_one_window(lambda: [query(chan, business_code="NONE1").status_code for _ in range(2)])
     app.state.db.dispose()
     assert statuses == [404, 429]
-    with pytest.raises(ValueError, match="unknown operation 'cancel'"):
-        create_app(dataclasses.replace(settings, extra={"apply4subject_rate_limits": {"cancel": 1}}))
+    for bad, refusal in (
+        ({"cancel": 1}, "unknown operation 'cancel'"),
+        ({"query": "1"}, "must be an integer, got '1'"),
+        ({"query": True}, "must be an integer, got True"),
+        (20, "must be a mapping"),
+    ):
+        with pytest.raises(ValueError, match=refusal):
+            create_app(dataclasses.replace(settings, extra={"apply4subject_rate_limits": bad}))
