@@ -5,15 +5,20 @@ suite lifts these limits (conftest) so business-rule tests can run at full speed
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from apply4subject_support import make_body, query, set_roles, submit
 from support import SP_A, SP_B, ApiClient, World, in_one_window
+from wxpartner.server import rate_limits
 from wxpartner.server.app import create_app
 from wxpartner.server.settings import Settings
+from wxpartner.store import sandbox
+from wxpartner.store.schema import rate_counters
 
 
 @pytest.fixture
@@ -66,3 +71,35 @@ def test_limits_are_configurable(settings: Settings, world: World) -> None:
     ):
         with pytest.raises(ValueError, match=refusal):
             create_app(dataclasses.replace(settings, extra={"apply4subject_rate_limits": bad}))
+
+
+def test_every_thousandth_counted_call_sweeps_the_old_windows(settings: Settings, world: World) -> None:
+    """Windows older than a minute count nothing any more; the PRUNE_EVERY-th counted call of a process
+    deletes them (else the table grew by a row per caller and second, for ever), then counts again."""
+    app = create_app(dataclasses.replace(settings, extra={}))
+    set_roles(app, world)
+    an_hour_ago = int(time.time()) - 3600
+
+    def plant_old_window() -> None:
+        with app.state.db.write() as conn:
+            assert sandbox.hit_rate_limit(conn, "test:old", an_hour_ago, 1)
+
+    def old_window_kept() -> bool:
+        with app.state.db.read() as conn:
+            return (
+                conn.execute(sa.select(rate_counters).where(rate_counters.c.scope == "test:old")).first()
+                is not None
+            )
+
+    with TestClient(app, base_url="http://testserver") as http:
+        chan = ApiClient(http, world, SP_A)
+        plant_old_window()
+        rate_limits._pruner.calls = rate_limits.PRUNE_EVERY - 2
+        assert query(chan, business_code="NONE1").status_code == 404
+        assert old_window_kept()  # one call short
+        assert query(chan, business_code="NONE1").status_code == 404
+        assert not old_window_kept()  # the PRUNE_EVERY-th call swept it
+        plant_old_window()
+        assert query(chan, business_code="NONE1").status_code == 404
+        assert old_window_kept()  # the count began again
+    app.state.db.dispose()
