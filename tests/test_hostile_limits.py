@@ -28,6 +28,7 @@ from live import LiveServer, free_port, start_live_server
 from support import SP_A, ApiClient, World, sign_request
 from wxpartner.server.app import WxPartnerApp, create_app
 from wxpartner.server.http_protocol import BoundedHttpToolsProtocol
+from wxpartner.server.limits import check_request
 from wxpartner.server.settings import Settings
 
 LIMIT = Settings().max_body_bytes
@@ -118,6 +119,22 @@ def test_requests_just_under_the_header_limits_pass(client_a: ApiClient) -> None
     extra = {f"X-Filler-{i}": "v" for i in range(80)}
     extra["X-Big"] = "v" * (20 << 10)
     assert client_a.get("/v3/certificates", headers=extra).status_code in (200, 404)
+
+
+def test_the_header_limits_allow_exactly_their_size() -> None:
+    """100 fields and 32 KiB of names and values are allowed; one field or one byte more is refused."""
+    s = Settings()
+
+    def refusal(headers: list[tuple[bytes, bytes]]) -> str | None:
+        err = check_request({"type": "http", "path": "/v3/certificates", "headers": headers}, s)
+        return None if err is None else f"{err.status} {err.code}"
+
+    fields = [(b"x-f%d" % i, b"v") for i in range(s.max_header_count)]
+    assert refusal(fields) is None
+    assert refusal([*fields, (b"x-more", b"v")]) == "400 INVALID_REQUEST"
+    name = b"x-big"
+    assert refusal([(name, b"v" * (s.max_header_bytes - len(name)))]) is None
+    assert refusal([(name, b"v" * (s.max_header_bytes - len(name) + 1))]) == "400 INVALID_REQUEST"
 
 
 # --- outside /v3: the control API, the dashboard, the simulated pages ------------------------------
