@@ -316,10 +316,36 @@ def test_decrypted_value_rules(chan: ApiClient) -> None:
             "/contact_info/name",
         ),  # LEGAL contact must be the legal person
         ("/contact_info/name", "", "/contact_info/name"),
+        # every required ENC field, the optional ones when given, and a value that decrypts to nothing
+        ("/contact_info/mobile", "", "/contact_info/mobile"),
+        ("/identification_info/identification_name", "", "/identification_info/identification_name"),
+        ("/identification_info/identification_number", "", "/identification_info/identification_number"),
+        ("/contact_info/id_card_number", "not-base64!", "/contact_info/id_card_number"),
+        (
+            "/identification_info/identification_address",
+            "not-base64!",
+            "/identification_info/identification_address",
+        ),
+        (
+            "/identification_info/identification_address",
+            enc(chan, ""),
+            "/identification_info/identification_address",
+        ),
     ]
     for pointer, value, field in cases:
         body = _error(submit(chan, mutate(base, pointer, value)), 400, "PARAM_ERROR")
         assert body["detail"]["field"] == field, (pointer, body)
+    # the optional ones may be left out; a plaintext may use all of RSA-OAEP's 214 bytes
+    lean = mutate(mutate(base, "/contact_info/id_card_number", ...), "/business_code", "rule_2")
+    assert submit(chan, lean).status_code == 200
+    address = "北" * 71 + "1"
+    assert len(address.encode()) == 214
+    full = mutate(
+        mutate(base, "/identification_info/identification_address", enc(chan, address)),
+        "/business_code",
+        "rule_3",
+    )
+    assert submit(chan, full).status_code == 200
     agent = mutate(base, "/contact_info/contact_type", "SUPER")
     body = _error(submit(chan, agent), 400, "PARAM_ERROR")
     assert body["detail"]["field"] == "/contact_info/contact_id_doc_type"
@@ -361,6 +387,9 @@ def test_ubo_fields_are_decrypted(chan: ApiClient) -> None:
             "ubo_period_end": "forever",
         }
     ]
+    err = _error(submit(chan, body), 400, "PARAM_ERROR")
+    assert err["detail"]["field"] == "/ubo_info_list/0/ubo_id_doc_address"
+    body["ubo_info_list"][0]["ubo_id_doc_address"] = ""  # each of the three is required
     err = _error(submit(chan, body), 400, "PARAM_ERROR")
     assert err["detail"]["field"] == "/ubo_info_list/0/ubo_id_doc_address"
     body["ubo_info_list"][0]["ubo_id_doc_address"] = enc(chan, "北京市")
