@@ -41,13 +41,21 @@ def test_unknown_fault_header_is_a_param_error(client_b: ApiClient) -> None:
     assert resp.status_code == 400
     assert resp.json()["detail"]["field"] == H
     assert "SYSTEM_ERROR" in resp.json()["message"]
+    for latency in ("LATENCY=abc", "LATENCY=30001", "LATENCY=-1"):  # whole ms from 0 to 30 000
+        resp = client_b.get(CERTS, headers={H: latency})
+        assert resp.status_code == 400 and resp.json()["detail"]["field"] == H, (latency, resp.text)
+        assert "latency must be" in resp.json()["message"]
 
 
-def test_latency_fault_delays_then_answers(client_b: ApiClient) -> None:
+def test_latency_fault_delays_then_answers(client_b: ApiClient, control: TestClient) -> None:
     started = time.perf_counter()
     resp = client_b.get(CERTS, headers={H: "LATENCY=300"})
     assert resp.status_code == 200
     assert time.perf_counter() - started >= 0.3
+    resp2 = client_b.get(CERTS, headers={H: "LATENCY"})  # without a value: one second
+    assert resp2.status_code == 200
+    for answer, label in ((resp, "LATENCY=300ms"), (resp2, "LATENCY=1000ms")):
+        assert control.get(f"/sandbox/journal/{answer.headers['Request-ID']}").json()["fault"] == label
 
 
 def test_signature_probe_fault(client_b: ApiClient) -> None:
@@ -64,7 +72,8 @@ def test_bad_signature_fault(client_b: ApiClient, world: World) -> None:
 
 
 def test_combined_header_faults(client_b: ApiClient, world: World) -> None:
-    resp = client_b.get(CERTS, headers={H: "LATENCY=10, BAD_SIGNATURE, SYSTEM_ERROR"}, check=False)
+    # an empty entry (here the trailing comma) is no fault
+    resp = client_b.get(CERTS, headers={H: "LATENCY=10, BAD_SIGNATURE, SYSTEM_ERROR,"}, check=False)
     assert resp.status_code == 500
     with pytest.raises(AssertionError):
         assert_signed(resp, world)
@@ -148,6 +157,12 @@ def test_fault_crud_and_validation(control: TestClient) -> None:
         {"kind": "LATENCY", "latency_ms": 1e30},
         {"kind": "SYSTEM_ERROR", "probability": 0},
         {"kind": "SYSTEM_ERROR", "note": "a\x00b"},
+        # one past each limit (the rule below is at them)
+        {"kind": "SYSTEM_ERROR", "operation": "o" * 129},
+        {"kind": "SYSTEM_ERROR", "path": "/" + "p" * 512},
+        {"kind": "SYSTEM_ERROR", "mchid": "1" * 33},
+        {"kind": "LATENCY", "latency_ms": 30_001},
+        {"kind": "LATENCY", "latency_ms": -1},
     ]
     raw = [
         '{"kind": "SYSTEM_ERROR", "count": Infinity}',
@@ -166,6 +181,16 @@ def test_fault_crud_and_validation(control: TestClient) -> None:
     top = control.post("/sandbox/faults", json={"kind": "SYSTEM_ERROR", "count": 2**31 - 1})
     assert top.status_code == 201 and top.json()["remaining"] == 2**31 - 1
     assert control.delete(f"/sandbox/faults/{top.json()['id']}").status_code == 200
+    edge = {"operation": "o" * 128, "path": "/" + "p" * 511, "mchid": "1" * 32, "latency_ms": 30_000}
+    for body, latency in (
+        ({"kind": "LATENCY", **edge}, 30_000),
+        ({"kind": "LATENCY", "latency_ms": 0}, 0),
+        ({"kind": "LATENCY"}, 1000),  # the default
+        ({"kind": "SYSTEM_ERROR", "latency_ms": 5}, 0),  # other kinds store 0
+    ):
+        made = control.post("/sandbox/faults", json=body)
+        assert made.status_code == 201 and made.json()["latency_ms"] == latency, (body, made.text)
+        assert control.delete(f"/sandbox/faults/{made.json()['id']}").status_code == 200
     a = control.post("/sandbox/faults", json={"kind": "500"}).json()  # aliases are accepted
     assert a["kind"] == "SYSTEM_ERROR"
     control.post("/sandbox/faults", json={"kind": "timeout", "latency_ms": 5})
