@@ -231,6 +231,20 @@ def test_stored_materials_are_masked(chan: ApiClient, control: TestClient) -> No
     assert (
         view["materials"]["subject_info"]["business_license_info"]["merchant_name"] == "深圳测试科技有限公司"
     )
+    # one character kept at each end below 8 characters, two from 8 on
+    body = make_body(chan, "mask_2", name="爱新觉罗·溥仪", mobile="12345678")
+    body["identification_info"]["identification_address"] = enc(chan, "北京市")
+    applyment_id = submit(chan, body).json()["applyment_id"]
+    materials = control.get(f"/sandbox/apply4subject/applyments/{applyment_id}").json()["materials"]
+    assert (materials["contact_info"]["name"], materials["contact_info"]["mobile"]) == (
+        "爱*****仪",
+        "12****78",
+    )
+    ident = materials["identification_info"]
+    assert (ident["identification_address"], ident["identification_number"]) == (
+        "北*市",
+        "11**************11",
+    )
 
 
 # --- bad input --------------------------------------------------------------------------------------------
@@ -331,6 +345,8 @@ def test_decrypted_value_rules(chan: ApiClient) -> None:
             enc(chan, ""),
             "/identification_info/identification_address",
         ),
+        # a LEGAL contact's ID number is the legal person's
+        ("/contact_info/id_card_number", enc(chan, "110101199003070022"), "/contact_info/id_card_number"),
     ]
     for pointer, value, field in cases:
         body = _error(submit(chan, mutate(base, pointer, value)), 400, "PARAM_ERROR")
@@ -338,6 +354,14 @@ def test_decrypted_value_rules(chan: ApiClient) -> None:
     # the optional ones may be left out; a plaintext may use all of RSA-OAEP's 214 bytes
     lean = mutate(mutate(base, "/contact_info/id_card_number", ...), "/business_code", "rule_2")
     assert submit(chan, lean).status_code == 200
+    empty = mutate(mutate(base, "/contact_info/id_card_number", ""), "/business_code", "rule_4")  # as absent
+    assert submit(chan, empty).status_code == 200
+    # only a mainland ID card number has the 15/18-digit form
+    passport = mutate(
+        lean, "/identification_info/identification_type", "IDENTIFICATION_TYPE_OVERSEA_PASSPORT"
+    )
+    passport = mutate(passport, "/identification_info/identification_number", enc(chan, "E12345678"))
+    assert submit(chan, mutate(passport, "/business_code", "rule_5")).status_code == 200
     address = "北" * 71 + "1"
     assert len(address.encode()) == 214
     full = mutate(
@@ -371,6 +395,14 @@ def test_other_subject_types_need_their_certificate(chan: ApiClient) -> None:
     micro = mutate(make_body(chan, "micro_1"), "/subject_info/subject_type", "SUBJECT_TYPE_MICRO")
     body = _error(submit(chan, micro), 400, "PARAM_ERROR")
     assert body["detail"]["field"] == "/subject_info/assist_prove_info"
+    # an institution needs either: the licence, or the certificate alone
+    inst = mutate(gov, "/subject_info/subject_type", "SUBJECT_TYPE_INSTITUTIONS")
+    inst = mutate(inst, "/subject_info/business_license_info", ...)
+    bare = mutate(inst, "/subject_info/certificate_info", ...)
+    body = _error(submit(chan, mutate(bare, "/business_code", "inst_1")), 400, "PARAM_ERROR")
+    assert body["detail"]["field"] == "/subject_info/business_license_info"
+    assert "(or certificate_info)" in body["detail"]["issue"]
+    assert submit(chan, mutate(inst, "/business_code", "inst_1")).status_code == 200
 
 
 def test_ubo_fields_are_decrypted(chan: ApiClient) -> None:
