@@ -26,6 +26,7 @@ from apply4subject_support import (
 )
 from support import SP_A, ApiClient, World
 from wxpartner.domain.apply4subject import FREEZE_REASON
+from wxpartner.domain.clock import MAX_CLOCK_TS
 from wxpartner.server.app import WxPartnerApp
 
 
@@ -183,13 +184,17 @@ def test_auto_policy_after_queries(chan: ApiClient, control: TestClient) -> None
     resp = control.put("/sandbox/apply4subject/auto-policy", json={"outcome": "approve", "after_queries": 3})
     assert resp.status_code == 200 and resp.json()["auto_policy"]["after_queries"] == 3
     applyment_id = submit_ok(chan, "auto_q")
-    seen = [_result(chan, applyment_id)["applyment_state"] for _ in range(4)]
-    assert seen == [
+    results = [_result(chan, applyment_id) for _ in range(4)]
+    assert [r["applyment_state"] for r in results] == [
         "APPLYMENT_STATE_WAITTING_FOR_AUDIT",
         "APPLYMENT_STATE_WAITTING_FOR_AUDIT",
         "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT",
         "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT",
     ]
+    # the policy's reject_param/reject_reason (defaults here) belong to a rejection only: not kept either
+    assert "reject_param" not in results[-1] and "reject_reason" not in results[-1]
+    view = control.get(f"/sandbox/apply4subject/applyments/{applyment_id}").json()
+    assert (view["reject_param"], view["reject_reason"]) == (None, None)
 
 
 def test_auto_policy_after_sandbox_seconds(chan: ApiClient, control: TestClient) -> None:
@@ -200,9 +205,11 @@ def test_auto_policy_after_sandbox_seconds(chan: ApiClient, control: TestClient)
         "reject_reason": "模糊",
     }
     assert control.put("/sandbox/apply4subject/auto-policy", json=policy).status_code == 200
+    assert control.post("/sandbox/clock", json={"freeze": True}).status_code == 200
     applyment_id = submit_ok(chan, "auto_s")
+    assert control.post("/sandbox/clock", json={"advance": 3599}).status_code == 200
     assert state_of(chan, applyment_id) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
-    assert control.post("/sandbox/clock", json={"advance": 3601}).status_code == 200
+    assert control.post("/sandbox/clock", json={"advance": 1}).status_code == 200  # waited exactly 3600 s
     assert _result(chan, applyment_id) == {
         "applyment_state": "APPLYMENT_STATE_REJECTED",
         "reject_param": "licence_copy",
@@ -247,6 +254,16 @@ BAD_POLICIES: list[dict[str, Any]] = [
     {"outcome": ["approve"], "after_queries": 1},
     {"after_seconds": 1e300},
     {"after_seconds": 10**400},
+    # found by a mutation audit: none of these limits was tried
+    {"after_seconds": -1},
+    {"after_seconds": MAX_CLOCK_TS + 1},
+    {"after_queries": 1, "authorize": "yes"},
+    {"after_queries": 1, "reject_param": ""},
+    {"after_queries": 1, "reject_param": "p" * 257},
+    {"after_queries": 1, "reject_param": 7},
+    {"after_queries": 1, "reject_reason": ""},
+    {"after_queries": 1, "reject_reason": "r" * 1025},
+    {"after_queries": 1, "reject_reason": ["r"]},
 ]
 
 
@@ -258,6 +275,14 @@ def test_auto_policy_validation(control: TestClient) -> None:
         resp = control.put("/sandbox/apply4subject/auto-policy", content=raw)
         assert resp.status_code == 400 and "after_seconds must be a number" in resp.json()["message"], raw
     assert control.get("/sandbox/apply4subject/auto-policy").json() == {"auto_policy": None}
+    for edge in (
+        {"outcome": "reject", "after_seconds": 0, "reject_param": "p" * 256, "reject_reason": "r" * 1024},
+        {"after_seconds": MAX_CLOCK_TS},
+    ):
+        resp = control.put("/sandbox/apply4subject/auto-policy", json=edge)
+        assert resp.status_code == 200, (edge, resp.text)
+        kept = resp.json()["auto_policy"]
+        assert {k: kept[k] for k in edge} == edge and kept["authorize"] is False  # not asked for
 
 
 def test_authorizations_control_grant_and_revoke(chan: ApiClient, control: TestClient) -> None:
