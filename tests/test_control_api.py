@@ -75,6 +75,8 @@ def test_clock_set_freeze_advance_thaw(http: TestClient) -> None:
     assert resp.status_code == 200
     view = resp.json()
     assert view["frozen"] is False and abs(view["now_ts"] - time.time()) < 5
+    view = http.post("/sandbox/clock", json={"thaw": True}, headers=AUTH).json()  # running: no change
+    assert view["frozen"] is False and view["offset_seconds"] == 0.0
 
     resp = http.post(
         "/sandbox/clock", json={"set": "2025-05-15T11:33:20+08:00", "freeze": True}, headers=AUTH
@@ -108,6 +110,9 @@ def test_clock_set_freeze_advance_thaw(http: TestClient) -> None:
     view = http.post("/sandbox/clock", json={"set": 1747280000, "freeze": True}, headers=AUTH).json()
     view = http.post("/sandbox/clock", json={"real": True, "advance": 60}, headers=AUTH).json()  # real first
     assert view["frozen"] is False and view["offset_seconds"] == 60
+    for edge in (0, 0.5, MAX_CLOCK_TS):  # both ends of business time are business time
+        view = http.post("/sandbox/clock", json={"set": edge, "freeze": True}, headers=AUTH).json()
+        assert view["now_ts"] == edge, view
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -242,6 +247,7 @@ def test_unknown_sandbox_path_is_404(http: TestClient) -> None:
     [
         (ClockState(offset_seconds=1e15), "end"),
         (ClockState(offset_seconds=-1e12), "1970"),
+        (ClockState(frozen_at=-0.5), "1970"),
         (ClockState(offset_seconds=math.inf), "end"),
         (ClockState(frozen_at=math.inf), "end"),
         (
@@ -263,8 +269,10 @@ def test_a_clock_stored_out_of_range_reads_as_the_nearest_end(
         sandbox.write_clock(conn, stored)
     view = http.get("/sandbox/clock", headers=AUTH)
     assert view.status_code == 200, view.text
-    expected = {"end": MAX_CLOCK_TS, "1970": 0.0, "real": time.time()}[reads_as]
-    assert abs(view.json()["now_ts"] - expected) < 5
+    if reads_as == "real":
+        assert abs(view.json()["now_ts"] - time.time()) < 5
+    else:
+        assert view.json()["now_ts"] == {"end": MAX_CLOCK_TS, "1970": 0.0}[reads_as]
     w1 = ApiClient(http, world, SP_A).post(
         "/v3/webizpay/users/emp_clock_1/authorization-url",
         {"sp_mchid": SP_A, "sub_mchid": SUB_A, "application_type": "H5"},
@@ -279,6 +287,10 @@ def test_a_clock_stored_out_of_range_reads_as_the_nearest_end(
 
 def test_durations_are_finite() -> None:
     assert parse_duration("2h") == 7200 and parse_duration("-90s") == -90
+    assert [parse_duration(t) for t in ("90", " 15M ", "30d")] == [90, 900, 30 * 86400]
+    for text in ("", "  "):
+        with pytest.raises(ValueError, match="empty duration"):
+            parse_duration(text)
     for text in ("inf", "-inf", "nan", "infinity", "1e400"):
         with pytest.raises(ValueError, match="not a finite duration"):
             parse_duration(text)
