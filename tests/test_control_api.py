@@ -195,12 +195,17 @@ def test_notify_url(http: TestClient) -> None:
         ("https:///notify", "absolute http:// or https:// URL"),
         ("https://merchant.example:99999/notify", "not a valid URL"),
         ("https://merchant.example/\tnotify", "control characters"),
+        ("https://merchant.example:0/notify", "absolute http:// or https:// URL"),  # no port 0
+        ("https://merchant.example/" + "a" * 488, "at most 512 characters"),  # 513
     ):
         resp = http.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": bad}, headers=AUTH)
         assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", bad
         assert said in resp.json()["message"], (bad, resp.json())
     rows = {m["mchid"]: m for m in http.get("/sandbox/merchants", headers=AUTH).json()["data"]}
     assert rows[SP_A]["notify_url"] is None
+    for good in ("http://merchant.example:1/notify", "https://merchant.example/" + "a" * 487):  # port 1, 512
+        resp = http.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": good}, headers=AUTH)
+        assert resp.status_code == 200 and resp.json()["notify_url"] == good, resp.text
     resp = http.put("/sandbox/merchants/1999999999/notify-url", json={"notify_url": url}, headers=AUTH)
     assert resp.status_code == 404 and resp.json()["code"] == "RESOURCE_NOT_EXISTS"
 
