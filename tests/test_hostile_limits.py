@@ -162,9 +162,11 @@ def test_web_limits_are_documented_defaults() -> None:
     assert (FORM_LIMIT, CONTROL_LIMIT) == (64 << 10, 16 * MIB)
 
 
-def _asgi_stream(app: WxPartnerApp, path: str, messages: int, size: int) -> tuple[int, int]:
-    """POST ``messages`` body messages of ``size`` bytes (no Content-Length) straight to the ASGI app;
-    returns (status, how many messages the app took)."""
+def _asgi_stream(
+    app: WxPartnerApp, path: str, messages: int, size: int, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> tuple[int, int]:
+    """POST ``messages`` body messages of ``size`` bytes (no Content-Length unless ``headers`` has one)
+    straight to the ASGI app; returns (status, how many messages the app took)."""
     taken, status = 0, 0
 
     async def receive() -> dict[str, Any]:
@@ -189,7 +191,11 @@ def _asgi_stream(app: WxPartnerApp, path: str, messages: int, size: int) -> tupl
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"testserver"), (b"content-type", FORM_TYPE["Content-Type"].encode())],
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", FORM_TYPE["Content-Type"].encode()),
+            *headers,
+        ],
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
@@ -207,6 +213,17 @@ def test_web_bodies_over_the_form_limit_are_413(http: TestClient, app: WxPartner
     _web_413(chunked, FORM_LIMIT)
     # Streamed: refused as soon as the limit is passed, the rest never read.
     status, taken = _asgi_stream(app, path, messages=64, size=16 << 10)
+    assert (status, taken) == (413, FORM_LIMIT // (16 << 10) + 1)
+
+
+@SQLITE_ONLY
+def test_a_declared_length_is_refused_before_a_byte_is_read(app: WxPartnerApp) -> None:
+    """The Content-Length alone answers: a client is not made to send 1 MiB to hear 413. And the
+    sandbox token raises the limit of the control API only: a dashboard form keeps the form limit."""
+    declared = [(b"content-length", str(LIMIT + 1).encode())]
+    assert _asgi_stream(app, RANGES, messages=80, size=16 << 10, headers=declared) == (413, 0)
+    token = [(b"authorization", f"Bearer {SANDBOX_TOKEN}".encode())]
+    status, taken = _asgi_stream(app, "/dashboard/login", messages=64, size=16 << 10, headers=token)
     assert (status, taken) == (413, FORM_LIMIT // (16 << 10) + 1)
 
 
