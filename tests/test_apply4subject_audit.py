@@ -110,6 +110,24 @@ def test_pass_with_merchant_authorized_in_one_step(chan: ApiClient, control: Tes
     assert _authorize_state(chan, SUB_Y) == "AUTHORIZE_STATE_AUTHORIZED"
 
 
+# Found by a mutation audit: pass and reject were tried only from WAITTING_FOR_AUDIT.
+FROM_CONFIRMATION = [
+    (["approve"], "pass", "APPLYMENT_STATE_PASSED"),
+    (["approve", "confirm_contact"], "pass", "APPLYMENT_STATE_PASSED"),
+    (["approve"], "reject", "APPLYMENT_STATE_REJECTED"),
+    (["approve", "confirm_contact"], "reject", "APPLYMENT_STATE_REJECTED"),
+]
+
+
+def test_pass_and_reject_from_either_confirmation_step(chan: ApiClient, control: TestClient) -> None:
+    for n, (steps, action, state) in enumerate(FROM_CONFIRMATION):
+        applyment_id = submit_ok(chan, f"conf_{n}")
+        for step in steps:
+            act_ok(control, applyment_id, step)
+        act_ok(control, applyment_id, action, reject_param="p", reject_reason="r")
+        assert state_of(chan, applyment_id) == state, (steps, action)
+
+
 ILLEGAL = [
     ([], "confirm_contact"),
     ([], "authorize"),
