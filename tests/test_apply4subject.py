@@ -28,6 +28,7 @@ from apply4subject_support import (
     submit_ok,
 )
 from support import SP_A, SP_B, SP_C, ApiClient, World, statements_run
+from wxpartner.domain.merchants import KeyMode, Merchant, RelationKind, Role
 from wxpartner.protocol.crypto import oaep_encrypt
 from wxpartner.sandbox.material import make_platform_certificate
 from wxpartner.server.app import WxPartnerApp
@@ -440,7 +441,7 @@ def test_service_provider_may_not_call(chan: ApiClient, client_c: ApiClient, wor
     assert _error(client_c.get(f"{BASE}/merchants/{SUB_X}/state"), 400, "PARAM_ERROR")["message"] == msg
 
 
-def test_institution_channel_id_rules(inst: ApiClient) -> None:
+def test_institution_channel_id_rules(app: WxPartnerApp, inst: ApiClient) -> None:
     body = make_body(inst, "inst_1")
     body.pop("channel_id")
     err = _error(submit(inst, body), 400, "PARAM_ERROR")
@@ -452,6 +453,15 @@ def test_institution_channel_id_rules(inst: ApiClient) -> None:
     clash = mutate(make_body(inst, "inst_2"), "/channel_id", CHANNEL_B)
     err = _error(submit(inst, clash, path=f"{BASE}?channel_id=1230000399"), 400, "PARAM_ERROR")
     assert err["detail"]["field"] == "/channel_id"
+    # the channel is part of the submission: either spelling replays it, another channel is other data
+    assert submit(inst, mutate(body, "/channel_id", CHANNEL_B)).json() == resp.json()
+    with app.state.db.write() as conn:
+        registry.upsert_merchant(
+            conn, Merchant("1230000398", "", Role.CHANNEL, None, KeyMode.PUBLIC_KEY, None)
+        )
+        registry.add_relation(conn, SP_B, "1230000398", RelationKind.CHANNEL)
+    other = _error(submit(inst, mutate(body, "/channel_id", "1230000398")), 400, "INVALID_REQUEST")
+    assert other["detail"]["field"] == "/business_code"
 
 
 def test_channel_caller_may_not_name_another_channel(chan: ApiClient) -> None:
