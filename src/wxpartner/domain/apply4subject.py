@@ -236,7 +236,8 @@ def fingerprint(body: dict[str, Any], plain: dict[str, str], channel_id: str | N
 
 
 def mask(value: str) -> str:
-    """Dashboard form of personal data: first and last character only (张*三, 138******34)."""
+    """Dashboard form of personal data: one character kept at each end, two from 8 characters on
+    (张*三, 13*******00); a value of two characters or fewer keeps its first (张*)."""
     if len(value) <= 2:
         return value[:1] + "*"
     keep = 2 if len(value) >= 8 else 1

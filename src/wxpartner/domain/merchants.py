@@ -19,9 +19,6 @@ class Role(StrEnum):
     SPECIAL = "special"  # 特约商户 confirmed through apply4subject
 
 
-CALLER_ROLES = frozenset({Role.SERVICE_PROVIDER, Role.PLATFORM, Role.CHANNEL, Role.INSTITUTION})
-
-
 class KeyMode(StrEnum):
     PUBLIC_KEY = "public_key"  # responses signed with the WeChat Pay public key (PUB_KEY_ID_...)
     CERTIFICATE = "certificate"  # responses signed with a platform certificate; /v3/certificates works
