@@ -78,12 +78,15 @@ def test_consent_page_authorizes_and_notifies(
     assert "authorization_revoked_time" not in rel
     assert rel["employee_id"] in done.text
     (event,) = events(app, "WEBIZPAY.AUTHORIZED")
-    assert (
-        event["mchid"] == SP_A
-        and event["employee_id"] == rel["employee_id"]
-        and event["user_id"] == "employee123"
-    )
-    assert event["authorization_time"] == rel["authorization_time"]
+    assert event == {  # spec §4: exactly these resource fields
+        "mchid": SP_A,
+        "summary": "员工企业支付授权成功",
+        "sp_mchid": SP_A,
+        "sub_mchid": SUB_A,
+        "user_id": "employee123",
+        "employee_id": rel["employee_id"],
+        "authorization_time": rel["authorization_time"],
+    }
     # consenting again through the same link is idempotent: same relation, no second callback
     again = http.post("/webizpay/authorize", data={"token": token})
     assert again.status_code == 200 and rel["employee_id"] in again.text
@@ -92,6 +95,19 @@ def test_consent_page_authorizes_and_notifies(
     refused = start_url(client_a, "employee123")
     assert refused.status_code == 400 and refused.json()["code"] == "INVALID_REQUEST"
     assert "AUTHORIZED" in refused.json()["message"]
+    assert refused.json()["detail"] == {"state": "AUTHORIZED", "employee_id": rel["employee_id"]}
+    # the link stays used up: after a revoke it shows the revoked relation and authorizes nobody
+    revoke = client_a.post(
+        f"/v3/webizpay/employees/{rel['employee_id']}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A}
+    )
+    assert revoke.status_code == 200, revoke.text
+    reused = http.post("/webizpay/authorize", data={"token": token})
+    assert reused.status_code == 200 and rel["employee_id"] in reused.text
+    after = client_a.get(
+        f"/v3/webizpay/users/employee123/authorization-state?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+    )
+    assert [r["authorization_state"] for r in after.json()["employee_list"]] == ["REVOKED"]
+    assert len(events(app, "WEBIZPAY.AUTHORIZED")) == 1
 
 
 def test_consent_page_unknown_or_expired_link(
