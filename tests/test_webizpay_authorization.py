@@ -114,8 +114,12 @@ def test_consent_page_unknown_or_expired_link(
     client_a: ApiClient, http: TestClient, control: TestClient
 ) -> None:
     assert http.get("/webizpay/authorize?token=nope").status_code == 404
+    assert control.post("/sandbox/clock", json={"freeze": True}).status_code == 200
     token = link_token(start_url(client_a, "employee777").json()["authorization_url"])
-    control.post("/sandbox/clock", json={"advance": 31 * 60})
+    # valid 30 min: usable one second before expire_time, expired at it
+    control.post("/sandbox/clock", json={"advance": 30 * 60 - 1})
+    assert http.get(f"/webizpay/authorize?token={token}").status_code == 200
+    control.post("/sandbox/clock", json={"advance": 1})
     expired = http.post("/webizpay/authorize", data={"token": token})
     assert expired.status_code == 400 and "过期" in expired.text
 
@@ -157,17 +161,33 @@ def test_w8_revoke_seed_path_and_plural_path(
     again = client_a.post(f"/v3/webizpay/employees/{first}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A})
     assert again.status_code == 200 and again.json() == body
     (revoked,) = events(app, "WEBIZPAY.REVOKED")
-    assert (
-        revoked["reason"] == "企业发起"
-        and revoked["authorization_revoked_time"] == body["authorization_revoked_time"]
-    )
+    assert revoked == {  # spec §4: exactly these resource fields
+        "mchid": SP_A,
+        "summary": "员工企业支付授权已解除",
+        "sp_mchid": SP_A,
+        "sub_mchid": SUB_A,
+        "user_id": "employee123",
+        "authorization_state": "REVOKED",
+        "authorization_revoked_time": body["authorization_revoked_time"],
+        "reason": "企业发起",
+    }
     # every card of the relation is voided at the same time
     voided = get_card(client_a, first, card["card_no"]).json()
     assert voided["card_state"] == "DISABLED"
     assert voided["card_disabled_time"] == body["authorization_revoked_time"]
-    assert voided["reason"]
+    assert voided["reason"] == "员工企业支付授权已解除"
     (expired,) = events(app, "WEBIZPAY.QUOTACARDEXPIRED")
-    assert expired["card_no"] == card["card_no"] and expired["card_state"] == "DISABLED"
+    assert expired == {
+        "mchid": SP_A,
+        "summary": "额度卡已失效",
+        "sp_mchid": SP_A,
+        "sub_mchid": SUB_A,
+        "card_no": card["card_no"],
+        "employee_id": first,
+        "card_state": "DISABLED",
+        "card_disabled_time": body["authorization_revoked_time"],
+        "reason": "员工企业支付授权已解除",
+    }
     # re-authorizing creates a new relation; W2 lists both
     second = authorize(client_a, control, "employee123")
     assert second != first
@@ -220,5 +240,10 @@ def test_control_consent_by_ids_and_employee_deregister(
     assert gone.status_code == 200 and gone.json()["reason"] == "员工注销"
     (revoked,) = events(app, "WEBIZPAY.REVOKED")
     assert revoked["reason"] == "员工注销" and revoked["user_id"] == "emp_direct"
+    # W8 afterwards answers the stored reason and time, not its own 企业发起
+    w8 = client_a.post(f"/v3/webizpay/employees/{emp}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A})
+    assert w8.status_code == 200, w8.text
+    assert w8.json()["reason"] == "员工注销"
+    assert w8.json()["authorization_revoked_time"] == gone.json()["authorization_revoked_time"]
     unguarded = TestClient(app).post("/sandbox/webizpay/authorizations", json={"token": "x"})
     assert unguarded.status_code == 401
