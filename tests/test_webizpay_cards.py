@@ -66,7 +66,11 @@ def test_w3_idempotent_replay_and_conflict(client_a: ApiClient, control: TestCli
     assert again.json() == first.json()
     changed = client_a.post(cards_url(emp), {**payload, "amount": 20000})
     assert changed.status_code == 400 and changed.json()["code"] == "INVALID_REQUEST"
-    assert changed.json()["detail"]["field"] == "/out_card_no"
+    assert changed.json()["detail"] == {
+        "field": "/out_card_no",
+        "value": "out_card_123456",
+        "card_no": first.json()["card_no"],
+    }
     # the refused body left nothing behind
     card = get_card(client_a, emp, first.json()["card_no"]).json()
     assert card["amount"] == 10000
@@ -130,7 +134,7 @@ def test_w3_relation_rules(
     client_a.post(f"/v3/webizpay/employees/{emp}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A})
     revoked = client_a.post(cards_url(emp), issue_body("card_000005"))
     assert revoked.status_code == 400 and revoked.json()["code"] == "INVALID_REQUEST"
-    assert "REVOKED" in revoked.json()["message"]
+    assert "REVOKED" in revoked.json()["message"] and revoked.json()["detail"] == {"state": "REVOKED"}
 
 
 def test_w4_w5_card_object_and_isolation(
@@ -252,9 +256,9 @@ def test_w7_payment_url(client_a: ApiClient, control: TestClient, http: TestClie
     body = resp.json()
     assert body["payment_url"].split("?")[0].endswith("/webizpay/pay")
     assert parse_rfc3339(body["expire_time"]) > dt.datetime.now(dt.UTC)
-    assert "mp_query" not in body and body["application_type"] == "H5"
+    assert "mp_query" not in body and "mp_business_type" not in body and body["application_type"] == "H5"
     mini = client_a.get(base + "&application_type=MINIPROGRAM").json()
-    assert mini["mp_query"].startswith("token=") and mini["mp_business_type"]
+    assert mini["mp_query"].startswith("token=") and mini["mp_business_type"] == "liteAppWebizPayPayment"
     bad = client_a.get(base + "&application_type=APP")
     assert bad.status_code == 400 and bad.json()["detail"]["field"] == "application_type"
     page = http.get("/webizpay/pay?" + body["payment_url"].split("?")[1])
@@ -264,7 +268,7 @@ def test_w7_payment_url(client_a: ApiClient, control: TestClient, http: TestClie
     )
     disabled = client_a.get(base + "&application_type=H5")
     assert disabled.status_code == 400 and disabled.json()["code"] == "INVALID_REQUEST"
-    assert "DISABLED" in disabled.json()["message"]
+    assert "DISABLED" in disabled.json()["message"] and disabled.json()["detail"] == {"state": "DISABLED"}
 
 
 def test_expiry_by_moving_the_clock(client_a: ApiClient, control: TestClient, app: WxPartnerApp) -> None:
@@ -311,6 +315,9 @@ def test_a_card_is_usable_at_its_end_time_and_expires_after_it(
     assert control.post("/sandbox/clock", json={"set": end_ts, "freeze": True}).status_code == 200
     assert control.post("/sandbox/webizpay/sweep").json()["expired"] == 0
     assert get_card(client_a, emp, card["card_no"]).json()["card_state"] == "ACTIVE"
+    # ... while a new card must end later than now: ending at this very second is refused
+    at_now = client_a.post(cards_url(emp), issue_body("mch_card_edge02", effective_end_time=end))
+    assert_param_error(at_now, "/effective_end_time")
     link = client_a.get(
         f"{cards_url(emp)}/{card['card_no']}/payment-url?sp_mchid={SP_A}&sub_mchid={SUB_A}&application_type=H5"
     )
@@ -375,6 +382,27 @@ def test_policy_is_configurable() -> None:
     )
     assert policy.payment_link_ttl == 60 and policy.expired_event_on_cancel is False
     assert Policy.from_settings({}).builtin("template_123") is not None
+
+
+def test_cancel_and_revoke_can_be_kept_out_of_quotacardexpired(
+    client_a: ApiClient, control: TestClient, app: WxPartnerApp
+) -> None:
+    """expired_event_on_cancel: false limits WEBIZPAY.QUOTACARDEXPIRED to expiry."""
+    app.state.settings.extra["webizpay"] = {"expired_event_on_cancel": False}
+    emp = authorize(client_a, control, "employee123")
+    cancelled = issue(client_a, emp, "mch_card_000001")
+    revoked = issue(client_a, emp, "mch_card_000002")
+    ending = issue(client_a, emp, "mch_card_000003", effective_end_time=future(3600))
+    cancel = client_a.post(
+        f"{cards_url(emp)}/{cancelled['card_no']}/cancel",
+        {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "作废"},
+    )
+    assert cancel.status_code == 200 and cancel.json()["card_state"] == "DISABLED"
+    control.post("/sandbox/clock", json={"advance": 7200})  # the third card expires (and is notified)
+    client_a.post(f"/v3/webizpay/employees/{emp}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A})
+    assert get_card(client_a, emp, revoked["card_no"]).json()["card_state"] == "DISABLED"
+    notified = [e["card_no"] for e in events(app, "WEBIZPAY.QUOTACARDEXPIRED")]
+    assert notified == [ending["card_no"]]
 
 
 def test_background_sweep_expires_unread_cards(
