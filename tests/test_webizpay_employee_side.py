@@ -35,12 +35,29 @@ def test_pay_on_the_page_spends_quota_and_notifies(
     assert shown["remain_amount"] == 7500 and shown["card_state"] == "ACTIVE"
     assert shown["transaction_id"] in paid.text and shown["card_usage_time"]
     (event,) = events(app, "WEBIZPAY.PAYMENTSUCCESS")
-    assert (
-        event["amount"] == 2500 and event["goods_name"] == "午餐" and event["transaction_state"] == "SUCCESS"
-    )
-    assert event["transaction_id"] == shown["transaction_id"] and event["employee_id"] == emp
+    assert event["out_trade_no"].startswith("SBX")
+    assert event == {  # spec §4 (refund_id/out_refund_no are optional); the default sandbox store
+        "mchid": SP_A,
+        "summary": "企业支付成功",
+        "sp_mchid": SP_A,
+        "sub_mchid": SUB_A,
+        "card_no": card["card_no"],
+        "employee_id": emp,
+        "receive_mch_name": "沙箱便利店",
+        "receive_mch_full_name": "沙箱便利店有限公司",
+        "receive_mch_organization_code": "91440300MA5SANDBOX",
+        "acquirer": "财付通支付科技有限公司",
+        "transaction_id": shown["transaction_id"],
+        "out_trade_no": event["out_trade_no"],
+        "transaction_state": "SUCCESS",
+        "amount": 2500,
+        "goods_name": "午餐",
+        "pay_success_time": shown["card_usage_time"],
+    }
     too_much = http.post("/webizpay/pay", data={"token": token, "amount": "7501"})
     assert too_much.status_code == 400 and "7500" in too_much.text
+    rest = http.post("/webizpay/pay", data={"token": token, "amount": "7500"})  # all that is left
+    assert rest.status_code == 200 and 'id="remain_amount">0<' in rest.text
     assert http.post("/webizpay/pay", data={"token": token, "amount": "abc"}).status_code == 400
     assert http.get("/webizpay/pay?token=unknown").status_code == 404
 
@@ -50,14 +67,22 @@ def test_payment_link_expires_and_disabled_cards_cannot_pay(
 ) -> None:
     emp = authorize(client_a, control, "employee123")
     card = issue(client_a, emp, "mch_card_123456")
+    assert control.post("/sandbox/clock", json={"freeze": True}).status_code == 200
     token = payment_token(client_a, emp, card["card_no"])
-    control.post("/sandbox/clock", json={"advance": 6 * 60})
+    # valid 5 min: it pays one second before, not at its expiry
+    control.post("/sandbox/clock", json={"advance": 5 * 60 - 1})
+    paid = control.post("/sandbox/webizpay/payments", json={"token": token, "amount": 1})
+    assert paid.status_code == 200, paid.text
+    control.post("/sandbox/clock", json={"advance": 1})
+    late = control.post("/sandbox/webizpay/payments", json={"token": token, "amount": 1})
+    assert late.status_code == 400 and late.json()["code"] == "INVALID_REQUEST", late.text
     assert http.post("/webizpay/pay", data={"token": token, "amount": "1"}).status_code == 400
     fresh = payment_token(client_a, emp, card["card_no"])
     client_a.post(f"/v3/webizpay/employees/{emp}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A})
     refused = control.post("/sandbox/webizpay/payments", json={"token": fresh, "amount": 1})
     assert refused.status_code == 400 and refused.json()["code"] == "INVALID_REQUEST"
-    assert get_card(client_a, emp, card["card_no"]).json()["remain_amount"] == 10000
+    assert "DISABLED" in refused.json()["message"]  # refused by the card's state, before any spend
+    assert get_card(client_a, emp, card["card_no"]).json()["remain_amount"] == 9999
 
 
 def test_single_card_pays_once_and_refund_rules(
@@ -69,6 +94,7 @@ def test_single_card_pays_once_and_refund_rules(
     assert first.status_code == 200, first.text
     second = control.post("/sandbox/webizpay/payments", json={"card_no": single["card_no"], "amount": 1000})
     assert second.status_code == 400 and "SINGLE" in second.json()["message"]
+    assert second.json()["code"] == "INVALID_REQUEST"
     txid = first.json()["transaction_id"]
     refund = control.post(
         "/sandbox/webizpay/refunds", json={"transaction_id": txid, "amount": 400, "out_refund_no": "r1"}
@@ -80,10 +106,37 @@ def test_single_card_pays_once_and_refund_rules(
     )
     assert replay.json()["refund_id"] == refund.json()["refund_id"]
     over = control.post("/sandbox/webizpay/refunds", json={"transaction_id": txid, "amount": 601})
-    assert over.status_code == 400
+    assert over.status_code == 400 and over.json()["code"] == "INVALID_REQUEST"
+    assert "601 > 600" in over.json()["message"]  # refused against what is left of this payment
     (event,) = events(app, "WEBIZPAY.PAYMENTREFUNDSUCCESS")
-    assert (event["amount"], event["refund_amount"], event["refunded_amount"]) == (1000, 400, 400)
-    assert event["refund_state"] == "SUCCESS" and event["out_refund_no"] == "r1"
+    assert event == {  # spec §4: exactly these resource fields
+        "mchid": SP_A,
+        "summary": "企业支付退款成功",
+        "sp_mchid": SP_A,
+        "sub_mchid": SUB_A,
+        "card_no": single["card_no"],
+        "employee_id": emp,
+        "transaction_id": txid,
+        "out_trade_no": first.json()["out_trade_no"],
+        "refund_id": refund.json()["refund_id"],
+        "out_refund_no": "r1",
+        "amount": 1000,
+        "pay_success_time": get_card(client_a, emp, single["card_no"]).json()["card_usage_time"],
+        "refunded_amount": 400,
+        "refund_amount": 400,
+        "refund_state": "SUCCESS",
+        "refund_create_time": event["refund_success_time"],
+        "refund_success_time": event["refund_create_time"],
+    }
+    # the smallest refund, then all that is left; a repeated out_refund_no still answers its refund
+    for amount in (1, 599):
+        rest = control.post("/sandbox/webizpay/refunds", json={"transaction_id": txid, "amount": amount})
+        assert rest.status_code == 200, rest.text
+    assert rest.json()["refunded_amount"] == 1000 and rest.json()["remain_amount"] == 10000
+    replay = control.post(
+        "/sandbox/webizpay/refunds", json={"transaction_id": txid, "amount": 400, "out_refund_no": "r1"}
+    )
+    assert replay.status_code == 200 and replay.json()["refund_id"] == refund.json()["refund_id"]
 
     multi = issue(client_a, emp, "multi_card_1", card_template_id="template_multiple_not_return")
     for _ in range(2):
@@ -94,6 +147,25 @@ def test_single_card_pays_once_and_refund_rules(
     assert back.json()["remain_amount"] == 4000  # NOT_RETURN: the quota stays spent
     missing = control.post("/sandbox/webizpay/refunds", json={"transaction_id": "4200nope", "amount": 1})
     assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("amount", [0, -1])
+def test_payments_and_refunds_of_no_or_negative_fen_are_refused(
+    client_a: ApiClient, control: TestClient, app: WxPartnerApp, amount: int
+) -> None:
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "mch_card_123456")
+    pay = control.post("/sandbox/webizpay/payments", json={"card_no": card["card_no"], "amount": amount})
+    assert pay.status_code == 400 and pay.json()["code"] == "PARAM_ERROR", pay.text
+    assert "positive" in pay.json()["message"]
+    paid = control.post("/sandbox/webizpay/payments", json={"card_no": card["card_no"], "amount": 100})
+    txid = paid.json()["transaction_id"]
+    back = control.post("/sandbox/webizpay/refunds", json={"transaction_id": txid, "amount": amount})
+    assert back.status_code == 400 and back.json()["code"] == "PARAM_ERROR", back.text
+    assert "positive" in back.json()["message"]
+    assert get_card(client_a, emp, card["card_no"]).json()["remain_amount"] == 9900
+    assert len(events(app, "WEBIZPAY.PAYMENTSUCCESS")) == 1
+    assert events(app, "WEBIZPAY.PAYMENTREFUNDSUCCESS") == []
 
 
 @pytest.mark.parametrize(
