@@ -286,6 +286,32 @@ def test_payments_and_refunds_feed_the_bills(
     assert {r.transaction_id for r in rows} == {paid["transaction_id"]}
 
 
+def test_a_funding_proof_counts_a_refunded_payment_once(
+    client_a: ApiClient, control: TestClient, app: WxPartnerApp
+) -> None:
+    """W11's 出资总金额 is what was paid minus what was refunded. A refund's bill row also carries
+    its order's amount: the proof counted the payment twice (22.00 for 12.00 paid, 2.00 refunded)."""
+    import csv
+    import io
+    from urllib.parse import urlsplit
+
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "mch_card_123456")
+    paid = control.post("/sandbox/webizpay/payments", json={"card_no": card["card_no"], "amount": 1200})
+    refund = {"transaction_id": paid.json()["transaction_id"], "amount": 200}
+    assert control.post("/sandbox/webizpay/refunds", json=refund).status_code == 200
+    today = control.get("/sandbox/clock").json()["now"][:10]  # China time (+08:00)
+    body = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "start_date": today, "end_date": today}
+    proof = client_a.post("/v3/webizpay/bill/proof", {**body, "out_operation_id": "proof_0001"})
+    assert proof.status_code == 200, proof.text
+    url = urlsplit(proof.json()["download_url"])
+    file = client_a.get(f"{url.path}?{url.query}")
+    assert file.status_code == 200, file.text
+    rows = [[v.lstrip("`") for v in row] for row in csv.reader(io.StringIO(file.text))]
+    assert [r[10] for r in rows if len(r) == 13][1:] == ["SUCCESS", "REFUND"]
+    assert rows[-2:] == [["出资总笔数", "出资总金额(元)"], ["2", "10.00"]]
+
+
 @pytest.mark.parametrize(
     "body",
     [

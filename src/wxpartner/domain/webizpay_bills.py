@@ -198,7 +198,8 @@ def trade_bill_csv(rows: list[TradeRow]) -> str:
 
 def proof_document(proof: Proof, rows: list[TradeRow]) -> str:
     """The funding proof: who funded what, over which dates, for which payee entity; then the payments."""
-    funded = sum(r.amount - r.refund_amount for r in rows)
+    # A REFUND row carries its order's amount too: the payment counts once, on its SUCCESS row.
+    funded = sum(r.amount for r in rows if r.state == "SUCCESS") - sum(r.refund_amount for r in rows)
     head = [
         ("企业支付出资凭证", "funding proof"),
         ("凭证编号", proof.proof_id),
