@@ -25,6 +25,21 @@ TRADE_BILL = "/v3/webizpay/bill/trade-bill"
 GOOD_CODE = "91110000710926094P"  # check digit valid
 BAD_CODE = "91110000710926094X"  # check digit wrong
 TODAY = dt.date(2026, 3, 15)
+TRADE_HEADER = [  # README: the trade bill's columns, also the proof's transaction table
+    "交易时间",
+    "服务商商户号",
+    "出资子商户号",
+    "额度卡号",
+    "员工授权关系ID",
+    "微信支付订单号",
+    "商户订单号",
+    "收款商户简称",
+    "收款商户全称",
+    "收款商户统一社会信用代码",
+    "交易状态",
+    "订单金额(元)",
+    "退款金额(元)",
+]
 NOW = "2026-03-15T12:00:00+08:00"
 
 
@@ -80,7 +95,7 @@ def test_start_match_returns_accepted_batch(client_a: ApiClient, frozen: TestCli
     body = resp.json()
     assert body["sp_mchid"] == SP_A and body["out_batch_id"] == "batch_0001"
     assert body["state"] == "ACCEPTED"
-    assert re.fullmatch(r"\d{1,32}", body["batch_id"])
+    assert re.fullmatch(r"1030000071\d{15}", body["batch_id"])
     assert parse_rfc3339(body["time"]) == parse_rfc3339(NOW)
 
 
@@ -193,7 +208,78 @@ def test_scenario_entities_decide_and_control_closes(client_a: ApiClient, frozen
     assert closed.status_code == 200, closed.text
     assert closed.json()["state"] == "CLOSED"
     assert query(client_a, open_batch).json()["state"] == "CLOSED"
+    # an IN_PROGRESS batch closes too; a COMPLETED one stays COMPLETED
+    started = client_a.post(MATCHES, match_body("batch_0003")).json()["batch_id"]
+    assert query(client_a, started).json()["state"] == "IN_PROGRESS"
+    assert frozen.post(f"/sandbox/webizpay/entity-matches/{started}/close").json()["state"] == "CLOSED"
+    assert frozen.post(f"/sandbox/webizpay/entity-matches/{batch_id}/close").json()["state"] == "COMPLETED"
+    assert query(client_a, batch_id).json()["state"] == "COMPLETED"
     assert frozen.post("/sandbox/webizpay/entity-matches/nope/close").status_code == 404
+
+
+def _with_check_char(first17: str) -> str:
+    """GB 32100-2015 from its definition (weights 3^i mod 31), independent of the code's table."""
+    alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+    total = sum(alphabet.index(ch) * pow(3, i, 31) for i, ch in enumerate(first17))
+    return first17 + alphabet[(31 - total % 31) % 31]
+
+
+def test_unified_social_credit_code_check_character() -> None:
+    from wxpartner.domain.webizpay_merchants import uscc_valid
+
+    # published codes, and codes with a non-zero character at every position
+    codes = [GOOD_CODE, "91440300708461136T"]
+    codes += [
+        _with_check_char(("91" + "0" * 15)[:i] + "7" + ("91" + "0" * 15)[i + 1 :]) for i in range(2, 17)
+    ]
+    codes += [_with_check_char("9" * 17), _with_check_char("Y" * 17), _with_check_char("12ABCDEFGHJKLMNPQ")]
+    for code in codes:
+        assert uscc_valid(code), code
+        wrong = "0123456789ABCDEFGHJKLMNPQRTUWXY".replace(code[17], "")[0]
+        assert uscc_valid(code[:17] + wrong) is False, code
+    # too short or long; I, O, S, V and Z are not in the alphabet; lower case
+    for bad in (GOOD_CODE[:17], GOOD_CODE + "0", GOOD_CODE[:16] + "I" + GOOD_CODE[17], "9111Z000710926094P"):
+        assert uscc_valid(bad) is False, bad
+    assert uscc_valid(GOOD_CODE.lower()) is False
+
+
+@pytest.mark.parametrize(
+    ("entity", "product_type", "matched"),
+    [
+        (None, "CODE_PAY", True),  # not configured: a well-formed code has a merchant
+        ((False, ()), "NONE", False),
+        ((True, ()), "CODE_PAY", True),
+        ((True, ("CODE_PAY",)), "NONE", True),
+        ((True, ("CODE_PAY",)), "CODE_PAY", True),
+        ((True, ("CODEPAY",)), "CODEPAY", True),
+        ((True, ("APP_PAY",)), "CODE_PAY", False),  # configured products without code payment
+        ((True, ("APP_PAY",)), "NONE", True),
+    ],
+)
+def test_configured_store_entities_decide_by_products(
+    entity: tuple[bool, tuple[str, ...]] | None, product_type: str, matched: bool
+) -> None:
+    from wxpartner.domain.webizpay_merchants import StoreEntity, has_valid_mchid
+
+    configured = StoreEntity(GOOD_CODE, *entity) if entity else None
+    assert has_valid_mchid(GOOD_CODE, product_type, configured) is matched
+
+
+@pytest.mark.parametrize(
+    ("today", "earliest"),
+    [
+        ("2026-03-15", "2025-12-15"),
+        ("2026-04-10", "2026-01-10"),
+        ("2026-01-31", "2025-10-31"),
+        ("2026-07-31", "2026-04-30"),  # clamped to the month's end
+        ("2026-05-31", "2026-02-28"),
+        ("2024-05-31", "2024-02-29"),
+    ],
+)
+def test_three_months_back(today: str, earliest: str) -> None:
+    from wxpartner.domain.webizpay_bills import earliest_date
+
+    assert earliest_date(dt.date.fromisoformat(today)) == dt.date.fromisoformat(earliest)
 
 
 # --- W11 / W12 and the download ------------------------------------------------------------------
@@ -264,7 +350,8 @@ def test_funding_proof_and_its_download(
     body = resp.json()
     for key in ("sp_mchid", "sub_mchid", "start_date", "end_date", "out_operation_id", "entity_name"):
         assert body[key] == proof_body(entity_name="北京某某餐饮有限公司")[key]
-    assert body["proof_id"] and body["operation_id"] and body["proof_id"] != body["operation_id"]
+    assert re.fullmatch(r"\d{24}", body["proof_id"]) and re.fullmatch(r"\d{24}", body["operation_id"])
+    assert body["proof_id"] != body["operation_id"]
     assert body["create_time"] == body["updated_time"]
     assert parse_rfc3339(body["create_time"]) == parse_rfc3339(NOW)
 
@@ -273,8 +360,18 @@ def test_funding_proof_and_its_download(
     assert file.headers["Content-Type"].startswith("text/csv")
     assert file.headers["Wechatpay-Signature"]  # verified by ApiClient against the platform key
     rows = csv_rows(file.text)
-    assert ["凭证编号", body["proof_id"]] in rows
-    assert ["出资子商户号", SUB_A] in rows
+    assert rows[:9] == [
+        ["企业支付出资凭证", "funding proof"],
+        ["凭证编号", body["proof_id"]],
+        ["申请单号", body["operation_id"]],
+        ["服务商商户号", SP_A],
+        ["出资子商户号", SUB_A],
+        ["起始日期", "2026-02-01"],
+        ["结束日期", "2026-03-14"],
+        ["收款主体名称", "北京某某餐饮有限公司"],
+        ["生成时间", body["create_time"]],
+    ]
+    assert rows[9] == TRADE_HEADER
     tx_lines = [r for r in rows if r and r[0].startswith("2026-")]
     assert len(tx_lines) == 1 and tx_lines[0][5] == trades[0].transaction_id  # entity filter, date window
     assert rows[-1] == ["1", "12.34"]
@@ -293,12 +390,27 @@ def test_funding_proof_is_idempotent(client_a: ApiClient, frozen: TestClient) ->
     assert second["download_url"] != first["download_url"]  # a fresh link each time
     assert download(client_a, first["download_url"]).text == download(client_a, second["download_url"]).text
     changed = client_a.post(PROOF, proof_body(end_date="2026-03-10"))
-    assert_error(changed, 400, "INVALID_REQUEST")
+    assert assert_error(changed, 400, "INVALID_REQUEST")["detail"] == {
+        "field": "/out_operation_id",
+        "value": "proof_0001",
+        "location": "body",
+        "issue": "already used with different parameters",
+    }
+    no_entity = csv_rows(download(client_a, first["download_url"]).text)
+    assert ["收款主体名称", "全部 (all)"] in no_entity
 
 
 def test_funding_proof_rules(client_a: ApiClient, frozen: TestClient) -> None:
-    assert_error(client_a.post(PROOF, proof_body(sub_mchid=SUB_B)), 403, "NO_AUTH")
-    assert_error(client_a.post(PROOF, proof_body(sp_mchid=SP_B)), 403, "NO_AUTH")
+    unbound = assert_error(client_a.post(PROOF, proof_body(sub_mchid=SUB_B)), 403, "NO_AUTH")
+    assert unbound["detail"] == {"field": "sub_mchid", "value": SUB_B}
+    foreign = assert_error(client_a.post(PROOF, proof_body(sp_mchid=SP_B)), 403, "NO_AUTH")
+    assert foreign["detail"] == {
+        "field": "sp_mchid",
+        "value": SP_B,
+        "issue": "must equal the mchid of Authorization",
+    }
+    one_day = proof_body("proof_day", start_date="2026-03-14", end_date="2026-03-14")
+    assert client_a.post(PROOF, one_day).status_code == 200
     assert_error(client_a.post(PROOF, proof_body(start_date="2025-12-14")), 400, "PARAM_ERROR", "/start_date")
     assert client_a.post(PROOF, proof_body("proof_edge", start_date="2025-12-15")).status_code == 200
     assert_error(client_a.post(PROOF, proof_body(end_date="2026-03-16")), 400, "PARAM_ERROR", "/end_date")
@@ -332,7 +444,7 @@ def test_trade_bill_download(client_a: ApiClient, frozen: TestClient, trades: li
     file = download(client_a, body["download_url"])
     assert file.status_code == 200, file.text
     rows = csv_rows(file.text)
-    assert rows[0][0] == "交易时间" and len(rows) == 5  # header, 2 trades, summary header, summary
+    assert rows[0] == TRADE_HEADER and len(rows) == 5  # header, 2 trades, summary header, summary
     assert rows[-2] == ["总交易单数", "总交易额(元)", "总退款金额(元)"]
     assert rows[-1] == ["2", "12.50", "2.50"]
 
@@ -365,7 +477,8 @@ def test_download_links_belong_to_the_applicant_and_expire(
     advance(frozen, 299)
     assert download(client_a, url).status_code == 200
     advance(frozen, 1)
-    assert_error(download(client_a, url), 400, "INVALID_REQUEST")
+    expired = assert_error(download(client_a, url), 400, "INVALID_REQUEST")
+    assert expired["detail"] == {"field": "token", "location": "query", "issue": "expired"}
     # A day later the dead link is pruned when new links are made: it is then simply unknown.
     advance(frozen, 86401)
     assert client_a.post(PROOF, proof_body("proof_0002")).status_code == 200
