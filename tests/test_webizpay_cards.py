@@ -384,6 +384,22 @@ def test_policy_is_configurable() -> None:
     assert Policy.from_settings({}).builtin("template_123") is not None
 
 
+def test_builtin_templates_decide_the_card_rules(client_a: ApiClient, control: TestClient) -> None:
+    """README: the templates every service provider has; the card takes its rules from the template."""
+    emp = authorize(client_a, control, "employee123")
+    builtin = {
+        "template_123": ("MULTIPLE", "RETURN"),
+        "template_multiple_return": ("MULTIPLE", "RETURN"),
+        "template_multiple_not_return": ("MULTIPLE", "NOT_RETURN"),
+        "template_single_return": ("SINGLE", "RETURN"),
+        "template_single_not_return": ("SINGLE", "NOT_RETURN"),
+    }
+    for i, (template, rules) in enumerate(builtin.items()):
+        card = issue(client_a, emp, f"tpl_card_{i}", card_template_id=template)
+        shown = get_card(client_a, emp, card["card_no"]).json()
+        assert (shown["card_template_id"], shown["card_rule"], shown["refund_rule"]) == (template, *rules)
+
+
 def test_cancel_and_revoke_can_be_kept_out_of_quotacardexpired(
     client_a: ApiClient, control: TestClient, app: WxPartnerApp
 ) -> None:

@@ -3,6 +3,7 @@ control API, refunds, card rules, card templates and the scenario section."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -96,10 +97,14 @@ def test_single_card_pays_once_and_refund_rules(
     assert second.status_code == 400 and "SINGLE" in second.json()["message"]
     assert second.json()["code"] == "INVALID_REQUEST"
     txid = first.json()["transaction_id"]
+    # WeChat's shapes: 28 digits with the business day (China time), 29 for a refund
+    day = get_card(client_a, emp, single["card_no"]).json()["card_usage_time"][:10].replace("-", "")
+    assert re.fullmatch(r"4200\d{6}" + day + r"\d{10}", txid), txid
     refund = control.post(
         "/sandbox/webizpay/refunds", json={"transaction_id": txid, "amount": 400, "out_refund_no": "r1"}
     )
     assert refund.status_code == 200, refund.text
+    assert re.fullmatch(r"50\d{27}", refund.json()["refund_id"]), refund.text
     assert refund.json()["remain_amount"] == 9400  # RETURN: the refund flows back
     replay = control.post(
         "/sandbox/webizpay/refunds", json={"transaction_id": txid, "amount": 400, "out_refund_no": "r1"}
