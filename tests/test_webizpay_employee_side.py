@@ -57,6 +57,8 @@ def test_pay_on_the_page_spends_quota_and_notifies(
     }
     too_much = http.post("/webizpay/pay", data={"token": token, "amount": "7501"})
     assert too_much.status_code == 400 and "7500" in too_much.text
+    over = control.post("/sandbox/webizpay/payments", json={"card_no": card["card_no"], "amount": 7501})
+    assert over.status_code == 400 and over.json()["code"] == "INVALID_REQUEST", over.text
     rest = http.post("/webizpay/pay", data={"token": token, "amount": "7500"})  # all that is left
     assert rest.status_code == 200 and 'id="remain_amount">0<' in rest.text
     assert http.post("/webizpay/pay", data={"token": token, "amount": "abc"}).status_code == 400
