@@ -428,7 +428,8 @@ def test_funding_proof_rules(client_a: ApiClient, frozen: TestClient) -> None:
 def test_trade_bill_download(client_a: ApiClient, frozen: TestClient, trades: list[TradeRow]) -> None:
     yesterday = TODAY - dt.timedelta(days=1)
     trades.append(trade(yesterday, 1000))
-    trades.append(trade(yesterday, 250, refund=250))
+    trades.append(trade(yesterday, 250))
+    trades.append(trade(yesterday, 250, refund=250))  # its line carries the order's 2.50 too
     trades.append(trade(TODAY, 777))  # not in yesterday's bill
     resp = client_a.post(
         TRADE_BILL, {"sp_mchid": SP_A, "sub_mchid": SUB_A, "date": "2026-03-14", "type": "QYZFALL"}
@@ -444,9 +445,9 @@ def test_trade_bill_download(client_a: ApiClient, frozen: TestClient, trades: li
     file = download(client_a, body["download_url"])
     assert file.status_code == 200, file.text
     rows = csv_rows(file.text)
-    assert rows[0] == TRADE_HEADER and len(rows) == 5  # header, 2 trades, summary header, summary
+    assert rows[0] == TRADE_HEADER and len(rows) == 6  # header, 3 trades, summary header, summary
     assert rows[-2] == ["总交易单数", "总交易额(元)", "总退款金额(元)"]
-    assert rows[-1] == ["2", "12.50", "2.50"]
+    assert rows[-1] == ["3", "12.50", "2.50"]  # each order's amount once (the refund line's is not added)
 
 
 def test_trade_bill_rules(client_a: ApiClient, frozen: TestClient) -> None:

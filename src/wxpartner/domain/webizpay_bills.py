@@ -184,9 +184,15 @@ def _trade_lines(rows: list[TradeRow]) -> list[tuple[str, ...]]:
     ]
 
 
+def _payments(rows: list[TradeRow]) -> list[TradeRow]:
+    """The payment lines. A REFUND line carries its order's amount too, for reference: an order's
+    amount counts once, on its SUCCESS line."""
+    return [r for r in rows if r.state == "SUCCESS"]
+
+
 def trade_bill_csv(rows: list[TradeRow]) -> str:
     """Header, one line per transaction, then a summary header and line (WeChat's bill layout)."""
-    total = sum(r.amount for r in rows)
+    total = sum(r.amount for r in _payments(rows))
     refunded = sum(r.refund_amount for r in rows)
     body = [TRADE_HEADER, *_trade_lines(rows)]
     summary = [
@@ -198,8 +204,8 @@ def trade_bill_csv(rows: list[TradeRow]) -> str:
 
 def proof_document(proof: Proof, rows: list[TradeRow]) -> str:
     """The funding proof: who funded what, over which dates, for which payee entity; then the payments."""
-    # A REFUND row carries its order's amount too: the payment counts once, on its SUCCESS row.
-    funded = sum(r.amount for r in rows if r.state == "SUCCESS") - sum(r.refund_amount for r in rows)
+    payments = _payments(rows)
+    funded = sum(r.amount for r in payments) - sum(r.refund_amount for r in rows)
     head = [
         ("企业支付出资凭证", "funding proof"),
         ("凭证编号", proof.proof_id),
@@ -211,7 +217,7 @@ def proof_document(proof: Proof, rows: list[TradeRow]) -> str:
         ("收款主体名称", proof.entity_name or "全部 (all)"),
         ("生成时间", rfc3339(proof.created_at)),
     ]
-    summary = [("出资总笔数", "出资总金额(元)"), (str(len(rows)), _yuan(funded))]
+    summary = [("出资总笔数", "出资总金额(元)"), (str(len(payments)), _yuan(funded))]
     return _csv(head) + _csv([TRADE_HEADER, *_trade_lines(rows)]) + _csv(summary)
 
 
