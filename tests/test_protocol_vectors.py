@@ -120,6 +120,9 @@ def test_11_signature_is_344_base64_chars_and_verifies(world: World) -> None:
 
 SIG = "A" * 340 + "AA=="
 AUTH = Authorization("1900000001", NONCE, TS, "1DDE55AD98ED71D6EDD4A4A16996DE7B47773A8C", SIG)
+# The issue of a header without key="value" pairs (a bare "expected" also matched the scheme and
+# parameter refusals).
+NO_PARAMETERS = "expected 'WECHATPAY2-SHA256-RSA2048 key=\"value\",...'"
 
 
 def test_authorization_emit_in_sdk_order() -> None:
@@ -151,9 +154,9 @@ def test_authorization_tolerates_space_after_commas() -> None:
 @pytest.mark.parametrize(
     ("value", "fragment"),
     [
-        ("", "expected"),
-        ("WECHATPAY2-SHA256-RSA2048", "expected"),
-        ("WECHATPAY2-SHA256-RSA2048   ", "expected"),
+        ("", NO_PARAMETERS),
+        ("WECHATPAY2-SHA256-RSA2048", NO_PARAMETERS),
+        ("WECHATPAY2-SHA256-RSA2048   ", NO_PARAMETERS),
         (
             AUTH.header_value().replace("WECHATPAY2-SHA256-RSA2048", "WECHATPAY2-SM2-WITH-SM3"),
             "unsupported scheme",
