@@ -33,7 +33,8 @@ from wxpartner.server.context import Ctx
 from wxpartner.server.operations import Operation, Router
 from wxpartner.server.pipeline import Reply
 from wxpartner.server.settings import Settings
-from wxpartner.store import registry
+from wxpartner.server.verify import Verifier
+from wxpartner.store import registry, sandbox
 
 CERTS = "/v3/certificates"
 # Checks that never reach the store run on SQLite only; the store-backed ones (merchant, revocation,
@@ -424,6 +425,29 @@ def test_replayed_nonce(api: TestClient, world: World) -> None:
     _sign_error(_send(api, forged), field="nonce_str", message="请求重放，nonce_str已使用")
     # nonces are per merchant
     assert ApiClient(api, world, SP_A).get(CERTS, nonce=nonce).status_code == 404
+
+
+def test_the_nonce_table_forgets_only_nonces_no_replay_can_reach(
+    api: TestClient, app: WxPartnerApp, world: World
+) -> None:
+    """PostgreSQL keeps nonces in request_nonces, pruned every so many requests (every one here): a
+    nonce is kept 2 × the window (600 s), the longest an accepted timestamp can be replayed."""
+    db = app.state.db
+    if db.replay_window is not None:
+        pytest.skip("SQLite on a file keeps nonces in its shared-memory window (test_replay_window.py)")
+    app.state.verifier = Verifier(db, time_window=300, prune_every=1)
+    now = time.time()
+    with db.write() as conn:
+        sandbox.record_nonce(conn, SP_B, "seen-610s-ago", now - 610)
+        sandbox.record_nonce(conn, SP_B, "seen-590s-ago", now - 590)
+    client = ApiClient(api, world, SP_B)
+    just_used = new_nonce()
+    assert client.get(CERTS, nonce=just_used).status_code == 200  # recorded, then the table is pruned
+    assert client.get(CERTS).status_code == 200  # and pruned again
+    replay = "请求重放，nonce_str已使用"
+    _sign_error(client.get(CERTS, nonce=just_used), field="nonce_str", message=replay)
+    _sign_error(client.get(CERTS, nonce="seen-590s-ago"), field="nonce_str", message=replay)
+    assert client.get(CERTS, nonce="seen-610s-ago").status_code == 200
 
 
 # --- 6. signature -----------------------------------------------------------------------------

@@ -108,12 +108,14 @@ def accepts_json(accept: str) -> bool:
 
 
 class Verifier:
-    def __init__(self, db: Database, *, time_window: int = 300, explain: bool = True) -> None:
+    def __init__(
+        self, db: Database, *, time_window: int = 300, explain: bool = True, prune_every: int = 2000
+    ) -> None:
         self.db = db
         self.time_window = time_window
         self.explain = explain
         self._keys = _PublicKeyCache()
-        self._prune_every = 2000
+        self._prune_every = prune_every
         self._since_prune = 0
         signal = db.change_signal
         self._credentials = CredentialCache(signal) if signal is not None else None
