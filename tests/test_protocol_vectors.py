@@ -171,7 +171,9 @@ def test_authorization_tolerates_space_after_commas() -> None:
         (AUTH.header_value().replace(f'timestamp="{TS}"', 'timestamp="17472800a0"'), "decimal Unix seconds"),
         (AUTH.header_value().replace(f'timestamp="{TS}"', 'timestamp="١٧٤٧"'), "decimal Unix seconds"),
         (AUTH.header_value().replace('mchid="1900000001"', 'mchid="19,00"x'), "malformed parameter"),
-        (AUTH.header_value() + ",", "malformed parameter"),
+        (AUTH.header_value() + ",", "malformed parameter '': expected"),
+        # a trailing comma after a bad parameter: the bad one is named, not the empty piece after it
+        (AUTH.header_value() + ',extra="1",', "unknown parameter 'extra'"),
         # found by these tests: a 5000-digit timestamp made int() raise (a 500)
         (
             AUTH.header_value().replace(f'timestamp="{TS}"', 'timestamp="' + "9" * 5000 + '"'),
