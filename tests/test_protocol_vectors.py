@@ -270,6 +270,9 @@ def test_notification_resource_round_trip_and_signature(world: World) -> None:
     assert decrypt_resource(GCM_KEY, resource) == {"a": "甲", "n": 1}
     with pytest.raises(ValueError, match="unsupported"):
         decrypt_resource(GCM_KEY, {**resource, "algorithm": "AES_128"})
+    # untrusted JSON: a number as associated_data is a ValueError (the SDK's VerificationError), not a crash
+    with pytest.raises(ValueError, match="associated_data is not a string"):
+        decrypt_resource(GCM_KEY, {**resource, "associated_data": 5})
     key = k.load_private_key(world.platform_pub.private_key_pem)
     signed = sign_notification(
         b'{"id":"EV-1"}', private_key=key, key_id="PUB_KEY_ID_X", timestamp=1747280001, request_id="R"
