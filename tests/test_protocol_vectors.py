@@ -8,7 +8,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from support import World, inconsistent_private_key_pem
 from wxpartner.protocol import keys as k
@@ -398,6 +399,36 @@ def test_certificate_serial_is_upper_hex_40_digits(world: World) -> None:
     assert int(serial, 16) == cert.serial_number
     for _ in range(50):
         assert len(format(k.new_serial_number(), "X")) == 40
+
+
+def test_issued_certificates_last_their_days_and_name_their_issuer(world: World) -> None:
+    """What the sandbox hands out as merchant and platform certificates: valid from ``not_before`` (by
+    default 5 minutes ago, so a clock slightly behind still accepts it) for ``valid_days``, signed by the
+    issuer (itself when none), and no two with the same serial."""
+    key, issuer = world.other_key, world.merchants[next(iter(world.merchants))].private_key
+    assert key is not None
+    start = dt.datetime(2025, 5, 1, 12, 0, tzinfo=dt.UTC)
+    own = k.issue_certificate(key, "own", valid_days=10, not_before=start)
+    assert (own.not_valid_before_utc, own.not_valid_after_utc) == (start, start + dt.timedelta(days=10))
+    assert own.issuer == own.subject
+    own.verify_directly_issued_by(own)
+    before = dt.datetime.now(dt.UTC)
+    issued = k.issue_certificate(key, "child", issuer_key=issuer, issuer_name="sandbox CA")
+    after = dt.datetime.now(dt.UTC)
+    start = issued.not_valid_before_utc
+    minutes = dt.timedelta(minutes=5)
+    assert before - minutes - dt.timedelta(seconds=1) <= start <= after - minutes
+    assert issued.not_valid_after_utc - start == dt.timedelta(days=5 * 365)
+    assert issued.issuer.rfc4514_string() == "CN=sandbox CA" and issued.subject != issued.issuer
+    assert_issued_by(issued, issuer)
+    assert k.certificate_serial(own) != k.certificate_serial(issued)
+
+
+def assert_issued_by(cert: x509.Certificate, issuer: rsa.RSAPrivateKey) -> None:
+    assert cert.signature_hash_algorithm is not None
+    issuer.public_key().verify(
+        cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm
+    )
 
 
 def test_certificate_serial_small_value_has_no_padding() -> None:
