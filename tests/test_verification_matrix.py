@@ -11,6 +11,7 @@ router of this test's app instance only (the global REGISTRY is untouched).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
@@ -49,6 +50,13 @@ NO_PARAMETERS = "expected 'WECHATPAY2-SHA256-RSA2048 key=\"value\",...'"
 class EchoBody(BaseModel):
     name: str
     count: int = 0
+
+    @field_validator("count")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
 
 
 def _echo(ctx: Ctx, path: dict[str, str], body: EchoBody) -> Reply:
@@ -612,6 +620,37 @@ def test_body_not_json_is_param_error(api: TestClient, world: World) -> None:
         assert_signed(resp, world)
     resp = client.post("/v3/wxpartner-test/echo", {"count": 1})
     assert resp.status_code == 400 and resp.json()["detail"]["field"] == "/name"
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("body", "field", "issue", "value"),
+    [
+        # a validator's message without pydantic's "Value error, " prefix; other messages whole
+        ({"name": "x", "count": -1}, "/count", "must not be negative", -1),
+        ({"name": "x", "count": "x"}, "/count", "Input should be a valid integer", "x"),
+        # a value is echoed up to 256 characters, longer ones cut there; nested objects not at all
+        ({"name": "x", "count": "c" * 256}, "/count", "Input should be", "c" * 256),
+        ({"name": "x", "count": "c" * 257}, "/count", "Input should be", "c" * 256 + "…"),
+        ({"name": {"nested": 1}}, "/name", "Input should be a valid string", None),
+        # characters beyond U+FFFF (not U+FFFF itself) are refused, keys named as JSON pointers
+        ({"name": "a\U00010000"}, "/name", "characters outside the 1–3 byte", "a\U00010000"),
+        ({"name": "a\uffff", "zz": "b\U00010000"}, "/zz", "characters outside the 1–3 byte", "b\U00010000"),
+        ({"name": "x", "we/ird~key": "\x00"}, "/we~1ird~0key", "the NUL character", "\x00"),
+        ("\x00", "/", "the NUL character", "\x00"),
+    ],
+)
+def test_body_refusals_name_the_field_the_issue_and_the_value(
+    api: TestClient, world: World, body: Any, field: str, issue: str, value: Any
+) -> None:
+    resp = ApiClient(api, world, SP_B).post("/v3/wxpartner-test/echo", json.dumps(body).encode())
+    assert resp.status_code == 400, resp.text
+    err = resp.json()
+    assert err["code"] == "PARAM_ERROR"
+    detail = err["detail"]
+    assert detail["field"] == field and detail["location"] == "body", detail
+    assert detail["issue"].startswith(issue), detail
+    assert detail.get("value") == value
 
 
 @SQLITE_ONLY
