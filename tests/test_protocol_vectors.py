@@ -366,8 +366,8 @@ def test_only_a_stored_key_skips_the_consistency_check() -> None:
     assert isinstance(k.load_private_key(pem, validated=True), rsa.RSAPrivateKey)
 
 
-def test_load_private_key_refuses_non_rsa() -> None:
-    from cryptography.hazmat.primitives import serialization
+def test_keys_and_certificates_that_are_not_rsa_are_refused() -> None:
+    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
@@ -375,6 +375,21 @@ def test_load_private_key_refuses_non_rsa() -> None:
     )
     with pytest.raises(k.KeyLoadError, match="only RSA"):
         k.load_private_key(pem)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "ec")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(ec_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(ec_key, hashes.SHA256())
+    )
+    with pytest.raises(k.KeyLoadError, match="only RSA certificates"):
+        k.load_public_key(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def test_public_key_from_pem_and_certificate(world: World) -> None:
@@ -406,7 +421,7 @@ def test_issued_certificates_last_their_days_and_name_their_issuer(world: World)
     default 5 minutes ago, so a clock slightly behind still accepts it) for ``valid_days``, signed by the
     issuer (itself when none), and no two with the same serial."""
     key, issuer = world.other_key, world.merchants[next(iter(world.merchants))].private_key
-    assert key is not None
+    assert key is not None and key.key_size == 2048  # generate_private_key: RSA-2048, as the scheme says
     start = dt.datetime(2025, 5, 1, 12, 0, tzinfo=dt.UTC)
     own = k.issue_certificate(key, "own", valid_days=10, not_before=start)
     assert (own.not_valid_before_utc, own.not_valid_after_utc) == (start, start + dt.timedelta(days=10))
