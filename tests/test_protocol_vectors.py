@@ -173,6 +173,7 @@ def test_authorization_tolerates_space_after_commas() -> None:
         (AUTH.header_value().replace(f'timestamp="{TS}"', 'timestamp="١٧٤٧"'), "decimal Unix seconds"),
         (AUTH.header_value().replace('mchid="1900000001"', 'mchid="19,00"x'), "malformed parameter"),
         (AUTH.header_value() + ",", "malformed parameter '': expected"),
+        (AUTH.header_value().replace("RSA2048 ", "RSA2048 ,"), "malformed parameter '': expected"),
         # a trailing comma after a bad parameter: the bad one is named, not the empty piece after it
         (AUTH.header_value() + ',extra="1",', "unknown parameter 'extra'"),
         # found by these tests: a 5000-digit timestamp made int() raise (a 500)
@@ -274,6 +275,9 @@ def test_notification_resource_round_trip_and_signature(world: World) -> None:
     # untrusted JSON: a number as associated_data is a ValueError (the SDK's VerificationError), not a crash
     with pytest.raises(ValueError, match="associated_data is not a string"):
         decrypt_resource(GCM_KEY, {**resource, "associated_data": 5})
+    array = {**resource, "ciphertext": aes_gcm_encrypt(GCM_KEY, resource["nonce"], "webizpay", "[1]")}
+    with pytest.raises(ValueError, match="decrypted resource is not a JSON object"):
+        decrypt_resource(GCM_KEY, array)
     key = k.load_private_key(world.platform_pub.private_key_pem)
     signed = sign_notification(
         b'{"id":"EV-1"}', private_key=key, key_id="PUB_KEY_ID_X", timestamp=1747280001, request_id="R"
@@ -511,6 +515,7 @@ def test_error_catalogue_and_body() -> None:
     )
     assert ApiError("NO_AUTH").body() == {"code": "NO_AUTH", "message": "无权限"}
     pe = param_error("/sp_mchid", "too long", value="x")
+    assert pe.message == "参数错误：/sp_mchid too long"
     assert pe.status == 400 and pe.body()["detail"] == {
         "field": "/sp_mchid",
         "location": "body",
