@@ -626,6 +626,7 @@ def test_body_not_json_is_param_error(api: TestClient, world: World) -> None:
 @pytest.mark.parametrize(
     ("body", "field", "issue", "value"),
     [
+        ({"count": 1}, "/name", "is required", None),
         # a validator's message without pydantic's "Value error, " prefix; other messages whole
         ({"name": "x", "count": -1}, "/count", "must not be negative", -1),
         ({"name": "x", "count": "x"}, "/count", "Input should be a valid integer", "x"),
