@@ -247,6 +247,8 @@ def _flip(b64: str, index: int) -> str:
         ("0123456789abcdef0123456789abcdeF", GCM_NONCE, GCM_AAD, GCM_CIPHERTEXT),  # key changed
         (GCM_KEY, GCM_NONCE, GCM_AAD, "not*base64"),
         (GCM_KEY, GCM_NONCE, GCM_AAD, GCM_CIPHERTEXT[:-8]),  # truncated
+        # Base64 is read strictly: a character outside the alphabet is refused, not skipped
+        (GCM_KEY, GCM_NONCE, GCM_AAD, GCM_CIPHERTEXT[:8] + "\n" + GCM_CIPHERTEXT[8:]),
     ],
 )
 def test_gcm_tamper_fails(key: str, nonce: str, aad: str, ciphertext: str) -> None:
@@ -313,7 +315,7 @@ def test_11_6_oaep_round_trip_is_randomised(world: World) -> None:
 def test_oaep_tamper_and_wrong_key_fail(world: World) -> None:
     private = k.load_private_key(world.platform_pub.private_key_pem)
     ct = oaep_encrypt(private.public_key(), "张三")
-    for bad in (_flip(ct, 5), "!!notbase64", ct[:100]):
+    for bad in (_flip(ct, 5), "!!notbase64", ct[:100], ct[:8] + "\n" + ct[8:]):  # Base64 read strictly
         with pytest.raises(DecryptionError):
             oaep_decrypt(private, bad)
     assert world.other_key is not None
