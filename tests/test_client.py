@@ -140,6 +140,35 @@ def test_forged_serials_cannot_make_the_client_hammer_certificates(
 
 
 @SQLITE_ONLY
+def test_certificate_downloads_are_a_second_apart_and_a_missed_serial_waits_refresh_backoff(
+    app: WxPartnerApp, http: TestClient, world: World
+) -> None:
+    """The README's two throttles, on the client's clock: a new forged serial each time cannot make
+    downloads closer than 1 s, and a serial a download did not find waits 60 s (the default)."""
+    downloads: list[str] = []
+    app.state.observers.append(lambda ctx, req, resp, rid, op_id, *rest: downloads.append(op_id))
+    now = [float(int(time.time()))]
+    client = sdk(http, world, SP_B, clock=lambda: now[0])
+
+    def forged(serial: str) -> int:
+        headers, raw = _callback(world, ts=int(now[0]))
+        with pytest.raises(VerificationError) as info:
+            client.parse_notification({**headers, "Wechatpay-Serial": serial}, raw)
+        assert info.value.reason == "unknown_serial"
+        return downloads.count("certificates.list")
+
+    first, second = "5157F09EFDC096DE15EBE81A47057A72ABCDEF01", "5157F09EFDC096DE15EBE81A47057A72ABCDEF02"
+    assert forged(first) == 1
+    assert forged(second) == 1  # another serial at once: the last download is not a second old
+    now[0] += 1.0
+    assert forged(second) == 2  # a second later it may
+    now[0] += 58.0
+    assert forged(first) == 2  # 59 s after the download that missed it
+    now[0] += 1.0
+    assert forged(first) == 3  # 60 s: looked up again
+
+
+@SQLITE_ONLY
 def test_migrating_merchant_trusts_both_key_kinds(http: TestClient, world: World) -> None:
     client = sdk(http, world, SP_C)
     resp = client.request("GET", "/v3/certificates")  # names PUB_KEY_ID in Wechatpay-Serial
