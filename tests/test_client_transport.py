@@ -320,12 +320,21 @@ def test_rate_limit_honours_retry_after(stub: Stub, world: World) -> None:
     assert len(stub.seen) == 2
 
 
-def test_long_retry_after_is_not_waited_for(stub: Stub, world: World) -> None:
-    stub.steps = [error(429, "FREQUENCY_LIMITED", {"Retry-After": "60"})]
+@pytest.mark.parametrize("seconds", ["10.5", "60"])
+def test_long_retry_after_is_not_waited_for(stub: Stub, world: World, seconds: str) -> None:
+    stub.steps = [error(429, "FREQUENCY_LIMITED", {"Retry-After": seconds}), ok()]
     with make_client(world, stub.url) as client, pytest.raises(RateLimitedError) as info:
-        client.request("GET", "/v3/x")
+        client.request("GET", "/v3/x")  # FAST keeps the default max_retry_after (10 s)
     assert info.value.status == 429 and info.value.request_id == "err-1"
     assert len(stub.seen) == 1
+
+
+def test_a_retry_after_of_exactly_max_retry_after_is_waited_for(stub: Stub, world: World) -> None:
+    policy = RetryPolicy(max_attempts=2, max_retry_after=0.2)
+    stub.steps = [error(429, "FREQUENCY_LIMITED", {"Retry-After": "0.2"}), ok()]
+    with make_client(world, stub.url, retry=policy) as client:
+        assert client.request("GET", "/v3/x").json() == {"ok": True}
+    assert len(stub.seen) == 2
 
 
 def test_retries_give_up_with_the_typed_error(stub: Stub, world: World) -> None:
@@ -501,6 +510,20 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
         assert len(delays) > 1  # jitter: concurrent clients do not retry in lockstep
     after = [policy.delay(1, retry_after=2.0) for _ in range(50)]
     assert all(2.0 <= d <= 2.0 * 1.1 for d in after)  # Retry-After is a floor
+
+
+def test_the_default_policy_is_the_documented_one(stub: Stub, world: World) -> None:
+    """README: RetryPolicy(max_attempts=3, backoff_base=0.2, backoff_max=5.0, jitter=0.5,
+    max_retry_after=10) when no retry= is given."""
+    default = RetryPolicy()
+    for attempt, base in ((1, 0.2), (2, 0.4), (9, 5.0)):
+        delays = [default.delay(attempt) for _ in range(200)]
+        assert all(base * 0.5 <= d <= base * 1.5 for d in delays)
+        assert min(delays) < base * 0.75 and max(delays) > base * 1.25  # ±50 %, not less
+    stub.steps = [error(503, "SERVICE_UNAVAILABLE")] * 4
+    with make_client(world, stub.url, retry=None) as client, pytest.raises(ApiError) as info:
+        client.request("POST", "/v3/x", json={})
+    assert info.value.code == "SERVICE_UNAVAILABLE" and len(stub.seen) == 3
 
 
 def test_answer_headers_are_lower_cased_joined_and_decoded_like_httpx() -> None:
