@@ -281,11 +281,15 @@ def test_nulls_in_a_mapping_body_are_not_sent(stub: Stub, world: World) -> None:
     ids=["tampered", "probe", "stale", "future", "unknown-serial", "unsigned"],
 )
 def test_unverifiable_2xx_is_refused(stub: Stub, world: World, step: Any, reason: str) -> None:
-    stub.steps = [step]
-    with make_client(world, stub.url) as client, pytest.raises(VerificationError) as info:
-        client.request("GET", "/v3/anything")
-    assert info.value.reason == reason
-    assert len(stub.seen) == 1  # a forged answer is not retried into a "success"
+    stub.steps = [step, step]
+    with make_client(world, stub.url) as client:
+        with pytest.raises(VerificationError) as info:
+            client.request("GET", "/v3/anything")
+        assert info.value.reason == reason
+        with pytest.raises(VerificationError) as info:  # an operation of the table, too
+            client.webizpay.ranges.list(sp_mchid=SP_A)
+        assert info.value.reason == reason
+    assert len(stub.seen) == 2  # a forged answer is not retried into a "success"
 
 
 def test_non_json_2xx_body_is_refused(stub: Stub, world: World) -> None:
@@ -293,10 +297,14 @@ def test_non_json_2xx_body_is_refused(stub: Stub, world: World) -> None:
         status, headers, body = s.signed(b"<html></html>")
         return status, {**headers, "Content-Type": "text/html"}, body
 
-    stub.steps = [html]
-    with make_client(world, stub.url) as client, pytest.raises(VerificationError) as info:
-        client.request("GET", "/v3/anything")
-    assert info.value.reason == "bad_content_type"
+    stub.steps = [html, html]
+    with make_client(world, stub.url) as client:
+        with pytest.raises(VerificationError) as info:
+            client.request("GET", "/v3/anything")
+        assert info.value.reason == "bad_content_type"
+        with pytest.raises(VerificationError) as info:
+            client.webizpay.ranges.list(sp_mchid=SP_A)
+        assert info.value.reason == "bad_content_type"
 
 
 # -- typed errors and retries -----------------------------------------------------------------------------
