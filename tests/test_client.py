@@ -196,6 +196,25 @@ def test_client_needs_a_way_to_verify(world: World) -> None:
         Client(SP_A, m.serial_no, m.private_key_pem, wechatpay_public_key=world.platform_pub.public_key_pem)
 
 
+def test_client_configuration_refusals_and_timeout_forms(world: World) -> None:
+    m, pub = world.merchants[SP_A], world.platform_pub
+    keys: dict[str, Any] = {"wechatpay_public_key": pub.public_key_pem, "wechatpay_public_key_id": pub.key_id}
+    for mchid, serial in (("", m.serial_no), (SP_A, "")):
+        with pytest.raises(ConfigurationError, match="mchid and serial_no"):
+            Client(mchid, serial, m.private_key, **keys)
+    with pytest.raises(ConfigurationError, match="download_certificates needs apiv3_key"):
+        Client(SP_A, m.serial_no, m.private_key, download_certificates=True, **keys)
+    with pytest.raises(ConfigurationError, match="custom base_url needs backup_url"):
+        Client(SP_A, m.serial_no, m.private_key, base_url="http://127.0.0.1:1", failover=True, **keys)
+    # README: "timeout=10 (seconds; connect is capped at 5 s) ... the default is 5 s connect, 30 s
+    # read/write, 5 s pool"
+    timeouts = {
+        t: Client(SP_A, m.serial_no, m.private_key, timeout=t, **keys).config.timeout for t in (None, 10, 2)
+    }
+    assert timeouts[None] == httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
+    assert timeouts[10] == httpx.Timeout(10.0, connect=5.0) and timeouts[2] == httpx.Timeout(2.0)
+
+
 @pytest.mark.parametrize("apiv3_key", ["short", "é" * 16, "é" * 32, "\x00" * 32])
 def test_client_refuses_an_apiv3_key_that_is_no_aes_key(world: World, apiv3_key: str) -> None:
     """Found by an audit: 16 two-byte characters (32 UTF-8 bytes) were taken, and every callback
