@@ -86,7 +86,6 @@ class KeySet:
         self._lock = threading.Lock()
         self.time_window = time_window
         self.clock = clock
-        self.refreshed_at: float | None = None
         self.add_certificates(certificates)
 
     # -- key management -------------------------------------------------------------------------
