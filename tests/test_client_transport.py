@@ -87,6 +87,7 @@ class Stub:
         serial: str | None = None,
         probe: bool = False,
         tamper: bool = False,
+        signature_type: str = c.SIGNATURE_TYPE,
     ) -> tuple[int, dict[str, str], bytes]:
         key = _platform_key(self.world)
         stamp = str(int(time.time()) + skew if ts is None else ts)
@@ -101,7 +102,7 @@ class Stub:
             c.H_NONCE: nonce,
             c.H_SIGNATURE: signature,
             c.H_SERIAL: serial or self.world.platform_pub.key_id,
-            c.H_SIGNATURE_TYPE: c.SIGNATURE_TYPE,
+            c.H_SIGNATURE_TYPE: signature_type,
         }
         return status, headers, (body + b" " if tamper else body)
 
@@ -273,12 +274,13 @@ def test_nulls_in_a_mapping_body_are_not_sent(stub: Stub, world: World) -> None:
         (ok(skew=-301), "stale_timestamp"),
         (ok(skew=400), "stale_timestamp"),
         (ok(serial="PUB_KEY_ID_0000000000000000000000000042"), "unknown_serial"),
+        (ok(signature_type="WECHATPAY2-SM2-WITH-SM3"), "bad_signature_type"),
         (
             lambda stub, seen: (200, {"Content-Type": "application/json", "Request-ID": "r"}, b"{}"),
             "missing_header",
         ),
     ],
-    ids=["tampered", "probe", "stale", "future", "unknown-serial", "unsigned"],
+    ids=["tampered", "probe", "stale", "future", "unknown-serial", "signature-type", "unsigned"],
 )
 def test_unverifiable_2xx_is_refused(stub: Stub, world: World, step: Any, reason: str) -> None:
     stub.steps = [step, step]
@@ -290,6 +292,28 @@ def test_unverifiable_2xx_is_refused(stub: Stub, world: World, step: Any, reason
             client.webizpay.ranges.list(sp_mchid=SP_A)
         assert info.value.reason == reason
     assert len(stub.seen) == 2  # a forged answer is not retried into a "success"
+
+
+def test_the_answer_timestamp_window_is_strict_on_the_clients_clock(stub: Stub, world: World) -> None:
+    """protocol.md §5.4: |now - Wechatpay-Timestamp| < 300 s (time_window), else refused."""
+    now = 1_800_000_000
+    cases = [
+        (-299, 300, None),
+        (299, 300, None),
+        (-300, 300, "stale_timestamp"),
+        (300, 300, "stale_timestamp"),
+    ]
+    cases += [(-59, 60, None), (-60, 60, "stale_timestamp")]
+    stub.steps = [ok(ts=now + shift) for shift, _, _ in cases]
+    for shift, window, reason in cases:
+        with make_client(world, stub.url, clock=lambda: float(now), time_window=window) as client:
+            if reason is None:
+                assert client.request("GET", "/v3/x").json() == {"ok": True}, shift
+                continue
+            with pytest.raises(VerificationError) as info:
+                client.request("GET", "/v3/x")
+            assert info.value.reason == reason, shift
+    assert len(stub.seen) == len(cases)
 
 
 def test_non_json_2xx_body_is_refused(stub: Stub, world: World) -> None:
