@@ -206,6 +206,9 @@ def test_client_configuration_refusals_and_timeout_forms(world: World) -> None:
         Client(SP_A, m.serial_no, m.private_key, download_certificates=True, **keys)
     with pytest.raises(ConfigurationError, match="custom base_url needs backup_url"):
         Client(SP_A, m.serial_no, m.private_key, base_url="http://127.0.0.1:1", failover=True, **keys)
+    given = Client(SP_A, m.serial_no, m.private_key, base_url="http://127.0.0.1:1/", failover=True,
+                   backup_url="http://127.0.0.1:2/", **keys).config  # fmt: skip
+    assert (given.base_url, given.backup_url) == ("http://127.0.0.1:1", "http://127.0.0.1:2")
     # README: "timeout=10 (seconds; connect is capped at 5 s) ... the default is 5 s connect, 30 s
     # read/write, 5 s pool"
     timeouts = {
