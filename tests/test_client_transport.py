@@ -28,9 +28,16 @@ from wxpartner.client import (
     AsyncClient,
     Client,
     DecodeError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NoAuthError,
+    NotFoundError,
+    ParamError,
     RateLimitedError,
     RetryPolicy,
     ServerError,
+    ServiceUnavailableError,
+    SignError,
     TransportError,
     VerificationError,
 )
@@ -522,6 +529,45 @@ def test_unknown_error_codes_stay_usable(stub: Stub, world: World) -> None:
             client.request("POST", "/v3/x", json={})
         assert server.value.code == "SOMETHING_ELSE" and not server.value.retryable
     assert len(stub.seen) == 2
+
+
+# README's error tree: the class each WeChat code (or, without a known code, the status) raises, and
+# whether WeChat Pay asks for the call to be repeated.
+ERROR_TABLE: list[tuple[int, str, type[ApiError], bool]] = [
+    (400, "PARAM_ERROR", ParamError, False),
+    (400, "INVALID_REQUEST", InvalidRequestError, False),
+    (401, "SIGN_ERROR", SignError, False),
+    (403, "NO_AUTH", NoAuthError, False),
+    (403, "NOAUTH", NoAuthError, False),
+    (404, "RESOURCE_NOT_EXISTS", NotFoundError, False),
+    (404, "NOT_FOUND", NotFoundError, False),
+    (404, "ORDER_NOT_EXIST", NotFoundError, False),
+    (404, "MCH_NOT_EXISTS", NotFoundError, False),
+    (405, "METHOD_NOT_ALLOWED", MethodNotAllowedError, False),
+    (429, "FREQUENCY_LIMITED", RateLimitedError, True),
+    (429, "RATELIMIT_EXCEEDED", RateLimitedError, True),
+    (429, "", RateLimitedError, True),
+    (500, "SYSTEM_ERROR", ServerError, True),
+    (500, "SYSTEMERROR", ServerError, True),
+    (500, "", ServerError, False),
+    (503, "SERVICE_UNAVAILABLE", ServiceUnavailableError, True),
+    (502, "SERVICE_UNAVAILABLE", ServiceUnavailableError, True),  # protocol.md: "502/503"
+    (503, "", ServiceUnavailableError, False),
+    (502, "", ApiError, False),
+]
+
+
+def test_each_error_code_raises_its_class(stub: Stub, world: World) -> None:
+    bare = lambda status: lambda s, seen: (status, {"Content-Type": "text/html"}, b"<html>x</html>")  # noqa: E731
+    stub.steps = [error(status, code) if code else bare(status) for status, code, _, _ in ERROR_TABLE]
+    with make_client(world, stub.url, retry=NO_RETRIES) as client:
+        for status, code, cls, retryable in ERROR_TABLE:
+            with pytest.raises(ApiError) as info:
+                client.request("POST", "/v3/x", json={})
+            got = info.value
+            assert (type(got), got.status, got.code, got.retryable) == (
+                cls, status, code or f"HTTP_{status}", retryable,
+            )  # fmt: skip
 
 
 def test_verified_answer_of_another_shape_is_a_decode_error(stub: Stub, world: World) -> None:
