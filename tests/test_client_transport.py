@@ -27,6 +27,7 @@ from wxpartner.client import (
     ApiError,
     AsyncClient,
     Client,
+    ConfigurationError,
     DecodeError,
     InvalidRequestError,
     MethodNotAllowedError,
@@ -50,6 +51,7 @@ from wxpartner.protocol.crypto import oaep_decrypt
 from wxpartner.protocol.keys import load_private_key, private_key_pem
 from wxpartner.protocol.messages import request_message, response_message
 from wxpartner.protocol.signing import new_hex_nonce, sign, verify
+from wxpartner.sandbox.material import make_platform_certificate
 
 FAST = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.05)
 
@@ -246,6 +248,28 @@ def test_sensitive_fields_are_encrypted_for_the_named_key(stub: Stub, world: Wor
     assert [oaep_decrypt(key, item["id"]) for item in sent["list"]] == ["110", "120"]
     assert sent["contact"]["mobile"] == "" and sent["plain"] == "x"  # empty stays empty
     assert body["contact"]["name"] == "张三"  # the caller's object is not modified
+
+
+def test_sensitive_fields_use_the_newest_valid_certificate(stub: Stub, world: World) -> None:
+    """Certificate mode: the valid certificate that expires last encrypts (and is named); an expired
+    one never does, and with none valid nothing is sent."""
+    short, long = make_platform_certificate(valid_days=1), world.platform_cert
+    assert long.certificate_pem is not None and short.certificate_pem is not None
+    m, now = world.merchants[SP_A], time.time()
+
+    def send(at: float) -> str:
+        client = Client(SP_A, m.serial_no, m.private_key, base_url=stub.url, retry=NO_RETRIES, clock=lambda: at,
+                        platform_certificates=[long.certificate_pem, short.certificate_pem])  # fmt: skip
+        stub.steps = [_unsigned_csv]
+        with client:
+            client.request("POST", "/v3/s", json={"name": "张三"}, sensitive=["/name"], unsigned_ok=True)
+        return stub.seen[-1].headers["wechatpay-serial"]
+
+    assert send(now) == long.key_id
+    assert send(now + 2 * 86400) == long.key_id  # the short one has expired
+    with pytest.raises(ConfigurationError, match="sensitive fields to encrypt but no WeChat Pay key"):
+        send(now + 6 * 365 * 86400)  # both expired
+    assert len(stub.seen) == 2
 
 
 def test_a_plaintext_too_long_to_encrypt_is_named_before_sending(stub: Stub, world: World) -> None:
