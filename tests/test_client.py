@@ -21,6 +21,7 @@ from wxpartner.client import (
     AsyncClient,
     Client,
     ConfigurationError,
+    KeySet,
     NotFoundError,
     ParamError,
     RetryPolicy,
@@ -494,9 +495,17 @@ def test_parse_notification_round_trip(world: World) -> None:
     assert event.event_type == "WEBIZPAY.AUTHORIZED" and event.id == "EV-2018022511223320873"
     assert isinstance(event.resource, w.AuthorizedEvent) and event.resource.employee_id == "WeBizPay_1"
     assert event.verified_by == world.platform_pub.key_id and event.request_id == "cb-1"
+    assert (event.create_time, event.resource_type, event.summary, event.original_type) == (
+        "2025-05-20T13:29:35+08:00", "encrypt-resource", "授权成功", "webizpay",
+    )  # fmt: skip
+    assert event.plaintext["employee_id"] == "WeBizPay_1" and event.body == json.loads(raw)
     # the module-level function: with a sync client it parses; an AsyncClient is refused with the way
     # to do it, not answered with an un-awaited coroutine
     assert parse_notification(headers, raw, client=client).id == event.id
+    # the body as text (a framework that decoded it) is the same UTF-8 bytes
+    keys = KeySet(public_key=world.platform_pub.public_key_pem, public_key_id=world.platform_pub.key_id)
+    assert client.parse_notification(headers, raw.decode()).plaintext == event.plaintext
+    assert parse_notification(headers, raw.decode(), keys=keys, apiv3_key=APIV3_KEY).summary == "授权成功"
     m = world.merchants[SP_C]
     aclient = AsyncClient(SP_C, m.serial_no, m.private_key, apiv3_key=APIV3_KEY)
     with pytest.raises(ConfigurationError, match=r"await client\.parse_notification"):
@@ -510,6 +519,7 @@ def test_parse_notification_round_trip(world: World) -> None:
         ("probe", "probe"),
         ("stale", "stale_timestamp"),
         ("wrong_apiv3_key", "bad_resource"),
+        ("no_resource", "bad_resource"),
     ],
 )
 def test_parse_notification_refusals(world: World, change: str, reason: str) -> None:
@@ -522,8 +532,17 @@ def test_parse_notification_refusals(world: World, change: str, reason: str) -> 
     )
     if change == "reserialized":  # what a web framework does when it hands over parsed JSON
         raw = json.dumps(json.loads(raw), indent=1).encode()
+    if change == "no_resource":  # genuinely signed, but no notification
+        pub = world.platform_pub
+        raw = b'{"id":"EV-1"}'
+        headers = sign_notification(raw, private_key=load_private_key(pub.private_key_pem),
+                                    key_id=pub.key_id, timestamp=int(time.time()), request_id="cb-2").headers  # fmt: skip
     with pytest.raises(VerificationError) as info:
         client.parse_notification(headers, raw)
+    assert info.value.reason == reason
+    keys = KeySet(public_key=world.platform_pub.public_key_pem, public_key_id=world.platform_pub.key_id)
+    with pytest.raises(VerificationError) as info:  # parse_notification(keys=...) refuses it alike
+        parse_notification(headers, raw, keys=keys, apiv3_key=APIV3_KEY)
     assert info.value.reason == reason
 
 
