@@ -229,6 +229,14 @@ def test_request_is_signed_over_the_exact_wire_bytes(stub: Stub, world: World) -
     assert seen.headers["user-agent"].startswith("wxpartner/")
     assert seen.headers["wechatpay-serial"] == world.platform_pub.key_id
     assert json.loads(seen.body) == {"名": "值"}
+    raw = b'{"b": 1,  "a": 2}'  # content=: these bytes exactly, signed as they are
+    with make_client(world, stub.url) as client:
+        client.request("POST", "/v3/raw", content=raw)
+    seen = stub.seen[1]
+    auth = parse_authorization(seen.headers["authorization"])
+    assert seen.body == raw and seen.headers["content-type"] == "application/json"
+    message = request_message("POST", "/v3/raw", auth.timestamp, auth.nonce_str, raw)
+    assert verify(world.merchants[SP_A].private_key.public_key(), message, auth.signature)
 
 
 @pytest.mark.parametrize("as_proxy", [False, True], ids=["dict", "mapping"])
