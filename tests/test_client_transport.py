@@ -500,9 +500,25 @@ def test_async_client_runs_the_same_pipeline(stub: Stub, world: World) -> None:
     assert len(stub.seen) == 4
 
 
+class Sensitive:
+    """A marker class of the caller's own, used bare (README: ``Annotated[..., Sensitive]``)."""
+
+
+class SensitiveMarker:
+    pass
+
+
+class _Flagged:
+    sensitive = True
+
+
 class _Holder(WxModel):
     name: Annotated[str, Field(json_schema_extra={"sensitive": True})]
     note: str = ""
+    id_number: Annotated[str, Sensitive] = ""
+    passport: Annotated[str, Sensitive()] = ""
+    mobile: Annotated[str, SensitiveMarker()] = ""
+    address: Annotated[str, _Flagged()] = ""
 
 
 class _Marked(WxModel):
@@ -516,7 +532,8 @@ MARKED = Op[_Marked]("test.marked", "POST", "/v3/marked/{id}", _Marked, body=_Ma
 @pytest.mark.parametrize("as_dict", [False, True], ids=["model", "dict"])
 def test_model_markers_select_the_sensitive_fields(stub: Stub, world: World, as_dict: bool) -> None:
     stub.steps = [ok({"holders": [{"name": "x"}]})]
-    body: Any = {"holders": [{"name": "李四", "note": "n"}], "brand_new_key": 1}
+    marked = {"name": "李四", "id_number": "110", "passport": "E1", "mobile": "139", "address": "北京"}
+    body: Any = {"holders": [{**marked, "note": "n"}], "brand_new_key": 1}
     with make_client(world, stub.url) as client:
         result = client.execute(
             MARKED.call({"id": "a/b"}, body=body if as_dict else _Marked.model_validate(body))
@@ -526,7 +543,8 @@ def test_model_markers_select_the_sensitive_fields(stub: Stub, world: World, as_
     assert seen.target == "/v3/marked/a%2Fb"
     sent = json.loads(seen.body)
     key = load_private_key(world.platform_pub.private_key_pem)
-    assert oaep_decrypt(key, sent["holders"][0]["name"]) == "李四" and sent["holders"][0]["note"] == "n"
+    assert {k: oaep_decrypt(key, sent["holders"][0][k]) for k in marked} == marked
+    assert sent["holders"][0]["note"] == "n"
     assert ("brand_new_key" in sent) is as_dict  # a dict goes out as given (keys newer than the model)
 
 
