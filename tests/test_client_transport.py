@@ -21,7 +21,7 @@ import pytest
 from pydantic import Field
 
 from live import free_port
-from support import SP_A, World
+from support import APIV3_KEY, SP_A, World
 from wxpartner.client import (
     NO_RETRIES,
     ApiError,
@@ -47,7 +47,7 @@ from wxpartner.client.operations import Op
 from wxpartner.models.common import WxModel
 from wxpartner.protocol import constants as c
 from wxpartner.protocol.authorization import parse_authorization
-from wxpartner.protocol.crypto import oaep_decrypt
+from wxpartner.protocol.crypto import aes_gcm_encrypt, oaep_decrypt
 from wxpartner.protocol.keys import load_private_key, private_key_pem
 from wxpartner.protocol.messages import request_message, response_message
 from wxpartner.protocol.signing import new_hex_nonce, sign, verify
@@ -368,6 +368,66 @@ def test_non_json_2xx_body_is_refused(stub: Stub, world: World) -> None:
         with pytest.raises(VerificationError) as info:
             client.webizpay.ranges.list(sp_mchid=SP_A)
         assert info.value.reason == "bad_content_type"
+
+
+# -- platform certificates downloaded from /v3/certificates ------------------------------------------------
+def _certificates(
+    entries: list[tuple[Any, str]], signer: Any, *, serial: str | None = None, key: str = APIV3_KEY
+) -> Callable[[Stub, Seen], tuple[int, dict[str, str], bytes]]:
+    """A /v3/certificates answer listing each (PlatformKeyRow, listed serial), signed by ``signer``."""
+
+    def answer(stub: Stub, _seen: Seen) -> tuple[int, dict[str, str], bytes]:
+        data = []
+        for row, listed in entries:
+            nonce = new_hex_nonce()[:12]
+            ciphertext = aes_gcm_encrypt(key, nonce, "certificate", row.certificate_pem)
+            data.append({"serial_no": listed, "encrypt_certificate": {
+                "algorithm": "AEAD_AES_256_GCM", "nonce": nonce, "associated_data": "certificate",
+                "ciphertext": ciphertext}})  # fmt: skip
+        body = json.dumps({"data": data}).encode()
+        stamp, nonce = str(int(time.time())), new_hex_nonce()
+        signature = sign(load_private_key(signer.private_key_pem), response_message(stamp, nonce, body))
+        headers = {"Content-Type": "application/json", c.H_TIMESTAMP: stamp, c.H_NONCE: nonce,
+                   c.H_SIGNATURE: signature, c.H_SERIAL: serial or signer.key_id}  # fmt: skip
+        return 200, headers, body
+
+    return answer
+
+
+def test_downloaded_certificates_are_checked_before_they_are_trusted(stub: Stub, world: World) -> None:
+    cert, expired = (
+        world.platform_cert,
+        make_platform_certificate(valid_days=1, not_before=time.time() - 3 * 86400),
+    )
+    other = make_platform_certificate()
+    m = world.merchants[SP_A]
+    stub.steps = [
+        _certificates([(cert, other.key_id)], cert),  # listed under another certificate's serial
+        lambda s, seen: s.signed(b'{"data": 1}'),  # not a list of certificates
+        lambda s, seen: s.signed(b'{"data": [1]}'),  # nor of certificate objects
+        lambda s, seen: s.signed(b'{"data": [{"serial_no": "AB12"}]}'),  # no encrypt_certificate
+        _certificates([(cert, cert.key_id)], cert, key="f" * 32),  # another merchant's APIv3 key
+        _certificates([(cert, cert.key_id)], other),  # signed by a key neither listed nor trusted
+        _certificates([(expired, expired.key_id), (cert, cert.key_id.lower())], cert),
+    ]
+    client = Client(SP_A, m.serial_no, m.private_key, base_url=stub.url, apiv3_key=APIV3_KEY, retry=NO_RETRIES,
+                    wechatpay_public_key=world.platform_pub.public_key_pem,
+                    wechatpay_public_key_id=world.platform_pub.key_id)  # fmt: skip
+    with client:
+        for reason, says in (
+            ("bad_certificates", f"differs from the listed {other.key_id}"),
+            ("bad_certificates", "answer is not understood"),
+            ("bad_certificates", "answer is not understood"),
+            ("bad_certificates", "AB12 does not decrypt under the configured APIv3 key"),
+            ("bad_certificates", f"{cert.key_id} does not decrypt under the configured APIv3 key"),
+            ("unknown_serial", "the certificate download itself is signed by an unknown key"),
+        ):
+            with pytest.raises(VerificationError) as info:
+                client.refresh_certificates()
+            assert info.value.reason == reason and says in str(info.value)
+            assert client.keys.certificate_serials == []
+        assert client.refresh_certificates() == [cert.key_id]  # the expired one is left out
+    assert client.keys.certificate_serials == [cert.key_id]
 
 
 # -- typed errors and retries -----------------------------------------------------------------------------

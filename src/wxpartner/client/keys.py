@@ -240,6 +240,8 @@ def decrypt_certificates(apiv3_key: str, body: bytes) -> list[x509.Certificate]:
     try:
         data = json.loads(body)
         entries = data["data"]
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise TypeError("'data' is not a list of certificate objects")
     except (ValueError, KeyError, TypeError) as exc:
         raise VerificationError(
             "bad_certificates", f"/v3/certificates answer is not understood: {exc}"
