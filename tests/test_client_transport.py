@@ -9,11 +9,11 @@ import socket
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 import httpx
@@ -384,14 +384,17 @@ def _certificates(
             data.append({"serial_no": listed, "encrypt_certificate": {
                 "algorithm": "AEAD_AES_256_GCM", "nonce": nonce, "associated_data": "certificate",
                 "ciphertext": ciphertext}})  # fmt: skip
-        body = json.dumps({"data": data}).encode()
-        stamp, nonce = str(int(time.time())), new_hex_nonce()
-        signature = sign(load_private_key(signer.private_key_pem), response_message(stamp, nonce, body))
-        headers = {"Content-Type": "application/json", c.H_TIMESTAMP: stamp, c.H_NONCE: nonce,
-                   c.H_SIGNATURE: signature, c.H_SERIAL: serial or signer.key_id}  # fmt: skip
-        return 200, headers, body
+        return _signed_by(signer, json.dumps({"data": data}).encode(), serial=serial)
 
     return answer
+
+
+def _signed_by(signer: Any, body: bytes, *, serial: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    stamp, nonce = str(int(time.time())), new_hex_nonce()
+    signature = sign(load_private_key(signer.private_key_pem), response_message(stamp, nonce, body))
+    headers = {"Content-Type": "application/json", c.H_TIMESTAMP: stamp, c.H_NONCE: nonce,
+               c.H_SIGNATURE: signature, c.H_SERIAL: serial or signer.key_id}  # fmt: skip
+    return 200, headers, body
 
 
 def test_downloaded_certificates_are_checked_before_they_are_trusted(stub: Stub, world: World) -> None:
@@ -409,6 +412,7 @@ def test_downloaded_certificates_are_checked_before_they_are_trusted(stub: Stub,
         _certificates([(cert, cert.key_id)], cert, key="f" * 32),  # another merchant's APIv3 key
         _certificates([(cert, cert.key_id)], other),  # signed by a key neither listed nor trusted
         _certificates([(expired, expired.key_id), (cert, cert.key_id.lower())], cert),
+        lambda s, seen: _signed_by(cert, b'{"ok": 1}', serial=cert.key_id.lower()),  # serials are hex
     ]
     client = Client(SP_A, m.serial_no, m.private_key, base_url=stub.url, apiv3_key=APIV3_KEY, retry=NO_RETRIES,
                     wechatpay_public_key=world.platform_pub.public_key_pem,
@@ -427,6 +431,7 @@ def test_downloaded_certificates_are_checked_before_they_are_trusted(stub: Stub,
             assert info.value.reason == reason and says in str(info.value)
             assert client.keys.certificate_serials == []
         assert client.refresh_certificates() == [cert.key_id]  # the expired one is left out
+        assert client.request("GET", "/v3/x").verified_by == cert.key_id
     assert client.keys.certificate_serials == [cert.key_id]
 
 
@@ -587,6 +592,35 @@ class _Marked(WxModel):
 
 
 MARKED = Op[_Marked]("test.marked", "POST", "/v3/marked/{id}", _Marked, body=_Marked)
+
+
+class _Nested(WxModel):
+    """Every way a model can hold a marked model: the walk must reach each one."""
+
+    direct: _Holder
+    optional: None | _Holder = None  # noqa: RUF036  # None first: the union's first member is no model
+    either: _Holder | int = 0
+    several: tuple[_Holder, ...] = ()
+    sequence: Sequence[_Holder] = ()
+    annotated: Annotated[list[_Holder], Field(max_length=5)] = Field(default_factory=list)
+    anything: Any = None
+    kind: Literal["A", "B"] = "A"
+
+
+NESTED = Op[None]("test.nested", "POST", "/v3/nested", None, body=_Nested)
+
+
+def test_marked_fields_are_found_at_any_depth_and_shape(stub: Stub, world: World) -> None:
+    h = lambda where: _Holder(name=f"n-{where}")  # noqa: E731
+    body = _Nested(direct=h("direct"), optional=h("optional"), either=h("either"), several=(h("several"),),
+                   sequence=[h("sequence")], annotated=[h("annotated")], anything=h("anything"))  # fmt: skip
+    with make_client(world, stub.url) as client:
+        client.execute(NESTED.call(body=body))
+    sent = json.loads(stub.seen[0].body)
+    key = load_private_key(world.platform_pub.private_key_pem)
+    names = {n: v if isinstance(v, dict) else v[0] for n, v in sent.items() if n != "kind"}
+    assert {n: oaep_decrypt(key, v["name"]) for n, v in names.items()} == {n: f"n-{n}" for n in names}
+    assert len(names) == 7 and sent["kind"] == "A"
 
 
 @pytest.mark.parametrize("as_dict", [False, True], ids=["model", "dict"])
