@@ -698,6 +698,7 @@ ERROR_TABLE: list[tuple[int, str, type[ApiError], bool]] = [
     (502, "SERVICE_UNAVAILABLE", ServiceUnavailableError, True),  # protocol.md: "502/503"
     (503, "", ServiceUnavailableError, False),
     (502, "", ApiError, False),
+    (300, "", ApiError, False),  # only 2xx is an answer to verify
 ]
 
 
