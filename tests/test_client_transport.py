@@ -525,6 +525,19 @@ def test_connection_refused_fails_over_to_the_backup_host(stub: Stub, world: Wor
     assert resp.json() == {"ok": True} and len(stub.seen) == 1
 
 
+def test_a_request_that_was_sent_fails_over_only_when_idempotent(stub: Stub, world: World) -> None:
+    """README: the backup is used when the primary cannot be reached, or, for idempotent calls, answered
+    nothing; a dropped POST may have taken effect and must not go to the backup (here the same stub)."""
+    stub.steps = [drop, ok()]
+    with make_client(world, stub.url, backup_url=stub.url, retry=NO_RETRIES) as client:
+        with pytest.raises(TransportError) as info:
+            client.request("POST", "/v3/x", json={})
+        assert info.value.sent is True and len(stub.seen) == 1
+        stub.steps = [drop, ok({"backup": True})]
+        assert client.request("POST", "/v3/x", json={}, idempotent=True).json() == {"backup": True}
+    assert len(stub.seen) == 3
+
+
 def test_connection_refused_without_backup_reports_not_sent(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
