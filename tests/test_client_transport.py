@@ -525,6 +525,17 @@ def test_connection_refused_fails_over_to_the_backup_host(stub: Stub, world: Wor
     assert resp.json() == {"ok": True} and len(stub.seen) == 1
 
 
+def test_failing_over_leaves_the_backup_every_attempt(stub: Stub, world: World) -> None:
+    """Reaching the backup because the primary was unreachable is no attempt of max_attempts: the backup's
+    SYSTEM_ERROR is still retried once under max_attempts=2."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    stub.steps = [error(500, "SYSTEM_ERROR"), ok({"second": True})]
+    policy = RetryPolicy(max_attempts=2, backoff_base=0.01, backoff_max=0.05)
+    with make_client(world, closed, backup_url=stub.url, retry=policy) as client:
+        assert client.request("POST", "/v3/x", json={}).json() == {"second": True}
+    assert len(stub.seen) == 2
+
+
 def test_a_request_that_was_sent_fails_over_only_when_idempotent(stub: Stub, world: World) -> None:
     """README: the backup is used when the primary cannot be reached, or, for idempotent calls, answered
     nothing; a dropped POST may have taken effect and must not go to the backup (here the same stub)."""
