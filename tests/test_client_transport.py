@@ -544,6 +544,7 @@ def test_a_request_that_was_sent_fails_over_only_when_idempotent(stub: Stub, wor
         with pytest.raises(TransportError) as info:
             client.request("POST", "/v3/x", json={})
         assert info.value.sent is True and len(stub.seen) == 1
+        assert "failed after the request was sent" in str(info.value)
         stub.steps = [drop, ok({"backup": True})]
         assert client.request("POST", "/v3/x", json={}, idempotent=True).json() == {"backup": True}
     assert len(stub.seen) == 3
@@ -556,7 +557,7 @@ def test_connection_refused_without_backup_reports_not_sent(
     caplog.set_level("INFO", logger="wxpartner.client")
     with make_client(world, closed) as client, pytest.raises(TransportError) as info:
         client.request("POST", "/v3/x", json={})  # not idempotent, but never sent: retried
-    assert info.value.sent is False
+    assert info.value.sent is False and "failed before the request was sent" in str(info.value)
     assert sum("ConnectError (not sent)" in r.getMessage() for r in caplog.records) == 3  # every attempt
 
 
