@@ -515,7 +515,9 @@ def test_proxy_502_is_repeated_only_when_idempotent(stub: Stub, world: World) ->
         assert info.value.code == "HTTP_502" and info.value.status == 502 and len(stub.seen) == 1
         stub.steps = [bad_gateway, ok()]
         client.request("POST", "/v3/x", json={}, idempotent=True)
-    assert len(stub.seen) == 3
+        stub.steps = [lambda s, seen: (500, {"Content-Type": "text/html"}, b"<html>oops</html>"), ok()]
+        client.request("GET", "/v3/x")  # a 500 without a WeChat code: any 5xx, for an idempotent call
+    assert len(stub.seen) == 5
 
 
 def test_connection_refused_fails_over_to_the_backup_host(stub: Stub, world: World) -> None:
@@ -533,7 +535,10 @@ def test_failing_over_leaves_the_backup_every_attempt(stub: Stub, world: World) 
     policy = RetryPolicy(max_attempts=2, backoff_base=0.01, backoff_max=0.05)
     with make_client(world, closed, backup_url=stub.url, retry=policy) as client:
         assert client.request("POST", "/v3/x", json={}).json() == {"second": True}
-    assert len(stub.seen) == 2
+        stub.steps = [error(500, "SYSTEM_ERROR")] * 3
+        with pytest.raises(ServerError):
+            client.request("POST", "/v3/x", json={})
+    assert len(stub.seen) == 4  # two attempts each, and no more
 
 
 def test_a_request_that_was_sent_fails_over_only_when_idempotent(stub: Stub, world: World) -> None:
