@@ -510,6 +510,11 @@ def test_parse_notification_round_trip(world: World) -> None:
     aclient = AsyncClient(SP_C, m.serial_no, m.private_key, apiv3_key=APIV3_KEY)
     with pytest.raises(ConfigurationError, match=r"await client\.parse_notification"):
         parse_notification(headers, raw, client=aclient)
+    with pytest.raises(ConfigurationError, match=r"needs client=\.\.\., or keys=\.\.\. and apiv3_key"):
+        parse_notification(headers, raw, keys=keys)
+    public_only = sdk(httpx.Client(), world, SP_A)  # no APIv3 key: nothing to decrypt with
+    with pytest.raises(ConfigurationError, match="parsing callbacks needs the APIv3 key"):
+        public_only.parse_notification(headers, raw)
 
 
 @pytest.mark.parametrize(
@@ -593,3 +598,4 @@ def test_a_callback_with_a_new_enum_value_keeps_its_typed_resource() -> None:
     }  # fmt: skip
     event = typed_resource("WEBIZPAY.PAYMENTSUCCESS", payment)
     assert isinstance(event, w.PaymentSuccessEvent) and event.transaction_state == "PARTIAL_REFUND"
+    assert typed_resource("WEBIZPAY.BRAND_NEW_EVENT", payment) == payment  # an event we have no model for
