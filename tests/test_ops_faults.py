@@ -45,6 +45,10 @@ def test_unknown_fault_header_is_a_param_error(client_b: ApiClient) -> None:
         resp = client_b.get(CERTS, headers={H: latency})
         assert resp.status_code == 400 and resp.json()["detail"]["field"] == H, (latency, resp.text)
         assert "latency must be" in resp.json()["message"]
+    # a value on another kind is refused, not ignored
+    resp = client_b.get(CERTS, headers={H: "SYSTEM_ERROR=503"})
+    assert resp.status_code == 400 and resp.json()["detail"]["field"] == H, resp.text
+    assert "only LATENCY takes a value" in resp.json()["message"]
 
 
 def test_latency_fault_delays_then_answers(client_b: ApiClient, control: TestClient) -> None:

@@ -90,11 +90,13 @@ def parse_header(value: str) -> list[Fault]:
     for part in value.split(","):
         if not part.strip():
             continue
-        name, _, arg = part.partition("=")
+        name, sep, arg = part.partition("=")
         kind = parse_kind(name)
         latency = 0
         if kind is FaultKind.LATENCY:
             latency = parse_latency(arg or "1000")
+        elif sep:  # SYSTEM_ERROR=500 looks like it sets something; nothing reads it
+            raise FaultSpecError(f"only LATENCY takes a value (LATENCY=1500); {kind.value} takes none")
         faults.append(Fault(kind, latency))
     return faults
 
