@@ -26,7 +26,7 @@ if os.environ.get("WXPARTNER_TEST_HTTPX2") != "1" and "starlette.testclient" not
 
 from starlette.testclient import TestClient
 
-from live import LiveServer, free_port
+from live import LiveServer, free_port, hosts_on_postgres
 from pg import PgServer, create_database, drop_database, start_pg
 from support import SP_A, SP_B, SP_C, ApiClient, World, clone_sqlite, make_world, seed
 from wxpartner.server.app import WxPartnerApp, create_app
@@ -71,6 +71,16 @@ def pg_template(pg_server: PgServer | None, world: World) -> str | None:
     seed(db, world)
     db.dispose()
     return "wx_template"
+
+
+@pytest.fixture
+def hosts(
+    tmp_path: Path, world: World, pg_server: PgServer | None
+) -> Iterator[tuple[LiveServer, LiveServer]]:
+    """Two hosts (serve processes, each with its own data dir) on one fresh PostgreSQL database; a
+    module that needs other options defines its own."""
+    with hosts_on_postgres(pg_server, tmp_path, world) as (a, b):
+        yield a, b
 
 
 _db_counter = itertools.count()

@@ -18,26 +18,24 @@ ENDPOINT = re.compile(
 PLACEHOLDER = re.compile(r"\{[^}/]*\}|<[^>/]*>|…")
 
 
+def _matches(routes: list[BaseRoute], scope: dict[str, object]) -> bool:
+    for route in routes:
+        match, child = route.matches(scope)
+        if match != Match.FULL:
+            continue
+        if not isinstance(route, Mount):
+            return True
+        inner = {**scope, **child, "path": str(child.get("path_params", {}).get("path", "/"))}
+        if _matches(route.routes, inner):
+            return True
+    return False
+
+
 def _served(app: WxPartnerApp, method: str, path: str) -> bool:
     if path.startswith("/v3/"):
         op, _params, _allowed = app.state.router.match(method, path)
         return op is not None
-    scope = {"type": "http", "method": method, "path": path, "root_path": ""}
-
-    def matches(routes: list[BaseRoute], scope: dict[str, object]) -> bool:
-        for route in routes:
-            match, child = route.matches(scope)
-            if match == Match.FULL:
-                if isinstance(route, Mount):
-                    inner = {**scope, **child}
-                    inner["path"] = str(child.get("path_params", {}).get("path", "/"))
-                    if matches(route.routes, inner):
-                        return True
-                    continue
-                return True
-        return False
-
-    return matches(app.web.routes, scope)
+    return _matches(app.web.routes, {"type": "http", "method": method, "path": path, "root_path": ""})
 
 
 def test_every_endpoint_the_readme_shows_is_served(tmp_path: Path) -> None:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from live import LiveServer, hosts_on_postgres, start_live_server
+from live import LiveServer, start_live_server
 from pg import PgServer, create_database, drop_database
 from receiver import start_receiver
 from support import SP_A, SP_B, SUB_A, ApiClient, World
@@ -40,14 +39,6 @@ def _verifies_with_keys_of(host: LiveServer, resp: httpx.Response) -> bool:
 
 
 _names = itertools.count()
-
-
-@pytest.fixture
-def hosts(
-    tmp_path: Path, world: World, pg_server: PgServer | None
-) -> Iterator[tuple[LiveServer, LiveServer]]:
-    with hosts_on_postgres(pg_server, tmp_path, world) as (a, b):
-        yield a, b
 
 
 def test_a_certificate_rotated_on_one_host_is_used_by_the_other_at_once(

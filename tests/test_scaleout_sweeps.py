@@ -8,15 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
-from live import LiveServer, hosts_on_postgres
-from pg import PgServer
+from live import LiveServer
 from support import SP_A, SUB_A, ApiClient, World
 from webizpay_support import issue_body, link_token
 from wxpartner.protocol.times import format_rfc3339
@@ -25,14 +22,6 @@ pytestmark = pytest.mark.slow
 _names = itertools.count()
 CARDS = 60
 ROUNDS = 4
-
-
-@pytest.fixture
-def hosts(
-    tmp_path: Path, world: World, pg_server: PgServer | None
-) -> Iterator[tuple[LiveServer, LiveServer]]:
-    with hosts_on_postgres(pg_server, tmp_path, world) as (a, b):
-        yield a, b
 
 
 def _employee(client: ApiClient, host: LiveServer, user_id: str) -> str:
