@@ -23,6 +23,7 @@ from ..store.db import Database
 from ..store.registry import PlatformKeyRow, list_platform_keys
 
 REFRESH_SECONDS = 5.0
+NOT_THIS_MERCHANTS = "not a WeChat Pay public-key ID or platform certificate serial of this merchant"
 log = logging.getLogger("wxpartner.keys")
 
 
@@ -135,10 +136,7 @@ class KeyRing:
         if key is not None:
             return _refusal(merchant, key, now)
         usable = [k.key_id for k in self.all() if _refusal(merchant, k, now) is None]
-        return (
-            "not a WeChat Pay public-key ID or platform certificate serial of this merchant"
-            + serials.hint(key_id, usable)
-        )
+        return NOT_THIS_MERCHANTS + serials.hint(key_id, usable)
 
     def signer_for(self, caller: Caller) -> PlatformKey:
         """Which key signs a response to this caller (spec §7)."""
@@ -196,5 +194,5 @@ def _refusal(merchant: Merchant, key: PlatformKey, now: float) -> str | None:
             "name a platform certificate serial"
         )
     if row.mchid not in (None, merchant.mchid):
-        return "not a WeChat Pay public-key ID or platform certificate serial of this merchant"
+        return NOT_THIS_MERCHANTS
     return None
