@@ -25,9 +25,11 @@ from apply4subject_support import (
     submit_ok,
 )
 from support import SP_A, ApiClient, World
-from wxpartner.domain.apply4subject import FREEZE_REASON
+from wxpartner.domain.apply4subject import ACTIONS, AUDIT, CONFIRM_CONTACT, FREEZE_REASON, StepRefused
 from wxpartner.domain.clock import MAX_CLOCK_TS
+from wxpartner.server import apply4subject_flow as flow
 from wxpartner.server.app import WxPartnerApp
+from wxpartner.store.apply4subject_repo import Apply4SubjectRepo
 
 
 @pytest.fixture
@@ -147,8 +149,21 @@ def test_illegal_transitions_are_refused(chan: ApiClient, control: TestClient) -
         resp = act(control, applyment_id, illegal, reject_param="p", reject_reason="r")
         assert resp.status_code == 409, (illegal, resp.text)
         assert resp.json()["code"] == "INVALID_REQUEST"
+        # the state and the way out, as the business API's cancel refusal names them
+        sources = ", ".join(sorted(ACTIONS[illegal].sources))
+        assert resp.json()["detail"] == {
+            "state": before,
+            "issue": f"{illegal} is possible only from {sources}",
+        }
         assert state_of(chan, applyment_id) == before
-    assert act(control, applyment_id, "teleport").status_code == 400
+    unknown = act(control, applyment_id, "teleport")
+    assert unknown.status_code == 400 and unknown.json()["code"] == "INVALID_REQUEST", unknown.text
+    assert unknown.json()["detail"] == {
+        "field": "action",
+        "location": "path",
+        "value": "teleport",
+        "issue": unknown.json()["message"],
+    }
     assert act(control, applyment_id, "pass", sub_mchids=["not-digits"]).status_code == 400
     assert act(control, 99999999999999, "approve").status_code == 404
     assert act(control, "99999999999999999999", "approve").status_code == 400  # type: ignore[arg-type]
@@ -382,3 +397,24 @@ def test_a_misspelt_audit_control_field_changes_nothing(
     section = "apply4subject:\n  auto_policy: {outcom: reject, after_queries: 1}\n"
     refused = control.post("/sandbox/scenario", content=section.encode())
     assert refused.status_code == 400 and "unknown field(s): outcom" in refused.json()["message"]
+
+
+def test_a_step_overtaken_by_another_names_the_state_it_met(
+    chan: ApiClient, control: TestClient, app: WxPartnerApp
+) -> None:
+    """A step read in one state whose write finds another (a concurrent step won) is refused with the
+    state it found, not the stale one it was read in."""
+    applyment_id = submit_ok(chan, "race_1")
+    with app.state.db.write() as conn:
+        repo = Apply4SubjectRepo(conn)
+        stale = repo.by_id(applyment_id)
+        assert stale is not None and stale.state == AUDIT
+    act_ok(control, applyment_id, "approve")  # the other step wins
+    with app.state.db.write() as conn, pytest.raises(StepRefused) as refused:
+        flow.apply_action(Apply4SubjectRepo(conn), stale, "freeze", flow.business_now(conn))
+    assert "changed meanwhile" in str(refused.value)
+    assert refused.value.detail == {
+        "state": CONFIRM_CONTACT,
+        "issue": "freeze is possible only from " + AUDIT,
+    }
+    assert state_of(chan, applyment_id) == CONFIRM_CONTACT

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner, Result
@@ -15,6 +16,7 @@ from starlette.testclient import TestClient
 from conftest import SANDBOX_TOKEN
 from support import APIV3_KEY, SP_A, SP_B, World
 from wxpartner.cli import main
+from wxpartner.cli._http import Target
 from wxpartner.protocol import keys as k
 from wxpartner.protocol.notification import encrypt_resource, sign_notification
 from wxpartner.sandbox.material import make_merchant_keys  # noqa: F401  (keeps the import path honest)
@@ -598,3 +600,19 @@ def test_verify_callback_reads_any_timestamp_and_an_empty_scenario_loads_in_batc
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     assert as_json(run("scenario", "load", str(empty), "--batch", "5", "--json"))["batches"] == 0
+
+
+def test_a_control_refusal_shows_its_detail(http: TestClient, data_dir: Path) -> None:
+    """The CLI's control client prints a refusal's detail (which field, value, state) after its message;
+    it printed status, code and message only."""
+    target = Target({"http": http}, str(data_dir), "", "")
+    body = {"sp_mchid": SP_B, "sub_mchid": "1999999999", "user_id": "emp_99"}
+    with pytest.raises(click.ClickException) as refused:
+        target.control("POST", "/webizpay/authorizations", json=body)
+    assert refused.value.message == (
+        "400 PARAM_ERROR: 1999999999 is not a sub-merchant of " + SP_B + ' (detail: {"field": "/sub_mchid", '
+        '"issue": "not a sub-merchant", "location": "body", "value": "1999999999"})'
+    )
+    with pytest.raises(click.ClickException) as plain:  # no detail, nothing added
+        target.control("POST", "/callbacks/999999/redeliver")
+    assert plain.value.message.startswith("404 RESOURCE_NOT_EXISTS: ") and "detail" not in plain.value.message

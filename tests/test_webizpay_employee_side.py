@@ -443,3 +443,39 @@ def test_concurrent_refunds_of_one_payment(
     else:
         assert [e["refunded_amount"] for e in refunded] == [300, 600]
         assert sorted(a.json()["refunded_amount"] for a in answers) == [300, 600]
+
+
+def test_control_refusals_carry_the_business_apis_detail(client_a: ApiClient, control: TestClient) -> None:
+    """A business refusal through the control API has the business API's shape, detail included: how
+    much is left, what is refundable, the card's state, the field that names no sub-merchant. It used to
+    answer code and message only."""
+    emp = authorize(client_a, control, "employee123")
+    card = issue(client_a, emp, "mch_card_123456")  # 10000 fen
+    over = control.post("/sandbox/webizpay/payments", json={"card_no": card["card_no"], "amount": 10001})
+    assert over.status_code == 400, over.text
+    assert over.json()["code"] == "INVALID_REQUEST"
+    assert over.json()["detail"] == {"remain_amount": 10000}
+    paid = control.post("/sandbox/webizpay/payments", json={"card_no": card["card_no"], "amount": 4000})
+    assert paid.status_code == 200, paid.text
+    too_much = control.post(
+        "/sandbox/webizpay/refunds", json={"transaction_id": paid.json()["transaction_id"], "amount": 4001}
+    )
+    assert too_much.status_code == 400 and too_much.json()["detail"] == {"refundable": 4000}, too_much.text
+    client_a.post(f"/v3/webizpay/employees/{emp}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A})
+    disabled = control.post("/sandbox/webizpay/payments", json={"card_no": card["card_no"], "amount": 1})
+    assert disabled.status_code == 400 and disabled.json()["detail"] == {"state": "DISABLED"}, disabled.text
+    # refused before the domain: the control API's own refusal, in the same shape as a body field's
+    stranger = control.post(
+        "/sandbox/webizpay/authorizations",
+        json={"sp_mchid": SP_A, "sub_mchid": "1999999999", "user_id": "emp_99"},
+    )
+    assert stranger.status_code == 400 and stranger.json()["code"] == "PARAM_ERROR", stranger.text
+    assert stranger.json()["detail"] == {
+        "field": "/sub_mchid",
+        "location": "body",
+        "value": "1999999999",
+        "issue": "not a sub-merchant",
+    }
+    # a refusal without a detail has none (not "detail": null)
+    missing = control.post("/sandbox/webizpay/refunds", json={"transaction_id": "4200nope", "amount": 1})
+    assert missing.status_code == 404 and set(missing.json()) == {"code", "message"}, missing.text

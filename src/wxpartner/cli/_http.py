@@ -72,9 +72,10 @@ class Target:
         if resp.status_code >= 400:
             if not isinstance(data, dict):
                 data = {"message": data}
-            raise click.ClickException(
-                f"{resp.status_code} {data.get('code', '')}: {data.get('message', data)}"
-            )
+            shown = f"{resp.status_code} {data.get('code', '')}: {data.get('message', data)}"
+            if data.get("detail") is not None:  # which field, value or state, as the business API says it
+                shown += f" (detail: {json.dumps(data['detail'], ensure_ascii=False, sort_keys=True)})"
+            raise click.ClickException(shown)
         return data
 
 

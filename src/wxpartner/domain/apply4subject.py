@@ -81,12 +81,22 @@ ACTIONS: dict[str, Action] = {
 }
 
 
+class StepRefused(ValueError):
+    """A sandbox step that does not fit the applyment's state. ``detail`` has the shape of the business
+    API's state refusals (``cancel_changes``): the state it is in and the issue."""
+
+    def __init__(self, action: Action, state: str, message: str | None = None) -> None:
+        sources = ", ".join(sorted(action.sources))
+        super().__init__(message or f"{action.name} is not possible in {state} (only from {sources})")
+        self.detail = {"state": state, "issue": f"{action.name} is possible only from {sources}"}
+
+
 def action_for(name: str, state: str) -> Action:
     action = ACTIONS.get(name)
     if action is None:
         raise ValueError(f"unknown action {name!r}; one of {', '.join(ACTIONS)}")
     if state not in action.sources:
-        raise ValueError(f"{name} is not possible in {state} (only from {', '.join(sorted(action.sources))})")
+        raise StepRefused(action, state)
     return action
 
 

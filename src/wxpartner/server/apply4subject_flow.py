@@ -250,7 +250,10 @@ def apply_action(
             reject_reason=kept_reason,
         )
         if not moved:
-            raise ValueError(f"the applyment changed meanwhile; {name} is no longer possible")
+            current = repo.by_id(app.applyment_id) or app
+            raise d.StepRefused(
+                action, current.state, f"the applyment changed meanwhile; {name} is no longer possible"
+            )
     if name == "authorize" or (authorize and action.target == d.PASSED):
         targets = list(dict.fromkeys([*app.confirm_mchids, *(sub_mchids or [])]))
         repo.authorize(app.mchid, targets, app.applyment_id, now)

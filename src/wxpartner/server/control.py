@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from ..domain.clock import ClockState
 from ..domain.merchants import notify_url_problem
+from ..protocol.errors import ApiError
 from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
 from ..sandbox.material import make_platform_certificate, make_platform_public_key
@@ -65,8 +66,8 @@ def _guarded(fn: Endpoint) -> Endpoint:
             refuse_nul(request.query_params.multi_items(), "query parameter")
             refuse_nul(request.path_params.items(), "path parameter")
             return await fn(request)
-        except ControlError as exc:
-            return error(exc.status, exc.code, exc.message)
+        except (ControlError, ApiError) as exc:  # ApiError: a domain refusal, as the business API answers it
+            return error(exc.status, exc.code, exc.message, exc.detail)
         except scenario.ScenarioError as exc:
             return error(400, "SCENARIO_ERROR", str(exc))
         except (DBAPIError, PoolTimeout):
@@ -83,8 +84,12 @@ def _guarded(fn: Endpoint) -> Endpoint:
     return endpoint
 
 
-def error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
+def error(status: int, code: str, message: str, detail: dict[str, Any] | None = None) -> JSONResponse:
+    """The business API's error shape (protocol.md §6): ``detail`` only when there is one."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status)
 
 
 async def json_value(request: Request) -> Any:

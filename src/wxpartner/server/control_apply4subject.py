@@ -108,8 +108,11 @@ async def act(request: Request) -> Response:
                 )
             except flow.BadActionInput as exc:
                 raise ControlError(400, "PARAM_ERROR", str(exc)) from exc
-            except ValueError as exc:  # the step does not fit the current state (409) or is unknown
-                raise ControlError(409 if name in d.ACTIONS else 400, "INVALID_REQUEST", str(exc)) from exc
+            except d.StepRefused as exc:  # the step does not fit the current state
+                raise ControlError(409, "INVALID_REQUEST", str(exc), exc.detail) from exc
+            except ValueError as exc:  # an unknown step, named by the path
+                detail = {"field": "action", "location": "path", "value": name, "issue": str(exc)}
+                raise ControlError(400, "INVALID_REQUEST", str(exc), detail) from exc
             return _view(app, st.settings.base_url())
 
     return JSONResponse(await anyio.to_thread.run_sync(apply))

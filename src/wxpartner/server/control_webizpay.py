@@ -59,13 +59,11 @@ T = TypeVar("T")
 
 
 def run_in_tx(db: Database, fn: Callable[[WebizpayRepo, float], T]) -> T:
-    """One write transaction at business time; domain refusals keep their WeChat code and status."""
-    try:
-        with db.write() as conn:
-            now = sandbox_store.read_clock(conn).now_ts()
-            return fn(WebizpayRepo(conn), now)
-    except ApiError as err:
-        raise ControlError(err.status, err.code, err.message) from None
+    """One write transaction at business time; a domain refusal (ApiError) rolls it back and is answered
+    by the control API's guard with its WeChat code, status and detail."""
+    with db.write() as conn:
+        now = sandbox_store.read_clock(conn).now_ts()
+        return fn(WebizpayRepo(conn), now)
 
 
 def _policy(request: Request) -> Policy:
@@ -117,7 +115,17 @@ async def consent(request: Request) -> Response:
             return authorizations.consent_by_token(repo, now, token)
         assert who is not None
         if not repo.sub_bound(who.sp_mchid, who.sub_mchid):
-            raise ControlError(400, "PARAM_ERROR", f"{who.sub_mchid} is not a sub-merchant of {who.sp_mchid}")
+            raise ControlError(
+                400,
+                "PARAM_ERROR",
+                f"{who.sub_mchid} is not a sub-merchant of {who.sp_mchid}",
+                {
+                    "field": "/sub_mchid",
+                    "location": "body",
+                    "value": who.sub_mchid,
+                    "issue": "not a sub-merchant",
+                },
+            )
         return authorizations.consent(
             repo, now, sp_mchid=who.sp_mchid, sub_mchid=who.sub_mchid, user_id=who.user_id
         )

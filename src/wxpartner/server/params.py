@@ -25,9 +25,12 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class ControlError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    """A control-API refusal; ``detail`` is the business API's ``detail`` object (protocol.md §6: field,
+    location, value, issue, state...) when the refusal has one, so both APIs answer in one shape."""
+
+    def __init__(self, status: int, code: str, message: str, detail: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.detail = status, code, message, detail
 
 
 def bad(message: str) -> ControlError:
