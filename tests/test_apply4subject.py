@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from apply4subject_support import (
@@ -28,11 +29,13 @@ from apply4subject_support import (
     submit_ok,
 )
 from support import SP_A, SP_B, SP_C, ApiClient, World, statements_run
+from wxpartner.domain.apply4subject import fingerprints
 from wxpartner.domain.merchants import KeyMode, Merchant, RelationKind, Role
 from wxpartner.protocol.crypto import oaep_encrypt
 from wxpartner.sandbox.material import make_platform_certificate
 from wxpartner.server.app import WxPartnerApp
 from wxpartner.store import registry
+from wxpartner.store.apply4subject_tables import apply4subject_applyments
 
 
 @pytest.fixture
@@ -468,6 +471,59 @@ def test_channel_caller_may_not_name_another_channel(chan: ApiClient) -> None:
     body = mutate(make_body(chan, "ch_1"), "/channel_id", "1239999999")
     _error(submit(chan, body), 400, "PARAM_ERROR")
     assert submit(chan, mutate(body, "/channel_id", SP_A)).status_code == 200
+
+
+def _id(resp: Any) -> int:
+    assert resp.status_code == 200, resp.text
+    return int(resp.json()["applyment_id"])
+
+
+def test_a_channel_merchant_naming_itself_or_not_submits_the_same_applyment(chan: ApiClient) -> None:
+    """A channel merchant's channel_id names itself whether omitted (as A1 says it calls) or given as its
+    own number, so a resubmit in the other spelling replays the applyment; it was refused as other data
+    (the fingerprint held null in one and the mchid in the other)."""
+    omitted = _id(submit(chan, make_body(chan, "self_1")))
+    assert _id(submit(chan, mutate(make_body(chan, "self_1"), "/channel_id", SP_A))) == omitted
+    assert _id(submit(chan, make_body(chan, "self_1"), path=f"{BASE}?channel_id={SP_A}")) == omitted
+    own = _id(submit(chan, mutate(make_body(chan, "self_2"), "/channel_id", SP_A)))
+    assert own != omitted
+    assert _id(submit(chan, make_body(chan, "self_2"))) == own
+    # the rest of the submission still counts: other data under either spelling is refused
+    for body in (
+        make_body(chan, "self_2", mobile="13900139000"),
+        make_body(chan, "self_1", mobile="13900139000"),
+    ):
+        _error(submit(chan, mutate(body, "/channel_id", SP_A)), 400, "INVALID_REQUEST")
+        _error(submit(chan, body), 400, "INVALID_REQUEST")
+    # another channel is not the caller: refused (an institution's other channel is other data,
+    # test_institution_channel_id_rules)
+    _error(submit(chan, mutate(make_body(chan, "self_1"), "/channel_id", CHANNEL_B)), 400, "PARAM_ERROR")
+
+
+def test_an_applyment_stored_with_a_null_channel_digest_still_replays(
+    app: WxPartnerApp, chan: ApiClient
+) -> None:
+    """Versions before the channel rule stored a channel merchant's omitted channel_id as null in the
+    digest; an identical resubmit of such an applyment, in either spelling, still replays it."""
+    applyment_id = _id(submit(chan, make_body(chan, "old_1")))
+    plain = {
+        "/contact_info/name": NAME,
+        "/contact_info/id_card_number": IDNO,
+        "/contact_info/mobile": MOBILE,
+        "/identification_info/identification_name": NAME,
+        "/identification_info/identification_number": IDNO,
+    }
+    raw = make_body(chan, "old_1")
+    current, legacy = fingerprints(raw, plain, SP_A, None)
+    assert fingerprints(raw, plain, SP_A, SP_A) == (current, legacy) and current != legacy
+    with app.state.db.write() as conn:
+        table = apply4subject_applyments
+        stored = conn.execute(sa.select(table.c.fingerprint).where(table.c.applyment_id == applyment_id))
+        assert stored.scalar_one() == current  # the server digests what this test does
+        conn.execute(sa.update(table).where(table.c.applyment_id == applyment_id).values(fingerprint=legacy))
+    assert _id(submit(chan, make_body(chan, "old_1"))) == applyment_id
+    assert _id(submit(chan, mutate(make_body(chan, "old_1"), "/channel_id", SP_A))) == applyment_id
+    _error(submit(chan, make_body(chan, "old_1", mobile="13900139000")), 400, "INVALID_REQUEST")
 
 
 def test_isolation_between_callers(chan: ApiClient, inst: ApiClient, control: TestClient) -> None:

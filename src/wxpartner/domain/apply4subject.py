@@ -237,11 +237,25 @@ def check_subject(subject: dict[str, Any]) -> None:
         )
 
 
-def fingerprint(body: dict[str, Any], plain: dict[str, str], channel_id: str | None) -> str:
+def fingerprints(
+    body: dict[str, Any], plain: dict[str, str], caller_mchid: str, channel_id: str | None
+) -> tuple[str, ...]:
     """SHA-256 of the submission with decrypted sensitive values (OAEP ciphertext differs on every
-    retry), so an identical resubmit is recognised. Only the digest is stored."""
+    retry), so an identical resubmit is recognised; only the digest is stored. The first is the one to
+    store, any other one an identical submission may have been stored under.
+
+    ``channel_id`` (body or query, already checked) counts by whom it names: the channel merchant the
+    applyment is made under. A channel merchant calls without it (spec A1) and may name itself, so
+    both mean the caller; an institution always names one of its channel merchants. Applyments stored
+    before this rule digested an omitted channel_id as null: that digest still matches."""
+    channel = channel_id or caller_mchid
+    first = _digest(body, plain, channel)
+    return (first, _digest(body, plain, None)) if channel == caller_mchid else (first,)
+
+
+def _digest(body: dict[str, Any], plain: dict[str, str], channel: str | None) -> str:
     doc = _with_values(body, plain)
-    doc["channel_id"] = channel_id  # resolved: body or query spelling counts the same
+    doc["channel_id"] = channel
     return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 

@@ -83,7 +83,7 @@ def submit(
     channel_id: str | None,
     now: float,
 ) -> Applyment:
-    fp = d.fingerprint(body, plain, channel_id)
+    fp, *also = d.fingerprints(body, plain, caller.mchid, channel_id)
     materials = d.masked_materials(body, plain)
     confirm = list((body.get("addition_info") or {}).get("confirm_mchid_list") or [])
     code = body["business_code"]
@@ -104,7 +104,7 @@ def submit(
             if made is not None:
                 return made
             continue
-        outcome = d.resubmit_outcome(existing.state, existing.fingerprint == fp)
+        outcome = d.resubmit_outcome(existing.state, existing.fingerprint in (fp, *also))
         if outcome == "replay":
             return existing
         if repo.replace(
