@@ -4,6 +4,7 @@ token; afterwards, the connection settings a client needs (printed by ``wxpartne
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ TOKEN_KEY = "sandbox_token"
 def ensure_platform_keys(db: Database, data_dir: Path) -> None:
     """One shared WeChat Pay public key (PUB_KEY_ID_...) and one platform certificate, kept in the db;
     the public halves of every key in use (a merchant's own public key too: connection.json names the
-    demo merchant's once it has one) are written to data_dir/platform for clients to load."""
+    demo merchant's once it has one), and only those, are in data_dir/platform for clients to load."""
     with db.write() as conn:
         rows = registry.list_platform_keys(conn)
         if not any(r.kind == "public_key" for r in rows):
@@ -40,13 +41,42 @@ def ensure_platform_keys(db: Database, data_dir: Path) -> None:
         rows = registry.list_platform_keys(conn)
     out = data_dir / "platform"
     out.mkdir(parents=True, exist_ok=True)
+    written: set[str] = set()
     for row in rows:
         if row.retired:
             continue
         if row.kind == "public_key":
-            (out / f"{row.key_id}.pem").write_text(row.public_key_pem)
+            name = f"{row.key_id}.pem"
+            (out / name).write_text(row.public_key_pem)
         elif row.kind == "certificate" and row.certificate_pem:
-            (out / f"wechatpay_{row.key_id}.pem").write_text(row.certificate_pem)
+            name = f"wechatpay_{row.key_id}.pem"
+            (out / name).write_text(row.certificate_pem)
+        else:
+            continue
+        written.add(name)
+    # Files of keys this database does not use: retired ones, and every key of a database the data dir
+    # outlived (a new one makes keys of its own), which piled up two files a start. No answer verifies
+    # with them. Only what this function writes goes: our names, public halves (a scenario's own PEM
+    # files may sit here, as README's example puts them in platform/).
+    for stale in out.iterdir():
+        if stale.name not in written and _OUR_FILE.fullmatch(stale.name) and _public_only(stale):
+            stale.unlink(missing_ok=True)
+
+
+# The names ensure_platform_keys writes: PUB_KEY_ID_… (a scenario's key_id: letters, digits, '_') and
+# wechatpay_<certificate serial, upper-case hex>.
+_OUR_FILE = re.compile(r"PUB_KEY_ID_[A-Za-z0-9_]+\.pem|wechatpay_[0-9A-F]+\.pem")
+
+
+def _public_only(path: Path) -> bool:
+    """A public key or a certificate, as written above; never a private key someone keeps here."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return "PRIVATE KEY" not in text and text.lstrip().startswith(
+        ("-----BEGIN PUBLIC KEY-----", "-----BEGIN CERTIFICATE-----")
+    )
 
 
 def ensure_token(db: Database, given: str = "") -> str:
