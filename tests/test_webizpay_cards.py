@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from support import SP_A, SP_B, SP_C, SUB_A, SUB_B, ApiClient, statements_run
+from conftest import SANDBOX_TOKEN
+from support import SP_A, SP_B, SP_C, SUB_A, SUB_B, ApiClient, World, statements_run
 from webizpay_support import (
     assert_param_error,
     authorize,
@@ -19,7 +20,8 @@ from webizpay_support import (
     issue_body,
 )
 from wxpartner.protocol.times import format_rfc3339, parse_rfc3339
-from wxpartner.server.app import WxPartnerApp
+from wxpartner.server.app import WxPartnerApp, create_app
+from wxpartner.server.settings import Settings
 
 
 def cards_url(employee_id: str) -> str:
@@ -421,20 +423,29 @@ def test_cancel_and_revoke_can_be_kept_out_of_quotacardexpired(
     assert notified == [ending["card_no"]]
 
 
-def test_background_sweep_expires_unread_cards(
-    client_a: ApiClient, control: TestClient, app: WxPartnerApp
-) -> None:
-    """Nobody reads the card: the server's own sweep (every 2 s) disables it and notifies."""
+def test_background_sweep_expires_unread_cards(settings: Settings, world: World) -> None:
+    """Nobody reads the card: the server's own sweep disables it and notifies. The sweep runs as the
+    app's background task, every webizpay_sweep_seconds (2 s by default, 0.05 s here so the test does
+    not wait out the default: it waited up to 8 s)."""
     import time
 
-    emp = authorize(client_a, control, "employee123")
-    card = issue(client_a, emp, "mch_card_123456", effective_end_time=future(3600))
-    control.post("/sandbox/clock", json={"advance": 7200})
-    deadline = time.monotonic() + 8
-    while not events(app, "WEBIZPAY.QUOTACARDEXPIRED") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    (event,) = events(app, "WEBIZPAY.QUOTACARDEXPIRED")
-    assert event["card_no"] == card["card_no"] and event["reason"] == "有效期结束"
+    settings.extra["webizpay_sweep_seconds"] = 0.05
+    app = create_app(settings)
+    try:
+        with TestClient(app) as http:  # the lifespan starts the background tasks
+            client = ApiClient(http, world, SP_A)
+            control = TestClient(app, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"})
+            emp = authorize(client, control, "employee123")
+            card = issue(client, emp, "mch_card_123456", effective_end_time=future(3600))
+            assert not events(app, "WEBIZPAY.QUOTACARDEXPIRED")
+            control.post("/sandbox/clock", json={"advance": 7200})
+            deadline = time.monotonic() + 8  # a bound for a loaded machine, not a measurement
+            while not events(app, "WEBIZPAY.QUOTACARDEXPIRED") and time.monotonic() < deadline:
+                time.sleep(0.02)
+            (event,) = events(app, "WEBIZPAY.QUOTACARDEXPIRED")
+            assert event["card_no"] == card["card_no"] and event["reason"] == "有效期结束"
+    finally:
+        app.state.db.dispose()
 
 
 @pytest.mark.parametrize("by", ["card_no (W4)", "out_card_no (W5)"])
