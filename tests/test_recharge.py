@@ -520,6 +520,16 @@ def test_control_api_refuses_bad_preloads_and_writes_nothing(
     too_many = {"sub_mchid": SECOND_A, "employees": ["o1", "o2", "o3", "o4"]}
     resp = control.post("/sandbox/recharge-employees", json=too_many)
     assert resp.status_code == 400 and "at most 3" in resp.json()["message"]
+    # the rule as R1 names it (the control API's refusals used to carry no detail)
+    assert resp.json()["detail"] == {"rule": "max_employees", "limit": 3}
+    foreign = control.post(
+        "/sandbox/recharge-employees", json={"sub_mchid": SECOND_A, "mchid": SP_B, "employees": ["o1"]}
+    )
+    assert foreign.json()["detail"] == {
+        "field": "sub_mchid",
+        "value": SECOND_A,
+        "issue": f"not a second-level merchant of {SP_B}",
+    }, foreign.text
     for bad in (
         {"sub_mchid": SECOND_A, "employees": [{"sp_openid": "o1", "state": "GONE"}]},
         {"sub_mchid": SECOND_A, "employees": [LONG]},

@@ -20,7 +20,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ..protocol.errors import ApiError
 from ..protocol.times import CHINA_TZ
@@ -160,7 +160,12 @@ def list_effective(repo: RechargeRepo, mchid: str, sub_mchid: str) -> list[Emplo
 
 
 class PreloadError(ValueError):
-    """A sandbox preload that would break an invariant; nothing is written."""
+    """A sandbox preload that would break an invariant; nothing is written. ``detail`` is what the
+    business API's refusal of the same thing carries (``check_access``, ``_refused``), if anything."""
+
+    def __init__(self, message: str, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +182,10 @@ def preload(
     """Sandbox setup: put employees in place as if added earlier (no rate limit, no daily slot), but
     never more than MAX_EFFECTIVE in effect. The caller's transaction rolls back on PreloadError."""
     if not repo.is_second_level(mchid, sub_mchid):
-        raise PreloadError(f"{sub_mchid} is not a second-level merchant of platform {mchid}")
+        raise PreloadError(
+            f"{sub_mchid} is not a second-level merchant of platform {mchid}",
+            {"field": "sub_mchid", "value": sub_mchid, "issue": f"not a second-level merchant of {mchid}"},
+        )
     out: list[Employee] = []
     for entry in entries:
         if entry.state not in STATES:
@@ -195,6 +203,7 @@ def preload(
     effective = repo.recount(sub_mchid)
     if effective > MAX_EFFECTIVE:
         raise PreloadError(
-            f"sub_mchid {sub_mchid} would have {effective} employees in effect (at most {MAX_EFFECTIVE})"
+            f"sub_mchid {sub_mchid} would have {effective} employees in effect (at most {MAX_EFFECTIVE})",
+            {"rule": "max_employees", "limit": MAX_EFFECTIVE},
         )
     return out

@@ -187,7 +187,7 @@ async def recharge_employees(request: Request) -> Response:
     try:
         loaded = await anyio.to_thread.run_sync(apply)
     except recharge.PreloadError as exc:
-        raise ControlError(400, "PARAM_ERROR", str(exc)) from exc
+        raise ControlError(400, "PARAM_ERROR", str(exc), exc.detail) from exc
     return JSONResponse({"loaded": len(loaded), "employees": loaded})
 
 
