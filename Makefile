@@ -6,7 +6,7 @@ PORT ?= 8080
 HOST ?= 127.0.0.1
 DATA_DIR ?= .wxpartner
 
-.PHONY: serve test install lint typecheck unit bench soak clean
+.PHONY: serve test install lint typecheck unit pythons test-pythons bench soak clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,15 @@ unit: install
 	./scripts/install-peers.sh
 	$(BIN)/pytest
 
-test: lint typecheck unit
+# The SDK's tests on the other supported CPythons found here (3.12, 3.13: .venv-X.Y each).
+pythons:
+	./scripts/other-pythons.sh
+
+test: lint typecheck unit pythons
+
+# The whole suite, both backends, on each of them (about as long as `make unit` each).
+test-pythons:
+	WXPARTNER_TEST_BACKENDS=sqlite,postgres ./scripts/other-pythons.sh -q tests
 
 # Ratios to the machine's signing floor, measured side by side (a few minutes; installs wrk).
 bench: install
@@ -43,4 +51,4 @@ soak: install
 	WXPARTNER_FUZZ_EXAMPLES=300 WXPARTNER_CRASH_CYCLES=20 PYTHONPATH=tests $(BIN)/pytest -q -s -p figures tests/test_fuzz_schema.py tests/test_parser_fuzz.py tests/test_crashes.py tests/test_tenant_isolation.py tests/test_hostile_limits.py tests/test_replay_workers.py
 
 clean:
-	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-3.* $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache

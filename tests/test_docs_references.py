@@ -12,8 +12,11 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # `path/file.py` or `path/file.py: name, other.attr`
 REFERENCE = re.compile(r"`([A-Za-z0-9_./*-]+\.(?:py|c|lua|sh))(?::\s*([A-Za-z_][A-Za-z0-9_.,\s]*))?`")
 BASES = [ROOT, ROOT / "src" / "wxpartner", ROOT / "src"]
+# The project's own files: not a virtualenv's (.venv, or .venv-3.13 from scripts/other-pythons.sh).
 SOURCES = [
-    p for p in ROOT.glob("**/*") if p.suffix in {".py", ".c", ".lua", ".sh"} and ".venv" not in p.parts
+    p
+    for p in ROOT.glob("**/*")
+    if p.suffix in {".py", ".c", ".lua", ".sh"} and not any(part.startswith(".venv") for part in p.parts)
 ]
 
 
