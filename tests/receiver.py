@@ -21,6 +21,7 @@ class Receiver:
     status: int = 200
     answer: bytes = b""  # the body of every answer
     lock: threading.Lock = field(default_factory=threading.Lock)
+    gate: threading.Event | None = None  # when set up: each answer waits until it is set (at most 30 s)
 
     @property
     def url(self) -> str:
@@ -28,6 +29,8 @@ class Receiver:
         return f"http://{host!s}:{port}/notify"
 
     def stop(self) -> None:
+        if self.gate is not None:
+            self.gate.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -41,10 +44,15 @@ def start_receiver() -> Receiver:
             rec: Receiver = holder["rec"]
             with rec.lock:
                 rec.deliveries.append(Delivery({k: v for k, v in self.headers.items()}, body))
-            self.send_response(rec.status)
-            self.send_header("Content-Length", str(len(rec.answer)))
-            self.end_headers()
-            self.wfile.write(rec.answer)
+            if rec.gate is not None:
+                rec.gate.wait(30)
+            try:
+                self.send_response(rec.status)
+                self.send_header("Content-Length", str(len(rec.answer)))
+                self.end_headers()
+                self.wfile.write(rec.answer)
+            except (BrokenPipeError, ConnectionResetError):  # held past the sender's timeout: it hung up
+                pass
 
         def log_message(self, *_args: Any) -> None:
             pass

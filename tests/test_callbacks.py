@@ -477,21 +477,16 @@ def test_idle_polls_do_not_read_notifications_nobody_can_receive(
         sa.event.listen(engine, "before_cursor_execute", seen)
     try:
         with app.state.db.read() as conn:
-            assert not outbox.any_due(conn, business_now=T0, real_now=time.time())
+            assert not outbox.any_due(conn, business_now=T0)
         with app.state.db.write() as conn:
-            assert (
-                outbox.claim_due(
-                    conn, business_now=T0, real_now=time.time(), owner="o", lease_seconds=60, limit=16
-                )
-                == []
-            )
+            assert outbox.claim_due(conn, business_now=T0, owner="o", lease_seconds=60, limit=16) == []
     finally:
         for engine in engines:
             sa.event.remove(engine, "before_cursor_execute", seen)
     assert statements and not [s for s in statements if "callback_notifications" in s]
     set_notify_url(frozen, SP_A, receiver.url)
     with app.state.db.read() as conn:
-        assert outbox.any_due(conn, business_now=T0, real_now=time.time())
+        assert outbox.any_due(conn, business_now=T0)
     assert len(deliver(frozen)) == 3
 
 
@@ -532,11 +527,9 @@ def _poll_cost(app: WxPartnerApp) -> int:
         sa.event.listen(engine, "before_cursor_execute", seen)
     try:
         with db.read() as conn:
-            assert not outbox.any_due(conn, business_now=T0, real_now=time.time())
+            assert not outbox.any_due(conn, business_now=T0)
         with db.write() as conn:
-            assert not outbox.claim_due(
-                conn, business_now=T0, real_now=time.time(), owner="o", lease_seconds=60, limit=16
-            )
+            assert not outbox.claim_due(conn, business_now=T0, owner="o", lease_seconds=60, limit=16)
     finally:
         for engine in db.engines:
             sa.event.remove(engine, "before_cursor_execute", seen)
@@ -591,7 +584,7 @@ def test_a_poll_does_not_read_notifications_of_merchants_that_cannot_receive(
     assert loaded <= idle + slack, (idle, loaded)
     _waiting(app, SP_A, 1)  # and a sendable one is still found
     with app.state.db.read() as conn:
-        assert outbox.any_due(conn, business_now=T0, real_now=time.time())
+        assert outbox.any_due(conn, business_now=T0)
 
 
 def test_a_poll_does_not_read_retries_that_are_not_due_yet(
@@ -611,10 +604,10 @@ def test_a_poll_does_not_read_retries_that_are_not_due_yet(
     # Once the clock has reached them they are due, oldest first, and a clock moved back makes them
     # due at once (test_moving_the_clock_back_does_not_hold_notifications_back sends them so).
     with app.state.db.read() as conn:
-        assert outbox.any_due(conn, business_now=T0 + outbox.RETRY_SCHEDULE[4], real_now=time.time())
+        assert outbox.any_due(conn, business_now=T0 + outbox.RETRY_SCHEDULE[4])
     set_clock(frozen, set=T0 - 86400, freeze=True)
     with app.state.db.read() as conn:
-        assert outbox.any_due(conn, business_now=T0 - 86400, real_now=time.time())
+        assert outbox.any_due(conn, business_now=T0 - 86400)
 
 
 def test_more_receiving_merchants_than_a_poll_names_are_read_by_a_subquery(
@@ -686,14 +679,12 @@ def test_expired_lease_is_claimed_again(app: WxPartnerApp, frozen: TestClient, r
     set_notify_url(frozen, SP_A, receiver.url)
     dead = enqueue(app)
     alive = enqueue(app)
-    now = time.time()
     with app.state.db.write() as conn:
-        outbox.claim_due(
-            conn, business_now=T0, real_now=now - 120, owner="dead", lease_seconds=60, limit=1, ids=[dead]
-        )
-        outbox.claim_due(
-            conn, business_now=T0, real_now=now, owner="alive", lease_seconds=60, limit=1, ids=[alive]
-        )
+        outbox.claim_due(conn, business_now=T0, owner="dead", lease_seconds=60, limit=1, ids=[dead])
+        outbox.claim_due(conn, business_now=T0, owner="alive", lease_seconds=60, limit=1, ids=[alive])
+        # the dead process claimed two minutes ago: its lease ran out a minute ago
+        n = callback_notifications
+        conn.execute(n.update().where(n.c.id == dead).values(lease_until=n.c.lease_until - 120))
     assert [r.id for r in Deliverer(app.state.db, app.state.keyring).run_pass()] == [dead]
     assert receiver.ids() == [dead]
 
@@ -706,9 +697,7 @@ def test_a_send_finishing_after_a_reset_leaves_no_attempt_behind(
     set_notify_url(frozen, SP_A, "http://127.0.0.1:9/x")
     nid = enqueue(app)
     with app.state.db.write() as conn:
-        [claim] = outbox.claim_due(
-            conn, business_now=T0, real_now=time.time(), owner="me", lease_seconds=60, limit=1
-        )
+        [claim] = outbox.claim_due(conn, business_now=T0, owner="me", lease_seconds=60, limit=1)
     assert frozen.post("/sandbox/reset", json={}).status_code == 200
     outcome = outbox.Outcome(
         at=T0,
@@ -846,9 +835,7 @@ def test_a_redeliver_during_a_failing_last_send_grants_one_more_send_due_at_once
             .where(callback_notifications.c.id == nid)
             .values(sends=9, next_attempt_at=T0)
         )
-        [claim] = outbox.claim_due(
-            conn, business_now=T0, real_now=time.time(), owner="other", lease_seconds=60, limit=1
-        )
+        [claim] = outbox.claim_due(conn, business_now=T0, owner="other", lease_seconds=60, limit=1)
     with app.state.db.write() as conn:
         assert outbox.reopen(conn, nid, T0)
     failed = outbox.Outcome(
@@ -871,7 +858,7 @@ def test_a_redeliver_during_a_failing_last_send_grants_one_more_send_due_at_once
     )
     assert [(a["attempt_no"], a["ok"]) for a in shown["attempts"]] == [(10, False)]
     with app.state.db.read() as conn:
-        assert outbox.any_due(conn, business_now=T0, real_now=time.time())
+        assert outbox.any_due(conn, business_now=T0)
 
 
 def test_reset_forgets_notifications(app: WxPartnerApp, frozen: TestClient) -> None:

@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("wxpartner.callbacks")
 
 POLL_SECONDS = 1.0
-LEASE_SECONDS = 60.0  # > timeout x sends per batch worker: a live claim never expires mid-send
+# > timeout x sends per batch worker: a live claim never expires mid-send. The lease is taken and judged
+# on the database's clock (outbox._lease_now); the send's timeout is timed on this host's monotonic clock
+# on purpose: both are intervals, which an offset between hosts' clocks does not change.
+LEASE_SECONDS = 60.0
 BATCH = 16
 SENDERS = 8
 # Concurrent sends to one host: a burst of simultaneous connects overflows a small listen backlog
@@ -113,19 +116,17 @@ class Deliverer:
 
     def run_pass(self, ids: list[str] | None = None) -> list[Delivered]:
         """Send every notification that is due now (at most ``batch``), once each; return what happened."""
-        real_now = time.time()
         if ids is None:
             with self.db.read() as conn:
-                bnow = sandbox.read_clock(conn).now_ts(real_now)
-                if not outbox.any_due(conn, business_now=bnow, real_now=real_now):
+                bnow = sandbox.read_clock(conn).now_ts()
+                if not outbox.any_due(conn, business_now=bnow):
                     return []
         owner = f"{self.owner_prefix}-{secrets.token_hex(6)}"
         with self.db.write() as conn:
-            bnow = sandbox.read_clock(conn).now_ts(real_now)
+            bnow = sandbox.read_clock(conn).now_ts()
             claims = outbox.claim_due(
                 conn,
                 business_now=bnow,
-                real_now=real_now,
                 owner=owner,
                 lease_seconds=self.lease_seconds,
                 limit=self.batch,
@@ -194,7 +195,7 @@ class Deliverer:
         deadline = time.monotonic() + self.timeout + 2
         while time.monotonic() < deadline:
             with self.db.read() as conn:
-                if not outbox.leased(conn, real_now=time.time()):
+                if not outbox.leased(conn):
                     break
             time.sleep(0.05)
         return out + self.drain()
@@ -214,7 +215,7 @@ class Deliverer:
             if results or time.monotonic() >= deadline:
                 return results
             with self.db.read() as conn:
-                if not outbox.in_flight(conn, notification_id, real_now=time.time()):
+                if not outbox.in_flight(conn, notification_id):
                     return results
             time.sleep(0.05)
 

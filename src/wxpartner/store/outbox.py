@@ -5,6 +5,9 @@ Claiming is ``SELECT … FOR UPDATE SKIP LOCKED`` then a conditional ``UPDATE`` 
 (PostgreSQL); on SQLite the same statements run inside a ``BEGIN IMMEDIATE`` write, which serialises
 claimers (SQLAlchemy renders no FOR UPDATE there). A lease that expires (a killed process) makes the
 notification claimable again: delivery is at-least-once, receivers de-duplicate on ``id``.
+
+Leases are real time on one clock for all claimers: the database server's on PostgreSQL (hosts' clocks
+differ), this host's on SQLite (one host). See ``_lease_now``.
 """
 
 from __future__ import annotations
@@ -123,14 +126,28 @@ def _scheduled_delay() -> sa.ColumnElement[float]:
     )
 
 
-def _due(business_now: float, real_now: float) -> sa.ColumnElement[bool]:
+# PostgreSQL: the database server's clock, which every host shares (the time its statement began).
+_DATABASE_NOW = sa.cast(sa.extract("epoch", sa.func.statement_timestamp()), sa.Float)
+
+
+def _lease_now(conn: Connection) -> float | sa.ColumnElement[float]:
+    """The real time leases are taken and judged by. PostgreSQL: the database's clock. Each host's own
+    clock made a host whose clock ran ahead by more than a lease take over another host's live send
+    (the notification went out twice at once), and one whose clock ran behind wait for a dead host's
+    lease that much longer. SQLite: this host's clock (one host), as before.
+    Durations stay on the host on purpose: a lease's length and a send's HTTP timeout are intervals,
+    which a host measures as well as the database does whatever its clock's offset."""
+    return time.time() if conn.dialect.name == "sqlite" else _DATABASE_NOW
+
+
+def _due(business_now: float, lease_now: float | sa.ColumnElement[float]) -> sa.ColumnElement[bool]:
     """An index range on (mchid, state, next_attempt_at): a poll reads only what is due, however many
     retries wait for their time (a clock moved back is dealt with when it moves: clock_set)."""
     return sa.and_(
         _n.c.state == PENDING,
         _n.c.next_attempt_at <= business_now,
         _n.c.sends < _n.c.send_limit,
-        sa.or_(_n.c.lease_until.is_(None), _n.c.lease_until < real_now),
+        sa.or_(_n.c.lease_until.is_(None), _n.c.lease_until < lease_now),
     )
 
 
@@ -175,18 +192,18 @@ def _deliverable_filter(conn: Connection) -> sa.ColumnElement[bool] | None:
     return _n.c.mchid.in_(_deliverable_merchants().scalar_subquery())
 
 
-def any_due(conn: Connection, *, business_now: float, real_now: float) -> bool:
+def any_due(conn: Connection, *, business_now: float) -> bool:
     """A cheap read so idle pollers never take the write lock."""
     deliverable = _deliverable_filter(conn)
     if deliverable is None:
         return False
-    stmt = sa.select(_n.c.id).where(_due(business_now, real_now), deliverable).limit(1)
+    stmt = sa.select(_n.c.id).where(_due(business_now, _lease_now(conn)), deliverable).limit(1)
     return conn.execute(stmt).first() is not None
 
 
-def leased(conn: Connection, *, real_now: float) -> int:
+def leased(conn: Connection) -> int:
     """How many notifications some process is sending right now (a live lease)."""
-    stmt = sa.select(sa.func.count()).select_from(_n).where(_n.c.lease_until >= real_now)
+    stmt = sa.select(sa.func.count()).select_from(_n).where(_n.c.lease_until >= _lease_now(conn))
     return int(conn.execute(stmt).scalar_one())
 
 
@@ -194,14 +211,15 @@ def claim_due(
     conn: Connection,
     *,
     business_now: float,
-    real_now: float,
     owner: str,
     lease_seconds: float,
     limit: int,
     ids: Sequence[str] | None = None,
 ) -> list[Claim]:
-    """Lease up to ``limit`` due notifications to ``owner``. Call in a write transaction."""
-    due = _due(business_now, real_now)
+    """Lease up to ``limit`` due notifications to ``owner`` for ``lease_seconds`` (real time, on the
+    lease clock: _lease_now). Call in a write transaction."""
+    lease_now = _lease_now(conn)
+    due = _due(business_now, lease_now)
     deliverable = _deliverable_filter(conn)
     if deliverable is None:
         return []
@@ -221,7 +239,7 @@ def claim_due(
     rows = conn.execute(
         _n.update()
         .where(_n.c.id.in_(chosen), due)
-        .values(lease_owner=owner, lease_until=real_now + lease_seconds, updated_at=real_now)
+        .values(lease_owner=owner, lease_until=lease_now + lease_seconds, updated_at=time.time())
         .returning(
             _n.c.id,
             _n.c.mchid,
@@ -366,9 +384,9 @@ def reopen(conn: Connection, notification_id: str, business_now: float) -> bool:
     )
 
 
-def in_flight(conn: Connection, notification_id: str, *, real_now: float) -> bool:
+def in_flight(conn: Connection, notification_id: str) -> bool:
     """Whether some process holds a live lease on the notification (is sending it right now)."""
-    stmt = sa.select(_n.c.id).where(_n.c.id == notification_id, _n.c.lease_until >= real_now)
+    stmt = sa.select(_n.c.id).where(_n.c.id == notification_id, _n.c.lease_until >= _lease_now(conn))
     return conn.execute(stmt).first() is not None
 
 

@@ -1,0 +1,211 @@
+"""Callback leases across hosts whose clocks differ, over one PostgreSQL database. A lease is real time
+(it guards against a dead sender), and it used to be taken and judged on each host's own clock: a host
+whose clock ran ahead by more than the lease took over a live send of another host (the receiver got
+the notification twice at once), and a host whose clock ran behind waited for a dead host's lease that
+much longer. The lease is now the database's clock. Skewed processes run under ``faketime``
+(libfaketime, Debian's ``faketime``), which offsets every clock call of the process."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from live import LiveServer, start_live_server
+from pg import PgServer, create_database, drop_database
+from receiver import start_receiver
+from support import SP_A, World
+from wxpartner.store import outbox
+from wxpartner.store.db import Database
+from wxpartner.store.schema import merchants
+
+pytestmark = pytest.mark.slow
+_names = itertools.count()
+FROZEN_AT = 1_767_225_600.0  # business time, frozen: only the lease depends on the hosts' clocks
+RECEIVER = "http://127.0.0.1:9/notify"  # never sent to: the claims here are not followed by a send
+
+
+def faketime(offset_seconds: int) -> list[str]:
+    """The command prefix that runs a program with its clocks ``offset_seconds`` off (threads too). The
+    monotonic clock moves with the wall clock: an offset changes no interval (with libfaketime 0.9.10's
+    --exclude-monotonic, Python's time.sleep fails with EINVAL)."""
+    if shutil.which("faketime") is None:
+        pytest.skip("faketime is not installed here (apt-get install faketime); .ci/run installs it")
+    return ["faketime", "-m", "-f", f"{offset_seconds:+d}s"]
+
+
+def _database(pg_server: PgServer | None, template: str | None = None) -> Iterator[str]:
+    if pg_server is None:
+        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
+    name = f"wx_leases_{os.getpid()}_{next(_names)}"
+    url = create_database(pg_server, name, template=template)
+    yield url
+    drop_database(pg_server, name)
+
+
+@pytest.fixture
+def database(pg_server: PgServer | None) -> Iterator[str]:
+    """Empty: the hosts set it up."""
+    yield from _database(pg_server)
+
+
+@pytest.fixture
+def seeded(pg_server: PgServer | None, pg_template: str | None) -> Iterator[str]:
+    """The test world's merchants, SP_A receiving callbacks."""
+    for url in _database(pg_server, pg_template):
+        db = Database(url, pool_size=1)
+        with db.write() as conn:
+            conn.execute(merchants.update().where(merchants.c.mchid == SP_A).values(notify_url=RECEIVER))
+        db.dispose()
+        yield url
+
+
+def test_faketime_offsets_a_python_processs_clock() -> None:
+    """What the tests below rely on: a child under ``faketime`` sees time.time() moved."""
+    shown = subprocess.run(
+        [*faketime(600), sys.executable, "-c", "import time; print(time.time())"],
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    assert float(shown.stdout) - time.time() > 500
+
+
+def _enqueue(db: Database) -> str:
+    with db.write() as conn:
+        return outbox.enqueue(
+            conn, mchid=SP_A, event_type="WEBIZPAY.REVOKED", summary="", resource={"n": 1}, now=FROZEN_AT
+        )
+
+
+def test_a_host_whose_clock_runs_ahead_does_not_take_a_live_send_of_another_host(
+    tmp_path: Path, world: World, database: str
+) -> None:
+    """Host A claims the notification and is sending it (the receiver holds its answer) when it is
+    killed: its 60 s lease stands. Host B, its clock 120 s ahead, is asked to deliver everything due.
+    B took the notification at once (by its clock A's lease had run out a minute ago) and sent it a
+    second time; now it waits (bounded) for A's lease and sends nothing."""
+    receiver = start_receiver()
+    receiver.gate = threading.Event()
+    db = Database(database, pool_size=2)
+    a = start_live_server(tmp_path / "host-a", world, database_url=database)
+    b: LiveServer | None = None
+    try:
+        with a.control() as control:
+            assert control.post("/sandbox/clock", json={"set": FROZEN_AT, "freeze": True}).status_code == 200
+            nid = _enqueue(db)  # waits: SP_A has no notify_url yet
+            put = control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": receiver.url})
+            assert put.status_code == 200, put.text
+        deadline = time.monotonic() + 20  # A's poll (once a second) claims it and sends
+        while not receiver.deliveries and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(receiver.deliveries) == 1
+        a.proc.kill()  # mid-send: its lease is all that says the notification is being sent
+        a.proc.wait(10)
+        b = start_live_server(tmp_path / "host-b", world, database_url=database, wrapper=faketime(120))
+        with b.control() as control:
+            # B's start loaded the scenario again, which names no notify_url
+            put = control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": receiver.url})
+            assert put.status_code == 200, put.text
+            delivered = control.post("/sandbox/callbacks/deliver", timeout=30)
+            shown = control.get(f"/sandbox/callbacks/{nid}").json()
+        assert delivered.status_code == 200, delivered.text
+        assert delivered.json()["attempts"] == []
+        assert len(receiver.deliveries) == 1
+        assert (shown["state"], shown["leased"], shown["attempts"]) == ("pending", True, [])
+    finally:
+        receiver.stop()
+        db.dispose()
+        a.stop()
+        if b is not None:
+            b.stop()
+
+
+CLAIMER = """
+import json, sys
+from wxpartner.store import outbox
+from wxpartner.store.db import Database
+from wxpartner.store.schema import merchants
+
+url, nid, lease, business_now = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+db = Database(url, pool_size=1)
+with db.write() as conn:
+    claims = outbox.claim_due(
+        conn, business_now=business_now, owner="skewed", lease_seconds=lease, limit=1, ids=[nid]
+    )
+db.dispose()
+print(json.dumps([c.id for c in claims]))
+"""
+
+
+def _claim_elsewhere(offset_seconds: int, url: str, nid: str, lease_seconds: float) -> list[str]:
+    """A claim by another process (host) whose clock is ``offset_seconds`` off; it then ends without
+    completing the send (a killed host)."""
+    done = subprocess.run(
+        [
+            *faketime(offset_seconds),
+            sys.executable,
+            "-c",
+            CLAIMER,
+            url,
+            nid,
+            str(lease_seconds),
+            str(FROZEN_AT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout))
+
+
+def _claim_here(db: Database, nid: str, lease_seconds: float) -> list[str]:
+    with db.write() as conn:
+        claims = outbox.claim_due(
+            conn, business_now=FROZEN_AT, owner="here", lease_seconds=lease_seconds, limit=1, ids=[nid]
+        )
+    return [c.id for c in claims]
+
+
+@pytest.fixture
+def db(seeded: str) -> Iterator[Database]:
+    made = Database(seeded, pool_size=2)
+    yield made
+    made.dispose()
+
+
+def test_a_dead_host_whose_clock_ran_ahead_holds_its_notification_only_for_its_lease(
+    seeded: str, db: Database
+) -> None:
+    """A host 600 s ahead claims (a 1 s lease) and dies: another host took the notification over only
+    when its own clock reached the dead host's, 10 minutes later; now once the lease has run out."""
+    nid = _enqueue(db)
+    assert _claim_elsewhere(600, seeded, nid, 1.0) == [nid]
+    time.sleep(1.2)  # the lease runs out (on any clock that runs)
+    assert _claim_here(db, nid, 60) == [nid]
+
+
+def test_a_host_whose_clock_runs_behind_takes_over_a_dead_hosts_lease_once_it_has_run_out(
+    seeded: str, db: Database
+) -> None:
+    """A host dies holding a 1 s lease: a host 600 s behind waited 10 minutes longer; now not."""
+    nid = _enqueue(db)
+    assert _claim_here(db, nid, 1.0) == [nid]
+    time.sleep(1.2)
+    assert _claim_elsewhere(-600, seeded, nid, 60) == [nid]
+
+
+def test_a_host_whose_clock_runs_ahead_does_not_take_a_live_lease(seeded: str, db: Database) -> None:
+    nid = _enqueue(db)
+    assert _claim_here(db, nid, 60) == [nid]
+    assert _claim_elsewhere(600, seeded, nid, 60) == []
