@@ -767,13 +767,13 @@ def test_control_api_lists_filters_shows_and_redelivers(
     assert frozen.post("/sandbox/callbacks/deliver").status_code == 401
 
 
-def test_a_redeliver_during_a_send_in_flight_is_not_overwritten_by_its_result(
+def test_a_redeliver_during_a_send_in_flight_waits_for_it_then_sends_its_own(
     app: WxPartnerApp, frozen: TestClient, receiver: Receiver, database_url: str
 ) -> None:
     """Another process is sending the notification (its receiver holds the answer) when a redeliver
-    comes through the control API. The send's result was written over the redeliver's (delivered, no
-    further send): the redeliver was lost. Now both count: the send in flight is recorded as attempt 1,
-    and the redeliver waits for it and sends attempt 2."""
+    comes through the control API. The redeliver does not interrupt that send and is not lost to its
+    result (it once was: the send's "delivered" was written over it): the send in flight is recorded
+    as attempt 1, then the redeliver claims and sends attempt 2, and answers with it."""
     receiver.gate = threading.Event()
     set_notify_url(frozen, SP_A, receiver.url)
     nid = enqueue(app)
@@ -789,21 +789,9 @@ def test_a_redeliver_during_a_send_in_flight_is_not_overwritten_by_its_result(
         while not receiver.requests and time.monotonic() < deadline:
             time.sleep(0.01)
         assert receiver.ids() == [nid]  # the other process's send is in flight, its answer held
-        updated = callback_notifications.c.updated_at
-        with app.state.db.read() as conn:
-            claimed_at = conn.execute(
-                sa.select(updated).where(callback_notifications.c.id == nid)
-            ).scalar_one()
         redeliver.start()
-        deadline = time.monotonic() + 10  # until the redeliver has written (or answered)
-        while redeliver.is_alive() and time.monotonic() < deadline:
-            with app.state.db.read() as conn:
-                if (
-                    conn.execute(sa.select(updated).where(callback_notifications.c.id == nid)).scalar_one()
-                    != claimed_at
-                ):
-                    break
-            time.sleep(0.01)
+        time.sleep(0.5)  # the redeliver comes in while that send is held (if later, it simply follows it)
+        assert redeliver.is_alive()  # it waits for the send in flight
     finally:
         receiver.gate.set()  # the receiver answers 200
         other.join(10)
@@ -819,6 +807,32 @@ def test_a_redeliver_during_a_send_in_flight_is_not_overwritten_by_its_result(
         (1, True, None),
         (2, True, None),
     ]
+
+
+def test_a_redeliver_that_stops_waiting_for_a_send_in_flight_is_still_recorded(
+    app: WxPartnerApp, frozen: TestClient
+) -> None:
+    """A send of the notification outlasts the redeliver's wait (here a process that holds the lease
+    and never answers): the redeliver is recorded all the same, so that send's success, when it comes,
+    leaves the notification pending and due for the redeliver's send."""
+    set_notify_url(frozen, SP_A, "http://127.0.0.1:9/x")
+    nid = enqueue(app)
+    with app.state.db.write() as conn:
+        [claim] = outbox.claim_due(conn, business_now=T0, owner="slow", lease_seconds=60, limit=1)
+    impatient = Deliverer(app.state.db, app.state.keyring, timeout=0.1)  # waits 2.1 s
+    assert impatient.redeliver(nid) == []
+    done = outbox.Outcome(
+        at=T0,
+        sent_at=time.time(),
+        url="http://127.0.0.1:9/x",
+        status=200,
+        latency_ms=1.0,
+        ok=True,
+        error=None,
+    )
+    with app.state.db.write() as conn:
+        assert outbox.complete(conn, claim, done) == ("pending", True)
+        assert outbox.any_due(conn, business_now=T0)
 
 
 def test_a_redeliver_during_a_failing_last_send_grants_one_more_send_due_at_once(

@@ -3,7 +3,9 @@
 whose clock ran ahead by more than the lease took over a live send of another host (the receiver got
 the notification twice at once), and a host whose clock ran behind waited for a dead host's lease that
 much longer. The lease is now the database's clock. Skewed processes run under ``faketime``
-(libfaketime, Debian's ``faketime``), which offsets every clock call of the process."""
+(libfaketime, Debian's ``faketime``), which offsets every clock call of the process. Last, a redeliver
+through one host claims the send it makes in the statement that reopens the notification, whatever
+other hosts' passes do meanwhile."""
 
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from live import LiveServer, start_live_server
@@ -209,3 +213,66 @@ def test_a_host_whose_clock_runs_ahead_does_not_take_a_live_lease(seeded: str, d
     nid = _enqueue(db)
     assert _claim_here(db, nid, 60) == [nid]
     assert _claim_elsewhere(600, seeded, nid, 60) == []
+
+
+def test_a_redeliver_answers_with_the_send_it_made_while_another_host_delivers(
+    tmp_path: Path, world: World, database: str
+) -> None:
+    """Host B is delivering a notification (the receiver holds its answer) when a redeliver of it comes
+    through host A, and more delivery passes wait on both hosts. A made the notification due and then,
+    in a second step, claimed it once B's send was over: any of those passes, going on at the same
+    moment, took the redelivered send first, and A answered with no attempt (its answer did not
+    describe the send it caused; about every other round here). Now A waits for B's send to end, then
+    reopens and claims in one statement: A sends attempt 2 and answers with it, no other pass sends."""
+    receiver = start_receiver()
+    db = Database(database, pool_size=2)
+    a = start_live_server(tmp_path / "host-a", world, database_url=database)
+    b = start_live_server(tmp_path / "host-b", world, database_url=database)
+
+    def post(host: LiveServer, path: str) -> httpx.Response:
+        with host.control() as control:
+            return control.post(path, timeout=60)
+
+    try:
+        with b.control() as control:
+            assert control.post("/sandbox/clock", json={"set": FROZEN_AT, "freeze": True}).status_code == 200
+            put = control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": receiver.url})
+            assert put.status_code == 200, put.text
+        for _round in range(3):
+            receiver.gate = threading.Event()
+            sent_before = len(receiver.deliveries)
+            nid = _enqueue(db)
+            with ThreadPoolExecutor(8) as pool:
+                # B delivers what is due (or, if a poll took it first, waits for that send)
+                delivering = pool.submit(post, b, "/sandbox/callbacks/deliver")
+                deadline = time.monotonic() + 20
+                while len(receiver.deliveries) == sent_before and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert len(receiver.deliveries) == sent_before + 1
+                redelivering = pool.submit(post, a, f"/sandbox/callbacks/{nid}/redeliver")
+                # other passes (other workers, other hosts) waiting, as B's, for the send in flight
+                passes = [pool.submit(post, host, "/sandbox/callbacks/deliver") for host in (a, b) * 3]
+                time.sleep(1)  # they come in while that send is held (if later, they simply follow it)
+                receiver.gate.set()
+                delivered, redelivered = delivering.result(), redelivering.result()
+                others = [p.result() for p in passes]
+            with a.control() as control:
+                shown = control.get(f"/sandbox/callbacks/{nid}").json()
+            assert redelivered.status_code == 200, redelivered.text
+            assert [(x["attempt_no"], x["state"]) for x in redelivered.json()["attempts"]] == [
+                (2, "delivered")
+            ]
+            assert delivered.status_code == 200, delivered.text
+            assert [x["attempt_no"] for x in delivered.json()["attempts"]] in (
+                [],
+                [1],
+            )  # [] if a poll sent it
+            assert [(r.status_code, r.json()["attempts"]) for r in others] == [(200, [])] * 6
+            assert len(receiver.deliveries) == sent_before + 2
+            assert (shown["state"], shown["sends"]) == ("delivered", 2)
+            assert [(x["attempt_no"], x["ok"]) for x in shown["attempts"]] == [(1, True), (2, True)]
+    finally:
+        receiver.stop()
+        db.dispose()
+        a.stop()
+        b.stop()

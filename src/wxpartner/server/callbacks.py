@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import httpx
+from sqlalchemy.engine import Connection
 
 from ..domain.merchants import Merchant
 from ..protocol.constants import CALLBACK_ANSWER_TIMEOUT_SECONDS
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from .app import AppState
 
 log = logging.getLogger("wxpartner.callbacks")
+
+Merchants = dict[str, Merchant | None]
 
 POLL_SECONDS = 1.0
 # > timeout x sends per batch worker: a live claim never expires mid-send. The lease is taken and judged
@@ -132,12 +135,23 @@ class Deliverer:
                 limit=self.batch,
                 ids=ids,
             )
-            merchants = {c.mchid: registry.get_merchant(conn, c.mchid) for c in claims}
-            # PostgreSQL: a platform key rotated through another host since this process last read its
-            # keys is used for these callbacks (server/keyring.py: follow), not up to 5 s later.
-            generation = sandbox.kv_get(conn, GENERATION_KEY) if claims and not self.db.sqlite else None
+            sending = self._to_send(conn, claims)
+        return self._send_claims(claims, sending, bnow)
+
+    def _to_send(self, conn: Connection, claims: list[outbox.Claim]) -> tuple[Merchants, str | None]:
+        """Read in the claim's transaction: the claims' merchants and (PostgreSQL) the change
+        generation, so a platform key rotated through another host since this process last read its
+        keys is used for these callbacks (server/keyring.py: follow), not up to 5 s later."""
+        merchants = {c.mchid: registry.get_merchant(conn, c.mchid) for c in claims}
+        generation = sandbox.kv_get(conn, GENERATION_KEY) if claims and not self.db.sqlite else None
+        return merchants, generation
+
+    def _send_claims(
+        self, claims: list[outbox.Claim], sending: tuple[Merchants, str | None], bnow: float
+    ) -> list[Delivered]:
         if not claims:
             return []
+        merchants, generation = sending
         self.keyring.follow(generation)
         # The sends run on an event loop of their own (this is a worker thread): only there can the
         # whole answer be bounded by one deadline (httpx's timeouts are per read, so an answer trickling
@@ -145,7 +159,7 @@ class Deliverer:
         return anyio.run(self._send_all, claims, merchants, bnow)
 
     async def _send_all(
-        self, claims: list[outbox.Claim], merchants: dict[str, Merchant | None], bnow: float
+        self, claims: list[outbox.Claim], merchants: Merchants, bnow: float
     ) -> list[Delivered]:
         results: dict[str, Delivered] = {}
         senders = anyio.Semaphore(SENDERS)
@@ -202,22 +216,37 @@ class Deliverer:
 
     def redeliver(self, notification_id: str) -> list[Delivered] | None:
         """Sandbox "redeliver": make the notification due now (one more send if all were used) and send
-        it; None if there is no such notification. A send of it another pass has in flight is waited
-        for (bounded, as deliver_now): its result is recorded and does not undo the redeliver
-        (outbox.complete), then this send goes out. Empty when nothing could be sent (no notify_url or
-        APIv3 key, or another process took the redelivered send first)."""
-        with self.db.write() as conn:
-            if not outbox.reopen(conn, notification_id, sandbox.read_clock(conn).now_ts()):
-                return None
+        it; None if there is no such notification. Reopening and claiming are one statement
+        (outbox.redeliver), so the send returned is this call's own: they were two, and a pass of any
+        process in between sent the redelivered notification itself while this call returned nothing.
+        A send of it another process has in flight is waited for (bounded, as deliver_now) and recorded
+        as it ends; then this call reopens and sends. Empty when nothing was sent: the merchant has no
+        notify_url or APIv3 key (it goes out once both are configured), or the send in flight outlasted
+        the wait (the redeliver is then recorded without a claim, and that send's result does not undo
+        it: outbox.complete)."""
+        owner = f"{self.owner_prefix}-{secrets.token_hex(6)}"
         deadline = time.monotonic() + self.timeout + 2
         while True:
-            results = self.run_pass(ids=[notification_id])
-            if results or time.monotonic() >= deadline:
-                return results
-            with self.db.read() as conn:
-                if not outbox.in_flight(conn, notification_id):
-                    return results
-            time.sleep(0.05)
+            with self.db.write() as conn:
+                bnow = sandbox.read_clock(conn).now_ts()
+                state, claim = outbox.redeliver(
+                    conn, notification_id, business_now=bnow, owner=owner, lease_seconds=self.lease_seconds
+                )
+                if state == "in_flight" and time.monotonic() >= deadline:
+                    outbox.reopen(conn, notification_id, bnow)
+                    return []
+                sending = self._to_send(conn, [claim] if claim else [])
+            if state == "missing":
+                return None
+            if claim is not None:
+                return self._send_claims([claim], sending, bnow)
+            if state == "waiting":
+                return []
+            while time.monotonic() < deadline:  # until the send in flight is over
+                with self.db.read() as conn:
+                    if not outbox.in_flight(conn, notification_id):
+                        break
+                time.sleep(0.05)
 
     def _release(self, claim: outbox.Claim) -> None:
         with self.db.write() as conn:

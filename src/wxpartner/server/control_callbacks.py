@@ -77,8 +77,9 @@ async def get_callback(request: Request) -> Response:
 
 @control_route("/callbacks/{notification_id}/redeliver", ["POST"])
 async def redeliver(request: Request) -> Response:
-    """Make the notification due now (one more send if all were used) and send it at once; a send of
-    it in flight elsewhere is waited for first (Deliverer.redeliver)."""
+    """Make the notification due now (one more send if all were used) and send it at once, claimed in
+    the same statement so the attempt returned is this call's; a send of it in flight elsewhere is
+    waited for first (Deliverer.redeliver)."""
     st = request.app.state.wx
     nid = request.path_params["notification_id"]
 

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -240,36 +240,40 @@ def claim_due(
         _n.update()
         .where(_n.c.id.in_(chosen), due)
         .values(lease_owner=owner, lease_until=lease_now + lease_seconds, updated_at=time.time())
-        .returning(
-            _n.c.id,
-            _n.c.mchid,
-            _n.c.event_type,
-            _n.c.summary,
-            _n.c.resource_json,
-            _n.c.original_type,
-            _n.c.create_time,
-            _n.c.sends,
-            _n.c.send_limit,
-            _n.c.redeliveries,
-        )
+        .returning(*_CLAIMED)
     ).all()
-    claims = [
-        Claim(
-            id=r.id,
-            mchid=r.mchid,
-            event_type=r.event_type,
-            summary=r.summary,
-            resource=json.loads(r.resource_json),
-            original_type=r.original_type,
-            create_time=float(r.create_time),
-            sends=int(r.sends),
-            send_limit=int(r.send_limit),
-            owner=owner,
-            redeliveries=int(r.redeliveries),
-        )
-        for r in rows
-    ]
+    claims = [_claim(r, owner) for r in rows]
     return sorted(claims, key=lambda c: chosen.index(c.id))
+
+
+_CLAIMED = (
+    _n.c.id,
+    _n.c.mchid,
+    _n.c.event_type,
+    _n.c.summary,
+    _n.c.resource_json,
+    _n.c.original_type,
+    _n.c.create_time,
+    _n.c.sends,
+    _n.c.send_limit,
+    _n.c.redeliveries,
+)
+
+
+def _claim(r: sa.Row[Any], owner: str) -> Claim:
+    return Claim(
+        id=r.id,
+        mchid=r.mchid,
+        event_type=r.event_type,
+        summary=r.summary,
+        resource=json.loads(r.resource_json),
+        original_type=r.original_type,
+        create_time=float(r.create_time),
+        sends=int(r.sends),
+        send_limit=int(r.send_limit),
+        owner=owner,
+        redeliveries=int(r.redeliveries),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,24 +368,57 @@ def release(conn: Connection, claim: Claim) -> None:
     )
 
 
+def _reopened(business_now: float) -> dict[str, Any]:
+    """Due now, one more send if all were used, and a redelivery counted (see complete)."""
+    return {
+        "state": PENDING,
+        "next_attempt_at": business_now,
+        "send_limit": sa.case((_n.c.sends >= _n.c.send_limit, _n.c.sends + 1), else_=_n.c.send_limit),
+        "redeliveries": _n.c.redeliveries + 1,
+        "updated_at": time.time(),
+    }
+
+
 def reopen(conn: Connection, notification_id: str, business_now: float) -> bool:
     """Make a notification due now (sandbox "redeliver"), granting one more send if all were used.
     A live lease is left alone: the process holding it finishes its send first, and that send's
     result does not undo this (``redeliveries`` moves on; see complete)."""
-    return (
-        conn.execute(
-            _n.update()
-            .where(_n.c.id == notification_id)
-            .values(
-                state=PENDING,
-                next_attempt_at=business_now,
-                send_limit=sa.case((_n.c.sends >= _n.c.send_limit, _n.c.sends + 1), else_=_n.c.send_limit),
-                redeliveries=_n.c.redeliveries + 1,
-                updated_at=time.time(),
-            )
-        ).rowcount
-        > 0
-    )
+    stmt = _n.update().where(_n.c.id == notification_id).values(**_reopened(business_now))
+    return conn.execute(stmt).rowcount > 0
+
+
+# What a redeliver came to: "claimed" (the caller sends), "in_flight" (another process holds a live
+# lease: nothing written, try again once it is over), "waiting" (reopened, but its merchant has no
+# notify_url or APIv3 key: it goes out once both are configured), "missing" (no such notification).
+Redelivery = Literal["claimed", "in_flight", "waiting", "missing"]
+
+
+def redeliver(
+    conn: Connection, notification_id: str, *, business_now: float, owner: str, lease_seconds: float
+) -> tuple[Redelivery, Claim | None]:
+    """Sandbox "redeliver" in one statement: reopen the notification (as ``reopen``) and lease it to
+    ``owner``, so the send the caller makes is the redeliver's and no other process's pass can take it
+    between the two (a poll of any host did, and the redeliver answered with no attempt). Not while
+    another process holds a live lease: its send goes on, and the caller tries again when it is over
+    (or ``reopen``s without a claim if it stops waiting). Call in a write transaction."""
+    lease_now = _lease_now(conn)
+    free = sa.or_(_n.c.lease_until.is_(None), _n.c.lease_until < lease_now)
+    deliverable = _n.c.mchid.in_(_deliverable_merchants().scalar_subquery())
+    row = conn.execute(
+        _n.update()
+        .where(_n.c.id == notification_id, free, deliverable)
+        .values(**_reopened(business_now), lease_owner=owner, lease_until=lease_now + lease_seconds)
+        .returning(*_CLAIMED)
+    ).first()
+    if row is not None:
+        return "claimed", _claim(row, owner)
+    found = conn.execute(sa.select(deliverable).where(_n.c.id == notification_id)).first()
+    if found is None:
+        return "missing", None
+    if not found[0]:
+        reopen(conn, notification_id, business_now)
+        return "waiting", None
+    return "in_flight", None
 
 
 def in_flight(conn: Connection, notification_id: str) -> bool:
