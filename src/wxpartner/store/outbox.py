@@ -136,7 +136,8 @@ def _lease_now(conn: Connection) -> float | sa.ColumnElement[float]:
     (the notification went out twice at once), and one whose clock ran behind wait for a dead host's
     lease that much longer. SQLite: this host's clock (one host), as before.
     Durations stay on the host on purpose: a lease's length and a send's HTTP timeout are intervals,
-    which a host measures as well as the database does whatever its clock's offset."""
+    which a host measures as well as the database does whatever its clock's offset. So do records
+    never compared across processes (``updated_at``, an attempt's ``sent_at``)."""
     return time.time() if conn.dialect.name == "sqlite" else _DATABASE_NOW
 
 
@@ -207,6 +208,37 @@ def leased(conn: Connection) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
+# The columns a claim reads back (claim_due, redeliver).
+_CLAIMED = (
+    _n.c.id,
+    _n.c.mchid,
+    _n.c.event_type,
+    _n.c.summary,
+    _n.c.resource_json,
+    _n.c.original_type,
+    _n.c.create_time,
+    _n.c.sends,
+    _n.c.send_limit,
+    _n.c.redeliveries,
+)
+
+
+def _claim(r: sa.Row[Any], owner: str) -> Claim:
+    return Claim(
+        id=r.id,
+        mchid=r.mchid,
+        event_type=r.event_type,
+        summary=r.summary,
+        resource=json.loads(r.resource_json),
+        original_type=r.original_type,
+        create_time=float(r.create_time),
+        sends=int(r.sends),
+        send_limit=int(r.send_limit),
+        owner=owner,
+        redeliveries=int(r.redeliveries),
+    )
+
+
 def claim_due(
     conn: Connection,
     *,
@@ -244,36 +276,6 @@ def claim_due(
     ).all()
     claims = [_claim(r, owner) for r in rows]
     return sorted(claims, key=lambda c: chosen.index(c.id))
-
-
-_CLAIMED = (
-    _n.c.id,
-    _n.c.mchid,
-    _n.c.event_type,
-    _n.c.summary,
-    _n.c.resource_json,
-    _n.c.original_type,
-    _n.c.create_time,
-    _n.c.sends,
-    _n.c.send_limit,
-    _n.c.redeliveries,
-)
-
-
-def _claim(r: sa.Row[Any], owner: str) -> Claim:
-    return Claim(
-        id=r.id,
-        mchid=r.mchid,
-        event_type=r.event_type,
-        summary=r.summary,
-        resource=json.loads(r.resource_json),
-        original_type=r.original_type,
-        create_time=float(r.create_time),
-        sends=int(r.sends),
-        send_limit=int(r.send_limit),
-        owner=owner,
-        redeliveries=int(r.redeliveries),
-    )
 
 
 @dataclass(frozen=True, slots=True)
