@@ -809,6 +809,29 @@ def test_a_redeliver_during_a_send_in_flight_waits_for_it_then_sends_its_own(
     ]
 
 
+def test_a_redeliver_for_a_merchant_that_cannot_receive_waits_and_goes_out_once_it_can(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver
+) -> None:
+    """All sends used (failed), then the merchant's notify_url removed: a redeliver sends nothing but
+    is not lost: the notification is pending with one more send, and goes out once a URL is set."""
+    nid = enqueue(app)
+    with app.state.db.write() as conn:
+        n = callback_notifications
+        conn.execute(n.update().where(n.c.id == nid).values(state="failed", sends=10, next_attempt_at=None))
+    resp = frozen.post(f"/sandbox/callbacks/{nid}/redeliver")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["attempts"] == []
+    shown = resp.json()["notification"]
+    assert (shown["state"], shown["send_limit"], shown["next_attempt_at"], shown["leased"]) == (
+        "pending",
+        11,
+        T0,
+        False,
+    )
+    set_notify_url(frozen, SP_A, receiver.url)
+    assert [(a["attempt_no"], a["state"]) for a in deliver(frozen)] == [(11, "delivered")]
+
+
 def test_a_redeliver_that_stops_waiting_for_a_send_in_flight_is_still_recorded(
     app: WxPartnerApp, frozen: TestClient
 ) -> None:
