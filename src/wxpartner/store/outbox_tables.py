@@ -1,7 +1,8 @@
 """Tables of the callback outbox: notifications WeChat Pay owes merchants, and every delivery attempt.
 
 Business times (``create_time``, ``next_attempt_at``, attempt ``at``) are on the sandbox clock so moving
-the clock makes retries fall due; the lease is real time because it guards against a dead process.
+the clock makes retries fall due; the lease is real time because it guards against a dead process (the
+database server's clock on PostgreSQL, which every host shares: outbox._lease_now).
 """
 
 from __future__ import annotations
