@@ -104,7 +104,6 @@ def start_live_server(
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
     token: str = "live-test-token",
-    wrapper: list[str] | None = None,
 ) -> LiveServer:
     data_dir.mkdir(parents=True, exist_ok=True)
     data = world_scenario(world)
@@ -117,7 +116,6 @@ def start_live_server(
     scenario_path.write_text(yaml.safe_dump(data, allow_unicode=True))
     port = free_port()
     args = [
-        *(wrapper or []),  # e.g. faketime: the server runs with its clock offset
         sys.executable,
         "-m",
         "wxpartner.cli",

@@ -38,13 +38,20 @@ FROZEN_AT = 1_767_225_600.0  # business time, frozen: only the lease depends on 
 RECEIVER = "http://127.0.0.1:9/notify"  # never sent to: the claims here are not followed by a send
 
 
-def faketime(offset_seconds: int) -> list[str]:
-    """The command prefix that runs a program with its clocks ``offset_seconds`` off (threads too). The
-    monotonic clock moves with the wall clock: an offset changes no interval (with libfaketime 0.9.10's
+def faketime(offset_seconds: int) -> dict[str, str]:
+    """The environment under which a program's clocks run ``offset_seconds`` off, threads too: the
+    LD_PRELOAD and FAKETIME that Debian's ``faketime`` sets up. Given to the program itself rather than
+    run through the ``faketime`` command, whose child the program then is: stopping the process the
+    test started (a server's Ctrl-C) stopped faketime and left the server running. The monotonic clock
+    moves with the wall clock: an offset changes no interval (with libfaketime 0.9.10's
     --exclude-monotonic, Python's time.sleep fails with EINVAL)."""
     if shutil.which("faketime") is None:
         pytest.skip("faketime is not installed here (apt-get install faketime); .ci/run installs it")
-    return ["faketime", "-m", "-f", f"{offset_seconds:+d}s"]
+    shown = subprocess.run(
+        ["faketime", "-m", "-f", f"{offset_seconds:+d}s", "env"], capture_output=True, check=True, text=True
+    )
+    env = dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
+    return {name: env[name] for name in ("LD_PRELOAD", "FAKETIME")}
 
 
 def _database(pg_server: PgServer | None, template: str | None = None) -> Iterator[str]:
@@ -76,10 +83,11 @@ def seeded(pg_server: PgServer | None, pg_template: str | None) -> Iterator[str]
 def test_faketime_offsets_a_python_processs_clock() -> None:
     """What the tests below rely on: a child under ``faketime`` sees time.time() moved."""
     shown = subprocess.run(
-        [*faketime(600), sys.executable, "-c", "import time; print(time.time())"],
+        [sys.executable, "-c", "import time; print(time.time())"],
         capture_output=True,
         check=True,
         text=True,
+        env={**os.environ, **faketime(600)},
     )
     assert float(shown.stdout) - time.time() > 500
 
@@ -115,7 +123,7 @@ def test_a_host_whose_clock_runs_ahead_does_not_take_a_live_send_of_another_host
         assert len(receiver.deliveries) == 1
         a.proc.kill()  # mid-send: its lease is all that says the notification is being sent
         a.proc.wait(10)
-        b = start_live_server(tmp_path / "host-b", world, database_url=database, wrapper=faketime(120))
+        b = start_live_server(tmp_path / "host-b", world, database_url=database, env=faketime(120))
         with b.control() as control:
             # B's start loaded the scenario again, which names no notify_url
             put = control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": receiver.url})
@@ -156,7 +164,6 @@ def _claim_elsewhere(offset_seconds: int, url: str, nid: str, lease_seconds: flo
     completing the send (a killed host)."""
     done = subprocess.run(
         [
-            *faketime(offset_seconds),
             sys.executable,
             "-c",
             CLAIMER,
@@ -168,6 +175,7 @@ def _claim_elsewhere(offset_seconds: int, url: str, nid: str, lease_seconds: flo
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **faketime(offset_seconds)},
     )
     assert done.returncode == 0, done.stderr
     return list(json.loads(done.stdout))
