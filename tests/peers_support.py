@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "peers"
 NPM_PINS = {"wechatpay-axios-plugin": "0.9.6", "wechatpay-node-v3": "2.2.1"}
 PYPI_PIN = "2.0.4"
+PYWECHATPAY_PIN = "0.1.0"
 
 # The peers' own merchants, one per key mode: channel merchants (the only role besides institution that
 # may call apply4subject) that are also platforms (second-level merchants: recharge) and service
@@ -30,9 +31,13 @@ MODES: dict[str, tuple[str, str, dict[str, str]]] = {  # mode -> (mchid, sub-mer
     "certificate": (
         "1230000501",
         "1230000521",
-        {"py": "1230000511", "axios": "1230000512", "node": "1230000513"},
+        {"py": "1230000511", "axios": "1230000512", "node": "1230000513", "pyw": "1230000516"},
     ),
-    "public_key": ("1230000502", "1230000522", {"py": "1230000514", "axios": "1230000515"}),
+    "public_key": (
+        "1230000502",
+        "1230000522",
+        {"py": "1230000514", "axios": "1230000515", "pyw": "1230000517"},
+    ),
 }
 PEER_CONFIRM = "1230000531"  # the merchant number an applyment covers
 PEER_TEMPLATE = "peer_tpl_single"  # loaded by the scenario (the built-ins would work as well)

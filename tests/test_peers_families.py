@@ -1,8 +1,8 @@
-"""The three third-party WeChat Pay clients drive every product family against a real loopback server.
+"""Four third-party WeChat Pay clients drive the product families against a real loopback server.
 
 Peers (pinned; tests/test_peers.py covers the protocol basics): ``wechatpayv3`` (PyPI, driven here in
-Python), ``wechatpay-axios-plugin`` (peers/axios-families.js) and ``wechatpay-node-v3``
-(peers/node-v3-families.js). Each signs with its own code, verifies our signed answers with its own
+Python), ``wechatpay-axios-plugin`` (peers/axios-families.js), ``wechatpay-node-v3``
+(peers/node-v3-families.js) and ``pywechatpay`` (PyPI, here; recharge and enterprise payment only). Each signs with its own code, verifies our signed answers with its own
 verifier and encrypts sensitive fields with its own helper; only the host is redirected.
 
 Per family, peer and key mode, as the peers' own channel merchant (tests/peers_support.py):
@@ -35,6 +35,7 @@ from peers_support import (
     PEER_CONFIRM,
     PEER_TEMPLATE,
     PYPI_PIN,
+    PYWECHATPAY_PIN,
     PeerMerchant,
     make_peer_merchant,
     npm_peer_ready,
@@ -409,3 +410,152 @@ def test_wechatpayv3(
         assert result["query_after_get"]["body"] == {"applyment_state": "APPLYMENT_STATE_WAITTING_FOR_AUDIT"}
         # Its verifier is not vacuous on the empty 204 body: one byte more and it refuses.
         assert py.core._verify_signature(result["cancel"]["headers"], " ") is False
+
+
+# ---- pywechatpay (Python) -------------------------------------------------------------------------------
+
+
+@dataclass
+class PywechatpayPeer:
+    """pywechatpay (dormant since 2021; a port of wechatpay-go's core) verifies with one WeChat Pay key
+    given up front: the public key, or the platform certificate, whichever the merchant's mode uses.
+    It downloads no certificates, ignores Wechatpay-Serial and has no sensitive-field helper, so it
+    drives the families that need none (no apply4subject: its A1 needs encrypted fields)."""
+
+    pay: Any  # pywechatpay.core.WechatPay, its gateway moved to the loopback server
+    not_verified: type[Exception]  # pywechatpay.exceptions.WechatPayException
+    seen: list[requests.Response]  # what its session received (a response hook; nothing is changed)
+
+    def call(self, path: str, method: str = "GET", data: Any = None) -> dict[str, Any]:
+        """Its own request methods: they sign with its signer, raise for a non-2xx before verifying, and
+        return only if its verifier accepts the answer. The GET one is given the path's last segment
+        (with the query) apart from the rest, as it builds the URL from the two."""
+        verified: bool | None = True
+        try:
+            if method == "GET":
+                prefix, last = path.rsplit("/", 1)
+                self.pay.verified_sync_response_for_get(last, prefix)
+            else:
+                self.pay.verified_sync_response(data, path, None)
+        except self.not_verified:
+            verified = False
+        except requests.HTTPError:
+            verified = None  # refused: it does not verify those (see refusal below)
+        resp = self.seen[-1]
+        return {
+            "status": resp.status_code,
+            "body": resp.json() if resp.content else None,
+            "serial": resp.headers.get("Wechatpay-Serial"),
+            "verified": verified,
+        }
+
+    def refusal(self, path: str, data: dict[str, Any]) -> dict[str, Any]:
+        """A POST expected to be refused: signed by its authorization(), the answer checked by its
+        verify() (what its request methods do for a 2xx)."""
+        body = json.dumps(data)  # what verified_sync_response signs (and requests sends for json=)
+        auth = self.pay.authorization(method="POST", url_path=path, request_body=body)
+        headers = {"Authorization": auth, "Content-Type": "application/json", "Accept": "application/json"}
+        resp = requests.post(self.pay._gateway + path, data=body.encode(), headers=headers, timeout=10)
+        h = resp.headers
+        return {
+            "status": resp.status_code,
+            "body": resp.json(),
+            "serial": h.get("Wechatpay-Serial"),
+            "verified": self.pay.verify(
+                h["Wechatpay-Timestamp"], h["Wechatpay-Nonce"], resp.text, h["Wechatpay-Signature"]
+            ),
+        }
+
+
+@pytest.fixture(scope="module")
+def pywechatpay(
+    server: LiveServer, world: World, peers: dict[str, PeerMerchant]
+) -> dict[str, PywechatpayPeer]:
+    core = pytest.importorskip("pywechatpay.core")
+    exceptions = pytest.importorskip("pywechatpay.exceptions")
+    assert version("pywechatpay") == PYWECHATPAY_PIN
+    out: dict[str, PywechatpayPeer] = {}
+    for mode, peer in peers.items():
+        pay = core.WechatPay(
+            mchid=peer.mchid,
+            mch_serial_no=peer.serial_no,
+            mch_private_key_string=peer.private_key_pem,
+            wechat_public_key_string=peer.platform_key(world)[1],
+            notify_url="https://merchant.example/notify",
+            apiv3_key=peer.apiv3_key,
+        )
+        pay._gateway = server.url  # only the host moves (it hard-codes api.mch.weixin.qq.com)
+        seen: list[requests.Response] = []
+        pay._session.hooks["response"].append(lambda resp, *_a, seen=seen, **_k: seen.append(resp))
+        out[mode] = PywechatpayPeer(pay, exceptions.WechatPayException, seen)
+    return out
+
+
+def pywechatpay_recharge(py: PywechatpayPeer, p: dict[str, Any]) -> dict[str, Any]:
+    base = "/v3/platsolution/ecommerce/recharge-employees"
+    one = f"{base}/sub-mchid/{p['sub_mchid']}"
+    ids = {"sub_mchid": p["sub_mchid"], "sp_openid": p["sp_openid"]}
+    delete = f"{one}/sp-openid/{p['sp_openid']}/delete"
+    return {
+        "add": py.call(base, "POST", ids),
+        "list": py.call(one),
+        # Without data it signs json.dumps(None), "null", while requests sends no body at all.
+        "delete_none": py.call(delete, "POST", None),
+        "delete": py.call(delete, "POST", {}),  # what its users send instead: "{}", signed and sent
+        "list_after": py.call(one),
+        "refused": py.refusal(base, {**ids, "sub_mchid": p["foreign_sub_mchid"]}),
+    }
+
+
+def pywechatpay_webizpay(py: PywechatpayPeer, p: dict[str, Any], sandbox: httpx.Client) -> dict[str, Any]:
+    who = {"sp_mchid": p["sp_mchid"], "sub_mchid": p["sub_mchid"]}
+    qs = f"sp_mchid={p['sp_mchid']}&sub_mchid={p['sub_mchid']}"
+    user = quote(p["user_id"], safe="*")  # it signs the path as given; requests would send "|" as %7C
+    out: dict[str, Any] = {}
+    link_body = {**who, "application_type": p["application_type"]}
+    out["authorize"] = py.call(f"/v3/webizpay/users/{user}/authorization-url", "POST", link_body)
+    token = parse_qs(urlsplit(out["authorize"]["body"]["authorization_url"]).query)["token"][0]
+    consent = sandbox.post("/sandbox/webizpay/authorizations", json={"token": token})  # the employee
+    out["consent"] = {"status": consent.status_code, "body": consent.json()}
+    employee = f"/v3/webizpay/employees/{consent.json()['employee_id']}"
+    out["state"] = py.call(f"/v3/webizpay/users/{user}/authorization-state?{qs}")
+    out["issue"] = py.call(f"{employee}/quota-cards", "POST", p["card"])
+    card = f"{employee}/quota-cards/{out['issue']['body']['card_no']}"
+    out["query"] = py.call(f"{card}?{qs}")
+    out["cancel"] = py.call(f"{card}/cancel", "POST", {**who, "reason": p["cancel_reason"]})
+    out["revoke"] = py.call(f"{employee}/revoke", "POST", who)
+    out["query_after"] = py.call(f"{card}?{qs}")
+    return out
+
+
+@pytest.mark.parametrize("family", ["recharge", "webizpay"])
+@pytest.mark.parametrize("mode", list(MODES))
+def test_pywechatpay(
+    mode: str,
+    family: str,
+    pywechatpay: dict[str, PywechatpayPeer],
+    world: World,
+    peers: dict[str, PeerMerchant],
+    sandbox: httpx.Client,
+) -> None:
+    py, peer = pywechatpay[mode], peers[mode]
+    p = plan(peer, "pyw", family)
+    if family == "recharge":
+        result = pywechatpay_recharge(py, p)
+        # Its body-less POST: refused, and the SIGN_ERROR says what we verified (the empty body's line).
+        refused = result["delete_none"]
+        assert refused["status"] == 401 and refused["verified"] is None  # 401s are not signed
+        assert refused["body"]["code"] == "SIGN_ERROR"
+        assert refused["body"]["detail"]["sign_information"]["truncated_sign_message"].endswith("\n\n")
+    else:
+        result = pywechatpay_webizpay(py, p, sandbox)
+    CHECKS[family](result, p, peer.platform_key(world)[0], sandbox)
+    # Its verifier is not vacuous: the last answer with one byte more is refused.
+    last = py.seen[-1]
+    h = last.headers
+    assert (
+        py.pay.verify(
+            h["Wechatpay-Timestamp"], h["Wechatpay-Nonce"], last.text + " ", h["Wechatpay-Signature"]
+        )
+        is False
+    )
