@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -53,8 +54,21 @@ class Target:
         if self._http is not None:  # tests hand in an in-process client
             yield self._http
             return
-        with httpx.Client(base_url=self.base_url, timeout=60) as http:
+        with httpx.Client(base_url=self.base_url, timeout=60, verify=self._tls()) as http:
             yield http
+
+    def _tls(self) -> ssl.SSLContext | bool:
+        """``serve --tls``: trust the data dir's authority (connection.json names it) besides the
+        system's; otherwise httpx's default verification."""
+        ca = self.info.get("tls_ca_path")
+        if not (isinstance(ca, str) and ca and self.base_url.startswith("https://")):
+            return True
+        context = httpx.create_ssl_context()
+        try:
+            context.load_verify_locations(cafile=ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise click.ClickException(f"connection settings: tls_ca_path {ca}: {exc}") from None
+        return context
 
     def control(self, method: str, path: str, **kw: Any) -> Any:
         if not self.token:

@@ -49,6 +49,18 @@ from sqlalchemy.exc import SQLAlchemyError
     help="with --pipeline threads: requests at once per worker",
 )
 @click.option("--public-base-url", default="", help="base URL put in links (authorization/payment pages)")
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="serve HTTPS with a certificate for WeChat Pay's API hosts and loopback, signed by the data "
+    "dir's own authority (<data-dir>/tls/ca.pem: what clients trust)",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="serve HTTPS with this certificate chain (PEM) instead; needs --tls-key",
+)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="the private key of --tls-cert")
 @click.option("--json", "as_json", is_flag=True, help="print connection settings as one JSON object")
 @click.option(
     "--log-level",
@@ -72,10 +84,15 @@ def serve(
     pipeline: str,
     pipeline_threads: int,
     public_base_url: str,
+    tls: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
     as_json: bool,
     log_level: str,
 ) -> None:
     """Start the server (SQLite in --data-dir unless --database-url is given)."""
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
 
     from ..sandbox.bootstrap import bootstrap, connection_info, control_connection_info
     from ..sandbox.scenario import ScenarioError
@@ -94,7 +111,21 @@ def serve(
         pipeline_on_loop=None if pipeline == "auto" else pipeline == "loop",
         pipeline_threads=pipeline_threads,
         public_base_url=public_base_url,
+        tls=tls or tls_cert is not None,
     )
+    ssl_files: dict[str, str] = {}
+    ca_path: Path | None = None
+    if tls_cert is not None and tls_key is not None:  # the caller's own: clients trust it their way
+        ssl_files = {"ssl_certfile": tls_cert, "ssl_keyfile": tls_key}
+    elif tls:
+        from ..sandbox.tls import ensure_tls
+
+        try:
+            made = ensure_tls(settings.data_path, host)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write to the data dir: {_why(exc)}") from None
+        ssl_files = {"ssl_certfile": str(made.certificate_path), "ssl_keyfile": str(made.key_path)}
+        ca_path = made.ca_path
     url = settings.resolved_database_url()
     try:
         db = Database(url, pool_size=2)
@@ -109,9 +140,13 @@ def serve(
             scenario=Path(scenario) if scenario else None,
         )
         info = (
-            connection_info(db, settings.data_path, settings.base_url(), settings.sandbox_token)
+            connection_info(
+                db, settings.data_path, settings.base_url(), settings.sandbox_token, tls_ca_path=ca_path
+            )
             if not no_demo
-            else control_connection_info(settings.data_path, settings.base_url(), settings.sandbox_token)
+            else control_connection_info(
+                settings.data_path, settings.base_url(), settings.sandbox_token, tls_ca_path=ca_path
+            )
         )
     except ScenarioError as exc:
         raise click.ClickException(f"scenario {scenario}: {exc}") from exc
@@ -133,6 +168,7 @@ def serve(
     config = serving.config_for(
         "wxpartner.server.app:app_from_env", host=host, port=port, log_level=log_level, factory=True
     )
+    config.update(ssl_files)
     serving.run(workers, config)
 
 

@@ -190,7 +190,13 @@ def _channel_info(db: Database, data_dir: Path) -> dict[str, Any]:
 
 
 def connection_info(
-    db: Database, data_dir: Path, base_url: str, token: str, mchid: str = DEMO_SP
+    db: Database,
+    data_dir: Path,
+    base_url: str,
+    token: str,
+    mchid: str = DEMO_SP,
+    *,
+    tls_ca_path: Path | None = None,
 ) -> dict[str, Any]:
     with db.read() as conn:
         merchant = registry.get_merchant(conn, mchid)
@@ -229,18 +235,26 @@ def connection_info(
         "sandbox_token": token,
         "sandbox_api": f"{base_url}/sandbox",
         "dashboard": f"{base_url}/dashboard",
+        **_tls_info(tls_ca_path),
     }
     # The sandbox token and the APIv3 key: owner-only.
     write_secret(data_dir / "connection.json", json.dumps(info, indent=2, ensure_ascii=False))
     return info
 
 
-def control_connection_info(data_dir: Path, base_url: str, token: str) -> dict[str, Any]:
+def control_connection_info(
+    data_dir: Path, base_url: str, token: str, *, tls_ca_path: Path | None = None
+) -> dict[str, Any]:
     """Without the demo merchant (``serve --no-demo``): where the server is and its sandbox token, also
     written to ``connection.json`` (owner-only), where the operations commands look for them."""
-    info: dict[str, Any] = {"base_url": base_url, "sandbox_token": token}
+    info: dict[str, Any] = {"base_url": base_url, "sandbox_token": token, **_tls_info(tls_ca_path)}
     write_secret(data_dir / "connection.json", json.dumps(info, indent=2, ensure_ascii=False))
     return info
+
+
+def _tls_info(ca_path: Path | None) -> dict[str, str]:
+    """``serve --tls``: the authority a client trusts to reach base_url (the operations commands do)."""
+    return {"tls_ca_path": str(ca_path.resolve())} if ca_path is not None else {}
 
 
 def bootstrap(

@@ -23,6 +23,7 @@ class Settings:
     explain: bool = True
     sandbox_token: str = ""
     public_base_url: str = ""  # for links handed out (authorization/payment pages); default http://host:port
+    tls: bool = False  # served over HTTPS (serve --tls): the default base URL is https://host:port
     max_body_bytes: int = 1 << 20
     # Bodies outside /v3 (server/limits.py): the control API with its token (a scenario upload is the
     # largest; `wxpartner scenario load --batch` splits bigger files), everything else (the dashboard's
@@ -61,7 +62,9 @@ class Settings:
         if self.public_base_url:
             return self.public_base_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}"
+        if ":" in host:  # an IPv6 address, bracketed in a URL
+            host = f"[{host}]"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
