@@ -317,3 +317,11 @@ def test_unmodified_clients_reach_it_by_wechat_pays_host_name(
     assert out["wechatpayv3_status"] == 200
     assert out["sdk_base_url"] == "https://api.mch.weixin.qq.com"
     assert out["sdk_status"] == 200 and out["sdk_verified_by"] == world.platform_cert.key_id
+
+
+def test_the_base_url_says_https_and_brackets_an_ipv6_host() -> None:
+    from wxpartner.server.settings import Settings
+
+    assert Settings(host="127.0.0.1", port=8443, tls=True).base_url() == "https://127.0.0.1:8443"
+    assert Settings(host="::1", port=8080).base_url() == "http://[::1]:8080"  # was http://::1:8080
+    assert Settings(host="::", port=8080).base_url() == "http://127.0.0.1:8080"
