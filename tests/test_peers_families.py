@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
@@ -219,6 +219,10 @@ def test_node_v3(
 # ---- wechatpayv3 (Python) -------------------------------------------------------------------------------
 
 
+class CallingPeer(Protocol):
+    def call(self, path: str, method: str = "GET", data: Any = None) -> dict[str, Any]: ...
+
+
 @dataclass
 class Wechatpayv3Peer:
     pay: Any  # wechatpayv3.WeChatPay
@@ -326,14 +330,13 @@ def wechatpayv3_recharge(py: Wechatpayv3Peer, p: dict[str, Any], _sandbox: httpx
     }
 
 
-def wechatpayv3_webizpay(py: Wechatpayv3Peer, p: dict[str, Any], sandbox: httpx.Client) -> dict[str, Any]:
+def webizpay_flow(py: CallingPeer, p: dict[str, Any], sandbox: httpx.Client) -> dict[str, Any]:
+    """W1 … W4 again through a Python peer's ``call``. The path is percent-encoded first: both Python
+    peers sign it as given while requests sends "|" as "%7C" (wechatpayv3's test shows the refusal)."""
     who = {"sp_mchid": p["sp_mchid"], "sub_mchid": p["sub_mchid"]}
     qs = f"sp_mchid={p['sp_mchid']}&sub_mchid={p['sub_mchid']}"
     link_body = {**who, "application_type": p["application_type"]}
     out: dict[str, Any] = {}
-    # user_id may hold "|" and "*": it signs the path as given, but requests sends "|" as "%7C".
-    out["authorize_raw"] = py.call(f"/v3/webizpay/users/{p['user_id']}/authorization-url", "POST", link_body)
-    # Its users' way out: percent-encode the path themselves, so the signed and sent bytes agree.
     user = quote(p["user_id"], safe="*")
     out["authorize"] = py.call(f"/v3/webizpay/users/{user}/authorization-url", "POST", link_body)
     token = parse_qs(urlsplit(out["authorize"]["body"]["authorization_url"]).query)["token"][0]
@@ -348,6 +351,18 @@ def wechatpayv3_webizpay(py: Wechatpayv3Peer, p: dict[str, Any], sandbox: httpx.
     out["revoke"] = py.call(f"{employee}/revoke", "POST", who)
     out["query_after"] = py.call(f"{card}?{qs}")
     return out
+
+
+def wechatpayv3_webizpay(py: Wechatpayv3Peer, p: dict[str, Any], sandbox: httpx.Client) -> dict[str, Any]:
+    link_body = {
+        "sp_mchid": p["sp_mchid"],
+        "sub_mchid": p["sub_mchid"],
+        "application_type": p["application_type"],
+    }
+    # user_id may hold "|" and "*": it signs the path as given, but requests sends "|" as "%7C".
+    raw = py.call(f"/v3/webizpay/users/{p['user_id']}/authorization-url", "POST", link_body)
+    # Its users' way out: percent-encode the path themselves, so the signed and sent bytes agree.
+    return {"authorize_raw": raw, **webizpay_flow(py, p, sandbox)}
 
 
 def wechatpayv3_apply4subject(
@@ -507,27 +522,6 @@ def pywechatpay_recharge(py: PywechatpayPeer, p: dict[str, Any]) -> dict[str, An
     }
 
 
-def pywechatpay_webizpay(py: PywechatpayPeer, p: dict[str, Any], sandbox: httpx.Client) -> dict[str, Any]:
-    who = {"sp_mchid": p["sp_mchid"], "sub_mchid": p["sub_mchid"]}
-    qs = f"sp_mchid={p['sp_mchid']}&sub_mchid={p['sub_mchid']}"
-    user = quote(p["user_id"], safe="*")  # it signs the path as given; requests would send "|" as %7C
-    out: dict[str, Any] = {}
-    link_body = {**who, "application_type": p["application_type"]}
-    out["authorize"] = py.call(f"/v3/webizpay/users/{user}/authorization-url", "POST", link_body)
-    token = parse_qs(urlsplit(out["authorize"]["body"]["authorization_url"]).query)["token"][0]
-    consent = sandbox.post("/sandbox/webizpay/authorizations", json={"token": token})  # the employee
-    out["consent"] = {"status": consent.status_code, "body": consent.json()}
-    employee = f"/v3/webizpay/employees/{consent.json()['employee_id']}"
-    out["state"] = py.call(f"/v3/webizpay/users/{user}/authorization-state?{qs}")
-    out["issue"] = py.call(f"{employee}/quota-cards", "POST", p["card"])
-    card = f"{employee}/quota-cards/{out['issue']['body']['card_no']}"
-    out["query"] = py.call(f"{card}?{qs}")
-    out["cancel"] = py.call(f"{card}/cancel", "POST", {**who, "reason": p["cancel_reason"]})
-    out["revoke"] = py.call(f"{employee}/revoke", "POST", who)
-    out["query_after"] = py.call(f"{card}?{qs}")
-    return out
-
-
 @pytest.mark.parametrize("family", ["recharge", "webizpay"])
 @pytest.mark.parametrize("mode", list(MODES))
 def test_pywechatpay(
@@ -548,7 +542,7 @@ def test_pywechatpay(
         assert refused["body"]["code"] == "SIGN_ERROR"
         assert refused["body"]["detail"]["sign_information"]["truncated_sign_message"].endswith("\n\n")
     else:
-        result = pywechatpay_webizpay(py, p, sandbox)
+        result = webizpay_flow(py, p, sandbox)
     CHECKS[family](result, p, peer.platform_key(world)[0], sandbox)
     # Its verifier is not vacuous: the last answer with one byte more is refused.
     last = py.seen[-1]
