@@ -135,6 +135,20 @@ def enqueue(app: WxPartnerApp, mchid: str = SP_A, event_type: str = "WEBIZPAY.RE
         )
 
 
+def sent_outcome(status: int) -> outbox.Outcome:
+    """What a send to the unreachable test URL recorded, as if it had been answered with ``status``."""
+    ok = status == 200
+    return outbox.Outcome(
+        at=T0,
+        sent_at=time.time(),
+        url="http://127.0.0.1:9/x",
+        status=status,
+        latency_ms=1.0,
+        ok=ok,
+        error=None if ok else f"HTTP {status}: ",
+    )
+
+
 def deliver(control: TestClient) -> list[dict[str, Any]]:
     resp = control.post("/sandbox/callbacks/deliver")
     assert resp.status_code == 200, resp.text
@@ -699,15 +713,7 @@ def test_a_send_finishing_after_a_reset_leaves_no_attempt_behind(
     with app.state.db.write() as conn:
         [claim] = outbox.claim_due(conn, business_now=T0, owner="me", lease_seconds=60, limit=1)
     assert frozen.post("/sandbox/reset", json={}).status_code == 200
-    outcome = outbox.Outcome(
-        at=T0,
-        sent_at=time.time(),
-        url="http://127.0.0.1:9/x",
-        status=200,
-        latency_ms=1.0,
-        ok=True,
-        error=None,
-    )
+    outcome = sent_outcome(200)
     with app.state.db.write() as conn:
         assert outbox.complete(conn, claim, outcome) == ("delivered", False)
     with app.state.db.read() as conn:
@@ -844,15 +850,7 @@ def test_a_redeliver_that_stops_waiting_for_a_send_in_flight_is_still_recorded(
         [claim] = outbox.claim_due(conn, business_now=T0, owner="slow", lease_seconds=60, limit=1)
     impatient = Deliverer(app.state.db, app.state.keyring, timeout=0.1)  # waits 2.1 s
     assert impatient.redeliver(nid) == []
-    done = outbox.Outcome(
-        at=T0,
-        sent_at=time.time(),
-        url="http://127.0.0.1:9/x",
-        status=200,
-        latency_ms=1.0,
-        ok=True,
-        error=None,
-    )
+    done = sent_outcome(200)
     with app.state.db.write() as conn:
         assert outbox.complete(conn, claim, done) == ("pending", True)
         assert outbox.any_due(conn, business_now=T0)
@@ -875,15 +873,7 @@ def test_a_redeliver_during_a_failing_last_send_grants_one_more_send_due_at_once
         [claim] = outbox.claim_due(conn, business_now=T0, owner="other", lease_seconds=60, limit=1)
     with app.state.db.write() as conn:
         assert outbox.reopen(conn, nid, T0)
-    failed = outbox.Outcome(
-        at=T0,
-        sent_at=time.time(),
-        url="http://127.0.0.1:9/x",
-        status=500,
-        latency_ms=1.0,
-        ok=False,
-        error="HTTP 500: ",
-    )
+    failed = sent_outcome(500)
     with app.state.db.write() as conn:
         assert outbox.complete(conn, claim, failed) == ("pending", True)
     shown = frozen.get(f"/sandbox/callbacks/{nid}").json()
