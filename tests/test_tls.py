@@ -115,7 +115,7 @@ class TlsServer:
                     == 200
                 ):
                     return
-            except httpx.ConnectError as exc:
+            except httpx.TransportError as exc:  # not listening yet, or a worker still loading the app
                 if "CERTIFICATE_VERIFY_FAILED" in str(exc):
                     raise
                 time.sleep(0.05)
@@ -131,7 +131,7 @@ def _trusting(ca_path: str) -> ssl.SSLContext:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
-    server = TlsServer(tmp_path_factory.mktemp("tls"), "--tls")
+    server = TlsServer(tmp_path_factory.mktemp("tls"), "--tls", "--workers", "2")  # each worker serves TLS
     server.wait_ready(_trusting(server.info["tls_ca_path"]))
     yield server
     server.stop()
