@@ -2,8 +2,9 @@
 
 The files (sandbox/tls.py) are checked on disk; the server over real TLS on loopback with the SDK, the
 CLI and a raw handshake per host name; and, where this runs as root with iproute2, unmodified clients
-that hard-code ``https://api.mch.weixin.qq.com`` (wechatpayv3, and the SDK with its default base URL and
-failover host) reach it inside a network namespace whose hosts file points those names at loopback.
+that hard-code ``https://api.mch.weixin.qq.com`` (wechatpayv3, wechatpay-node-v3, and the SDK with its
+default base URL and failover host) reach it inside a network namespace whose hosts file points those
+names at loopback.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from click.testing import CliRunner
 from cryptography import x509
 
 from live import free_port, stop_process, world_scenario
+from peers_support import PEERS, npm_peer_ready
 from support import SP_B, World
 from wxpartner.cli import main as cli
 from wxpartner.sandbox import tls
@@ -285,6 +287,28 @@ _CLIENTS = textwrap.dedent(
 )
 
 
+# The npm peer with its own transport (superagent) and built-in host: downloads and decrypts the
+# platform certificates (tests/test_peers.py drives the rest of it through a loopback transport).
+_NODE_CLIENT = """
+const WxPay = require('wechatpay-node-v3');
+const cfg = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+const pay = new WxPay({appid: 'wx0000000000000000', mchid: cfg.mchid, serial_no: cfg.serial,
+  publicKey: Buffer.from(cfg.certificate), privateKey: Buffer.from(cfg.key), key: cfg.apiv3_key});
+(async () => {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const certs = await pay.get_certificates(cfg.apiv3_key);
+      process.stdout.write(JSON.stringify({serials: certs.map((c) => c.serial_no)}) + '\\n');
+      return;
+    } catch (err) {
+      if (attempt > 100) { throw err; }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+})().catch((err) => { process.stderr.write(String(err && err.stack || err)); process.exit(1); });
+"""
+
+
 def test_unmodified_clients_reach_it_by_wechat_pays_host_name(
     netns: str, world: World, tmp_path: Path
 ) -> None:
@@ -310,6 +334,17 @@ def test_unmodified_clients_reach_it_by_wechat_pays_host_name(
         )
         assert run.returncode == 0, run.stderr[-3000:]
         out = json.loads(run.stdout.strip().splitlines()[-1])
+        npm_peer_ready("wechatpay-node-v3")
+        node = subprocess.run(
+            [*prefix, "node", "-e", _NODE_CLIENT],
+            input=json.dumps({**config, "certificate": m.certificate_pem}),
+            capture_output=True,
+            text=True,
+            env={**env, "NODE_EXTRA_CA_CERTS": ca, "NODE_PATH": str(PEERS / "node_modules")},
+            timeout=120,
+        )
+        assert node.returncode == 0, node.stderr[-3000:]
+        out["node_v3_serials"] = json.loads(node.stdout.strip().splitlines()[-1])["serials"]
     finally:
         server.stop()
     assert out["wechatpayv3_gateway"] == "https://api.mch.weixin.qq.com"
@@ -317,6 +352,7 @@ def test_unmodified_clients_reach_it_by_wechat_pays_host_name(
     assert out["wechatpayv3_status"] == 200
     assert out["sdk_base_url"] == "https://api.mch.weixin.qq.com"
     assert out["sdk_status"] == 200 and out["sdk_verified_by"] == world.platform_cert.key_id
+    assert world.platform_cert.key_id in out["node_v3_serials"]
 
 
 def test_the_base_url_says_https_and_brackets_an_ipv6_host() -> None:
