@@ -653,6 +653,39 @@ def test_marked_fields_are_found_at_any_depth_and_shape(stub: Stub, world: World
     assert len(names) == 7 and sent["kind"] == "A"
 
 
+class _Aliased(WxModel):
+    """A marked field is found under the key it has in the body, whichever alias put it there."""
+
+    dumped_as: Annotated[str, Sensitive] = Field("", serialization_alias="dumpedAs")
+    aliased: Annotated[str, Sensitive] = Field("", alias="aliasedKey")
+    validated_as: Annotated[str, Sensitive] = Field("", validation_alias="validatedAs")
+    holder: _Holder | None = Field(None, alias="holderKey")
+
+
+ALIASED = Op[None]("test.aliased", "POST", "/v3/aliased", None, body=_Aliased)
+
+
+@pytest.mark.parametrize("as_dict", [False, True], ids=["model", "dict"])
+def test_marked_fields_are_found_under_their_aliases(stub: Stub, world: World, as_dict: bool) -> None:
+    # A dict goes out as written: an aliased field by its name (populate_by_name), or by its
+    # validation alias; a model goes out by its serialization alias, else its alias.
+    given = {"dumped_as": "1", "aliased": "2", "validatedAs": "3", "holder": {"name": "4"}}
+    with make_client(world, stub.url) as client:
+        client.execute(ALIASED.call(body=given if as_dict else _Aliased.model_validate(given)))
+    sent = json.loads(stub.seen[0].body)
+    keys = (
+        ["dumped_as", "aliased", "validatedAs", "holder"]
+        if as_dict
+        else ["dumpedAs", "aliasedKey", "validated_as", "holderKey"]
+    )
+    assert list(sent) == keys
+    key = load_private_key(world.platform_pub.private_key_pem)
+    plain = [
+        oaep_decrypt(key, v) for v in (sent[keys[0]], sent[keys[1]], sent[keys[2]], sent[keys[3]]["name"])
+    ]
+    assert plain == ["1", "2", "3", "4"]
+
+
 @pytest.mark.parametrize("as_dict", [False, True], ids=["model", "dict"])
 def test_model_markers_select_the_sensitive_fields(stub: Stub, world: World, as_dict: bool) -> None:
     stub.steps = [ok({"holders": [{"name": "x"}]})]
