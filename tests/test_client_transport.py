@@ -653,6 +653,32 @@ def test_marked_fields_are_found_at_any_depth_and_shape(stub: Stub, world: World
     assert len(names) == 7 and sent["kind"] == "A"
 
 
+class _Containers(WxModel):
+    """Models held in dicts and in lists of lists: the walk goes through every level."""
+
+    by_key: dict[str, _Holder] = Field(default_factory=dict)
+    grid: list[list[_Holder]] = Field(default_factory=list)
+    lists_by_key: dict[str, list[_Holder]] = Field(default_factory=dict)
+
+
+CONTAINERS = Op[None]("test.containers", "POST", "/v3/containers", None, body=_Containers)
+
+
+@pytest.mark.parametrize("as_dict", [False, True], ids=["model", "dict"])
+def test_marked_fields_in_dicts_and_nested_lists_are_encrypted(
+    stub: Stub, world: World, as_dict: bool
+) -> None:
+    h = lambda where: {"name": f"n-{where}", "note": where}  # noqa: E731
+    body = {"by_key": {"k": h("by_key")}, "grid": [[h("grid")]], "lists_by_key": {"k": [h("lists")]}}
+    with make_client(world, stub.url) as client:
+        client.execute(CONTAINERS.call(body=body if as_dict else _Containers.model_validate(body)))
+    sent = json.loads(stub.seen[0].body)
+    key = load_private_key(world.platform_pub.private_key_pem)
+    held = [sent["by_key"]["k"], sent["grid"][0][0], sent["lists_by_key"]["k"][0]]
+    assert [oaep_decrypt(key, item["name"]) for item in held] == ["n-by_key", "n-grid", "n-lists"]
+    assert [item["note"] for item in held] == ["by_key", "grid", "lists"]  # unmarked: plain
+
+
 class _Aliased(WxModel):
     """A marked field is found under the key it has in the body, whichever alias put it there."""
 

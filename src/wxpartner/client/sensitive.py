@@ -94,8 +94,8 @@ def _plan(cls: type[BaseModel]) -> tuple[tuple[str, tuple[str, ...], bool], ...]
 
 
 def marked_pointers(model: BaseModel, data: Any, prefix: Pointer = ()) -> list[Pointer]:
-    """Pointers (into the dumped ``data``) of every field the model marks sensitive, nested models and
-    lists included."""
+    """Pointers (into the dumped ``data``) of every field the model marks sensitive, nested models,
+    lists and dicts of them included."""
     found: list[Pointer] = []
     if not isinstance(data, dict):
         return found
@@ -103,15 +103,26 @@ def marked_pointers(model: BaseModel, data: Any, prefix: Pointer = ()) -> list[P
         for key in keys:
             if key not in data:
                 continue
-            value = getattr(model, name)
             if marked:
                 found.append((*prefix, key))
-            elif isinstance(value, BaseModel):
-                found += marked_pointers(value, data[key], (*prefix, key))
-            elif isinstance(value, list | tuple):
-                for i, (item, dumped) in enumerate(zip(value, data[key], strict=False)):
-                    if isinstance(item, BaseModel):
-                        found += marked_pointers(item, dumped, (*prefix, key, str(i)))
+            else:
+                found += _held(getattr(model, name), data[key], (*prefix, key))
+    return found
+
+
+def _held(value: Any, data: Any, prefix: Pointer) -> list[Pointer]:
+    """The marked fields of the models ``value`` holds, at any depth of lists, tuples and dicts (a
+    ``dict[str, Model]`` or ``list[list[Model]]`` was not walked: its marked fields went out plain)."""
+    if isinstance(value, BaseModel):
+        return marked_pointers(value, data, prefix)
+    found: list[Pointer] = []
+    if isinstance(value, list | tuple) and isinstance(data, list | tuple):
+        for i, (item, dumped) in enumerate(zip(value, data, strict=False)):
+            found += _held(item, dumped, (*prefix, str(i)))
+    elif isinstance(value, dict) and isinstance(data, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and key in data:
+                found += _held(item, data[key], (*prefix, key))
     return found
 
 
