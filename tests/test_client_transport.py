@@ -258,6 +258,17 @@ def test_sensitive_fields_are_encrypted_for_the_named_key(stub: Stub, world: Wor
     assert body["contact"]["name"] == "张三"  # the caller's object is not modified
 
 
+def test_listed_sensitive_fields_inside_a_tuple_are_encrypted(stub: Stub, world: World) -> None:
+    """A mapping body may hold tuples (they go out as JSON arrays): '*' and an index reach into them."""
+    body = {"list": ({"id": "110"}, {"id": "120"}), "pair": ("a", "b")}
+    with make_client(world, stub.url) as client:
+        client.request("POST", "/v3/s", json=body, sensitive=["/list/*/id", "/pair/1"])
+    sent = json.loads(stub.seen[0].body)
+    key = load_private_key(world.platform_pub.private_key_pem)
+    assert [oaep_decrypt(key, item["id"]) for item in sent["list"]] == ["110", "120"]
+    assert sent["pair"][0] == "a" and oaep_decrypt(key, sent["pair"][1]) == "b"
+
+
 def test_sensitive_fields_use_the_newest_valid_certificate(stub: Stub, world: World) -> None:
     """Certificate mode: the valid certificate that expires last encrypts (and is named); an expired
     one never does, and with none valid nothing is sent."""

@@ -140,7 +140,7 @@ def expand(data: Any, pattern: Pointer, prefix: Pointer = ()) -> list[Pointer]:
         keys = list(data) if head == "*" else [head] if head in data else []
         for key in keys:
             out += expand(data[key], rest, (*prefix, key))
-    elif isinstance(data, list):
+    elif isinstance(data, list | tuple):  # a mapping body may hold tuples (sent as JSON arrays)
         indexes = (
             range(len(data))
             if head == "*"
@@ -169,7 +169,7 @@ def sensitive_pointers(body: Any, data: Any, listed: Iterable[str]) -> list[Poin
 
 def _get(data: Any, pointer: Pointer) -> Any:
     for part in pointer:
-        data = data[int(part)] if isinstance(data, list) else data[part]
+        data = data[int(part)] if isinstance(data, list | tuple) else data[part]
     return data
 
 
