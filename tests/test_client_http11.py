@@ -411,6 +411,24 @@ def test_failures_after_sending_are_httpx_errors_that_may_have_taken_effect(
     assert pool.exchange(post(w)).status == 200
 
 
+@pytest.mark.parametrize("size", [b"+2", b"0x2", b" 2", b"0_2", b"-1", b"0" * 20 + b"2"])
+def test_a_chunk_size_httpx_refuses_is_refused(
+    wire: Callable[..., Wire], size: bytes, pooled: Callable[..., Pool]
+) -> None:
+    """A chunk size is hex digits only (h11: 1 to 20 of them): int(..., 16) also reads a sign, '0x', '_'
+    and blanks, and a negative size cuts the body short and reads on into what follows it."""
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%s\r\n{}\r\n0\r\n\r\n" % size
+    w = wire(lambda _raw: (chunked, False))
+    with httpx.Client() as h, pytest.raises(httpx.RemoteProtocolError):
+        h.send(post(w).to_httpx())
+    pool = pooled(read=0.3)
+    with pytest.raises(httpx.RemoteProtocolError, match="bad chunk size"):
+        pool.exchange(post(w))
+    w.respond = lambda _raw: (OK, False)  # and the connection is not reused
+    assert pool.exchange(post(w)).status == 200
+    assert w.accepted == 3
+
+
 def test_a_header_that_would_start_another_is_refused_before_sending(
     wire: Callable[..., Wire], pooled: Callable[..., Pool]
 ) -> None:

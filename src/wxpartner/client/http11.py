@@ -47,6 +47,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?\r?\n")
+# h11's chunk-size line: 1 to 20 hex digits, an extension, trailing blanks. int(..., 16) alone also took
+# "+5", "0x5", "5_0", " 5" and "-1" (a negative size cut the body short and read on into the framing).
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\r\n]*)?[ \t]*\r?\n")
 
 Origin = tuple[str, str, int]
 T = TypeVar("T")
@@ -227,10 +230,10 @@ class AnswerParser:
             size_line = yield from self._line()
             if not size_line:
                 raise httpx.RemoteProtocolError("Server disconnected in a chunked body.")
-            try:
-                size = int(size_line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise httpx.RemoteProtocolError(f"bad chunk size {size_line[:40]!r}") from None
+            m = _CHUNK_SIZE.fullmatch(size_line)
+            if m is None:
+                raise httpx.RemoteProtocolError(f"bad chunk size {size_line[:40]!r}")
+            size = int(m.group(1), 16)
             if size == 0:
                 yield from self._headers()  # trailers, ignored
                 return b"".join(parts)
