@@ -386,6 +386,10 @@ def test_refused_connection_is_a_connect_error_so_provably_not_sent(pooled: Call
             httpx.RemoteProtocolError,
         ),
         (lambda _raw: "hang", httpx.ReadTimeout),
+        (  # never asked for: the connection would speak another protocol (h11 refuses it too)
+            lambda _raw: (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", False),
+            httpx.RemoteProtocolError,
+        ),
     ],
     ids=[
         "dropped",
@@ -396,6 +400,7 @@ def test_refused_connection_is_a_connect_error_so_provably_not_sent(pooled: Call
         "bad-chunk",
         "two-lengths",
         "no-answer",
+        "switching-protocols",
     ],
 )
 def test_failures_after_sending_are_httpx_errors_that_may_have_taken_effect(

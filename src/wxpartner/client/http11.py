@@ -186,7 +186,9 @@ class AnswerParser:
                 raise httpx.RemoteProtocolError(f"malformed status line {line[:100]!r}")
             status = int(m.group(2))
             headers = yield from self._headers()
-            if not 100 <= status < 200 or status == 101:
+            if status == 101:  # the connection now speaks another protocol: h11 refuses it too
+                raise httpx.RemoteProtocolError("101 Switching Protocols to a request that asked no upgrade")
+            if not 100 <= status < 200:
                 break  # an interim answer (100 Continue, 103 Early Hints) is followed by the real one
         connection = b",".join(v for k, v in headers if k.lower() == b"connection").lower()
         keep_alive = b"close" not in connection and (m.group(1) == b"1" or b"keep-alive" in connection)
