@@ -368,6 +368,7 @@ def test_refused_connection_is_a_connect_error_so_provably_not_sent(pooled: Call
     [
         (lambda _raw: None, httpx.RemoteProtocolError),  # read, then closed without a word
         (lambda _raw: (b"HTTP/1.1 abc\r\n\r\n", True), httpx.RemoteProtocolError),
+        (lambda _raw: (b"HTTP/1.1 099 Low\r\nContent-Length: 2\r\n\r\n{}", False), httpx.RemoteProtocolError),
         (lambda _raw: (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{}", True), httpx.RemoteProtocolError),
         (
             lambda _raw: (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n", True),
@@ -394,6 +395,7 @@ def test_refused_connection_is_a_connect_error_so_provably_not_sent(pooled: Call
     ids=[
         "dropped",
         "bad-status-line",
+        "status-below-100",
         "short-body",
         "long-line",
         "many-headers",

@@ -46,7 +46,8 @@ MAX_HEADERS = 100
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?\r?\n")
+# A status is 100 to 999 (h11 refuses "099"; it was read as an answer without a body).
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [^\r\n]*)?\r?\n")
 # h11's chunk-size line: 1 to 20 hex digits, an extension, trailing blanks. int(..., 16) alone also took
 # "+5", "0x5", "5_0", " 5" and "-1" (a negative size cut the body short and read on into the framing).
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\r\n]*)?[ \t]*\r?\n")
@@ -192,7 +193,7 @@ class AnswerParser:
                 break  # an interim answer (100 Continue, 103 Early Hints) is followed by the real one
         connection = b",".join(v for k, v in headers if k.lower() == b"connection").lower()
         keep_alive = b"close" not in connection and (m.group(1) == b"1" or b"keep-alive" in connection)
-        if method == "HEAD" or status in (204, 304) or status < 200:
+        if method == "HEAD" or status in (204, 304):
             return status, headers, b"", keep_alive
         codings = b",".join(v for k, v in headers if k.lower() == b"transfer-encoding").lower()
         if codings:
