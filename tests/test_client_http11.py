@@ -11,6 +11,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,6 +331,52 @@ def test_a_connection_idle_past_the_expiry_is_not_reused(
     monkeypatch.setattr(sh, "KEEPALIVE_EXPIRY", 0.0)
     pool.exchange(post(w))
     assert w.accepted == 2
+
+
+def test_a_connection_is_reused_until_it_has_been_idle_for_the_expiry(
+    wire: Callable[..., Wire], monkeypatch: pytest.MonkeyPatch, pooled: Callable[..., Pool]
+) -> None:
+    """httpx's keepalive_expiry, 5 s: idle for less, the connection serves again; for 5 s, it is
+    dropped (a NAT may have forgotten it). The pool's clock is stepped, not waited for."""
+    now = [1000.0]
+    monkeypatch.setattr(sh, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    w = wire()
+    pool = pooled()
+    pool.exchange(post(w))
+    now[0] += 4.9
+    pool.exchange(post(w))
+    assert w.accepted == 1
+    now[0] += 5.0
+    pool.exchange(post(w))
+    assert w.accepted == 2
+
+
+def test_at_most_twenty_idle_connections_are_kept_per_origin(
+    wire: Callable[..., Wire], pooled: Callable[..., Pool]
+) -> None:
+    """httpx's max_keepalive_connections, 20: of 21 connections busy at once, 20 stay for the next calls
+    and the 21st is closed."""
+    gate = threading.Barrier(21, timeout=10)
+
+    def together(_raw: bytes) -> tuple[bytes, bool]:
+        gate.wait()  # every connection is busy before any answers
+        return OK, False
+
+    w = wire(together)
+    pool = pooled()
+
+    def burst() -> None:
+        threads = [threading.Thread(target=pool.exchange, args=(post(w),)) for _ in range(21)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    burst()
+    assert w.accepted == 21 and len(w.requests) == 21
+    assert w.eof_seen.wait(5)  # the one the pool had no room for
+    burst()
+    assert w.accepted == 22 and len(w.requests) == 42
 
 
 def test_threads_share_the_pool_without_sharing_a_connection(
