@@ -465,6 +465,31 @@ def test_failures_after_sending_are_httpx_errors_that_may_have_taken_effect(
     assert pool.exchange(post(w)).status == 200
 
 
+@pytest.mark.parametrize("extra", [0, 1], ids=["at-the-bounds", "beyond"])
+def test_header_lines_and_count_are_bounded_as_http_client_bounds_them(
+    wire: Callable[..., Wire], extra: int, pooled: Callable[..., Pool]
+) -> None:
+    """A line of at most 65536 bytes (its CRLF included) and at most 100 headers are read; one byte or
+    one header more is a RemoteProtocolError."""
+    long_line = b"X-Long: " + b"a" * (65536 - 10 + extra) + b"\r\n"
+    many = b"".join(b"X-%d: v\r\n" % i for i in range(100 - 1 + extra))
+    w = wire(
+        lambda raw: (
+            b"HTTP/1.1 200 OK\r\n" + (long_line if b"long" in raw else many) + b"Content-Length: 2\r\n\r\n{}",
+            False,
+        )
+    )
+    pool = pooled()
+    for path in ("/long", "/many"):
+        request = outgoing("GET", w.origin(), path, (), HEADERS, b"")
+        if extra:
+            with pytest.raises(httpx.RemoteProtocolError):
+                pool.exchange(request)
+        else:
+            assert pool.exchange(request).content == b"{}"
+    assert len(long_line) == 65536 + extra
+
+
 @pytest.mark.parametrize("size", [b"+2", b"0x2", b" 2", b"0_2", b"-1", b"0" * 20 + b"2"])
 def test_a_chunk_size_httpx_refuses_is_refused(
     wire: Callable[..., Wire], size: bytes, pooled: Callable[..., Pool]

@@ -254,7 +254,7 @@ class AnswerParser:
         """Up to and including LF; b"" when the server closed before sending anything more."""
         while True:
             end = self.buffer.find(b"\n")
-            if end > MAX_LINE or (end < 0 and len(self.buffer) > MAX_LINE):
+            if end >= MAX_LINE or (end < 0 and len(self.buffer) >= MAX_LINE):  # LF included
                 raise httpx.RemoteProtocolError(f"an answer line longer than {MAX_LINE} bytes")
             if end >= 0:
                 line = bytes(self.buffer[: end + 1])
