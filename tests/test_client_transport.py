@@ -625,6 +625,7 @@ class _Holder(WxModel):
     passport: Annotated[str, Sensitive()] = ""
     mobile: Annotated[str, SensitiveMarker()] = ""
     address: Annotated[str, _Flagged()] = ""
+    hint: Annotated[str, Field(json_schema_extra={"sensitive": False})] = ""  # not marked: plain
 
 
 class _Marked(WxModel):
@@ -644,6 +645,9 @@ class _Nested(WxModel):
     several: tuple[_Holder, ...] = ()
     sequence: Sequence[_Holder] = ()
     annotated: Annotated[list[_Holder], Field(max_length=5)] = Field(default_factory=list)
+    tagged: list[Annotated[_Holder, Field(description="an Annotated inside the list")]] = Field(
+        default_factory=list
+    )
     anything: Any = None
     kind: Literal["A", "B"] = "A"
 
@@ -654,14 +658,15 @@ NESTED = Op[None]("test.nested", "POST", "/v3/nested", None, body=_Nested)
 def test_marked_fields_are_found_at_any_depth_and_shape(stub: Stub, world: World) -> None:
     h = lambda where: _Holder(name=f"n-{where}")  # noqa: E731
     body = _Nested(direct=h("direct"), optional=h("optional"), either=h("either"), several=(h("several"),),
-                   sequence=[h("sequence")], annotated=[h("annotated")], anything=h("anything"))  # fmt: skip
+                   sequence=[h("sequence")], annotated=[h("annotated")], tagged=[h("tagged")],
+                   anything=h("anything"))  # fmt: skip
     with make_client(world, stub.url) as client:
         client.execute(NESTED.call(body=body))
     sent = json.loads(stub.seen[0].body)
     key = load_private_key(world.platform_pub.private_key_pem)
     names = {n: v if isinstance(v, dict) else v[0] for n, v in sent.items() if n != "kind"}
     assert {n: oaep_decrypt(key, v["name"]) for n, v in names.items()} == {n: f"n-{n}" for n in names}
-    assert len(names) == 7 and sent["kind"] == "A"
+    assert len(names) == 8 and sent["kind"] == "A"
 
 
 class _Containers(WxModel):
@@ -727,7 +732,7 @@ def test_marked_fields_are_found_under_their_aliases(stub: Stub, world: World, a
 def test_model_markers_select_the_sensitive_fields(stub: Stub, world: World, as_dict: bool) -> None:
     stub.steps = [ok({"holders": [{"name": "x"}]})]
     marked = {"name": "李四", "id_number": "110", "passport": "E1", "mobile": "139", "address": "北京"}
-    body: Any = {"holders": [{**marked, "note": "n"}], "brand_new_key": 1}
+    body: Any = {"holders": [{**marked, "note": "n", "hint": "h"}], "brand_new_key": 1}
     with make_client(world, stub.url) as client:
         result = client.execute(
             MARKED.call({"id": "a/b"}, body=body if as_dict else _Marked.model_validate(body))
@@ -738,7 +743,7 @@ def test_model_markers_select_the_sensitive_fields(stub: Stub, world: World, as_
     sent = json.loads(seen.body)
     key = load_private_key(world.platform_pub.private_key_pem)
     assert {k: oaep_decrypt(key, sent["holders"][0][k]) for k in marked} == marked
-    assert sent["holders"][0]["note"] == "n"
+    assert sent["holders"][0]["note"] == "n" and sent["holders"][0]["hint"] == "h"
     assert ("brand_new_key" in sent) is as_dict  # a dict goes out as given (keys newer than the model)
 
 
