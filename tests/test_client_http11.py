@@ -518,6 +518,12 @@ def test_a_header_that_would_start_another_is_refused_before_sending(
     assert w.requests == []
 
 
+def test_an_origin_without_a_port_connects_to_its_schemes_default() -> None:
+    assert sh.parse_origin("https://api.mch.weixin.qq.com") == ("https", "api.mch.weixin.qq.com", 443)
+    assert sh.parse_origin("http://127.0.0.1") == ("http", "127.0.0.1", 80)
+    assert sh.parse_origin("http://[::1]:9") == ("http", "::1", 9)
+
+
 def test_a_scheme_other_than_http_is_refused(pooled: Callable[..., Pool]) -> None:
     with pytest.raises(httpx.UnsupportedProtocol):
         pooled().exchange(outgoing("GET", "ftp://127.0.0.1", "/x", (), HEADERS, b""))
