@@ -476,6 +476,21 @@ def test_long_retry_after_is_not_waited_for(stub: Stub, world: World, seconds: s
     assert len(stub.seen) == 1
 
 
+def test_a_retry_after_that_is_not_a_number_is_ignored(stub: Stub, world: World) -> None:
+    """'nan' parses as a float; the retry falls back to backoff, as for any unreadable Retry-After."""
+    stub.steps = [error(429, "FREQUENCY_LIMITED", {"Retry-After": "nan"}), ok()]
+    with make_client(world, stub.url) as client:
+        assert client.request("GET", "/v3/x").json() == {"ok": True}
+    stub.steps = [error(429, "FREQUENCY_LIMITED", {"Retry-After": "nan"}), ok()]
+
+    async def main() -> int:
+        async with make_async(world, stub.url) as client:
+            return (await client.request("GET", "/v3/x")).status
+
+    assert anyio.run(main) == 200
+    assert len(stub.seen) == 4
+
+
 def test_a_retry_after_of_exactly_max_retry_after_is_waited_for(stub: Stub, world: World) -> None:
     policy = RetryPolicy(max_attempts=2, max_retry_after=0.2)
     stub.steps = [error(429, "FREQUENCY_LIMITED", {"Retry-After": "0.2"}), ok()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -43,6 +44,8 @@ def retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         return None
+    # "nan" parses, and a NaN delay made the client's sleep raise ValueError instead of retrying.
+    return None if math.isnan(seconds) else seconds
