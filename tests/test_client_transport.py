@@ -241,20 +241,28 @@ def test_request_is_signed_over_the_exact_wire_bytes(stub: Stub, world: World) -
 
 @pytest.mark.parametrize("as_proxy", [False, True], ids=["dict", "mapping"])
 def test_sensitive_fields_are_encrypted_for_the_named_key(stub: Stub, world: World, as_proxy: bool) -> None:
-    body = {"contact": {"name": "张三", "mobile": ""}, "list": [{"id": "110"}, {"id": "120"}], "plain": "x"}
+    body = {
+        "contact": {"name": "张三", "mobile": "", "title": "经理"},
+        "list": [{"id": "110"}, {"id": "120"}],
+        "by_key": {"a": {"id": "130"}, "b": {"id": "140", "note": "n"}},  # '*' over an object's values
+        "plain": "x",
+        "count": 5,  # listed but no string: left as it is
+    }
     with make_client(world, stub.url) as client:
         client.request(
             "POST",
             "/v3/s",
             json=types.MappingProxyType(body) if as_proxy else body,
-            sensitive=["/contact/name", "/contact/mobile", "/list/*/id"],
+            sensitive=["/contact/name", "/contact/mobile", "/list/*/id", "/by_key/*/id", "/count"],
         )
     sent = json.loads(stub.seen[0].body)
     assert stub.seen[0].headers["wechatpay-serial"] == world.platform_pub.key_id
     key = load_private_key(world.platform_pub.private_key_pem)
     assert oaep_decrypt(key, sent["contact"]["name"]) == "张三"
     assert [oaep_decrypt(key, item["id"]) for item in sent["list"]] == ["110", "120"]
+    assert [oaep_decrypt(key, item["id"]) for item in sent["by_key"].values()] == ["130", "140"]
     assert sent["contact"]["mobile"] == "" and sent["plain"] == "x"  # empty stays empty
+    assert sent["contact"]["title"] == "经理" and sent["by_key"]["b"]["note"] == "n" and sent["count"] == 5
     assert body["contact"]["name"] == "张三"  # the caller's object is not modified
 
 
