@@ -322,6 +322,32 @@ def test_a_connection_the_server_ended_is_not_reused(
     assert w.accepted == 3
 
 
+@pytest.mark.parametrize(
+    ("connection", "reused"),
+    [(b"", False), (b"Connection: keep-alive\r\n", True)],
+    ids=["plain", "keep-alive"],
+)
+def test_an_http10_answer_keeps_its_connection_only_when_it_says_keep_alive(
+    wire: Callable[..., Wire], connection: bytes, reused: bool, pooled: Callable[..., Pool]
+) -> None:
+    w = wire(lambda _raw: (b"HTTP/1.0 200 OK\r\n" + connection + b"Content-Length: 2\r\n\r\n{}", False))
+    pool = pooled()
+    assert pool.exchange(post(w)).content == b"{}"
+    assert pool.exchange(post(w)).content == b"{}"
+    assert w.accepted == (1 if reused else 2)
+
+
+def test_a_head_answer_has_no_body_whatever_its_content_length(
+    wire: Callable[..., Wire], pooled: Callable[..., Pool]
+) -> None:
+    w = wire(lambda _raw: (OK.removesuffix(b'{"ok":true}'), False))  # Content-Length: 11, no body
+    pool = pooled(read=2.0)
+    for _ in range(2):
+        answer = pool.exchange(outgoing("HEAD", w.origin(), "/v3/x", (), HEADERS, b""))
+        assert (answer.status, answer.content, answer.headers["content-length"]) == (200, b"", "11")
+    assert w.accepted == 1
+
+
 def test_a_connection_idle_past_the_expiry_is_not_reused(
     wire: Callable[..., Wire], monkeypatch: pytest.MonkeyPatch, pooled: Callable[..., Pool]
 ) -> None:
