@@ -303,7 +303,9 @@ def test_a_plaintext_too_long_to_encrypt_is_named_before_sending(stub: Stub, wor
     body = {"contact": {"name": "张三"}, "identification_address": "地" * 72}  # 216 bytes of UTF-8
     with make_client(world, stub.url) as client, pytest.raises(ValueError) as info:
         client.request("POST", "/v3/s", json=body, sensitive=["/contact/name", "/identification_address"])
-    assert "/identification_address: 216 bytes" in str(info.value) and "at most 214" in str(info.value)
+    assert str(info.value).startswith("/identification_address: 216 bytes") and "at most 214" in str(
+        info.value
+    )
     assert stub.seen == []
     with make_client(world, stub.url) as client:  # 214 bytes fit
         client.request("POST", "/v3/s", json={"a": "地" * 71 + "x"}, sensitive=["/a"])
