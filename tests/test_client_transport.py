@@ -253,7 +253,17 @@ def test_sensitive_fields_are_encrypted_for_the_named_key(stub: Stub, world: Wor
             "POST",
             "/v3/s",
             json=types.MappingProxyType(body) if as_proxy else body,
-            sensitive=["/contact/name", "/contact/mobile", "/list/*/id", "/by_key/*/id", "/count"],
+            # a pointer to nothing ('/list/2/id' of two items, '/list/x/id', '/absent') encrypts nothing
+            sensitive=[
+                "/contact/name",
+                "/contact/mobile",
+                "/list/*/id",
+                "/by_key/*/id",
+                "/count",
+                "/list/2/id",
+                "/list/x/id",
+                "/absent",
+            ],
         )
     sent = json.loads(stub.seen[0].body)
     assert stub.seen[0].headers["wechatpay-serial"] == world.platform_pub.key_id
