@@ -256,8 +256,21 @@ def test_the_host_header_is_the_one_httpx_writes(origin: str) -> None:
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
         b"HTTP/1.1 200\r\nContent-Length:   2  \r\nX-Empty:\r\n\r\n{}",
         b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"until":"close"}',
+        b"HTTP/1.1 200 OK\nX-Lf: only\nContent-Length: 2\n\n{}",  # bare LF line ends
+        b"HTTP/1.1 200 OK\r\nX-Fold: a\r\n b\r\n\tc\r\nContent-Length: 2\r\n\r\n{}",  # obsolete folding
     ],
-    ids=["plain", "chunked", "utf8-header", "latin1-header", "no-body", "interim", "bare", "http10-to-close"],
+    ids=[
+        "plain",
+        "chunked",
+        "utf8-header",
+        "latin1-header",
+        "no-body",
+        "interim",
+        "bare",
+        "http10-to-close",
+        "bare-lf",
+        "folded",
+    ],
 )
 def test_answers_decode_as_httpx_decodes_them(
     wire: Callable[..., Wire], answer_bytes: bytes, pooled: Callable[..., Pool]
@@ -335,6 +348,19 @@ def test_an_http10_answer_keeps_its_connection_only_when_it_says_keep_alive(
     assert pool.exchange(post(w)).content == b"{}"
     assert pool.exchange(post(w)).content == b"{}"
     assert w.accepted == (1 if reused else 2)
+
+
+def test_a_body_whose_last_coding_is_not_chunked_is_read_to_the_close(
+    wire: Callable[..., Wire], pooled: Callable[..., Pool]
+) -> None:
+    """RFC 9112 §6.3 (h11 refuses such an answer instead): its length is the connection's, so it is
+    never reused."""
+    w = wire(lambda _raw: (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n2\r\n{}", True))
+    pool = pooled()
+    assert pool.exchange(post(w)).content == b"2\r\n{}"
+    w.respond = lambda _raw: (OK, False)
+    assert pool.exchange(post(w)).status == 200
+    assert w.accepted == 2
 
 
 def test_a_head_answer_has_no_body_whatever_its_content_length(
@@ -451,6 +477,12 @@ def test_refused_connection_is_a_connect_error_so_provably_not_sent(pooled: Call
             lambda _raw: (b"HTTP/1.1 200 OK\r\n" + b"X: a\r\n" * 101 + b"\r\n", True),
             httpx.RemoteProtocolError,
         ),
+        (lambda _raw: (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000, False), httpx.RemoteProtocolError),
+        (lambda _raw: (b"HTTP/1.1 200 OK\r\n folded: first\r\n\r\n", False), httpx.RemoteProtocolError),
+        (lambda _raw: (b"HTTP/1.1 200 OK\r\nNo-Colon\r\n\r\n", False), httpx.RemoteProtocolError),
+        (lambda _raw: (b"HTTP/1.1 200 OK\r\n: no-name\r\n\r\n", False), httpx.RemoteProtocolError),
+        (lambda _raw: (b"HTTP/1.1 200 OK\r\nX-Sp : v\r\n\r\n", False), httpx.RemoteProtocolError),
+        (lambda _raw: (b"HTTP/1.1 200 OK\r\nContent-Length: 2x\r\n\r\n{}", False), httpx.RemoteProtocolError),
         (
             lambda _raw: (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", True),
             httpx.RemoteProtocolError,
@@ -472,6 +504,12 @@ def test_refused_connection_is_a_connect_error_so_provably_not_sent(pooled: Call
         "short-body",
         "long-line",
         "many-headers",
+        "long-line-unended",
+        "folded-first-line",
+        "no-colon",
+        "no-name",
+        "space-before-colon",
+        "bad-length",
         "bad-chunk",
         "two-lengths",
         "no-answer",
