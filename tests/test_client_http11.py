@@ -10,7 +10,9 @@ import datetime
 import ipaddress
 import socket
 import ssl
+import struct
 import threading
+import time
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,7 +43,8 @@ from wxpartner.client.outgoing import Outgoing, host_header, outgoing, wire_targ
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
 
 # What the server does with one request: the bytes to answer (then keep the connection, or close it if
-# the flag says so), or None to close without answering, or "hang" to read on and never answer.
+# the flag says so), or None to close without answering, "hang" to read on and never answer, or
+# "reset" to abort the connection.
 Respond = Callable[[bytes], tuple[bytes, bool] | str | None]
 
 
@@ -108,6 +111,9 @@ class Wire:
                 if outcome == "hang":
                     conn.recv(1)  # until the client gives up
                     return
+                if outcome == "reset":  # RST instead of FIN: the client's read fails
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
                 if outcome is None or isinstance(outcome, str):
                     return
                 data, close = outcome
@@ -144,9 +150,9 @@ class PortalPool:
     """The async pool, driven from tests written once for both: every call runs on one event loop in a
     portal thread (concurrent callers become concurrent tasks)."""
 
-    def __init__(self, portal: BlockingPortal, read: float) -> None:
+    def __init__(self, portal: BlockingPortal, read: float, write: float = 5.0) -> None:
         self.portal = portal
-        self.pool = AsyncPooledHTTP(httpx.Timeout(5.0, read=read))
+        self.pool = AsyncPooledHTTP(httpx.Timeout(5.0, read=read, write=write))
 
     def exchange(self, request: Outgoing) -> Response:
         return self.portal.call(self.pool.exchange, request)
@@ -158,10 +164,10 @@ class PortalPool:
 @pytest.fixture(params=["sync", "async"])
 def pooled(request: pytest.FixtureRequest) -> Iterator[Callable[..., Pool]]:
     if request.param == "sync":
-        yield lambda read=5.0: PooledHTTP(httpx.Timeout(5.0, read=read))
+        yield lambda read=5.0, write=5.0: PooledHTTP(httpx.Timeout(5.0, read=read, write=write))
         return
     with start_blocking_portal() as portal:
-        yield lambda read=5.0: PortalPool(portal, read)
+        yield lambda read=5.0, write=5.0: PortalPool(portal, read, write)
 
 
 HEADERS = {"Accept": "application/json", "User-Agent": "t", "Authorization": "WECHATPAY2-SHA256-RSA2048 x"}
@@ -401,6 +407,7 @@ def test_a_connection_is_reused_until_it_has_been_idle_for_the_expiry(
     now[0] += 5.0
     pool.exchange(post(w))
     assert w.accepted == 2
+    assert w.eof_seen.wait(5)  # the expired connection was closed when met, not left open
 
 
 def test_at_most_twenty_idle_connections_are_kept_per_origin(
@@ -492,6 +499,7 @@ def test_refused_connection_is_a_connect_error_so_provably_not_sent(pooled: Call
             httpx.RemoteProtocolError,
         ),
         (lambda _raw: "hang", httpx.ReadTimeout),
+        (lambda _raw: "reset", httpx.ReadError),
         (  # never asked for: the connection would speak another protocol (h11 refuses it too)
             lambda _raw: (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", False),
             httpx.RemoteProtocolError,
@@ -513,6 +521,7 @@ def test_refused_connection_is_a_connect_error_so_provably_not_sent(pooled: Call
         "bad-chunk",
         "two-lengths",
         "no-answer",
+        "reset",
         "switching-protocols",
     ],
 )
@@ -570,6 +579,37 @@ def test_a_chunk_size_httpx_refuses_is_refused(
     w.respond = lambda _raw: (OK, False)  # and the connection is not reused
     assert pool.exchange(post(w)).status == 200
     assert w.accepted == 3
+
+
+@pytest.mark.parametrize(
+    ("server", "error"), [("reads-nothing", httpx.WriteTimeout), ("resets", httpx.WriteError)]
+)
+def test_a_request_the_server_does_not_take_fails_as_a_write_that_may_have_taken_effect(
+    server: str, error: type[Exception], pooled: Callable[..., Pool]
+) -> None:
+    """A body larger than the socket buffers: a server that reads none of it stalls the send past the
+    write timeout, one that aborts the connection breaks it. Either way some bytes may have left."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        conn, _ = listener.accept()
+        accepted.append(conn)
+        if server == "resets":
+            time.sleep(0.2)  # the client is inside its send by now
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    origin = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with pytest.raises(error) as caught:
+            pooled(write=0.5).exchange(outgoing("POST", origin, "/v3/x", (), HEADERS, b"x" * (64 << 20)))
+        assert not isinstance(caught.value, policy.NOT_SENT_ERRORS)
+    finally:
+        for conn in accepted:
+            conn.close()
+        listener.close()
 
 
 def test_a_header_that_would_start_another_is_refused_before_sending(
