@@ -150,9 +150,9 @@ class PortalPool:
     """The async pool, driven from tests written once for both: every call runs on one event loop in a
     portal thread (concurrent callers become concurrent tasks)."""
 
-    def __init__(self, portal: BlockingPortal, read: float, write: float = 5.0) -> None:
+    def __init__(self, portal: BlockingPortal, timeout: httpx.Timeout) -> None:
         self.portal = portal
-        self.pool = AsyncPooledHTTP(httpx.Timeout(5.0, read=read, write=write))
+        self.pool = AsyncPooledHTTP(timeout)
 
     def exchange(self, request: Outgoing) -> Response:
         return self.portal.call(self.pool.exchange, request)
@@ -164,10 +164,14 @@ class PortalPool:
 @pytest.fixture(params=["sync", "async"])
 def pooled(request: pytest.FixtureRequest) -> Iterator[Callable[..., Pool]]:
     if request.param == "sync":
-        yield lambda read=5.0, write=5.0: PooledHTTP(httpx.Timeout(5.0, read=read, write=write))
+        yield lambda read=5.0, write=5.0, connect=5.0: PooledHTTP(
+            httpx.Timeout(5.0, connect=connect, read=read, write=write)
+        )
         return
     with start_blocking_portal() as portal:
-        yield lambda read=5.0, write=5.0: PortalPool(portal, read, write)
+        yield lambda read=5.0, write=5.0, connect=5.0: PortalPool(
+            portal, httpx.Timeout(5.0, connect=connect, read=read, write=write)
+        )
 
 
 HEADERS = {"Accept": "application/json", "User-Agent": "t", "Authorization": "WECHATPAY2-SHA256-RSA2048 x"}
@@ -369,15 +373,34 @@ def test_a_body_whose_last_coding_is_not_chunked_is_read_to_the_close(
     assert w.accepted == 2
 
 
-def test_a_head_answer_has_no_body_whatever_its_content_length(
-    wire: Callable[..., Wire], pooled: Callable[..., Pool]
+@pytest.mark.parametrize(("method", "status"), [("HEAD", b"200 OK"), ("GET", b"304 Not Modified")])
+def test_a_head_or_304_answer_has_no_body_whatever_its_content_length(
+    wire: Callable[..., Wire], method: str, status: bytes, pooled: Callable[..., Pool]
 ) -> None:
-    w = wire(lambda _raw: (OK.removesuffix(b'{"ok":true}'), False))  # Content-Length: 11, no body
+    head = OK.removesuffix(b'{"ok":true}').replace(b"200 OK", status)  # Content-Length: 11, no body
+    w = wire(lambda _raw: (head, False))
     pool = pooled(read=2.0)
     for _ in range(2):
-        answer = pool.exchange(outgoing("HEAD", w.origin(), "/v3/x", (), HEADERS, b""))
-        assert (answer.status, answer.content, answer.headers["content-length"]) == (200, b"", "11")
+        answer = pool.exchange(outgoing(method, w.origin(), "/v3/x", (), HEADERS, b""))
+        assert (answer.status, answer.content, answer.headers["content-length"]) == (
+            int(status[:3]),
+            b"",
+            "11",
+        )
     assert w.accepted == 1
+
+
+def test_a_connection_with_bytes_beyond_its_answer_is_not_reused(
+    wire: Callable[..., Wire], pooled: Callable[..., Pool]
+) -> None:
+    """An answer nobody asked for, sent along with the first one, must not be taken for the next
+    call's answer: the connection is dropped, as httpcore drops one with something to read."""
+    unasked = b'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{"evil":1}'
+    w = wire(lambda raw: (OK + unasked if raw.startswith(b"POST") else OK, False))
+    pool = pooled()
+    assert pool.exchange(post(w)).content == b'{"ok":true}'
+    assert pool.exchange(outgoing("GET", w.origin(), "/v3/x", (), HEADERS, b"")).content == b'{"ok":true}'
+    assert w.accepted == 2
 
 
 def test_a_connection_idle_past_the_expiry_is_not_reused(
