@@ -635,6 +635,50 @@ def test_a_request_the_server_does_not_take_fails_as_a_write_that_may_have_taken
         listener.close()
 
 
+@pytest.mark.parametrize(
+    ("phase", "error"),
+    [("connect", httpx.ConnectTimeout), ("write", httpx.WriteTimeout), ("read", httpx.ReadTimeout)],
+)
+def test_each_phase_is_bounded_by_its_own_timeout(
+    phase: str, error: type[Exception], pooled: Callable[..., Pool]
+) -> None:
+    """A server that accepts and then does nothing, with only the phase under test bounded: the TLS
+    handshake by the connect timeout, a 64 MiB body by the write timeout, the answer by the read
+    timeout. A phase left on another phase's timeout (here: none) would wait for ever."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    origin = f"{'https' if phase == 'connect' else 'http'}://127.0.0.1:{listener.getsockname()[1]}"
+    body = b"x" * (64 << 20) if phase == "write" else b"{}"
+    limits = {"connect": None, "write": None, "read": None, phase: 0.5}
+    pool = pooled(**limits)
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            pool.exchange(outgoing("POST", origin, "/v3/x", (), HEADERS, body))
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(20)
+    for conn in accepted:  # frees a caller that did not time out
+        conn.close()
+    listener.close()
+    caller.join(5)
+    assert outcome and isinstance(outcome[0], error), outcome
+    assert isinstance(outcome[0], policy.NOT_SENT_ERRORS) is (phase == "connect")
+
+
 def test_a_header_that_would_start_another_is_refused_before_sending(
     wire: Callable[..., Wire], pooled: Callable[..., Pool]
 ) -> None:
