@@ -7,6 +7,7 @@ retry policy reads, TLS verifies like httpx, and a proxy in the environment hand
 from __future__ import annotations
 
 import datetime
+import gc
 import ipaddress
 import socket
 import ssl
@@ -14,6 +15,7 @@ import struct
 import threading
 import time
 import types
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,7 +269,7 @@ def test_the_host_header_is_the_one_httpx_writes(origin: str) -> None:
         b"HTTP/1.1 200\r\nContent-Length:   2  \r\nX-Empty:\r\n\r\n{}",
         b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"until":"close"}',
         b"HTTP/1.1 200 OK\nX-Lf: only\nContent-Length: 2\n\n{}",  # bare LF line ends
-        b"HTTP/1.1 200 OK\r\nX-Fold: a\r\n b\r\n\tc\r\nContent-Length: 2\r\n\r\n{}",  # obsolete folding
+        b"HTTP/1.1 200 OK\r\nX-First: 1\r\nX-Fold: a\r\n b\r\n\tc\r\nContent-Length: 2\r\n\r\n{}",  # folded
     ],
     ids=[
         "plain",
@@ -459,6 +461,41 @@ def test_at_most_twenty_idle_connections_are_kept_per_origin(
     assert w.eof_seen.wait(5)  # the one the pool had no room for
     burst()
     assert w.accepted == 22 and len(w.requests) == 42
+
+
+def test_the_pools_close_every_socket_they_open(
+    wire: Callable[..., Wire], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pooled: Callable[..., Pool]
+) -> None:
+    """Explicitly, not left to the garbage collector (which warns, and which other interpreters run
+    late): a connection the answer ends, one broken by a bad answer, an expired idle one, the idle
+    ones at close(), and one whose TLS handshake failed."""
+    server_tls, _ = _self_signed(tmp_path)  # a certificate the pool does not trust
+    secure = wire(tls=server_tls)
+    w = wire()
+    gc.collect()  # what earlier tests left behind is not this test's to answer for
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        pool = pooled()
+        w.respond = lambda _raw: (
+            OK.replace(b"Content-Length", b"Connection: close\r\nContent-Length"),
+            False,
+        )
+        pool.exchange(post(w))
+        w.respond = lambda _raw: (b"HTTP/1.1 abc\r\n\r\n", False)
+        with pytest.raises(httpx.RemoteProtocolError):
+            pool.exchange(post(w))
+        w.respond = lambda _raw: (OK, False)
+        pool.exchange(post(w))
+        monkeypatch.setattr(sh, "KEEPALIVE_EXPIRY", 0.0)  # the idle one is stale when next met
+        pool.exchange(post(w))
+        monkeypatch.undo()
+        with pytest.raises(httpx.ConnectError):
+            pool.exchange(post(secure, scheme="https"))
+        pool.close()
+        del pool
+        gc.collect()
+    assert w.accepted == 4
+    assert [str(x.message) for x in seen if issubclass(x.category, ResourceWarning)] == []
 
 
 def test_threads_share_the_pool_without_sharing_a_connection(
