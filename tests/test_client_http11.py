@@ -243,6 +243,26 @@ def test_the_signed_target_is_the_one_httpx_sends(path: str, query: list[tuple[s
 
 
 @pytest.mark.parametrize(
+    ("given", "body"),
+    [
+        ({"Content-Length": "7"}, b'{"a":1}'),
+        ({"Transfer-Encoding": "chunked"}, b""),
+        ({"Host": "h.example"}, b""),
+    ],
+    ids=["content-length", "transfer-encoding", "host"],
+)
+def test_framing_and_host_headers_the_caller_gives_are_not_written_twice(
+    given: dict[str, str], body: bytes
+) -> None:
+    """As httpx.Request does: a given Content-Length or Transfer-Encoding stands for the body's
+    length (no Content-Length is added), a given Host for the origin's."""
+    ours = outgoing("POST", "http://127.0.0.1:9", "/v3/x", (), given, body).headers
+    theirs = httpx.Request("POST", "http://127.0.0.1:9/v3/x", headers=given, content=body or None).headers.raw
+    assert [(k.lower(), v) for k, v in ours] == [(k.decode().lower(), v.decode()) for k, v in theirs]
+    assert [k.lower() for k, _ in ours].count("content-length") <= 1
+
+
+@pytest.mark.parametrize(
     "origin",
     [
         "https://api.mch.weixin.qq.com",
