@@ -60,6 +60,7 @@ class Wire:
     accepted: int = 0
     eof_seen: threading.Event = field(default_factory=threading.Event)  # a client closed its side
     closed: threading.Event = field(default_factory=threading.Event)  # the server closed a connection
+    alpn: list[str | None] = field(default_factory=list)  # what each TLS connection agreed on
     port: int = 0
 
     def start(self) -> Wire:
@@ -88,6 +89,7 @@ class Wire:
         try:
             if self.tls is not None:
                 conn = self.tls.wrap_socket(conn, server_side=True)
+                self.alpn.append(conn.selected_alpn_protocol())
             buf = b""
             while True:
                 while b"\r\n\r\n" not in buf:
@@ -792,6 +794,7 @@ def test_tls_is_verified_like_httpx(
     wire: Callable[..., Wire], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pooled: Callable[..., Pool]
 ) -> None:
     server_tls, cert_path = _self_signed(tmp_path)
+    server_tls.set_alpn_protocols(["h2", "http/1.1"])  # offered HTTP/2 first: the pool must say 1.1
     w = wire(tls=server_tls)
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
@@ -802,6 +805,7 @@ def test_tls_is_verified_like_httpx(
     for _ in range(3):
         assert pool.exchange(post(w, scheme="https")).content == b'{"ok":true}'
     assert w.accepted == 2  # one refused, then one kept alive across TLS 1.3's session tickets
+    assert w.alpn == ["http/1.1"]
     with httpx.Client() as h:
         assert h.send(post(w, scheme="https").to_httpx()).status_code == 200
 
