@@ -5,6 +5,7 @@ backup host, sensitive-field encryption, and sync/async parity on the same paths
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -780,6 +781,24 @@ def test_model_markers_select_the_sensitive_fields(stub: Stub, world: World, as_
     assert {k: oaep_decrypt(key, sent["holders"][0][k]) for k in marked} == marked
     assert sent["holders"][0]["note"] == "n" and sent["holders"][0]["hint"] == "h"
     assert ("brand_new_key" in sent) is as_dict  # a dict goes out as given (keys newer than the model)
+
+
+PLAIN_QUERY = Op[None]("test.query", "GET", "/v3/q/{id}", None, idempotent=True)
+
+
+def test_an_operations_mapping_query_and_path_are_written_as_wechat_reads_them(
+    stub: Stub, world: World
+) -> None:
+    """Without a query model, a mapping's booleans go out as true/false (not Python's True), None is
+    left out, and every path parameter must be given (a '{name}' left in the path is refused unsent)."""
+    stub.steps = [lambda stub, _seen: stub.signed(b"", status=204)]
+    with make_client(world, stub.url) as client:
+        client.execute(
+            PLAIN_QUERY.call({"id": "a b"}, query={"on": True, "off": False, "n": 2, "gone": None})
+        )
+        with pytest.raises(ValueError, match=re.escape("path parameter missing in /v3/q/{id}")):
+            client.execute(PLAIN_QUERY.call({"other": "x"}))
+    assert [seen.target for seen in stub.seen] == ["/v3/q/a%20b?on=true&off=false&n=2"]
 
 
 def test_private_key_forms_and_default_hosts(stub: Stub, world: World, tmp_path: Path) -> None:
