@@ -813,20 +813,36 @@ def test_tls_is_verified_like_httpx(
 
 
 # -- who uses it --------------------------------------------------------------------------------------
+PROXY_VARIABLES = (
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+)
+
+
+@pytest.mark.parametrize("name", ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "https_proxy", "all_proxy"])
+def test_any_proxy_variable_httpx_honours_counts_as_a_proxy(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """WeChat Pay is https: an HTTPS_PROXY (or ALL_PROXY) alone must hand the client to httpx too."""
+    for variable in PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert not sh.environment_has_proxy()
+    monkeypatch.setenv(name, "http://127.0.0.1:3128")
+    assert sh.environment_has_proxy()
+
+
 def test_a_proxy_in_the_environment_sends_the_client_through_httpx(
     stub: Stub,  # noqa: F811
     world: World,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in (
-        "NO_PROXY",
-        "no_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "http_proxy",
-    ):
+    for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     direct = make_client(world, stub.url)
     assert direct.request("GET", "/v3/direct").status == 200
