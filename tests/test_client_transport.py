@@ -43,6 +43,7 @@ from wxpartner.client import (
     TransportError,
     VerificationError,
 )
+from wxpartner.client.base import generic_call
 from wxpartner.client.core import answer
 from wxpartner.client.operations import Op
 from wxpartner.models.common import WxModel
@@ -624,6 +625,52 @@ def test_read_timeout_is_configurable_and_reported_as_sent(stub: Stub, world: Wo
     assert info.value.sent is True and len(stub.seen) == 1
 
 
+def test_the_clients_timeouts_govern_a_given_http_client(stub: Stub, world: World) -> None:
+    """An http_client= without timeouts of its own still gives up at the SDK's read timeout."""
+
+    def slow(s: Stub, seen: Seen) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(0.5)
+        return s.signed(b"{}")
+
+    stub.steps = [slow]
+    with httpx.Client(timeout=None) as http:
+        client = make_client(world, stub.url, timeout=0.2, http_client=http)
+        with pytest.raises(TransportError) as info:
+            client.request("POST", "/v3/x", json={})
+    assert info.value.sent is True
+
+
+class _Counting(httpx.HTTPTransport):
+    """A real HTTP transport that notes what it carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return super().handle_request(request)
+
+
+def test_a_sync_client_sends_through_the_transport_it_is_given(stub: Stub, world: World) -> None:
+    transport = _Counting()
+    with make_client(world, stub.url, transport=transport) as client:
+        assert client.request("GET", "/v3/through").json() == {"ok": True}
+    assert transport.paths == ["/v3/through"] and stub.seen[0].target == "/v3/through"
+
+
+def test_request_repeats_only_get_and_head_unless_told_and_leaves_none_out_of_the_query() -> None:
+    assert [generic_call(m, "/v3/x").idempotent for m in ("GET", "head", "POST", "DELETE")] == [
+        True, True, False, False
+    ]  # fmt: skip
+    assert generic_call("POST", "/v3/x", idempotent=True).idempotent is True
+    assert generic_call("GET", "/v3/x", idempotent=False).idempotent is False
+    assert generic_call("GET", "/v3/x", query={"a": 1, "b": None, "c": "中"}).query == (
+        ("a", "1"),
+        ("c", "中"),
+    )
+
+
 # -- async parity -------------------------------------------------------------------------------------------
 def test_async_client_runs_the_same_pipeline(stub: Stub, world: World) -> None:
     stub.steps = [error(500, "SYSTEM_ERROR"), ok({"n": 1}), ok(tamper=True), drop]
@@ -967,6 +1014,10 @@ def test_request_accepts_an_unsigned_answer_only_when_told(stub: Stub, world: Wo
         assert info.value.reason == "missing_header"
         answer = client.request("GET", "/v3/billdownload/file", query={"token": "t"}, unsigned_ok=True)
         assert answer.content == CSV and answer.verified_by is None
+    stub.steps = [_signed_csv()]  # told so, a signed answer need not be JSON either (it is verified)
+    with make_client(world, stub.url) as client:
+        answer = client.request("GET", "/v3/billdownload/file", query={"token": "t"}, unsigned_ok=True)
+        assert answer.content == CSV and answer.verified_by == world.platform_pub.key_id
 
     async def main() -> None:
         stub.steps = [_unsigned_csv]
