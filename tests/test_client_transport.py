@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import anyio
 import httpx
 import pytest
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from live import free_port
 from support import APIV3_KEY, SP_A, World
@@ -831,6 +831,25 @@ def test_model_markers_select_the_sensitive_fields(stub: Stub, world: World, as_
 
 
 PLAIN_QUERY = Op[None]("test.query", "GET", "/v3/q/{id}", None, idempotent=True)
+
+
+class _Query(WxModel):
+    limit: int
+    sub_mchid: str | None = Field(None, alias="sub_mchid_alias")
+
+
+MODEL_QUERY = Op[None]("test.model_query", "GET", "/v3/mq", None, query=_Query, idempotent=True)
+
+
+def test_an_operations_mapping_query_is_checked_by_its_model_before_sending(stub: Stub, world: World) -> None:
+    """A mapping passes the operation's query model (strict: a string is no number) and goes out as
+    the model writes it (by alias, None left out)."""
+    stub.steps = [lambda stub, _seen: stub.signed(b"", status=204)]
+    with make_client(world, stub.url) as client:
+        with pytest.raises(ValidationError):
+            client.execute(MODEL_QUERY.call(query={"limit": "5"}))
+        client.execute(MODEL_QUERY.call(query={"limit": 5, "sub_mchid": "S1"}))
+    assert [seen.target for seen in stub.seen] == ["/v3/mq?limit=5&sub_mchid_alias=S1"]
 
 
 def test_an_operations_mapping_query_and_path_are_written_as_wechat_reads_them(
