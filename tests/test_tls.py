@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import yaml
@@ -179,16 +180,29 @@ def test_another_host_name_is_refused_by_the_client(served: TlsServer) -> None:
 
 
 def test_the_sdk_and_the_cli_reach_it(served: TlsServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    from wxpartner.client import Client
+    from wxpartner.client import AsyncClient, Client
 
-    monkeypatch.setenv("SSL_CERT_FILE", served.info["tls_ca_path"])  # the SDK trusts as httpx does
-    with Client.from_connection_info(served.data_dir / "connection.json") as client:
-        sub = served.info["sub_mchid"][0]
-        user = f"tls_{uuid.uuid4().hex[:8]}"
-        state = client.webizpay.users.authorization_state(user, sp_mchid=served.info["mchid"], sub_mchid=sub)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    info = served.data_dir / "connection.json"
+    sp, sub = served.info["mchid"], served.info["sub_mchid"][0]
+    # from_connection_info trusts the authority connection.json names (tls_context), on both clients.
+    with Client.from_connection_info(info) as client:
+        assert client.tls_context is not None
+        state = client.webizpay.users.authorization_state("tls_user", sp_mchid=sp, sub_mchid=sub)
         assert not state.employee_list  # a user who never authorised: a verified answer, nobody in it
-    monkeypatch.delenv("SSL_CERT_FILE")
-    # The CLI's operations commands trust the authority connection.json names.
+
+    async def async_state() -> Any:
+        async with AsyncClient.from_connection_info(info) as client:
+            return await client.webizpay.users.authorization_state("tls_user", sp_mchid=sp, sub_mchid=sub)
+
+    assert not anyio.run(async_state).employee_list
+    # Given the same settings without that context, the SDK trusts as httpx does: not this authority.
+    with (
+        Client.from_connection_info(info, tls_context=None) as untrusting,
+        pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        untrusting.webizpay.users.authorization_state("tls_user", sp_mchid=sp, sub_mchid=sub)
+    # The CLI's operations commands trust it too.
     result = CliRunner().invoke(cli, ["clock", "--data-dir", str(served.data_dir)])
     assert result.exit_code == 0, result.output
     assert "running" in result.output

@@ -44,9 +44,11 @@ class AsyncClient(BaseClient, AsyncFamilies):
         self._pooled: AsyncPooledHTTP | None = None
         self._http: AsyncHTTPClient | None = http_client
         if http_client is None and transport is None and not environment_has_proxy():
-            self._pooled = AsyncPooledHTTP(self.config.timeout)
+            self._pooled = AsyncPooledHTTP(self.config.timeout, self.tls_context)
         elif http_client is None:
-            self._http = self._owned = httpx.AsyncClient(transport=transport, timeout=self.config.timeout)
+            self._http = self._owned = httpx.AsyncClient(
+                transport=transport, timeout=self.config.timeout, verify=self.tls_context or True
+            )
         self._refresh_lock: anyio.Lock | None = None  # created lazily inside the event loop
         AsyncFamilies.__init__(self, self)
 

@@ -4,6 +4,7 @@ so any number of merchants live side by side in one process)."""
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ class ClientOptions(TypedDict, total=False):
     time_window: int
     clock: Callable[[], float]
     refresh_backoff: float
+    tls_context: ssl.SSLContext | None
 
 
 class BaseClient:
@@ -53,6 +55,9 @@ class BaseClient:
       primary host cannot be reached), ``retry`` (``RetryPolicy``), ``timeout`` (seconds or
       ``httpx.Timeout``), ``time_window`` (answer timestamp tolerance, 300 s), ``clock``,
       ``refresh_backoff`` (seconds before an unknown serial may trigger another certificate download).
+    - ``tls_context`` (``ssl.SSLContext``): whom to trust over https; default httpx's (certifi, or
+      ``SSL_CERT_FILE``). ``from_connection_info`` makes one that also trusts a ``serve --tls``
+      authority. Not used with an ``http_client`` of your own, which trusts as it was made to.
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class BaseClient:
             refresh_backoff=o.get("refresh_backoff", UNKNOWN_SERIAL_BACKOFF),
         )
         self._engine = Engine(self.config)
+        self.tls_context: ssl.SSLContext | None = o.get("tls_context")
 
     @property
     def mchid(self) -> str:
@@ -101,6 +107,9 @@ class BaseClient:
         data: Mapping[str, Any]
         data = json.loads(Path(info).read_text()) if isinstance(info, str | Path) else info
         kwargs: dict[str, Any] = {"base_url": data["base_url"], "apiv3_key": data.get("apiv3_key")}
+        if data.get("tls_ca_path"):  # serve --tls: its authority, besides what httpx trusts
+            kwargs["tls_context"] = httpx.create_ssl_context()
+            kwargs["tls_context"].load_verify_locations(cafile=data["tls_ca_path"])
         if data.get("wechatpay_public_key_id") and data.get("wechatpay_public_key_path"):
             kwargs["wechatpay_public_key"] = Path(data["wechatpay_public_key_path"])
             kwargs["wechatpay_public_key_id"] = data["wechatpay_public_key_id"]

@@ -46,9 +46,11 @@ class Client(BaseClient, Families):
         self._pooled: PooledHTTP | None = None
         self._http: SyncHTTPClient | None = http_client
         if http_client is None and transport is None and not environment_has_proxy():
-            self._pooled = PooledHTTP(self.config.timeout)
+            self._pooled = PooledHTTP(self.config.timeout, self.tls_context)
         elif http_client is None:
-            self._http = self._owned = httpx.Client(transport=transport, timeout=self.config.timeout)
+            self._http = self._owned = httpx.Client(
+                transport=transport, timeout=self.config.timeout, verify=self.tls_context or True
+            )
         self._refresh_lock = threading.Lock()
         Families.__init__(self, self)
 
