@@ -669,6 +669,11 @@ def test_request_repeats_only_get_and_head_unless_told_and_leaves_none_out_of_th
         ("a", "1"),
         ("c", "中"),
     )
+    # Booleans as the typed operations send them (and JSON writes them), not Python's "True".
+    assert generic_call("GET", "/v3/x", query=[("on", True), ("off", False)]).query == (
+        ("on", "true"),
+        ("off", "false"),
+    )
 
 
 # -- async parity -------------------------------------------------------------------------------------------

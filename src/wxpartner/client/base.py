@@ -15,7 +15,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..protocol import constants as c
 from ..protocol.keys import PemSource
-from .core import UNKNOWN_SERIAL_BACKOFF, Call, Config, Engine, Response, make_config, raw_response
+from .core import (
+    UNKNOWN_SERIAL_BACKOFF,
+    Call,
+    Config,
+    Engine,
+    Response,
+    make_config,
+    query_text,
+    raw_response,
+)
 from .keys import KeySet
 from .policy import RetryPolicy
 
@@ -133,7 +142,7 @@ def generic_call(
     ``unsigned_ok``: accept an answer without signature headers (a file download); a signed one is
     still verified."""
     items = query.items() if isinstance(query, Mapping) else (query or ())
-    pairs = tuple((str(k), str(v)) for k, v in items if v is not None)
+    pairs = tuple((str(k), query_text(v)) for k, v in items if v is not None)
     body: Any = content if content is not None else json_body
     return Call(
         method.upper(),

@@ -155,6 +155,13 @@ def no_content(resp: Response) -> None:
     return None
 
 
+def query_text(value: Any) -> str:
+    """A query value as text: booleans as JSON writes them (``true``), as WeChat's APIs take them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def raw_response(resp: Response) -> Response:
     return resp
 

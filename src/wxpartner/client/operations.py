@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from .core import Call, Response, model_decoder, no_content, raw_response
+from .core import Call, Response, model_decoder, no_content, query_text, raw_response
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -67,7 +67,7 @@ class Op(Generic[T]):
                 if isinstance(query, BaseModel)
                 else dict(query)
             )
-            pairs = [(k, _query_value(v)) for k, v in raw.items() if v is not None]
+            pairs = [(k, query_text(v)) for k, v in raw.items() if v is not None]
         decode: Callable[[Response], Any] = (
             model_decoder(self.response) if self.response is not None else no_content  # type: ignore[arg-type]
         )
@@ -82,12 +82,6 @@ class Op(Generic[T]):
             sensitive=tuple(self.sensitive),
             shape=shape,
         )
-
-
-def _query_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def fill(template: str, **params: str | int) -> str:
