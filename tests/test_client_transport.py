@@ -763,6 +763,7 @@ class _Containers(WxModel):
     by_key: dict[str, _Holder] = Field(default_factory=dict)
     grid: list[list[_Holder]] = Field(default_factory=list)
     lists_by_key: dict[str, list[_Holder]] = Field(default_factory=dict)
+    by_number: dict[int, _Holder] = Field(default_factory=dict)  # dumped under "7"
 
 
 CONTAINERS = Op[None]("test.containers", "POST", "/v3/containers", None, body=_Containers)
@@ -773,14 +774,19 @@ def test_marked_fields_in_dicts_and_nested_lists_are_encrypted(
     stub: Stub, world: World, as_dict: bool
 ) -> None:
     h = lambda where: {"name": f"n-{where}", "note": where}  # noqa: E731
-    body = {"by_key": {"k": h("by_key")}, "grid": [[h("grid")]], "lists_by_key": {"k": [h("lists")]}}
+    body = {
+        "by_key": {"k": h("by_key")},
+        "grid": [[h("grid")]],
+        "lists_by_key": {"k": [h("lists")]},
+        "by_number": {7: h("number")},
+    }
     with make_client(world, stub.url) as client:
         client.execute(CONTAINERS.call(body=body if as_dict else _Containers.model_validate(body)))
     sent = json.loads(stub.seen[0].body)
     key = load_private_key(world.platform_pub.private_key_pem)
-    held = [sent["by_key"]["k"], sent["grid"][0][0], sent["lists_by_key"]["k"][0]]
-    assert [oaep_decrypt(key, item["name"]) for item in held] == ["n-by_key", "n-grid", "n-lists"]
-    assert [item["note"] for item in held] == ["by_key", "grid", "lists"]  # unmarked: plain
+    held = [sent["by_key"]["k"], sent["grid"][0][0], sent["lists_by_key"]["k"][0], sent["by_number"]["7"]]
+    assert [oaep_decrypt(key, item["name"]) for item in held] == ["n-by_key", "n-grid", "n-lists", "n-number"]
+    assert [item["note"] for item in held] == ["by_key", "grid", "lists", "number"]  # unmarked: plain
 
 
 class _Aliased(WxModel):

@@ -121,8 +121,15 @@ class Call(Generic[T]):
 def without_nulls(value: Any) -> Any:
     """A caller's JSON value without its ``None`` members (WeChat Pay's basic rules forbid ``null``;
     a model body drops them the same way, ``exclude_none``). The value itself when it has none, else
-    a copy of the parts that change: the caller's object is never modified."""
+    a copy of the parts that change: the caller's object is never modified. A key that is not a
+    string is written as JSON writes it (7 as "7"), so the sensitive-field walk finds what it holds."""
     if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            return {
+                (k if isinstance(k, str) else json.dumps(k)): without_nulls(v)
+                for k, v in value.items()
+                if v is not None
+            }
         pruned = {k: without_nulls(v) for k, v in value.items() if v is not None}
         same = len(pruned) == len(value) and all(pruned[k] is value[k] for k in pruned)
         return value if same else pruned

@@ -121,8 +121,9 @@ def _held(value: Any, data: Any, prefix: Pointer) -> list[Pointer]:
             found += _held(item, dumped, (*prefix, str(i)))
     elif isinstance(value, dict) and isinstance(data, dict):
         for key, item in value.items():
-            if isinstance(key, str) and key in data:
-                found += _held(item, data[key], (*prefix, key))
+            text = key if isinstance(key, str) else str(key)  # dict[int, Model] dumps 7 as "7"
+            if text in data:
+                found += _held(item, data[text], (*prefix, text))
     return found
 
 
