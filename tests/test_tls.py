@@ -135,9 +135,11 @@ def _trusting(ca_path: str) -> ssl.SSLContext:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
     server = TlsServer(tmp_path_factory.mktemp("tls"), "--tls", "--workers", "2")  # each worker serves TLS
-    server.wait_ready(_trusting(server.info["tls_ca_path"]))
-    yield server
-    server.stop()
+    try:
+        server.wait_ready(_trusting(server.info["tls_ca_path"]))
+        yield server
+    finally:  # a server that never became ready is stopped too
+        server.stop()
 
 
 def test_serve_tls_answers_https_under_its_authority(served: TlsServer) -> None:
