@@ -44,7 +44,7 @@ from .keys import (
 )
 from .outgoing import Outgoing, outgoing
 from .policy import DEFAULT_TIMEOUT, NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
-from .sensitive import encrypt_at, sensitive_pointers
+from .sensitive import encrypt_at, json_key, sensitive_pointers
 
 T = TypeVar("T")
 
@@ -124,14 +124,8 @@ def without_nulls(value: Any) -> Any:
     a copy of the parts that change: the caller's object is never modified. A key that is not a
     string is written as JSON writes it (7 as "7"), so the sensitive-field walk finds what it holds."""
     if isinstance(value, Mapping):
-        if not all(isinstance(k, str) for k in value):
-            return {
-                (k if isinstance(k, str) else json.dumps(k)): without_nulls(v)
-                for k, v in value.items()
-                if v is not None
-            }
-        pruned = {k: without_nulls(v) for k, v in value.items() if v is not None}
-        same = len(pruned) == len(value) and all(pruned[k] is value[k] for k in pruned)
+        pruned = {json_key(k): without_nulls(v) for k, v in value.items() if v is not None}
+        same = len(pruned) == len(value) and all(k in value and pruned[k] is value[k] for k in pruned)
         return value if same else pruned
     if isinstance(value, list):
         items = [without_nulls(v) for v in value]  # a None in a list is kept: it is a position

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
+import json
 import types
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -110,6 +111,11 @@ def marked_pointers(model: BaseModel, data: Any, prefix: Pointer = ()) -> list[P
     return found
 
 
+def json_key(key: Any) -> str:
+    """A mapping key as JSON writes it: 7 as "7", True as "true" (a string stays as it is)."""
+    return key if isinstance(key, str) else json.dumps(key)
+
+
 def _held(value: Any, data: Any, prefix: Pointer) -> list[Pointer]:
     """The marked fields of the models ``value`` holds, at any depth of lists, tuples and dicts (a
     ``dict[str, Model]`` or ``list[list[Model]]`` was not walked: its marked fields went out plain)."""
@@ -121,7 +127,7 @@ def _held(value: Any, data: Any, prefix: Pointer) -> list[Pointer]:
             found += _held(item, dumped, (*prefix, str(i)))
     elif isinstance(value, dict) and isinstance(data, dict):
         for key, item in value.items():
-            text = key if isinstance(key, str) else str(key)  # dict[int, Model] dumps 7 as "7"
+            text = json_key(key)  # dict[int, Model] dumps 7 as "7"
             if text in data:
                 found += _held(item, data[text], (*prefix, text))
     return found

@@ -141,6 +141,11 @@ def _lease_now(conn: Connection) -> float | sa.ColumnElement[float]:
     return time.time() if conn.dialect.name == "sqlite" else _DATABASE_NOW
 
 
+def _unleased(lease_now: float | sa.ColumnElement[float]) -> sa.ColumnElement[bool]:
+    """No process holds a live lease: never leased, or the lease ran out (a killed process)."""
+    return sa.or_(_n.c.lease_until.is_(None), _n.c.lease_until < lease_now)
+
+
 def _due(business_now: float, lease_now: float | sa.ColumnElement[float]) -> sa.ColumnElement[bool]:
     """An index range on (mchid, state, next_attempt_at): a poll reads only what is due, however many
     retries wait for their time (a clock moved back is dealt with when it moves: clock_set)."""
@@ -148,7 +153,7 @@ def _due(business_now: float, lease_now: float | sa.ColumnElement[float]) -> sa.
         _n.c.state == PENDING,
         _n.c.next_attempt_at <= business_now,
         _n.c.sends < _n.c.send_limit,
-        sa.or_(_n.c.lease_until.is_(None), _n.c.lease_until < lease_now),
+        _unleased(lease_now),
     )
 
 
@@ -404,11 +409,10 @@ def redeliver(
     another process holds a live lease: its send goes on, and the caller tries again when it is over
     (or ``reopen``s without a claim if it stops waiting). Call in a write transaction."""
     lease_now = _lease_now(conn)
-    free = sa.or_(_n.c.lease_until.is_(None), _n.c.lease_until < lease_now)
     deliverable = _n.c.mchid.in_(_deliverable_merchants().scalar_subquery())
     row = conn.execute(
         _n.update()
-        .where(_n.c.id == notification_id, free, deliverable)
+        .where(_n.c.id == notification_id, _unleased(lease_now), deliverable)
         .values(**_reopened(business_now), lease_owner=owner, lease_until=lease_now + lease_seconds)
         .returning(*_CLAIMED)
     ).first()
