@@ -6,9 +6,11 @@ import base64
 import datetime as dt
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from support import World, inconsistent_private_key_pem
@@ -372,8 +374,24 @@ def test_only_a_stored_key_skips_the_consistency_check() -> None:
     assert isinstance(k.load_private_key(pem, validated=True), rsa.RSAPrivateKey)
 
 
+def _self_signed(key: Any, *, serial: int) -> x509.Certificate:
+    """A day-long self-signed certificate of ``key`` (RSA or not) with the given serial number."""
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "t")])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+
+
 def test_keys_and_certificates_that_are_not_rsa_are_refused() -> None:
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
@@ -381,19 +399,7 @@ def test_keys_and_certificates_that_are_not_rsa_are_refused() -> None:
     )
     with pytest.raises(k.KeyLoadError, match="only RSA"):
         k.load_private_key(pem)
-    ec_key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "ec")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(ec_key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(ec_key, hashes.SHA256())
-    )
+    cert = _self_signed(ec.generate_private_key(ec.SECP256R1()), serial=1)
     with pytest.raises(k.KeyLoadError, match="only RSA certificates"):
         k.load_public_key(cert.public_bytes(serialization.Encoding.PEM))
 
@@ -453,23 +459,7 @@ def assert_issued_by(cert: x509.Certificate, issuer: rsa.RSAPrivateKey) -> None:
 
 
 def test_certificate_serial_small_value_has_no_padding() -> None:
-    key = k.generate_private_key()
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "t")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(0x0ABCDEF)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert = _self_signed(k.generate_private_key(), serial=0x0ABCDEF)
     assert k.certificate_serial(cert) == "ABCDEF"
 
 
