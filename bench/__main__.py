@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 import yaml
 
 from wxpartner.protocol import keys as k
+from wxpartner.store import ops_repo
 from wxpartner.store.db import Database, sqlite_url_for
-from wxpartner.store.ops_tables import request_journal
 
 from . import chart, sdk, seed, startup
 from . import endpoints as ep
@@ -138,12 +137,8 @@ def _server_side(db: Database, since: float, until: float) -> dict[str, float | 
     request journal, which both workers write within a quarter second): what the open-loop latency
     adds to it is HTTP, waiting for the worker, and the generator."""
     time.sleep(0.6)
-    t = request_journal
     with db.read() as conn:
-        ms = sorted(
-            float(v)
-            for v in conn.execute(sa.select(t.c.latency_ms).where(t.c.at >= since, t.c.at <= until)).scalars()
-        )
+        ms = sorted(ops_repo.journal_latencies(conn, since, until))
     if not ms:
         return {"server_p50_ms": None, "server_p99_ms": None}
     return {

@@ -15,6 +15,7 @@ from support import SP_A, SP_B, ApiClient, World
 from wxpartner.server.app import WxPartnerApp
 from wxpartner.server.journal import CHUNK, writer
 from wxpartner.store import ops_repo
+from wxpartner.store.ops_tables import JOURNAL_GENERATIONS
 
 
 def test_successful_request_is_journaled(client_b: ApiClient, control: TestClient) -> None:
@@ -159,21 +160,109 @@ def _row(i: int) -> dict[str, object]:
     }
 
 
-def test_retention_keeps_the_newest_rows(app: WxPartnerApp) -> None:
-    with app.state.db.write() as conn:
-        ops_repo.insert_journal(conn, [_row(i) for i in range(30)])
-        assert ops_repo.prune_journal(conn, 10) == 20
-        assert ops_repo.count_journal(conn) == 10
-        kept = ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=100))
-    assert kept[0]["request_id"] == "R29" and kept[-1]["request_id"] == "R20"
+def _ids(conn: Connection) -> list[str]:
+    return [r["request_id"] for r in ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=1000))]
 
 
-def test_a_bounded_prune_deletes_only_the_oldest_rows(app: WxPartnerApp) -> None:
+def _generation_counts(conn: Connection) -> list[int]:
+    return [
+        int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()) for t in JOURNAL_GENERATIONS
+    ]
+
+
+def test_retention_keeps_the_newest_rows_in_two_generations(app: WxPartnerApp) -> None:
+    """Rows fill the newer generation up to `keep`; then the older one is emptied whole and takes the
+    next rows. At any time the newest `keep` rows at least are there, newest first, in order."""
+    written = 0
+    seen_counts = []
+    for _ in range(10):
+        with app.state.db.write() as conn:
+            ops_repo.insert_journal(conn, [_row(written + i) for i in range(4)], keep=10)
+        written += 4
+        with app.state.db.read() as conn:
+            ids = _ids(conn)
+            seen_counts.append(_generation_counts(conn))
+        assert (
+            ids[: min(written, 10)]
+            == [f"R{i}" for i in range(written - 1, written - 11, -1)][: min(written, 10)]
+        )
+        assert ids == [f"R{i}" for i in range(written - 1, written - 1 - len(ids), -1)]  # no gap
+        assert len(ids) <= 2 * 10 + 4
+    # 12 rows in the first, then 12 in the second (it fills past 10 by the chunk that crosses it),
+    # then the first was emptied and holds the newest 4 beside the second's 12.
+    assert seen_counts[2] == [12, 0] and seen_counts[5] == [12, 12] and seen_counts[6] == [4, 12]
+    assert seen_counts[-1] == [12, 4]
+    with app.state.db.read() as conn:
+        rows = ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=1000))
+    ids = [r["id"] for r in rows]
+    assert ids == sorted(ids, reverse=True) and ids[0] - ids[-1] == len(ids) - 1  # ids run on across both
+
+
+def test_both_generations_read_as_one_journal(app: WxPartnerApp) -> None:
     with app.state.db.write() as conn:
-        ops_repo.insert_journal(conn, [_row(i) for i in range(30)])
-        assert ops_repo.prune_journal(conn, 10, at_most=8) == 8  # 20 are over, 8 go now
-        ids = [r["request_id"] for r in ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=100))]
-    assert ids == [f"R{i}" for i in range(29, 7, -1)]
+        ops_repo.insert_journal(conn, [_row(i) for i in range(12)], keep=10)
+        ops_repo.insert_journal(conn, [_row(i) for i in range(12, 15)], keep=10)  # the second generation
+        assert _generation_counts(conn) == [12, 3]
+        older = ops_repo.get_journal(conn, "R3")
+        assert older is not None and older["request_id"] == "R3"
+        by_id = ops_repo.get_journal(conn, str(older["id"]))
+        assert by_id is not None and by_id["request_id"] == "R3"
+        newer = ops_repo.get_journal(conn, "R13")
+        assert newer is not None and ops_repo.get_journal(conn, str(newer["id"]))["request_id"] == "R13"  # type: ignore[index]
+        page = ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=5))
+        assert [r["request_id"] for r in page] == ["R14", "R13", "R12", "R11", "R10"]
+        rest = ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=5, before_id=page[-1]["id"]))
+        assert [r["request_id"] for r in rest] == ["R9", "R8", "R7", "R6", "R5"]
+        filtered = ops_repo.list_journal(conn, ops_repo.JournalFilter(request_id="R13"))
+        assert [r["request_id"] for r in filtered] == ["R13"]
+        assert ops_repo.count_journal(conn) == 15
+        assert ops_repo.clear_journal(conn) == 15
+        assert ops_repo.count_journal(conn) == 0 and ops_repo.get_journal(conn, "R13") is None
+
+
+def test_rows_written_before_the_second_generation_stay_in_order(app: WxPartnerApp) -> None:
+    """A journal from before migration 0011: its rows have their own ids (with a gap from an old
+    prune); new rows run on after them, in the other generation once the first counts as full."""
+    with app.state.db.write() as conn:
+        for i, row_id in enumerate((5, 6, 9)):
+            conn.execute(JOURNAL_GENERATIONS[0].insert().values({**_row(i), "id": row_id}))
+        ops_repo.insert_journal(conn, [_row(3)], keep=3)
+        assert _generation_counts(conn) == [3, 1]  # ids 5..9 span 5 >= keep: the second one takes it
+        assert _ids(conn) == ["R3", "R2", "R1", "R0"]
+        assert ops_repo.get_journal(conn, "R3")["id"] == 10  # type: ignore[index]
+
+
+def test_journal_writers_on_several_connections_take_turns(app: WxPartnerApp) -> None:
+    """Flushes from several processes or hosts at once (threads with their own connections here):
+    every row is kept once, with its own id, and ids follow the order rows were committed."""
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def flush(worker: int) -> None:
+        try:
+            start.wait(10)
+            for n in range(6):
+                with app.state.db.write() as conn:
+                    ops_repo.insert_journal(
+                        conn, [_row(1000 * worker + 10 * n + i) for i in range(5)], keep=40
+                    )
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=flush, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    with app.state.db.read() as conn:
+        rows = ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=1000))
+    ids = [r["id"] for r in rows]
+    assert len(set(ids)) == len(ids) and ids[0] - ids[-1] == len(ids) - 1
+    assert len(rows) >= 40
+    for w in range(4):  # each writer's rows in its own order
+        mine = [int(r["request_id"][1:]) for r in rows if int(r["request_id"][1:]) // 1000 == w]
+        assert mine == sorted(mine, reverse=True)
 
 
 def test_the_writer_flushes_in_short_transactions(app: WxPartnerApp, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -184,10 +273,10 @@ def test_the_writer_flushes_in_short_transactions(app: WxPartnerApp, monkeypatch
     chunks: list[int] = []
     insert = ops_repo.insert_journal
 
-    def observed(conn: Connection, rows: list[dict[str, object]]) -> None:
+    def observed(conn: Connection, rows: list[dict[str, object]], **kw: int) -> None:
         assert conn.in_transaction()
         chunks.append(len(rows))
-        insert(conn, rows)
+        insert(conn, rows, **kw)
 
     begins: list[Connection] = []
     on_begin = begins.append  # one bound method: remove() needs the very object listen() got
@@ -214,10 +303,10 @@ def test_a_flush_waits_for_the_step_in_flight_so_a_reader_finds_its_rows(
     inside, go = threading.Event(), threading.Event()
     insert = ops_repo.insert_journal
 
-    def slow(conn: Connection, rows: list[dict[str, object]]) -> None:
+    def slow(conn: Connection, rows: list[dict[str, object]], **kw: int) -> None:
         inside.set()
         assert go.wait(10)
-        insert(conn, rows)
+        insert(conn, rows, **kw)
 
     monkeypatch.setattr(ops_repo, "insert_journal", slow)
     background = threading.Thread(target=w.flush_step)

@@ -5,7 +5,8 @@ the buffer every quarter second, in transactions of at most ``CHUNK`` rows, and 
 shutdown, so a normal stop loses nothing. Rows carry no bodies and no keys: a body digest, and for a
 signature mismatch the string-to-sign the server expected (request bodies carry sensitive fields only
 as RSA-OAEP ciphertext).
-Retention is bounded: the newest ``journal_keep`` rows (settings.extra, default 10 000) are kept.
+Retention is bounded: the newest ``journal_keep`` rows (settings.extra, default 10 000) at least, and
+at most about twice as many (two generations, store/ops_repo.py: insert_journal).
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ log = logging.getLogger("wxpartner.journal")
 FLUSH_INTERVAL = 0.25
 MAX_BUFFER = 20_000  # while the database is down, keep at most this many rows in memory
 CHUNK = 64  # rows per transaction (~1 ms of the writer here)
-PRUNE_EVERY = 128  # rows written between prunes
-PRUNE_AT_MOST = 2 * PRUNE_EVERY  # rows one prune deletes (catches up twice as fast as rows come)
 MAX_MESSAGE_CHARS = 8192
 _MCHID = re.compile(r'mchid="([^"]{1,32})"')
 
@@ -46,12 +45,11 @@ _MCHID = re.compile(r'mchid="([^"]{1,32})"')
 class JournalWriter:
     def __init__(self, state: AppState) -> None:
         self.state = state
-        keep = state.settings.extra.get("journal_keep", 10_000)
-        self.keep = int(keep) if isinstance(keep, int | str) else 10_000
+        keep = state.settings.extra.get("journal_keep", ops_repo.DEFAULT_KEEP)
+        self.keep = max(1, int(keep)) if isinstance(keep, int | str) else ops_repo.DEFAULT_KEEP
         self._rows: deque[dict[str, Any]] = deque(maxlen=MAX_BUFFER)
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._since_prune = 0
         self.dropped = 0
         # The fault module notes which fault it injected into which request (popped when recorded).
         self.faults: dict[str, str] = {}
@@ -86,8 +84,7 @@ class JournalWriter:
         return -(-len(self._rows) // CHUNK)
 
     def flush_step(self) -> int:
-        """One short transaction: the oldest ``CHUNK`` buffered rows and, every ``PRUNE_EVERY`` rows,
-        a bounded prune. Returns the rows done with; 0 when there were none or it failed, in which
+        """One short transaction: the oldest ``CHUNK`` buffered rows. Returns the rows done with; 0 when there were none or it failed, in which
         case they are back at the head of the buffer. A chunk the database refuses for its data is
         written row by row instead, and a row it cannot store is dropped (and counted as done with):
         kept, it would fail every later flush and no request of any merchant would be journaled
@@ -98,21 +95,16 @@ class JournalWriter:
             if not chunk:
                 return 0
             chunk = [storable(row) for row in chunk]
-            prune = self._since_prune + len(chunk) >= PRUNE_EVERY
             try:
                 # Short turns: the writer slot is shared with every request of every worker, and a
-                # quarter second's rows (~300 under load) in one transaction held it for ~10 ms. The
-                # prune rides in the same transaction: a commit cost as much as 20 rows' inserts.
+                # quarter second's rows (~300 under load) in one transaction held it for ~10 ms.
                 with self.state.db.write() as conn:
-                    ops_repo.insert_journal(conn, chunk)
-                    if prune:
-                        ops_repo.prune_journal(conn, self.keep, at_most=PRUNE_AT_MOST)
+                    ops_repo.insert_journal(conn, chunk, keep=self.keep)
             except DataError:
                 return self._one_by_one(chunk)
             except Exception as exc:
                 self._keep(chunk, exc)
                 return 0
-            self._since_prune = 0 if prune else self._since_prune + len(chunk)
             return len(chunk)
 
     def _one_by_one(self, chunk: list[dict[str, Any]]) -> int:
@@ -123,7 +115,7 @@ class JournalWriter:
         for i, row in enumerate(chunk):
             try:
                 with self.state.db.write() as conn:
-                    ops_repo.insert_journal(conn, [row])
+                    ops_repo.insert_journal(conn, [row], keep=self.keep)
                 written += 1
             except DataError as exc:
                 self.dropped += 1
@@ -134,9 +126,7 @@ class JournalWriter:
                 )
             except Exception as exc:
                 self._keep(chunk[i:], exc)
-                self._since_prune += written
                 return i
-        self._since_prune += written
         return len(chunk)
 
     def _keep(self, rows: list[dict[str, Any]], exc: Exception) -> None:

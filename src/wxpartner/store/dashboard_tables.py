@@ -21,6 +21,7 @@ OWN_PAGES = {
     "rate_counters",
     "sandbox_kv",
     "request_journal",
+    "request_journal_1",
     "sandbox_faults",
     "alembic_version",
 }

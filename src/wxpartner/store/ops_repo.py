@@ -12,10 +12,12 @@ from sqlalchemy.engine import Connection
 
 from ..domain.faults import FaultKind, FaultRule
 from .db import LeanStatement
-from .ops_tables import request_journal, sandbox_faults
+from .ops_tables import JOURNAL_GENERATIONS, request_journal, sandbox_faults
 from .schema import BIGINT_MAX
 
-JOURNAL_COLUMNS = tuple(c.name for c in request_journal.columns if c.name != "id")
+JOURNAL_COLUMNS = tuple(c.name for c in request_journal.columns)
+DEFAULT_KEEP = 10_000  # rows per generation (Settings.extra["journal_keep"])
+JOURNAL_LOCK = 7365928  # pg_advisory_xact_lock: one journal write at a time across hosts (see db.py's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,24 +35,64 @@ class JournalFilter:
 
 # A flush writes hundreds of rows at once: one driver executemany of a statement compiled once
 # (through conn.execute, SQLAlchemy's per-row parameter processing cost ~13 µs a row here).
-_INSERT_JOURNAL = LeanStatement(
-    request_journal.insert().values({name: sa.bindparam(name) for name in JOURNAL_COLUMNS})
+_INSERTS = tuple(
+    LeanStatement(g.insert().values({name: sa.bindparam(name) for name in JOURNAL_COLUMNS}))
+    for g in JOURNAL_GENERATIONS
 )
+# Where each generation's ids start and end, in one statement (four lookups of primary keys).
+_SPANS = LeanStatement(
+    sa.select(
+        *(
+            sa.select(agg(g.c.id)).scalar_subquery()
+            for g in JOURNAL_GENERATIONS
+            for agg in (sa.func.min, sa.func.max)
+        )
+    )
+)
+# No WHERE: SQLite frees the table's pages without visiting its rows (its truncate optimisation).
+_EMPTY_SQLITE = tuple(LeanStatement(sa.delete(g)) for g in JOURNAL_GENERATIONS)
 
 
-def insert_journal(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Absent keys are NULL (``body_length`` 0); the journal's own rows have every column."""
-    if rows:
-        _INSERT_JOURNAL.run_many(conn, [r if len(r) == len(JOURNAL_COLUMNS) else _full(r) for r in rows])
+def insert_journal(conn: Connection, rows: Sequence[dict[str, Any]], *, keep: int = DEFAULT_KEEP) -> None:
+    """Append ``rows`` to the journal, in the caller's write transaction, and keep it bounded.
+
+    Rows go to the newer generation until it holds ``keep`` rows; then the older generation is
+    emptied in one statement and takes the rows. So the newest ``keep`` rows at least are always
+    there, and at most about twice as many. Deleting the oldest rows one by one instead cost ≈ 20 µs
+    a row, more than writing it. Ids are given here, one past the newest of either generation: the
+    writers take turns (SQLite's single writer; a transaction-scoped advisory lock on PostgreSQL),
+    so they run on across both generations without gaps. Absent keys are NULL (``body_length`` 0);
+    the journal's own rows have every column but the id."""
+    if not rows:
+        return
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({JOURNAL_LOCK})")
+    spans = _SPANS.first(conn, {}) or (None,) * 4
+    newer = 1 if (spans[3] or 0) > (spans[1] or 0) else 0
+    low, high = spans[2 * newer], spans[2 * newer + 1]
+    next_id = max(spans[1] or 0, spans[3] or 0) + 1
+    if low is not None and high is not None and high - low + 1 >= keep:
+        newer = 1 - newer
+        if postgres:  # cheap too; a DELETE would leave every row behind for VACUUM
+            conn.exec_driver_sql(f"TRUNCATE {JOURNAL_GENERATIONS[newer].name}")
+        else:
+            _EMPTY_SQLITE[newer].rows(conn, {})
+    _INSERTS[newer].run_many(
+        conn,
+        [
+            {**(r if len(r) == len(JOURNAL_COLUMNS) - 1 else _full(r)), "id": next_id + i}
+            for i, r in enumerate(rows)
+        ],
+    )
 
 
 def _full(row: dict[str, Any]) -> dict[str, Any]:
     return {name: row.get(name) for name in JOURNAL_COLUMNS} | {"body_length": row.get("body_length") or 0}
 
 
-def list_journal(conn: Connection, f: JournalFilter) -> list[dict[str, Any]]:
-    t = request_journal
-    q = sa.select(t).order_by(t.c.id.desc()).limit(max(1, min(f.limit, 1000)))
+def _journal_query(t: sa.Table, f: JournalFilter, limit: int) -> sa.Select[Any]:
+    q = sa.select(t).order_by(t.c.id.desc()).limit(limit)
     if f.mchid:
         q = q.where(t.c.mchid == f.mchid)
     if f.operation:
@@ -70,37 +112,48 @@ def list_journal(conn: Connection, f: JournalFilter) -> list[dict[str, Any]]:
         q = q.where(t.c.request_id == f.request_id)
     if f.before_id is not None:
         q = q.where(t.c.id < f.before_id)
-    return [dict(r._mapping) for r in conn.execute(q)]
+    return q
+
+
+def list_journal(conn: Connection, f: JournalFilter) -> list[dict[str, Any]]:
+    """Newest first, across both generations (each read by its own index, then merged)."""
+    limit = max(1, min(f.limit, 1000))
+    rows = [dict(r._mapping) for g in JOURNAL_GENERATIONS for r in conn.execute(_journal_query(g, f, limit))]
+    return sorted(rows, key=lambda r: r["id"], reverse=True)[:limit]
 
 
 def get_journal(conn: Connection, key: str) -> dict[str, Any] | None:
-    """By Request-ID, or by the numeric row id."""
-    t = request_journal
-    cond = t.c.request_id == key
-    # ASCII digits only (int() refuses "²", which isdigit() accepts); past 64 bits they name no row id
-    if key.isascii() and key.isdigit() and len(key) <= 19 and int(key) <= BIGINT_MAX:
-        cond = sa.or_(cond, t.c.id == int(key))
-    row = conn.execute(sa.select(t).where(cond).order_by(t.c.id.desc()).limit(1)).first()
-    return dict(row._mapping) if row else None
+    """By Request-ID, or by the numeric row id (the newest match of either generation)."""
+    found = []
+    for t in JOURNAL_GENERATIONS:
+        cond = t.c.request_id == key
+        # ASCII digits only (int() refuses "²", which isdigit() accepts); past 64 bits they name no row id
+        if key.isascii() and key.isdigit() and len(key) <= 19 and int(key) <= BIGINT_MAX:
+            cond = sa.or_(cond, t.c.id == int(key))
+        row = conn.execute(sa.select(t).where(cond).order_by(t.c.id.desc()).limit(1)).first()
+        if row is not None:
+            found.append(dict(row._mapping))
+    return max(found, key=lambda r: r["id"]) if found else None
+
+
+def journal_latencies(conn: Connection, since: float, until: float) -> list[float]:
+    """``latency_ms`` of the requests recorded between two times (the benchmark's server-side view)."""
+    return [
+        float(v)
+        for t in JOURNAL_GENERATIONS
+        for v in conn.execute(sa.select(t.c.latency_ms).where(t.c.at >= since, t.c.at <= until)).scalars()
+    ]
 
 
 def count_journal(conn: Connection) -> int:
-    return int(conn.execute(sa.select(sa.func.count()).select_from(request_journal)).scalar() or 0)
-
-
-def prune_journal(conn: Connection, keep: int, *, at_most: int | None = None) -> int:
-    """Keep the newest ``keep`` rows (ids are monotonic on both databases); delete at most ``at_most``
-    of the oldest in this call (a short transaction; the rest go in the next)."""
-    t = request_journal
-    oldest, newest = conn.execute(sa.select(sa.func.min(t.c.id), sa.func.max(t.c.id))).one()
-    if newest is None or newest <= keep:
-        return 0
-    last = newest - keep if at_most is None else min(newest - keep, oldest + at_most - 1)
-    return conn.execute(sa.delete(t).where(t.c.id <= last)).rowcount
+    return sum(
+        int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0)
+        for t in JOURNAL_GENERATIONS
+    )
 
 
 def clear_journal(conn: Connection) -> int:
-    return conn.execute(sa.delete(request_journal)).rowcount
+    return sum(conn.execute(sa.delete(t)).rowcount for t in JOURNAL_GENERATIONS)
 
 
 def _rule(row: Any) -> FaultRule:
