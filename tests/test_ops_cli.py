@@ -616,3 +616,13 @@ def test_a_control_refusal_shows_its_detail(http: TestClient, data_dir: Path) ->
     with pytest.raises(click.ClickException) as plain:  # no detail, nothing added
         target.control("POST", "/callbacks/999999/redeliver")
     assert plain.value.message.startswith("404 RESOURCE_NOT_EXISTS: ") and "detail" not in plain.value.message
+
+
+def test_a_plain_parameter_refusal_shows_its_detail_too(run: Any) -> None:
+    """A parameter the control API refuses (params.bad) names its field, location, issue and value in its
+    detail, and the CLI prints it; the message alone said it before."""
+    out = run("faults", "add", "NOPE", code=1).output
+    assert out.rstrip().endswith(
+        ' (detail: {"field": "kind", "issue": "unknown fault kind", "location": "body", "value": "NOPE"})'
+    )
+    assert "400 PARAM_ERROR: unknown fault 'NOPE'" in out

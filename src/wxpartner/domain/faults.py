@@ -59,7 +59,16 @@ _ALIASES = {
 
 
 class FaultSpecError(ValueError):
-    """A fault header or rule that cannot be understood; the message says what is accepted."""
+    """A fault header or rule that cannot be understood; the message says what is accepted. ``field``
+    (a rule's field, when one is to blame) and ``issue`` are the control API's ``detail``."""
+
+    def __init__(self, message: str, *, field: str | None = None, issue: str = "invalid") -> None:
+        super().__init__(message)
+        self.field, self.issue = field, issue
+
+    def about(self, field: str) -> FaultSpecError:
+        """This refusal, blamed on a rule's ``field``."""
+        return FaultSpecError(str(self), field=field, issue=self.issue)
 
 
 def parse_kind(text: str) -> FaultKind:
@@ -69,7 +78,8 @@ def parse_kind(text: str) -> FaultKind:
     if name in _ALIASES:
         return _ALIASES[name]
     raise FaultSpecError(
-        f"unknown fault {text.strip()!r}; use one of {', '.join(k.value for k in FaultKind)}"
+        f"unknown fault {text.strip()!r}; use one of {', '.join(k.value for k in FaultKind)}",
+        issue="unknown fault kind",
     )
 
 
@@ -105,9 +115,11 @@ def parse_latency(text: str | int) -> int:
     try:
         ms = int(str(text).strip().removesuffix("ms"))
     except ValueError:
-        raise FaultSpecError(f"latency must be whole milliseconds, got {text!r}") from None
+        raise FaultSpecError(
+            f"latency must be whole milliseconds, got {text!r}", issue="not an integer"
+        ) from None
     if not 0 <= ms <= MAX_LATENCY_MS:
-        raise FaultSpecError(f"latency must be between 0 and {MAX_LATENCY_MS} ms")
+        raise FaultSpecError(f"latency must be between 0 and {MAX_LATENCY_MS} ms", issue="out of range")
     return ms
 
 
@@ -155,15 +167,25 @@ def validate_rule(
     latency_ms: int | None,
 ) -> tuple[FaultKind, int]:
     """Check a new rule; returns its kind and latency. Raises FaultSpecError with a helpful message."""
-    fk = parse_kind(kind)
+    try:
+        fk = parse_kind(kind)
+    except FaultSpecError as exc:
+        raise exc.about("kind") from None
     if count is not None and count < 1:
-        raise FaultSpecError("count must be at least 1 (omit it for an unlimited rule)")
+        raise FaultSpecError(
+            "count must be at least 1 (omit it for an unlimited rule)", field="count", issue="out of range"
+        )
     if not 0.0 < probability <= 1.0:
-        raise FaultSpecError("probability must be in (0, 1]")
-    latency = parse_latency(latency_ms if latency_ms is not None else 1000) if fk is FaultKind.LATENCY else 0
+        raise FaultSpecError("probability must be in (0, 1]", field="probability", issue="out of range")
+    try:
+        latency = (
+            parse_latency(latency_ms if latency_ms is not None else 1000) if fk is FaultKind.LATENCY else 0
+        )
+    except FaultSpecError as exc:
+        raise exc.about("latency_ms") from None
     for name, value, limit in (("operation", operation, 128), ("path", path, 512), ("mchid", mchid, 32)):
         if value is not None and len(value) > limit:
-            raise FaultSpecError(f"{name} is longer than {limit} characters")
+            raise FaultSpecError(f"{name} is longer than {limit} characters", field=name, issue="too long")
     return fk, latency
 
 

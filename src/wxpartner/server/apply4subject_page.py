@@ -97,7 +97,7 @@ def _load(request: Request) -> tuple[Applyment, list[tuple[str, bool]]] | None:
 
 async def confirm_page(request: Request) -> Response:
     try:  # no code holds a NUL, and PostgreSQL cannot even compare one (a 500 before)
-        refuse_nul(request.path_params.items(), "path parameter")
+        refuse_nul(request.path_params.items(), "path")
     except ControlError:
         return _gone()
     if request.method == "POST":

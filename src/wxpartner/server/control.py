@@ -63,8 +63,8 @@ def _guarded(fn: Endpoint) -> Endpoint:
                 401, "UNAUTHORIZED", "the sandbox control API needs 'Authorization: Bearer <sandbox token>'"
             )
         try:
-            refuse_nul(request.query_params.multi_items(), "query parameter")
-            refuse_nul(request.path_params.items(), "path parameter")
+            refuse_nul(request.query_params.multi_items(), "query")
+            refuse_nul(request.path_params.items(), "path")
             return await fn(request)
         except (ControlError, ApiError) as exc:  # ApiError: a domain refusal, as the business API answers it
             return error(exc.status, exc.code, exc.message, exc.detail)
@@ -100,12 +100,19 @@ async def json_value(request: Request) -> Any:
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise bad(f"body is not JSON: {exc}") from exc
+        raise bad(f"body is not JSON: {exc}", field="/", location="body", issue="not JSON") from exc
     except RecursionError:  # nested deeper than the parser goes
-        raise bad("body is not JSON: nested too deeply") from None
+        raise bad(
+            "body is not JSON: nested too deeply", field="/", location="body", issue="not JSON"
+        ) from None
     pointer = nul_pointer(data)
-    if pointer is not None:
-        raise bad(f"body{pointer} must not contain NUL characters")
+    if pointer is not None:  # the value is not echoed: nothing says whether it is a secret
+        raise bad(
+            f"body{pointer} must not contain NUL characters",
+            field=pointer or "/",
+            location="body",
+            issue="contains NUL",
+        )
     return data
 
 
@@ -114,7 +121,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise bad("body must be a JSON object")
+        raise bad("body must be a JSON object", field="/", location="body", issue="not an object")
     return data
 
 
@@ -128,7 +135,7 @@ def clock_view(state: ClockState) -> dict[str, Any]:
 
 
 def _seconds(value: Any, name: str) -> float:
-    return number(value, name, text=False, what="a finite number of seconds")
+    return number(value, name, location="body", text=False, what="a finite number of seconds")
 
 
 def _ts(value: Any) -> float:
@@ -138,8 +145,16 @@ def _ts(value: Any) -> float:
         try:
             return parse_rfc3339(value).timestamp()
         except ValueError as exc:
-            raise bad(f"set: {exc}") from exc
-    raise bad("set must be Unix seconds or an RFC 3339 date-time")
+            raise bad(
+                f"set: {exc}", field="set", location="body", issue="not an RFC 3339 date-time", value=value
+            ) from exc
+    raise bad(
+        "set must be Unix seconds or an RFC 3339 date-time",
+        field="set",
+        location="body",
+        issue="not a time",
+        value=value,
+    )
 
 
 @control_route("/clock", ["GET", "POST"])
@@ -155,10 +170,15 @@ async def clock(request: Request) -> Response:
 
         return JSONResponse(clock_view(await anyio.to_thread.run_sync(read)))
     body = await json_body(request)
-    known_fields(body, "real", "set", "freeze", "thaw", "advance")
-    real, freeze, thaw = (flag(body.get(name), name) for name in ("real", "freeze", "thaw"))
+    known_fields(body, "real", "set", "freeze", "thaw", "advance", location="body")
+    real, freeze, thaw = (flag(body.get(name), name, location="body") for name in ("real", "freeze", "thaw"))
     if freeze and thaw:
-        raise bad("freeze and thaw contradict each other: give one")
+        raise bad(
+            "freeze and thaw contradict each other: give one",
+            field="freeze, thaw",
+            location="body",
+            issue="contradictory",
+        )
 
     def apply() -> ClockState:
         with db.write() as conn:
@@ -177,7 +197,7 @@ async def clock(request: Request) -> Response:
             try:
                 state.checked()  # before writing: the clock stays usable
             except ValueError as exc:
-                raise ControlError(400, "PARAM_ERROR", str(exc)) from None
+                raise bad(str(exc), location="body", issue="out of range") from None
             sandbox.write_clock(conn, state)
             return state
 
@@ -188,8 +208,9 @@ async def clock(request: Request) -> Response:
 @control_route("/reset", ["POST"])
 async def reset(request: Request) -> Response:
     body = await json_body(request)
-    known_fields(body, "mchid")  # a misspelt mchid must not reset every merchant
-    mchid = string(body.get("mchid"), "mchid", max_length=32, required=False)  # before anything is deleted
+    known_fields(body, "mchid", location="body")  # a misspelt mchid must not reset every merchant
+    # before anything is deleted
+    mchid = string(body.get("mchid"), "mchid", location="body", max_length=32, required=False)
     await anyio.to_thread.run_sync(lambda: scenario.reset(request.app.state.wx.db, mchid))
     return JSONResponse({"reset": mchid or "all"})
 
@@ -204,7 +225,12 @@ async def scenario_endpoint(request: Request) -> Response:
     data = scenario.parse_text(text)
     pointer = nul_pointer(data)
     if pointer is not None:  # no column can hold it on PostgreSQL
-        raise bad(f"scenario{pointer} must not contain NUL characters")
+        raise bad(
+            f"scenario{pointer} must not contain NUL characters",
+            field=pointer or "/",
+            location="body",
+            issue="contains NUL",
+        )
 
     def load() -> dict[str, Any]:
         found = scenario.load_scenario(
@@ -260,14 +286,19 @@ async def merchants(request: Request) -> Response:
 async def notify_url(request: Request) -> Response:
     db = request.app.state.wx.db
     body = await json_body(request)
-    known_fields(body, "notify_url")
+    known_fields(body, "notify_url", location="body")
     if "notify_url" not in body:  # a misspelt field must not clear the URL
-        raise bad("notify_url is required: a URL, or null to clear it")
+        raise bad(
+            "notify_url is required: a URL, or null to clear it",
+            field="notify_url",
+            location="body",
+            issue="required",
+        )
     url = body.get("notify_url")
     mchid = request.path_params["mchid"]
     problem = notify_url_problem(url)
     if problem is not None:
-        raise ControlError(400, "PARAM_ERROR", problem)
+        raise bad(problem, field="notify_url", location="body", issue="not a URL", value=url)
 
     def apply() -> bool:
         with db.write() as conn:
@@ -318,14 +349,26 @@ async def rotate_platform_key(request: Request) -> Response:
     clients see two overlapping keys, as during a real rotation."""
     st = request.app.state.wx
     body = await json_body(request)
-    known_fields(body, "kind", "mchid", "retire")
+    known_fields(body, "kind", "mchid", "retire", location="body")
     kind = body.get("kind", "certificate")
     if kind not in ("certificate", "public_key"):
-        raise bad("kind must be certificate or public_key")
-    mchid = string(body.get("mchid"), "mchid", max_length=32, required=False)
+        raise bad(
+            "kind must be certificate or public_key",
+            field="kind",
+            location="body",
+            issue="not an allowed value",
+            value=kind,
+        )
+    mchid = string(body.get("mchid"), "mchid", location="body", max_length=32, required=False)
     if mchid is not None and kind == "certificate":
-        raise bad("mchid is for kind public_key only (platform certificates are shared)")
-    retire = string(body.get("retire"), "retire", max_length=64, required=False)
+        raise bad(
+            "mchid is for kind public_key only (platform certificates are shared)",
+            field="mchid",
+            location="body",
+            issue="not allowed with kind certificate",
+            value=mchid,
+        )
+    retire = string(body.get("retire"), "retire", location="body", max_length=64, required=False)
 
     def apply() -> str:
         row = make_platform_certificate() if kind == "certificate" else make_platform_public_key(mchid)

@@ -26,7 +26,7 @@ from ..sandbox import scenario
 from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
 from . import apply4subject_flow as flow
 from .control import ControlError, control_route, json_body
-from .params import known_fields
+from .params import bad, invalid, known_fields
 
 
 def _view(app: Applyment, base_url: str) -> dict[str, Any]:
@@ -39,7 +39,13 @@ def _view(app: Applyment, base_url: str) -> dict[str, Any]:
 def _applyment_id(request: Request) -> int:
     applyment_id = flow.as_id(request.path_params["applyment_id"])
     if applyment_id is None:
-        raise ControlError(400, "PARAM_ERROR", "applyment_id must be digits (a 64-bit number)")
+        raise bad(
+            "applyment_id must be digits (a 64-bit number)",
+            field="applyment_id",
+            location="path",
+            issue="not an integer",
+            value=request.path_params["applyment_id"],
+        )
     return applyment_id
 
 
@@ -87,7 +93,7 @@ async def act(request: Request) -> Response:
     try:
         body = ActionBody.model_validate(await json_body(request))
     except ValidationError as exc:
-        raise ControlError(400, "PARAM_ERROR", str(exc.errors(include_url=False)[0]["msg"])) from exc
+        raise invalid(exc, "body", named=False) from exc
 
     def apply() -> dict[str, Any]:
         with st.db.write() as conn:
@@ -107,7 +113,7 @@ async def act(request: Request) -> Response:
                     sub_mchids=body.sub_mchids,
                 )
             except flow.BadActionInput as exc:
-                raise ControlError(400, "PARAM_ERROR", str(exc)) from exc
+                raise bad(str(exc), location="body", issue="invalid") from exc
             except d.StepRefused as exc:  # the step does not fit the current state
                 raise ControlError(409, "INVALID_REQUEST", str(exc), exc.detail) from exc
             except ValueError as exc:  # an unknown step, named by the path
@@ -127,7 +133,7 @@ async def auto_policy(request: Request) -> Response:
         try:
             policy = d.AutoPolicy.parse(body)
         except ValueError as exc:
-            raise ControlError(400, "PARAM_ERROR", str(exc)) from exc
+            raise bad(str(exc), location="body", issue="invalid") from exc
 
     def apply() -> d.AutoPolicy | None:
         with st.db.write() as conn:
@@ -145,7 +151,7 @@ async def auto_policy(request: Request) -> Response:
 async def authorizations(request: Request) -> Response:
     st = request.app.state.wx
     body = await json_body(request) if request.method != "GET" else {}
-    known_fields(body, "mchid", "sub_mchid")
+    known_fields(body, "mchid", "sub_mchid", location="body")
     mchid, sub = body.get("mchid"), body.get("sub_mchid")
     if request.method != "GET" and not (
         isinstance(mchid, str)
@@ -154,7 +160,12 @@ async def authorizations(request: Request) -> Response:
         and sub.isdigit()
         and len(sub) <= 32
     ):
-        raise ControlError(400, "PARAM_ERROR", "give mchid (the caller) and sub_mchid (digits)")
+        raise bad(
+            "give mchid (the caller) and sub_mchid (digits)",
+            field="mchid, sub_mchid",
+            location="body",
+            issue="missing or invalid",
+        )
 
     def apply() -> Any:
         with st.db.write() as conn:

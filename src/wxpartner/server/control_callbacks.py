@@ -17,7 +17,7 @@ from ..store import outbox
 from .app import BACKGROUND_TASKS
 from .callbacks import deliver_forever, deliverer_for
 from .control import ControlError, control_route
-from .params import int_param
+from .params import bad, int_param
 
 if deliver_forever not in BACKGROUND_TASKS:
     BACKGROUND_TASKS.append(deliver_forever)
@@ -32,7 +32,13 @@ async def list_callbacks(request: Request) -> Response:
     q = request.query_params
     state = q.get("state") or None
     if state is not None and state not in outbox.STATES:
-        raise ControlError(400, "PARAM_ERROR", f"state must be one of {', '.join(outbox.STATES)}")
+        raise bad(
+            f"state must be one of {', '.join(outbox.STATES)}",
+            field="state",
+            location="query",
+            issue="not an allowed value",
+            value=state,
+        )
     limit = int_param(q, "limit", 50, 1, 500)
     offset = int_param(q, "offset", 0, 0, 10**9)
 

@@ -15,7 +15,7 @@ from ..store.schema import INTEGER_MAX
 from .control import ControlError, control_route, json_body
 from .faults import injector
 from .journal import explained, writer
-from .params import number, optional_integer
+from .params import Location, bad, number, optional_integer
 
 
 def fault_view(rule: FaultRule) -> dict[str, Any]:
@@ -34,43 +34,59 @@ def fault_view(rule: FaultRule) -> dict[str, Any]:
     }
 
 
-def _opt_str(body: dict[str, Any], name: str) -> str | None:
+def _opt_str(body: dict[str, Any], name: str, location: Location) -> str | None:
     value = body.get(name)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ControlError(400, "PARAM_ERROR", f"{name} must be a string")
+        raise bad(
+            f"{name} must be a string", field=name, location=location, issue="not a string", value=value
+        )
     return value.strip() or None
 
 
-def parse_fault_body(body: dict[str, Any]) -> dict[str, Any]:
-    """Validate a fault rule from JSON (or a dashboard form) into add_fault's keyword arguments."""
-    unknown = set(body) - {"kind", "operation", "path", "mchid", "count", "probability", "latency_ms", "note"}
+def parse_fault_body(body: dict[str, Any], location: Location = "body") -> dict[str, Any]:
+    """Validate a fault rule from JSON (or a dashboard form, ``location`` "form") into add_fault's
+    keyword arguments."""
+    unknown = sorted(
+        set(body) - {"kind", "operation", "path", "mchid", "count", "probability", "latency_ms", "note"}
+    )
     if unknown:
-        raise ControlError(400, "PARAM_ERROR", f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise bad(
+            f"unknown field(s): {', '.join(unknown)}",
+            field=unknown[0],
+            location=location,
+            issue="unknown field",
+        )
     kind = body.get("kind")
     if not isinstance(kind, str) or not kind:
-        raise ControlError(400, "PARAM_ERROR", "kind is required (e.g. SYSTEM_ERROR)")
+        raise bad(
+            "kind is required (e.g. SYSTEM_ERROR)",
+            field="kind",
+            location=location,
+            issue="required" if kind is None else "not a non-empty string",
+            value=kind,
+        )
     raw_probability = body.get("probability")
     probability = (
         1.0
         if raw_probability is None or raw_probability == ""
-        else number(raw_probability, "probability", what="a number in (0, 1]")
+        else number(raw_probability, "probability", location=location, what="a number in (0, 1]")
     )
     args: dict[str, Any] = {
-        "operation": _opt_str(body, "operation"),
-        "path": _opt_str(body, "path"),
-        "mchid": _opt_str(body, "mchid"),
+        "operation": _opt_str(body, "operation", location),
+        "path": _opt_str(body, "path", location),
+        "mchid": _opt_str(body, "mchid", location),
         # the remaining count is an INTEGER column
-        "count": optional_integer(body.get("count"), "count", lo=1, hi=INTEGER_MAX),
+        "count": optional_integer(body.get("count"), "count", location=location, lo=1, hi=INTEGER_MAX),
         "probability": probability,
     }
+    latency_ms = optional_integer(body.get("latency_ms"), "latency_ms", location=location)
     try:
-        fk, latency = validate_rule(
-            kind=kind, latency_ms=optional_integer(body.get("latency_ms"), "latency_ms"), **args
-        )
+        fk, latency = validate_rule(kind=kind, latency_ms=latency_ms, **args)
     except FaultSpecError as exc:
-        raise ControlError(400, "PARAM_ERROR", str(exc)) from None
+        value = body.get(exc.field) if exc.field is not None else None
+        raise bad(str(exc), field=exc.field, location=location, issue=exc.issue, value=value) from None
     note = body.get("note") or ""
     return {**args, "kind": fk, "latency_ms": latency, "note": str(note)[:256]}
 
@@ -143,11 +159,11 @@ JOURNAL_PAGE_MAX = 1000
 
 def journal_filter(params: Any) -> ops_repo.JournalFilter:
     failed = str(params.get("failed", "")).lower() in ("1", "true", "yes", "on")
-    status = optional_integer(params.get("status"), "status", lo=0, hi=999)  # 0: dropped
-    before = optional_integer(params.get("before_id"), "before_id")
+    status = optional_integer(params.get("status"), "status", location="query", lo=0, hi=999)  # 0: dropped
+    before = optional_integer(params.get("before_id"), "before_id", location="query")
     # 1..1000 (default 100), clamped here and not only in the store: "a full page, so there may be
     # more" compares the rows with this limit (a limit of 5000 gave 1000 rows and no next_before_id).
-    limit = optional_integer(params.get("limit"), "limit")
+    limit = optional_integer(params.get("limit"), "limit", location="query")
     limit = 100 if limit is None else max(1, min(limit, JOURNAL_PAGE_MAX))
     return ops_repo.JournalFilter(
         mchid=params.get("mchid") or None,

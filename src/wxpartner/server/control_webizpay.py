@@ -53,7 +53,7 @@ from ..store.webizpay_tables import (
     webizpay_refunds,
 )
 from .control import ControlError, control_route, json_body
-from .params import integer, known_fields, length_of, string, validated
+from .params import bad, integer, known_fields, length_of, string, validated
 
 T = TypeVar("T")
 
@@ -86,11 +86,11 @@ def _relation_view(r: Relation) -> dict[str, Any]:
 
 
 def _str(body: dict[str, Any], name: str, column: sa.Column[Any], *, required: bool = True) -> str | None:
-    return string(body.get(name), name, max_length=length_of(column), required=required)
+    return string(body.get(name), name, location="body", max_length=length_of(column), required=required)
 
 
 def _fen(body: dict[str, Any], name: str) -> int:
-    return integer(body.get(name), name, text=False, what="an integer number of fen")
+    return integer(body.get(name), name, location="body", text=False, what="an integer number of fen")
 
 
 class ConsentBody(BaseModel):
@@ -108,7 +108,7 @@ async def consent(request: Request) -> Response:
     body = await json_body(request)
     db = request.app.state.wx.db
     token = _str(body, "token", webizpay_auth_links.c.token, required=False)
-    who = None if token else validated(ConsentBody, body)
+    who = None if token else validated(ConsentBody, body, location="body")
 
     def apply(repo: WebizpayRepo, now: float) -> Relation:
         if token:
@@ -176,9 +176,9 @@ def pay_from_body(repo: WebizpayRepo, pol: Policy, now: float, body: dict[str, A
     out_trade_no = _str(body, "out_trade_no", webizpay_payments.c.out_trade_no, required=False)
     raw = body.get("store") or {}
     if not isinstance(raw, dict):
-        raise ControlError(400, "PARAM_ERROR", "store must be an object")
+        raise bad("store must be an object", field="store", location="body", issue="not an object", value=raw)
     given = {
-        k: string(raw.get(k), f"store.{k}", max_length=length_of(column), required=False)
+        k: string(raw.get(k), f"store.{k}", location="body", max_length=length_of(column), required=False)
         for k, column in _STORE_COLUMNS.items()
     }
     store = payments.Store(**{k: v for k, v in given.items() if v is not None})
@@ -215,7 +215,7 @@ async def pay(request: Request) -> Response:
     """The employee pays a store with a card: {"card_no" or "token", "amount", "goods_name"?, "store"?,
     "out_trade_no"?}. A misspelt field is refused (it would pay without it)."""
     body = await json_body(request)
-    known_fields(body, "card_no", "token", "amount", "goods_name", "store", "out_trade_no")
+    known_fields(body, "card_no", "token", "amount", "goods_name", "store", "out_trade_no", location="body")
     db = request.app.state.wx.db
     pol = _policy(request)
     result = await anyio.to_thread.run_sync(
@@ -228,7 +228,7 @@ async def pay(request: Request) -> Response:
 async def refund(request: Request) -> Response:
     """Refund a card payment: {"transaction_id", "amount", "out_refund_no"?}."""
     body = await json_body(request)
-    known_fields(body, "transaction_id", "amount", "out_refund_no")
+    known_fields(body, "transaction_id", "amount", "out_refund_no", location="body")
     db = request.app.state.wx.db
     txid = _str(body, "transaction_id", webizpay_refunds.c.transaction_id) or ""
     amount = _fen(body, "amount")
@@ -273,7 +273,9 @@ async def templates(request: Request) -> Response:
     db = request.app.state.wx.db
     pol = _policy(request)
     if request.method == "POST":
-        spec = validated(TemplateSpec, await json_body(request))  # a 400 PARAM_ERROR naming the field
+        spec = validated(
+            TemplateSpec, await json_body(request), location="body"
+        )  # a 400 PARAM_ERROR naming the field
 
         def put(repo: WebizpayRepo, now: float) -> None:
             repo.put_template(

@@ -10,8 +10,9 @@ they were 500s there; SQLite stores them). The dashboard renders a ``ControlErro
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
@@ -23,6 +24,9 @@ from .validation import first_text
 
 M = TypeVar("M", bound=BaseModel)
 
+# Where a refused parameter came from, as ``detail.location`` names it (protocol.md §6).
+Location = Literal["body", "query", "form", "path"]
+
 
 class ControlError(Exception):
     """A control-API refusal; ``detail`` is the business API's ``detail`` object (protocol.md §6: field,
@@ -33,23 +37,68 @@ class ControlError(Exception):
         self.status, self.code, self.message, self.detail = status, code, message, detail
 
 
-def bad(message: str) -> ControlError:
-    return ControlError(400, "PARAM_ERROR", message)
+# A parameter whose value is never echoed back in ``detail.value`` (link and sandbox tokens, keys,
+# passwords): the last part of its name says so. ``key_id`` is a key's public name, not a key.
+_SECRET_NAME = re.compile(r"token|secret|passw|private|apiv3|key$", re.IGNORECASE)
+VALUE_MAX = 64  # the business API's cap on an echoed value
+
+
+def shown_value(field: str | None, value: Any) -> Any:
+    """``value`` as ``detail.value`` may carry it: None (left out) for a secret-looking field, a nested
+    object or list, or a number JSON cannot write (inf, NaN) or too long to be one; a string is cut to
+    ``VALUE_MAX`` characters."""
+    if field is not None and _SECRET_NAME.search(re.split(r"[./]", field)[-1]):
+        return None
+    if isinstance(value, str):
+        return value[:VALUE_MAX]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and -(10**VALUE_MAX) < value < 10**VALUE_MAX:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return None
+
+
+def bad(
+    message: str,
+    *,
+    field: str | None = None,
+    location: Location | None = None,
+    issue: str | None = None,
+    value: Any = None,
+) -> ControlError:
+    """400 PARAM_ERROR: ``message`` for people, ``detail`` for programs (the business API's shape, as
+    ``protocol.errors.param_error`` builds it): ``field`` as the message names it (a name, a dotted path
+    or a JSON pointer), ``location``, ``issue`` (a short reason) and ``value`` when ``shown_value``
+    lets it be echoed."""
+    shown = shown_value(field, value)
+    detail = {
+        key: item
+        for key, item in (("field", field), ("location", location), ("value", shown), ("issue", issue))
+        if item is not None
+    }
+    return ControlError(400, "PARAM_ERROR", message, detail or None)
 
 
 def integer(
     value: Any,
     name: str,
     *,
+    location: Location,
     lo: int = BIGINT_MIN,
     hi: int = BIGINT_MAX,
     text: bool = True,
     what: str = "a whole number",
 ) -> int:
     """A JSON integer (a whole float such as 2.0 too), or with ``text`` its decimal text (query strings
-    and forms carry text), between ``lo`` and ``hi``."""
+    and forms carry text), between ``lo`` and ``hi``; ``location`` is where ``name`` came from."""
+
+    def refused(message: str, issue: str) -> ControlError:
+        return bad(message, field=name, location=location, issue=issue, value=value)
+
     if isinstance(value, bool):
-        raise bad(f"{name} must be {what}")
+        raise refused(f"{name} must be {what}", "not an integer")
     if isinstance(value, int):
         result = value
     elif isinstance(value, float) and value.is_integer():  # False for inf and NaN
@@ -58,22 +107,22 @@ def integer(
         try:
             result = int(value.strip())
         except ValueError:  # also a text of more than 4300 digits
-            raise bad(f"{name} must be {what}") from None
+            raise refused(f"{name} must be {what}", "not an integer") from None
     else:
-        raise bad(f"{name} must be {what}")
+        raise refused(f"{name} must be {what}", "not an integer")
     if not lo <= result <= hi:
-        raise bad(f"{name} must be between {lo} and {hi}")
+        raise refused(f"{name} must be between {lo} and {hi}", "out of range")
     return result
 
 
-def optional_integer(value: Any, name: str, **limits: Any) -> int | None:
+def optional_integer(value: Any, name: str, *, location: Location, **limits: Any) -> int | None:
     """``integer``, or None for an absent or empty value."""
-    return None if value is None or value == "" else integer(value, name, **limits)
+    return None if value is None or value == "" else integer(value, name, location=location, **limits)
 
 
 def int_param(params: Any, name: str, default: int, lo: int, hi: int) -> int:
     """A query-string integer between ``lo`` and ``hi``; ``default`` when absent or empty."""
-    value = optional_integer(params.get(name), name, lo=lo, hi=hi)
+    value = optional_integer(params.get(name), name, location="query", lo=lo, hi=hi)
     return default if value is None else value
 
 
@@ -81,6 +130,7 @@ def number(
     value: Any,
     name: str,
     *,
+    location: Location,
     lo: float = -math.inf,
     hi: float = math.inf,
     text: bool = True,
@@ -88,6 +138,10 @@ def number(
 ) -> float:
     """A finite JSON number (bool is not one; Infinity and NaN are refused), or with ``text`` its decimal
     text, between ``lo`` and ``hi``."""
+
+    def refused(message: str, issue: str) -> ControlError:
+        return bad(message, field=name, location=location, issue=issue, value=value)
+
     try:
         if isinstance(value, bool) or not (
             isinstance(value, int | float) or (text and isinstance(value, str))
@@ -95,44 +149,60 @@ def number(
             raise ValueError
         result = float(value)  # OverflowError for an int past the float range
     except (ValueError, OverflowError):
-        raise bad(f"{name} must be {what}") from None
+        raise refused(f"{name} must be {what}", "not a number") from None
     if not math.isfinite(result):
-        raise bad(f"{name} must be {what}")
+        raise refused(f"{name} must be {what}", "not finite")
     if not lo <= result <= hi:
-        raise bad(f"{name} must be between {lo:g} and {hi:g}")
+        raise refused(f"{name} must be between {lo:g} and {hi:g}", "out of range")
     return result
 
 
-def known_fields(body: dict[str, Any], *names: str) -> None:
+def known_fields(body: dict[str, Any], *names: str, location: Location) -> None:
     """Refuse a body with a field the endpoint does not read: a misspelt one would otherwise be ignored
-    and the call would do something else (``{"mchd": …}`` to /sandbox/reset reset every merchant)."""
+    and the call would do something else (``{"mchd": …}`` to /sandbox/reset reset every merchant).
+    ``detail.field`` is the first unknown one (the message lists them all)."""
     unknown = sorted(set(body) - set(names))
     if unknown:
-        raise bad(f"unknown field(s): {', '.join(unknown)}; known: {', '.join(names)}")
+        raise bad(
+            f"unknown field(s): {', '.join(unknown)}; known: {', '.join(names)}",
+            field=unknown[0],
+            location=location,
+            issue="unknown field",
+        )
 
 
-def flag(value: Any, name: str) -> bool:
+def flag(value: Any, name: str, *, location: Location) -> bool:
     """A JSON boolean, or absent (False): the string "false" must not switch anything on."""
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise bad(f"{name} must be true or false")
+        raise bad(
+            f"{name} must be true or false", field=name, location=location, issue="not a boolean", value=value
+        )
     return value
 
 
-def string(value: Any, name: str, *, max_length: int, required: bool = True) -> str | None:
+def string(
+    value: Any, name: str, *, location: Location, max_length: int, required: bool = True
+) -> str | None:
     """A non-empty string of at most ``max_length`` characters (its column's length) without NUL; None
     when absent and not ``required``."""
     if value is None and not required:
         return None
+
+    def refused(message: str, issue: str) -> ControlError:
+        return bad(message, field=name, location=location, issue=issue, value=value)
+
     if not isinstance(value, str) or not value:
-        raise bad(
+        message = (
             f"{name} is required (a non-empty string)" if required else f"{name} must be a non-empty string"
         )
+        issue = "required" if value is None else "empty" if value == "" else "not a string"
+        raise refused(message, issue)
     if len(value) > max_length:
-        raise bad(f"{name} must be at most {max_length} characters")
+        raise refused(f"{name} must be at most {max_length} characters", "too long")
     if "\x00" in value:
-        raise bad(f"{name} must not contain NUL characters")
+        raise refused(f"{name} must not contain NUL characters", "contains NUL")
     return value
 
 
@@ -143,11 +213,22 @@ def length_of(column: sa.Column[Any]) -> int:
     return length
 
 
-def refuse_nul(items: Iterable[tuple[str, Any]], where: str) -> None:
-    """Query or path parameters: no NUL (no column can hold it on PostgreSQL, so none can match it)."""
+# How a message names a parameter of each location.
+_PARAMETER = {"query": "query parameter", "path": "path parameter", "form": "form field", "body": "field"}
+
+
+def refuse_nul(items: Iterable[tuple[str, Any]], location: Location) -> None:
+    """Query, path or form parameters: no NUL (no column can hold it on PostgreSQL, so none can match
+    it)."""
     for key, value in items:
         if "\x00" in key or (isinstance(value, str) and "\x00" in value):
-            raise bad(f"{where} {key!r} must not contain NUL characters")
+            raise bad(
+                f"{_PARAMETER[location]} {key!r} must not contain NUL characters",
+                field=key,
+                location=location,
+                issue="contains NUL",
+                value=value,
+            )
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -159,8 +240,8 @@ def input_checked(fn: Endpoint, render: Callable[[str], Response]) -> Endpoint:
 
     async def endpoint(request: Request) -> Response:
         try:
-            refuse_nul(request.query_params.multi_items(), "query parameter")
-            refuse_nul(request.path_params.items(), "path parameter")
+            refuse_nul(request.query_params.multi_items(), "query")
+            refuse_nul(request.path_params.items(), "path")
             return await fn(request)
         except ControlError as exc:
             return render(exc.message)
@@ -176,11 +257,43 @@ def nul_pointer(data: Any) -> str | None:
     return None if found is None else "".join(f"/{part}" for part in found[0])
 
 
-def validated(model: type[M], data: Any) -> M:
+# Pydantic's error types as ``detail.issue`` words (the ones the params above use); another type is
+# given as pydantic's message.
+_PYDANTIC_ISSUES = {
+    "missing": "required",
+    "extra_forbidden": "unknown field",
+    "string_type": "not a string",
+    "string_too_short": "too short",
+    "string_too_long": "too long",
+    "string_pattern_mismatch": "pattern mismatch",
+    "literal_error": "not an allowed value",
+    "bool_type": "not a boolean",
+    "bool_parsing": "not a boolean",
+    "int_type": "not an integer",
+    "int_parsing": "not an integer",
+    "dict_type": "not an object",
+    "model_type": "not an object",
+    "list_type": "not a list",
+}
+
+
+def invalid(exc: ValidationError, location: Location, *, named: bool = True) -> ControlError:
+    """The first error of ``exc`` as a 400 whose detail names its field (a dotted path) and issue; the
+    message is pydantic's, after the field when ``named``."""
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return bad(
+        f"{where}: {first['msg']}" if where and named else str(first["msg"]),
+        field=where or None,
+        location=location,
+        issue=_PYDANTIC_ISSUES.get(first["type"], str(first["msg"])),
+        value=None if first["type"] == "extra_forbidden" else first.get("input"),
+    )
+
+
+def validated(model: type[M], data: Any, *, location: Location) -> M:
     """``model`` from a request body; the first validation error as a 400 naming its field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise bad(f"{where}: {first['msg']}" if where else str(first["msg"])) from None
+        raise invalid(exc, location) from None

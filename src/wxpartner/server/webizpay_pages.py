@@ -52,7 +52,7 @@ def _error(err: ApiError) -> HTMLResponse:
 async def _form(request: Request) -> dict[str, str]:
     raw = (await request.body()).decode("utf-8", errors="replace")
     fields = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
-    refuse_nul(fields.items(), "form field")
+    refuse_nul(fields.items(), "form")
     return fields
 
 

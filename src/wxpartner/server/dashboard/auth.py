@@ -83,7 +83,7 @@ async def form(request: Request) -> dict[str, str]:
     """An url-encoded form (the dashboard's only kind), without needing python-multipart."""
     raw = (await request.body()).decode("utf-8", errors="replace")
     fields = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
-    refuse_nul(fields.items(), "form field")
+    refuse_nul(fields.items(), "form")
     return fields
 
 

@@ -78,7 +78,7 @@ async def faults(request: Request) -> Response:
     if request.method == "POST":
         fields = await form(request)
         try:
-            args = parse_fault_body({k: v for k, v in fields.items() if v != ""})
+            args = parse_fault_body({k: v for k, v in fields.items() if v != ""}, "form")
         except ControlError as exc:
             return back("/dashboard/faults", exc.message, bad=True)
         rule = await anyio.to_thread.run_sync(lambda: add_fault_rule(request, args))
