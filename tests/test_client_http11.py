@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import gc
 import ipaddress
+import re
 import socket
 import ssl
 import struct
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 import anyio
+import h11
 import httpx
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -35,7 +37,7 @@ from hypothesis import strategies as st
 from live import free_port
 from support import World
 from test_client_transport import Stub, make_async, make_client, stub  # noqa: F401  (stub is a fixture)
-from wxpartner.client import Client, policy
+from wxpartner.client import Client, TransportError, policy
 from wxpartner.client import http11 as sh
 from wxpartner.client.core import Response, answer
 from wxpartner.client.http11_aio import AsyncPooledHTTP
@@ -663,6 +665,146 @@ def test_a_chunk_size_httpx_refuses_is_refused(
     w.respond = lambda _raw: (OK, False)  # and the connection is not reused
     assert pool.exchange(post(w)).status == 200
     assert w.accepted == 3
+
+
+# A header line h11 refuses, and the header the error names ("" for a name that is no token).
+H11_REFUSES = [
+    (b"Wechatpay-Signature: a\x00b\r\n", "Wechatpay-Signature"),  # NUL
+    (b"Wechatpay-Serial: PUB\rWechatpay-Serial: EVIL\r\n", "Wechatpay-Serial"),  # a bare CR
+    (b"Wechatpay-Serial: PUB\r\r\n", "Wechatpay-Serial"),  # a CR before the line's CRLF
+    (b"Wechatpay-Serial: \rPUB\r\n", "Wechatpay-Serial"),  # a CR before the value
+    (b"X-Vt: a\x0bb\r\n", "X-Vt"),
+    (b"X-Ff: a\x0c\r\n", "X-Ff"),
+    (b"X-Fold: a\r\n b\x00\r\n", "X-Fold"),  # in a folded line: the header it continues
+    (b"X Sp: v\r\n", ""),  # names are tokens
+    (b"X(y): v\r\n", ""),
+    (b"X\x00: v\r\n", ""),
+    ("X-商户: v\r\n".encode(), ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    H11_REFUSES,
+    ids=[
+        "nul",
+        "bare-cr",
+        "cr-crlf",
+        "cr-first",
+        "vt",
+        "ff",
+        "folded",
+        "space-in-name",
+        "paren",
+        "nul-in-name",
+        "non-ascii-name",
+    ],
+)
+def test_a_header_line_h11_refuses_is_refused_naming_its_header(
+    wire: Callable[..., Wire], line: bytes, named: str, pooled: Callable[..., Pool]
+) -> None:
+    """h11's grammar (h11._abnf.header_field): a token, then a value without NUL, CR, LF, VT or FF but
+    spaces and tabs between visible bytes. A bare CR read leniently could make the SDK read another
+    Wechatpay-Serial or -Signature than a proxy saw; in trailers too."""
+    head = b"HTTP/1.1 200 OK\r\n" + line + b"Content-Length: 2\r\n\r\n{}"
+    trailer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n" + line + b"\r\n"
+    w = wire(lambda raw: (trailer if b"trailer" in raw else head, False))
+    pool = pooled(read=0.3)
+    for path in ("/v3/head", "/v3/trailer"):
+        request = outgoing("GET", w.origin(), path, (), HEADERS, b"")
+        with httpx.Client() as h, pytest.raises(httpx.RemoteProtocolError):
+            h.send(request.to_httpx())
+        message = f"value of header {named!r}" if named else "illegal header name"
+        with pytest.raises(httpx.RemoteProtocolError, match=re.escape(message)):
+            pool.exchange(request)
+    w.respond = lambda _raw: (OK, False)  # and the connection is not reused
+    assert pool.exchange(post(w)).status == 200
+    assert w.accepted == 5
+
+
+def test_a_client_call_meeting_such_a_header_fails_as_a_transport_error_naming_it(
+    wire: Callable[..., Wire], world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the caller of Client and AsyncClient sees: a TransportError (sent: the request left) caused
+    by the RemoteProtocolError, its message naming the header."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    w = wire(
+        lambda _raw: (
+            b"HTTP/1.1 200 OK\r\nWechatpay-Serial: PUB\rWechatpay-Serial: EVIL\r\nContent-Length: 2\r\n\r\n{}",
+            False,
+        )
+    )
+
+    def sync_call() -> None:
+        with make_client(world, w.origin()) as client:
+            client.request("POST", "/v3/x", json={"a": 1})
+
+    async def async_call() -> None:
+        async with make_async(world, w.origin()) as client:
+            await client.request("POST", "/v3/x", json={"a": 1})
+
+    for call in (sync_call, lambda: anyio.run(async_call)):
+        with pytest.raises(TransportError, match="value of header 'Wechatpay-Serial'") as caught:
+            call()
+        assert caught.value.sent and isinstance(caught.value.__cause__, httpx.RemoteProtocolError)
+    assert len(w.requests) == 2  # a POST is not repeated: it may have taken effect
+
+
+@pytest.mark.parametrize("reason", [b"O\x00K", b"O\x0bK", b"O\rK"], ids=["nul", "vt", "bare-cr"])
+def test_a_reason_phrase_h11_refuses_is_refused(
+    wire: Callable[..., Wire], reason: bytes, pooled: Callable[..., Pool]
+) -> None:
+    w = wire(lambda _raw: (b"HTTP/1.1 200 " + reason + b"\r\nContent-Length: 2\r\n\r\n{}", False))
+    with httpx.Client() as h, pytest.raises(httpx.RemoteProtocolError):
+        h.send(post(w).to_httpx())
+    with pytest.raises(httpx.RemoteProtocolError, match="malformed status line"):
+        pooled(read=0.3).exchange(post(w))
+
+
+def _h11_reads(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The headers h11 reads in an answer to a GET, or None when it refuses them."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(data)
+    try:
+        event = conn.next_event()
+    except h11.RemoteProtocolError:
+        return None
+    assert isinstance(event, h11.Response)
+    return list(event.headers.raw_items())
+
+
+def _sdk_reads(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    reading = sh.AnswerParser(data).read("GET")
+    try:
+        next(reading)
+    except StopIteration as done:
+        return list(done.value[1])
+    except httpx.RemoteProtocolError:
+        return None
+    raise AssertionError("the answer is complete: nothing more to read")
+
+
+# Bytes of header lines: token characters, separators, blanks, controls h11 accepts and refuses,
+# obs-text, and line ends (a line end then a blank: a folded line).
+_HEADER_BYTES = st.sampled_from(
+    [*(bytes([c]) for c in b"aZ-!(: \t\r\x00\x01\x0b\x0c\x7f\xe9"), b"\r\n", b"\n "]
+)
+
+
+@given(lines=st.lists(st.lists(_HEADER_BYTES, min_size=1, max_size=8).map(b"".join), min_size=1, max_size=4))
+@settings(max_examples=600, deadline=None)
+@example(lines=[b"X: a", b" b \t", b"\t"])  # folded lines, blank ones included
+@example(lines=[b"X:", b" b"])
+@example(lines=[b"X: \x01\x7f\xe9\t-"])  # controls h11 accepts
+def test_header_lines_are_read_as_h11_reads_them(lines: list[bytes]) -> None:
+    data = b"HTTP/1.1 200 OK\r\n" + b"".join(line + b"\r\n" for line in lines)
+    data += b"Content-Length: 0\r\n\r\n"
+    if re.search(rb"\n\r?\n", data[:-2]):
+        return  # an early blank line ends the headers: another answer
+    assert _sdk_reads(data) == _h11_reads(data)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ than meet a second proxy implementation). TLS uses httpx's default context (cert
 
 from __future__ import annotations
 
+import operator
 import re
 import select
 import socket
@@ -46,8 +47,19 @@ MAX_HEADERS = 100
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
-# A status is 100 to 999 (h11 refuses "099"; it was read as an answer without a body).
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [^\r\n]*)?\r?\n")
+# A status is 100 to 999 (h11 refuses "099"; it was read as an answer without a body); the reason
+# phrase is h11's: no NUL, CR, LF, VT or FF.
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [^\x00\r\n\x0b\x0c]*)?\r?\n")
+# h11's header line (h11._abnf.header_field): a token, ':', then a value of any byte but NUL and
+# whitespace, with spaces and tabs only between them and blanks around it. So a value may not hold a
+# NUL, VT, FF or a CR (but the line's end). Read leniently, a value split at a bare CR could make the
+# SDK see another Wechatpay-Signature or -Serial than a proxy before it saw.
+_TCHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_first = operator.itemgetter(0)
+_FIELD_VALUE = rb"[ \t]*((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*\r?\n"
+_HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:" + _FIELD_VALUE)
+_CONTINUATION = re.compile(rb"[ \t]+" + _FIELD_VALUE)
 # h11's chunk-size line: 1 to 20 hex digits, an extension, trailing blanks. int(..., 16) alone also took
 # "+5", "0x5", "5_0", " 5" and "-1" (a negative size cut the body short and read on into the framing).
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\r\n]*)?[ \t]*\r?\n")
@@ -167,6 +179,36 @@ class AnswerReader:
             self.rest = bytes(self._parser.buffer)
 
 
+def _check_header_lines(lines: list[bytes], headers: list[tuple[bytes, bytes]]) -> None:
+    """Refuses what h11 refuses in header lines, in one pass over all of them (a regex per line cost
+    ≈ 3 times the parsing of the lines): names are tokens, no NUL, VT or FF, and no CR but before the
+    LF that ends a line. Only when that fails is each line read to name the culprit."""
+    head = b"".join(lines)
+    if (
+        b"\x00" not in head
+        and b"\x0b" not in head
+        and b"\x0c" not in head
+        and _BARE_CR.search(head) is None
+        and not b"".join(map(_first, headers)).translate(None, _TCHARS)
+    ):
+        return
+    name = b""
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):  # a folded line, of the last header's value
+            if _CONTINUATION.fullmatch(line):
+                continue
+        else:
+            name = line.partition(b":")[0]
+            if name.translate(None, _TCHARS):
+                raise httpx.RemoteProtocolError(f"illegal header name in {line[:100]!r}")
+            if _HEADER_LINE.fullmatch(line):
+                continue
+        raise httpx.RemoteProtocolError(
+            f"illegal character in the value of header {name.decode('ascii')!r}: {line[:100]!r}"
+        )
+    raise AssertionError("a header line h11 refuses was not found")  # pragma: no cover
+
+
 class AnswerParser:
     """One HTTP/1.1 answer, sans-IO (both pools drive it through ``AnswerReader``): ``read`` yields when
     it needs more bytes and is sent the next chunk, b"" when the server closed. Whatever is left in
@@ -210,18 +252,23 @@ class AnswerParser:
 
     def _headers(self) -> Reading[list[tuple[bytes, bytes]]]:
         headers: list[tuple[bytes, bytes]] = []
+        lines: list[bytes] = []
         while True:
             line = yield from self._line()
             if line in (b"\r\n", b"\n"):
+                _check_header_lines(lines, headers)
                 return headers
             if not line:
                 raise httpx.RemoteProtocolError("Server disconnected in the answer's headers.")
-            if line[:1] in (b" ", b"\t") and headers:  # obsolete line folding: part of the last value
+            lines.append(line)
+            if line[:1] in (b" ", b"\t"):  # obsolete line folding: part of the last value
+                if not headers:
+                    raise httpx.RemoteProtocolError(f"a folded line opens the headers: {line[:100]!r}")
                 name, value = headers[-1]
-                headers[-1] = (name, value + b" " + line.strip())
+                headers[-1] = (name, (value + b" " + line.strip(b" \t\r\n")).strip(b" \t"))
                 continue
             name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip():
+            if not colon or not name:
                 raise httpx.RemoteProtocolError(f"malformed header line {line[:100]!r}")
             if len(headers) >= MAX_HEADERS:
                 raise httpx.RemoteProtocolError(f"more than {MAX_HEADERS} headers")
