@@ -109,6 +109,10 @@ class Wire:
                     ),
                     0,
                 )
+                if b"\r\ntransfer-encoding: chunked" in head.lower():  # only empty ones are sent
+                    while b"0\r\n\r\n" not in rest:
+                        rest += conn.recv(65536)
+                    length = rest.index(b"0\r\n\r\n") + 5
                 while len(rest) < length:
                     rest += conn.recv(65536)
                 raw, buf = head + b"\r\n\r\n" + rest[:length], rest[length:]
@@ -249,23 +253,127 @@ def test_the_signed_target_is_the_one_httpx_sends(path: str, query: list[tuple[s
 
 
 @pytest.mark.parametrize(
-    ("given", "body"),
+    ("method", "given", "body"),
     [
-        ({"Content-Length": "7"}, b'{"a":1}'),
-        ({"Transfer-Encoding": "chunked"}, b""),
-        ({"Host": "h.example"}, b""),
+        ("POST", {"Content-Length": "7"}, b'{"a":1}'),
+        ("POST", {"Content-Length": "7, 7"}, b'{"a":1}'),  # h11 writes "7"
+        ("POST", {"Content-Length": "7", "content-length": "7"}, b'{"a":1}'),  # and once
+        ("GET", {"Content-Length": "0"}, b""),
+        ("POST", {"Transfer-Encoding": "Chunked"}, b""),  # the empty last chunk, "chunked" in lower case
+        ("GET", {"Transfer-Encoding": "chunked"}, b""),
+        ("POST", {"X-A": "1", "Host": "h.example"}, b""),  # Host first (h11 moves it), then Content-Length 0
+        ("PUT", {"X-A": "1", "Host": "h.example"}, b'{"a":1}'),
     ],
-    ids=["content-length", "transfer-encoding", "host"],
+    ids=[
+        "length",
+        "length-list",
+        "length-twice",
+        "get-length-0",
+        "chunked",
+        "get-chunked",
+        "host",
+        "host-body",
+    ],
 )
-def test_framing_and_host_headers_the_caller_gives_are_not_written_twice(
-    given: dict[str, str], body: bytes
+def test_framing_and_host_headers_the_caller_gives_go_on_the_wire_as_httpx_sends_them(
+    wire: Callable[..., Wire],
+    method: str,
+    given: dict[str, str],
+    body: bytes,
+    pooled: Callable[..., Pool],
 ) -> None:
-    """As httpx.Request does: a given Content-Length or Transfer-Encoding stands for the body's
-    length (no Content-Length is added), a given Host for the origin's."""
-    ours = outgoing("POST", "http://127.0.0.1:9", "/v3/x", (), given, body).headers
-    theirs = httpx.Request("POST", "http://127.0.0.1:9/v3/x", headers=given, content=body or None).headers.raw
-    assert [(k.lower(), v) for k, v in ours] == [(k.decode().lower(), v.decode()) for k, v in theirs]
-    assert [k.lower() for k, _ in ours].count("content-length") <= 1
+    """A given Content-Length or Transfer-Encoding stands for the body's length (none is added, nor
+    written twice), a given Host for the origin's: the bytes are httpx's, byte for byte."""
+    w = wire()
+    request = outgoing(method, w.origin(), "/v3/x", (), given, body)
+    pooled(read=2.0).exchange(request)
+    with httpx.Client() as h:
+        h.send(request.to_httpx())
+        h.send(httpx.Request(method, w.origin() + "/v3/x", headers=given, content=body or None))
+    ours, via_httpx, httpx_itself = (raw for _, raw in w.requests)
+    assert ours == via_httpx == httpx_itself
+    assert ours.lower().count(b"content-length") <= 1
+
+
+# A Content-Length or Transfer-Encoding the SDK refuses before anything is sent, and what httpx does.
+REFUSED_FRAMING = [
+    # httpx sends Transfer-Encoding: chunked and Content-Length: 7 (a chunked body): ambiguous
+    ({"Transfer-Encoding": "chunked"}, b'{"a":1}', "ambiguous"),
+    ({"Transfer-Encoding": "chunked", "Content-Length": "7"}, b'{"a":1}', "ambiguous"),  # the same
+    ({"Content-Length": "0", "Transfer-Encoding": "chunked"}, b"", "ambiguous"),
+    # h11 refuses these before sending
+    ({"Transfer-Encoding": "gzip"}, b'{"a":1}', "only chunked"),
+    ({"Transfer-Encoding": "gzip, chunked"}, b"", "only chunked"),
+    ({"Transfer-Encoding": "chunked", "transfer-encoding": "chunked"}, b"", "multiple Transfer-Encoding"),
+    ({"Content-Length": "x7"}, b'{"a":1}', "bad Content-Length"),
+    ({"Content-Length": "-7"}, b'{"a":1}', "bad Content-Length"),
+    ({"Content-Length": " 7"}, b'{"a":1}', "bad Content-Length"),
+    ({"Content-Length": "7, 8"}, b'{"a":1}', "conflicting"),
+    ({"Content-Length": "7", "content-length": "8"}, b'{"a":1}', "conflicting"),
+    # httpx sends the headers (and the body), then fails: "Too much/little data for declared Content-Length"
+    ({"Content-Length": "3"}, b'{"a":1}', "for a body of 7 bytes"),
+    ({"Content-Length": "9"}, b'{"a":1}', "for a body of 7 bytes"),
+    ({"Content-Length": "5"}, b"", "for a body of 0 bytes"),
+]
+
+
+REFUSED_IDS = [
+    "chunked-body",
+    "chunked-and-length",
+    "chunked-and-length-0",
+    "gzip",
+    "gzip-chunked",
+    "chunked-twice",
+    "length-x7",
+    "length-negative",
+    "length-blank",
+    "length-list-conflict",
+    "lengths-conflict",
+    "length-short",
+    "length-long",
+    "length-no-body",
+]
+
+
+@pytest.mark.parametrize(("given", "body", "message"), REFUSED_FRAMING, ids=REFUSED_IDS)
+def test_a_framing_the_caller_gives_that_httpx_would_send_wrongly_is_refused(
+    given: dict[str, str], body: bytes, message: str
+) -> None:
+    with pytest.raises(httpx.LocalProtocolError, match=message):
+        outgoing("POST", "http://127.0.0.1:9", "/v3/x", (), given, body)
+
+
+@pytest.mark.parametrize(
+    ("given", "body", "message"),
+    [REFUSED_FRAMING[0], REFUSED_FRAMING[3], REFUSED_FRAMING[-3]],
+    ids=[REFUSED_IDS[0], REFUSED_IDS[3], REFUSED_IDS[-3]],
+)
+def test_a_client_refuses_such_a_framing_before_connecting(
+    wire: Callable[..., Wire],
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    given: dict[str, str],
+    body: bytes,
+    message: str,
+) -> None:
+    """Client and AsyncClient: the LocalProtocolError itself, raised while the request is built (not a
+    TransportError: nothing was sent, and repeating it cannot help)."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    w = wire()
+
+    def sync_call() -> None:
+        with make_client(world, w.origin()) as client:
+            client.request("POST", "/v3/x", content=body, headers=given)
+
+    async def async_call() -> None:
+        async with make_async(world, w.origin()) as client:
+            await client.request("POST", "/v3/x", content=body, headers=given)
+
+    for call in (sync_call, lambda: anyio.run(async_call)):
+        with pytest.raises(httpx.LocalProtocolError, match=message):
+            call()
+    assert w.accepted == 0
 
 
 @pytest.mark.parametrize(

@@ -339,6 +339,8 @@ def serialize(request: Outgoing) -> bytes:
             raise httpx.LocalProtocolError(f"illegal header {name!r}")
         lines.append(f"{name}: {value}")
     lines.append("\r\n")
+    if request.chunked:  # a caller's Transfer-Encoding: chunked, without a body (outgoing.given_framing)
+        return "\r\n".join(lines).encode("ascii") + b"0\r\n\r\n"
     return "\r\n".join(lines).encode("ascii") + request.body
 
 
