@@ -1000,6 +1000,72 @@ def test_a_header_that_would_start_another_is_refused_before_sending(
     assert w.requests == []
 
 
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [
+        (" a", True),
+        ("a ", True),
+        ("\t", True),
+        ("a\x0bb", True),
+        ("a\x0cb", True),
+        ("a\rb", True),
+        ("a\tb  c", False),
+        ("", False),
+        ("a\x01\x7fb", False),
+    ],
+    ids=[
+        "blank-first",
+        "blank-last",
+        "tab-alone",
+        "vt",
+        "ff",
+        "cr",
+        "inner-blanks",
+        "empty",
+        "controls-h11-takes",
+    ],
+)
+def test_a_request_header_value_is_refused_when_h11_refuses_it(
+    wire: Callable[..., Wire], value: str, refused: bool, pooled: Callable[..., Pool]
+) -> None:
+    """h11's field-value: no NUL, CR, LF, VT or FF, no blank at either end; httpx raises
+    LocalProtocolError (once connected), the SDK before sending anything. What h11 takes, both send."""
+    w = wire()
+    request = outgoing("GET", w.origin(), "/v3/x", (), {"X-V": value}, b"")
+    with httpx.Client() as h:
+        if refused:
+            with pytest.raises(httpx.LocalProtocolError):
+                h.send(request.to_httpx())
+            with pytest.raises(httpx.LocalProtocolError, match="X-V"):
+                pooled().exchange(request)
+            assert w.requests == []
+            return
+        h.send(request.to_httpx())
+    pooled().exchange(request)
+    theirs, ours = (raw for _, raw in w.requests)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("method", ["GE T", "GET\r\nX-Injected: 1\r\n", "G\x00T"])
+def test_a_method_that_is_no_token_is_refused_before_sending(
+    wire: Callable[..., Wire], method: str, pooled: Callable[..., Pool]
+) -> None:
+    w = wire()
+    request = outgoing(method, w.origin(), "/v3/x", (), HEADERS, b"")
+    with httpx.Client() as h, pytest.raises(httpx.LocalProtocolError):
+        h.send(request.to_httpx())
+    with pytest.raises(httpx.LocalProtocolError, match="illegal method"):
+        pooled().exchange(request)
+    assert w.requests == []
+
+
+def test_a_request_target_with_a_line_end_is_refused() -> None:
+    """wire_target quotes or refuses such a path; an Outgoing built otherwise is still checked."""
+    for target in ("/v3/x\r\nX-Injected: 1", "/v3/\x00"):
+        with pytest.raises(httpx.LocalProtocolError, match="illegal request line"):
+            sh.serialize(Outgoing("GET", "http://127.0.0.1:9", target, [("Host", "127.0.0.1:9")], b""))
+
+
 def test_an_origin_without_a_port_connects_to_its_schemes_default() -> None:
     assert sh.parse_origin("https://api.mch.weixin.qq.com") == ("https", "api.mch.weixin.qq.com", 443)
     assert sh.parse_origin("http://127.0.0.1") == ("http", "127.0.0.1", 80)
