@@ -1046,6 +1046,30 @@ def test_a_request_header_value_is_refused_when_h11_refuses_it(
     assert ours == theirs
 
 
+def test_a_client_call_with_such_a_header_is_refused_once_not_retried_nor_failed_over(
+    wire: Callable[..., Wire], world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GET is idempotent, so a failure after sending is retried and fails over; a request that cannot
+    be written is neither: the LocalProtocolError itself, no connection to either host, both clients."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    primary, backup = wire(), wire()
+    options = {"backup_url": backup.origin(), "failover": True}
+
+    def sync_call() -> None:
+        with make_client(world, primary.origin(), **options) as client:
+            client.request("GET", "/v3/x", headers={"X-V": "a\x0bb"})
+
+    async def async_call() -> None:
+        async with make_async(world, primary.origin(), **options) as client:
+            await client.request("GET", "/v3/x", headers={"X-V": "a\x0bb"})
+
+    for call in (sync_call, lambda: anyio.run(async_call)):
+        with pytest.raises(httpx.LocalProtocolError, match="X-V"):
+            call()
+    assert primary.accepted == 0 and backup.accepted == 0
+
+
 @pytest.mark.parametrize("method", ["GE T", "GET\r\nX-Injected: 1\r\n", "G\x00T"])
 def test_a_method_that_is_no_token_is_refused_before_sending(
     wire: Callable[..., Wire], method: str, pooled: Callable[..., Pool]

@@ -339,6 +339,11 @@ class Engine:
         while True:
             attempt += 1
             outcome = yield Send(self.build(hosts[host], call, body, headers, retried=attempt > 1))
+            if isinstance(outcome, httpx.LocalProtocolError):
+                # The request cannot be written as given (a header value h11 refuses...): refused before
+                # anything left, on every host and every attempt alike, as a bad framing is refused
+                # while the request is built.
+                raise outcome
             if isinstance(outcome, BaseException):
                 sent = not isinstance(outcome, NOT_SENT_ERRORS)
                 may_repeat = not sent or call.idempotent
