@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from support import SP_A, SP_B, ApiClient, World
 from wxpartner.server.app import WxPartnerApp
 from wxpartner.server.journal import CHUNK, writer
 from wxpartner.store import ops_repo
+from wxpartner.store.db import make_engine
 from wxpartner.store.ops_tables import JOURNAL_GENERATIONS
 
 
@@ -433,3 +435,33 @@ def test_a_page_past_the_cap_still_says_where_the_next_one_starts(
     assert len(one["data"]) == 1 and one["next_before_id"] == one["data"][0]["id"]
     control.post("/dashboard/login", data={"token": SANDBOX_TOKEN})
     assert "Older →" in control.get("/dashboard/journal", params={"limit": 5000}).text
+
+
+def test_a_role_without_truncate_rotates_by_deleting(database_url: str, backend: str) -> None:
+    """PostgreSQL empties a generation with TRUNCATE; an application role granted DELETE but not
+    TRUNCATE (narrower than the role that migrated) deletes instead, in the same transaction."""
+    if backend != "postgres":
+        pytest.skip("SQLite has no roles: its generations are emptied with DELETE")
+    if "://postgres@" not in database_url:  # a shared server (WXPARTNER_TEST_PG_URL) may not trust us
+        pytest.skip("needs the suite's own PostgreSQL server, whose roles log in without a password check")
+    role = f"journal_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(database_url)
+    tables = ", ".join(t.name for t in JOURNAL_GENERATIONS)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD 'journal'")
+        conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.exec_driver_sql(f"GRANT SELECT, INSERT, DELETE ON {tables} TO {role}")
+    narrow = make_engine(database_url.replace("://postgres@", f"://{role}:journal@", 1))
+    try:
+        for n in range(4):
+            with narrow.begin() as conn:
+                ops_repo.insert_journal(conn, [_row(3 * n + i) for i in range(3)], keep=3)
+        with narrow.connect() as conn:
+            assert _generation_counts(conn) == [3, 3]
+            assert _ids(conn) == [f"R{i}" for i in range(11, 5, -1)]
+    finally:
+        narrow.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()
