@@ -622,3 +622,44 @@ def test_loading_fault_rules_again_changes_nothing(http: TestClient, world: Worl
         ("SYSTEM_ERROR", "webizpay.*", 1),
         ("SYSTEM_ERROR", "webizpay.*", 1),  # re-armed to the file's count
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (
+            yaml.safe_dump(
+                {"merchants": [{"mchid": "1888000002"}, {"mchid": "1888000003", "key_mode": "x"}]}
+            ),
+            "merchants.1.key_mode",
+        ),
+        (yaml.safe_dump({"faults": [{"kind": "LATENCY", "latency_ms": 5}, {"kind": "NOPE"}]}), "faults[1]"),
+        (
+            yaml.safe_dump({"merchants": [{"mchid": "1888000004", "certificates": [{}]}]}),
+            "merchants[1888000004].certificates[0]",
+        ),
+        ("merchants: [", None),
+        ("[1, 2]", None),
+    ],
+    ids=["validation", "faults", "certificate", "not-yaml", "not-a-mapping"],
+)
+def test_a_scenario_refusal_names_its_entry_in_detail(http: TestClient, text: str, field: str | None) -> None:
+    """As the business API's detail names a field: the entry the message starts with, and the reason
+    as the issue; a scenario no one entry of which is to blame has no detail."""
+    resp = http.post("/sandbox/scenario", content=text.encode(), headers=AUTH)
+    assert resp.status_code == 400 and resp.json()["code"] == "SCENARIO_ERROR", resp.text
+    body = resp.json()
+    if field is None:
+        assert "detail" not in body, body
+        return
+    assert body["message"].startswith(field + ": ")
+    assert body["detail"] == {"field": field, "location": "body", "issue": body["message"][len(field) + 2 :]}
+
+
+def test_a_scenario_error_splits_its_entry_from_its_reason() -> None:
+    located = scenario.ScenarioError("merchants[1900000001].certificates[0]: bad PEM: line 2: x")
+    assert located.where == "merchants[1900000001].certificates[0]"
+    assert located.reason == "bad PEM: line 2: x"
+    for message in ("not valid YAML/JSON: x", "cannot read scenario /tmp/a: gone", "a scenario is a mapping"):
+        assert scenario.ScenarioError(message).where is None
+        assert scenario.ScenarioError(message).reason == message

@@ -4,6 +4,7 @@ product family. A scenario loads in one transaction: a file with an error loads 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,21 @@ from .material import (
 
 
 class ScenarioError(ValueError):
-    """A scenario that cannot load; the message says which entry and why."""
+    """A scenario that cannot load; the message says which entry and why, as ``<where>: <reason>``:
+    ``where`` is the entry's path in the scenario (``merchants.1.key_mode``, ``webizpay.cards[2]``,
+    ``faults[0].mchid``), left out when no one entry is to blame (a text that is not YAML)."""
+
+    _LOCATED = re.compile(r"([A-Za-z_][\w-]*(?:\[[^\]\s]*\]|\.[\w-]+)*): (.+)", re.DOTALL)
+
+    @property
+    def where(self) -> str | None:
+        m = self._LOCATED.fullmatch(str(self))
+        return m.group(1) if m else None
+
+    @property
+    def reason(self) -> str:
+        m = self._LOCATED.fullmatch(str(self))
+        return m.group(2) if m else str(self)
 
 
 # A merchant number: digits, as long as the registry column (an oversized value is a ScenarioError, not

@@ -69,7 +69,9 @@ def _guarded(fn: Endpoint) -> Endpoint:
         except (ControlError, ApiError) as exc:  # ApiError: a domain refusal, as the business API answers it
             return error(exc.status, exc.code, exc.message, exc.detail)
         except scenario.ScenarioError as exc:
-            return error(400, "SCENARIO_ERROR", str(exc))
+            where = exc.where  # the entry to blame, as the business API's detail names a field
+            detail = {"field": where, "location": "body", "issue": exc.reason[:512]} if where else None
+            return error(400, "SCENARIO_ERROR", str(exc), detail)
         except (DBAPIError, PoolTimeout):
             # The database is unreachable (an outage, a restart) or refused a transaction. Each
             # transaction commits whole or not at all, but a few endpoints run several (a redeliver
