@@ -36,15 +36,17 @@ class ScenarioError(ValueError):
 
     _LOCATED = re.compile(r"([A-Za-z_][\w-]*(?:\[[^\]\s]*\]|\.[\w-]+)*): (.+)", re.DOTALL)
 
+    def _parts(self) -> tuple[str | None, str]:
+        m = self._LOCATED.fullmatch(str(self))
+        return (m.group(1), m.group(2)) if m else (None, str(self))
+
     @property
     def where(self) -> str | None:
-        m = self._LOCATED.fullmatch(str(self))
-        return m.group(1) if m else None
+        return self._parts()[0]
 
     @property
     def reason(self) -> str:
-        m = self._LOCATED.fullmatch(str(self))
-        return m.group(2) if m else str(self)
+        return self._parts()[1]
 
 
 # A merchant number: digits, as long as the registry column (an oversized value is a ScenarioError, not

@@ -84,11 +84,11 @@ class JournalWriter:
         return -(-len(self._rows) // CHUNK)
 
     def flush_step(self) -> int:
-        """One short transaction: the oldest ``CHUNK`` buffered rows. Returns the rows done with; 0 when there were none or it failed, in which
-        case they are back at the head of the buffer. A chunk the database refuses for its data is
-        written row by row instead, and a row it cannot store is dropped (and counted as done with):
-        kept, it would fail every later flush and no request of any merchant would be journaled
-        again."""
+        """One short transaction: the oldest ``CHUNK`` buffered rows. Returns the rows done with; 0 when
+        there were none or it failed, in which case they are back at the head of the buffer. A chunk
+        the database refuses for its data is written row by row instead, and a row it cannot store is
+        dropped (and counted as done with): kept, it would fail every later flush and no request of any
+        merchant would be journaled again."""
         with self._flush_lock:
             with self._lock:
                 chunk = [self._rows.popleft() for _ in range(min(CHUNK, len(self._rows)))]

@@ -135,12 +135,13 @@ def list_journal(conn: Connection, f: JournalFilter) -> list[dict[str, Any]]:
 
 def get_journal(conn: Connection, key: str) -> dict[str, Any] | None:
     """By Request-ID, or by the numeric row id (the newest match of either generation)."""
+    # ASCII digits only (int() refuses "²", which isdigit() accepts); past 64 bits they name no row id
+    row_id = (
+        int(key) if key.isascii() and key.isdigit() and len(key) <= 19 and int(key) <= BIGINT_MAX else None
+    )
     found = []
     for t in JOURNAL_GENERATIONS:
-        cond = t.c.request_id == key
-        # ASCII digits only (int() refuses "²", which isdigit() accepts); past 64 bits they name no row id
-        if key.isascii() and key.isdigit() and len(key) <= 19 and int(key) <= BIGINT_MAX:
-            cond = sa.or_(cond, t.c.id == int(key))
+        cond = t.c.request_id == key if row_id is None else sa.or_(t.c.request_id == key, t.c.id == row_id)
         row = conn.execute(sa.select(t).where(cond).order_by(t.c.id.desc()).limit(1)).first()
         if row is not None:
             found.append(dict(row._mapping))
