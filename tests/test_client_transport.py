@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 import types
@@ -1082,3 +1083,24 @@ def test_an_empty_list_left_out_of_an_answer_reads_as_empty(stub: Stub, world: W
     with make_client(world, stub.url) as client:
         assert client.webizpay.ranges.list(sp_mchid=SP_A).range_list == []
         assert client.webizpay.ranges.list_identifiers("r", sp_mchid=SP_A).data == []
+
+
+@pytest.mark.parametrize("own", ["http_client", "transport"])
+def test_a_tls_context_beside_the_callers_own_http_is_refused(world: World, own: str) -> None:
+    """httpx drops ``verify`` when a transport is given, and a caller's client trusts as it was made to:
+    a tls_context there would be a trust setting silently not in force."""
+    m = world.merchants[SP_A]
+    keys = {
+        "wechatpay_public_key": world.platform_pub.public_key_pem,
+        "wechatpay_public_key_id": world.platform_pub.key_id,
+    }
+    context = ssl.create_default_context()
+    sync_http = httpx.Client() if own == "http_client" else httpx.HTTPTransport()
+    async_http = httpx.AsyncClient() if own == "http_client" else httpx.AsyncHTTPTransport()
+    for cls, http in ((Client, sync_http), (AsyncClient, async_http)):
+        with pytest.raises(ConfigurationError, match=f"tls_context has no effect with {own}="):
+            cls(SP_A, m.serial_no, m.private_key, tls_context=context, **keys, **{own: http})  # type: ignore[operator]
+        # Without the context the same client is made, and trusts as its own HTTP was made to.
+        cls(SP_A, m.serial_no, m.private_key, **keys, **{own: http})  # type: ignore[operator]
+    sync_http.close()
+    anyio.run(async_http.aclose)

@@ -12,7 +12,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..protocol.keys import PemSource
-from .base import BaseClient, ClientOptions, generic_call
+from .base import BaseClient, ClientOptions, check_tls_context, generic_call
 from .core import Action, Call, Flow, Refresh, Response, Send, Sleep, answer
 from .given_http import AsyncHTTPClient, request_for, transport_error
 from .http11 import environment_has_proxy
@@ -38,6 +38,7 @@ class AsyncClient(BaseClient, AsyncFamilies):
         transport: httpx.AsyncBaseTransport | None = None,
         **options: Unpack[ClientOptions],
     ) -> None:
+        check_tls_context(options.get("tls_context"), http_client, transport)
         super().__init__(mchid, serial_no, private_key, **options)
         self._owned: httpx.AsyncClient | None = None  # the httpx client made here, closed here
         # Its own HTTP/1.1 unless the caller chose the HTTP or a proxy is configured (as Client).

@@ -25,6 +25,7 @@ from .core import (
     query_text,
     raw_response,
 )
+from .errors import ConfigurationError
 from .keys import KeySet
 from .policy import RetryPolicy
 
@@ -66,7 +67,8 @@ class BaseClient:
       ``refresh_backoff`` (seconds before an unknown serial may trigger another certificate download).
     - ``tls_context`` (``ssl.SSLContext``): whom to trust over https; default httpx's (certifi, or
       ``SSL_CERT_FILE``). ``from_connection_info`` makes one that also trusts a ``serve --tls``
-      authority. Not used with an ``http_client`` of your own, which trusts as it was made to.
+      authority. Refused beside an ``http_client`` or ``transport`` of your own, which trust as they
+      were made to (httpx would silently ignore it).
     """
 
     def __init__(
@@ -116,7 +118,8 @@ class BaseClient:
         data: Mapping[str, Any]
         data = json.loads(Path(info).read_text()) if isinstance(info, str | Path) else info
         kwargs: dict[str, Any] = {"base_url": data["base_url"], "apiv3_key": data.get("apiv3_key")}
-        if data.get("tls_ca_path"):  # serve --tls: its authority, besides what httpx trusts
+        own_http = overrides.get("http_client") is not None or overrides.get("transport") is not None
+        if data.get("tls_ca_path") and not own_http:  # serve --tls: its authority, besides httpx's
             kwargs["tls_context"] = httpx.create_ssl_context()
             kwargs["tls_context"].load_verify_locations(cafile=data["tls_ca_path"])
         if data.get("wechatpay_public_key_id") and data.get("wechatpay_public_key_path"):
@@ -124,6 +127,18 @@ class BaseClient:
             kwargs["wechatpay_public_key_id"] = data["wechatpay_public_key_id"]
         kwargs.update(overrides)
         return cls(data["mchid"], data["serial_no"], Path(data["private_key_path"]), **kwargs)
+
+
+def check_tls_context(tls_context: ssl.SSLContext | None, http_client: object, transport: object) -> None:
+    """A ``tls_context`` beside the caller's own HTTP would be ignored (httpx drops ``verify`` when a
+    transport is given): refused, so no one believes a trust setting that is not in force."""
+    if tls_context is None:
+        return
+    given = "http_client" if http_client is not None else "transport" if transport is not None else None
+    if given is not None:
+        raise ConfigurationError(
+            f"tls_context has no effect with {given}=: configure TLS on your own {given} instead"
+        )
 
 
 def generic_call(

@@ -13,7 +13,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..protocol.keys import PemSource
-from .base import BaseClient, ClientOptions, generic_call
+from .base import BaseClient, ClientOptions, check_tls_context, generic_call
 from .core import Action, Call, Flow, Refresh, Response, Send, Sleep, answer
 from .given_http import SyncHTTPClient, request_for, transport_error
 from .http11 import environment_has_proxy
@@ -39,6 +39,7 @@ class Client(BaseClient, Families):
         transport: httpx.BaseTransport | None = None,
         **options: Unpack[ClientOptions],
     ) -> None:
+        check_tls_context(options.get("tls_context"), http_client, transport)
         super().__init__(mchid, serial_no, private_key, **options)
         self._owned: httpx.Client | None = None  # the httpx client made here, closed here
         # Its own HTTP/1.1 unless the caller chose the HTTP or a proxy is configured
