@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import textwrap
@@ -175,6 +176,12 @@ def test_client_from_the_connection_file(wxpartner_server: WxPartnerServer) -> N
     path = wxpartner_server.data_dir / "connection.json"
     with Client.from_connection_info(path, http_client=wxpartner_server.http) as client:
         assert client.mchid == wxpartner_server.mchid and client.keys.public is not None
+        assert client.webizpay.ranges.list(sp_mchid=client.mchid).range_list == []
+    # A serve --tls file names its authority; beside the caller's own HTTP that context is left out
+    # (it would not be in force), so the file still works as is.
+    info = {**json.loads(path.read_text()), "tls_ca_path": str(wxpartner_server.data_dir / "no-ca.pem")}
+    with Client.from_connection_info(info, http_client=wxpartner_server.http) as client:
+        assert client.tls_context is None
         assert client.webizpay.ranges.list(sp_mchid=client.mchid).range_list == []
 
 
