@@ -460,6 +460,33 @@ def test_apply4subject_a1_to_a4_encrypts_sensitive_fields(
     assert merchant.authorize_state in ("AUTHORIZE_STATE_UNAUTHORIZED", "AUTHORIZE_STATE_AUTHORIZED")
 
 
+def test_apply4subject_cancel_with_both_keys_is_the_seeds_form(
+    http: TestClient, app: WxPartnerApp, world: World
+) -> None:
+    """Seed 003's demo request carries both applyment_id and business_code: business_code in the path,
+    applyment_id in the query. The SDK sends that form when given both (it used to refuse them)."""
+    from apply4subject_support import set_roles
+
+    set_roles(app, world)
+    client = sdk(http, world, SP_A)
+    first = client.apply4subject.submit(_applyment(f"{SP_A}_both_1")).applyment_id
+    other = client.apply4subject.submit(_applyment(f"{SP_A}_both_2")).applyment_id
+    # a query naming another applyment is refused: the applyment_id went out with the business_code
+    with pytest.raises(ParamError) as info:
+        client.apply4subject.cancel(business_code=f"{SP_A}_both_1", applyment_id=other)
+    assert info.value.detail == {
+        "field": "applyment_id",
+        "location": "query",
+        "issue": f"denotes a different applyment than {SP_A}_both_1",
+        "value": str(other),
+    }
+    assert client.apply4subject.cancel(business_code=f"{SP_A}_both_1", applyment_id=first) is None  # 204
+    assert client.apply4subject.get(applyment_id=first).applyment_state == "APPLYMENT_STATE_CANCELED"
+    assert client.apply4subject.get(applyment_id=other).applyment_state != "APPLYMENT_STATE_CANCELED"
+    with pytest.raises(ValueError, match="exactly one"):
+        client.apply4subject.cancel()
+
+
 # -- callbacks ------------------------------------------------------------------------------------------------
 def _callback(
     world: World, *, ts: int | None = None, probe: bool = False, key: str = APIV3_KEY

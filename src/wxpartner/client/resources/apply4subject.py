@@ -65,10 +65,14 @@ class Apply4Subject(Resource[M]):
 
     @endpoint
     def cancel(*, business_code: str | None = None, applyment_id: int | str | None = None) -> Call[None]:
-        """A3: cancel (204), by ``business_code`` or ``applyment_id``."""
-        _one_key(applyment_id, business_code)
-        key = business_code if business_code is not None else str(applyment_id)
-        return CANCEL.call({"key": key})
+        """A3: cancel (204), by ``business_code`` or ``applyment_id``. Given both, it is sent as seed
+        003's curl and demo code send it, ``/{business_code}/cancel?applyment_id=…`` (the server checks
+        that the two name one applyment)."""
+        if business_code is None:
+            _one_key(applyment_id, business_code)
+            return CANCEL.call({"key": str(applyment_id)})
+        query = {"applyment_id": str(applyment_id)} if applyment_id is not None else None
+        return CANCEL.call({"key": business_code}, query=query)
 
     @endpoint
     def merchant_state(sub_mchid: str) -> Call[a.MerchantAuthorizeState]:
