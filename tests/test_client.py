@@ -483,8 +483,28 @@ def test_apply4subject_cancel_with_both_keys_is_the_seeds_form(
     assert client.apply4subject.cancel(business_code=f"{SP_A}_both_1", applyment_id=first) is None  # 204
     assert client.apply4subject.get(applyment_id=first).applyment_state == "APPLYMENT_STATE_CANCELED"
     assert client.apply4subject.get(applyment_id=other).applyment_state != "APPLYMENT_STATE_CANCELED"
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ValueError, match="applyment_id, business_code or both"):
         client.apply4subject.cancel()
+
+
+def test_apply4subject_get_with_both_keys_sends_both(
+    http: TestClient, app: WxPartnerApp, world: World
+) -> None:
+    """The official A2 demo code puts applyment_id and business_code both into the query when both are
+    set; the SDK does the same (it used to refuse them)."""
+    from apply4subject_support import set_roles
+
+    set_roles(app, world)
+    client = sdk(http, world, SP_A)
+    first = client.apply4subject.submit(_applyment(f"{SP_A}_get_1")).applyment_id
+    other = client.apply4subject.submit(_applyment(f"{SP_A}_get_2")).applyment_id
+    both = client.apply4subject.get(applyment_id=first, business_code=f"{SP_A}_get_1")
+    assert both.applyment_state == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+    with pytest.raises(ParamError) as info:  # both went out: the server saw them disagree
+        client.apply4subject.get(applyment_id=other, business_code=f"{SP_A}_get_1")
+    assert info.value.detail is not None and info.value.detail["field"] == "applyment_id"
+    with pytest.raises(ValueError, match="applyment_id, business_code or both"):
+        client.apply4subject.get()
 
 
 # -- callbacks ------------------------------------------------------------------------------------------------

@@ -37,9 +37,9 @@ MERCHANT_STATE = Op[a.MerchantAuthorizeState](
 OPERATIONS = (SUBMIT, QUERY, CANCEL, MERCHANT_STATE)
 
 
-def _one_key(applyment_id: int | str | None, business_code: str | None) -> None:
-    if (applyment_id is None) == (business_code is None):
-        raise ValueError("pass exactly one of applyment_id and business_code")
+def _some_key(applyment_id: int | str | None, business_code: str | None) -> None:
+    if applyment_id is None and business_code is None:
+        raise ValueError("pass applyment_id, business_code or both")
 
 
 class Apply4Subject(Resource[M]):
@@ -54,13 +54,13 @@ class Apply4Subject(Resource[M]):
     def get(
         *, applyment_id: int | str | None = None, business_code: str | None = None
     ) -> Call[a.ApplymentResult]:
-        """A2: the audit state, by ``applyment_id`` or ``business_code``."""
-        _one_key(applyment_id, business_code)
-        query: dict[str, Any] = (
-            {"applyment_id": str(applyment_id)}
-            if applyment_id is not None
-            else {"business_code": business_code}
-        )
+        """A2: the audit state, by ``applyment_id``, ``business_code`` or both (as the official demo code
+        sends them when both are set; the server checks that they name one applyment)."""
+        _some_key(applyment_id, business_code)
+        query = {
+            "applyment_id": str(applyment_id) if applyment_id is not None else None,
+            "business_code": business_code,
+        }
         return QUERY.call(query=query)
 
     @endpoint
@@ -68,8 +68,8 @@ class Apply4Subject(Resource[M]):
         """A3: cancel (204), by ``business_code`` or ``applyment_id``. Given both, it is sent as seed
         003's curl and demo code send it, ``/{business_code}/cancel?applyment_id=…`` (the server checks
         that the two name one applyment)."""
+        _some_key(applyment_id, business_code)
         if business_code is None:
-            _one_key(applyment_id, business_code)
             return CANCEL.call({"key": str(applyment_id)})
         query = {"applyment_id": str(applyment_id)} if applyment_id is not None else None
         return CANCEL.call({"key": business_code}, query=query)
