@@ -423,6 +423,20 @@ def test_cancel_and_revoke_can_be_kept_out_of_quotacardexpired(
     assert notified == [ending["card_no"]]
 
 
+def test_revoke_reason_is_configurable_for_the_answer_and_the_callback(
+    client_a: ApiClient, control: TestClient, app: WxPartnerApp
+) -> None:
+    """README: W8 answers with the callback's 企业发起; revoke_reason gives seed 004's wording instead,
+    in the answer, its repeat and the WEBIZPAY.REVOKED callback alike."""
+    app.state.settings.extra["webizpay"] = {"revoke_reason": "企业管理员撤销"}
+    emp = authorize(client_a, control, "employee123")
+    for _ in range(2):  # the repeat answers the stored reason
+        resp = client_a.post(f"/v3/webizpay/employee/{emp}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["reason"] == "企业管理员撤销"
+    assert [e["reason"] for e in events(app, "WEBIZPAY.REVOKED")] == ["企业管理员撤销"]
+
+
 def test_background_sweep_expires_unread_cards(settings: Settings, world: World) -> None:
     """Nobody reads the card: the server's own sweep disables it and notifies. The sweep runs as the
     app's background task, every webizpay_sweep_seconds (2 s by default, 0.05 s here so the test does
