@@ -11,8 +11,9 @@ from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
 from support import SP_A
+from wxpartner.protocol.detail import VALUE_MAX
 from wxpartner.server.control_ops import parse_fault_body
-from wxpartner.server.params import VALUE_MAX, ControlError
+from wxpartner.server.params import ControlError
 
 AUTH = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
 
@@ -206,7 +207,7 @@ def test_a_long_value_is_cut_like_the_business_api_cuts_it(http: TestClient) -> 
         "field": "store.name",
         "location": "body",
         "issue": "too long",
-        "value": "店" * VALUE_MAX,
+        "value": "店" * VALUE_MAX + "…",
     }
 
 

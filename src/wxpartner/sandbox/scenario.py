@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from ..domain.merchants import KeyMode, Merchant, RelationKind, Role, notify_url_problem
 from ..protocol import keys as k
 from ..protocol.crypto import APIV3_KEY_RULE, is_apiv3_key
+from ..protocol.detail import first_problem
 from ..store import registry
 from ..store.change_signal import note_change
 from ..store.db import Database
@@ -330,9 +331,7 @@ def load_into(conn: Connection, data: dict[str, Any], lctx: LoadContext) -> dict
     try:
         parsed = ScenarioFile.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ScenarioError(f"{where}: {first['msg']}") from exc
+        raise ScenarioError(first_problem(exc)) from exc
     for i, pk in enumerate(parsed.platform_keys):
         _load_platform_key(conn, pk, lctx, f"platform_keys[{i}]")
     for spec in parsed.merchants:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..domain import apply4subject as d
+from ..protocol.detail import first_problem
 from ..sandbox import scenario
 from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
 from . import apply4subject_flow as flow
@@ -224,10 +225,7 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
         section = ScenarioSection.model_validate(data)
         policy = d.AutoPolicy.parse(section.auto_policy) if section.auto_policy else None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise scenario.ScenarioError(
-            f"apply4subject.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-        ) from exc
+        raise scenario.ScenarioError(f"apply4subject.{first_problem(exc)}") from exc
     except ValueError as exc:
         raise scenario.ScenarioError(f"apply4subject.auto_policy: {exc}") from exc
     repo = Apply4SubjectRepo(conn)

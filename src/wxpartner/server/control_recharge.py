@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from ..domain import recharge
 from ..domain.clock import is_business_time
 from ..domain.merchants import RelationKind
+from ..protocol.detail import first_problem
 from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
 from ..store import sandbox as sandbox_store
@@ -121,9 +122,7 @@ def _parse(data: Any, where: str) -> list[PreloadSpec]:
         try:
             out.append(PreloadSpec.model_validate(item))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise recharge.PreloadError(f"{where}[{i}].{loc}: {first['msg']}") from None
+            raise recharge.PreloadError(f"{where}[{i}].{first_problem(exc)}") from None
     return out
 
 

@@ -40,6 +40,7 @@ from ..domain.webizpay.entities import (
     new_employee_id,
 )
 from ..models.webizpay import IssueQuotaCardRequest, Mchid, UserId
+from ..protocol.detail import first_problem
 from ..protocol.errors import ApiError
 from ..sandbox import scenario
 from ..store import sandbox as sandbox_store
@@ -262,9 +263,7 @@ def _validated(model: type[BaseModel], data: Any, where: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise scenario.ScenarioError(f"{where}.{loc}: {first['msg']}") from None
+        raise scenario.ScenarioError(f"{where}.{first_problem(exc)}") from None
 
 
 @control_route("/webizpay/templates", ["GET", "POST"])

@@ -10,7 +10,6 @@ they were 500s there; SQLite stores them). The dashboard renders a ``ControlErro
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal, TypeVar
 
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..protocol.detail import dotted, error_fields, listed, others_note, shown_value
 from ..store.schema import BIGINT_MAX, BIGINT_MIN
 from .validation import first_text
 
@@ -35,29 +35,6 @@ class ControlError(Exception):
     def __init__(self, status: int, code: str, message: str, detail: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.detail = status, code, message, detail
-
-
-# A parameter whose value is never echoed back in ``detail.value`` (link and sandbox tokens, keys,
-# passwords): the last part of its name says so. ``key_id`` is a key's public name, not a key.
-_SECRET_NAME = re.compile(r"token|secret|passw|private|apiv3|key$", re.IGNORECASE)
-VALUE_MAX = 64  # the business API's cap on an echoed value
-
-
-def shown_value(field: str | None, value: Any) -> Any:
-    """``value`` as ``detail.value`` may carry it: None (left out) for a secret-looking field, a nested
-    object or list, or a number JSON cannot write (inf, NaN) or too long to be one; a string is cut to
-    ``VALUE_MAX`` characters."""
-    if field is not None and _SECRET_NAME.search(re.split(r"[./]", field)[-1]):
-        return None
-    if isinstance(value, str):
-        return value[:VALUE_MAX]
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and -(10**VALUE_MAX) < value < 10**VALUE_MAX:
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return value
-    return None
 
 
 def bad(
@@ -160,11 +137,11 @@ def number(
 def known_fields(body: dict[str, Any], *names: str, location: Location) -> None:
     """Refuse a body with a field the endpoint does not read: a misspelt one would otherwise be ignored
     and the call would do something else (``{"mchd": …}`` to /sandbox/reset reset every merchant).
-    ``detail.field`` is the first unknown one (the message lists them all)."""
+    ``detail.field`` is the first unknown one (the message lists them, the first few by name)."""
     unknown = sorted(set(body) - set(names))
     if unknown:
         raise bad(
-            f"unknown field(s): {', '.join(unknown)}; known: {', '.join(names)}",
+            f"unknown field(s): {listed(unknown)}; known: {', '.join(names)}",
             field=unknown[0],
             location=location,
             issue="unknown field",
@@ -279,11 +256,12 @@ _PYDANTIC_ISSUES = {
 
 def invalid(exc: ValidationError, location: Location, *, named: bool = True) -> ControlError:
     """The first error of ``exc`` as a 400 whose detail names its field (a dotted path) and issue; the
-    message is pydantic's, after the field when ``named``."""
+    message is pydantic's, after the field when ``named``, then which other fields are wrong."""
     first = exc.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in first["loc"])
+    where = dotted(tuple(first["loc"]))
+    note = others_note(error_fields(exc)[1:])
     return bad(
-        f"{where}: {first['msg']}" if where and named else str(first["msg"]),
+        (f"{where}: {first['msg']}" if where and named else str(first["msg"])) + note,
         field=where or None,
         location=location,
         issue=_PYDANTIC_ISSUES.get(first["type"], str(first["msg"])),

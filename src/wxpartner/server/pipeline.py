@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ..protocol import constants as c
+from ..protocol.detail import shown_value
 from ..protocol.errors import ApiError
 from ..protocol.messages import response_message
 from ..protocol.signing import new_hex_nonce, sign
@@ -193,11 +194,11 @@ class Pipeline:
         if refusal is not None:
             raise ApiError(
                 "PARAM_ERROR",
-                f"Http头Wechatpay-Serial无效：{serial[:64]} 不是本商户可用的微信支付公钥ID或平台证书序列号",
+                f"Http头Wechatpay-Serial无效：{shown_value(None, serial)} 不是本商户可用的微信支付公钥ID或平台证书序列号",
                 detail={
                     "field": "Wechatpay-Serial",
                     "location": "header",
-                    "value": serial[:64],
+                    "value": shown_value(None, serial),
                     "issue": refusal,
                 },
             )

@@ -7,28 +7,55 @@ import json
 import re
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
+from ..protocol.detail import dotted, error_fields, others_note, shown_value
 from ..protocol.errors import ApiError, param_error
 
 M = TypeVar("M", bound=BaseModel)
+Location = tuple[int | str, ...]
 
 
 def json_pointer(loc: tuple[int | str, ...]) -> str:
     return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in loc)
 
 
-def _short(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > 256:
-        return value[:256] + "…"
-    if isinstance(value, dict | list):
-        return None  # nested objects are named by the pointer, not echoed back
-    return value
+def _sensitive(model: type[BaseModel], loc: Location) -> bool:
+    """Whether ``loc`` is in a field ``model`` marks sensitive (``json_schema_extra={"sensitive":
+    True}``, how the models mark encrypted fields): its value is a ciphertext, never echoed. The SDK's
+    walk (client/sensitive.py) does more; the server does not import the SDK, and its models mark
+    fields only this way."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list index: the item has the list's type
+        if current is None:
+            return False
+        info = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None
+        )
+        if info is None:
+            return False
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get("sensitive") is True:
+            return True
+        current = _model_in(info.annotation)
+    return False
 
 
-def _from_validation(exc: ValidationError, location: str) -> ApiError:
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field's type holds (through Optional, lists and Annotated), None when none."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if (found := _model_in(arg)) is not None:
+            return found
+    return None
+
+
+def _from_validation(exc: ValidationError, location: str, model: type[BaseModel]) -> ApiError:
     err = exc.errors(include_url=False)[0]
     loc = tuple(err.get("loc", ()))
     etype = err.get("type", "")
@@ -39,18 +66,22 @@ def _from_validation(exc: ValidationError, location: str) -> ApiError:
             location=location,
             message="请求体不是合法的JSON (request body is not valid JSON)",
         )
-    field = json_pointer(loc) if location == "body" else ".".join(str(p) for p in loc)
+    name = json_pointer if location == "body" else dotted
+    field = name(loc)
+    note = others_note(error_fields(exc, name)[1:])  # the other wrong fields, so all are fixed at once
     if etype == "missing" or (err.get("input", ...) is None and location == "body"):
         # A null is treated as absent (protocol.md §10): a required field sent as null is missing.
         issue = "is required"
         return param_error(
-            field, issue, location=location, message=f"参数“{field}”是必填项 ({field} is required)"
+            field, issue, location=location, message=f"参数“{field}”是必填项 ({field} is required){note}"
         )
     msg = err.get("msg", "invalid value")
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    value = _short(err.get("input"))
-    return param_error(field, msg, value=value, location=location, message=f"参数“{field}”格式错误：{msg}")
+    value = shown_value(field, err.get("input"), sensitive=_sensitive(model, loc))
+    return param_error(
+        field, msg, value=value, location=location, message=f"参数“{field}”格式错误：{msg}{note}"
+    )
 
 
 # Characters no stored string may hold, refused wherever a request carries text (body strings, path
@@ -81,9 +112,6 @@ def _refusal(field: str, issue: str, value: Any, location: str) -> ApiError:
     )
 
 
-Location = tuple[int | str, ...]
-
-
 def first_text(doc: Any, refused: Callable[[str], str | None]) -> tuple[Location, str | None, str] | None:
     """The location, value (None for a key) and issue of the first string or key in a decoded JSON
     document, breadth first, that ``refused`` names an issue for; None when there is none. Iterative
@@ -111,7 +139,7 @@ def first_text(doc: Any, refused: Callable[[str], str | None]) -> tuple[Location
 _MAYBE_REFUSED = re.compile(rb"[\xf0-\xff]|\\u[dD][89abAB]|\\u0000")
 
 
-def _refuse_unsupported_characters(body: bytes) -> None:
+def _refuse_unsupported_characters(body: bytes, model: type[BaseModel]) -> None:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -127,28 +155,29 @@ def _refuse_unsupported_characters(body: bytes) -> None:
     found = first_text(doc, _refused_in)
     if found is not None:
         loc, value, issue = found
-        raise _refusal(json_pointer(loc) if loc else "/", issue, _short(value), "body")
+        field = json_pointer(loc) if loc else "/"
+        raise _refusal(field, issue, shown_value(field, value, sensitive=_sensitive(model, loc)), "body")
 
 
 def _refuse_nul(values: dict[str, Any], location: str) -> None:
     """Path and query values arrive percent-decoded: ``%00`` is a NUL."""
     for name, value in values.items():
         if isinstance(value, str) and "\x00" in value:
-            raise _refusal(name, _NUL_ISSUE, _short(value), location)
+            raise _refusal(name, _NUL_ISSUE, shown_value(name, value), location)
 
 
 def parse_body(model: type[M], body: bytes) -> M:
     if not body.strip():
         raise param_error("/", "request body is required", message="请求体不能为空 (a JSON body is required)")
     if _MAYBE_REFUSED.search(body):
-        _refuse_unsupported_characters(body)
+        _refuse_unsupported_characters(body, model)
     stripped = body.lstrip()
     if not stripped.startswith(b"{"):
         raise param_error("/", "body must be a JSON object", message="请求体必须是JSON对象")
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        raise _from_validation(exc, "body") from None
+        raise _from_validation(exc, "body", model) from None
 
 
 def parse_mapping(model: type[M], values: dict[str, Any], location: str) -> M:
@@ -156,4 +185,4 @@ def parse_mapping(model: type[M], values: dict[str, Any], location: str) -> M:
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise _from_validation(exc, location) from None
+        raise _from_validation(exc, location, model) from None
