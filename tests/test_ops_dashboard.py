@@ -446,3 +446,22 @@ def test_pages_after_a_clock_move_show_what_the_api_answers(settings: Settings, 
             assert get_card(client, emp, made["card_no"]).json()["card_state"] == "DISABLED"  # the API agrees
     finally:
         app.state.db.dispose()
+
+
+def test_a_refused_form_flashes_the_field_and_issue(http: TestClient) -> None:
+    """The flash after a refused form (or filter) says which field and why, from the refusal's detail;
+    it said the message only. The field is escaped like the rest of the flash."""
+    login(http)
+    resp = http.post("/dashboard/faults", data={"kind": "SYSTEM_ERROR", "count": "often"})
+    assert resp.status_code == 200 and 'class="flash bad"' in resp.text
+    assert "count must be a whole number (field count: not an integer)" in resp.text
+    resp = http.get("/dashboard/journal", params={"status": "abc"})
+    assert 'class="flash bad"' in resp.text and "(field status: not an integer)" in resp.text
+    resp = http.post("/dashboard/faults", data={"kind": "SYSTEM_ERROR", "<script>x": "1"})
+    assert "(field &lt;script&gt;x: unknown field)" in resp.text and "<script>x" not in resp.text
+
+
+def test_a_400_page_names_the_field_and_issue(http: TestClient) -> None:
+    login(http)
+    resp = http.get("/dashboard/journal", params={"mchid": "a\x00b"})
+    assert resp.status_code == 400 and "(field mchid: contains NUL)" in resp.text

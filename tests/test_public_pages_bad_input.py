@@ -5,6 +5,9 @@ a NUL in a token and a goods_name longer than its column or with a NUL."""
 
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -100,3 +103,52 @@ def test_control_api_payment_values_the_store_cannot_hold_are_400(
     )
     assert resp.status_code == 400 and "goods_name must be at most 256" in resp.json()["message"], resp.text
     assert get_card(client_a, emp, card_no).json()["remain_amount"] == 10000
+
+
+def _shown(text: str, key: str) -> str | None:
+    """What the refusal page shows of its detail's ``key`` (escaped HTML), None when it shows none."""
+    found = re.search(rf'<dd id="error-{key}">([^<]*)</dd>', text)
+    return found.group(1) if found else None
+
+
+@pytest.mark.parametrize(
+    ("form", "field", "issue", "value"),
+    [
+        ({"amount": "abc"}, "amount", "not an integer", "abc"),
+        ({"amount": "100", "goods_name": "g" * 257}, "goods_name", "too long", "g" * 64 + "…"),
+        ({"amount": "100", "store_name": "s" * 257}, "store_name", "too long", "s" * 64 + "…"),
+        ({"amount": "100", "goods_name": "午餐\x00"}, "goods_name", "contains NUL", None),
+    ],
+)
+def test_the_payment_page_shows_the_refused_field_and_issue(
+    client_a: ApiClient,
+    control: TestClient,
+    http: TestClient,
+    form: dict[str, str],
+    field: str,
+    issue: str,
+    value: str | None,
+) -> None:
+    """The page named the message only; it shows the detail's field (the form's name for it: the
+    store's name is store_name there), issue and value (cut as the APIs cut it)."""
+    _emp, _card_no, token = _payment_token(client_a, control)
+    resp = http.post("/webizpay/pay", data={"token": token, **form})
+    _page_error(resp, 400)
+    assert (_shown(resp.text, "field"), _shown(resp.text, "issue")) == (field, issue)
+    if value is not None:
+        assert _shown(resp.text, "value") == value
+
+
+def test_the_payment_page_escapes_what_it_shows(
+    client_a: ApiClient, control: TestClient, http: TestClient
+) -> None:
+    _emp, _card_no, token = _payment_token(client_a, control)
+    script = "<script>alert(1)</script>"
+    resp = http.post(
+        "/webizpay/pay", data={"token": token, "amount": "100", "goods_name": script + "g" * 300}
+    )
+    _page_error(resp, 400)
+    assert _shown(resp.text, "value") == html.escape(script + "g" * 39) + "…"
+    assert "<script>alert" not in resp.text
+    resp = http.post("/webizpay/pay", data={"token": token, "amount": script})
+    assert _shown(resp.text, "value") == html.escape(script) and "<script>alert" not in resp.text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -80,3 +80,14 @@ def first_problem(exc: ValidationError) -> str:
     """``where: reason`` of the first error (``where`` dotted), then the other fields that are wrong."""
     fields = error_fields(exc)
     return f"{fields[0]}: {exc.errors(include_url=False)[0]['msg']}{others_note(fields[1:])}"
+
+
+def described(message: str, detail: Mapping[str, Any] | None) -> str:
+    """``message`` and the field and issue ``detail`` names, for a page where people read it (a
+    dashboard flash): ``count must be a whole number (field count: not an integer)``."""
+    field, issue = (detail or {}).get("field"), (detail or {}).get("issue")
+    if field and issue:
+        return f"{message} (field {field}: {issue})"
+    if field or issue:
+        return f"{message} ({f'field {field}' if field else issue})"
+    return message

@@ -211,9 +211,9 @@ def refuse_nul(items: Iterable[tuple[str, Any]], location: Location) -> None:
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def input_checked(fn: Endpoint, render: Callable[[str], Response]) -> Endpoint:
+def input_checked(fn: Endpoint, render: Callable[[ControlError], Response]) -> Endpoint:
     """A page endpoint whose bad input (a NUL in a query or path parameter here, anything it checks
-    with these functions inside) is answered by ``render(message)``, a 400 page, instead of a 500."""
+    with these functions inside) is answered by ``render(refusal)``, a 400 page, instead of a 500."""
 
     async def endpoint(request: Request) -> Response:
         try:
@@ -221,7 +221,7 @@ def input_checked(fn: Endpoint, render: Callable[[str], Response]) -> Endpoint:
             refuse_nul(request.path_params.items(), "path")
             return await fn(request)
         except ControlError as exc:
-            return render(exc.message)
+            return render(exc)
 
     endpoint.__name__ = fn.__name__
     return endpoint

@@ -15,7 +15,8 @@ from starlette.routing import Route
 
 from ..domain.webizpay import authorizations, payments
 from ..domain.webizpay.entities import Policy, rfc3339
-from ..protocol.errors import ApiError
+from ..protocol.detail import shown_value
+from ..protocol.errors import ApiError, param_error
 from ..store import registry
 from ..store import sandbox as sandbox_store
 from ..store.db import Database
@@ -23,7 +24,7 @@ from ..store.webizpay_repo import WebizpayRepo
 from . import control_webizpay  # noqa: F401  (control routes, scenario section)
 from .control_webizpay import pay_from_body
 from .dashboard.layout import fen, page
-from .params import Endpoint, input_checked, refuse_nul
+from .params import ControlError, Endpoint, input_checked, refuse_nul
 from .web import WEB_ROUTES
 
 SUBTITLE = "模拟微信页面 · simulated WeChat page"
@@ -41,12 +42,35 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     )
 
 
+# What the detail of a refusal may show the employee, with the label the page gives it.
+_SHOWN = (("field", "字段 field"), ("issue", "问题 issue"), ("value", "值 value"))
+
+
 def _error(err: ApiError) -> HTMLResponse:
+    """The refusal as a page: its message, then the field, issue and value its detail names (a form
+    that was refused says which of its fields to change)."""
+    detail = err.detail or {}
+    facts = "".join(
+        f'<dt>{label}</dt><dd id="error-{key}">{html.escape(str(detail[key]))}</dd>'
+        for key, label in _SHOWN
+        if detail.get(key) is not None
+    )
     return _page(
         "无法继续",
-        f'<p class="error" data-code="{html.escape(err.code)}">{html.escape(err.message)}</p>',
+        f'<p class="error" data-code="{html.escape(err.code)}">{html.escape(err.message)}</p>'
+        + (f'<dl class="facts">{facts}</dl>' if facts else ""),
         err.status,
     )
+
+
+def _refused(exc: ControlError) -> ApiError:
+    """A ControlError from the form (params.py, or pay_from_body, which names the store's fields as
+    the control API's body does: ``store.name``) as the page answers it, naming the form's field."""
+    detail = dict(exc.detail or {})
+    if "field" in detail:
+        field = str(detail["field"])
+        detail.update(field="store_name" if field.startswith("store.") else field, location="form")
+    return ApiError(exc.code, exc.message, detail=detail or None, status=exc.status)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -59,7 +83,7 @@ async def _form(request: Request) -> dict[str, str]:
 def _checked(fn: Endpoint) -> Endpoint:
     """Input the control API would refuse too (a NUL anywhere: PostgreSQL cannot compare it, so it was a
     500) is a 400 page; these pages need no login, so this is anyone's input."""
-    return input_checked(fn, lambda message: _error(ApiError("PARAM_ERROR", message)))
+    return input_checked(fn, lambda refused: _error(_refused(refused)))
 
 
 def _tx(db: Database, fn: Any, *, write: bool) -> Any:
@@ -131,7 +155,15 @@ async def pay_page(request: Request) -> Response:
         try:
             amount = int(form.get("amount", ""))
         except ValueError:
-            return _error(ApiError("PARAM_ERROR", "amount must be an integer number of fen"))
+            return _error(
+                param_error(
+                    "amount",
+                    "not an integer",
+                    value=shown_value("amount", form.get("amount")),
+                    location="form",
+                    message="amount must be an integer number of fen",
+                )
+            )
         token = form.get("token", "")
         if not token:  # the page pays through its link only (pay_from_body would ask for a card_no)
             return _error(payments.unknown_link())

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ...protocol.detail import described
 from ..params import Endpoint, input_checked, refuse_nul
 from .layout import bad_request, forbidden
 
@@ -41,7 +42,7 @@ def token_ok(request: Request, given: str) -> bool:
 def checked(fn: Endpoint) -> Endpoint:
     """Input the control API would refuse too (server/params.py) gets a 400 page: parameters with a NUL
     here, anything a page checks with params (``form`` included) below."""
-    return input_checked(fn, bad_request)
+    return input_checked(fn, lambda refused: bad_request(described(refused.message, refused.detail)))
 
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

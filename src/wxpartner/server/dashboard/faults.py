@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...domain.faults import FaultKind, FaultRule
+from ...protocol.detail import described
 from ..control import ControlError
 from ..control_ops import (
     add_fault_rule,
@@ -80,7 +81,7 @@ async def faults(request: Request) -> Response:
         try:
             args = parse_fault_body({k: v for k, v in fields.items() if v != ""}, "form")
         except ControlError as exc:
-            return back("/dashboard/faults", exc.message, bad=True)
+            return back("/dashboard/faults", described(exc.message, exc.detail), bad=True)
         rule = await anyio.to_thread.run_sync(lambda: add_fault_rule(request, args))
         return back("/dashboard/faults", f"Added {rule.kind.value} rule {rule.id}")
 

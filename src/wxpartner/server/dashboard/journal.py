@@ -10,6 +10,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...protocol.detail import described
 from ...protocol.messages import visible_controls
 from ..control import ControlError
 from ..control_ops import journal_filter, read_journal, read_journal_entry
@@ -90,7 +91,7 @@ async def journal(request: Request) -> Response:
     try:
         f = journal_filter(request.query_params)
     except ControlError as exc:
-        return back("/dashboard/journal", exc.message, bad=True)
+        return back("/dashboard/journal", described(exc.message, exc.detail), bad=True)
     rows = await anyio.to_thread.run_sync(lambda: read_journal(st, f))
     more = ""
     if len(rows) == f.limit:
