@@ -21,21 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from ..models.common import is_sensitive_field
 from ..protocol.crypto import oaep_encrypt
 
 Pointer = tuple[str, ...]
-
-
-def is_sensitive_field(model: type[BaseModel], name: str) -> bool:
-    info = model.model_fields[name]
-    for meta in info.metadata:
-        # The marker class itself (``Annotated[str, Sensitive]``, as the README writes it) or an
-        # instance of it: the class was taken for its type, ``type``, and the field went out plain.
-        named = (meta if isinstance(meta, type) else type(meta)).__name__
-        if getattr(meta, "sensitive", False) is True or named in ("Sensitive", "SensitiveMarker"):
-            return True
-    extra = info.json_schema_extra
-    return isinstance(extra, dict) and extra.get("sensitive") is True
 
 
 # Leaf types that can never hold a model: a field typed only with these (through Optional, Union,

@@ -16,6 +16,22 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from ..protocol.times import parse_rfc3339
 
 
+def is_sensitive_field(model: type[BaseModel], name: str) -> bool:
+    """Whether ``model`` marks its field ``name`` sensitive (encrypted on the wire, protocol.md §8):
+    ``json_schema_extra={"sensitive": True}`` as our models do, or any ``Annotated`` metadata object
+    with ``sensitive = True`` or a class named ``Sensitive``/``SensitiveMarker``, as a caller's own
+    models may. The SDK encrypts such a field; the server never echoes its value in an error."""
+    info = model.model_fields[name]
+    for meta in info.metadata:
+        # The marker class itself (``Annotated[str, Sensitive]``, as the README writes it) or an
+        # instance of it: the class was taken for its type, ``type``, and the field went out plain.
+        named = (meta if isinstance(meta, type) else type(meta)).__name__
+        if getattr(meta, "sensitive", False) is True or named in ("Sensitive", "SensitiveMarker"):
+            return True
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and extra.get("sensitive") is True
+
+
 class WxModel(BaseModel):
     """Strict JSON types (an amount sent as a string is an error, as at WeChat Pay); unknown keys are
     ignored (new keys may appear at any time); absent and null mean the same."""

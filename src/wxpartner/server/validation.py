@@ -11,6 +11,7 @@ from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
+from ..models.common import is_sensitive_field
 from ..protocol.detail import dotted, error_fields, others_note, shown_value
 from ..protocol.errors import ApiError, param_error
 
@@ -23,25 +24,24 @@ def json_pointer(loc: tuple[int | str, ...]) -> str:
 
 
 def _sensitive(model: type[BaseModel], loc: Location) -> bool:
-    """Whether ``loc`` is in a field ``model`` marks sensitive (``json_schema_extra={"sensitive":
-    True}``, how the models mark encrypted fields): its value is a ciphertext, never echoed. The SDK's
-    walk (client/sensitive.py) does more; the server does not import the SDK, and its models mark
-    fields only this way."""
+    """Whether ``loc`` is in a field its model marks sensitive (models/common.py: the marker the SDK
+    encrypts by): its value is a ciphertext, never echoed."""
     current: type[BaseModel] | None = model
     for part in loc:
         if isinstance(part, int):
             continue  # a list index: the item has the list's type
         if current is None:
             return False
-        info = current.model_fields.get(part) or next(
-            (f for f in current.model_fields.values() if f.alias == part), None
+        name = (
+            part
+            if part in current.model_fields
+            else next((n for n, f in current.model_fields.items() if f.alias == part), None)
         )
-        if info is None:
+        if name is None:
             return False
-        extra = info.json_schema_extra
-        if isinstance(extra, dict) and extra.get("sensitive") is True:
+        if is_sensitive_field(current, name):
             return True
-        current = _model_in(info.annotation)
+        current = _model_in(current.model_fields[name].annotation)
     return False
 
 
