@@ -365,6 +365,25 @@ def test_load_private_key_refuses_garbage(bad: str | bytes) -> None:
         k.load_private_key(bad)
 
 
+def _unarmored(pem: str) -> list[str]:
+    """A PEM key as people paste it when the armor lines got lost: the body, one line or several."""
+    body = [line for line in pem.splitlines() if line and not line.startswith("-----")]
+    return ["".join(body), "\n".join(body), body[0] + body[1]]
+
+
+def test_a_key_without_its_armor_is_never_echoed(world: World) -> None:
+    """Text without a '-----BEGIN' line is read as a path: a key that lost its armor was opened as a
+    file and the FileNotFoundError (or 'File name too long') named the whole key."""
+    pem = next(iter(world.merchants.values())).private_key_pem
+    for text in _unarmored(pem):
+        with pytest.raises(k.KeyLoadError) as exc:
+            k.load_private_key(text)
+        assert "key material" in str(exc.value)
+        assert text[20:60] not in str(exc.value) and text[20:60] not in repr(exc.value.__cause__)
+    with pytest.raises(FileNotFoundError, match=r"missing/key\.pem"):  # a real path keeps its own error
+        k.load_private_key("missing/key.pem")
+
+
 def test_only_a_stored_key_skips_the_consistency_check() -> None:
     """The server's keyring loads its platform keys with ``validated=True`` (40 ms less per key and
     worker); every other load checks the key, which is what makes skipping it safe there."""

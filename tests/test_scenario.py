@@ -485,6 +485,23 @@ def test_control_api_reads_pem_files_from_the_data_dir_only(http: TestClient, ap
     assert resp.status_code == 400 and "not PEM text" in resp.json()["message"]
 
 
+def test_a_private_key_without_its_armor_is_not_echoed(http: TestClient, world: World) -> None:
+    """A platform key's PEM body pasted without its '-----BEGIN' line was taken for a path, and the
+    refusal said "cannot read MIIEvQIBADAN...: No such file or directory": the whole private key in the
+    control API's answer (and in the CLI's output, a CI log)."""
+    pem = world.merchants[SP_A].private_key_pem
+    body = [line for line in pem.splitlines() if line and not line.startswith("-----")]
+    for text in ("".join(body), "\n".join(body), body[0] + body[1]):
+        entry = {"kind": "public_key", "key_id": "PUB_KEY_ID_0199", "private_key": text}
+        resp = http.post(
+            "/sandbox/scenario", content=yaml.safe_dump({"platform_keys": [entry]}), headers=AUTH
+        )
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["detail"]["field"] == "platform_keys[0]"
+        assert "look like key material (not shown)" in resp.json()["message"], resp.text
+        assert all(line[:24] not in resp.text for line in body[:2]), resp.text
+
+
 def _key_files(data_dir: Path, mchid: str) -> dict[str, bytes]:
     key_dir = data_dir / "keys" / mchid
     return {p.name: p.read_bytes() for p in sorted(key_dir.iterdir())} if key_dir.is_dir() else {}

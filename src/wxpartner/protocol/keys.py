@@ -6,6 +6,7 @@ Loading a PEM private key costs tens of milliseconds: callers load once per proc
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from pathlib import Path
 
@@ -21,6 +22,17 @@ class KeyLoadError(ValueError):
     """A key or certificate that cannot be read; the message names what was expected."""
 
 
+# Base64 text (what lies between PEM armor lines) long enough to be key material, not a file name.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/=\s]{64,}")
+
+
+def looks_like_key_material(text: str) -> bool:
+    """``text`` (given where PEM text or a path is expected, without a ``-----BEGIN`` line) is not a path
+    but key material that lost its armor: it must not be opened as a file, whose error names the "path"
+    (``FileNotFoundError: ... 'MIIEv...'``), nor echoed in any message."""
+    return "\n" in text or len(text) > 1024 or _BASE64_RUN.fullmatch(text) is not None
+
+
 def _pem_bytes(source: PemSource) -> bytes:
     if isinstance(source, Path):
         return source.read_bytes()
@@ -28,6 +40,11 @@ def _pem_bytes(source: PemSource) -> bytes:
         return source
     if "-----BEGIN" in source:
         return source.encode("ascii")
+    if looks_like_key_material(source):
+        raise KeyLoadError(
+            f"neither PEM text (no '-----BEGIN' line) nor a file path: {len(source)} characters that look "
+            "like key material (not shown); give the whole PEM file's text or its path"
+        )
     return Path(source).read_bytes()
 
 

@@ -171,6 +171,11 @@ def _read_pem(value: str, lctx: LoadContext, where: str) -> str:
     out are refused too."""
     if "-----BEGIN" in value:
         return value
+    if k.looks_like_key_material(value):  # a key without its armor: not a path, and never echoed
+        raise ScenarioError(
+            f"{where}: neither PEM text (no '-----BEGIN' line) nor a path: {len(value)} characters that "
+            "look like key material (not shown); give the whole PEM text or a file's path"
+        )
     try:
         base = lctx.base_dir.resolve()
         path = Path(os.path.normpath(base / value))  # lexical first: nothing outside is looked up
