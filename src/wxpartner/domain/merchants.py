@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -36,7 +36,7 @@ class Merchant:
     mchid: str
     name: str
     role: Role
-    apiv3_key: str | None
+    apiv3_key: str | None = field(repr=False)  # a Merchant, a Caller or a Ctx shown anywhere keeps it out
     key_mode: KeyMode
     notify_url: str | None
 

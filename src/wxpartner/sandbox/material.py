@@ -7,7 +7,7 @@ import secrets
 import string
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..protocol import keys as k
@@ -29,7 +29,7 @@ class MerchantKeyFiles:
     serial_no: str
     private_key_path: Path
     certificate_path: Path
-    private_key_pem: str
+    private_key_pem: str = field(repr=False)
     certificate_pem: str
     public_key_pem: str
 

@@ -73,7 +73,7 @@ class MerchantSpec(BaseModel):
     name: str = Field(default="", max_length=128)
     role: Role = Role.SERVICE_PROVIDER
     key_mode: KeyMode = KeyMode.PUBLIC_KEY
-    apiv3_key: str | None = Field(default=None, min_length=32, max_length=32)
+    apiv3_key: str | None = Field(default=None, min_length=32, max_length=32, repr=False)
     notify_url: str | None = Field(default=None, max_length=512)
     certificates: list[CertificateSpec] = []
     sub_merchants: list[Mchid] = []
@@ -104,7 +104,7 @@ class PlatformKeySpec(BaseModel):
     # PUB_KEY_ID_...; else the certificate's serial. Letters, digits and '_' only: it names the key's
     # file in <data-dir>/platform (a '/' in it wrote elsewhere, or stopped every later start).
     key_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_]+$")
-    private_key: str  # PEM text or path
+    private_key: str = Field(repr=False)  # PEM text or path
     certificate: str | None = None  # PEM text or path (certificate kind)
     mchid: Mchid | None = None  # a merchant's own public key; absent = shared
     retired: bool = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 ENV_VAR = "WXPARTNER_SETTINGS"
@@ -46,6 +46,21 @@ class Settings:
     # Background callback delivery (the outbox) in this process.
     deliver_callbacks: bool = True
     extra: dict[str, object] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """Every field, but never the sandbox token or the database password (settings get printed)."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.sandbox_token:
+            shown["sandbox_token"] = "***"
+        if self.database_url:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                shown["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
+            except ArgumentError:
+                shown["database_url"] = "<not a database URL>"
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
     def data_path(self) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,7 +39,7 @@ class PlatformKeyRow:
     key_id: str
     kind: str  # certificate | public_key
     mchid: str | None
-    private_key_pem: str
+    private_key_pem: str = field(repr=False)  # a logged or asserted-on row never shows the key
     public_key_pem: str
     certificate_pem: str | None
     not_before: float
