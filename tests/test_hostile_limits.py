@@ -483,3 +483,67 @@ def test_live_endless_header_is_cut_off(live: LiveServer) -> None:
     assert _rss_kib(live.proc.pid) - base < 8 * 1024
     if answer:
         assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+
+
+def _asgi_cut_off(
+    app: WxPartnerApp, method: str, path: str, sent: bytes, headers: list[tuple[bytes, bytes]]
+) -> int:
+    """``sent``, the start of a longer body, then the client disconnects; returns the status the app
+    answered (0: none)."""
+    messages: list[dict[str, Any]] = [
+        *([{"type": "http.request", "body": sent, "more_body": True}] if sent else []),
+        {"type": "http.disconnect"},
+    ]
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if len(messages) > 1 else messages[0]
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    anyio.run(app, scope, receive, send)
+    return status
+
+
+def test_a_body_cut_off_by_a_disconnect_is_never_handled_as_an_empty_one(
+    app: WxPartnerApp, control: TestClient, client_a: ApiClient
+) -> None:
+    """A disconnect before the body was complete read as an empty body, and the request ran with it:
+    `POST /sandbox/reset {"mchid": "…"}` cut off after its first bytes reset EVERY merchant (an empty
+    body means "all"); on /v3 the journal recorded a bogus signature mismatch. Now nothing runs."""
+    created = client_a.post(RANGES, {"sp_mchid": SP_A, "identifier_type": "ORGANIZATION_CODE"})
+    assert created.status_code == 200, created.text
+    token = [(b"authorization", f"Bearer {SANDBOX_TOKEN}".encode()), (b"content-type", b"application/json")]
+    body = json.dumps({"mchid": "1230000009"}).encode()
+    cut = [*token, (b"content-length", str(len(body)).encode())]
+    assert _asgi_cut_off(app, "POST", "/sandbox/reset", body[:3], cut) == 0
+    listed = client_a.get(f"{RANGES}?sp_mchid={SP_A}")
+    assert listed.status_code == 200 and listed.json()["range_list"], "A's data was reset"
+
+    signed = sign_request(
+        client_a.keys, "POST", RANGES, {"sp_mchid": SP_A, "identifier_type": "ORGANIZATION_CODE"}
+    )
+    head = [(k.lower().encode(), v.encode()) for k, v in signed.headers.items()]
+    head.append((b"content-length", str(len(signed.body)).encode()))
+    before = control.get("/sandbox/journal").json()
+    assert _asgi_cut_off(app, "POST", RANGES, signed.body[:5], head) == 0
+    assert control.get("/sandbox/journal").json() == before  # nothing was answered, nothing recorded
+    # A request without a body still runs when its client has gone (it lost nothing).
+    assert _asgi_cut_off(app, "GET", "/readyz", b"", []) == 200
