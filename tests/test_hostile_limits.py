@@ -7,6 +7,7 @@ token) and the control API's limit (with it)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import socket
@@ -407,11 +408,24 @@ def test_live_clients_see_clean_4xx(live: LiveServer, world: World) -> None:
 @pytest.fixture
 def bounded_server(tmp_path: Path, database_url: str) -> Iterator[int]:
     """uvicorn with BoundedHttpToolsProtocol in a thread (what `wxpartner serve` should run with)."""
+    yield from _serve(tmp_path, database_url, BoundedHttpToolsProtocol)
+
+
+class _QuickTimeouts(BoundedHttpToolsProtocol):
+    head_timeout = 0.6
+    body_timeout = 0.6
+
+
+@pytest.fixture
+def quick_server(tmp_path: Path, database_url: str) -> Iterator[int]:
+    """The bounded protocol with its read timeouts cut to 0.6 s (30 s and 120 s as served)."""
+    yield from _serve(tmp_path, database_url, _QuickTimeouts)
+
+
+def _serve(tmp_path: Path, database_url: str, protocol: type[BoundedHttpToolsProtocol]) -> Iterator[int]:
     app = create_app(Settings(data_dir=str(tmp_path), database_url=database_url, deliver_callbacks=False))
     port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=BoundedHttpToolsProtocol, log_level="error"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, http=protocol, log_level="error")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -453,6 +467,53 @@ def test_unparseable_http_gets_a_wechat_400(bounded_server: int, request_bytes: 
     assert b"content-type: application/json; charset=utf-8" in head and b"connection: close" in head
     err = json.loads(body)
     assert err["code"] == "INVALID_REQUEST" and err["detail"]["location"] == "http", err
+
+
+def _closed_after(port: int, sent: Iterable[tuple[float, bytes]]) -> tuple[bytes, float]:
+    """Send each (pause, bytes) in turn, then read until the server closes: (answer, seconds open)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for pause, data in sent:
+            time.sleep(pause)
+            with contextlib.suppress(OSError):
+                sock.sendall(data)
+        answer = bytearray()
+        with contextlib.suppress(OSError):
+            while data := sock.recv(65536):
+                answer.extend(data)
+    return bytes(answer), time.monotonic() - started
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_slow_or_silent_connections_are_closed(quick_server: int) -> None:
+    """Slowloris: a connection that sent nothing, or a header line every so often, or a head and then
+    not its body, was held open for ever (70 s and counting in the audit), each holding a file
+    descriptor until the process had none left. Now the head has HEAD_TIMEOUT from the connection
+    (or its first byte), the body BODY_TIMEOUT from the head; each is timed out (here 0.6 s)."""
+    answer, open_for = _closed_after(quick_server, [])  # silent: closed without a word
+    assert answer == b"" and open_for < 5
+    head = b"GET /v3/certificates HTTP/1.1\r\nHost: x\r\n"
+    trickle = [(0, head)] + [(0.2, b"X-Slow: 1\r\n")] * 20  # 4 s of headers, a line each 0.2 s
+    answer, open_for = _closed_after(quick_server, trickle)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    err = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert err["code"] == "INVALID_REQUEST" and err["detail"]["location"] == "http", err
+    assert "not complete within 0.6 s" in err["detail"]["issue"] and open_for < 5
+    post = b"POST /v3/webizpay/avail-mch-ranges HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+    answer, open_for = _closed_after(quick_server, [(0, post)] + [(0.2, b" ")] * 20)
+    assert answer == b"" and open_for < 5  # closed unanswered: the request is not handled
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_read_timeouts_leave_prompt_and_keep_alive_requests_alone(quick_server: int, world: World) -> None:
+    """Only the sending is timed: a request sent promptly on a connection used before, after a pause
+    shorter than uvicorn's keep-alive (5 s) but longer than the timeouts, is served."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{quick_server}", timeout=10) as http:
+        client = ApiClient(http, world, SP_A)
+        for _ in range(2):
+            assert client.get("/v3/certificates").status_code in (200, 404)
+            time.sleep(1.0)
+        assert http.get("/healthz").status_code == 200
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -9,6 +9,7 @@ import it). Imported only by whoever starts uvicorn, never by the app.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -16,7 +17,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from ..protocol import constants as c
 from ..protocol.errors import ApiError
 from .http import BARE_QUERY, new_request_id
-from .limits import HEAD_LIMIT, headers_too_large
+from .limits import BODY_TIMEOUT, HEAD_LIMIT, HEAD_TIMEOUT, headers_too_large
 
 
 def _refusal(err: ApiError) -> bytes:
@@ -30,17 +31,31 @@ def _refusal(err: ApiError) -> bytes:
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
-    """httptools, but a request head still unfinished after HEAD_LIMIT bytes closes the connection with
-    a 400 instead of being buffered without bound, and uvicorn's plain-text 400 for unparseable HTTP
-    becomes a WeChat error body. Bodies are untouched (the app bounds them)."""
+    """httptools, but a request head still unfinished after HEAD_LIMIT bytes or HEAD_TIMEOUT seconds
+    closes the connection with a 400 instead of being buffered or waited for without bound, a body not
+    complete BODY_TIMEOUT seconds after its head closes it, and uvicorn's plain-text 400 for
+    unparseable HTTP becomes a WeChat error body. Body sizes are the app's to bound."""
 
     _head_bytes = 0
     _in_head = True
+    _deadline: asyncio.TimerHandle | None = None
+    head_timeout = HEAD_TIMEOUT
+    body_timeout = BODY_TIMEOUT
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.head_timeout)  # a connection that sends nothing is not kept either
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         self._in_head = True
         self._head_bytes = 0
         super().on_message_begin()
+        if self._deadline is None:  # a later request on the connection: timed from its first byte
+            self._arm(self.head_timeout)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -48,6 +63,33 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
         super().on_headers_complete()  # builds the scope; the app runs later, in a task
         if bare_query:
             cast(dict[str, Any], self.scope)[BARE_QUERY] = True  # a key of ours, not of ASGI
+        self._arm(self.body_timeout)
+
+    def on_message_complete(self) -> None:
+        self._disarm()  # received whole: how long the app takes is not the client's doing
+        super().on_message_complete()
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self._in_head and self._head_bytes:
+            issue = f"request head not complete within {self.head_timeout:g} s"
+            err = ApiError(
+                "INVALID_REQUEST", f"无效请求：{issue}", detail={"location": "http", "issue": issue}
+            )
+            self.transport.write(_refusal(err))
+        # Nothing sent, or a body still arriving (its app sees a disconnect and handles nothing).
+        self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         counting = self._in_head  # a chunk that finishes the head is never refused

@@ -8,7 +8,9 @@
   values in all → 400 ``INVALID_REQUEST`` (``detail.location = "header"``).
 - HTTP layer: uvicorn's httptools parser buffers a header of any length before the app sees it;
   ``server/http_protocol.py`` (``uvicorn.run(http=BoundedHttpToolsProtocol)``) closes such a connection
-  with the same 400 once the unfinished head passes ``HEAD_LIMIT`` bytes.
+  with the same 400 once the unfinished head passes ``HEAD_LIMIT`` bytes, or ``HEAD_TIMEOUT`` seconds
+  pass before it is complete; a body still incomplete ``BODY_TIMEOUT`` seconds after its head closes
+  the connection (the request is not handled).
 
 These refusals come before signature verification, so (like every pre-verification refusal) they are
 not signed; they carry a Request-ID and a WeChat error body.
@@ -32,6 +34,13 @@ from .settings import Settings
 
 # The unfinished request head (request line + headers) a connection may hold at the HTTP layer.
 HEAD_LIMIT = 64 << 10
+# How long a connection may take to send them (server/http_protocol.py): a request head within
+# HEAD_TIMEOUT seconds of the connection (or of its first byte, for a later request on it), its body
+# within BODY_TIMEOUT seconds of the head (16 MiB, the largest upload, needs ~140 KB/s). Without them a
+# connection that sent nothing, or a header line a minute, was held open for ever: enough of them
+# exhaust the process's file descriptors (slowloris).
+HEAD_TIMEOUT = 30.0
+BODY_TIMEOUT = 120.0
 
 
 def body_too_large(limit: int) -> ApiError:
