@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import pickle
+import select
 import socket
 import threading
 import time
@@ -502,6 +503,40 @@ def test_slow_or_silent_connections_are_closed(quick_server: int) -> None:
     post = b"POST /v3/webizpay/avail-mch-ranges HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
     answer, open_for = _closed_after(quick_server, [(0, post)] + [(0.2, b" ")] * 20)
     assert answer == b"" and open_for < 5  # closed unanswered: the request is not handled
+
+
+class _LongBody(BoundedHttpToolsProtocol):
+    head_timeout = 0.6
+    body_timeout = 4.0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_later_head_is_timed_from_its_first_byte_after_a_longer_body_phase(
+    tmp_path: Path, database_url: str
+) -> None:
+    """One timer per connection looks at the deadline: after a request whose body had the longer
+    timeout, the next request's trickling head is still cut at the head timeout, not at the body's."""
+    for port in _serve(tmp_path, database_url, _LongBody):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = bytearray()
+            while b"\r\n\r\n" not in answer:
+                answer.extend(sock.recv(65536))
+            time.sleep(1.0)  # idle past the connection's first look (keep-alive allows 5 s)
+            started = time.monotonic()
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+            closed = False
+            while not closed and time.monotonic() - started < 8:
+                if select.select([sock], [], [], 0.2)[0]:  # answered, or closed
+                    data = sock.recv(65536)
+                    answer.extend(data)
+                    closed = not data
+                else:
+                    with contextlib.suppress(OSError):
+                        sock.sendall(b"X-Slow: 1\r\n")
+            open_for = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"not complete within 0.6 s" in answer, answer
+        assert closed and open_for < 2.5, open_for  # 0.6 s of head (and a look), far from the body's 4 s
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
