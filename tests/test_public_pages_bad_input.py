@@ -152,3 +152,27 @@ def test_the_payment_page_escapes_what_it_shows(
     assert "<script>alert" not in resp.text
     resp = http.post("/webizpay/pay", data={"token": token, "amount": script})
     assert _shown(resp.text, "value") == html.escape(script) and "<script>alert" not in resp.text
+
+
+def _unframed(resp: object) -> None:
+    headers = resp.headers  # type: ignore[attr-defined]
+    assert headers.get("X-Frame-Options") == "DENY", (getattr(resp, "url", ""), dict(headers))
+    assert headers.get("Content-Security-Policy") == "frame-ancestors 'none'"
+
+
+def test_public_pages_may_not_be_framed(http: TestClient, client_a: ApiClient, control: TestClient) -> None:
+    """A consent, payment or confirmation button inside another site's invisible frame could be clicked
+    by a visitor who meant something else (clickjacking): every answer of these pages forbids framing,
+    the page itself and its refusals alike, as the dashboard's do."""
+    _, _, token = _payment_token(client_a, control)
+    page = http.get("/webizpay/pay", params={"token": token})
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"], page.text[:300]
+    for resp in (
+        page,
+        http.post("/webizpay/pay", data={"token": token, "amount": "x"}),  # a refused form
+        http.get("/webizpay/authorize", params={"token": "unknown"}),
+        http.get("/webizpay/authorize", params={"token": "a\x00"}),
+        http.get("/apply4subject/confirm/unknown"),
+        http.post("/apply4subject/confirm/unknown", data={"step": "confirm_contact"}),
+    ):
+        _unframed(resp)

@@ -18,6 +18,7 @@ from ..domain import apply4subject as d
 from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
 from . import apply4subject_flow as flow
 from .dashboard.layout import badge, page, render_page
+from .framing import unframed
 from .params import ControlError, refuse_nul
 from .web import WEB_ROUTES
 
@@ -134,4 +135,4 @@ async def _confirm(request: Request) -> Response:
     return RedirectResponse(f"{request.url.path}?note={quote(note)}", status_code=303)
 
 
-WEB_ROUTES.append(Route(flow.CONFIRM_PATH + "{token}", confirm_page, methods=["GET", "POST"]))
+WEB_ROUTES.append(Route(flow.CONFIRM_PATH + "{token}", unframed(confirm_page), methods=["GET", "POST"]))

@@ -24,6 +24,7 @@ from ..store.webizpay_repo import WebizpayRepo
 from . import control_webizpay  # noqa: F401  (control routes, scenario section)
 from .control_webizpay import pay_from_body
 from .dashboard.layout import fen, page
+from .framing import unframed
 from .params import ControlError, Endpoint, input_checked, refuse_nul
 from .web import WEB_ROUTES
 
@@ -214,5 +215,5 @@ async def pay_page(request: Request) -> Response:
     return _page("企业支付付款码", body_html)
 
 
-WEB_ROUTES.append(Route("/webizpay/authorize", _checked(authorize_page), methods=["GET", "POST"]))
-WEB_ROUTES.append(Route("/webizpay/pay", _checked(pay_page), methods=["GET", "POST"]))
+WEB_ROUTES.append(Route("/webizpay/authorize", unframed(_checked(authorize_page)), methods=["GET", "POST"]))
+WEB_ROUTES.append(Route("/webizpay/pay", unframed(_checked(pay_page)), methods=["GET", "POST"]))

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ...protocol.detail import described
+from ..framing import forbid_framing
 from ..params import Endpoint, input_checked, refuse_nul
 from .layout import bad_request, forbidden
 
@@ -72,9 +73,7 @@ def guarded(fn: Endpoint) -> Endpoint:
             response = RedirectResponse(f"/dashboard/login?next={quote(target)}", status_code=303)
         else:
             response = await inner(request)
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
-        return response
+        return forbid_framing(response)
 
     endpoint.__name__ = fn.__name__
     return endpoint
