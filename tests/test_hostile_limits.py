@@ -539,6 +539,39 @@ def test_a_later_head_is_timed_from_its_first_byte_after_a_longer_body_phase(
         assert closed and open_for < 2.5, open_for  # 0.6 s of head (and a look), far from the body's 4 s
 
 
+class _ThreeConnections(BoundedHttpToolsProtocol):
+    max_connections = 3
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_connections_past_the_cap_are_closed_at_once(
+    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flood of idle connections (each may wait HEAD_TIMEOUT) would take every file descriptor the
+    worker has, its database's included. Past the cap (the open-files limit less a reserve; here 3) a
+    connection is closed as soon as it is accepted; once one of the others goes, a request is served."""
+    for port in _serve(tmp_path, database_url, _ThreeConnections):
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+        try:
+            time.sleep(0.2)  # accepted, all three
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+                started = time.monotonic()
+                with contextlib.suppress(ConnectionResetError):
+                    assert extra.recv(1024) == b""  # closed unanswered
+                assert time.monotonic() - started < 2  # at once, not after a timeout
+            assert "refusing connections: 3 open, the cap is 3" in caplog.text
+            for sock in idle:  # the three held below the cap are served
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            idle.pop().close()
+            time.sleep(0.2)
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+                assert http.get("/healthz").status_code == 200
+        finally:
+            for sock in idle:
+                sock.close()
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_read_timeouts_leave_prompt_and_keep_alive_requests_alone(quick_server: int, world: World) -> None:
     """Only the sending is timed: a request sent promptly on a connection used before, after a pause

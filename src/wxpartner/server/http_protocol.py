@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with a bound on the request head (see server/limits.py).
+"""uvicorn's httptools protocol with bounds on the request head, on how long a client may take to
+send a request, and on how many connections a worker holds (see server/limits.py).
 
 httptools buffers a header line of any length until it ends; a client sending an endless header would
 grow the server's memory without limit. This subclass closes such a connection with a WeChat error
@@ -10,6 +11,7 @@ import it). Imported only by whoever starts uvicorn, never by the app.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -17,7 +19,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from ..protocol import constants as c
 from ..protocol.errors import ApiError
 from .http import BARE_QUERY, new_request_id
-from .limits import BODY_TIMEOUT, HEAD_LIMIT, HEAD_TIMEOUT, headers_too_large
+from .limits import BODY_TIMEOUT, HEAD_LIMIT, HEAD_TIMEOUT, connection_cap, headers_too_large
+
+log = logging.getLogger("wxpartner.http")
 
 
 def _refusal(err: ApiError) -> bytes:
@@ -46,11 +50,33 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
     _timer: asyncio.TimerHandle | None = None
     head_timeout = HEAD_TIMEOUT
     body_timeout = BODY_TIMEOUT
+    max_connections: int | None = None  # limits.connection_cap() unless a subclass says
+    _refused_logged_at = float("-inf")
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(transport)  # uvicorn's bookkeeping; connection_lost undoes it
+        cap = type(self).max_connections
+        if cap is None:
+            cap = type(self).max_connections = connection_cap()
+        if len(self.connections) > cap:
+            self._refuse_connection(cap)
+            return
         self._deadline = self.loop.time() + self.head_timeout  # one that sends nothing is not kept
         self._check_deadline()
+
+    def _refuse_connection(self, cap: int) -> None:
+        """Past the cap: closed at once, before anything is read (a client sees the connection closed
+        unanswered, which the SDK knows as "not sent" and may retry). Logged at most once a minute."""
+        now = self.loop.time()
+        if now - BoundedHttpToolsProtocol._refused_logged_at >= 60:
+            BoundedHttpToolsProtocol._refused_logged_at = now
+            log.warning(
+                "refusing connections: %d open, the cap is %d (the open-files limit less a reserve; "
+                "raise it with ulimit -n)",
+                len(self.connections) - 1,
+                cap,
+            )
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:

@@ -23,6 +23,8 @@ sandbox token and ``Settings.max_form_body_bytes`` (64 KiB) for everything else:
 
 from __future__ import annotations
 
+import resource
+
 from starlette.datastructures import Headers
 from starlette.types import Scope, Send
 
@@ -41,6 +43,20 @@ HEAD_LIMIT = 64 << 10
 # exhaust the process's file descriptors (slowloris).
 HEAD_TIMEOUT = 30.0
 BODY_TIMEOUT = 120.0
+# File descriptors a worker keeps for itself (database and WAL files, the replay window's maps, logs,
+# PostgreSQL connections, callback deliveries) beyond its clients' connections.
+FD_RESERVE = 256
+
+
+def connection_cap() -> int:
+    """Connections a worker holds at once: its open-files limit less FD_RESERVE. A connection past it is
+    closed as soon as it is accepted, so a flood of idle connections (each may hold HEAD_TIMEOUT) cannot
+    take the descriptors the worker needs for its database: the requests it admits still work. Raise
+    the limit (``ulimit -n``) to hold more."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(16, soft - FD_RESERVE)
 
 
 def body_too_large(limit: int) -> ApiError:
