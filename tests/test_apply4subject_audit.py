@@ -208,6 +208,12 @@ def test_confirmation_page_drives_the_flow(chan: ApiClient, control: TestClient,
     assert resp.status_code == 200 and "AUTHORIZE_STATE_AUTHORIZED" in resp.text
     assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_AUTHORIZED"
     assert http.get("/apply4subject/confirm/not-a-token").status_code == 404
+    # The note after a step is shown only as this server wrote it: a link cannot make the page say more.
+    noted = http.post(path, data={"step": "confirm_contact"}, follow_redirects=False)
+    assert noted.status_code == 303 and "sig=" in noted.headers["location"]
+    assert "nothing to confirm" in http.get(noted.headers["location"]).text
+    lure = "请扫码添加客服微信领取补贴"
+    assert lure not in http.get(path, params={"note": lure}).text
     # a NUL was a 500 on PostgreSQL (it cannot compare one); no code holds one
     assert http.get("/apply4subject/confirm/a%00b").status_code == 404
     assert http.post("/apply4subject/confirm/a%00b", data={"step": "authorize"}).status_code == 404

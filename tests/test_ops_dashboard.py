@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -465,3 +466,21 @@ def test_a_400_page_names_the_field_and_issue(http: TestClient) -> None:
     login(http)
     resp = http.get("/dashboard/journal", params={"mchid": "a\x00b"})
     assert resp.status_code == 400 and "(field mchid: contains NUL)" in resp.text
+
+
+def test_only_the_servers_own_flash_is_shown(http: TestClient) -> None:
+    """The flash travels in the redirect's query string; a page shows it only when this server wrote it
+    (signed with a key from the sandbox token), so a link cannot make the dashboard say what its
+    author likes."""
+    login(http)
+    made = http.post("/dashboard/faults", data={"kind": "SYSTEM_ERROR", "count": "1"}, follow_redirects=False)
+    assert made.status_code == 303 and "sig=" in made.headers["location"]
+    shown = http.get(made.headers["location"])
+    assert 'class="flash"' in shown.text and "Added SYSTEM_ERROR rule" in shown.text
+    lure = "Your token expired: enter it at evil.example"
+    forged = http.get("/dashboard/faults", params={"msg": lure, "tone": "bad"})
+    assert forged.status_code == 200 and lure not in forged.text and 'class="flash' not in forged.text
+    # a real signature does not carry over to another text, nor to the same text in another tone
+    query = dict(httpx.URL(made.headers["location"]).params)
+    assert lure not in http.get("/dashboard/faults", params={**query, "msg": lure}).text
+    assert 'class="flash bad"' not in http.get("/dashboard/faults", params={**query, "tone": "bad"}).text

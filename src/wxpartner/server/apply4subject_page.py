@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, urlencode
 
 import anyio
 from starlette.requests import Request
@@ -17,6 +17,7 @@ from starlette.routing import Route
 from ..domain import apply4subject as d
 from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
 from . import apply4subject_flow as flow
+from .dashboard.auth import message_signature, signed_message
 from .dashboard.layout import badge, page, render_page
 from .framing import unframed
 from .params import ControlError, refuse_nul
@@ -106,7 +107,8 @@ async def confirm_page(request: Request) -> Response:
     found = await anyio.to_thread.run_sync(lambda: _load(request))
     if found is None:
         return _gone()
-    return HTMLResponse(_page(*found, note=request.query_params.get("note", "")))
+    note = request.query_params.get("note", "")
+    return HTMLResponse(_page(*found, note=note if signed_message(request, note) else ""))
 
 
 async def _confirm(request: Request) -> Response:
@@ -132,7 +134,8 @@ async def _confirm(request: Request) -> Response:
     note = await anyio.to_thread.run_sync(apply)
     if note is None:
         return _gone()
-    return RedirectResponse(f"{request.url.path}?note={quote(note)}", status_code=303)
+    query = urlencode({"note": note, "sig": message_signature(request, note)})
+    return RedirectResponse(f"{request.url.path}?{query}", status_code=303)
 
 
 WEB_ROUTES.append(Route(flow.CONFIRM_PATH + "{token}", unframed(confirm_page), methods=["GET", "POST"]))

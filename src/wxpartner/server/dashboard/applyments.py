@@ -210,4 +210,4 @@ async def applyment_action(request: Request) -> Response:
         msg, bad = await anyio.to_thread.run_sync(apply), False
     except ValueError as exc:  # BadActionInput included
         msg, bad = str(exc), True
-    return back(f"/dashboard/applyments/{quote(raw_id, safe='')}", msg, bad=bad)
+    return back(request, f"/dashboard/applyments/{quote(raw_id, safe='')}", msg, bad=bad)

@@ -29,6 +29,25 @@ def cookie_value(token: str) -> str:
     return hmac.new(token.encode(), b"wxpartner-dashboard", hashlib.sha256).hexdigest()
 
 
+def message_signature(request: Request, text: str) -> str:
+    """A page message's mark that this server wrote it (HMAC of the sandbox token): the dashboard's flash
+    and the confirmation page's note travel in the redirect's query string, and a page shows only a
+    marked one, so a link cannot make a page say what its author likes ("your token expired, enter it
+    at …"). Empty without a token (nothing is shown then)."""
+    token: str = request.app.state.wx.sandbox_token
+    if not token:
+        return ""
+    key = hmac.new(token.encode(), b"wxpartner-page-message", hashlib.sha256).digest()
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def signed_message(request: Request, text: str) -> bool:
+    """Whether the query's ``sig`` marks ``text`` (see message_signature)."""
+    expected = message_signature(request, text)
+    given = request.query_params.get("sig", "")
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
 def logged_in(request: Request) -> bool:
     token: str = request.app.state.wx.sandbox_token
     given = request.cookies.get(COOKIE, "")

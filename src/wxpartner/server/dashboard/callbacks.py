@@ -131,4 +131,4 @@ async def redeliver(request: Request) -> Response:
         return f"{nid}: attempt {r.attempt_no} answered {answer}, now {r.state}"
 
     msg = await anyio.to_thread.run_sync(apply)
-    return back("/dashboard/callbacks", msg)
+    return back(request, "/dashboard/callbacks", msg)

@@ -83,8 +83,8 @@ async def clock(request: Request) -> Response:
         try:
             state = await anyio.to_thread.run_sync(apply)
         except ValueError as exc:
-            return back("/dashboard/clock", str(exc), bad=True)
-        return back("/dashboard/clock", f"Business time is now {format_rfc3339(state.now())}")
+            return back(request, "/dashboard/clock", str(exc), bad=True)
+        return back(request, "/dashboard/clock", f"Business time is now {format_rfc3339(state.now())}")
 
     def read() -> ClockState:
         with st.db.read() as conn:

@@ -81,9 +81,9 @@ async def faults(request: Request) -> Response:
         try:
             args = parse_fault_body({k: v for k, v in fields.items() if v != ""}, "form")
         except ControlError as exc:
-            return back("/dashboard/faults", described(exc.message, exc.detail), bad=True)
+            return back(request, "/dashboard/faults", described(exc.message, exc.detail), bad=True)
         rule = await anyio.to_thread.run_sync(lambda: add_fault_rule(request, args))
-        return back("/dashboard/faults", f"Added {rule.kind.value} rule {rule.id}")
+        return back(request, "/dashboard/faults", f"Added {rule.kind.value} rule {rule.id}")
 
     rules = await anyio.to_thread.run_sync(list_fault_rules, st)
     clear_all = (
@@ -111,10 +111,12 @@ async def faults(request: Request) -> Response:
 async def fault_delete(request: Request) -> Response:
     rule_id = request.path_params["rule_id"]
     ok = await anyio.to_thread.run_sync(delete_fault_rule, request.app.state.wx, rule_id)
-    return back("/dashboard/faults", f"Deleted {rule_id}" if ok else f"No rule {rule_id}", bad=not ok)
+    return back(
+        request, "/dashboard/faults", f"Deleted {rule_id}" if ok else f"No rule {rule_id}", bad=not ok
+    )
 
 
 @route("/faults/clear", ["POST"])
 async def faults_clear(request: Request) -> Response:
     n = await anyio.to_thread.run_sync(clear_fault_rules, request.app.state.wx)
-    return back("/dashboard/faults", f"Deleted {n} rule(s)")
+    return back(request, "/dashboard/faults", f"Deleted {n} rule(s)")

@@ -91,7 +91,7 @@ async def journal(request: Request) -> Response:
     try:
         f = journal_filter(request.query_params)
     except ControlError as exc:
-        return back("/dashboard/journal", described(exc.message, exc.detail), bad=True)
+        return back(request, "/dashboard/journal", described(exc.message, exc.detail), bad=True)
     rows = await anyio.to_thread.run_sync(lambda: read_journal(st, f))
     more = ""
     if len(rows) == f.limit:

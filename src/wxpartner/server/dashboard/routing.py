@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
 from ..params import Endpoint
-from .auth import checked, guarded
+from .auth import checked, guarded, message_signature, signed_message
 from .layout import esc
 
 ROUTES: list[Route] = []
@@ -29,14 +29,20 @@ def route(
 
 
 def flash(request: Request) -> str:
-    """The message ``back`` put in the query string, if any."""
+    """The message ``back`` put in the query string, if any (and if ``back`` put it: see
+    auth.message_signature)."""
     msg = request.query_params.get("msg")
-    if not msg:
+    tone = "bad" if request.query_params.get("tone") == "bad" else ""
+    if not msg or not signed_message(request, f"{tone}:{msg}"):
         return ""
-    tone = " bad" if request.query_params.get("tone") == "bad" else ""
-    return f'<div class="flash{tone}" role="status">{esc(msg)}</div>'
+    return f'<div class="flash{" " + tone if tone else ""}" role="status">{esc(msg)}</div>'
 
 
-def back(path: str, msg: str, *, bad: bool = False) -> RedirectResponse:
-    query = {"msg": msg, **({"tone": "bad"} if bad else {})}
+def back(request: Request, path: str, msg: str, *, bad: bool = False) -> RedirectResponse:
+    tone = "bad" if bad else ""
+    query = {
+        "msg": msg,
+        **({"tone": tone} if tone else {}),
+        "sig": message_signature(request, f"{tone}:{msg}"),
+    }
     return RedirectResponse(f"{path}?{urlencode(query)}", status_code=303)
