@@ -1,0 +1,228 @@
+"""The README's (and docs/'s) code examples run: every ```python block against a real server on loopback
+with the `.wxpartner/connection.json` that serving writes, every ```yaml scenario section through the real
+scenario loader into what `make serve` leaves (a fresh database with the demo merchants), and every
+```json body through the code or model it shows. An example that rots fails here, not in a reader's hands.
+
+A block that cannot run alone is marked `<!-- docs-test: fragment -->` on the line before its fence and
+skipped; their number is capped, so the marker stays the exception. The examples name no backend, so
+this runs on SQLite only (the plugin's default database)."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import re
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from wxpartner.client import Client
+from wxpartner.models import webizpay as w
+from wxpartner.protocol import keys as k
+from wxpartner.sandbox.bootstrap import connection_info
+from wxpartner.testing import TOKEN, WxPartnerServer
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```(\w*)")
+MARK = re.compile(r"^<!-- docs-test: ([\w-]+) -->$")
+HEADING = re.compile(r"^#{1,6} (.+)$")
+FRAGMENT = "fragment"
+# Blocks that truly cannot run alone (the three framework recipes side by side, a server-internal
+# decorator). Raising this needs a reason: prefer making the example complete.
+MAX_FRAGMENTS = 2
+# The address `make serve` listens on by default; examples that name it get the test server's port.
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class Example:
+    doc: str
+    line: int  # of the opening fence, 1-based
+    lang: str
+    text: str
+    heading: str  # the nearest heading above the block
+    ordinal: int  # 1 for the heading's first block of this language, 2 for its second...
+    mark: str | None
+
+    @property
+    def id(self) -> str:
+        return f"{self.doc}:{self.line}"
+
+
+def _examples(doc: Path) -> list[Example]:
+    found: list[Example] = []
+    lines = doc.read_text().splitlines()
+    heading, i = "", 0
+    seen: dict[tuple[str, str], int] = {}
+    while i < len(lines):
+        fence = FENCE.match(lines[i])
+        if fence is None:
+            if m := HEADING.match(lines[i]):
+                heading = m.group(1).strip()
+            i += 1
+            continue
+        end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
+        mark = MARK.match(lines[i - 1]) if i else None
+        text = "\n".join(lines[i + 1 : end]) + "\n"
+        lang = fence.group(1)
+        ordinal = seen[heading, lang] = seen.get((heading, lang), 0) + 1
+        found.append(Example(doc.name, i + 1, lang, text, heading, ordinal, mark.group(1) if mark else None))
+        i = end + 1
+    return found
+
+
+EXAMPLES = [e for doc in DOCS for e in _examples(doc)]
+
+
+def examples(lang: str) -> list[Example]:
+    return [e for e in EXAMPLES if e.lang == lang]
+
+
+def test_blocks_are_found_and_fragments_stay_few() -> None:
+    assert len(examples("python")) >= 7 and len(examples("yaml")) >= 5 and examples("json")
+    marks = {e.mark for e in EXAMPLES} - {None}
+    assert marks <= {FRAGMENT}, f"unknown docs-test marks: {marks}"
+    fragments = [e.id for e in EXAMPLES if e.mark == FRAGMENT]
+    assert len(fragments) <= MAX_FRAGMENTS, fragments
+    assert all(e.lang == "python" for e in EXAMPLES if e.mark == FRAGMENT)
+
+
+# -- ```python: run for real ---------------------------------------------------------------------------------
+@pytest.fixture
+def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WxPartnerServer]:
+    """What `make serve` gives a user: a server on a loopback port, and in the working directory the
+    `.wxpartner/connection.json` naming it (written by the function `serve` writes it with)."""
+    server = WxPartnerServer(tmp_path / ".wxpartner")
+    try:
+        url = server.serve()
+        server.info = connection_info(server.db, server.data_dir, url, TOKEN)
+        monkeypatch.chdir(tmp_path)
+        yield server
+    finally:
+        server.close()
+
+
+def _consent(server: WxPartnerServer, user_id: str) -> None:
+    """What the tour's curl does: the sandbox consents for the employee."""
+    body = {"sp_mchid": server.mchid, "sub_mchid": server.info["sub_mchid"][0], "user_id": user_id}
+    resp = server.control.post("/sandbox/webizpay/authorizations", json=body)
+    assert resp.status_code == 200, resp.text
+
+
+def _tour(server: WxPartnerServer) -> dict[str, Any]:
+    _consent(server, "demo_user")
+    return {}
+
+
+def _quick_start(server: WxPartnerServer) -> dict[str, Any]:
+    """A merchant's own files in the working directory, and the sandbox told about them: the example's
+    serial, public key id, APIv3 key and employee are the ones it names."""
+    cwd = Path.cwd()
+    merchant, platform = k.generate_private_key(), k.generate_private_key()
+    (cwd / "apiclient_key.pem").write_text(k.private_key_pem(merchant))
+    (cwd / "pub_key.pem").write_text(k.public_key_pem(platform.public_key()))
+    scenario = {
+        "platform_keys": [
+            {
+                "kind": "public_key",
+                "key_id": "PUB_KEY_ID_0119000000012025000000000000000000",
+                "private_key": k.private_key_pem(platform),
+                "mchid": server.mchid,
+            }
+        ],
+        "merchants": [
+            {
+                "mchid": server.mchid,
+                "apiv3_key": "0123456789abcdef0123456789abcdef",
+                "sub_merchants": ["1900000101"],
+                "certificates": [
+                    {
+                        "serial_no": "3775B6A45ACD588826D15E583A95F5DD********",
+                        "public_key": k.public_key_pem(merchant.public_key()),
+                    }
+                ],
+            }
+        ],
+        "webizpay": {
+            "employees": [
+                {
+                    "sp_mchid": server.mchid,
+                    "sub_mchid": "1900000101",
+                    "user_id": "quick_start_user",
+                    "employee_id": "WeBizPay_a968402a-73bb-43e2-9e1a-8371b0ca3d7c",
+                }
+            ]
+        },
+    }
+    (cwd / "scenario.yaml").write_text(yaml.safe_dump(scenario))
+    server.load_scenario(cwd / "scenario.yaml")
+    return {}
+
+
+def _plugin(server: WxPartnerServer) -> dict[str, Any]:
+    """`my_app` is the user's code under test; here it stands for it with the SDK call it would make."""
+
+    def issue_travel_card(client: Client, employee_id: str, amount: int) -> w.IssueQuotaCardResponse:
+        return client.webizpay.quota_cards.issue(
+            employee_id,
+            {
+                "sp_mchid": client.mchid, "sub_mchid": "1900000101", "card_template_id": "template_123",
+                "amount": amount, "card_name": "差旅费用卡", "out_card_no": "travel_0001",
+                "effective_end_time": "2099-12-31T23:59:59+08:00",
+            },
+        )  # fmt: skip
+
+    my_app = types.ModuleType("my_app")
+    my_app.issue_travel_card = issue_travel_card  # type: ignore[attr-defined]
+    return {"my_app": my_app}
+
+
+# By the heading an example stands under (and which of its python blocks it is): what the prose before
+# it says is in place, and names the example uses without defining them.
+PREPARE: dict[tuple[str, int], Callable[[WxPartnerServer], dict[str, Any]]] = {
+    ("A five-minute tour", 1): _tour,
+    ("Quick start", 1): _quick_start,
+    ("Testing your code: the pytest plugin", 1): _plugin,
+}
+
+
+def _fixtures(server: WxPartnerServer, stack: contextlib.ExitStack) -> dict[str, Any]:
+    """The plugin's fixtures by name, for the `test_*` functions an example defines."""
+    return {
+        "wxpartner_server": server,
+        "wxpartner_live_server": server,
+        "wxpartner_client": stack.enter_context(server.client()),
+    }
+
+
+@pytest.mark.parametrize("example", examples("python"), ids=lambda e: e.id)
+def test_python_example_runs(
+    example: Example, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = compile(example.text, example.id, "exec")  # a fragment still has to be Python
+    if example.mark == FRAGMENT:
+        pytest.skip("marked as a fragment")
+    sandbox: WxPartnerServer = request.getfixturevalue("sandbox")
+    namespace: dict[str, Any] = {"__name__": "__docs_example__"}
+    if (prepare := PREPARE.get((example.heading, example.ordinal))) is not None:
+        namespace.update(prepare(sandbox))
+    assert sandbox.live_url is not None
+    if DEFAULT_BASE_URL in example.text:
+        code = compile(example.text.replace(DEFAULT_BASE_URL, sandbox.live_url), example.id, "exec")
+    exec(code, namespace)
+    tests = [f for name, f in namespace.items() if name.startswith("test_") and inspect.isfunction(f)]
+    with contextlib.ExitStack() as stack:
+        fixtures = _fixtures(sandbox, stack)
+        for test in tests:  # an example that is a test module: run its tests with the plugin's fixtures
+            test(**{name: fixtures[name] for name in inspect.signature(test).parameters})
+    # every request the example made arrived verified and was answered 2xx (the journal records them)
+    journal = sandbox.control.get("/sandbox/journal", params={"limit": 100}).json()["data"]
+    assert journal, "the example made no APIv3 request"
+    assert all(entry["status"] < 300 for entry in journal), journal
+    del capsys  # printed output is the example's own business; captured so the run stays quiet
