@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
+import shutil
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,11 +21,18 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from wxpartner.cli import main as cli
 from wxpartner.client import Client
 from wxpartner.models import webizpay as w
 from wxpartner.protocol import keys as k
-from wxpartner.sandbox.bootstrap import connection_info
+from wxpartner.sandbox.bootstrap import bootstrap, connection_info
+from wxpartner.sandbox.material import make_platform_certificate
+from wxpartner.sandbox.scenario import export_scenario, load_scenario_file
+from wxpartner.server.settings import Settings
+from wxpartner.store import registry
+from wxpartner.store.db import Database
 from wxpartner.testing import TOKEN, WxPartnerServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,3 +234,62 @@ def test_python_example_runs(
     assert journal, "the example made no APIv3 request"
     assert all(entry["status"] < 300 for entry in journal), journal
     del capsys  # printed output is the example's own business; captured so the run stays quiet
+
+
+# -- ```yaml: load through the scenario loader ------------------------------------------------------------------
+def _key_files(scenario_dir: Path) -> None:
+    """The files the full example names, made as a user would: `wxpartner keys` for the merchant's
+    certificate, WeChat Pay's own keys as files kept from an earlier run."""
+    out = scenario_dir / "keys" / "1900000001"
+    result = CliRunner().invoke(cli, ["keys", "--mchid", "1900000001", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    old = k.generate_private_key()
+    (scenario_dir / "keys" / "old_public.pem").write_text(k.public_key_pem(old.public_key()))
+    platform = scenario_dir / "platform"
+    platform.mkdir()
+    (platform / "pub_key_private.pem").write_text(k.private_key_pem(k.generate_private_key()))
+    cert = make_platform_certificate()
+    (platform / "cert_private.pem").write_text(cert.private_key_pem)
+    assert cert.certificate_pem is not None
+    (platform / "wechatpay_cert.pem").write_text(cert.certificate_pem)
+
+
+@pytest.fixture(scope="module")
+def served_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir as `make serve` leaves it (migrated, platform keys, demo merchants): copied per example."""
+    data_dir = tmp_path_factory.mktemp("served") / ".wxpartner"
+    db = Database(Settings(data_dir=str(data_dir)).resolved_database_url())
+    bootstrap(db, data_dir, token=TOKEN)
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.dispose()
+    return data_dir
+
+
+@pytest.mark.parametrize("example", examples("yaml"), ids=lambda e: e.id)
+def test_yaml_scenario_loads(example: Example, served_state: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / ".wxpartner"
+    shutil.copytree(served_state, data_dir)
+    scenario_dir = tmp_path / "scenario"
+    scenario_dir.mkdir()
+    if "platform_keys:" in example.text:
+        _key_files(scenario_dir)
+    path = scenario_dir / "scenario.yaml"
+    path.write_text(example.text)
+    db = Database(Settings(data_dir=str(data_dir)).resolved_database_url())
+    try:
+        load_scenario_file(db, path, data_dir=data_dir)  # what `serve --scenario` does
+        exported = export_scenario(db)
+        with db.read() as conn:
+            platform_keys = {r.key_id for r in registry.list_platform_keys(conn)}
+    finally:
+        db.dispose()
+    declared = yaml.safe_load(example.text)
+    merchants = {m["mchid"] for m in exported["merchants"]}
+    for merchant in declared.get("merchants", []):
+        assert merchant["mchid"] in merchants
+        for kind in ("sub_merchants", "second_level_merchants"):
+            assert set(merchant.get(kind, [])) <= merchants
+    assert {p["key_id"] for p in declared.get("platform_keys", []) if "key_id" in p} <= platform_keys
+    for section in set(declared) - {"version", "merchants", "platform_keys"}:
+        assert exported.get(section), f"{section} declared but nothing of it exported"
