@@ -10,8 +10,11 @@ this runs on SQLite only (the plugin's default database)."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import inspect
+import json
 import re
+import shlex
 import shutil
 import types
 from collections.abc import Callable, Iterator
@@ -22,16 +25,23 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from pydantic import BaseModel
 
 from wxpartner.cli import main as cli
 from wxpartner.client import Client
+from wxpartner.client.notifications import _event_models
+from wxpartner.domain.merchants import KeyMode, Merchant, Role
 from wxpartner.models import webizpay as w
+from wxpartner.models.recharge import RechargeEmployee
 from wxpartner.protocol import keys as k
+from wxpartner.protocol.times import parse_rfc3339
 from wxpartner.sandbox.bootstrap import bootstrap, connection_info
 from wxpartner.sandbox.material import make_platform_certificate
 from wxpartner.sandbox.scenario import export_scenario, load_scenario_file
+from wxpartner.server.callbacks import build_body
+from wxpartner.server.operations import REGISTRY, Router
 from wxpartner.server.settings import Settings
-from wxpartner.store import registry
+from wxpartner.store import outbox, registry
 from wxpartner.store.db import Database
 from wxpartner.testing import TOKEN, WxPartnerServer
 
@@ -293,3 +303,82 @@ def test_yaml_scenario_loads(example: Example, served_state: Path, tmp_path: Pat
     assert {p["key_id"] for p in declared.get("platform_keys", []) if "key_id" in p} <= platform_keys
     for section in set(declared) - {"version", "merchants", "platform_keys"}:
         assert exported.get(section), f"{section} declared but nothing of it exported"
+
+
+# -- ```json, and JSON bodies shown inline: checked against the code and models they show --------------------------
+def _callback_body(shown: dict[str, Any]) -> None:
+    """The callback POST body: the fields, and their order, that the outbox really sends."""
+    claim = outbox.Claim(
+        id=shown["id"], mchid="1900000001", event_type=shown["event_type"], summary=shown["summary"],
+        resource={"employee_id": "WeBizPay_1"}, original_type=shown["resource"]["original_type"],
+        create_time=1747280000.0, sends=0, send_limit=10, owner="docs",
+    )  # fmt: skip
+    merchant = Merchant(
+        "1900000001", "", Role.SERVICE_PROVIDER, "0123456789abcdef0123456789abcdef", KeyMode.PUBLIC_KEY, None
+    )
+    sent = json.loads(build_body(merchant, claim))
+    assert list(shown) == list(sent)
+    assert list(shown["resource"]) == list(sent["resource"])
+    for fixed in ("resource_type",):
+        assert shown[fixed] == sent[fixed]
+    for fixed in ("original_type", "algorithm", "associated_data"):
+        assert shown["resource"][fixed] == sent["resource"][fixed]
+    assert len(shown["resource"]["nonce"]) == len(sent["resource"]["nonce"])
+    assert shown["event_type"] in _event_models()
+    assert parse_rfc3339(shown["create_time"]).utcoffset() == dt.timedelta(hours=8)
+
+
+# By heading (and ordinal among the heading's json blocks): how to check what the block shows.
+JSON_CHECKS: dict[tuple[str, int], Callable[[dict[str, Any]], None]] = {
+    ("What is sent", 1): _callback_body,
+}
+
+
+@pytest.mark.parametrize("example", examples("json"), ids=lambda e: e.id)
+def test_json_example_is_what_the_code_sends(example: Example) -> None:
+    check = JSON_CHECKS.get((example.heading, example.ordinal))
+    assert check is not None, f"{example.id} ({example.heading}): add how to check it to JSON_CHECKS"
+    check(json.loads(example.text))
+
+
+# Business bodies shown inline in prose, by the text just before them: the model they are.
+INLINE_MODELS: dict[str, type[BaseModel]] = {
+    "RechargeEmployee is exactly the seed's shape:": RechargeEmployee
+}
+
+
+def test_inline_bodies_match_their_models() -> None:
+    text = (ROOT / "README.md").read_text()
+    for lead, model in INLINE_MODELS.items():
+        m = re.search(re.escape(lead) + r"\s*`(\{[^`]*\})`", text)
+        assert m is not None, f"no inline JSON after {lead!r}"
+        body = json.loads(m.group(1))
+        assert model.model_validate(body).model_dump(mode="json", exclude_none=True) == body
+
+
+def _call_lines() -> list[tuple[str, list[str]]]:
+    """`wxpartner call METHOD PATH ...` in the shell blocks, as argument lists."""
+    found = []
+    for example in examples("sh") + examples("bash"):
+        for line in example.text.replace("\\\n", " ").splitlines():
+            args = shlex.split(line, comments=True)
+            if len(args) > 1 and args[0].endswith("wxpartner") and args[1] == "call":
+                found.append((example.id, args[2:]))
+    return found
+
+
+def test_call_bodies_are_valid_requests() -> None:
+    """A body sent with `wxpartner call` is one the operation's own request model accepts."""
+    from wxpartner.server import families  # noqa: F401  (registers every operation)
+
+    router = Router(REGISTRY)
+    calls = _call_lines()
+    assert calls
+    for where, args in calls:
+        method, path = args[0], args[1]
+        op, _, _ = router.match(method, path.split("?")[0])
+        assert op is not None, f"{where}: {method} {path} is no operation"
+        data = args[args.index("-d") + 1] if "-d" in args else None
+        if op.body_model is not None:
+            assert data is not None, f"{where}: {op.op_id} takes a body"
+            op.body_model.model_validate_json(data)
