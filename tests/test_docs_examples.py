@@ -210,6 +210,24 @@ PREPARE: dict[tuple[str, int], Callable[[WxPartnerServer], dict[str, Any]]] = {
 }
 
 
+def _tour_then(server: WxPartnerServer, namespace: dict[str, Any]) -> None:
+    """The prose after the tour: past the card's end the card is DISABLED and the expiry is queued."""
+    server.advance_clock(40 * 86400)  # `wxpartner clock --advance 40d`
+    with server.client() as client:
+        card = client.webizpay.quota_cards.get(
+            namespace["employee_id"], namespace["card"].card_no, sp_mchid=server.mchid, sub_mchid="1900000101"
+        )
+    assert card.card_state == "DISABLED" and card.card_disabled_time
+    events = server.control.get("/sandbox/callbacks", params={"event_type": "WEBIZPAY.QUOTACARDEXPIRED"})
+    assert events.json()["total_count"] == 1
+
+
+# What the prose after an example says follows from it.
+THEN: dict[tuple[str, int], Callable[[WxPartnerServer, dict[str, Any]], None]] = {
+    ("A five-minute tour", 1): _tour_then,
+}
+
+
 def _fixtures(server: WxPartnerServer, stack: contextlib.ExitStack) -> dict[str, Any]:
     """The plugin's fixtures by name, for the `test_*` functions an example defines."""
     return {
@@ -239,6 +257,8 @@ def test_python_example_runs(
         fixtures = _fixtures(sandbox, stack)
         for test in tests:  # an example that is a test module: run its tests with the plugin's fixtures
             test(**{name: fixtures[name] for name in inspect.signature(test).parameters})
+    if (then := THEN.get((example.heading, example.ordinal))) is not None:
+        then(sandbox, namespace)
     # every request the example made arrived verified and was answered 2xx (the journal records them)
     journal = sandbox.control.get("/sandbox/journal", params={"limit": 100}).json()["data"]
     assert journal, "the example made no APIv3 request"
