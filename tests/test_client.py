@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import pickle
 import threading
 import time
 from typing import Any
@@ -15,18 +16,23 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from live import free_port
 from support import APIV3_KEY, SECOND_A, SP_A, SP_B, SP_C, SUB_A, SUB_B, World
 from webizpay_support import future, link_token
 from wxpartner.client import (
+    NO_RETRIES,
     AsyncClient,
     Client,
     ConfigurationError,
+    DecodeError,
     KeySet,
     NotFoundError,
     ParamError,
     RetryPolicy,
     ServerError,
+    TransportError,
     VerificationError,
+    WxPayError,
     parse_notification,
 )
 from wxpartner.client.notifications import typed_resource
@@ -322,6 +328,41 @@ def test_param_error_has_the_field_pointer(http: TestClient, world: World) -> No
     with pytest.raises(ParamError) as info:  # valid for the model, refused by the server (wrong sp)
         client.request("POST", "/v3/webizpay/users/user_0001/authorization-url", json={"sp_mchid": SP_A})
     assert info.value.status == 400 and isinstance(info.value.detail, dict) and info.value.detail.get("field")
+
+
+@SQLITE_ONLY
+def test_errors_cross_process_boundaries_intact(http: TestClient, world: World) -> None:
+    """Users hand errors from worker processes to their parent (multiprocessing, concurrent.futures,
+    Celery): every SDK error pickles with its attributes; before, ``cls(*args)`` missed the
+    keyword-only arguments and the parent got a TypeError instead of the error."""
+    client = sdk(http, world, SP_A)
+    errors: list[WxPayError] = []
+    with pytest.raises(NotFoundError) as nf:
+        client.webizpay.quota_cards.get("WeBizPay_nobody", "1", sp_mchid=SP_A, sub_mchid=SUB_A)
+    errors.append(nf.value)
+    with pytest.raises(ParamError) as pe:
+        client.request("POST", "/v3/webizpay/users/user_0001/authorization-url", json={"sp_mchid": SP_A})
+    errors.append(pe.value)
+    headers, raw = _callback(world)
+    with pytest.raises(VerificationError) as ve:
+        sdk(http, world, SP_C).parse_notification(headers, raw + b" ")
+    errors.append(ve.value)
+    closed = Client(SP_A, world.merchants[SP_A].serial_no, world.merchants[SP_A].private_key,
+                    base_url=f"http://127.0.0.1:{free_port()}", retry=NO_RETRIES,
+                    wechatpay_public_key=world.platform_pub.public_key_pem,
+                    wechatpay_public_key_id=world.platform_pub.key_id)  # fmt: skip
+    with pytest.raises(TransportError) as te:
+        closed.webizpay.ranges.list(sp_mchid=SP_A)
+    errors.append(te.value)
+    errors += [DecodeError("no fit", body=b"{}", request_id="r-1"), ConfigurationError("add apiv3_key")]
+    for err in errors:
+        copy = pickle.loads(pickle.dumps(err))
+        assert type(copy) is type(err) and str(copy) == str(err) and copy.args == err.args
+        assert vars(copy) == vars(err)
+    api = pickle.loads(pickle.dumps(nf.value))
+    assert (api.status, api.code, api.request_id) == (404, "RESOURCE_NOT_EXISTS", nf.value.request_id)
+    assert pickle.loads(pickle.dumps(ve.value)).reason == "bad_signature"
+    assert pickle.loads(pickle.dumps(te.value)).sent is False
 
 
 @SQLITE_ONLY

@@ -14,6 +14,19 @@ from typing import Any
 class WxPayError(Exception):
     """Root of every error the SDK raises on purpose."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Most subclasses take keyword-only arguments that are not in ``args``: the default pickling
+        # (multiprocessing, concurrent.futures, Celery) would call ``cls(*args)`` and turn the real
+        # error into a TypeError in the receiving process. The attributes travel as they are.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[WxPayError], args: tuple[Any, ...], state: dict[str, Any]) -> WxPayError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
 
 class ConfigurationError(WxPayError, ValueError):
     """The client was configured in a way that cannot work (the message says what to add)."""
