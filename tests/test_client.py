@@ -23,6 +23,7 @@ from wxpartner.client import (
     NO_RETRIES,
     AsyncClient,
     Client,
+    ClientClosedError,
     ConfigurationError,
     DecodeError,
     KeySet,
@@ -363,6 +364,56 @@ def test_errors_cross_process_boundaries_intact(http: TestClient, world: World) 
     assert (api.status, api.code, api.request_id) == (404, "RESOURCE_NOT_EXISTS", nf.value.request_id)
     assert pickle.loads(pickle.dumps(ve.value)).reason == "bad_signature"
     assert pickle.loads(pickle.dumps(te.value)).sent is False
+
+
+@SQLITE_ONLY
+def test_a_closed_client_refuses_calls_clearly_whatever_its_http(
+    app: WxPartnerApp, http: TestClient, world: World
+) -> None:
+    """After close() / aclose() (twice is fine) every call raises ClientClosedError, with each kind of
+    HTTP. Before, the own pool quietly opened connections nothing would close again, a client on the
+    caller's http_client went on, and one on an owned httpx client raised a bare RuntimeError."""
+    m = world.merchants[SP_A]
+    keys: dict[str, Any] = {
+        "wechatpay_public_key": world.platform_pub.public_key_pem,
+        "wechatpay_public_key_id": world.platform_pub.key_id,
+        "apiv3_key": APIV3_KEY,
+    }
+    own_pool = Client(SP_A, m.serial_no, m.private_key, base_url=f"http://127.0.0.1:{free_port()}", **keys)
+    theirs = sdk(http, world, SP_A, apiv3_key=APIV3_KEY)
+    owned = Client(
+        SP_A, m.serial_no, m.private_key, transport=httpx.WSGITransport(app=lambda e, s: []), **keys
+    )
+    headers, raw = _callback(world)
+    for client in (own_pool, theirs, owned):
+        with client:
+            pass
+        client.close()  # closing twice is harmless
+        with pytest.raises(ClientClosedError, match=f"Client for {SP_A} is closed"):
+            client.webizpay.ranges.list(sp_mchid=SP_A)
+        with pytest.raises(ClientClosedError):
+            client.request("GET", "/v3/webizpay/avail-mch-ranges", query={"sp_mchid": SP_A})
+        # nothing to send: a callback still verifies with the keys the client holds
+        assert client.parse_notification(headers, raw).event_type == "WEBIZPAY.AUTHORIZED"
+    assert not http.is_closed  # the caller's own HTTP client stays open
+
+    async def main() -> None:
+        own = AsyncClient(
+            SP_A, m.serial_no, m.private_key, base_url=f"http://127.0.0.1:{free_port()}", **keys
+        )
+        asgi = AsyncClient(SP_A, m.serial_no, m.private_key, base_url="http://testserver",
+                           transport=httpx.ASGITransport(app=app), **keys)  # fmt: skip
+        for client in (own, asgi):
+            async with client:
+                if client is asgi:
+                    assert (await client.webizpay.ranges.list(sp_mchid=SP_A)).range_list == []
+            await client.aclose()
+            with pytest.raises(ClientClosedError, match=f"AsyncClient for {SP_A} is closed"):
+                await client.webizpay.ranges.list(sp_mchid=SP_A)
+            with pytest.raises(RuntimeError):  # what httpx raises, for code written against it
+                await client.request("GET", "/v3/webizpay/avail-mch-ranges", query={"sp_mchid": SP_A})
+
+    anyio.run(main)
 
 
 @SQLITE_ONLY

@@ -5,6 +5,7 @@ from .aio import AsyncClient
 from .core import Call, Response
 from .errors import (
     ApiError,
+    ClientClosedError,
     ConfigurationError,
     DecodeError,
     InvalidRequestError,
@@ -31,6 +32,7 @@ __all__ = [
     "AsyncClient",
     "Call",
     "Client",
+    "ClientClosedError",
     "ConfigurationError",
     "DecodeError",
     "InvalidRequestError",

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ..protocol.keys import PemSource
 from .base import BaseClient, ClientOptions, check_tls_context, generic_call
 from .core import Action, Call, Flow, Refresh, Response, Send, Sleep, answer
+from .errors import ClientClosedError
 from .given_http import AsyncHTTPClient, request_for, transport_error
 from .http11 import environment_has_proxy
 from .http11_aio import AsyncPooledHTTP
@@ -40,6 +41,7 @@ class AsyncClient(BaseClient, AsyncFamilies):
     ) -> None:
         check_tls_context(options.get("tls_context"), http_client, transport)
         super().__init__(mchid, serial_no, private_key, **options)
+        self._closed = False
         self._owned: httpx.AsyncClient | None = None  # the httpx client made here, closed here
         # Its own HTTP/1.1 unless the caller chose the HTTP or a proxy is configured (as Client).
         self._pooled: AsyncPooledHTTP | None = None
@@ -68,6 +70,11 @@ class AsyncClient(BaseClient, AsyncFamilies):
 
     async def _perform(self, action: Action) -> Any:
         if isinstance(action, Send):
+            if self._closed:
+                raise ClientClosedError(
+                    f"{type(self).__name__} for {self.mchid} is closed: make a new one (or call within its "
+                    "async with block)"
+                )
             try:
                 if self._pooled is not None:
                     return await self._pooled.exchange(action.request)
@@ -133,6 +140,9 @@ class AsyncClient(BaseClient, AsyncFamilies):
         return await self._drive(notification_flow(self._engine, headers, raw_body))
 
     async def aclose(self) -> None:
+        """Close the connections this client opened (an ``http_client`` of yours stays open); safe to
+        call twice. Later calls raise ``ClientClosedError``."""
+        self._closed = True
         if self._pooled is not None:
             await self._pooled.aclose()
         elif self._owned is not None:

@@ -32,6 +32,12 @@ class ConfigurationError(WxPayError, ValueError):
     """The client was configured in a way that cannot work (the message says what to add)."""
 
 
+class ClientClosedError(WxPayError, RuntimeError):
+    """A call on a client after ``close()`` / ``aclose()`` (or its ``with`` block ended). Before, the
+    own connection pool silently opened new connections that nothing would close, while an httpx
+    client raised a bare RuntimeError: one clear error whatever the HTTP underneath."""
+
+
 class ApiError(WxPayError):
     """A non-2xx answer. ``code``/``message``/``detail`` come from the WeChat error body; an unknown
     ``code`` still lands here, so ``except ApiError`` catches every refusal."""
