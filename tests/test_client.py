@@ -5,6 +5,8 @@ and refresh on rotation, sandbox faults, callbacks, one call per operation, asyn
 from __future__ import annotations
 
 import datetime as dt
+import http.client
+import io
 import json
 import pickle
 import threading
@@ -654,6 +656,28 @@ def test_parse_notification_round_trip(world: World) -> None:
     public_only = sdk(httpx.Client(), world, SP_A)  # no APIv3 key: nothing to decrypt with
     with pytest.raises(ConfigurationError, match="parsing callbacks needs the APIv3 key"):
         public_only.parse_notification(headers, raw)
+
+
+def test_parse_notification_takes_headers_as_each_framework_hands_them(world: World) -> None:
+    """Raw ASGI ``scope["headers"]`` (bytes pairs) and ``http.server``'s ``self.headers`` (an
+    email Message, no Mapping) were refused as unsigned or crashed unpacking; a WSGI environ /
+    Django ``request.META`` now gets a reason that says what to pass instead."""
+    from werkzeug.datastructures import EnvironHeaders
+
+    client = sdk(httpx.Client(), world, SP_C)
+    headers, raw = _callback(world)
+    asgi = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    wire = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n"
+    http_server = http.client.parse_headers(io.BytesIO(wire))  # what BaseHTTPRequestHandler.headers is
+    environ = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()}
+    for given in (asgi, http_server, EnvironHeaders(environ), list(headers.items())):
+        event = client.parse_notification(given, raw)
+        assert event.request_id == "cb-1" and isinstance(event.resource, w.AuthorizedEvent)
+    with pytest.raises(VerificationError, match=r"request\.META.*pass the request's headers") as info:
+        client.parse_notification(environ, raw)
+    assert info.value.reason == "missing_header"
+    with pytest.raises(TypeError, match=r"mapping, an object with items\(\), or \(name, value\) pairs"):
+        client.parse_notification(["Wechatpay-Serial"], raw)  # type: ignore[list-item]
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from .errors import ClientClosedError
 from .given_http import AsyncHTTPClient, request_for, transport_error
 from .http11 import environment_has_proxy
 from .http11_aio import AsyncPooledHTTP
+from .keys import HeadersLike
 from .notifications import Notification, notification_flow
 from .resources import AsyncFamilies
 
@@ -134,9 +135,7 @@ class AsyncClient(BaseClient, AsyncFamilies):
         async with self._lock():
             return await self._drive(self._engine.refresh_certificates())
 
-    async def parse_notification(
-        self, headers: Mapping[str, str] | Iterable[tuple[str, str]], raw_body: bytes | str
-    ) -> Notification:
+    async def parse_notification(self, headers: HeadersLike, raw_body: bytes | str) -> Notification:
         return await self._drive(notification_flow(self._engine, headers, raw_body))
 
     async def aclose(self) -> None:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -56,9 +57,45 @@ def check_apiv3_key(apiv3_key: object) -> None:
         raise ConfigurationError(f"apiv3_key must be {APIV3_KEY_RULE}")
 
 
-def _norm_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    return {str(k).lower(): str(v) for k, v in items}
+class HasItems(Protocol):
+    """Anything with ``items()`` giving (name, value) pairs: werkzeug's ``Headers``, Django's
+    ``HttpHeaders``, ``http.server``'s ``email.message.Message`` (which is no Mapping)."""
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+
+# How web frameworks hand over request headers: a mapping or an object with ``items()`` (Starlette,
+# Flask, Django, aiohttp, Tornado, http.server) or (name, value) pairs, as bytes in raw ASGI
+# (``scope["headers"]``).
+HeadersLike = Mapping[str, str] | HasItems | Iterable[tuple[str | bytes, str | bytes]]
+
+
+def _text(value: str | bytes) -> str:
+    # ASGI gives bytes; Latin-1 maps every byte (the signed headers are ASCII anyway).
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+
+def norm_headers(headers: HeadersLike) -> dict[str, str]:
+    items: Iterable[Any] = headers.items() if hasattr(headers, "items") else headers
+    out: dict[str, str] = {}
+    for pair in items:
+        if isinstance(pair, str | bytes) or not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise TypeError(
+                "headers must be a mapping, an object with items(), or (name, value) pairs; got "
+                f"{type(headers).__name__} yielding {type(pair).__name__}"
+            )
+        out[_text(pair[0]).lower()] = _text(pair[1])
+    return out
+
+
+def _environ_hint(h: Mapping[str, str]) -> str:
+    """A WSGI environ or Django ``request.META`` names headers HTTP_WECHATPAY_...: say what to pass."""
+    if any(k.startswith("http_wechatpay_") for k in h):
+        return (
+            "; these look like a WSGI environ or Django request.META (HTTP_WECHATPAY_...): "
+            "pass the request's headers (request.headers) instead"
+        )
+    return ""
 
 
 class KeySet:
@@ -134,7 +171,7 @@ class KeySet:
     # -- verification ---------------------------------------------------------------------------
     def verify_signed(
         self,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        headers: HeadersLike,
         body: bytes,
         *,
         what: str = "response",
@@ -144,14 +181,14 @@ class KeySet:
 
         Raises ``UnknownSerial`` when no trusted key has the serial (the caller may refresh
         certificates and retry) and ``VerificationError`` for everything else."""
-        h = _norm_headers(headers)
+        h = norm_headers(headers)
         request_id = h.get(c.H_REQUEST_ID.lower())
         missing = [name for name in SIGNED_HEADERS if not h.get(name.lower())]
         if missing:
             raise VerificationError(
                 "missing_header",
                 f"the {what} lacks {', '.join(missing)}; a genuine WeChat Pay {what} is always signed, "
-                "so this one must be treated as forged",
+                "so this one must be treated as forged" + _environ_hint(h),
                 request_id=request_id,
             )
         sig_type = h.get(c.H_SIGNATURE_TYPE.lower())

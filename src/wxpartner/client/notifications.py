@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from ..protocol import constants as c
 from ..protocol.crypto import DecryptionError
 from ..protocol.notification import decrypt_resource
 from .errors import ConfigurationError, VerificationError
-from .keys import KeySet, UnknownSerial, check_apiv3_key, downloadable
+from .keys import HeadersLike, KeySet, UnknownSerial, check_apiv3_key, downloadable, norm_headers
 
 if TYPE_CHECKING:
     from .core import Engine, Flow
@@ -71,7 +71,7 @@ def typed_resource(event_type: str, plaintext: dict[str, Any]) -> Any:
 def decode_notification(
     keys: KeySet,
     apiv3_key: str,
-    headers: Mapping[str, str] | Iterable[tuple[str, str]],
+    headers: HeadersLike,
     raw_body: bytes | str,
     *,
     check_timestamp: bool = True,
@@ -85,10 +85,8 @@ def decode_notification(
     return _decrypt(key.key_id, apiv3_key, headers, body)
 
 
-def _decrypt(
-    verified_by: str, apiv3_key: str, headers: Mapping[str, str] | Iterable[tuple[str, str]], body: bytes
-) -> Notification:
-    h = {k.lower(): v for k, v in (headers.items() if isinstance(headers, Mapping) else headers)}
+def _decrypt(verified_by: str, apiv3_key: str, headers: HeadersLike, body: bytes) -> Notification:
+    h = norm_headers(headers)
     request_id = h.get(c.H_REQUEST_ID.lower())
     try:
         data = json.loads(body)
@@ -122,9 +120,7 @@ def _decrypt(
     )
 
 
-def notification_flow(
-    engine: Engine, headers: Mapping[str, str] | Iterable[tuple[str, str]], raw_body: bytes | str
-) -> Flow[Notification]:
+def notification_flow(engine: Engine, headers: HeadersLike, raw_body: bytes | str) -> Flow[Notification]:
     """The client-bound variant: an unknown serial triggers a certificate refresh (certificate mode)."""
     from .core import Refresh
 
@@ -146,7 +142,7 @@ def notification_flow(
 
 
 def parse_notification(
-    headers: Mapping[str, str] | Iterable[tuple[str, str]],
+    headers: HeadersLike,
     raw_body: bytes | str,
     *,
     client: Any = None,

@@ -19,6 +19,7 @@ from .errors import ClientClosedError
 from .given_http import SyncHTTPClient, request_for, transport_error
 from .http11 import environment_has_proxy
 from .http11_sync import PooledHTTP
+from .keys import HeadersLike
 from .notifications import Notification, notification_flow
 from .resources import Families
 
@@ -136,9 +137,7 @@ class Client(BaseClient, Families):
         with self._refresh_lock:
             return self._drive(self._engine.refresh_certificates())
 
-    def parse_notification(
-        self, headers: Mapping[str, str] | Iterable[tuple[str, str]], raw_body: bytes | str
-    ) -> Notification:
+    def parse_notification(self, headers: HeadersLike, raw_body: bytes | str) -> Notification:
         """Verify (exact raw bytes, timestamp, probe) and decrypt a callback; see notifications.py."""
         return self._drive(notification_flow(self._engine, headers, raw_body))
 
