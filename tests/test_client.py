@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.client
+import inspect
 import io
 import json
 import pickle
@@ -599,6 +600,28 @@ def test_apply4subject_get_with_both_keys_sends_both(
     assert info.value.detail is not None and info.value.detail["field"] == "applyment_id"
     with pytest.raises(ValueError, match="applyment_id, business_code or both"):
         client.apply4subject.get()
+
+
+# -- the SDK as a user's tools see it ------------------------------------------------------------------------
+@SQLITE_ONLY
+def test_resource_methods_show_their_parameters_and_async_ones_are_coroutine_functions(
+    http: TestClient, world: World
+) -> None:
+    """help(), IPython and inspect.signature showed every operation as ``bound(*args, **kwargs)`` and the
+    async ones were plain functions (inspect.iscoroutinefunction False)."""
+    client = sdk(http, world, SP_A)
+    m = world.merchants[SP_A]
+    aclient = AsyncClient(SP_A, m.serial_no, m.private_key, apiv3_key=APIV3_KEY)
+    for c in (client, aclient):
+        issue = c.webizpay.quota_cards.issue
+        assert list(inspect.signature(issue).parameters) == ["employee_id", "request"]
+        get = c.webizpay.quota_cards.get
+        params = inspect.signature(get).parameters
+        assert [p.name for p in params.values() if p.kind is p.KEYWORD_ONLY] == ["sp_mchid", "sub_mchid"]
+        assert issue.__qualname__ == "QuotaCards.issue" and issue.__doc__ and "W3" in issue.__doc__
+        assert inspect.iscoroutinefunction(issue) is (c is aclient)
+        assert "QuotaCards.issue" in repr(issue)
+    assert client.webizpay.ranges.list(sp_mchid=SP_A).range_list == []  # still a working method
 
 
 # -- callbacks ------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ which fields are sensitive. A resource method is a one-line builder decorated wi
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -99,6 +100,7 @@ class Resource(Generic[M]):
 
     def __init__(self, runner: Any) -> None:
         self._runner = runner
+        self._async = inspect.iscoroutinefunction(runner.execute)
 
 
 class endpoint(Generic[P, T]):
@@ -107,6 +109,14 @@ class endpoint(Generic[P, T]):
     def __init__(self, build: Callable[P, Call[T]]) -> None:
         self.build = build
         self.__doc__ = build.__doc__
+        self._signature: inspect.Signature | None = None
+
+    def signature(self) -> inspect.Signature:
+        """The builder's parameters (what ``help()``, IPython and ``inspect.signature`` show for the
+        bound method, instead of ``(*args, **kwargs)``); the return type is the client's, not ``Call``."""
+        if self._signature is None:
+            self._signature = inspect.signature(self.build).replace(return_annotation=inspect.Signature.empty)
+        return self._signature
 
     @overload
     def __get__(self, obj: None, owner: Any) -> endpoint[P, T]: ...
@@ -118,12 +128,24 @@ class endpoint(Generic[P, T]):
         if obj is None:
             return self
         build, runner = self.build, obj._runner
+        bound: Any  # a function; it gets a __signature__
+        if obj._async:
+            # A coroutine function, so inspect/asyncio.iscoroutinefunction tell the truth about it.
+            async def bound_async(*args: Any, **kwargs: Any) -> Any:
+                return await runner.execute(build(*args, **kwargs))
 
-        def bound(*args: Any, **kwargs: Any) -> Any:
-            return runner.execute(build(*args, **kwargs))
+            bound = bound_async
+        else:
 
+            def bound_sync(*args: Any, **kwargs: Any) -> Any:
+                return runner.execute(build(*args, **kwargs))
+
+            bound = bound_sync
         bound.__name__ = getattr(build, "__name__", "operation")
+        bound.__qualname__ = f"{type(obj).__name__}.{bound.__name__}"
+        bound.__module__ = build.__module__
         bound.__doc__ = build.__doc__
+        bound.__signature__ = self.signature()
         return bound
 
 
