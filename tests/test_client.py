@@ -10,8 +10,10 @@ import inspect
 import io
 import json
 import pickle
+import textwrap
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -622,6 +624,72 @@ def test_resource_methods_show_their_parameters_and_async_ones_are_coroutine_fun
         assert inspect.iscoroutinefunction(issue) is (c is aclient)
         assert "QuotaCards.issue" in repr(issue)
     assert client.webizpay.ranges.list(sp_mchid=SP_A).range_list == []  # still a working method
+
+
+def test_a_strictly_typed_user_project_sees_precise_types(tmp_path: Path) -> None:
+    """mypy --strict on code written as a user writes it: results are the models (no Any), async ones
+    awaitables of them, a callback's resource a union to narrow, a subclass's ``with`` gives the
+    subclass, and the headers of http.server / raw ASGI are accepted."""
+    mypy_api = pytest.importorskip("mypy.api")
+    user = tmp_path / "user_app.py"
+    user.write_text(
+        textwrap.dedent(
+            """
+            import http.server
+            from wxpartner.client import AsyncClient, Client, ClientClosedError
+            from wxpartner.models import webizpay as w
+
+            class MyClient(Client): ...
+
+            def sync(c: MyClient, handler: http.server.BaseHTTPRequestHandler) -> None:
+                reveal_type(c.webizpay.quota_cards.get("e", "1", sp_mchid="1", sub_mchid="2"))
+                reveal_type(c.webizpay.ranges.list_identifiers("r", sp_mchid="1", offset=0, limit=10).data)
+                reveal_type(c.apply4subject.cancel(business_code="b"))
+                with c as entered:
+                    reveal_type(entered)
+                event = c.parse_notification(handler.headers, b"{}")
+                reveal_type(event.resource)
+                if isinstance(event.resource, w.AuthorizedEvent):
+                    reveal_type(event.resource.employee_id)
+                c.parse_notification([(b"wechatpay-serial", b"PUB_KEY_ID_1")], b"{}")
+
+            async def aio(c: AsyncClient) -> None:
+                reveal_type(c.webizpay.quota_cards.get)
+                reveal_type(await c.recharge_employees.list("s"))
+                async with c as entered:
+                    reveal_type(entered)
+                try:
+                    await c.webizpay.ranges.list(sp_mchid="1")
+                except ClientClosedError as err:
+                    reveal_type(err)
+            """
+        )
+    )
+    out, err, status = mypy_api.run(
+        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / ".mypy"), str(user)]
+    )
+    revealed = [
+        line.split("Revealed type is ", 1)[1].strip('"').replace("builtins.", "")
+        for line in out.splitlines()
+        if "Revealed" in line
+    ]
+    assert status == 0 and "Success: no issues found" in out, out + err
+    models = "wxpartner.models."
+    assert revealed == [
+        models + "webizpay.QuotaCard",
+        "list[str]",
+        "None",
+        "user_app.MyClient",
+        f"{models}webizpay.AuthorizedEvent | {models}webizpay.RevokedEvent | {models}webizpay.QuotaCardExpiredEvent"
+        f" | {models}webizpay.PaymentSuccessEvent | {models}webizpay.PaymentRefundSuccessEvent"
+        " | dict[str, Any]",
+        "str",
+        "def (employee_id: str, card_no: str, *, sp_mchid: str, sub_mchid: str)"
+        f" -> typing.Awaitable[{models}webizpay.QuotaCard]",
+        models + "recharge.RechargeEmployeeList",
+        "wxpartner.client.aio.AsyncClient",
+        "wxpartner.client.errors.ClientClosedError",
+    ], out
 
 
 # -- callbacks ------------------------------------------------------------------------------------------------

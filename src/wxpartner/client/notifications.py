@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..models import webizpay as w
 from ..protocol import constants as c
 from ..protocol.crypto import DecryptionError
 from ..protocol.notification import decrypt_resource
@@ -25,6 +26,18 @@ from .keys import HeadersLike, KeySet, UnknownSerial, check_apiv3_key, downloada
 
 if TYPE_CHECKING:
     from .core import Engine, Flow
+
+
+# What ``Notification.resource`` holds: the model of a known event type, else the plaintext dict.
+# Precise rather than Any, so a strictly typed handler narrows it with isinstance.
+EventResource = (
+    w.AuthorizedEvent
+    | w.RevokedEvent
+    | w.QuotaCardExpiredEvent
+    | w.PaymentSuccessEvent
+    | w.PaymentRefundSuccessEvent
+    | dict[str, Any]
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +50,7 @@ class Notification:
     event_type: str
     resource_type: str
     summary: str
-    resource: Any
+    resource: EventResource
     plaintext: dict[str, Any]
     original_type: str | None
     verified_by: str
@@ -47,8 +60,6 @@ class Notification:
 
 def _event_models() -> dict[str, type[BaseModel]]:
     """event_type -> plaintext model (webizpay is the only family with callbacks)."""
-    from ..models import webizpay as w
-
     return {
         "WEBIZPAY.AUTHORIZED": w.AuthorizedEvent,
         "WEBIZPAY.REVOKED": w.RevokedEvent,
@@ -58,12 +69,13 @@ def _event_models() -> dict[str, type[BaseModel]]:
     }
 
 
-def typed_resource(event_type: str, plaintext: dict[str, Any]) -> Any:
+def typed_resource(event_type: str, plaintext: dict[str, Any]) -> EventResource:
     model = _event_models().get(event_type)
     if model is None:
         return plaintext
     try:
-        return model.model_validate(plaintext)
+        event: EventResource = model.model_validate(plaintext)  # type: ignore[assignment]
+        return event
     except ValidationError:
         return plaintext  # a newer field shape than our models know: still hand over the data
 

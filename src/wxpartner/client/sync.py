@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, Unpack
+from typing import Any, Self, TypeVar, Unpack
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -150,7 +150,7 @@ class Client(BaseClient, Families):
         elif self._owned is not None:
             self._owned.close()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
