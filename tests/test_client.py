@@ -491,6 +491,50 @@ def test_webizpay_w9_to_w17(http: TestClient, world: World) -> None:
 
 
 @pytest.mark.skipif("wxpartner.server.routes.recharge" not in ROUTE_MODULES, reason="recharge not registered")
+def test_w16_identifiers_walks_every_page_sync_and_async(
+    app: WxPartnerApp, http: TestClient, world: World
+) -> None:
+    """W16 pages by offset/limit; ``ranges.identifiers`` walks all pages (``for`` / ``async for``), one
+    request per page, stopping at a short page. Before, every user wrote this loop."""
+    client = sdk(http, world, SP_A)
+    wz = client.webizpay
+    created = wz.ranges.create({"sp_mchid": SP_A, "identifier_type": "ORGANIZATION_CODE"})
+    idents = [f"91440300MA5EXAM{i:03d}" for i in range(7)]
+    for ident in idents:
+        wz.ranges.add_identifier(created.range_id, {"sp_mchid": SP_A, "merchant_identifier": ident})
+    calls = 0
+    real_execute = client.execute
+
+    def counting(call: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real_execute(call)
+
+    client.execute = counting  # type: ignore[method-assign]
+    walk = wz.ranges.identifiers(created.range_id, sp_mchid=SP_A, page_size=3)
+    assert calls == 0  # lazy: nothing is asked before the first item is wanted
+    seen = list(walk)
+    assert sorted(seen) == idents and len(seen) == 7 and calls == 3  # 3 + 3 + 1
+    assert list(inspect.signature(wz.ranges.identifiers).parameters) == ["range_id", "sp_mchid", "page_size"]
+    empty = wz.ranges.create({"sp_mchid": SP_A, "identifier_type": "ORGANIZATION_CODE"})
+    assert list(wz.ranges.identifiers(empty.range_id, sp_mchid=SP_A)) == []
+
+    async def main() -> list[str]:
+        m = world.merchants[SP_A]
+        async with AsyncClient(
+            SP_A, m.serial_no, m.private_key, base_url="http://testserver", transport=httpx.ASGITransport(app=app),
+            wechatpay_public_key=world.platform_pub.public_key_pem, wechatpay_public_key_id=world.platform_pub.key_id,
+        ) as aclient:  # fmt: skip
+            return [
+                i
+                async for i in aclient.webizpay.ranges.identifiers(
+                    created.range_id, sp_mchid=SP_A, page_size=2
+                )
+            ]
+
+    assert anyio.run(main) == seen
+
+
 def test_recharge_r1_to_r3(http: TestClient, world: World) -> None:
     client = sdk(http, world, SP_A)
     added = client.recharge_employees.add(

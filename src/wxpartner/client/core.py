@@ -47,6 +47,8 @@ from .policy import DEFAULT_TIMEOUT, NOT_SENT_ERRORS, RetryPolicy, retry_after_s
 from .sensitive import encrypt_at, json_key, sensitive_pointers
 
 T = TypeVar("T")
+# A Call only hands out its result: Call[IdentifierPage] is a Call[Page[str]] (operations.paged).
+T_co = TypeVar("T_co", covariant=True)
 
 # Method, path, status, attempt and Request-ID only: never bodies, headers or key material.
 log = logging.getLogger("wxpartner.client")
@@ -97,12 +99,12 @@ class Response:
 
 
 @dataclass(frozen=True)
-class Call(Generic[T]):
+class Call(Generic[T_co]):
     """One API operation, ready to run: resources build these, and so does ``request()``."""
 
     method: str
     path: str  # percent-encoded, starting with /v3/
-    decode: Callable[[Response], T]
+    decode: Callable[[Response], T_co]
     query: Sequence[tuple[str, str]] = ()
     body: BaseModel | Mapping[str, Any] | bytes | None = None
     # Safe to repeat after a timeout or dropped connection (queries, and writes keyed by the caller's

@@ -9,9 +9,9 @@ which fields are sensitive. A resource method is a one-line builder decorated wi
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 from urllib.parse import quote
 
 from pydantic import BaseModel
@@ -21,6 +21,7 @@ from .core import Call, Response, model_decoder, no_content, query_text, raw_res
 P = ParamSpec("P")
 T = TypeVar("T")
 B = TypeVar("B", bound=BaseModel)
+Item = TypeVar("Item", covariant=True)
 
 
 class Sync:
@@ -149,4 +150,77 @@ class endpoint(Generic[P, T]):
         return bound
 
 
-__all__ = ["Async", "Op", "Resource", "Sync", "endpoint", "fill", "raw_response"]
+class Page(Protocol[Item]):
+    """An offset/limit page as WeChat Pay answers it (W16: ``offset``, ``limit``, ``count``,
+    ``total_count``, ``data``)."""
+
+    @property
+    def count(self) -> int: ...
+    @property
+    def total_count(self) -> int: ...
+    @property
+    def data(self) -> Sequence[Item]: ...
+
+
+class paged(Generic[P, Item]):
+    """Turns ``def f(..., offset: int) -> Call[Page[X]]`` (``offset`` first) into a method that walks
+    every page: an ``Iterator[X]`` on ``Client``, an ``AsyncIterator[X]`` on ``AsyncClient``. It asks
+    for the next page until one comes back short or ``total_count`` is reached; offset paging over a list
+    that changes meanwhile may skip or repeat an item, as the API itself does."""
+
+    def __init__(self, build: Callable[Concatenate[int, P], Call[Page[Item]]]) -> None:
+        self.build = build
+        self.__doc__ = build.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: Any) -> paged[P, Item]: ...
+    @overload
+    def __get__(self, obj: Resource[Sync], owner: Any) -> Callable[P, Iterator[Item]]: ...
+    @overload
+    def __get__(self, obj: Resource[Async], owner: Any) -> Callable[P, AsyncIterator[Item]]: ...
+    def __get__(self, obj: Any, owner: Any) -> Any:
+        if obj is None:
+            return self
+        build, runner = self.build, obj._runner
+
+        def more(page: Page[Item], offset: int) -> bool:
+            return page.count > 0 and offset < page.total_count
+
+        bound: Any  # a function; it gets a __signature__
+        if obj._async:
+
+            async def walk_async(*args: Any, **kwargs: Any) -> AsyncIterator[Item]:
+                offset = 0
+                while True:
+                    page = await runner.execute(build(offset, *args, **kwargs))
+                    for item in page.data:
+                        yield item
+                    offset += page.count
+                    if not more(page, offset):
+                        return
+
+            bound = walk_async
+        else:
+
+            def walk_sync(*args: Any, **kwargs: Any) -> Iterator[Item]:
+                offset = 0
+                while True:
+                    page = runner.execute(build(offset, *args, **kwargs))
+                    yield from page.data
+                    offset += page.count
+                    if not more(page, offset):
+                        return
+
+            bound = walk_sync
+        sig = inspect.signature(build)
+        bound.__name__ = getattr(build, "__name__", "pages")
+        bound.__qualname__ = f"{type(obj).__name__}.{bound.__name__}"
+        bound.__module__ = build.__module__
+        bound.__doc__ = build.__doc__
+        bound.__signature__ = sig.replace(
+            parameters=list(sig.parameters.values())[1:], return_annotation=inspect.Signature.empty
+        )
+        return bound
+
+
+__all__ = ["Async", "Op", "Page", "Resource", "Sync", "endpoint", "fill", "paged", "raw_response"]

@@ -18,7 +18,7 @@ from ...models import webizpay as w
 from ...models import webizpay_bills as b
 from ...models import webizpay_merchants as m
 from ..core import Call, Response
-from ..operations import M, Op, Resource, endpoint
+from ..operations import M, Op, Resource, endpoint, paged
 
 Body = Mapping[str, Any]
 
@@ -247,6 +247,15 @@ class Ranges(Resource[M]):
     ) -> Call[m.IdentifierPage]:
         """W16: one page of a range's identifiers."""
         query = {"sp_mchid": sp_mchid, "offset": offset, "limit": limit}
+        return LIST_IDENTIFIERS.call({"range_id": range_id}, query=query)
+
+    @paged
+    def identifiers(
+        offset: int, /, range_id: str, *, sp_mchid: str, page_size: int = 100
+    ) -> Call[m.IdentifierPage]:
+        """W16, every page: iterate over all of a range's identifiers (``for`` on ``Client``, ``async for``
+        on ``AsyncClient``), ``page_size`` (at most 500) per request."""
+        query = {"sp_mchid": sp_mchid, "offset": offset, "limit": page_size}
         return LIST_IDENTIFIERS.call({"range_id": range_id}, query=query)
 
     @endpoint
