@@ -14,7 +14,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,7 @@ def _asgi_stream(
 ) -> tuple[int, int]:
     """POST ``messages`` body messages of ``size`` bytes (no Content-Length unless ``headers`` has one)
     straight to the ASGI app; returns (status, how many messages the app took)."""
-    taken, status = 0, 0
+    taken = 0
 
     async def receive() -> dict[str, Any]:
         nonlocal taken
@@ -177,6 +177,21 @@ def _asgi_stream(
             return {"type": "http.disconnect"}
         taken += 1
         return {"type": "http.request", "body": b"x" * size, "more_body": taken < messages}
+
+    headers = [(b"content-type", FORM_TYPE["Content-Type"].encode()), *headers]
+    return _asgi_status(app, "POST", path, headers, receive), taken
+
+
+def _asgi_status(
+    app: WxPartnerApp,
+    method: str,
+    path: str,
+    headers: Iterable[tuple[bytes, bytes]],
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+) -> int:
+    """One request straight to the ASGI app, its body from ``receive``; the status it answered (0:
+    none)."""
+    status = 0
 
     async def send(message: dict[str, Any]) -> None:
         nonlocal status
@@ -187,22 +202,18 @@ def _asgi_stream(
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "POST",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [
-            (b"host", b"testserver"),
-            (b"content-type", FORM_TYPE["Content-Type"].encode()),
-            *headers,
-        ],
+        "headers": [(b"host", b"testserver"), *headers],
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
     anyio.run(app, scope, receive, send)
-    return status, taken
+    return status
 
 
 @SQLITE_ONLY
@@ -623,32 +634,11 @@ def _asgi_cut_off(
         *([{"type": "http.request", "body": sent, "more_body": True}] if sent else []),
         {"type": "http.disconnect"},
     ]
-    status = 0
 
     async def receive() -> dict[str, Any]:
         return messages.pop(0) if len(messages) > 1 else messages[0]
 
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    anyio.run(app, scope, receive, send)
-    return status
+    return _asgi_status(app, method, path, headers, receive)
 
 
 def test_a_body_cut_off_by_a_disconnect_is_never_handled_as_an_empty_one(

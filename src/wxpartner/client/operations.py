@@ -142,12 +142,7 @@ class endpoint(Generic[P, T]):
                 return runner.execute(build(*args, **kwargs))
 
             bound = bound_sync
-        bound.__name__ = getattr(build, "__name__", "operation")
-        bound.__qualname__ = f"{type(obj).__name__}.{bound.__name__}"
-        bound.__module__ = build.__module__
-        bound.__doc__ = build.__doc__
-        bound.__signature__ = self.signature()
-        return bound
+        return _dressed(bound, obj, build, self.signature())
 
 
 class Page(Protocol[Item]):
@@ -171,6 +166,16 @@ class paged(Generic[P, Item]):
     def __init__(self, build: Callable[Concatenate[int, P], Call[Page[Item]]]) -> None:
         self.build = build
         self.__doc__ = build.__doc__
+        self._signature: inspect.Signature | None = None
+
+    def signature(self) -> inspect.Signature:
+        """The builder's parameters after ``offset``, which the walk supplies."""
+        if self._signature is None:
+            sig = inspect.signature(self.build)
+            self._signature = sig.replace(
+                parameters=list(sig.parameters.values())[1:], return_annotation=inspect.Signature.empty
+            )
+        return self._signature
 
     @overload
     def __get__(self, obj: None, owner: Any) -> paged[P, Item]: ...
@@ -212,15 +217,18 @@ class paged(Generic[P, Item]):
                         return
 
             bound = walk_sync
-        sig = inspect.signature(build)
-        bound.__name__ = getattr(build, "__name__", "pages")
-        bound.__qualname__ = f"{type(obj).__name__}.{bound.__name__}"
-        bound.__module__ = build.__module__
-        bound.__doc__ = build.__doc__
-        bound.__signature__ = sig.replace(
-            parameters=list(sig.parameters.values())[1:], return_annotation=inspect.Signature.empty
-        )
-        return bound
+        return _dressed(bound, obj, build, self.signature())
+
+
+def _dressed(bound: Any, resource: Any, build: Callable[..., Any], signature: inspect.Signature) -> Any:
+    """``bound`` as ``help()``, IPython and ``inspect`` should show it: the builder's name, docstring and
+    parameters, named after the resource (``QuotaCards.issue``)."""
+    bound.__name__ = getattr(build, "__name__", "operation")
+    bound.__qualname__ = f"{type(resource).__name__}.{bound.__name__}"
+    bound.__module__ = build.__module__
+    bound.__doc__ = build.__doc__
+    bound.__signature__ = signature
+    return bound
 
 
 __all__ = ["Async", "Op", "Page", "Resource", "Sync", "endpoint", "fill", "paged", "raw_response"]
