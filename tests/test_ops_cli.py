@@ -626,3 +626,48 @@ def test_a_plain_parameter_refusal_shows_its_detail_too(run: Any) -> None:
         ' (detail: {"field": "kind", "issue": "unknown fault kind", "location": "body", "value": "NOPE"})'
     )
     assert "400 PARAM_ERROR: unknown fault 'NOPE'" in out
+
+
+def test_bad_urls_tokens_methods_and_settings_are_clear_errors(tmp_path: Path, data_dir: Path) -> None:
+    """Found in the CLI audit: each of these was a Python traceback (or printed the token in an httpx
+    error), and a refused connection did not say what to check."""
+    from live import free_port
+
+    token = ["--token", "t0ken"]
+    assert "is not a URL" in _no_traceback(["clock", "--url", "http://[::1", *token], 1)
+    assert "expected http://HOST:PORT" in _no_traceback(["clock", "--url", "ftp://x", *token], 1)
+    assert "is not a URL" in _no_traceback(
+        ["call", "GET", "/v3/x", "--data-dir", str(data_dir), "--url", "http://[::1"], 1
+    )
+    assert "is not a request path" in _no_traceback(
+        ["call", "GET", "http://[::1/v3/x", "--data-dir", str(data_dir)], 2
+    )
+    key = str(data_dir / "apiclient_key.pem")
+    assert "is not a URL" in _no_traceback(
+        ["sign", "--url", "http://[::1", "--mchid", SP_A, "--serial", "AB", "--key", key], 2
+    )
+    for bad in ("é", "a\nsecret"):
+        out = _no_traceback(["clock", "--token", bad, "--url", "http://127.0.0.1:1"], 1)
+        assert "printable ASCII without spaces" in out and "secret" not in out
+    assert "printable ASCII" in _no_traceback(
+        ["call", "GET", "/v3/x", "--data-dir", str(data_dir), "--fault", "é"], 2
+    )
+    assert "not an HTTP method" in _no_traceback(["call", "G T", "/v3/x", "--data-dir", str(data_dir)], 2)
+    signed = _no_traceback(
+        ["sign", "-X", "G T", "--url", "/v3/x", "--mchid", SP_A, "--serial", "AB", "--key", key], 0
+    )
+    assert "not an HTTP method" in signed  # the warning on stderr (CliRunner mixes it in)
+
+    down = f"http://127.0.0.1:{free_port()}"
+    assert "is `wxpartner serve` running there?" in _no_traceback(["clock", "--url", down, *token], 1)
+    assert "is `wxpartner serve` running there?" in _no_traceback(
+        ["call", "GET", "/v3/x", "--data-dir", str(data_dir), "--url", down], 1
+    )
+    missing = tmp_path / "nowhere"
+    assert f"{missing / 'connection.json'} does not exist" in _no_traceback(
+        ["clock", "--data-dir", str(missing)], 1
+    )
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "connection.json").write_text('{"mchid": 5, "serial_no": 6, "private_key_path": 7}')
+    assert "mchid is not a string" in _no_traceback(["call", "GET", "/v3/x", "--data-dir", str(odd)], 1)

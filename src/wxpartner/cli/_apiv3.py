@@ -60,11 +60,19 @@ def check_signature(headers: Any, body: bytes, keys: PublicKeys) -> tuple[bool, 
     return True, f"verified with {serial}"
 
 
+def is_token(text: str) -> bool:
+    """An HTTP token (a method, a header name)."""
+    return bool(text) and all(ch.isascii() and (ch.isalnum() or ch in "!#$%&'*+-.^_`|~") for ch in text)
+
+
 def request_target(path: str) -> str:
     """The path and query to request: a full URL loses its scheme and host, a missing leading '/' is
     added, and what httpx percent-encodes (a space, non-ASCII) is encoded. Signer.send signs what
     httpx then sends (dot segments resolved)."""
-    parts = urlsplit(path)
+    try:
+        parts = urlsplit(path)
+    except ValueError as exc:  # 'http://[::1/x': was a traceback
+        raise click.BadParameter(f"{path!r} is not a request path: {exc}") from None
     raw = parts.path if parts.path.startswith("/") else "/" + parts.path
     try:
         url = httpx.URL(canonical_url(raw, parts.query))
@@ -113,4 +121,4 @@ class Signer:
             try:
                 return target, http.send(request)
             except httpx.HTTPError as exc:
-                raise click.ClickException(f"{method} {target}: {type(exc).__name__}: {exc}") from exc
+                raise self.t.unreachable(f"{method} {target}: {type(exc).__name__}", exc) from None

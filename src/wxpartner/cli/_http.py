@@ -18,6 +18,21 @@ import httpx
 
 from ._files import read_text
 
+# connection.json fields the commands use as text: a hand-edited number there was a TypeError traceback
+TEXT_SETTINGS = (
+    "base_url",
+    "sandbox_token",
+    "mchid",
+    "serial_no",
+    "private_key_path",
+    "apiv3_key",
+    "tls_ca_path",
+    "wechatpay_public_key_id",
+    "wechatpay_public_key_path",
+    "platform_certificate_serial",
+    "platform_certificate_path",
+)
+
 
 class Target:
     """Where the server is and how to reach it: flags, else <data-dir>/connection.json (read on first
@@ -39,6 +54,12 @@ class Target:
             raise click.ClickException(f"connection settings {path}: not JSON ({exc})") from None
         if not isinstance(found, dict):
             raise click.ClickException(f"connection settings {path}: not a JSON object")
+        for name in TEXT_SETTINGS:
+            if found.get(name) is not None and not isinstance(found[name], str):
+                raise click.ClickException(
+                    f"connection settings {path}: {name} is not a string; restart `wxpartner serve` "
+                    "to write the file again"
+                )
         return found
 
     @property
@@ -47,15 +68,50 @@ class Target:
 
     @property
     def token(self) -> str:
-        return str(self._token or self.info.get("sandbox_token") or "")
+        token = str(self._token or self.info.get("sandbox_token") or "")
+        # a header value is printable ASCII: anything else was a UnicodeEncodeError traceback, or an
+        # httpx error that printed the token
+        if token and not all("!" <= ch <= "~" for ch in token):
+            raise click.ClickException(
+                "the sandbox token is printable ASCII without spaces; copy it from sandbox_token in "
+                "<data-dir>/connection.json"
+            )
+        return token
+
+    def no_token(self) -> click.ClickException:
+        where = Path(self._data_dir) / "connection.json"
+        found = "has no sandbox_token" if where.is_file() else "does not exist"
+        return click.ClickException(
+            f"no sandbox token: {where} {found}; pass --data-dir with the data dir `wxpartner serve` "
+            "uses, or --token"
+        )
 
     @contextmanager
     def client(self) -> Iterator[httpx.Client]:
         if self._http is not None:  # tests hand in an in-process client
             yield self._http
             return
-        with httpx.Client(base_url=self.base_url, timeout=60, verify=self._tls()) as http:
+        url = self.base_url
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:  # was a traceback: 'http://[::1', a port 'x'
+            raise click.ClickException(f"server URL {url!r} is not a URL: {exc}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise click.ClickException(f"server URL {url!r}: expected http://HOST:PORT or https://HOST:PORT")
+        with httpx.Client(base_url=url, timeout=60, verify=self._tls()) as http:
             yield http
+
+    def unreachable(self, what: str, exc: httpx.HTTPError) -> click.ClickException:
+        """The transport's words, and what usually causes them."""
+        text = (str(exc) or type(exc).__name__).rstrip(".")
+        hint = ""
+        if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in text:
+            hint = "; for `serve --tls` pass --data-dir of that server, whose connection.json names its authority"
+        elif isinstance(exc, httpx.ConnectError):
+            hint = "; is `wxpartner serve` running there?"
+        elif isinstance(exc, httpx.RemoteProtocolError) and self.base_url.startswith("http://"):
+            hint = "; if the server was started with --tls, use https://"
+        return click.ClickException(f"{what}: {text}{hint}")
 
     def _tls(self) -> ssl.SSLContext | bool:
         """``serve --tls``: trust the data dir's authority (connection.json names it) besides the
@@ -72,13 +128,13 @@ class Target:
 
     def control(self, method: str, path: str, **kw: Any) -> Any:
         if not self.token:
-            raise click.ClickException("no sandbox token: pass --token or --data-dir with a connection.json")
+            raise self.no_token()
         headers = {"Authorization": f"Bearer {self.token}", **kw.pop("headers", {})}
         try:
             with self.client() as http:
                 resp = http.request(method, "/sandbox" + path, headers=headers, **kw)
         except httpx.HTTPError as exc:
-            raise click.ClickException(f"cannot reach {self.base_url}: {exc}") from exc
+            raise self.unreachable(f"cannot reach {self.base_url}", exc) from None
         try:
             data = resp.json()
         except ValueError:

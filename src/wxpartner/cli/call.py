@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from ..domain.faults import FAULT_HEADER
 from ..protocol import constants as c
-from ._apiv3 import Signer, check_signature, platform_keys
+from ._apiv3 import Signer, check_signature, is_token, platform_keys
 from ._files import at_file
 from ._http import Target, target_options
 from ._output import console, emit, print_json, say, verdict
@@ -29,15 +29,14 @@ def _body(data: str | None) -> bytes:
     return raw
 
 
-def _header(text: str) -> tuple[str, str]:
+def _header(text: str, hint: str = "'--header' / '-H'") -> tuple[str, str]:
     """-H 'Name: value': a token name and a value of printable ASCII (what HTTP/1.1 carries)."""
     name, sep, val = text.partition(":")
     name, val = name.strip(), val.strip()
-    token = name and all(ch.isascii() and (ch.isalnum() or ch in "!#$%&'*+-.^_`|~") for ch in name)
-    if not sep or not token:
-        raise click.BadParameter(f"{text!r}: expected 'Name: value'", param_hint="'--header' / '-H'")
+    if not sep or not is_token(name):
+        raise click.BadParameter(f"{text!r}: expected 'Name: value'", param_hint=hint)
     if not all(" " <= ch <= "~" for ch in val):
-        raise click.BadParameter(f"{name}: a header value is printable ASCII", param_hint="'--header' / '-H'")
+        raise click.BadParameter(f"{name}: a header value is printable ASCII", param_hint=hint)
     return name, val
 
 
@@ -70,11 +69,14 @@ def call(
     """Sign and send any APIv3 request, verify the response signature, print the answer.
 
     Exit status: 0 when the response signature verifies, 1 when it does not (or there is none)."""
+    if not is_token(method):  # was httpx's "LocalProtocolError: Illegal method characters"
+        raise click.BadParameter(f"{method!r} is not an HTTP method (GET, POST, ...)", param_hint="'METHOD'")
     signer = Signer.of(t, mchid, serial_no, key_path)
     body = _body(data)
     headers: dict[str, str] = {}
-    if fault:
-        headers[FAULT_HEADER] = fault
+    if fault:  # checked as -H is: a non-ASCII value was a UnicodeEncodeError traceback
+        name, val = _header(f"{FAULT_HEADER}: {fault}", "'--fault'")
+        headers[name] = val
     for h in extra_headers:
         name, val = _header(h)
         headers[name] = val

@@ -13,12 +13,15 @@ import click
 from ..protocol.authorization import Authorization, AuthorizationFormatError, parse_authorization
 from ..protocol.messages import canonical_url, request_message, visible_controls
 from ..protocol.signing import new_nonce, sign
+from ._apiv3 import is_token
 from ._files import at_file, private_key
 
 
-def _problem(header: str, target: str) -> str | None:
+def _problem(method: str, header: str, target: str) -> str | None:
     """What the server's Authorization check (or its path rule) would refuse, before any signature
-    check: the values given with --timestamp, --nonce, --mchid are printed as asked, but say so."""
+    check: the values given with --method, --timestamp, --nonce, --mchid are printed as asked, but say so."""
+    if not is_token(method):
+        return f"{method!r} is not an HTTP method: a request line never carries that"
     if not target.startswith("/"):
         return f"the URL {target!r} does not start with '/': a request line never carries that"
     try:
@@ -53,7 +56,10 @@ def sign_cmd(
 ) -> None:
     """Print the exact string-to-sign, its SHA-256 and the Authorization header for a request."""
     body_bytes = at_file(body, "--body")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # 'http://[::1': was a traceback
+        raise click.BadParameter(f"{url!r} is not a URL: {exc}", param_hint="'--url'") from None
     target = canonical_url(parts.path or "/", parts.query) if parts.scheme else url
     ts = timestamp or str(int(time.time()))
     nonce_str = nonce or new_nonce()
@@ -68,7 +74,7 @@ def sign_cmd(
         "message_length": len(message),
         "sha256": hashlib.sha256(message).hexdigest(),
         "authorization": header,
-        "authorization_problem": _problem(header, target),
+        "authorization_problem": _problem(method.upper(), header, target),
     }
     if result["authorization_problem"]:  # on stderr: stdout stays the document asked for
         click.echo(
