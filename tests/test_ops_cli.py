@@ -405,6 +405,13 @@ def test_bills_generates_a_csv_per_day_with_progress(
     txid = paid.json()["transaction_id"]
     assert f"`{txid}" in csv or f"{txid}," in csv
     assert "\\n" not in csv and '"交易时间' not in csv  # lines as lines, not a JSON string
+    # found in the CLI audit: a file that could not be written was a traceback; now that day fails
+    blocked = tmp_path / "blocked"
+    (blocked / f"QYZFALL_{SUB_B}_{paid_day}.csv").mkdir(parents=True)
+    refused = run(
+        "bills", "--sub-mchid", SUB_B, "--from", str(paid_day), "--out", str(blocked), "--json", code=1
+    )
+    assert "cannot write" in json.loads(refused.stdout)["bills"][0]["error"]
 
 
 def test_callbacks_list_show_deliver_redeliver(run: Any, control: TestClient, app: Any) -> None:
@@ -671,3 +678,46 @@ def test_bad_urls_tokens_methods_and_settings_are_clear_errors(tmp_path: Path, d
     odd.mkdir()
     (odd / "connection.json").write_text('{"mchid": 5, "serial_no": 6, "private_key_path": 7}')
     assert "mchid is not a string" in _no_traceback(["call", "GET", "/v3/x", "--data-dir", str(odd)], 1)
+
+
+def test_empty_ids_and_values_are_refused_not_widened(run: Any, tmp_path: Path) -> None:
+    """Found in the CLI audit: `faults clear "$ID"` with an empty $ID deleted every rule, `reset --yes
+    --mchid ''` reset every merchant, `journal ''` listed the journal; `clock --set ²` and `faults add
+    --probability nan` were tracebacks; `scenario load --batch` of a file without any list section
+    loaded nothing and exited 0 where the plain load refuses it."""
+    rule = as_json(run("faults", "add", "LATENCY", "--latency-ms", "1", "--json"))
+    assert "'' is not a rule id" in run("faults", "clear", "", code=2).output
+    assert [r["id"] for r in as_json(run("faults", "list", "--json"))["data"]] == [rule["id"]]
+    assert "is not a Request-ID" in run("journal", "", code=2).output
+    assert "empty merchant number" in run("reset", "--yes", "--mchid", "", code=2).output
+    assert "Traceback" not in run("clock", "--set", "²", code=1).output
+    for odd in ("nan", "inf", "0", "2"):
+        assert "Traceback" not in run("faults", "add", "SYSTEM_ERROR", "--probability", odd, code=2).output
+    assert as_json(run("faults", "list", "--json"))["data"] == [rule]
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("merchants: 5\n")
+    plain = run("scenario", "load", str(scalar), code=1).output
+    assert (
+        "SCENARIO_ERROR" in plain
+        and "SCENARIO_ERROR" in run("scenario", "load", str(scalar), "--batch", "1", code=1).output
+    )
+
+
+def test_scenario_export_is_owner_only_and_whole(run: Any, tmp_path: Path) -> None:
+    """Found in the CLI audit: scenario export --out wrote every merchant's APIv3 key to a file anyone
+    could read (0644 under umask 022), and writes truncated the file in place first, so a Ctrl-C or a
+    failure mid-write left it empty or half-written."""
+    import os
+    import stat
+
+    from wxpartner.sandbox.material import write_secret
+
+    out = tmp_path / "export" / "scn.yaml"
+    out.parent.mkdir()
+    out.write_text("old")
+    run("scenario", "export", "--out", str(out))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600 and "apiv3_key" in out.read_text()
+    before = out.read_text()
+    with pytest.raises(UnicodeEncodeError):  # fails mid-write: the old file stays whole
+        write_secret(out, "new\udc80")
+    assert out.read_text() == before and os.listdir(out.parent) == ["scn.yaml"]

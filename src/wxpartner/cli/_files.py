@@ -26,9 +26,16 @@ def read_text(path: str | Path, what: str) -> str:
         raise click.ClickException(f"{what} {path}: not UTF-8 text (byte {exc.start})") from None
 
 
-def write_text(path: str | Path, text: str, what: str) -> None:
+def write_bytes(path: str | Path, data: bytes, *, secret: bool = False) -> None:
+    """Whole or not at all (a Ctrl-C leaves the old file or none, never half of one); OSError as is."""
+    from ..sandbox.material import write_file  # not at start-up: it brings the store along
+
+    write_file(path, data, secret=secret)
+
+
+def write_text(path: str | Path, text: str, what: str, *, secret: bool = False) -> None:
     try:
-        Path(path).write_text(text, encoding="utf-8")
+        write_bytes(path, text.encode("utf-8"), secret=secret)
     except OSError as exc:
         raise click.ClickException(f"{what} {path}: cannot write it: {exc.strerror or exc}") from None
 

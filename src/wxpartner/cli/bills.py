@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ._apiv3 import PublicKeys, Signer, check_signature, platform_keys
+from ._files import write_bytes
 from ._http import Target, target_options
 from ._output import emit, progress, progress_option, table
 
@@ -48,7 +49,11 @@ def _one_bill(signer: Signer, keys: PublicKeys, body: dict[str, str], out: Path)
         row["error"] = f"download {file.status_code}: {why}"
         return row
     path = out / f"{body['type']}_{body['sub_mchid']}_{body['date']}.csv"
-    path.write_bytes(file.content)
+    try:
+        write_bytes(path, file.content)
+    except OSError as exc:  # a directory of that name, a full disk: was a traceback
+        row["error"] = f"cannot write {path}: {exc.strerror or exc}"
+        return row
     lines = file.content.decode("utf-8", errors="replace").strip().splitlines()
     row.update(path=str(path), bytes=len(file.content), lines=len(lines), signature=why)
     return row

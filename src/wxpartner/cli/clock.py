@@ -35,7 +35,10 @@ def clock(
     if real:
         body["real"] = True
     if set_to is not None:
-        body["set"] = float(set_to) if set_to.replace(".", "", 1).isdigit() else set_to
+        # ASCII decimal seconds as a number ('²' passed isdigit() and was a float() traceback); any
+        # other text goes to the server as a date-time, which names what it expected
+        unix = set_to.isascii() and set_to.replace(".", "", 1).isdigit()
+        body["set"] = float(set_to) if unix else set_to
     if freeze:
         body["freeze"] = True
     if thaw:

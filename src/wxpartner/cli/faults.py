@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
@@ -15,6 +16,13 @@ from ._output import console, emit, say, table
 def faults() -> None:
     """Fault injection rules (SYSTEM_ERROR, FREQUENCY_LIMITED, PARAM_ERROR, RESOURCE_NOT_EXISTS, LATENCY,
     DROP_CONNECTION, SIGNATURE_PROBE, BAD_SIGNATURE)."""
+
+
+def _finite(value: float) -> float:
+    """'nan' passes FloatRange (every comparison with it is false) and was a JSON-encoding traceback."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number in (0, 1]")
+    return value
 
 
 FAULT_COLUMNS = ["id", "kind", "operation", "path", "mchid", "remaining", "probability", "latency_ms", "hits"]
@@ -33,7 +41,14 @@ def _fault_rows(rules: list[dict[str, Any]]) -> list[list[Any]]:
 @click.option("--path", default=None, help="request path glob (/v3/webizpay/*)")
 @click.option("--mchid", default=None)
 @click.option("--count", type=int, default=None, help="fire this many times (default: until cleared)")
-@click.option("--probability", type=float, default=1.0, show_default=True)
+@click.option(
+    "--probability",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=1.0,
+    show_default=True,
+    callback=lambda _ctx, _param, v: _finite(v),
+    help="chance that a matching request gets the fault, in (0, 1]",
+)
 @click.option("--latency-ms", type=int, default=None, help="for LATENCY")
 @click.option("--note", default="")
 @target_options
@@ -85,13 +100,14 @@ def faults_list(t: Target, as_json: bool) -> None:
 @target_options
 def faults_clear(t: Target, rule_id: str | None, as_json: bool) -> None:
     """Delete one rule, or all of them."""
+    # `faults clear "$ID"` with an empty $ID is refused, not every rule deleted
     data = (
         t.control("DELETE", f"/faults/{segment(rule_id, 'a rule id')}")
-        if rule_id
+        if rule_id is not None
         else t.control("DELETE", "/faults")
     )
     emit(
         data,
         as_json,
-        lambda d: say(f"deleted {rule_id}" if rule_id else f"deleted {d['deleted']} rule(s)"),
+        lambda d: say(f"deleted {rule_id}" if rule_id is not None else f"deleted {d['deleted']} rule(s)"),
     )

@@ -34,7 +34,7 @@ def journal(
     as_json: bool,
 ) -> None:
     """The request journal (newest first), or one request with its signature explanation."""
-    if request_id:
+    if request_id is not None:  # an empty one is refused, not the whole journal listed
         row = t.control("GET", f"/journal/{segment(request_id, 'a Request-ID')}")
         emit(row, as_json, _print_entry)
         return

@@ -16,6 +16,8 @@ from ._output import emit, say
 @target_options
 def reset(t: Target, mchid: str | None, yes: bool, as_json: bool) -> None:
     """Delete business data (every family's), keeping merchants and keys."""
+    if mchid is not None and not mchid.strip():  # `--mchid "$M"` with an empty $M reset every merchant
+        raise click.BadParameter("an empty merchant number; leave --mchid out to reset every merchant")
     if not yes and not as_json:
         click.confirm(f"Delete the business data of {mchid or 'every merchant'}?", abort=True)
     data = t.control("POST", "/reset", json={"mchid": mchid} if mchid else {})

@@ -68,7 +68,9 @@ def _load_in_batches(t: Target, file: str, text: str, batch: int, show: bool | N
         parsed = {}
     if not isinstance(parsed, dict):
         raise click.ClickException(f"{file}: a scenario is a mapping with sections such as 'merchants'")
-    pieces = scenario_batches(parsed, batch)
+    # a file with no list or mapping section makes no piece: it is sent whole, so the server refuses
+    # what the plain load refuses ('merchants: 5' loaded nothing and exited 0)
+    pieces = scenario_batches(parsed, batch) or ([(0, parsed)] if parsed else [])
     reports = []
     with progress(show, f"loading {Path(file).name}", sum(n for n, _ in pieces)) as advance:
         for i, (n, piece) in enumerate(pieces, 1):
@@ -118,7 +120,7 @@ def scenario_export(t: Target, out: str | None, as_json: bool) -> None:
         else yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
     )
     if out:
-        write_text(out, text, "--out")
+        write_text(out, text, "--out", secret=True)  # it holds every merchant's APIv3 key
         if not as_json:
             say(f"wrote {out}")
     else:

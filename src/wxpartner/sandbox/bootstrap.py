@@ -18,6 +18,7 @@ from .material import (
     make_platform_public_key,
     new_apiv3_key,
     usable_key_files,
+    write_file,
     write_secret,
 )
 
@@ -47,10 +48,10 @@ def ensure_platform_keys(db: Database, data_dir: Path) -> None:
             continue
         if row.kind == "public_key":
             name = f"{row.key_id}.pem"
-            (out / name).write_text(row.public_key_pem)
+            write_file(out / name, row.public_key_pem)
         elif row.kind == "certificate" and row.certificate_pem:
             name = f"wechatpay_{row.key_id}.pem"
-            (out / name).write_text(row.certificate_pem)
+            write_file(out / name, row.certificate_pem)
         else:
             continue
         written.add(name)

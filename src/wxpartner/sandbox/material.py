@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import string
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,14 +36,29 @@ class MerchantKeyFiles:
     public_key_pem: str
 
 
+def write_file(path: Path | str, data: str | bytes, *, secret: bool = False) -> None:
+    """Whole or not at all: written to a temporary file beside ``path`` (created 0600 whatever the umask),
+    then renamed over it. A Ctrl-C or a full disk mid-write, or a command reading connection.json while
+    ``serve`` rewrites it, never meets an empty or half-written file (truncating in place did). Owner-only
+    when ``secret``, else 0644. OSError as the system says it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if not secret:
+                os.fchmod(fd, 0o644)
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_secret(path: Path, text: str) -> None:
-    """Owner-only from the first byte: created 0600 whatever the umask, and an existing file is emptied
-    and narrowed before the new text goes in."""
+    """Owner-only from the first byte, whole or not at all (``write_file``); its directory made."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        os.fchmod(fd, 0o600)
-        f.write(text)
+    write_file(path, text, secret=True)
 
 
 def merchant_key_dir(data_dir: Path, mchid: str) -> Path:
@@ -74,7 +91,7 @@ def new_merchant_keys(mchid: str, out_dir: Path, *, pkcs1: bool = False) -> Merc
 def write_merchant_keys(files: MerchantKeyFiles) -> None:
     """apiclient_key.pem (owner-only; its directory made) and apiclient_cert.pem beside it."""
     write_secret(files.private_key_path, files.private_key_pem)
-    files.certificate_path.write_text(files.certificate_pem)
+    write_file(files.certificate_path, files.certificate_pem)
 
 
 def make_merchant_keys(mchid: str, out_dir: Path, *, pkcs1: bool = False) -> MerchantKeyFiles:

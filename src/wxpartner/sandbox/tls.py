@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .material import write_secret
+from .material import write_file, write_secret
 
 # WeChat Pay's API hosts (the primary and the backup an SDK fails over to) and the loopback names.
 API_HOSTS = ("api.mch.weixin.qq.com", "api2.mch.weixin.qq.com")
@@ -63,14 +63,14 @@ def ensure_tls(data_dir: Path, host: str, *, now: dt.datetime | None = None) -> 
         ca = _new_authority(now)
         out.mkdir(parents=True, exist_ok=True)
         write_secret(ca_key_path, _key_pem(ca[1]))
-        files.ca_path.write_bytes(ca[0].public_bytes(serialization.Encoding.PEM))
+        write_file(files.ca_path, ca[0].public_bytes(serialization.Encoding.PEM))
     names = names_for(host)
     current = _load_pair(files.certificate_path, files.key_path)
     if current is None or not _fits(current[0], ca[0], names, now):
         cert, key = _new_server_certificate(ca, names, now)
         write_secret(files.key_path, _key_pem(key))
         chain = cert.public_bytes(serialization.Encoding.PEM) + ca[0].public_bytes(serialization.Encoding.PEM)
-        files.certificate_path.write_bytes(chain)
+        write_file(files.certificate_path, chain)
     return files
 
 
