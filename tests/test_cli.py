@@ -451,3 +451,40 @@ def test_openapi_prints_the_document_the_server_serves(http: TestClient, tmp_pat
     assert json.loads(out.read_text()) == served
     result = CliRunner().invoke(main, ["openapi", "-o", str(tmp_path / "no" / "dir.json")])
     assert result.exit_code == 1 and "cannot write it" in result.output
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_serve_with_workers_without_tracebacks(tmp_path: Path) -> None:
+    """Found in the CLI audit: Ctrl-C (SIGINT to the terminal's whole process group) on `serve --workers
+    2` printed a KeyboardInterrupt traceback from every worker, while importing or after uvicorn's
+    graceful stop re-raised it. Now workers leave SIGINT to the supervisor, which stops them."""
+    import os
+    import signal
+    import time
+
+    port = free_port()
+    args = [sys.executable, "-m", "wxpartner.cli", "serve", "--port", str(port), "--workers", "2"]
+    proc = subprocess.Popen(
+        [*args, "--data-dir", str(tmp_path / "data"), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own group, as a terminal's foreground job
+    )
+    try:
+        assert proc.stdout is not None and json.loads(proc.stdout.readline())["base_url"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        time.sleep(1.0)  # the second worker too
+        os.killpg(proc.pid, signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err.decode(errors="replace")

@@ -91,7 +91,15 @@ def serve(workers: int, **config: Any) -> int:
 
     def start() -> BaseProcess:
         proc = ctx.Process(target=_worker, args=(config,), name="wxpartner-worker")
-        proc.start()
+        # Started with SIGINT ignored (a disposition that survives exec): a Ctrl-C reaches the whole
+        # process group, and a worker still importing, or uvicorn re-raising it after its graceful
+        # stop, printed a KeyboardInterrupt traceback per worker. The supervisor stops them with
+        # SIGTERM; a started worker's uvicorn handles SIGINT itself.
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            proc.start()
+        finally:
+            signal.signal(signal.SIGINT, handler)
         return proc
 
     stop = False
