@@ -380,6 +380,13 @@ def test_sign_output_is_accepted_by_the_server(http: TestClient, world: World, t
         (["--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/x"], 1, "Connection refused"),
         (["--data-dir", "{file}/data"], 1, "cannot write to the data dir: "),
         (["--scenario", "{binary}"], 1, "is not UTF-8 text"),
+        # found in the CLI audit: each of these printed the settings as "serving" (and rewrote
+        # connection.json) before failing in uvicorn, an ssl.SSLError traceback for the certificate
+        (["--port", "{taken}"], 3, "Address already in use (another server there? pass another --port)"),
+        (["--host", "nonexistent.invalid"], 3, "--host must be an address of this machine"),
+        (["--tls-cert", "{file}", "--tls-key", "{file}"], 1, "not a PEM certificate chain"),
+        (["--token", "tök en"], 2, "printable ASCII without spaces"),  # no client could send it
+        (["--public-base-url", "not a url"], 2, "an http:// or https:// URL"),
     ],
 )
 def test_serve_refuses_bad_settings_without_a_traceback(
@@ -388,15 +395,27 @@ def test_serve_refuses_bad_settings_without_a_traceback(
     """Found in the sandbox audit: a port past 65535 started a server that said it listened there, a
     negative --time-window refused every request, and a bad database URL, an unreachable database, a
     data dir that cannot be created or a scenario that is not UTF-8 ended in a traceback."""
+    import socket
+
     (tmp_path / "file").write_text("")
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe")
-    values = {"file": str(tmp_path / "file"), "binary": str(tmp_path / "binary.yaml")}
-    given = [a.format(**values) for a in args]
-    if "--data-dir" not in given:
-        given += ["--data-dir", str(tmp_path / "data")]
-    result = CliRunner().invoke(main, ["serve", *given], catch_exceptions=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        values = {
+            "file": str(tmp_path / "file"),
+            "binary": str(tmp_path / "binary.yaml"),
+            "taken": str(taken.getsockname()[1]),
+        }
+        given = [a.format(**values) for a in args]
+        if "--data-dir" not in given:
+            given += ["--data-dir", str(tmp_path / "data")]
+        if "--port" not in given:  # not 8080, which anything on the machine may hold
+            given += ["--port", str(free_port())]
+        result = CliRunner().invoke(main, ["serve", *given], catch_exceptions=False)
     assert result.exit_code == code, result.output
     assert fragment in result.output and "Traceback" not in result.output
+    assert "is serving" not in result.output
 
 
 def test_keys_prints_a_scenario_entry_that_loads_from_any_directory(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
+import ssl
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
@@ -93,6 +97,7 @@ def serve(
     """Start the server (SQLite in --data-dir unless --database-url is given)."""
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    _check_before_start(host, port, token, public_base_url, tls_cert, tls_key)
 
     from ..sandbox.bootstrap import bootstrap, connection_info, control_connection_info
     from ..sandbox.scenario import ScenarioError
@@ -170,6 +175,52 @@ def serve(
     )
     config.update(ssl_files)
     serving.run(workers, config)
+
+
+class _CannotListen(click.ClickException):
+    exit_code = 3  # as the worker supervisor's start-up failure (README: a port in use is exit code 3)
+
+
+def _check_before_start(
+    host: str, port: int, token: str, public_base_url: str, tls_cert: str | None, tls_key: str | None
+) -> None:
+    """What would fail only once uvicorn starts, refused before anything is written or printed: the
+    connection settings were printed as "serving" (and connection.json rewritten) for a port in use or
+    an unknown host, and a certificate that is no PEM was an ssl.SSLError traceback."""
+    if token and not all("!" <= ch <= "~" for ch in token):
+        raise click.BadParameter(
+            "printable ASCII without spaces: it travels in an Authorization header", param_hint="'--token'"
+        )
+    if public_base_url:
+        try:
+            parts = urlsplit(public_base_url)
+        except ValueError:
+            parts = urlsplit("")
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise click.BadParameter(
+                f"{public_base_url!r}: an http:// or https:// URL, such as https://sandbox.example.com",
+                param_hint="'--public-base-url'",
+            )
+    if tls_cert is not None and tls_key is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls_cert, tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise click.ClickException(
+                f"--tls-cert {tls_cert} / --tls-key {tls_key}: not a PEM certificate chain and its "
+                f"unencrypted private key ({exc})"
+            ) from None
+    from ..server.workers import free_port_for
+
+    try:
+        free_port_for(host, port)
+    except OSError as exc:  # a socket.gaierror too: an unknown host name
+        if exc.errno == errno.EADDRINUSE:
+            hint = " (another server there? pass another --port)"
+        elif isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+            hint = " (--host must be an address of this machine, or 0.0.0.0 for all)"
+        else:
+            hint = ""
+        raise _CannotListen(f"cannot listen on {host}:{port}: {_why(exc)}{hint}") from None
 
 
 def _why(exc: BaseException) -> str:
