@@ -580,7 +580,7 @@ def test_text_from_merchants_and_users_is_printed_not_read_as_markup(
         assert "[/] down [bold]now" in run("callbacks", "show", nid).output
     finally:
         rec.stop()
-    assert "reset: [/]x" in run("reset", "--mchid", "[/]x", "--yes").output
+    assert "merchant [/]x is not registered" in run("reset", "--mchid", "[/]x", "--yes", code=1).output
     out = tmp_path / "[bold]scn.yaml"
     assert "[bold]scn.yaml" in run("scenario", "export", "--out", str(out)).output
     assert "/v3/x[/]y" in run("call", "GET", "/v3/x[/]y", code=1).output
@@ -690,6 +690,11 @@ def test_empty_ids_and_values_are_refused_not_widened(run: Any, tmp_path: Path) 
     assert [r["id"] for r in as_json(run("faults", "list", "--json"))["data"]] == [rule["id"]]
     assert "is not a Request-ID" in run("journal", "", code=2).output
     assert "empty merchant number" in run("reset", "--yes", "--mchid", "", code=2).output
+    # ... and a merchant that does not exist (a typo) is named, not reported as reset
+    assert (
+        "merchant 1999999999 is not registered"
+        in run("reset", "--yes", "--mchid", "1999999999", code=1).output
+    )
     assert "Traceback" not in run("clock", "--set", "²", code=1).output
     for odd in ("nan", "inf", "0", "2"):
         assert "Traceback" not in run("faults", "add", "SYSTEM_ERROR", "--probability", odd, code=2).output
