@@ -507,3 +507,17 @@ def test_ctrl_c_stops_serve_with_workers_without_tracebacks(tmp_path: Path) -> N
             proc.wait()
     assert proc.returncode == 0
     assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err.decode(errors="replace")
+
+
+def test_help_names_the_environment_and_the_defaults() -> None:
+    """Found in the CLI audit: --data-dir, --url, --token and --database-url read environment variables
+    that no --help named (a stale one exported in the shell silently won), and --key of call and bills
+    did not say it defaults to connection.json."""
+    for command in (["clock"], ["call"], ["bills"], ["journal"], ["faults", "add"], ["verify-callback"]):
+        text = " ".join(_cli(*command, "--help").split())
+        for var in ("WXPARTNER_DATA_DIR", "WXPARTNER_URL", "WXPARTNER_SANDBOX_TOKEN"):
+            assert f"env var: {var}" in text, (command, var)
+    for command in (["call"], ["bills"]):
+        assert "private key PEM (default: connection.json)" in " ".join(_cli(*command, "--help").split())
+    serve = " ".join(_cli("serve", "--help").split())
+    assert "env var: WXPARTNER_DATABASE_URL" in serve and "env var: WXPARTNER_SANDBOX_TOKEN" in serve

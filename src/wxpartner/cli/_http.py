@@ -167,16 +167,28 @@ def target_options(fn: Callable[..., None]) -> Callable[..., None]:
 
     wrapped: Callable[..., None] = command
     wrapped = click.option("--json", "as_json", is_flag=True, help="print one JSON document")(wrapped)
-    wrapped = click.option("--token", envvar="WXPARTNER_SANDBOX_TOKEN", default="", help="sandbox token")(
-        wrapped
-    )
-    wrapped = click.option("--url", envvar="WXPARTNER_URL", default="", help="server base URL")(wrapped)
+    # the environment variables are shown: a stale one exported in the shell overrides nothing visible
+    wrapped = click.option(
+        "--token",
+        envvar="WXPARTNER_SANDBOX_TOKEN",
+        show_envvar=True,
+        default="",
+        help="sandbox token (default: connection.json)",
+    )(wrapped)
+    wrapped = click.option(
+        "--url",
+        envvar="WXPARTNER_URL",
+        show_envvar=True,
+        default="",
+        help="server base URL (default: connection.json, else http://127.0.0.1:8080)",
+    )(wrapped)
     return click.option(
         "--data-dir",
         envvar="WXPARTNER_DATA_DIR",
+        show_envvar=True,
         default=".wxpartner",
         show_default=True,
-        help="holds connection.json",
+        help="the data dir of `wxpartner serve`: holds connection.json",
     )(wrapped)
 
 

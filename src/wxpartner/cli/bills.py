@@ -65,8 +65,16 @@ def _one_bill(signer: Signer, keys: PublicKeys, body: dict[str, str], out: Path)
 @click.option("--to", "end", default=None, help="last day (default: --from)")
 @click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False))
 @click.option("--mchid", default=None, help="service provider (default: connection.json)")
-@click.option("--serial", "serial_no", default=None, help="merchant certificate serial")
-@click.option("--key", "key_path", default=None, type=click.Path(dir_okay=False), help="private key PEM")
+@click.option(
+    "--serial", "serial_no", default=None, help="merchant certificate serial (default: connection.json)"
+)
+@click.option(
+    "--key",
+    "key_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="private key PEM (default: connection.json)",
+)
 @progress_option
 @target_options
 def bills(

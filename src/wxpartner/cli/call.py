@@ -49,7 +49,11 @@ def _header(text: str, hint: str = "'--header' / '-H'") -> tuple[str, str]:
     "--serial", "serial_no", default=None, help="merchant certificate serial (default: connection.json)"
 )
 @click.option(
-    "--key", "key_path", default=None, type=click.Path(dir_okay=False), help="merchant private key PEM"
+    "--key",
+    "key_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="merchant private key PEM (default: connection.json)",
 )
 @click.option("--fault", default=None, help="ask for a sandbox fault (Wechatpay-Sandbox-Fault header)")
 @click.option("--header", "-H", "extra_headers", multiple=True, help="extra 'Name: value' header")

@@ -47,7 +47,7 @@ def _fault_rows(rules: list[dict[str, Any]]) -> list[list[Any]]:
     default=1.0,
     show_default=True,
     callback=lambda _ctx, _param, v: _finite(v),
-    help="chance that a matching request gets the fault, in (0, 1]",
+    help="chance that a matching request gets the fault",
 )
 @click.option("--latency-ms", type=int, default=None, help="for LATENCY")
 @click.option("--note", default="")

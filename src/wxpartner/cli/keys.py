@@ -15,7 +15,7 @@ import click
 )
 @click.option("--pkcs1", is_flag=True, help="write the private key as PKCS#1 instead of PKCS#8")
 @click.option("--force", is_flag=True, help="replace a key pair already in --out")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON document")
 def keys(mchid: str, out_dir: str, pkcs1: bool, force: bool, as_json: bool) -> None:
     """Make a merchant API key pair and certificate (apiclient_key.pem, apiclient_cert.pem).
 

@@ -22,12 +22,22 @@ from sqlalchemy.exc import SQLAlchemyError
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="worker processes")
 @click.option("--data-dir", default=".wxpartner", show_default=True, type=click.Path(file_okay=False))
 @click.option(
-    "--database-url", envvar="WXPARTNER_DATABASE_URL", default="", help="default: SQLite in the data dir"
+    "--database-url",
+    envvar="WXPARTNER_DATABASE_URL",
+    show_envvar=True,
+    default="",
+    help="default: SQLite in the data dir",
 )
 @click.option(
     "--scenario", type=click.Path(exists=True, dir_okay=False), help="load a scenario file at start"
 )
-@click.option("--token", envvar="WXPARTNER_SANDBOX_TOKEN", default="", help="sandbox control API token")
+@click.option(
+    "--token",
+    envvar="WXPARTNER_SANDBOX_TOKEN",
+    show_envvar=True,
+    default="",
+    help="sandbox control API token (default: generated once, kept in the database)",
+)
 @click.option(
     "--time-window",
     default=300,

@@ -42,7 +42,7 @@ def _problem(method: str, header: str, target: str) -> str | None:
 )
 @click.option("--timestamp", default=None, help="default: now")
 @click.option("--nonce", default=None, help="default: 32 random characters")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON document")
 def sign_cmd(
     method: str,
     url: str,
