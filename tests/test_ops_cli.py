@@ -726,3 +726,29 @@ def test_scenario_export_is_owner_only_and_whole(run: Any, tmp_path: Path) -> No
     with pytest.raises(UnicodeEncodeError):  # fails mid-write: the old file stays whole
         write_secret(out, "new\udc80")
     assert out.read_text() == before and os.listdir(out.parent) == ["scn.yaml"]
+
+
+def test_long_values_a_wrong_token_and_a_tilde_data_dir(
+    run: Any, http: TestClient, data_dir: Path, tmp_path: Path
+) -> None:
+    """Found in the CLI audit: an id or filter too long for a URL was an httpx.InvalidURL traceback; a
+    refused token did not say where it came from (a stale WXPARTNER_SANDBOX_TOKEN silently overrides
+    connection.json); '~' in WXPARTNER_DATA_DIR (or --data-dir=~/x, which the shell leaves alone)
+    was a directory named '~'."""
+    long = "a" * 100_000
+    assert "a value given is too long" in run("journal", long, code=1).output
+    assert "a value given is too long" in run("journal", "--code", long, code=1).output
+    refused = run("clock", "--token", "wrong", code=1).output
+    assert "401" in refused and "the token sent came from --token or WXPARTNER_SANDBOX_TOKEN" in refused
+    home = tmp_path / "home"
+    (home / "srv").mkdir(parents=True)
+    (home / "srv" / "connection.json").write_text((data_dir / "connection.json").read_text())
+    result = CliRunner().invoke(
+        main,
+        ["clock", "--json"],
+        obj={"http": http},
+        env={"HOME": str(home), "WXPARTNER_DATA_DIR": "~/srv"},
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "now" in json.loads(result.output)

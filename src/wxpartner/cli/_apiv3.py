@@ -77,7 +77,8 @@ def request_target(path: str) -> str:
     try:
         url = httpx.URL(canonical_url(raw, parts.query))
     except httpx.InvalidURL as exc:
-        raise click.BadParameter(f"{path!r} is not a request path: {exc}") from None
+        shown = path if len(path) <= 80 else path[:80] + "…"
+        raise click.BadParameter(f"{shown!r} is not a request path: {exc}") from None
     return url.raw_path.decode("ascii")
 
 

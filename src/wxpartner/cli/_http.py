@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +40,8 @@ class Target:
     use, so a command fails on a broken file where it first needs it)."""
 
     def __init__(self, obj: dict[str, Any] | None, data_dir: str, url: str, token: str) -> None:
-        self._data_dir, self._url, self._token = data_dir, url, token
+        # '~' expanded: the shell leaves it in --data-dir=~/x and in WXPARTNER_DATA_DIR="~/x"
+        self._data_dir, self._url, self._token = os.path.expanduser(data_dir), url, token
         self._http: httpx.Client | None = (obj or {}).get("http")
 
     @cached_property
@@ -77,6 +79,11 @@ class Target:
                 "<data-dir>/connection.json"
             )
         return token
+
+    def token_source(self) -> str:
+        if self._token:
+            return "--token or WXPARTNER_SANDBOX_TOKEN"
+        return f"sandbox_token in {Path(self._data_dir) / 'connection.json'} (is that the server's data dir?)"
 
     def no_token(self) -> click.ClickException:
         where = Path(self._data_dir) / "connection.json"
@@ -133,6 +140,10 @@ class Target:
         try:
             with self.client() as http:
                 resp = http.request(method, "/sandbox" + path, headers=headers, **kw)
+        except httpx.InvalidURL as exc:  # an id or filter of 100 000 characters: was a traceback
+            raise click.ClickException(
+                f"cannot send that request: {exc} (a value given is too long)"
+            ) from None
         except httpx.HTTPError as exc:
             raise self.unreachable(f"cannot reach {self.base_url}", exc) from None
         try:
@@ -145,6 +156,8 @@ class Target:
             shown = f"{resp.status_code} {data.get('code', '')}: {data.get('message', data)}"
             if data.get("detail") is not None:  # which field, value or state, as the business API says it
                 shown += f" (detail: {json.dumps(data['detail'], ensure_ascii=False, sort_keys=True)})"
+            if resp.status_code == 401:  # which token was sent: a stale exported one overrides the file
+                shown += f"; the token sent came from {self.token_source()}"
             raise click.ClickException(shown)
         return data
 

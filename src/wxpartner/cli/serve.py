@@ -115,7 +115,7 @@ def serve(
     from ..store.db import Database
 
     settings = Settings(
-        data_dir=str(Path(data_dir).resolve()),
+        data_dir=str(Path(data_dir).expanduser().resolve()),  # '~' as the ops commands read it
         database_url=database_url,
         host=host,
         port=port,
