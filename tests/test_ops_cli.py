@@ -508,12 +508,19 @@ def test_bad_files_and_values_are_clear_errors(run: Any, tmp_path: Path, data_di
     assert "not a JSON object" in _no_traceback(["call", "GET", "/v3/x", "--data-dir", str(broken)], 1)
 
 
-def test_keys_refuses_a_non_merchant_number_and_keeps_an_existing_pair(tmp_path: Path) -> None:
+def test_keys_refuses_a_non_merchant_number_and_keeps_an_existing_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Found in the sandbox audit: an empty --mchid was a traceback, and a second run silently replaced
     a (possibly registered) private key."""
     out = tmp_path / "keys"
     assert "1 to 32 digits" in _no_traceback(["keys", "--mchid", "", "--out", str(out)], 2)
     assert "1 to 32 digits" in _no_traceback(["keys", "--mchid", "../x", "--out", str(out)], 2)
+    # found in the CLI audit: an empty --out (an unset variable) wrote the pair into the current directory
+    monkeypatch.chdir(tmp_path)
+    assert "pass --out . for the current directory" in _no_traceback(
+        ["keys", "--mchid", SP_A, "--out", ""], 2
+    )
     _no_traceback(["keys", "--mchid", SP_A, "--out", str(out)], 0)
     first = (out / "apiclient_key.pem").read_bytes()
     assert "pass --force" in _no_traceback(["keys", "--mchid", SP_A, "--out", str(out)], 1)

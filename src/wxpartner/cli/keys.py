@@ -24,7 +24,11 @@ def keys(mchid: str, out_dir: str, pkcs1: bool, force: bool, as_json: bool) -> N
 
     if not (mchid.isascii() and mchid.isdigit() and len(mchid) <= 32):
         raise click.BadParameter(f"{mchid!r}: a merchant number is 1 to 32 digits", param_hint="'--mchid'")
-    out = Path(out_dir)
+    if not out_dir.strip():  # `--out "$DIR"` with an empty $DIR wrote the key pair into the current directory
+        raise click.BadParameter(
+            "an empty directory name; pass --out . for the current directory", param_hint="'--out'"
+        )
+    out = Path(out_dir).expanduser()
     existing = [p.name for p in (out / "apiclient_key.pem", out / "apiclient_cert.pem") if p.exists()]
     if existing and not force:
         raise click.ClickException(
