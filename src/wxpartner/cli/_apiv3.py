@@ -4,8 +4,9 @@ signatures on what comes back (``call``, ``bills``, ``verify-callback``)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
@@ -21,6 +22,21 @@ from ._files import private_key, public_key, read_bytes
 from ._http import Target
 
 PublicKeys = dict[str, rsa.RSAPublicKey]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def merchant_key_options(fn: F) -> F:
+    """``--serial`` and ``--key``: the merchant certificate a command signs with (else connection.json)."""
+    fn = click.option(
+        "--key",
+        "key_path",
+        default=None,
+        type=click.Path(dir_okay=False),
+        help="merchant private key PEM (default: connection.json)",
+    )(fn)
+    return click.option(
+        "--serial", "serial_no", default=None, help="merchant certificate serial (default: connection.json)"
+    )(fn)
 
 
 def platform_keys(t: Target) -> PublicKeys:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ._apiv3 import PublicKeys, Signer, check_signature, platform_keys
+from ._apiv3 import PublicKeys, Signer, check_signature, merchant_key_options, platform_keys
 from ._files import write_bytes
 from ._http import Target, target_options
 from ._output import emit, progress, progress_option, table
@@ -65,16 +65,7 @@ def _one_bill(signer: Signer, keys: PublicKeys, body: dict[str, str], out: Path)
 @click.option("--to", "end", default=None, help="last day (default: --from)")
 @click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False))
 @click.option("--mchid", default=None, help="service provider (default: connection.json)")
-@click.option(
-    "--serial", "serial_no", default=None, help="merchant certificate serial (default: connection.json)"
-)
-@click.option(
-    "--key",
-    "key_path",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="private key PEM (default: connection.json)",
-)
+@merchant_key_options
 @progress_option
 @target_options
 def bills(

@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from ..domain.faults import FAULT_HEADER
 from ..protocol import constants as c
-from ._apiv3 import Signer, check_signature, is_token, platform_keys
+from ._apiv3 import Signer, check_signature, is_token, merchant_key_options, platform_keys
 from ._files import at_file
 from ._http import Target, target_options
 from ._output import console, emit, print_json, say, verdict
@@ -45,16 +45,7 @@ def _header(text: str, hint: str = "'--header' / '-H'") -> tuple[str, str]:
 @click.argument("path")
 @click.option("--data", "-d", default=None, help="JSON body text; @FILE reads a file")
 @click.option("--mchid", default=None, help="default: connection.json")
-@click.option(
-    "--serial", "serial_no", default=None, help="merchant certificate serial (default: connection.json)"
-)
-@click.option(
-    "--key",
-    "key_path",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="merchant private key PEM (default: connection.json)",
-)
+@merchant_key_options
 @click.option("--fault", default=None, help="ask for a sandbox fault (Wechatpay-Sandbox-Fault header)")
 @click.option("--header", "-H", "extra_headers", multiple=True, help="extra 'Name: value' header")
 @target_options
