@@ -167,6 +167,9 @@ def test_fault_crud_and_validation(control: TestClient) -> None:
         {"kind": "SYSTEM_ERROR", "mchid": "1" * 33},
         {"kind": "LATENCY", "latency_ms": 30_001},
         {"kind": "LATENCY", "latency_ms": -1},
+        # the note was cut to its column's 256 characters without a word, and a number taken as text
+        {"kind": "SYSTEM_ERROR", "note": "n" * 257},
+        {"kind": "SYSTEM_ERROR", "note": 5},
     ]
     raw = [
         '{"kind": "SYSTEM_ERROR", "count": Infinity}',
@@ -186,6 +189,7 @@ def test_fault_crud_and_validation(control: TestClient) -> None:
     assert top.status_code == 201 and top.json()["remaining"] == 2**31 - 1
     assert control.delete(f"/sandbox/faults/{top.json()['id']}").status_code == 200
     edge = {"operation": "o" * 128, "path": "/" + "p" * 511, "mchid": "1" * 32, "latency_ms": 30_000}
+    edge["note"] = "n" * 256
     for body, latency in (
         ({"kind": "LATENCY", **edge}, 30_000),
         ({"kind": "LATENCY", "latency_ms": 0}, 0),
@@ -194,6 +198,7 @@ def test_fault_crud_and_validation(control: TestClient) -> None:
     ):
         made = control.post("/sandbox/faults", json=body)
         assert made.status_code == 201 and made.json()["latency_ms"] == latency, (body, made.text)
+        assert made.json()["note"] == body.get("note", "")
         assert control.delete(f"/sandbox/faults/{made.json()['id']}").status_code == 200
     a = control.post("/sandbox/faults", json={"kind": "500"}).json()  # aliases are accepted
     assert a["kind"] == "SYSTEM_ERROR"

@@ -15,7 +15,7 @@ from ..store.schema import INTEGER_MAX
 from .control import ControlError, control_route, json_body
 from .faults import injector
 from .journal import explained, writer
-from .params import Location, bad, number, optional_integer
+from .params import Location, bad, number, optional_integer, string
 
 
 def fault_view(rule: FaultRule) -> dict[str, Any]:
@@ -87,8 +87,10 @@ def parse_fault_body(body: dict[str, Any], location: Location = "body") -> dict[
     except FaultSpecError as exc:
         value = body.get(exc.field) if exc.field is not None else None
         raise bad(str(exc), field=exc.field, location=location, issue=exc.issue, value=value) from None
-    note = body.get("note") or ""
-    return {**args, "kind": fk, "latency_ms": latency, "note": str(note)[:256]}
+    # The note's column holds 256 characters: a longer one (or one that is no string) is refused, not cut.
+    raw_note = body.get("note")
+    note = "" if raw_note in (None, "") else string(raw_note, "note", location=location, max_length=256)
+    return {**args, "kind": fk, "latency_ms": latency, "note": note}
 
 
 # Fault rule changes, shared with the dashboard's forms; each one drops the injector's cached rules. They
