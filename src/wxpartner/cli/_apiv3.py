@@ -76,11 +76,6 @@ def check_signature(headers: Any, body: bytes, keys: PublicKeys) -> tuple[bool, 
     return True, f"verified with {serial}"
 
 
-def is_token(text: str) -> bool:
-    """An HTTP token (a method, a header name)."""
-    return bool(text) and all(ch.isascii() and (ch.isalnum() or ch in "!#$%&'*+-.^_`|~") for ch in text)
-
-
 def request_target(path: str) -> str:
     """The path and query to request: a full URL loses its scheme and host, a missing leading '/' is
     added, and what httpx percent-encodes (a space, non-ASCII) is encoded. Signer.send signs what

@@ -35,6 +35,11 @@ TEXT_SETTINGS = (
 )
 
 
+def sendable_token(token: str) -> bool:
+    """A sandbox token an HTTP client can send in ``Authorization: Bearer …``: printable ASCII, no space."""
+    return all("!" <= ch <= "~" for ch in token)
+
+
 class Target:
     """Where the server is and how to reach it: flags, else <data-dir>/connection.json (read on first
     use, so a command fails on a broken file where it first needs it)."""
@@ -73,7 +78,7 @@ class Target:
         token = str(self._token or self.info.get("sandbox_token") or "")
         # a header value is printable ASCII: anything else was a UnicodeEncodeError traceback, or an
         # httpx error that printed the token
-        if token and not all("!" <= ch <= "~" for ch in token):
+        if token and not sendable_token(token):
             raise click.ClickException(
                 "the sandbox token is printable ASCII without spaces; copy it from sandbox_token in "
                 "<data-dir>/connection.json"

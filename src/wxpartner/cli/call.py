@@ -9,9 +9,10 @@ from typing import Any
 import click
 from rich.markup import escape
 
+from ..client.http11 import is_token
 from ..domain.faults import FAULT_HEADER
 from ..protocol import constants as c
-from ._apiv3 import Signer, check_signature, is_token, merchant_key_options, platform_keys
+from ._apiv3 import Signer, check_signature, merchant_key_options, platform_keys
 from ._files import at_file
 from ._http import Target, target_options
 from ._output import console, emit, print_json, say, verdict

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from ._http import sendable_token
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -197,7 +199,7 @@ def _check_before_start(
     """What would fail only once uvicorn starts, refused before anything is written or printed: the
     connection settings were printed as "serving" (and connection.json rewritten) for a port in use or
     an unknown host, and a certificate that is no PEM was an ssl.SSLError traceback."""
-    if token and not all("!" <= ch <= "~" for ch in token):
+    if token and not sendable_token(token):
         raise click.BadParameter(
             "printable ASCII without spaces: it travels in an Authorization header", param_hint="'--token'"
         )

@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 
 import click
 
+from ..client.http11 import is_token
 from ..protocol.authorization import Authorization, AuthorizationFormatError, parse_authorization
 from ..protocol.messages import canonical_url, request_message, visible_controls
 from ..protocol.signing import new_nonce, sign
-from ._apiv3 import is_token
 from ._files import at_file, private_key
 
 

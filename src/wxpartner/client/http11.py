@@ -46,6 +46,13 @@ MAX_HEADERS = 100
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def is_token(text: str) -> bool:
+    """An HTTP token (RFC 9110 §5.6.2): what a method or a header name must be."""
+    return _TOKEN.fullmatch(text) is not None
+
+
 # What h11's field-value (which it checks in each request header) does not allow: a blank at either end
 # (serialize checks it apart), and a NUL, CR, LF, VT or FF anywhere.
 _BAD_VALUE = re.compile(r"[\x00\r\n\x0b\x0c]")

@@ -428,12 +428,16 @@ def export_scenario(db: Database) -> dict[str, Any]:
     return out
 
 
-def reset(db: Database, mchid: str | None = None) -> None:
-    """Delete business data (every family's), keeping merchants and keys; all, or one merchant's."""
+def reset(db: Database, mchid: str | None = None) -> bool:
+    """Delete business data (every family's), keeping merchants and keys; all, or one merchant's.
+    False, with nothing deleted, when ``mchid`` is not a registered merchant (a typo reset nothing and
+    looked as if it had)."""
     from ..server import families  # noqa: F401
     from ..store import schema
 
     with db.write() as conn:
+        if mchid is not None and registry.get_merchant(conn, mchid) is None:
+            return False
         for resetter in RESETTERS:
             resetter(conn, mchid)
         if mchid is None:
@@ -443,3 +447,4 @@ def reset(db: Database, mchid: str | None = None) -> None:
             conn.execute(schema.request_nonces.delete().where(schema.request_nonces.c.mchid == mchid))
     if db.replay_window is not None:
         db.replay_window.forget(mchid)
+    return True

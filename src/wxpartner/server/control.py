@@ -213,17 +213,7 @@ async def reset(request: Request) -> Response:
     known_fields(body, "mchid", location="body")  # a misspelt mchid must not reset every merchant
     # before anything is deleted
     mchid = string(body.get("mchid"), "mchid", location="body", max_length=32, required=False)
-    db = request.app.state.wx.db
-
-    def apply() -> bool:
-        if mchid is not None:  # a typo reset nothing and answered as if it had reset that merchant
-            with db.read() as conn:
-                if registry.get_merchant(conn, mchid) is None:
-                    return False
-        scenario.reset(db, mchid)
-        return True
-
-    if not await anyio.to_thread.run_sync(apply):
+    if not await anyio.to_thread.run_sync(scenario.reset, request.app.state.wx.db, mchid):
         raise ControlError(404, "RESOURCE_NOT_EXISTS", f"merchant {mchid} is not registered")
     return JSONResponse({"reset": mchid or "all"})
 
