@@ -98,11 +98,9 @@ class _ClientGone(Exception):
 
 
 def _announces_body(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        low = name.lower()
-        if low == b"transfer-encoding" or (low == b"content-length" and value.strip() not in (b"", b"0")):
-            return True
-    return False
+    return bool(limits.declared_length(scope)) or any(
+        name.lower() == b"transfer-encoding" for name, _ in scope["headers"]
+    )
 
 
 async def _read_body(receive: Receive, limit: int, scope: Scope) -> bytes | None:
