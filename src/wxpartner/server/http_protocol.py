@@ -42,6 +42,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
 
     _head_bytes = 0
     _in_head = True
+    _begun = False  # a request has started arriving (its first byte), and is not complete yet
     # When what the client is sending (a head, then its body) must be complete; None while nothing is
     # awaited from it (the app is answering, or uvicorn's keep-alive timeout governs an idle connection).
     # Setting it is all a request pays: ONE timer per connection checks it, at the deadline or at least
@@ -85,7 +86,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
-        self._in_head = True
+        self._in_head = self._begun = True
         self._head_bytes = 0
         super().on_message_begin()
         if self._deadline is None:  # a later request on the connection: timed from its first byte
@@ -101,6 +102,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
 
     def on_message_complete(self) -> None:
         self._deadline = None  # received whole: how long the app takes is not the client's doing
+        self._begun = False
         super().on_message_complete()
 
     def _check_deadline(self) -> None:
@@ -119,7 +121,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
         self._timer = self.loop.call_at(due, self._check_deadline)
 
     def _timed_out(self) -> None:
-        if self._in_head and self._head_bytes:
+        # _head_bytes misses the chunk that begins a later request on the connection (it arrives while
+        # the last one's body is done): a head timed out there was closed without its 400.
+        if self._in_head and self._begun:
             issue = f"request head not complete within {self.head_timeout:g} s"
             err = ApiError(
                 "INVALID_REQUEST", f"无效请求：{issue}", detail={"location": "http", "issue": issue}
