@@ -113,6 +113,12 @@ def test_clock_controls(http: TestClient, control: TestClient) -> None:
         ({"action": "advance", "advance": "1e15"}, "the clock must stay between 1970 and 9999"),
         ({"action": "advance", "advance": "inf"}, "not a finite duration"),
         ({"action": "advance", "advance": "nan"}, "not a finite duration"),
+        # Python's "could not convert string to float" was flashed as it was
+        (
+            {"action": "advance", "advance": "3 days"},
+            "&#x27;3 days&#x27; is not a duration: use seconds or 90s",
+        ),
+        ({"action": "advance", "advance": ""}, "empty duration"),
         ({"action": "set", "set": "9999-12-31T23:59:59-12:00"}, "the clock must stay between 1970 and 9999"),
         ({"action": "set", "set": "1969-12-31T23:59:59Z"}, "the clock must stay between 1970 and 9999"),
     ],

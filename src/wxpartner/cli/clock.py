@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ..domain.clock import parse_duration
+from ..domain.clock import DURATION_SPELLINGS, parse_duration
 from ._http import Target, target_options
 from ._output import console, emit
 
@@ -15,7 +15,7 @@ def _duration(text: str) -> float:
     try:
         return parse_duration(text)
     except ValueError:
-        raise click.BadParameter(f"{text!r}: use seconds or 90s, 15m, 2h, 30d") from None
+        raise click.BadParameter(f"{text!r}: {DURATION_SPELLINGS}") from None
 
 
 @click.command()

@@ -79,6 +79,7 @@ class ClockState:
 
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_SPELLINGS = "use seconds or 90s, 15m, 2h, 30d"
 
 
 def parse_duration(text: str) -> float:
@@ -90,7 +91,10 @@ def parse_duration(text: str) -> float:
     factor = DURATION_UNITS.get(t[-1])
     if factor is not None:
         t = t[:-1]
-    seconds = float(t) * (factor or 1)
+    try:
+        seconds = float(t) * (factor or 1)
+    except ValueError:  # float's own words ("could not convert string to float") name no remedy
+        raise ValueError(f"{text.strip()!r} is not a duration: {DURATION_SPELLINGS}") from None
     if not math.isfinite(seconds):  # float() reads "inf" and "nan"; no clock can move by them
         raise ValueError(f"{text.strip()!r} is not a finite duration")
     return seconds
