@@ -290,7 +290,8 @@ class Verifier:
 
     def _replay(self, nonce: str) -> ApiError:
         return _sign_error(
-            f"nonce_str {nonce!r} was already used within the last {self.time_window}s (replayed request)",
+            # remembered 2 x the window: a timestamp up to a window ahead stays acceptable that long
+            f"nonce_str {nonce!r} was already used within the last {2 * self.time_window}s (replayed request)",
             "请求重放，nonce_str已使用",
             field="nonce_str",
         )
