@@ -50,3 +50,16 @@ def test_every_named_source_and_name_exists() -> None:
             if not any(_defines(p.read_text(), name) for p in found):
                 problems.append(f"{doc}: {path} has no {name}")
     assert problems == []
+
+
+def test_make_pythons_runs_every_sdk_test_module_the_readme_names() -> None:
+    """The README: `make pythons` runs the SDK's tests (`tests/test_client*.py`, …) on the other CPythons;
+    scripts/other-pythons.sh lists them by name, so a module matching the pattern must be on its list
+    (test_client_live.py, the SDK against a real `wxpartner serve`, was left out)."""
+    readme = (ROOT / "README.md").read_text()
+    assert "`tests/test_client*.py`" in readme
+    script = (ROOT / "scripts" / "other-pythons.sh").read_text()
+    default = script.split("set -- ", 1)[1].split("\nfi", 1)[0]
+    listed = set(re.findall(r"tests/test_[a-z0-9_]+\.py", default))
+    sdk = {f"tests/{p.name}" for p in (ROOT / "tests").glob("test_client*.py")}
+    assert sdk - listed == set()
