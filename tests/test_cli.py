@@ -521,3 +521,25 @@ def test_help_names_the_environment_and_the_defaults() -> None:
         assert "private key PEM (default: connection.json)" in " ".join(_cli(*command, "--help").split())
     serve = " ".join(_cli("serve", "--help").split())
     assert "env var: WXPARTNER_DATABASE_URL" in serve and "env var: WXPARTNER_SANDBOX_TOKEN" in serve
+
+
+def test_serve_reads_the_data_dir_the_other_commands_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README: every command finds connection.json in --data-dir, "or WXPARTNER_DATA_DIR; written by
+    `wxpartner serve`". serve's --data-dir did not read the variable: with it exported, serve wrote
+    ./.wxpartner while clock, call, journal … looked in the variable's directory."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("merchants: 5\n")  # refused after the data dir is set up: no server is started
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # where the default, ./.wxpartner, would go
+    result = CliRunner().invoke(
+        main,
+        ["serve", "--no-demo", "--token", "t", "--scenario", str(bad)],
+        env={"WXPARTNER_DATA_DIR": str(tmp_path / "exported")},
+    )
+    assert result.exit_code == 1 and "scenario" in result.output, result.output
+    assert (tmp_path / "exported" / "wxpartner.sqlite3").is_file()
+    assert not (cwd / ".wxpartner").exists()
+    assert "env var: WXPARTNER_DATA_DIR" in " ".join(_cli("serve", "--help").split())

@@ -22,7 +22,14 @@ from ._http import sendable_token
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="worker processes")
-@click.option("--data-dir", default=".wxpartner", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--data-dir",
+    envvar="WXPARTNER_DATA_DIR",  # where the operations commands look for connection.json
+    show_envvar=True,
+    default=".wxpartner",
+    show_default=True,
+    type=click.Path(file_okay=False),
+)
 @click.option(
     "--database-url",
     envvar="WXPARTNER_DATABASE_URL",
