@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -230,3 +231,25 @@ def test_rules_are_seen_by_another_process_state(
             assert client.get(CERTS).status_code == 200
     finally:
         other.state.db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("alias", "kind"),
+    [
+        ("500", "SYSTEM_ERROR"), ("systemerror", "SYSTEM_ERROR"), ("429", "FREQUENCY_LIMITED"),
+        ("RATELIMIT_EXCEEDED", "FREQUENCY_LIMITED"), ("400", "PARAM_ERROR"), ("404", "RESOURCE_NOT_EXISTS"),
+        ("NOT_FOUND", "RESOURCE_NOT_EXISTS"), ("DELAY=5", "LATENCY=5ms"), ("timeout=5", "LATENCY=5ms"),
+        ("DROP", "DROP_CONNECTION"), ("Dropped", "DROP_CONNECTION"), ("PROBE", "SIGNATURE_PROBE"),
+        ("SIGNTEST", "SIGNATURE_PROBE"), ("TAMPER", "BAD_SIGNATURE"), ("bad-response-signature", "BAD_SIGNATURE"),
+    ],
+)  # fmt: skip
+def test_the_header_aliases_the_readme_lists(
+    http: TestClient, world: World, control: TestClient, alias: str, kind: str
+) -> None:
+    """README, Fault injection: the aliases of the header (case and '-'/'_' do not matter) each inject
+    their kind, as the journal records it."""
+    client = ApiClient(http, world, SP_B)
+    with contextlib.suppress(ConnectionAbortedError):  # DROP_CONNECTION: no answer
+        client.get(CERTS, headers={H: alias}, check=False)
+    row = control.get("/sandbox/journal", params={"mchid": SP_B, "limit": 1}).json()["data"][0]
+    assert row["fault"] == kind
