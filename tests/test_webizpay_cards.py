@@ -126,6 +126,10 @@ def test_w3_relation_rules(
         cards_url("WeBizPay_a968402a-73bb-43e2-9e1a-8371b0ca3d7c"), issue_body("card_000001")
     )
     assert unknown.status_code == 404 and unknown.json()["code"] == "RESOURCE_NOT_EXISTS"
+    assert unknown.json()["message"] == (
+        "授权关系 WeBizPay_a968402a-73bb-43e2-9e1a-8371b0ca3d7c不存在 "
+        "(authorization of employee WeBizPay_a968402a-73bb-43e2-9e1a-8371b0ca3d7c does not exist)"
+    )
     emp = authorize(client_a, control, "employee123")
     foreign = client_b.post(cards_url(emp), issue_body("card_000002", sp=SP_A))
     assert foreign.status_code == 403 and foreign.json()["code"] == "NO_AUTH"

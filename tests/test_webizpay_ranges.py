@@ -134,7 +134,12 @@ def test_add_identifier_is_idempotent_and_typed(client_a: ApiClient) -> None:
 def test_unknown_range_is_not_found(client_a: ApiClient) -> None:
     missing = "89f5123e-5ad4-4e0e-89b1-63ced0c798c5"
     assert_error(add(client_a, missing, ORG_1), 404, "RESOURCE_NOT_EXISTS")
-    assert_error(listing(client_a, missing), 404, "RESOURCE_NOT_EXISTS")
+    unknown = listing(client_a, missing)
+    assert_error(unknown, 404, "RESOURCE_NOT_EXISTS")
+    # each language once (the label was repeated whole: "可用商户范围 … (available-merchant range)不存在 (…)")
+    assert unknown.json()["message"] == (
+        f"可用商户范围 {missing}不存在 (available-merchant range {missing} does not exist)"
+    )
     resp = client_a.delete(f"{idents(missing)}/{ORG_1}", {"sp_mchid": SP_A})
     assert_error(resp, 404, "RESOURCE_NOT_EXISTS")
     assert_error(listing(client_a, "r" * 65), 400, "PARAM_ERROR", "range_id")

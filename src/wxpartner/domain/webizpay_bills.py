@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ..models.webizpay_bills import ProofRequest, ProofResponse, TradeBillRequest, TradeBillResponse
-from ..protocol.errors import ApiError, not_found, param_error
+from ..protocol.errors import ApiError, param_error
 from ..protocol.times import CHINA_TZ
 from .webizpay_merchants import (
     check_signer,
@@ -347,7 +347,10 @@ def download(repo: BillRepo, now: float, signer: str, token: str) -> BillFile:
     """Only the merchant that applied may download; someone else's token looks like an unknown one."""
     file = repo.file(token)
     if file is None or file.sp_mchid != signer:
-        raise not_found("账单文件 (bill file; apply again for a new download_url)")
+        raise ApiError(
+            "RESOURCE_NOT_EXISTS",
+            "账单文件不存在 (the bill file does not exist; apply again for a new download_url)",
+        )
     if now >= file.expires_at:
         raise ApiError(
             "INVALID_REQUEST",

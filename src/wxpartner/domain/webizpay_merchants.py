@@ -201,7 +201,7 @@ def start_match(repo: MatchRepo, now: float, signer: str, body: CreateEntityMatc
 def _owned_batch(repo: MatchRepo, sp_mchid: str, batch_id: str) -> MatchBatch:
     batch = repo.batch(batch_id)
     if batch is None or batch.sp_mchid != sp_mchid:
-        raise not_found(f"门店匹配批次 {batch_id} (store entity-match batch)")
+        raise not_found(f"门店匹配批次 {batch_id}", f"store entity-match batch {batch_id}")
     return batch
 
 
@@ -238,7 +238,7 @@ def close_match(repo: MatchRepo, now: float, batch_id: str) -> MatchBatch:
     """Sandbox: abandon a batch that has not completed (ACCEPTED/IN_PROGRESS -> CLOSED)."""
     batch = repo.batch(batch_id)
     if batch is None:
-        raise not_found(f"门店匹配批次 {batch_id} (store entity-match batch)")
+        raise not_found(f"门店匹配批次 {batch_id}", f"store entity-match batch {batch_id}")
     if batch.state in ("ACCEPTED", "IN_PROGRESS"):
         repo.move_batch(batch_id, batch.state, "CLOSED", None, now)  # lost race: report what won
     return repo.batch(batch_id) or batch
@@ -294,7 +294,7 @@ def list_ranges(repo: RangeRepo, signer: str, sp_mchid: str) -> RangeList:
 def _owned_range(repo: RangeRepo, sp_mchid: str, range_id: str) -> MchRange:
     rng = repo.range(range_id)
     if rng is None or rng.sp_mchid != sp_mchid:
-        raise not_found(f"可用商户范围 {range_id} (available-merchant range)")
+        raise not_found(f"可用商户范围 {range_id}", f"available-merchant range {range_id}")
     return rng
 
 
@@ -331,5 +331,5 @@ def delete_identifier(repo: RangeRepo, signer: str, range_id: str, identifier: s
     check_signer(signer, sp_mchid)
     _owned_range(repo, sp_mchid, range_id)
     if not repo.delete_identifier(range_id, identifier):
-        raise not_found(f"商户标识 {identifier} (merchant identifier in range {range_id})")
+        raise not_found(f"商户标识 {identifier}", f"merchant identifier {identifier} in range {range_id}")
     return range_id

@@ -159,7 +159,7 @@ def find(
         )
     found = by_id if applyment_id else by_code
     if found is None or (applyment_id and business_code and by_code is None):
-        raise not_found("申请单")
+        raise not_found("申请单", "the applyment")
     return found
 
 
@@ -170,7 +170,7 @@ def resolve_cancel(repo: Apply4SubjectRepo, mchid: str, key: str, query_id: str 
     if found is None and key.isdigit():
         found = _by_id(repo, key, mchid)
     if found is None:
-        raise not_found("申请单")
+        raise not_found("申请单", "the applyment")
     if query_id is not None and as_id(query_id) != found.applyment_id:
         raise param_error(
             "applyment_id",

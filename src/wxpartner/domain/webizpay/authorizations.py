@@ -103,7 +103,7 @@ def state(repo: Repo, *, sp_mchid: str, sub_mchid: str, user_id: str) -> Authori
 def link_for_page(repo: Repo, token: str, now: float) -> AuthLink:
     link = repo.auth_link(token)
     if link is None:
-        raise not_found("授权链接")
+        raise not_found("授权链接", "the authorization link")
     if link.consumed_at is None and now >= link.expires_at:
         raise ApiError(
             "INVALID_REQUEST", "授权链接已过期 (the authorization link has expired; ask for a new one)"
@@ -164,7 +164,7 @@ def owned_relation(repo: Repo, employee_id: str, sp_mchid: str, sub_mchid: str) 
     """A relation of another merchant is indistinguishable from a missing one (404)."""
     relation = repo.relation(employee_id)
     if relation is None or relation.sp_mchid != sp_mchid or relation.sub_mchid != sub_mchid:
-        raise not_found(f"授权关系 {employee_id}")
+        raise not_found(f"授权关系 {employee_id}", f"authorization of employee {employee_id}")
     return relation
 
 

@@ -140,7 +140,7 @@ def refund(
     in the callback counts it and a repeated out_refund_no finds it."""
     payment = repo.payment_for_update(transaction_id)
     if payment is None:
-        raise not_found(f"支付订单 {transaction_id}")
+        raise not_found(f"支付订单 {transaction_id}", f"payment {transaction_id}")
     out_no = out_refund_no or f"SBXR{secrets.token_hex(8).upper()}"
     previous = repo.refund_by_out_no(transaction_id, out_no)
     if previous is not None:

@@ -141,7 +141,7 @@ def issue(
         )
     relation = repo.relation_for_update(employee_id)  # no revoke may slip between check and insert
     if relation is None or relation.sp_mchid != body.sp_mchid or relation.sub_mchid != body.sub_mchid:
-        raise not_found(f"授权关系 {employee_id}")
+        raise not_found(f"授权关系 {employee_id}", f"authorization of employee {employee_id}")
     if relation.state != AUTHORIZED:
         raise ApiError(
             "INVALID_REQUEST",
@@ -184,7 +184,7 @@ def owned_card(card: Card | None, employee_id: str, sp_mchid: str, sub_mchid: st
         or card.sp_mchid != sp_mchid
         or card.sub_mchid != sub_mchid
     ):
-        raise not_found(f"额度卡 {what}")
+        raise not_found(f"额度卡 {what}", f"quota card {what}")
     return card
 
 
