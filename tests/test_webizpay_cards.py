@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -388,6 +389,48 @@ def test_policy_is_configurable() -> None:
     )
     assert policy.payment_link_ttl == 60 and policy.expired_event_on_cancel is False
     assert Policy.from_settings({}).builtin("template_123") is not None
+
+
+@pytest.mark.parametrize(
+    ("extra", "refusal"),
+    [
+        # each of these used to start, the setting ignored or read otherwise without a word
+        ({"webizpay": {"payment_link_tll": 600}}, "unknown webizpay setting 'payment_link_tll'"),
+        ({"webizpay": {"payment_link_ttl": "600"}}, "payment_link_ttl must be a number of seconds above 0"),
+        ({"webizpay": {"authorization_link_ttl": 0}}, "authorization_link_ttl must be a number of seconds"),
+        ({"webizpay": {"payment_link_ttl": float("nan")}}, "payment_link_ttl must be a number of seconds"),
+        ({"webizpay": {"expired_event_on_cancel": "false"}}, "expired_event_on_cancel must be true or false"),
+        ({"webizpay": {"revoke_reason": "r" * 65}}, "revoke_reason must be 1 to 64 characters"),
+        ({"webizpay": ["payment_link_ttl"]}, "must be a mapping"),
+        ({"webizpay_sweep_seconds": "2"}, "webizpay_sweep_seconds'] must be seconds, 0 or more, got '2'"),
+        ({"webizpay_sweep_seconds": -1}, "must be seconds, 0 or more, got -1"),
+        ({"webizpay_sweep_seconds": True}, "must be seconds, 0 or more, got True"),
+        ({"journal_keep": "abc"}, "journal_keep'] must be a whole number of rows, 1 or more, got 'abc'"),
+        ({"journal_keep": 0}, "journal_keep'] must be a whole number of rows, 1 or more, got 0"),
+    ],
+)
+def test_settings_the_server_would_not_take_stop_the_start_up(
+    settings: Settings, extra: dict[str, Any], refusal: str
+) -> None:
+    import re
+
+    with pytest.raises(ValueError, match=re.escape(refusal)):
+        create_app(dataclasses.replace(settings, extra=extra))
+
+
+def test_settings_it_takes_start(settings: Settings) -> None:
+    extra = {
+        "webizpay": {
+            "payment_link_ttl": 60,
+            "authorization_link_ttl": 0.5,
+            "expired_event_on_cancel": False,
+            "revoke_reason": "企业管理员撤销",
+        },
+        "webizpay_sweep_seconds": 0,
+        "journal_keep": 5,
+    }
+    app = create_app(dataclasses.replace(settings, extra=extra))
+    app.state.db.dispose()
 
 
 def test_builtin_templates_decide_the_card_rules(client_a: ApiClient, control: TestClient) -> None:

@@ -46,7 +46,11 @@ class JournalWriter:
     def __init__(self, state: AppState) -> None:
         self.state = state
         keep = state.settings.extra.get("journal_keep", ops_repo.DEFAULT_KEEP)
-        self.keep = max(1, int(keep)) if isinstance(keep, int | str) else ops_repo.DEFAULT_KEEP
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:  # made at start-up: it stops
+            raise ValueError(
+                f"settings.extra['journal_keep'] must be a whole number of rows, 1 or more, got {keep!r}"
+            )
+        self.keep = keep
         self._rows: deque[dict[str, Any]] = deque(maxlen=MAX_BUFFER)
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()

@@ -5,6 +5,7 @@ processes may sweep at once: the conditional UPDATE lets exactly one of them win
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING
 
 import anyio
@@ -13,7 +14,7 @@ from ..domain.webizpay import quota_cards
 from ..domain.webizpay.entities import Policy
 from ..store import sandbox as sandbox_store
 from ..store.webizpay_repo import WebizpayRepo
-from .app import BACKGROUND_TASKS, SETTLE_HOOKS
+from .app import BACKGROUND_TASKS, SETTLE_HOOKS, STARTUP_HOOKS
 
 if TYPE_CHECKING:
     from .app import AppState
@@ -33,9 +34,23 @@ def sweep_once(state: AppState) -> int:
         return quota_cards.expire_due(WebizpayRepo(conn), policy, now)
 
 
+def sweep_interval(extra: dict[str, object]) -> float:
+    """``settings.extra["webizpay_sweep_seconds"]`` (0 switches the sweep off); ValueError for anything
+    else than a finite number of seconds, 0 or more (a string used to fall back to 2 s silently)."""
+    raw = extra.get("webizpay_sweep_seconds", DEFAULT_INTERVAL)
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw) or raw < 0:
+        raise ValueError(f"settings.extra['webizpay_sweep_seconds'] must be seconds, 0 or more, got {raw!r}")
+    return float(raw)
+
+
+def _check_settings(state: AppState) -> None:
+    """Start-up stops on a webizpay setting that would be ignored or misread."""
+    Policy.check_settings(state.settings.extra)
+    sweep_interval(state.settings.extra)
+
+
 async def sweep_forever(state: AppState) -> None:
-    raw = state.settings.extra.get("webizpay_sweep_seconds", DEFAULT_INTERVAL)
-    interval = float(raw) if isinstance(raw, int | float) else DEFAULT_INTERVAL
+    interval = sweep_interval(state.settings.extra)
     if interval <= 0:
         return
     while True:
@@ -46,5 +61,6 @@ async def sweep_forever(state: AppState) -> None:
             log.warning("webizpay expiry sweep failed: %s", type(exc).__name__)
 
 
+STARTUP_HOOKS.append(_check_settings)
 BACKGROUND_TASKS.append(sweep_forever)
 SETTLE_HOOKS.append(sweep_once)

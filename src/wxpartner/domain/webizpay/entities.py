@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,31 @@ class Policy:
             return cls()
         known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__ and k != "builtin_templates"}
         return cls(**known)
+
+    @classmethod
+    def check_settings(cls, extra: Mapping[str, object]) -> None:
+        """ValueError naming a ``settings.extra["webizpay"]`` entry this policy would not take, checked
+        once at start-up (``from_settings``, run per request, passes over what it does not know: a
+        misspelt ``payment_link_tll`` left the 5 minutes in place without a word)."""
+        raw = extra.get("webizpay")
+        if raw is None:
+            return
+        if not isinstance(raw, dict):
+            raise ValueError("settings.extra['webizpay'] must be a mapping such as {'payment_link_ttl': 600}")
+        known = [name for name in cls.__dataclass_fields__ if name != "builtin_templates"]
+        for name, value in raw.items():
+            if name not in known:
+                raise ValueError(f"unknown webizpay setting {name!r} ({', '.join(known)})")
+            default = getattr(cls, name)
+            if isinstance(default, bool):
+                ok, wanted = isinstance(value, bool), "true or false"
+            elif isinstance(default, int | float):  # the ttls (30 * 60 is an int)
+                ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+                ok, wanted = ok and value > 0, "a number of seconds above 0"
+            else:  # the reason W8 and its callback carry: the relation's reason column holds 64
+                ok, wanted = isinstance(value, str) and 0 < len(value) <= 64, "1 to 64 characters"
+            if not ok:
+                raise ValueError(f"webizpay setting {name} must be {wanted}, got {value!r}")
 
     def builtin(self, template_id: str) -> Template | None:
         return next((t for t in self.builtin_templates if t.card_template_id == template_id), None)
