@@ -564,3 +564,14 @@ def test_a_cancel_answers_from_its_own_update_without_reading_the_card_again(
     assert cards == ["SELECT", "UPDATE"], seen  # the card and its relation, then the transition
     again = client_a.post(path, body)  # already DISABLED: the same answer, from the read alone
     assert again.status_code == 200 and again.json() == answer.json()
+
+
+@pytest.mark.parametrize("employee_id", ["a/b", "emp 1", "emp%2F1", "员工"])
+def test_a_scenario_employee_id_is_one_a_path_can_name(control: TestClient, employee_id: str) -> None:
+    section = {"employees": [{"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "user_path_1"}]}
+    section["employees"][0]["employee_id"] = employee_id
+    refused = control.post("/sandbox/scenario", json={"webizpay": section})
+    assert refused.status_code == 400, refused.text
+    assert "webizpay.employees.0.employee_id" in refused.json()["message"]
+    section["employees"][0]["employee_id"] = "WeBizPay_fixed-01"
+    assert control.post("/sandbox/scenario", json={"webizpay": section}).status_code == 200

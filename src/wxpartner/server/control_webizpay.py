@@ -314,7 +314,9 @@ class EmployeeSpec(BaseModel):
     sp_mchid: scenario.Mchid
     sub_mchid: scenario.Mchid
     user_id: str = Field(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z_\-|*]{6,32}$")
-    employee_id: str | None = Field(default=None, min_length=1, max_length=64)
+    # what a request path carries unescaped (WeChat's own are WeBizPay_<uuid>): "a/b" was stored, and
+    # no W3–W8 path could name it
+    employee_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_\-]+$")
 
 
 class CardSpec(BaseModel):
