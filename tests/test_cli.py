@@ -450,6 +450,9 @@ def test_sign_warns_when_the_server_would_refuse_the_header(world: World, tmp_pa
         (["--url", "/v3/x", "--timestamp", "abc"], "timestamp must be decimal Unix seconds"),
         (["--url", "/v3/x", "--nonce", "n" * 70], "nonce_str must be 1-64 printable ASCII"),
         (["--url", "v3/x"], "does not start with '/'"),
+        # an empty value was replaced by the default without a word (session 17's list)
+        (["--url", "/v3/x", "--timestamp", ""], "empty parameter 'timestamp'"),
+        (["--url", "/v3/x", "--nonce", ""], "empty parameter 'nonce_str'"),
     ):
         result = CliRunner().invoke(main, [*common, *extra, "--json"], catch_exceptions=False)
         assert result.exit_code == 0

@@ -61,8 +61,9 @@ def sign_cmd(
     except ValueError as exc:  # 'http://[::1': was a traceback
         raise click.BadParameter(f"{url!r} is not a URL: {exc}", param_hint="'--url'") from None
     target = canonical_url(parts.path or "/", parts.query) if parts.scheme else url
-    ts = timestamp or str(int(time.time()))
-    nonce_str = nonce or new_nonce()
+    # only an absent option takes the default: an empty one is printed as asked, and warned about
+    ts = str(int(time.time())) if timestamp is None else timestamp
+    nonce_str = new_nonce() if nonce is None else nonce
     message = request_message(method.upper(), target, ts, nonce_str, body_bytes)
     signature = sign(private_key(key_path), message)
     header = Authorization(mchid, nonce_str, ts, serial_no, signature).header_value()
