@@ -67,3 +67,31 @@ def test_existing_files_are_narrowed_and_an_existing_data_dir_is_left_alone(tmp_
         db.dispose()
     assert _mode(database) == 0o600 and _mode(data_dir / "connection.json") == 0o600
     assert _mode(data_dir) == 0o755  # the owner's choice for a directory it made
+
+
+def test_a_key_pair_is_replaced_whole_when_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`keys --force` interrupted between its two files left the new key beside the old certificate, a
+    pair no request could be signed with (session 17's list). Now both are renamed with SIGINT held back:
+    the Ctrl-C lands after the second rename."""
+    import signal
+
+    from wxpartner.sandbox import material
+
+    material.write_merchant_keys(material.new_merchant_keys("1888000001", tmp_path))
+    new = material.new_merchant_keys("1888000001", tmp_path)
+    real_replace = os.replace
+
+    def replace_then_interrupt(src: str, dst: Path) -> None:
+        real_replace(src, dst)
+        if Path(dst) == new.private_key_path:  # a real Ctrl-C, right after the key's rename
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(material.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        material.write_merchant_keys(new)
+    assert new.private_key_path.read_text() == new.private_key_pem
+    assert new.certificate_path.read_text() == new.certificate_pem
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["apiclient_cert.pem", "apiclient_key.pem"]
+    assert stat.S_IMODE(new.private_key_path.stat().st_mode) == 0o600

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import string
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,18 +42,41 @@ def write_file(path: Path | str, data: str | bytes, *, secret: bool = False) -> 
     then renamed over it. A Ctrl-C or a full disk mid-write, or a command reading connection.json while
     ``serve`` rewrites it, never meets an empty or half-written file (truncating in place did). Owner-only
     when ``secret``, else 0644. OSError as the system says it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    write_files([(Path(path), data, secret)])
+
+
+def write_files(files: Sequence[tuple[Path, str | bytes, bool]]) -> None:
+    """``write_file`` for files that belong together (a key and its certificate): every one is written
+    to its temporary first, then all are renamed with SIGINT and SIGTERM held back, so a Ctrl-C or a
+    kill never leaves a new key beside the old certificate (with one rename per file it could)."""
+    staged: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(fd, "wb") as f:
-            if not secret:
-                os.fchmod(fd, 0o644)
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
+        for path, data, secret in files:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                if not secret:
+                    os.fchmod(fd, 0o644)
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        with _signals_held():
+            for tmp, path in staged:
+                os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        for tmp, _path in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is done (then act as they would have)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -90,8 +114,13 @@ def new_merchant_keys(mchid: str, out_dir: Path, *, pkcs1: bool = False) -> Merc
 
 def write_merchant_keys(files: MerchantKeyFiles) -> None:
     """apiclient_key.pem (owner-only; its directory made) and apiclient_cert.pem beside it."""
-    write_secret(files.private_key_path, files.private_key_pem)
-    write_file(files.certificate_path, files.certificate_pem)
+    files.private_key_path.parent.mkdir(parents=True, exist_ok=True)
+    write_files(
+        [
+            (files.private_key_path, files.private_key_pem, True),
+            (files.certificate_path, files.certificate_pem, False),
+        ]
+    )
 
 
 def make_merchant_keys(mchid: str, out_dir: Path, *, pkcs1: bool = False) -> MerchantKeyFiles:

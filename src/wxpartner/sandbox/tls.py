@@ -21,7 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .material import write_file, write_secret
+from .material import write_files
+
+PEM = serialization.Encoding.PEM
 
 # WeChat Pay's API hosts (the primary and the backup an SDK fails over to) and the loopback names.
 API_HOSTS = ("api.mch.weixin.qq.com", "api2.mch.weixin.qq.com")
@@ -62,15 +64,13 @@ def ensure_tls(data_dir: Path, host: str, *, now: dt.datetime | None = None) -> 
     if ca is None or ca[0].not_valid_after_utc - now < RENEW_BEFORE:
         ca = _new_authority(now)
         out.mkdir(parents=True, exist_ok=True)
-        write_secret(ca_key_path, _key_pem(ca[1]))
-        write_file(files.ca_path, ca[0].public_bytes(serialization.Encoding.PEM))
+        write_files([(ca_key_path, _key_pem(ca[1]), True), (files.ca_path, ca[0].public_bytes(PEM), False)])
     names = names_for(host)
     current = _load_pair(files.certificate_path, files.key_path)
     if current is None or not _fits(current[0], ca[0], names, now):
         cert, key = _new_server_certificate(ca, names, now)
-        write_secret(files.key_path, _key_pem(key))
-        chain = cert.public_bytes(serialization.Encoding.PEM) + ca[0].public_bytes(serialization.Encoding.PEM)
-        write_file(files.certificate_path, chain)
+        chain = cert.public_bytes(PEM) + ca[0].public_bytes(PEM)
+        write_files([(files.key_path, _key_pem(key), True), (files.certificate_path, chain, False)])
     return files
 
 
@@ -172,6 +172,6 @@ def _general_name(name: str) -> x509.GeneralName:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode("ascii")
+    return key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode(
+        "ascii"
+    )
