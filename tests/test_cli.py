@@ -546,3 +546,32 @@ def test_serve_reads_the_data_dir_the_other_commands_read(
     assert (tmp_path / "exported" / "wxpartner.sqlite3").is_file()
     assert not (cwd / ".wxpartner").exists()
     assert "env var: WXPARTNER_DATA_DIR" in " ".join(_cli("serve", "--help").split())
+
+
+# Run as the console script does: its entry point's target, named by the installed metadata, with a real
+# SIGINT sent while the commands are being imported (a meta-path finder sends it at one module's import).
+_INTERRUPTED_IMPORT = """
+import importlib, importlib.metadata, os, signal, sys
+
+class CtrlC:
+    def find_spec(self, name, path, target=None):
+        if name == "wxpartner.cli.serve":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+(script,) = importlib.metadata.entry_points(group="console_scripts", name="wxpartner")
+module, _, attr = script.value.partition(":")
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["wxpartner", "--help"]
+sys.exit(getattr(importlib.import_module(module), attr)())
+"""
+
+
+def test_a_ctrl_c_while_the_cli_starts_prints_no_traceback() -> None:
+    """Session 17's list: a Ctrl-C in the first few hundred milliseconds (importing the commands) ended in
+    a KeyboardInterrupt traceback from the script's import line."""
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_IMPORT], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1 and done.stderr.strip() == "Aborted!", done.stderr
+    assert done.stdout == ""
