@@ -27,6 +27,7 @@ from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
 from ..sandbox.material import make_platform_certificate, make_platform_public_key
 from ..store import registry, sandbox
+from .logs import shown_path
 from .params import ControlError as ControlError  # families raise it from here
 from .params import bad, flag, known_fields, nul_pointer, number, refuse_nul, string
 
@@ -76,7 +77,9 @@ def _guarded(fn: Endpoint) -> Endpoint:
             # The database is unreachable (an outage, a restart) or refused a transaction. Each
             # transaction commits whole or not at all, but a few endpoints run several (a redeliver
             # reopens, then sends): the message claims no more than that. Answered like /v3 does.
-            log.exception("database error in the control API: %s %s", request.method, request.url.path)
+            # The path as logged: request.url.path is percent-decoded, so %0d%0a in it would end the line.
+            path = shown_path(request.url.path)
+            log.exception("database error in the control API: %s %s", request.method, path)
             return error(
                 500,
                 "SYSTEM_ERROR",

@@ -2,6 +2,8 @@
 
 Switched on with ``WXPARTNER_LOG_FORMAT=json`` (every worker reads it). Access lines come from the
 pipeline observer below and carry only routing facts: never headers, bodies, keys or decrypted fields.
+A path from a request is logged through ``shown_path``: cut as the journal cuts it and with control
+characters escaped, so a request can neither write a line of its own nor a line of 64 KiB.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .responses import error_code
 access_log = logging.getLogger("wxpartner.access")
 _FIELDS = ("request_id", "mchid", "method", "path", "operation", "status", "code", "latency_ms", "fault")
 _configured = False
+PATH_MAX = 1024  # characters of a logged path: the journal's column (store/ops_tables.py)
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,6 +40,17 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
+
+
+def shown_path(path: str) -> str:
+    """``path`` as a log line may carry it: at most PATH_MAX characters (then "…"), and every character
+    that is not printable (CR, LF, ESC, U+0085…) as its ``\\xNN`` escape. httptools refuses such bytes
+    in a request line, but a decoded path (``scope["path"]``: %0d%0a is CR LF there) or another ASGI
+    server can hand them over, and a plain-text log would break its line there."""
+    cut = path if len(path) <= PATH_MAX else path[:PATH_MAX] + "…"
+    if cut.isprintable():
+        return cut
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in cut)
 
 
 def configure_from_env() -> None:
@@ -64,14 +78,15 @@ def observe(
 ) -> None:
     if not access_log.isEnabledFor(logging.INFO):
         return
+    path = shown_path(req.raw_path)
     extra = {
         "request_id": request_id,
         "mchid": ctx.caller.mchid if ctx is not None else None,
         "method": req.method,
-        "path": req.raw_path,
+        "path": path,
         "operation": op_id,
         "status": resp.status,
         "code": error_code(resp),
         "latency_ms": round((time.perf_counter() - started) * 1000, 3),
     }
-    access_log.info("%s %s -> %s", req.method, req.raw_path, resp.status or "dropped", extra=extra)
+    access_log.info("%s %s -> %s", req.method, path, resp.status or "dropped", extra=extra)
