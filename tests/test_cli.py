@@ -209,16 +209,17 @@ def test_serve_with_bad_scenario_fails_clearly(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+@pytest.mark.parametrize("kind", ["postgresql", "postgresql-query", "sqlite"])
 def test_serve_with_a_database_it_cannot_use_fails_in_one_line(tmp_path: Path, kind: str) -> None:
     """Found walking the README's deployment recipe: an unreachable or unusable database (here: nothing
-    listening, a directory that does not exist) stopped `serve` with a Python traceback."""
+    listening, a directory that does not exist) stopped `serve` with a Python traceback. The password
+    is not shown, after the user name nor as libpq's ``?password=`` (that one was)."""
     port = free_port()
-    url = (
-        f"postgresql://wxpartner:s3cret-pw@127.0.0.1:{port}/wxpartner"
-        if kind == "postgresql"
-        else f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.sqlite3'}"
-    )
+    url = {
+        "postgresql": f"postgresql://wxpartner:s3cret-pw@127.0.0.1:{port}/wxpartner",
+        "postgresql-query": f"postgresql://wxpartner@127.0.0.1:{port}/wxpartner?password=s3cret-pw",
+        "sqlite": f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.sqlite3'}",
+    }[kind]
     args = ["serve", "--data-dir", str(tmp_path / "d"), "--port", str(free_port()), "--database-url", url]
     proc = subprocess.run(
         [sys.executable, "-m", "wxpartner.cli", *args],
@@ -229,7 +230,7 @@ def test_serve_with_a_database_it_cannot_use_fails_in_one_line(tmp_path: Path, k
     assert proc.returncode == 1 and proc.stdout == b"", err
     assert "Traceback" not in err and "s3cret-pw" not in err, err
     shown = url.replace("s3cret-pw", "***")
-    reason = "Connection refused" if kind == "postgresql" else "unable to open database file"
+    reason = "unable to open database file" if kind == "sqlite" else "Connection refused"
     assert err.startswith(f"Error: cannot use the database {shown}: ") and reason in err, err
     assert err.count("\n") == 1
 

@@ -24,6 +24,11 @@ def test_settings_repr_hides_the_token_and_the_database_password() -> None:
     assert "Secret-42" not in shown and "Secret-42" not in str(settings)
     assert "sandbox_token='***'" in shown and "postgresql://wx:***@db:5432/wx" in shown
     assert "Secret" not in repr(Settings(database_url="no url: pw-Secret"))
+    # libpq (so psycopg) takes the password as a query parameter too; hide_password left it there
+    in_query = Settings(database_url="postgresql://wx@db/wx?sslmode=require&password=pw-Secret-42")
+    assert "Secret" not in repr(in_query)
+    assert "postgresql://wx@db/wx?password=***&sslmode=require" in repr(in_query)
+    assert "Secret" not in repr(Settings(database_url="postgresql://wx@db/wx?sslpassword=k-Secret"))
     assert "sandbox_token=''" in repr(Settings())  # unset stays visibly unset
 
 

@@ -261,12 +261,9 @@ def _print_connection(info: Mapping[str, object]) -> None:
 
 def _shown_url(url: str) -> str:
     """The database URL without its password (it goes to a terminal or a log)."""
-    import sqlalchemy as sa
+    from ..store.db import shown_url
 
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except (sa.exc.ArgumentError, ValueError):
-        return "(unreadable URL)"
+    return shown_url(url) or "(unreadable URL)"
 
 
 def _reason(exc: BaseException) -> str:

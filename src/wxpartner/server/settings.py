@@ -53,13 +53,9 @@ class Settings:
         if self.sandbox_token:
             shown["sandbox_token"] = "***"
         if self.database_url:
-            from sqlalchemy.engine import make_url
-            from sqlalchemy.exc import ArgumentError
+            from ..store.db import shown_url
 
-            try:
-                shown["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
-            except ArgumentError:
-                shown["database_url"] = "<not a database URL>"
+            shown["database_url"] = shown_url(self.database_url) or "<not a database URL>"
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property

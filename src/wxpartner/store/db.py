@@ -305,6 +305,20 @@ def sqlite_url_for(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'wxpartner.sqlite3').resolve()}"
 
 
+def shown_url(url: str) -> str | None:
+    """``url`` as a terminal or a log may show it, or None when it is no database URL: the password
+    hidden, after the user name and in the query too (libpq, so psycopg, takes ``?password=`` and
+    ``?sslpassword=``, which SQLAlchemy's ``hide_password`` leaves as they are)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        return None
+    hidden = {name: "***" for name in parsed.query if "password" in name.lower()}
+    if hidden:
+        parsed = parsed.update_query_dict(hidden)
+    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
 def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL; None for an in-memory database."""
     path = sa.engine.make_url(url).database
