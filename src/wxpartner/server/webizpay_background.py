@@ -1,6 +1,9 @@
 """Background expiry sweep for quota cards: every ACTIVE card past effective_end_time (business clock)
 becomes DISABLED and notifies WEBIZPAY.QUOTACARDEXPIRED once, even if nobody reads it. Several
-processes may sweep at once: the conditional UPDATE lets exactly one of them win each card."""
+processes may sweep at once: the conditional UPDATE lets exactly one of them win each card.
+
+The same round deletes authorization (W1) and payment (W7) links a day past their expiry
+(``Policy.link_kept_after_expiry``): every call makes one, and nothing else ever deletes them."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import anyio
 from ..domain.webizpay import quota_cards
 from ..domain.webizpay.entities import Policy
 from ..store import sandbox as sandbox_store
+from ..store import webizpay_repo
 from ..store.webizpay_repo import WebizpayRepo
 from .app import BACKGROUND_TASKS, SETTLE_HOOKS, STARTUP_HOOKS
 
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("wxpartner.webizpay")
 
 DEFAULT_INTERVAL = 2.0
+LINKS_PER_ROUND = 1000  # links of each kind one round deletes: a short write whatever has gathered
 
 
 def sweep_once(state: AppState) -> int:
@@ -49,6 +54,22 @@ def _check_settings(state: AppState) -> None:
     sweep_interval(state.settings.extra)
 
 
+def prune_links_once(state: AppState) -> int:
+    """Delete links expired for longer than the policy keeps them; returns how many went."""
+    policy = Policy.from_settings(state.settings.extra)
+    with state.db.read() as conn:
+        cutoff = sandbox_store.read_clock(conn).now_ts() - policy.link_kept_after_expiry
+        if not webizpay_repo.links_expired_before(conn, cutoff):
+            return 0  # the common case: two indexed reads, no write lock
+    with state.db.write() as conn:
+        return webizpay_repo.delete_links_expired_before(conn, cutoff, LINKS_PER_ROUND)
+
+
+def _round(state: AppState) -> None:
+    sweep_once(state)
+    prune_links_once(state)
+
+
 async def sweep_forever(state: AppState) -> None:
     interval = sweep_interval(state.settings.extra)
     if interval <= 0:
@@ -56,7 +77,7 @@ async def sweep_forever(state: AppState) -> None:
     while True:
         await anyio.sleep(interval)
         try:
-            await anyio.to_thread.run_sync(sweep_once, state)
+            await anyio.to_thread.run_sync(_round, state)
         except Exception as exc:  # a database outage must not kill the task; the next round retries
             log.warning("webizpay expiry sweep failed: %s", type(exc).__name__)
 

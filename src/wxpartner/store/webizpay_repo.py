@@ -451,6 +451,27 @@ class WebizpayRepo:
         )
 
 
+LINK_TABLES = (webizpay_auth_links, webizpay_payment_links)
+
+
+def links_expired_before(conn: Connection, cutoff: float) -> bool:
+    """Whether any W1 or W7 link expired before ``cutoff`` (indexed: migration 0012)."""
+    return any(
+        conn.execute(sa.select(sa.literal(1)).where(t.c.expires_at < cutoff).limit(1)).first() is not None
+        for t in LINK_TABLES
+    )
+
+
+def delete_links_expired_before(conn: Connection, cutoff: float, limit: int) -> int:
+    """Delete at most ``limit`` links of each kind that expired before ``cutoff`` (a short write, however
+    many have gathered: the next sweep takes the next ones). Returns how many went."""
+    deleted = 0
+    for t in LINK_TABLES:
+        oldest = sa.select(t.c.token).where(t.c.expires_at < cutoff).order_by(t.c.expires_at).limit(limit)
+        deleted += conn.execute(t.delete().where(t.c.token.in_(oldest.scalar_subquery()))).rowcount
+    return deleted
+
+
 def reset(conn: Connection, mchid: str | None) -> None:
     """Scenario resetter: every webizpay row, or one service provider's."""
     for table in WEBIZPAY_TABLES:

@@ -6,7 +6,8 @@ import sqlalchemy as sa
 
 from .schema import metadata
 
-# W1 links: one per call, single-use, expiring.
+# W1 links: one per call, single-use, expiring; deleted a day after they expire (migration 0012 indexes
+# the expiry for that sweep, server/webizpay_background.py).
 webizpay_auth_links = sa.Table(
     "webizpay_auth_links",
     metadata,
@@ -19,6 +20,7 @@ webizpay_auth_links = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Column("consumed_at", sa.Float, nullable=True),
     sa.Column("employee_id", sa.String(64), nullable=True),
+    sa.Index("ix_webizpay_auth_links_expires", "expires_at"),
 )
 
 # Authorization relations; at most one AUTHORIZED per (sp, sub, user) (partial unique index).
@@ -84,6 +86,7 @@ webizpay_cards = sa.Table(
     sa.Index("ix_webizpay_cards_due", "state", "end_at"),
 )
 
+# W7 links: one per call, expiring; deleted a day after they expire, as W1 links.
 webizpay_payment_links = sa.Table(
     "webizpay_payment_links",
     metadata,
@@ -95,6 +98,7 @@ webizpay_payment_links = sa.Table(
     sa.Column("application_type", sa.String(16), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Index("ix_webizpay_payment_links_expires", "expires_at"),  # the sweep's (migration 0012)
 )
 
 webizpay_payments = sa.Table(

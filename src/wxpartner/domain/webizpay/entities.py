@@ -41,6 +41,10 @@ class Policy:
 
     authorization_link_ttl: float = 30 * 60
     payment_link_ttl: float = 5 * 60
+    # W1/W7 links are deleted this long (business time) after they expire: one is made per call, and
+    # kept forever they grew without bound. Until then an expired link still says "expired", not
+    # "unknown" (as bill download links, store/webizpay_bills_repo.py).
+    link_kept_after_expiry: float = 86400
     # Fire WEBIZPAY.QUOTACARDEXPIRED on every ACTIVE -> DISABLED (cancel and revoke too), as spec §2.2.
     expired_event_on_cancel: bool = True
     revoke_reason: str = REVOKE_BY_ENTERPRISE
