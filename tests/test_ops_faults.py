@@ -52,6 +52,16 @@ def test_unknown_fault_header_is_a_param_error(client_b: ApiClient) -> None:
     assert "only LATENCY takes a value" in resp.json()["message"]
 
 
+def test_a_huge_fault_header_is_echoed_cut(client_b: ApiClient) -> None:
+    """A refused value is echoed cut to 64 characters (protocol/detail.py); an unknown kind or latency
+    of 20 000 characters came back whole, twice (message and detail.issue): a 40 KiB error body."""
+    for value in ("X" * 20_000, "LATENCY=" + "9" * 20_000):
+        resp = client_b.get(CERTS, headers={H: value})
+        assert resp.status_code == 400 and resp.json()["detail"]["field"] == H
+        assert len(resp.content) < 1024, len(resp.content)
+        assert "X" * 64 + "…" in resp.json()["message"] or "9" * 64 + "…" in resp.json()["message"]
+
+
 def test_latency_fault_delays_then_answers(client_b: ApiClient, control: TestClient) -> None:
     started = time.perf_counter()
     resp = client_b.get(CERTS, headers={H: "LATENCY=300"})

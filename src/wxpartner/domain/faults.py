@@ -7,6 +7,8 @@ import fnmatch
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ..protocol.detail import shown_value
+
 # The per-request header (in the spirit of WeChat Pay's negative-test header). It is not part of the
 # signed message (only method, URL, timestamp, nonce and body are), so adding it keeps a request valid.
 FAULT_HEADER = "Wechatpay-Sandbox-Fault"
@@ -78,7 +80,7 @@ def parse_kind(text: str) -> FaultKind:
     if name in _ALIASES:
         return _ALIASES[name]
     raise FaultSpecError(
-        f"unknown fault {text.strip()!r}; use one of {', '.join(k.value for k in FaultKind)}",
+        f"unknown fault {shown_value(None, text.strip())!r}; use one of {', '.join(k.value for k in FaultKind)}",
         issue="unknown fault kind",
     )
 
@@ -116,7 +118,9 @@ def parse_latency(text: str | int) -> int:
         ms = int(str(text).strip().removesuffix("ms"))
     except ValueError:
         raise FaultSpecError(
-            f"latency must be whole milliseconds, got {text!r}", issue="not an integer"
+            # echoed cut, as every refusal's value (protocol/detail.py): a header may be 32 KiB
+            f"latency must be whole milliseconds, got {shown_value(None, str(text))!r}",
+            issue="not an integer",
         ) from None
     if not 0 <= ms <= MAX_LATENCY_MS:
         raise FaultSpecError(f"latency must be between 0 and {MAX_LATENCY_MS} ms", issue="out of range")
