@@ -47,6 +47,8 @@ from wxpartner.protocol.keys import load_private_key
 from wxpartner.protocol.notification import encrypt_resource, sign_notification
 from wxpartner.server.app import WxPartnerApp
 from wxpartner.server.families import ROUTE_MODULES
+from wxpartner.server.journal import writer
+from wxpartner.store import ops_repo
 
 # Tests where the database plays no part run on SQLite only (indirect parametrization of the fixture).
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -575,6 +577,34 @@ def _applyment(code: str, channel: str | None = None) -> dict[str, Any]:
     if channel:
         body["channel_id"] = channel
     return body
+
+
+def test_a_body_refused_before_sending_does_not_show_its_personal_data(
+    http: TestClient, world: World, app: WxPartnerApp
+) -> None:
+    """The SDK validates the caller's plaintext before encrypting it; pydantic's error text showed each
+    refused value (``input_value=13800138000``), so logging the exception logged the ID number and the
+    mobile. The error still names every field and why; the server never saw the request."""
+    from pydantic import ValidationError
+
+    from apply4subject_support import IDNO, MOBILE
+
+    client = sdk(http, world, SP_A)
+    body = _applyment(f"{SP_A}_0009")
+    body["contact_info"]["mobile"] = int(MOBILE)  # a number kept as an int
+    body["identification_info"]["identification_number"] = IDNO * 60  # too long
+    body["ubo_info_list"] = [{"ubo_id_doc_number": IDNO}]  # the rest of the owner missing
+    with app.state.db.read() as conn:
+        before = ops_repo.count_journal(conn)
+    with pytest.raises(ValidationError) as refused:
+        client.apply4subject.submit(body)
+    shown = f"{refused.value}\n{refused.value!r}"
+    assert MOBILE not in shown and IDNO not in shown, shown
+    for field in ("contact_info.mobile", "identification_info.identification_number", "ubo_info_list.0"):
+        assert field in shown, shown
+    writer(app.state).flush()
+    with app.state.db.read() as conn:
+        assert ops_repo.count_journal(conn) == before  # refused before sending
 
 
 @pytest.mark.parametrize("mchid", [SP_A, SP_B], ids=["public-key", "certificate"])

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from .common import Date, WxModel
@@ -110,6 +110,11 @@ Encrypted = Annotated[str, Field(max_length=1024)]
 # Marks the fields sent RSA-OAEP encrypted (spec: ENC): the SDK encrypts what carries it, the OpenAPI
 # document shows it as `"sensitive": true`.
 SENSITIVE: JsonDict = {"sensitive": True}
+# Models that hold SENSITIVE fields, and the request that holds them: a ValidationError's text leaves out
+# the values it refuses. The SDK validates the caller's plaintext before it encrypts it, and that text
+# (``input_value=13800138000``) went wherever the caller logs exceptions. ``errors()`` keeps them (the
+# server's detail rules decide there what is echoed: never a sensitive field).
+HIDE_INPUT = ConfigDict(hide_input_in_errors=True)
 PeriodEnd = Annotated[str, AfterValidator(_period_end)]
 ValidDatePair = Annotated[str, Field(max_length=64), AfterValidator(_valid_date_pair)]
 BusinessCode = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z_]+$")]
@@ -117,6 +122,8 @@ MchidDigits = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9]
 
 
 class ContactInfo(WxModel):
+    model_config = HIDE_INPUT
+
     contact_type: Literal["LEGAL", "SUPER"]
     name: Encrypted = Field(json_schema_extra=SENSITIVE)
     contact_id_doc_type: IdType | None = None
@@ -181,6 +188,8 @@ class SubjectInfo(WxModel):
 
 
 class IdentificationInfo(WxModel):
+    model_config = HIDE_INPUT
+
     id_holder_type: Literal["LEGAL", "SUPER"] | None = None
     identification_type: IdType
     authorize_letter_copy: Media | None = None
@@ -194,6 +203,8 @@ class IdentificationInfo(WxModel):
 
 
 class UboInfo(WxModel):
+    model_config = HIDE_INPUT
+
     ubo_id_doc_type: IdType
     ubo_id_doc_copy: Media
     ubo_id_doc_copy_back: Media
@@ -209,6 +220,8 @@ class AdditionInfo(WxModel):
 
 
 class SubmitApplymentRequest(WxModel):
+    model_config = HIDE_INPUT
+
     channel_id: Annotated[str, Field(min_length=1, max_length=32)] | None = None
     business_code: BusinessCode
     contact_info: ContactInfo
