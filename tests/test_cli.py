@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
-from live import Served, free_port
+from live import Served, free_port, stop_process
 from support import SP_B, World, assert_signed
 from wxpartner.cli import main
 from wxpartner.protocol import keys as k
@@ -120,6 +121,56 @@ def test_serve_no_demo_writes_the_connection_file_the_other_commands_read(tmp_pa
         assert shown["frozen"] is False and "now" in shown
     finally:
         server.stop()
+
+
+def _serve_printout(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """What `serve` prints for people (no --json), up to its last line; the server is stopped then."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wxpartner.cli",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(data_dir),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**{k: v for k, v in os.environ.items() if k != "WXPARTNER_SANDBOX_TOKEN"}, **(env or {})},
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        while not lines or not lines[-1].startswith("(also written"):
+            line = proc.stdout.readline().decode()
+            assert line, "".join(lines)
+            lines.append(line)
+    finally:
+        stop_process(proc)
+    return "".join(lines)
+
+
+@pytest.mark.slow
+def test_serve_does_not_print_back_the_token_it_was_given(tmp_path: Path) -> None:
+    """A service's stdout is its log (systemd, docker: the README's deployment recipe exports
+    WXPARTNER_SANDBOX_TOKEN): the token it was given went there in clear. A generated one is still
+    printed (nobody knows it otherwise), and connection.json holds either."""
+    given = _serve_printout(tmp_path / "a", "--no-demo", "--token", "given-Secret-token-1")
+    assert "given-Secret-token-1" not in given
+    assert "sandbox_token" in given and "--token / WXPARTNER_SANDBOX_TOKEN" in given
+    from_env = _serve_printout(
+        tmp_path / "b", "--no-demo", env={"WXPARTNER_SANDBOX_TOKEN": "env-Secret-token-2"}
+    )
+    assert "env-Secret-token-2" not in from_env
+    assert (
+        json.loads((tmp_path / "b" / "connection.json").read_text())["sandbox_token"] == "env-Secret-token-2"
+    )
+    generated = _serve_printout(tmp_path / "c", "--no-demo")
+    token = json.loads((tmp_path / "c" / "connection.json").read_text())["sandbox_token"]
+    assert token and token in generated
 
 
 @pytest.mark.slow

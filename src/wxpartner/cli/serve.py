@@ -184,7 +184,7 @@ def serve(
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False), nl=True)
     else:
-        _print_connection(info)
+        _print_connection(info, token_given=bool(token))
     sys.stdout.flush()
     os.environ[ENV_VAR] = settings.to_env()
     from ..server import workers as serving
@@ -250,11 +250,17 @@ def _why(exc: BaseException) -> str:
     return (f"{path}: " if path else "") + str(text).strip().splitlines()[0]
 
 
-def _print_connection(info: Mapping[str, object]) -> None:
+def _print_connection(info: Mapping[str, object], *, token_given: bool) -> None:
+    """The settings for people. A sandbox token the operator gave (``--token``, the environment) is not
+    printed back: they know it, and a service's stdout is its log (systemd, docker), where the token
+    would open the control API to whoever reads it. A generated one is printed: nobody knows it yet.
+    ``--json`` (asked for by a script) and connection.json (owner-only) carry it either way."""
     width = max(len(key) for key in info)
     click.echo("wxpartner is serving. Connect with:")
     for key, value in info.items():
         shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        if key == "sandbox_token" and token_given:
+            shown = "(the one given by --token / WXPARTNER_SANDBOX_TOKEN)"
         click.echo(f"  {key.ljust(width)}  {shown}")
     click.echo("(also written to <data-dir>/connection.json; --json prints it as one object)")
 
