@@ -81,6 +81,33 @@ def test_unknown_merchant_and_unrouted_requests(client_a: ApiClient, control: Te
     assert two["verification"] == "not_routed" and two["operation"] == "route" and two["code"] == "NOT_FOUND"
 
 
+def test_requests_refused_for_their_size_are_journaled_too(
+    client_b: ApiClient, control: TestClient, http: TestClient
+) -> None:
+    """A body over the limit (413) or too many header fields (400) was answered before the pipeline
+    and left no trace: no journal row, no metrics, no access line, so "every /v3 request" missed the
+    ones a developer most needs to see. The row has the answer's Request-ID and says what was refused."""
+    big = client_b.post("/v3/webizpay/users/user_0001/authorization-url", b"x" * (2 << 20), check=False)
+    assert big.status_code == 413
+    headers = {f"X-Filler-{i}": "1" for i in range(120)}
+    many = client_b.get("/v3/certificates", headers=headers, check=False)
+    assert many.status_code == 400
+    for resp, status, code, field in (
+        (big, 413, "REQUEST_ENTITY_TOO_LARGE", "body"),
+        (many, 400, "INVALID_REQUEST", "header"),
+    ):
+        entry = control.get(f"/sandbox/journal/{resp.headers['Request-ID']}")
+        assert entry.status_code == 200, entry.text
+        row = entry.json()
+        assert (row["status"], row["code"], row["operation"]) == (status, code, "limits")
+        assert row["verification"] == "refused" and row["verify_field"] == field
+        assert row["mchid"] == SP_B and row["user_agent"]
+    metrics = http.get("/metrics").text
+    assert (
+        'wxpartner_requests_total{code="REQUEST_ENTITY_TOO_LARGE",operation="limits",status="413"}' in metrics
+    )
+
+
 def test_filters_paging_and_clear(client_a: ApiClient, client_b: ApiClient, control: TestClient) -> None:
     for _ in range(3):
         client_a.get("/v3/certificates")

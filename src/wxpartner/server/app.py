@@ -19,7 +19,7 @@ from ..protocol.errors import ApiError
 from ..store.db import Database
 from . import limits
 from .context import Ctx
-from .http import BARE_QUERY, RawRequest, RawResponse
+from .http import BARE_QUERY, RawRequest, RawResponse, new_request_id
 from .keyring import KeyRing
 from .operations import REGISTRY, Router
 from .pipeline import Pipeline, Shaping
@@ -227,6 +227,7 @@ class WxPartnerApp:
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Size limits (server/limits.py): declared sizes refused up front, a chunked body read only
         # until it passes the limit; the refusal closes the connection.
+        started = time.perf_counter()
         settings = self.state.settings
         refusal = limits.check_request(scope, settings)
         try:
@@ -234,7 +235,13 @@ class WxPartnerApp:
         except _ClientGone:
             return
         if refusal is not None or body is None:
-            await limits.refuse(send, refusal or limits.body_too_large(settings.max_body_bytes))
+            err = refusal or limits.body_too_large(settings.max_body_bytes)
+            # Journaled, counted and logged as every other /v3 answer (operation "limits"): a client
+            # whose 2 MiB body got a 413 finds the request, not a gap, in the journal.
+            request_id = new_request_id()
+            answer = RawResponse(err.status, err.body_bytes(), [])
+            self.state.observe(None, _raw_request(scope, b""), answer, request_id, "limits", started, err)
+            await limits.refuse(send, err, request_id)
             return
         req = _raw_request(scope, body)
         # SQLite work is local and short, and its writers take turns anyway: on the loop, a worker is

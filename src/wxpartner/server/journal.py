@@ -171,7 +171,8 @@ class JournalWriter:
         field = issue = expected = None
         if refusal is not None:
             detail = refusal.detail or {}
-            field = str(detail.get("field") or "")[:32] or None
+            # A size limit's refusal names no field: its location (header, body) says what was refused.
+            field = str(detail.get("field") or detail.get("location") or "")[:32] or None
             inner = detail.get("detail")
             issue = str(
                 (inner.get("issue") if isinstance(inner, dict) else None) or detail.get("issue") or ""

@@ -113,12 +113,12 @@ def web_body_limit(scope: Scope, settings: Settings, sandbox_token: str) -> int:
     return settings.max_form_body_bytes
 
 
-async def refuse(send: Send, err: ApiError) -> None:
+async def refuse(send: Send, err: ApiError, request_id: str | None = None) -> None:
     """Answer with the WeChat error body and close the connection: the rest of the request is not read."""
     body = err.body_bytes()
     headers = [
         (b"content-type", c.JSON_CONTENT_TYPE.encode("latin-1")),
-        (c.H_REQUEST_ID.lower().encode("latin-1"), new_request_id().encode("latin-1")),
+        (c.H_REQUEST_ID.lower().encode("latin-1"), (request_id or new_request_id()).encode("latin-1")),
         (b"content-language", b"zh-CN"),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
