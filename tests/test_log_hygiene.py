@@ -51,3 +51,26 @@ def test_decoded_control_characters_in_a_control_path_are_escaped_in_its_log_lin
     assert messages, [r.getMessage() for r in caplog.records]
     assert all(m.isprintable() for m in messages), messages
     assert "x\\x1b[1A\\x1b[2K\\x85ERROR forged line" in messages[0]
+
+
+def test_refusals_echo_a_huge_value_cut(client_b: ApiClient) -> None:
+    """A refusal echoes what it refuses cut (protocol/detail.py: 64 characters; a path as the journal
+    keeps it): an unknown mchid, serial_no or Authorization parameter, a Content-Type or a path of
+    20 000 characters came back whole, so an answer (and the caller's log of it) grew with the request."""
+    huge = "9" * 20_000
+    answers = [
+        client_b.get("/v3/certificates", mchid=huge, check=False),
+        client_b.get("/v3/certificates", serial_no="A" * 20_000, check=False),
+        client_b.get("/v3/" + "a" * 20_000, check=False),
+        client_b.get(
+            "/v3/certificates", headers={"Authorization": f'WECHATPAY2-SHA256-RSA2048 {"k" * 20_000}="v"'}
+        ),
+        client_b.post(
+            "/v3/webizpay/users/user_0001/authorization-url",
+            b"{}",
+            headers={"Content-Type": "t/" + "x" * 20_000},
+        ),
+    ]
+    assert [a.status_code for a in answers] == [401, 401, 404, 401, 400]
+    for answer in answers:
+        assert len(answer.content) < 2048, answer.text[:200]

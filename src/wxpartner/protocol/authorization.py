@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from .constants import SCHEME
+from .detail import shown_value
 
 PARAM_NAMES = ("mchid", "nonce_str", "timestamp", "serial_no", "signature")
 MAX_NONCE_LENGTH = 64
@@ -65,11 +66,11 @@ def _parameters(value: str) -> dict[str, str]:
             raise AuthorizationFormatError(f'malformed parameter {part.strip()[:60]!r}: expected key="value"')
         key, val = m.group(1), m.group(2)
         if key not in PARAM_NAMES:
-            raise AuthorizationFormatError(f"unknown parameter {key!r}")
+            raise AuthorizationFormatError(f"unknown parameter {shown_value(None, key)!r}")
         if key in found:
-            raise AuthorizationFormatError(f"duplicate parameter {key!r}")
+            raise AuthorizationFormatError(f"duplicate parameter {shown_value(None, key)!r}")
         if not val:
-            raise AuthorizationFormatError(f"empty parameter {key!r}")
+            raise AuthorizationFormatError(f"empty parameter {shown_value(None, key)!r}")
         found[key] = val
     missing = [k for k in PARAM_NAMES if k not in found]
     if missing:

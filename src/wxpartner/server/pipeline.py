@@ -23,6 +23,7 @@ from ..protocol.messages import response_message
 from ..protocol.signing import new_hex_nonce, sign
 from .context import Ctx
 from .http import RawRequest, RawResponse, new_request_id
+from .logs import shown_path
 from .validation import parse_body, parse_mapping
 
 if TYPE_CHECKING:
@@ -108,8 +109,9 @@ class Pipeline:
                 resp = error_response(err, request_id)
                 resp.headers.append(("Allow", ", ".join(allowed)))
             else:
+                # The path cut as the journal keeps it: a request line may be 64 KiB.
                 resp = error_response(
-                    ApiError("NOT_FOUND", f"接口不存在：{req.method} {req.raw_path}"), request_id
+                    ApiError("NOT_FOUND", f"接口不存在：{req.method} {shown_path(req.raw_path)}"), request_id
                 )
             st.observe(None, req, resp, request_id, "route", started)
             return resp

@@ -29,6 +29,7 @@ from ..domain.merchants import Caller, Merchant
 from ..protocol import constants as c
 from ..protocol import serials
 from ..protocol.authorization import Authorization, AuthorizationFormatError, parse_authorization
+from ..protocol.detail import shown_value
 from ..protocol.errors import ApiError
 from ..protocol.keys import load_public_key
 from ..protocol.messages import canonical_url, request_message
@@ -134,7 +135,8 @@ class Verifier:
             ctype = (req.header("content-type") or "").split(";", 1)[0].strip().lower()
             if ctype != "application/json":
                 raise _invalid_header(
-                    "Content-Type", f"a JSON body needs Content-Type: application/json, got {ctype!r}"
+                    "Content-Type",
+                    f"a JSON body needs Content-Type: application/json, got {shown_value(None, ctype)!r}",
                 )
 
     def verify(self, req: RawRequest) -> Verified:
@@ -245,10 +247,13 @@ class Verifier:
         """Steps 3-6; the nonce is recorded last, once the signature is known to be good."""
         merchant, cred, clock = found
         if merchant is None:
-            raise _sign_error(f"unknown mchid {auth.mchid!r}", "商户号不存在或未注册", field="mchid")
+            # Echoed cut (protocol/detail.py): the header may carry 32 KiB of it.
+            shown = shown_value(None, auth.mchid)
+            raise _sign_error(f"unknown mchid {shown!r}", "商户号不存在或未注册", field="mchid")
         if cred is None:
             raise _sign_error(
-                f"serial_no {auth.serial_no!r} is not a certificate registered to mchid {auth.mchid}",
+                f"serial_no {shown_value(None, auth.serial_no)!r} is not a certificate registered to mchid "
+                f"{auth.mchid}",
                 "商户证书序列号有误",
                 field="serial_no",
                 error=_UnknownSerial,
