@@ -272,6 +272,8 @@ class Database:
             self.change_signal.close()
         if self._autocommit is not None:
             self._autocommit.dispose()
+        if self._write_queue is not None:
+            self._write_queue.close()
         self.engine.dispose()  # closing the last connection checkpoints the WAL
 
 

@@ -41,6 +41,17 @@ class WriteQueue:
             self._pid = os.getpid()
         return self._fd
 
+    def close(self) -> None:
+        """Close the lock file (a later turn opens it again)."""
+        acquired = self._lock.acquire(timeout=10)  # not under a turn of another thread
+        try:
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)
+        finally:
+            if acquired:
+                self._lock.release()
+
     @contextlib.contextmanager
     def turn(self) -> Iterator[None]:
         """Hold the database's single writer slot for the duration of the block."""
