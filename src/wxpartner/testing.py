@@ -14,9 +14,10 @@ Fixtures (all lazy: nothing starts unless a test asks for it):
 - ``wxpartner_live_server``: the same server also listening on a loopback port (uvicorn in a thread), for
   code under test that makes its own HTTP calls (``.live_url``; ``.client(live=True)`` uses the socket).
 
-ini options: ``wxpartner_scenario`` (a scenario file loaded at session start; its business sections are
-loaded again after every reset), ``wxpartner_database_url``
-(default: SQLite in a temporary directory).
+ini options: ``wxpartner_scenario`` (a scenario file loaded at session start, relative to the ini file;
+its business sections are loaded again after every reset), ``wxpartner_database_url``
+(default: SQLite in a temporary directory). A wrong one fails the tests that use the server with one
+line naming it.
 """
 
 from __future__ import annotations
@@ -57,8 +58,6 @@ class WxPartnerServer:
     """One wxpartner server for a test session. Control helpers call the sandbox control API."""
 
     def __init__(self, data_dir: Path, *, database_url: str = "", scenario: Path | None = None) -> None:
-        from .sandbox.bootstrap import bootstrap, connection_info
-        from .server.app import create_app
         from .server.settings import Settings
         from .store.db import Database
 
@@ -67,6 +66,21 @@ class WxPartnerServer:
             data_dir=str(data_dir), database_url=database_url, sandbox_token=TOKEN, deliver_callbacks=False
         )
         self.db: Database = Database(self.settings.resolved_database_url())
+        self._http: TestClient | None = None
+        try:
+            self._start(data_dir, scenario)
+        except BaseException:  # what was opened so far: the database's files and connections, the lifespan
+            if self._http is not None:
+                self._http.__exit__(None, None, None)
+            if hasattr(self, "control"):
+                self.control.close()
+            self.db.dispose()
+            raise
+
+    def _start(self, data_dir: Path, scenario: Path | None) -> None:
+        from .sandbox.bootstrap import bootstrap, connection_info
+        from .server.app import create_app
+
         self.scenario = scenario
         self._baseline = self._business_sections(scenario)
         if scenario is not None and self._baseline:
@@ -82,7 +96,9 @@ class WxPartnerServer:
             bootstrap(self.db, data_dir, token=TOKEN, demo=True, scenario=scenario)
         self.info: dict[str, Any] = connection_info(self.db, data_dir, IN_PROCESS_URL, TOKEN)
         if not self.info["serial_no"]:
-            raise RuntimeError(
+            from .sandbox.scenario import ScenarioError
+
+            raise ScenarioError(
                 f"the demo merchant {self.info['mchid']} has no usable API certificate: the "
                 "wxpartner_scenario revokes every certificate it has; leave one unrevoked, or declare "
                 "your own merchants"
@@ -91,8 +107,9 @@ class WxPartnerServer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Starlette's notice about its httpx-based TestClient
             from starlette.testclient import TestClient
-        self._http = TestClient(self.app, base_url=IN_PROCESS_URL)
-        self._http.__enter__()  # runs the app's lifespan (key ring, background tasks)
+        http = TestClient(self.app, base_url=IN_PROCESS_URL)
+        http.__enter__()  # runs the app's lifespan (key ring, background tasks)
+        self._http = http
         self.control = TestClient(
             self.app, base_url=IN_PROCESS_URL, headers={"Authorization": f"Bearer {TOKEN}"}
         )
@@ -107,6 +124,7 @@ class WxPartnerServer:
     def http(self) -> TestClient:
         """The in-process HTTP client (no port) that ``client()`` uses: pass it as ``http_client=``.
         Starlette's TestClient: an httpx client, or an httpx2 one once httpx2 is installed."""
+        assert self._http is not None
         return self._http
 
     @property
@@ -121,7 +139,7 @@ class WxPartnerServer:
 
         if live:
             return Client.from_connection_info({**self.info, "base_url": self.serve()}, **overrides)
-        overrides.setdefault("http_client", self._http)
+        overrides.setdefault("http_client", self.http)
         return Client.from_connection_info(self.info, **overrides)
 
     def async_client(self, *, live: bool = False, **overrides: Any) -> AsyncClient:
@@ -276,7 +294,7 @@ class WxPartnerServer:
 
     def close(self) -> None:
         self.stop_serving()
-        self._http.__exit__(None, None, None)
+        self.http.__exit__(None, None, None)
         self.control.close()
         self.db.dispose()
 
@@ -288,17 +306,54 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _ini_path(config: pytest.Config, value: str) -> Path:
+    """An ini option's path, relative to the file that set it (pytest's rule for paths), else to the
+    rootdir."""
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    base = config.inipath.parent if config.inipath is not None else config.rootpath
+    return base / path
+
+
+def start_server(config: pytest.Config, data_dir: Path) -> WxPartnerServer:
+    """The server the ini options describe; a wrong option fails with one line naming it (no traceback
+    into the plugin), and what was opened before the failure is closed."""
+    import sqlalchemy as sa
+
+    from .sandbox.scenario import ScenarioError
+
+    scenario = str(config.getini("wxpartner_scenario") or "").strip()
+    database_url = str(config.getini("wxpartner_database_url") or "").strip()
+    where = f" (in {config.inipath.name})" if config.inipath is not None else ""
+    path = _ini_path(config, scenario) if scenario else None
+    if path is not None and not path.is_file():
+        pytest.fail(f"wxpartner_scenario = {scenario}{where}: no such file: {path}", pytrace=False)
+    try:
+        return WxPartnerServer(data_dir, database_url=database_url, scenario=path)
+    except ScenarioError as exc:
+        problem = f"wxpartner_scenario = {scenario}{where}: {exc}"
+    except (sa.exc.SQLAlchemyError, ImportError) as exc:  # no such driver, host, database, role...
+        if not database_url:
+            raise
+        try:
+            shown = sa.engine.make_url(database_url).render_as_string(hide_password=True)
+        except sa.exc.ArgumentError:
+            shown = "(not a database URL)"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        problem = (
+            f"wxpartner_database_url = {shown}{where}: the wxpartner test server cannot use it "
+            f"(SQLite: sqlite:///path, PostgreSQL: postgresql://...): {type(exc).__name__}: {reason}"
+        )
+    pytest.fail(problem, pytrace=False)  # outside the except: no "during handling" chain
+
+
 @pytest.fixture(scope="session")
 def wxpartner_session(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WxPartnerServer]:
     """The session's server (started on first use). Prefer ``wxpartner_server``, which also resets."""
-    scenario = str(request.config.getini("wxpartner_scenario") or "")
-    database_url = str(request.config.getini("wxpartner_database_url") or "")
-    path = Path(scenario) if scenario else None
-    if path is not None and not path.is_absolute():
-        path = Path(str(request.config.rootpath)) / path
-    server = WxPartnerServer(tmp_path_factory.mktemp("wxpartner"), database_url=database_url, scenario=path)
+    server = start_server(request.config, tmp_path_factory.mktemp("wxpartner"))
     yield server
     server.close()
 
