@@ -9,7 +9,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from conftest import BACKENDS
+from pg import create_database, drop_database
 from wxpartner.testing import WxPartnerServer
 
 pytest_plugins = ["pytester"]
@@ -132,3 +135,60 @@ def test_the_scenario_path_is_relative_to_the_ini_file(pytester: pytest.Pytester
         "-p", "no:cacheprovider", "-c", "cfg/pytest.ini", f"--rootdir={pytester.path}", "."
     )
     result.assert_outcomes(passed=1)
+
+
+# Each xdist worker (--dist each: both run it at once) makes a range, waits until the other worker has
+# made its own, then expects to see its range only.
+TWO_WORKERS = textwrap.dedent(
+    """
+    import os, time
+    from pathlib import Path
+
+    def test_my_data_is_mine(wxpartner_client):
+        c = wxpartner_client
+        mine = c.webizpay.ranges.create({"sp_mchid": c.mchid, "identifier_type": "TRANSACTION_ID"}).range_id
+        here = Path(os.environ["HANDSHAKE_DIR"])
+        (here / os.environ["PYTEST_XDIST_WORKER"]).touch()
+        deadline = time.monotonic() + 60
+        while len(list(here.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [r.range_id for r in c.webizpay.ranges.list(sp_mchid=c.mchid).range_list] == [mine]
+    """
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_xdist_workers_do_not_share_a_configured_database(
+    pytester: pytest.Pytester, request: pytest.FixtureRequest, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in the plugin audit: with a wxpartner_database_url, every pytest-xdist worker's server
+    used that one database and reset it before each test, so one worker's test saw the other's data or
+    lost its own mid-test. Each worker now has its own: <name>_gw0 (PostgreSQL: created if missing)."""
+    pytest.importorskip("xdist")
+    if backend == "sqlite":
+        url = f"sqlite:///{pytester.path / 'shared.sqlite3'}"
+    else:
+        pg = request.getfixturevalue("pg_server")
+        if pg is None:
+            pytest.skip("no PostgreSQL installed")
+        url = create_database(pg, "plugin_xdist")
+    pytester.makefile(".ini", pytest=f"[pytest]\nwxpartner_database_url = {url}\n")
+    pytester.makepyfile(TWO_WORKERS)
+    (pytester.path / "handshake").mkdir()
+    monkeypatch.setenv("HANDSHAKE_DIR", str(pytester.path / "handshake"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "each")
+    result.assert_outcomes(passed=2)
+    if backend == "sqlite":
+        assert (pytester.path / "shared_gw0.sqlite3").is_file() and (
+            pytester.path / "shared_gw1.sqlite3"
+        ).is_file()
+    else:
+        admin = pg.admin()
+        with admin.connect() as conn:
+            names = conn.execute(
+                sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'plugin_xdist%'")
+            )
+            assert sorted(n for (n,) in names) == ["plugin_xdist", "plugin_xdist_gw0", "plugin_xdist_gw1"]
+        admin.dispose()
+        for name in ("plugin_xdist_gw0", "plugin_xdist_gw1", "plugin_xdist"):
+            drop_database(pg, name)

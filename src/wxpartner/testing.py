@@ -16,8 +16,8 @@ Fixtures (all lazy: nothing starts unless a test asks for it):
 
 ini options: ``wxpartner_scenario`` (a scenario file loaded at session start, relative to the ini file;
 its business sections are loaded again after every reset), ``wxpartner_database_url``
-(default: SQLite in a temporary directory). A wrong one fails the tests that use the server with one
-line naming it.
+(default: SQLite in a temporary directory; under pytest-xdist each worker uses its own database,
+``<name>_gw0``...). A wrong one fails the tests that use the server with one line naming it.
 """
 
 from __future__ import annotations
@@ -316,6 +316,35 @@ def _ini_path(config: pytest.Config, value: str) -> Path:
     return base / path
 
 
+def worker_database(url: str, worker: str) -> str:
+    """A pytest-xdist worker's own database: every test resets the server's database, so workers
+    sharing one would delete each other's data mid-test. SQLite ``x.sqlite3`` becomes
+    ``x_gw0.sqlite3``; a PostgreSQL database ``x`` becomes ``x_gw0``, created (empty) if missing
+    through the URL's own database and role (which then needs CREATEDB)."""
+    import sqlalchemy as sa
+
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
+            return url  # in memory: each process has its own anyway
+        file = Path(parsed.database)
+        own = parsed.set(database=str(file.with_name(f"{file.stem}_{worker}{file.suffix}")))
+        return own.render_as_string(hide_password=False)
+    name = f"{parsed.database or parsed.username or 'postgres'}_{worker}"
+    own = parsed.set(database=name)
+    if parsed.get_backend_name() == "postgresql":
+        admin = parsed.set(drivername="postgresql+psycopg") if parsed.drivername == "postgresql" else parsed
+        engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT", hide_parameters=True)
+        try:
+            with engine.connect() as conn:
+                found = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+                if found.first() is None:
+                    conn.exec_driver_sql(f"CREATE DATABASE {conn.dialect.identifier_preparer.quote(name)}")
+        finally:
+            engine.dispose()
+    return own.render_as_string(hide_password=False)
+
+
 def start_server(config: pytest.Config, data_dir: Path) -> WxPartnerServer:
     """The server the ini options describe; a wrong option fails with one line naming it (no traceback
     into the plugin), and what was opened before the failure is closed."""
@@ -329,8 +358,10 @@ def start_server(config: pytest.Config, data_dir: Path) -> WxPartnerServer:
     path = _ini_path(config, scenario) if scenario else None
     if path is not None and not path.is_file():
         pytest.fail(f"wxpartner_scenario = {scenario}{where}: no such file: {path}", pytrace=False)
+    worker = str(getattr(config, "workerinput", {}).get("workerid", ""))  # a pytest-xdist worker
     try:
-        return WxPartnerServer(data_dir, database_url=database_url, scenario=path)
+        own_url = worker_database(database_url, worker) if worker else database_url
+        return WxPartnerServer(data_dir, database_url=own_url, scenario=path)
     except ScenarioError as exc:
         problem = f"wxpartner_scenario = {scenario}{where}: {exc}"
     except (sa.exc.SQLAlchemyError, ImportError) as exc:  # no such driver, host, database, role...
@@ -341,8 +372,9 @@ def start_server(config: pytest.Config, data_dir: Path) -> WxPartnerServer:
         except sa.exc.ArgumentError:
             shown = "(not a database URL)"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        own = f" (as {worker}'s own database, created if missing)" if worker else ""
         problem = (
-            f"wxpartner_database_url = {shown}{where}: the wxpartner test server cannot use it "
+            f"wxpartner_database_url = {shown}{where}: the wxpartner test server cannot use it{own} "
             f"(SQLite: sqlite:///path, PostgreSQL: postgresql://...): {type(exc).__name__}: {reason}"
         )
     pytest.fail(problem, pytrace=False)  # outside the except: no "during handling" chain
