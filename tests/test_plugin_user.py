@@ -192,3 +192,86 @@ def test_xdist_workers_do_not_share_a_configured_database(
         admin.dispose()
         for name in ("plugin_xdist_gw0", "plugin_xdist_gw1", "plugin_xdist"):
             drop_database(pg, name)
+
+
+CALLBACK_PROJECT = textwrap.dedent(
+    '''
+    import datetime as dt
+    import http.server
+    import threading
+
+    import pytest
+    from wxpartner.client import VerificationError
+
+    SUB = "1900000101"
+
+
+    @pytest.fixture
+    def receiver(wxpartner_client):
+        """The user's own notify endpoint: verifies and decrypts with the SDK, answers 204."""
+        events = []
+
+        class Notify(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                try:
+                    events.append(wxpartner_client.parse_notification(self.headers, body))
+                except VerificationError:
+                    self.send_response(401)
+                else:
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Notify)
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        server.url = f"http://127.0.0.1:{server.server_address[1]}/wxpay/notify"
+        server.events = events
+        yield server
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+    def expire_a_card(server, client, out_card_no):
+        end = dt.datetime.now().astimezone() + dt.timedelta(days=1)
+        card = client.webizpay.quota_cards.issue("WeBizPay_cb", {
+            "sp_mchid": client.mchid, "sub_mchid": SUB, "card_template_id": "template_123", "amount": 100,
+            "card_name": "card", "out_card_no": out_card_no, "effective_end_time": end.isoformat(timespec="seconds")})
+        server.advance_clock(3 * 86400)  # past its end: nothing read it since, deliver_callbacks settles it
+        return card.card_no
+
+
+    def test_1_my_endpoint_gets_the_expiry(wxpartner_server, wxpartner_client, receiver):
+        wxpartner_server.set_notify_url(receiver.url)
+        card_no = expire_a_card(wxpartner_server, wxpartner_client, "cb_card_1")
+        attempts = wxpartner_server.deliver_callbacks()
+        assert [(a["event_type"], a["status"], a["ok"]) for a in attempts] == [("WEBIZPAY.QUOTACARDEXPIRED", 204, True)]
+        assert [(e.event_type, e.resource.card_no) for e in receiver.events] == [("WEBIZPAY.QUOTACARDEXPIRED", card_no)]
+
+
+    def test_2_the_next_test_has_no_receiver(wxpartner_server, wxpartner_client):
+        merchants = wxpartner_server.control.get("/sandbox/merchants").json()["data"]
+        assert {m["mchid"]: m["notify_url"] for m in merchants}[wxpartner_server.mchid] is None
+        expire_a_card(wxpartner_server, wxpartner_client, "cb_card_2")
+        assert wxpartner_server.deliver_callbacks() == []  # it waits for a notify URL
+    '''
+)
+
+
+def test_callbacks_reach_the_users_endpoint_and_its_url_goes_with_the_test(pytester: pytest.Pytester) -> None:
+    """Found in the plugin audit: the README did not say how a test receives callbacks (the plugin's
+    server sends none by itself), and a notify URL one test set stayed for the next ones (merchants
+    survive reset), whose callbacks then went to a receiver that was gone instead of waiting. Now
+    set_notify_url / deliver_callbacks, and reset() puts the session's notify URLs back."""
+    pytester.makefile(".ini", pytest="[pytest]\nwxpartner_scenario = scenario.yaml\n")
+    pytester.makefile(
+        ".yaml",
+        scenario='webizpay:\n  employees:\n    - {sp_mchid: "1900000001", sub_mchid: "1900000101", '
+        'user_id: "user_cb_1", employee_id: "WeBizPay_cb"}\n',
+    )
+    pytester.makepyfile(CALLBACK_PROJECT)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)

@@ -119,6 +119,8 @@ class WxPartnerServer:
         self._thread: threading.Thread | None = None
         if self._baseline:
             self._load_baseline()
+        with self.db.read() as conn:  # what reset() puts back: a test's receiver goes with the test
+            self._notify_urls = _notify_urls(conn)
 
     @property
     def http(self) -> TestClient:
@@ -159,12 +161,13 @@ class WxPartnerServer:
         return resp.json()
 
     def reset(self) -> None:
-        """Delete every family's business data, fault rules, the request journal, the applyment auto
-        policy and the clock offset (merchants and keys stay), then load the ini scenario's business
-        sections again."""
+        """Delete every family's business data (callback notifications included), fault rules, the
+        request journal, the applyment auto policy and the clock offset, and put every merchant's
+        notify URL back as the session began (merchants and keys stay), then load the ini scenario's
+        business sections again."""
         from .domain.clock import ClockState
         from .sandbox import scenario
-        from .store import sandbox
+        from .store import registry, sandbox
 
         scenario.reset(self.db, None)
         try:  # fault rules and the journal (the ops feature); direct, as the HTTP round trip costs ~10 ms
@@ -184,6 +187,9 @@ class WxPartnerServer:
             policy_repo = Apply4SubjectRepo
         with self.db.write() as conn:
             sandbox.write_clock(conn, ClockState())
+            for mchid, url in _notify_urls(conn).items():
+                if url != self._notify_urls.get(mchid):
+                    registry.set_notify_url(conn, mchid, self._notify_urls.get(mchid))
             if has_ops:
                 ops_repo.clear_faults(conn)
                 ops_repo.clear_journal(conn)
@@ -243,6 +249,25 @@ class WxPartnerServer:
         scenario_loaded(self.app.state)
         return {"loaded": True, **report}
 
+    def set_notify_url(self, url: str | None, mchid: str | None = None) -> None:
+        """Where the server sends ``mchid``'s callbacks (the demo service provider by default): your
+        receiver's URL, on a port it listens on. Until the next reset, which puts back the URL the
+        session began with (none, unless the ini scenario set one)."""
+        mchid = mchid or self.mchid
+        self._ok(self.control.put(f"/sandbox/merchants/{mchid}/notify-url", json={"notify_url": url}))
+
+    def deliver_callbacks(self) -> list[dict[str, Any]]:
+        """Send every callback notification that is due now (after a clock move: the events it
+        caused, such as a card's expiry, too), and return once your receiver has answered them (the
+        plugin's server sends none by itself): the attempts made, each with the
+        notification's ``id``, ``event_type``, ``status`` (your answer's HTTP status), ``ok``,
+        ``error``..."""
+        from .server.app import SETTLE_HOOKS
+
+        for settle in SETTLE_HOOKS:  # what the clock owes first (an expired card's callback), as a read
+            settle(self.app.state)  # would: the background sweep may not have run since a clock move
+        return list(self._ok(self.control.post("/sandbox/callbacks/deliver"))["attempts"])
+
     def advance_clock(self, seconds: float) -> Any:
         """Move business time (card expiry, applyment progress); wire timestamps stay real."""
         return self._ok(self.control.post("/sandbox/clock", json={"advance": seconds}))
@@ -297,6 +322,15 @@ class WxPartnerServer:
         self.http.__exit__(None, None, None)
         self.control.close()
         self.db.dispose()
+
+
+def _notify_urls(conn: Any) -> dict[str, str | None]:
+    import sqlalchemy as sa
+
+    from .store.schema import merchants
+
+    rows = conn.execute(sa.select(merchants.c.mchid, merchants.c.notify_url))
+    return {mchid: url for mchid, url in rows}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
