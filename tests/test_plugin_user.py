@@ -275,3 +275,62 @@ def test_callbacks_reach_the_users_endpoint_and_its_url_goes_with_the_test(pytes
     )
     pytester.makepyfile(CALLBACK_PROJECT)
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+def test_scopes_overrides_async_and_turning_it_off(pytester: pytest.Pytester) -> None:
+    """What the README's Scopes and Async paragraphs promise a user's project: a module fixture on
+    wxpartner_session sets up a merchant that outlives the resets, a conftest fixture of a plugin
+    fixture's name extends it, an anyio test awaits the async client, a failed test's clock and
+    faults do not reach the next one, and -p no:wxpartner leaves no fixture."""
+    pytester.makeconftest(
+        textwrap.dedent(
+            """
+            import pytest
+            from wxpartner.client import NO_RETRIES
+
+            @pytest.fixture
+            def wxpartner_client(wxpartner_server):  # the user's own: no retries
+                with wxpartner_server.client(retry=NO_RETRIES) as client:
+                    yield client
+            """
+        )
+    )
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            import pytest
+            from wxpartner.client import ServerError
+
+            @pytest.fixture(scope="module")
+            def partner(wxpartner_session):
+                wxpartner_session.load_scenario({"merchants": [{"mchid": "1666000001", "name": "module partner"}]})
+                return "1666000001"
+
+            def test_1_fails_midway(wxpartner_server, wxpartner_client, partner):
+                wxpartner_server.set_clock("2031-01-01T00:00:00+08:00", freeze=True)
+                wxpartner_server.inject_fault("SYSTEM_ERROR", count=5)
+                wxpartner_client.webizpay.ranges.list(sp_mchid=wxpartner_client.mchid)
+
+            def test_2_starts_clean(wxpartner_server, wxpartner_client, partner):
+                clock = wxpartner_server.control.get("/sandbox/clock").json()
+                assert abs(clock["offset_seconds"]) < 5 and not clock["frozen"]
+                assert wxpartner_server.control.get("/sandbox/faults").json()["data"] == []
+                listed = [m["mchid"] for m in wxpartner_server.control.get("/sandbox/merchants").json()["data"]]
+                assert partner in listed  # merchants survive the resets
+                wxpartner_server.inject_fault("SYSTEM_ERROR", count=1)
+                with pytest.raises(ServerError):  # the conftest's client: not retried
+                    wxpartner_client.webizpay.ranges.list(sp_mchid=wxpartner_client.mchid)
+
+            @pytest.mark.anyio
+            async def test_3_async(wxpartner_async_client):
+                listed = await wxpartner_async_client.webizpay.ranges.list(sp_mchid=wxpartner_async_client.mchid)
+                assert listed.range_list == []
+            """
+        )
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--strict-markers", "-W", "error")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["E *.ServerError: 500 SYSTEM_ERROR*"])
+    off = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:wxpartner")
+    off.assert_outcomes(errors=3)
+    off.stdout.fnmatch_lines(["*fixture 'wxpartner_*' not found*"])
