@@ -29,6 +29,7 @@ TESTS = Path(__file__).parent
 ON_HTTPX2 = [
     "test_client.py",
     "test_client_plugin.py",
+    "test_plugin_user.py",
     "test_client_frameworks.py",
     "test_client_faults.py",
     "test_client_keys.py",
