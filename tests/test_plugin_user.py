@@ -157,28 +157,34 @@ TWO_WORKERS = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_xdist_workers_do_not_share_a_configured_database(
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["default", *BACKENDS])
+def test_xdist_workers_each_have_their_own_data(
     pytester: pytest.Pytester, request: pytest.FixtureRequest, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Found in the plugin audit: with a wxpartner_database_url, every pytest-xdist worker's server
     used that one database and reset it before each test, so one worker's test saw the other's data or
-    lost its own mid-test. Each worker now has its own: <name>_gw0 (PostgreSQL: created if missing)."""
+    lost its own mid-test. Each worker now has its own: <name>_gw0 (PostgreSQL: created if missing).
+    Without the option ("default") each worker has its SQLite file in its own temporary directory."""
     pytest.importorskip("xdist")
-    if backend == "sqlite":
+    if backend == "default":
+        url = ""
+    elif backend == "sqlite":
         url = f"sqlite:///{pytester.path / 'shared.sqlite3'}"
     else:
         pg = request.getfixturevalue("pg_server")
         if pg is None:
             pytest.skip("no PostgreSQL installed")
         url = create_database(pg, "plugin_xdist")
-    pytester.makefile(".ini", pytest=f"[pytest]\nwxpartner_database_url = {url}\n")
+    pytester.makefile(".ini", pytest=f"[pytest]\nwxpartner_database_url = {url}\n" if url else "[pytest]\n")
     pytester.makepyfile(TWO_WORKERS)
     (pytester.path / "handshake").mkdir()
     monkeypatch.setenv("HANDSHAKE_DIR", str(pytester.path / "handshake"))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "each")
     result.assert_outcomes(passed=2)
-    if backend == "sqlite":
+    if backend == "default":
+        assert not list(pytester.path.glob("*.sqlite3"))
+    elif backend == "sqlite":
         assert (pytester.path / "shared_gw0.sqlite3").is_file() and (
             pytester.path / "shared_gw1.sqlite3"
         ).is_file()

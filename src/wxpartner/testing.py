@@ -394,7 +394,7 @@ def start_server(config: pytest.Config, data_dir: Path) -> WxPartnerServer:
         pytest.fail(f"wxpartner_scenario = {scenario}{where}: no such file: {path}", pytrace=False)
     worker = str(getattr(config, "workerinput", {}).get("workerid", ""))  # a pytest-xdist worker
     try:
-        own_url = worker_database(database_url, worker) if worker else database_url
+        own_url = worker_database(database_url, worker) if worker and database_url else database_url
         return WxPartnerServer(data_dir, database_url=own_url, scenario=path)
     except ScenarioError as exc:
         problem = f"wxpartner_scenario = {scenario}{where}: {exc}"
