@@ -340,3 +340,13 @@ def test_scopes_overrides_async_and_turning_it_off(pytester: pytest.Pytester) ->
     off = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:wxpartner")
     off.assert_outcomes(errors=3)
     off.stdout.fnmatch_lines(["*fixture 'wxpartner_*' not found*"])
+
+
+def test_every_fixture_explains_itself_in_pytest_fixtures(pytester: pytest.Pytester) -> None:
+    """`pytest --fixtures` is where a user looks first; wxpartner_client said "no docstring available"."""
+    result = pytester.runpytest("--fixtures", "-p", "no:cacheprovider")
+    out = result.stdout.str()
+    names = ["wxpartner_session", "wxpartner_server", "wxpartner_client", "wxpartner_async_client"]
+    for name in [*names, "wxpartner_live_server"]:
+        block = out.split(f"\n{name}", 1)[1].split("\n\n", 1)[0]
+        assert "no docstring available" not in block, (name, block)

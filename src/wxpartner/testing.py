@@ -8,7 +8,8 @@ integrator's own test suite, in three lines::
 Fixtures (all lazy: nothing starts unless a test asks for it):
 
 - ``wxpartner_server``: the session's server, in-process (ASGI, no port), business data reset before
-  the test (merchants and keys stay). Load scenarios, move the clock, inject faults, rotate keys.
+  the test (merchants and keys stay). Load scenarios, move the clock, inject faults, rotate keys,
+  send callbacks to your own endpoint (``set_notify_url``, ``deliver_callbacks``).
 - ``wxpartner_client`` / ``wxpartner_async_client``: a configured ``Client`` / ``AsyncClient`` for the
   demo service provider (public-key mode) bound to that server.
 - ``wxpartner_live_server``: the same server also listening on a loopback port (uvicorn in a thread), for
@@ -418,7 +419,8 @@ def start_server(config: pytest.Config, data_dir: Path) -> WxPartnerServer:
 def wxpartner_session(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WxPartnerServer]:
-    """The session's server (started on first use). Prefer ``wxpartner_server``, which also resets."""
+    """The session's server (started on first use), NOT reset: for your module- or session-scoped
+    fixtures, to set up what survives resets (merchants, keys). Tests take ``wxpartner_server``."""
     server = start_server(request.config, tmp_path_factory.mktemp("wxpartner"))
     yield server
     server.close()
@@ -426,20 +428,27 @@ def wxpartner_session(
 
 @pytest.fixture
 def wxpartner_server(wxpartner_session: WxPartnerServer) -> WxPartnerServer:
-    """The in-process server with business data, faults and clock reset for this test."""
+    """The session's in-process server, reset for this test: business data, callbacks, faults, the
+    journal, the clock and notify URLs as the ini scenario left them (merchants and keys stay).
+    ``.client()``, ``.load_scenario()``, ``.advance_clock()``, ``.inject_fault()``,
+    ``.set_notify_url()``, ``.deliver_callbacks()``, ``.control`` (the /sandbox API)."""
     wxpartner_session.reset()
     return wxpartner_session
 
 
 @pytest.fixture
 def wxpartner_client(wxpartner_server: WxPartnerServer) -> Iterator[Client]:
+    """A ``Client`` for the demo service provider (public-key mode) on the reset in-process server,
+    closed after the test; ``wxpartner_server.client(**overrides)`` makes others."""
     with wxpartner_server.client() as client:
         yield client
 
 
 @pytest.fixture
 def wxpartner_async_client(wxpartner_server: WxPartnerServer) -> Iterator[AsyncClient]:
-    """Use it inside your event loop (``async with`` is fine; it is closed after the test either way)."""
+    """An ``AsyncClient`` for the demo service provider on the reset in-process server: await it in
+    an async test (``@pytest.mark.anyio``); ``async with`` is fine, it is closed after the test
+    either way."""
     import anyio
 
     client = wxpartner_server.async_client()
