@@ -350,3 +350,17 @@ def test_every_fixture_explains_itself_in_pytest_fixtures(pytester: pytest.Pytes
     for name in [*names, "wxpartner_live_server"]:
         block = out.split(f"\n{name}", 1)[1].split("\n\n", 1)[0]
         assert "no docstring available" not in block, (name, block)
+
+
+def test_a_latency_fault_times_out_only_over_the_socket(wxpartner_live_server: WxPartnerServer) -> None:
+    """What the README's fixture table says: the in-process client has no timeouts (a LATENCY fault
+    only delays its answer); the loopback client reads with its timeout."""
+    from wxpartner.client import NO_RETRIES, TransportError
+
+    server = wxpartner_live_server
+    server.inject_fault("LATENCY", latency_ms=700, count=1)
+    with server.client(retry=NO_RETRIES, timeout=0.2) as client:
+        assert client.webizpay.ranges.list(sp_mchid=client.mchid).range_list == []  # late, not lost
+    server.inject_fault("LATENCY", latency_ms=700, count=1)
+    with server.client(live=True, retry=NO_RETRIES, timeout=0.2) as client, pytest.raises(TransportError):
+        client.webizpay.ranges.list(sp_mchid=client.mchid)
