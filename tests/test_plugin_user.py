@@ -364,3 +364,34 @@ def test_a_latency_fault_times_out_only_over_the_socket(wxpartner_live_server: W
     server.inject_fault("LATENCY", latency_ms=700, count=1)
     with server.client(live=True, retry=NO_RETRIES, timeout=0.2) as client, pytest.raises(TransportError):
         client.webizpay.ranges.list(sp_mchid=client.mchid)
+
+
+@pytest.mark.parametrize(
+    ("how", "args", "env"),
+    [
+        ("conftest", [], {}),
+        ("-p", ["-p", "wxpartner.testing"], {}),
+        ("autoload off, -p by entry point", ["-p", "wxpartner"], {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}),
+        ("autoload off, -p by module", ["-p", "wxpartner.testing"], {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}),
+    ],
+)
+def test_the_plugin_may_also_be_named_by_its_module(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, how: str, args: list[str], env: dict[str, str]
+) -> None:
+    """Found in the plugin audit: a project naming the plugin itself, as many do (pytest_plugins in its
+    conftest, -p wxpartner.testing), made pytest stop before collecting: "Plugin already registered
+    under a different name" (the entry point had registered the same module as "wxpartner")."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if how == "conftest":
+        pytester.makeconftest('pytest_plugins = ["wxpartner.testing"]\n')
+    pytester.makepyfile(ONE_TEST)
+    pytester.runpytest("-p", "no:cacheprovider", *args).assert_outcomes(passed=1)
+
+
+def test_the_plugin_is_off_by_either_name(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(ONE_TEST)
+    for name in ("wxpartner", "wxpartner.testing"):
+        result = pytester.runpytest("-p", "no:cacheprovider", "-p", f"no:{name}")
+        result.assert_outcomes(errors=1)
+        result.stdout.fnmatch_lines(["*fixture 'wxpartner_client' not found*"])
