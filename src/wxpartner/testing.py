@@ -254,7 +254,7 @@ class WxPartnerServer:
         """Where the server sends ``mchid``'s callbacks (the demo service provider by default): your
         receiver's URL, on a port it listens on. Until the next reset, which puts back the URL the
         session began with (none, unless the ini scenario set one)."""
-        mchid = mchid or self.mchid
+        mchid = self.mchid if mchid is None else mchid  # "" is refused by the control API, not widened
         self._ok(self.control.put(f"/sandbox/merchants/{mchid}/notify-url", json={"notify_url": url}))
 
     def deliver_callbacks(self) -> list[dict[str, Any]]:
