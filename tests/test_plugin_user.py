@@ -4,6 +4,7 @@ what is wrong with its options."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import textwrap
 from pathlib import Path
@@ -395,3 +396,37 @@ def test_the_plugin_is_off_by_either_name(pytester: pytest.Pytester) -> None:
         result = pytester.runpytest("-p", "no:cacheprovider", "-p", f"no:{name}")
         result.assert_outcomes(errors=1)
         result.stdout.fnmatch_lines(["*fixture 'wxpartner_client' not found*"])
+
+
+def test_a_clock_move_has_done_what_it_owes_when_it_returns(wxpartner_server: WxPartnerServer) -> None:
+    """Found in the plugin audit: after advance_clock past a card's end, /sandbox/callbacks listed
+    nothing until the server's 2 s background sweep ran or something read the card (a test listing
+    callbacks right after the move failed, or passed by timing); the plugin's clock helpers now make
+    what the move owes before they return."""
+    sp, sub = wxpartner_server.mchid, "1900000101"
+    wxpartner_server.load_scenario(
+        {
+            "webizpay": {
+                "employees": [
+                    {
+                        "sp_mchid": sp,
+                        "sub_mchid": sub,
+                        "user_id": "user_tick1",
+                        "employee_id": "WeBizPay_tick",
+                    }
+                ]
+            }
+        }
+    )
+    end = dt.datetime.now().astimezone() + dt.timedelta(days=1)
+    with wxpartner_server.client() as client:
+        client.webizpay.quota_cards.issue(
+            "WeBizPay_tick",
+            {
+                "sp_mchid": sp, "sub_mchid": sub, "card_template_id": "template_123", "amount": 100,
+                "card_name": "card", "out_card_no": "tick_card_1", "effective_end_time": end.isoformat(),
+            },
+        )  # fmt: skip
+    wxpartner_server.advance_clock(2 * 86400)
+    listed = wxpartner_server.control.get("/sandbox/callbacks").json()
+    assert [n["event_type"] for n in listed["data"]] == ["WEBIZPAY.QUOTACARDEXPIRED"]

@@ -263,18 +263,29 @@ class WxPartnerServer:
         plugin's server sends none by itself): the attempts made, each with the
         notification's ``id``, ``event_type``, ``status`` (your answer's HTTP status), ``ok``,
         ``error``..."""
-        from .server.app import SETTLE_HOOKS
-
-        for settle in SETTLE_HOOKS:  # what the clock owes first (an expired card's callback), as a read
-            settle(self.app.state)  # would: the background sweep may not have run since a clock move
+        self._settle()
         return list(self._ok(self.control.post("/sandbox/callbacks/deliver"))["attempts"])
 
+    def _settle(self) -> None:
+        """What business time owes, made now as a read of the card would make it (a card past its end
+        expires and queues its callback); the server's background sweep does it only every 2 s."""
+        from .server.app import SETTLE_HOOKS
+
+        for settle in SETTLE_HOOKS:
+            settle(self.app.state)
+
     def advance_clock(self, seconds: float) -> Any:
-        """Move business time (card expiry, applyment progress); wire timestamps stay real."""
-        return self._ok(self.control.post("/sandbox/clock", json={"advance": seconds}))
+        """Move business time (card expiry, applyment progress); wire timestamps stay real. On return,
+        what the move owes has happened: a card past its end is DISABLED, its callback queued."""
+        moved = self._ok(self.control.post("/sandbox/clock", json={"advance": seconds}))
+        self._settle()
+        return moved
 
     def set_clock(self, when: float | str, *, freeze: bool = False) -> Any:
-        return self._ok(self.control.post("/sandbox/clock", json={"set": when, "freeze": freeze}))
+        """Set business time (a timestamp or RFC 3339), frozen or running; settled as advance_clock."""
+        moved = self._ok(self.control.post("/sandbox/clock", json={"set": when, "freeze": freeze}))
+        self._settle()
+        return moved
 
     def inject_fault(self, kind: str, **rule: Any) -> Any:
         """A fault rule (``SYSTEM_ERROR``, ``FREQUENCY_LIMITED``, ``DROP_CONNECTION``, ``LATENCY``,
