@@ -181,7 +181,9 @@ def test_xdist_workers_each_have_their_own_data(
     pytester.makepyfile(TWO_WORKERS)
     (pytester.path / "handshake").mkdir()
     monkeypatch.setenv("HANDSHAKE_DIR", str(pytester.path / "handshake"))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "each")
+    # (the dev extras' schemathesis and hypothesis plugins only slow every worker's start here)
+    quick = ["-p", "no:schemathesis", "-p", "no:hypothesispytest"]
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *quick, "-n", "2", "--dist", "each")
     result.assert_outcomes(passed=2)
     if backend == "default":
         assert not list(pytester.path.glob("*.sqlite3"))
