@@ -9,6 +9,7 @@ import os
 import textwrap
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -432,3 +433,22 @@ def test_a_clock_move_has_done_what_it_owes_when_it_returns(wxpartner_server: Wx
     wxpartner_server.advance_clock(2 * 86400)
     listed = wxpartner_server.control.get("/sandbox/callbacks").json()
     assert [n["event_type"] for n in listed["data"]] == ["WEBIZPAY.QUOTACARDEXPIRED"]
+
+
+def test_code_of_its_own_reaches_the_live_server_from_live_info(
+    wxpartner_live_server: WxPartnerServer, tmp_path: Path
+) -> None:
+    """Found in the plugin audit: .info (what a user hands their own code) names the in-process
+    http://testserver, which no socket reaches, so code reading it or a connection.json made from it
+    failed to connect; live_info names the port, as serve's connection.json does."""
+    import json
+
+    from wxpartner.client import Client
+
+    server = wxpartner_live_server
+    path = tmp_path / "connection.json"  # as the user's app would read it
+    path.write_text(json.dumps(server.live_info))
+    with Client.from_connection_info(path) as client:  # its own HTTP, over the socket
+        assert client.webizpay.ranges.list(sp_mchid=client.mchid).range_list == []
+    token = {"Authorization": f"Bearer {server.live_info['sandbox_token']}"}
+    assert httpx.get(f"{server.live_info['sandbox_api']}/clock", headers=token).status_code == 200

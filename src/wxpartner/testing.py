@@ -141,7 +141,7 @@ class WxPartnerServer:
         from .client import Client
 
         if live:
-            return Client.from_connection_info({**self.info, "base_url": self.serve()}, **overrides)
+            return Client.from_connection_info(self.live_info, **overrides)
         overrides.setdefault("http_client", self.http)
         return Client.from_connection_info(self.info, **overrides)
 
@@ -151,7 +151,7 @@ class WxPartnerServer:
         from .client import AsyncClient
 
         if live:
-            return AsyncClient.from_connection_info({**self.info, "base_url": self.serve()}, **overrides)
+            return AsyncClient.from_connection_info(self.live_info, **overrides)
         overrides.setdefault("transport", httpx.ASGITransport(app=self.app))
         return AsyncClient.from_connection_info(self.info, **overrides)
 
@@ -299,6 +299,20 @@ class WxPartnerServer:
         return str(self._ok(self.control.post("/sandbox/platform-keys/rotate", json=body))["key_id"])
 
     # -- loopback ---------------------------------------------------------------------------------------
+    @property
+    def live_info(self) -> dict[str, Any]:
+        """``info`` with the loopback port's URLs (``base_url``, ``sandbox_api``, ``dashboard``): the
+        settings your own code needs to reach this server over HTTP, as ``connection.json`` gives them
+        for ``wxpartner serve`` (``Client.from_connection_info(server.live_info)``; json.dump it for an
+        app that reads the file). ``info`` names the in-process URL, which no socket reaches."""
+        url = self.serve()
+        return {
+            **self.info,
+            "base_url": url,
+            "sandbox_api": f"{url}/sandbox",
+            "dashboard": f"{url}/dashboard",
+        }
+
     def serve(self) -> str:
         """Also listen on a loopback port (same app, same database); returns the base URL."""
         if self.live_url is not None:
