@@ -452,3 +452,28 @@ def test_code_of_its_own_reaches_the_live_server_from_live_info(
         assert client.webizpay.ranges.list(sp_mchid=client.mchid).range_list == []
     token = {"Authorization": f"Bearer {server.live_info['sandbox_token']}"}
     assert httpx.get(f"{server.live_info['sandbox_api']}/clock", headers=token).status_code == 200
+
+
+def test_a_scenario_naming_the_demo_merchant_sets_its_apiv3_key(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the README says of a scenario entry for the demo merchant: without apiv3_key it has none;
+    with one, that key is used, and in certificate mode the client downloads certificates with it."""
+    pytester.makefile(".ini", pytest="[pytest]\nwxpartner_scenario = scenario.yaml\n")
+    entry = '  - {mchid: "1900000001", key_mode: certificate, sub_merchants: ["1900000101"]%s}\n'
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            import os
+
+            def test_it(wxpartner_server, wxpartner_client):
+                assert wxpartner_server.info["apiv3_key"] == (os.environ["WANT_KEY"] or None)
+                if os.environ["WANT_KEY"]:  # answers signed by a platform certificate, downloaded
+                    wxpartner_client.webizpay.ranges.list(sp_mchid=wxpartner_client.mchid)
+            """
+        )
+    )
+    for key in ("", "0123456789abcdef0123456789abcdef"):
+        pytester.makefile(".yaml", scenario="merchants:\n" + entry % (f", apiv3_key: {key}" if key else ""))
+        monkeypatch.setenv("WANT_KEY", key)
+        pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
