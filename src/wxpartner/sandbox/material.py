@@ -8,6 +8,7 @@ import secrets
 import signal
 import string
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -70,13 +71,25 @@ def write_files(files: Sequence[tuple[Path, str | bytes, bool]]) -> None:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block is done (then act as they would have)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """SIGINT and SIGTERM wait until the block is done, then act as they would have. Held by Python
+    handlers, not a signal mask: the kernel hands a process's signal to any thread that does not block
+    it, and Python runs the handler in the main thread whichever thread got it. Off the main thread
+    there is nothing to hold (no handler runs there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    held = [sig for sig, handler in before.items() if handler is not None]  # None: set outside Python
+    for sig in held:
+        signal.signal(sig, lambda signum, _frame: caught.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for sig in held:
+            signal.signal(sig, before[sig])
+        for signum in caught:
+            signal.raise_signal(signum)
 
 
 def write_secret(path: Path, text: str) -> None:
