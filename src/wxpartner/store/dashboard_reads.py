@@ -65,10 +65,15 @@ def _newest(
     newest_first: Sequence[sa.ColumnElement[Any]],
     key: Sequence[sa.ColumnElement[Any]],
     offset: int,
+    walk: Sequence[sa.ColumnElement[bool]] | None = None,
 ) -> Slice:
-    """Newest first while few rows match; primary-key order (index-backed) when many do."""
+    """Newest first while few rows match; primary-key order (index-backed) when many do. ``walk``,
+    if given, is ``where`` written so that no index answers it: the filter for the primary-key walk,
+    which finds a page at once when many rows match (an index on the filter would have them all read
+    and sorted by key first)."""
     by_time = bounded_count(conn, table, where, SORT_CAP) <= SORT_CAP
-    ordered = stmt.where(*where).order_by(*(newest_first if by_time else key))
+    ordered = stmt.where(*(where if by_time or walk is None else walk))
+    ordered = ordered.order_by(*(newest_first if by_time else key))
     found = _page(conn, _offset(ordered, offset))
     return Slice(found.rows, found.more, by_time)
 
@@ -129,10 +134,14 @@ def cards(
 ) -> tuple[Slice, dict[str, list[dict[str, Any]]]]:
     """Quota cards (newest first) and, per card on this page, its spends (payments) newest first."""
     where: list[sa.ColumnElement[bool]] = []
+    walk: list[sa.ColumnElement[bool]] = []
     if mchid:
         where.append(sa.or_(CARDS.c.sp_mchid == mchid, CARDS.c.sub_mchid == mchid))
+        # `col || ''` is the column no index answers (see _newest's walk)
+        walk.append(sa.or_(CARDS.c.sp_mchid + "" == mchid, CARDS.c.sub_mchid + "" == mchid))
     if employee_id:
         where.append(CARDS.c.employee_id == employee_id)
+        walk.append(CARDS.c.employee_id == employee_id)
     found = _newest(
         conn,
         sa.select(CARDS),
@@ -141,6 +150,7 @@ def cards(
         [CARDS.c.begin_at.desc(), CARDS.c.card_no],
         [CARDS.c.card_no],
         offset,
+        walk if mchid else None,
     )
     spends: dict[str, list[dict[str, Any]]] = {}
     card_nos = [c["card_no"] for c in found.rows]

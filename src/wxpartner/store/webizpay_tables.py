@@ -84,6 +84,8 @@ webizpay_cards = sa.Table(
     sa.Column("avail_mch_range_id", sa.String(64), nullable=True),
     sa.UniqueConstraint("sp_mchid", "sub_mchid", "out_card_no", name="uq_webizpay_cards_out_card_no"),
     sa.Index("ix_webizpay_cards_due", "state", "end_at"),
+    # The dashboard's filter by sub-merchant (migration 0013); sp_mchid leads the constraint's index.
+    sa.Index("ix_webizpay_cards_sub_mchid", "sub_mchid"),
 )
 
 # W7 links: one per call, expiring; deleted a day after they expire, as W1 links.
