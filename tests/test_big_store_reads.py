@@ -6,11 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from starlette.testclient import TestClient
+
 from read_cost import read_cost
 from support import SP_A, SP_B, SUB_A, SUB_B
 from wxpartner.server.app import WxPartnerApp
 from wxpartner.store import dashboard_reads, outbox
 from wxpartner.store.outbox_tables import callback_notifications
+from wxpartner.store.recharge_repo import RechargeStore
+from wxpartner.store.recharge_tables import recharge_employees
 from wxpartner.store.webizpay_tables import webizpay_cards
 
 T0 = 1_747_280_000.0
@@ -152,3 +156,47 @@ def test_the_cards_page_filtered_by_a_merchant_reads_one_page(app: WxPartnerApp)
         found, _ = dashboard_reads.cards(conn, mchid=SUB_B, employee_id=None, offset=0)
         assert not found.by_time and found.more and len(found.rows) == dashboard_reads.PAGE
         assert {c["sub_mchid"] for c in found.rows} == {SUB_B}
+
+
+def _recharge_employees(app: WxPartnerApp, start: int, count: int) -> None:
+    rows = [
+        {
+            "mchid": SP_A,
+            "sub_mchid": f"19{i // 3:08d}",
+            "sp_openid": f"o{i:09d}",
+            "state": "EFFECTIVE",
+            "create_time": T0 - i,
+            "update_time": T0 - i,
+        }
+        for i in range(start, start + count)
+    ]
+    with app.state.db.write() as conn:
+        conn.execute(recharge_employees.insert(), rows)
+    _analyze(app, "recharge_employees")
+
+
+def test_the_recharge_employees_listing_answers_a_page(app: WxPartnerApp, control: TestClient) -> None:
+    """GET /sandbox/recharge-employees answered every employee at once, sorted: 100,000 employees were
+    18 MB built in memory in 1.9 s on SQLite. It answers 1,000 at most now, the next page by
+    ``offset`` (``next_offset``), each page an index walk."""
+    _recharge_employees(app, 0, 2_500)
+    first = control.get("/sandbox/recharge-employees").json()
+    assert len(first["employees"]) == 1000 and first["next_offset"] == 1000
+    last = control.get("/sandbox/recharge-employees", params={"offset": 2000}).json()
+    assert len(last["employees"]) == 500 and last["next_offset"] is None
+    pages = [
+        control.get("/sandbox/recharge-employees", params={"offset": o, "limit": 700}).json()["employees"]
+        for o in range(0, 2500, 700)
+    ]
+    walked = [e["sp_openid"] for p in pages for e in p]
+    assert len(walked) == len(set(walked)) == 2500
+    # one merchant's employees, oldest first, as before
+    assert [e["sp_openid"] for e in first["employees"][:3]] == ["o000000002", "o000000001", "o000000000"]
+    for bad in ("0", "1001", "x"):
+        assert control.get("/sandbox/recharge-employees", params={"limit": bad}).status_code == 400
+
+    def page() -> Any:
+        with app.state.db.read() as conn:
+            return RechargeStore(conn).list_all(limit=1001)
+
+    _grows(app, lambda s, n: _recharge_employees(app, 2_500 + s, n), {"page": page}, "recharge_employees", "")

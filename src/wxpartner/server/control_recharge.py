@@ -31,8 +31,9 @@ from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
 from ..store import sandbox as sandbox_store
 from ..store.recharge_repo import RechargeStore
-from ..store.schema import merchant_relations
+from ..store.schema import BIGINT_MAX, merchant_relations
 from .control import ControlError, control_route, json_value
+from .params import int_param
 
 SECTION = "recharge_employees"
 
@@ -159,20 +160,28 @@ scenario.RESETTERS.append(_reset)
 
 # --- control API ---------------------------------------------------------------------------------
 
+LIST_LIMIT = 1000  # employees a GET answers at most (more: ?offset=)
+
 
 @control_route("/recharge-employees", ["GET", "POST"])
 async def recharge_employees(request: Request) -> Response:
-    """POST one preload entry (or a list of them); GET every employee, DELETED ones included
-    (``?sub_mchid=`` narrows to one second-level merchant)."""
+    """POST one preload entry (or a list of them); GET the employees, DELETED ones included, a page
+    at a time (``?limit=`` 1-1000, default 1000, ``&offset=``; ``next_offset`` while more follow;
+    ``?sub_mchid=`` narrows to one second-level merchant)."""
     db = request.app.state.wx.db
     if request.method == "GET":
-        sub = request.query_params.get("sub_mchid")
+        q = request.query_params
+        sub = q.get("sub_mchid")
+        limit = int_param(q, "limit", LIST_LIMIT, 1, LIST_LIMIT)
+        offset = int_param(q, "offset", 0, 0, BIGINT_MAX)
 
         def read() -> list[dict[str, Any]]:
             with db.read() as conn:
-                return [view(e) for e in RechargeStore(conn).list_all(sub)]
+                return [view(e) for e in RechargeStore(conn).list_all(sub, limit=limit + 1, offset=offset)]
 
-        return JSONResponse({"employees": await anyio.to_thread.run_sync(read)})
+        found = await anyio.to_thread.run_sync(read)
+        more = len(found) > limit
+        return JSONResponse({"employees": found[:limit], "next_offset": offset + limit if more else None})
 
     body = await _json_entries(request)
 

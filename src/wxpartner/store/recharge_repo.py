@@ -225,11 +225,19 @@ class RechargeStore:
         rows = _LIST_EFFECTIVE.rows(self.conn, {"k_mchid": mchid, "k_sub": sub_mchid})
         return [_employee_of(r) for r in rows]
 
-    def list_all(self, sub_mchid: str | None = None) -> list[Employee]:
-        """Every row, DELETED ones included (sandbox views and scenario export)."""
+    def list_all(
+        self, sub_mchid: str | None = None, *, limit: int | None = None, offset: int = 0
+    ) -> list[Employee]:
+        """Every row, DELETED ones included (sandbox views and scenario export), or one page of them:
+        by merchant (the primary key's order, so a page is an index walk, not a sort of every row),
+        oldest first within one."""
         stmt = sa.select(*_COLUMNS).order_by(emp.c.mchid, emp.c.sub_mchid, emp.c.create_time, emp.c.sp_openid)
         if sub_mchid is not None:
             stmt = stmt.where(emp.c.sub_mchid == sub_mchid)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        if offset:
+            stmt = stmt.offset(offset)
         return [_employee(r) for r in self.conn.execute(stmt)]
 
     def upsert(self, employee: Employee) -> None:
