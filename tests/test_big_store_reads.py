@@ -10,8 +10,11 @@ from starlette.testclient import TestClient
 
 from read_cost import read_cost
 from support import SP_A, SP_B, SUB_A, SUB_B
+from wxpartner.domain import apply4subject as d
 from wxpartner.server.app import WxPartnerApp
 from wxpartner.store import dashboard_reads, outbox
+from wxpartner.store.apply4subject_repo import Apply4SubjectRepo
+from wxpartner.store.apply4subject_tables import apply4subject_applyments
 from wxpartner.store.outbox_tables import callback_notifications
 from wxpartner.store.recharge_repo import RechargeStore
 from wxpartner.store.recharge_tables import recharge_employees
@@ -200,3 +203,60 @@ def test_the_recharge_employees_listing_answers_a_page(app: WxPartnerApp, contro
             return RechargeStore(conn).list_all(limit=1001)
 
     _grows(app, lambda s, n: _recharge_employees(app, 2_500 + s, n), {"page": page}, "recharge_employees", "")
+
+
+def _applyments(app: WxPartnerApp, mchid: str, start: int, count: int, state: str) -> None:
+    rows = [
+        {
+            "applyment_id": 20_000_000_000_000 + i,
+            "mchid": mchid,
+            "business_code": f"bc{i}",
+            "state": state,
+            "fingerprint": "f",
+            "materials": "{}",
+            "confirm_token": f"ct{i}",
+            "state_since": T0 + i,
+            "created_at": T0 + i,
+            "updated_at": T0 + i,
+        }
+        for i in range(start, start + count)
+    ]
+    with app.state.db.write() as conn:
+        conn.execute(apply4subject_applyments.insert(), rows)
+    _analyze(app, "apply4subject_applyments")
+
+
+def test_the_applyment_listings_read_one_page(app: WxPartnerApp) -> None:
+    """The applyments by merchant (control API, dashboard) sorted all of the merchant's applyments, and
+    the dashboard's ?state= of a state few are in walked every applyment (≈ 0.35 s and 0.2 s at
+    100,000 applyments on SQLite): migration 0014 indexes (mchid, applyment_id) and (state,
+    applyment_id)."""
+
+    def fill(start: int, count: int) -> None:
+        _applyments(app, SP_B, start, count, d.AUDIT)
+        if start == 0:
+            _applyments(app, SP_A, 10**9, 3, d.REJECTED)
+
+    def dashboard(mchid: str | None, state: str | None) -> Callable[[], Any]:
+        def read() -> Any:
+            with app.state.db.read() as conn:
+                return dashboard_reads.applyments(conn, mchid, state, 0)
+
+        return read
+
+    def control_list(mchid: str) -> Callable[[], Any]:
+        def read() -> Any:
+            with app.state.db.read() as conn:
+                return Apply4SubjectRepo(conn).list_all(mchid)
+
+        return read
+
+    reads = {
+        "busy merchant": dashboard(SP_B, None),
+        "quiet merchant": dashboard(SP_A, None),
+        "common state": dashboard(None, d.AUDIT),
+        "rare state": dashboard(None, d.REJECTED),
+        "control API, busy merchant": control_list(SP_B),
+        "control API, quiet merchant": control_list(SP_A),
+    }
+    _grows(app, fill, reads, "apply4subject_applyments", "")
