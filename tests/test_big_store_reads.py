@@ -12,7 +12,7 @@ from read_cost import read_cost
 from support import SP_A, SP_B, SUB_A, SUB_B
 from wxpartner.domain import apply4subject as d
 from wxpartner.server.app import WxPartnerApp
-from wxpartner.store import dashboard_reads, outbox
+from wxpartner.store import dashboard_reads, dashboard_tables, outbox
 from wxpartner.store.apply4subject_repo import Apply4SubjectRepo
 from wxpartner.store.apply4subject_tables import apply4subject_applyments
 from wxpartner.store.outbox_tables import callback_notifications
@@ -260,3 +260,35 @@ def test_the_applyment_listings_read_one_page(app: WxPartnerApp) -> None:
         "control API, quiet merchant": control_list(SP_A),
     }
     _grows(app, fill, reads, "apply4subject_applyments", "")
+
+
+def test_the_family_data_browser_reads_one_page(app: WxPartnerApp) -> None:
+    """/dashboard/data/<table> sorted the whole table by its time column, which most tables hold
+    without an index (0.84 s for apply4subject_applyments, 0.63 s for callback_attempts at 100,000
+    and 200,000 rows on SQLite). It follows an index now: the time column when one leads with it,
+    else the primary key, highest first, and the page says which."""
+    db = app.state.db
+
+    def fill(start: int, count: int) -> None:
+        _applyments(app, SP_B, start, count, d.AUDIT)
+        _notifications(app, SP_B, start, count)
+        _recharge_employees(app, start, count)
+
+    tables = ("apply4subject_applyments", "callback_notifications", "recharge_employees")
+    listed = {t for group in dashboard_tables.family_tables(db).values() for t in group}
+    assert set(tables) <= listed
+
+    def costs() -> dict[str, int]:
+        return {t: read_cost(db, lambda t=t: dashboard_tables.read_table(db, t), t) for t in tables}
+
+    fill(0, SMALL)
+    small = costs()
+    fill(SMALL, BIG)
+    big = costs()
+    assert not {t: (small[t], big[t]) for t in tables if big[t] > 1.5 * small[t] + 100}
+    cols, rows, order = dashboard_tables.read_table(db, "callback_notifications")
+    assert order == "newest create_time first" and len(rows) == dashboard_tables.MAX_ROWS
+    assert rows[0][cols.index("id")] == f"n-{SP_B}-{SMALL + BIG - 1}"
+    cols, rows, order = dashboard_tables.read_table(db, "apply4subject_applyments")
+    assert order == "by applyment_id, highest first"
+    assert rows[0][cols.index("applyment_id")] == 20_000_000_000_000 + SMALL + BIG - 1

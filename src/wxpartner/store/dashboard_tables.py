@@ -77,18 +77,41 @@ def mask(column: str, value: Any) -> Any:
     return value
 
 
-def read_table(db: Database, name: str, *, mchid: str | None = None) -> tuple[list[str], list[list[Any]]]:
-    """Newest rows first when the table has a time column. Raises LookupError for unknown tables."""
+TIME_COLUMNS = ("created_at", "create_time", "updated_at", "at", "id")
+
+
+def _order(db: Database, table: sa.Table) -> tuple[list[sa.ColumnElement[Any]], str]:
+    """Newest first by a time column when an index leads with it; else the primary key's order,
+    highest first (sorting a table by a column no index holds reads and sorts every row: 0.8 s at
+    100,000 applyments on SQLite). Also says which order it is."""
+    inspector = sa.inspect(db.engine)
+    pk = list(table.primary_key.columns)
+    leading = {ix["column_names"][0] for ix in inspector.get_indexes(table.name) if ix["column_names"]}
+    leading |= {
+        uc["column_names"][0] for uc in inspector.get_unique_constraints(table.name) if uc["column_names"]
+    }
+    if pk:
+        leading.add(pk[0].name)
+    for name in TIME_COLUMNS:
+        if name in table.c and name in leading:
+            return [table.c[name].desc()], f"newest {name} first"
+    if pk:
+        return [c.desc() for c in pk], f"by {', '.join(c.name for c in pk)}, highest first"
+    return [], "in storage order"
+
+
+def read_table(
+    db: Database, name: str, *, mchid: str | None = None
+) -> tuple[list[str], list[list[Any]], str]:
+    """At most MAX_ROWS rows, newest first when an index gives that order (see _order), and which
+    order it is. Raises LookupError for unknown tables."""
     existing = set(sa.inspect(db.engine).get_table_names()) - OWN_PAGES
     if name not in existing:
         raise LookupError(name)
     table = sa.Table(name, sa.MetaData(), autoload_with=db.engine)
     cols = [c.name for c in table.columns]
-    q = sa.select(table).limit(MAX_ROWS)
-    for time_col in ("created_at", "updated_at", "at", "id"):
-        if time_col in table.c:
-            q = q.order_by(table.c[time_col].desc())
-            break
+    order, described = _order(db, table)
+    q = sa.select(table).order_by(*order).limit(MAX_ROWS)
     if mchid:
         for col in ("mchid", "sp_mchid", "sub_mchid"):
             if col in table.c:
@@ -96,4 +119,4 @@ def read_table(db: Database, name: str, *, mchid: str | None = None) -> tuple[li
                 break
     with db.read() as conn:
         rows = [[mask(c, r._mapping[c]) for c in cols] for r in conn.execute(q)]
-    return cols, rows
+    return cols, rows, described

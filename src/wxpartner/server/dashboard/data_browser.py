@@ -1,5 +1,5 @@
-"""Family data browser: every product family table, newest rows first, personal and secret columns
-masked by the store (store/dashboard_tables.py)."""
+"""Family data browser: every product family table, newest rows first (where an index gives that
+order), personal and secret columns masked by the store (store/dashboard_tables.py)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ async def data_table(request: Request) -> Response:
     mchid = request.query_params.get("mchid") or None
     await settled(st)
     try:
-        cols, rows = await anyio.to_thread.run_sync(lambda: data.read_table(st.db, name, mchid=mchid))
+        cols, rows, order = await anyio.to_thread.run_sync(lambda: data.read_table(st.db, name, mchid=mchid))
     except LookupError:
         return not_found(f"family table {name}", active="data")
     cells = [
@@ -56,7 +56,10 @@ async def data_table(request: Request) -> Response:
         ]
         for row in rows
     ]
-    note = f'<p class="muted">Newest {data.MAX_ROWS} rows; personal and secret columns are masked.</p>'
+    note = (
+        f'<p class="muted">At most {data.MAX_ROWS} rows, {esc(order)}; personal and secret columns are'
+        " masked.</p>"
+    )
     return page(
         f"{data.group_of(name)} · {name}",
         card(name, note + table(cols, cells, empty="No rows.")),
