@@ -120,6 +120,8 @@ webizpay_payments = sa.Table(
     sa.Column("acquirer", sa.String(256), nullable=False),
     sa.Column("goods_name", sa.String(256), nullable=False),
     sa.Column("paid_at", sa.Float, nullable=False),
+    # A sub-merchant's payments of a span of days: the bills (webizpay_trades; migration 0015).
+    sa.Index("ix_webizpay_payments_sub_paid", "sub_mchid", "paid_at"),
 )
 
 webizpay_refunds = sa.Table(
@@ -132,6 +134,7 @@ webizpay_refunds = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("succeeded_at", sa.Float, nullable=False),
     sa.UniqueConstraint("transaction_id", "out_refund_no", name="uq_webizpay_refunds_out_refund_no"),
+    sa.Index("ix_webizpay_refunds_succeeded", "succeeded_at"),  # the bills' refunds of a span (0015)
 )
 
 WEBIZPAY_TABLES = (

@@ -41,7 +41,11 @@ def trade_rows(conn: Connection, sp_mchid: str, sub_mchid: str, start: float, en
     refunds = sa.select(_p, _r.c.succeeded_at, _r.c.amount.label("refund_amount")).join(
         _r, _r.c.transaction_id == _p.c.transaction_id
     )
-    for r in conn.execute(refunds.where(*own, _r.c.succeeded_at >= start, _r.c.succeeded_at < end)):
+    # The span's refunds first (their index on succeeded_at), then each one's payment by its key: the
+    # merchant's columns are written so that no index answers them (`col || ''`), else SQLite walks
+    # every payment the sub-merchant ever had and probes each for refunds.
+    mine = (_p.c.sp_mchid + "" == sp_mchid, _p.c.sub_mchid + "" == sub_mchid)
+    for r in conn.execute(refunds.where(*mine, _r.c.succeeded_at >= start, _r.c.succeeded_at < end)):
         m = r._mapping
         rows.append(_row(m, time=m["succeeded_at"], state="REFUND", refund_amount=int(m["refund_amount"])))
     return rows
