@@ -16,6 +16,11 @@ from .listing import TONE, filter_form, mchid_of, offset_of, pager, sort_note
 from .routing import route
 
 
+def _cards(n: int) -> str:
+    """The bounded count of an employee's cards (store.dashboard_reads.CARDS_COUNT_CAP)."""
+    return f"{reads.CARDS_COUNT_CAP}+" if n > reads.CARDS_COUNT_CAP else str(n)
+
+
 @route("/employees")
 async def employees(request: Request) -> Response:
     st = request.app.state.wx
@@ -36,7 +41,7 @@ async def employees(request: Request) -> Response:
             esc(fmt_ts(r["authorized_at"])),
             esc(fmt_ts(r["revoked_at"]))
             + (f" <span class=muted>{esc(r['reason'])}</span>" if r["reason"] else ""),
-            f'<a href="/dashboard/cards?{esc(urlencode({"employee_id": r["employee_id"]}))}">{r["cards"]} card(s)</a>',
+            f'<a href="/dashboard/cards?{esc(urlencode({"employee_id": r["employee_id"]}))}">{_cards(r["cards"])} card(s)</a>',
         ]
         for r in found.rows
     ]
