@@ -20,6 +20,7 @@ from wxpartner.store.outbox_tables import callback_notifications
 from wxpartner.store.recharge_repo import RechargeStore
 from wxpartner.store.recharge_tables import recharge_employees
 from wxpartner.store.webizpay_tables import (
+    webizpay_auth_links,
     webizpay_cards,
     webizpay_payments,
     webizpay_refunds,
@@ -401,3 +402,43 @@ def test_the_employees_page_counts_an_employees_cards_up_to_a_cap(
     assert row["cards"] == dashboard_reads.CARDS_COUNT_CAP + 1
     http.post("/dashboard/login", data={"token": SANDBOX_TOKEN})
     assert f"{dashboard_reads.CARDS_COUNT_CAP}+ card(s)" in http.get("/dashboard/employees").text
+
+
+def test_the_open_authorization_links_are_found_without_reading_expired_ones(app: WxPartnerApp) -> None:
+    """The employees page lists the W1 links still open; links are kept after they expire (one per W1
+    call), and the list read every link ever made (no index on expires_at) on every page load.
+    Migration 0016 indexes expires_at."""
+
+    def fill(start: int, count: int) -> None:
+        rows = [
+            {
+                "token": f"tok{i:09d}",
+                "sp_mchid": SP_B,
+                "sub_mchid": SUB_B,
+                "user_id": f"u{i}",
+                "application_type": "H5",
+                "created_at": T0 - 86400 - i,
+                "expires_at": T0 - 86400 - i + 600,
+                "consumed_at": None if i % 2 else T0 - 86400 - i + 5,
+            }
+            for i in range(start, start + count)
+        ]
+        rows += [
+            {
+                **rows[0],
+                "token": f"open{start}",
+                "created_at": T0 + start,
+                "expires_at": T0 + 600,
+                "consumed_at": None,
+            }
+        ]
+        with app.state.db.write() as conn:
+            conn.execute(webizpay_auth_links.insert(), rows)
+        _analyze(app, "webizpay_auth_links")
+
+    def links() -> Any:
+        with app.state.db.read() as conn:
+            return dashboard_reads.open_links(conn, None, T0)
+
+    _grows(app, fill, {"open links": links}, "webizpay_auth_links", "")
+    assert [r["created_at"] for r in links()] == [T0 + SMALL, T0]

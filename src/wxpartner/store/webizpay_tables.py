@@ -20,6 +20,7 @@ webizpay_auth_links = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Column("consumed_at", sa.Float, nullable=True),
     sa.Column("employee_id", sa.String(64), nullable=True),
+    # The sweep deletes links a day past expiry; the dashboard lists the open ones (migration 0012).
     sa.Index("ix_webizpay_auth_links_expires", "expires_at"),
 )
 
