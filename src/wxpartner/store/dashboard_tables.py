@@ -80,16 +80,15 @@ def mask(column: str, value: Any) -> Any:
 TIME_COLUMNS = ("created_at", "create_time", "updated_at", "at", "id")
 
 
-def _order(db: Database, table: sa.Table) -> tuple[list[sa.ColumnElement[Any]], str]:
+def _order(table: sa.Table) -> tuple[list[sa.ColumnElement[Any]], str]:
     """Newest first by a time column when an index leads with it; else the primary key's order,
     highest first (sorting a table by a column no index holds reads and sorts every row: 0.8 s at
     100,000 applyments on SQLite). Also says which order it is."""
-    inspector = sa.inspect(db.engine)
     pk = list(table.primary_key.columns)
-    leading = {ix["column_names"][0] for ix in inspector.get_indexes(table.name) if ix["column_names"]}
-    leading |= {
-        uc["column_names"][0] for uc in inspector.get_unique_constraints(table.name) if uc["column_names"]
-    }
+    # what the reflection found (no more round trips: on PostgreSQL each costs milliseconds)
+    leading = {next(iter(ix.columns)).name for ix in table.indexes if len(ix.columns)}
+    uniques = [c for c in table.constraints if isinstance(c, sa.UniqueConstraint) and len(c.columns)]
+    leading |= {next(iter(c.columns)).name for c in uniques}
     if pk:
         leading.add(pk[0].name)
     for name in TIME_COLUMNS:
@@ -110,7 +109,7 @@ def read_table(
         raise LookupError(name)
     table = sa.Table(name, sa.MetaData(), autoload_with=db.engine)
     cols = [c.name for c in table.columns]
-    order, described = _order(db, table)
+    order, described = _order(table)
     q = sa.select(table).order_by(*order).limit(MAX_ROWS)
     if mchid:
         for col in ("mchid", "sp_mchid", "sub_mchid"):
