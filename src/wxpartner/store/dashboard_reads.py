@@ -98,22 +98,26 @@ def counts(conn: Connection) -> dict[str, int]:
 def employees(conn: Connection, mchid: str | None, offset: int) -> Slice:
     """webizpay authorization relations (newest first) with how many cards each employee holds, counted
     up to CARDS_COUNT_CAP + 1 (an employee a load test gave a million cards cost every page a walk of
-    them all)."""
+    them all), in the page's own query (a count per row is a round trip per row: ≈ 50 ms a page on
+    PostgreSQL; one branch per employee in a UNION ALL took PostgreSQL as long to plan)."""
+    some_cards = (
+        sa.select(sa.literal(1).label("one"))
+        .where(CARDS.c.employee_id == RELATIONS.c.employee_id)
+        .limit(CARDS_COUNT_CAP + 1)
+        .correlate(RELATIONS)
+        .subquery()
+    )
+    n_cards = sa.select(sa.func.count()).select_from(some_cards).correlate(RELATIONS).scalar_subquery()
     where = [sa.or_(RELATIONS.c.sp_mchid == mchid, RELATIONS.c.sub_mchid == mchid)] if mchid else []
-    found = _newest(
+    return _newest(
         conn,
-        sa.select(RELATIONS),
+        sa.select(RELATIONS, n_cards.label("cards")),
         RELATIONS,
         where,
         [RELATIONS.c.authorized_at.desc(), RELATIONS.c.employee_id],
         [RELATIONS.c.employee_id],
         offset,
     )
-    for row in found.rows:
-        row["cards"] = bounded_count(
-            conn, CARDS, [CARDS.c.employee_id == row["employee_id"]], CARDS_COUNT_CAP
-        )
-    return found
 
 
 def open_links(conn: Connection, mchid: str | None, now: float) -> list[dict[str, Any]]:
