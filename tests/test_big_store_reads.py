@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+import yaml
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
@@ -454,3 +455,13 @@ def test_the_open_authorization_links_are_found_without_reading_expired_ones(app
 
     _grows(app, fill, {"open links": links}, "webizpay_auth_links", "")
     assert [r["created_at"] for r in links()] == [T0 + SMALL, T0]
+
+
+def test_the_scenario_export_keeps_every_applyment(app: WxPartnerApp, control: TestClient) -> None:
+    """GET /sandbox/scenario exported the newest 10,000 applyments and silently left out the rest, so
+    an export of a big sandbox loaded into a fresh server lost them; it exports all, oldest first."""
+    _applyments(app, SP_B, 0, 10_005, d.AUDIT)
+    exported = control.get("/sandbox/scenario", headers={"Accept": "application/json"})
+    assert exported.status_code == 200, exported.text
+    codes = [a["business_code"] for a in yaml.safe_load(exported.text)["apply4subject"]["applyments"]]
+    assert codes == [f"bc{i}" for i in range(10_005)]

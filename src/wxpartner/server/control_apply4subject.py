@@ -269,21 +269,21 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
 def _export(conn: Connection) -> Any:
     repo = Apply4SubjectRepo(conn)
     policy = repo.policy()
-    apps = [
+    apps = [  # every applyment, oldest first (the newest 10,000 only, before: the rest was lost)
         {
             k: v
             for k, v in {
-                "mchid": a.mchid,
-                "business_code": a.business_code,
-                "channel_id": a.channel_id,
-                "state": a.state,
-                "reject_param": a.reject_param,
-                "reject_reason": a.reject_reason,
-                "confirm_mchid_list": a.confirm_mchids or None,
+                "mchid": a["mchid"],
+                "business_code": a["business_code"],
+                "channel_id": a["channel_id"],
+                "state": a["state"],
+                "reject_param": a["reject_param"],
+                "reject_reason": a["reject_reason"],
+                "confirm_mchid_list": a["confirm_mchids"] or None,
             }.items()
             if v is not None
         }
-        for a in reversed(repo.list_all(limit=10000))
+        for a in repo.export_all()
     ]
     auths = [{"mchid": r["mchid"], "sub_mchid": r["sub_mchid"]} for r in repo.authorizations()]
     out: dict[str, Any] = {}

@@ -197,6 +197,16 @@ class Apply4SubjectRepo:
             stmt = stmt.where(T.c.mchid == mchid)
         return [_row(r) for r in self.conn.execute(stmt)]
 
+    def export_all(self) -> list[dict[str, Any]]:
+        """Every applyment, oldest first, with the columns the scenario export writes (not the
+        materials: a big sandbox's would be hundreds of MB read for nothing)."""
+        cols = (T.c.mchid, T.c.business_code, T.c.channel_id, T.c.state, T.c.reject_param, T.c.reject_reason)
+        stmt = sa.select(*cols, T.c.confirm_mchids).order_by(T.c.applyment_id)
+        return [
+            {**{c.name: r._mapping[c.name] for c in cols}, "confirm_mchids": json.loads(r.confirm_mchids)}
+            for r in self.conn.execute(stmt)
+        ]
+
     # --- writes ---
     def insert(
         self,
