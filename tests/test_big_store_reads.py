@@ -82,7 +82,7 @@ def _grows(
 def test_the_callback_listings_read_one_page_not_the_outbox(app: WxPartnerApp) -> None:
     """GET /sandbox/callbacks and the dashboard's page sorted every matching notification by
     create_time (no index led with it): ≈ 0.6 s a page at 100,000 notifications on SQLite. The indexes
-    of migration 0012 give the newest first, overall, by state and by merchant."""
+    of migration 0013 give the newest first, overall, by state and by merchant."""
 
     def page(**filters: Any) -> Callable[[], Any]:
         def read() -> Any:
@@ -136,7 +136,7 @@ def _cards(app: WxPartnerApp, sp: str, sub: str, start: int, count: int, employe
 def test_the_cards_page_filtered_by_a_merchant_reads_one_page(app: WxPartnerApp) -> None:
     """The dashboard's cards page filtered by a merchant (service provider or sub-merchant): a
     sub-merchant with few cards, or a merchant with none, read every card (sub_mchid had no index;
-    ≈ 0.6 s at 1,000,000 cards on SQLite). Migration 0013 indexes it, and a merchant that many cards
+    ≈ 0.6 s at 1,000,000 cards on SQLite). Migration 0014 indexes it, and a merchant that many cards
     match still gets its page by walking the primary key (an index on the filter would have every
     match read and sorted first)."""
 
@@ -238,7 +238,7 @@ def _applyments(app: WxPartnerApp, mchid: str, start: int, count: int, state: st
 def test_the_applyment_listings_read_one_page(app: WxPartnerApp) -> None:
     """The applyments by merchant (control API, dashboard) sorted all of the merchant's applyments, and
     the dashboard's ?state= of a state few are in walked every applyment (≈ 0.35 s and 0.2 s at
-    100,000 applyments on SQLite): migration 0014 indexes (mchid, applyment_id) and (state,
+    100,000 applyments on SQLite): migration 0015 indexes (mchid, applyment_id) and (state,
     applyment_id)."""
 
     def fill(start: int, count: int) -> None:
@@ -348,7 +348,7 @@ def _payments(app: WxPartnerApp, start: int, count: int) -> None:
 def test_a_days_bill_reads_that_days_trades(app: WxPartnerApp) -> None:
     """The bills (W12 a day, W11 a span) read every payment of the sub-merchant, and for the refunds
     probed each one (≈ 0.15 s at 100,000 payments on SQLite, growing every day the sandbox runs):
-    migration 0015 indexes payments by (sub_mchid, paid_at) and refunds by succeeded_at, and the
+    migration 0016 indexes payments by (sub_mchid, paid_at) and refunds by succeeded_at, and the
     refunds are read from the span's refunds."""
     last_hour = (T0 - 3600, T0 + 1)
 
@@ -420,7 +420,7 @@ def test_the_employees_page_counts_an_employees_cards_up_to_a_cap(
 def test_the_open_authorization_links_are_found_without_reading_expired_ones(app: WxPartnerApp) -> None:
     """The employees page lists the W1 links still open; links are kept after they expire (one per W1
     call), and the list read every link ever made (no index on expires_at) on every page load.
-    Migration 0016 indexes expires_at."""
+    Migration 0012 indexes expires_at (the link sweep reads by it too)."""
 
     def fill(start: int, count: int) -> None:
         rows = [

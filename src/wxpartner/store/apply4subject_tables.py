@@ -31,7 +31,7 @@ apply4subject_applyments = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.UniqueConstraint("mchid", "business_code", name="uq_apply4subject_business_code"),
-    # The listings, newest first by merchant and by state (migration 0014).
+    # The listings, newest first by merchant and by state (migration 0015).
     sa.Index("ix_apply4subject_applyments_mchid", "mchid", "applyment_id"),
     sa.Index("ix_apply4subject_applyments_state", "state", "applyment_id"),
 )

@@ -85,7 +85,7 @@ webizpay_cards = sa.Table(
     sa.Column("avail_mch_range_id", sa.String(64), nullable=True),
     sa.UniqueConstraint("sp_mchid", "sub_mchid", "out_card_no", name="uq_webizpay_cards_out_card_no"),
     sa.Index("ix_webizpay_cards_due", "state", "end_at"),
-    # The dashboard's filter by sub-merchant (migration 0013); sp_mchid leads the constraint's index.
+    # The dashboard's filter by sub-merchant (migration 0014); sp_mchid leads the constraint's index.
     sa.Index("ix_webizpay_cards_sub_mchid", "sub_mchid"),
 )
 
@@ -121,7 +121,7 @@ webizpay_payments = sa.Table(
     sa.Column("acquirer", sa.String(256), nullable=False),
     sa.Column("goods_name", sa.String(256), nullable=False),
     sa.Column("paid_at", sa.Float, nullable=False),
-    # A sub-merchant's payments of a span of days: the bills (webizpay_trades; migration 0015).
+    # A sub-merchant's payments of a span of days: the bills (webizpay_trades; migration 0016).
     sa.Index("ix_webizpay_payments_sub_paid", "sub_mchid", "paid_at"),
 )
 

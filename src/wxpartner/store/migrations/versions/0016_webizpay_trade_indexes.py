@@ -3,14 +3,14 @@ sub-merchant's payments and the refunds of a span of days. Without them a one-da
 payment, and for its refunds probed each one (≈ 0.15 s at 100,000 payments on SQLite, growing with
 every day the sandbox runs).
 
-Revision ID: 0015
-Revises: 0013
+Revision ID: 0016
+Revises: 0014
 """
 
 from alembic import op
 
-revision = "0015"
-down_revision = "0013"
+revision = "0016"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -2,13 +2,13 @@
 newest first overall, by state and by merchant. Without them every page sorted all matching
 notifications (≈ 0.6 s at 100,000 on SQLite, growing with the outbox).
 
-Revision ID: 0012
+Revision ID: 0013
 Revises: 0010
 """
 
 from alembic import op
 
-revision = "0012"
+revision = "0013"
 down_revision = "0010"
 branch_labels = None
 depends_on = None

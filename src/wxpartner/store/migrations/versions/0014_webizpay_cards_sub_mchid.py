@@ -3,14 +3,14 @@ provider or sub-merchant; sp_mchid is the first column of the out_card_no constr
 sub_mchid had none, so a sub-merchant with few cards (or a merchant with none) read every card
 (≈ 0.6 s at 1,000,000 cards on SQLite).
 
-Revision ID: 0013
-Revises: 0002
+Revision ID: 0014
+Revises: 0012
 """
 
 from alembic import op
 
-revision = "0013"
-down_revision = "0002"
+revision = "0014"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

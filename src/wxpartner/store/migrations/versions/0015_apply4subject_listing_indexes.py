@@ -3,13 +3,13 @@
 merchant's page sorted all of its applyments, and a state few applyments are in walked every one
 (≈ 0.35 s and 0.2 s at 100,000 applyments on SQLite).
 
-Revision ID: 0014
+Revision ID: 0015
 Revises: 0004
 """
 
 from alembic import op
 
-revision = "0014"
+revision = "0015"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
