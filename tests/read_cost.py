@@ -38,7 +38,13 @@ def statements_of(db: Database, action: Callable[[], Any], table: str, *, marker
 def read_cost(db: Database, action: Callable[[], Any], table: str, *, marker: str = "") -> int:
     statements = statements_of(db, action, table, marker=marker)
     assert statements, f"no SELECT on {table} was sent"
-    with db.read() as conn:
+    return statements_cost(db, statements, table)
+
+
+def statements_cost(db: Database, statements: list[Any], table: str, *, write: bool = False) -> int:
+    """What ``statements`` cost (see the module); run in a write transaction when they lock rows
+    (``SELECT … FOR UPDATE``, which a read-only transaction refuses)."""
+    with db.write() if write else db.read() as conn:
         if conn.dialect.name == "sqlite":
             steps = [0]
 

@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 
 from live import start_live_server
 from pg import PgServer, create_database, drop_database
+from read_cost import statements_cost, statements_of
 from support import APIV3_KEY, SP_A, SP_B, SP_C, World
 from wxpartner.protocol.messages import response_message
 from wxpartner.protocol.notification import decrypt_resource
@@ -527,59 +528,19 @@ def _waiting(app: WxPartnerApp, mchid: str, count: int, *, sent: int = 0) -> Non
 
 
 def _poll_cost(app: WxPartnerApp) -> int:
-    """What one poll (any_due, then claim_due) costs the database: on SQLite the virtual-machine
-    instructions it runs (counted by a progress handler, deterministic); on PostgreSQL the rows its
-    plans read from callback_notifications (EXPLAIN ANALYZE: rows returned plus rows filtered out)."""
+    """What one poll (any_due, then claim_due) costs the database (tests/read_cost.py: SQLite's
+    virtual-machine instructions, PostgreSQL's rows read from callback_notifications)."""
     db = app.state.db
-    statements: list[tuple[str, Any]] = []
 
-    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "callback_notifications" in statement:
-            statements.append((statement, parameters))
-
-    for engine in db.engines:
-        sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    def poll() -> None:
         with db.read() as conn:
             assert not outbox.any_due(conn, business_now=T0)
         with db.write() as conn:
             assert not outbox.claim_due(conn, business_now=T0, owner="o", lease_seconds=60, limit=16)
-    finally:
-        for engine in db.engines:
-            sa.event.remove(engine, "before_cursor_execute", seen)
+
+    statements = statements_of(db, poll, "callback_notifications")
     assert len(statements) == 2, statements
-    cost = 0
-    with db.write() as conn:
-        if conn.dialect.name == "sqlite":
-            steps = [0]
-
-            def step() -> int:
-                steps[0] += 1
-                return 0
-
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            raw.set_progress_handler(step, 10)
-            try:
-                for statement, parameters in statements:
-                    conn.exec_driver_sql(statement, parameters).all()
-            finally:
-                raw.set_progress_handler(None, 0)
-            return steps[0] * 10
-
-        def rows_read(plan: dict[str, Any]) -> int:
-            own = 0
-            if plan.get("Relation Name") == "callback_notifications":
-                own = sum(int(plan.get(k, 0)) for k in ("Actual Rows", "Rows Removed by Filter"))
-            return own + sum(rows_read(p) for p in plan.get("Plans", []))
-
-        for statement, parameters in statements:
-            [[explained]] = conn.exec_driver_sql(
-                "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters
-            ).all()
-            plans = json.loads(explained) if isinstance(explained, str) else explained
-            cost += rows_read(plans[0]["Plan"])
-    return cost
+    return statements_cost(db, statements, "callback_notifications", write=True)
 
 
 def test_a_poll_does_not_read_notifications_of_merchants_that_cannot_receive(
