@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from support import SP_A, SUB_A, ApiClient
-from webizpay_support import authorize, issue, start_url
+from support import ApiClient
+from webizpay_support import authorize, issue, payment_token, start_url
 from wxpartner.server.app import WxPartnerApp
 from wxpartner.server.journal import writer
 from wxpartner.server.settings import Settings
@@ -35,15 +35,6 @@ def _tokens(app: WxPartnerApp) -> tuple[set[str], set[str]]:
         )
 
 
-def _payment_link(client: ApiClient, emp: str, card_no: str) -> str:
-    resp = client.get(
-        f"/v3/webizpay/employees/{emp}/quota-cards/{card_no}/payment-url"
-        f"?sp_mchid={SP_A}&sub_mchid={SUB_A}&application_type=H5"
-    )
-    assert resp.status_code == 200, resp.text
-    return str(resp.json()["payment_url"].split("token=", 1)[1])
-
-
 def test_links_are_deleted_a_day_after_they_expire(
     client_a: ApiClient, control: TestClient, app: WxPartnerApp
 ) -> None:
@@ -52,7 +43,7 @@ def test_links_are_deleted_a_day_after_they_expire(
     emp = authorize(client_a, control, "employee_links")
     card = issue(client_a, emp, "links_card_0001", effective_end_time="2099-01-01T00:00:00+08:00")
     for _ in range(3):
-        _payment_link(client_a, emp, card["card_no"])
+        payment_token(client_a, emp, card["card_no"])
         assert start_url(client_a, "employee_other").status_code == 200
     auth, pay = _tokens(app)
     assert len(auth) == 4 and len(pay) == 3
@@ -62,7 +53,7 @@ def test_links_are_deleted_a_day_after_they_expire(
     assert _tokens(app) == (auth, pay)
     # a day later they go; links handed out now stay
     assert control.post("/sandbox/clock", json={"advance": 86400}).status_code == 200
-    fresh_pay = _payment_link(client_a, emp, card["card_no"])
+    fresh_pay = payment_token(client_a, emp, card["card_no"])
     assert start_url(client_a, "employee_third").status_code == 200
     deadline = time.monotonic() + 10
     while (left := _tokens(app)) and (left[0] & auth or left[1] & pay):

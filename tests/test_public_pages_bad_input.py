@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from support import SP_A, SUB_A, ApiClient
-from webizpay_support import authorize, get_card, issue
+from webizpay_support import authorize, get_card, issue, payment_token
 
 BAD_TOKENS = ["a\x00", "a\x00b"]  # PostgreSQL refused the lookup itself (a 500)
 
@@ -20,12 +20,7 @@ BAD_TOKENS = ["a\x00", "a\x00b"]  # PostgreSQL refused the lookup itself (a 500)
 def _payment_token(client: ApiClient, control: TestClient) -> tuple[str, str, str]:
     emp = authorize(client, control, "employee123")
     card = issue(client, emp, "mch_card_123456")
-    resp = client.get(
-        f"/v3/webizpay/employees/{emp}/quota-cards/{card['card_no']}/payment-url"
-        f"?sp_mchid={SP_A}&sub_mchid={SUB_A}&application_type=H5"
-    )
-    assert resp.status_code == 200, resp.text
-    return emp, card["card_no"], str(resp.json()["payment_url"].split("token=", 1)[1])
+    return emp, card["card_no"], payment_token(client, emp, card["card_no"])
 
 
 def _page_error(resp: object, status: int) -> None:

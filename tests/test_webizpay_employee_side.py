@@ -10,17 +10,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from support import SP_A, SUB_A, ApiClient
-from webizpay_support import authorize, events, get_card, issue
+from webizpay_support import authorize, events, get_card, issue, payment_token
 from wxpartner.server.app import WxPartnerApp
-
-
-def payment_token(client: ApiClient, emp: str, card_no: str) -> str:
-    resp = client.get(
-        f"/v3/webizpay/employees/{emp}/quota-cards/{card_no}/payment-url"
-        f"?sp_mchid={SP_A}&sub_mchid={SUB_A}&application_type=H5"
-    )
-    assert resp.status_code == 200, resp.text
-    return str(resp.json()["payment_url"].split("token=", 1)[1])
 
 
 def test_pay_on_the_page_spends_quota_and_notifies(

@@ -69,6 +69,16 @@ def issue(client: ApiClient, employee_id: str, out_card_no: str, **over: Any) ->
     return dict(resp.json())
 
 
+def payment_token(client: ApiClient, employee_id: str, card_no: str) -> str:
+    """W7 for an H5 page: the payment link's token."""
+    resp = client.get(
+        f"/v3/webizpay/employees/{employee_id}/quota-cards/{card_no}/payment-url"
+        f"?sp_mchid={SP_A}&sub_mchid={SUB_A}&application_type=H5"
+    )
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["payment_url"].split("token=", 1)[1])
+
+
 def get_card(client: ApiClient, employee_id: str, card_no: str, *, sp: str = SP_A, sub: str = SUB_A) -> Any:
     return client.get(
         f"/v3/webizpay/employees/{employee_id}/quota-cards/{card_no}?sp_mchid={sp}&sub_mchid={sub}"
