@@ -89,6 +89,7 @@ def start_server(config: pytest.Config, data_dir: Path) -> WxPartnerServer:
     import sqlalchemy as sa
 
     from .sandbox.scenario import ScenarioError
+    from .store.db import shown_url
 
     scenario = str(config.getini("wxpartner_scenario") or "").strip()
     database_url = str(config.getini("wxpartner_database_url") or "").strip()
@@ -105,10 +106,7 @@ def start_server(config: pytest.Config, data_dir: Path) -> WxPartnerServer:
     except (sa.exc.SQLAlchemyError, ImportError) as exc:  # no such driver, host, database, role...
         if not database_url:
             raise
-        try:
-            shown = sa.engine.make_url(database_url).render_as_string(hide_password=True)
-        except sa.exc.ArgumentError:
-            shown = "(not a database URL)"
+        shown = shown_url(database_url) or "(not a database URL)"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         own = f" (as {worker}'s own database, created if missing)" if worker else ""
         problem = (
