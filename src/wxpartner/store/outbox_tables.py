@@ -36,7 +36,7 @@ callback_notifications = sa.Table(
     sa.Index("ix_callback_notifications_due", "state", "next_attempt_at"),
     # The poll (outbox.any_due, claim_due) reads only the merchants that can receive (migration 0008).
     sa.Index("ix_callback_notifications_poll", "mchid", "state", "next_attempt_at"),
-    # The listings, newest first: overall, by state, by merchant (outbox.list_notifications; 0012).
+    # The listings, newest first: overall, by state, by merchant (outbox.list_notifications; migration 0013).
     sa.Index("ix_callback_notifications_created", "create_time"),
     sa.Index("ix_callback_notifications_state_created", "state", "create_time"),
     sa.Index("ix_callback_notifications_mchid_created", "mchid", "create_time"),
