@@ -907,6 +907,8 @@ _HEADER_BYTES = st.sampled_from(
 @example(lines=[b"X: a", b" b \t", b"\t"])  # folded lines, blank ones included
 @example(lines=[b"X:", b" b"])
 @example(lines=[b"X: \x01\x7f\xe9\t-"])  # controls h11 accepts
+@example(lines=[b"a:a \n a"])  # a blank before the fold stays in the value (found by a CI run)
+@example(lines=[b"X: a ", b" b ", b"\t c"])
 def test_header_lines_are_read_as_h11_reads_them(lines: list[bytes]) -> None:
     data = b"HTTP/1.1 200 OK\r\n" + b"".join(line + b"\r\n" for line in lines)
     data += b"Content-Length: 0\r\n\r\n"

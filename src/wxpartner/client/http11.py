@@ -267,6 +267,7 @@ class AnswerParser:
     def _headers(self) -> Reading[list[tuple[bytes, bytes]]]:
         headers: list[tuple[bytes, bytes]] = []
         lines: list[bytes] = []
+        folded: bytes | None = None  # the last value as folding builds it, before its final strip
         while True:
             line = yield from self._line()
             if line in (b"\r\n", b"\n"):
@@ -278,9 +279,14 @@ class AnswerParser:
             if line[:1] in (b" ", b"\t"):  # obsolete line folding: part of the last value
                 if not headers:
                     raise httpx.RemoteProtocolError(f"a folded line opens the headers: {line[:100]!r}")
-                name, value = headers[-1]
-                headers[-1] = (name, (value + b" " + line.strip(b" \t\r\n")).strip(b" \t"))
+                # As h11 joins them: the lines as they are, one space between, the whole value
+                # stripped at its ends only ("a \r\n b" is "a  b"; stripping each part lost a space).
+                if folded is None:
+                    folded = lines[-2].partition(b":")[2].lstrip(b" \t").rstrip(b"\r\n")
+                folded += b" " + line.lstrip(b" \t").rstrip(b"\r\n")
+                headers[-1] = (headers[-1][0], folded.strip(b" \t"))
                 continue
+            folded = None
             name, colon, value = line.partition(b":")
             if not colon or not name:
                 raise httpx.RemoteProtocolError(f"malformed header line {line[:100]!r}")
