@@ -576,3 +576,24 @@ def test_a_scenario_employee_id_is_one_a_path_can_name(control: TestClient, empl
     assert "webizpay.employees.0.employee_id" in refused.json()["message"]
     section["employees"][0]["employee_id"] = "WeBizPay_fixed-01"
     assert control.post("/sandbox/scenario", json={"webizpay": section}).status_code == 200
+
+
+def test_a_reset_of_a_sub_merchant_takes_its_cards_under_every_provider(
+    client_a: ApiClient, client_b: ApiClient, client_c: ApiClient, control: TestClient
+) -> None:
+    """`reset --mchid <sub-merchant>` deleted none of its webizpay rows (they were matched by sp_mchid
+    only): SUB_A's cards, issued by SP_A and by SP_C, go; SP_B's card to SUB_B stays."""
+    own = {}
+    for client, sp, sub in ((client_a, SP_A, SUB_A), (client_c, SP_C, SUB_A), (client_b, SP_B, SUB_B)):
+        emp = authorize(client, control, f"emp_reset_{sp}", sp=sp, sub=sub)
+        card = issue(client, emp, f"reset_{sp}", sp=sp, sub=sub)
+        own[sp] = (client, emp, card["card_no"], sub)
+    assert control.post("/sandbox/reset", json={"mchid": SUB_A}).status_code == 200
+    status = {
+        sp: get_card(client, emp, card_no, sp=sp, sub=sub).status_code
+        for sp, (client, emp, card_no, sub) in own.items()
+    }
+    assert status == {SP_A: 404, SP_C: 404, SP_B: 200}
+    client, emp, _, _ = own[SP_A]  # the authorization went too: no card can be issued on it
+    refused = client.post(cards_url(emp), issue_body("reset_after"))
+    assert (refused.status_code, refused.json()["code"]) == (404, "RESOURCE_NOT_EXISTS"), refused.text

@@ -18,6 +18,7 @@ from .webizpay_merchants_tables import (
     webizpay_mch_ranges,
     webizpay_store_entities,
 )
+from .webizpay_tables import merchant_rows
 
 
 def _batch(row: sa.Row[Any]) -> MatchBatch:
@@ -177,8 +178,8 @@ class RangeRepo:
 
 
 def reset(conn: Connection, mchid: str | None) -> None:
-    """Scenario RESETTER: delete W9–W17 business data (all, or one service provider's). Sandbox store
-    entities are configuration, not business data, and stay."""
+    """Scenario RESETTER: delete W9–W17 business data (all, or one merchant's: a sub-merchant's proofs
+    and bills too). Sandbox store entities are configuration, not business data, and stay."""
     ranges = webizpay_mch_ranges
     owned = sa.select(ranges.c.range_id)
     if mchid is not None:
@@ -187,5 +188,5 @@ def reset(conn: Connection, mchid: str | None) -> None:
     for table in (ranges, webizpay_match_batches, webizpay_funding_proofs, webizpay_bill_files):
         stmt = sa.delete(table)
         if mchid is not None:
-            stmt = stmt.where(table.c.sp_mchid == mchid)
+            stmt = stmt.where(merchant_rows(table, mchid))
         conn.execute(stmt)

@@ -33,6 +33,7 @@ from .db import ONE_ROW, LeanStatement, insert_for, storable
 from .schema import metadata
 from .webizpay_tables import (
     WEBIZPAY_TABLES,
+    merchant_rows,
     webizpay_auth_links,
     webizpay_cards,
     webizpay_payment_links,
@@ -473,12 +474,13 @@ def delete_links_expired_before(conn: Connection, cutoff: float, limit: int) -> 
 
 
 def reset(conn: Connection, mchid: str | None) -> None:
-    """Scenario resetter: every webizpay row, or one service provider's."""
+    """Scenario resetter: every webizpay row, or one merchant's (service provider or sub-merchant)."""
     for table in WEBIZPAY_TABLES:
         if mchid is None:
             conn.execute(table.delete())
         elif table is webizpay_refunds:
-            own = sa.select(webizpay_payments.c.transaction_id).where(webizpay_payments.c.sp_mchid == mchid)
+            paid = webizpay_payments
+            own = sa.select(paid.c.transaction_id).where(merchant_rows(paid, mchid))
             conn.execute(table.delete().where(table.c.transaction_id.in_(own)))
         else:
-            conn.execute(table.delete().where(table.c.sp_mchid == mchid))
+            conn.execute(table.delete().where(merchant_rows(table, mchid)))

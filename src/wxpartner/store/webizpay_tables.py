@@ -147,3 +147,11 @@ WEBIZPAY_TABLES = (
     webizpay_relations,
     webizpay_auth_links,
 )
+
+
+def merchant_rows(table: sa.Table, mchid: str) -> sa.ColumnElement[bool]:
+    """The rows of ``table`` that belong to ``mchid`` as service provider or, where the table names
+    one, as the funding sub-merchant (出资子商户): a reset of a sub-merchant takes its cards too."""
+    if "sub_mchid" in table.c:
+        return sa.or_(table.c.sp_mchid == mchid, table.c.sub_mchid == mchid)
+    return table.c.sp_mchid == mchid
