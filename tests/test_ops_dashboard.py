@@ -303,6 +303,18 @@ def test_family_pages_show_employees_cards_spends_and_recharge(
     assert http.get("/dashboard/cards", params={"offset": "100"}).status_code == 200
 
 
+def test_the_callbacks_page_caps_its_offset_as_the_family_pages_do(http: TestClient) -> None:
+    """The callbacks page read offsets up to 10,000,000 (≈ 0.1 s of index walk per 90,000), where every
+    other page stops at MAX_OFFSET: an offset past it reads as MAX_OFFSET."""
+    from wxpartner.server.dashboard import callbacks
+    from wxpartner.server.dashboard.listing import MAX_OFFSET
+
+    login(http)
+    deep = http.get("/dashboard/callbacks", params={"offset": str(MAX_OFFSET * 50)})
+    assert deep.status_code == 200
+    assert f"offset={MAX_OFFSET - callbacks.PAGE}" in deep.text  # its "← Newer" link
+
+
 def test_family_pages_paginate(http: TestClient, control: TestClient) -> None:
     from support import SECOND_A
     from wxpartner.store import dashboard_reads as family_reads

@@ -42,7 +42,7 @@ async def callbacks(request: Request) -> Response:
     st = request.app.state.wx
     mchid = request.query_params.get("mchid") or None
     state = request.query_params.get("state") or None
-    offset = offset_of(request, cap=10**7)
+    offset = offset_of(request)
     try:
         from ...store import outbox
     except ImportError:  # the callbacks family is not installed in this build

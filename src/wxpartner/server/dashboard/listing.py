@@ -57,9 +57,9 @@ def state_badge(state: str) -> str:
     return f'<span title="{esc(state)}">{badge(short, TONE.get(state, "mute"))}</span>'
 
 
-def offset_of(request: Request, cap: int = MAX_OFFSET) -> int:
-    """``?offset=``, at most ``cap``; not a whole number is a 400 page (ControlError)."""
-    return min(int_param(request.query_params, "offset", 0, 0, BIGINT_MAX), cap)
+def offset_of(request: Request) -> int:
+    """``?offset=``, at most ``MAX_OFFSET``; not a whole number is a 400 page (ControlError)."""
+    return min(int_param(request.query_params, "offset", 0, 0, BIGINT_MAX), MAX_OFFSET)
 
 
 def filter_form(request: Request, path: str, extra: str = "") -> str:
