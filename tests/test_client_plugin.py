@@ -230,3 +230,33 @@ def test_the_in_process_client_runs_on_the_library_starlette_chose(wxpartner_ser
     module so), an httpx one otherwise; the SDK sends through either."""
     expected = "httpx2" if os.environ.get("WXPARTNER_TEST_HTTPX2") == "1" else "httpx"
     assert library_of(wxpartner_server.http).__name__ == expected
+
+
+def test_a_clock_move_settles_every_card_it_expires(wxpartner_server: WxPartnerServer) -> None:
+    """advance_clock promises that on return every card past its end is DISABLED with its callback
+    queued; the settle made one sweep batch of 200 cards, so the 201st and later stayed ACTIVE and
+    silent until later background rounds (200 more every 2 s)."""
+    from wxpartner.sandbox.bootstrap import DEMO_SUB
+
+    sp, n = wxpartner_server.mchid, 230
+    end = time.strftime("%Y-%m-%dT%H:%M:%S+08:00", time.gmtime(time.time() + 8 * 3600 + 86400))
+    employees = [
+        {
+            "sp_mchid": sp,
+            "sub_mchid": DEMO_SUB,
+            "user_id": f"user_{i:03d}",
+            "employee_id": f"WeBizPay_{i:03d}",
+        }
+        for i in range(n)
+    ]
+    cards = [
+        {"sp_mchid": sp, "sub_mchid": DEMO_SUB, "user_id": f"user_{i:03d}", "out_card_no": f"card_{i:03d}",
+         "amount": 100, "card_name": "card", "effective_end_time": end}
+        for i in range(n)
+    ]  # fmt: skip
+    wxpartner_server.load_scenario({"webizpay": {"employees": employees, "cards": cards}})
+    wxpartner_server.advance_clock(3 * 86400)
+    queued = wxpartner_server.control.get(
+        "/sandbox/callbacks", params={"event_type": "WEBIZPAY.QUOTACARDEXPIRED", "limit": 1}
+    )
+    assert queued.json()["total_count"] == n

@@ -597,3 +597,32 @@ def test_a_reset_of_a_sub_merchant_takes_its_cards_under_every_provider(
     client, emp, _, _ = own[SP_A]  # the authorization went too: no card can be issued on it
     refused = client.post(cards_url(emp), issue_body("reset_after"))
     assert (refused.status_code, refused.json()["code"]) == (404, "RESOURCE_NOT_EXISTS"), refused.text
+
+
+def _many_due_cards(control: TestClient, n: int) -> None:
+    """``n`` ACTIVE cards (scenario preloads) whose end the clock then passes."""
+    now = control.get("/sandbox/clock").json()["now_ts"]
+    end = format_rfc3339(dt.datetime.fromtimestamp(now + 86400, dt.UTC))
+    people = [{"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": f"user_{i:03d}"} for i in range(n)]
+    employees = [{**p, "employee_id": f"WeBizPay_{i:03d}"} for i, p in enumerate(people)]
+    cards = [
+        {**p, "out_card_no": f"due_{i:03d}", "amount": 100, "card_name": "卡", "effective_end_time": end}
+        for i, p in enumerate(people)
+    ]
+    loaded = control.post("/sandbox/scenario", json={"webizpay": {"employees": employees, "cards": cards}})
+    assert loaded.status_code == 200, loaded.text
+    assert control.post("/sandbox/clock", json={"advance": 2 * 86400}).status_code == 200
+
+
+def test_the_sweep_disables_every_due_card_not_one_batch(control: TestClient, app: WxPartnerApp) -> None:
+    """POST /sandbox/webizpay/sweep ("every overdue card now") and a background round each disabled
+    one batch of 200: with 230 due, 30 stayed ACTIVE and silent (the round: 100 cards a second)."""
+    from wxpartner.server.webizpay_background import _round
+
+    _many_due_cards(control, 230)
+    assert control.post("/sandbox/webizpay/sweep").json()["expired"] == 230
+    assert len(events(app, "WEBIZPAY.QUOTACARDEXPIRED")) == 230
+    assert control.post("/sandbox/reset", json={}).status_code == 200
+    _many_due_cards(control, 230)
+    _round(app.state)
+    assert len(events(app, "WEBIZPAY.QUOTACARDEXPIRED")) == 230

@@ -249,8 +249,8 @@ class WxPartnerServer:
         expires and queues its callback); the server's background sweep does it only every 2 s."""
         from .server.app import SETTLE_HOOKS
 
-        for settle in SETTLE_HOOKS:
-            settle(self.app.state)
+        while sum([settle(self.app.state) for settle in SETTLE_HOOKS]):
+            pass  # each hook makes one batch (200 cards): again until nothing is owed
 
     def advance_clock(self, seconds: float) -> Any:
         """Move business time (card expiry, applyment progress); wire timestamps stay real. On return,

@@ -38,7 +38,9 @@ STARTUP_HOOKS: list[Callable[[AppState], None]] = []
 # Business-clock transitions a family makes on its own reads (a quota card past its end becomes
 # DISABLED): the dashboard runs them before it reads, so a page after a clock move shows what the API
 # would answer, not what the background sweep has not reached yet (or never will, when it is off).
-SETTLE_HOOKS: list[Callable[[AppState], object]] = []
+# A hook makes one bounded batch and returns how many transitions it made: a caller that must leave
+# nothing owed (the pytest plugin's clock moves) runs them again until they all return 0.
+SETTLE_HOOKS: list[Callable[[AppState], int]] = []
 # What a process caches from a scenario's sections (fault rules): dropped after POST /sandbox/scenario,
 # so the loading process applies the scenario to its very next request, as after the control API's own
 # changes (the platform keys are the foundation's: control.py refreshes them itself).

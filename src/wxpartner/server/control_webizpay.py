@@ -298,11 +298,9 @@ async def templates(request: Request) -> Response:
 @control_route("/webizpay/sweep", ["POST"])
 async def sweep(request: Request) -> Response:
     """Disable every ACTIVE card past effective_end_time now (the background sweep does it too)."""
-    db = request.app.state.wx.db
-    pol = _policy(request)
-    n = await anyio.to_thread.run_sync(
-        lambda: run_in_tx(db, lambda r, now: quota_cards.expire_due(r, pol, now))
-    )
+    from .webizpay_background import sweep_all
+
+    n = await anyio.to_thread.run_sync(sweep_all, request.app.state.wx)
     return JSONResponse({"expired": n})
 
 
