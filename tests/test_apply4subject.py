@@ -690,3 +690,21 @@ def test_concurrent_identical_submits_make_one_applyment(chan: ApiClient, contro
     assert len({r.json()["applyment_id"] for r in results}) == 1
     listed = control.get("/sandbox/apply4subject/applyments", params={"mchid": SP_A}).json()["data"]
     assert [a["business_code"] for a in listed] == ["race_1"]
+
+
+def test_the_control_list_pages_past_the_newest_two_hundred(control: TestClient) -> None:
+    """GET /sandbox/apply4subject/applyments showed the newest 200 and nothing said more existed."""
+    codes = [f"page_{i:03d}" for i in range(205)]
+    section = {"applyments": [{"mchid": SP_A, "business_code": c} for c in codes]}
+    assert control.post("/sandbox/scenario", json={"apply4subject": section}).status_code == 200
+    url = "/sandbox/apply4subject/applyments"
+    first = control.get(url, params={"mchid": SP_A}).json()
+    assert len(first["data"]) == 200 and first["next_offset"] == 200
+    rest = control.get(url, params={"mchid": SP_A, "offset": first["next_offset"]}).json()
+    assert rest["next_offset"] is None
+    listed = [a["business_code"] for a in first["data"] + rest["data"]]
+    assert listed == codes[::-1]  # newest first, each once
+    small = control.get(url, params={"limit": 3}).json()
+    assert [a["business_code"] for a in small["data"]] == codes[:-4:-1] and small["next_offset"] == 3
+    refused = control.get(url, params={"limit": 501})
+    assert (refused.status_code, refused.json()["code"]) == (400, "PARAM_ERROR")

@@ -25,9 +25,10 @@ from ..domain import apply4subject as d
 from ..protocol.detail import first_problem
 from ..sandbox import scenario
 from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
+from ..store.schema import BIGINT_MAX
 from . import apply4subject_flow as flow
 from .control import ControlError, control_route, json_body
-from .params import bad, invalid, known_fields
+from .params import bad, int_param, invalid, known_fields
 
 
 def _view(app: Applyment, base_url: str) -> dict[str, Any]:
@@ -50,16 +51,27 @@ def _applyment_id(request: Request) -> int:
     return applyment_id
 
 
+LIST_LIMIT = 200  # applyments a GET answers by default (at most 500; more: ?offset=)
+
+
 @control_route("/apply4subject/applyments", ["GET"])
 async def list_applyments(request: Request) -> Response:
+    """Newest first, a page at a time (``?limit=`` 1-500, default 200, ``&offset=``; ``next_offset``
+    while more follow): the newest 200 were all a GET showed, with nothing to say more existed."""
     st = request.app.state.wx
-    mchid = request.query_params.get("mchid")
+    q = request.query_params
+    mchid = q.get("mchid")
+    limit = int_param(q, "limit", LIST_LIMIT, 1, 500)
+    offset = int_param(q, "offset", 0, 0, BIGINT_MAX)
 
     def read() -> list[dict[str, Any]]:
         with st.db.read() as conn:
-            return [_view(a, st.settings.base_url()) for a in Apply4SubjectRepo(conn).list_all(mchid)]
+            found = Apply4SubjectRepo(conn).list_all(mchid, limit=limit + 1, offset=offset)
+            return [_view(a, st.settings.base_url()) for a in found]
 
-    return JSONResponse({"data": await anyio.to_thread.run_sync(read)})
+    found = await anyio.to_thread.run_sync(read)
+    more = len(found) > limit
+    return JSONResponse({"data": found[:limit], "next_offset": offset + limit if more else None})
 
 
 @control_route("/apply4subject/applyments/{applyment_id}", ["GET"])

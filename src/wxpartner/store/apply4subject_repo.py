@@ -191,8 +191,8 @@ class Apply4SubjectRepo:
         r = self.conn.execute(sa.select(T).where(T.c.confirm_token == token)).first()
         return _row(r) if r else None
 
-    def list_all(self, mchid: str | None = None, limit: int = 200) -> list[Applyment]:
-        stmt = sa.select(T).order_by(T.c.applyment_id.desc()).limit(limit)
+    def list_all(self, mchid: str | None = None, limit: int = 200, offset: int = 0) -> list[Applyment]:
+        stmt = sa.select(T).order_by(T.c.applyment_id.desc()).limit(limit).offset(offset)
         if mchid:
             stmt = stmt.where(T.c.mchid == mchid)
         return [_row(r) for r in self.conn.execute(stmt)]
