@@ -710,12 +710,20 @@ def test_the_control_list_pages_past_the_newest_two_hundred(control: TestClient)
     assert (refused.status_code, refused.json()["code"]) == (400, "PARAM_ERROR")
 
 
-def test_listing_authorizations_waits_for_no_writer(control: TestClient, app: WxPartnerApp) -> None:
-    """GET /sandbox/apply4subject/authorizations read inside a write transaction: it queued for the
-    single writer's turn (SQLite) behind whatever write was running."""
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/sandbox/apply4subject/authorizations",
+        "/sandbox/apply4subject/auto-policy",
+        "/sandbox/webizpay/templates",
+    ],
+)
+def test_control_reads_wait_for_no_writer(control: TestClient, app: WxPartnerApp, url: str) -> None:
+    """These GETs read inside a write transaction: each queued for the single writer's turn (SQLite)
+    behind whatever write was running."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool, app.state.db.write():  # a write in progress
-        listing = pool.submit(control.get, "/sandbox/apply4subject/authorizations")
+        listing = pool.submit(control.get, url)
         done = listing.exception(timeout=10) is None and listing.result().status_code == 200
-    assert done, "the listing waited for the writer"
+    assert done, "the read waited for the writer"

@@ -149,11 +149,11 @@ async def auto_policy(request: Request) -> Response:
             raise bad(str(exc), location="body", issue="invalid") from exc
 
     def apply() -> d.AutoPolicy | None:
+        if request.method == "GET":  # a read, not the single writer's turn
+            with st.db.read() as conn:
+                return Apply4SubjectRepo(conn).policy()
         with st.db.write() as conn:
-            repo = Apply4SubjectRepo(conn)
-            if request.method == "GET":
-                return repo.policy()
-            repo.set_policy(policy)
+            Apply4SubjectRepo(conn).set_policy(policy)
             return policy
 
     result = await anyio.to_thread.run_sync(apply)

@@ -284,10 +284,11 @@ async def templates(request: Request) -> Response:
         await anyio.to_thread.run_sync(lambda: run_in_tx(db, put))
         return JSONResponse(spec.model_dump())
 
-    def read(repo: WebizpayRepo, _now: float) -> list[dict[str, Any]]:
-        return repo.templates_of(request.query_params.get("sp_mchid"))
+    def read() -> list[dict[str, Any]]:
+        with db.read() as conn:  # not the single writer's turn (SQLite): a GET waited behind writes
+            return WebizpayRepo(conn).templates_of(request.query_params.get("sp_mchid"))
 
-    data = await anyio.to_thread.run_sync(lambda: run_in_tx(db, read))
+    data = await anyio.to_thread.run_sync(read)
     builtin = [
         {"card_template_id": t.card_template_id, "card_rule": t.card_rule, "refund_rule": t.refund_rule}
         for t in pol.builtin_templates
