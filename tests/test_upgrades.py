@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +35,7 @@ from wxpartner.sandbox.bootstrap import bootstrap
 from wxpartner.server.app import create_app
 from wxpartner.server.dashboard.auth import COOKIE, cookie_value
 from wxpartner.server.settings import Settings
-from wxpartner.store.db import MIGRATIONS_DIR, Database, make_engine
+from wxpartner.store.db import MIGRATIONS_DIR, Database, SchemaTooNew, make_engine
 from wxpartner.store.tables import metadata
 
 # The revisions older releases stopped at (the head of each branch then).
@@ -628,6 +630,41 @@ def test_an_old_database_is_upgraded_and_served(upgraded: tuple[TestClient, str]
         assert resp.status_code == 200 and shown in resp.text, (page, resp.status_code)
     export = http.get("/sandbox/scenario", headers=control)
     assert export.status_code == 200 and "old_passed" in export.text and "oOldEffective" in export.text
+
+
+def test_a_database_of_a_newer_version_is_refused_untouched(empty_url: str, tmp_path: Path) -> None:
+    """A database migrated by a newer wxpartner names a revision this code has no script for: start-up
+    stopped with Alembic's traceback ("Can't locate revision identified by …"). It is refused with
+    one line, and nothing in it changes."""
+    migrate_to(empty_url, RELEASES["generations"])
+    engine = make_engine(empty_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0999' WHERE version_num = '0011'")
+        conn.exec_driver_sql("INSERT INTO sandbox_kv (key, value) VALUES ('written_by', 'newer')")
+    before = _contents(engine)
+    engine.dispose()
+
+    db = Database(empty_url)
+    try:
+        with pytest.raises(SchemaTooNew, match=r"newer wxpartner .*0999"):
+            db.migrate()
+    finally:
+        db.dispose()
+
+    data_dir = tmp_path / "data"
+    proc = subprocess.run(
+        [sys.executable, "-m", "wxpartner.cli", "serve", "--data-dir", str(data_dir), "--port", "1",
+         "--database-url", empty_url, "--token", SANDBOX_TOKEN],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in err and err.count("\n") == 1, err
+    assert "written by a newer wxpartner (schema revision 0999" in err and "nothing was changed" in err, err
+    engine = make_engine(empty_url)
+    try:
+        assert _contents(engine) == before
+    finally:
+        engine.dispose()
 
 
 def _contents(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:

@@ -370,12 +370,28 @@ MIGRATE_LOCK = 7365926  # pg_advisory_xact_lock: one host migrates, the others w
 SETUP_LOCK = 7365927  # pg_advisory_lock: one host at a time runs start-up's set-up (Database.setup_lock)
 
 
+class SchemaTooNew(sa.exc.SQLAlchemyError):
+    """The database was migrated by a newer wxpartner: its schema revision is unknown to this code.
+    A database error to its callers (``serve`` shows it on one line, as an unreachable database)."""
+
+    def __init__(self, unknown: Sequence[str], heads: Sequence[str]) -> None:
+        super().__init__(
+            f"it was written by a newer wxpartner (schema revision {', '.join(unknown)}; this version "
+            f"knows up to {', '.join(heads)}): run that version or a newer one, or use another database; "
+            "nothing was changed"
+        )
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to every head (each product family is its own branch off the foundation)."""
+    """Bring the schema to every head (each product family is its own branch off the foundation), all
+    of it in one transaction: a migration that fails leaves the database as it was (PostgreSQL's DDL is
+    transactional, and so is SQLite's under the explicit BEGIN of make_engine). A database a newer
+    version migrated is refused untouched (SchemaTooNew): this code would not know its tables."""
     if at_heads(engine):
         return
     from alembic import command
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -386,8 +402,21 @@ def migrate(engine: Engine) -> None:
             # (SET LOCAL: this transaction only).
             conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
+        _refuse_newer(conn, ScriptDirectory.from_config(cfg))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
+
+
+def _refuse_newer(conn: Connection, scripts: Any) -> None:
+    """SchemaTooNew if the database names a revision no script here has (Alembic's own message was a
+    traceback, "Can't locate revision identified by '0017'")."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return  # a new database
+    current = {str(v) for v in conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars()}
+    known = {script.revision for script in scripts.walk_revisions()}
+    unknown = sorted(current - known)
+    if unknown:
+        raise SchemaTooNew(unknown, sorted(scripts.get_heads()))
 
 
 def insert_for(dialect: str | Connection, table: sa.Table) -> Any:
