@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ RELEASES = {
 }
 
 DAY = 86400.0
+HOSTS = 3
 _names = itertools.count()
 
 
@@ -709,3 +711,24 @@ def test_a_migration_that_fails_leaves_the_old_database_usable(empty_url: str, w
             )
     finally:
         engine.dispose()
+
+
+def test_hosts_upgrading_one_old_database_at_once(empty_url: str, tmp_path: Path, world: World) -> None:
+    """Hosts of a deployment restarted on a new version together: one upgrades (under the migration's
+    advisory lock on PostgreSQL, the set-up file lock on SQLite), the others wait and find the schema at
+    its heads; every one starts, and the old rows are there once, upgraded once."""
+    migrate_to(empty_url, RELEASES["first"])
+    write_old_rows(empty_url, world)
+    with ThreadPoolExecutor(HOSTS) as pool:
+        list(pool.map(lambda i: upgrade_as_serve(empty_url, tmp_path / f"host{i}"), range(HOSTS)))
+    assert versions(empty_url) == set(ScriptDirectory.from_config(_alembic()).get_heads())
+    engine = make_engine(empty_url)
+    try:
+        with engine.connect() as conn:
+            due = conn.exec_driver_sql(
+                "SELECT id, next_attempt_at FROM callback_notifications WHERE state = 'pending'"
+            ).all()
+            cards = conn.exec_driver_sql("SELECT count(*) FROM webizpay_cards").scalar_one()
+    finally:
+        engine.dispose()
+    assert cards == 3 and len(due) == 2 and all(at <= time.time() for _, at in due), due
