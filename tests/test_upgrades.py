@@ -352,6 +352,10 @@ def write_old_rows(url: str, world: World) -> dict[str, Any]:
             _notification("old-n-queued-ahead", now + 40 * DAY, sends=0, next_at=now + 40 * DAY),
             # a retry due now (two sends failed)
             _notification("old-n-retry", now - 600, sends=2, next_at=now - 30),
+            # a retry scheduled while the clock was ahead (its delay after 3 sends is 30 s)
+            _notification("old-n-retry-ahead", now - 600, sends=3, next_at=now + 10 * DAY),
+            # a retry waiting its turn (1,800 s after the 5th send): not due yet, before or after
+            _notification("old-n-retry-later", now - 600, sends=5, next_at=now + 1000),
             _notification(
                 "old-n-delivered",
                 now - 3 * DAY,
@@ -609,7 +613,9 @@ def test_an_old_database_is_upgraded_and_served(upgraded: tuple[TestClient, str]
         sent = http.post("/sandbox/callbacks/deliver", headers=control).json()["attempts"]
     finally:
         receiver.stop()
-    assert {"old-n-queued-ahead", "old-n-retry"} <= {s["id"] for s in sent if s["ok"]}, sent
+    sent_ids = {s["id"] for s in sent if s["ok"]}
+    assert {"old-n-queued-ahead", "old-n-retry", "old-n-retry-ahead"} <= sent_ids, sent
+    assert "old-n-retry-later" not in sent_ids, sent
     assert len(receiver.deliveries) == len(sent) and all(s["ok"] for s in sent), sent
     delivered = http.get("/sandbox/callbacks/old-n-delivered", headers=control).json()
     assert delivered["state"] == "delivered" and len(delivered["attempts"]) == 1, delivered
@@ -731,4 +737,5 @@ def test_hosts_upgrading_one_old_database_at_once(empty_url: str, tmp_path: Path
             cards = conn.exec_driver_sql("SELECT count(*) FROM webizpay_cards").scalar_one()
     finally:
         engine.dispose()
-    assert cards == 3 and len(due) == 2 and all(at <= time.time() for _, at in due), due
+    waiting = {nid for nid, at in due if at > time.time()}
+    assert cards == 3 and len(due) == 4 and waiting == {"old-n-retry-later"}, due
