@@ -12,7 +12,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -22,6 +22,9 @@ from .idle_connections import IdleConnections
 from .replay_window import ReplayWindow
 from .wal_checkpoints import WalCheckpointer
 from .write_queue import WriteQueue
+
+if TYPE_CHECKING:  # alembic is imported only to migrate: importing it costs more than a restart
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -407,9 +410,9 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "heads")
 
 
-def _refuse_newer(conn: Connection, scripts: Any) -> None:
+def _refuse_newer(conn: Connection, scripts: ScriptDirectory) -> None:
     """SchemaTooNew if the database names a revision no script here has (Alembic's own message was a
-    traceback, "Can't locate revision identified by '0017'")."""
+    traceback, "Can't locate revision identified by '0099'")."""
     if not sa.inspect(conn).has_table("alembic_version"):
         return  # a new database
     current = {str(v) for v in conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars()}
