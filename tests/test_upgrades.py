@@ -93,10 +93,10 @@ def versions(url: str) -> set[str]:
         engine.dispose()
 
 
-def write_old_rows(url: str, world: World) -> dict[str, Any]:
+def write_old_rows(url: str, world: World, *, frozen: bool = False) -> dict[str, Any]:
     """Rows as the older release's code wrote them, into the tables of that revision (reflected: a
-    column added later is not there, and gets what its migration gives old rows). Returns what the
-    test looks for afterwards."""
+    column added later is not there, and gets what its migration gives old rows); ``frozen``: the
+    business clock frozen a second ahead of now. Returns what the test looks for afterwards."""
     now = time.time()
     engine = make_engine(url)
     md = sa.MetaData()
@@ -173,7 +173,7 @@ def write_old_rows(url: str, world: World) -> dict[str, Any]:
                 "created_at": now - 30 * DAY,
             },
         ],
-        "sandbox_clock": [{"id": 1, "offset_seconds": 0.0, "frozen_at": None}],
+        "sandbox_clock": [{"id": 1, "offset_seconds": 0.0, "frozen_at": now + 1 if frozen else None}],
         "webizpay_relations": [
             {
                 "employee_id": "WeBizPay_old_1",
@@ -501,9 +501,9 @@ def upgrade_as_serve(url: str, data_dir: Path) -> None:
 @pytest.fixture
 def upgraded(
     request: pytest.FixtureRequest, empty_url: str, tmp_path: Path, world: World
-) -> Iterator[tuple[TestClient, str]]:
+) -> Iterator[tuple[TestClient, str, str]]:
     migrate_to(empty_url, RELEASES[request.param])
-    write_old_rows(empty_url, world)
+    write_old_rows(empty_url, world, frozen=request.param == "generations")
     upgrade_as_serve(empty_url, tmp_path / "data")
     settings = Settings(
         data_dir=str(tmp_path / "data"),
@@ -514,14 +514,14 @@ def upgraded(
     app = create_app(settings)
     try:
         with TestClient(app, base_url="http://testserver") as http:
-            yield http, empty_url
+            yield http, empty_url, request.param
     finally:
         app.state.db.dispose()
 
 
 @pytest.mark.parametrize("upgraded", list(RELEASES), indirect=True)
-def test_an_old_database_is_upgraded_and_served(upgraded: tuple[TestClient, str], world: World) -> None:
-    http, url = upgraded
+def test_an_old_database_is_upgraded_and_served(upgraded: tuple[TestClient, str, str], world: World) -> None:
+    http, url, release = upgraded
     heads = set(ScriptDirectory.from_config(_alembic()).get_heads())
     assert versions(url) == heads
     engine = make_engine(url)
@@ -602,6 +602,8 @@ def test_an_old_database_is_upgraded_and_served(upgraded: tuple[TestClient, str]
     assert min(i for r, i in ids.items() if not r.startswith("OLD-")) > 3
     faults = http.get("/sandbox/faults", headers=control).json()["data"]
     assert [(f["id"], f["remaining"]) for f in faults] == [("FOLDRULE0001", 2)], faults
+    clock = http.get("/sandbox/clock", headers=control).json()
+    assert clock["frozen"] is (release == "generations") and clock["offset_seconds"] == 0, clock
 
     # pending callbacks go out once the merchant has a URL, the one queued while the clock was ahead too
     receiver = start_receiver()
