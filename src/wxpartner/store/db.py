@@ -398,7 +398,11 @@ def migrate(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
+    # SQLite: BEGIN IMMEDIATE (make_engine's begin event), so processes migrating one file at once take
+    # turns on its write lock, each reading the revision the one before it left. Deferred, two read the
+    # same old revision and the second failed ("database is locked", "index … already exists").
+    with engine.connect() as raw, raw.execution_options(wx_write=True).begin() as transaction:
+        conn = transaction.connection
         if engine.dialect.name == "postgresql":
             # Several hosts may start at once: one migrates, the others wait and then find nothing to do.
             # Neither the wait nor an upgrade's statements are for the 15 s statement timeout to cancel
