@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -272,6 +273,28 @@ def write_old_rows(url: str, world: World, *, frozen: bool = False) -> dict[str,
                 "created_at": now - 60,
                 "expires_at": now + 240,
             },
+        ],
+        "webizpay_match_batches": [
+            {
+                "batch_id": "1030000000000000000000001",
+                "sp_mchid": SP_A,
+                "out_batch_id": "old_batch_01",
+                "state": "ACCEPTED",
+                "digest": "0" * 64,
+                "details": json.dumps(
+                    [
+                        {
+                            "organization_code": "91440300MA5OLD0001",
+                            "store_name": "食堂",
+                            "product_type": "CODE_PAY",
+                        }
+                    ],
+                    ensure_ascii=False,
+                ),
+                "results": None,
+                "created_at": now - DAY,
+                "updated_at": now - DAY,
+            }
         ],
         "webizpay_mch_ranges": [
             {
@@ -529,6 +552,7 @@ def test_an_old_database_is_upgraded_and_served(upgraded: tuple[TestClient, str,
     try:
         with engine.connect() as conn:  # the same schema a new database gets
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+            paid_at = conn.exec_driver_sql("SELECT paid_at FROM webizpay_payments").scalar_one()
     finally:
         engine.dispose()
 
@@ -570,7 +594,17 @@ def test_an_old_database_is_upgraded_and_served(upgraded: tuple[TestClient, str,
     assert resp.status_code == 400, resp.text
     assert http.get("/webizpay/authorize?token=old-open-auth-link").status_code == 200
 
-    # ranges
+    # the bill of the old payment's day lists it
+    day = time.strftime("%Y-%m-%d", time.gmtime(paid_at + 8 * 3600))  # China's date
+    bill = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "date": day, "type": "QYZFALL"}
+    resp = a.post("/v3/webizpay/bill/trade-bill", bill)
+    assert resp.status_code == 200, resp.text
+    link = urlsplit(resp.json()["download_url"])
+    assert "4200000000202611230000000001" in a.get(f"{link.path}?{link.query}").text
+
+    # store matching batches and ranges
+    resp = a.get(f"/v3/webizpay/stores/entity-matches/1030000000000000000000001?sp_mchid={SP_A}")
+    assert resp.status_code == 200 and resp.json()["out_batch_id"] == "old_batch_01", resp.text
     resp = a.get(f"/v3/webizpay/avail-mch-ranges?sp_mchid={SP_A}")
     assert [r["range_id"] for r in resp.json()["range_list"]] == ["old-range-1"], resp.text
     resp = a.get(
