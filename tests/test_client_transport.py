@@ -4,6 +4,7 @@ backup host, sensitive-field encryption, and sync/async parity on the same paths
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -693,6 +694,35 @@ def test_async_client_runs_the_same_pipeline(stub: Stub, world: World) -> None:
 
     anyio.run(main)
     assert len(stub.seen) == 4
+
+
+def test_an_async_client_serves_one_event_loop_after_another(stub: Stub, world: World) -> None:
+    """``asyncio.run`` per call (a script, a worker's task, a test framework's loop per test): a pooled
+    connection of the loop before was reused and every other call failed with a bare
+    ``RuntimeError: Event loop is closed``. Now a connection is reused only in the loop that opened it."""
+    client = make_async(world, stub.url, retry=NO_RETRIES)
+    ports: list[int] = []
+
+    async def call() -> int:
+        resp = await client.request("GET", "/v3/x")
+        assert client._pooled is not None
+        ports.extend(conn.stream.extra(anyio.abc.SocketAttribute.local_port) for conn in _idle(client))
+        return resp.status
+
+    assert [asyncio.run(call()) for _ in range(4)] == [200] * 4
+    assert len(stub.seen) == 4 and len(set(ports)) == 4  # a connection of its own in each loop
+
+    async def twice() -> list[int]:  # within one loop the pool still reuses its connection
+        return [(await client.request("GET", "/v3/x")).status for _ in range(2)]
+
+    assert asyncio.run(twice()) == [200, 200] and len(_idle(client)) == 1
+    asyncio.run(client.aclose())  # closing in yet another loop abandons the old loop's connection cleanly
+    assert _idle(client) == []
+
+
+def _idle(client: AsyncClient) -> list[Any]:
+    assert client._pooled is not None
+    return [conn for conns in client._pooled._idle._idle.values() for conn in conns]
 
 
 class Sensitive:

@@ -8,11 +8,14 @@ the sync client.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
 
 import anyio
 import httpx
 from anyio.abc import ByteStream, SocketAttribute
+from anyio.lowlevel import EventLoopToken, current_token
 from anyio.streams.tls import TLSAttribute
 
 from .core import Response, decode_headers
@@ -24,17 +27,20 @@ _BROKEN = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
 class _Connection:
-    __slots__ = ("buffer", "idle_since", "stream")
+    __slots__ = ("buffer", "idle_since", "loop", "stream")
 
     def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
         self.buffer = b""
         self.idle_since = 0.0
+        self.loop: EventLoopToken = current_token()  # a stream works in the event loop that opened it
 
     def quiet(self) -> bool:
         """As the sync pool decides, on the raw socket: anyio pauses reading between receives, so a FIN
-        that came while the connection was idle waits there (httpcore's anyio backend checks the same)."""
-        if self.buffer:
+        that came while the connection was idle waits there (httpcore's anyio backend checks the same).
+        A connection of another event loop (``asyncio.run`` per call, a test's own loop) is never
+        reused: its stream fails here ("Event loop is closed")."""
+        if self.buffer or self.loop != current_token():
             return False
         ssl_object = self.stream.extra(TLSAttribute.ssl_object, None)
         if ssl_object is not None and ssl_object.pending():
@@ -42,8 +48,19 @@ class _Connection:
         return socket_quiet(self.stream.extra(SocketAttribute.raw_socket, None))
 
     async def discard(self) -> None:
+        if self.loop != current_token():
+            self._abandon()
+            return
         with anyio.CancelScope(shield=True):  # a cancelled call still closes its connection
             await anyio.aclose_forcefully(self.stream)
+
+    def _abandon(self) -> None:
+        """Closing a stream goes through its own event loop, which may be closed already: the socket is
+        shut down from here instead (the server sees the end at once; its loop, if alive, closes it)."""
+        raw = self.stream.extra(SocketAttribute.raw_socket, None)
+        if raw is not None:
+            with contextlib.suppress(OSError):
+                raw.shutdown(socket.SHUT_RDWR)
 
 
 class AsyncPooledHTTP:
