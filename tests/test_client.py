@@ -10,9 +10,11 @@ import inspect
 import io
 import json
 import pickle
+import pydoc
 import textwrap
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from wxpartner.client import (
 )
 from wxpartner.client.notifications import typed_resource
 from wxpartner.models import webizpay as w
+from wxpartner.models.recharge import RechargeEmployeeList
 from wxpartner.protocol.keys import load_private_key
 from wxpartner.protocol.notification import encrypt_resource, sign_notification
 from wxpartner.server.app import WxPartnerApp
@@ -698,6 +701,25 @@ def test_resource_methods_show_their_parameters_and_async_ones_are_coroutine_fun
         assert inspect.iscoroutinefunction(issue) is (c is aclient)
         assert "QuotaCards.issue" in repr(issue)
     assert client.webizpay.ranges.list(sp_mchid=SP_A).range_list == []  # still a working method
+
+
+@SQLITE_ONLY
+def test_help_on_an_operation_names_its_response_model(http: TestClient, world: World) -> None:
+    """A newcomer reading ``help()`` saw ``issue(employee_id: 'str', request: 'w.IssueQuotaCardRequest
+    | Body')``: no return type (the response model could only be found in the source) and unevaluated
+    strings; ``help(client.webizpay.quota_cards)`` showed each operation as ``<endpoint object at …>``."""
+    client = sdk(http, world, SP_A)
+    m = world.merchants[SP_A]
+    aclient = AsyncClient(SP_A, m.serial_no, m.private_key, apiv3_key=APIV3_KEY)
+    for c in (client, aclient):
+        sig = inspect.signature(c.webizpay.quota_cards.issue)
+        assert sig.return_annotation is w.IssueQuotaCardResponse
+        assert sig.parameters["request"].annotation == w.IssueQuotaCardRequest | Mapping[str, Any]
+        assert inspect.signature(c.recharge_employees.list).return_annotation is RechargeEmployeeList
+        assert inspect.signature(c.apply4subject.cancel).return_annotation is None  # 204
+    shown = pydoc.render_doc(client.webizpay.quota_cards, renderer=pydoc.plaintext)
+    assert "issue = <operation issue(employee_id, request) -> IssueQuotaCardResponse>" in shown
+    assert "get = <operation get(employee_id, card_no, *, sp_mchid, sub_mchid) -> QuotaCard>" in shown
 
 
 def test_a_strictly_typed_user_project_sees_precise_types(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, get_args, get_type_hints, overload
 from urllib.parse import quote
 
 from pydantic import BaseModel
@@ -114,10 +114,13 @@ class endpoint(Generic[P, T]):
 
     def signature(self) -> inspect.Signature:
         """The builder's parameters (what ``help()``, IPython and ``inspect.signature`` show for the
-        bound method, instead of ``(*args, **kwargs)``); the return type is the client's, not ``Call``."""
+        bound method, instead of ``(*args, **kwargs)``) and the model it returns (``Call[X]`` → ``X``)."""
         if self._signature is None:
-            self._signature = inspect.signature(self.build).replace(return_annotation=inspect.Signature.empty)
+            self._signature = resolved_signature(self.build, lambda call: call)
         return self._signature
+
+    def __repr__(self) -> str:  # what help() on a resource shows (cut at 70 characters): names only
+        return f"<operation {getattr(self.build, '__name__', '?')}{short_signature(self.signature())}>"
 
     @overload
     def __get__(self, obj: None, owner: Any) -> endpoint[P, T]: ...
@@ -171,11 +174,12 @@ class paged(Generic[P, Item]):
     def signature(self) -> inspect.Signature:
         """The builder's parameters after ``offset``, which the walk supplies."""
         if self._signature is None:
-            sig = inspect.signature(self.build)
-            self._signature = sig.replace(
-                parameters=list(sig.parameters.values())[1:], return_annotation=inspect.Signature.empty
-            )
+            sig = resolved_signature(self.build, lambda page: inspect.Signature.empty)
+            self._signature = sig.replace(parameters=list(sig.parameters.values())[1:])
         return self._signature
+
+    def __repr__(self) -> str:
+        return f"<operation {getattr(self.build, '__name__', '?')}{short_signature(self.signature())}>"
 
     @overload
     def __get__(self, obj: None, owner: Any) -> paged[P, Item]: ...
@@ -218,6 +222,36 @@ class paged(Generic[P, Item]):
 
             bound = walk_sync
         return _dressed(bound, obj, build, self.signature())
+
+
+def resolved_signature(build: Callable[..., Any], returns: Callable[[Any], Any]) -> inspect.Signature:
+    """``build``'s signature with its annotations evaluated (``help()`` showed the strings
+    ``'w.IssueQuotaCardRequest | Body'``) and ``returns(X)`` for its ``Call[X]`` (it showed no return
+    type, so the response model could only be found in the source). As written, if they do not evaluate."""
+    sig = inspect.signature(build)
+    try:
+        hints = get_type_hints(build)
+    except Exception:  # an annotation naming what only a type checker imports
+        return sig.replace(return_annotation=inspect.Signature.empty)
+    params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()]
+    call_args = get_args(hints.get("return"))
+    model = None if call_args and call_args[0] is type(None) else call_args[0] if call_args else None
+    result = returns(model) if call_args else inspect.Signature.empty
+    return sig.replace(parameters=params, return_annotation=result)
+
+
+def short_signature(sig: inspect.Signature) -> str:
+    """``(employee_id, request) -> IssueQuotaCardResponse``: parameter names, the model's bare name."""
+    text = str(
+        sig.replace(
+            parameters=[p.replace(annotation=p.empty) for p in sig.parameters.values()],
+            return_annotation=inspect.Signature.empty,
+        )
+    )
+    returns = sig.return_annotation
+    if returns is inspect.Signature.empty:
+        return text
+    return f"{text} -> {getattr(returns, '__name__', returns)}"
 
 
 def _dressed(bound: Any, resource: Any, build: Callable[..., Any], signature: inspect.Signature) -> Any:
