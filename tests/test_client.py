@@ -212,6 +212,11 @@ def test_client_needs_a_way_to_verify(world: World) -> None:
         Client(SP_A, m.serial_no, m.private_key_pem)
     with pytest.raises(ConfigurationError, match="PUB_KEY_ID"):
         Client(SP_A, m.serial_no, m.private_key_pem, wechatpay_public_key=world.platform_pub.public_key_pem)
+    # The APIv3 key given but told not to download: the message said to pass apiv3_key.
+    with pytest.raises(ConfigurationError) as info:
+        Client(SP_A, m.serial_no, m.private_key_pem, apiv3_key=APIV3_KEY, download_certificates=False)
+    assert "download_certificates=False leaves no WeChat Pay key" in str(info.value)
+    assert "or apiv3_key" not in str(info.value)
 
 
 def test_client_configuration_refusals_and_timeout_forms(world: World) -> None:

@@ -222,6 +222,12 @@ def make_config(
         raise ConfigurationError(
             "download_certificates needs apiv3_key (certificates arrive encrypted with it)"
         )
+    if keys.empty and not download and apiv3_key is not None:  # it said "or apiv3_key", which was given
+        raise ConfigurationError(
+            "download_certificates=False leaves no WeChat Pay key to verify answers with: pass "
+            "wechatpay_public_key + wechatpay_public_key_id or platform_certificates, or let the "
+            "apiv3_key download the platform certificates"
+        )
     if keys.empty and not download:
         raise ConfigurationError(
             "no way to verify WeChat Pay: pass wechatpay_public_key + wechatpay_public_key_id "
