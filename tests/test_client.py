@@ -730,7 +730,8 @@ def test_help_on_an_operation_names_its_response_model(http: TestClient, world: 
 def test_a_strictly_typed_user_project_sees_precise_types(tmp_path: Path) -> None:
     """mypy --strict on code written as a user writes it: results are the models (no Any), async ones
     awaitables of them, a callback's resource a union to narrow, a subclass's ``with`` gives the
-    subclass, and the headers of http.server / raw ASGI are accepted."""
+    subclass, the headers of http.server / raw ASGI are accepted, and a misspelt or mistyped option of
+    ``from_connection_info`` is refused (an unused ``type: ignore`` is an error under --strict)."""
     mypy_api = pytest.importorskip("mypy.api")
     user = tmp_path / "user_app.py"
     user.write_text(
@@ -753,6 +754,9 @@ def test_a_strictly_typed_user_project_sees_precise_types(tmp_path: Path) -> Non
                 if isinstance(event.resource, w.AuthorizedEvent):
                     reveal_type(event.resource.employee_id)
                 c.parse_notification([(b"wechatpay-serial", b"PUB_KEY_ID_1")], b"{}")
+                # from_connection_info's options are checked as the constructor's (they were **Any)
+                Client.from_connection_info("c.json", timeout="soon")  # type: ignore[arg-type]
+                Client.from_connection_info("c.json", retyr=None)  # type: ignore[call-arg]
 
             async def aio(c: AsyncClient) -> None:
                 reveal_type(c.webizpay.quota_cards.get)

@@ -51,6 +51,14 @@ class ClientOptions(TypedDict, total=False):
     tls_context: ssl.SSLContext | None
 
 
+class ConnectionOverrides(ClientOptions, total=False):
+    """What ``from_connection_info`` lets the caller set beside the file (checked by mypy as the
+    constructor's options are; it took ``**Any``, so ``timeout="5"`` passed the type checker)."""
+
+    http_client: object  # the client's own kind (httpx.Client / AsyncClient); its constructor checks it
+    transport: object
+
+
 class BaseClient:
     """Arguments (keyword-only after the first three):
 
@@ -113,8 +121,12 @@ class BaseClient:
         return f"{type(self).__name__}(mchid={self.config.mchid!r}, base_url={self.config.base_url!r})"
 
     @classmethod
-    def from_connection_info(cls: type[Self], info: Mapping[str, Any] | str | Path, **overrides: Any) -> Self:
-        """A client from the ``connection.json`` that ``wxpartner serve`` writes (or that dict)."""
+    def from_connection_info(
+        cls: type[Self], info: Mapping[str, Any] | str | Path, **overrides: Unpack[ConnectionOverrides]
+    ) -> Self:
+        """A client from the ``connection.json`` that ``wxpartner serve`` writes (or that dict), for its
+        demo service provider in the mode the file names; ``overrides`` are the constructor's options
+        (``retry=``, ``timeout=``, ``http_client=`` …), which win over the file's."""
         data: Mapping[str, Any]
         data = json.loads(Path(info).read_text()) if isinstance(info, str | Path) else info
         kwargs: dict[str, Any] = {"base_url": data["base_url"], "apiv3_key": data.get("apiv3_key")}
