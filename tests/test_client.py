@@ -46,7 +46,7 @@ from wxpartner.client import (
 from wxpartner.client.notifications import typed_resource
 from wxpartner.models import webizpay as w
 from wxpartner.models.recharge import RechargeEmployeeList
-from wxpartner.protocol.keys import load_private_key
+from wxpartner.protocol.keys import KeyLoadError, load_private_key
 from wxpartner.protocol.notification import encrypt_resource, sign_notification
 from wxpartner.server.app import WxPartnerApp
 from wxpartner.server.families import ROUTE_MODULES
@@ -227,6 +227,17 @@ def test_client_configuration_refusals_and_timeout_forms(world: World) -> None:
             Client(mchid, serial, m.private_key, **keys)
     with pytest.raises(ConfigurationError, match="download_certificates needs apiv3_key"):
         Client(SP_A, m.serial_no, m.private_key, download_certificates=True, **keys)
+    # A key that cannot be read is a configuration error too (it was a bare ValueError that
+    # ``except ConfigurationError`` / ``except WxPayError`` let through), naming the argument.
+    broken = m.private_key_pem.replace("A", "B", 3)
+    with pytest.raises(ConfigurationError, match=r"^private_key: not an unencrypted PEM RSA private key"):
+        Client(SP_A, m.serial_no, broken, **keys)
+    with pytest.raises(WxPayError, match="not a PEM RSA public key") as bad_public:
+        Client(SP_A, m.serial_no, m.private_key, wechatpay_public_key=m.private_key_pem,
+               wechatpay_public_key_id=pub.key_id)  # fmt: skip
+    assert isinstance(bad_public.value, KeyLoadError | ConfigurationError)
+    with pytest.raises(ConfigurationError, match="certificate"):
+        AsyncClient(SP_A, m.serial_no, m.private_key, platform_certificates=[pub.public_key_pem])
     with pytest.raises(ConfigurationError, match="custom base_url needs backup_url"):
         Client(SP_A, m.serial_no, m.private_key, base_url="http://127.0.0.1:1", failover=True, **keys)
     given = Client(SP_A, m.serial_no, m.private_key, base_url="http://127.0.0.1:1/", failover=True,

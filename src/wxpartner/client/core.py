@@ -23,13 +23,14 @@ from pydantic import BaseModel, ValidationError
 from .. import __version__
 from ..protocol import constants as c
 from ..protocol.authorization import Authorization
-from ..protocol.keys import PemSource, load_private_key
+from ..protocol.keys import KeyLoadError, PemSource, load_private_key
 from ..protocol.messages import request_message
 from ..protocol.signing import new_nonce, sign
 from .errors import (
     ApiError,
     ConfigurationError,
     DecodeError,
+    KeyConfigurationError,
     TransportError,
     VerificationError,
     api_error_from,
@@ -207,16 +208,22 @@ def make_config(
 ) -> Config:
     if not mchid or not serial_no:
         raise ConfigurationError("mchid and serial_no (the merchant API certificate serial) are required")
-    key = private_key if isinstance(private_key, rsa.RSAPrivateKey) else load_private_key(private_key)
+    try:
+        key = private_key if isinstance(private_key, rsa.RSAPrivateKey) else load_private_key(private_key)
+    except KeyLoadError as exc:
+        raise KeyConfigurationError(f"private_key: {exc}") from exc
     if apiv3_key is not None:
         check_apiv3_key(apiv3_key)
-    keys = KeySet(
-        public_key=wechatpay_public_key,
-        public_key_id=wechatpay_public_key_id,
-        certificates=platform_certificates or (),
-        time_window=time_window,
-        clock=clock,
-    )
+    try:
+        keys = KeySet(
+            public_key=wechatpay_public_key,
+            public_key_id=wechatpay_public_key_id,
+            certificates=platform_certificates or (),
+            time_window=time_window,
+            clock=clock,
+        )
+    except KeyLoadError as exc:
+        raise KeyConfigurationError(str(exc)) from exc
     download = apiv3_key is not None if download_certificates is None else download_certificates
     if download and apiv3_key is None:
         raise ConfigurationError(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..protocol.keys import KeyLoadError
+
 
 class WxPayError(Exception):
     """Root of every error the SDK raises on purpose."""
@@ -30,6 +32,11 @@ def _rebuild(cls: type[WxPayError], args: tuple[Any, ...], state: dict[str, Any]
 
 class ConfigurationError(WxPayError, ValueError):
     """The client was configured in a way that cannot work (the message says what to add)."""
+
+
+class KeyConfigurationError(ConfigurationError, KeyLoadError):
+    """A key or certificate given to the client cannot be read. It was the protocol's bare
+    ``KeyLoadError`` (a ``ValueError``), which ``except ConfigurationError`` / ``WxPayError`` missed."""
 
 
 class ClientClosedError(WxPayError, RuntimeError):
