@@ -621,10 +621,21 @@ def test_read_timeout_is_configurable_and_reported_as_sent(stub: Stub, world: Wo
         time.sleep(0.5)
         return s.signed(b"{}")
 
-    stub.steps = [slow]
+    stub.steps = [slow, slow]
     with make_client(world, stub.url, timeout=0.2) as client, pytest.raises(TransportError) as info:
         client.request("POST", "/v3/x", json={})
     assert info.value.sent is True and len(stub.seen) == 1
+    # The error names the phase and the seconds configured (it said "ReadTimeout: timed out").
+    assert "ReadTimeout: nothing received within 0.2 s (the read timeout" in str(info.value)
+
+    async def main() -> None:
+        async with make_async(world, stub.url, timeout=0.2) as client:
+            with pytest.raises(TransportError) as ainfo:
+                await client.request("POST", "/v3/x", json={})
+            assert "ReadTimeout: nothing received within 0.2 s (the read timeout" in str(ainfo.value)
+
+    anyio.run(main)
+    assert len(stub.seen) == 2
 
 
 def test_the_clients_timeouts_govern_a_given_http_client(stub: Stub, world: World) -> None:

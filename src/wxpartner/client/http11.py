@@ -91,6 +91,18 @@ class Poolable(Protocol):
 C = TypeVar("C", bound=Poolable)
 
 
+def timed_out(timeout: httpx.Timeout, phase: str) -> str:
+    """What a timeout's error says: the phase and the seconds configured (it said only "timed out")."""
+    what = {
+        "connect": "no connection",
+        "write": "the request not written",
+        "read": "nothing received",
+    }[phase]
+    seconds: float | None = getattr(timeout, phase)
+    shown = "?" if seconds is None else f"{seconds:g}"
+    return f"{what} within {shown} s (the {phase} timeout; set timeout= on the client)"
+
+
 def environment_has_proxy() -> bool:
     """Whether httpx (``trust_env``) would send some request through a proxy."""
     proxies = urllib.request.getproxies()

@@ -19,7 +19,17 @@ from anyio.lowlevel import EventLoopToken, current_token
 from anyio.streams.tls import TLSAttribute
 
 from .core import Response, decode_headers
-from .http11 import Answer, AnswerReader, Idle, Origin, parse_origin, serialize, socket_quiet, tls_context
+from .http11 import (
+    Answer,
+    AnswerReader,
+    Idle,
+    Origin,
+    parse_origin,
+    serialize,
+    socket_quiet,
+    timed_out,
+    tls_context,
+)
 from .outgoing import Outgoing
 
 # What anyio raises for a connection that broke or was closed under us, beside the OS's own errors.
@@ -108,7 +118,9 @@ class AsyncPooledHTTP:
                 else:
                     stream = await anyio.connect_tcp(host, port)
         except TimeoutError as exc:
-            raise httpx.ConnectTimeout(f"connecting to {host}:{port}: {exc}") from exc
+            raise httpx.ConnectTimeout(
+                f"connecting to {host}:{port}: {timed_out(self._timeout, 'connect')}"
+            ) from exc
         except _BROKEN as exc:  # refused, unreachable, DNS, certificate verification
             raise httpx.ConnectError(f"connecting to {host}:{port}: {exc}") from exc
         return _Connection(stream)
@@ -118,7 +130,7 @@ class AsyncPooledHTTP:
             with anyio.fail_after(self._timeout.write):
                 await conn.stream.send(data)
         except TimeoutError as exc:
-            raise httpx.WriteTimeout(str(exc)) from exc
+            raise httpx.WriteTimeout(timed_out(self._timeout, "write")) from exc
         except _BROKEN as exc:
             raise httpx.WriteError(str(exc)) from exc
 
@@ -135,6 +147,6 @@ class AsyncPooledHTTP:
             conn.buffer = reader.rest
             return reader.answer
         except TimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc)) from exc
+            raise httpx.ReadTimeout(timed_out(self._timeout, "read")) from exc
         except _BROKEN as exc:
             raise httpx.ReadError(str(exc)) from exc

@@ -9,7 +9,17 @@ import ssl
 import httpx
 
 from .core import Response, decode_headers
-from .http11 import Answer, AnswerReader, Idle, Origin, parse_origin, serialize, socket_quiet, tls_context
+from .http11 import (
+    Answer,
+    AnswerReader,
+    Idle,
+    Origin,
+    parse_origin,
+    serialize,
+    socket_quiet,
+    timed_out,
+    tls_context,
+)
 from .outgoing import Outgoing
 
 
@@ -73,8 +83,11 @@ class PooledHTTP:
         except OSError as exc:  # a timeout; refused, unreachable, DNS, certificate verification
             if sock is not None:
                 sock.close()
-            error = httpx.ConnectTimeout if isinstance(exc, TimeoutError) else httpx.ConnectError
-            raise error(f"connecting to {host}:{port}: {exc}") from exc
+            if isinstance(exc, TimeoutError):
+                raise httpx.ConnectTimeout(
+                    f"connecting to {host}:{port}: {timed_out(self._timeout, 'connect')}"
+                ) from exc
+            raise httpx.ConnectError(f"connecting to {host}:{port}: {exc}") from exc
         return _Connection(sock)
 
     # -- one exchange ---------------------------------------------------------------------------
@@ -83,7 +96,7 @@ class PooledHTTP:
             conn.sock.settimeout(self._timeout.write)
             conn.sock.sendall(data)
         except TimeoutError as exc:
-            raise httpx.WriteTimeout(str(exc)) from exc
+            raise httpx.WriteTimeout(timed_out(self._timeout, "write")) from exc
         except OSError as exc:
             raise httpx.WriteError(str(exc)) from exc
 
@@ -96,6 +109,6 @@ class PooledHTTP:
             conn.buffer = reader.rest
             return reader.answer
         except TimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc)) from exc
+            raise httpx.ReadTimeout(timed_out(self._timeout, "read")) from exc
         except OSError as exc:
             raise httpx.ReadError(str(exc)) from exc
