@@ -731,6 +731,35 @@ def test_an_async_client_serves_one_event_loop_after_another(stub: Stub, world: 
     assert _idle(client) == []
 
 
+def test_a_cancelled_async_call_leaves_the_client_and_its_pool_usable(stub: Stub, world: World) -> None:
+    """README: a call cut short by a cancel scope or ``task.cancel()`` closes its own connection (never
+    pooled half-read, where the next call would read the late answer as its own) and later calls work."""
+
+    def slow(s: Stub, seen: Seen) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(0.6)
+        return s.signed(b'{"late":true}')
+
+    stub.steps = [slow, slow]
+
+    async def main() -> None:
+        async with make_async(world, stub.url) as client:
+            with anyio.move_on_after(0.1) as scope:
+                await client.request("GET", "/v3/slow")
+            assert scope.cancelled_caught and _idle(client) == []
+            task = asyncio.create_task(client.request("GET", "/v3/slow"))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert _idle(client) == []
+            answers = await asyncio.gather(*(client.request("GET", "/v3/x") for _ in range(3)))
+            assert [a.json() for a in answers] == [{"ok": True}] * 3  # none reads a late answer
+            assert 1 <= len(_idle(client)) <= 3
+
+    asyncio.run(main())
+    assert [seen.target for seen in stub.seen] == ["/v3/slow"] * 2 + ["/v3/x"] * 3
+
+
 def _idle(client: AsyncClient) -> list[Any]:
     assert client._pooled is not None
     return [conn for conns in client._pooled._idle._idle.values() for conn in conns]
