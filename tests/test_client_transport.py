@@ -362,6 +362,7 @@ def test_unverifiable_2xx_is_refused(stub: Stub, world: World, step: Any, reason
         with pytest.raises(VerificationError) as info:
             client.request("GET", "/v3/anything")
         assert info.value.reason == reason
+        assert info.value.status == 200 and info.value.request_id  # the refused answer's
         with pytest.raises(VerificationError) as info:  # an operation of the table, too
             client.webizpay.ranges.list(sp_mchid=SP_A)
         assert info.value.reason == reason

@@ -339,7 +339,11 @@ class Engine:
         body, headers = yield from self.encode_body(call)
         resp = yield from self.exchange(call, body, headers)
         if not (call.unsigned_ok and unsigned(resp)):
-            yield from self.verify(resp, expects_json=call.expects_json)
+            try:
+                yield from self.verify(resp, expects_json=call.expects_json)
+            except VerificationError as err:
+                err.status = resp.status
+                raise
         return call.decode(resp)
 
     def exchange(self, call: Call[Any], body: bytes, headers: Mapping[str, str]) -> Flow[Response]:

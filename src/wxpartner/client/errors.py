@@ -181,8 +181,12 @@ class VerificationError(WxPayError):
 
     ``reason`` is a stable keyword (``missing_header``, ``stale_timestamp``, ``probe``, ``unknown_serial``,
     ``bad_signature``, ``bad_content_type``, ``bad_signature_type``); ``serial`` is the key the message
-    named, ``key`` describes the key tried, ``message`` is the exact byte string that was checked.
+    named, ``key`` describes the key tried, ``message`` is the exact byte string that was checked;
+    ``status`` the HTTP status of the refused answer (``None`` for a callback): a write refused so may
+    still have taken effect, as after a timeout.
     """
+
+    status: int | None = None  # set by the pipeline for an answer
 
     def __init__(
         self,
