@@ -4,7 +4,9 @@ failover from a closed primary port, and the async client over the socket."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,9 +16,10 @@ import anyio
 import pytest
 
 from live import LiveServer, free_port, start_live_server
-from support import APIV3_KEY, SP_A, SP_B, SUB_A, SUB_B, World
+from support import APIV3_KEY, SECOND_A, SP_A, SP_B, SUB_A, SUB_B, World
 from wxpartner.client import AsyncClient, Client, RetryPolicy
 from wxpartner.models import webizpay as w
+from wxpartner.models.recharge import RechargeEmployee
 
 pytestmark = pytest.mark.slow
 
@@ -119,3 +122,30 @@ def test_sdk_over_loopback(
 
     anyio.run(main)
     control.close()
+
+
+def test_a_burst_beyond_r1s_10_per_second_is_absorbed_by_the_default_retries(
+    server: LiveServer, world: World
+) -> None:
+    """R1 allows 10 adds per second per platform merchant (the server counts whole seconds of real time).
+    20 adds at once with the default RetryPolicy: the 10 refused are repeated a second later, in the
+    next window, and all succeed. Before, a 429 without Retry-After was repeated after 0.2 s and 0.4 s,
+    inside the same second, and the burst ended with 10 RateLimitedErrors."""
+    m = world.merchants[SP_A]
+
+    async def burst() -> list[object]:
+        async with AsyncClient(
+            SP_A, m.serial_no, m.private_key_pem, apiv3_key=APIV3_KEY, base_url=server.url,
+            wechatpay_public_key=world.platform_pub.public_key_pem,
+            wechatpay_public_key_id=world.platform_pub.key_id,
+        ) as client:  # fmt: skip
+            await client.recharge_employees.list(SECOND_A)  # keys and a connection ready
+            time.sleep(1.05 - time.time() % 1)  # start early in a second, as a burst may
+            adds = [{"sub_mchid": SECOND_A, "sp_openid": "oBurstOfTwenty_0001"}] * 20
+            return await asyncio.gather(*map(client.recharge_employees.add, adds), return_exceptions=True)
+
+    started = time.monotonic()
+    results = anyio.run(burst)
+    assert [type(r).__name__ for r in results] == ["RechargeEmployee"] * 20, results
+    assert {r.sp_openid for r in results if isinstance(r, RechargeEmployee)} == {"oBurstOfTwenty_0001"}
+    assert time.monotonic() - started >= 1.0  # the refused ones waited for the next second

@@ -31,6 +31,7 @@ from .errors import (
     ConfigurationError,
     DecodeError,
     KeyConfigurationError,
+    RateLimitedError,
     TransportError,
     VerificationError,
     api_error_from,
@@ -412,7 +413,7 @@ class Engine:
                     err.code,
                     err.request_id,
                 )
-                yield Sleep(cfg.retry.delay(attempt, wait))
+                yield Sleep(cfg.retry.delay(attempt, wait, rate_limited=isinstance(err, RateLimitedError)))
                 continue
             raise err
 

@@ -17,7 +17,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 @dataclass(frozen=True)
 class RetryPolicy:
     """``max_attempts`` counts the first try. Retried: 500 ``SYSTEM_ERROR`` and 503 (WeChat: "retry with
-    the same parameters"), 429 (after ``Retry-After`` or backoff), and connection failures before the
+    the same parameters"), 429 (after ``Retry-After``, else after at least ``rate_limit_backoff``), and
+    connection failures before the
     request was sent. A read timeout or dropped connection after sending is retried only for calls that
     are idempotent by design (queries, and the writes listed in the SDK docs)."""
 
@@ -27,12 +28,18 @@ class RetryPolicy:
     jitter: float = 0.5  # +- this fraction of the delay, so concurrent clients do not retry in lockstep
     # A Retry-After longer than this is not waited for: the error is raised at once.
     max_retry_after: float = 10.0
+    # A 429 without Retry-After waits at least this long, jittered upwards only: WeChat Pay's limits
+    # count per second (R1: 10 per second), so the 0.2 s and 0.4 s backoffs landed in the same second
+    # and a burst of 30 adds ended with 10 RateLimitedErrors after its three attempts.
+    rate_limit_backoff: float = 1.0
 
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+    def delay(self, attempt: int, retry_after: float | None = None, *, rate_limited: bool = False) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` starts at 1)."""
         if retry_after is not None:  # the server's word wins; jitter only upwards
             return max(retry_after, 0.0) * (1.0 + random.uniform(0.0, self.jitter / 5))
         base = min(self.backoff_base * float(2 ** max(attempt - 1, 0)), self.backoff_max)
+        if rate_limited and base < self.rate_limit_backoff:  # into a later counting window
+            return self.rate_limit_backoff * (1.0 + random.uniform(0.0, self.jitter))
         jittered: float = base * (1.0 + random.uniform(-self.jitter, self.jitter))
         return max(0.0, jittered)
 
