@@ -20,6 +20,7 @@ than meet a second proxy implementation). TLS uses httpx's default context (cert
 from __future__ import annotations
 
 import operator
+import os
 import re
 import select
 import socket
@@ -117,12 +118,21 @@ class Idle(Generic[C]):
         self._idle: dict[Origin, list[C]] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._pid = os.getpid()
 
     def take(self, origin: Origin) -> tuple[C | None, list[C]]:
-        """A connection to reuse, if one is fresh and quiet, and the stale ones met on the way."""
+        """A connection to reuse, if one is fresh and quiet, and the stale ones met on the way.
+
+        In a forked child (multiprocessing, Celery prefork, gunicorn --preload) every connection
+        inherited from the parent is stale: the parent's process holds the same socket, and two
+        processes writing to one keep-alive connection read each other's answers, validly signed."""
         now = time.monotonic()
         stale: list[C] = []
         with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                stale = [conn for conns in self._idle.values() for conn in conns]
+                self._idle.clear()
             idle = self._idle.get(origin)
             while idle:
                 conn = idle.pop()

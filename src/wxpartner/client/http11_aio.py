@@ -9,6 +9,7 @@ the sync client.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import ssl
 
@@ -37,13 +38,14 @@ _BROKEN = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
 class _Connection:
-    __slots__ = ("buffer", "idle_since", "loop", "stream")
+    __slots__ = ("buffer", "idle_since", "loop", "pid", "stream")
 
     def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
         self.buffer = b""
         self.idle_since = 0.0
         self.loop: EventLoopToken = current_token()  # a stream works in the event loop that opened it
+        self.pid = os.getpid()
 
     def quiet(self) -> bool:
         """As the sync pool decides, on the raw socket: anyio pauses reading between receives, so a FIN
@@ -58,6 +60,8 @@ class _Connection:
         return socket_quiet(self.stream.extra(SocketAttribute.raw_socket, None))
 
     async def discard(self) -> None:
+        if self.pid != os.getpid():  # inherited by a forked child: the parent's, left to it untouched
+            return
         if self.loop != current_token():
             self._abandon()
             return
