@@ -758,6 +758,9 @@ def test_a_strictly_typed_user_project_sees_precise_types(tmp_path: Path) -> Non
                 reveal_type(c.webizpay.quota_cards.get("e", "1", sp_mchid="1", sub_mchid="2"))
                 reveal_type(c.webizpay.ranges.list_identifiers("r", sp_mchid="1", offset=0, limit=10).data)
                 reveal_type(c.apply4subject.cancel(business_code="b"))
+                # absent when empty: read as [], so state.employee_list[0] needs no None check
+                reveal_type(c.webizpay.users.authorization_state("u", sp_mchid="1", sub_mchid="2").employee_list)
+                reveal_type(c.recharge_employees.list("s").employees)
                 with c as entered:
                     reveal_type(entered)
                 event = c.parse_notification(handler.headers, b"{}")
@@ -795,6 +798,8 @@ def test_a_strictly_typed_user_project_sees_precise_types(tmp_path: Path) -> Non
         models + "webizpay.QuotaCard",
         "list[str]",
         "None",
+        f"list[{models}webizpay.EmployeeRelation]",
+        f"list[{models}recharge.RechargeEmployee]",
         "user_app.MyClient",
         f"{models}webizpay.AuthorizedEvent | {models}webizpay.RevokedEvent | {models}webizpay.QuotaCardExpiredEvent"
         f" | {models}webizpay.PaymentSuccessEvent | {models}webizpay.PaymentRefundSuccessEvent"

@@ -9,9 +9,9 @@ plain strings for the same reason (see Rfc3339)."""
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StringConstraints
 
 from ..protocol.times import parse_rfc3339
 
@@ -58,6 +58,16 @@ def _date(value: str) -> str:
 # format (seed 001's own example has "2023-01-01T00:00+08:00", without seconds).
 Rfc3339 = Annotated[str, AfterValidator(_rfc3339)]
 Date = Annotated[str, AfterValidator(_date)]
+
+
+def _none_as_empty(value: object) -> object:
+    return [] if value is None else value
+
+
+Item = TypeVar("Item")
+# A list of an answer that WeChat Pay may leave out (or send as null) when it is empty: read as [] either
+# way, with ``Field(default_factory=list)``, so a caller indexes and iterates it without a None check.
+ListOrAbsent = Annotated[list[Item], BeforeValidator(_none_as_empty)]
 
 
 def limited(max_length: int, min_length: int = 1, pattern: str | None = None) -> object:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
-from .common import WxModel
+from .common import ListOrAbsent, WxModel
 
 # string(32) in every source; at least one character (an empty value names nothing).
 SubMchid = Annotated[str, StringConstraints(min_length=1, max_length=32)]
@@ -37,9 +37,9 @@ class AddRechargeEmployeeRequest(WxModel):
 
 
 class RechargeEmployeeList(WxModel):
-    """R2 response; ``employees`` may be absent when there are none."""
+    """R2 response; ``employees`` may be absent when there are none (read as empty; wxpartner sends ``[]``)."""
 
-    employees: list[RechargeEmployee] | None = None
+    employees: ListOrAbsent[RechargeEmployee] = Field(default_factory=list)
 
 
 class SubMchidPath(WxModel):

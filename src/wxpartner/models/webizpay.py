@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from .common import Rfc3339, WxModel
+from .common import ListOrAbsent, Rfc3339, WxModel
 
 # Identifier alphabet of user_id / out_card_no: 6–32 of digits, letters, _ - | *
 IDENT_6_32 = r"^[0-9A-Za-z_\-|*]{6,32}$"
@@ -100,7 +100,10 @@ class AuthorizationStateResponse(WxModel):
     sp_mchid: str
     sub_mchid: str
     user_id: str
-    employee_list: list[EmployeeRelation] | None = None
+    # Optional in the sources, absent for a user without relations (as wxpartner answers): read as
+    # empty, and left out of an answer when empty. It was ``list | None``, which made every strictly
+    # typed caller check for None before ``employee_list[0]``.
+    employee_list: ListOrAbsent[EmployeeRelation] = Field(default_factory=list, exclude_if=lambda v: not v)
 
 
 # ---- W3 issue a quota card (seed 001) ------------------------------------------------------------

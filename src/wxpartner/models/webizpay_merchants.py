@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from .common import Mchid, WxModel
+from .common import ListOrAbsent, Mchid, WxModel
 
 # out_batch_id / out_operation_id: 6–32 chars of digits, letters, _ - | * (spec §3, W3 pattern note).
 OUT_ID_PATTERN = r"^[0-9A-Za-z_\-|*]{6,32}$"
@@ -100,7 +100,7 @@ class RangeList(WxModel):
     sp_mchid: str
     # Required per the sources, and always sent by wxpartner; WeChat Pay often leaves an empty array
     # out, so a client reads an absent one as empty.
-    range_list: list[RangeItem] = Field(default_factory=list)
+    range_list: ListOrAbsent[RangeItem] = Field(default_factory=list)
 
 
 class RangePath(WxModel):
@@ -137,4 +137,4 @@ class IdentifierPage(WxModel):
     limit: int
     count: int
     total_count: int
-    data: list[str] = Field(default_factory=list)  # absent = empty, like range_list
+    data: ListOrAbsent[str] = Field(default_factory=list)  # absent or null = empty, like range_list
