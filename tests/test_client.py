@@ -238,6 +238,18 @@ def test_client_configuration_refusals_and_timeout_forms(world: World) -> None:
     assert isinstance(bad_public.value, KeyLoadError | ConfigurationError)
     with pytest.raises(ConfigurationError, match="certificate"):
         AsyncClient(SP_A, m.serial_no, m.private_key, platform_certificates=[pub.public_key_pem])
+    # A base_url that is no origin is refused at once. Without a scheme it failed at every call as a
+    # TransportError saying the request had been sent; a path was dropped by the SDK's own HTTP and
+    # kept by httpx (then the signature, over the API path alone, did not match).
+    for url, says in (("127.0.0.1:8080", "must be http:// or https://"), ("ftp://h", "must be http://"),
+                      ("http://h:port", "must be http://"), ("http://127.0.0.1:8080/wxpay", "without a path")):  # fmt: skip
+        with pytest.raises(ConfigurationError, match=f"^base_url .*{says}"):
+            Client(SP_A, m.serial_no, m.private_key, base_url=url, **keys)
+        with pytest.raises(ConfigurationError, match=f"^backup_url .*{says}"):
+            AsyncClient(SP_A, m.serial_no, m.private_key, backup_url=url, **keys)
+    assert Client(
+        SP_A, m.serial_no, m.private_key, base_url="HTTP://[::1]:8080/", **keys
+    ).config.base_url == ("http://[::1]:8080")
     with pytest.raises(ConfigurationError, match="custom base_url needs backup_url"):
         Client(SP_A, m.serial_no, m.private_key, base_url="http://127.0.0.1:1", failover=True, **keys)
     given = Client(SP_A, m.serial_no, m.private_key, base_url="http://127.0.0.1:1/", failover=True,

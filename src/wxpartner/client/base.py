@@ -68,7 +68,8 @@ class BaseClient:
       (public-key mode), and/or ``apiv3_key`` so platform certificates are downloaded from
       ``/v3/certificates`` lazily (only when an unknown serial appears or a field must be encrypted),
       and/or ``platform_certificates`` (PEM list) already at hand. Give both during a migration.
-    - ``base_url`` (default ``https://api.mch.weixin.qq.com``; a wxpartner server is just its URL),
+    - ``base_url`` (default ``https://api.mch.weixin.qq.com``; a wxpartner server is just its URL; an
+      origin, ``scheme://host[:port]`` without a path, else ``ConfigurationError``),
       ``failover`` + ``backup_url`` (``https://api2.mch.weixin.qq.com`` by default; used only when the
       primary host cannot be reached), ``retry`` (``RetryPolicy``), ``timeout`` (seconds or
       ``httpx.Timeout``), ``time_window`` (answer timestamp tolerance, 300 s), ``clock``,

@@ -12,6 +12,7 @@ import json
 import logging
 import platform
 import time
+import urllib.parse
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -188,6 +189,29 @@ class Config:
     refresh_backoff: float = UNKNOWN_SERIAL_BACKOFF
 
 
+def checked_origin(name: str, url: str) -> str:
+    """``url`` as the origin requests go to (no trailing slash), or a ConfigurationError now. Before, a
+    URL without a scheme failed at every call as a TransportError saying the request had been sent,
+    and a path was dropped by the SDK's own HTTP but kept by httpx (where the signature, over the API
+    path alone, then did not match)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (a port that is no number raises here)
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"{name} must be http:// or https:// and a host (and port), e.g. https://api.mch.weixin.qq.com "
+            f"or http://127.0.0.1:8080; got {url!r}"
+        )
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"{name} is an origin, scheme://host[:port], without a path: WeChat Pay signs each API path "
+            f"(/v3/...) as it is sent; got {url!r}"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def make_config(
     *,
     mchid: str,
@@ -241,8 +265,8 @@ def make_config(
             "no way to verify WeChat Pay: pass wechatpay_public_key + wechatpay_public_key_id "
             "(public-key mode), or apiv3_key (platform certificates are downloaded), or both"
         )
-    base = base_url.rstrip("/")
-    backup = backup_url.rstrip("/") if backup_url else None
+    base = checked_origin("base_url", base_url)
+    backup = checked_origin("backup_url", backup_url) if backup_url else None
     if failover and backup is None:
         if base != c.PRIMARY_HOST:
             raise ConfigurationError("failover=True with a custom base_url needs backup_url")
