@@ -78,7 +78,8 @@ class _Connection:
 
 
 class AsyncPooledHTTP:
-    """A connection serves one call at a time; the pool belongs to one event loop, like the client."""
+    """A connection serves one call at a time and is reused only in the event loop (and process) that
+    opened it; the client is meant for one loop, but a second one (asyncio.run per call) still works."""
 
     def __init__(self, timeout: httpx.Timeout, tls: ssl.SSLContext | None = None) -> None:
         self._timeout = timeout

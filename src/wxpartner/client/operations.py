@@ -116,7 +116,7 @@ class endpoint(Generic[P, T]):
         """The builder's parameters (what ``help()``, IPython and ``inspect.signature`` show for the
         bound method, instead of ``(*args, **kwargs)``) and the model it returns (``Call[X]`` → ``X``)."""
         if self._signature is None:
-            self._signature = resolved_signature(self.build, lambda call: call)
+            self._signature = resolved_signature(self.build, lambda model: model)
         return self._signature
 
     def __repr__(self) -> str:  # what help() on a resource shows (cut at 70 characters): names only
@@ -174,7 +174,7 @@ class paged(Generic[P, Item]):
     def signature(self) -> inspect.Signature:
         """The builder's parameters after ``offset``, which the walk supplies."""
         if self._signature is None:
-            sig = resolved_signature(self.build, lambda page: inspect.Signature.empty)
+            sig = resolved_signature(self.build, lambda _page: inspect.Signature.empty)
             self._signature = sig.replace(parameters=list(sig.parameters.values())[1:])
         return self._signature
 
