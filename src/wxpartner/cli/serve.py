@@ -193,7 +193,7 @@ def serve(
         "wxpartner.server.app:app_from_env", host=host, port=port, log_level=log_level, factory=True
     )
     config.update(ssl_files)
-    serving.run(workers, config)
+    sys.exit(serving.run(workers, config))
 
 
 class _CannotListen(click.ClickException):

@@ -159,9 +159,34 @@ def config_for(app: str, *, host: str, port: int, log_level: str, factory: bool 
     }
 
 
-def run(workers: int, config: dict[str, Any]) -> None:
-    """Serve until stopped: one process in-process, several each on its own socket of one port group
-    (where the system has ``SO_REUSEPORT``; otherwise uvicorn's supervisor and its shared socket)."""
+def serve_one(**config: Any) -> int:
+    """One uvicorn server in this process until SIGINT or SIGTERM; returns the exit status: 0 after the
+    graceful stop, as ``serve`` (the supervisor) returns. uvicorn raises the stopping signal again once
+    its graceful stop is over, to the handler it found: SIGTERM's default then killed the process
+    (status -15, docker's 143) after a clean stop, where SIGINT ended in status 0. The handler found is
+    now this one, which only asks the server to stop: a signal before uvicorn takes over (while the
+    event loop starts) is not lost."""
+    server = uvicorn.Server(uvicorn.Config(**config))
+
+    def on_signal(_sig: int, _frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if server.started else STARTUP_FAILURE
+
+
+def run(workers: int, config: dict[str, Any]) -> int:
+    """Serve until stopped, then return the exit status: one process in-process, several each on its
+    own socket of one port group (where the system has ``SO_REUSEPORT``; otherwise uvicorn's supervisor
+    and its shared socket)."""
     if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
-        sys.exit(serve(workers, **config))
+        return serve(workers, **config)
+    if workers == 1:
+        return serve_one(**config)
     uvicorn.run(**config, workers=workers)
+    return 0

