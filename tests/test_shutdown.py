@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from conftest import BACKENDS
 from live import LiveServer, start_live_server
@@ -190,6 +191,16 @@ def _journaled(db: Database, request_ids: set[str]) -> set[str]:
     return request_ids & {r["request_id"] for r in rows}
 
 
+def _sessions(pg_server: PgServer, database: str) -> int:
+    name = sa.make_url(database).database
+    with pg_server.admin().connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :n"), {"n": name}
+            ).scalar_one()
+        )
+
+
 @pytest.mark.parametrize(("workers", "sig"), [(1, signal.SIGTERM), (2, signal.SIGTERM)], ids=_id)
 def test_a_stop_under_load_answers_what_it_accepted_and_loses_nothing(
     tmp_path: Path,
@@ -200,7 +211,8 @@ def test_a_stop_under_load_answers_what_it_accepted_and_loses_nothing(
     sig: signal.Signals,
 ) -> None:
     """A SIGTERM ended a single-process `serve` by the signal itself once uvicorn's graceful stop was
-    over (status -15, docker's 143, where SIGINT and `--workers N` gave 0)."""
+    over (status -15, docker's 143, where SIGINT and `--workers N` gave 0), and the served process never
+    closed its database: SQLite's -wal and -shm files were left for the next start to recover."""
     server = start_live_server(tmp_path / "host", world, workers=workers, database_url=database)
     try:
         employee = _employee(server, world, "shutdown_user_01")
@@ -215,6 +227,11 @@ def test_a_stop_under_load_answers_what_it_accepted_and_loses_nothing(
     assert took < STOP_BOUND_S
     log = (server.data_dir / "server.log").read_text()
     assert "Traceback" not in log, log[-3000:]
+    if database:
+        assert pg_server is not None and _sessions(pg_server, database) == 0
+    else:
+        left = sorted(p.name for p in server.data_dir.iterdir() if p.name.endswith(("-wal", "-shm")))
+        assert not left, f"the database was not closed: {left}"
     db = _db(server, database)
     try:
         missing = load.request_ids - _journaled(db, load.request_ids)

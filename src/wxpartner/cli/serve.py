@@ -121,7 +121,7 @@ def serve(
     from ..sandbox.bootstrap import bootstrap, connection_info, control_connection_info
     from ..sandbox.scenario import ScenarioError
     from ..server.settings import ENV_VAR, Settings
-    from ..store.db import Database
+    from ..store.db import Database, finish_wal
 
     settings = Settings(
         data_dir=str(Path(data_dir).expanduser().resolve()),  # '~' as the ops commands read it
@@ -193,7 +193,11 @@ def serve(
         "wxpartner.server.app:app_from_env", host=host, port=port, log_level=log_level, factory=True
     )
     config.update(ssl_files)
-    sys.exit(serving.run(workers, config))
+    status = serving.run(workers, config)
+    # Workers that stop together may each close while another still has the file open, and then none
+    # folds the WAL into it: the database file alone (a copy taken after the stop) missed the last writes.
+    finish_wal(url)
+    sys.exit(status)
 
 
 class _CannotListen(click.ClickException):

@@ -179,9 +179,17 @@ async def send_raw(send: Send, resp: RawResponse) -> None:
 
 
 class WxPartnerApp:
-    def __init__(self, settings: Settings, db: Database | None = None, *, freeze_heap: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database | None = None,
+        *,
+        freeze_heap: bool = False,
+        close_db: bool = False,
+    ) -> None:
         self.state = AppState(settings, db)
         self._freeze_heap = freeze_heap
+        self._close_db = close_db
         self.pipeline = Pipeline(self.state)
         self._limiter: tuple[object, anyio.CapacityLimiter] | None = None
         from .web import build_web_app
@@ -196,11 +204,18 @@ class WxPartnerApp:
             # Out of the collector's sight, a full collection scans only the requests' objects; with
             # the ~110k start-up objects it took 30-50 ms, during which the worker answered nothing.
             gc.freeze()
-        async with anyio.create_task_group() as tg:
-            for task in BACKGROUND_TASKS:
-                tg.start_soon(task, self.state)
-            yield
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                for task in BACKGROUND_TASKS:
+                    tg.start_soon(task, self.state)
+                yield
+                tg.cancel_scope.cancel()  # each task's own shutdown step runs (journal, callbacks)
+        finally:
+            if self._close_db:
+                # The process ends here. Its PostgreSQL sessions are closed with a goodbye (they were
+                # cut when the process exited), and SQLite's last connection checkpoints the WAL into
+                # the database file (it was left, -wal and -shm, for the next start to recover).
+                self.state.db.dispose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -278,5 +293,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
 def app_from_env() -> WxPartnerApp:
     """Factory for uvicorn workers: settings come from the WXPARTNER_SETTINGS environment variable.
-    A worker process is the app's alone, so its start-up heap is frozen (not so in-process: tests)."""
-    return WxPartnerApp(Settings.from_env(), freeze_heap=True)
+    A worker process is the app's alone, so its start-up heap is frozen and its database closed when
+    it stops (not so in-process: tests)."""
+    return WxPartnerApp(Settings.from_env(), freeze_heap=True, close_db=True)

@@ -8,6 +8,7 @@ import fcntl
 import operator
 import os
 import re
+import sqlite3
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -322,6 +323,20 @@ def shown_url(url: str) -> str | None:
     if hidden:
         parsed = parsed.update_query_dict(hidden)
     return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def finish_wal(url: str) -> None:
+    """Fold a SQLite database's WAL into its file and remove it, as the last connection to close does,
+    unless a process still has the database open. Nothing for PostgreSQL or an absent file."""
+    path = sqlite_file(url) if is_sqlite(url) else None
+    if path is None or not path.is_file():
+        return
+    with contextlib.suppress(sqlite3.Error):
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
 
 
 def sqlite_file(url: str) -> Path | None:
