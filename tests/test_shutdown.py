@@ -9,6 +9,7 @@ second signal during the graceful stop."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import threading
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 from conftest import BACKENDS
 from live import LiveServer, start_live_server
 from pg import PgServer, create_database, drop_database
+from receiver import Receiver, start_receiver
 from support import SP_A, SUB_A, ApiClient, World
 from webizpay_support import issue_body, link_token
 from wxpartner.store import ops_repo
@@ -244,3 +246,84 @@ def test_a_stop_under_load_answers_what_it_accepted_and_loses_nothing(
         load.check(again.url)
     finally:
         again.stop()
+
+
+def _notifications(db: Database) -> list[dict[str, Any]]:
+    with db.read() as conn:
+        rows = conn.execute(sa.text("SELECT id, state, lease_owner, sends FROM callback_notifications"))
+        return [dict(r._mapping) for r in rows]
+
+
+def _delivered_ids(receiver: Receiver) -> list[str]:
+    with receiver.lock:
+        return [json.loads(d.body)["id"] for d in receiver.deliveries]
+
+
+def _deliver_all(server: LiveServer, receiver: Receiver, expected: set[str]) -> list[str]:
+    deadline = time.monotonic() + 20
+    with server.control() as control:
+        while set(_delivered_ids(receiver)) < expected and time.monotonic() < deadline:
+            control.post("/sandbox/callbacks/deliver")
+            time.sleep(0.2)
+    return _delivered_ids(receiver)
+
+
+def test_a_stopping_server_hands_back_the_callbacks_it_holds(
+    tmp_path: Path, world: World, database: str
+) -> None:
+    """A stop while callbacks were going out: SIGTERM killed the delivery pass mid-send, and the
+    notifications it had claimed stayed leased for a minute (the ones it had sent were then sent
+    again); SIGINT let the pass go on claiming a backlog's batches after the stop (99 s to exit with
+    25 notifications to a slow receiver). Now the sends in flight end and are recorded, the rest go
+    back at once, and another process delivers each of them once."""
+    server = start_live_server(tmp_path / "host", world, database_url=database)
+    receiver = start_receiver()
+    receiver.gate = threading.Event()  # answers wait: the sends are in flight when the signal comes
+    try:
+        employee = _employee(server, world, "shutdown_user_02")
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            client = ApiClient(http, world, SP_A)
+            path = f"/v3/webizpay/employees/{employee}/quota-cards"
+            for i in range(12):
+                card = client.post(path, issue_body(f"held{i:04d}"))
+                assert card.status_code == 200, card.text
+                cancel = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "shutdown test"}
+                assert client.post(f"{path}/{card.json()['card_no']}/cancel", cancel).status_code == 200
+        with server.control() as control:
+            control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": receiver.url})
+        deadline = time.monotonic() + 10
+        while len(_delivered_ids(receiver)) < 4 and time.monotonic() < deadline:  # 4 at a time per host
+            time.sleep(0.05)
+        in_flight = set(_delivered_ids(receiver))
+        assert len(in_flight) == 4, in_flight
+        threading.Timer(0.5, receiver.gate.set).start()  # the sends in flight are answered, 200
+        status, took = _stop(server, signal.SIGTERM)
+        assert status == 0 and took < STOP_BOUND_S, (status, took)
+
+        db = _db(server, database)
+        try:
+            rows = _notifications(db)
+        finally:
+            db.dispose()
+        assert len(rows) >= 12
+        assert not [r for r in rows if r["lease_owner"] is not None], "leases left held by a stopped process"
+        sent = {r["id"] for r in rows if r["state"] == "delivered"}
+        assert sent == in_flight, f"sent after the stop: {len(sent - in_flight)}"
+
+        again = start_live_server(tmp_path / "host", world, database_url=database)
+        try:
+            _notify(again, receiver)  # its start loaded the scenario again: no notify_url
+            delivered = _deliver_all(again, receiver, {r["id"] for r in rows})
+        finally:
+            again.stop()
+    finally:
+        receiver.stop()
+        server.stop()
+    assert set(delivered) == {r["id"] for r in rows}
+    assert len(delivered) == len(set(delivered)), "a notification was delivered twice"
+
+
+def _notify(host: LiveServer, receiver: Receiver) -> None:
+    with host.control() as control:
+        put = control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": receiver.url})
+    assert put.status_code == 200, put.text

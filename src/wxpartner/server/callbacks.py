@@ -10,6 +10,7 @@ import json
 import logging
 import secrets
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ SENDERS_PER_HOST = 4
 SUCCESS_STATUSES = frozenset({200, 204})  # protocol §9.4: only the status counts, not the body
 # Of an answer's body only this much is read (for the attempt's error text); the rest is not awaited.
 ANSWER_BYTES = 64 * 1024
+STOP_GRACE = 1.0  # at shutdown: waited past the callback timeout for the sends in flight to be recorded
 
 
 def build_body(merchant: Merchant, claim: outbox.Claim) -> bytes:
@@ -118,6 +120,7 @@ class Deliverer:
         self.batch = batch
         self.owner_prefix = secrets.token_hex(6)
         self._tls: ssl.SSLContext | None = None
+        self._stopping = threading.Event()
 
     def _tls_context(self) -> ssl.SSLContext:
         """The trust httpx gives by default (certifi's roots), built once: a new client per pass built
@@ -126,8 +129,16 @@ class Deliverer:
             self._tls = httpx.create_ssl_context(trust_env=False)
         return self._tls
 
+    def stop(self) -> None:
+        """The process is stopping: no more claims; a claim not yet sent goes back at once, for another
+        process to send now (it was held until its lease ran out, a minute); sends in flight end (within
+        ``timeout``) and are recorded, so none is sent again."""
+        self._stopping.set()
+
     def run_pass(self, ids: list[str] | None = None) -> list[Delivered]:
         """Send every notification that is due now (at most ``batch``), once each; return what happened."""
+        if self._stopping.is_set():
+            return []
         if ids is None:
             with self.db.read() as conn:
                 bnow = sandbox.read_clock(conn).now_ts()
@@ -186,6 +197,10 @@ class Deliverer:
             host = per_host.setdefault(host_of(claim), anyio.Semaphore(SENDERS_PER_HOST))
             async with host, senders:
                 try:
+                    if self._stopping.is_set():
+                        await anyio.to_thread.run_sync(self._release, claim)
+                        results[claim.id] = Delivered.unsent(claim, "not sent: this process is stopping")
+                        return
                     results[claim.id] = await self._send(client, merchants[claim.mchid], claim, bnow)
                 except Exception as exc:  # e.g. the database refused the release: the others go on,
                     # and this one's lease expires and it is sent again (at-least-once)
@@ -210,6 +225,8 @@ class Deliverer:
         rounds = 0
         while max_rounds is None or rounds < max_rounds:
             rounds += 1
+            if self._stopping.is_set():
+                break
             results = self.run_pass()
             out.extend(results)
             if len(results) < self.batch:
@@ -377,18 +394,36 @@ async def deliver_forever(state: AppState) -> None:
         return
     deliverer = deliverer_for(state)
     failing = False
-    while True:
+    idle = threading.Event()
+    idle.set()
+
+    def drain() -> None:
+        idle.clear()
         try:
-            # Abandoned on shutdown: the leases it held expire and another pass sends again.
-            await anyio.to_thread.run_sync(deliverer.drain, abandon_on_cancel=True)
-            if failing:
-                log.warning("callback delivery recovered")
-            failing = False
-        except Exception as exc:
-            # A database outage fails every pass: one traceback, then one line per pass.
-            if failing:
-                log.warning("callback delivery pass failed again: %s", type(exc).__name__)
-            else:
-                log.exception("callback delivery pass failed")
-            failing = True
-        await anyio.sleep(POLL_SECONDS)
+            deliverer.drain()
+        finally:
+            idle.set()
+
+    try:
+        while True:
+            try:
+                await anyio.to_thread.run_sync(drain, abandon_on_cancel=True)
+                if failing:
+                    log.warning("callback delivery recovered")
+                failing = False
+            except Exception as exc:
+                # A database outage fails every pass: one traceback, then one line per pass.
+                if failing:
+                    log.warning("callback delivery pass failed again: %s", type(exc).__name__)
+                else:
+                    log.exception("callback delivery pass failed")
+                failing = True
+            await anyio.sleep(POLL_SECONDS)
+    finally:
+        # Shutdown: the pass in flight hands back what it has not sent and records what it sent. It
+        # went on claiming a backlog's batches after the stop (a Ctrl-C took 99 s to exit, sending all
+        # along), or was killed by SIGTERM mid-send, its claims held for a minute and its sends made
+        # again. Waited for (bounded) before the database closes.
+        deliverer.stop()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(idle.wait, deliverer.timeout + STOP_GRACE)
