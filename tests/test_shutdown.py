@@ -8,6 +8,7 @@ second signal during the graceful stop."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -27,7 +28,7 @@ from conftest import BACKENDS
 from live import LiveServer, start_live_server
 from pg import PgServer, create_database, drop_database
 from receiver import Receiver, start_receiver
-from support import SP_A, SUB_A, ApiClient, World
+from support import SP_A, SP_B, SUB_A, ApiClient, World
 from webizpay_support import issue_body, link_token
 from wxpartner.store import ops_repo
 from wxpartner.store.db import Database, sqlite_url_for
@@ -327,3 +328,108 @@ def _notify(host: LiveServer, receiver: Receiver) -> None:
     with host.control() as control:
         put = control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": receiver.url})
     assert put.status_code == 200, put.text
+
+
+@pytest.mark.parametrize(
+    ("workers", "sig"), [(1, signal.SIGTERM), (1, signal.SIGINT), (2, signal.SIGINT)], ids=_id
+)
+def test_a_second_signal_during_the_graceful_stop(
+    tmp_path: Path, world: World, workers: int, sig: signal.Signals
+) -> None:
+    """A second SIGTERM (systemd, docker) changes nothing: the request in flight is answered, signed.
+    A second Ctrl-C (to the terminal's whole process group) quits at once: the request in flight is cut
+    off, but what it wrote is whole (repeated, it answers the same card), the journal is written and
+    the exit status is 0."""
+    server = start_live_server(tmp_path / "host", world, workers=workers)
+    outcome: dict[str, Any] = {}
+    try:
+        employee = _employee(server, world, "shutdown_user_04")
+        path = f"/v3/webizpay/employees/{employee}/quota-cards"
+        body = issue_body("second-signal")
+
+        def slow() -> None:
+            with httpx.Client(base_url=server.url, timeout=20) as http:
+                try:
+                    outcome["resp"] = ApiClient(http, world, SP_A).post(
+                        path, body, headers={"Wechatpay-Sandbox-Fault": "LATENCY=3000"}
+                    )
+                except httpx.TransportError as exc:
+                    outcome["resp"] = exc
+
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            answered = ApiClient(http, world, SP_B).get("/v3/certificates").headers["Request-ID"]
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.8)  # the card is written; its answer waits for the latency fault
+        _signal(server, sig, workers)
+        time.sleep(0.7)  # the supervisor looks for a stop twice a second
+        with pytest.raises(httpx.ConnectError):  # stopping: no new connection is accepted
+            httpx.get(server.url + "/healthz", timeout=2)
+        _signal(server, sig, workers)
+        status = server.proc.wait(STOP_BOUND_S)
+        t.join(10)
+    finally:
+        server.stop()
+    assert status == 0
+    resp = outcome["resp"]
+    if sig == signal.SIGTERM:
+        assert isinstance(resp, httpx.Response) and resp.status_code == 200, resp
+    db = Database(sqlite_url_for(server.data_dir))
+    try:
+        assert _journaled(db, {answered}) == {answered}
+    finally:
+        db.dispose()
+    again = start_live_server(tmp_path / "host", world)
+    try:
+        with httpx.Client(base_url=again.url, timeout=10) as http:
+            client = ApiClient(http, world, SP_A)
+            first = client.post(path, body)
+            assert first.status_code == 200, first.text
+            if isinstance(resp, httpx.Response) and resp.status_code == 200:
+                assert first.json()["card_no"] == resp.json()["card_no"]
+            assert client.post(path, body).json()["card_no"] == first.json()["card_no"]
+    finally:
+        again.stop()
+
+
+def _signal(server: LiveServer, sig: signal.Signals, workers: int) -> None:
+    server.proc.send_signal(sig)
+    if sig == signal.SIGINT and workers > 1:
+        _signal_workers(server, sig)
+
+
+def _signal_workers(server: LiveServer, sig: signal.Signals) -> None:
+    """A terminal's Ctrl-C reaches every process of the foreground group: the workers too."""
+    pid = server.proc.pid
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                os.kill(int(child), sig)
+
+
+def test_a_ctrl_c_while_serve_finishes_changes_nothing(tmp_path: Path, world: World) -> None:
+    """The second Ctrl-C of an impatient operator may come when the workers are gone and the
+    supervisor is finishing: it had restored Python's handler by then, and the KeyboardInterrupt ended
+    a clean stop with status -2."""
+    server = start_live_server(tmp_path / "host", world, workers=2)
+    try:
+        pid = server.proc.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        workers = [c for c in children.read_text().split() if b"resource_tracker" not in _cmdline(c)]
+        server.proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + STOP_BOUND_S
+        while any(c in children.read_text().split() for c in workers) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # the supervisor has seen them go
+        server.proc.send_signal(signal.SIGINT)
+        status = server.proc.wait(STOP_BOUND_S)
+    finally:
+        server.stop()
+    assert status == 0
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

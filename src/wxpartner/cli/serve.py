@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -194,6 +195,10 @@ def serve(
     )
     config.update(ssl_files)
     status = serving.run(workers, config)
+    # Stopped: a second Ctrl-C (the impatient operator's) arriving now would end the process by the
+    # signal, status -2, after a clean stop.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.SIG_IGN)
     # Workers that stop together may each close while another still has the file open, and then none
     # folds the WAL into it: the database file alone (a copy taken after the stop) missed the last writes.
     finish_wal(url)
