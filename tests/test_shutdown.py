@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import BACKENDS
-from live import LiveServer, start_live_server
+from live import LiveServer, hosts_on_postgres, start_live_server
 from pg import PgServer, create_database, drop_database
 from receiver import Receiver, start_receiver
 from support import SP_A, SP_B, SUB_A, ApiClient, World
@@ -328,6 +328,63 @@ def _notify(host: LiveServer, receiver: Receiver) -> None:
     with host.control() as control:
         put = control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": receiver.url})
     assert put.status_code == 200, put.text
+
+
+def test_a_rolling_restart_of_two_hosts_loses_nothing(
+    tmp_path: Path, world: World, pg_server: PgServer | None
+) -> None:
+    """Two hosts on one PostgreSQL database, a load alternating between them; the hosts are stopped
+    with SIGTERM and started again in turn (a, b, a). Every acknowledged write is there afterwards, a
+    request repeated with the same out_card_no answers the same card, and every callback is delivered
+    once."""
+    receiver = start_receiver()
+    try:
+        with hosts_on_postgres(pg_server, tmp_path, world) as hosts:
+            try:
+                delivered, expected = _rolling_restart(hosts, world, receiver)
+            finally:
+                for host in hosts:  # the restarted ones: hosts_on_postgres stops those it started
+                    host.stop()
+    finally:
+        receiver.stop()
+    assert set(delivered) == expected
+    assert len(delivered) == len(set(delivered)), "a notification was delivered twice"
+
+
+def _rolling_restart(hosts: list[LiveServer], world: World, receiver: Receiver) -> tuple[list[str], set[str]]:
+    url = _database_url(hosts[0])
+    urls = [h.url for h in hosts]
+    employee = _employee(hosts[0], world, "shutdown_user_03")
+    _notify(hosts[0], receiver)
+    load = Load(world, employee, lambda n: urls[n % 2], "roll", pause=0.1)
+    load.start(threads=2)
+    try:
+        for turn, i in enumerate((0, 1, 0)):
+            load.wait_for(len(load.issued) + 6)
+            status, took = _stop(hosts[i], signal.SIGTERM)
+            assert status == 0 and took < STOP_BOUND_S, (turn, status, took)
+            hosts[i] = start_live_server(hosts[i].data_dir, world, database_url=url)
+            urls[i] = hosts[i].url
+            _notify(hosts[i], receiver)  # its start loaded the scenario again: no notify_url
+        load.wait_for(len(load.issued) + 6)
+    finally:
+        load.stop()
+    assert load.cancelled, "no card was cancelled"
+    load.check(urls[0])
+    load.check(urls[1], replays_only=True)  # the replays again, on the other host: the same cards
+    for host in hosts:
+        assert "Traceback" not in (host.data_dir / "server.log").read_text()
+    db = Database(url)
+    try:
+        expected = {r["id"] for r in _notifications(db)}
+    finally:
+        db.dispose()
+    return _deliver_all(hosts[0], receiver, expected), expected
+
+
+def _database_url(host: LiveServer) -> str:
+    args = list(host.proc.args)  # type: ignore[arg-type]
+    return str(args[args.index("--database-url") + 1])
 
 
 @pytest.mark.parametrize(
