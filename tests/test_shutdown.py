@@ -9,6 +9,7 @@ second signal during the graceful stop."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -23,14 +24,17 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from starlette.testclient import TestClient
 
-from conftest import BACKENDS
+from conftest import BACKENDS, SANDBOX_TOKEN
 from live import LiveServer, hosts_on_postgres, start_live_server
 from pg import PgServer, create_database, drop_database
 from receiver import Receiver, start_receiver
 from support import SP_A, SP_B, SUB_A, ApiClient, World
 from webizpay_support import issue_body, link_token
-from wxpartner.store import ops_repo
+from wxpartner.server.app import create_app
+from wxpartner.server.settings import Settings
+from wxpartner.store import ops_repo, outbox
 from wxpartner.store.db import Database, sqlite_url_for
 
 pytestmark = pytest.mark.slow
@@ -490,3 +494,29 @@ def _cmdline(pid: str) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_an_app_served_again_after_a_stop_delivers_again(settings: Settings) -> None:
+    """The stop of callback delivery belongs to one serving period: an app whose lifespan ends and
+    starts again (in-process, as the pytest plugin or a test client does) sends callbacks again."""
+    app = create_app(dataclasses.replace(settings, deliver_callbacks=True))
+    receiver = start_receiver()
+    try:
+        with TestClient(app):
+            pass  # started and stopped: its delivery was told to stop
+        headers = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
+        with TestClient(app, base_url="http://testserver", headers=headers) as control:
+            put = control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": receiver.url})
+            assert put.status_code == 200, put.text
+            with app.state.db.write() as conn:
+                nid = outbox.enqueue(
+                    conn, mchid=SP_A, event_type="WEBIZPAY.REVOKED", summary="s", resource={}, now=time.time()
+                )
+            deadline = time.monotonic() + 10
+            while nid not in _delivered_ids(receiver) and time.monotonic() < deadline:
+                control.post("/sandbox/callbacks/deliver")
+                time.sleep(0.1)
+    finally:
+        receiver.stop()
+        app.state.db.dispose()
+    assert nid in _delivered_ids(receiver)

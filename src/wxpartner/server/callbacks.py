@@ -135,6 +135,10 @@ class Deliverer:
         ``timeout``) and are recorded, so none is sent again."""
         self._stopping.set()
 
+    def resume(self) -> None:
+        """Delivery starts (again): an app served in-process may start after a stop."""
+        self._stopping.clear()
+
     def run_pass(self, ids: list[str] | None = None) -> list[Delivered]:
         """Send every notification that is due now (at most ``batch``), once each; return what happened."""
         if self._stopping.is_set():
@@ -393,6 +397,7 @@ async def deliver_forever(state: AppState) -> None:
     if not state.settings.deliver_callbacks:
         return
     deliverer = deliverer_for(state)
+    deliverer.resume()
     failing = False
     idle = threading.Event()
     idle.set()
