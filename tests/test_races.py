@@ -17,7 +17,7 @@ from conftest import BACKENDS
 from live import LiveServer, start_live_server
 from pg import PgServer, create_database, drop_database
 from support import SECOND_A, SP_A, SUB_A, ApiClient, World
-from webizpay_support import issue_body, link_token
+from webizpay_support import authorize, issue_body
 
 pytestmark = pytest.mark.slow
 _names = itertools.count()
@@ -56,17 +56,8 @@ def client(server: LiveServer, world: World) -> Iterator[ApiClient]:
 
 
 def _employee(client: ApiClient, server: LiveServer, user_id: str) -> str:
-    start = client.post(
-        f"/v3/webizpay/users/{user_id}/authorization-url",
-        {"sp_mchid": SP_A, "sub_mchid": SUB_A, "application_type": "H5"},
-    )
-    assert start.status_code == 200, start.text
     with server.control() as control:
-        done = control.post(
-            "/sandbox/webizpay/authorizations", json={"token": link_token(start.json()["authorization_url"])}
-        )
-    assert done.status_code == 200, done.text
-    return str(done.json()["employee_id"])
+        return authorize(client, control, user_id)
 
 
 def _burst(n: int, fn: Any) -> list[httpx.Response]:

@@ -15,7 +15,7 @@ import pytest
 
 from live import LiveServer
 from support import SP_A, SUB_A, ApiClient, World
-from webizpay_support import issue_body, link_token
+from webizpay_support import authorize, issue_body
 from wxpartner.protocol.times import format_rfc3339
 
 pytestmark = pytest.mark.slow
@@ -25,17 +25,8 @@ ROUNDS = 4
 
 
 def _employee(client: ApiClient, host: LiveServer, user_id: str) -> str:
-    start = client.post(
-        f"/v3/webizpay/users/{user_id}/authorization-url",
-        {"sp_mchid": SP_A, "sub_mchid": SUB_A, "application_type": "H5"},
-    )
-    assert start.status_code == 200, start.text
     with host.control() as control:
-        done = control.post(
-            "/sandbox/webizpay/authorizations", json={"token": link_token(start.json()["authorization_url"])}
-        )
-    assert done.status_code == 200, done.text
-    return str(done.json()["employee_id"])
+        return authorize(client, control, user_id)
 
 
 def _overdue_cards(clients: list[ApiClient], a: LiveServer, employee: str) -> list[str]:

@@ -31,7 +31,7 @@ from live import LiveServer, hosts_on_postgres, start_live_server
 from pg import PgServer, create_database, drop_database
 from receiver import Receiver, start_receiver
 from support import SP_A, SP_B, SUB_A, ApiClient, World
-from webizpay_support import issue_body, link_token
+from webizpay_support import authorize, issue_body
 from wxpartner.server.app import create_app
 from wxpartner.server.settings import Settings
 from wxpartner.store import ops_repo, outbox
@@ -68,18 +68,8 @@ def _db(server: LiveServer, database: str) -> Database:
 
 
 def _employee(server: LiveServer, world: World, user: str) -> str:
-    with httpx.Client(base_url=server.url, timeout=10) as http:
-        start = ApiClient(http, world, SP_A).post(
-            f"/v3/webizpay/users/{user}/authorization-url",
-            {"sp_mchid": SP_A, "sub_mchid": SUB_A, "application_type": "H5"},
-        )
-        assert start.status_code == 200, start.text
-    with server.control() as control:
-        done = control.post(
-            "/sandbox/webizpay/authorizations", json={"token": link_token(start.json()["authorization_url"])}
-        )
-    assert done.status_code == 200, done.text
-    return str(done.json()["employee_id"])
+    with httpx.Client(base_url=server.url, timeout=10) as http, server.control() as control:
+        return authorize(ApiClient(http, world, SP_A), control, user)
 
 
 @dataclass

@@ -7,8 +7,8 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import sqlalchemy as sa
-from starlette.testclient import TestClient
 
 from support import SP_A, SUB_A, ApiClient
 from wxpartner.protocol.times import format_rfc3339
@@ -32,9 +32,10 @@ def start_url(
 
 
 def authorize(
-    client: ApiClient, control: TestClient, user_id: str, *, sp: str = SP_A, sub: str = SUB_A
+    client: ApiClient, control: httpx.Client, user_id: str, *, sp: str = SP_A, sub: str = SUB_A
 ) -> str:
-    """W1, then the employee consents with the link's token (control API). Returns employee_id."""
+    """W1, then the employee consents with the link's token (the control API: an in-process TestClient
+    or a served process's). Returns employee_id."""
     resp = start_url(client, user_id, sp=sp, sub=sub)
     assert resp.status_code == 200, resp.text
     token = link_token(resp.json()["authorization_url"])
