@@ -46,9 +46,13 @@ test-pythons:
 bench: install
 	$(BIN)/python -m bench
 
-# The long hostile runs: thousands of fuzzed requests (bounded versions of these run in `make test`).
+# The long hostile runs: thousands of fuzzed requests (bounded versions of these run in `make test`),
+# then the endurance run: `serve --workers 2` under a mixed load, ENDURANCE seconds per backend
+# (tests/soak_endurance.py; only `make soak` runs it).
+ENDURANCE ?= 300
 soak: install
 	WXPARTNER_FUZZ_EXAMPLES=300 WXPARTNER_CRASH_CYCLES=20 PYTHONPATH=tests $(BIN)/pytest -q -s -p figures tests/test_fuzz_schema.py tests/test_parser_fuzz.py tests/test_crashes.py tests/test_tenant_isolation.py tests/test_hostile_limits.py tests/test_replay_workers.py
+	WXPARTNER_ENDURANCE_SECONDS=$(ENDURANCE) PYTHONPATH=tests $(BIN)/pytest -q -s -p figures tests/soak_endurance.py
 
 clean:
 	rm -rf $(VENV) .venv-3.* $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
