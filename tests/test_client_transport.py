@@ -766,6 +766,9 @@ def test_a_cancelled_async_call_leaves_the_client_and_its_pool_usable(stub: Stub
 
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+# The fork is the point (what Celery prefork and gunicorn --preload do); 3.12+ warns that a process with
+# threads (the stub server's) is forked.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
 def test_a_forked_child_never_shares_its_parents_pooled_connection(stub: Stub, world: World) -> None:
     """multiprocessing, Celery prefork, gunicorn --preload: a client that made a call before the fork has
     a pooled connection the child inherits. Both processes wrote to that one socket and read each
