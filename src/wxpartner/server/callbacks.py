@@ -229,9 +229,7 @@ class Deliverer:
         rounds = 0
         while max_rounds is None or rounds < max_rounds:
             rounds += 1
-            if self._stopping.is_set():
-                break
-            results = self.run_pass()
+            results = self.run_pass()  # none once stopping: the loop ends
             out.extend(results)
             if len(results) < self.batch:
                 break

@@ -55,6 +55,7 @@ from ..store.webizpay_tables import (
 )
 from .control import ControlError, control_route, json_body
 from .params import bad, integer, known_fields, length_of, string, validated
+from .webizpay_background import sweep_all
 
 T = TypeVar("T")
 
@@ -299,8 +300,6 @@ async def templates(request: Request) -> Response:
 @control_route("/webizpay/sweep", ["POST"])
 async def sweep(request: Request) -> Response:
     """Disable every ACTIVE card past effective_end_time now (the background sweep does it too)."""
-    from .webizpay_background import sweep_all
-
     n = await anyio.to_thread.run_sync(sweep_all, request.app.state.wx)
     return JSONResponse({"expired": n})
 
