@@ -967,7 +967,8 @@ def test_https_callbacks_check_the_certificate_with_roots_loaded_once(
 ) -> None:
     """Each delivery pass built a new httpx client and with it a new TLS context, loading certifi's
     roots again (≈ 24 ms of CPU per batch of 16). Now one context per Deliverer, as strict: a receiver
-    whose certificate no public root vouches for is refused."""
+    whose certificate no public root vouches for is refused (tests/test_callbacks_tls.py: trusting
+    a private authority)."""
     import ssl
 
     from wxpartner.sandbox import tls
@@ -980,6 +981,8 @@ def test_https_callbacks_check_the_certificate_with_roots_loaded_once(
         real(self, *args, **kw)
 
     monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):  # this machine's would be loaded too (once)
+        monkeypatch.delenv(name, raising=False)
     deliverer = Deliverer(app.state.db, app.state.keyring)
     with app.state.db.write() as conn:
         registry.set_notify_url(conn, SP_A, receiver.url)

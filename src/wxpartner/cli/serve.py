@@ -17,6 +17,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from ._http import sendable_token
+from .callbacks import checked_notify_ca_file
 
 
 @click.command()
@@ -85,6 +86,14 @@ from ._http import sendable_token
     help="serve HTTPS with this certificate chain (PEM) instead; needs --tls-key",
 )
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="the private key of --tls-cert")
+@click.option(
+    "--notify-ca-file",
+    envvar="WXPARTNER_NOTIFY_CA_FILE",
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    callback=checked_notify_ca_file,
+    help="PEM authorities trusted for https:// notify URLs besides the public roots (and SSL_CERT_FILE)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print connection settings as one JSON object")
 @click.option(
     "--log-level",
@@ -111,6 +120,7 @@ def serve(
     tls: bool,
     tls_cert: str | None,
     tls_key: str | None,
+    notify_ca_file: str,
     as_json: bool,
     log_level: str,
 ) -> None:
@@ -137,6 +147,7 @@ def serve(
         pipeline_threads=pipeline_threads,
         public_base_url=public_base_url,
         tls=tls or tls_cert is not None,
+        notify_ca_file=notify_ca_file,
     )
     ssl_files: dict[str, str] = {}
     ca_path: Path | None = None

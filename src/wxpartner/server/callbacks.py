@@ -8,10 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import secrets
 import ssl
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -51,6 +53,78 @@ SUCCESS_STATUSES = frozenset({200, 204})  # protocol §9.4: only the status coun
 # Of an answer's body only this much is read (for the attempt's error text); the rest is not awaited.
 ANSWER_BYTES = 64 * 1024
 STOP_GRACE = 1.0  # at shutdown: waited past the callback timeout for the sends in flight to be recorded
+
+
+# The standard variables naming more authorities to trust (OpenSSL's, read by httpx with trust_env).
+TRUST_ENV_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
+class TrustError(ValueError):
+    """An authority file the operator named cannot be used; the message is one line."""
+
+
+def check_ca_file(path: str) -> None:
+    """Raise TrustError unless ``path`` is a readable PEM file with at least one certificate: a bad
+    ``serve --notify-ca-file`` stops the start, not the first https:// callback."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:
+        raise TrustError(f"{path}: no PEM certificate in it ({exc.reason or exc})") from None
+    except OSError as exc:
+        raise TrustError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _add_env_trust(ctx: ssl.SSLContext, environ: Mapping[str, str]) -> list[str]:
+    """Add what SSL_CERT_FILE / SSL_CERT_DIR name to ``ctx``; return a line for each that cannot be
+    used. Such a variable is skipped, not fatal: it is set for every program in the environment (the
+    README has users point it at ``<data-dir>/tls/ca.pem``, which ``serve --tls`` makes only later).
+    Empty means unset, as for httpx."""
+    problems: list[str] = []
+    cafile = environ.get("SSL_CERT_FILE", "")
+    if cafile:
+        try:
+            ctx.load_verify_locations(cafile=cafile)
+        except ssl.SSLError as exc:
+            problems.append(f"SSL_CERT_FILE={cafile}: no PEM certificate in it ({exc.reason or exc})")
+        except OSError as exc:
+            problems.append(f"SSL_CERT_FILE={cafile}: {exc.strerror or exc}")
+    capath = environ.get("SSL_CERT_DIR", "")
+    if capath:  # OpenSSL's hashed directories (c_rehash), several separated by ':'; read when needed
+        dirs = [d for d in capath.split(os.pathsep) if d and os.path.isdir(d)]
+        if dirs:
+            ctx.load_verify_locations(capath=os.pathsep.join(dirs))
+        else:
+            problems.append(f"SSL_CERT_DIR={capath}: no such directory")
+    return problems
+
+
+def env_trust_problems(environ: Mapping[str, str]) -> list[str]:
+    """What ``serve`` warns about before it starts: the variables notify_tls_context would skip."""
+    return _add_env_trust(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), environ)
+
+
+def notify_tls_context(ca_file: str = "", environ: Mapping[str, str] | None = None) -> ssl.SSLContext:
+    """The trust for https:// notify URLs: certifi's roots (what httpx trusts), plus ``ca_file``
+    (settings.notify_ca_file) and SSL_CERT_FILE / SSL_CERT_DIR. Added to certifi's roots, never
+    instead of them (httpx and OpenSSL replace): a serve started from a shell that exported
+    SSL_CERT_FILE for its clients would refuse every public receiver. Host names are checked as
+    always (check_hostname, CERT_REQUIRED)."""
+    ctx = httpx.create_ssl_context(trust_env=False)
+    if ca_file:
+        ctx.load_verify_locations(cafile=ca_file)  # checked at start-up: check_callback_settings
+    for problem in _add_env_trust(ctx, os.environ if environ is None else environ):
+        log.warning("not trusted for https:// notify URLs: %s", problem)
+    return ctx
+
+
+def check_callback_settings(state: AppState) -> None:
+    """Start-up stops, in one line, on a callback setting it cannot use (create_app, each worker)."""
+    ca_file = state.settings.notify_ca_file
+    if ca_file:
+        try:
+            check_ca_file(ca_file)
+        except TrustError as exc:
+            raise ValueError(f"settings.notify_ca_file {exc}") from None
 
 
 def build_body(merchant: Merchant, claim: outbox.Claim) -> bytes:
@@ -112,8 +186,10 @@ class Deliverer:
         timeout: float = CALLBACK_ANSWER_TIMEOUT_SECONDS,
         lease_seconds: float = LEASE_SECONDS,
         batch: int = BATCH,
+        ca_file: str = "",
     ) -> None:
         self.db = db
+        self.ca_file = ca_file
         self.keyring = keyring
         self.timeout = timeout
         self.lease_seconds = lease_seconds
@@ -123,10 +199,10 @@ class Deliverer:
         self._stopping = threading.Event()
 
     def _tls_context(self) -> ssl.SSLContext:
-        """The trust httpx gives by default (certifi's roots), built once: a new client per pass built
-        it again, ≈ 24 ms of CPU a pass (a batch of 16 callbacks) for loading the CA file."""
+        """The trust for https:// receivers (notify_tls_context), built once: a new client per pass
+        built it again, ≈ 24 ms of CPU a pass (a batch of 16 callbacks) for loading the CA file."""
         if self._tls is None:
-            self._tls = httpx.create_ssl_context(trust_env=False)
+            self._tls = notify_tls_context(self.ca_file)
         return self._tls
 
     def stop(self) -> None:
@@ -211,6 +287,9 @@ class Deliverer:
                     log.exception("callback %s: send not completed", claim.id)
                     results[claim.id] = Delivered.unsent(claim, f"{type(exc).__name__}: {exc}"[:300])
 
+        # trust_env=False: no HTTP(S)_PROXY / ALL_PROXY / .netrc. They are set for the operator's own
+        # traffic; WeChat Pay connects to the receiver itself, and a proxy would not reach one on this
+        # machine's loopback or LAN. The TLS variables are read on purpose (notify_tls_context).
         async with (
             httpx.AsyncClient(
                 timeout=self.timeout, trust_env=False, follow_redirects=False, verify=self._tls_context()
@@ -351,7 +430,7 @@ class Deliverer:
             status = None  # an answer that did not arrive whole in time is no answer
             error = f"timeout: no answer within {self.timeout:g} s"
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:300]
+            error = failure_text(exc)
         except Exception as exc:  # a bad URL, a missing key: recorded as a failed send, never raised
             error = f"{type(exc).__name__}: {exc}"[:300]
         latency_ms = round((time.perf_counter() - t0) * 1000, 1)
@@ -366,6 +445,32 @@ class Deliverer:
             signer_key_id=key_id,
             request_id=request_id,
         )
+
+
+# OpenSSL's verify codes for a chain that no trusted authority vouches for (x509_vfy.h): unable to
+# get the issuer, self-signed leaf, self-signed in the chain, no local issuer, leaf not verifiable.
+UNTRUSTED_ISSUER_CODES = frozenset({2, 18, 19, 20, 21})
+
+
+def failure_text(exc: BaseException) -> str:
+    """A failed send in words for the attempt's error: the class and its reason, with what to do when
+    the receiver's certificate comes from an authority nobody here trusts."""
+    text = f"{type(exc).__name__}: {exc}"
+    for cause in _chain(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_code in UNTRUSTED_ISSUER_CODES:
+            text += " (trust the receiver's authority: wxpartner serve --notify-ca-file, or SSL_CERT_FILE)"
+            break
+    return text[:300]
+
+
+def _chain(exc: BaseException, depth: int = 8) -> list[BaseException]:
+    """The exception and what caused it (httpx wraps httpcore's, which wraps the socket's)."""
+    out: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(out) < depth and cause not in out:
+        out.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return out
 
 
 async def _read_answer(resp: httpx.Response) -> bytes:
@@ -384,7 +489,7 @@ def deliverer_for(state: AppState) -> Deliverer:
     existing = state.extensions.get("callbacks.deliverer")
     if isinstance(existing, Deliverer):
         return existing
-    made = Deliverer(state.db, state.keyring)
+    made = Deliverer(state.db, state.keyring, ca_file=state.settings.notify_ca_file)
     state.extensions["callbacks.deliverer"] = made
     return made
 

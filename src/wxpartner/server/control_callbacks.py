@@ -1,7 +1,7 @@
 """Sandbox control API for callback notifications: inspect the outbox, redeliver, run a delivery pass.
 
-Importing this module also registers the background delivery task (server/app.py BACKGROUND_TASKS)
-and the outbox's part of a sandbox reset.
+Importing this module also registers the background delivery task (server/app.py BACKGROUND_TASKS),
+the check of the callback settings at start-up, and the outbox's part of a sandbox reset.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ from starlette.responses import JSONResponse, Response
 
 from ..sandbox import scenario
 from ..store import outbox
-from .app import BACKGROUND_TASKS
-from .callbacks import deliver_forever, deliverer_for
+from .app import BACKGROUND_TASKS, STARTUP_HOOKS
+from .callbacks import check_callback_settings, deliver_forever, deliverer_for
 from .control import ControlError, control_route
 from .params import bad, int_param
 
 if deliver_forever not in BACKGROUND_TASKS:
     BACKGROUND_TASKS.append(deliver_forever)
+if check_callback_settings not in STARTUP_HOOKS:
+    STARTUP_HOOKS.append(check_callback_settings)
 if outbox.reset not in scenario.RESETTERS:
     scenario.RESETTERS.append(outbox.reset)
 

@@ -45,6 +45,9 @@ class Settings:
     pipeline_threads: int = 4
     # Background callback delivery (the outbox) in this process.
     deliver_callbacks: bool = True
+    # A PEM bundle of authorities trusted for https:// notify URLs besides certifi's roots (a company
+    # CA, a self-signed receiver); SSL_CERT_FILE / SSL_CERT_DIR add theirs too (server/callbacks.py).
+    notify_ca_file: str = ""
     extra: dict[str, object] = field(default_factory=dict)
 
     def __repr__(self) -> str:
