@@ -3,6 +3,7 @@ with every delivery attempt."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,10 @@ def checked_notify_ca_file(_ctx: click.Context, _param: click.Parameter, value: 
     except TrustError as exc:
         raise click.BadParameter(str(exc)) from None
     return path
+
+
+def checked_retention_days(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    """``serve --callback-retention-days``: click's range lets "nan" through."""
+    if math.isnan(value):
+        raise click.BadParameter("a number of days, 0 or more (0 keeps them for ever)")
+    return value

@@ -17,7 +17,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from ._http import sendable_token
-from .callbacks import checked_notify_ca_file
+from .callbacks import checked_notify_ca_file, checked_retention_days
 
 
 @click.command()
@@ -94,6 +94,15 @@ from .callbacks import checked_notify_ca_file
     callback=checked_notify_ca_file,
     help="PEM authorities trusted for https:// notify URLs besides the public roots (and SSL_CERT_FILE)",
 )
+@click.option(
+    "--callback-retention-days",
+    default=7.0,
+    show_default=True,
+    type=click.FloatRange(0, 36500),
+    callback=checked_retention_days,
+    metavar="DAYS",
+    help="delete delivered and failed callbacks this long (real time) after they finished; 0: keep",
+)
 @click.option("--json", "as_json", is_flag=True, help="print connection settings as one JSON object")
 @click.option(
     "--log-level",
@@ -121,6 +130,7 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
     notify_ca_file: str,
+    callback_retention_days: float,
     as_json: bool,
     log_level: str,
 ) -> None:
@@ -148,6 +158,7 @@ def serve(
         public_base_url=public_base_url,
         tls=tls or tls_cert is not None,
         notify_ca_file=notify_ca_file,
+        callback_retention_days=callback_retention_days,
     )
     ssl_files: dict[str, str] = {}
     ca_path: Path | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import secrets
 import ssl
@@ -53,6 +54,13 @@ SUCCESS_STATUSES = frozenset({200, 204})  # protocol §9.4: only the status coun
 # Of an answer's body only this much is read (for the attempt's error text); the rest is not awaited.
 ANSWER_BYTES = 64 * 1024
 STOP_GRACE = 1.0  # at shutdown: waited past the callback timeout for the sends in flight to be recorded
+# Retention (settings.callback_retention_days): deleted per write transaction (≈ 10 attempts each), and
+# at most this many batches per look, so requests' writes interleave; the next look is a poll later
+# while more are left, PRUNE_EVERY seconds later once none are.
+PRUNE_BATCH = 100
+PRUNE_BATCHES = 10
+PRUNE_EVERY = 60.0
+DAY_SECONDS = 86400.0
 
 
 # The standard variables naming more authorities to trust (OpenSSL's, read by httpx with trust_env).
@@ -117,8 +125,17 @@ def notify_tls_context(ca_file: str = "", environ: Mapping[str, str] | None = No
     return ctx
 
 
+def retention_seconds(days: object) -> float:
+    """settings.callback_retention_days in seconds (0: kept for ever); ValueError for anything but a
+    finite number of days, 0 or more."""
+    if isinstance(days, bool) or not isinstance(days, int | float) or not math.isfinite(days) or days < 0:
+        raise ValueError(f"settings.callback_retention_days must be days, 0 or more, got {days!r}")
+    return float(days) * DAY_SECONDS
+
+
 def check_callback_settings(state: AppState) -> None:
     """Start-up stops, in one line, on a callback setting it cannot use (create_app, each worker)."""
+    retention_seconds(state.settings.callback_retention_days)
     ca_file = state.settings.notify_ca_file
     if ca_file:
         try:
@@ -360,6 +377,27 @@ class Deliverer:
                         break
                 time.sleep(0.05)
 
+    def prune(self, keep_seconds: float, *, batches: int = PRUNE_BATCHES) -> tuple[int, bool]:
+        """Delete the notifications delivered or failed more than ``keep_seconds`` ago (real time: the
+        business clock is the sandbox user's to move, and a 30-day jump to expire cards would have
+        erased every callback just when they are looked at) with their attempts, up to ``batches``
+        batches of PRUNE_BATCH, each its own short write. Pending ones are never deleted. Returns
+        (how many, whether more are left). Safe in any number of processes at once."""
+        cutoff = time.time() - keep_seconds
+        with self.db.read() as conn:
+            if not outbox.any_finished_before(conn, cutoff):
+                return 0, False  # the common case: one indexed read, no write lock
+        total = 0
+        for _ in range(batches):
+            if self._stopping.is_set():
+                return total, False
+            with self.db.write() as conn:
+                done = outbox.prune_finished(conn, cutoff, PRUNE_BATCH)
+            total += done
+            if done < PRUNE_BATCH:
+                return total, False
+        return total, True
+
     def _release(self, claim: outbox.Claim) -> None:
         with self.db.write() as conn:
             outbox.release(conn, claim)
@@ -495,20 +533,29 @@ def deliverer_for(state: AppState) -> Deliverer:
 
 
 async def deliver_forever(state: AppState) -> None:
-    """The background task: a pass every POLL_SECONDS while settings.deliver_callbacks is on.
+    """The background task: a pass every POLL_SECONDS while settings.deliver_callbacks is on, and the
+    retention's pruning (Deliverer.prune) every PRUNE_EVERY seconds, each poll while a backlog lasts.
     Never raises: a failing pass is logged and the next one tries again."""
     if not state.settings.deliver_callbacks:
         return
     deliverer = deliverer_for(state)
     deliverer.resume()
+    keep = retention_seconds(state.settings.callback_retention_days)
     failing = False
     idle = threading.Event()
     idle.set()
+    next_prune = time.monotonic()  # at start: a process stopped for a week has a week's to prune
 
     def drain() -> None:
+        nonlocal next_prune
         idle.clear()
         try:
             deliverer.drain()
+            if keep and time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_EVERY  # a failing prune too: not every second
+                _done, more = deliverer.prune(keep)
+                if more:
+                    next_prune = time.monotonic()
         finally:
             idle.set()
 

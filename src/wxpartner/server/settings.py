@@ -48,6 +48,9 @@ class Settings:
     # A PEM bundle of authorities trusted for https:// notify URLs besides certifi's roots (a company
     # CA, a self-signed receiver); SSL_CERT_FILE / SSL_CERT_DIR add theirs too (server/callbacks.py).
     notify_ca_file: str = ""
+    # Delivered and failed callbacks (with their attempts) are deleted this many days (real time) after
+    # they finished, by the background delivery task; pending ones never. 0 keeps them for ever.
+    callback_retention_days: float = 7.0
     extra: dict[str, object] = field(default_factory=dict)
 
     def __repr__(self) -> str:

@@ -40,6 +40,8 @@ callback_notifications = sa.Table(
     sa.Index("ix_callback_notifications_created", "create_time"),
     sa.Index("ix_callback_notifications_state_created", "state", "create_time"),
     sa.Index("ix_callback_notifications_mchid_created", "mchid", "create_time"),
+    # Retention: the notifications finished longest ago (outbox.prune_finished; migration 0018).
+    sa.Index("ix_callback_notifications_finished", "state", "updated_at"),
 )
 
 callback_attempts = sa.Table(
