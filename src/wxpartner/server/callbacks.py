@@ -309,7 +309,12 @@ class Deliverer:
         # machine's loopback or LAN. The TLS variables are read on purpose (notify_tls_context).
         async with (
             httpx.AsyncClient(
-                timeout=self.timeout, trust_env=False, follow_redirects=False, verify=self._tls_context()
+                timeout=self.timeout,
+                trust_env=False,
+                follow_redirects=False,
+                verify=self._tls_context(),
+                # httpx asks for gzip: a compressed error page was recorded as binary in the attempt
+                headers={"Accept-Encoding": "identity"},
             ) as client,
             anyio.create_task_group() as tg,
         ):
@@ -463,7 +468,7 @@ class Deliverer:
                     answer = await _read_answer(resp)
                     status = resp.status_code
             if status not in SUCCESS_STATUSES:
-                error = f"HTTP {status}: {answer.decode('utf-8', 'replace')[:200]}"
+                error = _answer_error(resp, answer)
         except (TimeoutError, httpx.TimeoutException):
             status = None  # an answer that did not arrive whole in time is no answer
             error = f"timeout: no answer within {self.timeout:g} s"
@@ -492,9 +497,15 @@ UNTRUSTED_ISSUER_CODES = frozenset({2, 18, 19, 20, 21})
 
 def failure_text(exc: BaseException) -> str:
     """A failed send in words for the attempt's error: the class and its reason, with what to do when
-    the receiver's certificate comes from an authority nobody here trusts."""
-    text = f"{type(exc).__name__}: {exc}"
-    for cause in _chain(exc):
+    the receiver's certificate comes from an authority nobody here trusts. The reason is the first
+    down the chain: httpx's ReadError for a reset connection says nothing itself (recorded as
+    "ReadError: "), the socket's ConnectionResetError under it does."""
+    chain = _chain(exc)
+    reason = next((str(c).strip() for c in chain if str(c).strip()), "")
+    if not reason:
+        reason = (type(exc).__doc__ or "").strip().split("\n")[0]
+    text = f"{type(exc).__name__}: {reason}"
+    for cause in chain:
         if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_code in UNTRUSTED_ISSUER_CODES:
             text += " (trust the receiver's authority: wxpartner serve --notify-ca-file, or SSL_CERT_FILE)"
             break
@@ -509,6 +520,24 @@ def _chain(exc: BaseException, depth: int = 8) -> list[BaseException]:
         out.append(cause)
         cause = cause.__cause__ or cause.__context__
     return out
+
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _answer_error(resp: httpx.Response, answer: bytes) -> str:
+    """The attempt's error for an answer that is no success: its status and the start of its body;
+    for a redirect, where it pointed (WeChat Pay posts to the notify_url itself and follows none: the
+    empty body of a 301 said nothing); a body compressed though identity was asked for is not shown
+    as binary."""
+    status = resp.status_code
+    location = resp.headers.get("location")
+    if status in REDIRECTS and location:
+        return f"HTTP {status}: redirect to {location[:200]} not followed (the notify_url must answer itself)"
+    encoding = resp.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        return f"HTTP {status}: ({len(answer)} bytes of {encoding[:32]}-encoded body not shown)"
+    return f"HTTP {status}: {answer.decode('utf-8', 'replace')[:200]}"
 
 
 async def _read_answer(resp: httpx.Response) -> bytes:
