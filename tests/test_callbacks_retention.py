@@ -120,6 +120,7 @@ def test_finished_callbacks_past_the_retention_go_with_their_attempts_pending_on
     page = control.get("/dashboard/callbacks")
     assert page.status_code == 200 and all(nid in page.text for nid in kept)
     assert not any(nid in page.text for nid in gone)
+    assert "deleted 7 days (real time) after they finished" in page.text
 
 
 def test_a_backlog_is_pruned_a_batch_at_a_time(

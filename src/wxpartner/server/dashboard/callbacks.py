@@ -109,8 +109,19 @@ async def callbacks(request: Request) -> Response:
             ),
         )
         + (f'<div class="pager">{"".join(pager)}</div>' if pager else "")
+        + _retention_note(st.settings.callback_retention_days)
     )
     return page("Callbacks", body, active="callbacks")
+
+
+def _retention_note(days: float) -> str:
+    """Where older callbacks went (Deliverer.prune): said where they are looked for."""
+    if not days:
+        return ""
+    return (
+        f'<p class="muted">Delivered and failed notifications are deleted {days:g} days (real time) after '
+        "they finished, with their attempts (<code>--callback-retention-days</code>); pending ones are kept.</p>"
+    )
 
 
 @route("/callbacks/{notification_id}/redeliver", ["POST"])
