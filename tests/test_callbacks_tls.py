@@ -39,7 +39,7 @@ from test_callbacks import REVOKED, T0, Received, verified
 from wxpartner.cli import main
 from wxpartner.sandbox import tls
 from wxpartner.server.app import WxPartnerApp, create_app
-from wxpartner.server.callbacks import Deliverer, notify_tls_context
+from wxpartner.server.callbacks import Deliverer, deliverer_for, notify_tls_context
 from wxpartner.server.settings import Settings
 from wxpartner.store import outbox, registry
 from wxpartner.store.db import Database, sqlite_url_for
@@ -148,6 +148,24 @@ def test_a_receiver_behind_a_private_authority_is_refused_then_trusted_with_noti
         [req] = rec.requests
         body, _plain = verified(req, world)
         assert body["id"] == nid
+
+
+def test_the_notify_ca_file_is_read_at_start_up(
+    settings: Settings, app: WxPartnerApp, authority: Authority, tmp_path: Path
+) -> None:
+    """Read when the app starts (each worker), not at the first https:// callback: a file moved or
+    rewritten later (a certificate rotation, a cleaned temp dir) failed every delivery pass."""
+    ca_copy = tmp_path / "company-ca.pem"
+    ca_copy.write_bytes(authority.ca_path.read_bytes())
+    trusting = create_app(dataclasses.replace(settings, notify_ca_file=str(ca_copy)))
+    try:
+        ca_copy.unlink()
+        with https_receiver(authority.chain_path, authority.key_path) as rec:
+            _enqueue(app, rec.url)
+            [sent] = deliverer_for(trusting.state).deliver_now()
+        assert (sent.ok, sent.status) == (True, 200), sent
+    finally:
+        trusting.state.db.dispose()
 
 
 def test_host_names_are_still_checked_against_a_trusted_authority(

@@ -142,6 +142,9 @@ def check_callback_settings(state: AppState) -> None:
             check_ca_file(ca_file)
         except TrustError as exc:
             raise ValueError(f"settings.notify_ca_file {exc}") from None
+        # Read now, once: a file moved or rewritten later failed every pass (each holding its claims
+        # for a lease) instead of being the start's error.
+        deliverer_for(state)._tls_context()
 
 
 def build_body(merchant: Merchant, claim: outbox.Claim) -> bytes:
