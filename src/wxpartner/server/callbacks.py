@@ -54,17 +54,13 @@ SUCCESS_STATUSES = frozenset({200, 204})  # protocol §9.4: only the status coun
 # Of an answer's body only this much is read (for the attempt's error text); the rest is not awaited.
 ANSWER_BYTES = 64 * 1024
 STOP_GRACE = 1.0  # at shutdown: waited past the callback timeout for the sends in flight to be recorded
-# Retention (settings.callback_retention_days): deleted per write transaction (≈ 10 attempts each), and
-# at most this many batches per look, so requests' writes interleave; the next look is a poll later
-# while more are left, PRUNE_EVERY seconds later once none are.
+# Retention (settings.callback_retention_days): notifications deleted per write transaction (each with
+# up to 10 attempts), at most PRUNE_BATCHES such writes per look so requests' writes interleave; the
+# next look is a poll later while more are left, PRUNE_EVERY seconds later once none are.
 PRUNE_BATCH = 100
 PRUNE_BATCHES = 10
 PRUNE_EVERY = 60.0
 DAY_SECONDS = 86400.0
-
-
-# The standard variables naming more authorities to trust (OpenSSL's, read by httpx with trust_env).
-TRUST_ENV_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
 class TrustError(ValueError):
