@@ -548,7 +548,9 @@ def test_w16_identifiers_walks_every_page_sync_and_async(
     assert calls == 0  # lazy: nothing is asked before the first item is wanted
     seen = list(walk)
     assert sorted(seen) == idents and len(seen) == 7 and calls == 3  # 3 + 3 + 1
-    assert list(inspect.signature(wz.ranges.identifiers).parameters) == ["range_id", "sp_mchid", "page_size"]
+    assert list(inspect.signature(wz.ranges.identifiers).parameters) == [
+        "range_id", "sp_mchid", "page_size", "timeout"
+    ]  # fmt: skip
     empty = wz.ranges.create({"sp_mchid": SP_A, "identifier_type": "ORGANIZATION_CODE"})
     assert list(wz.ranges.identifiers(empty.range_id, sp_mchid=SP_A)) == []
 
@@ -721,10 +723,14 @@ def test_resource_methods_show_their_parameters_and_async_ones_are_coroutine_fun
     aclient = AsyncClient(SP_A, m.serial_no, m.private_key, apiv3_key=APIV3_KEY)
     for c in (client, aclient):
         issue = c.webizpay.quota_cards.issue
-        assert list(inspect.signature(issue).parameters) == ["employee_id", "request"]
+        assert list(inspect.signature(issue).parameters) == ["employee_id", "request", "timeout"]
         get = c.webizpay.quota_cards.get
         params = inspect.signature(get).parameters
-        assert [p.name for p in params.values() if p.kind is p.KEYWORD_ONLY] == ["sp_mchid", "sub_mchid"]
+        assert [p.name for p in params.values() if p.kind is p.KEYWORD_ONLY] == [
+            "sp_mchid",
+            "sub_mchid",
+            "timeout",
+        ]
         assert issue.__qualname__ == "QuotaCards.issue" and issue.__doc__ and "W3" in issue.__doc__
         assert inspect.iscoroutinefunction(issue) is (c is aclient)
         assert "QuotaCards.issue" in repr(issue)
@@ -817,8 +823,8 @@ def test_a_strictly_typed_user_project_sees_precise_types(tmp_path: Path) -> Non
         f" | {models}webizpay.PaymentSuccessEvent | {models}webizpay.PaymentRefundSuccessEvent"
         " | dict[str, Any]",
         "str",
-        "def (employee_id: str, card_no: str, *, sp_mchid: str, sub_mchid: str)"
-        f" -> typing.Awaitable[{models}webizpay.QuotaCard]",
+        "def (employee_id: str, card_no: str, *, sp_mchid: str, sub_mchid: str, timeout: float | "
+        f"httpx._config.Timeout | None =) -> typing.Awaitable[{models}webizpay.QuotaCard]",
         models + "recharge.RechargeEmployeeList",
         "wxpartner.client.aio.AsyncClient",
         "wxpartner.client.errors.ClientClosedError",

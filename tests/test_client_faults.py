@@ -103,16 +103,18 @@ def faults_over_loopback(server: LiveServer, world: World) -> None:
         card = c.webizpay.quota_cards.issue(emp, card_body("card_drop"))
         assert len(attempts(ctl, "webizpay.issue_quota_card")) == 2
 
-        # A read timeout while the server is still working: the create is not repeated, and the
-        # server's late success means exactly one new range; the idempotent issue is repeated and the
-        # out_card_no makes both executions one card.
+        # A read timeout while the server is still working (the call's own timeout=; the client
+        # allows 10 s): the create is not repeated, and the server's late success means exactly one
+        # new range; the idempotent issue is repeated and the out_card_no makes both one card.
         add_rule(ctl, "LATENCY", "webizpay.create_avail_mch_range", count=1, latency_ms=800)
         add_rule(ctl, "LATENCY", "webizpay.issue_quota_card", count=1, latency_ms=800)
-        with client(world, server.url, timeout=httpx.Timeout(5, read=0.3)) as impatient:
-            with pytest.raises(TransportError) as info:
-                impatient.webizpay.ranges.create(RANGE)
-            assert info.value.sent is True
-            again = impatient.webizpay.quota_cards.issue(emp, card_body("card_slow"))
+        with pytest.raises(TransportError) as info:
+            c.webizpay.ranges.create(RANGE, timeout=httpx.Timeout(5, read=0.3))
+        assert info.value.sent is True and str(info.value).startswith("webizpay.create_avail_mch_range: POST")
+        assert "nothing received within 0.3 s (the read timeout, from this call's timeout=)" in str(
+            info.value
+        )
+        again = c.webizpay.quota_cards.issue(emp, card_body("card_slow"), timeout=httpx.Timeout(5, read=0.3))
         anyio.run(anyio.sleep, 0.8)  # let the abandoned requests finish server-side
         assert len(c.webizpay.ranges.list(sp_mchid=SP_A).range_list) == 2  # the first + the slow one
         by_out = c.webizpay.quota_cards.get_by_out_card_no(emp, "card_slow", sp_mchid=SP_A, sub_mchid=SUB_A)

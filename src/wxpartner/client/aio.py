@@ -20,6 +20,7 @@ from .http11 import environment_has_proxy
 from .http11_aio import AsyncPooledHTTP
 from .keys import HeadersLike
 from .notifications import Notification, notification_flow
+from .policy import TimeoutLike
 from .resources import AsyncFamilies
 
 T = TypeVar("T")
@@ -78,9 +79,9 @@ class AsyncClient(BaseClient, AsyncFamilies):
                 )
             try:
                 if self._pooled is not None:
-                    return await self._pooled.exchange(action.request)
+                    return await self._pooled.exchange(action.request, action.timeout)
                 assert self._http is not None
-                r = await self._http.send(request_for(self._http, action.request, self.config.timeout))
+                r = await self._http.send(request_for(self._http, action.request, action.timeout))
             except Exception as exc:
                 failure = transport_error(exc)
                 if failure is None:
@@ -115,6 +116,7 @@ class AsyncClient(BaseClient, AsyncFamilies):
         headers: Mapping[str, str] | None = None,
         sensitive: Sequence[str] = (),
         unsigned_ok: bool = False,
+        timeout: TimeoutLike | None = None,
     ) -> Response:
         """Any APIv3 call, signed and verified; see ``Client.request``."""
         return await self.execute(
@@ -128,6 +130,7 @@ class AsyncClient(BaseClient, AsyncFamilies):
                 headers=headers,
                 sensitive=sensitive,
                 unsigned_ok=unsigned_ok,
+                timeout=timeout,
             )
         )
 

@@ -27,7 +27,7 @@ from .core import (
 )
 from .errors import ConfigurationError
 from .keys import KeySet
-from .policy import RetryPolicy
+from .policy import RetryPolicy, TimeoutLike, as_timeout
 
 Self = TypeVar("Self", bound="BaseClient")
 
@@ -44,7 +44,7 @@ class ClientOptions(TypedDict, total=False):
     backup_url: str | None
     failover: bool
     retry: RetryPolicy | None
-    timeout: float | httpx.Timeout | None
+    timeout: TimeoutLike | None
     time_window: int
     clock: Callable[[], float]
     refresh_backoff: float
@@ -165,6 +165,7 @@ def generic_call(
     headers: Mapping[str, str] | None = None,
     sensitive: Sequence[str] = (),
     unsigned_ok: bool = False,
+    timeout: TimeoutLike | None = None,
 ) -> Call[Response]:
     """A signed call to any APIv3 path; GET/HEAD count as idempotent unless told otherwise.
     ``unsigned_ok``: accept an answer without signature headers (a file download); a signed one is
@@ -184,4 +185,5 @@ def generic_call(
         sensitive=tuple(sensitive),
         expects_json=not unsigned_ok,
         unsigned_ok=unsigned_ok,
+        timeout=None if timeout is None else as_timeout(timeout),
     )

@@ -37,6 +37,7 @@ from .errors import (
     VerificationError,
     api_error_from,
 )
+from .http11 import timed_out
 from .keys import (
     SIGNED_HEADERS,
     KeySet,
@@ -46,7 +47,14 @@ from .keys import (
     downloadable,
 )
 from .outgoing import Outgoing, outgoing
-from .policy import DEFAULT_TIMEOUT, NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
+from .policy import (
+    DEFAULT_TIMEOUT,
+    NOT_SENT_ERRORS,
+    RetryPolicy,
+    TimeoutLike,
+    as_timeout,
+    retry_after_seconds,
+)
 from .sensitive import encrypt_at, json_key, sensitive_pointers
 
 T = TypeVar("T")
@@ -66,6 +74,7 @@ MIN_REFRESH_GAP = 1.0
 @dataclass(frozen=True)
 class Send:
     request: Outgoing
+    timeout: httpx.Timeout  # the call's own ``timeout=``, else the client's
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,7 @@ class Call(Generic[T_co]):
     # does not sign (its download page says to skip verification). A signed answer is still verified.
     unsigned_ok: bool = False
     shape: BaseModel | None = None  # the validated model of a dict body: its sensitive-field markers
+    timeout: httpx.Timeout | None = None  # this call's bounds per attempt (None: the client's)
 
 
 def without_nulls(value: Any) -> Any:
@@ -226,7 +236,7 @@ def make_config(
     backup_url: str | None,
     failover: bool,
     retry: RetryPolicy | None,
-    timeout: float | httpx.Timeout | None,
+    timeout: TimeoutLike | None,
     time_window: int,
     clock: Callable[[], float],
     refresh_backoff: float,
@@ -271,8 +281,10 @@ def make_config(
         if base != c.PRIMARY_HOST:
             raise ConfigurationError("failover=True with a custom base_url needs backup_url")
         backup = c.BACKUP_HOST
-    if isinstance(timeout, int | float):
-        timeout = httpx.Timeout(float(timeout), connect=min(float(timeout), DEFAULT_TIMEOUT.connect or 5.0))
+    try:
+        bounds = DEFAULT_TIMEOUT if timeout is None else as_timeout(timeout)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
     return Config(
         mchid=mchid,
         serial_no=serial_no,
@@ -283,7 +295,7 @@ def make_config(
         base_url=base,
         backup_url=backup if (failover or backup_url) else None,
         retry=retry or RetryPolicy(),
-        timeout=timeout or DEFAULT_TIMEOUT,
+        timeout=bounds,
         user_agent=f"wxpartner/{__version__} ({platform.system().lower()}) Python/{platform.python_version()}",
         clock=clock,
         refresh_backoff=refresh_backoff,
@@ -378,11 +390,12 @@ class Engine:
         after the bytes left (read timeout, dropped connection, a proxy's 502) is ambiguous."""
         cfg = self.config
         hosts = [cfg.base_url] + ([cfg.backup_url] if cfg.backup_url else [])
+        timeout = call.timeout or cfg.timeout
         host = 0
         attempt = 0
         while True:
             attempt += 1
-            outcome = yield Send(self.build(hosts[host], call, body, headers, retried=attempt > 1))
+            outcome = yield Send(self.build(hosts[host], call, body, headers, retried=attempt > 1), timeout)
             if isinstance(outcome, httpx.LocalProtocolError):
                 # The request cannot be written as given (a header value h11 refuses...): refused before
                 # anything left, on every host and every attempt alike, as a bad framing is refused
@@ -407,7 +420,9 @@ class Engine:
                     continue
                 where = "after the request was sent" if sent else "before the request was sent"
                 raise TransportError(
-                    f"{call.method} {hosts[host]}{call.path} failed {where}: {type(outcome).__name__}: {outcome}"
+                    f"{call_name(call)}{call.method} {hosts[host]}{call.path} failed {where}: "
+                    f"{type(outcome).__name__}: {failure_text(outcome, timeout, call.timeout is not None)}"
+                    + (f" ({attempt} attempts)" if attempt > 1 else "")
                     + ("" if may_repeat else " (not retried: the call may have taken effect)"),
                     sent=sent,
                     cause=outcome,
@@ -521,6 +536,29 @@ class Engine:
                 ) from None
         self.certificates_note = ""
         return self.keys.add_certificates(certs)
+
+
+def call_name(call: Call[Any]) -> str:
+    """``webizpay.get_quota_card: `` for a typed operation (the server's journal names it so too)."""
+    return f"{call.op_id}: " if call.op_id and call.op_id != "request" else ""
+
+
+# httpx's timeout classes (raised by the SDK's own HTTP too) and the phase each names.
+_TIMEOUT_PHASES: tuple[tuple[type[httpx.TimeoutException], str], ...] = (
+    (httpx.ConnectTimeout, "connect"),
+    (httpx.ReadTimeout, "read"),
+    (httpx.WriteTimeout, "write"),
+    (httpx.PoolTimeout, "pool"),
+)
+
+
+def failure_text(outcome: BaseException, timeout: httpx.Timeout, per_call: bool) -> str:
+    """What a transport failure says; a timeout names its phase and the seconds in force, whichever
+    HTTP raised it (httpx's own said only "timed out") and whether the call or the client set them."""
+    for kind, phase in _TIMEOUT_PHASES:
+        if isinstance(outcome, kind):
+            return timed_out(timeout, phase, "this call's timeout=" if per_call else "the client's timeout=")
+    return str(outcome)
 
 
 def answer(status: int, headers: httpx.Headers, content: bytes) -> Response:

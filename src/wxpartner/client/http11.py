@@ -92,16 +92,18 @@ class Poolable(Protocol):
 C = TypeVar("C", bound=Poolable)
 
 
-def timed_out(timeout: httpx.Timeout, phase: str) -> str:
-    """What a timeout's error says: the phase and the seconds configured (it said only "timed out")."""
+def timed_out(timeout: httpx.Timeout, phase: str, source: str = "timeout=") -> str:
+    """What a timeout's error says: the phase and the seconds configured (it said only "timed out"),
+    and where they were set (``source``)."""
     what = {
         "connect": "no connection",
         "write": "the request not written",
         "read": "nothing received",
+        "pool": "no free connection",
     }[phase]
     seconds: float | None = getattr(timeout, phase)
     shown = "?" if seconds is None else f"{seconds:g}"
-    return f"{what} within {shown} s (the {phase} timeout; set timeout= on the client)"
+    return f"{what} within {shown} s (the {phase} timeout, from {source})"
 
 
 def environment_has_proxy() -> bool:

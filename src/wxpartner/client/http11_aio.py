@@ -87,17 +87,19 @@ class AsyncPooledHTTP:
         self._tls: ssl.SSLContext | None = tls
         self._idle: Idle[_Connection] = Idle()
 
-    async def exchange(self, request: Outgoing) -> Response:
+    async def exchange(self, request: Outgoing, timeout: httpx.Timeout | None = None) -> Response:
+        """One request and its answer, within ``timeout`` (the pool's own when None)."""
+        bounds = timeout or self._timeout
         data = serialize(request)
         origin = parse_origin(request.origin)
         conn, stale = self._idle.take(origin)
         for old in stale:
             await old.discard()
         if conn is None:
-            conn = await self._connect(origin)
+            conn = await self._connect(origin, bounds)
         try:
-            await self._write(conn, data)
-            status, raw_headers, content, reusable = await self._read(conn, request.method)
+            await self._write(conn, data, bounds)
+            status, raw_headers, content, reusable = await self._read(conn, request.method, bounds)
         except BaseException:
             await conn.discard()
             raise
@@ -109,12 +111,12 @@ class AsyncPooledHTTP:
         for conn in self._idle.drain():
             await conn.discard()
 
-    async def _connect(self, origin: Origin) -> _Connection:
+    async def _connect(self, origin: Origin, timeout: httpx.Timeout) -> _Connection:
         scheme, host, port = origin
         if scheme == "https" and self._tls is None:
             self._tls = tls_context()
         try:
-            with anyio.fail_after(self._timeout.connect):  # TCP and the TLS handshake, as httpcore
+            with anyio.fail_after(timeout.connect):  # TCP and the TLS handshake, as httpcore
                 stream: ByteStream
                 if scheme == "https":  # an answer ends at its length, not at a close_notify
                     stream = await anyio.connect_tcp(
@@ -124,26 +126,26 @@ class AsyncPooledHTTP:
                     stream = await anyio.connect_tcp(host, port)
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(
-                f"connecting to {host}:{port}: {timed_out(self._timeout, 'connect')}"
+                f"connecting to {host}:{port}: {timed_out(timeout, 'connect')}"
             ) from exc
         except _BROKEN as exc:  # refused, unreachable, DNS, certificate verification
             raise httpx.ConnectError(f"connecting to {host}:{port}: {exc}") from exc
         return _Connection(stream)
 
-    async def _write(self, conn: _Connection, data: bytes) -> None:
+    async def _write(self, conn: _Connection, data: bytes, timeout: httpx.Timeout) -> None:
         try:
-            with anyio.fail_after(self._timeout.write):
+            with anyio.fail_after(timeout.write):
                 await conn.stream.send(data)
         except TimeoutError as exc:
-            raise httpx.WriteTimeout(timed_out(self._timeout, "write")) from exc
+            raise httpx.WriteTimeout(timed_out(timeout, "write")) from exc
         except _BROKEN as exc:
             raise httpx.WriteError(str(exc)) from exc
 
-    async def _read(self, conn: _Connection, method: str) -> Answer:
+    async def _read(self, conn: _Connection, method: str, timeout: httpx.Timeout) -> Answer:
         reader = AnswerReader(conn.buffer, method)
         try:
             while reader.answer is None:
-                with anyio.fail_after(self._timeout.read):
+                with anyio.fail_after(timeout.read):
                     try:
                         chunk = await conn.stream.receive(65536)
                     except anyio.EndOfStream:
@@ -152,6 +154,6 @@ class AsyncPooledHTTP:
             conn.buffer = reader.rest
             return reader.answer
         except TimeoutError as exc:
-            raise httpx.ReadTimeout(timed_out(self._timeout, "read")) from exc
+            raise httpx.ReadTimeout(timed_out(timeout, "read")) from exc
         except _BROKEN as exc:
             raise httpx.ReadError(str(exc)) from exc

@@ -47,17 +47,19 @@ class PooledHTTP:
         self._tls: ssl.SSLContext | None = tls
         self._idle: Idle[_Connection] = Idle()
 
-    def exchange(self, request: Outgoing) -> Response:
+    def exchange(self, request: Outgoing, timeout: httpx.Timeout | None = None) -> Response:
+        """One request and its answer, within ``timeout`` (the pool's own when None)."""
+        bounds = timeout or self._timeout
         data = serialize(request)
         origin = parse_origin(request.origin)
         conn, stale = self._idle.take(origin)
         for old in stale:
             old.sock.close()
         if conn is None:
-            conn = self._connect(origin)
+            conn = self._connect(origin, bounds)
         try:
-            self._write(conn, data)
-            status, raw_headers, content, reusable = self._read(conn, request.method)
+            self._write(conn, data, bounds)
+            status, raw_headers, content, reusable = self._read(conn, request.method, bounds)
         except BaseException:
             conn.sock.close()
             raise
@@ -70,11 +72,11 @@ class PooledHTTP:
             conn.sock.close()
 
     # -- connections ----------------------------------------------------------------------------
-    def _connect(self, origin: Origin) -> _Connection:
+    def _connect(self, origin: Origin, timeout: httpx.Timeout) -> _Connection:
         scheme, host, port = origin
         sock: socket.socket | None = None
         try:
-            sock = socket.create_connection((host, port), timeout=self._timeout.connect)
+            sock = socket.create_connection((host, port), timeout=timeout.connect)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":  # the handshake within the connect timeout, as httpcore does
                 if self._tls is None:
@@ -85,30 +87,30 @@ class PooledHTTP:
                 sock.close()
             if isinstance(exc, TimeoutError):
                 raise httpx.ConnectTimeout(
-                    f"connecting to {host}:{port}: {timed_out(self._timeout, 'connect')}"
+                    f"connecting to {host}:{port}: {timed_out(timeout, 'connect')}"
                 ) from exc
             raise httpx.ConnectError(f"connecting to {host}:{port}: {exc}") from exc
         return _Connection(sock)
 
     # -- one exchange ---------------------------------------------------------------------------
-    def _write(self, conn: _Connection, data: bytes) -> None:
+    def _write(self, conn: _Connection, data: bytes, timeout: httpx.Timeout) -> None:
         try:
-            conn.sock.settimeout(self._timeout.write)
+            conn.sock.settimeout(timeout.write)
             conn.sock.sendall(data)
         except TimeoutError as exc:
-            raise httpx.WriteTimeout(timed_out(self._timeout, "write")) from exc
+            raise httpx.WriteTimeout(timed_out(timeout, "write")) from exc
         except OSError as exc:
             raise httpx.WriteError(str(exc)) from exc
 
-    def _read(self, conn: _Connection, method: str) -> Answer:
+    def _read(self, conn: _Connection, method: str, timeout: httpx.Timeout) -> Answer:
         reader = AnswerReader(conn.buffer, method)
         try:
-            conn.sock.settimeout(self._timeout.read)
+            conn.sock.settimeout(timeout.read)
             while reader.answer is None:
                 reader.feed(conn.sock.recv(65536))
             conn.buffer = reader.rest
             return reader.answer
         except TimeoutError as exc:
-            raise httpx.ReadTimeout(timed_out(self._timeout, "read")) from exc
+            raise httpx.ReadTimeout(timed_out(timeout, "read")) from exc
         except OSError as exc:
             raise httpx.ReadError(str(exc)) from exc

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from pydantic import BaseModel
 
 from .core import Call, Response, model_decoder, no_content, query_text, raw_response
+from .policy import TimeoutLike, as_timeout
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -54,7 +55,10 @@ class Op(Generic[T]):
         *,
         body: BaseModel | Mapping[str, Any] | None = None,
         query: BaseModel | Mapping[str, Any] | None = None,
+        timeout: TimeoutLike | None = None,
     ) -> Call[T]:
+        """The call with these path values, body and query; ``timeout`` bounds each of its attempts
+        (seconds or an ``httpx.Timeout``, as the client's ``timeout=``; None: the client's)."""
         shape: BaseModel | None = body if isinstance(body, BaseModel) else None
         if body is not None and self.body is not None and shape is None:
             # Checked here, before anything is sent; the dict itself goes out, so keys newer than
@@ -83,6 +87,7 @@ class Op(Generic[T]):
             op_id=self.op_id,
             sensitive=tuple(self.sensitive),
             shape=shape,
+            timeout=None if timeout is None else as_timeout(timeout),
         )
 
 
@@ -243,8 +248,10 @@ def resolved_signature(build: Callable[..., Any], returns: Callable[[Any], Any])
 def short_signature(sig: inspect.Signature) -> str:
     """``(employee_id, request) -> IssueQuotaCardResponse``: parameter names, the model's bare name."""
     text = str(
-        sig.replace(
-            parameters=[p.replace(annotation=p.empty) for p in sig.parameters.values()],
+        sig.replace(  # every operation takes timeout=: naming it would push the rest past help()'s cut
+            parameters=[
+                p.replace(annotation=p.empty) for p in sig.parameters.values() if p.name != "timeout"
+            ],
             return_annotation=inspect.Signature.empty,
         )
     )

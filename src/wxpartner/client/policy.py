@@ -13,6 +13,31 @@ NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.Connec
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 
+# What ``timeout=`` takes, on a client and on each call: seconds, or an httpx.Timeout per phase.
+TimeoutLike = float | httpx.Timeout
+
+
+def as_timeout(value: TimeoutLike) -> httpx.Timeout:
+    """Seconds as the read/write/pool bounds, with connect capped at 5 s (a host that takes longer to
+    accept is better failed over); an ``httpx.Timeout`` as given. A bound that is no positive number
+    (0 made the sockets non-blocking: every call then failed as a "not sent" ConnectError) is a
+    ``ValueError`` naming it."""
+    if isinstance(value, httpx.Timeout):
+        phases = value.as_dict()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        phases = {"timeout": float(value)}
+    else:
+        raise ValueError(f"timeout must be seconds (a number) or an httpx.Timeout, got {value!r}")
+    for phase, seconds in phases.items():
+        if seconds is not None and not (isinstance(seconds, int | float) and 0 < seconds < math.inf):
+            raise ValueError(
+                f"timeout: the {phase} bound must be a positive number of seconds, got {seconds!r}"
+            )
+    if isinstance(value, httpx.Timeout):
+        return value
+    seconds = float(value)
+    return httpx.Timeout(seconds, connect=min(seconds, DEFAULT_TIMEOUT.connect or 5.0))
+
 
 @dataclass(frozen=True)
 class RetryPolicy:

@@ -21,6 +21,7 @@ from .http11 import environment_has_proxy
 from .http11_sync import PooledHTTP
 from .keys import HeadersLike
 from .notifications import Notification, notification_flow
+from .policy import TimeoutLike
 from .resources import Families
 
 T = TypeVar("T")
@@ -81,9 +82,9 @@ class Client(BaseClient, Families):
                 )
             try:
                 if self._pooled is not None:
-                    return self._pooled.exchange(action.request)
+                    return self._pooled.exchange(action.request, action.timeout)
                 assert self._http is not None
-                r = self._http.send(request_for(self._http, action.request, self.config.timeout))
+                r = self._http.send(request_for(self._http, action.request, action.timeout))
             except Exception as exc:
                 failure = transport_error(exc)
                 if failure is None:
@@ -114,10 +115,12 @@ class Client(BaseClient, Families):
         headers: Mapping[str, str] | None = None,
         sensitive: Sequence[str] = (),
         unsigned_ok: bool = False,
+        timeout: TimeoutLike | None = None,
     ) -> Response:
         """Any APIv3 call, signed and verified; non-2xx raise ``ApiError``. ``path`` must be
         percent-encoded; ``sensitive`` lists JSON pointers of ``json`` to encrypt; ``unsigned_ok`` accepts an
-        answer without signature headers (a file download: WeChat Pay does not sign bill files)."""
+        answer without signature headers (a file download: WeChat Pay does not sign bill files); ``timeout``
+        bounds each attempt of this call (seconds or an ``httpx.Timeout``), as on every typed operation."""
         return self.execute(
             generic_call(
                 method,
@@ -129,6 +132,7 @@ class Client(BaseClient, Families):
                 headers=headers,
                 sensitive=sensitive,
                 unsigned_ok=unsigned_ok,
+                timeout=timeout,
             )
         )
 

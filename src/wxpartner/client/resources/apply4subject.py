@@ -13,6 +13,7 @@ from typing import Any
 from ...models import apply4subject as a
 from ..core import Call
 from ..operations import M, Op, Resource, endpoint
+from ..policy import TimeoutLike
 
 BASE = "/v3/apply4subject/applyment"
 # Idempotent by business_code (official page: 是否支持幂等: 是).
@@ -46,13 +47,18 @@ class Apply4Subject(Resource[M]):
     """``client.apply4subject``."""
 
     @endpoint
-    def submit(request: a.SubmitApplymentRequest | Mapping[str, Any]) -> Call[a.SubmitApplymentResponse]:
+    def submit(
+        request: a.SubmitApplymentRequest | Mapping[str, Any], *, timeout: TimeoutLike | None = None
+    ) -> Call[a.SubmitApplymentResponse]:
         """A1: submit an applyment; sensitive fields are given in plaintext and encrypted here."""
-        return SUBMIT.call(body=request)
+        return SUBMIT.call(body=request, timeout=timeout)
 
     @endpoint
     def get(
-        *, applyment_id: int | str | None = None, business_code: str | None = None
+        *,
+        applyment_id: int | str | None = None,
+        business_code: str | None = None,
+        timeout: TimeoutLike | None = None,
     ) -> Call[a.ApplymentResult]:
         """A2: the audit state, by ``applyment_id``, ``business_code`` or both (as the official demo code
         sends them when both are set; the server checks that they name one applyment)."""
@@ -61,20 +67,27 @@ class Apply4Subject(Resource[M]):
             "applyment_id": str(applyment_id) if applyment_id is not None else None,
             "business_code": business_code,
         }
-        return QUERY.call(query=query)
+        return QUERY.call(query=query, timeout=timeout)
 
     @endpoint
-    def cancel(*, business_code: str | None = None, applyment_id: int | str | None = None) -> Call[None]:
+    def cancel(
+        *,
+        business_code: str | None = None,
+        applyment_id: int | str | None = None,
+        timeout: TimeoutLike | None = None,
+    ) -> Call[None]:
         """A3: cancel (204), by ``business_code`` or ``applyment_id``. Given both, it is sent as seed
         003's curl and demo code send it, ``/{business_code}/cancel?applyment_id=…`` (the server checks
         that the two name one applyment)."""
         _some_key(applyment_id, business_code)
         if business_code is None:
-            return CANCEL.call({"key": str(applyment_id)})
+            return CANCEL.call({"key": str(applyment_id)}, timeout=timeout)
         query = {"applyment_id": str(applyment_id)} if applyment_id is not None else None
-        return CANCEL.call({"key": business_code}, query=query)
+        return CANCEL.call({"key": business_code}, query=query, timeout=timeout)
 
     @endpoint
-    def merchant_state(sub_mchid: str) -> Call[a.MerchantAuthorizeState]:
+    def merchant_state(
+        sub_mchid: str, *, timeout: TimeoutLike | None = None
+    ) -> Call[a.MerchantAuthorizeState]:
         """A4: whether the special merchant confirmed its account-opening intention."""
-        return MERCHANT_STATE.call({"sub_mchid": sub_mchid})
+        return MERCHANT_STATE.call({"sub_mchid": sub_mchid}, timeout=timeout)

@@ -10,6 +10,7 @@ from typing import Any
 from ...models import recharge as r
 from ..core import Call
 from ..operations import M, Op, Resource, endpoint
+from ..policy import TimeoutLike
 
 BASE = "/v3/platsolution/ecommerce/recharge-employees"
 ADD = Op[r.RechargeEmployee](
@@ -37,16 +38,20 @@ class RechargeEmployees(Resource[M]):
     """``client.recharge_employees`` (the caller is the platform merchant)."""
 
     @endpoint
-    def add(request: r.AddRechargeEmployeeRequest | Mapping[str, Any]) -> Call[r.RechargeEmployee]:
+    def add(
+        request: r.AddRechargeEmployeeRequest | Mapping[str, Any], *, timeout: TimeoutLike | None = None
+    ) -> Call[r.RechargeEmployee]:
         """R1: add an employee (10 QPS per platform merchant)."""
-        return ADD.call(body=request)
+        return ADD.call(body=request, timeout=timeout)
 
     @endpoint
-    def list(sub_mchid: str) -> Call[r.RechargeEmployeeList]:
+    def list(sub_mchid: str, *, timeout: TimeoutLike | None = None) -> Call[r.RechargeEmployeeList]:
         """R2: the second-level merchant's effective employees."""
-        return LIST.call({"sub_mchid": sub_mchid})
+        return LIST.call({"sub_mchid": sub_mchid}, timeout=timeout)
 
     @endpoint
-    def delete(sub_mchid: str, sp_openid: str) -> Call[r.RechargeEmployee]:
+    def delete(
+        sub_mchid: str, sp_openid: str, *, timeout: TimeoutLike | None = None
+    ) -> Call[r.RechargeEmployee]:
         """R3: delete an employee (a body-less POST)."""
-        return DELETE.call({"sub_mchid": sub_mchid, "sp_openid": sp_openid})
+        return DELETE.call({"sub_mchid": sub_mchid, "sp_openid": sp_openid}, timeout=timeout)

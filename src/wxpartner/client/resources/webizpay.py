@@ -19,6 +19,7 @@ from ...models import webizpay_bills as b
 from ...models import webizpay_merchants as m
 from ..core import Call, Response
 from ..operations import M, Op, Resource, endpoint, paged
+from ..policy import TimeoutLike, as_timeout
 
 Body = Mapping[str, Any]
 
@@ -105,18 +106,18 @@ class Users(Resource[M]):
 
     @endpoint
     def authorization_url(
-        user_id: str, request: w.AuthorizationUrlRequest | Body
+        user_id: str, request: w.AuthorizationUrlRequest | Body, *, timeout: TimeoutLike | None = None
     ) -> Call[w.AuthorizationUrlResponse]:
         """W1: start an employee's authorization; returns the link (H5) or mini-program query."""
-        return AUTHORIZATION_URL.call({"user_id": user_id}, body=request)
+        return AUTHORIZATION_URL.call({"user_id": user_id}, body=request, timeout=timeout)
 
     @endpoint
     def authorization_state(
-        user_id: str, *, sp_mchid: str, sub_mchid: str
+        user_id: str, *, sp_mchid: str, sub_mchid: str, timeout: TimeoutLike | None = None
     ) -> Call[w.AuthorizationStateResponse]:
         """W2: the employee's authorization relations and their states."""
         return AUTHORIZATION_STATE.call(
-            {"user_id": user_id}, query={"sp_mchid": sp_mchid, "sub_mchid": sub_mchid}
+            {"user_id": user_id}, query={"sp_mchid": sp_mchid, "sub_mchid": sub_mchid}, timeout=timeout
         )
 
 
@@ -124,42 +125,67 @@ class QuotaCards(Resource[M]):
     """Quota cards of an authorized employee (W3–W7)."""
 
     @endpoint
-    def issue(employee_id: str, request: w.IssueQuotaCardRequest | Body) -> Call[w.IssueQuotaCardResponse]:
+    def issue(
+        employee_id: str, request: w.IssueQuotaCardRequest | Body, *, timeout: TimeoutLike | None = None
+    ) -> Call[w.IssueQuotaCardResponse]:
         """W3: issue a card; repeating with the same ``out_card_no`` and parameters returns the same card."""
-        return ISSUE_QUOTA_CARD.call({"employee_id": employee_id}, body=request)
+        return ISSUE_QUOTA_CARD.call({"employee_id": employee_id}, body=request, timeout=timeout)
 
     @endpoint
-    def get(employee_id: str, card_no: str, *, sp_mchid: str, sub_mchid: str) -> Call[w.QuotaCard]:
+    def get(
+        employee_id: str, card_no: str, *, sp_mchid: str, sub_mchid: str, timeout: TimeoutLike | None = None
+    ) -> Call[w.QuotaCard]:
         """W4: a card by WeChat's ``card_no``."""
         return GET_QUOTA_CARD.call(
             {"employee_id": employee_id, "card_no": card_no},
             query={"sp_mchid": sp_mchid, "sub_mchid": sub_mchid},
+            timeout=timeout,
         )
 
     @endpoint
     def get_by_out_card_no(
-        employee_id: str, out_card_no: str, *, sp_mchid: str, sub_mchid: str
+        employee_id: str,
+        out_card_no: str,
+        *,
+        sp_mchid: str,
+        sub_mchid: str,
+        timeout: TimeoutLike | None = None,
     ) -> Call[w.QuotaCard]:
         """W5: a card by the merchant's ``out_card_no``."""
         return GET_OUT_QUOTA_CARD.call(
             {"employee_id": employee_id, "out_card_no": out_card_no},
             query={"sp_mchid": sp_mchid, "sub_mchid": sub_mchid},
+            timeout=timeout,
         )
 
     @endpoint
     def cancel(
-        employee_id: str, card_no: str, request: w.CancelQuotaCardRequest | Body
+        employee_id: str,
+        card_no: str,
+        request: w.CancelQuotaCardRequest | Body,
+        *,
+        timeout: TimeoutLike | None = None,
     ) -> Call[w.CancelQuotaCardResponse]:
         """W6: cancel (void) a card."""
-        return CANCEL_QUOTA_CARD.call({"employee_id": employee_id, "card_no": card_no}, body=request)
+        return CANCEL_QUOTA_CARD.call(
+            {"employee_id": employee_id, "card_no": card_no}, body=request, timeout=timeout
+        )
 
     @endpoint
     def payment_url(
-        employee_id: str, card_no: str, *, sp_mchid: str, sub_mchid: str, application_type: w.ApplicationType
+        employee_id: str,
+        card_no: str,
+        *,
+        sp_mchid: str,
+        sub_mchid: str,
+        application_type: w.ApplicationType,
+        timeout: TimeoutLike | None = None,
     ) -> Call[w.PaymentUrlResponse]:
         """W7: a short-lived payment link for a card."""
         query = {"sp_mchid": sp_mchid, "sub_mchid": sub_mchid, "application_type": application_type}
-        return PAYMENT_URL.call({"employee_id": employee_id, "card_no": card_no}, query=query)
+        return PAYMENT_URL.call(
+            {"employee_id": employee_id, "card_no": card_no}, query=query, timeout=timeout
+        )
 
 
 class Employees(Resource[M]):
@@ -167,41 +193,49 @@ class Employees(Resource[M]):
 
     @endpoint
     def revoke(
-        employee_id: str, request: w.RevokeAuthorizationRequest | Body
+        employee_id: str, request: w.RevokeAuthorizationRequest | Body, *, timeout: TimeoutLike | None = None
     ) -> Call[w.RevokeAuthorizationResponse]:
         """W8: revoke the employee's enterprise-payment authorization."""
-        return REVOKE.call({"employee_id": employee_id}, body=request)
+        return REVOKE.call({"employee_id": employee_id}, body=request, timeout=timeout)
 
 
 class Stores(Resource[M]):
     """Store-entity matching batches (W9, W10)."""
 
     @endpoint
-    def create_entity_match(request: m.CreateEntityMatchRequest | Body) -> Call[m.EntityMatchBatch]:
+    def create_entity_match(
+        request: m.CreateEntityMatchRequest | Body, *, timeout: TimeoutLike | None = None
+    ) -> Call[m.EntityMatchBatch]:
         """W9: start a matching batch (a repeated ``out_batch_id`` returns the existing batch)."""
-        return CREATE_ENTITY_MATCH.call(body=request)
+        return CREATE_ENTITY_MATCH.call(body=request, timeout=timeout)
 
     @endpoint
-    def get_entity_match(batch_id: str, *, sp_mchid: str) -> Call[m.EntityMatchResult]:
+    def get_entity_match(
+        batch_id: str, *, sp_mchid: str, timeout: TimeoutLike | None = None
+    ) -> Call[m.EntityMatchResult]:
         """W10: a batch's state and results."""
-        return GET_ENTITY_MATCH.call({"batch_id": batch_id}, query={"sp_mchid": sp_mchid})
+        return GET_ENTITY_MATCH.call({"batch_id": batch_id}, query={"sp_mchid": sp_mchid}, timeout=timeout)
 
 
 class Bills(Resource[M]):
     """Funding proofs and trade bills (W11, W12)."""
 
     @endpoint
-    def apply_proof(request: b.ProofRequest | Body) -> Call[b.ProofResponse]:
+    def apply_proof(
+        request: b.ProofRequest | Body, *, timeout: TimeoutLike | None = None
+    ) -> Call[b.ProofResponse]:
         """W11: apply for a funding proof (出资凭证) file."""
-        return APPLY_PROOF.call(body=request)
+        return APPLY_PROOF.call(body=request, timeout=timeout)
 
     @endpoint
-    def apply_trade_bill(request: b.TradeBillRequest | Body) -> Call[b.TradeBillResponse]:
+    def apply_trade_bill(
+        request: b.TradeBillRequest | Body, *, timeout: TimeoutLike | None = None
+    ) -> Call[b.TradeBillResponse]:
         """W12: apply for a daily business bill."""
-        return APPLY_TRADE_BILL.call(body=request)
+        return APPLY_TRADE_BILL.call(body=request, timeout=timeout)
 
     @endpoint
-    def download(download_url: str) -> Call[bytes]:
+    def download(download_url: str, *, timeout: TimeoutLike | None = None) -> Call[bytes]:
         """The file a W11/W12 ``download_url`` points to (``GET /v3/billdownload/file?token=...``), sent
         to this client's host whatever host the URL names. WeChat Pay does not sign this answer (its
         bill download page: skip verification), so an answer without signature headers is accepted; a
@@ -216,6 +250,7 @@ class Bills(Resource[M]):
             op_id="billdownload.file",
             expects_json=False,
             unsigned_ok=True,
+            timeout=None if timeout is None else as_timeout(timeout),
         )
 
 
@@ -227,44 +262,58 @@ class Ranges(Resource[M]):
     """Available-merchant ranges and their merchant identifiers (W13–W17)."""
 
     @endpoint
-    def create(request: m.CreateRangeRequest | Body) -> Call[m.RangeIdResponse]:
+    def create(
+        request: m.CreateRangeRequest | Body, *, timeout: TimeoutLike | None = None
+    ) -> Call[m.RangeIdResponse]:
         """W13: create a range. Not repeated after an ambiguous failure (a repeat makes a second range)."""
-        return CREATE_RANGE.call(body=request)
+        return CREATE_RANGE.call(body=request, timeout=timeout)
 
     @endpoint
-    def list(*, sp_mchid: str) -> Call[m.RangeList]:
+    def list(*, sp_mchid: str, timeout: TimeoutLike | None = None) -> Call[m.RangeList]:
         """W14: the service provider's ranges."""
-        return LIST_RANGES.call(query={"sp_mchid": sp_mchid})
+        return LIST_RANGES.call(query={"sp_mchid": sp_mchid}, timeout=timeout)
 
     @endpoint
-    def add_identifier(range_id: str, request: m.AddIdentifierRequest | Body) -> Call[m.RangeIdResponse]:
+    def add_identifier(
+        range_id: str, request: m.AddIdentifierRequest | Body, *, timeout: TimeoutLike | None = None
+    ) -> Call[m.RangeIdResponse]:
         """W15: add a merchant identifier to a range."""
-        return ADD_IDENTIFIER.call({"range_id": range_id}, body=request)
+        return ADD_IDENTIFIER.call({"range_id": range_id}, body=request, timeout=timeout)
 
     @endpoint
     def list_identifiers(
-        range_id: str, *, sp_mchid: str, offset: int = 0, limit: int = 100
+        range_id: str, *, sp_mchid: str, offset: int = 0, limit: int = 100, timeout: TimeoutLike | None = None
     ) -> Call[m.IdentifierPage]:
         """W16: one page of a range's identifiers."""
         query = {"sp_mchid": sp_mchid, "offset": offset, "limit": limit}
-        return LIST_IDENTIFIERS.call({"range_id": range_id}, query=query)
+        return LIST_IDENTIFIERS.call({"range_id": range_id}, query=query, timeout=timeout)
 
     @paged
     def identifiers(
-        offset: int, /, range_id: str, *, sp_mchid: str, page_size: int = 100
+        offset: int,
+        /,
+        range_id: str,
+        *,
+        sp_mchid: str,
+        page_size: int = 100,
+        timeout: TimeoutLike | None = None,
     ) -> Call[m.IdentifierPage]:
         """W16, every page: iterate over all of a range's identifiers (``for`` on ``Client``, ``async for``
         on ``AsyncClient``), ``page_size`` (at most 500) per request."""
         query = {"sp_mchid": sp_mchid, "offset": offset, "limit": page_size}
-        return LIST_IDENTIFIERS.call({"range_id": range_id}, query=query)
+        return LIST_IDENTIFIERS.call({"range_id": range_id}, query=query, timeout=timeout)
 
     @endpoint
     def delete_identifier(
-        range_id: str, merchant_identifier: str, request: m.DeleteIdentifierRequest | Body
+        range_id: str,
+        merchant_identifier: str,
+        request: m.DeleteIdentifierRequest | Body,
+        *,
+        timeout: TimeoutLike | None = None,
     ) -> Call[m.RangeIdResponse]:
         """W17: remove an identifier (DELETE with a JSON body)."""
         path = {"range_id": range_id, "merchant_identifier": merchant_identifier}
-        return DELETE_IDENTIFIER.call(path, body=request)
+        return DELETE_IDENTIFIER.call(path, body=request, timeout=timeout)
 
 
 class Webizpay(Generic[M]):
