@@ -82,26 +82,46 @@ def faults_over_loopback(server: LiveServer, world: World) -> None:
     assert ctl.post("/sandbox/reset", json={}).status_code == 200
     assert ctl.delete("/sandbox/journal").status_code in (200, 204)
     with client(world, server.url) as c:
-        # 500 SYSTEM_ERROR and 429 FREQUENCY_LIMITED: retried, then done exactly once.
+        # 500 SYSTEM_ERROR on W13: raised, not repeated. Each W13 creates a range (no caller key), and a
+        # 500 may follow a commit, so "retry with the same parameters" could make a second range; the
+        # caller checks (W14) and repeats. The sandbox's fault comes before the handler: nothing made.
         add_rule(ctl, "SYSTEM_ERROR", "webizpay.create_avail_mch_range", count=1)
+        with pytest.raises(ServerError) as failed:
+            c.webizpay.ranges.create(RANGE)
+        assert "not retried: webizpay.create_avail_mch_range is not idempotent" in str(failed.value)
+        assert [e["status"] for e in attempts(ctl, "webizpay.create_avail_mch_range")] == [500]
+        assert c.webizpay.ranges.list(sp_mchid=SP_A).range_list == []
+        # 429 FREQUENCY_LIMITED turns a request away unhandled: retried for any call, done once.
+        add_rule(ctl, "FREQUENCY_LIMITED", "webizpay.create_avail_mch_range", count=1)
         add_rule(ctl, "FREQUENCY_LIMITED", "webizpay.list_avail_mch_ranges", count=2)
         created = c.webizpay.ranges.create(RANGE)
-        assert [e["status"] for e in attempts(ctl, "webizpay.create_avail_mch_range")][::-1] == [500, 200]
+        assert [e["status"] for e in attempts(ctl, "webizpay.create_avail_mch_range")][::-1] == [
+            500,
+            429,
+            200,
+        ]
         assert [r.range_id for r in c.webizpay.ranges.list(sp_mchid=SP_A).range_list] == [created.range_id]
-        assert [e["status"] for e in attempts(ctl, "webizpay.list_avail_mch_ranges")][::-1] == [429, 429, 200]
+        assert [e["status"] for e in attempts(ctl, "webizpay.list_avail_mch_ranges")][::-1] == [
+            200, 429, 429, 200
+        ]  # fmt: skip
 
         # A dropped connection after the request left: a non-idempotent create is NOT repeated ...
         add_rule(ctl, "DROP_CONNECTION", "webizpay.create_avail_mch_range", count=1)
         with pytest.raises(TransportError) as info:
             c.webizpay.ranges.create(RANGE)
         assert info.value.sent is True and "may have taken effect" in str(info.value)
-        assert len(attempts(ctl, "webizpay.create_avail_mch_range")) == 3  # one more, no repeat
+        assert len(attempts(ctl, "webizpay.create_avail_mch_range")) == 4  # one more, no repeat
 
         # ... an idempotent issue (same out_card_no) is, and yields one card.
         emp = employee(c, ctl, "user_fault")
         add_rule(ctl, "DROP_CONNECTION", "webizpay.issue_quota_card", count=1)
-        card = c.webizpay.quota_cards.issue(emp, card_body("card_drop"))
+        dropped = card_body("card_drop")
+        card = c.webizpay.quota_cards.issue(emp, dropped)
         assert len(attempts(ctl, "webizpay.issue_quota_card")) == 2
+        # A 500 on the issue (keyed by out_card_no) is retried with the same parameters: one card.
+        add_rule(ctl, "SYSTEM_ERROR", "webizpay.issue_quota_card", count=1)
+        assert c.webizpay.quota_cards.issue(emp, dropped).card_no == card.card_no
+        assert [e["status"] for e in attempts(ctl, "webizpay.issue_quota_card")][:2] == [200, 500]
 
         # A read timeout while the server is still working (the call's own timeout=; the client
         # allows 10 s): the create is not repeated, and the server's late success means exactly one

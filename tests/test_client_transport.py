@@ -478,8 +478,8 @@ def test_downloaded_certificates_are_checked_before_they_are_trusted(stub: Stub,
 # -- typed errors and retries -----------------------------------------------------------------------------
 def test_system_error_is_retried_with_a_fresh_signature(stub: Stub, world: World) -> None:
     stub.steps = [error(500, "SYSTEM_ERROR"), ok({"card": 1})]
-    with make_client(world, stub.url) as client:
-        resp = client.request("POST", "/v3/issue", json={"out_card_no": "abc123"})
+    with make_client(world, stub.url) as client:  # keyed by out_card_no: idempotent
+        resp = client.request("POST", "/v3/issue", json={"out_card_no": "abc123"}, idempotent=True)
     assert resp.json() == {"card": 1}
     assert len(stub.seen) == 2
     nonces = {parse_authorization(s.headers["authorization"]).nonce_str for s in stub.seen}
@@ -531,9 +531,35 @@ def test_a_retry_after_of_exactly_max_retry_after_is_waited_for(stub: Stub, worl
 def test_retries_give_up_with_the_typed_error(stub: Stub, world: World) -> None:
     stub.steps = [error(500, "SYSTEM_ERROR")] * 3
     with make_client(world, stub.url) as client, pytest.raises(ServerError) as info:
-        client.request("POST", "/v3/x", json={})
+        client.request("POST", "/v3/x", json={}, idempotent=True)
     assert info.value.code == "SYSTEM_ERROR" and info.value.status == 500
     assert len(stub.seen) == 3
+
+
+def test_a_system_error_is_repeated_only_for_an_idempotent_call(stub: Stub, world: World) -> None:
+    """A 500 may follow a change that took effect (a commit whose acknowledgement was lost): WeChat's
+    "retry with the same parameters" is one effect only where the parameters identify the call. A
+    non-idempotent POST (W13 has no caller key) is raised at once, saying why; 429 and
+    SERVICE_UNAVAILABLE turn the request away unhandled and are still retried for any call."""
+    stub.steps = [error(500, "SYSTEM_ERROR"), ok()]
+    with make_client(world, stub.url) as client:
+        with pytest.raises(ServerError) as info:
+            client.request("POST", "/v3/webizpay/avail-mch-ranges", json={"sp_mchid": SP_A})
+        assert len(stub.seen) == 1 and info.value.code == "SYSTEM_ERROR"
+        assert "not retried: POST /v3/webizpay/avail-mch-ranges is not idempotent" in str(info.value)
+        assert "pass idempotent=True" in str(info.value)
+        stub.steps = [error(500, "SYSTEM_ERROR"), ok({"range_id": "r1"})]
+        with pytest.raises(ServerError) as info:
+            client.webizpay.ranges.create({"sp_mchid": SP_A, "identifier_type": "TRANSACTION_ID"})
+        assert len(stub.seen) == 2
+        assert "not retried: webizpay.create_avail_mch_range is not idempotent" in str(info.value)
+        stub.steps = [
+            error(429, "FREQUENCY_LIMITED", {"Retry-After": "0"}),
+            error(503, "SERVICE_UNAVAILABLE"),
+        ]
+        stub.steps.append(ok({"range_id": "r2"}))
+        created = client.webizpay.ranges.create({"sp_mchid": SP_A, "identifier_type": "TRANSACTION_ID"})
+        assert created.range_id == "r2" and len(stub.seen) == 5
 
 
 def test_business_errors_are_not_retried(stub: Stub, world: World) -> None:
@@ -589,10 +615,10 @@ def test_failing_over_leaves_the_backup_every_attempt(stub: Stub, world: World) 
     stub.steps = [error(500, "SYSTEM_ERROR"), ok({"second": True})]
     policy = RetryPolicy(max_attempts=2, backoff_base=0.01, backoff_max=0.05)
     with make_client(world, closed, backup_url=stub.url, retry=policy) as client:
-        assert client.request("POST", "/v3/x", json={}).json() == {"second": True}
+        assert client.request("GET", "/v3/x").json() == {"second": True}
         stub.steps = [error(500, "SYSTEM_ERROR")] * 3
         with pytest.raises(ServerError):
-            client.request("POST", "/v3/x", json={})
+            client.request("GET", "/v3/x")
     assert len(stub.seen) == 4  # two attempts each, and no more
 
 
@@ -696,12 +722,14 @@ def test_request_repeats_only_get_and_head_unless_told_and_leaves_none_out_of_th
 
 # -- async parity -------------------------------------------------------------------------------------------
 def test_async_client_runs_the_same_pipeline(stub: Stub, world: World) -> None:
-    stub.steps = [error(500, "SYSTEM_ERROR"), ok({"n": 1}), ok(tamper=True), drop]
+    stub.steps = [error(500, "SYSTEM_ERROR"), ok({"n": 1}), error(500, "SYSTEM_ERROR"), ok(tamper=True), drop]
 
     async def main() -> None:
         async with make_async(world, stub.url) as client:
-            resp = await client.request("POST", "/v3/x", json={"a": 1})
+            resp = await client.request("POST", "/v3/x", json={"a": 1}, idempotent=True)
             assert resp.json() == {"n": 1}
+            with pytest.raises(ServerError):  # not idempotent: not repeated
+                await client.request("POST", "/v3/x", json={"a": 1})
             with pytest.raises(VerificationError):
                 await client.request("GET", "/v3/y")
             with pytest.raises(TransportError) as info:
@@ -709,7 +737,7 @@ def test_async_client_runs_the_same_pipeline(stub: Stub, world: World) -> None:
             assert info.value.sent is True
 
     anyio.run(main)
-    assert len(stub.seen) == 4
+    assert len(stub.seen) == 5
 
 
 def test_an_async_client_serves_one_event_loop_after_another(stub: Stub, world: World) -> None:

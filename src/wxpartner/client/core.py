@@ -33,6 +33,7 @@ from .errors import (
     DecodeError,
     KeyConfigurationError,
     RateLimitedError,
+    ServerError,
     TransportError,
     VerificationError,
     api_error_from,
@@ -439,7 +440,16 @@ class Engine:
             if 200 <= resp.status < 300:
                 return resp
             err = api_error_from(resp.status, resp.content, resp.headers)
-            repeat = err.retryable or (call.idempotent and resp.status >= 500)
+            # 429 and SERVICE_UNAVAILABLE turn the request away unhandled: any call may be repeated. A
+            # 500 SYSTEM_ERROR asks for a repeat "with the same parameters", which is one effect only
+            # where the server knows the call by them (out_card_no, business_code, ...): W13 has no
+            # such key, and a 500 may follow a commit (our own server answers 500 when a commit's
+            # acknowledgement is lost), so a non-idempotent call is not repeated on any 5xx.
+            repeat = (call.idempotent and resp.status >= 500) or (
+                err.retryable and not isinstance(err, ServerError)
+            )
+            if not call.idempotent and err.retryable and isinstance(err, ServerError):
+                err.args = (f"{err.args[0]} ({not_repeated(call)})",)
             wait = retry_after_seconds(resp.headers.get("retry-after"))
             if wait is not None and wait > cfg.retry.max_retry_after:
                 repeat = False
@@ -536,6 +546,19 @@ class Engine:
                 ) from None
         self.certificates_note = ""
         return self.keys.add_certificates(certs)
+
+
+def not_repeated(call: Call[Any]) -> str:
+    """Why a non-idempotent call's SYSTEM_ERROR is raised instead of retried, and what to do."""
+    if call.op_id and call.op_id != "request":
+        return (
+            f"not retried: {call.op_id} is not idempotent and a 500 does not say it had no effect; "
+            "check before repeating it (see the SDK README: which calls are safe to repeat)"
+        )
+    return (
+        f"not retried: {call.method} {call.path} is not idempotent and a 500 does not say it had no "
+        "effect; pass idempotent=True if repeating it is harmless"
+    )
 
 
 def call_name(call: Call[Any]) -> str:

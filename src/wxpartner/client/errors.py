@@ -78,10 +78,11 @@ class ApiError(WxPayError):
 
     @property
     def retryable(self) -> bool:
-        """WeChat Pay itself asks to retry these with identical parameters (it did not act on the
-        request, or acting twice is harmless): 429, 500 ``SYSTEM_ERROR`` and 503 ``SERVICE_UNAVAILABLE``.
-        Other 5xx (a proxy's 502/504 without a WeChat code) may hide a request that did take effect:
-        the pipeline repeats those only for idempotent calls."""
+        """WeChat Pay itself asks to retry these with identical parameters: 429, 500 ``SYSTEM_ERROR``
+        and 503 ``SERVICE_UNAVAILABLE``. The pipeline repeats 429 and 503 for any call (turned away
+        unhandled) and a 500 only for idempotent calls (it may follow a change that took effect, and the
+        same parameters are one effect only where they identify the call). Other 5xx (a proxy's 502/504
+        without a WeChat code) are repeated only for idempotent calls too."""
         return self.status == 429 or self.code in RETRY_CODES
 
 
@@ -122,7 +123,8 @@ class RateLimitedError(ApiError):
 
 
 class ServerError(ApiError):
-    """500 ``SYSTEM_ERROR``: WeChat Pay asks to retry with the same parameters."""
+    """500 ``SYSTEM_ERROR``: WeChat Pay asks to retry with the same parameters (the SDK does, for
+    idempotent calls; for another its message says it was not repeated: check before repeating it)."""
 
     codes = ("SYSTEM_ERROR", "SYSTEMERROR")
 

@@ -41,11 +41,12 @@ def as_timeout(value: TimeoutLike) -> httpx.Timeout:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``max_attempts`` counts the first try. Retried: 500 ``SYSTEM_ERROR`` and 503 (WeChat: "retry with
-    the same parameters"), 429 (after ``Retry-After``, else after at least ``rate_limit_backoff``), and
-    connection failures before the
-    request was sent. A read timeout or dropped connection after sending is retried only for calls that
-    are idempotent by design (queries, and the writes listed in the SDK docs)."""
+    """``max_attempts`` counts the first try. Retried for every call: 503 ``SERVICE_UNAVAILABLE``, 429
+    (after ``Retry-After``, else after at least ``rate_limit_backoff``), and connection failures before
+    the request was sent. Retried only for calls that are idempotent by design (queries, and the writes
+    listed in the SDK docs): 500 ``SYSTEM_ERROR`` (WeChat: "retry with the same parameters", which is
+    one effect only where the parameters identify the call), other 5xx, and a read timeout or dropped
+    connection after sending."""
 
     max_attempts: int = 3
     backoff_base: float = 0.2

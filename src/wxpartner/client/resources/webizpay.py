@@ -4,7 +4,8 @@
 request left): queries, and writes keyed by the caller's own number (``out_card_no``,
 ``out_batch_id``, ``out_operation_id``) or whose repeat is answered like the first (cancel, revoke,
 adding an identifier). Creating an available-merchant range (W13) carries no caller key, and a
-repeated W17 delete of an identifier the first one removed is answered 404: neither is repeated.
+repeated W17 delete of an identifier the first one removed is answered 404: neither is repeated, not
+even after a 500 ``SYSTEM_ERROR`` (which may follow a change that took effect).
 """
 
 from __future__ import annotations
@@ -265,7 +266,8 @@ class Ranges(Resource[M]):
     def create(
         request: m.CreateRangeRequest | Body, *, timeout: TimeoutLike | None = None
     ) -> Call[m.RangeIdResponse]:
-        """W13: create a range. Not repeated after an ambiguous failure (a repeat makes a second range)."""
+        """W13: create a range. Not repeated after an ambiguous failure, a 500 included (each call
+        creates a range: a repeat would make a second one); list the ranges (W14) before trying again."""
         return CREATE_RANGE.call(body=request, timeout=timeout)
 
     @endpoint
