@@ -760,7 +760,8 @@ def test_a_strictly_typed_user_project_sees_precise_types(tmp_path: Path) -> Non
     """mypy --strict on code written as a user writes it: results are the models (no Any), async ones
     awaitables of them, a callback's resource a union to narrow, a subclass's ``with`` gives the
     subclass, the headers of http.server / raw ASGI are accepted, and a misspelt or mistyped option of
-    ``from_connection_info`` is refused (an unused ``type: ignore`` is an error under --strict)."""
+    ``from_connection_info`` is refused (an unused ``type: ignore`` is an error under --strict), and so are
+    a misspelt ``merchant=`` and a ``timeout=`` of a call that is no number."""
     mypy_api = pytest.importorskip("mypy.api")
     user = tmp_path / "user_app.py"
     user.write_text(
@@ -789,6 +790,11 @@ def test_a_strictly_typed_user_project_sees_precise_types(tmp_path: Path) -> Non
                 # from_connection_info's options are checked as the constructor's (they were **Any)
                 Client.from_connection_info("c.json", timeout="soon")  # type: ignore[arg-type]
                 Client.from_connection_info("c.json", retyr=None)  # type: ignore[call-arg]
+                # the channel merchant by name (a Literal: a misspelt one is refused), a call's timeout
+                Client.from_connection_info("c.json", merchant="channel", timeout=5).close()
+                Client.from_connection_info("c.json", merchant="chanel")  # type: ignore[arg-type]
+                c.webizpay.ranges.list(sp_mchid="1", timeout=2.0)
+                c.webizpay.ranges.list(sp_mchid="1", timeout="2")  # type: ignore[arg-type]
 
             async def aio(c: AsyncClient) -> None:
                 reveal_type(c.webizpay.quota_cards.get)

@@ -8,7 +8,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -57,6 +57,10 @@ class ConnectionOverrides(ClientOptions, total=False):
 
     http_client: object  # the client's own kind (httpx.Client / AsyncClient); its constructor checks it
     transport: object
+
+
+# Which of connection.json's demo merchants ``from_connection_info`` acts as.
+ConnectionMerchant = Literal["service_provider", "channel"]
 
 
 class BaseClient:
@@ -123,14 +127,40 @@ class BaseClient:
 
     @classmethod
     def from_connection_info(
-        cls: type[Self], info: Mapping[str, Any] | str | Path, **overrides: Unpack[ConnectionOverrides]
+        cls: type[Self],
+        info: Mapping[str, Any] | str | Path,
+        *,
+        merchant: ConnectionMerchant = "service_provider",
+        **overrides: Unpack[ConnectionOverrides],
     ) -> Self:
-        """A client from the ``connection.json`` that ``wxpartner serve`` writes (or that dict), for its
-        demo service provider in the mode the file names; ``overrides`` are the constructor's options
-        (``retry=``, ``timeout=``, ``http_client=`` …), which win over the file's."""
+        """A client from the ``connection.json`` that ``wxpartner serve`` writes (or that dict), acting as
+        one of its demo merchants: ``merchant="service_provider"`` (the default: webizpay, and recharge
+        employees as the platform) or ``"channel"`` (the caller apply4subject answers). ``overrides``
+        are the constructor's options (``retry=``, ``timeout=``, ``http_client=`` …), which win over
+        the file's."""
         data: Mapping[str, Any]
         data = json.loads(Path(info).read_text()) if isinstance(info, str | Path) else info
-        kwargs: dict[str, Any] = {"base_url": data["base_url"], "apiv3_key": data.get("apiv3_key")}
+        if merchant == "channel":
+            if not data.get("channel_mchid") or not data.get("channel_serial_no"):
+                raise ConfigurationError(
+                    "the connection info names no demo channel merchant (channel_mchid, channel_serial_no): "
+                    "a server started with --no-demo has none; pass mchid, serial_no and private_key to "
+                    f"{cls.__name__}(...) for a channel merchant of your own"
+                )
+            mchid, serial_no = data["channel_mchid"], data["channel_serial_no"]
+            private_key = Path(data["channel_private_key_path"])
+            # The file's APIv3 key is the service provider's: it would not decrypt the channel's callbacks.
+            kwargs: dict[str, Any] = {"base_url": data["base_url"]}
+        elif merchant == "service_provider":
+            if not data.get("mchid") or not data.get("serial_no"):  # it was a bare KeyError: 'mchid'
+                raise ConfigurationError(
+                    "the connection info names no demo merchant (mchid, serial_no): a server started with "
+                    f"--no-demo has none; pass mchid, serial_no and private_key to {cls.__name__}(...)"
+                )
+            mchid, serial_no, private_key = data["mchid"], data["serial_no"], Path(data["private_key_path"])
+            kwargs = {"base_url": data["base_url"], "apiv3_key": data.get("apiv3_key")}
+        else:
+            raise ConfigurationError(f"merchant must be 'service_provider' or 'channel', got {merchant!r}")
         own_http = overrides.get("http_client") is not None or overrides.get("transport") is not None
         if data.get("tls_ca_path") and not own_http:  # serve --tls: its authority, besides httpx's
             kwargs["tls_context"] = httpx.create_ssl_context()
@@ -139,7 +169,7 @@ class BaseClient:
             kwargs["wechatpay_public_key"] = Path(data["wechatpay_public_key_path"])
             kwargs["wechatpay_public_key_id"] = data["wechatpay_public_key_id"]
         kwargs.update(overrides)
-        return cls(data["mchid"], data["serial_no"], Path(data["private_key_path"]), **kwargs)
+        return cls(mchid, serial_no, private_key, **kwargs)
 
 
 def check_tls_context(tls_context: ssl.SSLContext | None, http_client: object, transport: object) -> None:

@@ -1,0 +1,80 @@
+"""``from_connection_info`` as each of the file's demo merchants: the channel merchant that apply4subject
+answers (it could only be reached by copying the file's fields into the constructor by hand), and a
+file without demo merchants (``serve --no-demo``), which raised a bare ``KeyError``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from wxpartner.client import AsyncClient, Client, ConfigurationError, ParamError
+from wxpartner.testing import WxPartnerServer
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[WxPartnerServer]:
+    served = WxPartnerServer(tmp_path / "data", database_url=database_url)
+    yield served
+    served.close()
+
+
+def applyment(business_code: str) -> dict[str, Any]:
+    name, id_number = "张三", "110101199003070011"
+    return {
+        "business_code": business_code,
+        "contact_info": {"contact_type": "LEGAL", "name": name, "id_card_number": id_number, "mobile": "13900000000"},
+        "subject_info": {"subject_type": "SUBJECT_TYPE_ENTERPRISE", "business_license_info": {
+            "licence_number": "914403001922038216", "licence_copy": "media-licence-copy",
+            "merchant_name": "深圳测试科技有限公司", "legal_person": name,
+            "company_address": "广东省深圳市南山区科技园", "licence_valid_date": '["2019-01-01","forever"]'}},
+        "identification_info": {"identification_type": "IDENTIFICATION_TYPE_IDCARD",
+            "identification_name": name, "identification_number": id_number,
+            "identification_valid_date": '["2019-01-01","2039-01-01"]',
+            "identification_front_copy": "media-id-front"},
+    }  # fmt: skip
+
+
+def test_the_channel_merchant_of_the_file_submits_an_applyment(
+    server: WxPartnerServer, tmp_path: Path
+) -> None:
+    """Sync from the file, async from the dict: both act as the channel merchant, sign with its key, and
+    the server answers them as the channel (the service provider is refused with PARAM_ERROR)."""
+    path = tmp_path / "connection.json"
+    path.write_text(json.dumps(server.info))
+    with Client.from_connection_info(path, merchant="channel", http_client=server.http) as channel:
+        assert channel.mchid == server.info["channel_mchid"] != server.info["mchid"]
+        assert channel.config.apiv3_key is None  # the file's key is the service provider's
+        submitted = channel.apply4subject.submit(applyment("conn_channel_0001"))
+        got = channel.apply4subject.get(business_code="conn_channel_0001")
+        assert got.applyment_state == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+    with Client.from_connection_info(path, http_client=server.http) as sp, pytest.raises(ParamError):
+        sp.apply4subject.submit(applyment("conn_sp_0001"))
+    assert sp.mchid == server.info["mchid"] and sp.config.apiv3_key == server.info["apiv3_key"]
+
+    async def main() -> None:
+        transport = httpx.ASGITransport(app=server.app)
+        async with AsyncClient.from_connection_info(
+            server.info, merchant="channel", transport=transport
+        ) as ac:
+            await ac.apply4subject.cancel(applyment_id=submitted.applyment_id)
+            assert (await ac.apply4subject.get(applyment_id=submitted.applyment_id)).applyment_state == (
+                "APPLYMENT_STATE_CANCELED"
+            )
+
+    anyio.run(main)
+
+
+def test_a_file_without_the_merchant_asked_for_says_so(server: WxPartnerServer) -> None:
+    """``serve --no-demo`` writes only the URL and the token: a KeyError: 'mchid' before."""
+    control_only = {"base_url": server.info["base_url"], "sandbox_token": server.info["sandbox_token"]}
+    for merchant in ("service_provider", "channel"):
+        with pytest.raises(ConfigurationError, match="--no-demo"):
+            Client.from_connection_info(control_only, merchant=merchant)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="'service_provider' or 'channel', got 'platform'"):
+        Client.from_connection_info(server.info, merchant="platform")  # type: ignore[arg-type]
