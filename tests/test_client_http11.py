@@ -6,6 +6,7 @@ retry policy reads, TLS verifies like httpx, and a proxy in the environment hand
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import gc
 import ipaddress
@@ -37,7 +38,7 @@ from hypothesis import strategies as st
 from live import free_port
 from support import World
 from test_client_transport import Stub, make_async, make_client, stub  # noqa: F401  (stub is a fixture)
-from wxpartner.client import Client, TransportError, policy
+from wxpartner.client import NO_RETRIES, Client, ClientClosedError, TransportError, policy
 from wxpartner.client import http11 as sh
 from wxpartner.client.core import Response, answer
 from wxpartner.client.http11_aio import AsyncPooledHTTP
@@ -1204,3 +1205,37 @@ def test_a_proxy_in_the_environment_sends_the_client_through_httpx(
     monkeypatch.delenv("HTTP_PROXY")
     assert anyio.run(async_call, stub.url, "/v3/direct-async") == 200
     assert stub.seen[-1].target == "/v3/direct-async"
+
+
+def test_an_async_client_through_a_proxy_serves_one_event_loop_after_another(
+    stub: Stub,  # noqa: F811
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proxy in the environment hands the AsyncClient to httpx, whose pool belongs to the event loop
+    that opened its connections: ``asyncio.run`` per call (a script, a worker's task, a test framework's
+    loop per test) failed from the second loop on with ``RuntimeError: Event loop is closed``, as the
+    SDK's own HTTP did before its pool went per loop. The httpx client the SDK makes is now one per
+    event loop; a closed loop's is dropped when the next loop makes its own."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", stub.url)  # the stub plays the proxy for an unresolvable host
+    client = make_async(world, "http://wx.invalid", retry=NO_RETRIES)
+    assert client._pooled is None
+
+    async def call(path: str) -> int:
+        return (await client.request("GET", path)).status
+
+    assert [asyncio.run(call(f"/v3/loop{i}")) for i in range(3)] == [200] * 3
+    assert [seen.target for seen in stub.seen] == [f"http://wx.invalid/v3/loop{i}" for i in range(3)]
+
+    async def twice() -> list[int]:  # within one loop, one httpx client serves every call
+        return [await call("/v3/again"), await call("/v3/again")]
+
+    assert asyncio.run(twice()) == [200, 200]
+    assert len({seen.port for seen in stub.seen[-2:]}) == 1  # the second call reused the connection
+    assert client._per_loop is not None and len(client._per_loop) == 1  # closed loops' clients dropped
+    asyncio.run(client.aclose())  # in yet another loop: the others' connections close only in theirs
+    assert client._per_loop == {}
+    with pytest.raises(ClientClosedError):
+        asyncio.run(call("/v3/closed"))

@@ -9,6 +9,7 @@ from typing import Any, Self, TypeVar, Unpack
 
 import anyio
 import httpx
+from anyio.lowlevel import EventLoopToken, current_token
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..protocol.keys import PemSource
@@ -26,10 +27,17 @@ from .resources import AsyncFamilies
 T = TypeVar("T")
 
 
+def loop_closed(token: EventLoopToken) -> bool:
+    """Whether the event loop behind ``token`` is closed (asyncio's loops say so; others never do)."""
+    is_closed = getattr(token.native_token, "is_closed", None)
+    return bool(callable(is_closed) and is_closed())
+
+
 class AsyncClient(BaseClient, AsyncFamilies):
     """One merchant's asyncio client (any anyio backend). See ``BaseClient`` for the arguments; also
     ``http_client`` (your own ``httpx.AsyncClient``, or an httpx2 one) or ``transport`` (e.g. ``httpx.ASGITransport``).
-    Without either, HTTP/1.1 goes through its own pooled streams (``http11_aio``)."""
+    Without either, HTTP/1.1 goes through its own pooled streams (``http11_aio``), per event loop; with
+    a proxy in the environment, through httpx clients made here, one per event loop too."""
 
     def __init__(
         self,
@@ -48,9 +56,15 @@ class AsyncClient(BaseClient, AsyncFamilies):
         # Its own HTTP/1.1 unless the caller chose the HTTP or a proxy is configured (as Client).
         self._pooled: AsyncPooledHTTP | None = None
         self._http: AsyncHTTPClient | None = http_client
+        # Through a proxy, httpx clients made here, one per event loop: an httpx pool's connections
+        # belong to the loop that opened them, and the next loop's calls failed with "Event loop is
+        # closed" (asyncio.run per call), as the SDK's own HTTP did before its pool went per loop.
+        self._per_loop: dict[EventLoopToken, httpx.AsyncClient] | None = None
         if http_client is None and transport is None and not environment_has_proxy():
             self._pooled = AsyncPooledHTTP(self.config.timeout, self.tls_context)
-        elif http_client is None:
+        elif http_client is None and transport is None:
+            self._per_loop = {}
+        elif http_client is None:  # the caller's transport: its pool, its loop rules (as http_client=)
             self._http = self._owned = httpx.AsyncClient(
                 transport=transport, timeout=self.config.timeout, verify=self.tls_context or True
             )
@@ -80,8 +94,9 @@ class AsyncClient(BaseClient, AsyncFamilies):
             try:
                 if self._pooled is not None:
                     return await self._pooled.exchange(action.request, action.timeout)
-                assert self._http is not None
-                r = await self._http.send(request_for(self._http, action.request, action.timeout))
+                http = self._loop_http() if self._per_loop is not None else self._http
+                assert http is not None
+                r = await http.send(request_for(http, action.request, action.timeout))
             except Exception as exc:
                 failure = transport_error(exc)
                 if failure is None:
@@ -98,6 +113,21 @@ class AsyncClient(BaseClient, AsyncFamilies):
                     self._engine.after_refresh(action.serial)
             return None
         raise TypeError(action)
+
+    def _loop_http(self) -> httpx.AsyncClient:
+        """This event loop's httpx client (made on its first call: it reads the proxy settings then)."""
+        assert self._per_loop is not None
+        token = current_token()
+        http = self._per_loop.get(token)
+        if http is None:
+            # A closed loop's client is dropped: its connections can only be closed through that loop
+            # (the garbage collector closes their sockets), and the dict holds one client per live loop.
+            for other in [t for t in self._per_loop if loop_closed(t)]:
+                del self._per_loop[other]
+            http = self._per_loop[token] = httpx.AsyncClient(
+                timeout=self.config.timeout, verify=self.tls_context or True
+            )
+        return http
 
     def _lock(self) -> anyio.Lock:
         if self._refresh_lock is None:
@@ -149,6 +179,11 @@ class AsyncClient(BaseClient, AsyncFamilies):
             await self._pooled.aclose()
         elif self._owned is not None:
             await self._owned.aclose()
+        elif self._per_loop:
+            clients, self._per_loop = self._per_loop, {}
+            token = current_token()
+            if token in clients:  # another loop's connections close only through that loop: dropped
+                await clients[token].aclose()
 
     async def __aenter__(self) -> Self:
         return self
