@@ -78,3 +78,31 @@ def test_a_file_without_the_merchant_asked_for_says_so(server: WxPartnerServer) 
             Client.from_connection_info(control_only, merchant=merchant)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="'service_provider' or 'channel', got 'platform'"):
         Client.from_connection_info(server.info, merchant="platform")  # type: ignore[arg-type]
+
+
+def test_a_misspelt_option_is_refused_with_the_closest_name(server: WxPartnerServer) -> None:
+    """The options were read with ``.get()``: ``retyr=NO_RETRIES`` or ``timout=2`` was dropped without a
+    word, so the client kept its retries and its 30 s read timeout (only mypy could tell)."""
+    info = server.info
+    own = (info["mchid"], info["serial_no"], info["private_key_path"])
+    keys = {
+        "wechatpay_public_key": info["wechatpay_public_key_path"],
+        "wechatpay_public_key_id": info["wechatpay_public_key_id"],
+    }
+    with pytest.raises(
+        TypeError, match=r"^Client\(\) got an unexpected keyword argument 'timout'; did you mean 'timeout'\?$"
+    ):
+        Client(*own, **keys, timout=2, retyr=None)  # type: ignore[call-arg]
+    with pytest.raises(
+        TypeError,
+        match=r"^AsyncClient\(\) got an unexpected keyword argument 'retyr'; did you mean 'retry'\?$",
+    ):
+        AsyncClient(*own, **keys, retyr=None)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"'merchant'; the options are apiv3_key, backup_url, "):
+        Client(*own, **keys, merchant="channel")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="'http_clinet'; did you mean 'http_client'"):
+        Client.from_connection_info(info, http_clinet=server.http)  # type: ignore[call-arg]
+    with Client(*own, **keys, timeout=2, http_client=server.http) as fine:  # the real names still work
+        assert (
+            fine.config.timeout.read == 2 and fine.webizpay.ranges.list(sp_mchid=fine.mchid).range_list == []
+        )

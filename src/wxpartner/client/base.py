@@ -3,6 +3,7 @@ so any number of merchants live side by side in one process)."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import ssl
 import time
@@ -59,6 +60,20 @@ class ConnectionOverrides(ClientOptions, total=False):
     transport: object
 
 
+OPTION_NAMES = frozenset(ClientOptions.__annotations__)
+
+
+def unexpected_option(kind: str, given: Mapping[str, object]) -> str:
+    """Python's own words for a misspelt keyword, with the closest option. The options were read with
+    ``.get()``, so ``retyr=NO_RETRIES`` or ``timout=2`` was silently dropped: the client kept its
+    retries and its 30 s read timeout, and nothing said so (mypy does; a script without it did not)."""
+    name = next(key for key in given if key not in OPTION_NAMES)  # the first, as Python names it
+    known = sorted(OPTION_NAMES | {"http_client", "transport"})
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; the options are {', '.join(known)}"
+    return f"{kind}() got an unexpected keyword argument {name!r}{hint}"
+
+
 # Which of connection.json's demo merchants ``from_connection_info`` acts as.
 ConnectionMerchant = Literal["service_provider", "channel"]
 
@@ -92,6 +107,8 @@ class BaseClient:
         **options: Unpack[ClientOptions],
     ) -> None:
         o = options
+        if not OPTION_NAMES.issuperset(o):
+            raise TypeError(unexpected_option(type(self).__name__, o))
         self.config: Config = make_config(
             mchid=mchid,
             serial_no=serial_no,
