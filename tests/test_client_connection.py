@@ -106,3 +106,30 @@ def test_a_misspelt_option_is_refused_with_the_closest_name(server: WxPartnerSer
         assert (
             fine.config.timeout.read == 2 and fine.webizpay.ranges.list(sp_mchid=fine.mchid).range_list == []
         )
+
+
+def test_a_key_file_that_cannot_be_read_is_a_configuration_error(
+    server: WxPartnerServer, tmp_path: Path
+) -> None:
+    """README: a key or certificate that cannot be read is a ``ConfigurationError``; a path that does not
+    exist was a bare ``FileNotFoundError`` (``except ConfigurationError`` / ``WxPayError`` missed it),
+    as was a connection.json whose data dir moved."""
+    info = server.info
+    missing = tmp_path / "gone" / "apiclient_key.pem"
+    with pytest.raises(
+        ConfigurationError, match=r"^private_key: cannot read '.*gone/apiclient_key\.pem': No such file"
+    ):
+        Client(info["mchid"], info["serial_no"], missing, apiv3_key=info["apiv3_key"])
+    with pytest.raises(
+        ConfigurationError, match=r"^wechatpay_public_key / platform_certificates: cannot read '.*gone"
+    ):
+        Client(
+            info["mchid"],
+            info["serial_no"],
+            info["private_key_path"],
+            wechatpay_public_key=missing,
+            wechatpay_public_key_id="PUB_KEY_ID_1",
+        )
+    moved = {**info, "private_key_path": str(missing)}
+    with pytest.raises(ConfigurationError, match="private_key: cannot read"):
+        AsyncClient.from_connection_info(moved)

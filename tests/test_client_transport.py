@@ -720,6 +720,17 @@ def test_request_repeats_only_get_and_head_unless_told_and_leaves_none_out_of_th
     )
 
 
+def test_a_request_path_without_its_leading_slash_is_refused_before_sending(stub: Stub, world: World) -> None:
+    """``request("GET", "v3/...")`` went out as ``GET v3/... HTTP/1.1`` (no valid request target: the stub
+    took it, a real server answers 400) and on httpx failed as a bare ``InvalidURL: Invalid port:
+    '8080v3'``: the path glued to the host."""
+    with make_client(world, stub.url, retry=NO_RETRIES) as client:
+        for path in ("v3/webizpay/avail-mch-ranges", "https://api.mch.weixin.qq.com/v3/x"):
+            with pytest.raises(ValueError, match=r"starting with /v3/ \(the host comes from base_url\)"):
+                client.request("GET", path)
+    assert stub.seen == []
+
+
 # -- async parity -------------------------------------------------------------------------------------------
 def test_async_client_runs_the_same_pipeline(stub: Stub, world: World) -> None:
     stub.steps = [error(500, "SYSTEM_ERROR"), ok({"n": 1}), error(500, "SYSTEM_ERROR"), ok(tamper=True), drop]

@@ -217,6 +217,12 @@ def generic_call(
     """A signed call to any APIv3 path; GET/HEAD count as idempotent unless told otherwise.
     ``unsigned_ok``: accept an answer without signature headers (a file download); a signed one is
     still verified."""
+    # "v3/..." went out as "GET v3/... HTTP/1.1" (no valid request target) on the SDK's own HTTP, and
+    # failed in httpx as InvalidURL "Invalid port: '8080v3'", glued to the host.
+    if not path.startswith("/"):
+        raise ValueError(
+            f"path is the API path alone, starting with /v3/ (the host comes from base_url); got {path!r}"
+        )
     items = query.items() if isinstance(query, Mapping) else (query or ())
     pairs = tuple((str(k), query_text(v)) for k, v in items if v is not None)
     body: Any = content if content is not None else json_body

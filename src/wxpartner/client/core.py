@@ -200,6 +200,10 @@ class Config:
     refresh_backoff: float = UNKNOWN_SERIAL_BACKOFF
 
 
+def unreadable(exc: OSError) -> str:
+    return f"cannot read {exc.filename!r}: {exc.strerror or exc}"
+
+
 def checked_origin(name: str, url: str) -> str:
     """``url`` as the origin requests go to (no trailing slash), or a ConfigurationError now. Before, a
     URL without a scheme failed at every call as a TransportError saying the request had been sent,
@@ -248,6 +252,8 @@ def make_config(
         key = private_key if isinstance(private_key, rsa.RSAPrivateKey) else load_private_key(private_key)
     except KeyLoadError as exc:
         raise KeyConfigurationError(f"private_key: {exc}") from exc
+    except OSError as exc:  # a path that cannot be read was a bare FileNotFoundError
+        raise KeyConfigurationError(f"private_key: {unreadable(exc)}") from exc
     if apiv3_key is not None:
         check_apiv3_key(apiv3_key)
     try:
@@ -260,6 +266,10 @@ def make_config(
         )
     except KeyLoadError as exc:
         raise KeyConfigurationError(str(exc)) from exc
+    except OSError as exc:
+        raise KeyConfigurationError(
+            f"wechatpay_public_key / platform_certificates: {unreadable(exc)}"
+        ) from exc
     download = apiv3_key is not None if download_certificates is None else download_certificates
     if download and apiv3_key is None:
         raise ConfigurationError(
