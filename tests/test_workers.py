@@ -5,6 +5,7 @@ at start; SIGINT stops every worker."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import pytest
 
 from live import LiveServer, free_port, start_live_server
 from support import World
+from wxpartner.server.workers import config_for, stop_seconds
 
 pytestmark = pytest.mark.slow
 
@@ -155,6 +157,53 @@ def test_workers_stop_when_the_supervisor_is_killed(server: LiveServer) -> None:
         alive = [pid for pid in workers if _running(pid)]
         time.sleep(0.1)
     assert not alive, f"workers still serving without their supervisor: {alive}"
+
+
+def test_the_supervisor_wakes_for_a_stop_at_once(tmp_path: Path) -> None:
+    """The supervisor looked for a stop twice a second (a wait with a 0.5 s timeout), so a stop waited
+    up to 0.5 s before any worker heard of it. Here its waits are given no timeout at all: only a wake-up
+    by the signal itself ends them, as it does now; the polling supervisor never noticed the SIGTERM."""
+    port = free_port()
+    harness = (
+        "import sys\n"
+        "from wxpartner.server import workers\n"
+        "waited = workers.wait\n"
+        "workers.wait = lambda objects, timeout=None: waited(objects)  # as patient as can be\n"
+        "from wxpartner.cli import main\n"
+        "sys.argv[0] = 'wxpartner'\n"
+        "main()\n"
+    )
+    args = ["serve", "--port", str(port), "--workers", "2", "--no-demo", "--json"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", harness, *args, "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its workers too are killed below if it never stops
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline()
+        live = LiveServer(f"http://127.0.0.1:{port}", "", tmp_path / "data", proc, {})
+        workers = _wait_listening(live)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            status = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the supervisor did not notice the SIGTERM")
+        assert status == 0
+        assert not [pid for pid in workers if _running(pid)]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def test_the_graceful_timeout_reaches_the_workers_and_the_supervisors_deadline() -> None:
+    """--graceful-timeout is uvicorn's timeout_graceful_shutdown in every worker, and the supervisor
+    kills a worker 10 s after it (it gave 5 s + 10 whatever the setting, and 0 read as 5)."""
+    for seconds in (0, 5, 60):
+        config = config_for("x:app", host="127.0.0.1", port=1, log_level="info", graceful_timeout=seconds)
+        assert config["timeout_graceful_shutdown"] == seconds
+        assert stop_seconds(config) == seconds + 10
 
 
 def _running(pid: int) -> bool:

@@ -25,6 +25,14 @@ from .callbacks import checked_notify_ca_file, checked_retention_days
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="worker processes")
 @click.option(
+    "--graceful-timeout",
+    default=5,
+    show_default=True,
+    type=click.IntRange(0, 3600),
+    metavar="SECONDS",
+    help="at a stop, how long running requests may take to finish before they are cut off",
+)
+@click.option(
     "--data-dir",
     envvar="WXPARTNER_DATA_DIR",  # where the operations commands look for connection.json
     show_envvar=True,
@@ -115,6 +123,7 @@ def serve(
     host: str,
     port: int,
     workers: int,
+    graceful_timeout: int,
     data_dir: str,
     database_url: str,
     scenario: str | None,
@@ -213,7 +222,12 @@ def serve(
     from ..server import workers as serving
 
     config = serving.config_for(
-        "wxpartner.server.app:app_from_env", host=host, port=port, log_level=log_level, factory=True
+        "wxpartner.server.app:app_from_env",
+        host=host,
+        port=port,
+        log_level=log_level,
+        factory=True,
+        graceful_timeout=graceful_timeout,
     )
     config.update(ssl_files)
     status = serving.run(workers, config)

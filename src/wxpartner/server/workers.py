@@ -15,6 +15,7 @@ that fails before serving (bad app, port taken) stops the supervisor, as with uv
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -33,6 +34,7 @@ import uvicorn
 log = logging.getLogger("uvicorn.error")
 
 STARTUP_FAILURE = 3  # uvicorn's exit code for a worker that could not start serving
+GRACEFUL_TIMEOUT = 5  # seconds requests running at a stop may take (serve --graceful-timeout)
 
 
 def _socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
@@ -108,6 +110,13 @@ def serve(workers: int, **config: Any) -> int:
         nonlocal stop
         stop = True
 
+    # The wait below sleeps until a worker ends or a stop signal comes: the signal's byte on this
+    # socket wakes it (a wait interrupted by a signal is resumed, PEP 475), where a 0.5 s poll made a
+    # stop wait for the next look.
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    wake_w.setblocking(False)
+    previous_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     procs = [start() for _ in range(workers)]
     log.info(
@@ -118,7 +127,9 @@ def serve(workers: int, **config: Any) -> int:
     status = 0
     try:
         while not stop:
-            wait([p.sentinel for p in procs], timeout=0.5)
+            if wake_r in wait([wake_r, *(p.sentinel for p in procs)]):
+                with contextlib.suppress(BlockingIOError):
+                    wake_r.recv(64)  # the signals' bytes: a later signal wakes the wait again
             for i, proc in enumerate(procs):
                 if proc.is_alive() or stop:
                     continue
@@ -132,7 +143,9 @@ def serve(workers: int, **config: Any) -> int:
         for proc in procs:  # graceful: each worker drains its connections and flushes its journal
             if proc.is_alive() and proc.pid is not None:
                 os.kill(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + float(config.get("timeout_graceful_shutdown") or 5) + 10
+        # A worker's stop: its requests' graceful time, then the journal and the callback sends in
+        # flight (at most 6 s, README: Stopping and restarting).
+        deadline = time.monotonic() + stop_seconds(config)
         for proc in procs:
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
@@ -140,11 +153,29 @@ def serve(workers: int, **config: Any) -> int:
                 proc.join()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        signal.set_wakeup_fd(previous_wakeup)
+        wake_r.close()
+        wake_w.close()
     return status
 
 
-def config_for(app: str, *, host: str, port: int, log_level: str, factory: bool = False) -> dict[str, Any]:
-    """uvicorn's settings for serving ``app`` (an import string) as ``wxpartner serve`` does."""
+def stop_seconds(config: dict[str, Any]) -> float:
+    """How long the supervisor gives a worker to stop before it kills it: the graceful timeout of its
+    requests and 10 s for what follows them."""
+    return float(config.get("timeout_graceful_shutdown", GRACEFUL_TIMEOUT)) + 10
+
+
+def config_for(
+    app: str,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    factory: bool = False,
+    graceful_timeout: int = GRACEFUL_TIMEOUT,
+) -> dict[str, Any]:
+    """uvicorn's settings for serving ``app`` (an import string) as ``wxpartner serve`` does;
+    ``graceful_timeout``: how long requests running at a stop may take to finish (``--graceful-timeout``)."""
     from .http_protocol import BoundedHttpToolsProtocol
 
     return {
@@ -155,7 +186,7 @@ def config_for(app: str, *, host: str, port: int, log_level: str, factory: bool 
         "port": port,
         "log_level": log_level,
         "access_log": False,
-        "timeout_graceful_shutdown": 5,
+        "timeout_graceful_shutdown": graceful_timeout,
     }
 
 
