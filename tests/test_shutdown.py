@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import itertools
 import json
 import os
@@ -413,7 +414,7 @@ def test_a_second_signal_during_the_graceful_stop(
         t.start()
         time.sleep(0.8)  # the card is written; its answer waits for the latency fault
         _signal(server, sig, workers)
-        time.sleep(0.7)  # the supervisor looks for a stop twice a second
+        time.sleep(0.7)  # the stop has begun (the listening sockets are closed)
         with pytest.raises(httpx.ConnectError):  # stopping: no new connection is accepted
             httpx.get(server.url + "/healthz", timeout=2)
         _signal(server, sig, workers)
@@ -510,3 +511,126 @@ def test_an_app_served_again_after_a_stop_delivers_again(settings: Settings) -> 
         receiver.stop()
         app.state.db.dispose()
     assert nid in _delivered_ids(receiver)
+
+
+@contextlib.contextmanager
+def _writes_held(server: LiveServer, database: str, employee: str) -> Iterator[Callable[[], bool]]:
+    """Holds what the employee's card issue (W3) must wait for before it writes, and yields a check
+    that a write waits there now: on SQLite the writers' queue (``<db>.writelock``, a flock; a waiter
+    shows in /proc/locks, the issue's or a background task's), on PostgreSQL the employee's relation
+    row (FOR UPDATE; the issue's wait shows in pg_stat_activity)."""
+    if not database:
+        path = Path(str(sa.make_url(sqlite_url_for(server.data_dir)).database) + ".writelock")
+        with path.open("a") as held:
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+            inode = f":{path.stat().st_ino} "
+
+            def sqlite_waits() -> bool:
+                return any("->" in ln and inode in ln for ln in Path("/proc/locks").read_text().splitlines())
+
+            yield sqlite_waits
+        return
+    engine = sa.create_engine(database)
+    try:
+        with engine.connect() as conn, conn.begin():
+            conn.execute(
+                sa.text("SELECT 1 FROM webizpay_relations WHERE employee_id = :e FOR UPDATE"), {"e": employee}
+            )
+
+            def postgres_waits() -> bool:
+                with engine.connect() as look:
+                    return bool(
+                        look.execute(
+                            sa.text(
+                                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                "AND query LIKE '%webizpay_relations%FOR UPDATE%' AND pid <> pg_backend_pid()"
+                            )
+                        ).scalar_one()
+                    )
+
+            yield postgres_waits
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("stop", ["graceful_timeout_0", "second_ctrl_c"])
+def test_a_request_cut_off_by_a_stop_gets_a_signed_system_error(
+    tmp_path: Path, world: World, database: str, stop: str
+) -> None:
+    """A request still running when its time is up (``--graceful-timeout`` run out, a second Ctrl-C)
+    got uvicorn's own answer, an unsigned plain-text 500 ("Internal Server Error"), which a WeChat Pay
+    client reports as a signature or parse error, and uvicorn logged a traceback. Now it is answered
+    500 SYSTEM_ERROR, signed like every answer, and the client's repeat with the same out_card_no
+    makes one card. The handler is held on the lock its write waits for, so the stop surely finds it
+    running (pipeline threads: the worker's event loop is free to stop meanwhile): its body was sent
+    before the signal, and uvicorn acts on a signal at its next 0.1 s tick."""
+    extra = ["--pipeline", "threads"]
+    if stop == "graceful_timeout_0":
+        extra += ["--graceful-timeout", "0"]
+    server = start_live_server(tmp_path / "host", world, database_url=database, extra_args=extra)
+    outcome: dict[str, Any] = {}
+    try:
+        employee = _employee(server, world, "shutdown_user_05")
+        path = f"/v3/webizpay/employees/{employee}/quota-cards"
+        body = issue_body("cut-off-by-stop")
+
+        sent = threading.Event()
+
+        def traced(request: httpx.Request) -> None:
+            def trace(name: str, _info: object) -> None:
+                if name == "http11.send_request_body.complete":
+                    sent.set()
+
+            request.extensions["trace"] = trace
+
+        def issue() -> None:
+            with httpx.Client(base_url=server.url, timeout=30, event_hooks={"request": [traced]}) as http:
+                try:
+                    outcome["resp"] = ApiClient(http, world, SP_A).post(path, body)
+                except (httpx.TransportError, AssertionError) as exc:
+                    outcome["resp"] = exc
+
+        with _writes_held(server, database, employee) as waiting:
+            t = threading.Thread(target=issue)
+            t.start()
+            assert sent.wait(20), "the issue was not sent"
+            deadline = time.monotonic() + 20
+            while not waiting() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert waiting(), "the issue never reached its write"
+            if stop == "graceful_timeout_0":
+                server.proc.send_signal(signal.SIGTERM)
+            else:
+                server.proc.send_signal(signal.SIGINT)
+                while _accepts(server) and time.monotonic() < deadline:  # the first one is taken
+                    time.sleep(0.02)
+                server.proc.send_signal(signal.SIGINT)
+            t.join(20)
+        status = server.proc.wait(STOP_BOUND_S)  # the handler's thread ends once the lock is free
+    finally:
+        server.stop()
+    resp = outcome["resp"]
+    assert isinstance(resp, httpx.Response), resp
+    assert resp.status_code == 500 and resp.json()["code"] == "SYSTEM_ERROR", resp.text
+    assert "Wechatpay-Signature" in resp.headers  # ApiClient verified it
+    assert status == 0
+    log = (server.data_dir / "server.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+    again = start_live_server(tmp_path / "host", world, database_url=database)
+    try:
+        with httpx.Client(base_url=again.url, timeout=10) as http:
+            client = ApiClient(http, world, SP_A)
+            first = client.post(path, body)
+            assert first.status_code == 200, first.text
+            assert client.post(path, body).json()["card_no"] == first.json()["card_no"]
+    finally:
+        again.stop()
+
+
+def _accepts(server: LiveServer) -> bool:
+    """Whether the server still answers a new connection (stopping, it refuses or resets it)."""
+    try:
+        httpx.get(server.url + "/healthz", timeout=2)
+    except httpx.TransportError:
+        return False
+    return True

@@ -3,6 +3,7 @@ API, dashboard, health) through Starlette."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -15,12 +16,14 @@ import anyio.lowlevel
 from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
+from ..protocol.constants import H_REQUEST_ID
 from ..protocol.errors import ApiError
 from ..store.db import Database
 from . import limits
 from .context import Ctx
 from .http import BARE_QUERY, RawRequest, RawResponse, new_request_id
 from .keyring import KeyRing
+from .logs import shown_path
 from .operations import REGISTRY, Router
 from .pipeline import Pipeline, Shaping
 from .settings import Settings
@@ -95,6 +98,25 @@ class AppState:
                 log.exception("observer failed")
 
 
+class DroppedConnection(ConnectionAbortedError):
+    """Raised once a DROP_CONNECTION fault's answer has started, so that uvicorn closes the connection
+    (in-process, the test client raises it). Logged by the app in one line, not as uvicorn's traceback
+    (``_QuietDrops``)."""
+
+
+class _QuietDrops(logging.Filter):
+    """On uvicorn's error log: an injected drop is no error (an operator injecting 1,000 drops got
+    1,000 tracebacks; the journal and one INFO line record each). Anything else keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], DroppedConnection))
+
+
+_uvicorn_errors = logging.getLogger("uvicorn.error")
+if not any(isinstance(f, _QuietDrops) for f in _uvicorn_errors.filters):
+    _uvicorn_errors.addFilter(_QuietDrops())  # uvicorn's logging set-up keeps a logger's filters
+
+
 class _ClientGone(Exception):
     """The client disconnected before its body was complete: nothing is handled, nobody is answered."""
 
@@ -140,6 +162,23 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replayed
+
+
+def _shutdown_when_cancelled(receive: Receive) -> Receive:
+    """The lifespan's messages, a cancellation read as the shutdown: after a forced quit (a second
+    Ctrl-C) uvicorn sends none and asyncio cancels the lifespan task instead, which Starlette logged
+    as a failed shutdown with its traceback. The app's stop steps run either way."""
+
+    async def received() -> Message:
+        try:
+            return await receive()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # handled: the stop steps' task group must not see it pending
+            return {"type": "lifespan.shutdown"}
+
+    return received
 
 
 def _raw_request(scope: Scope, body: bytes) -> RawRequest:
@@ -218,7 +257,9 @@ class WxPartnerApp:
                 self.state.db.dispose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
+            await self.web(scope, _shutdown_when_cancelled(receive), send)
+        elif scope["type"] != "http":
             await self.web(scope, receive, send)
         elif scope["path"].startswith("/v3/"):
             await self._api(scope, receive, send)
@@ -251,6 +292,12 @@ class WxPartnerApp:
             body = None if refusal else await _read_body(receive, settings.max_body_bytes, scope)
         except _ClientGone:
             return
+        except asyncio.CancelledError:
+            # The server stops while the body is still arriving: the task uvicorn or asyncio cancels
+            # (--graceful-timeout run out, a second Ctrl-C) ends here, answered (Pipeline.cut_off).
+            # Uncaught, uvicorn logged a traceback and answered an unsigned plain-text 500.
+            await send_raw(send, self.pipeline.cut_off(None))
+            return
         if refusal is not None or body is None:
             err = refusal or limits.body_too_large(settings.max_body_bytes)
             # Journaled, counted and logged as every other /v3 answer (operation "limits"): a client
@@ -268,14 +315,29 @@ class WxPartnerApp:
         if self.state.pipeline_on_loop:
             resp = self.pipeline.handle(req)
         else:
-            resp = await anyio.to_thread.run_sync(self.pipeline.handle, req, limiter=self._pipeline_limiter())
+            try:
+                resp = await anyio.to_thread.run_sync(
+                    self.pipeline.handle, req, limiter=self._pipeline_limiter()
+                )
+            except asyncio.CancelledError:  # stopped while the handler runs: as below, SYSTEM_ERROR, signed
+                await send_raw(send, self.pipeline.cut_off(req))
+                return
         if resp.delay_s > 0:
-            await anyio.sleep(resp.delay_s)
+            # Stopped while a latency fault holds the answer back: it is ready, it goes now.
+            with contextlib.suppress(asyncio.CancelledError):
+                await anyio.sleep(resp.delay_s)
         if resp.status == 0:  # sandbox fault: drop the connection without an answer
             # Raising before the response starts makes uvicorn answer 500 itself; once it has started,
             # uvicorn closes the transport, so the client gets a broken response and no answer.
             await send({"type": "http.response.start", "status": 500, "headers": [(b"content-length", b"1")]})
-            raise ConnectionAbortedError("sandbox fault: dropped connection")
+            log.info(
+                "sandbox fault DROP_CONNECTION: closed the connection of %s %s unanswered (Request-ID %s)",
+                req.method,
+                shown_path(req.raw_path),
+                resp.header(H_REQUEST_ID),
+                extra={"request_id": resp.header(H_REQUEST_ID)},
+            )
+            raise DroppedConnection("sandbox fault: dropped connection")
         await send_raw(send, resp)
 
     def _pipeline_limiter(self) -> anyio.CapacityLimiter:

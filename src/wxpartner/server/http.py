@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from ..protocol.messages import canonical_url
+
+if TYPE_CHECKING:
+    from ..domain.merchants import Caller
 
 # A scope key set by the serving protocol (server/http_protocol.py) when the request target ended in a
 # bare '?': ASGI's query_string cannot tell "/x?" from "/x".
@@ -25,6 +29,8 @@ class RawRequest:
     # The target ended in a bare '?' ("/v3/x?"): a client that builds its URL with one (Go's
     # url.RequestURI() keeps it) signs it too, and the signature covers the target as received.
     bare_query: bool = False
+    # Set by the pipeline once the signature is verified: whom an answer cut off by a stop is signed for.
+    caller: Caller | None = None
 
     def target(self) -> str:
         """The request target as received: the URL line of the string to sign."""

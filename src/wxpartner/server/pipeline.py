@@ -130,6 +130,7 @@ class Pipeline:
 
         # A platform key rotated through another process or host: taken up before this answer is signed.
         st.keyring.follow(verified.generation)
+        req.caller = verified.caller
         ctx = Ctx(st, verified.caller, verified.clock, req, request_id, op)
         shaping = Shaping()
         try:
@@ -139,7 +140,7 @@ class Pipeline:
         except ApiError as err:
             resp = error_response(err, request_id)
         except DropConnection:
-            resp = RawResponse(0, delay_s=shaping.delay_s)
+            resp = RawResponse(0, headers=[(c.H_REQUEST_ID, request_id)], delay_s=shaping.delay_s)
             st.observe(ctx, req, resp, request_id, op.op_id, started)
             return resp
         except (OperationalError, PoolTimeout, DBAPIError):
@@ -154,6 +155,21 @@ class Pipeline:
             log.exception("could not sign response %s", request_id)
         st.observe(ctx, req, resp, request_id, op.op_id, started)
         resp.delay_s = shaping.delay_s
+        return resp
+
+    def cut_off(self, req: RawRequest | None) -> RawResponse:
+        """The answer to a request the server stopped before answering (``--graceful-timeout`` ran
+        out, a second Ctrl-C): SYSTEM_ERROR, which WeChat Pay clients repeat with the same parameters
+        (what the handler wrote is whole or absent: one transaction), signed for the caller once its
+        signature was verified. Instead of uvicorn's unsigned plain-text 500, which a client reports
+        as a signature or parse error."""
+        resp = error_response(ApiError("SYSTEM_ERROR", "系统繁忙，请稍后用相同参数重试"), new_request_id())
+        resp.headers.append(("Connection", "close"))
+        if req is not None and req.caller is not None:
+            try:
+                sign_response(resp, self.state.keyring.signer_for(req.caller))
+            except Exception:
+                log.exception("could not sign the answer of a request cut off by a stop")
         return resp
 
     def _run(self, ctx: Ctx, params: dict[str, str]) -> RawResponse:
