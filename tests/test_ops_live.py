@@ -4,13 +4,21 @@ journal buffer is written out on a normal shutdown (SIGINT)."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
 
-from live import start_live_server
+from live import free_port, start_live_server
 from support import SP_B, ApiClient, World
+from wxpartner.server.app import create_app
+from wxpartner.server.http_protocol import BoundedHttpToolsProtocol
+from wxpartner.server.settings import Settings
 from wxpartner.store import ops_repo
 from wxpartner.store.db import Database, sqlite_url_for
 
@@ -39,6 +47,7 @@ def test_drop_and_journal_survive_a_real_server(tmp_path: Path, world: World) ->
     assert any(r["status"] == 0 and r["fault"] == "DROP_CONNECTION" for r in rows)
     # structured logs: one JSON object per access line, with the Request-ID, and no secrets
     text = (server.data_dir / "server.log").read_text()
+    assert "Traceback" not in text, text[-3000:]  # the drop is one line (below), not uvicorn's traceback
     access = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     logged = {a["request_id"] for a in access if a["logger"] == "wxpartner.access"}
     assert set(ids) <= logged
@@ -114,3 +123,49 @@ def test_a_latency_fault_holds_only_its_own_answer(tmp_path: Path, world: World,
         server.stop()
     assert slow and slow[0] >= 1.5
     assert quick < 1.0  # answered while the other one waited (it had 1.2 s left)
+
+
+def test_an_injected_drop_logs_one_line_and_a_real_error_its_traceback(
+    settings: Settings, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every DROP_CONNECTION fault was logged by uvicorn as "Exception in ASGI application" with a
+    full traceback (1,000 drops injected, 1,000 tracebacks). Now a drop is one INFO line of the app's
+    (with its Request-ID; the journal records it too), while an exception the app did not expect
+    still gets uvicorn's traceback. Served by uvicorn on loopback with the serving protocol; the app
+    is wrapped so that one path raises."""
+    wx = create_app(settings)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/boom":
+            raise RuntimeError("an error nobody expected")
+        await wx(scope, receive, send)
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, http=BoundedHttpToolsProtocol, log_config=None)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    try:
+        with caplog.at_level(logging.INFO):
+            thread.start()
+            deadline = time.monotonic() + 20
+            while not server.started and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert server.started
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+                client = ApiClient(http, world, SP_B)
+                for _ in range(3):
+                    with pytest.raises(httpx.TransportError):
+                        client.get("/v3/certificates", headers={"Wechatpay-Sandbox-Fault": "DROP_CONNECTION"})
+                assert client.get("/v3/certificates").status_code == 200
+                assert http.get("/boom").status_code == 500
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        wx.state.db.dispose()
+    drops = [r for r in caplog.records if "DROP_CONNECTION" in r.getMessage()]
+    assert len(drops) == 3, [r.getMessage() for r in drops]
+    assert all(r.levelno == logging.INFO and not r.exc_info and r.request_id for r in drops)  # type: ignore[attr-defined]
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert [type(r.exc_info[1]) for r in tracebacks if r.exc_info] == [RuntimeError], [
+        r.getMessage() for r in tracebacks
+    ]
