@@ -69,14 +69,43 @@ def world_scenario(world: World) -> dict[str, Any]:
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """Ctrl-C, as a user stops ``serve``; killed if it has not ended 10 s later."""
+    """Ctrl-C, as a user stops ``serve``; its whole process group killed if it has not ended 10 s
+    later."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+            kill_group(proc)
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to the process group of a ``serve`` started in a session of its own (its supervisor, its
+    workers, multiprocessing's resource tracker), and back once none of them runs. Killing only the
+    supervisor left its workers serving until they noticed (up to a second, then their graceful stop),
+    past the end of the test that started them."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+    deadline = time.monotonic() + 10
+    while group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def group_members(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` that still run (zombies are ended)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[2]) == pgid and stat[0] != "Z":
+            found.append(int(entry.name))
+    return found
 
 
 @dataclass
@@ -104,6 +133,7 @@ def start_live_server(
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
     token: str = "live-test-token",
+    ready_seconds: float = 20,
 ) -> LiveServer:
     data_dir.mkdir(parents=True, exist_ok=True)
     data = world_scenario(world)
@@ -136,25 +166,34 @@ def start_live_server(
     ]
     if database_url:
         args += ["--database-url", database_url]
-    log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - owned by the process
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, env={**os.environ, **(env or {})})
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait(10)
-        raise RuntimeError(f"server did not start: {(data_dir / 'server.log').read_text()[-2000:]}")
-    info = json.loads(line)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        raise RuntimeError(f"server not ready: {(data_dir / 'server.log').read_text()[-2000:]}")
+    with open(data_dir / "server.log", "wb") as log:  # the process has its own copy
+        proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,  # a group of its own: kill_group ends its workers too
+        )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            proc.wait(10)
+            raise RuntimeError(f"server did not start: {(data_dir / 'server.log').read_text()[-2000:]}")
+        info = json.loads(line)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + ready_seconds
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"server not ready: {(data_dir / 'server.log').read_text()[-2000:]}")
+    except BaseException:  # not ready, no JSON line, a timeout, Ctrl-C: nothing of it is left running
+        kill_group(proc)
+        raise
     return LiveServer(url, token, data_dir, proc, info)
 
 
@@ -175,8 +214,19 @@ class Served:
             str(data_dir),
         ]
         self.proc = subprocess.Popen(
-            [*args, "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=umask
+            [*args, "--json", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            umask=umask,
+            start_new_session=True,  # a group of its own: kill_group ends its workers too
         )
+        try:
+            self._wait_ready()
+        except BaseException:
+            kill_group(self.proc)
+            raise
+
+    def _wait_ready(self) -> None:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
@@ -190,7 +240,6 @@ class Served:
                     return
             except httpx.HTTPError:
                 time.sleep(0.05)
-        self.stop()
         raise AssertionError("server not ready")
 
     def stop(self) -> None:

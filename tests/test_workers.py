@@ -206,6 +206,31 @@ def test_the_graceful_timeout_reaches_the_workers_and_the_supervisors_deadline()
         assert stop_seconds(config) == seconds + 10
 
 
+def test_a_server_never_ready_leaves_nothing_running(tmp_path: Path, world: World) -> None:
+    """tests/live.py: a server that printed its settings but never answered its health check (here:
+    HTTPS only, asked in plain HTTP) was given up with a SIGKILL to its supervisor alone, and its
+    workers went on running past the test (until they noticed, then stopped gracefully). Now the whole
+    process group is killed, and nothing of it runs once start_live_server has raised."""
+    data_dir = tmp_path / "never-ready"
+    with pytest.raises(RuntimeError, match="not ready"):
+        start_live_server(data_dir, world, workers=2, extra_args=["--tls"], ready_seconds=3)
+    assert not _processes_naming(str(data_dir).encode())
+
+
+def _processes_naming(marker: bytes) -> list[int]:
+    """Running processes whose command line or environment (a worker's settings) holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or not _running(int(entry.name)):
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes() or marker in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def _running(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
