@@ -217,6 +217,26 @@ def test_a_server_never_ready_leaves_nothing_running(tmp_path: Path, world: Worl
     assert not _processes_naming(str(data_dir).encode())
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_bad_log_level_is_one_line_before_anything_starts(tmp_path: Path, workers: str) -> None:
+    """WXPARTNER_LOG_LEVEL=loud with JSON logs: serve printed its settings as "serving", then every
+    worker died on a ValueError traceback (exit status 1, and with --workers 2 four tracebacks)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "wxpartner.cli", "serve", "--port", str(free_port()), "--workers", workers,
+         "--data-dir", str(tmp_path / "data"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "WXPARTNER_LOG_FORMAT": "json", "WXPARTNER_LOG_LEVEL": "loud"},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "Error: WXPARTNER_LOG_LEVEL='loud': one of critical, error, warning, info, debug"
+    ]
+    assert not (tmp_path / "data").exists()
+
+
 def _processes_naming(marker: bytes) -> list[int]:
     """Running processes whose command line or environment (a worker's settings) holds ``marker``."""
     found = []

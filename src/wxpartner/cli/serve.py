@@ -241,6 +241,10 @@ def serve(
     sys.exit(status)
 
 
+class _BadSetting(click.ClickException):
+    exit_code = 2  # as a setting out of range (README: CLI reference), in one line without the usage
+
+
 class _CannotListen(click.ClickException):
     exit_code = 3  # as the worker supervisor's start-up failure (README: a port in use is exit code 3)
 
@@ -251,6 +255,13 @@ def _check_before_start(
     """What would fail only once uvicorn starts, refused before anything is written or printed: the
     connection settings were printed as "serving" (and connection.json rewritten) for a port in use or
     an unknown host, and a certificate that is no PEM was an ssl.SSLError traceback."""
+    from ..server import logs
+
+    if logs.json_format_on():  # read by every worker as it starts
+        try:
+            logs.level_from_env()
+        except ValueError as exc:
+            raise _BadSetting(str(exc)) from None
     if token and not sendable_token(token):
         raise click.BadParameter(
             "printable ASCII without spaces: it travels in an Authorization header", param_hint="'--token'"

@@ -53,16 +53,32 @@ def shown_path(path: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in cut)
 
 
+LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def level_from_env() -> str:
+    """``WXPARTNER_LOG_LEVEL`` (default INFO), or ValueError naming the levels. ``serve`` checks it
+    before it starts: a typo was a ValueError traceback in every worker after "serving" was printed."""
+    level = os.environ.get("WXPARTNER_LOG_LEVEL", "INFO").strip().upper()
+    if level not in logging.getLevelNamesMapping():  # WARN, FATAL and NOTSET too, as before
+        raise ValueError(f"WXPARTNER_LOG_LEVEL={level.lower()!r}: one of {', '.join(LEVELS)}")
+    return level
+
+
+def json_format_on() -> bool:
+    return os.environ.get("WXPARTNER_LOG_FORMAT", "").lower() == "json"
+
+
 def configure_from_env() -> None:
     """Install the JSON handler on the ``wxpartner`` logger once per process, if asked to."""
     global _configured
-    if _configured or os.environ.get("WXPARTNER_LOG_FORMAT", "").lower() != "json":
+    if _configured or not json_format_on():
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("wxpartner")
     root.addHandler(handler)
-    root.setLevel(os.environ.get("WXPARTNER_LOG_LEVEL", "INFO").upper())
+    root.setLevel(level_from_env())
     root.propagate = False
     _configured = True
 
