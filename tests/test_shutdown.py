@@ -553,9 +553,11 @@ def _writes_held(server: LiveServer, database: str, employee: str) -> Iterator[C
         engine.dispose()
 
 
-@pytest.mark.parametrize("stop", ["graceful_timeout_0", "second_ctrl_c"])
+@pytest.mark.parametrize(
+    ("stop", "workers"), [("graceful_timeout_0", 1), ("graceful_timeout_0", 2), ("second_ctrl_c", 1)]
+)
 def test_a_request_cut_off_by_a_stop_gets_a_signed_system_error(
-    tmp_path: Path, world: World, database: str, stop: str
+    tmp_path: Path, world: World, database: str, stop: str, workers: int
 ) -> None:
     """A request still running when its time is up (``--graceful-timeout`` run out, a second Ctrl-C)
     got uvicorn's own answer, an unsigned plain-text 500 ("Internal Server Error"), which a WeChat Pay
@@ -567,7 +569,9 @@ def test_a_request_cut_off_by_a_stop_gets_a_signed_system_error(
     extra = ["--pipeline", "threads"]
     if stop == "graceful_timeout_0":
         extra += ["--graceful-timeout", "0"]
-    server = start_live_server(tmp_path / "host", world, database_url=database, extra_args=extra)
+    server = start_live_server(
+        tmp_path / "host", world, workers=workers, database_url=database, extra_args=extra
+    )
     outcome: dict[str, Any] = {}
     try:
         employee = _employee(server, world, "shutdown_user_05")
