@@ -251,6 +251,46 @@ def _processes_naming(marker: bytes) -> list[int]:
     return found
 
 
+def test_workers_stop_when_the_supervisor_is_killed_while_they_start(tmp_path: Path) -> None:
+    """A worker watched the pid os.getppid() gave it once it was listening: if its supervisor had been
+    killed while it was still starting (importing, ~1 s), that was already init's pid, and the worker
+    served on for good (found running half an hour after such a test). It now watches the pid its
+    supervisor gave it."""
+    port = free_port()
+    args = ["serve", "--port", str(port), "--workers", "2", "--no-demo", "--json"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wxpartner.cli", *args, "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    live = LiveServer(f"http://127.0.0.1:{port}", "", tmp_path / "data", proc, {})
+    workers: list[int] = []
+    try:
+        assert proc.stdout is not None and proc.stdout.readline()
+        deadline = time.monotonic() + 20
+        while len(workers) < 2 and time.monotonic() < deadline:
+            workers = _workers(live)
+        assert len(workers) == 2, workers
+        starting = [pid for pid in workers if not _listening(pid)]
+        proc.kill()  # SIGKILL, while the workers are still starting
+        proc.wait(10)
+        assert starting == workers, "a worker was listening already: the case is not the one tested"
+        deadline = time.monotonic() + 20
+        alive = workers
+        while alive and time.monotonic() < deadline:
+            alive = [pid for pid in workers if _running(pid)]
+            time.sleep(0.1)
+        assert not alive, f"workers serving on without their supervisor: {alive}"
+    finally:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 def _running(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"

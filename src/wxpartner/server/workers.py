@@ -46,8 +46,10 @@ def _socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _worker(config: dict[str, Any]) -> None:
-    """One worker process: its own socket in the port's group, then uvicorn's server on it."""
+def _worker(config: dict[str, Any], supervisor: int) -> None:
+    """One worker process: its own socket in the port's group, then uvicorn's server on it.
+    ``supervisor``: the pid of the process that started it, which it must outlive by no more than a
+    second."""
     cfg = uvicorn.Config(**config)
     try:
         sock = _socket(cfg.host, cfg.port, reuse_port=True)
@@ -58,7 +60,9 @@ def _worker(config: dict[str, Any]) -> None:
     except OSError as exc:
         log.error("worker %s could not bind %s:%s: %s", os.getpid(), cfg.host, cfg.port, exc)
         sys.exit(STARTUP_FAILURE)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    # The supervisor's pid as it gave it: read here, os.getppid() of a worker whose supervisor died
+    # while it was starting is already init's, and the worker watched init and served on for good.
+    threading.Thread(target=_exit_with_parent, args=(supervisor,), daemon=True).start()
     server = uvicorn.Server(cfg)
     server.run(sockets=[sock])
     if not server.started:
@@ -92,7 +96,7 @@ def serve(workers: int, **config: Any) -> int:
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked database connections
 
     def start() -> BaseProcess:
-        proc = ctx.Process(target=_worker, args=(config,), name="wxpartner-worker")
+        proc = ctx.Process(target=_worker, args=(config, os.getpid()), name="wxpartner-worker")
         # Started with SIGINT ignored (a disposition that survives exec): a Ctrl-C reaches the whole
         # process group, and a worker still importing, or uvicorn re-raising it after its graceful
         # stop, printed a KeyboardInterrupt traceback per worker. The supervisor stops them with
