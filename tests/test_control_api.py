@@ -89,6 +89,9 @@ def test_clock_set_freeze_advance_thaw(http: TestClient) -> None:
         "now_ts": target,
         "frozen": True,
         "offset_seconds": 0.0,
+        # what the move made before answering (nothing here: an empty world)
+        "settled": {"quota_cards_expired": 0, "applyments_advanced": 0},
+        "settled_all": True,
     }
 
     view = http.post("/sandbox/clock", json={"advance": 86400}, headers=AUTH).json()

@@ -279,6 +279,8 @@ def test_w7_payment_url(client_a: ApiClient, control: TestClient, http: TestClie
 
 
 def test_expiry_by_moving_the_clock(client_a: ApiClient, control: TestClient, app: WxPartnerApp) -> None:
+    """A read or the sweep expires a card the clock move did not settle (settling switched off)."""
+    app.state.settings.extra["clock_settle_max"] = 0
     emp = authorize(client_a, control, "employee123")
     end = future(3600)
     card = issue(client_a, emp, "mch_card_123456", effective_end_time=end)
@@ -319,7 +321,8 @@ def test_a_card_is_usable_at_its_end_time_and_expires_after_it(
     end = future(3600)
     card = issue(client_a, emp, "mch_card_edge01", effective_end_time=end)
     end_ts = parse_rfc3339(end).timestamp()
-    assert control.post("/sandbox/clock", json={"set": end_ts, "freeze": True}).status_code == 200
+    moved = control.post("/sandbox/clock", json={"set": end_ts, "freeze": True})
+    assert moved.status_code == 200 and moved.json()["settled"]["quota_cards_expired"] == 0
     assert control.post("/sandbox/webizpay/sweep").json()["expired"] == 0
     assert get_card(client_a, emp, card["card_no"]).json()["card_state"] == "ACTIVE"
     # ... while a new card must end later than now: ending at this very second is refused
@@ -329,8 +332,8 @@ def test_a_card_is_usable_at_its_end_time_and_expires_after_it(
         f"{cards_url(emp)}/{card['card_no']}/payment-url?sp_mchid={SP_A}&sub_mchid={SUB_A}&application_type=H5"
     )
     assert link.status_code == 200, link.text
-    assert control.post("/sandbox/clock", json={"set": end_ts + 1, "freeze": True}).status_code == 200
-    assert control.post("/sandbox/webizpay/sweep").json()["expired"] == 1
+    moved = control.post("/sandbox/clock", json={"set": end_ts + 1, "freeze": True})
+    assert moved.status_code == 200 and moved.json()["settled"]["quota_cards_expired"] == 1
     assert get_card(client_a, emp, card["card_no"]).json()["card_state"] == "DISABLED"
 
 
@@ -619,6 +622,7 @@ def test_the_sweep_disables_every_due_card_not_one_batch(control: TestClient, ap
     one batch of 200: with 230 due, 30 stayed ACTIVE and silent (the round: 100 cards a second)."""
     from wxpartner.server.webizpay_background import _round
 
+    app.state.settings.extra["clock_settle_max"] = 0  # the clock move leaves them to the sweep
     _many_due_cards(control, 230)
     assert control.post("/sandbox/webizpay/sweep").json()["expired"] == 230
     assert len(events(app, "WEBIZPAY.QUOTACARDEXPIRED")) == 230

@@ -46,12 +46,17 @@ def clock(
     if advance is not None:
         body["advance"] = _duration(advance)
     data = t.control("POST", "/clock", json=body) if body else t.control("GET", "/clock")
-    emit(
-        data,
-        as_json,
-        lambda d: console.print(
-            f"{d['now']}  "
-            + ("[yellow]frozen[/]" if d["frozen"] else "running")
-            + f"  (offset {d['offset_seconds']:+.0f}s)"
-        ),
+    emit(data, as_json, _show)
+
+
+def _show(d: dict[str, Any]) -> None:
+    console.print(
+        f"{d['now']}  "
+        + ("[yellow]frozen[/]" if d["frozen"] else "running")
+        + f"  (offset {d['offset_seconds']:+.0f}s)"
     )
+    made = [f"{n} {label.replace('_', ' ')}" for label, n in (d.get("settled") or {}).items() if n]
+    if made:  # a move (the answer of GET has no "settled")
+        console.print("settled: " + ", ".join(made), markup=False)
+    if d.get("settled_all") is False and made:
+        console.print("more are owed than one move settles: the server's background sweep makes the rest")

@@ -217,6 +217,22 @@ def advance(repo: Apply4SubjectRepo, app: Applyment, policy: d.AutoPolicy, now: 
     return repo.by_id(app.applyment_id) or app
 
 
+def advance_waited(repo: Apply4SubjectRepo, now: float, limit: int = 200) -> int:
+    """A clock move's share of the auto policy: applyments that have waited ``after_seconds`` in
+    WAITTING_FOR_AUDIT take the step A2 would take on their next query, as of ``now``; returns how
+    many moved (one batch of ``limit``: the caller runs it again until it returns 0)."""
+    policy = repo.policy()
+    if policy is None or policy.after_seconds is None:
+        return 0  # the common case: one read
+    moved = 0
+    for app in repo.waiting_since(d.AUDIT, now - policy.after_seconds, limit):
+        if policy.due(app.state, now - app.state_since, app.query_count) and (
+            advance(repo, app, policy, now).state != d.AUDIT
+        ):
+            moved += 1
+    return moved
+
+
 def apply_action(
     repo: Apply4SubjectRepo,
     app: Applyment,

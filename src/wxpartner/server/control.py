@@ -207,7 +207,12 @@ async def clock(request: Request) -> Response:
             return state
 
     state = await anyio.to_thread.run_sync(apply)
-    return JSONResponse(clock_view(state))
+    # What the move owes (expired cards, their callbacks, audits by time) is made before the answer,
+    # as the pytest plugin's advance_clock does; bounded, and the answer says what it made.
+    from .settle import settle  # registers with server/app.py, which imports this module
+
+    done = await anyio.to_thread.run_sync(settle, request.app.state.wx)
+    return JSONResponse({**clock_view(state), **done.view()})
 
 
 @control_route("/reset", ["POST"])

@@ -19,6 +19,7 @@ from ..store import sandbox as sandbox_store
 from ..store import webizpay_repo
 from ..store.webizpay_repo import WebizpayRepo
 from .app import BACKGROUND_TASKS, SETTLE_HOOKS, STARTUP_HOOKS
+from .settle import SETTLE_LABELS
 
 if TYPE_CHECKING:
     from .app import AppState
@@ -94,3 +95,4 @@ async def sweep_forever(state: AppState) -> None:
 STARTUP_HOOKS.append(_check_settings)
 BACKGROUND_TASKS.append(sweep_forever)
 SETTLE_HOOKS.append(sweep_once)
+SETTLE_LABELS[sweep_once] = "quota_cards_expired"

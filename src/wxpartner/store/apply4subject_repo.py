@@ -169,6 +169,18 @@ class Apply4SubjectRepo:
             return _lean_first(_BY_ID, self.conn, {"applyment_id": applyment_id})
         return _lean_first(_BY_ID_OF, self.conn, {"applyment_id": applyment_id, "mchid": mchid})
 
+    def waiting_since(self, state: str, cutoff: float, limit: int) -> list[Applyment]:
+        """Up to ``limit`` applyments in ``state`` since ``cutoff`` or earlier, longest waiting first
+        (the index on state and state_since: a clock move over 100,000 applyments still in audit but
+        not yet due reads none of them)."""
+        stmt = (
+            sa.select(T)
+            .where(T.c.state == state, T.c.state_since <= cutoff)
+            .order_by(T.c.state_since, T.c.applyment_id)
+            .limit(limit)
+        )
+        return [_row(r) for r in self.conn.execute(stmt)]
+
     def count_query_of(
         self, mchid: str, applyment_id: int | None, business_code: str | None
     ) -> tuple[Applyment, AutoPolicy | None] | None:

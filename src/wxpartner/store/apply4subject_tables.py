@@ -34,6 +34,8 @@ apply4subject_applyments = sa.Table(
     # The listings, newest first by merchant and by state (migration 0015).
     sa.Index("ix_apply4subject_applyments_mchid", "mchid", "applyment_id"),
     sa.Index("ix_apply4subject_applyments_state", "state", "applyment_id"),
+    # What the auto policy owes after a clock move: in audit since before a time (migration 0019).
+    sa.Index("ix_apply4subject_applyments_waiting", "state", "state_since"),
 )
 
 # A merchant number that completed the confirmation, as seen by the caller whose applyment covered it.

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from ...domain.clock import ClockState, parse_duration
 from ...protocol.times import format_rfc3339, parse_rfc3339
 from ...store import sandbox
+from ..settle import Settled, settle
 from .auth import form
 from .layout import badge, card, esc, page
 from .routing import back, flash, route
@@ -23,6 +24,13 @@ def clock_html(state: ClockState) -> str:
         f'<div class="big" id="clock-now">{esc(format_rfc3339(state.now()))}</div>'
         f'<p>{frozen} <span class="muted">{esc(shift)}</span></p>'
     )
+
+
+def settled_note(done: Settled) -> str:
+    """What the move made, for the flash ("; settled: 3 quota cards expired")."""
+    made = [f"{n} {label.replace('_', ' ')}" for label, n in done.counts.items() if n]
+    text = f"; settled: {', '.join(made)}" if made else ""
+    return text + ("" if done.complete else " (more are owed: the background sweep makes the rest)")
 
 
 def _changed(state: ClockState, action: str, fields: dict[str, str]) -> ClockState:
@@ -84,7 +92,12 @@ async def clock(request: Request) -> Response:
             state = await anyio.to_thread.run_sync(apply)
         except ValueError as exc:
             return back(request, "/dashboard/clock", str(exc), bad=True)
-        return back(request, "/dashboard/clock", f"Business time is now {format_rfc3339(state.now())}")
+        done = await anyio.to_thread.run_sync(settle, st)  # as POST /sandbox/clock: what the move owes
+        return back(
+            request,
+            "/dashboard/clock",
+            f"Business time is now {format_rfc3339(state.now())}{settled_note(done)}",
+        )
 
     def read() -> ClockState:
         with st.db.read() as conn:

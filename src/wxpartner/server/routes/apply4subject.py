@@ -23,8 +23,10 @@ from .. import apply4subject_flow as flow
 from .. import apply4subject_page as _page  # noqa: F401  (registers the confirmation page)
 from .. import control_apply4subject as _control  # noqa: F401  (registers control routes + scenario)
 from .. import rate_limits
+from ..app import SETTLE_HOOKS, AppState
 from ..context import Ctx
 from ..operations import operation
+from ..settle import SETTLE_LABELS
 
 TAGS = ("apply4subject",)
 
@@ -125,3 +127,23 @@ def merchant_state(ctx: Ctx, path: MerchantStatePath) -> MerchantAuthorizeState:
     return MerchantAuthorizeState(
         authorize_state=cast(AuthorizeState, d.AUTHORIZED if authorized else d.UNAUTHORIZED)
     )
+
+
+def settle_waited(state: AppState) -> int:
+    """SETTLE_HOOKS: one batch of the applyments the auto policy's ``after_seconds`` is due for (what
+    their next A2 query would do), so a clock move shows its effect at once on the control API's list
+    and the dashboard. A read first: no policy by time, or nothing due, takes no write lock."""
+    with state.db.read() as conn:
+        repo = Apply4SubjectRepo(conn)
+        policy = repo.policy()
+        if policy is None or policy.after_seconds is None:
+            return 0
+        now = flow.business_now(conn)
+        if not repo.waiting_since(d.AUDIT, now - policy.after_seconds, 1):
+            return 0
+    with state.db.write() as conn:
+        return flow.advance_waited(Apply4SubjectRepo(conn), flow.business_now(conn))
+
+
+SETTLE_HOOKS.append(settle_waited)
+SETTLE_LABELS[settle_waited] = "applyments_advanced"
