@@ -3,12 +3,14 @@ product family. A scenario loads in one transaction: a file with an error loads 
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -383,49 +385,157 @@ def load_scenario_file(db: Database, path: Path, *, data_dir: Path) -> dict[str,
     return load_scenario(db, parse_text(text), base_dir=path.parent, data_dir=data_dir)
 
 
-def export_scenario(db: Database) -> dict[str, Any]:
+# Rows a family's export fetches from the database at a time (``yield_per``), and the rows of one
+# chunk of the streamed answer: what a big sandbox's export holds in memory at once.
+EXPORT_BATCH = 1000
+_CHUNK_BYTES = 64 * 1024  # and a chunk is sent once this long, whatever the rows
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A list in an export that is written as its rows are read (``rows`` is lazy: a query run with
+    ``yield_per(EXPORT_BATCH)`` in the export's transaction), so 100,000 applyments never sit in
+    memory at once. A section returns one only when it has rows (a section is left out when empty,
+    and so is a key whose list would be empty). ``nested``: its items hold ``Rows`` themselves."""
+
+    rows: Iterable[Any]
+    nested: bool = False
+
+
+def export_value(conn: Connection) -> dict[str, Any]:
+    """The export, its big lists as ``Rows`` still to be read: consumed (``export_scenario``,
+    ``export_json``) inside the transaction of ``conn``."""
     from ..server import families  # noqa: F401
 
     out: dict[str, Any] = {"version": 1, "merchants": []}
-    with db.read() as conn:
-        for m in registry.list_merchants(conn):
-            entry: dict[str, Any] = {
-                "mchid": m.mchid,
-                "name": m.name,
-                "role": m.role.value,
-                "key_mode": m.key_mode.value,
-            }
-            if m.apiv3_key:
-                entry["apiv3_key"] = m.apiv3_key
-            if m.notify_url:
-                entry["notify_url"] = m.notify_url
-            certs = []
-            for c in registry.list_certificates(conn, m.mchid):
-                spec: dict[str, Any] = (
-                    {"certificate": c["certificate_pem"]}
-                    if c["certificate_pem"]
-                    else {"serial_no": c["serial_no"], "public_key": c["public_key_pem"]}
-                )
-                if c["revoked"]:
-                    spec["revoked"] = True
-                certs.append(spec)
-            if certs:
-                entry["certificates"] = certs
-            for kind, key in (
-                (RelationKind.SUB_MERCHANT, "sub_merchants"),
-                (RelationKind.SECOND_LEVEL, "second_level_merchants"),
-                (RelationKind.CHANNEL, "channel_merchants"),
-            ):
-                kids = [child for child, _ in registry.children(conn, m.mchid, kind)]
-                if kids:
-                    entry[key] = kids
-            out["merchants"].append(entry)
-        for name, section in SECTIONS.items():
-            if section.export is not None:
-                value = section.export(conn)
-                if value:
-                    out[name] = value
+    for m in registry.list_merchants(conn):
+        entry: dict[str, Any] = {
+            "mchid": m.mchid,
+            "name": m.name,
+            "role": m.role.value,
+            "key_mode": m.key_mode.value,
+        }
+        if m.apiv3_key:
+            entry["apiv3_key"] = m.apiv3_key
+        if m.notify_url:
+            entry["notify_url"] = m.notify_url
+        certs = []
+        for c in registry.list_certificates(conn, m.mchid):
+            spec: dict[str, Any] = (
+                {"certificate": c["certificate_pem"]}
+                if c["certificate_pem"]
+                else {"serial_no": c["serial_no"], "public_key": c["public_key_pem"]}
+            )
+            if c["revoked"]:
+                spec["revoked"] = True
+            certs.append(spec)
+        if certs:
+            entry["certificates"] = certs
+        for kind, key in (
+            (RelationKind.SUB_MERCHANT, "sub_merchants"),
+            (RelationKind.SECOND_LEVEL, "second_level_merchants"),
+            (RelationKind.CHANNEL, "channel_merchants"),
+        ):
+            kids = [child for child, _ in registry.children(conn, m.mchid, kind)]
+            if kids:
+                entry[key] = kids
+        out["merchants"].append(entry)
+    for name, section in SECTIONS.items():
+        if section.export is not None:
+            value = section.export(conn)
+            if value:
+                out[name] = value
     return out
+
+
+def materialized(value: Any) -> Any:
+    """``value`` with every ``Rows`` read into a list."""
+    if isinstance(value, Rows):
+        return [materialized(v) for v in value.rows]
+    if isinstance(value, dict):
+        return {k: materialized(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [materialized(v) for v in value]
+    return value
+
+
+def export_scenario(db: Database) -> dict[str, Any]:
+    """The current state as a scenario (in memory: for tests and small worlds; the control API
+    streams it with ``export_json``)."""
+    with db.snapshot() as conn:
+        return cast(dict[str, Any], materialized(export_value(conn)))
+
+
+# exactly what starlette's JSONResponse wrote for the whole export before it was streamed
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
+def _lazy(value: Any) -> bool:
+    if isinstance(value, Rows):
+        return True
+    if isinstance(value, dict):
+        return any(_lazy(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_lazy(v) for v in value)
+    return False
+
+
+def _pieces(value: Any, rows: list[int]) -> Iterator[str | None]:
+    """The JSON text of ``value`` in pieces; None after every EXPORT_BATCH rows (the items of a
+    ``Rows`` that is not nested), counted in ``rows[0]`` across lists: a place to send what has been
+    written."""
+    if not _lazy(value):
+        yield _ENCODER.encode(value)
+    elif isinstance(value, Rows) and value.nested:
+        yield "["
+        for i, item in enumerate(value.rows):
+            yield from ([","] if i else [])
+            yield from _pieces(item, rows)
+        yield "]"
+    elif isinstance(value, Rows):
+        # a batch of rows encoded at once: "[a,b]" is "[" + "a" + "," + "b" + "]", as one list's text
+        yield "["
+        items = iter(value.rows)
+        sep = ""
+        while batch := list(itertools.islice(items, EXPORT_BATCH - rows[0])):
+            yield sep + _ENCODER.encode(batch)[1:-1]
+            sep = ","
+            rows[0] += len(batch)
+            if rows[0] >= EXPORT_BATCH:
+                rows[0] = 0
+                yield None
+        yield "]"
+    elif isinstance(value, dict):
+        yield "{"
+        for i, (key, item) in enumerate(value.items()):
+            yield ("," if i else "") + _ENCODER.encode(key) + ":"
+            yield from _pieces(item, rows)
+        yield "}"
+    else:
+        yield "["
+        for i, item in enumerate(value):
+            yield from ([","] if i else [])
+            yield from _pieces(item, rows)
+        yield "]"
+
+
+def export_json(db: Database) -> Generator[bytes, None, None]:
+    """The export as UTF-8 JSON, byte for byte what ``json.dumps(export_scenario(db))`` (the answer
+    before it was streamed) is, in chunks: one per EXPORT_BATCH rows of a big list (or 64 KiB), each
+    sent before the next rows are read. One read transaction (``Database.snapshot``) for all of it,
+    so the export is consistent; it stays open until the last chunk is taken."""
+    with db.snapshot() as conn:
+        buf: list[str] = []
+        size = 0
+        for piece in _pieces(export_value(conn), [0]):
+            if piece is not None:
+                buf.append(piece)
+                size += len(piece)
+            if buf and (piece is None or size >= _CHUNK_BYTES):
+                yield "".join(buf).encode("utf-8")
+                buf, size = [], 0
+        if buf:
+            yield "".join(buf).encode("utf-8")
 
 
 def reset(db: Database, mchid: str | None = None) -> bool:

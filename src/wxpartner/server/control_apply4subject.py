@@ -282,31 +282,30 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
 def _export(conn: Connection) -> Any:
     repo = Apply4SubjectRepo(conn)
     policy = repo.policy()
-    apps = [  # every applyment, oldest first (the newest 10,000 only, before: the rest was lost)
-        {
-            k: v
-            for k, v in {
-                "mchid": a["mchid"],
-                "business_code": a["business_code"],
-                "channel_id": a["channel_id"],
-                "state": a["state"],
-                "reject_param": a["reject_param"],
-                "reject_reason": a["reject_reason"],
-                "confirm_mchid_list": a["confirm_mchids"] or None,
-            }.items()
-            if v is not None
-        }
-        for a in repo.export_all()
-    ]
-    auths = [{"mchid": r["mchid"], "sub_mchid": r["sub_mchid"]} for r in repo.authorizations()]
     out: dict[str, Any] = {}
     if policy:
         out["auto_policy"] = policy.as_dict()
-    if apps:
-        out["applyments"] = apps
-    if auths:
-        out["authorizations"] = auths
+    if repo.any_applyment():  # every applyment, oldest first, streamed as read
+        out["applyments"] = scenario.Rows(_applyment_entry(a) for a in repo.export_all(scenario.EXPORT_BATCH))
+    if repo.any_authorization():
+        out["authorizations"] = scenario.Rows(repo.export_authorizations(scenario.EXPORT_BATCH))
     return out or None
+
+
+def _applyment_entry(a: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in {
+            "mchid": a["mchid"],
+            "business_code": a["business_code"],
+            "channel_id": a["channel_id"],
+            "state": a["state"],
+            "reject_param": a["reject_param"],
+            "reject_reason": a["reject_reason"],
+            "confirm_mchid_list": a["confirm_mchids"] or None,
+        }.items()
+        if v is not None
+    }
 
 
 def _reset(conn: Connection, mchid: str | None) -> None:

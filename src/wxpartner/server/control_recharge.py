@@ -14,6 +14,7 @@ Both take the same entries::
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Annotated, Any
 
 import anyio
@@ -140,14 +141,23 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
     lctx.report[SECTION] = count
 
 
-def _export_section(conn: Connection) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for e in RechargeStore(conn).list_all():
-        v = view(e)
-        groups.setdefault((e.mchid, e.sub_mchid), []).append(
-            {k: v[k] for k in ("sp_openid", "state", "create_time", "update_time")}
-        )
-    return [{"mchid": m, "sub_mchid": s, "employees": emps} for (m, s), emps in groups.items()]
+def _export_section(conn: Connection) -> scenario.Rows | None:
+    """One entry per (platform, second-level merchant) with its employees, oldest first: streamed as
+    the rows are read (a group of 100,000 employees included)."""
+    store = RechargeStore(conn)
+    if not store.any_employee():
+        return None
+    grouped = itertools.groupby(store.export_all(scenario.EXPORT_BATCH), key=lambda e: (e.mchid, e.sub_mchid))
+    groups = (
+        {"mchid": m, "sub_mchid": s, "employees": scenario.Rows(_entry(e) for e in group)}
+        for (m, s), group in grouped
+    )
+    return scenario.Rows(groups, nested=True)
+
+
+def _entry(e: recharge.Employee) -> dict[str, Any]:
+    v = view(e)
+    return {k: v[k] for k in ("sp_openid", "state", "create_time", "update_time")}
 
 
 def _reset(conn: Connection, mchid: str | None) -> None:

@@ -4,7 +4,7 @@ processes racing on one applyment cannot both move it; ids come from the shared 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,15 +209,27 @@ class Apply4SubjectRepo:
             stmt = stmt.where(T.c.mchid == mchid)
         return [_row(r) for r in self.conn.execute(stmt)]
 
-    def export_all(self) -> list[dict[str, Any]]:
+    def export_all(self, batch: int = 1000) -> Iterator[dict[str, Any]]:
         """Every applyment, oldest first, with the columns the scenario export writes (not the
-        materials: a big sandbox's would be hundreds of MB read for nothing)."""
+        materials: a big sandbox's would be hundreds of MB read for nothing), fetched ``batch`` rows at
+        a time as the caller goes (a server-side cursor on PostgreSQL): the export streams them."""
         cols = (T.c.mchid, T.c.business_code, T.c.channel_id, T.c.state, T.c.reject_param, T.c.reject_reason)
         stmt = sa.select(*cols, T.c.confirm_mchids).order_by(T.c.applyment_id)
-        return [
-            {**{c.name: r._mapping[c.name] for c in cols}, "confirm_mchids": json.loads(r.confirm_mchids)}
-            for r in self.conn.execute(stmt)
-        ]
+        names = [c.name for c in cols]
+        for r in self.conn.execution_options(yield_per=batch).execute(stmt):
+            yield {**dict(zip(names, r[:-1], strict=True)), "confirm_mchids": json.loads(r[-1])}
+
+    def any_applyment(self) -> bool:
+        return self.conn.execute(sa.select(T.c.applyment_id).limit(1)).first() is not None
+
+    def export_authorizations(self, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every authorization, in key order, ``batch`` rows at a time (see export_all)."""
+        stmt = sa.select(AUTH.c.mchid, AUTH.c.sub_mchid).order_by(AUTH.c.mchid, AUTH.c.sub_mchid)
+        for r in self.conn.execution_options(yield_per=batch).execute(stmt):
+            yield {"mchid": r.mchid, "sub_mchid": r.sub_mchid}
+
+    def any_authorization(self) -> bool:
+        return self.conn.execute(sa.select(AUTH.c.mchid).limit(1)).first() is not None
 
     # --- writes ---
     def insert(

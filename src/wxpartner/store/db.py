@@ -219,6 +219,23 @@ class Database:
         with _idle_transaction(self._idle[0]) as conn:
             yield conn
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only transaction whose statements all see one moment, for a read in many statements
+        that must agree (the streamed scenario export). SQLite's read transaction already is one;
+        ``read()`` on PostgreSQL is READ COMMITTED, each statement its own snapshot, so this one is
+        REPEATABLE READ. Held while a slow client reads, it keeps old row versions (PostgreSQL) and
+        WAL frames (SQLite) alive: keep it to what one answer needs."""
+        if self._autocommit is None:
+            with self.read() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                yield conn
+
     def autocommit(self) -> contextlib.AbstractContextManager[Connection]:
         """Statements that each commit on their own on PostgreSQL (no BEGIN/COMMIT round trips); on
         SQLite, one write transaction. For work whose statements are each atomic by themselves."""

@@ -3,6 +3,7 @@ two processes racing on the same employee or merchant cannot both win."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -239,6 +240,16 @@ class RechargeStore:
         if offset:
             stmt = stmt.offset(offset)
         return [_employee(r) for r in self.conn.execute(stmt)]
+
+    def export_all(self, batch: int = 1000) -> Iterator[Employee]:
+        """Every row in ``list_all``'s order, fetched ``batch`` rows at a time as the caller goes (a
+        server-side cursor on PostgreSQL): the scenario export streams them."""
+        stmt = sa.select(*_COLUMNS).order_by(emp.c.mchid, emp.c.sub_mchid, emp.c.create_time, emp.c.sp_openid)
+        for r in self.conn.execution_options(yield_per=batch).execute(stmt):
+            yield _employee(r)
+
+    def any_employee(self) -> bool:
+        return self.conn.execute(sa.select(emp.c.mchid).limit(1)).first() is not None
 
     def upsert(self, employee: Employee) -> None:
         values = {
