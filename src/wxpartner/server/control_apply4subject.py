@@ -27,6 +27,7 @@ from ..sandbox import scenario
 from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
 from ..store.schema import BIGINT_MAX
 from . import apply4subject_flow as flow
+from . import cursors
 from .control import ControlError, control_route, json_body
 from .params import bad, int_param, invalid, known_fields
 
@@ -62,16 +63,26 @@ async def list_applyments(request: Request) -> Response:
     q = request.query_params
     mchid = q.get("mchid")
     limit = int_param(q, "limit", LIST_LIMIT, 1, 500)
+    after = cursors.decode(q, int)
     offset = int_param(q, "offset", 0, 0, BIGINT_MAX)
 
     def read() -> list[dict[str, Any]]:
         with st.db.read() as conn:
-            found = Apply4SubjectRepo(conn).list_all(mchid, limit=limit + 1, offset=offset)
+            found = Apply4SubjectRepo(conn).list_all(
+                mchid, limit=limit + 1, offset=offset, before_id=after[0] if after else None
+            )
             return [_view(a, st.settings.base_url()) for a in found]
 
     found = await anyio.to_thread.run_sync(read)
     more = len(found) > limit
-    return JSONResponse({"data": found[:limit], "next_offset": offset + limit if more else None})
+    page = found[:limit]
+    return JSONResponse(
+        {
+            "data": page,
+            "next_offset": offset + limit if more and after is None else None,
+            "next_after": cursors.encode([int(page[-1]["applyment_id"])]) if more else None,
+        }
+    )
 
 
 @control_route("/apply4subject/applyments/{applyment_id}", ["GET"])

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..sandbox import scenario
 from ..store import outbox
+from . import cursors
 from .app import BACKGROUND_TASKS, STARTUP_HOOKS
 from .callbacks import check_callback_settings, deliver_forever, deliverer_for
 from .control import ControlError, control_route
@@ -29,7 +30,8 @@ if outbox.reset not in scenario.RESETTERS:
 
 @control_route("/callbacks", ["GET"])
 async def list_callbacks(request: Request) -> Response:
-    """GET /sandbox/callbacks?mchid=&event_type=&state=pending|delivered|failed&limit=&offset="""
+    """GET /sandbox/callbacks?mchid=&event_type=&state=pending|delivered|failed&limit=&offset= (or
+    &after=, the answer's next_after: keyset paging, as deep as you like at the cost of the first)"""
     db = request.app.state.wx.db
     q = request.query_params
     state = q.get("state") or None
@@ -42,6 +44,7 @@ async def list_callbacks(request: Request) -> Response:
             value=state,
         )
     limit = int_param(q, "limit", 50, 1, 500)
+    after = cursors.decode(q, float, str)
     offset = int_param(q, "offset", 0, 0, 10**9)
 
     def read() -> tuple[int, list[dict[str, Any]]]:
@@ -53,10 +56,16 @@ async def list_callbacks(request: Request) -> Response:
                 state=state,
                 limit=limit,
                 offset=offset,
+                after=(after[0], after[1]) if after else None,
             )
 
     total, data = await anyio.to_thread.run_sync(read)
-    return JSONResponse({"total_count": total, "limit": limit, "offset": offset, "data": data})
+    # set whenever the page is full (the next may be empty), as the journal's next_before_id
+    last = data[-1] if len(data) == limit else None
+    next_after = cursors.encode([last["create_time"], last["id"]]) if last else None
+    return JSONResponse(
+        {"total_count": total, "limit": limit, "offset": offset, "data": data, "next_after": next_after}
+    )
 
 
 @control_route("/callbacks/deliver", ["POST"])

@@ -33,6 +33,7 @@ from ..sandbox import scenario
 from ..store import sandbox as sandbox_store
 from ..store.recharge_repo import RechargeStore
 from ..store.schema import BIGINT_MAX, merchant_relations
+from . import cursors
 from .control import ControlError, control_route, json_value
 from .params import int_param
 
@@ -183,15 +184,27 @@ async def recharge_employees(request: Request) -> Response:
         q = request.query_params
         sub = q.get("sub_mchid")
         limit = int_param(q, "limit", LIST_LIMIT, 1, LIST_LIMIT)
+        after = cursors.decode(q, str, str, float, str)
         offset = int_param(q, "offset", 0, 0, BIGINT_MAX)
+        key = (after[0], after[1], after[2], after[3]) if after else None
 
-        def read() -> list[dict[str, Any]]:
+        def read() -> list[recharge.Employee]:
             with db.read() as conn:
-                return [view(e) for e in RechargeStore(conn).list_all(sub, limit=limit + 1, offset=offset)]
+                return RechargeStore(conn).list_all(sub, limit=limit + 1, offset=offset, after=key)
 
         found = await anyio.to_thread.run_sync(read)
         more = len(found) > limit
-        return JSONResponse({"employees": found[:limit], "next_offset": offset + limit if more else None})
+        page = found[:limit]
+        last = page[-1] if page else None
+        return JSONResponse(
+            {
+                "employees": [view(e) for e in page],
+                "next_offset": offset + limit if more and after is None else None,
+                "next_after": cursors.encode([last.mchid, last.sub_mchid, last.create_time, last.sp_openid])
+                if more and last
+                else None,
+            }
+        )
 
     body = await _json_entries(request)
 

@@ -203,10 +203,15 @@ class Apply4SubjectRepo:
         r = self.conn.execute(sa.select(T).where(T.c.confirm_token == token)).first()
         return _row(r) if r else None
 
-    def list_all(self, mchid: str | None = None, limit: int = 200, offset: int = 0) -> list[Applyment]:
+    def list_all(
+        self, mchid: str | None = None, limit: int = 200, offset: int = 0, *, before_id: int | None = None
+    ) -> list[Applyment]:
+        """Newest first; ``before_id``: those older than that applyment (keyset: an index range)."""
         stmt = sa.select(T).order_by(T.c.applyment_id.desc()).limit(limit).offset(offset)
         if mchid:
             stmt = stmt.where(T.c.mchid == mchid)
+        if before_id is not None:
+            stmt = stmt.where(T.c.applyment_id < before_id)
         return [_row(r) for r in self.conn.execute(stmt)]
 
     def export_all(self, batch: int = 1000) -> Iterator[dict[str, Any]]:

@@ -482,8 +482,10 @@ def list_notifications(
     state: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    after: tuple[float, str] | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Newest first, each with its attempts; also the total matching count."""
+    """Newest first, each with its attempts; also the total matching count. ``after`` (create_time,
+    id) of a row: the page after it (keyset: an index range however deep; not counted in the total)."""
     conds: list[sa.ColumnElement[bool]] = []
     if mchid:
         conds.append(_n.c.mchid == mchid)
@@ -492,6 +494,10 @@ def list_notifications(
     if state:
         conds.append(_n.c.state == state)
     total = conn.execute(sa.select(sa.func.count()).select_from(_n).where(*conds)).scalar_one()
+    if after is not None:
+        t, nid = after
+        conds.append(_n.c.create_time <= t)  # the index range; the tie on create_time by id
+        conds.append(sa.or_(_n.c.create_time < t, _n.c.id > nid))
     rows = conn.execute(
         sa.select(_n).where(*conds).order_by(_n.c.create_time.desc(), _n.c.id).limit(limit).offset(offset)
     ).mappings()

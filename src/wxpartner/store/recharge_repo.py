@@ -227,14 +227,30 @@ class RechargeStore:
         return [_employee_of(r) for r in rows]
 
     def list_all(
-        self, sub_mchid: str | None = None, *, limit: int | None = None, offset: int = 0
+        self,
+        sub_mchid: str | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        after: tuple[str, str, float, str] | None = None,
     ) -> list[Employee]:
         """Every row, DELETED ones included (sandbox views and scenario export), or one page of them:
         by merchant (the primary key's order, so a page is an index walk, not a sort of every row),
-        oldest first within one."""
+        oldest first within one. ``after`` (mchid, sub_mchid, create_time, sp_openid): the rows
+        after that one, from its merchant on (an index range; only that merchant's rows are sorted)."""
         stmt = sa.select(*_COLUMNS).order_by(emp.c.mchid, emp.c.sub_mchid, emp.c.create_time, emp.c.sp_openid)
         if sub_mchid is not None:
             stmt = stmt.where(emp.c.sub_mchid == sub_mchid)
+        if after is not None:
+            mchid, sub, created, openid = after
+            here = sa.tuple_(emp.c.mchid, emp.c.sub_mchid)
+            same = sa.and_(emp.c.mchid == mchid, emp.c.sub_mchid == sub)
+            earlier = sa.or_(
+                emp.c.create_time < created, sa.and_(emp.c.create_time == created, emp.c.sp_openid <= openid)
+            )
+            stmt = stmt.where(
+                here >= sa.tuple_(sa.literal(mchid), sa.literal(sub)), sa.not_(sa.and_(same, earlier))
+            )
         if limit is not None:
             stmt = stmt.limit(limit)
         if offset:
