@@ -555,7 +555,11 @@ def test_control_api_refuses_bad_preloads_and_writes_nothing(
         resp = control.post("/sandbox/recharge-employees", content=body)
         assert resp.status_code == 400 and "between 1970 and 9999" in resp.json()["message"], resp.text
     assert openids(client_a) == []
-    assert control.get("/sandbox/recharge-employees").json() == {"employees": [], "next_offset": None}
+    assert control.get("/sandbox/recharge-employees").json() == {
+        "employees": [],
+        "next_offset": None,
+        "next_after": None,
+    }
 
 
 def test_control_api_needs_the_token(http: TestClient) -> None:
