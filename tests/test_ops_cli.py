@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from click.testing import CliRunner, Result
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
-from support import APIV3_KEY, SP_A, SP_B, World
+from support import APIV3_KEY, SP_A, SP_B, SUB_A, World
 from wxpartner.cli import main
 from wxpartner.cli._http import Target
 from wxpartner.protocol import keys as k
@@ -759,3 +760,36 @@ def test_long_values_a_wrong_token_and_a_tilde_data_dir(
     )
     assert result.exit_code == 0, result.output
     assert "now" in json.loads(result.output)
+
+
+def test_scenario_export_json_writes_the_servers_answer_as_it_arrives(
+    run: Any, http: TestClient, tmp_path: Path
+) -> None:
+    """--json copied the answer through json.loads and an indented json.dumps: for 100,000 applyments
+    and as many recharge employees 17.6 s and 476 MB. It writes the server's bytes as they arrive now
+    (owner-only, whole or not at all)."""
+    answer = http.get("/sandbox/scenario", headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}).content
+    out = tmp_path / "scn.json"
+    run("scenario", "export", "--json", "--out", str(out))
+    assert out.read_bytes() == answer and out.stat().st_mode & 0o777 == 0o600
+    assert run("scenario", "export", "--json").stdout_bytes == answer + b"\n"
+    nowhere = str(tmp_path / "no" / "such" / "dir" / "x.json")
+    assert "cannot write it" in run("scenario", "export", "--json", "--out", nowhere, code=1).output
+
+
+def test_clock_says_what_the_move_settled(run: Any, http: TestClient) -> None:
+    now = as_json(run("clock", "--json"))["now_ts"]
+    end = dt.datetime.fromtimestamp(now + 3600, dt.UTC).isoformat(timespec="seconds")
+    person = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "settled_user"}
+    section = {
+        "employees": [person],
+        "cards": [
+            {**person, "out_card_no": "settled_1", "amount": 1, "card_name": "卡", "effective_end_time": end}
+        ],
+    }
+    loaded = http.post(
+        "/sandbox/scenario", json={"webizpay": section}, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}
+    )
+    assert loaded.status_code == 200, loaded.text
+    assert "settled: 1 quota cards expired" in run("clock", "--advance", "2h").output
+    assert "settled" not in run("clock", "--advance", "2h").output  # nothing owed: nothing said

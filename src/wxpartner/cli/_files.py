@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -26,8 +27,9 @@ def read_text(path: str | Path, what: str) -> str:
         raise click.ClickException(f"{what} {path}: not UTF-8 text (byte {exc.start})") from None
 
 
-def write_bytes(path: str | Path, data: bytes, *, secret: bool = False) -> None:
-    """Whole or not at all (a Ctrl-C leaves the old file or none, never half of one); OSError as is."""
+def write_bytes(path: str | Path, data: bytes | Iterable[bytes], *, secret: bool = False) -> None:
+    """Whole or not at all (a Ctrl-C leaves the old file or none, never half of one); OSError as is.
+    ``data`` may come in chunks, written as they come."""
     from ..sandbox.material import write_file  # not at start-up: it brings the store along
 
     write_file(path, data, secret=secret)

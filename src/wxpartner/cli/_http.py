@@ -151,6 +151,26 @@ class Target:
             ) from None
         except httpx.HTTPError as exc:
             raise self.unreachable(f"cannot reach {self.base_url}", exc) from None
+        return self._answer(resp)
+
+    @contextmanager
+    def control_stream(self, method: str, path: str) -> Iterator[Iterator[bytes]]:
+        """A control-API answer's body as it arrives (the scenario export: never all in memory);
+        an error answer raises as ``control`` does."""
+        if not self.token:
+            raise self.no_token()
+        headers = {"Authorization": f"Bearer {self.token}"}
+        try:
+            with self.client() as http, http.stream(method, "/sandbox" + path, headers=headers) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._answer(resp)
+                yield resp.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise self.unreachable(f"cannot reach {self.base_url}", exc) from None
+
+    def _answer(self, resp: httpx.Response) -> Any:
+        """The answer's JSON; an error status raises with its code, message and detail."""
         try:
             data = resp.json()
         except ValueError:

@@ -10,7 +10,7 @@ import string
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +38,7 @@ class MerchantKeyFiles:
     public_key_pem: str
 
 
-def write_file(path: Path | str, data: str | bytes, *, secret: bool = False) -> None:
+def write_file(path: Path | str, data: str | bytes | Iterable[bytes], *, secret: bool = False) -> None:
     """Whole or not at all: written to a temporary file beside ``path`` (created 0600 whatever the umask),
     then renamed over it. A Ctrl-C or a full disk mid-write, or a command reading connection.json while
     ``serve`` rewrites it, never meets an empty or half-written file (truncating in place did). Owner-only
@@ -46,7 +46,7 @@ def write_file(path: Path | str, data: str | bytes, *, secret: bool = False) -> 
     write_files([(Path(path), data, secret)])
 
 
-def write_files(files: Sequence[tuple[Path, str | bytes, bool]]) -> None:
+def write_files(files: Sequence[tuple[Path, str | bytes | Iterable[bytes], bool]]) -> None:
     """``write_file`` for files that belong together (a key and its certificate): every one is written
     to its temporary first, then all are renamed with SIGINT and SIGTERM held back, so a Ctrl-C or a
     kill never leaves a new key beside the old certificate (with one rename per file it could)."""
@@ -58,7 +58,11 @@ def write_files(files: Sequence[tuple[Path, str | bytes, bool]]) -> None:
             with os.fdopen(fd, "wb") as f:
                 if not secret:
                     os.fchmod(fd, 0o644)
-                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                if isinstance(data, str | bytes):
+                    f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                else:  # chunks as they arrive (a streamed export): never all in memory
+                    for chunk in data:
+                        f.write(chunk)
         with _signals_held():
             for tmp, path in staged:
                 os.replace(tmp, path)
