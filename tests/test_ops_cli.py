@@ -78,7 +78,7 @@ def test_clock_show_set_freeze_advance(run: Any) -> None:
     assert back["frozen"] is True and back["offset_seconds"] == 0 and abs(back["now_ts"] - time.time()) < 5
     back = as_json(run("clock", "--real", "--json"))
     assert back["frozen"] is False and back["offset_seconds"] == 0
-    run("clock", "--advance", "soon", code=2)
+    assert "Invalid value for '--advance': 'soon'" in run("clock", "--advance", "soon", code=2).output
 
 
 def test_reset(run: Any) -> None:
@@ -697,7 +697,10 @@ def test_empty_ids_and_values_are_refused_not_widened(run: Any, tmp_path: Path) 
     assert "'' is not a rule id" in run("faults", "clear", "", code=2).output
     assert [r["id"] for r in as_json(run("faults", "list", "--json"))["data"]] == [rule["id"]]
     assert "is not a Request-ID" in run("journal", "", code=2).output
-    assert "empty merchant number" in run("reset", "--yes", "--mchid", "", code=2).output
+    assert (
+        "Invalid value for '--mchid': an empty merchant number"
+        in run("reset", "--yes", "--mchid", "", code=2).output
+    )
     # ... and a merchant that does not exist (a typo) is named, not reported as reset
     assert (
         "merchant 1999999999 is not registered"
@@ -793,3 +796,26 @@ def test_clock_says_what_the_move_settled(run: Any, http: TestClient) -> None:
     assert loaded.status_code == 200, loaded.text
     assert "settled: 1 quota cards expired" in run("clock", "--advance", "2h").output
     assert "settled" not in run("clock", "--advance", "2h").output  # nothing owed: nothing said
+
+
+def test_callbacks_list_pages_by_after(run: Any, control: TestClient, app: Any) -> None:
+    """--after takes the next_after a page answered (printed as the way to the next page)."""
+    from wxpartner.store import outbox
+
+    now = control.get("/sandbox/clock").json()["now_ts"]
+    with app.state.db.write() as conn:
+        ids = [
+            outbox.enqueue(
+                conn, mchid=SP_B, event_type="WEBIZPAY.REVOKED", summary="s", resource={}, now=now + i
+            )
+            for i in range(3)
+        ]
+    first = run("callbacks", "list", "--limit", "2")
+    cursor = first.output.split("next page: --after ")[1].split()[0]
+    second = as_json(run("callbacks", "list", "--limit", "2", "--after", cursor, "--json"))
+    assert [n["id"] for n in second["data"]] == ids[:1] and second["next_after"] is None
+    assert (
+        "1 callbacks after the cursor, of 3"
+        in run("callbacks", "list", "--limit", "2", "--after", cursor).output
+    )
+    assert "PARAM_ERROR" in run("callbacks", "list", "--after", "nonsense", code=1).output

@@ -27,7 +27,7 @@ def _attempt_text(a: dict[str, Any]) -> str:
     )
 
 
-def _print_callbacks(data: dict[str, Any]) -> None:
+def _print_callbacks(data: dict[str, Any], after: str | None = None) -> None:
     if not data["data"]:
         total = data.get("total_count") or 0
         console.print(
@@ -47,8 +47,12 @@ def _print_callbacks(data: dict[str, Any]) -> None:
     ]
     title = (
         f"callbacks {data['offset'] + 1}-{data['offset'] + len(rows)} of {data['total_count']}, newest first"
+        if not after
+        else f"{len(rows)} callbacks after the cursor, of {data['total_count']}, newest first"
     )
     table(title, ["id", "mchid", "event", "state", "sends", "attempts"], rows)
+    if data.get("next_after"):  # the page is full: how to ask for the next, whatever its depth
+        say(f"next page: --after {data['next_after']}")
 
 
 def _print_notification(d: dict[str, Any]) -> None:
@@ -78,6 +82,7 @@ def _print_attempts(data: dict[str, Any]) -> None:
 @click.option("--event-type", default=None)
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0)
+@click.option("--after", default=None, help="the next_after of the page before: the next page, however deep")
 @target_options
 def callbacks_list(
     t: Target,
@@ -86,11 +91,16 @@ def callbacks_list(
     event_type: str | None,
     limit: int,
     offset: int,
+    after: str | None,
     as_json: bool,
 ) -> None:
     """List notifications (newest first) with their delivery attempts."""
     params = {"mchid": mchid, "state": state, "event_type": event_type, "limit": limit, "offset": offset}
-    emit(t.control("GET", "/callbacks", params=present(params)), as_json, _print_callbacks)
+    if after:
+        params = {**params, "offset": None, "after": after}
+    emit(
+        t.control("GET", "/callbacks", params=present(params)), as_json, lambda d: _print_callbacks(d, after)
+    )
 
 
 @callbacks.command("show")

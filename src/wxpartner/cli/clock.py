@@ -15,7 +15,8 @@ def _duration(text: str) -> float:
     try:
         return parse_duration(text)
     except ValueError:
-        raise click.BadParameter(f"{text!r}: {DURATION_SPELLINGS}") from None
+        # named: raised outside click's own conversion, it said "Invalid value: 'abc'" of no option
+        raise click.BadParameter(f"{text!r}: {DURATION_SPELLINGS}", param_hint="'--advance'") from None
 
 
 @click.command()
