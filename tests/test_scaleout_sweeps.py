@@ -30,8 +30,9 @@ def _employee(client: ApiClient, host: LiveServer, user_id: str) -> str:
 
 
 def _overdue_cards(clients: list[ApiClient], a: LiveServer, employee: str) -> list[str]:
-    """CARDS cards of ``employee``, made overdue by moving the clock. End times follow issue order and
-    card numbers are random: the sweep (oldest end first) and the revoke meet them in different orders."""
+    """CARDS cards of ``employee``, ending within two hours: the race's clock move makes them overdue.
+    End times follow issue order and card numbers are random: the sweep (oldest end first) and the
+    revoke meet them in different orders."""
     with a.control() as control:
         now = int(control.get("/sandbox/clock").json()["now_ts"])
     stamp = time.time_ns()
@@ -46,16 +47,15 @@ def _overdue_cards(clients: list[ApiClient], a: LiveServer, employee: str) -> li
         return str(resp.json()["card_no"])
 
     with ThreadPoolExecutor(8) as pool:
-        cards = list(pool.map(issue, range(CARDS)))
-    with a.control() as control:
-        assert control.post("/sandbox/clock", json={"advance": 7200}).status_code == 200
-    return cards
+        return list(pool.map(issue, range(CARDS)))
 
 
 def _revoke_and_sweeps(
     clients: list[ApiClient], hosts: tuple[LiveServer, LiveServer], employee: str
 ) -> list[httpx.Response]:
-    """A revoke (W8) on host B and sweeps on both hosts, at once (the background sweeps run too)."""
+    """A revoke (W8) on host B, and on both hosts the clock move that makes the cards overdue (it
+    expires them before it answers: a sweep of its own) and sweeps, at once (the background sweeps
+    run too). Moved first, the clock left the race nothing to race for."""
 
     def act(i: int) -> httpx.Response:
         if i == 0:
@@ -63,6 +63,8 @@ def _revoke_and_sweeps(
                 f"/v3/webizpay/employees/{employee}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A}
             )
         with hosts[i % 2].control() as control:
+            if i == 1:
+                return control.post("/sandbox/clock", json={"advance": 7200})
             return control.post("/sandbox/webizpay/sweep")
 
     with ThreadPoolExecutor(4) as pool:

@@ -18,8 +18,9 @@ from .layout import badge, esc
 
 async def settled(st: Any) -> None:
     """Make the transitions the business clock owes (``SETTLE_HOOKS``: expired quota cards become
-    DISABLED and queue their callback) before a page reads, as an API read would: right after a clock
-    move the page shows what the API answers, whatever the background sweep has reached."""
+    DISABLED and queue their callback, applyments the auto policy's after_seconds is due for take its
+    step) before a page reads, as an API read would: the page shows what the API answers, whatever the
+    background sweep has reached. One batch of each (a clock move settles the rest: server/settle.py)."""
     from ..app import SETTLE_HOOKS
 
     def run() -> None:
