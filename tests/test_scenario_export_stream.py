@@ -188,3 +188,39 @@ def test_an_export_the_client_stops_reading_ends_its_transaction(app: WxPartnerA
     next(chunks)
     chunks.close()
     assert len(scenario.export_scenario(app.state.db)["apply4subject"]["applyments"]) == 30
+
+
+def test_a_stalled_client_is_given_up_on_and_never_told_the_answer_was_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """server/streaming.py: a client that takes nothing for STALL_SECONDS has the generator closed
+    (its transaction ends) and, should it come back, the answer is cut short, never ended as if whole."""
+    import anyio
+
+    from wxpartner.server import streaming
+
+    monkeypatch.setattr(streaming, "STALL_SECONDS", 0.3)
+    monkeypatch.setattr(streaming, "QUEUED", 1)
+    closed: list[bool] = []
+
+    def chunks() -> Any:
+        try:
+            for i in range(100):
+                yield b"x%d," % i
+        finally:
+            closed.append(True)
+
+    async def main() -> None:
+        response = await streaming.streamed(chunks(), "application/json")
+        body = response.body_iterator
+        assert await body.__anext__() == b"x0,"
+        for _ in range(100):  # the producer gives up (a condition, not a time: polled)
+            if closed:
+                break
+            await anyio.sleep(0.1)
+        assert closed == [True]
+        with pytest.raises(ConnectionAbortedError):
+            async for _ in body:
+                pass
+
+    anyio.run(main)

@@ -24,7 +24,8 @@ async def streamed(chunks: Generator[bytes, None, None], media_type: str) -> Str
     before it (the database unreachable) is raised to the caller, who can still answer it properly;
     an error later can only cut the answer short (the status line is sent)."""
     handed: queue.Queue[object] = queue.Queue(maxsize=QUEUED)
-    stop = threading.Event()
+    stop = threading.Event()  # the client is gone: the producer stops
+    finished = threading.Event()  # the producer is gone: what it handed over is all there is
 
     def hand(item: object) -> bool:
         deadline = time.monotonic() + STALL_SECONDS
@@ -37,19 +38,32 @@ async def streamed(chunks: Generator[bytes, None, None], media_type: str) -> Str
         return False
 
     def produce() -> None:
-        last: object = _END
+        last: object = None  # stays None when the client went away or stalled: nothing more is handed
         try:
-            for chunk in chunks:
-                if not hand(chunk):
-                    return  # the client went away or stalled
-        except Exception as exc:  # handed over to be raised on the event loop
-            last = exc
+            try:
+                for chunk in chunks:
+                    if not hand(chunk):
+                        return
+                last = _END
+            except Exception as exc:  # handed over, to be raised on the event loop
+                last = exc
+            finally:
+                chunks.close()  # ends its transaction, in the thread that began it
+            if last is not None:
+                hand(last)
         finally:
-            chunks.close()  # ends its transaction, in the thread that began it
-        hand(last)
+            finished.set()  # whatever happened: take() never waits for a producer that is gone
+
+    def take() -> object:
+        while True:
+            try:
+                return handed.get(timeout=0.25)
+            except queue.Empty:
+                if finished.is_set() and handed.empty():  # it gave up on a stalled client
+                    return ConnectionAbortedError("the answer was given up on: the client stalled")
 
     threading.Thread(target=produce, name="wx-stream", daemon=True).start()
-    first = await anyio.to_thread.run_sync(handed.get)
+    first = await anyio.to_thread.run_sync(take)
     if isinstance(first, Exception):
         raise first
 
@@ -61,7 +75,7 @@ async def streamed(chunks: Generator[bytes, None, None], media_type: str) -> Str
                     raise item
                 assert isinstance(item, bytes)
                 yield item
-                item = await anyio.to_thread.run_sync(handed.get)
+                item = await anyio.to_thread.run_sync(take)
         finally:
             stop.set()
 
