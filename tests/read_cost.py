@@ -8,6 +8,7 @@ row costs in proportion to the table."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +18,15 @@ from wxpartner.store.db import Database
 
 
 def statements_of(db: Database, action: Callable[[], Any], table: str, *, marker: str = "") -> list[Any]:
-    """The SELECTs ``action`` sends that name ``table`` (and contain ``marker``), with parameters."""
+    """The SELECTs ``action`` sends that name ``table`` (and contain ``marker``), with parameters. Only
+    this thread's: an app's background work (the card sweep of a lifespan the test started) reads the
+    same tables, and its statements, caught along under load, made a read look like a scan."""
     caught: list[tuple[str, Any]] = []
+    mine = threading.get_ident()
 
     def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        if threading.get_ident() != mine:
+            return
         text = statement.lstrip().upper()
         if text.startswith(("SELECT", "WITH")) and table in statement and marker.upper() in text:
             caught.append((statement, parameters))
