@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import ipaddress
 import itertools
 import os
 import shutil
@@ -25,15 +24,14 @@ from typing import Any
 import certifi
 import pytest
 from click.testing import CliRunner
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from starlette.testclient import TestClient
 
 from conftest import BACKENDS, SANDBOX_TOKEN
 from live import free_port, start_live_server
 from pg import PgServer, create_database, drop_database
+from self_signed import self_signed
 from support import SP_A, World
 from test_callbacks import REVOKED, T0, Received, verified
 from wxpartner.cli import main
@@ -189,26 +187,7 @@ def test_host_names_are_still_checked_against_a_trusted_authority(
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     """A development certificate as people make them for one receiver: self-signed, no authority."""
-    now = dt.datetime.now(dt.UTC)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev receiver")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "dev.pem", tmp_path / "dev-key.pem"
-    cert_path.write_bytes(cert.public_bytes(PEM))
-    key_path.write_text(tls._key_pem(key))
-    return cert_path, key_path
+    return self_signed(tmp_path, stem="dev")
 
 
 def test_a_self_signed_receiver_certificate_named_by_notify_ca_file_is_trusted(

@@ -7,9 +7,7 @@ retry policy reads, TLS verifies like httpx, and a proxy in the environment hand
 from __future__ import annotations
 
 import asyncio
-import datetime
 import gc
-import ipaddress
 import re
 import socket
 import ssl
@@ -28,14 +26,11 @@ import h11
 import httpx
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from live import free_port
+from self_signed import self_signed
 from support import World
 from test_client_transport import Stub, make_async, make_client, stub  # noqa: F401  (stub is a fixture)
 from wxpartner.client import NO_RETRIES, Client, ClientClosedError, TransportError, policy
@@ -1106,30 +1101,7 @@ def test_a_scheme_other_than_http_is_refused(pooled: Callable[..., Pool]) -> Non
 
 # -- TLS ----------------------------------------------------------------------------------------------
 def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    cert_path, key_path = self_signed(tmp_path, ca=True)
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert_path, key_path)
     return server, cert_path
