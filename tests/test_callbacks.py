@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from conftest import SANDBOX_TOKEN
 from live import start_live_server
 from pg import PgServer, create_database, drop_database
 from read_cost import statements_cost, statements_of
@@ -210,6 +211,30 @@ def test_delivers_signed_encrypted_body(
     set_clock(frozen, advance=7200)
     assert deliver(frozen) == []
     assert len(receiver.requests) == 1
+
+
+def test_a_password_in_the_notify_url_is_used_and_not_shown(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver
+) -> None:
+    """A receiver behind basic auth: the sender passes the URL's user and password on, and every
+    attempt recorded the URL as configured, password and all, for the dashboard and the control API
+    to show, and GET /sandbox/merchants ("no secrets") and the dashboard's merchants page showed it too. All
+    show it as ***."""
+    set_notify_url(frozen, SP_A, receiver.url.replace("http://", "http://hook:s3cret@"))
+    nid = enqueue(app)
+    assert [a["status"] for a in deliver(frozen)] == [200]
+    assert receiver.requests[0].headers["Authorization"] == "Basic aG9vazpzM2NyZXQ="  # hook:s3cret
+    shown = frozen.get(f"/sandbox/callbacks/{nid}")
+    assert shown.status_code == 200, shown.text
+    [attempt] = shown.json()["attempts"]
+    assert attempt["url"] == receiver.url.replace("http://", "http://hook:***@")
+    assert "s3cret" not in shown.text
+    [listed] = [m for m in frozen.get("/sandbox/merchants").json()["data"] if m["mchid"] == SP_A]
+    assert listed["notify_url"] == attempt["url"]
+    assert frozen.post("/dashboard/login", data={"token": SANDBOX_TOKEN}).status_code == 200
+    for page in ("/dashboard/merchants", "/dashboard/callbacks"):
+        text = frozen.get(page).text
+        assert "hook:***@" in text and "s3cret" not in text, page
 
 
 @pytest.mark.parametrize("mchid", [SP_A, SP_B, SP_C])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 NOTIFY_URL_MAX = 512
 
@@ -53,6 +53,20 @@ class Caller:
     @property
     def mchid(self) -> str:
         return self.merchant.mchid
+
+
+def shown_url(url: str) -> str:
+    """``url`` as attempts show it: a password in its user part (a receiver behind basic auth, which
+    the sender passes on) becomes ``***``; it was recorded with every attempt as configured."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
 
 
 def notify_url_problem(url: object) -> str | None:

@@ -23,7 +23,7 @@ import anyio
 import httpx
 from sqlalchemy.engine import Connection
 
-from ..domain.merchants import Merchant
+from ..domain.merchants import Merchant, shown_url
 from ..protocol.constants import CALLBACK_ANSWER_TIMEOUT_SECONDS
 from ..protocol.notification import encrypt_resource, sign_notification
 from ..protocol.times import format_rfc3339
@@ -479,7 +479,7 @@ class Deliverer:
         return outbox.Outcome(
             at=bnow,
             sent_at=started,
-            url=url,
+            url=shown_url(url),
             status=status,
             latency_ms=latency_ms,
             ok=status in SUCCESS_STATUSES,

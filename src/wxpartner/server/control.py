@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..domain.clock import ClockState
-from ..domain.merchants import notify_url_problem
+from ..domain.merchants import notify_url_problem, shown_url
 from ..protocol.errors import ApiError
 from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
@@ -280,7 +280,7 @@ async def merchants(request: Request) -> Response:
                         "name": m.name,
                         "role": m.role.value,
                         "key_mode": m.key_mode.value,
-                        "notify_url": m.notify_url,
+                        "notify_url": shown_url(m.notify_url) if m.notify_url else None,
                         "certificates": [
                             {"serial_no": c["serial_no"], "revoked": bool(c["revoked"])}
                             for c in registry.list_certificates(conn, m.mchid)

@@ -9,7 +9,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...domain.merchants import Merchant
+from ...domain.merchants import Merchant, shown_url
 from ...store import registry
 from ...store.registry import PlatformKeyRow
 from .layout import badge, card, esc, fmt_ts, page, table
@@ -29,7 +29,7 @@ def _merchant_row(m: Merchant, certs: list[dict[str, Any]], kids: list[tuple[str
         badge("set") if m.apiv3_key else badge("none", "mute"),
         cert_html or '<span class="muted">none</span>',
         ", ".join(f"{esc(ch)} <span class=muted>({esc(kind)})</span>" for ch, kind in kids),
-        esc(m.notify_url or ""),
+        esc(shown_url(m.notify_url or "")),
     ]
 
 
