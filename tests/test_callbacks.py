@@ -492,11 +492,19 @@ def test_only_the_start_of_a_long_answer_is_read(
 def test_without_notify_url_nothing_is_sent_until_configured(
     app: WxPartnerApp, frozen: TestClient, receiver: Receiver
 ) -> None:
+    """And says what it waits for: it was listed pending, "no attempt yet", with no reason given."""
     nid = enqueue(app)
     assert deliver(frozen) == []
-    assert frozen.get(f"/sandbox/callbacks/{nid}").json()["sends"] == 0
+    shown = frozen.get(f"/sandbox/callbacks/{nid}").json()
+    assert (shown["sends"], shown["waiting_for"]) == (0, "notify_url")
+    [listed] = frozen.get("/sandbox/callbacks").json()["data"]
+    assert listed["waiting_for"] == "notify_url"
+    assert frozen.post("/dashboard/login", data={"token": SANDBOX_TOKEN}).status_code == 200
+    assert f"waiting: {SP_A} has no notify_url" in frozen.get("/dashboard/callbacks").text
     set_notify_url(frozen, SP_A, receiver.url)
+    assert frozen.get(f"/sandbox/callbacks/{nid}").json()["waiting_for"] is None
     assert [a["id"] for a in deliver(frozen)] == [nid]
+    assert frozen.get(f"/sandbox/callbacks/{nid}").json()["waiting_for"] is None
 
 
 def test_idle_polls_do_not_read_notifications_nobody_can_receive(

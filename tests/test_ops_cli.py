@@ -435,6 +435,9 @@ def test_callbacks_list_show_deliver_redeliver(run: Any, control: TestClient, ap
         listed = as_json(run("callbacks", "list", "--state", "pending", "--json"))
         assert [n["id"] for n in listed["data"]] == [nid] and listed["total_count"] == 1
         assert "no attempt yet" in run("callbacks", "list").output
+        control.put(f"/sandbox/merchants/{SP_B}/notify-url", json={"notify_url": None})
+        assert "waiting: no notify_url" in run("callbacks", "list").output  # says why it is not sent
+        control.put(f"/sandbox/merchants/{SP_B}/notify-url", json={"notify_url": rec.url})
         sent = as_json(run("callbacks", "deliver", "--json"))["attempts"]
         assert [(a["id"], a["status"], a["state"]) for a in sent] == [(nid, 200, "delivered")]
         assert len(rec.deliveries) == 1

@@ -265,7 +265,7 @@ def test_callbacks_page_lists_notifications(http: TestClient, app) -> None:  # t
         )
     login(http)
     text = http.get("/dashboard/callbacks").text
-    assert nid in text and "WEBIZPAY.AUTHORIZED" in text and "no attempt yet" in text
+    assert nid in text and "WEBIZPAY.AUTHORIZED" in text and "has no notify_url" in text
     assert "do-not-show" not in text
     assert nid not in http.get("/dashboard/callbacks", params={"mchid": SP_B}).text
 

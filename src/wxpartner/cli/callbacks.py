@@ -41,7 +41,8 @@ def _print_callbacks(data: dict[str, Any], after: str | None = None) -> None:
             n["event_type"],
             n["state"],
             f"{n['sends']}/{n['send_limit']}",
-            "; ".join(_attempt_text(a) for a in n["attempts"]) or "no attempt yet",
+            "; ".join(_attempt_text(a) for a in n["attempts"])
+            or (f"waiting: no {n['waiting_for']}" if n.get("waiting_for") else "no attempt yet"),
         ]
         for n in data["data"]
     ]

@@ -505,7 +505,29 @@ def list_notifications(
     attempts = _attempts(conn, [v["id"] for v in views])
     for v in views:
         v["attempts"] = attempts[v["id"]]
+    _say_what_it_waits_for(conn, views)
     return int(total), views
+
+
+def _say_what_it_waits_for(conn: Connection, views: list[dict[str, Any]]) -> None:
+    """``waiting_for``: what a pending notification's merchant lacks before it can go out ("notify_url",
+    "apiv3_key", both), None when nothing: such a notification was listed pending with no attempt and
+    no reason (the demo merchant has no notify_url until one is set)."""
+    pending = {v["mchid"] for v in views if v["state"] == PENDING}
+    lacks: dict[str, str | None] = {}
+    if pending:
+        rows = conn.execute(
+            sa.select(merchants.c.mchid, merchants.c.notify_url, merchants.c.apiv3_key.is_not(None)).where(
+                merchants.c.mchid.in_(sorted(pending))
+            )
+        )
+        for mchid, url, has_key in rows:
+            missing = [name for name, ok in (("notify_url", bool(url)), ("apiv3_key", has_key)) if not ok]
+            lacks[mchid] = " and ".join(missing) or None
+    for v in views:
+        v["waiting_for"] = (
+            lacks.get(v["mchid"], "notify_url and apiv3_key") if v["state"] == PENDING else None
+        )
 
 
 def get_notification(conn: Connection, notification_id: str) -> dict[str, Any] | None:
@@ -514,6 +536,7 @@ def get_notification(conn: Connection, notification_id: str) -> dict[str, Any] |
     if row is None:
         return None
     view = _view(row)
+    _say_what_it_waits_for(conn, [view])
     view["resource"] = json.loads(row["resource_json"])
     view["attempts"] = _attempts(conn, [notification_id])[notification_id]
     return view

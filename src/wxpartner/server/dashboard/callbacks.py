@@ -20,9 +20,18 @@ PAGE = 50
 STATE_TONE = {"delivered": "", "pending": "warn", "failed": "bad"}
 
 
-def _attempts(attempts: list[dict[str, Any]]) -> str:
+def _waiting(n: dict[str, Any]) -> str:
+    lacks = n.get("waiting_for")
+    if not lacks:
+        return ""
+    how = " (PUT /sandbox/merchants/{}/notify-url)".format(n["mchid"]) if "notify_url" in lacks else ""
+    return f'<span class="muted">waiting: {esc(n["mchid"])} has no {esc(lacks)}{esc(how)}</span>'
+
+
+def _attempts(n: dict[str, Any]) -> str:
+    attempts: list[dict[str, Any]] = n["attempts"]
     if not attempts:
-        return '<span class="muted">no attempt yet</span>'
+        return _waiting(n) or '<span class="muted">no attempt yet</span>'
     rows = [
         [
             esc(a["attempt_no"]),
@@ -34,7 +43,7 @@ def _attempts(attempts: list[dict[str, Any]]) -> str:
         ]
         for a in attempts
     ]
-    return table(("#", "sent (UTC)", "url", "answer", "latency", "error"), rows)
+    return _waiting(n) + table(("#", "sent (UTC)", "url", "answer", "latency", "error"), rows)
 
 
 @route("/callbacks")
@@ -67,7 +76,7 @@ async def callbacks(request: Request) -> Response:
             badge(n["state"], STATE_TONE.get(n["state"], "mute")),
             f"{esc(n['sends'])} / {esc(n['send_limit'])}",
             esc(fmt_ts(n["next_attempt_at"])) if n["next_attempt_at"] else "",
-            _attempts(n["attempts"]),
+            _attempts(n),
             f'<form method="post" class="inline" action="/dashboard/callbacks/{esc(n["id"])}/redeliver">'
             '<button class="ghost">Send now</button></form>',
         ]
