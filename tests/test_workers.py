@@ -237,6 +237,21 @@ def test_a_bad_log_level_is_one_line_before_anything_starts(tmp_path: Path, work
     assert not (tmp_path / "data").exists()
 
 
+def test_a_misspelt_log_format_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    """WXPARTNER_LOG_FORMAT=jsno: serve started with plain-text logs, and said nothing."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "wxpartner.cli", "serve", "--port", str(free_port()),
+         "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "WXPARTNER_LOG_FORMAT": "jsno"},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.splitlines() == ["Error: WXPARTNER_LOG_FORMAT='jsno': one of json, text (unset: text)"]
+    assert not (tmp_path / "data").exists()
+
+
 def _processes_naming(marker: bytes) -> list[int]:
     """Running processes whose command line or environment (a worker's settings) holds ``marker``."""
     found = []

@@ -257,11 +257,11 @@ def _check_before_start(
     an unknown host, and a certificate that is no PEM was an ssl.SSLError traceback."""
     from ..server import logs
 
-    if logs.json_format_on():  # read by every worker as it starts
-        try:
+    try:  # read by every worker as it starts
+        if logs.format_from_env() == "json":
             logs.level_from_env()
-        except ValueError as exc:
-            raise _BadSetting(str(exc)) from None
+    except ValueError as exc:
+        raise _BadSetting(str(exc)) from None
     if token and not sendable_token(token):
         raise click.BadParameter(
             "printable ASCII without spaces: it travels in an Authorization header", param_hint="'--token'"

@@ -65,8 +65,20 @@ def level_from_env() -> str:
     return level
 
 
+FORMATS = ("json", "text")
+
+
+def format_from_env() -> str:
+    """``WXPARTNER_LOG_FORMAT``: ``json``, or ``text`` (also when unset); anything else is a ValueError
+    naming them, which ``serve`` says before it starts (a misspelt ``jsno`` gave plain text silently)."""
+    raw = os.environ.get("WXPARTNER_LOG_FORMAT", "").strip().lower() or "text"
+    if raw not in FORMATS:
+        raise ValueError(f"WXPARTNER_LOG_FORMAT={raw!r}: one of {', '.join(FORMATS)} (unset: text)")
+    return raw
+
+
 def json_format_on() -> bool:
-    return os.environ.get("WXPARTNER_LOG_FORMAT", "").lower() == "json"
+    return os.environ.get("WXPARTNER_LOG_FORMAT", "").strip().lower() == "json"
 
 
 def configure_from_env() -> None:
