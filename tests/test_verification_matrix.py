@@ -698,3 +698,21 @@ def test_explain_off_has_no_sign_information(quiet_http: TestClient, world: Worl
     assert "sign_information" not in body["detail"]
     assert "sign_information" not in str(body)
     _nonce_still_usable(quiet_http, world, nonce)
+
+
+def test_a_bug_while_verifying_is_a_system_error_with_a_request_id(
+    app: WxPartnerApp, http: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a database error was caught while verifying: anything else (a bug) went up to uvicorn,
+    which answered its own plain-text 500, with no Request-ID and nothing in the journal."""
+
+    def broken(_req: Any) -> Any:
+        raise RuntimeError("a bug in verification")
+
+    monkeypatch.setattr(app.state.verifier, "verify", broken)
+    resp = http.get("/v3/certificates")
+    assert resp.status_code == 500, resp.text
+    assert resp.json()["code"] == "SYSTEM_ERROR"
+    request_id = resp.headers["Request-ID"]
+    entry = http.get(f"/sandbox/journal/{request_id}", headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"})
+    assert entry.status_code == 200 and entry.json()["status"] == 500, entry.text

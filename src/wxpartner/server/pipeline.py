@@ -127,6 +127,11 @@ class Pipeline:
             resp = error_response(ApiError("SYSTEM_ERROR", "系统繁忙，请稍后用相同参数重试"), request_id)
             st.observe(None, req, resp, request_id, op.op_id, started)
             return resp
+        except Exception:  # a bug: WeChat's SYSTEM_ERROR (journaled), not uvicorn's plain-text 500
+            log.exception("unexpected error while verifying %s", request_id)
+            resp = error_response(ApiError("SYSTEM_ERROR", "系统异常，请用相同参数重试"), request_id)
+            st.observe(None, req, resp, request_id, op.op_id, started)
+            return resp
 
         # A platform key rotated through another process or host: taken up before this answer is signed.
         st.keyring.follow(verified.generation)
