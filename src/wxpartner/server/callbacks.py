@@ -67,15 +67,23 @@ class TrustError(ValueError):
     """An authority file the operator named cannot be used; the message is one line."""
 
 
+def _load_ca_file(ctx: ssl.SSLContext, path: str) -> str | None:
+    """Add the authorities of ``path`` to ``ctx``; None, or why they cannot be (one line)."""
+    try:
+        ctx.load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:
+        return f"{path}: no PEM certificate in it ({exc.reason or exc})"
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    return None
+
+
 def check_ca_file(path: str) -> None:
     """Raise TrustError unless ``path`` is a readable PEM file with at least one certificate: a bad
     ``serve --notify-ca-file`` stops the start, not the first https:// callback."""
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
-    except ssl.SSLError as exc:
-        raise TrustError(f"{path}: no PEM certificate in it ({exc.reason or exc})") from None
-    except OSError as exc:
-        raise TrustError(f"{path}: {exc.strerror or exc}") from None
+    problem = _load_ca_file(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), path)
+    if problem:
+        raise TrustError(problem)
 
 
 def _add_env_trust(ctx: ssl.SSLContext, environ: Mapping[str, str]) -> list[str]:
@@ -85,13 +93,9 @@ def _add_env_trust(ctx: ssl.SSLContext, environ: Mapping[str, str]) -> list[str]
     Empty means unset, as for httpx."""
     problems: list[str] = []
     cafile = environ.get("SSL_CERT_FILE", "")
-    if cafile:
-        try:
-            ctx.load_verify_locations(cafile=cafile)
-        except ssl.SSLError as exc:
-            problems.append(f"SSL_CERT_FILE={cafile}: no PEM certificate in it ({exc.reason or exc})")
-        except OSError as exc:
-            problems.append(f"SSL_CERT_FILE={cafile}: {exc.strerror or exc}")
+    problem = _load_ca_file(ctx, cafile) if cafile else None
+    if problem:
+        problems.append(f"SSL_CERT_FILE={problem}")
     capath = environ.get("SSL_CERT_DIR", "")
     if capath:  # OpenSSL's hashed directories (c_rehash), several separated by ':'; read when needed
         dirs = [d for d in capath.split(os.pathsep) if d and os.path.isdir(d)]
@@ -114,8 +118,9 @@ def notify_tls_context(ca_file: str = "", environ: Mapping[str, str] | None = No
     SSL_CERT_FILE for its clients would refuse every public receiver. Host names are checked as
     always (check_hostname, CERT_REQUIRED)."""
     ctx = httpx.create_ssl_context(trust_env=False)
-    if ca_file:
-        ctx.load_verify_locations(cafile=ca_file)  # checked at start-up: check_callback_settings
+    problem = _load_ca_file(ctx, ca_file) if ca_file else None
+    if problem:  # built at start-up (check_callback_settings): the start's error, in one line
+        raise TrustError(problem)
     for problem in _add_env_trust(ctx, os.environ if environ is None else environ):
         log.warning("not trusted for https:// notify URLs: %s", problem)
     return ctx
@@ -132,15 +137,13 @@ def retention_seconds(days: object) -> float:
 def check_callback_settings(state: AppState) -> None:
     """Start-up stops, in one line, on a callback setting it cannot use (create_app, each worker)."""
     retention_seconds(state.settings.callback_retention_days)
-    ca_file = state.settings.notify_ca_file
-    if ca_file:
-        try:
-            check_ca_file(ca_file)
-        except TrustError as exc:
-            raise ValueError(f"settings.notify_ca_file {exc}") from None
+    if state.settings.notify_ca_file:
         # Read now, once: a file moved or rewritten later failed every pass (each holding its claims
         # for a lease) instead of being the start's error.
-        deliverer_for(state)._tls_context()
+        try:
+            deliverer_for(state)._tls_context()
+        except TrustError as exc:
+            raise ValueError(f"settings.notify_ca_file {exc}") from None
 
 
 def build_body(merchant: Merchant, claim: outbox.Claim) -> bytes:
