@@ -38,6 +38,7 @@ INTERVAL_S = 0.05
 # takes longer only postpones it to the next round), and the next writer starts the log over.
 RESTART_FRAMES = 16_384
 RESTART_WAIT_MS = 20
+STOP_WAIT_S = 10.0  # a checkpoint in a busy writers' turn; it never waits for long
 
 
 class WalCheckpointer:
@@ -47,6 +48,7 @@ class WalCheckpointer:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._pid = 0
+        self._thread: threading.Thread | None = None
         self._dirty = False  # the thread only checkpoints after writes
 
     def wrote(self) -> None:
@@ -59,15 +61,21 @@ class WalCheckpointer:
                 return
             thread = threading.Thread(target=self._run, name="wxpartner-wal-checkpoint", daemon=True)
             thread.start()
-            self._pid = os.getpid()
+            self._thread, self._pid = thread, os.getpid()
 
     def stop(self) -> None:
+        """Stop the thread and wait for it: a checkpoint still running, or begun just after, would keep
+        or open a connection past the database's close, and the connection that closes last is the one
+        that folds the WAL into the file and removes it."""
         self._stop.set()
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid() and thread is not threading.current_thread():
+            thread.join(STOP_WAIT_S)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             db = self._db()
-            if db is None:
+            if db is None or self._stop.is_set():
                 return
             if self._dirty:
                 self._dirty = False
