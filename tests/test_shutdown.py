@@ -620,6 +620,23 @@ def test_a_request_cut_off_by_a_stop_gets_a_signed_system_error(
     assert status == 0
     log = (server.data_dir / "server.log").read_text()
     assert "Traceback" not in log, log[-3000:]
+    # The Request-ID the client got finds the cut-off in the journal (it had none of its own), and
+    # that entry names the handler's own.
+    db = _db(server, database)
+    try:
+        with db.read() as conn:
+            rows = ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=100))
+    finally:
+        db.dispose()
+    entry = next((r for r in rows if r["request_id"] == resp.headers["Request-ID"]), None)
+    assert entry is not None, [(r["request_id"], r["status"]) for r in rows]
+    assert (entry["status"], entry["code"], entry["operation"]) == (
+        500,
+        "SYSTEM_ERROR",
+        "webizpay.issue_quota_card",
+    )
+    handled = entry["message"].rsplit("Request-ID ", 1)[-1].rstrip(")")
+    assert handled != entry["request_id"] and "stopped before answering" in entry["message"], entry
     again = start_live_server(tmp_path / "host", world, database_url=database)
     try:
         with httpx.Client(base_url=again.url, timeout=10) as http:

@@ -48,6 +48,9 @@ SETTLE_HOOKS: list[Callable[[AppState], int]] = []
 # so the loading process applies the scenario to its very next request, as after the control API's own
 # changes (the platform keys are the foundation's: control.py refreshes them itself).
 SCENARIO_LOADED_HOOKS: list[Callable[[AppState], None]] = []
+# Run as a served process stops, after its background tasks and before its database closes: what was
+# observed while they stopped (an answer cut off by a forced stop) is kept, not lost.
+STOP_HOOKS: list[Callable[[AppState], None]] = []
 
 
 class AppState:
@@ -250,6 +253,11 @@ class WxPartnerApp:
                 yield
                 tg.cancel_scope.cancel()  # each task's own shutdown step runs (journal, callbacks)
         finally:
+            for hook in STOP_HOOKS:
+                try:
+                    hook(self.state)
+                except Exception:
+                    log.exception("stop step failed")
             if self._close_db:
                 # The process ends here. Its PostgreSQL sessions are closed with a goodbye (they were
                 # cut when the process exited), and SQLite's last connection checkpoints the WAL into
@@ -296,7 +304,7 @@ class WxPartnerApp:
             # The server stops while the body is still arriving: the task uvicorn or asyncio cancels
             # (--graceful-timeout run out, a second Ctrl-C) ends here, answered (Pipeline.cut_off).
             # Uncaught, uvicorn logged a traceback and answered an unsigned plain-text 500.
-            await send_raw(send, self.pipeline.cut_off(None))
+            await send_raw(send, self.pipeline.cut_off(_raw_request(scope, b""), started))
             return
         if refusal is not None or body is None:
             err = refusal or limits.body_too_large(settings.max_body_bytes)
@@ -320,7 +328,7 @@ class WxPartnerApp:
                     self.pipeline.handle, req, limiter=self._pipeline_limiter()
                 )
             except asyncio.CancelledError:  # stopped while the handler runs: as below, SYSTEM_ERROR, signed
-                await send_raw(send, self.pipeline.cut_off(req))
+                await send_raw(send, self.pipeline.cut_off(req, started))
                 return
         if resp.delay_s > 0:
             # Stopped while a latency fault holds the answer back: it is ready, it goes now.

@@ -31,6 +31,8 @@ class RawRequest:
     bare_query: bool = False
     # Set by the pipeline once the signature is verified: whom an answer cut off by a stop is signed for.
     caller: Caller | None = None
+    # Set by the pipeline as it takes the request: the Request-ID its handler's journal entry carries.
+    request_id: str | None = None
 
     def target(self) -> str:
         """The request target as received: the URL line of the string to sign."""

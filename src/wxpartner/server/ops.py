@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from ..sandbox import faults_section  # noqa: F401  (the scenario files' faults: section)
 from . import control_ops, dashboard, logs, metrics  # noqa: F401  (registers control routes and pages)
-from .app import BACKGROUND_TASKS, SCENARIO_LOADED_HOOKS, STARTUP_HOOKS
+from .app import BACKGROUND_TASKS, SCENARIO_LOADED_HOOKS, STARTUP_HOOKS, STOP_HOOKS
 from .faults import injector
 from .journal import flush_loop, writer
 from .web import WEB_ROUTES
@@ -28,6 +28,10 @@ def install(state: AppState) -> None:
     state.observers.append(logs.observe)
 
 
+def _last_flush(state: AppState) -> None:
+    writer(state).flush()  # answers given while the tasks stopped: a request cut off by a forced stop
+
+
 def _scenario_loaded(state: AppState) -> None:
     injector(state).invalidate()  # a faults: section's rules apply to the next request
 
@@ -36,4 +40,5 @@ if install not in STARTUP_HOOKS:
     STARTUP_HOOKS.append(install)
     SCENARIO_LOADED_HOOKS.append(_scenario_loaded)
     BACKGROUND_TASKS.append(flush_loop)
+    STOP_HOOKS.append(_last_flush)
     WEB_ROUTES.append(Route("/metrics", metrics.metrics_endpoint))

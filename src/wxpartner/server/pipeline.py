@@ -96,7 +96,7 @@ class Pipeline:
 
     def handle(self, req: RawRequest) -> RawResponse:
         started = time.perf_counter()
-        request_id = new_request_id()
+        request_id = req.request_id = new_request_id()
         st = self.state
         op, params, allowed = st.router.match(req.method, req.raw_path)
         if op is None:
@@ -162,19 +162,29 @@ class Pipeline:
         resp.delay_s = shaping.delay_s
         return resp
 
-    def cut_off(self, req: RawRequest | None) -> RawResponse:
+    def cut_off(self, req: RawRequest, started: float) -> RawResponse:
         """The answer to a request the server stopped before answering (``--graceful-timeout`` ran
         out, a second Ctrl-C): SYSTEM_ERROR, which WeChat Pay clients repeat with the same parameters
         (what the handler wrote is whole or absent: one transaction), signed for the caller once its
         signature was verified. Instead of uvicorn's unsigned plain-text 500, which a client reports
-        as a signature or parse error."""
-        resp = error_response(ApiError("SYSTEM_ERROR", "系统繁忙，请稍后用相同参数重试"), new_request_id())
+        as a signature or parse error. Journaled under the Request-ID the client gets; a handler that
+        ran journals its own outcome under its own ID, which this entry's message names."""
+        request_id = new_request_id()
+        handled = req.request_id
+        why = (
+            f"the server stopped before answering; its handler's own entry is Request-ID {handled}"
+            if handled
+            else "the server stopped before handling it; nothing was applied"
+        )
+        resp = error_response(ApiError("SYSTEM_ERROR", f"系统繁忙，请稍后用相同参数重试 ({why})"), request_id)
         resp.headers.append(("Connection", "close"))
-        if req is not None and req.caller is not None:
+        if req.caller is not None:
             try:
                 sign_response(resp, self.state.keyring.signer_for(req.caller))
             except Exception:
                 log.exception("could not sign the answer of a request cut off by a stop")
+        op = self.state.router.match(req.method, req.raw_path)[0]
+        self.state.observe(None, req, resp, request_id, op.op_id if op else "route", started)
         return resp
 
     def _run(self, ctx: Ctx, params: dict[str, str]) -> RawResponse:
