@@ -30,6 +30,7 @@ from ..protocol.times import format_rfc3339
 from ..store import outbox, registry, sandbox
 from ..store.change_signal import GENERATION_KEY
 from ..store.db import Database
+from .callback_network import LOOKUPS, CallbackTransport
 from .http import new_request_id
 from .keyring import KeyRing
 
@@ -314,7 +315,8 @@ class Deliverer:
                 timeout=self.timeout,
                 trust_env=False,
                 follow_redirects=False,
-                verify=self._tls_context(),
+                # the whole send is bounded, the receiver's name lookup included (callback_network.py)
+                transport=CallbackTransport(self._tls_context()),
                 # httpx asks for gzip: a compressed error page was recorded as binary in the attempt
                 headers={"Accept-Encoding": "identity"},
             ) as client,
@@ -474,6 +476,9 @@ class Deliverer:
         except (TimeoutError, httpx.TimeoutException):
             status = None  # an answer that did not arrive whole in time is no answer
             error = f"timeout: no answer within {self.timeout:g} s"
+            host = _host_of(url)
+            if host and LOOKUPS.running(host):
+                error = f"timeout: the name lookup of {host} did not finish within {self.timeout:g} s"
         except httpx.HTTPError as exc:
             error = failure_text(exc)
         except Exception as exc:  # a bad URL, a missing key: recorded as a failed send, never raised
@@ -522,6 +527,13 @@ def _chain(exc: BaseException, depth: int = 8) -> list[BaseException]:
         out.append(cause)
         cause = cause.__cause__ or cause.__context__
     return out
+
+
+def _host_of(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
 
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})

@@ -1,0 +1,134 @@
+"""How a callback send reaches its receiver: the receiver's host name is looked up in a thread of its
+own that the send stops waiting for at its deadline, then the connection is made to the addresses found.
+
+The system resolver (``getaddrinfo``) cannot be interrupted. httpx runs it in the event loop's default
+executor, and a delivery pass's loop (``anyio.run``) waits for that executor's threads before it
+returns: a receiver whose DNS never answered had its attempt recorded as a timeout at 5 s, and the pass
+then went on waiting for the resolver to give up (resolv.conf's timeout x attempts x servers: 10 s to
+minutes), holding every claim of its batch and the next pass behind it. Here a lookup is a daemon thread
+nobody joins; a lookup of a host still running is shared by every send to that host, in this pass and
+later ones, so a resolver that hangs costs one thread per host until it gives up, not one per send."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future
+from typing import Any
+
+import httpcore
+import httpx
+
+AddrInfo = list[tuple[Any, ...]]
+
+
+class Lookups:
+    """Name lookups in flight, at most one per (host, port)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[tuple[str, int], Future[AddrInfo]] = {}
+
+    def start(self, host: str, port: int) -> Future[AddrInfo]:
+        """The lookup of ``host`` (the one running, or a new one)."""
+        key = (host, port)
+        with self._lock:
+            found = self._running.get(key)
+            if found is not None:
+                return found
+            future: Future[AddrInfo] = Future()
+            future.set_running_or_notify_cancel()  # a waiter that gives up cannot cancel it for the others
+            self._running[key] = future
+        threading.Thread(
+            target=self._run, args=(key, future), name=f"wxpartner lookup {host}", daemon=True
+        ).start()
+        return future
+
+    def _run(self, key: tuple[str, int], future: Future[AddrInfo]) -> None:
+        try:
+            found: AddrInfo = socket.getaddrinfo(key[0], key[1], type=socket.SOCK_STREAM)
+        except BaseException as exc:  # handed to the waiters
+            self._done(key)
+            future.set_exception(exc)
+            return
+        self._done(key)
+        future.set_result(found)
+
+    def _done(self, key: tuple[str, int]) -> None:
+        with self._lock:
+            self._running.pop(key, None)
+
+    def running(self, host: str) -> bool:
+        """Whether a lookup of ``host`` (any port) has not finished."""
+        with self._lock:
+            return any(h == host for h, _port in self._running)
+
+    async def addresses(self, host: str, port: int) -> list[str]:
+        """The addresses of ``host`` in the resolver's order, each once. Cancelled (the send's
+        deadline) without waiting for the lookup, which goes on for whoever asks next."""
+        found = await asyncio.wrap_future(self.start(host, port))
+        out: list[str] = []
+        for _family, _type, _proto, _name, sockaddr in found:
+            address = str(sockaddr[0])
+            if address not in out:
+                out.append(address)
+        return out
+
+
+LOOKUPS = Lookups()
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class LookupBoundedBackend(httpcore.AnyIOBackend):
+    """httpcore's network backend, with the host name looked up through ``LOOKUPS``. The TLS handshake
+    still names and checks the URL's host (httpcore passes it to start_tls), not the address."""
+
+    def __init__(self, lookups: Lookups = LOOKUPS) -> None:
+        self.lookups = lookups
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        if _is_address(host):
+            return await super().connect_tcp(host, port, timeout, local_address, socket_options)
+        try:
+            addresses = await self.lookups.addresses(host, port)
+        except OSError as exc:  # as httpx words it: "ConnectError: [Errno -2] Name or service not known"
+            raise httpcore.ConnectError(str(exc)) from exc
+        failed: httpcore.ConnectError | None = None
+        for address in addresses:  # in turn: refused on ::1, then 127.0.0.1 (anyio tried each too)
+            try:
+                return await super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                failed = exc
+        raise failed or httpcore.ConnectError(f"{host}: the name has no address")
+
+
+class CallbackTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport, connecting through LookupBoundedBackend; no proxy (see Deliverer)."""
+
+    def __init__(self, ssl_context: Any, backend: httpcore.AsyncNetworkBackend | None = None) -> None:
+        super().__init__(verify=ssl_context, trust_env=False)
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's defaults
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=backend or LookupBoundedBackend(),
+        )

@@ -1,0 +1,98 @@
+"""A receiver whose name lookup hangs: the system resolver (glibc's getaddrinfo, as in production) asks
+a DNS server on loopback that never answers. It runs in a namespace of its own (``unshare``: user,
+mount and network) whose /etc/resolv.conf names that server, so the machine's resolver is untouched;
+skipped where unshare is not allowed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import SP_A, clone_sqlite
+
+# Runs inside the namespace: argv = database URL, data dir, mchid.
+DELIVER_TO_A_HANGING_RESOLVER = r"""
+import json, os, socket, sys, threading
+
+dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dns.bind(("127.0.0.1", 53))
+queries = []
+
+def hold():
+    while True:  # read every query, answer none
+        queries.append(dns.recvfrom(4096)[0])
+
+threading.Thread(target=hold, daemon=True).start()
+
+from wxpartner.server.app import create_app
+from wxpartner.server.callbacks import Deliverer
+from wxpartner.server.settings import Settings
+from wxpartner.store import outbox, registry, sandbox
+
+url, data_dir, mchid = sys.argv[1:4]
+app = create_app(Settings(data_dir=data_dir, database_url=url, sandbox_token="t" * 20, deliver_callbacks=False))
+with app.state.db.write() as conn:
+    registry.set_notify_url(conn, mchid, "http://receiver.wxpartner.test/wxpay/notify")
+    now = sandbox.read_clock(conn).now_ts()
+    nid = outbox.enqueue(conn, mchid=mchid, event_type="WEBIZPAY.REVOKED", summary="s", resource={}, now=now)
+deliverer = Deliverer(app.state.db, app.state.keyring, timeout=1.0)
+first = deliverer.run_pass()
+again = deliverer.redeliver(nid)  # the same host while its lookup still hangs
+lookups = [t.name for t in threading.enumerate() if t.name.startswith("wxpartner lookup")]
+out = {
+    "sends": [[r.status, r.state, r.error] for r in first + (again or [])],
+    "queries": len(queries),
+    "lookups": lookups,
+}
+print(json.dumps(out), flush=True)
+os._exit(0)  # the lookup is still running: the resolver gives up only after minutes
+"""
+
+
+def _namespaces_allowed() -> bool:
+    if not shutil.which("unshare") or not shutil.which("ip") or not shutil.which("mount"):
+        return False
+    probe = subprocess.run(["unshare", "-rmn", "true"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def deliver_in_a_namespace(tmp_path: Path, database_url: str) -> dict[str, Any]:
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\n")
+    script = tmp_path / "deliver.py"
+    script.write_text(DELIVER_TO_A_HANGING_RESOLVER)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    inner = 'ip link set lo up && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
+    command = [sys.executable, str(script), database_url, str(data_dir), SP_A]
+    done = subprocess.run(
+        ["unshare", "-rmn", "sh", "-c", inner, "sh", str(resolv), *command],
+        capture_output=True,
+        text=True,
+        # each query waits 30 s, 5 times over, before the resolver gives up: 150 s at least
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "RES_OPTIONS": "timeout:30 attempts:5"},
+        timeout=60,  # not a speed assertion: a pass that waits for the resolver never gets here
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.skipif(not _namespaces_allowed(), reason="unshare -rmn is not allowed here")
+def test_a_pass_does_not_wait_for_a_resolver_that_hangs(tmp_path: Path, template_db: Path) -> None:
+    """Both sends were recorded as timeouts of the name lookup and the pass returned while the resolver
+    was still waiting for its server (it answers nothing, and gives up only after 150 s); the second
+    send to the host waited for the first's lookup instead of starting another thread."""
+    url = clone_sqlite(template_db, tmp_path / "wxpartner.sqlite3")
+    result = deliver_in_a_namespace(tmp_path, url)
+    error = "timeout: the name lookup of receiver.wxpartner.test did not finish within 1 s"
+    assert result["sends"] == [[None, "pending", error], [None, "pending", error]]
+    assert result["queries"] >= 1  # the resolver really asked the server that never answers
+    assert result["lookups"] == ["wxpartner lookup receiver.wxpartner.test"]
