@@ -344,9 +344,12 @@ def complete(conn: Connection, claim: Claim, outcome: Outcome) -> tuple[str, boo
         state = str(row.state)
     error = outcome.error
     if not updated:
-        gone = conn.execute(sa.select(_n.c.id).where(_n.c.id == claim.id)).first() is None
-        if gone:  # forgotten meanwhile (a sandbox reset): an attempt row would outlive it forever
-            return state, False
+        # FOR SHARE: the row stays locked until this attempt commits, as the UPDATE above locks it, so
+        # a reset waits for the attempt and deletes it too (reset); without the lock a reset could
+        # delete the notification between this look and the INSERT below, leaving the attempt behind.
+        still = sa.select(_n.c.id).where(_n.c.id == claim.id).with_for_update(read=True)
+        if conn.execute(still).first() is None:  # forgotten meanwhile (a sandbox reset): an attempt
+            return state, False  # row would outlive it forever
         error = (error + "; " if error else "") + "lease lost before the result was recorded"
     conn.execute(
         _a.insert().values(
@@ -586,7 +589,16 @@ def prune_finished(conn: Connection, cutoff: float, limit: int) -> int:
 
 
 def reset(conn: Connection, mchid: str | None) -> None:
-    """Sandbox reset: forget notifications (all, or one merchant's) and their attempts."""
+    """Sandbox reset: forget notifications (all, or one merchant's) and their attempts.
+
+    An attempt is only ever written while its notification's row is locked by the writing transaction
+    (complete). The rows are locked here first, so a send recording its attempt right now is waited for
+    and its attempt, committed by then, is deleted below; a send recorded later finds its notification
+    gone and writes none. Deleting the attempts first (as before) missed one being committed meanwhile,
+    on PostgreSQL: it outlived its notification. SQLite's writers take turns, which did the same."""
+    which = sa.select(_n.c.id) if mchid is None else sa.select(_n.c.id).where(_n.c.mchid == mchid)
+    locked = which.with_for_update().subquery()  # counted on the server: no row is sent back
+    conn.execute(sa.select(sa.func.count()).select_from(locked))
     if mchid is None:
         conn.execute(_a.delete())
         conn.execute(_n.delete())
