@@ -192,6 +192,8 @@ def test_delivers_signed_encrypted_body(
     assert len(receiver.requests) == 1
     req = receiver.requests[0]
     assert req.path == "/wxpay/notify"
+    assert req.headers["User-Agent"] == "Mozilla/4.0"  # WeChat Pay's, not httpx's
+    assert req.headers["Accept"] == "*/*"
     body, plain = verified(req, world)
     assert list(body) == ["id", "create_time", "event_type", "resource_type", "summary", "resource"]
     assert body["id"] == nid

@@ -37,3 +37,6 @@ BACKUP_HOST = "https://api2.mch.weixin.qq.com"
 # webizpay callback retry ladder: delay before each send, at most 10 sends (spec §9.4).
 WEBIZPAY_RETRY_DELAYS_SECONDS = (0, 15, 15, 30, 180, 1800, 1800, 1800, 1800, 3600)
 CALLBACK_ANSWER_TIMEOUT_SECONDS = 5.0
+# What WeChat Pay's own callback POSTs carry as User-Agent (headers of a production APIv3 notification
+# printed by a receiver: wechatpay-apiv3/wechatpay-go issue #28, with Accept: */*); the spec names none.
+CALLBACK_USER_AGENT = "Mozilla/4.0"

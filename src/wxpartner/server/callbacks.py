@@ -24,7 +24,7 @@ import httpx
 from sqlalchemy.engine import Connection
 
 from ..domain.merchants import Merchant, shown_url
-from ..protocol.constants import CALLBACK_ANSWER_TIMEOUT_SECONDS
+from ..protocol.constants import CALLBACK_ANSWER_TIMEOUT_SECONDS, CALLBACK_USER_AGENT
 from ..protocol.notification import encrypt_resource, sign_notification
 from ..protocol.times import format_rfc3339
 from ..store import outbox, registry, sandbox
@@ -317,8 +317,9 @@ class Deliverer:
                 follow_redirects=False,
                 # the whole send is bounded, the receiver's name lookup included (callback_network.py)
                 transport=CallbackTransport(self._tls_context()),
-                # httpx asks for gzip: a compressed error page was recorded as binary in the attempt
-                headers={"Accept-Encoding": "identity"},
+                # httpx asks for gzip: a compressed error page was recorded as binary in the attempt.
+                # The User-Agent is WeChat Pay's (constants.CALLBACK_USER_AGENT), not httpx's.
+                headers={"Accept-Encoding": "identity", "User-Agent": CALLBACK_USER_AGENT},
             ) as client,
             anyio.create_task_group() as tg,
         ):
