@@ -1,7 +1,7 @@
 """A receiver whose name lookup hangs: the system resolver (glibc's getaddrinfo, as in production) asks
 a DNS server on loopback that never answers. It runs in a namespace of its own (``unshare``: user,
-mount and network) whose /etc/resolv.conf names that server, so the machine's resolver is untouched;
-skipped where unshare is not allowed."""
+mount and network) whose /etc/resolv.conf names that server (or whose /etc/hosts gives a name two
+addresses), so the machine's resolver is untouched; skipped where unshare is not allowed."""
 
 from __future__ import annotations
 
@@ -62,17 +62,19 @@ def _namespaces_allowed() -> bool:
     return probe.returncode == 0
 
 
-def deliver_in_a_namespace(tmp_path: Path, database_url: str) -> dict[str, Any]:
-    resolv = tmp_path / "resolv.conf"
-    resolv.write_text("nameserver 127.0.0.1\n")
-    script = tmp_path / "deliver.py"
-    script.write_text(DELIVER_TO_A_HANGING_RESOLVER)
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    inner = 'ip link set lo up && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
-    command = [sys.executable, str(script), database_url, str(data_dir), SP_A]
+def in_a_namespace(tmp_path: Path, script: str, args: list[str], etc: dict[str, str]) -> dict[str, Any]:
+    """Run ``script`` with ``args`` in a user, mount and network namespace whose loopback is up and
+    whose /etc files named in ``etc`` (name: content) are replaced; its last line of output, as JSON."""
+    mounts = []
+    for name, content in etc.items():
+        replaced = tmp_path / f"etc-{name}"
+        replaced.write_text(content)
+        mounts.append(f"mount --bind {replaced} /etc/{name}")
+    path = tmp_path / "script.py"
+    path.write_text(script)
+    inner = " && ".join(["ip link set lo up", *mounts, 'exec "$@"'])
     done = subprocess.run(
-        ["unshare", "-rmn", "sh", "-c", inner, "sh", str(resolv), *command],
+        ["unshare", "-rmn", "sh", "-c", inner, "sh", sys.executable, str(path), *args],
         capture_output=True,
         text=True,
         # each query waits 30 s, 5 times over, before the resolver gives up: 150 s at least
@@ -85,14 +87,68 @@ def deliver_in_a_namespace(tmp_path: Path, database_url: str) -> dict[str, Any]:
     return result
 
 
+def _database(tmp_path: Path, template_db: Path) -> list[str]:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    return [clone_sqlite(template_db, tmp_path / "wxpartner.sqlite3"), str(data_dir), SP_A]
+
+
 @pytest.mark.skipif(not _namespaces_allowed(), reason="unshare -rmn is not allowed here")
 def test_a_pass_does_not_wait_for_a_resolver_that_hangs(tmp_path: Path, template_db: Path) -> None:
     """Both sends were recorded as timeouts of the name lookup and the pass returned while the resolver
     was still waiting for its server (it answers nothing, and gives up only after 150 s); the second
     send to the host waited for the first's lookup instead of starting another thread."""
-    url = clone_sqlite(template_db, tmp_path / "wxpartner.sqlite3")
-    result = deliver_in_a_namespace(tmp_path, url)
+    args = _database(tmp_path, template_db)
+    result = in_a_namespace(
+        tmp_path, DELIVER_TO_A_HANGING_RESOLVER, args, {"resolv.conf": "nameserver 127.0.0.1\n"}
+    )
     error = "timeout: the name lookup of receiver.wxpartner.test did not finish within 1 s"
     assert result["sends"] == [[None, "pending", error], [None, "pending", error]]
     assert result["queries"] >= 1  # the resolver really asked the server that never answers
     assert result["lookups"] == ["wxpartner lookup receiver.wxpartner.test"]
+
+
+# Runs inside the namespace: a receiver on 127.0.0.1 only, under a name whose first address is ::1.
+DELIVER_TO_THE_SECOND_ADDRESS = r"""
+import json, os, sys, threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Answer(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_):
+        pass
+
+receiver = HTTPServer(("127.0.0.1", 0), Answer)
+threading.Thread(target=receiver.serve_forever, daemon=True).start()
+
+from wxpartner.server.app import create_app
+from wxpartner.server.callbacks import Deliverer
+from wxpartner.server.settings import Settings
+from wxpartner.store import outbox, registry, sandbox
+
+url, data_dir, mchid = sys.argv[1:4]
+app = create_app(Settings(data_dir=data_dir, database_url=url, sandbox_token="t" * 20, deliver_callbacks=False))
+with app.state.db.write() as conn:
+    notify_url = f"http://both.wxpartner.test:{receiver.server_address[1]}/wxpay/notify"
+    registry.set_notify_url(conn, mchid, notify_url)
+    now = sandbox.read_clock(conn).now_ts()
+    outbox.enqueue(conn, mchid=mchid, event_type="WEBIZPAY.REVOKED", summary="s", resource={}, now=now)
+sends = Deliverer(app.state.db, app.state.keyring).run_pass()
+print(json.dumps({"sends": [[r.status, r.state, r.error] for r in sends]}), flush=True)
+os._exit(0)
+"""
+
+
+@pytest.mark.skipif(not _namespaces_allowed(), reason="unshare -rmn is not allowed here")
+def test_a_name_with_several_addresses_is_tried_at_each(tmp_path: Path, template_db: Path) -> None:
+    """The name's first address (::1) refuses the connection; the send goes on to the next one
+    (127.0.0.1), as httpx's own connect did once it looked the name up itself."""
+    hosts = "::1 both.wxpartner.test\n127.0.0.1 both.wxpartner.test\n"
+    result = in_a_namespace(
+        tmp_path, DELIVER_TO_THE_SECOND_ADDRESS, _database(tmp_path, template_db), {"hosts": hosts}
+    )
+    assert result["sends"] == [[204, "delivered", None]]
