@@ -291,6 +291,45 @@ def test_failure_retries_on_schedule_and_stops_after_ten_sends(
     assert all(a["url"] == receiver.url and a["signer_key_id"] for a in recorded)
 
 
+def test_a_receiver_down_for_a_day_of_business_clock_gets_a_failed_notification(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver
+) -> None:
+    """The clock jumps a day while the receiver is down: the sends the schedule held for that day go
+    out one per delivery (each notification once per call) until it has caught up, and the
+    notification fails after its 10th, as WeChat Pay's would have, 3 h 4 min into that day. The
+    receiver back up gets nothing. It was given a fresh schedule from the jump, and delivered."""
+    set_notify_url(frozen, SP_A, "http://127.0.0.1:9/down")  # connection refused
+    nid = enqueue(app)
+    assert [a["attempt_no"] for a in deliver(frozen)] == [1]
+    set_clock(frozen, advance=86400)
+    for send in range(2, 11):
+        [attempt] = deliver(frozen)
+        assert attempt["attempt_no"] == send and attempt["status"] is None
+        assert attempt["state"] == ("failed" if send == 10 else "pending")
+    set_notify_url(frozen, SP_A, receiver.url)
+    set_clock(frozen, advance=3600)
+    assert deliver(frozen) == []
+    assert receiver.requests == []
+    view = frozen.get(f"/sandbox/callbacks/{nid}").json()
+    assert view["state"] == "failed" and view["sends"] == 10
+    assert [a["at"] for a in view["attempts"]] == [T0] + [T0 + 86400] * 9
+
+
+def test_a_receiver_back_while_the_schedule_catches_up_gets_the_next_send(
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver
+) -> None:
+    """An hour skipped: sends 2 to 5 were due in it (15 s, 15 s, 30 s, 180 s after the one before);
+    they go out one per delivery, and the receiver, back for the 4th, gets it."""
+    set_notify_url(frozen, SP_A, "http://127.0.0.1:9/down")
+    nid = enqueue(app)
+    deliver(frozen)
+    set_clock(frozen, advance=3600)
+    assert [a["attempt_no"] for a in deliver(frozen) + deliver(frozen)] == [2, 3]
+    set_notify_url(frozen, SP_A, receiver.url)
+    assert [(a["attempt_no"], a["status"], a["state"]) for a in deliver(frozen)] == [(4, 200, "delivered")]
+    assert receiver.ids() == [nid]
+
+
 def test_recovers_after_failure_and_200_with_fail_body_is_success(
     app: WxPartnerApp, frozen: TestClient, receiver: Receiver
 ) -> None:

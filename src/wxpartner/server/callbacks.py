@@ -235,8 +235,9 @@ class Deliverer:
         """Delivery starts (again): an app served in-process may start after a stop."""
         self._stopping.clear()
 
-    def run_pass(self, ids: list[str] | None = None) -> list[Delivered]:
-        """Send every notification that is due now (at most ``batch``), once each; return what happened."""
+    def run_pass(self, ids: list[str] | None = None, sent_before: float | None = None) -> list[Delivered]:
+        """Send every notification that is due now (at most ``batch``), once each; return what happened.
+        ``sent_before``: only those not sent since then (real time; see drain)."""
         if self._stopping.is_set():
             return []
         if ids is None:
@@ -254,6 +255,7 @@ class Deliverer:
                 lease_seconds=self.lease_seconds,
                 limit=self.batch,
                 ids=ids,
+                sent_before=sent_before,
             )
             sending = self._to_send(conn, claims)
         return self._send_claims(claims, sending, bnow)
@@ -327,15 +329,17 @@ class Deliverer:
                 tg.start_soon(one, claim)
         return [results[c.id] for c in claims]
 
-    def drain(self, max_rounds: int | None = 50) -> list[Delivered]:
+    def drain(self, max_rounds: int | None = 50, since: float | None = None) -> list[Delivered]:
         """Passes until a claim comes back short of a full batch: a backlog goes out at once, and each
-        notification at most once (after a send, the next is at least 15 s of business time away).
+        notification at most once, none sent since ``since`` (real time; default: now). Its next send
+        may be due at once (a clock moved forward: outbox.complete); it goes out in the next drain.
         The background poll stops after ``max_rounds`` to look again; None goes on to the end."""
         out: list[Delivered] = []
         rounds = 0
+        since = time.time() if since is None else since
         while max_rounds is None or rounds < max_rounds:
             rounds += 1
-            results = self.run_pass()  # none once stopping: the loop ends
+            results = self.run_pass(sent_before=since)  # none once stopping: the loop ends
             out.extend(results)
             if len(results) < self.batch:
                 break
@@ -344,14 +348,15 @@ class Deliverer:
     def deliver_now(self) -> list[Delivered]:
         """Everything due has been attempted when this returns: drain, then wait (bounded) for sends
         other processes have in flight, so a caller can look at its receiver straight after."""
-        out = self.drain(None)  # 50 rounds of 16 left the rest of a longer backlog to the background
+        since = time.time()  # each notification once in this call, in both drains
+        out = self.drain(None, since)  # 50 rounds of 16 left the rest of a longer backlog to the background
         deadline = time.monotonic() + self.timeout + 2
         while time.monotonic() < deadline:
             with self.db.read() as conn:
                 if not outbox.leased(conn):
                     break
             time.sleep(0.05)
-        return out + self.drain(None)
+        return out + self.drain(None, since)
 
     def redeliver(self, notification_id: str) -> list[Delivered] | None:
         """Sandbox "redeliver": make the notification due now (one more send if all were used) and send

@@ -116,6 +116,7 @@ class Claim:
     send_limit: int
     owner: str
     redeliveries: int = 0  # redeliveries asked for before the claim (complete: one asked since wins)
+    due_at: float | None = None  # business time the send was due (the schedule goes on from there)
 
 
 def _scheduled_delay() -> sa.ColumnElement[float]:
@@ -225,6 +226,7 @@ _CLAIMED = (
     _n.c.sends,
     _n.c.send_limit,
     _n.c.redeliveries,
+    _n.c.next_attempt_at,
 )
 
 
@@ -241,6 +243,7 @@ def _claim(r: sa.Row[Any], owner: str) -> Claim:
         send_limit=int(r.send_limit),
         owner=owner,
         redeliveries=int(r.redeliveries),
+        due_at=None if r.next_attempt_at is None else float(r.next_attempt_at),
     )
 
 
@@ -252,9 +255,12 @@ def claim_due(
     lease_seconds: float,
     limit: int,
     ids: Sequence[str] | None = None,
+    sent_before: float | None = None,
 ) -> list[Claim]:
     """Lease up to ``limit`` due notifications to ``owner`` for ``lease_seconds`` (real time, on the
-    lease clock: _lease_now). Call in a write transaction."""
+    lease clock: _lease_now). ``sent_before`` (real time): none sent since then, so a drain sends each
+    notification at most once even when the next send of one is already due (the schedule catching up
+    with a clock moved forward: complete). Call in a write transaction."""
     lease_now = _lease_now(conn)
     due = _due(business_now, lease_now)
     deliverable = _deliverable_filter(conn)
@@ -269,6 +275,8 @@ def claim_due(
     )
     if ids is not None:
         pick = pick.where(_n.c.id.in_(list(ids)))
+    if sent_before is not None:
+        pick = pick.where(sa.or_(_n.c.sends == 0, _n.c.updated_at < sent_before))
     chosen = [r[0] for r in conn.execute(pick)]
     if not chosen:
         return []
@@ -312,11 +320,18 @@ def complete(conn: Connection, claim: Claim, outcome: Outcome) -> tuple[str, boo
     """Record the attempt and move the schedule on, if this process still holds the lease.
     Returns (state, lease_held); a lost lease (expired and re-claimed) still records the attempt.
 
+    The next send falls due its delay after the time this one was **due**, not after it went out: a
+    business clock moved forward past several scheduled sends (a receiver "down for a day") has them
+    go out one a poll until the schedule has caught up with the clock, and the notification fails
+    after its 10th as it would have that day; it was given a fresh 15 s, 15 s, 30 s … from the jump,
+    and delivered once the receiver was back, hours after WeChat Pay would have given up.
+
     A redeliver asked for while this send was in flight (``redeliveries`` moved on since the claim) is
     not overwritten by its result: the send counts (``sends`` + 1, its attempt recorded), and the
     notification stays pending, due when the redeliver made it due, with a send left for it."""
     attempt_no = claim.sends + 1
-    state, next_at = next_state(attempt_no, claim.send_limit, outcome.ok, outcome.at)
+    due = outcome.at if claim.due_at is None else min(claim.due_at, outcome.at)
+    state, next_at = next_state(attempt_no, claim.send_limit, outcome.ok, due)
     unchanged = _n.c.redeliveries == claim.redeliveries
     values: dict[str, Any] = {
         "sends": _n.c.sends + 1,
