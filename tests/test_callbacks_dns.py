@@ -152,3 +152,18 @@ def test_a_name_with_several_addresses_is_tried_at_each(tmp_path: Path, template
         tmp_path, DELIVER_TO_THE_SECOND_ADDRESS, _database(tmp_path, template_db), {"hosts": hosts}
     )
     assert result["sends"] == [[204, "delivered", None]]
+
+
+# Runs inside the namespace: nothing listens on either address of the name.
+DELIVER_TO_NEITHER_ADDRESS = DELIVER_TO_THE_SECOND_ADDRESS.replace("receiver.server_address[1]", "9")
+
+
+@pytest.mark.skipif(not _namespaces_allowed(), reason="unshare -rmn is not allowed here")
+def test_a_name_whose_addresses_all_refuse_says_so_for_each(tmp_path: Path, template_db: Path) -> None:
+    hosts = "::1 both.wxpartner.test\n127.0.0.1 both.wxpartner.test\n"
+    result = in_a_namespace(
+        tmp_path, DELIVER_TO_NEITHER_ADDRESS, _database(tmp_path, template_db), {"hosts": hosts}
+    )
+    refused = "Connection refused: [Errno 111] Connect call failed"
+    error = f"ConnectError: {refused} ('::1', 9, 0, 0); {refused} ('127.0.0.1', 9)"
+    assert result["sends"] == [[None, "pending", error]]

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
+import ssl
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future
@@ -31,6 +33,11 @@ class Lookups:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[tuple[str, int], Future[AddrInfo]] = {}
+
+    def forget(self) -> None:
+        """A forked child: the lookups' threads stayed in the parent, their futures would never end."""
+        self._lock = threading.Lock()
+        self._running = {}
 
     def start(self, host: str, port: int) -> Future[AddrInfo]:
         """The lookup of ``host`` (the one running, or a new one)."""
@@ -79,6 +86,37 @@ class Lookups:
 
 
 LOOKUPS = Lookups()
+os.register_at_fork(after_in_child=LOOKUPS.forget)
+
+# anyio's words when no address of the receiver could be connected to; the reason is in their cause.
+ALL_FAILED = "All connection attempts failed"
+
+
+def connect_reason(exc: BaseException) -> str:
+    """What a failed connect came to, as the socket said it: anyio's "All connection attempts failed"
+    says nothing a merchant can act on, its cause does (``Connection refused: [Errno 111] Connect call
+    failed ('127.0.0.1', 9)``); several addresses tried give one reason each. Empty if none is found."""
+    cause: BaseException | None = exc
+    seen: list[BaseException] = []
+    while cause is not None and cause not in seen and len(seen) < 8:
+        seen.append(cause)
+        if isinstance(cause, BaseExceptionGroup):
+            return "; ".join(r for r in (connect_reason(e) for e in cause.exceptions) if r)
+        text = str(cause).strip()
+        if text and text != ALL_FAILED:
+            errno = getattr(cause, "errno", None)
+            if (
+                isinstance(cause, OSError)
+                and not isinstance(cause, ssl.SSLError)
+                and isinstance(errno, int)
+                and errno > 0
+            ):
+                words = os.strerror(errno)
+                if words not in text:
+                    return f"{words}: {text}"
+            return text
+        cause = cause.__cause__ or cause.__context__
+    return ""
 
 
 def _is_address(host: str) -> bool:
@@ -110,13 +148,13 @@ class LookupBoundedBackend(httpcore.AnyIOBackend):
             addresses = await self.lookups.addresses(host, port)
         except OSError as exc:  # as httpx words it: "ConnectError: [Errno -2] Name or service not known"
             raise httpcore.ConnectError(str(exc)) from exc
-        failed: httpcore.ConnectError | None = None
+        reasons: list[str] = []
         for address in addresses:  # in turn: refused on ::1, then 127.0.0.1 (anyio tried each too)
             try:
                 return await super().connect_tcp(address, port, timeout, local_address, socket_options)
             except httpcore.ConnectError as exc:
-                failed = exc
-        raise failed or httpcore.ConnectError(f"{host}: the name has no address")
+                reasons.append(connect_reason(exc) or f"{address}: {type(exc).__name__}")
+        raise httpcore.ConnectError("; ".join(reasons) or f"{host}: the name has no address")
 
 
 class CallbackTransport(httpx.AsyncHTTPTransport):

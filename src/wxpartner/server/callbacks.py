@@ -30,7 +30,7 @@ from ..protocol.times import format_rfc3339
 from ..store import outbox, registry, sandbox
 from ..store.change_signal import GENERATION_KEY
 from ..store.db import Database
-from .callback_network import LOOKUPS, CallbackTransport
+from .callback_network import LOOKUPS, CallbackTransport, connect_reason
 from .http import new_request_id
 from .keyring import KeyRing
 
@@ -512,9 +512,10 @@ def failure_text(exc: BaseException) -> str:
     """A failed send in words for the attempt's error: the class and its reason, with what to do when
     the receiver's certificate comes from an authority nobody here trusts. The reason is the first
     down the chain: httpx's ReadError for a reset connection says nothing itself (recorded as
-    "ReadError: "), the socket's ConnectionResetError under it does."""
+    "ReadError: "), the socket's ConnectionResetError under it does; nor does anyio's "All connection
+    attempts failed" for a receiver that is down, the socket's "Connection refused" does."""
     chain = _chain(exc)
-    reason = next((str(c).strip() for c in chain if str(c).strip()), "")
+    reason = connect_reason(exc)
     if not reason:
         reason = (type(exc).__doc__ or "").strip().split("\n")[0]
     text = f"{type(exc).__name__}: {reason}"
