@@ -185,6 +185,28 @@ def test_host_names_are_still_checked_against_a_trusted_authority(
     assert "certificate is not valid for '127.0.0.1'" in attempt["error"], attempt
 
 
+def test_a_receiver_named_by_host_name_is_checked_against_that_name(
+    app: WxPartnerApp, authority: Authority, tmp_path: Path
+) -> None:
+    """The deliverer looks the host name up itself and connects to the address (callback_network.py);
+    the handshake still names and checks the URL's host: a certificate for localhost alone is
+    accepted at https://localhost, and one for another name is refused naming localhost."""
+    pair = tls._load_pair(authority.ca_path, authority.ca_path.parent / "ca-key.pem")
+    assert pair is not None
+    for name, ok in (("localhost", True), ("receiver.example.test", False)):
+        cert, key = tls._new_server_certificate(pair, [name], dt.datetime.now(dt.UTC))
+        chain, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}-key.pem"
+        chain.write_bytes(cert.public_bytes(PEM) + pair[0].public_bytes(PEM))
+        key_path.write_text(tls._key_pem(key))
+        with https_receiver(chain, key_path, host="localhost") as rec:
+            nid = _enqueue(app, rec.url)
+            [sent] = Deliverer(app.state.db, app.state.keyring, ca_file=str(authority.ca_path)).run_pass()
+        assert sent.ok is ok and len(rec.requests) == int(ok), sent
+        if not ok:
+            [attempt] = _attempts(app, nid)
+            assert "certificate is not valid for 'localhost'" in attempt["error"], attempt
+
+
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     """A development certificate as people make them for one receiver: self-signed, no authority."""
     return self_signed(tmp_path, stem="dev")
