@@ -13,7 +13,9 @@ import anyio
 import httpx
 import pytest
 
+from live import Served
 from wxpartner.client import AsyncClient, Client, ConfigurationError, ParamError
+from wxpartner.store import registry
 from wxpartner.testing import WxPartnerServer
 
 
@@ -49,7 +51,9 @@ def test_the_channel_merchant_of_the_file_submits_an_applyment(
     path.write_text(json.dumps(server.info))
     with Client.from_connection_info(path, merchant="channel", http_client=server.http) as channel:
         assert channel.mchid == server.info["channel_mchid"] != server.info["mchid"]
-        assert channel.config.apiv3_key is None  # the file's key is the service provider's
+        with server.db.read() as conn:  # its own APIv3 key (older files: none, the SP's was the only one)
+            own = registry.get_merchant(conn, channel.mchid)
+        assert own is not None and channel.config.apiv3_key == own.apiv3_key != server.info["apiv3_key"]
         submitted = channel.apply4subject.submit(applyment("conn_channel_0001"))
         got = channel.apply4subject.get(business_code="conn_channel_0001")
         assert got.applyment_state == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
@@ -130,6 +134,101 @@ def test_a_key_file_that_cannot_be_read_is_a_configuration_error(
             wechatpay_public_key=missing,
             wechatpay_public_key_id="PUB_KEY_ID_1",
         )
-    moved = {**info, "private_key_path": str(missing)}
-    with pytest.raises(ConfigurationError, match="private_key: cannot read"):
-        AsyncClient.from_connection_info(moved)
+    entry = {**info["merchants"]["service_provider"], "private_key_path": str(missing)}
+    moved = {**info, "private_key_path": str(missing), "merchants": {"service_provider": entry}}
+    older = {k: v for k, v in info.items() if k != "merchants"} | {"private_key_path": str(missing)}
+    for file in (moved, older):
+        with pytest.raises(ConfigurationError, match="private_key: cannot read"):
+            AsyncClient.from_connection_info(file)
+
+
+def verified_by_as_sp(client: Client) -> str | None:
+    return client.request(
+        "GET", "/v3/webizpay/avail-mch-ranges", query={"sp_mchid": client.mchid}
+    ).verified_by
+
+
+@pytest.mark.slow
+def test_each_merchant_of_the_file_verifies_with_its_own_key_after_a_real_rotation(
+    tmp_path: Path, database_url: str
+) -> None:
+    """``wxpartner serve`` writes connection.json; the service provider's own WeChat Pay public key is
+    rotated through the control API; a restart writes the file anew. The file carried one public key
+    (the SP's, after the rotation), so the channel client verified answers signed with the shared key
+    against it: ``unknown_serial``. Then a shared key is rotated: the file named the newest of the SP's
+    own and the shared keys, the shared one, while the SP's answers stay signed with its own."""
+    data = tmp_path / "data"
+    path = data / "connection.json"
+
+    def restarted(rotation: dict[str, Any]) -> tuple[Served, str]:
+        served = Served(data, "--database-url", database_url)
+        try:
+            headers = {"Authorization": f"Bearer {served.info['sandbox_token']}"}
+            answer = httpx.post(served.url + "/sandbox/platform-keys/rotate", json=rotation, headers=headers)
+            assert answer.status_code == 200, answer.text
+        finally:
+            served.stop()
+        return Served(data, "--database-url", database_url), str(answer.json()["key_id"])
+
+    served, sp_key = restarted({"kind": "public_key", "mchid": "1900000001"})
+    try:
+        info = json.loads(path.read_text())
+        shared = info["merchants"]["channel"]["wechatpay_public_key_id"]
+        assert shared != sp_key == info["merchants"]["service_provider"]["wechatpay_public_key_id"]
+        with Client.from_connection_info(path) as sp:
+            assert verified_by_as_sp(sp) == sp_key
+        with Client.from_connection_info(path, merchant="channel") as channel:
+            submitted = channel.apply4subject.submit(applyment("rotated_0001"))
+            query = {"applyment_id": submitted.applyment_id}
+            assert channel.request("GET", "/v3/apply4subject/applyment", query=query).verified_by == shared
+
+        async def as_channel() -> None:
+            async with AsyncClient.from_connection_info(path, merchant="channel") as ac:
+                got = await ac.apply4subject.get(business_code="rotated_0001")
+                assert got.applyment_state == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+
+        anyio.run(as_channel)
+    finally:
+        served.stop()
+
+    served, new_shared = restarted({"kind": "public_key"})
+    try:
+        info = json.loads(path.read_text())
+        assert info["wechatpay_public_key_id"] == sp_key  # the top level is the SP's, for older readers
+        assert info["merchants"]["channel"]["wechatpay_public_key_id"] == new_shared
+        with Client.from_connection_info(path) as sp:
+            assert verified_by_as_sp(sp) == sp_key
+        with Client.from_connection_info(path, merchant="channel") as channel:
+            got = channel.apply4subject.get(applyment_id=submitted.applyment_id)
+            assert got.applyment_state == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+    finally:
+        served.stop()
+
+
+def test_a_certificate_mode_channel_gets_the_platform_certificate_and_no_public_key(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A channel merchant in platform-certificate mode: its answers are signed with the platform
+    certificate, and a public key named in ``Wechatpay-Serial`` (or used to encrypt A1's fields) is
+    refused. The file gave every merchant the service provider's public key, so its first A1 was 400
+    PARAM_ERROR; its entry now carries the certificate (and its own APIv3 key) and no public key."""
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(
+        "merchants:\n"
+        '  - {mchid: "1900000301", name: Channel, role: channel, key_mode: certificate,\n'
+        '     apiv3_key: "0123456789abcdefCHANNEL456789abc"}\n'
+    )
+    served = WxPartnerServer(tmp_path / "data", database_url=database_url, scenario=scenario)
+    try:
+        entry = served.info["merchants"]["channel"]
+        assert entry["key_mode"] == "certificate" and entry["wechatpay_public_key_id"] is None
+        assert (
+            entry["platform_certificate_serial"] and entry["apiv3_key"] == "0123456789abcdefCHANNEL456789abc"
+        )
+        with Client.from_connection_info(served.info, merchant="channel", http_client=served.http) as channel:
+            submitted = channel.apply4subject.submit(applyment("cert_channel_0001"))
+            query = {"applyment_id": submitted.applyment_id}
+            answer = channel.request("GET", "/v3/apply4subject/applyment", query=query)
+            assert answer.verified_by == entry["platform_certificate_serial"]
+    finally:
+        served.close()

@@ -157,36 +157,82 @@ class BaseClient:
         the file's."""
         data: Mapping[str, Any]
         data = json.loads(Path(info).read_text()) if isinstance(info, str | Path) else info
-        if merchant == "channel":
-            if not data.get("channel_mchid") or not data.get("channel_serial_no"):
-                raise ConfigurationError(
-                    "the connection info names no demo channel merchant (channel_mchid, channel_serial_no): "
-                    "a server started with --no-demo has none; pass mchid, serial_no and private_key to "
-                    f"{cls.__name__}(...) for a channel merchant of your own"
-                )
-            mchid, serial_no = data["channel_mchid"], data["channel_serial_no"]
-            private_key = Path(data["channel_private_key_path"])
-            # The file's APIv3 key is the service provider's: it would not decrypt the channel's callbacks.
-            kwargs: dict[str, Any] = {"base_url": data["base_url"]}
-        elif merchant == "service_provider":
-            if not data.get("mchid") or not data.get("serial_no"):  # it was a bare KeyError: 'mchid'
-                raise ConfigurationError(
-                    "the connection info names no demo merchant (mchid, serial_no): a server started with "
-                    f"--no-demo has none; pass mchid, serial_no and private_key to {cls.__name__}(...)"
-                )
-            mchid, serial_no, private_key = data["mchid"], data["serial_no"], Path(data["private_key_path"])
-            kwargs = {"base_url": data["base_url"], "apiv3_key": data.get("apiv3_key")}
-        else:
+        if merchant not in ("service_provider", "channel"):
             raise ConfigurationError(f"merchant must be 'service_provider' or 'channel', got {merchant!r}")
+        entries = data.get("merchants")
+        if isinstance(entries, Mapping) and not edited_top_level(data, entries):
+            # each merchant with its own keys (this version's files)
+            mchid, serial_no, private_key, kwargs = merchant_settings(cls.__name__, entries, merchant)
+        else:
+            mchid, serial_no, private_key, kwargs = older_file_settings(cls.__name__, data, merchant)
+        kwargs["base_url"] = data["base_url"]
         own_http = overrides.get("http_client") is not None or overrides.get("transport") is not None
         if data.get("tls_ca_path") and not own_http:  # serve --tls: its authority, besides httpx's
             kwargs["tls_context"] = httpx.create_ssl_context()
             kwargs["tls_context"].load_verify_locations(cafile=data["tls_ca_path"])
-        if data.get("wechatpay_public_key_id") and data.get("wechatpay_public_key_path"):
-            kwargs["wechatpay_public_key"] = Path(data["wechatpay_public_key_path"])
-            kwargs["wechatpay_public_key_id"] = data["wechatpay_public_key_id"]
         kwargs.update(overrides)
         return cls(mchid, serial_no, private_key, **kwargs)
+
+
+def no_demo_merchant(kind: str, merchant: str, fields: str) -> ConfigurationError:
+    what = "demo channel merchant" if merchant == "channel" else "demo merchant"
+    return ConfigurationError(
+        f"the connection info names no {what} ({fields}): a server started with --no-demo has none; "
+        f"pass mchid, serial_no and private_key to {kind}(...)"
+        + (" for a channel merchant of your own" if merchant == "channel" else "")
+    )
+
+
+IDENTITY = ("mchid", "serial_no", "private_key_path")
+
+
+def edited_top_level(data: Mapping[str, Any], entries: Mapping[str, Any]) -> bool:
+    """The top-level merchant differs from ``merchants.service_provider``: a copy of the file edited to
+    act as another merchant the way older files allowed (``{**info, "mchid": ...}``); its top-level
+    fields are then read as an older file's, as they were before ``merchants`` existed."""
+    sp = entries.get("service_provider")
+    if not isinstance(sp, Mapping) or not data.get("mchid"):
+        return False
+    return any(data.get(name) != sp.get(name) for name in IDENTITY)
+
+
+def merchant_settings(
+    kind: str, entries: Mapping[str, Any], merchant: str
+) -> tuple[str, str, Path, dict[str, Any]]:
+    """The ``merchants.<merchant>`` entry: this merchant's own serial, key, APIv3 key and the WeChat Pay
+    keys that sign its answers (a public key, a platform certificate, or both while migrating)."""
+    entry = entries.get(merchant)
+    if not isinstance(entry, Mapping) or not entry.get("mchid") or not entry.get("serial_no"):
+        raise no_demo_merchant(kind, merchant, f"merchants.{merchant} with mchid and serial_no")
+    kwargs: dict[str, Any] = {"apiv3_key": entry.get("apiv3_key")}
+    if entry.get("wechatpay_public_key_id") and entry.get("wechatpay_public_key_path"):
+        kwargs["wechatpay_public_key"] = Path(entry["wechatpay_public_key_path"])
+        kwargs["wechatpay_public_key_id"] = entry["wechatpay_public_key_id"]
+    if entry.get("platform_certificate_path"):
+        kwargs["platform_certificates"] = [Path(entry["platform_certificate_path"])]
+    return entry["mchid"], entry["serial_no"], Path(entry["private_key_path"]), kwargs
+
+
+def older_file_settings(
+    kind: str, data: Mapping[str, Any], merchant: str
+) -> tuple[str, str, Path, dict[str, Any]]:
+    """A file written before ``merchants`` existed: one WeChat Pay public key, the service provider's,
+    for both merchants; the APIv3 key is the service provider's, so the channel gets none."""
+    if merchant == "channel":
+        if not data.get("channel_mchid") or not data.get("channel_serial_no"):
+            raise no_demo_merchant(kind, merchant, "channel_mchid, channel_serial_no")
+        mchid, serial_no = data["channel_mchid"], data["channel_serial_no"]
+        private_key = Path(data["channel_private_key_path"])
+        kwargs: dict[str, Any] = {}
+    else:
+        if not data.get("mchid") or not data.get("serial_no"):  # it was a bare KeyError: 'mchid'
+            raise no_demo_merchant(kind, merchant, "mchid, serial_no")
+        mchid, serial_no, private_key = data["mchid"], data["serial_no"], Path(data["private_key_path"])
+        kwargs = {"apiv3_key": data.get("apiv3_key")}
+    if data.get("wechatpay_public_key_id") and data.get("wechatpay_public_key_path"):
+        kwargs["wechatpay_public_key"] = Path(data["wechatpay_public_key_path"])
+        kwargs["wechatpay_public_key_id"] = data["wechatpay_public_key_id"]
+    return mchid, serial_no, private_key, kwargs
 
 
 def check_tls_context(tls_context: ssl.SSLContext | None, http_client: object, transport: object) -> None:

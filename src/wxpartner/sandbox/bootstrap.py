@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +191,71 @@ def _channel_info(db: Database, data_dir: Path) -> dict[str, Any]:
     }
 
 
+def public_key_for(keys: list[registry.PlatformKeyRow], mchid: str) -> registry.PlatformKeyRow | None:
+    """The WeChat Pay public key that signs this merchant's answers in public-key mode: its own newest
+    one, else the newest shared one (the server's ``Keyring.public_key_for``). The newest of both
+    together, as connection.json took it, named a newer shared key while the merchant's own signed."""
+    live = [r for r in keys if r.kind == "public_key" and not r.retired]
+    pick = [r for r in live if r.mchid == mchid] or [r for r in live if r.mchid is None]
+    return max(pick, key=lambda r: r.created_at) if pick else None
+
+
+def newest_certificate(keys: list[registry.PlatformKeyRow], now: float) -> registry.PlatformKeyRow | None:
+    """The platform certificate that signs a certificate-mode merchant's answers (``Keyring.certificates``)."""
+    certs = [
+        r for r in keys if r.kind == "certificate" and not r.retired and r.not_before <= now < r.not_after
+    ]
+    return max(certs, key=lambda r: r.not_before) if certs else None
+
+
+def merchant_entry(db: Database, data_dir: Path, mchid: str) -> dict[str, Any] | None:
+    """What a client acting as ``mchid`` needs, each value this merchant's own: its API certificate
+    serial and key in this data dir, its APIv3 key, and the WeChat Pay keys that sign its answers by
+    its key mode (``Keyring.signer_for``): its public key in public-key mode, the platform certificate
+    in certificate mode, both while migrating. None for a merchant that is not registered."""
+    with db.read() as conn:
+        merchant = registry.get_merchant(conn, mchid)
+        certs = registry.list_certificates(conn, mchid) if merchant else []
+        keys = registry.list_platform_keys(conn)
+    if merchant is None:
+        return None
+    pub = public_key_for(keys, mchid)
+    cert = newest_certificate(keys, time.time())
+    if merchant.key_mode == KeyMode.PUBLIC_KEY and pub is not None:
+        cert = None  # answers are signed with the public key
+    elif merchant.key_mode == KeyMode.CERTIFICATE and cert is not None:
+        pub = None  # naming a public key (Wechatpay-Serial, encrypted fields) would be refused
+    key_dir = data_dir / "keys" / mchid
+    platform = data_dir / "platform"
+    return {
+        "mchid": mchid,
+        "role": merchant.role.value,
+        "key_mode": merchant.key_mode.value,
+        "serial_no": local_serial(data_dir, mchid, certs) or "",
+        "private_key_path": str((key_dir / "apiclient_key.pem").resolve()),
+        "certificate_path": str((key_dir / "apiclient_cert.pem").resolve()),
+        "apiv3_key": merchant.apiv3_key,
+        "wechatpay_public_key_id": pub.key_id if pub else None,
+        "wechatpay_public_key_path": str((platform / f"{pub.key_id}.pem").resolve()) if pub else None,
+        "platform_certificate_serial": cert.key_id if cert else None,
+        "platform_certificate_path": (
+            str((platform / f"wechatpay_{cert.key_id}.pem").resolve()) if cert else None
+        ),
+    }
+
+
+def _merchants_info(db: Database, data_dir: Path, mchid: str) -> dict[str, Any]:
+    """``merchants``: one entry per demo merchant a client can act as (``from_connection_info``'s
+    ``merchant=``), each complete in itself. The top-level fields (the service provider's) and the
+    ``channel_*`` ones stay as they were, for readers of older files."""
+    entries = {"service_provider": merchant_entry(db, data_dir, mchid)}
+    if mchid == DEMO_SP:
+        channel = merchant_entry(db, data_dir, DEMO_CHANNEL)
+        if channel is not None and channel["role"] == Role.CHANNEL.value:
+            entries["channel"] = channel
+    return {"merchants": {name: entry for name, entry in entries.items() if entry is not None}}
+
+
 def connection_info(
     db: Database,
     data_dir: Path,
@@ -206,11 +272,8 @@ def connection_info(
         subs = registry.children(conn, mchid)
     if merchant is None:
         raise LookupError(f"merchant {mchid} is not registered")
-    pub = next(
-        (r for r in reversed(keys) if r.kind == "public_key" and not r.retired and r.mchid in (None, mchid)),
-        None,
-    )
-    cert = next((r for r in reversed(keys) if r.kind == "certificate" and not r.retired), None)
+    pub = public_key_for(keys, mchid)
+    cert = newest_certificate(keys, time.time())
     key_dir = data_dir / "keys" / mchid
     # the certificate of the key in this data dir, never another data dir's (its key is not here)
     serial = local_serial(data_dir, mchid, certs) or ""
@@ -233,6 +296,7 @@ def connection_info(
         "sub_mchid": [child for child, kind in subs if kind == RelationKind.SUB_MERCHANT.value],
         "second_level_mchid": [child for child, kind in subs if kind == RelationKind.SECOND_LEVEL.value],
         **(_channel_info(db, data_dir) if mchid == DEMO_SP else {}),
+        **_merchants_info(db, data_dir, mchid),
         "sandbox_token": token,
         "sandbox_api": f"{base_url}/sandbox",
         "dashboard": f"{base_url}/dashboard",
