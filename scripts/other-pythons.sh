@@ -12,7 +12,7 @@ if [ $# -eq 0 ]; then
   set -- -q tests/test_client.py tests/test_client_faults.py tests/test_client_http11.py \
     tests/test_client_keys.py tests/test_client_live.py tests/test_client_operations.py tests/test_client_plugin.py \
     tests/test_client_transport.py tests/test_client_frameworks.py tests/test_client_timeouts.py \
-    tests/test_client_connection.py \
+    tests/test_client_connection.py tests/test_client_reprs.py \
     tests/test_protocol_vectors.py \
     tests/test_protocol_properties.py tests/test_peers.py tests/test_smoke.py
 fi

@@ -125,6 +125,13 @@ class KeySet:
         self.clock = clock
         self.add_certificates(certificates)
 
+    def __repr__(self) -> str:  # key ids only: which keys verify, never key material
+        public = self.public.key_id if self.public is not None else None
+        return (
+            f"KeySet(public_key_id={public!r}, certificate_serials={self.certificate_serials!r}, "
+            f"time_window={self.time_window})"
+        )
+
     # -- key management -------------------------------------------------------------------------
     def add_certificates(self, certificates: Iterable[PemSource | x509.Certificate]) -> list[str]:
         added = []

@@ -108,6 +108,21 @@ class Resource(Generic[M]):
         self._runner = runner
         self._async = inspect.iscoroutinefunction(runner.execute)
 
+    def __repr__(self) -> str:
+        """``<QuotaCards of Client(mchid='…', base_url='…'): issue, get, …>``: which merchant and server
+        the group calls, and its operations (the client's repr holds no key material)."""
+        return f"<{type(self).__name__} of {self._runner!r}: {', '.join(operation_names(type(self)))}>"
+
+
+def operation_names(cls: type) -> list[str]:
+    """The ``@endpoint`` and ``@paged`` methods of a resource class, in the order they are defined."""
+    names: list[str] = []
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if isinstance(value, endpoint | paged) and name not in names:
+                names.append(name)
+    return names
+
 
 class endpoint(Generic[P, T]):
     """Turns ``def issue(...) -> Call[X]`` into ``issue(...) -> X`` (sync) / ``Awaitable[X]`` (async)."""

@@ -321,10 +321,16 @@ class Ranges(Resource[M]):
 class Webizpay(Generic[M]):
     """``client.webizpay``: users, quota_cards, employees, stores, bills, ranges."""
 
+    GROUPS = ("users", "quota_cards", "employees", "stores", "bills", "ranges")
+
     def __init__(self, runner: Any) -> None:
+        self._runner = runner
         self.users: Users[M] = Users(runner)
         self.quota_cards: QuotaCards[M] = QuotaCards(runner)
         self.employees: Employees[M] = Employees(runner)
         self.stores: Stores[M] = Stores(runner)
         self.bills: Bills[M] = Bills(runner)
         self.ranges: Ranges[M] = Ranges(runner)
+
+    def __repr__(self) -> str:
+        return f"<Webizpay of {self._runner!r}: {', '.join(self.GROUPS)}>"
