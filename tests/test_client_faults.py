@@ -19,6 +19,7 @@ from wxpartner.client import (
     NO_RETRIES,
     AsyncClient,
     Client,
+    NotFoundError,
     RateLimitedError,
     RetryPolicy,
     ServerError,
@@ -152,6 +153,41 @@ def faults_over_loopback(server: LiveServer, world: World) -> None:
         anyio.run(anyio.sleep, 0.8)
         assert len(attempts(ctl, "webizpay.delete_merchant_identifier")) == 1
         assert c.webizpay.ranges.list_identifiers(created.range_id, sp_mchid=SP_A).data == []
+
+        # W8 and W15 change state named by the call itself (a relation's terminal REVOKED, an
+        # identifier that is its own key in the range): a repeat after an answer that never came adds
+        # nothing. The first revoke is done (its answer held back past the read timeout), the repeat
+        # answers the same REVOKED with the original time, one REVOKED callback; one identifier.
+        revoked_user = employee(c, ctl, "user_revoke_slow")
+        add_rule(ctl, "LATENCY", "webizpay.revoke_authorization", count=1, latency_ms=800)
+        add_rule(ctl, "LATENCY", "webizpay.add_merchant_identifier", count=1, latency_ms=800)
+        slow = httpx.Timeout(5, read=0.3)
+        revoked = c.webizpay.employees.revoke(
+            revoked_user, {"sp_mchid": SP_A, "sub_mchid": SUB_A}, timeout=slow
+        )
+        c.webizpay.ranges.add_identifier(
+            created.range_id, {"sp_mchid": SP_A, "merchant_identifier": "4300"}, timeout=slow
+        )
+        anyio.run(anyio.sleep, 0.8)
+        assert [e["status"] for e in attempts(ctl, "webizpay.revoke_authorization")][::-1] == [200, 200]
+        state = c.webizpay.users.authorization_state("user_revoke_slow", sp_mchid=SP_A, sub_mchid=SUB_A)
+        [relation] = state.employee_list or []
+        assert relation.authorization_state == revoked.authorization_state == "REVOKED"
+        assert relation.authorization_revoked_time == revoked.authorization_revoked_time
+        events = ctl.get("/sandbox/callbacks", params={"mchid": SP_A, "event_type": "WEBIZPAY.REVOKED"})
+        assert len(events.json()["data"]) == 1, events.text
+        assert c.webizpay.ranges.list_identifiers(created.range_id, sp_mchid=SP_A).data == ["4300"]
+        # What real WeChat Pay answers a repeated revoke is not documented: a refusal of a repeat
+        # says that the earlier attempt may have taken effect (here a 500 then the 404 of an unknown
+        # relation; the sandbox's fault comes before the handler).
+        add_rule(ctl, "SYSTEM_ERROR", "webizpay.revoke_authorization", count=1)
+        with pytest.raises(NotFoundError) as refused:
+            c.webizpay.employees.revoke("WeBizPay_unknown", {"sp_mchid": SP_A, "sub_mchid": SUB_A})
+        assert refused.value.after_ambiguous == "attempt 1: 500 SYSTEM_ERROR"
+        assert (
+            "this answers a repeat of webizpay.revoke_authorization; attempt 1: 500 SYSTEM_ERROR and "
+            in str(refused.value)
+        )
 
     # Failover: the primary port is closed; the backup (the live server) gets the request once.
     closed = f"http://127.0.0.1:{free_port()}"

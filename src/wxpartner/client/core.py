@@ -404,6 +404,7 @@ class Engine:
         timeout = call.timeout or cfg.timeout
         host = 0
         attempt = 0
+        ambiguous: str | None = None  # the first attempt that may have taken effect, and how it ended
         while True:
             attempt += 1
             outcome = yield Send(self.build(hosts[host], call, body, headers, retried=attempt > 1), timeout)
@@ -422,6 +423,8 @@ class Engine:
                     type(outcome).__name__,
                     "sent" if sent else "not sent",
                 )
+                if sent and call.idempotent and ambiguous is None:
+                    ambiguous = f"attempt {attempt}: {type(outcome).__name__} after the request was sent"
                 if may_repeat and host + 1 < len(hosts):
                     host += 1  # fail over once: the primary host could not be reached
                     attempt -= 1
@@ -463,6 +466,13 @@ class Engine:
             wait = retry_after_seconds(resp.headers.get("retry-after"))
             if wait is not None and wait > cfg.retry.max_retry_after:
                 repeat = False
+            if ambiguous is not None and resp.status < 500 and resp.status != 429:
+                # A refusal of a repeat: the first may have done what was asked (WeChat Pay does not
+                # document what a repeated revoke or add answers), so the refusal may describe that.
+                err.after_ambiguous = ambiguous
+                err.args = (f"{err.args[0]} ({after_ambiguous_note(call, ambiguous)})",)
+            elif ambiguous is None and repeat and resp.status >= 500 and err.code != "SERVICE_UNAVAILABLE":
+                ambiguous = f"attempt {attempt}: {resp.status} {err.code}"
             if repeat and attempt < cfg.retry.max_attempts:
                 log.info(
                     "%s %s: %s %s, retrying (Request-ID %s)",
@@ -568,6 +578,15 @@ def not_repeated(call: Call[Any]) -> str:
     return (
         f"not retried: {call.method} {call.path} is not idempotent and a 500 does not say it had no "
         "effect; pass idempotent=True if repeating it is harmless"
+    )
+
+
+def after_ambiguous_note(call: Call[Any], ambiguous: str) -> str:
+    """What a refusal of a repeat says: the earlier attempt may have taken effect."""
+    what = call.op_id if call.op_id and call.op_id != "request" else f"{call.method} {call.path}"
+    return (
+        f"this answers a repeat of {what}; {ambiguous} and may have taken effect, so this refusal may "
+        "describe the state it left: look before acting on it"
     )
 
 

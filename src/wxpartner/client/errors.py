@@ -50,6 +50,10 @@ class ApiError(WxPayError):
     ``code`` still lands here, so ``except ApiError`` catches every refusal."""
 
     codes: tuple[str, ...] = ()
+    # Set when an earlier attempt of this call ended ambiguously (a 5xx, or no answer after the request
+    # was sent) and a repeat got this refusal: "attempt 1: 500 SYSTEM_ERROR". That attempt may have
+    # taken effect, so the refusal may describe the state it left (a revoke answered "already revoked").
+    after_ambiguous: str | None = None
 
     def __init__(
         self,

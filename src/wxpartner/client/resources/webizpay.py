@@ -2,10 +2,14 @@
 
 ``idempotent`` marks calls that are safe to repeat after an ambiguous failure (a timeout after the
 request left): queries, and writes keyed by the caller's own number (``out_card_no``,
-``out_batch_id``, ``out_operation_id``) or whose repeat is answered like the first (cancel, revoke,
-adding an identifier). Creating an available-merchant range (W13) carries no caller key, and a
-repeated W17 delete of an identifier the first one removed is answered 404: neither is repeated, not
-even after a 500 ``SYSTEM_ERROR`` (which may follow a change that took effect).
+``out_batch_id``, ``out_operation_id``) or that name the state they leave, so a repeat adds no effect:
+W6 cancel and W8 revoke (a card's, a relation's terminal state, by the id in the path), W15 add
+(the identifier is its own key in the range: W17 deletes it by value). What real WeChat Pay answers
+such a repeat is Unknown (the sandbox's 200 is an emulator choice): a refusal of a repeat carries
+``ApiError.after_ambiguous`` (README: which calls are safe to repeat). Creating an available-merchant
+range (W13) carries no caller key, and a repeated W17 delete of an identifier the first one removed is
+answered 404: neither is repeated, not even after a 500 ``SYSTEM_ERROR`` (which may follow a change
+that took effect).
 """
 
 from __future__ import annotations
