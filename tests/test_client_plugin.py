@@ -260,3 +260,33 @@ def test_a_clock_move_settles_every_card_it_expires(wxpartner_server: WxPartnerS
         "/sandbox/callbacks", params={"event_type": "WEBIZPAY.QUOTACARDEXPIRED", "limit": 1}
     )
     assert queued.json()["total_count"] == n
+
+
+def test_clients_made_after_a_rotation_verify_with_the_keys_in_force(tmp_path: Path) -> None:
+    """``rotate_platform_key`` changed which key signs, but ``info`` kept naming the session's first
+    key: every client made afterwards (``client()``, ``async_client()``, ``live_info``) failed with
+    ``unknown_serial``, in this test and in every later one (keys survive the per-test reset). A
+    server of its own, so the session's keys stay as they are."""
+    server = WxPartnerServer(tmp_path / "data")
+    try:
+        shared = server.rotate_platform_key("public_key")
+        assert server.info["merchants"]["service_provider"]["wechatpay_public_key_id"] == shared
+        with server.client() as client:
+            answer = client.request("GET", "/v3/webizpay/avail-mch-ranges", query={"sp_mchid": client.mchid})
+            assert answer.verified_by == shared
+        own = server.rotate_platform_key("public_key", mchid=server.mchid)
+        assert server.info["wechatpay_public_key_id"] == own
+        assert server.info["merchants"]["channel"]["wechatpay_public_key_id"] == shared
+
+        async def main() -> None:
+            async with server.async_client() as ac:
+                answer = await ac.request(
+                    "GET", "/v3/webizpay/avail-mch-ranges", query={"sp_mchid": ac.mchid}
+                )
+                assert answer.verified_by == own
+
+        anyio.run(main)
+        with server.client(merchant="channel") as channel:
+            assert channel.apply4subject.merchant_state("1900000101").authorize_state
+    finally:
+        server.close()

@@ -270,11 +270,29 @@ class WxPartnerServer:
         ``BAD_SIGNATURE``, ``SIGNATURE_PROBE``...), e.g. ``inject_fault("SYSTEM_ERROR", count=1)``."""
         return self._ok(self.control.post("/sandbox/faults", json={"kind": kind, **rule}))
 
-    def rotate_platform_key(self, kind: str = "certificate", retire: str | None = None) -> str:
+    def rotate_platform_key(
+        self, kind: str = "certificate", retire: str | None = None, *, mchid: str | None = None
+    ) -> str:
+        """A new platform certificate or WeChat Pay public key (``mchid``: that merchant's own public
+        key), retiring ``retire``; returns its id. ``info`` (and ``live_info``) then name the keys in
+        force, so ``client()`` made afterwards verifies with them; a client made before keeps the keys
+        it was given, as after a real rotation. ``info`` kept the keys of the session's start: after
+        a public-key rotation every new client failed with ``unknown_serial``."""
         body: dict[str, Any] = {"kind": kind}
         if retire:
             body["retire"] = retire
-        return str(self._ok(self.control.post("/sandbox/platform-keys/rotate", json=body))["key_id"])
+        if mchid is not None:
+            body["mchid"] = mchid
+        key_id = str(self._ok(self.control.post("/sandbox/platform-keys/rotate", json=body))["key_id"])
+        self._refresh_info()
+        return key_id
+
+    def _refresh_info(self) -> None:
+        """connection.json, the ``platform/`` PEM files and ``info`` again, naming the keys in force."""
+        from .sandbox.bootstrap import connection_info, ensure_platform_keys
+
+        ensure_platform_keys(self.db, self.data_dir)
+        self.info = connection_info(self.db, self.data_dir, IN_PROCESS_URL, TOKEN)
 
     # -- loopback ---------------------------------------------------------------------------------------
     @property
