@@ -105,13 +105,19 @@ def faults_over_loopback(server: LiveServer, world: World) -> None:
         assert [e["status"] for e in attempts(ctl, "webizpay.list_avail_mch_ranges")][::-1] == [
             200, 429, 429, 200
         ]  # fmt: skip
+        # 503 SERVICE_UNAVAILABLE likewise (a server's "not handled"): the create is repeated, one range.
+        add_rule(ctl, "SERVICE_UNAVAILABLE", "webizpay.create_avail_mch_range", count=1)
+        second = c.webizpay.ranges.create(RANGE)
+        assert [e["status"] for e in attempts(ctl, "webizpay.create_avail_mch_range")][:2] == [200, 503]
+        listed = [r.range_id for r in c.webizpay.ranges.list(sp_mchid=SP_A).range_list]
+        assert listed == [created.range_id, second.range_id]
 
         # A dropped connection after the request left: a non-idempotent create is NOT repeated ...
         add_rule(ctl, "DROP_CONNECTION", "webizpay.create_avail_mch_range", count=1)
         with pytest.raises(TransportError) as info:
             c.webizpay.ranges.create(RANGE)
         assert info.value.sent is True and "may have taken effect" in str(info.value)
-        assert len(attempts(ctl, "webizpay.create_avail_mch_range")) == 4  # one more, no repeat
+        assert len(attempts(ctl, "webizpay.create_avail_mch_range")) == 6  # one more, no repeat
 
         # ... an idempotent issue (same out_card_no) is, and yields one card.
         emp = employee(c, ctl, "user_fault")
@@ -137,7 +143,7 @@ def faults_over_loopback(server: LiveServer, world: World) -> None:
         )
         again = c.webizpay.quota_cards.issue(emp, card_body("card_slow"), timeout=httpx.Timeout(5, read=0.3))
         anyio.run(anyio.sleep, 0.8)  # let the abandoned requests finish server-side
-        assert len(c.webizpay.ranges.list(sp_mchid=SP_A).range_list) == 2  # the first + the slow one
+        assert len(c.webizpay.ranges.list(sp_mchid=SP_A).range_list) == 3  # two, then the slow one
         by_out = c.webizpay.quota_cards.get_by_out_card_no(emp, "card_slow", sp_mchid=SP_A, sub_mchid=SUB_A)
         assert by_out.card_no == again.card_no and again.card_no != card.card_no
 

@@ -18,6 +18,7 @@ MAX_LATENCY_MS = 30_000
 class FaultKind(StrEnum):
     SYSTEM_ERROR = "SYSTEM_ERROR"  # 500
     FREQUENCY_LIMITED = "FREQUENCY_LIMITED"  # 429
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # 503: turned away unhandled (clients repeat any call)
     PARAM_ERROR = "PARAM_ERROR"  # 400
     RESOURCE_NOT_EXISTS = "RESOURCE_NOT_EXISTS"  # 404
     LATENCY = "LATENCY"  # sleep latency_ms, then answer normally
@@ -29,6 +30,7 @@ class FaultKind(StrEnum):
 ERROR_KINDS = {
     FaultKind.SYSTEM_ERROR,
     FaultKind.FREQUENCY_LIMITED,
+    FaultKind.SERVICE_UNAVAILABLE,
     FaultKind.PARAM_ERROR,
     FaultKind.RESOURCE_NOT_EXISTS,
 }
@@ -37,6 +39,7 @@ ERROR_KINDS = {
 ERROR_MESSAGES = {
     FaultKind.SYSTEM_ERROR: "系统异常，请用相同参数重试",
     FaultKind.FREQUENCY_LIMITED: "频率超限，请降低请求频率",
+    FaultKind.SERVICE_UNAVAILABLE: "服务不可用，请稍后重试",
     FaultKind.PARAM_ERROR: "参数错误",
     FaultKind.RESOURCE_NOT_EXISTS: "资源不存在",
 }
@@ -46,6 +49,7 @@ _ALIASES = {
     "500": FaultKind.SYSTEM_ERROR,
     "RATELIMIT_EXCEEDED": FaultKind.FREQUENCY_LIMITED,
     "429": FaultKind.FREQUENCY_LIMITED,
+    "503": FaultKind.SERVICE_UNAVAILABLE,
     "400": FaultKind.PARAM_ERROR,
     "NOT_FOUND": FaultKind.RESOURCE_NOT_EXISTS,
     "404": FaultKind.RESOURCE_NOT_EXISTS,
