@@ -232,3 +232,26 @@ def test_a_certificate_mode_channel_gets_the_platform_certificate_and_no_public_
             assert answer.verified_by == entry["platform_certificate_serial"]
     finally:
         served.close()
+
+
+def test_the_file_may_be_named_by_its_data_dir_and_a_bad_one_is_a_configuration_error(
+    server: WxPartnerServer, tmp_path: Path
+) -> None:
+    """``from_connection_info(".wxpartner")`` (the data dir) was an IsADirectoryError, a missing file a bare
+    FileNotFoundError and a file that is no JSON a JSONDecodeError: ``except ConfigurationError`` /
+    ``WxPayError`` caught none of them."""
+    data_dir = tmp_path / "dir"
+    data_dir.mkdir()
+    (data_dir / "connection.json").write_text(json.dumps(server.info))
+    with Client.from_connection_info(data_dir, http_client=server.http) as client:
+        assert client.mchid == server.info["mchid"] and client.webizpay.ranges.list(sp_mchid=client.mchid)
+    with pytest.raises(
+        ConfigurationError, match=r"cannot read '.*nowhere/connection\.json'.*wxpartner serve"
+    ):
+        Client.from_connection_info(tmp_path / "nowhere" / "connection.json")
+    (tmp_path / "text.json").write_text("base_url = 1")
+    with pytest.raises(ConfigurationError, match=r"text\.json' is not JSON"):
+        AsyncClient.from_connection_info(str(tmp_path / "text.json"))
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(ConfigurationError, match=r"list\.json' holds no JSON object"):
+        Client.from_connection_info(tmp_path / "list.json")

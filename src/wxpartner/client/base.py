@@ -25,6 +25,7 @@ from .core import (
     make_config,
     query_text,
     raw_response,
+    unreadable,
 )
 from .errors import ConfigurationError
 from .keys import KeySet
@@ -151,12 +152,12 @@ class BaseClient:
         **overrides: Unpack[ConnectionOverrides],
     ) -> Self:
         """A client from the ``connection.json`` that ``wxpartner serve`` writes (or that dict), acting as
-        one of its demo merchants: ``merchant="service_provider"`` (the default: webizpay, and recharge
+        one of its demo merchants (a path may also be the data dir that holds the file):
+        ``merchant="service_provider"`` (the default: webizpay, and recharge
         employees as the platform) or ``"channel"`` (the caller apply4subject answers). ``overrides``
         are the constructor's options (``retry=``, ``timeout=``, ``http_client=`` …), which win over
         the file's."""
-        data: Mapping[str, Any]
-        data = json.loads(Path(info).read_text()) if isinstance(info, str | Path) else info
+        data = read_connection_info(info) if isinstance(info, str | Path) else info
         if merchant not in ("service_provider", "channel"):
             raise ConfigurationError(f"merchant must be 'service_provider' or 'channel', got {merchant!r}")
         entries = data.get("merchants")
@@ -181,6 +182,27 @@ def no_demo_merchant(kind: str, merchant: str, fields: str) -> ConfigurationErro
         f"pass mchid, serial_no and private_key to {kind}(...)"
         + (" for a channel merchant of your own" if merchant == "channel" else "")
     )
+
+
+def read_connection_info(where: str | Path) -> Mapping[str, Any]:
+    """The object in ``connection.json``, or in ``<where>/connection.json`` for a data dir. A file that is
+    missing, unreadable or no JSON object is a ``ConfigurationError`` saying which (it was a bare
+    FileNotFoundError, IsADirectoryError or JSONDecodeError)."""
+    path = Path(where)
+    if path.is_dir():
+        path = path / "connection.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        hint = (
+            " (wxpartner serve writes it into its --data-dir)" if isinstance(exc, FileNotFoundError) else ""
+        )
+        raise ConfigurationError(f"connection info: {unreadable(exc)}{hint}") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ConfigurationError(f"connection info: {str(path)!r} is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"connection info: {str(path)!r} holds no JSON object")
+    return data
 
 
 IDENTITY = ("mchid", "serial_no", "private_key_path")
