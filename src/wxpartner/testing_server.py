@@ -115,7 +115,9 @@ class WxPartnerServer:
 
     # -- clients ------------------------------------------------------------------------------------
     def client(self, *, live: bool = False, **overrides: Any) -> Client:
-        """A sync client for the demo merchant: in-process, or over the loopback port (``live``)."""
+        """A sync client for the demo service provider (``merchant="channel"``: the demo channel
+        merchant; ``overrides`` are ``from_connection_info``'s): in-process, or over the loopback port
+        (``live``)."""
         from .client import Client
 
         if live:
