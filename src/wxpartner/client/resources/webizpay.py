@@ -325,7 +325,7 @@ class Ranges(Resource[M]):
 class Webizpay(Generic[M]):
     """``client.webizpay``: users, quota_cards, employees, stores, bills, ranges."""
 
-    GROUPS = ("users", "quota_cards", "employees", "stores", "bills", "ranges")
+    _GROUPS = ("users", "quota_cards", "employees", "stores", "bills", "ranges")
 
     def __init__(self, runner: Any) -> None:
         self._runner = runner
@@ -337,4 +337,4 @@ class Webizpay(Generic[M]):
         self.ranges: Ranges[M] = Ranges(runner)
 
     def __repr__(self) -> str:
-        return f"<Webizpay of {self._runner!r}: {', '.join(self.GROUPS)}>"
+        return f"<Webizpay of {self._runner!r}: {', '.join(self._GROUPS)}>"
