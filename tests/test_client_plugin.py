@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from wxpartner.client import NO_RETRIES, AsyncClient, Client, ServerError, TransportError
+from wxpartner.client import NO_RETRIES, AsyncClient, Client, ServerError, TransportError, VerificationError
 from wxpartner.client.given_http import library_of
 from wxpartner.models import webizpay as w
 from wxpartner.testing import WxPartnerServer
@@ -269,8 +269,19 @@ def test_clients_made_after_a_rotation_verify_with_the_keys_in_force(tmp_path: P
     server of its own, so the session's keys stay as they are."""
     server = WxPartnerServer(tmp_path / "data")
     try:
+        before = server.client()
         shared = server.rotate_platform_key("public_key")
+        with before, pytest.raises(VerificationError) as stale:  # holds the keys it was given
+            before.webizpay.ranges.list(sp_mchid=before.mchid)
+        assert stale.value.reason == "unknown_serial" and str(stale.value).endswith(
+            "; base_url is not WeChat Pay's: if it is a wxpartner server, GET /sandbox/platform-keys lists "
+            "the keys it signs with, and a restart of wxpartner serve writes them into connection.json (the "
+            f"pytest plugin's rotate_platform_key updates its info); Wechatpay-Serial={shared} (Request-ID "
+            f"{stale.value.request_id})"
+        )
         assert server.info["merchants"]["service_provider"]["wechatpay_public_key_id"] == shared
+        with Client.from_connection_info(server.info, base_url="https://api.mch.weixin.qq.com") as real:
+            assert real.keys.unknown_hint == ""  # WeChat Pay's own host: no sandbox hint
         with server.client() as client:
             answer = client.request("GET", "/v3/webizpay/avail-mch-ranges", query={"sp_mchid": client.mchid})
             assert answer.verified_by == shared

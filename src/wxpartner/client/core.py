@@ -65,6 +65,14 @@ T_co = TypeVar("T_co", covariant=True)
 # Method, path, status, attempt and Request-ID only: never bodies, headers or key material.
 log = logging.getLogger("wxpartner.client")
 
+# WeChat Pay's own API origins (protocol.md §1); any other base_url is likely a wxpartner server.
+WECHATPAY_ORIGINS = frozenset({c.PRIMARY_HOST, c.BACKUP_HOST, "https://api2.wechatpay.cn"})
+SANDBOX_KEYS_HINT = (
+    "base_url is not WeChat Pay's: if it is a wxpartner server, GET /sandbox/platform-keys lists the keys "
+    "it signs with, and a restart of wxpartner serve writes them into connection.json (the pytest "
+    "plugin's rotate_platform_key updates its info)"
+)
+
 # A refresh for a serial that a previous refresh did not find waits this long (a forged serial in a
 # callback cannot make us hammer /v3/certificates); any two refreshes are at least MIN_GAP apart.
 UNKNOWN_SERIAL_BACKOFF = 60.0
@@ -288,6 +296,8 @@ def make_config(
         )
     base = checked_origin("base_url", base_url)
     backup = checked_origin("backup_url", backup_url) if backup_url else None
+    if base not in WECHATPAY_ORIGINS:  # a key the sandbox rotated: say where its keys are
+        keys.unknown_hint = SANDBOX_KEYS_HINT
     if failover and backup is None:
         if base != c.PRIMARY_HOST:
             raise ConfigurationError("failover=True with a custom base_url needs backup_url")

@@ -120,6 +120,8 @@ class KeySet:
             key = public_key if isinstance(public_key, rsa.RSAPublicKey) else load_public_key(public_key)
             self.public = TrustedKey(public_key_id, key, "public_key")
         self._certs: dict[str, TrustedKey] = {}
+        # Appended to an unknown-serial refusal: set by the client when base_url is not WeChat Pay's.
+        self.unknown_hint = ""
         self._lock = threading.Lock()
         self.time_window = time_window
         self.clock = clock
@@ -268,7 +270,8 @@ class KeySet:
         return VerificationError(
             "unknown_serial",
             f"no trusted WeChat Pay key has the id {serial!r} (trusted: {', '.join(known) or 'none'})"
-            + (f"; {note}" if note else ""),
+            + (f"; {note}" if note else "")
+            + (f"; {self.unknown_hint}" if self.unknown_hint else ""),
             serial=serial,
             request_id=request_id,
         )
