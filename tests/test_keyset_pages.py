@@ -186,3 +186,76 @@ def test_a_deep_page_by_after_costs_what_the_first_page_does(app: WxPartnerApp) 
     _deep(app, lambda s, n: _notifications(app, SP_B, s, n), callbacks, "callback_notifications")
     _deep(app, lambda s, n: _applyments(app, SP_B, s, n, d.AUDIT), applyments, "apply4subject_applyments")
     _deep(app, lambda s, n: _recharge_employees(app, s, n), employees, "recharge_employees")
+
+
+def _one_merchants_employees(app: WxPartnerApp, sub: str, start: int, count: int) -> None:
+    """``count`` employees of one second-level merchant, newest openid oldest (the sort is not the key)."""
+    with app.state.db.write() as conn:
+        conn.execute(
+            recharge_employees.insert(),
+            [
+                {
+                    "mchid": SP_A,
+                    "sub_mchid": sub,
+                    "sp_openid": f"o{i:09d}",
+                    "state": "DELETED",
+                    "create_time": T0 - i,
+                    "update_time": T0 - i,
+                }
+                for i in range(start, start + count)
+            ],
+        )
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE recharge_employees")
+
+
+def test_a_page_of_one_merchants_employees_costs_the_same_at_any_depth(app: WxPartnerApp) -> None:
+    """The recharge employees of one second-level merchant (DELETED ones pile up: 3 a day, or a
+    preload of history) are listed oldest first, which no index gave: the first page and every page
+    by ``after`` sorted all of that merchant's rows, unfiltered and by ``?sub_mchid=``. Migration 0021
+    indexes the listing's order."""
+    sub = "1900000000"
+
+    def cursor(offset: int) -> tuple[str, str, float, str]:
+        e = recharge_employees.c
+        with app.state.db.read() as conn:
+            m, s, c, o = conn.execute(
+                sa.select(e.mchid, e.sub_mchid, e.create_time, e.sp_openid)
+                .order_by(e.mchid, e.sub_mchid, e.create_time, e.sp_openid)
+                .offset(offset)
+                .limit(1)
+            ).one()
+        return m, s, float(c), o
+
+    def page(sub_mchid: str | None, deep: bool) -> Callable[[], Any]:
+        after = cursor(SMALL - 100) if deep else None
+
+        def read() -> Any:
+            with app.state.db.read() as conn:
+                return RechargeStore(conn).list_all(sub_mchid, limit=51, after=after)
+
+        return read
+
+    reads = {
+        "first page": lambda: page(None, False),
+        "deep page": lambda: page(None, True),
+        "first page, ?sub_mchid=": lambda: page(sub, False),
+        "deep page, ?sub_mchid=": lambda: page(sub, True),
+    }
+    _one_merchants_employees(app, sub, 0, SMALL)
+    small = {
+        name: read_cost(app.state.db, make(), "recharge_employees", marker="LIMIT")
+        for name, make in reads.items()
+    }
+    _one_merchants_employees(app, sub, SMALL, BIG)
+    big = {
+        name: read_cost(app.state.db, make(), "recharge_employees", marker="LIMIT")
+        for name, make in reads.items()
+    }
+    grown = {name: (small[name], big[name]) for name in reads if big[name] > 1.5 * small[name] + 100}
+    assert not grown, grown
+    with app.state.db.read() as conn:
+        listed = RechargeStore(conn).list_all(sub, limit=3, after=cursor(5))
+    assert [e.sp_openid for e in listed] == [
+        f"o{i:09d}" for i in (SMALL + BIG - 7, SMALL + BIG - 8, SMALL + BIG - 9)
+    ]

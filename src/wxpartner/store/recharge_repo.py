@@ -235,22 +235,25 @@ class RechargeStore:
         after: tuple[str, str, float, str] | None = None,
     ) -> list[Employee]:
         """Every row, DELETED ones included (sandbox views and scenario export), or one page of them:
-        by merchant (the primary key's order, so a page is an index walk, not a sort of every row),
-        oldest first within one. ``after`` (mchid, sub_mchid, create_time, sp_openid): the rows
-        after that one, from its merchant on (an index range; only that merchant's rows are sorted)."""
+        by merchant, oldest first within one, an index walk in that order (migration 0021: overall,
+        and by second-level merchant). ``after`` (mchid, sub_mchid, create_time, sp_openid): the rows
+        after that one, a range of the same index however deep (a page used to sort all of the
+        merchant's rows)."""
         stmt = sa.select(*_COLUMNS).order_by(emp.c.mchid, emp.c.sub_mchid, emp.c.create_time, emp.c.sp_openid)
         if sub_mchid is not None:
             stmt = stmt.where(emp.c.sub_mchid == sub_mchid)
         if after is not None:
             mchid, sub, created, openid = after
-            here = sa.tuple_(emp.c.mchid, emp.c.sub_mchid)
-            same = sa.and_(emp.c.mchid == mchid, emp.c.sub_mchid == sub)
-            earlier = sa.or_(
-                emp.c.create_time < created, sa.and_(emp.c.create_time == created, emp.c.sp_openid <= openid)
-            )
-            stmt = stmt.where(
-                here >= sa.tuple_(sa.literal(mchid), sa.literal(sub)), sa.not_(sa.and_(same, earlier))
-            )
+            if sub_mchid is not None and sub == sub_mchid:
+                # the row value in the order of ix_recharge_employees_sub_listing after its sub_mchid
+                key = sa.tuple_(emp.c.mchid, emp.c.create_time, emp.c.sp_openid)
+                stmt = stmt.where(key > sa.tuple_(sa.literal(mchid), sa.literal(created), sa.literal(openid)))
+            else:
+                key = sa.tuple_(emp.c.mchid, emp.c.sub_mchid, emp.c.create_time, emp.c.sp_openid)
+                stmt = stmt.where(
+                    key
+                    > sa.tuple_(sa.literal(mchid), sa.literal(sub), sa.literal(created), sa.literal(openid))
+                )
         if limit is not None:
             stmt = stmt.limit(limit)
         if offset:
