@@ -94,3 +94,54 @@ def test_dashboard_in_chromium(
     shot(page, tmp_path, "family-data")
     page.click("header >> text=Callbacks")
     assert page.locator("h1").inner_text() == "Callbacks"
+
+
+def test_paging_a_long_list_in_chromium(live_server: LiveServer, browser_page: Any, tmp_path: Path) -> None:
+    """The recharge employees page of a merchant with 205 of them (history: DELETED rows), filtered:
+    "Older →" twice to the end, "← Newer" and "« Newest" back, a page's URL opened again shows the
+    same rows (a link to share), and the filter holds on every page."""
+    from support import SECOND_A
+
+    employees = [
+        {"sp_openid": f"oWalk{i:03d}", "state": "DELETED", "create_time": 1_747_000_000 + i}
+        for i in range(205)
+    ]
+    with httpx.Client(base_url=live_server.url, timeout=30) as http:
+        loaded = http.post(
+            "/sandbox/recharge-employees",
+            json={"sub_mchid": SECOND_A, "employees": employees},
+            headers={"Authorization": f"Bearer {live_server.token}"},
+        )
+        assert loaded.status_code == 200, loaded.text
+    page = browser_page
+    base = live_server.url
+    page.goto(f"{base}/dashboard/login")
+    page.fill("#token", live_server.token)
+    page.click("button[type=submit]")
+    page.goto(f"{base}/dashboard/recharge")
+    page.fill("#f-mchid", SECOND_A)
+    page.click("form.row button[type=submit]")
+
+    def shown() -> list[str]:
+        return [t for t in page.locator("td code").all_inner_texts() if t.startswith("oWalk")]
+
+    first = shown()
+    assert first[:2] == ["oWalk204", "oWalk203"] and len(first) == 100  # the latest change first
+    assert page.locator("a.page-newer").count() == 0
+    page.click("a.page-older")
+    second = shown()
+    assert second[0] == "oWalk104" and len(second) == 100
+    assert f"mchid={SECOND_A}" in page.url and "after=" in page.url
+    shared = page.url
+    page.click("a.page-older")
+    assert shown() == [f"oWalk{i:03d}" for i in range(4, -1, -1)]
+    assert page.locator("a.page-older").count() == 0
+    shot(page, tmp_path, "paging-last")
+    page.click("a.page-newer")
+    assert shown() == second
+    page.goto(f"{base}/dashboard/recharge")  # elsewhere, then the page's URL as shared
+    page.goto(shared)
+    assert shown() == second and page.input_value("#f-mchid") == SECOND_A
+    page.click("a.page-older")
+    page.click("a.page-newest")
+    assert shown() == first

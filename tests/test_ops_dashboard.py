@@ -303,16 +303,32 @@ def test_family_pages_show_employees_cards_spends_and_recharge(
     assert http.get("/dashboard/cards", params={"offset": "100"}).status_code == 200
 
 
-def test_the_callbacks_page_caps_its_offset_as_the_family_pages_do(http: TestClient) -> None:
+def test_the_callbacks_page_caps_its_offset_as_the_family_pages_do(
+    app: WxPartnerApp, http: TestClient
+) -> None:
     """The callbacks page read offsets up to 10,000,000 (≈ 0.1 s of index walk per 90,000), where every
-    other page stops at MAX_OFFSET: an offset past it reads as MAX_OFFSET."""
+    other page stops at MAX_OFFSET: an offset past it reads as MAX_OFFSET. Past the end, the way back
+    is a cursor to the last page (the pages' links are cursors now: test_dashboard_paging.py)."""
+    from test_big_store_reads import _notifications
     from wxpartner.server.dashboard import callbacks
     from wxpartner.server.dashboard.listing import MAX_OFFSET
 
+    _notifications(app, SP_A, 0, callbacks.PAGE + 3)
     login(http)
     deep = http.get("/dashboard/callbacks", params={"offset": str(MAX_OFFSET * 50)})
-    assert deep.status_code == 200
-    assert f"offset={MAX_OFFSET - callbacks.PAGE}" in deep.text  # its "← Newer" link
+    assert deep.status_code == 200 and "Older →" not in deep.text
+    back = http.get(_link(deep.text, "page-newer")).text
+    assert back.count("<code>n-") == callbacks.PAGE and f"<code>n-{SP_A}-0</code>" in back
+
+
+def _link(html: str, cls: str) -> str:
+    """The href of the pager link of class ``cls``."""
+    import html as h
+    import re
+
+    found = re.search(rf'<a class="{cls}"[^>]* href="([^"]+)"', html)
+    assert found, f"no {cls} link"
+    return h.unescape(found.group(1))
 
 
 def test_family_pages_paginate(http: TestClient, control: TestClient) -> None:
@@ -333,8 +349,9 @@ def test_family_pages_paginate(http: TestClient, control: TestClient) -> None:
     login(http)
     first = http.get("/dashboard/recharge").text
     assert "Older →" in first and first.count("<code>oPage") == family_reads.PAGE
-    second = http.get("/dashboard/recharge", params={"offset": str(family_reads.PAGE)}).text
+    second = http.get(_link(first, "page-older")).text
     assert second.count("<code>oPage") == 5 and "← Newer" in second and "Older →" not in second
+    assert http.get(_link(second, "page-newer")).text == first
 
 
 def test_applyment_page_shows_qr_and_drives_the_audit(

@@ -25,6 +25,13 @@ def encode(key: Sequence[Any]) -> str:
 def decode(params: Any, *types: type) -> list[Any] | None:
     """``?after=`` as the sort key it encodes (one value of each of ``types``), None when absent;
     anything else is 400 PARAM_ERROR. ``after`` with an ``offset`` is refused (which would win?)."""
+    return decode_tagged(params, {"": types})
+
+
+def decode_tagged(params: Any, shapes: dict[str, tuple[type, ...]]) -> list[Any] | None:
+    """``decode`` for a list with several orders (the dashboard's: by time while few rows match, by
+    key beyond): ``shapes`` maps a tag to the types of its key; the cursor is the tag, then the key
+    (no tag, "": the key alone). The list answered is tag and key."""
     text = params.get("after")
     if not text:
         return None
@@ -39,18 +46,23 @@ def decode(params: Any, *types: type) -> list[Any] | None:
         key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (ValueError, binascii.Error, RecursionError):
         key = None
-    if not (
-        isinstance(key, list)
-        and len(key) == len(types)
-        and all(_fits(v, t) for v, t in zip(key, types, strict=True))
-    ):
-        raise bad(
-            "after must be a next_after value this list answered",
-            field="after",
-            location="query",
-            issue="not a cursor of this list",
-        )
-    return [float(v) if t is float else v for v, t in zip(key, types, strict=True)]
+    for tag, types in shapes.items():
+        values = key
+        if tag:
+            values = key[1:] if isinstance(key, list) and key[:1] == [tag] else None
+        if (
+            isinstance(values, list)
+            and len(values) == len(types)
+            and all(_fits(v, t) for v, t in zip(values, types, strict=True))
+        ):
+            typed = [float(v) if t is float else v for v, t in zip(values, types, strict=True)]
+            return [tag, *typed] if tag else typed
+    raise bad(
+        "after must be a next_after value this list answered",
+        field="after",
+        location="query",
+        issue="not a cursor of this list",
+    )
 
 
 def _fits(value: Any, kind: type) -> bool:

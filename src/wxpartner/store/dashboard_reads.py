@@ -1,7 +1,12 @@
 """Bounded, read-only queries behind the dashboard's family pages (employees, quota cards and their
-spends, recharge employees, applyments). Every query has a LIMIT and uses an index or a primary key, so
-a page stays cheap however much data the sandbox holds. Read-only views for humans; the families'
-repositories own every write."""
+spends, recharge employees, applyments, callbacks). Every query has a LIMIT and uses an index or a
+primary key, so a page stays cheap however much data the sandbox holds. Read-only views for humans; the
+families' repositories own every write.
+
+Pages are keyset pages: ``after`` is the sort key of the row the previous page ended with, and the page
+starts there through the index whatever its depth (``offset`` walked every row before the page, so the
+dashboard stopped at 100,000). The way back is found the same way: the keys of the ``PAGE + 1`` rows
+before the page's first row, read in the reverse order, name where the newer page starts."""
 
 from __future__ import annotations
 
@@ -32,22 +37,100 @@ COUNT_CAP = 100_000  # overview tiles say "100000+" beyond this
 CARDS_COUNT_CAP = 1000  # the employees page says "1000+ card(s)" beyond this
 
 
+Key = list[Any]  # a row's values of its listing's Order, as a cursor carries them
+
+
 @dataclass(frozen=True)
 class Slice:
-    """One page of rows, whether an older page exists, and whether it is sorted newest first."""
+    """One page of rows, whether an older page exists, and whether it is sorted newest first.
+    ``next_after``: the cursor of the older page (the last row's key, with the order's tag in front);
+    ``newer``: whether a newer page exists, and ``newer_after`` its cursor (None: the first page)."""
 
     rows: list[dict[str, Any]]
     more: bool
     by_time: bool = True
+    next_after: Key | None = None
+    newer: bool = False
+    newer_after: Key | None = None
+    restarted: bool = False  # the cursor given was of the other order (the list grew past SORT_CAP)
 
 
-def _page(conn: Connection, stmt: sa.Select[Any], limit: int = PAGE) -> Slice:
-    rows = [dict(r._mapping) for r in conn.execute(stmt.limit(limit + 1))]
-    return Slice(rows[:limit], len(rows) > limit)
+@dataclass(frozen=True)
+class Order:
+    """A listing's order: columns, each ``True`` when descending; the last ones make it unique. ``tag``
+    goes in front of the key in a cursor, so a cursor of one order is never read as another's."""
+
+    columns: tuple[tuple[sa.ColumnElement[Any], bool], ...]
+    tag: str = ""
+
+    def clauses(self, *, reverse: bool = False) -> list[sa.ColumnElement[Any]]:
+        return [c.asc() if desc == reverse else c.desc() for c, desc in self.columns]
+
+    def key_of(self, row: dict[str, Any]) -> Key:
+        return [row[str(c.key)] for c, _ in self.columns]
+
+    def cursor_of(self, row: dict[str, Any]) -> Key:
+        return [self.tag, *self.key_of(row)] if self.tag else self.key_of(row)
+
+    def beyond(self, key: Key, *, forward: bool, inclusive: bool = False) -> sa.ColumnElement[bool]:
+        """Rows after ``key`` in this order (``forward``) or before it, ``key``'s own row too when
+        ``inclusive``. One direction throughout is a row-value range of the index; mixed directions
+        (time newest first, then the id) are the lexicographic OR, led by a range on the first column."""
+        cols = [c for c, _ in self.columns]
+        values = [sa.literal(v) for v in key]
+        directions = {desc for _, desc in self.columns}
+        if len(directions) == 1:
+            greater = (not directions.pop()) == forward
+            left = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
+            right = values[0] if len(values) == 1 else sa.tuple_(*values)
+            if greater:
+                return left >= right if inclusive else left > right
+            return left <= right if inclusive else left < right
+        terms = []
+        for i, (col, desc) in enumerate(self.columns):
+            same = [cols[j] == values[j] for j in range(i)]
+            terms.append(sa.and_(*same, col > values[i] if (not desc) == forward else col < values[i]))
+        if inclusive:
+            terms.append(sa.and_(*(c == v for c, v in zip(cols, values, strict=True))))
+        lead_up = (not self.columns[0][1]) == forward
+        lead = cols[0] >= values[0] if lead_up else cols[0] <= values[0]
+        return sa.and_(lead, sa.or_(*terms))
 
 
-def _offset(stmt: sa.Select[Any], offset: int) -> sa.Select[Any]:
-    return stmt.offset(offset) if offset > 0 else stmt
+def _keyset(
+    conn: Connection, stmt: sa.Select[Any], order: Order, offset: int, after: Key | None, limit: int = PAGE
+) -> Slice:
+    """One page of ``stmt`` (filtered, not ordered) in ``order``: after the row ``after`` names, else
+    from ``offset`` (old links; the page's own links are cursors), and where the newer page starts."""
+    page = stmt.order_by(*order.clauses())
+    if after is not None:
+        page = page.where(order.beyond(after, forward=True))
+    elif offset > 0:
+        page = page.offset(offset)
+    found = [dict(r._mapping) for r in conn.execute(page.limit(limit + 1))]
+    rows, more = found[:limit], len(found) > limit
+    if rows:  # the rows before this page's first
+        bound: sa.ColumnElement[bool] | None = order.beyond(order.key_of(rows[0]), forward=False)
+    elif after is not None:  # past the end (its rows were deleted): the rows up to the cursor
+        bound = order.beyond(after, forward=False, inclusive=True)
+    elif offset > 0:  # an offset past the end: the last page
+        bound = sa.true()
+    else:
+        bound = None
+    newer, newer_after = False, None
+    if bound is not None:
+        keys = [c for c, _ in order.columns]
+        back = stmt.with_only_columns(*keys).where(bound).order_by(*order.clauses(reverse=True))
+        behind = [dict(r._mapping) for r in conn.execute(back.limit(limit + 1))]
+        newer = bool(behind)
+        newer_after = order.cursor_of(behind[limit]) if len(behind) > limit else None
+    return Slice(
+        rows,
+        more,
+        next_after=order.cursor_of(rows[-1]) if more else None,
+        newer=newer,
+        newer_after=newer_after,
+    )
 
 
 def bounded_count(
@@ -63,20 +146,31 @@ def _newest(
     stmt: sa.Select[Any],
     table: sa.Table,
     where: Sequence[sa.ColumnElement[bool]],
-    newest_first: Sequence[sa.ColumnElement[Any]],
+    newest_first: Sequence[tuple[sa.ColumnElement[Any], bool]],
     key: Sequence[sa.ColumnElement[Any]],
     offset: int,
     walk: Sequence[sa.ColumnElement[bool]] | None = None,
+    after: Key | None = None,
 ) -> Slice:
     """Newest first while few rows match; primary-key order (index-backed) when many do. ``walk``,
     if given, is ``where`` written so that no index answers it: the filter for the primary-key walk,
     which finds a page at once when many rows match (an index on the filter would have them all read
-    and sorted by key first)."""
+    and sorted by key first). ``after`` is a cursor of either order (tag "t" or "k" first); one of the
+    order not in use now starts the list again (``restarted``)."""
     by_time = bounded_count(conn, table, where, SORT_CAP) <= SORT_CAP
+    order = Order(tuple(newest_first), "t") if by_time else Order(tuple((c, False) for c in key), "k")
     ordered = stmt.where(*(where if by_time or walk is None else walk))
-    ordered = ordered.order_by(*(newest_first if by_time else key))
-    found = _page(conn, _offset(ordered, offset))
-    return Slice(found.rows, found.more, by_time)
+    cursor = after[1:] if after is not None and after[0] == order.tag else None
+    found = _keyset(conn, ordered, order, offset, cursor)
+    return Slice(
+        found.rows,
+        found.more,
+        by_time,
+        found.next_after,
+        found.newer,
+        found.newer_after,
+        restarted=after is not None and cursor is None,
+    )
 
 
 def counts(conn: Connection) -> dict[str, int]:
@@ -95,7 +189,7 @@ def counts(conn: Connection) -> dict[str, int]:
     }
 
 
-def employees(conn: Connection, mchid: str | None, offset: int) -> Slice:
+def employees(conn: Connection, mchid: str | None, offset: int, after: Key | None = None) -> Slice:
     """webizpay authorization relations (newest first) with how many cards each employee holds, counted
     up to CARDS_COUNT_CAP + 1 (an employee a load test gave a million cards cost every page a walk of
     them all), in the page's own query (a count per row is a round trip per row: ≈ 50 ms a page on
@@ -114,9 +208,10 @@ def employees(conn: Connection, mchid: str | None, offset: int) -> Slice:
         sa.select(RELATIONS, n_cards.label("cards")),
         RELATIONS,
         where,
-        [RELATIONS.c.authorized_at.desc(), RELATIONS.c.employee_id],
+        [(RELATIONS.c.authorized_at, True), (RELATIONS.c.employee_id, False)],
         [RELATIONS.c.employee_id],
         offset,
+        after=after,
     )
 
 
@@ -136,7 +231,7 @@ def open_links(conn: Connection, mchid: str | None, now: float) -> list[dict[str
 
 
 def cards(
-    conn: Connection, mchid: str | None, employee_id: str | None, offset: int
+    conn: Connection, mchid: str | None, employee_id: str | None, offset: int, after: Key | None = None
 ) -> tuple[Slice, dict[str, list[dict[str, Any]]]]:
     """Quota cards (newest first) and, per card on this page, its spends (payments) newest first."""
     where: list[sa.ColumnElement[bool]] = []
@@ -153,10 +248,11 @@ def cards(
         sa.select(CARDS),
         CARDS,
         where,
-        [CARDS.c.begin_at.desc(), CARDS.c.card_no],
+        [(CARDS.c.begin_at, True), (CARDS.c.card_no, False)],
         [CARDS.c.card_no],
         offset,
         walk if mchid else None,
+        after,
     )
     spends: dict[str, list[dict[str, Any]]] = {}
     card_nos = [c["card_no"] for c in found.rows]
@@ -187,20 +283,26 @@ def cards(
     return found, spends
 
 
-def recharge(conn: Connection, mchid: str | None, offset: int) -> tuple[Slice, list[dict[str, Any]]]:
+def recharge(
+    conn: Connection, mchid: str | None, offset: int, after: Key | None = None
+) -> tuple[Slice, list[dict[str, Any]]]:
     """Scan-to-recharge employees (newest change first) and the per-merchant counters."""
     where = [sa.or_(RECHARGE.c.mchid == mchid, RECHARGE.c.sub_mchid == mchid)] if mchid else []
     key = [RECHARGE.c.mchid, RECHARGE.c.sub_mchid, RECHARGE.c.sp_openid]
-    found = _newest(
-        conn, sa.select(RECHARGE), RECHARGE, where, [RECHARGE.c.update_time.desc(), *key], key, offset
-    )
+    newest_first = [(RECHARGE.c.update_time, True), *((c, False) for c in key)]
+    found = _newest(conn, sa.select(RECHARGE), RECHARGE, where, newest_first, key, offset, after=after)
     quotas = sa.select(QUOTAS).order_by(QUOTAS.c.sub_mchid).limit(PAGE)
     if mchid:
         quotas = quotas.where(QUOTAS.c.sub_mchid == mchid)
     return found, [dict(r._mapping) for r in conn.execute(quotas)]
 
 
-def applyments(conn: Connection, mchid: str | None, state: str | None, offset: int) -> Slice:
+APPLYMENT_ORDER = Order(((APPLY.c.applyment_id, True),))
+
+
+def applyments(
+    conn: Connection, mchid: str | None, state: str | None, offset: int, after: Key | None = None
+) -> Slice:
     stmt = sa.select(
         APPLY.c.applyment_id,
         APPLY.c.mchid,
@@ -212,12 +314,45 @@ def applyments(conn: Connection, mchid: str | None, state: str | None, offset: i
         APPLY.c.query_count,
         APPLY.c.state_since,
         APPLY.c.created_at,
-    ).order_by(APPLY.c.applyment_id.desc())
+    )
     if mchid:
         stmt = stmt.where(APPLY.c.mchid == mchid)
     if state:
         stmt = stmt.where(APPLY.c.state == state)
-    return _page(conn, _offset(stmt, offset))
+    return _keyset(conn, stmt, APPLYMENT_ORDER, offset, after)
+
+
+NOTIFICATION_ORDER = Order(((NOTES.c.create_time, True), (NOTES.c.id, False)))
+
+
+def newer_notifications(
+    conn: Connection,
+    mchid: str | None,
+    state: str | None,
+    first: Key | None,
+    after: Key | None,
+    offset: int,
+    limit: int,
+) -> tuple[bool, Key | None]:
+    """The callbacks page's way back (its rows come from the outbox's own listing, newest first by
+    (create_time, id)): whether a newer page exists, and its cursor (None: the first page). ``first``
+    is the key of the page's first row, None when the page is empty."""
+    stmt = sa.select(NOTES.c.create_time, NOTES.c.id)
+    if mchid:
+        stmt = stmt.where(NOTES.c.mchid == mchid)
+    if state:
+        stmt = stmt.where(NOTES.c.state == state)
+    order = NOTIFICATION_ORDER
+    if first is not None:
+        stmt = stmt.where(order.beyond(first, forward=False))
+    elif after is not None:
+        stmt = stmt.where(order.beyond(after, forward=False, inclusive=True))
+    elif offset <= 0:
+        return False, None
+    behind = [
+        dict(r._mapping) for r in conn.execute(stmt.order_by(*order.clauses(reverse=True)).limit(limit + 1))
+    ]
+    return bool(behind), order.key_of(behind[limit]) if len(behind) > limit else None
 
 
 def applyment_authorizations(conn: Connection, mchid: str) -> list[dict[str, Any]]:

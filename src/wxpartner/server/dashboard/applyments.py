@@ -18,19 +18,19 @@ from ...store.apply4subject_repo import Apply4SubjectRepo, Applyment
 from .. import apply4subject_flow as flow
 from .auth import form
 from .layout import badge, card, esc, facts, fmt_ts, not_found, page, table
-from .listing import filter_form, mchid_of, offset_of, pager, state_badge
+from .listing import APPLYMENT_CURSOR, after_of, filter_form, mchid_of, offset_of, pager, state_badge
 from .routing import back, flash, route
 
 
 @route("/applyments")
 async def applyments(request: Request) -> Response:
     st = request.app.state.wx
-    mchid, offset = mchid_of(request), offset_of(request)
+    mchid, offset, after = mchid_of(request), offset_of(request), after_of(request, APPLYMENT_CURSOR)
     state = request.query_params.get("state") or None
 
     def read() -> reads.Slice:
         with st.db.read() as conn:
-            return reads.applyments(conn, mchid, state, offset)
+            return reads.applyments(conn, mchid, state, offset, after)
 
     found = await anyio.to_thread.run_sync(read)
     rows = [
@@ -80,7 +80,7 @@ async def applyments(request: Request) -> Response:
                 empty="No applyment submitted yet.",
             ),
         )
-        + pager(request, found.more)
+        + pager(request, found)
     )
     return page("Applyments", body, active="applyments")
 

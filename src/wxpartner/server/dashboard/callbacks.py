@@ -6,17 +6,18 @@ Reads through the callback outbox's own queries (store/outbox.py); without that 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...store import dashboard_reads as reads
 from .layout import badge, card, esc, fmt_ts, page, table
-from .listing import offset_of, settled
+from .listing import after_of, offset_of, pager, settled
 from .routing import back, flash, route
 
 PAGE = 50
+CURSOR: dict[str, tuple[type, ...]] = {"": (float, str)}  # (create_time, id): the control API's too
 STATE_TONE = {"delivered": "", "pending": "warn", "failed": "bad"}
 
 
@@ -51,7 +52,7 @@ async def callbacks(request: Request) -> Response:
     st = request.app.state.wx
     mchid = request.query_params.get("mchid") or None
     state = request.query_params.get("state") or None
-    offset = offset_of(request)
+    offset, after = offset_of(request), after_of(request, CURSOR)
     try:
         from ...store import outbox
     except ImportError:  # the callbacks family is not installed in this build
@@ -63,11 +64,31 @@ async def callbacks(request: Request) -> Response:
         state = None
     await settled(st)
 
-    def read() -> tuple[int, list[dict[str, Any]]]:
-        with st.db.read() as conn:
-            return outbox.list_notifications(conn, mchid=mchid, state=state, limit=PAGE, offset=offset)
+    key = (after[0], after[1]) if after else None
 
-    total, items = await anyio.to_thread.run_sync(read)
+    def read() -> tuple[int, list[dict[str, Any]], reads.Slice]:
+        with st.db.read() as conn:
+            total, items = outbox.list_notifications(
+                conn, mchid=mchid, state=state, limit=PAGE + 1, offset=offset if key is None else 0, after=key
+            )
+            shown = items[:PAGE]
+            first = [shown[0]["create_time"], shown[0]["id"]] if shown else None
+            newer, newer_after = reads.newer_notifications(conn, mchid, state, first, after, offset, PAGE)
+        last = shown[-1] if shown else None
+        more = len(items) > PAGE and last is not None
+        return (
+            total,
+            shown,
+            reads.Slice(
+                shown,
+                more,
+                next_after=[last["create_time"], last["id"]] if more and last else None,
+                newer=newer,
+                newer_after=newer_after,
+            ),
+        )
+
+    total, items, found = await anyio.to_thread.run_sync(read)
     rows = [
         [
             f"<code>{esc(n['id'])}</code>",
@@ -90,18 +111,11 @@ async def callbacks(request: Request) -> Response:
         f"{options}</select></div>"
         '<div><button type="submit">Filter</button> <a href="/dashboard/callbacks">clear</a></div></form>'
     )
-    params = {k: v for k, v in request.query_params.items() if k != "offset"}
-    pager = []
-    if offset > 0:
-        pager.append(f'<a href="?{esc(urlencode({**params, "offset": max(0, offset - PAGE)}))}">← Newer</a>')
-    if offset + len(items) < total:
-        pager.append(f'<a href="?{esc(urlencode({**params, "offset": offset + PAGE}))}">Older →</a>')
     body = (
         flash(request)
         + filters
         + card(
-            f"Notifications {offset + 1 if items else 0}–{offset + len(items)} of {total}, newest first "
-            "(resources are not shown)",
+            f"Notifications: {len(items)} of {total} on this page, newest first (resources are not shown)",
             table(
                 (
                     "id",
@@ -117,7 +131,7 @@ async def callbacks(request: Request) -> Response:
                 empty="No callbacks yet.",
             ),
         )
-        + (f'<div class="pager">{"".join(pager)}</div>' if pager else "")
+        + pager(request, found)
         + _retention_note(st.settings.callback_retention_days)
     )
     return page("Callbacks", body, active="callbacks")

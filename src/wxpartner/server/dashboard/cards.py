@@ -10,7 +10,17 @@ from starlette.responses import Response
 
 from ...store import dashboard_reads as reads
 from .layout import badge, card, esc, fen, fmt_ts, page, table
-from .listing import TONE, filter_form, mchid_of, offset_of, pager, settled, sort_note
+from .listing import (
+    CARD_CURSOR,
+    TONE,
+    after_of,
+    filter_form,
+    mchid_of,
+    offset_of,
+    pager,
+    settled,
+    sort_note,
+)
 from .routing import route
 
 
@@ -34,14 +44,14 @@ def _spends(items: list[dict[str, Any]]) -> str:
 @route("/cards")
 async def cards(request: Request) -> Response:
     st = request.app.state.wx
-    mchid, offset = mchid_of(request), offset_of(request)
+    mchid, offset, after = mchid_of(request), offset_of(request), after_of(request, CARD_CURSOR)
     employee_id = request.query_params.get("employee_id") or None
 
     await settled(st)
 
     def read() -> tuple[reads.Slice, dict[str, list[dict[str, Any]]]]:
         with st.db.read() as conn:
-            return reads.cards(conn, mchid, employee_id, offset)
+            return reads.cards(conn, mchid, employee_id, offset, after)
 
     found, spends = await anyio.to_thread.run_sync(read)
     headers = ("card", "name", "employee", "rules", "amount", "remaining", "state", "valid until")
@@ -84,6 +94,6 @@ async def cards(request: Request) -> Response:
     body = (
         filter_form(request, "/dashboard/cards", extra)
         + card("Quota cards and their spends, " + sort_note(found, "newest first", "by card number"), listing)
-        + pager(request, found.more)
+        + pager(request, found)
     )
     return page("Quota cards & spends", body, active="cards")

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from ...store import dashboard_reads as reads
 from ...store import sandbox
 from .layout import badge, card, esc, fmt_ts, page, table
-from .listing import TONE, filter_form, mchid_of, offset_of, pager, sort_note
+from .listing import EMPLOYEE_CURSOR, TONE, after_of, filter_form, mchid_of, offset_of, pager, sort_note
 from .routing import route
 
 
@@ -24,12 +24,12 @@ def _cards(n: int) -> str:
 @route("/employees")
 async def employees(request: Request) -> Response:
     st = request.app.state.wx
-    mchid, offset = mchid_of(request), offset_of(request)
+    mchid, offset, after = mchid_of(request), offset_of(request), after_of(request, EMPLOYEE_CURSOR)
 
     def read() -> tuple[reads.Slice, list[dict[str, Any]]]:
         with st.db.read() as conn:
             now = sandbox.read_clock(conn).now_ts()
-            return reads.employees(conn, mchid, offset), reads.open_links(conn, mchid, now)
+            return reads.employees(conn, mchid, offset, after), reads.open_links(conn, mchid, now)
 
     found, links = await anyio.to_thread.run_sync(read)
     rows = [
@@ -73,7 +73,7 @@ async def employees(request: Request) -> Response:
                 empty="No employee has authorized yet.",
             ),
         )
-        + pager(request, found.more)
+        + pager(request, found)
         + card(
             "Authorization links waiting for the employee's consent",
             table(

@@ -1,5 +1,7 @@
-"""What the family listings share: one page of ``reads.PAGE`` rows at a time (``?offset=``), filtered by
-``?mchid=``, sorted by time while few rows match; state badges."""
+"""What the family listings share: one page of ``reads.PAGE`` rows at a time, filtered by ``?mchid=``,
+sorted by time while few rows match; state badges. Pages are keyset pages (``?after=``, a cursor: see
+store/dashboard_reads.py), whose "← Newer" and "Older →" links cost the same at any depth and can be
+shared; ``?offset=`` (old links) still starts a page, up to MAX_OFFSET."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from starlette.requests import Request
 from ...domain import apply4subject as d
 from ...store import dashboard_reads as reads
 from ...store.schema import BIGINT_MAX
+from .. import cursors
 from ..params import int_param
 from .layout import badge, esc
 
@@ -50,7 +53,8 @@ TONE = {
     d.CANCELED: "mute",
 }
 
-MAX_OFFSET = 100_000  # deeper pages cost a long index walk: filter instead
+MAX_OFFSET = 100_000  # ?offset= (old links) walks the rows before the page: ?after= goes deeper
+PAGING_PARAMS = ("offset", "after", "msg", "tone", "sig")  # what a pager link does not carry over
 
 
 def state_badge(state: str) -> str:
@@ -74,19 +78,49 @@ def filter_form(request: Request, path: str, extra: str = "") -> str:
     )
 
 
-def pager(request: Request, more: bool) -> str:
-    """← Newer / Older → links that keep the other query parameters."""
-    offset = offset_of(request)
-    params = dict(request.query_params)
+def after_of(request: Request, shapes: dict[str, tuple[type, ...]]) -> list[Any] | None:
+    """``?after=`` as the tag and key it encodes (cursors.decode_tagged); not a cursor of this page is a
+    400 page, as is ``after`` with ``offset``."""
+    return cursors.decode_tagged(request.query_params, shapes)
+
+
+# The cursors of the pages sorted by store.dashboard_reads._newest: by time ("t"), by key ("k").
+Shapes = dict[str, tuple[type, ...]]
+EMPLOYEE_CURSOR: Shapes = {"t": (float, str), "k": (str,)}
+CARD_CURSOR: Shapes = {"t": (float, str), "k": (str,)}
+RECHARGE_CURSOR: Shapes = {"t": (float, str, str, str), "k": (str, str, str)}
+APPLYMENT_CURSOR: Shapes = {"": (int,)}
+
+
+def page_link(request: Request, after: list[Any] | None) -> str:
+    """This page's URL with its filters, starting after ``after`` (None: the first page)."""
+    params = {k: v for k, v in request.query_params.items() if k not in PAGING_PARAMS}
+    if after is not None:
+        params["after"] = cursors.encode(after)
+    return f"{request.url.path}?{urlencode(params)}" if params else request.url.path
+
+
+def pager(request: Request, found: reads.Slice) -> str:
+    """ "« Newest", "← Newer" and "Older →" links that keep the filters: cursors, each an index range
+    however deep the page (store.dashboard_reads: the way back is read as the way on)."""
     links = []
-    if offset > 0:
-        newer = {**params, "offset": str(max(0, offset - reads.PAGE))}
-        links.append(f'<a href="?{esc(urlencode(newer))}">← Newer</a>')
-    if more:
+    if found.newer and found.newer_after is not None:
+        links.append(f'<a class="page-newest" href="{esc(page_link(request, None))}">« Newest</a>')
+    if found.newer:
         links.append(
-            f'<a href="?{esc(urlencode({**params, "offset": str(offset + reads.PAGE)}))}">Older →</a>'
+            f'<a class="page-newer" rel="prev" href="{esc(page_link(request, found.newer_after))}">← Newer</a>'
         )
-    return f'<div class="pager">{"".join(links)}</div>' if links else ""
+    if found.more and found.next_after is not None:
+        links.append(
+            f'<a class="page-older" rel="next" href="{esc(page_link(request, found.next_after))}">Older →</a>'
+        )
+    note = ""
+    if found.restarted:
+        note = (
+            '<p class="muted" id="page-restarted">The list changed order since that link was made '
+            f"(more or fewer than {reads.SORT_CAP} rows match now): this is its first page.</p>"
+        )
+    return note + (f'<nav class="pager" aria-label="pages">{"".join(links)}</nav>' if links else "")
 
 
 def sort_note(found: reads.Slice, by_time: str, by_key: str) -> str:

@@ -10,18 +10,18 @@ from starlette.responses import Response
 
 from ...store import dashboard_reads as reads
 from .layout import badge, card, esc, fmt_ts, page, table
-from .listing import TONE, filter_form, mchid_of, offset_of, pager, sort_note
+from .listing import RECHARGE_CURSOR, TONE, after_of, filter_form, mchid_of, offset_of, pager, sort_note
 from .routing import route
 
 
 @route("/recharge")
 async def recharge(request: Request) -> Response:
     st = request.app.state.wx
-    mchid, offset = mchid_of(request), offset_of(request)
+    mchid, offset, after = mchid_of(request), offset_of(request), after_of(request, RECHARGE_CURSOR)
 
     def read() -> tuple[reads.Slice, list[dict[str, Any]]]:
         with st.db.read() as conn:
-            return reads.recharge(conn, mchid, offset)
+            return reads.recharge(conn, mchid, offset, after)
 
     found, quotas = await anyio.to_thread.run_sync(read)
     rows = [
@@ -55,7 +55,7 @@ async def recharge(request: Request) -> Response:
                 empty="No recharge employee yet.",
             ),
         )
-        + pager(request, found.more)
+        + pager(request, found)
         + card(
             "Limits per second-level merchant",
             table(
