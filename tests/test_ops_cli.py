@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
-from support import APIV3_KEY, SP_A, SP_B, SUB_A, World
+from support import APIV3_KEY, SP_A, SP_B, SUB_A, World, in_one_window
 from wxpartner.cli import main
 from wxpartner.cli._http import Target
 from wxpartner.protocol import keys as k
@@ -822,3 +822,48 @@ def test_callbacks_list_pages_by_after(run: Any, control: TestClient, app: Any) 
         in run("callbacks", "list", "--limit", "2", "--after", cursor).output
     )
     assert "PARAM_ERROR" in run("callbacks", "list", "--after", "nonsense", code=1).output
+
+
+def test_call_says_and_waits_for_a_retry_after(settings: Any, world: World, data_dir: Path) -> None:
+    """A rate-limited answer names its wait (Retry-After: 1): ``call`` says it, and ``--retries``
+    waits it and repeats the call signed afresh; an injected 429 names none and is not repeated."""
+    import dataclasses
+
+    from apply4subject_support import BASE, set_roles
+    from wxpartner.server.app import create_app
+
+    app = create_app(dataclasses.replace(settings, extra={"apply4subject_rate_limits": {"query": 1}}))
+    set_roles(app, world)
+    runner = CliRunner()
+    path = f"{BASE}?business_code=NONE1"
+    try:
+        with TestClient(app, base_url="http://testserver") as http:
+
+            def call(*args: str) -> Result:
+                return runner.invoke(
+                    main,
+                    ["call", "GET", path, *args, "--data-dir", str(data_dir)],
+                    obj={"http": http},
+                    catch_exceptions=False,
+                )
+
+            def limited() -> tuple[Result, Result]:
+                return call("--json"), call()
+
+            first, second = in_one_window(limited)  # type: ignore[arg-type]
+            assert json.loads(first.stdout)["status"] == 404
+            assert "429" in second.stdout and "Retry-After: 1 s" in second.stdout
+            shown = in_one_window(lambda: [json.loads(call("--json").stdout) for _ in range(2)])  # type: ignore[misc]
+            assert shown[1]["status"] == 429 and shown[1]["retry_after"] == 1.0
+            for _ in range(4):  # the first call takes the window's one query, the second waits for the next
+                time.sleep(1 - time.time() % 1 + 0.01)
+                call("--json")
+                waited = call("--json", "--retries", "2")
+                if "waiting" in waited.stderr:
+                    break
+            assert json.loads(waited.stdout)["status"] == 404  # the window passed: answered
+            assert "429 FREQUENCY_LIMITED: waiting 1 s as its Retry-After asks" in waited.stderr
+            injected = call("--json", "--retries", "2", "--fault", "FREQUENCY_LIMITED")
+            assert json.loads(injected.stdout)["retry_after"] is None and "waiting" not in injected.stderr
+    finally:
+        app.state.db.dispose()

@@ -63,6 +63,22 @@ def test_limits_are_configurable(settings: Settings, world: World) -> None:
         statuses = in_one_window(lambda: [query(chan, business_code="NONE1").status_code for _ in range(2)])
     app.state.db.dispose()
     assert statuses == [404, 429]
+
+
+def test_a_rate_limited_answer_says_when_to_retry(settings: Settings, world: World) -> None:
+    """The window is the current second, so the wait is known: ``Retry-After: 1`` (HTTP's whole
+    seconds), which the SDK and the CLI wait for; the answer had none. An injected 429 (a fault rule)
+    has no known wait and carries none."""
+    app = create_app(dataclasses.replace(settings, extra={"apply4subject_rate_limits": {"query": 1}}))
+    set_roles(app, world)
+    with TestClient(app, base_url="http://testserver") as http:
+        chan = ApiClient(http, world, SP_A)
+        answers = in_one_window(lambda: [query(chan, business_code="NONE1") for _ in range(2)])
+        injected = chan.get("/v3/certificates", headers={"Wechatpay-Sandbox-Fault": "FREQUENCY_LIMITED"})
+    app.state.db.dispose()
+    assert [a.status_code for a in answers] == [404, 429]
+    assert "retry-after" not in answers[0].headers and answers[1].headers["Retry-After"] == "1"
+    assert injected.status_code == 429 and "retry-after" not in injected.headers
     for bad, refusal in (
         ({"cancel": 1}, "unknown operation 'cancel'"),
         ({"query": "1"}, "must be an integer, got '1'"),

@@ -3,6 +3,7 @@ signatures on what comes back (``call``, ``bills``, ``verify-callback``)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from ._files import private_key, public_key, read_bytes
 from ._http import Target
 
 PublicKeys = dict[str, rsa.RSAPublicKey]
+MAX_RETRY_AFTER = 60.0  # a longer Retry-After is said, not waited for
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -134,3 +136,49 @@ class Signer:
                 return target, http.send(request)
             except httpx.HTTPError as exc:
                 raise self.t.unreachable(f"{method} {target}: {type(exc).__name__}", exc) from None
+
+
+def retry_after(resp: httpx.Response) -> float | None:
+    """The seconds a 429 or 503 asks to wait (``Retry-After`` in seconds), None when it names none
+    (an injected fault: the wait is unknown) or something else (an HTTP date, text, a negative)."""
+    if resp.status_code not in (429, 503):
+        return None
+    try:
+        wait = float(resp.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return wait if math.isfinite(wait) and wait >= 0 else None
+
+
+def send_patiently(
+    signer: Signer,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    extra: dict[str, str] | None = None,
+    *,
+    retries: int,
+    note: Callable[[str], None],
+) -> tuple[str, httpx.Response]:
+    """``signer.send``, repeated up to ``retries`` times (signed afresh) while the answer is a 429 or
+    503 with a ``Retry-After`` of at most MAX_RETRY_AFTER seconds, after waiting that long; ``note``
+    says each wait (on stderr: stdout stays the answer)."""
+    for attempt in range(retries + 1):
+        target, resp = signer.send(method, path, body, extra)
+        wait = retry_after(resp)
+        if wait is None or attempt == retries or wait > MAX_RETRY_AFTER:
+            return target, resp
+        note(
+            f"{resp.status_code} {_code(resp)}: waiting {wait:g} s as its Retry-After asks, then repeating "
+            f"({attempt + 1} of {retries})"
+        )
+        time.sleep(wait)
+    raise AssertionError("unreachable")  # the loop returns on its last attempt
+
+
+def _code(resp: httpx.Response) -> str:
+    try:
+        found = resp.json().get("code", "")
+    except (ValueError, AttributeError):
+        return ""
+    return str(found)

@@ -12,10 +12,18 @@ from rich.markup import escape
 from ..client.http11 import is_token
 from ..domain.faults import FAULT_HEADER
 from ..protocol import constants as c
-from ._apiv3 import Signer, check_signature, merchant_key_options, platform_keys
+from ._apiv3 import (
+    MAX_RETRY_AFTER,
+    Signer,
+    check_signature,
+    merchant_key_options,
+    platform_keys,
+    retry_after,
+    send_patiently,
+)
 from ._files import at_file
 from ._http import Target, target_options
-from ._output import console, emit, print_json, say, verdict
+from ._output import console, emit, err_console, print_json, say, verdict
 
 
 def _body(data: str | None) -> bytes:
@@ -49,6 +57,13 @@ def _header(text: str, hint: str = "'--header' / '-H'") -> tuple[str, str]:
 @merchant_key_options
 @click.option("--fault", default=None, help="ask for a sandbox fault (Wechatpay-Sandbox-Fault header)")
 @click.option("--header", "-H", "extra_headers", multiple=True, help="extra 'Name: value' header")
+@click.option(
+    "--retries",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 10),
+    help="repeat a 429/503 that says how long to wait (Retry-After, up to 60 s) after waiting it",
+)
 @target_options
 def call(
     t: Target,
@@ -60,9 +75,12 @@ def call(
     key_path: str | None,
     fault: str | None,
     extra_headers: tuple[str, ...],
+    retries: int,
     as_json: bool,
 ) -> None:
     """Sign and send any APIv3 request, verify the response signature, print the answer.
+
+    A 429 or 503 that names its wait (Retry-After) says it; --retries N waits and repeats it.
 
     Exit status: 0 when the response signature verifies, 1 when it does not (or there is none)."""
     if not is_token(method):  # was httpx's "LocalProtocolError: Illegal method characters"
@@ -76,7 +94,16 @@ def call(
     for h in extra_headers:
         name, val = _header(h)
         headers[name] = val
-    target, resp = signer.send(method, path, body, headers)
+    target, resp = send_patiently(
+        signer,
+        method,
+        path,
+        body,
+        headers,
+        retries=retries,
+        note=lambda text: err_console.print(escape(text)),
+    )
+    wait = retry_after(resp)
     ok, why = check_signature(resp.headers, resp.content, platform_keys(t))
     is_json = True
     try:
@@ -88,6 +115,7 @@ def call(
         "request_id": resp.headers.get(c.H_REQUEST_ID),
         "signature_valid": ok,
         "signature": why,
+        "retry_after": wait,
         "body": payload,
     }
 
@@ -98,6 +126,11 @@ def call(
             + escape(f"{method.upper()} {target}  Request-ID {result['request_id']}")
         )
         verdict(ok, why)
+        if wait is not None:
+            how = (
+                "--retries N waits and repeats" if wait <= MAX_RETRY_AFTER else "longer than --retries waits"
+            )
+            say(f"Retry-After: {wait:g} s (the server's wait before repeating the call; {how})", "yellow")
         if not resp.content:
             return
         if is_json:

@@ -40,11 +40,15 @@ class ApiError(Exception):
         *,
         detail: dict[str, Any] | None = None,
         status: int | None = None,
+        retry_after: int | None = None,
     ) -> None:
         self.code = code
         self.status = status if status is not None else status_for(code)
         self.message = message or CATALOGUE.get(code, (400, code))[1]
         self.detail = detail
+        # Seconds to wait before repeating, where the server knows it (a rate limit's window): the
+        # answer's Retry-After header. Not part of the body, so not signed over either way.
+        self.retry_after = retry_after
         super().__init__(f"{self.status} {code}: {self.message}")
 
     def body(self) -> dict[str, Any]:

@@ -52,11 +52,14 @@ def _json_bytes(body: BaseModel | dict[str, Any] | bytes | None) -> bytes:
 
 
 def error_response(err: ApiError, request_id: str) -> RawResponse:
-    return RawResponse(
-        err.status,
-        err.body_bytes(),
-        [("Content-Type", c.JSON_CONTENT_TYPE), (c.H_REQUEST_ID, request_id), ("Content-Language", "zh-CN")],
-    )
+    headers = [
+        ("Content-Type", c.JSON_CONTENT_TYPE),
+        (c.H_REQUEST_ID, request_id),
+        ("Content-Language", "zh-CN"),
+    ]
+    if err.retry_after is not None:
+        headers.append(("Retry-After", str(err.retry_after)))
+    return RawResponse(err.status, err.body_bytes(), headers)
 
 
 def sign_response(resp: RawResponse, key: PlatformKey, *, probe: bool = False, tamper: bool = False) -> None:

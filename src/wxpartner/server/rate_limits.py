@@ -2,7 +2,8 @@
 
 A family declares which operations draw from which budget (``declare``); one before-handler counts each
 authenticated call in the store's one-second window counters (an atomic upsert, so the limit holds across
-processes) and refuses the call beyond the limit with 429 ``FREQUENCY_LIMITED`` before anything else runs.
+processes) and refuses the call beyond the limit with 429 ``FREQUENCY_LIMITED`` before anything else runs,
+with ``Retry-After: 1`` (the next window starts within the second).
 Limits are overridable per family through ``Settings.extra["<family>_rate_limits"] = {"<budget>": n}``
 (0 or less: no limit) and switched off as a whole by ``Settings.rate_limits = False`` (``serve
 --no-rate-limits``, for load tests)."""
@@ -96,6 +97,9 @@ def rate_limit(ctx: Ctx, _shaping: Shaping) -> None:
             "FREQUENCY_LIMITED",
             f"频率限制，请降低频率后重试 (at most {limit} {budget.name} requests per second per {budget.per})",
             detail={"operation": budget.name, "limit": limit, "window_seconds": 1},
+            # the window is the current second: the next one starts within a second (HTTP's
+            # Retry-After is whole seconds)
+            retry_after=1,
         )
 
 
