@@ -116,6 +116,12 @@ CASES: list[tuple[str, str, Any, dict[str, Any]]] = [
         None,
         {"field": "status", "location": "query", "issue": "out of range", "value": "1000"},
     ),
+    (  # was an empty page, as if no request had been refused
+        "GET",
+        "/sandbox/journal?verification=failed",
+        None,
+        {"field": "verification", "location": "query", "issue": "not an allowed value", "value": "failed"},
+    ),
     (
         "GET",
         "/sandbox/journal?mchid=a%00b",

@@ -188,3 +188,32 @@ def test_the_callbacks_way_back_costs_the_same_at_any_depth(app: WxPartnerApp) -
     _deep_cost(app, lambda s, n: _notifications(app, SP_B, s, n), newer, "callback_notifications")
     # the page starting at T0 + 10 is near the end (oldest): the newer one starts after T0 + 61
     assert newer() == (True, [1_747_280_061.0, f"n-{SP_B}-61"])
+
+
+def test_a_filter_nothing_matches_says_so_and_an_unknown_state_is_a_400(
+    app: WxPartnerApp, http: TestClient
+) -> None:
+    """Filtered to nothing, each page said "No applyment submitted yet." (or "No callbacks yet.", ...)
+    though there were some; ``?state=`` of no state listed every callback (the filter dropped) or no
+    applyment, each as a 200 page."""
+    _applyments(app, SP_B, 0, 3, d.AUDIT)
+    _notifications(app, SP_B, 0, 3)
+    _recharge_employees(app, 0, 3)
+    _cards(app, SP_B, SUB_B, 0, 3)
+    _login(http)
+    for path, empty in (
+        ("/dashboard/applyments", "No applyment submitted yet."),
+        ("/dashboard/callbacks", "No callbacks yet."),
+        ("/dashboard/recharge", "No recharge employee yet."),
+        ("/dashboard/cards", "No quota card issued yet."),
+        ("/dashboard/employees", "No employee has authorized yet."),
+    ):
+        filtered = http.get(path, params={"mchid": "1999999999"}).text
+        if path != "/dashboard/employees":  # the one list with no row here: its empty state is true
+            assert empty not in filtered, path
+            assert 'class="muted empty-filtered"' in filtered and "1999999999" in filtered, path
+        assert empty in http.get(path).text or path != "/dashboard/employees"
+    for path in ("/dashboard/applyments", "/dashboard/callbacks"):
+        resp = http.get(path, params={"state": "BOGUS"})
+        assert resp.status_code == 400 and "state must be one of" in resp.text, path
+        assert 'id="f-state"' in resp.text  # the filters, to correct

@@ -159,8 +159,22 @@ async def fault(request: Request) -> Response:
 JOURNAL_PAGE_MAX = 1000
 
 
+# What a journal entry's verification is (server/journal.py): the signature checked, refused, an error
+# before it could be, or no operation at that path.
+VERIFICATIONS = ("ok", "refused", "error", "not_routed")
+
+
 def journal_filter(params: Any) -> ops_repo.JournalFilter:
     failed = str(params.get("failed", "")).lower() in ("1", "true", "yes", "on")
+    verification = params.get("verification") or None
+    if verification is not None and verification not in VERIFICATIONS:  # was an empty page, silently
+        raise bad(
+            f"verification must be one of {', '.join(VERIFICATIONS)}",
+            field="verification",
+            location="query",
+            issue="not an allowed value",
+            value=verification,
+        )
     status = optional_integer(params.get("status"), "status", location="query", lo=0, hi=999)  # 0: dropped
     before = optional_integer(params.get("before_id"), "before_id", location="query")
     # 1..1000 (default 100), clamped here and not only in the store: "a full page, so there may be
@@ -172,7 +186,7 @@ def journal_filter(params: Any) -> ops_repo.JournalFilter:
         operation=params.get("operation") or None,
         status=status,
         code=params.get("code") or None,
-        verification=params.get("verification") or None,
+        verification=verification,
         failed=failed,
         request_id=params.get("request_id") or None,
         before_id=before,

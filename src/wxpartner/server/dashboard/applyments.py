@@ -18,8 +18,28 @@ from ...store.apply4subject_repo import Apply4SubjectRepo, Applyment
 from .. import apply4subject_flow as flow
 from .auth import form
 from .layout import badge, card, esc, facts, fmt_ts, not_found, page, table
-from .listing import APPLYMENT_CURSOR, after_of, filter_form, mchid_of, offset_of, pager, state_badge
+from .listing import (
+    APPLYMENT_CURSOR,
+    after_of,
+    filter_form,
+    mchid_of,
+    nothing_found,
+    offset_of,
+    pager,
+    state_badge,
+)
 from .routing import back, flash, route
+
+STATES = (
+    d.EDITTING,
+    d.AUDIT,
+    d.CONFIRM_CONTACT,
+    d.CONFIRM_LEGALPERSON,
+    d.PASSED,
+    d.REJECTED,
+    d.FREEZED,
+    d.CANCELED,
+)
 
 
 @route("/applyments")
@@ -27,6 +47,16 @@ async def applyments(request: Request) -> Response:
     st = request.app.state.wx
     mchid, offset, after = mchid_of(request), offset_of(request), after_of(request, APPLYMENT_CURSOR)
     state = request.query_params.get("state") or None
+    options = "".join(
+        f'<option{" selected" if s == state else ""} value="{s}">{s.removeprefix("APPLYMENT_STATE_")}</option>'
+        for s in STATES
+    )
+    extra = f'<div><label for="f-state">state</label><select id="f-state" name="state"><option value="">any</option>{options}</select></div>'
+    filters = filter_form(request, "/dashboard/applyments", extra)
+    if state is not None and state not in STATES:  # was an empty list, "No applyment submitted yet."
+        refused = f"state must be one of {', '.join(STATES)} (not {state})"
+        body = f'<div class="flash bad" role="status">{esc(refused)}</div>' + filters
+        return page("Applyments", body, active="applyments", status=400)
 
     def read() -> reads.Slice:
         with st.db.read() as conn:
@@ -47,23 +77,9 @@ async def applyments(request: Request) -> Response:
         ]
         for a in found.rows
     ]
-    options = "".join(
-        f'<option{" selected" if s == state else ""} value="{s}">{s.removeprefix("APPLYMENT_STATE_")}</option>'
-        for s in (
-            d.EDITTING,
-            d.AUDIT,
-            d.CONFIRM_CONTACT,
-            d.CONFIRM_LEGALPERSON,
-            d.PASSED,
-            d.REJECTED,
-            d.FREEZED,
-            d.CANCELED,
-        )
-    )
-    extra = f'<div><label for="f-state">state</label><select id="f-state" name="state"><option value="">any</option>{options}</select></div>'
     body = (
         flash(request)
-        + filter_form(request, "/dashboard/applyments", extra)
+        + filters
         + card(
             "Applyments (商户开户意愿确认), newest first",
             table(
@@ -77,7 +93,7 @@ async def applyments(request: Request) -> Response:
                     "submitted (UTC)",
                 ),
                 rows,
-                empty="No applyment submitted yet.",
+                empty_html=nothing_found(request, "No applyment submitted yet."),
             ),
         )
         + pager(request, found)

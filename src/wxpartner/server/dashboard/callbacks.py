@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from ...store import dashboard_reads as reads
 from .layout import badge, card, esc, fmt_ts, page, table
-from .listing import after_of, offset_of, pager, settled
+from .listing import after_of, nothing_found, offset_of, pager, settled
 from .routing import back, flash, route
 
 PAGE = 50
@@ -60,8 +60,18 @@ async def callbacks(request: Request) -> Response:
             "Callbacks", card("Callbacks", "<p>No callback outbox in this build.</p>"), active="callbacks"
         )
 
-    if state is not None and state not in outbox.STATES:
-        state = None
+    options = "".join(f"<option{' selected' if s == state else ''}>{esc(s)}</option>" for s in outbox.STATES)
+    filters = (
+        '<form method="get" class="row card"><div><label for="f-mchid">mchid</label>'
+        f'<input id="f-mchid" name="mchid" value="{esc(mchid or "")}"></div>'
+        f'<div><label for="f-state">state</label><select id="f-state" name="state"><option value="">any</option>'
+        f"{options}</select></div>"
+        '<div><button type="submit">Filter</button> <a href="/dashboard/callbacks">clear</a></div></form>'
+    )
+    if state is not None and state not in outbox.STATES:  # was dropped: every callback, under "state=..."
+        refused = f"state must be one of {', '.join(outbox.STATES)} (not {state})"
+        body = f'<div class="flash bad" role="status">{esc(refused)}</div>' + filters
+        return page("Callbacks", body, active="callbacks", status=400)
     await settled(st)
 
     key = (after[0], after[1]) if after else None
@@ -103,14 +113,6 @@ async def callbacks(request: Request) -> Response:
         ]
         for n in items
     ]
-    options = "".join(f"<option{' selected' if s == state else ''}>{esc(s)}</option>" for s in outbox.STATES)
-    filters = (
-        '<form method="get" class="row card"><div><label for="f-mchid">mchid</label>'
-        f'<input id="f-mchid" name="mchid" value="{esc(mchid or "")}"></div>'
-        f'<div><label for="f-state">state</label><select id="f-state" name="state"><option value="">any</option>'
-        f"{options}</select></div>"
-        '<div><button type="submit">Filter</button> <a href="/dashboard/callbacks">clear</a></div></form>'
-    )
     body = (
         flash(request)
         + filters
@@ -128,7 +130,7 @@ async def callbacks(request: Request) -> Response:
                     "",
                 ),
                 rows,
-                empty="No callbacks yet.",
+                empty_html=nothing_found(request, "No callbacks yet."),
             ),
         )
         + pager(request, found)

@@ -16,6 +16,7 @@ from .listing import (
     after_of,
     filter_form,
     mchid_of,
+    nothing_found,
     offset_of,
     pager,
     settled,
@@ -85,7 +86,7 @@ async def cards(request: Request) -> Response:
         + "".join(groups)
         + "</table>"
         if groups
-        else '<p class="muted">No quota card issued yet.</p>'
+        else nothing_found(request, "No quota card issued yet.")
     )
     extra = (
         f'<div><label for="f-employee">employee_id</label><input id="f-employee" name="employee_id" '

@@ -12,7 +12,17 @@ from starlette.responses import Response
 from ...store import dashboard_reads as reads
 from ...store import sandbox
 from .layout import badge, card, esc, fmt_ts, page, table
-from .listing import EMPLOYEE_CURSOR, TONE, after_of, filter_form, mchid_of, offset_of, pager, sort_note
+from .listing import (
+    EMPLOYEE_CURSOR,
+    TONE,
+    after_of,
+    filter_form,
+    mchid_of,
+    nothing_found,
+    offset_of,
+    pager,
+    sort_note,
+)
 from .routing import route
 
 
@@ -70,7 +80,7 @@ async def employees(request: Request) -> Response:
                     "quota cards",
                 ),
                 rows,
-                empty="No employee has authorized yet.",
+                empty_html=nothing_found(request, "No employee has authorized yet."),
             ),
         )
         + pager(request, found)

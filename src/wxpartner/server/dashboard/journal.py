@@ -15,7 +15,7 @@ from ...protocol.messages import visible_controls
 from ..control import ControlError
 from ..control_ops import journal_filter, read_journal, read_journal_entry
 from .layout import badge, card, esc, fmt_ts, not_found, page, status_badge, table
-from .routing import back, flash, route
+from .routing import flash, route
 
 JOURNAL_HEADERS = (
     "time (UTC)",
@@ -91,7 +91,11 @@ async def journal(request: Request) -> Response:
     try:
         f = journal_filter(request.query_params)
     except ControlError as exc:
-        return back(request, "/dashboard/journal", described(exc.message, exc.detail), bad=True)
+        # a 400 with the form as it was sent, to correct (a redirect to the bare page lost every filter)
+        refused = f'<div class="flash bad" role="status">{esc(described(exc.message, exc.detail))}</div>'
+        return page(
+            "Request journal", refused + _filter_form(request.query_params), active="journal", status=400
+        )
     rows = await anyio.to_thread.run_sync(lambda: read_journal(st, f))
     more = ""
     if len(rows) == f.limit:

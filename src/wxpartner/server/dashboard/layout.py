@@ -139,11 +139,18 @@ def fen(amount: int | None) -> str:
     return "" if amount is None else f"¥{amount / 100:,.2f}"
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, empty: str = "Nothing yet.") -> str:
-    """Cells are trusted HTML (escape values with ``esc`` before)."""
+def table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    empty: str = "Nothing yet.",
+    empty_html: str | None = None,
+) -> str:
+    """Cells are trusted HTML (escape values with ``esc`` before); without rows, ``empty`` (text), or
+    ``empty_html`` (trusted HTML) when given."""
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
     if not body:
-        return f'<p class="muted">{esc(empty)}</p>'
+        return empty_html if empty_html is not None else f'<p class="muted">{esc(empty)}</p>'
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 

@@ -130,5 +130,21 @@ def sort_note(found: reads.Slice, by_time: str, by_key: str) -> str:
     return f"{by_key} (more than {reads.SORT_CAP} match: filter to sort by time)"
 
 
+FILTERS = ("mchid", "employee_id", "state")  # the filters a listing may have, as they are named
+
+
+def nothing_found(request: Request, plain: str) -> str:
+    """A listing's empty state: ``plain`` ("No applyment submitted yet.") when no filter is given, else
+    that nothing matches the filters, with the way to clear them (the plain text was a lie there)."""
+    given = [(k, request.query_params[k]) for k in FILTERS if request.query_params.get(k)]
+    if not given:
+        return f'<p class="muted">{esc(plain)}</p>'
+    what = ", ".join(f"{k} {v}" for k, v in given)
+    return (
+        f'<p class="muted empty-filtered">Nothing matches {esc(what)}. '
+        f'<a href="{esc(request.url.path)}">Clear the filters</a></p>'
+    )
+
+
 def mchid_of(request: Request) -> str | None:
     return request.query_params.get("mchid") or None

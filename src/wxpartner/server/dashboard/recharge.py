@@ -10,7 +10,17 @@ from starlette.responses import Response
 
 from ...store import dashboard_reads as reads
 from .layout import badge, card, esc, fmt_ts, page, table
-from .listing import RECHARGE_CURSOR, TONE, after_of, filter_form, mchid_of, offset_of, pager, sort_note
+from .listing import (
+    RECHARGE_CURSOR,
+    TONE,
+    after_of,
+    filter_form,
+    mchid_of,
+    nothing_found,
+    offset_of,
+    pager,
+    sort_note,
+)
 from .routing import route
 
 
@@ -52,7 +62,7 @@ async def recharge(request: Request) -> Response:
                     "changed (UTC)",
                 ),
                 rows,
-                empty="No recharge employee yet.",
+                empty_html=nothing_found(request, "No recharge employee yet."),
             ),
         )
         + pager(request, found)
