@@ -867,3 +867,30 @@ def test_call_says_and_waits_for_a_retry_after(settings: Any, world: World, data
             assert json.loads(injected.stdout)["retry_after"] is None and "waiting" not in injected.stderr
     finally:
         app.state.db.dispose()
+
+
+def test_a_refused_serial_no_names_the_merchants_certificates(
+    run: Any, http: TestClient, world: World
+) -> None:
+    """A request signed with a serial_no that is none of the merchant's certificates (the platform
+    certificate's, the usual mix-up): the journal entry said only that it is not registered; it lists
+    what the merchant has, in the control API, the CLI and the dashboard's explanation. The CLI
+    showed the entry's time as Unix seconds."""
+    from support import ApiClient
+
+    platform_serial = world.platform_pub.key_id
+    bad = ApiClient(http, world, SP_A).get("/v3/certificates", serial_no=platform_serial, check=False)
+    assert bad.status_code == 401 and bad.json()["detail"]["field"] == "serial_no"
+    rid = bad.headers["Request-ID"]
+    entry = as_json(run("journal", rid, "--json"))
+    assert entry["merchant_certificates"] == [
+        {"serial_no": world.merchants[SP_A].serial_no, "revoked": False}
+    ]
+    pretty = run("journal", rid).output
+    assert f"certificates of {SP_A} (what serial_no may name): {world.merchants[SP_A].serial_no}" in pretty
+    assert time.strftime("at: %Y-%m-%d %H:%M:%S UTC", time.gmtime(entry["at"])) in pretty
+    http.post("/dashboard/login", data={"token": SANDBOX_TOKEN})
+    page = http.get(f"/dashboard/journal/{rid}").text
+    assert 'id="merchant-certificates"' in page and world.merchants[SP_A].serial_no in page
+    ok = ApiClient(http, world, SP_A).get("/v3/certificates", private_key=world.other_key, check=False)
+    assert "merchant_certificates" not in as_json(run("journal", ok.headers["Request-ID"], "--json"))

@@ -66,8 +66,18 @@ def _print_journal(data: dict[str, Any]) -> None:
 
 
 def _print_entry(row: dict[str, Any]) -> None:
-    shown = {key: v for key, v in row.items() if not key.startswith("expected_message") and v is not None}
+    skipped = ("expected_message", "merchant_certificates")
+    shown = {key: v for key, v in row.items() if not key.startswith(skipped) and v is not None}
+    if isinstance(row.get("at"), int | float):  # was Unix seconds with seven decimals
+        shown["at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(row["at"]))
     kv(shown)
+    certificates = row.get("merchant_certificates")
+    if certificates is not None:
+        listed = ", ".join(c["serial_no"] + (" (revoked)" if c["revoked"] else "") for c in certificates)
+        say(
+            f"certificates of {row['mchid']} (what serial_no may name): {listed or 'none registered'}",
+            "yellow",
+        )
     message = row.get("expected_message")
     if not message:
         return

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..domain.faults import FaultRule, FaultSpecError, validate_rule
-from ..store import ops_repo
+from ..store import ops_repo, registry
 from ..store.schema import INTEGER_MAX
 from .control import ControlError, control_route, json_body
 from .faults import injector
@@ -202,11 +202,22 @@ def read_journal(st: Any, f: ops_repo.JournalFilter) -> list[dict[str, Any]]:
 
 def read_journal_entry(st: Any, key: str) -> dict[str, Any] | None:
     """One entry by Request-ID (or row id), this process's buffered rows flushed first; a refused
-    signature's entry says how long the string-to-sign was and whether it is cut (``explained``)."""
+    signature's entry says how long the string-to-sign was and whether it is cut (``explained``), a
+    refused ``serial_no``'s which certificates the merchant has (``merchant_certificates``)."""
     writer(st).flush()
     with st.db.read() as conn:
         row = ops_repo.get_journal(conn, key)
-    return None if row is None else explained(row)
+        if row is None:
+            return None
+        entry = explained(row)
+        if entry.get("verify_field") == "serial_no" and entry.get("mchid"):
+            # what the serial should have been: a merchant's own certificates (not the platform's, the
+            # usual mix-up), each with whether it is revoked; none when the merchant is not registered
+            entry["merchant_certificates"] = [
+                {"serial_no": c["serial_no"], "revoked": bool(c["revoked"])}
+                for c in registry.list_certificates(conn, str(entry["mchid"]))
+            ]
+    return entry
 
 
 @control_route("/journal", ["GET", "DELETE"])

@@ -144,11 +144,30 @@ async def journal_entry(request: Request) -> Response:
     return page(f"Request {r['request_id']}", body, active="journal")
 
 
+def _certificates(mchid: str, certificates: list[dict[str, Any]]) -> str:
+    """What ``serial_no`` may name: the merchant's own API certificates (a WeChat Pay platform
+    certificate's or public key's id is the usual mix-up)."""
+    if not certificates:
+        return f'<p id="merchant-certificates">{esc(mchid)} has no API certificate registered.</p>'
+    items = "".join(
+        f"<li><code>{esc(c['serial_no'])}</code>{' ' + badge('revoked', 'bad') if c['revoked'] else ''}</li>"
+        for c in certificates
+    )
+    return (
+        f'<div id="merchant-certificates"><p>serial_no names the certificate of the merchant\'s own key that '
+        f"signed the request (not a WeChat Pay platform certificate or public key); {esc(mchid)} has:</p>"
+        f'<ul>{items}</ul><p class="muted">See <a href="/dashboard/merchants">Merchants &amp; keys</a>.</p></div>'
+    )
+
+
 def _explanation(r: dict[str, Any]) -> str:
     """Which check refused the request and, for a bad signature, the exact bytes the server checked:
     control characters as symbols (a CR would otherwise read as a line break), and said so when the
     journal kept only the start of a long message."""
     explain = f"<p>Refused on <code>{esc(r['verify_field'] or '')}</code>: {esc(r['verify_issue'] or '')}</p>"
+    certificates = r.get("merchant_certificates")
+    if certificates is not None:
+        explain += _certificates(str(r["mchid"]), certificates)
     message = r["expected_message"]
     if message:
         shown = esc(visible_controls(message)).replace("\n", "⏎\n")
