@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
 from read_cost import read_cost
-from support import SP_A, SP_B, SUB_B
+from support import SP_A, SP_B, SUB_B, statements_run
 from test_big_store_reads import BIG, SMALL, _applyments, _cards, _notifications, _recharge_employees
 from wxpartner.domain import apply4subject as d
 from wxpartner.server.app import WxPartnerApp
@@ -217,3 +217,97 @@ def test_a_filter_nothing_matches_says_so_and_an_unknown_state_is_a_400(
         resp = http.get(path, params={"state": "BOGUS"})
         assert resp.status_code == 400 and "state must be one of" in resp.text, path
         assert 'id="f-state"' in resp.text  # the filters, to correct
+
+
+def _merchants(app: WxPartnerApp, count: int) -> list[str]:
+    from wxpartner.store.schema import merchant_certificates, merchant_relations, merchants
+
+    ids = [f"17{i:08d}" for i in range(count)]
+    with app.state.db.write() as conn:
+        conn.execute(
+            merchants.insert(),
+            [
+                {
+                    "mchid": m,
+                    "name": f"Load {m}",
+                    "role": "sub_merchant",
+                    "key_mode": "public_key",
+                    "created_at": 0,
+                }
+                for m in ids
+            ],
+        )
+        conn.execute(
+            merchant_certificates.insert(),
+            [{"serial_no": f"SER{m}", "mchid": m, "public_key_pem": "x", "created_at": 0} for m in ids],
+        )
+        conn.execute(
+            merchant_relations.insert(),
+            [
+                {"parent_mchid": m, "child_mchid": SUB_B, "kind": "sub_merchant", "created_at": 0}
+                for m in ids[::2]
+            ],
+        )
+    return ids
+
+
+def test_many_merchants_are_read_a_page_at_a_time_in_a_few_queries(
+    app: WxPartnerApp, http: TestClient, control: TestClient
+) -> None:
+    """The merchants page and GET /sandbox/merchants read each merchant's certificates and children in
+    a query per merchant, and the page showed them all: 40 s for 20,000 merchants on SQLite. Both read
+    them for the whole page in one query each; the page shows 100 by mchid (Next →, ?mchid= finds by
+    the start), the control API all or ``?limit=`` with ``next_after``."""
+    ids = _merchants(app, 250)
+
+    def merchant_reads(action: Callable[[], Any]) -> list[str]:
+        """The statements reading merchant tables while ``action`` runs (in any thread: the app's)."""
+        with statements_run(app.state.db) as seen:
+            action()
+        return [s for s in seen if "merchant" in s and s.lstrip().upper().startswith("SELECT")]
+
+    _login(http)
+    pages = _walk_merchants(http)
+    walked = [m for p in pages for m in p if m.startswith("17")]
+    assert walked == ids and len(pages) == 3
+    statements = merchant_reads(lambda: http.get("/dashboard/merchants"))
+    assert 1 <= len(statements) <= 4, statements
+    found = http.get("/dashboard/merchants", params={"mchid": "170000012"}).text
+    assert re.findall(r'merchant-id">(\d+)<', found) == [f"170000012{i}" for i in range(10)]
+    assert (
+        "SER1700000120" in found
+        and 'class="muted empty-filtered"' in http.get("/dashboard/merchants", params={"mchid": "18"}).text
+    )
+    everything = merchant_reads(lambda: control.get("/sandbox/merchants"))
+    assert 1 <= len(everything) <= 4, everything
+    listed = control.get("/sandbox/merchants").json()
+    assert [m["mchid"] for m in listed["data"] if m["mchid"].startswith("17")] == ids
+    assert listed["next_after"] is None
+    first = {m["mchid"]: m for m in listed["data"]}["1700000000"]
+    assert first["certificates"] == [{"serial_no": "SER1700000000", "revoked": False}]
+    assert first["children"] == [{"mchid": SUB_B, "kind": "sub_merchant"}]
+    paged, after = [], None
+    while True:
+        page = control.get(
+            "/sandbox/merchants", params={"limit": 100, **({"after": after} if after else {})}
+        ).json()
+        paged += [m["mchid"] for m in page["data"]]
+        after = page["next_after"]
+        if after is None:
+            break
+    assert paged == [m["mchid"] for m in listed["data"]]
+    for bad in ({"limit": "0"}, {"limit": "1001"}, {"after": "x"}):
+        assert control.get("/sandbox/merchants", params=bad).json()["code"] == "PARAM_ERROR"
+    # the overview's tile counts them (it read every merchant to count them)
+    overview = [s for s in merchant_reads(lambda: http.get("/dashboard")) if "FROM merchants" in s]
+    assert overview and all("count(" in s.lower() for s in overview), overview
+    assert f'<div class="big">{len(listed["data"])}</div>' in http.get("/dashboard").text
+
+
+def _walk_merchants(http: TestClient) -> list[list[str]]:
+    pages, url = [], "/dashboard/merchants"
+    while url:
+        text = http.get(url).text
+        pages.append(re.findall(r'merchant-id">(\d+)<', text))
+        url = _link(text, "page-older")
+    return pages

@@ -26,10 +26,11 @@ from ..protocol.errors import ApiError
 from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
 from ..sandbox.material import make_platform_certificate, make_platform_public_key
-from ..store import registry, sandbox
+from ..store import dashboard_reads, registry, sandbox
+from . import cursors
 from .logs import shown_path
 from .params import ControlError as ControlError  # families raise it from here
-from .params import bad, flag, known_fields, nul_pointer, number, refuse_nul, string
+from .params import bad, flag, known_fields, nul_pointer, number, optional_integer, refuse_nul, string
 from .streaming import streamed
 
 if TYPE_CHECKING:
@@ -266,33 +267,38 @@ def scenario_loaded(st: AppState) -> None:
         hook(st)
 
 
+MERCHANT_PAGE_MAX = 1000
+
+
 @control_route("/merchants", ["GET"])
 async def merchants(request: Request) -> Response:
+    """Every merchant by mchid, or a page of them: ``?limit=`` (1-1000) and ``?after=`` (the answer's
+    ``next_after``). Each merchant's certificates and children are read for all of them at once (a
+    query per merchant took 40 s for 20,000 merchants on SQLite)."""
     db = request.app.state.wx.db
+    q = request.query_params
+    limit = optional_integer(q.get("limit"), "limit", location="query", lo=1, hi=MERCHANT_PAGE_MAX)
+    after = cursors.decode(q, str)
 
-    def read() -> list[dict[str, Any]]:
+    def read() -> dashboard_reads.MerchantListing:
         with db.read() as conn:
-            out = []
-            for m in registry.list_merchants(conn):
-                out.append(
-                    {
-                        "mchid": m.mchid,
-                        "name": m.name,
-                        "role": m.role.value,
-                        "key_mode": m.key_mode.value,
-                        "notify_url": shown_url(m.notify_url) if m.notify_url else None,
-                        "certificates": [
-                            {"serial_no": c["serial_no"], "revoked": bool(c["revoked"])}
-                            for c in registry.list_certificates(conn, m.mchid)
-                        ],
-                        "children": [
-                            {"mchid": ch, "kind": kind} for ch, kind in registry.children(conn, m.mchid)
-                        ],
-                    }
-                )
-            return out
+            return dashboard_reads.merchants_page(conn, after=after[0] if after else None, limit=limit)
 
-    return JSONResponse({"data": await anyio.to_thread.run_sync(read)})
+    found = await anyio.to_thread.run_sync(read)
+    data = [
+        {
+            "mchid": m.mchid,
+            "name": m.name,
+            "role": m.role.value,
+            "key_mode": m.key_mode.value,
+            "notify_url": shown_url(m.notify_url) if m.notify_url else None,
+            "certificates": found.certificates[m.mchid],
+            "children": [{"mchid": ch, "kind": kind} for ch, kind in found.children[m.mchid]],
+        }
+        for m in found.merchants
+    ]
+    next_after = cursors.encode([found.merchants[-1].mchid]) if found.more and found.merchants else None
+    return JSONResponse({"data": data, "next_after": next_after})
 
 
 @control_route("/merchants/{mchid}/notify-url", ["PUT", "POST"])

@@ -17,11 +17,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..domain.merchants import Merchant
+from . import registry
 from .apply4subject_tables import apply4subject_applyments as APPLY
 from .apply4subject_tables import apply4subject_authorizations as A_AUTH
 from .outbox_tables import callback_notifications as NOTES
 from .recharge_tables import recharge_employees as RECHARGE
 from .recharge_tables import recharge_quotas as QUOTAS
+from .schema import merchant_certificates as CERTS
+from .schema import merchant_relations as KIDS
+from .schema import merchants as MERCHANTS
 from .webizpay_tables import webizpay_auth_links as LINKS
 from .webizpay_tables import webizpay_cards as CARDS
 from .webizpay_tables import webizpay_payments as PAYMENTS
@@ -360,3 +365,57 @@ def applyment_authorizations(conn: Connection, mchid: str) -> list[dict[str, Any
         sa.select(A_AUTH).where(A_AUTH.c.mchid == mchid).order_by(A_AUTH.c.authorized_at.desc()).limit(PAGE)
     )
     return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def merchant_count(conn: Connection) -> int:
+    """How many merchants are registered (the overview's tile; it read every merchant to count them)."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(MERCHANTS)).scalar_one())
+
+
+@dataclass(frozen=True)
+class MerchantListing:
+    """One page of merchants (by mchid) with their API certificates and children, each read for the
+    whole page in one query (a query per merchant was 40 s for 20,000 merchants on SQLite)."""
+
+    merchants: list[Merchant]
+    certificates: dict[str, list[dict[str, Any]]]
+    children: dict[str, list[tuple[str, str]]]
+    more: bool
+
+
+def merchants_page(
+    conn: Connection, *, after: str | None = None, limit: int | None = None, prefix: str | None = None
+) -> MerchantListing:
+    """Merchants by mchid after ``after`` (keyset: the primary key), at most ``limit`` (None: all),
+    whose mchid starts with ``prefix``: a range of the primary key."""
+    stmt = sa.select(MERCHANTS).order_by(MERCHANTS.c.mchid)
+    if prefix:
+        stmt = stmt.where(MERCHANTS.c.mchid >= prefix, MERCHANTS.c.mchid < prefix + "\U0010ffff")
+    if after is not None:
+        stmt = stmt.where(MERCHANTS.c.mchid > after)
+    if limit is not None:
+        stmt = stmt.limit(limit + 1)
+    found = [registry.merchant_of(r) for r in conn.execute(stmt)]
+    page = found if limit is None else found[:limit]
+    certificates: dict[str, list[dict[str, Any]]] = {m.mchid: [] for m in page}
+    children: dict[str, list[tuple[str, str]]] = {m.mchid: [] for m in page}
+    for chunk in _chunks([m.mchid for m in page], 500):  # bound the IN list (PostgreSQL, SQLite alike)
+        certs = (
+            sa.select(CERTS.c.mchid, CERTS.c.serial_no, CERTS.c.revoked)
+            .where(CERTS.c.mchid.in_(chunk))
+            .order_by(CERTS.c.mchid, CERTS.c.serial_no)
+        )
+        for r in conn.execute(certs):
+            certificates[r.mchid].append({"serial_no": r.serial_no, "revoked": bool(r.revoked)})
+        kids = (
+            sa.select(KIDS.c.parent_mchid, KIDS.c.child_mchid, KIDS.c.kind)
+            .where(KIDS.c.parent_mchid.in_(chunk))
+            .order_by(KIDS.c.parent_mchid, KIDS.c.child_mchid)
+        )
+        for r in conn.execute(kids):
+            children[r.parent_mchid].append((r.child_mchid, r.kind))
+    return MerchantListing(page, certificates, children, limit is not None and len(found) > limit)
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -60,6 +60,11 @@ def _merchant(row: sa.Row[tuple[object, ...]] | Mapping[str, Any]) -> Merchant:
     )
 
 
+def merchant_of(row: sa.Row[tuple[object, ...]] | Mapping[str, Any]) -> Merchant:
+    """A Merchant from a row of ``merchants`` (listings that select the table themselves)."""
+    return _merchant(row)
+
+
 def get_merchant(conn: Connection, mchid: str) -> Merchant | None:
     row = conn.execute(sa.select(merchants).where(merchants.c.mchid == mchid)).first()
     return _merchant(row) if row else None

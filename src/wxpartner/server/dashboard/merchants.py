@@ -1,4 +1,5 @@
-"""Merchants & keys page: every merchant with its API certificates and children, and WeChat Pay's
+"""Merchants & keys page: the merchants, 100 a page by mchid (``?mchid=`` finds those starting with
+it, ``?after=`` is the next page's cursor), with their API certificates and children, and WeChat Pay's
 platform keys. APIv3 keys and private keys are never shown."""
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...domain.merchants import Merchant, shown_url
+from ...store import dashboard_reads as reads
 from ...store import registry
 from ...store.registry import PlatformKeyRow
 from .layout import badge, card, esc, fmt_ts, page, table
+from .listing import after_of, nothing_found, page_link
 from .routing import route
+
+PAGE = 100
+CURSOR: dict[str, tuple[type, ...]] = {"": (str,)}
 
 
 def _merchant_row(m: Merchant, certs: list[dict[str, Any]], kids: list[tuple[str, str]]) -> list[str]:
@@ -46,28 +52,38 @@ def _platform_key_row(k: PlatformKeyRow) -> list[str]:
 @route("/merchants")
 async def merchants(request: Request) -> Response:
     st = request.app.state.wx
+    prefix = request.query_params.get("mchid") or None
+    after = after_of(request, CURSOR)
 
-    def read() -> tuple[
-        list[Merchant],
-        dict[str, list[dict[str, Any]]],
-        dict[str, list[tuple[str, str]]],
-        list[PlatformKeyRow],
-    ]:
+    def read() -> tuple[reads.MerchantListing, list[PlatformKeyRow]]:
         with st.db.read() as conn:
-            ms = registry.list_merchants(conn)
-            certs = {m.mchid: registry.list_certificates(conn, m.mchid) for m in ms}
-            kids = {m.mchid: registry.children(conn, m.mchid) for m in ms}
-            keys = registry.list_platform_keys(conn)
-        return ms, certs, kids, keys
+            found = reads.merchants_page(conn, after=after[0] if after else None, limit=PAGE, prefix=prefix)
+            return found, registry.list_platform_keys(conn)
 
-    ms, certs, kids, keys = await anyio.to_thread.run_sync(read)
+    found, keys = await anyio.to_thread.run_sync(read)
     merchants_html = table(
         ("mchid", "name", "role", "key mode", "APIv3 key", "API certificates", "children", "notify_url"),
-        [_merchant_row(m, certs[m.mchid], kids[m.mchid]) for m in ms],
-        empty="No merchants registered.",
+        [_merchant_row(m, found.certificates[m.mchid], found.children[m.mchid]) for m in found.merchants],
+        empty_html=nothing_found(request, "No merchants registered."),
     )
-    body = card("Merchants (APIv3 keys are never shown)", merchants_html) + card(
-        "WeChat Pay platform keys",
-        table(("key id", "kind", "for", "valid", "state"), [_platform_key_row(k) for k in keys]),
+    links = []
+    if after is not None:
+        links.append(f'<a class="page-newest" href="{esc(page_link(request, None))}">« First</a>')
+    if found.more:
+        last = found.merchants[-1].mchid
+        links.append(f'<a class="page-older" rel="next" href="{esc(page_link(request, [last]))}">Next →</a>')
+    finder = (
+        '<form method="get" action="/dashboard/merchants" class="row card"><div><label for="f-mchid">'
+        f'mchid starts with</label><input id="f-mchid" name="mchid" value="{esc(prefix or "")}"></div>'
+        '<div><button type="submit">Find</button> <a href="/dashboard/merchants">clear</a></div></form>'
+    )
+    body = (
+        finder
+        + card(f"Merchants by mchid, {PAGE} a page (APIv3 keys are never shown)", merchants_html)
+        + (f'<nav class="pager" aria-label="pages">{"".join(links)}</nav>' if links else "")
+        + card(
+            "WeChat Pay platform keys",
+            table(("key id", "kind", "for", "valid", "state"), [_platform_key_row(k) for k in keys]),
+        )
     )
     return page("Merchants & keys", body, active="merchants")

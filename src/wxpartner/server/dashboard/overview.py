@@ -11,7 +11,7 @@ from starlette.responses import Response
 from ...domain.clock import ClockState
 from ...domain.faults import FaultRule
 from ...store import dashboard_reads as family_reads
-from ...store import ops_repo, registry, sandbox
+from ...store import ops_repo, sandbox
 from ..control_ops import read_journal
 from .clock import clock_html
 from .journal import JOURNAL_HEADERS, journal_rows
@@ -54,7 +54,7 @@ async def overview(request: Request) -> Response:
         with st.db.read() as conn:
             return (
                 sandbox.read_clock(conn),
-                len(registry.list_merchants(conn)),
+                family_reads.merchant_count(conn),  # counted, not every merchant read
                 ops_repo.list_faults(conn, active_only=True),
                 rows,
                 family_reads.counts(conn),
