@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
-from support import SP_A
+from support import SECOND_A, SP_A
 from wxpartner.protocol.detail import VALUE_MAX
 from wxpartner.server.control_ops import parse_fault_body
 from wxpartner.server.params import ControlError
@@ -163,6 +163,30 @@ CASES: list[tuple[str, str, Any, dict[str, Any]]] = [
         "/sandbox/webizpay/templates",
         {"sp_mchid": SP_A, "card_template_id": "t", "colour": "red"},
         {"field": "colour", "location": "body", "issue": "unknown field"},
+    ),
+    # a recharge preload's refusals had a message only, and a wrong state of an employee read
+    # "employees.0.constrained-str: Input should be a valid string"
+    (
+        "POST",
+        "/sandbox/recharge-employees",
+        {"sub_mchid": SECOND_A, "employees": ["oFine", {"sp_openid": "oGone", "state": "GONE"}]},
+        {
+            "field": "body[0].employees.1.state",
+            "location": "body",
+            "issue": "Input should be 'EFFECTIVE' or 'DELETED'",
+        },
+    ),
+    (
+        "POST",
+        "/sandbox/recharge-employees",
+        {"sub_mchid": SECOND_A, "employees": [{"sp_openid": "oLate", "create_time": "nope"}]},
+        {"field": "employees[0].create_time", "location": "body", "issue": "not an RFC 3339 date-time"},
+    ),
+    (
+        "POST",
+        "/sandbox/recharge-employees",
+        {"sub_mchid": SECOND_A, "employees": [{"sp_openid": "oLate", "create_time": 1e15}]},
+        {"field": "employees[0].create_time", "location": "body", "issue": "out of range"},
     ),
 ]
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from ..domain import recharge
 from ..domain.clock import is_business_time
 from ..domain.merchants import RelationKind
-from ..protocol.detail import first_problem
+from ..protocol.detail import dotted, first_problem
 from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
 from ..store import sandbox as sandbox_store
@@ -52,7 +52,17 @@ class PreloadSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sub_mchid: scenario.Mchid
     mchid: scenario.Mchid | None = None
-    employees: list[Annotated[str, Field(min_length=1, max_length=32)] | EmployeeSpec] = []
+    employees: list[EmployeeSpec] = []
+
+    @field_validator("employees", mode="before")
+    @classmethod
+    def _openids(cls, value: Any) -> Any:
+        """An openid alone is an EmployeeSpec of it: validated as one, so a wrong entry's error names
+        its field ("employees.0.state: Input should be 'EFFECTIVE' or 'DELETED'"), where the union of
+        the two read "employees.0.constrained-str: Input should be a valid string"."""
+        if isinstance(value, list):
+            return [{"sp_openid": item} if isinstance(item, str) else item for item in value]
+        return value
 
 
 def _ts(value: str | float | None, where: str) -> float | None:
@@ -61,9 +71,11 @@ def _ts(value: str | float | None, where: str) -> float | None:
     try:
         ts = value if isinstance(value, float | int) else parse_rfc3339(value).timestamp()
     except ValueError as exc:
-        raise recharge.PreloadError(f"{where}: {exc}") from exc
+        detail = {"field": where, "location": "body", "issue": "not an RFC 3339 date-time"}
+        raise recharge.PreloadError(f"{where}: {exc}", detail) from exc
     if not is_business_time(ts):  # it is rendered as a date in every answer that shows the employee
-        raise recharge.PreloadError(f"{where} must be between 1970 and 9999")
+        detail = {"field": where, "location": "body", "issue": "out of range"}
+        raise recharge.PreloadError(f"{where} must be between 1970 and 9999", detail)
     return ts
 
 
@@ -90,8 +102,6 @@ def preload(conn: Connection, spec: PreloadSpec) -> list[recharge.Employee]:
     platform = spec.mchid or _platform_of(conn, spec.sub_mchid)
     entries = []
     for i, item in enumerate(spec.employees):
-        if isinstance(item, str):
-            item = EmployeeSpec(sp_openid=item)
         where = f"employees[{i}]"
         entries.append(
             recharge.PreloadEntry(
@@ -125,7 +135,13 @@ def _parse(data: Any, where: str) -> list[PreloadSpec]:
         try:
             out.append(PreloadSpec.model_validate(item))
         except ValidationError as exc:
-            raise recharge.PreloadError(f"{where}[{i}].{first_problem(exc)}") from None
+            first = exc.errors(include_url=False)[0]
+            detail = {
+                "field": f"{where}[{i}].{dotted(first['loc'])}",
+                "location": "body",
+                "issue": first["msg"],
+            }
+            raise recharge.PreloadError(f"{where}[{i}].{first_problem(exc)}", detail) from None
     return out
 
 
