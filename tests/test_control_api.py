@@ -239,6 +239,14 @@ def test_reset_forgets_nonces(http: TestClient, world: World) -> None:
     resp = http.post("/sandbox/reset", json={"mchid": SP_B}, headers=AUTH)
     assert resp.status_code == 200 and resp.json() == {"reset": SP_B}
     assert client.get("/v3/certificates", nonce=nonce).status_code == 200
+    # {"mchid": null} (a script's unset variable) reset every merchant: refused, nothing reset
+    resp = http.post("/sandbox/reset", json={"mchid": None}, headers=AUTH)
+    assert resp.status_code == 400 and resp.json()["detail"] == {
+        "field": "mchid",
+        "location": "body",
+        "issue": "null",
+    }
+    assert client.get("/v3/certificates", nonce=nonce).status_code == 401
     resp = http.post("/sandbox/reset", headers=AUTH)
     assert resp.status_code == 200 and resp.json() == {"reset": "all"}
     # merchants and keys survive a reset

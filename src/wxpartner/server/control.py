@@ -221,6 +221,13 @@ async def clock(request: Request) -> Response:
 async def reset(request: Request) -> Response:
     body = await json_body(request)
     known_fields(body, "mchid", location="body")  # a misspelt mchid must not reset every merchant
+    if "mchid" in body and body["mchid"] is None:  # a script's unset variable must not either
+        raise bad(
+            "mchid is null: give a merchant number, or send {} (no mchid) to reset every merchant",
+            field="mchid",
+            location="body",
+            issue="null",
+        )
     # before anything is deleted
     mchid = string(body.get("mchid"), "mchid", location="body", max_length=32, required=False)
     if not await anyio.to_thread.run_sync(scenario.reset, request.app.state.wx.db, mchid):
