@@ -60,7 +60,7 @@ LISTS = {
     "recharge": ("/dashboard/recharge", r"<code>(o\d+)</code>", reads.PAGE),
     "cards": ("/dashboard/cards", r'<code class="card-no">(\d+)</code>', reads.PAGE),
     "applyments": ("/dashboard/applyments", r'class="mono applyment-id"[^>]*>(\d+)<', reads.PAGE),
-    "callbacks": ("/dashboard/callbacks", r"<code>(n-\d+-\d+)</code>", callbacks.PAGE),
+    "callbacks": ("/dashboard/callbacks", r'class="mono notification-id"[^>]*>(n-\d+-\d+)<', callbacks.PAGE),
 }
 
 
@@ -311,3 +311,41 @@ def _walk_merchants(http: TestClient) -> list[list[str]]:
         pages.append(re.findall(r'merchant-id">(\d+)<', text))
         url = _link(text, "page-older")
     return pages
+
+
+def test_a_notification_has_a_page_to_link_to(
+    app: WxPartnerApp, http: TestClient, control: TestClient
+) -> None:
+    """A notification's id (from the control API, the CLI, a log) led nowhere on the dashboard: the list
+    filters by merchant and state only, so the one notification had to be paged for. Its id links to
+    its page now, with its attempts and Send now (which comes back to it)."""
+    from urllib.parse import quote
+
+    from receiver import start_receiver
+    from wxpartner.store import outbox
+
+    rec = start_receiver()
+    try:
+        control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": rec.url})
+        now = control.get("/sandbox/clock").json()["now_ts"]
+        with app.state.db.write() as conn:
+            nid = outbox.enqueue(
+                conn, mchid=SP_A, event_type="WEBIZPAY.REVOKED", summary="s", resource={}, now=now
+            )
+        _login(http)
+        listed = http.get("/dashboard/callbacks").text
+        assert f'href="/dashboard/callbacks/{quote(nid, safe="")}"' in listed
+        shown = http.get(f"/dashboard/callbacks/{nid}")
+        assert (
+            shown.status_code == 200
+            and 'id="notification"' in shown.text
+            and "WEBIZPAY.REVOKED" in shown.text
+        )
+        assert "no attempt yet" in shown.text or "waiting" in shown.text
+        sent = http.post(f"/dashboard/callbacks/{nid}/redeliver", data={"back": "notification"})
+        assert str(sent.url).split("?")[0].endswith(f"/dashboard/callbacks/{nid}")
+        assert f"{nid}: attempt 1 answered 200, now delivered" in sent.text and "200" in sent.text
+        missing = http.get("/dashboard/callbacks/no-such-id")
+        assert missing.status_code == 404 and "no-such-id" in missing.text
+    finally:
+        rec.stop()

@@ -318,7 +318,7 @@ def test_the_callbacks_page_caps_its_offset_as_the_family_pages_do(
     deep = http.get("/dashboard/callbacks", params={"offset": str(MAX_OFFSET * 50)})
     assert deep.status_code == 200 and "Older →" not in deep.text
     back = http.get(_link(deep.text, "page-newer")).text
-    assert back.count("<code>n-") == callbacks.PAGE and f"<code>n-{SP_A}-0</code>" in back
+    assert back.count('class="mono notification-id"') == callbacks.PAGE and f">n-{SP_A}-0</a>" in back
 
 
 def _link(html: str, cls: str) -> str:

@@ -6,13 +6,15 @@ Reads through the callback outbox's own queries (store/outbox.py); without that 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ...store import dashboard_reads as reads
-from .layout import badge, card, esc, fmt_ts, page, table
+from .auth import form
+from .layout import badge, card, esc, facts, fmt_ts, not_found, page, table
 from .listing import after_of, nothing_found, offset_of, pager, settled
 from .routing import back, flash, route
 
@@ -101,7 +103,7 @@ async def callbacks(request: Request) -> Response:
     total, items, found = await anyio.to_thread.run_sync(read)
     rows = [
         [
-            f"<code>{esc(n['id'])}</code>",
+            f'<a class="mono notification-id" href="/dashboard/callbacks/{quote(n["id"], safe="")}">{esc(n["id"])}</a>',
             esc(n["mchid"]),
             f"<code>{esc(n['event_type'])}</code><br><span class=muted>{esc(n['summary'])}</span>",
             badge(n["state"], STATE_TONE.get(n["state"], "mute")),
@@ -149,6 +151,52 @@ def _retention_note(days: float) -> str:
     )
 
 
+@route("/callbacks/{notification_id}")
+async def notification(request: Request) -> Response:
+    """One notification by its id (a link to share, an id from the API, the CLI or a log): its facts
+    and every delivery attempt, and Send now. The resource is not shown, as on the list."""
+    st = request.app.state.wx
+    nid = request.path_params["notification_id"]
+    from ...store import outbox
+
+    await settled(st)
+
+    def read() -> dict[str, Any] | None:
+        with st.db.read() as conn:
+            return outbox.get_notification(conn, nid)
+
+    n = await anyio.to_thread.run_sync(read)
+    if n is None:
+        return not_found(
+            f"callback notification {nid} (delivered and failed ones are deleted after the retention)",
+            active="callbacks",
+        )
+    summary = facts(
+        [
+            ("id", f"<code>{esc(n['id'])}</code>"),
+            (
+                "merchant",
+                f'<a href="/dashboard/callbacks?mchid={quote(n["mchid"], safe="")}">{esc(n["mchid"])}</a>',
+            ),
+            ("event", f"<code>{esc(n['event_type'])}</code> <span class=muted>{esc(n['summary'])}</span>"),
+            ("created (business time, UTC)", esc(fmt_ts(n["create_time"]))),
+            ("state", badge(n["state"], STATE_TONE.get(n["state"], "mute"))),
+            ("sends", f"{esc(n['sends'])} / {esc(n['send_limit'])}"),
+            (
+                "next attempt (business time, UTC)",
+                esc(fmt_ts(n["next_attempt_at"])) if n["next_attempt_at"] else "—",
+            ),
+        ],
+        dl_id="notification",
+    )
+    send = (
+        f'<form method="post" class="inline" action="/dashboard/callbacks/{quote(n["id"], safe="")}/redeliver">'
+        '<input type="hidden" name="back" value="notification"><button class="ghost">Send now</button></form>'
+    )
+    body = flash(request) + card("Notification", summary + send) + card("Delivery attempts", _attempts(n))
+    return page(f"Callback {n['id']}", body, active="callbacks")
+
+
 @route("/callbacks/{notification_id}/redeliver", ["POST"])
 async def redeliver(request: Request) -> Response:
     """Make the notification due now and send it at once (as the control API's redeliver)."""
@@ -167,4 +215,7 @@ async def redeliver(request: Request) -> Response:
         return f"{nid}: attempt {r.attempt_no} answered {answer}, now {r.state}"
 
     msg = await anyio.to_thread.run_sync(apply)
-    return back(request, "/dashboard/callbacks", msg)
+    here = (await form(request)).get("back") == "notification"  # from its own page: back there
+    return back(
+        request, f"/dashboard/callbacks/{quote(nid, safe='')}" if here else "/dashboard/callbacks", msg
+    )
