@@ -5,7 +5,8 @@ Emulator choices give, as data. tests/test_conformance.py runs them.
 URLs (and string values in bodies) may name resources the runner prepares on first use: {emp} an
 AUTHORIZED relation, {card}/{out} its ACTIVE card, {revoked}/{revoked_card} a REVOKED relation and its
 DISABLED card, {range}, {batch}/{batch_out}, {proof_out}, {fourth}, {aid}/{code}, {aid2}/{code2},
-{passed}, {authorized_user}, {user}.
+{aid_fullwidth}/{aid_arabic} ({aid} in other digits, percent-encoded), {passed}, {authorized_user},
+{user}.
 """
 
 from __future__ import annotations
@@ -1365,6 +1366,27 @@ APPLY4SUBJECT: dict[str, list[Row]] = {
             "unknown business_code", "POST", f"{A}/1900013511_10000/cancel", None, 404, "RESOURCE_NOT_EXISTS"
         ),
         Row("unknown applyment_id", "POST", f"{A}/20000011111/cancel", None, 404, "RESOURCE_NOT_EXISTS"),
+        # an applyment_id is ASCII digits: '²' passed str.isdigit() and int() refused it (a 500), and
+        # full-width or Arabic-Indic digits were read as the number and cancelled that applyment
+        Row("a superscript digit as the key", "POST", f"{A}/%C2%B2/cancel", None, 404, "RESOURCE_NOT_EXISTS"),
+        Row(
+            "applyment_id in full-width digits",
+            "POST",
+            f"{A}/{{aid_fullwidth}}/cancel",
+            None,
+            404,
+            "RESOURCE_NOT_EXISTS",
+            unchanged=("GET", f"{A}?applyment_id={{aid}}", 200, "WAITTING_FOR_AUDIT"),
+        ),
+        Row(
+            "applyment_id in Arabic-Indic digits",
+            "POST",
+            f"{A}/{{aid_arabic}}/cancel",
+            None,
+            404,
+            "RESOURCE_NOT_EXISTS",
+            unchanged=("GET", f"{A}?applyment_id={{aid}}", 200, "WAITTING_FOR_AUDIT"),
+        ),
         Row(
             "seed form, other applyment_id",
             "POST",

@@ -21,6 +21,7 @@ import re
 import string
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -218,7 +219,14 @@ def apply4subject_makers(client: ApiClient, control: TestClient) -> dict[str, Ca
         "code2": lambda env: (env["aid2"], "conf_code_0002")[1],
         "aid2": submitted("conf_code_0002"),
         "passed": passed,
+        "aid_fullwidth": lambda env: other_digits(env["aid"], 0xFF10),
+        "aid_arabic": lambda env: other_digits(env["aid"], 0x0660),
     }
+
+
+def other_digits(number: str, zero: int) -> str:
+    """``number`` written in the digits starting at code point ``zero``, percent-encoded for a path."""
+    return quote("".join(chr(zero + int(d)) for d in number))
 
 
 @pytest.fixture

@@ -126,9 +126,16 @@ def submit(
 MAX_ID = 2**63 - 1
 
 
+def is_id_text(text: str) -> bool:
+    """ASCII decimal digits, as a JSON integer is written: str.isdigit() also takes '²' (which int()
+    refuses: the cancel answered 500) and full-width or Arabic-Indic digits (which int() reads, so
+    '２０…' cancelled applyment 20…)."""
+    return text.isascii() and text.isdigit()
+
+
 def as_id(text: str) -> int | None:
     """An applyment_id as stored (BIGINT), or None when the digits cannot name one."""
-    value = int(text) if text.isdigit() and len(text) <= 20 else -1
+    value = int(text) if is_id_text(text) and len(text) <= 20 else -1
     return value if 0 <= value <= MAX_ID else None
 
 
@@ -167,7 +174,7 @@ def resolve_cancel(repo: Apply4SubjectRepo, mchid: str, key: str, query_id: str 
     """A3 path key: a business_code of the caller, else (all digits) an applyment_id; the seed's demo
     also sends ?applyment_id=..., which must then denote the same applyment."""
     found = repo.by_code(mchid, key)
-    if found is None and key.isdigit():
+    if found is None and is_id_text(key):
         found = _by_id(repo, key, mchid)
     if found is None:
         raise not_found("申请单", "the applyment")
