@@ -354,6 +354,17 @@ WEBIZPAY: dict[str, list[Row]] = {
             card_body(effective_end_time="2099-01-01T00:00+08:00"),
             field="/effective_end_time",
         ),
+        # RFC 3339 digits are ASCII: Python's \d took full-width ones, and the card echoed them back
+        Row(
+            "end time in full-width digits",
+            "POST",
+            W3,
+            card_body(effective_end_time="２０９９-０１-０１T00:00:00+08:00"),
+            field="/effective_end_time",
+            value="２０９９-０１-０１T00:00:00+08:00",
+            issue="expected RFC 3339",
+            unchanged=NO_NEW_CARD,
+        ),
         Row(
             "end time in the past",
             "POST",
@@ -861,6 +872,14 @@ MERCHANT_SIDE: dict[str, list[Row]] = {
     "W12": [
         Row("type enum", "POST", f"{W}/bill/trade-bill", bill(type="ALL"), field="/type", value="ALL"),
         Row("date format", "POST", f"{W}/bill/trade-bill", bill(date="20260314"), field="/date"),
+        Row(
+            "date in full-width digits",
+            "POST",
+            f"{W}/bill/trade-bill",
+            bill(date="２０２６-０３-１４"),
+            field="/date",
+            issue="expected a date yyyy-MM-DD",
+        ),
         Row(
             "date before three months", "POST", f"{W}/bill/trade-bill", bill(date="2025-11-01"), field="/date"
         ),

@@ -45,7 +45,7 @@ def _rfc3339(value: str) -> str:
 
 
 def _date(value: str) -> str:
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):  # ASCII: \d takes any script's digits
         raise ValueError("expected a date yyyy-MM-DD")
     import datetime as dt
 

@@ -7,7 +7,11 @@ import re
 
 CHINA_TZ = dt.timezone(dt.timedelta(hours=8))
 
-_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\Z")
+# ASCII digits (re.ASCII): Python's \d also matches full-width and other scripts' digits, which int()
+# reads, so "２０２７-１２-３１T23:59:59+08:00" was taken and echoed back as the card's end time.
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\Z", re.ASCII
+)
 
 
 def parse_rfc3339(value: str) -> dt.datetime:
