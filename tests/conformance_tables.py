@@ -217,6 +217,16 @@ WEBIZPAY: dict[str, list[Row]] = {
             location="query",
             issue="NUL",
         ),
+        # protocol.md §10 for path and query values too (it was 403 NO_AUTH: no such sub-merchant)
+        Row(
+            "sub_mchid with an emoji",
+            "GET",
+            f"{W2}?sp_mchid={SP_A}&sub_mchid=12%F0%9F%98%8034",
+            field="sub_mchid",
+            value="12\U0001f60034",
+            location="query",
+            issue="1–3 byte UTF-8",
+        ),
         Row(
             "sp_mchid not the signer", "GET", f"{W2}?sp_mchid={SP_B}&sub_mchid={SUB_A}", None, 403, "NO_AUTH"
         ),
@@ -1157,6 +1167,16 @@ RECHARGE: dict[str, list[Row]] = {
         ),
         Row("sub_mchid 33", "POST", f"{RE}/sub-mchid/{LONG33}/sp-openid/{OPENID}/delete", field="sub_mchid"),
         Row("sp_openid empty", "POST", f"{RE}/sub-mchid/{SECOND_A}/sp-openid//delete", field="sp_openid"),
+        # the same refusal as R1's body gives this value (it was INVALID_REQUEST "never added")
+        Row(
+            "sp_openid with an emoji",
+            "POST",
+            f"{RE}/sub-mchid/{SECOND_A}/sp-openid/o%F0%9F%98%80/delete",
+            field="sp_openid",
+            value="o\U0001f600",
+            location="path",
+            issue="1–3 byte UTF-8",
+        ),
         Row(
             "never added",
             "POST",

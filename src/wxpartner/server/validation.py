@@ -159,11 +159,13 @@ def _refuse_unsupported_characters(body: bytes, model: type[BaseModel]) -> None:
         raise _refusal(field, issue, shown_value(field, value, sensitive=_sensitive(model, loc)), "body")
 
 
-def _refuse_nul(values: dict[str, Any], location: str) -> None:
-    """Path and query values arrive percent-decoded: ``%00`` is a NUL."""
+def _refuse_unsupported(values: dict[str, Any], location: str) -> None:
+    """Path and query values arrive percent-decoded: ``%00`` is a NUL, ``%F0%9F%98%80`` an emoji. Both
+    are refused as in a body, naming the parameter (an emoji ``sub_mchid`` was a 403 NO_AUTH, an emoji
+    ``sp_openid`` to delete "never added", where the same value in R1's body is a PARAM_ERROR)."""
     for name, value in values.items():
-        if isinstance(value, str) and "\x00" in value:
-            raise _refusal(name, _NUL_ISSUE, shown_value(name, value), location)
+        if isinstance(value, str) and (issue := _refused_in(value)) is not None:
+            raise _refusal(name, issue, shown_value(name, value), location)
 
 
 def parse_body(model: type[M], body: bytes) -> M:
@@ -181,7 +183,7 @@ def parse_body(model: type[M], body: bytes) -> M:
 
 
 def parse_mapping(model: type[M], values: dict[str, Any], location: str) -> M:
-    _refuse_nul(values, location)
+    _refuse_unsupported(values, location)
     try:
         return model.model_validate(values)
     except ValidationError as exc:
