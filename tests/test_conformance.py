@@ -117,11 +117,29 @@ def mismatch(row: Row, resp: httpx.Response) -> str | None:
         return f"{where}: expected detail.location {row.location!r}"
     if row.issue is not None and row.issue not in str(detail.get("issue")):
         return f"{where}: expected detail.issue to say {row.issue!r}"
+    if (problem := named_as_protocol_names(row, detail)) is not None:
+        return f"{where}: {problem}"
     if row.state is not None and detail.get("state") != row.state and row.state not in err["message"]:
         return f"{where}: expected the state {row.state} named"
     signed = bool(resp.headers.get("Wechatpay-Signature"))
     if signed != (row.signed and row.status != 401):
         return f"{where}: {'401 answers are not signed' if signed else 'authenticated errors are signed'}"
+    return None
+
+
+def named_as_protocol_names(row: Row, detail: Mapping[str, Any]) -> str | None:
+    """protocol.md §6: ``detail.field`` is a JSON pointer for a body field and the parameter's name in
+    the path or query, and ``location`` says which; a NO_AUTH names the field it refuses, as a
+    PARAM_ERROR does (W1–W8 named none, recharge and W9–W17 gave the bare name without a location)."""
+    field, location = detail.get("field"), detail.get("location")
+    if row.code == "NO_AUTH" and (field is None or location is None):
+        return "a NO_AUTH must name its field and location"
+    if field is not None and location is None:
+        return f"detail.field {field!r} without detail.location"
+    if location == "body" and not str(field).startswith("/"):
+        return f"a body field is a JSON pointer, got {field!r}"
+    if location in ("path", "query") and str(field).startswith("/"):
+        return f"a {location} parameter is named without a pointer, got {field!r}"
     return None
 
 

@@ -266,14 +266,15 @@ def test_only_own_second_level_merchants(client_a: ApiClient, client_b: ApiClien
 
 
 def test_unknown_second_level_merchant_is_no_auth(client_a: ApiClient) -> None:
-    for resp in (
-        add(client_a, sub_mchid="1299999999"),
-        listing(client_a, "1299999999"),
-        delete(client_a, sub_mchid="1299999999"),
+    for resp, field, location in (
+        (add(client_a, sub_mchid="1299999999"), "/sub_mchid", "body"),
+        (listing(client_a, "1299999999"), "sub_mchid", "path"),
+        (delete(client_a, sub_mchid="1299999999"), "sub_mchid", "path"),
     ):
         body = error(resp, 403, "NO_AUTH")
         assert body["detail"] == {
-            "field": "sub_mchid",
+            "field": field,
+            "location": location,
             "value": "1299999999",
             "issue": "unknown second-level merchant",
         }

@@ -71,7 +71,9 @@ def test_w3_idempotent_replay_and_conflict(client_a: ApiClient, control: TestCli
     assert changed.status_code == 400 and changed.json()["code"] == "INVALID_REQUEST"
     assert changed.json()["detail"] == {
         "field": "/out_card_no",
+        "location": "body",
         "value": "out_card_123456",
+        "issue": "already used with different parameters",
         "card_no": first.json()["card_no"],
     }
     # the refused body left nothing behind

@@ -402,10 +402,16 @@ def test_funding_proof_is_idempotent(client_a: ApiClient, frozen: TestClient) ->
 
 def test_funding_proof_rules(client_a: ApiClient, frozen: TestClient) -> None:
     unbound = assert_error(client_a.post(PROOF, proof_body(sub_mchid=SUB_B)), 403, "NO_AUTH")
-    assert unbound["detail"] == {"field": "sub_mchid", "value": SUB_B}
+    assert unbound["detail"] == {
+        "field": "/sub_mchid",
+        "location": "body",
+        "value": SUB_B,
+        "issue": "not a sub-merchant of sp_mchid",
+    }
     foreign = assert_error(client_a.post(PROOF, proof_body(sp_mchid=SP_B)), 403, "NO_AUTH")
     assert foreign["detail"] == {
-        "field": "sp_mchid",
+        "field": "/sp_mchid",
+        "location": "body",
         "value": SP_B,
         "issue": "must equal the mchid of Authorization",
     }

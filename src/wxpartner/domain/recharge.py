@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from ..protocol.errors import ApiError
+from ..protocol.errors import ApiError, field_at
 from ..protocol.times import CHINA_TZ
 
 EFFECTIVE = "EFFECTIVE"
@@ -72,12 +72,18 @@ def natural_day(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, CHINA_TZ).strftime("%Y-%m-%d")
 
 
-def check_access(repo: RechargeRepo, mchid: str, sub_mchid: str) -> None:
+def check_access(repo: RechargeRepo, mchid: str, sub_mchid: str, location: str = "path") -> None:
+    """403 NO_AUTH unless sub_mchid is a second-level merchant of the caller; the detail names the field
+    as protocol.md §6 does (``/sub_mchid`` in R1's body, ``sub_mchid`` in R2/R3's path)."""
     if not repo.merchant_exists(sub_mchid):
         raise ApiError(
             "NO_AUTH",
             f"无权限：二级商户号{sub_mchid}不存在 (sub_mchid {sub_mchid} is not a registered merchant)",
-            detail={"field": "sub_mchid", "value": sub_mchid, "issue": "unknown second-level merchant"},
+            detail={
+                **field_at("sub_mchid", location),
+                "value": sub_mchid,
+                "issue": "unknown second-level merchant",
+            },
         )
     if not repo.is_second_level(mchid, sub_mchid):
         raise ApiError(
@@ -85,7 +91,7 @@ def check_access(repo: RechargeRepo, mchid: str, sub_mchid: str) -> None:
             f"无权限：{sub_mchid}不是平台商户{mchid}的二级商户 "
             f"(sub_mchid {sub_mchid} is not a second-level merchant of platform {mchid})",
             detail={
-                "field": "sub_mchid",
+                **field_at("sub_mchid", location),
                 "value": sub_mchid,
                 "issue": "not a second-level merchant of the caller",
             },
@@ -112,7 +118,7 @@ def _refused(refusal: SlotRefusal, sub_mchid: str) -> ApiError:
 def add(repo: RechargeRepo, now: float, mchid: str, sub_mchid: str, sp_openid: str) -> Employee:
     """R1. Change the employee row first (it is the row lock that orders concurrent adds of the same
     employee), then take a slot; a refused slot raises and the transaction undoes the row change."""
-    check_access(repo, mchid, sub_mchid)
+    check_access(repo, mchid, sub_mchid, "body")
     for _ in range(3):
         current = repo.get(mchid, sub_mchid, sp_openid)
         if current is not None and current.state == EFFECTIVE:
@@ -144,7 +150,7 @@ def delete(repo: RechargeRepo, now: float, mchid: str, sub_mchid: str, sp_openid
                 "INVALID_REQUEST",
                 f"员工不存在：{sp_openid}不是二级商户{sub_mchid}的可扫码充值员工 "
                 f"(sp_openid {sp_openid} was never added for sub_mchid {sub_mchid})",
-                detail={"field": "sp_openid", "value": sp_openid, "issue": "no such employee"},
+                detail={**field_at("sp_openid", "path"), "value": sp_openid, "issue": "no such employee"},
             )
         if current.state != EFFECTIVE:
             return current  # already DELETED: idempotent, unchanged

@@ -27,30 +27,39 @@ from ..models.webizpay_merchants import (
     RangeItem,
     RangeList,
 )
-from ..protocol.errors import ApiError, not_found, param_error
+from ..protocol.errors import ApiError, field_at, not_found, param_error
 from ..protocol.times import format_rfc3339
 
 # --- rules shared by every webizpay W9–W17 operation (spec §5 rules 1–2) ----------------------
 
 
-def check_signer(signer: str, sp_mchid: str) -> None:
+def check_signer(signer: str, sp_mchid: str, location: str = "body") -> None:
     """sp_mchid must be the merchant that signed the request: 403 NO_AUTH, the same answer as W1–W8
     (spec §5.1 leaves the real code Unknown; the issue asks NO_AUTH for a foreign sp_mchid)."""
     if sp_mchid != signer:
         raise ApiError(
             "NO_AUTH",
             f"无权限：sp_mchid与请求签名的商户号不一致 (sp_mchid {sp_mchid} is not the signing merchant {signer})",
-            detail={"field": "sp_mchid", "value": sp_mchid, "issue": "must equal the mchid of Authorization"},
+            # named as protocol.md §6 names a parameter: a JSON pointer in a body, the name in a query
+            detail={
+                **field_at("sp_mchid", location),
+                "value": sp_mchid,
+                "issue": "must equal the mchid of Authorization",
+            },
         )
 
 
-def check_sub_merchant(related: bool, sp_mchid: str, sub_mchid: str) -> None:
+def check_sub_merchant(related: bool, sp_mchid: str, sub_mchid: str, location: str = "body") -> None:
     """The sp/sub pair must be a configured service-provider relation (Emulator choice: 403 NO_AUTH)."""
     if not related:
         raise ApiError(
             "NO_AUTH",
             f"无权限：{sub_mchid} 不是服务商 {sp_mchid} 的子商户 (not a sub-merchant of this service provider)",
-            detail={"field": "sub_mchid", "value": sub_mchid},
+            detail={
+                **field_at("sub_mchid", location),
+                "value": sub_mchid,
+                "issue": "not a sub-merchant of sp_mchid",
+            },
         )
 
 
@@ -220,7 +229,7 @@ def _results(repo: MatchRepo, details: list[dict[str, str]]) -> list[dict[str, o
 
 
 def query_match(repo: MatchRepo, now: float, signer: str, sp_mchid: str, batch_id: str) -> MatchBatch:
-    check_signer(signer, sp_mchid)
+    check_signer(signer, sp_mchid, "query")
     batch = _owned_batch(repo, sp_mchid, batch_id)
     for _ in range(3):  # a concurrent query may move the batch first: re-read and try again
         if batch.state in ("COMPLETED", "CLOSED"):
@@ -283,7 +292,7 @@ def create_range(repo: RangeRepo, now: float, signer: str, body: CreateRangeRequ
 
 
 def list_ranges(repo: RangeRepo, signer: str, sp_mchid: str) -> RangeList:
-    check_signer(signer, sp_mchid)
+    check_signer(signer, sp_mchid, "query")
     items = [
         RangeItem(range_id=r.range_id, identifier_type=r.identifier_type)  # type: ignore[arg-type]
         for r in repo.ranges(sp_mchid)
@@ -319,7 +328,7 @@ def add_identifier(
 def list_identifiers(
     repo: RangeRepo, signer: str, range_id: str, query: ListIdentifiersQuery
 ) -> IdentifierPage:
-    check_signer(signer, query.sp_mchid)
+    check_signer(signer, query.sp_mchid, "query")
     _owned_range(repo, query.sp_mchid, range_id)
     data, total = repo.identifiers(range_id, query.offset, query.limit)
     return IdentifierPage(

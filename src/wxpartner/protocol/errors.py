@@ -84,5 +84,11 @@ def invalid_state(what: str, state: str, action: str) -> ApiError:
     )
 
 
-def no_auth(reason: str) -> ApiError:
-    return ApiError("NO_AUTH", f"无权限：{reason}")
+def field_at(name: str, location: str) -> dict[str, str]:
+    """``detail.field`` and ``detail.location`` of a request parameter (protocol.md §6): a JSON pointer
+    for a body field, the name for a path or query parameter."""
+    return {"field": f"/{name}" if location == "body" else name, "location": location}
+
+
+def no_auth(reason: str, detail: dict[str, Any] | None = None) -> ApiError:
+    return ApiError("NO_AUTH", f"无权限：{reason}", detail=detail)

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from ..domain import apply4subject as d
 from ..domain.merchants import Caller, RelationKind, Role
-from ..protocol.errors import ApiError, no_auth, not_found, param_error
+from ..protocol.errors import ApiError, field_at, no_auth, not_found, param_error
 from ..store import registry
 from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
 from ..store.sandbox import read_clock
@@ -56,6 +56,7 @@ def resolve_channel(
     if in_body and in_query and in_body != in_query:
         raise param_error("/channel_id", "differs from the channel_id in the query string", value=in_body)
     channel_id = in_body or in_query
+    where = "body" if in_body else "query"  # a refusal names it where it was sent (protocol.md §6)
     role = caller.merchant.role
     if role == Role.INSTITUTION:
         if not channel_id:
@@ -66,11 +67,19 @@ def resolve_channel(
             )
         if not registry.is_related(conn, caller.mchid, channel_id, RelationKind.CHANNEL):
             raise no_auth(
-                f"渠道商{channel_id}不属于从业机构{caller.mchid} (not a channel merchant of the caller)"
+                f"渠道商{channel_id}不属于从业机构{caller.mchid} (not a channel merchant of the caller)",
+                {
+                    **field_at("channel_id", where),
+                    "value": channel_id,
+                    "issue": "not a channel merchant of the caller",
+                },
             )
     elif channel_id and channel_id != caller.mchid:
         raise param_error(
-            "/channel_id", "a channel merchant calls without channel_id (or with its own)", value=channel_id
+            field_at("channel_id", where)["field"],
+            "a channel merchant calls without channel_id (or with its own)",
+            value=channel_id,
+            location=where,
         )
     return channel_id
 

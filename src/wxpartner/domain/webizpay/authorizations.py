@@ -10,7 +10,7 @@ from ...models.webizpay import (
     EmployeeRelation,
     RevokeAuthorizationResponse,
 )
-from ...protocol.errors import ApiError, no_auth, not_found
+from ...protocol.errors import ApiError, field_at, no_auth, not_found
 from . import quota_cards
 from .entities import (
     AUTHORIZED,
@@ -28,12 +28,27 @@ from .entities import (
 from .ports import Repo
 
 
-def check_merchant(repo: Repo, caller: str, sp_mchid: str, sub_mchid: str) -> None:
-    """§5.1/§5.2: sp_mchid is the signer and sub_mchid one of its sub-merchants, else 403 NO_AUTH."""
+def check_merchant(repo: Repo, caller: str, sp_mchid: str, sub_mchid: str, location: str = "body") -> None:
+    """§5.1/§5.2: sp_mchid is the signer and sub_mchid one of its sub-merchants, else 403 NO_AUTH whose
+    detail names the field (as a PARAM_ERROR does; ``location``: where the pair came from)."""
     if sp_mchid != caller:
-        raise no_auth(f"sp_mchid {sp_mchid} is not the signing merchant {caller}")
+        raise no_auth(
+            f"sp_mchid {sp_mchid} is not the signing merchant {caller}",
+            {
+                **field_at("sp_mchid", location),
+                "value": sp_mchid,
+                "issue": "must equal the mchid of Authorization",
+            },
+        )
     if not repo.sub_bound(sp_mchid, sub_mchid):
-        raise no_auth(f"sub_mchid {sub_mchid} is not a sub-merchant of service provider {sp_mchid}")
+        raise no_auth(
+            f"sub_mchid {sub_mchid} is not a sub-merchant of service provider {sp_mchid}",
+            {
+                **field_at("sub_mchid", location),
+                "value": sub_mchid,
+                "issue": "not a sub-merchant of sp_mchid",
+            },
+        )
 
 
 def start(

@@ -93,7 +93,13 @@ def _replay(
             "INVALID_REQUEST",
             f"商户卡号已存在：out_card_no {body.out_card_no} was already used for card {card.card_no} "
             "with different parameters; use a new out_card_no",
-            detail={"field": "/out_card_no", "value": body.out_card_no, "card_no": card.card_no},
+            detail={
+                "field": "/out_card_no",
+                "location": "body",
+                "value": body.out_card_no,
+                "issue": "already used with different parameters",
+                "card_no": card.card_no,
+            },
         )
     return issued(card)
 

@@ -83,7 +83,7 @@ def start_authorization(ctx: Ctx, path: UserPath, body: AuthorizationUrlRequest)
 def authorization_state(ctx: Ctx, path: UserPath, query: SpSubQuery) -> AuthorizationStateResponse:
     with ctx.read() as conn:
         repo = WebizpayRepo(conn)
-        authorizations.check_merchant(repo, ctx.mchid, query.sp_mchid, query.sub_mchid)
+        authorizations.check_merchant(repo, ctx.mchid, query.sp_mchid, query.sub_mchid, "query")
         return authorizations.state(
             repo, sp_mchid=query.sp_mchid, sub_mchid=query.sub_mchid, user_id=path.user_id
         )
@@ -117,9 +117,10 @@ def _merchants_card(
     employee_id: str,
     found: Card | None,
     what: str,
+    location: str,
 ) -> Card:
     """The caller may act for sp/sub, and the card is that employee's under them (else the refusal)."""
-    authorizations.check_merchant(repo, ctx.mchid, sp_mchid, sub_mchid)
+    authorizations.check_merchant(repo, ctx.mchid, sp_mchid, sub_mchid, location)
     return quota_cards.owned_card(found, employee_id, sp_mchid, sub_mchid, what)
 
 
@@ -130,7 +131,9 @@ def _read_card(
     now = ctx.now_ts
     with ctx.read() as conn:
         repo = WebizpayRepo(conn)
-        card = _merchants_card(ctx, repo, query.sp_mchid, query.sub_mchid, employee_id, find(repo), what)
+        card = _merchants_card(
+            ctx, repo, query.sp_mchid, query.sub_mchid, employee_id, find(repo), what, "query"
+        )
     if card.due(now):
         with ctx.write() as conn:
             card = quota_cards.expire(WebizpayRepo(conn), policy(ctx), card, now)
@@ -194,7 +197,7 @@ def cancel_quota_card(ctx: Ctx, path: CardPath, body: CancelQuotaCardRequest) ->
         repo = WebizpayRepo(conn)
         found = repo.card_checking_bound(body.sp_mchid, body.sub_mchid, path.card_no)
         card = _merchants_card(
-            ctx, repo, body.sp_mchid, body.sub_mchid, path.employee_id, found, path.card_no
+            ctx, repo, body.sp_mchid, body.sub_mchid, path.employee_id, found, path.card_no, "body"
         )
         return quota_cards.cancel(repo, policy(ctx), ctx.now_ts, card, body.reason)
 
@@ -220,6 +223,7 @@ def payment_url(ctx: Ctx, path: CardPath, query: PaymentUrlQuery) -> PaymentUrlR
             path.employee_id,
             repo.card_checking_bound(query.sp_mchid, query.sub_mchid, path.card_no),
             path.card_no,
+            "query",
         )
         return quota_cards.payment_url(
             repo, policy(ctx), ctx.now_ts, card, query.application_type, ctx.state.settings.base_url()
