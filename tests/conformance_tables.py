@@ -256,6 +256,14 @@ WEBIZPAY: dict[str, list[Row]] = {
             field="employee_id",
         ),
         Row(
+            "employee_id empty",
+            "POST",
+            f"{W}/employees//quota-cards",
+            card_body(),
+            field="employee_id",
+            location="path",
+        ),
+        Row(
             "card_template_id 65", "POST", W3, card_body(card_template_id="t" * 65), field="/card_template_id"
         ),
         Row("amount as a string", "POST", W3, card_body(amount="100"), field="/amount", value="100"),
@@ -536,6 +544,14 @@ WEBIZPAY: dict[str, list[Row]] = {
     ],
     "W6": [
         Row(
+            "card_no empty",
+            "POST",
+            f"{W}/employees/{{emp}}/quota-cards//cancel",
+            {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "x"},
+            field="card_no",
+            location="path",
+        ),
+        Row(
             "reason missing",
             "POST",
             f"{CARD}/cancel",
@@ -658,6 +674,14 @@ WEBIZPAY: dict[str, list[Row]] = {
         *common("W7", "GET", f"{CARD}/payment-url?{SPSUB}&application_type=H5"),
     ],
     "W8": [
+        Row(
+            "employee_id empty (seed's path)",
+            "POST",
+            f"{W}/employee//revoke",
+            {"sp_mchid": SP_A, "sub_mchid": SUB_A},
+            field="employee_id",
+            location="path",
+        ),
         Row(
             "employee_id 65",
             "POST",
@@ -1167,6 +1191,7 @@ RECHARGE: dict[str, list[Row]] = {
         ),
         Row("sub_mchid 33", "POST", f"{RE}/sub-mchid/{LONG33}/sp-openid/{OPENID}/delete", field="sub_mchid"),
         Row("sp_openid empty", "POST", f"{RE}/sub-mchid/{SECOND_A}/sp-openid//delete", field="sp_openid"),
+        Row("both empty", "POST", f"{RE}/sub-mchid//sp-openid//delete", field="sub_mchid", location="path"),
         # the same refusal as R1's body gives this value (it was INVALID_REQUEST "never added")
         Row(
             "sp_openid with an emoji",
@@ -1426,6 +1451,8 @@ APPLY4SUBJECT: dict[str, list[Row]] = {
     ],
     "A3": [
         Row("business_code 129", "POST", f"{A}/{'b' * 129}/cancel", field="business_code", location="path"),
+        # an empty parameter between two segments names it (it was 404 NOT_FOUND, saying nothing)
+        Row("business_code empty", "POST", f"{A}//cancel", field="business_code", location="path"),
         Row(
             "unknown business_code", "POST", f"{A}/1900013511_10000/cancel", None, 404, "RESOURCE_NOT_EXISTS"
         ),
@@ -1483,6 +1510,7 @@ APPLY4SUBJECT: dict[str, list[Row]] = {
     "A4": [
         Row("sub_mchid not digits", "GET", f"{A}/merchants/abc/state", field="sub_mchid", location="path"),
         Row("sub_mchid 33", "GET", f"{A}/merchants/{LONG33}/state", field="sub_mchid"),
+        Row("sub_mchid empty", "GET", f"{A}/merchants//state", field="sub_mchid", location="path"),
         Row(
             "a service provider may not call",
             "GET",

@@ -40,10 +40,14 @@ class Operation:
         names: list[str] = []
         parts: list[str] = []
         literals = 0
-        for seg in self.template.split("/"):
+        segments = self.template.split("/")
+        for i, seg in enumerate(segments):
             if seg.startswith("{") and seg.endswith("}"):
                 names.append(seg[1:-1])
-                parts.append(f"(?P<{seg[1:-1]}>[^/]+)")
+                # A parameter between two segments may be empty (…/employees//quota-cards): it reaches
+                # the path model, whose refusal names it (400 PARAM_ERROR), where a 404 NOT_FOUND said
+                # nothing. A last one may not: a trailing slash stays another path.
+                parts.append(f"(?P<{seg[1:-1]}>[^/]{'*' if i < len(segments) - 1 else '+'})")
             else:
                 literals += 1
                 parts.append(re.escape(seg))

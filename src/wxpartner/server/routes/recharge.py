@@ -86,11 +86,8 @@ def list_employees(ctx: Ctx, path: SubMchidPath) -> RechargeEmployeeList:
 
 @operation(
     "POST",
+    # (an empty sub_mchid or sp_openid matches too: 400 PARAM_ERROR naming it, operations.py)
     BASE + "/sub-mchid/{sub_mchid}/sp-openid/{sp_openid}/delete",
-    # empty path values: 400 PARAM_ERROR naming the field, not 404
-    BASE + "/sub-mchid//sp-openid/{sp_openid}/delete",
-    BASE + "/sub-mchid/{sub_mchid}/sp-openid//delete",
-    BASE + "/sub-mchid//sp-openid//delete",
     op_id="recharge.delete_employee",
     summary="删除二级商户可扫码充值员工 (delete a scan-to-recharge employee)",
     path=RechargeEmployeePath,
