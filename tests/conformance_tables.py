@@ -1025,6 +1025,19 @@ MERCHANT_SIDE: dict[str, list[Row]] = {
         Row("offset negative", "GET", f"{IDS}?sp_mchid={SP_A}&offset=-1&limit=10", field="offset"),
         Row("offset not a number", "GET", f"{IDS}?sp_mchid={SP_A}&offset=x&limit=10", field="offset"),
         Row("offset beyond 64 bits", "GET", f"{IDS}?sp_mchid={SP_A}&offset={2**64}&limit=10", field="offset"),
+        # a whole number in ASCII decimal digits: pydantic's lax parse took these as 10
+        *[
+            Row(
+                f"offset {text!r}",
+                "GET",
+                f"{IDS}?sp_mchid={SP_A}&offset={quoted}&limit=10",
+                field="offset",
+                location="query",
+                issue="decimal digits",
+            )
+            for text, quoted in (("1_0", "1_0"), ("10.0", "10.0"), ("+10", "%2B10"), (" 10", "%2010"))
+        ],
+        Row("limit '1e1'", "GET", f"{IDS}?sp_mchid={SP_A}&offset=0&limit=1e1", field="limit"),
         Row("limit 0", "GET", f"{IDS}?sp_mchid={SP_A}&offset=0&limit=0", field="limit"),
         Row("limit above 500", "GET", f"{IDS}?sp_mchid={SP_A}&offset=0&limit=501", field="limit"),
         Row("sp_mchid missing", "GET", f"{IDS}?offset=0&limit=10", field="sp_mchid"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints
 
 from .common import ListOrAbsent, Mchid, WxModel
 
@@ -121,13 +121,28 @@ class DeleteIdentifierRequest(WxModel):
     sp_mchid: Mchid
 
 
+def _decimal_text(value: object) -> object:
+    """A query value is text: a whole number is written in ASCII decimal digits. Pydantic's lax parse
+    also took "1_0", "10.0", " 10" and "+10" as 10 (no integer is written so on the wire)."""
+    if not isinstance(value, str):
+        return value  # an int (the SDK builds the query from ints)
+    if not (value.isascii() and value.isdigit()):
+        # a minus sign is left to the bound's message ("greater than or equal to 0")
+        if value.startswith("-") and value[1:].isascii() and value[1:].isdigit() and len(value) <= 21:
+            return int(value)
+        raise ValueError("expected a whole number written in decimal digits")
+    return int(value) if len(value) <= 20 else 2**64  # past 64 bits: the bound refuses it
+
+
+QueryInt = Annotated[int, BeforeValidator(_decimal_text)]
+
+
 class ListIdentifiersQuery(WxModel):
     sp_mchid: Mchid
-    # Query values arrive as text, so these two are parsed leniently ("10" -> 10).
     # Bounded to a signed 64-bit value: SQL OFFSET takes a BIGINT, a larger one is a 400, not a 500.
-    offset: Annotated[int, Field(strict=False, ge=0, le=2**63 - 1)]
+    offset: Annotated[QueryInt, Field(ge=0, le=2**63 - 1)]
     # The page marks limit required and also gives "default 100": both an absent and a given limit work.
-    limit: Annotated[int, Field(strict=False, ge=1, le=500)] = 100
+    limit: Annotated[QueryInt, Field(ge=1, le=500)] = 100
 
 
 class IdentifierPage(WxModel):
