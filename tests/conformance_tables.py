@@ -272,6 +272,16 @@ WEBIZPAY: dict[str, list[Row]] = {
         Row("amount negative", "POST", W3, card_body(amount=-1), field="/amount"),
         Row("card_name 21 chars", "POST", W3, card_body(card_name="卡" * 21), field="/card_name"),
         Row("card_name empty", "POST", W3, card_body(card_name=""), field="/card_name"),
+        # a required text of only whitespace is as good as empty (it issued a card named " ")
+        Row(
+            "card_name blank",
+            "POST",
+            W3,
+            card_body(card_name="  "),
+            field="/card_name",
+            issue="blank",
+            unchanged=NO_NEW_CARD,
+        ),
         # protocol.md §10: 4-byte characters are refused; the refusal names the field like any other.
         Row(
             "card_name with an emoji",
@@ -565,6 +575,15 @@ WEBIZPAY: dict[str, list[Row]] = {
             f"{CARD}/cancel",
             {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "废" * 51},
             field="/reason",
+        ),
+        Row(
+            "reason blank (an ideographic space)",
+            "POST",
+            f"{CARD}/cancel",
+            {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "\u3000"},
+            field="/reason",
+            issue="blank",
+            unchanged=CARD_ACTIVE,
         ),
         Row(
             "reason empty",
@@ -1116,6 +1135,15 @@ RECHARGE: dict[str, list[Row]] = {
         Row("sp_openid 33", "POST", RE, {"sub_mchid": SECOND_A, "sp_openid": "o" * 33}, field="/sp_openid"),
         Row("sp_openid empty", "POST", RE, {"sub_mchid": SECOND_A, "sp_openid": ""}, field="/sp_openid"),
         Row(
+            "sp_openid blank",
+            "POST",
+            RE,
+            {"sub_mchid": SECOND_A, "sp_openid": " "},
+            field="/sp_openid",
+            issue="blank",
+            unchanged=("GET", f"{RE}/sub-mchid/{SECOND_A}", 200, '!"sp_openid":" "'),
+        ),
+        Row(
             "sp_openid with an emoji",
             "POST",
             RE,
@@ -1204,6 +1232,14 @@ RECHARGE: dict[str, list[Row]] = {
         ),
         Row("sub_mchid 33", "POST", f"{RE}/sub-mchid/{LONG33}/sp-openid/{OPENID}/delete", field="sub_mchid"),
         Row("sp_openid empty", "POST", f"{RE}/sub-mchid/{SECOND_A}/sp-openid//delete", field="sp_openid"),
+        Row(
+            "sp_openid blank",
+            "POST",
+            f"{RE}/sub-mchid/{SECOND_A}/sp-openid/%20/delete",
+            field="sp_openid",
+            location="path",
+            issue="blank",
+        ),
         Row("both empty", "POST", f"{RE}/sub-mchid//sp-openid//delete", field="sub_mchid", location="path"),
         # the same refusal as R1's body gives this value (it was INVALID_REQUEST "never added")
         Row(

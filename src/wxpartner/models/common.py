@@ -60,6 +60,16 @@ Rfc3339 = Annotated[str, AfterValidator(_rfc3339)]
 Date = Annotated[str, AfterValidator(_date)]
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank (only whitespace)")
+    return value
+
+
+# A required (必填) text: not only whitespace (U+3000 too), as a decrypted apply4subject value is not.
+NotBlank = AfterValidator(_not_blank)
+
+
 def _none_as_empty(value: object) -> object:
     return [] if value is None else value
 

@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from .common import ListOrAbsent, WxModel
+from .common import ListOrAbsent, NotBlank, WxModel
 
 # string(32) in every source; at least one character (an empty value names nothing).
 SubMchid = Annotated[str, StringConstraints(min_length=1, max_length=32)]
-SpOpenid = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+SpOpenid = Annotated[str, StringConstraints(min_length=1, max_length=32), NotBlank]
 
 RechargeEmployeeState = Literal["EFFECTIVE", "DELETED"]
 EFFECTIVE: RechargeEmployeeState = "EFFECTIVE"  # 生效中

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from .common import ListOrAbsent, Rfc3339, WxModel
+from .common import ListOrAbsent, NotBlank, Rfc3339, WxModel
 
 # Identifier alphabet of user_id / out_card_no: 6–32 of digits, letters, _ - | *
 IDENT_6_32 = r"^[0-9A-Za-z_\-|*]{6,32}$"
@@ -114,7 +114,7 @@ class IssueQuotaCardRequest(WxModel):
     sub_mchid: Mchid
     card_template_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     amount: Annotated[int, Field(gt=0, le=FEN_MAX)]
-    card_name: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    card_name: Annotated[str, StringConstraints(min_length=1, max_length=20), NotBlank]
     out_card_no: OutCardNo
     effective_end_time: Rfc3339
     card_remark: Annotated[str, StringConstraints(max_length=50)] | None = None
@@ -163,7 +163,7 @@ class QuotaCard(WxModel):
 class CancelQuotaCardRequest(WxModel):
     sp_mchid: Mchid
     sub_mchid: Mchid
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=50)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=50), NotBlank]
 
 
 class CancelQuotaCardResponse(WxModel):
