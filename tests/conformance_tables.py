@@ -217,6 +217,15 @@ WEBIZPAY: dict[str, list[Row]] = {
             location="query",
             issue="NUL",
         ),
+        # a parameter given twice with different values: the first was taken silently
+        Row(
+            "sub_mchid twice, different",
+            "GET",
+            f"{W2}?sp_mchid={SP_A}&sub_mchid={SUB_A}&sub_mchid={SUB_B}",
+            field="sub_mchid",
+            location="query",
+            issue="different values",
+        ),
         # protocol.md §10 for path and query values too (it was 403 NO_AUTH: no such sub-merchant)
         Row(
             "sub_mchid with an emoji",
@@ -1461,6 +1470,13 @@ APPLY4SUBJECT: dict[str, list[Row]] = {
     ],
     "A2": [
         Row("neither key", "GET", A, location="query"),
+        Row(
+            "applyment_id twice, different",
+            "GET",
+            f"{A}?applyment_id={{aid}}&applyment_id={{aid2}}",
+            field="applyment_id",
+            location="query",
+        ),
         Row(
             "applyment_id not digits", "GET", f"{A}?applyment_id=abc", field="applyment_id", location="query"
         ),

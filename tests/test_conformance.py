@@ -299,6 +299,13 @@ def test_refusals(op: str, sandbox: tuple[dict[str, ApiClient], Callable[[str], 
     run_rows(clients, env_for(op), TABLES[op])
 
 
+def test_a_query_parameter_given_twice_with_one_value_is_that_value(client_a: ApiClient) -> None:
+    """Only different values are refused (the tables' "twice, different" rows)."""
+    resp = client_a.get(f"{W}/users/conf_user_01/authorization-state?{SPSUB}&sub_mchid={SUB_A}")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["sub_mchid"] == SUB_A
+
+
 def test_tables_cover_every_operation_and_code() -> None:
     assert len(TABLES) == 24
     for op, rows in TABLES.items():

@@ -24,7 +24,7 @@ from ..protocol.signing import new_hex_nonce, sign
 from .context import Ctx
 from .http import RawRequest, RawResponse, new_request_id
 from .logs import shown_path
-from .validation import parse_body, parse_mapping
+from .validation import parse_body, parse_mapping, single_values
 
 if TYPE_CHECKING:
     from .app import AppState
@@ -196,7 +196,7 @@ class Pipeline:
         kwargs: dict[str, Any] = {}
         kwargs["path"] = parse_mapping(op.path_model, params, "path") if op.path_model else params
         if op.query_model is not None:
-            query = {k: v[0] for k, v in req.query_params().items()}
+            query = single_values(req.query_params())
             kwargs["query"] = parse_mapping(op.query_model, query, "query")
         if op.encrypted_fields:
             self._check_wechatpay_serial(ctx)

@@ -182,6 +182,25 @@ def parse_body(model: type[M], body: bytes) -> M:
         raise _from_validation(exc, "body", model) from None
 
 
+def single_values(params: dict[str, list[str]]) -> dict[str, str]:
+    """A query string's parameters, one value each: a parameter given twice with different values is
+    a PARAM_ERROR naming it (the first was taken silently, so ``sub_mchid=A&sub_mchid=B`` acted for A);
+    the same value twice is that value."""
+    out: dict[str, str] = {}
+    for name, values in params.items():
+        if len(set(values)) > 1:
+            shown = shown_value(name, ", ".join(values))
+            raise param_error(
+                name,
+                f"given {len(values)} times with different values; give it once",
+                value=shown,
+                location="query",
+                message=f"参数“{name}”重复且取值不同 ({name} appears more than once with different values)",
+            )
+        out[name] = values[0]
+    return out
+
+
 def parse_mapping(model: type[M], values: dict[str, Any], location: str) -> M:
     _refuse_unsupported(values, location)
     try:
