@@ -212,7 +212,7 @@ def _one_merchants_employees(app: WxPartnerApp, sub: str, start: int, count: int
 def test_a_page_of_one_merchants_employees_costs_the_same_at_any_depth(app: WxPartnerApp) -> None:
     """The recharge employees of one second-level merchant (DELETED ones pile up: 3 a day, or a
     preload of history) are listed oldest first, which no index gave: the first page and every page
-    by ``after`` sorted all of that merchant's rows, unfiltered and by ``?sub_mchid=``. Migration 0021
+    by ``after`` sorted all of that merchant's rows, unfiltered and by ``?sub_mchid=``. Migration 0020
     indexes the listing's order."""
     sub = "1900000000"
 

@@ -235,7 +235,7 @@ class RechargeStore:
         after: tuple[str, str, float, str] | None = None,
     ) -> list[Employee]:
         """Every row, DELETED ones included (sandbox views and scenario export), or one page of them:
-        by merchant, oldest first within one, an index walk in that order (migration 0021: overall,
+        by merchant, oldest first within one, an index walk in that order (migration 0020: overall,
         and by second-level merchant). ``after`` (mchid, sub_mchid, create_time, sp_openid): the rows
         after that one, a range of the same index however deep (a page used to sort all of the
         merchant's rows)."""

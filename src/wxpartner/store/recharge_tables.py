@@ -1,4 +1,4 @@
-"""Tables of the scan-to-recharge employee family (migrations 0003 and 0021, branch "recharge")."""
+"""Tables of the scan-to-recharge employee family (migrations 0003 and 0020, branch "recharge")."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ recharge_employees = sa.Table(
     sa.Column("create_time", sa.Float, nullable=False),
     sa.Column("update_time", sa.Float, nullable=False),
     sa.Index("ix_recharge_employees_sub", "sub_mchid", "state"),
-    # the listing's order, overall and by second-level merchant (migration 0021)
+    # the listing's order, overall and by second-level merchant (migration 0020)
     sa.Index("ix_recharge_employees_listing", "mchid", "sub_mchid", "create_time", "sp_openid"),
     sa.Index("ix_recharge_employees_sub_listing", "sub_mchid", "mchid", "create_time", "sp_openid"),
 )

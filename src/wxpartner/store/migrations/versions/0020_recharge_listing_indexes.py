@@ -4,13 +4,13 @@ first within one), overall and by second-level merchant (GET /sandbox/recharge-e
 employees pile up (three configurations a day, or a preloaded history), and at 26,000 of them a page
 by ``after`` read 9 times what it read at 6,000 on SQLite.
 
-Revision ID: 0021
+Revision ID: 0020
 Revises: 0003
 """
 
 from alembic import op
 
-revision = "0021"
+revision = "0020"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
