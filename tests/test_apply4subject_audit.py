@@ -165,6 +165,9 @@ def test_illegal_transitions_are_refused(chan: ApiClient, control: TestClient) -
         "issue": unknown.json()["message"],
     }
     assert act(control, applyment_id, "pass", sub_mchids=["not-digits"]).status_code == 400
+    # str.isdigit() takes these; no merchant number is written with them (A4 refuses them too)
+    for odd in ("1900000²", "１９００００００１", "١٩٠٠"):
+        assert act(control, applyment_id, "pass", sub_mchids=[odd]).status_code == 400, odd
     assert act(control, 99999999999999, "approve").status_code == 404
     assert act(control, "99999999999999999999", "approve").status_code == 400  # type: ignore[arg-type]
 
@@ -330,6 +333,11 @@ def test_authorizations_control_grant_and_revoke(chan: ApiClient, control: TestC
     assert _authorize_state(chan, SUB_Y) == "AUTHORIZE_STATE_AUTHORIZED"
     assert control.request("DELETE", "/sandbox/apply4subject/authorizations", json=body).status_code == 200
     assert _authorize_state(chan, SUB_Y) == "AUTHORIZE_STATE_UNAUTHORIZED"
+    for odd in ("1900000²", "１９００００００１"):  # str.isdigit() takes them; A4 never could ask for them
+        refused = control.post(
+            "/sandbox/apply4subject/authorizations", json={"mchid": SP_A, "sub_mchid": odd}
+        )
+        assert refused.status_code == 400, refused.text
 
 
 SCENARIO = f"""

@@ -268,7 +268,7 @@ def apply_action(
         raise BadActionInput("reject_param is at most 256 characters")
     if reject_reason is not None and len(reject_reason) > 1024:
         raise BadActionInput("reject_reason is at most 1024 characters")
-    if any(not s.isdigit() or len(s) > 32 for s in sub_mchids or []):
+    if any(not is_id_text(s) or len(s) > 32 for s in sub_mchids or []):
         raise BadActionInput("sub_mchids are merchant numbers (digits)")
     action = d.action_for(name, app.state)
     if action.target is not None:

@@ -181,7 +181,7 @@ async def authorizations(request: Request) -> Response:
         isinstance(mchid, str)
         and isinstance(sub, str)
         and 0 < len(mchid) <= 32
-        and sub.isdigit()
+        and flow.is_id_text(sub)
         and len(sub) <= 32
     ):
         raise bad(
