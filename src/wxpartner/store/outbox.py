@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 
 from ..protocol.constants import WEBIZPAY_RETRY_DELAYS_SECONDS
 from .db import LeanStatement
+from .keyset import Order
 from .outbox_tables import callback_attempts, callback_notifications
 from .schema import merchants
 
@@ -42,6 +43,8 @@ MAX_SENDS = len(RETRY_SCHEDULE)
 CLOCK_SLACK_SECONDS = 60.0
 
 _n = callback_notifications
+# The listing's order, newest first (the dashboard's callbacks page reads it too)
+LISTING = Order(((_n.c.create_time, True), (_n.c.id, False)))
 _a = callback_attempts
 
 
@@ -512,12 +515,10 @@ def list_notifications(
     if state:
         conds.append(_n.c.state == state)
     total = conn.execute(sa.select(sa.func.count()).select_from(_n).where(*conds)).scalar_one()
-    if after is not None:
-        t, nid = after
-        conds.append(_n.c.create_time <= t)  # the index range; the tie on create_time by id
-        conds.append(sa.or_(_n.c.create_time < t, _n.c.id > nid))
+    if after is not None:  # the index range, the tie on create_time by id
+        conds.append(LISTING.beyond(list(after), forward=True))
     rows = conn.execute(
-        sa.select(_n).where(*conds).order_by(_n.c.create_time.desc(), _n.c.id).limit(limit).offset(offset)
+        sa.select(_n).where(*conds).order_by(*LISTING.clauses()).limit(limit).offset(offset)
     ).mappings()
     views = [_view(r) for r in rows]
     attempts = _attempts(conn, [v["id"] for v in views])
