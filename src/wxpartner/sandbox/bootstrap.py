@@ -191,23 +191,6 @@ def _channel_info(db: Database, data_dir: Path) -> dict[str, Any]:
     }
 
 
-def public_key_for(keys: list[registry.PlatformKeyRow], mchid: str) -> registry.PlatformKeyRow | None:
-    """The WeChat Pay public key that signs this merchant's answers in public-key mode: its own newest
-    one, else the newest shared one (the server's ``Keyring.public_key_for``). The newest of both
-    together, as connection.json took it, named a newer shared key while the merchant's own signed."""
-    live = [r for r in keys if r.kind == "public_key" and not r.retired]
-    pick = [r for r in live if r.mchid == mchid] or [r for r in live if r.mchid is None]
-    return max(pick, key=lambda r: r.created_at) if pick else None
-
-
-def newest_certificate(keys: list[registry.PlatformKeyRow], now: float) -> registry.PlatformKeyRow | None:
-    """The platform certificate that signs a certificate-mode merchant's answers (``Keyring.certificates``)."""
-    certs = [
-        r for r in keys if r.kind == "certificate" and not r.retired and r.not_before <= now < r.not_after
-    ]
-    return max(certs, key=lambda r: r.not_before) if certs else None
-
-
 def merchant_entry(db: Database, data_dir: Path, mchid: str) -> dict[str, Any] | None:
     """What a client acting as ``mchid`` needs, each value this merchant's own: its API certificate
     serial and key in this data dir, its APIv3 key, and the WeChat Pay keys that sign its answers by
@@ -219,8 +202,8 @@ def merchant_entry(db: Database, data_dir: Path, mchid: str) -> dict[str, Any] |
         keys = registry.list_platform_keys(conn)
     if merchant is None:
         return None
-    pub = public_key_for(keys, mchid)
-    cert = newest_certificate(keys, time.time())
+    pub = registry.public_key_of(keys, mchid)
+    cert = next(iter(registry.valid_certificates(keys, time.time())), None)
     if merchant.key_mode == KeyMode.PUBLIC_KEY and pub is not None:
         cert = None  # answers are signed with the public key
     elif merchant.key_mode == KeyMode.CERTIFICATE and cert is not None:
@@ -272,8 +255,8 @@ def connection_info(
         subs = registry.children(conn, mchid)
     if merchant is None:
         raise LookupError(f"merchant {mchid} is not registered")
-    pub = public_key_for(keys, mchid)
-    cert = newest_certificate(keys, time.time())
+    pub = registry.public_key_of(keys, mchid)
+    cert = next(iter(registry.valid_certificates(keys, time.time())), None)
     key_dir = data_dir / "keys" / mchid
     # the certificate of the key in this data dir, never another data dir's (its key is not here)
     serial = local_serial(data_dir, mchid, certs) or ""

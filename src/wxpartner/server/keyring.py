@@ -20,7 +20,7 @@ from ..domain.merchants import Caller, KeyMode, Merchant
 from ..protocol import serials
 from ..protocol.keys import load_private_key, load_public_key
 from ..store.db import Database
-from ..store.registry import PlatformKeyRow, list_platform_keys
+from ..store.registry import PlatformKeyRow, list_platform_keys, public_key_of, valid_certificates
 
 REFRESH_SECONDS = 5.0
 NOT_THIS_MERCHANTS = "not a WeChat Pay public-key ID or platform certificate serial of this merchant"
@@ -108,21 +108,15 @@ class KeyRing:
 
     def certificates(self, now: float | None = None) -> list[PlatformKey]:
         """Valid, non-retired platform certificates, newest first (several during a rotation)."""
-        t = time.time() if now is None else now
-        certs = [
-            k
-            for k in self.all()
-            if k.is_certificate and not k.row.retired and k.row.not_before <= t < k.row.not_after
-        ]
-        return sorted(certs, key=lambda k: k.row.not_before, reverse=True)
+        keys = {k.key_id: k for k in self.all()}
+        rows = valid_certificates((k.row for k in keys.values()), time.time() if now is None else now)
+        return [keys[r.key_id] for r in rows]
 
     def public_key_for(self, mchid: str) -> PlatformKey | None:
         """The merchant's own WeChat Pay public key, else the shared one."""
-        keys = [k for k in self.all() if not k.is_certificate and not k.row.retired]
-        own = [k for k in keys if k.row.mchid == mchid]
-        shared = [k for k in keys if k.row.mchid is None]
-        pick = own or shared
-        return max(pick, key=lambda k: k.row.created_at) if pick else None
+        keys = {k.key_id: k for k in self.all()}
+        row = public_key_of((k.row for k in keys.values()), mchid)
+        return None if row is None else keys[row.key_id]
 
     def usable_by(self, merchant: Merchant, key_id: str) -> PlatformKey | None:
         """A key this merchant may name in Wechatpay-Serial (to encrypt fields / choose a signer)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,23 @@ class PlatformKeyRow:
     not_after: float
     retired: bool
     created_at: float
+
+
+def valid_certificates(rows: Iterable[PlatformKeyRow], now: float) -> list[PlatformKeyRow]:
+    """Valid, non-retired platform certificates, newest first (several during a rotation): the first
+    signs a certificate-mode merchant's answers. The one rule for the key ring and connection.json."""
+    certs = [
+        r for r in rows if r.kind == "certificate" and not r.retired and r.not_before <= now < r.not_after
+    ]
+    return sorted(certs, key=lambda r: r.not_before, reverse=True)
+
+
+def public_key_of(rows: Iterable[PlatformKeyRow], mchid: str) -> PlatformKeyRow | None:
+    """The WeChat Pay public key that signs a merchant's answers in public-key mode: its own newest
+    one, else the newest shared one. The one rule for the key ring and connection.json."""
+    live = [r for r in rows if r.kind == "public_key" and not r.retired]
+    pick = [r for r in live if r.mchid == mchid] or [r for r in live if r.mchid is None]
+    return max(pick, key=lambda r: r.created_at) if pick else None
 
 
 def _merchant(row: sa.Row[tuple[object, ...]] | Mapping[str, Any]) -> Merchant:
