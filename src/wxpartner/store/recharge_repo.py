@@ -13,6 +13,7 @@ from ..domain.merchants import RelationKind
 from ..domain.recharge import DELETED, EFFECTIVE, Employee, SlotRefusal
 from . import registry
 from .db import ONE_ROW, LeanStatement, insert_for
+from .keyset import Order
 from .recharge_tables import recharge_employees as emp
 from .recharge_tables import recharge_quotas as quota
 from .schema import merchants
@@ -29,6 +30,13 @@ def _employee(row: sa.Row[Any, Any, Any, Any, Any, Any]) -> Employee:
         float(m["update_time"]),
     )
 
+
+# The listing's order (sandbox views, scenario export), oldest first within a merchant; with one
+# sub_mchid the rest of it, as ix_recharge_employees_sub_listing holds it after its sub_mchid.
+_LISTING = Order(
+    tuple((c, False) for c in (emp.c.mchid, emp.c.sub_mchid, emp.c.create_time, emp.c.sp_openid))
+)
+_SUB_LISTING = Order(tuple((c, False) for c in (emp.c.mchid, emp.c.create_time, emp.c.sp_openid)))
 
 _COLUMNS = (emp.c.mchid, emp.c.sub_mchid, emp.c.sp_openid, emp.c.state, emp.c.create_time, emp.c.update_time)
 
@@ -239,21 +247,15 @@ class RechargeStore:
         and by second-level merchant). ``after`` (mchid, sub_mchid, create_time, sp_openid): the rows
         after that one, a range of the same index however deep (a page used to sort all of the
         merchant's rows)."""
-        stmt = sa.select(*_COLUMNS).order_by(emp.c.mchid, emp.c.sub_mchid, emp.c.create_time, emp.c.sp_openid)
+        stmt = sa.select(*_COLUMNS).order_by(*_LISTING.clauses())
         if sub_mchid is not None:
             stmt = stmt.where(emp.c.sub_mchid == sub_mchid)
         if after is not None:
             mchid, sub, created, openid = after
-            if sub_mchid is not None and sub == sub_mchid:
-                # the row value in the order of ix_recharge_employees_sub_listing after its sub_mchid
-                key = sa.tuple_(emp.c.mchid, emp.c.create_time, emp.c.sp_openid)
-                stmt = stmt.where(key > sa.tuple_(sa.literal(mchid), sa.literal(created), sa.literal(openid)))
+            if sub_mchid is not None and sub == sub_mchid:  # one sub_mchid: its index walks the rest
+                stmt = stmt.where(_SUB_LISTING.beyond([mchid, created, openid], forward=True))
             else:
-                key = sa.tuple_(emp.c.mchid, emp.c.sub_mchid, emp.c.create_time, emp.c.sp_openid)
-                stmt = stmt.where(
-                    key
-                    > sa.tuple_(sa.literal(mchid), sa.literal(sub), sa.literal(created), sa.literal(openid))
-                )
+                stmt = stmt.where(_LISTING.beyond([mchid, sub, created, openid], forward=True))
         if limit is not None:
             stmt = stmt.limit(limit)
         if offset:
@@ -263,7 +265,7 @@ class RechargeStore:
     def export_all(self, batch: int = 1000) -> Iterator[Employee]:
         """Every row in ``list_all``'s order, fetched ``batch`` rows at a time as the caller goes (a
         server-side cursor on PostgreSQL): the scenario export streams them."""
-        stmt = sa.select(*_COLUMNS).order_by(emp.c.mchid, emp.c.sub_mchid, emp.c.create_time, emp.c.sp_openid)
+        stmt = sa.select(*_COLUMNS).order_by(*_LISTING.clauses())
         for r in self.conn.execution_options(yield_per=batch).execute(stmt):
             yield _employee(r)
 
