@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from support import SP_A, clone_sqlite
+from support import SP_A, SP_B, clone_sqlite
 
 # Runs inside the namespace: argv = database URL, data dir, mchid.
 DELIVER_TO_A_HANGING_RESOLVER = r"""
@@ -167,3 +167,43 @@ def test_a_name_whose_addresses_all_refuse_says_so_for_each(tmp_path: Path, temp
     refused = "Connection refused: [Errno 111] Connect call failed"
     error = f"ConnectError: {refused} ('::1', 9, 0, 0); {refused} ('127.0.0.1', 9)"
     assert result["sends"] == [[None, "pending", error]]
+
+
+# Runs inside the namespace: argv = database URL, data dir, mchid, another mchid; one lookup at most.
+DELIVER_TO_TWO_HANGING_NAMES = (
+    DELIVER_TO_A_HANGING_RESOLVER.replace(
+        "url, data_dir, mchid = sys.argv[1:4]",
+        "url, data_dir, mchid, other = sys.argv[1:5]\n"
+        "from wxpartner.server import callback_network\n"
+        "callback_network.LOOKUPS.limit = 1",
+    )
+    .replace(
+        "    nid = outbox.enqueue(",
+        "    registry.set_notify_url(conn, other, 'http://other.wxpartner.test/wxpay/notify')\n"
+        "    outbox.enqueue(conn, mchid=other, event_type='WEBIZPAY.REVOKED', summary='s', resource={}, now=now)\n"
+        "    nid = outbox.enqueue(",
+    )
+    .replace("first + (again or [])", "sorted(first, key=lambda r: r.error or '')")
+)
+
+
+@pytest.mark.skipif(not _namespaces_allowed(), reason="unshare -rmn is not allowed here")
+def test_lookups_that_hang_take_at_most_the_limit_of_threads(tmp_path: Path, template_db: Path) -> None:
+    """Two receivers under two names, neither answered by the resolver, and room for one lookup: the
+    second send is refused at once with the reason (and tried again later), not given a thread."""
+    args = [*_database(tmp_path, template_db), SP_B]
+    result = in_a_namespace(
+        tmp_path, DELIVER_TO_TWO_HANGING_NAMES, args, {"resolv.conf": "nameserver 127.0.0.1\n"}
+    )
+    sends = result["sends"]
+    assert len(sends) == 2 and {state for _, state, _ in sends} == {"pending"}
+    refused = [e for _, _, e in sends if "not looked up" in e]
+    timed_out = [e for _, _, e in sends if e.startswith("timeout: the name lookup of")]
+    assert len(refused) == 1 and len(timed_out) == 1, sends
+    host = refused[0].removeprefix("ConnectError: ").split(" ")[0]
+    assert host in {"other.wxpartner.test", "receiver.wxpartner.test"}
+    assert refused[0] == (
+        f"ConnectError: {host} was not looked up: 1 name lookups are still waiting for the resolver "
+        "(the most at once); a later attempt tries again"
+    )
+    assert len(result["lookups"]) == 1

@@ -7,7 +7,8 @@ returns: a receiver whose DNS never answered had its attempt recorded as a timeo
 then went on waiting for the resolver to give up (resolv.conf's timeout x attempts x servers: 10 s to
 minutes), holding every claim of its batch and the next pass behind it. Here a lookup is a daemon thread
 nobody joins; a lookup of a host still running is shared by every send to that host, in this pass and
-later ones, so a resolver that hangs costs one thread per host until it gives up, not one per send."""
+later ones, so a resolver that hangs costs one thread per host until it gives up, not one per send; and
+at most ``MAX_RUNNING`` threads in all, so receivers under many names cannot pile them up."""
 
 from __future__ import annotations
 
@@ -26,11 +27,21 @@ import httpx
 
 AddrInfo = list[tuple[Any, ...]]
 
+# Lookups running at once, every host together. A lookup ends when the resolver answers or gives up
+# (resolv.conf: seconds to minutes); sends are at most 16 a pass, a pass a second, so hanging names
+# would otherwise add up to hundreds of threads.
+MAX_RUNNING = 64
+
+
+class TooManyLookups(OSError):
+    """Every lookup thread is taken by names whose resolver has not answered yet."""
+
 
 class Lookups:
-    """Name lookups in flight, at most one per (host, port)."""
+    """Name lookups in flight, at most one per (host, port) and ``limit`` in all."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_RUNNING) -> None:
+        self.limit = limit
         self._lock = threading.Lock()
         self._running: dict[tuple[str, int], Future[AddrInfo]] = {}
 
@@ -46,6 +57,11 @@ class Lookups:
             found = self._running.get(key)
             if found is not None:
                 return found
+            if len(self._running) >= self.limit:
+                raise TooManyLookups(
+                    f"{host} was not looked up: {len(self._running)} name lookups are still waiting for "
+                    "the resolver (the most at once); a later attempt tries again"
+                )
             future: Future[AddrInfo] = Future()
             future.set_running_or_notify_cancel()  # a waiter that gives up cannot cancel it for the others
             self._running[key] = future
@@ -75,7 +91,8 @@ class Lookups:
 
     async def addresses(self, host: str, port: int) -> list[str]:
         """The addresses of ``host`` in the resolver's order, each once. Cancelled (the send's
-        deadline) without waiting for the lookup, which goes on for whoever asks next."""
+        deadline) without waiting for the lookup, which goes on for whoever asks next. TooManyLookups
+        at once when ``limit`` lookups are running."""
         found = await asyncio.wrap_future(self.start(host, port))
         out: list[str] = []
         for _family, _type, _proto, _name, sockaddr in found:
