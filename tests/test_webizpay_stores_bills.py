@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import re
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +18,8 @@ from starlette.testclient import TestClient
 from support import SP_A, SP_B, SUB_A, SUB_B, ApiClient
 from wxpartner.domain.webizpay_bills import TradeRow
 from wxpartner.protocol.times import CHINA_TZ, parse_rfc3339
-from wxpartner.store import webizpay_bills_repo
+from wxpartner.server.app import WxPartnerApp
+from wxpartner.store import registry, webizpay_bills_repo
 
 MATCHES = "/v3/webizpay/stores/entity-matches"
 PROOF = "/v3/webizpay/bill/proof"
@@ -519,3 +521,64 @@ def test_concurrent_duplicate_batches_make_one(app: Any) -> None:
     with ThreadPoolExecutor(6) as pool:
         ids = set(pool.map(one, range(12)))
     assert len(ids) == 1
+
+
+def test_proofs_and_bills_are_built_outside_the_writers_turn(
+    client_a: ApiClient, frozen: TestClient, app: WxPartnerApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quarter's trades can be 100,000 lines: reading and writing them out took ≈ 5 s, in the write
+    transaction, which on SQLite held back every other writer of every process. The trade source here
+    has another thread write while it is asked; it could not get its turn while the request held it."""
+    writes: list[bool] = []
+
+    def write_elsewhere() -> None:
+        with app.state.db.write() as conn:
+            registry.set_notify_url(conn, SP_B, "http://127.0.0.1:9/notify")
+
+    def source(conn: Any, sp: str, sub: str, start: float, end: float) -> list[TradeRow]:
+        writer = threading.Thread(target=write_elsewhere)
+        writer.start()
+        writer.join(timeout=20)  # not a speed assertion: a writer held back waits as long as we do
+        writes.append(not writer.is_alive())
+        writer.join()
+        return []
+
+    monkeypatch.setattr(webizpay_bills_repo, "TRADE_SOURCES", [source])
+    assert client_a.post(PROOF, proof_body()).status_code == 200
+    assert client_a.post(PROOF, proof_body()).status_code == 200  # a repeat lists no trades
+    bill = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "date": "2026-03-14", "type": "QYZFALL"}
+    assert client_a.post(TRADE_BILL, bill).status_code == 200
+    assert writes == [True, True]
+
+
+@pytest.mark.parametrize("path", [PROOF, TRADE_BILL])
+def test_a_long_bill_leaves_the_workers_loop_to_other_requests(
+    client_a: ApiClient, frozen: TestClient, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """W11 and W12 can take seconds; on SQLite the pipeline runs on the event loop, where a small
+    request on the same worker waited behind one (3.7–5.1 s, served, 100,000 trades). They run in a
+    thread: here the trade source holds the bill until a request made meanwhile has been answered."""
+    entered, release = threading.Event(), threading.Event()
+    released: list[bool] = []
+
+    def source(conn: Any, sp: str, sub: str, start: float, end: float) -> list[TradeRow]:
+        entered.set()
+        released.append(release.wait(timeout=20))  # not a speed assertion: a held loop never sets it
+        return []
+
+    monkeypatch.setattr(webizpay_bills_repo, "TRADE_SOURCES", [source])
+    answers: dict[str, httpx.Response] = {}
+    body = (
+        proof_body()
+        if path == PROOF
+        else {"sp_mchid": SP_A, "sub_mchid": SUB_A, "date": "2026-03-14", "type": "QYZFALL"}
+    )
+    bill = threading.Thread(target=lambda: answers.update(bill=client_a.post(path, body)))
+    bill.start()
+    assert entered.wait(timeout=20)
+    ranges = client_a.get(f"/v3/webizpay/avail-mch-ranges?sp_mchid={SP_A}")
+    release.set()
+    bill.join()
+    assert ranges.status_code == 200, ranges.text
+    assert answers["bill"].status_code == 200, answers["bill"].text
+    assert released == [True]

@@ -28,7 +28,7 @@ from ..models.webizpay_merchants import (
     RangeList,
 )
 from ..protocol.errors import ApiError, field_at, not_found, param_error
-from ..protocol.times import format_rfc3339
+from ..protocol.times import CHINA_TZ
 
 # --- rules shared by every webizpay W9–W17 operation (spec §5 rules 1–2) ----------------------
 
@@ -89,7 +89,8 @@ def new_digits(prefix: str, total: int) -> str:
 
 
 def rfc3339(ts: float) -> str:
-    return format_rfc3339(dt.datetime.fromtimestamp(ts, dt.UTC))
+    # format_rfc3339 of the UTC time, made in China time at once: a bill formats one per line.
+    return dt.datetime.fromtimestamp(ts, CHINA_TZ).isoformat(timespec="seconds")
 
 
 # --- W9 / W10 store entity matching -----------------------------------------------------------

@@ -233,6 +233,9 @@ class WxPartnerApp:
         self._freeze_heap = freeze_heap
         self._close_db = close_db
         self.pipeline = Pipeline(self.state)
+        # Operations marked long (operations.py) go to a thread even when the pipeline is on the loop.
+        ops = self.state.router.operations
+        self._long_paths = frozenset(op.template for op in ops if op.long and not op.param_names)
         self._limiter: tuple[object, anyio.CapacityLimiter] | None = None
         from .web import build_web_app
 
@@ -319,8 +322,9 @@ class WxPartnerApp:
         # SQLite work is local and short, and its writers take turns anyway: on the loop, a worker is
         # one thread doing one request at a time, so the writer never waits for the GIL while another
         # thread signs (two workers served W4 at 0.46 of the floor in threads, 0.58 on the loop).
-        # PostgreSQL round trips are worth overlapping, so by default they go to threads.
-        if self.state.pipeline_on_loop:
+        # PostgreSQL round trips are worth overlapping, so by default they go to threads; so do the
+        # few operations that can take seconds (a quarter's funding proof).
+        if self.state.pipeline_on_loop and req.raw_path not in self._long_paths:
             resp = self.pipeline.handle(req)
         else:
             try:

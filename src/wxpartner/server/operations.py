@@ -32,6 +32,9 @@ class Operation:
     # Body carries RSA-OAEP encrypted fields: Wechatpay-Serial must name a WeChat Pay key.
     encrypted_fields: bool = False
     tags: tuple[str, ...] = ()
+    # The handler can take seconds (a quarter's bill): it runs in a thread even where the pipeline
+    # runs on the event loop (SQLite), so the worker's other connections are not held up behind it.
+    long: bool = False
     regex: re.Pattern[str] = field(init=False, compare=False, repr=False)
     param_names: tuple[str, ...] = field(init=False, compare=False)
     literal_segments: int = field(init=False, compare=False)
@@ -71,6 +74,7 @@ def operation(
     status: int = 200,
     encrypted_fields: bool = False,
     tags: tuple[str, ...] = (),
+    long: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register ``handler(ctx, path=..., [query=...], [body=...])`` for one or more path spellings."""
 
@@ -90,6 +94,7 @@ def operation(
                     status=status,
                     encrypted_fields=encrypted_fields,
                     tags=tags,
+                    long=long,
                 )
             )
         return handler

@@ -7,6 +7,7 @@ without this module reading another family's tables.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from .webizpay_merchants_tables import webizpay_bill_files, webizpay_funding_pro
 
 TradeSource = Callable[[Connection, str, str, float, float], list[TradeRow]]
 TRADE_SOURCES: list[TradeSource] = []
+_BY_TIME = operator.attrgetter("time", "transaction_id")
 
 
 def _proof(row: sa.Row[Any]) -> Proof:
@@ -75,7 +77,7 @@ class BillRepo:
         rows: list[TradeRow] = []
         for source in TRADE_SOURCES:
             rows.extend(source(self.conn, sp_mchid, sub_mchid, start, end))
-        return sorted(rows, key=lambda r: (r.time, r.transaction_id))
+        return sorted(rows, key=_BY_TIME)
 
     def add_file(self, file: BillFile) -> None:
         # Links expired for a day are dead weight; younger ones still answer "expired" rather than 404.

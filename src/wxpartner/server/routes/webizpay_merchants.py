@@ -102,10 +102,15 @@ def query_entity_match(ctx: Ctx, path: EntityMatchPath, query: SpQuery) -> Entit
     body=ProofRequest,
     response=ProofResponse,
     tags=TAGS,
+    long=True,
 )
 def apply_funding_proof(ctx: Ctx, path: dict[str, str], body: ProofRequest) -> ProofResponse:
+    # The document is built in a read transaction: on SQLite a write holds every writer's turn.
+    with ctx.read() as conn:
+        draft = bills.draft_proof(BillRepo(conn), ctx.now_ts, ctx.mchid, body)
     with ctx.write() as conn:
-        return bills.apply_proof(BillRepo(conn), ctx.now_ts, ctx.mchid, body, ctx.state.settings.base_url())
+        base_url = ctx.state.settings.base_url()
+        return bills.apply_proof(BillRepo(conn), ctx.now_ts, ctx.mchid, body, base_url, draft)
 
 
 @operation(
@@ -116,12 +121,14 @@ def apply_funding_proof(ctx: Ctx, path: dict[str, str], body: ProofRequest) -> P
     body=TradeBillRequest,
     response=TradeBillResponse,
     tags=TAGS,
+    long=True,
 )
 def apply_trade_bill(ctx: Ctx, path: dict[str, str], body: TradeBillRequest) -> TradeBillResponse:
+    with ctx.read() as conn:  # as W11: the bill is built outside the writers' turn
+        content = bills.draft_trade_bill(BillRepo(conn), ctx.now_ts, ctx.mchid, body)
     with ctx.write() as conn:
-        return bills.apply_trade_bill(
-            BillRepo(conn), ctx.now_ts, ctx.mchid, body, ctx.state.settings.base_url()
-        )
+        base_url = ctx.state.settings.base_url()
+        return bills.apply_trade_bill(BillRepo(conn), ctx.now_ts, ctx.mchid, body, base_url, content)
 
 
 DOWNLOAD_OP = "billdownload.file"
@@ -134,6 +141,7 @@ DOWNLOAD_OP = "billdownload.file"
     summary="下载账单文件 (download a bill or proof file)",
     query=BillDownloadQuery,
     tags=TAGS,
+    long=True,  # a quarter's proof is 16 MB to read, hash for the signature and send
 )
 def download_file(ctx: Ctx, path: dict[str, str], query: BillDownloadQuery) -> Reply:
     with ctx.read() as conn:
