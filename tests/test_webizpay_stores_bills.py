@@ -13,13 +13,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from support import SP_A, SP_B, SUB_A, SUB_B, ApiClient
 from wxpartner.domain.webizpay_bills import TradeRow
 from wxpartner.protocol.times import CHINA_TZ, parse_rfc3339
 from wxpartner.server.app import WxPartnerApp
-from wxpartner.store import registry, webizpay_bills_repo
+from wxpartner.store import registry, webizpay_bills_repo, webizpay_merchants_tables
 
 MATCHES = "/v3/webizpay/stores/entity-matches"
 PROOF = "/v3/webizpay/bill/proof"
@@ -582,3 +583,27 @@ def test_a_long_bill_leaves_the_workers_loop_to_other_requests(
     assert ranges.status_code == 200, ranges.text
     assert answers["bill"].status_code == 200, answers["bill"].text
     assert released == [True]
+
+
+def test_a_proofs_document_is_stored_once_with_the_proof(
+    client_a: ApiClient, frozen: TestClient, trades: list[TradeRow], app: WxPartnerApp
+) -> None:
+    """Each link (W11 and each repeat) held its own copy of the document, 16 MB for a quarter; now
+    the link names the proof. A link written before (migration 0025: its copy, no proof_id) serves."""
+    trades.append(trade(dt.date(2026, 3, 1), 1234))
+    first = client_a.post(PROOF, proof_body()).json()
+    again = client_a.post(PROOF, proof_body()).json()
+    files, proofs = (
+        webizpay_merchants_tables.webizpay_bill_files,
+        webizpay_merchants_tables.webizpay_funding_proofs,
+    )
+    with app.state.db.read() as conn:
+        links = conn.execute(sa.select(files.c.content, files.c.proof_id)).all()
+        document = conn.execute(sa.select(proofs.c.content)).scalar_one()
+    assert [tuple(r) for r in links] == [("", first["proof_id"]), ("", first["proof_id"])]
+    assert trades[0].transaction_id in document
+    for answer in (first, again):
+        assert download(client_a, answer["download_url"]).text == document
+    with app.state.db.write() as conn:  # as a release before 0025 wrote a link
+        conn.execute(files.update().values(content=document, proof_id=None))
+    assert download(client_a, first["download_url"]).text == document

@@ -78,6 +78,7 @@ class BillFile:
     content: str
     created_at: float
     expires_at: float
+    proof_id: str | None = None  # a proof's link: the repo keeps its document once, with the proof
 
 
 class BillRepo(Protocol):
@@ -220,7 +221,15 @@ def proof_document(proof: Proof, rows: list[TradeRow]) -> str:
     return _csv(head) + _csv([TRADE_HEADER, *_trade_lines(rows)]) + _csv(summary)
 
 
-def _new_file(now: float, sp_mchid: str, sub_mchid: str, kind: str, filename: str, content: str) -> BillFile:
+def _new_file(
+    now: float,
+    sp_mchid: str,
+    sub_mchid: str,
+    kind: str,
+    filename: str,
+    content: str,
+    proof_id: str | None = None,
+) -> BillFile:
     return BillFile(
         token=secrets.token_urlsafe(24),
         sp_mchid=sp_mchid,
@@ -230,6 +239,7 @@ def _new_file(now: float, sp_mchid: str, sub_mchid: str, kind: str, filename: st
         content=content,
         created_at=now,
         expires_at=now + DOWNLOAD_TTL,
+        proof_id=proof_id,
     )
 
 
@@ -333,9 +343,8 @@ def apply_proof(
         # Emulator choice: a repeat hands out a fresh download link and moves updated_time.
         repo.touch_proof(proof.proof_id, now)
         proof = replace(proof, updated_at=now)
-    file = _new_file(
-        now, proof.sp_mchid, proof.sub_mchid, "PROOF", f"proof_{proof.proof_id}.csv", proof.content
-    )
+    name = f"proof_{proof.proof_id}.csv"
+    file = _new_file(now, proof.sp_mchid, proof.sub_mchid, "PROOF", name, proof.content, proof.proof_id)
     repo.add_file(file)
     return ProofResponse(
         sp_mchid=proof.sp_mchid,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -83,14 +84,25 @@ class BillRepo:
         # Links expired for a day are dead weight; younger ones still answer "expired" rather than 404.
         t = webizpay_bill_files
         self.conn.execute(sa.delete(t).where(t.c.expires_at < file.created_at - 86400))
-        self.conn.execute(
-            webizpay_bill_files.insert().values(**{name: getattr(file, name) for name in BillFile.__slots__})
-        )
+        values = {name: getattr(file, name) for name in BillFile.__slots__}
+        if file.proof_id is not None:  # the proof's row holds the document (16 MB for a quarter)
+            values["content"] = ""
+        self.conn.execute(webizpay_bill_files.insert().values(**values))
 
     def file(self, token: str) -> BillFile | None:
-        t = webizpay_bill_files
-        row = self.conn.execute(sa.select(t).where(t.c.token == token)).first()
+        t, p = webizpay_bill_files, webizpay_funding_proofs
+        stmt = (
+            sa.select(t, p.c.content.label("proof_content"))
+            .outerjoin(p, p.c.proof_id == t.c.proof_id)
+            .where(t.c.token == token)
+        )
+        row = self.conn.execute(stmt).first()
         if row is None:
             return None
         m = row._mapping
-        return BillFile(**{name: m[name] for name in BillFile.__slots__})
+        file = BillFile(**{name: m[name] for name in BillFile.__slots__})
+        if file.proof_id is None:
+            return file
+        if m["proof_content"] is None:  # the proof is gone (a reset): so is its link
+            return None
+        return replace(file, content=m["proof_content"])
