@@ -519,3 +519,35 @@ def test_only_the_servers_own_flash_is_shown(http: TestClient) -> None:
     query = dict(httpx.URL(made.headers["location"]).params)
     assert lure not in http.get("/dashboard/faults", params={**query, "msg": lure}).text
     assert 'class="flash bad"' not in http.get("/dashboard/faults", params={**query, "tone": "bad"}).text
+
+
+def test_family_data_reads_a_line_of_each_long_value_not_the_value(app: WxPartnerApp) -> None:
+    """A quarter's funding proof is 16 MB of CSV, and the page shows 200 rows: each value was read
+    whole to show its first 160 characters (3 GB for 200 proofs). The database now hands over the
+    line and the length: no value as big as one document is ever held while reading."""
+    import tracemalloc
+
+    import sqlalchemy as sa
+
+    from wxpartner.store import dashboard_tables as data
+    from wxpartner.store.webizpay_merchants_tables import webizpay_bill_files as files
+
+    size = 4 * 1024 * 1024
+    with app.state.db.write() as conn:
+        for i in range(5):
+            document = f"`proof {i}," + "x" * size
+            conn.execute(
+                sa.insert(files).values(
+                    token=f"tok{i}", sp_mchid=SP_A, sub_mchid=SP_A, kind="PROOF", filename=f"p{i}.csv",
+                    content=document, created_at=float(i), expires_at=float(i) + 300,
+                )
+            )  # fmt: skip
+    tracemalloc.start()
+    try:
+        cols, rows, _order = data.read_table(app.state.db, "webizpay_bill_files")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    content = [row[cols.index("content")] for row in rows]
+    assert content == [f"`proof {i}," + "x" * 151 + f"… ({size + 9} chars)" for i in reversed(range(5))]
+    assert peak < size, f"{peak} bytes held while reading: a whole value was read"

@@ -110,12 +110,42 @@ def read_table(
     table = sa.Table(name, sa.MetaData(), autoload_with=db.engine)
     cols = [c.name for c in table.columns]
     order, described = _order(table)
-    q = sa.select(table).order_by(*order).limit(MAX_ROWS)
+    q = sa.select(*_cells(table)).order_by(*order).limit(MAX_ROWS)
     if mchid:
         for col in ("mchid", "sp_mchid", "sub_mchid"):
             if col in table.c:
                 q = q.where(table.c[col] == mchid)
                 break
     with db.read() as conn:
-        rows = [[mask(c, r._mapping[c]) for c in cols] for r in conn.execute(q)]
+        rows = [[_shown(c, r._mapping) for c in cols] for r in conn.execute(q)]
     return cols, rows, described
+
+
+def _is_long(column: sa.Column[Any]) -> bool:
+    kind = column.type
+    return isinstance(kind, sa.Text) or (isinstance(kind, sa.String) and (kind.length or 0) > MAX_CELL)
+
+
+def _cells(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+    """The columns, a long text one as its first MAX_CELL characters and its length: a proof's
+    document is 16 MB, and 200 of them were read whole to show a line of each."""
+    cells: list[sa.ColumnElement[Any]] = []
+    for c in table.columns:
+        if _is_long(c):
+            cells += [
+                sa.func.substr(c, 1, MAX_CELL).label(c.name),
+                sa.func.length(c).label(f"{c.name} length"),
+            ]
+        else:
+            cells.append(c)
+    return cells
+
+
+def _shown(column: str, row: sa.RowMapping) -> Any:
+    value = row[column]
+    length = row.get(f"{column} length")
+    if length is None or value is None or length <= MAX_CELL:
+        return mask(column, value)
+    if SECRET.search(column):
+        return "•••• (hidden)"
+    return f"{value}… ({length} chars)"
