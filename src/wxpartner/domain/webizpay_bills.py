@@ -63,7 +63,7 @@ class Proof:
     end_date: str
     entity_name: str
     digest: str
-    content: str
+    content: str  # the document; "" as read back (proof_by_out_id): only its download reads it
     created_at: float
     updated_at: float
 
@@ -78,7 +78,7 @@ class BillFile:
     content: str
     created_at: float
     expires_at: float
-    proof_id: str | None = None  # a proof's link: the repo keeps its document once, with the proof
+    proof_id: str | None = None  # a proof's link: "" content here, the proof's document served
 
 
 class BillRepo(Protocol):
@@ -344,7 +344,7 @@ def apply_proof(
         repo.touch_proof(proof.proof_id, now)
         proof = replace(proof, updated_at=now)
     name = f"proof_{proof.proof_id}.csv"
-    file = _new_file(now, proof.sp_mchid, proof.sub_mchid, "PROOF", name, proof.content, proof.proof_id)
+    file = _new_file(now, proof.sp_mchid, proof.sub_mchid, "PROOF", name, "", proof.proof_id)
     repo.add_file(file)
     return ProofResponse(
         sp_mchid=proof.sp_mchid,

@@ -26,6 +26,11 @@ TRADE_SOURCES: list[TradeSource] = []
 _BY_TIME = operator.attrgetter("time", "transaction_id")
 
 
+_p = webizpay_funding_proofs
+# A proof as W11 reads it back: everything but its document (16 MB for a quarter; its download reads it).
+_PROOF_COLUMNS = [c for c in _p.c if c.name != "content"]
+
+
 def _proof(row: sa.Row[Any]) -> Proof:
     m = row._mapping
     return Proof(
@@ -38,7 +43,7 @@ def _proof(row: sa.Row[Any]) -> Proof:
         end_date=m["end_date"],
         entity_name=m["entity_name"],
         digest=m["digest"],
-        content=m["content"],
+        content="",
         created_at=float(m["created_at"]),
         updated_at=float(m["updated_at"]),
     )
@@ -52,10 +57,11 @@ class BillRepo:
         return registry.is_related(self.conn, sp_mchid, sub_mchid, RelationKind.SUB_MERCHANT)
 
     def proof_by_out_id(self, sp_mchid: str, out_operation_id: str) -> Proof | None:
-        t = webizpay_funding_proofs
-        row = self.conn.execute(
-            sa.select(t).where(t.c.sp_mchid == sp_mchid, t.c.out_operation_id == out_operation_id)
-        ).first()
+        """The proof, its content "" (see _PROOF_COLUMNS)."""
+        stmt = sa.select(*_PROOF_COLUMNS).where(
+            _p.c.sp_mchid == sp_mchid, _p.c.out_operation_id == out_operation_id
+        )
+        row = self.conn.execute(stmt).first()
         return _proof(row) if row else None
 
     def insert_proof(self, proof: Proof) -> bool:
@@ -85,8 +91,6 @@ class BillRepo:
         t = webizpay_bill_files
         self.conn.execute(sa.delete(t).where(t.c.expires_at < file.created_at - 86400))
         values = {name: getattr(file, name) for name in BillFile.__slots__}
-        if file.proof_id is not None:  # the proof's row holds the document (16 MB for a quarter)
-            values["content"] = ""
         self.conn.execute(webizpay_bill_files.insert().values(**values))
 
     def file(self, token: str) -> BillFile | None:
