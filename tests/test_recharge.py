@@ -276,7 +276,8 @@ def test_unknown_second_level_merchant_is_no_auth(client_a: ApiClient) -> None:
             "field": field,
             "location": location,
             "value": "1299999999",
-            "issue": "unknown second-level merchant",
+            # the words of another platform's merchant: whether a number is registered is not told
+            "issue": "not a second-level merchant of the caller",
         }
 
 

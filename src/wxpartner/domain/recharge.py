@@ -74,18 +74,12 @@ def natural_day(ts: float) -> str:
 
 def check_access(repo: RechargeRepo, mchid: str, sub_mchid: str, location: str = "path") -> None:
     """403 NO_AUTH unless sub_mchid is a second-level merchant of the caller; the detail names the field
-    as protocol.md §6 does (``/sub_mchid`` in R1's body, ``sub_mchid`` in R2/R3's path)."""
-    if not repo.merchant_exists(sub_mchid):
-        raise ApiError(
-            "NO_AUTH",
-            f"无权限：二级商户号{sub_mchid}不存在 (sub_mchid {sub_mchid} is not a registered merchant)",
-            detail={
-                **field_at("sub_mchid", location),
-                "value": sub_mchid,
-                "issue": "unknown second-level merchant",
-            },
-        )
-    if not repo.is_second_level(mchid, sub_mchid):
+    as protocol.md §6 does (``/sub_mchid`` in R1's body, ``sub_mchid`` in R2/R3's path). Another
+    platform's merchant and a number nobody registered get the same words: a caller cannot learn which
+    merchant numbers exist (README: Scan-to-recharge employees, Rules)."""
+    known = repo.merchant_exists(sub_mchid)  # both asked: the repo's prefetch answers each once
+    related = repo.is_second_level(mchid, sub_mchid)
+    if not (known and related):
         raise ApiError(
             "NO_AUTH",
             f"无权限：{sub_mchid}不是平台商户{mchid}的二级商户 "

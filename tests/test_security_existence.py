@@ -1,0 +1,147 @@
+"""No existence oracle: whatever merchant B is refused when it names merchant A's resource (an
+employee, a card, a batch, a range, a proof, a bill link, an applyment, ...), B is refused in exactly
+the same words when it names one that does not exist at all.
+
+The cases are test_tenant_isolation's; each refused one is sent twice, once with A's real identifiers
+and once with a "ghost" tenant whose identifiers have the same shape but name nothing. The two answers
+must agree in status, code, message and detail once the identifier B sent is masked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from apply4subject_support import serial_for
+from support import SECOND_A, SP_A, SP_B, SP_C, SUB_A, ApiClient, World
+from test_tenant_isolation import CASES, Case, TenantA, build_tenant_a
+from wxpartner.server.app import WxPartnerApp
+
+_NEXT = {**{str(d): str((d + 3) % 10) for d in range(10)}}
+
+
+def _ghost_value(value: str) -> str:
+    """The same shape (length, character classes), another value: digits shifted, letters swapped in
+    case-preserving order, the rest kept."""
+    out = []
+    for ch in value:
+        if ch.isascii() and ch.isdigit():
+            out.append(_NEXT[ch])
+        elif ch.isascii() and ch.islower():
+            out.append(chr((ord(ch) - 97 + 7) % 26 + 97))
+        elif ch.isascii() and ch.isupper():
+            out.append(chr((ord(ch) - 65 + 7) % 26 + 65))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def ghost_of(t: TenantA) -> TenantA:
+    changed = {
+        f.name: _ghost_value(getattr(t, f.name))
+        for f in dataclasses.fields(t)
+        if isinstance(getattr(t, f.name), str) and getattr(t, f.name)
+    }
+    return dataclasses.replace(t, **changed)
+
+
+def _masked(text: str, values: list[str]) -> str:
+    for value in sorted(values, key=len, reverse=True):
+        if value:
+            text = text.replace(value, "<id>")
+    return re.sub(r"\s+", " ", text)
+
+
+def _answer(case: Case, b: ApiClient, t: TenantA) -> tuple[int, str]:
+    url = case.url(t)
+    body = case.body(b, t) if case.body else None
+    kw: dict[str, Any] = {"wechatpay_serial": serial_for(b)} if case.encrypted else {}
+    resp = b.request(case.method, url, body, **kw)
+    ids = [v for v in vars(t).values() if isinstance(v, str)]
+    try:
+        shown = json.dumps(resp.json(), ensure_ascii=False, sort_keys=True)
+    except ValueError:
+        shown = resp.text
+    return resp.status_code, _masked(shown, ids)
+
+
+def test_ghost_identifiers_have_the_shape_of_the_real_ones() -> None:
+    t = TenantA(employee_id="1234abcXYZ_-", card_no="99")
+    g = ghost_of(t)
+    assert g.employee_id != t.employee_id and len(g.employee_id) == len(t.employee_id)
+    assert g.employee_id == "4567hijEFG_-" and g.card_no == "22"
+
+
+def test_a_foreign_resource_is_refused_as_a_missing_one(
+    app: WxPartnerApp,
+    world: World,
+    client_a: ApiClient,
+    client_b: ApiClient,
+    client_c: ApiClient,
+    control: TestClient,
+) -> None:
+    tenant = build_tenant_a(app, world, client_a, control)
+    ghost = ghost_of(tenant)
+    callers = {SP_B: client_b, SP_C: client_c}
+    refused = [c for c in CASES if c.status == 404]
+    assert refused, "no refused cases to compare"
+    differences = []
+    for case in refused:
+        b = callers[case.caller]
+        real = _answer(case, b, tenant)
+        missing = _answer(case, b, ghost)
+        if real != missing:
+            differences.append(f"{case.op_id} [{case.name}]:\n  A's:     {real}\n  missing: {missing}")
+    assert not differences, "B can tell A's resources from missing ones:\n" + "\n".join(differences)
+
+
+def _with_ghost_merchants(case: Case) -> Case:
+    """The case with A's merchant numbers (service provider, sub-merchant, second level) replaced by
+    numbers no merchant has."""
+    swap = {SP_A: "1239999001", SUB_A: "1239999101", SECOND_A: "1239999201"}
+
+    def rewrite(text: str) -> str:
+        for old, new in swap.items():
+            text = text.replace(old, new)
+        return text
+
+    def url(t: TenantA) -> str:
+        return rewrite(case.url(t))
+
+    body = None
+    if case.body is not None:
+        make = case.body
+
+        def body(b: ApiClient, t: TenantA) -> Any:
+            return json.loads(rewrite(json.dumps(make(b, t), ensure_ascii=False)))
+
+    return dataclasses.replace(case, url=url, body=body)
+
+
+def test_a_foreign_merchant_number_is_refused_as_an_unknown_one(
+    app: WxPartnerApp,
+    world: World,
+    client_a: ApiClient,
+    client_b: ApiClient,
+    client_c: ApiClient,
+    control: TestClient,
+) -> None:
+    tenant = build_tenant_a(app, world, client_a, control)
+    callers = {SP_B: client_b, SP_C: client_c}
+    refused = [c for c in CASES if c.status == 403]
+    assert refused
+    differences = []
+    for case in refused:
+        b = callers[case.caller]
+        real = _answer(case, b, tenant)
+        ghost = _with_ghost_merchants(case)
+        unknown = _answer(ghost, b, tenant)
+        for old, new in ((SP_A, "1239999001"), (SUB_A, "1239999101"), (SECOND_A, "1239999201")):
+            unknown = (unknown[0], unknown[1].replace(new, old))
+        if real != unknown:
+            differences.append(f"{case.op_id} [{case.name}]:\n  A's:     {real}\n  unknown: {unknown}")
+    assert not differences, "B can tell A's merchants from unknown ones:\n" + "\n".join(differences)
