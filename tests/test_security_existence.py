@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from apply4subject_support import serial_for
+from apply4subject_support import SUB_X, serial_for
 from support import SECOND_A, SP_A, SP_B, SP_C, SUB_A, ApiClient, World
 from test_tenant_isolation import CASES, Case, TenantA, build_tenant_a
 from wxpartner.server.app import WxPartnerApp
@@ -99,10 +99,18 @@ def test_a_foreign_resource_is_refused_as_a_missing_one(
     assert not differences, "B can tell A's resources from missing ones:\n" + "\n".join(differences)
 
 
+GHOST_MERCHANTS = {SP_A: "1239999001", SUB_A: "1239999101", SECOND_A: "1239999201", SUB_X: "1239999901"}
+
+
+def _swaps(case: Case) -> dict[str, str]:
+    """GHOST_MERCHANTS, but SUB_A stays for SP_C, whose own sub-merchant it is too."""
+    return {k: v for k, v in GHOST_MERCHANTS.items() if not (case.caller == SP_C and k == SUB_A)}
+
+
 def _with_ghost_merchants(case: Case) -> Case:
     """The case with A's merchant numbers (service provider, sub-merchant, second level) replaced by
     numbers no merchant has."""
-    swap = {SP_A: "1239999001", SUB_A: "1239999101", SECOND_A: "1239999201"}
+    swap = _swaps(case)
 
     def rewrite(text: str) -> str:
         for old, new in swap.items():
@@ -140,8 +148,36 @@ def test_a_foreign_merchant_number_is_refused_as_an_unknown_one(
         real = _answer(case, b, tenant)
         ghost = _with_ghost_merchants(case)
         unknown = _answer(ghost, b, tenant)
-        for old, new in ((SP_A, "1239999001"), (SUB_A, "1239999101"), (SECOND_A, "1239999201")):
+        for old, new in _swaps(case).items():
             unknown = (unknown[0], unknown[1].replace(new, old))
         if real != unknown:
             differences.append(f"{case.op_id} [{case.name}]:\n  A's:     {real}\n  unknown: {unknown}")
     assert not differences, "B can tell A's merchants from unknown ones:\n" + "\n".join(differences)
+
+
+def test_a_read_of_a_foreign_resource_answers_as_one_of_a_missing_resource(
+    app: WxPartnerApp,
+    world: World,
+    client_a: ApiClient,
+    client_b: ApiClient,
+    client_c: ApiClient,
+    control: TestClient,
+) -> None:
+    """The reads B is answered 200 about A's things (an empty list, "unauthorized"): the same answer
+    about things that do not exist."""
+    tenant = build_tenant_a(app, world, client_a, control)
+    ghost = ghost_of(tenant)
+    callers = {SP_B: client_b, SP_C: client_c}
+    # certificates.list names nothing of A's (and its ciphertext differs on every call)
+    reads = [c for c in CASES if c.status == 200 and c.method == "GET" and c.op_id != "certificates.list"]
+    assert reads
+    differences = []
+    for case in reads:
+        b = callers[case.caller]
+        real = _answer(case, b, tenant)
+        missing = _answer(_with_ghost_merchants(case), b, ghost)
+        for old, new in _swaps(case).items():
+            missing = (missing[0], missing[1].replace(new, old))
+        if real != missing:
+            differences.append(f"{case.op_id} [{case.name}]:\n  A's:     {real}\n  missing: {missing}")
+    assert not differences, "B can tell A's resources from missing ones:\n" + "\n".join(differences)
