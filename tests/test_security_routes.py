@@ -91,3 +91,27 @@ def test_every_dashboard_page_needs_the_login_and_its_own_origin(app: WxPartnerA
                     url, headers={**cookie, "Referer": "http://evil.example/x"}, follow_redirects=False
                 )
                 assert resp.status_code == 403, (url, "referer")
+
+
+def test_login_and_logout_take_no_form_from_another_origin(http: TestClient) -> None:
+    """A page elsewhere could log the browser out (SameSite keeps the cookie from being sent, not the
+    answer's Set-Cookie from removing it), or log it in: both are the dashboard's own forms only."""
+    cookie = {"Cookie": f"{COOKIE}={cookie_value(SANDBOX_TOKEN)}"}
+    for origin in ("http://evil.example", "null"):
+        out = http.post("/dashboard/logout", headers={**cookie, "Origin": origin}, follow_redirects=False)
+        assert out.status_code == 403, out.status_code
+        assert "set-cookie" not in out.headers and out.headers["x-frame-options"] == "DENY"
+        login = http.post(
+            "/dashboard/login",
+            data={"token": SANDBOX_TOKEN},
+            headers={"Origin": origin},
+            follow_redirects=False,
+        )
+        assert login.status_code == 403 and "set-cookie" not in login.headers
+    # Its own origin (and a client that names none, curl) still logs in and out.
+    own = {"Origin": "http://testserver"}
+    login = http.post("/dashboard/login", data={"token": SANDBOX_TOKEN}, headers=own, follow_redirects=False)
+    assert login.status_code == 303 and COOKIE in login.headers["set-cookie"]
+    out = http.post("/dashboard/logout", headers=own, follow_redirects=False)
+    assert out.status_code == 303 and f'{COOKIE}=""' in out.headers["set-cookie"]
+    assert http.get("/dashboard/login").headers["x-frame-options"] == "DENY"

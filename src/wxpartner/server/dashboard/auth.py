@@ -81,12 +81,33 @@ def same_origin(request: Request) -> bool:
     )
 
 
+def _cross_origin(request: Request) -> Response | None:
+    """The 403 for a form another origin posts (see same_origin), else None."""
+    if request.method in UNSAFE_METHODS and not same_origin(request):
+        return forbidden("a form of another origin may not post to the dashboard")
+    return None
+
+
+def public(fn: Endpoint) -> Endpoint:
+    """A page without the login (log in, log out) still takes no form from another origin: a page
+    elsewhere could otherwise log the browser out, or in under a token of its choosing."""
+    inner = checked(fn)
+
+    async def endpoint(request: Request) -> Response:
+        refused = _cross_origin(request)
+        return forbid_framing(refused if refused is not None else await inner(request))
+
+    endpoint.__name__ = fn.__name__
+    return endpoint
+
+
 def guarded(fn: Endpoint) -> Endpoint:
     inner = checked(fn)
 
     async def endpoint(request: Request) -> Response:
-        if request.method in UNSAFE_METHODS and not same_origin(request):
-            response: Response = forbidden("a form of another origin may not post to the dashboard")
+        refused = _cross_origin(request)
+        if refused is not None:
+            response: Response = refused
         elif not logged_in(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             response = RedirectResponse(f"/dashboard/login?next={quote(target)}", status_code=303)

@@ -11,7 +11,8 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
 from ..params import Endpoint
-from .auth import checked, guarded, message_signature, signed_message
+from .auth import guarded, message_signature, signed_message
+from .auth import public as public_page
 from .layout import esc
 
 ROUTES: list[Route] = []
@@ -21,7 +22,7 @@ def route(
     path: str, methods: list[str] | None = None, *, public: bool = False
 ) -> Callable[[Endpoint], Endpoint]:
     def register(fn: Endpoint) -> Endpoint:
-        endpoint = checked(fn) if public else guarded(fn)
+        endpoint = public_page(fn) if public else guarded(fn)
         ROUTES.append(Route("/dashboard" + path, endpoint, methods=methods or ["GET"]))
         return fn
 
