@@ -99,6 +99,10 @@ def test_stored_text_is_never_markup(
     }
     http.get("/v3/webizpay/avail-mch-ranges?q=" + payload("query"), headers=headers)
     http.get("/v3/" + payload("path"), headers=headers)
+    # A signature mismatch over a body: the journal's explanation shows the string the server verified.
+    wrong = sign_request(world.merchants[SP_A], "POST", "/v3/webizpay/avail-mch-ranges", b"{}")
+    body = json.dumps({"sp_mchid": SP_A, "x": payload("body")}, ensure_ascii=False).encode()
+    assert http.post("/v3/webizpay/avail-mch-ranges", content=body, headers=wrong.headers).status_code == 401
     control.get("/sandbox/journal")  # flushes the journal
 
     del http.headers["Authorization"]
