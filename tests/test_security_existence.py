@@ -14,11 +14,22 @@ import json
 import re
 from typing import Any
 
+import httpx
 from starlette.testclient import TestClient
 
-from apply4subject_support import SUB_X, serial_for
-from support import SECOND_A, SP_A, SP_B, SP_C, SUB_A, ApiClient, World
-from test_tenant_isolation import CASES, Case, TenantA, build_tenant_a
+from apply4subject_support import CHANNEL_B, SUB_X, serial_for, submit
+from support import SECOND_A, SP_A, SP_B, SP_C, SUB_A, SUB_B, ApiClient, World
+from test_tenant_isolation import (
+    CASES,
+    END,
+    MATCHES,
+    PROOF,
+    Case,
+    TenantA,
+    _b_apply_body,
+    build_tenant_a,
+)
+from webizpay_support import authorize, issue_body
 from wxpartner.server.app import WxPartnerApp
 
 _NEXT = {**{str(d): str((d + 3) % 10) for d in range(10)}}
@@ -181,3 +192,39 @@ def test_a_read_of_a_foreign_resource_answers_as_one_of_a_missing_resource(
         if real != missing:
             differences.append(f"{case.op_id} [{case.name}]:\n  A's:     {real}\n  missing: {missing}")
     assert not differences, "B can tell A's resources from missing ones:\n" + "\n".join(differences)
+
+
+def test_the_numbers_a_chose_are_free_for_b(
+    app: WxPartnerApp, world: World, client_a: ApiClient, client_b: ApiClient, control: TestClient
+) -> None:
+    """The merchant's own numbers (out_card_no, out_batch_id, out_operation_id, business_code) are
+    unique per merchant: B using the ones A used is answered as B using fresh ones, never "already
+    exists" (which would tell B what A sent) and never with A's resource."""
+    tenant = build_tenant_a(app, world, client_a, control)
+    employee = authorize(client_b, control, "bOwnUser01", sp=SP_B, sub=SUB_B)
+
+    def card(out_card_no: str) -> httpx.Response:
+        body = issue_body(out_card_no, sp=SP_B, sub=SUB_B, effective_end_time=END)
+        return client_b.post(f"/v3/webizpay/employees/{employee}/quota-cards", body)
+
+    def batch(out_batch_id: str) -> httpx.Response:
+        return client_b.post(MATCHES, {"sp_mchid": SP_B, "out_batch_id": out_batch_id, "match_details": []})
+
+    def proof(out_operation_id: str) -> httpx.Response:
+        body = {"sp_mchid": SP_B, "sub_mchid": SUB_B, "out_operation_id": out_operation_id, **PROOF}
+        return client_b.post("/v3/webizpay/bill/proof", body)
+
+    def applyment(business_code: str) -> httpx.Response:
+        return submit(client_b, _b_apply_body(CHANNEL_B, business_code)(client_b, tenant))
+
+    cases = [
+        (card, tenant.out_card_no, "bFreshCard01", "card_no", tenant.card_no),
+        (batch, tenant.out_batch_id, "bFreshBatch01", "batch_id", tenant.batch_id),
+        (proof, tenant.out_operation_id, "bFreshProof01", "proof_id", tenant.proof_id),
+        (applyment, tenant.business_code, "bFreshBiz0001", "applyment_id", tenant.applyment_id),
+    ]
+    for send, a_number, fresh, key, a_resource in cases:
+        with_a = send(a_number)
+        with_fresh = send(fresh)
+        assert with_a.status_code == with_fresh.status_code == 200, (key, with_a.text, with_fresh.text)
+        assert str(with_a.json()[key]) != a_resource, (key, with_a.text)
