@@ -442,14 +442,16 @@ def test_the_nonce_table_forgets_only_nonces_no_replay_can_reach(
     api: TestClient, app: WxPartnerApp, world: World
 ) -> None:
     """PostgreSQL keeps nonces in request_nonces, pruned every so many requests (every one here): a
-    nonce is kept 2 × the window (600 s), the longest an accepted timestamp can be replayed."""
+    nonce is kept 2 × the window (600 s), the longest an accepted timestamp can be replayed, plus
+    CLOCK_MARGIN_S (60 s) for hosts whose clocks differ (test_security_replay_skew.py)."""
     db = app.state.db
     if db.replay_window is not None:
         pytest.skip("SQLite on a file keeps nonces in its shared-memory window (test_replay_window.py)")
     app.state.verifier = Verifier(db, time_window=300, prune_every=1)
     now = time.time()
     with db.write() as conn:
-        sandbox.record_nonce(conn, SP_B, "seen-610s-ago", now - 610)
+        sandbox.record_nonce(conn, SP_B, "seen-670s-ago", now - 670)
+        sandbox.record_nonce(conn, SP_B, "seen-650s-ago", now - 650)
         sandbox.record_nonce(conn, SP_B, "seen-590s-ago", now - 590)
     client = ApiClient(api, world, SP_B)
     just_used = new_nonce()
@@ -458,7 +460,8 @@ def test_the_nonce_table_forgets_only_nonces_no_replay_can_reach(
     replay = "请求重放，nonce_str已使用"
     _sign_error(client.get(CERTS, nonce=just_used), field="nonce_str", message=replay)
     _sign_error(client.get(CERTS, nonce="seen-590s-ago"), field="nonce_str", message=replay, issue="600s")
-    assert client.get(CERTS, nonce="seen-610s-ago").status_code == 200
+    _sign_error(client.get(CERTS, nonce="seen-650s-ago"), field="nonce_str", message=replay)  # the margin
+    assert client.get(CERTS, nonce="seen-670s-ago").status_code == 200
 
 
 # --- 6. signature -----------------------------------------------------------------------------

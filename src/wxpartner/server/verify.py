@@ -41,6 +41,11 @@ from .credential_cache import CredentialCache, Lookup
 from .http import RawRequest
 
 _JSON_RANGES = {"application/json", "*/*", "application/*"}
+# PostgreSQL: every host records nonces and prunes the shared table by its own clock. A nonce is kept
+# this much longer than the window needs, so that a host whose clock runs up to this far ahead never
+# prunes one that a host whose clock runs behind still accepts a replay of (README: Request
+# verification). Keeping it longer refuses nothing more: its timestamp is out of the window by then.
+CLOCK_MARGIN_S = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +355,7 @@ class _TableLedger:
 
     def _pruned(self, fresh: bool, now: float) -> bool:
         if fresh and self._prune_due():
-            sandbox.prune_nonces(self._conn, now - self._keep)
+            sandbox.prune_nonces(self._conn, now - self._keep - CLOCK_MARGIN_S)
         return fresh
 
 
