@@ -1,5 +1,5 @@
 """Secrets stay where they belong: the decrypted identity data of an applyment (apply4subject), a
-merchant's APIv3 key and the sandbox token appear in no log record, no journal entry, no stored row (the
+merchant's APIv3 key, the sandbox token and a notify_url's password appear in no log record, no journal entry, no stored row (the
 identity data), no control API answer other than the documented scenario export, no metric and no
 dashboard page, after a submission, a refused submission and a signature mismatch."""
 
@@ -21,6 +21,7 @@ from wxpartner.server.app import WxPartnerApp
 IDNO = "44030519871205433X"
 MOBILE = "13912345678"
 BAD_MOBILE = "139-secret-mobile"  # refused: the refusal must not echo it
+RECEIVER_PASSWORD = "pw-Receiver-Secret"
 
 
 def _rows(app: WxPartnerApp) -> str:
@@ -44,6 +45,9 @@ def test_identity_data_keys_and_token_stay_secret(
 ) -> None:
     set_roles(app, world)
     caplog.set_level(logging.DEBUG)
+    # A receiver behind basic auth: its password is shown as *** (shown_url) everywhere but the export.
+    url = f"http://receiver:{RECEIVER_PASSWORD}@127.0.0.1:9/notify"
+    assert control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": url}).status_code == 200
     ok = submit(client_a, make_body(client_a, "secretBiz0001", idno=IDNO, mobile=MOBILE))
     assert ok.status_code == 200, ok.text
     refused = submit(client_a, make_body(client_a, "secretBiz0002", idno=IDNO, mobile=BAD_MOBILE))
@@ -74,7 +78,7 @@ def test_identity_data_keys_and_token_stay_secret(
     stored = _rows(app)
 
     identity = {"id number": IDNO, "mobile": MOBILE, "refused mobile": BAD_MOBILE}
-    keys = {"APIv3 key": APIV3_KEY, "sandbox token": SANDBOX_TOKEN}
+    keys = {"APIv3 key": APIV3_KEY, "sandbox token": SANDBOX_TOKEN, "receiver password": RECEIVER_PASSWORD}
     found = []
     for where, text in [("logs", logged), *answers.items(), *pages.items()]:
         found += [f"{name} in {where}" for name, value in {**identity, **keys}.items() if value in text]
