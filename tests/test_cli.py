@@ -572,8 +572,10 @@ def test_help_names_the_environment_and_the_defaults() -> None:
         text = " ".join(_cli(*command, "--help").split())
         for var in ("WXPARTNER_DATA_DIR", "WXPARTNER_URL", "WXPARTNER_SANDBOX_TOKEN"):
             assert f"env var: {var}" in text, (command, var)
-    for command in (["call"], ["bills"]):
-        assert "private key PEM (default: connection.json)" in " ".join(_cli(*command, "--help").split())
+    for command in (["call"], ["bills"], ["sign"]):
+        text = " ".join(_cli(*command, "--help").split())
+        assert "private key PEM (default: the merchant's in connection.json)" in text, command
+        assert "--merchant NAME|MCHID" in text, command
     serve = " ".join(_cli("serve", "--help").split())
     assert "env var: WXPARTNER_DATABASE_URL" in serve and "env var: WXPARTNER_SANDBOX_TOKEN" in serve
 

@@ -28,21 +28,116 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def merchant_key_options(fn: F) -> F:
-    """``--serial`` and ``--key``: the merchant certificate a command signs with (else connection.json)."""
+    """``--merchant``, ``--serial`` and ``--key``: the merchant a command signs as (else connection.json's
+    service provider)."""
     fn = click.option(
         "--key",
         "key_path",
         default=None,
         type=click.Path(dir_okay=False),
-        help="merchant private key PEM (default: connection.json)",
+        help="merchant private key PEM (default: the merchant's in connection.json)",
     )(fn)
+    fn = click.option(
+        "--serial",
+        "serial_no",
+        default=None,
+        help="merchant certificate serial (default: the merchant's in connection.json)",
+    )(fn)
+    return merchant_option(fn)
+
+
+def merchant_option(fn: F) -> F:
     return click.option(
-        "--serial", "serial_no", default=None, help="merchant certificate serial (default: connection.json)"
+        "--merchant",
+        "merchant",
+        default=None,
+        metavar="NAME|MCHID",
+        help="act as this demo merchant of connection.json's `merchants`: service_provider (the default) "
+        "or channel (apply4subject's caller), by name or mchid; its serial, key, APIv3 key and WeChat Pay "
+        "keys are used (--mchid, --serial, --key, --apiv3-key override one value each)",
     )(fn)
 
 
-def platform_keys(t: Target) -> PublicKeys:
-    """WeChat Pay keys to check response signatures: from the control API, else connection.json files."""
+# a merchant's settings in connection.json (top level: the service provider's; each `merchants` entry)
+MERCHANT_SETTINGS = (
+    "mchid",
+    "serial_no",
+    "private_key_path",
+    "apiv3_key",
+    "wechatpay_public_key_id",
+    "wechatpay_public_key_path",
+    "platform_certificate_serial",
+    "platform_certificate_path",
+)
+
+
+def _entries(t: Target) -> dict[str, dict[str, Any]]:
+    """connection.json's ``merchants``, each entry's settings checked to be text (a hand-edited number
+    was a TypeError traceback)."""
+    found = t.info.get("merchants")
+    if found is None:
+        return {}
+    where = t.connection_path
+    if not isinstance(found, dict) or not all(isinstance(e, dict) for e in found.values()):
+        raise click.ClickException(
+            f"connection settings {where}: merchants is not an object of merchant entries; restart "
+            "`wxpartner serve` to write the file again"
+        )
+    for name, entry in found.items():
+        for setting in MERCHANT_SETTINGS:
+            if entry.get(setting) is not None and not isinstance(entry[setting], str):
+                raise click.ClickException(
+                    f"connection settings {where}: merchants.{name}.{setting} is not a string; restart "
+                    "`wxpartner serve` to write the file again"
+                )
+    return found
+
+
+def _choices(entries: dict[str, dict[str, Any]]) -> str:
+    return ", ".join(f"{name} ({entry.get('mchid')})" for name, entry in entries.items())
+
+
+def acting_as(t: Target, merchant: str | None, mchid: str | None) -> dict[str, Any]:
+    """connection.json's settings of the merchant a command acts as: ``--merchant`` names a
+    ``merchants`` entry by name or mchid; else an ``--mchid`` that is one of them takes that entry (its
+    serial and key, not the service provider's); else the top-level fields (the service provider's).
+    An ``--mchid`` the file has no keys for gets only itself (``--serial`` and ``--key`` must follow)."""
+    entries = _entries(t)
+    if merchant is not None:
+        for name, entry in entries.items():
+            if merchant in (name, entry.get("mchid")):
+                return {**entry, "merchant": name}
+        if not entries:
+            raise click.ClickException(
+                f"--merchant {merchant}: {t.connection_path} names no merchants (written by `wxpartner serve` "
+                "with its demo merchants; an older file: restart serve to write it again); "
+                "or pass --mchid, --serial and --key"
+            )
+        raise click.ClickException(
+            f"--merchant {merchant}: not a merchant of {t.connection_path}; choose one of {_choices(entries)}, "
+            "or pass --mchid, --serial and --key for another merchant"
+        )
+    if mchid is None or mchid == t.info.get("mchid"):
+        return dict(t.info)
+    for name, entry in entries.items():
+        if entry.get("mchid") == mchid:
+            return {**entry, "merchant": name}
+    return {"mchid": mchid}
+
+
+def other_merchants(t: Target, settings: dict[str, Any]) -> dict[str, str]:
+    """The APIv3 keys of connection.json's other merchants, by ``--merchant`` name: a callback that does
+    not decrypt with one merchant's key may be another's."""
+    return {
+        name: entry["apiv3_key"]
+        for name, entry in _entries(t).items()
+        if entry.get("apiv3_key") and entry.get("mchid") != settings.get("mchid")
+    }
+
+
+def platform_keys(t: Target, settings: dict[str, Any] | None = None) -> PublicKeys:
+    """WeChat Pay keys to check answers' and callbacks' signatures: from the control API, else the key
+    files of the merchant acted as (``settings``; default connection.json's top level)."""
     found: PublicKeys = {}
     if t.token:
         try:
@@ -51,11 +146,12 @@ def platform_keys(t: Target) -> PublicKeys:
                 found[row["key_id"]] = k.load_public_key(pem.encode())
         except click.ClickException:
             pass
+    settings = t.info if settings is None else settings
     for key_id_name, path_name in (
         ("wechatpay_public_key_id", "wechatpay_public_key_path"),
         ("platform_certificate_serial", "platform_certificate_path"),
     ):
-        key_id, path = t.info.get(key_id_name), t.info.get(path_name)
+        key_id, path = settings.get(key_id_name), settings.get(path_name)
         if key_id and path and key_id not in found and Path(path).is_file():
             found[key_id] = public_key(read_bytes(path, "WeChat Pay key"), path)
     return found
@@ -103,14 +199,27 @@ class Signer:
         self.key = private_key(key_path)
 
     @classmethod
-    def of(cls, t: Target, mchid: str | None, serial_no: str | None, key_path: str | None) -> Signer:
-        mchid = mchid or t.info.get("mchid")
-        serial_no = serial_no or t.info.get("serial_no")
-        key_path = key_path or t.info.get("private_key_path")
-        if not (mchid and serial_no and key_path):
-            raise click.ClickException(
-                "need --mchid, --serial and --key (or a connection.json in --data-dir)"
-            )
+    def of(
+        cls,
+        t: Target,
+        mchid: str | None,
+        serial_no: str | None,
+        key_path: str | None,
+        settings: dict[str, Any] | None = None,
+    ) -> Signer:
+        """Flags, else ``settings`` (``acting_as``: the merchant's own values in connection.json)."""
+        settings = t.info if settings is None else settings
+        mchid = mchid or settings.get("mchid")
+        serial_no = serial_no or settings.get("serial_no")
+        key_path = key_path or settings.get("private_key_path")
+        missing = [
+            flag
+            for flag, value in (("--mchid", mchid), ("--serial", serial_no), ("--key", key_path))
+            if not value
+        ]
+        if missing:
+            raise click.ClickException(missing_identity(t, missing, mchid))
+        assert mchid and serial_no and key_path
         return cls(t, mchid, serial_no, key_path)
 
     def send(
@@ -136,6 +245,23 @@ class Signer:
                 return target, http.send(request)
             except httpx.HTTPError as exc:
                 raise self.t.unreachable(f"{method} {target}: {type(exc).__name__}", exc) from None
+
+
+def missing_identity(t: Target, missing: list[str], mchid: str | None) -> str:
+    """Why a command cannot sign: which flags are missing, and what connection.json could give."""
+    need = ", ".join(missing[:-1]) + " and " + missing[-1] if len(missing) > 1 else missing[0]
+    if not t.info:
+        return (
+            f"need {need}: {t.connection_path} does not exist (pass --data-dir with the data dir "
+            "`wxpartner serve` uses, or give the merchant's --mchid, --serial and --key)"
+        )
+    entries = _entries(t)
+    if mchid and entries and all(entry.get("mchid") != mchid for entry in entries.values()):
+        return (
+            f"need {need}: {t.connection_path} has no keys for merchant {mchid} (it has "
+            f"{_choices(entries)}: --merchant NAME); give this merchant's certificate serial and private key"
+        )
+    return f"need {need}: {t.connection_path} names no merchant to sign as (a server started with --no-demo)"
 
 
 def retry_after(resp: httpx.Response) -> float | None:

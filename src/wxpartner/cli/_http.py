@@ -49,9 +49,13 @@ class Target:
         self._data_dir, self._url, self._token = os.path.expanduser(data_dir), url, token
         self._http: httpx.Client | None = (obj or {}).get("http")
 
+    @property
+    def connection_path(self) -> Path:
+        return Path(self._data_dir) / "connection.json"
+
     @cached_property
     def info(self) -> dict[str, Any]:
-        path = Path(self._data_dir) / "connection.json"
+        path = self.connection_path
         if not path.is_file():
             return {}
         text = read_text(path, "connection settings")

@@ -11,7 +11,14 @@ from typing import Any
 
 import click
 
-from ._apiv3 import PublicKeys, Signer, check_signature, merchant_key_options, platform_keys
+from ._apiv3 import (
+    PublicKeys,
+    Signer,
+    acting_as,
+    check_signature,
+    merchant_key_options,
+    platform_keys,
+)
 from ._files import write_bytes
 from ._http import Target, target_options
 from ._output import emit, progress, progress_option, table
@@ -75,6 +82,7 @@ def bills(
     end: str | None,
     out_dir: str,
     mchid: str | None,
+    merchant: str | None,
     serial_no: str | None,
     key_path: str | None,
     show_progress: bool | None,
@@ -83,14 +91,15 @@ def bills(
     """Generate and download enterprise-payment trade bills (W12 + download), one CSV per day.
 
     Every answer's signature is verified. Exit status 0 when every day's bill was written, else 1."""
-    signer = Signer.of(t, mchid, serial_no, key_path)
+    settings = acting_as(t, merchant, mchid)
+    signer = Signer.of(t, mchid, serial_no, key_path, settings)
     days = _days(start, end or start)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise click.ClickException(f"--out {out_dir}: cannot create it: {exc.strerror or exc}") from None
-    keys = platform_keys(t)
+    keys = platform_keys(t, settings)
     rows = []
     with progress(show_progress, f"trade bills of {sub_mchid}", len(days)) as advance:
         for day in days:

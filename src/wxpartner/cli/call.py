@@ -15,6 +15,7 @@ from ..protocol import constants as c
 from ._apiv3 import (
     MAX_RETRY_AFTER,
     Signer,
+    acting_as,
     check_signature,
     merchant_key_options,
     platform_keys,
@@ -53,7 +54,9 @@ def _header(text: str, hint: str = "'--header' / '-H'") -> tuple[str, str]:
 @click.argument("method")
 @click.argument("path")
 @click.option("--data", "-d", default=None, help="JSON body text; @FILE reads a file")
-@click.option("--mchid", default=None, help="default: connection.json")
+@click.option(
+    "--mchid", default=None, help="the merchant signing (default: --merchant's, else connection.json's)"
+)
 @merchant_key_options
 @click.option("--fault", default=None, help="ask for a sandbox fault (Wechatpay-Sandbox-Fault header)")
 @click.option("--header", "-H", "extra_headers", multiple=True, help="extra 'Name: value' header")
@@ -71,6 +74,7 @@ def call(
     path: str,
     data: str | None,
     mchid: str | None,
+    merchant: str | None,
     serial_no: str | None,
     key_path: str | None,
     fault: str | None,
@@ -80,12 +84,16 @@ def call(
 ) -> None:
     """Sign and send any APIv3 request, verify the response signature, print the answer.
 
+    Signed as connection.json's service provider unless told otherwise: --merchant channel (or its
+    mchid) for the applyment (apply4subject) family, --mchid --serial --key for any other merchant.
+
     A 429 or 503 that names its wait (Retry-After) says it; --retries N waits and repeats it.
 
     Exit status: 0 when the response signature verifies, 1 when it does not (or there is none)."""
     if not is_token(method):  # was httpx's "LocalProtocolError: Illegal method characters"
         raise click.BadParameter(f"{method!r} is not an HTTP method (GET, POST, ...)", param_hint="'METHOD'")
-    signer = Signer.of(t, mchid, serial_no, key_path)
+    settings = acting_as(t, merchant, mchid)
+    signer = Signer.of(t, mchid, serial_no, key_path, settings)
     body = _body(data)
     headers: dict[str, str] = {}
     if fault:  # checked as -H is: a non-ASCII value was a UnicodeEncodeError traceback
@@ -104,7 +112,7 @@ def call(
         note=lambda text: err_console.print(escape(text)),
     )
     wait = retry_after(resp)
-    ok, why = check_signature(resp.headers, resp.content, platform_keys(t))
+    ok, why = check_signature(resp.headers, resp.content, platform_keys(t, settings))
     is_json = True
     try:
         payload: Any = resp.json() if resp.content else None

@@ -14,7 +14,9 @@ from ..client.http11 import is_token
 from ..protocol.authorization import Authorization, AuthorizationFormatError, parse_authorization
 from ..protocol.messages import canonical_url, request_message, visible_controls
 from ..protocol.signing import new_nonce, sign
-from ._files import at_file, private_key
+from ._apiv3 import Signer, acting_as, merchant_option
+from ._files import at_file
+from ._http import Target
 
 
 def _problem(method: str, header: str, target: str) -> str | None:
@@ -35,26 +37,53 @@ def _problem(method: str, header: str, target: str) -> str | None:
 @click.option("--method", "-X", default="GET", show_default=True)
 @click.option("--url", required=True, help="path and query as sent (a full URL is fine: the host is dropped)")
 @click.option("--body", default="", help="exact body text; @FILE reads a file")
-@click.option("--mchid", required=True)
-@click.option("--serial", "serial_no", required=True, help="merchant API certificate serial")
 @click.option(
-    "--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False), help="private key PEM"
+    "--mchid", default=None, help="the merchant signing (default: --merchant's, else connection.json's)"
+)
+@merchant_option
+@click.option(
+    "--serial",
+    "serial_no",
+    default=None,
+    help="merchant API certificate serial (default: the merchant's in connection.json)",
+)
+@click.option(
+    "--key",
+    "key_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="private key PEM (default: the merchant's in connection.json)",
 )
 @click.option("--timestamp", default=None, help="default: now")
 @click.option("--nonce", default=None, help="default: 32 random characters")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON document")
+@click.option(
+    "--data-dir",
+    envvar="WXPARTNER_DATA_DIR",
+    show_envvar=True,
+    default=".wxpartner",
+    show_default=True,
+    help="the data dir of `wxpartner serve`: its connection.json gives what --mchid, --serial, --key leave out",
+)
 def sign_cmd(
     method: str,
     url: str,
     body: str,
-    mchid: str,
-    serial_no: str,
-    key_path: str,
+    mchid: str | None,
+    merchant: str | None,
+    serial_no: str | None,
+    key_path: str | None,
     timestamp: str | None,
     nonce: str | None,
     as_json: bool,
+    data_dir: str,
 ) -> None:
-    """Print the exact string-to-sign, its SHA-256 and the Authorization header for a request."""
+    """Print the exact string-to-sign, its SHA-256 and the Authorization header for a request.
+
+    Signed as connection.json's service provider unless told otherwise (--merchant channel, or
+    --mchid --serial --key); nothing is sent."""
+    t = Target(None, data_dir, "", "")
+    signer = Signer.of(t, mchid, serial_no, key_path, acting_as(t, merchant, mchid))
     body_bytes = at_file(body, "--body")
     try:
         parts = urlsplit(url)
@@ -65,8 +94,8 @@ def sign_cmd(
     ts = str(int(time.time())) if timestamp is None else timestamp
     nonce_str = new_nonce() if nonce is None else nonce
     message = request_message(method.upper(), target, ts, nonce_str, body_bytes)
-    signature = sign(private_key(key_path), message)
-    header = Authorization(mchid, nonce_str, ts, serial_no, signature).header_value()
+    signature = sign(signer.key, message)
+    header = Authorization(signer.mchid, nonce_str, ts, signer.serial_no, signature).header_value()
     text = message.decode("utf-8", errors="backslashreplace")  # a byte that is not UTF-8 as \xNN
     escaped = visible_controls(text).replace("\n", "\\n")
     result = {

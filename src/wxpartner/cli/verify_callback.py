@@ -16,7 +16,7 @@ from ..protocol import constants as c
 from ..protocol import keys as k
 from ..protocol.crypto import APIV3_KEY_RULE, DecryptionError, is_apiv3_key
 from ..protocol.notification import decrypt_resource
-from ._apiv3 import PublicKeys, check_signature, platform_keys
+from ._apiv3 import PublicKeys, acting_as, check_signature, merchant_option, other_merchants, platform_keys
 from ._files import read_bytes, read_text
 from ._http import Target, target_options
 from ._output import console, emit, print_json, verdict
@@ -54,7 +54,7 @@ class _Headers(dict[str, str]):
         return default
 
 
-def _public_keys(t: Target, files: tuple[str, ...]) -> PublicKeys:
+def _public_keys(t: Target, files: tuple[str, ...], settings: dict[str, Any]) -> PublicKeys:
     """The PEM files given, else the server's keys (when there is a token or a connection.json)."""
     keys: PublicKeys = {}
     for p in files:
@@ -67,11 +67,15 @@ def _public_keys(t: Target, files: tuple[str, ...]) -> PublicKeys:
                 f"--public-key {p}: not a WeChat Pay public key or platform certificate PEM ({exc})"
             ) from None
     if not keys:
-        keys = platform_keys(t) if (t.token or t.info) else {}
+        keys = platform_keys(t, settings) if (t.token or t.info) else {}
     return keys
 
 
-def _decrypt_into(result: dict[str, Any], notification: dict[str, Any], apiv3_key: str | None) -> None:
+def _decrypt_into(
+    result: dict[str, Any], notification: dict[str, Any], apiv3_key: str | None, others: dict[str, str]
+) -> None:
+    """Decrypt ``resource``; when it does not decrypt, say whether another merchant's APIv3 key of
+    connection.json (``others``: --merchant value → key) does (a callback to the channel merchant)."""
     result["event_type"] = notification.get("event_type")
     result["id"] = notification.get("id")
     resource = notification.get("resource")
@@ -82,6 +86,16 @@ def _decrypt_into(result: dict[str, Any], notification: dict[str, Any], apiv3_ke
             result["decrypt_error"] = (
                 "cannot decrypt with this APIv3 key (a wrong key, or the resource was altered)"
             )
+            for name, key in others.items():
+                try:
+                    decrypt_resource(key, resource)
+                except (DecryptionError, KeyError, ValueError, TypeError, AttributeError):
+                    continue
+                result["decrypt_error"] += (
+                    f"; it decrypts with the APIv3 key of merchant {name} in connection.json: "
+                    f"pass --merchant {name}"
+                )
+                break
         except KeyError as exc:
             result["decrypt_error"] = f"resource lacks {exc}: not an encrypted WeChat Pay resource"
         except (ValueError, TypeError, AttributeError) as exc:
@@ -115,7 +129,8 @@ def _print_result(result: dict[str, Any]) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="exact body bytes",
 )
-@click.option("--apiv3-key", default=None, help="default: connection.json")
+@click.option("--apiv3-key", default=None, help="default: the merchant's in connection.json")
+@merchant_option
 @click.option(
     "--public-key",
     "public_keys",
@@ -129,18 +144,23 @@ def verify_callback(
     headers_file: str,
     body_file: str,
     apiv3_key: str | None,
+    merchant: str | None,
     public_keys: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Check a captured callback offline (signature, timestamp) and decrypt its resource.
 
+    The APIv3 key and WeChat Pay keys are connection.json's service provider's unless told otherwise:
+    --merchant channel for a callback to the channel merchant, or --apiv3-key and --public-key.
+
     Exit status: 0 when the signature verifies, 1 otherwise."""
-    key = apiv3_key or t.info.get("apiv3_key")
+    settings = acting_as(t, merchant, None)
+    key = apiv3_key or settings.get("apiv3_key")
     if key is not None and not is_apiv3_key(key):
         raise click.ClickException(f"the APIv3 key must be {APIV3_KEY_RULE}")
     headers = _Headers(read_headers(Path(headers_file)))
     body = read_bytes(body_file, "--body")
-    ok, why = check_signature(headers, body, _public_keys(t, public_keys))
+    ok, why = check_signature(headers, body, _public_keys(t, public_keys, settings))
     ts = headers.get(c.H_TIMESTAMP) or ""
     # ASCII digits only: int() refuses '²', which isdigit() accepts; 19 digits is any real timestamp
     age = int(time.time()) - int(ts) if ts.isascii() and ts.isdigit() and len(ts) <= 19 else None
@@ -151,6 +171,7 @@ def verify_callback(
         notification = None
         result["error"] = "body is not JSON"
     if isinstance(notification, dict):
-        _decrypt_into(result, notification, key)
+        others = {} if apiv3_key else other_merchants(t, settings)
+        _decrypt_into(result, notification, key, others)
     emit(result, as_json, _print_result)
     sys.exit(0 if ok else 1)

@@ -1,0 +1,154 @@
+"""The commands that sign or verify act as any demo merchant of ``connection.json``'s ``merchants``
+(``--merchant channel`` / its mchid), against a real ``wxpartner serve`` on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+
+from live import Served
+from wxpartner.cli import main
+from wxpartner.protocol import keys as k
+from wxpartner.protocol.notification import encrypt_resource, sign_notification
+
+A4 = "/v3/apply4subject/applyment/merchants/1900000101/state"  # the channel's endpoint
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    server = Served(tmp_path_factory.mktemp("merchants") / "data")
+    yield server
+    server.stop()
+
+
+def _data_dir(served: Served) -> str:
+    return str(Path(served.info["private_key_path"]).parents[2])
+
+
+def _run(*args: str, code: int = 0) -> Result:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+def _call(served: Served, *args: str, code: int = 0, data_dir: str | None = None) -> Any:
+    out = _run("call", "GET", A4, "--json", "--data-dir", data_dir or _data_dir(served), *args, code=code)
+    return json.loads(out.output)
+
+
+@pytest.mark.slow
+def test_call_signs_as_the_channel_merchant_by_name_or_mchid(served: Served) -> None:
+    channel = served.info["merchants"]["channel"]
+    # as the service provider (the default), the applyment family refuses the caller's role
+    refused = _call(served)
+    assert refused["status"] == 400 and refused["body"]["code"] == "PARAM_ERROR"
+    for chosen in (
+        ["--merchant", "channel"],
+        ["--merchant", channel["mchid"]],
+        ["--mchid", channel["mchid"]],
+    ):
+        answer = _call(served, *chosen)
+        assert answer["status"] == 200, (chosen, answer)
+        assert answer["signature_valid"] is True
+        assert answer["body"] == {"authorize_state": "AUTHORIZE_STATE_UNAUTHORIZED"}
+    # a flag still overrides one value: the channel's mchid with the service provider's key is refused
+    mixed = _call(served, "--merchant", "channel", "--key", served.info["private_key_path"], code=1)
+    assert mixed["status"] == 401 and mixed["body"]["code"] == "SIGN_ERROR"
+
+
+@pytest.mark.slow
+def test_call_verifies_the_channels_answer_with_the_channels_own_key_files(
+    served: Served, tmp_path: Path
+) -> None:
+    """No sandbox token (so no control API) and no top-level WeChat Pay keys: only the channel entry's
+    key files can verify its answer."""
+    info = json.loads(Path(_data_dir(served), "connection.json").read_text())
+    del info["sandbox_token"]
+    for name in (
+        "wechatpay_public_key_id",
+        "wechatpay_public_key_path",
+        "platform_certificate_serial",
+        "platform_certificate_path",
+    ):
+        info[name] = None
+    (tmp_path / "connection.json").write_text(json.dumps(info))
+    answer = _call(served, "--merchant", "channel", data_dir=str(tmp_path))
+    assert answer["status"] == 200 and answer["signature_valid"] is True, answer
+    assert answer["signature"] == f"verified with {info['merchants']['channel']['wechatpay_public_key_id']}"
+
+
+@pytest.mark.slow
+def test_an_unknown_merchant_says_which_there_are(served: Served, tmp_path: Path) -> None:
+    data_dir = _data_dir(served)
+    out = _run("call", "GET", A4, "--merchant", "bogus", "--data-dir", data_dir, code=1).output
+    assert "--merchant bogus: not a merchant of" in out
+    assert "service_provider (1900000001), channel (1900000301)" in out
+    out = _run("call", "GET", A4, "--mchid", "1999999999", "--data-dir", data_dir, code=1).output
+    assert "need --serial and --key" in out and "no keys for merchant 1999999999" in out
+    out = _run("call", "GET", A4, "--data-dir", str(tmp_path), code=1).output
+    assert "need --mchid, --serial and --key" in out and "does not exist" in out
+    (tmp_path / "connection.json").write_text(json.dumps({"base_url": served.url, "merchants": {"x": 5}}))
+    out = _run("call", "GET", A4, "--merchant", "x", "--data-dir", str(tmp_path), code=1).output
+    assert "merchants is not an object of merchant entries" in out
+
+
+@pytest.mark.slow
+def test_sign_defaults_to_connection_json_and_signs_as_the_channel(served: Served) -> None:
+    data_dir = _data_dir(served)
+    signed = json.loads(
+        _run(
+            "sign", "--url", served.url + A4, "--merchant", "channel", "--data-dir", data_dir, "--json"
+        ).output
+    )
+    assert 'mchid="1900000301"' in signed["authorization"]
+    headers = {"Authorization": signed["authorization"], "Accept": "application/json", "User-Agent": "t"}
+    resp = httpx.get(served.url + A4, headers=headers)
+    assert resp.status_code == 200, resp.text
+    # no flags at all: the service provider of connection.json
+    plain = json.loads(_run("sign", "--url", A4, "--data-dir", data_dir, "--json").output)
+    assert f'serial_no="{served.info["serial_no"]}"' in plain["authorization"]
+
+
+def _channel_callback(tmp_path: Path, apiv3_key: str) -> list[str]:
+    """A callback to the channel merchant: its resource encrypted with the channel's APIv3 key, signed
+    with a WeChat Pay public key of our own (given with --public-key)."""
+    private = k.generate_private_key()
+    key_id = "PUB_KEY_ID_0100000000000000000000000001"
+    resource = encrypt_resource(apiv3_key, {"applyment_id": 1}, original_type="applyment")
+    body = json.dumps({"id": "N1", "event_type": "X", "resource": resource}).encode()
+    signed = sign_notification(
+        body, private_key=private, key_id=key_id, timestamp=int(time.time()), request_id="R1"
+    )
+    (tmp_path / "headers.json").write_text(json.dumps(dict(signed.headers)))
+    (tmp_path / "body.json").write_bytes(body)
+    (tmp_path / f"{key_id}.pem").write_text(k.public_key_pem(private.public_key()))
+    return [
+        "verify-callback",
+        "--headers",
+        str(tmp_path / "headers.json"),
+        "--body",
+        str(tmp_path / "body.json"),
+        "--public-key",
+        str(tmp_path / f"{key_id}.pem"),
+        "--json",
+    ]
+
+
+@pytest.mark.slow
+def test_verify_callback_decrypts_with_the_channels_apiv3_key(served: Served, tmp_path: Path) -> None:
+    args = [*_channel_callback(tmp_path, served.info["merchants"]["channel"]["apiv3_key"])]
+    args += ["--data-dir", _data_dir(served)]
+    as_channel = json.loads(_run(*args, "--merchant", "channel").output)
+    assert as_channel["resource"] == {"applyment_id": 1} and as_channel["signature_valid"] is True
+    # the service provider's key (the default) cannot decrypt it; the error says whose key does
+    as_sp = json.loads(_run(*args).output)
+    assert "resource" not in as_sp
+    assert "pass --merchant channel" in as_sp["decrypt_error"]
