@@ -174,6 +174,18 @@ def test_serve_does_not_print_back_the_token_it_was_given(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
+def test_serve_names_its_merchants_and_the_file_it_wrote_for_people(tmp_path: Path) -> None:
+    """Found walking the README: `make serve` printed `merchants` as a Python dict's repr (a screen wide
+    line of `{'service_provider': {'mchid': ...`), and "(also written to <data-dir>/connection.json)"
+    without saying where that is."""
+    printed = _serve_printout(tmp_path / "d")
+    (merchants,) = [line for line in printed.splitlines() if line.split()[:1] == ["merchants"]]
+    assert "{" not in merchants and "service_provider (1900000001), channel (1900000301)" in merchants
+    assert "--merchant NAME" in merchants
+    assert f"(also written to {tmp_path / 'd' / 'connection.json'};" in printed
+
+
+@pytest.mark.slow
 def test_serve_after_rotating_the_demo_merchants_own_public_key_names_a_file_it_wrote(
     tmp_path: Path,
 ) -> None:

@@ -216,7 +216,7 @@ def serve(
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False), nl=True)
     else:
-        _print_connection(info, token_given=bool(token))
+        _print_connection(info, settings.data_path / "connection.json", token_given=bool(token))
     sys.stdout.flush()
     os.environ[ENV_VAR] = settings.to_env()
     from ..server import workers as serving
@@ -306,19 +306,27 @@ def _why(exc: BaseException) -> str:
     return (f"{path}: " if path else "") + str(text).strip().splitlines()[0]
 
 
-def _print_connection(info: Mapping[str, object], *, token_given: bool) -> None:
+def _print_connection(info: Mapping[str, object], written: Path, *, token_given: bool) -> None:
     """The settings for people. A sandbox token the operator gave (``--token``, the environment) is not
     printed back: they know it, and a service's stdout is its log (systemd, docker), where the token
     would open the control API to whoever reads it. A generated one is printed: nobody knows it yet.
-    ``--json`` (asked for by a script) and connection.json (owner-only) carry it either way."""
+    ``--json`` (asked for by a script) and connection.json (owner-only) carry it either way.
+    ``merchants`` is named, not dumped (it was a Python dict's repr, a screen wide): its values are the
+    file's."""
     width = max(len(key) for key in info)
     click.echo("wxpartner is serving. Connect with:")
     for key, value in info.items():
         shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        if isinstance(value, Mapping):
+            names = ", ".join(
+                f"{name} ({entry.get('mchid')})" if isinstance(entry, Mapping) else str(name)
+                for name, entry in value.items()
+            )
+            shown = f"{names}: each one's own keys in connection.json (CLI: --merchant NAME)"
         if key == "sandbox_token" and token_given:
             shown = "(the one given by --token / WXPARTNER_SANDBOX_TOKEN)"
         click.echo(f"  {key.ljust(width)}  {shown}")
-    click.echo("(also written to <data-dir>/connection.json; --json prints it as one object)")
+    click.echo(f"(also written to {written}; --json prints it as one object)")
 
 
 def _shown_url(url: str) -> str:
