@@ -152,3 +152,29 @@ def test_verify_callback_decrypts_with_the_channels_apiv3_key(served: Served, tm
     as_sp = json.loads(_run(*args).output)
     assert "resource" not in as_sp
     assert "pass --merchant channel" in as_sp["decrypt_error"]
+
+
+@pytest.mark.slow
+def test_a_merchant_a_scenario_generated_keys_for_signs_by_its_mchid(served: Served, tmp_path: Path) -> None:
+    """Found walking the README: `scenario load` printed `generated_keys` as a Python dict's repr, and
+    `call --mchid <that merchant>` signed with the service provider's serial and key (401 SIGN_ERROR):
+    the pair in <data-dir>/keys/<mchid>/ is now found, and the report says how to sign with it."""
+    data_dir = _data_dir(served)
+    scenario = tmp_path / "channel.yaml"
+    scenario.write_text(
+        'merchants:\n  - mchid: "1888000301"\n    role: channel\n    certificates:\n      - generate: true\n'
+    )
+    report = _run("scenario", "load", str(scenario), "--data-dir", data_dir).output
+    assert "{'" not in report
+    assert "generated key of 1888000301: serial " in report
+    assert "sign as it   wxpartner call METHOD PATH --mchid 1888000301\n" in report
+    for chosen in (["--mchid", "1888000301"], ["--merchant", "1888000301"]):
+        answer = _call(served, *chosen)
+        assert answer["status"] == 200 and answer["signature_valid"] is True, (chosen, answer)
+    signed = json.loads(
+        _run("sign", "--url", A4, "--mchid", "1888000301", "--data-dir", data_dir, "--json").output
+    )
+    assert 'mchid="1888000301"' in signed["authorization"]
+    # a value that is no merchant number never names a directory
+    out = _run("call", "GET", A4, "--mchid", "../1888000301", "--data-dir", data_dir, code=1).output
+    assert "need --serial and --key" in out

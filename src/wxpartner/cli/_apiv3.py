@@ -100,13 +100,17 @@ def _choices(entries: dict[str, dict[str, Any]]) -> str:
 def acting_as(t: Target, merchant: str | None, mchid: str | None) -> dict[str, Any]:
     """connection.json's settings of the merchant a command acts as: ``--merchant`` names a
     ``merchants`` entry by name or mchid; else an ``--mchid`` that is one of them takes that entry (its
-    serial and key, not the service provider's); else the top-level fields (the service provider's).
-    An ``--mchid`` the file has no keys for gets only itself (``--serial`` and ``--key`` must follow)."""
+    serial and key, not the service provider's); a merchant number whose pair is in the data dir's
+    ``keys/<mchid>/`` takes that pair; else the top-level fields (the service provider's). An ``--mchid``
+    with no keys there gets only itself (``--serial`` and ``--key`` must follow)."""
     entries = _entries(t)
     if merchant is not None:
         for name, entry in entries.items():
             if merchant in (name, entry.get("mchid")):
                 return {**entry, "merchant": name}
+        found = data_dir_keys(t, merchant)
+        if found is not None:
+            return found
         if not entries:
             raise click.ClickException(
                 f"--merchant {merchant}: {t.connection_path} names no merchants (written by `wxpartner serve` "
@@ -122,7 +126,23 @@ def acting_as(t: Target, merchant: str | None, mchid: str | None) -> dict[str, A
     for name, entry in entries.items():
         if entry.get("mchid") == mchid:
             return {**entry, "merchant": name}
-    return {"mchid": mchid}
+    return data_dir_keys(t, mchid) or {"mchid": mchid}
+
+
+def data_dir_keys(t: Target, mchid: str) -> dict[str, Any] | None:
+    """A merchant's pair in ``<data-dir>/keys/<mchid>/`` (a scenario's ``generate: true`` writes it there,
+    as ``serve`` does the demo merchants'): its serial read from the certificate."""
+    if not (mchid.isascii() and mchid.isdigit()):  # a merchant number names the directory: never '../x'
+        return None
+    folder = t.connection_path.parent / "keys" / mchid
+    cert, key = folder / "apiclient_cert.pem", folder / "apiclient_key.pem"
+    if not (cert.is_file() and key.is_file()):
+        return None
+    try:
+        serial = k.certificate_serial(k.load_certificate(read_bytes(cert, "certificate")))
+    except (k.KeyLoadError, ValueError) as exc:
+        raise click.ClickException(f"certificate {cert}: {exc}") from None
+    return {"mchid": mchid, "serial_no": serial, "private_key_path": str(key)}
 
 
 def other_merchants(t: Target, settings: dict[str, Any]) -> dict[str, str]:
@@ -259,7 +279,8 @@ def missing_identity(t: Target, missing: list[str], mchid: str | None) -> str:
     if mchid and entries and all(entry.get("mchid") != mchid for entry in entries.values()):
         return (
             f"need {need}: {t.connection_path} has no keys for merchant {mchid} (it has "
-            f"{_choices(entries)}: --merchant NAME); give this merchant's certificate serial and private key"
+            f"{_choices(entries)}: --merchant NAME), nor has {t.connection_path.parent / 'keys' / mchid}; "
+            "give this merchant's certificate serial and private key"
         )
     return f"need {need}: {t.connection_path} names no merchant to sign as (a server started with --no-demo)"
 

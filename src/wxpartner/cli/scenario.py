@@ -106,7 +106,30 @@ def scenario_load(t: Target, file: str, batch: int | None, show_progress: bool |
             advance(1)
     else:
         data = _load_in_batches(t, file, text, batch, show_progress)
-    emit(data, as_json, lambda d: kv({"loaded": file, **{k2: v for k2, v in d.items() if k2 != "loaded"}}))
+    emit(data, as_json, lambda d: _print_load_report(t, file, d))
+
+
+def _print_load_report(t: Target, file: str, report: dict[str, Any]) -> None:
+    """The counts as ``name: value`` lines; each generated key on its own line with the flags that sign
+    with it (they were a Python dict's repr on one line)."""
+    kv({"loaded": file, **{k2: v for k2, v in report.items() if k2 not in ("loaded", "generated_keys")}})
+    generated = report.get("generated_keys")
+    if not isinstance(generated, dict):
+        return
+    for mchid, pairs in generated.items():
+        for pair in pairs if isinstance(pairs, list) else []:
+            if not isinstance(pair, dict):
+                continue
+            say(f"generated key of {mchid}: serial {pair.get('serial_no')}")
+            mine = t.connection_path.parent / "keys" / mchid / "apiclient_key.pem"
+            flags = (
+                f"--mchid {mchid}"  # the CLI finds the pair in its data dir
+                if str(mine.resolve()) == pair.get("private_key")
+                else f"--mchid {mchid} --serial {pair.get('serial_no')} --key {pair.get('private_key')}"
+            )
+            say(f"  private key  {pair.get('private_key')}")
+            say(f"  certificate  {pair.get('certificate')}")
+            say(f"  sign as it   wxpartner call METHOD PATH {flags}")
 
 
 @scenario.command("export")
