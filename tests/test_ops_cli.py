@@ -130,6 +130,19 @@ def test_call_pretty_and_bad_signature_exit_code(run: Any) -> None:
     run("call", "POST", "/v3/certificates", "--data", "{not json", code=2)
 
 
+def test_an_unknown_wechat_pay_key_says_why_the_servers_keys_were_not_asked(run: Any, data_dir: Path) -> None:
+    """Found walking the README (a rotation, then `call` with a stale exported token): the verdict was a
+    bare "unknown WeChat Pay key 'PUB_KEY_ID_…'", with the control API's 401 swallowed."""
+    refused = as_json(run("call", "GET", "/v3/certificates", "--token", "stale-token", "--json", code=1))
+    assert refused["signature"].startswith("unknown WeChat Pay key ")
+    assert "the control API did not list the server's keys (401 " in refused["signature"]
+    info = json.loads((data_dir / "connection.json").read_text())
+    del info["sandbox_token"]
+    (data_dir / "connection.json").write_text(json.dumps(info))
+    untold = as_json(run("call", "GET", "/v3/certificates", "--json", code=1))
+    assert "no sandbox token to ask the control API" in untold["signature"]
+
+
 def test_journal_list_and_entry(run: Any, http: TestClient, world: World) -> None:
     from support import ApiClient
 

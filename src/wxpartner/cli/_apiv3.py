@@ -22,7 +22,14 @@ from ..protocol.signing import new_nonce, sign, verify
 from ._files import private_key, public_key, read_bytes
 from ._http import Target
 
-PublicKeys = dict[str, rsa.RSAPublicKey]
+
+class PublicKeys(dict[str, rsa.RSAPublicKey]):
+    """WeChat Pay keys by key id; ``note`` says why the server's own list is not among them (an unknown
+    key's verdict gives it: after a rotation, only the control API knows the new key)."""
+
+    note: str = ""
+
+
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After is said, not waited for
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -158,14 +165,22 @@ def other_merchants(t: Target, settings: dict[str, Any]) -> dict[str, str]:
 def platform_keys(t: Target, settings: dict[str, Any] | None = None) -> PublicKeys:
     """WeChat Pay keys to check answers' and callbacks' signatures: from the control API, else the key
     files of the merchant acted as (``settings``; default connection.json's top level)."""
-    found: PublicKeys = {}
+    found = PublicKeys()
     if t.token:
         try:
             for row in t.control("GET", "/platform-keys")["data"]:
                 pem = row.get("certificate") or row["public_key"]
                 found[row["key_id"]] = k.load_public_key(pem.encode())
-        except click.ClickException:
-            pass
+        except click.ClickException as exc:
+            found.note = (
+                f"the control API did not list the server's keys ({exc.message}); the key files named in "
+                "connection.json are those of the server's start"
+            )
+    else:
+        found.note = (
+            "no sandbox token to ask the control API for the server's keys; the key files named in "
+            f"{t.connection_path} are those of the server's start (after a rotation: --token, or restart serve)"
+        )
     settings = t.info if settings is None else settings
     for key_id_name, path_name in (
         ("wechatpay_public_key_id", "wechatpay_public_key_path"),
@@ -187,7 +202,8 @@ def check_signature(headers: Any, body: bytes, keys: PublicKeys) -> tuple[bool, 
     serial = headers.get(c.H_SERIAL) or ""
     key = keys.get(serial)
     if key is None:
-        return False, f"unknown WeChat Pay key {serial!r}"
+        note = getattr(keys, "note", "")
+        return False, f"unknown WeChat Pay key {serial!r}" + (f" ({note})" if note else "")
     message = response_message(headers.get(c.H_TIMESTAMP) or "", headers.get(c.H_NONCE) or "", body)
     if not verify(key, message, signature):
         return False, f"signature does not verify with {serial}"

@@ -56,7 +56,7 @@ class _Headers(dict[str, str]):
 
 def _public_keys(t: Target, files: tuple[str, ...], settings: dict[str, Any]) -> PublicKeys:
     """The PEM files given, else the server's keys (when there is a token or a connection.json)."""
-    keys: PublicKeys = {}
+    keys = PublicKeys()
     for p in files:
         pem = read_bytes(p, "--public-key")
         try:
@@ -66,8 +66,12 @@ def _public_keys(t: Target, files: tuple[str, ...], settings: dict[str, Any]) ->
             raise click.ClickException(
                 f"--public-key {p}: not a WeChat Pay public key or platform certificate PEM ({exc})"
             ) from None
-    if not keys:
-        keys = platform_keys(t, settings) if (t.token or t.info) else {}
+    if keys:
+        keys.note = "not among the --public-key files"
+        return keys
+    if t.token or t.info:
+        return platform_keys(t, settings)
+    keys.note = f"no --public-key, and no {t.connection_path} to find the server's keys: pass --public-key"
     return keys
 
 
