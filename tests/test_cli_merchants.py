@@ -178,3 +178,20 @@ def test_a_merchant_a_scenario_generated_keys_for_signs_by_its_mchid(served: Ser
     # a value that is no merchant number never names a directory
     out = _run("call", "GET", A4, "--mchid", "../1888000301", "--data-dir", data_dir, code=1).output
     assert "need --serial and --key" in out
+
+
+@pytest.mark.slow
+def test_scenario_load_prints_a_sections_report_as_lines(served: Served, tmp_path: Path) -> None:
+    """Found walking the README: `apply4subject: {'applyment_ids': [20000000000001]}` (a Python repr);
+    and the README's applyments, loaded for the demo channel, are found by its A2."""
+    scenario = tmp_path / "a4.yaml"
+    scenario.write_text(
+        "apply4subject:\n  applyments:\n"
+        '    - {mchid: "1900000301", business_code: cli_rejected, state: APPLYMENT_STATE_REJECTED,\n'
+        "       reject_param: merchant_name, reject_reason: x}\n"
+    )
+    report = _run("scenario", "load", str(scenario), "--data-dir", _data_dir(served)).output
+    assert "{'" not in report and "apply4subject.applyment_ids: 2" in report
+    path = "/v3/apply4subject/applyment?business_code=cli_rejected"
+    out = _run("call", "GET", path, "--merchant", "channel", "--json", "--data-dir", _data_dir(served))
+    assert json.loads(out.output)["body"]["applyment_state"] == "APPLYMENT_STATE_REJECTED"

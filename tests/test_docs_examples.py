@@ -323,6 +323,11 @@ def test_yaml_scenario_loads(example: Example, served_state: Path, tmp_path: Pat
     assert {p["key_id"] for p in declared.get("platform_keys", []) if "key_id" in p} <= platform_keys
     for section in set(declared) - {"version", "merchants", "platform_keys"}:
         assert exported.get(section), f"{section} declared but nothing of it exported"
+    # an applyment is found only by its caller's A2, and only a channel or institution may call: one
+    # loaded for the service provider (as this README's example was) could never be queried
+    roles = {m["mchid"]: m.get("role") for m in exported["merchants"]}
+    for applyment in (declared.get("apply4subject") or {}).get("applyments", []):
+        assert roles.get(applyment["mchid"]) in ("channel", "institution"), applyment
 
 
 # -- ```json, and JSON bodies shown inline: checked against the code and models they show --------------------------

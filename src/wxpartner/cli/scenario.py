@@ -109,10 +109,28 @@ def scenario_load(t: Target, file: str, batch: int | None, show_progress: bool |
     emit(data, as_json, lambda d: _print_load_report(t, file, d))
 
 
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, list):
+            out[prefix + key] = ", ".join(map(str, value))
+        else:
+            out[prefix + key] = value
+    return out
+
+
 def _print_load_report(t: Target, file: str, report: dict[str, Any]) -> None:
-    """The counts as ``name: value`` lines; each generated key on its own line with the flags that sign
-    with it (they were a Python dict's repr on one line)."""
-    kv({"loaded": file, **{k2: v for k2, v in report.items() if k2 not in ("loaded", "generated_keys")}})
+    """The counts as ``name: value`` lines (a section's as ``section.name: value``, a list's items
+    joined by commas); each generated key on its own line with the flags that sign with it (they were
+    Python reprs: ``apply4subject: {'applyment_ids': [20000000000001]}``)."""
+    kv(
+        {
+            "loaded": file,
+            **_flat({k2: v for k2, v in report.items() if k2 not in ("loaded", "generated_keys")}),
+        }
+    )
     generated = report.get("generated_keys")
     if not isinstance(generated, dict):
         return
