@@ -641,3 +641,33 @@ def test_a_ctrl_c_while_the_cli_starts_prints_no_traceback() -> None:
     )
     assert done.returncode == 1 and done.stderr.strip() == "Aborted!", done.stderr
     assert done.stdout == ""
+
+
+def test_every_command_and_option_says_what_it_is() -> None:
+    """Found walking the CLI: sixteen options (`serve --host`, `journal --code`, `callbacks list --state`,
+    `verify-callback --headers`, …) had no --help text, and `faults --help` listed the fault kinds from a
+    copy that lacked SERVICE_UNAVAILABLE."""
+    import click
+
+    from wxpartner.domain.faults import FaultKind
+
+    silent = []
+
+    def walk(command: click.Command, name: str) -> None:
+        if not command.help:
+            silent.append(name)
+        if isinstance(command, click.Group):
+            for sub_name, sub in command.commands.items():
+                walk(sub, f"{name} {sub_name}")
+            return
+        silent.extend(
+            f"{name} {param.opts[0]}"
+            for param in command.params
+            if isinstance(param, click.Option) and not param.help
+        )
+
+    walk(main, "wxpartner")
+    assert silent == []
+    for command in (["faults"], ["faults", "add"]):
+        text = " ".join(_cli(*command, "--help").split())
+        assert all(kind.value in text for kind in FaultKind), command

@@ -70,7 +70,14 @@ def _one_bill(signer: Signer, keys: PublicKeys, body: dict[str, str], out: Path)
 @click.option("--sub-mchid", required=True, help="the enterprise (sub-merchant) whose bills to fetch")
 @click.option("--from", "start", required=True, help="first day, YYYY-MM-DD (China time)")
 @click.option("--to", "end", default=None, help="last day (default: --from)")
-@click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="directory for the CSV files (created)",
+)
 @click.option("--mchid", default=None, help="service provider (default: connection.json)")
 @merchant_key_options
 @progress_option

@@ -78,11 +78,15 @@ def _print_attempts(data: dict[str, Any]) -> None:
 
 
 @callbacks.command("list")
-@click.option("--mchid", default=None)
-@click.option("--state", type=click.Choice(["pending", "delivered", "failed"]), default=None)
-@click.option("--event-type", default=None)
-@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
-@click.option("--offset", type=click.IntRange(min=0), default=0)
+@click.option("--mchid", default=None, help="only this merchant's notifications")
+@click.option(
+    "--state", type=click.Choice(["pending", "delivered", "failed"]), default=None, help="only in this state"
+)
+@click.option("--event-type", default=None, help="only this event (WEBIZPAY.AUTHORIZED, …)")
+@click.option(
+    "--limit", type=click.IntRange(1, 500), default=20, show_default=True, help="notifications per page"
+)
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="skip this many (--after pages faster)")
 @click.option("--after", default=None, help="the next_after of the page before: the next page, however deep")
 @target_options
 def callbacks_list(

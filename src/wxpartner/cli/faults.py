@@ -8,14 +8,16 @@ from typing import Any
 import click
 from rich.markup import escape
 
+from ..domain.faults import FaultKind
 from ._http import Target, present, segment, target_options
 from ._output import console, emit, say, table
 
+KINDS = ", ".join(FaultKind)  # the server's own list: SERVICE_UNAVAILABLE was missing from a copy here
 
-@click.group()
+
+@click.group(help=f"Fault injection rules ({KINDS}).")
 def faults() -> None:
-    """Fault injection rules (SYSTEM_ERROR, FREQUENCY_LIMITED, PARAM_ERROR, RESOURCE_NOT_EXISTS, LATENCY,
-    DROP_CONNECTION, SIGNATURE_PROBE, BAD_SIGNATURE)."""
+    pass
 
 
 def _finite(value: float) -> float:
@@ -35,11 +37,13 @@ def _fault_rows(rules: list[dict[str, Any]]) -> list[list[Any]]:
     ]
 
 
-@faults.command("add")
+@faults.command(
+    "add", help=f"Add a rule: KIND ({KINDS}) for matching requests (after their signature was verified)."
+)
 @click.argument("kind")
 @click.option("--operation", default=None, help="operation id or glob (webizpay.*)")
 @click.option("--path", default=None, help="request path glob (/v3/webizpay/*)")
-@click.option("--mchid", default=None)
+@click.option("--mchid", default=None, help="only requests of this merchant (default: any)")
 @click.option("--count", type=int, default=None, help="fire this many times (default: until cleared)")
 @click.option(
     "--probability",
@@ -50,7 +54,7 @@ def _fault_rows(rules: list[dict[str, Any]]) -> list[list[Any]]:
     help="chance that a matching request gets the fault",
 )
 @click.option("--latency-ms", type=int, default=None, help="for LATENCY")
-@click.option("--note", default="")
+@click.option("--note", default="", help="a note shown with the rule")
 @target_options
 def faults_add(
     t: Target,
@@ -64,7 +68,6 @@ def faults_add(
     note: str,
     as_json: bool,
 ) -> None:
-    """Add a rule: KIND for matching requests (after their signature was verified)."""
     body = {
         "kind": kind,
         "operation": operation,

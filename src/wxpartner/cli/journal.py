@@ -15,12 +15,14 @@ from ._output import console, emit, kv, say, table
 
 @click.command()
 @click.argument("request_id", required=False)
-@click.option("--mchid", default=None)
+@click.option("--mchid", default=None, help="only requests of this merchant")
 @click.option("--operation", default=None, help="operation id, or a prefix ending in *")
 @click.option("--status", type=click.IntRange(0, 999), default=None, help="HTTP status (0: dropped)")
-@click.option("--code", default=None)
+@click.option("--code", default=None, help="only answers with this WeChat error code (SIGN_ERROR, …)")
 @click.option("--failed", is_flag=True, help="only failures (>= 400 or dropped)")
-@click.option("--limit", type=click.IntRange(1, 1000), default=30, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 1000), default=30, show_default=True, help="newest N requests"
+)
 @target_options
 def journal(
     t: Target,

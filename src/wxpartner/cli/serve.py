@@ -21,8 +21,10 @@ from .callbacks import checked_notify_ca_file, checked_retention_days
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="listen address (0.0.0.0: every interface)"
+)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="listen port")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="worker processes")
 @click.option(
     "--graceful-timeout",
@@ -39,6 +41,7 @@ from .callbacks import checked_notify_ca_file, checked_retention_days
     default=".wxpartner",
     show_default=True,
     type=click.Path(file_okay=False),
+    help="keys, connection.json (read by the other commands) and the SQLite database",
 )
 @click.option(
     "--database-url",

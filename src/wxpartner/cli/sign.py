@@ -34,7 +34,7 @@ def _problem(method: str, header: str, target: str) -> str | None:
 
 
 @click.command(name="sign")
-@click.option("--method", "-X", default="GET", show_default=True)
+@click.option("--method", "-X", default="GET", show_default=True, help="HTTP method of the request")
 @click.option("--url", required=True, help="path and query as sent (a full URL is fine: the host is dropped)")
 @click.option("--body", default="", help="exact body text; @FILE reads a file")
 @click.option(

@@ -125,7 +125,13 @@ def _print_result(result: dict[str, Any]) -> None:
 
 
 @click.command("verify-callback")
-@click.option("--headers", "headers_file", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--headers",
+    "headers_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="the callback's headers: a JSON object or 'Name: value' lines",
+)
 @click.option(
     "--body",
     "body_file",
