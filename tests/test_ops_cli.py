@@ -130,6 +130,19 @@ def test_call_pretty_and_bad_signature_exit_code(run: Any) -> None:
     run("call", "POST", "/v3/certificates", "--data", "{not json", code=2)
 
 
+def test_call_fail_gives_an_error_answer_its_own_exit_status(run: Any) -> None:
+    """Found scripting the README: `wxpartner call … && next` went on after a 400 or 404 (exit status 0
+    for any answer whose signature verifies); --fail makes a verified error answer exit 22, as curl's."""
+    assert run("call", "GET", "/v3/certificates", "--fail").exit_code == 0  # 200
+    missing = run(
+        "call", "GET", "/v3/webizpay/employees/WeBizPay_none/quota-cards/1", "--fail", "--json", code=22
+    )
+    assert as_json(missing)["status"] >= 400 and as_json(missing)["signature_valid"] is True
+    run("call", "GET", "/v3/webizpay/employees/WeBizPay_none/quota-cards/1")  # without it: 0, as before
+    tampered = run("call", "GET", "/v3/certificates", "--fault", "BAD_SIGNATURE", "--fail", "--json", code=1)
+    assert as_json(tampered)["signature_valid"] is False  # a bad signature still wins: 1
+
+
 def test_an_unknown_wechat_pay_key_says_why_the_servers_keys_were_not_asked(run: Any, data_dir: Path) -> None:
     """Found walking the README (a rotation, then `call` with a stale exported token): the verdict was a
     bare "unknown WeChat Pay key 'PUB_KEY_ID_…'", with the control API's 401 swallowed."""

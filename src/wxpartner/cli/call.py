@@ -26,6 +26,8 @@ from ._files import at_file
 from ._http import Target, target_options
 from ._output import console, emit, err_console, print_json, say, verdict
 
+FAIL_STATUS = 22  # curl --fail's: an HTTP error answer
+
 
 def _body(data: str | None) -> bytes:
     """--data as sent: JSON text, or @FILE (its exact bytes); checked to be JSON first."""
@@ -67,6 +69,13 @@ def _header(text: str, hint: str = "'--header' / '-H'") -> tuple[str, str]:
     type=click.IntRange(0, 10),
     help="repeat a 429/503 that says how long to wait (Retry-After, up to 60 s) after waiting it",
 )
+@click.option(
+    "--fail",
+    "fail",
+    is_flag=True,
+    help="exit status 22 (as curl --fail) when the answer is an error (HTTP status 400 or more) whose "
+    "signature verifies: a script's `&&` stops there",
+)
 @target_options
 def call(
     t: Target,
@@ -80,6 +89,7 @@ def call(
     fault: str | None,
     extra_headers: tuple[str, ...],
     retries: int,
+    fail: bool,
     as_json: bool,
 ) -> None:
     """Sign and send any APIv3 request, verify the response signature, print the answer.
@@ -89,7 +99,8 @@ def call(
 
     A 429 or 503 that names its wait (Retry-After) says it; --retries N waits and repeats it.
 
-    Exit status: 0 when the response signature verifies, 1 when it does not (or there is none)."""
+    Exit status: 0 when the response signature verifies, 1 when it does not (or there is none); with
+    --fail, 22 for a verified error answer (HTTP status 400 or more)."""
     if not is_token(method):  # was httpx's "LocalProtocolError: Illegal method characters"
         raise click.BadParameter(f"{method!r} is not an HTTP method (GET, POST, ...)", param_hint="'METHOD'")
     settings = acting_as(t, merchant, mchid)
@@ -147,4 +158,4 @@ def call(
             say(resp.text)
 
     emit(result, as_json, pretty)
-    sys.exit(0 if ok else 1)
+    sys.exit(1 if not ok else FAIL_STATUS if fail and resp.status_code >= 400 else 0)
