@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -470,7 +471,12 @@ def test_callbacks_list_show_deliver_redeliver(run: Any, control: TestClient, ap
         assert "nothing was due" in run("callbacks", "deliver").output
         shown = as_json(run("callbacks", "show", nid, "--json"))
         assert shown["resource"] == {"x": 1} and shown["attempts"][0]["status"] == 200
-        assert "attempt #1 200" in run("callbacks", "show", nid).output
+        shown_text = run("callbacks", "show", nid).output
+        assert "attempt #1 200" in shown_text
+        # for people: times as dates and absent values as '-' (they were 1799115309.0 and None)
+        assert "None" not in shown_text and re.search(
+            r"^create_time: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$", shown_text, re.M
+        )
         rec.status = 500
         again = run("callbacks", "redeliver", nid).output
         assert nid in again and "#2 500" in again and len(rec.deliveries) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,20 @@ def _print_callbacks(data: dict[str, Any], after: str | None = None) -> None:
         say(f"next page: --after {data['next_after']}")
 
 
+TIMES = ("create_time", "next_attempt_at", "lease_until", "delivered_at")
+
+
+def _shown(key: str, value: Any) -> Any:
+    """A time as a date (it was Unix seconds, 1799115309.0), an absent value as '-' (it was None)."""
+    if value is None:
+        return "-"
+    if key in TIMES and isinstance(value, int | float) and math.isfinite(value) and 0 <= value < 253402300800:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value))
+    return value
+
+
 def _print_notification(d: dict[str, Any]) -> None:
-    kv({key: v for key, v in d.items() if key not in ("attempts", "resource")})
+    kv({key: _shown(key, v) for key, v in d.items() if key not in ("attempts", "resource")})
     for a in d.get("attempts", []):
         say(f"  attempt {_attempt_text(a)}  {a['url']}")
     if d.get("resource") is not None:
