@@ -668,6 +668,8 @@ def test_every_command_and_option_says_what_it_is() -> None:
 
     walk(main, "wxpartner")
     assert silent == []
+    top = " ".join(_cli("--help").split())  # where to start, for someone who typed `wxpartner`
+    assert "Start with `wxpartner serve`" in top and "--merchant channel" in top
     for command in (["faults"], ["faults", "add"]):
         text = " ".join(_cli(*command, "--help").split())
         assert all(kind.value in text for kind in FaultKind), command

@@ -24,7 +24,12 @@ from .verify_callback import verify_callback
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wxpartner")
 def main() -> None:
-    """wxpartner: a local, stateful WeChat Pay APIv3 partner server, SDK and sandbox."""
+    """wxpartner: a local, stateful WeChat Pay APIv3 partner server, SDK and sandbox.
+
+    Start with `wxpartner serve` (it writes .wxpartner/connection.json); the other commands read that
+    file from the same directory (or --data-dir): `wxpartner call GET /v3/certificates` signs as the
+    demo service provider (--merchant channel: as the demo channel merchant), `wxpartner journal`
+    lists what the server received. `wxpartner COMMAND --help` describes each command."""
 
 
 for _command in (
