@@ -195,3 +195,63 @@ def test_scenario_load_prints_a_sections_report_as_lines(served: Served, tmp_pat
     path = "/v3/apply4subject/applyment?business_code=cli_rejected"
     out = _run("call", "GET", path, "--merchant", "channel", "--json", "--data-dir", _data_dir(served))
     assert json.loads(out.output)["body"]["applyment_state"] == "APPLYMENT_STATE_REJECTED"
+
+
+def _a1_body(name: str, idno: str, mobile: str) -> dict[str, Any]:
+    """A1 with its sensitive fields already encrypted (the values given)."""
+    return {
+        "business_code": "cli_a1_0001",
+        "contact_info": {"contact_type": "LEGAL", "name": name, "id_card_number": idno, "mobile": mobile},
+        "subject_info": {
+            "subject_type": "SUBJECT_TYPE_ENTERPRISE",
+            "business_license_info": {
+                "licence_number": "914403001922038216",
+                "licence_copy": "media-licence-copy",
+                "merchant_name": "深圳测试科技有限公司",
+                "legal_person": "张三",
+                "company_address": "广东省深圳市南山区科技园",
+                "licence_valid_date": '["2019-01-01","forever"]',
+            },
+        },
+        "identification_info": {
+            "identification_type": "IDENTIFICATION_TYPE_IDCARD",
+            "identification_name": name,
+            "identification_number": idno,
+            "identification_valid_date": '["2019-01-01","2039-01-01"]',
+            "identification_front_copy": "media-id-front",
+        },
+        "addition_info": {"confirm_mchid_list": ["1900000901"]},
+    }
+
+
+@pytest.mark.slow
+def test_encrypt_lets_the_channel_submit_an_applyment_from_the_shell(served: Served, tmp_path: Path) -> None:
+    """Found walking the README: A1 takes RSA-OAEP ciphertexts under the merchant's WeChat Pay key with
+    that key's id in Wechatpay-Serial, and nothing in the CLI made them: A1 was out of reach of `call`."""
+    data_dir = _data_dir(served)
+    made = json.loads(
+        _run(
+            "encrypt", "张三", "110101199003070011", "13800138000", "--merchant", "channel", "--json",
+            "--data-dir", data_dir,
+        ).output
+    )  # fmt: skip
+    assert made["wechatpay_serial"] == served.info["merchants"]["channel"]["wechatpay_public_key_id"]
+    name, idno, mobile = made["ciphertexts"]
+    body = json.dumps(_a1_body(name, idno, mobile), ensure_ascii=False)
+    serial = f"Wechatpay-Serial: {made['wechatpay_serial']}"
+    args = ["call", "POST", "/v3/apply4subject/applyment", "--merchant", "channel", "-H", serial, "-d", body]
+    answer = json.loads(_run(*args, "--json", "--data-dir", data_dir).output)
+    assert answer["status"] == 200 and answer["signature_valid"] is True, answer
+    token = {"Authorization": f"Bearer {served.info['sandbox_token']}"}
+    applyment = httpx.get(
+        f"{served.url}/sandbox/apply4subject/applyments/{answer['body']['applyment_id']}", headers=token
+    ).json()
+    assert "张*" in json.dumps(applyment, ensure_ascii=False)  # the server decrypted what the CLI encrypted
+    # plain output: one ciphertext a line on stdout, the key id on stderr
+    plain = CliRunner().invoke(main, ["encrypt", "a", "b", "--data-dir", data_dir])
+    assert plain.exit_code == 0 and len(plain.stdout.splitlines()) == 2
+    assert f"Wechatpay-Serial: {served.info['wechatpay_public_key_id']}" in plain.stderr
+    too_long = _run("encrypt", "x" * 215, "--data-dir", data_dir, code=2).output
+    assert "encrypts at most 214" in too_long
+    nowhere = _run("encrypt", "x", "--data-dir", str(tmp_path), code=1).output
+    assert "names no WeChat Pay key" in nowhere and "does not exist" in nowhere

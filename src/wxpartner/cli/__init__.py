@@ -10,6 +10,7 @@ from .bills import bills
 from .call import call
 from .callbacks import callbacks
 from .clock import clock
+from .encrypt import encrypt
 from .faults import faults
 from .journal import journal
 from .keys import keys
@@ -36,6 +37,7 @@ for _command in (
     serve,
     keys,
     sign_cmd,
+    encrypt,
     clock,
     reset,
     scenario,
