@@ -255,3 +255,38 @@ def test_encrypt_lets_the_channel_submit_an_applyment_from_the_shell(served: Ser
     assert "encrypts at most 214" in too_long
     nowhere = _run("encrypt", "x", "--data-dir", str(tmp_path), code=1).output
     assert "names no WeChat Pay key" in nowhere and "does not exist" in nowhere
+
+
+@pytest.mark.slow
+def test_encrypt_with_a_platform_certificate_for_a_certificate_mode_merchant(
+    served: Served, tmp_path: Path
+) -> None:
+    """A merchant of a scenario is in no `merchants` entry: its WeChat Pay key is given with --public-key
+    (here the platform certificate, which a certificate-mode merchant's fields are under)."""
+    data_dir = _data_dir(served)
+    scenario = tmp_path / "cert.yaml"
+    scenario.write_text(
+        'merchants:\n  - mchid: "1888000302"\n    role: channel\n    key_mode: certificate\n'
+        "    certificates:\n      - generate: true\n"
+    )
+    _run("scenario", "load", str(scenario), "--data-dir", data_dir)
+    told = _run("encrypt", "x", "--mchid", "1888000302", "--data-dir", data_dir, code=1).output
+    assert "names no WeChat Pay key for merchant 1888000302" in told and "--public-key" in told
+    certificate = served.info["platform_certificate_path"]
+    made = json.loads(
+        _run(
+            "encrypt", "张三", "110101199003070011", "13800138000", "--public-key", certificate, "--json"
+        ).output
+    )
+    assert made["wechatpay_serial"] == served.info["platform_certificate_serial"]
+    body = _a1_body(*made["ciphertexts"])
+    body["business_code"] = "cli_a1_cert"
+    args = ["call", "POST", "/v3/apply4subject/applyment", "--mchid", "1888000302", "--json"]
+    args += [
+        "-H",
+        f"Wechatpay-Serial: {made['wechatpay_serial']}",
+        "-d",
+        json.dumps(body, ensure_ascii=False),
+    ]
+    answer = json.loads(_run(*args, "--data-dir", data_dir).output)
+    assert answer["status"] == 200 and answer["signature_valid"] is True, answer

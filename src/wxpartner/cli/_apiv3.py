@@ -152,6 +152,19 @@ def data_dir_keys(t: Target, mchid: str) -> dict[str, Any] | None:
     return {"mchid": mchid, "serial_no": serial, "private_key_path": str(key)}
 
 
+def wechatpay_key_file(path: str) -> tuple[str, rsa.RSAPublicKey]:
+    """(key id, key) of a WeChat Pay key file: a platform certificate's serial, else the file's name
+    (``PUB_KEY_ID_….pem``, as ``<data-dir>/platform/`` names them)."""
+    pem = read_bytes(path, "--public-key")
+    try:
+        key_id = k.certificate_serial(k.load_certificate(pem)) if b"CERTIFICATE" in pem else Path(path).stem
+        return key_id, k.load_public_key(pem)
+    except (k.KeyLoadError, ValueError) as exc:
+        raise click.ClickException(
+            f"--public-key {path}: not a WeChat Pay public key or platform certificate PEM ({exc})"
+        ) from None
+
+
 def other_merchants(t: Target, settings: dict[str, Any]) -> dict[str, str]:
     """The APIv3 keys of connection.json's other merchants, by ``--merchant`` name: a callback that does
     not decrypt with one merchant's key may be another's."""

@@ -8,7 +8,7 @@ import json
 import click
 
 from ..protocol.crypto import oaep_encrypt
-from ._apiv3 import acting_as, merchant_option
+from ._apiv3 import acting_as, merchant_option, wechatpay_key_file
 from ._files import public_key, read_bytes
 from ._http import Target
 
@@ -27,7 +27,8 @@ def _key_of(t: Target, settings: dict[str, object]) -> tuple[str, str]:
     where = t.connection_path if t.info else f"{t.connection_path} (it does not exist)"
     raise click.ClickException(
         f"{where} names no WeChat Pay key for merchant {settings.get('mchid') or '?'}; pass --data-dir "
-        "with the data dir `wxpartner serve` uses, or --merchant NAME"
+        "with the data dir `wxpartner serve` uses, --merchant NAME, or the key with --public-key (from "
+        "`GET /sandbox/platform-keys`, or <data-dir>/platform/)"
     )
 
 
@@ -47,9 +48,21 @@ def _key_of(t: Target, settings: dict[str, object]) -> tuple[str, str]:
     show_default=True,
     help="the data dir of `wxpartner serve`: its connection.json names the WeChat Pay keys",
 )
+@click.option(
+    "--public-key",
+    "key_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="this WeChat Pay public key (named PUB_KEY_ID_….pem) or platform certificate PEM instead",
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON document")
 def encrypt(
-    plaintexts: tuple[str, ...], merchant: str | None, mchid: str | None, data_dir: str, as_json: bool
+    plaintexts: tuple[str, ...],
+    merchant: str | None,
+    mchid: str | None,
+    data_dir: str,
+    key_file: str | None,
+    as_json: bool,
 ) -> None:
     """Encrypt sensitive field values (RSA-OAEP, SHA-1) for a request body: one Base64 ciphertext a line.
 
@@ -57,9 +70,12 @@ def encrypt(
     of apply4subject, whose A1 takes such fields). Send the key id it names with the request:
     wxpartner call ... -H 'Wechatpay-Serial: <key id>'. The key id goes to stderr (stdout stays the
     ciphertexts); --json prints both."""
-    t = Target(None, data_dir, "", "")
-    key_id, path = _key_of(t, acting_as(t, merchant, mchid))
-    key = public_key(read_bytes(path, "WeChat Pay key"), path)
+    if key_file is not None:
+        key_id, key = wechatpay_key_file(key_file)
+    else:
+        t = Target(None, data_dir, "", "")
+        key_id, path = _key_of(t, acting_as(t, merchant, mchid))
+        key = public_key(read_bytes(path, "WeChat Pay key"), path)
     room = key.key_size // 8 - 2 * 20 - 2  # what OAEP with SHA-1 leaves of the key
     for i, text in enumerate(plaintexts, 1):
         if len(text.encode("utf-8")) > room:

@@ -13,10 +13,17 @@ import click
 from rich.markup import escape
 
 from ..protocol import constants as c
-from ..protocol import keys as k
 from ..protocol.crypto import APIV3_KEY_RULE, DecryptionError, is_apiv3_key
 from ..protocol.notification import decrypt_resource
-from ._apiv3 import PublicKeys, acting_as, check_signature, merchant_option, other_merchants, platform_keys
+from ._apiv3 import (
+    PublicKeys,
+    acting_as,
+    check_signature,
+    merchant_option,
+    other_merchants,
+    platform_keys,
+    wechatpay_key_file,
+)
 from ._files import read_bytes, read_text
 from ._http import Target, target_options
 from ._output import console, emit, print_json, verdict
@@ -58,14 +65,8 @@ def _public_keys(t: Target, files: tuple[str, ...], settings: dict[str, Any]) ->
     """The PEM files given, else the server's keys (when there is a token or a connection.json)."""
     keys = PublicKeys()
     for p in files:
-        pem = read_bytes(p, "--public-key")
-        try:
-            key_id = k.certificate_serial(k.load_certificate(pem)) if b"CERTIFICATE" in pem else Path(p).stem
-            keys[key_id] = k.load_public_key(pem)
-        except (k.KeyLoadError, ValueError) as exc:
-            raise click.ClickException(
-                f"--public-key {p}: not a WeChat Pay public key or platform certificate PEM ({exc})"
-            ) from None
+        key_id, key = wechatpay_key_file(p)
+        keys[key_id] = key
     if keys:
         keys.note = "not among the --public-key files"
         return keys
