@@ -322,6 +322,40 @@ def test_verify_callback_tells_a_wrong_key_from_a_malformed_resource(world: Worl
     assert out["decrypt_error"] == "resource lacks 'nonce': not an encrypted WeChat Pay resource"
 
 
+def test_scenario_load_reads_the_pem_files_beside_the_file_as_serve_does(
+    run: Any, tmp_path: Path, http: TestClient
+) -> None:
+    """Found walking the README: a scenario naming `certificates: [{certificate: certs/sp.pem}]` beside it
+    loads with `serve --scenario`, but `scenario load` sent the text and the server, which reads paths
+    inside its own data dir only, answered `cannot read certs/sp.pem`."""
+    folder = tmp_path / "mine"
+    result = CliRunner().invoke(main, ["keys", "--mchid", "1230008888", "--out", str(folder / "certs")])
+    assert result.exit_code == 0, result.output
+    serial = k.certificate_serial(k.load_certificate((folder / "certs" / "apiclient_cert.pem").read_bytes()))
+    platform = k.generate_private_key()
+    (folder / "platform.pem").write_text(k.private_key_pem(platform))
+    scenario = folder / "scenario.yaml"
+    scenario.write_text(
+        "platform_keys:\n"
+        "  - {kind: public_key, key_id: PUB_KEY_ID_0123000088880000, private_key: platform.pem}\n"
+        "merchants:\n"
+        '  - mchid: "1230008888"\n'
+        "    certificates: [{certificate: certs/apiclient_cert.pem}]\n"
+        "webizpay:\n"
+        '  templates: [{sp_mchid: "1230008888", card_template_id: t1, card_rule: SINGLE, refund_rule: RETURN}]\n'
+    )
+    for extra in ([], ["--batch", "1"]):
+        assert as_json(run("scenario", "load", str(scenario), "--json", *extra))["loaded"] is True, extra
+    merchants = http.get("/sandbox/merchants", headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}).json()
+    (mine,) = [m for m in merchants["data"] if m["mchid"] == "1230008888"]
+    assert [c["serial_no"] for c in mine["certificates"]] == [serial]
+    keys = http.get("/sandbox/platform-keys", headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}).json()
+    assert "PUB_KEY_ID_0123000088880000" in {row["key_id"] for row in keys["data"]}
+    # a path that is no file here is sent as written: the server's answer names it, as before
+    scenario.write_text('merchants:\n  - mchid: "1230008888"\n    certificates: [{certificate: gone.pem}]\n')
+    assert "cannot read gone.pem" in run("scenario", "load", str(scenario), code=1).output
+
+
 def test_scenario_carries_fault_rules(run: Any, tmp_path: Path) -> None:
     scn = tmp_path / "faults.yaml"
     scn.write_text("faults:\n  - kind: FREQUENCY_LIMITED\n    operation: 'certificates.*'\n    count: 2\n")

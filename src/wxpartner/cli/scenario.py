@@ -4,6 +4,7 @@ batches with a progress bar."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -60,6 +61,64 @@ def _merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+# the fields that may name a PEM file (PEM text, else a path relative to the scenario file)
+PEM_FIELDS = {"platform_keys": ("private_key", "certificate"), "certificates": ("certificate", "public_key")}
+MAX_PEM_FILE = 1 << 20  # as the server: a PEM file is a few KiB
+NAMES_A_FILE = re.compile(r"""\b(certificate|public_key|private_key)["']?\s*:""")
+
+
+def _read_pem_file(value: str, base: Path) -> str | None:
+    """The text of the PEM file ``value`` names (relative to ``base``), None when it is PEM text or no
+    file here (the server then reads it, inside its data dir, or says it cannot)."""
+    if "-----BEGIN" in value or not value or "\0" in value:
+        return None
+    path = base / value
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_PEM_FILE:
+            return None
+    except OSError:
+        return None
+    return read_text(path, "scenario file")
+
+
+def inline_pem_files(parsed: dict[str, Any], base: Path) -> int:
+    """Put the text of each PEM file the scenario names relative to its own directory in place of the
+    path, as `serve --scenario` reads them: the server reads paths inside its data dir only, so a
+    scenario that loaded at start failed through `scenario load` (cannot read certs/sp.pem). Returns
+    how many were put in."""
+    holders: list[tuple[dict[str, Any], tuple[str, ...]]] = []
+    for entry in parsed.get("platform_keys") or []:
+        if isinstance(entry, dict):
+            holders.append((entry, PEM_FIELDS["platform_keys"]))
+    for merchant in parsed.get("merchants") or []:
+        certificates = merchant.get("certificates") if isinstance(merchant, dict) else None
+        for cert in certificates if isinstance(certificates, list) else []:
+            if isinstance(cert, dict):
+                holders.append((cert, PEM_FIELDS["certificates"]))
+    count = 0
+    for holder, fields in holders:
+        for name in fields:
+            value = holder.get(name)
+            text = _read_pem_file(value, base) if isinstance(value, str) else None
+            if text is not None:
+                holder[name] = text
+                count += 1
+    return count
+
+
+def _scenario_body(file: str, text: str) -> bytes:
+    """The file's text, or with the PEM files it names put in (``inline_pem_files``)."""
+    if not NAMES_A_FILE.search(text):  # a family-only file (maybe 100,000 entries) is not parsed here
+        return text.encode()
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text.encode()  # the server says what is wrong with it
+    if not isinstance(parsed, dict) or not inline_pem_files(parsed, Path(file).resolve().parent):
+        return text.encode()
+    return yaml.safe_dump(parsed, allow_unicode=True, sort_keys=False).encode()
+
+
 def _load_in_batches(t: Target, file: str, text: str, batch: int, show: bool | None) -> dict[str, Any]:
     try:
         parsed = yaml.safe_load(text)
@@ -69,6 +128,7 @@ def _load_in_batches(t: Target, file: str, text: str, batch: int, show: bool | N
         parsed = {}
     if not isinstance(parsed, dict):
         raise click.ClickException(f"{file}: a scenario is a mapping with sections such as 'merchants'")
+    inline_pem_files(parsed, Path(file).resolve().parent)
     # a file with no list or mapping section makes no piece: it is sent whole, so the server refuses
     # what the plain load refuses ('merchants: 5' loaded nothing and exited 0)
     pieces = scenario_batches(parsed, batch) or ([(0, parsed)] if parsed else [])
@@ -98,11 +158,14 @@ def _load_in_batches(t: Target, file: str, text: str, batch: int, show: bool | N
 @progress_option
 @target_options
 def scenario_load(t: Target, file: str, batch: int | None, show_progress: bool | None, as_json: bool) -> None:
-    """Load a YAML/JSON scenario into the running server (all or nothing, unless --batch)."""
+    """Load a YAML/JSON scenario into the running server (all or nothing, unless --batch).
+
+    PEM files it names (certificate, public_key, private_key) are read relative to the file, as
+    `serve --scenario` reads them, and sent as their text."""
     text = read_text(file, "scenario")
     if batch is None:
         with progress(show_progress, f"loading {Path(file).name}", 1) as advance:
-            data = t.control("POST", "/scenario", content=text.encode())
+            data = t.control("POST", "/scenario", content=_scenario_body(file, text))
             advance(1)
     else:
         data = _load_in_batches(t, file, text, batch, show_progress)
