@@ -290,3 +290,25 @@ def test_encrypt_with_a_platform_certificate_for_a_certificate_mode_merchant(
     ]
     answer = json.loads(_run(*args, "--data-dir", data_dir).output)
     assert answer["status"] == 200 and answer["signature_valid"] is True, answer
+
+
+def test_sign_with_every_value_given_reads_no_connection_json(tmp_path: Path) -> None:
+    """`sign --mchid --serial --key` needs no server and no data dir: a broken connection.json in the data
+    dir (another project's, a half-written one) must not stop it."""
+    key = k.generate_private_key()
+    (tmp_path / "key.pem").write_text(k.private_key_pem(key))
+    (tmp_path / "connection.json").write_text("{broken")
+    args = [
+        "sign",
+        "--url",
+        "/v3/x",
+        "--mchid",
+        "1230000001",
+        "--serial",
+        "AB",
+        "--key",
+        str(tmp_path / "key.pem"),
+    ]
+    signed = json.loads(_run(*args, "--data-dir", str(tmp_path), "--json").output)
+    assert 'mchid="1230000001"' in signed["authorization"] and 'serial_no="AB"' in signed["authorization"]
+    assert "not JSON" in _run("sign", "--url", "/v3/x", "--data-dir", str(tmp_path), code=1).output

@@ -83,7 +83,9 @@ def sign_cmd(
     Signed as connection.json's service provider unless told otherwise (--merchant channel, or
     --mchid --serial --key); nothing is sent."""
     t = Target(None, data_dir, "", "")
-    signer = Signer.of(t, mchid, serial_no, key_path, acting_as(t, merchant, mchid))
+    # every value given: connection.json is not read (a broken or foreign one in the data dir is no concern)
+    given = merchant is None and mchid and serial_no and key_path
+    signer = Signer.of(t, mchid, serial_no, key_path, {} if given else acting_as(t, merchant, mchid))
     body_bytes = at_file(body, "--body")
     try:
         parts = urlsplit(url)
