@@ -354,6 +354,12 @@ def test_scenario_load_reads_the_pem_files_beside_the_file_as_serve_does(
     # a path that is no file here is sent as written: the server's answer names it, as before
     scenario.write_text('merchants:\n  - mchid: "1230008888"\n    certificates: [{certificate: gone.pem}]\n')
     assert "cannot read gone.pem" in run("scenario", "load", str(scenario), code=1).output
+    # sections of the wrong shape are the server's to refuse, with or without --batch (no traceback here)
+    scenario.write_text(
+        "platform_keys: 5\nmerchants: [{mchid: '1230008888', certificates: [{certificate: 5}]}, 7]\n"
+    )
+    for extra in ([], ["--batch", "1"]):
+        assert "SCENARIO_ERROR" in run("scenario", "load", str(scenario), *extra, code=1).output
 
 
 def test_scenario_carries_fault_rules(run: Any, tmp_path: Path) -> None:

@@ -87,10 +87,17 @@ def inline_pem_files(parsed: dict[str, Any], base: Path) -> int:
     scenario that loaded at start failed through `scenario load` (cannot read certs/sp.pem). Returns
     how many were put in."""
     holders: list[tuple[dict[str, Any], tuple[str, ...]]] = []
-    for entry in parsed.get("platform_keys") or []:
+
+    def entries(
+        section: str,
+    ) -> list[Any]:  # a section that is no list ('merchants: 5') is the server's to refuse
+        found = parsed.get(section)
+        return found if isinstance(found, list) else []
+
+    for entry in entries("platform_keys"):
         if isinstance(entry, dict):
             holders.append((entry, PEM_FIELDS["platform_keys"]))
-    for merchant in parsed.get("merchants") or []:
+    for merchant in entries("merchants"):
         certificates = merchant.get("certificates") if isinstance(merchant, dict) else None
         for cert in certificates if isinstance(certificates, list) else []:
             if isinstance(cert, dict):
