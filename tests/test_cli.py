@@ -493,7 +493,13 @@ def test_keys_prints_a_scenario_entry_that_loads_from_any_directory(
 
     monkeypatch.chdir(tmp_path)
     text = _cli("keys", "--mchid", "1888000001", "--out", "made")
-    entry = text.split("scenario entry:\n", 1)[1]
+    entry, sign_as = text.split("scenario entry:\n", 1)[1].split("\n\n", 1)
+    # and the flags that sign as it once loaded (a newcomer had to find the serial and key path again)
+    serial = k.certificate_serial(k.load_certificate((tmp_path / "made" / "apiclient_cert.pem").read_bytes()))
+    assert (
+        f"wxpartner call METHOD PATH --mchid 1888000001 --serial {serial} "
+        f"--key {tmp_path / 'made' / 'apiclient_key.pem'}" in sign_as
+    )
     elsewhere = tmp_path / "scenarios" / "s.yaml"
     elsewhere.parent.mkdir()
     elsewhere.write_text("merchants:\n" + entry)

@@ -56,3 +56,8 @@ def keys(mchid: str, out_dir: str, pkcs1: bool, force: bool, as_json: bool) -> N
         "\nscenario entry:\n"
         f'  - mchid: "{mchid}"\n    certificates:\n      - certificate: {files.certificate_path.resolve()}'
     )
+    # once the scenario is loaded, the flags that sign as this merchant (the key is in no data dir)
+    click.echo(
+        f"\nsign as it, once loaded:\n  wxpartner call METHOD PATH --mchid {mchid} --serial {files.serial_no} "
+        f"--key {files.private_key_path.resolve()}"
+    )
