@@ -312,3 +312,15 @@ def test_sign_with_every_value_given_reads_no_connection_json(tmp_path: Path) ->
     signed = json.loads(_run(*args, "--data-dir", str(tmp_path), "--json").output)
     assert 'mchid="1230000001"' in signed["authorization"] and 'serial_no="AB"' in signed["authorization"]
     assert "not JSON" in _run("sign", "--url", "/v3/x", "--data-dir", str(tmp_path), code=1).output
+
+
+@pytest.mark.slow
+def test_merchant_channel_reads_an_older_files_channel_fields(served: Served, tmp_path: Path) -> None:
+    """A connection.json written before `merchants` existed names the channel in channel_mchid,
+    channel_serial_no and channel_private_key_path; the SDK reads them, and so does --merchant."""
+    info = json.loads(Path(_data_dir(served), "connection.json").read_text())
+    del info["merchants"]
+    (tmp_path / "connection.json").write_text(json.dumps(info))
+    for chosen in (["--merchant", "channel"], ["--mchid", info["channel_mchid"]]):
+        answer = _call(served, *chosen, data_dir=str(tmp_path))
+        assert answer["status"] == 200 and answer["signature_valid"] is True, (chosen, answer)

@@ -78,12 +78,27 @@ MERCHANT_SETTINGS = (
 )
 
 
+def _older_entries(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A file written before ``merchants`` existed: the top level (the service provider) and the
+    ``channel_*`` fields, as the SDK's ``from_connection_info`` reads it."""
+    found: dict[str, dict[str, Any]] = {}
+    if info.get("mchid"):
+        found["service_provider"] = {name: info.get(name) for name in MERCHANT_SETTINGS}
+    if info.get("channel_mchid"):
+        found["channel"] = {
+            "mchid": info.get("channel_mchid"),
+            "serial_no": info.get("channel_serial_no"),
+            "private_key_path": info.get("channel_private_key_path"),
+        }
+    return found
+
+
 def _entries(t: Target) -> dict[str, dict[str, Any]]:
     """connection.json's ``merchants``, each entry's settings checked to be text (a hand-edited number
     was a TypeError traceback)."""
     found = t.info.get("merchants")
     if found is None:
-        return {}
+        found = _older_entries(t.info)
     where = t.connection_path
     if not isinstance(found, dict) or not all(isinstance(e, dict) for e in found.values()):
         raise click.ClickException(
