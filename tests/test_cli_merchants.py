@@ -95,6 +95,11 @@ def test_an_unknown_merchant_says_which_there_are(served: Served, tmp_path: Path
     assert "need --serial and --key" in out and "no keys for merchant 1999999999" in out
     out = _run("call", "GET", A4, "--data-dir", str(tmp_path), code=1).output
     assert "need --mchid, --serial and --key" in out and "does not exist" in out
+    out = _run("call", "GET", A4, "--merchant", "channel", "--data-dir", str(tmp_path), code=1).output
+    assert "connection.json does not exist; pass --data-dir" in out
+    (tmp_path / "connection.json").write_text(json.dumps({"base_url": served.url, "sandbox_token": "t"}))
+    out = _run("call", "GET", A4, "--merchant", "channel", "--data-dir", str(tmp_path), code=1).output
+    assert "names no merchants (a server started with --no-demo has none)" in out
     (tmp_path / "connection.json").write_text(json.dumps({"base_url": served.url, "merchants": {"x": 5}}))
     out = _run("call", "GET", A4, "--merchant", "x", "--data-dir", str(tmp_path), code=1).output
     assert "merchants is not an object of merchant entries" in out

@@ -135,9 +135,11 @@ def acting_as(t: Target, merchant: str | None, mchid: str | None) -> dict[str, A
             return found
         if not entries:
             raise click.ClickException(
-                f"--merchant {merchant}: {t.connection_path} names no merchants (written by `wxpartner serve` "
-                "with its demo merchants; an older file: restart serve to write it again); "
-                "or pass --mchid, --serial and --key"
+                f"--merchant {merchant}: {t.connection_path} does not exist; pass --data-dir with the data dir "
+                "`wxpartner serve` uses"
+                if not t.info
+                else f"--merchant {merchant}: {t.connection_path} names no merchants (a server started with "
+                "--no-demo has none); pass --mchid, --serial and --key"
             )
         raise click.ClickException(
             f"--merchant {merchant}: not a merchant of {t.connection_path}; choose one of {_choices(entries)}, "
