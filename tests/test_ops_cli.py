@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
-from support import APIV3_KEY, SP_A, SP_B, SUB_A, World, in_one_window
+from support import APIV3_KEY, SECOND_A, SP_A, SP_B, SUB_A, World, in_one_window
 from wxpartner.cli import main
 from wxpartner.cli._http import Target
 from wxpartner.protocol import keys as k
@@ -360,6 +360,29 @@ def test_scenario_load_reads_the_pem_files_beside_the_file_as_serve_does(
     )
     for extra in ([], ["--batch", "1"]):
         assert "SCENARIO_ERROR" in run("scenario", "load", str(scenario), *extra, code=1).output
+
+
+def test_scenario_load_in_batches_refuses_an_unquoted_time_as_a_whole_load_does(
+    run: Any, tmp_path: Path
+) -> None:
+    """Found walking the README's recharge section: YAML reads an unquoted create_time as a datetime;
+    the server refuses it in a whole file (times are text), but `--batch` (JSON pieces) ended in
+    `TypeError: Object of type datetime is not JSON serializable`. And a first batch that fails said
+    "batches 1-0 are loaded"."""
+    scenario = tmp_path / "times.yaml"
+    scenario.write_text(
+        "recharge_employees:\n"
+        f'  - {{sub_mchid: "{SECOND_A}", mchid: "{SP_A}", employees: [{{sp_openid: oUnquoted, state: DELETED,\n'
+        "      create_time: 2025-05-20T13:29:35+08:00}]}\n"
+    )
+    assert "SCENARIO_ERROR" in run("scenario", "load", str(scenario), code=1).output
+    batched = run("scenario", "load", str(scenario), "--batch", "1", code=1).output
+    assert "batch 1 of 1 failed" in batched and "nothing is loaded" in batched
+    assert 'quote it ("2025-05-20T13:29:35+08:00")' in batched
+    scenario.write_text(
+        scenario.read_text().replace("2025-05-20T13:29:35+08:00", '"2025-05-20T13:29:35+08:00"')
+    )
+    assert as_json(run("scenario", "load", str(scenario), "--json", "--batch", "1"))["loaded"] is True
 
 
 def test_scenario_carries_fault_rules(run: Any, tmp_path: Path) -> None:

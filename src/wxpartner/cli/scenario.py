@@ -3,6 +3,7 @@ batches with a progress bar."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import sys
@@ -126,6 +127,18 @@ def _scenario_body(file: str, text: str) -> bytes:
     return yaml.safe_dump(parsed, allow_unicode=True, sort_keys=False).encode()
 
 
+def _as_json(value: Any) -> str:
+    """What YAML reads that JSON has no word for: an unquoted date or time (`2025-05-20T13:29:35+08:00`)
+    is refused as the server refuses it in a whole file (times are text there), saying to quote it; it
+    was a TypeError traceback."""
+    if isinstance(value, dt.date | dt.datetime):
+        raise click.ClickException(
+            f"{value.isoformat()} is an unquoted date or time, which YAML reads as no text: quote it "
+            f'("{value.isoformat()}")'
+        )
+    raise click.ClickException(f"a value of type {type(value).__name__} has no JSON form: write it as text")
+
+
 def _load_in_batches(t: Target, file: str, text: str, batch: int, show: bool | None) -> dict[str, Any]:
     try:
         parsed = yaml.safe_load(text)
@@ -143,11 +156,18 @@ def _load_in_batches(t: Target, file: str, text: str, batch: int, show: bool | N
     with progress(show, f"loading {Path(file).name}", sum(n for n, _ in pieces)) as advance:
         for i, (n, piece) in enumerate(pieces, 1):
             try:
-                body = json.dumps(piece, ensure_ascii=False).encode()
+                body = json.dumps(piece, ensure_ascii=False, default=_as_json).encode()
                 reports.append(t.control("POST", "/scenario", content=body))
             except click.ClickException as exc:
                 raise click.ClickException(
-                    f"batch {i} of {len(pieces)} failed ({exc.message}); batches 1-{i - 1} are loaded"
+                    f"batch {i} of {len(pieces)} failed ({exc.message}); "
+                    + (
+                        "nothing is loaded"
+                        if i == 1
+                        else "batch 1 is loaded"
+                        if i == 2
+                        else f"batches 1-{i - 1} are loaded"
+                    )
                 ) from exc
             advance(n)
     return {**_merge_reports(reports), "batches": len(pieces)}
