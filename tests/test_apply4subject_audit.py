@@ -24,7 +24,7 @@ from apply4subject_support import (
     state_of,
     submit_ok,
 )
-from support import SP_A, ApiClient, World
+from support import SP_A, SP_C, ApiClient, World
 from wxpartner.domain.apply4subject import ACTIONS, AUDIT, CONFIRM_CONTACT, FREEZE_REASON, StepRefused
 from wxpartner.domain.clock import MAX_CLOCK_TS
 from wxpartner.server import apply4subject_flow as flow
@@ -376,6 +376,33 @@ def test_scenario_section_export_and_reset(chan: ApiClient, control: TestClient)
     assert control.post("/sandbox/reset", json={"mchid": SP_A}).status_code == 200
     assert query(chan, business_code="seeded_passed").status_code == 404
     assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_UNAUTHORIZED"
+
+
+def test_a_scenario_applyment_no_query_can_reach_is_said(chan: ApiClient, control: TestClient) -> None:
+    """A2 answers channels and institutions only: an applyment stored under a service provider (as the
+    README's example once did) or an unknown merchant could never be queried. The load says so, and
+    still loads it (older exports hold such rows)."""
+    section = {
+        "applyments": [
+            {"mchid": SP_A, "business_code": "reachable"},
+            {"mchid": SP_C, "business_code": "under_a_service_provider"},
+            {"mchid": "1239999999", "business_code": "under_no_merchant"},
+        ]
+    }
+    resp = control.post("/sandbox/scenario", json={"apply4subject": section})
+    assert resp.status_code == 200, resp.text
+    report = resp.json()["apply4subject"]
+    assert len(report["applyment_ids"]) == 3
+    assert report["warnings"] == [
+        f"applyments[1].mchid: {SP_C} is a service_provider: no A2 query can reach it "
+        "(applyments are a channel's or an institution's)",
+        "applyments[2].mchid: 1239999999 is not a registered merchant: no A2 query can reach it",
+    ]
+    assert query(chan, business_code="reachable").status_code == 200
+    only_reachable = control.post(
+        "/sandbox/scenario", json={"apply4subject": {"applyments": section["applyments"][:1]}}
+    )
+    assert "warnings" not in only_reachable.json()["apply4subject"]
 
 
 @pytest.mark.parametrize(

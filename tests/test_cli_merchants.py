@@ -194,9 +194,15 @@ def test_scenario_load_prints_a_sections_report_as_lines(served: Served, tmp_pat
         "apply4subject:\n  applyments:\n"
         '    - {mchid: "1900000301", business_code: cli_rejected, state: APPLYMENT_STATE_REJECTED,\n'
         "       reject_param: merchant_name, reject_reason: x}\n"
+        '    - {mchid: "1900000001", business_code: cli_unreachable}\n'
     )
     report = _run("scenario", "load", str(scenario), "--data-dir", _data_dir(served)).output
     assert "{'" not in report and "apply4subject.applyment_ids: 2" in report
+    warning = (
+        "warning: apply4subject.applyments[1].mchid: 1900000001 is a service_provider: no A2 query can "
+        "reach it (applyments are a channel's or an institution's)"
+    )
+    assert warning in report.splitlines() and "apply4subject.warnings" not in report
     path = "/v3/apply4subject/applyment?business_code=cli_rejected"
     out = _run("call", "GET", path, "--merchant", "channel", "--json", "--data-dir", _data_dir(served))
     assert json.loads(out.output)["body"]["applyment_state"] == "APPLYMENT_STATE_REJECTED"

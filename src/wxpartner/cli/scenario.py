@@ -215,12 +215,19 @@ def _print_load_report(t: Target, file: str, report: dict[str, Any]) -> None:
     """The counts as ``name: value`` lines (a section's as ``section.name: value``, a list's items
     joined by commas); each generated key on its own line with the flags that sign with it (they were
     Python reprs: ``apply4subject: {'applyment_ids': [20000000000001]}``)."""
-    kv(
-        {
-            "loaded": file,
-            **_flat({k2: v for k2, v in report.items() if k2 not in ("loaded", "generated_keys")}),
-        }
-    )
+    warnings: dict[str, list[Any]] = {}  # said apart, one a line: they hold commas
+    shown: dict[str, Any] = {}
+    for key, value in report.items():
+        if key in ("loaded", "generated_keys"):
+            continue
+        if isinstance(value, dict) and isinstance(value.get("warnings"), list):
+            warnings[key] = value["warnings"]
+            value = {k: v for k, v in value.items() if k != "warnings"}
+        shown[key] = value
+    kv({"loaded": file, **_flat(shown)})
+    for section, lines in warnings.items():
+        for line in lines:
+            say(f"warning: {section}.{line}")
     generated = report.get("generated_keys")
     if not isinstance(generated, dict):
         return

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from ..domain import apply4subject as d
 from ..protocol.detail import first_problem
 from ..sandbox import scenario
+from ..store import registry
 from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
 from ..store.schema import BIGINT_MAX
 from . import apply4subject_flow as flow
@@ -257,7 +258,10 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
         repo.set_policy(policy)
     now = flow.business_now(conn)
     made: list[int] = []
-    for spec in section.applyments:
+    warnings: list[str] = []
+    for i, spec in enumerate(section.applyments):
+        if (warning := _owner_warning(conn, i, spec.mchid)) is not None:
+            warnings.append(warning)
         app = repo.by_code(spec.mchid, spec.business_code)
         if app is None:
             app = repo.insert(
@@ -287,7 +291,22 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
         made.append(app.applyment_id)
     for auth in section.authorizations:
         repo.authorize(auth.mchid, [auth.sub_mchid], None, now)
-    lctx.report["apply4subject"] = {"applyment_ids": made}
+    lctx.report["apply4subject"] = {"applyment_ids": made, **({"warnings": warnings} if warnings else {})}
+
+
+def _owner_warning(conn: Connection, i: int, mchid: str) -> str | None:
+    """An applyment is a channel's or an institution's: A2 answers no one else, so one stored under
+    another merchant can never be queried. Said, not refused: exports of older sandboxes hold such
+    rows (scenarios put them under the service provider), and must load again."""
+    merchant = registry.get_merchant(conn, mchid)
+    if merchant is None:
+        return f"applyments[{i}].mchid: {mchid} is not a registered merchant: no A2 query can reach it"
+    if merchant.role not in d.ALLOWED_CALLERS:
+        return (
+            f"applyments[{i}].mchid: {mchid} is a {merchant.role.value}: no A2 query can reach it "
+            "(applyments are a channel's or an institution's)"
+        )
+    return None
 
 
 def _export(conn: Connection) -> Any:
