@@ -11,11 +11,13 @@ from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
 from support import SP_A, SP_B, SP_C, ApiClient, World
+from test_callbacks import Receiver, deliver, enqueue, frozen, receiver, set_notify_url  # noqa: F401
 from wxpartner.protocol import keys as k
 from wxpartner.protocol.crypto import aes_gcm_decrypt
 from wxpartner.protocol.messages import response_message
 from wxpartner.protocol.signing import verify
 from wxpartner.protocol.times import parse_rfc3339
+from wxpartner.server.app import WxPartnerApp
 
 CERTS = "/v3/certificates"
 AUTH = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
@@ -226,3 +228,78 @@ def test_a_database_error_while_following_a_rotation_keeps_the_keys_held(tmp_pat
         assert [key.row.kind for key in ring._keys.values()] == ["public_key"]
     finally:
         db.dispose()
+
+
+def rotate(http: TestClient, **body: Any) -> str:
+    resp = http.post("/sandbox/platform-keys/rotate", json=body, headers=AUTH)
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["key_id"])
+
+
+def test_a_public_key_rotation_overlaps_until_the_old_key_is_retired(
+    client_a: ApiClient, http: TestClient, world: World
+) -> None:
+    """Found in review: a public-key merchant was answered with its newest public key whatever its
+    Wechatpay-Serial named, so the moment its key was rotated every client still holding the old one
+    failed to verify, with no overlap as certificates have. The key the request names (one this merchant
+    may use) signs; retiring it ends the overlap."""
+    old = world.platform_pub.key_id  # the shared key SP_A was answered with so far
+    first = rotate(http, kind="public_key", mchid=SP_A)
+    assert_signed_by(client_a.get(CERTS, check=False, wechatpay_serial=old), http, old)
+    assert_signed_by(client_a.get(CERTS, check=False, wechatpay_serial=first), http, first)
+    assert_signed_by(client_a.get(CERTS, check=False), http, first)  # naming none: the newest
+    # its own key rotated again: both of its own keys verify until one is retired
+    second = rotate(http, kind="public_key", mchid=SP_A)
+    for named in (first, second):
+        assert_signed_by(client_a.get(CERTS, check=False, wechatpay_serial=named), http, named)
+    third = rotate(http, kind="public_key", mchid=SP_A, retire=first)  # the first retired
+    resp = client_a.get(CERTS, check=False, wechatpay_serial=first)
+    assert_signed_by(resp, http, third)  # retired: no longer chosen, the newest signs
+    assert_signed_by(client_a.get(CERTS, check=False, wechatpay_serial=second), http, second)
+
+
+def test_a_public_key_merchant_cannot_pick_another_merchants_key(
+    client_a: ApiClient, http: TestClient, world: World
+) -> None:
+    others = rotate(http, kind="public_key", mchid=SP_C)
+    for named in (others, world.platform_cert.key_id, "PUB_KEY_ID_0000000000000000000000000000"):
+        resp = client_a.get(CERTS, check=False, wechatpay_serial=named)
+        assert_signed_by(resp, http, world.platform_pub.key_id)
+
+
+def test_callbacks_during_a_public_key_rotation_are_signed_with_either_key_until_retirement(
+    app: WxPartnerApp,
+    frozen: TestClient,  # noqa: F811 (the fixture imported from test_callbacks)
+    receiver: Receiver,  # noqa: F811
+    world: World,
+) -> None:
+    """Found in review: callbacks went out signed with the newest key only, so a receiver that held the
+    merchant's old public key failed every callback from the rotation on. A callback names no key: during
+    the overlap each one is signed with one of the merchant's keys in force, at random, as during a
+    migration, and once the old key is retired only the new one signs."""
+    first = rotate(frozen, kind="public_key", mchid=SP_A)
+    second = rotate(frozen, kind="public_key", mchid=SP_A)
+    set_notify_url(frozen, SP_A, receiver.url)
+
+    def serials(n: int) -> set[str]:
+        for _ in range(n):
+            enqueue(app, SP_A)
+        sent = 0
+        while sent < n:
+            attempts = deliver(frozen)
+            assert attempts, "not every callback was delivered"
+            sent += len(attempts)
+        requests, receiver.requests[:] = list(receiver.requests), []
+        assert len(requests) == n
+        published = platform_keys(frozen)
+        for r in requests:  # each verifies with the key the control API publishes for its serial
+            h = {name.lower(): value for name, value in r.headers.items()}
+            public = k.load_public_key(published[h["wechatpay-serial"]]["public_key"].encode())
+            message = response_message(h["wechatpay-timestamp"], h["wechatpay-nonce"], r.body)
+            assert verify(public, message, h["wechatpay-signature"])
+        return {r.headers["Wechatpay-Serial"] for r in requests}
+
+    # either key at random: 40 sends all with one key would happen once in 5·10^11 runs
+    assert serials(40) == {first, second}
+    assert frozen.post(f"/sandbox/platform-keys/{first}/retire").status_code == 200
+    assert serials(8) == {second}

@@ -47,7 +47,7 @@ class Caller:
 
     merchant: Merchant
     serial_no: str
-    # The request's Wechatpay-Serial: which WeChat Pay key the caller holds (drives migrating mode).
+    # The request's Wechatpay-Serial: which WeChat Pay key the caller holds (picks the signer; spec §7).
     wechatpay_serial: str | None
 
     @property

@@ -20,7 +20,13 @@ from ..domain.merchants import Caller, KeyMode, Merchant
 from ..protocol import serials
 from ..protocol.keys import load_private_key, load_public_key
 from ..store.db import Database
-from ..store.registry import PlatformKeyRow, list_platform_keys, public_key_of, valid_certificates
+from ..store.registry import (
+    PlatformKeyRow,
+    list_platform_keys,
+    public_key_of,
+    public_keys_of,
+    valid_certificates,
+)
 
 REFRESH_SECONDS = 5.0
 NOT_THIS_MERCHANTS = "not a WeChat Pay public-key ID or platform certificate serial of this merchant"
@@ -118,6 +124,12 @@ class KeyRing:
         row = public_key_of((k.row for k in keys.values()), mchid)
         return None if row is None else keys[row.key_id]
 
+    def public_keys_for(self, mchid: str) -> list[PlatformKey]:
+        """The merchant's WeChat Pay public keys in force, newest first (several while its own key is
+        being rotated: until the old one is retired)."""
+        keys = {k.key_id: k for k in self.all()}
+        return [keys[row.key_id] for row in public_keys_of((k.row for k in keys.values()), mchid)]
+
     def usable_by(self, merchant: Merchant, key_id: str) -> PlatformKey | None:
         """A key this merchant may name in Wechatpay-Serial (to encrypt fields / choose a signer)."""
         key = self.get(key_id)
@@ -133,9 +145,15 @@ class KeyRing:
         return NOT_THIS_MERCHANTS + serials.hint(key_id, usable)
 
     def signer_for(self, caller: Caller) -> PlatformKey:
-        """Which key signs a response to this caller (spec §7)."""
+        """Which key signs a response to this caller (spec §7, README "Key modes and rotation").
+
+        A migrating or public-key merchant whose request names, in ``Wechatpay-Serial``, a key it may
+        use is answered with that key: during a migration the named kind picks the signer, and during
+        a rotation of the merchant's WeChat Pay public key a client that still holds the old one goes
+        on verifying until the old key is retired (WeChat Pay "uses the private key of the public-key
+        ID the merchant declares"). A certificate merchant is answered with the newest certificate."""
         merchant = caller.merchant
-        if merchant.key_mode == KeyMode.MIGRATING and caller.wechatpay_serial:
+        if merchant.key_mode != KeyMode.CERTIFICATE and caller.wechatpay_serial:
             named = self.usable_by(merchant, caller.wechatpay_serial)
             if named is not None:
                 return named
@@ -152,15 +170,18 @@ class KeyRing:
         return pub
 
     def callback_signer_for(self, merchant: Merchant) -> PlatformKey:
-        """Callbacks of a migrating merchant are signed randomly with either key (spec §7)."""
+        """A callback names no key, so during an overlap it goes out signed with any key in force, at
+        random, and a receiver must accept each of them (spec §7): a migrating merchant's with its
+        public key(s) or the newest platform certificate, a public-key merchant's with any of its own
+        public keys while one is being rotated (until the old one is retired)."""
         if merchant.key_mode == KeyMode.MIGRATING:
-            options = [k for k in (self.public_key_for(merchant.mchid), *self.certificates()[:1]) if k]
+            options = [*self.public_keys_for(merchant.mchid), *self.certificates()[:1]]
             if options:
                 return random.choice(options)
         if merchant.key_mode == KeyMode.PUBLIC_KEY:
-            pub = self.public_key_for(merchant.mchid)
-            if pub is not None:
-                return pub
+            pubs = self.public_keys_for(merchant.mchid)
+            if pubs:
+                return random.choice(pubs)
         certs = self.certificates()
         return certs[0] if certs else self.signer_for(Caller(merchant, "", None))
 

@@ -57,12 +57,21 @@ def valid_certificates(rows: Iterable[PlatformKeyRow], now: float) -> list[Platf
     return sorted(certs, key=lambda r: r.not_before, reverse=True)
 
 
-def public_key_of(rows: Iterable[PlatformKeyRow], mchid: str) -> PlatformKeyRow | None:
-    """The WeChat Pay public key that signs a merchant's answers in public-key mode: its own newest
-    one, else the newest shared one. The one rule for the key ring and connection.json."""
+def public_keys_of(rows: Iterable[PlatformKeyRow], mchid: str) -> list[PlatformKeyRow]:
+    """A merchant's WeChat Pay public keys in force, newest first: its own non-retired ones, else the
+    shared ones. Several during a rotation of its own key (until the old one is retired): callbacks
+    are then signed with any of them, and an answer with the one the request names."""
     live = [r for r in rows if r.kind == "public_key" and not r.retired]
     pick = [r for r in live if r.mchid == mchid] or [r for r in live if r.mchid is None]
-    return max(pick, key=lambda r: r.created_at) if pick else None
+    return sorted(pick, key=lambda r: r.created_at, reverse=True)
+
+
+def public_key_of(rows: Iterable[PlatformKeyRow], mchid: str) -> PlatformKeyRow | None:
+    """The WeChat Pay public key that signs a merchant's answers in public-key mode when the request
+    names none of its keys: its own newest one, else the newest shared one. The one rule for the key
+    ring and connection.json."""
+    keys = public_keys_of(rows, mchid)
+    return keys[0] if keys else None
 
 
 def _merchant(row: sa.Row[tuple[object, ...]] | Mapping[str, Any]) -> Merchant:
