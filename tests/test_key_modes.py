@@ -303,3 +303,24 @@ def test_callbacks_during_a_public_key_rotation_are_signed_with_either_key_until
     assert serials(40) == {first, second}
     assert frozen.post(f"/sandbox/platform-keys/{first}/retire").status_code == 200
     assert serials(8) == {second}
+
+
+def test_fields_encrypted_with_the_old_public_key_during_its_rotation_get_an_answer_it_verifies(
+    app: WxPartnerApp, client_a: ApiClient, http: TestClient, world: World
+) -> None:
+    """The key a request's encrypted fields name decrypts them and signs the answer: before, a client
+    that still encrypted with the merchant's old public key had its fields read and its answer signed
+    with the new key, which it cannot verify. After the retirement the old key is refused (400)."""
+    from apply4subject_support import BASE, make_body, set_roles, submit
+
+    set_roles(app, world)  # SP_A (public-key mode) may call apply4subject as a channel merchant
+    old = world.platform_pub.key_id
+    new = rotate(http, kind="public_key", mchid=SP_A)
+    resp = submit(client_a, make_body(client_a, "rot_enc_1"), serial=old)  # encrypted with the old key
+    assert resp.status_code == 200, resp.text
+    assert_signed_by(resp, http, old)
+    assert http.post(f"/sandbox/platform-keys/{old}/retire", headers=AUTH).status_code == 200
+    resp = client_a.post(BASE, make_body(client_a, "rot_enc_2"), wechatpay_serial=old, check=False)
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+    assert "retired" in resp.json()["detail"]["issue"]
+    assert_signed_by(resp, http, new)
