@@ -412,9 +412,11 @@ def test_genuine_answer_replayed_later_is_stale(http: TestClient, world: World) 
 def test_rotated_public_key_is_named_in_the_error(
     app: WxPartnerApp, http: TestClient, control: TestClient, world: World
 ) -> None:
-    """A new WeChat Pay public key: no certificate download can help, and the error says what to do."""
+    """A new WeChat Pay public key: no certificate download can help, and the error says what to do.
+    (While the old key is in force, the client is answered with the key it names: retired here.)"""
     seen = downloads_of(app)
-    resp = control.post("/sandbox/platform-keys/rotate", json={"kind": "public_key"})
+    body = {"kind": "public_key", "retire": world.platform_pub.key_id}
+    resp = control.post("/sandbox/platform-keys/rotate", json=body)
     assert resp.status_code == 200, resp.text
     new_id = str(resp.json()["key_id"])
     m = world.merchants[SP_A]

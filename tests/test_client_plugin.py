@@ -270,7 +270,11 @@ def test_clients_made_after_a_rotation_verify_with_the_keys_in_force(tmp_path: P
     server = WxPartnerServer(tmp_path / "data")
     try:
         before = server.client()
+        held = before.keys.public_key_ids[0]
         shared = server.rotate_platform_key("public_key")
+        answer = before.request("GET", "/v3/webizpay/avail-mch-ranges", query={"sp_mchid": before.mchid})
+        assert answer.verified_by == held  # the overlap: answered with the key it names
+        server.retire_platform_key(held)
         with before, pytest.raises(VerificationError) as stale:  # holds the keys it was given
             before.webizpay.ranges.list(sp_mchid=before.mchid)
         assert stale.value.reason == "unknown_serial" and str(stale.value).endswith(

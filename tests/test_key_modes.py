@@ -3,6 +3,7 @@ download, and platform key rotation/retirement through the sandbox control API."
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,8 +11,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
-from support import SP_A, SP_B, SP_C, ApiClient, World
+from support import SP_A, SP_B, SP_C, SUB_A, ApiClient, World
 from test_callbacks import Receiver, deliver, enqueue, frozen, receiver, set_notify_url  # noqa: F401
+from wxpartner.client import Client
+from wxpartner.client.errors import VerificationError
 from wxpartner.protocol import keys as k
 from wxpartner.protocol.crypto import aes_gcm_decrypt
 from wxpartner.protocol.messages import response_message
@@ -324,3 +327,115 @@ def test_fields_encrypted_with_the_old_public_key_during_its_rotation_get_an_ans
     assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
     assert "retired" in resp.json()["detail"]["issue"]
     assert_signed_by(resp, http, new)
+
+
+def test_a_served_public_key_rotation_with_the_sdk_and_a_third_party_peer(
+    tmp_path: Path, world: World
+) -> None:
+    """A merchant rehearses the rotation of its WeChat Pay public key against a served server: the SDK
+    and wechatpayv3 (PyPI; in public-key mode it names its key id in every request) configured with the
+    old key go on verifying after the rotation, as do ones configured with the new key; a receiver that
+    holds both (KeySet.add_public_key) accepts every callback of the overlap; after the retirement only
+    the new key verifies."""
+    core_mod = pytest.importorskip("wechatpayv3.core")
+    from live import start_live_server
+    from receiver import start_receiver
+    from webizpay_support import link_token
+
+    m = world.merchants[SP_A]
+    ranges = f"/v3/webizpay/avail-mch-ranges?sp_mchid={SP_A}"
+    server = start_live_server(tmp_path / "live", world)
+    hook = start_receiver()
+    clients: list[Client] = []
+    try:
+
+        def sdk(key_id: str, pem: str) -> Client:
+            client = Client(
+                m.mchid,
+                m.serial_no,
+                m.private_key_pem,
+                wechatpay_public_key=pem.encode(),
+                wechatpay_public_key_id=key_id,
+                apiv3_key=m.apiv3_key,
+                download_certificates=False,
+                base_url=server.url,
+            )
+            clients.append(client)
+            return client
+
+        def peer(key_id: str, pem: str) -> Any:
+            core = core_mod.Core(
+                mchid=m.mchid,
+                cert_serial_no=m.serial_no,
+                private_key=m.private_key_pem,
+                apiv3_key=m.apiv3_key,
+                public_key=pem,
+                public_key_id=key_id,
+            )
+            core._gate_way = server.url  # only the host moves; its signing and verifying are its own
+            return core
+
+        def answered_by(client: Client) -> str:
+            resp = client.request("GET", "/v3/webizpay/avail-mch-ranges", query={"sp_mchid": SP_A})
+            return str(resp.verified_by)
+
+        old_id, old_pem = world.platform_pub.key_id, world.platform_pub.public_key_pem
+        sdk_old, peer_old = sdk(old_id, old_pem), peer(old_id, old_pem)
+        assert answered_by(sdk_old) == old_id
+        assert peer_old.request(ranges)[0] == 200
+
+        with server.control() as control:
+            new_id = control.post(
+                "/sandbox/platform-keys/rotate", json={"kind": "public_key", "mchid": SP_A}
+            ).json()["key_id"]
+            new_pem = next(
+                key["public_key"]
+                for key in control.get("/sandbox/platform-keys").json()["data"]
+                if key["key_id"] == new_id
+            )
+        sdk_new, peer_new = sdk(new_id, new_pem), peer(new_id, new_pem)
+        # the overlap: each client is answered with the key it names, and verifies
+        assert answered_by(sdk_old) == old_id and answered_by(sdk_new) == new_id
+        assert peer_old.request(ranges)[0] == 200 and peer_new.request(ranges)[0] == 200
+
+        # callbacks of the overlap, received by a client that took the new key and keeps the old one
+        sdk_old.keys.add_public_key(new_pem.encode(), new_id)
+        assert sdk_old.keys.public_key_ids == [new_id, old_id]
+        assert answered_by(sdk_old) == new_id  # it now names the new key
+        with server.control() as control, httpx.Client(base_url=server.url, timeout=30) as http:
+            put = control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": hook.url})
+            assert put.status_code == 200, put.text
+            api = ApiClient(http, world, SP_A)
+            for n in range(6):
+                start = api.post(
+                    f"/v3/webizpay/users/rot_peer_{n}/authorization-url",
+                    {"sp_mchid": SP_A, "sub_mchid": SUB_A, "application_type": "H5"},
+                    wechatpay_serial=old_id,
+                )
+                token = link_token(start.json()["authorization_url"])
+                consent = control.post("/sandbox/webizpay/authorizations", json={"token": token})
+                assert consent.status_code == 200, consent.text
+            for _ in range(50):  # its own poll may send some first; each pass returns once they are out
+                if len(hook.deliveries) >= 6:
+                    break
+                assert control.post("/sandbox/callbacks/deliver").status_code == 200
+        assert len(hook.deliveries) == 6
+        for delivery in hook.deliveries:
+            assert delivery.headers["Wechatpay-Serial"] in (old_id, new_id)
+            note = sdk_old.parse_notification(delivery.headers, delivery.body)
+            assert note.event_type == "WEBIZPAY.AUTHORIZED"
+
+        with server.control() as control:
+            assert control.post(f"/sandbox/platform-keys/{old_id}/retire").status_code == 200
+        with pytest.raises(VerificationError) as refused:  # answered with the new key, which it lacks
+            answered_by(sdk(old_id, old_pem))
+        assert refused.value.reason == "unknown_serial"
+        with pytest.raises(Exception, match="failed to verify the signature"):
+            peer_old.request(ranges)
+        assert answered_by(sdk_new) == new_id and peer_new.request(ranges)[0] == 200
+        assert sdk_old.keys.drop_public_key(old_id) and sdk_old.keys.public_key_ids == [new_id]
+    finally:
+        for client in clients:
+            client.close()
+        hook.stop()
+        server.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import urllib.parse
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -278,8 +279,10 @@ class WxPartnerServer:
         """A new platform certificate or WeChat Pay public key (``mchid``: that merchant's own public
         key), retiring ``retire``; returns its id. ``info`` (and ``live_info``) then name the keys in
         force, so ``client()`` made afterwards verifies with them; a client made before keeps the keys
-        it was given, as after a real rotation. ``info`` kept the keys of the session's start: after
-        a public-key rotation every new client failed with ``unknown_serial``."""
+        it was given, as after a real rotation (and goes on verifying while they are in force: a
+        public-key client is answered with the key it names until ``retire_platform_key``). ``info``
+        kept the keys of the session's start: after a public-key rotation every new client failed
+        with ``unknown_serial``."""
         body: dict[str, Any] = {"kind": kind}
         if retire:
             body["retire"] = retire
@@ -288,6 +291,12 @@ class WxPartnerServer:
         key_id = str(self._ok(self.control.post("/sandbox/platform-keys/rotate", json=body))["key_id"])
         self._refresh_info()
         return key_id
+
+    def retire_platform_key(self, key_id: str) -> None:
+        """Retire a platform key (the end of a rotation's overlap): it no longer signs answers or
+        callbacks, is no longer listed by ``/v3/certificates``, and ``info`` stops naming it."""
+        self._ok(self.control.post(f"/sandbox/platform-keys/{urllib.parse.quote(key_id, safe='')}/retire"))
+        self._refresh_info()
 
     def _refresh_info(self) -> None:
         """connection.json, the ``platform/`` PEM files and ``info`` again, naming the keys in force."""

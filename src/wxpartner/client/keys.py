@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ..protocol import constants as c
 from ..protocol.crypto import APIV3_KEY_RULE, DecryptionError, aes_gcm_decrypt, is_apiv3_key
 from ..protocol.keys import (
+    KeyLoadError,
     PemSource,
     certificate_public_key,
     certificate_serial,
@@ -25,7 +26,7 @@ from ..protocol.keys import (
 )
 from ..protocol.messages import response_message
 from ..protocol.signing import verify
-from .errors import ConfigurationError, VerificationError
+from .errors import ConfigurationError, KeyConfigurationError, VerificationError
 
 SIGNED_HEADERS = (c.H_SERIAL, c.H_SIGNATURE, c.H_TIMESTAMP, c.H_NONCE)
 
@@ -119,6 +120,8 @@ class KeySet:
         if public_key is not None and public_key_id is not None:
             key = public_key if isinstance(public_key, rsa.RSAPublicKey) else load_public_key(public_key)
             self.public = TrustedKey(public_key_id, key, "public_key")
+        # Public keys held before the current one (add_public_key): still accepted until dropped.
+        self._earlier: dict[str, TrustedKey] = {}
         self._certs: dict[str, TrustedKey] = {}
         # Appended to an unknown-serial refusal: set by the client when base_url is not WeChat Pay's.
         self.unknown_hint = ""
@@ -129,10 +132,48 @@ class KeySet:
 
     def __repr__(self) -> str:  # key ids only: which keys verify, never key material
         public = self.public.key_id if self.public is not None else None
+        earlier = f"earlier_public_key_ids={list(self._earlier)!r}, " if self._earlier else ""
         return (
-            f"KeySet(public_key_id={public!r}, certificate_serials={self.certificate_serials!r}, "
+            f"KeySet(public_key_id={public!r}, {earlier}certificate_serials={self.certificate_serials!r}, "
             f"time_window={self.time_window})"
         )
+
+    # -- a rotation of the WeChat Pay public key ------------------------------------------------
+    def add_public_key(self, public_key: PemSource | rsa.RSAPublicKey, public_key_id: str) -> None:
+        """Take a new WeChat Pay public key (a rotation): from now on it is the one requests name in
+        ``Wechatpay-Serial`` (so answers come signed with it) and sensitive fields are encrypted with;
+        the key held before stays accepted in answers and callbacks (which WeChat Pay may still sign
+        with it during the overlap) until ``drop_public_key``."""
+        if not isinstance(public_key_id, str) or not public_key_id:
+            raise ConfigurationError(
+                f"public_key_id must be the key's id (PUB_KEY_ID_...), got {public_key_id!r}"
+            )
+        try:
+            key = public_key if isinstance(public_key, rsa.RSAPublicKey) else load_public_key(public_key)
+        except (KeyLoadError, OSError) as exc:
+            raise KeyConfigurationError(f"public_key: {exc}") from exc
+        with self._lock:
+            earlier = dict(self._earlier)
+            if self.public is not None and self.public.key_id != public_key_id:
+                earlier[self.public.key_id] = self.public
+            earlier.pop(public_key_id, None)
+            self._earlier = earlier
+            self.public = TrustedKey(public_key_id, key, "public_key")
+
+    def drop_public_key(self, public_key_id: str) -> bool:
+        """Stop accepting an earlier public key (once WeChat Pay no longer signs with it); the current
+        one cannot be dropped, only replaced by ``add_public_key``. Returns whether it was held."""
+        with self._lock:
+            if public_key_id not in self._earlier:
+                return False
+            self._earlier = {k: v for k, v in self._earlier.items() if k != public_key_id}
+            return True
+
+    @property
+    def public_key_ids(self) -> list[str]:
+        """The public key ids accepted: the current one first, then the earlier ones still held."""
+        current = [self.public.key_id] if self.public is not None else []
+        return current + list(self._earlier)
 
     # -- key management -------------------------------------------------------------------------
     def add_certificates(self, certificates: Iterable[PemSource | x509.Certificate]) -> list[str]:
@@ -160,8 +201,11 @@ class KeySet:
         return self.lookup(serial) is not None
 
     def lookup(self, serial: str) -> TrustedKey | None:
-        if self.public is not None and serial == self.public.key_id:
-            return self.public
+        public = self.public
+        if public is not None and serial == public.key_id:
+            return public
+        if serial in self._earlier:
+            return self._earlier[serial]
         # Serials are hex: compare case-insensitively (some tools print lower case).
         return self._certs.get(serial) or self._certs.get(serial.upper())
 
@@ -261,11 +305,10 @@ class KeySet:
         if serial.startswith(c.PUBLIC_KEY_ID_PREFIX):  # no certificate download can find a public key
             note = (
                 "it is a WeChat Pay public key id: download that public key from the merchant platform "
-                "and pass it as wechatpay_public_key + wechatpay_public_key_id"
+                "and pass it as wechatpay_public_key + wechatpay_public_key_id (to keep the one you hold "
+                "while WeChat Pay may still sign with it: client.keys.add_public_key(pem, key_id))"
             )
-        known = []
-        if self.public is not None:
-            known.append(f"public key {self.public.key_id}")
+        known = [f"public key {key_id}" for key_id in self.public_key_ids]
         known += [f"certificate {s}" for s in self._certs]
         return VerificationError(
             "unknown_serial",
