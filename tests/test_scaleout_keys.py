@@ -85,6 +85,35 @@ def test_a_public_key_rotated_on_one_host_is_used_by_the_other_at_once(
     assert _verifies_with_keys_of(a, after)
 
 
+def test_a_merchants_public_key_rotation_overlaps_on_every_host_until_retired_on_one(
+    hosts: tuple[LiveServer, LiveServer], world: World
+) -> None:
+    """A merchant's own public key rotated through host A: host B answers a request naming the old key
+    with the old key and one naming the new key with the new one (the overlap), and once A retires the
+    old key B's next answer to a request still naming it comes signed with the new key."""
+    a, b = hosts
+    path = f"/v3/webizpay/avail-mch-ranges?sp_mchid={SP_A}"
+    old = world.platform_pub.key_id
+    with httpx.Client(base_url=b.url, timeout=30) as http:
+        on_b = ApiClient(http, world, SP_A)  # public-key mode
+        assert on_b.get(path, wechatpay_serial=old).headers["Wechatpay-Serial"] == old
+        with a.control() as control:
+            rotated = control.post(
+                "/sandbox/platform-keys/rotate", json={"kind": "public_key", "mchid": SP_A}
+            )
+        assert rotated.status_code == 200, rotated.text
+        new = rotated.json()["key_id"]
+        named_old = on_b.get(path, wechatpay_serial=old, check=False)
+        named_new = on_b.get(path, wechatpay_serial=new, check=False)
+        with a.control() as control:
+            assert control.post(f"/sandbox/platform-keys/{old}/retire").status_code == 200
+        after = on_b.get(path, wechatpay_serial=old, check=False)
+    assert [r.status_code for r in (named_old, named_new, after)] == [200, 200, 200]
+    assert named_old.headers["Wechatpay-Serial"] == old
+    assert named_new.headers["Wechatpay-Serial"] == new and _verifies_with_keys_of(a, named_new)
+    assert after.headers["Wechatpay-Serial"] == new and _verifies_with_keys_of(a, after)
+
+
 def test_one_scenario_loaded_through_both_hosts_at_once_loads_everywhere(
     hosts: tuple[LiveServer, LiveServer],
 ) -> None:
