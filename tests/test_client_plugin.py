@@ -305,3 +305,34 @@ def test_clients_made_after_a_rotation_verify_with_the_keys_in_force(tmp_path: P
             assert channel.apply4subject.merchant_state("1900000101").authorize_state
     finally:
         server.close()
+
+
+def test_a_migration_rehearsed_with_the_plugin(tmp_path: Path) -> None:
+    """set_key_mode walks the demo merchant through a migration; a client made at each step from
+    ``info`` verifies that step's answers, and one made at the start (certificates only) goes on
+    verifying while migrating (it names no public key, so it is answered with the certificate)."""
+    server = WxPartnerServer(tmp_path / "data")
+    try:
+        assert server.set_key_mode("certificate") == "public_key"
+        entry = server.info["merchants"]["service_provider"]
+        assert entry["key_mode"] == "certificate" and entry["wechatpay_public_key_id"] is None
+        cert = entry["platform_certificate_serial"]
+        ranges = {"sp_mchid": server.mchid}
+        with server.client() as on_certificates:
+            answer = on_certificates.request("GET", "/v3/webizpay/avail-mch-ranges", query=ranges)
+            assert answer.verified_by == cert
+            assert server.set_key_mode("migrating") == "certificate"
+            answer = on_certificates.request("GET", "/v3/webizpay/avail-mch-ranges", query=ranges)
+            assert answer.verified_by == cert
+        entry = server.info["merchants"]["service_provider"]
+        pub = entry["wechatpay_public_key_id"]
+        assert entry["platform_certificate_serial"] == cert and pub.startswith("PUB_KEY_ID_")
+        with server.client() as both:  # it names its public key: answered with it
+            assert both.request("GET", "/v3/webizpay/avail-mch-ranges", query=ranges).verified_by == pub
+        assert server.set_key_mode("public_key") == "migrating"
+        with server.client() as on_public_key:
+            answer = on_public_key.request("GET", "/v3/webizpay/avail-mch-ranges", query=ranges)
+            assert answer.verified_by == pub
+            assert on_public_key.keys.certificate_serials == []
+    finally:
+        server.close()

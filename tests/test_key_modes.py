@@ -439,3 +439,86 @@ def test_a_served_public_key_rotation_with_the_sdk_and_a_third_party_peer(
             client.close()
         hook.stop()
         server.stop()
+
+
+def merchant_row(http: TestClient, mchid: str) -> dict[str, Any]:
+    resp = http.get("/sandbox/merchants", headers=AUTH)
+    return next(row for row in resp.json()["data"] if row["mchid"] == mchid)
+
+
+def test_a_migration_from_certificates_to_the_public_key_step_by_step(
+    app: WxPartnerApp,
+    client_b: ApiClient,
+    http: TestClient,
+    world: World,
+    frozen: TestClient,  # noqa: F811
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    """The migration a merchant rehearses (spec §7): certificate -> migrating -> public_key through
+    PUT /sandbox/merchants/{mchid}/key-mode, which keeps the rest of the merchant (a scenario reload of
+    its entry replaced its APIv3 key and notify URL with the entry's), with what each step answers."""
+    cert, pub = world.platform_cert.key_id, world.platform_pub.key_id
+    set_notify_url(frozen, SP_B, receiver.url)
+    before = merchant_row(http, SP_B)
+    assert before["key_mode"] == "certificate"
+
+    def switch(mode: str) -> None:
+        resp = http.put(f"/sandbox/merchants/{SP_B}/key-mode", json={"key_mode": mode}, headers=AUTH)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["mchid"] == SP_B and resp.json()["key_mode"] == mode
+        assert merchant_row(http, SP_B) == {**before, "key_mode": mode}  # nothing else of it changed
+
+    def callback_serials(n: int) -> set[str]:
+        for _ in range(n):
+            enqueue(app, SP_B)
+        sent = 0
+        while sent < n:
+            attempts = deliver(frozen)
+            assert attempts, "not every callback was delivered"
+            sent += len(attempts)
+        requests, receiver.requests[:] = list(receiver.requests), []
+        return {r.headers["Wechatpay-Serial"] for r in requests}
+
+    # certificate mode: certificates listed, every answer signed with the certificate
+    listed = client_b.get(CERTS, wechatpay_serial=pub)
+    assert [item["serial_no"] for item in listed.json()["data"]] == [cert]
+    assert_signed_by(listed, http, cert)
+    assert callback_serials(4) == {cert}
+
+    switch("migrating")  # the answer follows the key the request names; callbacks use either
+    assert_signed_by(client_b.get(CERTS, wechatpay_serial=pub), http, pub)
+    assert_signed_by(client_b.get(CERTS, wechatpay_serial=cert), http, cert)
+    assert_signed_by(client_b.get(CERTS), http, cert)
+    assert callback_serials(40) == {cert, pub}
+
+    switch("public_key")  # no certificates to download any more: a signed 404
+    gone = client_b.get(CERTS, wechatpay_serial=cert, check=False)
+    assert gone.status_code == 404 and gone.json()["code"] == "RESOURCE_NOT_EXISTS"
+    assert_signed_by(gone, http, pub)
+    assert callback_serials(4) == {pub}
+
+
+@pytest.mark.parametrize(
+    ("body", "issue"),
+    [
+        ({}, "required"),
+        ({"key_mode": "pubkey"}, "not an allowed value"),
+        ({"key_mode": ["migrating"]}, "not an allowed value"),
+        ({"key_mode": None}, "not an allowed value"),
+        ({"key_mode": "migrating", "mchid": SP_A}, "unknown field"),
+    ],
+)
+def test_a_key_mode_switch_refuses_a_bad_body_and_changes_nothing(
+    http: TestClient, body: dict[str, Any], issue: str
+) -> None:
+    before = merchant_row(http, SP_B)
+    resp = http.put(f"/sandbox/merchants/{SP_B}/key-mode", json=body, headers=AUTH)
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+    assert resp.json()["detail"]["issue"].startswith(issue)
+    assert merchant_row(http, SP_B) == before
+
+
+def test_a_key_mode_switch_for_an_unknown_merchant_is_404(http: TestClient) -> None:
+    resp = http.put("/sandbox/merchants/1999999999/key-mode", json={"key_mode": "migrating"}, headers=AUTH)
+    assert resp.status_code == 404 and resp.json()["code"] == "RESOURCE_NOT_EXISTS"
+    assert "1999999999" in resp.json()["message"]

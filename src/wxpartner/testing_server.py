@@ -292,6 +292,15 @@ class WxPartnerServer:
         self._refresh_info()
         return key_id
 
+    def set_key_mode(self, key_mode: str, mchid: str | None = None) -> str:
+        """Switch a merchant's key mode (default: the demo service provider), as a migration's steps
+        do: ``certificate`` -> ``migrating`` -> ``public_key``; returns the mode it had. ``info`` then
+        names the WeChat Pay keys of the new mode, so ``client()`` made afterwards verifies with them."""
+        who = mchid or self.mchid
+        answer = self._ok(self.control.put(f"/sandbox/merchants/{who}/key-mode", json={"key_mode": key_mode}))
+        self._refresh_info()
+        return str(answer["previous"])
+
     def retire_platform_key(self, key_id: str) -> None:
         """Retire a platform key (the end of a rotation's overlap): it no longer signs answers or
         callbacks, is no longer listed by ``/v3/certificates``, and ``info`` stops naming it."""

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..domain.clock import ClockState
-from ..domain.merchants import notify_url_problem, shown_url
+from ..domain.merchants import KeyMode, notify_url_problem, shown_url
 from ..protocol.errors import ApiError
 from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
@@ -333,6 +333,37 @@ async def notify_url(request: Request) -> Response:
     if not await anyio.to_thread.run_sync(apply):
         raise ControlError(404, "RESOURCE_NOT_EXISTS", f"merchant {mchid} is not registered")
     return JSONResponse({"mchid": mchid, "notify_url": url})
+
+
+@control_route("/merchants/{mchid}/key-mode", ["PUT", "POST"])
+async def key_mode(request: Request) -> Response:
+    """Switch one merchant's key mode (certificate -> migrating -> public_key, or back), keeping the rest
+    of it: reloading a scenario entry to do so also replaced its role, APIv3 key and notify URL with
+    the entry's (their defaults when left out)."""
+    db = request.app.state.wx.db
+    body = await json_body(request)
+    known_fields(body, "key_mode", location="body")
+    value = body.get("key_mode")
+    modes = [mode.value for mode in KeyMode]
+    if not isinstance(value, str) or value not in modes:  # a list or an object is no mode either
+        raise bad(
+            f"key_mode must be one of {', '.join(modes)}",
+            field="key_mode",
+            location="body",
+            issue="not an allowed value" if "key_mode" in body else "required",
+            value=value,
+        )
+    mode = KeyMode(value)
+    mchid = request.path_params["mchid"]
+
+    def apply() -> KeyMode | None:
+        with db.write() as conn:
+            return registry.set_key_mode(conn, mchid, mode)
+
+    before = await anyio.to_thread.run_sync(apply)
+    if before is None:
+        raise ControlError(404, "RESOURCE_NOT_EXISTS", f"merchant {mchid} is not registered")
+    return JSONResponse({"mchid": mchid, "key_mode": mode.value, "previous": before.value})
 
 
 @control_route("/certificates/{serial_no}/revoke", ["POST"])

@@ -217,6 +217,16 @@ def set_notify_url(conn: Connection, mchid: str, url: str | None) -> bool:
     )
 
 
+def set_key_mode(conn: Connection, mchid: str, key_mode: KeyMode) -> KeyMode | None:
+    """Switch a merchant's key mode, nothing else of it; returns the mode it had (None: no merchant)."""
+    before = conn.execute(sa.select(merchants.c.key_mode).where(merchants.c.mchid == mchid)).scalar()
+    if before is None:
+        return None
+    note_change(conn)  # its remembered credentials carry the mode (server/credential_cache.py)
+    conn.execute(merchants.update().where(merchants.c.mchid == mchid).values(key_mode=key_mode.value))
+    return KeyMode(before)
+
+
 def add_certificate(
     conn: Connection, mchid: str, serial_no: str, public_key_pem: str, certificate_pem: str | None = None
 ) -> None:
