@@ -3,6 +3,7 @@ download, and platform key rotation/retirement through the sandbox control API."
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from wxpartner.protocol.messages import response_message
 from wxpartner.protocol.signing import verify
 from wxpartner.protocol.times import parse_rfc3339
 from wxpartner.server.app import WxPartnerApp
+from wxpartner.store.registry import PlatformKeyRow
 
 CERTS = "/v3/certificates"
 AUTH = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
@@ -317,16 +319,27 @@ def test_fields_encrypted_with_the_old_public_key_during_its_rotation_get_an_ans
     from apply4subject_support import BASE, make_body, set_roles, submit
 
     set_roles(app, world)  # SP_A (public-key mode) may call apply4subject as a channel merchant
-    old = world.platform_pub.key_id
+    old = rotate(http, kind="public_key", mchid=SP_A)  # its own key, then a rotation of it
     new = rotate(http, kind="public_key", mchid=SP_A)
-    resp = submit(client_a, make_body(client_a, "rot_enc_1"), serial=old)  # encrypted with the old key
+    holding_old = ApiClient(http, held_world(http, world, old), SP_A)  # encrypts with and verifies by it
+    resp = submit(holding_old, make_body(holding_old, "rot_enc_1"), serial=old)
     assert resp.status_code == 200, resp.text
     assert_signed_by(resp, http, old)
     assert http.post(f"/sandbox/platform-keys/{old}/retire", headers=AUTH).status_code == 200
-    resp = client_a.post(BASE, make_body(client_a, "rot_enc_2"), wechatpay_serial=old, check=False)
+    body = make_body(holding_old, "rot_enc_2")
+    resp = holding_old.post(BASE, body, wechatpay_serial=old, check=False)
     assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
     assert "retired" in resp.json()["detail"]["issue"]
     assert_signed_by(resp, http, new)
+
+
+def held_world(http: TestClient, world: World, key_id: str) -> World:
+    """The test world with ``key_id`` (from the control API) as the public key its clients hold."""
+    row = platform_keys(http)[key_id]
+    held = PlatformKeyRow(
+        key_id, "public_key", row["mchid"], "", row["public_key"], None, 0.0, 0.0, False, 0.0
+    )
+    return dataclasses.replace(world, platform_pub=held)
 
 
 def test_a_served_public_key_rotation_with_the_sdk_and_a_third_party_peer(
@@ -379,20 +392,21 @@ def test_a_served_public_key_rotation_with_the_sdk_and_a_third_party_peer(
             resp = client.request("GET", "/v3/webizpay/avail-mch-ranges", query={"sp_mchid": SP_A})
             return str(resp.verified_by)
 
-        old_id, old_pem = world.platform_pub.key_id, world.platform_pub.public_key_pem
+        def own_key() -> tuple[str, str]:  # a new public key of SP_A's own: (id, PEM)
+            with server.control() as control:
+                made = control.post(
+                    "/sandbox/platform-keys/rotate", json={"kind": "public_key", "mchid": SP_A}
+                )
+                key_id = made.json()["key_id"]
+                keys = control.get("/sandbox/platform-keys").json()["data"]
+            return key_id, next(key["public_key"] for key in keys if key["key_id"] == key_id)
+
+        old_id, old_pem = own_key()  # the key SP_A has been using
         sdk_old, peer_old = sdk(old_id, old_pem), peer(old_id, old_pem)
         assert answered_by(sdk_old) == old_id
         assert peer_old.request(ranges)[0] == 200
 
-        with server.control() as control:
-            new_id = control.post(
-                "/sandbox/platform-keys/rotate", json={"kind": "public_key", "mchid": SP_A}
-            ).json()["key_id"]
-            new_pem = next(
-                key["public_key"]
-                for key in control.get("/sandbox/platform-keys").json()["data"]
-                if key["key_id"] == new_id
-            )
+        new_id, new_pem = own_key()  # its rotation
         sdk_new, peer_new = sdk(new_id, new_pem), peer(new_id, new_pem)
         # the overlap: each client is answered with the key it names, and verifies
         assert answered_by(sdk_old) == old_id and answered_by(sdk_new) == new_id
@@ -411,7 +425,9 @@ def test_a_served_public_key_rotation_with_the_sdk_and_a_third_party_peer(
                     f"/v3/webizpay/users/rot_peer_{n}/authorization-url",
                     {"sp_mchid": SP_A, "sub_mchid": SUB_A, "application_type": "H5"},
                     wechatpay_serial=old_id,
+                    check=False,  # signed with SP_A's own key, which the test world does not hold
                 )
+                assert start.status_code == 200, start.text
                 token = link_token(start.json()["authorization_url"])
                 consent = control.post("/sandbox/webizpay/authorizations", json={"token": token})
                 assert consent.status_code == 200, consent.text
@@ -522,3 +538,40 @@ def test_a_key_mode_switch_for_an_unknown_merchant_is_404(http: TestClient) -> N
     resp = http.put("/sandbox/merchants/1999999999/key-mode", json={"key_mode": "migrating"}, headers=AUTH)
     assert resp.status_code == 404 and resp.json()["code"] == "RESOURCE_NOT_EXISTS"
     assert "1999999999" in resp.json()["message"]
+
+
+def test_retiring_the_last_key_a_merchant_is_answered_with_is_refused(
+    client_a: ApiClient, client_b: ApiClient, http: TestClient, world: World
+) -> None:
+    """Found by using it: retiring the only shared public key had public-key merchants answered with a
+    platform certificate, and with no certificate left either a 200 went out unsigned. Such a
+    retirement is now a 409 that changes nothing; replacing the key (rotate with "retire") works."""
+    pub, cert = world.platform_pub.key_id, world.platform_cert.key_id
+    refused = http.post(f"/sandbox/platform-keys/{pub}/retire", headers=AUTH)
+    assert refused.status_code == 409 and refused.json()["code"] == "INVALID_REQUEST", refused.text
+    assert (
+        f"leaves merchant {SP_A} (public_key mode) without a WeChat Pay public key"
+        in refused.json()["message"]
+    )
+    refused = http.post(f"/sandbox/platform-keys/{cert}/retire", headers=AUTH)
+    assert refused.status_code == 409 and f"merchant {SP_B} (certificate mode)" in refused.json()["message"]
+    assert not any(row["retired"] for row in platform_keys(http).values())
+    assert client_a.get(CERTS, check=False).headers["Wechatpay-Serial"] == pub
+    assert client_b.get(CERTS).headers["Wechatpay-Serial"] == cert
+
+    # an own key's retirement falls back to the shared key: allowed
+    own = rotate(http, kind="public_key", mchid=SP_A)
+    assert http.post(f"/sandbox/platform-keys/{own}/retire", headers=AUTH).status_code == 200
+    # once no merchant needs certificates, the last one may go; a switch back to certificates may not
+    for mchid in (SP_B, SP_C):
+        switched = http.put(
+            f"/sandbox/merchants/{mchid}/key-mode", json={"key_mode": "public_key"}, headers=AUTH
+        )
+        assert switched.status_code == 200, switched.text
+    assert http.post(f"/sandbox/platform-keys/{cert}/retire", headers=AUTH).status_code == 200
+    back = http.put(f"/sandbox/merchants/{SP_B}/key-mode", json={"key_mode": "certificate"}, headers=AUTH)
+    assert back.status_code == 409 and "needs a valid platform certificate" in back.json()["message"]
+    assert merchant_row(http, SP_B)["key_mode"] == "public_key"
+    assert rotate(http, kind="certificate")  # a certificate again: now the switch goes through
+    back = http.put(f"/sandbox/merchants/{SP_B}/key-mode", json={"key_mode": "certificate"}, headers=AUTH)
+    assert back.status_code == 200, back.text

@@ -10,10 +10,12 @@ import datetime as dt
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
@@ -358,7 +360,10 @@ async def key_mode(request: Request) -> Response:
 
     def apply() -> KeyMode | None:
         with db.write() as conn:
-            return registry.set_key_mode(conn, mchid, mode)
+            before = registry.set_key_mode(conn, mchid, mode)
+            if before is not None:
+                refuse_unkeyed(conn)
+            return before
 
     before = await anyio.to_thread.run_sync(apply)
     if before is None:
@@ -437,6 +442,8 @@ async def rotate_platform_key(request: Request) -> Response:
             # an unknown key leaves nothing changed (the new key goes too): the caller meant to replace it
             if retire is not None and not registry.retire_platform_key(conn, retire):
                 raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no platform key {retire}")
+            if retire is not None:
+                refuse_unkeyed(conn, retire)
         st.keyring.refresh(force=True)
         return row.key_id
 
@@ -452,9 +459,36 @@ async def retire_platform_key(request: Request) -> Response:
     def apply() -> bool:
         with st.db.write() as conn:
             ok = registry.retire_platform_key(conn, key_id)
+            if ok:
+                refuse_unkeyed(conn, key_id)
         st.keyring.refresh(force=True)
         return ok
 
     if not await anyio.to_thread.run_sync(apply):
         raise ControlError(404, "RESOURCE_NOT_EXISTS", f"no platform key {key_id}")
     return JSONResponse({"key_id": key_id, "retired": True})
+
+
+def refuse_unkeyed(conn: Connection, retired: str | None = None) -> None:
+    """409 (and the retirement or key-mode switch rolled back) when it leaves a merchant no key its
+    mode can answer with: before, a public-key merchant was answered with a certificate, and with
+    neither kind in force a 200 went out unsigned."""
+    unkeyed = registry.unkeyed_merchant(conn, time.time())
+    if unkeyed is not None:
+        mchid, mode = unkeyed
+        need = {
+            KeyMode.CERTIFICATE: "a valid platform certificate",
+            KeyMode.PUBLIC_KEY: "a WeChat Pay public key (its own or a shared one)",
+            KeyMode.MIGRATING: "a platform certificate or a WeChat Pay public key",
+        }[mode]
+        if retired is None:
+            message = (
+                f"merchant {mchid} in {mode.value} mode would have no key to be answered with: it needs "
+                f"{need}; add one (POST /sandbox/platform-keys/rotate) first"
+            )
+        else:
+            message = (
+                f"retiring {retired} leaves merchant {mchid} ({mode.value} mode) without {need}: rotate "
+                f'with "retire": "{retired}" to replace it, or switch the merchant\'s key mode first'
+            )
+        raise ControlError(409, "INVALID_REQUEST", message)

@@ -325,6 +325,34 @@ def list_platform_keys(conn: Connection) -> list[PlatformKeyRow]:
     return [PlatformKeyRow(**dict(r._mapping)) for r in rows]
 
 
+def unkeyed_merchant(conn: Connection, now: float) -> tuple[str, KeyMode] | None:
+    """A merchant (and its mode) that no WeChat Pay key in force could answer in its mode, or None:
+    a certificate merchant needs a valid platform certificate, a public-key merchant a public key of
+    its own or a shared one, a migrating merchant either. Checked before a retirement commits (without
+    its key the answers went out signed with the other kind, or unsigned)."""
+    rows = list_platform_keys(conn)
+    has_cert = bool(valid_certificates(rows, now))
+    live = [r for r in rows if r.kind == "public_key" and not r.retired]
+    if any(r.mchid is None for r in live):
+        return None if has_cert else _first_in(conn, [KeyMode.CERTIFICATE])
+    need = [KeyMode.PUBLIC_KEY] if has_cert else [KeyMode.PUBLIC_KEY, KeyMode.MIGRATING]
+    own = sorted({r.mchid for r in live if r.mchid is not None})
+    found = _first_in(conn, need, without=own)
+    return found if found is not None or has_cert else _first_in(conn, [KeyMode.CERTIFICATE])
+
+
+def _first_in(
+    conn: Connection, modes: list[KeyMode], without: list[str] | None = None
+) -> tuple[str, KeyMode] | None:
+    stmt = sa.select(merchants.c.mchid, merchants.c.key_mode).where(
+        merchants.c.key_mode.in_([mode.value for mode in modes])
+    )
+    if without:
+        stmt = stmt.where(merchants.c.mchid.not_in(without))
+    row = conn.execute(stmt.order_by(merchants.c.mchid).limit(1)).first()
+    return None if row is None else (row[0], KeyMode(row[1]))
+
+
 def retire_platform_key(conn: Connection, key_id: str) -> bool:
     note_change(conn)
     stmt = platform_keys.update().where(platform_keys.c.key_id == key_id).values(retired=True)
