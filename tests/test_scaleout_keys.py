@@ -93,16 +93,18 @@ def test_a_merchants_public_key_rotation_overlaps_on_every_host_until_retired_on
     old key B's next answer to a request still naming it comes signed with the new key."""
     a, b = hosts
     path = f"/v3/webizpay/avail-mch-ranges?sp_mchid={SP_A}"
-    old = world.platform_pub.key_id
-    with httpx.Client(base_url=b.url, timeout=30) as http:
-        on_b = ApiClient(http, world, SP_A)  # public-key mode
-        assert on_b.get(path, wechatpay_serial=old).headers["Wechatpay-Serial"] == old
+
+    def own_key() -> str:
         with a.control() as control:
-            rotated = control.post(
-                "/sandbox/platform-keys/rotate", json={"kind": "public_key", "mchid": SP_A}
-            )
-        assert rotated.status_code == 200, rotated.text
-        new = rotated.json()["key_id"]
+            made = control.post("/sandbox/platform-keys/rotate", json={"kind": "public_key", "mchid": SP_A})
+        assert made.status_code == 200, made.text
+        return str(made.json()["key_id"])
+
+    with httpx.Client(base_url=b.url, timeout=30) as http:
+        on_b = ApiClient(http, world, SP_A)  # public-key mode; answers checked below, not by the world's keys
+        old = own_key()  # the key SP_A has been using
+        assert on_b.get(path, wechatpay_serial=old, check=False).headers["Wechatpay-Serial"] == old
+        new = own_key()  # its rotation
         named_old = on_b.get(path, wechatpay_serial=old, check=False)
         named_new = on_b.get(path, wechatpay_serial=new, check=False)
         with a.control() as control:
