@@ -224,14 +224,19 @@ def target_options(fn: Callable[..., None]) -> Callable[..., None]:
         default="",
         help="server base URL (default: connection.json, else http://127.0.0.1:8080)",
     )(wrapped)
+    return data_dir_option("holds connection.json")(wrapped)
+
+
+def data_dir_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--data-dir`` (env WXPARTNER_DATA_DIR), the data dir of ``wxpartner serve``; ``what`` it gives."""
     return click.option(
         "--data-dir",
         envvar="WXPARTNER_DATA_DIR",
         show_envvar=True,
         default=".wxpartner",
         show_default=True,
-        help="the data dir of `wxpartner serve`: holds connection.json",
-    )(wrapped)
+        help=f"the data dir of `wxpartner serve`: {what}",
+    )
 
 
 def present(options: dict[str, Any]) -> dict[str, Any]:

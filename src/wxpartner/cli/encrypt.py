@@ -10,7 +10,7 @@ import click
 from ..protocol.crypto import oaep_encrypt
 from ._apiv3 import acting_as, merchant_option, wechatpay_key_file
 from ._files import public_key, read_bytes
-from ._http import Target
+from ._http import Target, data_dir_option
 
 
 def _key_of(t: Target, settings: dict[str, object]) -> tuple[str, str]:
@@ -40,14 +40,7 @@ def _key_of(t: Target, settings: dict[str, object]) -> tuple[str, str]:
     default=None,
     help="the merchant whose WeChat Pay key to use (default: --merchant's, else connection.json's)",
 )
-@click.option(
-    "--data-dir",
-    envvar="WXPARTNER_DATA_DIR",
-    show_envvar=True,
-    default=".wxpartner",
-    show_default=True,
-    help="the data dir of `wxpartner serve`: its connection.json names the WeChat Pay keys",
-)
+@data_dir_option("its connection.json names the WeChat Pay keys")
 @click.option(
     "--public-key",
     "key_file",

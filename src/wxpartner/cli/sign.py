@@ -16,7 +16,7 @@ from ..protocol.messages import canonical_url, request_message, visible_controls
 from ..protocol.signing import new_nonce, sign
 from ._apiv3 import Signer, acting_as, merchant_option
 from ._files import at_file
-from ._http import Target
+from ._http import Target, data_dir_option
 
 
 def _problem(method: str, header: str, target: str) -> str | None:
@@ -57,14 +57,7 @@ def _problem(method: str, header: str, target: str) -> str | None:
 @click.option("--timestamp", default=None, help="default: now")
 @click.option("--nonce", default=None, help="default: 32 random characters")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON document")
-@click.option(
-    "--data-dir",
-    envvar="WXPARTNER_DATA_DIR",
-    show_envvar=True,
-    default=".wxpartner",
-    show_default=True,
-    help="the data dir of `wxpartner serve`: its connection.json gives what --mchid, --serial, --key leave out",
-)
+@data_dir_option("its connection.json gives what --mchid, --serial, --key leave out")
 def sign_cmd(
     method: str,
     url: str,
