@@ -4,7 +4,9 @@ peers (as tests/test_peers.py does), the peers' own merchants and the business d
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -190,12 +192,25 @@ def applyment(business_code: str) -> dict[str, Any]:
     }
 
 
+_npm_installed = False  # by this process, once: install-peers.sh then found everything in place
+
+
 def npm_peer_ready(name: str) -> None:
+    """The pinned npm peers in peers/node_modules, installed once whichever process asks first. Two
+    pytest-xdist workers used to run install-peers.sh at once (each saw no node_modules): one `npm ci`
+    emptied node_modules under the other (ENOENT), or a worker saw the first package.json of a
+    half-done install and ran a driver without its dependencies. Now each asks under a lock on
+    peers/.install.lock, and the script (idempotent) finds the other's install complete."""
+    global _npm_installed
     if shutil.which("node") is None:
         pytest.skip("Node.js is not installed")
+    if not _npm_installed:
+        with (PEERS / ".install.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            env = {**os.environ, "WXPARTNER_PEERS_LOCKED": "1"}  # the script's own lock: this one
+            subprocess.run([str(ROOT / "scripts" / "install-peers.sh")], check=True, timeout=300, env=env)
+        _npm_installed = True
     manifest = PEERS / "node_modules" / name / "package.json"
-    if not manifest.exists():
-        subprocess.run([str(ROOT / "scripts" / "install-peers.sh")], check=True, timeout=300)
     assert json.loads(manifest.read_text())["version"] == NPM_PINS[name]
 
 
