@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
@@ -23,6 +28,9 @@ from webizpay_support import (
 from wxpartner.protocol.times import format_rfc3339, parse_rfc3339
 from wxpartner.server.app import WxPartnerApp, create_app
 from wxpartner.server.settings import Settings
+from wxpartner.store import sandbox as sandbox_store
+from wxpartner.store.webizpay_repo import WebizpayRepo
+from wxpartner.store.webizpay_tables import webizpay_cards
 
 
 def cards_url(employee_id: str) -> str:
@@ -493,8 +501,6 @@ def test_background_sweep_expires_unread_cards(settings: Settings, world: World)
     """Nobody reads the card: the server's own sweep disables it and notifies. The sweep runs as the
     app's background task, every webizpay_sweep_seconds (2 s by default, 0.05 s here so the test does
     not wait out the default: it waited up to 8 s)."""
-    import time
-
     settings.extra["webizpay_sweep_seconds"] = 0.05
     app = create_app(settings)
     try:
@@ -605,13 +611,19 @@ def test_a_reset_of_a_sub_merchant_takes_its_cards_under_every_provider(
 
 
 def _many_due_cards(control: TestClient, n: int) -> None:
-    """``n`` ACTIVE cards (scenario preloads) whose end the clock then passes."""
+    """``n`` ACTIVE cards (scenario preloads) whose end the clock then passes, one second apart (the
+    sweep takes the most overdue first: ``due_000`` onwards)."""
     now = control.get("/sandbox/clock").json()["now_ts"]
-    end = format_rfc3339(dt.datetime.fromtimestamp(now + 86400, dt.UTC))
     people = [{"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": f"user_{i:03d}"} for i in range(n)]
     employees = [{**p, "employee_id": f"WeBizPay_{i:03d}"} for i, p in enumerate(people)]
     cards = [
-        {**p, "out_card_no": f"due_{i:03d}", "amount": 100, "card_name": "卡", "effective_end_time": end}
+        {
+            **p,
+            "out_card_no": f"due_{i:03d}",
+            "amount": 100,
+            "card_name": "卡",
+            "effective_end_time": format_rfc3339(dt.datetime.fromtimestamp(now + 86400 + i, dt.UTC)),
+        }
         for i, p in enumerate(people)
     ]
     loaded = control.post("/sandbox/scenario", json={"webizpay": {"employees": employees, "cards": cards}})
@@ -619,16 +631,71 @@ def _many_due_cards(control: TestClient, n: int) -> None:
     assert control.post("/sandbox/clock", json={"advance": 2 * 86400}).status_code == 200
 
 
-def test_the_sweep_disables_every_due_card_not_one_batch(control: TestClient, app: WxPartnerApp) -> None:
+@contextlib.contextmanager
+def _sweepless_control(settings: Settings) -> Iterator[tuple[WxPartnerApp, TestClient]]:
+    """An app without its background sweep, whose clock moves settle nothing: what sweeps the cards is
+    what the test runs. (The background round, every 2 s, took part of a test's cards on a loaded
+    machine, and the sweep under test answered 200 of 230.)"""
+    settings.extra.update(webizpay_sweep_seconds=0, clock_settle_max=0)
+    app = create_app(settings)
+    try:
+        with TestClient(app, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}) as control:
+            yield app, control
+    finally:
+        app.state.db.dispose()
+
+
+def test_the_sweep_disables_every_due_card_not_one_batch(settings: Settings) -> None:
     """POST /sandbox/webizpay/sweep ("every overdue card now") and a background round each disabled
     one batch of 200: with 230 due, 30 stayed ACTIVE and silent (the round: 100 cards a second)."""
     from wxpartner.server.webizpay_background import _round
 
-    app.state.settings.extra["clock_settle_max"] = 0  # the clock move leaves them to the sweep
-    _many_due_cards(control, 230)
-    assert control.post("/sandbox/webizpay/sweep").json()["expired"] == 230
-    assert len(events(app, "WEBIZPAY.QUOTACARDEXPIRED")) == 230
-    assert control.post("/sandbox/reset", json={}).status_code == 200
-    _many_due_cards(control, 230)
-    _round(app.state)
-    assert len(events(app, "WEBIZPAY.QUOTACARDEXPIRED")) == 230
+    with _sweepless_control(settings) as (app, control):
+        _many_due_cards(control, 230)
+        assert control.post("/sandbox/webizpay/sweep").json()["expired"] == 230
+        assert len(events(app, "WEBIZPAY.QUOTACARDEXPIRED")) == 230
+        assert control.post("/sandbox/reset", json={}).status_code == 200
+        _many_due_cards(control, 230)
+        _round(app.state)
+        assert len(events(app, "WEBIZPAY.QUOTACARDEXPIRED")) == 230
+
+
+def _due_card_nos(app: WxPartnerApp, limit: int) -> list[str]:
+    with app.state.db.read() as conn:
+        now = sandbox_store.read_clock(conn).now_ts()
+        return [card.card_no for card in WebizpayRepo(conn).due_cards(now, limit)]
+
+
+def test_a_sweep_that_finds_its_batch_taken_by_another_sweeps_on(settings: Settings, backend: str) -> None:
+    """Two sweepers (hosts, workers, a request and the background round) read the same batch on
+    PostgreSQL, each in its own snapshot. The one that waited on the other's row locks found every card
+    of it taken and stopped: POST /sandbox/webizpay/sweep and a clock move's settling answered while the
+    cards after that batch were still ACTIVE (the other sweeper had them later). Here the other sweeper
+    holds the first batch disabled, not yet committed, until this sweep waits on it."""
+    from wxpartner.server.webizpay_background import sweep_all
+
+    if backend == "sqlite":
+        pytest.skip("SQLite: one writer at a time, and a sweep reads its batch inside its write lock")
+    with _sweepless_control(settings) as (app, control):
+        _many_due_cards(control, 230)
+        batch = _due_card_nos(app, 200)
+        t = webizpay_cards
+        with app.state.db.engine.connect() as other, app.state.db.engine.connect() as watch:
+            taken = other.execute(
+                t.update().where(t.c.card_no.in_(batch), t.c.state == "ACTIVE").values(state="DISABLED")
+            )
+            assert taken.rowcount == 200
+            with ThreadPoolExecutor(1) as pool:
+                swept = pool.submit(sweep_all, app.state)
+                waiting = sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                deadline = time.monotonic() + 60  # a bound for a loaded machine, not a measurement
+                while not watch.execute(waiting).scalar_one() and not swept.done():
+                    assert time.monotonic() < deadline, "the sweep never waited on the other's batch"
+                    watch.rollback()
+                    time.sleep(0.01)
+                other.commit()
+                assert swept.result(60) == 30
+        assert _due_card_nos(app, 1000) == []

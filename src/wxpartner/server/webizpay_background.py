@@ -31,18 +31,24 @@ LINKS_PER_ROUND = 1000  # links of each kind one round deletes: a short write wh
 
 
 def sweep_once(state: AppState) -> int:
+    """One batch of due cards: how many this call disabled, 0 only once none is due. Two sweepers
+    (hosts, workers, a request and the background round) can read the same batch on PostgreSQL, each in
+    its own snapshot; the one that waited on the other's row locks then found all of it taken, and its
+    0 ended sweep_all and a clock move's settling while later cards were still ACTIVE. It reads again
+    instead (it has waited for the other's commit: no spinning)."""
     policy = Policy.from_settings(state.settings.extra)
-    with state.db.read() as conn:
-        now = sandbox_store.read_clock(conn).now_ts()
-        if not WebizpayRepo(conn).due_cards(now, 1):
-            return 0  # the common case costs one indexed read, no write lock
-    with state.db.write() as conn:
-        return quota_cards.expire_due(WebizpayRepo(conn), policy, now)
+    while True:
+        with state.db.read() as conn:
+            now = sandbox_store.read_clock(conn).now_ts()
+            if not WebizpayRepo(conn).due_cards(now, 1):
+                return 0  # the common case costs one indexed read, no write lock
+        with state.db.write() as conn:
+            if done := quota_cards.expire_due(WebizpayRepo(conn), policy, now):
+                return done
 
 
 def sweep_all(state: AppState) -> int:
-    """Every due card, batch by batch (each batch its own short write, so requests interleave); a
-    batch another process won entirely ends it (that process sweeps on)."""
+    """Every due card, batch by batch (each batch its own short write, so requests interleave)."""
     total = 0
     while done := sweep_once(state):
         total += done
