@@ -412,11 +412,20 @@ def test_a_second_signal_during_the_graceful_stop(
             answered = ApiClient(http, world, SP_B).get("/v3/certificates").headers["Request-ID"]
         t = threading.Thread(target=slow)
         t.start()
-        time.sleep(0.8)  # the card is written; its answer waits for the latency fault
+        _wait_for_card(server, "second-signal")  # written; its answer waits for the latency fault
         _signal(server, sig, workers)
-        time.sleep(0.7)  # the stop has begun (the listening sockets are closed)
-        with pytest.raises(httpx.ConnectError):  # stopping: no new connection is accepted
-            httpx.get(server.url + "/healthz", timeout=2)
+        # Stopping: new connections are refused while that answer still waits (asked once, after a
+        # fixed 0.7 s, as the card was written after a fixed 0.8 s: not so on a loaded machine).
+        refused = False
+        while not refused and t.is_alive():
+            try:
+                httpx.get(server.url + "/healthz", timeout=0.25)
+            except httpx.ConnectError:
+                refused = True
+            except httpx.HTTPError:  # queued before the listening sockets closed, never answered
+                pass
+            time.sleep(0.01)
+        assert refused
         _signal(server, sig, workers)
         status = server.proc.wait(STOP_BOUND_S)
         t.join(10)
@@ -442,6 +451,22 @@ def test_a_second_signal_during_the_graceful_stop(
             assert client.post(path, body).json()["card_no"] == first.json()["card_no"]
     finally:
         again.stop()
+
+
+def _wait_for_card(server: LiveServer, out_card_no: str) -> None:
+    """Until the server (on SQLite in its data dir) has committed the card."""
+    db = Database(sqlite_url_for(server.data_dir))
+    query = sa.text("SELECT count(*) FROM webizpay_cards WHERE out_card_no = :n")
+    deadline = time.monotonic() + 30  # a bound for a loaded machine, not a measurement
+    try:
+        while True:
+            with db.read() as conn:
+                if conn.execute(query, {"n": out_card_no}).scalar_one():
+                    return
+            assert time.monotonic() < deadline, f"card {out_card_no} never written"
+            time.sleep(0.01)
+    finally:
+        db.dispose()
 
 
 def _signal(server: LiveServer, sig: signal.Signals, workers: int) -> None:
