@@ -116,3 +116,24 @@ def drop_database(server: PgServer, name: str) -> None:
     with engine.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()
+
+
+def wait_for_lock_waiters(database_url: str, count: int, timeout: float = 60) -> None:
+    """Until ``count`` sessions of the database wait on a lock (pg_stat_activity): what the test holds
+    is then what they wait for. (A fixed sleep instead was too short on a loaded machine, and the test
+    then raced nothing.) ``timeout`` bounds a wait that should end at once; it is not a measure."""
+    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with engine.connect() as conn:  # a new transaction each time: pg_stat_activity is a snapshot
+                seen = conn.execute(waiting).scalar_one()
+            if seen >= count:
+                return
+            assert time.monotonic() < deadline, f"{seen} of {count} sessions wait on a lock"
+            time.sleep(0.01)
+    finally:
+        engine.dispose()

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from pg import wait_for_lock_waiters
 from wxpartner.store import sandbox
 from wxpartner.store.db import Database
 
@@ -59,7 +60,7 @@ def test_two_first_writes_of_one_key_both_succeed(database_url: str, backend: st
         with db.write() as first:
             sandbox.kv_set(first, "race:first-write", "one")  # not committed yet
             second = pool.submit(second_write)
-            time.sleep(0.3)  # the second now waits for the first's row
+            wait_for_lock_waiters(database_url, 1)  # the second now waits for the first's row
             assert not second.done()
         second.result(timeout=10)  # the first committed: the second goes on
         with db.read() as conn:

@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
+from pg import wait_for_lock_waiters
 from support import SP_A, SP_B, SP_C, SUB_A, SUB_B, ApiClient, World, statements_run
 from webizpay_support import (
     assert_param_error,
@@ -680,22 +680,14 @@ def test_a_sweep_that_finds_its_batch_taken_by_another_sweeps_on(settings: Setti
         _many_due_cards(control, 230)
         batch = _due_card_nos(app, 200)
         t = webizpay_cards
-        with app.state.db.engine.connect() as other, app.state.db.engine.connect() as watch:
+        with app.state.db.engine.connect() as other:
             taken = other.execute(
                 t.update().where(t.c.card_no.in_(batch), t.c.state == "ACTIVE").values(state="DISABLED")
             )
             assert taken.rowcount == 200
             with ThreadPoolExecutor(1) as pool:
                 swept = pool.submit(sweep_all, app.state)
-                waiting = sa.text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-                deadline = time.monotonic() + 60  # a bound for a loaded machine, not a measurement
-                while not watch.execute(waiting).scalar_one() and not swept.done():
-                    assert time.monotonic() < deadline, "the sweep never waited on the other's batch"
-                    watch.rollback()
-                    time.sleep(0.01)
+                wait_for_lock_waiters(settings.database_url, 1)  # on the other's batch
                 other.commit()
                 assert swept.result(60) == 30
         assert _due_card_nos(app, 1000) == []

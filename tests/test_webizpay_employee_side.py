@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from pg import wait_for_lock_waiters
 from support import SP_A, SUB_A, ApiClient
 from webizpay_support import authorize, events, get_card, issue, payment_token
 from wxpartner.server.app import WxPartnerApp
@@ -399,7 +400,6 @@ def test_concurrent_refunds_of_one_payment(
     600 had been refunded, and the same out_refund_no twice made the second a 500 (unique violation)
     instead of the first refund's answer."""
     import threading
-    import time
 
     emp = authorize(client_a, control, "employee123")
     card = issue(client_a, emp, "mch_card_123456")
@@ -417,7 +417,7 @@ def test_concurrent_refunds_of_one_payment(
         engine, holder = _hold_payment_row(database_url, txid)
         for t in threads:
             t.start()
-        time.sleep(1.0)  # both refunds are waiting on the row now
+        wait_for_lock_waiters(database_url, 2)  # both refunds wait on the row now
         holder.rollback()
         holder.close()
         engine.dispose()
