@@ -144,6 +144,44 @@ def start_live_server(
             data[key] = value
     scenario_path = data_dir / "scenario.yaml"
     scenario_path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    # The port is picked here and bound by the server: another process (a parallel worker, another
+    # test run) may take it in between. `serve` then stops at once with exit status 3, "cannot listen"
+    # (before it prints its settings or binds): the server starts again on another port.
+    for _attempt in range(5):
+        server = _start_on_free_port(data_dir, scenario_path, workers, database_url, extra_args, env, token)
+        if server is not None:
+            break
+    else:
+        raise RuntimeError(f"no free port: {(data_dir / 'server.log').read_text()[-2000:]}")
+    proc, port, line = server
+    try:
+        info = json.loads(line)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + ready_seconds
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"server not ready: {(data_dir / 'server.log').read_text()[-2000:]}")
+    except BaseException:  # not ready, no JSON line, a timeout, Ctrl-C: nothing of it is left running
+        kill_group(proc)
+        raise
+    return LiveServer(url, token, data_dir, proc, info)
+
+
+def _start_on_free_port(
+    data_dir: Path,
+    scenario_path: Path,
+    workers: int,
+    database_url: str,
+    extra_args: list[str] | None,
+    env: dict[str, str] | None,
+    token: str,
+) -> tuple[subprocess.Popen[bytes], int, bytes] | None:
+    """The server process, its port and its first line (its settings); None when the port was taken."""
     port = free_port()
     args = [
         sys.executable,
@@ -178,23 +216,15 @@ def start_live_server(
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line:
-            proc.wait(10)
-            raise RuntimeError(f"server did not start: {(data_dir / 'server.log').read_text()[-2000:]}")
-        info = json.loads(line)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + ready_seconds
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError(f"server not ready: {(data_dir / 'server.log').read_text()[-2000:]}")
-    except BaseException:  # not ready, no JSON line, a timeout, Ctrl-C: nothing of it is left running
+            status = proc.wait(10)
+            log = (data_dir / "server.log").read_text()
+            if status == 3 and f"cannot listen on 127.0.0.1:{port}" in log:
+                return None
+            raise RuntimeError(f"server did not start: {log[-2000:]}")
+    except BaseException:  # no JSON line, a timeout, Ctrl-C: nothing of it is left running
         kill_group(proc)
         raise
-    return LiveServer(url, token, data_dir, proc, info)
+    return proc, port, line
 
 
 class Served:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -49,6 +50,12 @@ class PgServer:
         shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _run_as_postgres(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     if os.geteuid() == 0:  # initdb and postgres refuse to run as root
         args = ["runuser", "-u", "postgres", "--", *args]
@@ -84,10 +91,21 @@ def start_pg(port: int, *, own: bool = False, settings: str = TEST_SETTINGS) -> 
     _run_as_postgres(
         [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]
     )
-    opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=300 {settings}"
-    _run_as_postgres(
-        [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"]
-    )
+    # ``port`` was picked free, but another process may take it before the server binds it (then
+    # pg_ctl fails, and every PostgreSQL test of the session with it): another free port then.
+    for attempt in range(5):
+        opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=300 {settings}"
+        started = _run_as_postgres(
+            [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
+            check=False,
+        )
+        if started.returncode == 0:
+            break
+        if attempt == 4 or "could not bind" not in (root / "log").read_text(errors="replace"):
+            raise subprocess.CalledProcessError(
+                started.returncode, started.args, started.stdout, started.stderr
+            )
+        port = _free_port()
     server = PgServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", data, bin_dir, opts)
     deadline = time.monotonic() + 20
     while True:
