@@ -6,9 +6,9 @@ connection.json and the database 0644 under umask 022. `wxpartner serve` itself:
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,12 +84,19 @@ def test_a_key_pair_is_replaced_whole_when_interrupted(
     material.write_merchant_keys(material.new_merchant_keys("1888000001", tmp_path))
     new = material.new_merchant_keys("1888000001", tmp_path)
     real_replace = os.replace
+    # Whichever thread takes the signal writes its number here (Python's C-level handler) before the
+    # handler runs in the main thread. The test waited a fixed 0.05 s for that: on a loaded machine the
+    # chosen thread ran only after both renames, the Ctrl-C came after them, and nothing was raised
+    # inside the write (then the KeyboardInterrupt hit whatever ran next).
+    taken, wakeup = socket.socketpair()
+    wakeup.setblocking(False)
+    taken.settimeout(60)  # a bound for a loaded machine, not a measurement
 
     def replace_then_interrupt(src: str, dst: Path) -> None:
         real_replace(src, dst)
         if Path(dst) == new.private_key_path:  # a real Ctrl-C, right after the key's rename
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)  # time for whichever thread the kernel chose to take it
+            assert taken.recv(1) == bytes([signal.SIGINT])  # a thread has taken it
 
     monkeypatch.setattr(material.os, "replace", replace_then_interrupt)
     # Another thread is running, as in a full test session or a server: the kernel may hand the signal
@@ -97,10 +104,18 @@ def test_a_key_pair_is_replaced_whole_when_interrupted(
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
+    # Python's own Ctrl-C handler, whatever this process inherited: a job a script starts with `&`
+    # ignores SIGINT, and the write then held and raised again a signal that does nothing.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    before = signal.set_wakeup_fd(wakeup.fileno())
     try:
         with pytest.raises(KeyboardInterrupt):
             material.write_merchant_keys(new)
     finally:
+        signal.set_wakeup_fd(before)
+        signal.signal(signal.SIGINT, inherited)
+        taken.close()
+        wakeup.close()
         stop.set()
         other.join()
     assert new.private_key_path.read_text() == new.private_key_pem
