@@ -589,7 +589,7 @@ def test_a_proofs_document_is_stored_once_with_the_proof(
     client_a: ApiClient, frozen: TestClient, trades: list[TradeRow], app: WxPartnerApp
 ) -> None:
     """Each link (W11 and each repeat) held its own copy of the document, 16 MB for a quarter; now
-    the link names the proof. A link written before (migration 0025: its copy, no proof_id) serves."""
+    the link names the proof. A link written before (migration 0021: its copy, no proof_id) serves."""
     trades.append(trade(dt.date(2026, 3, 1), 1234))
     first = client_a.post(PROOF, proof_body()).json()
     again = client_a.post(PROOF, proof_body()).json()
@@ -604,6 +604,6 @@ def test_a_proofs_document_is_stored_once_with_the_proof(
     assert trades[0].transaction_id in document
     for answer in (first, again):
         assert download(client_a, answer["download_url"]).text == document
-    with app.state.db.write() as conn:  # as a release before 0025 wrote a link
+    with app.state.db.write() as conn:  # as a release before 0021 wrote a link
         conn.execute(files.update().values(content=document, proof_id=None))
     assert download(client_a, first["download_url"]).text == document

@@ -85,7 +85,7 @@ webizpay_bill_files = sa.Table(
     sa.Column("content", sa.Text, nullable=False),  # "" for a proof's link: the proof holds it
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
-    # A W11 link: its document is the proof's (migration 0025; NULL for bills and older links).
+    # A W11 link: its document is the proof's (migration 0021; NULL for bills and older links).
     sa.Column("proof_id", sa.String(32), nullable=True),
 )
 
