@@ -64,13 +64,14 @@ def _merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
 # the fields that may name a PEM file (PEM text, else a path relative to the scenario file)
 PEM_FIELDS = {"platform_keys": ("private_key", "certificate"), "certificates": ("certificate", "public_key")}
-MAX_PEM_FILE = 1 << 20  # as the server: a PEM file is a few KiB
 NAMES_A_FILE = re.compile(r"""\b(certificate|public_key|private_key)["']?\s*:""")
 
 
 def _read_pem_file(value: str, base: Path) -> str | None:
     """The text of the PEM file ``value`` names (relative to ``base``), None when it is PEM text or no
     file here (the server then reads it, inside its data dir, or says it cannot)."""
+    from ..sandbox.scenario import MAX_PEM_FILE  # the server's bound; not at start-up: it brings the store
+
     if "-----BEGIN" in value or not value or "\0" in value:
         return None
     path = base / value

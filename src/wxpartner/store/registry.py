@@ -57,11 +57,16 @@ def valid_certificates(rows: Iterable[PlatformKeyRow], now: float) -> list[Platf
     return sorted(certs, key=lambda r: r.not_before, reverse=True)
 
 
+def live_public_keys(rows: Iterable[PlatformKeyRow]) -> list[PlatformKeyRow]:
+    """The WeChat Pay public keys not retired (a merchant's own, mchid set, and the shared ones)."""
+    return [r for r in rows if r.kind == "public_key" and not r.retired]
+
+
 def public_keys_of(rows: Iterable[PlatformKeyRow], mchid: str) -> list[PlatformKeyRow]:
     """A merchant's WeChat Pay public keys in force, newest first: its own non-retired ones, else the
     shared ones. Several during a rotation of its own key (until the old one is retired): callbacks
     are then signed with any of them, and an answer with the one the request names."""
-    live = [r for r in rows if r.kind == "public_key" and not r.retired]
+    live = live_public_keys(rows)
     pick = [r for r in live if r.mchid == mchid] or [r for r in live if r.mchid is None]
     return sorted(pick, key=lambda r: r.created_at, reverse=True)
 
@@ -332,7 +337,7 @@ def unkeyed_merchant(conn: Connection, now: float) -> tuple[str, KeyMode] | None
     its key the answers went out signed with the other kind, or unsigned)."""
     rows = list_platform_keys(conn)
     has_cert = bool(valid_certificates(rows, now))
-    live = [r for r in rows if r.kind == "public_key" and not r.retired]
+    live = live_public_keys(rows)
     if any(r.mchid is None for r in live):
         return None if has_cert else _first_in(conn, [KeyMode.CERTIFICATE])
     need = [KeyMode.PUBLIC_KEY] if has_cert else [KeyMode.PUBLIC_KEY, KeyMode.MIGRATING]
