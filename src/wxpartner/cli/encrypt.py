@@ -7,7 +7,7 @@ import json
 
 import click
 
-from ..protocol.crypto import oaep_encrypt
+from ..protocol.crypto import oaep_encrypt, oaep_room
 from ._apiv3 import acting_as, merchant_option, wechatpay_key_file
 from ._files import public_key, read_bytes
 from ._http import Target, data_dir_option
@@ -69,7 +69,7 @@ def encrypt(
         t = Target(None, data_dir, "", "")
         key_id, path = _key_of(t, acting_as(t, merchant, mchid))
         key = public_key(read_bytes(path, "WeChat Pay key"), path)
-    room = key.key_size // 8 - 2 * 20 - 2  # what OAEP with SHA-1 leaves of the key
+    room = oaep_room(key)
     for i, text in enumerate(plaintexts, 1):
         if len(text.encode("utf-8")) > room:
             raise click.BadParameter(

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from ..models.common import is_sensitive_field
-from ..protocol.crypto import oaep_encrypt
+from ..protocol.crypto import oaep_encrypt, oaep_room
 
 Pointer = tuple[str, ...]
 
@@ -173,7 +173,7 @@ def encrypt_at(data: Any, pointers: Iterable[Pointer], key: rsa.RSAPublicKey) ->
     """Replace each pointed-at plaintext in ``data`` by its Base64 RSA-OAEP ciphertext, in place.
     A plaintext longer than the key can encrypt (214 UTF-8 bytes under RSA-2048 with SHA-1) raises
     ValueError naming its JSON pointer, before anything is sent."""
-    room = key.key_size // 8 - 2 * 20 - 2  # OAEP's padding with SHA-1 (20-byte digests)
+    room = oaep_room(key)
     for pointer in pointers:
         parent = _get(data, pointer[:-1])
         last: str | int = int(pointer[-1]) if isinstance(parent, list) else pointer[-1]

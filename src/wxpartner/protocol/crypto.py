@@ -25,6 +25,12 @@ def oaep_encrypt(public_key: rsa.RSAPublicKey, plaintext: str) -> str:
     return base64.b64encode(public_key.encrypt(plaintext.encode("utf-8"), _OAEP)).decode("ascii")
 
 
+def oaep_room(public_key: rsa.RSAPublicKey) -> int:
+    """The most plaintext bytes ``oaep_encrypt`` takes under this key: its size less OAEP's padding
+    with SHA-1 (two 20-byte digests and two bytes), 214 for RSA-2048."""
+    return public_key.key_size // 8 - 2 * 20 - 2
+
+
 def oaep_decrypt(private_key: rsa.RSAPrivateKey, ciphertext: str) -> str:
     try:
         raw = base64.b64decode(ciphertext.encode("ascii"), validate=True)
