@@ -3,6 +3,15 @@
 A key is parsed the first time it is used and then kept (≈ 0.05 ms: stored keys skip the RSA
 consistency check, which costs ≈ 40 ms and was made when the key entered the store);
 the table is re-read every few seconds (or on a miss) so a rotation made by another process is seen.
+
+A miss (a ``Wechatpay-Serial`` that names no key: a client pinned to a stale ID, or an attacker) reads
+the table again only when the keys may have changed since they were last read: the change word
+(store/change_signal.py) differs from the one read before that load. Adding or retiring a key rewrites
+it (SQLite: the word shared by the host's processes; PostgreSQL: the generation each request reads with
+its nonce, followed in ``follow``), so a key added by another process or host is found at once, and a
+stream of unknown IDs costs no statement until the word moves. Where there is no word to follow (an
+in-memory SQLite: this process's own count of committed changes) the same holds. Nothing is kept per
+missing ID, so the memory of misses is bounded by construction.
 """
 
 from __future__ import annotations
@@ -68,11 +77,16 @@ class KeyRing:
         self._loaded_at = 0.0
         self._lock = threading.Lock()
         self._generation: str | None = None  # the change generation last followed (follow)
+        # The change word read just before the keys were last loaded: while the word is still this,
+        # a key_id not among them is not in the table either (get). None: unknown, a miss reads again.
+        self._loaded_word: object | None = None
+        self.forced_reloads = 0  # reads of the table made for a miss (tests count them)
 
     def refresh(self, *, force: bool = False) -> None:
         if not force and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
             return
         with self._lock:
+            word = self._word()
             with self._db.read() as conn:
                 rows = list_platform_keys(conn)
             fresh: dict[str, PlatformKey] = {}
@@ -85,6 +99,16 @@ class KeyRing:
                     fresh[row.key_id] = PlatformKey(row)
             self._keys = fresh
             self._loaded_at = time.monotonic()
+            self._loaded_word = word
+
+    def _word(self) -> object | None:
+        """The word that moves whenever a key is added or retired (see the module), or None."""
+        signal = self._db.change_signal
+        if signal is not None:
+            return signal.current()
+        if not self._db.sqlite:
+            return self._generation  # PostgreSQL: the generation last followed; None before the first
+        return ("local", self._db.local_changes)
 
     def follow(self, generation: str | None) -> None:
         """PostgreSQL: ``generation`` is the change generation a request read with its nonce
@@ -98,12 +122,18 @@ class KeyRing:
         except SQLAlchemyError:  # the database went away since the request's own statement
             log.warning("platform keys not re-read (database error); the next request tries again")
             return  # the keys held so far sign; the generation stays unfollowed
-        self._generation = generation
+        with self._lock:
+            self._generation = generation
+            self._loaded_word = generation  # read after the request read it: complete as of it
 
     def get(self, key_id: str) -> PlatformKey | None:
         self.refresh()
         key = self._keys.get(key_id)
         if key is None:
+            word = self._word()
+            if word is not None and word == self._loaded_word:
+                return None  # no key was added since the table was read without it
+            self.forced_reloads += 1
             self.refresh(force=True)
             key = self._keys.get(key_id)
         return key

@@ -165,6 +165,9 @@ class Database:
         self.replay_window = ReplayWindow(database_file) if database_file is not None else None
         # ... and lookups of merchants, certificates and the clock may be cached by each process.
         self.change_signal = ChangeSignal(database_file) if database_file is not None else None
+        # SQLite: this process's count of committed changes (the word of an in-memory database, which
+        # no other process shares; server/keyring.py).
+        self.local_changes = 0
         self._checkpointer = WalCheckpointer(self) if self.sqlite else None
         # SQLite: connections wait between transactions on a shelf (read, write) instead of the pool.
         self._idle = (
@@ -199,8 +202,10 @@ class Database:
             self._checkpointer.wrote()
 
     def _committed(self, conn: Connection) -> None:
-        if take_change(conn) and self.change_signal is not None:
-            self.change_signal.signal()
+        if take_change(conn):
+            self.local_changes += 1
+            if self.change_signal is not None:
+                self.change_signal.signal()
 
     def write_turn(self) -> contextlib.AbstractContextManager[None]:
         """The writers' queue alone, without a transaction (SQLite; nothing for PostgreSQL)."""
