@@ -195,7 +195,9 @@ def journal_filter(params: Any) -> ops_repo.JournalFilter:
 
 
 def read_journal(st: Any, f: ops_repo.JournalFilter) -> list[dict[str, Any]]:
-    writer(st).flush()  # this process's buffered rows first, so a caller sees its own requests
+    # this process's buffered rows first, so a caller sees its own requests (and how many unverified
+    # ones were left out: server/journal.py)
+    writer(st).flush(note=True)
     with st.db.read() as conn:
         return ops_repo.list_journal(conn, f)
 
@@ -204,7 +206,7 @@ def read_journal_entry(st: Any, key: str) -> dict[str, Any] | None:
     """One entry by Request-ID (or row id), this process's buffered rows flushed first; a refused
     signature's entry says how long the string-to-sign was and whether it is cut (``explained``), a
     refused ``serial_no``'s which certificates the merchant has (``merchant_certificates``)."""
-    writer(st).flush()
+    writer(st).flush(note=True)
     with st.db.read() as conn:
         row = ops_repo.get_journal(conn, key)
         if row is None:

@@ -7,6 +7,15 @@ signature mismatch the string-to-sign the server expected (request bodies carry 
 as RSA-OAEP ciphertext).
 Retention is bounded: the newest ``journal_keep`` rows (settings.extra, default 10 000) at least, and
 at most about twice as many (two generations, store/ops_repo.py: insert_journal).
+
+A request whose signature was not verified (refused, unrouted, or the database failed before it was
+checked) is journaled under the mchid its Authorization header *claims*: shown everywhere with
+``mchid_verified: false`` (store/ops_repo.py). Anyone can send such requests, so each process journals
+them at a bounded rate (a token bucket: ``journal_unverified_burst`` rows, refilled at
+``journal_unverified_rate`` a second; settings.extra), and a flood of them cannot rotate a merchant's
+verified rows out of the two generations faster than that. The rest are counted, and at most once a
+second one row says how many were left out and which merchants they claimed to be. Accepted requests
+never reach the bucket (one branch on the refusal path only).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +49,11 @@ FLUSH_INTERVAL = 0.25
 MAX_BUFFER = 20_000  # while the database is down, keep at most this many rows in memory
 CHUNK = 64  # rows per transaction (~1 ms of the writer here)
 MAX_MESSAGE_CHARS = 8192
+UNVERIFIED_RATE = 20.0  # unverified rows a second per process, beyond the burst (settings.extra)
+UNVERIFIED_BURST = 200
+# At most one "left out" row a second per process (and one per read of the journal: control_ops.py).
+SKIPPED_NOTE_INTERVAL = 1.0
+SKIPPED_OPERATION = "journal.unverified_skipped"
 _MCHID = re.compile(r'mchid="([^"]{1,32})"')
 
 
@@ -51,6 +66,24 @@ class JournalWriter:
                 f"settings.extra['journal_keep'] must be a whole number of rows, 1 or more, got {keep!r}"
             )
         self.keep = keep
+        rate = state.settings.extra.get("journal_unverified_rate", UNVERIFIED_RATE)
+        burst = state.settings.extra.get("journal_unverified_burst", UNVERIFIED_BURST)
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate >= 0:
+            raise ValueError(
+                f"settings.extra['journal_unverified_rate'] must be rows a second, 0 or more, got {rate!r}"
+            )
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ValueError(
+                f"settings.extra['journal_unverified_burst'] must be a whole number of rows, 1 or more, "
+                f"got {burst!r}"
+            )
+        self._unverified = _TokenBucket(float(rate), burst)
+        # Unverified requests left out since the last note, by the mchid they claimed (bounded: the
+        # claims are cut to 32 characters and at most MAX_CLAIMS are told apart).
+        self._skipped: dict[str | None, int] = {}
+        self._skipped_total = 0
+        self._noted_at = -float("inf")
+        self.unverified_skipped = 0  # all time, this process
         self._rows: deque[dict[str, Any]] = deque(maxlen=MAX_BUFFER)
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -65,16 +98,38 @@ class JournalWriter:
             self._rows.append(row)
 
     def pending(self) -> int:
-        return len(self._rows)
+        return len(self._rows) + (1 if self._skipped_total else 0)
 
-    def flush(self) -> int:
+    def _skip(self, claimed: str | None) -> None:
+        with self._lock:
+            self.unverified_skipped += 1
+            self._skipped_total += 1
+            if claimed in self._skipped or len(self._skipped) < MAX_CLAIMS:
+                self._skipped[claimed] = self._skipped.get(claimed, 0) + 1
+            else:
+                self._skipped[OTHER_CLAIMS] = self._skipped.get(OTHER_CLAIMS, 0) + 1
+
+    def _note_skipped(self, *, now: bool = False) -> None:
+        """One row saying how many unverified requests were left out since the last such row (at most
+        one a second, unless ``now``: a reader flushing to see everything)."""
+        clock = time.monotonic()
+        with self._lock:
+            if not self._skipped_total or (not now and clock - self._noted_at < SKIPPED_NOTE_INTERVAL):
+                return
+            counts, total = self._skipped, self._skipped_total
+            self._skipped, self._skipped_total, self._noted_at = {}, 0, clock
+            self._rows.append(skipped_row(counts, total, self._unverified))
+
+    def flush(self, *, note: bool = False) -> int:
         """Write everything buffered now, ``CHUNK`` rows per transaction; on failure the rows not yet
         written go back to the buffer. Returns the number of rows done with (written, or dropped as
         unstorable: see ``flush_step``). A step already in flight (the background task's, in another
         thread) is waited for first: its rows have left the buffer but are not committed, and whoever
-        flushes to read its own requests back must find them."""
+        flushes to read its own requests back must find them. ``note``: also note the unverified
+        requests left out so far now, not up to SKIPPED_NOTE_INTERVAL later (a reader's flush)."""
         with self._flush_lock:
             pass
+        self._note_skipped(now=note)
         written = 0
         for _ in range(self.steps()):
             n = self.flush_step()
@@ -93,6 +148,7 @@ class JournalWriter:
         the database refuses for its data is written row by row instead, and a row it cannot store is
         dropped (and counted as done with): kept, it would fail every later flush and no request of any
         merchant would be journaled again."""
+        self._note_skipped()
         with self._flush_lock:
             with self._lock:
                 chunk = [self._rows.popleft() for _ in range(min(CHUNK, len(self._rows)))]
@@ -148,6 +204,9 @@ class JournalWriter:
         started: float,
         refusal: ApiError | None = None,
     ) -> None:
+        if ctx is None and req.caller is None and not self._unverified.take():
+            self._skip(claimed_mchid(req))  # a flood of unverified requests: counted, not journaled
+            return
         self.record(self.row(ctx, req, resp, request_id, op_id, started, refusal))
 
     def row(
@@ -164,9 +223,10 @@ class JournalWriter:
         if ctx is not None:
             mchid: str | None = ctx.caller.mchid
             verification = "ok"
+        elif req.caller is not None:  # verified, then cut off by a stop (pipeline.cut_off)
+            mchid, verification = req.caller.mchid, "ok"
         else:
-            m = _MCHID.search(req.header("authorization") or "")
-            mchid = m.group(1) if m else None
+            mchid = claimed_mchid(req)
             verification = "not_routed" if op_id == "route" else ("refused" if refusal else "error")
         field = issue = expected = None
         if refusal is not None:
@@ -202,6 +262,70 @@ class JournalWriter:
             "client": req.client[:64] or None,
             "user_agent": (req.header("user-agent") or "")[:256] or None,
         }
+
+
+MAX_CLAIMS = 16
+OTHER_CLAIMS = "(other)"
+
+
+class _TokenBucket:
+    """``burst`` tokens, refilled at ``rate`` a second (monotonic clock); thread-safe."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
+def claimed_mchid(req: RawRequest) -> str | None:
+    """The mchid an Authorization header claims (not verified)."""
+    m = _MCHID.search(req.header("authorization") or "")
+    return m.group(1) if m else None
+
+
+def skipped_row(counts: dict[str | None, int], total: int, bucket: _TokenBucket) -> dict[str, Any]:
+    """The journal's own note of unverified requests it left out; under the mchid claimed most often,
+    so a merchant's filtered view shows that it was flooded."""
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    top = ranked[0][0] if ranked and ranked[0][0] != OTHER_CLAIMS else None
+    claims = ", ".join(f"{mchid or '(none)'}: {n}" for mchid, n in ranked[:5])
+    message = (
+        f"{total} unverified requests not journaled (claimed mchid {claims}): this server journals at "
+        f"most {bucket.burst} at once and {bucket.rate:g} a second of requests whose signature was not "
+        "verified, so that they cannot push verified entries out"
+    )
+    return {
+        "request_id": "journal-" + uuid.uuid4().hex,
+        "at": time.time(),
+        "mchid": top,
+        "method": "-",
+        "path": "-",
+        "operation": SKIPPED_OPERATION,
+        "status": 0,
+        "code": "NOT_JOURNALED",
+        "message": message[:512],
+        "latency_ms": 0.0,
+        "verification": "refused",
+        "verify_field": None,
+        "verify_issue": None,
+        "expected_message": None,
+        "fault": None,
+        "body_length": 0,
+        "body_sha256": None,
+        "client": None,
+        "user_agent": None,
+    }
 
 
 def storable(row: dict[str, Any]) -> dict[str, Any]:

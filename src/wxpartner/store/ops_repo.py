@@ -126,11 +126,19 @@ def _journal_query(t: sa.Table, f: JournalFilter, limit: int) -> sa.Select[Any]:
     return q
 
 
+def shown(row: dict[str, Any]) -> dict[str, Any]:
+    """A journal row as every view shows it: ``mchid_verified`` is true only when the request's
+    signature was verified; otherwise ``mchid`` is what its Authorization header claimed (anyone can
+    send a request claiming any merchant)."""
+    row["mchid_verified"] = row.get("verification") == "ok" and row.get("mchid") is not None
+    return row
+
+
 def list_journal(conn: Connection, f: JournalFilter) -> list[dict[str, Any]]:
     """Newest first, across both generations (each read by its own index, then merged)."""
     limit = max(1, min(f.limit, 1000))
     rows = [dict(r._mapping) for g in JOURNAL_GENERATIONS for r in conn.execute(_journal_query(g, f, limit))]
-    return sorted(rows, key=lambda r: r["id"], reverse=True)[:limit]
+    return [shown(r) for r in sorted(rows, key=lambda r: r["id"], reverse=True)[:limit]]
 
 
 def get_journal(conn: Connection, key: str) -> dict[str, Any] | None:
@@ -145,7 +153,7 @@ def get_journal(conn: Connection, key: str) -> dict[str, Any] | None:
         row = conn.execute(sa.select(t).where(cond).order_by(t.c.id.desc()).limit(1)).first()
         if row is not None:
             found.append(dict(row._mapping))
-    return max(found, key=lambda r: r["id"]) if found else None
+    return shown(max(found, key=lambda r: r["id"])) if found else None
 
 
 def journal_latencies(conn: Connection, since: float, until: float) -> list[float]:

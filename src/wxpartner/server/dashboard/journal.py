@@ -43,6 +43,21 @@ def _status(r: dict[str, Any]) -> str:
     return status_badge(int(r["status"])) + (f" <code>{esc(r['code'])}</code>" if r["code"] else "")
 
 
+CLAIMED = (
+    "not verified: the mchid this request's Authorization header claims (its signature was not "
+    "verified, and anyone can send a request claiming any merchant)"
+)
+
+
+def mchid_cell(r: dict[str, Any], unknown: str = "") -> str:
+    """The mchid, marked as an unverified claim unless the request's signature was verified."""
+    if not r["mchid"]:
+        return esc(unknown)
+    if r.get("mchid_verified"):
+        return esc(r["mchid"])
+    return f'{esc(r["mchid"])} <span class="badge warn claimed" title="{esc(CLAIMED)}">claimed</span>'
+
+
 def journal_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     """Table cells for ``JOURNAL_HEADERS``."""
     out = []
@@ -53,7 +68,7 @@ def journal_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
             [
                 esc(fmt_ts(r["at"])),
                 f'<a class="mono" href="/dashboard/journal/{esc(r["request_id"])}">{esc(r["request_id"])}</a>',
-                esc(r["mchid"] or ""),
+                mchid_cell(r),
                 f"{esc(r['method'])} <code>{esc(r['path'][:80])}</code>",
                 f"<code>{esc(r['operation'])}</code>",
                 _status(r),
@@ -123,7 +138,15 @@ async def journal_entry(request: Request) -> Response:
     facts = [
         ("time (UTC)", esc(fmt_ts(r["at"]))),
         ("Request-ID", f"<code>{esc(r['request_id'])}</code>"),
-        ("merchant", esc(r["mchid"] or "unknown")),
+        (
+            "merchant",
+            mchid_cell(r, "unknown")
+            + (
+                ""
+                if r.get("mchid_verified") or not r["mchid"]
+                else f' <span class="muted">{esc(CLAIMED)}</span>'
+            ),
+        ),
         ("request", f"{esc(r['method'])} <code>{esc(r['path'])}</code>"),
         ("operation", f"<code>{esc(r['operation'])}</code>"),
         ("status", _status(r)),

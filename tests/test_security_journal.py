@@ -1,0 +1,120 @@
+"""The request journal under a hostile caller: a refused request is journaled under the mchid its
+Authorization header *claims*, so anyone can put rows in merchant A's view. They stay visible (the
+operator explains A's SIGN_ERRORs from them) but are marked ``mchid_verified: false`` wherever rows are
+shown, and a flood of them cannot rotate A's verified rows out of the two-generation journal: each
+process journals unverified requests at a bounded rate and notes how many it left out."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+from starlette.testclient import TestClient
+
+from conftest import SANDBOX_TOKEN
+from support import SP_A, ApiClient, World
+from wxpartner.server import journal
+from wxpartner.server.app import WxPartnerApp, create_app
+from wxpartner.server.journal import SKIPPED_OPERATION, writer
+from wxpartner.server.settings import Settings
+
+KEEP = 5
+BURST = 3
+
+
+@pytest.fixture(autouse=True)
+def one_note_until_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal notes the requests it left out at most once an interval (and when read): one hour
+    here, so the rows in the journal do not depend on how fast the test runs."""
+    monkeypatch.setattr(journal, "SKIPPED_NOTE_INTERVAL", 3600.0)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    settings.extra["journal_keep"] = KEEP
+    settings.extra["journal_unverified_burst"] = BURST
+    settings.extra["journal_unverified_rate"] = 0.001  # one token in ~17 minutes: none during the test
+    return settings
+
+
+def _journal(control: TestClient, **params: str) -> list[dict[str, object]]:
+    resp = control.get("/sandbox/journal", params={"limit": "1000", **params})
+    assert resp.status_code == 200, resp.text
+    return list(resp.json()["data"])
+
+
+def test_a_flood_of_refused_requests_claiming_a_merchant_leaves_its_verified_rows(
+    client_a: ApiClient, control: TestClient, http: TestClient, app: WxPartnerApp, world: World
+) -> None:
+    verified = [client_a.get("/v3/certificates", check=False).headers["Request-ID"] for _ in range(3)]
+    for _ in range(4 * KEEP):  # an outsider: A's mchid, a key that is not A's
+        forged = client_a.get("/v3/certificates", private_key=world.other_key, check=False)
+        assert forged.status_code == 401, forged.text
+        assert forged.json()["code"] == "SIGN_ERROR"
+        writer(app.state).flush()  # a steady flood: written as it comes (the background task's flushes)
+    rows = _journal(control, mchid=SP_A)
+    ids = [r["request_id"] for r in rows]
+    assert set(verified) <= set(ids), "a flood of forged requests rotated A's verified rows out"
+    for r in rows:
+        if r["request_id"] in verified:
+            assert r["mchid_verified"] is True, r
+        else:
+            assert r["mchid_verified"] is False, r
+    refused = [r for r in rows if r["verification"] == "refused" and r["operation"] != SKIPPED_OPERATION]
+    assert len(refused) == BURST  # the first ones are shown, for the operator to explain
+    notes = [r for r in rows if r["operation"] == SKIPPED_OPERATION]
+    assert sum(int(str(r["message"]).split()[0]) for r in notes) == 4 * KEEP - BURST
+    assert all(r["mchid"] == SP_A and f"{SP_A}: " in str(r["message"]) for r in notes), notes
+    assert writer(app.state).unverified_skipped == 4 * KEEP - BURST
+
+    # one entry, and the dashboard's list and entry pages, mark the claim too
+    one = control.get(f"/sandbox/journal/{refused[0]['request_id']}").json()
+    assert one["mchid_verified"] is False and one["mchid"] == SP_A
+    assert control.get(f"/sandbox/journal/{verified[0]}").json()["mchid_verified"] is True
+    login = http.post("/dashboard/login", data={"token": SANDBOX_TOKEN}, follow_redirects=False)
+    assert login.status_code == 303, login.text
+    page = http.get("/dashboard/journal", params={"mchid": SP_A})
+    assert page.status_code == 200
+    assert page.text.count('class="badge warn claimed"') == len(rows) - len(verified)
+    entry = http.get(f"/dashboard/journal/{refused[0]['request_id']}")
+    assert 'class="badge warn claimed"' in entry.text
+    assert "claimed" not in http.get(f"/dashboard/journal/{verified[0]}").text
+
+
+def test_unrouted_requests_claiming_a_merchant_are_bounded_too(
+    client_a: ApiClient, control: TestClient, app: WxPartnerApp
+) -> None:
+    kept = client_a.get("/v3/certificates", check=False).headers["Request-ID"]
+    for i in range(4 * KEEP):
+        assert client_a.get(f"/v3/no-such-thing/{i}", check=False).status_code == 404
+        writer(app.state).flush()
+    rows = _journal(control, mchid=SP_A)
+    assert kept in [r["request_id"] for r in rows]
+    assert [r["mchid_verified"] for r in rows if r["request_id"] != kept] == [False] * (len(rows) - 1)
+
+
+@pytest.mark.parametrize(
+    ("extra", "refusal"),
+    [
+        (
+            {"journal_unverified_rate": -1},
+            "journal_unverified_rate'] must be rows a second, 0 or more, got -1",
+        ),
+        (
+            {"journal_unverified_rate": "5"},
+            "journal_unverified_rate'] must be rows a second, 0 or more, got '5'",
+        ),
+        ({"journal_unverified_rate": float("nan")}, "journal_unverified_rate'] must be rows a second"),
+        (
+            {"journal_unverified_burst": 0},
+            "journal_unverified_burst'] must be a whole number of rows, 1 or more",
+        ),
+        ({"journal_unverified_burst": True}, "journal_unverified_burst'] must be a whole number of rows"),
+    ],
+)
+def test_journal_bucket_settings_the_server_would_not_take_stop_the_start_up(
+    settings: Settings, extra: dict[str, object], refusal: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(refusal)):
+        create_app(dataclasses.replace(settings, extra={**settings.extra, **extra}))
