@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 
 import pytest
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
-from support import SP_A, ApiClient, World
+from support import SP_A, ApiClient, World, sign_request
+from wxpartner.domain.merchants import Caller
 from wxpartner.server import journal
 from wxpartner.server.app import WxPartnerApp, create_app
+from wxpartner.server.http import RawRequest, RawResponse
 from wxpartner.server.journal import SKIPPED_OPERATION, writer
 from wxpartner.server.settings import Settings
+from wxpartner.store import registry
 
 KEEP = 5
 BURST = 3
@@ -118,3 +122,27 @@ def test_journal_bucket_settings_the_server_would_not_take_stop_the_start_up(
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(refusal)):
         create_app(dataclasses.replace(settings, extra={**settings.extra, **extra}))
+
+
+def test_a_verified_request_cut_off_by_a_stop_is_journaled_as_verified(
+    app: WxPartnerApp, control: TestClient, world: World
+) -> None:
+    """The answer to a request the server stopped before answering is journaled without the handler's
+    context; its signature was verified, so its row names the verified caller (and is not an
+    unverified claim, nor counted against the bucket)."""
+    signed = sign_request(world.merchants[SP_A], "GET", "/v3/certificates")
+    req = RawRequest("GET", "/v3/certificates", "", {k.lower(): v for k, v in signed.headers.items()}, b"")
+    with app.state.db.read() as conn:
+        merchant = registry.get_merchant(conn, SP_A)
+    assert merchant is not None
+    req.caller = Caller(merchant, world.merchants[SP_A].serial_no, None)
+    for _ in range(BURST + 2):  # past the bucket: each one is still journaled
+        resp = app.pipeline.cut_off(req, time.perf_counter())
+        assert resp.status == 500
+    rows = [r for r in _journal(control) if r["request_id"] == _request_id(resp)]
+    assert [(r["mchid"], r["verification"], r["mchid_verified"]) for r in rows] == [(SP_A, "ok", True)]
+    assert writer(app.state).unverified_skipped == 0
+
+
+def _request_id(resp: RawResponse) -> str:
+    return next(v for k, v in resp.headers if k == "Request-ID")
