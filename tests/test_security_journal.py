@@ -168,3 +168,19 @@ def test_the_background_flush_writes_the_note_of_requests_left_out(
         if not notes:
             time.sleep(0.05)  # the background task flushes every 0.25 s; the condition is the note
     assert notes, "the background flush never wrote the note"
+
+
+def test_a_claimed_mchid_with_control_characters_is_journaled_printable(
+    http: TestClient, control: TestClient
+) -> None:
+    """A header value may carry bytes 0x80-0xFF (HTTP's obs-text), which decode to C1 control
+    characters: 0x9B is CSI, which a terminal printing ``wxpartner journal`` would act on."""
+    auth = b'WECHATPAY2-SHA256-RSA2048 mchid="12\x9b31m00",nonce_str="n",timestamp="1",serial_no="S",signature="x"'
+    resp = http.get(
+        "/v3/certificates",
+        headers={"Authorization": auth, "Accept": "application/json", "User-Agent": "t/1"},  # type: ignore[dict-item]
+    )
+    assert resp.status_code == 401, resp.text
+    row = control.get(f"/sandbox/journal/{resp.headers['Request-ID']}").json()
+    assert row["mchid"].isprintable() and "\ufffd31m00" in row["mchid"], row["mchid"]
+    assert row["mchid_verified"] is False

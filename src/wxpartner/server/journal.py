@@ -289,9 +289,14 @@ class _TokenBucket:
 
 
 def claimed_mchid(req: RawRequest) -> str | None:
-    """The mchid an Authorization header claims (not verified)."""
+    """The mchid an Authorization header claims (not verified). Its characters that are not printable
+    read as U+FFFD (same length): a header value may carry bytes 0x80-0xFF, which decode to C1 control
+    characters (0x9B is a terminal's CSI) that the CLI and logs would otherwise print as they are."""
     m = _MCHID.search(req.header("authorization") or "")
-    return m.group(1) if m else None
+    if m is None:
+        return None
+    claimed = m.group(1)
+    return claimed if claimed.isprintable() else "".join(c if c.isprintable() else "\ufffd" for c in claimed)
 
 
 def skipped_row(counts: dict[str | None, int], total: int, bucket: _TokenBucket) -> dict[str, Any]:
