@@ -368,10 +368,20 @@ class AutoPolicy:
             "authorize": self.authorize,
         }
 
-    def due(self, state: str, waited_seconds: float, queries: int) -> bool:
+    def wait_cutoff(self, now: float) -> float | None:
+        """The latest ``state_since`` whose wait by time is over at ``now`` (None: no wait by time). The
+        one comparison the A2 query and a clock move's batch read (SQL ``state_since <= cutoff``) both
+        make: the policy computed ``now - since >= after_seconds`` instead, which in floating point
+        disagreed with the read (a clock advanced by exactly ``after_seconds`` left one applyment in
+        four of a fractional wait in audit, while the read took it as due)."""
+        return None if self.after_seconds is None else now - self.after_seconds
+
+    def due(self, state: str, since: float, now: float, queries: int) -> bool:
+        """In WAITTING_FOR_AUDIT since ``since`` and queried ``queries`` times: take the step at ``now``?"""
         if state != AUDIT:
             return False
-        by_time = self.after_seconds is not None and waited_seconds >= self.after_seconds
+        cutoff = self.wait_cutoff(now)
+        by_time = cutoff is not None and since <= cutoff
         by_queries = self.after_queries is not None and queries >= self.after_queries
         return by_time or by_queries
 

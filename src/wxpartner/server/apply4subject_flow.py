@@ -223,6 +223,12 @@ def advance(repo: Apply4SubjectRepo, app: Applyment, policy: d.AutoPolicy, now: 
     """The sandbox auto policy's step, once ``policy.due(...)``: from WAITTING_FOR_AUDIT only (a
     concurrent query that advanced it first leaves this one nothing to do, and so does a cancel that
     came first: its merchant numbers are not authorized)."""
+    _step(repo, app, policy, now)
+    return repo.by_id(app.applyment_id) or app
+
+
+def _step(repo: Apply4SubjectRepo, app: Applyment, policy: d.AutoPolicy, now: float) -> bool:
+    """The policy's step for ``app`` if it is still in WAITTING_FOR_AUDIT: True iff this call made it."""
     target = policy.target
     reject_param, reject_reason = d.kept_reasons(target, policy.reject_param, policy.reject_reason)
     moved = repo.transition(
@@ -230,21 +236,23 @@ def advance(repo: Apply4SubjectRepo, app: Applyment, policy: d.AutoPolicy, now: 
     )
     if moved and policy.outcome == "pass" and policy.authorize:
         repo.authorize(app.mchid, app.confirm_mchids, app.applyment_id, now)
-    return repo.by_id(app.applyment_id) or app
+    return moved
 
 
 def advance_waited(repo: Apply4SubjectRepo, now: float, limit: int = 200) -> int:
     """A clock move's share of the auto policy: applyments that have waited ``after_seconds`` in
-    WAITTING_FOR_AUDIT take the step A2 would take on their next query, as of ``now``; returns how
-    many moved (one batch of ``limit``: the caller runs it again until it returns 0)."""
+    WAITTING_FOR_AUDIT take the step A2 would take on their next query, as of ``now``. Returns how
+    many this call moved (one batch of ``limit``), not counting those another writer moved first
+    (another host's settling, a query, a cancel): it counted them, so two hosts settling at once each
+    said they had advanced them. 0 with applyments still due means another writer took the whole batch
+    (on PostgreSQL, after this one waited for its commit): the caller reads again."""
     policy = repo.policy()
-    if policy is None or policy.after_seconds is None:
+    cutoff = None if policy is None else policy.wait_cutoff(now)
+    if policy is None or cutoff is None:
         return 0  # the common case: one read
     moved = 0
-    for app in repo.waiting_since(d.AUDIT, now - policy.after_seconds, limit):
-        if policy.due(app.state, now - app.state_since, app.query_count) and (
-            advance(repo, app, policy, now).state != d.AUDIT
-        ):
+    for app in repo.waiting_since(d.AUDIT, cutoff, limit):  # the policy's own cutoff: every one is due
+        if policy.due(app.state, app.state_since, now, app.query_count) and _step(repo, app, policy, now):
             moved += 1
     return moved
 

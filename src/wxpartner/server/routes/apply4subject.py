@@ -82,7 +82,7 @@ def query(ctx: Ctx, path: dict[str, str], query: QueryApplymentQuery) -> Applyme
             Apply4SubjectRepo(conn), ctx.mchid, query.applyment_id, query.business_code
         )
     now = ctx.now_ts
-    if policy is not None and policy.due(app.state, now - app.state_since, app.query_count):
+    if policy is not None and policy.due(app.state, app.state_since, now, app.query_count):
         with ctx.write() as conn:
             app = flow.advance(Apply4SubjectRepo(conn), app, policy, now)
     return ApplymentResult(
@@ -132,17 +132,31 @@ def merchant_state(ctx: Ctx, path: MerchantStatePath) -> MerchantAuthorizeState:
 def settle_waited(state: AppState) -> int:
     """SETTLE_HOOKS: one batch of the applyments the auto policy's ``after_seconds`` is due for (what
     their next A2 query would do), so a clock move shows its effect at once on the control API's list
-    and the dashboard. A read first: no policy by time, or nothing due, takes no write lock."""
-    with state.db.read() as conn:
-        repo = Apply4SubjectRepo(conn)
-        policy = repo.policy()
-        if policy is None or policy.after_seconds is None:
+    and the dashboard; how many this call moved, 0 only once none is due. A read first: no policy by
+    time, or nothing due, takes no write lock.
+
+    Two settlers (hosts, workers) can read the same batch on PostgreSQL, each in its own snapshot; the
+    one that waited on the other's row locks then moves none of it, and its 0 would end the clock
+    move's settling with later applyments still due. It reads again instead: it has waited for the
+    other's commit, which took every applyment of its batch out of audit. No spinning: the read and
+    the policy decide by one cutoff (``AutoPolicy.wait_cutoff``), so an applyment the read returns
+    moves unless another writer moved it; and should the longest-waiting one come back unchanged
+    after a batch that moved nothing, nothing this hook can do would move it, and it stops."""
+    last: tuple[int, float] | None = None
+    while True:
+        with state.db.read() as conn:
+            repo = Apply4SubjectRepo(conn)
+            policy = repo.policy()
+            cutoff = None if policy is None else policy.wait_cutoff(flow.business_now(conn))
+            if cutoff is None:
+                return 0
+            first = repo.waiting_since(d.AUDIT, cutoff, 1)
+        if not first or (first[0].applyment_id, first[0].state_since) == last:
             return 0
-        now = flow.business_now(conn)
-        if not repo.waiting_since(d.AUDIT, now - policy.after_seconds, 1):
-            return 0
-    with state.db.write() as conn:
-        return flow.advance_waited(Apply4SubjectRepo(conn), flow.business_now(conn))
+        last = (first[0].applyment_id, first[0].state_since)
+        with state.db.write() as conn:
+            if moved := flow.advance_waited(Apply4SubjectRepo(conn), flow.business_now(conn)):
+                return moved
 
 
 SETTLE_HOOKS.append(settle_waited)
