@@ -459,3 +459,88 @@ def test_a_step_overtaken_by_another_names_the_state_it_met(
         "issue": "freeze is possible only from " + AUDIT,
     }
     assert state_of(chan, applyment_id) == CONFIRM_CONTACT
+
+
+def test_a_scenario_applyment_keeps_the_reasons_its_state_shows(chan: ApiClient, control: TestClient) -> None:
+    """A scenario's applyment follows the rule every other path does (``kept_reasons``): a FREEZED one
+    without a reason showed none (the freeze action and the auto policy give FREEZE_REASON), a REJECTED
+    one without param and reason answered A2 with neither (the reject action refuses that), and a
+    reason given for a state that does not show it was stored anyway (the control API listed a PASSED
+    applyment with a reject_reason). The load says what it dropped."""
+    section = {
+        "applyments": [
+            {"mchid": SP_A, "business_code": "frozen", "state": "APPLYMENT_STATE_FREEZED"},
+            {"mchid": SP_A, "business_code": "rejected", "state": "APPLYMENT_STATE_REJECTED"},
+            {
+                "mchid": SP_A,
+                "business_code": "passed",
+                "state": "APPLYMENT_STATE_PASSED",
+                "reject_param": "merchant_name",
+                "reject_reason": "名称不一致",
+            },
+        ]
+    }
+    resp = control.post("/sandbox/scenario", json={"apply4subject": section})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["apply4subject"]["warnings"] == [
+        "applyments[2]: reject_param and reject_reason are kept in APPLYMENT_STATE_REJECTED "
+        "(reject_reason also in APPLYMENT_STATE_FREEZED): dropped for APPLYMENT_STATE_PASSED"
+    ]
+    frozen = query(chan, business_code="frozen").json()
+    assert frozen["reject_reason"] == FREEZE_REASON
+    rejected = query(chan, business_code="rejected").json()
+    assert rejected["reject_param"] == "merchant_name" and rejected["reject_reason"]
+    listed = {a["business_code"]: a for a in control.get("/sandbox/apply4subject/applyments").json()["data"]}
+    assert listed["passed"]["reject_param"] is None and listed["passed"]["reject_reason"] is None
+
+
+def test_a_scenario_authorizes_only_what_the_authorize_step_could(
+    chan: ApiClient, control: TestClient
+) -> None:
+    """``authorized: true`` authorized the listed merchant numbers whatever the applyment's state: one
+    still in audit made them AUTHORIZED (A4) though nothing had passed, which the authorize step refuses
+    (only from PASSED or FREEZED); and with no confirm_mchid_list it authorized nothing, silently.
+    Both are refused now, naming the entry, and nothing of the scenario is loaded."""
+    for entry, fragment in (
+        (
+            {"business_code": "in_audit", "confirm_mchid_list": [SUB_X], "authorized": True},
+            "apply4subject.applyments[0].authorized: authorize is possible only from",
+        ),
+        (
+            {"business_code": "no_numbers", "state": "APPLYMENT_STATE_PASSED", "authorized": True},
+            "apply4subject.applyments[0].authorized: no confirm_mchid_list to authorize",
+        ),
+    ):
+        resp = control.post(
+            "/sandbox/scenario", json={"apply4subject": {"applyments": [{"mchid": SP_A, **entry}]}}
+        )
+        assert resp.status_code == 400, resp.text
+        assert fragment in resp.json()["message"], resp.json()["message"]
+        assert query(chan, business_code=str(entry["business_code"])).status_code == 404
+    assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_UNAUTHORIZED"
+
+
+def test_a_scenario_entry_for_an_existing_business_code_says_it_changed_nothing(
+    chan: ApiClient, control: TestClient
+) -> None:
+    """Loading a scenario again with an applyment's state changed left the stored one as it was,
+    silently: the caller's A2 then answered the old state. The load keeps it (a scenario loads onto
+    what is there) and says so."""
+    first = {"applyments": [{"mchid": SP_A, "business_code": "again"}]}
+    assert (
+        "warnings"
+        not in control.post("/sandbox/scenario", json={"apply4subject": first}).json()["apply4subject"]
+    )
+    assert (
+        "warnings"
+        not in control.post("/sandbox/scenario", json={"apply4subject": first}).json()["apply4subject"]
+    )
+    changed = {"applyments": [{"mchid": SP_A, "business_code": "again", "state": "APPLYMENT_STATE_PASSED"}]}
+    report = control.post("/sandbox/scenario", json={"apply4subject": changed}).json()["apply4subject"]
+    assert report["warnings"] == [
+        "applyments[0].business_code: again exists in APPLYMENT_STATE_WAITTING_FOR_AUDIT and was left as it is "
+        "(POST /sandbox/reset first to load it anew)"
+    ]
+    assert (
+        query(chan, business_code="again").json()["applyment_state"] == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+    )

@@ -100,6 +100,12 @@ def action_for(name: str, state: str) -> Action:
     return action
 
 
+def dropped_reasons(state: str, reject_param: str | None, reject_reason: str | None) -> bool:
+    """True when a reject_param or reject_reason given for an applyment in ``state`` is not kept."""
+    kept_param, kept_reason = kept_reasons(state, reject_param, reject_reason)
+    return (bool(reject_param) and kept_param is None) or (bool(reject_reason) and kept_reason is None)
+
+
 def cancel_changes(state: str) -> bool:
     """True: move to CANCELED; False: already cancelled (idempotent 204); refused otherwise."""
     if state == CANCELED:
@@ -296,13 +302,20 @@ OUTCOMES = {"approve": CONFIRM_CONTACT, "pass": PASSED, "reject": REJECTED, "fre
 FREEZE_REASON = "主体已入驻，请联系人扫码授权"
 
 
+# The sandbox's rejection nobody gave a field and reason for (a scenario's REJECTED applyment): the
+# auto policy's defaults, the spec's example.
+REJECT_PARAM = "merchant_name"
+REJECT_REASON = "公司名称与工商局登记不一致"
+
+
 def kept_reasons(
     target: str, reject_param: str | None, reject_reason: str | None
 ) -> tuple[str | None, str | None]:
     """What a move to ``target`` stores: ``reject_param`` in REJECTED only, ``reject_reason`` in
-    REJECTED and FREEZED (a freeze without one gets FREEZE_REASON), neither elsewhere."""
+    REJECTED and FREEZED (a rejection without them gets REJECT_PARAM and REJECT_REASON, a freeze
+    without one FREEZE_REASON), neither elsewhere."""
     if target == REJECTED:
-        return reject_param, reject_reason
+        return reject_param or REJECT_PARAM, reject_reason or REJECT_REASON
     if target == FREEZED:
         return None, reject_reason or FREEZE_REASON
     return None, None
@@ -316,8 +329,8 @@ class AutoPolicy:
     outcome: str = "approve"
     after_seconds: float | None = None
     after_queries: int | None = None
-    reject_param: str = "merchant_name"
-    reject_reason: str = "公司名称与工商局登记不一致"
+    reject_param: str = REJECT_PARAM
+    reject_reason: str = REJECT_REASON
     authorize: bool = False  # with outcome "pass": complete the authorization too
 
     FIELDS = ("outcome", "after_seconds", "after_queries", "reject_param", "reject_reason", "authorize")

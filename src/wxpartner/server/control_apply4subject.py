@@ -263,6 +263,11 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
         if (warning := _owner_warning(conn, i, spec.mchid)) is not None:
             warnings.append(warning)
         app = repo.by_code(spec.mchid, spec.business_code)
+        if app is not None and app.state != spec.state:
+            warnings.append(
+                f"applyments[{i}].business_code: {spec.business_code} exists in {app.state} and was left "
+                "as it is (POST /sandbox/reset first to load it anew)"
+            )
         if app is None:
             app = repo.insert(
                 mchid=spec.mchid,
@@ -277,21 +282,45 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
             )
             if app is None:
                 raise scenario.ScenarioError(f"apply4subject: {spec.business_code} could not be created")
-            if spec.reject_param or spec.reject_reason:
+            if d.dropped_reasons(spec.state, spec.reject_param, spec.reject_reason):
+                warnings.append(
+                    f"applyments[{i}]: reject_param and reject_reason are kept in {d.REJECTED} "
+                    f"(reject_reason also in {d.FREEZED}): dropped for {spec.state}"
+                )
+            reject_param, reject_reason = d.kept_reasons(spec.state, spec.reject_param, spec.reject_reason)
+            if reject_param or reject_reason:  # a freeze or rejection shows its reason, however it came
                 repo.transition(
                     app.applyment_id,
                     [spec.state],
                     spec.state,
                     now,
-                    reject_param=spec.reject_param,
-                    reject_reason=spec.reject_reason,
+                    reject_param=reject_param,
+                    reject_reason=reject_reason,
                 )
         if spec.authorized:
-            repo.authorize(spec.mchid, spec.confirm_mchid_list, app.applyment_id, now)
+            _check_authorized(i, app)
+            repo.authorize(spec.mchid, app.confirm_mchids, app.applyment_id, now)
         made.append(app.applyment_id)
     for auth in section.authorizations:
         repo.authorize(auth.mchid, [auth.sub_mchid], None, now)
     lctx.report["apply4subject"] = {"applyment_ids": made, **({"warnings": warnings} if warnings else {})}
+
+
+def _check_authorized(i: int, app: Applyment) -> None:
+    """``authorized: true`` is the authorize step (``d.ACTIONS["authorize"]``): from PASSED or FREEZED
+    only, for the applyment's confirm_mchid_list. It authorized any state's numbers (A4 said AUTHORIZED
+    for an applyment still in audit), and none, silently, without a list."""
+    where = f"apply4subject.applyments[{i}].authorized"
+    try:
+        d.action_for("authorize", app.state)
+    except d.StepRefused as exc:
+        raise scenario.ScenarioError(
+            f"{where}: {exc.detail['issue']} (this applyment is in {app.state})"
+        ) from exc
+    if not app.confirm_mchids:
+        raise scenario.ScenarioError(
+            f"{where}: no confirm_mchid_list to authorize (a merchant number alone: authorizations)"
+        )
 
 
 def _owner_warning(conn: Connection, i: int, mchid: str) -> str | None:
