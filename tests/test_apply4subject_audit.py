@@ -544,3 +544,28 @@ def test_a_scenario_entry_for_an_existing_business_code_says_it_changed_nothing(
     assert (
         query(chan, business_code="again").json()["applyment_state"] == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
     )
+
+
+def test_an_auto_policy_authorize_that_could_never_happen_is_said(control: TestClient) -> None:
+    """``authorize: true`` completes the authorization only with ``outcome: pass`` (the one outcome that
+    reaches PASSED); with approve, reject or freeze the PUT answered 200 and echoed it, and no merchant
+    number was ever authorized. The PUT refuses it now; a scenario (older exports may hold one) loads
+    the policy without it and warns."""
+    for outcome in ("approve", "reject", "freeze"):
+        resp = control.put(
+            "/sandbox/apply4subject/auto-policy",
+            json={"outcome": outcome, "after_queries": 1, "authorize": True},
+        )
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["code"] == "PARAM_ERROR"
+        assert "authorize: true needs outcome pass" in resp.json()["message"]
+    assert control.get("/sandbox/apply4subject/auto-policy").json() == {"auto_policy": None}
+    policy = {"outcome": "approve", "after_queries": 1, "authorize": True}
+    loaded = control.post("/sandbox/scenario", json={"apply4subject": {"auto_policy": policy}})
+    assert loaded.status_code == 200, loaded.text
+    assert loaded.json()["apply4subject"]["warnings"] == [
+        "auto_policy.authorize: authorize: true needs outcome pass (the only outcome that reaches "
+        "APPLYMENT_STATE_PASSED), not approve: loaded as false"
+    ]
+    kept = control.get("/sandbox/apply4subject/auto-policy").json()["auto_policy"]
+    assert kept["outcome"] == "approve" and kept["authorize"] is False

@@ -389,6 +389,12 @@ class AutoPolicy:
         four of a fractional wait in audit, while the read took it as due)."""
         return None if self.after_seconds is None else now - self.after_seconds
 
+    def authorize_unused(self) -> str | None:
+        """Why ``authorize`` can never act (set with an outcome other than pass), else None."""
+        if self.authorize and self.outcome != "pass":
+            return f"authorize: true needs outcome pass (the only outcome that reaches {PASSED}), not {self.outcome}"
+        return None
+
     def due(self, state: str, since: float, now: float, queries: int) -> bool:
         """In WAITTING_FOR_AUDIT since ``since`` and queried ``queries`` times: take the step at ``now``?"""
         if state != AUDIT:

@@ -12,6 +12,7 @@ authorization, plus the ``apply4subject`` scenario section and the reset hook.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from typing import Annotated, Any, Literal
 
@@ -159,6 +160,8 @@ async def auto_policy(request: Request) -> Response:
             policy = d.AutoPolicy.parse(body)
         except ValueError as exc:
             raise bad(str(exc), location="body", issue="invalid") from exc
+        if (unused := policy.authorize_unused()) is not None:  # echoed, it looked as if it would act
+            raise bad(unused, field="authorize", location="body", issue="invalid", value=True)
 
     def apply() -> d.AutoPolicy | None:
         if request.method == "GET":  # a read, not the single writer's turn
@@ -254,11 +257,15 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
     except ValueError as exc:
         raise scenario.ScenarioError(f"apply4subject.auto_policy: {exc}") from exc
     repo = Apply4SubjectRepo(conn)
+    warnings: list[str] = []
+    if policy is not None and (unused := policy.authorize_unused()) is not None:
+        # Refused by the PUT; an older export may hold one, and must load.
+        warnings.append(f"auto_policy.authorize: {unused}: loaded as false")
+        policy = dataclasses.replace(policy, authorize=False)
     if policy is not None:
         repo.set_policy(policy)
     now = flow.business_now(conn)
     made: list[int] = []
-    warnings: list[str] = []
     for i, spec in enumerate(section.applyments):
         if (warning := _owner_warning(conn, i, spec.mchid)) is not None:
             warnings.append(warning)
