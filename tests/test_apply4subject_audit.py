@@ -569,3 +569,24 @@ def test_an_auto_policy_authorize_that_could_never_happen_is_said(control: TestC
     ]
     kept = control.get("/sandbox/apply4subject/auto-policy").json()["auto_policy"]
     assert kept["outcome"] == "approve" and kept["authorize"] is False
+
+
+def test_an_authorize_step_with_no_merchant_number_is_refused(
+    chan: ApiClient, control: TestClient, http: TestClient
+) -> None:
+    """An applyment without confirm_mchid_list: the authorize step (control API, confirmation page) and
+    a pass with authorize answered as done and authorized nothing, so the next A4 said UNAUTHORIZED
+    with no hint why. Now 400 naming sub_mchids (the page says it), and the pass does not happen."""
+    passed = submit_ok(chan, "nothing_listed", confirm=[])
+    act_ok(control, passed, "pass")
+    resp = act(control, passed, "authorize")
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["code"] == "PARAM_ERROR" and "sub_mchids" in resp.json()["message"]
+    in_audit = submit_ok(chan, "nothing_listed_2", confirm=[])
+    resp = act(control, in_audit, "pass", authorize=True)
+    assert resp.status_code == 400, resp.text
+    assert state_of(chan, in_audit) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+    path = act_ok(control, passed, "authorize", sub_mchids=[SUB_Y])["confirm_url"].split("8080", 1)[1]
+    assert _authorize_state(chan, SUB_Y) == "AUTHORIZE_STATE_AUTHORIZED"
+    page = http.post(path, data={"step": "authorize"})
+    assert page.status_code == 200 and "no merchant number to authorize" in page.text

@@ -279,6 +279,12 @@ def apply_action(
     if any(not is_id_text(s) or len(s) > 32 for s in sub_mchids or []):
         raise BadActionInput("sub_mchids are merchant numbers (digits)")
     action = d.action_for(name, app.state)
+    authorizes = name == "authorize" or (authorize and action.target == d.PASSED)
+    targets = list(dict.fromkeys([*app.confirm_mchids, *(sub_mchids or [])]))
+    if authorizes and not targets:  # it answered as done, and the next A4 said UNAUTHORIZED
+        raise BadActionInput(
+            "no merchant number to authorize: the applyment has no confirm_mchid_list; give sub_mchids"
+        )
     if action.target is not None:
         kept_param, kept_reason = d.kept_reasons(action.target, reject_param, reject_reason)
         moved = repo.transition(
@@ -294,7 +300,6 @@ def apply_action(
             raise d.StepRefused(
                 action, current.state, f"the applyment changed meanwhile; {name} is no longer possible"
             )
-    if name == "authorize" or (authorize and action.target == d.PASSED):
-        targets = list(dict.fromkeys([*app.confirm_mchids, *(sub_mchids or [])]))
+    if authorizes:
         repo.authorize(app.mchid, targets, app.applyment_id, now)
     return repo.by_id(app.applyment_id) or app
