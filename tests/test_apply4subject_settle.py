@@ -56,9 +56,12 @@ def test_a_settling_that_finds_its_batch_taken_by_another_settles_on(
     settings: Settings, database_url: str, backend: str
 ) -> None:
     """Two settlers (hosts, workers) read the same batch of due applyments on PostgreSQL, each in its own
-    snapshot. The one that waited on the other's row locks found every applyment of it moved and
-    stopped: the clock move answered ``settled_all`` with the applyments after that batch still in
-    audit. Here the other settler holds the first batch moved, not yet committed, until this one waits."""
+    snapshot; the one that waits on the other's row locks then moves none of its batch. It counted them
+    as its own (an applyment no longer in audit counted as moved): the clock move here answered 230
+    advanced while it made 30, and two hosts' answers added up to more than there were. Counting only
+    its own steps, that batch makes 0, which must not end the settling while the applyments after it
+    are still due. Here the other settler holds the first batch moved, not yet committed, until this
+    one waits on it."""
     if backend == "sqlite":
         pytest.skip("SQLite: one writer at a time, and a settling reads its batch inside its write lock")
     with _quiet(settings) as (app, control):
