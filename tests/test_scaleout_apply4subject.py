@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -106,3 +107,47 @@ def test_auto_passes_authorizing_shared_merchants_in_opposite_orders_never_deadl
                 state = clients[1].get(f"{BASE}/merchants/{sub}/state").json()["authorize_state"]
                 assert state == AUTHORIZED or failed, (sub, state)
     assert not failed, failed
+
+
+def test_clock_moves_settling_on_both_hosts_at_once_make_each_step_once_and_leave_none_due(
+    hosts: tuple[LiveServer, LiveServer],
+) -> None:
+    """Two hosts' clock moves settle the same due applyments at once, batch by batch (200). Each
+    answers what it made: together exactly the applyments there were (a host counted those the other
+    had moved first as its own), and when both have answered none is left in audit."""
+    a, b = hosts
+    n = 1000
+    with a.control() as on_a, b.control() as on_b:
+        section = {
+            "auto_policy": {"outcome": "approve", "after_seconds": 600},
+            "applyments": [{"mchid": SP_A, "business_code": f"both_{i:04d}"} for i in range(n)],
+        }
+        assert on_a.post("/sandbox/scenario", json={"apply4subject": section}).status_code == 200
+        # Every one due at once, none moved yet: the wait shortened to nothing.
+        shortened = {"outcome": "approve", "after_seconds": 0}
+        assert on_a.put("/sandbox/apply4subject/auto-policy", json=shortened).status_code == 200
+
+        def move(control: httpx.Client) -> dict[str, Any]:
+            moved = control.post("/sandbox/clock", json={"advance": 0}, timeout=60)
+            assert moved.status_code == 200, moved.text
+            body: dict[str, Any] = moved.json()
+            return body
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(move, (on_a, on_b)))
+        made = [answer["settled"]["applyments_advanced"] for answer in answers]
+        assert sum(made) == n and all(answer["settled_all"] for answer in answers), answers
+        assert _states(on_b) == {"APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT": n}
+
+
+def _states(control: httpx.Client) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    offset: int | None = 0
+    while offset is not None:
+        page = control.get(
+            "/sandbox/apply4subject/applyments", params={"limit": 500, "offset": offset}
+        ).json()
+        for applyment in page["data"]:
+            counts[applyment["applyment_state"]] = counts.get(applyment["applyment_state"], 0) + 1
+        offset = page["next_offset"]
+    return counts
