@@ -680,3 +680,47 @@ def test_a_scenario_error_splits_its_entry_from_its_reason() -> None:
     for message in ("not valid YAML/JSON: x", "cannot read scenario /tmp/a: gone", "a scenario is a mapping"):
         assert scenario.ScenarioError(message).where is None
         assert scenario.ScenarioError(message).reason == message
+
+
+def test_a_reload_changes_only_what_the_entry_names(db: Database, tmp_path: Path) -> None:
+    """Reloading ``{mchid, key_mode}`` (the README's way to switch a merchant's mode) reset the role to
+    service_provider and dropped the APIv3 key, the notify URL and the name: every callback of the
+    merchant then failed to encrypt. Now the entry's named values change, the rest stays; a value named
+    as null is cleared; a new merchant still gets the defaults."""
+    full = {
+        "mchid": NEW_SP,
+        "name": "Platform",
+        "role": "platform",
+        "apiv3_key": "B" * 32,
+        "notify_url": "https://platform.example/notify",
+    }
+    scenario.load_scenario(db, {"merchants": [full]}, base_dir=tmp_path, data_dir=tmp_path)
+    partial = {"merchants": [{"mchid": NEW_SP, "key_mode": "migrating"}, {"mchid": "1888000999"}]}
+    scenario.load_scenario(db, partial, base_dir=tmp_path, data_dir=tmp_path)
+    with db.read() as conn:
+        kept, fresh = registry.get_merchant(conn, NEW_SP), registry.get_merchant(conn, "1888000999")
+    assert kept is not None and fresh is not None
+    assert (kept.name, kept.role.value, kept.apiv3_key, kept.notify_url, kept.key_mode) == (
+        "Platform",
+        "platform",
+        "B" * 32,
+        "https://platform.example/notify",
+        KeyMode.MIGRATING,
+    )
+    assert (fresh.role.value, fresh.apiv3_key, fresh.notify_url, fresh.key_mode) == (
+        "service_provider",
+        None,
+        None,
+        KeyMode.PUBLIC_KEY,
+    )
+    cleared = {"merchants": [{"mchid": NEW_SP, "notify_url": None, "role": "service_provider"}]}
+    scenario.load_scenario(db, cleared, base_dir=tmp_path, data_dir=tmp_path)
+    with db.read() as conn:
+        after = registry.get_merchant(conn, NEW_SP)
+    assert after is not None
+    assert (after.notify_url, after.role.value, after.apiv3_key, after.key_mode) == (
+        None,
+        "service_provider",
+        "B" * 32,
+        KeyMode.MIGRATING,
+    )

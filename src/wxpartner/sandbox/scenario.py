@@ -208,11 +208,26 @@ def _check_owner(conn: Connection, serial: str, mchid: str, where: str) -> None:
         raise ScenarioError(f"{where}: certificate {serial} is already registered to merchant {owner}")
 
 
-def _load_merchant(conn: Connection, spec: MerchantSpec, lctx: LoadContext) -> None:
-    registry.upsert_merchant(
-        conn,
-        Merchant(spec.mchid, spec.name, spec.role, spec.apiv3_key, spec.key_mode, spec.notify_url),
+def _merged(existing: Merchant | None, spec: MerchantSpec) -> Merchant:
+    """The merchant an entry leaves: a new one with the entry's values (defaults where it leaves one
+    out); one already registered keeps whatever the entry does not name (a reload of ``{mchid, key_mode}``
+    reset its role to service_provider and dropped its APIv3 key and notify URL). A value the entry
+    names, ``null`` included, is set."""
+    given = spec.model_fields_set
+    if existing is None:
+        return Merchant(spec.mchid, spec.name, spec.role, spec.apiv3_key, spec.key_mode, spec.notify_url)
+    return Merchant(
+        spec.mchid,
+        spec.name if "name" in given else existing.name,
+        spec.role if "role" in given else existing.role,
+        spec.apiv3_key if "apiv3_key" in given else existing.apiv3_key,
+        spec.key_mode if "key_mode" in given else existing.key_mode,
+        spec.notify_url if "notify_url" in given else existing.notify_url,
     )
+
+
+def _load_merchant(conn: Connection, spec: MerchantSpec, lctx: LoadContext) -> None:
+    registry.upsert_merchant(conn, _merged(registry.get_merchant(conn, spec.mchid), spec))
     made: list[dict[str, str]] = []
     for i, cert in enumerate(spec.certificates):
         where = f"merchants[{spec.mchid}].certificates[{i}]"
