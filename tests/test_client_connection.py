@@ -255,3 +255,49 @@ def test_the_file_may_be_named_by_its_data_dir_and_a_bad_one_is_a_configuration_
     (tmp_path / "list.json").write_text("[]")
     with pytest.raises(ConfigurationError, match=r"list\.json' holds no JSON object"):
         Client.from_connection_info(tmp_path / "list.json")
+
+
+def _layouts(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """connection.json as this version writes it, as a version before ``merchants`` wrote it, and a copy
+    whose top level was edited to act as the channel (as older files allowed)."""
+    channel = info["merchants"]["channel"]
+    edited = {**info, **{name: channel[name] for name in ("mchid", "serial_no", "private_key_path")}}
+    return {
+        "merchants": info,
+        "older": {key: value for key, value in info.items() if key != "merchants"},
+        "edited": edited,
+    }
+
+
+@pytest.mark.parametrize("layout", ["merchants", "older", "edited"])
+def test_the_cli_and_the_sdk_read_the_same_settings_from_every_layout(
+    server: WxPartnerServer, tmp_path: Path, layout: str
+) -> None:
+    """One reading of connection.json for both: an older file gave the SDK's channel the file's WeChat Pay
+    public key and the CLI's none (its answers were 'unknown WeChat Pay key' without a sandbox token),
+    the SDK's service provider no platform certificate where the CLI's had it, and in an edited copy
+    ``--merchant service_provider`` was the unedited entry where the SDK read the edited top level."""
+    from wxpartner.cli._apiv3 import acting_as, platform_keys
+    from wxpartner.cli._http import Target
+    from wxpartner.protocol import keys as k
+
+    info = {key: value for key, value in _layouts(server.info)[layout].items() if key != "sandbox_token"}
+    (tmp_path / "connection.json").write_text(json.dumps(info))
+    target = Target(None, str(tmp_path), "", "")  # no token: only the file's keys verify
+    for merchant in ("service_provider", "channel"):
+        with Client.from_connection_info(tmp_path, merchant=merchant) as sdk:  # type: ignore[arg-type]
+            settings = acting_as(target, merchant, None)
+            cli_keys = set(platform_keys(target, settings))
+            assert (settings["mchid"], settings["serial_no"], settings.get("apiv3_key")) == (
+                sdk.mchid,
+                sdk.config.serial_no,
+                sdk.config.apiv3_key,
+            ), (layout, merchant)
+            cli_key = k.load_private_key(Path(settings["private_key_path"]).read_bytes())
+            assert (
+                cli_key.public_key().public_numbers() == sdk.config.private_key.public_key().public_numbers()
+            )
+            sdk_keys = set(sdk.keys.public_key_ids) | set(sdk.keys.certificate_serials)
+            assert cli_keys == sdk_keys and sdk_keys, (layout, merchant, cli_keys, sdk_keys)
+            if merchant == "service_provider":  # no --merchant: the same merchant
+                assert acting_as(target, None, None)["mchid"] == sdk.mchid

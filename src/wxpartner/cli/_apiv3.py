@@ -14,6 +14,8 @@ import click
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ..client.base import connection_merchants
+from ..client.errors import ConfigurationError
 from ..protocol import constants as c
 from ..protocol import keys as k
 from ..protocol.authorization import Authorization
@@ -65,54 +67,17 @@ def merchant_option(fn: F) -> F:
     )(fn)
 
 
-# a merchant's settings in connection.json (top level: the service provider's; each `merchants` entry)
-MERCHANT_SETTINGS = (
-    "mchid",
-    "serial_no",
-    "private_key_path",
-    "apiv3_key",
-    "wechatpay_public_key_id",
-    "wechatpay_public_key_path",
-    "platform_certificate_serial",
-    "platform_certificate_path",
-)
-
-
-def _older_entries(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """A file written before ``merchants`` existed: the top level (the service provider) and the
-    ``channel_*`` fields, as the SDK's ``from_connection_info`` reads it."""
-    found: dict[str, dict[str, Any]] = {}
-    if info.get("mchid"):
-        found["service_provider"] = {name: info.get(name) for name in MERCHANT_SETTINGS}
-    if info.get("channel_mchid"):
-        found["channel"] = {
-            "mchid": info.get("channel_mchid"),
-            "serial_no": info.get("channel_serial_no"),
-            "private_key_path": info.get("channel_private_key_path"),
-        }
-    return found
-
-
 def _entries(t: Target) -> dict[str, dict[str, Any]]:
-    """connection.json's ``merchants``, each entry's settings checked to be text (a hand-edited number
-    was a TypeError traceback)."""
-    found = t.info.get("merchants")
-    if found is None:
-        found = _older_entries(t.info)
-    where = t.connection_path
-    if not isinstance(found, dict) or not all(isinstance(e, dict) for e in found.values()):
+    """connection.json's demo merchants by name, read as the SDK's ``from_connection_info`` reads them
+    (``connection_merchants``: this version's ``merchants`` and older files' top-level and ``channel_*``
+    fields alike), each entry's settings checked to be text (a hand-edited number was a TypeError
+    traceback)."""
+    try:
+        return connection_merchants(t.info)
+    except ConfigurationError as exc:
         raise click.ClickException(
-            f"connection settings {where}: merchants is not an object of merchant entries; restart "
-            "`wxpartner serve` to write the file again"
-        )
-    for name, entry in found.items():
-        for setting in MERCHANT_SETTINGS:
-            if entry.get(setting) is not None and not isinstance(entry[setting], str):
-                raise click.ClickException(
-                    f"connection settings {where}: merchants.{name}.{setting} is not a string; restart "
-                    "`wxpartner serve` to write the file again"
-                )
-    return found
+            f"connection settings {t.connection_path}: {exc}; restart `wxpartner serve` to write the file again"
+        ) from None
 
 
 def _choices(entries: dict[str, dict[str, Any]]) -> str:
@@ -146,7 +111,9 @@ def acting_as(t: Target, merchant: str | None, mchid: str | None) -> dict[str, A
             "or pass --mchid, --serial and --key for another merchant"
         )
     if mchid is None or mchid == t.info.get("mchid"):
-        return dict(t.info)
+        # the service provider as from_connection_info reads it (older files and edited copies alike)
+        sp = entries.get("service_provider")
+        return {**sp, "merchant": "service_provider"} if sp else dict(t.info)
     for name, entry in entries.items():
         if entry.get("mchid") == mchid:
             return {**entry, "merchant": name}

@@ -160,12 +160,11 @@ class BaseClient:
         data = read_connection_info(info) if isinstance(info, str | Path) else info
         if merchant not in ("service_provider", "channel"):
             raise ConfigurationError(f"merchant must be 'service_provider' or 'channel', got {merchant!r}")
-        entries = data.get("merchants")
-        if isinstance(entries, Mapping) and not edited_top_level(data, entries):
-            # each merchant with its own keys (this version's files)
-            mchid, serial_no, private_key, kwargs = merchant_settings(cls.__name__, entries, merchant)
-        else:
-            mchid, serial_no, private_key, kwargs = older_file_settings(cls.__name__, data, merchant)
+        try:
+            entries = connection_merchants(data)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"connection info: {exc}") from None
+        mchid, serial_no, private_key, kwargs = merchant_settings(cls.__name__, entries, merchant)
         kwargs["base_url"] = data["base_url"]
         own_http = overrides.get("http_client") is not None or overrides.get("transport") is not None
         if data.get("tls_ca_path") and not own_http:  # serve --tls: its authority, besides httpx's
@@ -206,6 +205,15 @@ def read_connection_info(where: str | Path) -> Mapping[str, Any]:
 
 
 IDENTITY = ("mchid", "serial_no", "private_key_path")
+# A merchant's settings in connection.json: its identity, its APIv3 key, the WeChat Pay keys that sign
+# its answers (each ``merchants`` entry; the top level is the service provider's).
+WECHATPAY_KEY_SETTINGS = (
+    "wechatpay_public_key_id",
+    "wechatpay_public_key_path",
+    "platform_certificate_serial",
+    "platform_certificate_path",
+)
+MERCHANT_SETTINGS = (*IDENTITY, "apiv3_key", *WECHATPAY_KEY_SETTINGS)
 
 
 def edited_top_level(data: Mapping[str, Any], entries: Mapping[str, Any]) -> bool:
@@ -218,14 +226,56 @@ def edited_top_level(data: Mapping[str, Any], entries: Mapping[str, Any]) -> boo
     return any(data.get(name) != sp.get(name) for name in IDENTITY)
 
 
+def connection_merchants(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """connection.json's demo merchants by name (``service_provider``, ``channel``), each with its
+    ``MERCHANT_SETTINGS``: the one reading of both layouts, used by ``from_connection_info`` and by the
+    CLI's ``--merchant`` (they read older files differently: the CLI gave the channel no WeChat Pay key).
+
+    - This version's files: each ``merchants`` entry, its own serial, key, APIv3 key and WeChat Pay keys.
+    - A file written before ``merchants`` existed: the top level is the service provider; the channel is
+      ``channel_mchid``, ``channel_serial_no`` and ``channel_private_key_path`` with the file's WeChat Pay
+      keys (the server's, then one set for every merchant) and no APIv3 key (the file's is the
+      provider's).
+    - A copy whose top level was edited to act as another merchant (``edited_top_level``): the top level
+      is the service provider, read as an older file's; the other entries as written.
+
+    A ``merchants`` that is no object of objects, or a setting that is no string (a hand edit), is a
+    ``ConfigurationError`` naming it."""
+    entries = data.get("merchants")
+    if entries is not None and (
+        not isinstance(entries, Mapping) or not all(isinstance(e, Mapping) for e in entries.values())
+    ):
+        raise ConfigurationError("merchants is not an object of merchant entries")
+    found: dict[str, dict[str, Any]] = {str(name): dict(entry) for name, entry in (entries or {}).items()}
+    if entries is None or edited_top_level(data, entries):
+        if data.get("mchid"):
+            found["service_provider"] = {name: data.get(name) for name in MERCHANT_SETTINGS}
+        if entries is None and data.get("channel_mchid"):
+            found["channel"] = {
+                "mchid": data.get("channel_mchid"),
+                "serial_no": data.get("channel_serial_no"),
+                "private_key_path": data.get("channel_private_key_path"),
+                "apiv3_key": None,
+                **{name: data.get(name) for name in WECHATPAY_KEY_SETTINGS},
+            }
+    for name, entry in found.items():
+        for setting in MERCHANT_SETTINGS:
+            if entry.get(setting) is not None and not isinstance(entry[setting], str):
+                raise ConfigurationError(f"merchants.{name}.{setting} is not a string")
+    return found
+
+
 def merchant_settings(
-    kind: str, entries: Mapping[str, Any], merchant: str
+    kind: str, entries: Mapping[str, Mapping[str, Any]], merchant: str
 ) -> tuple[str, str, Path, dict[str, Any]]:
-    """The ``merchants.<merchant>`` entry: this merchant's own serial, key, APIv3 key and the WeChat Pay
-    keys that sign its answers (a public key, a platform certificate, or both while migrating)."""
+    """The constructor's arguments for ``entries[merchant]`` (``connection_merchants``): this merchant's
+    own serial, key, APIv3 key and the WeChat Pay keys that sign its answers (a public key, a platform
+    certificate, or both while migrating)."""
     entry = entries.get(merchant)
     if not isinstance(entry, Mapping) or not entry.get("mchid") or not entry.get("serial_no"):
         raise no_demo_merchant(kind, merchant, f"merchants.{merchant} with mchid and serial_no")
+    if not entry.get("private_key_path"):
+        raise no_demo_merchant(kind, merchant, f"merchants.{merchant}.private_key_path")
     kwargs: dict[str, Any] = {"apiv3_key": entry.get("apiv3_key")}
     if entry.get("wechatpay_public_key_id") and entry.get("wechatpay_public_key_path"):
         kwargs["wechatpay_public_key"] = Path(entry["wechatpay_public_key_path"])
@@ -233,28 +283,6 @@ def merchant_settings(
     if entry.get("platform_certificate_path"):
         kwargs["platform_certificates"] = [Path(entry["platform_certificate_path"])]
     return entry["mchid"], entry["serial_no"], Path(entry["private_key_path"]), kwargs
-
-
-def older_file_settings(
-    kind: str, data: Mapping[str, Any], merchant: str
-) -> tuple[str, str, Path, dict[str, Any]]:
-    """A file written before ``merchants`` existed: one WeChat Pay public key, the service provider's,
-    for both merchants; the APIv3 key is the service provider's, so the channel gets none."""
-    if merchant == "channel":
-        if not data.get("channel_mchid") or not data.get("channel_serial_no"):
-            raise no_demo_merchant(kind, merchant, "channel_mchid, channel_serial_no")
-        mchid, serial_no = data["channel_mchid"], data["channel_serial_no"]
-        private_key = Path(data["channel_private_key_path"])
-        kwargs: dict[str, Any] = {}
-    else:
-        if not data.get("mchid") or not data.get("serial_no"):  # it was a bare KeyError: 'mchid'
-            raise no_demo_merchant(kind, merchant, "mchid, serial_no")
-        mchid, serial_no, private_key = data["mchid"], data["serial_no"], Path(data["private_key_path"])
-        kwargs = {"apiv3_key": data.get("apiv3_key")}
-    if data.get("wechatpay_public_key_id") and data.get("wechatpay_public_key_path"):
-        kwargs["wechatpay_public_key"] = Path(data["wechatpay_public_key_path"])
-        kwargs["wechatpay_public_key_id"] = data["wechatpay_public_key_id"]
-    return mchid, serial_no, private_key, kwargs
 
 
 def check_tls_context(tls_context: ssl.SSLContext | None, http_client: object, transport: object) -> None:
