@@ -431,7 +431,7 @@ def test_sign_output_is_accepted_by_the_server(http: TestClient, world: World, t
 @pytest.mark.parametrize(
     ("args", "code", "fragment"),
     [
-        (["--port", "99999"], 2, "is not in the range 1<=x<=65535"),
+        (["--port", "99999"], 2, "is not in the range 0<=x<=65535"),
         (["--workers", "0"], 2, "is not in the range x>=1"),
         (["--time-window", "-5"], 2, "is not in the range x>=1"),  # every request would be refused
         (["--log-level", "bogus"], 2, "'bogus' is not one of"),  # was a KeyError traceback from uvicorn

@@ -6,6 +6,7 @@ at start; SIGINT stops every worker."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -17,9 +18,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
-from live import LiveServer, free_port, start_live_server
+from live import LiveServer, free_port, kill_group, start_live_server, stop_process
 from support import World
+from wxpartner.cli import main
 from wxpartner.server.workers import config_for, stop_seconds
 
 pytestmark = pytest.mark.slow
@@ -311,3 +314,55 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _listening_ports(pid: int) -> set[int]:
+    """The local ports of the IPv4 TCP sockets ``pid`` listens on."""
+    inodes = _socket_inodes(pid)
+    rows = (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+    return {int(f[1].split(":")[1], 16) for f in rows if f[3] == "0A" and f[9] in inodes}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_port_0_serves_on_a_free_port_and_says_which(tmp_path: Path, workers: int) -> None:
+    """``serve --port 0`` was refused (1–65535). It binds a port the system picks, prints it and writes
+    it to connection.json (so ``wxpartner call`` finds the server), and with several workers every one
+    listens on that one port (a port group), none on another."""
+    data = tmp_path / "data"
+    args = ["serve", "--port", "0", "--workers", str(workers), "--data-dir", str(data), "--json"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wxpartner.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # a group of its own: kill_group ends its workers too
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read().decode()[-2000:]
+        info = json.loads(line)
+        port = int(info["base_url"].rsplit(":", 1)[1])
+        assert port != 0 and info["base_url"] == f"http://127.0.0.1:{port}"
+        assert json.loads((data / "connection.json").read_text())["base_url"] == info["base_url"]
+        listeners = [proc.pid] if workers == 1 else _wait_listening(LiveServer("", "", data, proc, info), 2)
+        deadline = time.monotonic() + 20
+        while not all(_listening_ports(pid) for pid in listeners) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [_listening_ports(pid) for pid in listeners] == [{port}] * workers
+        if workers > 1:
+            assert _listening_ports(proc.pid) == set()  # the supervisor holds the port, unlistened
+        query = f"/v3/webizpay/avail-mch-ranges?sp_mchid={info['mchid']}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(info["base_url"] + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        result = CliRunner().invoke(main, ["call", "GET", query, "--data-dir", str(data), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["status"] == 200
+        stop_process(proc)
+        assert proc.returncode == 0
+    finally:
+        kill_group(proc)

@@ -24,7 +24,13 @@ from .callbacks import checked_notify_ca_file, checked_retention_days
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="listen address (0.0.0.0: every interface)"
 )
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="listen port")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="listen port (0: a free one the system picks, printed and written to connection.json)",
+)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="worker processes")
 @click.option(
     "--graceful-timeout",
@@ -149,7 +155,9 @@ def serve(
     """Start the server (SQLite in --data-dir unless --database-url is given)."""
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    _check_before_start(host, port, token, public_base_url, tls_cert, tls_key)
+    held = _check_before_start(host, port, workers, token, public_base_url, tls_cert, tls_key)
+    if held is not None:  # --port 0: the port the system picked, served, printed and written
+        port = int(held.getsockname()[1])
 
     from ..sandbox.bootstrap import bootstrap, connection_info, control_connection_info
     from ..sandbox.scenario import ScenarioError
@@ -233,7 +241,7 @@ def serve(
         graceful_timeout=graceful_timeout,
     )
     config.update(ssl_files)
-    status = serving.run(workers, config)
+    status = serving.run(workers, config, held)
     # Stopped: a second Ctrl-C (the impatient operator's) arriving now would end the process by the
     # signal, status -2, after a clean stop.
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
@@ -253,11 +261,19 @@ class _CannotListen(click.ClickException):
 
 
 def _check_before_start(
-    host: str, port: int, token: str, public_base_url: str, tls_cert: str | None, tls_key: str | None
-) -> None:
+    host: str,
+    port: int,
+    workers: int,
+    token: str,
+    public_base_url: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> socket.socket | None:
     """What would fail only once uvicorn starts, refused before anything is written or printed: the
     connection settings were printed as "serving" (and connection.json rewritten) for a port in use or
-    an unknown host, and a certificate that is no PEM was an ssl.SSLError traceback."""
+    an unknown host, and a certificate that is no PEM was an ssl.SSLError traceback. Port 0: returns
+    the socket holding the free port the system picked (served on, or kept by the supervisor of
+    several workers, until the server stops)."""
     from ..server import logs
 
     try:  # read by every worker as it starts
@@ -287,10 +303,13 @@ def _check_before_start(
                 f"--tls-cert {tls_cert} / --tls-key {tls_key}: not a PEM certificate chain and its "
                 f"unencrypted private key ({exc})"
             ) from None
-    from ..server.workers import free_port_for
+    from ..server.workers import free_port_for, hold_free_port
 
     try:
+        if port == 0:
+            return hold_free_port(host, workers)
         free_port_for(host, port)
+        return None
     except OSError as exc:  # a socket.gaierror too: an unknown host name
         if exc.errno == errno.EADDRINUSE:
             hint = " (another server there? pass another --port)"

@@ -77,6 +77,15 @@ def _exit_with_parent(parent: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def hold_free_port(host: str, workers: int) -> socket.socket:
+    """A socket bound to a free port the system picks (``serve --port 0``), held from before the
+    connection settings are printed until the server stops, so the port printed is the port served
+    and nobody takes it in between. One worker serves on this very socket; several each bind their own
+    in its ``SO_REUSEPORT`` group (a socket bound and not listening gets no connections: it only keeps
+    the port); without ``SO_REUSEPORT``, uvicorn's supervisor shares it."""
+    return _socket(host, 0, reuse_port=workers > 1 and hasattr(socket, "SO_REUSEPORT"))
+
+
 def free_port_for(host: str, port: int) -> int:
     """``port`` if nothing holds it (0: one the system picks), else OSError. A plain bind, without
     SO_REUSEPORT, fails on any socket bound there, a port group of our own included."""
@@ -84,15 +93,18 @@ def free_port_for(host: str, port: int) -> int:
         return int(probe.getsockname()[1])
 
 
-def serve(workers: int, **config: Any) -> int:
+def serve(workers: int, held: socket.socket | None = None, **config: Any) -> int:
     """Run ``workers`` processes of ``uvicorn.Server(uvicorn.Config(**config))`` until SIGINT or SIGTERM;
-    returns the exit status. ``config["app"]`` must be an import string (each worker imports it)."""
+    returns the exit status. ``config["app"]`` must be an import string (each worker imports it).
+    ``held``: the port group's socket from ``hold_free_port`` (``config["port"]`` is its port), kept
+    bound until the workers stop."""
     uvicorn.Config(**config)  # configures logging here as in the workers, and checks the arguments
-    try:
-        config["port"] = free_port_for(config["host"], config["port"])
-    except OSError as exc:
-        log.error("cannot listen on %s:%s: %s", config["host"], config["port"], exc)
-        return STARTUP_FAILURE
+    if held is None:
+        try:
+            config["port"] = free_port_for(config["host"], config["port"])
+        except OSError as exc:
+            log.error("cannot listen on %s:%s: %s", config["host"], config["port"], exc)
+            return STARTUP_FAILURE
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked database connections
 
     def start() -> BaseProcess:
@@ -194,7 +206,7 @@ def config_for(
     }
 
 
-def serve_one(**config: Any) -> int:
+def serve_one(held: socket.socket | None = None, **config: Any) -> int:
     """One uvicorn server in this process until SIGINT or SIGTERM; returns the exit status: 0 after the
     graceful stop, as ``serve`` (the supervisor) returns. uvicorn raises the stopping signal again once
     its graceful stop is over, to the handler it found: SIGTERM's default then killed the process
@@ -208,20 +220,27 @@ def serve_one(**config: Any) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.run()
+        server.run(sockets=[held] if held is not None else None)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0 if server.started else STARTUP_FAILURE
 
 
-def run(workers: int, config: dict[str, Any]) -> int:
+def run(workers: int, config: dict[str, Any], held: socket.socket | None = None) -> int:
     """Serve until stopped, then return the exit status: one process in-process, several each on its
     own socket of one port group (where the system has ``SO_REUSEPORT``; otherwise uvicorn's supervisor
-    and its shared socket)."""
-    if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
-        return serve(workers, **config)
-    if workers == 1:
-        return serve_one(**config)
-    uvicorn.run(**config, workers=workers)
-    return 0
+    and its shared socket). ``held``: the socket of ``hold_free_port`` (``serve --port 0``), whose port
+    ``config["port"]`` names."""
+    try:
+        if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
+            return serve(workers, held, **config)
+        if workers == 1:
+            return serve_one(held, **config)
+        if held is not None:
+            config = {**config, "fd": held.fileno()}
+        uvicorn.run(**config, workers=workers)
+        return 0
+    finally:
+        if held is not None:
+            held.close()
