@@ -5,6 +5,7 @@ is retried, what is never repeated, and that nothing is done twice."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
@@ -147,17 +148,20 @@ def faults_over_loopback(server: LiveServer, world: World) -> None:
         by_out = c.webizpay.quota_cards.get_by_out_card_no(emp, "card_slow", sp_mchid=SP_A, sub_mchid=SUB_A)
         assert by_out.card_no == again.card_no and again.card_no != card.card_no
 
-        # W17: a repeat of a delete that took effect would be answered 404, so it is not repeated; the
-        # caller learns that it may have taken effect, and it did.
+        # W17 deletes the identifier named in its path: repeated after an answer that never came. The
+        # first attempt deleted it (its answer held back past the read timeout), so the repeat is
+        # answered 404 naming the identifier: the SDK returns the delete's success, not that 404 (it
+        # raised TransportError and never repeated, as a repeat "would turn the success into an error").
         c.webizpay.ranges.add_identifier(created.range_id, {"sp_mchid": SP_A, "merchant_identifier": "4200"})
         assert c.webizpay.ranges.list_identifiers(created.range_id, sp_mchid=SP_A).data == ["4200"]
         add_rule(ctl, "LATENCY", "webizpay.delete_merchant_identifier", count=1, latency_ms=800)
         with client(world, server.url, timeout=httpx.Timeout(5, read=0.3)) as impatient:
-            with pytest.raises(TransportError) as info:
-                impatient.webizpay.ranges.delete_identifier(created.range_id, "4200", {"sp_mchid": SP_A})
-            assert info.value.sent is True and "may have taken effect" in str(info.value)
-        anyio.run(anyio.sleep, 0.8)
-        assert len(attempts(ctl, "webizpay.delete_merchant_identifier")) == 1
+            done = impatient.webizpay.ranges.delete_identifier(created.range_id, "4200", {"sp_mchid": SP_A})
+        assert done.range_id == created.range_id
+        deadline = time.monotonic() + 10  # the held answer is journaled once it is sent
+        while len(attempts(ctl, "webizpay.delete_merchant_identifier")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(e["status"] for e in attempts(ctl, "webizpay.delete_merchant_identifier")) == [200, 404]
         assert c.webizpay.ranges.list_identifiers(created.range_id, sp_mchid=SP_A).data == []
 
         # W8 and W15 change state named by the call itself (a relation's terminal REVOKED, an
@@ -256,3 +260,56 @@ def test_fault_header_outcomes_sync_and_async(
     seen = attempts(http, "webizpay.list_avail_mch_ranges")
     expected = 3 if outcome in (ServerError, RateLimitedError) else 1
     assert len(seen) == 2 * expected
+
+
+def test_w17_is_repeated_and_a_repeat_finding_the_identifier_gone_is_its_success(
+    http: TestClient, app: Any, world: World
+) -> None:
+    """W17 deletes the identifier its path names, so a repeat adds nothing: it is repeated after a 500
+    like W15 (it was raised as ServerError, never repeated). The repeat of a delete that took effect is
+    answered 404 naming ``merchant_identifier``: that is the delete's success, the range's id returned.
+    A 404 naming the range (no such range) is still raised, marked ``after_ambiguous``, and so is a 404
+    answering a first attempt."""
+    ctl = {"Authorization": "Bearer test-token-0123456789"}
+
+    def rule_500() -> None:
+        body = {"kind": "SYSTEM_ERROR", "operation": "webizpay.delete_merchant_identifier", "count": 1}
+        assert http.post("/sandbox/faults", json={**body, "mchid": SP_A}, headers=ctl).status_code == 201
+
+    def statuses() -> list[int]:
+        params = {"mchid": SP_A, "operation": "webizpay.delete_merchant_identifier", "limit": 100}
+        return [e["status"] for e in http.get("/sandbox/journal", params=params, headers=ctl).json()["data"]]
+
+    sp = {"sp_mchid": SP_A}
+    c = client(world, "http://testserver", http_client=http)
+    rng = c.webizpay.ranges.create(RANGE).range_id
+    c.webizpay.ranges.add_identifier(rng, {**sp, "merchant_identifier": "4200"})
+    rule_500()
+    assert c.webizpay.ranges.delete_identifier(rng, "4200", sp).range_id == rng
+    assert statuses() == [200, 500]
+    assert c.webizpay.ranges.list_identifiers(rng, sp_mchid=SP_A).data == []
+    rule_500()  # the repeat finds the identifier gone: what the delete asks for holds
+    assert c.webizpay.ranges.delete_identifier(rng, "4200", sp).range_id == rng
+    assert statuses()[:2] == [404, 500]
+    rule_500()
+    with pytest.raises(NotFoundError) as unknown_range:
+        c.webizpay.ranges.delete_identifier("no-such-range", "4200", sp)
+    assert unknown_range.value.after_ambiguous == "attempt 1: 500 SYSTEM_ERROR"
+    assert unknown_range.value.detail == {"field": "range_id", "location": "path"}
+    with pytest.raises(NotFoundError) as first:  # no repeat: the 404 is the answer
+        c.webizpay.ranges.delete_identifier(rng, "4200", sp)
+    assert first.value.after_ambiguous is None
+    assert first.value.detail == {"field": "merchant_identifier", "location": "path"}
+
+    async def main() -> None:
+        m = world.merchants[SP_A]
+        async with AsyncClient(
+            SP_A, m.serial_no, m.private_key, base_url="http://testserver", retry=FAST,
+            transport=httpx.ASGITransport(app=app), **keys(world),
+        ) as ac:  # fmt: skip
+            await ac.webizpay.ranges.add_identifier(rng, {**sp, "merchant_identifier": "4300"})
+            rule_500()
+            assert (await ac.webizpay.ranges.delete_identifier(rng, "4300", sp)).range_id == rng
+            assert (await ac.webizpay.ranges.list_identifiers(rng, sp_mchid=SP_A)).data == []
+
+    anyio.run(main)

@@ -304,7 +304,11 @@ def list_ranges(repo: RangeRepo, signer: str, sp_mchid: str) -> RangeList:
 def _owned_range(repo: RangeRepo, sp_mchid: str, range_id: str) -> MchRange:
     rng = repo.range(range_id)
     if rng is None or rng.sp_mchid != sp_mchid:
-        raise not_found(f"可用商户范围 {range_id}", f"available-merchant range {range_id}")
+        raise not_found(
+            f"可用商户范围 {range_id}",
+            f"available-merchant range {range_id}",
+            detail=field_at("range_id", "path"),
+        )
     return rng
 
 
@@ -341,5 +345,11 @@ def delete_identifier(repo: RangeRepo, signer: str, range_id: str, identifier: s
     check_signer(signer, sp_mchid)
     _owned_range(repo, sp_mchid, range_id)
     if not repo.delete_identifier(range_id, identifier):
-        raise not_found(f"商户标识 {identifier}", f"merchant identifier {identifier} in range {range_id}")
+        # detail names the identifier (the range exists): a repeat of a delete that took effect gets this
+        # answer, and the SDK tells it from an unknown range's (client/resources/webizpay.py, W17)
+        raise not_found(
+            f"商户标识 {identifier}",
+            f"merchant identifier {identifier} in range {range_id}",
+            detail=field_at("merchant_identifier", "path"),
+        )
     return range_id

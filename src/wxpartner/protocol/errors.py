@@ -71,9 +71,10 @@ def param_error(
     return ApiError("PARAM_ERROR", message or f"参数错误：{field} {issue}", detail=detail)
 
 
-def not_found(what: str, english: str) -> ApiError:
-    """404 RESOURCE_NOT_EXISTS naming the resource in both languages, as every message here does."""
-    return ApiError("RESOURCE_NOT_EXISTS", f"{what}不存在 ({english} does not exist)")
+def not_found(what: str, english: str, *, detail: dict[str, Any] | None = None) -> ApiError:
+    """404 RESOURCE_NOT_EXISTS naming the resource in both languages, as every message here does;
+    ``detail`` (``field_at``) says which parameter named it where a path names several."""
+    return ApiError("RESOURCE_NOT_EXISTS", f"{what}不存在 ({english} does not exist)", detail=detail)
 
 
 def invalid_state(what: str, state: str, action: str) -> ApiError:

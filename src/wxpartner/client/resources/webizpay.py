@@ -4,17 +4,19 @@
 request left): queries, and writes keyed by the caller's own number (``out_card_no``,
 ``out_batch_id``, ``out_operation_id``) or that name the state they leave, so a repeat adds no effect:
 W6 cancel and W8 revoke (a card's, a relation's terminal state, by the id in the path), W15 add
-(the identifier is its own key in the range: W17 deletes it by value). What real WeChat Pay answers
-such a repeat is Unknown (the sandbox's 200 is an emulator choice): a refusal of a repeat carries
-``ApiError.after_ambiguous`` (README: which calls are safe to repeat). Creating an available-merchant
-range (W13) carries no caller key, and a repeated W17 delete of an identifier the first one removed is
-answered 404: neither is repeated, not even after a 500 ``SYSTEM_ERROR`` (which may follow a change
-that took effect).
+and W17 delete (the identifier is its own key in the range, named by value). What real WeChat Pay
+answers such a repeat is Unknown (the sandbox's 200 is an emulator choice): a refusal of a repeat
+carries ``ApiError.after_ambiguous`` (README: which calls are safe to repeat). The sandbox answers a
+repeated W17 whose first attempt removed the identifier 404 ``RESOURCE_NOT_EXISTS`` naming
+``merchant_identifier`` in its detail: the SDK returns that as the delete's success (``gone``).
+Creating an available-merchant range (W13) carries no caller key: it is not repeated, not even after
+a 500 ``SYSTEM_ERROR`` (which may follow a change that took effect).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Generic
 
 import httpx
@@ -95,7 +97,7 @@ LIST_IDENTIFIERS = Op[m.IdentifierPage](
 DELETE_IDENTIFIER = Op[m.RangeIdResponse](
     "webizpay.delete_merchant_identifier", "DELETE",
     P + "/avail-mch-ranges/{range_id}/merchant-identifiers/{merchant_identifier}",
-    m.RangeIdResponse, body=m.DeleteIdentifierRequest, idempotent=False,  # a repeat would answer 404
+    m.RangeIdResponse, body=m.DeleteIdentifierRequest, idempotent=True,  # by value: a repeat adds nothing
 )  # fmt: skip
 
 OPERATIONS = (
@@ -317,9 +319,14 @@ class Ranges(Resource[M]):
         *,
         timeout: TimeoutLike | None = None,
     ) -> Call[m.RangeIdResponse]:
-        """W17: remove an identifier (DELETE with a JSON body)."""
+        """W17: remove an identifier (DELETE with a JSON body). Repeated after an ambiguous failure
+        (the identifier names what is deleted); a repeat answered 404 for the identifier (the first
+        attempt deleted it) returns this range's id as the delete's own answer would."""
         path = {"range_id": range_id, "merchant_identifier": merchant_identifier}
-        return DELETE_IDENTIFIER.call(path, body=request, timeout=timeout)
+        call = DELETE_IDENTIFIER.call(path, body=request, timeout=timeout)
+        return replace(
+            call, gone_field="merchant_identifier", gone=lambda: m.RangeIdResponse(range_id=range_id)
+        )
 
 
 class Webizpay(Generic[M]):
