@@ -4,6 +4,8 @@ keys their ids; never key material (an APIv3 key, a private key, a public key's 
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
@@ -63,6 +65,55 @@ def test_families_groups_and_keys_say_what_they_are(
         assert " at 0x" not in text, text
         for secret in secrets_of(world):
             assert secret not in text, (name, text)
+    if isinstance(client, AsyncClient):
+        anyio.run(client.aclose)
+    else:
+        client.close()
+
+
+@pytest.mark.parametrize("kind", [Client, AsyncClient])
+def test_every_bound_operation_says_which_operation_it_runs(
+    world: World, kind: type[Client] | type[AsyncClient]
+) -> None:
+    """``repr(client.webizpay.ranges.delete_identifier)`` was ``<function Ranges.delete_identifier at
+    0x…>``: now the operation id, method and path, the method's name and its client; ``help()`` shows
+    its parameters, its docstring and the method, path and retry rule; async ones stay coroutine
+    functions. Every operation of every family is found in the operation table."""
+    import inspect
+    import pydoc
+
+    from wxpartner.client.operations import Resource, operation_names
+    from wxpartner.client.resources import apply4subject, recharge, webizpay
+
+    m = world.merchants[SP_A]
+    client = kind(SP_A, m.serial_no, m.private_key_pem, apiv3_key=APIV3_KEY, base_url=ORIGIN)
+    owner = f"{kind.__name__}(mchid={SP_A!r}, base_url={ORIGIN!r})"
+    delete = client.webizpay.ranges.delete_identifier
+    assert repr(delete) == (
+        "<operation webizpay.delete_merchant_identifier: DELETE "
+        "/v3/webizpay/avail-mch-ranges/{range_id}/merchant-identifiers/{merchant_identifier} "
+        f"(Ranges.delete_identifier of {owner})>"
+    )
+    shown = pydoc.render_doc(delete, renderer=pydoc.plaintext)
+    assert "delete_identifier(range_id: str, merchant_identifier: str, request:" in shown
+    assert "W17: remove an identifier" in shown
+    assert (
+        "DELETE /v3/webizpay/avail-mch-ranges/{range_id}/merchant-identifiers/{merchant_identifier}" in shown
+    )
+    assert inspect.iscoroutinefunction(delete) is (kind is AsyncClient)
+    tables = {op.op_id: op for module in (webizpay, recharge, apply4subject) for op in module.OPERATIONS}
+    groups = [getattr(client.webizpay, name) for name in client.webizpay._GROUPS]
+    resources: list[Resource[Any]] = [*groups, client.recharge_employees, client.apply4subject]
+    seen = set()
+    for resource in resources:
+        for name in operation_names(type(resource)):
+            bound = getattr(resource, name)
+            [op] = bound.operations
+            text = repr(bound)
+            assert text.startswith(f"<operation {op.op_id}: {op.method} {op.template} (") and owner in text
+            assert f"{op.method} {op.template}" in (bound.__doc__ or "")
+            seen.add(op.op_id)
+    assert set(tables) <= seen, set(tables) - seen
     if isinstance(client, AsyncClient):
         anyio.run(client.aclose)
     else:

@@ -276,15 +276,85 @@ def short_signature(sig: inspect.Signature) -> str:
     return f"{text} -> {getattr(returns, '__name__', returns)}"
 
 
+def operations_of(build: Callable[..., Any]) -> tuple[Op[Any], ...]:
+    """The table rows (``Op``) a builder calls: the module-level ``Op`` constants its code names (every
+    resource method builds its ``Call`` from one; ``tests/test_client_reprs.py`` checks they all do)."""
+    code = getattr(build, "__code__", None)
+    names = code.co_names if code is not None else ()
+    found = getattr(build, "__globals__", {})
+    ops: list[Op[Any]] = []
+    for name in names:
+        value = found.get(name)
+        if isinstance(value, Op) and value not in ops:
+            ops.append(value)
+    return tuple(ops)
+
+
+def describe(ops: Sequence[Op[Any]]) -> str:
+    """``webizpay.issue_quota_card: POST /v3/webizpay/employees/{employee_id}/quota-cards``."""
+    return "; ".join(f"{op.op_id}: {op.method} {op.template}" for op in ops) or "no operation"
+
+
+class BoundOperation:
+    """An operation of one client: ``client.webizpay.quota_cards.issue``. Called, it runs the operation;
+    shown, it says which (``<operation webizpay.issue_quota_card: POST /v3/webizpay/employees/
+    {employee_id}/quota-cards (QuotaCards.issue of Client(mchid=…, base_url=…))>``; it was a plain
+    function's ``<function QuotaCards.issue at 0x…>``). ``help()``, IPython and ``inspect`` see a
+    function: its name, parameters and return model, its docstring with the method, path and whether a
+    repeat is safe, and an async one is a coroutine function (``inspect.iscoroutinefunction``)."""
+
+    def __init__(
+        self, run: Callable[..., Any], resource: Any, build: Callable[..., Any], signature: inspect.Signature
+    ) -> None:
+        self._run = run
+        self._owner = resource._runner
+        self.operations = operations_of(build)
+        self.__name__ = getattr(build, "__name__", "operation")
+        self.__qualname__ = f"{type(resource).__name__}.{self.__name__}"
+        self.__module__ = build.__module__
+        self.__signature__ = signature
+        # What inspect reads to tell a function (and a coroutine function) from other callables.
+        self.__code__ = run.__code__
+        self.__defaults__: tuple[Any, ...] | None = None
+        self.__kwdefaults__: dict[str, Any] | None = None
+        self.__annotations__: dict[str, Any] = {}
+        wire = "\n".join(
+            f"``{op.method} {op.template}`` ({op.op_id}; "
+            + (
+                "repeated after an ambiguous failure"
+                if op.idempotent
+                else "never repeated after an ambiguous failure"
+            )
+            + ")"
+            for op in self.operations
+        )
+        self.__doc__ = "\n\n".join(part for part in (inspect.cleandoc(build.__doc__ or ""), wire) if part)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._run(*args, **kwargs)
+
+    def __get__(self, obj: object, owner: object = None) -> BoundOperation:
+        return self  # already bound; this also makes pydoc document it as a routine
+
+    def __repr__(self) -> str:
+        return f"<operation {describe(self.operations)} ({self.__qualname__} of {self._owner!r})>"
+
+
 def _dressed(bound: Any, resource: Any, build: Callable[..., Any], signature: inspect.Signature) -> Any:
     """``bound`` as ``help()``, IPython and ``inspect`` should show it: the builder's name, docstring and
-    parameters, named after the resource (``QuotaCards.issue``)."""
-    bound.__name__ = getattr(build, "__name__", "operation")
-    bound.__qualname__ = f"{type(resource).__name__}.{bound.__name__}"
-    bound.__module__ = build.__module__
-    bound.__doc__ = build.__doc__
-    bound.__signature__ = signature
-    return bound
+    parameters, named after the resource (``QuotaCards.issue``), and its repr the operation it runs."""
+    return BoundOperation(bound, resource, build, signature)
 
 
-__all__ = ["Async", "Op", "Page", "Resource", "Sync", "endpoint", "fill", "paged", "raw_response"]
+__all__ = [
+    "Async",
+    "BoundOperation",
+    "Op",
+    "Page",
+    "Resource",
+    "Sync",
+    "endpoint",
+    "fill",
+    "paged",
+    "raw_response",
+]

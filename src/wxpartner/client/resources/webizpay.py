@@ -100,6 +100,9 @@ DELETE_IDENTIFIER = Op[m.RangeIdResponse](
     m.RangeIdResponse, body=m.DeleteIdentifierRequest, idempotent=True,  # by value: a repeat adds nothing
 )  # fmt: skip
 
+# The file a W11/W12 download_url points to (an unsigned answer; not among the 17 operations).
+DOWNLOAD = Op[bytes]("billdownload.file", "GET", "/v3/billdownload/file", None, idempotent=True)
+
 OPERATIONS = (
     AUTHORIZATION_URL, AUTHORIZATION_STATE, ISSUE_QUOTA_CARD, GET_QUOTA_CARD, GET_OUT_QUOTA_CARD,
     CANCEL_QUOTA_CARD, PAYMENT_URL, REVOKE, CREATE_ENTITY_MATCH, GET_ENTITY_MATCH, APPLY_PROOF,
@@ -253,8 +256,8 @@ class Bills(Resource[M]):
             target.raw_path.split(b"?", 1)[0].decode("ascii"),
             _content,
             query=tuple(target.params.multi_items()),
-            idempotent=True,
-            op_id="billdownload.file",
+            idempotent=DOWNLOAD.idempotent,
+            op_id=DOWNLOAD.op_id,
             expects_json=False,
             unsigned_ok=True,
             timeout=None if timeout is None else as_timeout(timeout),
