@@ -731,6 +731,20 @@ def test_a_request_path_without_its_leading_slash_is_refused_before_sending(stub
     assert stub.seen == []
 
 
+def test_a_query_in_the_path_beside_query_is_refused_before_sending(stub: Stub, world: World) -> None:
+    """``request("GET", "/v3/x?sp_mchid=1", query={"offset": 0})`` sent ``/v3/x?offset=0``: query= replaced
+    the path's own query (as httpx's params do), so the server answered that sp_mchid is required. A
+    query in the path alone, or in query= alone, goes out as given."""
+    stub.steps = [ok({"n": 1}), ok({"n": 2})]
+    with make_client(world, stub.url, retry=NO_RETRIES) as client:
+        with pytest.raises(ValueError, match=r"has a query and query= is given too"):
+            client.request("GET", "/v3/x?sp_mchid=1", query={"offset": 0})
+        assert stub.seen == []
+        client.request("GET", "/v3/x?sp_mchid=1")
+        client.request("GET", "/v3/x", query={"sp_mchid": "1", "offset": 0})
+    assert [seen.target for seen in stub.seen] == ["/v3/x?sp_mchid=1", "/v3/x?sp_mchid=1&offset=0"]
+
+
 # -- async parity -------------------------------------------------------------------------------------------
 def test_async_client_runs_the_same_pipeline(stub: Stub, world: World) -> None:
     stub.steps = [error(500, "SYSTEM_ERROR"), ok({"n": 1}), error(500, "SYSTEM_ERROR"), ok(tamper=True), drop]

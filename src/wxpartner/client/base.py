@@ -321,6 +321,13 @@ def generic_call(
         )
     items = query.items() if isinstance(query, Mapping) else (query or ())
     pairs = tuple((str(k), query_text(v)) for k, v in items if v is not None)
+    if pairs and "?" in path:
+        # As httpx does, the query= pairs replaced the path's own query: its parameters were dropped
+        # without a word (request("GET", "/v3/x?sp_mchid=1", query={"offset": 0}) lost sp_mchid).
+        raise ValueError(
+            f"path {path!r} has a query and query= is given too, which would replace it: give every "
+            "parameter in query= (or all of them in the path)"
+        )
     body: Any = content if content is not None else json_body
     return Call(
         method.upper(),
