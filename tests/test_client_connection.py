@@ -301,3 +301,26 @@ def test_the_cli_and_the_sdk_read_the_same_settings_from_every_layout(
             assert cli_keys == sdk_keys and sdk_keys, (layout, merchant, cli_keys, sdk_keys)
             if merchant == "service_provider":  # no --merchant: the same merchant
                 assert acting_as(target, None, None)["mchid"] == sdk.mchid
+
+
+def test_without_a_path_the_client_reads_the_data_dir_the_cli_uses(
+    server: WxPartnerServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``wxpartner call`` finds connection.json in ``$WXPARTNER_DATA_DIR``, else ``.wxpartner``;
+    ``Client.from_connection_info()`` was a TypeError (a path was required), so a script beside the CLI
+    had to repeat where the server's data dir is."""
+    for where in (tmp_path / "env-dir", tmp_path / "cwd" / ".wxpartner"):
+        where.mkdir(parents=True)
+        (where / "connection.json").write_text(json.dumps(server.info))
+    monkeypatch.setenv("WXPARTNER_DATA_DIR", str(tmp_path / "env-dir"))
+    monkeypatch.chdir(tmp_path)  # no .wxpartner here: the environment's dir is read
+    with Client.from_connection_info(http_client=server.http) as sp:
+        assert sp.mchid == server.info["mchid"]
+        assert sp.webizpay.ranges.list(sp_mchid=sp.mchid).range_list == []
+    monkeypatch.delenv("WXPARTNER_DATA_DIR")
+    monkeypatch.chdir(tmp_path / "cwd")
+    with Client.from_connection_info(merchant="channel", http_client=server.http) as channel:
+        assert channel.mchid == server.info["merchants"]["channel"]["mchid"]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match=r"\.wxpartner/connection\.json"):
+        AsyncClient.from_connection_info()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -146,17 +147,20 @@ class BaseClient:
     @classmethod
     def from_connection_info(
         cls: type[Self],
-        info: Mapping[str, Any] | str | Path,
+        info: Mapping[str, Any] | str | Path | None = None,
         *,
         merchant: ConnectionMerchant = "service_provider",
         **overrides: Unpack[ConnectionOverrides],
     ) -> Self:
         """A client from the ``connection.json`` that ``wxpartner serve`` writes (or that dict), acting as
-        one of its demo merchants (a path may also be the data dir that holds the file):
+        one of its demo merchants (a path may also be the data dir that holds the file; none: the data
+        dir the CLI commands use, ``$WXPARTNER_DATA_DIR``, else ``.wxpartner``):
         ``merchant="service_provider"`` (the default: webizpay, and recharge
         employees as the platform) or ``"channel"`` (the caller apply4subject answers). ``overrides``
         are the constructor's options (``retry=``, ``timeout=``, ``http_client=`` …), which win over
         the file's."""
+        if info is None:  # where `wxpartner call` looks: a script run beside it finds the same server
+            info = Path(os.environ.get("WXPARTNER_DATA_DIR") or ".wxpartner").expanduser() / "connection.json"
         data = read_connection_info(info) if isinstance(info, str | Path) else info
         if merchant not in ("service_provider", "channel"):
             raise ConfigurationError(f"merchant must be 'service_provider' or 'channel', got {merchant!r}")
