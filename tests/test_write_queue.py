@@ -49,7 +49,8 @@ def test_another_process_waits_for_the_turn_and_then_writes(tmp_path: Path) -> N
             )
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == "waiting"
-            time.sleep(0.4)  # the other process is blocked on the file lock, not inside SQLite
+            # the other process is blocked on the file lock, not inside SQLite
+            assert _waits_for_a_file_lock(proc.pid), "the other process never waited for the lock"
             released = time.time()
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0
@@ -65,24 +66,63 @@ def test_another_process_waits_for_the_turn_and_then_writes(tmp_path: Path) -> N
     assert (tmp_path / "q.sqlite3.writelock").exists()
 
 
+def _waits_for_a_file_lock(pid: int, within: float = 30.0) -> bool:
+    """Whether process ``pid`` comes to wait for a file lock (a "->" line of /proc/locks: a blocked
+    request) within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "->" and fields[5] == str(pid):
+                return True
+        time.sleep(0.01)
+    return False
+
+
+def _waits_in_a_turn(thread: threading.Thread, within: float = 30.0) -> bool:
+    """Whether ``thread`` comes to wait inside WriteQueue.turn (for the lock: it cannot get past it
+    while another thread holds the turn) within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident or -1)
+        while frame is not None:
+            if frame.f_code is WriteQueue.turn.__wrapped__.__code__:  # type: ignore[attr-defined]
+                return True
+            frame = frame.f_back
+        time.sleep(0.01)
+    return False
+
+
 def test_threads_take_turns(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'q.sqlite3'}")
     _table(db)
     inside = 0
     most = 0
-    guard = threading.Lock()
+    trying = 0  # threads on their way to a turn
+    running = 6
+    guard = threading.Condition()
+
+    def another_is_trying() -> bool:
+        return trying > 0 or running == 1
 
     def writer(i: int) -> None:
-        nonlocal inside, most
+        nonlocal inside, most, trying, running
         for j in range(20):
+            with guard:
+                trying += 1
+                guard.notify_all()
             with db.write() as conn:
                 with guard:
+                    trying -= 1
                     inside += 1
                     most = max(most, inside)
                 conn.exec_driver_sql("INSERT INTO t (who) VALUES (?)", (f"{i}.{j}",))
-                time.sleep(0.001)  # long enough for another thread to try its turn
-                with guard:
+                with guard:  # hold the turn until another thread is trying for one (or none is left)
+                    guard.wait_for(another_is_trying, timeout=10)
                     inside -= 1
+        with guard:
+            running -= 1
+            guard.notify_all()
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(6)]
     try:
@@ -104,7 +144,7 @@ def test_a_nested_turn_does_not_wait_for_itself(tmp_path: Path) -> None:
         with queue.turn():  # re-entrant: the same thread goes straight through
             other = threading.Thread(target=lambda: _timed_turn(queue, got))
             other.start()
-            time.sleep(0.2)
+            assert _waits_in_a_turn(other)
             assert got == []  # another thread still waits for the outer turn to end
         assert got == []
         released = time.monotonic()
