@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import httpx
@@ -423,9 +423,65 @@ def bounded_server(tmp_path: Path, database_url: str) -> Iterator[int]:
     yield from _serve(tmp_path, database_url, BoundedHttpToolsProtocol)
 
 
-class _QuickTimeouts(BoundedHttpToolsProtocol):
+class _IdleLooks:
+    """How many times a protocol's timer has looked at a connection with nothing awaited from it (no
+    deadline) since a request on it was last received whole, for a test to wait on."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._count = 0
+
+    def received(self) -> None:
+        with self._changed:
+            self._count = 0
+
+    def looked(self) -> None:
+        with self._changed:
+            self._count += 1
+            self._changed.notify_all()
+
+    def wait(self, count: int, timeout: float = 20) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: self._count >= count, timeout), (
+                f"the timer looked at the idle connection {self._count} times, not {count}"
+            )
+
+
+class _Watched(BoundedHttpToolsProtocol):
+    """The bounded protocol, counting its timer's looks at idle connections (``idle_looks``)."""
+
+    idle_looks = _IdleLooks()
+    open_connections: ClassVar[set[Any]] = set()  # uvicorn's set of open connections, once one was made
+
+    def connection_made(self, transport: Any) -> None:
+        type(self).open_connections = self.connections
+        super().connection_made(transport)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.idle_looks.received()
+
+    def _check_deadline(self) -> None:
+        idle = self._deadline is None and not self.transport.is_closing()
+        super()._check_deadline()
+        if idle:
+            self.idle_looks.looked()
+
+
+def _open_connections(protocol: type[_Watched], count: int, timeout: float = 20) -> bool:
+    """Whether the server comes to hold ``count`` connections open within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(protocol.open_connections) == count:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+class _QuickTimeouts(_Watched):
     head_timeout = 0.6
     body_timeout = 0.6
+    idle_looks = _IdleLooks()
 
 
 @pytest.fixture
@@ -516,9 +572,10 @@ def test_slow_or_silent_connections_are_closed(quick_server: int) -> None:
     assert answer == b"" and open_for < 5  # closed unanswered: the request is not handled
 
 
-class _LongBody(BoundedHttpToolsProtocol):
+class _LongBody(_Watched):
     head_timeout = 0.6
     body_timeout = 4.0
+    idle_looks = _IdleLooks()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -533,7 +590,7 @@ def test_a_later_head_is_timed_from_its_first_byte_after_a_longer_body_phase(
             answer = bytearray()
             while b"\r\n\r\n" not in answer:
                 answer.extend(sock.recv(65536))
-            time.sleep(1.0)  # idle past the connection's first look (keep-alive allows 5 s)
+            _LongBody.idle_looks.wait(1)  # idle past the connection's first look (keep-alive allows 5 s)
             started = time.monotonic()
             # The start of a head, then nothing: more bytes sent after the server's close would draw a
             # reset, which can discard its answer before it is read.
@@ -549,7 +606,7 @@ def test_a_later_head_is_timed_from_its_first_byte_after_a_longer_body_phase(
         assert closed and open_for < 2.5, open_for  # 0.6 s of head (and a look), far from the body's 4 s
 
 
-class _ThreeConnections(BoundedHttpToolsProtocol):
+class _ThreeConnections(_Watched):
     max_connections = 3
 
 
@@ -563,7 +620,7 @@ def test_connections_past_the_cap_are_closed_at_once(
     for port in _serve(tmp_path, database_url, _ThreeConnections):
         idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
         try:
-            time.sleep(0.2)  # accepted, all three
+            assert _open_connections(_ThreeConnections, 3)  # accepted, all three
             with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
                 started = time.monotonic()
                 with contextlib.suppress(ConnectionResetError):
@@ -574,7 +631,7 @@ def test_connections_past_the_cap_are_closed_at_once(
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
             idle.pop().close()
-            time.sleep(0.2)
+            assert _open_connections(_ThreeConnections, 2)  # the server saw it go
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
                 assert http.get("/healthz").status_code == 200
         finally:
@@ -590,7 +647,9 @@ def test_read_timeouts_leave_prompt_and_keep_alive_requests_alone(quick_server: 
         client = ApiClient(http, world, SP_A)
         for _ in range(2):
             assert client.get("/v3/certificates").status_code in (200, 404)
-            time.sleep(1.0)
+            # idle past both timeouts: the timer looked at the connection twice, 0.6 s apart, since
+            # the request was received (a deadline left set would have been past by then)
+            _QuickTimeouts.idle_looks.wait(2)
         assert http.get("/healthz").status_code == 200
 
 
