@@ -189,6 +189,17 @@ def _claim_here(db: Database, nid: str, lease_seconds: float) -> list[str]:
     return [c.id for c in claims]
 
 
+def _wait_for_the_lease_to_run_out(db: Database, nid: str) -> None:
+    """Until the lease is over by the clock leases are judged by (the database's), for at most 20 s:
+    a lease judged by a host's clock 600 s off would outlast that, and the claim after then fails."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with db.read() as conn:
+            if not outbox.in_flight(conn, nid):
+                return
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def db(seeded: str) -> Iterator[Database]:
     made = Database(seeded, pool_size=2)
@@ -203,7 +214,7 @@ def test_a_dead_host_whose_clock_ran_ahead_holds_its_notification_only_for_its_l
     when its own clock reached the dead host's, 10 minutes later; now once the lease has run out."""
     nid = _enqueue(db)
     assert _claim_elsewhere(600, seeded, nid, 1.0) == [nid]
-    time.sleep(1.2)  # the lease runs out (on any clock that runs)
+    _wait_for_the_lease_to_run_out(db, nid)
     assert _claim_here(db, nid, 60) == [nid]
 
 
@@ -213,7 +224,7 @@ def test_a_host_whose_clock_runs_behind_takes_over_a_dead_hosts_lease_once_it_ha
     """A host dies holding a 1 s lease: a host 600 s behind waited 10 minutes longer; now not."""
     nid = _enqueue(db)
     assert _claim_here(db, nid, 1.0) == [nid]
-    time.sleep(1.2)
+    _wait_for_the_lease_to_run_out(db, nid)
     assert _claim_elsewhere(-600, seeded, nid, 60) == [nid]
 
 
