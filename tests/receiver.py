@@ -60,5 +60,6 @@ def start_receiver() -> Receiver:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     rec = Receiver(server)
     holder["rec"] = rec
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # stop() waits for serve_forever's next look: every 0.5 s by default
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     return rec

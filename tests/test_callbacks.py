@@ -109,7 +109,8 @@ def receiver() -> Iterator[Receiver]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     rec.url = f"http://127.0.0.1:{server.server_address[1]}/wxpay/notify"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever's next look (every 0.5 s by default): half a second a test
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield rec
     server.shutdown()
@@ -759,22 +760,54 @@ def test_a_send_finishing_after_a_reset_leaves_no_attempt_behind(
     assert claim.id == nid and left == 0
 
 
+@contextlib.contextmanager
+def waits_for_a_send_in_flight(db: Database) -> Iterator[threading.Event]:
+    """Set once ``db`` is asked whether a send is in flight (outbox.in_flight or outbox.leased, which a
+    redeliver or a deliver-now that found another process's lease asks until that send ends)."""
+    asked = threading.Event()
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "lease_until >=" in statement:
+            asked.set()
+
+    for engine in db.engines:  # PostgreSQL reads have an engine of their own
+        sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield asked
+    finally:
+        for engine in db.engines:
+            sa.event.remove(engine, "before_cursor_execute", seen)
+
+
 def test_deliver_endpoint_waits_for_sends_in_flight_elsewhere(
-    app: WxPartnerApp, frozen: TestClient, receiver: Receiver
+    app: WxPartnerApp, frozen: TestClient, receiver: Receiver, database_url: str
 ) -> None:
     """Another process holds the claim: the control call sends nothing itself but returns only once
     that send is finished, so a test can look at its receiver straight after."""
-    receiver.delay = 0.5
+    receiver.gate = threading.Event()
     set_notify_url(frozen, SP_A, receiver.url)
     nid = enqueue(app)
-    other = threading.Thread(target=Deliverer(app.state.db, app.state.keyring).run_pass)
+    other_db = Database(database_url, pool_size=2)  # the other process's engine
+    other = threading.Thread(target=Deliverer(other_db, KeyRing(other_db)).run_pass)
     other.start()
-    deadline = time.monotonic() + 10
-    while not receiver.requests and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert deliver(frozen) == []
+    answered: list[list[dict[str, Any]]] = []
+    control = threading.Thread(target=lambda: answered.append(deliver(frozen)))
+    try:
+        deadline = time.monotonic() + 10
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert receiver.ids() == [nid]  # the other process's send is in flight, its answer held
+        with waits_for_a_send_in_flight(app.state.db) as waiting:
+            control.start()
+            assert waiting.wait(20)  # the control call found that send in flight
+        assert control.is_alive()  # and waits for it
+    finally:
+        receiver.gate.set()
+        other.join(10)
+        control.join(20)
+        other_db.dispose()
+    assert answered == [[]]  # it sent nothing itself
     assert frozen.get(f"/sandbox/callbacks/{nid}").json()["state"] == "delivered"
-    other.join(10)
     assert receiver.ids() == [nid]
 
 
@@ -833,8 +866,9 @@ def test_a_redeliver_during_a_send_in_flight_waits_for_it_then_sends_its_own(
         while not receiver.requests and time.monotonic() < deadline:
             time.sleep(0.01)
         assert receiver.ids() == [nid]  # the other process's send is in flight, its answer held
-        redeliver.start()
-        time.sleep(0.5)  # the redeliver comes in while that send is held (if later, it simply follows it)
+        with waits_for_a_send_in_flight(app.state.db) as waiting:
+            redeliver.start()
+            assert waiting.wait(20)  # the redeliver found that send in flight, still held
         assert redeliver.is_alive()  # it waits for the send in flight
     finally:
         receiver.gate.set()  # the receiver answers 200
@@ -1073,7 +1107,7 @@ def test_https_callbacks_check_the_certificate_with_roots_loaded_once(
     served.load_cert_chain(files.certificate_path, files.key_path)
     https = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     https.socket = served.wrap_socket(https.socket, server_side=True)
-    threading.Thread(target=https.serve_forever, daemon=True).start()
+    threading.Thread(target=https.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         with app.state.db.write() as conn:
             registry.set_notify_url(conn, SP_A, f"https://127.0.0.1:{https.server_address[1]}/notify")

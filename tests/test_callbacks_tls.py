@@ -95,7 +95,7 @@ def https_receiver(chain: Path, key: Path, host: str = "127.0.0.1") -> Iterator[
     # A refused handshake fails in accept() (an OSError, which serve_forever shrugs off).
     server.socket = served.wrap_socket(server.socket, server_side=True)
     rec.url = f"https://{host}:{server.server_address[1]}/wxpay/notify"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         yield rec
     finally:
