@@ -255,6 +255,12 @@ def test_a_long_wal_is_restarted_in_the_writers_turn(tmp_path: Path) -> None:
     writer begins). Without the RESTART step it grows with every commit; with it, it stays short."""
     db = Database(f"sqlite:///{tmp_path / 'w.sqlite3'}")
     _table(db)
+    # Only the rounds checkpoint. The background thread's checkpoint after a write, when it finished
+    # before the next round's reader began, left that reader on no frame of the log (all of it was in
+    # the database file), and the next writer started the log over: [2, 5, 10, 14, 18, 4, ...] with
+    # two copies of this file running at once.
+    assert db._checkpointer is not None
+    db._checkpointer.stop()
     try:
         grown = _wal_rounds(db, 12, restart_frames=1 << 30, hold_past_the_write=True)  # never restart
         assert grown == sorted(grown) and grown[-1] >= grown[0] + 20  # only ever longer
