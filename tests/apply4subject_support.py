@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from starlette.testclient import TestClient
 
+from a1_support import IDNO, MOBILE, NAME, SUB_X, a1_body
 from support import SP_A, SP_B, SP_C, ApiClient, World
 from wxpartner.domain.merchants import KeyMode, Merchant, RelationKind, Role
 from wxpartner.protocol.crypto import oaep_encrypt
@@ -18,11 +19,7 @@ from wxpartner.server.app import WxPartnerApp
 from wxpartner.store import registry
 
 CHANNEL_B = "1230000301"  # a channel merchant of the institution SP_B
-SUB_X = "1230000901"  # merchant numbers covered by applyments
-SUB_Y = "1230000902"
-NAME = "张三"
-MOBILE = "13800138000"
-IDNO = "110101199003070011"
+SUB_Y = "1230000902"  # merchant numbers covered by applyments (and SUB_X)
 BASE = "/v3/apply4subject/applyment"
 
 
@@ -59,37 +56,17 @@ def make_body(
     confirm: list[str] | None = None,
     merchant_name: str = "深圳测试科技有限公司",
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "business_code": code,
-        "contact_info": {
-            "contact_type": "LEGAL",
-            "name": enc(client, name),
-            "id_card_number": enc(client, idno),
-            "mobile": enc(client, mobile),
-        },
-        "subject_info": {
-            "subject_type": "SUBJECT_TYPE_ENTERPRISE",
-            "business_license_info": {
-                "licence_number": "914403001922038216",
-                "licence_copy": "media-licence-copy",
-                "merchant_name": merchant_name,
-                "legal_person": name,
-                "company_address": "广东省深圳市南山区科技园",
-                "licence_valid_date": '["2019-01-01","forever"]',
-            },
-        },
-        "identification_info": {
-            "identification_type": "IDENTIFICATION_TYPE_IDCARD",
-            "identification_name": enc(client, name),
-            "identification_number": enc(client, idno),
-            "identification_valid_date": '["2019-01-01","2039-01-01"]',
-            "identification_front_copy": "media-id-front",
-        },
-        "addition_info": {"confirm_mchid_list": confirm if confirm is not None else [SUB_X]},
-    }
-    if client.mchid == SP_B:
-        body["channel_id"] = CHANNEL_B
-    return body
+    return a1_body(
+        code,
+        name=name,
+        idno=idno,
+        mobile=mobile,
+        legal_person=name,
+        confirm=confirm if confirm is not None else [SUB_X],
+        merchant_name=merchant_name,
+        channel_id=CHANNEL_B if client.mchid == SP_B else None,
+        seal=lambda text: enc(client, text),
+    )
 
 
 def submit(

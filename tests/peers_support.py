@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from a1_support import ADDRESS, a1_body
 from support import APIV3_KEY, SECOND_A, World
 from wxpartner.protocol import keys as k
 from wxpartner.protocol.times import format_rfc3339
@@ -161,35 +162,7 @@ def plan(peer: PeerMerchant, tag: str, family: str) -> dict[str, Any]:
 
 def applyment(business_code: str) -> dict[str, Any]:
     """A1 body with the sensitive fields still in plain text (the peer encrypts them)."""
-    return {
-        "business_code": business_code,
-        "contact_info": {
-            "contact_type": "LEGAL",
-            "name": "张三",
-            "mobile": "13800138000",
-            "id_card_number": "110101199003070011",
-        },
-        "subject_info": {
-            "subject_type": "SUBJECT_TYPE_ENTERPRISE",
-            "business_license_info": {
-                "licence_number": "914403001922038216",
-                "licence_copy": "media-licence-copy",
-                "merchant_name": "深圳测试科技有限公司",
-                "legal_person": "张三",
-                "company_address": "广东省深圳市南山区科技园",
-                "licence_valid_date": '["2019-01-01","forever"]',
-            },
-        },
-        "identification_info": {
-            "identification_type": "IDENTIFICATION_TYPE_IDCARD",
-            "identification_name": "张三",
-            "identification_number": "110101199003070011",
-            "identification_address": "广东省深圳市南山区科技园科兴科学园A栋",
-            "identification_valid_date": '["2019-01-01","2039-01-01"]',
-            "identification_front_copy": "media-id-front",
-        },
-        "addition_info": {"confirm_mchid_list": [PEER_CONFIRM]},
-    }
+    return a1_body(business_code, identification_address=ADDRESS, confirm=[PEER_CONFIRM])
 
 
 _npm_installed = False  # by this process, once: install-peers.sh then found everything in place

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
+from a1_support import a1_body
 from live import Served
 from wxpartner.cli import main
 from wxpartner.protocol import keys as k
@@ -210,29 +211,7 @@ def test_scenario_load_prints_a_sections_report_as_lines(served: Served, tmp_pat
 
 def _a1_body(name: str, idno: str, mobile: str) -> dict[str, Any]:
     """A1 with its sensitive fields already encrypted (the values given)."""
-    return {
-        "business_code": "cli_a1_0001",
-        "contact_info": {"contact_type": "LEGAL", "name": name, "id_card_number": idno, "mobile": mobile},
-        "subject_info": {
-            "subject_type": "SUBJECT_TYPE_ENTERPRISE",
-            "business_license_info": {
-                "licence_number": "914403001922038216",
-                "licence_copy": "media-licence-copy",
-                "merchant_name": "深圳测试科技有限公司",
-                "legal_person": "张三",
-                "company_address": "广东省深圳市南山区科技园",
-                "licence_valid_date": '["2019-01-01","forever"]',
-            },
-        },
-        "identification_info": {
-            "identification_type": "IDENTIFICATION_TYPE_IDCARD",
-            "identification_name": name,
-            "identification_number": idno,
-            "identification_valid_date": '["2019-01-01","2039-01-01"]',
-            "identification_front_copy": "media-id-front",
-        },
-        "addition_info": {"confirm_mchid_list": ["1900000901"]},
-    }
+    return a1_body("cli_a1_0001", name=name, idno=idno, mobile=mobile, confirm=["1900000901"])
 
 
 @pytest.mark.slow

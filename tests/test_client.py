@@ -23,6 +23,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from a1_support import a1_body
 from live import free_port
 from support import APIV3_KEY, SECOND_A, SP_A, SP_B, SP_C, SUB_A, SUB_B, World
 from webizpay_support import future, link_token
@@ -587,29 +588,7 @@ def _day(offset: int) -> str:
 
 
 def _applyment(code: str, channel: str | None = None) -> dict[str, Any]:
-    from apply4subject_support import IDNO, MOBILE, NAME, SUB_X
-
-    body: dict[str, Any] = {
-        "business_code": code,
-        "contact_info": {"contact_type": "LEGAL", "name": NAME, "id_card_number": IDNO, "mobile": MOBILE},
-        "subject_info": {
-            "subject_type": "SUBJECT_TYPE_ENTERPRISE",
-            "business_license_info": {
-                "licence_number": "914403001922038216", "licence_copy": "media-licence-copy",
-                "merchant_name": "深圳测试科技有限公司", "legal_person": NAME,
-                "company_address": "广东省深圳市南山区科技园", "licence_valid_date": '["2019-01-01","forever"]',
-            },
-        },
-        "identification_info": {
-            "identification_type": "IDENTIFICATION_TYPE_IDCARD", "identification_name": NAME,
-            "identification_number": IDNO, "identification_valid_date": '["2019-01-01","2039-01-01"]',
-            "identification_front_copy": "media-id-front",
-        },
-        "addition_info": {"confirm_mchid_list": [SUB_X]},
-    }  # fmt: skip
-    if channel:
-        body["channel_id"] = channel
-    return body
+    return a1_body(code, channel_id=channel or None)
 
 
 def test_a_body_refused_before_sending_does_not_show_its_personal_data(

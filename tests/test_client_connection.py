@@ -13,6 +13,7 @@ import anyio
 import httpx
 import pytest
 
+from a1_support import a1_body
 from live import Served
 from wxpartner.client import AsyncClient, Client, ConfigurationError, ParamError
 from wxpartner.store import registry
@@ -27,19 +28,7 @@ def server(tmp_path: Path, database_url: str) -> Iterator[WxPartnerServer]:
 
 
 def applyment(business_code: str) -> dict[str, Any]:
-    name, id_number = "张三", "110101199003070011"
-    return {
-        "business_code": business_code,
-        "contact_info": {"contact_type": "LEGAL", "name": name, "id_card_number": id_number, "mobile": "13900000000"},
-        "subject_info": {"subject_type": "SUBJECT_TYPE_ENTERPRISE", "business_license_info": {
-            "licence_number": "914403001922038216", "licence_copy": "media-licence-copy",
-            "merchant_name": "深圳测试科技有限公司", "legal_person": name,
-            "company_address": "广东省深圳市南山区科技园", "licence_valid_date": '["2019-01-01","forever"]'}},
-        "identification_info": {"identification_type": "IDENTIFICATION_TYPE_IDCARD",
-            "identification_name": name, "identification_number": id_number,
-            "identification_valid_date": '["2019-01-01","2039-01-01"]',
-            "identification_front_copy": "media-id-front"},
-    }  # fmt: skip
+    return a1_body(business_code, mobile="13900000000", confirm=None)
 
 
 def test_the_channel_merchant_of_the_file_submits_an_applyment(

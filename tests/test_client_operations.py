@@ -16,6 +16,7 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from starlette.testclient import TestClient
 
+from a1_support import a1_body
 from live import LiveServer, start_live_server
 from support import APIV3_KEY, SECOND_A, SP_A, SUB_A, World
 from test_client_faults import faults_over_loopback
@@ -59,26 +60,7 @@ def _day(offset: int) -> str:
 
 
 def _applyment(code: str) -> dict[str, Any]:
-    from apply4subject_support import IDNO, MOBILE, NAME, SUB_X
-
-    return {
-        "business_code": code,
-        "contact_info": {"contact_type": "LEGAL", "name": NAME, "id_card_number": IDNO, "mobile": MOBILE},
-        "subject_info": {
-            "subject_type": "SUBJECT_TYPE_ENTERPRISE",
-            "business_license_info": {
-                "licence_number": "914403001922038216", "licence_copy": "media-licence-copy",
-                "merchant_name": "深圳测试科技有限公司", "legal_person": NAME,
-                "company_address": "广东省深圳市南山区科技园", "licence_valid_date": '["2019-01-01","forever"]',
-            },
-        },
-        "identification_info": {
-            "identification_type": "IDENTIFICATION_TYPE_IDCARD", "identification_name": NAME,
-            "identification_number": IDNO, "identification_valid_date": '["2019-01-01","2039-01-01"]',
-            "identification_front_copy": "media-id-front",
-        },
-        "addition_info": {"confirm_mchid_list": [SUB_X]},
-    }  # fmt: skip
+    return a1_body(code)
 
 
 def make_channel(ctl: httpx.Client) -> None:

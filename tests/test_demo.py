@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from a1_support import a1_body
 from test_cli import Served
 from wxpartner.client import Client
 
@@ -98,36 +99,9 @@ def test_channel_merchant_submits_queries_and_cancels_an_applyment(info: dict[st
             "private_key_path": info["channel_private_key_path"],
         }
     ) as client:
-        submitted = client.apply4subject.submit(
-            {
-                "business_code": "DEMO_APPLY_0001",
-                "contact_info": {
-                    "contact_type": "LEGAL",
-                    "name": "张三",  # plaintext here: the SDK encrypts it for the server's public key
-                    "id_card_number": "110101199003070011",
-                    "mobile": "13900000000",
-                },
-                "subject_info": {
-                    "subject_type": "SUBJECT_TYPE_ENTERPRISE",
-                    "business_license_info": {
-                        "licence_number": "914403001922038216",
-                        "licence_copy": "media-licence-copy",
-                        "merchant_name": "深圳测试科技有限公司",
-                        "legal_person": "张三",
-                        "company_address": "广东省深圳市南山区科技园",
-                        "licence_valid_date": '["2019-01-01","forever"]',
-                    },
-                },
-                "identification_info": {
-                    "identification_type": "IDENTIFICATION_TYPE_IDCARD",
-                    "identification_name": "张三",
-                    "identification_number": "110101199003070011",
-                    "identification_valid_date": '["2019-01-01","2039-01-01"]',
-                    "identification_front_copy": "media-id-front",
-                },
-                "addition_info": {"confirm_mchid_list": [info["sub_mchid"][0]]},
-            }
-        )
+        # plaintext here: the SDK encrypts the sensitive fields for the server's public key
+        body = a1_body("DEMO_APPLY_0001", mobile="13900000000", confirm=[info["sub_mchid"][0]])
+        submitted = client.apply4subject.submit(body)
         result = client.apply4subject.get(business_code="DEMO_APPLY_0001")
         assert submitted.applyment_id > 0
         assert result.applyment_state in ("APPLYMENT_STATE_WAITTING_FOR_AUDIT", "APPLYMENT_STATE_EDITTING")
