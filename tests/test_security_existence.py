@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from starlette.testclient import TestClient
 
 from apply4subject_support import CHANNEL_B, SUB_X, serial_for, submit
@@ -87,27 +89,42 @@ def test_ghost_identifiers_have_the_shape_of_the_real_ones() -> None:
     assert g.employee_id == "4567hijEFG_-" and g.card_no == "22"
 
 
-def test_a_foreign_resource_is_refused_as_a_missing_one(
-    app: WxPartnerApp,
-    world: World,
-    client_a: ApiClient,
-    client_b: ApiClient,
-    client_c: ApiClient,
-    control: TestClient,
-) -> None:
-    tenant = build_tenant_a(app, world, client_a, control)
-    ghost = ghost_of(tenant)
-    callers = {SP_B: client_b, SP_C: client_c}
-    refused = [c for c in CASES if c.status == 404]
-    assert refused, "no refused cases to compare"
-    differences = []
-    for case in refused:
+@pytest.fixture
+def tenant(app: WxPartnerApp, world: World, client_a: ApiClient, control: TestClient) -> TenantA:
+    """Merchant A with one of everything (test_tenant_isolation's)."""
+    return build_tenant_a(app, world, client_a, control)
+
+
+@pytest.fixture
+def callers(client_b: ApiClient, client_c: ApiClient) -> dict[str, ApiClient]:
+    """The merchants a case may send as: B (another service provider) and C (sharing SUB_A)."""
+    return {SP_B: client_b, SP_C: client_c}
+
+
+Answer = Callable[[Case, ApiClient], tuple[int, str]]
+
+
+def _differences(cases: list[Case], callers: dict[str, ApiClient], real: Answer, other: Answer) -> str:
+    """Each case answered both ways; the cases whose two answers differ, described."""
+    assert cases, "no cases to compare"
+    found = []
+    for case in cases:
         b = callers[case.caller]
-        real = _answer(case, b, tenant)
-        missing = _answer(case, b, ghost)
-        if real != missing:
-            differences.append(f"{case.op_id} [{case.name}]:\n  A's:     {real}\n  missing: {missing}")
-    assert not differences, "B can tell A's resources from missing ones:\n" + "\n".join(differences)
+        one, two = real(case, b), other(case, b)
+        if one != two:
+            found.append(f"{case.op_id} [{case.name}]:\n  A's:   {one}\n  other: {two}")
+    return "\n".join(found)
+
+
+def test_a_foreign_resource_is_refused_as_a_missing_one(
+    tenant: TenantA, callers: dict[str, ApiClient]
+) -> None:
+    ghost = ghost_of(tenant)
+    refused = [c for c in CASES if c.status == 404]
+    differences = _differences(
+        refused, callers, lambda case, b: _answer(case, b, tenant), lambda case, b: _answer(case, b, ghost)
+    )
+    assert not differences, "B can tell A's resources from missing ones:\n" + differences
 
 
 GHOST_MERCHANTS = {SP_A: "1239999001", SUB_A: "1239999101", SECOND_A: "1239999201", SUB_X: "1239999901"}
@@ -141,66 +158,50 @@ def _with_ghost_merchants(case: Case) -> Case:
     return dataclasses.replace(case, url=url, body=body)
 
 
+def _unmasked(answer: tuple[int, str], case: Case) -> tuple[int, str]:
+    """An answer about ghost merchants with A's merchant numbers put back, to compare with A's."""
+    status, text = answer
+    for old, new in _swaps(case).items():
+        text = text.replace(new, old)
+    return status, text
+
+
 def test_a_foreign_merchant_number_is_refused_as_an_unknown_one(
-    app: WxPartnerApp,
-    world: World,
-    client_a: ApiClient,
-    client_b: ApiClient,
-    client_c: ApiClient,
-    control: TestClient,
+    tenant: TenantA, callers: dict[str, ApiClient]
 ) -> None:
-    tenant = build_tenant_a(app, world, client_a, control)
-    callers = {SP_B: client_b, SP_C: client_c}
     refused = [c for c in CASES if c.status == 403]
-    assert refused
-    differences = []
-    for case in refused:
-        b = callers[case.caller]
-        real = _answer(case, b, tenant)
-        ghost = _with_ghost_merchants(case)
-        unknown = _answer(ghost, b, tenant)
-        for old, new in _swaps(case).items():
-            unknown = (unknown[0], unknown[1].replace(new, old))
-        if real != unknown:
-            differences.append(f"{case.op_id} [{case.name}]:\n  A's:     {real}\n  unknown: {unknown}")
-    assert not differences, "B can tell A's merchants from unknown ones:\n" + "\n".join(differences)
+    differences = _differences(
+        refused,
+        callers,
+        lambda case, b: _answer(case, b, tenant),
+        lambda case, b: _unmasked(_answer(_with_ghost_merchants(case), b, tenant), case),
+    )
+    assert not differences, "B can tell A's merchants from unknown ones:\n" + differences
 
 
 def test_a_read_of_a_foreign_resource_answers_as_one_of_a_missing_resource(
-    app: WxPartnerApp,
-    world: World,
-    client_a: ApiClient,
-    client_b: ApiClient,
-    client_c: ApiClient,
-    control: TestClient,
+    tenant: TenantA, callers: dict[str, ApiClient]
 ) -> None:
     """The reads B is answered 200 about A's things (an empty list, "unauthorized"): the same answer
     about things that do not exist."""
-    tenant = build_tenant_a(app, world, client_a, control)
     ghost = ghost_of(tenant)
-    callers = {SP_B: client_b, SP_C: client_c}
     # certificates.list names nothing of A's (and its ciphertext differs on every call)
     reads = [c for c in CASES if c.status == 200 and c.method == "GET" and c.op_id != "certificates.list"]
-    assert reads
-    differences = []
-    for case in reads:
-        b = callers[case.caller]
-        real = _answer(case, b, tenant)
-        missing = _answer(_with_ghost_merchants(case), b, ghost)
-        for old, new in _swaps(case).items():
-            missing = (missing[0], missing[1].replace(new, old))
-        if real != missing:
-            differences.append(f"{case.op_id} [{case.name}]:\n  A's:     {real}\n  missing: {missing}")
-    assert not differences, "B can tell A's resources from missing ones:\n" + "\n".join(differences)
+    differences = _differences(
+        reads,
+        callers,
+        lambda case, b: _answer(case, b, tenant),
+        lambda case, b: _unmasked(_answer(_with_ghost_merchants(case), b, ghost), case),
+    )
+    assert not differences, "B can tell A's resources from missing ones:\n" + differences
 
 
 def test_the_numbers_a_chose_are_free_for_b(
-    app: WxPartnerApp, world: World, client_a: ApiClient, client_b: ApiClient, control: TestClient
+    tenant: TenantA, client_b: ApiClient, control: TestClient
 ) -> None:
     """The merchant's own numbers (out_card_no, out_batch_id, out_operation_id, business_code) are
     unique per merchant: B using the ones A used is answered as B using fresh ones, never "already
     exists" (which would tell B what A sent) and never with A's resource."""
-    tenant = build_tenant_a(app, world, client_a, control)
     employee = authorize(client_b, control, "bOwnUser01", sp=SP_B, sub=SUB_B)
 
     def card(out_card_no: str) -> httpx.Response:
