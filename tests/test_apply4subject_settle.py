@@ -5,8 +5,6 @@ the policy will not move."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,7 +12,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 import pg
-from conftest import SANDBOX_TOKEN
+from conftest import SANDBOX_TOKEN, quiet_control
 from support import SP_A
 from wxpartner.domain import apply4subject as d
 from wxpartner.server.app import WxPartnerApp, create_app
@@ -23,18 +21,6 @@ from wxpartner.server.settings import Settings
 from wxpartner.server.settle import settle
 from wxpartner.store.apply4subject_repo import Apply4SubjectRepo
 from wxpartner.store.apply4subject_tables import apply4subject_applyments as T
-
-
-@contextlib.contextmanager
-def _quiet(settings: Settings) -> Iterator[tuple[WxPartnerApp, TestClient]]:
-    """No background sweep, and clock moves that settle nothing: what settles is what the test runs."""
-    settings.extra.update(webizpay_sweep_seconds=0, clock_settle_max=0)
-    app = create_app(settings)
-    try:
-        with TestClient(app, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}) as control:
-            yield app, control
-    finally:
-        app.state.db.dispose()
 
 
 def _waiting(control: TestClient, n: int, after_seconds: float = 600) -> None:
@@ -64,7 +50,7 @@ def test_a_settling_that_finds_its_batch_taken_by_another_settles_on(
     one waits on it."""
     if backend == "sqlite":
         pytest.skip("SQLite: one writer at a time, and a settling reads its batch inside its write lock")
-    with _quiet(settings) as (app, control):
+    with quiet_control(settings) as (app, control):
         _waiting(control, 230)
         with app.state.db.read() as conn:
             now = control.get("/sandbox/clock").json()["now_ts"]

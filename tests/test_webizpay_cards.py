@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import SANDBOX_TOKEN
+from conftest import SANDBOX_TOKEN, quiet_control
 from pg import wait_for_lock_waiters
 from support import SP_A, SP_B, SP_C, SUB_A, SUB_B, ApiClient, World, statements_run
 from webizpay_support import (
@@ -631,26 +629,12 @@ def _many_due_cards(control: TestClient, n: int) -> None:
     assert control.post("/sandbox/clock", json={"advance": 2 * 86400}).status_code == 200
 
 
-@contextlib.contextmanager
-def _sweepless_control(settings: Settings) -> Iterator[tuple[WxPartnerApp, TestClient]]:
-    """An app without its background sweep, whose clock moves settle nothing: what sweeps the cards is
-    what the test runs. (The background round, every 2 s, took part of a test's cards on a loaded
-    machine, and the sweep under test answered 200 of 230.)"""
-    settings.extra.update(webizpay_sweep_seconds=0, clock_settle_max=0)
-    app = create_app(settings)
-    try:
-        with TestClient(app, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}) as control:
-            yield app, control
-    finally:
-        app.state.db.dispose()
-
-
 def test_the_sweep_disables_every_due_card_not_one_batch(settings: Settings) -> None:
     """POST /sandbox/webizpay/sweep ("every overdue card now") and a background round each disabled
     one batch of 200: with 230 due, 30 stayed ACTIVE and silent (the round: 100 cards a second)."""
     from wxpartner.server.webizpay_background import _round
 
-    with _sweepless_control(settings) as (app, control):
+    with quiet_control(settings) as (app, control):
         _many_due_cards(control, 230)
         assert control.post("/sandbox/webizpay/sweep").json()["expired"] == 230
         assert len(events(app, "WEBIZPAY.QUOTACARDEXPIRED")) == 230
@@ -676,7 +660,7 @@ def test_a_sweep_that_finds_its_batch_taken_by_another_sweeps_on(settings: Setti
 
     if backend == "sqlite":
         pytest.skip("SQLite: one writer at a time, and a sweep reads its batch inside its write lock")
-    with _sweepless_control(settings) as (app, control):
+    with quiet_control(settings) as (app, control):
         _many_due_cards(control, 230)
         batch = _due_card_nos(app, 200)
         t = webizpay_cards
