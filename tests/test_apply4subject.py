@@ -104,6 +104,27 @@ def test_resubmit_with_other_data_is_refused(chan: ApiClient) -> None:
     _error(resp, 400, "INVALID_REQUEST")
 
 
+def test_a_new_submit_is_one_statement_on_postgresql(chan: ApiClient, app: WxPartnerApp) -> None:
+    """A1 with a new business_code: on PostgreSQL one statement draws the id and inserts the row (read
+    back whole); on SQLite the code's read, the draw and the insert. A resubmit of a known code reads
+    it as before (a replay answers the same id, nothing drawn: the next new one follows on)."""
+    first = submit_ok(chan, "stmt_0")  # warm: credentials remembered
+    with statements_run(app.state.db) as seen:
+        made = submit_ok(chan, "stmt_1")
+    business = [
+        sql for sql in seen if ("apply4subject" in sql or "sandbox_kv" in sql) and "request_nonces" not in sql
+    ]
+    postgres = app.state.db.engine.dialect.name == "postgresql"
+    assert len(business) == (1 if postgres else 3), business
+    assert made == first + 1
+    body = make_body(chan, "stmt_1")
+    assert submit(chan, body).json()["applyment_id"] == made  # a replay: same payload, same id
+    assert submit_ok(chan, "stmt_2") == made + 1
+    assert (
+        query(chan, business_code="stmt_1").json()["applyment_state"] == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+    )
+
+
 def test_query_refusals(chan: ApiClient) -> None:
     a = submit_ok(chan, "q_1")
     submit_ok(chan, "q_2")
@@ -589,6 +610,33 @@ def test_cancel_refusals(chan: ApiClient) -> None:
     _error(chan.post(f"{BASE}/c_3/cancel?applyment_id=99999999999999999999"), 400, "PARAM_ERROR")
     _error(chan.get(f"{BASE}/c_3/cancel"), 405, "METHOD_NOT_ALLOWED")
     assert state_of(chan, a) == state_of(chan, b) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+
+
+def test_a_cancel_is_one_statement(chan: ApiClient, app: WxPartnerApp) -> None:
+    """A3 that cancels runs one statement (a conditional UPDATE naming the applyment by either path
+    key and ?applyment_id=); a repeat of a done cancel and a refusal go on to the reads that word them."""
+    a = submit_ok(chan, "one_1")
+    b = submit_ok(chan, "one_2")
+    c = submit_ok(chan, "one_3")
+    d_ = submit_ok(chan, str(a))  # a business_code that is another applyment's id: the code wins
+    assert query(chan, applyment_id=a).status_code == 200  # warm: credentials remembered
+    for path, expect in (
+        ("one_1/cancel", a),
+        (f"{b}/cancel", b),
+        (f"one_3/cancel?applyment_id={c}", c),
+        (f"{a}/cancel", d_),
+    ):
+        with statements_run(app.state.db) as seen:
+            _assert_204(chan.post(f"{BASE}/{path}"))
+        business = [sql for sql in seen if "apply4subject" in sql]
+        assert len(business) == 1 and business[0].startswith("UPDATE"), (path, seen)
+        assert state_of(chan, expect) == "APPLYMENT_STATE_CANCELED"
+    assert state_of(chan, a) == "APPLYMENT_STATE_CANCELED"  # by its own code "one_1"
+    _assert_204(chan.post(f"{BASE}/one_1/cancel"))  # a repeat: 204, read statement by statement
+    e = submit_ok(chan, "one_4")
+    err = _error(chan.post(f"{BASE}/one_4/cancel?applyment_id={c}"), 400, "PARAM_ERROR")
+    assert err["detail"]["field"] == "applyment_id"
+    assert state_of(chan, e) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
 
 
 # state -> sandbox actions reaching it from WAITTING_FOR_AUDIT, and whether cancel is allowed

@@ -96,20 +96,23 @@ def submit(
     materials = d.masked_materials(body, plain)
     confirm = list((body.get("addition_info") or {}).get("confirm_mchid_list") or [])
     code = body["business_code"]
+    new: dict[str, Any] = {
+        "mchid": caller.mchid,
+        "business_code": code,
+        "channel_id": channel_id,
+        "state": d.AUDIT,
+        "fingerprint": fp,
+        "materials": materials,
+        "confirm_mchids": confirm,
+        "confirm_token": secrets.token_urlsafe(24),
+    }
+    made = repo.insert_if_new(now=now, **new)  # PostgreSQL: a new code's submit is one statement
+    if made is not None:
+        return made
     for _ in range(2):  # a concurrent submit of the same code: re-read and apply the resubmit rules
         existing = repo.by_code(caller.mchid, code)
         if existing is None:
-            made = repo.insert(
-                mchid=caller.mchid,
-                business_code=code,
-                channel_id=channel_id,
-                state=d.AUDIT,
-                fingerprint=fp,
-                materials=materials,
-                confirm_mchids=confirm,
-                confirm_token=secrets.token_urlsafe(24),
-                now=now,
-            )
+            made = repo.insert(now=now, **new)
             if made is not None:
                 return made
             continue
@@ -195,6 +198,18 @@ def resolve_cancel(repo: Apply4SubjectRepo, mchid: str, key: str, query_id: str 
             location="query",
         )
     return found
+
+
+def cancel_by_key(repo: Apply4SubjectRepo, mchid: str, key: str, query_id: str | None, now: float) -> None:
+    """A3: one statement when it cancels (the usual case); a refusal, a repeat of a done cancel or a key
+    that names nothing goes statement by statement for its precise answer."""
+    number = as_id(query_id) if query_id is not None else None
+    # A ?applyment_id= that cannot name one is left to ``resolve_cancel``: a PARAM_ERROR.
+    if query_id is None or number is not None:
+        path_id = as_id(key) if is_id_text(key) else None
+        if repo.cancel_named(mchid, key, path_id, number, now):
+            return
+    cancel(repo, resolve_cancel(repo, mchid, key, query_id), now)
 
 
 def cancel(repo: Apply4SubjectRepo, app: Applyment, now: float) -> None:

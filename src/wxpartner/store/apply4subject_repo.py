@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..domain.apply4subject import FIRST_APPLYMENT_ID, AutoPolicy
+from ..domain.apply4subject import CANCELED, CANCELLABLE, FIRST_APPLYMENT_ID, AutoPolicy
 from .apply4subject_tables import apply4subject_applyments as T
 from .apply4subject_tables import apply4subject_authorizations as AUTH
 from .db import LeanStatement, insert_for, storable
@@ -137,6 +137,94 @@ _COUNTED = {
     (False, True): _counted("business_code"),
     (True, True): _counted("applyment_id", "business_code"),
 }
+
+
+def _cancel(with_query_id: bool) -> LeanStatement:
+    """A3 in one statement: cancel the caller's applyment named by the path key (its business_code,
+    else, when ``path_id`` is not -1, its applyment_id: the code wins, as in ``resolve_cancel``) iff it
+    is cancellable and, ``with_query_id``, it is the one ``?applyment_id=`` names. No row back: not
+    moved, for a reason the statement-by-statement path (``flow.resolve_cancel``, ``flow.cancel``)
+    finds and words."""
+    by_code = (
+        sa.select(T.c.applyment_id)
+        .where(T.c.mchid == sa.bindparam("mchid"), T.c.business_code == sa.bindparam("key"))
+        .scalar_subquery()
+    )
+    where = [
+        T.c.applyment_id == sa.func.coalesce(by_code, sa.bindparam("path_id", type_=sa.BigInteger)),
+        T.c.mchid == sa.bindparam("mchid"),
+        # the states as literals (domain constants): an IN of bound values is expanded per call
+        T.c.state.in_([sa.literal_column(f"'{state}'") for state in sorted(CANCELLABLE)]),
+    ]
+    if with_query_id:
+        where.append(T.c.applyment_id == sa.bindparam("query_id", type_=sa.BigInteger))
+    stmt = (
+        T.update()
+        .where(*where)
+        .values(
+            state=CANCELED,
+            reject_param=None,
+            reject_reason=None,
+            state_since=sa.bindparam("now"),
+            updated_at=sa.bindparam("now"),
+        )
+        .returning(T.c.applyment_id)
+    )
+    return LeanStatement(stmt)
+
+
+_CANCEL = {False: _cancel(False), True: _cancel(True)}
+
+
+_NEW_FIELDS = (
+    "mchid",
+    "business_code",
+    "channel_id",
+    "state",
+    "fingerprint",
+    "materials",
+    "confirm_mchids",
+    "confirm_token",
+)
+
+
+def _insert_if_new() -> sa.Executable:
+    """A1's new applyment on PostgreSQL in one statement: the next id drawn (the sequence's upsert, as
+    ``next_applyment_id``) only when the caller has no applyment with this business_code, and the row
+    inserted with it, read back whole. No row back: the code exists (or a concurrent submit won), and
+    the flow reads statement by statement as before. SQLite runs no DML in a CTE."""
+    from sqlalchemy.dialects import postgresql
+
+    exists = sa.exists().where(
+        T.c.mchid == sa.bindparam("mchid"), T.c.business_code == sa.bindparam("business_code")
+    )
+    drawn = (
+        postgresql.insert(sandbox_kv)
+        .from_select(
+            ["key", "value"],
+            sa.select(sa.literal(SEQUENCE_KEY), sa.literal(str(FIRST_APPLYMENT_ID))).where(~exists),
+        )
+        .on_conflict_do_update(
+            index_elements=["key"],
+            set_={"value": sa.cast(sa.cast(sandbox_kv.c.value, sa.BigInteger) + 1, sa.Text)},
+        )
+        .returning(sandbox_kv.c.value)
+        .cte("drawn")
+    )
+    values = [sa.cast(sa.bindparam(name), T.c[name].type) for name in _NEW_FIELDS]
+    now = sa.cast(sa.bindparam("now"), sa.Float)
+    return (
+        postgresql.insert(T)
+        .from_select(
+            ["applyment_id", *_NEW_FIELDS, "query_count", "state_since", "created_at", "updated_at"],
+            sa.select(sa.cast(drawn.c.value, sa.BigInteger), *values, sa.literal(0), now, now, now),
+        )
+        .on_conflict_do_nothing(index_elements=["mchid", "business_code"])
+        .returning(*T.c)
+    )
+
+
+_INSERT_IF_NEW = LeanStatement(_insert_if_new(), tuple(T.c.keys()))
 
 
 # A4 (merchant state) runs on the driver cursor too, like the A2 statements above.
@@ -271,11 +359,20 @@ class Apply4SubjectRepo:
                 updated_at=now,
             )
             .on_conflict_do_nothing(index_elements=["mchid", "business_code"])
-            .returning(T.c.applyment_id)
         )
-        if self.conn.execute(stmt).first() is None:
+        row = self.conn.execute(stmt.returning(*T.c.values())).first()  # the whole row: no re-read
+        return _row(row) if row is not None else None
+
+    def insert_if_new(self, *, now: float, **fields: Any) -> Applyment | None:
+        """PostgreSQL: ``insert`` in one statement when the caller has no applyment with this
+        business_code (see ``_insert_if_new``); None otherwise, and always on SQLite (no statement run):
+        the caller then reads and inserts statement by statement."""
+        if self.conn.dialect.name != "postgresql":
             return None
-        return self.by_id(applyment_id)
+        params = {**fields, "now": now}
+        params["materials"] = json.dumps(fields["materials"], ensure_ascii=False)
+        params["confirm_mchids"] = json.dumps(fields["confirm_mchids"])
+        return _lean_first(_INSERT_IF_NEW, self.conn, params)
 
     def replace(
         self,
@@ -330,6 +427,15 @@ class Apply4SubjectRepo:
             )
         )
         return self.conn.execute(stmt).rowcount == 1
+
+    def cancel_named(
+        self, mchid: str, key: str, path_id: int | None, query_id: int | None, now: float
+    ) -> bool:
+        """A3's usual case in one statement (see ``_cancel``): True iff it cancelled the applyment."""
+        params = {"mchid": mchid, "key": key, "path_id": -1 if path_id is None else path_id, "now": now}
+        if query_id is not None:
+            params["query_id"] = query_id
+        return _CANCEL[query_id is not None].first(self.conn, params) is not None
 
     def count_query(self, applyment_id: int) -> int:
         row = _COUNT_QUERY.first(self.conn, {"applyment_id": applyment_id})

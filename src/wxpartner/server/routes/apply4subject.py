@@ -106,9 +106,9 @@ def query(ctx: Ctx, path: dict[str, str], query: QueryApplymentQuery) -> Applyme
 def cancel(ctx: Ctx, path: CancelPath, query: CancelQuery) -> None:
     d.check_caller(ctx.caller.merchant.role)
     with ctx.write() as conn:
-        repo = Apply4SubjectRepo(conn)
-        app = flow.resolve_cancel(repo, ctx.mchid, path.business_code, query.applyment_id)
-        flow.cancel(repo, app, ctx.now_ts)
+        flow.cancel_by_key(
+            Apply4SubjectRepo(conn), ctx.mchid, path.business_code, query.applyment_id, ctx.now_ts
+        )
 
 
 @operation(
