@@ -90,12 +90,12 @@ class InProcess:
             r.raise_for_status()
             return str(r.json()["employee_id"])
 
-    def applyments(self, count: int) -> list[str]:
+    def applyments(self, count: int, prefix: str = "prof") -> list[str]:
         """``count`` applyments of the demo channel merchant awaiting audit (a scenario: the sandbox's
         own way in, without encrypting the sensitive fields of a submission)."""
         from starlette.testclient import TestClient
 
-        codes = [f"prof{i:04d}" for i in range(count)]
+        codes = [f"{prefix}{i:04d}" for i in range(count)]
         section = {"applyments": [{"mchid": self.channel.mchid, "business_code": c} for c in codes]}
         auth = {"Authorization": "Bearer bench-token"}
         with TestClient(self.app) as tc:
@@ -145,6 +145,8 @@ def _calls(world: InProcess, cancels: int) -> dict[str, Callable[[int], Call]]:
         "issue": functools.partial(ep.issue_call, employee, stamp),
         "cancel": functools.partial(ep.cancel_call, employee, cards),
         "applyment": functools.partial(ep.applyment_query_call, world.applyments(20)),
+        # A3 by business_code: each call cancels an applyment of its own.
+        "a3-cancel": lambda i: Call("POST", f"/v3/apply4subject/applyment/a3c{i:04d}/cancel", b""),
     }
 
 
@@ -152,7 +154,7 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--repeat", type=int, default=1, help="rounds per endpoint; the best is reported")
-    p.add_argument("--cprofile", metavar="ENDPOINT", help="query, issue, cancel or applyment (A2)")
+    p.add_argument("--cprofile", metavar="ENDPOINT", help="query, issue, cancel, applyment (A2) or a3-cancel")
     p.add_argument("--asgi", action="store_true", help="profile through the ASGI entry point")
     p.add_argument("--sort", default="cumulative")
     p.add_argument("--top", type=int, default=35)
@@ -175,7 +177,9 @@ def main() -> int:
 def _profile(args: argparse.Namespace, tmp: str, database_url: str) -> int:
     world = InProcess(Path(tmp), database_url)
     n = args.requests
-    calls = _calls(world, n * (1 if args.cprofile else args.repeat))
+    cancels = n * (1 if args.cprofile else args.repeat)
+    calls = _calls(world, cancels)
+    world.applyments(cancels, prefix="a3c")
     if args.cprofile:
         factory = calls[args.cprofile]
         reqs = [world.raw(factory(i)) for i in range(n)]
