@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from apply4subject_support import (
     BASE,
+    CHANNEL_B,
     SUB_X,
     SUB_Y,
     act,
@@ -24,7 +25,7 @@ from apply4subject_support import (
     state_of,
     submit_ok,
 )
-from support import SP_A, SP_C, ApiClient, World
+from support import SP_A, SP_B, SP_C, ApiClient, World
 from wxpartner.domain.apply4subject import ACTIONS, AUDIT, CONFIRM_CONTACT, FREEZE_REASON, StepRefused
 from wxpartner.domain.clock import MAX_CLOCK_TS
 from wxpartner.server import apply4subject_flow as flow
@@ -590,3 +591,30 @@ def test_an_authorize_step_with_no_merchant_number_is_refused(
     assert _authorize_state(chan, SUB_Y) == "AUTHORIZE_STATE_AUTHORIZED"
     page = http.post(path, data={"step": "authorize"})
     assert page.status_code == 200 and "no merchant number to authorize" in page.text
+
+
+def test_a_scenario_channel_id_a1_would_refuse_is_said(chan: ApiClient, control: TestClient) -> None:
+    """A1 takes an institution's channel_id only for one of its channel merchants, and a channel
+    merchant's only when it names itself; a scenario entry breaking that loads (older exports stored
+    channel_id unchecked) with a warning naming the entry."""
+    section = {
+        "applyments": [
+            {"mchid": SP_B, "business_code": "inst_own", "channel_id": CHANNEL_B},
+            {"mchid": SP_B, "business_code": "inst_foreign", "channel_id": "1239999999"},
+            {"mchid": SP_B, "business_code": "inst_none"},
+            {"mchid": SP_A, "business_code": "chan_self", "channel_id": SP_A},
+            {"mchid": SP_A, "business_code": "chan_other", "channel_id": CHANNEL_B},
+        ]
+    }
+    resp = control.post("/sandbox/scenario", json={"apply4subject": section})
+    assert resp.status_code == 200, resp.text
+    report = resp.json()["apply4subject"]
+    assert len(report["applyment_ids"]) == 5
+    assert report["warnings"] == [
+        f"applyments[1].channel_id: 1239999999 is not a channel merchant of the institution {SP_B} "
+        "(A1: 403 NO_AUTH); loaded as given",
+        "applyments[2].channel_id: an institution's applyment names its channel merchant "
+        "(A1 refuses none: 400 PARAM_ERROR); loaded as given",
+        f"applyments[4].channel_id: a channel merchant names no channel_id or its own, not {CHANNEL_B} "
+        "(A1: 400 PARAM_ERROR); loaded as given",
+    ]

@@ -54,6 +54,21 @@ def check_caller(role: Role) -> None:
         )
 
 
+def channel_problem(role: Role, caller: str, channel_id: str | None, is_own_channel: bool) -> str | None:
+    """What A1 would refuse in a caller's ``channel_id`` (spec A1: "required when an institution calls,
+    omitted when a channel merchant calls"; README: an institution names one of its channel merchants,
+    a channel merchant none or itself), or None when A1 would take it. ``is_own_channel``: the channel_id
+    is a registered channel merchant of the caller."""
+    if role == Role.INSTITUTION:
+        if not channel_id:
+            return "an institution's applyment names its channel merchant (A1 refuses none: 400 PARAM_ERROR)"
+        if not is_own_channel:
+            return f"{channel_id} is not a channel merchant of the institution {caller} (A1: 403 NO_AUTH)"
+    elif role == Role.CHANNEL and channel_id and channel_id != caller:
+        return f"a channel merchant names no channel_id or its own, not {channel_id} (A1: 400 PARAM_ERROR)"
+    return None
+
+
 @dataclass(frozen=True)
 class Action:
     """A sandbox audit/confirmation step: the states it may start from and where it leads."""

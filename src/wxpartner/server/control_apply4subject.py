@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..domain import apply4subject as d
+from ..domain.merchants import RelationKind
 from ..protocol.detail import first_problem
 from ..sandbox import scenario
 from ..store import registry
@@ -267,7 +268,7 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
     now = flow.business_now(conn)
     made: list[int] = []
     for i, spec in enumerate(section.applyments):
-        if (warning := _owner_warning(conn, i, spec.mchid)) is not None:
+        if (warning := _owner_warning(conn, i, spec.mchid, spec.channel_id)) is not None:
             warnings.append(warning)
         app = repo.by_code(spec.mchid, spec.business_code)
         if app is not None and app.state != spec.state:
@@ -330,10 +331,14 @@ def _check_authorized(i: int, app: Applyment) -> None:
         )
 
 
-def _owner_warning(conn: Connection, i: int, mchid: str) -> str | None:
+def _owner_warning(conn: Connection, i: int, mchid: str, channel_id: str | None) -> str | None:
     """An applyment is a channel's or an institution's: A2 answers no one else, so one stored under
-    another merchant can never be queried. Said, not refused: exports of older sandboxes hold such
-    rows (scenarios put them under the service provider), and must load again."""
+    another merchant can never be queried. Its ``channel_id`` follows A1's rule for its caller
+    (``d.channel_problem``): an institution's names one of its channel merchants, a channel merchant's
+    none or its own; a scenario's was stored unchecked, so the sandbox held applyments A1 could never
+    have made. Said, not refused: exports of older sandboxes hold such
+    rows (scenarios put them under the service provider, and channel_id was never checked), and must
+    load again."""
     merchant = registry.get_merchant(conn, mchid)
     if merchant is None:
         return f"applyments[{i}].mchid: {mchid} is not a registered merchant: no A2 query can reach it"
@@ -342,6 +347,9 @@ def _owner_warning(conn: Connection, i: int, mchid: str) -> str | None:
             f"applyments[{i}].mchid: {mchid} is a {merchant.role.value}: no A2 query can reach it "
             "(applyments are a channel's or an institution's)"
         )
+    own = bool(channel_id) and registry.is_related(conn, mchid, str(channel_id), RelationKind.CHANNEL)
+    if (problem := d.channel_problem(merchant.role, mchid, channel_id, own)) is not None:
+        return f"applyments[{i}].channel_id: {problem}; loaded as given"
     return None
 
 
