@@ -240,6 +240,29 @@ def test_auto_policy_after_queries(chan: ApiClient, control: TestClient) -> None
     assert (view["reject_param"], view["reject_reason"]) == (None, None)
 
 
+def test_after_queries_counts_the_queries_made_under_the_policy(chan: ApiClient, control: TestClient) -> None:
+    """A user setting after_queries: 3 expects the third query from then on to move the applyment;
+    queries made before (here five, with no policy) used to count, and the next query moved it."""
+    applyment_id = submit_ok(chan, "queried_before")
+    for _ in range(5):
+        assert state_of(chan, applyment_id) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+    resp = control.put("/sandbox/apply4subject/auto-policy", json={"outcome": "approve", "after_queries": 3})
+    assert resp.status_code == 200, resp.text
+    assert control.get(f"/sandbox/apply4subject/applyments/{applyment_id}").json()["query_count"] == 0
+    states = [state_of(chan, applyment_id) for _ in range(3)]
+    assert states == [AUDIT, AUDIT, CONFIRM_CONTACT]
+    # setting a policy again starts the count again, for every applyment still in audit
+    other = submit_ok(chan, "queried_before_2")
+    assert [state_of(chan, other) for _ in range(2)] == [AUDIT, AUDIT]
+    assert (
+        control.put(
+            "/sandbox/apply4subject/auto-policy", json={"outcome": "approve", "after_queries": 2}
+        ).status_code
+        == 200
+    )
+    assert [state_of(chan, other) for _ in range(2)] == [AUDIT, CONFIRM_CONTACT]
+
+
 def test_auto_policy_after_sandbox_seconds(chan: ApiClient, control: TestClient) -> None:
     policy = {
         "outcome": "reject",

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..domain.apply4subject import CANCELED, CANCELLABLE, FIRST_APPLYMENT_ID, AutoPolicy
+from ..domain.apply4subject import AUDIT, CANCELED, CANCELLABLE, FIRST_APPLYMENT_ID, AutoPolicy
 from .apply4subject_tables import apply4subject_applyments as T
 from .apply4subject_tables import apply4subject_authorizations as AUTH
 from .db import LeanStatement, insert_for, storable
@@ -470,7 +470,11 @@ class Apply4SubjectRepo:
         return _policy(kv_get(self.conn, POLICY_KEY))
 
     def set_policy(self, policy: AutoPolicy | None) -> None:
+        """Set (or, None, drop) the auto policy; an applyment in audit counts its A2 queries anew from
+        here (``query_count`` 0), so ``after_queries: 3`` means three queries made under this policy:
+        an applyment queried five times before it moved at its next query."""
         kv_set(self.conn, POLICY_KEY, json.dumps(policy.as_dict()) if policy else "")
+        self.conn.execute(T.update().where(T.c.state == AUDIT, T.c.query_count != 0).values(query_count=0))
 
     def delete(self, mchid: str | None) -> None:
         if mchid is None:
