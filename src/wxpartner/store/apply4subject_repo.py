@@ -455,6 +455,19 @@ class Apply4SubjectRepo:
     def is_authorized(self, mchid: str, sub_mchid: str) -> bool:
         return _IS_AUTHORIZED.first(self.conn, {"mchid": mchid, "sub_mchid": sub_mchid}) is not None
 
+    def authorized_of(self, app: Applyment) -> list[tuple[str, bool]]:
+        """The applyment's merchant numbers with whether each is authorized for its caller: its
+        confirm_mchid_list, then the numbers the authorize step added through it (``sub_mchids``)."""
+        found = self.conn.execute(
+            sa.select(AUTH.c.sub_mchid, AUTH.c.applyment_id).where(
+                AUTH.c.mchid == app.mchid,
+                sa.or_(AUTH.c.sub_mchid.in_(app.confirm_mchids), AUTH.c.applyment_id == app.applyment_id),
+            )
+        ).all()
+        authorized = {row.sub_mchid for row in found}
+        added = sorted(row.sub_mchid for row in found if row.sub_mchid not in app.confirm_mchids)
+        return [(s, s in authorized) for s in app.confirm_mchids] + [(s, True) for s in added]
+
     def authorizations(self, mchid: str | None = None) -> list[dict[str, Any]]:
         stmt = sa.select(AUTH).order_by(AUTH.c.mchid, AUTH.c.sub_mchid)
         if mchid:
