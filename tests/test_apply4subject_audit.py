@@ -616,6 +616,30 @@ def test_an_authorize_step_with_no_merchant_number_is_refused(
     assert page.status_code == 200 and "no merchant number to authorize" in page.text
 
 
+def test_the_confirmation_page_offers_no_authorize_with_nothing_to_authorize(
+    chan: ApiClient, control: TestClient, http: TestClient
+) -> None:
+    """A PASSED applyment without confirm_mchid_list: the page showed the authorize button, and pressing
+    it only said there was nothing to authorize. Now the button is disabled with that reason; numbers
+    the control API's authorize step added (sub_mchids) are listed, and then the page says it is done."""
+    passed = submit_ok(chan, "nothing_to_press", confirm=[])
+    path = act_ok(control, passed, "pass")["confirm_url"].split("8080", 1)[1]
+    page = http.get(path)
+    assert page.status_code == 200
+    assert '<form method="post"' not in page.text
+    assert re.search(r"<button[^>]*disabled[^>]*>", page.text)
+    assert "no merchant number to authorize" in page.text
+    act_ok(control, passed, "authorize", sub_mchids=[SUB_Y])
+    page = http.get(path)
+    assert f"<code>{SUB_Y}</code>: " in page.text and "AUTHORIZE_STATE_AUTHORIZED" in page.text
+    assert "authorization complete" in page.text and "<button" not in page.text
+    # with numbers listed, the button is there until each is authorized
+    listed = submit_ok(chan, "something_to_press", confirm=[SUB_X])
+    path = act_ok(control, listed, "pass")["confirm_url"].split("8080", 1)[1]
+    assert '<form method="post"' in http.get(path).text
+    assert "authorization complete" in http.post(path, data={"step": "authorize"}).text
+
+
 def test_a_scenario_channel_id_a1_would_refuse_is_said(chan: ApiClient, control: TestClient) -> None:
     """A1 takes an institution's channel_id only for one of its channel merchants, and a channel
     merchant's only when it names itself; a scenario entry breaking that loads (older exports stored

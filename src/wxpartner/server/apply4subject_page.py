@@ -58,9 +58,21 @@ def _page(app: Applyment, authorized: list[tuple[str, bool]], note: str = "") ->
         for sub, ok in authorized
     )
     step = STEPS.get(app.state)
-    done = step is not None and step[0] == "authorize" and authorized and all(ok for _, ok in authorized)
     form = ""
-    if step is not None and not done:
+    if step is None:
+        pass
+    elif step[0] == "authorize" and authorized and all(ok for _, ok in authorized):
+        form = '<p class="muted" id="authorize-done">授权已完成 · authorization complete</p>'
+    elif (
+        step[0] == "authorize" and not authorized
+    ):  # pressing it only answered "no merchant number to authorize"
+        form = (
+            f'<p>{e(step[1])}</p><button type="button" disabled aria-describedby="authorize-none">'
+            f'{e(step[2])}</button><p class="muted" id="authorize-none">没有可授权的商户号 · no merchant '
+            "number to authorize: the applyment lists no confirm_mchid_list (the sandbox's authorize "
+            "action can name sub_mchids)</p>"
+        )
+    else:
         form = (
             f'<form method="post"><input type="hidden" name="step" value="{e(step[0])}">'
             f'<p>{e(step[1])}</p><button type="submit">{e(step[2])}</button></form>'
@@ -94,7 +106,7 @@ def _load(request: Request) -> tuple[Applyment, list[tuple[str, bool]]] | None:
         app = repo.by_token(request.path_params["token"])
         if app is None:
             return None
-        return app, [(s, repo.is_authorized(app.mchid, s)) for s in app.confirm_mchids]
+        return app, repo.authorized_of(app)
 
 
 async def confirm_page(request: Request) -> Response:
