@@ -26,6 +26,7 @@ from .listing import (
     nothing_found,
     offset_of,
     pager,
+    settled,
     state_badge,
 )
 from .routing import back, flash, route
@@ -57,6 +58,8 @@ async def applyments(request: Request) -> Response:
         refused = f"state must be one of {', '.join(STATES)} (not {state})"
         body = f'<div class="flash bad" role="status">{esc(refused)}</div>' + filters
         return page("Applyments", body, active="applyments", status=400)
+
+    await settled(st)  # what the auto policy's after_seconds owes, as the applyment's A2 would make it
 
     def read() -> reads.Slice:
         with st.db.read() as conn:
@@ -128,6 +131,9 @@ def _actions(app: Applyment) -> str:
 async def applyment(request: Request) -> Response:
     st = request.app.state.wx
     applyment_id = flow.as_id(request.path_params["applyment_id"])
+
+    if applyment_id is not None:
+        await settled(st)
 
     def read() -> tuple[Applyment | None, list[dict[str, Any]]]:
         if applyment_id is None:

@@ -23,14 +23,11 @@ async def settled(st: Any) -> None:
     """Make the transitions the business clock owes (``SETTLE_HOOKS``: expired quota cards become
     DISABLED and queue their callback, applyments the auto policy's after_seconds is due for take its
     step) before a page reads, as an API read would: the page shows what the API answers, whatever the
-    background sweep has reached. One batch of each (a clock move settles the rest: server/settle.py)."""
-    from ..app import SETTLE_HOOKS
+    background sweep has reached. One round of server/settle.py's loop, one batch of each hook (a
+    page's time stays bounded; a clock move settles the rest, through the same loop)."""
+    from ..settle import settle
 
-    def run() -> None:
-        for hook in SETTLE_HOOKS:
-            hook(st)
-
-    await anyio.to_thread.run_sync(run)
+    await anyio.to_thread.run_sync(settle, st, 1)
 
 
 # Badge tone per state of any family (unknown states are muted).
