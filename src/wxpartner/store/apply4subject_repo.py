@@ -292,12 +292,21 @@ class Apply4SubjectRepo:
         return _row(r) if r else None
 
     def list_all(
-        self, mchid: str | None = None, limit: int = 200, offset: int = 0, *, before_id: int | None = None
+        self,
+        mchid: str | None = None,
+        limit: int = 200,
+        offset: int = 0,
+        *,
+        before_id: int | None = None,
+        state: str | None = None,
     ) -> list[Applyment]:
-        """Newest first; ``before_id``: those older than that applyment (keyset: an index range)."""
+        """Newest first; ``before_id``: those older than that applyment (keyset: an index range);
+        ``state``: in that state only (the (state, applyment_id) index)."""
         stmt = sa.select(T).order_by(T.c.applyment_id.desc()).limit(limit).offset(offset)
         if mchid:
             stmt = stmt.where(T.c.mchid == mchid)
+        if state:
+            stmt = stmt.where(T.c.state == state)
         if before_id is not None:
             stmt = stmt.where(T.c.applyment_id < before_id)
         return [_row(r) for r in self.conn.execute(stmt)]
