@@ -665,3 +665,35 @@ def test_a_scenario_channel_id_a1_would_refuse_is_said(chan: ApiClient, control:
         f"applyments[4].channel_id: a channel merchant names no channel_id or its own, not {CHANNEL_B} "
         "(A1: 400 PARAM_ERROR); loaded as given",
     ]
+
+
+def test_the_control_list_filters_by_state_and_refuses_what_it_does_not_read(
+    chan: ApiClient, control: TestClient
+) -> None:
+    """?state= (the dashboard's filter) was ignored, and a script asking for the PASSED applyments got
+    every one; so was any misspelt parameter (?mchd=)."""
+    waiting = submit_ok(chan, "listed_waiting")
+    passed = submit_ok(chan, "listed_passed")
+    act_ok(control, passed, "pass")
+    url = "/sandbox/apply4subject/applyments"
+    only = control.get(url, params={"state": "APPLYMENT_STATE_PASSED"}).json()["data"]
+    assert [a["applyment_id"] for a in only] == [passed]
+    in_audit = control.get(url, params={"state": AUDIT, "mchid": SP_A}).json()["data"]
+    assert [a["applyment_id"] for a in in_audit] == [waiting]
+    for params, field in (({"state": "PASSED"}, "state"), ({"mchd": SP_A}, "mchd")):
+        resp = control.get(url, params=params)
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["code"] == "PARAM_ERROR" and resp.json()["detail"]["field"] == field
+
+
+def test_an_empty_auto_policy_put_is_refused_not_a_removal(control: TestClient) -> None:
+    """A PUT of {} (or null) removed the policy and answered null: a script whose body went missing lost
+    its policy silently. DELETE removes it."""
+    url = "/sandbox/apply4subject/auto-policy"
+    assert control.put(url, json={"outcome": "approve", "after_queries": 2}).status_code == 200
+    for body in (b"{}", b"null"):
+        resp = control.put(url, content=body, headers={"content-type": "application/json"})
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["code"] == "PARAM_ERROR" and "DELETE" in resp.json()["message"]
+    assert control.get(url).json()["auto_policy"]["after_queries"] == 2
+    assert control.delete(url).json() == {"auto_policy": None}

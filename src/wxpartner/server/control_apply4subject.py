@@ -1,12 +1,12 @@
 """Sandbox controls of apply4subject: drive the audit, set the auto policy, grant/revoke merchant
 authorization, plus the ``apply4subject`` scenario section and the reset hook.
 
-    GET    /sandbox/apply4subject/applyments[?mchid=]
+    GET    /sandbox/apply4subject/applyments[?mchid=&state=]
     GET    /sandbox/apply4subject/applyments/{applyment_id}
     POST   /sandbox/apply4subject/applyments/{applyment_id}/{action}
            action: approve | confirm_contact | confirm_legalperson | pass | reject | freeze | edit | authorize
            body: {"reject_param": "...", "reject_reason": "...", "authorize": true, "sub_mchids": ["..."]}
-    GET|PUT|DELETE /sandbox/apply4subject/auto-policy
+    GET|PUT|DELETE /sandbox/apply4subject/auto-policy   (an empty PUT is refused: DELETE removes it)
     GET|POST|DELETE /sandbox/apply4subject/authorizations   {"mchid": "...", "sub_mchid": "..."}
 """
 
@@ -61,10 +61,22 @@ LIST_LIMIT = 200  # applyments a GET answers by default (at most 500; more: ?off
 @control_route("/apply4subject/applyments", ["GET"])
 async def list_applyments(request: Request) -> Response:
     """Newest first, a page at a time (``?limit=`` 1-500, default 200, ``&offset=``; ``next_offset``
-    while more follow): the newest 200 were all a GET showed, with nothing to say more existed."""
+    while more follow): the newest 200 were all a GET showed, with nothing to say more existed.
+    ``?mchid=`` and ``?state=`` filter; another parameter is refused."""
     st = request.app.state.wx
     q = request.query_params
+    # a misspelt or unsupported filter was ignored, and the answer listed every applyment
+    known_fields(dict(q), "mchid", "state", "limit", "offset", "after", location="query")
     mchid = q.get("mchid")
+    state = q.get("state") or None
+    if state is not None and state not in d.STATES:
+        raise bad(
+            f"state must be one of {', '.join(d.STATES)}",
+            field="state",
+            location="query",
+            issue="not an applyment state",
+            value=state,
+        )
     limit = int_param(q, "limit", LIST_LIMIT, 1, 500)
     after = cursors.decode(q, int)
     offset = int_param(q, "offset", 0, 0, BIGINT_MAX)
@@ -72,7 +84,7 @@ async def list_applyments(request: Request) -> Response:
     def read() -> list[dict[str, Any]]:
         with st.db.read() as conn:
             found = Apply4SubjectRepo(conn).list_all(
-                mchid, limit=limit + 1, offset=offset, before_id=after[0] if after else None
+                mchid, limit=limit + 1, offset=offset, before_id=after[0] if after else None, state=state
             )
             return [_view(a, st.settings.base_url()) for a in found]
 
@@ -156,6 +168,12 @@ async def auto_policy(request: Request) -> Response:
     st = request.app.state.wx
     body = await json_body(request) if request.method in ("PUT", "POST") else {}
     policy: d.AutoPolicy | None = None
+    if request.method in ("PUT", "POST") and not body:  # it removed the policy, answering null
+        raise bad(
+            "give after_seconds and/or after_queries (DELETE /sandbox/apply4subject/auto-policy removes the policy)",
+            location="body",
+            issue="empty",
+        )
     if body:
         try:
             policy = d.AutoPolicy.parse(body)
