@@ -112,7 +112,19 @@ def _actions(app: Applyment) -> str:
             continue
         target = f" → {action.target.removeprefix('APPLYMENT_STATE_')}" if action.target else ""
         extra = ""
-        if name == "reject":
+        if name == "authorize":  # the dashboard had no way to name numbers the applyment does not list
+            need = not app.confirm_mchids
+            why = (
+                "required: the applyment has no confirm_mchid_list"
+                if need
+                else "optional, besides " + ", ".join(app.confirm_mchids)
+            )
+            extra = (
+                f'<div><label for="sub_mchids">sub_mchids, comma-separated ({esc(why)})</label>'
+                f'<input id="sub_mchids" name="sub_mchids" inputmode="numeric" pattern="[0-9, ]+"'
+                f"{' required' if need else ''}></div>"
+            )
+        elif name == "reject":
             extra = (
                 '<div><label for="reject_param">reject_param</label><input id="reject_param" name="reject_param" '
                 'value="business_license_copy"></div><div><label for="reject_reason">reject_reason</label>'
@@ -225,6 +237,7 @@ async def applyment_action(request: Request) -> Response:
                 flow.business_now(conn),
                 reject_param=fields.get("reject_param") or None,
                 reject_reason=fields.get("reject_reason") or None,
+                sub_mchids=[n for n in fields.get("sub_mchids", "").replace(",", " ").split() if n],
             )
             return f"{name}: the applyment is now {moved.state}"
 
