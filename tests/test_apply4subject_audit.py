@@ -697,3 +697,15 @@ def test_an_empty_auto_policy_put_is_refused_not_a_removal(control: TestClient) 
         assert resp.json()["code"] == "PARAM_ERROR" and "DELETE" in resp.json()["message"]
     assert control.get(url).json()["auto_policy"]["after_queries"] == 2
     assert control.delete(url).json() == {"auto_policy": None}
+
+
+def test_an_authorization_no_a4_could_see_is_refused(chan: ApiClient, control: TestClient) -> None:
+    """POST /sandbox/apply4subject/authorizations granted for any mchid: one misspelt, or a service
+    provider's (which may not call A4), answered AUTHORIZED and no A4 query ever said so."""
+    url = "/sandbox/apply4subject/authorizations"
+    for mchid, said in (("1239999999", "not a registered merchant"), (SP_C, "is a service_provider")):
+        resp = control.post(url, json={"mchid": mchid, "sub_mchid": SUB_Y})
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["detail"]["field"] == "mchid" and said in resp.json()["message"]
+    assert control.get(url).json()["data"] == []
+    assert control.post(url, json={"mchid": SP_A, "sub_mchid": SUB_Y}).status_code == 200

@@ -221,6 +221,14 @@ async def authorizations(request: Request) -> Response:
         with st.db.write() as conn:
             repo = Apply4SubjectRepo(conn)
             if request.method == "POST":
+                if (why := _unreachable_caller(conn, str(mchid))) is not None:  # was granted, for nothing
+                    raise bad(
+                        f"{why}: no A4 query could see this authorization (mchid is the caller)",
+                        field="mchid",
+                        location="body",
+                        issue="not a channel merchant or institution",
+                        value=mchid,
+                    )
                 repo.authorize(str(mchid), [str(sub)], None, flow.business_now(conn))
                 return {"mchid": mchid, "sub_mchid": sub, "authorize_state": d.AUTHORIZED}
             repo.revoke(str(mchid), str(sub))  # the state may fall back (community report)
@@ -347,6 +355,17 @@ def _check_authorized(i: int, app: Applyment) -> None:
         raise scenario.ScenarioError(
             f"{where}: no confirm_mchid_list to authorize (a merchant number alone: authorizations)"
         )
+
+
+def _unreachable_caller(conn: Connection, mchid: str) -> str | None:
+    """Why ``mchid`` can call no apply4subject endpoint (unregistered, or not a channel merchant or
+    institution), or None when it can."""
+    merchant = registry.get_merchant(conn, mchid)
+    if merchant is None:
+        return f"{mchid} is not a registered merchant"
+    if merchant.role not in d.ALLOWED_CALLERS:
+        return f"{mchid} is a {merchant.role.value}"
+    return None
 
 
 def _owner_warning(conn: Connection, i: int, mchid: str, channel_id: str | None) -> str | None:
