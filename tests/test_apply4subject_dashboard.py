@@ -73,3 +73,17 @@ def test_a_clock_move_on_the_dashboard_settles_every_applyment_it_made_due(setti
             assert states == {CONFIRM_CONTACT}
     finally:
         application.state.db.dispose()
+
+
+def test_the_control_api_reads_make_what_the_clock_owes(settings: Settings) -> None:
+    """GET /sandbox/apply4subject/applyments (and one applyment) after a clock move that settled nothing
+    said WAITTING_FOR_AUDIT; the applyment's next A2 query then moved it."""
+    with quiet_control(settings) as (_, control):
+        (applyment_id,) = _load_waiting(control, 1)
+        assert control.post("/sandbox/clock", json={"advance": 600}).json()["settled_all"] is False
+        one = control.get(f"/sandbox/apply4subject/applyments/{applyment_id}").json()
+        assert one["applyment_state"] == CONFIRM_CONTACT
+        (listed,) = control.get("/sandbox/apply4subject/applyments").json()["data"]
+        assert listed["applyment_state"] == CONFIRM_CONTACT
+        misspelt = control.get("/sandbox/apply4subject/authorizations", params={"mchd": SP_A})
+        assert misspelt.status_code == 400 and misspelt.json()["detail"]["field"] == "mchd"

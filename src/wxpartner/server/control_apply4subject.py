@@ -55,6 +55,16 @@ def _applyment_id(request: Request) -> int:
     return applyment_id
 
 
+async def _settled(st: Any) -> None:
+    """What the auto policy's after_seconds owes, made before a control read (one batch, as the
+    dashboard's pages take), so the list says what the applyment's next A2 query would: after a clock
+    move that settled nothing (``clock_settle_max: 0``, or a clock running on) it showed an applyment
+    in audit that A2 then moved."""
+    from .routes.apply4subject import settle_waited  # registers the hook; imports this module's peers
+
+    await anyio.to_thread.run_sync(settle_waited, st)
+
+
 LIST_LIMIT = 200  # applyments a GET answers by default (at most 500; more: ?offset=)
 
 
@@ -81,6 +91,8 @@ async def list_applyments(request: Request) -> Response:
     after = cursors.decode(q, int)
     offset = int_param(q, "offset", 0, 0, BIGINT_MAX)
 
+    await _settled(st)
+
     def read() -> list[dict[str, Any]]:
         with st.db.read() as conn:
             found = Apply4SubjectRepo(conn).list_all(
@@ -104,6 +116,7 @@ async def list_applyments(request: Request) -> Response:
 async def get_applyment(request: Request) -> Response:
     st = request.app.state.wx
     applyment_id = _applyment_id(request)
+    await _settled(st)
 
     def read() -> dict[str, Any] | None:
         with st.db.read() as conn:
@@ -213,6 +226,9 @@ async def authorizations(request: Request) -> Response:
             location="body",
             issue="missing or invalid",
         )
+
+    if request.method == "GET":  # ?mchd= listed every caller's
+        known_fields(dict(request.query_params), "mchid", location="query")
 
     def apply() -> Any:
         if request.method == "GET":  # a read: it took the single writer's turn for nothing
