@@ -87,3 +87,24 @@ def test_the_control_api_reads_make_what_the_clock_owes(settings: Settings) -> N
         assert listed["applyment_state"] == CONFIRM_CONTACT
         misspelt = control.get("/sandbox/apply4subject/authorizations", params={"mchd": SP_A})
         assert misspelt.status_code == 400 and misspelt.json()["detail"]["field"] == "mchd"
+
+
+def test_an_applyment_page_says_what_the_auto_policy_will_do(settings: Settings) -> None:
+    """The page did not mention the auto policy: an applyment moved at an A2 query (or stayed) with
+    nothing on the dashboard to say why or when."""
+    with quiet_control(settings) as (_, control):
+        (applyment_id,) = _load_waiting(control, 1)
+        control.post("/dashboard/login", data={"token": SANDBOX_TOKEN}, follow_redirects=False)
+        page = control.get(f"/dashboard/applyments/{applyment_id}").text
+        shown = re.search(r'<span id="auto-policy">([^<]*)</span>', page)
+        assert shown, page
+        assert shown.group(1).startswith("approve → WAITTING_FOR_CONFIRM_CONTACT once in audit 600 s (at ")
+        policy = {"outcome": "reject", "after_queries": 3}
+        assert control.put("/sandbox/apply4subject/auto-policy", json=policy).status_code == 200
+        page = control.get(f"/dashboard/applyments/{applyment_id}").text
+        assert "reject → REJECTED at A2 query 3 (0 made)" in page
+        assert control.delete("/sandbox/apply4subject/auto-policy").status_code == 200
+        assert (
+            "none (PUT /sandbox/apply4subject/auto-policy sets one)"
+            in control.get(f"/dashboard/applyments/{applyment_id}").text
+        )

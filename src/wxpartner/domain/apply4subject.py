@@ -419,6 +419,16 @@ class AutoPolicy:
         by_queries = self.after_queries is not None and queries >= self.after_queries
         return by_time or by_queries
 
+    def pending(self, queries: int) -> str:
+        """What this policy will do to an applyment in audit with ``queries`` counted,
+        in words ("reject at A2 query 3 (1 made) or once in audit 600 s (…)"): the dashboard shows it."""
+        when = []
+        if self.after_queries is not None:
+            when.append(f"at A2 query {self.after_queries} ({queries} made)")
+        if self.after_seconds is not None:
+            when.append(f"once in audit {self.after_seconds:g} s")
+        return f"{self.outcome} → {self.target.removeprefix('APPLYMENT_STATE_')} {' or '.join(when)}"
+
     @property
     def target(self) -> str:
         return OUTCOMES[self.outcome]

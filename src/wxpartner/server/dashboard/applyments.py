@@ -139,6 +139,19 @@ def _actions(app: Applyment) -> str:
     return "".join(out) or '<p class="muted">No audit step is possible from this state.</p>'
 
 
+def _policy_fact(app: Applyment, policy: d.AutoPolicy | None) -> str:
+    """What the auto policy will do to this applyment: the page said nothing, and an applyment moved
+    (or did not) at an A2 query with no hint why."""
+    if policy is None:
+        return '<span class="muted">none (PUT /sandbox/apply4subject/auto-policy sets one)</span>'
+    if app.state != d.AUDIT:
+        return f'<span class="muted">acts in {esc(d.AUDIT)} only</span>'
+    text = policy.pending(app.query_count)
+    if policy.after_seconds is not None:
+        text += f" (at {fmt_ts(app.state_since + policy.after_seconds)} UTC, business time)"
+    return f'<span id="auto-policy">{esc(text)}</span>'
+
+
 @route("/applyments/{applyment_id}")
 async def applyment(request: Request) -> Response:
     st = request.app.state.wx
@@ -147,14 +160,16 @@ async def applyment(request: Request) -> Response:
     if applyment_id is not None:
         await settled(st)
 
-    def read() -> tuple[Applyment | None, list[dict[str, Any]]]:
+    def read() -> tuple[Applyment | None, list[dict[str, Any]], d.AutoPolicy | None]:
         if applyment_id is None:
-            return None, []
+            return None, [], None
         with st.db.read() as conn:
-            found = Apply4SubjectRepo(conn).by_id(applyment_id)
-            return found, reads.applyment_authorizations(conn, found.mchid) if found else []
+            repo = Apply4SubjectRepo(conn)
+            found = repo.by_id(applyment_id)
+            auths = reads.applyment_authorizations(conn, found.mchid) if found else []
+            return found, auths, repo.policy()
 
-    app, auths = await anyio.to_thread.run_sync(read)
+    app, auths, policy = await anyio.to_thread.run_sync(read)
     if app is None:
         return not_found(f"applyment {request.path_params['applyment_id']}", active="applyments")
     covered = set(app.confirm_mchids)
@@ -182,6 +197,7 @@ async def applyment(request: Request) -> Response:
             ("in this state since", esc(fmt_ts(app.state_since)) + " UTC (business time)"),
             ("reject", esc(f"{app.reject_param or ''} {app.reject_reason or ''}".strip()) or "—"),
             ("A2 queries", esc(app.query_count)),
+            ("auto policy", _policy_fact(app, policy)),
         ]
     )
     confirm = '<p class="muted">The QR code (qrcode_data) appears once the audit passed.</p>'
