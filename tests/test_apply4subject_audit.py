@@ -709,3 +709,20 @@ def test_an_authorization_no_a4_could_see_is_refused(chan: ApiClient, control: T
         assert resp.json()["detail"]["field"] == "mchid" and said in resp.json()["message"]
     assert control.get(url).json()["data"] == []
     assert control.post(url, json={"mchid": SP_A, "sub_mchid": SUB_Y}).status_code == 200
+
+
+def test_a_scenario_authorization_no_a4_could_see_is_said(chan: ApiClient, control: TestClient) -> None:
+    """As the control API's POST refuses it, a scenario's authorization for a merchant that cannot call
+    A4 is said (and loaded: older exports may hold one)."""
+    section = {
+        "authorizations": [
+            {"mchid": SP_A, "sub_mchid": SUB_X},
+            {"mchid": SP_C, "sub_mchid": SUB_Y},
+        ]
+    }
+    resp = control.post("/sandbox/scenario", json={"apply4subject": section})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["apply4subject"]["warnings"] == [
+        f"authorizations[1].mchid: {SP_C} is a service_provider: no A4 query can see it"
+    ]
+    assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_AUTHORIZED"

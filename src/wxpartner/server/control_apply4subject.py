@@ -351,7 +351,9 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
             _check_authorized(i, app)
             repo.authorize(spec.mchid, app.confirm_mchids, app.applyment_id, now)
         made.append(app.applyment_id)
-    for auth in section.authorizations:
+    for i, auth in enumerate(section.authorizations):
+        if (why := _unreachable_caller(conn, auth.mchid)) is not None:  # the POST refuses it; exports hold it
+            warnings.append(f"authorizations[{i}].mchid: {why}: no A4 query can see it")
         repo.authorize(auth.mchid, [auth.sub_mchid], None, now)
     lctx.report["apply4subject"] = {"applyment_ids": made, **({"warnings": warnings} if warnings else {})}
 
