@@ -148,10 +148,21 @@ def test_an_add_reads_what_it_checks_in_one_statement(client_a: ApiClient, app: 
     assert first.status_code == again.status_code == 200 and again.json() == first.json()
     reads = [sql for sql in seen if "merchant_relations" in sql]
     assert len(reads) == 1 and "recharge_employees" in reads[0] and "merchants" in reads[0], seen
+    # The verification's credential lookup is remembered for at most a second (credential_cache.MAX_AGE_S):
+    # on a loaded machine the counted add may come later than that and look again; it is not the add's.
     assert not [
-        sql for sql in seen if sql.startswith("SELECT") and sql not in reads and "recharge_quotas" not in sql
+        sql
+        for sql in seen
+        if sql.startswith("SELECT")
+        and sql not in reads
+        and "recharge_quotas" not in sql
+        and "merchant_certificates" not in sql
     ]
-    business = [sql for sql in again_seen if "recharge_" in sql or "merchant" in sql]
+    business = [
+        sql
+        for sql in again_seen
+        if ("recharge_" in sql or "merchant" in sql) and "merchant_certificates" not in sql
+    ]
     assert len(business) == 1 and business[0] == reads[0], again_seen
 
 
