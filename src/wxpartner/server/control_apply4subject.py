@@ -32,7 +32,7 @@ from ..store.schema import BIGINT_MAX
 from . import apply4subject_flow as flow
 from . import cursors
 from .control import ControlError, control_route, json_body
-from .params import bad, int_param, invalid, known_fields
+from .params import bad, choice_param, int_param, invalid, known_fields
 
 
 def _view(app: Applyment, base_url: str) -> dict[str, Any]:
@@ -78,15 +78,7 @@ async def list_applyments(request: Request) -> Response:
     # a misspelt or unsupported filter was ignored, and the answer listed every applyment
     known_fields(dict(q), "mchid", "state", "limit", "offset", "after", location="query")
     mchid = q.get("mchid")
-    state = q.get("state") or None
-    if state is not None and state not in d.STATES:
-        raise bad(
-            f"state must be one of {', '.join(d.STATES)}",
-            field="state",
-            location="query",
-            issue="not an applyment state",
-            value=state,
-        )
+    state = choice_param(q, "state", d.STATES, issue="not an applyment state")
     limit = int_param(q, "limit", LIST_LIMIT, 1, 500)
     after = cursors.decode(q, int)
     offset = int_param(q, "offset", 0, 0, BIGINT_MAX)

@@ -18,7 +18,7 @@ from . import cursors
 from .app import BACKGROUND_TASKS, STARTUP_HOOKS
 from .callbacks import check_callback_settings, deliver_forever, deliverer_for
 from .control import ControlError, control_route
-from .params import bad, int_param
+from .params import choice_param, int_param
 
 if deliver_forever not in BACKGROUND_TASKS:
     BACKGROUND_TASKS.append(deliver_forever)
@@ -34,15 +34,7 @@ async def list_callbacks(request: Request) -> Response:
     &after=, the answer's next_after: keyset paging, as deep as you like at the cost of the first)"""
     db = request.app.state.wx.db
     q = request.query_params
-    state = q.get("state") or None
-    if state is not None and state not in outbox.STATES:
-        raise bad(
-            f"state must be one of {', '.join(outbox.STATES)}",
-            field="state",
-            location="query",
-            issue="not an allowed value",
-            value=state,
-        )
+    state = choice_param(q, "state", outbox.STATES)
     limit = int_param(q, "limit", 50, 1, 500)
     after = cursors.decode(q, float, str)
     offset = int_param(q, "offset", 0, 0, 10**9)

@@ -15,7 +15,7 @@ from ..store.schema import INTEGER_MAX
 from .control import ControlError, control_route, json_body
 from .faults import injector
 from .journal import explained, writer
-from .params import Location, bad, number, optional_integer, string
+from .params import Location, bad, choice_param, number, optional_integer, string
 
 
 def fault_view(rule: FaultRule) -> dict[str, Any]:
@@ -166,15 +166,7 @@ VERIFICATIONS = ("ok", "refused", "error", "not_routed")
 
 def journal_filter(params: Any) -> ops_repo.JournalFilter:
     failed = str(params.get("failed", "")).lower() in ("1", "true", "yes", "on")
-    verification = params.get("verification") or None
-    if verification is not None and verification not in VERIFICATIONS:  # was an empty page, silently
-        raise bad(
-            f"verification must be one of {', '.join(VERIFICATIONS)}",
-            field="verification",
-            location="query",
-            issue="not an allowed value",
-            value=verification,
-        )
+    verification = choice_param(params, "verification", VERIFICATIONS)
     status = optional_integer(params.get("status"), "status", location="query", lo=0, hi=999)  # 0: dropped
     before = optional_integer(params.get("before_id"), "before_id", location="query")
     # 1..1000 (default 100), clamped here and not only in the store: "a full page, so there may be

@@ -10,7 +10,7 @@ they were 500s there; SQLite stores them). The dashboard renders a ``ControlErro
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
@@ -101,6 +101,23 @@ def int_param(params: Any, name: str, default: int, lo: int, hi: int) -> int:
     """A query-string integer between ``lo`` and ``hi``; ``default`` when absent or empty."""
     value = optional_integer(params.get(name), name, location="query", lo=lo, hi=hi)
     return default if value is None else value
+
+
+def choice_param(
+    params: Any, name: str, allowed: Sequence[str], *, issue: str = "not an allowed value"
+) -> str | None:
+    """An optional query-string value that must be one of ``allowed``; None when absent or empty (a value
+    outside them was an empty or unfiltered page, silently)."""
+    value = params.get(name) or None
+    if value is not None and value not in allowed:
+        raise bad(
+            f"{name} must be one of {', '.join(allowed)}",
+            field=name,
+            location="query",
+            issue=issue,
+            value=value,
+        )
+    return value
 
 
 def number(
