@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -26,6 +27,8 @@ from support import SECOND_A, SECOND_B, SP_A, SP_B, SP_C, SUB_A, SUB_B, World
 
 
 def free_port() -> int:
+    """A port nothing listens on now (for a URL that must be refused). A server is started with
+    ``--port 0`` instead: a port picked here may be taken before the server binds it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -144,52 +147,15 @@ def start_live_server(
             data[key] = value
     scenario_path = data_dir / "scenario.yaml"
     scenario_path.write_text(yaml.safe_dump(data, allow_unicode=True))
-    # The port is picked here and bound by the server: another process (a parallel worker, another
-    # test run) may take it in between. `serve` then stops at once with exit status 3, "cannot listen"
-    # (before it prints its settings or binds): the server starts again on another port.
-    for _attempt in range(5):
-        server = _start_on_free_port(data_dir, scenario_path, workers, database_url, extra_args, env, token)
-        if server is not None:
-            break
-    else:
-        raise RuntimeError(f"no free port: {(data_dir / 'server.log').read_text()[-2000:]}")
-    proc, port, line = server
-    try:
-        info = json.loads(line)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + ready_seconds
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError(f"server not ready: {(data_dir / 'server.log').read_text()[-2000:]}")
-    except BaseException:  # not ready, no JSON line, a timeout, Ctrl-C: nothing of it is left running
-        kill_group(proc)
-        raise
-    return LiveServer(url, token, data_dir, proc, info)
-
-
-def _start_on_free_port(
-    data_dir: Path,
-    scenario_path: Path,
-    workers: int,
-    database_url: str,
-    extra_args: list[str] | None,
-    env: dict[str, str] | None,
-    token: str,
-) -> tuple[subprocess.Popen[bytes], int, bytes] | None:
-    """The server process, its port and its first line (its settings); None when the port was taken."""
-    port = free_port()
     args = [
         sys.executable,
         "-m",
         "wxpartner.cli",
         "serve",
+        # a free port the system picks as the server binds it, named in the settings it prints: a
+        # port picked here first could be taken by another process before the server bound it
         "--port",
-        str(port),
+        "0",
         "--data-dir",
         str(data_dir),
         "--no-demo",
@@ -216,33 +182,41 @@ def _start_on_free_port(
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line:
-            status = proc.wait(10)
-            log = (data_dir / "server.log").read_text()
-            if status == 3 and f"cannot listen on 127.0.0.1:{port}" in log:
-                return None
-            raise RuntimeError(f"server did not start: {log[-2000:]}")
-    except BaseException:  # no JSON line, a timeout, Ctrl-C: nothing of it is left running
+            proc.wait(10)
+            raise RuntimeError(f"server did not start: {(data_dir / 'server.log').read_text()[-2000:]}")
+        info = json.loads(line)
+        url = f"http://127.0.0.1:{served_port(info)}"  # plain HTTP, whatever it says (--tls: never ready)
+        deadline = time.monotonic() + ready_seconds
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"server not ready: {(data_dir / 'server.log').read_text()[-2000:]}")
+    except BaseException:  # not ready, no JSON line, a timeout, Ctrl-C: nothing of it is left running
         kill_group(proc)
         raise
-    return proc, port, line
+    return LiveServer(url, token, data_dir, proc, info)
+
+
+def served_port(info: dict[str, Any]) -> int:
+    """The port a ``serve --port 0`` bound, as its settings (``--json``, connection.json) name it."""
+    port = urlsplit(str(info["base_url"])).port
+    assert port, info
+    return port
 
 
 class Served:
-    """`wxpartner serve --json` with its demo merchant (unless told otherwise) on a free loopback port."""
+    """`wxpartner serve --json` with its demo merchant (unless told otherwise) on a free loopback port
+    (``--port 0``, unless ``extra`` names one): ``port`` and ``url`` are the ones it printed."""
 
     def __init__(self, data_dir: Path, *extra: str, umask: int = -1) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        args = [
-            sys.executable,
-            "-m",
-            "wxpartner.cli",
-            "serve",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(data_dir),
-        ]
+        self.data_dir = data_dir
+        args = [sys.executable, "-m", "wxpartner.cli", "serve", "--data-dir", str(data_dir)]
+        if "--port" not in extra:
+            args += ["--port", "0"]
         self.proc = subprocess.Popen(
             [*args, "--json", *extra],
             stdout=subprocess.PIPE,
@@ -263,6 +237,8 @@ class Served:
             err = self.proc.stderr.read().decode() if self.proc.stderr else ""
             raise AssertionError(f"serve printed nothing: {err[-2000:]}")
         self.info: dict[str, Any] = json.loads(line)
+        self.port = served_port(self.info)
+        self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:

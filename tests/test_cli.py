@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
-from live import Served, free_port, stop_process
+from live import Served, free_port, served_port, stop_process
 from support import SP_B, World, assert_signed
 from wxpartner.cli import main
 from wxpartner.protocol import keys as k
@@ -132,7 +132,7 @@ def _serve_printout(data_dir: Path, *args: str, env: dict[str, str] | None = Non
             "wxpartner.cli",
             "serve",
             "--port",
-            str(free_port()),
+            "0",
             "--data-dir",
             str(data_dir),
             *args,
@@ -253,7 +253,7 @@ def test_serve_with_bad_scenario_fails_clearly(tmp_path: Path) -> None:
             "--scenario",
             str(bad),
             "--port",
-            str(free_port()),
+            "0",
         ],
         capture_output=True,
         timeout=60,
@@ -283,7 +283,7 @@ def test_serve_with_a_database_it_cannot_use_fails_in_one_line(tmp_path: Path, k
         "postgresql-query": f"postgresql://wxpartner@127.0.0.1:{port}/wxpartner?password=s3cret-pw",
         "sqlite": f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.sqlite3'}",
     }[kind]
-    args = ["serve", "--data-dir", str(tmp_path / "d"), "--port", str(free_port()), "--database-url", url]
+    args = ["serve", "--data-dir", str(tmp_path / "d"), "--port", "0", "--database-url", url]
     proc = subprocess.run(
         [sys.executable, "-m", "wxpartner.cli", *args],
         capture_output=True,
@@ -475,7 +475,7 @@ def test_serve_refuses_bad_settings_without_a_traceback(
         if "--data-dir" not in given:
             given += ["--data-dir", str(tmp_path / "data")]
         if "--port" not in given:  # not 8080, which anything on the machine may hold
-            given += ["--port", str(free_port())]
+            given += ["--port", "0"]
         result = CliRunner().invoke(main, ["serve", *given], catch_exceptions=False)
     assert result.exit_code == code, result.output
     assert fragment in result.output and "Traceback" not in result.output
@@ -554,8 +554,7 @@ def test_ctrl_c_stops_serve_with_workers_without_tracebacks(tmp_path: Path) -> N
     import signal
     import time
 
-    port = free_port()
-    args = [sys.executable, "-m", "wxpartner.cli", "serve", "--port", str(port), "--workers", "2"]
+    args = [sys.executable, "-m", "wxpartner.cli", "serve", "--port", "0", "--workers", "2"]
     proc = subprocess.Popen(
         [*args, "--data-dir", str(tmp_path / "data"), "--json"],
         stdout=subprocess.PIPE,
@@ -563,7 +562,8 @@ def test_ctrl_c_stops_serve_with_workers_without_tracebacks(tmp_path: Path) -> N
         start_new_session=True,  # its own group, as a terminal's foreground job
     )
     try:
-        assert proc.stdout is not None and json.loads(proc.stdout.readline())["base_url"]
+        assert proc.stdout is not None
+        port = served_port(json.loads(proc.stdout.readline()))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

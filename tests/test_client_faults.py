@@ -57,6 +57,17 @@ def attempts(ctl: httpx.Client, operation: str) -> list[dict[str, Any]]:
     return list(resp.json()["data"])
 
 
+def journaled(ctl: httpx.Client, operation: str, count: int) -> list[dict[str, Any]]:
+    """The journal's rows of one operation once it has ``count`` of them: an attempt whose answer the
+    client gave up on is journaled when the server has sent it, its work done (instead of sleeping
+    for as long as the LATENCY rule holds it, and hoping)."""
+    deadline = time.monotonic() + 10
+    while len(seen := attempts(ctl, operation)) < count:
+        assert time.monotonic() < deadline, (operation, count, seen)
+        time.sleep(0.02)
+    return seen
+
+
 def add_rule(ctl: httpx.Client, kind: str, operation: str, **rule: Any) -> None:
     resp = ctl.post("/sandbox/faults", json={"kind": kind, "operation": operation, "mchid": SP_A, **rule})
     assert resp.status_code == 201, resp.text
@@ -143,7 +154,9 @@ def faults_over_loopback(server: LiveServer, world: World) -> None:
             info.value
         )
         again = c.webizpay.quota_cards.issue(emp, card_body("card_slow"), timeout=httpx.Timeout(5, read=0.3))
-        anyio.run(anyio.sleep, 0.8)  # let the abandoned requests finish server-side
+        # the abandoned requests have finished server-side once both are journaled
+        assert journaled(ctl, "webizpay.create_avail_mch_range", 7)[0]["status"] == 200
+        assert len(journaled(ctl, "webizpay.issue_quota_card", 6)) == 6
         assert len(c.webizpay.ranges.list(sp_mchid=SP_A).range_list) == 3  # two, then the slow one
         by_out = c.webizpay.quota_cards.get_by_out_card_no(emp, "card_slow", sp_mchid=SP_A, sub_mchid=SUB_A)
         assert by_out.card_no == again.card_no and again.card_no != card.card_no
@@ -158,10 +171,8 @@ def faults_over_loopback(server: LiveServer, world: World) -> None:
         with client(world, server.url, timeout=httpx.Timeout(5, read=0.3)) as impatient:
             done = impatient.webizpay.ranges.delete_identifier(created.range_id, "4200", {"sp_mchid": SP_A})
         assert done.range_id == created.range_id
-        deadline = time.monotonic() + 10  # the held answer is journaled once it is sent
-        while len(attempts(ctl, "webizpay.delete_merchant_identifier")) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert sorted(e["status"] for e in attempts(ctl, "webizpay.delete_merchant_identifier")) == [200, 404]
+        deleted = journaled(ctl, "webizpay.delete_merchant_identifier", 2)  # the held answer, once sent
+        assert sorted(e["status"] for e in deleted) == [200, 404]
         assert c.webizpay.ranges.list_identifiers(created.range_id, sp_mchid=SP_A).data == []
 
         # W8 and W15 change state named by the call itself (a relation's terminal REVOKED, an
@@ -178,8 +189,8 @@ def faults_over_loopback(server: LiveServer, world: World) -> None:
         c.webizpay.ranges.add_identifier(
             created.range_id, {"sp_mchid": SP_A, "merchant_identifier": "4300"}, timeout=slow
         )
-        anyio.run(anyio.sleep, 0.8)
-        assert [e["status"] for e in attempts(ctl, "webizpay.revoke_authorization")][::-1] == [200, 200]
+        assert [e["status"] for e in journaled(ctl, "webizpay.revoke_authorization", 2)] == [200, 200]
+        assert len(journaled(ctl, "webizpay.add_merchant_identifier", 3)) == 3
         state = c.webizpay.users.authorization_state("user_revoke_slow", sp_mchid=SP_A, sub_mchid=SUB_A)
         [relation] = state.employee_list or []
         assert relation.authorization_state == revoked.authorization_state == "REVOKED"

@@ -237,7 +237,8 @@ CALLBACK_PROJECT = textwrap.dedent(
                 pass
 
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Notify)
-        thread = threading.Thread(target=server.serve_forever)
+        # polling for shutdown() every 50 ms: the default 0.5 s would be each test's wait at teardown
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
         thread.start()
         server.url = f"http://127.0.0.1:{server.server_address[1]}/wxpay/notify"
         server.events = events
