@@ -990,3 +990,127 @@ def test_a_refused_serial_no_names_the_merchants_certificates(
     assert 'id="merchant-certificates"' in page and world.merchants[SP_A].serial_no in page
     ok = ApiClient(http, world, SP_A).get("/v3/certificates", private_key=world.other_key, check=False)
     assert "merchant_certificates" not in as_json(run("journal", ok.headers["Request-ID"], "--json"))
+
+
+def _table_row(output: str, row_id: int) -> str:
+    """The table line of the journal row ``row_id``."""
+    return next(line for line in output.splitlines() if re.match(rf"│ {row_id} +│", line))
+
+
+def test_the_journal_table_marks_a_claimed_mchid_and_pages(
+    settings: Any, world: World, data_dir: Path
+) -> None:
+    """Found using the CLI on a sandbox under a flood of forged requests: `wxpartner journal` listed a
+    request whose signature was not verified under the mchid it claimed exactly as a verified one
+    (only --json and one entry said mchid_verified: false), the journal's note of the requests it left
+    out as a request "- -" with status "dropped", and a busy journal past its newest 1000 rows could
+    not be read at all (no --before; no --verification to leave the claims out)."""
+    from wxpartner.server.app import create_app
+
+    settings.extra.update(journal_unverified_burst=3, journal_unverified_rate=0.001)  # none refilled
+    app = create_app(settings)
+    with TestClient(app, base_url="http://testserver") as http:
+        _claimed_rows_and_pages(http, world, data_dir)
+    app.state.db.dispose()
+
+
+def _claimed_rows_and_pages(http: TestClient, world: World, data_dir: Path) -> None:
+    from support import ApiClient
+
+    def run(*args: str) -> Result:
+        result = CliRunner().invoke(main, [*args, "--data-dir", str(data_dir)], obj={"http": http})
+        assert result.exit_code == 0, result.output
+        return result
+
+    a = ApiClient(http, world, SP_A)
+    assert a.get("/v3/certificates", check=False).status_code == 404  # verified: public-key mode
+    for _ in range(3 + 5):  # anyone: A's mchid, a key that is not A's
+        assert a.get("/v3/certificates", private_key=world.other_key, check=False).status_code == 401
+    rows = as_json(run("journal", "--limit", "1000", "--json"))["data"]
+    verified = next(r for r in rows if r["mchid_verified"])
+    forged = next(r for r in rows if r["verification"] == "refused" and r["operation"] == "certificates.list")
+    note = next(r for r in rows if r["operation"] == "journal.unverified_skipped")
+    listed = run("journal", "--limit", "1000").output
+    assert f"│ {SP_A} (claimed) " in _table_row(listed, forged["id"])
+    assert re.search(rf"│ {SP_A} +│", _table_row(listed, verified["id"]))  # no mark
+    assert "(claimed): the mchid the request's Authorization header claims; its signature was not" in listed
+    assert "5 unverified requests not journaled" in listed and "note NOT_JOURNALED" in listed
+    assert "- -" not in listed and "dropped" not in listed
+    ok_only = run("journal", "--verification", "ok")
+    assert "(claimed)" not in ok_only.output
+    assert re.search(rf"│ {SP_A} +│", _table_row(ok_only.output, verified["id"]))
+    entry = run("journal", forged["request_id"]).output
+    assert f"mchid: {SP_A} (claimed): its signature was not verified" in entry
+    assert f"mchid: {SP_A}\n" in run("journal", verified["request_id"]).output
+
+    first = run("journal", "--limit", "2").output
+    before = int(first.split("older entries: --before ")[1].split()[0])
+    assert before == rows[1]["id"]
+    page = as_json(run("journal", "--limit", "2", "--before", str(before), "--json"))["data"]
+    assert [r["id"] for r in page] == [r["id"] for r in rows[2:4]]
+    assert "older entries" not in run("journal", "--limit", "1000").output  # all of it: no next page
+    assert note["mchid_verified"] is False
+
+
+def test_callbacks_list_shows_the_last_attempt_of_each(run: Any, control: TestClient, app: Any) -> None:
+    """Found using the CLI on a busy sandbox: a notification that failed all ten sends listed each
+    attempt with its error in one cell, a row a screen high; now the last, and how many (every one:
+    callbacks show)."""
+    from receiver import start_receiver
+    from wxpartner.store import outbox
+
+    rec = start_receiver()
+    rec.status, rec.answer = 500, b"down #"
+    try:
+        control.put(f"/sandbox/merchants/{SP_B}/notify-url", json={"notify_url": rec.url})
+        now = control.get("/sandbox/clock").json()["now_ts"]
+        with app.state.db.write() as conn:
+            nid = outbox.enqueue(
+                conn, mchid=SP_B, event_type="WEBIZPAY.REVOKED", summary="s", resource={}, now=now
+            )
+        for _ in range(3):
+            run("callbacks", "redeliver", nid)
+    finally:
+        rec.stop()
+    listed = run("callbacks", "list").output
+    assert "#3 500" in listed and "HTTP 500: down # (last of 3)" in listed and "#1 500" not in listed
+    assert "last attempt" in listed
+    shown = run("callbacks", "show", nid).output
+    assert all(f"attempt #{n} 500" in shown for n in (1, 2, 3))
+
+
+def test_scenario_export_writes_pem_text_line_for_line(run: Any, tmp_path: Path) -> None:
+    """Found exporting a sandbox's scenario to edit it: every certificate and key was a quoted YAML
+    scalar with a blank line between any two of its lines (twice as long, unlike its PEM file); now a
+    literal block, which loads back to the same text."""
+    out = tmp_path / "scn.yaml"
+    run("scenario", "export", "--out", str(out))
+    text = out.read_text()
+    assert "certificate: |\n      -----BEGIN CERTIFICATE-----\n      MII" in text
+    assert "'-----BEGIN" not in text and "\n\n" not in text
+    assert yaml.safe_load(text) == as_json(run("scenario", "export", "--json"))
+    assert as_json(run("scenario", "load", str(out), "--json"))["loaded"] is True
+
+
+def test_visible_escapes_what_a_terminal_acts_on_and_nothing_else() -> None:
+    """The one helper every printed value from outside goes through (cli/_output.py)."""
+    from wxpartner.cli._output import visible
+
+    plain = "商户 1900000001 ａ\u3000b\u00a0[/] \\x1b é 👍"  # CJK, full-width and no-break spaces: shown
+    assert visible(plain) == plain
+    assert visible("a\x1b[2J\x07\x7f\x9b\x85b") == "a\\x1b[2J\\x07\\x7f\\x9b\\x85b"
+    assert visible("x\u202ey\u2066z\u200b\u2028\ufeff") == "x\\u202ey\\u2066z\\u200b\\u2028\\ufeff"
+    assert visible("one\r\ntwo\tthree\n") == "one\\r\\ntwo\\tthree\\n"  # a value is one line
+    assert visible("a,b\r\nc\td\x1b\n", lines=True) == "a,b\nc\td\\x1b\n"  # a text of lines keeps them
+    assert visible("\ud800x") == "\\ud800x"  # a lone surrogate: UTF-8 cannot print it
+
+
+def test_faults_list_shows_each_rules_note(run: Any) -> None:
+    """Found using the CLI on a shared sandbox: `faults add --note` says the note is shown with the
+    rule, but `faults list` had no column for it (only --json had it): whose rule it was went unseen."""
+    run("faults", "add", "SYSTEM_ERROR", "--operation", "webizpay.*", "--note", "ticket 42: Li's test")
+    run("faults", "add", "LATENCY", "--latency-ms", "5")
+    listed = run("faults", "list").output
+    assert "┃ note " in listed and "ticket 42: Li's test" in listed
+    latency = next(line for line in listed.splitlines() if "LATENCY" in line)
+    assert re.search(r"│ 5 +│ 0 +│ +│$", latency.rstrip())  # no note: blank, not "any"

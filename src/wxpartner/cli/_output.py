@@ -1,15 +1,23 @@
-"""What the commands print: ``--json`` documents and rich text on stdout, progress bars on stderr."""
+"""What the commands print: ``--json`` documents and rich text on stdout, progress bars on stderr.
+
+Text that came from outside (a request's User-Agent, path or claimed mchid, a merchant endpoint's
+answer, a server's message, an id) goes through ``visible`` before it reaches a terminal: every
+helper here applies it (``kv``, ``table``, ``say``, ``verdict``, ``print_json``), and a line built
+with markup wraps each such value in ``safe``. ``--json`` prints the data as it is."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.highlighter import JSONHighlighter
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -28,6 +36,51 @@ console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isat
 err_console = Console(stderr=True, highlight=False)  # progress and status: never on stdout
 
 
+# What a terminal acts on instead of showing: C0 controls (ESC starts a sequence, CR returns to the
+# line's start), DEL, C1 controls (U+0080-U+009F: a header byte 0x9B decodes to U+009B, a terminal's
+# CSI), format characters (the bidirectional overrides and isolates reorder what follows; zero-width
+# ones hide inside an id), line and paragraph separators, and lone surrogates (no UTF-8 encodes them:
+# printing one was a UnicodeEncodeError).
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+_LINE_BREAK = re.compile(r"\r?\n")
+
+
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(ch: str) -> str:
+    """As Python writes it in a string literal: ``\\n``, ``\\x1b``, ``\\u202e``."""
+    code = ord(ch)
+    if ch in _SHORT:
+        return _SHORT[ch]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def visible(text: str, *, lines: bool = False) -> str:
+    """``text`` with every character a terminal would act on instead of showing written as its escape
+    (ESC as ``\\x1b``, U+009B as ``\\x9b``, U+202E as ``\\u202e``), so what comes from outside cannot
+    move the cursor, recolour or clear the screen, reorder a line, or fake a line of its own. A line
+    feed is such a character too (a value is one line), unless ``lines``: a text of several lines
+    (a bill file) keeps its line feeds (a CRLF as one) and tabs."""
+    if text.isprintable():  # the common case, at C speed
+        return text
+    if lines:
+        return "\n".join(_escape_unsafe(part, keep="\t") for part in _LINE_BREAK.split(text))
+    return _escape_unsafe(text)
+
+
+def _escape_unsafe(text: str, keep: str = "") -> str:
+    return "".join(
+        _escaped(ch) if ch not in keep and unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch
+        for ch in text
+    )
+
+
+def safe(value: Any) -> str:
+    """A value from outside inside a markup string: ``visible`` and never read as markup."""
+    return escape(visible(str(value)))
+
+
 def emit(data: Any, as_json: bool, pretty: Callable[[Any], None]) -> None:
     """One JSON document for scripts, else ``pretty(data)`` for people."""
     if as_json:
@@ -38,31 +91,50 @@ def emit(data: Any, as_json: bool, pretty: Callable[[Any], None]) -> None:
 
 def kv(data: dict[str, Any]) -> None:
     for key, val in data.items():
-        console.print(f"[bold]{escape(str(key))}[/]: {escape(str(val))}")
+        console.print(f"[bold]{safe(key)}[/]: {safe(val)}")
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    t = Table(title=title, show_lines=False, header_style="bold")
+    """Cells are data, never markup; a cell that is already a ``Text`` keeps its style."""
+    t = Table(title=Text(visible(title)), show_lines=False, header_style="bold")
     for i, col in enumerate(columns):
         ident = i == 0 or col in ("id", "request_id")  # ids must stay copyable: never folded
         t.add_column(col, overflow="fold", no_wrap=ident, min_width=18 if col == "request_id" else None)
     for row in rows:
-        t.add_row(*[Text("" if v is None else str(v)) for v in row])  # data, never markup
+        t.add_row(*[_cell(v) for v in row])
     console.print(t)
 
 
-def say(text: str, style: str = "") -> None:
-    """Text from the server or the user, printed as is (a '[/]' in it is not rich markup)."""
-    console.print(Text(text, style=style))
+def _cell(value: Any) -> Text:
+    if isinstance(value, Text):
+        return value
+    return Text("" if value is None else visible(str(value)))  # data, never markup
+
+
+def say(text: str, style: str = "", *, lines: bool = False) -> None:
+    """Text from the server or the user, never read as markup (a '[/]' in it is text), through
+    ``visible``; ``lines``: a text of several lines (see ``visible``)."""
+    console.print(Text(visible(text, lines=lines), style=style))
 
 
 def print_json(data: Any) -> None:
-    console.print_json(json.dumps(data, ensure_ascii=False))
+    """Indented and highlighted. json.dumps escapes C0 controls (\\u001b); ``visible``'s other
+    characters (U+009B, U+202E) are written as JSON escapes too, so the text shown is still the JSON
+    of the same data."""
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    if not text.isprintable():
+        text = "".join(
+            f"\\u{ord(ch):04x}" if ch not in "\n" and unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch
+            for ch in text
+        )
+    shown = JSONHighlighter()(text)
+    shown.no_wrap, shown.overflow = True, None
+    console.print(shown, soft_wrap=True)
 
 
 def verdict(ok: bool, why: str) -> None:
     """A signature check's result: ✓ in green or ✗ in red."""
-    console.print(("[green]✓ " if ok else "[red]✗ ") + escape(why) + "[/]")
+    console.print(("[green]✓ " if ok else "[red]✗ ") + safe(why) + "[/]")
 
 
 def progress_option(fn: F) -> F:
@@ -90,5 +162,5 @@ def progress(show: bool | None, description: str, total: int) -> Iterator[Callab
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err_console) as bar:
-        task = bar.add_task(description, total=total)
+        task = bar.add_task(safe(description), total=total)  # names a file or merchant given
         yield lambda n: bar.advance(task, n)

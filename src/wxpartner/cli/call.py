@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from ..client.http11 import is_token
 from ..domain.faults import FAULT_HEADER
@@ -24,7 +23,7 @@ from ._apiv3 import (
 )
 from ._files import at_file
 from ._http import Target, target_options
-from ._output import console, emit, err_console, print_json, say, verdict
+from ._output import console, emit, err_console, print_json, safe, say, verdict
 
 FAIL_STATUS = 22  # curl --fail's: an HTTP error answer
 
@@ -120,7 +119,7 @@ def call(
         body,
         headers,
         retries=retries,
-        note=lambda text: err_console.print(escape(text)),
+        note=lambda text: err_console.print(safe(text)),
     )
     wait = retry_after(resp)
     ok, why = check_signature(resp.headers, resp.content, platform_keys(t, settings))
@@ -142,7 +141,7 @@ def call(
         tone = "green" if resp.status_code < 400 else "red"
         console.print(
             f"[bold {tone}]{resp.status_code}[/] "
-            + escape(f"{method.upper()} {target}  Request-ID {result['request_id']}")
+            + safe(f"{method.upper()} {target}  Request-ID {result['request_id']}")
         )
         verdict(ok, why)
         if wait is not None:
@@ -155,7 +154,7 @@ def call(
         if is_json:
             print_json(payload)
         else:  # a bill file (CSV), an HTML error page of a proxy: the text as received, not a JSON string
-            say(resp.text)
+            say(resp.text, lines=True)
 
     emit(result, as_json, pretty)
     sys.exit(1 if not ok else FAIL_STATUS if fail and resp.status_code >= 400 else 0)

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from ._http import Target, present, segment, target_options
-from ._output import console, emit, kv, print_json, say, table
+from ._output import console, emit, kv, print_json, safe, say, table
 
 
 @click.group()
@@ -42,8 +41,7 @@ def _print_callbacks(data: dict[str, Any], after: str | None = None) -> None:
             n["event_type"],
             n["state"],
             f"{n['sends']}/{n['send_limit']}",
-            "; ".join(_attempt_text(a) for a in n["attempts"])
-            or (f"waiting: no {n['waiting_for']}" if n.get("waiting_for") else "no attempt yet"),
+            _last_attempt(n),
         ]
         for n in data["data"]
     ]
@@ -52,9 +50,19 @@ def _print_callbacks(data: dict[str, Any], after: str | None = None) -> None:
         if not after
         else f"{len(rows)} callbacks after the cursor, of {data['total_count']}, newest first"
     )
-    table(title, ["id", "mchid", "event", "state", "sends", "attempts"], rows)
+    table(title, ["id", "mchid", "event", "state", "sends", "last attempt"], rows)
     if data.get("next_after"):  # the page is full: how to ask for the next, whatever its depth
         say(f"next page: --after {data['next_after']}")
+
+
+def _last_attempt(n: dict[str, Any]) -> str:
+    """A list's cell: the newest attempt, and how many there were (every one: ``callbacks show ID``).
+    All ten of a failing notification, each with its error, made one row a screen high."""
+    attempts = n["attempts"]
+    if not attempts:
+        return f"waiting: no {n['waiting_for']}" if n.get("waiting_for") else "no attempt yet"
+    last = max(attempts, key=lambda a: a["attempt_no"])
+    return _attempt_text(last) + (f" (last of {len(attempts)})" if len(attempts) > 1 else "")
 
 
 TIMES = ("create_time", "next_attempt_at", "lease_until", "delivered_at")
@@ -85,8 +93,7 @@ def _print_attempts(data: dict[str, Any]) -> None:
     for a in attempts:
         tone = "green" if a["ok"] else "red"
         console.print(
-            f"[{tone}]{escape(str(a['id']))}[/] "
-            + escape(f"{a['event_type']} → {a['state']}  {_attempt_text(a)}")
+            f"[{tone}]{safe(a['id'])}[/] " + safe(f"{a['event_type']} → {a['state']}  {_attempt_text(a)}")
         )
 
 

@@ -8,7 +8,7 @@ import click
 
 from ..domain.clock import DURATION_SPELLINGS, parse_duration
 from ._http import Target, target_options
-from ._output import console, emit
+from ._output import console, emit, safe, say
 
 
 def _duration(text: str) -> float:
@@ -52,12 +52,12 @@ def clock(
 
 def _show(d: dict[str, Any]) -> None:
     console.print(
-        f"{d['now']}  "
+        f"{safe(d['now'])}  "
         + ("[yellow]frozen[/]" if d["frozen"] else "running")
         + f"  (offset {d['offset_seconds']:+.0f}s)"
     )
     made = [f"{n} {label.replace('_', ' ')}" for label, n in (d.get("settled") or {}).items() if n]
     if made:  # a move (the answer of GET has no "settled")
-        console.print("settled: " + ", ".join(made), markup=False)
+        say("settled: " + ", ".join(made))
     if d.get("settled_all") is False and made:
         console.print("more are owed than one move settles: the server's background sweep makes the rest")

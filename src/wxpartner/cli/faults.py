@@ -6,11 +6,10 @@ import math
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from ..domain.faults import FaultKind
 from ._http import Target, present, segment, target_options
-from ._output import console, emit, say, table
+from ._output import console, emit, safe, say, table
 
 KINDS = ", ".join(FaultKind)  # the server's own list: SERVICE_UNAVAILABLE was missing from a copy here
 
@@ -27,12 +26,16 @@ def _finite(value: float) -> float:
     return value
 
 
-FAULT_COLUMNS = ["id", "kind", "operation", "path", "mchid", "remaining", "probability", "latency_ms", "hits"]
+FAULT_COLUMNS = [
+    "id", "kind", "operation", "path", "mchid", "remaining", "probability", "latency_ms", "hits", "note",
+]  # fmt: skip
+UNSET = {"remaining": "∞", "note": ""}  # else "any"
 
 
 def _fault_rows(rules: list[dict[str, Any]]) -> list[list[Any]]:
+    """The note too: `faults add --note` says it is "shown with the rule", and no list showed it."""
     return [
-        [r[col] if r[col] is not None else ("∞" if col == "remaining" else "any") for col in FAULT_COLUMNS]
+        [r.get(col) if r.get(col) is not None else UNSET.get(col, "any") for col in FAULT_COLUMNS]
         for r in rules
     ]
 
@@ -79,7 +82,7 @@ def faults_add(
         "note": note,
     }
     data = t.control("POST", "/faults", json=present(body))
-    emit(data, as_json, lambda d: console.print(f"added {d['kind']} rule [bold]{escape(str(d['id']))}[/]"))
+    emit(data, as_json, lambda d: console.print(f"added {safe(d['kind'])} rule [bold]{safe(d['id'])}[/]"))
 
 
 @faults.command("list")

@@ -17,6 +17,7 @@ from ..protocol.signing import new_nonce, sign
 from ._apiv3 import Signer, acting_as, merchant_option
 from ._files import at_file
 from ._http import Target, data_dir_option
+from ._output import visible
 
 
 def _problem(method: str, header: str, target: str) -> str | None:
@@ -109,6 +110,6 @@ def sign_cmd(
         click.echo(json.dumps(result, ensure_ascii=False))
         return
     click.echo("string to sign (\\n = LF, every line ends with one; ␍ = CR, ␉ = tab):")
-    click.echo("  " + escaped)
+    click.echo("  " + visible(escaped))  # a C1 control or U+202E of a body given: as its escape
     click.echo(f"length: {len(message)} bytes   sha256: {result['sha256']}")
-    click.echo(f"Authorization: {header}")
+    click.echo(f"Authorization: {visible(header)}")

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from ..protocol import constants as c
 from ..protocol.crypto import APIV3_KEY_RULE, DecryptionError, is_apiv3_key
@@ -26,7 +25,7 @@ from ._apiv3 import (
 )
 from ._files import read_bytes, read_text
 from ._http import Target, target_options
-from ._output import console, emit, print_json, verdict
+from ._output import console, emit, print_json, safe, verdict
 
 
 def read_headers(path: Path) -> dict[str, str]:
@@ -119,7 +118,7 @@ def _print_result(result: dict[str, Any]) -> None:
         )
     for name in ("event_type", "id", "error", "decrypt_error"):
         if result.get(name):
-            console.print(f"[bold]{name}[/]: {escape(str(result[name]))}")
+            console.print(f"[bold]{name}[/]: {safe(result[name])}")
     if "resource" in result:
         console.print("[bold]decrypted resource[/]:")
         print_json(result["resource"])
