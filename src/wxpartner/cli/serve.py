@@ -17,6 +17,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from ._http import sendable_token
+from ._output import visible
 from .callbacks import checked_notify_ca_file, checked_retention_days
 
 
@@ -347,8 +348,8 @@ def _print_connection(info: Mapping[str, object], written: Path, *, token_given:
             shown = f"{names}: each one's own keys in connection.json (CLI: --merchant NAME)"
         if key == "sandbox_token" and token_given:
             shown = "(the one given by --token / WXPARTNER_SANDBOX_TOKEN)"
-        click.echo(f"  {key.ljust(width)}  {shown}")
-    click.echo(f"(also written to {written}; --json prints it as one object)")
+        click.echo(f"  {key.ljust(width)}  {visible(str(shown))}")  # a scenario's or a flag's text
+    click.echo(visible(f"(also written to {written}; --json prints it as one object)"))
 
 
 def _shown_url(url: str) -> str:
