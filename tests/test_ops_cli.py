@@ -1105,6 +1105,18 @@ def test_visible_escapes_what_a_terminal_acts_on_and_nothing_else() -> None:
     assert visible("\ud800x") == "\\ud800x"  # a lone surrogate: UTF-8 cannot print it
 
 
+def test_pretty_json_escapes_them_and_stays_the_json_of_the_same_data(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from wxpartner.cli._output import print_json
+
+    data = {"message": "x\x1b[2J\x9b\u202e\U000e0001 商户\n", "n": [1, None]}
+    print_json(data)
+    shown = capsys.readouterr().out
+    assert "\\u009b\\u202e\\udb40\\udc01 商户\\n" in shown  # a tag character: its surrogate pair
+    assert json.loads(shown) == data
+
+
 def test_faults_list_shows_each_rules_note(run: Any) -> None:
     """Found using the CLI on a shared sandbox: `faults add --note` says the note is shown with the
     rule, but `faults list` had no column for it (only --json had it): whose rule it was went unseen."""

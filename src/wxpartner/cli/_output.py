@@ -43,8 +43,6 @@ err_console = Console(stderr=True, highlight=False)  # progress and status: neve
 # printing one was a UnicodeEncodeError).
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 _LINE_BREAK = re.compile(r"\r?\n")
-
-
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -122,11 +120,11 @@ def print_json(data: Any) -> None:
     characters (U+009B, U+202E) are written as JSON escapes too, so the text shown is still the JSON
     of the same data."""
     text = json.dumps(data, ensure_ascii=False, indent=2)
-    if not text.isprintable():
+    if not text.isprintable():  # its line feeds are its own (one in a string is \n already)
         text = "".join(
-            f"\\u{ord(ch):04x}" if ch not in "\n" and unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch
+            json.dumps(ch)[1:-1] if ch != "\n" and unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch
             for ch in text
-        )
+        )  # json.dumps: ASCII escapes, a character past U+FFFF as its surrogate pair
     shown = JSONHighlighter()(text)
     shown.no_wrap, shown.overflow = True, None
     console.print(shown, soft_wrap=True)
