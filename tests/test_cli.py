@@ -633,6 +633,9 @@ class CtrlC:
 
 (script,) = importlib.metadata.entry_points(group="console_scripts", name="wxpartner")
 module, _, attr = script.value.partition(":")
+# A terminal's Ctrl-C meets Python's own handler; a job started with & (CI, nohup) inherits SIGINT
+# ignored, and Python then installs none: the signal did nothing and --help was printed.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.meta_path.insert(0, CtrlC())
 sys.argv = ["wxpartner", "--help"]
 sys.exit(getattr(importlib.import_module(module), attr)())
