@@ -54,18 +54,25 @@ def check_caller(role: Role) -> None:
         )
 
 
-def channel_problem(role: Role, caller: str, channel_id: str | None, is_own_channel: bool) -> str | None:
-    """What A1 would refuse in a caller's ``channel_id`` (spec A1: "required when an institution calls,
-    omitted when a channel merchant calls"; README: an institution names one of its channel merchants,
-    a channel merchant none or itself), or None when A1 would take it. ``is_own_channel``: the channel_id
-    is a registered channel merchant of the caller."""
+# What A1 refuses in a caller's channel_id (spec A1: "required when an institution calls, omitted when
+# a channel merchant calls"): an institution names none, or one that is not its channel merchant; a
+# channel merchant names another.
+CHANNEL_MISSING, CHANNEL_NOT_OWN, CHANNEL_NOT_SELF = "missing", "not_own", "not_self"
+
+
+def channel_problem(
+    role: Role, caller: str, channel_id: str | None, is_own_channel: Callable[[], bool]
+) -> str | None:
+    """Which of A1's channel_id rules ``channel_id`` breaks for ``caller`` (CHANNEL_…), or None.
+    ``is_own_channel()``: the channel_id is a registered channel merchant of the caller (asked only
+    when it matters)."""
     if role == Role.INSTITUTION:
         if not channel_id:
-            return "an institution's applyment names its channel merchant (A1 refuses none: 400 PARAM_ERROR)"
-        if not is_own_channel:
-            return f"{channel_id} is not a channel merchant of the institution {caller} (A1: 403 NO_AUTH)"
+            return CHANNEL_MISSING
+        if not is_own_channel():
+            return CHANNEL_NOT_OWN
     elif role == Role.CHANNEL and channel_id and channel_id != caller:
-        return f"a channel merchant names no channel_id or its own, not {channel_id} (A1: 400 PARAM_ERROR)"
+        return CHANNEL_NOT_SELF
     return None
 
 

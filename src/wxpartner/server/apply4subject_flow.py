@@ -13,7 +13,7 @@ import segno
 from sqlalchemy.engine import Connection
 
 from ..domain import apply4subject as d
-from ..domain.merchants import Caller, RelationKind, Role
+from ..domain.merchants import Caller, RelationKind
 from ..protocol.errors import ApiError, field_at, no_auth, not_found, param_error
 from ..store import registry
 from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
@@ -57,24 +57,28 @@ def resolve_channel(
         raise param_error("/channel_id", "differs from the channel_id in the query string", value=in_body)
     channel_id = in_body or in_query
     where = "body" if in_body else "query"  # a refusal names it where it was sent (protocol.md §6)
-    role = caller.merchant.role
-    if role == Role.INSTITUTION:
-        if not channel_id:
-            raise param_error(
-                "/channel_id",
-                "is required when a licensed institution calls",
-                message="参数“channel_id”是必填项 (从业机构调用时必须传入渠道商商户号)",
-            )
-        if not registry.is_related(conn, caller.mchid, channel_id, RelationKind.CHANNEL):
-            raise no_auth(
-                f"渠道商{channel_id}不属于从业机构{caller.mchid} (not a channel merchant of the caller)",
-                {
-                    **field_at("channel_id", where),
-                    "value": channel_id,
-                    "issue": "not a channel merchant of the caller",
-                },
-            )
-    elif channel_id and channel_id != caller.mchid:
+    problem = d.channel_problem(
+        caller.merchant.role,
+        caller.mchid,
+        channel_id,
+        lambda: registry.is_related(conn, caller.mchid, str(channel_id), RelationKind.CHANNEL),
+    )
+    if problem == d.CHANNEL_MISSING:
+        raise param_error(
+            "/channel_id",
+            "is required when a licensed institution calls",
+            message="参数“channel_id”是必填项 (从业机构调用时必须传入渠道商商户号)",
+        )
+    if problem == d.CHANNEL_NOT_OWN:
+        raise no_auth(
+            f"渠道商{channel_id}不属于从业机构{caller.mchid} (not a channel merchant of the caller)",
+            {
+                **field_at("channel_id", where),
+                "value": channel_id,
+                "issue": "not a channel merchant of the caller",
+            },
+        )
+    if problem == d.CHANNEL_NOT_SELF:
         raise param_error(
             field_at("channel_id", where)["field"],
             "a channel merchant calls without channel_id (or with its own)",

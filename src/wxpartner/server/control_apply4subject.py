@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..domain import apply4subject as d
-from ..domain.merchants import RelationKind
+from ..domain.merchants import Merchant, RelationKind
 from ..protocol.detail import first_problem
 from ..sandbox import scenario
 from ..store import registry
@@ -370,12 +370,25 @@ def _check_authorized(i: int, app: Applyment) -> None:
 def _unreachable_caller(conn: Connection, mchid: str) -> str | None:
     """Why ``mchid`` can call no apply4subject endpoint (unregistered, or not a channel merchant or
     institution), or None when it can."""
-    merchant = registry.get_merchant(conn, mchid)
+    return _caller_problem(registry.get_merchant(conn, mchid), mchid)
+
+
+def _caller_problem(merchant: Merchant | None, mchid: str) -> str | None:
+    """``_unreachable_caller`` for ``mchid`` registered as ``merchant`` (None: not registered)."""
     if merchant is None:
         return f"{mchid} is not a registered merchant"
     if merchant.role not in d.ALLOWED_CALLERS:
         return f"{mchid} is a {merchant.role.value}"
     return None
+
+
+def _channel_warning(problem: str, caller: str, channel_id: str | None) -> str:
+    """A scenario's words for what A1 would refuse (``d.channel_problem``)."""
+    if problem == d.CHANNEL_MISSING:
+        return "an institution's applyment names its channel merchant (A1 refuses none: 400 PARAM_ERROR)"
+    if problem == d.CHANNEL_NOT_OWN:
+        return f"{channel_id} is not a channel merchant of the institution {caller} (A1: 403 NO_AUTH)"
+    return f"a channel merchant names no channel_id or its own, not {channel_id} (A1: 400 PARAM_ERROR)"
 
 
 def _owner_warning(conn: Connection, i: int, mchid: str, channel_id: str | None) -> str | None:
@@ -387,16 +400,18 @@ def _owner_warning(conn: Connection, i: int, mchid: str, channel_id: str | None)
     rows (scenarios put them under the service provider, and channel_id was never checked), and must
     load again."""
     merchant = registry.get_merchant(conn, mchid)
-    if merchant is None:
-        return f"applyments[{i}].mchid: {mchid} is not a registered merchant: no A2 query can reach it"
-    if merchant.role not in d.ALLOWED_CALLERS:
-        return (
-            f"applyments[{i}].mchid: {mchid} is a {merchant.role.value}: no A2 query can reach it "
-            "(applyments are a channel's or an institution's)"
-        )
-    own = bool(channel_id) and registry.is_related(conn, mchid, str(channel_id), RelationKind.CHANNEL)
-    if (problem := d.channel_problem(merchant.role, mchid, channel_id, own)) is not None:
-        return f"applyments[{i}].channel_id: {problem}; loaded as given"
+    if (why := _caller_problem(merchant, mchid)) is not None:
+        extra = "" if merchant is None else " (applyments are a channel's or an institution's)"
+        return f"applyments[{i}].mchid: {why}: no A2 query can reach it{extra}"
+    assert merchant is not None  # _caller_problem said why otherwise
+    problem = d.channel_problem(
+        merchant.role,
+        mchid,
+        channel_id,
+        lambda: registry.is_related(conn, mchid, str(channel_id), RelationKind.CHANNEL),
+    )
+    if problem is not None:
+        return f"applyments[{i}].channel_id: {_channel_warning(problem, mchid, channel_id)}; loaded as given"
     return None
 
 
