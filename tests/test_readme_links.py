@@ -9,7 +9,8 @@ import unicodedata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+README = ROOT / "README.md"
+DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 FENCED = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 HEADING = re.compile(r"^#{1,6} (.+?)\s*#*$", re.MULTILINE)
 LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
@@ -60,3 +61,12 @@ def test_every_link_into_the_repository_resolves() -> None:
         elif fragment and file.suffix == ".md" and fragment not in anchors(file):
             problems.append(f"{doc.name}: ({target}): no heading #{fragment} in {file.name}")
     assert problems == []
+
+
+def test_contents_lists_every_section() -> None:
+    """The README's Contents names every `## ` section, in order (a section added without it is missed)."""
+    text = FENCED.sub("", README.read_text())
+    sections = [slug(m.group(1)) for m in re.finditer(r"^## (.+)$", text, re.MULTILINE)]
+    contents = text.split("## Contents", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^- \[[^\]]*\]\(#([^)]+)\)", contents, re.MULTILINE)
+    assert listed == [s for s in sections if s != "contents"]
