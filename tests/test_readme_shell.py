@@ -4,7 +4,8 @@ and `TOKEN=…` lines) run, as written, against a real server on a loopback port
 succeed, a `wxpartner call` with a 2xx answer (run with `--fail`) and a curl with a 2xx status (run with
 `--fail-with-body`). A file a block loads (`scenario load applyments.yaml`) is the yaml block shown
 before it. test_docs_cli.py only parses these lines; this runs them, so a step the README leaves out
-(the scenario load before a query of what it loads) fails here."""
+(the scenario load before a query of what it loads) fails here. On both backends, as `make serve` on
+SQLite and the scale-out hosts on PostgreSQL run them."""
 
 from __future__ import annotations
 
@@ -68,10 +69,10 @@ def test_runnable_blocks_are_found() -> None:
 
 
 @pytest.fixture
-def user_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+def user_dir(tmp_path: Path, database_url: str) -> Iterator[tuple[Path, str]]:
     """A reader's working directory with `make serve` running: connection.json, and `.venv/bin/wxpartner`
     (here the installed command, with `--fail` for `call` so that an error answer fails the block)."""
-    server = WxPartnerServer(tmp_path / ".wxpartner")
+    server = WxPartnerServer(tmp_path / ".wxpartner", database_url=database_url)
     try:
         url = server.serve()
         connection_info(server.db, server.data_dir, url, TOKEN)
