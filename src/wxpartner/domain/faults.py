@@ -21,6 +21,10 @@ class FaultKind(StrEnum):
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # 503: turned away unhandled (clients repeat any call)
     PARAM_ERROR = "PARAM_ERROR"  # 400
     RESOURCE_NOT_EXISTS = "RESOURCE_NOT_EXISTS"  # 404
+    # The business codes seeds 002 (R3) and 003 (A3) list that no sandbox rule yields for every
+    # operation (A3 has no NO_AUTH case at all): a merchant tests its handling of them this way.
+    NO_AUTH = "NO_AUTH"  # 403
+    INVALID_REQUEST = "INVALID_REQUEST"  # 400, the business-rule sense
     LATENCY = "LATENCY"  # sleep latency_ms, then answer normally
     DROP_CONNECTION = "DROP_CONNECTION"  # no answer at all
     SIGNATURE_PROBE = "SIGNATURE_PROBE"  # Wechatpay-Signature starts with WECHATPAY/SIGNTEST/
@@ -33,6 +37,8 @@ ERROR_KINDS = {
     FaultKind.SERVICE_UNAVAILABLE,
     FaultKind.PARAM_ERROR,
     FaultKind.RESOURCE_NOT_EXISTS,
+    FaultKind.NO_AUTH,
+    FaultKind.INVALID_REQUEST,
 }
 
 # Messages as WeChat Pay words them; the detail says it was the sandbox, so nobody hunts a real bug.
@@ -42,6 +48,8 @@ ERROR_MESSAGES = {
     FaultKind.SERVICE_UNAVAILABLE: "服务不可用，请稍后重试",
     FaultKind.PARAM_ERROR: "参数错误",
     FaultKind.RESOURCE_NOT_EXISTS: "资源不存在",
+    FaultKind.NO_AUTH: "商户权限异常",  # seed 003's wording (seed 002: 没有相关权限)
+    FaultKind.INVALID_REQUEST: "请求不符合业务规则",  # seed 002's wording
 }
 
 _ALIASES = {
@@ -53,6 +61,8 @@ _ALIASES = {
     "400": FaultKind.PARAM_ERROR,
     "NOT_FOUND": FaultKind.RESOURCE_NOT_EXISTS,
     "404": FaultKind.RESOURCE_NOT_EXISTS,
+    "NOAUTH": FaultKind.NO_AUTH,  # the older apply4subject spelling (spec README, discrepancy 6)
+    "403": FaultKind.NO_AUTH,
     "DELAY": FaultKind.LATENCY,
     "TIMEOUT": FaultKind.LATENCY,
     "DROP": FaultKind.DROP_CONNECTION,

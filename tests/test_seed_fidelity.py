@@ -1,0 +1,75 @@
+"""Fidelity audit of the five seed pages (shared/seeds/000–004) against the server, over HTTP on both
+backends: what tests/test_conformance.py does not already pin. Each test names the seed line it holds
+the server to."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from apply4subject_support import BASE, set_roles, state_of, submit_ok
+from support import SECOND_A, ApiClient, World
+from wxpartner.server.app import WxPartnerApp
+
+A = BASE
+FAULT = "Wechatpay-Sandbox-Fault"
+RE = "/v3/platsolution/ecommerce/recharge-employees"
+OPENID = "oLTPCuCsfN3ABBz50VUZBNlHDbUU"  # seed 002
+
+
+def _refused(resp: httpx.Response, status: int, code: str) -> None:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert body["code"] == code, body
+    assert body["message"], body
+    assert "sandbox fault" in body["detail"]["issue"], body
+    assert resp.headers["Wechatpay-Signature"]  # signed (ApiClient verified it)
+
+
+# --- seeds 002 and 003: every business code they list can be provoked ------------------------------
+# Seed 003 (A3 cancel) lists 403 NO_AUTH "商户权限异常", and no sandbox rule yields it for A3 (another
+# caller's applyment is 404, a caller of the wrong type the observed PARAM_ERROR); seed 002 (R3) lists
+# 403 NO_AUTH and the business 400 INVALID_REQUEST. The fault vocabulary had neither code.
+
+
+@pytest.mark.parametrize(("kind", "status", "code"), [("NO_AUTH", 403, "NO_AUTH"), ("NOAUTH", 403, "NO_AUTH"),
+                                                       ("403", 403, "NO_AUTH"),
+                                                       ("INVALID_REQUEST", 400, "INVALID_REQUEST")])  # fmt: skip
+def test_a3_answers_the_seed_business_codes_by_fault_header(
+    app: WxPartnerApp, world: World, client_a: ApiClient, kind: str, status: int, code: str
+) -> None:
+    set_roles(app, world)
+    aid = submit_ok(client_a, "1230000001_fid1")
+    _refused(client_a.post(f"{A}/{aid}/cancel", headers={FAULT: kind}), status, code)
+    assert state_of(client_a, aid) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"  # nothing changed
+
+
+@pytest.mark.parametrize(("kind", "status"), [("NO_AUTH", 403), ("INVALID_REQUEST", 400)])
+def test_r3_answers_the_seed_business_codes_by_fault_header(
+    client_a: ApiClient, kind: str, status: int
+) -> None:
+    added = client_a.post(RE, {"sub_mchid": SECOND_A, "sp_openid": OPENID})
+    assert added.status_code == 200, added.text
+    _refused(
+        client_a.post(f"{RE}/sub-mchid/{SECOND_A}/sp-openid/{OPENID}/delete", headers={FAULT: kind}),
+        status,
+        kind,
+    )
+    listed = client_a.get(f"{RE}/sub-mchid/{SECOND_A}").json()["employees"]
+    assert [e["sp_openid"] for e in listed] == [OPENID]  # still in effect
+
+
+def test_a_no_auth_rule_fires_on_a3_once(
+    app: WxPartnerApp, world: World, client_a: ApiClient, control: TestClient
+) -> None:
+    set_roles(app, world)
+    aid = submit_ok(client_a, "1230000001_fid2")
+    rule = control.post(
+        "/sandbox/faults", json={"kind": "NO_AUTH", "operation": "apply4subject.cancel", "count": 1}
+    )
+    assert rule.status_code == 201, rule.text
+    assert rule.json()["kind"] == "NO_AUTH"
+    _refused(client_a.post(f"{A}/{aid}/cancel"), 403, "NO_AUTH")
+    assert client_a.post(f"{A}/{aid}/cancel").status_code == 204
+    assert state_of(client_a, aid) == "APPLYMENT_STATE_CANCELED"
