@@ -132,7 +132,8 @@ def test_query_refusals(chan: ApiClient) -> None:
     assert body["detail"]["location"] == "query"
     _error(query(chan, applyment_id=a, business_code="q_2"), 400, "PARAM_ERROR")
     _error(query(chan, applyment_id=99999999999999), 404, "RESOURCE_NOT_EXISTS")
-    _error(query(chan, applyment_id="99999999999999999999"), 404, "RESOURCE_NOT_EXISTS")  # > BIGINT
+    _error(query(chan, applyment_id=str(2**63)), 404, "RESOURCE_NOT_EXISTS")  # > BIGINT, a uint64
+    _error(query(chan, applyment_id="99999999999999999999"), 400, "PARAM_ERROR")  # > uint64: no integer id
     _error(query(chan, business_code="nope"), 404, "RESOURCE_NOT_EXISTS")
     body = _error(query(chan, applyment_id="12ab"), 400, "PARAM_ERROR")
     assert body["detail"]["field"] == "applyment_id"

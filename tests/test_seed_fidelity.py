@@ -73,3 +73,30 @@ def test_a_no_auth_rule_fires_on_a3_once(
     _refused(client_a.post(f"{A}/{aid}/cancel"), 403, "NO_AUTH")
     assert client_a.post(f"{A}/{aid}/cancel").status_code == 204
     assert state_of(client_a, aid) == "APPLYMENT_STATE_CANCELED"
+
+
+# --- seed 003: applyment_id is an integer (uint64) -------------------------------------------------
+# A number past 2^64-1 is no applyment_id: it was a 404 in A2, and in A3's seed form (business_code in
+# the path, ?applyment_id=) a PARAM_ERROR saying it "denotes a different applyment".
+UINT64_MAX = 2**64 - 1
+
+
+def test_an_applyment_id_past_uint64_is_a_param_error(
+    app: WxPartnerApp, world: World, client_a: ApiClient
+) -> None:
+    set_roles(app, world)
+    aid = submit_ok(client_a, "1230000001_fid3")
+    for resp in (
+        client_a.get(f"{A}?applyment_id={UINT64_MAX + 1}"),
+        client_a.post(f"{A}/1230000001_fid3/cancel?applyment_id={UINT64_MAX + 1}"),
+    ):
+        assert resp.status_code == 400, resp.text
+        body = resp.json()
+        assert body["code"] == "PARAM_ERROR"
+        assert body["detail"]["field"] == "applyment_id" and body["detail"]["location"] == "query", body
+        assert body["detail"]["value"] == str(UINT64_MAX + 1)
+        assert "unsigned 64-bit" in body["detail"]["issue"] and "applyment_id" in body["message"], body
+    # at the limit: a well-formed id that names nothing
+    at_limit = client_a.get(f"{A}?applyment_id={UINT64_MAX}")
+    assert at_limit.status_code == 404 and at_limit.json()["code"] == "RESOURCE_NOT_EXISTS", at_limit.text
+    assert state_of(client_a, aid) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"

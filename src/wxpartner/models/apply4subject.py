@@ -241,8 +241,20 @@ class SubmitApplymentResponse(WxModel):
     applyment_id: int
 
 
-# uint64 on the wire; ids this server hands out fit a signed 64-bit column, longer ones cannot exist.
-ApplymentIdText = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[0-9]+$")]
+UINT64_MAX = 2**64 - 1
+
+
+def _uint64(value: str) -> str:
+    if int(value) > UINT64_MAX:  # 20 digits pass the length; seed 003 types applyment_id an integer
+        raise ValueError(f"must be an unsigned 64-bit integer (at most {UINT64_MAX})")
+    return value
+
+
+# uint64 on the wire (a larger number is not an applyment_id: PARAM_ERROR); ids this server hands out
+# fit a signed 64-bit column, so a uint64 beyond it names no applyment (404).
+ApplymentIdText = Annotated[
+    str, Field(min_length=1, max_length=20, pattern=r"^[0-9]+$"), AfterValidator(_uint64)
+]
 
 
 class QueryApplymentQuery(WxModel):
