@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from apply4subject_support import BASE, set_roles, state_of, submit_ok
 from support import SECOND_A, ApiClient, World
+from webizpay_support import authorize, issue_body
 from wxpartner.server.app import WxPartnerApp
 
 A = BASE
@@ -100,3 +101,41 @@ def test_an_applyment_id_past_uint64_is_a_param_error(
     at_limit = client_a.get(f"{A}?applyment_id={UINT64_MAX}")
     assert at_limit.status_code == 404 and at_limit.json()["code"] == "RESOURCE_NOT_EXISTS", at_limit.text
     assert state_of(client_a, aid) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+
+
+# --- the seeds' demo code sends Wechatpay-Serial on pages without an encrypted field ---------------
+# Seeds 000, 001 and 002 (Java, Go) add `Wechatpay-Serial: <WeChat Pay public key ID>` to W6, W3 and the
+# body-less R3 (with `Content-Type: application/json` and an empty body); seed 004 posts to the singular
+# /employee/ path. None of those pages has a sensitive field: the header is accepted and changes nothing.
+
+
+def test_the_seeds_demo_headers_are_accepted(client_a: ApiClient, control: TestClient, world: World) -> None:
+    serial = {"Wechatpay-Serial": world.platform_pub.key_id}
+    employee = authorize(client_a, control, "fidelity_user1")
+    issued = client_a.post(
+        f"/v3/webizpay/employees/{employee}/quota-cards", issue_body("fid_card_1"), headers=serial
+    )
+    assert issued.status_code == 200, issued.text
+    card_no = issued.json()["card_no"]
+    cancelled = client_a.post(
+        f"/v3/webizpay/employees/{employee}/quota-cards/{card_no}/cancel",
+        {
+            "sp_mchid": issued.json()["sp_mchid"],
+            "sub_mchid": issued.json()["sub_mchid"],
+            "reason": "商户主动作废",
+        },
+        headers=serial,
+    )
+    assert cancelled.status_code == 200 and cancelled.json()["card_state"] == "DISABLED", cancelled.text
+    revoked = client_a.post(
+        f"/v3/webizpay/employee/{employee}/revoke",
+        {"sp_mchid": issued.json()["sp_mchid"], "sub_mchid": issued.json()["sub_mchid"]},
+        headers=serial,
+    )
+    assert revoked.status_code == 200 and revoked.json()["authorization_state"] == "REVOKED", revoked.text
+    assert client_a.post(RE, {"sub_mchid": SECOND_A, "sp_openid": OPENID}).status_code == 200
+    deleted = client_a.post(
+        f"{RE}/sub-mchid/{SECOND_A}/sp-openid/{OPENID}/delete",
+        headers={**serial, "Content-Type": "application/json"},
+    )
+    assert deleted.status_code == 200 and deleted.json()["state"] == "DELETED", deleted.text
