@@ -4,6 +4,8 @@ the server to."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from starlette.testclient import TestClient
@@ -139,3 +141,27 @@ def test_the_seeds_demo_headers_are_accepted(client_a: ApiClient, control: TestC
         headers={**serial, "Content-Type": "application/json"},
     )
     assert deleted.status_code == 200 and deleted.json()["state"] == "DELETED", deleted.text
+
+
+# --- a body behind a byte order mark ---------------------------------------------------------------
+# Seed 001's body is JSON; a UTF-8 BOM before it (what some Windows tools and .NET encoders write) was
+# refused as "body must be a JSON object", which it is. The refusal now says what is wrong.
+
+
+def test_a_body_behind_a_byte_order_mark_is_refused_by_name(client_a: ApiClient, control: TestClient) -> None:
+    employee = authorize(client_a, control, "fidelity_user2")
+    raw = json.dumps(issue_body("fid_bom_1"), ensure_ascii=False).encode()
+    for url, body in (
+        (f"/v3/webizpay/employees/{employee}/quota-cards", raw),
+        (RE, json.dumps({"sub_mchid": SECOND_A, "sp_openid": OPENID}).encode()),
+    ):
+        resp = client_a.post(url, b"\xef\xbb\xbf" + body)
+        assert resp.status_code == 400, resp.text
+        got = resp.json()
+        assert got["code"] == "PARAM_ERROR" and got["detail"]["field"] == "/", got
+        assert "byte order mark" in got["detail"]["issue"] and "BOM" in got["message"], got
+    nothing = client_a.get(
+        f"/v3/webizpay/employees/{employee}/out-quota-cards/fid_bom_1?sp_mchid=1230000001&sub_mchid=1230000101"
+    )
+    assert nothing.status_code == 404, nothing.text
+    assert client_a.get(f"{RE}/sub-mchid/{SECOND_A}").json()["employees"] == []

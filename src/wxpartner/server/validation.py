@@ -168,12 +168,21 @@ def _refuse_unsupported(values: dict[str, Any], location: str) -> None:
             raise _refusal(name, issue, shown_value(name, value), location)
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def parse_body(model: type[M], body: bytes) -> M:
     if not body.strip():
         raise param_error("/", "request body is required", message="请求体不能为空 (a JSON body is required)")
     if _MAYBE_REFUSED.search(body):
         _refuse_unsupported_characters(body, model)
     stripped = body.lstrip()
+    if stripped.startswith(_BOM):  # a JSON object behind it was refused as "must be a JSON object"
+        raise param_error(
+            "/",
+            "body starts with a UTF-8 byte order mark (EF BB BF); send the JSON text without it (RFC 8259 §8.1)",
+            message="请求体不能以BOM开头 (request body starts with a byte order mark)",
+        )
     if not stripped.startswith(b"{"):
         raise param_error("/", "body must be a JSON object", message="请求体必须是JSON对象")
     try:
