@@ -165,3 +165,22 @@ def test_a_body_behind_a_byte_order_mark_is_refused_by_name(client_a: ApiClient,
     )
     assert nothing.status_code == 404, nothing.text
     assert client_a.get(f"{RE}/sub-mchid/{SECOND_A}").json()["employees"] == []
+
+
+# --- seed 001: effective_end_time "要求必须大于当前时间" (must be later than now), at the boundary ------
+
+
+def test_an_end_time_equal_to_now_is_refused_and_one_second_later_accepted(
+    client_a: ApiClient, control: TestClient
+) -> None:
+    employee = authorize(client_a, control, "fidelity_user3")
+    frozen = control.post("/sandbox/clock", json={"set": "2030-06-01T12:00:00+08:00", "freeze": True})
+    assert frozen.status_code == 200, frozen.text
+    url = f"/v3/webizpay/employees/{employee}/quota-cards"
+    same = client_a.post(url, issue_body("fid_end_1", effective_end_time="2030-06-01T04:00:00Z"))  # = now
+    assert same.status_code == 400, same.text
+    assert same.json()["code"] == "PARAM_ERROR" and same.json()["detail"]["field"] == "/effective_end_time"
+    later = client_a.post(url, issue_body("fid_end_2", effective_end_time="2030-06-01T04:00:01Z"))
+    assert later.status_code == 200, later.text
+    assert later.json()["effective_end_time"] == "2030-06-01T04:00:01Z"  # echoed as sent
+    assert later.json()["effective_begin_time"] == "2030-06-01T12:00:00+08:00"
