@@ -482,6 +482,21 @@ def test_serve_refuses_bad_settings_without_a_traceback(
     assert "is serving" not in result.output
 
 
+def test_serve_without_the_postgres_extra_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found walking the README: with a postgresql:// URL and no psycopg, `serve` said "No module named
+    'psycopg' (this build serves sqlite:///FILE and postgresql://...)", which names the URL it was
+    given as served. It now names the extra to install."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as on a host installed without [postgres]
+    args = ["serve", "--data-dir", str(tmp_path / "d"), "--port", "0"]
+    args += ["--database-url", "postgresql://u@127.0.0.1:1/x"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert "the PostgreSQL driver is not installed: pip install 'wxpartner[postgres]'" in result.output
+    assert "Traceback" not in result.output and "is serving" not in result.output
+
+
 def test_keys_prints_a_scenario_entry_that_loads_from_any_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

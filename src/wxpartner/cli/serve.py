@@ -359,12 +359,18 @@ def _shown_url(url: str) -> str:
     return shown_url(url) or "(unreadable URL)"
 
 
+_POSTGRES_DRIVERS = {"psycopg", "psycopg_c", "psycopg_binary"}
+
+
 def _reason(exc: BaseException) -> str:
     """The driver's own words on one line (psycopg's span several), without SQLAlchemy's boilerplate."""
     import sqlalchemy as sa
 
     inner = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
     text = " ".join(line.strip() for line in str(inner).splitlines() if line.strip())
-    if isinstance(exc, ImportError):
+    if isinstance(exc, ImportError) and (exc.name or "").split(".")[0] in _POSTGRES_DRIVERS:
+        # PostgreSQL's driver is the optional extra: say how to get it, not which module failed
+        text = f"the PostgreSQL driver is not installed: pip install 'wxpartner[postgres]' ({text})"
+    elif isinstance(exc, ImportError):
         text += " (this build serves sqlite:///FILE and postgresql://...)"
     return text or type(inner).__name__
