@@ -173,6 +173,25 @@ def test_illegal_transitions_are_refused(chan: ApiClient, control: TestClient) -
     assert act(control, "99999999999999999999", "approve").status_code == 400  # type: ignore[arg-type]
 
 
+def test_the_state_is_checked_before_what_the_step_needs(chan: ApiClient, control: TestClient) -> None:
+    """Rejecting a PASSED applyment (final) is an illegal move, 409, with or without reasons; it answered
+    400 "reject needs reject_param and reject_reason" when they were left out, as if giving them would
+    have worked. authorize was checked in this order already; a value no step takes is still 400 first."""
+    passed = submit_ok(chan, "final_1", confirm=[])
+    act_ok(control, passed, "pass")
+    for body in ({}, {"reject_param": "p"}, {"reject_reason": "r"}):
+        resp = act(control, passed, "reject", **body)
+        assert resp.status_code == 409 and resp.json()["code"] == "INVALID_REQUEST", (body, resp.text)
+        assert resp.json()["detail"]["state"] == "APPLYMENT_STATE_PASSED"
+    in_audit = submit_ok(chan, "final_2", confirm=[])
+    for step in ("authorize", "confirm_contact"):  # nothing to authorize, and not in a state for it
+        assert act(control, in_audit, step).status_code == 409, step
+    resp = act(control, in_audit, "reject")  # the move fits: what it needs is missing
+    assert resp.status_code == 400 and "reject needs reject_param" in resp.json()["message"], resp.text
+    assert act(control, passed, "reject", reject_param="p" * 257).status_code == 400
+    assert state_of(chan, passed) == "APPLYMENT_STATE_PASSED" and state_of(chan, in_audit) == AUDIT
+
+
 def test_qrcode_is_a_png_of_the_confirmation_url(chan: ApiClient, control: TestClient) -> None:
     applyment_id = submit_ok(chan, "png_1")
     view = act_ok(control, applyment_id, "approve")

@@ -288,9 +288,12 @@ def apply_action(
     sub_mchids: list[str] | None = None,
 ) -> Applyment:
     """A sandbox step (control API, scenario, confirmation page). Raises ValueError when the step is not
-    possible from the current state (a concurrent change included)."""
-    if name == "reject" and not (reject_param and reject_reason):
-        raise BadActionInput("reject needs reject_param and reject_reason")
+    possible from the current state (a concurrent change included).
+
+    The order of the refusals: a value no step could take (too long, not a merchant number), then the
+    step against the state (``d.StepRefused``), then what this step needs (a rejection's reasons,
+    something to authorize): rejecting a PASSED applyment is refused as the illegal move it is, whatever
+    else the request lacks (it was "reject needs reject_param and reject_reason", 400)."""
     if reject_param is not None and len(reject_param) > 256:
         raise BadActionInput("reject_param is at most 256 characters")
     if reject_reason is not None and len(reject_reason) > 1024:
@@ -298,6 +301,8 @@ def apply_action(
     if any(not is_id_text(s) or len(s) > 32 for s in sub_mchids or []):
         raise BadActionInput("sub_mchids are merchant numbers (digits)")
     action = d.action_for(name, app.state)
+    if name == "reject" and not (reject_param and reject_reason):
+        raise BadActionInput("reject needs reject_param and reject_reason")
     authorizes = name == "authorize" or (authorize and action.target == d.PASSED)
     targets = list(dict.fromkeys([*app.confirm_mchids, *(sub_mchids or [])]))
     if authorizes and not targets:  # it answered as done, and the next A4 said UNAUTHORIZED
