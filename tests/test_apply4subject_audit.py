@@ -421,6 +421,64 @@ def test_scenario_section_export_and_reset(chan: ApiClient, control: TestClient)
     assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_UNAUTHORIZED"
 
 
+def test_a_scenario_round_trip_keeps_what_the_auto_policy_reads(chan: ApiClient, control: TestClient) -> None:
+    """An export loaded back (after a reset, or onto the same sandbox) behaves as the sandbox did: an
+    applyment queried twice under after_queries: 3 moves at its next query, one that waited 400 of
+    after_seconds: 600 moves 200 s later. The export lost both (query_count, state_since), and loading
+    the same policy again started every count in audit anew."""
+    policy = {"outcome": "approve", "after_queries": 3, "after_seconds": 600}
+    assert control.post("/sandbox/clock", json={"set": 1_800_000_000.1234, "freeze": True}).status_code == 200
+    assert control.put("/sandbox/apply4subject/auto-policy", json=policy).status_code == 200
+    queried = submit_ok(chan, "rt_queried")
+    submit_ok(chan, "rt_waited")
+    assert [state_of(chan, queried) for _ in range(2)] == [AUDIT, AUDIT]
+    assert control.post("/sandbox/clock", json={"advance": 400}).status_code == 200
+    exported = control.get("/sandbox/scenario").json()
+    entries = {a["business_code"]: a for a in exported["apply4subject"]["applyments"]}
+    assert entries["rt_queried"]["query_count"] == 2 and "query_count" not in entries["rt_waited"]
+    assert entries["rt_waited"]["state_since"] == "2027-01-15T16:00:00.123+08:00"
+
+    def count(applyment_id: int) -> int:
+        return int(control.get(f"/sandbox/apply4subject/applyments/{applyment_id}").json()["query_count"])
+
+    # loaded onto the same sandbox: the same policy again changes nothing
+    assert control.post("/sandbox/scenario", json=exported).status_code == 200
+    assert count(queried) == 2
+    assert control.post("/sandbox/reset", json={}).status_code == 200
+    loaded = control.post("/sandbox/scenario", json=exported)
+    assert loaded.status_code == 200, loaded.text
+    ids = dict(zip(["rt_queried", "rt_waited"], loaded.json()["apply4subject"]["applyment_ids"], strict=True))
+    assert count(ids["rt_queried"]) == 2
+    assert state_of(chan, ids["rt_queried"]) == CONFIRM_CONTACT  # its third query under the policy
+    assert control.post("/sandbox/clock", json={"advance": 199}).status_code == 200
+    assert (
+        control.get(f"/sandbox/apply4subject/applyments/{ids['rt_waited']}").json()["applyment_state"]
+        == AUDIT
+    )
+    moved = control.post("/sandbox/clock", json={"advance": 1}).json()
+    assert moved["settled"]["applyments_advanced"] == 1, moved
+    assert state_of(chan, ids["rt_waited"]) == CONFIRM_CONTACT
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ({"state_since": "yesterday"}, "applyments[0].state_since: expected RFC 3339"),
+        ({"state_since": -1}, "applyments[0].state_since: must be between 1970 and 9999"),
+        ({"query_count": -1}, "applyments.0.query_count: Input should be greater than or equal to 0"),
+        ({"query_count": 1.5}, "applyments.0.query_count: Input should be a valid integer"),
+    ],
+)
+def test_a_scenario_applyment_progress_is_checked(
+    chan: ApiClient, control: TestClient, given: dict[str, Any], problem: str
+) -> None:
+    entry = {"mchid": SP_A, "business_code": "progress", **given}
+    resp = control.post("/sandbox/scenario", json={"apply4subject": {"applyments": [entry]}})
+    assert resp.status_code == 400 and resp.json()["code"] == "SCENARIO_ERROR", resp.text
+    assert resp.json()["message"].startswith(f"apply4subject.{problem}"), resp.text
+    assert query(chan, business_code="progress").status_code == 404
+
+
 def test_a_scenario_applyment_no_query_can_reach_is_said(chan: ApiClient, control: TestClient) -> None:
     """A2 answers channels and institutions only: an applyment stored under a service provider (as the
     README's example once did) or an unknown merchant could never be queried. The load says so, and

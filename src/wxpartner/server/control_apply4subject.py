@@ -13,6 +13,7 @@ authorization, plus the ``apply4subject`` scenario section and the reset hook.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import secrets
 from typing import Annotated, Any, Literal
 
@@ -23,8 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..domain import apply4subject as d
+from ..domain.clock import is_business_time
 from ..domain.merchants import Merchant, RelationKind
 from ..protocol.detail import first_problem
+from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
 from ..store import registry
 from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
@@ -268,6 +271,11 @@ class ScenarioApplyment(BaseModel):
     reject_reason: str | None = Field(default=None, max_length=1024)
     confirm_mchid_list: list[scenario.Mchid] = []
     authorized: bool = False
+    # What the auto policy reads (an export keeps them, so a round trip keeps where an applyment in
+    # audit stood): its A2 queries counted so far, and when it entered its state (business time, RFC
+    # 3339 or Unix seconds; default: the clock's now).
+    query_count: int = Field(default=0, ge=0, le=BIGINT_MAX)
+    state_since: str | float | None = None
 
 
 class ScenarioAuthorization(BaseModel):
@@ -297,11 +305,14 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
         # Refused by the PUT; an older export may hold one, and must load.
         warnings.append(f"auto_policy.authorize: {unused}: loaded as false")
         policy = dataclasses.replace(policy, authorize=False)
-    if policy is not None:
+    if policy is not None and policy != repo.policy():
+        # Setting a policy starts the query counts of applyments in audit again at 0: the same policy
+        # loaded again (an export loaded back) changes nothing, and keeps them.
         repo.set_policy(policy)
     now = flow.business_now(conn)
     made: list[int] = []
     for i, spec in enumerate(section.applyments):
+        since = _state_since(i, spec.state_since, now)
         if (warning := _owner_warning(conn, i, spec.mchid, spec.channel_id)) is not None:
             warnings.append(warning)
         app = repo.by_code(spec.mchid, spec.business_code)
@@ -339,6 +350,8 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
                     reject_param=reject_param,
                     reject_reason=reject_reason,
                 )
+            if spec.query_count or since != now:
+                repo.set_progress(app.applyment_id, query_count=spec.query_count, state_since=since)
         if spec.authorized:
             _check_authorized(i, app)
             repo.authorize(spec.mchid, app.confirm_mchids, app.applyment_id, now)
@@ -348,6 +361,20 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
             warnings.append(f"authorizations[{i}].mchid: {why}: no A4 query can see it")
         repo.authorize(auth.mchid, [auth.sub_mchid], None, now)
     lctx.report["apply4subject"] = {"applyment_ids": made, **({"warnings": warnings} if warnings else {})}
+
+
+def _state_since(i: int, value: str | float | None, now: float) -> float:
+    """An entry's ``state_since`` as business time (``now`` when left out)."""
+    if value is None:
+        return now
+    where = f"apply4subject.applyments[{i}].state_since"
+    try:
+        ts = float(value) if isinstance(value, int | float) else parse_rfc3339(value).timestamp()
+    except ValueError as exc:
+        raise scenario.ScenarioError(f"{where}: {exc}") from exc
+    if not is_business_time(ts):  # the auto policy's wait compares it with the clock's now
+        raise scenario.ScenarioError(f"{where}: must be between 1970 and 9999")
+    return ts
 
 
 def _check_authorized(i: int, app: Applyment) -> None:
@@ -439,6 +466,8 @@ def _applyment_entry(a: dict[str, Any]) -> dict[str, Any]:
             "reject_param": a["reject_param"],
             "reject_reason": a["reject_reason"],
             "confirm_mchid_list": a["confirm_mchids"] or None,
+            "query_count": a["query_count"] or None,
+            "state_since": format_rfc3339(dt.datetime.fromtimestamp(a["state_since"], dt.UTC), millis=True),
         }.items()
         if v is not None
     }

@@ -315,7 +315,16 @@ class Apply4SubjectRepo:
         """Every applyment, oldest first, with the columns the scenario export writes (not the
         materials: a big sandbox's would be hundreds of MB read for nothing), fetched ``batch`` rows at
         a time as the caller goes (a server-side cursor on PostgreSQL): the export streams them."""
-        cols = (T.c.mchid, T.c.business_code, T.c.channel_id, T.c.state, T.c.reject_param, T.c.reject_reason)
+        cols = (
+            T.c.mchid,
+            T.c.business_code,
+            T.c.channel_id,
+            T.c.state,
+            T.c.reject_param,
+            T.c.reject_reason,
+            T.c.query_count,
+            T.c.state_since,
+        )
         stmt = sa.select(*cols, T.c.confirm_mchids).order_by(T.c.applyment_id)
         names = [c.name for c in cols]
         for r in self.conn.execution_options(yield_per=batch).execute(stmt):
@@ -436,6 +445,16 @@ class Apply4SubjectRepo:
             )
         )
         return self.conn.execute(stmt).rowcount == 1
+
+    def set_progress(self, applyment_id: int, *, query_count: int, state_since: float) -> None:
+        """What the auto policy reads of an applyment (its A2 queries counted, in its state since), as
+        a scenario gives them: a scenario round trip keeps where an applyment in audit stood."""
+        stmt = (
+            T.update()
+            .where(T.c.applyment_id == applyment_id)
+            .values(query_count=query_count, state_since=state_since)
+        )
+        self.conn.execute(stmt)
 
     def cancel_named(
         self, mchid: str, key: str, path_id: int | None, query_id: int | None, now: float
