@@ -142,3 +142,40 @@ def test_a_bound_that_is_not_a_count_stops_the_start(tmp_path: Path, database_ur
         )
         with pytest.raises(ValueError, match="clock_settle_max"):
             create_app(settings)
+
+
+@pytest.mark.parametrize(
+    "read",
+    ["/sandbox/apply4subject/applyments", "/sandbox/apply4subject/applyments/1", "/sandbox/callbacks"],
+)
+def test_a_control_read_settles_what_the_clock_owes_as_the_dashboard_does(
+    control: TestClient, quiet_app: WxPartnerApp, read: str
+) -> None:
+    """With a clock move that settles nothing (clock_settle_max: 0) and no sweep, the dashboard's pages
+    made every hook's batch before reading; the control API's applyment reads made the applyment
+    hook's only (a quota card past its end stayed ACTIVE, its callback unqueued), and its callback
+    list none (it listed no WEBIZPAY.QUOTACARDEXPIRED the dashboard's Callbacks page showed)."""
+    quiet_app.state.settings.extra["clock_settle_max"] = 0
+    _due_tomorrow(control, 2)
+    policy = {"outcome": "approve", "after_seconds": 600}
+    assert control.put("/sandbox/apply4subject/auto-policy", json=policy).status_code == 200
+    waiting = {"applyments": [{"mchid": SP_A, "business_code": "settled_by_a_read"}]}
+    loaded = control.post("/sandbox/scenario", json={"apply4subject": waiting})
+    assert loaded.status_code == 200, loaded.text
+    moved = control.post("/sandbox/clock", json={"advance": 2 * 86400}).json()
+    assert moved["settled"] == {"quota_cards_expired": 0, "applyments_advanced": 0}
+    assert _states(quiet_app) == ["ACTIVE"] * 2
+    control.get(read)  # its answer may be a 404 (no applyment 1): the settling came first
+    assert _states(quiet_app) == ["DISABLED"] * 2
+    assert len(events(quiet_app, "WEBIZPAY.QUOTACARDEXPIRED")) == 2
+    listed = control.get("/sandbox/callbacks", params={"event_type": "WEBIZPAY.QUOTACARDEXPIRED"}).json()
+    assert listed["total_count"] == 2
+    applyments = control.get("/sandbox/apply4subject/applyments").json()["data"]
+    assert [a["applyment_state"] for a in applyments] == ["APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT"]
+
+
+def test_a_misspelt_callback_filter_is_refused(control: TestClient) -> None:
+    """?mchd= was ignored, and the answer listed every merchant's callbacks as if filtered."""
+    resp = control.get("/sandbox/callbacks", params={"mchd": SP_A})
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+    assert resp.json()["detail"] == {"field": "mchd", "location": "query", "issue": "unknown field"}

@@ -59,13 +59,14 @@ def _applyment_id(request: Request) -> int:
 
 
 async def _settled(st: Any) -> None:
-    """What the auto policy's after_seconds owes, made before a control read (one batch, as the
-    dashboard's pages take), so the list says what the applyment's next A2 query would: after a clock
-    move that settled nothing (``clock_settle_max: 0``, or a clock running on) it showed an applyment
-    in audit that A2 then moved."""
-    from .routes.apply4subject import settle_waited  # registers the hook; imports this module's peers
+    """What the business clock owes (every settle hook, one batch each: ``settle.settle_for_read``, as
+    the dashboard's pages), made before a control read, so the list says what the applyment's next A2
+    query would: after a clock move that settled nothing (``clock_settle_max: 0``, or a clock running
+    on) it showed an applyment in audit that A2 then moved."""
+    from .routes import apply4subject  # noqa: F401  (registers the applyment hook)
+    from .settle import settle_for_read
 
-    await anyio.to_thread.run_sync(settle_waited, st)
+    await settle_for_read(st)
 
 
 LIST_LIMIT = 200  # applyments a GET answers by default (at most 500; more: ?offset=)

@@ -75,6 +75,19 @@ def settle(state: AppState, limit: int | None = None) -> Settled:
             return Settled(counts, False)
 
 
+async def settle_for_read(state: AppState) -> None:
+    """Before a sandbox read shows state the business clock changes (the dashboard's pages, the
+    control API's applyment and callback reads): what the clock owes, made as an API read would make
+    it, so the read shows what the API answers, whatever the background sweep has reached. One round
+    of ``settle``'s loop, one batch of every hook (a read's time stays bounded; a clock move settles
+    the rest). One function for both: the control API ran the applyment hook only, and its callback
+    list did not settle at all, so a quota card past its end was ACTIVE there, and its
+    WEBIZPAY.QUOTACARDEXPIRED missing, where the dashboard showed them."""
+    import anyio
+
+    await anyio.to_thread.run_sync(settle, state, 1)
+
+
 def _check_settings(state: AppState) -> None:
     """Start-up stops on a bound that would be misread."""
     settle_max(state.settings.extra)

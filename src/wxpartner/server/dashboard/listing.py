@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-import anyio
 from starlette.requests import Request
 
 from ...domain import apply4subject as d
@@ -22,12 +21,10 @@ from .layout import badge, esc
 async def settled(st: Any) -> None:
     """Make the transitions the business clock owes (``SETTLE_HOOKS``: expired quota cards become
     DISABLED and queue their callback, applyments the auto policy's after_seconds is due for take its
-    step) before a page reads, as an API read would: the page shows what the API answers, whatever the
-    background sweep has reached. One round of server/settle.py's loop, one batch of each hook (a
-    page's time stays bounded; a clock move settles the rest, through the same loop)."""
-    from ..settle import settle
+    step) before a page reads: ``settle.settle_for_read``, as the control API's reads do."""
+    from ..settle import settle_for_read
 
-    await anyio.to_thread.run_sync(settle, st, 1)
+    await settle_for_read(st)
 
 
 # Badge tone per state of any family (unknown states are muted).
