@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import json
 import re
@@ -170,6 +171,40 @@ def test_journal_list_and_entry(run: Any, http: TestClient, world: World) -> Non
     listed = run("journal", "--mchid", SP_A).output
     assert "request journal" in listed
     assert time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(rows[0]["at"])) in listed  # the date too
+
+
+def test_a_string_to_sign_shows_a_bodys_own_backslashes_doubled(
+    run: Any, http: TestClient, world: World, tmp_path: Path, data_dir: Path
+) -> None:
+    """A JSON body's own escape (the two characters \\n) showed as the \\n that ends a line does, in
+    the journal's expected string-to-sign and in `sign`'s: a body and its line ends could not be told
+    apart. The body's backslash is doubled now; --json gives the text as it is."""
+    from support import ApiClient
+
+    bad = ApiClient(http, world, SP_A).post(
+        "/v3/apply4subject/applyment", {"a": "x\ny"}, private_key=world.other_key, check=False
+    )
+    entry = as_json(run("journal", bad.headers["Request-ID"], "--json"))
+    assert entry["expected_message"].endswith('{"a":"x\\ny"}\n')  # --json: the text as it is
+    pretty = run("journal", bad.headers["Request-ID"]).output
+    assert '"x\\\\ny"}\\n' in pretty, pretty
+    body = tmp_path / "body.json"
+    body.write_bytes(b'{"a":"x\\ny\\xff"}\xff')
+    sign = [
+        "sign",
+        "--url",
+        "/v3/x",
+        "--mchid",
+        SP_A,
+        "--serial",
+        "AB",
+        "--key",
+        str(data_dir / "apiclient_key.pem"),
+    ]
+    shown = _no_traceback([*sign, "--body", "@" + str(body)], 0)
+    assert '{"a":"x\\\\ny\\\\xff"}\\xff\\n' in shown, shown  # the body's text, then a byte, then the line end
+    as_data = json.loads(_no_traceback([*sign, "--body", "@" + str(body), "--json"], 0))
+    assert as_data["message"].endswith('{"a":"x\\ny\\xff"}\\xff\n')  # as before: backslashreplace
 
 
 def test_control_commands_need_a_token(http: TestClient, tmp_path: Path) -> None:
@@ -1096,13 +1131,27 @@ def test_visible_escapes_what_a_terminal_acts_on_and_nothing_else() -> None:
     """The one helper every printed value from outside goes through (cli/_output.py)."""
     from wxpartner.cli._output import visible
 
-    plain = "商户 1900000001 ａ\u3000b\u00a0[/] \\x1b é 👍"  # CJK, full-width and no-break spaces: shown
+    plain = "商户 1900000001 ａ\u3000b\u00a0[/] é 👍"  # CJK, full-width and no-break spaces: shown
     assert visible(plain) == plain
     assert visible("a\x1b[2J\x07\x7f\x9b\x85b") == "a\\x1b[2J\\x07\\x7f\\x9b\\x85b"
     assert visible("x\u202ey\u2066z\u200b\u2028\ufeff") == "x\\u202ey\\u2066z\\u200b\\u2028\\ufeff"
     assert visible("one\r\ntwo\tthree\n") == "one\\r\\ntwo\\tthree\\n"  # a value is one line
     assert visible("a,b\r\nc\td\x1b\n", lines=True) == "a,b\nc\td\\x1b\n"  # a text of lines keeps them
     assert visible("\ud800x") == "\\ud800x"  # a lone surrogate: UTF-8 cannot print it
+
+
+def test_visible_is_unambiguous_a_backslash_is_doubled() -> None:
+    """The text \\x1b (four characters) showed as an escaped ESC does: whoever reads a value could not
+    tell what the server sent. A backslash is doubled, escaped text or not, as Python writes it."""
+    from wxpartner.cli._output import visible
+
+    assert visible("\\x1b") == "\\\\x1b" != visible("\x1b") == "\\x1b"
+    assert visible("C:\\keys\\n") == "C:\\\\keys\\\\n" != visible("C:\\keys\n")
+    assert visible("a\\tb\tc\\\n", lines=True) == "a\\\\tb\tc\\\\\n"
+    assert visible("\udcff", undecodable=True) == "\\xff" != visible("\\xff", undecodable=True)
+    # each shown text reads back to the one given, as a Python string literal
+    for text in ("\\x1b", "\x1b", "\\\x1b", "a\\nb\n\u202e\\", "\\\\"):
+        assert ast.literal_eval(f'"{visible(text)}"') == text, text
 
 
 def test_pretty_json_escapes_them_and_stays_the_json_of_the_same_data(

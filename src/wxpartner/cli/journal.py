@@ -138,11 +138,12 @@ def _print_entry(row: dict[str, Any]) -> None:
     size = f"{length} bytes" if length is not None else "length unknown"
     console.print(
         f"[bold]expected string-to-sign[/] ({size}; each line ends with \\n; ␍ is a carriage return, "
-        "␉ a tab, � a byte that is not UTF-8, \\x9b or \\u202e another character a terminal would act on):"
+        "␉ a tab, � a byte that is not UTF-8, \\x9b or \\u202e another character a terminal would act on, "
+        "a backslash of the text doubled):"
     )
     lines = visible_controls(message).split("\n")
-    for line in lines[:-1]:
-        say(f"  {line}\\n", "cyan")
+    for line in lines[:-1]:  # the line's text escaped (visible), then the \n that ends it, as written
+        console.print(Text(f"  {visible(line)}\\n", style="cyan"))
     if lines[-1]:  # only when the journal kept the start of a long message: the cut line
         say(f"  {lines[-1]}…", "cyan")
     if row.get("expected_message_truncated"):

@@ -109,7 +109,14 @@ def sign_cmd(
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
         return
-    click.echo("string to sign (\\n = LF, every line ends with one; ␍ = CR, ␉ = tab):")
-    click.echo("  " + visible(escaped))  # a C1 control or U+202E of a body given: as its escape
+    click.echo(
+        "string to sign (\\n = LF, every line ends with one; ␍ = CR, ␉ = tab; \\xNN a byte that is not "
+        "UTF-8; a backslash of the text is doubled):"
+    )
+    # one escaping for all of it (visible): the \n that ends a line, a byte that is not UTF-8 and a C1
+    # control or U+202E of a body as their escapes, and a backslash of the body doubled, so a JSON
+    # body's own "\n" or "\xff" is not read as a line end or a byte
+    raw = message.decode("utf-8", errors="surrogateescape")
+    click.echo("  " + visible(visible_controls(raw), undecodable=True))
     click.echo(f"length: {len(message)} bytes   sha256: {result['sha256']}")
     click.echo(f"Authorization: {visible(header)}")
