@@ -34,7 +34,7 @@ from wxpartner.server.app import WxPartnerApp, create_app
 from wxpartner.server.callbacks import Deliverer
 from wxpartner.server.keyring import KeyRing
 from wxpartner.server.settings import Settings
-from wxpartner.store import outbox, registry
+from wxpartner.store import outbox, registry, sandbox
 from wxpartner.store.db import Database, sqlite_url_for
 from wxpartner.store.outbox_tables import callback_attempts, callback_notifications
 
@@ -1042,7 +1042,18 @@ def test_worker_processes_deliver_each_notification_once(
         ids |= enqueue_many(30)
         mine = Deliverer(db, KeyRing(db), batch=2)
         wait_for(len(ids), mine.run_pass)
-        time.sleep(1.2)  # one more poll of each worker: nothing may be sent again
+
+        def quiet() -> bool:
+            """No send in flight anywhere (a duplicate on its way would hold a lease), and nothing a
+            worker's next poll could claim (the poll's own query): nothing can be sent again."""
+            with db.read() as conn:
+                due = outbox.any_due(conn, business_now=sandbox.read_clock(conn).now_ts())
+                return not outbox.leased(conn) and not due
+
+        deadline = time.monotonic() + 30
+        while not quiet() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert quiet()
         assert sorted(receiver.ids()) == sorted(ids)
         with db.read() as conn:
             _total, views = outbox.list_notifications(conn, limit=100)

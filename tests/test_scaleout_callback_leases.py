@@ -248,9 +248,15 @@ def test_a_redeliver_answers_with_the_send_it_made_while_another_host_delivers(
     a = start_live_server(tmp_path / "host-a", world, database_url=database)
     b = start_live_server(tmp_path / "host-b", world, database_url=database)
 
-    def post(host: LiveServer, path: str) -> httpx.Response:
+    def post(host: LiveServer, path: str, sent: threading.Event | None = None) -> httpx.Response:
+        """``sent`` is set once the whole request is written to the host's socket (httpx's trace)."""
+
+        def trace(name: str, _info: dict[str, object]) -> None:
+            if sent is not None and name == "http11.send_request_body.complete":
+                sent.set()
+
         with host.control() as control:
-            return control.post(path, timeout=60)
+            return control.post(path, timeout=60, extensions={"trace": trace})
 
     try:
         with b.control() as control:
@@ -268,10 +274,16 @@ def test_a_redeliver_answers_with_the_send_it_made_while_another_host_delivers(
                 while len(receiver.deliveries) == sent_before and time.monotonic() < deadline:
                     time.sleep(0.02)
                 assert len(receiver.deliveries) == sent_before + 1
-                redelivering = pool.submit(post, a, f"/sandbox/callbacks/{nid}/redeliver")
+                sent = [threading.Event() for _ in range(7)]
+                redelivering = pool.submit(post, a, f"/sandbox/callbacks/{nid}/redeliver", sent[0])
                 # other passes (other workers, other hosts) waiting, as B's, for the send in flight
-                passes = [pool.submit(post, host, "/sandbox/callbacks/deliver") for host in (a, b) * 3]
-                time.sleep(1)  # they come in while that send is held (if later, they simply follow it)
+                passes = [
+                    pool.submit(post, host, "/sandbox/callbacks/deliver", event)
+                    for host, event in zip((a, b) * 3, sent[1:], strict=True)
+                ]
+                # they come in while that send is held: the gate opens once every request has reached
+                # its host (a handler not yet waiting by then simply follows the send)
+                assert all(event.wait(20) for event in sent)
                 receiver.gate.set()
                 delivered, redelivered = delivering.result(), redelivering.result()
                 others = [p.result() for p in passes]
