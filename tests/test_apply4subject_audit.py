@@ -192,6 +192,26 @@ def test_the_state_is_checked_before_what_the_step_needs(chan: ApiClient, contro
     assert state_of(chan, passed) == "APPLYMENT_STATE_PASSED" and state_of(chan, in_audit) == AUDIT
 
 
+def test_an_action_body_is_taken_as_written(chan: ApiClient, control: TestClient) -> None:
+    """Found using the control API: {"authorize": "yes"} (or "false", or 1) was taken as true, and
+    {"authorize": true} with a step that does not reach PASSED answered 200 and authorized nothing; an
+    unknown field was refused as "Extra inputs are not permitted", naming it only in the detail."""
+    applyment_id = submit_ok(chan, "body_1")
+    for loose in ("yes", "false", 1):
+        resp = act(control, applyment_id, "pass", authorize=loose)
+        assert resp.status_code == 400 and resp.json()["detail"]["field"] == "authorize", (loose, resp.text)
+    resp = act(control, applyment_id, "approve", authorize=True)
+    assert resp.status_code == 400 and "authorize: true goes with a step" in resp.json()["message"], resp.text
+    resp = act(control, applyment_id, "approve", reject_reasn="x")
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["message"].startswith("unknown field(s): reject_reasn; known: reject_param")
+    assert state_of(chan, applyment_id) == AUDIT
+    act_ok(control, applyment_id, "approve")
+    act_ok(control, applyment_id, "confirm_contact")
+    act_ok(control, applyment_id, "confirm_legalperson", authorize=True)  # reaches PASSED: authorizes
+    assert _authorize_state(chan, SUB_X) == "AUTHORIZE_STATE_AUTHORIZED"
+
+
 def test_qrcode_is_a_png_of_the_confirmation_url(chan: ApiClient, control: TestClient) -> None:
     applyment_id = submit_ok(chan, "png_1")
     view = act_ok(control, applyment_id, "approve")
@@ -467,6 +487,10 @@ def test_a_scenario_round_trip_keeps_what_the_auto_policy_reads(chan: ApiClient,
         ({"state_since": -1}, "applyments[0].state_since: must be between 1970 and 9999"),
         ({"query_count": -1}, "applyments.0.query_count: Input should be greater than or equal to 0"),
         ({"query_count": 1.5}, "applyments.0.query_count: Input should be a valid integer"),
+        # found using the scenario files: each loaded (true as 1970-01-01T08:00:01, "5" as 5)
+        ({"query_count": "5"}, "applyments.0.query_count: Input should be a valid integer"),
+        ({"state_since": True}, "applyments.0.state_since"),
+        ({"authorized": "yes"}, "applyments.0.authorized: Input should be a valid boolean"),
     ],
 )
 def test_a_scenario_applyment_progress_is_checked(

@@ -303,6 +303,11 @@ def apply_action(
     action = d.action_for(name, app.state)
     if name == "reject" and not (reject_param and reject_reason):
         raise BadActionInput("reject needs reject_param and reject_reason")
+    if authorize and name != "authorize" and action.target != d.PASSED:  # answered 200, authorizing nothing
+        raise BadActionInput(
+            f"authorize: true goes with a step that reaches {d.PASSED} (pass, confirm_legalperson), "
+            f"not {name}; the authorize action authorizes a PASSED or FREEZED applyment's numbers"
+        )
     authorizes = name == "authorize" or (authorize and action.target == d.PASSED)
     targets = list(dict.fromkeys([*app.confirm_mchids, *(sub_mchids or [])]))
     if authorizes and not targets:  # it answered as done, and the next A4 said UNAUTHORIZED

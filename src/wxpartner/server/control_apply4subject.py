@@ -18,7 +18,16 @@ import secrets
 from typing import Annotated, Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -129,7 +138,7 @@ class ActionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reject_param: str | None = Field(default=None, max_length=256)
     reject_reason: str | None = Field(default=None, max_length=1024)
-    authorize: bool = False
+    authorize: StrictBool = False  # a JSON boolean: "yes", "false" or 1 were taken (as true, but "false")
     sub_mchids: list[Annotated[str, Field(max_length=32, pattern=r"^[0-9]+$")]] = []
 
 
@@ -138,8 +147,10 @@ async def act(request: Request) -> Response:
     st = request.app.state.wx
     applyment_id = _applyment_id(request)
     name = request.path_params["action"]
+    raw = await json_body(request)
+    known_fields(raw, *ActionBody.model_fields, location="body")  # names the field, and what is known
     try:
-        body = ActionBody.model_validate(await json_body(request))
+        body = ActionBody.model_validate(raw)
     except ValidationError as exc:
         raise invalid(exc, "body", named=False) from exc
 
@@ -271,12 +282,12 @@ class ScenarioApplyment(BaseModel):
     reject_param: str | None = Field(default=None, max_length=256)
     reject_reason: str | None = Field(default=None, max_length=1024)
     confirm_mchid_list: list[scenario.Mchid] = []
-    authorized: bool = False
+    authorized: StrictBool = False
     # What the auto policy reads (an export keeps them, so a round trip keeps where an applyment in
     # audit stood): its A2 queries counted so far, and when it entered its state (business time, RFC
     # 3339 or Unix seconds; default: the clock's now).
-    query_count: int = Field(default=0, ge=0, le=BIGINT_MAX)
-    state_since: str | float | None = None
+    query_count: StrictInt = Field(default=0, ge=0, le=BIGINT_MAX)
+    state_since: StrictStr | StrictInt | StrictFloat | None = None  # true was 1970-01-01T08:00:01
 
 
 class ScenarioAuthorization(BaseModel):
