@@ -278,3 +278,19 @@ def test_the_dashboards_fault_form_is_refused_as_a_form() -> None:
         "issue": "not an integer",
         "value": "often",
     }
+
+
+@pytest.mark.parametrize(
+    ("path", "misspelt"),
+    [
+        ("/sandbox/recharge-employees", "sub_mchd"),
+        ("/sandbox/webizpay/templates", "sp_mchd"),
+        ("/sandbox/merchants", "mchid"),
+    ],
+)
+def test_a_list_refuses_a_filter_it_does_not_read(http: TestClient, path: str, misspelt: str) -> None:
+    """Found using the control API: these lists ignored a parameter they do not read, and a misspelt
+    filter answered every merchant's rows as if filtered."""
+    resp = http.get(path, params={misspelt: SECOND_A}, headers=AUTH)
+    assert resp.status_code == 400 and resp.json()["code"] == "PARAM_ERROR", resp.text
+    assert resp.json()["detail"] == {"field": misspelt, "location": "query", "issue": "unknown field"}

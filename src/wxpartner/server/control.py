@@ -286,6 +286,7 @@ async def merchants(request: Request) -> Response:
     query per merchant took 40 s for 20,000 merchants on SQLite)."""
     db = request.app.state.wx.db
     q = request.query_params
+    known_fields(dict(q), "limit", "after", location="query")  # ?mchid= listed every merchant
     limit = optional_integer(q.get("limit"), "limit", location="query", lo=1, hi=MERCHANT_PAGE_MAX)
     after = cursors.decode(q, str)
 

@@ -35,7 +35,7 @@ from ..store.recharge_repo import RechargeStore
 from ..store.schema import BIGINT_MAX, merchant_relations
 from . import cursors
 from .control import ControlError, control_route, json_value
-from .params import int_param
+from .params import int_param, known_fields
 
 SECTION = "recharge_employees"
 
@@ -198,6 +198,8 @@ async def recharge_employees(request: Request) -> Response:
     db = request.app.state.wx.db
     if request.method == "GET":
         q = request.query_params
+        # ?sub_mchd= was ignored, and the answer listed every second-level merchant's employees
+        known_fields(dict(q), "sub_mchid", "limit", "offset", "after", location="query")
         sub = q.get("sub_mchid")
         limit = int_param(q, "limit", LIST_LIMIT, 1, LIST_LIMIT)
         after = cursors.decode(q, str, str, float, str)

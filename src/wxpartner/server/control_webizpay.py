@@ -285,6 +285,8 @@ async def templates(request: Request) -> Response:
         await anyio.to_thread.run_sync(lambda: run_in_tx(db, put))
         return JSONResponse(spec.model_dump())
 
+    known_fields(dict(request.query_params), "sp_mchid", location="query")  # ?sp_mchd= listed all
+
     def read() -> list[dict[str, Any]]:
         with db.read() as conn:  # not the single writer's turn (SQLite): a GET waited behind writes
             return WebizpayRepo(conn).templates_of(request.query_params.get("sp_mchid"))
