@@ -90,6 +90,22 @@ class InProcess:
             r.raise_for_status()
             return str(r.json()["employee_id"])
 
+    def second_levels(self, count: int) -> list[str]:
+        """``count`` second-level merchants of the demo platform merchant, for R1 adds (three each: the
+        family's cap, so every add inserts)."""
+        from wxpartner.domain.merchants import KeyMode, Merchant, RelationKind, Role
+        from wxpartner.store import registry
+
+        mchids = [f"19{i:08d}" for i in range(40_000_000, 40_000_000 + count)]
+        with self.db.write() as conn:
+            for mchid in mchids:
+                merchant = Merchant(
+                    mchid, "Bench second-level", Role.SECOND_LEVEL, None, KeyMode.PUBLIC_KEY, None
+                )
+                registry.upsert_merchant(conn, merchant)
+                registry.add_relation(conn, ep.SP, mchid, RelationKind.SECOND_LEVEL)
+        return mchids
+
     def applyments(self, count: int, prefix: str = "prof") -> list[str]:
         """``count`` applyments of the demo channel merchant awaiting audit (a scenario: the sandbox's
         own way in, without encrypting the sensitive fields of a submission)."""
@@ -147,6 +163,8 @@ def _calls(world: InProcess, cancels: int) -> dict[str, Callable[[int], Call]]:
         "applyment": functools.partial(ep.applyment_query_call, world.applyments(20)),
         # A3 by business_code: each call cancels an applyment of its own.
         "a3-cancel": lambda i: Call("POST", f"/v3/apply4subject/applyment/a3c{i:04d}/cancel", b""),
+        # R1: a new employee each call, three per second-level merchant (the cap).
+        "r1-add": functools.partial(ep.recharge_add_call, world.second_levels(cancels // 3 + 1), stamp),
     }
 
 
@@ -154,7 +172,9 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--repeat", type=int, default=1, help="rounds per endpoint; the best is reported")
-    p.add_argument("--cprofile", metavar="ENDPOINT", help="query, issue, cancel, applyment (A2) or a3-cancel")
+    p.add_argument(
+        "--cprofile", metavar="ENDPOINT", help="query, issue, cancel, applyment (A2), a3-cancel or r1-add"
+    )
     p.add_argument("--asgi", action="store_true", help="profile through the ASGI entry point")
     p.add_argument("--sort", default="cumulative")
     p.add_argument("--top", type=int, default=35)
