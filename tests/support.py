@@ -239,6 +239,26 @@ def statements_run(db: Database) -> Iterator[list[str]]:
             sa.event.remove(engine, "before_cursor_execute", record)
 
 
+@contextlib.contextmanager
+def statements_in_writes(db: Database) -> Iterator[list[str]]:
+    """The SQL of every statement run inside a write transaction (``Database.write``) on ``db`` in the
+    block: on PostgreSQL such a transaction costs a BEGIN and a COMMIT round trip of its own, which a
+    statement run in autocommit does not."""
+    seen: list[str] = []
+
+    def record(conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        if conn.get_execution_options().get("wx_write"):
+            seen.append(sql)
+
+    for engine in db.engines:
+        sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        for engine in db.engines:
+            sa.event.remove(engine, "before_cursor_execute", record)
+
+
 def inconsistent_private_key_pem() -> str:
     """A well-formed RSA private key PEM whose CRT exponent does not match the key: it parses, and
     only cryptography's consistency check (skipped by ``load_private_key(validated=True)``) refuses it."""

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN, quiet_control
 from pg import wait_for_lock_waiters
-from support import SP_A, SP_B, SP_C, SUB_A, SUB_B, ApiClient, World, statements_run
+from support import SP_A, SP_B, SP_C, SUB_A, SUB_B, ApiClient, World, statements_in_writes, statements_run
 from webizpay_support import (
     assert_param_error,
     authorize,
@@ -543,37 +543,81 @@ def test_a_card_query_reads_the_card_and_the_relation_in_one_statement(
 def test_an_issue_reads_what_it_checks_in_one_statement(
     client_a: ApiClient, control: TestClient, app: WxPartnerApp
 ) -> None:
-    """W3: the merchant relation, a replayed out_card_no and the template come from one statement; then
-    the employee's relation (locked against a revoke) and the insert."""
+    """W3 on PostgreSQL: a new card is one statement run in autocommit (no BEGIN/COMMIT round trips)
+    that checks the merchant relation, the template and the employee's relation (locked against a
+    revoke) and inserts; a replay of it finds its out_card_no taken (nothing written) and reads as on
+    SQLite. On SQLite: the merchant relation, a replayed out_card_no and the template come from one
+    statement, then the employee's relation and the insert; the replay is that read alone."""
     emp = authorize(client_a, control, "employee123")
     assert client_a.post(cards_url(emp), issue_body("mch_card_warm")).status_code == 200  # warm
     body = issue_body("mch_card_counted")  # once: its end time is now + 30 days, to the second
-    with statements_run(app.state.db) as seen:
+    db = app.state.db
+    with statements_run(db) as seen, statements_in_writes(db) as in_writes:
         answer = client_a.post(cards_url(emp), body)
+    with statements_run(db) as again_seen:
         again = client_a.post(cards_url(emp), body)
     assert answer.status_code == again.status_code == 200 and again.json() == answer.json()
     business = [sql for sql in seen if "webizpay_" in sql or "merchant_relations" in sql]
-    first_read = [sql for sql in business if "merchant_relations" in sql]
-    assert len(first_read) == 2, business  # one per request
-    assert all("webizpay_cards" in sql and "webizpay_templates" in sql for sql in first_read)
-    # the issue: that read, the relation locked, the insert; the replay: that read alone
-    assert len(business) == 3 + 1, business
+    replay = [sql for sql in again_seen if "webizpay_" in sql or "merchant_relations" in sql]
+    read = [sql for sql in replay if sql.startswith("SELECT")]
+    assert len(read) == 1 and "webizpay_cards" in read[0] and "webizpay_templates" in read[0], replay
+    if db.engine.dialect.name == "postgresql":
+        assert len(business) == 1 and business[0].startswith("INSERT INTO webizpay_cards"), business
+        assert all(
+            t in business[0] for t in ("merchant_relations", "webizpay_relations", "webizpay_templates")
+        )
+        assert not [sql for sql in in_writes if "webizpay_" in sql or "callback" in sql], in_writes
+        assert replay == [business[0], read[0]], replay  # the one statement (no row), then the read
+    else:
+        # the issue: that read, the relation locked, the insert; the replay: that read alone
+        assert len(business) == 3 and business[0] == read[0], business
+        assert replay == read, replay
+    card = get_card(client_a, emp, answer.json()["card_no"]).json()
+    assert (card["card_state"], card["card_rule"], card["amount"]) == ("ACTIVE", "MULTIPLE", body["amount"])
 
 
 def test_a_cancel_answers_from_its_own_update_without_reading_the_card_again(
     client_a: ApiClient, control: TestClient, app: WxPartnerApp
 ) -> None:
+    """W6 on PostgreSQL: disabling an ACTIVE card is one statement run in autocommit (no BEGIN/COMMIT
+    round trips), with its callback inserted by it; on SQLite the card and its relation are read, then
+    the transition (and the callback). A repeat answers the same from the statement-by-statement path."""
     emp = authorize(client_a, control, "employee123")
     card = issue(client_a, emp, "mch_card_cancel_count")
     path = f"{cards_url(emp)}/{card['card_no']}/cancel"
     body = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "counted"}
-    with statements_run(app.state.db) as seen:
+    db = app.state.db
+    with statements_run(db) as seen, statements_in_writes(db) as in_writes:
         answer = client_a.post(path, body)
     assert answer.status_code == 200 and answer.json()["card_state"] == "DISABLED"
-    cards = [sql.split()[0] for sql in seen if "webizpay_cards" in sql]
-    assert cards == ["SELECT", "UPDATE"], seen  # the card and its relation, then the transition
+    cards = [sql for sql in seen if "webizpay_cards" in sql or "callback_notifications" in sql]
+    if db.engine.dialect.name == "postgresql":
+        assert len(cards) == 1 and cards[0].startswith("WITH disabled AS"), seen
+        assert "UPDATE webizpay_cards" in cards[0] and "INSERT INTO callback_notifications" in cards[0]
+        assert not [sql for sql in in_writes if "webizpay_" in sql or "callback" in sql], in_writes
+    else:
+        # the card and its relation, then the transition and its callback
+        assert [sql.split()[0] for sql in cards] == ["SELECT", "UPDATE", "INSERT"], seen
     again = client_a.post(path, body)  # already DISABLED: the same answer, from the read alone
     assert again.status_code == 200 and again.json() == answer.json()
+    shown = get_card(client_a, emp, card["card_no"]).json()
+    assert (shown["card_state"], shown["reason"]) == ("DISABLED", "counted")
+    # its callback, the same from either path (a repeat adds none)
+    listed = control.get(
+        "/sandbox/callbacks", params={"mchid": SP_A, "event_type": "WEBIZPAY.QUOTACARDEXPIRED"}
+    ).json()["data"]
+    views = [control.get(f"/sandbox/callbacks/{n['id']}").json() for n in listed]
+    resource = {
+        "sp_mchid": SP_A,
+        "sub_mchid": SUB_A,
+        "card_no": card["card_no"],
+        "employee_id": emp,
+        "card_state": "DISABLED",
+        "card_disabled_time": answer.json()["card_disabled_time"],
+        "reason": "counted",
+    }
+    assert [v["resource"] for v in views] == [resource], views
+    assert views[0]["summary"] == "额度卡已失效"
 
 
 @pytest.mark.parametrize("employee_id", ["a/b", "emp 1", "emp%2F1", "员工"])

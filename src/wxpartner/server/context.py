@@ -53,6 +53,12 @@ class Ctx:
         """Statements that each commit alone (PostgreSQL); one write transaction on SQLite."""
         return self.state.db.autocommit()
 
+    def one_statement(self) -> contextlib.AbstractContextManager[Connection] | None:
+        """PostgreSQL: a connection for a write made by one statement (a CTE may change several
+        tables), committed by itself: no BEGIN and COMMIT round trips. None on SQLite, which runs no DML
+        in a CTE: the caller writes in a transaction (``write``)."""
+        return None if self.state.db.sqlite else self.state.db.autocommit()
+
     def decrypt(self, ciphertext: str, field: str) -> str:
         """Decrypt an RSA-OAEP sensitive field with the WeChat Pay key named in Wechatpay-Serial."""
         serial = self.caller.wechatpay_serial or ""

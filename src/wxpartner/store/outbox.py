@@ -60,48 +60,54 @@ def enqueue(
     """Queue a notification for ``mchid`` (the merchant whose notify_url receives it), due at ``now``
     (business time, also its ``create_time``). Call inside the business change's write transaction:
     the event exists iff the change commits. Returns the notification ``id`` (a UUID)."""
-    notification_id = str(uuid.uuid4())
-    _ENQUEUE.rows(
-        conn,
-        {
-            "id": notification_id,
-            "mchid": mchid,
-            "event_type": event_type,
-            "summary": summary,
-            "resource_json": json.dumps(resource, ensure_ascii=False, separators=(",", ":")),
-            "create_time": now,
-            "next_attempt_at": now + RETRY_SCHEDULE[0],
-            "updated_at": time.time(),
-        },
-    )
-    return notification_id
+    values = notification(mchid=mchid, event_type=event_type, summary=summary, resource=resource, now=now)
+    _ENQUEUE.rows(conn, values)
+    return str(values["id"])
+
+
+def notification(
+    *, mchid: str, event_type: str, summary: str, resource: dict[str, Any], now: float
+) -> dict[str, Any]:
+    """The values of a new notification's row that ``enqueue`` binds (a new ``id``), also for a
+    statement that inserts it with the change it reports (``insert_per_row``)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "mchid": mchid,
+        "event_type": event_type,
+        "summary": summary,
+        "resource_json": json.dumps(resource, ensure_ascii=False, separators=(",", ":")),
+        "create_time": now,
+        "next_attempt_at": now + RETRY_SCHEDULE[0],
+        "updated_at": time.time(),
+    }
+
+
+_BOUND = (
+    "id",
+    "mchid",
+    "event_type",
+    "summary",
+    "resource_json",
+    "create_time",
+    "next_attempt_at",
+    "updated_at",
+)
+_FIXED = {"original_type": "webizpay", "state": PENDING, "sends": 0, "send_limit": MAX_SENDS}
+
+
+def insert_per_row(source: sa.CTE, prefix: str) -> sa.Insert:
+    """An INSERT of the notification whose ``notification`` values are bound as ``<prefix><name>``,
+    once per row of ``source`` (none when it has none): a CTE beside the change that ``source``
+    returns, so the event exists iff the change does, in the change's one statement (PostgreSQL)."""
+    columns = [*_BOUND, *_FIXED]
+    values = [sa.bindparam(prefix + name, type_=_n.c[name].type) for name in _BOUND]
+    values += [sa.literal(value, _n.c[name].type) for name, value in _FIXED.items()]
+    return _n.insert().from_select(columns, sa.select(*values).select_from(source))
 
 
 # Business writes that emit an event run it: compiled once per dialect, executed on the driver cursor
 # (db.LeanStatement). The fixed values are literals of the statement.
-_ENQUEUE = LeanStatement(
-    _n.insert().values(
-        {
-            **{
-                name: sa.bindparam(name)
-                for name in (
-                    "id",
-                    "mchid",
-                    "event_type",
-                    "summary",
-                    "resource_json",
-                    "create_time",
-                    "next_attempt_at",
-                    "updated_at",
-                )
-            },
-            "original_type": "webizpay",
-            "state": PENDING,
-            "sends": 0,
-            "send_limit": MAX_SENDS,
-        }
-    )
-)
+_ENQUEUE = LeanStatement(_n.insert().values({**{name: sa.bindparam(name) for name in _BOUND}, **_FIXED}))
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,6 +143,92 @@ _DISABLE_CARD = LeanStatement(
     .returning(webizpay_cards.c.card_no)
 )
 
+_SUB_BOUND = sa.exists().where(
+    registry.relation_clause(
+        sa.bindparam("sp_mchid"), sa.bindparam("sub_mchid"), RelationKind.SUB_MERCHANT.value
+    )
+)
+
+
+def _bound(name: str) -> sa.BindParameter[Any]:
+    """The card column ``name``'s value, bound typed (a statement's SELECT list has no column to type it)."""
+    return sa.bindparam(name, type_=webizpay_cards.c[name].type)
+
+
+def _issue_at_once(ranges: sa.Table | None) -> sa.Executable:
+    """W3's usual case in one statement (PostgreSQL): the card inserted, with the rules of the service
+    provider's stored template, else the built-in one's (``builtin_*``), iff sub_mchid is sp_mchid's
+    sub-merchant, the employee's relation is sp/sub's and in ``relation_state`` (row-locked until the
+    statement commits, as ``relation_for_update``: a revoke committing meanwhile is seen, one coming
+    later waits and then finds the card), there is a template, the ``avail_mch_range_id`` (when given,
+    with ``ranges``) is the provider's, and out_card_no is new (ON CONFLICT); read back whole."""
+    from sqlalchemy.dialects import postgresql
+
+    c, r, t = webizpay_cards, webizpay_relations, webizpay_templates
+    rules = {
+        name: sa.func.coalesce(t.c[name], sa.bindparam(f"builtin_{name}", type_=c.c[name].type))
+        for name in ("card_rule", "refund_rule")
+    }
+    values = {name: rules.get(name, _bound(name)) for name in _CARD_COLUMNS}
+    template = sa.and_(
+        t.c.sp_mchid == sa.bindparam("sp_mchid"), t.c.card_template_id == _bound("card_template_id")
+    )
+    where = [
+        r.c.employee_id == sa.bindparam("employee_id"),
+        r.c.sp_mchid == sa.bindparam("sp_mchid"),
+        r.c.sub_mchid == sa.bindparam("sub_mchid"),
+        r.c.state == sa.bindparam("relation_state"),
+        # a replay goes on to the read without locking the relation (ON CONFLICT is for a race)
+        ~sa.exists().where(*_BY_OUT_NO),
+        _SUB_BOUND,
+        rules["card_rule"].is_not(None),
+    ]
+    if ranges is not None:
+        where.append(
+            sa.exists().where(
+                ranges.c.range_id == sa.bindparam("avail_mch_range_id"),
+                ranges.c.sp_mchid == sa.bindparam("sp_mchid"),
+            )
+        )
+    source = (
+        sa.select(*values.values()).select_from(r.outerjoin(t, template)).where(*where).with_for_update(of=r)
+    )
+    return postgresql.insert(c).from_select(list(values), source).on_conflict_do_nothing().returning(*c.c)
+
+
+# Without a range, and (built when first needed: the ranges family owns the table) with one.
+_ISSUE_AT_ONCE: dict[bool, LeanStatement] = {False: LeanStatement(_issue_at_once(None), _CARD_COLUMNS)}
+
+
+def _cancel_at_once(notify: bool) -> LeanStatement:
+    """W6's usual case in one statement (PostgreSQL): the card named by card_no, of this employee, sp
+    and sub, ACTIVE and not yet due (its end at or after ``at``), DISABLED at ``at`` for ``why``, iff
+    sub_mchid is sp_mchid's sub-merchant; ``notify``: with its callback (bound ``n_*``, see
+    ``outbox.insert_per_row``) inserted by the same statement, for the card it disabled only."""
+    c = webizpay_cards
+    disabled = (
+        c.update()
+        .where(
+            c.c.card_no == sa.bindparam("card_no"),
+            c.c.employee_id == sa.bindparam("employee_id"),
+            c.c.sp_mchid == sa.bindparam("sp_mchid"),
+            c.c.sub_mchid == sa.bindparam("sub_mchid"),
+            c.c.state == ACTIVE,
+            c.c.end_at >= sa.bindparam("at"),
+            _SUB_BOUND,
+        )
+        .values(state=DISABLED, disabled_at=sa.bindparam("at"), reason=sa.bindparam("why"))
+        .returning(c.c.card_no)
+    )
+    if not notify:
+        return LeanStatement(disabled)
+    done = disabled.cte("disabled")
+    notified = outbox.insert_per_row(done, "n_").cte("notified")
+    return LeanStatement(sa.select(done.c.card_no).add_cte(notified))
+
+
+_CANCEL_AT_ONCE = {notify: _cancel_at_once(notify) for notify in (False, True)}
+
 
 class WebizpayRepo:
     def __init__(self, conn: Connection) -> None:
@@ -315,6 +401,64 @@ class WebizpayRepo:
     def insert_card(self, card: Card) -> bool:
         params = {name: getattr(card, name) for name in _CARD_COLUMNS}
         return _INSERT_CARD.first(self.conn, params) is not None
+
+    def issue_card(self, card: Card, builtin: Template | None, relation_state: str) -> Card | None:
+        """PostgreSQL: ``card`` inserted in one statement (``_issue_at_once``), with the rules of the
+        service provider's stored template ``card.card_template_id``, else ``builtin``'s (``card``'s
+        own rules are not read), iff sub_mchid is sp_mchid's sub-merchant, the employee's relation is
+        theirs and in ``relation_state``, there is a template, ``card.avail_mch_range_id`` (if any) is
+        the provider's and out_card_no is new. The card as stored, or None: nothing written (and always
+        on SQLite, no statement run), for the caller to go statement by statement."""
+        if self.conn.dialect.name != "postgresql":
+            return None
+        with_range = card.avail_mch_range_id is not None
+        statement = _ISSUE_AT_ONCE.get(with_range)
+        if statement is None:
+            ranges = metadata.tables.get("webizpay_mch_ranges")  # None: not installed, any range passes
+            statement = _ISSUE_AT_ONCE[with_range] = LeanStatement(_issue_at_once(ranges), _CARD_COLUMNS)
+        params: dict[str, Any] = {name: getattr(card, name) for name in _CARD_COLUMNS}
+        params.update(
+            relation_state=relation_state,
+            builtin_card_rule=builtin.card_rule if builtin else None,
+            builtin_refund_rule=builtin.refund_rule if builtin else None,
+        )
+        m = statement.first_mapping(self.conn, params)
+        return Card(**m) if m else None
+
+    def cancel_card(
+        self,
+        card_no: str,
+        employee_id: str,
+        sp_mchid: str,
+        sub_mchid: str,
+        at: float,
+        reason: str,
+        event: Event | None,
+    ) -> bool:
+        """PostgreSQL: the card disabled in one statement (``_cancel_at_once``), with ``event``
+        enqueued by it, iff it is this employee's under sp/sub, ACTIVE, not due at ``at``, and
+        sub_mchid is sp_mchid's sub-merchant. False: nothing written (and always on SQLite, no
+        statement run), for the caller to go statement by statement."""
+        if self.conn.dialect.name != "postgresql":
+            return False
+        params: dict[str, Any] = {
+            "card_no": card_no,
+            "employee_id": employee_id,
+            "sp_mchid": sp_mchid,
+            "sub_mchid": sub_mchid,
+            "at": at,
+            "why": reason,
+        }
+        if event is not None:
+            values = outbox.notification(
+                mchid=event.mchid,
+                event_type=event.event_type,
+                summary=event.summary,
+                resource=event.resource,
+                now=at,
+            )
+            params.update({f"n_{name}": value for name, value in values.items()})
+        return _CANCEL_AT_ONCE[event is not None].first(self.conn, params) is not None
 
     def active_cards_of(self, employee_id: str) -> list[Card]:
         """In card_no order, the one order in which every writer of several cards locks them (due_cards)."""

@@ -6,6 +6,7 @@ from dataclasses import replace
 from urllib.parse import quote
 
 from ...models.webizpay import (
+    CancelQuotaCardRequest,
     CancelQuotaCardResponse,
     IssueQuotaCardRequest,
     IssueQuotaCardResponse,
@@ -24,6 +25,7 @@ from .entities import (
     Event,
     PaymentLink,
     Policy,
+    Template,
     new_card_no,
     new_token,
     rfc3339,
@@ -104,12 +106,62 @@ def _replay(
     return issued(card)
 
 
+def _end_at(body: IssueQuotaCardRequest) -> float:
+    return parse_rfc3339(body.effective_end_time).timestamp()
+
+
+def _new_card(
+    employee_id: str, body: IssueQuotaCardRequest, now: float, end_at: float, template: Template
+) -> Card:
+    return Card(
+        card_no=new_card_no(),
+        sp_mchid=body.sp_mchid,
+        sub_mchid=body.sub_mchid,
+        out_card_no=body.out_card_no,
+        employee_id=employee_id,
+        card_template_id=template.card_template_id,
+        card_rule=template.card_rule,
+        refund_rule=template.refund_rule,
+        amount=body.amount,
+        remain_amount=body.amount,
+        card_name=body.card_name,
+        card_remark=body.card_remark,
+        begin_at=now,
+        end_at=end_at,
+        end_text=body.effective_end_time,
+        state=ACTIVE,
+        avail_mch_range_id=body.avail_mch_range_id,
+    )
+
+
+def issue_at_once(
+    repo: Repo, policy: Policy, now: float, caller: str, employee_id: str, body: IssueQuotaCardRequest
+) -> IssueQuotaCardResponse | None:
+    """W3's usual case, a new card that every rule of ``issue`` (and ``check_merchant`` before it)
+    lets through, written by one statement (``Repo.issue_card``, PostgreSQL): the caller signs as
+    sp_mchid and the end time is in (now, LATEST_END] (checked here), and the statement inserts the
+    card only if sub_mchid is sp_mchid's sub-merchant, there is a template (the provider's stored
+    one, else the built-in one), the range (if any) is the provider's, the employee's relation is
+    sp/sub's and AUTHORIZED, and out_card_no is new. None: nothing written (a replay, a refusal, a race
+    lost, or SQLite): the caller then runs ``check_merchant`` and ``issue``, which answer precisely."""
+    if body.sp_mchid != caller:
+        return None
+    end_at = _end_at(body)
+    if not now < end_at <= _LATEST_END_AT:
+        return None
+    builtin = policy.builtin(body.card_template_id)
+    # The rules of the template the statement finds (the stored one wins): these are not stored.
+    placeholder = builtin or Template(body.card_template_id, "", "")
+    card = repo.issue_card(_new_card(employee_id, body, now, end_at, placeholder), builtin, AUTHORIZED)
+    return issued(card) if card is not None else None
+
+
 def issue(
     repo: Repo, policy: Policy, now: float, employee_id: str, body: IssueQuotaCardRequest
 ) -> IssueQuotaCardResponse:
     """W3. Idempotent on (sp, sub, out_card_no): the same body again returns the same card (also
     after its relation was revoked, so a retry after a 5xx is safe); a different body is refused."""
-    end_at = parse_rfc3339(body.effective_end_time).timestamp()
+    end_at = _end_at(body)
     if end_at > _LATEST_END_AT:
         raise param_error(
             "/effective_end_time",
@@ -155,25 +207,7 @@ def issue(
             "AUTHORIZED employee",
             detail={"state": relation.state},
         )
-    card = Card(
-        card_no=new_card_no(),
-        sp_mchid=body.sp_mchid,
-        sub_mchid=body.sub_mchid,
-        out_card_no=body.out_card_no,
-        employee_id=employee_id,
-        card_template_id=template.card_template_id,
-        card_rule=template.card_rule,
-        refund_rule=template.refund_rule,
-        amount=body.amount,
-        remain_amount=body.amount,
-        card_name=body.card_name,
-        card_remark=body.card_remark,
-        begin_at=now,
-        end_at=end_at,
-        end_text=body.effective_end_time,
-        state=ACTIVE,
-        avail_mch_range_id=body.avail_mch_range_id,
-    )
+    card = _new_card(employee_id, body, now, end_at, template)
     if not repo.insert_card(card):  # lost a race on out_card_no: answer as the replay it is
         winner = repo.card_by_out_no(body.sp_mchid, body.sub_mchid, body.out_card_no)
         if winner is None:  # pragma: no cover - card_no collision (1 in 10^17): let the client retry
@@ -201,23 +235,28 @@ def disable(repo: Repo, policy: Policy, card: Card, at: float, reason: str, *, n
     done = replace(card, state=DISABLED, disabled_at=at, reason=reason)
     if notify:
         repo.emit(
-            Event(
-                card.sp_mchid,
-                "WEBIZPAY.QUOTACARDEXPIRED",
-                "额度卡已失效",
-                {
-                    "sp_mchid": card.sp_mchid,
-                    "sub_mchid": card.sub_mchid,
-                    "card_no": card.card_no,
-                    "employee_id": card.employee_id,
-                    "card_state": DISABLED,
-                    "card_disabled_time": rfc3339(at),
-                    "reason": reason,
-                },
-            ),
-            at,
+            _disabled_event(card.sp_mchid, card.sub_mchid, card.card_no, card.employee_id, at, reason), at
         )
     return done
+
+
+def _disabled_event(
+    sp_mchid: str, sub_mchid: str, card_no: str, employee_id: str, at: float, reason: str
+) -> Event:
+    return Event(
+        sp_mchid,
+        "WEBIZPAY.QUOTACARDEXPIRED",
+        "额度卡已失效",
+        {
+            "sp_mchid": sp_mchid,
+            "sub_mchid": sub_mchid,
+            "card_no": card_no,
+            "employee_id": employee_id,
+            "card_state": DISABLED,
+            "card_disabled_time": rfc3339(at),
+            "reason": reason,
+        },
+    )
 
 
 def expire(repo: Repo, policy: Policy, card: Card, now: float) -> Card:
@@ -235,6 +274,40 @@ def expire_due(repo: Repo, policy: Policy, now: float, limit: int = 200) -> int:
         if disable(repo, policy, card, card.end_at, REASON_EXPIRED, notify=True) is not None:
             done += 1
     return done
+
+
+def cancel_at_once(
+    repo: Repo,
+    policy: Policy,
+    now: float,
+    caller: str,
+    employee_id: str,
+    card_no: str,
+    body: CancelQuotaCardRequest,
+) -> CancelQuotaCardResponse | None:
+    """W6's usual case, an ACTIVE card not yet due that ``check_merchant`` and ``owned_card`` let
+    through, disabled by one statement (``Repo.cancel_card``, PostgreSQL) with its
+    WEBIZPAY.QUOTACARDEXPIRED callback when the policy sends one on cancel (as ``disable``): the caller
+    signs as sp_mchid (checked here), and the statement moves the card only if it is ``employee_id``'s
+    under sp/sub, ACTIVE and not due, and sub_mchid is sp_mchid's sub-merchant. None: nothing written
+    (a card already DISABLED or due, a refusal, a race lost, or SQLite): the caller then runs the
+    checks and ``cancel``, which answer precisely."""
+    if body.sp_mchid != caller:
+        return None
+    sp, sub = body.sp_mchid, body.sub_mchid
+    event = _disabled_event(sp, sub, card_no, employee_id, now, body.reason)
+    if not repo.cancel_card(
+        card_no, employee_id, sp, sub, now, body.reason, event if policy.expired_event_on_cancel else None
+    ):
+        return None
+    return CancelQuotaCardResponse(
+        sp_mchid=sp,
+        sub_mchid=sub,
+        employee_id=employee_id,
+        card_no=card_no,
+        card_state=DISABLED,
+        card_disabled_time=rfc3339(now),
+    )
 
 
 def cancel(repo: Repo, policy: Policy, now: float, card: Card, reason: str) -> CancelQuotaCardResponse:

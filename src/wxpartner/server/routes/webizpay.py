@@ -100,6 +100,14 @@ def authorization_state(ctx: Ctx, path: UserPath, query: SpSubQuery) -> Authoriz
     tags=TAGS,
 )
 def issue_quota_card(ctx: Ctx, path: EmployeePath, body: IssueQuotaCardRequest) -> IssueQuotaCardResponse:
+    one = ctx.one_statement()
+    if one is not None:  # PostgreSQL: a new card is one statement; anything else as below
+        with one as conn:
+            made = quota_cards.issue_at_once(
+                WebizpayRepo(conn), policy(ctx), ctx.now_ts, ctx.mchid, path.employee_id, body
+            )
+        if made is not None:
+            return made
     with ctx.write() as conn:
         repo = WebizpayRepo(conn)
         # The merchant relation, a replayed out_card_no and the template in one statement (the checks
@@ -193,6 +201,14 @@ def get_quota_card_by_out_no(ctx: Ctx, path: OutCardPath, query: SpSubQuery) -> 
     tags=TAGS,
 )
 def cancel_quota_card(ctx: Ctx, path: CardPath, body: CancelQuotaCardRequest) -> CancelQuotaCardResponse:
+    one = ctx.one_statement()
+    if one is not None:  # PostgreSQL: disabling an ACTIVE card is one statement; anything else as below
+        with one as conn:
+            done = quota_cards.cancel_at_once(
+                WebizpayRepo(conn), policy(ctx), ctx.now_ts, ctx.mchid, path.employee_id, path.card_no, body
+            )
+        if done is not None:
+            return done
     with ctx.write() as conn:
         repo = WebizpayRepo(conn)
         found = repo.card_checking_bound(body.sp_mchid, body.sub_mchid, path.card_no)
