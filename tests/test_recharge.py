@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
+from pg import wait_for_lock_waiters
 from support import (
     SECOND_A,
     SECOND_B,
@@ -24,6 +26,7 @@ from support import (
     World,
     in_one_window,
     sign_request,
+    statements_in_writes,
     statements_run,
 )
 from wxpartner.protocol.times import parse_rfc3339
@@ -138,32 +141,44 @@ def test_delete_with_a_tampered_path_is_a_sign_error(http: TestClient, world: Wo
 
 
 def test_an_add_reads_what_it_checks_in_one_statement(client_a: ApiClient, app: WxPartnerApp) -> None:
-    """The second-level merchant checks and the employee's row come from one statement, then the
-    insert and the slot; adding the same employee again is that one read alone."""
-    assert add(client_a, "oWarm").status_code == 200  # warm: credentials remembered
-    with statements_run(app.state.db) as seen:
+    """On PostgreSQL an add of a new employee is one statement run in autocommit (no BEGIN/COMMIT
+    round trips): the second-level merchant checks, the insert and the slot (the merchant's quota row
+    made on its first add); adding the same employee again tries it (nothing written) and reads. On
+    SQLite the checks and the employee's row come from one statement, then the insert and the slot;
+    adding the same employee again is that one read alone."""
+    db = app.state.db
+    postgres = db.engine.dialect.name == "postgresql"
+
+    def business(seen: list[str]) -> list[str]:
+        # The verification's credential lookup is remembered for at most a second
+        # (credential_cache.MAX_AGE_S): on a loaded machine an add may look again; it is not the add's.
+        return [
+            sql
+            for sql in seen
+            if ("recharge_" in sql or "merchant" in sql) and "merchant_certificates" not in sql
+        ]
+
+    with statements_run(db) as first_seen, statements_in_writes(db) as first_in_writes:
+        assert add(client_a, "oWarm").status_code == 200  # the merchant's first add: no quota row yet
+    with statements_run(db) as seen, statements_in_writes(db) as in_writes:
         first = add(client_a, "oCounted")
-    with statements_run(app.state.db) as again_seen:
+    with statements_run(db) as again_seen:
         again = add(client_a, "oCounted")
     assert first.status_code == again.status_code == 200 and again.json() == first.json()
-    reads = [sql for sql in seen if "merchant_relations" in sql]
-    assert len(reads) == 1 and "recharge_employees" in reads[0] and "merchants" in reads[0], seen
-    # The verification's credential lookup is remembered for at most a second (credential_cache.MAX_AGE_S):
-    # on a loaded machine the counted add may come later than that and look again; it is not the add's.
-    assert not [
-        sql
-        for sql in seen
-        if sql.startswith("SELECT")
-        and sql not in reads
-        and "recharge_quotas" not in sql
-        and "merchant_certificates" not in sql
-    ]
-    business = [
-        sql
-        for sql in again_seen
-        if ("recharge_" in sql or "merchant" in sql) and "merchant_certificates" not in sql
-    ]
-    assert len(business) == 1 and business[0] == reads[0], again_seen
+    assert first.json()["state"] == "EFFECTIVE" and openids(client_a) == ["oWarm", "oCounted"]
+    replay = business(again_seen)
+    reads = [sql for sql in replay if sql.startswith("SELECT")]
+    assert len(reads) == 1 and "recharge_employees" in reads[0] and "merchant_relations" in reads[0], replay
+    if postgres:
+        for one, in_a_write in ((business(first_seen), first_in_writes), (business(seen), in_writes)):
+            assert len(one) == 1 and one[0].startswith("WITH inserted AS"), one
+            assert all(t in one[0] for t in ("recharge_employees", "recharge_quotas", "merchant_relations"))
+            assert business(in_a_write) == [], in_a_write
+        assert replay == [business(seen)[0], reads[0]], replay  # the one statement (no row), then the read
+    else:
+        counted = business(seen)
+        assert counted[0] == reads[0] and len(counted) == 4, counted  # the read, insert, quota row, slot
+        assert replay == reads, replay
 
 
 def test_a_list_and_a_delete_check_access_in_one_statement(client_a: ApiClient, app: WxPartnerApp) -> None:
@@ -645,3 +660,94 @@ def test_concurrent_adds_never_exceed_three(database_url: str, client_a: ApiClie
     db.dispose()
     assert sorted(results) == ["INVALID_REQUEST"] * 5 + ["ok"] * 3
     assert len(openids(client_a)) == 3
+
+
+def _add_as_served(db: Database, sp_openid: str, one_statement: bool) -> None:
+    """R1 as its handler runs it: on PostgreSQL (``one_statement``) the one statement first, then,
+    when it wrote nothing, the transaction."""
+    from wxpartner.domain import recharge
+    from wxpartner.store.recharge_repo import RechargeStore
+
+    if one_statement and not db.sqlite:
+        with db.autocommit() as conn:
+            if recharge.add_at_once(RechargeStore(conn), time.time(), SP_A, SECOND_A, sp_openid) is not None:
+                return
+    with db.write() as conn:
+        recharge.add(RechargeStore(conn), time.time(), SP_A, SECOND_A, sp_openid)
+
+
+def test_concurrent_adds_by_both_paths_never_exceed_three(database_url: str, client_a: ApiClient) -> None:
+    """Adds in one statement and adds in a transaction at once, two of each employee: three in effect,
+    each employee added once, every other add answered (no deadlock between the two orders of work)."""
+    db = Database(database_url, pool_size=12)
+    results: list[str] = []
+    gate = threading.Barrier(12)
+
+    def one(i: int) -> None:
+        gate.wait()
+        try:
+            _add_as_served(db, f"oBoth{i % 6}", one_statement=i % 2 == 0)
+            results.append("ok")
+        except Exception as exc:
+            results.append(getattr(exc, "code", repr(exc)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    db.dispose()
+    assert set(results) <= {"ok", "INVALID_REQUEST"}, results
+    added = openids(client_a)
+    assert len(added) == 3 and len(set(added)) == 3, added
+    assert results.count("ok") == sum(1 for i in range(12) if f"oBoth{i % 6}" in added), results
+    # the slots: three in effect, three configured today
+    assert error(add(client_a, "oBothMore"), 400, "INVALID_REQUEST")["detail"]["rule"] == "max_employees"
+
+
+def test_a_slot_taken_meanwhile_undoes_the_one_statement_add(database_url: str, client_a: ApiClient) -> None:
+    """PostgreSQL: the one statement inserts the employee, then waits for the merchant's quota row,
+    which another add holds; that add takes the last slot and commits: the statement finds no slot
+    and writes nothing (the employee is not left without one), and the transaction path refuses."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite adds in a transaction (no DML in a CTE)")
+    from wxpartner.domain import recharge
+    from wxpartner.store.recharge_repo import RechargeStore
+    from wxpartner.store.recharge_tables import recharge_quotas
+
+    for name in ("oHeld1", "oHeld2"):
+        assert add(client_a, name).status_code == 200
+    db = Database(database_url, pool_size=4)
+    try:
+        holder = db.engine.connect()
+        holder_tx = holder.begin()
+        taken = holder.execute(
+            recharge_quotas.update()
+            .where(recharge_quotas.c.sub_mchid == SECOND_A)
+            .values(effective=recharge_quotas.c.effective + 1)
+        )
+        assert taken.rowcount == 1
+        answer: list[Any] = []
+
+        def one_statement() -> None:
+            with db.autocommit() as conn:
+                answer.append(recharge.add_at_once(RechargeStore(conn), time.time(), SP_A, SECOND_A, "oLate"))
+
+        worker = threading.Thread(target=one_statement)
+        worker.start()
+        wait_for_lock_waiters(database_url, 1)  # the statement waits for the quota row
+        holder_tx.commit()
+        holder.close()
+        worker.join()
+        assert answer == [None]
+        with db.read() as conn:
+            store = RechargeStore(conn)
+            assert store.get(SP_A, SECOND_A, "oLate") is None  # no employee without a slot
+            effective = conn.execute(
+                sa.select(recharge_quotas.c.effective).where(recharge_quotas.c.sub_mchid == SECOND_A)
+            ).scalar_one()
+        assert effective == 3
+        refusal = error(add(client_a, "oLate"), 400, "INVALID_REQUEST")
+        assert refusal["detail"]["rule"] == "max_employees"
+    finally:
+        db.dispose()

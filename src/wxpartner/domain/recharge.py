@@ -56,6 +56,16 @@ class RechargeRepo(Protocol):
     def is_second_level(self, platform: str, sub_mchid: str) -> bool: ...
     def get(self, mchid: str, sub_mchid: str, sp_openid: str) -> Employee | None: ...
     def insert_effective(self, mchid: str, sub_mchid: str, sp_openid: str, now: float) -> Employee | None: ...
+    def add_new(
+        self,
+        mchid: str,
+        sub_mchid: str,
+        sp_openid: str,
+        now: float,
+        day: str,
+        max_effective: int,
+        max_per_day: int,
+    ) -> Employee | None: ...
     def reactivate(self, mchid: str, sub_mchid: str, sp_openid: str, now: float) -> Employee | None: ...
     def mark_deleted(self, mchid: str, sub_mchid: str, sp_openid: str, now: float) -> Employee | None: ...
     def reserve_slot(
@@ -128,6 +138,17 @@ def add(repo: RechargeRepo, now: float, mchid: str, sub_mchid: str, sp_openid: s
             raise _refused(refusal, sub_mchid)
         return changed
     raise ApiError("SYSTEM_ERROR", "系统繁忙，请稍后用相同参数重试 (concurrent changes to this employee)")
+
+
+def add_at_once(
+    repo: RechargeRepo, now: float, mchid: str, sub_mchid: str, sp_openid: str
+) -> Employee | None:
+    """R1's usual case, an employee never added, written by one statement (``RechargeRepo.add_new``,
+    PostgreSQL): it is added EFFECTIVE, with a slot of its merchant taken, only if ``check_access`` would
+    let it through and a slot is free (at most MAX_EFFECTIVE in effect, MAX_PER_DAY configurations this
+    natural day). None: nothing written (the employee exists, a refusal, a race lost, or SQLite): the
+    caller then runs ``add``, which answers precisely."""
+    return repo.add_new(mchid, sub_mchid, sp_openid, now, natural_day(now), MAX_EFFECTIVE, MAX_PER_DAY)
 
 
 def delete(repo: RechargeRepo, now: float, mchid: str, sub_mchid: str, sp_openid: str) -> Employee:

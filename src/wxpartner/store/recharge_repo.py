@@ -138,6 +138,72 @@ _ENSURE_QUOTA = LeanStatement(
 )
 
 
+# PostgreSQL's division_by_zero: how _add_at_once undoes itself when the slot was lost to a race.
+_SLOT_LOST = "22012"
+
+
+def _add_at_once() -> sa.Executable:
+    """R1's usual case in one statement (PostgreSQL), in the order ``recharge.add`` writes (the
+    employee's row, then the merchant's quota row, so it waits where a concurrent add in a transaction
+    waits and never deadlocks with one): the employee inserted EFFECTIVE iff sub_mchid is a merchant and
+    the caller's second-level merchant, the employee is new (ON CONFLICT: also one committed meanwhile),
+    and the merchant's slots were free when the statement began; then a slot taken as ``_TAKE_SLOT``
+    takes it (the quota row made if missing, as ``_ensure_quota`` then ``_TAKE_SLOT`` would), read on
+    the row as it is once locked. Were the slots all taken meanwhile, the employee would stay without
+    one: dividing by the number of slots taken (0) then fails the statement, which writes nothing."""
+    from sqlalchemy.dialects import postgresql
+
+    slot_free = sa.and_(
+        quota.c.effective < sa.bindparam("max_effective"),
+        sa.or_(quota.c.day != sa.bindparam("k_day"), quota.c.day_count < sa.bindparam("max_per_day")),
+    )
+    keys = {"k_mchid": "mchid", "k_sub": "sub_mchid", "k_openid": "sp_openid"}
+    inserted = (
+        postgresql.insert(emp)
+        .from_select(
+            ["mchid", "sub_mchid", "sp_openid", "state", "create_time", "update_time"],
+            sa.select(
+                *(sa.bindparam(bind, type_=emp.c[column].type) for bind, column in keys.items()),
+                sa.literal(EFFECTIVE, emp.c.state.type),
+                sa.bindparam("at", type_=emp.c.create_time.type),
+                sa.bindparam("at", type_=emp.c.update_time.type),
+            ).where(
+                *_ACCESS_COLUMNS,
+                ~sa.exists().where(quota.c.sub_mchid == sa.bindparam("k_sub"), ~slot_free),
+            ),
+        )
+        .on_conflict_do_nothing()
+        .returning(*_COLUMNS)
+        .cte("inserted")
+    )
+    day = sa.bindparam("k_day", type_=quota.c.day.type)
+    taken = (
+        postgresql.insert(quota)
+        .from_select(
+            ["sub_mchid", "effective", "day", "day_count"],
+            sa.select(
+                sa.bindparam("k_sub", type_=quota.c.sub_mchid.type), sa.literal(1), day, sa.literal(1)
+            ).where(sa.exists(sa.select(sa.literal(1)).select_from(inserted))),
+        )
+        .on_conflict_do_update(
+            index_elements=["sub_mchid"],
+            set_={
+                "effective": quota.c.effective + 1,
+                "day": day,
+                "day_count": sa.case((quota.c.day == day, quota.c.day_count + 1), else_=1),
+            },
+            where=slot_free,
+        )
+        .returning(quota.c.effective)
+        .cte("taken")
+    )
+    slots = sa.select(sa.func.count()).select_from(taken).scalar_subquery()
+    return sa.select(*inserted.c, (sa.literal(1) // slots).label("wx_slot")).add_cte(taken)
+
+
+_ADD_AT_ONCE = LeanStatement(_add_at_once())
+
+
 class RechargeStore:
     """The domain's RechargeRepo over one open transaction."""
 
@@ -193,6 +259,37 @@ class RechargeStore:
         """None when the row already exists (a concurrent add committed first)."""
         params = {**self._params(mchid, sub_mchid, sp_openid), "at": now}
         row = _INSERT_EFFECTIVE.first(self.conn, params)
+        return _employee_of(row) if row else None
+
+    def add_new(
+        self,
+        mchid: str,
+        sub_mchid: str,
+        sp_openid: str,
+        now: float,
+        day: str,
+        max_effective: int,
+        max_per_day: int,
+    ) -> Employee | None:
+        """PostgreSQL: a new employee EFFECTIVE with a slot of ``day`` taken, in one statement
+        (``_add_at_once``), iff sub_mchid is a merchant and ``mchid``'s second-level merchant, the
+        employee is new and a slot is free (``reserve_slot``'s limits). None: nothing written (and
+        always on SQLite, no statement run), for the caller to go statement by statement."""
+        if self.conn.dialect.name != "postgresql":
+            return None
+        params = {
+            **self._params(mchid, sub_mchid, sp_openid),
+            "at": now,
+            "k_day": day,
+            "max_effective": max_effective,
+            "max_per_day": max_per_day,
+        }
+        try:
+            row = _ADD_AT_ONCE.first(self.conn, params)
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == _SLOT_LOST:
+                return None
+            raise
         return _employee_of(row) if row else None
 
     def reactivate(self, mchid: str, sub_mchid: str, sp_openid: str, now: float) -> Employee | None:

@@ -57,6 +57,14 @@ def entity(e: recharge.Employee) -> RechargeEmployee:
     tags=TAGS,
 )
 def add_employee(ctx: Ctx, path: dict[str, str], body: AddRechargeEmployeeRequest) -> RechargeEmployee:
+    one = ctx.one_statement()
+    if one is not None:  # PostgreSQL: adding a new employee is one statement; anything else as below
+        with one as conn:
+            added = recharge.add_at_once(
+                RechargeStore(conn), ctx.now_ts, ctx.mchid, body.sub_mchid, body.sp_openid
+            )
+        if added is not None:
+            return entity(added)
     with ctx.write() as conn:
         store = RechargeStore(conn)
         # The second-level merchant checks and the employee's row in one statement (the domain's
