@@ -104,6 +104,19 @@ def test_scenario_export_and_load(run: Any, tmp_path: Path) -> None:
     assert "SCENARIO_ERROR" in run("scenario", "load", str(bad), code=1).output
 
 
+def test_a_scenario_the_server_cannot_parse_shows_its_error_on_lines(run: Any, tmp_path: Path) -> None:
+    """Found walking the README: the server's YAML error (several lines, with a pointer under the
+    column) was printed as one line with literal \\n in it. Its lines are kept, indented under the
+    first, so a line of the message cannot pass for one of the CLI's own."""
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("merchants: [{mchid: 1230009999}\n  - x\n")
+    out = run("scenario", "load", str(bad), code=1).output
+    first, *rest = out.rstrip("\n").split("\n")
+    assert first.startswith("Error: 400 SCENARIO_ERROR") and "\\n" not in out, out
+    assert rest and all(line.startswith("  ") for line in rest), out
+    assert any(line.strip() == "^" for line in rest), out  # YAML's pointer under the column
+
+
 def test_faults_add_list_clear_and_call(run: Any) -> None:
     rule = as_json(
         run("faults", "add", "SYSTEM_ERROR", "--operation", "certificates.*", "--count", "1", "--json")

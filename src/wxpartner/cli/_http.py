@@ -200,8 +200,10 @@ class Target:
                 shown += f" (detail: {json.dumps(data['detail'], ensure_ascii=False, sort_keys=True)})"
             if resp.status_code == 401:  # which token was sent: a stale exported one overrides the file
                 shown += f"; the token sent came from {self.token_source()}"
-            # the message and detail may quote what a request carried (a value, a claimed mchid)
-            raise click.ClickException(visible(shown))
+            # the message and detail may quote what a request carried (a value, a claimed mchid). A
+            # message of several lines (a YAML error's pointer) keeps them, indented under the first,
+            # so none can pass for a line of its own
+            raise click.ClickException(visible(shown, lines=True).replace("\n", "\n  "))
         return data
 
 
