@@ -223,31 +223,14 @@ def in_one_window(burst: Callable[[], list[int]], attempts: int = 4) -> list[int
 
 
 @contextlib.contextmanager
-def statements_run(db: Database) -> Iterator[list[str]]:
-    """The SQL of every statement run on ``db`` inside the block (on every pool)."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
-        seen.append(sql)
-
-    for engine in db.engines:
-        sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        for engine in db.engines:
-            sa.event.remove(engine, "before_cursor_execute", record)
-
-
-@contextlib.contextmanager
-def statements_in_writes(db: Database) -> Iterator[list[str]]:
-    """The SQL of every statement run inside a write transaction (``Database.write``) on ``db`` in the
-    block: on PostgreSQL such a transaction costs a BEGIN and a COMMIT round trip of its own, which a
-    statement run in autocommit does not."""
+def statements_run(db: Database, *, in_writes_only: bool = False) -> Iterator[list[str]]:
+    """The SQL of every statement run on ``db`` inside the block (on every pool). ``in_writes_only``:
+    only those run inside a write transaction (``Database.write``): on PostgreSQL such a transaction
+    costs a BEGIN and a COMMIT round trip of its own, which a statement run in autocommit does not."""
     seen: list[str] = []
 
     def record(conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
-        if conn.get_execution_options().get("wx_write"):
+        if not in_writes_only or conn.get_execution_options().get("wx_write"):
             seen.append(sql)
 
     for engine in db.engines:
@@ -257,6 +240,11 @@ def statements_in_writes(db: Database) -> Iterator[list[str]]:
     finally:
         for engine in db.engines:
             sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def statements_in_writes(db: Database) -> contextlib.AbstractContextManager[list[str]]:
+    """``statements_run`` of the write transactions only."""
+    return statements_run(db, in_writes_only=True)
 
 
 def inconsistent_private_key_pem() -> str:
