@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from apply4subject_support import make_body, query, set_roles, submit
-from support import SP_A, SP_B, ApiClient, World, in_one_window
+from support import SP_A, SP_B, ApiClient, World, in_one_window, statements_in_writes, statements_run
 from wxpartner.server import rate_limits
 from wxpartner.server.app import create_app
 from wxpartner.server.settings import Settings
@@ -63,6 +63,44 @@ def test_limits_are_configurable(settings: Settings, world: World) -> None:
         statuses = in_one_window(lambda: [query(chan, business_code="NONE1").status_code for _ in range(2)])
     app.state.db.dispose()
     assert statuses == [404, 429]
+
+
+def test_a_call_is_counted_by_one_statement_that_commits_by_itself_on_postgresql(
+    settings: Settings, world: World
+) -> None:
+    """The count is one atomic upsert; on PostgreSQL it runs in autocommit (no BEGIN and COMMIT round
+    trips of a write transaction of its own), on SQLite in a write transaction. The limit holds as
+    before: the call beyond it is refused and counts nothing."""
+    app = create_app(dataclasses.replace(settings, extra={"apply4subject_rate_limits": {"query": 2}}))
+    set_roles(app, world)
+    db = app.state.db
+    with TestClient(app, base_url="http://testserver") as http:
+        chan = ApiClient(http, world, SP_A)
+
+        def burst() -> list[int]:
+            with statements_run(db) as seen, statements_in_writes(db) as in_writes:
+                statuses = [query(chan, business_code="NONE1").status_code for _ in range(3)]
+            counted[:] = [sql for sql in seen if "rate_counters" in sql]  # of the burst kept
+            counted_in_writes[:] = [sql for sql in in_writes if "rate_counters" in sql]
+            return statuses
+
+        counted: list[str] = []
+        counted_in_writes: list[str] = []
+        statuses = in_one_window(burst)
+        with db.read() as conn:
+            count = conn.execute(
+                sa.select(rate_counters.c.count)
+                .where(rate_counters.c.scope.like("apply4subject.query:%"))
+                .order_by(rate_counters.c.window.desc())
+                .limit(1)
+            ).scalar_one()
+    app.state.db.dispose()
+    assert statuses == [404, 404, 429] and count == 2
+    assert len(counted) == 3 and all(sql.startswith("INSERT INTO rate_counters") for sql in counted), counted
+    if db.engine.dialect.name == "postgresql":
+        assert counted_in_writes == [], counted_in_writes
+    else:
+        assert counted_in_writes == counted
 
 
 def test_a_rate_limited_answer_says_when_to_retry(settings: Settings, world: World) -> None:

@@ -86,7 +86,10 @@ def rate_limit(ctx: Ctx, _shaping: Shaping) -> None:
     if limit <= 0:
         return
     scope = f"{budget.family}.{budget.name}:{ctx.mchid}"
-    with ctx.write() as conn:
+    # The count is one atomic upsert (and the sweep one DELETE): on PostgreSQL each commits by itself,
+    # without BEGIN and COMMIT round trips (and the counter's row is locked for that statement alone);
+    # on SQLite a write transaction.
+    with ctx.autocommit() as conn:
         # The current second of real time (the business clock never changes the wire rate); on
         # PostgreSQL the database's, the same for every host.
         allowed = sandbox.hit_rate_limit(conn, scope, None, limit)
