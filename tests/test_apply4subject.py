@@ -28,7 +28,7 @@ from apply4subject_support import (
     submit,
     submit_ok,
 )
-from support import SP_A, SP_B, SP_C, ApiClient, World, statements_run
+from support import SP_A, SP_B, SP_C, ApiClient, World, statements_in_writes, statements_run
 from wxpartner.domain.apply4subject import fingerprints
 from wxpartner.domain.merchants import KeyMode, Merchant, RelationKind, Role
 from wxpartner.protocol.crypto import oaep_encrypt
@@ -106,19 +106,34 @@ def test_resubmit_with_other_data_is_refused(chan: ApiClient) -> None:
 
 def test_a_new_submit_is_one_statement_on_postgresql(chan: ApiClient, app: WxPartnerApp) -> None:
     """A1 with a new business_code: on PostgreSQL one statement draws the id and inserts the row (read
-    back whole); on SQLite the code's read, the draw and the insert. A resubmit of a known code reads
-    it as before (a replay answers the same id, nothing drawn: the next new one follows on)."""
+    back whole), run in autocommit (no BEGIN/COMMIT round trips); on SQLite the code's read, the draw
+    and the insert, in a write transaction. A resubmit of a known code reads it as before (a replay
+    answers the same id, nothing drawn: the next new one follows on); on PostgreSQL after the one
+    statement, which found the code taken, and without running it again."""
+    db = app.state.db
     first = submit_ok(chan, "stmt_0")  # warm: credentials remembered
-    with statements_run(app.state.db) as seen:
+
+    def ours(statements: list[str]) -> list[str]:
+        return [
+            sql
+            for sql in statements
+            if ("apply4subject" in sql or "sandbox_kv" in sql) and "request_nonces" not in sql
+        ]
+
+    with statements_run(db) as seen, statements_in_writes(db) as in_writes:
         made = submit_ok(chan, "stmt_1")
-    business = [
-        sql for sql in seen if ("apply4subject" in sql or "sandbox_kv" in sql) and "request_nonces" not in sql
-    ]
-    postgres = app.state.db.engine.dialect.name == "postgresql"
+    business = ours(seen)
+    postgres = db.engine.dialect.name == "postgresql"
     assert len(business) == (1 if postgres else 3), business
+    assert ours(in_writes) == ([] if postgres else business), in_writes
     assert made == first + 1
     body = make_body(chan, "stmt_1")
-    assert submit(chan, body).json()["applyment_id"] == made  # a replay: same payload, same id
+    with statements_run(db) as seen, statements_in_writes(db) as in_writes:
+        replayed = submit(chan, body)
+    assert replayed.json()["applyment_id"] == made  # a replay: same payload, same id
+    read = [sql for sql in ours(seen) if sql.startswith("SELECT")]
+    assert len(read) == 1 and ours(in_writes) == read, (seen, in_writes)
+    assert ours(seen) == (business + read if postgres else read), seen
     assert submit_ok(chan, "stmt_2") == made + 1
     assert (
         query(chan, business_code="stmt_1").json()["applyment_state"] == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
@@ -615,7 +630,10 @@ def test_cancel_refusals(chan: ApiClient) -> None:
 
 def test_a_cancel_is_one_statement(chan: ApiClient, app: WxPartnerApp) -> None:
     """A3 that cancels runs one statement (a conditional UPDATE naming the applyment by either path
-    key and ?applyment_id=); a repeat of a done cancel and a refusal go on to the reads that word them."""
+    key and ?applyment_id=), on PostgreSQL in autocommit; a repeat of a done cancel and a refusal go on
+    to the reads that word them."""
+    db = app.state.db
+    postgres = db.engine.dialect.name == "postgresql"
     a = submit_ok(chan, "one_1")
     b = submit_ok(chan, "one_2")
     c = submit_ok(chan, "one_3")
@@ -627,13 +645,18 @@ def test_a_cancel_is_one_statement(chan: ApiClient, app: WxPartnerApp) -> None:
         (f"one_3/cancel?applyment_id={c}", c),
         (f"{a}/cancel", d_),
     ):
-        with statements_run(app.state.db) as seen:
+        with statements_run(db) as seen, statements_in_writes(db) as in_writes:
             _assert_204(chan.post(f"{BASE}/{path}"))
         business = [sql for sql in seen if "apply4subject" in sql]
         assert len(business) == 1 and business[0].startswith("UPDATE"), (path, seen)
+        # PostgreSQL: in autocommit, no BEGIN/COMMIT round trips; SQLite: in a write transaction
+        assert [sql for sql in in_writes if "apply4subject" in sql] == ([] if postgres else business)
         assert state_of(chan, expect) == "APPLYMENT_STATE_CANCELED"
     assert state_of(chan, a) == "APPLYMENT_STATE_CANCELED"  # by its own code "one_1"
-    _assert_204(chan.post(f"{BASE}/one_1/cancel"))  # a repeat: 204, read statement by statement
+    with statements_run(db) as seen:
+        _assert_204(chan.post(f"{BASE}/one_1/cancel"))  # a repeat: 204, read statement by statement
+    business = [sql.split()[0] for sql in seen if "apply4subject" in sql]
+    assert business == ["UPDATE", "SELECT"], seen  # the one statement (no row), not run again; the read
     e = submit_ok(chan, "one_4")
     err = _error(chan.post(f"{BASE}/one_4/cancel?applyment_id={c}"), 400, "PARAM_ERROR")
     assert err["detail"]["field"] == "applyment_id"

@@ -1,5 +1,7 @@
 """apply4subject use cases shared by the APIv3 routes, the control API, the confirmation page and the
-scenario loader: each runs inside the caller's single write transaction."""
+scenario loader: each runs inside the caller's single write transaction, but for A1's and A3's usual
+case (``submit_at_once``, ``cancel_at_once``: one statement, which on PostgreSQL the route runs in
+autocommit)."""
 
 from __future__ import annotations
 
@@ -88,33 +90,56 @@ def resolve_channel(
     return channel_id
 
 
-def submit(
-    repo: Apply4SubjectRepo,
-    caller: Caller,
-    body: dict[str, Any],
-    plain: dict[str, str],
-    channel_id: str | None,
-    now: float,
-) -> Applyment:
+@dataclasses.dataclass(frozen=True)
+class Submission:
+    """What an A1 submit stores, worked out once (its fingerprints, masked materials) for both the
+    one-statement path and the statement-by-statement one."""
+
+    fingerprint: str
+    also: tuple[str, ...]  # earlier fingerprint forms that still count as the same payload
+    new: dict[str, Any]  # the new applyment's columns
+
+
+def submission(
+    caller: Caller, body: dict[str, Any], plain: dict[str, str], channel_id: str | None
+) -> Submission:
     fp, *also = d.fingerprints(body, plain, caller.mchid, channel_id)
-    materials = d.masked_materials(body, plain)
-    confirm = list((body.get("addition_info") or {}).get("confirm_mchid_list") or [])
-    code = body["business_code"]
     new: dict[str, Any] = {
         "mchid": caller.mchid,
-        "business_code": code,
+        "business_code": body["business_code"],
         "channel_id": channel_id,
         "state": d.AUDIT,
         "fingerprint": fp,
-        "materials": materials,
-        "confirm_mchids": confirm,
+        "materials": d.masked_materials(body, plain),
+        "confirm_mchids": list((body.get("addition_info") or {}).get("confirm_mchid_list") or []),
         "confirm_token": secrets.token_urlsafe(24),
     }
-    made = repo.insert_if_new(now=now, **new)  # PostgreSQL: a new code's submit is one statement
+    return Submission(fp, tuple(also), new)
+
+
+def submit_at_once(repo: Apply4SubjectRepo, sub: Submission, now: float) -> Applyment | None:
+    """A1's usual case, a business_code the caller never used, as one statement (PostgreSQL: the id
+    drawn and the row inserted, ``Apply4SubjectRepo.insert_if_new``). None: nothing written (the code
+    exists, a concurrent submit won, or SQLite): the caller then runs ``submit``."""
+    return repo.insert_if_new(now=now, **sub.new)
+
+
+def submit(repo: Apply4SubjectRepo, sub: Submission, now: float, *, tried_at_once: bool = False) -> Applyment:
+    """A1: a new applyment, a replay of the same payload, or the resubmission of an EDITTING one.
+    ``tried_at_once``: ``submit_at_once`` already found the code taken (in its own statement), so
+    this does not try that statement again."""
+    new, fp, also = sub.new, sub.fingerprint, sub.also
+    code, channel_id, materials, confirm = (
+        new["business_code"],
+        new["channel_id"],
+        new["materials"],
+        new["confirm_mchids"],
+    )
+    made = None if tried_at_once else submit_at_once(repo, sub, now)
     if made is not None:
         return made
     for _ in range(2):  # a concurrent submit of the same code: re-read and apply the resubmit rules
-        existing = repo.by_code(caller.mchid, code)
+        existing = repo.by_code(new["mchid"], code)
         if existing is None:
             made = repo.insert(now=now, **new)
             if made is not None:
@@ -204,15 +229,32 @@ def resolve_cancel(repo: Apply4SubjectRepo, mchid: str, key: str, query_id: str 
     return found
 
 
-def cancel_by_key(repo: Apply4SubjectRepo, mchid: str, key: str, query_id: str | None, now: float) -> None:
-    """A3: one statement when it cancels (the usual case); a refusal, a repeat of a done cancel or a key
-    that names nothing goes statement by statement for its precise answer."""
+def cancel_at_once(repo: Apply4SubjectRepo, mchid: str, key: str, query_id: str | None, now: float) -> bool:
+    """A3's usual case, a cancellable applyment named by the path key (and ``?applyment_id=``), moved by
+    one statement (``Apply4SubjectRepo.cancel_named``). False: nothing written (a refusal, a repeat of a
+    done cancel, a key that names nothing): the caller then runs ``cancel_by_key``."""
     number = as_id(query_id) if query_id is not None else None
     # A ?applyment_id= that cannot name one is left to ``resolve_cancel``: a PARAM_ERROR.
-    if query_id is None or number is not None:
-        path_id = as_id(key) if is_id_text(key) else None
-        if repo.cancel_named(mchid, key, path_id, number, now):
-            return
+    if query_id is not None and number is None:
+        return False
+    path_id = as_id(key) if is_id_text(key) else None
+    return repo.cancel_named(mchid, key, path_id, number, now)
+
+
+def cancel_by_key(
+    repo: Apply4SubjectRepo,
+    mchid: str,
+    key: str,
+    query_id: str | None,
+    now: float,
+    *,
+    tried_at_once: bool = False,
+) -> None:
+    """A3: one statement when it cancels (the usual case); a refusal, a repeat of a done cancel or a key
+    that names nothing goes statement by statement for its precise answer. ``tried_at_once``:
+    ``cancel_at_once`` already moved nothing (in its own statement), so this does not try it again."""
+    if not tried_at_once and cancel_at_once(repo, mchid, key, query_id, now):
+        return
     cancel(repo, resolve_cancel(repo, mchid, key, query_id), now)
 
 

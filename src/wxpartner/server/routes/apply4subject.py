@@ -58,9 +58,22 @@ def submit(
     raw = body.model_dump(exclude_none=True)
     d.check_subject(raw["subject_info"])
     plain = d.decrypt_all(raw, ctx.decrypt)
+    one = ctx.one_statement()
+    if one is not None:  # PostgreSQL: a new business_code is one statement; anything else as below
+        with one as conn:
+            # An institution's channel_id is read first (a read, as in the transaction: it locks nothing)
+            channel_id = flow.resolve_channel(conn, ctx.caller, body.channel_id, query.channel_id)
+            sub = flow.submission(ctx.caller, raw, plain, channel_id)
+            made = flow.submit_at_once(Apply4SubjectRepo(conn), sub, ctx.now_ts)
+        if made is not None:
+            return SubmitApplymentResponse(applyment_id=made.applyment_id)
+        with ctx.write() as conn:
+            app = flow.submit(Apply4SubjectRepo(conn), sub, ctx.now_ts, tried_at_once=True)
+        return SubmitApplymentResponse(applyment_id=app.applyment_id)
     with ctx.write() as conn:
         channel_id = flow.resolve_channel(conn, ctx.caller, body.channel_id, query.channel_id)
-        app = flow.submit(Apply4SubjectRepo(conn), ctx.caller, raw, plain, channel_id, ctx.now_ts)
+        sub = flow.submission(ctx.caller, raw, plain, channel_id)
+        app = flow.submit(Apply4SubjectRepo(conn), sub, ctx.now_ts)
     return SubmitApplymentResponse(applyment_id=app.applyment_id)
 
 
@@ -105,9 +118,15 @@ def query(ctx: Ctx, path: dict[str, str], query: QueryApplymentQuery) -> Applyme
 )
 def cancel(ctx: Ctx, path: CancelPath, query: CancelQuery) -> None:
     d.check_caller(ctx.caller.merchant.role)
+    key, query_id, now = path.business_code, query.applyment_id, ctx.now_ts
+    one = ctx.one_statement()
+    if one is not None:  # PostgreSQL: a cancel that cancels is one statement; anything else as below
+        with one as conn:
+            if flow.cancel_at_once(Apply4SubjectRepo(conn), ctx.mchid, key, query_id, now):
+                return
     with ctx.write() as conn:
         flow.cancel_by_key(
-            Apply4SubjectRepo(conn), ctx.mchid, path.business_code, query.applyment_id, ctx.now_ts
+            Apply4SubjectRepo(conn), ctx.mchid, key, query_id, now, tried_at_once=one is not None
         )
 
 
