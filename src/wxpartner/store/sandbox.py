@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -115,24 +117,41 @@ def _current_second(conn: Connection) -> int | sa.ColumnElement[int]:
     return int(time.time()) if conn.dialect.name == "sqlite" else _DATABASE_SECOND
 
 
+def _hit(window: Any) -> Callable[[str], sa.Executable]:
+    """Count one call in (scope, ``window``) unless ``limit`` calls are counted there: one upsert."""
+
+    def build(dialect: str) -> sa.Executable:
+        stmt: sa.Executable = (
+            insert_for(dialect, rate_counters)
+            .values(scope=sa.bindparam("scope"), window=window, count=1)
+            .on_conflict_do_update(
+                index_elements=["scope", "window"],
+                set_={"count": rate_counters.c.count + 1},
+                where=rate_counters.c.count < sa.bindparam("limit", type_=sa.Integer),
+            )
+            .returning(rate_counters.c.count)
+        )
+        return stmt
+
+    return build
+
+
+# Every limited call runs one (R1/R2/R3, A1/A2): compiled once. In a window given (or this host's
+# second, SQLite), and in the database's own second (PostgreSQL, every host's).
+_HIT_IN_WINDOW = LeanStatement(_hit(sa.bindparam("window", type_=sa.BigInteger)))
+_HIT_NOW = LeanStatement(_hit(_DATABASE_SECOND))
+
+
 def hit_rate_limit(conn: Connection, scope: str, window: int | None, limit: int) -> bool:
     """Count one call in ``(scope, window)``; True if it is within ``limit``. A refused call is not counted,
     and the check-and-increment is one atomic statement on both databases. ``window`` None: the current
     second, the database's on PostgreSQL (shared by every host), this host's on SQLite (one host)."""
     if limit <= 0:
         return False
-    second = window if window is not None else _current_second(conn)
-    stmt = (
-        insert_for(conn, rate_counters)
-        .values(scope=scope, window=second, count=1)
-        .on_conflict_do_update(
-            index_elements=["scope", "window"],
-            set_={"count": rate_counters.c.count + 1},
-            where=rate_counters.c.count < limit,
-        )
-        .returning(rate_counters.c.count)
-    )
-    return conn.execute(stmt).first() is not None
+    if window is None and conn.dialect.name != "sqlite":
+        return _HIT_NOW.first(conn, {"scope": scope, "limit": limit}) is not None
+    second = window if window is not None else int(time.time())
+    return _HIT_IN_WINDOW.first(conn, {"scope": scope, "window": second, "limit": limit}) is not None
 
 
 def prune_rate_counters(conn: Connection, keep_seconds: int = 60) -> None:
