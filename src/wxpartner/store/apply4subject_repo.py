@@ -22,17 +22,27 @@ POLICY_KEY = "apply4subject:auto_policy"
 SEQUENCE_KEY = "seq:apply4subject.applyment_id"  # same row format as store.sandbox.next_sequence
 
 
-def next_applyment_id(conn: Connection) -> int:
-    """One atomic upsert, also on the very first use: sandbox.next_sequence does UPDATE-then-INSERT, and
-    two first submits racing on PostgreSQL both miss the UPDATE and one INSERT fails."""
+def _next_applyment_id(dialect: str) -> sa.Executable:
     value = sa.cast(sa.cast(sandbox_kv.c.value, sa.BigInteger) + 1, sa.Text)
-    stmt = (
-        insert_for(conn, sandbox_kv)
+    stmt: sa.Executable = (
+        insert_for(dialect, sandbox_kv)
         .values(key=SEQUENCE_KEY, value=str(FIRST_APPLYMENT_ID))
         .on_conflict_do_update(index_elements=["key"], set_={"value": value})
         .returning(sandbox_kv.c.value)
     )
-    return int(conn.execute(stmt).scalar_one())
+    return stmt
+
+
+# A1's new applyment on SQLite (PostgreSQL runs _INSERT_IF_NEW) draws an id: compiled once per dialect.
+_NEXT_APPLYMENT_ID = LeanStatement(_next_applyment_id)
+
+
+def next_applyment_id(conn: Connection) -> int:
+    """One atomic upsert, also on the very first use: sandbox.next_sequence does UPDATE-then-INSERT, and
+    two first submits racing on PostgreSQL both miss the UPDATE and one INSERT fails."""
+    row = _NEXT_APPLYMENT_ID.first(conn, {})
+    assert row is not None  # an upsert with RETURNING returns its row
+    return int(row[0])
 
 
 @dataclass(frozen=True)
@@ -226,6 +236,23 @@ def _insert_if_new() -> sa.Executable:
 
 _INSERT_IF_NEW = LeanStatement(_insert_if_new(), tuple(T.c.keys()))
 
+_INSERTED = ("applyment_id", *_NEW_FIELDS, "query_count", "state_since", "created_at", "updated_at")
+
+
+def _insert(dialect: str) -> sa.Executable:
+    """A1's new applyment on SQLite (``insert``): the row read back whole; none when (mchid,
+    business_code) exists."""
+    stmt: sa.Executable = (
+        insert_for(dialect, T)
+        .values({name: sa.bindparam(name) for name in _INSERTED})
+        .on_conflict_do_nothing(index_elements=["mchid", "business_code"])
+        .returning(*T.c.values())
+    )
+    return stmt
+
+
+_INSERT = LeanStatement(_insert, tuple(T.c.keys()))
+
 
 # A4 (merchant state) runs on the driver cursor too, like the A2 statements above.
 _IS_AUTHORIZED = LeanStatement(
@@ -359,27 +386,22 @@ class Apply4SubjectRepo:
         """Insert a new applyment; None when (mchid, business_code) already exists (a concurrent
         submit won): the caller then re-reads and applies the resubmission rules."""
         applyment_id = next_applyment_id(self.conn)
-        stmt = (
-            insert_for(self.conn, T)
-            .values(
-                applyment_id=applyment_id,
-                mchid=mchid,
-                business_code=business_code,
-                channel_id=channel_id,
-                state=state,
-                fingerprint=fingerprint,
-                materials=json.dumps(materials, ensure_ascii=False),
-                confirm_mchids=json.dumps(confirm_mchids),
-                confirm_token=confirm_token,
-                query_count=0,
-                state_since=now,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["mchid", "business_code"])
-        )
-        row = self.conn.execute(stmt.returning(*T.c.values())).first()  # the whole row: no re-read
-        return _row(row) if row is not None else None
+        params = {
+            "applyment_id": applyment_id,
+            "mchid": mchid,
+            "business_code": business_code,
+            "channel_id": channel_id,
+            "state": state,
+            "fingerprint": fingerprint,
+            "materials": json.dumps(materials, ensure_ascii=False),
+            "confirm_mchids": json.dumps(confirm_mchids),
+            "confirm_token": confirm_token,
+            "query_count": 0,
+            "state_since": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        return _lean_first(_INSERT, self.conn, params)  # the whole row: no re-read
 
     def insert_if_new(self, *, now: float, **fields: Any) -> Applyment | None:
         """PostgreSQL: ``insert`` in one statement when the caller has no applyment with this

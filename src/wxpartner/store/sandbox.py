@@ -92,13 +92,16 @@ def forget_nonce(conn: Connection, mchid: str, nonce: str) -> None:
     )
 
 
-def nonce_seen(conn: Connection, mchid: str, nonce: str) -> bool:
-    return (
-        conn.execute(
-            sa.select(sa.literal(1)).where(request_nonces.c.mchid == mchid, request_nonces.c.nonce == nonce)
-        ).first()
-        is not None
+# A request whose signature does not match asks whether its nonce was seen (a replay is refused as one).
+_NONCE_SEEN = LeanStatement(
+    sa.select(sa.literal(1)).where(
+        request_nonces.c.mchid == sa.bindparam("mchid"), request_nonces.c.nonce == sa.bindparam("nonce")
     )
+)
+
+
+def nonce_seen(conn: Connection, mchid: str, nonce: str) -> bool:
+    return _NONCE_SEEN.first(conn, {"mchid": mchid, "nonce": nonce}) is not None
 
 
 def prune_nonces(conn: Connection, older_than: float) -> int:

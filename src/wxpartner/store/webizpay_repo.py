@@ -124,6 +124,24 @@ _RELATION_FOR_UPDATE = LeanStatement(
     .with_for_update(),
     tuple(webizpay_relations.c.keys()),
 )
+# W1 (start authorization), W2, the payment URL and revoke read a relation on every call; W1 writes its
+# link. The same SQL the conn.execute versions sent, compiled once, run on the driver cursor.
+_RELATION = LeanStatement(
+    sa.select(webizpay_relations).where(webizpay_relations.c.employee_id == sa.bindparam("employee_id")),
+    tuple(webizpay_relations.c.keys()),
+)
+_AUTHORIZED_RELATION = LeanStatement(
+    sa.select(webizpay_relations).where(
+        webizpay_relations.c.sp_mchid == sa.bindparam("sp_mchid"),
+        webizpay_relations.c.sub_mchid == sa.bindparam("sub_mchid"),
+        webizpay_relations.c.user_id == sa.bindparam("user_id"),
+        webizpay_relations.c.state == AUTHORIZED,
+    ),
+    tuple(webizpay_relations.c.keys()),
+)
+_INSERT_AUTH_LINK = LeanStatement(
+    webizpay_auth_links.insert().values({c: sa.bindparam(c.name) for c in webizpay_auth_links.c})
+)
 # The issue (W3) and cancel (W6) writes, the same way. The insert is dialect-specific (ON CONFLICT), so
 # it is built once per dialect; RETURNING tells applied from skipped (rowcount is not reliable on every
 # driver), exactly as the conn.execute versions did.
@@ -250,7 +268,7 @@ class WebizpayRepo:
     # ---- authorization links and relations --------------------------------------------------------
 
     def add_auth_link(self, link: AuthLink) -> None:
-        self.conn.execute(webizpay_auth_links.insert().values(**asdict(link)))
+        _INSERT_AUTH_LINK.rows(self.conn, asdict(link))
 
     def auth_link(self, token: str) -> AuthLink | None:
         if not storable(token, TOKEN_LENGTH):  # typed into a page: not a token we handed out
@@ -268,9 +286,8 @@ class WebizpayRepo:
         return self.conn.execute(stmt.values(consumed_at=now, employee_id=employee_id)).rowcount == 1
 
     def relation(self, employee_id: str) -> Relation | None:
-        t = webizpay_relations
-        row = _row(self.conn.execute(sa.select(t).where(t.c.employee_id == employee_id)).first())
-        return Relation(**row) if row else None
+        m = _RELATION.first_mapping(self.conn, {"employee_id": employee_id})
+        return Relation(**m) if m else None
 
     def relation_for_update(self, employee_id: str) -> Relation | None:
         """The relation, row-locked until commit (PostgreSQL; SQLite writers are serialized anyway):
@@ -289,18 +306,9 @@ class WebizpayRepo:
         return [Relation(**dict(r._mapping)) for r in rows]
 
     def authorized_relation(self, sp_mchid: str, sub_mchid: str, user_id: str) -> Relation | None:
-        t = webizpay_relations
-        row = _row(
-            self.conn.execute(
-                sa.select(t).where(
-                    t.c.sp_mchid == sp_mchid,
-                    t.c.sub_mchid == sub_mchid,
-                    t.c.user_id == user_id,
-                    t.c.state == AUTHORIZED,
-                )
-            ).first()
-        )
-        return Relation(**row) if row else None
+        params = {"sp_mchid": sp_mchid, "sub_mchid": sub_mchid, "user_id": user_id}
+        m = _AUTHORIZED_RELATION.first_mapping(self.conn, params)
+        return Relation(**m) if m else None
 
     def insert_relation(self, relation: Relation) -> bool:
         stmt = (
