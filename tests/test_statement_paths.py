@@ -120,7 +120,8 @@ def test_webizpay_and_recharge_requests_compile_nothing_per_call(
         "R1 add": lambda: _ok(client_a.post(R_BASE, {"sub_mchid": SECOND_A, "sp_openid": "o_paths_1"})),
         "R3 list": lambda: _ok(client_a.get(f"{R_BASE}/sub-mchid/{SECOND_A}")),
         "R2 delete": lambda: _ok(client_a.post(f"{R_BASE}/sub-mchid/{SECOND_A}/sp-openid/o_paths_1/delete")),
-        # A signature that does not match asks whether the nonce was seen (a replay is refused as one).
+        # A signature that does not match asks whether the nonce was seen (a replay is refused as one;
+        # PostgreSQL reads request_nonces, a SQLite file its shared-memory window).
         "a signature that does not match": lambda: _ok(
             client_a.get(f"{R_BASE}/sub-mchid/{SECOND_A}", private_key=wrong_key, check=False), 401
         ),
