@@ -82,15 +82,15 @@ def _ok(resp: httpx.Response, status: int = 200) -> httpx.Response:
 def test_the_check_sees_a_statement_built_per_call(
     app: WxPartnerApp, client_a: ApiClient, control: TestClient
 ) -> None:
-    """The check is not blind: W2 (authorization state) still reads through conn.execute (a rare path,
-    left as it is; if it is converted, point this at another one)."""
-    authorize(client_a, control, "employee_seen")
-    q = f"sp_mchid={SP_A}&sub_mchid={SUB_A}"
+    """The check is not blind: W8 (revoke) still writes through conn.execute (a rare path, left as it
+    is; if it is converted, point this at another one)."""
+    employee = authorize(client_a, control, "employee_seen")
+    body = {"sp_mchid": SP_A, "sub_mchid": SUB_A}
     found = _each(
         app.state.db,
-        {"W2": lambda: _ok(client_a.get(f"/v3/webizpay/users/employee_seen/authorization-state?{q}"))},
+        {"W8": lambda: _ok(client_a.post(f"/v3/webizpay/employees/{employee}/revoke", body))},
     )
-    assert list(found) == ["W2"] and "webizpay_relations" in found["W2"][0]
+    assert list(found) == ["W8"] and any("webizpay_relations" in sql for sql in found["W8"])
 
 
 def test_webizpay_and_recharge_requests_compile_nothing_per_call(
@@ -107,6 +107,14 @@ def test_webizpay_and_recharge_requests_compile_nothing_per_call(
         "certificates": lambda: _ok(client_b.get("/v3/certificates")),
         "W1 start authorization": lambda: _ok(start_url(client_a, "employee_paths_2")),
         "W1 refused, the user is authorized": lambda: _ok(start_url(client_a, "employee_paths"), 400),
+        "W2 authorization state": lambda: _ok(
+            client_a.get(f"/v3/webizpay/users/employee_paths/authorization-state?{q}")
+        ),
+        "W7 payment link": lambda: _ok(
+            client_a.get(
+                f"/v3/webizpay/employees/{employee}/quota-cards/{card}/payment-url?{q}&application_type=H5"
+            )
+        ),
         "W3 issue": lambda: _ok(
             client_a.post(f"/v3/webizpay/employees/{employee}/quota-cards", _issue_body("paths_card_1"))
         ),

@@ -142,6 +142,20 @@ _AUTHORIZED_RELATION = LeanStatement(
 _INSERT_AUTH_LINK = LeanStatement(
     webizpay_auth_links.insert().values({c: sa.bindparam(c.name) for c in webizpay_auth_links.c})
 )
+# W2 (authorization state) reads the user's relations; W7 (payment link) writes its link.
+_RELATIONS_OF = LeanStatement(
+    sa.select(webizpay_relations)
+    .where(
+        webizpay_relations.c.sp_mchid == sa.bindparam("sp_mchid"),
+        webizpay_relations.c.sub_mchid == sa.bindparam("sub_mchid"),
+        webizpay_relations.c.user_id == sa.bindparam("user_id"),
+    )
+    .order_by(webizpay_relations.c.authorized_at, webizpay_relations.c.employee_id),
+    tuple(webizpay_relations.c.keys()),
+)
+_INSERT_PAYMENT_LINK = LeanStatement(
+    webizpay_payment_links.insert().values({c: sa.bindparam(c.name) for c in webizpay_payment_links.c})
+)
 # The issue (W3) and cancel (W6) writes, the same way. The insert is dialect-specific (ON CONFLICT), so
 # it is built once per dialect; RETURNING tells applied from skipped (rowcount is not reliable on every
 # driver), exactly as the conn.execute versions did.
@@ -297,13 +311,9 @@ class WebizpayRepo:
         return Relation(**m) if m else None
 
     def relations_of(self, sp_mchid: str, sub_mchid: str, user_id: str) -> list[Relation]:
-        t = webizpay_relations
-        rows = self.conn.execute(
-            sa.select(t)
-            .where(t.c.sp_mchid == sp_mchid, t.c.sub_mchid == sub_mchid, t.c.user_id == user_id)
-            .order_by(t.c.authorized_at, t.c.employee_id)
-        )
-        return [Relation(**dict(r._mapping)) for r in rows]
+        params = {"sp_mchid": sp_mchid, "sub_mchid": sub_mchid, "user_id": user_id}
+        keys = _RELATIONS_OF.keys
+        return [Relation(**dict(zip(keys, r, strict=True))) for r in _RELATIONS_OF.rows(self.conn, params)]
 
     def authorized_relation(self, sp_mchid: str, sub_mchid: str, user_id: str) -> Relation | None:
         params = {"sp_mchid": sp_mchid, "sub_mchid": sub_mchid, "user_id": user_id}
@@ -506,7 +516,7 @@ class WebizpayRepo:
     # ---- the employee's side -----------------------------------------------------------------------
 
     def add_payment_link(self, link: PaymentLink) -> None:
-        self.conn.execute(webizpay_payment_links.insert().values(**asdict(link)))
+        _INSERT_PAYMENT_LINK.rows(self.conn, asdict(link))
 
     def payment_link(self, token: str) -> PaymentLink | None:
         if not storable(token, TOKEN_LENGTH):
