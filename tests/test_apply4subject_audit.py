@@ -485,12 +485,12 @@ def test_a_scenario_round_trip_keeps_what_the_auto_policy_reads(chan: ApiClient,
     [
         ({"state_since": "yesterday"}, "applyments[0].state_since: expected RFC 3339"),
         ({"state_since": -1}, "applyments[0].state_since: must be between 1970 and 9999"),
-        ({"query_count": -1}, "applyments.0.query_count: Input should be greater than or equal to 0"),
-        ({"query_count": 1.5}, "applyments.0.query_count: Input should be a valid integer"),
+        ({"query_count": -1}, "applyments[0].query_count: Input should be greater than or equal to 0"),
+        ({"query_count": 1.5}, "applyments[0].query_count: Input should be a valid integer"),
         # found using the scenario files: each loaded (true as 1970-01-01T08:00:01, "5" as 5)
-        ({"query_count": "5"}, "applyments.0.query_count: Input should be a valid integer"),
-        ({"state_since": True}, "applyments.0.state_since"),
-        ({"authorized": "yes"}, "applyments.0.authorized: Input should be a valid boolean"),
+        ({"query_count": "5"}, "applyments[0].query_count: Input should be a valid integer"),
+        ({"state_since": True}, "applyments[0].state_since"),
+        ({"authorized": "yes"}, "applyments[0].authorized: Input should be a valid boolean"),
     ],
 )
 def test_a_scenario_applyment_progress_is_checked(

@@ -260,7 +260,7 @@ def test_serve_with_bad_scenario_fails_clearly(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     err = proc.stderr.decode()
-    assert f"scenario {bad}: merchants.1.key_mode" in err
+    assert f"scenario {bad}: merchants[1].key_mode" in err
     assert proc.stdout == b""
     from wxpartner.store import registry
     from wxpartner.store.db import Database, sqlite_url_for

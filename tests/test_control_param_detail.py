@@ -165,13 +165,13 @@ CASES: list[tuple[str, str, Any, dict[str, Any]]] = [
         {"field": "colour", "location": "body", "issue": "unknown field"},
     ),
     # a recharge preload's refusals had a message only, and a wrong state of an employee read
-    # "employees.0.constrained-str: Input should be a valid string"
+    # "employees[0].constrained-str: Input should be a valid string"
     (
         "POST",
         "/sandbox/recharge-employees",
         {"sub_mchid": SECOND_A, "employees": ["oFine", {"sp_openid": "oGone", "state": "GONE"}]},
         {
-            "field": "body[0].employees.1.state",
+            "field": "body[0].employees[1].state",
             "location": "body",
             "issue": "Input should be 'EFFECTIVE' or 'DELETED'",
         },

@@ -144,7 +144,7 @@ def test_the_note_names_five_others_and_counts_the_rest() -> None:
     assert others_note([]) == ""
     assert others_note(["b", "c"]) == " (2 more: b, c)"
     assert others_note(list("bcdefgh")) == " (7 more: b, c, d, e, f, …)"
-    assert dotted(("store", 0, "name")) == "store.0.name"
+    assert dotted(("store", 0, "name")) == "store[0].name"
 
 
 def test_the_control_api_message_names_the_other_wrong_fields(http: TestClient) -> None:
@@ -179,7 +179,7 @@ def test_a_scenario_error_names_the_other_wrong_entries(http: TestClient) -> Non
     assert resp.status_code == 400, resp.text
     answer = resp.json()
     assert answer["code"] == "SCENARIO_ERROR"
-    assert " (2 more: merchants.0.mchid, merchants.0.role)" in answer["message"], answer
+    assert " (2 more: merchants[0].mchid, merchants[0].role)" in answer["message"], answer
 
 
 # --- helpers -----------------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def _failed_start(pytester: pytest.Pytester, *args: str) -> str:
         ("webizpay: [\n", "wxpartner_scenario = nope.yaml (in tox.ini): not valid YAML/JSON"),
         (
             "webizpay:\n  employees:\n    - {sp_mchid: '1900000001'}\n",
-            "wxpartner_scenario = nope.yaml (in tox.ini): webizpay.employees.0.sub_mchid: Field required",
+            "wxpartner_scenario = nope.yaml (in tox.ini): webizpay.employees[0].sub_mchid: Field required",
         ),
     ],
     ids=["missing", "not-yaml", "bad-entry"],

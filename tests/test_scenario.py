@@ -139,14 +139,14 @@ def test_certificate_of_another_merchant_is_refused(db: Database, world: World, 
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
-        ({"merchants": [{"mchid": NEW_SP, "apiv3_key": "short"}]}, "merchants.1.apiv3_key"),
+        ({"merchants": [{"mchid": NEW_SP, "apiv3_key": "short"}]}, "merchants[1].apiv3_key"),
         # found by an audit: 32 characters but not 32 bytes; every callback failed to encrypt
         ({"merchants": [{"mchid": NEW_SP, "apiv3_key": "é" * 32}]}, "32 printable ASCII characters"),
         ({"merchants": [{"mchid": NEW_SP, "apiv3_key": "ａ" * 32}]}, "32 printable ASCII characters"),
         # found by an audit: stored, then every callback's sends failed
         ({"merchants": [{"mchid": NEW_SP, "notify_url": "merchant.example/notify"}]}, "http:// or https://"),
-        ({"merchants": [{"mchid": NEW_SP, "key_mode": "sm2"}]}, "merchants.1.key_mode"),
-        ({"merchants": [{"mchid": NEW_SP, "colour": "red"}]}, "merchants.1.colour"),
+        ({"merchants": [{"mchid": NEW_SP, "key_mode": "sm2"}]}, "merchants[1].key_mode"),
+        ({"merchants": [{"mchid": NEW_SP, "colour": "red"}]}, "merchants[1].colour"),
         (
             {"merchants": [{"mchid": NEW_SP, "certificates": [{}]}]},
             "give certificate, public_key + serial_no",
@@ -178,16 +178,16 @@ def test_certificate_of_another_merchant_is_refused(db: Database, world: World, 
         ),
         ({"no_such_section": []}, "unknown section(s): no_such_section"),
         # found by this suite: values longer than the registry columns were database errors (500) on PostgreSQL
-        ({"merchants": [{"mchid": NEW_SP, "sub_merchants": ["1" * 33]}]}, "merchants.1.sub_merchants.0"),
+        ({"merchants": [{"mchid": NEW_SP, "sub_merchants": ["1" * 33]}]}, "merchants[1].sub_merchants[0]"),
         (
             {"merchants": [{"mchid": NEW_SP, "certificates": [{"serial_no": "A" * 65, "public_key": "x"}]}]},
-            "merchants.1.certificates.0.serial_no",
+            "merchants[1].certificates[0].serial_no",
         ),
         (
             {"merchants": [{"mchid": NEW_SP, "notify_url": "https://x/" + "a" * 510}]},
-            "merchants.1.notify_url",
+            "merchants[1].notify_url",
         ),
-        ({"merchants": [{"mchid": NEW_SP, "name": "n" * 129}]}, "merchants.1.name"),
+        ({"merchants": [{"mchid": NEW_SP, "name": "n" * 129}]}, "merchants[1].name"),
         ({"version": 2}, "version"),
         ({"platform_keys": [{"kind": "public_key", "private_key": "x"}]}, "platform_keys[0]: cannot read x"),
     ],
@@ -279,7 +279,7 @@ def test_scenario_through_control_api(http: TestClient, world: World) -> None:
     )
     resp = http.post("/sandbox/scenario", content=bad, headers=AUTH)
     assert resp.status_code == 400
-    assert resp.json()["code"] == "SCENARIO_ERROR" and "merchants.1.key_mode" in resp.json()["message"]
+    assert resp.json()["code"] == "SCENARIO_ERROR" and "merchants[1].key_mode" in resp.json()["message"]
     assert http.get("/sandbox/scenario", headers=AUTH).json() == before
     resp = http.post("/sandbox/scenario", content=b"merchants: [", headers=AUTH)
     assert resp.status_code == 400 and "not valid YAML" in resp.json()["message"]
@@ -318,29 +318,38 @@ def test_scenario_naming_the_demo_merchant_keeps_it_usable(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
-        ({"merchants": [{"mchid": "../escaped", "certificates": [{"generate": True}]}]}, "merchants.1.mchid"),
-        ({"merchants": [{"mchid": "/tmp/x"}]}, "merchants.1.mchid"),
-        ({"merchants": [{"mchid": NEW_SP, "sub_merchants": ["1/2"]}]}, "merchants.1.sub_merchants.0"),
-        ({"merchants": [{"mchid": NEW_SP, "channel_merchants": ["x1"]}]}, "merchants.1.channel_merchants.0"),
-        ({"merchants": [{"mchid": "1888000010\n"}]}, "merchants.1.mchid"),
+        (
+            {"merchants": [{"mchid": "../escaped", "certificates": [{"generate": True}]}]},
+            "merchants[1].mchid",
+        ),
+        ({"merchants": [{"mchid": "/tmp/x"}]}, "merchants[1].mchid"),
+        ({"merchants": [{"mchid": NEW_SP, "sub_merchants": ["1/2"]}]}, "merchants[1].sub_merchants[0]"),
+        (
+            {"merchants": [{"mchid": NEW_SP, "channel_merchants": ["x1"]}]},
+            "merchants[1].channel_merchants[0]",
+        ),
+        ({"merchants": [{"mchid": "1888000010\n"}]}, "merchants[1].mchid"),
         (
             {
                 "platform_keys": [
                     {"kind": "public_key", "key_id": "PUB_KEY_ID_01", "private_key": "x", "mchid": ".."}
                 ]
             },
-            "platform_keys.0.mchid",
+            "platform_keys[0].mchid",
         ),
         (  # found in review: it names a file in <data-dir>/platform
             {"platform_keys": [{"kind": "public_key", "key_id": "PUB_KEY_ID_/../../x", "private_key": "x"}]},
-            "platform_keys.0.key_id",
+            "platform_keys[0].key_id",
         ),
         ({"faults": [{"kind": "SYSTEM_ERROR", "mchid": "../x"}]}, "faults[0].mchid"),
-        ({"apply4subject": {"applyments": [{"mchid": "a", "business_code": "b1"}]}}, "applyments.0.mchid"),
-        ({"apply4subject": {"authorizations": [{"mchid": "a", "sub_mchid": "1"}]}}, "authorizations.0.mchid"),
+        ({"apply4subject": {"applyments": [{"mchid": "a", "business_code": "b1"}]}}, "applyments[0].mchid"),
+        (
+            {"apply4subject": {"authorizations": [{"mchid": "a", "sub_mchid": "1"}]}},
+            "authorizations[0].mchid",
+        ),
         (
             {"webizpay": {"templates": [{"sp_mchid": "../x", "card_template_id": "t"}]}},
-            "templates.0.sp_mchid",
+            "templates[0].sp_mchid",
         ),
         ({"recharge_employees": [{"sub_mchid": "/x", "mchid": NEW_SP}]}, "sub_mchid"),
     ],
@@ -372,7 +381,7 @@ def test_a_path_as_mchid_writes_no_key_files(http: TestClient, app: WxPartnerApp
             text = yaml.safe_dump({"merchants": [{"mchid": mchid, "certificates": [{"generate": True}]}]})
             resp = http.post("/sandbox/scenario", content=text, headers=AUTH)
             assert resp.status_code == 400, resp.text
-            assert resp.json()["code"] == "SCENARIO_ERROR" and "merchants.0.mchid" in resp.json()["message"]
+            assert resp.json()["code"] == "SCENARIO_ERROR" and "merchants[0].mchid" in resp.json()["message"]
         assert not target.exists()
         assert not (data_dir.parent / "x").exists()
         assert mchid not in {
@@ -534,7 +543,7 @@ def test_generate_reuses_the_registered_pair_and_a_failed_load_writes_no_key_fil
     }
     with db.write() as conn:  # the merchant's only certificate is revoked: generate must make a new pair
         registry.revoke_certificate(conn, next(iter(first["generated_keys"][NEW_SP]))["serial_no"])
-    with pytest.raises(scenario.ScenarioError, match=r"webizpay\.employees\.0\.user_id"):
+    with pytest.raises(scenario.ScenarioError, match=r"webizpay\.employees\[0\]\.user_id"):
         scenario.load_scenario(db, failing, base_dir=tmp_path, data_dir=tmp_path)
     assert _key_files(tmp_path, NEW_SP) == files  # untouched
     assert _key_files(tmp_path, other) == {}  # nothing written for the merchant that was not loaded
@@ -648,7 +657,7 @@ def test_loading_fault_rules_again_changes_nothing(http: TestClient, world: Worl
             yaml.safe_dump(
                 {"merchants": [{"mchid": "1888000002"}, {"mchid": "1888000003", "key_mode": "x"}]}
             ),
-            "merchants.1.key_mode",
+            "merchants[1].key_mode",
         ),
         (yaml.safe_dump({"faults": [{"kind": "LATENCY", "latency_ms": 5}, {"kind": "NOPE"}]}), "faults[1]"),
         (

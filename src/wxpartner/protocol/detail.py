@@ -25,8 +25,13 @@ _SECRET_NAME = re.compile(r"token|secret|passw|private|apiv3|cipher|key$", re.IG
 
 
 def dotted(loc: Loc) -> str:
-    """A pydantic error location as the control API and scenario messages name it: ``store.name``."""
-    return ".".join(str(p) for p in loc)
+    """A pydantic error location as the control API and scenario messages name it: ``store.name``, a
+    list's item by its index in brackets (``applyments[0].state``, the form of the loaders' own
+    messages, ``merchants[1888000001].certificates[0]``), never pydantic's ``applyments.0.state``."""
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
 
 
 def secret_name(field: str | None) -> bool:
@@ -34,7 +39,7 @@ def secret_name(field: str | None) -> bool:
     (list indexes skipped: ``/tokens/0`` is a token)."""
     if not field:
         return False
-    named = [p for p in re.split(r"[./]", field) if p and not p.isdigit()]
+    named = [p for p in re.split(r"[./\[\]]", field) if p and not p.isdigit()]
     return bool(named) and _SECRET_NAME.search(named[-1]) is not None
 
 

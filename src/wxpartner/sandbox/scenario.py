@@ -34,7 +34,7 @@ from .material import (
 
 class ScenarioError(ValueError):
     """A scenario that cannot load; the message says which entry and why, as ``<where>: <reason>``:
-    ``where`` is the entry's path in the scenario (``merchants.1.key_mode``, ``webizpay.cards[2]``,
+    ``where`` is the entry's path in the scenario (``merchants[1].key_mode``, ``webizpay.cards[2]``,
     ``faults[0].mchid``), left out when no one entry is to blame (a text that is not YAML)."""
 
     _LOCATED = re.compile(r"([A-Za-z_][\w-]*(?:\[[^\]\s]*\]|\.[\w-]+)*): (.+)", re.DOTALL)

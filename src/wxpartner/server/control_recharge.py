@@ -58,8 +58,8 @@ class PreloadSpec(BaseModel):
     @classmethod
     def _openids(cls, value: Any) -> Any:
         """An openid alone is an EmployeeSpec of it: validated as one, so a wrong entry's error names
-        its field ("employees.0.state: Input should be 'EFFECTIVE' or 'DELETED'"), where the union of
-        the two read "employees.0.constrained-str: Input should be a valid string"."""
+        its field ("employees[0].state: Input should be 'EFFECTIVE' or 'DELETED'"), where the union of
+        the two read "employees[0].constrained-str: Input should be a valid string"."""
         if isinstance(value, list):
             return [{"sp_openid": item} if isinstance(item, str) else item for item in value]
         return value
