@@ -940,8 +940,31 @@ def test_clock_says_what_the_move_settled(run: Any, http: TestClient) -> None:
         "/sandbox/scenario", json={"webizpay": section}, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}
     )
     assert loaded.status_code == 200, loaded.text
-    assert "settled: 1 quota cards expired" in run("clock", "--advance", "2h").output
+    assert "settled: 1 quota card expired\n" in run("clock", "--advance", "2h").output  # not "1 quota cards"
     assert "settled" not in run("clock", "--advance", "2h").output  # nothing owed: nothing said
+    # two at once: the plural
+    now = as_json(run("clock", "--json"))["now_ts"]
+    end = dt.datetime.fromtimestamp(now + 3600, dt.UTC).isoformat(timespec="seconds")
+    cards = [
+        {**person, "out_card_no": f"settled_{i}", "amount": 1, "card_name": "卡", "effective_end_time": end}
+        for i in (2, 3)
+    ]
+    loaded = http.post(
+        "/sandbox/scenario",
+        json={"webizpay": {"cards": cards}},
+        headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
+    )
+    assert loaded.status_code == 200, loaded.text
+    assert "settled: 2 quota cards expired\n" in run("clock", "--advance", "2h").output
+
+
+def test_summaries_count_in_the_singular_for_one(run: Any) -> None:
+    """A count of one takes the singular ("deleted 1 rule", not "1 rule(s)")."""
+    run("faults", "add", "SYSTEM_ERROR", "--operation", "nothing.matches.this")
+    assert "deleted 1 rule\n" in run("faults", "clear").output
+    run("faults", "add", "SYSTEM_ERROR", "--operation", "nothing.matches.this")
+    run("faults", "add", "SYSTEM_ERROR", "--operation", "nothing.matches.that")
+    assert "deleted 2 rules\n" in run("faults", "clear").output
 
 
 def test_callbacks_list_pages_by_after(run: Any, control: TestClient, app: Any) -> None:
@@ -961,7 +984,7 @@ def test_callbacks_list_pages_by_after(run: Any, control: TestClient, app: Any) 
     second = as_json(run("callbacks", "list", "--limit", "2", "--after", cursor, "--json"))
     assert [n["id"] for n in second["data"]] == ids[:1] and second["next_after"] is None
     assert (
-        "1 callbacks after the cursor, of 3"
+        "1 callback after the cursor, of 3"
         in run("callbacks", "list", "--limit", "2", "--after", cursor).output
     )
     assert "PARAM_ERROR" in run("callbacks", "list", "--after", "nonsense", code=1).output

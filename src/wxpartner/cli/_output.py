@@ -89,6 +89,12 @@ def safe(value: Any) -> str:
     return escape(visible(str(value)))
 
 
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """``n`` and the noun that goes with it: ``1 quota card``, ``3 quota cards`` (``many`` when the
+    plural is not ``one`` + "s"). Every summary a command prints counts with it ("1 quota cards")."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def emit(data: Any, as_json: bool, pretty: Callable[[Any], None]) -> None:
     """One JSON document for scripts, else ``pretty(data)`` for people."""
     if as_json:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ._http import Target, present, segment, target_options
-from ._output import console, emit, kv, print_json, safe, say, table
+from ._output import console, counted, emit, kv, print_json, safe, say, table
 
 
 @click.group()
@@ -48,7 +48,7 @@ def _print_callbacks(data: dict[str, Any], after: str | None = None) -> None:
     title = (
         f"callbacks {data['offset'] + 1}-{data['offset'] + len(rows)} of {data['total_count']}, newest first"
         if not after
-        else f"{len(rows)} callbacks after the cursor, of {data['total_count']}, newest first"
+        else f"{counted(len(rows), 'callback')} after the cursor, of {data['total_count']}, newest first"
     )
     table(title, ["id", "mchid", "event", "state", "sends", "last attempt"], rows)
     if data.get("next_after"):  # the page is full: how to ask for the next, whatever its depth

@@ -8,7 +8,7 @@ import click
 
 from ..domain.clock import DURATION_SPELLINGS, parse_duration
 from ._http import Target, target_options
-from ._output import console, emit, safe, say
+from ._output import console, counted, emit, safe, say
 
 
 def _duration(text: str) -> float:
@@ -56,8 +56,24 @@ def _show(d: dict[str, Any]) -> None:
         + ("[yellow]frozen[/]" if d["frozen"] else "running")
         + f"  (offset {d['offset_seconds']:+.0f}s)"
     )
-    made = [f"{n} {label.replace('_', ' ')}" for label, n in (d.get("settled") or {}).items() if n]
+    made = [_settled_text(label, n) for label, n in (d.get("settled") or {}).items() if n]
     if made:  # a move (the answer of GET has no "settled")
         say("settled: " + ", ".join(made))
     if d.get("settled_all") is False and made:
         console.print("more are owed than one move settles: the server's background sweep makes the rest")
+
+
+# what a clock move settled, by the answer's key: the noun counted and what happened to it
+_SETTLED = {
+    "quota_cards_expired": ("quota card", "expired"),
+    "applyments_advanced": ("applyment", "advanced"),
+}
+
+
+def _settled_text(label: str, n: int) -> str:
+    """``1 quota card expired``, ``3 applyments advanced``; a key this CLI does not know yet (a newer
+    server's) as its words, ``2 cards_moved`` -> ``2 cards moved``."""
+    if label in _SETTLED:
+        noun, verb = _SETTLED[label]
+        return f"{counted(n, noun)} {verb}"
+    return f"{n} {label.replace('_', ' ')}"

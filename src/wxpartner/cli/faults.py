@@ -9,7 +9,7 @@ import click
 
 from ..domain.faults import FaultKind
 from ._http import Target, present, segment, target_options
-from ._output import console, emit, safe, say, table
+from ._output import console, counted, emit, safe, say, table
 
 KINDS = ", ".join(FaultKind)  # the server's own list: SERVICE_UNAVAILABLE was missing from a copy here
 
@@ -115,5 +115,7 @@ def faults_clear(t: Target, rule_id: str | None, as_json: bool) -> None:
     emit(
         data,
         as_json,
-        lambda d: say(f"deleted {rule_id}" if rule_id is not None else f"deleted {d['deleted']} rule(s)"),
+        lambda d: say(
+            f"deleted {rule_id}" if rule_id is not None else f"deleted {counted(d['deleted'], 'rule')}"
+        ),
     )
