@@ -1211,3 +1211,43 @@ def test_faults_list_shows_each_rules_note(run: Any) -> None:
     assert "┃ note " in listed and "ticket 42: Li's test" in listed
     latency = next(line for line in listed.splitlines() if "LATENCY" in line)
     assert re.search(r"│ 5 +│ 0 +│ +│$", latency.rstrip())  # no note: blank, not "any"
+
+
+def test_scenario_load_reports_what_the_webizpay_section_loaded(run: Any, tmp_path: Path) -> None:
+    """Each list the webizpay section had is in the report, as the other sections' counts and ids are:
+    templates counted, employees, cards and spends by the ids the sandbox gave them (it said nothing
+    of the section: an employee_id left out to be generated could not be learnt from the load)."""
+    end = "2030-12-31T23:59:59+08:00"
+    person = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "reported_user"}
+    section = {
+        "templates": [{"sp_mchid": SP_A, "card_template_id": "tpl_reported", "card_rule": "MULTIPLE"}],
+        "employees": [person],
+        "cards": [
+            {
+                **person,
+                "out_card_no": f"reported_{i}",
+                "amount": 100,
+                "card_name": "卡",
+                "effective_end_time": end,
+            }
+            for i in (1, 2)
+        ],
+        "spends": [{"sp_mchid": SP_A, "sub_mchid": SUB_A, "out_card_no": "reported_1", "amount": 1}],
+    }
+    scn = tmp_path / "webizpay.yaml"
+    scn.write_text(yaml.safe_dump({"webizpay": section}, allow_unicode=True))
+    report = as_json(run("scenario", "load", str(scn), "--json"))["webizpay"]
+    assert report["templates"] == 1
+    assert len(report["employee_ids"]) == 1 and report["employee_ids"][0].startswith("WeBizPay")
+    assert len(report["card_nos"]) == 2 and len(report["transaction_ids"]) == 1
+    text = run("scenario", "load", str(scn)).output
+    assert f"webizpay.employee_ids: {report['employee_ids'][0]}" in text  # the same employee again
+    assert f"webizpay.card_nos: {', '.join(report['card_nos'])}" in text  # the same cards (W3 is idempotent)
+    assert "webizpay.templates: 1" in text
+    # in batches of one entry: the section's lists join, as counts add up
+    batched = as_json(run("scenario", "load", str(scn), "--batch", "1", "--json"))["webizpay"]
+    assert batched["templates"] == 1 and batched["card_nos"] == report["card_nos"]
+    assert batched["employee_ids"] == report["employee_ids"] and len(batched["transaction_ids"]) == 1
+    only_templates = tmp_path / "templates.yaml"
+    only_templates.write_text(yaml.safe_dump({"webizpay": {"templates": section["templates"]}}))
+    assert as_json(run("scenario", "load", str(only_templates), "--json"))["webizpay"] == {"templates": 1}

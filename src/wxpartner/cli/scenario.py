@@ -51,12 +51,18 @@ def scenario_batches(data: dict[str, Any], size: int) -> list[tuple[int, dict[st
 
 
 def _merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """One report for a batched load: counts add up, anything else keeps the last batch's value."""
+    """One report for a batched load: counts add up, lists (ids, warnings) join in batch order, a
+    section's report merges key by key; anything else keeps the last batch's value (a section's ids
+    were the last batch's alone)."""
     merged: dict[str, Any] = {}
     for report in reports:
         for key, v in report.items():
-            if isinstance(v, int) and not isinstance(v, bool) and isinstance(merged.get(key), int):
-                merged[key] += v
+            before = merged.get(key)
+            counts = isinstance(v, int) and not isinstance(v, bool) and isinstance(before, int)
+            if counts or (isinstance(v, list) and isinstance(before, list)):
+                merged[key] = before + v
+            elif isinstance(v, dict) and isinstance(before, dict):
+                merged[key] = _merge_reports([before, v])
             else:
                 merged[key] = v
     return merged

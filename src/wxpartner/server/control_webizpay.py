@@ -361,23 +361,28 @@ class SectionSpec(BaseModel):
     spends: list[SpendSpec] = []
 
 
-def _load_section(conn: Connection, data: Any, _lctx: scenario.LoadContext) -> None:
+def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
     spec: SectionSpec = _validated(SectionSpec, data, "webizpay")
     repo = WebizpayRepo(conn)
     now = sandbox_store.read_clock(conn).now_ts()
     for t in spec.templates:
         repo.put_template(t.sp_mchid, Template(t.card_template_id, t.card_rule, t.refund_rule), now)
+    employee_ids: list[str] = []
     for i, e in enumerate(spec.employees):
         if not repo.sub_bound(e.sp_mchid, e.sub_mchid):
             raise scenario.ScenarioError(
                 f"webizpay.employees[{i}]: {e.sub_mchid} is not a sub-merchant of {e.sp_mchid}"
             )
-        if repo.authorized_relation(e.sp_mchid, e.sub_mchid, e.user_id) is None:
-            fresh = Relation(
+        relation = repo.authorized_relation(e.sp_mchid, e.sub_mchid, e.user_id)
+        if relation is None:
+            relation = Relation(
                 e.employee_id or new_employee_id(), e.sp_mchid, e.sub_mchid, e.user_id, AUTHORIZED, now
             )
-            if not repo.insert_relation(fresh):
+            if not repo.insert_relation(relation):
                 raise scenario.ScenarioError(f"webizpay.employees[{i}]: employee_id {e.employee_id} is taken")
+        employee_ids.append(relation.employee_id)  # a generated one is what W-calls and the pages name
+    card_nos: list[str] = []
+    transaction_ids: list[str] = []
     pol = Policy()
     for i, c in enumerate(spec.cards):
         owner = repo.authorized_relation(c.sp_mchid, c.sub_mchid, c.user_id)
@@ -386,7 +391,7 @@ def _load_section(conn: Connection, data: Any, _lctx: scenario.LoadContext) -> N
         fields = c.model_dump(exclude={"user_id"}, exclude_none=True)
         body = _validated(IssueQuotaCardRequest, fields, f"webizpay.cards[{i}]")
         try:
-            quota_cards.issue(repo, pol, now, owner.employee_id, body)
+            card_nos.append(quota_cards.issue(repo, pol, now, owner.employee_id, body).card_no)
         except ApiError as err:
             raise scenario.ScenarioError(f"webizpay.cards[{i}]: {err.message}") from None
     for i, sp in enumerate(spec.spends):
@@ -396,9 +401,22 @@ def _load_section(conn: Connection, data: Any, _lctx: scenario.LoadContext) -> N
         body = {"card_no": card.card_no, **sp.model_dump(exclude={"sp_mchid", "sub_mchid", "out_card_no"})}
         body["store"] = sp.store.model_dump(exclude_none=True) if sp.store else {}
         try:
-            pay_from_body(repo, pol, now, body)
+            transaction_ids.append(str(pay_from_body(repo, pol, now, body)["transaction_id"]))
         except (ApiError, ControlError) as err:
             raise scenario.ScenarioError(f"webizpay.spends[{i}]: {err.message}") from None
+    # What was loaded, for each list the section had, as the other sections report theirs: templates
+    # counted (they have no id), employees, cards and payments by the ids the sandbox gave them.
+    given = data if isinstance(data, dict) else {}
+    report: dict[str, Any] = {}
+    if "templates" in given:
+        report["templates"] = len(spec.templates)
+    if "employees" in given:
+        report["employee_ids"] = employee_ids
+    if "cards" in given:
+        report["card_nos"] = card_nos
+    if "spends" in given:
+        report["transaction_ids"] = transaction_ids
+    lctx.report["webizpay"] = report
 
 
 def _export_section(conn: Connection) -> dict[str, Any] | None:
