@@ -480,6 +480,39 @@ def test_a_scenario_round_trip_keeps_what_the_auto_policy_reads(chan: ApiClient,
     assert state_of(chan, ids["rt_waited"]) == CONFIRM_CONTACT
 
 
+def test_a_scenario_entry_takes_the_control_api_view_s_names_and_times(
+    chan: ApiClient, control: TestClient
+) -> None:
+    """The control API's view names the state as A2 does, applyment_state, and also state (the name of
+    its ?state= filter and of a scenario entry); its times are Unix seconds. A scenario entry takes
+    either name and either time, so an entry written from the view loads as the applyment was (it was
+    refused: applyment_state was an unknown field)."""
+    assert control.post("/sandbox/clock", json={"set": 1_800_000_000.25, "freeze": True}).status_code == 200
+    applyment_id = submit_ok(chan, "from_view")
+    view = control.get(f"/sandbox/apply4subject/applyments/{applyment_id}").json()
+    assert view["state"] == view["applyment_state"] == AUDIT and view["state_since"] == 1_800_000_000.25
+    listed = control.get("/sandbox/apply4subject/applyments", params={"state": AUDIT}).json()["data"]
+    assert [a["state"] for a in listed] == [AUDIT]
+    assert control.post("/sandbox/reset", json={}).status_code == 200
+    entry = {k: view[k] for k in ("mchid", "business_code", "applyment_state", "state_since")}
+    loaded = control.post("/sandbox/scenario", json={"apply4subject": {"applyments": [entry]}})
+    assert loaded.status_code == 200, loaded.text
+    again = control.get(
+        f"/sandbox/apply4subject/applyments/{loaded.json()['apply4subject']['applyment_ids'][0]}"
+    )
+    assert again.json()["state"] == AUDIT and again.json()["state_since"] == 1_800_000_000.25
+    passed = {**entry, "business_code": "from_view_2", "applyment_state": "APPLYMENT_STATE_CANCELED"}
+    loaded = control.post("/sandbox/scenario", json={"apply4subject": {"applyments": [passed]}})
+    assert loaded.status_code == 200, loaded.text
+    assert query(chan, business_code="from_view_2").json()["applyment_state"] == "APPLYMENT_STATE_CANCELED"
+    both = {**entry, "business_code": "from_view_3", "state": "APPLYMENT_STATE_PASSED"}
+    refused = control.post("/sandbox/scenario", json={"apply4subject": {"applyments": [both]}})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["message"].startswith("apply4subject.applyments[0]: "), refused.text
+    assert "differ" in refused.json()["message"]
+    assert query(chan, business_code="from_view_3").status_code == 404
+
+
 @pytest.mark.parametrize(
     ("given", "problem"),
     [

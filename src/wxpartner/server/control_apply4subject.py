@@ -27,6 +27,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    model_validator,
 )
 from sqlalchemy.engine import Connection
 from starlette.requests import Request
@@ -48,7 +49,12 @@ from .params import bad, choice_param, int_param, invalid, known_fields
 
 
 def _view(app: Applyment, base_url: str) -> dict[str, Any]:
-    out = app.view()
+    """An applyment as the control API shows it: ``state`` (the name of the ``?state=`` filter and of a
+    scenario entry) and ``applyment_state`` (A2's name, the same value: kept for the clients that read
+    it); times (``state_since``, ``created_at``) in Unix seconds, as the control API's journal rows and
+    callbacks give theirs, which a scenario entry's ``state_since`` also takes."""
+    view = app.view()
+    out = {"state": view["applyment_state"], **view}
     if app.state in d.QR_STATES:
         out["confirm_url"] = flow.confirm_url(base_url, app.confirm_token)
     return out
@@ -264,21 +270,27 @@ async def authorizations(request: Request) -> Response:
 # --- scenario section -----------------------------------------------------------------------------
 
 
+ApplymentState = Literal[
+    "APPLYMENT_STATE_EDITTING",
+    "APPLYMENT_STATE_WAITTING_FOR_AUDIT",
+    "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT",
+    "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_LEGALPERSON",
+    "APPLYMENT_STATE_PASSED",
+    "APPLYMENT_STATE_REJECTED",
+    "APPLYMENT_STATE_FREEZED",
+    "APPLYMENT_STATE_CANCELED",
+]
+
+
 class ScenarioApplyment(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mchid: scenario.Mchid
     business_code: str = Field(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z_]+$")
     channel_id: str | None = Field(default=None, max_length=32)
-    state: Literal[
-        "APPLYMENT_STATE_EDITTING",
-        "APPLYMENT_STATE_WAITTING_FOR_AUDIT",
-        "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT",
-        "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_LEGALPERSON",
-        "APPLYMENT_STATE_PASSED",
-        "APPLYMENT_STATE_REJECTED",
-        "APPLYMENT_STATE_FREEZED",
-        "APPLYMENT_STATE_CANCELED",
-    ] = "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+    state: ApplymentState = "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+    # A2's and the control API view's name for ``state`` (an entry written from either loads); both
+    # given, they must agree.
+    applyment_state: ApplymentState | None = None
     reject_param: str | None = Field(default=None, max_length=256)
     reject_reason: str | None = Field(default=None, max_length=1024)
     confirm_mchid_list: list[scenario.Mchid] = []
@@ -288,6 +300,17 @@ class ScenarioApplyment(BaseModel):
     # 3339 or Unix seconds; default: the clock's now).
     query_count: StrictInt = Field(default=0, ge=0, le=BIGINT_MAX)
     state_since: StrictStr | StrictInt | StrictFloat | None = None  # true was 1970-01-01T08:00:01
+
+    @model_validator(mode="after")
+    def _one_state(self) -> ScenarioApplyment:
+        if self.applyment_state is not None:
+            if "state" in self.model_fields_set and self.state != self.applyment_state:
+                raise ValueError(
+                    f"state {self.state} and applyment_state {self.applyment_state} differ "
+                    "(the same field by its two names: give one)"
+                )
+            self.state = self.applyment_state
+        return self
 
 
 class ScenarioAuthorization(BaseModel):
