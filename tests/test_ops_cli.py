@@ -1251,3 +1251,35 @@ def test_scenario_load_reports_what_the_webizpay_section_loaded(run: Any, tmp_pa
     only_templates = tmp_path / "templates.yaml"
     only_templates.write_text(yaml.safe_dump({"webizpay": {"templates": section["templates"]}}))
     assert as_json(run("scenario", "load", str(only_templates), "--json"))["webizpay"] == {"templates": 1}
+
+
+def test_a_spend_with_its_out_trade_no_is_loaded_once(run: Any, tmp_path: Path) -> None:
+    """Loading the same file twice changes nothing: a spend that names its out_trade_no is paid once
+    (each load paid it again, with another PAYMENTSUCCESS queued); another amount under it is refused."""
+    end = "2030-12-31T23:59:59+08:00"
+    person = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "spent_once"}
+    card = {
+        **person,
+        "out_card_no": "spent_once_1",
+        "amount": 100,
+        "card_name": "卡",
+        "effective_end_time": end,
+    }
+    spend = {
+        "sp_mchid": SP_A,
+        "sub_mchid": SUB_A,
+        "out_card_no": "spent_once_1",
+        "amount": 7,
+        "out_trade_no": "once_1",
+    }
+    scn = tmp_path / "spends.yaml"
+    scn.write_text(yaml.safe_dump({"webizpay": {"employees": [person], "cards": [card], "spends": [spend]}}))
+    first = as_json(run("scenario", "load", str(scn), "--json"))["webizpay"]["transaction_ids"]
+    second = as_json(run("scenario", "load", str(scn), "--json"))["webizpay"]["transaction_ids"]
+    assert first == second and len(first) == 1
+    scn.write_text(yaml.safe_dump({"webizpay": {"spends": [{**spend, "amount": 8}]}}))
+    refused = run("scenario", "load", str(scn), code=1).output
+    assert (
+        "webizpay.spends[0]: out_trade_no once_1 of card spent_once_1 was paid already with amount 7"
+        in refused
+    )
