@@ -182,6 +182,41 @@ def test_a_scenario_error_names_the_other_wrong_entries(http: TestClient) -> Non
     assert " (2 more: merchants[0].mchid, merchants[0].role)" in answer["message"], answer
 
 
+@pytest.mark.parametrize(
+    ("section", "first", "others"),
+    [
+        (
+            {"webizpay": {"cards": [{"sp_mchid": "1900000001"}]}},
+            "webizpay.cards[0].sub_mchid: Field required",
+            "webizpay.cards[0].user_id",  # was "cards.0.user_id": named from the section down
+        ),
+        (
+            {"apply4subject": {"applyments": [{"mchid": "x"}]}},
+            "apply4subject.applyments[0].mchid:",
+            "apply4subject.applyments[0].business_code",
+        ),
+    ],
+)
+def test_a_section_error_names_every_wrong_entry_by_its_whole_path(
+    http: TestClient, section: dict[str, Any], first: str, others: str
+) -> None:
+    resp = http.post("/sandbox/scenario", json=section, headers=AUTH)
+    assert resp.status_code == 400, resp.text
+    message = resp.json()["message"]
+    assert message.startswith(first) and f"more: {others}" in message, message
+
+
+def test_a_recharge_scenario_error_names_its_entry_once(http: TestClient) -> None:
+    """The entry's path, once, and in detail.field (it was "recharge_employees: recharge_employees[0]…",
+    with detail.field "recharge_employees")."""
+    entry = {"sub_mchid": "1900000101", "employees": [{"sp_openid": "x", "state": "BAD"}]}
+    resp = http.post("/sandbox/scenario", json={"recharge_employees": [entry]}, headers=AUTH)
+    assert resp.status_code == 400, resp.text
+    answer = resp.json()
+    assert answer["message"].startswith("recharge_employees[0].employees[0].state: Input should be"), answer
+    assert answer["detail"]["field"] == "recharge_employees[0].employees[0].state", answer
+
+
 # --- helpers -----------------------------------------------------------------------------------------
 
 

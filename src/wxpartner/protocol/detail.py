@@ -81,9 +81,11 @@ def error_fields(exc: ValidationError, name: Callable[[Loc], str] = dotted) -> l
     return list(dict.fromkeys(name(tuple(e["loc"])) for e in exc.errors(include_url=False)))
 
 
-def first_problem(exc: ValidationError) -> str:
-    """``where: reason`` of the first error (``where`` dotted), then the other fields that are wrong."""
-    fields = error_fields(exc)
+def first_problem(exc: ValidationError, within: str = "") -> str:
+    """``where: reason`` of the first error (``where`` dotted), then the other fields that are wrong,
+    each named after ``within`` (the path of what was validated, ``webizpay.``), as the first is: the
+    others were named from the section down (``webizpay.cards[0].amount (1 more: cards[0].user_id)``)."""
+    fields = error_fields(exc, lambda loc: within + dotted(loc))
     return f"{fields[0]}: {exc.errors(include_url=False)[0]['msg']}{others_note(fields[1:])}"
 
 

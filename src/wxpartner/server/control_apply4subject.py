@@ -331,7 +331,7 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
         section = ScenarioSection.model_validate(data)
         policy = d.AutoPolicy.parse(section.auto_policy) if section.auto_policy else None
     except ValidationError as exc:
-        raise scenario.ScenarioError(f"apply4subject.{first_problem(exc)}") from exc
+        raise scenario.ScenarioError(first_problem(exc, "apply4subject.")) from exc
     except ValueError as exc:
         raise scenario.ScenarioError(f"apply4subject.auto_policy: {exc}") from exc
     repo = Apply4SubjectRepo(conn)

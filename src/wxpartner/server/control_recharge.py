@@ -141,7 +141,7 @@ def _parse(data: Any, where: str) -> list[PreloadSpec]:
                 "location": "body",
                 "issue": first["msg"],
             }
-            raise recharge.PreloadError(f"{where}[{i}].{first_problem(exc)}", detail) from None
+            raise recharge.PreloadError(first_problem(exc, f"{where}[{i}]."), detail) from None
     return out
 
 
@@ -154,7 +154,11 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
         for spec in _parse(data, SECTION):
             count += len(preload(conn, spec))
     except recharge.PreloadError as exc:
-        raise scenario.ScenarioError(f"{SECTION}: {exc}") from exc
+        # an entry's own path names the section already ("recharge_employees: recharge_employees[0]…",
+        # with detail.field the section alone): said once, so the detail names the entry
+        message = str(exc)
+        located = message.startswith((f"{SECTION}[", f"{SECTION}."))
+        raise scenario.ScenarioError(message if located else f"{SECTION}: {message}") from exc
     lctx.report[SECTION] = count
 
 

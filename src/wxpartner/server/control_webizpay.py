@@ -264,7 +264,7 @@ def _validated(model: type[BaseModel], data: Any, where: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise scenario.ScenarioError(f"{where}.{first_problem(exc)}") from None
+        raise scenario.ScenarioError(first_problem(exc, f"{where}.")) from None
 
 
 @control_route("/webizpay/templates", ["GET", "POST"])
