@@ -398,15 +398,18 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
         card = repo.card_by_out_no(sp.sp_mchid, sp.sub_mchid, sp.out_card_no)
         if card is None:
             raise scenario.ScenarioError(f"webizpay.spends[{i}]: no card {sp.out_card_no} of {sp.sub_mchid}")
-        if sp.out_trade_no is not None and (paid := _paid(conn, card.card_no, sp.out_trade_no)) is not None:
-            # loaded before: the same file loaded again changes nothing (it paid again, and queued
-            # another PAYMENTSUCCESS); another amount under that out_trade_no is a mistake in the file
-            if paid[1] != sp.amount:
+        paid = (
+            None if sp.out_trade_no is None else repo.payment_by_out_trade_no(card.card_no, sp.out_trade_no)
+        )
+        if paid is not None:
+            # loaded before: the same file loaded again changes nothing (no second payment, no second
+            # PAYMENTSUCCESS); another amount under that out_trade_no is a mistake in the file
+            if paid.amount != sp.amount:
                 raise scenario.ScenarioError(
                     f"webizpay.spends[{i}]: out_trade_no {sp.out_trade_no} of card {sp.out_card_no} was "
-                    f"paid already with amount {paid[1]}, not {sp.amount}"
+                    f"paid already with amount {paid.amount}, not {sp.amount}"
                 )
-            transaction_ids.append(paid[0])
+            transaction_ids.append(paid.transaction_id)
             continue
         body = {"card_no": card.card_no, **sp.model_dump(exclude={"sp_mchid", "sub_mchid", "out_card_no"})}
         body["store"] = sp.store.model_dump(exclude_none=True) if sp.store else {}
@@ -427,17 +430,6 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
     if "spends" in given:
         report["transaction_ids"] = transaction_ids
     lctx.report["webizpay"] = report
-
-
-def _paid(conn: Connection, card_no: str, out_trade_no: str) -> tuple[str, int] | None:
-    """The transaction_id and amount of the card's payment with ``out_trade_no``, None when none."""
-    t = webizpay_payments
-    row = conn.execute(
-        sa.select(t.c.transaction_id, t.c.amount).where(
-            t.c.card_no == card_no, t.c.out_trade_no == out_trade_no
-        )
-    ).first()
-    return (str(row.transaction_id), int(row.amount)) if row is not None else None
 
 
 def _export_section(conn: Connection) -> dict[str, Any] | None:

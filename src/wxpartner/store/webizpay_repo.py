@@ -553,6 +553,13 @@ class WebizpayRepo:
         row = _row(self.conn.execute(stmt).first())
         return Payment(**row) if row else None
 
+    def payment_by_out_trade_no(self, card_no: str, out_trade_no: str) -> Payment | None:
+        """The card's payment with ``out_trade_no`` (a scenario's spend loaded again finds it)."""
+        t = webizpay_payments
+        stmt = sa.select(t).where(t.c.card_no == card_no, t.c.out_trade_no == out_trade_no)
+        row = _row(self.conn.execute(stmt).first())
+        return Payment(**row) if row else None
+
     def payments_of(self, card_no: str) -> list[Payment]:
         t = webizpay_payments
         rows = self.conn.execute(sa.select(t).where(t.c.card_no == card_no).order_by(t.c.paid_at))
