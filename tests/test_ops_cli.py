@@ -1100,12 +1100,15 @@ def _claimed_rows_and_pages(http: TestClient, world: World, data_dir: Path) -> N
     rows = as_json(run("journal", "--limit", "1000", "--json"))["data"]
     verified = next(r for r in rows if r["mchid_verified"])
     forged = next(r for r in rows if r["verification"] == "refused" and r["operation"] == "certificates.list")
-    note = next(r for r in rows if r["operation"] == "journal.unverified_skipped")
+    # at most one note a second: on a loaded machine the five left out may be noted in two rows
+    notes = [r for r in rows if r["operation"] == "journal.unverified_skipped"]
+    note = notes[0]
     listed = run("journal", "--limit", "1000").output
     assert f"│ {SP_A} (claimed) " in _table_row(listed, forged["id"])
     assert re.search(rf"│ {SP_A} +│", _table_row(listed, verified["id"]))  # no mark
     assert "(claimed): the mchid the request's Authorization header claims; its signature was not" in listed
-    assert "5 unverified requests not journaled" in listed and "note NOT_JOURNALED" in listed
+    assert sum(int(n["message"].split()[0]) for n in notes) == 5 and "note NOT_JOURNALED" in listed
+    assert all(f"{n['message'].split()[0]} unverified requests not journaled" in listed for n in notes)
     assert "- -" not in listed and "dropped" not in listed
     ok_only = run("journal", "--verification", "ok")
     assert "(claimed)" not in ok_only.output
