@@ -147,6 +147,34 @@ def make_merchant_keys(mchid: str, out_dir: Path, *, pkcs1: bool = False) -> Mer
     return files
 
 
+# (key file, cert file) -> their (path, inode, size, mtime) and the certificate's serial when the private key
+# belongs to it (None otherwise): a start reads the same pair up to 3 times per merchant (the keys
+# check, connection.json's top level and its merchants entry), and loading a PEM private key costs tens
+# of milliseconds each time. A file rewritten or replaced has another stat, and is read again.
+_PAIR_SERIALS: dict[tuple[str, str], tuple[tuple[tuple[int, int, int], ...], str | None]] = {}
+_PAIR_LOCK = threading.Lock()
+
+
+def _pair_serial(key_path: Path, cert_path: Path) -> str | None:
+    stats = tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in (key_path.stat(), cert_path.stat()))
+    cache_key = (str(key_path.absolute()), str(cert_path.absolute()))
+    with _PAIR_LOCK:
+        known = _PAIR_SERIALS.get(cache_key)
+    if known is not None and known[0] == stats:
+        return known[1]
+    try:
+        cert = k.load_certificate(cert_path.read_bytes())
+        private = k.load_private_key(key_path)
+    except k.KeyLoadError:
+        serial = None
+    else:
+        matches = private.public_key().public_numbers() == k.certificate_public_key(cert).public_numbers()
+        serial = k.certificate_serial(cert) if matches else None
+    with _PAIR_LOCK:
+        _PAIR_SERIALS[cache_key] = (stats, serial)
+    return serial
+
+
 def usable_key_files(out_dir: Path, registered: Callable[[str], bool]) -> str | None:
     """The serial of the pair already in ``out_dir`` when its private key belongs to its certificate and
     ``registered(serial)`` (the database: a certificate of this merchant, not revoked); else None."""
@@ -154,13 +182,11 @@ def usable_key_files(out_dir: Path, registered: Callable[[str], bool]) -> str | 
     if not (key_path.is_file() and cert_path.is_file()):
         return None
     try:
-        cert = k.load_certificate(cert_path.read_bytes())
-        private = k.load_private_key(key_path)
-    except (OSError, k.KeyLoadError):
+        serial = _pair_serial(key_path, cert_path)
+    except OSError:
         return None
-    if private.public_key().public_numbers() != k.certificate_public_key(cert).public_numbers():
+    if serial is None:
         return None
-    serial = k.certificate_serial(cert)
     return serial if registered(serial) else None
 
 
