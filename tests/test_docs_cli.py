@@ -26,8 +26,11 @@ def _options(command: click.Command) -> set[str]:
         names.update(param.opts)
         names.update(param.secondary_opts)
     if isinstance(command, click.Group):
-        for sub in command.commands.values():
-            names |= _options(sub)
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            if sub is not None:
+                names |= _options(sub)
     return names
 
 
@@ -44,7 +47,7 @@ def test_every_command_line_in_the_readme_exists() -> None:
     assert len(lines) > 20  # the pattern still finds them
     problems = []
     for name, rest in lines:
-        command = cli.commands.get(name)
+        command = cli.get_command(click.Context(cli), name)
         if command is None:
             problems.append(f"wxpartner {name}: no such command")
             continue
