@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import secrets
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import anyio
 from pydantic import (
@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from ..domain import apply4subject as d
 from ..domain.clock import is_business_time
 from ..domain.merchants import Merchant, RelationKind
+from ..models.apply4subject import ApplymentState
 from ..protocol.detail import first_problem
 from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
@@ -268,18 +269,6 @@ async def authorizations(request: Request) -> Response:
 
 
 # --- scenario section -----------------------------------------------------------------------------
-
-
-ApplymentState = Literal[
-    "APPLYMENT_STATE_EDITTING",
-    "APPLYMENT_STATE_WAITTING_FOR_AUDIT",
-    "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_CONTACT",
-    "APPLYMENT_STATE_WAITTING_FOR_CONFIRM_LEGALPERSON",
-    "APPLYMENT_STATE_PASSED",
-    "APPLYMENT_STATE_REJECTED",
-    "APPLYMENT_STATE_FREEZED",
-    "APPLYMENT_STATE_CANCELED",
-]
 
 
 class ScenarioApplyment(BaseModel):
