@@ -1,9 +1,8 @@
 """``wxpartner``: serve the sandbox, make keys, explain signatures, and operate a running server.
 
 One module per command (group); the operations commands talk to the server's control API (_http.py).
-A command's module is imported when that command runs (or when --help lists them all): ``serve`` no
-longer imports the SDK client (httpx, the models) that ``bills`` and ``call`` use, nor ``scenario``'s
-YAML and sandbox loader."""
+A command's module is imported when that command runs (or when --help lists them all), so ``serve``
+does not import the SDK client that ``bills`` and ``call`` use, nor ``scenario``'s loader."""
 
 from __future__ import annotations
 
