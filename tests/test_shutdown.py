@@ -543,7 +543,8 @@ def _writes_held(server: LiveServer, database: str, employee: str) -> Iterator[C
     """Holds what the employee's card issue (W3) must wait for before it writes, and yields a check
     that a write waits there now: on SQLite the writers' queue (``<db>.writelock``, a flock; a waiter
     shows in /proc/locks, the issue's or a background task's), on PostgreSQL the employee's relation
-    row (FOR UPDATE; the issue's wait shows in pg_stat_activity)."""
+    row (FOR UPDATE; the issue's wait shows in pg_stat_activity, as its lock of the row or as its
+    one-statement insert)."""
     if not database:
         path = Path(str(sa.make_url(sqlite_url_for(server.data_dir)).database) + ".writelock")
         with path.open("a") as held:
@@ -568,7 +569,10 @@ def _writes_held(server: LiveServer, database: str, employee: str) -> Iterator[C
                         look.execute(
                             sa.text(
                                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                "AND query LIKE '%webizpay_relations%FOR UPDATE%' AND pid <> pg_backend_pid()"
+                                "AND (query LIKE '%webizpay_relations%FOR UPDATE%' "
+                                # the one-statement issue (INSERT ... SELECT ... FOR UPDATE OF), whose
+                                # text is cut at track_activity_query_size before its FROM
+                                "OR query LIKE 'INSERT INTO webizpay_cards%') AND pid <> pg_backend_pid()"
                             )
                         ).scalar_one()
                     )

@@ -626,7 +626,7 @@ def test_a_scenario_employee_id_is_one_a_path_can_name(control: TestClient, empl
     section["employees"][0]["employee_id"] = employee_id
     refused = control.post("/sandbox/scenario", json={"webizpay": section})
     assert refused.status_code == 400, refused.text
-    assert "webizpay.employees.0.employee_id" in refused.json()["message"]
+    assert "webizpay.employees[0].employee_id" in refused.json()["message"]
     section["employees"][0]["employee_id"] = "WeBizPay_fixed-01"
     assert control.post("/sandbox/scenario", json={"webizpay": section}).status_code == 200
 
