@@ -615,6 +615,32 @@ def test_cancel_seed_curl_form(chan: ApiClient) -> None:
     assert state_of(chan, applyment_id) == "APPLYMENT_STATE_CANCELED"
 
 
+def test_applyment_id_with_leading_zeros_names_the_same_applyment(chan: ApiClient) -> None:
+    """Seed 003 types applyment_id an integer; Go's strconv.ParseUint and Java's Long.parseLong read
+    000123 as 123, however many zeros: A2's query, A3's path and A3's ?applyment_id= agree (a padded
+    form longer than 20 characters was a PARAM_ERROR in A2 and a 404 in A3's path)."""
+    a = submit_ok(chan, "zeros_1")
+    b = submit_ok(chan, "zeros_2")
+    for padded in (f"0{a}", "0" * 30 + str(a)):
+        got = query(chan, applyment_id=padded)
+        assert got.status_code == 200, got.text
+        assert got.json()["applyment_state"] == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"
+        both = query(chan, applyment_id=padded, business_code="zeros_1")
+        assert both.status_code == 200, both.text
+    _error(query(chan, applyment_id="0" * 30 + str(b), business_code="zeros_1"), 400, "PARAM_ERROR")
+    # past uint64 stays a PARAM_ERROR whatever the padding; past the 128-character limit too
+    err = _error(query(chan, applyment_id="0" * 10 + str(2**64)), 400, "PARAM_ERROR")
+    assert err["detail"]["field"] == "applyment_id" and "unsigned 64-bit" in err["message"], err
+    _error(query(chan, applyment_id="0" * 129), 400, "PARAM_ERROR")
+    _error(query(chan, applyment_id="0" * 30), 404, "RESOURCE_NOT_EXISTS")
+    _assert_204(chan.post(f"{BASE}/zeros_1/cancel?applyment_id={'0' * 30}{a}"))
+    _assert_204(chan.post(f"{BASE}/{'0' * 30}{b}/cancel"))
+    assert state_of(chan, a) == state_of(chan, b) == "APPLYMENT_STATE_CANCELED"
+    c = submit_ok(chan, "zeros_3")
+    _assert_204(chan.post(f"{BASE}/0{c}/cancel"))
+    assert state_of(chan, c) == "APPLYMENT_STATE_CANCELED"
+
+
 def test_cancel_refusals(chan: ApiClient) -> None:
     a = submit_ok(chan, "c_3")
     b = submit_ok(chan, "c_4")

@@ -251,9 +251,11 @@ def _uint64(value: str) -> str:
 
 
 # uint64 on the wire (a larger number is not an applyment_id: PARAM_ERROR); ids this server hands out
-# fit a signed 64-bit column, so a uint64 beyond it names no applyment (404).
+# fit a signed 64-bit column, so a uint64 beyond it names no applyment (404). Leading zeros name the
+# same number, as every integer parser the official demos' languages use reads them (Go's
+# strconv.ParseUint, Java's Long.parseLong), however many: 128 characters, the path form's limit.
 ApplymentIdText = Annotated[
-    str, Field(min_length=1, max_length=20, pattern=r"^[0-9]+$"), AfterValidator(_uint64)
+    str, Field(min_length=1, max_length=128, pattern=r"^[0-9]+$"), AfterValidator(_uint64)
 ]
 
 
@@ -272,7 +274,7 @@ class ApplymentResult(WxModel):
 class CancelPath(WxModel):
     """Seed 003's `{business_code}` or `{applyment_id}`: one path segment, resolved as a business_code
     first, then (all digits) as an applyment_id. Named business_code so a refusal names the seed's
-    parameter (string(128); an applyment_id is at most 20 digits)."""
+    parameter (string(128); an applyment_id is at most 20 digits after any leading zeros)."""
 
     business_code: Annotated[str, Field(min_length=1, max_length=128)]
 

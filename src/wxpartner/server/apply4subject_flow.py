@@ -175,8 +175,10 @@ def is_id_text(text: str) -> bool:
 
 
 def as_id(text: str) -> int | None:
-    """An applyment_id as stored (BIGINT), or None when the digits cannot name one."""
-    value = int(text) if is_id_text(text) and len(text) <= 20 else -1
+    """An applyment_id as stored (BIGINT), or None when the digits cannot name one. Leading zeros name
+    the same number (``000123`` is 123), however many, as Go's and Java's integer parsers read them."""
+    digits = text.lstrip("0") or "0"
+    value = int(digits) if is_id_text(text) and len(digits) <= 20 else -1
     return value if 0 <= value <= MAX_ID else None
 
 
