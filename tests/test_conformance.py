@@ -401,14 +401,25 @@ def test_webizpay_w1_w8_shapes(client_a: ApiClient, control: TestClient) -> None
     assert rel["authorization_state"] == "AUTHORIZED" and rel["employee_id"] == emp
     unknown = ok(client_a.get(f"{W}/users/nobody_here/authorization-state?{SPSUB}"))
     assert unknown == {"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "nobody_here"}, unknown
-    # W3: the seed's keys in the seed's order; the end time echoed exactly as sent (any RFC 3339 form);
-    # boundary values of every constraint are accepted.
+    # W3: the seed's keys in the seed's order; the end time taken in any RFC 3339 form and answered as
+    # the seeds write times (the same instant in +08:00, a fraction kept); boundary values of every
+    # constraint are accepted.
     issued: dict[str, Any] = {}
-    for out_no, end, over in (
-        ("shape_card_1", "2099-12-31T23:59:59+08:00", {}),
-        ("Ab9_-|*", "2099-12-31T15:59:59Z", {"card_name": "卡" * 20, "card_remark": "备" * 50, "amount": 1}),
-        ("x" * 32, "2099-12-31T23:59:59.120+08:00", {"card_remark": None}),
-        ("abc123", "2099-06-30T12:00:00-05:00", {"card_remark": None, "amount": 2**53}),
+    for out_no, end, answered, over in (
+        ("shape_card_1", "2099-12-31T23:59:59+08:00", "2099-12-31T23:59:59+08:00", {}),
+        (
+            "Ab9_-|*",
+            "2099-12-31T15:59:59Z",
+            "2099-12-31T23:59:59+08:00",
+            {"card_name": "卡" * 20, "card_remark": "备" * 50, "amount": 1},
+        ),
+        ("x" * 32, "2099-12-31T23:59:59.120+08:00", "2099-12-31T23:59:59.120+08:00", {"card_remark": None}),
+        (
+            "abc123",
+            "2099-06-30T12:00:00-05:00",
+            "2099-07-01T01:00:00+08:00",
+            {"card_remark": None, "amount": 2**53},
+        ),
     ):
         body = card_body(out_card_no=out_no, effective_end_time=end, **over)
         got = ok(client_a.post(f"{W}/employees/{emp}/quota-cards", body))
@@ -427,7 +438,7 @@ def test_webizpay_w1_w8_shapes(client_a: ApiClient, control: TestClient) -> None
             ordered=True,
         )
         p += times_problems("W3", got, ("effective_begin_time",), SECONDS_TIME)
-        assert got["effective_end_time"] == end and got["out_card_no"] == out_no, got
+        assert got["effective_end_time"] == answered and got["out_card_no"] == out_no, got
         assert isinstance(got["card_no"], str) and len(got["card_no"]) <= 64, got
         issued[out_no] = got
     card_no = issued["shape_card_1"]["card_no"]

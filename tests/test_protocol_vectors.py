@@ -28,7 +28,7 @@ from wxpartner.protocol.errors import CATALOGUE, ApiError, param_error, status_f
 from wxpartner.protocol.messages import canonical_url, request_message, response_message
 from wxpartner.protocol.notification import decrypt_resource, encrypt_resource, sign_notification
 from wxpartner.protocol.signing import new_hex_nonce, new_nonce, sign, verify
-from wxpartner.protocol.times import format_rfc3339, parse_rfc3339
+from wxpartner.protocol.times import china_time_text, format_rfc3339, parse_rfc3339
 
 TS = "1747280000"
 NONCE = "593BEC0C930BF1AFEB40B4A08C8FB242"
@@ -543,6 +543,9 @@ def test_error_catalogue_and_body() -> None:
         ("2025-05-15T11:33:20.123+08:00", dt.datetime(2025, 5, 15, 3, 33, 20, 123000, tzinfo=dt.UTC)),
         ("2025-05-15T11:33:20.123456789+08:00", dt.datetime(2025, 5, 15, 3, 33, 20, 123456, tzinfo=dt.UTC)),
         ("2025-05-14T22:33:20-05:00", dt.datetime(2025, 5, 15, 3, 33, 20, tzinfo=dt.UTC)),
+        # RFC 3339 §5.6: "T" and "Z" may alternatively be lower case
+        ("2025-05-15t03:33:20z", dt.datetime(2025, 5, 15, 3, 33, 20, tzinfo=dt.UTC)),
+        ("2025-05-15t11:33:20.5+08:00", dt.datetime(2025, 5, 15, 3, 33, 20, 500000, tzinfo=dt.UTC)),
     ],
 )
 def test_parse_rfc3339(text: str, expected: dt.datetime) -> None:
@@ -567,8 +570,42 @@ def test_parse_rfc3339_refuses(text: str) -> None:
         parse_rfc3339(text)
 
 
+@pytest.mark.parametrize(
+    ("sent", "answered"),
+    [
+        ("2023-12-31T23:59:59+08:00", "2023-12-31T23:59:59+08:00"),
+        ("2023-12-31T15:59:59Z", "2023-12-31T23:59:59+08:00"),
+        ("2023-12-31t15:59:59z", "2023-12-31T23:59:59+08:00"),
+        ("2023-12-31T10:59:59-05:00", "2023-12-31T23:59:59+08:00"),
+        ("2023-12-31T15:59:59.120000001+00:00", "2023-12-31T23:59:59.120000001+08:00"),
+        ("9999-12-31T15:59:59Z", "9999-12-31T23:59:59+08:00"),
+        ("9999-12-31t23:59:59z", "9999-12-31T23:59:59Z"),  # no four-digit year in +08:00
+    ],
+)
+def test_china_time_text(sent: str, answered: str) -> None:
+    assert china_time_text(sent) == answered
+    assert parse_rfc3339(answered) == parse_rfc3339(sent)
+
+
 def test_format_rfc3339_china_time() -> None:
     t = dt.datetime(2025, 5, 15, 3, 33, 20, 123456, tzinfo=dt.UTC)
     assert format_rfc3339(t) == "2025-05-15T11:33:20+08:00"
     assert format_rfc3339(t, millis=True) == "2025-05-15T11:33:20.123+08:00"
     assert parse_rfc3339(format_rfc3339(t)) == t.replace(microsecond=0)
+
+
+def test_sdk_models_take_either_case_of_t_and_z() -> None:
+    """The SDK parses /v3/certificates with these models: whatever RFC 3339 spelling the server sends
+    (RFC 3339 §5.6 allows a lower-case t and z) must not fail the download."""
+    from wxpartner.models.certificates import PlatformCertificate
+
+    enc = {"algorithm": "AEAD_AES_256_GCM", "nonce": "n", "associated_data": "certificate", "ciphertext": "c"}
+    cert = PlatformCertificate.model_validate(
+        {
+            "serial_no": "5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+            "effective_time": "2018-06-08t10:34:56+08:00",
+            "expire_time": "2023-06-08t02:34:56z",
+            "encrypt_certificate": enc,
+        }
+    )
+    assert cert.expire_time == "2023-06-08t02:34:56z"  # kept as received

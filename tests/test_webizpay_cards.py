@@ -66,6 +66,47 @@ def test_w3_issue_matches_seed_shape(client_a: ApiClient, control: TestClient) -
     assert abs((begin - before).total_seconds()) < 5
 
 
+def test_w3_end_time_any_rfc3339_spelling_answered_in_china_time(
+    app: WxPartnerApp, client_a: ApiClient, control: TestClient
+) -> None:
+    """RFC 3339 §5.6 allows a lower-case t and z (the seeds write upper case): taken. W3, W4 and W5
+    answer effective_end_time as the seeds write every time, the same instant in +08:00 (a fraction
+    sent kept); the expiry's card_disabled_time, in W4 and in the callback, is then the same text."""
+    emp = authorize(client_a, control, "employee123")
+    cases = [
+        ("end_utc_01", "2099-12-31T15:59:59+00:00", "2099-12-31T23:59:59+08:00"),
+        ("end_low_01", "2099-12-31t15:59:59z", "2099-12-31T23:59:59+08:00"),
+        ("end_low_02", "2099-12-31t23:59:59+08:00", "2099-12-31T23:59:59+08:00"),
+        ("end_frac_1", "2099-06-30T12:00:00.120-05:00", "2099-07-01T01:00:00.120+08:00"),
+        # +08:00 cannot write it with a four-digit year: its own offset, upper case
+        ("end_last_1", "9999-12-31t23:59:59z", "9999-12-31T23:59:59Z"),
+    ]
+    for out_no, sent, answered in cases:
+        resp = client_a.post(cards_url(emp), issue_body(out_no, effective_end_time=sent))
+        assert resp.status_code == 200, resp.text
+        card_no = resp.json()["card_no"]
+        assert resp.json()["effective_end_time"] == answered, (sent, resp.json())
+        again = client_a.post(cards_url(emp), issue_body(out_no, effective_end_time=answered))
+        assert again.status_code == 200 and again.json() == resp.json(), again.text  # same instant
+        assert get_card(client_a, emp, card_no).json()["effective_end_time"] == answered
+        by_out = client_a.get(
+            f"/v3/webizpay/employees/{emp}/out-quota-cards/{out_no}?sp_mchid={SP_A}&sub_mchid={SUB_A}"
+        )
+        assert by_out.json()["effective_end_time"] == answered, by_out.text
+    end_ts = time.time() + 3600
+    sent = dt.datetime.fromtimestamp(end_ts, dt.UTC).strftime("%Y-%m-%dt%H:%M:%Sz")
+    card = issue(client_a, emp, "end_expiry", effective_end_time=sent)
+    answered = card["effective_end_time"]
+    assert answered == format_rfc3339(parse_rfc3339(sent)) and answered.endswith("+08:00"), card
+    assert control.post("/sandbox/clock", json={"advance": 7200}).status_code == 200
+    got = get_card(client_a, emp, card["card_no"]).json()
+    assert (
+        got["card_state"] == "DISABLED" and got["card_disabled_time"] == got["effective_end_time"] == answered
+    )
+    (expired,) = [e for e in events(app, "WEBIZPAY.QUOTACARDEXPIRED") if e["card_no"] == card["card_no"]]
+    assert expired["card_disabled_time"] == answered, expired
+
+
 def test_w3_idempotent_replay_and_conflict(client_a: ApiClient, control: TestClient) -> None:
     emp = authorize(client_a, control, "employee123")
     payload = issue_body("out_card_123456")

@@ -9,13 +9,16 @@ CHINA_TZ = dt.timezone(dt.timedelta(hours=8))
 
 # ASCII digits (re.ASCII): Python's \d also matches full-width and other scripts' digits, which int()
 # reads, so "２０２７-１２-３１T23:59:59+08:00" was taken and echoed back as the card's end time.
+# ``T`` and ``Z`` in either case: RFC 3339 §5.6 ("may alternatively be lower case"); the seeds write
+# upper case, and so does every answer (``format_rfc3339``, ``china_time_text``).
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\Z", re.ASCII
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII
 )
 
 
 def parse_rfc3339(value: str) -> dt.datetime:
-    """Strict: date, ``T``, time, optional fraction, and ``Z`` or ``±hh:mm``. Raises ValueError."""
+    """Strict: date, ``T``, time, optional fraction, and ``Z`` or ``±hh:mm`` (``t``/``z`` too, as RFC
+    3339 §5.6 allows). Raises ValueError."""
     m = _RFC3339.match(value)
     if m is None:
         raise ValueError("expected RFC 3339 date-time with offset, e.g. 2025-05-20T13:29:35+08:00")
@@ -26,7 +29,7 @@ def parse_rfc3339(value: str) -> dt.datetime:
     )
 
 
-_ZONES: dict[str, dt.timezone] = {"Z": dt.UTC}
+_ZONES: dict[str, dt.timezone] = {"Z": dt.UTC, "z": dt.UTC}
 
 
 def _zone(text: str) -> dt.timezone:
@@ -47,3 +50,19 @@ def format_rfc3339(value: dt.datetime, *, millis: bool = False) -> str:
     local = value.astimezone(CHINA_TZ)
     # isoformat, not strftime: glibc's %Y does not zero-pad years before 1000 (then unparseable).
     return local.isoformat(timespec="milliseconds" if millis else "seconds")
+
+
+def china_time_text(value: str) -> str:
+    """A time a request carried (any form ``parse_rfc3339`` takes), answered as the seeds write times:
+    the same instant in China time, ``2023-12-31T23:59:59+08:00``. A fraction sent is kept digit for
+    digit (offsets are whole minutes, so the instant's fraction is the one sent); a time that China
+    time cannot write with a four-digit year (after 9999-12-31T15:59:59Z) keeps its own offset, with
+    ``T`` and ``Z`` in upper case. Raises ValueError for text ``parse_rfc3339`` refuses."""
+    parsed = parse_rfc3339(value)
+    m = _RFC3339.match(value)
+    fraction = (m.group(7) if m else None) or ""
+    try:
+        text = format_rfc3339(parsed.replace(microsecond=0))
+    except OverflowError:
+        return value.upper()
+    return text[:-6] + fraction + text[-6:]

@@ -14,7 +14,7 @@ from ...models.webizpay import (
     QuotaCard,
 )
 from ...protocol.errors import ApiError, not_found, param_error
-from ...protocol.times import parse_rfc3339
+from ...protocol.times import china_time_text, parse_rfc3339
 from .entities import (
     ACTIVE,
     AUTHORIZED,
@@ -38,6 +38,15 @@ LATEST_END = "9999-12-31T23:59:59Z"
 _LATEST_END_AT = parse_rfc3339(LATEST_END).timestamp()
 
 
+def end_time(card: Card) -> str:
+    """effective_end_time as answered: the instant sent, written as the seeds write every time
+    (``2023-12-31T23:59:59+08:00``, README "Emulator choices"); stored as sent."""
+    try:
+        return china_time_text(card.end_text)
+    except ValueError:  # a row an older version took (full-width digits) stays as it was stored
+        return card.end_text
+
+
 def entity(card: Card) -> QuotaCard:
     """The W4/W5 card object. ``card_disabled_time``/``reason`` only when the card is not usable."""
     return QuotaCard(
@@ -51,7 +60,7 @@ def entity(card: Card) -> QuotaCard:
         refund_rule=card.refund_rule,  # type: ignore[arg-type]
         amount=card.amount,
         remain_amount=card.remain_amount,
-        effective_end_time=card.end_text,
+        effective_end_time=end_time(card),
         effective_begin_time=rfc3339(card.begin_at),
         card_state=card.state,  # type: ignore[arg-type]
         card_name=card.card_name,
@@ -71,7 +80,7 @@ def issued(card: Card) -> IssueQuotaCardResponse:
         employee_id=card.employee_id,
         card_no=card.card_no,
         effective_begin_time=rfc3339(card.begin_at),
-        effective_end_time=card.end_text,
+        effective_end_time=end_time(card),
     )
 
 
