@@ -551,3 +551,19 @@ def test_family_data_reads_a_line_of_each_long_value_not_the_value(app: WxPartne
     content = [row[cols.index("content")] for row in rows]
     assert content == [f"`proof {i}," + "x" * 151 + f"… ({size + 9} chars)" for i in reversed(range(5))]
     assert peak < size, f"{peak} bytes held while reading: a whole value was read"
+
+
+def test_cards_page_shows_the_end_time_as_w4_answers_it(
+    http: TestClient, control: TestClient, client_a: ApiClient
+) -> None:
+    """The card's end is shown as W3/W4 answer it (the instant in +08:00), not in the offset and
+    spelling the merchant sent: the page and the API named one instant two ways."""
+    from webizpay_support import authorize, get_card, issue
+
+    emp = authorize(client_a, control, "employee456")
+    card = issue(client_a, emp, "dash_end_1", effective_end_time="2099-12-31t15:59:59z")
+    answered = get_card(client_a, emp, card["card_no"]).json()["effective_end_time"]
+    assert answered == "2099-12-31T23:59:59+08:00"
+    login(http)
+    cards = http.get("/dashboard/cards", params={"employee_id": emp}).text
+    assert answered in cards and "15:59:59z" not in cards

@@ -41,10 +41,15 @@ _LATEST_END_AT = parse_rfc3339(LATEST_END).timestamp()
 def end_time(card: Card) -> str:
     """effective_end_time as answered: the instant sent, written as the seeds write every time
     (``2023-12-31T23:59:59+08:00``, README "Emulator choices"); stored as sent."""
+    return answered_end_time(card.end_text)
+
+
+def answered_end_time(end_text: str) -> str:
+    """A stored effective_end_time as W3/W4/W5 answer it (and the dashboard shows it)."""
     try:
-        return china_time_text(card.end_text)
+        return china_time_text(end_text)
     except ValueError:  # a row an older version took (full-width digits) stays as it was stored
-        return card.end_text
+        return end_text
 
 
 def entity(card: Card) -> QuotaCard:

@@ -8,6 +8,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...domain.webizpay.quota_cards import answered_end_time
 from ...store import dashboard_reads as reads
 from .layout import badge, card, esc, fen, fmt_ts, page, table
 from .listing import (
@@ -69,7 +70,7 @@ async def cards(request: Request) -> Response:
             f'<b class="remain">{esc(fen(c["remain_amount"]))}</b>',
             badge(c["state"], TONE.get(c["state"], "mute"))
             + (f"<br><span class=muted>{esc(c['reason'])}</span>" if c["reason"] else ""),
-            esc(c["end_text"]),
+            esc(answered_end_time(c["end_text"])),
         ]
         # One <tbody> per card: the card's row, then its spends in a nested row.
         groups.append(
