@@ -13,16 +13,21 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from starlette.testclient import TestClient
 
 from apply4subject_support import BASE as A_BASE
 from apply4subject_support import make_body, set_roles, submit
 from support import SECOND_A, SP_A, SP_B, SUB_A, ApiClient, World
 from webizpay_support import authorize, issue, start_url
+from wxpartner.domain.webizpay_bills import TradeRow
 from wxpartner.server.app import WxPartnerApp
+from wxpartner.store import webizpay_bills_repo
 from wxpartner.store.db import Database
 
 R_BASE = "/v3/platsolution/ecommerce/recharge-employees"
@@ -80,17 +85,22 @@ def _ok(resp: httpx.Response, status: int = 200) -> httpx.Response:
 
 
 def test_the_check_sees_a_statement_built_per_call(
-    app: WxPartnerApp, client_a: ApiClient, control: TestClient
+    app: WxPartnerApp, client_a: ApiClient, control: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The check is not blind: W8 (revoke) still writes through conn.execute (a rare path, left as it
-    is; if it is converted, point this at another one)."""
-    employee = authorize(client_a, control, "employee_seen")
-    body = {"sp_mchid": SP_A, "sub_mchid": SUB_A}
-    found = _each(
-        app.state.db,
-        {"W8": lambda: _ok(client_a.post(f"/v3/webizpay/employees/{employee}/revoke", body))},
-    )
-    assert list(found) == ["W8"] and any("webizpay_relations" in sql for sql in found["W8"])
+    """The check is not blind: a trade source (the W12 bill's hook) that reads through conn.execute
+    is seen (no business request builds its statements per call any more)."""
+
+    def source(conn: Connection, sp: str, sub: str, start: float, end: float) -> list[TradeRow]:
+        conn.execute(sa.select(sa.literal(1).label("built_per_call"))).all()
+        return []
+
+    monkeypatch.setattr(webizpay_bills_repo, "TRADE_SOURCES", [source])
+    assert control.post(
+        "/sandbox/clock", json={"set": "2026-03-15T12:00:00+08:00", "freeze": True}
+    ).is_success
+    body = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "date": "2026-03-14", "type": "QYZFALL"}
+    found = _each(app.state.db, {"W12": lambda: _ok(client_a.post("/v3/webizpay/bill/trade-bill", body))})
+    assert list(found) == ["W12"] and any("built_per_call" in sql for sql in found["W12"])
 
 
 def test_webizpay_and_recharge_requests_compile_nothing_per_call(
@@ -158,3 +168,103 @@ def _issue_body(out_card_no: str) -> dict[str, Any]:
     from webizpay_support import issue_body
 
     return issue_body(out_card_no)
+
+
+W_RANGES = "/v3/webizpay/avail-mch-ranges"
+W_MATCHES = "/v3/webizpay/stores/entity-matches"
+ORG = "91110000710926094P"  # check digit valid
+
+
+def test_the_rarer_webizpay_and_recharge_requests_compile_nothing_per_call(
+    app: WxPartnerApp, client_a: ApiClient, control: TestClient
+) -> None:
+    """Issue 9's rest: W3 with an available-merchant range, W8 revoke (of an employee with an active
+    card), R1 refused for want of a slot (the quota's read), W9–W17 and the bill download."""
+    assert control.post(
+        "/sandbox/clock", json={"set": "2026-03-15T12:00:00+08:00", "freeze": True}
+    ).is_success
+    employee = authorize(client_a, control, "employee_rest")
+    issue(client_a, employee, "rest_card_0")
+    created = _ok(client_a.post(W_RANGES, {"sp_mchid": SP_A, "identifier_type": "ORGANIZATION_CODE"}))
+    range_id = created.json()["range_id"]
+    for n in range(3):  # the sub-merchant's 3 slots
+        _ok(client_a.post(R_BASE, {"sub_mchid": SECOND_A, "sp_openid": f"o_rest_{n}"}))
+    idents = f"{W_RANGES}/{range_id}/merchant-identifiers"
+    state: dict[str, str] = {}
+
+    def w9() -> httpx.Response:
+        detail = {"organization_code": ORG, "store_name": "某某餐饮", "product_type": "CODE_PAY"}
+        body = {"sp_mchid": SP_A, "out_batch_id": "rest_batch_1", "match_details": [detail]}
+        resp = _ok(client_a.post(W_MATCHES, body))
+        state["batch"] = resp.json()["batch_id"]
+        return resp
+
+    def w11() -> httpx.Response:
+        body = {
+            "sp_mchid": SP_A,
+            "sub_mchid": SUB_A,
+            "start_date": "2026-02-01",
+            "end_date": "2026-03-14",
+            "out_operation_id": "rest_proof_1",
+        }
+        resp = _ok(client_a.post("/v3/webizpay/bill/proof", body))
+        state["proof"] = resp.json()["download_url"]
+        return resp
+
+    def w12() -> httpx.Response:
+        body = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "date": "2026-03-14", "type": "QYZFALL"}
+        resp = _ok(client_a.post("/v3/webizpay/bill/trade-bill", body))
+        state["bill"] = resp.json()["download_url"]
+        return resp
+
+    def download(name: str) -> httpx.Response:
+        parts = urlsplit(state[name])
+        return _ok(client_a.get(f"{parts.path}?{parts.query}"))
+
+    def w10() -> httpx.Response:
+        return _ok(client_a.get(f"{W_MATCHES}/{state['batch']}?sp_mchid={SP_A}"))
+
+    ranged = _issue_body("rest_card_1") | {"avail_mch_range_id": range_id}
+    identifier = {"sp_mchid": SP_A, "merchant_identifier": ORG}
+    calls: dict[str, Callable[[], httpx.Response]] = {
+        "W3 issue with a range": lambda: _ok(
+            client_a.post(f"/v3/webizpay/employees/{employee}/quota-cards", ranged)
+        ),
+        "W8 revoke": lambda: _ok(
+            client_a.post(f"/v3/webizpay/employees/{employee}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A})
+        ),
+        "R1 refused, no slot": lambda: _ok(
+            client_a.post(R_BASE, {"sub_mchid": SECOND_A, "sp_openid": "o_rest_3"}), 400
+        ),
+        "W9 match": w9,
+        "W9 again": w9,
+        # each query moves the batch one step: ACCEPTED, then PROCESSING, then FINISHED (the match)
+        "W10 query": w10,
+        "W10 query 2": w10,
+        "W10 query 3": w10,
+        "W11 proof": w11,
+        "W11 again": w11,
+        "the proof's download": lambda: download("proof"),
+        "W12 trade bill": w12,
+        "the bill's download": lambda: download("bill"),
+        "W13 range": lambda: _ok(
+            client_a.post(W_RANGES, {"sp_mchid": SP_A, "identifier_type": "TRANSACTION_ID"})
+        ),
+        "W14 ranges": lambda: _ok(client_a.get(f"{W_RANGES}?sp_mchid={SP_A}")),
+        "W15 identifier": lambda: _ok(client_a.post(idents, identifier)),
+        "W15 again": lambda: _ok(client_a.post(idents, identifier)),
+        "W16 identifiers": lambda: _ok(client_a.get(f"{idents}?sp_mchid={SP_A}&offset=0&limit=10")),
+        "W17 delete": lambda: _ok(client_a.delete(f"{idents}/{ORG}", {"sp_mchid": SP_A})),
+    }
+    assert _each(app.state.db, calls) == {}
+
+
+def test_a_resubmission_compiles_nothing_per_call(
+    app: WxPartnerApp, client_a: ApiClient, world: World, control: TestClient
+) -> None:
+    """A1 resubmitting an EDITTING applyment (``replace``)."""
+    set_roles(app, world)
+    applyment_id = _ok(submit(client_a, make_body(client_a, "paths_edit"))).json()["applyment_id"]
+    assert control.post(f"/sandbox/apply4subject/applyments/{applyment_id}/edit", json={}).is_success
+    again = make_body(client_a, "paths_edit", merchant_name="改过的公司名称")
+    assert _each(app.state.db, {"A1 resubmission": lambda: _ok(submit(client_a, again))}) == {}

@@ -254,6 +254,26 @@ def _insert(dialect: str) -> sa.Executable:
 _INSERT = LeanStatement(_insert, tuple(T.c.keys()))
 
 
+# A1 resubmitting an EDITTING applyment: its new materials, back to audit (RETURNING tells applied from
+# not: rowcount is not reliable on every driver). Bind names are not column names (see recharge_repo).
+_REPLACE = LeanStatement(
+    T.update()
+    .where(T.c.applyment_id == sa.bindparam("id"), T.c.state == sa.bindparam("from_state"))
+    .values(
+        state=sa.bindparam("to_state"),
+        channel_id=sa.bindparam("channel"),
+        fingerprint=sa.bindparam("fp"),
+        materials=sa.bindparam("mat"),
+        confirm_mchids=sa.bindparam("confirm"),
+        reject_param=None,
+        reject_reason=None,
+        query_count=0,
+        state_since=sa.bindparam("now"),
+        updated_at=sa.bindparam("now"),
+    )
+    .returning(T.c.applyment_id)
+)
+
 # A4 (merchant state) runs on the driver cursor too, like the A2 statements above.
 _IS_AUTHORIZED = LeanStatement(
     sa.select(sa.literal(1)).where(
@@ -426,23 +446,17 @@ class Apply4SubjectRepo:
         confirm_mchids: list[str],
         now: float,
     ) -> bool:
-        stmt = (
-            T.update()
-            .where(T.c.applyment_id == applyment_id, T.c.state == from_state)
-            .values(
-                state=to_state,
-                channel_id=channel_id,
-                fingerprint=fingerprint,
-                materials=json.dumps(materials, ensure_ascii=False),
-                confirm_mchids=json.dumps(confirm_mchids),
-                reject_param=None,
-                reject_reason=None,
-                query_count=0,
-                state_since=now,
-                updated_at=now,
-            )
-        )
-        return self.conn.execute(stmt).rowcount == 1
+        params = {
+            "id": applyment_id,
+            "from_state": from_state,
+            "to_state": to_state,
+            "channel": channel_id,
+            "fp": fingerprint,
+            "mat": json.dumps(materials, ensure_ascii=False),
+            "confirm": json.dumps(confirm_mchids),
+            "now": now,
+        }
+        return _REPLACE.first(self.conn, params) is not None
 
     def transition(
         self,

@@ -104,6 +104,10 @@ _RELEASE_SLOT = LeanStatement(
     .where(quota.c.sub_mchid == sa.bindparam("k_sub"), quota.c.effective > 0)
     .values(effective=quota.c.effective - 1)
 )
+# R1 refused for want of a slot: which limit refused it.
+_QUOTA_EFFECTIVE = LeanStatement(
+    sa.select(quota.c.effective).where(quota.c.sub_mchid == sa.bindparam("k_sub"))
+)
 _LIST_EFFECTIVE = LeanStatement(
     sa.select(*_COLUMNS)
     .where(
@@ -319,9 +323,9 @@ class RechargeStore:
         }
         if _TAKE_SLOT.first(self.conn, params) is not None:
             return None
-        effective = self.conn.execute(
-            sa.select(quota.c.effective).where(quota.c.sub_mchid == sub_mchid)
-        ).scalar_one()
+        row = _QUOTA_EFFECTIVE.first(self.conn, {"k_sub": sub_mchid})
+        assert row is not None  # _ensure_quota made it, in this transaction
+        effective = row[0]
         return SlotRefusal.TOO_MANY if effective >= max_effective else SlotRefusal.DAILY
 
     def release_slot(self, sub_mchid: str) -> None:

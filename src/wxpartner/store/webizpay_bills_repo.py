@@ -8,7 +8,7 @@ without this module reading another family's tables.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from ..domain.merchants import RelationKind
 from ..domain.webizpay_bills import BillFile, Proof, TradeRow
 from . import registry
-from .db import insert_for
+from .db import LeanStatement, insert_for
 from .webizpay_merchants_tables import webizpay_bill_files, webizpay_funding_proofs
 
 TradeSource = Callable[[Connection, str, str, float, float], list[TradeRow]]
@@ -31,8 +31,7 @@ _p = webizpay_funding_proofs
 _PROOF_COLUMNS = [c for c in _p.c if c.name != "content"]
 
 
-def _proof(row: sa.Row[Any]) -> Proof:
-    m = row._mapping
+def _proof(m: Mapping[str, Any]) -> Proof:
     return Proof(
         proof_id=m["proof_id"],
         operation_id=m["operation_id"],
@@ -49,6 +48,36 @@ def _proof(row: sa.Row[Any]) -> Proof:
     )
 
 
+# W11, W12 and the download run these: compiled once per dialect and run on the driver cursor
+# (db.LeanStatement), the same SQL the conn.execute versions sent.
+_PROOF_BY_OUT_ID = LeanStatement(
+    sa.select(*_PROOF_COLUMNS).where(
+        _p.c.sp_mchid == sa.bindparam("sp"), _p.c.out_operation_id == sa.bindparam("out_id")
+    ),
+    tuple(c.name for c in _PROOF_COLUMNS),
+)
+_INSERT_PROOF = LeanStatement(
+    lambda dialect: (
+        insert_for(dialect, _p)
+        .values({name: sa.bindparam(name) for name in Proof.__slots__})
+        .on_conflict_do_nothing(index_elements=["sp_mchid", "out_operation_id"])
+        .returning(_p.c.proof_id)
+    )
+)
+_TOUCH_PROOF = LeanStatement(
+    _p.update().where(_p.c.proof_id == sa.bindparam("id")).values(updated_at=sa.bindparam("now"))
+)
+_f = webizpay_bill_files
+_PRUNE_FILES = LeanStatement(sa.delete(_f).where(_f.c.expires_at < sa.bindparam("cutoff")))
+_INSERT_FILE = LeanStatement(_f.insert().values({name: sa.bindparam(name) for name in BillFile.__slots__}))
+_FILE_SELECT = (
+    sa.select(_f, _p.c.content.label("proof_content"))
+    .outerjoin(_p, _p.c.proof_id == _f.c.proof_id)
+    .where(_f.c.token == sa.bindparam("token"))
+)
+_FILE = LeanStatement(_FILE_SELECT, tuple(_FILE_SELECT.selected_columns.keys()))
+
+
 class BillRepo:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -58,27 +87,16 @@ class BillRepo:
 
     def proof_by_out_id(self, sp_mchid: str, out_operation_id: str) -> Proof | None:
         """The proof, its content "" (see _PROOF_COLUMNS)."""
-        stmt = sa.select(*_PROOF_COLUMNS).where(
-            _p.c.sp_mchid == sp_mchid, _p.c.out_operation_id == out_operation_id
-        )
-        row = self.conn.execute(stmt).first()
-        return _proof(row) if row else None
+        m = _PROOF_BY_OUT_ID.first_mapping(self.conn, {"sp": sp_mchid, "out_id": out_operation_id})
+        return _proof(m) if m else None
 
     def insert_proof(self, proof: Proof) -> bool:
         """False when (sp_mchid, out_operation_id) exists already (decided by the unique constraint)."""
-        t = webizpay_funding_proofs
         values = {name: getattr(proof, name) for name in Proof.__slots__}
-        stmt = (
-            insert_for(self.conn, t)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["sp_mchid", "out_operation_id"])
-            .returning(t.c.proof_id)
-        )
-        return self.conn.execute(stmt).first() is not None
+        return _INSERT_PROOF.first(self.conn, values) is not None
 
     def touch_proof(self, proof_id: str, now: float) -> None:
-        t = webizpay_funding_proofs
-        self.conn.execute(t.update().where(t.c.proof_id == proof_id).values(updated_at=now))
+        _TOUCH_PROOF.rows(self.conn, {"id": proof_id, "now": now})
 
     def trades(self, sp_mchid: str, sub_mchid: str, start: float, end: float) -> list[TradeRow]:
         rows: list[TradeRow] = []
@@ -88,22 +106,13 @@ class BillRepo:
 
     def add_file(self, file: BillFile) -> None:
         # Links expired for a day are dead weight; younger ones still answer "expired" rather than 404.
-        t = webizpay_bill_files
-        self.conn.execute(sa.delete(t).where(t.c.expires_at < file.created_at - 86400))
-        values = {name: getattr(file, name) for name in BillFile.__slots__}
-        self.conn.execute(webizpay_bill_files.insert().values(**values))
+        _PRUNE_FILES.rows(self.conn, {"cutoff": file.created_at - 86400})
+        _INSERT_FILE.rows(self.conn, {name: getattr(file, name) for name in BillFile.__slots__})
 
     def file(self, token: str) -> BillFile | None:
-        t, p = webizpay_bill_files, webizpay_funding_proofs
-        stmt = (
-            sa.select(t, p.c.content.label("proof_content"))
-            .outerjoin(p, p.c.proof_id == t.c.proof_id)
-            .where(t.c.token == token)
-        )
-        row = self.conn.execute(stmt).first()
-        if row is None:
+        m = _FILE.first_mapping(self.conn, {"token": token})
+        if m is None:
             return None
-        m = row._mapping
         file = BillFile(**{name: m[name] for name in BillFile.__slots__})
         if file.proof_id is None:
             return file

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..domain.webizpay_merchants import MatchBatch, MchRange, StoreEntity
-from .db import insert_for
+from .db import LeanStatement, insert_for
 from .webizpay_merchants_tables import (
     webizpay_bill_files,
     webizpay_funding_proofs,
@@ -21,8 +22,7 @@ from .webizpay_merchants_tables import (
 from .webizpay_tables import merchant_rows
 
 
-def _batch(row: sa.Row[Any]) -> MatchBatch:
-    m = row._mapping
+def _batch(m: Mapping[str, Any]) -> MatchBatch:
     return MatchBatch(
         batch_id=m["batch_id"],
         sp_mchid=m["sp_mchid"],
@@ -35,42 +35,84 @@ def _batch(row: sa.Row[Any]) -> MatchBatch:
     )
 
 
+# W9–W10 and W13–W17 run these on their calls: compiled once per dialect and run on the driver cursor
+# (db.LeanStatement), the same SQL the conn.execute versions sent (the writes that counted rows now
+# return a key: rowcount is not reliable on every driver). Bind names that are not column names: an
+# UPDATE's SET clause reserves those.
+_mb = webizpay_match_batches
+_BATCH_BY_OUT_ID = LeanStatement(
+    sa.select(_mb).where(_mb.c.sp_mchid == sa.bindparam("sp"), _mb.c.out_batch_id == sa.bindparam("out_id")),
+    tuple(_mb.c.keys()),
+)
+_BATCH = LeanStatement(sa.select(_mb).where(_mb.c.batch_id == sa.bindparam("id")), tuple(_mb.c.keys()))
+_INSERT_BATCH = LeanStatement(
+    lambda dialect: (
+        insert_for(dialect, _mb)
+        .values({c.name: sa.bindparam(c.name) for c in _mb.c})
+        .on_conflict_do_nothing(index_elements=["sp_mchid", "out_batch_id"])
+        .returning(_mb.c.batch_id)
+    )
+)
+
+
+def _move_batch(with_results: bool) -> LeanStatement:
+    values: dict[str, Any] = {"state": sa.bindparam("to_state"), "updated_at": sa.bindparam("now")}
+    if with_results:
+        values["results"] = sa.bindparam("found")
+    stmt = (
+        _mb.update()
+        .where(_mb.c.batch_id == sa.bindparam("id"), _mb.c.state == sa.bindparam("from_state"))
+        .values(**values)
+        .returning(_mb.c.batch_id)
+    )
+    return LeanStatement(stmt)
+
+
+_MOVE_BATCH = {with_results: _move_batch(with_results) for with_results in (False, True)}
+# The store entities of up to 1,000 organization codes: an IN list of bound values, one statement per
+# power of two of them (the list padded with its last code), so at most 11 are ever compiled.
+_se = webizpay_store_entities
+_ENTITIES: dict[int, LeanStatement] = {}
+
+
+def _entities_of(count: int) -> tuple[LeanStatement, int]:
+    size = 1 << max(count - 1, 0).bit_length()
+    lean = _ENTITIES.get(size)
+    if lean is None:
+        codes: list[sa.BindParameter[str]] = [sa.bindparam(f"c{n}") for n in range(size)]
+        stmt = sa.select(_se.c.organization_code, _se.c.has_valid_mchid, _se.c.products).where(
+            _se.c.organization_code.in_(codes)
+        )
+        lean = _ENTITIES[size] = LeanStatement(stmt)
+    return lean, size
+
+
 class MatchRepo:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def batch_by_out_id(self, sp_mchid: str, out_batch_id: str) -> MatchBatch | None:
-        t = webizpay_match_batches
-        row = self.conn.execute(
-            sa.select(t).where(t.c.sp_mchid == sp_mchid, t.c.out_batch_id == out_batch_id)
-        ).first()
-        return _batch(row) if row else None
+        m = _BATCH_BY_OUT_ID.first_mapping(self.conn, {"sp": sp_mchid, "out_id": out_batch_id})
+        return _batch(m) if m else None
 
     def batch(self, batch_id: str) -> MatchBatch | None:
-        t = webizpay_match_batches
-        row = self.conn.execute(sa.select(t).where(t.c.batch_id == batch_id)).first()
-        return _batch(row) if row else None
+        m = _BATCH.first_mapping(self.conn, {"id": batch_id})
+        return _batch(m) if m else None
 
     def insert_batch(self, batch: MatchBatch, now: float) -> bool:
         """False when (sp_mchid, out_batch_id) already exists: the unique constraint decides, atomically."""
-        t = webizpay_match_batches
-        stmt = (
-            insert_for(self.conn, t)
-            .values(
-                batch_id=batch.batch_id,
-                sp_mchid=batch.sp_mchid,
-                out_batch_id=batch.out_batch_id,
-                state=batch.state,
-                digest=batch.digest,
-                details=json.dumps(batch.details, ensure_ascii=False),
-                results=None,
-                created_at=batch.created_at,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["sp_mchid", "out_batch_id"])
-            .returning(t.c.batch_id)
-        )
-        return self.conn.execute(stmt).first() is not None
+        params = {
+            "batch_id": batch.batch_id,
+            "sp_mchid": batch.sp_mchid,
+            "out_batch_id": batch.out_batch_id,
+            "state": batch.state,
+            "digest": batch.digest,
+            "details": json.dumps(batch.details, ensure_ascii=False),
+            "results": None,
+            "created_at": batch.created_at,
+            "updated_at": now,
+        }
+        return _INSERT_BATCH.first(self.conn, params) is not None
 
     def move_batch(
         self,
@@ -81,24 +123,23 @@ class MatchRepo:
         now: float,
     ) -> bool:
         """Conditional transition: only one of several concurrent movers wins."""
-        t = webizpay_match_batches
-        values: dict[str, Any] = {"state": to_state, "updated_at": now}
+        params: dict[str, Any] = {"id": batch_id, "from_state": from_state, "to_state": to_state, "now": now}
         if results is not None:
-            values["results"] = json.dumps(results, ensure_ascii=False)
-        stmt = t.update().where(t.c.batch_id == batch_id, t.c.state == from_state).values(**values)
-        return self.conn.execute(stmt).rowcount == 1
+            params["found"] = json.dumps(results, ensure_ascii=False)
+        return _MOVE_BATCH[results is not None].first(self.conn, params) is not None
 
     def store_entities(self, codes: list[str]) -> dict[str, StoreEntity]:
         if not codes:
             return {}
-        t = webizpay_store_entities
-        rows = self.conn.execute(sa.select(t).where(t.c.organization_code.in_(codes)))
-        return {r.organization_code: _entity(r) for r in rows}
+        lean, size = _entities_of(len(codes))
+        params = {f"c{n}": codes[min(n, len(codes) - 1)] for n in range(size)}
+        return {r[0]: _entity(r) for r in lean.rows(self.conn, params)}
 
 
-def _entity(row: sa.Row[Any]) -> StoreEntity:
-    products = tuple(p for p in str(row.products).split(",") if p)
-    return StoreEntity(row.organization_code, bool(row.has_valid_mchid), products)
+def _entity(row: Sequence[Any]) -> StoreEntity:
+    """A StoreEntity from (organization_code, has_valid_mchid, products), the table's columns in order."""
+    code, valid, products = row
+    return StoreEntity(code, bool(valid), tuple(p for p in str(products).split(",") if p))
 
 
 def upsert_store_entity(conn: Connection, entity: StoreEntity) -> None:
@@ -116,65 +157,76 @@ def list_store_entities(conn: Connection) -> list[StoreEntity]:
     return [_entity(r) for r in conn.execute(sa.select(t).order_by(t.c.organization_code))]
 
 
+_mr, _mi = webizpay_mch_ranges, webizpay_mch_identifiers
+_INSERT_RANGE = LeanStatement(
+    _mr.insert().values(
+        {name: sa.bindparam(name) for name in ("range_id", "sp_mchid", "identifier_type", "created_at")}
+    )
+)
+_RANGE_COLUMNS = (_mr.c.range_id, _mr.c.sp_mchid, _mr.c.identifier_type)
+_RANGE = LeanStatement(sa.select(*_RANGE_COLUMNS).where(_mr.c.range_id == sa.bindparam("id")))
+_RANGES = LeanStatement(
+    sa.select(*_RANGE_COLUMNS).where(_mr.c.sp_mchid == sa.bindparam("sp")).order_by(_mr.c.seq)
+)
+_ADD_IDENTIFIER = LeanStatement(
+    lambda dialect: (
+        insert_for(dialect, _mi)
+        .values({name: sa.bindparam(name) for name in ("range_id", "merchant_identifier", "created_at")})
+        .on_conflict_do_nothing(index_elements=["range_id", "merchant_identifier"])
+        .returning(_mi.c.seq)
+    )
+)
+_IDENTIFIERS_COUNT = LeanStatement(
+    sa.select(sa.func.count()).select_from(_mi).where(_mi.c.range_id == sa.bindparam("id"))
+)
+_IDENTIFIERS_PAGE = LeanStatement(
+    sa.select(_mi.c.merchant_identifier)
+    .where(_mi.c.range_id == sa.bindparam("id"))
+    .order_by(_mi.c.seq)
+    .offset(sa.bindparam("skip", type_=sa.BigInteger))
+    .limit(sa.bindparam("take", type_=sa.BigInteger))
+)
+_DELETE_IDENTIFIER = LeanStatement(
+    sa.delete(_mi)
+    .where(_mi.c.range_id == sa.bindparam("id"), _mi.c.merchant_identifier == sa.bindparam("ident"))
+    .returning(_mi.c.seq)
+)
+
+
 class RangeRepo:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def insert_range(self, rng: MchRange, now: float) -> None:
-        self.conn.execute(
-            webizpay_mch_ranges.insert().values(
-                range_id=rng.range_id,
-                sp_mchid=rng.sp_mchid,
-                identifier_type=rng.identifier_type,
-                created_at=now,
-            )
-        )
+        params = {
+            "range_id": rng.range_id,
+            "sp_mchid": rng.sp_mchid,
+            "identifier_type": rng.identifier_type,
+            "created_at": now,
+        }
+        _INSERT_RANGE.rows(self.conn, params)
 
     def range(self, range_id: str) -> MchRange | None:
-        t = webizpay_mch_ranges
-        row = self.conn.execute(
-            sa.select(t.c.range_id, t.c.sp_mchid, t.c.identifier_type).where(t.c.range_id == range_id)
-        ).first()
+        row = _RANGE.first(self.conn, {"id": range_id})
         return MchRange(row[0], row[1], row[2]) if row else None
 
     def ranges(self, sp_mchid: str) -> list[MchRange]:
-        t = webizpay_mch_ranges
-        rows = self.conn.execute(
-            sa.select(t.c.range_id, t.c.sp_mchid, t.c.identifier_type)
-            .where(t.c.sp_mchid == sp_mchid)
-            .order_by(t.c.seq)
-        )
+        rows = _RANGES.rows(self.conn, {"sp": sp_mchid})
         return [MchRange(r[0], r[1], r[2]) for r in rows]
 
     def add_identifier(self, range_id: str, identifier: str, now: float) -> bool:
         """True if added, False if it was already in the range (unique constraint, no error)."""
-        t = webizpay_mch_identifiers
-        stmt = (
-            insert_for(self.conn, t)
-            .values(range_id=range_id, merchant_identifier=identifier, created_at=now)
-            .on_conflict_do_nothing(index_elements=["range_id", "merchant_identifier"])
-            .returning(t.c.seq)
-        )
-        return self.conn.execute(stmt).first() is not None
+        params = {"range_id": range_id, "merchant_identifier": identifier, "created_at": now}
+        return _ADD_IDENTIFIER.first(self.conn, params) is not None
 
     def identifiers(self, range_id: str, offset: int, limit: int) -> tuple[list[str], int]:
-        t = webizpay_mch_identifiers
-        total = self.conn.execute(
-            sa.select(sa.func.count()).select_from(t).where(t.c.range_id == range_id)
-        ).scalar()
-        rows = self.conn.execute(
-            sa.select(t.c.merchant_identifier)
-            .where(t.c.range_id == range_id)
-            .order_by(t.c.seq)
-            .offset(offset)
-            .limit(limit)
-        )
-        return [r[0] for r in rows], int(total or 0)
+        counted = _IDENTIFIERS_COUNT.first(self.conn, {"id": range_id})
+        rows = _IDENTIFIERS_PAGE.rows(self.conn, {"id": range_id, "skip": offset, "take": limit})
+        return [r[0] for r in rows], int(counted[0] or 0) if counted else 0
 
     def delete_identifier(self, range_id: str, identifier: str) -> bool:
-        t = webizpay_mch_identifiers
-        stmt = sa.delete(t).where(t.c.range_id == range_id, t.c.merchant_identifier == identifier)
-        return self.conn.execute(stmt).rowcount == 1
+        params = {"id": range_id, "ident": identifier}
+        return _DELETE_IDENTIFIER.first(self.conn, params) is not None
 
 
 def reset(conn: Connection, mchid: str | None) -> None:

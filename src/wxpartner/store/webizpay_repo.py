@@ -175,6 +175,40 @@ _DISABLE_CARD = LeanStatement(
     .returning(webizpay_cards.c.card_no)
 )
 
+# W8 (revoke): the relation's transition (RETURNING tells applied from not: rowcount is not reliable
+# on every driver) and the employee's ACTIVE cards. W3 with an available-merchant range: whether the
+# range is the provider's (built when first needed: the ranges family owns the table).
+_REVOKE_RELATION = LeanStatement(
+    webizpay_relations.update()
+    .where(
+        webizpay_relations.c.employee_id == sa.bindparam("employee_id"),
+        webizpay_relations.c.state == AUTHORIZED,
+    )
+    .values(state=REVOKED, revoked_at=sa.bindparam("at"), reason=sa.bindparam("why"))
+    .returning(webizpay_relations.c.employee_id)
+)
+_ACTIVE_CARDS_OF = LeanStatement(
+    sa.select(webizpay_cards)
+    .where(webizpay_cards.c.employee_id == sa.bindparam("employee_id"), webizpay_cards.c.state == ACTIVE)
+    .order_by(webizpay_cards.c.card_no),
+    tuple(webizpay_cards.c.keys()),
+)
+_RANGE_KNOWN: list[LeanStatement] = []
+
+
+def _range_known(ranges: sa.Table) -> LeanStatement:
+    if not _RANGE_KNOWN:
+        _RANGE_KNOWN.append(
+            LeanStatement(
+                sa.select(sa.literal(1)).where(
+                    ranges.c.range_id == sa.bindparam("range_id"),
+                    ranges.c.sp_mchid == sa.bindparam("sp_mchid"),
+                )
+            )
+        )
+    return _RANGE_KNOWN[0]
+
+
 _SUB_BOUND = sa.exists().where(
     registry.relation_clause(
         sa.bindparam("sp_mchid"), sa.bindparam("sub_mchid"), RelationKind.SUB_MERCHANT.value
@@ -330,9 +364,8 @@ class WebizpayRepo:
         return self.conn.execute(stmt).first() is not None
 
     def revoke_relation(self, employee_id: str, now: float, reason: str) -> bool:
-        t = webizpay_relations
-        stmt = t.update().where(t.c.employee_id == employee_id, t.c.state == AUTHORIZED)
-        return self.conn.execute(stmt.values(state=REVOKED, revoked_at=now, reason=reason)).rowcount == 1
+        params = {"employee_id": employee_id, "at": now, "why": reason}
+        return _REVOKE_RELATION.first(self.conn, params) is not None
 
     # ---- templates and cards ----------------------------------------------------------------------
 
@@ -366,8 +399,8 @@ class WebizpayRepo:
         ranges = metadata.tables.get("webizpay_mch_ranges")
         if ranges is None:
             return None
-        stmt = sa.select(sa.literal(1)).where(ranges.c.range_id == range_id, ranges.c.sp_mchid == sp_mchid)
-        return self.conn.execute(stmt).first() is not None
+        params = {"range_id": range_id, "sp_mchid": sp_mchid}
+        return _range_known(ranges).first(self.conn, params) is not None
 
     def card(self, card_no: str) -> Card | None:
         m = _CARD.first_mapping(self.conn, {"card_no": card_no})
@@ -480,11 +513,9 @@ class WebizpayRepo:
 
     def active_cards_of(self, employee_id: str) -> list[Card]:
         """In card_no order, the one order in which every writer of several cards locks them (due_cards)."""
-        t = webizpay_cards
-        rows = self.conn.execute(
-            sa.select(t).where(t.c.employee_id == employee_id, t.c.state == ACTIVE).order_by(t.c.card_no)
-        )
-        return [Card(**dict(r._mapping)) for r in rows]
+        keys = _ACTIVE_CARDS_OF.keys
+        rows = _ACTIVE_CARDS_OF.rows(self.conn, {"employee_id": employee_id})
+        return [Card(**dict(zip(keys, r, strict=True))) for r in rows]
 
     def cards_of(self, employee_id: str) -> list[Card]:
         t = webizpay_cards

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..domain.webizpay_bills import TradeRow
+from .db import LeanStatement
 from .webizpay_bills_repo import TRADE_SOURCES
 from .webizpay_tables import webizpay_payments, webizpay_refunds
 
@@ -29,23 +30,38 @@ _FIELDS = (
 )
 
 
+_SP: sa.BindParameter[str] = sa.bindparam("sp")
+_SUB: sa.BindParameter[str] = sa.bindparam("sub")
+_START: sa.BindParameter[float] = sa.bindparam("start")
+_END: sa.BindParameter[float] = sa.bindparam("end")
+# Compiled once per dialect, run on the driver cursor (db.LeanStatement); rows as tuples, fetched at
+# once: a quarter's bill can be 100,000 of them.
+_PAYMENTS = LeanStatement(
+    sa.select(_p.c.paid_at, *_FIELDS).where(
+        _p.c.sp_mchid == _SP, _p.c.sub_mchid == _SUB, _p.c.paid_at >= _START, _p.c.paid_at < _END
+    )
+)
+# The span's refunds first (their index on succeeded_at), then each one's payment by its key: the
+# merchant's columns are written so that no index answers them (`col || ''`), else SQLite walks
+# every payment the sub-merchant ever had and probes each for refunds.
+_REFUNDS = LeanStatement(
+    sa.select(_r.c.succeeded_at, *_FIELDS, _r.c.amount)
+    .join_from(_p, _r, _r.c.transaction_id == _p.c.transaction_id)
+    .where(
+        _p.c.sp_mchid + "" == _SP,
+        _p.c.sub_mchid + "" == _SUB,
+        _r.c.succeeded_at >= _START,
+        _r.c.succeeded_at < _END,
+    )
+)
+
+
 def trade_rows(conn: Connection, sp_mchid: str, sub_mchid: str, start: float, end: float) -> list[TradeRow]:
-    # Rows as tuples, fetched at once: a quarter's bill can be 100,000 of them.
-    own = (_p.c.sp_mchid == sp_mchid, _p.c.sub_mchid == sub_mchid)
-    payments = sa.select(_p.c.paid_at, *_FIELDS).where(*own, _p.c.paid_at >= start, _p.c.paid_at < end)
-    rows = [TradeRow(r[0], *r[1:10], "SUCCESS", int(r[10])) for r in conn.execute(payments).all()]
-    # The span's refunds first (their index on succeeded_at), then each one's payment by its key: the
-    # merchant's columns are written so that no index answers them (`col || ''`), else SQLite walks
-    # every payment the sub-merchant ever had and probes each for refunds.
-    mine = (_p.c.sp_mchid + "" == sp_mchid, _p.c.sub_mchid + "" == sub_mchid)
-    refunds = (
-        sa.select(_r.c.succeeded_at, *_FIELDS, _r.c.amount)
-        .join_from(_p, _r, _r.c.transaction_id == _p.c.transaction_id)
-        .where(*mine, _r.c.succeeded_at >= start, _r.c.succeeded_at < end)
-    )
-    rows.extend(
-        TradeRow(r[0], *r[1:10], "REFUND", int(r[10]), int(r[11])) for r in conn.execute(refunds).all()
-    )
+    params = {"sp": sp_mchid, "sub": sub_mchid, "start": start, "end": end}
+    paid = _PAYMENTS.rows(conn, params)  # (time, TradeRow's fields to the organization code, amount)
+    rows = [TradeRow._make((*r[:10], "SUCCESS", int(r[10]), 0)) for r in paid]
+    refunded = _REFUNDS.rows(conn, params)  # the same, and the refund's amount
+    rows.extend(TradeRow._make((*r[:10], "REFUND", int(r[10]), int(r[11]))) for r in refunded)
     return rows
 
 
