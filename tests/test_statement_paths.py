@@ -26,9 +26,11 @@ from apply4subject_support import make_body, set_roles, submit
 from support import SECOND_A, SP_A, SP_B, SUB_A, ApiClient, World
 from webizpay_support import authorize, issue, start_url
 from wxpartner.domain.webizpay_bills import TradeRow
+from wxpartner.domain.webizpay_merchants import StoreEntity
 from wxpartner.server.app import WxPartnerApp
 from wxpartner.store import webizpay_bills_repo
 from wxpartner.store.db import Database
+from wxpartner.store.webizpay_merchants_repo import MatchRepo, upsert_store_entity
 
 R_BASE = "/v3/platsolution/ecommerce/recharge-employees"
 
@@ -268,3 +270,22 @@ def test_a_resubmission_compiles_nothing_per_call(
     assert control.post(f"/sandbox/apply4subject/applyments/{applyment_id}/edit", json={}).is_success
     again = make_body(client_a, "paths_edit", merchant_name="改过的公司名称")
     assert _each(app.state.db, {"A1 resubmission": lambda: _ok(submit(client_a, again))}) == {}
+
+
+def test_store_entities_in_list_padded_to_a_power_of_two(app: WxPartnerApp) -> None:
+    """W10's IN list is one compiled statement per power of two of codes, padded with the last code:
+    every count finds exactly the stored entities among the codes asked for."""
+    stored = {
+        f"ORG{n:04d}": StoreEntity(f"ORG{n:04d}", n % 2 == 0, ("CODE_PAY",) if n % 3 else ())
+        for n in range(0, 1000, 7)
+    }
+    with app.state.db.write() as conn:
+        for entity in stored.values():
+            upsert_store_entity(conn, entity)
+    with app.state.db.read() as conn:
+        repo = MatchRepo(conn)
+        assert repo.store_entities([]) == {}
+        for count in (1, 2, 3, 5, 8, 9, 1000):
+            codes = [f"ORG{n:04d}" for n in range(1000 - count, 1000)]
+            expected = {code: stored[code] for code in codes if code in stored}
+            assert repo.store_entities(codes) == expected, count
