@@ -84,7 +84,8 @@ webizpay_bill_files = sa.Table(
     sa.Column("filename", sa.String(128), nullable=False),
     sa.Column("content", sa.Text, nullable=False),  # "" for a proof's link: the proof holds it
     sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False),
+    # indexed (migration 0028): each link added deletes those dead for a day, by this column
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
     # A W11 link: its document is the proof's (migration 0021; NULL for bills and older links).
     sa.Column("proof_id", sa.String(32), nullable=True),
 )
