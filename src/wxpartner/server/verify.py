@@ -35,9 +35,10 @@ from ..protocol.keys import load_public_key
 from ..protocol.messages import canonical_url, request_message
 from ..protocol.signing import verify
 from ..store import registry, sandbox
+from ..store.change_signal import GENERATION_KEY
 from ..store.db import Database
 from ..store.replay_window import ReplayWindow, ReplayWindowFull
-from .credential_cache import CredentialCache, Lookup
+from .credential_cache import CredentialCache, Lookup, Registered, RegisteredMemory
 from .http import RawRequest
 
 _JSON_RANGES = {"application/json", "*/*", "application/*"}
@@ -81,6 +82,34 @@ class _PublicKeyCache:
 
 class _UnknownSerial(ApiError):
     """serial_no names no certificate of the merchant; verify() may add which one it meant."""
+
+    registered: tuple[str, ...] | None = None  # the merchant's serials, when already known
+
+
+def _unknown_mchid(auth: Authorization) -> ApiError:
+    # Echoed cut (protocol/detail.py): the header may carry 32 KiB of it.
+    shown = shown_value(None, auth.mchid)
+    return _sign_error(f"unknown mchid {shown!r}", "商户号不存在或未注册", field="mchid")
+
+
+def _unknown_serial(auth: Authorization, registered: tuple[str, ...] | None = None) -> _UnknownSerial:
+    exc = _sign_error(
+        f"serial_no {shown_value(None, auth.serial_no)!r} is not a certificate registered to mchid "
+        f"{auth.mchid}",
+        "商户证书序列号有误",
+        field="serial_no",
+        error=_UnknownSerial,
+    )
+    assert isinstance(exc, _UnknownSerial)
+    exc.registered = registered
+    return exc
+
+
+def _unregistered(auth: Authorization, unknown: str, known: Registered | None) -> ApiError:
+    """The step-3 refusal of a request naming an unknown merchant (``unknown`` "mchid") or serial."""
+    if unknown == "mchid":
+        return _unknown_mchid(auth)
+    return _unknown_serial(auth, None if known is None else known.serials.get(auth.mchid, ()))
 
 
 def _sign_error(
@@ -127,6 +156,8 @@ class Verifier:
         self._credentials = CredentialCache(signal) if signal is not None else None
         # PostgreSQL: lookups remembered too, checked by the nonce's statement (_check_on_postgres).
         self._remembered = CredentialCache() if not db.sqlite else None
+        # Unknown merchants and serials, answered without a lookup each (server/credential_cache.py).
+        self._registered = RegisteredMemory()
 
     def check_headers(self, req: RawRequest) -> None:
         accept = req.header("accept")
@@ -198,11 +229,14 @@ class Verifier:
         (decimal, lower case, OpenSSL's form), the refusal says which (sandbox mode only)."""
         if not self.explain:
             return exc
-        try:
-            with self.db.read() as conn:
-                registered = [str(r["serial_no"]) for r in registry.list_certificates(conn, auth.mchid)]
-        except SQLAlchemyError:  # the refusal stands without its hint
-            return exc
+        if exc.registered is not None:
+            registered = list(exc.registered)
+        else:
+            try:
+                with self.db.read() as conn:
+                    registered = [str(r["serial_no"]) for r in registry.list_certificates(conn, auth.mchid)]
+            except SQLAlchemyError:  # the refusal stands without its hint
+                return exc
         extra = serials.hint(auth.serial_no, registered)
         if extra and exc.detail is not None:
             exc.detail["detail"]["issue"] += extra
@@ -227,8 +261,15 @@ class Verifier:
                 else:
                     if ledger.generation == remembered[1]:
                         return (*checked, ledger.generation)
+            else:
+                self._refuse_if_unregistered_on_postgres(conn, auth)
             found, generation = registry.get_credential_clock_generation(conn, auth.mchid, auth.serial_no)
             cache.remember(auth.mchid, auth.serial_no, found, generation)
+            if found[0] is None or found[1] is None:
+                # Refused at step 3 on these fresh facts; the registry read for the next requests like it.
+                raise _unregistered(
+                    auth, "mchid" if found[0] is None else "serial_no", self._registered.read(conn)
+                )
             if ledger.recorded is None:
                 return (*self._check(req, auth, found, ledger), ledger.generation)
             try:
@@ -238,13 +279,37 @@ class Verifier:
                     sandbox.forget_nonce(conn, auth.mchid, auth.nonce_str)
                 raise
 
-    def _cached_lookup(self, auth: Authorization) -> Lookup:
-        assert self._credentials is not None  # built with the replay window: both need a SQLite file
-        return self._credentials.lookup(auth.mchid, auth.serial_no, lambda: self._lookup(auth))
+    def _refuse_if_unregistered_on_postgres(self, conn: Connection, auth: Authorization) -> None:
+        """A request naming a merchant or serial that the registry last read does not hold is refused on
+        it if the change generation is still the one it was read at: one statement (the generation's),
+        where the lookup took two (the lookup and, refused, the clock's or the serials' for the hint)."""
+        known = self._registered.latest()
+        if known is None:
+            return
+        unknown = known.unknown(auth.mchid, auth.serial_no)
+        if unknown is not None and sandbox.kv_get(conn, GENERATION_KEY) == known.word:
+            raise _unregistered(auth, unknown, known)
 
-    def _lookup(self, auth: Authorization) -> Lookup:
+    def _cached_lookup(self, auth: Authorization) -> Lookup:
+        """SQLite: the remembered lookup while the change word stands; else, a request naming a merchant
+        or serial that the registry read at this word does not hold is refused without a lookup."""
+        cache = self._credentials
+        assert cache is not None  # built with the replay window: both need a SQLite file
+        found = cache.get(auth.mchid, auth.serial_no)
+        if found is not None:
+            return found
+        word = cache.word()  # before the reads: a read that raced a change is kept under the old word
+        known = self._registered.at(word)
+        if known is not None and (unknown := known.unknown(auth.mchid, auth.serial_no)) is not None:
+            raise _unregistered(auth, unknown, known)
         with self.db.read() as conn:
-            return registry.get_credential_and_clock(conn, auth.mchid, auth.serial_no)
+            found = registry.get_credential_and_clock(conn, auth.mchid, auth.serial_no)
+            if found[0] is None or found[1] is None:
+                # Refused at step 3; the registry, read in the same transaction, for the next ones.
+                unknown = "mchid" if found[0] is None else "serial_no"
+                raise _unregistered(auth, unknown, self._registered.read(conn, word))
+        cache.remember(auth.mchid, auth.serial_no, found, word)
+        return found
 
     def _check(
         self, req: RawRequest, auth: Authorization, found: Lookup, ledger: _Ledger
@@ -252,17 +317,9 @@ class Verifier:
         """Steps 3-6; the nonce is recorded last, once the signature is known to be good."""
         merchant, cred, clock = found
         if merchant is None:
-            # Echoed cut (protocol/detail.py): the header may carry 32 KiB of it.
-            shown = shown_value(None, auth.mchid)
-            raise _sign_error(f"unknown mchid {shown!r}", "商户号不存在或未注册", field="mchid")
+            raise _unknown_mchid(auth)
         if cred is None:
-            raise _sign_error(
-                f"serial_no {shown_value(None, auth.serial_no)!r} is not a certificate registered to mchid "
-                f"{auth.mchid}",
-                "商户证书序列号有误",
-                field="serial_no",
-                error=_UnknownSerial,
-            )
+            raise _unknown_serial(auth)
         if cred.revoked:
             raise _sign_error(
                 f"certificate {auth.serial_no} has been revoked", "商户证书已作废", field="serial_no"
