@@ -13,7 +13,8 @@ checked) is journaled under the mchid its Authorization header *claims*: shown e
 ``mchid_verified: false`` (store/ops_repo.py). Anyone can send such requests, so each process journals
 them at a bounded rate (a token bucket: ``journal_unverified_burst`` rows, refilled at
 ``journal_unverified_rate`` a second; settings.extra), and a flood of them cannot rotate a merchant's
-verified rows out of the two generations faster than that. The rest are counted, and at most once a
+verified rows out of the two generations faster than that: per process, so the generations, which every
+worker and host share, take a flood spread over W processes at up to W times that. The rest are counted, and at most once a
 second one row says how many were left out and which merchants they claimed to be. Accepted requests
 never reach the bucket (one branch on the refusal path only).
 """
