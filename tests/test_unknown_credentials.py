@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN
 from live import Served
-from support import SP_A, World, sign_request, statements_run
+from support import SP_A, SP_B, World, sign_request, statements_run
 from wxpartner.cli import main
 from wxpartner.domain.merchants import KeyMode, Merchant, Role
 from wxpartner.protocol import keys as k
@@ -294,3 +294,23 @@ def test_a_merchant_the_cli_loads_is_honoured_by_every_worker_on_its_next_reques
             assert answer.status_code == 200, answer.text
     finally:
         served.stop()
+
+
+def test_a_serial_moved_to_another_merchant_refuses_without_burning_the_nonce(
+    hosts: tuple[WxPartnerApp, WxPartnerApp], world: World
+) -> None:
+    """PostgreSQL: the remembered lookup passes and the nonce is recorded before the moved generation
+    sends the request to a fresh lookup, which finds the serial no longer the merchant's: that refusal
+    takes the nonce back, like every refusal on fresh facts (a refusal writes nothing)."""
+    first, second = hosts
+    keys = world.merchants[SP_A]
+    pem = k.public_key_pem(keys.private_key.public_key())
+    for _ in range(3):
+        _verify(second, _request(world))  # remembered by the second host
+    with first.state.db.write() as conn:
+        registry.add_certificate(conn, SP_B, keys.serial_no, pem)  # the serial is SP_B's now
+    refused = _request(world)
+    assert _refused(second, refused)["field"] == "serial_no"
+    with first.state.db.write() as conn:
+        registry.add_certificate(conn, SP_A, keys.serial_no, pem, keys.certificate_pem)
+    _verify(second, refused)  # its nonce was not taken

@@ -265,8 +265,9 @@ class Verifier:
                 self._refuse_if_unregistered_on_postgres(conn, auth)
             found, generation = registry.get_credential_clock_generation(conn, auth.mchid, auth.serial_no)
             cache.remember(auth.mchid, auth.serial_no, found, generation)
-            if found[0] is None or found[1] is None:
-                # Refused at step 3 on these fresh facts; the registry read for the next requests like it.
+            if ledger.recorded is None and (found[0] is None or found[1] is None):
+                # Refused at step 3 on these fresh facts (with no nonce recorded on remembered ones to
+                # take back, below); the registry read for the next requests like it.
                 raise _unregistered(
                     auth, "mchid" if found[0] is None else "serial_no", self._registered.read(conn)
                 )
