@@ -16,12 +16,19 @@ Scenario section::
       spends:      # payments already made with a card (PAYMENTSUCCESS callbacks are queued as usual)
         - {sp_mchid: "1230000001", sub_mchid: "1230000101", out_card_no: card_0001, amount: 1500,
            goods_name: 午餐, store: {name: 食堂}}
+
+An export writes every relation (``state``, its times), card (``card_no``, ``state``, ``remain_amount``,
+its times) and payment (``transaction_id``, ``success_time``, ``refunded_amount``): entries with those
+fields are restored as they were (no W3 issue, no payment now, no callback), so an export loads back
+into the same W2/W4/W5 answers; entries without them load as they always did.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import secrets
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 import sqlalchemy as sa
@@ -30,18 +37,35 @@ from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..domain.clock import is_business_time
 from ..domain.webizpay import authorizations, payments, quota_cards
 from ..domain.webizpay.entities import (
+    ACTIVE,
     AUTHORIZED,
+    DISABLED,
     REVOKE_BY_EMPLOYEE,
+    REVOKED,
+    Card,
+    Payment,
     Policy,
     Relation,
     Template,
+    new_card_no,
     new_employee_id,
 )
-from ..models.webizpay import IssueQuotaCardRequest, Mchid, UserId
+from ..models.webizpay import (
+    FEN_MAX,
+    AuthorizationState,
+    CardRule,
+    CardState,
+    IssueQuotaCardRequest,
+    Mchid,
+    RefundRule,
+    UserId,
+)
 from ..protocol.detail import first_problem
 from ..protocol.errors import ApiError
+from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
 from ..store import sandbox as sandbox_store
 from ..store.db import Database
@@ -309,14 +333,26 @@ async def sweep(request: Request) -> Response:
 # ---- scenario section ----------------------------------------------------------------------------
 
 
+# Ids a request path carries unescaped (WeChat's own employee_ids are WeBizPay_<uuid>, card numbers
+# and transaction ids digits): "a/b" was stored, and no W-path could name it.
+PathId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_\-]+$")]
+# A time as the export writes it (RFC 3339); checked as business time by _time.
+Time = Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class EmployeeSpec(BaseModel):
+    """An authorization relation: AUTHORIZED (a pre-authorized employee: no callback), or, as an
+    export writes every relation, REVOKED with its times and reason."""
+
     model_config = ConfigDict(extra="forbid")
     sp_mchid: scenario.Mchid
     sub_mchid: scenario.Mchid
     user_id: str = Field(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z_\-|*]{6,32}$")
-    # what a request path carries unescaped (WeChat's own are WeBizPay_<uuid>): "a/b" was stored, and
-    # no W3–W8 path could name it
-    employee_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_\-]+$")
+    employee_id: PathId | None = None
+    state: AuthorizationState = "AUTHORIZED"
+    authorization_time: Time | None = None  # default: the clock's now
+    authorization_revoked_time: Time | None = None  # REVOKED only; default: authorization_time
+    reason: str | None = Field(default=None, min_length=1, max_length=64)  # REVOKED only
 
 
 class CardSpec(BaseModel):
@@ -330,6 +366,39 @@ class CardSpec(BaseModel):
     card_name: str
     effective_end_time: str
     card_remark: str | None = None
+    avail_mch_range_id: str | None = None
+    # A card restored as it was (an export writes them): any of these given, the card is written with
+    # them rather than issued now as W3 would (no W3 check of the clock: a card past its end loads).
+    card_no: PathId | None = None
+    employee_id: PathId | None = None  # the relation it was issued to (default: the AUTHORIZED one)
+    state: CardState | None = None  # default ACTIVE
+    card_rule: CardRule | None = None  # default: the template's
+    refund_rule: RefundRule | None = None
+    remain_amount: int | None = Field(default=None, ge=0, le=FEN_MAX)  # default: amount
+    effective_begin_time: Time | None = None  # default: the clock's now
+    card_disabled_time: Time | None = None  # DISABLED only; default: the clock's now
+    reason: str | None = Field(default=None, min_length=1, max_length=128)  # DISABLED only
+    # its last payment, as W4 shows it (a recorded spend does not change its card)
+    card_usage_time: Time | None = None
+    transaction_id: PathId | None = None
+
+
+_LATEST_END_AT = parse_rfc3339(quota_cards.LATEST_END).timestamp()
+_RESTORED_CARD = frozenset(
+    {
+        "card_no",
+        "employee_id",
+        "state",
+        "card_rule",
+        "refund_rule",
+        "remain_amount",
+        "effective_begin_time",
+        "card_disabled_time",
+        "reason",
+        "card_usage_time",
+        "transaction_id",
+    }
+)
 
 
 class StoreSpec(BaseModel):
@@ -341,7 +410,9 @@ class StoreSpec(BaseModel):
 
 
 class SpendSpec(BaseModel):
-    """A payment already made with a card (by the card's out_card_no), as the payment page would."""
+    """A payment already made with a card (by the card's out_card_no), as the payment page would; with
+    its ``transaction_id`` (an export writes it), a payment recorded as it was made: no callback, and
+    the card's remain_amount is the card entry's."""
 
     model_config = ConfigDict(extra="forbid")
     sp_mchid: scenario.Mchid
@@ -351,6 +422,9 @@ class SpendSpec(BaseModel):
     goods_name: str | None = None
     out_trade_no: str | None = None
     store: StoreSpec | None = None
+    transaction_id: PathId | None = None
+    success_time: Time | None = None  # with transaction_id; default: the clock's now
+    refunded_amount: int | None = Field(default=None, ge=0, le=FEN_MAX)  # with transaction_id
 
 
 class SectionSpec(BaseModel):
@@ -361,30 +435,227 @@ class SectionSpec(BaseModel):
     spends: list[SpendSpec] = []
 
 
+def _time(value: str | None, where: str, default: float) -> float:
+    """An entry's RFC 3339 time as business time (``default`` when left out)."""
+    if value is None:
+        return default
+    try:
+        ts = parse_rfc3339(value).timestamp()
+    except ValueError as exc:
+        raise scenario.ScenarioError(f"{where}: {exc}") from None
+    if not is_business_time(ts):  # every answer that shows it renders it as a date
+        raise scenario.ScenarioError(f"{where}: must be between 1970 and 9999")
+    return ts
+
+
+def _only_when(given: Any, state: str, wanted: str, where: str, name: str) -> None:
+    if given is not None and state != wanted:
+        raise scenario.ScenarioError(f"{where}.{name}: only a {wanted} entry has one (this one is {state})")
+
+
+def _load_employee(repo: WebizpayRepo, i: int, e: EmployeeSpec, now: float) -> str:
+    """The relation's employee_id: the one already there (the same file loaded again), else the new one's."""
+    where = f"webizpay.employees[{i}]"
+    if not repo.sub_bound(e.sp_mchid, e.sub_mchid):
+        raise scenario.ScenarioError(f"{where}: {e.sub_mchid} is not a sub-merchant of {e.sp_mchid}")
+    _only_when(e.authorization_revoked_time, e.state, REVOKED, where, "authorization_revoked_time")
+    _only_when(e.reason, e.state, REVOKED, where, "reason")
+    authorized_at = _time(e.authorization_time, f"{where}.authorization_time", now)
+    if e.state == AUTHORIZED:
+        relation = repo.authorized_relation(e.sp_mchid, e.sub_mchid, e.user_id)
+        if relation is None:
+            relation = Relation(
+                e.employee_id or new_employee_id(),
+                e.sp_mchid,
+                e.sub_mchid,
+                e.user_id,
+                AUTHORIZED,
+                authorized_at,
+            )
+            if not repo.insert_relation(relation):
+                raise scenario.ScenarioError(f"{where}: employee_id {e.employee_id} is taken")
+        return relation.employee_id
+    if e.employee_id is None:  # else the same file loaded twice made two
+        raise scenario.ScenarioError(f"{where}.employee_id: a {REVOKED} relation needs its employee_id")
+    revoked_at = _time(e.authorization_revoked_time, f"{where}.authorization_revoked_time", authorized_at)
+    if revoked_at < authorized_at:
+        raise scenario.ScenarioError(f"{where}.authorization_revoked_time: before its authorization_time")
+    existing = repo.relation(e.employee_id)
+    if existing is not None:
+        if (existing.sp_mchid, existing.sub_mchid, existing.user_id, existing.state) != (
+            e.sp_mchid,
+            e.sub_mchid,
+            e.user_id,
+            REVOKED,
+        ):
+            raise scenario.ScenarioError(f"{where}.employee_id: {e.employee_id} is taken")
+        return existing.employee_id
+    relation = Relation(
+        e.employee_id, e.sp_mchid, e.sub_mchid, e.user_id, REVOKED, authorized_at, revoked_at, e.reason
+    )
+    if not repo.insert_relation(relation):
+        raise scenario.ScenarioError(f"{where}.employee_id: {e.employee_id} is taken")
+    return relation.employee_id
+
+
+def _card_owner(repo: WebizpayRepo, c: CardSpec, where: str) -> Relation:
+    if c.employee_id is None:
+        owner = repo.authorized_relation(c.sp_mchid, c.sub_mchid, c.user_id)
+        if owner is None:
+            raise scenario.ScenarioError(f"{where}: {c.user_id} has no AUTHORIZED relation")
+        return owner
+    owner = repo.relation(c.employee_id)
+    if owner is None or (owner.sp_mchid, owner.sub_mchid, owner.user_id) != (
+        c.sp_mchid,
+        c.sub_mchid,
+        c.user_id,
+    ):
+        raise scenario.ScenarioError(
+            f"{where}.employee_id: no relation {c.employee_id} of {c.user_id} under {c.sp_mchid}/{c.sub_mchid}"
+        )
+    return owner
+
+
+def _restore_card(repo: WebizpayRepo, pol: Policy, now: float, i: int, c: CardSpec) -> str:
+    """A card written as the entry says (an exported one): its card_no, state, amounts and times."""
+    where = f"webizpay.cards[{i}]"
+    fields = c.model_dump(include=set(IssueQuotaCardRequest.model_fields), exclude_none=True)
+    body: IssueQuotaCardRequest = _validated(IssueQuotaCardRequest, fields, where)
+    owner = _card_owner(repo, c, where)
+    state = c.state or ACTIVE
+    if state == ACTIVE and owner.state != AUTHORIZED:
+        raise scenario.ScenarioError(
+            f"{where}.state: an {ACTIVE} card of a {owner.state} relation (a revoke disables its cards)"
+        )
+    _only_when(c.card_disabled_time, state, DISABLED, where, "card_disabled_time")
+    _only_when(c.reason, state, DISABLED, where, "reason")
+    remain = body.amount if c.remain_amount is None else c.remain_amount
+    if remain > body.amount:
+        raise scenario.ScenarioError(f"{where}.remain_amount: {remain} is more than the amount {body.amount}")
+    end_at = _time(body.effective_end_time, f"{where}.effective_end_time", now)
+    if end_at > _LATEST_END_AT:
+        raise scenario.ScenarioError(f"{where}.effective_end_time: later than {quota_cards.LATEST_END}")
+    begin_at = _time(c.effective_begin_time, f"{where}.effective_begin_time", now)
+    existing = repo.card_by_out_no(c.sp_mchid, c.sub_mchid, body.out_card_no)
+    if existing is not None:  # the same file loaded again: left as it is
+        if c.card_no is not None and existing.card_no != c.card_no:
+            raise scenario.ScenarioError(
+                f"{where}.out_card_no: {body.out_card_no} is card {existing.card_no} already, not {c.card_no}"
+            )
+        return existing.card_no
+    if c.card_no is not None and repo.card(c.card_no) is not None:
+        raise scenario.ScenarioError(f"{where}.card_no: {c.card_no} is taken")
+    template = repo.template(c.sp_mchid, body.card_template_id) or pol.builtin(body.card_template_id)
+    if template is None and (c.card_rule is None or c.refund_rule is None):
+        raise scenario.ScenarioError(
+            f"{where}.card_template_id: unknown card template {body.card_template_id} (give card_rule and "
+            "refund_rule, or configure it under templates)"
+        )
+    # avail_mch_range_id is kept as written, unchecked: the ranges (W13–W17) are not in an export
+    disabled = state == DISABLED
+    card = Card(
+        card_no=c.card_no or new_card_no(),
+        sp_mchid=c.sp_mchid,
+        sub_mchid=c.sub_mchid,
+        out_card_no=body.out_card_no,
+        employee_id=owner.employee_id,
+        card_template_id=body.card_template_id,
+        card_rule=c.card_rule or (template.card_rule if template else ""),
+        refund_rule=c.refund_rule or (template.refund_rule if template else ""),
+        amount=body.amount,
+        remain_amount=remain,
+        card_name=body.card_name,
+        card_remark=body.card_remark,
+        begin_at=begin_at,
+        end_at=end_at,
+        end_text=body.effective_end_time,
+        state=state,
+        disabled_at=_time(c.card_disabled_time, f"{where}.card_disabled_time", now) if disabled else None,
+        reason=c.reason if disabled else None,
+        used_at=None
+        if c.card_usage_time is None
+        else _time(c.card_usage_time, f"{where}.card_usage_time", now),
+        transaction_id=c.transaction_id,
+        avail_mch_range_id=body.avail_mch_range_id,
+    )
+    if not repo.insert_card(card):  # a race on card_no or out_card_no: refused, as the look above
+        raise scenario.ScenarioError(f"{where}.card_no: {card.card_no} is taken")
+    return card.card_no
+
+
+def _record_spend(repo: WebizpayRepo, now: float, i: int, sp: SpendSpec, card: Card) -> str:
+    """A payment written as the entry says (an exported one): no callback, and its card left as its
+    entry gave it (remain_amount, card_usage_time, transaction_id)."""
+    where = f"webizpay.spends[{i}]"
+    txid = sp.transaction_id
+    assert txid is not None
+    paid = repo.payment(txid)
+    if paid is not None:  # the same file loaded again: left as it is
+        if (paid.card_no, paid.amount) != (card.card_no, sp.amount):
+            raise scenario.ScenarioError(f"{where}.transaction_id: {txid} is taken")
+        return txid
+    if sp.amount <= 0 or sp.amount > FEN_MAX:
+        raise scenario.ScenarioError(f"{where}.amount: must be a positive number of fen")
+    refunded = sp.refunded_amount or 0
+    if refunded > sp.amount:
+        raise scenario.ScenarioError(
+            f"{where}.refunded_amount: {refunded} is more than the amount {sp.amount}"
+        )
+    raw = sp.store.model_dump(exclude_none=True) if sp.store else {}
+    body = {"goods_name": sp.goods_name, "out_trade_no": sp.out_trade_no}
+    try:
+        goods = _str(body, "goods_name", webizpay_payments.c.goods_name, required=False)
+        out_trade_no = _str(body, "out_trade_no", webizpay_payments.c.out_trade_no, required=False)
+        given = {
+            k: string(raw.get(k), f"store.{k}", location="body", max_length=length_of(column), required=False)
+            for k, column in _STORE_COLUMNS.items()
+        }
+    except ControlError as err:
+        raise scenario.ScenarioError(f"{where}: {err.message}") from None
+    if out_trade_no is not None:
+        other = repo.payment_by_out_trade_no(card.card_no, out_trade_no)
+        if other is not None:
+            raise scenario.ScenarioError(
+                f"{where}.out_trade_no: {out_trade_no} of card {sp.out_card_no} is payment {other.transaction_id}"
+            )
+    store = payments.Store(**{k: v for k, v in given.items() if v is not None})
+    at = _time(sp.success_time, f"{where}.success_time", now)
+    repo.insert_payment(
+        Payment(
+            transaction_id=txid,
+            out_trade_no=out_trade_no or f"SBX{secrets.token_hex(8).upper()}",
+            card_no=card.card_no,
+            sp_mchid=card.sp_mchid,
+            sub_mchid=card.sub_mchid,
+            employee_id=card.employee_id,
+            amount=sp.amount,
+            refunded_amount=refunded,
+            receive_mch_name=store.name,
+            receive_mch_full_name=store.full_name,
+            receive_mch_organization_code=store.organization_code,
+            acquirer=store.acquirer,
+            goods_name=goods or "企业支付消费",
+            paid_at=at,
+        )
+    )
+    return txid
+
+
 def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
     spec: SectionSpec = _validated(SectionSpec, data, "webizpay")
     repo = WebizpayRepo(conn)
     now = sandbox_store.read_clock(conn).now_ts()
     for t in spec.templates:
         repo.put_template(t.sp_mchid, Template(t.card_template_id, t.card_rule, t.refund_rule), now)
-    employee_ids: list[str] = []
-    for i, e in enumerate(spec.employees):
-        if not repo.sub_bound(e.sp_mchid, e.sub_mchid):
-            raise scenario.ScenarioError(
-                f"webizpay.employees[{i}]: {e.sub_mchid} is not a sub-merchant of {e.sp_mchid}"
-            )
-        relation = repo.authorized_relation(e.sp_mchid, e.sub_mchid, e.user_id)
-        if relation is None:
-            relation = Relation(
-                e.employee_id or new_employee_id(), e.sp_mchid, e.sub_mchid, e.user_id, AUTHORIZED, now
-            )
-            if not repo.insert_relation(relation):
-                raise scenario.ScenarioError(f"webizpay.employees[{i}]: employee_id {e.employee_id} is taken")
-        employee_ids.append(relation.employee_id)  # a generated one is what W-calls and the pages name
+    # a generated one is what W-calls and the pages name
+    employee_ids = [_load_employee(repo, i, e, now) for i, e in enumerate(spec.employees)]
     card_nos: list[str] = []
     transaction_ids: list[str] = []
     pol = Policy()
     for i, c in enumerate(spec.cards):
+        if c.model_fields_set & _RESTORED_CARD:
+            card_nos.append(_restore_card(repo, pol, now, i, c))
+            continue
         owner = repo.authorized_relation(c.sp_mchid, c.sub_mchid, c.user_id)
         if owner is None:
             raise scenario.ScenarioError(f"webizpay.cards[{i}]: {c.user_id} has no AUTHORIZED relation")
@@ -398,6 +669,14 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
         card = repo.card_by_out_no(sp.sp_mchid, sp.sub_mchid, sp.out_card_no)
         if card is None:
             raise scenario.ScenarioError(f"webizpay.spends[{i}]: no card {sp.out_card_no} of {sp.sub_mchid}")
+        if sp.transaction_id is not None:
+            transaction_ids.append(_record_spend(repo, now, i, sp, card))
+            continue
+        for name in ("success_time", "refunded_amount"):
+            if getattr(sp, name) is not None:
+                raise scenario.ScenarioError(
+                    f"webizpay.spends[{i}].{name}: only a spend recorded with its transaction_id has one"
+                )
         paid = (
             None if sp.out_trade_no is None else repo.payment_by_out_trade_no(card.card_no, sp.out_trade_no)
         )
@@ -411,8 +690,11 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
                 )
             transaction_ids.append(paid.transaction_id)
             continue
-        body = {"card_no": card.card_no, **sp.model_dump(exclude={"sp_mchid", "sub_mchid", "out_card_no"})}
-        body["store"] = sp.store.model_dump(exclude_none=True) if sp.store else {}
+        body = {
+            "card_no": card.card_no,
+            **sp.model_dump(include={"amount", "goods_name", "out_trade_no"}),
+            "store": sp.store.model_dump(exclude_none=True) if sp.store else {},
+        }
         try:
             transaction_ids.append(str(pay_from_body(repo, pol, now, body)["transaction_id"]))
         except (ApiError, ControlError) as err:
@@ -432,10 +714,93 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
     lctx.report["webizpay"] = report
 
 
+def _when(ts: float) -> str:
+    """A stored time as the export writes it: to the millisecond (what loads back as the same text)."""
+    return format_rfc3339(dt.datetime.fromtimestamp(ts, dt.UTC), millis=True)
+
+
+def _employee_entry(r: Relation) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "sp_mchid": r.sp_mchid,
+        "sub_mchid": r.sub_mchid,
+        "user_id": r.user_id,
+        "employee_id": r.employee_id,
+        "state": r.state,
+        "authorization_time": _when(r.authorized_at),
+    }
+    if r.state != AUTHORIZED:
+        if r.revoked_at is not None:
+            out["authorization_revoked_time"] = _when(r.revoked_at)
+        if r.reason:
+            out["reason"] = r.reason
+    return out
+
+
+def _card_entry(card: Card, user_id: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "sp_mchid": card.sp_mchid,
+        "sub_mchid": card.sub_mchid,
+        "user_id": user_id,
+        "employee_id": card.employee_id,
+        "out_card_no": card.out_card_no,
+        "card_no": card.card_no,
+        "card_template_id": card.card_template_id,
+        "card_rule": card.card_rule,
+        "refund_rule": card.refund_rule,
+        "amount": card.amount,
+        "remain_amount": card.remain_amount,
+        "card_name": card.card_name,
+        "card_remark": card.card_remark or None,
+        "effective_begin_time": _when(card.begin_at),
+        "effective_end_time": card.end_text,
+        "avail_mch_range_id": card.avail_mch_range_id,
+        "state": card.state,
+    }
+    if card.used_at is not None:
+        out["card_usage_time"] = _when(card.used_at)
+    out["transaction_id"] = card.transaction_id
+    if card.state == DISABLED:
+        out["card_disabled_time"] = _when(card.disabled_at) if card.disabled_at is not None else None
+        out["reason"] = card.reason or None
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _spend_entry(p: Payment, out_card_no: str | None) -> dict[str, Any]:
+    return {
+        "sp_mchid": p.sp_mchid,
+        "sub_mchid": p.sub_mchid,
+        "out_card_no": out_card_no,
+        "transaction_id": p.transaction_id,
+        "out_trade_no": p.out_trade_no,
+        "amount": p.amount,
+        **({"refunded_amount": p.refunded_amount} if p.refunded_amount else {}),
+        "goods_name": p.goods_name,
+        "store": {
+            "name": p.receive_mch_name,
+            "full_name": p.receive_mch_full_name,
+            "organization_code": p.receive_mch_organization_code,
+            "acquirer": p.acquirer,
+        },
+        "success_time": _when(p.paid_at),
+    }
+
+
 def _export_section(conn: Connection) -> dict[str, Any] | None:
+    """Templates, then every relation, card and payment, oldest first, each list streamed as its rows
+    are read (``scenario.Rows``): what loads back into the same answers of W2, W4 and W5."""
     repo = WebizpayRepo(conn)
+    out: dict[str, Any] = {}
     data = repo.templates_of()
-    return {"templates": data} if data else None
+    if data:
+        out["templates"] = data
+    batch = scenario.EXPORT_BATCH
+    if repo.any_relation():
+        out["employees"] = scenario.Rows(_employee_entry(r) for r in repo.export_relations(batch))
+    if repo.any_card():
+        out["cards"] = scenario.Rows(_card_entry(c, u) for c, u in repo.export_cards(batch))
+    if repo.any_payment():
+        out["spends"] = scenario.Rows(_spend_entry(p, o) for p, o in repo.export_payments(batch))
+    return out or None
 
 
 scenario.register_section(scenario.Section("webizpay", _load_section, _export_section))

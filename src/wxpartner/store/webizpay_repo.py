@@ -7,6 +7,7 @@ constraints, transitions are ``UPDATE ... WHERE state = ...`` and report whether
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -637,6 +638,56 @@ class WebizpayRepo:
                 .values(remain_amount=c.c.remain_amount + refund.amount)
             )
         return True
+
+    # ---- the scenario export, and a scenario's recorded payments ------------------------------------
+
+    def any_relation(self) -> bool:
+        t = webizpay_relations
+        return self.conn.execute(sa.select(t.c.employee_id).limit(1)).first() is not None
+
+    def export_relations(self, batch: int = 1000) -> Iterator[Relation]:
+        """Every relation, oldest first, ``batch`` rows at a time as the caller goes (a server-side
+        cursor on PostgreSQL): the scenario export streams them."""
+        t = webizpay_relations
+        stmt = sa.select(t).order_by(t.c.authorized_at, t.c.employee_id)
+        for r in self.conn.execution_options(yield_per=batch).execute(stmt):
+            yield Relation(**r._mapping)
+
+    def any_card(self) -> bool:
+        t = webizpay_cards
+        return self.conn.execute(sa.select(t.c.card_no).limit(1)).first() is not None
+
+    def export_cards(self, batch: int = 1000) -> Iterator[tuple[Card, str | None]]:
+        """Every card, oldest first, with the user_id of its relation (None without one), ``batch``
+        rows at a time (see export_relations)."""
+        c, r = webizpay_cards, webizpay_relations
+        stmt = (
+            sa.select(c, r.c.user_id.label("wx_user_id"))
+            .select_from(c.outerjoin(r, r.c.employee_id == c.c.employee_id))
+            .order_by(c.c.begin_at, c.c.card_no)
+        )
+        for row in self.conn.execution_options(yield_per=batch).execute(stmt):
+            m = dict(row._mapping)
+            user_id = m.pop("wx_user_id")
+            yield Card(**m), user_id
+
+    def any_payment(self) -> bool:
+        t = webizpay_payments
+        return self.conn.execute(sa.select(t.c.transaction_id).limit(1)).first() is not None
+
+    def export_payments(self, batch: int = 1000) -> Iterator[tuple[Payment, str | None]]:
+        """Every payment, oldest first, with its card's out_card_no (None without the card), ``batch``
+        rows at a time (see export_relations)."""
+        p, c = webizpay_payments, webizpay_cards
+        stmt = (
+            sa.select(p, c.c.out_card_no.label("wx_out_card_no"))
+            .select_from(p.outerjoin(c, c.c.card_no == p.c.card_no))
+            .order_by(p.c.paid_at, p.c.transaction_id)
+        )
+        for row in self.conn.execution_options(yield_per=batch).execute(stmt):
+            m = dict(row._mapping)
+            out_card_no = m.pop("wx_out_card_no")
+            yield Payment(**m), out_card_no
 
     # ---- events ----------------------------------------------------------------------------------
 

@@ -1,0 +1,294 @@
+"""The webizpay section of a scenario export loads back into the same sandbox: relations (AUTHORIZED
+and REVOKED, with their employee_ids and times), cards (ACTIVE, cancelled, expired, used, with their
+card_no, amounts and state) and payments. The export wrote only the templates: an export, reset and
+load lost every employee, card and payment."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from support import SP_A, SUB_A, ApiClient
+from webizpay_support import authorize, events, get_card, issue
+from wxpartner.sandbox import scenario
+from wxpartner.server.app import WxPartnerApp
+
+
+def _w2(client: ApiClient, user_id: str) -> Any:
+    resp = client.get(f"/v3/webizpay/users/{user_id}/authorization-state?sp_mchid={SP_A}&sub_mchid={SUB_A}")
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def _pay(control: TestClient, card_no: str, amount: int, out_trade_no: str) -> str:
+    resp = control.post(
+        "/sandbox/webizpay/payments",
+        json={"card_no": card_no, "amount": amount, "out_trade_no": out_trade_no, "store": {"name": "食堂"}},
+    )
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["transaction_id"])
+
+
+def _sandbox(client: ApiClient, control: TestClient) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Employees (one revoked), and cards: used (MULTIPLE, partly refunded), SINGLE used up, cancelled,
+    expired, and a revoked employee's. Returns user_id -> employee_id and the (employee_id, card_no)s."""
+    now = control.get("/sandbox/clock").json()["now_ts"]
+    assert control.post("/sandbox/clock", json={"set": now, "freeze": True}).status_code == 200
+    emp = {u: authorize(client, control, u) for u in ("user_rt_01", "user_rt_02", "user_rt_03")}
+    end = "2200-01-01T00:00:00+08:00"  # the clock moves past 2099 (the expired card's end) below
+    used = issue(client, emp["user_rt_01"], "rt_used", effective_end_time=end)
+    single = issue(
+        client,
+        emp["user_rt_01"],
+        "rt_single",
+        card_template_id="template_single_return",
+        effective_end_time=end,
+    )
+    cancelled = issue(client, emp["user_rt_01"], "rt_cancelled", card_remark=None, effective_end_time=end)
+    expiring = issue(client, emp["user_rt_02"], "rt_expired", effective_end_time="2099-01-01T00:00:00+08:00")
+    revoked = issue(client, emp["user_rt_03"], "rt_revoked", effective_end_time=end)
+    tx = _pay(control, used["card_no"], 1500, "trade_1")
+    _pay(control, used["card_no"], 200, "trade_2")
+    _pay(control, single["card_no"], 300, "trade_3")
+    refund = control.post("/sandbox/webizpay/refunds", json={"transaction_id": tx, "amount": 500})
+    assert refund.status_code == 200, refund.text
+    cancel = client.post(
+        f"/v3/webizpay/employees/{emp['user_rt_01']}/quota-cards/{cancelled['card_no']}/cancel",
+        {"sp_mchid": SP_A, "sub_mchid": SUB_A, "reason": "商户主动作废"},
+    )
+    assert cancel.status_code == 200, cancel.text
+    revoke = client.post(
+        f"/v3/webizpay/employees/{emp['user_rt_03']}/revoke", {"sp_mchid": SP_A, "sub_mchid": SUB_A}
+    )
+    assert revoke.status_code == 200, revoke.text
+    moved = control.post("/sandbox/clock", json={"set": 4_070_966_400 + 60, "freeze": True})  # past 2099
+    assert moved.status_code == 200, moved.text
+    assert control.post("/sandbox/webizpay/sweep").status_code == 200  # (a clock move may have swept)
+    cards = [
+        (emp[u], c["card_no"])
+        for u, c in (
+            ("user_rt_01", used),
+            ("user_rt_01", single),
+            ("user_rt_01", cancelled),
+            ("user_rt_02", expiring),
+            ("user_rt_03", revoked),
+        )
+    ]
+    return emp, cards
+
+
+def _answers(client: ApiClient, emp: dict[str, str], cards: list[tuple[str, str]]) -> Any:
+    w2 = {u: _w2(client, u) for u in emp}
+    w4 = []
+    for e, card_no in cards:
+        resp = get_card(client, e, card_no)
+        assert resp.status_code == 200, resp.text
+        w4.append(resp.json())
+    return w2, w4
+
+
+def test_an_export_loads_back_into_the_same_answers(
+    client_a: ApiClient, control: TestClient, app: WxPartnerApp
+) -> None:
+    emp, cards = _sandbox(client_a, control)
+    before = _answers(client_a, emp, cards)
+    states = {c["out_card_no"]: (c["card_state"], c["remain_amount"]) for c in before[1]}
+    assert states == {
+        "rt_used": ("ACTIVE", 10000 - 1500 - 200 + 500),
+        "rt_single": ("ACTIVE", 9700),
+        "rt_cancelled": ("DISABLED", 10000),
+        "rt_expired": ("DISABLED", 10000),
+        "rt_revoked": ("DISABLED", 10000),
+    }
+    exported = control.get("/sandbox/scenario")
+    assert exported.status_code == 200
+    document = exported.json()
+    section = document["webizpay"]
+    assert len(section["employees"]) == 3 and len(section["cards"]) == 5 and len(section["spends"]) == 3
+    assert {e["state"] for e in section["employees"]} == {"AUTHORIZED", "REVOKED"}
+
+    assert control.post("/sandbox/reset", json={}).status_code == 200
+    assert "webizpay" not in control.get("/sandbox/scenario").json()
+    loaded = control.post("/sandbox/scenario", content=exported.content)
+    assert loaded.status_code == 200, loaded.text
+    assert loaded.json()["webizpay"]["card_nos"] == [c["card_no"] for c in section["cards"]]
+    assert control.get("/sandbox/scenario").json() == document
+    assert _answers(client_a, emp, cards) == before
+
+    # the same file again: nothing more (no second relation, card or payment)
+    again = control.post("/sandbox/scenario", content=exported.content)
+    assert again.status_code == 200, again.text
+    assert control.get("/sandbox/scenario").json() == document
+    assert _answers(client_a, emp, cards) == before
+    # and what loaded back is alive: the used card pays on
+    _pay(control, cards[0][1], 100, "trade_after")
+    assert get_card(client_a, *cards[0]).json()["remain_amount"] == 8700
+
+
+def test_an_old_file_loads_as_it_did(control: TestClient, client_a: ApiClient, app: WxPartnerApp) -> None:
+    """Without the new fields, a card is issued now (W3), a spend paid now (its callback queued)."""
+    old = {
+        "webizpay": {
+            "employees": [{"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "user_old_1"}],
+            "cards": [
+                {
+                    "sp_mchid": SP_A,
+                    "sub_mchid": SUB_A,
+                    "user_id": "user_old_1",
+                    "out_card_no": "old_card_1",
+                    "amount": 1000,
+                    "card_name": "差旅费用卡",
+                    "effective_end_time": "2099-12-31T23:59:59+08:00",
+                }
+            ],
+            "spends": [
+                {"sp_mchid": SP_A, "sub_mchid": SUB_A, "out_card_no": "old_card_1", "amount": 150},
+                {"sp_mchid": SP_A, "sub_mchid": SUB_A, "out_card_no": "old_card_1", "amount": 50},
+            ],
+        }
+    }
+    loaded = control.post("/sandbox/scenario", json=old)
+    assert loaded.status_code == 200, loaded.text
+    report = loaded.json()["webizpay"]
+    [employee_id], [card_no] = report["employee_ids"], report["card_nos"]
+    assert len(report["transaction_ids"]) == 2
+    card = get_card(client_a, employee_id, card_no).json()
+    assert (card["card_state"], card["remain_amount"]) == ("ACTIVE", 800)
+    assert len(events(app, "WEBIZPAY.PAYMENTSUCCESS")) == 2
+    # an old card entry still refuses an end in the past, as W3 does
+    old["webizpay"]["cards"][0].update(
+        out_card_no="old_card_2", effective_end_time="2001-01-01T00:00:00+08:00"
+    )
+    del old["webizpay"]["spends"]
+    refused = control.post("/sandbox/scenario", json=old)
+    assert refused.status_code == 400 and refused.json()["message"].startswith("webizpay.cards[0]: ")
+
+
+def _restored_card(**over: Any) -> dict[str, Any]:
+    card = {
+        "sp_mchid": SP_A,
+        "sub_mchid": SUB_A,
+        "user_id": "user_taken_1",
+        "out_card_no": "taken_card_2",
+        "amount": 1000,
+        "card_name": "差旅费用卡",
+        "effective_end_time": "2099-12-31T23:59:59+08:00",
+        "card_no": "1000000000000000002",
+    }
+    return {**card, **over}
+
+
+def test_a_taken_card_no_is_refused_naming_its_path(control: TestClient) -> None:
+    first = {
+        "webizpay": {
+            "employees": [{"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "user_taken_1"}],
+            "cards": [_restored_card(out_card_no="taken_card_1", card_no="1000000000000000001")],
+        }
+    }
+    assert control.post("/sandbox/scenario", json=first).status_code == 200
+    second = {
+        "webizpay": {
+            "cards": [
+                _restored_card(),
+                _restored_card(out_card_no="taken_card_3", card_no="1000000000000000001"),
+            ]
+        }
+    }
+    refused = control.post("/sandbox/scenario", json=second)
+    assert refused.status_code == 400, refused.text
+    body = refused.json()
+    assert body["code"] == "SCENARIO_ERROR"
+    assert body["detail"]["field"] == "webizpay.cards[1].card_no", body
+    assert "1000000000000000001 is taken" in body["message"]
+    # nothing of the file was written (its first card neither)
+    cards = control.get("/sandbox/scenario").json()["webizpay"]["cards"]
+    assert [c["card_no"] for c in cards] == ["1000000000000000001"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        (_restored_card(state="CANCELLED"), "webizpay.cards[0].state"),
+        (_restored_card(remain_amount=1001), "webizpay.cards[0].remain_amount"),
+        (_restored_card(remain_amount=-1), "webizpay.cards[0].remain_amount"),
+        (_restored_card(card_no="a/b"), "webizpay.cards[0].card_no"),
+        (_restored_card(card_no="1" * 65), "webizpay.cards[0].card_no"),
+        (_restored_card(effective_begin_time="yesterday"), "webizpay.cards[0].effective_begin_time"),
+        (_restored_card(reason="作废"), "webizpay.cards[0].reason"),  # an ACTIVE card has none
+        (_restored_card(card_rule="TWICE"), "webizpay.cards[0].card_rule"),
+        (_restored_card(employee_id="WeBizPay_nobody"), "webizpay.cards[0].employee_id"),
+    ],
+)
+def test_a_restored_card_is_validated_strictly(
+    control: TestClient, entry: dict[str, Any], field: str
+) -> None:
+    data = {
+        "webizpay": {
+            "employees": [{"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "user_taken_1"}],
+            "cards": [entry],
+        }
+    }
+    refused = control.post("/sandbox/scenario", json=data)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["detail"]["field"] == field, refused.json()
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ({"state": "REVOKED"}, "webizpay.employees[0].employee_id"),  # loaded twice, it made two
+        ({"state": "GONE", "employee_id": "WeBizPay_x"}, "webizpay.employees[0].state"),
+        ({"reason": "员工注销"}, "webizpay.employees[0].reason"),  # an AUTHORIZED one has none
+        ({"authorization_time": "2025-13-01T00:00:00Z"}, "webizpay.employees[0].authorization_time"),
+    ],
+)
+def test_an_employee_entry_is_validated_strictly(
+    control: TestClient, entry: dict[str, Any], field: str
+) -> None:
+    data = {
+        "webizpay": {"employees": [{"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "user_bad_1", **entry}]}
+    }
+    refused = control.post("/sandbox/scenario", json=data)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["detail"]["field"] == field, refused.json()
+
+
+def test_an_export_of_many_cards_streams(
+    app: WxPartnerApp, control: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cards and payments are lists read EXPORT_BATCH rows at a time (``scenario.Rows``), not
+    materialised: the answer comes in chunks of no more than a batch of them."""
+    monkeypatch.setattr(scenario, "EXPORT_BATCH", 10)
+    n = 45
+    data = {
+        "webizpay": {
+            "employees": [{"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "user_many_1"}],
+            "cards": [
+                _restored_card(user_id="user_many_1", out_card_no=f"many_{i:04d}", card_no=f"1{i:018d}")
+                for i in range(n)
+            ],
+            "spends": [
+                {
+                    "sp_mchid": SP_A,
+                    "sub_mchid": SUB_A,
+                    "out_card_no": f"many_{i:04d}",
+                    "amount": 1,
+                    "transaction_id": f"42{i:026d}",
+                }
+                for i in range(n)
+            ],
+        }
+    }
+    assert control.post("/sandbox/scenario", json=data).status_code == 200
+    with app.state.db.snapshot() as conn:
+        value = scenario.export_value(conn)["webizpay"]
+        assert all(isinstance(value[k], scenario.Rows) for k in ("employees", "cards", "spends"))
+    chunks = list(scenario.export_json(app.state.db))
+    assert len(chunks) >= 2 * n // 10
+    for chunk in chunks:
+        assert chunk.count(b'"card_name"') <= 10 and chunk.count(b'"goods_name"') <= 10
+    exported = json.loads(b"".join(chunks))["webizpay"]
+    assert len(exported["cards"]) == n and len(exported["spends"]) == n
