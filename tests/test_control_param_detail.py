@@ -216,14 +216,15 @@ def test_a_body_that_is_not_json_is_named_as_the_whole_body(http: TestClient) ->
     assert resp.json()["detail"] == {"field": "/", "location": "body", "issue": "not JSON"}
 
 
-def test_a_nul_deep_in_a_scenario_is_named_by_its_pointer(http: TestClient) -> None:
+def test_a_nul_deep_in_a_scenario_is_named_by_its_entry(http: TestClient) -> None:
+    """As every scenario error names its entry (test_scenario.py): it was a JSON pointer."""
     text = '{"merchants": [{"mchid": "1\\u0000", "name": "x"}]}'
     resp = http.post("/sandbox/scenario", content=text.encode(), headers=AUTH)
     assert resp.status_code == 400
     assert resp.json() == {
-        "code": "PARAM_ERROR",
-        "message": "scenario/merchants/0/mchid must not contain NUL characters",
-        "detail": {"field": "/merchants/0/mchid", "location": "body", "issue": "contains NUL"},
+        "code": "PARAM_ERROR",  # as a NUL anywhere in the control API's input
+        "message": "merchants[0].mchid: must not contain NUL characters",
+        "detail": {"field": "merchants[0].mchid", "location": "body", "issue": "contains NUL"},
     }
 
 

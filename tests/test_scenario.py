@@ -466,7 +466,7 @@ def test_a_file_that_is_not_pem_text_is_a_scenario_error(db: Database, tmp_path:
     for value, words in (
         ("blob.bin", "blob.bin is not PEM text"),
         ("huge.pem", "huge.pem is larger than 1048576 bytes"),
-        ("a\x00b", "is not a usable path"),
+        ("a\x00b", r"certificates\[0\]\.certificate: must not contain NUL"),  # before any path is made
     ):
         with pytest.raises(scenario.ScenarioError, match=words):
             _load_cert_entry(db, tmp_path, value)
@@ -733,3 +733,55 @@ def test_a_reload_changes_only_what_the_entry_names(db: Database, tmp_path: Path
         "B" * 32,
         KeyMode.MIGRATING,
     )
+
+
+def test_a_nul_in_a_scenario_is_named_as_every_other_scenario_error(http: TestClient, tmp_path: Path) -> None:
+    """It was named by a JSON pointer (``scenario/merchants/0/mchid must not contain NUL``), a third
+    form next to ``merchants[0].mchid`` and the pydantic locations; and a file loaded by serve or the
+    plugin (not through the control API) was not checked at all."""
+    text = '{"merchants": [{"mchid": "1888000001", "name": "x"}], "faults": [{"kind": "LATENCY", "note": "a\\u0000"}]}'
+    resp = http.post("/sandbox/scenario", content=text.encode(), headers=AUTH)
+    assert resp.status_code == 400, resp.text
+    assert resp.json() == {
+        "code": "PARAM_ERROR",  # as a NUL anywhere in the control API's input
+        "message": "faults[0].note: must not contain NUL characters",
+        "detail": {"field": "faults[0].note", "location": "body", "issue": "contains NUL"},
+    }
+    assert "1888000001" not in {
+        e["mchid"] for e in http.get("/sandbox/scenario", headers=AUTH).json()["merchants"]
+    }
+    path = tmp_path / "nul.json"
+    path.write_text('{"webizpay": {"templates": [{"sp_mchid": "1", "card_template_id": "t\\u0000"}]}}')
+    db = http.app.state.db  # type: ignore[attr-defined]
+    with pytest.raises(scenario.ScenarioError) as err:
+        scenario.load_scenario_file(db, path, data_dir=tmp_path)
+    assert err.value.where == "webizpay.templates[0].card_template_id"
+
+
+def test_a_recharge_preloads_bad_time_is_named_with_its_entry(http: TestClient) -> None:
+    """It was ``recharge_employees: employees[0].create_time: …``: detail.field the section alone."""
+    from support import SECOND_A
+
+    for value, reason in (("yesterday", "expected RFC 3339"), (-1, "must be between 1970 and 9999")):
+        data = {
+            "recharge_employees": [
+                {"sub_mchid": SECOND_A, "employees": ["oFine"]},
+                {"sub_mchid": SECOND_A, "employees": ["oFine2", {"sp_openid": "oBad", "create_time": value}]},
+            ]
+        }
+        resp = http.post("/sandbox/scenario", json=data, headers=AUTH)
+        assert resp.status_code == 400, resp.text
+        body = resp.json()
+        assert body["detail"]["field"] == "recharge_employees[1].employees[1].create_time", body
+        assert body["message"].startswith("recharge_employees[1].employees[1].create_time: "), body
+        assert reason in body["message"], body
+
+
+def test_a_scenario_without_merchants_does_not_report_merchants(http: TestClient) -> None:
+    """As every section, ``merchants`` is reported when the file has it: a file of fault rules said
+    ``merchants: 0`` (and ``scenario load`` printed it)."""
+    resp = http.post("/sandbox/scenario", json={"faults": []}, headers=AUTH)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"loaded": True, "faults": 0}
+    resp = http.post("/sandbox/scenario", json={"merchants": [], "faults": []}, headers=AUTH)
+    assert resp.json() == {"loaded": True, "merchants": 0, "faults": 0}

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from ..domain.merchants import KeyMode, Merchant, RelationKind, Role, notify_url_problem
 from ..protocol import keys as k
 from ..protocol.crypto import APIV3_KEY_RULE, is_apiv3_key
-from ..protocol.detail import first_problem
+from ..protocol.detail import dotted, first_problem
 from ..store import registry
 from ..store.change_signal import note_change
 from ..store.db import Database
@@ -358,7 +358,8 @@ def load_into(conn: Connection, data: dict[str, Any], lctx: LoadContext) -> dict
         _load_platform_key(conn, pk, lctx, f"platform_keys[{i}]")
     for spec in parsed.merchants:
         _load_merchant(conn, spec, lctx)
-    lctx.report["merchants"] = len(parsed.merchants)
+    if "merchants" in data:  # as every section: reported when the file has it (a file of faults said 0)
+        lctx.report["merchants"] = len(parsed.merchants)
     extra = parsed.model_extra or {}
     unknown = [name for name in extra if name not in SECTIONS]
     if unknown:
@@ -371,12 +372,37 @@ def load_into(conn: Connection, data: dict[str, Any], lctx: LoadContext) -> dict
     return lctx.report
 
 
+NUL_REASON = "must not contain NUL characters"
+
+
+def nul_path(data: dict[str, Any]) -> str | None:
+    """The path, in the form of every other scenario error (``merchants[0].mchid``), of the first
+    string or key in ``data`` that holds a NUL; None when none does. The value is not echoed: nothing
+    says whether it is a secret."""
+    from ..server.validation import first_text  # (the store's and the server's; imported when loading)
+
+    found = first_text(data, lambda text: "NUL" if "\x00" in text else None)
+    if found is None:
+        return None
+    return dotted(tuple(p.replace("\x00", "\\u0000") if isinstance(p, str) else p for p in found[0]))
+
+
+def refuse_nul(data: dict[str, Any]) -> None:
+    """A ScenarioError naming the first NUL (``nul_path``): no column can hold one on PostgreSQL, and a
+    NUL in a path would reach the file system. The control API answers it before, as 400 PARAM_ERROR
+    (as a NUL anywhere in its input), with the same path."""
+    where = nul_path(data)
+    if where is not None:
+        raise ScenarioError(f"{where}: {NUL_REASON}")
+
+
 def load_scenario(
     db: Database, data: dict[str, Any], *, base_dir: Path, data_dir: Path, confine: bool = False
 ) -> dict[str, Any]:
     """``confine``: PEM paths only inside ``base_dir`` (a scenario that came over the network)."""
     from ..server import families  # noqa: F401  (registers the family sections)
 
+    refuse_nul(data)
     lctx = LoadContext(base_dir, data_dir, confine=confine)
     with db.write() as conn:
         # A load looks before it inserts (platform keys, certificates' owners, relations): loads through

@@ -246,14 +246,9 @@ async def scenario_endpoint(request: Request) -> Response:
         return await streamed(scenario.export_json(st.db), "application/json")
     text = (await request.body()).decode("utf-8", errors="replace")
     data = scenario.parse_text(text)
-    pointer = nul_pointer(data)
-    if pointer is not None:  # no column can hold it on PostgreSQL
-        raise bad(
-            f"scenario{pointer} must not contain NUL characters",
-            field=pointer or "/",
-            location="body",
-            issue="contains NUL",
-        )
+    where = scenario.nul_path(data)
+    if where is not None:  # no column can hold it on PostgreSQL; named as every scenario error names one
+        raise bad(f"{where}: {scenario.NUL_REASON}", field=where, location="body", issue="contains NUL")
 
     def load() -> dict[str, Any]:
         found = scenario.load_scenario(

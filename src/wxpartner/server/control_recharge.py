@@ -75,7 +75,7 @@ def _ts(value: str | float | None, where: str) -> float | None:
         raise recharge.PreloadError(f"{where}: {exc}", detail) from exc
     if not is_business_time(ts):  # it is rendered as a date in every answer that shows the employee
         detail = {"field": where, "location": "body", "issue": "out of range"}
-        raise recharge.PreloadError(f"{where} must be between 1970 and 9999", detail)
+        raise recharge.PreloadError(f"{where}: must be between 1970 and 9999", detail)
     return ts
 
 
@@ -97,18 +97,20 @@ def _platform_of(conn: Connection, sub_mchid: str) -> str:
     return str(parents[0])
 
 
-def preload(conn: Connection, spec: PreloadSpec) -> list[recharge.Employee]:
+def preload(conn: Connection, spec: PreloadSpec, where: str = "") -> list[recharge.Employee]:
+    """``where``: the entry's path before its fields (``recharge_employees[0].`` in a scenario), for
+    the errors that name one of its employees' times."""
     now = sandbox_store.read_clock(conn).now_ts()
     platform = spec.mchid or _platform_of(conn, spec.sub_mchid)
     entries = []
     for i, item in enumerate(spec.employees):
-        where = f"employees[{i}]"
+        entry = f"{where}employees[{i}]"
         entries.append(
             recharge.PreloadEntry(
                 item.sp_openid,
                 item.state,
-                _ts(item.create_time, where + ".create_time"),
-                _ts(item.update_time, where + ".update_time"),
+                _ts(item.create_time, entry + ".create_time"),
+                _ts(item.update_time, entry + ".update_time"),
             )
         )
     return recharge.preload(RechargeStore(conn), now, platform, spec.sub_mchid, entries)
@@ -150,15 +152,18 @@ def _parse(data: Any, where: str) -> list[PreloadSpec]:
 
 def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
     count = 0
+    where = SECTION
     try:
-        for spec in _parse(data, SECTION):
-            count += len(preload(conn, spec))
+        for i, spec in enumerate(_parse(data, SECTION)):
+            where = f"{SECTION}[{i}]"
+            count += len(preload(conn, spec, f"{where}."))
     except recharge.PreloadError as exc:
         # an entry's own path names the section already ("recharge_employees: recharge_employees[0]…",
-        # with detail.field the section alone): said once, so the detail names the entry
+        # with detail.field the section alone): said once, so the detail names the entry; a time was
+        # named without its entry ("recharge_employees: employees[0].create_time: …")
         message = str(exc)
         located = message.startswith((f"{SECTION}[", f"{SECTION}."))
-        raise scenario.ScenarioError(message if located else f"{SECTION}: {message}") from exc
+        raise scenario.ScenarioError(message if located else f"{where}: {message}") from exc
     lctx.report[SECTION] = count
 
 
