@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 import signal
@@ -13,6 +14,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..protocol import keys as k
 from ..store.registry import PlatformKeyRow
@@ -164,15 +167,33 @@ def _pair_serial(key_path: Path, cert_path: Path) -> str | None:
         return known[1]
     try:
         cert = k.load_certificate(cert_path.read_bytes())
-        private = k.load_private_key(key_path)
+        private = k.load_private_key(key_path, validated=True)  # checked below, without primality tests
     except k.KeyLoadError:
         serial = None
     else:
         matches = private.public_key().public_numbers() == k.certificate_public_key(cert).public_numbers()
-        serial = k.certificate_serial(cert) if matches else None
+        serial = k.certificate_serial(cert) if matches and _numbers_consistent(private) else None
     with _PAIR_LOCK:
         _PAIR_SERIALS[cache_key] = (stats, serial)
     return serial
+
+
+def _numbers_consistent(key: rsa.RSAPrivateKey) -> bool:
+    """cryptography's RSA key check (OpenSSL's RSA_check_key) but for its primality tests of p and q,
+    which are nearly all of its ≈ 40 ms: two demo keys checked by every start cost ≈ 80 ms of CPU. A
+    key whose numbers were damaged fails these relations (p·q = n cannot survive a change of p or q)."""
+    numbers = key.private_numbers()
+    n, e = numbers.public_numbers.n, numbers.public_numbers.e
+    p, q, d = numbers.p, numbers.q, numbers.d
+    return (
+        1 < p < n
+        and 1 < q < n
+        and p * q == n
+        and d * e % math.lcm(p - 1, q - 1) == 1
+        and numbers.dmp1 == d % (p - 1)
+        and numbers.dmq1 == d % (q - 1)
+        and numbers.iqmp * q % p == 1
+    )
 
 
 def usable_key_files(out_dir: Path, registered: Callable[[str], bool]) -> str | None:
