@@ -1,19 +1,25 @@
 """What `wxpartner serve` does not need to do at start-up (issue 9): import the other commands' modules
-(the SDK client and its models, scenario's YAML loader), or load a merchant's PEM private
-key more than once per start. Counts and module names, not times."""
+(the SDK client and its models, scenario's YAML loader), SQLAlchemy's PostgreSQL dialect on SQLite,
+load a merchant's PEM private key more than once per start, or run cryptography's RSA key check
+(primality tests) on the demo keys. Counts and module names, not times."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import click
+import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from live import kill_group, served_port, stop_process
 from wxpartner.cli import main
 from wxpartner.protocol import keys as k
 from wxpartner.sandbox import bootstrap as boot
+from wxpartner.sandbox import material
 from wxpartner.store.db import Database
 
 # Modules of other commands: none is imported by serve's path (the CLI, serve, the server it starts).
@@ -82,5 +88,111 @@ def test_a_warm_start_loads_each_merchant_key_once(tmp_path: Path, monkeypatch: 
         registered = [{"serial_no": first["serial_no"], "revoked": False}]
         assert boot.local_serial(tmp_path, boot.DEMO_SP, registered) is None
         assert loaded == [sp_key]
+    finally:
+        db.dispose()
+
+
+# `wxpartner serve ARGS`, which writes the names of the modules it imported when it exits
+_SERVE_LISTING_MODULES = (
+    "import atexit, json, sys\n"
+    "out = sys.argv.pop(1)\n"
+    "atexit.register(lambda: open(out, 'w').write(json.dumps(sorted(sys.modules))))\n"
+    "from wxpartner.cli import main\n"
+    "main(sys.argv[1:], prog_name='wxpartner')\n"
+)
+
+
+def _modules_of_a_serve(tmp_path: Path, *extra: str) -> set[str]:
+    """The modules a real ``serve`` (SQLite in ``tmp_path/data``) imported by the time it had answered
+    /healthz and then the control API, and stopped at a Ctrl-C."""
+    listing = tmp_path / "modules.json"
+    listing.unlink(missing_ok=True)
+    args = ["serve", "--data-dir", str(tmp_path / "data"), "--port", "0", "--json", *extra]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE_LISTING_MODULES, str(listing), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read().decode()[-2000:]
+        info = json.loads(line)
+        url = f"http://127.0.0.1:{served_port(info)}"
+        with httpx.Client(base_url=url, timeout=10) as client:
+            while True:  # the socket is bound before it is printed: the first answer comes as it is ready
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            auth = {"Authorization": f"Bearer {info['sandbox_token']}"}
+            assert client.get("/sandbox/clock", headers=auth).status_code == 200
+        stop_process(proc)
+        assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
+    finally:
+        kill_group(proc)
+    return set(json.loads(listing.read_text()))
+
+
+def test_a_sqlite_serve_imports_neither_the_postgresql_dialect_nor_yaml(tmp_path: Path) -> None:
+    """SQLAlchemy's PostgreSQL dialect (≈ 35 ms of CPU) came with the change word's upsert
+    (store/change_signal.py) and a partial index's ``postgresql_where``; PyYAML (≈ 15 ms) with the
+    scenario module, which reads YAML only when a scenario is loaded."""
+    _modules_of_a_serve(tmp_path)  # the first start: keys made, schema migrated (Alembic knows PostgreSQL)
+    modules = _modules_of_a_serve(tmp_path)  # a warm start
+    assert "wxpartner.server.app" in modules
+    assert {m for m in modules if m.startswith("sqlalchemy.dialects.postgresql")} == set()
+    assert "yaml" not in modules
+    # a scenario at start is read as YAML still
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(
+        "merchants:\n  - mchid: '1900009901'\n    name: Loaded at start\n    role: service_provider\n"
+    )
+    assert "yaml" in _modules_of_a_serve(tmp_path, "--scenario", str(scenario))
+
+
+def test_a_start_checks_the_demo_keys_without_rsa_primality_tests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new process (nothing cached) checks each demo merchant's key pair in the data dir: cryptography's
+    RSA check costs ≈ 40 ms a key, nearly all of it testing p and q for primality; the pair's numbers
+    are checked instead (material._numbers_consistent), and a damaged key is still not used."""
+    db = Database(f"sqlite:///{tmp_path / 'wx.db'}")
+    try:
+        token = boot.bootstrap(db, tmp_path, token="", demo=True, scenario=None)
+        first = boot.connection_info(db, tmp_path, "http://127.0.0.1:1", token)
+        loads: list[bool] = []
+        real = k.load_private_key
+
+        def spied(path: Path, *args: object, validated: bool = False) -> rsa.RSAPrivateKey:
+            loads.append(validated)
+            return real(path, *args, validated=validated)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(k, "load_private_key", spied)
+        monkeypatch.setattr(material, "_PAIR_SERIALS", {})  # as in a new process
+        boot.bootstrap(db, tmp_path, token="", demo=True, scenario=None)
+        assert boot.connection_info(db, tmp_path, "http://127.0.0.1:1", token) == first
+        assert loads == [True, True]  # the channel merchant's and the service provider's, no RSA check
+
+        # a key whose private exponent was damaged (its public half still the certificate's) is not used:
+        # the merchant gets a new pair, as it did when cryptography's check refused the key
+        key_path = tmp_path / "keys" / boot.DEMO_SP / "apiclient_key.pem"
+        numbers = real(key_path).private_numbers()
+        damaged = rsa.RSAPrivateNumbers(
+            numbers.p,
+            numbers.q,
+            numbers.d + 2 * (numbers.p - 1),  # still odd, < n; d·e no longer 1 mod lcm(p-1, q-1)
+            numbers.dmp1,
+            numbers.dmq1,
+            numbers.iqmp,
+            numbers.public_numbers,
+        ).private_key(unsafe_skip_rsa_key_validation=True)
+        key_path.write_text(k.private_key_pem(damaged))
+        boot.bootstrap(db, tmp_path, token="", demo=True, scenario=None)
+        again = boot.connection_info(db, tmp_path, "http://127.0.0.1:1", token)
+        assert again["serial_no"] not in ("", first["serial_no"])
+        assert real(key_path).public_key().public_numbers() != numbers.public_numbers
     finally:
         db.dispose()
