@@ -8,6 +8,8 @@ shared machine an absolute rate from another minute says little, the share of ea
     python -m bench.profile                    # per-request microseconds of each endpoint, both paths
     python -m bench.profile --cprofile issue   # cProfile of one endpoint (top 35 by cumulative time)
     python -m bench.profile --postgres         # the same against a private PostgreSQL server
+    python -m bench.profile --stub-rsa         # without the RSA verification and signature: ours alone
+    python -m bench.profile --big 1000000      # W4 on a store of 1,000 cards against one of a million
 """
 
 from __future__ import annotations
@@ -121,6 +123,31 @@ class InProcess:
             return [str(a["applyment_id"]) for a in r.json()["data"] if a["business_code"] in codes]
 
 
+def stub_rsa() -> None:
+    """Replace the server's two RSA operations by stand-ins that do the rest of their work: the check
+    still decodes the request's Base64 signature (and accepts it), the answer still gets a Base64
+    signature of the right length (of zeros). Everything else in the request runs as served."""
+    import base64
+    import binascii
+
+    from wxpartner.server import pipeline, verify
+
+    def verify_stub(_public_key: Any, _message: bytes, signature: str) -> bool:
+        try:
+            base64.b64decode(signature.encode("ascii"), validate=True)
+        except (binascii.Error, ValueError, UnicodeEncodeError):
+            return False
+        return True
+
+    zeros = base64.b64encode(bytes(256)).decode("ascii")
+
+    def sign_stub(_private_key: Any, _message: bytes) -> str:
+        return zeros
+
+    verify.verify = verify_stub  # type: ignore[attr-defined,assignment]
+    pipeline.sign = sign_stub  # type: ignore[attr-defined,assignment]
+
+
 async def _asgi_once(app: WxPartnerApp, req: RawRequest) -> tuple[int, bytes]:
     scope = {
         "type": "http",
@@ -179,7 +206,30 @@ def main() -> int:
     p.add_argument("--sort", default="cumulative")
     p.add_argument("--top", type=int, default=35)
     p.add_argument("--postgres", action="store_true", help="a private PostgreSQL server, not SQLite")
+    p.add_argument(
+        "--stub-rsa",
+        action="store_true",
+        help="skip the RSA check of each request and the RSA signature of each answer (what is left is"
+        " wxpartner's own Python, the floor's crypto taken out)",
+    )
+    p.add_argument(
+        "--big",
+        type=int,
+        metavar="CARDS",
+        help="W4 only: two stores side by side, 1,000 cards and CARDS (as make bench fills them),"
+        " queried in alternated rounds (--repeat of --requests); medians of CPU µs per query",
+    )
+    p.add_argument(
+        "--write-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --big: commit a small write through another connection before every K-th query"
+        " (as a served worker's journal does), so the read connection's page cache starts over",
+    )
     args = p.parse_args()
+    if args.stub_rsa:
+        stub_rsa()
     with contextlib.ExitStack() as stack:
         database_url = ""
         if args.postgres:
@@ -189,9 +239,69 @@ def main() -> int:
             pg = PrivatePostgres(free_port())
             pg.start()
             database_url = stack.enter_context(pg).url
+        if args.big:
+            return _scale(args, database_url)
         return _profile(
             args, stack.enter_context(tempfile.TemporaryDirectory(prefix="wxprof-")), database_url
         )
+
+
+def _reads() -> int:
+    """read(2)/pread(2) calls this process has made (SQLite reads a page it does not cache with one)."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("syscr"))
+
+
+def _scale(args: argparse.Namespace, database_url: str) -> int:
+    """W4 on a small store and a big one, in one process, alternated round by round (the order
+    reversed every other round): the CPU per query of each, and the reads of pages SQLite did not
+    have in its cache. Each store holds 1,000 copies of an issued card (the ones queried, as in
+    ``make bench``); the big one is then filled to ``--big`` cards."""
+    import statistics
+
+    from . import seed
+
+    stores: dict[str, tuple[InProcess, str, list[str]]] = {}
+    with contextlib.ExitStack() as stack:
+        for name, fill in (("1,000", 0), (f"{args.big:,}", args.big)):
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="wxprof-"))
+            world = InProcess(Path(tmp), database_url)
+            employee = world.employee()
+            issued = world.handle(ep.issue_call(employee, "seed", 0)).body.decode()
+            first = issued.split('"card_no":"', 1)[1].split('"', 1)[0]
+            small = seed.clone_cards(world.db, first, 1_000, "81")
+            if fill:
+                started = time.monotonic()
+                seed.fill_cards(world.db, first, fill - seed.count_cards(world.db), "83")
+                print(f"filled to {seed.count_cards(world.db):,} cards in {time.monotonic() - started:.0f} s")
+            stores[name] = (world, employee, small)
+        cpu: dict[str, list[float]] = {name: [] for name in stores}
+        reads: dict[str, list[float]] = {name: [] for name in stores}
+        n, done = args.requests, 0
+        for round_no in range(args.repeat):
+            for name in list(stores)[:: 1 if round_no % 2 == 0 else -1]:
+                world, employee, small = stores[name]
+                reqs = [world.raw(ep.query_call(employee, small, done + i)) for i in range(n)]
+                done += n
+                spent, reads0 = 0.0, _reads()
+                for i, r in enumerate(reqs):
+                    if args.write_every and i % args.write_every == 0:
+                        with world.db.write() as conn:  # not timed
+                            conn.exec_driver_sql("DELETE FROM sandbox_kv WHERE key = 'bench_probe'")
+                            conn.exec_driver_sql(
+                                f"INSERT INTO sandbox_kv (key, value) VALUES ('bench_probe', '{done + i}')"
+                            )
+                    started = time.process_time()
+                    resp = world.app.pipeline.handle(r)
+                    spent += time.process_time() - started
+                    assert resp.status == 200, (resp.status, resp.body)
+                cpu[name].append(spent / n * 1e6)
+                reads[name].append((_reads() - reads0) / n)
+        print(f"{'cards':>10} {'CPU µs median':>14} {'min':>6} {'max':>6} {'reads/query':>12}")
+        for name in stores:
+            med, lo, hi = statistics.median(cpu[name]), min(cpu[name]), max(cpu[name])
+            print(f"{name:>10} {med:14.0f} {lo:6.0f} {hi:6.0f} {statistics.median(reads[name]):12.2f}")
+    return 0
 
 
 def _profile(args: argparse.Namespace, tmp: str, database_url: str) -> int:
