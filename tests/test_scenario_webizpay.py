@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from starlette.testclient import TestClient
@@ -292,3 +293,168 @@ def test_an_export_of_many_cards_streams(
         assert chunk.count(b'"card_name"') <= 10 and chunk.count(b'"goods_name"') <= 10
     exported = json.loads(b"".join(chunks))["webizpay"]
     assert len(exported["cards"]) == n and len(exported["spends"]) == n
+
+
+TRADE_BILL = "/v3/webizpay/bill/trade-bill"
+
+
+def _trade_bill(client: ApiClient, date: str) -> bytes:
+    """W12's trade bill of ``date``: the downloaded file's bytes."""
+    body = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "date": date, "type": "QYZFALL"}
+    resp = client.post(TRADE_BILL, body)
+    assert resp.status_code == 200, resp.text
+    url = urlsplit(resp.json()["download_url"])
+    file = client.get(f"{url.path}?{url.query}")
+    assert file.status_code == 200, file.text
+    return file.content
+
+
+def _refund(control: TestClient, transaction_id: str, amount: int, out_refund_no: str | None = None) -> Any:
+    body: dict[str, Any] = {"transaction_id": transaction_id, "amount": amount}
+    if out_refund_no is not None:
+        body["out_refund_no"] = out_refund_no
+    resp = control.post("/sandbox/webizpay/refunds", json=body)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_a_round_trip_keeps_the_refunds(client_a: ApiClient, control: TestClient) -> None:
+    """The refunds are exported (``refunds``) and load back as they were: the trade bill's REFUND lines,
+    and a refund asked again with its out_refund_no answers the same refund. The export kept only each
+    payment's refunded_amount: the bill lost its refund lines."""
+    day = "2026-03-14"
+    assert (
+        control.post("/sandbox/clock", json={"set": f"{day}T10:00:00+08:00", "freeze": True}).status_code
+        == 200
+    )
+    employee_id = authorize(client_a, control, "user_rf_01")
+    card = issue(client_a, employee_id, "rf_card", effective_end_time="2099-01-01T00:00:00+08:00")
+    first = _pay(control, card["card_no"], 1500, "trade_rf_1")
+    second = _pay(control, card["card_no"], 800, "trade_rf_2")
+    control.post("/sandbox/clock", json={"advance": 60})
+    r1 = _refund(control, first, 500, "refund_rf_1")
+    control.post("/sandbox/clock", json={"advance": 60})
+    r2 = _refund(control, first, 300)  # its out_refund_no made up by the sandbox
+    control.post("/sandbox/clock", json={"advance": 60})  # (the export lists them by time, then refund_id)
+    r3 = _refund(control, second, 800, "refund_rf_3")
+    assert (
+        control.post("/sandbox/clock", json={"set": f"{day}T23:00:00+08:00", "freeze": True}).status_code
+        == 200
+    )
+    control.post("/sandbox/clock", json={"advance": 3600 * 2})  # the next day: the bill of the day is ready
+    bill = _trade_bill(client_a, day)
+    assert bill.count(b"REFUND") == 3
+    exported = control.get("/sandbox/scenario")
+    document = exported.json()
+    refunds = document["webizpay"]["refunds"]
+    assert [(r["refund_id"], r["amount"]) for r in refunds] == [
+        (r1["refund_id"], 500),
+        (r2["refund_id"], 300),
+        (r3["refund_id"], 800),
+    ]
+    assert refunds[0]["out_refund_no"] == "refund_rf_1" and refunds[1]["out_refund_no"] == r2["out_refund_no"]
+    clock = control.get("/sandbox/clock").json()["now_ts"]
+
+    assert control.post("/sandbox/reset", json={}).status_code == 200
+    assert control.post("/sandbox/clock", json={"set": clock, "freeze": True}).status_code == 200
+    loaded = control.post("/sandbox/scenario", content=exported.content)
+    assert loaded.status_code == 200, loaded.text
+    assert loaded.json()["webizpay"]["refund_ids"] == [r["refund_id"] for r in refunds]
+    assert control.get("/sandbox/scenario").json() == document
+    assert _trade_bill(client_a, day) == bill
+    # the control API knows them: the same out_refund_no answers the same refund, nothing more refunded
+    again = _refund(control, first, 500, "refund_rf_1")
+    assert (again["refund_id"], again["refunded_amount"]) == (r1["refund_id"], 800)
+
+    # the same file again duplicates nothing
+    twice = control.post("/sandbox/scenario", content=exported.content)
+    assert twice.status_code == 200, twice.text
+    assert control.get("/sandbox/scenario").json() == document
+    assert _trade_bill(client_a, day) == bill
+
+
+TX = "4200000000000000000000000001"
+
+
+def _restored_file(
+    *, spend: dict[str, Any] | None = None, refunds: list[dict[str, Any]] | None = None
+) -> Any:
+    """One employee, one restored card, one recorded spend of 600 with 500 refunded in two refunds."""
+    return {
+        "webizpay": {
+            "employees": [{"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "user_taken_1"}],
+            "cards": [_restored_card(out_card_no="rf_card_1", remain_amount=900)],
+            "spends": [
+                {
+                    "sp_mchid": SP_A,
+                    "sub_mchid": SUB_A,
+                    "out_card_no": "rf_card_1",
+                    "amount": 600,
+                    "transaction_id": TX,
+                    "refunded_amount": 500,
+                    **(spend or {}),
+                }
+            ],
+            "refunds": [
+                _refund_entry(),
+                _refund_entry(refund_id="5000000000000000000000000002", out_refund_no="r2", amount=200),
+            ]
+            if refunds is None
+            else refunds,
+        }
+    }
+
+
+def _refund_entry(**over: Any) -> dict[str, Any]:
+    entry = {
+        "transaction_id": TX,
+        "refund_id": "5000000000000000000000000001",
+        "out_refund_no": "r1",
+        "amount": 300,
+        "create_time": "2026-03-14T10:00:00.000+08:00",
+        "success_time": "2026-03-14T10:00:00.000+08:00",
+    }
+    return {**entry, **over}
+
+
+@pytest.mark.parametrize(
+    ("spend", "refunds", "field"),
+    [
+        ({"refunded_amount": 400}, None, "webizpay.spends[0].refunded_amount"),  # 300 + 200 is 500
+        (None, [_refund_entry()], "webizpay.spends[0].refunded_amount"),
+        ({"refunded_amount": None}, None, "webizpay.spends[0].refunded_amount"),
+        (
+            None,
+            [_refund_entry(), _refund_entry(out_refund_no="r2", amount=200)],
+            "webizpay.refunds[1].refund_id",
+        ),
+        (
+            None,
+            [_refund_entry(), _refund_entry(refund_id="5000000000000000000000000002")],
+            "webizpay.refunds[1].out_refund_no",
+        ),
+        (
+            None,
+            [_refund_entry(transaction_id="4200000000000000000000000009")],
+            "webizpay.refunds[0].transaction_id",
+        ),
+        (None, [_refund_entry(amount=0)], "webizpay.refunds[0].amount"),
+        (None, [_refund_entry(refund_id="a/b")], "webizpay.refunds[0].refund_id"),
+        (
+            None,
+            [_refund_entry(success_time="2026-03-14T09:59:59.999+08:00")],
+            "webizpay.refunds[0].success_time",
+        ),
+        (None, [_refund_entry(note="x")], "webizpay.refunds[0].note"),
+    ],
+)
+def test_refunds_are_checked_against_their_spend(
+    control: TestClient, spend: dict[str, Any] | None, refunds: list[dict[str, Any]] | None, field: str
+) -> None:
+    refused = control.post("/sandbox/scenario", json=_restored_file(spend=spend, refunds=refunds))
+    assert refused.status_code == 400, refused.text
+    body = refused.json()
+    assert (body["code"], body["detail"]["field"]) == ("SCENARIO_ERROR", field), body
+    assert body["message"].startswith(f"{field}: "), body
+    assert "webizpay" not in control.get("/sandbox/scenario").json()  # nothing written
+    assert control.post("/sandbox/scenario", json=_restored_file()).status_code == 200

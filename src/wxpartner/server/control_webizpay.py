@@ -18,9 +18,11 @@ Scenario section::
            goods_name: 午餐, store: {name: 食堂}}
 
 An export writes every relation (``state``, its times), card (``card_no``, ``state``, ``remain_amount``,
-its times) and payment (``transaction_id``, ``success_time``, ``refunded_amount``): entries with those
-fields are restored as they were (no W3 issue, no payment now, no callback), so an export loads back
-into the same W2/W4/W5 answers; entries without them load as they always did.
+its times), payment (``transaction_id``, ``success_time``, ``refunded_amount``) and refund (``refunds``:
+``transaction_id``, ``refund_id``, ``out_refund_no``, ``amount``, ``create_time``, ``success_time``):
+entries with those fields are restored as they were (no W3 issue, no payment now, no callback), so an
+export loads back into the same W2/W4/W5 answers and W11/W12 bills; entries without them load as they
+always did.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from ..domain.webizpay.entities import (
     Card,
     Payment,
     Policy,
+    Refund,
     Relation,
     Template,
     new_card_no,
@@ -427,12 +430,26 @@ class SpendSpec(BaseModel):
     refunded_amount: int | None = Field(default=None, ge=0, le=FEN_MAX)  # with transaction_id
 
 
+class RefundSpec(BaseModel):
+    """A refund of a spend of the same file (by its ``transaction_id``), written as it was: the spend's
+    ``refunded_amount`` is the sum of its refunds, its card's remain_amount the card entry's."""
+
+    model_config = ConfigDict(extra="forbid")
+    transaction_id: PathId
+    refund_id: PathId
+    out_refund_no: PathId
+    amount: int = Field(gt=0, le=FEN_MAX)
+    create_time: Time | None = None  # default: the clock's now
+    success_time: Time | None = None  # default: create_time
+
+
 class SectionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     templates: list[TemplateSpec] = []
     employees: list[EmployeeSpec] = []
     cards: list[CardSpec] = []
     spends: list[SpendSpec] = []
+    refunds: list[RefundSpec] = []
 
 
 def _time(value: str | None, where: str, default: float) -> float:
@@ -641,6 +658,62 @@ def _record_spend(repo: WebizpayRepo, now: float, i: int, sp: SpendSpec, card: C
     return txid
 
 
+def _load_refunds(repo: WebizpayRepo, now: float, spec: SectionSpec, recorded: dict[str, int]) -> list[str]:
+    """The file's refunds, each of a spend of the file recorded with its transaction_id (``recorded``:
+    transaction_id -> the spend's index); each such spend's refunded_amount must be their sum. A
+    refund already there (the same file loaded again) is left as it is."""
+    given: dict[str, int] = {}
+    seen: dict[str, int] = {}  # refund_id, and transaction_id/out_refund_no -> the entry that gave it
+    for i, r in enumerate(spec.refunds):
+        where = f"webizpay.refunds[{i}]"
+        for name, key in (
+            ("refund_id", r.refund_id),
+            ("out_refund_no", f"{r.transaction_id}/{r.out_refund_no}"),
+        ):
+            if key in seen:
+                raise scenario.ScenarioError(f"{where}.{name}: refunds[{seen[key]}] has it already")
+            seen[key] = i
+        k = recorded.get(r.transaction_id)
+        if k is None:
+            raise scenario.ScenarioError(
+                f"{where}.transaction_id: no spend of this file is {r.transaction_id} (with its transaction_id)"
+            )
+        created_at = _time(r.create_time, f"{where}.create_time", now)
+        succeeded_at = _time(r.success_time, f"{where}.success_time", created_at)
+        if succeeded_at < created_at:
+            raise scenario.ScenarioError(f"{where}.success_time: before its create_time")
+        given[r.transaction_id] = given.get(r.transaction_id, 0) + r.amount
+        existing = repo.refund_by_id(r.refund_id)
+        if existing is not None:
+            if (existing.transaction_id, existing.out_refund_no, existing.amount) != (
+                r.transaction_id,
+                r.out_refund_no,
+                r.amount,
+            ):
+                raise scenario.ScenarioError(f"{where}.refund_id: {r.refund_id} is taken")
+            continue
+        if repo.refund_by_out_no(r.transaction_id, r.out_refund_no) is not None:
+            raise scenario.ScenarioError(
+                f"{where}.out_refund_no: {r.out_refund_no} of payment {r.transaction_id} is taken"
+            )
+        repo.insert_refund(
+            Refund(r.refund_id, r.out_refund_no, r.transaction_id, r.amount, created_at, succeeded_at)
+        )
+    for txid, k in recorded.items():
+        sp = spec.spends[k]
+        refunded, summed = sp.refunded_amount or 0, given.get(txid, 0)
+        if refunded != summed:
+            raise scenario.ScenarioError(
+                f"webizpay.spends[{k}].refunded_amount: {refunded} is not the sum of its refunds ({summed})"
+            )
+        paid = repo.payment(txid)
+        if paid is not None and paid.refunded_amount != refunded:  # loaded before, refunded since
+            raise scenario.ScenarioError(
+                f"webizpay.spends[{k}].refunded_amount: payment {txid} has {paid.refunded_amount} refunded already"
+            )
+    return [r.refund_id for r in spec.refunds]
+
+
 def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
     spec: SectionSpec = _validated(SectionSpec, data, "webizpay")
     repo = WebizpayRepo(conn)
@@ -651,6 +724,7 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
     employee_ids = [_load_employee(repo, i, e, now) for i, e in enumerate(spec.employees)]
     card_nos: list[str] = []
     transaction_ids: list[str] = []
+    recorded: dict[str, int] = {}  # transaction_id -> the index of the spend that recorded it
     pol = Policy()
     for i, c in enumerate(spec.cards):
         if c.model_fields_set & _RESTORED_CARD:
@@ -671,6 +745,7 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
             raise scenario.ScenarioError(f"webizpay.spends[{i}]: no card {sp.out_card_no} of {sp.sub_mchid}")
         if sp.transaction_id is not None:
             transaction_ids.append(_record_spend(repo, now, i, sp, card))
+            recorded[sp.transaction_id] = i
             continue
         for name in ("success_time", "refunded_amount"):
             if getattr(sp, name) is not None:
@@ -699,9 +774,12 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
             transaction_ids.append(str(pay_from_body(repo, pol, now, body)["transaction_id"]))
         except (ApiError, ControlError) as err:
             raise scenario.ScenarioError(f"webizpay.spends[{i}]: {err.message}") from None
+    given = data if isinstance(data, dict) else {}
+    # A file with refunds gives each recorded spend's: its refunded_amount is their sum (an older
+    # export, without the list, kept only the refunded_amount).
+    refund_ids = _load_refunds(repo, now, spec, recorded) if "refunds" in given else []
     # What was loaded, for each list the section had, as the other sections report theirs: templates
     # counted (they have no id), employees, cards and payments by the ids the sandbox gave them.
-    given = data if isinstance(data, dict) else {}
     report: dict[str, Any] = {}
     if "templates" in given:
         report["templates"] = len(spec.templates)
@@ -711,6 +789,8 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
         report["card_nos"] = card_nos
     if "spends" in given:
         report["transaction_ids"] = transaction_ids
+    if "refunds" in given:
+        report["refund_ids"] = refund_ids
     lctx.report["webizpay"] = report
 
 
@@ -785,8 +865,19 @@ def _spend_entry(p: Payment, out_card_no: str | None) -> dict[str, Any]:
     }
 
 
+def _refund_entry(r: Refund) -> dict[str, Any]:
+    return {
+        "transaction_id": r.transaction_id,
+        "refund_id": r.refund_id,
+        "out_refund_no": r.out_refund_no,
+        "amount": r.amount,
+        "create_time": _when(r.created_at),
+        "success_time": _when(r.succeeded_at),
+    }
+
+
 def _export_section(conn: Connection) -> dict[str, Any] | None:
-    """Templates, then every relation, card and payment, oldest first, each list streamed as its rows
+    """Templates, then every relation, card, payment and refund, oldest first, each list streamed as its rows
     are read (``scenario.Rows``): what loads back into the same answers of W2, W4 and W5."""
     repo = WebizpayRepo(conn)
     out: dict[str, Any] = {}
@@ -800,6 +891,8 @@ def _export_section(conn: Connection) -> dict[str, Any] | None:
         out["cards"] = scenario.Rows(_card_entry(c, u) for c, u in repo.export_cards(batch))
     if repo.any_payment():
         out["spends"] = scenario.Rows(_spend_entry(p, o) for p, o in repo.export_payments(batch))
+    if repo.any_refund():
+        out["refunds"] = scenario.Rows(_refund_entry(r) for r in repo.export_refunds(batch))
     return out or None
 
 

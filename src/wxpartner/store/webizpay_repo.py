@@ -696,6 +696,27 @@ class WebizpayRepo:
             out_card_no = m.pop("wx_out_card_no")
             yield Payment(**m), out_card_no
 
+    def any_refund(self) -> bool:
+        t = webizpay_refunds
+        return self.conn.execute(sa.select(t.c.refund_id).limit(1)).first() is not None
+
+    def export_refunds(self, batch: int = 1000) -> Iterator[Refund]:
+        """Every refund, oldest first, ``batch`` rows at a time (see export_relations)."""
+        t = webizpay_refunds
+        stmt = sa.select(t).order_by(t.c.succeeded_at, t.c.refund_id)
+        for row in self.conn.execution_options(yield_per=batch).execute(stmt):
+            yield Refund(**row._mapping)
+
+    def refund_by_id(self, refund_id: str) -> Refund | None:
+        t = webizpay_refunds
+        row = _row(self.conn.execute(sa.select(t).where(t.c.refund_id == refund_id)).first())
+        return Refund(**row) if row else None
+
+    def insert_refund(self, refund: Refund) -> None:
+        """A scenario's refund written as it was: its payment's refunded_amount and card are the
+        scenario's (as the payment's, see insert_payment), nothing is taken off or given back."""
+        self.conn.execute(webizpay_refunds.insert().values(**asdict(refund)))
+
     # ---- events ----------------------------------------------------------------------------------
 
     def emit(self, event: Event, now: float) -> str | None:
