@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from starlette.testclient import TestClient
 
-from support import SP_A, SUB_A, ApiClient
+from support import SP_A, SUB_A, SUB_B, ApiClient
 from webizpay_support import authorize, events, get_card, issue
 from wxpartner.sandbox import scenario
 from wxpartner.server.app import WxPartnerApp
@@ -458,3 +458,194 @@ def test_refunds_are_checked_against_their_spend(
     assert body["message"].startswith(f"{field}: "), body
     assert "webizpay" not in control.get("/sandbox/scenario").json()  # nothing written
     assert control.post("/sandbox/scenario", json=_restored_file()).status_code == 200
+
+
+# ---- hostile input: each restored field, wrong ---------------------------------------------------
+HUGE = 2**70  # past int64
+TX2 = "4200000000000000000000000002"
+
+
+def _full_file() -> dict[str, Any]:
+    """_restored_file with a second employee (REVOKED), a SINGLE card and a DISABLED one."""
+    data = _restored_file()
+    w = data["webizpay"]
+    w["employees"].append(
+        {
+            "sp_mchid": SP_A,
+            "sub_mchid": SUB_A,
+            "user_id": "user_gone_1",
+            "employee_id": "WeBizPay_gone_1",
+            "state": "REVOKED",
+            "authorization_time": "2026-03-01T10:00:00.000+08:00",
+            "authorization_revoked_time": "2026-03-02T10:00:00.000+08:00",
+            "reason": "员工注销",
+        }
+    )
+    w["cards"] += [
+        _restored_card(
+            out_card_no="rf_single_1",
+            card_no="1000000000000000003",
+            card_template_id="template_single_return",
+            card_rule="SINGLE",
+            refund_rule="RETURN",
+            remain_amount=700,
+            transaction_id=TX2,
+            card_usage_time="2026-03-14T09:00:00.000+08:00",
+        ),
+        _restored_card(
+            user_id="user_gone_1",
+            employee_id="WeBizPay_gone_1",
+            out_card_no="rf_gone_1",
+            card_no="1000000000000000004",
+            state="DISABLED",
+            card_disabled_time="2026-03-02T10:00:00.000+08:00",
+            reason="员工已解除授权",
+        ),
+    ]
+    w["spends"].append(
+        {
+            "sp_mchid": SP_A,
+            "sub_mchid": SUB_A,
+            "out_card_no": "rf_single_1",
+            "amount": 300,
+            "transaction_id": TX2,
+        }
+    )
+    return data
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """``data`` with the field at ``path`` (webizpay.cards[1].amount) set (or, for _DROP, removed)."""
+    *parents, last = path.replace("]", "").replace("[", ".").split(".")
+    node: Any = data
+    for key in parents:
+        node = node[int(key)] if key.isdigit() else node[key]
+    if value is _DROP:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+_DROP = object()
+_WRONG_VALUES: list[tuple[Any, ...]] = [
+    # (path, value[, the path named when not that one]): the whole file refused
+    ("webizpay.employees[0].user_id", 123456789),
+    ("webizpay.employees[0].employee_id", ""),
+    ("webizpay.employees[0].employee_id", 7),
+    ("webizpay.employees[1].employee_id", _DROP),
+    ("webizpay.employees[1].employee_id", "WeBizPay\x00gone"),
+    ("webizpay.employees[1].authorization_time", "1969-12-31T23:59:59.000Z"),
+    ("webizpay.employees[1].authorization_time", "10000-01-01T00:00:00Z"),
+    ("webizpay.employees[1].authorization_time", "2026-03-01T10:00:00\x00Z"),
+    ("webizpay.employees[1].authorization_time", 1772330400),
+    ("webizpay.employees[1].authorization_revoked_time", "2026-02-01T10:00:00.000+08:00"),
+    ("webizpay.employees[1].reason", True),
+    ("webizpay.employees[1].state", "revoked"),
+    ("webizpay.cards[0].amount", -1),
+    ("webizpay.cards[0].amount", 0),
+    ("webizpay.cards[0].amount", HUGE),
+    ("webizpay.cards[0].amount", 1000.5),
+    ("webizpay.cards[0].amount", True),
+    ("webizpay.cards[0].amount", "1000"),
+    ("webizpay.cards[0].remain_amount", 1001),
+    ("webizpay.cards[0].remain_amount", -1),
+    ("webizpay.cards[0].remain_amount", HUGE),
+    ("webizpay.cards[0].remain_amount", 900.0),
+    ("webizpay.cards[0].remain_amount", True),
+    ("webizpay.cards[0].remain_amount", "900"),
+    ("webizpay.cards[0].card_no", 1000000000000000002),
+    ("webizpay.cards[0].card_no", "1000\x00"),
+    ("webizpay.cards[0].state", "active"),
+    ("webizpay.cards[0].state", "CANCELLED"),
+    ("webizpay.cards[0].effective_begin_time", "0000-01-01T00:00:00Z"),
+    ("webizpay.cards[0].effective_begin_time", "9999-12-31T23:59:59-23:59"),
+    ("webizpay.cards[0].effective_end_time", "2026-03-14T10:00:00\x00+08:00"),
+    ("webizpay.cards[0].card_usage_time", "1969-01-01T00:00:00Z"),
+    ("webizpay.cards[0].sub_mchid", SUB_B, "webizpay.cards[0]"),  # no relation of its user there
+    ("webizpay.cards[2].state", "ACTIVE"),  # of a REVOKED relation
+    ("webizpay.spends[0].amount", -1),
+    ("webizpay.spends[0].amount", HUGE),
+    ("webizpay.spends[0].amount", 600.0),
+    ("webizpay.spends[0].amount", True),
+    ("webizpay.spends[0].refunded_amount", 601),
+    ("webizpay.spends[0].refunded_amount", HUGE),
+    ("webizpay.spends[0].refunded_amount", 500.0),
+    ("webizpay.spends[0].refunded_amount", -1),
+    ("webizpay.spends[0].transaction_id", TX2, "webizpay.spends[1].transaction_id"),  # twice in the file
+    ("webizpay.spends[0].transaction_id", "4200\x00"),
+    ("webizpay.spends[0].success_time", "10000-01-01T00:00:00Z"),
+    ("webizpay.spends[0].success_time", "2026-03-14T10:00:00.000+08:00\x00"),
+    ("webizpay.spends[0].sub_mchid", SUB_B, "webizpay.spends[0]"),  # its card is SUB_A's
+    ("webizpay.spends[0].out_card_no", "rf_gone_x", "webizpay.spends[0]"),
+    ("webizpay.spends[0].store", {"name": 5}, "webizpay.spends[0].store.name"),
+    ("webizpay.spends[0].goods_name", ["午餐"]),
+    ("webizpay.refunds[0].amount", -300),
+    ("webizpay.refunds[0].amount", HUGE),
+    ("webizpay.refunds[0].amount", 300.0),
+    ("webizpay.refunds[0].amount", True),
+    ("webizpay.refunds[0].refund_id", None),
+    ("webizpay.refunds[0].create_time", "1969-12-31T23:59:59Z"),
+    ("webizpay.refunds[0].success_time", "2026-03-14T10:00:00\x00Z"),
+]
+
+
+def _case_id(case: tuple[Any, ...]) -> str:
+    path, value = case[:2]
+    shown = "DROP" if value is _DROP else repr(value)[:24]
+    return f"{path.removeprefix('webizpay.')}={shown}"
+
+
+def test_the_full_file_loads_with_lowercase_times(control: TestClient) -> None:
+    data = _full_file()
+    _set(data, "webizpay.employees[1].authorization_time", "2026-03-01t10:00:00.000z")
+    loaded = control.post("/sandbox/scenario", json=data)
+    assert loaded.status_code == 200, loaded.text
+
+
+@pytest.mark.parametrize("case", _WRONG_VALUES, ids=[_case_id(c) for c in _WRONG_VALUES])
+def test_a_wrong_restored_field_is_refused_naming_its_path(
+    control: TestClient, case: tuple[Any, ...]
+) -> None:
+    path, value = case[:2]
+    named = case[2] if len(case) > 2 else path
+    refused = control.post("/sandbox/scenario", json=_set(_full_file(), path, value))
+    assert refused.status_code == 400, refused.text
+    body = refused.json()
+    # a NUL is refused by the control API before the scenario is read (PARAM_ERROR), naming it alike
+    code = "PARAM_ERROR" if "\x00" in str(value) else "SCENARIO_ERROR"
+    assert (body["code"], body["detail"]["field"]) == (code, named), body
+    assert body["message"].startswith(f"{named}: "), body
+    assert "webizpay" not in control.get("/sandbox/scenario").json()  # nothing written
+
+
+def test_a_file_whose_last_entry_is_wrong_writes_nothing(control: TestClient) -> None:
+    """One transaction: the employees, cards, spends and refunds before the wrong one are not written."""
+    assert control.post("/sandbox/scenario", json=_full_file()).status_code == 200
+    before = control.get("/sandbox/scenario").json()
+    tx = "4200000000000000000000000003"
+    more = {
+        "webizpay": {
+            "employees": [{"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "user_more_1"}],
+            "cards": [
+                _restored_card(user_id="user_more_1", out_card_no="more_1", card_no="1000000000000000009")
+            ],
+            "spends": [
+                {
+                    "sp_mchid": SP_A,
+                    "sub_mchid": SUB_A,
+                    "out_card_no": "more_1",
+                    "amount": 100,
+                    "transaction_id": tx,
+                    "refunded_amount": 100,
+                }
+            ],
+            "refunds": [
+                _refund_entry(transaction_id=tx, refund_id="5000000000000000000000000009", amount=True)
+            ],
+        }
+    }
+    refused = control.post("/sandbox/scenario", json=more)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["detail"]["field"] == "webizpay.refunds[0].amount"
+    assert control.get("/sandbox/scenario").json() == before

@@ -341,6 +341,8 @@ async def sweep(request: Request) -> Response:
 PathId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_\-]+$")]
 # A time as the export writes it (RFC 3339); checked as business time by _time.
 Time = Annotated[str, Field(min_length=1, max_length=64)]
+# An amount in fen as the export writes it: an integer, not true (1), 900.0 or "900" taken as one.
+Fen = Annotated[int, Field(strict=True)]
 
 
 class EmployeeSpec(BaseModel):
@@ -365,7 +367,7 @@ class CardSpec(BaseModel):
     user_id: str
     out_card_no: str
     card_template_id: str = "template_123"
-    amount: int
+    amount: Fen
     card_name: str
     effective_end_time: str
     card_remark: str | None = None
@@ -377,7 +379,7 @@ class CardSpec(BaseModel):
     state: CardState | None = None  # default ACTIVE
     card_rule: CardRule | None = None  # default: the template's
     refund_rule: RefundRule | None = None
-    remain_amount: int | None = Field(default=None, ge=0, le=FEN_MAX)  # default: amount
+    remain_amount: Fen | None = Field(default=None, ge=0, le=FEN_MAX)  # default: amount
     effective_begin_time: Time | None = None  # default: the clock's now
     card_disabled_time: Time | None = None  # DISABLED only; default: the clock's now
     reason: str | None = Field(default=None, min_length=1, max_length=128)  # DISABLED only
@@ -421,13 +423,13 @@ class SpendSpec(BaseModel):
     sp_mchid: scenario.Mchid
     sub_mchid: scenario.Mchid
     out_card_no: str
-    amount: int
+    amount: Fen
     goods_name: str | None = None
     out_trade_no: str | None = None
     store: StoreSpec | None = None
     transaction_id: PathId | None = None
     success_time: Time | None = None  # with transaction_id; default: the clock's now
-    refunded_amount: int | None = Field(default=None, ge=0, le=FEN_MAX)  # with transaction_id
+    refunded_amount: Fen | None = Field(default=None, ge=0, le=FEN_MAX)  # with transaction_id
 
 
 class RefundSpec(BaseModel):
@@ -438,7 +440,7 @@ class RefundSpec(BaseModel):
     transaction_id: PathId
     refund_id: PathId
     out_refund_no: PathId
-    amount: int = Field(gt=0, le=FEN_MAX)
+    amount: Fen = Field(gt=0, le=FEN_MAX)
     create_time: Time | None = None  # default: the clock's now
     success_time: Time | None = None  # default: create_time
 
