@@ -564,6 +564,8 @@ _WRONG_VALUES: list[tuple[Any, ...]] = [
     ("webizpay.cards[0].card_usage_time", "1969-01-01T00:00:00Z"),
     ("webizpay.cards[0].sub_mchid", SUB_B, "webizpay.cards[0]"),  # no relation of its user there
     ("webizpay.cards[2].state", "ACTIVE"),  # of a REVOKED relation
+    ("webizpay.cards[2].card_disabled_time", _DROP),
+    ("webizpay.cards[2].reason", _DROP),
     ("webizpay.spends[0].amount", -1),
     ("webizpay.spends[0].amount", HUGE),
     ("webizpay.spends[0].amount", 600.0),

@@ -548,6 +548,12 @@ def _restore_card(repo: WebizpayRepo, pol: Policy, now: float, i: int, c: CardSp
         )
     _only_when(c.card_disabled_time, state, DISABLED, where, "card_disabled_time")
     _only_when(c.reason, state, DISABLED, where, "reason")
+    if state == DISABLED:  # every card the sandbox disables has both (W4/W5 and the callback show them)
+        for name in ("card_disabled_time", "reason"):
+            if getattr(c, name) is None:
+                raise scenario.ScenarioError(
+                    f"{where}.{name}: a {DISABLED} card has one (when and why it was)"
+                )
     remain = body.amount if c.remain_amount is None else c.remain_amount
     if remain > body.amount:
         raise scenario.ScenarioError(f"{where}.remain_amount: {remain} is more than the amount {body.amount}")
