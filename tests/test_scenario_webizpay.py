@@ -566,6 +566,12 @@ _WRONG_VALUES: list[tuple[Any, ...]] = [
     ("webizpay.cards[2].state", "ACTIVE"),  # of a REVOKED relation
     ("webizpay.cards[2].card_disabled_time", _DROP),
     ("webizpay.cards[2].reason", _DROP),
+    ("webizpay.cards[0].transaction_id", TX2),  # the SINGLE card's payment
+    ("webizpay.cards[0].remain_amount", 400, "webizpay.cards[0].remain_amount"),  # 1000 - 600 + 500 (RETURN)
+    ("webizpay.cards[1].remain_amount", 0),  # a SINGLE card's payment of 300 left 700
+    ("webizpay.cards[1].transaction_id", _DROP),  # a used SINGLE card names its payment
+    ("webizpay.spends[1].amount", 301, "webizpay.cards[1].remain_amount"),  # 1000 - 301 is not 700
+    ("webizpay.spends[0].out_card_no", "rf_single_1", "webizpay.spends[1]"),  # a SINGLE card paid twice
     ("webizpay.spends[0].amount", -1),
     ("webizpay.spends[0].amount", HUGE),
     ("webizpay.spends[0].amount", 600.0),

@@ -666,6 +666,61 @@ def _record_spend(repo: WebizpayRepo, now: float, i: int, sp: SpendSpec, card: C
     return txid
 
 
+def _check_restored_cards(repo: WebizpayRepo, spec: SectionSpec) -> None:
+    """A restored card against the file's spends of it (what every export is): its ``transaction_id``
+    is its own payment and no other card's; a SINGLE card is paid once and names that payment; and a
+    ``remain_amount`` given with recorded spends (all of the card's spends recorded) is what they
+    left: amount - paid (+ refunded, a RETURN card's)."""
+    spends_of: dict[tuple[str, str, str], list[int]] = {}
+    paid_now: set[tuple[str, str, str]] = set()  # cards a spend of the file paid with now
+    for k, sp in enumerate(spec.spends):
+        key = (sp.sp_mchid, sp.sub_mchid, sp.out_card_no)
+        if sp.transaction_id is None:
+            paid_now.add(key)
+        else:
+            spends_of.setdefault(key, []).append(k)
+    named: dict[str, int] = {}
+    for i, c in enumerate(spec.cards):
+        if not c.model_fields_set & _RESTORED_CARD:
+            continue
+        where = f"webizpay.cards[{i}]"
+        key = (c.sp_mchid, c.sub_mchid, c.out_card_no)
+        card = repo.card_by_out_no(*key)
+        assert card is not None  # loaded above
+        if c.transaction_id is not None:
+            if c.transaction_id in named:
+                raise scenario.ScenarioError(
+                    f"{where}.transaction_id: cards[{named[c.transaction_id]}] names {c.transaction_id} already"
+                )
+            named[c.transaction_id] = i
+            paid = repo.payment(c.transaction_id)
+            if paid is not None and paid.card_no != card.card_no:
+                raise scenario.ScenarioError(
+                    f"{where}.transaction_id: {c.transaction_id} is a payment of card {paid.card_no}"
+                )
+        ks = spends_of.get(key, [])
+        if card.card_rule == "SINGLE" and ks:
+            if len(ks) > 1:
+                raise scenario.ScenarioError(
+                    f"webizpay.spends[{ks[1]}]: card {c.out_card_no} is SINGLE, paid once already (spends[{ks[0]}])"
+                )
+            first = spec.spends[ks[0]].transaction_id
+            if c.transaction_id != first:
+                raise scenario.ScenarioError(
+                    f"{where}.transaction_id: a used SINGLE card names its payment ({first}, spends[{ks[0]}])"
+                )
+        if c.remain_amount is None or not ks or key in paid_now:
+            continue
+        paid_sum = sum(spec.spends[k].amount for k in ks)
+        back = sum(spec.spends[k].refunded_amount or 0 for k in ks) if card.refund_rule == "RETURN" else 0
+        left = c.amount - paid_sum + back
+        if c.remain_amount != left:
+            raise scenario.ScenarioError(
+                f"{where}.remain_amount: {c.remain_amount} is not what its spends left ({left}: amount {c.amount} "
+                f"- paid {paid_sum}" + (f" + refunded {back}" if back else "") + ")"
+            )
+
+
 def _load_refunds(repo: WebizpayRepo, now: float, spec: SectionSpec, recorded: dict[str, int]) -> list[str]:
     """The file's refunds, each of a spend of the file recorded with its transaction_id (``recorded``:
     transaction_id -> the spend's index); each such spend's refunded_amount must be their sum. A
@@ -786,6 +841,7 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
     # A file with refunds gives each recorded spend's: its refunded_amount is their sum (an older
     # export, without the list, kept only the refunded_amount).
     refund_ids = _load_refunds(repo, now, spec, recorded) if "refunds" in given else []
+    _check_restored_cards(repo, spec)
     # What was loaded, for each list the section had, as the other sections report theirs: templates
     # counted (they have no id), employees, cards and payments by the ids the sandbox gave them.
     report: dict[str, Any] = {}
