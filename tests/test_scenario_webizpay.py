@@ -657,3 +657,43 @@ def test_a_file_whose_last_entry_is_wrong_writes_nothing(control: TestClient) ->
     assert refused.status_code == 400, refused.text
     assert refused.json()["detail"]["field"] == "webizpay.refunds[0].amount"
     assert control.get("/sandbox/scenario").json() == before
+
+
+def _twice(name: str, i: int, **over: Any) -> dict[str, Any]:
+    """_full_file with its ``name``[i] entry given again at the end (changed by ``over``)."""
+    data = _full_file()
+    entries = data["webizpay"][name]
+    entries.append({**entries[i], **over})
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (_twice("employees", 1), "webizpay.employees[2].employee_id"),
+        (_twice("employees", 0, employee_id="WeBizPay_other_1"), "webizpay.employees[2].user_id"),
+        (_twice("cards", 0), "webizpay.cards[3].out_card_no"),
+        (_twice("cards", 0, out_card_no="rf_card_9"), "webizpay.cards[3].card_no"),
+        (_twice("spends", 0), "webizpay.spends[2].transaction_id"),
+        (_twice("spends", 0, transaction_id=None, out_trade_no="t1"), "webizpay.spends[2].out_trade_no"),
+        (_twice("refunds", 0), "webizpay.refunds[2].refund_id"),
+    ],
+)
+def test_an_entry_given_twice_in_one_file_is_refused(control: TestClient, data: Any, field: str) -> None:
+    if field.endswith("out_trade_no"):  # the first of the two names the same out_trade_no
+        data["webizpay"]["spends"][0]["out_trade_no"] = "t1"
+    refused = control.post("/sandbox/scenario", json=data)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["detail"]["field"] == field, refused.json()
+    assert "webizpay" not in control.get("/sandbox/scenario").json()
+
+
+def test_an_authorized_employee_keeps_its_employee_id(control: TestClient) -> None:
+    """Loaded into a sandbox where the user is authorized under another employee_id, the entry was
+    taken for that relation, its employee_id dropped silently."""
+    first = {"webizpay": {"employees": [{"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "user_keep_1"}]}}
+    assert control.post("/sandbox/scenario", json=first).status_code == 200
+    first["webizpay"]["employees"][0]["employee_id"] = "WeBizPay_keep_2"
+    refused = control.post("/sandbox/scenario", json=first)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["detail"]["field"] == "webizpay.employees[0].employee_id"

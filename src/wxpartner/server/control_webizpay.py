@@ -482,6 +482,10 @@ def _load_employee(repo: WebizpayRepo, i: int, e: EmployeeSpec, now: float) -> s
     authorized_at = _time(e.authorization_time, f"{where}.authorization_time", now)
     if e.state == AUTHORIZED:
         relation = repo.authorized_relation(e.sp_mchid, e.sub_mchid, e.user_id)
+        if relation is not None and e.employee_id not in (None, relation.employee_id):
+            raise scenario.ScenarioError(
+                f"{where}.employee_id: {e.user_id} is authorized already, as {relation.employee_id}"
+            )
         if relation is None:
             relation = Relation(
                 e.employee_id or new_employee_id(),
@@ -666,6 +670,40 @@ def _record_spend(repo: WebizpayRepo, now: float, i: int, sp: SpendSpec, card: C
     return txid
 
 
+def _no_twice(spec: SectionSpec) -> None:
+    """An entry given twice in one file is a mistake in it (loaded again, the second one was taken for
+    the first and left out silently): a relation's employee_id, or a user's AUTHORIZED relation; a
+    card's out_card_no or card_no; a spend's transaction_id, or its card's out_trade_no."""
+    keys: list[tuple[str, str, list[tuple[str, tuple[str, ...] | None]]]] = []
+    for i, e in enumerate(spec.employees):
+        authorized = (e.sp_mchid, e.sub_mchid, e.user_id) if e.state == AUTHORIZED else None
+        by_id = None if e.employee_id is None else (e.employee_id,)
+        keys.append(("employees", str(i), [("employee_id", by_id), ("user_id", authorized)]))
+    for i, c in enumerate(spec.cards):
+        card_no = None if c.card_no is None else (c.card_no,)
+        keys.append(
+            (
+                "cards",
+                str(i),
+                [("out_card_no", (c.sp_mchid, c.sub_mchid, c.out_card_no)), ("card_no", card_no)],
+            )
+        )
+    for i, sp in enumerate(spec.spends):
+        txid = None if sp.transaction_id is None else (sp.transaction_id,)
+        trade = (
+            None if sp.out_trade_no is None else (sp.sp_mchid, sp.sub_mchid, sp.out_card_no, sp.out_trade_no)
+        )
+        keys.append(("spends", str(i), [("transaction_id", txid), ("out_trade_no", trade)]))
+    seen: dict[tuple[str, str, tuple[str, ...]], str] = {}
+    for name, at, fields in keys:
+        for field, key in fields:
+            if key is None:
+                continue
+            first = seen.setdefault((name, field, key), at)
+            if first != at:
+                raise scenario.ScenarioError(f"webizpay.{name}[{at}].{field}: {name}[{first}] has it already")
+
+
 def _check_restored_cards(repo: WebizpayRepo, spec: SectionSpec) -> None:
     """A restored card against the file's spends of it (what every export is): its ``transaction_id``
     is its own payment and no other card's; a SINGLE card is paid once and names that payment; and a
@@ -783,6 +821,7 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
     now = sandbox_store.read_clock(conn).now_ts()
     for t in spec.templates:
         repo.put_template(t.sp_mchid, Template(t.card_template_id, t.card_rule, t.refund_rule), now)
+    _no_twice(spec)
     # a generated one is what W-calls and the pages name
     employee_ids = [_load_employee(repo, i, e, now) for i, e in enumerate(spec.employees)]
     card_nos: list[str] = []
