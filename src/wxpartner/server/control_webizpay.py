@@ -1,74 +1,31 @@
 """Sandbox control of enterprise payment (``/sandbox/webizpay/...``, token-guarded): the employee's
-actions that happen inside WeChat (consent, deregister, pay, refund), card templates, the expiry
-sweep, and the scenario section ``webizpay`` (templates, pre-authorized employees, cards, spends).
-
-Scenario section::
-
-    webizpay:
-      templates:
-        - {sp_mchid: "1230000001", card_template_id: tpl_travel, card_rule: MULTIPLE, refund_rule: RETURN}
-      employees:   # pre-authorized relations (no AUTHORIZED callback)
-        - {sp_mchid: "1230000001", sub_mchid: "1230000101", user_id: emp_001, employee_id: WeBizPay_fixed}
-      cards:       # issued to the AUTHORIZED relation of (sp, sub, user_id), as W3 would
-        - {sp_mchid: "1230000001", sub_mchid: "1230000101", user_id: emp_001, out_card_no: card_0001,
-           card_template_id: template_123, amount: 10000, card_name: 差旅费用卡,
-           effective_end_time: "2030-12-31T23:59:59+08:00"}
-      spends:      # payments already made with a card (PAYMENTSUCCESS callbacks are queued as usual)
-        - {sp_mchid: "1230000001", sub_mchid: "1230000101", out_card_no: card_0001, amount: 1500,
-           goods_name: 午餐, store: {name: 食堂}}
-
-An export writes every relation (``state``, its times), card (``card_no``, ``state``, ``remain_amount``,
-its times), payment (``transaction_id``, ``success_time``, ``refunded_amount``) and refund (``refunds``:
-``transaction_id``, ``refund_id``, ``out_refund_no``, ``amount``, ``create_time``, ``success_time``):
-entries with those fields are restored as they were (no W3 issue, no payment now, no callback), so an
-export loads back into the same W2/W4/W5 answers and W11/W12 bills; entries without them load as they
-always did.
+actions that happen inside WeChat (consent, deregister, pay, refund), card templates and the expiry
+sweep. Its scenario section is in ``webizpay_scenario.py``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import secrets
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.engine import Connection
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..domain.clock import is_business_time
-from ..domain.webizpay import authorizations, payments, quota_cards
+from ..domain.webizpay import authorizations, payments
 from ..domain.webizpay.entities import (
-    ACTIVE,
-    AUTHORIZED,
-    DISABLED,
     REVOKE_BY_EMPLOYEE,
-    REVOKED,
-    Card,
-    Payment,
     Policy,
-    Refund,
     Relation,
     Template,
-    new_card_no,
-    new_employee_id,
 )
 from ..models.webizpay import (
-    FEN_MAX,
-    AuthorizationState,
-    CardRule,
-    CardState,
-    IssueQuotaCardRequest,
     Mchid,
-    RefundRule,
     UserId,
 )
-from ..protocol.detail import first_problem
 from ..protocol.errors import ApiError
-from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..sandbox import scenario
 from ..store import sandbox as sandbox_store
 from ..store.db import Database
@@ -114,7 +71,7 @@ def _relation_view(r: Relation) -> dict[str, Any]:
     }
 
 
-def _str(body: dict[str, Any], name: str, column: sa.Column[Any], *, required: bool = True) -> str | None:
+def body_str(body: dict[str, Any], name: str, column: sa.Column[Any], *, required: bool = True) -> str | None:
     return string(body.get(name), name, location="body", max_length=length_of(column), required=required)
 
 
@@ -136,7 +93,7 @@ async def consent(request: Request) -> Response:
     """The employee consents: {"token": ...} (from the W1 link) or {"sp_mchid","sub_mchid","user_id"}."""
     body = await json_body(request)
     db = request.app.state.wx.db
-    token = _str(body, "token", webizpay_auth_links.c.token, required=False)
+    token = body_str(body, "token", webizpay_auth_links.c.token, required=False)
     who = None if token else validated(ConsentBody, body, location="body")
 
     def apply(repo: WebizpayRepo, now: float) -> Relation:
@@ -188,7 +145,7 @@ async def deregister(request: Request) -> Response:
 
 
 # Where each field of the paying store is kept.
-_STORE_COLUMNS = {
+STORE_COLUMNS = {
     "name": webizpay_payments.c.receive_mch_name,
     "full_name": webizpay_payments.c.receive_mch_full_name,
     "organization_code": webizpay_payments.c.receive_mch_organization_code,
@@ -201,21 +158,21 @@ def pay_from_body(repo: WebizpayRepo, pol: Policy, now: float, body: dict[str, A
     "amount", ...}. Bad input is a ControlError (params.py: what the columns cannot hold), raised before
     anything is written; the business refusals are ApiErrors."""
     amount = _fen(body, "amount")
-    goods = _str(body, "goods_name", webizpay_payments.c.goods_name, required=False)
-    out_trade_no = _str(body, "out_trade_no", webizpay_payments.c.out_trade_no, required=False)
+    goods = body_str(body, "goods_name", webizpay_payments.c.goods_name, required=False)
+    out_trade_no = body_str(body, "out_trade_no", webizpay_payments.c.out_trade_no, required=False)
     raw = body.get("store") or {}
     if not isinstance(raw, dict):
         raise bad("store must be an object", field="store", location="body", issue="not an object", value=raw)
     given = {
         k: string(raw.get(k), f"store.{k}", location="body", max_length=length_of(column), required=False)
-        for k, column in _STORE_COLUMNS.items()
+        for k, column in STORE_COLUMNS.items()
     }
     store = payments.Store(**{k: v for k, v in given.items() if v is not None})
-    token = _str(body, "token", webizpay_payment_links.c.token, required=False)
+    token = body_str(body, "token", webizpay_payment_links.c.token, required=False)
     if token:
         card_no = payments.live_payment_link(repo, token, now).card_no
     else:
-        card_no = _str(body, "card_no", webizpay_cards.c.card_no) or ""
+        card_no = body_str(body, "card_no", webizpay_cards.c.card_no) or ""
     card = repo.card(card_no)
     if card is None:
         raise ApiError("RESOURCE_NOT_EXISTS", f"额度卡 {card_no} 不存在")
@@ -259,9 +216,9 @@ async def refund(request: Request) -> Response:
     body = await json_body(request)
     known_fields(body, "transaction_id", "amount", "out_refund_no", location="body")
     db = request.app.state.wx.db
-    txid = _str(body, "transaction_id", webizpay_refunds.c.transaction_id) or ""
+    txid = body_str(body, "transaction_id", webizpay_refunds.c.transaction_id) or ""
     amount = _fen(body, "amount")
-    out_no = _str(body, "out_refund_no", webizpay_refunds.c.out_refund_no, required=False)
+    out_no = body_str(body, "out_refund_no", webizpay_refunds.c.out_refund_no, required=False)
 
     def apply(repo: WebizpayRepo, now: float) -> dict[str, Any]:
         r = payments.refund(repo, now, txid, amount, out_refund_no=out_no)
@@ -285,13 +242,6 @@ class TemplateSpec(BaseModel):
     card_template_id: str = Field(min_length=1, max_length=64)
     card_rule: Literal["SINGLE", "MULTIPLE"] = "MULTIPLE"
     refund_rule: Literal["RETURN", "NOT_RETURN"] = "RETURN"
-
-
-def _validated(model: type[BaseModel], data: Any, where: str) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise scenario.ScenarioError(first_problem(exc, f"{where}.")) from None
 
 
 @control_route("/webizpay/templates", ["GET", "POST"])
@@ -331,672 +281,3 @@ async def sweep(request: Request) -> Response:
     """Disable every ACTIVE card past effective_end_time now (the background sweep does it too)."""
     n = await anyio.to_thread.run_sync(sweep_all, request.app.state.wx)
     return JSONResponse({"expired": n})
-
-
-# ---- scenario section ----------------------------------------------------------------------------
-
-
-# Ids a request path carries unescaped (WeChat's own employee_ids are WeBizPay_<uuid>, card numbers
-# and transaction ids digits): "a/b" was stored, and no W-path could name it.
-PathId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_\-]+$")]
-# A time as the export writes it (RFC 3339); checked as business time by _time.
-Time = Annotated[str, Field(min_length=1, max_length=64)]
-# An amount in fen as the export writes it: an integer, not true (1), 900.0 or "900" taken as one.
-Fen = Annotated[int, Field(strict=True)]
-
-
-class EmployeeSpec(BaseModel):
-    """An authorization relation: AUTHORIZED (a pre-authorized employee: no callback), or, as an
-    export writes every relation, REVOKED with its times and reason."""
-
-    model_config = ConfigDict(extra="forbid")
-    sp_mchid: scenario.Mchid
-    sub_mchid: scenario.Mchid
-    user_id: str = Field(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z_\-|*]{6,32}$")
-    employee_id: PathId | None = None
-    state: AuthorizationState = "AUTHORIZED"
-    authorization_time: Time | None = None  # default: the clock's now
-    authorization_revoked_time: Time | None = None  # REVOKED only; default: authorization_time
-    reason: str | None = Field(default=None, min_length=1, max_length=64)  # REVOKED only
-
-
-class CardSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    sp_mchid: scenario.Mchid
-    sub_mchid: scenario.Mchid
-    user_id: str
-    out_card_no: str
-    card_template_id: str = "template_123"
-    amount: Fen
-    card_name: str
-    effective_end_time: str
-    card_remark: str | None = None
-    avail_mch_range_id: str | None = None
-    # A card restored as it was (an export writes them): any of these given, the card is written with
-    # them rather than issued now as W3 would (no W3 check of the clock: a card past its end loads).
-    card_no: PathId | None = None
-    employee_id: PathId | None = None  # the relation it was issued to (default: the AUTHORIZED one)
-    state: CardState | None = None  # default ACTIVE
-    card_rule: CardRule | None = None  # default: the template's
-    refund_rule: RefundRule | None = None
-    remain_amount: Fen | None = Field(default=None, ge=0, le=FEN_MAX)  # default: amount
-    effective_begin_time: Time | None = None  # default: the clock's now
-    card_disabled_time: Time | None = None  # DISABLED only; default: the clock's now
-    reason: str | None = Field(default=None, min_length=1, max_length=128)  # DISABLED only
-    # its last payment, as W4 shows it (a recorded spend does not change its card)
-    card_usage_time: Time | None = None
-    transaction_id: PathId | None = None
-
-
-_LATEST_END_AT = parse_rfc3339(quota_cards.LATEST_END).timestamp()
-_RESTORED_CARD = frozenset(
-    {
-        "card_no",
-        "employee_id",
-        "state",
-        "card_rule",
-        "refund_rule",
-        "remain_amount",
-        "effective_begin_time",
-        "card_disabled_time",
-        "reason",
-        "card_usage_time",
-        "transaction_id",
-    }
-)
-
-
-class StoreSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str | None = None
-    full_name: str | None = None
-    organization_code: str | None = None
-    acquirer: str | None = None
-
-
-class SpendSpec(BaseModel):
-    """A payment already made with a card (by the card's out_card_no), as the payment page would; with
-    its ``transaction_id`` (an export writes it), a payment recorded as it was made: no callback, and
-    the card's remain_amount is the card entry's."""
-
-    model_config = ConfigDict(extra="forbid")
-    sp_mchid: scenario.Mchid
-    sub_mchid: scenario.Mchid
-    out_card_no: str
-    amount: Fen
-    goods_name: str | None = None
-    out_trade_no: str | None = None
-    store: StoreSpec | None = None
-    transaction_id: PathId | None = None
-    success_time: Time | None = None  # with transaction_id; default: the clock's now
-    refunded_amount: Fen | None = Field(default=None, ge=0, le=FEN_MAX)  # with transaction_id
-
-
-class RefundSpec(BaseModel):
-    """A refund of a spend of the same file (by its ``transaction_id``), written as it was: the spend's
-    ``refunded_amount`` is the sum of its refunds, its card's remain_amount the card entry's."""
-
-    model_config = ConfigDict(extra="forbid")
-    transaction_id: PathId
-    refund_id: PathId
-    out_refund_no: PathId
-    amount: Fen = Field(gt=0, le=FEN_MAX)
-    create_time: Time | None = None  # default: the clock's now
-    success_time: Time | None = None  # default: create_time
-
-
-class SectionSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    templates: list[TemplateSpec] = []
-    employees: list[EmployeeSpec] = []
-    cards: list[CardSpec] = []
-    spends: list[SpendSpec] = []
-    refunds: list[RefundSpec] = []
-
-
-def _time(value: str | None, where: str, default: float) -> float:
-    """An entry's RFC 3339 time as business time (``default`` when left out)."""
-    if value is None:
-        return default
-    try:
-        ts = parse_rfc3339(value).timestamp()
-    except ValueError as exc:
-        raise scenario.ScenarioError(f"{where}: {exc}") from None
-    if not is_business_time(ts):  # every answer that shows it renders it as a date
-        raise scenario.ScenarioError(f"{where}: must be between 1970 and 9999")
-    return ts
-
-
-def _only_when(given: Any, state: str, wanted: str, where: str, name: str) -> None:
-    if given is not None and state != wanted:
-        raise scenario.ScenarioError(f"{where}.{name}: only a {wanted} entry has one (this one is {state})")
-
-
-def _load_employee(repo: WebizpayRepo, i: int, e: EmployeeSpec, now: float) -> str:
-    """The relation's employee_id: the one already there (the same file loaded again), else the new one's."""
-    where = f"webizpay.employees[{i}]"
-    if not repo.sub_bound(e.sp_mchid, e.sub_mchid):
-        raise scenario.ScenarioError(f"{where}: {e.sub_mchid} is not a sub-merchant of {e.sp_mchid}")
-    _only_when(e.authorization_revoked_time, e.state, REVOKED, where, "authorization_revoked_time")
-    _only_when(e.reason, e.state, REVOKED, where, "reason")
-    authorized_at = _time(e.authorization_time, f"{where}.authorization_time", now)
-    if e.state == AUTHORIZED:
-        relation = repo.authorized_relation(e.sp_mchid, e.sub_mchid, e.user_id)
-        if relation is not None and e.employee_id not in (None, relation.employee_id):
-            raise scenario.ScenarioError(
-                f"{where}.employee_id: {e.user_id} is authorized already, as {relation.employee_id}"
-            )
-        if relation is None:
-            relation = Relation(
-                e.employee_id or new_employee_id(),
-                e.sp_mchid,
-                e.sub_mchid,
-                e.user_id,
-                AUTHORIZED,
-                authorized_at,
-            )
-            if not repo.insert_relation(relation):
-                raise scenario.ScenarioError(f"{where}: employee_id {e.employee_id} is taken")
-        return relation.employee_id
-    if e.employee_id is None:  # else the same file loaded twice made two
-        raise scenario.ScenarioError(f"{where}.employee_id: a {REVOKED} relation needs its employee_id")
-    revoked_at = _time(e.authorization_revoked_time, f"{where}.authorization_revoked_time", authorized_at)
-    if revoked_at < authorized_at:
-        raise scenario.ScenarioError(f"{where}.authorization_revoked_time: before its authorization_time")
-    existing = repo.relation(e.employee_id)
-    if existing is not None:
-        if (existing.sp_mchid, existing.sub_mchid, existing.user_id, existing.state) != (
-            e.sp_mchid,
-            e.sub_mchid,
-            e.user_id,
-            REVOKED,
-        ):
-            raise scenario.ScenarioError(f"{where}.employee_id: {e.employee_id} is taken")
-        return existing.employee_id
-    relation = Relation(
-        e.employee_id, e.sp_mchid, e.sub_mchid, e.user_id, REVOKED, authorized_at, revoked_at, e.reason
-    )
-    if not repo.insert_relation(relation):
-        raise scenario.ScenarioError(f"{where}.employee_id: {e.employee_id} is taken")
-    return relation.employee_id
-
-
-def _card_owner(repo: WebizpayRepo, c: CardSpec, where: str) -> Relation:
-    if c.employee_id is None:
-        owner = repo.authorized_relation(c.sp_mchid, c.sub_mchid, c.user_id)
-        if owner is None:
-            raise scenario.ScenarioError(f"{where}: {c.user_id} has no AUTHORIZED relation")
-        return owner
-    owner = repo.relation(c.employee_id)
-    if owner is None or (owner.sp_mchid, owner.sub_mchid, owner.user_id) != (
-        c.sp_mchid,
-        c.sub_mchid,
-        c.user_id,
-    ):
-        raise scenario.ScenarioError(
-            f"{where}.employee_id: no relation {c.employee_id} of {c.user_id} under {c.sp_mchid}/{c.sub_mchid}"
-        )
-    return owner
-
-
-def _restore_card(repo: WebizpayRepo, pol: Policy, now: float, i: int, c: CardSpec) -> str:
-    """A card written as the entry says (an exported one): its card_no, state, amounts and times."""
-    where = f"webizpay.cards[{i}]"
-    fields = c.model_dump(include=set(IssueQuotaCardRequest.model_fields), exclude_none=True)
-    body: IssueQuotaCardRequest = _validated(IssueQuotaCardRequest, fields, where)
-    owner = _card_owner(repo, c, where)
-    state = c.state or ACTIVE
-    if state == ACTIVE and owner.state != AUTHORIZED:
-        raise scenario.ScenarioError(
-            f"{where}.state: an {ACTIVE} card of a {owner.state} relation (a revoke disables its cards)"
-        )
-    _only_when(c.card_disabled_time, state, DISABLED, where, "card_disabled_time")
-    _only_when(c.reason, state, DISABLED, where, "reason")
-    if state == DISABLED:  # every card the sandbox disables has both (W4/W5 and the callback show them)
-        for name in ("card_disabled_time", "reason"):
-            if getattr(c, name) is None:
-                raise scenario.ScenarioError(
-                    f"{where}.{name}: a {DISABLED} card has one (when and why it was)"
-                )
-    remain = body.amount if c.remain_amount is None else c.remain_amount
-    if remain > body.amount:
-        raise scenario.ScenarioError(f"{where}.remain_amount: {remain} is more than the amount {body.amount}")
-    end_at = _time(body.effective_end_time, f"{where}.effective_end_time", now)
-    if end_at > _LATEST_END_AT:
-        raise scenario.ScenarioError(f"{where}.effective_end_time: later than {quota_cards.LATEST_END}")
-    begin_at = _time(c.effective_begin_time, f"{where}.effective_begin_time", now)
-    existing = repo.card_by_out_no(c.sp_mchid, c.sub_mchid, body.out_card_no)
-    if existing is not None:  # the same file loaded again: left as it is
-        if c.card_no is not None and existing.card_no != c.card_no:
-            raise scenario.ScenarioError(
-                f"{where}.out_card_no: {body.out_card_no} is card {existing.card_no} already, not {c.card_no}"
-            )
-        return existing.card_no
-    if c.card_no is not None and repo.card(c.card_no) is not None:
-        raise scenario.ScenarioError(f"{where}.card_no: {c.card_no} is taken")
-    template = repo.template(c.sp_mchid, body.card_template_id) or pol.builtin(body.card_template_id)
-    if template is None and (c.card_rule is None or c.refund_rule is None):
-        raise scenario.ScenarioError(
-            f"{where}.card_template_id: unknown card template {body.card_template_id} (give card_rule and "
-            "refund_rule, or configure it under templates)"
-        )
-    # avail_mch_range_id is kept as written, unchecked: the ranges (W13–W17) are not in an export
-    disabled = state == DISABLED
-    card = Card(
-        card_no=c.card_no or new_card_no(),
-        sp_mchid=c.sp_mchid,
-        sub_mchid=c.sub_mchid,
-        out_card_no=body.out_card_no,
-        employee_id=owner.employee_id,
-        card_template_id=body.card_template_id,
-        card_rule=c.card_rule or (template.card_rule if template else ""),
-        refund_rule=c.refund_rule or (template.refund_rule if template else ""),
-        amount=body.amount,
-        remain_amount=remain,
-        card_name=body.card_name,
-        card_remark=body.card_remark,
-        begin_at=begin_at,
-        end_at=end_at,
-        end_text=body.effective_end_time,
-        state=state,
-        disabled_at=_time(c.card_disabled_time, f"{where}.card_disabled_time", now) if disabled else None,
-        reason=c.reason if disabled else None,
-        used_at=None
-        if c.card_usage_time is None
-        else _time(c.card_usage_time, f"{where}.card_usage_time", now),
-        transaction_id=c.transaction_id,
-        avail_mch_range_id=body.avail_mch_range_id,
-    )
-    if not repo.insert_card(card):  # a race on card_no or out_card_no: refused, as the look above
-        raise scenario.ScenarioError(f"{where}.card_no: {card.card_no} is taken")
-    return card.card_no
-
-
-def _record_spend(repo: WebizpayRepo, now: float, i: int, sp: SpendSpec, card: Card) -> str:
-    """A payment written as the entry says (an exported one): no callback, and its card left as its
-    entry gave it (remain_amount, card_usage_time, transaction_id)."""
-    where = f"webizpay.spends[{i}]"
-    txid = sp.transaction_id
-    assert txid is not None
-    paid = repo.payment(txid)
-    if paid is not None:  # the same file loaded again: left as it is
-        if (paid.card_no, paid.amount) != (card.card_no, sp.amount):
-            raise scenario.ScenarioError(f"{where}.transaction_id: {txid} is taken")
-        return txid
-    if sp.amount <= 0 or sp.amount > FEN_MAX:
-        raise scenario.ScenarioError(f"{where}.amount: must be a positive number of fen")
-    refunded = sp.refunded_amount or 0
-    if refunded > sp.amount:
-        raise scenario.ScenarioError(
-            f"{where}.refunded_amount: {refunded} is more than the amount {sp.amount}"
-        )
-    raw = sp.store.model_dump(exclude_none=True) if sp.store else {}
-    body = {"goods_name": sp.goods_name, "out_trade_no": sp.out_trade_no}
-    try:
-        goods = _str(body, "goods_name", webizpay_payments.c.goods_name, required=False)
-        out_trade_no = _str(body, "out_trade_no", webizpay_payments.c.out_trade_no, required=False)
-        given = {
-            k: string(raw.get(k), f"store.{k}", location="body", max_length=length_of(column), required=False)
-            for k, column in _STORE_COLUMNS.items()
-        }
-    except ControlError as err:
-        raise scenario.ScenarioError(f"{where}: {err.message}") from None
-    if out_trade_no is not None:
-        other = repo.payment_by_out_trade_no(card.card_no, out_trade_no)
-        if other is not None:
-            raise scenario.ScenarioError(
-                f"{where}.out_trade_no: {out_trade_no} of card {sp.out_card_no} is payment {other.transaction_id}"
-            )
-    store = payments.Store(**{k: v for k, v in given.items() if v is not None})
-    at = _time(sp.success_time, f"{where}.success_time", now)
-    repo.insert_payment(
-        Payment(
-            transaction_id=txid,
-            out_trade_no=out_trade_no or f"SBX{secrets.token_hex(8).upper()}",
-            card_no=card.card_no,
-            sp_mchid=card.sp_mchid,
-            sub_mchid=card.sub_mchid,
-            employee_id=card.employee_id,
-            amount=sp.amount,
-            refunded_amount=refunded,
-            receive_mch_name=store.name,
-            receive_mch_full_name=store.full_name,
-            receive_mch_organization_code=store.organization_code,
-            acquirer=store.acquirer,
-            goods_name=goods or "企业支付消费",
-            paid_at=at,
-        )
-    )
-    return txid
-
-
-def _no_twice(spec: SectionSpec) -> None:
-    """An entry given twice in one file is a mistake in it (loaded again, the second one was taken for
-    the first and left out silently): a relation's employee_id, or a user's AUTHORIZED relation; a
-    card's out_card_no or card_no; a spend's transaction_id, or its card's out_trade_no."""
-    keys: list[tuple[str, str, list[tuple[str, tuple[str, ...] | None]]]] = []
-    for i, e in enumerate(spec.employees):
-        authorized = (e.sp_mchid, e.sub_mchid, e.user_id) if e.state == AUTHORIZED else None
-        by_id = None if e.employee_id is None else (e.employee_id,)
-        keys.append(("employees", str(i), [("employee_id", by_id), ("user_id", authorized)]))
-    for i, c in enumerate(spec.cards):
-        card_no = None if c.card_no is None else (c.card_no,)
-        keys.append(
-            (
-                "cards",
-                str(i),
-                [("out_card_no", (c.sp_mchid, c.sub_mchid, c.out_card_no)), ("card_no", card_no)],
-            )
-        )
-    for i, sp in enumerate(spec.spends):
-        txid = None if sp.transaction_id is None else (sp.transaction_id,)
-        trade = (
-            None if sp.out_trade_no is None else (sp.sp_mchid, sp.sub_mchid, sp.out_card_no, sp.out_trade_no)
-        )
-        keys.append(("spends", str(i), [("transaction_id", txid), ("out_trade_no", trade)]))
-    seen: dict[tuple[str, str, tuple[str, ...]], str] = {}
-    for name, at, fields in keys:
-        for field, key in fields:
-            if key is None:
-                continue
-            first = seen.setdefault((name, field, key), at)
-            if first != at:
-                raise scenario.ScenarioError(f"webizpay.{name}[{at}].{field}: {name}[{first}] has it already")
-
-
-def _check_restored_cards(repo: WebizpayRepo, spec: SectionSpec) -> None:
-    """A restored card against the file's spends of it (what every export is): its ``transaction_id``
-    is its own payment and no other card's; a SINGLE card is paid once and names that payment; and a
-    ``remain_amount`` given with recorded spends (all of the card's spends recorded) is what they
-    left: amount - paid (+ refunded, a RETURN card's)."""
-    spends_of: dict[tuple[str, str, str], list[int]] = {}
-    paid_now: set[tuple[str, str, str]] = set()  # cards a spend of the file paid with now
-    for k, sp in enumerate(spec.spends):
-        key = (sp.sp_mchid, sp.sub_mchid, sp.out_card_no)
-        if sp.transaction_id is None:
-            paid_now.add(key)
-        else:
-            spends_of.setdefault(key, []).append(k)
-    named: dict[str, int] = {}
-    for i, c in enumerate(spec.cards):
-        if not c.model_fields_set & _RESTORED_CARD:
-            continue
-        where = f"webizpay.cards[{i}]"
-        key = (c.sp_mchid, c.sub_mchid, c.out_card_no)
-        card = repo.card_by_out_no(*key)
-        assert card is not None  # loaded above
-        if c.transaction_id is not None:
-            if c.transaction_id in named:
-                raise scenario.ScenarioError(
-                    f"{where}.transaction_id: cards[{named[c.transaction_id]}] names {c.transaction_id} already"
-                )
-            named[c.transaction_id] = i
-            paid = repo.payment(c.transaction_id)
-            if paid is not None and paid.card_no != card.card_no:
-                raise scenario.ScenarioError(
-                    f"{where}.transaction_id: {c.transaction_id} is a payment of card {paid.card_no}"
-                )
-        ks = spends_of.get(key, [])
-        if card.card_rule == "SINGLE" and ks:
-            if len(ks) > 1:
-                raise scenario.ScenarioError(
-                    f"webizpay.spends[{ks[1]}]: card {c.out_card_no} is SINGLE, paid once already (spends[{ks[0]}])"
-                )
-            first = spec.spends[ks[0]].transaction_id
-            if c.transaction_id != first:
-                raise scenario.ScenarioError(
-                    f"{where}.transaction_id: a used SINGLE card names its payment ({first}, spends[{ks[0]}])"
-                )
-        if c.remain_amount is None or not ks or key in paid_now:
-            continue
-        paid_sum = sum(spec.spends[k].amount for k in ks)
-        back = sum(spec.spends[k].refunded_amount or 0 for k in ks) if card.refund_rule == "RETURN" else 0
-        left = c.amount - paid_sum + back
-        if c.remain_amount != left:
-            raise scenario.ScenarioError(
-                f"{where}.remain_amount: {c.remain_amount} is not what its spends left ({left}: amount {c.amount} "
-                f"- paid {paid_sum}" + (f" + refunded {back}" if back else "") + ")"
-            )
-
-
-def _load_refunds(repo: WebizpayRepo, now: float, spec: SectionSpec, recorded: dict[str, int]) -> list[str]:
-    """The file's refunds, each of a spend of the file recorded with its transaction_id (``recorded``:
-    transaction_id -> the spend's index); each such spend's refunded_amount must be their sum. A
-    refund already there (the same file loaded again) is left as it is."""
-    given: dict[str, int] = {}
-    seen: dict[str, int] = {}  # refund_id, and transaction_id/out_refund_no -> the entry that gave it
-    for i, r in enumerate(spec.refunds):
-        where = f"webizpay.refunds[{i}]"
-        for name, key in (
-            ("refund_id", r.refund_id),
-            ("out_refund_no", f"{r.transaction_id}/{r.out_refund_no}"),
-        ):
-            if key in seen:
-                raise scenario.ScenarioError(f"{where}.{name}: refunds[{seen[key]}] has it already")
-            seen[key] = i
-        k = recorded.get(r.transaction_id)
-        if k is None:
-            raise scenario.ScenarioError(
-                f"{where}.transaction_id: no spend of this file is {r.transaction_id} (with its transaction_id)"
-            )
-        created_at = _time(r.create_time, f"{where}.create_time", now)
-        succeeded_at = _time(r.success_time, f"{where}.success_time", created_at)
-        if succeeded_at < created_at:
-            raise scenario.ScenarioError(f"{where}.success_time: before its create_time")
-        given[r.transaction_id] = given.get(r.transaction_id, 0) + r.amount
-        existing = repo.refund_by_id(r.refund_id)
-        if existing is not None:
-            if (existing.transaction_id, existing.out_refund_no, existing.amount) != (
-                r.transaction_id,
-                r.out_refund_no,
-                r.amount,
-            ):
-                raise scenario.ScenarioError(f"{where}.refund_id: {r.refund_id} is taken")
-            continue
-        if repo.refund_by_out_no(r.transaction_id, r.out_refund_no) is not None:
-            raise scenario.ScenarioError(
-                f"{where}.out_refund_no: {r.out_refund_no} of payment {r.transaction_id} is taken"
-            )
-        repo.insert_refund(
-            Refund(r.refund_id, r.out_refund_no, r.transaction_id, r.amount, created_at, succeeded_at)
-        )
-    for txid, k in recorded.items():
-        sp = spec.spends[k]
-        refunded, summed = sp.refunded_amount or 0, given.get(txid, 0)
-        if refunded != summed:
-            raise scenario.ScenarioError(
-                f"webizpay.spends[{k}].refunded_amount: {refunded} is not the sum of its refunds ({summed})"
-            )
-        paid = repo.payment(txid)
-        if paid is not None and paid.refunded_amount != refunded:  # loaded before, refunded since
-            raise scenario.ScenarioError(
-                f"webizpay.spends[{k}].refunded_amount: payment {txid} has {paid.refunded_amount} refunded already"
-            )
-    return [r.refund_id for r in spec.refunds]
-
-
-def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
-    spec: SectionSpec = _validated(SectionSpec, data, "webizpay")
-    repo = WebizpayRepo(conn)
-    now = sandbox_store.read_clock(conn).now_ts()
-    for t in spec.templates:
-        repo.put_template(t.sp_mchid, Template(t.card_template_id, t.card_rule, t.refund_rule), now)
-    _no_twice(spec)
-    # a generated one is what W-calls and the pages name
-    employee_ids = [_load_employee(repo, i, e, now) for i, e in enumerate(spec.employees)]
-    card_nos: list[str] = []
-    transaction_ids: list[str] = []
-    recorded: dict[str, int] = {}  # transaction_id -> the index of the spend that recorded it
-    pol = Policy()
-    for i, c in enumerate(spec.cards):
-        if c.model_fields_set & _RESTORED_CARD:
-            card_nos.append(_restore_card(repo, pol, now, i, c))
-            continue
-        owner = repo.authorized_relation(c.sp_mchid, c.sub_mchid, c.user_id)
-        if owner is None:
-            raise scenario.ScenarioError(f"webizpay.cards[{i}]: {c.user_id} has no AUTHORIZED relation")
-        fields = c.model_dump(exclude={"user_id"}, exclude_none=True)
-        body = _validated(IssueQuotaCardRequest, fields, f"webizpay.cards[{i}]")
-        try:
-            card_nos.append(quota_cards.issue(repo, pol, now, owner.employee_id, body).card_no)
-        except ApiError as err:
-            raise scenario.ScenarioError(f"webizpay.cards[{i}]: {err.message}") from None
-    for i, sp in enumerate(spec.spends):
-        card = repo.card_by_out_no(sp.sp_mchid, sp.sub_mchid, sp.out_card_no)
-        if card is None:
-            raise scenario.ScenarioError(f"webizpay.spends[{i}]: no card {sp.out_card_no} of {sp.sub_mchid}")
-        if sp.transaction_id is not None:
-            transaction_ids.append(_record_spend(repo, now, i, sp, card))
-            recorded[sp.transaction_id] = i
-            continue
-        for name in ("success_time", "refunded_amount"):
-            if getattr(sp, name) is not None:
-                raise scenario.ScenarioError(
-                    f"webizpay.spends[{i}].{name}: only a spend recorded with its transaction_id has one"
-                )
-        paid = (
-            None if sp.out_trade_no is None else repo.payment_by_out_trade_no(card.card_no, sp.out_trade_no)
-        )
-        if paid is not None:
-            # loaded before: the same file loaded again changes nothing (no second payment, no second
-            # PAYMENTSUCCESS); another amount under that out_trade_no is a mistake in the file
-            if paid.amount != sp.amount:
-                raise scenario.ScenarioError(
-                    f"webizpay.spends[{i}]: out_trade_no {sp.out_trade_no} of card {sp.out_card_no} was "
-                    f"paid already with amount {paid.amount}, not {sp.amount}"
-                )
-            transaction_ids.append(paid.transaction_id)
-            continue
-        body = {
-            "card_no": card.card_no,
-            **sp.model_dump(include={"amount", "goods_name", "out_trade_no"}),
-            "store": sp.store.model_dump(exclude_none=True) if sp.store else {},
-        }
-        try:
-            transaction_ids.append(str(pay_from_body(repo, pol, now, body)["transaction_id"]))
-        except (ApiError, ControlError) as err:
-            raise scenario.ScenarioError(f"webizpay.spends[{i}]: {err.message}") from None
-    given = data if isinstance(data, dict) else {}
-    # A file with refunds gives each recorded spend's: its refunded_amount is their sum (an older
-    # export, without the list, kept only the refunded_amount).
-    refund_ids = _load_refunds(repo, now, spec, recorded) if "refunds" in given else []
-    _check_restored_cards(repo, spec)
-    # What was loaded, for each list the section had, as the other sections report theirs: templates
-    # counted (they have no id), employees, cards and payments by the ids the sandbox gave them.
-    report: dict[str, Any] = {}
-    if "templates" in given:
-        report["templates"] = len(spec.templates)
-    if "employees" in given:
-        report["employee_ids"] = employee_ids
-    if "cards" in given:
-        report["card_nos"] = card_nos
-    if "spends" in given:
-        report["transaction_ids"] = transaction_ids
-    if "refunds" in given:
-        report["refund_ids"] = refund_ids
-    lctx.report["webizpay"] = report
-
-
-def _when(ts: float) -> str:
-    """A stored time as the export writes it: to the millisecond (what loads back as the same text)."""
-    return format_rfc3339(dt.datetime.fromtimestamp(ts, dt.UTC), millis=True)
-
-
-def _employee_entry(r: Relation) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "sp_mchid": r.sp_mchid,
-        "sub_mchid": r.sub_mchid,
-        "user_id": r.user_id,
-        "employee_id": r.employee_id,
-        "state": r.state,
-        "authorization_time": _when(r.authorized_at),
-    }
-    if r.state != AUTHORIZED:
-        if r.revoked_at is not None:
-            out["authorization_revoked_time"] = _when(r.revoked_at)
-        if r.reason:
-            out["reason"] = r.reason
-    return out
-
-
-def _card_entry(card: Card, user_id: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "sp_mchid": card.sp_mchid,
-        "sub_mchid": card.sub_mchid,
-        "user_id": user_id,
-        "employee_id": card.employee_id,
-        "out_card_no": card.out_card_no,
-        "card_no": card.card_no,
-        "card_template_id": card.card_template_id,
-        "card_rule": card.card_rule,
-        "refund_rule": card.refund_rule,
-        "amount": card.amount,
-        "remain_amount": card.remain_amount,
-        "card_name": card.card_name,
-        "card_remark": card.card_remark or None,
-        "effective_begin_time": _when(card.begin_at),
-        "effective_end_time": card.end_text,
-        "avail_mch_range_id": card.avail_mch_range_id,
-        "state": card.state,
-    }
-    if card.used_at is not None:
-        out["card_usage_time"] = _when(card.used_at)
-    out["transaction_id"] = card.transaction_id
-    if card.state == DISABLED:
-        out["card_disabled_time"] = _when(card.disabled_at) if card.disabled_at is not None else None
-        out["reason"] = card.reason or None
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def _spend_entry(p: Payment, out_card_no: str | None) -> dict[str, Any]:
-    return {
-        "sp_mchid": p.sp_mchid,
-        "sub_mchid": p.sub_mchid,
-        "out_card_no": out_card_no,
-        "transaction_id": p.transaction_id,
-        "out_trade_no": p.out_trade_no,
-        "amount": p.amount,
-        **({"refunded_amount": p.refunded_amount} if p.refunded_amount else {}),
-        "goods_name": p.goods_name,
-        "store": {
-            "name": p.receive_mch_name,
-            "full_name": p.receive_mch_full_name,
-            "organization_code": p.receive_mch_organization_code,
-            "acquirer": p.acquirer,
-        },
-        "success_time": _when(p.paid_at),
-    }
-
-
-def _refund_entry(r: Refund) -> dict[str, Any]:
-    return {
-        "transaction_id": r.transaction_id,
-        "refund_id": r.refund_id,
-        "out_refund_no": r.out_refund_no,
-        "amount": r.amount,
-        "create_time": _when(r.created_at),
-        "success_time": _when(r.succeeded_at),
-    }
-
-
-def _export_section(conn: Connection) -> dict[str, Any] | None:
-    """Templates, then every relation, card, payment and refund, oldest first, each list streamed as its rows
-    are read (``scenario.Rows``): what loads back into the same answers of W2, W4 and W5."""
-    repo = WebizpayRepo(conn)
-    out: dict[str, Any] = {}
-    data = repo.templates_of()
-    if data:
-        out["templates"] = data
-    batch = scenario.EXPORT_BATCH
-    if repo.any_relation():
-        out["employees"] = scenario.Rows(_employee_entry(r) for r in repo.export_relations(batch))
-    if repo.any_card():
-        out["cards"] = scenario.Rows(_card_entry(c, u) for c, u in repo.export_cards(batch))
-    if repo.any_payment():
-        out["spends"] = scenario.Rows(_spend_entry(p, o) for p, o in repo.export_payments(batch))
-    if repo.any_refund():
-        out["refunds"] = scenario.Rows(_refund_entry(r) for r in repo.export_refunds(batch))
-    return out or None
-
-
-scenario.register_section(scenario.Section("webizpay", _load_section, _export_section))

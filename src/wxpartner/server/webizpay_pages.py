@@ -21,7 +21,7 @@ from ..store import registry
 from ..store import sandbox as sandbox_store
 from ..store.db import Database
 from ..store.webizpay_repo import WebizpayRepo
-from . import control_webizpay  # noqa: F401  (control routes, scenario section)
+from . import control_webizpay, webizpay_scenario  # noqa: F401  (control routes, scenario section)
 from .control_webizpay import pay_from_body
 from .dashboard.layout import fen, page
 from .framing import unframed

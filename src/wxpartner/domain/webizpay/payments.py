@@ -48,6 +48,36 @@ def live_payment_link(repo: Repo, token: str, now: float) -> PaymentLink:
     return link
 
 
+def payment_of(
+    card: Card,
+    transaction_id: str,
+    amount: int,
+    paid_at: float,
+    *,
+    store: Store,
+    goods_name: str = "企业支付消费",
+    out_trade_no: str | None = None,
+    refunded_amount: int = 0,
+) -> Payment:
+    """The payment row of a spend with ``card`` (a scenario's recorded spend builds it too)."""
+    return Payment(
+        transaction_id=transaction_id,
+        out_trade_no=out_trade_no or f"SBX{secrets.token_hex(8).upper()}",
+        card_no=card.card_no,
+        sp_mchid=card.sp_mchid,
+        sub_mchid=card.sub_mchid,
+        employee_id=card.employee_id,
+        amount=amount,
+        refunded_amount=refunded_amount,
+        receive_mch_name=store.name,
+        receive_mch_full_name=store.full_name,
+        receive_mch_organization_code=store.organization_code,
+        acquirer=store.acquirer,
+        goods_name=goods_name,
+        paid_at=paid_at,
+    )
+
+
 def pay(
     repo: Repo,
     policy: Policy,
@@ -87,21 +117,8 @@ def pay(
     txid = new_transaction_id(now)
     if not repo.spend(card.card_no, amount, now, txid, single):
         raise ApiError("INVALID_REQUEST", "额度卡状态已变化，请重试 (the card changed meanwhile; retry)")
-    payment = Payment(
-        transaction_id=txid,
-        out_trade_no=out_trade_no or f"SBX{secrets.token_hex(8).upper()}",
-        card_no=card.card_no,
-        sp_mchid=card.sp_mchid,
-        sub_mchid=card.sub_mchid,
-        employee_id=card.employee_id,
-        amount=amount,
-        refunded_amount=0,
-        receive_mch_name=store.name,
-        receive_mch_full_name=store.full_name,
-        receive_mch_organization_code=store.organization_code,
-        acquirer=store.acquirer,
-        goods_name=goods_name,
-        paid_at=now,
+    payment = payment_of(
+        card, txid, amount, now, store=store, goods_name=goods_name, out_trade_no=out_trade_no
     )
     repo.insert_payment(payment)
     repo.emit(
