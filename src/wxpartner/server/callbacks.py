@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
-import httpx
+import certifi
 from sqlalchemy.engine import Connection
 
 from ..domain.merchants import Merchant, shown_url
@@ -30,11 +30,15 @@ from ..protocol.times import format_rfc3339
 from ..store import outbox, registry, sandbox
 from ..store.change_signal import GENERATION_KEY
 from ..store.db import Database
-from .callback_network import LOOKUPS, CallbackTransport, connect_reason
 from .http import new_request_id
 from .keyring import KeyRing
 
+# httpx (≈ 30 ms of a start) and the transport on it (callback_network.py) are imported by the first
+# send, not here: a serve that sends no callback never imports them (issue 9). ``serve --notify-ca-file``
+# is still read at start (check_callback_settings), into a context made with ssl and certifi alone.
 if TYPE_CHECKING:
+    import httpx
+
     from .app import AppState
 
 log = logging.getLogger("wxpartner.callbacks")
@@ -118,7 +122,8 @@ def notify_tls_context(ca_file: str = "", environ: Mapping[str, str] | None = No
     instead of them (httpx and OpenSSL replace): a serve started from a shell that exported
     SSL_CERT_FILE for its clients would refuse every public receiver. Host names are checked as
     always (check_hostname, CERT_REQUIRED)."""
-    ctx = httpx.create_ssl_context(trust_env=False)
+    # httpx.create_ssl_context(trust_env=False) is this (httpx 0.27-0.29), without importing httpx
+    ctx = ssl.create_default_context(cafile=certifi.where())
     problem = _load_ca_file(ctx, ca_file) if ca_file else None
     if problem:  # built at start-up (check_callback_settings): the start's error, in one line
         raise TrustError(problem)
@@ -312,6 +317,10 @@ class Deliverer:
         # trust_env=False: no HTTP(S)_PROXY / ALL_PROXY / .netrc. They are set for the operator's own
         # traffic; WeChat Pay connects to the receiver itself, and a proxy would not reach one on this
         # machine's loopback or LAN. The TLS variables are read on purpose (notify_tls_context).
+        import httpx
+
+        from .callback_network import CallbackTransport
+
         async with (
             httpx.AsyncClient(
                 timeout=self.timeout,
@@ -455,6 +464,10 @@ class Deliverer:
     ) -> outbox.Outcome:
         """One send. The whole answer (status, headers and the body up to ANSWER_BYTES) must arrive
         within ``self.timeout`` of the send (protocol §9.4: 5 s), else it is a timeout."""
+        import httpx  # imported by _send_all already: a look-up in sys.modules
+
+        from .callback_network import LOOKUPS
+
         url = merchant.notify_url or ""
         request_id = new_request_id()
         key_id = ""
@@ -514,6 +527,8 @@ def failure_text(exc: BaseException) -> str:
     down the chain: httpx's ReadError for a reset connection says nothing itself (recorded as
     "ReadError: "), the socket's ConnectionResetError under it does; nor does anyio's "All connection
     attempts failed" for a receiver that is down, the socket's "Connection refused" does."""
+    from .callback_network import connect_reason
+
     chain = _chain(exc)
     reason = connect_reason(exc)
     if not reason:
