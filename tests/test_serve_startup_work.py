@@ -1,15 +1,21 @@
 """What `wxpartner serve` does not need to do at start-up (issue 9): import the other commands' modules
 (the SDK client and its models, scenario's YAML loader), SQLAlchemy's PostgreSQL dialect on SQLite,
+httpx before a callback is sent, rich to print its settings,
 load a merchant's PEM private key more than once per start, or run cryptography's RSA key check
 (primality tests) on the demo keys. Counts and module names, not times."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import click
 import httpx
@@ -17,11 +23,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from live import kill_group, served_port, stop_process
+from test_callbacks import Received
+from test_callbacks_tls import HttpsReceiver, https_receiver
 from wxpartner.cli import main
 from wxpartner.protocol import keys as k
 from wxpartner.sandbox import bootstrap as boot
-from wxpartner.sandbox import material
-from wxpartner.store.db import Database
+from wxpartner.sandbox import material, tls
+from wxpartner.store import outbox
+from wxpartner.store.db import Database, sqlite_url_for
 
 # Modules of other commands: none is imported by serve's path (the CLI, serve, the server it starts).
 NOT_FOR_SERVE = [
@@ -103,9 +112,13 @@ _SERVE_LISTING_MODULES = (
 )
 
 
-def _modules_of_a_serve(tmp_path: Path, *extra: str) -> set[str]:
+# what a test does with a serve once it answers: a client of its base URL, its --json settings
+WhileServing = Callable[[httpx.Client, dict[str, Any]], None]
+
+
+def _modules_of_a_serve(tmp_path: Path, *extra: str, then: WhileServing | None = None) -> set[str]:
     """The modules a real ``serve`` (SQLite in ``tmp_path/data``) imported by the time it had answered
-    /healthz and then the control API, and stopped at a Ctrl-C."""
+    /healthz and then the control API (and ``then`` had run), and stopped at a Ctrl-C."""
     listing = tmp_path / "modules.json"
     listing.unlink(missing_ok=True)
     args = ["serve", "--data-dir", str(tmp_path / "data"), "--port", "0", "--json", *extra]
@@ -131,6 +144,8 @@ def _modules_of_a_serve(tmp_path: Path, *extra: str) -> set[str]:
                     time.sleep(0.02)
             auth = {"Authorization": f"Bearer {info['sandbox_token']}"}
             assert client.get("/sandbox/clock", headers=auth).status_code == 200
+            if then is not None:
+                then(client, info)
         stop_process(proc)
         assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
     finally:
@@ -199,3 +214,103 @@ def test_a_start_checks_the_demo_keys_without_rsa_primality_tests(
         assert real(key_path).public_key().public_numbers() != numbers.public_numbers
     finally:
         db.dispose()
+
+
+# rich and httpx (and httpcore under it), ≈ 55 ms of a warm start's CPU together
+NOT_UNTIL_NEEDED = ("httpx", "httpcore", "rich")
+
+
+def _not_until_needed(modules: set[str]) -> set[str]:
+    return {m for m in modules if m.split(".")[0] in NOT_UNTIL_NEEDED}
+
+
+def test_a_sqlite_serve_that_sent_no_callback_imports_neither_httpx_nor_rich(tmp_path: Path) -> None:
+    """httpx came with the callback sender (server/callbacks.py, callback_network.py) and the CLI's HTTP
+    helpers (cli/_http.py, for the token's check), rich with cli/_output.py (for ``visible``): serve
+    prints its settings with click. ``--notify-ca-file`` is still read at start, without httpx."""
+    _modules_of_a_serve(tmp_path)  # the first start
+    modules = _modules_of_a_serve(tmp_path)  # a warm start
+    assert "wxpartner.server.app" in modules and "wxpartner.server.callbacks" in modules
+    assert _not_until_needed(modules) == set()
+    authority = tls.ensure_tls(tmp_path / "private-ca", "127.0.0.1")
+    modules = _modules_of_a_serve(tmp_path, "--notify-ca-file", str(authority.ca_path))
+    assert _not_until_needed(modules) == set()
+
+
+@contextlib.contextmanager
+def _plain_receiver() -> Iterator[HttpsReceiver]:
+    """A merchant's callback endpoint serving plain HTTP on loopback; answers 200."""
+    rec = HttpsReceiver("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            rec.requests.append(Received(self.path, dict(self.headers.items()), body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    rec.url = f"http://127.0.0.1:{server.server_address[1]}/wxpay/notify"
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        yield rec
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_serve_imports_httpx_when_it_sends_a_callback_over_http_and_https(tmp_path: Path) -> None:
+    """A fresh process's first send imports the sender: the demo service provider's callback to an http://
+    receiver and the channel merchant's to an https:// one behind the authority of --notify-ca-file
+    (read at start, before httpx was imported) are both delivered, signed, in one pass."""
+    authority = tls.ensure_tls(tmp_path / "private-ca", "127.0.0.1")
+    _modules_of_a_serve(tmp_path)  # the first start: the demo merchants made
+    delivered: list[dict[str, Any]] = []
+    with (
+        https_receiver(authority.certificate_path, authority.key_path) as secure,
+        _plain_receiver() as plain,
+    ):
+
+        def send(client: httpx.Client, info: dict[str, Any]) -> None:
+            auth = {"Authorization": f"Bearer {info['sandbox_token']}"}
+            urls = {boot.DEMO_SP: plain.url, boot.DEMO_CHANNEL: secure.url}
+            for mchid, url in urls.items():
+                resp = client.put(
+                    f"/sandbox/merchants/{mchid}/notify-url", json={"notify_url": url}, headers=auth
+                )
+                assert resp.status_code == 200, resp.text
+            db = Database(sqlite_url_for((tmp_path / "data").resolve()), pool_size=1)
+            try:
+                with db.write() as conn:
+                    for mchid in urls:
+                        outbox.enqueue(
+                            conn,
+                            mchid=mchid,
+                            event_type="WEBIZPAY.REVOKED",
+                            summary="",
+                            resource={},
+                            now=time.time(),
+                        )
+            finally:
+                db.dispose()
+            # sends what is due, and waits for a send the background pass has in flight
+            assert client.post("/sandbox/callbacks/deliver", headers=auth).status_code == 200
+            for mchid in urls:
+                page = client.get("/sandbox/callbacks", params={"mchid": mchid}, headers=auth).json()
+                delivered.extend(page["data"])
+
+        modules = _modules_of_a_serve(tmp_path, "--notify-ca-file", str(authority.ca_path), then=send)
+        assert sorted((n["mchid"], n["state"]) for n in delivered) == [
+            (boot.DEMO_SP, "delivered"),
+            (boot.DEMO_CHANNEL, "delivered"),
+        ], delivered
+        for received in (plain.requests, secure.requests):
+            assert len(received) == 1
+            assert received[0].headers["Wechatpay-Signature"]
+            assert json.loads(received[0].body)["resource_type"] == "encrypt-resource"
+    assert {"httpx", "httpcore"} <= modules

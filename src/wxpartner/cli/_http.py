@@ -18,7 +18,7 @@ import click
 import httpx
 
 from ._files import read_text
-from ._output import visible
+from ._text import sendable_token, visible
 
 # connection.json fields the commands use as text: a hand-edited number there was a TypeError traceback
 TEXT_SETTINGS = (
@@ -34,11 +34,6 @@ TEXT_SETTINGS = (
     "platform_certificate_serial",
     "platform_certificate_path",
 )
-
-
-def sendable_token(token: str) -> bool:
-    """A sandbox token an HTTP client can send in ``Authorization: Bearer …``: printable ASCII, no space."""
-    return all("!" <= ch <= "~" for ch in token)
 
 
 class Target:

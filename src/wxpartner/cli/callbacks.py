@@ -4,9 +4,7 @@ with every delivery attempt."""
 from __future__ import annotations
 
 import math
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -157,28 +155,3 @@ def callbacks_redeliver(t: Target, notification_id: str, as_json: bool) -> None:
         as_json,
         _print_attempts,
     )
-
-
-def checked_notify_ca_file(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
-    """``serve --notify-ca-file``: refused in one line before anything starts unless it is a PEM file
-    with a certificate; made absolute (the workers read it). A SSL_CERT_FILE / SSL_CERT_DIR that cannot
-    be used is said on stderr and skipped (server/callbacks.py: env_trust)."""
-    from ..server.callbacks import TrustError, check_ca_file, env_trust_problems
-
-    for problem in env_trust_problems(os.environ):
-        click.echo(f"warning: not trusted for https:// notify URLs: {problem}", err=True)
-    if not value:
-        return ""
-    path = str(Path(value).expanduser().resolve())
-    try:
-        check_ca_file(path)
-    except TrustError as exc:
-        raise click.BadParameter(str(exc)) from None
-    return path
-
-
-def checked_retention_days(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
-    """``serve --callback-retention-days``: click's range lets "nan" through."""
-    if math.isnan(value):
-        raise click.BadParameter("a number of days, 0 or more (0 keeps them for ever)")
-    return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import signal
 import socket
@@ -16,9 +17,34 @@ from urllib.parse import urlsplit
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from ._http import sendable_token
-from ._output import visible
-from .callbacks import checked_notify_ca_file, checked_retention_days
+# Neither ._http (httpx) nor ._output (rich), nor the callbacks command that imports both: serve prints
+# its settings with click, and imports httpx only when a callback is first sent (issue 9).
+from ._text import sendable_token, visible
+
+
+def checked_notify_ca_file(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    """``serve --notify-ca-file``: refused in one line before anything starts unless it is a PEM file
+    with a certificate; made absolute (the workers read it). A SSL_CERT_FILE / SSL_CERT_DIR that cannot
+    be used is said on stderr and skipped (server/callbacks.py: env_trust)."""
+    from ..server.callbacks import TrustError, check_ca_file, env_trust_problems
+
+    for problem in env_trust_problems(os.environ):
+        click.echo(f"warning: not trusted for https:// notify URLs: {problem}", err=True)
+    if not value:
+        return ""
+    path = str(Path(value).expanduser().resolve())
+    try:
+        check_ca_file(path)
+    except TrustError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return path
+
+
+def checked_retention_days(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    """``serve --callback-retention-days``: click's range lets "nan" through."""
+    if math.isnan(value):
+        raise click.BadParameter("a number of days, 0 or more (0 keeps them for ever)")
+    return value
 
 
 @click.command()
