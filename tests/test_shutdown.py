@@ -684,3 +684,41 @@ def _accepts(server: LiveServer) -> bool:
     except httpx.TransportError:
         return False
     return True
+
+
+def test_a_worker_forced_to_quit_still_writes_its_journal(tmp_path: Path, world: World) -> None:
+    """A worker stopped by the supervisor's SIGTERM and then a Ctrl-C (uvicorn's forced quit, which
+    skips the lifespan shutdown) writes the requests it answered in its last quarter second to the
+    journal, and the stop's status is 0. uvicorn raises the signals it caught again at the end of its
+    serve(), to the handlers it found: SIGTERM's default killed the worker there, before asyncio.run
+    cancelled the app's tasks, whose stop steps write the journal (the test above lost its one row in
+    about one run of four)."""
+    server = start_live_server(tmp_path / "host", world, workers=2)
+    try:
+        pid = server.proc.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        # the workers, not multiprocessing's resource tracker
+        workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2, children
+        # several connections, so both workers of the port group answer some (the kernel spreads them)
+        answered = set()
+        for _ in range(8):
+            with httpx.Client(base_url=server.url, timeout=10) as http:
+                answered.add(ApiClient(http, world, SP_B).get("/v3/certificates").headers["Request-ID"])
+        # At once, before the journal's next flush (every 0.25 s): the supervisor's SIGTERM, then, while
+        # the workers' graceful stop begins (uvicorn waits 0.1 s there), the Ctrl-C that forces the quit.
+        for worker in workers:
+            os.kill(worker, signal.SIGTERM)
+        time.sleep(0.03)
+        for worker in workers:
+            os.kill(worker, signal.SIGINT)
+        server.proc.send_signal(signal.SIGTERM)
+        status = server.proc.wait(STOP_BOUND_S)
+    finally:
+        server.stop()
+    assert status == 0
+    db = Database(sqlite_url_for(server.data_dir))
+    try:
+        assert _journaled(db, answered) == answered
+    finally:
+        db.dispose()

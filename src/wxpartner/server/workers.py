@@ -64,6 +64,17 @@ def _worker(config: dict[str, Any], supervisor: int) -> None:
     # while it was starting is already init's, and the worker watched init and served on for good.
     threading.Thread(target=_exit_with_parent, args=(supervisor,), daemon=True).start()
     server = uvicorn.Server(cfg)
+
+    def on_term(_sig: int, _frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    # uvicorn raises the signals it caught again once its serve() is over, to the handlers it found.
+    # SIGTERM's default (the supervisor stops workers with it) then killed the worker right there:
+    # after a forced quit (a second Ctrl-C) that is before asyncio.run cancels the app's tasks, whose
+    # stop steps write the journal and close the database (uvicorn skips the lifespan shutdown then),
+    # so requests answered in the last quarter second were missing from the journal. Found here, this
+    # handler only asks the server to stop (as serve_one's does).
+    signal.signal(signal.SIGTERM, on_term)
     server.run(sockets=[sock])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
