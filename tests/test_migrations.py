@@ -40,3 +40,23 @@ def test_the_restart_shortcut_knows_the_heads_alembic_knows() -> None:
     numbers = [p.name.split("_", 1)[0] for p in (MIGRATIONS_DIR / "versions").glob("[0-9]*.py")]
     assert len(numbers) == len(set(numbers))
     assert {s.revision for s in scripts.walk_revisions()} == set(numbers)
+
+
+def test_one_authorized_relation_per_user_is_a_partial_index(database_url: str) -> None:
+    """The declaration names only SQLite's WHERE (naming PostgreSQL's imported its dialect into every
+    process) and Alembic's comparison does not read either: the migrated index itself must be partial
+    on both backends, or a user revoked once could never be authorized again."""
+    db = Database(database_url)
+    try:
+        with db.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                sql = conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE name = 'uq_webizpay_relations_authorized'"
+                ).scalar_one()
+            else:
+                sql = conn.exec_driver_sql(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_webizpay_relations_authorized'"
+                ).scalar_one()
+    finally:
+        db.dispose()
+    assert "UNIQUE" in sql.upper() and "WHERE" in sql.upper() and "AUTHORIZED" in sql, sql
