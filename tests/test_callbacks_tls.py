@@ -77,6 +77,19 @@ def https_receiver(chain: Path, key: Path, host: str = "127.0.0.1") -> Iterator[
     """A merchant's callback endpoint serving HTTPS on loopback with the given certificate; answers 200."""
     served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     served.load_cert_chain(chain, key)
+    with _receiver(host, served) as rec:
+        yield rec
+
+
+@contextlib.contextmanager
+def plain_receiver() -> Iterator[HttpsReceiver]:
+    """A merchant's callback endpoint serving plain HTTP on loopback; answers 200."""
+    with _receiver("127.0.0.1", None) as rec:
+        yield rec
+
+
+@contextlib.contextmanager
+def _receiver(host: str, tls: ssl.SSLContext | None) -> Iterator[HttpsReceiver]:
     rec = HttpsReceiver("")
 
     class Handler(BaseHTTPRequestHandler):
@@ -92,9 +105,11 @@ def https_receiver(chain: Path, key: Path, host: str = "127.0.0.1") -> Iterator[
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    # A refused handshake fails in accept() (an OSError, which serve_forever shrugs off).
-    server.socket = served.wrap_socket(server.socket, server_side=True)
-    rec.url = f"https://{host}:{server.server_address[1]}/wxpay/notify"
+    if tls is not None:
+        # A refused handshake fails in accept() (an OSError, which serve_forever shrugs off).
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme = "http" if tls is None else "https"
+    rec.url = f"{scheme}://{host}:{server.server_address[1]}/wxpay/notify"
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         yield rec

@@ -6,14 +6,11 @@ load a merchant's PEM private key more than once per start, or run cryptography'
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from live import kill_group, served_port, stop_process
-from test_callbacks import Received
-from test_callbacks_tls import HttpsReceiver, https_receiver
+from test_callbacks_tls import https_receiver, plain_receiver
 from wxpartner.cli import main
 from wxpartner.protocol import keys as k
 from wxpartner.sandbox import bootstrap as boot
@@ -237,33 +233,6 @@ def test_a_sqlite_serve_that_sent_no_callback_imports_neither_httpx_nor_rich(tmp
     assert _not_until_needed(modules) == set()
 
 
-@contextlib.contextmanager
-def _plain_receiver() -> Iterator[HttpsReceiver]:
-    """A merchant's callback endpoint serving plain HTTP on loopback; answers 200."""
-    rec = HttpsReceiver("")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            rec.requests.append(Received(self.path, dict(self.headers.items()), body))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    rec.url = f"http://127.0.0.1:{server.server_address[1]}/wxpay/notify"
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    try:
-        yield rec
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_a_serve_imports_httpx_when_it_sends_a_callback_over_http_and_https(tmp_path: Path) -> None:
     """A fresh process's first send imports the sender: the demo service provider's callback to an http://
     receiver and the channel merchant's to an https:// one behind the authority of --notify-ca-file
@@ -273,7 +242,7 @@ def test_a_serve_imports_httpx_when_it_sends_a_callback_over_http_and_https(tmp_
     delivered: list[dict[str, Any]] = []
     with (
         https_receiver(authority.certificate_path, authority.key_path) as secure,
-        _plain_receiver() as plain,
+        plain_receiver() as plain,
     ):
 
         def send(client: httpx.Client, info: dict[str, Any]) -> None:

@@ -648,64 +648,62 @@ class WebizpayRepo:
 
     # ---- the scenario export, and a scenario's recorded payments ------------------------------------
 
+    def _any(self, key: sa.Column[Any]) -> bool:
+        return self.conn.execute(sa.select(key).limit(1)).first() is not None
+
+    def _streamed(self, stmt: sa.Select[Any], batch: int) -> Iterator[dict[str, Any]]:
+        """The rows of ``stmt`` as mappings, ``batch`` at a time as the caller goes (a server-side cursor
+        on PostgreSQL): the scenario export streams them."""
+        for row in self.conn.execution_options(yield_per=batch).execute(stmt):
+            yield dict(row._mapping)
+
     def any_relation(self) -> bool:
-        t = webizpay_relations
-        return self.conn.execute(sa.select(t.c.employee_id).limit(1)).first() is not None
+        return self._any(webizpay_relations.c.employee_id)
 
     def export_relations(self, batch: int = 1000) -> Iterator[Relation]:
-        """Every relation, oldest first, ``batch`` rows at a time as the caller goes (a server-side
-        cursor on PostgreSQL): the scenario export streams them."""
+        """Every relation, oldest first, ``batch`` rows at a time."""
         t = webizpay_relations
-        stmt = sa.select(t).order_by(t.c.authorized_at, t.c.employee_id)
-        for r in self.conn.execution_options(yield_per=batch).execute(stmt):
-            yield Relation(**r._mapping)
+        for m in self._streamed(sa.select(t).order_by(t.c.authorized_at, t.c.employee_id), batch):
+            yield Relation(**m)
 
     def any_card(self) -> bool:
-        t = webizpay_cards
-        return self.conn.execute(sa.select(t.c.card_no).limit(1)).first() is not None
+        return self._any(webizpay_cards.c.card_no)
 
     def export_cards(self, batch: int = 1000) -> Iterator[tuple[Card, str | None]]:
-        """Every card, oldest first, with the user_id of its relation (None without one), ``batch``
-        rows at a time (see export_relations)."""
+        """Every card, oldest first, with the user_id of its relation (None without one)."""
         c, r = webizpay_cards, webizpay_relations
         stmt = (
             sa.select(c, r.c.user_id.label("wx_user_id"))
             .select_from(c.outerjoin(r, r.c.employee_id == c.c.employee_id))
             .order_by(c.c.begin_at, c.c.card_no)
         )
-        for row in self.conn.execution_options(yield_per=batch).execute(stmt):
-            m = dict(row._mapping)
+        for m in self._streamed(stmt, batch):
             user_id = m.pop("wx_user_id")
             yield Card(**m), user_id
 
     def any_payment(self) -> bool:
-        t = webizpay_payments
-        return self.conn.execute(sa.select(t.c.transaction_id).limit(1)).first() is not None
+        return self._any(webizpay_payments.c.transaction_id)
 
     def export_payments(self, batch: int = 1000) -> Iterator[tuple[Payment, str | None]]:
-        """Every payment, oldest first, with its card's out_card_no (None without the card), ``batch``
-        rows at a time (see export_relations)."""
+        """Every payment, oldest first, with its card's out_card_no (None without the card)."""
         p, c = webizpay_payments, webizpay_cards
         stmt = (
             sa.select(p, c.c.out_card_no.label("wx_out_card_no"))
             .select_from(p.outerjoin(c, c.c.card_no == p.c.card_no))
             .order_by(p.c.paid_at, p.c.transaction_id)
         )
-        for row in self.conn.execution_options(yield_per=batch).execute(stmt):
-            m = dict(row._mapping)
+        for m in self._streamed(stmt, batch):
             out_card_no = m.pop("wx_out_card_no")
             yield Payment(**m), out_card_no
 
     def any_refund(self) -> bool:
-        t = webizpay_refunds
-        return self.conn.execute(sa.select(t.c.refund_id).limit(1)).first() is not None
+        return self._any(webizpay_refunds.c.refund_id)
 
     def export_refunds(self, batch: int = 1000) -> Iterator[Refund]:
-        """Every refund, oldest first, ``batch`` rows at a time (see export_relations)."""
+        """Every refund, oldest first."""
         t = webizpay_refunds
-        stmt = sa.select(t).order_by(t.c.succeeded_at, t.c.refund_id)
-        for row in self.conn.execution_options(yield_per=batch).execute(stmt):
-            yield Refund(**row._mapping)
+        for m in self._streamed(sa.select(t).order_by(t.c.succeeded_at, t.c.refund_id), batch):
+            yield Refund(**m)
 
     def refund_by_id(self, refund_id: str) -> Refund | None:
         t = webizpay_refunds
