@@ -15,10 +15,12 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import Connection
 
+from ..domain.clock import is_business_time
 from ..domain.merchants import KeyMode, Merchant, RelationKind, Role, notify_url_problem
 from ..protocol import keys as k
 from ..protocol.crypto import APIV3_KEY_RULE, is_apiv3_key
 from ..protocol.detail import dotted, first_problem
+from ..protocol.times import parse_rfc3339
 from ..store import registry
 from ..store.change_signal import note_change
 from ..store.db import Database
@@ -49,6 +51,21 @@ class ScenarioError(ValueError):
     @property
     def reason(self) -> str:
         return self._parts()[1]
+
+
+def entry_time(value: str | float | None, where: str, default: float) -> float:
+    """An entry's time (RFC 3339, or Unix seconds) as business time, ``default`` when left out; a
+    ScenarioError naming ``where`` otherwise. Between 1970 and 9999: every answer that shows it renders
+    it as a date, and the auto policy compares it with the clock's now."""
+    if value is None:
+        return default
+    try:
+        ts = float(value) if isinstance(value, int | float) else parse_rfc3339(value).timestamp()
+    except ValueError as exc:
+        raise ScenarioError(f"{where}: {exc}") from None
+    if not is_business_time(ts):
+        raise ScenarioError(f"{where}: must be between 1970 and 9999")
+    return ts
 
 
 # A merchant number: digits, as long as the registry column (an oversized value is a ScenarioError, not

@@ -34,11 +34,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..domain import apply4subject as d
-from ..domain.clock import is_business_time
 from ..domain.merchants import Merchant, RelationKind
 from ..models.apply4subject import ApplymentState
 from ..protocol.detail import first_problem
-from ..protocol.times import format_rfc3339, parse_rfc3339
+from ..protocol.times import format_rfc3339
 from ..sandbox import scenario
 from ..store import registry
 from ..store.apply4subject_repo import Apply4SubjectRepo, Applyment
@@ -336,7 +335,7 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
     now = flow.business_now(conn)
     made: list[int] = []
     for i, spec in enumerate(section.applyments):
-        since = _state_since(i, spec.state_since, now)
+        since = scenario.entry_time(spec.state_since, f"apply4subject.applyments[{i}].state_since", now)
         if (warning := _owner_warning(conn, i, spec.mchid, spec.channel_id)) is not None:
             warnings.append(warning)
         app = repo.by_code(spec.mchid, spec.business_code)
@@ -385,20 +384,6 @@ def _load(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
             warnings.append(f"authorizations[{i}].mchid: {why}: no A4 query can see it")
         repo.authorize(auth.mchid, [auth.sub_mchid], None, now)
     lctx.report["apply4subject"] = {"applyment_ids": made, **({"warnings": warnings} if warnings else {})}
-
-
-def _state_since(i: int, value: str | float | None, now: float) -> float:
-    """An entry's ``state_since`` as business time (``now`` when left out)."""
-    if value is None:
-        return now
-    where = f"apply4subject.applyments[{i}].state_since"
-    try:
-        ts = float(value) if isinstance(value, int | float) else parse_rfc3339(value).timestamp()
-    except ValueError as exc:
-        raise scenario.ScenarioError(f"{where}: {exc}") from exc
-    if not is_business_time(ts):  # the auto policy's wait compares it with the clock's now
-        raise scenario.ScenarioError(f"{where}: must be between 1970 and 9999")
-    return ts
 
 
 def _check_authorized(i: int, app: Applyment) -> None:

@@ -32,7 +32,6 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Connection
 
-from ..domain.clock import is_business_time
 from ..domain.webizpay import payments, quota_cards
 from ..domain.webizpay.entities import (
     ACTIVE,
@@ -193,19 +192,6 @@ class SectionSpec(BaseModel):
     refunds: list[RefundSpec] = []
 
 
-def _time(value: str | None, where: str, default: float) -> float:
-    """An entry's RFC 3339 time as business time (``default`` when left out)."""
-    if value is None:
-        return default
-    try:
-        ts = parse_rfc3339(value).timestamp()
-    except ValueError as exc:
-        raise scenario.ScenarioError(f"{where}: {exc}") from None
-    if not is_business_time(ts):  # every answer that shows it renders it as a date
-        raise scenario.ScenarioError(f"{where}: must be between 1970 and 9999")
-    return ts
-
-
 def _only_when(given: Any, state: str, wanted: str, where: str, name: str) -> None:
     if given is not None and state != wanted:
         raise scenario.ScenarioError(f"{where}.{name}: only a {wanted} entry has one (this one is {state})")
@@ -218,7 +204,7 @@ def _load_employee(repo: WebizpayRepo, i: int, e: EmployeeSpec, now: float) -> s
         raise scenario.ScenarioError(f"{where}: {e.sub_mchid} is not a sub-merchant of {e.sp_mchid}")
     _only_when(e.authorization_revoked_time, e.state, REVOKED, where, "authorization_revoked_time")
     _only_when(e.reason, e.state, REVOKED, where, "reason")
-    authorized_at = _time(e.authorization_time, f"{where}.authorization_time", now)
+    authorized_at = scenario.entry_time(e.authorization_time, f"{where}.authorization_time", now)
     if e.state == AUTHORIZED:
         relation = repo.authorized_relation(e.sp_mchid, e.sub_mchid, e.user_id)
         if relation is not None and e.employee_id not in (None, relation.employee_id):
@@ -239,7 +225,9 @@ def _load_employee(repo: WebizpayRepo, i: int, e: EmployeeSpec, now: float) -> s
         return relation.employee_id
     if e.employee_id is None:  # else the same file loaded twice made two
         raise scenario.ScenarioError(f"{where}.employee_id: a {REVOKED} relation needs its employee_id")
-    revoked_at = _time(e.authorization_revoked_time, f"{where}.authorization_revoked_time", authorized_at)
+    revoked_at = scenario.entry_time(
+        e.authorization_revoked_time, f"{where}.authorization_revoked_time", authorized_at
+    )
     if revoked_at < authorized_at:
         raise scenario.ScenarioError(f"{where}.authorization_revoked_time: before its authorization_time")
     existing = repo.relation(e.employee_id)
@@ -300,10 +288,10 @@ def _restore_card(repo: WebizpayRepo, pol: Policy, now: float, i: int, c: CardSp
     remain = body.amount if c.remain_amount is None else c.remain_amount
     if remain > body.amount:
         raise scenario.ScenarioError(f"{where}.remain_amount: {remain} is more than the amount {body.amount}")
-    end_at = _time(body.effective_end_time, f"{where}.effective_end_time", now)
+    end_at = scenario.entry_time(body.effective_end_time, f"{where}.effective_end_time", now)
     if end_at > _LATEST_END_AT:
         raise scenario.ScenarioError(f"{where}.effective_end_time: later than {quota_cards.LATEST_END}")
-    begin_at = _time(c.effective_begin_time, f"{where}.effective_begin_time", now)
+    begin_at = scenario.entry_time(c.effective_begin_time, f"{where}.effective_begin_time", now)
     existing = repo.card_by_out_no(c.sp_mchid, c.sub_mchid, body.out_card_no)
     if existing is not None:  # the same file loaded again: left as it is
         if c.card_no is not None and existing.card_no != c.card_no:
@@ -338,11 +326,13 @@ def _restore_card(repo: WebizpayRepo, pol: Policy, now: float, i: int, c: CardSp
         end_at=end_at,
         end_text=body.effective_end_time,
         state=state,
-        disabled_at=_time(c.card_disabled_time, f"{where}.card_disabled_time", now) if disabled else None,
+        disabled_at=scenario.entry_time(c.card_disabled_time, f"{where}.card_disabled_time", now)
+        if disabled
+        else None,
         reason=c.reason if disabled else None,
         used_at=None
         if c.card_usage_time is None
-        else _time(c.card_usage_time, f"{where}.card_usage_time", now),
+        else scenario.entry_time(c.card_usage_time, f"{where}.card_usage_time", now),
         transaction_id=c.transaction_id,
         avail_mch_range_id=body.avail_mch_range_id,
     )
@@ -387,7 +377,7 @@ def _record_spend(repo: WebizpayRepo, now: float, i: int, sp: SpendSpec, card: C
                 f"{where}.out_trade_no: {out_trade_no} of card {sp.out_card_no} is payment {other.transaction_id}"
             )
     store = payments.Store(**{k: v for k, v in given.items() if v is not None})
-    at = _time(sp.success_time, f"{where}.success_time", now)
+    at = scenario.entry_time(sp.success_time, f"{where}.success_time", now)
     repo.insert_payment(
         payments.payment_of(
             card,
@@ -512,8 +502,8 @@ def _load_refunds(repo: WebizpayRepo, now: float, spec: SectionSpec, recorded: d
             raise scenario.ScenarioError(
                 f"{where}.transaction_id: no spend of this file is {r.transaction_id} (with its transaction_id)"
             )
-        created_at = _time(r.create_time, f"{where}.create_time", now)
-        succeeded_at = _time(r.success_time, f"{where}.success_time", created_at)
+        created_at = scenario.entry_time(r.create_time, f"{where}.create_time", now)
+        succeeded_at = scenario.entry_time(r.success_time, f"{where}.success_time", created_at)
         if succeeded_at < created_at:
             raise scenario.ScenarioError(f"{where}.success_time: before its create_time")
         given[r.transaction_id] = given.get(r.transaction_id, 0) + r.amount
