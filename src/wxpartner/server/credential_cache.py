@@ -19,14 +19,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..domain.clock import ClockState
 from ..domain.merchants import Merchant
-from ..store.change_signal import GENERATION_KEY, ChangeSignal
+from ..store import registry
+from ..store.change_signal import ChangeSignal
 from ..store.registry import Credential
-from ..store.schema import merchant_certificates, merchants, sandbox_kv
 
 Lookup = tuple[Merchant | None, Credential | None, ClockState]
 
@@ -85,23 +84,6 @@ class CredentialCache:
                 self._entries.popitem(last=False)
 
 
-# One statement, so one snapshot on PostgreSQL (autocommit): the pairs and the generation they are at.
-_REGISTERED = (
-    sa.select(
-        merchants.c.mchid,
-        merchant_certificates.c.serial_no,
-        sa.select(sandbox_kv.c.value)
-        .where(sandbox_kv.c.key == GENERATION_KEY)
-        .scalar_subquery()
-        .label("wx_generation"),
-    )
-    .select_from(
-        merchants.outerjoin(merchant_certificates, merchant_certificates.c.mchid == merchants.c.mchid)
-    )
-    .limit(sa.bindparam("limit"))
-)
-
-
 @dataclass(frozen=True, slots=True)
 class Registered:
     """Every registered merchant and the serial numbers of its certificates (revoked ones too: those
@@ -150,7 +132,7 @@ class RegisteredMemory:
         too_big = self._too_big
         if too_big is not None and time.monotonic() - too_big[1] <= MAX_AGE_S and word in (None, too_big[0]):
             return None  # PostgreSQL (word None): read again a second later at the earliest
-        rows = conn.execute(_REGISTERED, {"limit": self._limit + 1}).all()
+        rows = registry.registered_pairs(conn, self._limit + 1)
         if len(rows) > self._limit:
             self._too_big, self._kept = (word, time.monotonic()), None
             return None

@@ -195,6 +195,29 @@ def get_credential_clock_generation(
     return (merchant, credential, clock), generation
 
 
+# One statement, so one snapshot on PostgreSQL (autocommit): the pairs and the generation they are at.
+_REGISTERED = (
+    sa.select(
+        merchants.c.mchid,
+        merchant_certificates.c.serial_no,
+        sa.select(sandbox_kv.c.value)
+        .where(sandbox_kv.c.key == GENERATION_KEY)
+        .scalar_subquery()
+        .label("wx_generation"),
+    )
+    .select_from(
+        merchants.outerjoin(merchant_certificates, merchant_certificates.c.mchid == merchants.c.mchid)
+    )
+    .limit(sa.bindparam("limit"))
+)
+
+
+def registered_pairs(conn: Connection, limit: int) -> list[tuple[str, str | None, Any]]:
+    """At most ``limit`` registered (mchid, serial_no) pairs, serial_no None for a merchant without a
+    certificate, revoked ones included, each with the change generation (None before the first)."""
+    return [(row[0], row[1], row[2]) for row in conn.execute(_REGISTERED, {"limit": limit})]
+
+
 def serial_owner(conn: Connection, serial_no: str) -> str | None:
     return conn.execute(
         sa.select(merchant_certificates.c.mchid).where(merchant_certificates.c.serial_no == serial_no)
