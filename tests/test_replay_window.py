@@ -190,3 +190,32 @@ def test_generation_files_have_their_disk_blocks_up_front(tmp_path: Path) -> Non
     [name] = _generation_files(tmp_path)
     stat = (tmp_path / name).stat()
     assert stat.st_blocks * 512 >= stat.st_size > 0
+
+
+@pytest.mark.usefixtures("small_generations")
+def test_generations_are_dropped_by_the_longest_retention_any_process_asked_for(tmp_path: Path) -> None:
+    narrow, wide = _window(tmp_path), _window(tmp_path)
+    assert narrow.widen(KEEP, T0) == 0, "the first retention asked for: the history is complete"
+    for i in range(20):
+        assert _record(narrow, f"early{i}")
+    assert wide.widen(4 * KEEP, T0 + 10) == int(T0) + 10 - KEEP // 2
+    later = T0 + KEEP + 5
+    for i in range(20):
+        assert _record(narrow, f"later{i}", now=later)  # past the narrow retention: it drops what it may
+    assert wide.seen("1900000001", "early0", later - 4 * KEEP), "kept for the wide process"
+    much_later = T0 + 4 * KEEP + 5
+    for i in range(20):
+        assert _record(narrow, f"last{i}", now=much_later)
+    assert not wide.seen("1900000001", "early0", much_later - 4 * KEEP), "dropped after the longest retention"
+
+
+def test_the_history_is_complete_from_the_latest_widening(tmp_path: Path) -> None:
+    first, second, third = _window(tmp_path), _window(tmp_path), _window(tmp_path)
+    assert first.widen(KEEP, T0) == 0
+    assert second.widen(2 * KEEP, T0 + 100) == int(T0) + 100 - KEEP // 2
+    # A narrower process asking later changes nothing and learns the same instant.
+    assert third.widen(KEEP, T0 + 200) == int(T0) + 100 - KEEP // 2
+    assert first.widen(KEEP, T0 + 200) == int(T0) + 100 - KEEP // 2
+    # Widening again from 2 x KEEP: complete from KEEP before then (never earlier than it was).
+    assert third.widen(8 * KEEP, T0 + 5000) == int(T0) + 5000 - KEEP
+    assert _window(tmp_path).widen(8 * KEEP, T0 + 6000) == int(T0) + 5000 - KEEP, "a restart"

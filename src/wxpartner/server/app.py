@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
@@ -69,10 +70,17 @@ class AppState:
         self.before_handlers: list[BeforeHandler] = []
         self.observers: list[Observer] = []
         self.sandbox_token = settings.sandbox_token or self._stored_token()
+        self._learn_replay_history()
         self.started_at = time.time()
         self.extensions: dict[str, Any] = {}
         for hook in STARTUP_HOOKS:
             hook(self)
+
+    def _learn_replay_history(self) -> None:
+        try:
+            self.verifier.learn_history()
+        except (SQLAlchemyError, OSError):  # not migrated yet: learnt before the first request instead
+            log.debug("replay history not read at start", exc_info=True)
 
     def _stored_token(self) -> str:
         from ..sandbox.bootstrap import TOKEN_KEY

@@ -158,6 +158,8 @@ class Verifier:
         self._remembered = CredentialCache() if not db.sqlite else None
         # Unknown merchants and serials, answered without a lookup each (server/credential_cache.py).
         self._registered = RegisteredMemory()
+        # From when the replay history is complete for this process's window (_history_from).
+        self._complete_from: int | None = None
 
     def check_headers(self, req: RawRequest) -> None:
         accept = req.header("accept")
@@ -195,6 +197,8 @@ class Verifier:
                 field="Authorization",
             ) from None
 
+        if self._complete_from is None:
+            self.learn_history()
         try:
             merchant, clock, fresh, generation = self._checked(req, auth)
         except _UnknownSerial as exc:
@@ -223,6 +227,21 @@ class Verifier:
                 ledger = _TableLedger(conn, self.prune_due, 2 * self.time_window)
                 merchant, clock, fresh = self._check(req, auth, found, ledger)
         return merchant, clock, fresh, generation
+
+    def learn_history(self) -> None:
+        """Servers of one database may verify with different windows (a restart with a wider
+        ``--time-window``, hosts configured apart): every one keeps nonces for the longest retention any
+        asked for, so none prunes a nonce another still accepts a replay of. A server widening it learns
+        from when the history is complete for its window (store/replay_window.py: widen); requests
+        signed before then are refused in _check. Once per process: as it starts, or (a database not
+        migrated yet then) before its first check."""
+        keep, now = 2 * self.time_window, time.time()
+        window = self.db.replay_window
+        if window is not None:
+            self._complete_from = window.widen(keep, now)
+            return
+        with self.db.write() as conn:
+            self._complete_from = sandbox.widen_replay_history(conn, keep, now)
 
     def _with_serial_hint(self, exc: _UnknownSerial, auth: Authorization) -> ApiError:
         """Outside any transaction: when serial_no spells one of the merchant's serials another way
@@ -336,6 +355,15 @@ class Verifier:
                 "请求时间戳已过期或无效",
                 field="timestamp",
             )
+        complete_from = self._complete_from or 0
+        if int(auth.timestamp) < complete_from:
+            raise _sign_error(
+                f"timestamp {auth.timestamp} is before {complete_from}, since when this server can tell a "
+                f"replay: it verifies with a wider window (±{self.time_window}s) than this database's "
+                "servers did before, and a nonce they accepted earlier may be forgotten",
+                "请求时间戳已过期或无效",
+                field="timestamp",
+            )
 
         url = req.target()
         message = request_message(req.method, url, auth.timestamp, auth.nonce_str, req.body)
@@ -413,7 +441,7 @@ class _TableLedger:
 
     def _pruned(self, fresh: bool, now: float) -> bool:
         if fresh and self._prune_due():
-            sandbox.prune_nonces(self._conn, now - self._keep - CLOCK_MARGIN_S)
+            sandbox.prune_nonces(self._conn, now - CLOCK_MARGIN_S, self._keep)
         return fresh
 
 

@@ -10,7 +10,7 @@ every request, reads included, more than everything else the database did for it
 Layout, beside the database file:
 
 - ``<db>.replay``, the index (one page): a version that changes whenever the list of generations does,
-  and per generation its number, size, fill and newest entry;
+  the retention history (below), and per generation its number, size, fill and newest entry;
 - ``<db>.replay-<n>``, the generations: fixed-size hash tables with linear probing, of 16-byte slots
   (8 bytes of a BLAKE2b digest of mchid and nonce, 4 of a digest of mchid, 4 of the unix second the
   nonce was recorded; 0 marks an empty slot, 1 a forgotten entry).
@@ -20,6 +20,13 @@ the last one filled in less than half the retention). A generation whose newest 
 window is deleted whole, so nothing is ever rehashed or swept, and no request pays for the expiry of
 others. Two different nonces are taken for each other only when their 64-bit digests agree (and, across
 merchants, 32 more bits): with a million nonces remembered, a false "replay" once in about 10^13 requests.
+
+Processes may verify with different time windows (``serve --time-window``; a restart with a wider one).
+The index keeps the longest retention any of them asked for, and generations are dropped by it, so a
+narrow process never deletes a nonce that a wider one still accepts a replay of. A process that widens
+the retention also records from when the history is complete for it (``widen``): nonces older than the
+narrower retention may already be gone, and requests signed before that instant are refused (server/
+verify.py), as they could be replays nobody remembers.
 
 Every operation holds a thread lock and an exclusive ``flock`` on the index, so threads and processes
 see one window; the kernel releases the lock of a process that dies. The files live in the page cache:
@@ -44,6 +51,8 @@ MAGIC = b"WXRPLY01"
 INDEX_SIZE = 4096
 _HEADER = struct.Struct("<8sQII")  # magic, version, count, next generation number
 _ENTRY = struct.Struct("<IIIII")  # number, log2 of slots, slots used, created at, newest entry at
+_HISTORY = struct.Struct("<II")  # the longest retention asked for (s), complete since (unix s)
+_HISTORY_AT = _HEADER.size
 _ENTRIES_AT = 32
 MAX_GENERATIONS = (INDEX_SIZE - _ENTRIES_AT) // _ENTRY.size
 _SLOT = struct.Struct("<QII")  # digest of (mchid, nonce), digest of mchid, recorded at
@@ -126,13 +135,26 @@ class ReplayWindow:
             for gen in self._generations:
                 if gen.newest >= oldest and gen.find(key, tag, oldest):
                     return False
-            self._drop_expired(index, oldest)
+            self._drop_expired(index, min(oldest, at - _HISTORY.unpack_from(index, _HISTORY_AT)[0]))
             newest = self._generations[-1] if self._generations else None
             if newest is None or newest.full:
                 newest = self._start_generation(index, at, oldest, newest)
             newest.insert(key, tag, at)
             self._write_entry(index, len(self._generations) - 1, newest)
             return True
+
+    def widen(self, keep: int, now: float) -> int:
+        """Ask every process to keep nonces at least ``keep`` seconds; the instant from which the window's
+        history is complete for a process keeping that long. Widening from a shorter retention R makes
+        it ``now - R / 2``: a nonce first accepted before then, by a process whose window was at most
+        R / 2, may already have been dropped. 0 when nothing was ever dropped by a shorter one."""
+        with self._locked() as index:
+            longest, complete_from = _HISTORY.unpack_from(index, _HISTORY_AT)
+            if keep > longest:
+                if longest:
+                    complete_from = max(complete_from, int(now) - longest // 2)
+                _HISTORY.pack_into(index, _HISTORY_AT, keep, complete_from)
+            return int(complete_from)
 
     def seen(self, mchid: str, nonce: str, since: float) -> bool:
         key, tag = self._digests(mchid, nonce)

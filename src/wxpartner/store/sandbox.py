@@ -104,8 +104,39 @@ def nonce_seen(conn: Connection, mchid: str, nonce: str) -> bool:
     return _NONCE_SEEN.first(conn, {"mchid": mchid, "nonce": nonce}) is not None
 
 
-def prune_nonces(conn: Connection, older_than: float) -> int:
-    return conn.execute(sa.delete(request_nonces).where(request_nonces.c.seen_at < older_than)).rowcount
+# The longest retention any server of the database asked for, and from when the table's history is
+# complete for it (verify.py; SQLite files keep the same in their replay window, replay_window.widen).
+REPLAY_KEEP_KEY, REPLAY_COMPLETE_KEY = "replay:keep_s", "replay:complete_from"
+
+
+def widen_replay_history(conn: Connection, keep: int, now: float) -> int:
+    """Ask every server to keep nonces at least ``keep`` seconds; the instant from which the table's
+    history is complete for a server keeping that long (see ReplayWindow.widen, the same rule). In the
+    caller's write transaction; the rows are locked first, so two servers widening at once are ordered."""
+    insert = insert_for(conn, sandbox_kv).on_conflict_do_nothing(index_elements=[sandbox_kv.c.key])
+    conn.execute(insert, [{"key": REPLAY_KEEP_KEY, "value": "0"}, {"key": REPLAY_COMPLETE_KEY, "value": "0"}])
+    rows = conn.execute(
+        sa.select(sandbox_kv.c.key, sandbox_kv.c.value)
+        .where(sandbox_kv.c.key.in_([REPLAY_KEEP_KEY, REPLAY_COMPLETE_KEY]))
+        .with_for_update()
+    )
+    stored = {key: int(value) for key, value in rows}
+    longest, complete_from = stored[REPLAY_KEEP_KEY], stored[REPLAY_COMPLETE_KEY]
+    if keep > longest:
+        if longest:
+            complete_from = max(complete_from, int(now) - longest // 2)
+        kv_set(conn, REPLAY_KEEP_KEY, str(keep))
+        kv_set(conn, REPLAY_COMPLETE_KEY, str(complete_from))
+    return complete_from
+
+
+def prune_nonces(conn: Connection, before: float, keep: int) -> int:
+    """Drop the nonces seen more than the longest retention any server asked for (at least ``keep``)
+    before ``before``: a server verifying with a narrower window than another's never prunes a nonce
+    the other still accepts a replay of."""
+    longest = max(keep, int(kv_get(conn, REPLAY_KEEP_KEY) or 0))
+    stmt = sa.delete(request_nonces).where(request_nonces.c.seen_at < before - longest)
+    return conn.execute(stmt).rowcount
 
 
 # PostgreSQL: the second of the database's clock, which every host shares. Hosts' own clocks differ a
