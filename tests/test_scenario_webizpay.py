@@ -14,7 +14,10 @@ from starlette.testclient import TestClient
 
 from support import SP_A, SUB_A, SUB_B, ApiClient
 from webizpay_support import authorize, events, get_card, issue
+from wxpartner.domain.webizpay import quota_cards
+from wxpartner.protocol.times import parse_rfc3339
 from wxpartner.sandbox import scenario
+from wxpartner.server import webizpay_scenario
 from wxpartner.server.app import WxPartnerApp
 
 
@@ -165,7 +168,8 @@ def test_an_old_file_loads_as_it_did(control: TestClient, client_a: ApiClient, a
     )
     del old["webizpay"]["spends"]
     refused = control.post("/sandbox/scenario", json=old)
-    assert refused.status_code == 400 and refused.json()["message"].startswith("webizpay.cards[0]: ")
+    assert refused.status_code == 400
+    assert refused.json()["message"].startswith("webizpay.cards[0].effective_end_time: ")
 
 
 def _restored_card(**over: Any) -> dict[str, Any]:
@@ -266,9 +270,23 @@ def test_an_export_of_many_cards_streams(
     n = 45
     data = {
         "webizpay": {
-            "employees": [{"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "user_many_1"}],
+            "employees": [
+                {
+                    "sp_mchid": SP_A,
+                    "sub_mchid": SUB_A,
+                    "user_id": "user_many_1",
+                    "authorization_time": "1970-01-01T00:00:00Z",
+                }
+            ],
             "cards": [
-                _restored_card(user_id="user_many_1", out_card_no=f"many_{i:04d}", card_no=f"1{i:018d}")
+                _restored_card(
+                    user_id="user_many_1",
+                    out_card_no=f"many_{i:04d}",
+                    card_no=f"1{i:018d}",
+                    effective_begin_time="1970-01-01T00:00:00Z",
+                    transaction_id=f"42{i:026d}",
+                    card_usage_time=PAID_AT,
+                )
                 for i in range(n)
             ],
             "spends": [
@@ -278,6 +296,7 @@ def test_an_export_of_many_cards_streams(
                     "out_card_no": f"many_{i:04d}",
                     "amount": 1,
                     "transaction_id": f"42{i:026d}",
+                    "success_time": PAID_AT,
                 }
                 for i in range(n)
             ],
@@ -374,16 +393,33 @@ def test_a_round_trip_keeps_the_refunds(client_a: ApiClient, control: TestClient
 
 
 TX = "4200000000000000000000000001"
+PAID_AT = "2026-03-14T09:30:00.000+08:00"
 
 
 def _restored_file(
     *, spend: dict[str, Any] | None = None, refunds: list[dict[str, Any]] | None = None
 ) -> Any:
-    """One employee, one restored card, one recorded spend of 600 with 500 refunded in two refunds."""
+    """One employee, one restored card, one recorded spend of 600 with 500 refunded in two refunds;
+    in the order the sandbox makes them: authorized, issued, paid (the card's last payment), refunded."""
     return {
         "webizpay": {
-            "employees": [{"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "user_taken_1"}],
-            "cards": [_restored_card(out_card_no="rf_card_1", remain_amount=900)],
+            "employees": [
+                {
+                    "sp_mchid": SP_A,
+                    "sub_mchid": SUB_A,
+                    "user_id": "user_taken_1",
+                    "authorization_time": "2026-03-01T09:00:00.000+08:00",
+                }
+            ],
+            "cards": [
+                _restored_card(
+                    out_card_no="rf_card_1",
+                    remain_amount=900,
+                    effective_begin_time="2026-03-10T10:00:00.000+08:00",
+                    transaction_id=TX,
+                    card_usage_time=PAID_AT,
+                )
+            ],
             "spends": [
                 {
                     "sp_mchid": SP_A,
@@ -392,6 +428,7 @@ def _restored_file(
                     "amount": 600,
                     "transaction_id": TX,
                     "refunded_amount": 500,
+                    "success_time": PAID_AT,
                     **(spend or {}),
                 }
             ],
@@ -485,6 +522,7 @@ def _full_file() -> dict[str, Any]:
         _restored_card(
             out_card_no="rf_single_1",
             card_no="1000000000000000003",
+            effective_begin_time="2026-03-10T10:00:00.000+08:00",
             card_template_id="template_single_return",
             card_rule="SINGLE",
             refund_rule="RETURN",
@@ -497,6 +535,7 @@ def _full_file() -> dict[str, Any]:
             employee_id="WeBizPay_gone_1",
             out_card_no="rf_gone_1",
             card_no="1000000000000000004",
+            effective_begin_time="2026-03-01T12:00:00.000+08:00",
             state="DISABLED",
             card_disabled_time="2026-03-02T10:00:00.000+08:00",
             reason="员工已解除授权",
@@ -509,6 +548,7 @@ def _full_file() -> dict[str, Any]:
             "out_card_no": "rf_single_1",
             "amount": 300,
             "transaction_id": TX2,
+            "success_time": "2026-03-14T09:00:00.000+08:00",
         }
     )
     return data
@@ -522,6 +562,12 @@ def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         node = node[int(key)] if key.isdigit() else node[key]
     if value is _DROP:
         del node[last]
+    elif last.isdigit():  # a list's item, or one more at its end
+        index = int(last)
+        if index == len(node):
+            node.append(value)
+        else:
+            node[index] = value
     else:
         node[last] = value
     return data
@@ -562,7 +608,7 @@ _WRONG_VALUES: list[tuple[Any, ...]] = [
     ("webizpay.cards[0].effective_begin_time", "9999-12-31T23:59:59-23:59"),
     ("webizpay.cards[0].effective_end_time", "2026-03-14T10:00:00\x00+08:00"),
     ("webizpay.cards[0].card_usage_time", "1969-01-01T00:00:00Z"),
-    ("webizpay.cards[0].sub_mchid", SUB_B, "webizpay.cards[0]"),  # no relation of its user there
+    ("webizpay.cards[0].sub_mchid", SUB_B, "webizpay.cards[0].user_id"),  # no relation of its user there
     ("webizpay.cards[2].state", "ACTIVE"),  # of a REVOKED relation
     ("webizpay.cards[2].card_disabled_time", _DROP),
     ("webizpay.cards[2].reason", _DROP),
@@ -584,8 +630,8 @@ _WRONG_VALUES: list[tuple[Any, ...]] = [
     ("webizpay.spends[0].transaction_id", "4200\x00"),
     ("webizpay.spends[0].success_time", "10000-01-01T00:00:00Z"),
     ("webizpay.spends[0].success_time", "2026-03-14T10:00:00.000+08:00\x00"),
-    ("webizpay.spends[0].sub_mchid", SUB_B, "webizpay.spends[0]"),  # its card is SUB_A's
-    ("webizpay.spends[0].out_card_no", "rf_gone_x", "webizpay.spends[0]"),
+    ("webizpay.spends[0].sub_mchid", SUB_B, "webizpay.spends[0].out_card_no"),  # its card is SUB_A's
+    ("webizpay.spends[0].out_card_no", "rf_gone_x"),
     ("webizpay.spends[0].store", {"name": 5}, "webizpay.spends[0].store.name"),
     ("webizpay.spends[0].goods_name", ["午餐"]),
     ("webizpay.refunds[0].amount", -300),
@@ -595,6 +641,26 @@ _WRONG_VALUES: list[tuple[Any, ...]] = [
     ("webizpay.refunds[0].refund_id", None),
     ("webizpay.refunds[0].create_time", "1969-12-31T23:59:59Z"),
     ("webizpay.refunds[0].success_time", "2026-03-14T10:00:00\x00Z"),
+    # a REVOKED relation has its revoke time and reason (W8 answers both; every revoke stores them)
+    ("webizpay.employees[1].reason", _DROP),
+    ("webizpay.employees[1].authorization_revoked_time", _DROP),
+    # a used card (MULTIPLE too) names its last payment and when it was made
+    ("webizpay.cards[0].transaction_id", _DROP),
+    ("webizpay.cards[0].card_usage_time", _DROP),
+    ("webizpay.cards[0].card_usage_time", "2026-03-14T09:31:00.000+08:00"),
+    # times in the order the sandbox makes them
+    ("webizpay.refunds[0].create_time", "2026-03-14T09:29:59.999+08:00"),  # before its payment
+    ("webizpay.spends[0].success_time", "2026-03-10T09:59:59.999+08:00"),  # before its card began
+    (
+        "webizpay.cards[0].effective_end_time",
+        "2026-03-14T09:00:00+08:00",
+        "webizpay.cards[0].card_usage_time",
+    ),
+    ("webizpay.cards[0].effective_begin_time", "2026-03-01T08:59:59.999+08:00"),  # before its relation
+    ("webizpay.cards[0].effective_begin_time", "2099-12-31T23:59:59+08:00"),  # not before its end
+    ("webizpay.cards[2].effective_begin_time", "2026-03-02T10:00:00.001+08:00"),  # after the revoke
+    ("webizpay.cards[2].card_disabled_time", "2026-03-02T10:00:00.001+08:00"),  # after the revoke
+    ("webizpay.cards[2].card_disabled_time", "2026-03-01T11:59:59.999+08:00"),  # before it began
 ]
 
 
@@ -606,7 +672,7 @@ def _case_id(case: tuple[Any, ...]) -> str:
 
 def test_the_full_file_loads_with_lowercase_times(control: TestClient) -> None:
     data = _full_file()
-    _set(data, "webizpay.employees[1].authorization_time", "2026-03-01t10:00:00.000z")
+    _set(data, "webizpay.employees[1].authorization_time", "2026-03-01t02:00:00.000z")  # 10:00+08:00
     loaded = control.post("/sandbox/scenario", json=data)
     assert loaded.status_code == 200, loaded.text
 
@@ -625,6 +691,111 @@ def test_a_wrong_restored_field_is_refused_naming_its_path(
     assert (body["code"], body["detail"]["field"]) == (code, named), body
     assert body["message"].startswith(f"{named}: "), body
     assert "webizpay" not in control.get("/sandbox/scenario").json()  # nothing written
+
+
+def _edited(*edits: tuple[str, Any]) -> dict[str, Any]:
+    data = _full_file()
+    for path, value in edits:
+        _set(data, path, value)
+    return data
+
+
+_TX3 = "4200000000000000000000000003"
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        # paid with a card after it was disabled (its relation revoked)
+        (
+            _edited(
+                ("webizpay.spends[0].out_card_no", "rf_gone_1"),
+                ("webizpay.spends[0].success_time", "2026-03-02T10:00:00.001+08:00"),
+            ),
+            "webizpay.spends[0].success_time",
+        ),
+        # paid with a card after its end
+        (
+            _edited(
+                ("webizpay.cards[0].effective_end_time", "2026-03-14T09:45:00+08:00"),
+                ("webizpay.spends[0].success_time", "2026-03-14T09:45:00.001+08:00"),
+            ),
+            "webizpay.spends[0].success_time",
+        ),
+        # a MULTIPLE card paid twice names the later payment, not the earlier one
+        (
+            _edited(
+                ("webizpay.cards[0].remain_amount", 800),
+                (
+                    "webizpay.spends[2]",
+                    {
+                        "sp_mchid": SP_A,
+                        "sub_mchid": SUB_A,
+                        "out_card_no": "rf_card_1",
+                        "amount": 100,
+                        "transaction_id": _TX3,
+                        "success_time": "2026-03-14T09:40:00.000+08:00",
+                    },
+                ),
+            ),
+            "webizpay.cards[0].transaction_id",
+        ),
+    ],
+    ids=["paid-after-disabled", "paid-after-end", "names-an-earlier-payment"],
+)
+def test_a_history_the_sandbox_could_not_have_made_is_refused(
+    control: TestClient, data: dict[str, Any], field: str
+) -> None:
+    refused = control.post("/sandbox/scenario", json=data)
+    assert refused.status_code == 400, refused.text
+    body = refused.json()
+    assert (body["code"], body["detail"]["field"]) == ("SCENARIO_ERROR", field), body
+    assert body["message"].startswith(f"{field}: "), body
+    assert "webizpay" not in control.get("/sandbox/scenario").json()  # nothing written
+
+
+def test_a_multiple_card_paid_twice_loads_naming_its_last_payment(control: TestClient) -> None:
+    """The case above, right: the card names the later payment and its time; loaded twice, once."""
+    data = _edited(
+        ("webizpay.cards[0].remain_amount", 800),
+        ("webizpay.cards[0].transaction_id", _TX3),
+        ("webizpay.cards[0].card_usage_time", "2026-03-14T01:40:00Z"),  # 09:40+08:00
+        (
+            "webizpay.spends[2]",
+            {
+                "sp_mchid": SP_A,
+                "sub_mchid": SUB_A,
+                "out_card_no": "rf_card_1",
+                "amount": 100,
+                "transaction_id": _TX3,
+                "success_time": "2026-03-14T09:40:00.000+08:00",
+            },
+        ),
+    )
+    loaded = control.post("/sandbox/scenario", json=data)
+    assert loaded.status_code == 200, loaded.text
+    exported = control.get("/sandbox/scenario").json()
+    assert control.post("/sandbox/scenario", json=data).status_code == 200
+    assert control.get("/sandbox/scenario").json() == exported
+    [card] = [c for c in exported["webizpay"]["cards"] if c["out_card_no"] == "rf_card_1"]
+    assert (card["transaction_id"], card["remain_amount"]) == (_TX3, 800)
+
+
+def test_an_issued_card_of_a_user_without_relation_names_its_user_id(control: TestClient) -> None:
+    """A card entry issued now (no restored field) names the field that points at nothing, as the
+    restored one does."""
+    card = _restored_card(user_id="user_nobody_1")
+    del card["card_no"]
+    refused = control.post("/sandbox/scenario", json={"webizpay": {"cards": [card]}})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["detail"]["field"] == "webizpay.cards[0].user_id", refused.json()
+
+
+def test_the_latest_end_is_the_domain_s_one() -> None:
+    """One definition of the latest end time taken (W3's, public in the domain), not a copy of it
+    recomputed in the scenario loader."""
+    assert parse_rfc3339(quota_cards.LATEST_END).timestamp() == quota_cards.LATEST_END_AT
+    assert not hasattr(webizpay_scenario, "_LATEST_END_AT")
 
 
 def test_a_file_whose_last_entry_is_wrong_writes_nothing(control: TestClient) -> None:

@@ -57,7 +57,7 @@ from ..models.webizpay import (
 )
 from ..protocol.detail import first_problem
 from ..protocol.errors import ApiError
-from ..protocol.times import format_rfc3339, parse_rfc3339
+from ..protocol.times import format_rfc3339
 from ..sandbox import scenario
 from ..store import sandbox as sandbox_store
 from ..store.webizpay_repo import WebizpayRepo
@@ -94,8 +94,8 @@ class EmployeeSpec(BaseModel):
     employee_id: PathId | None = None
     state: AuthorizationState = "AUTHORIZED"
     authorization_time: Time | None = None  # default: the clock's now
-    authorization_revoked_time: Time | None = None  # REVOKED only; default: authorization_time
-    reason: str | None = Field(default=None, min_length=1, max_length=64)  # REVOKED only
+    authorization_revoked_time: Time | None = None  # REVOKED only, and required there
+    reason: str | None = Field(default=None, min_length=1, max_length=64)  # REVOKED only, and required there
 
 
 class CardSpec(BaseModel):
@@ -126,7 +126,6 @@ class CardSpec(BaseModel):
     transaction_id: PathId | None = None
 
 
-_LATEST_END_AT = parse_rfc3339(quota_cards.LATEST_END).timestamp()
 _RESTORED_CARD = frozenset(
     {
         "card_no",
@@ -192,6 +191,14 @@ class SectionSpec(BaseModel):
     refunds: list[RefundSpec] = []
 
 
+def _refused(where: str, err: ApiError | ControlError, fallback: str) -> scenario.ScenarioError:
+    """The W3 or payment refusal of an entry, at the field its detail names (a JSON pointer, ``/amount``,
+    or a dotted name, ``store.name``), else at ``fallback``: the field whose value it refused."""
+    field = (err.detail or {}).get("field")
+    name = field.strip("/").replace("/", ".") if isinstance(field, str) and field.strip("/") else fallback
+    return scenario.ScenarioError(f"{where}.{name}: {err.message}")
+
+
 def _only_when(given: Any, state: str, wanted: str, where: str, name: str) -> None:
     if given is not None and state != wanted:
         raise scenario.ScenarioError(f"{where}.{name}: only a {wanted} entry has one (this one is {state})")
@@ -201,7 +208,9 @@ def _load_employee(repo: WebizpayRepo, i: int, e: EmployeeSpec, now: float) -> s
     """The relation's employee_id: the one already there (the same file loaded again), else the new one's."""
     where = f"webizpay.employees[{i}]"
     if not repo.sub_bound(e.sp_mchid, e.sub_mchid):
-        raise scenario.ScenarioError(f"{where}: {e.sub_mchid} is not a sub-merchant of {e.sp_mchid}")
+        raise scenario.ScenarioError(
+            f"{where}.sub_mchid: {e.sub_mchid} is not a sub-merchant of {e.sp_mchid}"
+        )
     _only_when(e.authorization_revoked_time, e.state, REVOKED, where, "authorization_revoked_time")
     _only_when(e.reason, e.state, REVOKED, where, "reason")
     authorized_at = scenario.entry_time(e.authorization_time, f"{where}.authorization_time", now)
@@ -221,10 +230,17 @@ def _load_employee(repo: WebizpayRepo, i: int, e: EmployeeSpec, now: float) -> s
                 authorized_at,
             )
             if not repo.insert_relation(relation):
-                raise scenario.ScenarioError(f"{where}: employee_id {e.employee_id} is taken")
+                raise scenario.ScenarioError(f"{where}.employee_id: {e.employee_id} is taken")
         return relation.employee_id
     if e.employee_id is None:  # else the same file loaded twice made two
         raise scenario.ScenarioError(f"{where}.employee_id: a {REVOKED} relation needs its employee_id")
+    # every revoke (W8, the employee's deregistering) stores both; W2 and W8 answer them, and W8's
+    # reason is required in its answer
+    for name in ("authorization_revoked_time", "reason"):
+        if getattr(e, name) is None:
+            raise scenario.ScenarioError(
+                f"{where}.{name}: a {REVOKED} relation has one (when and why it was)"
+            )
     revoked_at = scenario.entry_time(
         e.authorization_revoked_time, f"{where}.authorization_revoked_time", authorized_at
     )
@@ -252,7 +268,9 @@ def _card_owner(repo: WebizpayRepo, c: CardSpec, where: str) -> Relation:
     if c.employee_id is None:
         owner = repo.authorized_relation(c.sp_mchid, c.sub_mchid, c.user_id)
         if owner is None:
-            raise scenario.ScenarioError(f"{where}: {c.user_id} has no AUTHORIZED relation")
+            raise scenario.ScenarioError(
+                f"{where}.user_id: {c.user_id} has no AUTHORIZED relation under {c.sp_mchid}/{c.sub_mchid}"
+            )
         return owner
     owner = repo.relation(c.employee_id)
     if owner is None or (owner.sp_mchid, owner.sub_mchid, owner.user_id) != (
@@ -264,6 +282,50 @@ def _card_owner(repo: WebizpayRepo, c: CardSpec, where: str) -> Relation:
             f"{where}.employee_id: no relation {c.employee_id} of {c.user_id} under {c.sp_mchid}/{c.sub_mchid}"
         )
     return owner
+
+
+def _check_card_times(
+    where: str,
+    c: CardSpec,
+    owner: Relation,
+    begin_at: float,
+    end_at: float,
+    disabled_at: float | None,
+    used_at: float | None,
+) -> None:
+    """A restored card's times in the order the sandbox makes them: W3 issues it to an AUTHORIZED
+    relation with an end later than its now (its begin); a cancel, a revoke (by its relation's revoke
+    time) or its end disables it; a payment, while it is ACTIVE, sets card_usage_time and
+    transaction_id together. A payment or disable at the very instant of the next step is one the
+    sandbox makes too (a frozen clock)."""
+
+    def refuse(name: str, why: str) -> scenario.ScenarioError:
+        return scenario.ScenarioError(f"{where}.{name}: {why}")
+
+    if begin_at >= end_at:
+        raise refuse("effective_begin_time", "not before its effective_end_time (W3 takes a later end only)")
+    if begin_at < owner.authorized_at:
+        raise refuse("effective_begin_time", f"before its relation {owner.employee_id} was authorized")
+    revoked_at = owner.revoked_at
+    if revoked_at is not None and begin_at > revoked_at:
+        raise refuse("effective_begin_time", f"after its relation {owner.employee_id} was revoked")
+    if disabled_at is not None:
+        if not begin_at <= disabled_at <= end_at:
+            raise refuse("card_disabled_time", "not between its effective_begin_time and effective_end_time")
+        if revoked_at is not None and disabled_at > revoked_at:
+            raise refuse(
+                "card_disabled_time",
+                f"after its relation {owner.employee_id} was revoked (which disables it)",
+            )
+    if (used_at is None) != (c.transaction_id is None):  # a payment sets both
+        missing = "card_usage_time" if used_at is None else "transaction_id"
+        raise refuse(missing, "a used card has both card_usage_time and transaction_id (its last payment)")
+    if used_at is not None:
+        last = min(end_at, disabled_at if disabled_at is not None else end_at)
+        if not begin_at <= used_at <= last:
+            raise refuse(
+                "card_usage_time", "not while the card was usable (from its begin to its end or disable)"
+            )
 
 
 def _restore_card(repo: WebizpayRepo, pol: Policy, now: float, i: int, c: CardSpec) -> str:
@@ -289,9 +351,19 @@ def _restore_card(repo: WebizpayRepo, pol: Policy, now: float, i: int, c: CardSp
     if remain > body.amount:
         raise scenario.ScenarioError(f"{where}.remain_amount: {remain} is more than the amount {body.amount}")
     end_at = scenario.entry_time(body.effective_end_time, f"{where}.effective_end_time", now)
-    if end_at > _LATEST_END_AT:
+    if end_at > quota_cards.LATEST_END_AT:
         raise scenario.ScenarioError(f"{where}.effective_end_time: later than {quota_cards.LATEST_END}")
     begin_at = scenario.entry_time(c.effective_begin_time, f"{where}.effective_begin_time", now)
+    disabled = state == DISABLED
+    disabled_at = (
+        scenario.entry_time(c.card_disabled_time, f"{where}.card_disabled_time", now) if disabled else None
+    )
+    used_at = (
+        None
+        if c.card_usage_time is None
+        else scenario.entry_time(c.card_usage_time, f"{where}.card_usage_time", now)
+    )
+    _check_card_times(where, c, owner, begin_at, end_at, disabled_at, used_at)
     existing = repo.card_by_out_no(c.sp_mchid, c.sub_mchid, body.out_card_no)
     if existing is not None:  # the same file loaded again: left as it is
         if c.card_no is not None and existing.card_no != c.card_no:
@@ -308,7 +380,6 @@ def _restore_card(repo: WebizpayRepo, pol: Policy, now: float, i: int, c: CardSp
             "refund_rule, or configure it under templates)"
         )
     # avail_mch_range_id is kept as written, unchecked: the ranges (W13–W17) are not in an export
-    disabled = state == DISABLED
     card = Card(
         card_no=c.card_no or new_card_no(),
         sp_mchid=c.sp_mchid,
@@ -326,13 +397,9 @@ def _restore_card(repo: WebizpayRepo, pol: Policy, now: float, i: int, c: CardSp
         end_at=end_at,
         end_text=body.effective_end_time,
         state=state,
-        disabled_at=scenario.entry_time(c.card_disabled_time, f"{where}.card_disabled_time", now)
-        if disabled
-        else None,
+        disabled_at=disabled_at,
         reason=c.reason if disabled else None,
-        used_at=None
-        if c.card_usage_time is None
-        else scenario.entry_time(c.card_usage_time, f"{where}.card_usage_time", now),
+        used_at=used_at,
         transaction_id=c.transaction_id,
         avail_mch_range_id=body.avail_mch_range_id,
     )
@@ -347,6 +414,20 @@ def _record_spend(repo: WebizpayRepo, now: float, i: int, sp: SpendSpec, card: C
     where = f"webizpay.spends[{i}]"
     txid = sp.transaction_id
     assert txid is not None
+    at = scenario.entry_time(sp.success_time, f"{where}.success_time", now)
+    # paid while its card was usable (a card of a revoked relation was disabled by the revoke)
+    if at < card.begin_at:
+        raise scenario.ScenarioError(
+            f"{where}.success_time: before its card {card.card_no} began ({_when(card.begin_at)})"
+        )
+    if at > card.end_at:
+        raise scenario.ScenarioError(
+            f"{where}.success_time: after its card {card.card_no} ended ({card.end_text})"
+        )
+    if card.disabled_at is not None and at > card.disabled_at:
+        raise scenario.ScenarioError(
+            f"{where}.success_time: after its card {card.card_no} was disabled ({_when(card.disabled_at)})"
+        )
     paid = repo.payment(txid)
     if paid is not None:  # the same file loaded again: left as it is
         if (paid.card_no, paid.amount) != (card.card_no, sp.amount):
@@ -369,7 +450,7 @@ def _record_spend(repo: WebizpayRepo, now: float, i: int, sp: SpendSpec, card: C
             for k, column in STORE_COLUMNS.items()
         }
     except ControlError as err:
-        raise scenario.ScenarioError(f"{where}: {err.message}") from None
+        raise _refused(where, err, "store") from None
     if out_trade_no is not None:
         other = repo.payment_by_out_trade_no(card.card_no, out_trade_no)
         if other is not None:
@@ -377,7 +458,6 @@ def _record_spend(repo: WebizpayRepo, now: float, i: int, sp: SpendSpec, card: C
                 f"{where}.out_trade_no: {out_trade_no} of card {sp.out_card_no} is payment {other.transaction_id}"
             )
     store = payments.Store(**{k: v for k, v in given.items() if v is not None})
-    at = scenario.entry_time(sp.success_time, f"{where}.success_time", now)
     repo.insert_payment(
         payments.payment_of(
             card,
@@ -429,8 +509,9 @@ def _no_twice(spec: SectionSpec) -> None:
 
 def _check_restored_cards(repo: WebizpayRepo, spec: SectionSpec) -> None:
     """A restored card against the file's spends of it (what every export is): its ``transaction_id``
-    is its own payment and no other card's; a SINGLE card is paid once and names that payment; and a
-    ``remain_amount`` given with recorded spends (all of the card's spends recorded) is what they
+    is its own payment and no other card's; a SINGLE card is paid once; a card with recorded spends
+    (all of its spends in the file recorded) names the last of them, as every payment sets the card's
+    ``transaction_id`` and ``card_usage_time``, and a ``remain_amount`` given with them is what they
     left: amount - paid (+ refunded, a RETURN card's)."""
     spends_of: dict[tuple[str, str, str], list[int]] = {}
     paid_now: set[tuple[str, str, str]] = set()  # cards a spend of the file paid with now
@@ -440,10 +521,16 @@ def _check_restored_cards(repo: WebizpayRepo, spec: SectionSpec) -> None:
             paid_now.add(key)
         else:
             spends_of.setdefault(key, []).append(k)
+    restored = [(i, c) for i, c in enumerate(spec.cards) if c.model_fields_set & _RESTORED_CARD]
+    for _, c in restored:  # first: the spend to blame
+        ks = spends_of.get((c.sp_mchid, c.sub_mchid, c.out_card_no), [])
+        card = repo.card_by_out_no(c.sp_mchid, c.sub_mchid, c.out_card_no)
+        if card is not None and card.card_rule == "SINGLE" and len(ks) > 1:
+            raise scenario.ScenarioError(
+                f"webizpay.spends[{ks[1]}]: card {c.out_card_no} is SINGLE, paid once already (spends[{ks[0]}])"
+            )
     named: dict[str, int] = {}
-    for i, c in enumerate(spec.cards):
-        if not c.model_fields_set & _RESTORED_CARD:
-            continue
+    for i, c in restored:
         where = f"webizpay.cards[{i}]"
         key = (c.sp_mchid, c.sub_mchid, c.out_card_no)
         card = repo.card_by_out_no(*key)
@@ -459,18 +546,16 @@ def _check_restored_cards(repo: WebizpayRepo, spec: SectionSpec) -> None:
                 raise scenario.ScenarioError(
                     f"{where}.transaction_id: {c.transaction_id} is a payment of card {paid.card_no}"
                 )
+            if paid is None and key not in paid_now:
+                raise scenario.ScenarioError(
+                    f"{where}.transaction_id: no payment is {c.transaction_id} (give its spend, with its "
+                    "transaction_id)"
+                )
         ks = spends_of.get(key, [])
-        if card.card_rule == "SINGLE" and ks:
-            if len(ks) > 1:
-                raise scenario.ScenarioError(
-                    f"webizpay.spends[{ks[1]}]: card {c.out_card_no} is SINGLE, paid once already (spends[{ks[0]}])"
-                )
-            first = spec.spends[ks[0]].transaction_id
-            if c.transaction_id != first:
-                raise scenario.ScenarioError(
-                    f"{where}.transaction_id: a used SINGLE card names its payment ({first}, spends[{ks[0]}])"
-                )
-        if c.remain_amount is None or not ks or key in paid_now:
+        if not ks or key in paid_now:
+            continue
+        _check_last_payment(repo, where, c, card, ks, spec)
+        if c.remain_amount is None:
             continue
         paid_sum = sum(spec.spends[k].amount for k in ks)
         back = sum(spec.spends[k].refunded_amount or 0 for k in ks) if card.refund_rule == "RETURN" else 0
@@ -480,6 +565,32 @@ def _check_restored_cards(repo: WebizpayRepo, spec: SectionSpec) -> None:
                 f"{where}.remain_amount: {c.remain_amount} is not what its spends left ({left}: amount {c.amount} "
                 f"- paid {paid_sum}" + (f" + refunded {back}" if back else "") + ")"
             )
+
+
+def _check_last_payment(
+    repo: WebizpayRepo, where: str, c: CardSpec, card: Card, ks: list[int], spec: SectionSpec
+) -> None:
+    """A card with recorded spends names the last of them (the latest ``success_time``; one of those at
+    that instant, a frozen clock's) as its ``transaction_id``, and its ``card_usage_time`` is that
+    payment's ``success_time``: W4 shows what the last payment set."""
+    paid_at: dict[str, tuple[int, float]] = {}
+    for k in ks:
+        txid = spec.spends[k].transaction_id
+        assert txid is not None  # recorded spends only
+        payment = repo.payment(txid)
+        assert payment is not None  # recorded above
+        paid_at[txid] = (k, payment.paid_at)
+    latest = max(at for _, at in paid_at.values())
+    last_k, last_tx = next((k, tx) for tx, (k, at) in paid_at.items() if at == latest)
+    rule = "SINGLE " if card.card_rule == "SINGLE" else ""
+    if c.transaction_id not in paid_at or paid_at[c.transaction_id][1] != latest:
+        raise scenario.ScenarioError(
+            f"{where}.transaction_id: a used {rule}card names its last payment ({last_tx}, spends[{last_k}])"
+        )
+    if card.used_at != latest:
+        raise scenario.ScenarioError(
+            f"{where}.card_usage_time: not its last payment's success_time ({_when(latest)}, spends[{last_k}])"
+        )
 
 
 def _load_refunds(repo: WebizpayRepo, now: float, spec: SectionSpec, recorded: dict[str, int]) -> list[str]:
@@ -506,6 +617,12 @@ def _load_refunds(repo: WebizpayRepo, now: float, spec: SectionSpec, recorded: d
         succeeded_at = scenario.entry_time(r.success_time, f"{where}.success_time", created_at)
         if succeeded_at < created_at:
             raise scenario.ScenarioError(f"{where}.success_time: before its create_time")
+        payment = repo.payment(r.transaction_id)
+        assert payment is not None  # recorded above
+        if created_at < payment.paid_at:
+            raise scenario.ScenarioError(
+                f"{where}.create_time: before its payment's success_time ({_when(payment.paid_at)})"
+            )
         given[r.transaction_id] = given.get(r.transaction_id, 0) + r.amount
         existing = repo.refund_by_id(r.refund_id)
         if existing is not None:
@@ -557,17 +674,22 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
             continue
         owner = repo.authorized_relation(c.sp_mchid, c.sub_mchid, c.user_id)
         if owner is None:
-            raise scenario.ScenarioError(f"webizpay.cards[{i}]: {c.user_id} has no AUTHORIZED relation")
+            raise scenario.ScenarioError(
+                f"webizpay.cards[{i}].user_id: {c.user_id} has no AUTHORIZED relation under "
+                f"{c.sp_mchid}/{c.sub_mchid}"
+            )
         fields = c.model_dump(exclude={"user_id"}, exclude_none=True)
         body = _validated(IssueQuotaCardRequest, fields, f"webizpay.cards[{i}]")
         try:
             card_nos.append(quota_cards.issue(repo, pol, now, owner.employee_id, body).card_no)
-        except ApiError as err:
-            raise scenario.ScenarioError(f"webizpay.cards[{i}]: {err.message}") from None
+        except ApiError as err:  # W3's refusal (a field's, else its relation's: the user's)
+            raise _refused(f"webizpay.cards[{i}]", err, "user_id") from None
     for i, sp in enumerate(spec.spends):
         card = repo.card_by_out_no(sp.sp_mchid, sp.sub_mchid, sp.out_card_no)
         if card is None:
-            raise scenario.ScenarioError(f"webizpay.spends[{i}]: no card {sp.out_card_no} of {sp.sub_mchid}")
+            raise scenario.ScenarioError(
+                f"webizpay.spends[{i}].out_card_no: no card {sp.out_card_no} of {sp.sp_mchid}/{sp.sub_mchid}"
+            )
         if sp.transaction_id is not None:
             transaction_ids.append(_record_spend(repo, now, i, sp, card))
             recorded[sp.transaction_id] = i
@@ -597,8 +719,9 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
         }
         try:
             transaction_ids.append(str(pay_from_body(repo, pol, now, body)["transaction_id"]))
-        except (ApiError, ControlError) as err:
-            raise scenario.ScenarioError(f"webizpay.spends[{i}]: {err.message}") from None
+        except (ApiError, ControlError) as err:  # a field's, short of remain_amount, else its card's
+            short = err.detail is not None and "remain_amount" in err.detail
+            raise _refused(f"webizpay.spends[{i}]", err, "amount" if short else "out_card_no") from None
     given = data if isinstance(data, dict) else {}
     # A file with refunds gives each recorded spend's: its refunded_amount is their sum (an older
     # export, without the list, kept only the refunded_amount).

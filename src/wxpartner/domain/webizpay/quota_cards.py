@@ -33,9 +33,9 @@ from .entities import (
 from .ports import Repo
 
 # The latest end time taken: an offset can put a year-9999 time into year 10000 UTC, which no date
-# type holds (pages showing the card failed on it).
+# type holds (pages showing the card failed on it). W3 and a scenario's restored card hold to it.
 LATEST_END = "9999-12-31T23:59:59Z"
-_LATEST_END_AT = parse_rfc3339(LATEST_END).timestamp()
+LATEST_END_AT = parse_rfc3339(LATEST_END).timestamp()
 
 
 def end_time(card: Card) -> str:
@@ -161,7 +161,7 @@ def issue_at_once(
     if body.sp_mchid != caller:
         return None
     end_at = _end_at(body)
-    if not now < end_at <= _LATEST_END_AT:
+    if not now < end_at <= LATEST_END_AT:
         return None
     builtin = policy.builtin(body.card_template_id)
     # The rules of the template the statement finds (the stored one wins): these are not stored.
@@ -176,7 +176,7 @@ def issue(
     """W3. Idempotent on (sp, sub, out_card_no): the same body again returns the same card (also
     after its relation was revoked, so a retry after a 5xx is safe); a different body is refused."""
     end_at = _end_at(body)
-    if end_at > _LATEST_END_AT:
+    if end_at > LATEST_END_AT:
         raise param_error(
             "/effective_end_time",
             f"must not be later than {LATEST_END}",
