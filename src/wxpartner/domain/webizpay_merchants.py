@@ -269,6 +269,14 @@ _IDENTIFIER_RULES = {
 }
 
 
+def identifier_problem(identifier_type: str, identifier: str) -> str | None:
+    """Why ``identifier`` cannot be in a range of ``identifier_type`` (W15, a scenario's range), or None."""
+    pattern, hint = _IDENTIFIER_RULES[identifier_type]
+    if pattern.fullmatch(identifier):
+        return None
+    return f"does not fit the range's identifier_type {identifier_type}: {hint}"
+
+
 @dataclass(frozen=True, slots=True)
 class MchRange:
     range_id: str
@@ -318,11 +326,11 @@ def add_identifier(
     """Adding an identifier that is already in the range is a no-op answered like the first add."""
     check_signer(signer, body.sp_mchid)
     rng = _owned_range(repo, body.sp_mchid, range_id)
-    pattern, hint = _IDENTIFIER_RULES[rng.identifier_type]
-    if not pattern.fullmatch(body.merchant_identifier):
+    problem = identifier_problem(rng.identifier_type, body.merchant_identifier)
+    if problem is not None:
         raise param_error(
             "/merchant_identifier",
-            f"does not fit the range's identifier_type {rng.identifier_type}: {hint}",
+            problem,
             value=body.merchant_identifier,
             message=f"参数“merchant_identifier”与范围类型{rng.identifier_type}不符",
         )

@@ -21,17 +21,20 @@ its times), payment (``transaction_id``, ``success_time``, ``refunded_amount``) 
 ``transaction_id``, ``refund_id``, ``out_refund_no``, ``amount``, ``create_time``, ``success_time``):
 entries with those fields are restored as they were (no W3 issue, no payment now, no callback), so an
 export loads back into the same W2/W4/W5 answers and W11/W12 bills; entries without them load as they
-always did.
+always did. It also writes the available-merchant ranges (``ranges``, ``range_identifiers``: W13–W17)
+and the store entity-match batches (``match_batches``: W9/W10) with their ids and times, loaded first
+and as they were.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Connection
 
+from ..domain import webizpay_merchants as merchants
 from ..domain.webizpay import payments, quota_cards
 from ..domain.webizpay.entities import (
     ACTIVE,
@@ -55,11 +58,20 @@ from ..models.webizpay import (
     IssueQuotaCardRequest,
     RefundRule,
 )
+from ..models.webizpay_merchants import (
+    MAX_MATCH_DETAILS,
+    IdentifierType,
+    MatchDetail,
+    MatchResult,
+    OutId,
+)
 from ..protocol.detail import first_problem
 from ..protocol.errors import ApiError
 from ..protocol.times import format_rfc3339
 from ..sandbox import scenario
+from ..store import registry
 from ..store import sandbox as sandbox_store
+from ..store import webizpay_merchants_repo as ranges_store
 from ..store.webizpay_repo import WebizpayRepo
 from ..store.webizpay_tables import webizpay_payments
 from .control import ControlError
@@ -182,9 +194,53 @@ class RefundSpec(BaseModel):
     success_time: Time | None = None  # default: create_time
 
 
+class RangeSpec(BaseModel):
+    """An available-merchant range (W13), as it was: its range_id and creation time."""
+
+    model_config = ConfigDict(extra="forbid")
+    sp_mchid: scenario.Mchid
+    range_id: PathId
+    identifier_type: IdentifierType
+    create_time: Time | None = None  # default: the clock's now
+
+
+class RangeIdentifierSpec(BaseModel):
+    """A merchant identifier of a range (W15), in W16's order (the file's)."""
+
+    model_config = ConfigDict(extra="forbid")
+    range_id: PathId
+    merchant_identifier: str = Field(min_length=1, max_length=64)
+    create_time: Time | None = None  # default: the clock's now
+
+
+class MatchDetailSpec(MatchDetail):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class MatchResultSpec(MatchResult):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class MatchBatchSpec(BaseModel):
+    """A store entity-match batch (W9) as it was: its batch_id, state and, COMPLETED, its results."""
+
+    model_config = ConfigDict(extra="forbid")
+    sp_mchid: scenario.Mchid
+    batch_id: PathId
+    out_batch_id: OutId
+    state: Literal["ACCEPTED", "IN_PROGRESS", "COMPLETED", "CLOSED"]
+    match_details: list[MatchDetailSpec] = Field(default=[], max_length=MAX_MATCH_DETAILS)
+    match_results: list[MatchResultSpec] | None = None  # COMPLETED only, and required there
+    create_time: Time | None = None  # default: the clock's now
+    update_time: Time | None = None  # default: create_time
+
+
 class SectionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     templates: list[TemplateSpec] = []
+    ranges: list[RangeSpec] = []
+    range_identifiers: list[RangeIdentifierSpec] = []
+    match_batches: list[MatchBatchSpec] = []
     employees: list[EmployeeSpec] = []
     cards: list[CardSpec] = []
     spends: list[SpendSpec] = []
@@ -379,7 +435,8 @@ def _restore_card(repo: WebizpayRepo, pol: Policy, now: float, i: int, c: CardSp
             f"{where}.card_template_id: unknown card template {body.card_template_id} (give card_rule and "
             "refund_rule, or configure it under templates)"
         )
-    # avail_mch_range_id is kept as written, unchecked: the ranges (W13–W17) are not in an export
+    # avail_mch_range_id: checked against the file's ranges when it has them (_check_card_ranges); an
+    # older export, without them, keeps it as written
     card = Card(
         card_no=c.card_no or new_card_no(),
         sp_mchid=c.sp_mchid,
@@ -655,12 +712,142 @@ def _load_refunds(repo: WebizpayRepo, now: float, spec: SectionSpec, recorded: d
     return [r.refund_id for r in spec.refunds]
 
 
+def _signer(conn: Connection, sp_mchid: str, where: str) -> None:
+    """W13 and W9 are signed by sp_mchid: a registered merchant (the file's merchants load first)."""
+    if registry.get_merchant(conn, sp_mchid) is None:
+        raise scenario.ScenarioError(f"{where}.sp_mchid: no merchant {sp_mchid} (give it under merchants)")
+
+
+def _load_ranges(conn: Connection, now: float, spec: SectionSpec) -> tuple[list[str], int]:
+    """The file's ranges and their identifiers, as they were (range_id, times, W16's order). A range
+    or identifier already there (the same file loaded again) is left as it is."""
+    repo = ranges_store.RangeRepo(conn)
+    created: dict[str, float] = {}  # range_id -> its creation time, the file's ranges
+    for i, r in enumerate(spec.ranges):
+        where = f"webizpay.ranges[{i}]"
+        if r.range_id in created:
+            first = next(k for k, o in enumerate(spec.ranges) if o.range_id == r.range_id)
+            raise scenario.ScenarioError(f"{where}.range_id: ranges[{first}] has it already")
+        _signer(conn, r.sp_mchid, where)
+        at = scenario.entry_time(r.create_time, f"{where}.create_time", now)
+        created[r.range_id] = at
+        existing = repo.range(r.range_id)
+        if existing is None:
+            repo.insert_range(merchants.MchRange(r.range_id, r.sp_mchid, r.identifier_type), at)
+        elif (existing.sp_mchid, existing.identifier_type) != (r.sp_mchid, r.identifier_type):
+            raise scenario.ScenarioError(f"{where}.range_id: {r.range_id} is taken")
+    seen: dict[tuple[str, str], int] = {}
+    for i, m in enumerate(spec.range_identifiers):
+        where = f"webizpay.range_identifiers[{i}]"
+        key = (m.range_id, m.merchant_identifier)
+        if key in seen:
+            raise scenario.ScenarioError(
+                f"{where}.merchant_identifier: range_identifiers[{seen[key]}] has it already"
+            )
+        seen[key] = i
+        rng = repo.range(m.range_id)
+        if rng is None:
+            raise scenario.ScenarioError(f"{where}.range_id: no range {m.range_id} (give it under ranges)")
+        problem = merchants.identifier_problem(rng.identifier_type, m.merchant_identifier)
+        if problem is not None:
+            raise scenario.ScenarioError(f"{where}.merchant_identifier: {problem}")
+        at = scenario.entry_time(m.create_time, f"{where}.create_time", now)
+        began = created.get(m.range_id)
+        if began is None:
+            began = ranges_store.range_created_at(conn, m.range_id)
+        if began is not None and at < began:
+            raise scenario.ScenarioError(
+                f"{where}.create_time: before its range was created ({_when(began)})"
+            )
+        repo.add_identifier(m.range_id, m.merchant_identifier, at)  # there already: left as it is
+    return list(created), len(spec.range_identifiers)
+
+
+def _load_batches(conn: Connection, now: float, spec: SectionSpec) -> list[str]:
+    """The file's entity-match batches as they were. One already there (by batch_id: the same file
+    loaded again) is left as it is; W10 moves it on from its state and create_time as it would have."""
+    repo = ranges_store.MatchRepo(conn)
+    seen: dict[tuple[str, ...], int] = {}  # ("batch_id", id) and ("out_batch_id", sp, out) -> entry
+    for i, b in enumerate(spec.match_batches):
+        where = f"webizpay.match_batches[{i}]"
+        for name, key in (
+            ("batch_id", ("batch_id", b.batch_id)),
+            ("out_batch_id", ("out_batch_id", b.sp_mchid, b.out_batch_id)),
+        ):
+            first = seen.setdefault(key, i)
+            if first != i:
+                raise scenario.ScenarioError(f"{where}.{name}: match_batches[{first}] has it already")
+        _signer(conn, b.sp_mchid, where)
+        created_at = scenario.entry_time(b.create_time, f"{where}.create_time", now)
+        updated_at = scenario.entry_time(b.update_time, f"{where}.update_time", created_at)
+        if updated_at < created_at:
+            raise scenario.ScenarioError(f"{where}.update_time: before its create_time")
+        details = [d.model_dump() for d in b.match_details]
+        results = None if b.match_results is None else [r.model_dump() for r in b.match_results]
+        if (b.state == "COMPLETED") != (results is not None):  # W10 completes it with them, only then
+            raise scenario.ScenarioError(
+                f"{where}.match_results: a COMPLETED batch has them, "
+                f"{'this one is' if results is None else 'only it; this one is'} {b.state}"
+            )
+        for k, (d, r) in enumerate(zip(details, results or [], strict=False)):
+            if (r["organization_code"], r["store_name"]) != (d["organization_code"], d["store_name"]):
+                raise scenario.ScenarioError(
+                    f"{where}.match_results[{k}]: not the result of match_details[{k}] (one result per "
+                    "detail, in their order)"
+                )
+        if results is not None and len(results) != len(details):
+            raise scenario.ScenarioError(
+                f"{where}.match_results: {len(results)} results of {len(details)} match_details"
+            )
+        existing = repo.batch(b.batch_id)
+        if existing is not None:
+            if (existing.sp_mchid, existing.out_batch_id) != (b.sp_mchid, b.out_batch_id):
+                raise scenario.ScenarioError(f"{where}.batch_id: {b.batch_id} is taken")
+            continue
+        other = repo.batch_by_out_id(b.sp_mchid, b.out_batch_id)
+        if other is not None:
+            raise scenario.ScenarioError(
+                f"{where}.out_batch_id: {b.out_batch_id} of {b.sp_mchid} is batch {other.batch_id} already"
+            )
+        batch = merchants.MatchBatch(
+            b.batch_id,
+            b.sp_mchid,
+            b.out_batch_id,
+            b.state,
+            merchants.digest(details),
+            details,
+            results,
+            created_at,
+        )
+        ranges_store.restore_batch(conn, batch, updated_at)
+    return [b.batch_id for b in spec.match_batches]
+
+
+def _check_card_ranges(conn: Connection, spec: SectionSpec) -> None:
+    """With the file's ranges (an export gives every one), a restored card's avail_mch_range_id is a
+    range of its service provider, as W3 holds an issued one to."""
+    repo = ranges_store.RangeRepo(conn)
+    for i, c in enumerate(spec.cards):
+        if c.avail_mch_range_id is None or not c.model_fields_set & _RESTORED_CARD:
+            continue
+        rng = repo.range(c.avail_mch_range_id)
+        if rng is None or rng.sp_mchid != c.sp_mchid:
+            raise scenario.ScenarioError(
+                f"webizpay.cards[{i}].avail_mch_range_id: no range {c.avail_mch_range_id} of {c.sp_mchid}"
+            )
+
+
 def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> None:
     spec: SectionSpec = _validated(SectionSpec, data, "webizpay")
     repo = WebizpayRepo(conn)
     now = sandbox_store.read_clock(conn).now_ts()
     for t in spec.templates:
         repo.put_template(t.sp_mchid, Template(t.card_template_id, t.card_rule, t.refund_rule), now)
+    given = data if isinstance(data, dict) else {}
+    range_ids, identifiers = _load_ranges(conn, now, spec)
+    batch_ids = _load_batches(conn, now, spec)
+    if "ranges" in given:
+        _check_card_ranges(conn, spec)
     _no_twice(spec)
     # a generated one is what W-calls and the pages name
     employee_ids = [_load_employee(repo, i, e, now) for i, e in enumerate(spec.employees)]
@@ -722,7 +909,6 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
         except (ApiError, ControlError) as err:  # a field's, short of remain_amount, else its card's
             short = err.detail is not None and "remain_amount" in err.detail
             raise _refused(f"webizpay.spends[{i}]", err, "amount" if short else "out_card_no") from None
-    given = data if isinstance(data, dict) else {}
     # A file with refunds gives each recorded spend's: its refunded_amount is their sum (an older
     # export, without the list, kept only the refunded_amount).
     refund_ids = _load_refunds(repo, now, spec, recorded) if "refunds" in given else []
@@ -732,6 +918,12 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
     report: dict[str, Any] = {}
     if "templates" in given:
         report["templates"] = len(spec.templates)
+    if "ranges" in given:
+        report["range_ids"] = range_ids
+    if "range_identifiers" in given:
+        report["range_identifiers"] = identifiers
+    if "match_batches" in given:
+        report["batch_ids"] = batch_ids
     if "employees" in given:
         report["employee_ids"] = employee_ids
     if "cards" in given:
@@ -825,6 +1017,30 @@ def _refund_entry(r: Refund) -> dict[str, Any]:
     }
 
 
+def _range_entry(r: merchants.MchRange, created_at: float) -> dict[str, Any]:
+    return {
+        "sp_mchid": r.sp_mchid,
+        "range_id": r.range_id,
+        "identifier_type": r.identifier_type,
+        "create_time": _when(created_at),
+    }
+
+
+def _batch_entry(b: merchants.MatchBatch, updated_at: float) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "sp_mchid": b.sp_mchid,
+        "batch_id": b.batch_id,
+        "out_batch_id": b.out_batch_id,
+        "state": b.state,
+        "match_details": b.details,
+    }
+    if b.results is not None:
+        out["match_results"] = b.results
+    out["create_time"] = _when(b.created_at)
+    out["update_time"] = _when(updated_at)
+    return out
+
+
 def _export_section(conn: Connection) -> dict[str, Any] | None:
     """Templates, then every relation, card, payment and refund, oldest first, each list streamed as its rows
     are read (``scenario.Rows``): what loads back into the same answers of W2, W4 and W5."""
@@ -834,6 +1050,19 @@ def _export_section(conn: Connection) -> dict[str, Any] | None:
     if data:
         out["templates"] = data
     batch = scenario.EXPORT_BATCH
+    if ranges_store.any_range(conn):
+        out["ranges"] = scenario.Rows(
+            _range_entry(r, at) for r, at in ranges_store.export_ranges(conn, batch)
+        )
+    if ranges_store.any_identifier(conn):
+        out["range_identifiers"] = scenario.Rows(
+            {"range_id": r, "merchant_identifier": m, "create_time": _when(at)}
+            for r, m, at in ranges_store.export_identifiers(conn, batch)
+        )
+    if ranges_store.any_batch(conn):
+        out["match_batches"] = scenario.Rows(
+            _batch_entry(b, at) for b, at in ranges_store.export_batches(conn, batch)
+        )
     if repo.any_relation():
         out["employees"] = scenario.Rows(_employee_entry(r) for r in repo.export_relations(batch))
     if repo.any_card():

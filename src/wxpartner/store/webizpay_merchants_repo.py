@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -227,6 +227,74 @@ class RangeRepo:
     def delete_identifier(self, range_id: str, identifier: str) -> bool:
         params = {"id": range_id, "ident": identifier}
         return _DELETE_IDENTIFIER.first(self.conn, params) is not None
+
+
+# --- the scenario's save and restore (server/webizpay_scenario.py): every row as it is ---------
+
+
+def _streamed(conn: Connection, stmt: sa.Select[Any], batch: int) -> Iterator[Mapping[str, Any]]:
+    """The rows of ``stmt``, ``batch`` at a time as the caller goes (a server-side cursor on PostgreSQL)."""
+    for row in conn.execution_options(yield_per=batch).execute(stmt):
+        yield dict(row._mapping)
+
+
+def any_range(conn: Connection) -> bool:
+    return conn.execute(sa.select(_mr.c.seq).limit(1)).first() is not None
+
+
+def export_ranges(conn: Connection, batch: int = 1000) -> Iterator[tuple[MchRange, float]]:
+    """Every range in creation order (W14's), with its created_at."""
+    stmt = sa.select(*_RANGE_COLUMNS, _mr.c.created_at).order_by(_mr.c.seq)
+    for m in _streamed(conn, stmt, batch):
+        yield MchRange(m["range_id"], m["sp_mchid"], m["identifier_type"]), float(m["created_at"])
+
+
+def any_identifier(conn: Connection) -> bool:
+    return conn.execute(sa.select(_mi.c.seq).limit(1)).first() is not None
+
+
+def export_identifiers(conn: Connection, batch: int = 1000) -> Iterator[tuple[str, str, float]]:
+    """Every range's identifiers, (range_id, merchant_identifier, created_at), range by range in the
+    ranges' order and each range's in W16's order."""
+    stmt = (
+        sa.select(_mi.c.range_id, _mi.c.merchant_identifier, _mi.c.created_at)
+        .select_from(_mi.join(_mr, _mr.c.range_id == _mi.c.range_id))
+        .order_by(_mr.c.seq, _mi.c.seq)
+    )
+    for m in _streamed(conn, stmt, batch):
+        yield m["range_id"], m["merchant_identifier"], float(m["created_at"])
+
+
+def any_batch(conn: Connection) -> bool:
+    return conn.execute(sa.select(_mb.c.batch_id).limit(1)).first() is not None
+
+
+def export_batches(conn: Connection, batch: int = 1000) -> Iterator[tuple[MatchBatch, float]]:
+    """Every entity-match batch, oldest first, with its updated_at."""
+    for m in _streamed(conn, sa.select(_mb).order_by(_mb.c.created_at, _mb.c.batch_id), batch):
+        yield _batch(m), float(m["updated_at"])
+
+
+def restore_batch(conn: Connection, batch: MatchBatch, updated_at: float) -> None:
+    """A batch written as it was (its state and results; the caller checked its ids are free)."""
+    conn.execute(
+        _mb.insert().values(
+            batch_id=batch.batch_id,
+            sp_mchid=batch.sp_mchid,
+            out_batch_id=batch.out_batch_id,
+            state=batch.state,
+            digest=batch.digest,
+            details=json.dumps(batch.details, ensure_ascii=False),
+            results=None if batch.results is None else json.dumps(batch.results, ensure_ascii=False),
+            created_at=batch.created_at,
+            updated_at=updated_at,
+        )
+    )
+
+
+def range_created_at(conn: Connection, range_id: str) -> float | None:
+    row = conn.execute(sa.select(_mr.c.created_at).where(_mr.c.range_id == range_id)).first()
+    return float(row[0]) if row else None
 
 
 def reset(conn: Connection, mchid: str | None) -> None:
