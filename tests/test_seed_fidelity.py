@@ -184,3 +184,44 @@ def test_an_end_time_equal_to_now_is_refused_and_one_second_later_accepted(
     assert later.status_code == 200, later.text
     assert later.json()["effective_end_time"] == "2030-06-01T12:00:01+08:00"  # the instant, in +08:00
     assert later.json()["effective_begin_time"] == "2030-06-01T12:00:00+08:00"
+
+
+# --- seed 001: out_card_no is "用于后续查询、作废等操作" (used later for queries, cancels) ---------------
+# Seed 000's cancel path takes the card_no W3 answered ("由请求微信支付发放额度卡时返回"), as do W4 and W7;
+# only W5 reads a card by out_card_no. A client that read seed 001 literally and cancelled by its own
+# card number got "quota card out_card_123456 does not exist" and no word of why.
+
+
+def test_a_card_named_by_its_other_number_is_a_404_that_says_so(
+    client_a: ApiClient, control: TestClient
+) -> None:
+    employee = authorize(client_a, control, "fidelity_user4")
+    other = authorize(client_a, control, "fidelity_user5")
+    issued = client_a.post(f"/v3/webizpay/employees/{employee}/quota-cards", issue_body("fid_out_1"))
+    assert issued.status_code == 200, issued.text
+    card_no = issued.json()["card_no"]
+    base = f"/v3/webizpay/employees/{employee}"
+    sp_sub = "sp_mchid=1230000001&sub_mchid=1230000101"
+    cancel = {"sp_mchid": "1230000001", "sub_mchid": "1230000101", "reason": "商户主动作废"}
+    for resp in (
+        client_a.post(f"{base}/quota-cards/fid_out_1/cancel", cancel),
+        client_a.get(f"{base}/quota-cards/fid_out_1?{sp_sub}"),
+        client_a.get(f"{base}/quota-cards/fid_out_1/payment-url?{sp_sub}&application_type=H5"),
+    ):
+        assert resp.status_code == 404, resp.text
+        body = resp.json()
+        assert body["code"] == "RESOURCE_NOT_EXISTS", body
+        detail = body["detail"]
+        assert (detail["field"], detail["location"], detail["value"]) == ("card_no", "path", "fid_out_1"), (
+            body
+        )
+        assert f"out_card_no of card {card_no}" in detail["issue"], body
+    by_card_no = client_a.get(f"{base}/out-quota-cards/{card_no}?{sp_sub}")
+    assert by_card_no.status_code == 404, by_card_no.text
+    detail = by_card_no.json()["detail"]
+    assert (detail["field"], detail["location"], detail["value"]) == ("out_card_no", "path", card_no)
+    assert "card_no of the card whose out_card_no is fid_out_1" in detail["issue"], detail
+    # another employee's card is not named: a plain 404, as for any unknown card
+    elsewhere = client_a.post(f"/v3/webizpay/employees/{other}/quota-cards/fid_out_1/cancel", cancel)
+    assert elsewhere.status_code == 404 and "detail" not in elsewhere.json(), elsewhere.text
+    assert client_a.get(f"{base}/quota-cards/{card_no}?{sp_sub}").json()["card_state"] == "ACTIVE"

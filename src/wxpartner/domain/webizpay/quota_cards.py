@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Literal
 from urllib.parse import quote
 
 from ...models.webizpay import (
@@ -230,16 +231,57 @@ def issue(
     return issued(card)
 
 
-def owned_card(card: Card | None, employee_id: str, sp_mchid: str, sub_mchid: str, what: str) -> Card:
-    """Another employee's or merchant's card is indistinguishable from a missing one (404)."""
-    if (
-        card is None
-        or card.employee_id != employee_id
-        or card.sp_mchid != sp_mchid
-        or card.sub_mchid != sub_mchid
-    ):
-        raise not_found(f"额度卡 {what}", f"quota card {what}")
+def owned_card(
+    card: Card | None,
+    employee_id: str,
+    sp_mchid: str,
+    sub_mchid: str,
+    what: str,
+    *,
+    repo: Repo | None = None,
+    named_by: Literal["card_no", "out_card_no"] = "card_no",
+) -> Card:
+    """Another employee's or merchant's card is indistinguishable from a missing one (404). With
+    ``repo`` (the caller may act for sp/sub), a value that is this employee's card by its other number
+    says so in the 404's detail: seed 001 says out_card_no serves "后续查询、作废等操作", while W4, W6 and W7
+    take the card_no W3 answered and only W5 the out_card_no."""
+    if not _owned(card, employee_id, sp_mchid, sub_mchid):
+        hint = _other_number(repo, employee_id, sp_mchid, sub_mchid, what, named_by) if repo else None
+        raise not_found(f"额度卡 {what}", f"quota card {what}", detail=hint)
+    assert card is not None
     return card
+
+
+def _owned(card: Card | None, employee_id: str, sp_mchid: str, sub_mchid: str) -> bool:
+    return (
+        card is not None
+        and card.employee_id == employee_id
+        and card.sp_mchid == sp_mchid
+        and card.sub_mchid == sub_mchid
+    )
+
+
+def _other_number(
+    repo: Repo, employee_id: str, sp_mchid: str, sub_mchid: str, what: str, named_by: str
+) -> dict[str, str] | None:
+    """The 404's detail when ``what`` names this employee's card by the number the path does not take."""
+    if named_by == "card_no":
+        other = repo.card_by_out_no(sp_mchid, sub_mchid, what)
+        if other is None or not _owned(other, employee_id, sp_mchid, sub_mchid):
+            return None
+        issue = (
+            f"no quota card has this card_no; it is the out_card_no of card {other.card_no}: W4, W6 and W7 "
+            "take the card_no W3 answered (W5 reads a card by its out_card_no)"
+        )
+    else:
+        other = repo.card(what)
+        if other is None or not _owned(other, employee_id, sp_mchid, sub_mchid):
+            return None
+        issue = (
+            f"no quota card has this out_card_no; it is the card_no of the card whose out_card_no is "
+            f"{other.out_card_no}: W5 takes the merchant's out_card_no (W4 reads a card by its card_no)"
+        )
+    return {"field": named_by, "location": "path", "value": what, "issue": issue}
 
 
 def disable(repo: Repo, policy: Policy, card: Card, at: float, reason: str, *, notify: bool) -> Card | None:

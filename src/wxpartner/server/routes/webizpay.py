@@ -8,6 +8,7 @@ write when an overdue card must be persisted as DISABLED).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from ...domain.webizpay import authorizations, quota_cards
 from ...domain.webizpay.entities import Card, Policy
@@ -126,21 +127,27 @@ def _merchants_card(
     found: Card | None,
     what: str,
     location: str,
+    named_by: Literal["card_no", "out_card_no"] = "card_no",
 ) -> Card:
     """The caller may act for sp/sub, and the card is that employee's under them (else the refusal)."""
     authorizations.check_merchant(repo, ctx.mchid, sp_mchid, sub_mchid, location)
-    return quota_cards.owned_card(found, employee_id, sp_mchid, sub_mchid, what)
+    return quota_cards.owned_card(found, employee_id, sp_mchid, sub_mchid, what, repo=repo, named_by=named_by)
 
 
 def _read_card(
-    ctx: Ctx, query: SpSubQuery, employee_id: str, find: Callable[[WebizpayRepo], Card | None], what: str
+    ctx: Ctx,
+    query: SpSubQuery,
+    employee_id: str,
+    find: Callable[[WebizpayRepo], Card | None],
+    what: str,
+    named_by: Literal["card_no", "out_card_no"] = "card_no",
 ) -> Card:
     """Read the card; one overdue is persisted as DISABLED (and notified) before it is shown."""
     now = ctx.now_ts
     with ctx.read() as conn:
         repo = WebizpayRepo(conn)
         card = _merchants_card(
-            ctx, repo, query.sp_mchid, query.sub_mchid, employee_id, find(repo), what, "query"
+            ctx, repo, query.sp_mchid, query.sub_mchid, employee_id, find(repo), what, "query", named_by
         )
     if card.due(now):
         with ctx.write() as conn:
@@ -186,6 +193,7 @@ def get_quota_card_by_out_no(ctx: Ctx, path: OutCardPath, query: SpSubQuery) -> 
         path.employee_id,
         lambda repo: repo.card_by_out_no_checking_bound(query.sp_mchid, query.sub_mchid, path.out_card_no),
         path.out_card_no,
+        "out_card_no",
     )
     return quota_cards.entity(card)
 
