@@ -225,3 +225,26 @@ def test_a_card_named_by_its_other_number_is_a_404_that_says_so(
     elsewhere = client_a.post(f"/v3/webizpay/employees/{other}/quota-cards/fid_out_1/cancel", cancel)
     assert elsewhere.status_code == 404 and "detail" not in elsewhere.json(), elsewhere.text
     assert client_a.get(f"{base}/quota-cards/{card_no}?{sp_sub}").json()["card_state"] == "ACTIVE"
+
+
+# --- seed 003: business_code and applyment_id are both 选填, "至少传一个" (at least one) --------------
+# The seed's demo code puts business_code in the path and applyment_id in the query, so a client that
+# has only the id and leaves business_code empty sends /applyment//cancel?applyment_id=…; the empty
+# segment stays a PARAM_ERROR (README), and now says where the id goes instead of "String should have
+# at least 1 character".
+
+
+def test_an_empty_business_code_names_the_applyment_id_form(
+    app: WxPartnerApp, world: World, client_a: ApiClient
+) -> None:
+    set_roles(app, world)
+    aid = submit_ok(client_a, "1230000001_fid5")
+    for url in (f"{A}//cancel?applyment_id={aid}", f"{A}//cancel"):
+        resp = client_a.post(url)
+        assert resp.status_code == 400, resp.text
+        body = resp.json()
+        assert body["code"] == "PARAM_ERROR", body
+        assert (body["detail"]["field"], body["detail"]["location"]) == ("business_code", "path"), body
+        assert "/v3/apply4subject/applyment/{applyment_id}/cancel" in body["detail"]["issue"], body
+    assert state_of(client_a, aid) == "APPLYMENT_STATE_WAITTING_FOR_AUDIT"  # nothing changed
+    assert client_a.post(f"{A}/{aid}/cancel").status_code == 204

@@ -271,12 +271,26 @@ class ApplymentResult(WxModel):
     reject_reason: str | None = None
 
 
+def _cancel_key(value: str) -> str:
+    # Seed 003's demo code puts business_code in this segment and applyment_id in the query: a client
+    # with only the id that leaves business_code empty is told where the id goes.
+    if not value:
+        raise ValueError(
+            "is empty: name the applyment here by its business_code or its applyment_id (seed 003: at least "
+            "one); to cancel by applyment_id alone, POST /v3/apply4subject/applyment/{applyment_id}/cancel"
+        )
+    return value
+
+
 class CancelPath(WxModel):
     """Seed 003's `{business_code}` or `{applyment_id}`: one path segment, resolved as a business_code
     first, then (all digits) as an applyment_id. Named business_code so a refusal names the seed's
     parameter (string(128); an applyment_id is at most 20 digits after any leading zeros)."""
 
-    business_code: Annotated[str, Field(min_length=1, max_length=128)]
+    # minLength stays in the schema (an OpenAPI client still refuses an empty segment itself).
+    business_code: Annotated[
+        str, Field(max_length=128, json_schema_extra={"minLength": 1}), AfterValidator(_cancel_key)
+    ]
 
 
 class CancelQuery(WxModel):
