@@ -3,6 +3,7 @@ product family. A scenario loads in one transaction: a file with an error loads 
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import os
@@ -20,7 +21,7 @@ from ..domain.merchants import KeyMode, Merchant, RelationKind, Role, notify_url
 from ..protocol import keys as k
 from ..protocol.crypto import APIV3_KEY_RULE, is_apiv3_key
 from ..protocol.detail import dotted, first_problem
-from ..protocol.times import parse_rfc3339
+from ..protocol.times import format_rfc3339, parse_rfc3339
 from ..store import registry
 from ..store.change_signal import note_change
 from ..store.db import Database
@@ -67,6 +68,17 @@ def entry_time(value: str | float | None, where: str, default: float) -> float:
         raise ScenarioError(f"{where}: must be between 1970 and 9999")
     return ts
 
+
+def export_time(ts: float) -> str:
+    """A stored time as an export writes it: to the millisecond (what loads back as the same text)."""
+    return format_rfc3339(dt.datetime.fromtimestamp(ts, dt.UTC), millis=True)
+
+
+# A time as an export writes it (RFC 3339, or Unix seconds); checked as business time by entry_time.
+EntryTime = Annotated[str, Field(min_length=1, max_length=64)]
+# Ids a request path carries unescaped (WeChat's own employee_ids are WeBizPay_<uuid>, card numbers
+# and transaction ids digits): "a/b" was stored, and no W-path could name it.
+PathId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_\-]+$")]
 
 # A merchant number: digits, as long as the registry column (an oversized value is a ScenarioError, not
 # a database error). Digits only, because a merchant number also names its key directory

@@ -23,18 +23,16 @@ entries with those fields are restored as they were (no W3 issue, no payment now
 export loads back into the same W2/W4/W5 answers and W11/W12 bills; entries without them load as they
 always did. It also writes the available-merchant ranges (``ranges``, ``range_identifiers``: W13–W17)
 and the store entity-match batches (``match_batches``: W9/W10) with their ids and times, loaded first
-and as they were.
+and as they were (server/webizpay_ranges_scenario.py).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Connection
 
-from ..domain import webizpay_merchants as merchants
 from ..domain.webizpay import payments, quota_cards
 from ..domain.webizpay.entities import (
     ACTIVE,
@@ -58,22 +56,14 @@ from ..models.webizpay import (
     IssueQuotaCardRequest,
     RefundRule,
 )
-from ..models.webizpay_merchants import (
-    MAX_MATCH_DETAILS,
-    IdentifierType,
-    MatchDetail,
-    MatchResult,
-    OutId,
-)
 from ..protocol.detail import first_problem
 from ..protocol.errors import ApiError
-from ..protocol.times import format_rfc3339
 from ..sandbox import scenario
-from ..store import registry
 from ..store import sandbox as sandbox_store
 from ..store import webizpay_merchants_repo as ranges_store
 from ..store.webizpay_repo import WebizpayRepo
 from ..store.webizpay_tables import webizpay_payments
+from . import webizpay_ranges_scenario as ranges_scenario
 from .control import ControlError
 from .control_webizpay import STORE_COLUMNS, TemplateSpec, body_str, pay_from_body
 from .params import length_of, string
@@ -86,11 +76,6 @@ def _validated(model: type[BaseModel], data: Any, where: str) -> Any:
         raise scenario.ScenarioError(first_problem(exc, f"{where}.")) from None
 
 
-# Ids a request path carries unescaped (WeChat's own employee_ids are WeBizPay_<uuid>, card numbers
-# and transaction ids digits): "a/b" was stored, and no W-path could name it.
-PathId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_\-]+$")]
-# A time as the export writes it (RFC 3339); checked as business time by _time.
-Time = Annotated[str, Field(min_length=1, max_length=64)]
 # An amount in fen as the export writes it: an integer, not true (1), 900.0 or "900" taken as one.
 Fen = Annotated[int, Field(strict=True)]
 
@@ -103,10 +88,10 @@ class EmployeeSpec(BaseModel):
     sp_mchid: scenario.Mchid
     sub_mchid: scenario.Mchid
     user_id: str = Field(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z_\-|*]{6,32}$")
-    employee_id: PathId | None = None
+    employee_id: scenario.PathId | None = None
     state: AuthorizationState = "AUTHORIZED"
-    authorization_time: Time | None = None  # default: the clock's now
-    authorization_revoked_time: Time | None = None  # REVOKED only, and required there
+    authorization_time: scenario.EntryTime | None = None  # default: the clock's now
+    authorization_revoked_time: scenario.EntryTime | None = None  # REVOKED only, and required there
     reason: str | None = Field(default=None, min_length=1, max_length=64)  # REVOKED only, and required there
 
 
@@ -124,18 +109,18 @@ class CardSpec(BaseModel):
     avail_mch_range_id: str | None = None
     # A card restored as it was (an export writes them): any of these given, the card is written with
     # them rather than issued now as W3 would (no W3 check of the clock: a card past its end loads).
-    card_no: PathId | None = None
-    employee_id: PathId | None = None  # the relation it was issued to (default: the AUTHORIZED one)
+    card_no: scenario.PathId | None = None
+    employee_id: scenario.PathId | None = None  # the relation it was issued to (default: the AUTHORIZED one)
     state: CardState | None = None  # default ACTIVE
     card_rule: CardRule | None = None  # default: the template's
     refund_rule: RefundRule | None = None
     remain_amount: Fen | None = Field(default=None, ge=0, le=FEN_MAX)  # default: amount
-    effective_begin_time: Time | None = None  # default: the clock's now
-    card_disabled_time: Time | None = None  # DISABLED only; default: the clock's now
+    effective_begin_time: scenario.EntryTime | None = None  # default: the clock's now
+    card_disabled_time: scenario.EntryTime | None = None  # DISABLED only; default: the clock's now
     reason: str | None = Field(default=None, min_length=1, max_length=128)  # DISABLED only
     # its last payment, as W4 shows it (a recorded spend does not change its card)
-    card_usage_time: Time | None = None
-    transaction_id: PathId | None = None
+    card_usage_time: scenario.EntryTime | None = None
+    transaction_id: scenario.PathId | None = None
 
 
 _RESTORED_CARD = frozenset(
@@ -176,8 +161,8 @@ class SpendSpec(BaseModel):
     goods_name: str | None = None
     out_trade_no: str | None = None
     store: StoreSpec | None = None
-    transaction_id: PathId | None = None
-    success_time: Time | None = None  # with transaction_id; default: the clock's now
+    transaction_id: scenario.PathId | None = None
+    success_time: scenario.EntryTime | None = None  # with transaction_id; default: the clock's now
     refunded_amount: Fen | None = Field(default=None, ge=0, le=FEN_MAX)  # with transaction_id
 
 
@@ -186,61 +171,20 @@ class RefundSpec(BaseModel):
     ``refunded_amount`` is the sum of its refunds, its card's remain_amount the card entry's."""
 
     model_config = ConfigDict(extra="forbid")
-    transaction_id: PathId
-    refund_id: PathId
-    out_refund_no: PathId
+    transaction_id: scenario.PathId
+    refund_id: scenario.PathId
+    out_refund_no: scenario.PathId
     amount: Fen = Field(gt=0, le=FEN_MAX)
-    create_time: Time | None = None  # default: the clock's now
-    success_time: Time | None = None  # default: create_time
-
-
-class RangeSpec(BaseModel):
-    """An available-merchant range (W13), as it was: its range_id and creation time."""
-
-    model_config = ConfigDict(extra="forbid")
-    sp_mchid: scenario.Mchid
-    range_id: PathId
-    identifier_type: IdentifierType
-    create_time: Time | None = None  # default: the clock's now
-
-
-class RangeIdentifierSpec(BaseModel):
-    """A merchant identifier of a range (W15), in W16's order (the file's)."""
-
-    model_config = ConfigDict(extra="forbid")
-    range_id: PathId
-    merchant_identifier: str = Field(min_length=1, max_length=64)
-    create_time: Time | None = None  # default: the clock's now
-
-
-class MatchDetailSpec(MatchDetail):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class MatchResultSpec(MatchResult):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class MatchBatchSpec(BaseModel):
-    """A store entity-match batch (W9) as it was: its batch_id, state and, COMPLETED, its results."""
-
-    model_config = ConfigDict(extra="forbid")
-    sp_mchid: scenario.Mchid
-    batch_id: PathId
-    out_batch_id: OutId
-    state: Literal["ACCEPTED", "IN_PROGRESS", "COMPLETED", "CLOSED"]
-    match_details: list[MatchDetailSpec] = Field(default=[], max_length=MAX_MATCH_DETAILS)
-    match_results: list[MatchResultSpec] | None = None  # COMPLETED only, and required there
-    create_time: Time | None = None  # default: the clock's now
-    update_time: Time | None = None  # default: create_time
+    create_time: scenario.EntryTime | None = None  # default: the clock's now
+    success_time: scenario.EntryTime | None = None  # default: create_time
 
 
 class SectionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     templates: list[TemplateSpec] = []
-    ranges: list[RangeSpec] = []
-    range_identifiers: list[RangeIdentifierSpec] = []
-    match_batches: list[MatchBatchSpec] = []
+    ranges: list[ranges_scenario.RangeSpec] = []
+    range_identifiers: list[ranges_scenario.RangeIdentifierSpec] = []
+    match_batches: list[ranges_scenario.MatchBatchSpec] = []
     employees: list[EmployeeSpec] = []
     cards: list[CardSpec] = []
     spends: list[SpendSpec] = []
@@ -475,7 +419,7 @@ def _record_spend(repo: WebizpayRepo, now: float, i: int, sp: SpendSpec, card: C
     # paid while its card was usable (a card of a revoked relation was disabled by the revoke)
     if at < card.begin_at:
         raise scenario.ScenarioError(
-            f"{where}.success_time: before its card {card.card_no} began ({_when(card.begin_at)})"
+            f"{where}.success_time: before its card {card.card_no} began ({scenario.export_time(card.begin_at)})"
         )
     if at > card.end_at:
         raise scenario.ScenarioError(
@@ -483,7 +427,7 @@ def _record_spend(repo: WebizpayRepo, now: float, i: int, sp: SpendSpec, card: C
         )
     if card.disabled_at is not None and at > card.disabled_at:
         raise scenario.ScenarioError(
-            f"{where}.success_time: after its card {card.card_no} was disabled ({_when(card.disabled_at)})"
+            f"{where}.success_time: after its card {card.card_no} was disabled ({scenario.export_time(card.disabled_at)})"
         )
     paid = repo.payment(txid)
     if paid is not None:  # the same file loaded again: left as it is
@@ -646,7 +590,7 @@ def _check_last_payment(
         )
     if card.used_at != latest:
         raise scenario.ScenarioError(
-            f"{where}.card_usage_time: not its last payment's success_time ({_when(latest)}, spends[{last_k}])"
+            f"{where}.card_usage_time: not its last payment's success_time ({scenario.export_time(latest)}, spends[{last_k}])"
         )
 
 
@@ -678,7 +622,7 @@ def _load_refunds(repo: WebizpayRepo, now: float, spec: SectionSpec, recorded: d
         assert payment is not None  # recorded above
         if created_at < payment.paid_at:
             raise scenario.ScenarioError(
-                f"{where}.create_time: before its payment's success_time ({_when(payment.paid_at)})"
+                f"{where}.create_time: before its payment's success_time ({scenario.export_time(payment.paid_at)})"
             )
         given[r.transaction_id] = given.get(r.transaction_id, 0) + r.amount
         existing = repo.refund_by_id(r.refund_id)
@@ -712,117 +656,6 @@ def _load_refunds(repo: WebizpayRepo, now: float, spec: SectionSpec, recorded: d
     return [r.refund_id for r in spec.refunds]
 
 
-def _signer(conn: Connection, sp_mchid: str, where: str) -> None:
-    """W13 and W9 are signed by sp_mchid: a registered merchant (the file's merchants load first)."""
-    if registry.get_merchant(conn, sp_mchid) is None:
-        raise scenario.ScenarioError(f"{where}.sp_mchid: no merchant {sp_mchid} (give it under merchants)")
-
-
-def _load_ranges(conn: Connection, now: float, spec: SectionSpec) -> tuple[list[str], int]:
-    """The file's ranges and their identifiers, as they were (range_id, times, W16's order). A range
-    or identifier already there (the same file loaded again) is left as it is."""
-    repo = ranges_store.RangeRepo(conn)
-    created: dict[str, float] = {}  # range_id -> its creation time, the file's ranges
-    for i, r in enumerate(spec.ranges):
-        where = f"webizpay.ranges[{i}]"
-        if r.range_id in created:
-            first = next(k for k, o in enumerate(spec.ranges) if o.range_id == r.range_id)
-            raise scenario.ScenarioError(f"{where}.range_id: ranges[{first}] has it already")
-        _signer(conn, r.sp_mchid, where)
-        at = scenario.entry_time(r.create_time, f"{where}.create_time", now)
-        created[r.range_id] = at
-        existing = repo.range(r.range_id)
-        if existing is None:
-            repo.insert_range(merchants.MchRange(r.range_id, r.sp_mchid, r.identifier_type), at)
-        elif (existing.sp_mchid, existing.identifier_type) != (r.sp_mchid, r.identifier_type):
-            raise scenario.ScenarioError(f"{where}.range_id: {r.range_id} is taken")
-    seen: dict[tuple[str, str], int] = {}
-    for i, m in enumerate(spec.range_identifiers):
-        where = f"webizpay.range_identifiers[{i}]"
-        key = (m.range_id, m.merchant_identifier)
-        if key in seen:
-            raise scenario.ScenarioError(
-                f"{where}.merchant_identifier: range_identifiers[{seen[key]}] has it already"
-            )
-        seen[key] = i
-        rng = repo.range(m.range_id)
-        if rng is None:
-            raise scenario.ScenarioError(f"{where}.range_id: no range {m.range_id} (give it under ranges)")
-        problem = merchants.identifier_problem(rng.identifier_type, m.merchant_identifier)
-        if problem is not None:
-            raise scenario.ScenarioError(f"{where}.merchant_identifier: {problem}")
-        at = scenario.entry_time(m.create_time, f"{where}.create_time", now)
-        began = created.get(m.range_id)
-        if began is None:
-            began = ranges_store.range_created_at(conn, m.range_id)
-        if began is not None and at < began:
-            raise scenario.ScenarioError(
-                f"{where}.create_time: before its range was created ({_when(began)})"
-            )
-        repo.add_identifier(m.range_id, m.merchant_identifier, at)  # there already: left as it is
-    return list(created), len(spec.range_identifiers)
-
-
-def _load_batches(conn: Connection, now: float, spec: SectionSpec) -> list[str]:
-    """The file's entity-match batches as they were. One already there (by batch_id: the same file
-    loaded again) is left as it is; W10 moves it on from its state and create_time as it would have."""
-    repo = ranges_store.MatchRepo(conn)
-    seen: dict[tuple[str, ...], int] = {}  # ("batch_id", id) and ("out_batch_id", sp, out) -> entry
-    for i, b in enumerate(spec.match_batches):
-        where = f"webizpay.match_batches[{i}]"
-        for name, key in (
-            ("batch_id", ("batch_id", b.batch_id)),
-            ("out_batch_id", ("out_batch_id", b.sp_mchid, b.out_batch_id)),
-        ):
-            first = seen.setdefault(key, i)
-            if first != i:
-                raise scenario.ScenarioError(f"{where}.{name}: match_batches[{first}] has it already")
-        _signer(conn, b.sp_mchid, where)
-        created_at = scenario.entry_time(b.create_time, f"{where}.create_time", now)
-        updated_at = scenario.entry_time(b.update_time, f"{where}.update_time", created_at)
-        if updated_at < created_at:
-            raise scenario.ScenarioError(f"{where}.update_time: before its create_time")
-        details = [d.model_dump() for d in b.match_details]
-        results = None if b.match_results is None else [r.model_dump() for r in b.match_results]
-        if (b.state == "COMPLETED") != (results is not None):  # W10 completes it with them, only then
-            raise scenario.ScenarioError(
-                f"{where}.match_results: a COMPLETED batch has them, "
-                f"{'this one is' if results is None else 'only it; this one is'} {b.state}"
-            )
-        for k, (d, r) in enumerate(zip(details, results or [], strict=False)):
-            if (r["organization_code"], r["store_name"]) != (d["organization_code"], d["store_name"]):
-                raise scenario.ScenarioError(
-                    f"{where}.match_results[{k}]: not the result of match_details[{k}] (one result per "
-                    "detail, in their order)"
-                )
-        if results is not None and len(results) != len(details):
-            raise scenario.ScenarioError(
-                f"{where}.match_results: {len(results)} results of {len(details)} match_details"
-            )
-        existing = repo.batch(b.batch_id)
-        if existing is not None:
-            if (existing.sp_mchid, existing.out_batch_id) != (b.sp_mchid, b.out_batch_id):
-                raise scenario.ScenarioError(f"{where}.batch_id: {b.batch_id} is taken")
-            continue
-        other = repo.batch_by_out_id(b.sp_mchid, b.out_batch_id)
-        if other is not None:
-            raise scenario.ScenarioError(
-                f"{where}.out_batch_id: {b.out_batch_id} of {b.sp_mchid} is batch {other.batch_id} already"
-            )
-        batch = merchants.MatchBatch(
-            b.batch_id,
-            b.sp_mchid,
-            b.out_batch_id,
-            b.state,
-            merchants.digest(details),
-            details,
-            results,
-            created_at,
-        )
-        ranges_store.restore_batch(conn, batch, updated_at)
-    return [b.batch_id for b in spec.match_batches]
-
-
 def _check_card_ranges(conn: Connection, spec: SectionSpec) -> None:
     """With the file's ranges (an export gives every one), a restored card's avail_mch_range_id is a
     range of its service provider, as W3 holds an issued one to."""
@@ -844,8 +677,8 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
     for t in spec.templates:
         repo.put_template(t.sp_mchid, Template(t.card_template_id, t.card_rule, t.refund_rule), now)
     given = data if isinstance(data, dict) else {}
-    range_ids, identifiers = _load_ranges(conn, now, spec)
-    batch_ids = _load_batches(conn, now, spec)
+    range_ids, identifiers = ranges_scenario.load_ranges(conn, now, spec.ranges, spec.range_identifiers)
+    batch_ids = ranges_scenario.load_batches(conn, now, spec.match_batches)
     if "ranges" in given:
         _check_card_ranges(conn, spec)
     _no_twice(spec)
@@ -935,11 +768,6 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
     lctx.report["webizpay"] = report
 
 
-def _when(ts: float) -> str:
-    """A stored time as the export writes it: to the millisecond (what loads back as the same text)."""
-    return format_rfc3339(dt.datetime.fromtimestamp(ts, dt.UTC), millis=True)
-
-
 def _employee_entry(r: Relation) -> dict[str, Any]:
     out: dict[str, Any] = {
         "sp_mchid": r.sp_mchid,
@@ -947,11 +775,11 @@ def _employee_entry(r: Relation) -> dict[str, Any]:
         "user_id": r.user_id,
         "employee_id": r.employee_id,
         "state": r.state,
-        "authorization_time": _when(r.authorized_at),
+        "authorization_time": scenario.export_time(r.authorized_at),
     }
     if r.state != AUTHORIZED:
         if r.revoked_at is not None:
-            out["authorization_revoked_time"] = _when(r.revoked_at)
+            out["authorization_revoked_time"] = scenario.export_time(r.revoked_at)
         if r.reason:
             out["reason"] = r.reason
     return out
@@ -972,16 +800,18 @@ def _card_entry(card: Card, user_id: str | None) -> dict[str, Any]:
         "remain_amount": card.remain_amount,
         "card_name": card.card_name,
         "card_remark": card.card_remark or None,
-        "effective_begin_time": _when(card.begin_at),
+        "effective_begin_time": scenario.export_time(card.begin_at),
         "effective_end_time": card.end_text,
         "avail_mch_range_id": card.avail_mch_range_id,
         "state": card.state,
     }
     if card.used_at is not None:
-        out["card_usage_time"] = _when(card.used_at)
+        out["card_usage_time"] = scenario.export_time(card.used_at)
     out["transaction_id"] = card.transaction_id
     if card.state == DISABLED:
-        out["card_disabled_time"] = _when(card.disabled_at) if card.disabled_at is not None else None
+        out["card_disabled_time"] = (
+            scenario.export_time(card.disabled_at) if card.disabled_at is not None else None
+        )
         out["reason"] = card.reason or None
     return {k: v for k, v in out.items() if v is not None}
 
@@ -1002,7 +832,7 @@ def _spend_entry(p: Payment, out_card_no: str | None) -> dict[str, Any]:
             "organization_code": p.receive_mch_organization_code,
             "acquirer": p.acquirer,
         },
-        "success_time": _when(p.paid_at),
+        "success_time": scenario.export_time(p.paid_at),
     }
 
 
@@ -1012,33 +842,9 @@ def _refund_entry(r: Refund) -> dict[str, Any]:
         "refund_id": r.refund_id,
         "out_refund_no": r.out_refund_no,
         "amount": r.amount,
-        "create_time": _when(r.created_at),
-        "success_time": _when(r.succeeded_at),
+        "create_time": scenario.export_time(r.created_at),
+        "success_time": scenario.export_time(r.succeeded_at),
     }
-
-
-def _range_entry(r: merchants.MchRange, created_at: float) -> dict[str, Any]:
-    return {
-        "sp_mchid": r.sp_mchid,
-        "range_id": r.range_id,
-        "identifier_type": r.identifier_type,
-        "create_time": _when(created_at),
-    }
-
-
-def _batch_entry(b: merchants.MatchBatch, updated_at: float) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "sp_mchid": b.sp_mchid,
-        "batch_id": b.batch_id,
-        "out_batch_id": b.out_batch_id,
-        "state": b.state,
-        "match_details": b.details,
-    }
-    if b.results is not None:
-        out["match_results"] = b.results
-    out["create_time"] = _when(b.created_at)
-    out["update_time"] = _when(updated_at)
-    return out
 
 
 def _export_section(conn: Connection) -> dict[str, Any] | None:
@@ -1049,20 +855,8 @@ def _export_section(conn: Connection) -> dict[str, Any] | None:
     data = repo.templates_of()
     if data:
         out["templates"] = data
+    ranges_scenario.export_into(conn, out)
     batch = scenario.EXPORT_BATCH
-    if ranges_store.any_range(conn):
-        out["ranges"] = scenario.Rows(
-            _range_entry(r, at) for r, at in ranges_store.export_ranges(conn, batch)
-        )
-    if ranges_store.any_identifier(conn):
-        out["range_identifiers"] = scenario.Rows(
-            {"range_id": r, "merchant_identifier": m, "create_time": _when(at)}
-            for r, m, at in ranges_store.export_identifiers(conn, batch)
-        )
-    if ranges_store.any_batch(conn):
-        out["match_batches"] = scenario.Rows(
-            _batch_entry(b, at) for b, at in ranges_store.export_batches(conn, batch)
-        )
     if repo.any_relation():
         out["employees"] = scenario.Rows(_employee_entry(r) for r in repo.export_relations(batch))
     if repo.any_card():
