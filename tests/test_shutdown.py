@@ -570,7 +570,7 @@ def _writes_held(server: LiveServer, database: str, employee: str) -> Iterator[C
                             sa.text(
                                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                                 "AND (query LIKE '%webizpay_relations%FOR UPDATE%' "
-                                # the one-statement issue (INSERT ... SELECT ... FOR UPDATE OF), whose
+                                # the one-statement issue (INSERT ... SELECT ... FOR SHARE OF), whose
                                 # text is cut at track_activity_query_size before its FROM
                                 "OR query LIKE 'INSERT INTO webizpay_cards%') AND pid <> pg_backend_pid()"
                             )
