@@ -224,8 +224,10 @@ def main() -> int:
         type=int,
         default=0,
         metavar="K",
-        help="with --big: commit a small write through another connection before every K-th query"
-        " (as a served worker's journal does), so the read connection's page cache starts over",
+        help="commit a small write through another connection before every K-th request (untimed), so"
+        " the request's connections start with an empty page cache, as in a served worker whenever"
+        " another process has committed since (with --big: the journal's chunks; for a write: the"
+        " other worker's writes, before nearly every one)",
     )
     args = p.parse_args()
     if args.stub_rsa:
@@ -304,6 +306,37 @@ def _scale(args: argparse.Namespace, database_url: str) -> int:
     return 0
 
 
+class _Foreign:
+    """Another connection's commit (a row of ``sandbox_kv`` rewritten), as another worker process's: every
+    connection of the world then finds the database changed when its next transaction begins, and
+    SQLite starts that transaction with an empty page cache."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+        self._n = 0
+        self._conn: Any = None
+        if db.sqlite:
+            import sqlite3
+
+            from wxpartner.store.db import sqlite_file
+
+            path = sqlite_file(db.url)
+            assert path is not None, "--write-every needs a database file"
+            self._conn = sqlite3.connect(path, isolation_level=None)
+
+    def commit_one(self) -> None:
+        self._n += 1
+        if self._conn is None:  # PostgreSQL: no page cache of the worker's to empty
+            return
+        with self._db.write_turn():
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("DELETE FROM sandbox_kv WHERE key = 'bench_probe'")
+            self._conn.execute(
+                "INSERT INTO sandbox_kv (key, value) VALUES ('bench_probe', ?)", (str(self._n),)
+            )
+            self._conn.execute("COMMIT")
+
+
 def _profile(args: argparse.Namespace, tmp: str, database_url: str) -> int:
     world = InProcess(Path(tmp), database_url)
     n = args.requests
@@ -331,6 +364,7 @@ def _profile(args: argparse.Namespace, tmp: str, database_url: str) -> int:
 
     import sqlalchemy as sa
 
+    foreign = _Foreign(world.db)
     for engine in world.db.engines:
         sa.event.listen(engine, "before_cursor_execute", on_execute)
         sa.event.listen(engine, "begin", on_begin)
@@ -341,12 +375,17 @@ def _profile(args: argparse.Namespace, tmp: str, database_url: str) -> int:
         for round_no in range(args.repeat):
             reqs = [world.raw(factory(i + round_no * n)) for i in range(n)]
             counts.update(statements=0, transactions=0)
-            started, cpu = time.perf_counter(), time.process_time()
-            for r in reqs:
+            wall = cpu = 0.0
+            for i, r in enumerate(reqs):
+                if args.write_every and i % args.write_every == 0:
+                    foreign.commit_one()
+                started, cpu0 = time.perf_counter(), time.process_time()
                 resp = world.app.pipeline.handle(r)
+                wall += time.perf_counter() - started
+                cpu += time.process_time() - cpu0
                 assert 200 <= resp.status < 300, (name, resp.status, resp.body)
-            best_wall = min(best_wall, (time.perf_counter() - started) / n * 1e6)
-            best_cpu = min(best_cpu, (time.process_time() - cpu) / n * 1e6)
+            best_wall = min(best_wall, wall / n * 1e6)
+            best_cpu = min(best_cpu, cpu / n * 1e6)
         txns, stmts = counts["transactions"] / n, counts["statements"] / n
         print(f"{name:14} {best_wall:8.0f} {best_cpu:8.0f} {txns:5.1f} {stmts:6.1f}")
     return 0
