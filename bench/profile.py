@@ -364,7 +364,7 @@ def _profile(args: argparse.Namespace, tmp: str, database_url: str) -> int:
 
     import sqlalchemy as sa
 
-    foreign = _Foreign(world.db)
+    foreign = _Foreign(world.db) if args.write_every else None
     for engine in world.db.engines:
         sa.event.listen(engine, "before_cursor_execute", on_execute)
         sa.event.listen(engine, "begin", on_begin)
@@ -377,7 +377,7 @@ def _profile(args: argparse.Namespace, tmp: str, database_url: str) -> int:
             counts.update(statements=0, transactions=0)
             wall = cpu = 0.0
             for i, r in enumerate(reqs):
-                if args.write_every and i % args.write_every == 0:
+                if foreign is not None and i % args.write_every == 0:
                     foreign.commit_one()
                 started, cpu0 = time.perf_counter(), time.process_time()
                 resp = world.app.pipeline.handle(r)
