@@ -740,8 +740,37 @@ _TX3 = "4200000000000000000000000003"
             ),
             "webizpay.cards[0].transaction_id",
         ),
+        # a payment recorded as it was, with a card issued now (its remain_amount and last use would
+        # be W3's, as if never paid): the card must be restored too
+        (
+            _edited(
+                (
+                    "webizpay.cards[2]",
+                    {
+                        "sp_mchid": SP_A,
+                        "sub_mchid": SUB_A,
+                        "user_id": "user_taken_1",
+                        "out_card_no": "plain_card_1",
+                        "amount": 1000,
+                        "card_name": "差旅费用卡",
+                        "effective_end_time": "2099-12-31T23:59:59+08:00",
+                    },
+                ),
+                (
+                    "webizpay.spends[2]",
+                    {
+                        "sp_mchid": SP_A,
+                        "sub_mchid": SUB_A,
+                        "out_card_no": "plain_card_1",
+                        "amount": 100,
+                        "transaction_id": "4200000000000000000000000009",
+                    },
+                ),
+            ),
+            "webizpay.spends[2].transaction_id",
+        ),
     ],
-    ids=["paid-after-disabled", "paid-after-end", "names-an-earlier-payment"],
+    ids=["paid-after-disabled", "paid-after-end", "names-an-earlier-payment", "paid-with-a-card-issued-now"],
 )
 def test_a_history_the_sandbox_could_not_have_made_is_refused(
     control: TestClient, data: dict[str, Any], field: str

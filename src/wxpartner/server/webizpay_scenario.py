@@ -688,6 +688,9 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
     transaction_ids: list[str] = []
     recorded: dict[str, int] = {}  # transaction_id -> the index of the spend that recorded it
     pol = Policy()
+    restored = {
+        (c.sp_mchid, c.sub_mchid, c.out_card_no) for c in spec.cards if c.model_fields_set & _RESTORED_CARD
+    }
     for i, c in enumerate(spec.cards):
         if c.model_fields_set & _RESTORED_CARD:
             card_nos.append(_restore_card(repo, pol, now, i, c))
@@ -711,6 +714,14 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
                 f"webizpay.spends[{i}].out_card_no: no card {sp.out_card_no} of {sp.sp_mchid}/{sp.sub_mchid}"
             )
         if sp.transaction_id is not None:
+            if (sp.sp_mchid, sp.sub_mchid, sp.out_card_no) not in restored:
+                # its card's remain_amount and last use come from the card's entry, checked against
+                # its spends (_check_restored_cards): a card issued now would show neither
+                raise scenario.ScenarioError(
+                    f"webizpay.spends[{i}].transaction_id: a spend recorded as it was needs its card "
+                    f"{sp.out_card_no} restored in the same file too (with its card_no, state and "
+                    "remain_amount, as an export writes it)"
+                )
             transaction_ids.append(_record_spend(repo, now, i, sp, card))
             recorded[sp.transaction_id] = i
             continue
