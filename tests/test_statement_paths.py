@@ -1,6 +1,8 @@
 """Issue 9's audit: the statements a business request runs are compiled once (``store/db.py:
 LeanStatement``, run on the driver cursor), not built and compiled per call through SQLAlchemy's
-general execution path (``conn.execute`` of a fresh construct: ≈ 0.1–0.3 ms each in-process).
+general execution path (``conn.execute`` of a fresh construct: ≈ 0.1–0.3 ms each in-process). So are,
+since session 26, those of the employee's pages (W1/W7 links), the sweeps, the sandbox control API's
+setup calls and the pytest plugin's reset between tests.
 
 ``before_execute`` fires for ``conn.execute`` only; a LeanStatement fires ``before_cursor_execute``
 alone. Settings are the tests' defaults: rate limits on (recharge's; apply4subject's are off in the
@@ -10,8 +12,10 @@ keyring) are not counted: they are not per-request work."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,11 +28,14 @@ from starlette.testclient import TestClient
 from apply4subject_support import BASE as A_BASE
 from apply4subject_support import make_body, set_roles, submit
 from support import SECOND_A, SP_A, SP_B, SUB_A, ApiClient, World
-from webizpay_support import authorize, issue, start_url
+from webizpay_support import authorize, issue, link_token, payment_token, start_url
+from wxpartner.domain.clock import ClockState
 from wxpartner.domain.webizpay_bills import TradeRow
 from wxpartner.domain.webizpay_merchants import StoreEntity
+from wxpartner.protocol.times import format_rfc3339
+from wxpartner.server import webizpay_background
 from wxpartner.server.app import WxPartnerApp
-from wxpartner.store import webizpay_bills_repo
+from wxpartner.store import sandbox, webizpay_bills_repo
 from wxpartner.store.db import Database
 from wxpartner.store.webizpay_merchants_repo import MatchRepo, upsert_store_entity
 
@@ -289,3 +296,187 @@ def test_store_entities_in_list_padded_to_a_power_of_two(app: WxPartnerApp) -> N
             codes = [f"ORG{n:04d}" for n in range(1000 - count, 1000)]
             expected = {code: stored[code] for code in codes if code in stored}
             assert repo.store_entities(codes) == expected, count
+
+
+# ---- outside a /v3 request: the employee's pages, the sweeps, the control API, the plugin's reset ----
+
+
+def _under(files: tuple[str, ...]) -> bool:
+    """Whether the statement runs under a function of one of ``files`` (on this thread's stack)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(files):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+@contextlib.contextmanager
+def general_path_under(db: Database, files: tuple[str, ...]) -> Iterator[list[str]]:
+    """The statements run through ``conn.execute`` under a function of ``files``, inside the block."""
+    seen: list[str] = []
+
+    def record(_conn: Any, clause: Any, *_args: Any) -> None:
+        sql = " ".join(str(clause).split())
+        if _under(files) and not any(table in sql for table in REFRESHES):
+            seen.append(sql[:120])
+
+    for engine in db.engines:
+        sa.event.listen(engine, "before_execute", record)
+    try:
+        yield seen
+    finally:
+        for engine in db.engines:
+            sa.event.remove(engine, "before_execute", record)
+
+
+def _each_under(
+    db: Database, files: tuple[str, ...], calls: dict[str, Callable[[], Any]]
+) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for name, call in calls.items():
+        with general_path_under(db, files) as seen:
+            call()
+        if seen:
+            found[name] = seen
+    return found
+
+
+PAGES = ("server/webizpay_pages.py",)
+CONTROL = (
+    "server/control.py",
+    "server/control_webizpay.py",
+    "server/control_ops.py",
+    "server/control_recharge.py",
+)
+SWEEPS = ("server/webizpay_background.py",)
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def test_the_check_sees_a_statement_built_per_call_outside_requests(
+    app: WxPartnerApp, control: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check of the pages, sweeps and control API is not blind: a clock read through conn.execute
+    under a control call is seen."""
+
+    def read_clock(conn: Connection) -> ClockState:
+        conn.execute(sa.select(sa.literal(1).label("built_per_call"))).all()
+        return ClockState()
+
+    monkeypatch.setattr(sandbox, "read_clock", read_clock)
+    found = _each_under(app.state.db, CONTROL, {"clock": lambda: _ok(control.get("/sandbox/clock"))})
+    assert list(found) == ["clock"] and any("built_per_call" in sql for sql in found["clock"])
+
+
+def test_the_employee_pages_compile_nothing_per_call(
+    app: WxPartnerApp, client_a: ApiClient, control: TestClient
+) -> None:
+    """The W1 link's page (shown, then consent) and the W7 link's page (shown, then a payment)."""
+    employee = authorize(client_a, control, "employee_pages")
+    card = issue(client_a, employee, "pages_card_0")["card_no"]
+    paying = payment_token(client_a, employee, card)
+    consenting = link_token(_ok(start_url(client_a, "employee_pages_2")).json()["authorization_url"])
+    calls: dict[str, Callable[[], Any]] = {
+        "the authorization page": lambda: _ok(control.get(f"/webizpay/authorize?token={consenting}")),
+        "consent": lambda: _ok(
+            control.post("/webizpay/authorize", content=f"token={consenting}", headers=FORM)
+        ),
+        "the payment page": lambda: _ok(control.get(f"/webizpay/pay?token={paying}")),
+        "a payment": lambda: _ok(
+            control.post("/webizpay/pay", content=f"token={paying}&amount=1&store_name=s", headers=FORM)
+        ),
+    }
+    assert _each_under(app.state.db, PAGES, calls) == {}
+
+
+def test_the_sweeps_compile_nothing_per_call(
+    app: WxPartnerApp, client_a: ApiClient, control: TestClient
+) -> None:
+    """A sweep round with due cards and expired links to delete, and one with nothing to do."""
+    db = app.state.db
+    start = dt.datetime(2026, 3, 15, 4, tzinfo=dt.UTC).timestamp()
+    _ok(control.post("/sandbox/clock", json={"set": start, "freeze": True}))
+    employee = authorize(client_a, control, "employee_sweeps")
+    end = format_rfc3339(dt.datetime.fromtimestamp(start + 86400, dt.UTC))
+    for n in range(3):
+        issue(client_a, employee, f"sweeps_card_{n}", effective_end_time=end)
+    _ok(start_url(client_a, "employee_sweeps_2"))
+    with db.write() as conn:  # past the cards' end and the links' expiry and keeping: nothing settled
+        sandbox.write_clock(conn, ClockState().set_to(start + 30 * 86400, frozen=True))
+    calls: dict[str, Callable[[], Any]] = {
+        "a sweep of due cards": lambda: webizpay_background.sweep_once(app.state) == 3 or pytest.fail(),
+        "a sweep with none due": lambda: webizpay_background.sweep_once(app.state) == 0 or pytest.fail(),
+        "the links' prune": lambda: webizpay_background.prune_links_once(app.state) > 0 or pytest.fail(),
+        "the links' prune, none": lambda: (
+            webizpay_background.prune_links_once(app.state) == 0 or pytest.fail()
+        ),
+    }
+    assert _each_under(db, SWEEPS, calls) == {}
+
+
+def test_the_control_apis_setup_calls_compile_nothing_per_call(
+    app: WxPartnerApp, client_a: ApiClient, control: TestClient
+) -> None:
+    """Clock moves (and what they settle), consents, payments, refunds, fault rules, notify URLs,
+    employees preloaded, templates, resets (of everything and of one merchant)."""
+    _ok(control.post("/sandbox/clock", json={"set": "2026-03-15T12:00:00+08:00", "freeze": True}))
+    employee = authorize(client_a, control, "employee_control")
+    card = issue(client_a, employee, "control_card_0")["card_no"]
+    paid: dict[str, str] = {}
+    rule: dict[str, str] = {}
+
+    def pay() -> Any:
+        resp = _ok(control.post("/sandbox/webizpay/payments", json={"card_no": card, "amount": 5}))
+        paid["id"] = resp.json()["transaction_id"]
+        return resp
+
+    def add_rule() -> Any:
+        resp = _ok(control.post("/sandbox/faults", json={"kind": "SYSTEM_ERROR", "path": "/nowhere"}), 201)
+        rule["id"] = resp.json()["id"]
+        return resp
+
+    consent = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "employee_control_2"}
+    preload = {"sub_mchid": SECOND_A, "mchid": SP_A, "employees": ["o_control_0", "o_control_1"]}
+    template = {"sp_mchid": SP_A, "card_template_id": "control_template"}
+    calls: dict[str, Callable[[], Any]] = {
+        "the clock read": lambda: _ok(control.get("/sandbox/clock")),
+        "the clock moved": lambda: _ok(control.post("/sandbox/clock", json={"advance": 60})),
+        "a consent": lambda: _ok(control.post("/sandbox/webizpay/authorizations", json=consent)),
+        "a payment": pay,
+        "a refund": lambda: _ok(
+            control.post("/sandbox/webizpay/refunds", json={"transaction_id": paid["id"], "amount": 2})
+        ),
+        "a fault rule": add_rule,
+        "its deletion": lambda: _ok(control.delete(f"/sandbox/faults/{rule['id']}")),
+        "the rules cleared": lambda: _ok(control.delete("/sandbox/faults")),
+        "a notify URL": lambda: _ok(
+            control.put(f"/sandbox/merchants/{SP_A}/notify-url", json={"notify_url": "https://example.com/n"})
+        ),
+        "employees preloaded": lambda: _ok(control.post("/sandbox/recharge-employees", json=preload)),
+        "a template": lambda: _ok(control.post("/sandbox/webizpay/templates", json=template)),
+        "a merchant's reset": lambda: _ok(control.post("/sandbox/reset", json={"mchid": SP_A})),
+        "the reset": lambda: _ok(control.post("/sandbox/reset", json={})),
+    }
+    assert _each_under(app.state.db, CONTROL, calls) == {}
+
+
+def test_the_plugins_reset_compiles_nothing_per_call(tmp_path: Path, database_url: str) -> None:
+    """The pytest plugin's reset between tests (its server's data deleted, the clock, notify URLs,
+    fault rules, the journal and the auto policy put back): one write transaction, no statement
+    built per call."""
+    from wxpartner.store import registry
+    from wxpartner.testing_server import WxPartnerServer
+
+    server = WxPartnerServer(tmp_path / "plugin", database_url=database_url)
+    commits: list[int] = []
+    try:
+        server.set_notify_url("https://example.com/changed")  # the reset puts it back
+        for engine in server.db.engines:
+            sa.event.listen(engine, "commit", lambda _conn: commits.append(1))
+        found = _each_under(server.db, ("wxpartner/testing_server.py",), {"reset": server.reset})
+        assert found == {}
+        assert len(commits) == 1  # one write transaction (it was two: the data's deletes, then the rest)
+        with server.db.read() as conn:
+            assert registry.notify_urls(conn)[server.mchid] is None
+    finally:
+        server.close()

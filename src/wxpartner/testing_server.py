@@ -151,7 +151,6 @@ class WxPartnerServer:
         from .sandbox import scenario
         from .store import registry, sandbox
 
-        scenario.reset(self.db, None)
         try:  # fault rules and the journal (the ops feature); direct, as the HTTP round trip costs ~10 ms
             from .server.faults import injector
             from .server.journal import writer
@@ -167,7 +166,8 @@ class WxPartnerServer:
             policy_repo = None
         else:
             policy_repo = Apply4SubjectRepo
-        with self.db.write() as conn:
+        with self.db.write() as conn:  # one transaction (its statements compiled once: LeanStatement)
+            scenario.reset_in(conn, None)
             sandbox.write_clock(conn, ClockState())
             for mchid, url in _notify_urls(conn).items():
                 if url != self._notify_urls.get(mchid):
@@ -177,6 +177,8 @@ class WxPartnerServer:
                 ops_repo.clear_journal(conn)
             if policy_repo is not None:
                 policy_repo(conn).set_policy(None)
+        if self.db.replay_window is not None:
+            self.db.replay_window.forget(None)
         if has_ops:
             injector(self.app.state).invalidate()
         if self._baseline:  # the ini scenario's business data (employees, cards, faults...) again
@@ -367,9 +369,6 @@ class WxPartnerServer:
 
 
 def _notify_urls(conn: Any) -> dict[str, str | None]:
-    import sqlalchemy as sa
+    from .store.registry import notify_urls
 
-    from .store.schema import merchants
-
-    rows = conn.execute(sa.select(merchants.c.mchid, merchants.c.notify_url))
-    return {mchid: url for mchid, url in rows}
+    return notify_urls(conn)

@@ -613,19 +613,21 @@ def reset(db: Database, mchid: str | None = None) -> bool:
     """Delete business data (every family's), keeping merchants and keys; all, or one merchant's.
     False, with nothing deleted, when ``mchid`` is not a registered merchant (a typo reset nothing and
     looked as if it had)."""
-    from ..server import families  # noqa: F401
-    from ..store import schema
-
     with db.write() as conn:
         if mchid is not None and registry.get_merchant(conn, mchid) is None:
             return False
-        for resetter in RESETTERS:
-            resetter(conn, mchid)
-        if mchid is None:
-            conn.execute(schema.request_nonces.delete())
-            conn.execute(schema.rate_counters.delete())
-        else:
-            conn.execute(schema.request_nonces.delete().where(schema.request_nonces.c.mchid == mchid))
+        reset_in(conn, mchid)
     if db.replay_window is not None:
         db.replay_window.forget(mchid)
     return True
+
+
+def reset_in(conn: Connection, mchid: str | None) -> None:
+    """``reset``'s deletes in the caller's write transaction (the pytest plugin's reset writes the rest
+    of its work in the same one); the caller then makes the database's replay window forget ``mchid``."""
+    from ..server import families  # noqa: F401
+    from ..store import sandbox
+
+    for resetter in RESETTERS:
+        resetter(conn, mchid)
+    sandbox.forget_requests(conn, mchid)

@@ -557,12 +557,20 @@ class Apply4SubjectRepo:
         here (``query_count`` 0), so ``after_queries: 3`` means three queries made under this policy:
         an applyment queried five times before it moved at its next query."""
         kv_set(self.conn, POLICY_KEY, json.dumps(policy.as_dict()) if policy else "")
-        self.conn.execute(T.update().where(T.c.state == AUDIT, T.c.query_count != 0).values(query_count=0))
+        _QUERIES_ANEW.rows(self.conn, {})
 
     def delete(self, mchid: str | None) -> None:
-        if mchid is None:
-            self.conn.execute(sa.delete(T))
-            self.conn.execute(sa.delete(AUTH))
-        else:
-            self.conn.execute(sa.delete(T).where(T.c.mchid == mchid))
-            self.conn.execute(sa.delete(AUTH).where(AUTH.c.mchid == mchid))
+        params = {} if mchid is None else {"mchid": mchid}
+        for stmt in _DELETE_ALL if mchid is None else _DELETE_MERCHANT:
+            stmt.rows(self.conn, params)
+
+
+# The sandbox's writes (every test's reset runs them): compiled once (db.LeanStatement).
+_QUERIES_ANEW = LeanStatement(
+    T.update().where(T.c.state == AUDIT, T.c.query_count != 0).values(query_count=0)
+)
+_DELETE_ALL = (LeanStatement(sa.delete(T)), LeanStatement(sa.delete(AUTH)))
+_DELETE_MERCHANT = (
+    LeanStatement(sa.delete(T).where(T.c.mchid == sa.bindparam("mchid"))),
+    LeanStatement(sa.delete(AUTH).where(AUTH.c.mchid == sa.bindparam("mchid"))),
+)

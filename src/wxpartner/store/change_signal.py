@@ -40,10 +40,13 @@ GENERATION_KEY = "changes:generation"
 @functools.cache
 def _new_generation() -> Any:
     """The upsert that rewrites the word on PostgreSQL, made at its first use: SQLAlchemy's PostgreSQL
-    dialect costs ≈ 35 ms of CPU to import, which a SQLite process (every ``serve`` start) never needs."""
+    dialect costs ≈ 35 ms of CPU to import, which a SQLite process (every ``serve`` start) never needs.
+    Compiled once (db.LeanStatement: every change's mark, control calls and resets included)."""
     from sqlalchemy.dialects import postgresql
 
-    return (
+    from .db import LeanStatement  # db imports this module
+
+    return LeanStatement(
         postgresql.insert(sandbox_kv)
         .values(key=GENERATION_KEY, value=sa.bindparam("value"))
         .on_conflict_do_update(index_elements=[sandbox_kv.c.key], set_={"value": sa.bindparam("value")})
@@ -56,7 +59,7 @@ def note_change(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         # A new random value, not a counter: a reset that deleted the row could bring a counter back to
         # a value some host still holds.
-        conn.execute(_new_generation(), {"value": os.urandom(8).hex()})
+        _new_generation().rows(conn, {"value": os.urandom(8).hex()})
 
 
 def take_change(conn: Connection) -> bool:

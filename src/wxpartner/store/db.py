@@ -563,6 +563,13 @@ class LeanStatement:
             _drop_kept_cursor(conn)  # the error handling closed it
             raise
 
+    def count(self, conn: Connection, params: dict[str, Any] | None = None) -> int:
+        """Run a write that returns no rows; how many rows it changed: the driver's ``rowcount``, as
+        ``conn.execute(...).rowcount`` gave it (for a count the caller reports; a write whose success
+        decides what the caller does next says ``RETURNING`` instead)."""
+        self.rows(conn, params or {})
+        return int(_kept_cursor(conn).rowcount)
+
     def first(self, conn: Connection, params: dict[str, Any]) -> tuple[Any, ...] | None:
         rows = self.rows(conn, params)
         return rows[0] if rows else None

@@ -172,12 +172,17 @@ def count_journal(conn: Connection) -> int:
     )
 
 
+# Every test's reset runs them: compiled once (db.LeanStatement).
+_CLEAR_JOURNAL = tuple(LeanStatement(sa.delete(t)) for t in JOURNAL_GENERATIONS)
+_CLEAR_FAULTS = LeanStatement(sa.delete(sandbox_faults))
+
+
 def clear_journal(conn: Connection) -> int:
-    return sum(conn.execute(sa.delete(t)).rowcount for t in JOURNAL_GENERATIONS)
+    return sum(stmt.count(conn) for stmt in _CLEAR_JOURNAL)
 
 
 def _rule(row: Any) -> FaultRule:
-    m = row._mapping
+    m = row if isinstance(row, dict) else row._mapping
     return FaultRule(
         id=m["id"],
         kind=FaultKind(m["kind"]),
@@ -207,29 +212,42 @@ def add_fault(
     now: float,
 ) -> FaultRule:
     rule_id = "F" + secrets.token_hex(8).upper()
-    conn.execute(
-        sandbox_faults.insert().values(
-            id=rule_id,
-            kind=kind.value,
-            operation=operation or None,
-            path=path or None,
-            mchid=mchid or None,
-            remaining=count,
-            probability=probability,
-            latency_ms=latency_ms,
-            hits=0,
-            note=note,
-            created_at=now,
-        )
+    _INSERT_FAULT.rows(
+        conn,
+        {
+            "id": rule_id,
+            "kind": kind.value,
+            "operation": operation or None,
+            "path": path or None,
+            "mchid": mchid or None,
+            "remaining": count,
+            "probability": probability,
+            "latency_ms": latency_ms,
+            "hits": 0,
+            "note": note,
+            "created_at": now,
+        },
     )
     found = get_fault(conn, rule_id)
     assert found is not None
     return found
 
 
+# The control API's rule changes (a test's fault rules): compiled once (db.LeanStatement).
+_INSERT_FAULT = LeanStatement(
+    sandbox_faults.insert().values({c.name: sa.bindparam(c.name) for c in sandbox_faults.c})
+)
+_FAULT = LeanStatement(
+    sa.select(sandbox_faults).where(sandbox_faults.c.id == sa.bindparam("id")), tuple(sandbox_faults.c.keys())
+)
+_DELETE_FAULT = LeanStatement(
+    sa.delete(sandbox_faults).where(sandbox_faults.c.id == sa.bindparam("id")).returning(sandbox_faults.c.id)
+)
+
+
 def get_fault(conn: Connection, rule_id: str) -> FaultRule | None:
-    row = conn.execute(sa.select(sandbox_faults).where(sandbox_faults.c.id == rule_id)).first()
-    return _rule(row) if row else None
+    m = _FAULT.first_mapping(conn, {"id": rule_id})
+    return _rule(m) if m else None
 
 
 def list_faults(conn: Connection, *, active_only: bool = False) -> list[FaultRule]:
@@ -245,11 +263,11 @@ def rearm_fault(conn: Connection, rule_id: str, count: int | None) -> None:
 
 
 def delete_fault(conn: Connection, rule_id: str) -> bool:
-    return conn.execute(sa.delete(sandbox_faults).where(sandbox_faults.c.id == rule_id)).rowcount > 0
+    return _DELETE_FAULT.first(conn, {"id": rule_id}) is not None
 
 
 def clear_faults(conn: Connection) -> int:
-    return conn.execute(sa.delete(sandbox_faults)).rowcount
+    return _CLEAR_FAULTS.count(conn)
 
 
 def consume_fault(conn: Connection, rule_id: str) -> bool:

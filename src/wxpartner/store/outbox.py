@@ -167,19 +167,27 @@ def _due(business_now: float, lease_now: float | sa.ColumnElement[float]) -> sa.
     )
 
 
+def _clock_set() -> sa.Update:
+    now = sa.bindparam("now", type_=sa.Float)
+    moved_back = sa.or_(
+        sa.and_(_n.c.sends == 0, _n.c.next_attempt_at > now),
+        _n.c.next_attempt_at > now + CLOCK_SLACK_SECONDS + _scheduled_delay(),
+    )
+    # both cases wait past the clock: a range of the (state, next_attempt_at) index
+    later = _n.c.next_attempt_at > now
+    return _n.update().where(_n.c.state == PENDING, later, moved_back).values(next_attempt_at=now)
+
+
+# Every clock change runs it (control calls, a test's reset): compiled once (db.LeanStatement).
+_CLOCK_SET = LeanStatement(_clock_set())
+
+
 def clock_set(conn: Connection, business_now: float) -> int:
     """The business clock was just set to ``business_now``, in this write transaction. A notification
     never waits for the clock to come back: one never sent, or a retry scheduled before the clock went
     back (by more than CLOCK_SLACK_SECONDS past the delay that scheduled it), is made due now; then,
     if it fails, its schedule goes on from the clock it was sent on. Returns how many."""
-    moved_back = sa.or_(
-        sa.and_(_n.c.sends == 0, _n.c.next_attempt_at > business_now),
-        _n.c.next_attempt_at > business_now + CLOCK_SLACK_SECONDS + _scheduled_delay(),
-    )
-    # both cases wait past business_now: a range of the (state, next_attempt_at) index
-    later = _n.c.next_attempt_at > business_now
-    stmt = _n.update().where(_n.c.state == PENDING, later, moved_back).values(next_attempt_at=business_now)
-    return conn.execute(stmt).rowcount
+    return _CLOCK_SET.count(conn, {"now": business_now})
 
 
 def _deliverable_merchants() -> sa.Select[str]:
@@ -618,13 +626,29 @@ def reset(conn: Connection, mchid: str | None) -> None:
     and its attempt, committed by then, is deleted below; a send recorded later finds its notification
     gone and writes none. Deleting the attempts first (as before) missed one being committed meanwhile,
     on PostgreSQL: it outlived its notification. SQLite's writers take turns, which did the same."""
-    which = sa.select(_n.c.id) if mchid is None else sa.select(_n.c.id).where(_n.c.mchid == mchid)
+    params = {} if mchid is None else {"mchid": mchid}
+    for stmt in _RESET_ALL if mchid is None else _RESET_MERCHANT:
+        stmt.rows(conn, params)
+
+
+def _reset_statements(one_merchant: bool) -> tuple[LeanStatement, ...]:
+    """reset's statements in order: the rows locked, the attempts, the notifications."""
+    which = sa.select(_n.c.id)
+    if one_merchant:
+        which = which.where(_n.c.mchid == sa.bindparam("mchid"))
     locked = which.with_for_update().subquery()  # counted on the server: no row is sent back
-    conn.execute(sa.select(sa.func.count()).select_from(locked))
-    if mchid is None:
-        conn.execute(_a.delete())
-        conn.execute(_n.delete())
-        return
-    ids = sa.select(_n.c.id).where(_n.c.mchid == mchid)
-    conn.execute(_a.delete().where(_a.c.notification_id.in_(ids)))
-    conn.execute(_n.delete().where(_n.c.mchid == mchid))
+    stmts: list[sa.Executable] = [sa.select(sa.func.count()).select_from(locked)]
+    if one_merchant:
+        ids = sa.select(_n.c.id).where(_n.c.mchid == sa.bindparam("mchid"))
+        stmts += [
+            _a.delete().where(_a.c.notification_id.in_(ids)),
+            _n.delete().where(_n.c.mchid == sa.bindparam("mchid")),
+        ]
+    else:
+        stmts += [_a.delete(), _n.delete()]
+    return tuple(LeanStatement(stmt) for stmt in stmts)
+
+
+# Every test's reset runs them: compiled once per dialect (db.LeanStatement).
+_RESET_ALL = _reset_statements(False)
+_RESET_MERCHANT = _reset_statements(True)

@@ -213,6 +213,44 @@ def _add_at_once_lean() -> LeanStatement:
     return LeanStatement(_add_at_once())
 
 
+# A reset (every test's, of every merchant) and a preload's recount, compiled once (db.LeanStatement).
+_DELETE_ALL = (LeanStatement(emp.delete()), LeanStatement(quota.delete()))
+_TOUCHED = sa.or_(emp.c.mchid == sa.bindparam("k_mchid"), emp.c.sub_mchid == sa.bindparam("k_mchid"))
+_TOUCHED_SUBS = LeanStatement(sa.select(emp.c.sub_mchid).where(_TOUCHED).distinct())
+_DELETE_TOUCHED = LeanStatement(emp.delete().where(_TOUCHED))
+_DELETE_QUOTA = LeanStatement(quota.delete().where(quota.c.sub_mchid == sa.bindparam("k_sub")))
+_LOCK_QUOTA = LeanStatement(
+    sa.select(quota.c.effective).where(quota.c.sub_mchid == sa.bindparam("k_sub")).with_for_update()
+)
+_COUNT_EFFECTIVE = LeanStatement(
+    sa.select(sa.func.count())
+    .select_from(emp)
+    .where(emp.c.sub_mchid == sa.bindparam("k_sub"), emp.c.state == EFFECTIVE)
+)
+_UPSERT_VALUES: dict[str, Any] = {
+    "state": sa.bindparam("u_state"),
+    "create_time": sa.bindparam("u_created"),
+    "update_time": sa.bindparam("u_updated"),
+}
+_UPSERT = LeanStatement(
+    lambda dialect: (
+        insert_for(dialect, emp)
+        .values(
+            mchid=sa.bindparam("u_mchid"),
+            sub_mchid=sa.bindparam("u_sub"),
+            sp_openid=sa.bindparam("u_openid"),
+            **_UPSERT_VALUES,
+        )
+        .on_conflict_do_update(index_elements=["mchid", "sub_mchid", "sp_openid"], set_=_UPSERT_VALUES)
+    )
+)
+_SET_EFFECTIVE = LeanStatement(
+    quota.update()
+    .where(quota.c.sub_mchid == sa.bindparam("k_sub"))
+    .values(effective=sa.bindparam("effective"))
+)
+
+
 class RechargeStore:
     """The domain's RechargeRepo over one open transaction."""
 
@@ -379,18 +417,15 @@ class RechargeStore:
         return self.conn.execute(sa.select(emp.c.mchid).limit(1)).first() is not None
 
     def upsert(self, employee: Employee) -> None:
-        values = {
-            "state": employee.state,
-            "create_time": employee.create_time,
-            "update_time": employee.update_time,
+        params = {
+            "u_mchid": employee.mchid,
+            "u_sub": employee.sub_mchid,
+            "u_openid": employee.sp_openid,
+            "u_state": employee.state,
+            "u_created": employee.create_time,
+            "u_updated": employee.update_time,
         }
-        self.conn.execute(
-            insert_for(self.conn, emp)
-            .values(
-                mchid=employee.mchid, sub_mchid=employee.sub_mchid, sp_openid=employee.sp_openid, **values
-            )
-            .on_conflict_do_update(index_elements=["mchid", "sub_mchid", "sp_openid"], set_=values)
-        )
+        _UPSERT.rows(self.conn, params)
 
     def recount(self, sub_mchid: str) -> int:
         """Set the in-effect count from the rows (after a preload or a reset); returns it. The quota row
@@ -398,30 +433,22 @@ class RechargeStore:
         preload or add committing meanwhile is waited for and then counted, where two preloads through
         two hosts used to count without each other and both pass the cap."""
         self._ensure_quota(sub_mchid)
-        self.conn.execute(
-            sa.select(quota.c.effective).where(quota.c.sub_mchid == sub_mchid).with_for_update()
-        )
-        count = int(
-            self.conn.execute(
-                sa.select(sa.func.count())
-                .select_from(emp)
-                .where(emp.c.sub_mchid == sub_mchid, emp.c.state == EFFECTIVE)
-            ).scalar_one()
-        )
-        self.conn.execute(quota.update().where(quota.c.sub_mchid == sub_mchid).values(effective=count))
+        params = {"k_sub": sub_mchid}
+        _LOCK_QUOTA.rows(self.conn, params)
+        row = _COUNT_EFFECTIVE.first(self.conn, params)
+        count = int(row[0]) if row else 0
+        _SET_EFFECTIVE.rows(self.conn, {**params, "effective": count})
         return count
 
     def reset(self, mchid: str | None) -> None:
         """Delete employees (all, or those of one platform or one second-level merchant) and quotas."""
         if mchid is None:
-            self.conn.execute(emp.delete())
-            self.conn.execute(quota.delete())
+            for stmt in _DELETE_ALL:
+                stmt.rows(self.conn, {})
             return
-        touched = emp.c.mchid == mchid
-        touched = sa.or_(touched, emp.c.sub_mchid == mchid)
-        subs = {r[0] for r in self.conn.execute(sa.select(emp.c.sub_mchid).where(touched).distinct())}
-        self.conn.execute(emp.delete().where(touched))
+        subs = {r[0] for r in _TOUCHED_SUBS.rows(self.conn, {"k_mchid": mchid})}
+        _DELETE_TOUCHED.rows(self.conn, {"k_mchid": mchid})
         subs.add(mchid)
         for sub in sorted(subs):
-            self.conn.execute(quota.delete().where(quota.c.sub_mchid == sub))
+            _DELETE_QUOTA.rows(self.conn, {"k_sub": sub})
             self.recount(sub)

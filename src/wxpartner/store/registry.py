@@ -96,9 +96,15 @@ def merchant_of(row: sa.Row[tuple[object, ...]] | Mapping[str, Any]) -> Merchant
     return _merchant(row)
 
 
+# The employee's pages and control calls read merchants by number: compiled once (db.LeanStatement).
+_MERCHANT = LeanStatement(
+    sa.select(merchants).where(merchants.c.mchid == sa.bindparam("mchid")), tuple(merchants.c.keys())
+)
+
+
 def get_merchant(conn: Connection, mchid: str) -> Merchant | None:
-    row = conn.execute(sa.select(merchants).where(merchants.c.mchid == mchid)).first()
-    return _merchant(row) if row else None
+    m = _MERCHANT.first_mapping(conn, {"mchid": mchid})
+    return _merchant(m) if m else None
 
 
 def list_merchants(conn: Connection) -> list[Merchant]:
@@ -238,11 +244,25 @@ def upsert_merchant(conn: Connection, merchant: Merchant) -> None:
         conn.execute(merchants.insert().values(mchid=merchant.mchid, created_at=time.time(), **values))
 
 
+# The pytest plugin's reset reads them before every test: compiled once (db.LeanStatement).
+_NOTIFY_URLS = LeanStatement(sa.select(merchants.c.mchid, merchants.c.notify_url))
+# Applied iff a row comes back (RETURNING: rowcount is not reliable on every driver).
+_SET_NOTIFY_URL = LeanStatement(
+    merchants.update()
+    .where(merchants.c.mchid == sa.bindparam("mchid"))
+    .values(notify_url=sa.bindparam("url"))
+    .returning(merchants.c.mchid)
+)
+
+
+def notify_urls(conn: Connection) -> dict[str, str | None]:
+    """Every merchant's notify URL (None: none set)."""
+    return {mchid: url for mchid, url in _NOTIFY_URLS.rows(conn, {})}
+
+
 def set_notify_url(conn: Connection, mchid: str, url: str | None) -> bool:
     note_change(conn)
-    return (
-        conn.execute(merchants.update().where(merchants.c.mchid == mchid).values(notify_url=url)).rowcount > 0
-    )
+    return _SET_NOTIFY_URL.first(conn, {"mchid": mchid, "url": url}) is not None
 
 
 def set_key_mode(conn: Connection, mchid: str, key_mode: KeyMode) -> KeyMode | None:

@@ -16,7 +16,22 @@ from .db import LeanStatement, insert_for
 from .schema import rate_counters, request_nonces, sandbox_clock, sandbox_kv
 
 # Statements of the per-request hot path are built once (building them cost more than running them).
-_CLOCK = sa.select(sandbox_clock.c.offset_seconds, sandbox_clock.c.frozen_at).where(sandbox_clock.c.id == 1)
+_CLOCK = LeanStatement(
+    sa.select(sandbox_clock.c.offset_seconds, sandbox_clock.c.frozen_at).where(sandbox_clock.c.id == 1)
+)
+# A clock's change (a control call's, a test's reset): the row's update says RETURNING, and the insert
+# runs iff no row came back (the first change of a new database's clock).
+_UPDATE_CLOCK = LeanStatement(
+    sandbox_clock.update()
+    .where(sandbox_clock.c.id == 1)
+    .values(offset_seconds=sa.bindparam("offset"), frozen_at=sa.bindparam("frozen"))
+    .returning(sandbox_clock.c.id)
+)
+_INSERT_CLOCK = LeanStatement(
+    sandbox_clock.insert().values(
+        id=1, offset_seconds=sa.bindparam("offset"), frozen_at=sa.bindparam("frozen")
+    )
+)
 _RECORD_NONCE = LeanStatement(
     lambda dialect: (
         insert_for(dialect, request_nonces)
@@ -28,7 +43,7 @@ _RECORD_NONCE = LeanStatement(
 
 
 def read_clock(conn: Connection) -> ClockState:
-    row = conn.execute(_CLOCK).first()
+    row = _CLOCK.first(conn, {})
     return ClockState.stored(row[0], row[1]) if row else ClockState()
 
 
@@ -46,10 +61,26 @@ def write_clock(conn: Connection, state: ClockState) -> None:
     """Every change of the clock comes here: the callbacks a clock moved back would hold are made due
     in the same transaction (outbox.clock_set)."""
     note_change(conn)
-    values = {"offset_seconds": state.offset_seconds, "frozen_at": state.frozen_at}
-    if conn.execute(sandbox_clock.update().where(sandbox_clock.c.id == 1).values(**values)).rowcount == 0:
-        conn.execute(sandbox_clock.insert().values(id=1, **values))
+    values = {"offset": state.offset_seconds, "frozen": state.frozen_at}
+    if _UPDATE_CLOCK.first(conn, values) is None:
+        _INSERT_CLOCK.rows(conn, values)
     outbox.clock_set(conn, state.now_ts())
+
+
+# A reset's deletes (every test's): compiled once (db.LeanStatement).
+_FORGET_ALL = (LeanStatement(request_nonces.delete()), LeanStatement(rate_counters.delete()))
+_FORGET_MERCHANT = LeanStatement(
+    request_nonces.delete().where(request_nonces.c.mchid == sa.bindparam("mchid"))
+)
+
+
+def forget_requests(conn: Connection, mchid: str | None) -> None:
+    """A reset's: the nonces seen (all, or one merchant's) and, for all, the rate counters."""
+    if mchid is None:
+        for stmt in _FORGET_ALL:
+            stmt.rows(conn, {})
+    else:
+        _FORGET_MERCHANT.rows(conn, {"mchid": mchid})
 
 
 def record_nonce(conn: Connection, mchid: str, nonce: str, seen_at: float) -> bool:
@@ -205,11 +236,20 @@ def kv_get(conn: Connection, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+# A control call's or a reset's write, compiled once per dialect (db.LeanStatement).
+_KV_SET = LeanStatement(
+    lambda dialect: (
+        insert_for(dialect, sandbox_kv)
+        .values(key=sa.bindparam("k"), value=sa.bindparam("v"))
+        .on_conflict_do_update(index_elements=[sandbox_kv.c.key], set_={"value": sa.bindparam("v")})
+    )
+)
+
+
 def kv_set(conn: Connection, key: str, value: str) -> None:
     """One upsert: two first writes of a key at once (two hosts) both succeed, the later one winning (an
     UPDATE that found no row, then an INSERT, failed the second on the primary key)."""
-    stmt = insert_for(conn, sandbox_kv).values(key=key, value=value)
-    conn.execute(stmt.on_conflict_do_update(index_elements=[sandbox_kv.c.key], set_={"value": value}))
+    _KV_SET.rows(conn, {"k": key, "v": value})
 
 
 def next_sequence(conn: Connection, name: str, start: int) -> int:

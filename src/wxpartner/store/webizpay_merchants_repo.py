@@ -297,16 +297,30 @@ def range_created_at(conn: Connection, range_id: str) -> float | None:
     return float(row[0]) if row else None
 
 
+def _reset_deletes(one_merchant: bool) -> tuple[LeanStatement, ...]:
+    """The resetter's deletes, in order: every row, or one merchant's (bound ``mchid``)."""
+    ranges = webizpay_mch_ranges
+    mchid = sa.bindparam("mchid", type_=sa.String)
+    owned = sa.select(ranges.c.range_id)
+    if one_merchant:
+        owned = owned.where(ranges.c.sp_mchid == mchid)
+    stmts: list[sa.Delete] = [
+        sa.delete(webizpay_mch_identifiers).where(webizpay_mch_identifiers.c.range_id.in_(owned))
+    ]
+    for table in (ranges, webizpay_match_batches, webizpay_funding_proofs, webizpay_bill_files):
+        stmt = sa.delete(table)
+        stmts.append(stmt.where(merchant_rows(table, mchid)) if one_merchant else stmt)
+    return tuple(LeanStatement(stmt) for stmt in stmts)
+
+
+# Every test's reset runs them: compiled once per dialect (db.LeanStatement).
+_RESET_ALL = _reset_deletes(False)
+_RESET_MERCHANT = _reset_deletes(True)
+
+
 def reset(conn: Connection, mchid: str | None) -> None:
     """Scenario RESETTER: delete W9–W17 business data (all, or one merchant's: a sub-merchant's proofs
     and bills too). Sandbox store entities are configuration, not business data, and stay."""
-    ranges = webizpay_mch_ranges
-    owned = sa.select(ranges.c.range_id)
-    if mchid is not None:
-        owned = owned.where(ranges.c.sp_mchid == mchid)
-    conn.execute(sa.delete(webizpay_mch_identifiers).where(webizpay_mch_identifiers.c.range_id.in_(owned)))
-    for table in (ranges, webizpay_match_batches, webizpay_funding_proofs, webizpay_bill_files):
-        stmt = sa.delete(table)
-        if mchid is not None:
-            stmt = stmt.where(merchant_rows(table, mchid))
-        conn.execute(stmt)
+    params = {} if mchid is None else {"mchid": mchid}
+    for stmt in _RESET_ALL if mchid is None else _RESET_MERCHANT:
+        stmt.rows(conn, params)

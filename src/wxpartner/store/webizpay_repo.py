@@ -179,6 +179,117 @@ _DISABLE_CARD = LeanStatement(
     .returning(webizpay_cards.c.card_no)
 )
 
+
+def _by(table: sa.Table, *names: str, for_update: bool = False) -> LeanStatement:
+    """The rows of ``table`` whose columns ``names`` equal the bound values of the same names."""
+    stmt = sa.select(table).where(*(table.c[name] == sa.bindparam(name) for name in names))
+    return LeanStatement(stmt.with_for_update() if for_update else stmt, tuple(table.c.keys()))
+
+
+def _insert_of(table: sa.Table, entity: type) -> sa.Insert:
+    """An insert of every field of the dataclass ``entity`` (``asdict`` of it binds them)."""
+    return table.insert().values({f.name: sa.bindparam(f.name) for f in fields(entity)})
+
+
+# What the employee's pages (W1/W7 links), the sandbox's consents, payments and refunds and the expiry
+# sweep run: compiled once per dialect (db.LeanStatement), the SQL the conn.execute versions sent.
+# Writes whose caller counted rows say RETURNING and are applied iff a row comes back.
+_AUTH_LINK = _by(webizpay_auth_links, "token")
+_CONSUME_AUTH_LINK = LeanStatement(
+    webizpay_auth_links.update()
+    .where(webizpay_auth_links.c.token == sa.bindparam("token"), webizpay_auth_links.c.consumed_at.is_(None))
+    .values(consumed_at=sa.bindparam("at"), employee_id=sa.bindparam("employee_id"))
+    .returning(webizpay_auth_links.c.token)
+)
+_INSERT_RELATION = LeanStatement(
+    lambda dialect: (
+        insert_for(dialect, webizpay_relations)
+        .values({f.name: sa.bindparam(f.name) for f in fields(Relation)})
+        .on_conflict_do_nothing()
+        .returning(webizpay_relations.c.employee_id)
+    )
+)
+_PAYMENT_LINK = _by(webizpay_payment_links, "token")
+_TEMPLATE_RULES: dict[str, Any] = {
+    "card_rule": sa.bindparam("t_card_rule"),
+    "refund_rule": sa.bindparam("t_refund_rule"),
+}
+_PUT_TEMPLATE = LeanStatement(
+    lambda dialect: (
+        insert_for(dialect, webizpay_templates)
+        .values(
+            sp_mchid=sa.bindparam("t_sp"),
+            card_template_id=sa.bindparam("t_id"),
+            created_at=sa.bindparam("t_at"),
+            **_TEMPLATE_RULES,
+        )
+        .on_conflict_do_update(index_elements=["sp_mchid", "card_template_id"], set_=_TEMPLATE_RULES)
+    )
+)
+
+
+def _spend(single: bool) -> LeanStatement:
+    t = webizpay_cards
+    amount = sa.bindparam("amount", type_=sa.BigInteger)
+    cond = [t.c.card_no == sa.bindparam("card_no"), t.c.state == ACTIVE, t.c.remain_amount >= amount]
+    if single:
+        cond.append(t.c.transaction_id.is_(None))
+    return LeanStatement(
+        t.update()
+        .where(*cond)
+        .values(
+            remain_amount=t.c.remain_amount - amount,
+            used_at=sa.bindparam("at"),
+            transaction_id=sa.bindparam("txid"),
+        )
+        .returning(t.c.card_no)
+    )
+
+
+_SPEND = _spend(False)
+_SPEND_SINGLE = _spend(True)
+_INSERT_PAYMENT = LeanStatement(_insert_of(webizpay_payments, Payment))
+_PAYMENT = _by(webizpay_payments, "transaction_id")
+_PAYMENT_FOR_UPDATE = _by(webizpay_payments, "transaction_id", for_update=True)
+_REFUND_BY_OUT_NO = _by(webizpay_refunds, "transaction_id", "out_refund_no")
+_INSERT_REFUND = LeanStatement(
+    lambda dialect: (
+        insert_for(dialect, webizpay_refunds)
+        .values({f.name: sa.bindparam(f.name) for f in fields(Refund)})
+        .on_conflict_do_nothing(index_elements=["transaction_id", "out_refund_no"])
+        .returning(webizpay_refunds.c.refund_id)
+    )
+)
+_BUMP_REFUNDED = LeanStatement(
+    webizpay_payments.update()
+    .where(
+        webizpay_payments.c.transaction_id == sa.bindparam("transaction_id"),
+        webizpay_payments.c.amount - webizpay_payments.c.refunded_amount
+        >= sa.bindparam("amount", type_=sa.BigInteger),
+    )
+    .values(refunded_amount=webizpay_payments.c.refunded_amount + sa.bindparam("amount", type_=sa.BigInteger))
+    .returning(webizpay_payments.c.transaction_id)
+)
+_GIVE_BACK = LeanStatement(
+    webizpay_cards.update()
+    .where(webizpay_cards.c.card_no == sa.bindparam("card_no"))
+    .values(remain_amount=webizpay_cards.c.remain_amount + sa.bindparam("amount", type_=sa.BigInteger))
+)
+# The expiry sweep's batch: the ``take`` most overdue ACTIVE cards, sorted by card_no.
+_OVERDUE = (
+    sa.select(webizpay_cards.c.card_no)
+    .where(webizpay_cards.c.state == ACTIVE, webizpay_cards.c.end_at < sa.bindparam("now"))
+    .order_by(webizpay_cards.c.end_at)
+    .limit(sa.bindparam("take", type_=sa.BigInteger))
+    .scalar_subquery()
+)
+_DUE_CARDS = LeanStatement(
+    sa.select(webizpay_cards)
+    .where(webizpay_cards.c.card_no.in_(_OVERDUE))
+    .order_by(webizpay_cards.c.card_no),
+    tuple(webizpay_cards.c.keys()),
+)
+
 # W8 (revoke): the relation's transition (RETURNING tells applied from not: rowcount is not reliable
 # on every driver) and the employee's ACTIVE cards. W3 with an available-merchant range: whether the
 # range is the provider's (built when first needed: the ranges family owns the table).
@@ -335,17 +446,12 @@ class WebizpayRepo:
     def auth_link(self, token: str) -> AuthLink | None:
         if not storable(token, TOKEN_LENGTH):  # typed into a page: not a token we handed out
             return None
-        row = _row(
-            self.conn.execute(
-                sa.select(webizpay_auth_links).where(webizpay_auth_links.c.token == token)
-            ).first()
-        )
-        return AuthLink(**row) if row else None
+        m = _AUTH_LINK.first_mapping(self.conn, {"token": token})
+        return AuthLink(**m) if m else None
 
     def consume_auth_link(self, token: str, employee_id: str, now: float) -> bool:
-        t = webizpay_auth_links
-        stmt = t.update().where(t.c.token == token, t.c.consumed_at.is_(None))
-        return self.conn.execute(stmt.values(consumed_at=now, employee_id=employee_id)).rowcount == 1
+        params = {"token": token, "employee_id": employee_id, "at": now}
+        return _CONSUME_AUTH_LINK.first(self.conn, params) is not None
 
     def relation(self, employee_id: str) -> Relation | None:
         m = _RELATION.first_mapping(self.conn, {"employee_id": employee_id})
@@ -369,13 +475,7 @@ class WebizpayRepo:
         return Relation(**m) if m else None
 
     def insert_relation(self, relation: Relation) -> bool:
-        stmt = (
-            insert_for(self.conn, webizpay_relations)
-            .values(**asdict(relation))
-            .on_conflict_do_nothing()
-            .returning(webizpay_relations.c.employee_id)
-        )
-        return self.conn.execute(stmt).first() is not None
+        return _INSERT_RELATION.first(self.conn, asdict(relation)) is not None
 
     def revoke_relation(self, employee_id: str, now: float, reason: str) -> bool:
         params = {"employee_id": employee_id, "at": now, "why": reason}
@@ -390,14 +490,14 @@ class WebizpayRepo:
         return Template(row[0], row[1], row[2]) if row else None
 
     def put_template(self, sp_mchid: str, template: Template, now: float) -> None:
-        t = webizpay_templates
-        values = {"card_rule": template.card_rule, "refund_rule": template.refund_rule}
-        stmt = (
-            insert_for(self.conn, t)
-            .values(sp_mchid=sp_mchid, card_template_id=template.card_template_id, created_at=now, **values)
-            .on_conflict_do_update(index_elements=["sp_mchid", "card_template_id"], set_=values)
-        )
-        self.conn.execute(stmt)
+        params = {
+            "t_sp": sp_mchid,
+            "t_id": template.card_template_id,
+            "t_at": now,
+            "t_card_rule": template.card_rule,
+            "t_refund_rule": template.refund_rule,
+        }
+        _PUT_TEMPLATE.rows(self.conn, params)
 
     def templates_of(self, sp_mchid: str | None = None) -> list[dict[str, Any]]:
         t = webizpay_templates
@@ -549,17 +649,9 @@ class WebizpayRepo:
         employee's cards in (active_cards_of). Two transactions that lock several cards in different
         orders can deadlock (PostgreSQL then aborts one: a sweep racing a revoke on another host made
         the revoke a 500), so every writer of several cards takes them in this one order."""
-        t = webizpay_cards
-        overdue = (
-            sa.select(t.c.card_no)
-            .where(t.c.state == ACTIVE, t.c.end_at < now)
-            .order_by(t.c.end_at)
-            .limit(limit)
-            .scalar_subquery()
-        )
-        # Sorted by the database, as active_cards_of is: the same collation.
-        rows = self.conn.execute(sa.select(t).where(t.c.card_no.in_(overdue)).order_by(t.c.card_no))
-        return [Card(**dict(r._mapping)) for r in rows]
+        keys = _DUE_CARDS.keys
+        rows = _DUE_CARDS.rows(self.conn, {"now": now, "take": limit})
+        return [Card(**dict(zip(keys, r, strict=True))) for r in rows]
 
     # ---- the employee's side -----------------------------------------------------------------------
 
@@ -569,37 +661,25 @@ class WebizpayRepo:
     def payment_link(self, token: str) -> PaymentLink | None:
         if not storable(token, TOKEN_LENGTH):
             return None
-        t = webizpay_payment_links
-        row = _row(self.conn.execute(sa.select(t).where(t.c.token == token)).first())
-        return PaymentLink(**row) if row else None
+        m = _PAYMENT_LINK.first_mapping(self.conn, {"token": token})
+        return PaymentLink(**m) if m else None
 
     def spend(self, card_no: str, amount: int, at: float, transaction_id: str, single: bool) -> bool:
-        t = webizpay_cards
-        cond = [t.c.card_no == card_no, t.c.state == ACTIVE, t.c.remain_amount >= amount]
-        if single:
-            cond.append(t.c.transaction_id.is_(None))
-        stmt = (
-            t.update()
-            .where(*cond)
-            .values(remain_amount=t.c.remain_amount - amount, used_at=at, transaction_id=transaction_id)
-        )
-        return self.conn.execute(stmt).rowcount == 1
+        params = {"card_no": card_no, "amount": amount, "at": at, "txid": transaction_id}
+        return (_SPEND_SINGLE if single else _SPEND).first(self.conn, params) is not None
 
     def insert_payment(self, payment: Payment) -> None:
-        self.conn.execute(webizpay_payments.insert().values(**asdict(payment)))
+        _INSERT_PAYMENT.rows(self.conn, asdict(payment))
 
     def payment(self, transaction_id: str) -> Payment | None:
-        t = webizpay_payments
-        row = _row(self.conn.execute(sa.select(t).where(t.c.transaction_id == transaction_id)).first())
-        return Payment(**row) if row else None
+        m = _PAYMENT.first_mapping(self.conn, {"transaction_id": transaction_id})
+        return Payment(**m) if m else None
 
     def payment_for_update(self, transaction_id: str) -> Payment | None:
         """The payment, row-locked until commit (PostgreSQL; SQLite writers are serialized anyway):
         refunds of one payment run one after the other, each seeing the ones committed before it."""
-        t = webizpay_payments
-        stmt = sa.select(t).where(t.c.transaction_id == transaction_id).with_for_update()
-        row = _row(self.conn.execute(stmt).first())
-        return Payment(**row) if row else None
+        m = _PAYMENT_FOR_UPDATE.first_mapping(self.conn, {"transaction_id": transaction_id})
+        return Payment(**m) if m else None
 
     def payment_by_out_trade_no(self, card_no: str, out_trade_no: str) -> Payment | None:
         """The card's payment with ``out_trade_no`` (a scenario's spend loaded again finds it)."""
@@ -614,13 +694,9 @@ class WebizpayRepo:
         return [Payment(**dict(r._mapping)) for r in rows]
 
     def refund_by_out_no(self, transaction_id: str, out_refund_no: str) -> Refund | None:
-        t = webizpay_refunds
-        row = _row(
-            self.conn.execute(
-                sa.select(t).where(t.c.transaction_id == transaction_id, t.c.out_refund_no == out_refund_no)
-            ).first()
-        )
-        return Refund(**row) if row else None
+        params = {"transaction_id": transaction_id, "out_refund_no": out_refund_no}
+        m = _REFUND_BY_OUT_NO.first_mapping(self.conn, params)
+        return Refund(**m) if m else None
 
     def add_refund(self, refund: Refund, give_back: bool, card_no: str) -> bool | None:
         """Record ``refund`` and take its amount off the payment's refundable rest: True when done,
@@ -628,31 +704,13 @@ class WebizpayRepo:
         concurrent refund with the same number committed first; on PostgreSQL the insert waits for it).
         The refund row goes in first, ON CONFLICT DO NOTHING, so two processes racing the same
         out_refund_no never both take the amount (and the loser gets no unique-key error)."""
-        inserted = self.conn.execute(
-            insert_for(self.conn, webizpay_refunds)
-            .values(**asdict(refund))
-            .on_conflict_do_nothing(index_elements=["transaction_id", "out_refund_no"])
-            .returning(webizpay_refunds.c.refund_id)
-        ).first()
-        if inserted is None:
+        if _INSERT_REFUND.first(self.conn, asdict(refund)) is None:
             return None
-        p = webizpay_payments
-        bumped = self.conn.execute(
-            p.update()
-            .where(
-                p.c.transaction_id == refund.transaction_id, p.c.amount - p.c.refunded_amount >= refund.amount
-            )
-            .values(refunded_amount=p.c.refunded_amount + refund.amount)
-        ).rowcount
-        if bumped != 1:
+        bump = {"transaction_id": refund.transaction_id, "amount": refund.amount}
+        if _BUMP_REFUNDED.first(self.conn, bump) is None:
             return False  # the caller refuses, and its transaction takes the refund row back
         if give_back:
-            c = webizpay_cards
-            self.conn.execute(
-                c.update()
-                .where(c.c.card_no == card_no)
-                .values(remain_amount=c.c.remain_amount + refund.amount)
-            )
+            _GIVE_BACK.rows(self.conn, {"card_no": card_no, "amount": refund.amount})
         return True
 
     # ---- the scenario export, and a scenario's recorded payments ------------------------------------
@@ -740,33 +798,57 @@ class WebizpayRepo:
 
 LINK_TABLES = (webizpay_auth_links, webizpay_payment_links)
 
+# The link sweep's statements (every round of every process), compiled once (db.LeanStatement).
+_ANY_EXPIRED = tuple(
+    LeanStatement(sa.select(sa.literal(1)).where(t.c.expires_at < sa.bindparam("cutoff")).limit(1))
+    for t in LINK_TABLES
+)
+
+
+def _delete_expired(t: sa.Table) -> LeanStatement:
+    oldest = (
+        sa.select(t.c.token)
+        .where(t.c.expires_at < sa.bindparam("cutoff"))
+        .order_by(t.c.expires_at)
+        .limit(sa.bindparam("take", type_=sa.BigInteger))
+    )
+    return LeanStatement(t.delete().where(t.c.token.in_(oldest.scalar_subquery())))
+
+
+_DELETE_EXPIRED = tuple(_delete_expired(t) for t in LINK_TABLES)
+
 
 def links_expired_before(conn: Connection, cutoff: float) -> bool:
     """Whether any W1 or W7 link expired before ``cutoff`` (indexed: migration 0012)."""
-    return any(
-        conn.execute(sa.select(sa.literal(1)).where(t.c.expires_at < cutoff).limit(1)).first() is not None
-        for t in LINK_TABLES
-    )
+    return any(stmt.first(conn, {"cutoff": cutoff}) is not None for stmt in _ANY_EXPIRED)
 
 
 def delete_links_expired_before(conn: Connection, cutoff: float, limit: int) -> int:
     """Delete at most ``limit`` links of each kind that expired before ``cutoff`` (a short write, however
     many have gathered: the next sweep takes the next ones). Returns how many went."""
-    deleted = 0
-    for t in LINK_TABLES:
-        oldest = sa.select(t.c.token).where(t.c.expires_at < cutoff).order_by(t.c.expires_at).limit(limit)
-        deleted += conn.execute(t.delete().where(t.c.token.in_(oldest.scalar_subquery()))).rowcount
-    return deleted
+    return sum(stmt.count(conn, {"cutoff": cutoff, "take": limit}) for stmt in _DELETE_EXPIRED)
+
+
+def _merchant_delete(table: sa.Table) -> sa.Delete:
+    """One merchant's rows of ``table`` (service provider or sub-merchant; a refund by its payment)."""
+    mchid = sa.bindparam("mchid", type_=sa.String)
+    if table is webizpay_refunds:
+        paid = webizpay_payments
+        own = sa.select(paid.c.transaction_id).where(merchant_rows(paid, mchid))
+        return table.delete().where(table.c.transaction_id.in_(own))
+    return table.delete().where(merchant_rows(table, mchid))
+
+
+# The resetter's deletes (every test's reset runs them), compiled once per dialect (db.LeanStatement).
+_DELETE_ALL = tuple(LeanStatement(table.delete()) for table in WEBIZPAY_TABLES)
+_DELETE_MERCHANT = tuple(LeanStatement(_merchant_delete(table)) for table in WEBIZPAY_TABLES)
 
 
 def reset(conn: Connection, mchid: str | None) -> None:
     """Scenario resetter: every webizpay row, or one merchant's (service provider or sub-merchant)."""
-    for table in WEBIZPAY_TABLES:
-        if mchid is None:
-            conn.execute(table.delete())
-        elif table is webizpay_refunds:
-            paid = webizpay_payments
-            own = sa.select(paid.c.transaction_id).where(merchant_rows(paid, mchid))
-            conn.execute(table.delete().where(table.c.transaction_id.in_(own)))
-        else:
-            conn.execute(table.delete().where(merchant_rows(table, mchid)))
+    if mchid is None:
+        for stmt in _DELETE_ALL:
+            stmt.rows(conn, {})
+    else:
+        for stmt in _DELETE_MERCHANT:
+            stmt.rows(conn, {"mchid": mchid})

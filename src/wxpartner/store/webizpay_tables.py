@@ -151,7 +151,7 @@ WEBIZPAY_TABLES = (
 )
 
 
-def merchant_rows(table: sa.Table, mchid: str) -> sa.ColumnElement[bool]:
+def merchant_rows(table: sa.Table, mchid: str | sa.BindParameter[str]) -> sa.ColumnElement[bool]:
     """The rows of ``table`` that belong to ``mchid`` as service provider or, where the table names
     one, as the funding sub-merchant (出资子商户): a reset of a sub-merchant takes its cards too."""
     if "sub_mchid" in table.c:
