@@ -62,13 +62,13 @@ REFRESHES = ("FROM sandbox_faults", "FROM platform_keys")
 
 
 @contextlib.contextmanager
-def general_path(db: Database) -> Iterator[list[str]]:
-    """The statements run through ``conn.execute`` while a request is handled, inside the block."""
+def _general_path_when(db: Database, counted: Callable[[], bool]) -> Iterator[list[str]]:
+    """The statements run through ``conn.execute`` while ``counted()`` holds, inside the block."""
     seen: list[str] = []
 
     def record(_conn: Any, clause: Any, *_args: Any) -> None:
         sql = " ".join(str(clause).split())
-        if _in_request() and not any(table in sql for table in REFRESHES):
+        if counted() and not any(table in sql for table in REFRESHES):
             seen.append(sql[:120])
 
     for engine in db.engines:
@@ -78,6 +78,11 @@ def general_path(db: Database) -> Iterator[list[str]]:
     finally:
         for engine in db.engines:
             sa.event.remove(engine, "before_execute", record)
+
+
+def general_path(db: Database) -> contextlib.AbstractContextManager[list[str]]:
+    """The statements run through ``conn.execute`` while a request is handled, inside the block."""
+    return _general_path_when(db, _in_request)
 
 
 def _each(db: Database, calls: dict[str, Callable[[], httpx.Response]]) -> dict[str, list[str]]:
@@ -314,23 +319,9 @@ def _under(files: tuple[str, ...]) -> bool:
     return False
 
 
-@contextlib.contextmanager
-def general_path_under(db: Database, files: tuple[str, ...]) -> Iterator[list[str]]:
+def general_path_under(db: Database, files: tuple[str, ...]) -> contextlib.AbstractContextManager[list[str]]:
     """The statements run through ``conn.execute`` under a function of ``files``, inside the block."""
-    seen: list[str] = []
-
-    def record(_conn: Any, clause: Any, *_args: Any) -> None:
-        sql = " ".join(str(clause).split())
-        if _under(files) and not any(table in sql for table in REFRESHES):
-            seen.append(sql[:120])
-
-    for engine in db.engines:
-        sa.event.listen(engine, "before_execute", record)
-    try:
-        yield seen
-    finally:
-        for engine in db.engines:
-            sa.event.remove(engine, "before_execute", record)
+    return _general_path_when(db, lambda: _under(files))
 
 
 def _each_under(
