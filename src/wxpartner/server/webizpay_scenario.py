@@ -759,23 +759,17 @@ def _load_section(conn: Connection, data: Any, lctx: scenario.LoadContext) -> No
     _check_restored_cards(repo, spec)
     # What was loaded, for each list the section had, as the other sections report theirs: templates
     # counted (they have no id), employees, cards and payments by the ids the sandbox gave them.
-    report: dict[str, Any] = {}
-    if "templates" in given:
-        report["templates"] = len(spec.templates)
-    if "ranges" in given:
-        report["range_ids"] = range_ids
-    if "range_identifiers" in given:
-        report["range_identifiers"] = identifiers
-    if "match_batches" in given:
-        report["batch_ids"] = batch_ids
-    if "employees" in given:
-        report["employee_ids"] = employee_ids
-    if "cards" in given:
-        report["card_nos"] = card_nos
-    if "spends" in given:
-        report["transaction_ids"] = transaction_ids
-    if "refunds" in given:
-        report["refund_ids"] = refund_ids
+    loaded: dict[str, tuple[str, Any]] = {
+        "templates": ("templates", len(spec.templates)),
+        "ranges": ("range_ids", range_ids),
+        "range_identifiers": ("range_identifiers", identifiers),
+        "match_batches": ("batch_ids", batch_ids),
+        "employees": ("employee_ids", employee_ids),
+        "cards": ("card_nos", card_nos),
+        "spends": ("transaction_ids", transaction_ids),
+        "refunds": ("refund_ids", refund_ids),
+    }
+    report = {name: value for key, (name, value) in loaded.items() if key in given}
     lctx.report["webizpay"] = report
 
 
