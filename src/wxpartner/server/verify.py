@@ -158,7 +158,7 @@ class Verifier:
         self._remembered = CredentialCache() if not db.sqlite else None
         # Unknown merchants and serials, answered without a lookup each (server/credential_cache.py).
         self._registered = RegisteredMemory()
-        # From when the replay history is complete for this process's window (_history_from).
+        # From when the replay history is complete for this process's window (learn_history).
         self._complete_from: int | None = None
 
     def check_headers(self, req: RawRequest) -> None:
