@@ -22,11 +22,12 @@ from ..protocol.errors import ApiError
 from ..store.db import Database
 from . import limits
 from .context import Ctx
-from .http import BARE_QUERY, RawRequest, RawResponse, new_request_id
+from .http import BARE_QUERY, RawRequest, RawResponse
 from .keyring import KeyRing
 from .logs import shown_path
 from .operations import REGISTRY, Router
 from .pipeline import Pipeline, Shaping
+from .request_ids import new_request_id
 from .settings import Settings
 from .verify import Verifier
 

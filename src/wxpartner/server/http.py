@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
@@ -59,8 +58,3 @@ class RawResponse:
             if k.lower() == low:
                 return v
         return None
-
-
-def new_request_id() -> str:
-    """Shaped like WeChat Pay's: upper-case hex, a dash, a short suffix."""
-    return f"08{secrets.token_hex(15).upper()}-{secrets.token_hex(4).upper()}"
