@@ -6,8 +6,8 @@ time in seconds (``D0C3A5B906`` = 1730765264), then fields 2, 3 and 4 (``10``, `
 too. Ours are built the same way: field 1 the wall clock's second (not the sandbox clock, which a test
 may move), field 2 ``4`` as in the example, field 3 this process's count of ids, field 4 a random tag
 drawn once per process (again after a fork). Fields 3 and 4 always take five bytes, so every id has the
-example's 42 characters, and no two processes' ids meet unless their tags do (one chance in 2**34) and
-their counts too in the same second.
+example's 42 characters (field 1 too, from 1978 to 3058), and no two processes' ids meet unless their
+tags do (about one chance in 3 * 10**10 for two processes) and their counts too in the same second.
 
 Time first matters beyond looks: every request's id goes into the request journal's ``request_id``
 index, and ids of one second now sort next to each other, so a chunk of journal rows dirties a few
