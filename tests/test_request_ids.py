@@ -8,7 +8,7 @@ import threading
 import time
 
 from support import ApiClient
-from wxpartner.server.request_ids import new_request_id
+from wxpartner.protocol.request_ids import new_request_id
 
 # protocol.md §5: the example Request-ID of a WeChat Pay answer.
 SPEC_EXAMPLE = "08D0C3A5B906100418A0C8E3A90320B0F1A4FA05-0"

@@ -19,6 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ..protocol.constants import H_REQUEST_ID
 from ..protocol.errors import ApiError
+from ..protocol.request_ids import new_request_id
 from ..store.db import Database
 from . import limits
 from .context import Ctx
@@ -27,7 +28,6 @@ from .keyring import KeyRing
 from .logs import shown_path
 from .operations import REGISTRY, Router
 from .pipeline import Pipeline, Shaping
-from .request_ids import new_request_id
 from .settings import Settings
 from .verify import Verifier
 

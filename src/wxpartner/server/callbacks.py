@@ -26,12 +26,12 @@ from sqlalchemy.engine import Connection
 from ..domain.merchants import Merchant, shown_url
 from ..protocol.constants import CALLBACK_ANSWER_TIMEOUT_SECONDS, CALLBACK_USER_AGENT
 from ..protocol.notification import encrypt_resource, sign_notification
+from ..protocol.request_ids import new_request_id
 from ..protocol.times import format_rfc3339
 from ..store import outbox, registry, sandbox
 from ..store.change_signal import GENERATION_KEY
 from ..store.db import Database
 from .keyring import KeyRing
-from .request_ids import new_request_id
 
 # httpx (≈ 30 ms of a start) and the transport on it (callback_network.py) are imported by the first
 # send, not here: a serve that sends no callback never imports them (issue 9). ``serve --notify-ca-file``

@@ -18,9 +18,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..protocol import constants as c
 from ..protocol.errors import ApiError
+from ..protocol.request_ids import new_request_id
 from .http import BARE_QUERY
 from .limits import BODY_TIMEOUT, HEAD_LIMIT, HEAD_TIMEOUT, connection_cap, headers_too_large
-from .request_ids import new_request_id
 
 log = logging.getLogger("wxpartner.http")
 

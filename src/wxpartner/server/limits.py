@@ -30,8 +30,8 @@ from starlette.types import Scope, Send
 
 from ..protocol import constants as c
 from ..protocol.errors import ApiError
+from ..protocol.request_ids import new_request_id
 from .control import has_token
-from .request_ids import new_request_id
 from .settings import Settings
 
 # The unfinished request head (request line + headers) a connection may hold at the HTTP layer.

@@ -20,11 +20,11 @@ from ..protocol import constants as c
 from ..protocol.detail import shown_value
 from ..protocol.errors import ApiError
 from ..protocol.messages import response_message
+from ..protocol.request_ids import new_request_id
 from ..protocol.signing import new_hex_nonce, sign
 from .context import Ctx
 from .http import RawRequest, RawResponse
 from .logs import shown_path
-from .request_ids import new_request_id
 from .validation import parse_body, parse_mapping, single_values
 
 if TYPE_CHECKING:

@@ -22,28 +22,12 @@ import os
 import secrets
 import time
 
-_LOW = 1 << 28  # five-byte varints: values in [2**28, 2**35)
+_LOW = 1 << 28  # fields 3 and 4 in [2**28, 2**35): five-byte varints
 _SPAN = (1 << 35) - _LOW
 
 
-def _varint5(value: int) -> str:
-    """``value`` (in [2**28, 2**35)) as a protobuf varint of exactly five bytes, upper-case hex."""
-    return (
-        bytes(
-            (
-                (value & 0x7F) | 0x80,
-                ((value >> 7) & 0x7F) | 0x80,
-                ((value >> 14) & 0x7F) | 0x80,
-                ((value >> 21) & 0x7F) | 0x80,
-                value >> 28,
-            )
-        )
-        .hex()
-        .upper()
-    )
-
-
 def _varint(value: int) -> str:
+    """``value`` as a protobuf varint, upper-case hex (five bytes for values in [2**28, 2**35))."""
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -55,7 +39,7 @@ def _varint(value: int) -> str:
 class _State:
     def __init__(self) -> None:
         self.count = itertools.count()  # next() is atomic under the GIL: threads share it
-        self.tag = "20" + _varint5(_LOW + secrets.randbelow(_SPAN))
+        self.tag = "20" + _varint(_LOW + secrets.randbelow(_SPAN))
         self.second = -1
         self.head = ""  # fields 1 and 2 and field 3's key, for self.second
 
@@ -65,7 +49,7 @@ _state = _State()
 
 def _after_fork() -> None:
     global _state
-    _state = _State()  # a forked child draws its own tag: its count starts where the parent's was
+    _state = _State()  # a forked child draws its own tag (and counts from 0 under it)
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -76,4 +60,4 @@ def new_request_id() -> str:
     now = int(time.time())
     if now != s.second:
         s.head, s.second = f"08{_varint(now)}100418", now
-    return f"{s.head}{_varint5(_LOW + next(s.count) % _SPAN)}{s.tag}-0"
+    return f"{s.head}{_varint(_LOW + next(s.count) % _SPAN)}{s.tag}-0"
