@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import statistics
 import textwrap
 import time
@@ -157,6 +158,21 @@ def test_loopback_port(wxpartner_live_server: WxPartnerServer) -> None:
             client.webizpay.ranges.create({"sp_mchid": client.mchid, "identifier_type": "ORGANIZATION_CODE"})
         assert info.value.sent is True
         assert len(client.webizpay.ranges.list(sp_mchid=client.mchid).range_list) == 1
+
+
+def test_the_loopback_port_answers_as_serve_does(wxpartner_live_server: WxPartnerServer) -> None:
+    """The same HTTP layer as ``wxpartner serve``: header names in WeChat Pay's case on the wire."""
+    port = int(str(wxpartner_live_server.live_url).rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /v3/certificates HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nUser-Agent: t/1\r\nConnection: close\r\n\r\n"
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head = answer.partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.1 401 ") and b"\r\nRequest-ID: 08" in head, head
+    assert b"\r\nContent-Type: application/json; charset=utf-8\r\n" in head, head
 
 
 def test_async_client_over_the_loopback_port(wxpartner_live_server: WxPartnerServer) -> None:

@@ -342,7 +342,7 @@ def test_live_50_mib_uploads_are_cut_off_early(live: LiveServer) -> None:
         assert sent < 20 * MIB, f"{kind}: {sent} bytes accepted"
         if answer:  # a reset may race the answer on a raw socket; when it arrives it is the 413
             assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
-            assert b'"code":"REQUEST_ENTITY_TOO_LARGE"' in answer and b"connection: close" in answer
+            assert b'"code":"REQUEST_ENTITY_TOO_LARGE"' in answer and b"\r\nConnection: close\r\n" in answer
     assert any(answer for answer, _ in results.values()), "no answer at all to either upload"
     grown = _rss_kib(pid) - base
     record(
@@ -532,7 +532,8 @@ def test_unparseable_http_gets_a_wechat_400(bounded_server: int, request_bytes: 
     answer, _ = _push(bounded_server, request_bytes, ())
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     head, _, body = answer.partition(b"\r\n\r\n")
-    assert b"content-type: application/json; charset=utf-8" in head and b"connection: close" in head
+    assert b"\r\nContent-Type: application/json; charset=utf-8\r\n" in head, head
+    assert b"\r\nConnection: close" in head and b"\r\nRequest-ID: 08" in head, head
     err = json.loads(body)
     assert err["code"] == "INVALID_REQUEST" and err["detail"]["location"] == "http", err
 

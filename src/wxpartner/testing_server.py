@@ -337,11 +337,18 @@ class WxPartnerServer:
             return self.live_url
         import uvicorn
 
+        from .server.http_protocol import BoundedHttpToolsProtocol
+
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
+        config = uvicorn.Config(  # the HTTP layer of `wxpartner serve`: its bounds, its header names
+            self.app,
+            http=BoundedHttpToolsProtocol,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
         )
         self._uvicorn = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [sock]}, daemon=True)

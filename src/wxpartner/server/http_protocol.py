@@ -1,5 +1,6 @@
 """uvicorn's httptools protocol with bounds on the request head, on how long a client may take to
-send a request, and on how many connections a worker holds (see server/limits.py).
+send a request, and on how many connections a worker holds (see server/limits.py), and response
+header names in WeChat Pay's case (``Request-ID``, ``Wechatpay-Signature``: protocol/header_names.py).
 
 httptools buffers a header line of any length until it ends; a client sending an endless header would
 grow the server's memory without limit. This subclass closes such a connection with a WeChat error
@@ -18,6 +19,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..protocol import constants as c
 from ..protocol.errors import ApiError
+from ..protocol.header_names import canonical_head
 from ..protocol.request_ids import new_request_id
 from .http import BARE_QUERY
 from .limits import BODY_TIMEOUT, HEAD_LIMIT, HEAD_TIMEOUT, connection_cap, headers_too_large
@@ -28,11 +30,33 @@ log = logging.getLogger("wxpartner.http")
 def _refusal(err: ApiError) -> bytes:
     body = err.body_bytes()
     head = (
-        f"HTTP/1.1 {err.status} Bad Request\r\ncontent-type: {c.JSON_CONTENT_TYPE}\r\n"
-        f"{c.H_REQUEST_ID.lower()}: {new_request_id()}\r\ncontent-language: zh-CN\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        f"HTTP/1.1 {err.status} Bad Request\r\nContent-Type: {c.JSON_CONTENT_TYPE}\r\n"
+        f"{c.H_REQUEST_ID}: {new_request_id()}\r\nContent-Language: zh-CN\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
+
+
+class _CanonicalHeads:
+    """A request's view of the connection's transport: a response head written through it (uvicorn
+    writes each in one call, after lower-casing every name) goes out with the names in their
+    canonical case; bodies pass as they are. An interim ``100 Continue`` is a head too, and the final
+    head still follows it."""
+
+    __slots__ = ("_head_done", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head_done = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._head_done and bytes(data[:5]) == b"HTTP/":
+            self._head_done = bytes(data[9:10]) != b"1"  # "HTTP/1.1 1xx": more heads to come
+            data = canonical_head(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, close, get_extra_info, ...
+        return getattr(self._transport, name)
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
@@ -96,7 +120,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
     def on_headers_complete(self) -> None:
         self._in_head = False
         bare_query = self.url.endswith(b"?")
-        super().on_headers_complete()  # builds the scope; the app runs later, in a task
+        cycle = self.cycle
+        super().on_headers_complete()  # builds the scope and a cycle; the app runs later, in a task
+        if self.cycle is not cycle:  # not an upgrade: the new request's answer goes out through it
+            self.cycle.transport = cast(asyncio.Transport, _CanonicalHeads(self.transport))
         if bare_query:
             cast(dict[str, Any], self.scope)[BARE_QUERY] = True  # a key of ours, not of ASGI
         self._deadline = self.loop.time() + self.body_timeout

@@ -71,12 +71,12 @@ def sign_response(resp: RawResponse, key: PlatformKey, *, probe: bool = False, t
         signature = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
     if probe:
         signature = c.SIGNATURE_PROBE_PREFIX + signature
-    resp.headers += [
+    resp.headers += [  # in the order of WeChat Pay's answers (spec: protocol.md §11.4)
         (c.H_TIMESTAMP, ts),
         (c.H_NONCE, nonce),
-        (c.H_SIGNATURE, signature),
         (c.H_SERIAL, key.key_id),
         (c.H_SIGNATURE_TYPE, c.SIGNATURE_TYPE),
+        (c.H_SIGNATURE, signature),
     ]
 
 
