@@ -258,7 +258,11 @@ def _bench_backend(args: argparse.Namespace, database_url: str) -> dict[str, Any
         try:
             signers = (demo, _signer(data_dir, CERT_MCHID), _signer(data_dir, CHANNEL_MCHID))
             out.update(_run_all(server, floor, db, *signers, args, sdk_too=not database_url))
-            out["peak_rss_mib"] = {"wxpartner": server.peak_rss_mib(), "floor": floor.peak_rss_mib()}
+            out["peak_rss_mib"] = {
+                "wxpartner": server.peak_rss_mib(),  # each worker with its journal writer
+                "journal_writers": server.writer_rss_mib(),
+                "floor": floor.peak_rss_mib(),
+            }
         finally:
             db.dispose()
             server.stop()

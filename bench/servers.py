@@ -3,6 +3,7 @@ with the same number of worker processes on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -39,11 +40,12 @@ class Server:
         return f"http://{self.host}"
 
     def worker_pids(self) -> list[int]:
-        """uvicorn's worker processes: children of the supervisor that are not multiprocessing helpers."""
+        """uvicorn's worker processes: children of the supervisor that are not multiprocessing helpers
+        (nor, with one worker, that worker's journal writer)."""
         out = []
         for pid in _children(self.proc.pid):
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            if b"resource_tracker" not in cmd:
+            if b"resource_tracker" not in cmd and b"journal_process" not in cmd:
                 out.append(pid)
         return out
 
@@ -52,12 +54,33 @@ class Server:
         (one worker: uvicorn serves in-process)."""
         return self.worker_pids() or [self.proc.pid]
 
+    def journal_writers(self) -> dict[int, int]:
+        """{serving pid: its journal writer process} (wxpartner's `serve` starts one per worker)."""
+        out = {}
+        for pid in self.serving_pids():
+            for child in _children(pid):
+                with contextlib.suppress(OSError):
+                    if b"journal_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+                        out[pid] = child
+        return out
+
     def cpu_seconds(self) -> float:
-        """User + system CPU the serving processes have used so far (a supervisor serves nothing)."""
-        return sum(process_cpu_seconds(pid) for pid in self.serving_pids())
+        """User + system CPU the serving processes and their journal writers have used so far (a
+        supervisor serves nothing). The writers' share is the journal's writing, which a worker did
+        itself before they existed."""
+        pids = self.serving_pids() + list(self.journal_writers().values())
+        return sum(process_cpu_seconds(pid) for pid in pids)
 
     def peak_rss_mib(self) -> list[float]:
-        return [round(_vm_hwm_kib(pid) / 1024, 1) for pid in self.serving_pids()]
+        """Per worker, its peak RSS with its journal writer's."""
+        writers = self.journal_writers()
+        return [
+            round((_vm_hwm_kib(pid) + (_vm_hwm_kib(writers[pid]) if pid in writers else 0)) / 1024, 1)
+            for pid in self.serving_pids()
+        ]
+
+    def writer_rss_mib(self) -> list[float]:
+        return [round(_vm_hwm_kib(pid) / 1024, 1) for pid in self.journal_writers().values()]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

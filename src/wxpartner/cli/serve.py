@@ -206,6 +206,7 @@ def serve(
         tls=tls or tls_cert is not None,
         notify_ca_file=notify_ca_file,
         callback_retention_days=callback_retention_days,
+        journal_process=os.name == "posix",  # a writer process per worker (socket pairs, pass_fds)
     )
     ssl_files: dict[str, str] = {}
     ca_path: Path | None = None

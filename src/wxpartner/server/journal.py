@@ -2,9 +2,11 @@
 
 The pipeline's observer only appends a small dict to an in-process buffer; a background task writes
 the buffer every quarter second, in transactions of at most ``CHUNK`` rows, and once more at
-shutdown, so a normal stop loses nothing. Rows carry no bodies and no keys: a body digest, and for a
-signature mismatch the string-to-sign the server expected (request bodies carry sensitive fields only
-as RSA-OAEP ciphertext).
+shutdown, so a normal stop loses nothing. Under ``serve`` the writing is handed to a process of its
+own at idle priority beside each worker (server/journal_process.py, journal_link.py): the buffer is
+shipped there instead, and a reader's flush waits for its confirmation. Rows carry no bodies and no
+keys: a body digest, and for a signature mismatch the string-to-sign the server expected (request
+bodies carry sensitive fields only as RSA-OAEP ciphertext).
 Retention is bounded: the newest ``journal_keep`` rows (settings.extra, default 10 000) at least, and
 at most about twice as many (two generations, store/ops_repo.py: insert_journal).
 
@@ -31,13 +33,13 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from sqlalchemy.exc import DataError
 
 from ..protocol.authorization import AuthorizationFormatError, parse_authorization
 from ..protocol.errors import ApiError
 from ..protocol.messages import request_message
 from ..store import ops_repo
 from .http import RawRequest, RawResponse
+from .journal_link import JournalLink
 from .responses import error_fields
 
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ log = logging.getLogger("wxpartner.journal")
 FLUSH_INTERVAL = 0.25
 MAX_BUFFER = 20_000  # while the database is down, keep at most this many rows in memory
 CHUNK = 64  # rows per transaction (~1 ms of the writer here)
+SYNC_SECONDS = 5.0  # a reader's flush waits at most this long for the writer process
 MAX_MESSAGE_CHARS = 8192
 UNVERIFIED_RATE = 20.0  # unverified rows a second per process, beyond the burst (settings.extra)
 UNVERIFIED_BURST = 200
@@ -91,6 +94,39 @@ class JournalWriter:
         self.dropped = 0
         # The fault module notes which fault it injected into which request (popped when recorded).
         self.faults: dict[str, str] = {}
+        # `serve`'s workers: the rows go to a writer process at idle priority (server/journal_link.py)
+        self.link: JournalLink | None = None
+
+    def start_process(self) -> None:
+        """Hand the writing to a process of its own (``serve``'s workers; Settings.journal_process).
+        If it cannot start, this process writes its rows itself."""
+        try:
+            self.link = JournalLink()
+        except OSError as exc:
+            log.warning("journal writer process not started (%s); this worker writes its rows", exc)
+
+    @property
+    def shipping(self) -> bool:
+        return self.link is not None and self.link.up
+
+    def ship(self) -> int:
+        """Hand what is buffered to the writer process without waiting for it (the event loop calls
+        this); returns the rows handed over. Nothing when a reader's flush is sending (it sends them),
+        when the writer is far behind (they wait here, bounded by MAX_BUFFER) or gone."""
+        link = self.link
+        if link is None or not link.lock.acquire(blocking=False):
+            return 0
+        try:
+            if not link.room():
+                return 0
+            self._note_skipped()
+            rows = self._take_all()
+            if rows and not link.send_rows(rows):
+                self._put_back(rows)
+                return 0
+            return len(rows)
+        finally:
+            link.lock.release()
 
     def record(self, row: dict[str, Any]) -> None:
         with self._lock:
@@ -128,6 +164,8 @@ class JournalWriter:
         thread) is waited for first: its rows have left the buffer but are not committed, and whoever
         flushes to read its own requests back must find them. ``note``: also note the unverified
         requests left out so far now, not up to SKIPPED_NOTE_INTERVAL later (a reader's flush)."""
+        if self.shipping and self._flush_shipped(note=note):
+            return 0  # written by the writer process (how many is its own count)
         with self._flush_lock:
             pass
         self._note_skipped(now=note)
@@ -138,6 +176,35 @@ class JournalWriter:
                 break
             written += n
         return written
+
+    def _flush_shipped(self, *, note: bool) -> bool:
+        """A flush through the writer process: everything buffered sent, then its acknowledgement
+        that all it received is written. False when the writer went away meanwhile (the caller
+        writes the rows itself) or did not answer within SYNC_SECONDS (a machine too busy to give an
+        idle-priority process any CPU: the rows are written later, and the reader reads without
+        them)."""
+        link = self.link
+        assert link is not None
+        self._note_skipped(now=note)
+        with link.lock:
+            rows = self._take_all()
+            if rows and not link.send_rows(rows):
+                self._put_back(rows)
+                return False
+        if not link.sync(SYNC_SECONDS) and link.up:
+            log.warning("journal writer process did not confirm within %.0f s", SYNC_SECONDS)
+        return link.up
+
+    def _take_all(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = [storable(row) for row in self._rows]
+            self._rows.clear()
+        return rows
+
+    def close_process(self) -> None:
+        """At a stop, after the last flush: the writer process writes what it has and exits."""
+        if self.link is not None:
+            self.link.close(SYNC_SECONDS)
 
     def steps(self) -> int:
         """How many ``flush_step`` calls write what is buffered now."""
@@ -156,42 +223,17 @@ class JournalWriter:
             if not chunk:
                 return 0
             chunk = [storable(row) for row in chunk]
-            try:
-                # Short turns: the writer slot is shared with every request of every worker, and a
-                # quarter second's rows (~300 under load) in one transaction held it for ~10 ms.
-                with self.state.db.write() as conn:
-                    ops_repo.insert_journal(conn, chunk, keep=self.keep)
-            except DataError:
-                return self._one_by_one(chunk)
-            except Exception as exc:
-                self._keep(chunk, exc)
-                return 0
-            return len(chunk)
-
-    def _one_by_one(self, chunk: list[dict[str, Any]]) -> int:
-        """Each row in its own transaction (a failed statement ends a PostgreSQL transaction): a row
-        refused for its data is dropped; any other failure keeps it and the rest for the next try.
-        Returns the rows done with."""
-        written = 0
-        for i, row in enumerate(chunk):
-            try:
-                with self.state.db.write() as conn:
-                    ops_repo.insert_journal(conn, [row], keep=self.keep)
-                written += 1
-            except DataError as exc:
-                self.dropped += 1
-                log.warning(
-                    "journal row %s dropped: the database cannot store it (%s)",
-                    str(row.get("request_id"))[:64],
-                    type(exc.orig).__name__,
-                )
-            except Exception as exc:
-                self._keep(chunk[i:], exc)
-                return i
-        return len(chunk)
+            done, dropped, failure = ops_repo.write_journal_chunk(self.state.db, chunk, self.keep)
+            self.dropped += dropped
+            if failure is not None:
+                self._keep(chunk[done:], failure)
+            return done
 
     def _keep(self, rows: list[dict[str, Any]], exc: Exception) -> None:
         log.warning("journal write failed (%s); %d rows kept for the next try", type(exc).__name__, len(rows))
+        self._put_back(rows)
+
+    def _put_back(self, rows: list[dict[str, Any]]) -> None:
         with self._lock:
             self._rows.extendleft(reversed(rows))
 
@@ -381,10 +423,15 @@ def writer(state: AppState) -> JournalWriter:
 async def flush_loop(state: AppState) -> None:
     """Background task: write the buffer every FLUSH_INTERVAL; write what is left when cancelled."""
     w = writer(state)
+    if state.settings.journal_process and w.link is None:
+        w.start_process()
     try:
         while True:
             await anyio.sleep(FLUSH_INTERVAL)
             if not w.pending():
+                continue
+            if w.shipping:
+                w.ship()  # serialised and handed to the socket: ~2-3 µs a row on the loop, no waiting
                 continue
             if state.pipeline_on_loop:
                 # SQLite, where requests run on the loop too: a chunk at a time (~1.5 ms), answering
@@ -399,3 +446,4 @@ async def flush_loop(state: AppState) -> None:
                 await anyio.to_thread.run_sync(w.flush)
     finally:
         w.flush()  # shutdown: synchronous on purpose, the loop is being cancelled
+        w.close_process()

@@ -51,6 +51,9 @@ class Settings:
     # Delivered and failed callbacks (with their attempts) are deleted this many days (real time) after
     # they finished, by the background delivery task; pending ones never. 0 keeps them for ever.
     callback_retention_days: float = 7.0
+    # The request journal written by a process of its own at idle priority beside each worker
+    # (server/journal_process.py): `serve` sets it; the in-process app writes its rows itself.
+    journal_process: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
     def __repr__(self) -> str:
