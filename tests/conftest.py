@@ -107,6 +107,23 @@ def database_url(
     drop_database(pg_server, name)
 
 
+@pytest.fixture(params=BACKENDS)
+def serve_database(request: pytest.FixtureRequest, pg_server: PgServer | None) -> Iterator[str]:
+    """For a `wxpartner serve` of the test's own: '' (SQLite in the server's data dir, which it
+    creates) or a fresh, empty PostgreSQL database (it migrates it), dropped afterwards."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    if pg_server is None:
+        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
+    name = f"wx_serve_{os.getpid()}_{next(_db_counter)}"
+    url = create_database(pg_server, name)
+    try:
+        yield url
+    finally:
+        drop_database(pg_server, name)
+
+
 @pytest.fixture
 def backend(database_url: str) -> str:
     return "sqlite" if database_url.startswith("sqlite") else "postgres"

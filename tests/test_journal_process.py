@@ -6,42 +6,25 @@ The wire between them (frames, acknowledgements) is tested on a real socket pair
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from conftest import BACKENDS
 from live import Served
-from pg import PgServer, create_database, drop_database
 from wxpartner.server import journal_process as jp
 from wxpartner.store.db import Database, sqlite_url_for
 
-_names = itertools.count()
 
-
-@pytest.fixture(params=BACKENDS)
-def database(request: pytest.FixtureRequest, pg_server: PgServer | None) -> Iterator[str]:
-    """'' (SQLite in the server's data dir) or a fresh PostgreSQL database, dropped afterwards."""
-    if request.param == "sqlite":
-        yield ""
-        return
-    if pg_server is None:
-        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
-    name = f"wx_journal_proc_{os.getpid()}_{next(_names)}"
-    url = create_database(pg_server, name)
-    try:
-        yield url
-    finally:
-        drop_database(pg_server, name)
+@pytest.fixture
+def database(serve_database: str) -> str:
+    return serve_database
 
 
 def serve(tmp_path: Path, database: str, workers: int = 2) -> Served:

@@ -27,9 +27,9 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from conftest import BACKENDS, SANDBOX_TOKEN
+from conftest import SANDBOX_TOKEN
 from live import LiveServer, hosts_on_postgres, start_live_server
-from pg import PgServer, create_database, drop_database
+from pg import PgServer
 from receiver import Receiver, start_receiver
 from support import SP_A, SP_B, SUB_A, ApiClient, World
 from webizpay_support import authorize, issue_body
@@ -41,27 +41,15 @@ from wxpartner.store.db import Database, sqlite_url_for
 pytestmark = pytest.mark.slow
 
 STOP_BOUND_S = 10.0  # docker's SIGKILL comes 10 s after its SIGTERM
-_names = itertools.count()
 
 
 def _id(value: object) -> str:
     return value.name if isinstance(value, signal.Signals) else f"workers{value}"
 
 
-@pytest.fixture(params=BACKENDS)
-def database(request: pytest.FixtureRequest, pg_server: PgServer | None) -> Iterator[str]:
-    """'' (SQLite in the server's data dir) or a fresh PostgreSQL database, dropped afterwards."""
-    if request.param == "sqlite":
-        yield ""
-        return
-    if pg_server is None:
-        pytest.skip("PostgreSQL is not installed here; .ci/run installs it")
-    name = f"wx_stop_{os.getpid()}_{next(_names)}"
-    url = create_database(pg_server, name)
-    try:
-        yield url
-    finally:
-        drop_database(pg_server, name)
+@pytest.fixture
+def database(serve_database: str) -> str:
+    return serve_database
 
 
 def _db(server: LiveServer, database: str) -> Database:
