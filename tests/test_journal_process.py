@@ -85,7 +85,10 @@ def control(served: Served) -> httpx.Client:
 def test_each_worker_has_an_idle_priority_writer(tmp_path: Path, database: str) -> None:
     served = serve(tmp_path, database)
     try:
-        found = {}
+        found: dict[int, int] = {}
+        assert not writers(served)  # started with their workers' first rows, not before
+        for _ in range(40):  # new connections land on the workers by a hash: enough reach both
+            httpx.get(served.url + "/v3/certificates", headers={"Connection": "close"}, timeout=20)
         deadline = time.monotonic() + 20
         while len(found) < 2 and time.monotonic() < deadline:
             found = writers(served)
@@ -147,6 +150,8 @@ def test_a_stop_loses_nothing(tmp_path: Path, database: str, ctrl_c: str) -> Non
 def test_a_worker_whose_writer_died_writes_its_rows_itself(tmp_path: Path, database: str) -> None:
     served = serve(tmp_path, database, workers=1)
     try:
+        with httpx.Client(base_url=served.url, timeout=20) as http:
+            unsigned(http, 1)  # the writer starts with the first rows
         deadline = time.monotonic() + 20
         while not (found := writers(served)) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -199,6 +204,8 @@ def test_the_benchmark_counts_the_writers(tmp_path: Path, workers: int) -> None:
 
     server = start_wxpartner(tmp_path / "data", workers)
     try:
+        for _ in range(40):  # new connections, spread over the workers by the kernel's hash
+            httpx.get(server.url + "/v3/certificates", headers={"Connection": "close"}, timeout=20)
         deadline = time.monotonic() + 20
         while len(found := server.journal_writers()) < workers and time.monotonic() < deadline:
             time.sleep(0.1)
