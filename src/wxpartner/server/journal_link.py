@@ -5,7 +5,8 @@ what the socket cannot take yet waits here, already framed, and goes first next 
 stays whole and the loop never waits for the writer (which runs at idle priority and may be put off
 while the machine is busy). A reader's flush, in a thread, waits for the writer's acknowledgement.
 When the writer is gone (it died, or could not start) the link is down and the worker writes its rows
-itself, as the in-process app does; frames it had not sent yet are lost and counted.
+itself, as the in-process app does: the rows of the send that found it gone are kept, earlier frames
+not yet wholly sent are lost and counted (``lost_rows``, logged).
 """
 
 from __future__ import annotations
@@ -51,10 +52,6 @@ class JournalLink:
         self._unsent_rows: list[int] = []  # rows in each frame not wholly sent yet, oldest first
         self._acks = bytearray()
         self._syncs = 0
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
     def room(self) -> bool:
         return self.up and len(self._unsent) < MAX_UNSENT
