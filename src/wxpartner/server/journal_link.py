@@ -35,6 +35,10 @@ class JournalLink:
                 [sys.executable, "-m", "wxpartner.server.journal_process", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
+                # A session of its own: Ctrl-C in a terminal signals the whole foreground group, and a
+                # writer still starting (before it ignores such signals) died of it with the last rows.
+                # It ends when its worker closes the socket pair, whatever signals the worker gets.
+                start_new_session=True,
             )
         except BaseException:
             ours.close()
