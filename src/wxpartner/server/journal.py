@@ -120,11 +120,7 @@ class JournalWriter:
             if not link.room():
                 return 0
             self._note_skipped()
-            rows = self._take_all()
-            if rows and not link.send_rows(rows):
-                self._put_back(rows)
-                return 0
-            return len(rows)
+            return self._send_buffered(link)
         finally:
             link.lock.release()
 
@@ -187,19 +183,21 @@ class JournalWriter:
         assert link is not None
         self._note_skipped(now=note)
         with link.lock:
-            rows = self._take_all()
-            if rows and not link.send_rows(rows):
-                self._put_back(rows)
-                return False
+            self._send_buffered(link)
         if not link.sync(SYNC_SECONDS) and link.up:
             log.warning("journal writer process did not confirm within %.0f s", SYNC_SECONDS)
         return link.up
 
-    def _take_all(self) -> list[dict[str, Any]]:
+    def _send_buffered(self, link: JournalLink) -> int:
+        """Everything buffered to the writer (the caller holds ``link.lock``); the rows sent, 0 and
+        the rows back in the buffer when the writer is gone."""
         with self._lock:
             rows = [storable(row) for row in self._rows]
             self._rows.clear()
-        return rows
+        if rows and not link.send_rows(rows):
+            self._put_back(rows)
+            return 0
+        return len(rows)
 
     def close_process(self) -> None:
         """At a stop, after the last flush: the writer process writes what it has and exits."""

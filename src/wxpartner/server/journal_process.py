@@ -110,14 +110,12 @@ class _Writer:
         self.db = Database(url, pool_size=1)
         self.keep = keep
         self.pending: deque[dict[str, Any]] = deque()
-        self.dropped = 0
         self.retry_at = 0.0
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         self.pending.extend(rows)
         while len(self.pending) > MAX_PENDING:
             self.pending.popleft()
-            self.dropped += 1
 
     def write_chunk(self) -> bool:
         """The oldest CHUNK pending rows; False when it failed (they stay pending)."""
@@ -126,8 +124,7 @@ class _Writer:
         if time.monotonic() < self.retry_at:
             return False
         chunk = [self.pending.popleft() for _ in range(min(CHUNK, len(self.pending)))]
-        done, dropped, failure = ops_repo.write_journal_chunk(self.db, chunk, self.keep)
-        self.dropped += dropped
+        done, _, failure = ops_repo.write_journal_chunk(self.db, chunk, self.keep)  # drops are logged
         if failure is None:
             return True
         self.pending.extendleft(reversed(chunk[done:]))
