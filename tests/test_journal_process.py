@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +19,12 @@ import pytest
 import sqlalchemy as sa
 
 from live import Served
+from wxpartner.server import journal
 from wxpartner.server import journal_process as jp
+from wxpartner.server.app import WxPartnerApp
+from wxpartner.server.journal_link import JournalLink
+from wxpartner.server.settings import ENV_VAR, Settings
+from wxpartner.store import ops_repo
 from wxpartner.store.db import Database, sqlite_url_for
 
 
@@ -159,18 +165,44 @@ def test_a_worker_whose_writer_died_writes_its_rows_itself(tmp_path: Path, datab
         with control(served) as http:
             before = unsigned(http, 5)
             http.get("/sandbox/journal", params={"limit": 1})  # flushed: written and acknowledged
+            os.kill(writer, signal.SIGSTOP)
+            held = unsigned(http, 5)
+            time.sleep(0.6)  # shipped to the stopped writer: it never writes them
             os.kill(writer, signal.SIGKILL)
             while Path(f"/proc/{writer}").exists() and "Z" not in Path(f"/proc/{writer}/stat").read_text():
                 time.sleep(0.01)
-            after = unsigned(http, 5)  # the next flush finds the writer gone: kept, written here
+            after = unsigned(http, 5)  # the next flush finds the writer gone: taken back, written here
             time.sleep(0.6)
             again = unsigned(http, 5)
             listed = http.get("/sandbox/journal", params={"limit": 100}).json()["data"]
-        assert set(before + after + again) <= {r["request_id"] for r in listed}
+        assert set(before + held + after + again) <= {r["request_id"] for r in listed}
     finally:
         served.stop()
     assert served.proc.stderr is not None
     assert b"journal writer process" in served.proc.stderr.read()
+
+
+def test_a_stop_waits_for_a_stalled_writer_only_so_long(tmp_path: Path, database: str) -> None:
+    """A writer given no CPU (stopped here) when ``serve`` stops: the worker waits 5 s for it, kills
+    it and writes its rows itself, so ``serve`` has exited with every row in the journal."""
+    served = serve(tmp_path, database, workers=1)
+    try:
+        with httpx.Client(base_url=served.url, timeout=20) as http:
+            ids = unsigned(http, 3)
+            deadline = time.monotonic() + 20
+            while not (found := writers(served)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            ((_, writer),) = found.items()
+            os.kill(writer, signal.SIGSTOP)
+            ids += unsigned(http, 20)
+    finally:
+        started = time.monotonic()
+        served.stop()
+    assert served.proc.returncode == 0 and time.monotonic() - started < 15
+    assert set(ids) <= journal_ids(database, served)
+    assert not Path(f"/proc/{writer}").exists()
+    assert served.proc.stderr is not None
+    assert b"still writing after 5 s: stopped" in served.proc.stderr.read()
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -187,13 +219,127 @@ def test_frames_and_acknowledgements_on_a_socket_pair() -> None:
         assert frames.next(None) == ("rows", rows)
         assert frames.next(None) == ("sync", 7)
         assert frames.next(0.05) is None  # nothing more yet
-        theirs.sendall(jp.ack(7))
-        assert jp.read_ack(ours.recv(jp.ACK_SIZE)) == 7
+        theirs.sendall(jp.ack(jp.SYNCED, 7) + jp.ack(jp.WRITTEN, 3))
+        assert jp.read_ack(ours.recv(jp.ACK_SIZE)) == (jp.SYNCED, 7)
+        assert jp.read_ack(ours.recv(jp.ACK_SIZE)) == (jp.WRITTEN, 3)
+        assert jp.unframe(jp.frame(("rows", rows))) == ("rows", rows)
         ours.shutdown(socket.SHUT_WR)
         with pytest.raises(EOFError):
             frames.next(None)
         with pytest.raises(ValueError):
             jp.read_ack(b"X" + bytes(8))
+
+
+# A stand-in writer: it takes two frames of rows, says it is done with the first 70 rows (the second
+# frame's first 20 among them), then waits for the end of the stream, or ignores it and hangs.
+_PARTIAL_WRITER = """
+import socket, sys, time
+from wxpartner.server import journal_process as jp
+sock = socket.socket(fileno=int(sys.argv[-1]))
+frames = jp._Frames(sock)
+frames.next(None), frames.next(None)
+sock.sendall(jp.ack(jp.WRITTEN, 70))
+if sys.argv[1] == "hang":
+    time.sleep(60)
+try:
+    frames.next(None)
+except EOFError:
+    pass
+"""
+
+
+@pytest.mark.parametrize("writer", ["exits", "hang"])
+def test_the_link_takes_back_exactly_the_rows_not_written(writer: str) -> None:
+    """Rows are kept until the writer counts them done, across frame boundaries; a writer that does
+    not end within the stop's wait is killed, and what it did not write comes back either way."""
+    link = JournalLink((sys.executable, "-c", _PARTIAL_WRITER, writer))
+    rows = [{"request_id": f"r{i}", "status": 200} for i in range(100)]
+    with link.lock:
+        link.send_rows(rows[:50])
+        link.send_rows(rows[50:])
+    started = time.monotonic()
+    left = link.close(1.0)
+    took = time.monotonic() - started
+    assert left == rows[70:]
+    assert link.proc.returncode == (0 if writer == "exits" else -signal.SIGKILL)
+    assert took < 0.9 if writer == "exits" else 0.95 < took < 5
+    assert not link.up and link.close(1.0) == []
+
+
+def _rows(prefix: str, n: int) -> list[dict[str, object]]:
+    return [
+        {
+            "request_id": f"{prefix}-{i}",
+            "at": time.time(),
+            "method": "GET",
+            "path": "/v3/x",
+            "operation": "test",
+            "status": 200,
+            "latency_ms": 0.1,
+            "verification": "ok",
+        }
+        for i in range(n)
+    ]
+
+
+def _journaled(app: WxPartnerApp) -> list[str]:
+    with app.state.db.read() as conn:
+        return [
+            str(r)
+            for t in ("request_journal", "request_journal_1")
+            for r in conn.execute(sa.text(f"SELECT request_id FROM {t}")).scalars()
+        ]
+
+
+def test_rows_a_stalled_writer_holds_are_written_by_its_worker_at_a_stop(
+    app: WxPartnerApp, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer runs at idle priority and a busy machine may give it no CPU while its worker stops
+    (a stopped process here): the worker waits SYNC_SECONDS, kills it and writes what it was not told
+    was written, each row once."""
+    monkeypatch.setenv(ENV_VAR, settings.to_env())
+    monkeypatch.setattr(journal, "SYNC_SECONDS", 1.0)
+    w = journal.JournalWriter(app.state)
+    w.start_process()
+    assert w.shipping
+    for row in _rows("early", 100):
+        w.record(row)
+    assert w.ship() == 100
+    w.flush()  # a reader's: written by the writer, acknowledged
+    assert sorted(_journaled(app)) == sorted(f"early-{i}" for i in range(100))
+    assert w.link is not None
+    os.kill(w.link.proc.pid, signal.SIGSTOP)
+    for row in _rows("late", 150):
+        w.record(row)
+    w.ship()  # in the socket, or taken by the writer before it stopped: never written by it
+    for row in _rows("last", 10):
+        w.record(row)  # still in the worker's buffer at the stop
+    started = time.monotonic()
+    w.close_process()
+    assert 0.9 < time.monotonic() - started < 5
+    assert not w.shipping and w.link.proc.returncode == -signal.SIGKILL
+    w.flush()
+    ids = _journaled(app)
+    assert len(ids) == len(set(ids)) == 260
+    assert set(ids) == {
+        f"{p}-{i}" for p, n in (("early", 100), ("late", 150), ("last", 10)) for i in range(n)
+    }
+
+
+def test_a_chunk_written_but_not_acknowledged_is_not_written_twice(app: WxPartnerApp) -> None:
+    """A writer can end between its commit and its acknowledgement: of the rows taken back, those
+    the journal already holds are left out."""
+    w = journal.JournalWriter(app.state)
+    rows = _rows("back", 80)
+    ops_repo.write_journal_chunk(app.state.db, rows[:30], w.keep)  # its last commit
+    w.record(_rows("newer", 1)[0])
+    w._take_back(rows)
+    w.flush()
+    ids = _journaled(app)
+    assert len(ids) == len(set(ids)) == 81
+    with app.state.db.read() as conn:
+        newest = ops_repo.list_journal(conn, ops_repo.JournalFilter(limit=1))[0]
+    assert newest["request_id"] == "newer-0"  # taken back rows go before what is buffered
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -186,23 +186,50 @@ class JournalWriter:
             self._send_buffered(link)
         if not link.sync(SYNC_SECONDS) and link.up:
             log.warning("journal writer process did not confirm within %.0f s", SYNC_SECONDS)
+        if not link.up:
+            with link.lock:
+                self._take_back(link.take_back())
         return link.up
 
     def _send_buffered(self, link: JournalLink) -> int:
-        """Everything buffered to the writer (the caller holds ``link.lock``); the rows sent, 0 and
-        the rows back in the buffer when the writer is gone."""
+        """Everything buffered to the writer (the caller holds ``link.lock``); the rows sent, 0 when
+        the writer is gone: then every row it did not write is back in the buffer."""
         with self._lock:
             rows = [storable(row) for row in self._rows]
             self._rows.clear()
-        if rows and not link.send_rows(rows):
-            self._put_back(rows)
+        if rows:
+            link.send_rows(rows)
+        if not link.up:
+            self._take_back(link.take_back())
             return 0
         return len(rows)
 
+    def _take_back(self, rows: list[dict[str, Any]]) -> None:
+        """Rows the writer process did not say it wrote, to the head of the buffer (they are older
+        than what is there). Its last chunk may be written all the same (it ended between its commit
+        and its acknowledgement): the rows of theirs the journal already holds are left out."""
+        if not rows:
+            return
+        try:
+            there = ops_repo.journaled_request_ids(self.state.db, [r["request_id"] for r in rows[:CHUNK]])
+        except Exception as exc:  # the database is down: writing them will fail and keep them too
+            log.warning("journal: could not check the writer's last rows (%s)", type(exc).__name__)
+            there = set()
+        self._put_back([r for i, r in enumerate(rows) if i >= CHUNK or r["request_id"] not in there])
+
     def close_process(self) -> None:
-        """At a stop, after the last flush: the writer process writes what it has and exits."""
-        if self.link is not None:
-            self.link.close(SYNC_SECONDS)
+        """At a stop: the writer process is sent what is buffered, writes it and exits, waited for up
+        to SYNC_SECONDS (an idle-priority process on a busy machine may get no CPU: then it is killed);
+        the rows it did not write come back to the buffer, for this process's last flush."""
+        link = self.link
+        if link is None:
+            return
+        with link.lock:
+            if link.up:
+                self._send_buffered(link)
+        left = link.close(SYNC_SECONDS)
+        with link.lock:
+            self._take_back(left)
 
     def steps(self) -> int:
         """How many ``flush_step`` calls write what is buffered now."""
@@ -444,6 +471,6 @@ async def flush_loop(state: AppState) -> None:
                     await anyio.sleep(0)
             else:
                 await anyio.to_thread.run_sync(w.flush)
-    finally:
-        w.flush()  # shutdown: synchronous on purpose, the loop is being cancelled
-        w.close_process()
+    finally:  # shutdown: synchronous on purpose, the loop is being cancelled
+        w.close_process()  # what the writer process does not write within its wait comes back here
+        w.flush()

@@ -10,11 +10,15 @@ it holds the GIL while binding rows, and the loop waits for it.
 The worker (server/journal_link.py: ``JournalLink``) ships its buffered rows over a socket pair, in frames
 of a 4-byte big-endian length and a ``marshal``-ed tuple:
 
-- ``("rows", [row, ...])``: written here, ``CHUNK`` rows per transaction, as the worker would;
-- ``("sync", n)``: answered ``b"S"`` + ``n`` (8 bytes) once every row received before it is written
-  or dropped (a reader's flush: it finds its worker's requests), or after 4 s of a database that
-  refuses them (they stay pending);
-- end of file (the worker stopped or died): what is pending is written, then the process exits.
+- ``("rows", [row, ...])``: written here, ``CHUNK`` rows per transaction, as the worker would; after
+  each transaction the writer answers ``b"W"`` + the rows done with so far (8 bytes, counted from the
+  first row it was sent: written, or dropped as unstorable or beyond ``MAX_PENDING``). The worker keeps
+  every row until it is counted there, so rows a writer received and never wrote (it died, or was
+  still put off at idle priority when its worker stopped and killed it) are written by the worker;
+- ``("sync", n)``: answered ``b"S"`` + ``n`` once every row received before it is written or dropped
+  (a reader's flush: it finds its worker's requests), or after 4 s of a database that refuses them
+  (they stay pending);
+- end of file (the worker is stopping): what is pending is written, then the process exits.
 
 The database comes from the worker's settings (``WXPARTNER_SETTINGS``, inherited): its URL may hold a
 password, so it is not on the command line. Rows that fail to write for anything but their data stay
@@ -60,18 +64,27 @@ def frame(message: tuple[Any, ...]) -> bytes:
     return _HEAD.pack(len(data)) + data
 
 
-def ack(n: int) -> bytes:
-    return _ACK.pack(b"S", n)
+def unframe(data: bytes) -> tuple[Any, ...]:
+    """The message of one whole frame."""
+    return tuple(marshal.loads(data[_HEAD.size :]))
+
+
+SYNCED, WRITTEN = b"S", b"W"
+
+
+def ack(kind: bytes, n: int) -> bytes:
+    return _ACK.pack(kind, n)
 
 
 ACK_SIZE = _ACK.size
 
 
-def read_ack(data: bytes) -> int:
+def read_ack(data: bytes) -> tuple[bytes, int]:
+    """(SYNCED, the sync's number) or (WRITTEN, the rows done with so far)."""
     kind, n = _ACK.unpack(data)
-    if kind != b"S":
+    if kind not in (SYNCED, WRITTEN):
         raise ValueError(f"not an acknowledgement: {data!r}")
-    return int(n)
+    return kind, int(n)
 
 
 class _Frames:
@@ -104,18 +117,29 @@ class _Frames:
 
 
 class _Writer:
-    def __init__(self, url: str, keep: int) -> None:
+    def __init__(self, sock: socket.socket, url: str, keep: int) -> None:
         from ..store.db import Database
 
+        self.sock = sock
         self.db = Database(url, pool_size=1)
         self.keep = keep
         self.pending: deque[dict[str, Any]] = deque()
         self.retry_at = 0.0
+        self.done = 0  # rows done with, in the order received: what the worker may forget
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         self.pending.extend(rows)
-        while len(self.pending) > MAX_PENDING:
-            self.pending.popleft()
+        if len(self.pending) > MAX_PENDING:
+            over = len(self.pending) - MAX_PENDING
+            for _ in range(over):
+                self.pending.popleft()
+            log.warning("journal writer %d rows behind: the %d oldest dropped", MAX_PENDING, over)
+            self._done_with(over)
+
+    def _done_with(self, rows: int) -> None:
+        if rows:
+            self.done += rows
+            self.sock.sendall(ack(WRITTEN, self.done))
 
     def write_chunk(self) -> bool:
         """The oldest CHUNK pending rows; False when it failed (they stay pending)."""
@@ -125,6 +149,7 @@ class _Writer:
             return False
         chunk = [self.pending.popleft() for _ in range(min(CHUNK, len(self.pending)))]
         done, _, failure = ops_repo.write_journal_chunk(self.db, chunk, self.keep)  # drops are logged
+        self._done_with(done)
         if failure is None:
             return True
         self.pending.extendleft(reversed(chunk[done:]))
@@ -143,7 +168,7 @@ class _Writer:
 
 
 def serve(sock: socket.socket, url: str, keep: int) -> None:
-    writer = _Writer(url, keep)
+    writer = _Writer(sock, url, keep)
     frames = _Frames(sock)
     try:
         while True:
@@ -161,7 +186,7 @@ def serve(sock: socket.socket, url: str, keep: int) -> None:
                 writer.add(message[1])
             elif message[0] == "sync":  # answered within 4 s, before the worker's 5 s wait ends
                 writer.write_all(time.monotonic() + 4)
-                sock.sendall(ack(int(message[1])))
+                sock.sendall(ack(SYNCED, int(message[1])))
     finally:
         writer.db.dispose()
 

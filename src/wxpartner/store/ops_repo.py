@@ -125,6 +125,20 @@ def write_journal_chunk(
     return len(chunk), dropped, None
 
 
+def journaled_request_ids(db: Database, request_ids: Sequence[str]) -> set[str]:
+    """Which of ``request_ids`` the journal holds (by its request_id index, both generations)."""
+    if not request_ids:
+        return set()
+    with db.read() as conn:
+        return {
+            str(v)
+            for t in JOURNAL_GENERATIONS
+            for v in conn.execute(
+                sa.select(t.c.request_id).where(t.c.request_id.in_(list(request_ids)))
+            ).scalars()
+        }
+
+
 def _empty_postgres(conn: Connection, table: str) -> None:
     """TRUNCATE: a DELETE would leave every row behind for VACUUM. A role granted DELETE but not
     TRUNCATE (an application role narrower than the one that migrated) deletes instead; the savepoint
