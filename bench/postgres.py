@@ -52,17 +52,23 @@ class PrivatePostgres:
         self.port = port
         self.url = ""
         self._server: Any = None
+        self._pg: Any = None
 
     def start(self) -> None:
         pg = _pg_module()
         if not _ensure_installed(pg):
             raise PostgresUnavailable("PostgreSQL is not installed (apt-get install postgresql, as root)")
+        self._pg = pg
         self._server = pg.start_pg(self.port, own=True, settings=BENCH_SETTINGS)
         try:
             self.url = pg.create_database(self._server, "wxbench")
         except Exception:
             self._server.stop()
             raise
+
+    def another(self, name: str) -> str:
+        """The URL of a second fresh database on the same server (the big store's)."""
+        return str(self._pg.create_database(self._server, name))
 
     def __enter__(self) -> PrivatePostgres:
         return self
