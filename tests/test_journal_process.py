@@ -64,6 +64,15 @@ def writers(served: Served) -> dict[int, int]:
     return out
 
 
+def idle_priority(pid: int) -> bool:
+    """The writer's scheduling class once it has set it: its first step, but a process found just
+    after its start has not run it yet."""
+    deadline = time.monotonic() + 10
+    while os.sched_getscheduler(pid) != os.SCHED_IDLE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return os.sched_getscheduler(pid) == os.SCHED_IDLE
+
+
 def journal_ids(database: str, served: Served) -> set[str]:
     db = Database(database or sqlite_url_for(served.data_dir))
     try:
@@ -101,7 +110,7 @@ def test_each_worker_has_an_idle_priority_writer(tmp_path: Path, database: str) 
             time.sleep(0.1)
         assert len(found) == 2, found
         for writer in found.values():
-            assert os.sched_getscheduler(writer) == os.SCHED_IDLE
+            assert idle_priority(writer)
             cmdline = Path(f"/proc/{writer}/cmdline").read_bytes()
             assert b"postgresql" not in cmdline and b"sqlite" not in cmdline, cmdline  # no URL, no password
     finally:
@@ -153,7 +162,7 @@ def test_a_stop_loses_nothing(tmp_path: Path, database: str, ctrl_c: str) -> Non
     assert len(ids) == 200 and set(ids) <= journal_ids(database, served)
 
 
-def test_a_worker_whose_writer_died_writes_its_rows_itself(tmp_path: Path, database: str) -> None:
+def test_a_worker_whose_writer_died_writes_its_rows_and_starts_another(tmp_path: Path, database: str) -> None:
     served = serve(tmp_path, database, workers=1)
     try:
         with httpx.Client(base_url=served.url, timeout=20) as http:
@@ -161,7 +170,7 @@ def test_a_worker_whose_writer_died_writes_its_rows_itself(tmp_path: Path, datab
         deadline = time.monotonic() + 20
         while not (found := writers(served)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        ((_, writer),) = found.items()
+        ((worker, writer),) = found.items()
         with control(served) as http:
             before = unsigned(http, 5)
             http.get("/sandbox/journal", params={"limit": 1})  # flushed: written and acknowledged
@@ -175,11 +184,23 @@ def test_a_worker_whose_writer_died_writes_its_rows_itself(tmp_path: Path, datab
             time.sleep(0.6)
             again = unsigned(http, 5)
             listed = http.get("/sandbox/journal", params={"limit": 100}).json()["data"]
-        assert set(before + held + after + again) <= {r["request_id"] for r in listed}
+            assert set(before + held + after + again) <= {r["request_id"] for r in listed}
+            # Another writer takes over (two seconds after the first one's start at most), at idle priority.
+            deadline = time.monotonic() + 20
+            while (found := writers(served)).get(worker, writer) == writer and time.monotonic() < deadline:
+                unsigned(http, 1)
+                time.sleep(0.2)
+            assert found[worker] != writer
+            if hasattr(os, "SCHED_IDLE"):
+                assert idle_priority(found[worker])
+            later = unsigned(http, 5)
+            found_later = http.get("/sandbox/journal", params={"request_id": later[-1]}).json()["data"]
+            assert [r["request_id"] for r in found_later] == [later[-1]]
     finally:
         served.stop()
     assert served.proc.stderr is not None
-    assert b"journal writer process" in served.proc.stderr.read()
+    log = served.proc.stderr.read()
+    assert b"journal writer process" in log and b"started in place of" in log
 
 
 def test_a_stop_waits_for_a_stalled_writer_only_so_long(tmp_path: Path, database: str) -> None:

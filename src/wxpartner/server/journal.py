@@ -52,6 +52,7 @@ FLUSH_INTERVAL = 0.25
 MAX_BUFFER = 20_000  # while the database is down, keep at most this many rows in memory
 CHUNK = 64  # rows per transaction (~1 ms of the writer here)
 SYNC_SECONDS = 5.0  # a reader's flush waits at most this long for the writer process
+MAX_RESTART_SECONDS = 60.0  # a writer process that went away is replaced after at most this long
 MAX_MESSAGE_CHARS = 8192
 UNVERIFIED_RATE = 20.0  # unverified rows a second per process, beyond the burst (settings.extra)
 UNVERIFIED_BURST = 200
@@ -96,14 +97,33 @@ class JournalWriter:
         self.faults: dict[str, str] = {}
         # `serve`'s workers: the rows go to a writer process at idle priority (server/journal_link.py)
         self.link: JournalLink | None = None
+        self._started_at = -float("inf")
+        self._restart_after = 1.0
 
     def start_process(self) -> None:
         """Hand the writing to a process of its own (``serve``'s workers; Settings.journal_process).
-        If it cannot start, this process writes its rows itself."""
+        If it cannot start, this process writes its rows itself. A writer that went away is replaced
+        (``restart_due``); the rows it did not write are back in the buffer already."""
+        old, self.link = self.link, None
+        if old is not None:
+            self._take_back(old.close(0))
+        self._started_at = time.monotonic()
         try:
             self.link = JournalLink()
         except OSError as exc:
             log.warning("journal writer process not started (%s); this worker writes its rows", exc)
+            return
+        if old is not None:
+            log.warning("journal writer process %s started in place of %s", self.link.proc.pid, old.proc.pid)
+
+    def restart_due(self) -> bool:
+        """No writer process yet, or it went away and another may start: two seconds after the
+        previous start, then four, eight..., at most a minute (a writer that cannot run is not
+        started again and again)."""
+        if self.shipping or time.monotonic() - self._started_at < self._restart_after:
+            return False
+        self._restart_after = min(self._restart_after * 2, MAX_RESTART_SECONDS)
+        return True
 
     @property
     def shipping(self) -> bool:
@@ -227,9 +247,7 @@ class JournalWriter:
         with link.lock:
             if link.up:
                 self._send_buffered(link)
-        left = link.close(SYNC_SECONDS)
-        with link.lock:
-            self._take_back(left)
+        self._take_back(link.close(SYNC_SECONDS))
 
     def steps(self) -> int:
         """How many ``flush_step`` calls write what is buffered now."""
@@ -454,8 +472,9 @@ async def flush_loop(state: AppState) -> None:
             await anyio.sleep(FLUSH_INTERVAL)
             if not w.pending():
                 continue
-            if wanted:  # at the first rows, not at start-up: `serve` answers ~0.1 s sooner without it
-                wanted = False
+            # At the first rows, not at start-up (`serve` answers ~0.1 s sooner without it); again
+            # after a while if it went away (killed, out of memory).
+            if wanted and w.restart_due():
                 w.start_process()
             if w.shipping:
                 w.ship()  # serialised and handed to the socket: ~2-3 µs a row on the loop, no waiting

@@ -9,7 +9,7 @@ Every frame of rows is kept here until the writer says it is done with its rows 
 each transaction), so no row is lost to the writer: when it is gone (it died, or could not start) or
 has not finished within the stop's wait (a machine too busy to give an idle-priority process any
 CPU: it is killed), ``take_back`` returns the rows it did not write and the worker writes them itself,
-as the in-process app does, from then on.
+as the in-process app does, until it starts another writer (server/journal.py: ``restart_due``).
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class JournalLink:
         if self._closing:  # its end of file, as asked
             return
         log.warning(
-            "journal writer process %s gone (%s); this worker writes its journal itself from now on",
+            "journal writer process %s gone (%s); this worker writes its journal until it starts another",
             self.proc.pid,
             type(exc).__name__ if exc is not None else "end of stream",
         )
