@@ -7,6 +7,7 @@ The wire between them (frames, acknowledgements) is tested on a real socket pair
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from live import Served
 from wxpartner.server import journal
@@ -196,6 +198,10 @@ def test_a_worker_whose_writer_died_writes_its_rows_and_starts_another(tmp_path:
             later = unsigned(http, 5)
             found_later = http.get("/sandbox/journal", params={"request_id": later[-1]}).json()["data"]
             assert [r["request_id"] for r in found_later] == [later[-1]]
+            exported = http.get("/metrics").text  # one worker: its own counters
+            assert 'wxpartner_journal_events_total{event="writer_restarted"} 1.0' in exported
+            taken = re.search(r'wxpartner_journal_events_total\{event="rows_taken_back"\} (\S+)', exported)
+            assert taken is not None and float(taken.group(1)) >= len(held)
     finally:
         served.stop()
     assert served.proc.stderr is not None
@@ -345,6 +351,25 @@ def test_rows_a_stalled_writer_holds_are_written_by_its_worker_at_a_stop(
     assert set(ids) == {
         f"{p}-{i}" for p, n in (("early", 100), ("late", 150), ("last", 10)) for i in range(n)
     }
+
+
+def _events(event: str) -> float:
+    return REGISTRY.get_sample_value("wxpartner_journal_events_total", {"event": event}) or 0.0
+
+
+def test_rows_left_out_or_taken_back_are_counted_in_metrics(
+    app: WxPartnerApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal, "MAX_BUFFER", 4)
+    w = journal.JournalWriter(app.state)
+    full, back = _events("buffer_full"), _events("rows_taken_back")
+    for row in _rows("kept", 6):
+        w.record(row)  # the two oldest go
+    w._take_back(_rows("back", 3))  # older still: to the head, the three newest go
+    assert _events("buffer_full") - full == 5 and w.dropped == 5
+    assert _events("rows_taken_back") - back == 3
+    w.flush()
+    assert sorted(_journaled(app)) == ["back-0", "back-1", "back-2", "kept-2"]
 
 
 def test_a_chunk_written_but_not_acknowledged_is_not_written_twice(app: WxPartnerApp) -> None:

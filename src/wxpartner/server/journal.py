@@ -38,6 +38,7 @@ from ..protocol.authorization import AuthorizationFormatError, parse_authorizati
 from ..protocol.errors import ApiError
 from ..protocol.messages import request_message
 from ..store import ops_repo
+from . import metrics
 from .http import RawRequest, RawResponse
 from .journal_link import JournalLink
 from .responses import error_fields
@@ -114,6 +115,7 @@ class JournalWriter:
             log.warning("journal writer process not started (%s); this worker writes its rows", exc)
             return
         if old is not None:
+            metrics.JOURNAL_WRITER_RESTARTED.inc()
             log.warning("journal writer process %s started in place of %s", self.link.proc.pid, old.proc.pid)
 
     def restart_due(self) -> bool:
@@ -148,6 +150,7 @@ class JournalWriter:
         with self._lock:
             if len(self._rows) == MAX_BUFFER:
                 self.dropped += 1
+                metrics.JOURNAL_BUFFER_FULL.inc()
             self._rows.append(row)
 
     def pending(self) -> int:
@@ -156,6 +159,7 @@ class JournalWriter:
     def _skip(self, claimed: str | None) -> None:
         with self._lock:
             self.unverified_skipped += 1
+            metrics.JOURNAL_UNVERIFIED_SKIPPED.inc()
             self._skipped_total += 1
             if claimed in self._skipped or len(self._skipped) < MAX_CLAIMS:
                 self._skipped[claimed] = self._skipped.get(claimed, 0) + 1
@@ -230,6 +234,7 @@ class JournalWriter:
         and its acknowledgement): the rows of theirs the journal already holds are left out."""
         if not rows:
             return
+        metrics.JOURNAL_TAKEN_BACK.inc(len(rows))
         try:
             there = ops_repo.journaled_request_ids(self.state.db, [r["request_id"] for r in rows[:CHUNK]])
         except Exception as exc:  # the database is down: writing them will fail and keep them too
@@ -268,6 +273,8 @@ class JournalWriter:
             chunk = [storable(row) for row in chunk]
             done, dropped, failure = ops_repo.write_journal_chunk(self.state.db, chunk, self.keep)
             self.dropped += dropped
+            if dropped:
+                metrics.JOURNAL_UNSTORABLE.inc(dropped)
             if failure is not None:
                 self._keep(chunk[done:], failure)
             return done
@@ -277,7 +284,12 @@ class JournalWriter:
         self._put_back(rows)
 
     def _put_back(self, rows: list[dict[str, Any]]) -> None:
+        """``rows`` (older than the buffer's) to its head; a full buffer loses its newest rows."""
         with self._lock:
+            over = len(self._rows) + len(rows) - MAX_BUFFER
+            if over > 0:
+                self.dropped += over
+                metrics.JOURNAL_BUFFER_FULL.inc(over)
             self._rows.extendleft(reversed(rows))
 
     def observe(

@@ -45,6 +45,19 @@ CALLBACKS = Counter(
     "wxpartner_callback_deliveries_total", "Callback delivery attempts, by outcome", ["outcome"]
 )
 FAULTS = Counter("wxpartner_faults_injected_total", "Sandbox faults injected, by kind", ["kind"])
+JOURNAL = Counter(
+    "wxpartner_journal_events_total",
+    "Request journal rows left out (buffer_full: the database unreachable for long, unstorable: refused "
+    "for their data, unverified_skipped: beyond the rate of unsigned or badly signed requests), rows "
+    "taken back from a journal writer process that ended without writing them (rows_taken_back), and "
+    "writer processes started in place of one gone (writer_restarted)",
+    ["event"],
+)
+JOURNAL_BUFFER_FULL = JOURNAL.labels(event="buffer_full")
+JOURNAL_UNSTORABLE = JOURNAL.labels(event="unstorable")
+JOURNAL_UNVERIFIED_SKIPPED = JOURNAL.labels(event="unverified_skipped")
+JOURNAL_TAKEN_BACK = JOURNAL.labels(event="rows_taken_back")
+JOURNAL_WRITER_RESTARTED = JOURNAL.labels(event="writer_restarted")
 
 
 def callback_delivered(outcome: str) -> None:
