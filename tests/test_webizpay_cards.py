@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from conftest import SANDBOX_TOKEN, quiet_control
@@ -27,6 +28,7 @@ from wxpartner.protocol.times import format_rfc3339, parse_rfc3339
 from wxpartner.server.app import WxPartnerApp, create_app
 from wxpartner.server.settings import Settings
 from wxpartner.store import sandbox as sandbox_store
+from wxpartner.store import webizpay_repo
 from wxpartner.store.webizpay_repo import WebizpayRepo
 from wxpartner.store.webizpay_tables import webizpay_cards
 
@@ -727,6 +729,55 @@ def test_the_sweep_disables_every_due_card_not_one_batch(settings: Settings) -> 
         _many_due_cards(control, 230)
         _round(app.state)
         assert len(events(app, "WEBIZPAY.QUOTACARDEXPIRED")) == 230
+
+
+def test_the_sweep_disables_a_batch_in_one_statement(settings: Settings, backend: str) -> None:
+    """A batch of due cards is disabled by one UPDATE (on PostgreSQL it takes their row locks in
+    card_no order) with its callbacks inserted together: a card at a time took two statements each
+    (≈ 60 µs a card on SQLite, ≈ 0.35 ms on PostgreSQL). Each card is still disabled at its own end
+    time, with one callback saying so, and a card not due is left alone."""
+    with quiet_control(settings) as (app, control):
+        _many_due_cards(control, 230)
+        now = control.get("/sandbox/clock").json()["now_ts"]
+        person = {"sp_mchid": SP_A, "sub_mchid": SUB_A, "user_id": "user_late"}
+        late = {
+            **person,
+            "out_card_no": "not_due",
+            "amount": 100,
+            "card_name": "卡",
+            "effective_end_time": format_rfc3339(dt.datetime.fromtimestamp(now + 86400, dt.UTC)),
+        }
+        employee = {**person, "employee_id": "WeBizPay_late"}
+        loaded = control.post(
+            "/sandbox/scenario", json={"webizpay": {"employees": [employee], "cards": [late]}}
+        )
+        assert loaded.status_code == 200, loaded.text
+        with statements_in_writes(app.state.db) as seen:
+            assert control.post("/sandbox/webizpay/sweep").json()["expired"] == 230
+        updates = [sql for sql in seen if sql.lstrip().upper().startswith("UPDATE WEBIZPAY_CARDS")]
+        assert len(updates) == 2, seen  # 200, then 30
+        assert len(seen) <= 8, seen  # and no statement per card
+        with app.state.db.read() as conn:
+            t = webizpay_cards
+            cards = conn.execute(
+                sa.select(t.c.card_no, t.c.state, t.c.end_at, t.c.disabled_at, t.c.reason)
+            ).all()
+        assert [c.state for c in cards if c.end_at > now] == ["ACTIVE"]
+        cards = [c for c in cards if c.end_at < now]
+        assert len(cards) == 230 and {c.state for c in cards} == {"DISABLED"}
+        assert all(c.disabled_at == c.end_at and c.reason for c in cards)
+        sent = {e["card_no"]: e for e in events(app, "WEBIZPAY.QUOTACARDEXPIRED")}
+        assert len(sent) == 230
+        for c in cards:
+            assert parse_rfc3339(sent[c.card_no]["card_disabled_time"]).timestamp() == int(c.end_at)
+        if backend == "sqlite":  # the batch looked up by card_no, not every ACTIVE card walked by state
+            # (the state checked again did that: 0.8-1.5 s for 2,000 cards among 300,000)
+            with app.state.db.read() as conn:
+                sql, order, defaults, _ = webizpay_repo._DISABLE_OVERDUE._entry(conn.dialect)
+                values = {**defaults, "now": now, "take": 200, "why": "x"}
+                args = tuple(values[name] for name in order) if order is not None else values
+                plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, args)]
+            assert not any(step.endswith("(state=?)") or step.startswith("SCAN") for step in plan), plan
 
 
 def _due_card_nos(app: WxPartnerApp, limit: int) -> list[str]:

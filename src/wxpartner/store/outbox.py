@@ -65,6 +65,12 @@ def enqueue(
     return str(values["id"])
 
 
+def enqueue_all(conn: Connection, notifications: list[dict[str, Any]]) -> None:
+    """``enqueue`` of several ``notification(...)`` values at once (one driver ``executemany``)."""
+    if notifications:
+        _ENQUEUE.run_many(conn, notifications)
+
+
 def notification(
     *, mchid: str, event_type: str, summary: str, resource: dict[str, Any], now: float
 ) -> dict[str, Any]:

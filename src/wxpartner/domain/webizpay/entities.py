@@ -8,7 +8,7 @@ import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...protocol.times import format_rfc3339
 
@@ -142,6 +142,16 @@ class Relation:
     authorized_at: float
     revoked_at: float | None = None
     reason: str | None = None
+
+
+class Overdue(NamedTuple):
+    """A card the expiry sweep disabled (at its end time): what its callback says of it."""
+
+    card_no: str
+    sp_mchid: str
+    sub_mchid: str
+    employee_id: str
+    end_at: float
 
 
 @dataclass(frozen=True, slots=True)
