@@ -134,13 +134,17 @@ class JournalLink:
                 self._down(None)
                 return
             self._acks += data
-            while len(self._acks) >= ACK_SIZE:
-                kind, n = read_ack(bytes(self._acks[:ACK_SIZE]))
-                del self._acks[:ACK_SIZE]
-                if kind == SYNCED:
-                    self._synced = max(self._synced, n)
-                else:
-                    self._forget(n)
+            self._count_acks()
+
+    def _count_acks(self) -> None:
+        """The whole acknowledgements received so far: a sync answered, or rows the writer is done with."""
+        while len(self._acks) >= ACK_SIZE:
+            kind, n = read_ack(bytes(self._acks[:ACK_SIZE]))
+            del self._acks[:ACK_SIZE]
+            if kind == SYNCED:
+                self._synced = max(self._synced, n)
+            else:
+                self._forget(n)
 
     def _forget(self, done: int) -> None:
         self._done = max(self._done, done)
@@ -203,11 +207,7 @@ class JournalLink:
             if not data:
                 break
             self._acks += data
-        while len(self._acks) >= ACK_SIZE:
-            kind, n = read_ack(bytes(self._acks[:ACK_SIZE]))
-            del self._acks[:ACK_SIZE]
-            if kind != SYNCED:
-                self._forget(n)
+        self._count_acks()
         self._acks.clear()
 
     def close(self, timeout: float) -> list[dict[str, Any]]:
