@@ -253,6 +253,10 @@ def test_frames_and_acknowledgements_on_a_socket_pair() -> None:
         ours.shutdown(socket.SHUT_WR)
         with pytest.raises(EOFError):
             frames.next(None)
+        theirs.sendall(jp.dropped_ack("buffer_full", 4) + jp.dropped_ack("unstorable", 1))
+        assert jp.read_ack(ours.recv(jp.ACK_SIZE)) == (b"F", 4)
+        assert jp.read_ack(ours.recv(jp.ACK_SIZE)) == (b"U", 1)
+        assert {jp.DROPPED[b"F"], jp.DROPPED[b"U"]} == {"buffer_full", "unstorable"}
         with pytest.raises(ValueError):
             jp.read_ack(b"X" + bytes(8))
 
@@ -370,6 +374,76 @@ def test_rows_left_out_or_taken_back_are_counted_in_metrics(
     assert _events("rows_taken_back") - back == 3
     w.flush()
     assert sorted(_journaled(app)) == ["back-0", "back-1", "back-2", "kept-2"]
+
+
+# A stand-in writer that drops rows: 3 beyond its pending bound and 2 its database refused, then
+# counts all 10 done with.
+_DROPPING_WRITER = """
+import socket, sys
+from wxpartner.server import journal_process as jp
+sock = socket.socket(fileno=int(sys.argv[-1]))
+frames = jp._Frames(sock)
+frames.next(None)
+sock.sendall(jp.dropped_ack("buffer_full", 3) + jp.dropped_ack("unstorable", 2) + jp.ack(jp.WRITTEN, 10))
+try:
+    frames.next(None)
+except EOFError:
+    pass
+"""
+
+
+def test_the_link_reports_the_rows_its_writer_dropped() -> None:
+    told: list[tuple[str, int]] = []
+    link = JournalLink((sys.executable, "-c", _DROPPING_WRITER), on_dropped=lambda e, n: told.append((e, n)))
+    with link.lock:
+        link.send_rows([{"request_id": f"r{i}", "status": 200} for i in range(10)])
+    assert link.close(5.0) == []  # all ten done with: nothing taken back
+    assert told == [("buffer_full", 3), ("unstorable", 2)]
+
+
+def test_a_writer_beyond_its_pending_bound_says_how_many_it_dropped(
+    app: WxPartnerApp, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's own bound (a database down for long): the oldest rows go, told as dropped before
+    they are counted done with, so the worker neither keeps nor writes them."""
+    monkeypatch.setattr(jp, "MAX_PENDING", 5)
+    ours, theirs = _pair()
+    writer = jp._Writer(theirs, database_url, keep=1000)
+    try:
+        writer.add(_rows("over", 7))
+        assert [r["request_id"] for r in writer.pending] == [f"over-{i}" for i in range(2, 7)]
+        writer.write_all()
+        acks = [jp.read_ack(ours.recv(jp.ACK_SIZE)) for _ in range(3)]
+        assert acks == [(b"F", 2), (jp.WRITTEN, 2), (jp.WRITTEN, 7)]
+        assert sorted(_journaled(app)) == [f"over-{i}" for i in range(2, 7)]
+    finally:
+        writer.db.dispose()
+        ours.close()
+        theirs.close()
+
+
+def test_rows_the_writer_process_dropped_are_counted_in_its_workers_metrics(
+    app: WxPartnerApp, settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row the database refuses for its data (a method longer than its column: PostgreSQL refuses
+    it, SQLite does not look at lengths) is dropped by the writer process and counted as unstorable in
+    the worker's /metrics, as the worker's own drops are."""
+    monkeypatch.setenv(ENV_VAR, settings.to_env())
+    w = journal.JournalWriter(app.state)
+    w.start_process()
+    before = _events("unstorable")
+    try:
+        good, bad = _rows("fine", 3), _rows("long", 1)
+        bad[0]["method"] = "M" * 40
+        for row in good + bad:
+            w.record(row)
+        assert w.ship() == 4
+        w.flush()  # the writer has written (or dropped) them and said so
+        refused = 1 if backend == "postgres" else 0
+        assert _events("unstorable") - before == refused and w.dropped == refused
+        assert sorted(_journaled(app)) == sorted(r["request_id"] for r in good + bad[: 1 - refused])
+    finally:
+        w.close_process()
 
 
 def test_a_chunk_written_but_not_acknowledged_is_not_written_twice(app: WxPartnerApp) -> None:

@@ -110,13 +110,19 @@ class JournalWriter:
             self._take_back(old.close(0))
         self._started_at = time.monotonic()
         try:
-            self.link = JournalLink()
+            self.link = JournalLink(on_dropped=self._writer_dropped)
         except OSError as exc:
             log.warning("journal writer process not started (%s); this worker writes its rows", exc)
             return
         if old is not None:
             metrics.JOURNAL_WRITER_RESTARTED.inc()
             log.warning("journal writer process %s started in place of %s", self.link.proc.pid, old.proc.pid)
+
+    def _writer_dropped(self, event: str, rows: int) -> None:
+        """Rows the writer process dropped (``event``: buffer_full, unstorable), counted as this
+        process's own: the worker's ``/metrics`` is where they are looked for."""
+        self.dropped += rows
+        metrics.JOURNAL.labels(event=event).inc(rows)
 
     def restart_due(self) -> bool:
         """No writer process yet, or it went away and another may start: two seconds after the

@@ -22,10 +22,10 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .journal_process import ACK_SIZE, SYNCED, frame, read_ack, unframe
+from .journal_process import ACK_SIZE, DROPPED, SYNCED, WRITTEN, frame, read_ack, unframe
 
 log = logging.getLogger("wxpartner.journal")
 
@@ -38,8 +38,11 @@ WRITER = (sys.executable, "-m", "wxpartner.server.journal_process")
 
 
 class JournalLink:
-    def __init__(self, command: Sequence[str] = WRITER) -> None:
-        """``command``: the writer's, given its socket's file descriptor number as its last argument."""
+    def __init__(
+        self, command: Sequence[str] = WRITER, on_dropped: Callable[[str, int], None] | None = None
+    ) -> None:
+        """``command``: the writer's, given its socket's file descriptor number as its last argument;
+        ``on_dropped(event, rows)``: told of the rows the writer dropped (``journal_process.DROPPED``)."""
         ours, theirs = socket.socketpair()
         try:
             self.proc: subprocess.Popen[bytes] = subprocess.Popen(
@@ -69,6 +72,7 @@ class JournalLink:
         self._synced = 0
         self._syncs = 0
         self._closing = False
+        self._on_dropped = on_dropped
 
     def room(self) -> bool:
         return self.up and self._kept_bytes < MAX_KEPT
@@ -137,14 +141,17 @@ class JournalLink:
             self._count_acks()
 
     def _count_acks(self) -> None:
-        """The whole acknowledgements received so far: a sync answered, or rows the writer is done with."""
+        """The whole acknowledgements received so far: a sync answered, rows the writer is done with,
+        or rows it dropped."""
         while len(self._acks) >= ACK_SIZE:
             kind, n = read_ack(bytes(self._acks[:ACK_SIZE]))
             del self._acks[:ACK_SIZE]
             if kind == SYNCED:
                 self._synced = max(self._synced, n)
-            else:
+            elif kind == WRITTEN:
                 self._forget(n)
+            elif self._on_dropped is not None:
+                self._on_dropped(DROPPED[kind], n)
 
     def _forget(self, done: int) -> None:
         self._done = max(self._done, done)

@@ -18,6 +18,9 @@ of a 4-byte big-endian length and a ``marshal``-ed tuple:
 - ``("sync", n)``: answered ``b"S"`` + ``n`` once every row received before it is written or dropped
   (a reader's flush: it finds its worker's requests), or after 4 s of a database that refuses them
   (they stay pending);
+- rows it drops are also told, before they are counted done with: ``b"F"`` + how many went because
+  more than ``MAX_PENDING`` waited, ``b"U"`` + how many the database refused for their data; the
+  worker counts them in its ``/metrics`` (``wxpartner_journal_events_total``, as its own drops);
 - end of file (the worker is stopping): what is pending is written, then the process exits.
 
 The database comes from the worker's settings (``WXPARTNER_SETTINGS``, inherited): its URL may hold a
@@ -70,6 +73,9 @@ def unframe(data: bytes) -> tuple[Any, ...]:
 
 
 SYNCED, WRITTEN = b"S", b"W"
+# Rows dropped, by the event the worker counts them as (server/metrics.py: JOURNAL).
+DROPPED = {b"F": "buffer_full", b"U": "unstorable"}
+_DROP_KIND = {event: kind for kind, event in DROPPED.items()}
 
 
 def ack(kind: bytes, n: int) -> bytes:
@@ -79,10 +85,15 @@ def ack(kind: bytes, n: int) -> bytes:
 ACK_SIZE = _ACK.size
 
 
+def dropped_ack(event: str, n: int) -> bytes:
+    return _ACK.pack(_DROP_KIND[event], n)
+
+
 def read_ack(data: bytes) -> tuple[bytes, int]:
-    """(SYNCED, the sync's number) or (WRITTEN, the rows done with so far)."""
+    """(SYNCED, the sync's number), (WRITTEN, the rows done with so far) or (a ``DROPPED`` kind, how
+    many rows were just dropped)."""
     kind, n = _ACK.unpack(data)
-    if kind not in (SYNCED, WRITTEN):
+    if kind not in (SYNCED, WRITTEN) and kind not in DROPPED:
         raise ValueError(f"not an acknowledgement: {data!r}")
     return kind, int(n)
 
@@ -134,6 +145,7 @@ class _Writer:
             for _ in range(over):
                 self.pending.popleft()
             log.warning("journal writer %d rows behind: the %d oldest dropped", MAX_PENDING, over)
+            self.sock.sendall(dropped_ack("buffer_full", over))
             self._done_with(over)
 
     def _done_with(self, rows: int) -> None:
@@ -148,7 +160,9 @@ class _Writer:
         if time.monotonic() < self.retry_at:
             return False
         chunk = [self.pending.popleft() for _ in range(min(CHUNK, len(self.pending)))]
-        done, _, failure = ops_repo.write_journal_chunk(self.db, chunk, self.keep)  # drops are logged
+        done, dropped, failure = ops_repo.write_journal_chunk(self.db, chunk, self.keep)  # and logged
+        if dropped:
+            self.sock.sendall(dropped_ack("unstorable", dropped))
         self._done_with(done)
         if failure is None:
             return True
